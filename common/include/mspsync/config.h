@@ -1,0 +1,40 @@
+/*
+ * config.h — one table of settings per service, read from the environment.
+ *
+ * Each service declares a static array of msp_config_entry_t ending with {NULL}. The same table
+ * feeds the environment parser, `--help` (name, type, default, description) and docs/configuration.md.
+ * Values are validated (integers in [min,max], booleans 0/1/true/false/yes/no) and an invalid
+ * value is an error naming the variable, never a silent default.
+ */
+#ifndef MSPSYNC_CONFIG_H
+#define MSPSYNC_CONFIG_H
+
+#include <stddef.h>
+
+typedef enum { MSP_CFG_STR, MSP_CFG_INT, MSP_CFG_BOOL } msp_cfg_type_t;
+
+typedef struct msp_config_entry_s {
+    const char    *name;        /**< environment variable, e.g. "MSPSYNC_KAFKA_BROKERS" */
+    msp_cfg_type_t type;
+    const char    *def;         /**< default as text; NULL = required (STR only) */
+    const char    *help;        /**< one line for --help and the docs */
+    void          *dest;        /**< STR: char ** (set to a heap copy), INT: long long *, BOOL: int * */
+    long long      min, max;    /**< INT bounds (inclusive); ignored when min == max == 0 */
+    int            secret;      /**< 1: never printed, even by --help's current-value column */
+} msp_config_entry_t;
+
+/**
+ * @brief Fill every entry's dest from the environment (or its default).
+ * argv is scanned for "--help"/"-h": the table is printed to stdout and 1 is returned.
+ * @returns 0 ok, 1 help printed (caller exits 0), -1 error (text in errstr).
+ */
+int msp_config_load(const char *service, const msp_config_entry_t *tbl, int argc, char **argv,
+                    char *errstr, size_t errstr_size);
+
+/** @brief Print the table as a Markdown table (used to generate docs/configuration.md). */
+void msp_config_print_markdown(const char *service, const msp_config_entry_t *tbl);
+
+/** @brief free() every STR dest the table filled. */
+void msp_config_free(const msp_config_entry_t *tbl);
+
+#endif

@@ -1,0 +1,59 @@
+/*
+ * crypto.h — secrets at rest (AES-256-GCM) and message signatures (HMAC-SHA256).
+ *
+ * Sealed format (printable, safe to store in Redis): "v1:" base64(nonce[12] | ciphertext | tag[16]).
+ * The associated data (AAD) binds a ciphertext to where it is stored (e.g. "acme/syncro"), so a
+ * ciphertext copied to another tenant's key fails to open.
+ *
+ * The key comes from MSPSYNC_SECRET_KEY (64 hex chars or base64 of 32 bytes) or from the file
+ * named by MSPSYNC_SECRET_KEY_FILE (same encodings, surrounding whitespace ignored).
+ */
+#ifndef MSPSYNC_CRYPTO_H
+#define MSPSYNC_CRYPTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct msp_secret_key_s {
+    unsigned char key[32];
+} msp_secret_key_t;
+
+/** @brief Load the key from the environment (see above). @returns 0 or -1 with errstr. */
+int msp_secret_key_load(msp_secret_key_t *k, char *errstr, size_t errstr_size);
+
+/** @brief Parse a key from text (64 hex chars or base64 of 32 bytes). @returns 0 or -1. */
+int msp_secret_key_parse(msp_secret_key_t *k, const char *text, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Encrypt plaintext with a fresh random nonce.
+ * @returns a new NUL-terminated "v1:..." string (caller frees), or NULL on error.
+ */
+char *msp_secret_seal(const msp_secret_key_t *k, const char *aad, const char *plaintext,
+                      size_t plaintext_len);
+
+/**
+ * @brief Decrypt and authenticate a sealed string.
+ * @returns a new NUL-terminated plaintext (caller frees, ideally after msp_secure_zero), or NULL
+ *          when the input is malformed, the AAD differs, or the tag does not verify.
+ */
+char *msp_secret_open(const msp_secret_key_t *k, const char *aad, const char *sealed,
+                      size_t *plaintext_len);
+
+/** @brief Zero memory in a way the compiler may not remove. */
+void msp_secure_zero(void *p, size_t n);
+
+/** @brief HMAC-SHA256 of data, written as 64 lowercase hex chars + NUL into out[65]. */
+void msp_hmac_sha256_hex(const void *key, size_t key_len, const void *data, size_t data_len,
+                         char out[65]);
+
+/** @brief Constant-time comparison of two NUL-terminated strings. @returns 1 equal, 0 not. */
+int msp_consttime_streq(const char *a, const char *b);
+
+/** @brief Standard base64 (with padding). @returns new string / new buffer (len in *out_len) or NULL. */
+char *msp_base64_encode(const unsigned char *data, size_t len);
+unsigned char *msp_base64_decode(const char *text, size_t *out_len);
+
+/** @brief n random bytes as 2n lowercase hex chars into out (size >= 2n+1). @returns 0 or -1. */
+int msp_random_hex(char *out, size_t nbytes);
+
+#endif

@@ -1,0 +1,77 @@
+/*
+ * kafka.h — the Kafka spine: topic names, producer and consumer set-up, dead-lettering.
+ *
+ * Producers are idempotent (enable.idempotence=true: acks=all, ordered, no duplicates from
+ * retries) and batched (linger.ms); callers never flush per message. Consumers are group members
+ * with enable.auto.offset.store=false: a worker calls rd_kafka_offsets_store() only after the
+ * message's side effect succeeded (at-least-once); the background auto-commit then commits what
+ * was stored.
+ *
+ * Topic names get MSPSYNC_TOPIC_PREFIX prepended (default ""), so that several test runs or
+ * environments can share one cluster.
+ */
+#ifndef MSPSYNC_KAFKA_H
+#define MSPSYNC_KAFKA_H
+
+#include <stddef.h>
+#include <librdkafka/rdkafka.h>
+
+#define MSP_TOPIC_SYNC_JOBS   "sync.jobs"
+#define MSP_TOPIC_RAW_RECORDS "raw.records"
+#define MSP_TOPIC_SYNC_EVENTS "sync.events"
+#define MSP_TOPIC_CUSTOMERS   "customers"
+#define MSP_TOPIC_ASSETS      "assets"
+#define MSP_TOPIC_DLQ         "dlq"
+
+/** @brief Set the prefix (copied). Call once at start-up before msp_topic(). */
+void msp_topic_prefix_set(const char *prefix);
+
+/** @brief The full topic name for a base name. Borrowed, valid until exit. */
+const char *msp_topic(const char *base);
+
+/**
+ * @brief An idempotent producer. dr_cb (may be NULL) gets every delivery report with the
+ * message's opaque; opaque is passed to rd_kafka_conf_set_opaque.
+ * @returns new handle or NULL (errstr).
+ */
+rd_kafka_t *msp_kafka_producer_new(const char *brokers, const char *client_id,
+                                   void (*dr_cb)(rd_kafka_t *, const rd_kafka_message_t *, void *),
+                                   void *opaque, char *errstr, size_t errstr_size);
+
+/**
+ * @brief A group consumer subscribed to the NULL-terminated topics (full names), with
+ * auto.offset.reset=earliest and manual offset store. rebalance_cb may be NULL.
+ * @returns new handle or NULL (errstr).
+ */
+rd_kafka_t *msp_kafka_consumer_new(const char *brokers, const char *group, const char *client_id,
+                                   const char **topics,
+                                   void (*rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t,
+                                                        rd_kafka_topic_partition_list_t *, void *),
+                                   void *opaque, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Create the mspsync topics if missing (customers and assets compacted), waiting up to
+ * timeout_ms. Existing topics are left as they are. @returns 0 or -1 (errstr).
+ */
+int msp_kafka_ensure_topics(const char *brokers, int partitions, int timeout_ms,
+                            char *errstr, size_t errstr_size);
+
+/**
+ * @brief Produce a copy of src (key, value, headers) to the dlq topic with headers
+ * x-dlq-reason, x-dlq-service, x-dlq-source-topic, x-dlq-source-partition,
+ * x-dlq-source-offset, x-dlq-failed-at. Asynchronous; the delivery report carries `opaque`.
+ * @returns 0 or -1 when the produce call itself failed.
+ */
+int msp_kafka_dead_letter(rd_kafka_t *producer, const rd_kafka_message_t *src,
+                          const char *service, const char *reason, void *opaque);
+
+/**
+ * @brief Produce to a topic (full name) with copy semantics; headers may be NULL (destroyed by
+ * the call on success, left to the caller on failure). Retries internally while the local queue
+ * is full (serving delivery reports with rd_kafka_poll). @returns 0 or -1.
+ */
+int msp_kafka_produce(rd_kafka_t *producer, const char *topic, const void *key, size_t key_len,
+                      const void *value, size_t value_len, rd_kafka_headers_t *headers,
+                      void *opaque);
+
+#endif

@@ -1,0 +1,46 @@
+/*
+ * log.h — JSON-lines logging for every mspsync process.
+ *
+ * One line per event on stderr: {"ts":"2026-11-23T21:45:00.123Z","level":"info",
+ * "service":"fetcher","event":"sync.page","tenant":"acme","msg":"...","file":"x.c","line":12}
+ * ("file"/"line" only for warn and error). The MSP_LOG macro checks the level before
+ * evaluating its arguments, so a debug line costs nothing in production.
+ *
+ * Secrets: callers never pass secrets. As defence in depth, every string registered with
+ * msp_log_redact() is replaced by "[REDACTED]" in the formatted message before it is written.
+ */
+#ifndef MSPSYNC_LOG_H
+#define MSPSYNC_LOG_H
+
+typedef enum {
+    MSP_LOG_DEBUG = 0,
+    MSP_LOG_INFO  = 1,
+    MSP_LOG_WARN  = 2,
+    MSP_LOG_ERROR = 3,
+} msp_log_level_t;
+
+extern msp_log_level_t msp_log_min_level;
+
+/** @brief Set the service name and minimum level ("debug","info","warn","error"; NULL = info). */
+void msp_log_init(const char *service, const char *level);
+
+/** @brief Register a secret string to scrub from every later log line (copied; max 64). */
+void msp_log_redact(const char *secret);
+
+/** @brief Write one JSON line. tenant and event may be NULL. Use MSP_LOG instead. */
+void msp_log_write(msp_log_level_t level, const char *file, int line, const char *event,
+                   const char *tenant, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+#define MSP_LOG(level, event, tenant, ...)                                           \
+    do {                                                                             \
+        if ((level) >= msp_log_min_level)                                            \
+            msp_log_write((level), __FILE__, __LINE__, (event), (tenant), __VA_ARGS__); \
+    } while (0)
+
+#define MSP_DEBUG(ev, t, ...) MSP_LOG(MSP_LOG_DEBUG, ev, t, __VA_ARGS__)
+#define MSP_INFO(ev, t, ...)  MSP_LOG(MSP_LOG_INFO, ev, t, __VA_ARGS__)
+#define MSP_WARN(ev, t, ...)  MSP_LOG(MSP_LOG_WARN, ev, t, __VA_ARGS__)
+#define MSP_ERROR(ev, t, ...) MSP_LOG(MSP_LOG_ERROR, ev, t, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,55 @@
+/*
+ * redis.h — the small shared state: keys, GCRA rate limiting, cursors, idempotency keys.
+ *
+ * Every key is "mspsync:{<tenant>}:<rest>" — the {tenant} hash tag keeps a tenant's keys in one
+ * Redis Cluster slot. Global keys use the pseudo-tenant "_" (rate-limit buckets use the vendor
+ * account id as the tag: "mspsync:{syncro:<account>}:rl").
+ *
+ * Calls are synchronous (hiredis blocking context, loopback latency). A redisContext whose err is
+ * set is unusable: msp_redis_ensure() replaces it.
+ */
+#ifndef MSPSYNC_REDIS_H
+#define MSPSYNC_REDIS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <hiredis/hiredis.h>
+
+/** @brief Connect to "host:port" or "redis://host:port[/db]" (timeout 2 s). @returns new or NULL. */
+redisContext *msp_redis_connect(const char *url, char *errstr, size_t errstr_size);
+
+/** @brief Reconnect *c if it is NULL or in error. @returns 0 usable, -1 not (errstr). */
+int msp_redis_ensure(redisContext **c, const char *url, char *errstr, size_t errstr_size);
+
+/** @brief "mspsync:{tenant}:" + printf(fmt, ...) into buf. @returns length (truncated → -1). */
+int msp_key(char *buf, size_t size, const char *tenant, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/**
+ * @brief Take `cost` tokens from a GCRA bucket (one Lua script; the clock is Redis TIME, so every
+ * replica agrees). The bucket allows `rate_per_sec` on average and bursts of up to `burst`.
+ * The script runs by EVALSHA and falls back to EVAL on NOSCRIPT (after a Redis restart/flush).
+ * @returns 1 allowed; 0 limited (*retry_after_ms = wait before trying again); -1 error (errstr).
+ */
+int msp_gcra_take(redisContext *c, const char *key, double rate_per_sec, int burst, int cost,
+                  int64_t *retry_after_ms, char *errstr, size_t errstr_size);
+
+/** @brief GET key. @returns new string (caller frees) or NULL when absent; *err = -1 on error. */
+char *msp_redis_get(redisContext *c, const char *key, int *err);
+
+/**
+ * @brief Compare-and-set in one Lua script: set key to newval (NULL = delete) only if its current
+ * value equals expected (NULL = the key must not exist).
+ * @returns 1 swapped, 0 current value differs, -1 error.
+ */
+int msp_cursor_cas(redisContext *c, const char *key, const char *expected, const char *newval);
+
+/**
+ * @brief Claim an idempotency key: SET key value NX PX ttl_ms (ttl 0 = no expiry).
+ * @returns 1 claimed; 0 already held (*existing = new copy of the holder's value when non-NULL);
+ *          -1 error.
+ */
+int msp_idem_claim(redisContext *c, const char *key, const char *value, int64_t ttl_ms,
+                   char **existing);
+
+#endif
