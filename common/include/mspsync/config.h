@@ -20,12 +20,18 @@ typedef struct msp_config_entry_s {
     const char    *help;        /**< one line for --help and the docs */
     void          *dest;        /**< STR: char ** (set to a heap copy), INT: long long *, BOOL: int * */
     long long      min, max;    /**< INT bounds (inclusive); ignored when min == max == 0 */
-    int            secret;      /**< 1: never printed, even by --help's current-value column */
+    int            secret;      /**< 1: value never printed (--help/Markdown show "(secret)") */
 } msp_config_entry_t;
 
 /**
  * @brief Fill every entry's dest from the environment (or its default).
- * argv is scanned for "--help"/"-h": the table is printed to stdout and 1 is returned.
+ * argv is scanned for "--help"/"-h": the table is printed to stdout and 1 is returned
+ * ("--help-markdown": the same as a Markdown table, for docs/configuration.md).
+ * An empty variable counts as unset. All-or-nothing: on error no dest is written and nothing is
+ * allocated; errstr names every invalid variable, "; "-separated (e.g. "MSPSYNC_X: not an
+ * integer: 'abc'", "MSPSYNC_X: must be between 1 and 100", "MSPSYNC_X is required"), never
+ * quoting a secret entry's value. STR dests are overwritten without being freed: call
+ * msp_config_free() before loading the same table again. A NULL dest validates only.
  * @returns 0 ok, 1 help printed (caller exits 0), -1 error (text in errstr).
  */
 int msp_config_load(const char *service, const msp_config_entry_t *tbl, int argc, char **argv,
@@ -34,7 +40,7 @@ int msp_config_load(const char *service, const msp_config_entry_t *tbl, int argc
 /** @brief Print the table as a Markdown table (used to generate docs/configuration.md). */
 void msp_config_print_markdown(const char *service, const msp_config_entry_t *tbl);
 
-/** @brief free() every STR dest the table filled. */
+/** @brief free() every STR dest the table filled (secret ones wiped first) and set it to NULL. */
 void msp_config_free(const msp_config_entry_t *tbl);
 
 #endif

@@ -18,7 +18,11 @@ typedef struct msp_secret_key_s {
     unsigned char key[32];
 } msp_secret_key_t;
 
-/** @brief Load the key from the environment (see above). @returns 0 or -1 with errstr. */
+/**
+ * @brief Load the key from the environment (see above). An empty variable counts as unset; setting
+ *        both variables is an error (no silent precedence). errstr never contains key text.
+ * @returns 0 or -1 with errstr.
+ */
 int msp_secret_key_load(msp_secret_key_t *k, char *errstr, size_t errstr_size);
 
 /** @brief Parse a key from text (64 hex chars or base64 of 32 bytes). @returns 0 or -1. */
@@ -49,7 +53,12 @@ void msp_hmac_sha256_hex(const void *key, size_t key_len, const void *data, size
 /** @brief Constant-time comparison of two NUL-terminated strings. @returns 1 equal, 0 not. */
 int msp_consttime_streq(const char *a, const char *b);
 
-/** @brief Standard base64 (with padding). @returns new string / new buffer (len in *out_len) or NULL. */
+/**
+ * @brief Standard base64 (RFC 4648 alphabet, with padding, no line breaks).
+ * Decoding is strict: length a multiple of 4, no whitespace, '=' only as trailing padding;
+ * anything else gives NULL. The decoded buffer is NUL-terminated (the NUL not counted in *out_len).
+ * @returns new string / new buffer (len in *out_len, may be NULL) or NULL; caller frees.
+ */
 char *msp_base64_encode(const unsigned char *data, size_t len);
 unsigned char *msp_base64_decode(const char *text, size_t *out_len);
 

@@ -12,6 +12,8 @@
 #ifndef MSPSYNC_LOG_H
 #define MSPSYNC_LOG_H
 
+#include <stdio.h>
+
 typedef enum {
     MSP_LOG_DEBUG = 0,
     MSP_LOG_INFO  = 1,
@@ -21,10 +23,25 @@ typedef enum {
 
 extern msp_log_level_t msp_log_min_level;
 
-/** @brief Set the service name and minimum level ("debug","info","warn","error"; NULL = info). */
+/**
+ * @brief Set the service name (copied, max 63 chars) and minimum level ("debug", "info", "warn"
+ *        or "warning", "error"; case-insensitive; NULL or "" = info). The caller reads
+ *        MSPSYNC_LOG_LEVEL. An unknown level selects info and logs a "log.bad_level" warning.
+ *        Call once at start-up, before other threads log.
+ */
 void msp_log_init(const char *service, const char *level);
 
-/** @brief Register a secret string to scrub from every later log line (copied; max 64). */
+/**
+ * @brief Send log lines to f (borrowed; must outlive its use) instead of stderr; NULL = stderr.
+ *        For tests. Call before other threads log.
+ */
+void msp_log_set_stream(FILE *f);
+
+/**
+ * @brief Register a secret string to scrub from every later log line (copied; max 64 secrets;
+ *        strings shorter than 4 chars are ignored, they would redact ordinary words). Thread-safe.
+ *        The copies live until the process exits.
+ */
 void msp_log_redact(const char *secret);
 
 /** @brief Write one JSON line. tenant and event may be NULL. Use MSP_LOG instead. */
