@@ -7,7 +7,13 @@
  * only http and https are allowed; a response body over max_body bytes fails the request.
  *
  * The callback runs on the loop thread exactly once per request, also when msp_http_destroy()
- * cancels it (status 0, curl_code CURLE_ABORTED_BY_CALLBACK, errstr "cancelled").
+ * cancels it (status 0, curl_code CURLE_ABORTED_BY_CALLBACK, errstr "cancelled"). It never runs
+ * from inside msp_http_request(). A callback may start new requests and may call
+ * msp_http_destroy() (the client is freed once the callback returns).
+ *
+ * Any failed transfer reports status 0 with errstr set, also when a response had begun (cut off,
+ * or over max_body: errstr "response body larger than N bytes"), so a partial answer is never
+ * classified OK. body is never NULL in the callback (an empty string on failure) unless stolen.
  */
 #ifndef MSPSYNC_HTTP_H
 #define MSPSYNC_HTTP_H
@@ -75,6 +81,15 @@ char *msp_http_steal_body(msp_http_response_t *res);
 /** @brief Generic classification of one attempt (see msp_http_outcome_t). */
 msp_http_outcome_t msp_http_classify(const msp_http_response_t *res);
 
+/** @brief "ok", "retry", "fatal", "deadletter" (static string). */
 const char *msp_http_outcome_name(msp_http_outcome_t o);
+
+/**
+ * @brief The target of the first link with rel="next" in a Link header value (RFC 8288):
+ * `<u1>; rel="prev", <u2>; rel=next` → "u2". rel is matched case-insensitively, quoted or not,
+ * also inside a space-separated list (rel="last next"). Used for msp_http_response_t.link_next.
+ * @returns a new string (caller frees), or NULL when there is none or value is NULL.
+ */
+char *msp_http_parse_link_next(const char *value);
 
 #endif

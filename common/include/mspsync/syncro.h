@@ -29,21 +29,28 @@ int msp_syncro_base_url(const char *subdomain, const char *base_url, char *out, 
  */
 void msp_syncro_account_id(const char *base_url, char *out, size_t out_size);
 
-/** @brief "<base>/<resource>?page=<page>" (+ "&per_page=N" when per_page > 0). */
+/**
+ * @brief "<base>/<resource>?page=<page>" (+ "&per_page=N" when per_page > 0). A resource that
+ * already has a query ("tickets?status=Open") gets "&page=". Leading '/' of resource ignored.
+ * @returns 0, or -1 when page < 1 or out is too small.
+ */
 int msp_syncro_list_url(const char *base_url, const char *resource, int page, int per_page,
                         char *out, size_t out_size);
 
-/** @brief "Authorization: Bearer <key>" into out. */
+/** @brief "Authorization: Bearer <key>" into out (key trimmed, control characters dropped). */
 void msp_syncro_auth_header(const char *api_key, char *out, size_t out_size);
 
 typedef struct msp_syncro_page_s {
     json_t *items;        /**< new reference: the array under the resource key */
     int     page;         /**< meta.page, or the requested page when absent */
-    int     total_pages;  /**< meta.total_pages; 1 when meta is absent and items came back */
+    int     total_pages;  /**< meta.total_pages (integer or numeric string). Without it the answer
+                               is the whole list: requested_page when items came back, else
+                               requested_page - 1 (min 0), so a pager looping while
+                               page < total_pages stops either way */
 } msp_syncro_page_t;
 
 /**
- * @brief Parse a list page {"<key>":[...],"meta":{...}}.
+ * @brief Parse a list page {"<key>":[...],"meta":{...}}. out->page is meta.page when present.
  * @returns 0 (out->items set, release with json_decref), or -1 when the body is not JSON or the
  *          key is missing / not an array (errstr says which).
  */
@@ -55,6 +62,10 @@ int msp_syncro_parse_page(const char *body, size_t len, const char *key, int req
  * {"error":"x"}, {"error":[..]}, {"errors":"x"}, {"errors":{"f":[..]}}, {"message":"x"},
  * {"message":[..]} (with "success":false), {"record":{..},"errors":"a, b"}, empty, non-JSON text.
  * Never empty: falls back to "HTTP <status>" (+ a short text excerpt). Control chars removed.
+ * Arrays join with "; "; {"errors":{"name":["a","b"]}} → "name a; name b" (Rails "base" errors
+ * carry no field name); empty → "HTTP 502 Bad Gateway (empty body)"; non-JSON or HTML →
+ * "HTTP 503: <text, tags/script/style removed, whitespace collapsed, first 120 characters>"
+ * ("..." when cut). Output is one line of valid UTF-8 (bad bytes become '?').
  */
 void msp_syncro_error_message(long status, const char *body, size_t len, char *out,
                               size_t out_size);
@@ -70,8 +81,11 @@ const char *msp_syncro_permission_for(const char *method, const char *resource_p
 /**
  * @brief Describe a failed call for status pages and logs (never includes the key):
  * "Syncro GET /customer_assets answered 401: Not authorized. Please ask ... — the API key's
- * group lacks the permission \"Assets - List/Search\"", "... could not connect: <curl text>", or
- * for 404 on /me: "... — check the subdomain". @returns out.
+ * group lacks the permission \"Assets - List/Search\"", "... could not connect: <curl text>",
+ * "... timed out: <curl text>", "... was cancelled", 401 without a permission text:
+ * "... — the API key is invalid, expired or revoked", 404 on /me: "... — check the Syncro
+ * subdomain", 429: "... — Syncro's rate limit (180 requests per minute) was hit; it asked to wait
+ * N s". The query string of resource_path is never printed. @returns out.
  */
 char *msp_syncro_describe(const msp_http_response_t *res, const char *method,
                           const char *resource_path, char *out, size_t out_size);
