@@ -13,6 +13,21 @@
  *    "customer_ref":"syncro:42","updated_at":"...","gone":false}
  * Missing optional facts are JSON null (macs: []). Vendor ids are kept as decimal strings so that
  * 64-bit ids survive every JSON consumer. MACs are upper-case, colon-separated, de-duplicated.
+ *
+ * Syncro mapping rules (the normalizer and the tests rely on them):
+ * - Vendor ids ("id", "customer_id"): a positive JSON integer or a string of decimal digits that
+ *   fits a positive int64; anything else is no id. customer_ref is "syncro:<customer_id>" or null.
+ * - Strings are trimmed; empty or non-string values become null (never an error). updated_at is
+ *   copied as given (not trimmed).
+ * - Customer name: business_then_name, else business_name, else fullname, else
+ *   "firstname lastname" (either alone when the other is missing), else null.
+ *   disabled: a JSON boolean, or Syncro's string flags "true"/"false"; else null.
+ * - Asset: name, asset_type from the top level. From properties.kabuto_information (an object,
+ *   or a JSON-encoded string of one): serial = general.serial_number, falling back to the
+ *   top-level asset_serial; manufacturer, model, form_factor from general; os = {name, build}
+ *   from os (null when both are missing); macs from network_adapters[].physical_address,
+ *   normalized, invalid ones and the placeholders 00:00:00:00:00:00 and FF:FF:FF:FF:FF:FF
+ *   dropped, de-duplicated and sorted.
  */
 #ifndef MSPSYNC_MODEL_H
 #define MSPSYNC_MODEL_H
@@ -25,7 +40,9 @@
 /**
  * @brief Map a Syncro customer object (as listed by GET /customers) to a canonical customer.
  * @returns new reference, or NULL with errstr when the payload lacks an integer "id" or is not
- *          an object (unknown fields are ignored).
+ *          an object (unknown fields are ignored). The errstr reads like
+ *          `asset payload has no usable integer id (got string "not-a-number")`; tenant must be
+ *          non-empty. raw is borrowed.
  */
 json_t *msp_map_syncro_customer(const char *tenant, const json_t *raw, char *errstr,
                                 size_t errstr_size);
@@ -34,12 +51,18 @@ json_t *msp_map_syncro_customer(const char *tenant, const json_t *raw, char *err
 json_t *msp_map_syncro_asset(const char *tenant, const json_t *raw, char *errstr,
                              size_t errstr_size);
 
-/** @brief Normalize a MAC ("aa-bb-cc-dd-ee-ff", "aabb.ccdd.eeff", ...) into out[18]. @returns 0/-1. */
+/**
+ * @brief Normalize a MAC ("aa-bb-cc-dd-ee-ff", "aabb.ccdd.eeff", ...) into out[18]. @returns 0/-1.
+ * Accepted: six groups of 1-2 hex digits separated by one kind of ':' or '-', three groups of 4
+ * separated by '.', or 12 bare hex digits; surrounding whitespace is ignored. All-zero is a valid
+ * format here (the asset mapper drops it). On -1, out is "".
+ */
 int msp_normalize_mac(const char *in, char out[18]);
 
 /**
  * @brief A content fingerprint of a canonical record (SHA-256 hex of its compact, key-sorted
- * JSON without "gone"), used to skip unchanged records. out must hold 65 bytes.
+ * JSON without "gone"), used to skip unchanged records. out must hold 65 bytes (lower-case hex;
+ * "" only if canonical is NULL or cannot be serialized).
  */
 void msp_record_fingerprint(const json_t *canonical, char out[65]);
 

@@ -15,7 +15,13 @@
 #include <stdint.h>
 #include <hiredis/hiredis.h>
 
-/** @brief Connect to "host:port" or "redis://host:port[/db]" (timeout 2 s). @returns new or NULL. */
+/**
+ * @brief Connect to "host:port" or "redis://host:port[/db]" (timeout 2 s). @returns new or NULL.
+ *
+ * Also accepted (addition): a bare "host" or "redis://host" (port 6379), "[v6addr]:port", and
+ * credentials "redis://[user]:password@host:port[/db]" (AUTH). Every command on the returned
+ * context times out after 5 s (redisSetTimeout); a timeout sets c->err like any I/O error.
+ */
 redisContext *msp_redis_connect(const char *url, char *errstr, size_t errstr_size);
 
 /** @brief Reconnect *c if it is NULL or in error. @returns 0 usable, -1 not (errstr). */
@@ -34,6 +40,21 @@ int msp_key(char *buf, size_t size, const char *tenant, const char *fmt, ...)
 int msp_gcra_take(redisContext *c, const char *key, double rate_per_sec, int burst, int cost,
                   int64_t *retry_after_ms, char *errstr, size_t errstr_size);
 
+/**
+ * @brief The pure GCRA decision that msp_gcra_take's Lua script performs inside Redis (addition;
+ * the two use the same integer arithmetic, so this is what the tests check).
+ *
+ * Emission interval T = ceil(1e6 / rate_per_sec) µs. tat = max(tat_us, now_us) (tat_us = -1: no
+ * bucket yet); new_tat = tat + T*cost; allow_at = new_tat - T*burst. now < allow_at → limited,
+ * *retry_after_us = allow_at - now, the bucket is unchanged (*new_tat_us = tat_us). Otherwise
+ * allowed, *retry_after_us = 0 and *new_tat_us = new_tat is the value to store. An idle bucket
+ * therefore allows exactly `burst` immediate requests, then one per T.
+ * @returns 1 allowed, 0 limited, -1 invalid arguments (rate not > 0 and finite, burst < 1,
+ *          cost < 1, cost > burst — such a request could never pass). Out pointers may be NULL.
+ */
+int msp_gcra_decide(int64_t now_us, int64_t tat_us, double rate_per_sec, int burst, int cost,
+                    int64_t *new_tat_us, int64_t *retry_after_us);
+
 /** @brief GET key. @returns new string (caller frees) or NULL when absent; *err = -1 on error. */
 char *msp_redis_get(redisContext *c, const char *key, int *err);
 
@@ -43,6 +64,14 @@ char *msp_redis_get(redisContext *c, const char *key, int *err);
  * @returns 1 swapped, 0 current value differs, -1 error.
  */
 int msp_cursor_cas(redisContext *c, const char *key, const char *expected, const char *newval);
+
+/**
+ * @brief msp_cursor_cas that also sets a TTL on the new value (addition). ttl_ms > 0: the new
+ * value expires after ttl_ms; ttl_ms <= 0: it does not expire (a TTL the key had is removed).
+ * Ignored when newval is NULL. msp_cursor_cas(...) is msp_cursor_cas_ex(..., 0).
+ */
+int msp_cursor_cas_ex(redisContext *c, const char *key, const char *expected, const char *newval,
+                      int64_t ttl_ms);
 
 /**
  * @brief Claim an idempotency key: SET key value NX PX ttl_ms (ttl 0 = no expiry).

@@ -1,0 +1,424 @@
+/*
+ * model.c — Syncro customers and assets to canonical records.
+ *
+ * The mapper is total over optional facts: a missing, empty or wrongly typed optional field
+ * becomes JSON null (macs: []), it never fails the record. Only a payload that is not an object
+ * or has no usable vendor id fails, because without an id the record cannot be keyed; the caller
+ * dead-letters it with errstr as the reason.
+ *
+ * Output keys are inserted in the documented order (jansson keeps insertion order), so the
+ * canonical JSON reads like the example in model.h. The fingerprint sorts keys and so does not
+ * depend on that order.
+ */
+#include "mspsync/model.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...) {
+    if (!errstr || errstr_size == 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errstr, errstr_size, fmt, ap);
+    va_end(ap);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Small helpers
+ * ------------------------------------------------------------------------------------------- */
+
+/* A trimmed copy of a JSON string as a new JSON string; NULL when not a string or blank. */
+static json_t *trimmed_string(const json_t *v) {
+    if (!json_is_string(v)) return NULL;
+    const char *s = json_string_value(v);
+    size_t len = json_string_length(v);
+    size_t b = 0, e = len;
+    while (b < e && isspace((unsigned char)s[b])) b++;
+    while (e > b && isspace((unsigned char)s[e - 1])) e--;
+    if (b == e) return NULL;
+    return json_stringn(s + b, e - b);
+}
+
+/* A string copied as given (not trimmed: it is a vendor timestamp); null when not a string or
+ * empty. New reference. */
+static json_t *copied_string(const json_t *v) {
+    if (!json_is_string(v) || json_string_length(v) == 0) return json_null();
+    return json_stringn(json_string_value(v), json_string_length(v));
+}
+
+/* json null when v is NULL (steals v). */
+static json_t *or_null(json_t *v) { return v ? v : json_null(); }
+
+static json_t *obj_get(const json_t *obj, const char *key) {
+    return json_is_object(obj) ? json_object_get(obj, key) : NULL;
+}
+
+/*
+ * A vendor id: a positive JSON integer, or a string of decimal digits whose value is a positive
+ * int64. @returns 0 and the canonical decimal form in out, or -1.
+ */
+static int parse_vendor_id(const json_t *v, char out[24]) {
+    int64_t id = 0;
+    if (json_is_integer(v)) {
+        id = (int64_t)json_integer_value(v);
+    } else if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        size_t len = json_string_length(v);
+        if (len == 0 || len > 19) return -1;
+        for (size_t i = 0; i < len; i++)
+            if (s[i] < '0' || s[i] > '9') return -1;
+        errno = 0;
+        char *end = NULL;
+        long long ll = strtoll(s, &end, 10);
+        if (errno || *end) return -1;
+        id = (int64_t)ll;
+    } else {
+        return -1;
+    }
+    if (id <= 0) return -1;
+    snprintf(out, 24, "%" PRId64, id);
+    return 0;
+}
+
+/* Describe what an id field held, for the dead-letter reason. */
+static void describe_value(const json_t *v, char *buf, size_t size) {
+    char tmp[64];
+    switch (json_typeof(v)) {
+    case JSON_STRING: {
+        const char *s = json_string_value(v);
+        size_t len = json_string_length(v);
+        size_t n = 0;
+        /* printable ASCII only, shortened: this text ends up in logs and DLQ headers */
+        for (size_t i = 0; i < len && n < 40; i++)
+            tmp[n++] = (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '"') ? s[i] : '?';
+        tmp[n] = '\0';
+        snprintf(buf, size, "got string \"%s\"%s", tmp, len > 40 ? "..." : "");
+        break;
+    }
+    case JSON_INTEGER:
+        snprintf(buf, size, "got integer %" JSON_INTEGER_FORMAT, json_integer_value(v));
+        break;
+    case JSON_REAL: snprintf(buf, size, "got real %g", json_real_value(v)); break;
+    case JSON_TRUE: snprintf(buf, size, "got true"); break;
+    case JSON_FALSE: snprintf(buf, size, "got false"); break;
+    case JSON_NULL: snprintf(buf, size, "got null"); break;
+    case JSON_OBJECT: snprintf(buf, size, "got object"); break;
+    case JSON_ARRAY: snprintf(buf, size, "got array"); break;
+    default: snprintf(buf, size, "got unknown"); break;
+    }
+}
+
+static const char *type_name(const json_t *v) {
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "object";
+    case JSON_ARRAY: return "array";
+    case JSON_STRING: return "string";
+    case JSON_INTEGER: return "integer";
+    case JSON_REAL: return "real";
+    case JSON_TRUE:
+    case JSON_FALSE: return "boolean";
+    case JSON_NULL: return "null";
+    default: return "unknown";
+    }
+}
+
+/* Check the payload and extract its id; errstr names the kind ("customer"/"asset"). */
+static int payload_id(const char *kind, const char *tenant, const json_t *raw, char id[24],
+                      char *errstr, size_t errstr_size) {
+    if (!tenant || !*tenant) {
+        set_err(errstr, errstr_size, "%s mapping needs a tenant", kind);
+        return -1;
+    }
+    if (!raw) {
+        set_err(errstr, errstr_size, "%s payload is missing", kind);
+        return -1;
+    }
+    if (!json_is_object(raw)) {
+        set_err(errstr, errstr_size, "%s payload is not a JSON object (got %s)", kind,
+                type_name(raw));
+        return -1;
+    }
+    const json_t *v = json_object_get(raw, "id");
+    if (!v) {
+        set_err(errstr, errstr_size, "%s payload has no usable integer id (no \"id\" field)",
+                kind);
+        return -1;
+    }
+    if (parse_vendor_id(v, id) != 0) {
+        char what[96];
+        describe_value(v, what, sizeof(what));
+        set_err(errstr, errstr_size, "%s payload has no usable integer id (%s)", kind, what);
+        return -1;
+    }
+    return 0;
+}
+
+/* The common head of every canonical record. */
+static json_t *record_head(const char *tenant, const char *kind, const char *vendor_id) {
+    char cid[40];
+    snprintf(cid, sizeof(cid), "syncro:%s", vendor_id);
+    json_t *rec = json_object();
+    json_t *sources = json_array();
+    json_array_append_new(sources,
+                          json_pack("{s:s, s:s}", "integration", "syncro", "id", vendor_id));
+    json_object_set_new(rec, "schema_version", json_integer(MSP_SCHEMA_VERSION));
+    json_object_set_new(rec, "tenant", json_string(tenant));
+    json_object_set_new(rec, "id", json_string(cid));
+    json_object_set_new(rec, "kind", json_string(kind));
+    json_object_set_new(rec, "sources", sources);
+    return rec;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Customers
+ * ------------------------------------------------------------------------------------------- */
+
+static json_t *customer_name(const json_t *raw) {
+    static const char *const order[] = {"business_then_name", "business_name", "fullname"};
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+        json_t *s = trimmed_string(json_object_get(raw, order[i]));
+        if (s) return s;
+    }
+    json_t *first = trimmed_string(json_object_get(raw, "firstname"));
+    json_t *last = trimmed_string(json_object_get(raw, "lastname"));
+    json_t *name = NULL;
+    if (first && last) {
+        size_t n = json_string_length(first) + 1 + json_string_length(last);
+        char *buf = malloc(n + 1);
+        if (buf) {
+            snprintf(buf, n + 1, "%s %s", json_string_value(first), json_string_value(last));
+            name = json_stringn(buf, n);
+            free(buf);
+        }
+    } else if (first) {
+        name = json_incref(first);
+    } else if (last) {
+        name = json_incref(last);
+    }
+    json_decref(first);
+    json_decref(last);
+    return name;
+}
+
+/* true/false, also Syncro's string flags "true"/"false"; anything else null. */
+static json_t *flag(const json_t *v) {
+    if (json_is_boolean(v)) return json_boolean(json_is_true(v));
+    if (json_is_string(v)) {
+        if (strcmp(json_string_value(v), "true") == 0) return json_true();
+        if (strcmp(json_string_value(v), "false") == 0) return json_false();
+    }
+    return json_null();
+}
+
+json_t *msp_map_syncro_customer(const char *tenant, const json_t *raw, char *errstr,
+                                size_t errstr_size) {
+    char id[24];
+    if (payload_id("customer", tenant, raw, id, errstr, errstr_size) != 0) return NULL;
+
+    json_t *rec = record_head(tenant, "customer", id);
+    json_object_set_new(rec, "name", or_null(customer_name(raw)));
+    json_object_set_new(rec, "email", or_null(trimmed_string(json_object_get(raw, "email"))));
+    json_object_set_new(rec, "phone", or_null(trimmed_string(json_object_get(raw, "phone"))));
+    json_object_set_new(rec, "disabled", flag(json_object_get(raw, "disabled")));
+    json_object_set_new(rec, "updated_at", copied_string(json_object_get(raw, "updated_at")));
+    json_object_set_new(rec, "gone", json_false());
+    return rec;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Assets
+ * ------------------------------------------------------------------------------------------- */
+
+int msp_normalize_mac(const char *in, char out[18]) {
+    unsigned char b[6];
+    if (!out) return -1;
+    out[0] = '\0';
+    if (!in) return -1;
+    while (isspace((unsigned char)*in)) in++;
+    size_t len = strlen(in);
+    while (len > 0 && isspace((unsigned char)in[len - 1])) len--;
+    if (len == 0 || len > 17) return -1;
+
+    char sep = 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = in[i];
+        if (isxdigit((unsigned char)ch)) continue;
+        if (ch != ':' && ch != '-' && ch != '.') return -1;
+        if (sep && ch != sep) return -1; /* mixed separators */
+        sep = ch;
+    }
+
+    int groups, width_min, width_max;
+    if (sep == 0) {
+        groups = 1, width_min = width_max = 12;    /* aabbccddeeff */
+    } else if (sep == '.') {
+        groups = 3, width_min = width_max = 4;     /* aabb.ccdd.eeff */
+    } else {
+        groups = 6, width_min = 1, width_max = 2;  /* aa:bb:.. / aa-bb-.. (0:1b:.. too) */
+    }
+
+    char hex[13];
+    size_t nhex = 0;
+    int g = 0;
+    size_t i = 0;
+    while (g < groups) {
+        size_t start = i;
+        while (i < len && in[i] != sep) i++;
+        size_t w = i - start;
+        if ((int)w < width_min || (int)w > width_max) return -1;
+        if (w == 1) hex[nhex++] = '0';
+        memcpy(hex + nhex, in + start, w);
+        nhex += w;
+        g++;
+        if (i < len) i++; /* skip separator */
+        else break;
+    }
+    if (g != groups || i < len || nhex != 12 || (sep && in[len - 1] == sep)) return -1;
+    for (int k = 0; k < 6; k++) {
+        char pair[3] = {hex[2 * k], hex[2 * k + 1], '\0'};
+        b[k] = (unsigned char)strtoul(pair, NULL, 16);
+    }
+    snprintf(out, 18, "%02X:%02X:%02X:%02X:%02X:%02X", b[0], b[1], b[2], b[3], b[4], b[5]);
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Sorted, de-duplicated, normalized MACs of the kabuto network adapters. */
+static json_t *asset_macs(const json_t *adapters) {
+    json_t *out = json_array();
+    if (!json_is_array(adapters)) return out;
+    size_t n = json_array_size(adapters), count = 0;
+    if (n == 0) return out;
+    char (*macs)[18] = calloc(n, sizeof(*macs));
+    const char **sorted = calloc(n, sizeof(*sorted));
+    if (!macs || !sorted) goto done;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *pa = obj_get(json_array_get(adapters, i), "physical_address");
+        if (!json_is_string(pa)) continue;
+        if (msp_normalize_mac(json_string_value(pa), macs[count]) != 0) continue;
+        /* placeholders, not hardware: tunnel adapters report zeros */
+        if (strcmp(macs[count], "00:00:00:00:00:00") == 0 ||
+            strcmp(macs[count], "FF:FF:FF:FF:FF:FF") == 0)
+            continue;
+        sorted[count] = macs[count];
+        count++;
+    }
+    qsort(sorted, count, sizeof(*sorted), cmp_str);
+    for (size_t i = 0; i < count; i++) {
+        if (i > 0 && strcmp(sorted[i], sorted[i - 1]) == 0) continue;
+        json_array_append_new(out, json_string(sorted[i]));
+    }
+done:
+    free(macs);
+    free(sorted);
+    return out;
+}
+
+/*
+ * properties.kabuto_information as an object (new reference) or NULL. Some accounts deliver it as
+ * a JSON-encoded string (as rmm_store.general.info is); decode that form too.
+ */
+static json_t *kabuto_info(const json_t *raw) {
+    const json_t *k = obj_get(json_object_get(raw, "properties"), "kabuto_information");
+    if (json_is_object(k)) return json_incref((json_t *)k);
+    if (json_is_string(k)) {
+        json_t *parsed = json_loadb(json_string_value(k), json_string_length(k), 0, NULL);
+        if (json_is_object(parsed)) return parsed;
+        json_decref(parsed);
+    }
+    return NULL;
+}
+
+json_t *msp_map_syncro_asset(const char *tenant, const json_t *raw, char *errstr,
+                             size_t errstr_size) {
+    char id[24];
+    if (payload_id("asset", tenant, raw, id, errstr, errstr_size) != 0) return NULL;
+
+    json_t *kabuto = kabuto_info(raw);
+    const json_t *general = obj_get(kabuto, "general");
+    const json_t *os = obj_get(kabuto, "os");
+
+    json_t *serial = trimmed_string(obj_get(general, "serial_number"));
+    if (!serial) serial = trimmed_string(json_object_get(raw, "asset_serial"));
+
+    json_t *os_rec = json_null();
+    json_t *os_name = trimmed_string(obj_get(os, "name"));
+    json_t *os_build = trimmed_string(obj_get(os, "build"));
+    if (os_name || os_build) {
+        json_decref(os_rec);
+        os_rec = json_object();
+        json_object_set_new(os_rec, "name", or_null(os_name));
+        json_object_set_new(os_rec, "build", or_null(os_build));
+    }
+
+    char ref[40];
+    json_t *customer_ref = json_null();
+    if (parse_vendor_id(json_object_get(raw, "customer_id"), ref + 7) == 0) {
+        memcpy(ref, "syncro:", 7);
+        json_decref(customer_ref);
+        customer_ref = json_string(ref);
+    }
+
+    json_t *rec = record_head(tenant, "asset", id);
+    json_object_set_new(rec, "name", or_null(trimmed_string(json_object_get(raw, "name"))));
+    json_object_set_new(rec, "asset_type",
+                        or_null(trimmed_string(json_object_get(raw, "asset_type"))));
+    json_object_set_new(rec, "serial", or_null(serial));
+    json_object_set_new(rec, "manufacturer",
+                        or_null(trimmed_string(obj_get(general, "manufacturer"))));
+    json_object_set_new(rec, "model", or_null(trimmed_string(obj_get(general, "model"))));
+    json_object_set_new(rec, "form_factor",
+                        or_null(trimmed_string(obj_get(general, "form_factor"))));
+    json_object_set_new(rec, "os", os_rec);
+    json_object_set_new(rec, "macs", asset_macs(obj_get(kabuto, "network_adapters")));
+    json_object_set_new(rec, "customer_ref", customer_ref);
+    json_object_set_new(rec, "updated_at", copied_string(json_object_get(raw, "updated_at")));
+    json_object_set_new(rec, "gone", json_false());
+    json_decref(kabuto);
+    return rec;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Fingerprint
+ * ------------------------------------------------------------------------------------------- */
+
+void msp_record_fingerprint(const json_t *canonical, char out[65]) {
+    static const char hex[] = "0123456789abcdef";
+    out[0] = '\0';
+    if (!canonical) return;
+    char *text = NULL;
+    if (json_is_object(canonical) && json_object_get(canonical, "gone")) {
+        /* shallow copy: only the top-level "gone" is removed, children are shared */
+        json_t *copy = json_copy((json_t *)canonical);
+        if (!copy) return;
+        json_object_del(copy, "gone");
+        text = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+        json_decref(copy);
+    } else {
+        text = json_dumps(canonical, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    }
+    if (!text) return;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    int ok = EVP_Digest(text, strlen(text), md, &len, EVP_sha256(), NULL) == 1 && len == 32;
+    free(text);
+    if (!ok) return;
+    for (unsigned int i = 0; i < len; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 0xf];
+    }
+    out[64] = '\0';
+}

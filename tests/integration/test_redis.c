@@ -1,0 +1,496 @@
+/*
+ * test_redis.c — common/src/redis.c against a real Redis.
+ *
+ * MSPSYNC_TEST_REDIS=host:port points the test at a running server (every key it writes is
+ * under a tenant unique to this run and is deleted at the end). Unset, the test starts its own
+ * `redis-server` (MSPSYNC_REDIS_SERVER overrides the binary) on a free loopback port and stops
+ * it afterwards. Exit code 77 (ctest: skipped) when no server can be had.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mspsync/redis.h"
+
+static char g_url[256];
+static pid_t g_server = -1;
+static char g_tenant[64];
+static redisContext *g_c;
+
+/* ---------------------------------------------------------------------------------------------
+ * Server and helpers
+ * ------------------------------------------------------------------------------------------- */
+
+static int64_t mono_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int port = -1;
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+static int start_server(void) {
+    const char *bin = getenv("MSPSYNC_REDIS_SERVER");
+    if (!bin || !*bin) bin = "redis-server";
+    int port = free_port();
+    if (port < 0) return -1;
+    char portstr[16];
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0) dup2(devnull, STDOUT_FILENO);
+        execlp(bin, bin, "--port", portstr, "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--daemonize", "no", (char *)NULL);
+        _exit(127);
+    }
+    g_server = pid;
+    snprintf(g_url, sizeof(g_url), "127.0.0.1:%d", port);
+    /* wait until it answers PING (up to 5 s) */
+    for (int i = 0; i < 100; i++) {
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            g_server = -1;
+            return -1; /* exited: binary missing or port taken */
+        }
+        char err[128];
+        redisContext *c = msp_redis_connect(g_url, err, sizeof(err));
+        if (c) {
+            redisReply *r = redisCommand(c, "PING");
+            int ok = r && r->type == REDIS_REPLY_STATUS;
+            if (r) freeReplyObject(r);
+            redisFree(c);
+            if (ok) return 0;
+        }
+        usleep(50000);
+    }
+    return -1;
+}
+
+static void stop_server(void) {
+    if (g_server <= 0) return;
+    kill(g_server, SIGTERM);
+    int status;
+    for (int i = 0; i < 100; i++) {
+        if (waitpid(g_server, &status, WNOHANG) == g_server) {
+            g_server = -1;
+            return;
+        }
+        usleep(20000);
+    }
+    kill(g_server, SIGKILL);
+    waitpid(g_server, &status, 0);
+    g_server = -1;
+}
+
+static redisContext *connect_or_fail(void) {
+    char err[256] = "";
+    redisContext *c = msp_redis_connect(g_url, err, sizeof(err));
+    if (!c) fail_msg("connect %s: %s", g_url, err);
+    return c;
+}
+
+static void key(char *buf, size_t size, const char *rest) {
+    assert_true(msp_key(buf, size, g_tenant, "%s", rest) > 0);
+}
+
+static void del(redisContext *c, const char *k) {
+    redisReply *r = redisCommand(c, "DEL %s", k);
+    assert_non_null(r);
+    freeReplyObject(r);
+}
+
+static long long pttl(redisContext *c, const char *k) {
+    redisReply *r = redisCommand(c, "PTTL %s", k);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    long long v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+static int64_t redis_now_us(redisContext *c) {
+    redisReply *r = redisCommand(c, "TIME");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    int64_t us = atoll(r->element[0]->str) * 1000000 + atoll(r->element[1]->str);
+    freeReplyObject(r);
+    return us;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Tests
+ * ------------------------------------------------------------------------------------------- */
+
+static void keys_carry_the_tenant_hash_tag(void **state) {
+    (void)state;
+    char buf[128];
+    int n = msp_key(buf, sizeof(buf), "acme", "cursor:syncro:%s", "4f1c");
+    assert_string_equal(buf, "mspsync:{acme}:cursor:syncro:4f1c");
+    assert_int_equal(n, (int)strlen(buf));
+    assert_int_equal(msp_key(buf, sizeof(buf), "syncro:12345", "rl"), 25);
+    assert_string_equal(buf, "mspsync:{syncro:12345}:rl");
+    char small[20];
+    assert_int_equal(msp_key(small, sizeof(small), "acme", "inv:asset:%d", 123456789), -1);
+    assert_int_equal(msp_key(small, sizeof(small), "a-very-long-tenant-id", "x"), -1);
+    /* exactly fitting */
+    char exact[18]; /* "mspsync:{acme}:ab" is 17 characters + NUL */
+    assert_int_equal(msp_key(exact, sizeof(exact), "acme", "ab"), 17);
+    assert_int_equal(msp_key(exact, sizeof(exact) - 1, "acme", "ab"), -1);
+}
+
+static void connect_accepts_url_forms_and_selects_the_database(void **state) {
+    (void)state;
+    char url[300], err[256], k[128];
+    key(k, sizeof(k), "dbtest");
+    snprintf(url, sizeof(url), "redis://%s/3", g_url);
+    redisContext *c3 = msp_redis_connect(url, err, sizeof(err));
+    if (!c3) fail_msg("%s: %s", url, err);
+    redisReply *r = redisCommand(c3, "SET %s in-db-3", k);
+    freeReplyObject(r);
+    int e = 0;
+    char *v = msp_redis_get(g_c, k, &e);     /* db 0 */
+    assert_int_equal(e, 0);
+    assert_null(v);
+    v = msp_redis_get(c3, k, &e);
+    assert_string_equal(v, "in-db-3");
+    free(v);
+    del(c3, k);
+    redisFree(c3);
+
+    snprintf(url, sizeof(url), "redis://%s", g_url);
+    redisContext *c = msp_redis_connect(url, err, sizeof(err));
+    assert_non_null(c);
+    redisFree(c);
+
+    static const char *const bad[] = {"", "http://localhost:6379", "localhost:notaport",
+                                      "localhost:70000", "redis://:6379", "redis://h:1/x"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        c = msp_redis_connect(bad[i], err, sizeof(err));
+        if (c) fail_msg("accepted \"%s\"", bad[i]);
+        assert_true(strlen(err) > 0);
+    }
+    /* nothing listens: an error, within the 2 s connect timeout */
+    snprintf(url, sizeof(url), "127.0.0.1:%d", free_port());
+    int64_t t0 = mono_us();
+    assert_null(msp_redis_connect(url, err, sizeof(err)));
+    assert_true(mono_us() - t0 < 3000000);
+}
+
+static void ensure_replaces_a_broken_context(void **state) {
+    (void)state;
+    char err[256];
+    redisContext *c = NULL;
+    assert_int_equal(msp_redis_ensure(&c, g_url, err, sizeof(err)), 0);
+    assert_non_null(c);
+    redisContext *same = c;
+    assert_int_equal(msp_redis_ensure(&c, g_url, err, sizeof(err)), 0);
+    assert_ptr_equal(c, same);
+
+    /* the server drops the connection: the next command fails and marks the context */
+    redisReply *r = redisCommand(c, "CLIENT ID");
+    assert_non_null(r);
+    long long id = r->integer;
+    freeReplyObject(r);
+    r = redisCommand(g_c, "CLIENT KILL ID %lld", id);
+    freeReplyObject(r);
+    r = redisCommand(c, "PING");
+    assert_null(r);
+    assert_true(c->err != 0);
+
+    assert_int_equal(msp_redis_ensure(&c, g_url, err, sizeof(err)), 0);
+    r = redisCommand(c, "PING");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    redisFree(c);
+}
+
+static void gcra_allows_the_burst_then_limits_like_the_c_decision(void **state) {
+    (void)state;
+    char k[128], err[256] = "";
+    key(k, sizeof(k), "rl:burst");
+    const double rate = 1.0; /* T = 1 s: the test runs well inside one slot */
+    const int burst = 5;
+    int64_t retry = -1;
+    int64_t t0 = redis_now_us(g_c);
+    for (int i = 0; i < burst; i++) {
+        int rc = msp_gcra_take(g_c, k, rate, burst, 1, &retry, err, sizeof(err));
+        if (rc != 1) fail_msg("take %d: rc %d %s", i, rc, err);
+        assert_int_equal(retry, 0);
+    }
+    int rc = msp_gcra_take(g_c, k, rate, burst, 1, &retry, err, sizeof(err));
+    int64_t t1 = redis_now_us(g_c);
+    assert_int_equal(rc, 0);
+    /* the first slot frees T after the first take: retry ≈ 1000 ms minus the time spent */
+    int64_t elapsed_ms = (t1 - t0) / 1000;
+    assert_true(retry <= 1000);
+    assert_true(retry >= 1000 - elapsed_ms - 1);
+
+    /* the stored TAT is what msp_gcra_decide would have stored: first take time + 5 T */
+    int e = 0;
+    char *tat_s = msp_redis_get(g_c, k, &e);
+    assert_non_null(tat_s);
+    int64_t tat = atoll(tat_s);
+    free(tat_s);
+    assert_true(tat >= t0 + burst * 1000000 && tat <= t1 + burst * 1000000);
+    /* feeding that TAT and the server's clock to the C decision gives the same answer */
+    int64_t now = redis_now_us(g_c), c_retry = 0;
+    assert_int_equal(msp_gcra_decide(now, tat, rate, burst, 1, NULL, &c_retry), 0);
+    assert_true(c_retry > 0 && (c_retry + 999) / 1000 <= 1000);
+
+    /* idle buckets vanish: PX ≈ (TAT - now)/1000 + 1000 ms */
+    long long ttl = pttl(g_c, k);
+    assert_true(ttl > 1000 && ttl <= burst * 1000 + 1000);
+
+    /* invalid buckets are errors, not silent limits */
+    assert_int_equal(msp_gcra_take(g_c, k, 0.0, burst, 1, &retry, err, sizeof(err)), -1);
+    assert_int_equal(msp_gcra_take(g_c, k, rate, burst, burst + 1, &retry, err, sizeof(err)), -1);
+    del(g_c, k);
+}
+
+static void gcra_waiting_the_retry_after_lets_one_more_through(void **state) {
+    (void)state;
+    char k[128], err[256];
+    key(k, sizeof(k), "rl:wait");
+    const double rate = 20.0; /* T = 50 ms */
+    int64_t retry = 0;
+    assert_int_equal(msp_gcra_take(g_c, k, rate, 2, 1, &retry, err, sizeof(err)), 1);
+    assert_int_equal(msp_gcra_take(g_c, k, rate, 2, 1, &retry, err, sizeof(err)), 1);
+    assert_int_equal(msp_gcra_take(g_c, k, rate, 2, 1, &retry, err, sizeof(err)), 0);
+    assert_true(retry >= 1 && retry <= 50);
+    usleep((useconds_t)retry * 1000 + 2000);
+    assert_int_equal(msp_gcra_take(g_c, k, rate, 2, 1, &retry, err, sizeof(err)), 1);
+    assert_int_equal(msp_gcra_take(g_c, k, rate, 2, 1, &retry, err, sizeof(err)), 0);
+    del(g_c, k);
+}
+
+static void gcra_survives_a_script_flush(void **state) {
+    (void)state;
+    char k[128], err[256] = "";
+    key(k, sizeof(k), "rl:flush");
+    int64_t retry;
+    assert_int_equal(msp_gcra_take(g_c, k, 100.0, 10, 1, &retry, err, sizeof(err)), 1);
+    for (int i = 0; i < 3; i++) {
+        redisReply *r = redisCommand(g_c, "SCRIPT FLUSH");
+        assert_non_null(r);
+        freeReplyObject(r);
+        int rc = msp_gcra_take(g_c, k, 100.0, 10, 1, &retry, err, sizeof(err));
+        if (rc != 1) fail_msg("after SCRIPT FLUSH: rc %d %s", rc, err);
+        /* the cursor script falls back the same way */
+        char ck[128];
+        key(ck, sizeof(ck), "cursor:flush");
+        r = redisCommand(g_c, "SCRIPT FLUSH");
+        freeReplyObject(r);
+        assert_int_equal(msp_cursor_cas(g_c, ck, NULL, "x"), 1);
+        assert_int_equal(msp_cursor_cas(g_c, ck, "x", NULL), 1);
+    }
+    del(g_c, k);
+}
+
+static void two_clients_sharing_a_bucket_never_exceed_its_rate(void **state) {
+    (void)state;
+    char k[128], err[256];
+    key(k, sizeof(k), "rl:shared");
+    redisContext *a = connect_or_fail(), *b = connect_or_fail();
+    const double rate = 20.0;
+    const int burst = 4;
+    long allowed = 0, limited = 0;
+    int64_t start = mono_us(), end = start + 2000000;
+    int64_t now;
+    for (int i = 0; (now = mono_us()) < end; i++) {
+        int64_t retry = 0;
+        int rc = msp_gcra_take(i % 2 ? a : b, k, rate, burst, 1, &retry, err, sizeof(err));
+        if (rc < 0) fail_msg("take: %s", err);
+        if (rc == 1) allowed++;
+        else {
+            limited++;
+            assert_true(retry >= 1 && retry <= 50);
+        }
+    }
+    double elapsed = (double)(mono_us() - start) / 1e6;
+    fprintf(stderr, "  shared bucket: %ld allowed, %ld limited in %.2f s (rate %.0f/s, burst %d)\n",
+            allowed, limited, elapsed, rate, burst);
+    assert_true(limited > 0);
+    assert_true(allowed <= burst + (long)(rate * elapsed) + 1);
+    assert_true(allowed >= (long)(rate * elapsed * 0.9));
+    redisFree(a);
+    redisFree(b);
+    del(g_c, k);
+}
+
+static void cursor_cas_swaps_only_from_the_expected_value(void **state) {
+    (void)state;
+    char k[128];
+    key(k, sizeof(k), "cursor:syncro:job-1");
+    int e = 0;
+    /* absent → set */
+    assert_int_equal(msp_cursor_cas(g_c, k, NULL, "customer:1"), 1);
+    /* a second replica that also believed it absent loses */
+    assert_int_equal(msp_cursor_cas(g_c, k, NULL, "customer:1"), 0);
+    /* wrong expected value: no change */
+    assert_int_equal(msp_cursor_cas(g_c, k, "customer:7", "customer:8"), 0);
+    char *v = msp_redis_get(g_c, k, &e);
+    assert_string_equal(v, "customer:1");
+    free(v);
+    /* right expected value: swapped, no expiry with plain cas */
+    assert_int_equal(msp_cursor_cas(g_c, k, "customer:1", "asset:1"), 1);
+    v = msp_redis_get(g_c, k, &e);
+    assert_string_equal(v, "asset:1");
+    free(v);
+    assert_int_equal(pttl(g_c, k), -1);
+    /* with a TTL (the fetcher keeps cursors 7 days) */
+    assert_int_equal(msp_cursor_cas_ex(g_c, k, "asset:1", "done", 7LL * 24 * 3600 * 1000), 1);
+    long long ttl = pttl(g_c, k);
+    assert_true(ttl > 7LL * 24 * 3600 * 1000 - 60000);
+    /* delete needs the right expected value too */
+    assert_int_equal(msp_cursor_cas(g_c, k, "asset:1", NULL), 0);
+    assert_int_equal(msp_cursor_cas(g_c, k, "done", NULL), 1);
+    v = msp_redis_get(g_c, k, &e);
+    assert_null(v);
+    assert_int_equal(e, 0);
+    /* deleting an absent key that is expected absent is a (trivial) success */
+    assert_int_equal(msp_cursor_cas(g_c, k, NULL, NULL), 1);
+    /* values are binary-safe strings with spaces */
+    assert_int_equal(msp_cursor_cas(g_c, k, NULL, "asset:7 with space"), 1);
+    assert_int_equal(msp_cursor_cas(g_c, k, "asset:7 with space", NULL), 1);
+    /* a key of another type is an error, not a mismatch */
+    redisReply *r = redisCommand(g_c, "HSET %s f v", k);
+    freeReplyObject(r);
+    assert_int_equal(msp_cursor_cas(g_c, k, NULL, "x"), -1);
+    v = msp_redis_get(g_c, k, &e);
+    assert_null(v);
+    assert_int_equal(e, -1);
+    del(g_c, k);
+}
+
+static void idempotency_claim_is_won_once_and_shows_the_holder(void **state) {
+    (void)state;
+    char k[128];
+    key(k, sizeof(k), "idem:incident:abc");
+    char *holder = (char *)"untouched";
+    assert_int_equal(msp_idem_claim(g_c, k, "worker-1", 60000, &holder), 1);
+    assert_null(holder);
+    long long ttl = pttl(g_c, k);
+    assert_true(ttl > 59000 && ttl <= 60000);
+    assert_int_equal(msp_idem_claim(g_c, k, "worker-2", 60000, &holder), 0);
+    assert_non_null(holder);
+    assert_string_equal(holder, "worker-1");
+    free(holder);
+    assert_int_equal(msp_idem_claim(g_c, k, "worker-3", 60000, NULL), 0);
+    del(g_c, k);
+    /* ttl 0: no expiry */
+    assert_int_equal(msp_idem_claim(g_c, k, "forever", 0, NULL), 1);
+    assert_int_equal(pttl(g_c, k), -1);
+    del(g_c, k);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Setup
+ * ------------------------------------------------------------------------------------------- */
+
+static void delete_test_keys(void) {
+    if (!g_c || g_c->err) return;
+    char pattern[128];
+    snprintf(pattern, sizeof(pattern), "mspsync:{%s}:*", g_tenant);
+    for (int db = 0; db < 4; db++) {
+        redisReply *r = redisCommand(g_c, "SELECT %d", db);
+        if (r) freeReplyObject(r);
+        char cursor[32] = "0";
+        do {
+            r = redisCommand(g_c, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
+            if (!r || r->type != REDIS_REPLY_ARRAY) break;
+            snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+            for (size_t i = 0; i < r->element[1]->elements; i++) {
+                redisReply *d = redisCommand(g_c, "DEL %s", r->element[1]->element[i]->str);
+                if (d) freeReplyObject(d);
+            }
+            freeReplyObject(r);
+            r = NULL;
+        } while (strcmp(cursor, "0") != 0);
+        if (r) freeReplyObject(r);
+    }
+    redisReply *r = redisCommand(g_c, "SELECT 0");
+    if (r) freeReplyObject(r);
+}
+
+static int group_setup(void **state) {
+    (void)state;
+    char err[256] = "";
+    g_c = msp_redis_connect(g_url, err, sizeof(err));
+    if (!g_c) {
+        fprintf(stderr, "cannot connect to %s: %s\n", g_url, err);
+        return -1;
+    }
+    return 0;
+}
+
+static int group_teardown(void **state) {
+    (void)state;
+    delete_test_keys();
+    redisFree(g_c);
+    g_c = NULL;
+    return 0;
+}
+
+int main(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(g_tenant, sizeof(g_tenant), "it-%ld-%ld", (long)getpid(), (long)ts.tv_nsec);
+
+    const char *ext = getenv("MSPSYNC_TEST_REDIS");
+    if (ext && *ext) {
+        snprintf(g_url, sizeof(g_url), "%s", ext);
+    } else if (start_server() != 0) {
+        fprintf(stderr, "test_redis: no MSPSYNC_TEST_REDIS and cannot start redis-server: "
+                        "skipped\n");
+        stop_server();
+        return 77;
+    }
+
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(keys_carry_the_tenant_hash_tag),
+        cmocka_unit_test(connect_accepts_url_forms_and_selects_the_database),
+        cmocka_unit_test(ensure_replaces_a_broken_context),
+        cmocka_unit_test(gcra_allows_the_burst_then_limits_like_the_c_decision),
+        cmocka_unit_test(gcra_waiting_the_retry_after_lets_one_more_through),
+        cmocka_unit_test(gcra_survives_a_script_flush),
+        cmocka_unit_test(two_clients_sharing_a_bucket_never_exceed_its_rate),
+        cmocka_unit_test(cursor_cas_swaps_only_from_the_expected_value),
+        cmocka_unit_test(idempotency_claim_is_won_once_and_shows_the_holder),
+    };
+    int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
+    stop_server();
+    return failed;
+}
