@@ -1,0 +1,2889 @@
+/*
+ * syncro_sim.c — a Syncro MSP (PSA) vendor API simulator for integration tests and benchmarks.
+ *
+ * One process serves any number of simulated Syncro accounts. The vendor API of account
+ * `acme` lives under `/acme/api/v1/...` (a client is given base_url
+ * `http://127.0.0.1:PORT/acme/api/v1`); the control plane lives under `/_sim/...` and is never
+ * rate limited, faulted or counted. The response shapes follow Syncro's published OpenAPI
+ * document plus what real traffic shows (see shared/vendor-specs/NOTES.md): 64-bit ids, assets
+ * always 50 per page, a missing permission answers 401, RMM trigger flags are strings.
+ *
+ * Every vendor API request goes through the same pipeline, in this order:
+ *   count it (stats) -> rate limit (429) -> injected faults -> auth (401) -> permission (401)
+ *   -> handler -> (malformed body / hang / latency applied to the answer).
+ *
+ * Invariants:
+ *  - Single-threaded: everything runs on one libevent loop; delays use evtimers, never sleep.
+ *  - An account's customers and assets sit in arrays sorted by id, so paging is stable and a
+ *    lookup by id is a binary search. New assets get ids above every existing one; deletions
+ *    remove the element (memmove).
+ *  - Generated data is a pure function of (seed, subdomain, index): two simulators started with
+ *    the same requests serve byte-identical pages (timestamps of generated records included).
+ *    Only admin edits stamp "now".
+ *  - Faults draw from one PRNG seeded by --seed; a draw happens only when the matching rate is
+ *    above zero, so a run with rates off consumes nothing.
+ *  - Everything allocated is freed on SIGTERM/SIGINT (the ASan build must stay leak-free).
+ *
+ * Usage: syncro-sim [--port N] [--port-file PATH] [--bind ADDR] [--seed N]
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/util.h>
+
+#include <jansson.h>
+
+#define SIM_MAX_BODY          (1u << 20) /* admin (and vendor PUT) request body limit */
+#define SIM_ASSETS_PER_PAGE   50         /* real traffic: assets always come 50 per page */
+#define SIM_MAX_PER_PAGE      100
+#define SIM_MAX_TOKEN_STATS   10000      /* distinct presented tokens tracked in stats */
+#define SIM_MAX_IP_LIMITERS   10000
+
+#define CUSTOMER_ID_BASE      5560138523LL
+#define ASSET_ID_BASE         7000000000LL
+
+static const char *const ALL_PERMISSIONS[] = {
+    "Customers - List/Search", "Customers - View Detail", "Assets - List/Search",
+    "Assets - View Details",   "Assets - Edit",           "Tickets - Create",
+    "Tickets - Edit",          "Tickets - List/Search",   "Recurring Invoices - Edit",
+};
+#define N_ALL_PERMISSIONS (sizeof(ALL_PERMISSIONS) / sizeof(ALL_PERMISSIONS[0]))
+
+static const char ERR_BAD_TOKEN[] = "Unauthorized: invalid API token";
+static const char ERR_NO_PERMISSION[] =
+    "Not authorized. Please ask account admin to update your group permissions.";
+static const char ERR_RATE_LIMIT[] = "Rate limit exceeded. Please try again later.";
+
+static const char HTML_503[] =
+    "<!DOCTYPE html>\n<html>\n<head><title>503 Service Unavailable</title></head>\n"
+    "<body>\n<h1>We're sorry, but something went wrong.</h1>\n"
+    "<p>The service is temporarily unavailable. Please try again later.</p>\n</body>\n</html>\n";
+static const char HTML_UNKNOWN_SUBDOMAIN[] =
+    "<!DOCTYPE html>\n<html>\n<head><title>Syncro | Page not found</title></head>\n"
+    "<body>\n<h1>Oops! We couldn't find that page.</h1>\n"
+    "<p>There is no Syncro account at this address. Check the subdomain and try again.</p>\n"
+    "</body>\n</html>\n";
+
+/* ------------------------------------------------------------------------------------------ */
+/* small utilities                                                                             */
+/* ------------------------------------------------------------------------------------------ */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t mix64(uint64_t x)
+{
+    /* splitmix64 finaliser: a good 64-bit bijective hash */
+    x += 0x9E3779B97F4A7C15ULL;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+}
+
+static uint64_t hash2(uint64_t a, uint64_t b) { return mix64(a ^ mix64(b)); }
+
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+/** Formats epoch milliseconds as ISO-8601 UTC with millis, e.g. 2019-10-21T08:33:21.053Z. */
+static void fmt_iso(int64_t ms, char out[48])
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    snprintf(out, 48, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+static void *xcalloc(size_t n, size_t sz)
+{
+    void *p = calloc(n, sz);
+    if (!p) {
+        fprintf(stderr, "syncro-sim: out of memory\n");
+        abort();
+    }
+    return p;
+}
+
+static char *xstrdup(const char *s)
+{
+    char *p = strdup(s);
+    if (!p) {
+        fprintf(stderr, "syncro-sim: out of memory\n");
+        abort();
+    }
+    return p;
+}
+
+/** Parses a whole decimal string as int64; returns 0 on success. */
+static int parse_i64(const char *s, int64_t *out)
+{
+    if (!s || !*s)
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* string -> pointer hash map (chained, grows by doubling)                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct sm_entry {
+    struct sm_entry *next;
+    uint64_t hash;
+    void *val;
+    char key[];
+} sm_entry;
+
+typedef struct strmap {
+    sm_entry **b;
+    size_t nb, n;
+} strmap;
+
+static void sm_init(strmap *m)
+{
+    m->nb = 64;
+    m->n = 0;
+    m->b = xcalloc(m->nb, sizeof(*m->b));
+}
+
+static void sm_grow(strmap *m)
+{
+    size_t nb = m->nb * 2;
+    sm_entry **b = xcalloc(nb, sizeof(*b));
+    for (size_t i = 0; i < m->nb; i++) {
+        sm_entry *e = m->b[i];
+        while (e) {
+            sm_entry *next = e->next;
+            size_t j = e->hash & (nb - 1);
+            e->next = b[j];
+            b[j] = e;
+            e = next;
+        }
+    }
+    free(m->b);
+    m->b = b;
+    m->nb = nb;
+}
+
+/** @returns the stored value (borrowed) or NULL. */
+static void *sm_get(const strmap *m, const char *key)
+{
+    uint64_t h = fnv1a(key);
+    for (sm_entry *e = m->b[h & (m->nb - 1)]; e; e = e->next)
+        if (e->hash == h && strcmp(e->key, key) == 0)
+            return e->val;
+    return NULL;
+}
+
+/** Inserts key (copied) -> val. @returns the previous value for key (caller frees) or NULL. */
+static void *sm_put(strmap *m, const char *key, void *val)
+{
+    uint64_t h = fnv1a(key);
+    for (sm_entry *e = m->b[h & (m->nb - 1)]; e; e = e->next)
+        if (e->hash == h && strcmp(e->key, key) == 0) {
+            void *old = e->val;
+            e->val = val;
+            return old;
+        }
+    if (m->n + 1 > m->nb)
+        sm_grow(m);
+    size_t len = strlen(key);
+    sm_entry *e = xcalloc(1, sizeof(*e) + len + 1);
+    memcpy(e->key, key, len + 1);
+    e->hash = h;
+    e->val = val;
+    e->next = m->b[h & (m->nb - 1)];
+    m->b[h & (m->nb - 1)] = e;
+    m->n++;
+    return NULL;
+}
+
+/** Removes key. @returns its value (caller frees) or NULL. */
+static void *sm_del(strmap *m, const char *key)
+{
+    uint64_t h = fnv1a(key);
+    for (sm_entry **pe = &m->b[h & (m->nb - 1)]; *pe; pe = &(*pe)->next) {
+        sm_entry *e = *pe;
+        if (e->hash == h && strcmp(e->key, key) == 0) {
+            void *v = e->val;
+            *pe = e->next;
+            free(e);
+            m->n--;
+            return v;
+        }
+    }
+    return NULL;
+}
+
+/** Removes every entry, calling free_val on each value (may be NULL). */
+static void sm_clear(strmap *m, void (*free_val)(void *))
+{
+    for (size_t i = 0; i < m->nb; i++) {
+        sm_entry *e = m->b[i];
+        while (e) {
+            sm_entry *next = e->next;
+            if (free_val)
+                free_val(e->val);
+            free(e);
+            e = next;
+        }
+        m->b[i] = NULL;
+    }
+    m->n = 0;
+}
+
+static void sm_destroy(strmap *m, void (*free_val)(void *))
+{
+    if (!m->b)
+        return;
+    sm_clear(m, free_val);
+    free(m->b);
+    m->b = NULL;
+}
+
+#define SM_FOREACH(m, e)                                                                       \
+    for (size_t sm_i_ = 0; sm_i_ < (m)->nb; sm_i_++)                                           \
+        for (sm_entry *e = (m)->b[sm_i_]; e; e = e->next)
+
+/* ------------------------------------------------------------------------------------------ */
+/* ring of timestamps (sliding windows)                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct tsring {
+    int64_t *v;
+    size_t cap, head, len;
+} tsring;
+
+static void tsring_push(tsring *r, int64_t t)
+{
+    if (r->len == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 16;
+        int64_t *v = xcalloc(cap, sizeof(*v));
+        for (size_t i = 0; i < r->len; i++)
+            v[i] = r->v[(r->head + i) % r->cap];
+        free(r->v);
+        r->v = v;
+        r->cap = cap;
+        r->head = 0;
+    }
+    r->v[(r->head + r->len) % r->cap] = t;
+    r->len++;
+}
+
+static int64_t tsring_at(const tsring *r, size_t i) { return r->v[(r->head + i) % r->cap]; }
+
+/** Drops entries at or before cutoff (they left the window). */
+static void tsring_prune(tsring *r, int64_t cutoff)
+{
+    while (r->len && r->v[r->head] <= cutoff) {
+        r->head = (r->head + 1) % r->cap;
+        r->len--;
+    }
+}
+
+static void tsring_clear(tsring *r) { r->head = r->len = 0; }
+
+static void tsring_free(tsring *r)
+{
+    free(r->v);
+    memset(r, 0, sizeof(*r));
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* status counters: a handful of distinct codes, kept in a tiny sparse list                    */
+/* ------------------------------------------------------------------------------------------ */
+
+#define STATUSC_MAX 24
+typedef struct statusc {
+    int len;
+    int code[STATUSC_MAX];
+    uint64_t n[STATUSC_MAX];
+} statusc;
+
+static void statusc_add(statusc *sc, int code)
+{
+    for (int i = 0; i < sc->len; i++)
+        if (sc->code[i] == code) {
+            sc->n[i]++;
+            return;
+        }
+    if (sc->len < STATUSC_MAX) {
+        sc->code[sc->len] = code;
+        sc->n[sc->len++] = 1;
+    }
+}
+
+static uint64_t statusc_get(const statusc *sc, int code)
+{
+    for (int i = 0; i < sc->len; i++)
+        if (sc->code[i] == code)
+            return sc->n[i];
+    return 0;
+}
+
+/** Adds "<code>":n to obj for every seen code, and 0 for each code in always[]. */
+static void statusc_to_json(const statusc *sc, json_t *obj, const int *always, int nalways)
+{
+    char key[16];
+    for (int i = 0; i < nalways; i++) {
+        snprintf(key, sizeof(key), "%d", always[i]);
+        json_object_set_new(obj, key, json_integer((json_int_t)statusc_get(sc, always[i])));
+    }
+    for (int i = 0; i < sc->len; i++) {
+        snprintf(key, sizeof(key), "%d", sc->code[i]);
+        json_object_set_new(obj, key, json_integer((json_int_t)sc->n[i]));
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* configuration: one table serves GET and PUT /_sim/config                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct sim_config {
+    int64_t rate_limit;
+    int64_t rate_window_ms;
+    bool rate_scope_ip;
+    bool retry_after;
+    int64_t latency_ms, latency_jitter_ms;
+    double fail_5xx_rate, malformed_rate, reset_rate, hang_rate;
+    int64_t hang_ms;
+    int64_t fail_next, fail_status;
+    int64_t malformed_next, reset_next, hang_next, ratelimit_next;
+    int64_t outage_status;
+    int64_t outage_until_mono; /* exposed as outage_ms (time left) */
+} sim_config;
+
+typedef enum { CT_INT, CT_RATE, CT_BOOL, CT_SCOPE, CT_OUTAGE_MS } cfg_type;
+
+typedef struct cfg_entry {
+    const char *name;
+    cfg_type type;
+    size_t off;
+    int64_t min, max; /* CT_INT only */
+} cfg_entry;
+
+#define CFG_OFF(f) offsetof(sim_config, f)
+static const cfg_entry CONFIG_TABLE[] = {
+    {"rate_limit", CT_INT, CFG_OFF(rate_limit), 0, 100000000},
+    {"rate_window_ms", CT_INT, CFG_OFF(rate_window_ms), 1, 86400000},
+    {"rate_scope", CT_SCOPE, CFG_OFF(rate_scope_ip), 0, 0},
+    {"retry_after", CT_BOOL, CFG_OFF(retry_after), 0, 0},
+    {"latency_ms", CT_INT, CFG_OFF(latency_ms), 0, 600000},
+    {"latency_jitter_ms", CT_INT, CFG_OFF(latency_jitter_ms), 0, 600000},
+    {"fail_5xx_rate", CT_RATE, CFG_OFF(fail_5xx_rate), 0, 0},
+    {"malformed_rate", CT_RATE, CFG_OFF(malformed_rate), 0, 0},
+    {"reset_rate", CT_RATE, CFG_OFF(reset_rate), 0, 0},
+    {"hang_rate", CT_RATE, CFG_OFF(hang_rate), 0, 0},
+    {"hang_ms", CT_INT, CFG_OFF(hang_ms), 0, 3600000},
+    {"fail_next", CT_INT, CFG_OFF(fail_next), 0, INT64_C(1000000000)},
+    {"fail_status", CT_INT, CFG_OFF(fail_status), 400, 599},
+    {"malformed_next", CT_INT, CFG_OFF(malformed_next), 0, INT64_C(1000000000)},
+    {"reset_next", CT_INT, CFG_OFF(reset_next), 0, INT64_C(1000000000)},
+    {"hang_next", CT_INT, CFG_OFF(hang_next), 0, INT64_C(1000000000)},
+    {"ratelimit_next", CT_INT, CFG_OFF(ratelimit_next), 0, INT64_C(1000000000)},
+    {"outage_status", CT_INT, CFG_OFF(outage_status), 400, 599},
+    {"outage_ms", CT_OUTAGE_MS, CFG_OFF(outage_until_mono), 0, 86400000},
+};
+#define N_CONFIG (sizeof(CONFIG_TABLE) / sizeof(CONFIG_TABLE[0]))
+
+static void config_defaults(sim_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->rate_limit = 180;
+    c->rate_window_ms = 60000;
+    c->retry_after = true;
+    c->hang_ms = 30000;
+    c->fail_status = 503;
+    c->outage_status = 503;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* data model                                                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct customer {
+    int64_t id;
+    uint32_t idx;        /* generation index: every field derives from (account salt, idx) */
+    char *embed_text;    /* lazily written JSON of the customer as nested in assets */
+    char *addr_text;     /* lazily written JSON of the asset "address" object */
+} customer;
+
+typedef struct asset {
+    int64_t id;
+    int64_t customer_id;
+    uint64_t idx; /* generation index (kabuto facts, timestamps, MACs) */
+    char *name, *serial, *type;
+    int64_t created_ms, updated_ms;
+    json_t *props; /* NULL: the generated properties; else the stored hash (owned) */
+    json_t *extra; /* NULL or other top-level fields set through the admin API (owned) */
+    bool poison;   /* rendered with "id":"not-a-number" */
+} asset;
+
+typedef struct acct_stats {
+    uint64_t requests, resets;
+    statusc status;
+    uint64_t max_in_window;
+} acct_stats;
+
+typedef struct account {
+    char *sub;
+    uint64_t seed, salt;
+    int64_t account_id; /* Syncro's internal account id (rmm_store / address objects) */
+    int customers_per_page;
+    customer *cust;
+    size_t ncust;
+    asset *assets;
+    size_t nassets, cap_assets;
+    int64_t next_asset_id;
+    uint64_t next_asset_idx;
+    tsring rl;  /* admitted requests in the current window (scope "account") */
+    tsring all; /* every request in the current window (max_in_window) */
+    acct_stats st;
+} account;
+
+typedef struct token {
+    char *token, *sub;
+    char **perms;
+    size_t nperms;
+} token;
+
+typedef struct token_stats {
+    uint64_t requests;
+    statusc status;
+} token_stats;
+
+enum path_class { PC_ME, PC_CUSTOMERS, PC_CUSTOMER, PC_ASSETS, PC_ASSET, PC_OTHER, PC__N };
+static const char *const PATH_CLASS_NAMES[PC__N] = {
+    "/me", "/customers", "/customers/{id}", "/customer_assets", "/customer_assets/{id}", "other",
+};
+
+typedef struct pending pending;
+
+typedef struct sim {
+    struct event_base *base;
+    struct evhttp *http;
+    struct event *sig_term, *sig_int;
+    evutil_socket_t listen_fd;
+    uint64_t seed;
+    uint64_t rng; /* fault PRNG state */
+    sim_config cfg;
+    strmap accounts;    /* sub -> account* */
+    strmap tokens;      /* token -> token* */
+    strmap token_stats; /* presented token -> token_stats* */
+    strmap ip_rl;       /* client ip -> tsring* (rate_scope "ip") */
+    uint64_t requests, resets, hangs, malformed;
+    statusc status;
+    uint64_t paths[PC__N];
+    pending *pending_head;
+    bool stopping;
+} sim;
+
+/* ------------------------------------------------------------------------------------------ */
+/* fault PRNG                                                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+static double rng01(sim *s)
+{
+    s->rng = mix64(s->rng);
+    return (double)(s->rng >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static bool rng_hit(sim *s, double rate) { return rate > 0 && rng01(s) < rate; }
+
+/* ------------------------------------------------------------------------------------------ */
+/* deterministic data generation                                                               */
+/* ------------------------------------------------------------------------------------------ */
+
+static const char *const FIRST_NAMES[] = {
+    "James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David",
+    "Elizabeth", "William", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah",
+    "Carlos", "Karen", "Daniel", "Lisa", "Matthew", "Nancy", "Anthony", "Sandra", "Mark",
+    "Ashley", "Priya", "Chen", "Fatima", "Lukas",
+};
+static const char *const LAST_NAMES[] = {
+    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez",
+    "Martinez", "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor",
+    "Moore", "Jackson", "Martin", "Lee", "Perez", "Thompson", "White", "Harris", "Sanchez",
+    "Clark", "Ramirez", "Lewis", "Robinson", "Walker", "Young",
+};
+static const char *const BIZ_A[] = {
+    "Acme", "Blue Ridge", "Summit", "Harbor", "Pinecrest", "Redwood", "Lakeside", "Granite",
+    "Northwind", "Silverline", "Cedar", "Riverbend", "Oakmont", "Brightpath", "Ironclad", "Maple",
+};
+static const char *const BIZ_B[] = {
+    "Dental",     "Law Group", "Accounting", "Logistics", "Medical Center", "Realty",
+    "Engineering", "Insurance", "Veterinary", "Construction", "Consulting", "Foods",
+};
+static const char *const STREETS[] = {
+    "Main St", "Oak Ave", "Pine St", "Maple Dr", "Cedar Ln", "Elm St", "Washington Blvd",
+    "Lake Rd", "Hill St", "Park Ave", "2nd St", "Sunset Blvd",
+};
+static const struct {
+    const char *city, *state;
+} CITIES[] = {
+    {"Austin", "TX"},     {"Denver", "CO"},   {"Portland", "OR"}, {"Raleigh", "NC"},
+    {"Columbus", "OH"},   {"Tampa", "FL"},    {"Madison", "WI"},  {"Boise", "ID"},
+    {"Sacramento", "CA"}, {"Albany", "NY"},   {"Phoenix", "AZ"},  {"Richmond", "VA"},
+};
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+static const struct {
+    const char *manufacturer, *model, *form_factor;
+} HW_DESKTOP[] = {
+    {"Dell Inc.", "OptiPlex 7090", "Desktop"},
+    {"HP", "HP EliteDesk 800 G6 Small Form Factor PC", "Desktop"},
+    {"LENOVO", "ThinkCentre M720q", "Desktop"},
+    {"Dell Inc.", "Precision 3650 Tower", "Desktop"},
+}, HW_LAPTOP[] = {
+    {"LENOVO", "ThinkPad T14 Gen 2", "Laptop"},
+    {"Dell Inc.", "Latitude 5520", "Laptop"},
+    {"HP", "HP EliteBook 840 G8 Notebook PC", "Laptop"},
+    {"Microsoft Corporation", "Surface Laptop 4", "Laptop"},
+}, HW_SERVER[] = {
+    {"Dell Inc.", "PowerEdge R740", "Server"},
+    {"HPE", "ProLiant DL380 Gen10", "Server"},
+    {"Lenovo", "ThinkSystem SR650", "Server"},
+};
+static const char *const PRINTERS[] = {
+    "HP LaserJet Pro M404dn", "Brother HL-L8360CDW", "Canon imageCLASS MF445dw",
+    "Xerox VersaLink C405",
+};
+static const struct {
+    const char *name, *build;
+} OS_WORKSTATION[] = {
+    {"Microsoft Windows 10 Pro", "10.0.19045"},
+    {"Microsoft Windows 11 Pro", "10.0.22631"},
+    {"Microsoft Windows 10 Enterprise", "10.0.19044"},
+    {"Microsoft Windows 11 Business", "10.0.22621"},
+}, OS_SERVER[] = {
+    {"Microsoft Windows Server 2019 Standard", "10.0.17763"},
+    {"Microsoft Windows Server 2022 Standard", "10.0.20348"},
+    {"Microsoft Windows Server 2016 Standard", "10.0.14393"},
+};
+
+#define T_2019 1546300800000LL /* 2019-01-01T00:00:00Z */
+#define DAY_MS 86400000LL
+
+static uint64_t cust_hash(const account *a, uint32_t idx) { return hash2(a->salt, 0xC0570000ULL + idx); }
+static uint64_t asset_hash(const account *a, uint64_t idx) { return hash2(a->salt ^ 0xA55E7ULL, idx); }
+
+static void lower_alnum(const char *in, char *out, size_t outsz)
+{
+    size_t j = 0;
+    for (; *in && j + 1 < outsz; in++) {
+        char c = *in;
+        if (c >= 'A' && c <= 'Z')
+            out[j++] = (char)(c - 'A' + 'a');
+        else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
+            out[j++] = c;
+    }
+    out[j] = 0;
+}
+
+typedef struct cust_facts {
+    const char *first, *last;
+    char business[64]; /* empty: business_name is null */
+    char fullname[64];
+    int64_t created_ms, updated_ms;
+    uint64_t h;
+} cust_facts;
+
+static void cust_facts_get(const account *a, const customer *c, cust_facts *f)
+{
+    uint64_t h = cust_hash(a, c->idx);
+    f->h = h;
+    f->first = FIRST_NAMES[h % NELEM(FIRST_NAMES)];
+    f->last = LAST_NAMES[(h >> 8) % NELEM(LAST_NAMES)];
+    snprintf(f->fullname, sizeof(f->fullname), "%s %s", f->first, f->last);
+    if ((c->idx + 1) % 5 == 0)
+        f->business[0] = 0; /* every 5th customer is a person without a business */
+    else
+        snprintf(f->business, sizeof(f->business), "%s %s", BIZ_A[(h >> 16) % NELEM(BIZ_A)],
+                 BIZ_B[(h >> 24) % NELEM(BIZ_B)]);
+    f->created_ms = T_2019 + (int64_t)((h >> 12) % (1000 * DAY_MS / 1000)) * 1000 + (int64_t)(h % 1000);
+    f->updated_ms = f->created_ms + (int64_t)((h >> 30) % (400 * DAY_MS));
+}
+
+/*
+ * Rendering. Pages are written as JSON text directly (jansson's dump was 65% of the CPU time of
+ * an asset page); the customer fragments nested in every asset are cached per customer. The
+ * admin API and the edit paths need trees: they parse this same text back (asset_json,
+ * asset_gen_props), so there is one renderer and no second shape to drift.
+ */
+typedef struct sb {
+    char *p;
+    size_t len, cap;
+} sb;
+
+static void sb_need(sb *b, size_t n)
+{
+    if (b->len + n + 1 <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + n + 1)
+        cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+        fprintf(stderr, "syncro-sim: out of memory\n");
+        abort();
+    }
+    b->p = p;
+    b->cap = cap;
+}
+
+static void sb_raw(sb *b, const char *s, size_t n)
+{
+    sb_need(b, n);
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+}
+
+static void sb_lit(sb *b, const char *s) { sb_raw(b, s, strlen(s)); }
+
+static void sb_printf(sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sb *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    sb_need(b, (size_t)n);
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+/** Appends s as a JSON string (s must be UTF-8: generated, or parsed by jansson). */
+static void sb_str(sb *b, const char *s)
+{
+    size_t n = strlen(s);
+    sb_need(b, n * 6 + 2);
+    char *o = b->p + b->len;
+    *o++ = '"';
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if (*c == '"' || *c == '\\') {
+            *o++ = '\\';
+            *o++ = (char)*c;
+        } else if (*c < 0x20) {
+            static const char hex[] = "0123456789abcdef";
+            *o++ = '\\';
+            switch (*c) {
+            case '\n': *o++ = 'n'; break;
+            case '\r': *o++ = 'r'; break;
+            case '\t': *o++ = 't'; break;
+            default:
+                *o++ = 'u', *o++ = '0', *o++ = '0', *o++ = hex[*c >> 4], *o++ = hex[*c & 15];
+            }
+        } else {
+            *o++ = (char)*c;
+        }
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->p);
+    b->p[b->len] = 0;
+}
+
+static void sb_int(sb *b, int64_t v)
+{
+    char buf[24];
+    int n = snprintf(buf, sizeof(buf), "%" PRId64, v);
+    sb_raw(b, buf, (size_t)n);
+}
+
+static void sb_iso(sb *b, int64_t ms)
+{
+    char buf[48];
+    fmt_iso(ms, buf);
+    sb_raw(b, "\"", 1);
+    sb_lit(b, buf);
+    sb_raw(b, "\"", 1);
+}
+
+static void sb_json(sb *b, const json_t *v)
+{
+    char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (t) {
+        sb_lit(b, t);
+        free(t);
+    } else {
+        sb_lit(b, "null");
+    }
+}
+
+/** Writes `,"key":` (the comma unless first). */
+static void sb_key(sb *b, const char *key, bool *first)
+{
+    if (!*first)
+        sb_raw(b, ",", 1);
+    *first = false;
+    sb_str(b, key);
+    sb_raw(b, ":", 1);
+}
+
+/** Writes a customer object; embedded=true gives the shape nested in assets. */
+static void customer_write(sb *b, const account *a, const customer *c, bool embedded)
+{
+    cust_facts f;
+    cust_facts_get(a, c, &f);
+    uint64_t h = f.h;
+    char lf[32], ll[32], dom[64];
+    lower_alnum(f.first, lf, sizeof(lf));
+    lower_alnum(f.last, ll, sizeof(ll));
+    if (f.business[0])
+        lower_alnum(f.business, dom, sizeof(dom));
+    else
+        snprintf(dom, sizeof(dom), "mail");
+    size_t ci = (h >> 36) % NELEM(CITIES);
+
+    sb_lit(b, "{\"id\":");
+    sb_int(b, c->id);
+    sb_lit(b, ",\"firstname\":");
+    sb_str(b, f.first);
+    sb_lit(b, ",\"lastname\":");
+    sb_str(b, f.last);
+    sb_lit(b, ",\"fullname\":");
+    sb_str(b, f.fullname);
+    sb_lit(b, ",\"business_name\":");
+    if (f.business[0])
+        sb_str(b, f.business);
+    else
+        sb_lit(b, "null");
+    sb_printf(b, ",\"email\":\"%s.%s%u@%s.example.com\"", lf, ll, c->idx, dom);
+    sb_printf(b, ",\"phone\":\"555-%03u-%04u\"", (unsigned)((h >> 20) % 1000),
+              (unsigned)((h >> 32) % 10000));
+    if (h & 0x10)
+        sb_printf(b, ",\"mobile\":\"555-%03u-%04u\"", (unsigned)((h >> 40) % 1000),
+                  (unsigned)((h >> 50) % 10000));
+    else
+        sb_lit(b, ",\"mobile\":null");
+    sb_lit(b, ",\"created_at\":");
+    sb_iso(b, f.created_ms);
+    sb_lit(b, ",\"updated_at\":");
+    sb_iso(b, f.updated_ms);
+    sb_printf(b, ",\"pdf_url\":null,\"address\":\"%u %s\",\"address_2\":null", 
+              (unsigned)(100 + (h >> 3) % 9800), STREETS[(h >> 44) % NELEM(STREETS)]);
+    sb_printf(b, ",\"city\":\"%s\",\"state\":\"%s\",\"zip\":\"%05u\"", CITIES[ci].city,
+              CITIES[ci].state, (unsigned)(10000 + (h >> 24) % 89999));
+    sb_lit(b, ",\"latitude\":null,\"longitude\":null,\"notes\":null,\"get_sms\":false,"
+              "\"opt_out\":false,\"disabled\":false,\"no_email\":false");
+    if (!embedded)
+        sb_lit(b, ",\"location_name\":null");
+    sb_lit(b, ",\"location_id\":null,\"properties\":{}");
+    {
+        static const char alnum[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+        char key[21];
+        uint64_t k = mix64(h ^ 0x9071A1ULL);
+        for (int i = 0; i < 20; i++) {
+            if (i % 12 == 0)
+                k = mix64(k + (uint64_t)i);
+            key[i] = alnum[k % 36];
+            k /= 36;
+        }
+        key[20] = 0;
+        sb_printf(b, ",\"online_profile_url\":\"https://%s.syncromsp.com/my_profile/v2/index?portal_key=%s\"",
+                  a->sub, key);
+    }
+    sb_lit(b, ",\"tax_rate_id\":null,\"notification_email\":null,\"invoice_cc_emails\":null,"
+              "\"invoice_term_id\":null,\"referred_by\":null,\"ref_customer_id\":null");
+    if (f.business[0]) {
+        sb_printf(b, ",\"business_and_full_name\":\"%s - %s\"", f.business, f.fullname);
+        sb_printf(b, ",\"business_then_name\":\"%s\"", f.business);
+    } else {
+        sb_printf(b, ",\"business_and_full_name\":\"%s\"", f.fullname);
+        sb_printf(b, ",\"business_then_name\":\"%s\"", f.fullname);
+    }
+    if (!embedded)
+        sb_lit(b, ",\"contacts\":[]");
+    sb_raw(b, "}", 1);
+}
+
+/** Writes the customer's "address" object as nested in assets. */
+static void customer_address_write(sb *b, const account *a, const customer *c)
+{
+    cust_facts f;
+    cust_facts_get(a, c, &f);
+    uint64_t h = f.h;
+    size_t ci = (h >> 36) % NELEM(CITIES);
+    sb_printf(b, "{\"id\":%" PRId64 ",\"name\":\"%s\",\"customer_id\":%" PRId64
+                 ",\"address_type_id\":2,\"address1\":\"%u %s\",\"address2\":null",
+              300000000 + c->id % 100000000, f.business[0] ? "Main Office" : "Home", c->id,
+              (unsigned)(100 + (h >> 3) % 9800), STREETS[(h >> 44) % NELEM(STREETS)]);
+    sb_printf(b, ",\"city\":\"%s\",\"state\":\"%s\",\"zip\":\"%05u\",\"latitude\":null,\"longitude\":null",
+              CITIES[ci].city, CITIES[ci].state, (unsigned)(10000 + (h >> 24) % 89999));
+    sb_lit(b, ",\"created_at\":");
+    sb_iso(b, f.created_ms);
+    sb_lit(b, ",\"updated_at\":");
+    sb_iso(b, f.created_ms);
+    sb_printf(b, ",\"account_id\":%" PRId64 "}", a->account_id);
+}
+
+/** Appends the cached embedded-customer and address fragments (built on first use). */
+static void customer_fragments(const account *a, customer *c, const char **embed, const char **addr)
+{
+    if (!c->embed_text) {
+        sb b = {0};
+        customer_write(&b, a, c, true);
+        c->embed_text = b.p;
+        sb b2 = {0};
+        customer_address_write(&b2, a, c);
+        c->addr_text = b2.p;
+    }
+    *embed = c->embed_text;
+    *addr = c->addr_text;
+}
+
+static customer *customer_find(const account *a, int64_t id)
+{
+    size_t lo = 0, hi = a->ncust;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (a->cust[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return (lo < a->ncust && a->cust[lo].id == id) ? &a->cust[lo] : NULL;
+}
+
+/** @returns the index of the asset with id, or -1. */
+static ssize_t asset_index(const account *a, int64_t id)
+{
+    size_t lo = 0, hi = a->nassets;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (a->assets[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return (lo < a->nassets && a->assets[lo].id == id) ? (ssize_t)lo : -1;
+}
+
+static const char *asset_type_for(uint64_t h)
+{
+    unsigned r = (unsigned)(h % 20);
+    if (r < 8)
+        return "Desktop";
+    if (r < 15)
+        return "Laptop";
+    if (r < 18)
+        return "Server";
+    return "Printer";
+}
+
+static bool type_is_printer(const char *t) { return strcasecmp(t, "Printer") == 0; }
+
+/** Serials are a bijection of the index (unique per account), mixed with the account salt. */
+static void gen_serial(const account *a, uint64_t idx, char out[24])
+{
+    uint32_t v = (uint32_t)(idx * 0x9E3779B1u) ^ (uint32_t)(a->salt >> 17);
+    snprintf(out, 24, "SN%08X", v);
+}
+
+static void fmt_mac(uint64_t h, bool dashes_upper, char out[24])
+{
+    unsigned char m[6];
+    for (int i = 0; i < 6; i++)
+        m[i] = (unsigned char)(h >> (8 * i));
+    m[0] &= 0xFC; /* unicast, globally administered */
+    if (dashes_upper)
+        snprintf(out, 24, "%02X-%02X-%02X-%02X-%02X-%02X", m[0], m[1], m[2], m[3], m[4], m[5]);
+    else
+        snprintf(out, 24, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+}
+
+/**
+ * Writes the generated properties of an asset. Agents (not printers) carry kabuto_information;
+ * its serial_number is the serial generated for the index, so editing asset_serial does not
+ * change what "the agent reported".
+ */
+static void asset_gen_props_write(sb *b, const account *a, const asset *as)
+{
+    if (type_is_printer(as->type)) {
+        sb_lit(b, "{}");
+        return;
+    }
+    uint64_t h = asset_hash(a, as->idx);
+    bool server = strcasecmp(as->type, "Server") == 0;
+    bool laptop = strcasecmp(as->type, "Laptop") == 0;
+    const char *mf, *model, *ff, *osn, *osb;
+    if (server) {
+        size_t i = (h >> 8) % NELEM(HW_SERVER);
+        mf = HW_SERVER[i].manufacturer, model = HW_SERVER[i].model, ff = HW_SERVER[i].form_factor;
+    } else if (laptop) {
+        size_t i = (h >> 8) % NELEM(HW_LAPTOP);
+        mf = HW_LAPTOP[i].manufacturer, model = HW_LAPTOP[i].model, ff = HW_LAPTOP[i].form_factor;
+    } else {
+        size_t i = (h >> 8) % NELEM(HW_DESKTOP);
+        mf = HW_DESKTOP[i].manufacturer, model = HW_DESKTOP[i].model,
+        ff = HW_DESKTOP[i].form_factor;
+    }
+    if (server) {
+        size_t i = (h >> 16) % NELEM(OS_SERVER);
+        osn = OS_SERVER[i].name, osb = OS_SERVER[i].build;
+    } else {
+        size_t i = (h >> 16) % NELEM(OS_WORKSTATION);
+        osn = OS_WORKSTATION[i].name, osb = OS_WORKSTATION[i].build;
+    }
+    char serial[24];
+    gen_serial(a, as->idx, serial);
+    sb_printf(b,
+              "{\"kabuto_information\":{\"general\":{\"manufacturer\":\"%s\",\"model\":\"%s\","
+              "\"serial_number\":\"%s\",\"form_factor\":\"%s\"},\"os\":{\"name\":\"%s\","
+              "\"build\":\"%s\"},\"network_adapters\":[",
+              mf, model, serial, ff, osn, osb);
+    /* MAC text formats vary in the wild: dashes upper-case for some, colons lower-case for others */
+    bool dashes = ((h >> 24) & 1) == 0;
+    char mac[24];
+    fmt_mac(mix64(h ^ 0xE7E7ULL), dashes, mac);
+    sb_printf(b, "{\"name\":\"Ethernet\",\"physical_address\":\"%s\"}", mac);
+    if (laptop) {
+        fmt_mac(mix64(h ^ 0x3171ULL), dashes, mac);
+        sb_printf(b, ",{\"name\":\"Wi-Fi\",\"physical_address\":\"%s\"}", mac);
+    }
+    sb_lit(b, "]}}");
+}
+
+/** @returns the generated properties as a new object. */
+static json_t *asset_gen_props(const account *a, const asset *as)
+{
+    sb b = {0};
+    asset_gen_props_write(&b, a, as);
+    json_t *j = json_loadb(b.p, b.len, 0, NULL);
+    free(b.p);
+    return j ? j : json_object();
+}
+
+static const char TRIGGERS_QUIET[] =
+    "{\"bsod_triggered\":\"false\",\"time_triggered\":\"false\",\"no_av_triggered\":\"false\","
+    "\"defrag_triggered\":\"false\",\"firewall_triggered\":\"false\",\"app_crash_triggered\":"
+    "\"false\",\"low_hd_space_triggered\":\"false\",\"smart_failure_triggered\":\"false\","
+    "\"device_manager_triggered\":\"false\",\"agent_offline_triggered\":\"false\"}";
+static const char TRIGGERS_OFFLINE[] =
+    "{\"bsod_triggered\":\"false\",\"time_triggered\":\"false\",\"no_av_triggered\":\"false\","
+    "\"defrag_triggered\":\"false\",\"firewall_triggered\":\"false\",\"app_crash_triggered\":"
+    "\"false\",\"low_hd_space_triggered\":\"false\",\"smart_failure_triggered\":\"false\","
+    "\"device_manager_triggered\":\"false\",\"agent_offline_triggered\":\"true\"}";
+
+/* top-level asset keys, in the official example's order (then the schema's extras) */
+static const char *const ASSET_KEYS[] = {
+    "id", "name", "customer_id", "contact_id", "created_at", "updated_at", "properties",
+    "asset_type", "asset_serial", "external_rmm_link", "customer", "rmm_links", "rmm_store",
+    "address", "has_live_chat", "snmp_enabled",
+};
+
+/** Writes one asset in the official document's shape; fields set through the admin API win. */
+static void asset_write(sb *b, account *a, asset *as)
+{
+    uint64_t h = asset_hash(a, as->idx);
+    customer *c = customer_find(a, as->customer_id);
+    const char *cust_text = "null", *addr_text = "null";
+    if (c)
+        customer_fragments(a, c, &cust_text, &addr_text);
+    bool printer = type_is_printer(as->type);
+    bool first = true;
+    sb_raw(b, "{", 1);
+    for (size_t k = 0; k < NELEM(ASSET_KEYS); k++) {
+        const char *key = ASSET_KEYS[k];
+        json_t *ov = as->extra ? json_object_get(as->extra, key) : NULL;
+        sb_key(b, key, &first);
+        if (ov) {
+            sb_json(b, ov);
+            continue;
+        }
+        switch (k) {
+        case 0:
+            if (as->poison)
+                sb_lit(b, "\"not-a-number\"");
+            else
+                sb_int(b, as->id);
+            break;
+        case 1: sb_str(b, as->name); break;
+        case 2: sb_int(b, as->customer_id); break;
+        case 3: sb_lit(b, "null"); break;
+        case 4: sb_iso(b, as->created_ms); break;
+        case 5: sb_iso(b, as->updated_ms); break;
+        case 6:
+            if (as->props)
+                sb_json(b, as->props);
+            else
+                asset_gen_props_write(b, a, as);
+            break;
+        case 7: sb_str(b, as->type); break;
+        case 8: sb_str(b, as->serial); break;
+        case 9: sb_lit(b, "null"); break;
+        case 10: sb_lit(b, cust_text); break;
+        case 11: sb_lit(b, "[]"); break;
+        case 12:
+            if (printer) {
+                sb_lit(b, "null");
+                break;
+            }
+            sb_printf(b, "{\"id\":%" PRId64 ",\"asset_id\":%" PRId64 ",\"account_id\":%" PRId64
+                         ",\"triggers\":%s,\"windows_updates\":{},\"emsisoft\":{},\"general\":{}",
+                      (int64_t)(as->id - ASSET_ID_BASE + 40000000), as->id, a->account_id,
+                      (h % 13 == 0) ? TRIGGERS_OFFLINE : TRIGGERS_QUIET);
+            sb_lit(b, ",\"created_at\":");
+            sb_iso(b, as->created_ms);
+            sb_lit(b, ",\"updated_at\":");
+            sb_iso(b, as->updated_ms);
+            sb_lit(b, ",\"override_alert_agent_offline_mins\":null,"
+                      "\"override_alert_agent_rearm_after_mins\":null,"
+                      "\"override_low_hd_threshold\":null,"
+                      "\"override_autoresolve_offline_alert\":null}");
+            break;
+        case 13: sb_lit(b, addr_text); break;
+        case 14: sb_lit(b, "false"); break;
+        case 15: sb_lit(b, printer ? "true" : "null"); break;
+        }
+    }
+    if (as->extra) {
+        const char *key;
+        json_t *v;
+        json_object_foreach(as->extra, key, v) {
+            bool known = false;
+            for (size_t k = 0; k < NELEM(ASSET_KEYS) && !known; k++)
+                known = strcmp(ASSET_KEYS[k], key) == 0;
+            if (!known) {
+                sb_key(b, key, &first);
+                sb_json(b, v);
+            }
+        }
+    }
+    sb_raw(b, "}", 1);
+}
+
+/** @returns the asset as a new JSON object (for admin answers). */
+static json_t *asset_json(account *a, asset *as)
+{
+    sb b = {0};
+    asset_write(&b, a, as);
+    json_t *j = json_loadb(b.p, b.len, 0, NULL);
+    free(b.p);
+    return j ? j : json_null();
+}
+
+static void asset_free_fields(asset *as)
+{
+    free(as->name);
+    free(as->serial);
+    free(as->type);
+    json_decref(as->props);
+    json_decref(as->extra);
+}
+
+static void customer_free_fields(customer *c)
+{
+    free(c->embed_text);
+    free(c->addr_text);
+}
+
+static void account_free_data(account *a)
+{
+    for (size_t i = 0; i < a->ncust; i++)
+        customer_free_fields(&a->cust[i]);
+    for (size_t i = 0; i < a->nassets; i++)
+        asset_free_fields(&a->assets[i]);
+    free(a->cust);
+    free(a->assets);
+    a->cust = NULL;
+    a->assets = NULL;
+    a->ncust = a->nassets = a->cap_assets = 0;
+}
+
+static void account_free(void *p)
+{
+    account *a = p;
+    if (!a)
+        return;
+    account_free_data(a);
+    tsring_free(&a->rl);
+    tsring_free(&a->all);
+    free(a->sub);
+    free(a);
+}
+
+/** Reserves room for one more asset and returns a zeroed slot at the end (not yet counted). */
+static asset *asset_slot(account *a)
+{
+    if (a->nassets == a->cap_assets) {
+        size_t cap = a->cap_assets ? a->cap_assets * 2 : 64;
+        asset *v = realloc(a->assets, cap * sizeof(*v));
+        if (!v) {
+            fprintf(stderr, "syncro-sim: out of memory\n");
+            abort();
+        }
+        a->assets = v;
+        a->cap_assets = cap;
+    }
+    asset *as = &a->assets[a->nassets];
+    memset(as, 0, sizeof(*as));
+    return as;
+}
+
+/** Fills a new asset with the generated facts of index idx (id/customer chosen by caller). */
+static void asset_generate(account *a, asset *as, uint64_t idx)
+{
+    uint64_t h = asset_hash(a, idx);
+    as->idx = idx;
+    const char *type = asset_type_for(h);
+    as->type = xstrdup(type);
+    char buf[96];
+    static const char b36[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    char tag[8];
+    uint64_t k = mix64(h ^ 0x7A6ULL);
+    for (int i = 0; i < 7; i++, k /= 36)
+        tag[i] = b36[k % 36];
+    tag[7] = 0;
+    if (strcmp(type, "Desktop") == 0)
+        snprintf(buf, sizeof(buf), "DESKTOP-%s", tag);
+    else if (strcmp(type, "Laptop") == 0)
+        snprintf(buf, sizeof(buf), "LAPTOP-%s", tag);
+    else if (strcmp(type, "Server") == 0)
+        snprintf(buf, sizeof(buf), "SRV-%.4s%02u", tag, (unsigned)(idx % 100));
+    else
+        snprintf(buf, sizeof(buf), "%s #%" PRIu64, PRINTERS[(h >> 8) % NELEM(PRINTERS)], idx + 1);
+    as->name = xstrdup(buf);
+    char serial[24];
+    gen_serial(a, idx, serial);
+    as->serial = xstrdup(serial);
+    as->created_ms = T_2019 + (int64_t)((h >> 10) % (1200 * DAY_MS));
+    as->updated_ms = as->created_ms + (int64_t)((h >> 34) % (300 * DAY_MS)) + 1000;
+}
+
+/** (Re)builds the account's data set; stats and rate-limit windows are kept. */
+static void account_generate(account *a, uint64_t seed, size_t ncust, size_t nassets, int cpp)
+{
+    account_free_data(a);
+    a->seed = seed;
+    a->salt = hash2(seed, fnv1a(a->sub));
+    a->account_id = 1000 + (int64_t)(a->salt % 900000);
+    a->customers_per_page = cpp;
+
+    a->cust = xcalloc(ncust ? ncust : 1, sizeof(*a->cust));
+    a->ncust = ncust;
+    int64_t id = CUSTOMER_ID_BASE + (int64_t)(a->salt % 50000);
+    for (size_t i = 0; i < ncust; i++) {
+        a->cust[i].id = id;
+        a->cust[i].idx = (uint32_t)i;
+        id += 1 + (int64_t)(cust_hash(a, (uint32_t)i) % 4); /* gaps, like a shared database */
+    }
+
+    a->nassets = a->cap_assets = 0;
+    id = ASSET_ID_BASE + (int64_t)((a->salt >> 20) % 50000);
+    for (size_t i = 0; i < nassets; i++) {
+        asset *as = asset_slot(a);
+        asset_generate(a, as, i);
+        as->id = id;
+        as->customer_id = a->cust[i % ncust].id; /* round-robin */
+        id += 1 + (int64_t)(asset_hash(a, i) % 3);
+        a->nassets++;
+    }
+    a->next_asset_id = id;
+    a->next_asset_idx = nassets;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* tokens                                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+static void token_free(void *p)
+{
+    token *t = p;
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->nperms; i++)
+        free(t->perms[i]);
+    free(t->perms);
+    free(t->token);
+    free(t->sub);
+    free(t);
+}
+
+static void token_set_perms(token *t, json_t *perms /* array of strings or NULL = all */)
+{
+    for (size_t i = 0; i < t->nperms; i++)
+        free(t->perms[i]);
+    free(t->perms);
+    if (!perms) {
+        t->nperms = N_ALL_PERMISSIONS;
+        t->perms = xcalloc(t->nperms, sizeof(char *));
+        for (size_t i = 0; i < t->nperms; i++)
+            t->perms[i] = xstrdup(ALL_PERMISSIONS[i]);
+        return;
+    }
+    t->nperms = json_array_size(perms);
+    t->perms = xcalloc(t->nperms ? t->nperms : 1, sizeof(char *));
+    for (size_t i = 0; i < t->nperms; i++)
+        t->perms[i] = xstrdup(json_string_value(json_array_get(perms, i)));
+}
+
+static bool token_has(const token *t, const char *perm)
+{
+    for (size_t i = 0; i < t->nperms; i++)
+        if (strcmp(t->perms[i], perm) == 0)
+            return true;
+    return false;
+}
+
+static bool token_has_prefix_any(const token *t, const char *prefix, const char *w1, const char *w2)
+{
+    size_t pl = strlen(prefix);
+    for (size_t i = 0; i < t->nperms; i++)
+        if (strncmp(t->perms[i], prefix, pl) == 0 &&
+            ((w1 && strstr(t->perms[i] + pl, w1)) || (w2 && strstr(t->perms[i] + pl, w2))))
+            return true;
+    return false;
+}
+
+static json_t *token_json(const token *t)
+{
+    json_t *perms = json_array();
+    for (size_t i = 0; i < t->nperms; i++)
+        json_array_append_new(perms, json_string(t->perms[i]));
+    return json_pack("{s:s, s:s, s:o}", "token", t->token, "subdomain", t->sub, "permissions",
+                     perms);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* replies: immediate or delayed through an evtimer                                            */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct reply {
+    int status;
+    const char *ctype;
+    struct evbuffer *body; /* owned */
+    int retry_after;       /* seconds; <0: no header */
+} reply;
+
+struct pending {
+    pending *prev, *next;
+    sim *s;
+    struct event *ev;
+    struct evhttp_request *req;
+    reply r;
+};
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 422: return "Unprocessable Entity";
+    case 423: return "Locked";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Status";
+    }
+}
+
+static void free_dumped(const void *data, size_t len, void *arg)
+{
+    (void)len, (void)arg;
+    free((void *)data);
+}
+
+/** Sets r to a JSON answer; steals body. */
+static void reply_json(reply *r, int status, json_t *body)
+{
+    r->status = status;
+    r->ctype = "application/json; charset=utf-8";
+    r->body = evbuffer_new();
+    r->retry_after = -1;
+    if (body) {
+        /* one malloc'd string handed over by reference: evbuffer_add per token is slow */
+        char *text = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(12));
+        json_decref(body);
+        if (text && evbuffer_add_reference(r->body, text, strlen(text), free_dumped, NULL) != 0)
+            free(text);
+    }
+}
+
+static void reply_error(reply *r, int status, const char *msg)
+{
+    reply_json(r, status, json_pack("{s:s}", "error", msg));
+}
+
+static void reply_not_found(reply *r) { reply_json(r, 404, json_pack("{s:s}", "message", "Not found")); }
+
+static void reply_html(reply *r, int status, const char *html)
+{
+    r->status = status;
+    r->ctype = "text/html; charset=utf-8";
+    r->body = evbuffer_new();
+    r->retry_after = -1;
+    evbuffer_add(r->body, html, strlen(html));
+}
+
+/** Sets r to a JSON answer whose text is already in b (the buffer is taken over). */
+static void reply_sb(reply *r, int status, sb *b)
+{
+    r->status = status;
+    r->ctype = "application/json; charset=utf-8";
+    r->body = evbuffer_new();
+    r->retry_after = -1;
+    if (b->p && evbuffer_add_reference(r->body, b->p, b->len, free_dumped, NULL) != 0)
+        free(b->p);
+    b->p = NULL;
+}
+
+/** {"asset":{...}} */
+static void reply_asset(reply *r, int status, account *a, asset *as)
+{
+    sb b = {0};
+    sb_lit(&b, "{\"asset\":");
+    asset_write(&b, a, as);
+    sb_raw(&b, "}", 1);
+    reply_sb(r, status, &b);
+}
+
+static void send_now(struct evhttp_request *req, reply *r)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", r->ctype);
+    if (r->retry_after >= 0) {
+        char buf[24];
+        snprintf(buf, sizeof(buf), "%d", r->retry_after);
+        evhttp_add_header(h, "Retry-After", buf);
+    }
+    /* If the client went away meanwhile, libevent detached the request and frees it here. */
+    evhttp_send_reply(req, r->status, reason_phrase(r->status), r->body);
+    evbuffer_free(r->body);
+    r->body = NULL;
+}
+
+static void pending_unlink(sim *s, pending *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        s->pending_head = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+}
+
+static void pending_fire(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    pending *p = arg;
+    pending_unlink(p->s, p);
+    send_now(p->req, &p->r);
+    event_free(p->ev);
+    free(p);
+}
+
+/** Sends r (taking its body) now or after delay_ms, using an evtimer. */
+static void send_reply(sim *s, struct evhttp_request *req, reply *r, int64_t delay_ms)
+{
+    if (delay_ms <= 0) {
+        send_now(req, r);
+        return;
+    }
+    pending *p = xcalloc(1, sizeof(*p));
+    p->s = s;
+    p->req = req;
+    p->r = *r;
+    r->body = NULL;
+    p->ev = evtimer_new(s->base, pending_fire, p);
+    p->next = s->pending_head;
+    if (p->next)
+        p->next->prev = p;
+    s->pending_head = p;
+    struct timeval tv = {.tv_sec = delay_ms / 1000, .tv_usec = (delay_ms % 1000) * 1000};
+    evtimer_add(p->ev, &tv);
+}
+
+/** Answers every delayed reply now (shutdown path). */
+static void pending_flush(sim *s)
+{
+    while (s->pending_head) {
+        pending *p = s->pending_head;
+        pending_unlink(s, p);
+        event_free(p->ev);
+        send_now(p->req, &p->r);
+        free(p);
+    }
+}
+
+/**
+ * Drops the connection without an answer. SO_LINGER 0 makes the close an RST; libevent's
+ * shutdown(SHUT_WR) may still deliver a FIN first, so a client sees either "connection reset"
+ * or "empty reply". Freeing the connection here is safe: libevent touches neither the
+ * connection nor the request after the request callback of an incoming connection returns.
+ */
+static void reset_connection(struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (!evcon) {
+        evhttp_request_free(req);
+        return;
+    }
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    if (fd >= 0) {
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    }
+    evhttp_connection_free(evcon);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* request helpers                                                                              */
+/* ------------------------------------------------------------------------------------------ */
+
+/** @returns the request body parsed as JSON (new reference) or NULL with errbuf set. */
+static json_t *read_json_body(struct evhttp_request *req, char *err, size_t errsz)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    if (len > SIM_MAX_BODY) {
+        snprintf(err, errsz, "body larger than %u bytes", SIM_MAX_BODY);
+        return NULL;
+    }
+    if (len == 0)
+        return json_object();
+    const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)len);
+    json_error_t je;
+    json_t *j = json_loadb(data, len, 0, &je);
+    if (!j)
+        snprintf(err, errsz, "invalid JSON: %s", je.text);
+    return j;
+}
+
+static int64_t query_int(const struct evkeyvalq *q, const char *name, int64_t dflt)
+{
+    const char *v = q ? evhttp_find_header(q, name) : NULL;
+    int64_t x;
+    if (!v || parse_i64(v, &x) != 0)
+        return dflt;
+    return x;
+}
+
+/** Splits a path into at most max segments (pointers into buf). @returns the count or -1. */
+static int split_path(const char *path, char *buf, size_t bufsz, char **seg, int max)
+{
+    size_t len = strlen(path);
+    if (len + 1 > bufsz)
+        return -1;
+    memcpy(buf, path, len + 1);
+    int n = 0;
+    char *save = NULL;
+    for (char *t = strtok_r(buf, "/", &save); t; t = strtok_r(NULL, "/", &save)) {
+        if (n == max)
+            return -1;
+        seg[n++] = t;
+    }
+    return n;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* vendor API                                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+static json_t *me_render(const account *a, const token *t)
+{
+    uint64_t h = hash2(a->salt, fnv1a(t->token));
+    char uuid[40];
+    uint64_t h2 = mix64(h);
+    snprintf(uuid, sizeof(uuid), "%08x-%04x-4%03x-%04x-%012" PRIx64, (unsigned)(h >> 32),
+             (unsigned)((h >> 16) & 0xFFFF), (unsigned)(h & 0xFFF),
+             (unsigned)(0x8000 | ((h2 >> 48) & 0x3FFF)), (uint64_t)(h2 & 0xFFFFFFFFFFFFULL));
+    char email[128];
+    snprintf(email, sizeof(email), "api@%s.example.com", a->sub);
+    bool all = true;
+    for (size_t i = 0; i < N_ALL_PERMISSIONS; i++)
+        all = all && token_has(t, ALL_PERMISSIONS[i]);
+
+    json_t *perm = json_object();
+    json_object_set_new(perm, "asset",
+                        json_pack("{s:b, s:b, s:b}", "read", token_has(t, "Assets - List/Search"),
+                                  "write", token_has(t, "Assets - Edit"), "delete",
+                                  token_has(t, "Assets - Delete")));
+    json_object_set_new(
+        perm, "customer",
+        json_pack("{s:b, s:b, s:b}", "read", token_has(t, "Customers - List/Search"), "write",
+                  token_has_prefix_any(t, "Customers - ", "Edit", "Create"), "delete",
+                  token_has(t, "Customers - Delete")));
+    json_object_set_new(
+        perm, "ticket",
+        json_pack("{s:b, s:b, s:b}", "read", token_has(t, "Tickets - List/Search"), "write",
+                  token_has(t, "Tickets - Create") || token_has(t, "Tickets - Edit"), "delete",
+                  token_has(t, "Tickets - Delete")));
+    json_object_set_new(
+        perm, "invoice",
+        json_pack("{s:b, s:b, s:b}", "read", token_has(t, "Invoices - List/Search"), "write",
+                  token_has(t, "Recurring Invoices - Edit") ||
+                      token_has_prefix_any(t, "Invoices - ", "Edit", "Create"),
+                  "delete", token_has(t, "Invoices - Delete")));
+    json_object_set_new(perm, "payment",
+                        json_pack("{s:b, s:b, s:b}", "read", 0, "write", 0, "delete", 0));
+    json_object_set_new(perm, "worksheet",
+                        json_pack("{s:b, s:b, s:b}", "add", 0, "manage", 0, "delete", 0));
+    json_object_set_new(perm, "script", json_pack("{s:b}", "execute", 0));
+
+    json_t *o = json_object();
+    json_object_set_new(o, "user_token", json_string(uuid));
+    json_object_set_new(o, "user_email", json_string(email));
+    json_object_set_new(o, "user_name", json_string("API User"));
+    json_object_set_new(o, "user_id", json_integer(100000 + (json_int_t)(h % 900000)));
+    json_object_set_new(o, "admin", json_boolean(all));
+    json_object_set_new(o, "can_use_app", json_true());
+    json_object_set_new(o, "two_factor_required", json_false());
+    json_object_set_new(o, "subdomain", json_string(a->sub));
+    json_object_set_new(o, "default_location", json_null());
+    json_object_set_new(o, "enable_multi_locations", json_false());
+    json_object_set_new(o, "locations_allowed", json_array());
+    json_object_set_new(o, "permissions", perm);
+    return o;
+}
+
+static int64_t clamp_page(int64_t page)
+{
+    if (page < 1)
+        return 1;
+    if (page > 1000000000)
+        return 1000000000;
+    return page;
+}
+
+static void api_customers(account *a, const struct evkeyvalq *q, reply *r)
+{
+    int64_t per = query_int(q, "per_page", a->customers_per_page);
+    if (per < 1)
+        per = a->customers_per_page;
+    if (per > SIM_MAX_PER_PAGE)
+        per = SIM_MAX_PER_PAGE;
+    int64_t page = clamp_page(query_int(q, "page", 1));
+    int64_t total = (int64_t)a->ncust;
+    int64_t pages = (total + per - 1) / per;
+    sb b = {0};
+    sb_lit(&b, "{\"customers\":[");
+    for (int64_t i = (page - 1) * per; i < total && i < page * per; i++) {
+        if (i > (page - 1) * per)
+            sb_raw(&b, ",", 1);
+        customer_write(&b, a, &a->cust[i], false);
+    }
+    sb_printf(&b,
+              "],\"meta\":{\"total_pages\":%" PRId64 ",\"total_entries\":%" PRId64
+              ",\"per_page\":%" PRId64 ",\"page\":%" PRId64 "}}",
+              pages, total, per, page);
+    reply_sb(r, 200, &b);
+}
+
+static void api_customer(account *a, int64_t id, reply *r)
+{
+    customer *c = customer_find(a, id);
+    if (!c) {
+        reply_not_found(r);
+        return;
+    }
+    sb b = {0};
+    sb_lit(&b, "{\"customer\":");
+    customer_write(&b, a, c, false);
+    sb_raw(&b, "}", 1);
+    reply_sb(r, 200, &b);
+}
+
+/* Assets come 50 per page whatever per_page says, like real traffic. */
+static void api_assets(account *a, const struct evkeyvalq *q, reply *r)
+{
+    int64_t page = clamp_page(query_int(q, "page", 1));
+    const char *cid_s = q ? evhttp_find_header(q, "customer_id") : NULL;
+    int64_t cid = 0;
+    bool filter = cid_s != NULL;
+    if (filter && parse_i64(cid_s, &cid) != 0)
+        cid = INT64_MIN; /* matches nothing */
+    sb b = {0};
+    sb_lit(&b, "{\"assets\":[");
+    int64_t start = (page - 1) * SIM_ASSETS_PER_PAGE, end = page * SIM_ASSETS_PER_PAGE;
+    int64_t total;
+    if (!filter) {
+        total = (int64_t)a->nassets;
+        for (int64_t i = start; i < total && i < end; i++) {
+            if (i > start)
+                sb_raw(&b, ",", 1);
+            asset_write(&b, a, &a->assets[i]);
+        }
+    } else {
+        total = 0;
+        for (size_t i = 0; i < a->nassets; i++) {
+            if (a->assets[i].customer_id != cid)
+                continue;
+            if (total >= start && total < end) {
+                if (total > start)
+                    sb_raw(&b, ",", 1);
+                asset_write(&b, a, &a->assets[i]);
+            }
+            total++;
+        }
+    }
+    int64_t pages = (total + SIM_ASSETS_PER_PAGE - 1) / SIM_ASSETS_PER_PAGE;
+    sb_printf(&b, "],\"meta\":{\"total_pages\":%" PRId64 ",\"page\":%" PRId64 "}}", pages, page);
+    reply_sb(r, 200, &b);
+}
+
+static asset *asset_by_public_id(account *a, int64_t id)
+{
+    ssize_t i = asset_index(a, id);
+    if (i < 0 || a->assets[i].poison)
+        return NULL;
+    return &a->assets[i];
+}
+
+static void asset_touch(asset *as)
+{
+    int64_t now = wall_ms();
+    as->updated_ms = now > as->updated_ms ? now : as->updated_ms + 1;
+}
+
+static void api_asset_get(account *a, int64_t id, reply *r)
+{
+    asset *as = asset_by_public_id(a, id);
+    if (!as) {
+        reply_not_found(r);
+        return;
+    }
+    reply_asset(r, 200, a, as);
+}
+
+static void unprocessable(reply *r, const char *msg)
+{
+    reply_json(r, 422, json_pack("{s:b, s:[s]}", "success", 0, "message", msg));
+}
+
+static bool json_str_changed(const char *cur, json_t *v) { return strcmp(cur, json_string_value(v)) != 0; }
+
+/*
+ * PUT /customer_assets/{id}. Accepts name, asset_serial, asset_type_name, customer_id and
+ * properties (flat, or wrapped in {"asset":{...}}). `properties` REPLACES the whole hash (the
+ * stricter of the two possible vendor behaviours: a client that does not read-merge-write
+ * loses fields here). updated_at moves only when something actually changed, as in Rails.
+ */
+static void api_asset_put(account *a, int64_t id, struct evhttp_request *req, reply *r)
+{
+    asset *as = asset_by_public_id(a, id);
+    if (!as) {
+        reply_not_found(r);
+        return;
+    }
+    char err[200];
+    json_t *body = read_json_body(req, err, sizeof(err));
+    if (!body || !json_is_object(body)) {
+        json_decref(body);
+        unprocessable(r, "Request body must be a JSON object");
+        return;
+    }
+    json_t *src = body;
+    json_t *wrapped = json_object_get(body, "asset");
+    if (json_is_object(wrapped))
+        src = wrapped;
+    json_t *name = json_object_get(src, "name"), *serial = json_object_get(src, "asset_serial");
+    json_t *type = json_object_get(src, "asset_type_name"), *cid = json_object_get(src, "customer_id");
+    json_t *props = json_object_get(src, "properties");
+    if ((name && !json_is_string(name)) || (serial && !json_is_string(serial)) ||
+        (type && !json_is_string(type)) || (cid && !json_is_integer(cid)) ||
+        (props && !json_is_object(props))) {
+        json_decref(body);
+        unprocessable(r, "Invalid field type");
+        return;
+    }
+    if (name && json_string_length(name) == 0) {
+        json_decref(body);
+        unprocessable(r, "Name can't be blank");
+        return;
+    }
+    if (cid && !customer_find(a, json_integer_value(cid))) {
+        json_decref(body);
+        unprocessable(r, "Customer must exist");
+        return;
+    }
+    bool changed = false;
+    if (name && json_str_changed(as->name, name)) {
+        free(as->name);
+        as->name = xstrdup(json_string_value(name));
+        changed = true;
+    }
+    if (serial && json_str_changed(as->serial, serial)) {
+        free(as->serial);
+        as->serial = xstrdup(json_string_value(serial));
+        changed = true;
+    }
+    if (type && json_str_changed(as->type, type)) {
+        json_t *cur = as->props ? NULL : asset_gen_props(a, as); /* keep facts across retype */
+        if (cur)
+            as->props = cur;
+        free(as->type);
+        as->type = xstrdup(json_string_value(type));
+        changed = true;
+    }
+    if (cid && json_integer_value(cid) != as->customer_id) {
+        as->customer_id = json_integer_value(cid);
+        changed = true;
+    }
+    if (props) {
+        json_t *cur = as->props ? json_incref(as->props) : asset_gen_props(a, as);
+        if (!json_equal(cur, props)) {
+            json_decref(as->props);
+            as->props = json_deep_copy(props);
+            changed = true;
+        }
+        json_decref(cur);
+    }
+    if (changed)
+        asset_touch(as);
+    json_decref(body);
+    reply_asset(r, 200, a, as);
+}
+
+/** Extracts the presented API token into out (empty when none). */
+static void extract_token(struct evhttp_request *req, const struct evkeyvalq *q, char *out,
+                          size_t outsz)
+{
+    out[0] = 0;
+    const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    if (auth) {
+        while (*auth == ' ' || *auth == '\t')
+            auth++;
+        if (strncasecmp(auth, "Bearer ", 7) == 0)
+            auth += 7;
+        while (*auth == ' ' || *auth == '\t')
+            auth++;
+        snprintf(out, outsz, "%s", auth);
+        size_t n = strlen(out);
+        while (n && (out[n - 1] == ' ' || out[n - 1] == '\t'))
+            out[--n] = 0;
+        if (n)
+            return;
+    }
+    const char *k = q ? evhttp_find_header(q, "api_key") : NULL;
+    if (k)
+        snprintf(out, outsz, "%s", k);
+}
+
+typedef struct api_ctx {
+    sim *s;
+    account *a;
+    token_stats *ts;
+} api_ctx;
+
+static void count_status(api_ctx *c, int status)
+{
+    statusc_add(&c->s->status, status);
+    statusc_add(&c->a->st.status, status);
+    if (c->ts)
+        statusc_add(&c->ts->status, status);
+}
+
+static int64_t latency_for(sim *s)
+{
+    int64_t d = s->cfg.latency_ms;
+    if (s->cfg.latency_jitter_ms > 0)
+        d += (int64_t)(rng01(s) * (double)(s->cfg.latency_jitter_ms + 1));
+    return d;
+}
+
+static void reply_rate_limited(sim *s, reply *r, int retry_after_s)
+{
+    reply_error(r, 429, ERR_RATE_LIMIT);
+    if (s->cfg.retry_after)
+        r->retry_after = retry_after_s < 1 ? 1 : retry_after_s;
+}
+
+/** Sliding-window check. @returns 0 when admitted (and records it), else Retry-After seconds. */
+static int rate_check(sim *s, tsring *ring, int64_t now)
+{
+    int64_t win = s->cfg.rate_window_ms, limit = s->cfg.rate_limit;
+    tsring_prune(ring, now - win);
+    if ((int64_t)ring->len >= limit) {
+        /* the slot frees when the entry `len - limit` (0 = oldest) leaves the window */
+        int64_t expiry = tsring_at(ring, ring->len - (size_t)limit) + win;
+        int64_t wait = expiry - now;
+        int secs = (int)((wait + 999) / 1000);
+        return secs < 1 ? 1 : secs;
+    }
+    tsring_push(ring, now);
+    return 0;
+}
+
+static tsring *ip_ring(sim *s, struct evhttp_request *req)
+{
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (evcon)
+        evhttp_connection_get_peer(evcon, &addr, &port);
+    const char *ip = addr ? addr : "?";
+    tsring *r = sm_get(&s->ip_rl, ip);
+    if (!r) {
+        if (s->ip_rl.n >= SIM_MAX_IP_LIMITERS)
+            ip = "overflow";
+        r = sm_get(&s->ip_rl, ip);
+        if (!r) {
+            r = xcalloc(1, sizeof(*r));
+            sm_put(&s->ip_rl, ip, r);
+        }
+    }
+    return r;
+}
+
+typedef enum {
+    F_NONE, F_FAIL, F_RATELIMIT, F_RESET, F_HANG, F_MALFORMED, F_OUTAGE
+} fault_kind;
+
+static fault_kind pick_fault(sim *s, int64_t now)
+{
+    sim_config *c = &s->cfg;
+    if (c->outage_until_mono > now)
+        return F_OUTAGE;
+    if (c->fail_next > 0) {
+        c->fail_next--;
+        return F_FAIL;
+    }
+    if (c->ratelimit_next > 0) {
+        c->ratelimit_next--;
+        return F_RATELIMIT;
+    }
+    if (c->reset_next > 0) {
+        c->reset_next--;
+        return F_RESET;
+    }
+    if (c->hang_next > 0) {
+        c->hang_next--;
+        return F_HANG;
+    }
+    if (c->malformed_next > 0) {
+        c->malformed_next--;
+        return F_MALFORMED;
+    }
+    if (rng_hit(s, c->fail_5xx_rate))
+        return F_FAIL;
+    if (rng_hit(s, c->reset_rate))
+        return F_RESET;
+    if (rng_hit(s, c->hang_rate))
+        return F_HANG;
+    if (rng_hit(s, c->malformed_rate))
+        return F_MALFORMED;
+    return F_NONE;
+}
+
+static void reply_fault_status(sim *s, reply *r, int status, int retry_after_s)
+{
+    if (status == 429)
+        reply_rate_limited(s, r, retry_after_s);
+    else if (status >= 500)
+        reply_html(r, status, HTML_503);
+    else
+        reply_error(r, status, "Simulated failure");
+}
+
+static void handle_vendor(sim *s, struct evhttp_request *req, char **seg, int nseg,
+                          const struct evkeyvalq *q)
+{
+    reply r = {0};
+    s->requests++;
+    account *a = nseg > 0 ? sm_get(&s->accounts, seg[0]) : NULL;
+    if (!a) {
+        statusc_add(&s->status, 404);
+        reply_html(&r, 404, HTML_UNKNOWN_SUBDOMAIN);
+        send_reply(s, req, &r, 0);
+        return;
+    }
+
+    /* route: /{sub}/api/v1/<rest> */
+    enum evhttp_cmd_type method = evhttp_request_get_command(req);
+    enum path_class pc = PC_OTHER;
+    int64_t id = 0;
+    bool id_ok = false;
+    if (nseg >= 4 && strcmp(seg[1], "api") == 0 && strcmp(seg[2], "v1") == 0) {
+        const char *res = seg[3];
+        if (nseg == 4 && strcmp(res, "me") == 0)
+            pc = PC_ME;
+        else if (nseg == 4 && strcmp(res, "customers") == 0)
+            pc = PC_CUSTOMERS;
+        else if (nseg == 5 && strcmp(res, "customers") == 0)
+            pc = PC_CUSTOMER;
+        else if (nseg == 4 && strcmp(res, "customer_assets") == 0)
+            pc = PC_ASSETS;
+        else if (nseg == 5 && strcmp(res, "customer_assets") == 0)
+            pc = PC_ASSET;
+        if (nseg == 5)
+            id_ok = parse_i64(seg[4], &id) == 0;
+    }
+
+    char tokbuf[512];
+    extract_token(req, q, tokbuf, sizeof(tokbuf));
+    api_ctx ctx = {.s = s, .a = a, .ts = NULL};
+    if (tokbuf[0]) {
+        ctx.ts = sm_get(&s->token_stats, tokbuf);
+        if (!ctx.ts && s->token_stats.n < SIM_MAX_TOKEN_STATS) {
+            ctx.ts = xcalloc(1, sizeof(*ctx.ts));
+            sm_put(&s->token_stats, tokbuf, ctx.ts);
+        }
+    }
+
+    /* 1. count */
+    int64_t now = mono_ms();
+    a->st.requests++;
+    if (ctx.ts)
+        ctx.ts->requests++;
+    s->paths[pc]++;
+    tsring_prune(&a->all, now - s->cfg.rate_window_ms);
+    tsring_push(&a->all, now);
+    if (a->all.len > a->st.max_in_window)
+        a->st.max_in_window = a->all.len;
+
+    /* 2. rate limit (rejected requests do not take a slot) */
+    if (s->cfg.rate_limit > 0) {
+        tsring *ring = s->cfg.rate_scope_ip ? ip_ring(s, req) : &a->rl;
+        int wait = rate_check(s, ring, now);
+        if (wait > 0) {
+            reply_rate_limited(s, &r, wait);
+            count_status(&ctx, 429);
+            send_reply(s, req, &r, latency_for(s));
+            return;
+        }
+    }
+
+    /* 3. faults */
+    fault_kind fk = pick_fault(s, now);
+    switch (fk) {
+    case F_OUTAGE: {
+        int left = (int)((s->cfg.outage_until_mono - now + 999) / 1000);
+        reply_fault_status(s, &r, (int)s->cfg.outage_status, left);
+        count_status(&ctx, r.status);
+        send_reply(s, req, &r, latency_for(s));
+        return;
+    }
+    case F_FAIL:
+        reply_fault_status(s, &r, (int)s->cfg.fail_status, 1);
+        count_status(&ctx, r.status);
+        send_reply(s, req, &r, latency_for(s));
+        return;
+    case F_RATELIMIT:
+        reply_rate_limited(s, &r, 1);
+        count_status(&ctx, 429);
+        send_reply(s, req, &r, latency_for(s));
+        return;
+    case F_RESET:
+        s->resets++;
+        a->st.resets++;
+        reset_connection(req);
+        return;
+    default:
+        break;
+    }
+
+    /* 4. auth: the token must exist and belong to this account */
+    token *t = tokbuf[0] ? sm_get(&s->tokens, tokbuf) : NULL;
+    if (!t || strcmp(t->sub, a->sub) != 0) {
+        reply_error(&r, 401, ERR_BAD_TOKEN);
+    } else {
+        /* 5. permission, 6. handler */
+        const char *need = NULL;
+        if (pc == PC_CUSTOMERS && method == EVHTTP_REQ_GET)
+            need = "Customers - List/Search";
+        else if (pc == PC_CUSTOMER && method == EVHTTP_REQ_GET)
+            need = "Customers - View Detail";
+        else if (pc == PC_ASSETS && method == EVHTTP_REQ_GET)
+            need = "Assets - List/Search";
+        else if (pc == PC_ASSET && method == EVHTTP_REQ_GET)
+            need = "Assets - View Details";
+        else if (pc == PC_ASSET && method == EVHTTP_REQ_PUT)
+            need = "Assets - Edit";
+
+        if (need && !token_has(t, need))
+            reply_error(&r, 401, ERR_NO_PERMISSION);
+        else if (pc == PC_ME && method == EVHTTP_REQ_GET)
+            reply_json(&r, 200, me_render(a, t));
+        else if (need && pc == PC_CUSTOMERS)
+            api_customers(a, q, &r);
+        else if (need && pc == PC_CUSTOMER)
+            id_ok ? api_customer(a, id, &r) : reply_not_found(&r);
+        else if (need && pc == PC_ASSETS)
+            api_assets(a, q, &r);
+        else if (need && pc == PC_ASSET && method == EVHTTP_REQ_GET)
+            id_ok ? api_asset_get(a, id, &r) : reply_not_found(&r);
+        else if (need && pc == PC_ASSET && method == EVHTTP_REQ_PUT)
+            id_ok ? api_asset_put(a, id, req, &r) : reply_not_found(&r);
+        else
+            reply_not_found(&r);
+    }
+
+    int64_t delay = latency_for(s);
+    if (fk == F_MALFORMED) {
+        /* a 200 whose JSON body is cut in half, whatever the handler answered */
+        s->malformed++;
+        struct evbuffer *half = evbuffer_new();
+        evbuffer_remove_buffer(r.body, half, evbuffer_get_length(r.body) / 2);
+        evbuffer_free(r.body);
+        r.body = half;
+        r.status = 200;
+        r.ctype = "application/json; charset=utf-8";
+        r.retry_after = -1;
+    } else if (fk == F_HANG) {
+        s->hangs++;
+        delay += s->cfg.hang_ms;
+    }
+    count_status(&ctx, r.status);
+    send_reply(s, req, &r, delay);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* admin API (/_sim)                                                                            */
+/* ------------------------------------------------------------------------------------------ */
+
+static bool valid_subdomain(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 63 || s[0] == '_' || s[0] == '-')
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '_'))
+            return false;
+    return true;
+}
+
+/** Reads an optional non-negative integer field. @returns 0, or -1 with err set. */
+static int opt_int(json_t *o, const char *k, int64_t dflt, int64_t min, int64_t max, int64_t *out,
+                   char *err, size_t errsz)
+{
+    json_t *v = json_object_get(o, k);
+    if (!v || json_is_null(v)) {
+        *out = dflt;
+        return 0;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
+        snprintf(err, errsz, "%s must be an integer in [%" PRId64 ", %" PRId64 "]", k, min, max);
+        return -1;
+    }
+    *out = json_integer_value(v);
+    return 0;
+}
+
+static json_t *account_summary(const account *a)
+{
+    size_t poison = 0;
+    for (size_t i = 0; i < a->nassets; i++)
+        poison += a->assets[i].poison;
+    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "subdomain", a->sub, "customers",
+                     (json_int_t)a->ncust, "assets", (json_int_t)a->nassets, "poison",
+                     (json_int_t)poison, "customers_per_page", (json_int_t)a->customers_per_page,
+                     "first_customer_id", (json_int_t)(a->ncust ? a->cust[0].id : 0),
+                     "first_asset_id", (json_int_t)(a->nassets ? a->assets[0].id : 0));
+}
+
+static void admin_create_account(sim *s, json_t *body, reply *r)
+{
+    char err[200];
+    json_t *sub = json_object_get(body, "subdomain");
+    if (!json_is_string(sub) || !valid_subdomain(json_string_value(sub))) {
+        reply_error(r, 400, "subdomain must be 1-63 characters of [A-Za-z0-9_-], not starting with _ or -");
+        return;
+    }
+    int64_t nc, na, cpp, seed;
+    if (opt_int(body, "customers", 10, 0, 1000000, &nc, err, sizeof(err)) ||
+        opt_int(body, "assets", 50, 0, 5000000, &na, err, sizeof(err)) ||
+        opt_int(body, "customers_per_page", 25, 1, SIM_MAX_PER_PAGE, &cpp, err, sizeof(err)) ||
+        opt_int(body, "seed", (int64_t)s->seed, INT64_MIN, INT64_MAX, &seed, err, sizeof(err))) {
+        reply_error(r, 400, err);
+        return;
+    }
+    if (na > 0 && nc == 0) {
+        reply_error(r, 400, "assets need at least one customer");
+        return;
+    }
+    const char *name = json_string_value(sub);
+    account *a = sm_get(&s->accounts, name);
+    if (!a) {
+        a = xcalloc(1, sizeof(*a));
+        a->sub = xstrdup(name);
+        sm_put(&s->accounts, name, a);
+    }
+    account_generate(a, (uint64_t)seed, (size_t)nc, (size_t)na, (int)cpp);
+    reply_json(r, 201, json_pack("{s:s, s:I, s:I}", "subdomain", a->sub, "customers",
+                                 (json_int_t)a->ncust, "assets", (json_int_t)a->nassets));
+}
+
+static int perms_valid(json_t *perms)
+{
+    if (!json_is_array(perms))
+        return 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(perms, i, v) if (!json_is_string(v)) return 0;
+    return 1;
+}
+
+static void admin_create_token(sim *s, json_t *body, reply *r)
+{
+    json_t *sub = json_object_get(body, "subdomain"), *tok = json_object_get(body, "token");
+    json_t *perms = json_object_get(body, "permissions");
+    if (!json_is_string(sub) || !json_is_string(tok) || json_string_length(tok) == 0 ||
+        json_string_length(tok) > 400) {
+        reply_error(r, 400, "subdomain and token (1-400 characters) are required strings");
+        return;
+    }
+    if (perms && !json_is_null(perms) && !perms_valid(perms)) {
+        reply_error(r, 400, "permissions must be an array of strings");
+        return;
+    }
+    token *t = xcalloc(1, sizeof(*t));
+    t->token = xstrdup(json_string_value(tok));
+    t->sub = xstrdup(json_string_value(sub));
+    token_set_perms(t, json_is_array(perms) ? perms : NULL);
+    token_free(sm_put(&s->tokens, t->token, t));
+    reply_json(r, 201, token_json(t));
+}
+
+/** Applies admin field changes to an asset. @returns 0, or -1 with err set (nothing changed). */
+static int asset_apply_admin(account *a, asset *as, json_t *body, bool creating, char *err,
+                             size_t errsz)
+{
+    const char *k;
+    json_t *v;
+    /* validate everything first so that a bad request changes nothing */
+    json_object_foreach(body, k, v) {
+        if (!strcmp(k, "id") || !strcmp(k, "created_at") || !strcmp(k, "updated_at") ||
+            !strcmp(k, "customer")) {
+            snprintf(err, errsz, "field '%s' cannot be set", k);
+            return -1;
+        }
+        if ((!strcmp(k, "name") || !strcmp(k, "asset_serial") || !strcmp(k, "asset_type") ||
+             !strcmp(k, "asset_type_name")) &&
+            !json_is_string(v)) {
+            snprintf(err, errsz, "%s must be a string", k);
+            return -1;
+        }
+        if (!strcmp(k, "customer_id") && (!json_is_integer(v) || !customer_find(a, json_integer_value(v)))) {
+            snprintf(err, errsz, "customer_id must be the id of a customer of this account");
+            return -1;
+        }
+        if (!strcmp(k, "properties") && !json_is_object(v)) {
+            snprintf(err, errsz, "properties must be an object");
+            return -1;
+        }
+    }
+    json_object_foreach(body, k, v) {
+        if (!strcmp(k, "name")) {
+            free(as->name);
+            as->name = xstrdup(json_string_value(v));
+        } else if (!strcmp(k, "asset_serial")) {
+            free(as->serial);
+            as->serial = xstrdup(json_string_value(v));
+        } else if (!strcmp(k, "asset_type") || !strcmp(k, "asset_type_name")) {
+            if (!as->props && !creating)
+                as->props = asset_gen_props(a, as); /* keep the agent facts across a retype */
+            free(as->type);
+            as->type = xstrdup(json_string_value(v));
+        } else if (!strcmp(k, "customer_id")) {
+            as->customer_id = json_integer_value(v);
+        } else if (!strcmp(k, "properties")) {
+            if (creating) {
+                json_decref(as->props);
+                as->props = json_deep_copy(v);
+                continue;
+            }
+            /* merge: keys given replace, a null value removes the key */
+            if (!as->props)
+                as->props = asset_gen_props(a, as);
+            const char *pk;
+            json_t *pv;
+            json_object_foreach(v, pk, pv) {
+                if (json_is_null(pv))
+                    json_object_del(as->props, pk);
+                else
+                    json_object_set_new(as->props, pk, json_deep_copy(pv));
+            }
+        } else {
+            if (!as->extra)
+                as->extra = json_object();
+            json_object_set_new(as->extra, k, json_deep_copy(v));
+        }
+    }
+    return 0;
+}
+
+static void admin_asset_create(account *a, json_t *body, reply *r)
+{
+    char err[200];
+    if (a->ncust == 0 && !json_object_get(body, "customer_id")) {
+        reply_error(r, 400, "the account has no customers");
+        return;
+    }
+    asset *as = asset_slot(a);
+    uint64_t idx = a->next_asset_idx;
+    asset_generate(a, as, idx);
+    as->id = a->next_asset_id;
+    as->customer_id = a->ncust ? a->cust[idx % a->ncust].id : 0;
+    /* without "properties", the generated ones follow the (possibly requested) asset_type */
+    if (asset_apply_admin(a, as, body, true, err, sizeof(err)) != 0) {
+        asset_free_fields(as);
+        reply_error(r, 400, err);
+        return;
+    }
+    int64_t now = wall_ms();
+    as->created_ms = as->updated_ms = now;
+    a->nassets++;
+    a->next_asset_id += 1;
+    a->next_asset_idx += 1;
+    reply_asset(r, 201, a, as);
+}
+
+static void admin_asset_update(account *a, int64_t id, json_t *body, reply *r)
+{
+    char err[200];
+    ssize_t i = asset_index(a, id);
+    if (i < 0) {
+        reply_error(r, 404, "no such asset");
+        return;
+    }
+    asset *as = &a->assets[i];
+    if (asset_apply_admin(a, as, body, false, err, sizeof(err)) != 0) {
+        reply_error(r, 400, err);
+        return;
+    }
+    asset_touch(as);
+    reply_asset(r, 200, a, as);
+}
+
+static void admin_asset_delete(account *a, int64_t id, reply *r)
+{
+    ssize_t i = asset_index(a, id);
+    if (i < 0) {
+        reply_error(r, 404, "no such asset");
+        return;
+    }
+    asset_free_fields(&a->assets[i]);
+    memmove(&a->assets[i], &a->assets[i + 1], (a->nassets - (size_t)i - 1) * sizeof(asset));
+    a->nassets--;
+    reply_json(r, 200, json_pack("{s:I}", "deleted", (json_int_t)id));
+}
+
+static void admin_poison(account *a, reply *r)
+{
+    if (a->ncust == 0) {
+        reply_error(r, 400, "the account has no customers");
+        return;
+    }
+    asset *as = asset_slot(a);
+    uint64_t idx = a->next_asset_idx;
+    asset_generate(a, as, idx);
+    as->id = a->next_asset_id;
+    as->customer_id = a->cust[idx % a->ncust].id;
+    as->poison = true;
+    a->nassets++;
+    a->next_asset_id += 1;
+    a->next_asset_idx += 1;
+    json_t *rendered = asset_json(a, as);
+    reply_json(r, 201, json_pack("{s:I, s:o}", "sim_id", (json_int_t)as->id, "asset", rendered));
+}
+
+static json_t *config_json(sim *s)
+{
+    json_t *o = json_object();
+    int64_t now = mono_ms();
+    for (size_t i = 0; i < N_CONFIG; i++) {
+        const cfg_entry *e = &CONFIG_TABLE[i];
+        char *p = (char *)&s->cfg + e->off;
+        switch (e->type) {
+        case CT_INT: json_object_set_new(o, e->name, json_integer(*(int64_t *)p)); break;
+        case CT_RATE: json_object_set_new(o, e->name, json_real(*(double *)p)); break;
+        case CT_BOOL: json_object_set_new(o, e->name, json_boolean(*(bool *)p)); break;
+        case CT_SCOPE:
+            json_object_set_new(o, e->name, json_string(*(bool *)p ? "ip" : "account"));
+            break;
+        case CT_OUTAGE_MS: {
+            int64_t left = *(int64_t *)p - now;
+            json_object_set_new(o, e->name, json_integer(left > 0 ? left : 0));
+            break;
+        }
+        }
+    }
+    return o;
+}
+
+/** Partial update, all or nothing. */
+static void admin_config_put(sim *s, json_t *body, reply *r)
+{
+    char err[200];
+    sim_config next = s->cfg;
+    const char *k;
+    json_t *v;
+    json_object_foreach(body, k, v) {
+        const cfg_entry *e = NULL;
+        for (size_t i = 0; i < N_CONFIG; i++)
+            if (strcmp(CONFIG_TABLE[i].name, k) == 0)
+                e = &CONFIG_TABLE[i];
+        if (!e) {
+            snprintf(err, sizeof(err), "unknown config key '%s'", k);
+            reply_error(r, 400, err);
+            return;
+        }
+        char *p = (char *)&next + e->off;
+        switch (e->type) {
+        case CT_INT:
+        case CT_OUTAGE_MS: {
+            int64_t x;
+            if (json_is_integer(v))
+                x = json_integer_value(v);
+            else if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)) &&
+                     fabs(json_real_value(v)) < 9e15)
+                x = (int64_t)json_real_value(v);
+            else
+                goto bad;
+            if (x < e->min || x > e->max)
+                goto bad;
+            if (e->type == CT_OUTAGE_MS)
+                *(int64_t *)p = x > 0 ? mono_ms() + x : 0;
+            else
+                *(int64_t *)p = x;
+            break;
+        }
+        case CT_RATE: {
+            if (!json_is_number(v))
+                goto bad;
+            double d = json_number_value(v);
+            if (!(d >= 0.0 && d <= 1.0))
+                goto bad;
+            *(double *)p = d;
+            break;
+        }
+        case CT_BOOL:
+            if (!json_is_boolean(v))
+                goto bad;
+            *(bool *)p = json_is_true(v);
+            break;
+        case CT_SCOPE:
+            if (json_is_string(v) && strcmp(json_string_value(v), "account") == 0)
+                *(bool *)p = false;
+            else if (json_is_string(v) && strcmp(json_string_value(v), "ip") == 0)
+                *(bool *)p = true;
+            else
+                goto bad;
+            break;
+        }
+        continue;
+    bad:
+        if (e->type == CT_INT || e->type == CT_OUTAGE_MS)
+            snprintf(err, sizeof(err), "%s must be an integer in [%" PRId64 ", %" PRId64 "]", k,
+                     e->min, e->max);
+        else if (e->type == CT_RATE)
+            snprintf(err, sizeof(err), "%s must be a number in [0, 1]", k);
+        else if (e->type == CT_BOOL)
+            snprintf(err, sizeof(err), "%s must be a boolean", k);
+        else
+            snprintf(err, sizeof(err), "%s must be \"account\" or \"ip\"", k);
+        reply_error(r, 400, err);
+        return;
+    }
+    s->cfg = next;
+    reply_json(r, 200, config_json(s));
+}
+
+static json_t *stats_json(sim *s)
+{
+    static const int always_global[] = {200, 401, 429, 503};
+    json_t *o = json_object();
+    json_object_set_new(o, "requests", json_integer((json_int_t)s->requests));
+    json_t *st = json_object();
+    statusc_to_json(&s->status, st, always_global, 4);
+    json_object_set_new(o, "status", st);
+    json_object_set_new(o, "resets", json_integer((json_int_t)s->resets));
+    json_object_set_new(o, "hangs", json_integer((json_int_t)s->hangs));
+    json_object_set_new(o, "malformed", json_integer((json_int_t)s->malformed));
+
+    json_t *accts = json_object();
+    SM_FOREACH(&s->accounts, e) {
+        account *a = e->val;
+        json_t *ao = json_object();
+        json_object_set_new(ao, "requests", json_integer((json_int_t)a->st.requests));
+        statusc_to_json(&a->st.status, ao, always_global, 4);
+        json_object_set_new(ao, "resets", json_integer((json_int_t)a->st.resets));
+        json_object_set_new(ao, "max_in_window", json_integer((json_int_t)a->st.max_in_window));
+        json_object_set_new(accts, a->sub, ao);
+    }
+    json_object_set_new(o, "accounts", accts);
+
+    static const int always_tok[] = {200, 401};
+    json_t *toks = json_object();
+    SM_FOREACH(&s->token_stats, e) {
+        token_stats *ts = e->val;
+        json_t *to = json_object();
+        json_object_set_new(to, "requests", json_integer((json_int_t)ts->requests));
+        statusc_to_json(&ts->status, to, always_tok, 2);
+        json_object_set_new(toks, e->key, to);
+    }
+    json_object_set_new(o, "tokens", toks);
+
+    json_t *paths = json_object();
+    for (int i = 0; i < PC__N; i++)
+        json_object_set_new(paths, PATH_CLASS_NAMES[i], json_integer((json_int_t)s->paths[i]));
+    json_object_set_new(o, "paths", paths);
+    return o;
+}
+
+static void tsring_free_p(void *p)
+{
+    tsring_free(p);
+    free(p);
+}
+
+/* Zeroes every counter and also empties the rate-limit windows, so a test starts clean. */
+static void stats_reset(sim *s)
+{
+    s->requests = s->resets = s->hangs = s->malformed = 0;
+    memset(&s->status, 0, sizeof(s->status));
+    memset(s->paths, 0, sizeof(s->paths));
+    sm_clear(&s->token_stats, free);
+    sm_clear(&s->ip_rl, tsring_free_p);
+    SM_FOREACH(&s->accounts, e) {
+        account *a = e->val;
+        memset(&a->st, 0, sizeof(a->st));
+        tsring_clear(&a->all);
+        tsring_clear(&a->rl);
+    }
+}
+
+static void handle_admin(sim *s, struct evhttp_request *req, char **seg, int nseg)
+{
+    reply r = {0};
+    enum evhttp_cmd_type m = evhttp_request_get_command(req);
+    json_t *body = NULL;
+    char err[200];
+    if (m == EVHTTP_REQ_POST || m == EVHTTP_REQ_PUT) {
+        body = read_json_body(req, err, sizeof(err));
+        if (!body) {
+            reply_error(&r, evbuffer_get_length(evhttp_request_get_input_buffer(req)) > SIM_MAX_BODY ? 413 : 400, err);
+            goto out;
+        }
+        if (!json_is_object(body)) {
+            reply_error(&r, 400, "body must be a JSON object");
+            goto out;
+        }
+    }
+    /* seg[0] == "_sim" */
+    const char *s1 = nseg > 1 ? seg[1] : "";
+    if (!strcmp(s1, "accounts")) {
+        if (nseg == 2 && m == EVHTTP_REQ_POST) {
+            admin_create_account(s, body, &r);
+            goto out;
+        }
+        if (nseg == 2 && m == EVHTTP_REQ_GET) {
+            json_t *arr = json_array();
+            SM_FOREACH(&s->accounts, e) json_array_append_new(arr, account_summary(e->val));
+            reply_json(&r, 200, json_pack("{s:o}", "accounts", arr));
+            goto out;
+        }
+        account *a = nseg > 2 ? sm_get(&s->accounts, seg[2]) : NULL;
+        if (nseg > 2 && !a) {
+            reply_error(&r, 404, "no such account");
+            goto out;
+        }
+        if (nseg == 3 && m == EVHTTP_REQ_GET) {
+            reply_json(&r, 200, account_summary(a));
+            goto out;
+        }
+        if (nseg == 3 && m == EVHTTP_REQ_DELETE) {
+            account_free(sm_del(&s->accounts, seg[2]));
+            reply_json(&r, 200, json_pack("{s:s}", "deleted", seg[2]));
+            goto out;
+        }
+        if (nseg == 4 && !strcmp(seg[3], "poison") && m == EVHTTP_REQ_POST) {
+            admin_poison(a, &r);
+            goto out;
+        }
+        if (nseg == 4 && !strcmp(seg[3], "assets") && m == EVHTTP_REQ_POST) {
+            admin_asset_create(a, body, &r);
+            goto out;
+        }
+        if (nseg == 5 && !strcmp(seg[3], "assets")) {
+            int64_t id;
+            if (parse_i64(seg[4], &id) != 0) {
+                reply_error(&r, 404, "no such asset");
+                goto out;
+            }
+            if (m == EVHTTP_REQ_PUT) {
+                admin_asset_update(a, id, body, &r);
+                goto out;
+            }
+            if (m == EVHTTP_REQ_DELETE) {
+                admin_asset_delete(a, id, &r);
+                goto out;
+            }
+        }
+    } else if (!strcmp(s1, "tokens")) {
+        if (nseg == 2 && m == EVHTTP_REQ_POST) {
+            admin_create_token(s, body, &r);
+            goto out;
+        }
+        if (nseg == 3) {
+            token *t = sm_get(&s->tokens, seg[2]);
+            if (!t) {
+                reply_error(&r, 404, "no such token");
+                goto out;
+            }
+            if (m == EVHTTP_REQ_GET) {
+                reply_json(&r, 200, token_json(t));
+                goto out;
+            }
+            if (m == EVHTTP_REQ_PUT) {
+                json_t *perms = json_object_get(body, "permissions");
+                if (!perms_valid(perms)) {
+                    reply_error(&r, 400, "permissions must be an array of strings");
+                    goto out;
+                }
+                token_set_perms(t, perms);
+                reply_json(&r, 200, token_json(t));
+                goto out;
+            }
+            if (m == EVHTTP_REQ_DELETE) {
+                token_free(sm_del(&s->tokens, seg[2]));
+                reply_json(&r, 200, json_pack("{s:s, s:b}", "token", seg[2], "revoked", 1));
+                goto out;
+            }
+        }
+    } else if (!strcmp(s1, "config") && nseg == 2) {
+        if (m == EVHTTP_REQ_GET) {
+            reply_json(&r, 200, config_json(s));
+            goto out;
+        }
+        if (m == EVHTTP_REQ_PUT) {
+            admin_config_put(s, body, &r);
+            goto out;
+        }
+    } else if (!strcmp(s1, "stats")) {
+        if (nseg == 2 && m == EVHTTP_REQ_GET) {
+            reply_json(&r, 200, stats_json(s));
+            goto out;
+        }
+        if (nseg == 3 && !strcmp(seg[2], "reset") && m == EVHTTP_REQ_POST) {
+            stats_reset(s);
+            reply_json(&r, 200, stats_json(s));
+            goto out;
+        }
+    }
+    reply_error(&r, 404, "no such admin endpoint");
+out:
+    json_decref(body);
+    send_reply(s, req, &r, 0);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* dispatch and main                                                                            */
+/* ------------------------------------------------------------------------------------------ */
+
+/*
+ * libevent writes big bodies in 16 KiB pieces; with Nagle on, the last small piece waits for the
+ * client's delayed ACK (~40 ms per page). evhttp 2.1 has no new-connection hook, so this runs
+ * per request (one cheap setsockopt).
+ */
+static void tune_connection(struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    if (!bev)
+        return;
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    int one = 1;
+    if (fd >= 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    bufferevent_set_max_single_write(bev, 256 * 1024);
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    sim *s = arg;
+    const char *uri = evhttp_request_get_uri(req);
+    const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
+    if (!uri || !u) {
+        /* libevent calls back with no URI after a broken request; it still wants a reply */
+        int code = evhttp_request_get_response_code(req);
+        evhttp_send_error(req, code >= 400 ? code : 400, NULL);
+        return;
+    }
+    tune_connection(req);
+    const char *raw_path = evhttp_uri_get_path(u);
+    char *path = evhttp_uridecode(raw_path && *raw_path ? raw_path : "/", 0, NULL);
+    char buf[2048], *seg[16];
+    int nseg = path ? split_path(path, buf, sizeof(buf), seg, 16) : -1;
+    free(path);
+
+    if (nseg >= 1 && strcmp(seg[0], "_sim") == 0) {
+        handle_admin(s, req, seg, nseg);
+        return;
+    }
+    if (nseg < 0) {
+        reply r;
+        s->requests++;
+        statusc_add(&s->status, 404);
+        reply_html(&r, 404, HTML_UNKNOWN_SUBDOMAIN);
+        send_reply(s, req, &r, 0);
+        return;
+    }
+    struct evkeyvalq q;
+    TAILQ_INIT(&q);
+    const char *query = evhttp_uri_get_query(u);
+    bool have_q = query && evhttp_parse_query_str(query, &q) == 0;
+    handle_vendor(s, req, seg, nseg, have_q ? &q : NULL);
+    evhttp_clear_headers(&q);
+}
+
+/* First signal: answer delayed replies now and give the writes 200 ms; a second one stops. */
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig, (void)what;
+    sim *s = arg;
+    if (s->stopping) {
+        event_base_loopbreak(s->base);
+        return;
+    }
+    s->stopping = true;
+    pending_flush(s);
+    struct timeval tv = {.tv_sec = 0, .tv_usec = 200000};
+    event_base_loopexit(s->base, &tv);
+}
+
+static evutil_socket_t listen_on(const char *bind_addr, int port, int *bound_port)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    char portstr[16];
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+    int rc = getaddrinfo(bind_addr, portstr, &hints, &res);
+    if (rc != 0) {
+        fprintf(stderr, "syncro-sim: bad bind address %s: %s\n", bind_addr, gai_strerror(rc));
+        return -1;
+    }
+    evutil_socket_t fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
+    if (fd < 0) {
+        perror("syncro-sim: socket");
+        freeaddrinfo(res);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+        fprintf(stderr, "syncro-sim: cannot listen on %s:%d: %s\n", bind_addr, port,
+                strerror(errno));
+        close(fd);
+        freeaddrinfo(res);
+        return -1;
+    }
+    freeaddrinfo(res);
+    evutil_make_socket_nonblocking(fd);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    *bound_port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                           : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    return fd;
+}
+
+/** Writes the port atomically (temp file + rename) so a poller never reads half a number. */
+static int write_port_file(const char *path, int port)
+{
+    size_t n = strlen(path) + 16;
+    char *tmp = xcalloc(1, n);
+    snprintf(tmp, n, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        fprintf(stderr, "syncro-sim: cannot write %s: %s\n", tmp, strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    fprintf(f, "%d\n", port);
+    int bad = fclose(f) != 0 || rename(tmp, path) != 0;
+    if (bad)
+        fprintf(stderr, "syncro-sim: cannot write %s: %s\n", path, strerror(errno));
+    free(tmp);
+    return bad ? -1 : 0;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: syncro-sim [--port N] [--port-file PATH] [--bind ADDR] [--seed N]\n"
+            "  --port N         TCP port, 0 picks a free one (default 0)\n"
+            "  --port-file PATH write the bound port there once listening\n"
+            "  --bind ADDR      listen address (default 127.0.0.1)\n"
+            "  --seed N         seed for generated data and injected faults (default 1)\n"
+            "Vendor API: /{subdomain}/api/v1/...   Control: /_sim/{accounts,tokens,config,stats}\n");
+}
+
+static void sim_destroy(sim *s)
+{
+    pending_flush(s);
+    if (s->http)
+        evhttp_free(s->http);
+    if (s->sig_term)
+        event_free(s->sig_term);
+    if (s->sig_int)
+        event_free(s->sig_int);
+    sm_destroy(&s->accounts, account_free);
+    sm_destroy(&s->tokens, token_free);
+    sm_destroy(&s->token_stats, free);
+    sm_destroy(&s->ip_rl, tsring_free_p);
+    if (s->base)
+        event_base_free(s->base);
+}
+
+int main(int argc, char **argv)
+{
+    int port = 0;
+    const char *port_file = NULL, *bind_addr = "127.0.0.1";
+    uint64_t seed = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int64_t x;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--port") && v && parse_i64(v, &x) == 0 && x >= 0 && x < 65536) {
+            port = (int)x;
+            i++;
+        } else if (!strcmp(a, "--port-file") && v) {
+            port_file = v;
+            i++;
+        } else if (!strcmp(a, "--bind") && v) {
+            bind_addr = v;
+            i++;
+        } else if (!strcmp(a, "--seed") && v && parse_i64(v, &x) == 0) {
+            seed = (uint64_t)x;
+            i++;
+        } else {
+            fprintf(stderr, "syncro-sim: bad argument '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    sim s_storage;
+    sim *s = &s_storage;
+    memset(s, 0, sizeof(*s));
+    s->seed = seed;
+    s->rng = mix64(seed ^ 0xFA0175ULL);
+    json_object_seed(1); /* before any object exists; output order is insertion order anyway */
+    config_defaults(&s->cfg);
+    sm_init(&s->accounts);
+    sm_init(&s->tokens);
+    sm_init(&s->token_stats);
+    sm_init(&s->ip_rl);
+
+    int rc = 1, bound = 0;
+    s->base = event_base_new();
+    if (!s->base) {
+        fprintf(stderr, "syncro-sim: event_base_new failed\n");
+        goto done;
+    }
+    s->http = evhttp_new(s->base);
+    if (!s->http) {
+        fprintf(stderr, "syncro-sim: evhttp_new failed\n");
+        goto done;
+    }
+    evhttp_set_max_body_size(s->http, SIM_MAX_BODY);
+    evhttp_set_max_headers_size(s->http, 64 * 1024);
+    evhttp_set_timeout(s->http, 3600); /* idle keep-alive and long hangs */
+    evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
+                                            EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
+    evhttp_set_gencb(s->http, on_request, s);
+
+    evutil_socket_t fd = listen_on(bind_addr, port, &bound);
+    if (fd < 0)
+        goto done;
+    if (!evhttp_accept_socket_with_handle(s->http, fd)) {
+        fprintf(stderr, "syncro-sim: cannot accept on socket\n");
+        close(fd);
+        goto done;
+    }
+    s->sig_term = evsignal_new(s->base, SIGTERM, on_signal, s);
+    s->sig_int = evsignal_new(s->base, SIGINT, on_signal, s);
+    evsignal_add(s->sig_term, NULL);
+    evsignal_add(s->sig_int, NULL);
+
+    if (port_file && write_port_file(port_file, bound) != 0)
+        goto done;
+    printf("syncro-sim listening on %s:%d\n", bind_addr, bound);
+    fflush(stdout);
+
+    event_base_dispatch(s->base);
+    rc = 0;
+done:
+    sim_destroy(s);
+    libevent_global_shutdown();
+    return rc;
+}
