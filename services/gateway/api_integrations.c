@@ -1,0 +1,615 @@
+/*
+ * api_integrations.c — /v1/tenants/{t}/integrations/syncro (PUT, GET, DELETE) and .../sync.
+ *
+ * Saving an integration proves the key before anything is stored: the gateway takes a token
+ * from the Syncro account's shared GCRA bucket (the one the fetcher uses, so the two never add
+ * up past Syncro's 180/min), waits on an evtimer when the bucket is empty, calls GET /me and
+ * checks the permissions asset sync needs. Only then is the key sealed (AES-256-GCM, AAD
+ * "<t>/syncro") and written, and a full sync job produced; the client hears 201 once the job is
+ * in Kafka.
+ *
+ * The plaintext key lives in one heap buffer owned by put_t; it is zeroed when put_t is freed
+ * and is never logged (it is also registered with msp_log_redact as a second line of defence).
+ *
+ * Deleting publishes a tombstone for every inventory id to the compacted customers / assets
+ * topics, waits for their delivery, and only then removes the Redis keys: a failed publish
+ * leaves everything in place so the delete can simply be retried.
+ */
+#include "gateway.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "mspsync/backoff.h"
+#include "mspsync/crypto.h"
+#include "mspsync/kafka.h"
+#include "mspsync/log.h"
+#include "mspsync/redis.h"
+#include "mspsync/syncro.h"
+
+#define MAX_API_KEY 1024
+#define SCAN_CHUNK 500
+
+static const char *const ALL_TYPES[] = {"customers", "assets", NULL};
+
+static void vendor_metric(gw_t *gw, const char *outcome) {
+    char labels[96];
+    snprintf(labels, sizeof(labels), "vendor=\"syncro\",outcome=\"%s\"", outcome);
+    msp_metric_add(gw->metrics, "mspsync_vendor_requests_total", labels, 1);
+}
+
+/* ---- PUT ---------------------------------------------------------------------------------- */
+
+typedef struct put_s {
+    gw_t          *gw;
+    gw_held_t     *held;
+    struct event  *timer;        /* rate-limit wait */
+    int64_t        started_ms;
+    char           tenant[64];
+    char           base_url[512];
+    char           account_id[512];
+    char          *api_key;      /* plaintext: zeroed on free */
+    size_t         api_key_len;
+} put_t;
+
+static void put_free(put_t *p) {
+    if (!p)
+        return;
+    if (p->timer)
+        event_free(p->timer);
+    if (p->api_key) {
+        msp_secure_zero(p->api_key, p->api_key_len);
+        free(p->api_key);
+    }
+    free(p);
+}
+
+static void put_call_me(put_t *p);
+
+/* Shutdown while waiting for a rate-limit token. */
+static void put_cancel(void *arg) {
+    put_t *p = arg;
+    gw_held_reply_error(p->held, 503, "the gateway is shutting down");
+    put_free(p);
+}
+
+static void put_rate_step(evutil_socket_t fd, short what, void *arg) {
+    put_t *p = arg;
+    gw_t *gw = p->gw;
+    if (gw->stopping) {
+        gw_held_reply_error(p->held, 503, "the gateway is shutting down");
+        put_free(p);
+        return;
+    }
+    char key[700], err[256];
+    char tag[560];
+    snprintf(tag, sizeof(tag), "syncro:%s", p->account_id);
+    if (msp_key(key, sizeof(key), tag, "rl") < 0) {
+        gw_held_reply_error(p->held, 400, "the Syncro base URL is too long");
+        put_free(p);
+        return;
+    }
+    if (msp_redis_ensure(&gw->redis, gw->cfg.redis_url, err, sizeof(err)) != 0) {
+        gw_held_reply_error(p->held, 503, "redis unavailable: %s", err);
+        put_free(p);
+        return;
+    }
+    int64_t retry_after_ms = 0;
+    int rc = msp_gcra_take(gw->redis, key, (double)gw->cfg.syncro_rate_per_sec,
+                           (int)gw->cfg.syncro_burst, 1, &retry_after_ms, err, sizeof(err));
+    if (rc < 0) {
+        gw_held_reply_error(p->held, 503, "redis unavailable: %s", err);
+        put_free(p);
+        return;
+    }
+    if (rc == 1) {
+        put_call_me(p);
+        return;
+    }
+    if (retry_after_ms < 1)
+        retry_after_ms = 1;
+    if (msp_now_ms() - p->started_ms + retry_after_ms > gw->cfg.vendor_timeout_ms) {
+        vendor_metric(gw, "rate_limited");
+        gw_held_reply_error(p->held, 502, "the Syncro API rate limit for this account is "
+                            "exhausted; try again in %lld s",
+                            (long long)(retry_after_ms + 999) / 1000);
+        put_free(p);
+        return;
+    }
+    MSP_DEBUG("integration.rate_wait", p->tenant, "waiting %lld ms for a Syncro token",
+              (long long)retry_after_ms);
+    struct timeval tv = {(time_t)(retry_after_ms / 1000), (suseconds_t)(retry_after_ms % 1000) * 1000};
+    if (!p->timer)
+        p->timer = evtimer_new(gw->base, put_rate_step, p);
+    if (!p->timer || evtimer_add(p->timer, &tv) != 0) {
+        gw_held_reply_error(p->held, 500, "could not schedule the rate-limit wait");
+        put_free(p);
+    }
+}
+
+/* Split "a, b" into a JSON array of names. */
+static json_t *split_names(const char *list) {
+    json_t *arr = json_array();
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        while (n > 0 && p[n - 1] == ' ')
+            n--;
+        if (n)
+            json_array_append_new(arr, json_stringn(p, n));
+        p += n;
+        if (e)
+            p = e;
+        else
+            break;
+    }
+    return arr;
+}
+
+/* Seal and store the key, reset the status, queue the first full sync. Answers held. */
+static void put_store(put_t *p) {
+    gw_t *gw = p->gw;
+    char aad[96], ikey[128], skey[128], err[256], now[32], job_id[33];
+    snprintf(aad, sizeof(aad), "%s/syncro", p->tenant);
+    msp_key(ikey, sizeof(ikey), p->tenant, "integration:syncro");
+    msp_key(skey, sizeof(skey), p->tenant, "status:syncro");
+    msp_format_time(msp_wall_ms(), now, sizeof(now));
+    if (msp_random_hex(job_id, 16) != 0) {
+        gw_held_reply_error(p->held, 500, "could not draw a job id");
+        return;
+    }
+    char *sealed = msp_secret_seal(&gw->key, aad, p->api_key, p->api_key_len);
+    if (!sealed) {
+        gw_held_reply_error(p->held, 500, "could not encrypt the API key");
+        return;
+    }
+    redisReply *r[4] = {0};
+    r[0] = gw_redis(gw, err, sizeof(err), "HSET %s base_url %s account_id %s api_key_sealed %s "
+                    "updated_at %s", ikey, p->base_url, p->account_id, sealed, now);
+    free(sealed);
+    if (r[0])
+        r[1] = gw_redis(gw, err, sizeof(err), "HSETNX %s created_at %s", ikey, now);
+    if (r[1])
+        r[2] = gw_redis(gw, err, sizeof(err), "HINCRBY %s generation 1", ikey);
+    if (r[2])
+        r[3] = gw_redis(gw, err, sizeof(err), "HSET %s state syncing job_id %s job_started_at %s "
+                        "last_error %s hint %s paused 0", skey, job_id, now, "", "");
+    int ok = r[3] != NULL;
+    for (int i = 0; i < 4; i++)
+        if (r[i])
+            freeReplyObject(r[i]);
+    if (ok) {
+        redisReply *d = gw_redis(gw, err, sizeof(err), "HDEL %s last_error_at", skey);
+        if (d)
+            freeReplyObject(d);
+        ok = d != NULL;
+    }
+    if (!ok) {
+        gw_held_reply_error(p->held, 503, "redis unavailable: %s", err);
+        return;
+    }
+    gw_held_on_shutdown(p->held, NULL, NULL);  /* the job owns the request from here on */
+    MSP_INFO("integration.saved", p->tenant, "syncro integration saved (base %s)", p->base_url);
+    json_t *body = json_pack("{s:s,s:s,s:s,s:s}", "integration", "syncro", "base_url",
+                             p->base_url, "state", "Syncing", "job_id", job_id);
+    gw_job_queue(gw, p->held, p->tenant, job_id, ALL_TYPES, "full", "integration_saved", 201,
+                 body);
+}
+
+static void put_me_cb(msp_http_response_t *res, void *arg) {
+    put_t *p = arg;
+    gw_t *gw = p->gw;
+    char desc[768];
+    msp_http_outcome_t outcome = msp_http_classify(res);
+    vendor_metric(gw, msp_http_outcome_name(outcome));
+    if (gw->stopping) {
+        gw_held_reply_error(p->held, 503, "the gateway is shutting down");
+        put_free(p);
+        return;
+    }
+    long st = res->status;
+    if (st >= 200 && st < 300) {
+        char missing[512], err[256];
+        if (msp_syncro_me_check(res->body, res->body_len, missing, sizeof(missing), err,
+                                sizeof(err)) != 0) {
+            MSP_WARN("integration.me_unexpected", p->tenant, "GET /me body: %s", err);
+            gw_held_reply_error(p->held, 502, "Syncro answered GET /me with an unexpected body: %s",
+                                err);
+        } else if (missing[0]) {
+            MSP_INFO("integration.rejected", p->tenant, "API key lacks: %s", missing);
+            char msg[700];
+            snprintf(msg, sizeof(msg), "the Syncro API key lacks permissions: %s", missing);
+            gw_held_reply(p->held, 422, json_pack("{s:s,s:o}", "error", msg,
+                                                  "missing_permissions", split_names(missing)));
+        } else {
+            put_store(p);
+        }
+    } else {
+        msp_syncro_describe(res, "GET", "/me", desc, sizeof(desc));
+        int client_error = st >= 400 && st < 500 && st != 408 && st != 423 && st != 425 &&
+                           st != 429;
+        MSP_INFO("integration.rejected", p->tenant, "%s", desc);
+        if (client_error)
+            gw_held_reply(p->held, 422, json_pack("{s:s,s:I}", "error", desc, "vendor_status",
+                                                  (json_int_t)st));
+        else
+            gw_held_reply_error(p->held, 502, "%s", desc);
+    }
+    put_free(p);
+}
+
+static void put_call_me(put_t *p) {
+    gw_t *gw = p->gw;
+    char url[600], auth[MAX_API_KEY + 64];
+    snprintf(url, sizeof(url), "%s/me", p->base_url);
+    msp_syncro_auth_header(p->api_key, auth, sizeof(auth));
+    const char *headers[] = {auth, "Accept: application/json", NULL};
+    /* the whole check (token wait + call) stays within MSPSYNC_VENDOR_TIMEOUT_MS */
+    int64_t left = gw->cfg.vendor_timeout_ms - (msp_now_ms() - p->started_ms);
+    msp_http_request_t r = {.method = "GET", .url = url, .headers = headers,
+                            .timeout_ms = (long)(left < 1000 ? 1000 : left)};
+    int rc = msp_http_request(gw->vendor, &r, put_me_cb, p);
+    msp_secure_zero(auth, sizeof(auth));
+    if (rc != 0) {
+        gw_held_reply_error(p->held, 502, "could not start the request to Syncro");
+        put_free(p);
+    }
+}
+
+void api_syncro_put(gw_t *gw, struct evhttp_request *req, const char *tenant) {
+    const char *route = "integration";
+    json_t *in;
+    if (gw_read_json(gw, req, route, 0, &in) != 0)
+        return;
+    json_t *jsub = json_object_get(in, "subdomain"), *jbase = json_object_get(in, "base_url"),
+           *jkey = json_object_get(in, "api_key");
+    const char *api_key = json_string_value(jkey);
+    char base[512], err[256];
+    if ((jsub && !json_is_string(jsub)) || (jbase && !json_is_string(jbase))) {
+        gw_reply_error(gw, req, route, 400, "\"subdomain\" and \"base_url\" must be strings");
+    } else if (!api_key || !api_key[0] || json_string_length(jkey) > MAX_API_KEY ||
+               strlen(api_key) != json_string_length(jkey)) {
+        gw_reply_error(gw, req, route, 400, "\"api_key\" must be a non-empty string of at most "
+                       "%d bytes", MAX_API_KEY);
+    } else if (msp_syncro_base_url(json_string_value(jsub), json_string_value(jbase), base,
+                                   sizeof(base), err, sizeof(err)) != 0) {
+        gw_reply_error(gw, req, route, 400, "%s", err);
+    } else {
+        put_t *p = calloc(1, sizeof(*p));
+        if (p)
+            p->api_key = strdup(api_key);
+        if (!p || !p->api_key) {
+            put_free(p);
+            gw_reply_error(gw, req, route, 500, "out of memory");
+        } else {
+            msp_log_redact(api_key);
+            p->gw = gw;
+            p->api_key_len = strlen(p->api_key);
+            p->started_ms = msp_now_ms();
+            snprintf(p->tenant, sizeof(p->tenant), "%s", tenant);
+            snprintf(p->base_url, sizeof(p->base_url), "%s", base);
+            msp_syncro_account_id(base, p->account_id, sizeof(p->account_id));
+            p->held = gw_hold(gw, req, route);
+            if (!p->held) {
+                put_free(p);
+                gw_reply_error(gw, req, route, 500, "out of memory");
+            } else {
+                gw_held_on_shutdown(p->held, put_cancel, p);
+                put_rate_step(-1, 0, p);
+            }
+        }
+    }
+    /* the parsed body holds the key too: wipe it before letting go */
+    if (api_key)
+        msp_secure_zero((char *)api_key, strlen(api_key));
+    json_decref(in);
+}
+
+/* ---- POST .../sync ----------------------------------------------------------------------- */
+
+static int integration_exists(gw_t *gw, const char *tenant, char *err, size_t err_size) {
+    char key[128];
+    msp_key(key, sizeof(key), tenant, "integration:syncro");
+    redisReply *r = gw_redis(gw, err, err_size, "EXISTS %s", key);
+    if (!r)
+        return -1;
+    int yes = r->integer == 1;
+    freeReplyObject(r);
+    return yes;
+}
+
+void api_syncro_sync(gw_t *gw, struct evhttp_request *req, const char *tenant) {
+    const char *route = "integration_sync";
+    json_t *in;
+    if (gw_read_json(gw, req, route, 1, &in) != 0)
+        return;
+    int want_customers = 1, want_assets = 1;
+    json_t *jt = in ? json_object_get(in, "types") : NULL;
+    if (jt) {
+        if (!json_is_array(jt) || json_array_size(jt) == 0) {
+            gw_reply_error(gw, req, route, 400, "\"types\" must be a non-empty array of "
+                           "\"customers\" and/or \"assets\"");
+            json_decref(in);
+            return;
+        }
+        want_customers = want_assets = 0;
+        size_t i;
+        json_t *v;
+        json_array_foreach(jt, i, v) {
+            const char *s = json_string_value(v);
+            if (s && strcmp(s, "customers") == 0)
+                want_customers = 1;
+            else if (s && strcmp(s, "assets") == 0)
+                want_assets = 1;
+            else {
+                gw_reply_error(gw, req, route, 400, "unknown type %s%s%s: expected \"customers\" "
+                               "or \"assets\"", s ? "\"" : "", s ? s : "(not a string)",
+                               s ? "\"" : "");
+                json_decref(in);
+                return;
+            }
+        }
+    }
+    json_decref(in);
+
+    char err[256], skey[128], job_id[33];
+    int exists = integration_exists(gw, tenant, err, sizeof(err));
+    if (exists < 0) {
+        gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
+        return;
+    }
+    if (!exists) {
+        gw_reply_error(gw, req, route, 404, "tenant \"%s\" has no syncro integration", tenant);
+        return;
+    }
+    msp_key(skey, sizeof(skey), tenant, "status:syncro");
+    redisReply *r = gw_redis(gw, err, sizeof(err), "HSET %s paused 0", skey);
+    if (!r) {
+        gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
+        return;
+    }
+    freeReplyObject(r);
+    if (msp_random_hex(job_id, 16) != 0) {
+        gw_reply_error(gw, req, route, 500, "could not draw a job id");
+        return;
+    }
+    const char *types[3];
+    int n = 0;
+    if (want_customers)
+        types[n++] = "customers";
+    if (want_assets)
+        types[n++] = "assets";
+    types[n] = NULL;
+    gw_held_t *held = gw_hold(gw, req, route);
+    if (!held) {
+        gw_reply_error(gw, req, route, 500, "out of memory");
+        return;
+    }
+    gw_job_queue(gw, held, tenant, job_id, types, "incremental", "sync_now", 202,
+                 json_pack("{s:s}", "job_id", job_id));
+}
+
+/* ---- GET ---------------------------------------------------------------------------------- */
+
+/* Field of a flat HGETALL reply, or NULL. */
+static const char *hget(const redisReply *r, const char *field) {
+    for (size_t i = 0; r && i + 1 < r->elements; i += 2)
+        if (r->element[i]->type == REDIS_REPLY_STRING && strcmp(r->element[i]->str, field) == 0 &&
+            r->element[i + 1]->type == REDIS_REPLY_STRING)
+            return r->element[i + 1]->str;
+    return NULL;
+}
+
+static json_t *jstr(const char *s) { return s ? json_string(s) : json_null(); }
+static json_t *jint(const char *s) { return json_integer(s ? strtoll(s, NULL, 10) : 0); }
+
+static const char *state_label(const char *state) {
+    if (state && strcmp(state, "syncing") == 0)
+        return "Syncing";
+    if (state && strcmp(state, "error") == 0)
+        return "Error";
+    return "Connected";
+}
+
+void api_syncro_get(gw_t *gw, struct evhttp_request *req, const char *tenant) {
+    const char *route = "integration";
+    char err[256], ikey[128], skey[128], k[4][128];
+    msp_key(ikey, sizeof(ikey), tenant, "integration:syncro");
+    msp_key(skey, sizeof(skey), tenant, "status:syncro");
+    msp_key(k[0], sizeof(k[0]), tenant, "inv:customers");
+    msp_key(k[1], sizeof(k[1]), tenant, "inv:assets");
+    msp_key(k[2], sizeof(k[2]), tenant, "inv:gone:asset");
+    msp_key(k[3], sizeof(k[3]), tenant, "inv:gone:customer");
+    redisReply *ri = NULL, *rs = NULL, *rc[4] = {0};
+    int ok = (ri = gw_redis(gw, err, sizeof(err), "HGETALL %s", ikey)) != NULL &&
+             (rs = gw_redis(gw, err, sizeof(err), "HGETALL %s", skey)) != NULL &&
+             (rc[0] = gw_redis(gw, err, sizeof(err), "ZCARD %s", k[0])) != NULL &&
+             (rc[1] = gw_redis(gw, err, sizeof(err), "ZCARD %s", k[1])) != NULL &&
+             (rc[2] = gw_redis(gw, err, sizeof(err), "SCARD %s", k[2])) != NULL &&
+             (rc[3] = gw_redis(gw, err, sizeof(err), "SCARD %s", k[3])) != NULL;
+    if (!ok) {
+        gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
+    } else if (ri->elements == 0) {
+        gw_reply_error(gw, req, route, 404, "tenant \"%s\" has no syncro integration", tenant);
+    } else {
+        const char *paused = hget(rs, "paused");
+        json_t *progress = json_pack(
+            "{s:o,s:o,s:o,s:o,s:o}", "type", jstr(hget(rs, "progress_type")), "page",
+            jint(hget(rs, "progress_page")), "total_pages", jint(hget(rs, "progress_total_pages")),
+            "customers_fetched", jint(hget(rs, "customers_fetched")), "assets_fetched",
+            jint(hget(rs, "assets_fetched")));
+        json_t *counts = json_pack("{s:I,s:I,s:I,s:I}", "customers", (json_int_t)rc[0]->integer,
+                                   "assets", (json_int_t)rc[1]->integer, "assets_gone",
+                                   (json_int_t)rc[2]->integer, "customers_gone",
+                                   (json_int_t)rc[3]->integer);
+        const char *last_error = hget(rs, "last_error"), *hint = hget(rs, "hint");
+        json_t *o = json_pack(
+            "{s:s,s:o,s:o,s:s,s:s,s:s,s:o,s:o,s:b,s:o,s:o,s:o,s:o}", "integration", "syncro",
+            "base_url", jstr(hget(ri, "base_url")), "account_id", jstr(hget(ri, "account_id")),
+            "state", state_label(hget(rs, "state")), "last_error", last_error ? last_error : "",
+            "hint", hint ? hint : "", "last_sync_at", jstr(hget(rs, "last_sync_at")), "job_id",
+            jstr(hget(rs, "job_id")), "paused", paused && strcmp(paused, "1") == 0, "progress",
+            progress, "counts", counts, "created_at", jstr(hget(ri, "created_at")), "updated_at",
+            jstr(hget(ri, "updated_at")));
+        if (o)
+            gw_reply(gw, req, route, 200, o);
+        else
+            gw_reply_error(gw, req, route, 500, "could not render the integration status");
+    }
+    if (ri)
+        freeReplyObject(ri);
+    if (rs)
+        freeReplyObject(rs);
+    for (int i = 0; i < 4; i++)
+        if (rc[i])
+            freeReplyObject(rc[i]);
+}
+
+/* ---- DELETE -------------------------------------------------------------------------------- */
+
+typedef struct del_s {
+    gw_held_t *held;
+    char       tenant[64];
+    long long  tombstones;
+    char       redis_error[256];  /* reading ids failed mid-way */
+} del_t;
+
+/* Escape the glob specials of SCAN MATCH (* ? [ ] \); braces are literal. */
+static void glob_escape(const char *in, char *out, size_t size) {
+    size_t o = 0;
+    for (; *in && o + 2 < size; in++) {
+        if (strchr("*?[]\\", *in))
+            out[o++] = '\\';
+        out[o++] = *in;
+    }
+    out[o] = '\0';
+}
+
+static int delete_keys(gw_t *gw, const char *tenant, char *err, size_t err_size) {
+    char ikey[128], skey[128], prefix[128], pattern[300];
+    msp_key(ikey, sizeof(ikey), tenant, "integration:syncro");
+    msp_key(skey, sizeof(skey), tenant, "status:syncro");
+    msp_key(prefix, sizeof(prefix), tenant, "inv:");
+    glob_escape(prefix, pattern, sizeof(pattern) - 1);
+    strcat(pattern, "*");
+    redisReply *r = gw_redis(gw, err, err_size, "DEL %s %s", ikey, skey);
+    if (!r)
+        return -1;
+    freeReplyObject(r);
+    char cursor[32] = "0";
+    do {
+        r = gw_redis(gw, err, err_size, "SCAN %s MATCH %s COUNT %d", cursor, pattern, SCAN_CHUNK);
+        if (!r)
+            return -1;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+            snprintf(err, err_size, "unexpected SCAN reply");
+            freeReplyObject(r);
+            return -1;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        redisReply *keys = r->element[1];
+        if (keys->elements > 0) {
+            size_t n = keys->elements + 1;
+            const char **argv = malloc(n * sizeof(*argv));
+            size_t *argvlen = malloc(n * sizeof(*argvlen));
+            if (!argv || !argvlen) {
+                free(argv);
+                free(argvlen);
+                freeReplyObject(r);
+                snprintf(err, err_size, "out of memory");
+                return -1;
+            }
+            argv[0] = "UNLINK";
+            argvlen[0] = 6;
+            for (size_t i = 0; i < keys->elements; i++) {
+                argv[i + 1] = keys->element[i]->str;
+                argvlen[i + 1] = keys->element[i]->len;
+            }
+            redisReply *d = gw_redis_argv(gw, err, err_size, (int)n, argv, argvlen);
+            free(argv);
+            free(argvlen);
+            if (!d) {
+                freeReplyObject(r);
+                return -1;
+            }
+            freeReplyObject(d);
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    return 0;
+}
+
+static void delete_delivered(gw_t *gw, void *arg, const char *error) {
+    del_t *d = arg;
+    char err[256];
+    if (d->redis_error[0]) {
+        gw_held_reply_error(d->held, 503, "redis unavailable: %s", d->redis_error);
+    } else if (error) {
+        MSP_WARN("integration.delete_failed", d->tenant, "tombstones not delivered: %s", error);
+        gw_held_reply_error(d->held, 503, "could not publish the tombstones: %s; nothing was "
+                            "deleted, try again", error);
+    } else if (delete_keys(gw, d->tenant, err, sizeof(err)) != 0) {
+        gw_held_reply_error(d->held, 503, "redis unavailable: %s", err);
+    } else {
+        MSP_INFO("integration.deleted", d->tenant, "syncro integration removed, %lld tombstones",
+                 d->tombstones);
+        gw_held_reply(d->held, 204, NULL);
+    }
+    free(d);
+}
+
+/* Produce a tombstone for every id of one inventory zset. @returns 0 or -1 (d->redis_error). */
+static int tombstone_all(gw_t *gw, gw_batch_t *b, del_t *d, const char *zset, const char *topic) {
+    char key[128];
+    msp_key(key, sizeof(key), d->tenant, "%s", zset);
+    for (long long off = 0;; off += SCAN_CHUNK) {
+        redisReply *r = gw_redis(gw, d->redis_error, sizeof(d->redis_error), "ZRANGE %s %lld %lld",
+                                 key, off, off + SCAN_CHUNK - 1);
+        if (!r)
+            return -1;
+        size_t n = r->elements;
+        for (size_t i = 0; i < n; i++) {
+            char mkey[512];
+            snprintf(mkey, sizeof(mkey), "%s/%s", d->tenant, r->element[i]->str);
+            gw_batch_produce(b, topic, mkey, NULL, 0);
+            d->tombstones++;
+        }
+        freeReplyObject(r);
+        if (n < SCAN_CHUNK)
+            return 0;
+    }
+}
+
+void api_syncro_delete(gw_t *gw, struct evhttp_request *req, const char *tenant) {
+    const char *route = "integration";
+    char err[256];
+    int exists = integration_exists(gw, tenant, err, sizeof(err));
+    if (exists < 0) {
+        gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
+        return;
+    }
+    if (!exists) {
+        gw_reply_error(gw, req, route, 404, "tenant \"%s\" has no syncro integration", tenant);
+        return;
+    }
+    del_t *d = calloc(1, sizeof(*d));
+    gw_batch_t *b = d ? gw_batch_new(gw, delete_delivered, d) : NULL;
+    gw_held_t *held = b ? gw_hold(gw, req, route) : NULL;
+    if (!held) {
+        free(b);
+        free(d);
+        gw_reply_error(gw, req, route, 500, "out of memory");
+        return;
+    }
+    d->held = held;
+    snprintf(d->tenant, sizeof(d->tenant), "%s", tenant);
+    if (tombstone_all(gw, b, d, "inv:customers", msp_topic(MSP_TOPIC_CUSTOMERS)) == 0)
+        tombstone_all(gw, b, d, "inv:assets", msp_topic(MSP_TOPIC_ASSETS));
+    gw_batch_seal(b);  /* may answer right away (no ids) */
+}

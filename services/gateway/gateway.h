@@ -1,0 +1,184 @@
+/*
+ * gateway.h — the state shared by the gateway's modules.
+ *
+ * One process, one libevent loop, one thread. main.c builds a gw_t and wires the modules:
+ *   http_util.c        JSON replies, bearer auth, body reading, path and query parsing, held
+ *                      (asynchronously answered) requests
+ *   router.c           maps method + path to a handler, enforces auth, counts requests
+ *   jobs.c             the Kafka producer glued to the loop; sync jobs and tombstones that are
+ *                      answered only once their delivery reports arrive
+ *   store.c            synchronous Redis helpers (one hiredis context, reconnected on demand)
+ *   api_tenants.c      /v1/tenants...
+ *   api_integrations.c /v1/tenants/{t}/integrations/syncro...
+ *   api_inventory.c    /v1/tenants/{t}/customers..., /assets...
+ */
+#ifndef MSPSYNC_GATEWAY_H
+#define MSPSYNC_GATEWAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+
+#include "mspsync/crypto.h"
+#include "mspsync/http.h"
+#include "mspsync/ops.h"
+
+struct event_base;
+struct event;
+struct evhttp;
+struct evhttp_request;
+
+/** Settings, filled from the environment by the config table in main.c. */
+typedef struct gw_config_s {
+    char     *http_bind;
+    long long http_port;
+    char     *port_file;
+    char     *admin_token;
+    char     *kafka_brokers;
+    char     *redis_url;
+    char     *topic_prefix;
+    char     *log_level;
+    long long max_body;
+    long long vendor_timeout_ms;
+    long long syncro_rate_per_sec;
+    long long syncro_burst;
+    long long kafka_delivery_timeout_ms;
+} gw_config_t;
+
+typedef struct gw_held_s gw_held_t;
+
+typedef struct gw_s {
+    gw_config_t         cfg;
+    msp_secret_key_t    key;
+    struct event_base  *base;
+    struct evhttp      *http;
+    rd_kafka_t         *rk;
+    rd_kafka_queue_t   *rkqu;          /* main queue, wakes the loop through kafka_pipe */
+    int                 kafka_pipe[2];
+    struct event       *kafka_ev, *kafka_timer;
+    rd_kafka_topic_t   *rkt[3];        /* pin sync.jobs, customers, assets topic conf */
+    redisContext       *redis;
+    msp_http_t         *vendor;
+    msp_metrics_t      *metrics;
+    gw_held_t          *held;          /* requests answered later (list head) */
+    int                 stopping;      /* set on shutdown: no new async work */
+    int64_t             kafka_checked_ms;
+    int                 kafka_ok;
+} gw_t;
+
+/* ---- http_util.c ------------------------------------------------------------------------- */
+
+/** @brief Send a JSON reply (body stolen; NULL = no body, e.g. 204) and count it per route. */
+void gw_reply(gw_t *gw, struct evhttp_request *req, const char *route, int code, json_t *body);
+
+/** @brief {"error": msg} with printf formatting. */
+void gw_reply_error(gw_t *gw, struct evhttp_request *req, const char *route, int code,
+                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/** @brief 1 when the request carries "Authorization: Bearer <admin token>" (constant time). */
+int gw_auth_ok(const gw_t *gw, struct evhttp_request *req);
+
+/**
+ * @brief Parse the request body as JSON. An empty body gives *out = NULL and 0 when
+ * optional, else an error. On error the reply (400/413) has been sent. @returns 0 or -1.
+ */
+int gw_read_json(gw_t *gw, struct evhttp_request *req, const char *route, int optional,
+                 json_t **out);
+
+/** @brief Query parameter value (new string, caller frees) or NULL. */
+char *gw_query_param(struct evhttp_request *req, const char *name);
+
+/** @brief 1 when s matches ^[a-z0-9][a-z0-9_-]{0,62}$. */
+int gw_valid_tenant_id(const char *s);
+
+/**
+ * A request answered later (after a vendor call or a Kafka delivery report). The record stays
+ * valid until gw_held_reply; if libevent frees the request first (server teardown), the record
+ * forgets it and the reply is dropped. A client that hangs up merely detaches the request
+ * (libevent 2.1): replying then frees it, so every held request is replied to exactly once.
+ */
+gw_held_t *gw_hold(gw_t *gw, struct evhttp_request *req, const char *route);
+void gw_held_reply(gw_held_t *h, int code, json_t *body);
+void gw_held_reply_error(gw_held_t *h, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/**
+ * @brief Let the owner of a held request clean up at shutdown: gw_held_fail_all calls
+ * cancel(arg) instead of answering itself; cancel must answer the request (gw_held_reply*) and
+ * free its own state. cancel NULL = answer 503 directly (the default).
+ */
+void gw_held_on_shutdown(gw_held_t *h, void (*cancel)(void *arg), void *arg);
+/** @brief Answer 503 to every held request (shutdown). */
+void gw_held_fail_all(gw_t *gw, const char *why);
+
+/* ---- router.c ------------------------------------------------------------------------------ */
+
+/** @brief The catch-all evhttp callback (arg = gw). */
+void gw_route(struct evhttp_request *req, void *arg);
+
+/* ---- store.c ------------------------------------------------------------------------------- */
+
+/**
+ * @brief Run one Redis command (argv form). @returns a reply to freeReplyObject, or NULL with
+ * errstr on a connection error or an error reply.
+ */
+redisReply *gw_redis(gw_t *gw, char *errstr, size_t errstr_size, const char *fmt, ...);
+redisReply *gw_redis_argv(gw_t *gw, char *errstr, size_t errstr_size, int argc,
+                          const char **argv, const size_t *argvlen);
+
+/** @brief Redis PING. @returns 1 ok. */
+int gw_redis_ping(gw_t *gw, char *errstr, size_t errstr_size);
+
+/** @brief 1 exists, 0 not, -1 Redis error (errstr). */
+int gw_tenant_exists(gw_t *gw, const char *tenant, char *errstr, size_t errstr_size);
+
+/* ---- jobs.c ------------------------------------------------------------------------------- */
+
+/** @brief Create the producer and hook its main queue to the loop. @returns 0 or -1. */
+int gw_kafka_start(gw_t *gw, char *errstr, size_t errstr_size);
+/** @brief Flush (up to timeout_ms) and destroy the producer. */
+void gw_kafka_stop(gw_t *gw, int timeout_ms);
+/** @brief Readiness: some broker known (metadata cached for 2 s). */
+int gw_kafka_ready(gw_t *gw, char *why, size_t why_size);
+
+/**
+ * @brief Produce a sync job for tenant and answer held with ok_code + ok_body once Kafka has
+ * it, or 503 {"error":"could not queue the sync job: <reason>"}. ok_body is stolen.
+ * types: NULL-terminated. job_id: 33 bytes, chosen by the caller.
+ */
+void gw_job_queue(gw_t *gw, gw_held_t *held, const char *tenant, const char *job_id,
+                  const char *const *types, const char *mode, const char *reason, int ok_code,
+                  json_t *ok_body);
+
+/**
+ * @brief A group of messages whose delivery is awaited together. done runs once, after the
+ * last report, with error NULL when every message is in Kafka.
+ */
+typedef struct gw_batch_s gw_batch_t;
+typedef void (gw_batch_done_cb)(gw_t *gw, void *arg, const char *error);
+gw_batch_t *gw_batch_new(gw_t *gw, gw_batch_done_cb *done, void *arg);
+/** @brief value NULL = tombstone. */
+void gw_batch_produce(gw_batch_t *b, const char *topic, const char *key, const void *value,
+                      size_t value_len);
+/** @brief No more messages; done may run now (or later, after the last report). */
+void gw_batch_seal(gw_batch_t *b);
+
+/* ---- handlers ----------------------------------------------------------------------------- */
+
+/* Path segments after "/v1/tenants": seg[0] = tenant (decoded), seg[1..]. */
+void api_tenants_create(gw_t *gw, struct evhttp_request *req);
+void api_tenants_list(gw_t *gw, struct evhttp_request *req);
+void api_tenant_get(gw_t *gw, struct evhttp_request *req, const char *tenant);
+
+void api_syncro_put(gw_t *gw, struct evhttp_request *req, const char *tenant);
+void api_syncro_get(gw_t *gw, struct evhttp_request *req, const char *tenant);
+void api_syncro_delete(gw_t *gw, struct evhttp_request *req, const char *tenant);
+void api_syncro_sync(gw_t *gw, struct evhttp_request *req, const char *tenant);
+
+void api_inventory_list(gw_t *gw, struct evhttp_request *req, const char *tenant,
+                        const char *type /* "customer" or "asset" */);
+void api_inventory_get(gw_t *gw, struct evhttp_request *req, const char *tenant,
+                       const char *type, const char *id);
+
+#endif

@@ -1,0 +1,255 @@
+/*
+ * http_util.c — the gateway's HTTP plumbing: JSON replies, bearer auth, bounded body parsing,
+ * query parameters, tenant id syntax, and held requests.
+ *
+ * Every reply goes through gw_reply(), which sets the JSON content type and counts the reply
+ * in mspsync_http_requests_total{route,code}: a handler can never answer uncounted.
+ *
+ * Held requests (answered after a Kafka delivery report or a vendor call) are tracked in a list
+ * on gw_t. Invariant: a held request is replied to exactly once, through gw_held_reply(). The
+ * connection's close callback tells apart the two ways libevent 2.1 lets go of a pending request:
+ * the client hung up (the request is detached from its connection and stays ours — replying frees
+ * it) or the server is being torn down (the request is freed with its connection — we forget it).
+ */
+#include "gateway.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "mspsync/crypto.h"
+#include "mspsync/log.h"
+
+static const char *reason_phrase(int code) {
+    switch (code) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 422: return "Unprocessable Entity";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    default:  return "Unknown";
+    }
+}
+
+static void count_reply(gw_t *gw, const char *route, int code) {
+    char labels[128];
+    /* route names are fixed identifiers chosen by router.c: nothing to escape */
+    snprintf(labels, sizeof(labels), "route=\"%s\",code=\"%d\"", route ? route : "unknown", code);
+    msp_metric_add(gw->metrics, "mspsync_http_requests_total", labels, 1);
+}
+
+void gw_reply(gw_t *gw, struct evhttp_request *req, const char *route, int code, json_t *body) {
+    count_reply(gw, route, code);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    struct evbuffer *out = NULL;
+    if (body) {
+        char *text = json_dumps(body, JSON_COMPACT);
+        json_decref(body);
+        evhttp_add_header(h, "Content-Type", "application/json");
+        out = evbuffer_new();
+        if (out && text) {
+            evbuffer_add(out, text, strlen(text));
+            evbuffer_add(out, "\n", 1);
+        }
+        free(text);
+    }
+    evhttp_send_reply(req, code, reason_phrase(code), out);
+    if (out)
+        evbuffer_free(out);
+}
+
+static json_t *error_body(const char *fmt, va_list ap) {
+    char msg[1024];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    json_t *j = json_pack("{s:s}", "error", msg);
+    /* the text may echo request bytes that are not UTF-8: never answer without a body */
+    return j ? j : json_pack("{s:s}", "error", "invalid request (text not UTF-8)");
+}
+
+void gw_reply_error(gw_t *gw, struct evhttp_request *req, const char *route, int code,
+                    const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    json_t *body = error_body(fmt, ap);
+    va_end(ap);
+    gw_reply(gw, req, route, code, body);
+}
+
+int gw_auth_ok(const gw_t *gw, struct evhttp_request *req) {
+    const char *v = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    if (!v || strncasecmp(v, "Bearer ", 7) != 0)
+        return 0;
+    v += 7;
+    while (*v == ' ')
+        v++;
+    return msp_consttime_streq(v, gw->cfg.admin_token);
+}
+
+int gw_read_json(gw_t *gw, struct evhttp_request *req, const char *route, int optional,
+                 json_t **out) {
+    *out = NULL;
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = in ? evbuffer_get_length(in) : 0;
+    if ((long long)len > gw->cfg.max_body) {
+        gw_reply_error(gw, req, route, 413, "request body larger than %lld bytes",
+                       gw->cfg.max_body);
+        return -1;
+    }
+    if (len == 0) {
+        if (optional)
+            return 0;
+        gw_reply_error(gw, req, route, 400, "a JSON request body is required");
+        return -1;
+    }
+    const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)len);
+    json_error_t jerr;
+    json_t *j = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!j) {
+        gw_reply_error(gw, req, route, 400, "malformed JSON at line %d, column %d: %s",
+                       jerr.line, jerr.column, jerr.text);
+        return -1;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        gw_reply_error(gw, req, route, 400, "the request body must be a JSON object");
+        return -1;
+    }
+    *out = j;
+    return 0;
+}
+
+char *gw_query_param(struct evhttp_request *req, const char *name) {
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *q = uri ? evhttp_uri_get_query(uri) : NULL;
+    if (!q)
+        return NULL;
+    struct evkeyvalq kv;
+    TAILQ_INIT(&kv);
+    if (evhttp_parse_query_str(q, &kv) != 0) {
+        evhttp_clear_headers(&kv);
+        return NULL;
+    }
+    const char *v = evhttp_find_header(&kv, name);
+    char *copy = v ? strdup(v) : NULL;
+    evhttp_clear_headers(&kv);
+    return copy;
+}
+
+int gw_valid_tenant_id(const char *s) {
+    if (!s)
+        return 0;
+    size_t n = strlen(s);
+    if (n < 1 || n > 63)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                 (i > 0 && (c == '_' || c == '-'));
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+/* ---- held requests ------------------------------------------------------------------------- */
+
+struct gw_held_s {
+    gw_t                       *gw;
+    struct evhttp_request      *req;    /* NULL once libevent freed it (server teardown) */
+    struct evhttp_connection   *evcon;  /* whose close callback points at us, or NULL */
+    const char                 *route;
+    int                         client_gone;
+    void                      (*cancel)(void *arg);
+    void                       *cancel_arg;
+    struct gw_held_s           *prev, *next;
+};
+
+static void held_close_cb(struct evhttp_connection *evcon, void *arg) {
+    gw_held_t *h = arg;
+    h->evcon = NULL;
+    if (!h->req)
+        return;
+    if (evhttp_request_get_connection(h->req) == NULL) {
+        /* client hung up: the request was detached and is still ours to reply to (and free) */
+        h->client_gone = 1;
+    } else {
+        /* the connection is being freed together with its queued requests */
+        h->req = NULL;
+    }
+}
+
+gw_held_t *gw_hold(gw_t *gw, struct evhttp_request *req, const char *route) {
+    gw_held_t *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    h->gw = gw;
+    h->req = req;
+    h->route = route;
+    h->evcon = evhttp_request_get_connection(req);
+    if (h->evcon)
+        evhttp_connection_set_closecb(h->evcon, held_close_cb, h);
+    h->next = gw->held;
+    if (gw->held)
+        gw->held->prev = h;
+    gw->held = h;
+    return h;
+}
+
+void gw_held_reply(gw_held_t *h, int code, json_t *body) {
+    gw_t *gw = h->gw;
+    if (h->evcon)
+        evhttp_connection_set_closecb(h->evcon, NULL, NULL);
+    if (h->req) {
+        if (h->client_gone)
+            MSP_DEBUG("http.client_gone", NULL, "client left before the %d reply", code);
+        gw_reply(gw, h->req, h->route, code, body); /* frees a detached request */
+    } else {
+        json_decref(body);
+    }
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        gw->held = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    free(h);
+}
+
+void gw_held_reply_error(gw_held_t *h, int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    json_t *body = error_body(fmt, ap);
+    va_end(ap);
+    gw_held_reply(h, code, body);
+}
+
+void gw_held_on_shutdown(gw_held_t *h, void (*cancel)(void *arg), void *arg) {
+    h->cancel = cancel;
+    h->cancel_arg = arg;
+}
+
+void gw_held_fail_all(gw_t *gw, const char *why) {
+    while (gw->held) {
+        gw_held_t *h = gw->held;
+        if (h->cancel)
+            h->cancel(h->cancel_arg);  /* answers h, which unlinks it */
+        else
+            gw_held_reply_error(h, 503, "%s", why);
+    }
+}

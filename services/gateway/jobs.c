@@ -1,0 +1,266 @@
+/*
+ * jobs.c — the gateway's Kafka producer, driven by the libevent loop.
+ *
+ * librdkafka signals its main queue (delivery reports) by writing to a pipe
+ * (rd_kafka_queue_io_event_enable); the pipe's read end is a persistent libevent read event that
+ * calls rd_kafka_poll(rk, 0). A 100 ms timer polls as well, as a safety net.
+ *
+ * Messages are produced in batches (gw_batch_t): a batch counts its outstanding messages and
+ * runs its done callback once, after the last delivery report (or at once when every produce
+ * call failed). A sync job is a batch of one whose done callback answers the held HTTP request:
+ * the client hears 201/202 only when the job is in Kafka. The batch holds one extra count while
+ * it is being filled ("sealed" drops it), so reports served from inside msp_kafka_produce (it
+ * polls when the local queue is full) cannot complete a batch early.
+ *
+ * The topics the gateway writes get a topic-level message.timeout.ms of
+ * MSPSYNC_KAFKA_DELIVERY_TIMEOUT_MS, so that a request waiting on a down cluster is answered
+ * 503 within that time instead of the producer's default five minutes.
+ */
+#include "gateway.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "mspsync/backoff.h"
+#include "mspsync/kafka.h"
+#include "mspsync/log.h"
+#include "mspsync/redis.h"
+
+struct gw_batch_s {
+    gw_t              *gw;
+    int                outstanding;  /* messages in flight + 1 until sealed */
+    char               error[256];   /* first failure, "" when none */
+    gw_batch_done_cb  *done;
+    void              *arg;
+};
+
+static void batch_release(gw_batch_t *b) {
+    if (--b->outstanding > 0)
+        return;
+    b->done(b->gw, b->arg, b->error[0] ? b->error : NULL);
+    free(b);
+}
+
+gw_batch_t *gw_batch_new(gw_t *gw, gw_batch_done_cb *done, void *arg) {
+    gw_batch_t *b = calloc(1, sizeof(*b));
+    if (!b)
+        return NULL;
+    b->gw = gw;
+    b->outstanding = 1;
+    b->done = done;
+    b->arg = arg;
+    return b;
+}
+
+void gw_batch_produce(gw_batch_t *b, const char *topic, const char *key, const void *value,
+                      size_t value_len) {
+    b->outstanding++;
+    if (msp_kafka_produce(b->gw->rk, topic, key, strlen(key), value, value ? value_len : 0, NULL,
+                          b) != 0) {
+        if (!b->error[0])
+            snprintf(b->error, sizeof(b->error), "%s", rd_kafka_err2str(rd_kafka_last_error()));
+        batch_release(b);
+    }
+}
+
+void gw_batch_seal(gw_batch_t *b) { batch_release(b); }
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque) {
+    gw_batch_t *b = msg->_private;
+    if (!b)
+        return;
+    if (msg->err && !b->error[0])
+        snprintf(b->error, sizeof(b->error), "%s", rd_kafka_err2str(msg->err));
+    batch_release(b);
+}
+
+/* ---- the loop glue ----------------------------------------------------------------------- */
+
+static void kafka_pipe_cb(evutil_socket_t fd, short what, void *arg) {
+    gw_t *gw = arg;
+    char buf[256];
+    while (read(fd, buf, sizeof(buf)) > 0)
+        ;
+    rd_kafka_poll(gw->rk, 0);
+}
+
+static void kafka_timer_cb(evutil_socket_t fd, short what, void *arg) {
+    gw_t *gw = arg;
+    rd_kafka_poll(gw->rk, 0);
+}
+
+int gw_kafka_start(gw_t *gw, char *errstr, size_t errstr_size) {
+    gw->kafka_pipe[0] = gw->kafka_pipe[1] = -1;
+    gw->rk = msp_kafka_producer_new(gw->cfg.kafka_brokers, "mspsync-gateway", dr_cb, gw, errstr,
+                                    errstr_size);
+    if (!gw->rk)
+        return -1;
+
+    static const char *const bases[3] = {MSP_TOPIC_SYNC_JOBS, MSP_TOPIC_CUSTOMERS,
+                                         MSP_TOPIC_ASSETS};
+    char timeout[32];
+    snprintf(timeout, sizeof(timeout), "%lld", gw->cfg.kafka_delivery_timeout_ms);
+    for (int i = 0; i < 3; i++) {
+        rd_kafka_topic_conf_t *tconf = rd_kafka_topic_conf_new();
+        if (rd_kafka_topic_conf_set(tconf, "message.timeout.ms", timeout, errstr, errstr_size) !=
+            RD_KAFKA_CONF_OK) {
+            rd_kafka_topic_conf_destroy(tconf);
+            return -1;
+        }
+        gw->rkt[i] = rd_kafka_topic_new(gw->rk, msp_topic(bases[i]), tconf);
+        if (!gw->rkt[i]) {
+            snprintf(errstr, errstr_size, "topic %s: %s", msp_topic(bases[i]),
+                     rd_kafka_err2str(rd_kafka_last_error()));
+            return -1;
+        }
+    }
+
+    if (pipe2(gw->kafka_pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
+        snprintf(errstr, errstr_size, "pipe: %s", strerror(errno));
+        return -1;
+    }
+    gw->rkqu = rd_kafka_queue_get_main(gw->rk);
+    rd_kafka_queue_io_event_enable(gw->rkqu, gw->kafka_pipe[1], "1", 1);
+    gw->kafka_ev = event_new(gw->base, gw->kafka_pipe[0], EV_READ | EV_PERSIST, kafka_pipe_cb, gw);
+    gw->kafka_timer = event_new(gw->base, -1, EV_PERSIST, kafka_timer_cb, gw);
+    struct timeval tv = {0, 100 * 1000};
+    if (!gw->kafka_ev || !gw->kafka_timer || event_add(gw->kafka_ev, NULL) != 0 ||
+        event_add(gw->kafka_timer, &tv) != 0) {
+        snprintf(errstr, errstr_size, "could not register the Kafka events");
+        return -1;
+    }
+    return 0;
+}
+
+void gw_kafka_stop(gw_t *gw, int timeout_ms) {
+    if (gw->rk) {
+        /* delivery reports served here answer their held requests */
+        rd_kafka_resp_err_t err = rd_kafka_flush(gw->rk, timeout_ms);
+        if (err) {
+            MSP_WARN("kafka.flush_timeout", NULL, "%d message(s) still queued after %d ms: purged",
+                     rd_kafka_outq_len(gw->rk), timeout_ms);
+            rd_kafka_purge(gw->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+            rd_kafka_poll(gw->rk, 0);
+        }
+    }
+    if (gw->kafka_ev)
+        event_free(gw->kafka_ev);
+    if (gw->kafka_timer)
+        event_free(gw->kafka_timer);
+    gw->kafka_ev = gw->kafka_timer = NULL;
+    if (gw->rkqu) {
+        rd_kafka_queue_io_event_enable(gw->rkqu, -1, NULL, 0);
+        rd_kafka_queue_destroy(gw->rkqu);
+        gw->rkqu = NULL;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (gw->rkt[i])
+            rd_kafka_topic_destroy(gw->rkt[i]);
+        gw->rkt[i] = NULL;
+    }
+    if (gw->rk)
+        rd_kafka_destroy(gw->rk);
+    gw->rk = NULL;
+    for (int i = 0; i < 2; i++) {
+        if (gw->kafka_pipe[i] >= 0)
+            close(gw->kafka_pipe[i]);
+        gw->kafka_pipe[i] = -1;
+    }
+}
+
+int gw_kafka_ready(gw_t *gw, char *why, size_t why_size) {
+    int64_t now = msp_now_ms();
+    if (gw->kafka_checked_ms && now - gw->kafka_checked_ms < 2000) {
+        if (!gw->kafka_ok)
+            snprintf(why, why_size, "kafka: no broker reachable at %s", gw->cfg.kafka_brokers);
+        return gw->kafka_ok;
+    }
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(gw->rk, 0, NULL, &md, 500);
+    gw->kafka_ok = (err == RD_KAFKA_RESP_ERR_NO_ERROR && md && md->broker_cnt > 0);
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    gw->kafka_checked_ms = msp_now_ms();
+    if (!gw->kafka_ok)
+        snprintf(why, why_size, "kafka: no broker reachable at %s (%s)", gw->cfg.kafka_brokers,
+                 rd_kafka_err2str(err));
+    return gw->kafka_ok;
+}
+
+/* ---- sync jobs ---------------------------------------------------------------------------- */
+
+typedef struct job_s {
+    gw_held_t *held;
+    int        ok_code;
+    json_t    *ok_body;
+    char       tenant[64];
+    char       job_id[33];
+    char       reason[32];
+} job_t;
+
+static void job_done(gw_t *gw, void *arg, const char *error) {
+    job_t *job = arg;
+    if (error) {
+        MSP_WARN("job.queue_failed", job->tenant, "job %s (%s) not queued: %s", job->job_id,
+                 job->reason, error);
+        if (strcmp(job->reason, "integration_saved") == 0) {
+            /* the status page must not claim a sync that will never run */
+            char key[256], err[256], when[32], msg[400];
+            msp_format_time(msp_wall_ms(), when, sizeof(when));
+            snprintf(msg, sizeof(msg), "could not queue the sync job: %s", error);
+            msp_key(key, sizeof(key), job->tenant, "status:syncro");
+            redisReply *r = gw_redis(gw, err, sizeof(err), "HSET %s state error last_error %s "
+                                     "last_error_at %s hint %s", key, msg, when,
+                                     "ask for a sync again (POST .../integrations/syncro/sync)");
+            if (r)
+                freeReplyObject(r);
+        }
+        json_decref(job->ok_body);
+        gw_held_reply_error(job->held, 503, "could not queue the sync job: %s", error);
+    } else {
+        msp_metric_add(gw->metrics, "mspsync_jobs_queued_total", NULL, 1);
+        MSP_INFO("job.queued", job->tenant, "job %s queued (%s)", job->job_id, job->reason);
+        gw_held_reply(job->held, job->ok_code, job->ok_body);
+    }
+    free(job);
+}
+
+void gw_job_queue(gw_t *gw, gw_held_t *held, const char *tenant, const char *job_id,
+                  const char *const *types, const char *mode, const char *reason, int ok_code,
+                  json_t *ok_body) {
+    char now[32];
+    msp_format_time(msp_wall_ms(), now, sizeof(now));
+    json_t *jtypes = json_array();
+    for (int i = 0; types[i]; i++)
+        json_array_append_new(jtypes, json_string(types[i]));
+    json_t *msg = json_pack("{s:i,s:s,s:s,s:s,s:o,s:s,s:s,s:s}", "schema_version", 1, "job_id",
+                            job_id, "tenant", tenant, "integration", "syncro", "types", jtypes,
+                            "mode", mode, "reason", reason, "requested_at", now);
+    char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+    json_decref(msg);
+    job_t *job = calloc(1, sizeof(*job));
+    gw_batch_t *b = job ? gw_batch_new(gw, job_done, job) : NULL;
+    if (!text || !b) {
+        free(text);
+        free(job);
+        free(b);
+        json_decref(ok_body);
+        gw_held_reply_error(held, 500, "out of memory");
+        return;
+    }
+    job->held = held;
+    job->ok_code = ok_code;
+    job->ok_body = ok_body;
+    snprintf(job->tenant, sizeof(job->tenant), "%s", tenant);
+    snprintf(job->job_id, sizeof(job->job_id), "%s", job_id);
+    snprintf(job->reason, sizeof(job->reason), "%s", reason);
+    gw_batch_produce(b, msp_topic(MSP_TOPIC_SYNC_JOBS), tenant, text, strlen(text));
+    free(text);
+    gw_batch_seal(b);
+}

@@ -1,0 +1,244 @@
+/*
+ * mspsync-gateway — the admin REST API: tenants, the Syncro integration, the inventory view.
+ *
+ * Wiring only (the logic lives in the modules listed in gateway.h): read the config table, load
+ * the secret key, create the topics, start the producer, Redis and the vendor HTTP client on one
+ * libevent loop, serve until SIGINT/SIGTERM clears `run`, then shut down in order:
+ *   stop accepting → cancel vendor calls → flush the producer (delivery reports answer their held
+ *   requests) → answer whatever is still held with 503 → free everything.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include "gateway.h"
+#include "mspsync/config.h"
+#include "mspsync/kafka.h"
+#include "mspsync/log.h"
+#include "mspsync/redis.h"
+
+#define SHUTDOWN_FLUSH_MS 10000
+
+static volatile sig_atomic_t run = 1;
+
+static void stop(int sig) { run = 0; }
+
+static gw_t gw;
+
+static const msp_config_entry_t config[] = {
+    {"MSPSYNC_HTTP_BIND", MSP_CFG_STR, "127.0.0.1", "address the API listens on",
+     &gw.cfg.http_bind, 0, 0, 0},
+    {"MSPSYNC_HTTP_PORT", MSP_CFG_INT, "8080", "API port; 0 = any free port",
+     &gw.cfg.http_port, 0, 65535, 0},
+    {"MSPSYNC_PORT_FILE", MSP_CFG_STR, "", "if set, the bound port is written to this file",
+     &gw.cfg.port_file, 0, 0, 0},
+    {"MSPSYNC_ADMIN_TOKEN", MSP_CFG_STR, NULL, "bearer token required on every /v1 route",
+     &gw.cfg.admin_token, 0, 0, 1},
+    {"MSPSYNC_KAFKA_BROKERS", MSP_CFG_STR, "127.0.0.1:9092", "Kafka bootstrap servers",
+     &gw.cfg.kafka_brokers, 0, 0, 0},
+    {"MSPSYNC_REDIS_URL", MSP_CFG_STR, "127.0.0.1:6379", "Redis: host:port or redis://host:port/db",
+     &gw.cfg.redis_url, 0, 0, 0},
+    {"MSPSYNC_TOPIC_PREFIX", MSP_CFG_STR, "", "prepended to every Kafka topic name",
+     &gw.cfg.topic_prefix, 0, 0, 0},
+    {"MSPSYNC_LOG_LEVEL", MSP_CFG_STR, "info", "debug, info, warn or error",
+     &gw.cfg.log_level, 0, 0, 0},
+    {"MSPSYNC_MAX_BODY", MSP_CFG_INT, "1048576", "largest accepted request body in bytes",
+     &gw.cfg.max_body, 1024, 64LL * 1024 * 1024, 0},
+    {"MSPSYNC_VENDOR_TIMEOUT_MS", MSP_CFG_INT, "15000",
+     "limit for a vendor check (rate-limit wait + request) when saving an integration",
+     &gw.cfg.vendor_timeout_ms, 100, 300000, 0},
+    {"MSPSYNC_SYNCRO_RATE_PER_SEC", MSP_CFG_INT, "3",
+     "Syncro requests per second per account, shared with the fetcher (180/min)",
+     &gw.cfg.syncro_rate_per_sec, 1, 1000, 0},
+    {"MSPSYNC_SYNCRO_BURST", MSP_CFG_INT, "3", "Syncro burst size per account",
+     &gw.cfg.syncro_burst, 1, 1000, 0},
+    {"MSPSYNC_KAFKA_DELIVERY_TIMEOUT_MS", MSP_CFG_INT, "30000",
+     "how long a queued job or tombstone may wait for Kafka before the request fails with 503",
+     &gw.cfg.kafka_delivery_timeout_ms, 1000, 300000, 0},
+    {NULL},
+};
+
+static int ready_cb(void *opaque, char *why, size_t why_size) {
+    gw_t *g = opaque;
+    char err[256];
+    if (!gw_redis_ping(g, err, sizeof(err))) {
+        snprintf(why, why_size, "redis: %s", err);
+        return 0;
+    }
+    return gw_kafka_ready(g, why, why_size);
+}
+
+/* The 100 ms tick: notice a cleared run flag (the handler itself only sets a flag). */
+static void tick_cb(evutil_socket_t fd, short what, void *arg) {
+    if (!run)
+        event_base_loopbreak(gw.base);
+}
+
+static int write_port_file(const char *path, int port) {
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "%d\n", port);
+    if (fclose(f) != 0)
+        return -1;
+    return rename(tmp, path);
+}
+
+static int bound_port(struct evhttp_bound_socket *sock) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&ss, &len) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+static void declare_metrics(msp_metrics_t *m) {
+    msp_metric_declare(m, "mspsync_http_requests_total", "counter",
+                       "API requests answered, by route and status code.");
+    msp_metric_declare(m, "mspsync_jobs_queued_total", "counter",
+                       "Sync jobs acknowledged by Kafka.");
+    msp_metric_declare(m, "mspsync_vendor_requests_total", "counter",
+                       "Vendor API calls made by the gateway, by outcome.");
+    msp_metric_add(m, "mspsync_jobs_queued_total", NULL, 0);
+}
+
+int main(int argc, char **argv) {
+    char errstr[512];
+    int rc = 1;
+    struct event *tick = NULL;
+    struct evhttp_bound_socket *sock = NULL;
+
+    gw.kafka_pipe[0] = gw.kafka_pipe[1] = -1;
+
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--config-markdown") == 0) {
+            msp_config_print_markdown("gateway", config);
+            return 0;
+        }
+    int lrc = msp_config_load("gateway", config, argc, argv, errstr, sizeof(errstr));
+    if (lrc == 1)
+        return 0;
+    msp_log_init("gateway", lrc == 0 ? gw.cfg.log_level : NULL);
+    if (lrc != 0) {
+        MSP_ERROR("config.invalid", NULL, "%s", errstr);
+        goto out;
+    }
+    if (!gw.cfg.admin_token[0]) {
+        MSP_ERROR("config.invalid", NULL, "MSPSYNC_ADMIN_TOKEN must not be empty");
+        goto out;
+    }
+    msp_log_redact(gw.cfg.admin_token);
+    if (msp_secret_key_load(&gw.key, errstr, sizeof(errstr)) != 0) {
+        MSP_ERROR("config.secret_key", NULL, "%s", errstr);
+        goto out;
+    }
+
+    struct sigaction sa = {0};
+    sa.sa_handler = stop;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    msp_topic_prefix_set(gw.cfg.topic_prefix);
+    for (int attempt = 1; run; attempt++) {
+        if (msp_kafka_ensure_topics(gw.cfg.kafka_brokers, 6, 30000, errstr, sizeof(errstr)) == 0)
+            break;
+        if (attempt == 5) {
+            MSP_ERROR("kafka.topics", NULL, "giving up creating topics: %s", errstr);
+            goto out;
+        }
+        MSP_WARN("kafka.topics", NULL, "attempt %d: %s; retrying in 2 s", attempt, errstr);
+        sleep(2);
+    }
+    if (!run)
+        goto out;
+
+    gw.base = event_base_new();
+    gw.metrics = msp_metrics_new("gateway");
+    gw.http = gw.base ? evhttp_new(gw.base) : NULL;
+    msp_http_opts_t hopts = {.timeout_ms = (long)gw.cfg.vendor_timeout_ms,
+                             .max_body = 4 * 1024 * 1024};
+    gw.vendor = gw.base ? msp_http_new(gw.base, &hopts) : NULL;
+    if (!gw.base || !gw.metrics || !gw.http || !gw.vendor) {
+        MSP_ERROR("startup", NULL, "out of memory");
+        goto out;
+    }
+    declare_metrics(gw.metrics);
+    if (gw_kafka_start(&gw, errstr, sizeof(errstr)) != 0) {
+        MSP_ERROR("kafka.producer", NULL, "%s", errstr);
+        goto out;
+    }
+    if (!(gw.redis = msp_redis_connect(gw.cfg.redis_url, errstr, sizeof(errstr))))
+        MSP_WARN("redis.connect", NULL, "%s (will retry on use)", errstr);
+
+    evhttp_set_max_body_size(gw.http, (ev_ssize_t)gw.cfg.max_body);
+    evhttp_set_allowed_methods(gw.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
+                                            EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
+    evhttp_set_timeout(gw.http, 60);
+    evhttp_set_gencb(gw.http, gw_route, &gw);
+    if (msp_ops_mount(gw.http, gw.metrics, ready_cb, &gw) != 0) {
+        MSP_ERROR("startup", NULL, "could not mount the ops endpoints");
+        goto out;
+    }
+    sock = evhttp_bind_socket_with_handle(gw.http, gw.cfg.http_bind, (ev_uint16_t)gw.cfg.http_port);
+    if (!sock) {
+        MSP_ERROR("http.bind", NULL, "cannot listen on %s:%lld: %s", gw.cfg.http_bind,
+                  gw.cfg.http_port, strerror(errno));
+        goto out;
+    }
+    int port = bound_port(sock);
+    if (gw.cfg.port_file[0] && write_port_file(gw.cfg.port_file, port) != 0) {
+        MSP_ERROR("http.port_file", NULL, "cannot write %s: %s", gw.cfg.port_file,
+                  strerror(errno));
+        goto out;
+    }
+
+    tick = event_new(gw.base, -1, EV_PERSIST, tick_cb, NULL);
+    struct timeval tv = {0, 100 * 1000};
+    event_add(tick, &tv);
+    MSP_INFO("gateway.started", NULL, "listening on %s:%d", gw.cfg.http_bind, port);
+
+    while (run)
+        event_base_dispatch(gw.base);
+
+    MSP_INFO("gateway.stopping", NULL, "shutting down");
+    rc = 0;
+
+out:
+    gw.stopping = 1;
+    if (sock)
+        evhttp_del_accept_socket(gw.http, sock);   /* stop accepting */
+    msp_http_destroy(gw.vendor);                   /* callbacks answer 503 */
+    gw.vendor = NULL;
+    gw_kafka_stop(&gw, SHUTDOWN_FLUSH_MS);         /* delivery reports answer the held requests */
+    gw_held_fail_all(&gw, "the gateway is shutting down");
+    if (gw.base)
+        event_base_loop(gw.base, EVLOOP_NONBLOCK); /* push the last replies out */
+    if (tick)
+        event_free(tick);
+    if (gw.http)
+        evhttp_free(gw.http);
+    if (gw.redis)
+        redisFree(gw.redis);
+    msp_metrics_destroy(gw.metrics);
+    if (gw.base)
+        event_base_free(gw.base);
+    msp_secure_zero(&gw.key, sizeof(gw.key));
+    msp_config_free(config);
+    if (rc == 0)
+        MSP_INFO("gateway.stopped", NULL, "bye");
+    return rc;
+}

@@ -1,0 +1,175 @@
+/*
+ * router.c — maps method + path to a handler.
+ *
+ * Order of checks, so that answers never leak more than the caller may know:
+ *   1. paths outside /v1/ (other than the ops endpoints mounted by msp_ops_mount) → 404;
+ *   2. /v1/... without the admin bearer token → 401, whatever the path;
+ *   3. unknown path → 404, known path with another method → 405 (with Allow);
+ *   4. /v1/tenants/{t}/...: a tenant that does not exist (or cannot, by its syntax) → 404.
+ * Path segments are percent-decoded one by one, so "syncro%3A123" arrives as "syncro:123" and an
+ * encoded '/' cannot split a segment.
+ */
+#include "gateway.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/http.h>
+
+#define MAX_SEGS 8
+
+typedef enum {
+    R_NONE = 0,
+    R_TENANTS,          /* /v1/tenants                              POST GET */
+    R_TENANT,           /* /v1/tenants/{t}                          GET */
+    R_INTEGRATION,      /* /v1/tenants/{t}/integrations/syncro      PUT GET DELETE */
+    R_SYNC,             /* /v1/tenants/{t}/integrations/syncro/sync POST */
+    R_CUSTOMERS,        /* /v1/tenants/{t}/customers                GET */
+    R_CUSTOMER,         /* /v1/tenants/{t}/customers/{id}           GET */
+    R_ASSETS,           /* /v1/tenants/{t}/assets                   GET */
+    R_ASSET,            /* /v1/tenants/{t}/assets/{id}              GET */
+} route_id_t;
+
+static const struct {
+    const char *name;   /* the metrics label */
+    const char *allow;  /* the Allow header for 405 */
+} routes[] = {
+    [R_NONE] = {"unmatched", ""},
+    [R_TENANTS] = {"tenants", "GET, POST"},
+    [R_TENANT] = {"tenant", "GET"},
+    [R_INTEGRATION] = {"integration", "GET, PUT, DELETE"},
+    [R_SYNC] = {"integration_sync", "POST"},
+    [R_CUSTOMERS] = {"customers", "GET"},
+    [R_CUSTOMER] = {"customer", "GET"},
+    [R_ASSETS] = {"assets", "GET"},
+    [R_ASSET] = {"asset", "GET"},
+};
+
+/* Split the path into decoded segments (new strings). @returns count, or -1 when unusable. */
+static int split_path(const char *path, char **seg, int max) {
+    int n = 0;
+    if (!path || path[0] != '/')
+        return -1;
+    const char *p = path + 1;
+    for (;;) {
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        if (n == max)
+            return -1;
+        char *raw = strndup(p, len);
+        size_t outlen = 0;
+        char *dec = raw ? evhttp_uridecode(raw, 0, &outlen) : NULL;
+        free(raw);
+        if (!dec)
+            return -1;
+        seg[n++] = dec;
+        if (outlen != strlen(dec))  /* an encoded NUL */
+            return -1;
+        if (!slash)
+            break;
+        p = slash + 1;
+    }
+    return n;
+}
+
+static route_id_t match(char **s, int n) {
+    if (n < 2 || strcmp(s[0], "v1") != 0 || strcmp(s[1], "tenants") != 0)
+        return R_NONE;
+    if (n == 2)
+        return R_TENANTS;
+    if (s[2][0] == '\0')
+        return R_NONE;
+    if (n == 3)
+        return R_TENANT;
+    if (strcmp(s[3], "integrations") == 0 && n >= 5 && strcmp(s[4], "syncro") == 0) {
+        if (n == 5)
+            return R_INTEGRATION;
+        if (n == 6 && strcmp(s[5], "sync") == 0)
+            return R_SYNC;
+        return R_NONE;
+    }
+    int cust = strcmp(s[3], "customers") == 0, asset = strcmp(s[3], "assets") == 0;
+    if (!cust && !asset)
+        return R_NONE;
+    if (n == 4)
+        return cust ? R_CUSTOMERS : R_ASSETS;
+    if (n == 5 && s[4][0] != '\0')
+        return cust ? R_CUSTOMER : R_ASSET;
+    return R_NONE;
+}
+
+static int method_ok(route_id_t r, enum evhttp_cmd_type m) {
+    switch (r) {
+    case R_TENANTS: return m == EVHTTP_REQ_GET || m == EVHTTP_REQ_POST;
+    case R_INTEGRATION:
+        return m == EVHTTP_REQ_GET || m == EVHTTP_REQ_PUT || m == EVHTTP_REQ_DELETE;
+    case R_SYNC: return m == EVHTTP_REQ_POST;
+    case R_NONE: return 0;
+    default: return m == EVHTTP_REQ_GET;
+    }
+}
+
+static void dispatch(gw_t *gw, struct evhttp_request *req, route_id_t r, char **s) {
+    enum evhttp_cmd_type m = evhttp_request_get_command(req);
+    const char *t = s[2];
+    switch (r) {
+    case R_TENANTS:
+        if (m == EVHTTP_REQ_POST)
+            api_tenants_create(gw, req);
+        else
+            api_tenants_list(gw, req);
+        return;
+    case R_TENANT: api_tenant_get(gw, req, t); return;
+    case R_INTEGRATION:
+        if (m == EVHTTP_REQ_PUT)
+            api_syncro_put(gw, req, t);
+        else if (m == EVHTTP_REQ_DELETE)
+            api_syncro_delete(gw, req, t);
+        else
+            api_syncro_get(gw, req, t);
+        return;
+    case R_SYNC: api_syncro_sync(gw, req, t); return;
+    case R_CUSTOMERS: api_inventory_list(gw, req, t, "customer"); return;
+    case R_ASSETS: api_inventory_list(gw, req, t, "asset"); return;
+    case R_CUSTOMER: api_inventory_get(gw, req, t, "customer", s[4]); return;
+    case R_ASSET: api_inventory_get(gw, req, t, "asset", s[4]); return;
+    case R_NONE: break;
+    }
+}
+
+void gw_route(struct evhttp_request *req, void *arg) {
+    gw_t *gw = arg;
+    char *seg[MAX_SEGS] = {0};
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    int n = split_path(uri ? evhttp_uri_get_path(uri) : NULL, seg, MAX_SEGS);
+    int is_v1 = n >= 1 && strcmp(seg[0], "v1") == 0;
+    route_id_t r = n > 0 ? match(seg, n) : R_NONE;
+    const char *name = routes[r].name;
+
+    if (gw->stopping) {
+        gw_reply_error(gw, req, name, 503, "the gateway is shutting down");
+    } else if (!is_v1) {
+        gw_reply_error(gw, req, name, 404, "no such route");
+    } else if (!gw_auth_ok(gw, req)) {
+        gw_reply_error(gw, req, name, 401, "missing or invalid bearer token");
+    } else if (r == R_NONE) {
+        gw_reply_error(gw, req, name, 404, "no such route");
+    } else if (!method_ok(r, evhttp_request_get_command(req))) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", routes[r].allow);
+        gw_reply_error(gw, req, name, 405, "method not allowed; allowed: %s", routes[r].allow);
+    } else if (r != R_TENANTS) {
+        char err[256];
+        int exists = gw_valid_tenant_id(seg[2]) ? gw_tenant_exists(gw, seg[2], err, sizeof(err))
+                                                : 0;
+        if (exists < 0)
+            gw_reply_error(gw, req, name, 503, "redis unavailable: %s", err);
+        else if (exists == 0)
+            gw_reply_error(gw, req, name, 404, "unknown tenant \"%s\"", seg[2]);
+        else
+            dispatch(gw, req, r, seg);
+    } else {
+        dispatch(gw, req, r, seg);
+    }
+    for (int i = 0; i < MAX_SEGS; i++)
+        free(seg[i]);
+}
