@@ -1,0 +1,232 @@
+/*
+ * kafka.c — producer/consumer set-up shared by every service, topic names, dead-lettering.
+ *
+ * Producer settings favour no loss and no duplicates over latency: enable.idempotence
+ * (implies acks=all and in-order retries), a small linger so that records batch, lz4
+ * compression. Consumers store offsets manually (enable.auto.offset.store=false) so that an
+ * offset is only committed after the worker's side effect is done.
+ */
+#include "mspsync/kafka.h"
+#include "mspsync/backoff.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char *topic_prefix;
+
+#define MAX_TOPICS 16
+static struct {
+    char *base;
+    char *full;
+} topics[MAX_TOPICS];
+static int topics_cnt;
+
+void msp_topic_prefix_set(const char *prefix) {
+    free(topic_prefix);
+    topic_prefix = strdup(prefix ? prefix : "");
+    for (int i = 0; i < topics_cnt; i++) {
+        free(topics[i].base);
+        free(topics[i].full);
+    }
+    topics_cnt = 0;
+}
+
+const char *msp_topic(const char *base) {
+    for (int i = 0; i < topics_cnt; i++)
+        if (!strcmp(topics[i].base, base)) return topics[i].full;
+    if (topics_cnt == MAX_TOPICS) abort(); /* a programming error: we have six topics */
+    const char *p = topic_prefix ? topic_prefix : "";
+    size_t n = strlen(p) + strlen(base) + 1;
+    char *full = malloc(n);
+    if (!full) abort();
+    snprintf(full, n, "%s%s", p, base);
+    topics[topics_cnt].base = strdup(base);
+    topics[topics_cnt].full = full;
+    topics_cnt++;
+    return full;
+}
+
+static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr,
+                    size_t errstr_size) {
+    if (rd_kafka_conf_set(conf, k, v, errstr, errstr_size) != RD_KAFKA_CONF_OK) return -1;
+    return 0;
+}
+
+rd_kafka_t *msp_kafka_producer_new(const char *brokers, const char *client_id,
+                                   void (*dr_cb)(rd_kafka_t *, const rd_kafka_message_t *, void *),
+                                   void *opaque, char *errstr, size_t errstr_size) {
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (conf_set(conf, "bootstrap.servers", brokers, errstr, errstr_size) ||
+        conf_set(conf, "client.id", client_id, errstr, errstr_size) ||
+        conf_set(conf, "enable.idempotence", "true", errstr, errstr_size) ||
+        conf_set(conf, "linger.ms", "20", errstr, errstr_size) ||
+        conf_set(conf, "compression.codec", "lz4", errstr, errstr_size) ||
+        conf_set(conf, "message.timeout.ms", "300000", errstr, errstr_size) ||
+        conf_set(conf, "queue.buffering.max.messages", "500000", errstr, errstr_size)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    if (dr_cb) rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    rd_kafka_conf_set_opaque(conf, opaque);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
+    if (!rk) rd_kafka_conf_destroy(conf);
+    return rk;
+}
+
+rd_kafka_t *msp_kafka_consumer_new(const char *brokers, const char *group, const char *client_id,
+                                   const char **topic_names,
+                                   void (*rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t,
+                                                        rd_kafka_topic_partition_list_t *, void *),
+                                   void *opaque, char *errstr, size_t errstr_size) {
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (conf_set(conf, "bootstrap.servers", brokers, errstr, errstr_size) ||
+        conf_set(conf, "client.id", client_id, errstr, errstr_size) ||
+        conf_set(conf, "group.id", group, errstr, errstr_size) ||
+        conf_set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) ||
+        conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) ||
+        conf_set(conf, "enable.auto.commit", "true", errstr, errstr_size) ||
+        conf_set(conf, "auto.commit.interval.ms", "1000", errstr, errstr_size) ||
+        conf_set(conf, "session.timeout.ms", "10000", errstr, errstr_size) ||
+        conf_set(conf, "heartbeat.interval.ms", "1000", errstr, errstr_size) ||
+        conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", errstr,
+                 errstr_size)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    if (rebalance_cb) rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_opaque(conf, opaque);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    int n = 0;
+    while (topic_names[n]) n++;
+    rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(n);
+    for (int i = 0; i < n; i++)
+        rd_kafka_topic_partition_list_add(subs, topic_names[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(rk, subs);
+    rd_kafka_topic_partition_list_destroy(subs);
+    if (err) {
+        snprintf(errstr, errstr_size, "subscribe failed: %s", rd_kafka_err2str(err));
+        rd_kafka_destroy(rk);
+        return NULL;
+    }
+    return rk;
+}
+
+int msp_kafka_ensure_topics(const char *brokers, int partitions, int timeout_ms, char *errstr,
+                            size_t errstr_size) {
+    static const struct {
+        const char *base;
+        int compacted;
+    } want[] = {
+        {MSP_TOPIC_SYNC_JOBS, 0}, {MSP_TOPIC_RAW_RECORDS, 0}, {MSP_TOPIC_SYNC_EVENTS, 0},
+        {MSP_TOPIC_CUSTOMERS, 1}, {MSP_TOPIC_ASSETS, 1},      {MSP_TOPIC_DLQ, 0},
+    };
+    const int n = (int)(sizeof(want) / sizeof(want[0]));
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (conf_set(conf, "bootstrap.servers", brokers, errstr, errstr_size)) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    rd_kafka_NewTopic_t *nt[16];
+    char e2[256];
+    for (int i = 0; i < n; i++) {
+        nt[i] = rd_kafka_NewTopic_new(msp_topic(want[i].base), partitions, 1, e2, sizeof(e2));
+        if (want[i].compacted) {
+            rd_kafka_NewTopic_set_config(nt[i], "cleanup.policy", "compact");
+            rd_kafka_NewTopic_set_config(nt[i], "min.cleanable.dirty.ratio", "0.1");
+        }
+    }
+    rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, e2, sizeof(e2));
+    rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, e2, sizeof(e2));
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_CreateTopics(rk, nt, (size_t)n, opts, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
+    int rc = 0;
+    if (!ev) {
+        snprintf(errstr, errstr_size, "timed out creating topics on %s", brokers);
+        rc = -1;
+    } else if (rd_kafka_event_error(ev)) {
+        snprintf(errstr, errstr_size, "creating topics: %s", rd_kafka_event_error_string(ev));
+        rc = -1;
+    } else {
+        const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+        size_t cnt = 0;
+        const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &cnt);
+        for (size_t i = 0; i < cnt; i++) {
+            rd_kafka_resp_err_t err = rd_kafka_topic_result_error(tr[i]);
+            if (err && err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+                snprintf(errstr, errstr_size, "creating topic %s: %s",
+                         rd_kafka_topic_result_name(tr[i]),
+                         rd_kafka_topic_result_error_string(tr[i]));
+                rc = -1;
+                break;
+            }
+        }
+    }
+    if (ev) rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_AdminOptions_destroy(opts);
+    rd_kafka_NewTopic_destroy_array(nt, (size_t)n);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+int msp_kafka_produce(rd_kafka_t *producer, const char *topic, const void *key, size_t key_len,
+                      const void *value, size_t value_len, rd_kafka_headers_t *headers,
+                      void *opaque) {
+    for (int attempt = 0;; attempt++) {
+        rd_kafka_resp_err_t err;
+        if (headers) {
+            err = rd_kafka_producev(
+                producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
+                RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+        } else {
+            err = rd_kafka_producev(
+                producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
+                RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+        }
+        if (!err) return 0;
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || attempt > 3000) return -1;
+        /* Local queue full: serve delivery reports to make room, then try again. */
+        rd_kafka_poll(producer, 10);
+    }
+}
+
+int msp_kafka_dead_letter(rd_kafka_t *producer, const rd_kafka_message_t *src,
+                          const char *service, const char *reason, void *opaque) {
+    rd_kafka_headers_t *hdrs = NULL;
+    rd_kafka_headers_t *orig = NULL;
+    if (rd_kafka_message_headers(src, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR && orig)
+        hdrs = rd_kafka_headers_copy(orig);
+    else
+        hdrs = rd_kafka_headers_new(8);
+    char num[32], when[40];
+    rd_kafka_header_add(hdrs, "x-dlq-reason", -1, reason, -1);
+    rd_kafka_header_add(hdrs, "x-dlq-service", -1, service, -1);
+    rd_kafka_header_add(hdrs, "x-dlq-source-topic", -1, rd_kafka_topic_name(src->rkt), -1);
+    snprintf(num, sizeof(num), "%d", (int)src->partition);
+    rd_kafka_header_add(hdrs, "x-dlq-source-partition", -1, num, -1);
+    snprintf(num, sizeof(num), "%lld", (long long)src->offset);
+    rd_kafka_header_add(hdrs, "x-dlq-source-offset", -1, num, -1);
+    msp_format_time(msp_wall_ms(), when, sizeof(when));
+    rd_kafka_header_add(hdrs, "x-dlq-failed-at", -1, when, -1);
+    if (msp_kafka_produce(producer, msp_topic(MSP_TOPIC_DLQ), src->key, src->key_len,
+                          src->payload, src->len, hdrs, opaque) != 0) {
+        rd_kafka_headers_destroy(hdrs);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,84 @@
+/*
+ * fetcher.h — shared state of the fetcher process.
+ *
+ * One event loop drives everything: the sync.jobs consumer (its queue signals a pipe), the
+ * producer's delivery reports (same), libcurl multi (msp_http), the job state machines and the
+ * scheduler timer. A replica runs as many jobs at once as it has tenants assigned; one tenant's
+ * jobs run one after the other (they share a partition and a cursor namespace).
+ */
+#ifndef MSPSYNC_FETCHER_H
+#define MSPSYNC_FETCHER_H
+
+#include <stdint.h>
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <librdkafka/rdkafka.h>
+
+#include "mspsync/http.h"
+#include "mspsync/offtrack.h"
+#include "mspsync/ops.h"
+#include "mspsync/crypto.h"
+
+typedef struct fetcher_conf_s {
+    char      *brokers;
+    char      *redis_url;
+    char      *topic_prefix;
+    char      *group;
+    char      *log_level;
+    char      *metrics_bind;
+    long long  metrics_port;
+    char      *port_file;
+    double     syncro_rate;       /* tokens per second of one Syncro account's bucket */
+    long long  syncro_rate_milli; /* the same, as configured (requests per 1000 s) */
+    long long  syncro_burst;
+    long long  schedule_interval_ms;
+    long long  schedule_check_ms;
+    long long  max_jobs;
+    long long  max_attempts;
+    long long  backoff_base_ms;
+    long long  backoff_cap_ms;
+    long long  http_timeout_ms;
+    long long  http_max_conns;
+    int        schedule_enabled;
+} fetcher_conf_t;
+
+typedef struct job_s job_t;
+
+typedef struct fetcher_s {
+    fetcher_conf_t     conf;
+    struct event_base *base;
+    msp_http_t        *http;
+    rd_kafka_t        *consumer;
+    rd_kafka_t        *producer;
+    redisContext      *redis;
+    msp_offtrack_t    *offtrack;
+    msp_metrics_t     *metrics;
+    msp_secret_key_t   key;
+    char               replica_id[64];
+
+    job_t *jobs;        /* every job this replica holds: running or waiting for its tenant */
+    int    jobs_cnt;
+    int    running_cnt;
+    int    assigned_partitions;
+    int    stopping;
+
+    int    consumer_pipe[2];
+    int    producer_pipe[2];
+    struct event *consumer_ev;
+    struct event *producer_ev;
+    struct event *tick_ev;
+    struct event *sched_ev;
+} fetcher_t;
+
+/* job.c */
+void job_from_message(fetcher_t *f, const rd_kafka_message_t *msg);
+void jobs_tick(fetcher_t *f);
+void jobs_partition_revoked(fetcher_t *f, const char *topic, int32_t partition);
+void jobs_destroy_all(fetcher_t *f);
+void job_delivery_report(fetcher_t *f, const rd_kafka_message_t *msg);
+
+/* sched.c */
+void sched_run(fetcher_t *f);
+int  redis_ok(fetcher_t *f);
+
+#endif

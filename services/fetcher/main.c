@@ -1,0 +1,310 @@
+/*
+ * mspsync-fetcher — pulls vendor data for sync jobs and puts it on raw.records.
+ *
+ * Wiring only: configuration, the Kafka handles, Redis, the HTTP client and the event loop.
+ * The job state machine is in job.c, the scheduler in sched.c.
+ */
+#include "fetcher.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <curl/curl.h>
+#include <event2/http.h>
+
+#include "mspsync/backoff.h"
+#include "mspsync/config.h"
+#include "mspsync/kafka.h"
+#include "mspsync/log.h"
+#include "mspsync/redis.h"
+
+static fetcher_t F;
+
+static const msp_config_entry_t config_table[] = {
+    {"MSPSYNC_KAFKA_BROKERS", MSP_CFG_STR, "127.0.0.1:9092", "Kafka bootstrap servers",
+     &F.conf.brokers},
+    {"MSPSYNC_REDIS_URL", MSP_CFG_STR, "127.0.0.1:6379", "Redis address (host:port or redis://host:port/db)",
+     &F.conf.redis_url},
+    {"MSPSYNC_TOPIC_PREFIX", MSP_CFG_STR, "", "Prefix of every Kafka topic name", &F.conf.topic_prefix},
+    {"MSPSYNC_GROUP", MSP_CFG_STR, "mspsync-fetcher", "Kafka consumer group of the fetchers",
+     &F.conf.group},
+    {"MSPSYNC_LOG_LEVEL", MSP_CFG_STR, "info", "debug, info, warn or error", &F.conf.log_level},
+    {"MSPSYNC_METRICS_BIND", MSP_CFG_STR, "127.0.0.1", "Address of /healthz, /readyz, /metrics",
+     &F.conf.metrics_bind},
+    {"MSPSYNC_METRICS_PORT", MSP_CFG_INT, "9100", "Port of /healthz, /readyz, /metrics (0 = any free port)",
+     &F.conf.metrics_port, 0, 65535},
+    {"MSPSYNC_PORT_FILE", MSP_CFG_STR, "", "If set, the bound metrics port is written to this file",
+     &F.conf.port_file},
+    {"MSPSYNC_SYNCRO_RATE_MILLI", MSP_CFG_INT, "2900",
+     "Syncro requests per 1000 s for one account, shared by every replica (Syncro allows 180/min = 3000)",
+     &F.conf.syncro_rate_milli, 1, 10000000},
+    {"MSPSYNC_SYNCRO_BURST", MSP_CFG_INT, "3", "Requests a Syncro account's bucket allows at once",
+     &F.conf.syncro_burst, 1, 10000},
+    {"MSPSYNC_SCHEDULE", MSP_CFG_BOOL, "1", "Queue incremental syncs on a schedule", &F.conf.schedule_enabled},
+    {"MSPSYNC_SCHEDULE_INTERVAL_MS", MSP_CFG_INT, "3600000", "Time between incremental syncs of a tenant",
+     &F.conf.schedule_interval_ms, 1000, 86400000LL * 30},
+    {"MSPSYNC_SCHEDULE_CHECK_MS", MSP_CFG_INT, "30000", "How often a replica looks for tenants due a sync",
+     &F.conf.schedule_check_ms, 100, 3600000},
+    {"MSPSYNC_MAX_JOBS", MSP_CFG_INT, "5000", "Jobs one replica runs at once", &F.conf.max_jobs, 1, 1000000},
+    {"MSPSYNC_MAX_ATTEMPTS", MSP_CFG_INT, "12",
+     "Attempts at one page before the job fails (429, 5xx, timeouts, unreadable pages)",
+     &F.conf.max_attempts, 1, 1000},
+    {"MSPSYNC_BACKOFF_BASE_MS", MSP_CFG_INT, "500", "First retry delay (doubles, full jitter)",
+     &F.conf.backoff_base_ms, 1, 600000},
+    {"MSPSYNC_BACKOFF_CAP_MS", MSP_CFG_INT, "60000", "Longest retry delay", &F.conf.backoff_cap_ms, 1, 3600000},
+    {"MSPSYNC_HTTP_TIMEOUT_MS", MSP_CFG_INT, "30000", "Timeout of one vendor request",
+     &F.conf.http_timeout_ms, 100, 600000},
+    {"MSPSYNC_HTTP_MAX_HOST_CONNECTIONS", MSP_CFG_INT, "0",
+     "Connections per vendor host (0 = unlimited)", &F.conf.http_max_conns, 0, 100000},
+    {NULL},
+};
+
+static void on_signal(evutil_socket_t sig, short what, void *arg) {
+    (void)what;
+    MSP_INFO("shutdown", NULL, "signal %d", (int)sig);
+    event_base_loopbreak((struct event_base *)arg);
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque) {
+    fetcher_t *f = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
+        if (e) {
+            MSP_ERROR("kafka.assign_failed", NULL, "%s", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        }
+        f->assigned_partitions += parts->cnt;
+    } else {
+        for (int i = 0; i < parts->cnt; i++)
+            jobs_partition_revoked(f, parts->elems[i].topic, parts->elems[i].partition);
+        rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
+        if (e) rd_kafka_error_destroy(e);
+        f->assigned_partitions -= parts->cnt;
+        if (f->assigned_partitions < 0) f->assigned_partitions = 0;
+    }
+    MSP_INFO("kafka.rebalance", NULL, "%s %d partitions, now %d",
+             err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS ? "assigned" : "revoked", parts->cnt,
+             f->assigned_partitions);
+    msp_metric_set(f->metrics, "mspsync_fetcher_assigned_partitions", NULL, f->assigned_partitions);
+}
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque) {
+    (void)rk;
+    job_delivery_report((fetcher_t *)opaque, msg);
+}
+
+static void drain_pipe(int fd) {
+    char buf[256];
+    while (read(fd, buf, sizeof(buf)) > 0) {
+    }
+}
+
+/* The consumer queue became non-empty (or the safety tick): take every message there is. */
+static void consume_ready(fetcher_t *f) {
+    rd_kafka_message_t *m;
+    int budget = 1000;
+    while (!f->stopping && budget-- > 0 && (m = rd_kafka_consumer_poll(f->consumer, 0))) {
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                MSP_WARN("kafka.consumer_error", NULL, "%s", rd_kafka_message_errstr(m));
+        } else {
+            job_from_message(f, m);
+        }
+        rd_kafka_message_destroy(m);
+    }
+}
+
+static void consumer_ev_cb(evutil_socket_t fd, short what, void *arg) {
+    (void)what;
+    drain_pipe(fd);
+    consume_ready((fetcher_t *)arg);
+}
+
+static void producer_ev_cb(evutil_socket_t fd, short what, void *arg) {
+    (void)what;
+    drain_pipe(fd);
+    rd_kafka_poll(((fetcher_t *)arg)->producer, 0);
+}
+
+/* Safety net and housekeeping: the io-event only fires on empty → non-empty. */
+static void tick_cb(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    fetcher_t *f = arg;
+    rd_kafka_poll(f->producer, 0);
+    consume_ready(f);
+    jobs_tick(f);
+    msp_metric_set(f->metrics, "mspsync_fetcher_http_inflight", NULL, msp_http_inflight(f->http));
+}
+
+static void sched_cb(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    sched_run((fetcher_t *)arg);
+}
+
+static int ready_cb(void *opaque, char *why, size_t why_size) {
+    fetcher_t *f = opaque;
+    if (!redis_ok(f)) {
+        snprintf(why, why_size, "redis unavailable");
+        return 0;
+    }
+    if (f->assigned_partitions == 0) {
+        snprintf(why, why_size, "no sync.jobs partitions assigned yet");
+        return 0;
+    }
+    return 1;
+}
+
+static int make_pipe(int p[2]) {
+    if (pipe(p) != 0) return -1;
+    for (int i = 0; i < 2; i++) fcntl(p[i], F_SETFL, fcntl(p[i], F_GETFL) | O_NONBLOCK);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    char errstr[512];
+    int rc = msp_config_load("fetcher", config_table, argc, argv, errstr, sizeof(errstr));
+    if (rc == 1) return 0;
+    if (rc < 0) {
+        fprintf(stderr, "mspsync-fetcher: %s\n", errstr);
+        return 2;
+    }
+    fetcher_t *f = &F;
+    f->conf.syncro_rate = (double)f->conf.syncro_rate_milli / 1000.0;
+    msp_log_init("fetcher", f->conf.log_level);
+    msp_topic_prefix_set(f->conf.topic_prefix);
+    if (msp_secret_key_load(&f->key, errstr, sizeof(errstr)) != 0) {
+        MSP_ERROR("config.invalid", NULL, "%s", errstr);
+        msp_config_free(config_table);
+        return 2;
+    }
+    char host[64] = "fetcher";
+    gethostname(host, sizeof(host) - 1);
+    snprintf(f->replica_id, sizeof(f->replica_id), "%.40s-%d", host, (int)getpid());
+
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    f->base = event_base_new();
+    f->metrics = msp_metrics_new("fetcher");
+    msp_metric_declare(f->metrics, "mspsync_fetcher_requests_total", "counter", "Syncro requests by outcome");
+    msp_metric_declare(f->metrics, "mspsync_fetcher_records_total", "counter", "Vendor records put on raw.records");
+    msp_metric_declare(f->metrics, "mspsync_fetcher_retries_total", "counter", "Page retries");
+    msp_metric_declare(f->metrics, "mspsync_fetcher_ratelimit_waits_total", "counter",
+                       "Times a request waited for a rate-limit token");
+    msp_metric_declare(f->metrics, "mspsync_fetcher_jobs_total", "counter", "Sync jobs by result");
+    msp_metric_declare(f->metrics, "mspsync_fetcher_scheduled_total", "counter", "Jobs queued by the scheduler");
+    msp_metric_declare(f->metrics, "mspsync_fetcher_jobs_running", "gauge", "Jobs running now");
+    msp_metric_declare(f->metrics, "mspsync_fetcher_jobs", "gauge", "Jobs held (running or queued)");
+    msp_metric_declare(f->metrics, "mspsync_fetcher_assigned_partitions", "gauge", "sync.jobs partitions owned");
+    msp_metric_declare(f->metrics, "mspsync_fetcher_http_inflight", "gauge", "HTTP requests in flight");
+
+    for (int attempt = 0;; attempt++) {
+        if (msp_kafka_ensure_topics(f->conf.brokers, 6, 10000, errstr, sizeof(errstr)) == 0) break;
+        if (attempt >= 30) {
+            MSP_ERROR("kafka.unavailable", NULL, "%s", errstr);
+            return 1;
+        }
+        MSP_WARN("kafka.unavailable", NULL, "%s (retrying)", errstr);
+        sleep(1);
+    }
+    f->producer = msp_kafka_producer_new(f->conf.brokers, "mspsync-fetcher", dr_cb, f, errstr,
+                                         sizeof(errstr));
+    const char *topics[] = {msp_topic(MSP_TOPIC_SYNC_JOBS), NULL};
+    f->consumer = f->producer ? msp_kafka_consumer_new(f->conf.brokers, f->conf.group,
+                                                       "mspsync-fetcher", topics, rebalance_cb, f,
+                                                       errstr, sizeof(errstr))
+                              : NULL;
+    if (!f->producer || !f->consumer) {
+        MSP_ERROR("kafka.init_failed", NULL, "%s", errstr);
+        return 1;
+    }
+    f->offtrack = msp_offtrack_new();
+    msp_http_opts_t hopts = {.timeout_ms = f->conf.http_timeout_ms,
+                             .max_host_connections = f->conf.http_max_conns};
+    f->http = msp_http_new(f->base, &hopts);
+    if (!redis_ok(f)) MSP_WARN("redis.unavailable", NULL, "starting anyway; will retry");
+
+    /* Kafka queues signal a pipe when they become non-empty; the loop watches the read end. */
+    if (make_pipe(f->consumer_pipe) || make_pipe(f->producer_pipe)) {
+        MSP_ERROR("init.failed", NULL, "pipe: %s", strerror(errno));
+        return 1;
+    }
+    rd_kafka_queue_t *cq = rd_kafka_queue_get_consumer(f->consumer);
+    rd_kafka_queue_io_event_enable(cq, f->consumer_pipe[1], "1", 1);
+    rd_kafka_queue_destroy(cq);
+    rd_kafka_queue_t *pq = rd_kafka_queue_get_main(f->producer);
+    rd_kafka_queue_io_event_enable(pq, f->producer_pipe[1], "1", 1);
+    rd_kafka_queue_destroy(pq);
+    f->consumer_ev = event_new(f->base, f->consumer_pipe[0], EV_READ | EV_PERSIST, consumer_ev_cb, f);
+    f->producer_ev = event_new(f->base, f->producer_pipe[0], EV_READ | EV_PERSIST, producer_ev_cb, f);
+    event_add(f->consumer_ev, NULL);
+    event_add(f->producer_ev, NULL);
+    f->tick_ev = event_new(f->base, -1, EV_PERSIST, tick_cb, f);
+    struct timeval tick = {0, 100 * 1000};
+    event_add(f->tick_ev, &tick);
+    f->sched_ev = event_new(f->base, -1, EV_PERSIST, sched_cb, f);
+    struct timeval sch = {(time_t)(f->conf.schedule_check_ms / 1000),
+                          (suseconds_t)((f->conf.schedule_check_ms % 1000) * 1000)};
+    event_add(f->sched_ev, &sch);
+
+    int bound = 0;
+    struct evhttp *ops = msp_ops_listen(f->base, f->conf.metrics_bind, (int)f->conf.metrics_port,
+                                        &bound, f->metrics, ready_cb, f);
+    if (!ops) {
+        MSP_ERROR("init.failed", NULL, "cannot listen on %s:%lld", f->conf.metrics_bind,
+                  f->conf.metrics_port);
+        return 1;
+    }
+    if (f->conf.port_file[0]) {
+        FILE *pf = fopen(f->conf.port_file, "w");
+        if (pf) {
+            fprintf(pf, "%d\n", bound);
+            fclose(pf);
+        }
+    }
+    struct event *sigint = evsignal_new(f->base, SIGINT, on_signal, f->base);
+    struct event *sigterm = evsignal_new(f->base, SIGTERM, on_signal, f->base);
+    event_add(sigint, NULL);
+    event_add(sigterm, NULL);
+    MSP_INFO("started", NULL, "replica=%s metrics_port=%d brokers=%s", f->replica_id, bound,
+             f->conf.brokers);
+
+    event_base_dispatch(f->base);
+
+    /* Shutdown: stop jobs where they are (cursors hold the progress, offsets of unfinished
+     * jobs stay uncommitted so another replica resumes them), deliver what was produced. */
+    f->stopping = 1;
+    msp_http_destroy(f->http);
+    f->http = NULL;
+    rd_kafka_flush(f->producer, 10000);
+    jobs_destroy_all(f);
+    rd_kafka_consumer_close(f->consumer);
+    rd_kafka_destroy(f->consumer);
+    rd_kafka_destroy(f->producer);
+    msp_offtrack_destroy(f->offtrack);
+    evhttp_free(ops);
+    event_free(sigint);
+    event_free(sigterm);
+    event_free(f->consumer_ev);
+    event_free(f->producer_ev);
+    event_free(f->tick_ev);
+    event_free(f->sched_ev);
+    for (int i = 0; i < 2; i++) {
+        close(f->consumer_pipe[i]);
+        close(f->producer_pipe[i]);
+    }
+    if (f->redis) redisFree(f->redis);
+    msp_metrics_destroy(f->metrics);
+    event_base_free(f->base);
+    curl_global_cleanup();
+    msp_secure_zero(&f->key, sizeof(f->key));
+    MSP_INFO("stopped", NULL, "bye");
+    msp_config_free(config_table);
+    return 0;
+}

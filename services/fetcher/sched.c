@@ -1,0 +1,85 @@
+/*
+ * sched.c — scheduled incremental syncs.
+ *
+ * Every replica runs the same check, and for each tenant with a Syncro integration tries to
+ * take the lease mspsync:{t}:sched:syncro with SET NX PX <interval>. Only the replica whose SET
+ * wins queues the job, so two replicas never schedule the same tenant twice in one interval.
+ * A finished job resets the lease, so the next run is one interval after the last sync ended.
+ * Integrations paused by an auth or permission error are skipped until a user acts.
+ */
+#include "fetcher.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+
+#include "mspsync/backoff.h"
+#include "mspsync/crypto.h"
+#include "mspsync/kafka.h"
+#include "mspsync/log.h"
+#include "mspsync/redis.h"
+
+static int tenant_due(fetcher_t *f, const char *tenant) {
+    char ikey[256], skey[256];
+    msp_key(ikey, sizeof(ikey), tenant, "integration:syncro");
+    msp_key(skey, sizeof(skey), tenant, "status:syncro");
+    redisReply *r = redisCommand(f->redis, "EXISTS %s", ikey);
+    int exists = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    if (r) freeReplyObject(r);
+    if (!exists) return 0;
+    r = redisCommand(f->redis, "HMGET %s state paused", skey);
+    int due = 1;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+        if (r->element[0]->type == REDIS_REPLY_STRING && !strcmp(r->element[0]->str, "syncing"))
+            due = 0;
+        if (r->element[1]->type == REDIS_REPLY_STRING && !strcmp(r->element[1]->str, "1"))
+            due = 0;
+    }
+    if (r) freeReplyObject(r);
+    return due;
+}
+
+static void queue_job(fetcher_t *f, const char *tenant) {
+    char job_id[33], now[40];
+    msp_random_hex(job_id, 16);
+    msp_format_time(msp_wall_ms(), now, sizeof(now));
+    json_t *o = json_pack("{s:i,s:s,s:s,s:s,s:[s,s],s:s,s:s,s:s}", "schema_version", 1, "job_id",
+                          job_id, "tenant", tenant, "integration", "syncro", "types", "customers",
+                          "assets", "mode", "incremental", "reason", "schedule", "requested_at",
+                          now);
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (s && msp_kafka_produce(f->producer, msp_topic(MSP_TOPIC_SYNC_JOBS), tenant, strlen(tenant),
+                               s, strlen(s), NULL, NULL) == 0) {
+        MSP_INFO("schedule.queued", tenant, "job=%s", job_id);
+        msp_metric_add(f->metrics, "mspsync_fetcher_scheduled_total", NULL, 1);
+    } else {
+        MSP_WARN("schedule.produce_failed", tenant, "job=%s", job_id);
+    }
+    free(s);
+}
+
+void sched_run(fetcher_t *f) {
+    if (!f->conf.schedule_enabled || !redis_ok(f)) return;
+    char tkey[64];
+    msp_key(tkey, sizeof(tkey), "_", "tenants");
+    redisReply *r = redisCommand(f->redis, "SMEMBERS %s", tkey);
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        if (r) freeReplyObject(r);
+        return;
+    }
+    for (size_t i = 0; i < r->elements; i++) {
+        if (r->element[i]->type != REDIS_REPLY_STRING) continue;
+        const char *tenant = r->element[i]->str;
+        if (!tenant_due(f, tenant)) continue;
+        char lkey[256];
+        msp_key(lkey, sizeof(lkey), tenant, "sched:syncro");
+        redisReply *l = redisCommand(f->redis, "SET %s %s NX PX %lld", lkey, f->replica_id,
+                                     f->conf.schedule_interval_ms);
+        int won = l && l->type == REDIS_REPLY_STATUS;
+        if (l) freeReplyObject(l);
+        if (won) queue_job(f, tenant);
+    }
+    freeReplyObject(r);
+}
