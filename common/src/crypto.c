@@ -12,6 +12,7 @@
  * every parse of untrusted input (sealed strings, base64, key text) is length-checked before it
  * reaches OpenSSL, which takes int lengths.
  */
+#include "mspsync/errstr.h"
 #include "mspsync/crypto.h"
 
 #include <ctype.h>
@@ -34,18 +35,6 @@
 /* A key file is a single line; anything bigger is not a key. */
 #define KEY_FILE_MAX    4096
 
-static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...) {
-    va_list ap;
-
-    if (!errstr || errstr_size == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(errstr, errstr_size, fmt, ap);
-    va_end(ap);
-}
 
 void msp_secure_zero(void *p, size_t n) {
     if (p && n)
@@ -146,7 +135,7 @@ int msp_secret_key_parse(msp_secret_key_t *k, const char *text, char *errstr, si
     size_t len, i;
 
     if (!k || !text) {
-        set_err(errstr, errstr_size, "secret key: no key given");
+        msp_set_err(errstr, errstr_size, "secret key: no key given");
         return -1;
     }
 
@@ -194,7 +183,7 @@ int msp_secret_key_parse(msp_secret_key_t *k, const char *text, char *errstr, si
     }
 
     /* Never echo the text: it may be a slightly mistyped real key. */
-    set_err(errstr, errstr_size,
+    msp_set_err(errstr, errstr_size,
             "secret key must be 64 hex characters or base64 of 32 bytes (got %zu characters)", len);
     return -1;
 }
@@ -214,25 +203,25 @@ int msp_secret_key_load(msp_secret_key_t *k, char *errstr, size_t errstr_size) {
         path = NULL;
 
     if (env && path) {
-        set_err(errstr, errstr_size,
+        msp_set_err(errstr, errstr_size,
                 "set only one of MSPSYNC_SECRET_KEY and MSPSYNC_SECRET_KEY_FILE");
         return -1;
     }
     if (env) {
         if (msp_secret_key_parse(k, env, perr, sizeof(perr)) == -1) {
-            set_err(errstr, errstr_size, "MSPSYNC_SECRET_KEY: %s", perr);
+            msp_set_err(errstr, errstr_size, "MSPSYNC_SECRET_KEY: %s", perr);
             return -1;
         }
         return 0;
     }
     if (!path) {
-        set_err(errstr, errstr_size, "MSPSYNC_SECRET_KEY or MSPSYNC_SECRET_KEY_FILE is required");
+        msp_set_err(errstr, errstr_size, "MSPSYNC_SECRET_KEY or MSPSYNC_SECRET_KEY_FILE is required");
         return -1;
     }
 
     f = fopen(path, "re");
     if (!f) {
-        set_err(errstr, errstr_size, "MSPSYNC_SECRET_KEY_FILE: %s: %s", path, strerror(errno));
+        msp_set_err(errstr, errstr_size, "MSPSYNC_SECRET_KEY_FILE: %s: %s", path, strerror(errno));
         return -1;
     }
     n = fread(buf, 1, sizeof(buf), f);
@@ -240,19 +229,19 @@ int msp_secret_key_load(msp_secret_key_t *k, char *errstr, size_t errstr_size) {
     fclose(f);
     if (r) {
         msp_secure_zero(buf, sizeof(buf));
-        set_err(errstr, errstr_size, "MSPSYNC_SECRET_KEY_FILE: %s: read error", path);
+        msp_set_err(errstr, errstr_size, "MSPSYNC_SECRET_KEY_FILE: %s: read error", path);
         return -1;
     }
     if (n > KEY_FILE_MAX) {
         msp_secure_zero(buf, sizeof(buf));
-        set_err(errstr, errstr_size, "MSPSYNC_SECRET_KEY_FILE: %s: file too large for a key", path);
+        msp_set_err(errstr, errstr_size, "MSPSYNC_SECRET_KEY_FILE: %s: file too large for a key", path);
         return -1;
     }
     buf[n] = '\0';
     r      = msp_secret_key_parse(k, buf, perr, sizeof(perr));
     msp_secure_zero(buf, sizeof(buf));
     if (r == -1) {
-        set_err(errstr, errstr_size, "MSPSYNC_SECRET_KEY_FILE: %s: %s", path, perr);
+        msp_set_err(errstr, errstr_size, "MSPSYNC_SECRET_KEY_FILE: %s: %s", path, perr);
         return -1;
     }
     return 0;

@@ -10,6 +10,7 @@
  * canonical JSON reads like the example in model.h. The fingerprint sorts keys and so does not
  * depend on that order.
  */
+#include "mspsync/errstr.h"
 #include "mspsync/model.h"
 
 #include <ctype.h>
@@ -22,16 +23,6 @@
 
 #include <openssl/evp.h>
 
-static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...) {
-    if (!errstr || errstr_size == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errstr, errstr_size, fmt, ap);
-    va_end(ap);
-}
 
 /* ---------------------------------------------------------------------------------------------
  * Small helpers
@@ -136,28 +127,28 @@ static const char *type_name(const json_t *v) {
 static int payload_id(const char *kind, const char *tenant, const json_t *raw, char id[24],
                       char *errstr, size_t errstr_size) {
     if (!tenant || !*tenant) {
-        set_err(errstr, errstr_size, "%s mapping needs a tenant", kind);
+        msp_set_err(errstr, errstr_size, "%s mapping needs a tenant", kind);
         return -1;
     }
     if (!raw) {
-        set_err(errstr, errstr_size, "%s payload is missing", kind);
+        msp_set_err(errstr, errstr_size, "%s payload is missing", kind);
         return -1;
     }
     if (!json_is_object(raw)) {
-        set_err(errstr, errstr_size, "%s payload is not a JSON object (got %s)", kind,
+        msp_set_err(errstr, errstr_size, "%s payload is not a JSON object (got %s)", kind,
                 type_name(raw));
         return -1;
     }
     const json_t *v = json_object_get(raw, "id");
     if (!v) {
-        set_err(errstr, errstr_size, "%s payload has no usable integer id (no \"id\" field)",
+        msp_set_err(errstr, errstr_size, "%s payload has no usable integer id (no \"id\" field)",
                 kind);
         return -1;
     }
     if (parse_vendor_id(v, id) != 0) {
         char what[96];
         describe_value(v, what, sizeof(what));
-        set_err(errstr, errstr_size, "%s payload has no usable integer id (%s)", kind, what);
+        msp_set_err(errstr, errstr_size, "%s payload has no usable integer id (%s)", kind, what);
         return -1;
     }
     return 0;

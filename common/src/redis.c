@@ -12,6 +12,7 @@
  * are doubles, which hold µs timestamps (~1.8e15 < 2^53) exactly, so the script works in whole
  * microseconds throughout and the two implementations agree bit for bit.
  */
+#include "mspsync/errstr.h"
 #include "mspsync/redis.h"
 
 #include <errno.h>
@@ -29,16 +30,6 @@
 #define MSP_REDIS_CONNECT_TIMEOUT_SEC 2
 #define MSP_REDIS_COMMAND_TIMEOUT_SEC 5
 
-static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...) {
-    if (!errstr || errstr_size == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errstr, errstr_size, fmt, ap);
-    va_end(ap);
-}
 
 /* ---------------------------------------------------------------------------------------------
  * Connection
@@ -58,17 +49,17 @@ static int parse_url(const char *url, redis_url_t *u, char *errstr, size_t errst
     memset(u, 0, sizeof(*u));
     u->port = 6379;
     if (!url || !*url) {
-        set_err(errstr, errstr_size, "empty Redis address");
+        msp_set_err(errstr, errstr_size, "empty Redis address");
         return -1;
     }
     if (strlen(url) >= sizeof(u->buf)) {
-        set_err(errstr, errstr_size, "Redis address too long");
+        msp_set_err(errstr, errstr_size, "Redis address too long");
         return -1;
     }
     const char *s = url;
     if (strncasecmp(s, "redis://", 8) == 0) s += 8;
     else if (strstr(s, "://")) {
-        set_err(errstr, errstr_size, "unsupported Redis address \"%s\" (want host:port or "
+        msp_set_err(errstr, errstr_size, "unsupported Redis address \"%s\" (want host:port or "
                 "redis://host:port[/db])", url);
         return -1;
     }
@@ -85,7 +76,7 @@ static int parse_url(const char *url, redis_url_t *u, char *errstr, size_t errst
             errno = 0;
             long db = strtol(dbs, &end, 10);
             if (errno || *end || db < 0 || db > INT_MAX || end == dbs) {
-                set_err(errstr, errstr_size, "bad Redis database number in \"%s\"", url);
+                msp_set_err(errstr, errstr_size, "bad Redis database number in \"%s\"", url);
                 return -1;
             }
             u->db = (int)db;
@@ -112,14 +103,14 @@ static int parse_url(const char *url, redis_url_t *u, char *errstr, size_t errst
     if (*p == '[') {
         char *close = strchr(p, ']');
         if (!close) {
-            set_err(errstr, errstr_size, "bad Redis address \"%s\" (unclosed '[')", url);
+            msp_set_err(errstr, errstr_size, "bad Redis address \"%s\" (unclosed '[')", url);
             return -1;
         }
         *close = '\0';
         u->host = p + 1;
         if (close[1] == ':') portstr = close + 2;
         else if (close[1] != '\0') {
-            set_err(errstr, errstr_size, "bad Redis address \"%s\"", url);
+            msp_set_err(errstr, errstr_size, "bad Redis address \"%s\"", url);
             return -1;
         }
     } else {
@@ -131,7 +122,7 @@ static int parse_url(const char *url, redis_url_t *u, char *errstr, size_t errst
         u->host = p;
     }
     if (!*u->host) {
-        set_err(errstr, errstr_size, "no host in Redis address \"%s\"", url);
+        msp_set_err(errstr, errstr_size, "no host in Redis address \"%s\"", url);
         return -1;
     }
     if (portstr) {
@@ -139,7 +130,7 @@ static int parse_url(const char *url, redis_url_t *u, char *errstr, size_t errst
         errno = 0;
         long port = strtol(portstr, &end, 10);
         if (errno || *end || end == portstr || port < 1 || port > 65535) {
-            set_err(errstr, errstr_size, "bad port in Redis address \"%s\"", url);
+            msp_set_err(errstr, errstr_size, "bad port in Redis address \"%s\"", url);
             return -1;
         }
         u->port = (int)port;
@@ -152,10 +143,10 @@ static int expect_ok(redisContext *c, redisReply *r, const char *what, char *err
                      size_t errstr_size) {
     int rc = 0;
     if (!r) {
-        set_err(errstr, errstr_size, "Redis %s: %s", what, c->errstr);
+        msp_set_err(errstr, errstr_size, "Redis %s: %s", what, c->errstr);
         rc = -1;
     } else if (r->type == REDIS_REPLY_ERROR) {
-        set_err(errstr, errstr_size, "Redis %s: %s", what, r->str);
+        msp_set_err(errstr, errstr_size, "Redis %s: %s", what, r->str);
         rc = -1;
     }
     if (r) freeReplyObject(r);
@@ -169,17 +160,17 @@ redisContext *msp_redis_connect(const char *url, char *errstr, size_t errstr_siz
     struct timeval ct = {MSP_REDIS_CONNECT_TIMEOUT_SEC, 0};
     redisContext *c = redisConnectWithTimeout(u.host, u.port, ct);
     if (!c) {
-        set_err(errstr, errstr_size, "Redis %s:%d: out of memory", u.host, u.port);
+        msp_set_err(errstr, errstr_size, "Redis %s:%d: out of memory", u.host, u.port);
         return NULL;
     }
     if (c->err) {
-        set_err(errstr, errstr_size, "Redis %s:%d: %s", u.host, u.port, c->errstr);
+        msp_set_err(errstr, errstr_size, "Redis %s:%d: %s", u.host, u.port, c->errstr);
         redisFree(c);
         return NULL;
     }
     struct timeval cmdt = {MSP_REDIS_COMMAND_TIMEOUT_SEC, 0};
     if (redisSetTimeout(c, cmdt) != REDIS_OK) {
-        set_err(errstr, errstr_size, "Redis %s:%d: cannot set timeout: %s", u.host, u.port,
+        msp_set_err(errstr, errstr_size, "Redis %s:%d: cannot set timeout: %s", u.host, u.port,
                 c->errstr);
         redisFree(c);
         return NULL;
@@ -205,7 +196,7 @@ redisContext *msp_redis_connect(const char *url, char *errstr, size_t errstr_siz
 
 int msp_redis_ensure(redisContext **c, const char *url, char *errstr, size_t errstr_size) {
     if (!c) {
-        set_err(errstr, errstr_size, "no Redis context");
+        msp_set_err(errstr, errstr_size, "no Redis context");
         return -1;
     }
     if (*c && !(*c)->err) return 0;
@@ -380,11 +371,11 @@ int msp_gcra_take(redisContext *c, const char *key, double rate_per_sec, int bur
                   int64_t *retry_after_ms, char *errstr, size_t errstr_size) {
     if (retry_after_ms) *retry_after_ms = 0;
     if (!c || !key) {
-        set_err(errstr, errstr_size, "GCRA: no Redis context or key");
+        msp_set_err(errstr, errstr_size, "GCRA: no Redis context or key");
         return -1;
     }
     if (!gcra_args_ok(rate_per_sec, burst, cost)) {
-        set_err(errstr, errstr_size, "GCRA: invalid bucket (rate %g/s, burst %d, cost %d)",
+        msp_set_err(errstr, errstr_size, "GCRA: invalid bucket (rate %g/s, burst %d, cost %d)",
                 rate_per_sec, burst, cost);
         return -1;
     }
@@ -396,16 +387,16 @@ int msp_gcra_take(redisContext *c, const char *key, double rate_per_sec, int bur
 
     redisReply *r = run_script(c, &gcra_script, key, 3, args);
     if (!r) {
-        set_err(errstr, errstr_size, "GCRA %s: %s", key, c->err ? c->errstr : "no reply");
+        msp_set_err(errstr, errstr_size, "GCRA %s: %s", key, c->err ? c->errstr : "no reply");
         return -1;
     }
     int rc = -1;
     if (r->type == REDIS_REPLY_ERROR) {
-        set_err(errstr, errstr_size, "GCRA %s: %s", key, r->str);
+        msp_set_err(errstr, errstr_size, "GCRA %s: %s", key, r->str);
     } else if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
                r->element[0]->type != REDIS_REPLY_INTEGER ||
                r->element[1]->type != REDIS_REPLY_INTEGER) {
-        set_err(errstr, errstr_size, "GCRA %s: unexpected script reply", key);
+        msp_set_err(errstr, errstr_size, "GCRA %s: unexpected script reply", key);
     } else {
         rc = r->element[0]->integer ? 1 : 0;
         if (rc == 0 && retry_after_ms) {
