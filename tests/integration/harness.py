@@ -1,0 +1,474 @@
+"""
+harness.py — integration-test harness: real Kafka, real Redis, the Syncro simulator over HTTP,
+and the mspsync services as separate processes.
+
+Each test gets its own redis-server (fast to start), its own Kafka topic prefix on the broker the
+CTest fixture started (deploy/local/kafka.sh), its own simulator and services with logs under the
+test's work directory. Nothing here mocks our own infrastructure.
+
+Environment (set by tests/integration/CMakeLists.txt):
+  MSPSYNC_BUILD_DIR       the build tree (binaries)
+  MSPSYNC_SOURCE_DIR      the source tree
+  MSPSYNC_TEST_KAFKA_DIR  state dir of the broker started by the fixture (holds 'bootstrap')
+  MSPSYNC_TEST_WORK       where tests put logs and state
+"""
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+import zlib
+
+BUILD = os.environ.get("MSPSYNC_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
+SOURCE = os.environ.get("MSPSYNC_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
+KAFKA_DIR = os.environ.get("MSPSYNC_TEST_KAFKA_DIR", os.path.join(SOURCE, ".local/run/kafka"))
+WORK = os.environ.get("MSPSYNC_TEST_WORK", os.path.join(BUILD, "test-work"))
+
+BIN = {
+    "gateway": os.path.join(BUILD, "services/gateway/mspsync-gateway"),
+    "fetcher": os.path.join(BUILD, "services/fetcher/mspsync-fetcher"),
+    "normalizer": os.path.join(BUILD, "services/normalizer/mspsync-normalizer"),
+    "syncro-sim": os.path.join(BUILD, "tests/simulators/syncro-sim"),
+}
+
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rand_id(n=10):
+    return "".join(random.choice(string.ascii_lowercase + string.digits) for _ in range(n))
+
+
+def wait_until(pred, timeout, what, interval=0.2):
+    """Poll pred() until it returns a truthy value; fail the test with `what` on timeout."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = pred()
+        except Exception as e:  # a service may not answer yet
+            last = e
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
+
+
+def wait_port_file(path, proc, timeout=30):
+    def ready():
+        if proc.poll() is not None:
+            raise AssertionError("%s exited with %s before listening" % (proc.args[0], proc.returncode))
+        if os.path.exists(path):
+            with open(path) as f:
+                txt = f.read().strip()
+            if txt:
+                return int(txt)
+        return None
+    return wait_until(ready, timeout, "port file " + path)
+
+
+def http(method, url, body=None, headers=None, timeout=30):
+    """Returns (status, parsed JSON or text, headers)."""
+    data = None
+    hdrs = dict(headers or {})
+    if body is not None:
+        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        if isinstance(data, str):
+            data = data.encode()
+        hdrs.setdefault("Content-Type", "application/json")
+    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            raw = r.read()
+            status, rh = r.status, dict(r.headers)
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        status, rh = e.code, dict(e.headers)
+    txt = raw.decode("utf-8", "replace")
+    try:
+        return status, json.loads(txt) if txt else None, rh
+    except ValueError:
+        return status, txt, rh
+
+
+def http_oversized(url_host_port, path, size, headers):
+    """POST a body of `size` bytes over a raw socket and return the status the server answered
+    (a server may refuse after reading only the headers, so a client library's broken pipe must
+    not hide the answer)."""
+    host, port = url_host_port
+    sock = socket.create_connection((host, port), timeout=30)
+    head = "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\nContent-Length: %d\r\n" % (
+        path, host, port, size)
+    head += "".join("%s: %s\r\n" % kv for kv in headers.items()) + "Connection: close\r\n\r\n"
+    try:
+        sock.sendall(head.encode())
+        chunk = b"x" * 65536
+        sent = 0
+        while sent < size:
+            sock.sendall(chunk[: min(len(chunk), size - sent)])
+            sent += len(chunk)
+    except OSError:
+        pass  # the server answered and closed early: read what it said
+    data = b""
+    try:
+        while True:
+            b = sock.recv(65536)
+            if not b:
+                break
+            data += b
+    except OSError:
+        pass
+    sock.close()
+    line = data.split(b"\r\n", 1)[0].decode("latin-1")
+    return int(line.split()[1]) if line.startswith("HTTP/") else None
+
+
+def kafka_partition(key, partitions):
+    """librdkafka's default partitioner (consistent_random): CRC32 of the key."""
+    return zlib.crc32(key.encode()) % partitions
+
+
+class Service:
+    def __init__(self, name, args, env, logdir, port_file=None):
+        self.name = name
+        self.log_path = os.path.join(logdir, name + ".log")
+        self.port_file = port_file
+        self.args = args
+        self.env = env
+        self.proc = None
+        self.port = None
+        self.restarts = 0
+
+    def start(self, wait_port=True):
+        if self.port_file and os.path.exists(self.port_file):
+            os.unlink(self.port_file)
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.args, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        if self.port_file and wait_port:
+            self.port = wait_port_file(self.port_file, self.proc)
+        return self
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.log.close()
+
+    def stop(self, timeout=30):
+        """SIGTERM and wait; returns the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            self.log.close()
+            raise AssertionError("%s did not stop within %ss of SIGTERM" % (self.name, timeout))
+        self.log.close()
+        return self.proc.returncode
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def logtext(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+
+class Stack:
+    """Redis + simulator + services for one test, on the shared Kafka broker."""
+
+    def __init__(self, test_name):
+        self.name = test_name
+        self.dir = os.path.join(WORK, test_name + "-" + rand_id(6))
+        os.makedirs(self.dir, exist_ok=True)
+        self.prefix = "t%s." % rand_id(8)
+        self.admin_token = "adm-" + rand_id(24)
+        self.secret_key = os.urandom(32).hex()
+        self.services = []
+        self.redis_proc = None
+        self.redis_port = None
+        self.sim = None
+        self.gateway = None
+        self.fetchers = []
+        self.normalizer = None
+        with open(os.path.join(KAFKA_DIR, "bootstrap")) as f:
+            self.brokers = f.read().strip()
+
+    # ------------------------------------------------------------ processes
+    def start_redis(self):
+        self.redis_port = free_port()
+        rdir = os.path.join(self.dir, "redis")
+        os.makedirs(rdir, exist_ok=True)
+        with open(os.path.join(self.dir, "redis.log"), "ab") as log:
+            self.redis_proc = subprocess.Popen(
+                ["redis-server", "--bind", "127.0.0.1", "--port", str(self.redis_port), "--save", "",
+                 "--appendonly", "no", "--dir", rdir],
+                stdout=log, stderr=subprocess.STDOUT)
+        wait_until(lambda: self.redis("PING") == "PONG", 20, "redis PING")
+
+    def base_env(self):
+        env = dict(os.environ)
+        env.update({
+            "MSPSYNC_KAFKA_BROKERS": self.brokers,
+            "MSPSYNC_REDIS_URL": "127.0.0.1:%d" % self.redis_port,
+            "MSPSYNC_TOPIC_PREFIX": self.prefix,
+            "MSPSYNC_SECRET_KEY": self.secret_key,
+            "MSPSYNC_LOG_LEVEL": "info",
+        })
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=66")
+        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=67")
+        return env
+
+    def start_sim(self, config=None):
+        pf = os.path.join(self.dir, "sim.port")
+        self.sim = Service("syncro-sim", [BIN["syncro-sim"], "--port", "0", "--port-file", pf, "--seed", "7"],
+                           self.base_env(), self.dir, pf).start()
+        self.services.append(self.sim)
+        if config:
+            self.sim_config(config)
+        return self.sim
+
+    def start_gateway(self, **extra):
+        pf = os.path.join(self.dir, "gateway.port")
+        env = self.base_env()
+        env.update({"MSPSYNC_HTTP_PORT": "0", "MSPSYNC_PORT_FILE": pf,
+                    "MSPSYNC_ADMIN_TOKEN": self.admin_token,
+                    "MSPSYNC_SYNCRO_RATE_MILLI": "1000000"})
+        env.update({k: str(v) for k, v in extra.items()})
+        self.gateway = Service("gateway", [BIN["gateway"]], env, self.dir, pf).start()
+        self.services.append(self.gateway)
+        wait_until(lambda: http("GET", self.gateway.url("/readyz"))[0] == 200, 60, "gateway ready")
+        return self.gateway
+
+    def start_fetcher(self, **extra):
+        idx = len(self.fetchers)
+        pf = os.path.join(self.dir, "fetcher%d.port" % idx)
+        env = self.base_env()
+        env.update({"MSPSYNC_METRICS_PORT": "0", "MSPSYNC_PORT_FILE": pf,
+                    "MSPSYNC_GROUP": self.prefix + "mspsync-fetcher",
+                    "MSPSYNC_SYNCRO_RATE_MILLI": "1000000", "MSPSYNC_SYNCRO_BURST": "50",
+                    "MSPSYNC_SCHEDULE": "0", "MSPSYNC_BACKOFF_BASE_MS": "100",
+                    "MSPSYNC_BACKOFF_CAP_MS": "2000", "MSPSYNC_HTTP_TIMEOUT_MS": "3000"})
+        env.update({k: str(v) for k, v in extra.items()})
+        f = Service("fetcher%d" % idx, [BIN["fetcher"]], env, self.dir, pf).start()
+        self.fetchers.append(f)
+        self.services.append(f)
+        return f
+
+    def restart(self, svc):
+        svc.restarts += 1
+        svc.start()
+        return svc
+
+    def start_normalizer(self, **extra):
+        pf = os.path.join(self.dir, "normalizer.port")
+        env = self.base_env()
+        env.update({"MSPSYNC_METRICS_PORT": "0", "MSPSYNC_PORT_FILE": pf,
+                    "MSPSYNC_GROUP": self.prefix + "mspsync-normalizer"})
+        env.update({k: str(v) for k, v in extra.items()})
+        self.normalizer = Service("normalizer", [BIN["normalizer"]], env, self.dir, pf).start()
+        self.services.append(self.normalizer)
+        return self.normalizer
+
+    def start_all(self, sim_config=None, fetchers=1, fetcher_env=None, gateway_env=None):
+        self.start_redis()
+        self.start_sim(sim_config)
+        self.start_gateway(**(gateway_env or {}))
+        for _ in range(fetchers):
+            self.start_fetcher(**(fetcher_env or {}))
+        self.start_normalizer()
+        return self
+
+    def stop_all(self):
+        """Stop every service with SIGTERM; returns a list of problems (exit codes, sanitizer
+        reports) so that a test can assert a clean shutdown."""
+        problems = []
+        for svc in reversed(self.services):
+            try:
+                rc = svc.stop()
+            except AssertionError as e:
+                problems.append(str(e))
+                continue
+            if rc not in (0, None):
+                problems.append("%s exited with %s" % (svc.name, rc))
+            text = svc.logtext()
+            for mark in SANITIZER_MARKS:
+                if mark in text:
+                    problems.append("%s log has a sanitizer report: %s" % (svc.name, mark))
+        if self.redis_proc:
+            self.redis_proc.terminate()
+            self.redis_proc.wait(10)
+        return problems
+
+    # ------------------------------------------------------------ clients
+    def redis(self, *args):
+        out = subprocess.run(["redis-cli", "-p", str(self.redis_port), "--no-raw"] + [str(a) for a in args],
+                             capture_output=True, text=True, timeout=30)
+        return self._parse_redis(out.stdout)
+
+    def redis_raw(self, *args):
+        out = subprocess.run(["redis-cli", "-p", str(self.redis_port), "--raw"] + [str(a) for a in args],
+                             capture_output=True, text=True, timeout=60)
+        return out.stdout
+
+    @staticmethod
+    def _parse_redis(text):
+        text = text.strip()
+        if text.startswith("(integer) "):
+            return int(text[10:])
+        if text == "(nil)":
+            return None
+        if text.startswith('"') and text.endswith('"') and "\n" not in text:
+            return json.loads(text) if False else text[1:-1]
+        return text
+
+    def api(self, method, path, body=None, token=None):
+        hdrs = {"Authorization": "Bearer " + (token if token is not None else self.admin_token)}
+        return http(method, self.gateway.url(path), body, hdrs)
+
+    def sim_admin(self, method, path, body=None):
+        st, js, _ = http(method, self.sim.url(path), body)
+        if st >= 300:
+            raise AssertionError("simulator %s %s -> %s %r" % (method, path, st, js))
+        return js
+
+    def sim_config(self, cfg):
+        return self.sim_admin("PUT", "/_sim/config", cfg)
+
+    def sim_stats(self):
+        return self.sim_admin("GET", "/_sim/stats")
+
+    def sim_base_url(self, subdomain):
+        return self.sim.url("/%s/api/v1" % subdomain)
+
+    # ------------------------------------------------------------ domain helpers
+    def add_tenant(self, tenant):
+        st, js, _ = self.api("POST", "/v1/tenants", {"id": tenant, "name": tenant.title()})
+        assert st == 201, (st, js)
+
+    def add_account(self, subdomain, customers, assets, token, permissions=None, customers_per_page=25):
+        self.sim_admin("POST", "/_sim/accounts", {"subdomain": subdomain, "customers": customers,
+                                                  "assets": assets, "customers_per_page": customers_per_page})
+        body = {"subdomain": subdomain, "token": token}
+        if permissions is not None:
+            body["permissions"] = permissions
+        self.sim_admin("POST", "/_sim/tokens", body)
+
+    def connect(self, tenant, subdomain, token):
+        return self.api("PUT", "/v1/tenants/%s/integrations/syncro" % tenant,
+                        {"base_url": self.sim_base_url(subdomain), "api_key": token})
+
+    def status(self, tenant):
+        st, js, _ = self.api("GET", "/v1/tenants/%s/integrations/syncro" % tenant)
+        assert st == 200, (st, js)
+        return js
+
+    def wait_synced(self, tenant, job_id, assets=None, timeout=180):
+        """Wait until the job finished and, when given, the inventory holds `assets` live assets."""
+        def done():
+            s = self.status(tenant)
+            if s.get("state") == "Error":
+                raise AssertionError("sync failed: %r" % s)
+            if s.get("job_id") != job_id or s.get("state") != "Connected":
+                return None
+            if assets is not None and s["counts"]["assets"] - s["counts"].get("assets_gone", 0) != assets:
+                return None
+            return s
+        return wait_until(done, timeout, "tenant %s job %s synced" % (tenant, job_id), interval=0.5)
+
+    def wait_normalized(self, timeout=120):
+        """Wait until the normalizer consumed everything on raw.records (group lag 0)."""
+        def caught_up():
+            end = self.topic_end_offsets("raw.records")
+            consumed = self.group_committed("mspsync-normalizer", "raw.records")
+            return consumed is not None and consumed >= sum(end.values())
+        return wait_until(caught_up, timeout, "normalizer caught up", interval=0.5)
+
+    def sync_now(self, tenant, types=("customers", "assets")):
+        st, js, _ = self.api("POST", "/v1/tenants/%s/integrations/syncro/sync" % tenant, {"types": list(types)})
+        assert st == 202, (st, js)
+        return js["job_id"]
+
+    def inventory(self, tenant, kind="assets", **params):
+        items, page = [], 1
+        while True:
+            q = "&".join(["page=%d" % page, "per_page=500"] + ["%s=%s" % kv for kv in params.items()])
+            st, js, _ = self.api("GET", "/v1/tenants/%s/%s?%s" % (tenant, kind, q))
+            assert st == 200, (st, js)
+            items.extend(js[kind])
+            if page >= js["meta"]["total_pages"]:
+                return items
+            page += 1
+
+    # ------------------------------------------------------------ kafka
+    def topic(self, base):
+        return self.prefix + base
+
+    def kcat(self, topic_base, fmt="%k\t%s\n", timeout=120):
+        out = subprocess.run(["kcat", "-C", "-b", self.brokers, "-t", self.topic(topic_base), "-e", "-q",
+                              "-o", "beginning", "-f", fmt], capture_output=True, text=True, timeout=timeout)
+        return [l for l in out.stdout.split("\n") if l]
+
+    def topic_end_offsets(self, topic_base):
+        out = subprocess.run(["kcat", "-Q", "-b", self.brokers] +
+                             sum([["-t", "%s:%d:-1" % (self.topic(topic_base), p)] for p in range(6)], []),
+                             capture_output=True, text=True, timeout=30)
+        ends = {}
+        for line in out.stdout.split("\n"):
+            parts = line.split()
+            # "<topic> [<p>] offset <n>"
+            if len(parts) >= 4 and parts[2] == "offset":
+                ends[int(parts[1].strip("[]"))] = int(parts[3])
+        return ends
+
+    def group_committed(self, group, topic_base):
+        """Sum of committed offsets of a group on a topic, via the gateway-independent
+        kafka-consumer-groups tool shipped in the broker jars."""
+        libs = os.path.join(os.path.dirname(os.path.dirname(KAFKA_DIR.rstrip("/"))), "kafka", "libs")
+        if not os.path.isdir(libs):
+            libs = os.path.join(SOURCE, ".local/kafka/libs")
+        out = subprocess.run(["java", "-cp", libs + "/*", "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+                              "--bootstrap-server", self.brokers, "--describe", "--group", self.prefix + group],
+                             capture_output=True, text=True, timeout=60)
+        total, seen = 0, False
+        for line in out.stdout.split("\n"):
+            parts = line.split()
+            if len(parts) >= 4 and parts[1] == self.topic(topic_base) and parts[3].isdigit():
+                total += int(parts[3])
+                seen = True
+        return total if seen else None
+
+
+class StackTest(unittest.TestCase):
+    """Base class: a Stack per test, stopped at the end with a clean-shutdown check."""
+
+    def make_stack(self, **kw):
+        self.stack = Stack(self.id().split(".")[-1]).start_all(**kw)
+        self.addCleanup(self._teardown)
+        return self.stack
+
+    def _teardown(self):
+        problems = self.stack.stop_all()
+        if problems and not getattr(self, "_outcome_failed", False):
+            self.fail("unclean shutdown: " + "; ".join(problems))
+
+
+def main():
+    unittest.main(verbosity=2)
