@@ -52,6 +52,23 @@ class SyncroSyncTest(StackTest):
             self.assertTrue(all(a["serial"] for a in agents))
             self.assertTrue(any(a["macs"] for a in agents))
         self.assertEqual(len(set(all_ids)), 3000)
+        # Inventory filters: by serial, by customer, by type.
+        some = s.inventory("alpha", "assets")[7]
+        by_serial = s.inventory("alpha", "assets", serial=some["serial"].lower())
+        self.assertEqual([a["id"] for a in by_serial], [some["id"]])
+        by_cust = s.inventory("alpha", "assets", customer=some["customer_ref"])
+        self.assertTrue(by_cust and all(a["customer_ref"] == some["customer_ref"] for a in by_cust))
+        self.assertIn(some["id"], {a["id"] for a in by_cust})
+        by_type = s.inventory("alpha", "assets", type=some["asset_type"])
+        self.assertTrue(all(a["asset_type"] == some["asset_type"] for a in by_type))
+        self.assertLess(len(by_type), 1000)
+        # Progress went to sync.events: started, pages, done — for every job.
+        events = [json.loads(l.split("\t", 1)[1]) for l in s.kcat("sync.events")]
+        for tenant in tenants:
+            kinds = [e["event"] for e in events if e["job_id"] == jobs[tenant]]
+            self.assertEqual(kinds[0], "job_started")
+            self.assertEqual(kinds[-1], "job_done")
+            self.assertEqual(kinds.count("page"), 2 + 20)  # 40 customers = 2 pages of 25; 1000 assets = 20 pages of 50
         s.wait_normalized()
         keyed = collections.Counter(l.split("\t")[0] for l in s.kcat("assets"))
         self.assertEqual(len(keyed), 3000, "the compacted assets topic should hold 3000 keys")
