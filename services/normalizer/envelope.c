@@ -1,0 +1,170 @@
+/*
+ * envelope.c — validation of raw.records envelopes (see envelope.h).
+ *
+ * Tenants become Redis hash tags and Kafka key prefixes, so a tenant id must be non-empty,
+ * short, and free of the characters that would break either ('{', '}', '/', control bytes).
+ */
+#include "envelope.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <mspsync/model.h>
+
+static const char *const type_names[NZ_TYPE_COUNT] = {"customer", "asset"};
+
+const char *nz_type_name(nz_type_t type)
+{
+    return (unsigned)type < NZ_TYPE_COUNT ? type_names[type] : "unknown";
+}
+
+static const char *json_kind_name(const json_t *j)
+{
+    switch (json_typeof(j)) {
+    case JSON_OBJECT: return "object";
+    case JSON_ARRAY: return "array";
+    case JSON_STRING: return "string";
+    case JSON_INTEGER: return "integer";
+    case JSON_REAL: return "number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "boolean";
+    default: return "null";
+    }
+}
+
+/* The string member `name`, or NULL with a reason. */
+static const char *need_string(const json_t *root, const char *name, size_t max, char *reason,
+                               size_t reason_size)
+{
+    const json_t *v = json_object_get(root, name);
+    if (!v) {
+        snprintf(reason, reason_size, "envelope has no \"%s\"", name);
+        return NULL;
+    }
+    if (!json_is_string(v)) {
+        snprintf(reason, reason_size, "envelope \"%s\" is a JSON %s, not a string", name,
+                 json_kind_name(v));
+        return NULL;
+    }
+    const char *s = json_string_value(v);
+    size_t      n = json_string_length(v);
+    if (n == 0) {
+        snprintf(reason, reason_size, "envelope \"%s\" is empty", name);
+        return NULL;
+    }
+    if (n > max) {
+        snprintf(reason, reason_size, "envelope \"%s\" is longer than %zu bytes", name, max);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 || ch == 0x7f || ch == '{' || ch == '}' || ch == '/') {
+            snprintf(reason, reason_size,
+                     "envelope \"%s\" contains a forbidden character (control, '{', '}' or '/')",
+                     name);
+            return NULL;
+        }
+    }
+    return s;
+}
+
+int nz_envelope_parse(nz_envelope_t *env, const void *value, size_t len, char *reason,
+                      size_t reason_size)
+{
+    json_error_t jerr;
+
+    memset(env, 0, sizeof *env);
+    if (!value || len == 0) {
+        snprintf(reason, reason_size, "message has no value (empty or tombstone)");
+        return -1;
+    }
+    json_t *root = json_loadb(value, len, JSON_DECODE_ANY, &jerr);
+    if (!root) {
+        snprintf(reason, reason_size, "value is not JSON: %s (line %d, column %d)", jerr.text,
+                 jerr.line, jerr.column);
+        return -1;
+    }
+    if (!json_is_object(root)) {
+        snprintf(reason, reason_size, "value is a JSON %s, not an object", json_kind_name(root));
+        goto fail;
+    }
+
+    const json_t *sv = json_object_get(root, "schema_version");
+    if (sv && (!json_is_integer(sv) || json_integer_value(sv) < 1 ||
+               json_integer_value(sv) > MSP_SCHEMA_VERSION)) {
+        if (json_is_integer(sv))
+            snprintf(reason, reason_size, "unsupported schema_version %" JSON_INTEGER_FORMAT
+                     " (this normalizer knows 1..%d)", json_integer_value(sv), MSP_SCHEMA_VERSION);
+        else
+            snprintf(reason, reason_size, "schema_version is a JSON %s, not an integer",
+                     json_kind_name(sv));
+        goto fail;
+    }
+
+    const json_t *kind = json_object_get(root, "kind");
+    const char   *ks   = json_string_value(kind);
+    if (!ks) {
+        snprintf(reason, reason_size, kind ? "envelope \"kind\" is a JSON %s, not a string"
+                                           : "envelope has no \"kind\"%.0s",
+                 kind ? json_kind_name(kind) : "");
+        goto fail;
+    }
+    if (strcmp(ks, "record") == 0)
+        env->kind = NZ_KIND_RECORD;
+    else if (strcmp(ks, "sync_complete") == 0)
+        env->kind = NZ_KIND_SYNC_COMPLETE;
+    else {
+        snprintf(reason, reason_size, "unknown kind \"%.64s\" (expected \"record\" or "
+                 "\"sync_complete\")", ks);
+        goto fail;
+    }
+
+    const json_t *type = json_object_get(root, "type");
+    const char   *ts   = json_string_value(type);
+    if (!ts) {
+        snprintf(reason, reason_size, type ? "envelope \"type\" is a JSON %s, not a string"
+                                           : "envelope has no \"type\"%.0s",
+                 type ? json_kind_name(type) : "");
+        goto fail;
+    }
+    if (strcmp(ts, "customer") == 0)
+        env->type = NZ_TYPE_CUSTOMER;
+    else if (strcmp(ts, "asset") == 0)
+        env->type = NZ_TYPE_ASSET;
+    else {
+        snprintf(reason, reason_size, "unknown type \"%.64s\" (expected \"customer\" or \"asset\")",
+                 ts);
+        goto fail;
+    }
+
+    if (!(env->tenant = need_string(root, "tenant", NZ_TENANT_MAX, reason, reason_size)))
+        goto fail;
+    if (!(env->job_id = need_string(root, "job_id", NZ_JOB_ID_MAX, reason, reason_size)))
+        goto fail;
+
+    if (env->kind == NZ_KIND_RECORD) {
+        const json_t *payload = json_object_get(root, "payload");
+        if (!json_is_object(payload)) {
+            snprintf(reason, reason_size, payload ? "record payload is a JSON %s, not an object"
+                                                  : "record has no \"payload\"%.0s",
+                     payload ? json_kind_name(payload) : "");
+            goto fail;
+        }
+        env->payload = payload;
+    }
+    env->root = root;
+    return 0;
+
+fail:
+    json_decref(root);
+    memset(env, 0, sizeof *env);
+    return -1;
+}
+
+void nz_envelope_clear(nz_envelope_t *env)
+{
+    if (!env)
+        return;
+    json_decref(env->root);
+    memset(env, 0, sizeof *env);
+}

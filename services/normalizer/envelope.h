@@ -1,0 +1,45 @@
+/*
+ * envelope.h — the raw.records envelope (docs/design.md, "raw.records") as the normalizer sees it.
+ *
+ * One json_loadb per message; everything else points into that one tree. A message that is not
+ * an envelope we can act on gets a reason a human can act on (it becomes the x-dlq-reason
+ * header), e.g. `unknown type "ticket" (expected "customer" or "asset")`.
+ */
+#ifndef NZ_ENVELOPE_H
+#define NZ_ENVELOPE_H
+
+#include <stddef.h>
+#include <jansson.h>
+
+typedef enum { NZ_KIND_RECORD = 0, NZ_KIND_SYNC_COMPLETE = 1 } nz_kind_t;
+typedef enum { NZ_TYPE_CUSTOMER = 0, NZ_TYPE_ASSET = 1, NZ_TYPE_COUNT = 2 } nz_type_t;
+
+/** Longest tenant id accepted: keys are built in fixed stack buffers. */
+#define NZ_TENANT_MAX 128
+/** Longest job id accepted. */
+#define NZ_JOB_ID_MAX 128
+
+typedef struct nz_envelope_s {
+    json_t        *root;     /**< owned: the parsed message */
+    nz_kind_t      kind;
+    nz_type_t      type;
+    const char    *tenant;   /**< borrowed from root */
+    const char    *job_id;   /**< borrowed from root */
+    const json_t  *payload;  /**< borrowed from root; records only */
+} nz_envelope_t;
+
+/**
+ * @brief Parse and validate one raw.records value.
+ * On success env->root is a new reference the caller releases with nz_envelope_clear().
+ * @returns 0 ok; -1 not usable, with the reason in `reason` (env->root is NULL).
+ */
+int nz_envelope_parse(nz_envelope_t *env, const void *value, size_t len, char *reason,
+                      size_t reason_size);
+
+/** @brief Release env->root and zero env. NULL-safe. */
+void nz_envelope_clear(nz_envelope_t *env);
+
+/** @brief "customer" / "asset". */
+const char *nz_type_name(nz_type_t type);
+
+#endif

@@ -1,0 +1,243 @@
+/*
+ * mspsync-normalizer — raw.records → canonical customers/assets, the Redis inventory view, dlq.
+ *
+ * Wiring only, in the shape of a librdkafka example: the configuration table, a signal-cleared
+ * run flag, a consume loop that collects batches, and an orderly shutdown (close the consumer so
+ * the stored offsets are committed, flush the producer, destroy). The batch logic — mapping,
+ * change detection, sweeps and the produce → Redis → offsets order — is in normalizer.c.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include <mspsync/backoff.h>
+#include <mspsync/config.h>
+#include <mspsync/kafka.h>
+#include <mspsync/log.h>
+#include <mspsync/ops.h>
+
+#include "normalizer.h"
+
+#define SERVICE           "normalizer"
+#define TOPIC_PARTITIONS  6
+#define ENSURE_TIMEOUT_MS 30000
+#define FIRST_POLL_MS     100   /* an idle loop still serves /metrics this often */
+#define NEXT_POLL_MS      10    /* a batch ends when the consumer has nothing for this long */
+
+static struct {
+    char     *brokers, *redis_url, *topic_prefix, *group, *metrics_bind, *port_file, *log_level;
+    long long batch_size, metrics_port;
+} cfg;
+
+static const msp_config_entry_t config_table[] = {
+    {"MSPSYNC_KAFKA_BROKERS", MSP_CFG_STR, "127.0.0.1:9092", "Kafka bootstrap servers",
+     &cfg.brokers, 0, 0, 0},
+    {"MSPSYNC_REDIS_URL", MSP_CFG_STR, "127.0.0.1:6379",
+     "Redis address (host:port or redis://host:port/db)", &cfg.redis_url, 0, 0, 0},
+    {"MSPSYNC_TOPIC_PREFIX", MSP_CFG_STR, "", "Prefix of every Kafka topic name",
+     &cfg.topic_prefix, 0, 0, 0},
+    {"MSPSYNC_GROUP", MSP_CFG_STR, "mspsync-normalizer", "Kafka consumer group of the normalizers",
+     &cfg.group, 0, 0, 0},
+    {"MSPSYNC_BATCH_SIZE", MSP_CFG_INT, "500",
+     "Most raw.records messages processed (and committed) as one batch", &cfg.batch_size, 1,
+     100000, 0},
+    {"MSPSYNC_METRICS_BIND", MSP_CFG_STR, "127.0.0.1", "Address of /healthz, /readyz, /metrics",
+     &cfg.metrics_bind, 0, 0, 0},
+    {"MSPSYNC_METRICS_PORT", MSP_CFG_INT, "9101",
+     "Port of /healthz, /readyz, /metrics (0 = any free port)", &cfg.metrics_port, 0, 65535, 0},
+    {"MSPSYNC_PORT_FILE", MSP_CFG_STR, "", "If set, the bound metrics port is written to this file",
+     &cfg.port_file, 0, 0, 0},
+    {"MSPSYNC_LOG_LEVEL", MSP_CFG_STR, "info", "debug, info, warn or error", &cfg.log_level, 0, 0, 0},
+    {NULL, MSP_CFG_STR, NULL, NULL, NULL, 0, 0, 0},
+};
+
+static volatile sig_atomic_t run = 1;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    run = 0;
+}
+
+/* Write the port to path atomically (tmp + rename), so a reader never sees half a number. */
+static int write_port_file(const char *path, int port)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return -1;
+    int ok = fprintf(f, "%d\n", port) > 0;
+    ok     = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* Create the topics, retrying while Kafka is not up yet. @returns 0, or -1 when stopped. */
+static int ensure_topics(struct event_base *base)
+{
+    char errstr[512];
+    for (unsigned attempt = 0; run; attempt++) {
+        if (msp_kafka_ensure_topics(cfg.brokers, TOPIC_PARTITIONS, ENSURE_TIMEOUT_MS, errstr,
+                                    sizeof errstr) == 0)
+            return 0;
+        int64_t ms = msp_backoff_ms(attempt < 6 ? attempt : 6, 500, 15000, msp_rand01());
+        MSP_WARN("kafka.topics", NULL, "cannot create topics yet (retry in %lld ms): %s",
+                 (long long)ms, errstr);
+        for (int64_t until = msp_now_ms() + ms; run && msp_now_ms() < until;) {
+            event_base_loop(base, EVLOOP_NONBLOCK);   /* /healthz answers meanwhile */
+            usleep(50 * 1000);
+        }
+    }
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    char               errstr[512];
+    int                exit_code = 1;
+    struct event_base *base      = NULL;
+    struct evhttp     *http      = NULL;
+    msp_metrics_t     *metrics   = NULL;
+    nz_t              *nz        = NULL;
+    rd_kafka_t        *consumer = NULL, *producer = NULL;
+    rd_kafka_message_t **batch  = NULL;
+
+    int rc = msp_config_load(SERVICE, config_table, argc, argv, errstr, sizeof errstr);
+    if (rc == 1)
+        return 0;
+    if (rc < 0) {
+        fprintf(stderr, "mspsync-normalizer: %s\n", errstr);
+        return 2;
+    }
+    msp_log_init(SERVICE, cfg.log_level);
+    msp_topic_prefix_set(cfg.topic_prefix);
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    base    = event_base_new();
+    metrics = msp_metrics_new(SERVICE);
+    batch   = calloc((size_t)cfg.batch_size, sizeof *batch);
+    if (!base || !metrics || !batch) {
+        MSP_ERROR("startup", NULL, "out of memory");
+        goto out;
+    }
+    nz = nz_new(&(nz_conf_t){.redis_url  = cfg.redis_url,
+                             .batch_size = (size_t)cfg.batch_size,
+                             .metrics    = metrics,
+                             .base       = base,
+                             .run        = &run});
+    if (!nz) {
+        MSP_ERROR("startup", NULL, "out of memory");
+        goto out;
+    }
+
+    int port = 0;
+    http = msp_ops_listen(base, cfg.metrics_bind, (int)cfg.metrics_port, &port, metrics, nz_ready,
+                          nz);
+    if (!http) {
+        MSP_ERROR("startup", NULL, "cannot listen on %s:%lld for /healthz /readyz /metrics",
+                  cfg.metrics_bind, cfg.metrics_port);
+        goto out;
+    }
+    if (cfg.port_file[0] && write_port_file(cfg.port_file, port) < 0) {
+        MSP_ERROR("startup", NULL, "cannot write MSPSYNC_PORT_FILE %s", cfg.port_file);
+        goto out;
+    }
+
+    if (ensure_topics(base) < 0) {
+        exit_code = 0;   /* stopped while waiting for Kafka */
+        goto out;
+    }
+
+    producer = msp_kafka_producer_new(cfg.brokers, "mspsync-normalizer", nz_dr_cb, nz, errstr,
+                                      sizeof errstr);
+    if (!producer) {
+        MSP_ERROR("startup", NULL, "producer: %s", errstr);
+        goto out;
+    }
+    const char *topics[] = {msp_topic(MSP_TOPIC_RAW_RECORDS), NULL};
+    consumer = msp_kafka_consumer_new(cfg.brokers, cfg.group, "mspsync-normalizer", topics,
+                                      nz_rebalance_cb, nz, errstr, sizeof errstr);
+    if (!consumer) {
+        MSP_ERROR("startup", NULL, "consumer: %s", errstr);
+        goto out;
+    }
+    nz_set_kafka(nz, consumer, producer);
+    MSP_INFO("startup", NULL, "consuming %s as group %s, batches of %lld, metrics on %s:%d",
+             topics[0], cfg.group, cfg.batch_size, cfg.metrics_bind, port);
+
+    exit_code = 0;
+    while (run) {
+        size_t n = nz_take_held(nz, batch, (size_t)cfg.batch_size);
+        while (n < (size_t)cfg.batch_size && run) {
+            rd_kafka_message_t *m =
+                rd_kafka_consumer_poll(consumer, n == 0 ? FIRST_POLL_MS : NEXT_POLL_MS);
+            if (!m)
+                break;
+            if (m->err) {
+                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                    MSP_WARN("kafka.consumer_error", NULL, "%s", rd_kafka_message_errstr(m));
+                rd_kafka_message_destroy(m);
+                continue;
+            }
+            batch[n++] = m;
+        }
+
+        rc = nz_process_batch(nz, batch, n);
+        for (size_t i = 0; i < n; i++)
+            rd_kafka_message_destroy(batch[i]);
+        if (rc == -2) {
+            exit_code = 1;
+            break;
+        }
+
+        rd_kafka_poll(producer, 0);
+        if (rd_kafka_fatal_error(producer, errstr, sizeof errstr)) {
+            MSP_ERROR("kafka.fatal", NULL, "producer fatal error: %s", errstr);
+            exit_code = 1;
+            break;
+        }
+        event_base_loop(base, EVLOOP_NONBLOCK);
+    }
+    MSP_INFO("shutdown", NULL, "stopping: committing stored offsets, flushing the producer");
+
+out:
+    if (consumer) {
+        rd_kafka_resp_err_t err = rd_kafka_consumer_close(consumer);   /* commits stored offsets */
+        if (err)
+            MSP_WARN("kafka.close", NULL, "consumer close: %s", rd_kafka_err2str(err));
+        rd_kafka_destroy(consumer);
+    }
+    if (producer) {
+        if (rd_kafka_flush(producer, 30000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+            MSP_WARN("kafka.flush", NULL, "%d message(s) not delivered at exit (the batch replays)",
+                     rd_kafka_outq_len(producer));
+        rd_kafka_destroy(producer);
+    }
+    nz_destroy(nz);   /* after the producer: it may reference outputs until then */
+    if (http)
+        evhttp_free(http);
+    if (base)
+        event_base_free(base);
+    msp_metrics_destroy(metrics);
+    free(batch);
+    msp_config_free(config_table);
+    if (exit_code == 0)
+        MSP_INFO("shutdown", NULL, "stopped");
+    return exit_code;
+}

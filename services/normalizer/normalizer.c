@@ -1,0 +1,1054 @@
+/*
+ * normalizer.c — batch processing: mapping, change detection, sweep, commit order (normalizer.h).
+ *
+ * Memory: per batch the only allocations are jansson's (one tree per message, the canonical
+ * record, its compact dump) and the growth of reusable buffers (items, outputs, the key/reason
+ * arena, the Redis pipelines). Canonical dumps are produced without copy (librdkafka references
+ * them) and freed once the commit saw every delivery report — they are also what a failed
+ * delivery is re-produced from.
+ */
+#include "normalizer.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+
+#include <mspsync/backoff.h>
+#include <mspsync/kafka.h>
+#include <mspsync/log.h>
+#include <mspsync/model.h>
+#include <mspsync/redis.h>
+
+#include "envelope.h"
+#include "resp.h"
+
+#define NZ_SERVICE      "normalizer"
+#define NZ_KEY_MAX      512             /* tenant ≤ 128, canonical id ≤ NZ_ID_MAX, + fixed text */
+#define NZ_ID_MAX       200
+#define NZ_FLUSH_MS     30000
+#define NZ_RETRY_BASE   200
+#define NZ_RETRY_CAP    15000
+
+#define M_RECORDS  "mspsync_normalizer_records_total"
+#define M_BATCHES  "mspsync_normalizer_batches_total"
+#define M_BATCH_S  "mspsync_normalizer_batch_seconds"
+#define M_RETRIES  "mspsync_normalizer_retries_total"
+
+enum { R_CHANGED, R_UNCHANGED, R_GONE, R_DEAD, R_COUNT };
+static const char *const result_names[R_COUNT] = {"changed", "unchanged", "gone", "dead_lettered"};
+
+typedef enum { IT_DEAD = 0, IT_RECORD, IT_SYNC } nz_item_state_t;
+
+typedef struct nz_item_s {
+    rd_kafka_message_t *msg;
+    nz_envelope_t       env;
+    json_t             *canon;      /* owned */
+    const char         *id;         /* borrowed from canon */
+    nz_item_state_t     state;
+    int                 stored_fp;  /* lookup: 0 none, 1 same as fp, 2 different */
+    int                 was_gone;   /* lookup: member of inv:gone:<type> */
+    int                 dup_of;     /* earlier item of the segment with the same key, or -1 */
+    char                fp[65];
+} nz_item_t;
+
+typedef enum { OUT_PENDING, OUT_DONE, OUT_FAILED } nz_out_state_t;
+
+typedef struct nz_out_s {
+    const rd_kafka_message_t *src;  /* dead letter: the message to copy; NULL for a record */
+    const char     *topic;          /* record: full topic name (borrowed from msp_topic) */
+    long            key_off;        /* record: key in the arena */
+    size_t          key_len;
+    long            reason_off;     /* dead letter: reason in the arena */
+    char           *payload;        /* record: owned json_dumps output */
+    size_t          payload_len;
+    nz_out_state_t  state;
+    rd_kafka_resp_err_t err;
+} nz_out_t;
+
+/* Redis counters of one (tenant, type) between two commits. */
+typedef struct nz_stat_s {
+    const char *tenant;             /* borrowed from an envelope of the batch */
+    nz_type_t   type;
+    long long   n[R_COUNT];
+} nz_stat_t;
+
+struct nz_s {
+    nz_conf_t     conf;
+    rd_kafka_t   *consumer, *producer;
+    redisContext *redis;
+
+    nz_item_t    *items;
+    size_t        items_cap;
+
+    nz_out_t     *outs;
+    size_t        nouts, outs_cap;
+    long          npending, nfailed;   /* delivery reports still due / failed since last look */
+
+    nz_buf_t      arena;               /* output keys and dead-letter reasons, reset per commit */
+    nz_pipe_t     reads, writes;
+    char          w_tenant[NZ_TENANT_MAX + 1];  /* tenant of the open MULTI, "" = none */
+    int           oom;
+
+    nz_stat_t    *stats;
+    size_t        nstats, stats_cap;
+    long long     metric_n[NZ_TYPE_COUNT + 1][R_COUNT];  /* per batch; row 2 = unknown type */
+
+    int          *dedup;               /* open-addressing table of item indexes, -1 = empty */
+    size_t        dedup_cap;
+
+    int          *lookup_idx;          /* item index of each lookup pipeline pair */
+    size_t        lookup_cap;
+
+    /* sweep scratch */
+    nz_buf_t      sw_ids;              /* candidate ids, NUL-separated */
+    long         *sw_off;              /* id offsets in sw_ids */
+    long         *sw_json;             /* stored JSON offsets in sw_json_buf, -1 absent */
+    int          *sw_gone;
+    size_t        sw_n, sw_cap;
+    nz_buf_t      sw_json_buf;
+    const char   *sw_job;
+
+    rd_kafka_message_t **held;
+    size_t        nheld, held_cap;
+
+    int           paused;
+    int           joined;
+    char          degraded[256];       /* why the last retry happened; "" when healthy */
+};
+
+/* ------------------------------------------------------------------------------------------ */
+/* small helpers                                                                                */
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (*cap >= need)
+        return 0;
+    size_t n = *cap ? *cap : 64;
+    while (n < need)
+        n *= 2;
+    void *q = realloc(*p, n * elem);
+    if (!q)
+        return -1;
+    *p   = q;
+    *cap = n;
+    return 0;
+}
+
+static int running(const nz_t *nz) { return *nz->conf.run; }
+
+static void metric_count(nz_t *nz, int type, int result)
+{
+    int row = (type >= 0 && type < NZ_TYPE_COUNT) ? type : NZ_TYPE_COUNT;
+    nz->metric_n[row][result]++;
+}
+
+static nz_stat_t *stat_for(nz_t *nz, const char *tenant, nz_type_t type)
+{
+    for (size_t i = 0; i < nz->nstats; i++)
+        if (nz->stats[i].type == type && strcmp(nz->stats[i].tenant, tenant) == 0)
+            return &nz->stats[i];
+    if (grow((void **)&nz->stats, &nz->stats_cap, nz->nstats + 1, sizeof *nz->stats) < 0) {
+        nz->oom = 1;
+        return NULL;
+    }
+    nz_stat_t *s = &nz->stats[nz->nstats++];
+    memset(s, 0, sizeof *s);
+    s->tenant = tenant;
+    s->type   = type;
+    return s;
+}
+
+static void stat_add(nz_t *nz, const char *tenant, nz_type_t type, int result)
+{
+    nz_stat_t *s = stat_for(nz, tenant, type);
+    if (s)
+        s->n[result]++;
+    metric_count(nz, (int)type, result);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* pausing and waiting: stay in the group while a retry waits                                   */
+
+static void set_paused(nz_t *nz, int pause)
+{
+    rd_kafka_topic_partition_list_t *a = NULL;
+    if (!nz->consumer || nz->paused == pause)
+        return;
+    if (rd_kafka_assignment(nz->consumer, &a) == RD_KAFKA_RESP_ERR_NO_ERROR && a) {
+        if (a->cnt > 0) {
+            if (pause)
+                rd_kafka_pause_partitions(nz->consumer, a);
+            else
+                rd_kafka_resume_partitions(nz->consumer, a);
+        }
+        rd_kafka_topic_partition_list_destroy(a);
+    }
+    nz->paused = pause;
+    if (!pause)
+        nz->degraded[0] = '\0';
+}
+
+static void hold(nz_t *nz, rd_kafka_message_t *m)
+{
+    if (grow((void **)&nz->held, &nz->held_cap, nz->nheld + 1, sizeof *nz->held) < 0) {
+        /* Cannot keep it: dropping would lose it, so rewind the partition instead. */
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, rd_kafka_topic_name(m->rkt), m->partition)->offset =
+            m->offset;
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(nz->consumer, l, 1000);
+        if (e)
+            rd_kafka_error_destroy(e);
+        rd_kafka_topic_partition_list_destroy(l);
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    nz->held[nz->nheld++] = m;
+}
+
+/*
+ * Sleep ms while serving what must keep running: consumer polls (group membership, rebalances),
+ * delivery reports, the ops HTTP server. A message the consumer still returns (a partition
+ * assigned during the wait) is held for the next batch and the assignment paused again.
+ * @returns 0, or -1 when shutdown was asked.
+ */
+static int wait_serving(nz_t *nz, int64_t ms)
+{
+    int64_t until = msp_now_ms() + ms;
+    for (;;) {
+        if (!running(nz))
+            return -1;
+        int64_t left = until - msp_now_ms();
+        if (left <= 0)
+            return 0;
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(nz->consumer, left > 100 ? 100 : (int)left);
+        if (m) {
+            if (m->err) {
+                MSP_DEBUG("kafka.consumer_event", NULL, "%s", rd_kafka_message_errstr(m));
+                rd_kafka_message_destroy(m);
+            } else {
+                hold(nz, m);
+                nz->paused = 0;           /* force a pause of the whole, new assignment */
+                set_paused(nz, 1);
+            }
+        }
+        rd_kafka_poll(nz->producer, 0);
+        if (nz->conf.base)
+            event_base_loop(nz->conf.base, EVLOOP_NONBLOCK);
+    }
+}
+
+static int retry_wait(nz_t *nz, unsigned attempt, const char *what, const char *err)
+{
+    int64_t ms = msp_backoff_ms(attempt, NZ_RETRY_BASE, NZ_RETRY_CAP, msp_rand01());
+    snprintf(nz->degraded, sizeof nz->degraded, "%s: %s", what, err);
+    MSP_WARN("normalizer.retry", NULL, "%s failed (attempt %u), retrying in %lld ms: %s", what,
+             attempt + 1, (long long)ms, err);
+    msp_metric_add(nz->conf.metrics, M_RETRIES, what[0] == 'k' ? "stage=\"kafka\""
+                                                                : "stage=\"redis\"", 1);
+    set_paused(nz, 1);
+    return wait_serving(nz, ms);
+}
+
+/* Run a pipeline until it succeeds (reconnecting as needed). @returns 0 or -1 on shutdown. */
+static int redis_run(nz_t *nz, const nz_pipe_t *p, nz_reply_cb *cb, void *opaque,
+                     const char *what)
+{
+    char err[512];
+    for (unsigned attempt = 0;; attempt++) {
+        if (msp_redis_ensure(&nz->redis, nz->conf.redis_url, err, sizeof err) == 0 &&
+            nz_pipe_run(nz->redis, p, cb, opaque, err, sizeof err) == 0) {
+            if (attempt)
+                MSP_INFO("normalizer.recovered", NULL, "%s succeeded after %u retries", what,
+                         attempt);
+            return 0;
+        }
+        if (retry_wait(nz, attempt, what, err) < 0)
+            return -1;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* outputs: produce, delivery reports, re-produce                                                */
+
+void nz_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    nz_t     *nz  = opaque;
+    uintptr_t idx = (uintptr_t)m->_private;
+    if (!nz || idx == 0 || idx > nz->nouts)
+        return;                     /* not ours, or from a batch abandoned at shutdown */
+    nz_out_t *o = &nz->outs[idx - 1];
+    if (o->state != OUT_PENDING)
+        return;
+    nz->npending--;
+    if (m->err) {
+        o->state = OUT_FAILED;
+        o->err   = m->err;
+        nz->nfailed++;
+    } else {
+        o->state = OUT_DONE;
+    }
+}
+
+static void out_send(nz_t *nz, size_t idx)
+{
+    nz_out_t *o      = &nz->outs[idx];
+    void     *opaque = (void *)(uintptr_t)(idx + 1);
+    rd_kafka_resp_err_t err;
+
+    if (o->src) {
+        err = msp_kafka_dead_letter(nz->producer, o->src, NZ_SERVICE, nz->arena.p + o->reason_off,
+                                    opaque) == 0
+                  ? RD_KAFKA_RESP_ERR_NO_ERROR
+                  : RD_KAFKA_RESP_ERR__FAIL;
+    } else {
+        for (;;) {
+            /* Flags 0: librdkafka references the payload until the delivery report; the key is
+             * always copied. */
+            err = rd_kafka_producev(nz->producer, RD_KAFKA_V_TOPIC(o->topic),
+                                    RD_KAFKA_V_KEY(nz->arena.p + o->key_off, o->key_len),
+                                    RD_KAFKA_V_VALUE(o->payload, o->payload_len),
+                                    RD_KAFKA_V_MSGFLAGS(0), RD_KAFKA_V_OPAQUE(opaque),
+                                    RD_KAFKA_V_END);
+            if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                break;
+            rd_kafka_poll(nz->producer, 100);   /* serve delivery reports to make room */
+        }
+    }
+    if (err) {
+        o->state = OUT_FAILED;
+        o->err   = err;
+        nz->nfailed++;
+    } else {
+        o->state = OUT_PENDING;
+        nz->npending++;
+    }
+}
+
+static nz_out_t *out_new(nz_t *nz)
+{
+    if (grow((void **)&nz->outs, &nz->outs_cap, nz->nouts + 1, sizeof *nz->outs) < 0) {
+        nz->oom = 1;
+        return NULL;
+    }
+    nz_out_t *o = &nz->outs[nz->nouts++];
+    memset(o, 0, sizeof *o);
+    o->key_off = o->reason_off = -1;
+    return o;
+}
+
+/* Produce a canonical record; takes ownership of payload (a json_dumps result). */
+static void out_record(nz_t *nz, nz_type_t type, const char *tenant, const char *id,
+                       char *payload)
+{
+    nz_out_t *o = out_new(nz);
+    if (!o) {
+        free(payload);
+        return;
+    }
+    size_t tl = strlen(tenant), il = strlen(id);
+    long   off = nz_buf_append(&nz->arena, tenant, tl);
+    if (off < 0 || nz_buf_append(&nz->arena, "/", 1) < 0 || nz_buf_append(&nz->arena, id, il) < 0) {
+        nz->oom = 1;
+        nz->nouts--;
+        free(payload);
+        return;
+    }
+    o->topic       = msp_topic(type == NZ_TYPE_CUSTOMER ? MSP_TOPIC_CUSTOMERS : MSP_TOPIC_ASSETS);
+    o->key_off     = off;
+    o->key_len     = tl + 1 + il;
+    o->payload     = payload;
+    o->payload_len = strlen(payload);
+    out_send(nz, nz->nouts - 1);
+}
+
+static void dead_letter(nz_t *nz, nz_item_t *it, int type, const char *reason)
+{
+    const char *tenant = it->env.tenant;
+    it->state          = IT_DEAD;
+    metric_count(nz, type, R_DEAD);
+    MSP_WARN("record.dead_lettered", tenant, "partition=%d offset=%lld type=%s reason=%s",
+             (int)it->msg->partition, (long long)it->msg->offset,
+             type >= 0 ? nz_type_name((nz_type_t)type) : "unknown", reason);
+    nz_out_t *o = out_new(nz);
+    if (!o)
+        return;
+    o->src        = it->msg;
+    o->reason_off = nz_buf_append_str(&nz->arena, reason);
+    if (o->reason_off < 0) {
+        nz->oom = 1;
+        nz->nouts--;
+        return;
+    }
+    out_send(nz, nz->nouts - 1);
+}
+
+/*
+ * Wait until every output has its delivery report; re-produce the failed ones with backoff.
+ * @returns 0, -1 shutdown, -2 fatal producer error.
+ */
+static int drain_outputs(nz_t *nz)
+{
+    char errstr[512];
+    for (unsigned attempt = 0;;) {
+        while (nz->npending > 0) {
+            rd_kafka_flush(nz->producer, NZ_FLUSH_MS);
+            if (rd_kafka_fatal_error(nz->producer, errstr, sizeof errstr)) {
+                MSP_ERROR("kafka.fatal", NULL, "producer fatal error: %s", errstr);
+                return -2;
+            }
+            if (nz->npending > 0) {
+                MSP_WARN("kafka.flush_slow", NULL, "%ld deliveries still outstanding after %d ms",
+                         nz->npending, NZ_FLUSH_MS);
+                if (wait_serving(nz, 10) < 0)
+                    return -1;
+            }
+        }
+        if (nz->nfailed == 0)
+            return 0;
+
+        rd_kafka_resp_err_t first = RD_KAFKA_RESP_ERR_NO_ERROR;
+        for (size_t i = 0; i < nz->nouts; i++)
+            if (nz->outs[i].state == OUT_FAILED) {
+                first = nz->outs[i].err;
+                break;
+            }
+        snprintf(errstr, sizeof errstr, "%ld of %zu deliveries failed (first: %s)", nz->nfailed,
+                 nz->nouts, rd_kafka_err2str(first));
+        if (retry_wait(nz, attempt++, "kafka produce", errstr) < 0)
+            return -1;
+        nz->nfailed = 0;
+        for (size_t i = 0; i < nz->nouts; i++)
+            if (nz->outs[i].state == OUT_FAILED)
+                out_send(nz, i);
+    }
+}
+
+static void outputs_reset(nz_t *nz)
+{
+    for (size_t i = 0; i < nz->nouts; i++)
+        free(nz->outs[i].payload);
+    nz->nouts    = 0;
+    nz->npending = 0;
+    nz->nfailed  = 0;
+    nz_buf_reset(&nz->arena);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* queued Redis writes: MULTI/EXEC per run of one tenant's commands                              */
+
+static void w_tenant(nz_t *nz, const char *tenant)
+{
+    if (strcmp(nz->w_tenant, tenant) == 0)
+        return;
+    if (nz->w_tenant[0] && nz_pipe_cmd(&nz->writes, "EXEC", NULL) < 0)
+        nz->oom = 1;
+    if (nz_pipe_cmd(&nz->writes, "MULTI", NULL) < 0)
+        nz->oom = 1;
+    snprintf(nz->w_tenant, sizeof nz->w_tenant, "%s", tenant);
+}
+
+#define W(nz, ...)                                            \
+    do {                                                      \
+        if (nz_pipe_cmd(&(nz)->writes, __VA_ARGS__, NULL) < 0) \
+            (nz)->oom = 1;                                    \
+    } while (0)
+
+static void w_close(nz_t *nz)
+{
+    if (nz->w_tenant[0])
+        W(nz, "EXEC");
+    nz->w_tenant[0] = '\0';
+}
+
+/* The queued writes of a changed record (canonical JSON `json`, content fingerprint `fp`). */
+static void w_record(nz_t *nz, const char *tenant, nz_type_t type, const char *id,
+                     const char *json, const char *fp)
+{
+    char        k[NZ_KEY_MAX];
+    const char *tn = nz_type_name(type);
+
+    w_tenant(nz, tenant);
+    msp_key(k, sizeof k, tenant, "inv:%s:%s", tn, id);
+    W(nz, "SET", k, json);
+    msp_key(k, sizeof k, tenant, "inv:%ss", tn);
+    W(nz, "ZADD", k, "0", id);
+    if (fp) {
+        msp_key(k, sizeof k, tenant, "inv:fp:%s", tn);
+        W(nz, "HSET", k, id, fp);
+        msp_key(k, sizeof k, tenant, "inv:gone:%s", tn);
+        W(nz, "SREM", k, id);
+    } else {    /* marked gone */
+        msp_key(k, sizeof k, tenant, "inv:gone:%s", tn);
+        W(nz, "SADD", k, id);
+    }
+}
+
+static void w_stats(nz_t *nz)
+{
+    char k[NZ_KEY_MAX], now[32], num[24];
+    msp_format_time(msp_wall_ms(), now, sizeof now);
+    for (size_t i = 0; i < nz->nstats; i++) {
+        const nz_stat_t *s = &nz->stats[i];
+        w_tenant(nz, s->tenant);
+        msp_key(k, sizeof k, s->tenant, "inv:stats");
+        for (int r = R_CHANGED; r <= R_GONE; r++) {
+            if (!s->n[r])
+                continue;
+            char field[32];
+            snprintf(field, sizeof field, "%s_%s", nz_type_name(s->type), result_names[r]);
+            snprintf(num, sizeof num, "%lld", s->n[r]);
+            W(nz, "HINCRBY", k, field, num);
+        }
+        if (s->n[R_CHANGED] || s->n[R_UNCHANGED])
+            W(nz, "HSET", k, "last_record_at", now);
+    }
+    nz->nstats = 0;
+}
+
+/*
+ * Commit point: every output delivered, then the queued Redis writes applied.
+ * @returns 0, -1 shutdown, -2 fatal.
+ */
+static int commit(nz_t *nz)
+{
+    int rc = drain_outputs(nz);
+    if (rc < 0)
+        return rc;
+    w_stats(nz);
+    w_close(nz);
+    if (nz->oom) {
+        MSP_ERROR("normalizer.oom", NULL, "out of memory while building a batch");
+        return -2;
+    }
+    if (redis_run(nz, &nz->writes, NULL, NULL, "redis write") < 0)
+        return -1;
+    set_paused(nz, 0);
+    nz_pipe_reset(&nz->writes);
+    outputs_reset(nz);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* records                                                                                      */
+
+static void item_clear(nz_item_t *it)
+{
+    json_decref(it->canon);
+    nz_envelope_clear(&it->env);
+    memset(it, 0, sizeof *it);
+}
+
+/* Parse, map, fingerprint one message; dead-letter it when that fails. */
+static void item_prepare(nz_t *nz, nz_item_t *it, rd_kafka_message_t *m)
+{
+    char reason[512];
+
+    memset(it, 0, sizeof *it);
+    it->msg    = m;
+    it->dup_of = -1;
+    if (nz_envelope_parse(&it->env, m->payload, m->len, reason, sizeof reason) < 0) {
+        dead_letter(nz, it, -1, reason);
+        return;
+    }
+    if (it->env.kind == NZ_KIND_SYNC_COMPLETE) {
+        it->state = IT_SYNC;
+        return;
+    }
+
+    char        err[400] = "";
+    nz_type_t   type     = it->env.type;
+    it->canon = type == NZ_TYPE_CUSTOMER
+                    ? msp_map_syncro_customer(it->env.tenant, it->env.payload, err, sizeof err)
+                    : msp_map_syncro_asset(it->env.tenant, it->env.payload, err, sizeof err);
+    if (!it->canon) {
+        snprintf(reason, sizeof reason, "%s", err[0] ? err : "payload could not be mapped");
+        dead_letter(nz, it, (int)type, reason);
+        return;
+    }
+    it->id = json_string_value(json_object_get(it->canon, "id"));
+    if (!it->id || !it->id[0] || strlen(it->id) > NZ_ID_MAX) {
+        snprintf(reason, sizeof reason, "%s mapping produced %s canonical id", nz_type_name(type),
+                 it->id && it->id[0] ? "an over-long" : "no");
+        dead_letter(nz, it, (int)type, reason);
+        return;
+    }
+    msp_record_fingerprint(it->canon, it->fp);
+    it->state = IT_RECORD;
+}
+
+static uint64_t key_hash(const nz_item_t *it)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *s = it->env.tenant; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    h = (h ^ 0xffu) * 1099511628211ULL;
+    h = (h ^ (unsigned)it->env.type) * 1099511628211ULL;
+    for (const char *s = it->id; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+/* Link each record to an earlier record of the segment with the same (tenant, type, id). */
+static int find_duplicates(nz_t *nz, size_t a, size_t b)
+{
+    size_t need = 16;
+    while (need < 2 * (b - a))
+        need *= 2;
+    if (nz->dedup_cap < need) {
+        int *d = realloc(nz->dedup, need * sizeof *d);
+        if (!d)
+            return -1;
+        nz->dedup     = d;
+        nz->dedup_cap = need;
+    }
+    size_t mask = need - 1;
+    memset(nz->dedup, 0xff, need * sizeof *nz->dedup);
+    for (size_t i = a; i < b; i++) {
+        nz_item_t *it = &nz->items[i];
+        if (it->state != IT_RECORD)
+            continue;
+        for (size_t s = (size_t)key_hash(it) & mask;; s = (s + 1) & mask) {
+            int j = nz->dedup[s];
+            if (j < 0) {
+                nz->dedup[s] = (int)i;
+                break;
+            }
+            const nz_item_t *o = &nz->items[j];
+            if (o->env.type == it->env.type && strcmp(o->id, it->id) == 0 &&
+                strcmp(o->env.tenant, it->env.tenant) == 0) {
+                it->dup_of   = j;
+                nz->dedup[s] = (int)i;   /* later duplicates compare with the latest */
+                break;
+            }
+        }
+    }
+    return 0;
+}
+
+static int lookup_reply(int index, redisReply *r, void *opaque)
+{
+    nz_t      *nz = opaque;
+    nz_item_t *it = &nz->items[nz->lookup_idx[index / 2]];
+    if (r->type == REDIS_REPLY_ERROR)
+        return -1;
+    if (index % 2 == 0)
+        it->stored_fp = r->type != REDIS_REPLY_STRING ? 0
+                        : (r->len == 64 && memcmp(r->str, it->fp, 64) == 0) ? 1 : 2;
+    else
+        it->was_gone = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    return 0;
+}
+
+/* Change detection, produce and queued writes for the records of items[a, b). */
+static int do_segment(nz_t *nz, size_t a, size_t b)
+{
+    char   k[NZ_KEY_MAX];
+    size_t nlook = 0;
+
+    if (grow((void **)&nz->lookup_idx, &nz->lookup_cap, b - a + 1, sizeof *nz->lookup_idx) < 0 ||
+        find_duplicates(nz, a, b) < 0)
+        return -2;
+
+    nz_pipe_reset(&nz->reads);
+    for (size_t i = a; i < b; i++) {
+        nz_item_t *it = &nz->items[i];
+        if (it->state != IT_RECORD || it->dup_of >= 0)
+            continue;
+        const char *tn = nz_type_name(it->env.type);
+        msp_key(k, sizeof k, it->env.tenant, "inv:fp:%s", tn);
+        if (nz_pipe_cmd(&nz->reads, "HGET", k, it->id, NULL) < 0)
+            return -2;
+        msp_key(k, sizeof k, it->env.tenant, "inv:gone:%s", tn);
+        if (nz_pipe_cmd(&nz->reads, "SISMEMBER", k, it->id, NULL) < 0)
+            return -2;
+        nz->lookup_idx[nlook++] = (int)i;
+    }
+    if (nlook && redis_run(nz, &nz->reads, lookup_reply, nz, "redis lookup") < 0)
+        return -1;
+
+    for (size_t i = a; i < b; i++) {
+        nz_item_t *it = &nz->items[i];
+        if (it->state != IT_RECORD)
+            continue;
+        const char *tenant = it->env.tenant, *tn = nz_type_name(it->env.type);
+        int changed = it->dup_of >= 0 ? strcmp(nz->items[it->dup_of].fp, it->fp) != 0
+                                      : it->stored_fp != 1 || it->was_gone;
+        if (changed) {
+            char *json = json_dumps(it->canon, JSON_COMPACT);
+            if (!json)
+                return -2;
+            w_record(nz, tenant, it->env.type, it->id, json, it->fp);
+            out_record(nz, it->env.type, tenant, it->id, json);   /* takes json */
+        } else {
+            w_tenant(nz, tenant);
+        }
+        stat_add(nz, tenant, it->env.type, changed ? R_CHANGED : R_UNCHANGED);
+        msp_key(k, sizeof k, tenant, "inv:seen:%s", tn);
+        W(nz, "HSET", k, it->id, it->env.job_id);
+    }
+    return nz->oom ? -2 : 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* sweep: what the finished job did not see is gone                                              */
+
+static int sweep_seen_reply(int index, redisReply *r, void *opaque)
+{
+    nz_t *nz = opaque;
+    nz_buf_reset(&nz->sw_ids);
+    nz->sw_n = 0;
+    if (r->type != REDIS_REPLY_ARRAY)
+        return -1;
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const redisReply *f = r->element[i], *v = r->element[i + 1];
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+            continue;
+        if (strlen(nz->sw_job) == v->len && memcmp(v->str, nz->sw_job, v->len) == 0)
+            continue;   /* seen by the job that just completed */
+        if (f->len > NZ_ID_MAX)
+            continue;
+        if (grow((void **)&nz->sw_off, &nz->sw_cap, nz->sw_n + 1, sizeof *nz->sw_off) < 0)
+            return -1;
+        long off = nz_buf_append(&nz->sw_ids, f->str, f->len);
+        if (off < 0 || nz_buf_append(&nz->sw_ids, "", 1) < 0)
+            return -1;
+        nz->sw_off[nz->sw_n++] = off;
+    }
+    return 0;
+}
+
+static int sweep_load_reply(int index, redisReply *r, void *opaque)
+{
+    nz_t  *nz = opaque;
+    size_t c  = (size_t)index / 2;
+    if (index == 0)
+        nz_buf_reset(&nz->sw_json_buf);
+    if (r->type == REDIS_REPLY_ERROR)
+        return -1;
+    if (index % 2 == 0) {
+        nz->sw_gone[c] = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    } else {
+        nz->sw_json[c] = -1;
+        if (r->type == REDIS_REPLY_STRING) {
+            long off = nz_buf_append(&nz->sw_json_buf, r->str, r->len);
+            if (off < 0 || nz_buf_append(&nz->sw_json_buf, "", 1) < 0)
+                return -1;
+            nz->sw_json[c] = off;
+        }
+    }
+    return 0;
+}
+
+static int sweep(nz_t *nz, const nz_item_t *sc)
+{
+    const char *tenant = sc->env.tenant, *tn = nz_type_name(sc->env.type);
+    char        k[NZ_KEY_MAX];
+    int         marked = 0;
+
+    nz->sw_job = sc->env.job_id;
+    nz_pipe_reset(&nz->reads);
+    msp_key(k, sizeof k, tenant, "inv:seen:%s", tn);
+    if (nz_pipe_cmd(&nz->reads, "HGETALL", k, NULL) < 0)
+        return -2;
+    if (redis_run(nz, &nz->reads, sweep_seen_reply, nz, "redis sweep") < 0)
+        return -1;
+
+    size_t n = nz->sw_n;
+    if (n) {
+        size_t cap = nz->sw_cap;   /* sw_off already holds n; size the parallel arrays alike */
+        long  *j   = realloc(nz->sw_json, cap * sizeof *j);
+        if (!j)
+            return -2;
+        nz->sw_json = j;
+        int *g = realloc(nz->sw_gone, cap * sizeof *g);
+        if (!g)
+            return -2;
+        nz->sw_gone = g;
+
+        nz_pipe_reset(&nz->reads);
+        for (size_t c = 0; c < n; c++) {
+            const char *id = nz->sw_ids.p + nz->sw_off[c];
+            msp_key(k, sizeof k, tenant, "inv:gone:%s", tn);
+            if (nz_pipe_cmd(&nz->reads, "SISMEMBER", k, id, NULL) < 0)
+                return -2;
+            msp_key(k, sizeof k, tenant, "inv:%s:%s", tn, id);
+            if (nz_pipe_cmd(&nz->reads, "GET", k, NULL) < 0)
+                return -2;
+        }
+        if (redis_run(nz, &nz->reads, sweep_load_reply, nz, "redis sweep") < 0)
+            return -1;
+
+        for (size_t c = 0; c < n; c++) {
+            const char *id = nz->sw_ids.p + nz->sw_off[c];
+            if (nz->sw_gone[c])
+                continue;
+            if (nz->sw_json[c] < 0) {
+                MSP_WARN("sweep.missing", tenant, "type=%s id=%s is in inv:seen but has no stored "
+                         "record; not marked gone", tn, id);
+                continue;
+            }
+            json_error_t jerr;
+            json_t *rec = json_loads(nz->sw_json_buf.p + nz->sw_json[c], 0, &jerr);
+            if (!json_is_object(rec)) {
+                MSP_WARN("sweep.corrupt", tenant, "type=%s id=%s stored record is not a JSON "
+                         "object (%s); not marked gone", tn, id, rec ? "wrong type" : jerr.text);
+                json_decref(rec);
+                continue;
+            }
+            json_object_set_new(rec, "gone", json_true());
+            char *json = json_dumps(rec, JSON_COMPACT);
+            json_decref(rec);
+            if (!json)
+                return -2;
+            w_record(nz, tenant, sc->env.type, id, json, NULL);
+            out_record(nz, sc->env.type, tenant, id, json);
+            stat_add(nz, tenant, sc->env.type, R_GONE);
+            marked++;
+        }
+    }
+    MSP_INFO("sweep.done", tenant, "type=%s job=%s candidates=%zu marked_gone=%d", tn,
+             sc->env.job_id, n, marked);
+    return nz->oom ? -2 : 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* the batch                                                                                    */
+
+static void store_offsets(nz_t *nz, rd_kafka_message_t **msgs, size_t n)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+    for (size_t i = 0; i < n; i++) {
+        const char *topic = rd_kafka_topic_name(msgs[i]->rkt);
+        rd_kafka_topic_partition_t *p =
+            rd_kafka_topic_partition_list_find(l, topic, msgs[i]->partition);
+        if (!p)
+            p = rd_kafka_topic_partition_list_add(l, topic, msgs[i]->partition);
+        if (msgs[i]->offset + 1 > p->offset)
+            p->offset = msgs[i]->offset + 1;
+    }
+    rd_kafka_resp_err_t err = rd_kafka_offsets_store(nz->consumer, l);
+    if (err) {
+        for (int i = 0; i < l->cnt; i++)
+            if (l->elems[i].err)
+                MSP_INFO("kafka.offset_not_stored", NULL, "%s[%d]@%lld: %s (partition revoked? "
+                         "the new owner replays it)", l->elems[i].topic,
+                         (int)l->elems[i].partition, (long long)l->elems[i].offset,
+                         rd_kafka_err2str(l->elems[i].err));
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void publish_metrics(nz_t *nz, int64_t started_ms)
+{
+    char labels[96];
+    for (int t = 0; t <= NZ_TYPE_COUNT; t++)
+        for (int r = 0; r < R_COUNT; r++) {
+            if (!nz->metric_n[t][r])
+                continue;
+            snprintf(labels, sizeof labels, "type=\"%s\",result=\"%s\"",
+                     t < NZ_TYPE_COUNT ? nz_type_name((nz_type_t)t) : "unknown", result_names[r]);
+            msp_metric_add(nz->conf.metrics, M_RECORDS, labels, (double)nz->metric_n[t][r]);
+        }
+    msp_metric_add(nz->conf.metrics, M_BATCHES, NULL, 1);
+    msp_metric_set(nz->conf.metrics, M_BATCH_S, NULL, (double)(msp_now_ms() - started_ms) / 1e3);
+}
+
+int nz_process_batch(nz_t *nz, rd_kafka_message_t **msgs, size_t n)
+{
+    int64_t started = msp_now_ms();
+    int     rc      = 0;
+
+    if (n == 0)
+        return 0;
+    if (grow((void **)&nz->items, &nz->items_cap, n, sizeof *nz->items) < 0)
+        return -2;
+    memset(nz->metric_n, 0, sizeof nz->metric_n);
+    nz->oom = 0;
+
+    for (size_t i = 0; i < n; i++)
+        item_prepare(nz, &nz->items[i], msgs[i]);
+
+    size_t seg = 0;
+    for (size_t i = 0; i <= n && rc == 0; i++) {
+        if (i < n && nz->items[i].state != IT_SYNC)
+            continue;
+        if ((rc = do_segment(nz, seg, i)) < 0)
+            break;
+        if ((rc = commit(nz)) < 0)
+            break;
+        if (i < n) {
+            /* The sweep reads what the commit just wrote; its gone records are committed at the
+             * next sync_complete or at the end of the batch. */
+            if ((rc = sweep(nz, &nz->items[i])) < 0)
+                break;
+        }
+        seg = i + 1;
+    }
+
+    if (rc == 0) {
+        store_offsets(nz, msgs, n);
+        publish_metrics(nz, started);
+        long long dead = nz->metric_n[0][R_DEAD] + nz->metric_n[1][R_DEAD] +
+                         nz->metric_n[2][R_DEAD];
+        MSP_DEBUG("batch.done", NULL, "messages=%zu dead_lettered=%lld ms=%lld", n, dead,
+                  (long long)(msp_now_ms() - started));
+    } else {
+        /* Nothing stored: the batch replays. Outputs already handed to librdkafka stay owned by
+         * nz until their delivery reports (nz_destroy after the producer is destroyed). */
+        nz_pipe_reset(&nz->writes);
+        nz->w_tenant[0] = '\0';
+        nz->nstats      = 0;
+        MSP_WARN("batch.aborted", NULL, "batch of %zu messages abandoned (%s); it will be replayed",
+                 n, rc == -1 ? "shutdown" : "fatal error");
+    }
+    for (size_t i = 0; i < n; i++)
+        item_clear(&nz->items[i]);
+    return rc;
+}
+
+size_t nz_take_held(nz_t *nz, rd_kafka_message_t **msgs, size_t max)
+{
+    size_t k = nz->nheld < max ? nz->nheld : max;
+    if (k == 0)
+        return 0;
+    memcpy(msgs, nz->held, k * sizeof *msgs);
+    memmove(nz->held, nz->held + k, (nz->nheld - k) * sizeof *nz->held);
+    nz->nheld -= k;
+    return k;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* group membership and readiness                                                               */
+
+void nz_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                     rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    nz_t             *nz    = opaque;
+    int               coop  = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    rd_kafka_error_t *error = NULL;
+    rd_kafka_resp_err_t ret = RD_KAFKA_RESP_ERR_NO_ERROR;
+
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        nz->joined = 1;
+        MSP_INFO("kafka.assigned", NULL, "%d partition(s) assigned", parts->cnt);
+        if (coop)
+            error = rd_kafka_incremental_assign(rk, parts);
+        else
+            ret = rd_kafka_assign(rk, parts);
+        if (nz->paused && parts->cnt > 0)
+            rd_kafka_pause_partitions(rk, parts);   /* a retry is waiting: don't fetch yet */
+    } else {
+        if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
+            MSP_INFO("kafka.revoked", NULL, "%d partition(s) revoked", parts->cnt);
+        else
+            MSP_WARN("kafka.rebalance_error", NULL, "%s", rd_kafka_err2str(err));
+        if (coop)
+            error = rd_kafka_incremental_unassign(rk, parts);
+        else
+            ret = rd_kafka_assign(rk, NULL);
+    }
+    if (error) {
+        MSP_ERROR("kafka.assign_failed", NULL, "%s", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    } else if (ret) {
+        MSP_ERROR("kafka.assign_failed", NULL, "%s", rd_kafka_err2str(ret));
+    }
+}
+
+int nz_ready(void *opaque, char *why, size_t why_size)
+{
+    nz_t *nz = opaque;
+    char  err[256];
+
+    if (nz->degraded[0]) {
+        snprintf(why, why_size, "retrying %s", nz->degraded);
+        return 0;
+    }
+    if (msp_redis_ensure(&nz->redis, nz->conf.redis_url, err, sizeof err) < 0) {
+        snprintf(why, why_size, "redis: %s", err);
+        return 0;
+    }
+    redisReply *r = redisCommand(nz->redis, "PING");
+    int ok = r && r->type == REDIS_REPLY_STATUS;
+    if (!ok)
+        snprintf(why, why_size, "redis PING: %s", r && r->type == REDIS_REPLY_ERROR ? r->str
+                                                   : nz->redis->errstr);
+    if (r)
+        freeReplyObject(r);
+    if (!ok)
+        return 0;
+
+    if (!nz->joined) {
+        rd_kafka_topic_partition_list_t *a = NULL;
+        int assigned = 0;
+        if (nz->consumer && rd_kafka_assignment(nz->consumer, &a) == 0 && a) {
+            assigned = a->cnt > 0;
+            rd_kafka_topic_partition_list_destroy(a);
+        }
+        if (!assigned) {
+            snprintf(why, why_size, "not yet joined consumer group (no partitions assigned)");
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* life cycle                                                                                   */
+
+nz_t *nz_new(const nz_conf_t *conf)
+{
+    nz_t *nz = calloc(1, sizeof *nz);
+    if (!nz)
+        return NULL;
+    nz->conf = *conf;
+    if (grow((void **)&nz->items, &nz->items_cap, conf->batch_size, sizeof *nz->items) < 0) {
+        free(nz);
+        return NULL;
+    }
+    msp_metric_declare(conf->metrics, M_RECORDS, "counter",
+                       "Records handled, by type and result (changed, unchanged, gone, "
+                       "dead_lettered).");
+    msp_metric_declare(conf->metrics, M_BATCHES, "counter", "Batches committed.");
+    msp_metric_declare(conf->metrics, M_BATCH_S, "gauge", "Duration of the last batch, seconds.");
+    msp_metric_declare(conf->metrics, M_RETRIES, "counter",
+                       "Retries after a Redis or Kafka failure, by stage.");
+    return nz;
+}
+
+void nz_set_kafka(nz_t *nz, rd_kafka_t *consumer, rd_kafka_t *producer)
+{
+    nz->consumer = consumer;
+    nz->producer = producer;
+}
+
+void nz_destroy(nz_t *nz)
+{
+    if (!nz)
+        return;
+    outputs_reset(nz);
+    for (size_t i = 0; i < nz->nheld; i++)
+        rd_kafka_message_destroy(nz->held[i]);
+    free(nz->held);
+    free(nz->items);
+    free(nz->outs);
+    free(nz->stats);
+    free(nz->dedup);
+    free(nz->lookup_idx);
+    free(nz->sw_off);
+    free(nz->sw_json);
+    free(nz->sw_gone);
+    nz_buf_free(&nz->sw_ids);
+    nz_buf_free(&nz->sw_json_buf);
+    nz_buf_free(&nz->arena);
+    nz_pipe_free(&nz->reads);
+    nz_pipe_free(&nz->writes);
+    if (nz->redis)
+        redisFree(nz->redis);
+    free(nz);
+}
