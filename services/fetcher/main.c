@@ -40,7 +40,7 @@ static const msp_config_entry_t config_table[] = {
     {"MSPSYNC_PORT_FILE", MSP_CFG_STR, "", "If set, the bound metrics port is written to this file",
      &F.conf.port_file},
     {"MSPSYNC_SYNCRO_RATE_MILLI", MSP_CFG_INT, "2900",
-     "Syncro requests per 1000 s for one account, shared by every replica (Syncro allows 180/min = 3000)",
+     "Syncro requests per 1000 s for one account, shared with every replica and the gateway: set it the same in every service (Syncro allows 180/min = 3000)",
      &F.conf.syncro_rate_milli, 1, 10000000},
     {"MSPSYNC_SYNCRO_BURST", MSP_CFG_INT, "3", "Requests a Syncro account's bucket allows at once",
      &F.conf.syncro_burst, 1, 10000},

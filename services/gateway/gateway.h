@@ -42,7 +42,7 @@ typedef struct gw_config_s {
     char     *log_level;
     long long max_body;
     long long vendor_timeout_ms;
-    long long syncro_rate_per_sec;
+    long long syncro_rate_milli;
     long long syncro_burst;
     long long kafka_delivery_timeout_ms;
 } gw_config_t;

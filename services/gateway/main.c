@@ -55,9 +55,10 @@ static const msp_config_entry_t config[] = {
     {"MSPSYNC_VENDOR_TIMEOUT_MS", MSP_CFG_INT, "15000",
      "limit for a vendor check (rate-limit wait + request) when saving an integration",
      &gw.cfg.vendor_timeout_ms, 100, 300000, 0},
-    {"MSPSYNC_SYNCRO_RATE_PER_SEC", MSP_CFG_INT, "3",
-     "Syncro requests per second per account, shared with the fetcher (180/min)",
-     &gw.cfg.syncro_rate_per_sec, 1, 1000, 0},
+    {"MSPSYNC_SYNCRO_RATE_MILLI", MSP_CFG_INT, "2900",
+     "Syncro requests per 1000 s for one account, shared with the fetchers: set it the same in "
+     "every service (Syncro allows 180/min = 3000)",
+     &gw.cfg.syncro_rate_milli, 1, 10000000, 0},
     {"MSPSYNC_SYNCRO_BURST", MSP_CFG_INT, "3", "Syncro burst size per account",
      &gw.cfg.syncro_burst, 1, 1000, 0},
     {"MSPSYNC_KAFKA_DELIVERY_TIMEOUT_MS", MSP_CFG_INT, "30000",
@@ -122,11 +123,6 @@ int main(int argc, char **argv) {
 
     gw.kafka_pipe[0] = gw.kafka_pipe[1] = -1;
 
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--config-markdown") == 0) {
-            msp_config_print_markdown("gateway", config);
-            return 0;
-        }
     int lrc = msp_config_load("gateway", config, argc, argv, errstr, sizeof(errstr));
     if (lrc == 1)
         return 0;

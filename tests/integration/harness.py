@@ -250,7 +250,7 @@ class Stack:
         env = self.base_env()
         env.update({"MSPSYNC_HTTP_PORT": "0", "MSPSYNC_PORT_FILE": pf,
                     "MSPSYNC_ADMIN_TOKEN": self.admin_token,
-                    "MSPSYNC_SYNCRO_RATE_MILLI": "1000000"})
+                    "MSPSYNC_SYNCRO_RATE_MILLI": "1000000", "MSPSYNC_SYNCRO_BURST": "50"})
         env.update({k: str(v) for k, v in extra.items()})
         self.gateway = Service("gateway", [BIN["gateway"]], env, self.dir, pf).start()
         self.services.append(self.gateway)
