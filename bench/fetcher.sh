@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
+# fetcher.sh — fetcher requests/s and memory against the Syncro simulator (its rate limit off), with
+# many tenants whose full-sync jobs all wait in sync.jobs when the fetcher starts.
+#
+# Usage: bench/fetcher.sh [TENANTS] [ASSETS_PER_TENANT]     defaults 1000 and 100
+# Env:   BENCH_CUSTOMERS=5      customers per simulated account (one /customers page up to 25)
+#        MSPSYNC_BUILD_DIR      build tree with the binaries (default <repo>/build, as made by tests/run.sh or deploy/local/demo.sh)
+#        BENCH_KEEP=1           keep the work directory (logs, Kafka data) afterwards
+#
+# Starts its own Kafka (deploy/local/kafka.sh), Redis (deploy/local/redis.sh), syncro-sim and
+# gateway on 127.0.0.1; creates TENANTS simulator accounts and adds each tenant's Syncro
+# integration through the gateway (each PUT checks GET /me and queues a full-sync job); stops the
+# gateway; only then starts one fetcher, so that the measurement is the fetcher alone draining the
+# queued jobs. No normalizer runs. Everything it started is stopped on exit, also on failure.
+#
+# Expected vendor requests: TENANTS * (1 customers page + ceil(ASSETS_PER_TENANT / 50) asset pages),
+# counted by the simulator (/_sim/stats "paths": /customers + /customer_assets; the gateway's /me
+# checks are not counted).
+#
+# Prints (the block after "== results ==" is meant to be pasted into docs/benchmarks.md):
+#   machine nproc=.. mem_gb=.. kernel=.. cpu=..
+#   fetcher tenants=T requests=R seconds=S requests_per_s=X peak_rss_mb=M max_concurrent_jobs=J
+#   fetcher jobs_done=.. all_jobs_done_after_s=.. records=.. sim_status=..
+#   fetcher cpu_share_of_one_core fetcher=..% sim=..% kafka=..% redis=..%
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+# shellcheck source=../deploy/local/lib.sh
+. "$ROOT/deploy/local/lib.sh"
+
+TENANTS=${1:-1000}
+ASSETS=${2:-100}
+[[ "$TENANTS" =~ ^[1-9][0-9]*$ && "$ASSETS" =~ ^[0-9]+$ ]] || {
+    echo "usage: $0 [TENANTS] [ASSETS_PER_TENANT]" >&2; exit 2; }
+CUSTOMERS=${BENCH_CUSTOMERS:-5}
+if [ "$CUSTOMERS" -lt 1 ] || [ "$CUSTOMERS" -gt 25 ]; then echo "$0: BENCH_CUSTOMERS must be 1..25" >&2; exit 2; fi
+BUILD=${MSPSYNC_BUILD_DIR:-$ROOT/build}
+GW_BIN=$BUILD/services/gateway/mspsync-gateway
+FE_BIN=$BUILD/services/fetcher/mspsync-fetcher
+SIM_BIN=$BUILD/tests/simulators/syncro-sim
+for b in "$GW_BIN" "$FE_BIN" "$SIM_BIN"; do
+    [ -x "$b" ] || { echo "$0: $b missing: build first (cmake --build $BUILD -j2)" >&2; exit 1; }
+done
+for c in kcat curl python3 redis-server java; do
+    command -v "$c" >/dev/null || { echo "$0: $c not found (deploy/local/install-deps.sh)" >&2; exit 1; }
+done
+EXPECT=$((TENANTS * (1 + (ASSETS + 49) / 50)))
+
+W=$(mktemp -d "${TMPDIR:-/tmp}/mspsync-bench-fe.XXXXXX")
+PIDS=()          # processes this script started (besides Kafka and Redis), stopped in reverse order
+KAFKA_STARTED=0 REDIS_STARTED=0 OK=0
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+our_child() {    # PID is alive and a child of this script (a pid that exited may be reused)
+    msp_pid_alive "$1" && [ "$(ps -o ppid= -p "$1" 2>/dev/null | tr -d ' ')" = "$$" ]
+}
+
+stop_pid() {     # SIGTERM, up to 30 s, then SIGKILL; only our own children
+    local pid=$1 i
+    our_child "$pid" || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 300; i++)); do our_child "$pid" || return 0; sleep 0.1; done
+    log "pid $pid ignored SIGTERM for 30 s: SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    set +e
+    trap - INT TERM
+    local i
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
+    wait 2>/dev/null
+    [ "$REDIS_STARTED" = 1 ] && "$ROOT/deploy/local/redis.sh" stop --dir "$W/redis" >/dev/null 2>&1
+    [ "$KAFKA_STARTED" = 1 ] && "$ROOT/deploy/local/kafka.sh" stop --dir "$W/kafka" >/dev/null 2>&1
+    if [ "$OK" = 1 ] && [ "${BENCH_KEEP:-0}" != 1 ]; then
+        rm -rf "$W"
+    else
+        [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$W/kafka/data"
+        log "logs kept in $W"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+run() {          # run a step in the background and wait for it, so that a signal stops it at once
+    "$@" &
+    local pid=$!
+    PIDS+=("$pid")
+    wait "$pid"
+}
+
+wait_file() {    # FILE PID TIMEOUT_S: wait until FILE is non-empty while PID lives
+    local f=$1 pid=$2 i
+    for ((i = 0; i < $3 * 10; i++)); do
+        [ -s "$f" ] && return 0
+        msp_pid_alive "$pid" || { log "pid $pid exited before writing $f"; return 1; }
+        sleep 0.1
+    done
+    log "timed out waiting for $f"; return 1
+}
+
+machine_line() {
+    local mem cpu
+    mem=$(awk '/^MemTotal:/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
+    cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+    echo "machine nproc=$(nproc) mem_gb=$mem kernel=$(uname -r) cpu=\"${cpu:-unknown}\" load1=$(cut -d' ' -f1 /proc/loadavg)"
+}
+
+RESULTS=$W/results.txt
+machine_line | tee "$RESULTS" >&2
+log "work dir $W; tenants=$TENANTS assets/tenant=$ASSETS customers/tenant=$CUSTOMERS expected requests=$EXPECT"
+
+# --- Kafka, Redis, simulator --------------------------------------------------------------------
+log "starting Kafka, Redis, simulator"
+"$SIM_BIN" --port 0 --port-file "$W/sim.port" --seed 7 >"$W/sim.log" 2>&1 &
+SIM_PID=$!; PIDS+=("$SIM_PID")
+KAFKA_STARTED=1
+BROKERS=$("$ROOT/deploy/local/kafka.sh" start --dir "$W/kafka")
+REDIS_STARTED=1
+REDIS=$("$ROOT/deploy/local/redis.sh" start --dir "$W/redis")
+KAFKA_PID=$(cat "$W/kafka/kafka.pid")
+REDIS_PID=$(cat "$W/redis/redis.pid")
+wait_file "$W/sim.port" "$SIM_PID" 20
+SIM=http://127.0.0.1:$(cat "$W/sim.port")
+curl -fsS -X PUT -H 'Content-Type: application/json' -d '{"rate_limit":0}' "$SIM/_sim/config" >/dev/null
+PREFIX="bench$(date +%s)$$."
+SECRET=$(python3 -c 'import os; print(os.urandom(32).hex())')
+ADMIN=adm-$(python3 -c 'import os; print(os.urandom(12).hex())')
+log "brokers $BROKERS redis $REDIS simulator $SIM prefix $PREFIX"
+
+common_env=(MSPSYNC_KAFKA_BROKERS="$BROKERS" MSPSYNC_REDIS_URL="$REDIS" MSPSYNC_TOPIC_PREFIX="$PREFIX"
+            MSPSYNC_SECRET_KEY="$SECRET" MSPSYNC_LOG_LEVEL=info)
+
+# --- gateway: tenants + integrations, one queued full-sync job each -------------------------------
+# Its own Syncro bucket must not throttle the /me checks (each tenant is its own account here).
+env "${common_env[@]}" MSPSYNC_HTTP_PORT=0 MSPSYNC_PORT_FILE="$W/gateway.port" MSPSYNC_ADMIN_TOKEN="$ADMIN" \
+    MSPSYNC_SYNCRO_RATE_MILLI=10000000 MSPSYNC_SYNCRO_BURST=1000 "$GW_BIN" >"$W/gateway.log" 2>&1 &
+GW_PID=$!; PIDS+=("$GW_PID")
+wait_file "$W/gateway.port" "$GW_PID" 30
+GW=http://127.0.0.1:$(cat "$W/gateway.port")
+for ((i = 0; i < 1200; i++)); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$GW/readyz")" = 200 ] && break
+    msp_pid_alive "$GW_PID" || { log "gateway exited"; tail -5 "$W/gateway.log" >&2; exit 1; }
+    sleep 0.1
+done
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$GW/readyz")" = 200 ] || { log "gateway not ready"; exit 1; }
+log "adding $TENANTS tenants"
+run python3 "$HERE/benchtool.py" add-tenants --sim "$SIM" --gateway "$GW" --admin-token "$ADMIN" \
+    --count "$TENANTS" --customers "$CUSTOMERS" --assets "$ASSETS"
+stop_pid "$GW_PID"
+
+# --- fetcher: drains the queued jobs -------------------------------------------------------------
+# RATE_MILLI is at its maximum (10000000 = 10,000 requests/s per account) and BURST high, so the
+# shared GCRA bucket is still consulted on every request but never makes one wait.
+log "starting the fetcher"
+env "${common_env[@]}" MSPSYNC_METRICS_PORT=0 MSPSYNC_PORT_FILE="$W/fetcher.port" \
+    MSPSYNC_GROUP="${PREFIX}bench-fetcher" MSPSYNC_SYNCRO_RATE_MILLI=10000000 MSPSYNC_SYNCRO_BURST=1000 \
+    MSPSYNC_SCHEDULE=0 "$FE_BIN" >"$W/fetcher.log" 2>&1 &
+FE_PID=$!; PIDS+=("$FE_PID")
+wait_file "$W/fetcher.port" "$FE_PID" 30
+run python3 "$HERE/benchtool.py" watch-fetcher --sim "$SIM" --metrics "http://127.0.0.1:$(cat "$W/fetcher.port")" \
+    --pid "$FE_PID" --expect "$EXPECT" --tenants "$TENANTS" \
+    --cpu-pids "fetcher=$FE_PID,sim=$SIM_PID,kafka=$KAFKA_PID,redis=$REDIS_PID" >"$W/fetcher.out"
+cat "$W/fetcher.out" >&2
+grep '^fetcher tenants=' "$W/fetcher.out" >>"$RESULTS"
+grep -v '^fetcher tenants=' "$W/fetcher.out" >"$W/details.txt"
+sim_cpu=$(ps -o %cpu= -p "$SIM_PID" | tr -d ' ')
+echo "simulator ps_%cpu_since_start=$sim_cpu" >>"$W/details.txt"
+
+echo
+echo "== results =="
+cat "$RESULTS"
+echo "== details =="
+cat "$W/details.txt"
+OK=1

@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
+# normalizer.sh — normalizer throughput on a real broker, beside a consume->produce pass-through of
+# the same bytes in the same run (the ceiling that Kafka and librdkafka set on this machine).
+#
+# Usage: bench/normalizer.sh [N]        N raw.records messages, default 200000
+# Env:   BENCH_TENANTS=100     tenants the records are spread over (message key = tenant)
+#        BENCH_UNCHANGED=1     also measure a second pass over the same records (all "unchanged")
+#        BENCH_BATCH=500       batch size of the normalizer (MSPSYNC_BATCH_SIZE) and the pass-through
+#        MSPSYNC_BUILD_DIR     build tree with the binaries (default <repo>/build, as made by tests/run.sh or deploy/local/demo.sh)
+#        BENCH_KEEP=1          keep the work directory (logs, Kafka data) afterwards
+#
+# Starts its own Kafka (deploy/local/kafka.sh) and Redis (deploy/local/redis.sh) on 127.0.0.1 in a
+# temporary directory, and a syncro-sim only to take real /customer_assets items as templates.
+# Everything it started is stopped on exit, also on failure or Ctrl-C.
+#
+# Prints (the block after "== results ==" is meant to be pasted into docs/benchmarks.md):
+#   machine nproc=.. mem_gb=.. kernel=.. cpu=..
+#   normalizer records=N seconds=S records_per_s=R peak_rss_mb=M          (first pass: all changed)
+#   passthrough records=N seconds=S records_per_s=R
+#   ratio normalizer/passthrough=X.XX
+#   normalizer_unchanged records=N seconds=S records_per_s=R peak_rss_mb=M (second pass, new group)
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+# shellcheck source=../deploy/local/lib.sh
+. "$ROOT/deploy/local/lib.sh"
+
+N=${1:-200000}
+[[ "$N" =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 [N]" >&2; exit 2; }
+TENANTS=${BENCH_TENANTS:-100}
+UNCHANGED=${BENCH_UNCHANGED:-1}
+BATCH=${BENCH_BATCH:-500}
+BUILD=${MSPSYNC_BUILD_DIR:-$ROOT/build}
+NZ_BIN=$BUILD/services/normalizer/mspsync-normalizer
+SIM_BIN=$BUILD/tests/simulators/syncro-sim
+PT_BIN=$BUILD/bench/mspsync-bench-passthrough
+for b in "$NZ_BIN" "$SIM_BIN" "$PT_BIN"; do
+    [ -x "$b" ] || { echo "$0: $b missing: build first (cmake --build $BUILD -j2)" >&2; exit 1; }
+done
+for c in kcat curl python3 redis-server java; do
+    command -v "$c" >/dev/null || { echo "$0: $c not found (deploy/local/install-deps.sh)" >&2; exit 1; }
+done
+
+W=$(mktemp -d "${TMPDIR:-/tmp}/mspsync-bench-nz.XXXXXX")
+PIDS=()          # processes this script started (besides Kafka and Redis), stopped in reverse order
+KAFKA_STARTED=0 REDIS_STARTED=0 OK=0
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+our_child() {    # PID is alive and a child of this script (a pid that exited may be reused)
+    msp_pid_alive "$1" && [ "$(ps -o ppid= -p "$1" 2>/dev/null | tr -d ' ')" = "$$" ]
+}
+
+stop_pid() {     # SIGTERM, up to 30 s, then SIGKILL; only our own children
+    local pid=$1 i
+    our_child "$pid" || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 300; i++)); do our_child "$pid" || return 0; sleep 0.1; done
+    log "pid $pid ignored SIGTERM for 30 s: SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    set +e
+    trap - INT TERM
+    local i
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
+    wait 2>/dev/null
+    [ "$REDIS_STARTED" = 1 ] && "$ROOT/deploy/local/redis.sh" stop --dir "$W/redis" >/dev/null 2>&1
+    [ "$KAFKA_STARTED" = 1 ] && "$ROOT/deploy/local/kafka.sh" stop --dir "$W/kafka" >/dev/null 2>&1
+    if [ "$OK" = 1 ] && [ "${BENCH_KEEP:-0}" != 1 ]; then
+        rm -rf "$W"
+    else
+        rm -f "$W/raw.tsv"
+        [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$W/kafka/data"
+        log "logs kept in $W"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+run() {          # run a step in the background and wait for it, so that a signal stops it at once
+    "$@" &
+    local pid=$!
+    PIDS+=("$pid")
+    wait "$pid"
+}
+
+wait_file() {    # FILE PID TIMEOUT_S: wait until FILE is non-empty while PID lives
+    local f=$1 pid=$2 i
+    for ((i = 0; i < $3 * 10; i++)); do
+        [ -s "$f" ] && return 0
+        msp_pid_alive "$pid" || { log "pid $pid exited before writing $f"; return 1; }
+        sleep 0.1
+    done
+    log "timed out waiting for $f"; return 1
+}
+
+machine_line() {
+    local mem cpu
+    mem=$(awk '/^MemTotal:/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
+    cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+    echo "machine nproc=$(nproc) mem_gb=$mem kernel=$(uname -r) cpu=\"${cpu:-unknown}\" load1=$(cut -d' ' -f1 /proc/loadavg)"
+}
+
+RESULTS=$W/results.txt
+machine_line | tee "$RESULTS" >&2
+log "work dir $W; N=$N tenants=$TENANTS batch=$BATCH"
+
+# --- templates: real asset items from the simulator --------------------------------------------
+"$SIM_BIN" --port 0 --port-file "$W/sim.port" --seed 7 >"$W/sim.log" 2>&1 &
+SIM_PID=$!; PIDS+=("$SIM_PID")
+wait_file "$W/sim.port" "$SIM_PID" 20
+run python3 "$HERE/benchtool.py" gen-raw --sim "http://127.0.0.1:$(cat "$W/sim.port")" \
+    --count "$N" --tenants "$TENANTS" --out "$W/raw.tsv"
+stop_pid "$SIM_PID"
+
+# --- Kafka, Redis -------------------------------------------------------------------------------
+log "starting Kafka and Redis"
+KAFKA_STARTED=1
+BROKERS=$("$ROOT/deploy/local/kafka.sh" start --dir "$W/kafka")
+REDIS_STARTED=1
+REDIS=$("$ROOT/deploy/local/redis.sh" start --dir "$W/redis")
+KAFKA_PID=$(cat "$W/kafka/kafka.pid")
+REDIS_PID=$(cat "$W/redis/redis.pid")
+PREFIX="bench$(date +%s)$$."
+SECRET=$(python3 -c 'import os; print(os.urandom(32).hex())')
+log "brokers $BROKERS redis $REDIS prefix $PREFIX"
+
+nz_env() {       # GROUP PORTFILE
+    echo MSPSYNC_KAFKA_BROKERS="$BROKERS" MSPSYNC_REDIS_URL="$REDIS" MSPSYNC_TOPIC_PREFIX="$PREFIX" \
+        MSPSYNC_SECRET_KEY="$SECRET" MSPSYNC_METRICS_PORT=0 MSPSYNC_PORT_FILE="$2" \
+        MSPSYNC_GROUP="$1" MSPSYNC_BATCH_SIZE="$BATCH" MSPSYNC_LOG_LEVEL=info
+}
+
+# --- topics: a normalizer creates them at start (msp_kafka_ensure_topics, 6 partitions) ---------
+# shellcheck disable=SC2046
+env $(nz_env "${PREFIX}warmup" "$W/warmup.port") "$NZ_BIN" >"$W/warmup.log" 2>&1 &
+WARM_PID=$!; PIDS+=("$WARM_PID")
+for ((i = 0; i < 1200; i++)); do
+    grep -q 'consuming' "$W/warmup.log" 2>/dev/null && break
+    msp_pid_alive "$WARM_PID" || { log "warm-up normalizer exited"; cat "$W/warmup.log" >&2; exit 1; }
+    sleep 0.1
+done
+grep -q 'consuming' "$W/warmup.log" || { log "warm-up normalizer did not start consuming"; exit 1; }
+stop_pid "$WARM_PID"
+"$ROOT/deploy/local/kafka.sh" topics --dir "$W/kafka" --create --topic "${PREFIX}bench.out" \
+    --partitions 6 --replication-factor 1 >"$W/topics.log" 2>&1
+
+# --- load raw.records ---------------------------------------------------------------------------
+log "producing $N records to ${PREFIX}raw.records"
+t=$(date +%s.%N)
+run kcat -P -K $'\t' -b "$BROKERS" -t "${PREFIX}raw.records" -z lz4 -X linger.ms=20 -l "$W/raw.tsv"
+end_offsets() {
+    local args=() p
+    for p in 0 1 2 3 4 5; do args+=(-t "$1:$p:-1"); done
+    kcat -Q -b "$BROKERS" "${args[@]}" | awk '$3 == "offset" { s += $4 } END { print s + 0 }'
+}
+have=$(end_offsets "${PREFIX}raw.records")
+log "produced in $(awk -v a="$t" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s; topic holds $have"
+[ "$have" = "$N" ] || { log "raw.records holds $have messages, expected $N"; exit 1; }
+rm -f "$W/raw.tsv"
+
+# --- a) pass-through ----------------------------------------------------------------------------
+log "pass-through"
+"$PT_BIN" "$BROKERS" "${PREFIX}bench-passthrough" "${PREFIX}raw.records" "${PREFIX}bench.out" "$N" "$BATCH" \
+    >"$W/passthrough.out" 2>"$W/passthrough.log" &
+PT_PID=$!; PIDS+=("$PT_PID")
+wait "$PT_PID" || { log "pass-through failed"; cat "$W/passthrough.log" >&2; exit 1; }
+PT_LINE=$(grep '^passthrough ' "$W/passthrough.out")
+echo "$PT_LINE" >&2
+
+# --- b) normalizer, first pass: empty Redis, every record changed ---------------------------------
+run_normalizer() {   # LABEL GROUP
+    local label=$1 group=$2 pid
+    # shellcheck disable=SC2046
+    env $(nz_env "$group" "$W/$label.port") "$NZ_BIN" >"$W/$label.log" 2>&1 &
+    pid=$!; PIDS+=("$pid")
+    wait_file "$W/$label.port" "$pid" 30
+    run python3 "$HERE/benchtool.py" watch-normalizer --label "$label" --metrics "http://127.0.0.1:$(cat "$W/$label.port")" \
+        --pid "$pid" --expect "$N" --rate-file "$W/$label.rate" \
+        --cpu-pids "$label=$pid,kafka=$KAFKA_PID,redis=$REDIS_PID" >"$W/$label.out"
+    cat "$W/$label.out" >&2
+    stop_pid "$pid"
+}
+log "normalizer (changed)"
+run_normalizer normalizer "${PREFIX}bench-nz-1"
+NZ_RATE=$(cat "$W/normalizer.rate")
+PT_RATE=$(sed -n 's/.*records_per_s=\([0-9.]*\).*/\1/p' <<<"$PT_LINE")
+{
+    grep '^normalizer records=' "$W/normalizer.out"
+    echo "$PT_LINE"
+    awk -v a="$NZ_RATE" -v b="$PT_RATE" 'BEGIN { printf "ratio normalizer/passthrough=%.2f\n", a / b }'
+} >>"$RESULTS"
+
+if [ "$UNCHANGED" = 1 ]; then
+    log "normalizer (unchanged: same records, new group, same Redis)"
+    run_normalizer normalizer_unchanged "${PREFIX}bench-nz-2"
+    grep '^normalizer_unchanged records=' "$W/normalizer_unchanged.out" >>"$RESULTS"
+fi
+{
+    grep -h 'cpu_share\|by_result' "$W"/normalizer*.out
+} >"$W/details.txt"
+
+echo
+echo "== results =="
+cat "$RESULTS"
+echo "== details =="
+cat "$W/details.txt"
+OK=1
