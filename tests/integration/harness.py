@@ -38,6 +38,7 @@ BIN = {
     "fetcher": os.path.join(BUILD, "services/fetcher/mspsync-fetcher"),
     "normalizer": os.path.join(BUILD, "services/normalizer/mspsync-normalizer"),
     "syncro-sim": os.path.join(BUILD, "tests/simulators/syncro-sim"),
+    "dlq": os.path.join(BUILD, "services/dlq/mspsync-dlq"),
 }
 
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
@@ -416,6 +417,16 @@ class Stack:
             if page >= js["meta"]["total_pages"]:
                 return items
             page += 1
+
+    def dlq_tool(self, command):
+        """Run mspsync-dlq list|replay; returns (exit code, stdout, stderr)."""
+        env = self.base_env()
+        env["MSPSYNC_DLQ_GROUP"] = self.prefix + "mspsync-dlq-replay"
+        out = subprocess.run([BIN["dlq"], command], env=env, capture_output=True, text=True, timeout=120)
+        for mark in SANITIZER_MARKS:
+            if mark in out.stderr:
+                raise AssertionError("mspsync-dlq sanitizer report: " + out.stderr)
+        return out.returncode, out.stdout, out.stderr
 
     # ------------------------------------------------------------ kafka
     def topic(self, base):

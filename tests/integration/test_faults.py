@@ -42,6 +42,23 @@ class FaultsTest(StackTest):
         self.assertIn("x-dlq-service=normalizer", headers)
         self.assertEqual(json.loads(value)["payload"]["id"], "not-a-number")
 
+        # The dead letter can be inspected and replayed to its source topic with one command;
+        # the record still cannot be mapped, so the normalizer dead-letters it again.
+        rc, out, err = s.dlq_tool("list")
+        self.assertEqual(rc, 0, err)
+        listed = [json.loads(l) for l in out.splitlines()]
+        self.assertEqual(len(listed), 1)
+        self.assertIn("not-a-number", listed[0]["reason"])
+        self.assertEqual(listed[0]["source-topic"], s.topic("raw.records"))
+        rc, out, err = s.dlq_tool("replay")
+        self.assertEqual((rc, out.strip()), (0, "replayed=1 skipped=0"), err)
+        harness.wait_until(lambda: len(s.kcat("dlq")) == 2, 60, "the replayed record dead-lettered again")
+        # A second replay takes only what arrived since: never the same record twice.
+        rc, out, err = s.dlq_tool("replay")
+        self.assertEqual((rc, out.strip()), (0, "replayed=1 skipped=0"), err)
+        harness.wait_until(lambda: len(s.kcat("dlq")) == 3, 60, "third dead letter")
+        self.assertEqual(len(s.inventory("golf", "assets")), 500)
+
 
 if __name__ == "__main__":
     harness.main()

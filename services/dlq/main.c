@@ -1,0 +1,256 @@
+/*
+ * mspsync-dlq — inspect and replay dead letters.
+ *
+ *   mspsync-dlq list      print every record on the dlq topic as one JSON line (reason, service,
+ *                         source topic/partition/offset, when, key, value), oldest first
+ *   mspsync-dlq replay    produce every dead letter not replayed yet back to its source topic
+ *                         (original key, value and headers, minus the x-dlq-* ones), e.g. after a
+ *                         normalizer fix; a record that still fails is dead-lettered again by the
+ *                         service, with its new reason
+ *
+ * replay reads the dlq in the consumer group MSPSYNC_DLQ_GROUP up to the end offsets it saw at
+ * start, and commits a position only after the replayed records were acknowledged by Kafka, so
+ * running it twice never replays a record twice, and a crash in the middle replays at most the
+ * last batch again (harmless: every consumer of mspsync is idempotent).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "mspsync/config.h"
+#include "mspsync/kafka.h"
+#include "mspsync/log.h"
+
+static struct {
+    char *brokers;
+    char *topic_prefix;
+    char *group;
+    char *log_level;
+} cfg;
+
+static const msp_config_entry_t config_table[] = {
+    {"MSPSYNC_KAFKA_BROKERS", MSP_CFG_STR, "127.0.0.1:9092", "Kafka bootstrap servers", &cfg.brokers},
+    {"MSPSYNC_TOPIC_PREFIX", MSP_CFG_STR, "", "Prefix of every Kafka topic name", &cfg.topic_prefix},
+    {"MSPSYNC_DLQ_GROUP", MSP_CFG_STR, "mspsync-dlq-replay",
+     "Consumer group that remembers what `replay` already replayed", &cfg.group},
+    {"MSPSYNC_LOG_LEVEL", MSP_CFG_STR, "warn", "debug, info, warn or error", &cfg.log_level},
+    {NULL},
+};
+
+static char *header_str(rd_kafka_headers_t *h, const char *name) {
+    const void *v = NULL;
+    size_t n = 0;
+    if (!h || rd_kafka_header_get_last(h, name, &v, &n) != RD_KAFKA_RESP_ERR_NO_ERROR || !v)
+        return NULL;
+    char *s = malloc(n + 1);
+    memcpy(s, v, n);
+    s[n] = '\0';
+    return s;
+}
+
+/* End offsets of every partition of topic (high watermarks), fetched once. */
+static rd_kafka_topic_partition_list_t *end_offsets(rd_kafka_t *rk, const char *topic) {
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+    rd_kafka_topic_destroy(rkt);
+    if (err || md->topic_cnt != 1 || md->topics[0].err) {
+        fprintf(stderr, "mspsync-dlq: no metadata for %s: %s\n", topic,
+                rd_kafka_err2str(err ? err : md->topics[0].err));
+        if (md) rd_kafka_metadata_destroy(md);
+        return NULL;
+    }
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
+    for (int i = 0; i < md->topics[0].partition_cnt; i++) {
+        int32_t p = md->topics[0].partitions[i].id;
+        int64_t lo = 0, hi = 0;
+        if (rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000) != 0) {
+            rd_kafka_metadata_destroy(md);
+            rd_kafka_topic_partition_list_destroy(l);
+            return NULL;
+        }
+        rd_kafka_topic_partition_list_add(l, topic, p)->offset = hi;
+    }
+    rd_kafka_metadata_destroy(md);
+    return l;
+}
+
+static int reached_end(const rd_kafka_topic_partition_list_t *ends,
+                       const rd_kafka_topic_partition_list_t *pos) {
+    for (int i = 0; i < ends->cnt; i++) {
+        int64_t want = ends->elems[i].offset;
+        if (want <= 0) continue;
+        rd_kafka_topic_partition_t *p =
+            rd_kafka_topic_partition_list_find((rd_kafka_topic_partition_list_t *)pos,
+                                               ends->elems[i].topic, ends->elems[i].partition);
+        if (!p || p->offset < want) return 0;
+    }
+    return 1;
+}
+
+static void print_record(const rd_kafka_message_t *m) {
+    rd_kafka_headers_t *h = NULL;
+    rd_kafka_message_headers(m, &h);
+    static const char *names[] = {"x-dlq-reason", "x-dlq-service", "x-dlq-source-topic",
+                                  "x-dlq-source-partition", "x-dlq-source-offset",
+                                  "x-dlq-failed-at"};
+    json_t *o = json_pack("{s:i,s:I}", "partition", (int)m->partition, "offset", (json_int_t)m->offset);
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char *v = header_str(h, names[i]);
+        json_object_set_new(o, names[i] + 6, v ? json_string(v) : json_null());
+        free(v);
+    }
+    json_object_set_new(o, "key", m->key ? json_stringn(m->key, m->key_len) : json_null());
+    json_object_set_new(o, "value", m->payload ? json_stringn(m->payload, m->len) : json_null());
+    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (s) puts(s);
+    free(s);
+    json_decref(o);
+}
+
+static int failed_deliveries;
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    if (m->err) {
+        failed_deliveries++;
+        fprintf(stderr, "mspsync-dlq: delivery failed: %s\n", rd_kafka_err2str(m->err));
+    }
+}
+
+/* Produce one dead letter back to its source topic. @returns 0, or -1 (reason printed). */
+static int replay_one(rd_kafka_t *producer, const rd_kafka_message_t *m) {
+    rd_kafka_headers_t *h = NULL;
+    rd_kafka_message_headers(m, &h);
+    char *src = header_str(h, "x-dlq-source-topic");
+    if (!src) {
+        fprintf(stderr, "mspsync-dlq: dlq [%d] @%lld has no x-dlq-source-topic; left as it is\n",
+                (int)m->partition, (long long)m->offset);
+        return -1;
+    }
+    rd_kafka_headers_t *out = h ? rd_kafka_headers_copy(h) : NULL;
+    if (out) {
+        static const char *names[] = {"x-dlq-reason", "x-dlq-service", "x-dlq-source-topic",
+                                      "x-dlq-source-partition", "x-dlq-source-offset",
+                                      "x-dlq-failed-at"};
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) rd_kafka_header_remove(out, names[i]);
+    }
+    int rc = msp_kafka_produce(producer, src, m->key, m->key_len, m->payload, m->len, out, NULL);
+    if (rc != 0 && out) rd_kafka_headers_destroy(out);
+    free(src);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    char errstr[512];
+    const char *cmd = argc > 1 ? argv[1] : "";
+    int rc = msp_config_load("dlq", config_table, argc, argv, errstr, sizeof(errstr));
+    if (rc == 1) {
+        printf("\nCommands: list | replay\n");
+        return 0;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "mspsync-dlq: %s\n", errstr);
+        return 2;
+    }
+    if (strcmp(cmd, "list") != 0 && strcmp(cmd, "replay") != 0) {
+        fprintf(stderr, "usage: mspsync-dlq list|replay   (settings: mspsync-dlq --help)\n");
+        msp_config_free(config_table);
+        return 2;
+    }
+    msp_log_init("dlq", cfg.log_level);
+    msp_topic_prefix_set(cfg.topic_prefix);
+    const char *dlq = msp_topic(MSP_TOPIC_DLQ);
+    int listing = !strcmp(cmd, "list");
+
+    /* list reads with a throw-away group id and never commits; replay uses the real group. */
+    char group[256];
+    if (listing) snprintf(group, sizeof(group), "mspsync-dlq-list-%d", (int)getpid());
+    else snprintf(group, sizeof(group), "%s", cfg.group);
+    rd_kafka_t *producer = listing ? NULL
+                                   : msp_kafka_producer_new(cfg.brokers, "mspsync-dlq", dr_cb, NULL,
+                                                            errstr, sizeof(errstr));
+    const char *topics[] = {dlq, NULL};
+    rd_kafka_t *consumer = (listing || producer)
+                               ? msp_kafka_consumer_new(cfg.brokers, group, "mspsync-dlq", topics,
+                                                        NULL, NULL, errstr, sizeof(errstr))
+                               : NULL;
+    if (!consumer) {
+        fprintf(stderr, "mspsync-dlq: %s\n", errstr);
+        return 1;
+    }
+    rd_kafka_topic_partition_list_t *ends = end_offsets(consumer, dlq);
+    if (!ends) return 1;
+    /* Start from what the group already committed, so that partitions with nothing new count
+     * as done without waiting for a message. */
+    rd_kafka_topic_partition_list_t *pos = rd_kafka_topic_partition_list_copy(ends);
+    for (int i = 0; i < pos->cnt; i++) pos->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
+    if (rd_kafka_committed(consumer, pos, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        for (int i = 0; i < pos->cnt; i++) pos->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
+    long seen = 0, replayed = 0, skipped = 0;
+    int exit_code = 0;
+    while (!reached_end(ends, pos)) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(consumer, 10000);
+        if (!m) {
+            /* Nothing for 10 s: either done (an empty dlq) or the group is still joining. */
+            rd_kafka_topic_partition_list_t *asg = NULL;
+            if (rd_kafka_assignment(consumer, &asg) == 0 && asg->cnt > 0) {
+                rd_kafka_topic_partition_list_destroy(asg);
+                break;
+            }
+            if (asg) rd_kafka_topic_partition_list_destroy(asg);
+            continue;
+        }
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                fprintf(stderr, "mspsync-dlq: %s\n", rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        rd_kafka_topic_partition_t *end = rd_kafka_topic_partition_list_find(ends, dlq, m->partition);
+        if (end && m->offset >= end->offset) { /* arrived after we started: the next run's */
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        rd_kafka_topic_partition_t *p =
+            rd_kafka_topic_partition_list_find(pos, dlq, m->partition);
+        if (!p) p = rd_kafka_topic_partition_list_add(pos, dlq, m->partition);
+        p->offset = m->offset + 1;
+        seen++;
+        if (listing) {
+            print_record(m);
+        } else if (replay_one(producer, m) == 0) {
+            replayed++;
+        } else {
+            skipped++;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    if (!listing) {
+        rd_kafka_flush(producer, 60000);
+        if (failed_deliveries || rd_kafka_outq_len(producer) > 0) {
+            fprintf(stderr, "mspsync-dlq: %d replayed records were not acknowledged; positions not "
+                            "committed, run replay again\n", failed_deliveries);
+            exit_code = 1;
+        } else if (seen > 0) {
+            for (int i = pos->cnt - 1; i >= 0; i--) /* commit only real positions */
+                if (pos->elems[i].offset < 0) rd_kafka_topic_partition_list_del_by_idx(pos, i);
+            rd_kafka_resp_err_t err = rd_kafka_commit(consumer, pos, 0);
+            if (err) {
+                fprintf(stderr, "mspsync-dlq: commit failed: %s\n", rd_kafka_err2str(err));
+                exit_code = 1;
+            }
+        }
+        printf("replayed=%ld skipped=%ld\n", replayed, skipped);
+    } else {
+        fprintf(stderr, "mspsync-dlq: %ld dead letters\n", seen);
+    }
+    rd_kafka_topic_partition_list_destroy(pos);
+    rd_kafka_topic_partition_list_destroy(ends);
+    rd_kafka_consumer_close(consumer);
+    rd_kafka_destroy(consumer);
+    if (producer) rd_kafka_destroy(producer);
+    msp_config_free(config_table);
+    return exit_code;
+}
