@@ -313,14 +313,20 @@ void api_syncro_put(gw_t *gw, struct evhttp_request *req, const char *tenant) {
 
 /* ---- POST .../sync ----------------------------------------------------------------------- */
 
-static int integration_exists(gw_t *gw, const char *tenant, char *err, size_t err_size) {
-    char key[128];
+/* Answer 503/404 unless the tenant has a Syncro integration. @returns 1 when it has one. */
+static int require_integration(gw_t *gw, struct evhttp_request *req, const char *route,
+                               const char *tenant) {
+    char key[128], err[256];
     msp_key(key, sizeof(key), tenant, "integration:syncro");
-    redisReply *r = gw_redis(gw, err, err_size, "EXISTS %s", key);
-    if (!r)
-        return -1;
+    redisReply *r = gw_redis(gw, err, sizeof(err), "EXISTS %s", key);
+    if (!r) {
+        gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
+        return 0;
+    }
     int yes = r->integer == 1;
     freeReplyObject(r);
+    if (!yes)
+        gw_reply_error(gw, req, route, 404, "tenant \"%s\" has no syncro integration", tenant);
     return yes;
 }
 
@@ -359,15 +365,8 @@ void api_syncro_sync(gw_t *gw, struct evhttp_request *req, const char *tenant) {
     json_decref(in);
 
     char err[256], skey[128], job_id[33];
-    int exists = integration_exists(gw, tenant, err, sizeof(err));
-    if (exists < 0) {
-        gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
+    if (!require_integration(gw, req, route, tenant))
         return;
-    }
-    if (!exists) {
-        gw_reply_error(gw, req, route, 404, "tenant \"%s\" has no syncro integration", tenant);
-        return;
-    }
     msp_key(skey, sizeof(skey), tenant, "status:syncro");
     redisReply *r = gw_redis(gw, err, sizeof(err), "HSET %s paused 0", skey);
     if (!r) {
@@ -588,16 +587,8 @@ static int tombstone_all(gw_t *gw, gw_batch_t *b, del_t *d, const char *zset, co
 
 void api_syncro_delete(gw_t *gw, struct evhttp_request *req, const char *tenant) {
     const char *route = "integration";
-    char err[256];
-    int exists = integration_exists(gw, tenant, err, sizeof(err));
-    if (exists < 0) {
-        gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
+    if (!require_integration(gw, req, route, tenant))
         return;
-    }
-    if (!exists) {
-        gw_reply_error(gw, req, route, 404, "tenant \"%s\" has no syncro integration", tenant);
-        return;
-    }
     del_t *d = calloc(1, sizeof(*d));
     gw_batch_t *b = d ? gw_batch_new(gw, delete_delivered, d) : NULL;
     gw_held_t *held = b ? gw_hold(gw, req, route) : NULL;

@@ -281,7 +281,7 @@ class Stack:
     def start_normalizer(self, **extra):
         pf = os.path.join(self.dir, "normalizer.port")
         env = self.base_env()
-        env.update({"MSPSYNC_METRICS_PORT": "0", "MSPSYNC_PORT_FILE": pf,
+        env.update({"MSPSYNC_METRICS_PORT": "0", "MSPSYNC_PORT_FILE": pf, "MSPSYNC_BATCH_SIZE": "100",
                     "MSPSYNC_GROUP": self.prefix + "mspsync-normalizer"})
         env.update({k: str(v) for k, v in extra.items()})
         self.normalizer = Service("normalizer", [BIN["normalizer"]], env, self.dir, pf).start()
