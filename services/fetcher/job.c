@@ -324,14 +324,15 @@ static void job_retry(job_t *j, int64_t retry_after_ms, const char *why) {
     job_wait(j, d);
 }
 
+/* @returns 1 the integration exists, 0 it was removed, -1 Redis did not answer. */
 static int integration_exists(job_t *j) {
     fetcher_t *f = j->f;
     char key[256];
     msp_key(key, sizeof(key), j->tenant, "integration:syncro");
     redisReply *r = redisCommand(f->redis, "EXISTS %s", key);
-    int ok = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    int rc = r && r->type == REDIS_REPLY_INTEGER ? r->integer == 1 : -1;
     if (r) freeReplyObject(r);
-    return ok;
+    return rc;
 }
 
 static void http_cb(msp_http_response_t *res, void *opaque);
@@ -348,7 +349,13 @@ static void job_request(job_t *j) {
         job_wait(j, 1000);
         return;
     }
-    if (!integration_exists(j)) {
+    int exists = integration_exists(j);
+    if (exists < 0) {
+        /* Not knowing is not "removed": wait for Redis, never drop the job. */
+        job_wait(j, 1000);
+        return;
+    }
+    if (!exists) {
         job_skip(j, "integration removed");
         return;
     }
@@ -419,6 +426,25 @@ static void produce_complete(job_t *j, rec_type_t t) {
     free(s);
 }
 
+static int job_resume(job_t *j);
+static void job_done(job_t *j);
+
+/* Continue the job from wherever its cursor stands. */
+static void job_follow_cursor(job_t *j) {
+    int rc = job_resume(j);
+    if (rc < 0) {
+        job_retry(j, 1000, "Redis error while reading the cursor");
+    } else if (rc == 1) {
+        job_finish(j); /* done or failed by another instance: nothing left to do */
+    } else if (rc == 2) {
+        job_done(j);
+    } else {
+        j->attempt = 0;
+        j->type_done = 0;
+        job_request(j);
+    }
+}
+
 /* All records of the page (or the sync_complete marker) are in Kafka: move the cursor. */
 static void page_acked(job_t *j) {
     fetcher_t *f = j->f;
@@ -450,7 +476,12 @@ static void page_acked(job_t *j) {
     }
     int rc = msp_cursor_cas(f->redis, key, cur, nxt);
     if (rc == 0) {
-        job_abandon(j, "cursor moved by another replica");
+        /* The cursor is not where we left it: our own earlier CAS that timed out client-side
+         * but ran (a stalled Redis), or another instance of this job during a rebalance.
+         * Either way the cursor is the truth: continue from what it says. */
+        MSP_WARN("cursor.moved", j->tenant, "job=%s expected %s; following the cursor", j->job_id,
+                 cur);
+        job_follow_cursor(j);
         return;
     }
     if (rc < 0) {
@@ -588,6 +619,10 @@ static int job_load(job_t *j, char *err, size_t err_size) {
     char aad[128];
     snprintf(aad, sizeof(aad), "%s/syncro", j->tenant);
     size_t klen = 0;
+    if (j->api_key) { /* loaded before, when a Redis error sent the job back to the queue */
+        msp_secure_zero(j->api_key, strlen(j->api_key));
+        free(j->api_key);
+    }
     j->api_key = msp_secret_open(&f->key, aad, r->element[2]->str, &klen);
     freeReplyObject(r);
     if (!j->api_key) {

@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""Redis stops answering for a while in the middle of a sync (SIGSTOP, then SIGCONT: the data
+stays, the connections hang, as with a stalled or failing-over server): every service rides it
+out, the sync finishes, and the inventory is exact."""
+import signal
+import time
+
+import harness
+from harness import StackTest, http, wait_until
+
+
+class RedisOutageTest(StackTest):
+
+    def test_redis_stall_mid_sync(self):
+        s = self.make_stack(sim_config={"rate_limit": 0, "latency_ms": 30})
+        s.add_account("nova-msp", customers=25, assets=3000, token="nova-key-1234567")
+        s.add_tenant("nova")
+        st, js, _ = s.connect("nova", "nova-msp", "nova-key-1234567")
+        self.assertEqual(st, 201, js)
+
+        def mid_assets():
+            p = s.status("nova").get("progress") or {}
+            return p.get("type") == "asset" and int(p.get("page") or 0) >= 10
+        wait_until(mid_assets, 120, "asset page 10")
+        s.redis_proc.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(8)
+            # While Redis is away the gateway says so instead of hanging or crashing.
+            st, js2, _ = s.api("GET", "/v1/tenants/nova/integrations/syncro")
+            self.assertEqual(st, 503, js2)
+            self.assertIn("redis", js2["error"].lower())
+        finally:
+            s.redis_proc.send_signal(signal.SIGCONT)
+        s.wait_synced("nova", js["job_id"], assets=3000, timeout=240)
+        for svc in s.services:
+            self.assertIsNone(svc.proc.poll(), "%s died during the Redis stall" % svc.name)
+        assets = s.inventory("nova", "assets")
+        self.assertEqual(len(assets), 3000)
+        self.assertEqual(len({a["id"] for a in assets}), 3000)
+        for f in s.fetchers:
+            wait_until(lambda f=f: http("GET", f.url("/readyz"))[0] == 200, 30, "fetcher ready again")
+
+
+if __name__ == "__main__":
+    harness.main()
