@@ -229,6 +229,15 @@ static void job_finish(job_t *j) {
     if (!f->stopping) start_next_for_tenant(f, tenant);
 }
 
+/* The next scheduled sync of this tenant is one interval after this one ended. */
+static void sched_push_back(job_t *j) {
+    char skey[256];
+    msp_key(skey, sizeof(skey), j->tenant, "sched:syncro");
+    redisReply *r = redisCommand(j->f->redis, "SET %s %s PX %lld", skey, j->job_id,
+                                 j->f->conf.schedule_interval_ms);
+    if (r) freeReplyObject(r);
+}
+
 static void job_done(job_t *j) {
     fetcher_t *f = j->f;
     char key[256], now[40];
@@ -236,12 +245,7 @@ static void job_done(job_t *j) {
     if (redis_ok(f)) {
         redisReply *r = redisCommand(f->redis, "SET %s done PX %lld", key, 7LL * 86400 * 1000);
         if (r) freeReplyObject(r);
-        /* The next scheduled sync is one interval after this one finished. */
-        char skey[256];
-        msp_key(skey, sizeof(skey), j->tenant, "sched:syncro");
-        r = redisCommand(f->redis, "SET %s %s PX %lld", skey, j->job_id,
-                         f->conf.schedule_interval_ms);
-        if (r) freeReplyObject(r);
+        sched_push_back(j);
     }
     msp_format_time(msp_wall_ms(), now, sizeof(now));
     status_set(j, "state\x1f" "connected\x1f" "last_sync_at\x1f%s\x1f" "last_error\x1f\x1f" "hint\x1f\x1f"
@@ -269,6 +273,7 @@ static void job_fail(job_t *j, const char *error, const char *hint, int pause) {
         cursor_key(j, key, sizeof(key));
         redisReply *r = redisCommand(f->redis, "SET %s failed PX %lld", key, 7LL * 86400 * 1000);
         if (r) freeReplyObject(r);
+        sched_push_back(j); /* a failed sync is tried again one interval later, not at once */
     }
     event_emit(j, "job_failed", json_pack("{s:s}", "error", error));
     MSP_ERROR("job.failed", j->tenant, "job=%s %s", j->job_id, error);

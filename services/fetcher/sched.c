@@ -4,7 +4,8 @@
  * Every replica runs the same check, and for each tenant with a Syncro integration tries to
  * take the lease mspsync:{t}:sched:syncro with SET NX PX <interval>. Only the replica whose SET
  * wins queues the job, so two replicas never schedule the same tenant twice in one interval.
- * A finished job resets the lease, so the next run is one interval after the last sync ended.
+ * A finished or failed job resets the lease, so the next run is one interval after the last sync
+ * ended (a failed one is not retried at once: its own retries are already spent).
  * Integrations paused by an auth or permission error are skipped until a user acts.
  */
 #include "fetcher.h"
