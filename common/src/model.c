@@ -405,11 +405,17 @@ void msp_record_fingerprint(const json_t *canonical, char out[65]) {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     int ok = EVP_Digest(text, strlen(text), md, &len, EVP_sha256(), NULL) == 1 && len == 32;
-    free(text);
+    msp_json_free(text);
     if (!ok) return;
     for (unsigned int i = 0; i < len; i++) {
         out[2 * i] = hex[md[i] >> 4];
         out[2 * i + 1] = hex[md[i] & 0xf];
     }
     out[64] = '\0';
+}
+
+void msp_json_free(void *p) {
+    json_free_t f = NULL;
+    json_get_alloc_funcs(NULL, &f);
+    if (p) f(p);
 }

@@ -22,6 +22,7 @@
 #include <mspsync/log.h>
 #include <mspsync/ops.h>
 
+#include "json_arena.h"
 #include "normalizer.h"
 
 #define SERVICE           "normalizer"
@@ -33,6 +34,7 @@
 static struct {
     char     *brokers, *redis_url, *topic_prefix, *group, *metrics_bind, *port_file, *log_level;
     long long batch_size, metrics_port;
+    int       json_arena;
 } cfg;
 
 static const msp_config_entry_t config_table[] = {
@@ -54,6 +56,9 @@ static const msp_config_entry_t config_table[] = {
     {"MSPSYNC_PORT_FILE", MSP_CFG_STR, "", "If set, the bound metrics port is written to this file",
      &cfg.port_file, 0, 0, 0},
     {"MSPSYNC_LOG_LEVEL", MSP_CFG_STR, "info", "debug, info, warn or error", &cfg.log_level, 0, 0, 0},
+    {"MSPSYNC_JSON_ARENA", MSP_CFG_BOOL, "1",
+     "Allocate each batch's JSON in one arena freed at commit (0 = plain malloc)", &cfg.json_arena,
+     0, 0, 0},
     {NULL, MSP_CFG_STR, NULL, NULL, NULL, 0, 0, 0},
 };
 
@@ -126,6 +131,8 @@ int main(int argc, char **argv)
      * normalizer's time in perf). Without fastbins the same frees go to tcache and the bins
      * directly: +10-14 % records/s (docs/benchmarks.md). */
     mallopt(M_MXFAST, 0);
+    if (cfg.json_arena)
+        nz_json_arena_enable();
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -236,6 +243,7 @@ out:
         rd_kafka_destroy(producer);
     }
     nz_destroy(nz);   /* after the producer: it may reference outputs until then */
+    nz_json_arena_destroy();
     if (http)
         evhttp_free(http);
     if (base)

@@ -25,6 +25,7 @@
 #include <mspsync/redis.h>
 
 #include "envelope.h"
+#include "json_arena.h"
 #include "resp.h"
 
 #define NZ_SERVICE      "normalizer"
@@ -347,7 +348,7 @@ static void out_record(nz_t *nz, nz_type_t type, const char *tenant, const char 
 {
     nz_out_t *o = out_new(nz);
     if (!o) {
-        free(payload);
+        msp_json_free(payload);
         return;
     }
     size_t tl = strlen(tenant), il = strlen(id);
@@ -355,7 +356,7 @@ static void out_record(nz_t *nz, nz_type_t type, const char *tenant, const char 
     if (off < 0 || nz_buf_append(&nz->arena, "/", 1) < 0 || nz_buf_append(&nz->arena, id, il) < 0) {
         nz->oom = 1;
         nz->nouts--;
-        free(payload);
+        msp_json_free(payload);
         return;
     }
     o->topic       = msp_topic(type == NZ_TYPE_CUSTOMER ? MSP_TOPIC_CUSTOMERS : MSP_TOPIC_ASSETS);
@@ -431,7 +432,7 @@ static int drain_outputs(nz_t *nz)
 static void outputs_reset(nz_t *nz)
 {
     for (size_t i = 0; i < nz->nouts; i++)
-        free(nz->outs[i].payload);
+        msp_json_free(nz->outs[i].payload);
     nz->nouts    = 0;
     nz->npending = 0;
     nz->nfailed  = 0;
@@ -908,6 +909,11 @@ int nz_process_batch(nz_t *nz, rd_kafka_message_t **msgs, size_t n)
     }
     for (size_t i = 0; i < n; i++)
         item_clear(&nz->items[i]);
+    /* Every tree of the batch is released and every payload acknowledged (commit): the
+     * jansson arena can start over. After an abort librdkafka may still hold payloads, and
+     * the process is stopping anyway: keep the memory. */
+    if (rc == 0 && nz_json_arena_enabled())
+        nz_json_arena_reset();
     return rc;
 }
 

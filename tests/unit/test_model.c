@@ -54,7 +54,7 @@ static int file_exists(const char *path) {
 
 /* Run one case; @returns 0 pass, 1 fail (reason printed). */
 static int run_case(const char *dir, const char *input) {
-    char base[512], path[1024], expected_path[1024], error_path[1024];
+    char base[512], path[2048], expected_path[2048], error_path[2048];
     snprintf(base, sizeof(base), "%.*s", (int)(strlen(input) - 5), input); /* minus ".json" */
     snprintf(path, sizeof(path), "%s/%s", dir, input);
     snprintf(expected_path, sizeof(expected_path), "%s/%s.expected.json", dir, base);

@@ -66,4 +66,10 @@ int msp_normalize_mac(const char *in, char out[18]);
  */
 void msp_record_fingerprint(const json_t *canonical, char out[65]);
 
+/**
+ * @brief Free memory that jansson handed out (a json_dumps() result) with the free function
+ * jansson is configured with (json_set_alloc_funcs), never with plain free().
+ */
+void msp_json_free(void *p);
+
 #endif
