@@ -8,6 +8,8 @@
 #   msp_port_free P    exit 0 when nothing listens on 127.0.0.1:P (bind test)
 #   msp_pid_alive PID  exit 0 when PID is a live (non-zombie) process
 #   msp_pid_matches PID WORD  exit 0 when PID is alive and its command line contains WORD
+#   msp_purge_state_dir DIR NAME MARKER...  delete DIR, refusing one that is not ours (not empty
+#                      and holding none of the MARKER files) or that is /, $HOME or the repo
 
 MSPSYNC_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 : "${MSPSYNC_LOCAL_DIR:=$MSPSYNC_REPO/.local}"
@@ -61,4 +63,15 @@ msp_pid_matches() {
 
 msp_check_port_arg() {
     if ! [[ "$1" =~ ^[0-9]+$ ]] || [ "$1" -lt 1 ] || [ "$1" -gt 65535 ]; then msp_die "invalid port: $1"; fi
+}
+
+msp_purge_state_dir() {
+    local d=$1 name=$2 m ok=0
+    shift 2
+    case "$d" in /|"$HOME"|"$MSPSYNC_REPO"|"$MSPSYNC_LOCAL_DIR") msp_die "refusing to purge $d" ;; esac
+    if [ -n "$(ls -A "$d")" ]; then
+        for m in "$@"; do [ -f "$d/$m" ] && ok=1; done
+        [ "$ok" = 1 ] || msp_die "refusing to purge $d: not a $name state dir"
+    fi
+    rm -rf "$d"
 }

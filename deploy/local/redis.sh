@@ -102,13 +102,8 @@ do_stop() {
         fi
     fi
     rm -f "$PIDFILE"
-    if [ "$purge" = 1 ]; then
-        case "$dir" in /|"$HOME"|"$MSPSYNC_REPO"|"$MSPSYNC_LOCAL_DIR") msp_die "refusing to purge $dir" ;; esac
-        if [ -n "$(ls -A "$dir")" ] && [ ! -f "$dir/port" ]; then
-            msp_die "refusing to purge $dir: not a redis.sh state dir"
-        fi
-        rm -rf "$dir"
-    fi
+    [ "$purge" = 1 ] && msp_purge_state_dir "$dir" redis.sh port
+    return 0
 }
 
 do_status() {

@@ -402,6 +402,13 @@ class Stack:
             return consumed is not None and consumed >= sum(end.values())
         return wait_until(caught_up, timeout, "normalizer caught up", interval=0.5)
 
+    def wait_asset_page(self, tenant, page, timeout=120):
+        """Wait until the running sync of tenant is at least at asset page `page` (mid-sync)."""
+        def there():
+            p = self.status(tenant).get("progress") or {}
+            return p.get("type") == "asset" and int(p.get("page") or 0) >= page
+        return wait_until(there, timeout, "%s at asset page %d" % (tenant, page))
+
     def sync_now(self, tenant, types=("customers", "assets")):
         st, js, _ = self.api("POST", "/v1/tenants/%s/integrations/syncro/sync" % tenant, {"types": list(types)})
         assert st == 202, (st, js)

@@ -5,7 +5,7 @@ import collections
 import json
 
 import harness
-from harness import StackTest, wait_until
+from harness import StackTest
 
 
 class FetcherKillTest(StackTest):
@@ -19,11 +19,7 @@ class FetcherKillTest(StackTest):
         self.assertEqual(st, 201, js)
         job = js["job_id"]
 
-        def mid_assets():
-            st = s.status("echo")
-            p = st.get("progress") or {}
-            return p.get("type") == "asset" and int(p.get("page") or 0) >= 15
-        wait_until(mid_assets, 120, "asset page 15")
+        s.wait_asset_page("echo", 15)
         fetcher = s.fetchers[0]
         fetcher.kill9()
         cursor = s.redis("GET", "mspsync:{echo}:cursor:syncro:" + job)

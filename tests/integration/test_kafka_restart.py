@@ -6,7 +6,7 @@ import subprocess
 import time
 
 import harness
-from harness import StackTest, wait_until
+from harness import StackTest
 
 KAFKA_SH = os.path.join(harness.SOURCE, "deploy/local/kafka.sh")
 
@@ -20,10 +20,7 @@ class KafkaRestartTest(StackTest):
         st, js, _ = s.connect("mike", "mike-msp", "mike-key-1234567")
         self.assertEqual(st, 201, js)
 
-        def mid_assets():
-            p = s.status("mike").get("progress") or {}
-            return p.get("type") == "asset" and int(p.get("page") or 0) >= 10
-        wait_until(mid_assets, 120, "asset page 10")
+        s.wait_asset_page("mike", 10)
         subprocess.run([KAFKA_SH, "stop", "--dir", harness.KAFKA_DIR], check=True, timeout=60)
         time.sleep(5)
         out = subprocess.run([KAFKA_SH, "start", "--dir", harness.KAFKA_DIR], check=True, timeout=180,

@@ -18,10 +18,7 @@ class RedisOutageTest(StackTest):
         st, js, _ = s.connect("nova", "nova-msp", "nova-key-1234567")
         self.assertEqual(st, 201, js)
 
-        def mid_assets():
-            p = s.status("nova").get("progress") or {}
-            return p.get("type") == "asset" and int(p.get("page") or 0) >= 10
-        wait_until(mid_assets, 120, "asset page 10")
+        s.wait_asset_page("nova", 10)
         s.redis_proc.send_signal(signal.SIGSTOP)
         try:
             time.sleep(8)
