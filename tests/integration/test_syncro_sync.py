@@ -115,6 +115,8 @@ class SyncroSyncTest(StackTest):
             text = svc.logtext() if svc is not s.sim else ""
             for tenant, key in keys.items():
                 self.assertNotIn(key, text, "API key of %s found in %s log" % (tenant, svc.name))
+            self.assertNotIn(s.admin_token, text, "admin token found in %s log" % svc.name)
+            self.assertNotIn(s.secret_key, text, "secret key found in %s log" % svc.name)
 
     def test_api_key_is_sealed_in_redis(self):
         s = self.make_stack(sim_config={"rate_limit": 0})
