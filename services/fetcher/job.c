@@ -743,7 +743,13 @@ static void job_step(job_t *j) {
     }
     char now[40];
     msp_format_time(msp_wall_ms(), now, sizeof(now));
-    status_set(j, "state\x1f" "syncing\x1f" "job_id\x1f%s\x1f" "job_started_at\x1f%s", j->job_id, now);
+    char tlist[32] = "";
+    for (int i = 0; i < j->todo_cnt; i++)
+        snprintf(tlist + strlen(tlist), sizeof(tlist) - strlen(tlist), "%s%s", i ? "," : "",
+                 types[j->todo[i]].type);
+    /* job_types lets the gateway tell "fetched" from "in the inventory" (normalizer marks). */
+    status_set(j, "state\x1f" "syncing\x1f" "job_id\x1f%s\x1f" "job_started_at\x1f%s\x1f" "job_types\x1f%s",
+               j->job_id, now, tlist);
     json_t *tl = json_array();
     for (int i = 0; i < j->todo_cnt; i++) json_array_append_new(tl, json_string(types[j->todo[i]].plural));
     event_emit(j, "job_started", json_pack("{s:o,s:s,s:s}", "types", tl, "reason", j->reason,

@@ -416,18 +416,40 @@ static const char *state_label(const char *state) {
     return "Connected";
 }
 
+/*
+ * The fetcher says "connected" once every page of the job is in Kafka; the inventory is current
+ * only when the normalizer has also processed the job's end-of-type markers (it records
+ * inv:stats <type>_complete_job). @returns 1 when some type of the job is still pending.
+ */
+static int inventory_pending(const redisReply *status, const redisReply *stats) {
+    const char *job = hget(status, "job_id"), *types = hget(status, "job_types");
+    if (!job || !types || !types[0])
+        return 0;
+    char list[64], field[48];
+    snprintf(list, sizeof(list), "%s", types);
+    for (char *save = NULL, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        snprintf(field, sizeof(field), "%s_complete_job", t);
+        const char *done = hget(stats, field);
+        if (!done || strcmp(done, job) != 0)
+            return 1;
+    }
+    return 0;
+}
+
 void api_syncro_get(gw_t *gw, struct evhttp_request *req, const char *tenant) {
     const char *route = "integration";
-    char err[256], ikey[128], skey[128], k[4][128];
+    char err[256], ikey[128], skey[128], stkey[128], k[4][128];
     msp_key(ikey, sizeof(ikey), tenant, "integration:syncro");
     msp_key(skey, sizeof(skey), tenant, "status:syncro");
+    msp_key(stkey, sizeof(stkey), tenant, "inv:stats");
     msp_key(k[0], sizeof(k[0]), tenant, "inv:customers");
     msp_key(k[1], sizeof(k[1]), tenant, "inv:assets");
     msp_key(k[2], sizeof(k[2]), tenant, "inv:gone:asset");
     msp_key(k[3], sizeof(k[3]), tenant, "inv:gone:customer");
-    redisReply *ri = NULL, *rs = NULL, *rc[4] = {0};
+    redisReply *ri = NULL, *rs = NULL, *rst = NULL, *rc[4] = {0};
     int ok = (ri = gw_redis(gw, err, sizeof(err), "HGETALL %s", ikey)) != NULL &&
              (rs = gw_redis(gw, err, sizeof(err), "HGETALL %s", skey)) != NULL &&
+             (rst = gw_redis(gw, err, sizeof(err), "HGETALL %s", stkey)) != NULL &&
              (rc[0] = gw_redis(gw, err, sizeof(err), "ZCARD %s", k[0])) != NULL &&
              (rc[1] = gw_redis(gw, err, sizeof(err), "ZCARD %s", k[1])) != NULL &&
              (rc[2] = gw_redis(gw, err, sizeof(err), "SCARD %s", k[2])) != NULL &&
@@ -448,23 +470,31 @@ void api_syncro_get(gw_t *gw, struct evhttp_request *req, const char *tenant) {
                                    (json_int_t)rc[2]->integer, "customers_gone",
                                    (json_int_t)rc[3]->integer);
         const char *last_error = hget(rs, "last_error"), *hint = hget(rs, "hint");
+        const char *state = state_label(hget(rs, "state"));
+        int pending = !strcmp(state, "Connected") && inventory_pending(rs, rst);
+        if (pending)
+            state = "Syncing"; /* fetched, not yet all in the inventory */
         json_t *o = json_pack(
             "{s:s,s:o,s:o,s:s,s:s,s:s,s:o,s:o,s:b,s:o,s:o,s:o,s:o}", "integration", "syncro",
             "base_url", jstr(hget(ri, "base_url")), "account_id", jstr(hget(ri, "account_id")),
-            "state", state_label(hget(rs, "state")), "last_error", last_error ? last_error : "",
+            "state", state, "last_error", last_error ? last_error : "",
             "hint", hint ? hint : "", "last_sync_at", jstr(hget(rs, "last_sync_at")), "job_id",
             jstr(hget(rs, "job_id")), "paused", paused && strcmp(paused, "1") == 0, "progress",
             progress, "counts", counts, "created_at", jstr(hget(ri, "created_at")), "updated_at",
             jstr(hget(ri, "updated_at")));
-        if (o)
+        if (o) {
+            json_object_set_new(o, "inventory_pending", json_boolean(pending));
             gw_reply(gw, req, route, 200, o);
-        else
+        } else {
             gw_reply_error(gw, req, route, 500, "could not render the integration status");
+        }
     }
     if (ri)
         freeReplyObject(ri);
     if (rs)
         freeReplyObject(rs);
+    if (rst)
+        freeReplyObject(rst);
     for (int i = 0; i < 4; i++)
         if (rc[i])
             freeReplyObject(rc[i]);

@@ -812,6 +812,13 @@ static int sweep(nz_t *nz, const nz_item_t *sc)
             marked++;
         }
     }
+    /* The inventory now reflects this job for this type: the gateway reports the integration
+     * Connected only once every type of the job got here (committed with the gone marks). */
+    char field[48];
+    snprintf(field, sizeof field, "%s_complete_job", tn);
+    w_tenant(nz, tenant);
+    msp_key(k, sizeof k, tenant, "inv:stats");
+    W(nz, "HSET", k, field, sc->env.job_id);
     MSP_INFO("sweep.done", tenant, "type=%s job=%s candidates=%zu marked_gone=%d", tn,
              sc->env.job_id, n, marked);
     return nz->oom ? -2 : 0;

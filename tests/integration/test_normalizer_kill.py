@@ -25,7 +25,12 @@ class NormalizerKillTest(StackTest):
         s.normalizer.kill9()  # let raw.records pile up, so the kills land mid-stream
         st, js, _ = s.connect("lima", "lima-msp", "lima-key-1234567")
         self.assertEqual(st, 201, js)
-        wait_until(lambda: s.status("lima")["state"] == "Connected", 120, "fetch finished")
+        # Every page is in Kafka but nothing is in the inventory yet: the status says so
+        # instead of claiming Connected.
+        st = wait_until(lambda: (lambda x: x if x["inventory_pending"] else None)(s.status("lima")),
+                        120, "fetch finished, inventory pending")
+        self.assertEqual(st["state"], "Syncing")
+        self.assertEqual(st["counts"]["assets"], 0)
         total = sum(s.topic_end_offsets("raw.records").values())
         mid_stream = 0
         for round_ in range(3):
