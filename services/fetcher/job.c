@@ -25,6 +25,7 @@
 #include <jansson.h>
 
 #include "mspsync/backoff.h"
+#include "mspsync/syncro_store.h"
 #include "mspsync/crypto.h"
 #include "mspsync/kafka.h"
 #include "mspsync/log.h"
@@ -69,10 +70,7 @@ struct job_s {
     int32_t partition;
     int64_t offset;
 
-    char  base_url[512];
-    char  bucket_key[600];
-    char *api_key;
-    char  auth_header[600];
+    msp_syncro_integration_t syncro;   /* base URL, auth header, bucket key */
 
     int  page;
     int  total_pages;
@@ -165,11 +163,7 @@ static void job_free(job_t *j) {
     }
     f->jobs_cnt--;
     if (j->timer) event_free(j->timer);
-    if (j->api_key) {
-        msp_secure_zero(j->api_key, strlen(j->api_key));
-        free(j->api_key);
-    }
-    msp_secure_zero(j->auth_header, sizeof(j->auth_header));
+    msp_syncro_integration_clear(&j->syncro);
     free(j->src_topic);
     free(j);
     msp_metric_set(f->metrics, "mspsync_fetcher_jobs", NULL, f->jobs_cnt);
@@ -366,7 +360,7 @@ static void job_request(job_t *j) {
     }
     int64_t wait_ms = 0;
     char err[256];
-    int rc = msp_gcra_take(f->redis, j->bucket_key, f->conf.syncro_rate, (int)f->conf.syncro_burst,
+    int rc = msp_gcra_take(f->redis, j->syncro.bucket_key, f->conf.syncro_rate, (int)f->conf.syncro_burst,
                            1, &wait_ms, err, sizeof(err));
     if (rc < 0) {
         MSP_WARN("ratelimit.error", j->tenant, "%s", err);
@@ -381,8 +375,8 @@ static void job_request(job_t *j) {
     }
     const rec_type_t t = j->todo[j->todo_idx];
     char url[1024];
-    msp_syncro_list_url(j->base_url, types[t].resource, j->page, 0, url, sizeof(url));
-    const char *headers[] = {j->auth_header, "Accept: application/json", NULL};
+    msp_syncro_list_url(j->syncro.base_url, types[t].resource, j->page, 0, url, sizeof(url));
+    const char *headers[] = {j->syncro.auth_header, "Accept: application/json", NULL};
     msp_http_request_t req = {.method = "GET", .url = url, .headers = headers};
     j->state = JOB_HTTP;
     j->http_inflight = 1;
@@ -597,47 +591,10 @@ static void http_cb(msp_http_response_t *res, void *opaque) {
 
 /* ------------------------------------------------------------- job start */
 
-/* Load the integration (base URL, sealed key) and where the cursor says to resume. */
+/* Load the integration (base URL, sealed key). @returns as msp_syncro_integration_load. */
 static int job_load(job_t *j, char *err, size_t err_size) {
-    fetcher_t *f = j->f;
-    char key[256];
-    msp_key(key, sizeof(key), j->tenant, "integration:syncro");
-    redisReply *r = redisCommand(f->redis, "HMGET %s base_url account_id api_key_sealed", key);
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
-        snprintf(err, err_size, "redis: %s", r && r->type == REDIS_REPLY_ERROR ? r->str : "no reply");
-        if (r) freeReplyObject(r);
-        return -1;
-    }
-    if (r->element[0]->type != REDIS_REPLY_STRING || r->element[2]->type != REDIS_REPLY_STRING) {
-        freeReplyObject(r);
-        return 1; /* no integration (removed) */
-    }
-    snprintf(j->base_url, sizeof(j->base_url), "%s", r->element[0]->str);
-    char account[512];
-    if (r->element[1]->type == REDIS_REPLY_STRING)
-        snprintf(account, sizeof(account), "%s", r->element[1]->str);
-    else
-        msp_syncro_account_id(j->base_url, account, sizeof(account));
-    char tag[560];
-    snprintf(tag, sizeof(tag), "syncro:%s", account);
-    msp_key(j->bucket_key, sizeof(j->bucket_key), tag, "rl");
-    char aad[128];
-    snprintf(aad, sizeof(aad), "%s/syncro", j->tenant);
-    size_t klen = 0;
-    if (j->api_key) { /* loaded before, when a Redis error sent the job back to the queue */
-        msp_secure_zero(j->api_key, strlen(j->api_key));
-        free(j->api_key);
-    }
-    j->api_key = msp_secret_open(&f->key, aad, r->element[2]->str, &klen);
-    freeReplyObject(r);
-    if (!j->api_key) {
-        snprintf(err, err_size,
-                 "the stored Syncro API key cannot be decrypted (was MSPSYNC_SECRET_KEY changed?)");
-        return 2;
-    }
-    msp_log_redact(j->api_key);
-    msp_syncro_auth_header(j->api_key, j->auth_header, sizeof(j->auth_header));
-    return 0;
+    return msp_syncro_integration_load(j->f->redis, &j->f->key, j->tenant, &j->syncro, err,
+                                       err_size);
 }
 
 /* Paused after an auth or permission error: only a user's action (save, sync now) resumes. */
