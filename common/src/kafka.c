@@ -14,6 +14,7 @@
 #include <string.h>
 
 static char *topic_prefix;
+static char *group_instance_id;
 
 #define MAX_TOPICS 16
 static struct {
@@ -21,6 +22,11 @@ static struct {
     char *full;
 } topics[MAX_TOPICS];
 static int topics_cnt;
+
+void msp_kafka_group_instance_set(const char *id) {
+    free(group_instance_id);
+    group_instance_id = id && id[0] ? strdup(id) : NULL;
+}
 
 void msp_topic_prefix_set(const char *prefix) {
     free(topic_prefix);
@@ -94,6 +100,11 @@ rd_kafka_t *msp_kafka_consumer_new(const char *brokers, const char *group, const
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
+    if (group_instance_id &&
+        conf_set(conf, "group.instance.id", group_instance_id, errstr, errstr_size)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
     if (rebalance_cb) rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_conf_set_opaque(conf, opaque);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
@@ -125,6 +136,7 @@ int msp_kafka_ensure_topics(const char *brokers, int partitions, int timeout_ms,
     } want[] = {
         {MSP_TOPIC_SYNC_JOBS, 0}, {MSP_TOPIC_RAW_RECORDS, 0}, {MSP_TOPIC_SYNC_EVENTS, 0},
         {MSP_TOPIC_CUSTOMERS, 1}, {MSP_TOPIC_ASSETS, 1},      {MSP_TOPIC_DLQ, 0},
+        {MSP_TOPIC_INCIDENTS, 0},
     };
     const int n = (int)(sizeof(want) / sizeof(want[0]));
     rd_kafka_conf_t *conf = rd_kafka_conf_new();

@@ -11,7 +11,7 @@
 
 #include <mspsync/model.h>
 
-static const char *const type_names[NZ_TYPE_COUNT] = {"customer", "asset"};
+static const char *const type_names[NZ_TYPE_COUNT] = {"customer", "asset", "incident"};
 
 const char *nz_type_name(nz_type_t type)
 {
@@ -113,9 +113,11 @@ int nz_envelope_parse(nz_envelope_t *env, const void *value, size_t len, char *r
         env->kind = NZ_KIND_RECORD;
     else if (strcmp(ks, "sync_complete") == 0)
         env->kind = NZ_KIND_SYNC_COMPLETE;
+    else if (strcmp(ks, "incident") == 0)
+        env->kind = NZ_KIND_INCIDENT;
     else {
-        snprintf(reason, reason_size, "unknown kind \"%.64s\" (expected \"record\" or "
-                 "\"sync_complete\")", ks);
+        snprintf(reason, reason_size, "unknown kind \"%.64s\" (expected \"record\", "
+                 "\"sync_complete\" or \"incident\")", ks);
         goto fail;
     }
 
@@ -131,7 +133,13 @@ int nz_envelope_parse(nz_envelope_t *env, const void *value, size_t len, char *r
         env->type = NZ_TYPE_CUSTOMER;
     else if (strcmp(ts, "asset") == 0)
         env->type = NZ_TYPE_ASSET;
-    else {
+    else if (strcmp(ts, "incident") == 0 && env->kind == NZ_KIND_INCIDENT)
+        env->type = NZ_TYPE_INCIDENT;
+    else if (env->kind == NZ_KIND_INCIDENT) {
+        snprintf(reason, reason_size, "an incident envelope has type \"%.64s\" (expected "
+                 "\"incident\")", ts);
+        goto fail;
+    } else {
         snprintf(reason, reason_size, "unknown type \"%.64s\" (expected \"customer\" or \"asset\")",
                  ts);
         goto fail;
@@ -139,10 +147,11 @@ int nz_envelope_parse(nz_envelope_t *env, const void *value, size_t len, char *r
 
     if (!(env->tenant = need_string(root, "tenant", NZ_TENANT_MAX, reason, reason_size)))
         goto fail;
-    if (!(env->job_id = need_string(root, "job_id", NZ_JOB_ID_MAX, reason, reason_size)))
+    if (env->kind != NZ_KIND_INCIDENT &&
+        !(env->job_id = need_string(root, "job_id", NZ_JOB_ID_MAX, reason, reason_size)))
         goto fail;
 
-    if (env->kind == NZ_KIND_RECORD) {
+    if (env->kind == NZ_KIND_RECORD || env->kind == NZ_KIND_INCIDENT) {
         const json_t *payload = json_object_get(root, "payload");
         if (!json_is_object(payload)) {
             snprintf(reason, reason_size, payload ? "record payload is a JSON %s, not an object"

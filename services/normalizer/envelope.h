@@ -11,8 +11,13 @@
 #include <stddef.h>
 #include <jansson.h>
 
-typedef enum { NZ_KIND_RECORD = 0, NZ_KIND_SYNC_COMPLETE = 1 } nz_kind_t;
-typedef enum { NZ_TYPE_CUSTOMER = 0, NZ_TYPE_ASSET = 1, NZ_TYPE_COUNT = 2 } nz_type_t;
+typedef enum { NZ_KIND_RECORD = 0, NZ_KIND_SYNC_COMPLETE = 1, NZ_KIND_INCIDENT = 2 } nz_kind_t;
+typedef enum {
+    NZ_TYPE_CUSTOMER = 0,
+    NZ_TYPE_ASSET    = 1,
+    NZ_TYPE_INCIDENT = 2,   /* kind "incident" only: a webhook, not part of any sync job */
+    NZ_TYPE_COUNT    = 3
+} nz_type_t;
 
 /** Longest tenant id accepted: keys are built in fixed stack buffers. */
 #define NZ_TENANT_MAX 128
@@ -24,8 +29,8 @@ typedef struct nz_envelope_s {
     nz_kind_t      kind;
     nz_type_t      type;
     const char    *tenant;   /**< borrowed from root */
-    const char    *job_id;   /**< borrowed from root */
-    const json_t  *payload;  /**< borrowed from root; records only */
+    const char    *job_id;   /**< borrowed from root; NULL for incidents */
+    const json_t  *payload;  /**< borrowed from root; records and incidents */
 } nz_envelope_t;
 
 /**
@@ -39,7 +44,7 @@ int nz_envelope_parse(nz_envelope_t *env, const void *value, size_t len, char *r
 /** @brief Release env->root and zero env. NULL-safe. */
 void nz_envelope_clear(nz_envelope_t *env);
 
-/** @brief "customer" / "asset". */
+/** @brief "customer" / "asset" / "incident". */
 const char *nz_type_name(nz_type_t type);
 
 #endif

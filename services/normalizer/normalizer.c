@@ -21,6 +21,7 @@
 #include <mspsync/backoff.h>
 #include <mspsync/kafka.h>
 #include <mspsync/log.h>
+#include <mspsync/incident.h>
 #include <mspsync/model.h>
 #include <mspsync/redis.h>
 
@@ -43,7 +44,7 @@
 enum { R_CHANGED, R_UNCHANGED, R_GONE, R_DEAD, R_COUNT };
 static const char *const result_names[R_COUNT] = {"changed", "unchanged", "gone", "dead_lettered"};
 
-typedef enum { IT_DEAD = 0, IT_RECORD, IT_SYNC } nz_item_state_t;
+typedef enum { IT_DEAD = 0, IT_RECORD, IT_SYNC, IT_INCIDENT } nz_item_state_t;
 
 typedef struct nz_item_s {
     rd_kafka_message_t *msg;
@@ -97,7 +98,7 @@ struct nz_s {
 
     nz_stat_t    *stats;
     size_t        nstats, stats_cap;
-    long long     metric_n[NZ_TYPE_COUNT + 1][R_COUNT];  /* per batch; row 2 = unknown type */
+    long long     metric_n[NZ_TYPE_COUNT + 1][R_COUNT];  /* per batch; last row = unknown type */
 
     int          *dedup;               /* open-addressing table of item indexes, -1 = empty */
     size_t        dedup_cap;
@@ -342,26 +343,34 @@ static nz_out_t *out_new(nz_t *nz)
     return o;
 }
 
-/* Produce a canonical record; takes ownership of payload (a json_dumps result). */
+/*
+ * Produce a canonical record; takes ownership of payload (a json_dumps result). Customers and
+ * assets are keyed "<tenant>/<id>"; incidents by their fingerprint (id), which already names the
+ * tenant, so that one incident's events stay in order in one partition.
+ */
 static void out_record(nz_t *nz, nz_type_t type, const char *tenant, const char *id,
                        char *payload)
 {
+    static const char *const topics[NZ_TYPE_COUNT] = {MSP_TOPIC_CUSTOMERS, MSP_TOPIC_ASSETS,
+                                                      MSP_TOPIC_INCIDENTS};
     nz_out_t *o = out_new(nz);
     if (!o) {
         msp_json_free(payload);
         return;
     }
-    size_t tl = strlen(tenant), il = strlen(id);
+    int    keyed_by_id = type == NZ_TYPE_INCIDENT;
+    size_t tl = keyed_by_id ? 0 : strlen(tenant), il = strlen(id);
     long   off = nz_buf_append(&nz->arena, tenant, tl);
-    if (off < 0 || nz_buf_append(&nz->arena, "/", 1) < 0 || nz_buf_append(&nz->arena, id, il) < 0) {
+    if (off < 0 || (!keyed_by_id && nz_buf_append(&nz->arena, "/", 1) < 0) ||
+        nz_buf_append(&nz->arena, id, il) < 0) {
         nz->oom = 1;
         nz->nouts--;
         msp_json_free(payload);
         return;
     }
-    o->topic       = msp_topic(type == NZ_TYPE_CUSTOMER ? MSP_TOPIC_CUSTOMERS : MSP_TOPIC_ASSETS);
+    o->topic       = msp_topic(topics[type]);
     o->key_off     = off;
-    o->key_len     = tl + 1 + il;
+    o->key_len     = keyed_by_id ? il : tl + 1 + il;
     o->payload     = payload;
     o->payload_len = strlen(payload);
     out_send(nz, nz->nouts - 1);
@@ -563,6 +572,17 @@ static void item_prepare(nz_t *nz, nz_item_t *it, rd_kafka_message_t *m)
 
     char        err[400] = "";
     nz_type_t   type     = it->env.type;
+    if (it->env.kind == NZ_KIND_INCIDENT) {
+        const char *received = json_string_value(json_object_get(it->env.root, "received_at"));
+        it->canon = msp_map_mtp_incident(it->env.tenant, it->env.payload, received, err, sizeof err);
+        if (!it->canon) {
+            dead_letter(nz, it, (int)type, err);
+            return;
+        }
+        it->id    = json_string_value(json_object_get(it->canon, "fingerprint"));
+        it->state = IT_INCIDENT;
+        return;
+    }
     it->canon = type == NZ_TYPE_CUSTOMER
                     ? msp_map_syncro_customer(it->env.tenant, it->env.payload, err, sizeof err)
                     : msp_map_syncro_asset(it->env.tenant, it->env.payload, err, sizeof err);
@@ -674,6 +694,15 @@ static int do_segment(nz_t *nz, size_t a, size_t b)
 
     for (size_t i = a; i < b; i++) {
         nz_item_t *it = &nz->items[i];
+        if (it->state == IT_INCIDENT) {
+            /* No inventory state: every event goes on, the ticket-creator deduplicates. */
+            char *json = json_dumps(it->canon, JSON_COMPACT);
+            if (!json)
+                return -2;
+            out_record(nz, NZ_TYPE_INCIDENT, it->env.tenant, it->id, json);   /* takes json */
+            metric_count(nz, NZ_TYPE_INCIDENT, R_CHANGED);
+            continue;
+        }
         if (it->state != IT_RECORD)
             continue;
         const char *tenant = it->env.tenant, *tn = nz_type_name(it->env.type);
@@ -901,8 +930,9 @@ int nz_process_batch(nz_t *nz, rd_kafka_message_t **msgs, size_t n)
     if (rc == 0) {
         store_offsets(nz, msgs, n);
         publish_metrics(nz, started);
-        long long dead = nz->metric_n[0][R_DEAD] + nz->metric_n[1][R_DEAD] +
-                         nz->metric_n[2][R_DEAD];
+        long long dead = 0;
+        for (int t = 0; t <= NZ_TYPE_COUNT; t++)
+            dead += nz->metric_n[t][R_DEAD];
         MSP_DEBUG("batch.done", NULL, "messages=%zu dead_lettered=%lld ms=%lld", n, dead,
                   (long long)(msp_now_ms() - started));
     } else {

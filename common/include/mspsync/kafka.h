@@ -22,6 +22,14 @@
 #define MSP_TOPIC_CUSTOMERS   "customers"
 #define MSP_TOPIC_ASSETS      "assets"
 #define MSP_TOPIC_DLQ         "dlq"
+#define MSP_TOPIC_INCIDENTS   "incidents"
+
+/**
+ * @brief Static group membership (KIP-345) for the consumers made after this call: a replica
+ * that restarts with the same id (e.g. a StatefulSet pod name) takes its partitions back at once
+ * instead of after the session timeout. NULL or "" = dynamic membership (the default). Copied.
+ */
+void msp_kafka_group_instance_set(const char *id);
 
 /** @brief Set the prefix (copied). Call once at start-up before msp_topic(). */
 void msp_topic_prefix_set(const char *prefix);
