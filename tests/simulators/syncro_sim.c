@@ -8,18 +8,25 @@
  * document plus what real traffic shows (see shared/vendor-specs/NOTES.md): 64-bit ids, assets
  * always 50 per page, a missing permission answers 401, RMM trigger flags are strings.
  *
+ * Tickets are the one writable resource a client creates: each account keeps them in memory
+ * (POST/GET/PUT /tickets, POST /tickets/{id}/comment, GET /tickets/settings). Beside the vendor
+ * shape every ticket records, for tests only and visible only through /_sim, when its create
+ * request arrived (received_at_us, CLOCK_REALTIME) and who changed its status when
+ * (status_history: by "api" or "admin"). The admin API plays the technician: it edits a ticket
+ * and adds comments without touching the vendor counters.
+ *
  * Every vendor API request goes through the same pipeline, in this order:
  *   count it (stats) -> rate limit (429) -> injected faults -> auth (401) -> permission (401)
  *   -> handler -> (malformed body / hang / latency applied to the answer).
  *
  * Invariants:
  *  - Single-threaded: everything runs on one libevent loop; delays use evtimers, never sleep.
- *  - An account's customers and assets sit in arrays sorted by id, so paging is stable and a
- *    lookup by id is a binary search. New assets get ids above every existing one; deletions
- *    remove the element (memmove).
+ *  - An account's customers, assets and tickets sit in arrays sorted by id, so paging is stable
+ *    and a lookup by id is a binary search. New assets and tickets get ids above every existing
+ *    one; asset deletions remove the element (memmove). Tickets are never deleted.
  *  - Generated data is a pure function of (seed, subdomain, index): two simulators started with
  *    the same requests serve byte-identical pages (timestamps of generated records included).
- *    Only admin edits stamp "now".
+ *    Only admin edits and ticket writes stamp "now"; (re)creating an account drops its tickets.
  *  - Faults draw from one PRNG seeded by --seed; a draw happens only when the matching rate is
  *    above zero, so a run with rates off consumes nothing.
  *  - Everything allocated is freed on SIGTERM/SIGINT (the ASan build must stay leak-free).
@@ -69,13 +76,24 @@
 #define SIM_MAX_TOKEN_STATS   10000      /* distinct presented tokens tracked in stats */
 #define SIM_MAX_IP_LIMITERS   10000
 
+#define SIM_TICKETS_PER_PAGE  50         /* real traffic: tickets come 50 per page, no per_page */
+#define SIM_MAX_TICKETS       1000000    /* per account: a runaway client gets 422, not OOM */
+#define SIM_MAX_COMMENTS      10000      /* per ticket */
+#define SIM_MAX_HISTORY       1000       /* status changes kept per ticket (oldest dropped) */
+#define SIM_MAX_STATUSES      100
+#define SIM_MAX_USERS         1000
+
 #define CUSTOMER_ID_BASE      5560138523LL
 #define ASSET_ID_BASE         7000000000LL
+#define TICKET_ID_BASE        9000000000LL /* ticket ids and numbers differ, as in real traffic */
+#define TICKET_NUMBER_BASE    1001
+#define COMMENT_ID_BASE       12000000000LL
 
 static const char *const ALL_PERMISSIONS[] = {
     "Customers - List/Search", "Customers - View Detail", "Assets - List/Search",
     "Assets - View Details",   "Assets - Edit",           "Tickets - Create",
     "Tickets - Edit",          "Tickets - List/Search",   "Recurring Invoices - Edit",
+    "Tickets - View Details", /* the spec's permission for GET /tickets/{id} */
 };
 #define N_ALL_PERMISSIONS (sizeof(ALL_PERMISSIONS) / sizeof(ALL_PERMISSIONS[0]))
 
@@ -110,6 +128,13 @@ static int64_t wall_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static uint64_t mix64(uint64_t x)
@@ -163,6 +188,24 @@ static char *xstrdup(const char *s)
     return p;
 }
 
+/**
+ * Makes room for one more element after the n used ones of a dynamic array (doubling).
+ * @returns the (possibly moved) array; pointers into the old one are invalid afterwards.
+ */
+static void *vec_grow(void *v, size_t *cap, size_t n, size_t elsz)
+{
+    if (n < *cap)
+        return v;
+    size_t c = *cap ? *cap * 2 : 8;
+    void *p = realloc(v, c * elsz);
+    if (!p) {
+        fprintf(stderr, "syncro-sim: out of memory\n");
+        abort();
+    }
+    *cap = c;
+    return p;
+}
+
 /** Parses a whole decimal string as int64; returns 0 on success. */
 static int parse_i64(const char *s, int64_t *out)
 {
@@ -175,6 +218,89 @@ static int parse_i64(const char *s, int64_t *out)
         return -1;
     *out = v;
     return 0;
+}
+
+static bool take_digits(const char **p, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        char ch = (*p)[i];
+        if (ch < '0' || ch > '9')
+            return false;
+        v = v * 10 + (ch - '0');
+    }
+    *p += n;
+    *out = v;
+    return true;
+}
+
+/* days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil) */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/**
+ * Parses "YYYY-MM-DD" or an RFC 3339 date-time ("YYYY-MM-DDTHH:MM[:SS[.frac]]" then "Z",
+ * "+HH:MM", "-HHMM" or nothing, which counts as UTC; a space may stand for the "T") into epoch
+ * milliseconds. @returns 1 for a date alone, 2 for a date-time, 0 when s is neither.
+ */
+static int parse_when(const char *s, int64_t *ms)
+{
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    const char *p = s;
+    int y, mo, d, h = 0, mi = 0, sec = 0, frac = 0, kind = 1;
+    int64_t off_min = 0;
+    if (!take_digits(&p, 4, &y) || *p++ != '-' || !take_digits(&p, 2, &mo) || *p++ != '-' ||
+        !take_digits(&p, 2, &d))
+        return 0;
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || (mo == 2 && d == 29 && !leap))
+        return 0;
+    if (*p) {
+        if (*p != 'T' && *p != 't' && *p != ' ')
+            return 0;
+        p++;
+        if (!take_digits(&p, 2, &h) || *p++ != ':' || !take_digits(&p, 2, &mi))
+            return 0;
+        if (*p == ':' && (p++, !take_digits(&p, 2, &sec)))
+            return 0;
+        if (*p == '.') {
+            int nd = 0;
+            for (p++; *p >= '0' && *p <= '9'; p++, nd++)
+                if (nd < 3)
+                    frac = frac * 10 + (*p - '0');
+            if (nd == 0)
+                return 0;
+            for (; nd < 3; nd++)
+                frac *= 10;
+        }
+        if (h > 23 || mi > 59 || sec > 60)
+            return 0;
+        if (*p == 'Z' || *p == 'z') {
+            p++;
+        } else if (*p == '+' || *p == '-') {
+            int sign = *p++ == '-' ? -1 : 1, oh, om;
+            if (!take_digits(&p, 2, &oh))
+                return 0;
+            if (*p == ':')
+                p++;
+            if (!take_digits(&p, 2, &om) || oh > 23 || om > 59)
+                return 0;
+            off_min = sign * (oh * 60 + om);
+        }
+        if (*p)
+            return 0;
+        kind = 2;
+    }
+    *ms = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi - off_min) * 60000 +
+          (int64_t)sec * 1000 + frac;
+    return kind;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -473,10 +599,54 @@ typedef struct asset {
     bool poison;   /* rendered with "id":"not-a-number" */
 } asset;
 
+/* A ticket comment. Strings are owned; tech NULL and user_id 0 render as null. */
+typedef struct tcomment {
+    int64_t id;
+    int64_t created_ms, updated_ms;
+    char *subject, *body, *tech;
+    bool hidden;
+    int64_t user_id;
+} tcomment;
+
+/* One entry of a ticket's (test-only) status history. */
+typedef struct tstatus_change {
+    char *status;  /* owned */
+    int64_t at_us; /* CLOCK_REALTIME microseconds */
+    bool by_admin; /* false: the vendor API */
+} tstatus_change;
+
+typedef struct ticket {
+    int64_t id, number, customer_id;
+    char *subject, *status;                   /* owned, never NULL */
+    char *problem_type, *priority, *due_date; /* owned; NULL renders null */
+    int64_t user_id;                          /* 0: unassigned */
+    int64_t created_ms, updated_ms, resolved_ms; /* resolved_ms 0: not resolved */
+    int64_t received_at_us; /* test-only: when the create request arrived (CLOCK_REALTIME) */
+    tcomment *comments;     /* in creation order */
+    size_t ncomments, cap_comments;
+    tstatus_change *hist;
+    size_t nhist, cap_hist;
+} ticket;
+
+typedef struct sim_user {
+    int64_t id;
+    char *name; /* owned */
+} sim_user;
+
+/* Per-account ticket settings, set through /_sim/accounts. */
+typedef struct ticket_settings {
+    char **statuses; /* owned strings */
+    size_t nstatuses;
+    sim_user *users;
+    size_t nusers;
+    bool require_problem_type;
+} ticket_settings;
+
 typedef struct acct_stats {
     uint64_t requests, resets;
     statusc status;
     uint64_t max_in_window;
+    uint64_t tickets_created, comments_created, ticket_updates; /* vendor API only */
 } acct_stats;
 
 typedef struct account {
@@ -490,6 +660,10 @@ typedef struct account {
     size_t nassets, cap_assets;
     int64_t next_asset_id;
     uint64_t next_asset_idx;
+    ticket *tickets; /* sorted by id: ids only grow */
+    size_t ntickets, cap_tickets;
+    int64_t next_ticket_id, next_ticket_number, next_comment_id;
+    ticket_settings tset;
     tsring rl;  /* admitted requests in the current window (scope "account") */
     tsring all; /* every request in the current window (max_in_window) */
     acct_stats st;
@@ -506,9 +680,13 @@ typedef struct token_stats {
     statusc status;
 } token_stats;
 
-enum path_class { PC_ME, PC_CUSTOMERS, PC_CUSTOMER, PC_ASSETS, PC_ASSET, PC_OTHER, PC__N };
+enum path_class {
+    PC_ME, PC_CUSTOMERS, PC_CUSTOMER, PC_ASSETS, PC_ASSET, PC_TICKETS, PC_TICKET,
+    PC_TICKET_COMMENT, PC_TICKET_SETTINGS, PC_OTHER, PC__N
+};
 static const char *const PATH_CLASS_NAMES[PC__N] = {
-    "/me", "/customers", "/customers/{id}", "/customer_assets", "/customer_assets/{id}", "other",
+    "/me", "/customers", "/customers/{id}", "/customer_assets", "/customer_assets/{id}",
+    "/tickets", "/tickets/{id}", "/tickets/{id}/comment", "/tickets/settings", "other",
 };
 
 typedef struct pending pending;
@@ -1136,17 +1314,94 @@ static void customer_free_fields(customer *c)
     free(c->addr_text);
 }
 
+static void tcomment_free_fields(tcomment *c)
+{
+    free(c->subject);
+    free(c->body);
+    free(c->tech);
+}
+
+static void ticket_free_fields(ticket *t)
+{
+    free(t->subject);
+    free(t->status);
+    free(t->problem_type);
+    free(t->priority);
+    free(t->due_date);
+    for (size_t i = 0; i < t->ncomments; i++)
+        tcomment_free_fields(&t->comments[i]);
+    free(t->comments);
+    for (size_t i = 0; i < t->nhist; i++)
+        free(t->hist[i].status);
+    free(t->hist);
+}
+
+static const char *const DEFAULT_TICKET_STATUSES[] = {
+    "New", "In Progress", "Resolved", "Invoiced", "Waiting for Parts", "Waiting on Customer",
+    "Scheduled", "Customer Reply",
+};
+static const struct {
+    int64_t id;
+    const char *name;
+} DEFAULT_USERS[] = {{1001, "Bat Man"}, {1002, "Robin"}};
+
+static void tset_free(ticket_settings *ts)
+{
+    for (size_t i = 0; i < ts->nstatuses; i++)
+        free(ts->statuses[i]);
+    free(ts->statuses);
+    for (size_t i = 0; i < ts->nusers; i++)
+        free(ts->users[i].name);
+    free(ts->users);
+    memset(ts, 0, sizeof(*ts));
+}
+
+static void tset_defaults(ticket_settings *ts)
+{
+    ts->nstatuses = NELEM(DEFAULT_TICKET_STATUSES);
+    ts->statuses = xcalloc(ts->nstatuses, sizeof(char *));
+    for (size_t i = 0; i < ts->nstatuses; i++)
+        ts->statuses[i] = xstrdup(DEFAULT_TICKET_STATUSES[i]);
+    ts->nusers = NELEM(DEFAULT_USERS);
+    ts->users = xcalloc(ts->nusers, sizeof(sim_user));
+    for (size_t i = 0; i < ts->nusers; i++) {
+        ts->users[i].id = DEFAULT_USERS[i].id;
+        ts->users[i].name = xstrdup(DEFAULT_USERS[i].name);
+    }
+    ts->require_problem_type = false;
+}
+
+static void tset_copy(ticket_settings *dst, const ticket_settings *src)
+{
+    dst->nstatuses = src->nstatuses;
+    dst->statuses = xcalloc(src->nstatuses ? src->nstatuses : 1, sizeof(char *));
+    for (size_t i = 0; i < src->nstatuses; i++)
+        dst->statuses[i] = xstrdup(src->statuses[i]);
+    dst->nusers = src->nusers;
+    dst->users = xcalloc(src->nusers ? src->nusers : 1, sizeof(sim_user));
+    for (size_t i = 0; i < src->nusers; i++) {
+        dst->users[i].id = src->users[i].id;
+        dst->users[i].name = xstrdup(src->users[i].name);
+    }
+    dst->require_problem_type = src->require_problem_type;
+}
+
 static void account_free_data(account *a)
 {
     for (size_t i = 0; i < a->ncust; i++)
         customer_free_fields(&a->cust[i]);
     for (size_t i = 0; i < a->nassets; i++)
         asset_free_fields(&a->assets[i]);
+    for (size_t i = 0; i < a->ntickets; i++)
+        ticket_free_fields(&a->tickets[i]);
     free(a->cust);
     free(a->assets);
+    free(a->tickets);
     a->cust = NULL;
     a->assets = NULL;
+    a->tickets = NULL;
     a->ncust = a->nassets = a->cap_assets = 0;
+    a->ntickets = a->cap_tickets = 0;
 }
 
 static void account_free(void *p)
@@ -1155,6 +1410,7 @@ static void account_free(void *p)
     if (!a)
         return;
     account_free_data(a);
+    tset_free(&a->tset);
     tsring_free(&a->rl);
     tsring_free(&a->all);
     free(a->sub);
@@ -1239,6 +1495,274 @@ static void account_generate(account *a, uint64_t seed, size_t ncust, size_t nas
     }
     a->next_asset_id = id;
     a->next_asset_idx = nassets;
+    a->next_ticket_id = TICKET_ID_BASE + (int64_t)((a->salt >> 28) % 50000);
+    a->next_ticket_number = TICKET_NUMBER_BASE;
+    a->next_comment_id = COMMENT_ID_BASE + (int64_t)((a->salt >> 36) % 50000);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* tickets: lookup and rendering                                                                */
+/* ------------------------------------------------------------------------------------------ */
+
+static ticket *ticket_find(const account *a, int64_t id)
+{
+    size_t lo = 0, hi = a->ntickets;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (a->tickets[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return (lo < a->ntickets && a->tickets[lo].id == id) ? &a->tickets[lo] : NULL;
+}
+
+/** @returns the index of the account user with id, or -1. */
+static ssize_t user_index(const account *a, int64_t id)
+{
+    for (size_t i = 0; i < a->tset.nusers; i++)
+        if (a->tset.users[i].id == id)
+            return (ssize_t)i;
+    return -1;
+}
+
+static bool status_known(const account *a, const char *st)
+{
+    for (size_t i = 0; i < a->tset.nstatuses; i++)
+        if (strcmp(a->tset.statuses[i], st) == 0)
+            return true;
+    return false;
+}
+
+/* "Closed" in Syncro's sense: the "Not Closed" filter leaves these out. */
+static bool status_closed(const char *st)
+{
+    return strcmp(st, "Resolved") == 0 || strcmp(st, "Invoiced") == 0;
+}
+
+static void sb_str_or_null(sb *b, const char *s)
+{
+    if (s)
+        sb_str(b, s);
+    else
+        sb_lit(b, "null");
+}
+
+static void sb_id_or_null(sb *b, int64_t id)
+{
+    if (id)
+        sb_int(b, id);
+    else
+        sb_lit(b, "null");
+}
+
+static void tcomment_write(sb *b, int64_t ticket_id, const tcomment *c)
+{
+    sb_printf(b, "{\"id\":%" PRId64 ",\"created_at\":", c->id);
+    sb_iso(b, c->created_ms);
+    sb_lit(b, ",\"updated_at\":");
+    sb_iso(b, c->updated_ms);
+    sb_printf(b, ",\"ticket_id\":%" PRId64 ",\"subject\":", ticket_id);
+    sb_str(b, c->subject);
+    sb_lit(b, ",\"body\":");
+    sb_str(b, c->body);
+    sb_lit(b, ",\"tech\":");
+    sb_str_or_null(b, c->tech);
+    sb_lit(b, c->hidden ? ",\"hidden\":true,\"user_id\":" : ",\"hidden\":false,\"user_id\":");
+    sb_id_or_null(b, c->user_id);
+    sb_raw(b, "}", 1);
+}
+
+/** Writes the "user" object of a ticket (the spec's shape), or null for no/unknown user. */
+static void ticket_user_write(sb *b, const account *a, int64_t user_id)
+{
+    ssize_t i = user_id ? user_index(a, user_id) : -1;
+    if (i < 0) {
+        sb_lit(b, "null");
+        return;
+    }
+    const sim_user *u = &a->tset.users[i];
+    char local[64];
+    lower_alnum(u->name, local, sizeof(local));
+    sb_printf(b, "{\"id\":%" PRId64 ",\"email\":\"%s%" PRId64 "@%s.example.com\",\"full_name\":",
+              u->id, local[0] ? local : "user", u->id, a->sub);
+    sb_str(b, u->name);
+    sb_lit(b, ",\"created_at\":");
+    sb_iso(b, T_2019);
+    sb_lit(b, ",\"updated_at\":");
+    sb_iso(b, T_2019);
+    sb_lit(b, i == 0 ? ",\"group\":\"Admins\",\"admin\":true,\"color\":\"1e3e96\"}"
+                     : ",\"group\":\"Technicians\",\"admin\":false,\"color\":\"2e8b57\"}");
+}
+
+typedef enum { TK_LIST, TK_FULL } ticket_shape;
+
+/*
+ * Writes one ticket. TK_LIST is the shape of GET /tickets (the list example's keys, and only
+ * the first comment unless all_comments); TK_FULL is the shape of GET/PUT /tickets/{id} and of
+ * the create answer (every comment, the customer and user objects). Keys the simulator does not
+ * model carry the spec example's empty values (null, [], {}, false). Comments are listed in
+ * creation order (an assumption: the spec examples hold at most one).
+ */
+static void ticket_write(sb *b, account *a, const ticket *t, ticket_shape shape, bool all_comments)
+{
+    customer *c = customer_find(a, t->customer_id);
+    sb_printf(b, "{\"id\":%" PRId64 ",\"number\":%" PRId64 ",\"subject\":", t->id, t->number);
+    sb_str(b, t->subject);
+    sb_lit(b, ",\"created_at\":");
+    sb_iso(b, t->created_ms);
+    sb_printf(b, ",\"customer_id\":%" PRId64 ",\"customer_business_then_name\":", t->customer_id);
+    if (c) {
+        cust_facts f;
+        cust_facts_get(a, c, &f);
+        sb_str(b, f.business[0] ? f.business : f.fullname);
+    } else {
+        sb_lit(b, "null");
+    }
+    sb_lit(b, ",\"due_date\":");
+    sb_str_or_null(b, t->due_date);
+    if (shape == TK_LIST) {
+        sb_lit(b, ",\"resolved_at\":");
+        if (t->resolved_ms)
+            sb_iso(b, t->resolved_ms);
+        else
+            sb_lit(b, "null");
+        sb_lit(b, ",\"start_at\":null,\"end_at\":null,\"location_id\":null,\"location_name\":null");
+    } else {
+        sb_lit(b, ",\"start_at\":null,\"end_at\":null,\"location_id\":null");
+    }
+    sb_lit(b, ",\"problem_type\":");
+    sb_str_or_null(b, t->problem_type);
+    sb_lit(b, ",\"status\":");
+    sb_str(b, t->status);
+    if (shape == TK_LIST)
+        sb_lit(b, ",\"ticket_type_id\":null,\"ticket_type_name\":null");
+    sb_lit(b, ",\"properties\":{},\"user_id\":");
+    sb_id_or_null(b, t->user_id);
+    sb_lit(b, ",\"updated_at\":");
+    sb_iso(b, t->updated_ms);
+    sb_lit(b, ",\"pdf_url\":null");
+    if (shape == TK_LIST) {
+        sb_lit(b, ",\"priority\":");
+        sb_str_or_null(b, t->priority);
+        sb_lit(b, ",\"billing_status\":null,\"tag_list\":[],\"sla_name\":null,"
+                  "\"creator_name_or_email\":null,\"contact_fullname\":null,"
+                  "\"contract_name\":null,\"address_id\":null,\"parent\":false,"
+                  "\"parent_id\":null,\"child\":false,\"recurring\":false,");
+        sb_lit(b, strcmp(t->status, "Customer Reply") == 0 ? "\"customer_reply\":true"
+                                                           : "\"customer_reply\":false");
+        sb_lit(b, ",\"total_formatted_billable_time\":null,\"contact_id\":null,"
+                  "\"sla_breached\":false,\"sla_breaching_soon\":false,\"contract_id\":null,"
+                  "\"sla_id\":null,\"customer_tag_list\":[],\"resolution_time\":null,"
+                  "\"response_time\":null,\"customer_icons\":[],\"comments\":[");
+        size_t n = all_comments ? t->ncomments : (t->ncomments ? 1 : 0);
+        for (size_t i = 0; i < n; i++) {
+            if (i)
+                sb_raw(b, ",", 1);
+            tcomment_write(b, t->id, &t->comments[i]);
+        }
+        sb_lit(b, "],\"user\":");
+        ticket_user_write(b, a, t->user_id);
+        sb_raw(b, "}", 1);
+        return;
+    }
+    sb_lit(b, ",\"intake_form_html\":null,\"signature_name\":null,\"signature_date\":null,"
+              "\"asset_ids\":[],\"priority\":");
+    sb_str_or_null(b, t->priority);
+    sb_lit(b, ",\"resolved_at\":");
+    if (t->resolved_ms)
+        sb_iso(b, t->resolved_ms);
+    else
+        sb_lit(b, "null");
+    sb_lit(b, ",\"outtake_form_name\":null,\"outtake_form_date\":null,"
+              "\"outtake_form_html\":null,\"comments\":[");
+    for (size_t i = 0; i < t->ncomments; i++) {
+        if (i)
+            sb_raw(b, ",", 1);
+        tcomment_write(b, t->id, &t->comments[i]);
+    }
+    sb_lit(b, "],\"attachments\":[],\"ticket_timers\":[],\"line_items\":[],"
+              "\"worksheet_results\":[],\"assets\":[],\"appointments\":[],"
+              "\"ticket_fields\":[],\"ticket_answers\":[],\"tag_list\":[],\"customer\":");
+    if (c)
+        customer_write(b, a, c, false);
+    else
+        sb_lit(b, "null");
+    sb_lit(b, ",\"contact\":null,\"user\":");
+    ticket_user_write(b, a, t->user_id);
+    sb_lit(b, ",\"ticket_type\":null,\"address\":null}");
+}
+
+/** @returns the full ticket plus its test-only fields as a new object (admin answers). */
+static json_t *ticket_admin_json(account *a, const ticket *t)
+{
+    sb b = {0};
+    ticket_write(&b, a, t, TK_FULL, true);
+    json_t *j = json_loadb(b.p, b.len, 0, NULL);
+    free(b.p);
+    if (!j)
+        return json_null();
+    json_object_set_new(j, "received_at_us", json_integer((json_int_t)t->received_at_us));
+    json_t *hist = json_array();
+    for (size_t i = 0; i < t->nhist; i++)
+        json_array_append_new(hist, json_pack("{s:s, s:I, s:s}", "status", t->hist[i].status,
+                                              "at_us", (json_int_t)t->hist[i].at_us, "by",
+                                              t->hist[i].by_admin ? "admin" : "api"));
+    json_object_set_new(j, "status_history", hist);
+    return j;
+}
+
+/** Appends a status-history entry; beyond SIM_MAX_HISTORY the oldest entry is dropped. */
+static void ticket_hist_push(ticket *t, const char *status, int64_t at_us, bool by_admin)
+{
+    if (t->nhist == SIM_MAX_HISTORY) {
+        free(t->hist[0].status);
+        memmove(&t->hist[0], &t->hist[1], (t->nhist - 1) * sizeof(t->hist[0]));
+        t->nhist--;
+    }
+    t->hist = vec_grow(t->hist, &t->cap_hist, t->nhist, sizeof(t->hist[0]));
+    t->hist[t->nhist].status = xstrdup(status);
+    t->hist[t->nhist].at_us = at_us;
+    t->hist[t->nhist].by_admin = by_admin;
+    t->nhist++;
+}
+
+/** Sets the status (owned copy) and keeps resolved_at and the history in step. */
+static void ticket_set_status(ticket *t, const char *status, int64_t now_ms, int64_t now_us,
+                              bool by_admin)
+{
+    if (t->status && strcmp(t->status, status) == 0)
+        return;
+    free(t->status);
+    t->status = xstrdup(status);
+    t->resolved_ms = strcmp(status, "Resolved") == 0 ? now_ms : 0;
+    ticket_hist_push(t, status, now_us, by_admin);
+}
+
+/** Moves updated_at to now, strictly forward (two writes in one millisecond still differ). */
+static void ticket_touch(ticket *t, int64_t now_ms)
+{
+    t->updated_ms = now_ms > t->updated_ms ? now_ms : t->updated_ms + 1;
+}
+
+/**
+ * Appends a comment (strings copied; tech may be NULL).
+ * @returns the comment, borrowed and valid until the next append to this ticket.
+ */
+static tcomment *ticket_add_comment(account *a, ticket *t, const char *subject, const char *body,
+                                    const char *tech, bool hidden, int64_t user_id, int64_t now_ms)
+{
+    t->comments = vec_grow(t->comments, &t->cap_comments, t->ncomments, sizeof(tcomment));
+    tcomment *c = &t->comments[t->ncomments++];
+    memset(c, 0, sizeof(*c));
+    c->id = a->next_comment_id++;
+    c->created_ms = c->updated_ms = now_ms;
+    c->subject = xstrdup(subject);
+    c->body = xstrdup(body);
+    c->tech = tech ? xstrdup(tech) : NULL;
+    c->hidden = hidden;
+    c->user_id = user_id;
+    return c;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1549,6 +2073,13 @@ static int split_path(const char *path, char *buf, size_t bufsz, char **seg, int
 /* vendor API                                                                                   */
 /* ------------------------------------------------------------------------------------------ */
 
+/** The /me user_id of the API user behind a token (also the user_id of its comments). */
+static int64_t api_user_id(const account *a, const token *t)
+{
+    uint64_t h = hash2(a->salt, fnv1a(t->token));
+    return 100000 + (int64_t)(h % 900000);
+}
+
 static json_t *me_render(const account *a, const token *t)
 {
     uint64_t h = hash2(a->salt, fnv1a(t->token));
@@ -1594,7 +2125,7 @@ static json_t *me_render(const account *a, const token *t)
     json_object_set_new(o, "user_token", json_string(uuid));
     json_object_set_new(o, "user_email", json_string(email));
     json_object_set_new(o, "user_name", json_string("API User"));
-    json_object_set_new(o, "user_id", json_integer(100000 + (json_int_t)(h % 900000)));
+    json_object_set_new(o, "user_id", json_integer((json_int_t)api_user_id(a, t)));
     json_object_set_new(o, "admin", json_boolean(all));
     json_object_set_new(o, "can_use_app", json_true());
     json_object_set_new(o, "two_factor_required", json_false());
@@ -1804,6 +2335,554 @@ static void api_asset_put(account *a, int64_t id, struct evhttp_request *req, re
     reply_asset(r, 200, a, as);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* vendor API: tickets                                                                          */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Ticket fields of a create, an update or an admin edit, read and checked before any change. */
+typedef struct ticket_input {
+    bool has_customer, has_subject, has_status, has_priority, has_problem_type, has_user, has_due;
+    int64_t customer_id, user_id;        /* user_id 0: unassign */
+    const char *subject, *status;        /* borrowed from the request body */
+    const char *priority, *problem_type; /* borrowed; NULL: set null */
+    char due[64];                        /* normalised RFC 3339; empty: set null */
+} ticket_input;
+
+typedef enum {
+    TV_OK, TV_NO_CUSTOMER, TV_BAD_CUSTOMER, TV_BLANK_SUBJECT, TV_BAD_STATUS,
+    TV_BLANK_PROBLEM_TYPE, TV_BAD_USER, TV_BAD_DUE_DATE, TV_BAD_FIELD
+} tv_result;
+
+/** Reads an id given as a JSON integer or a decimal string (Rails casts both). @returns 0 or -1. */
+static int json_id(json_t *v, int64_t *out)
+{
+    if (json_is_integer(v)) {
+        *out = json_integer_value(v);
+        return 0;
+    }
+    return json_is_string(v) ? parse_i64(json_string_value(v), out) : -1;
+}
+
+/** Rails' blank?: NULL, empty or only whitespace. */
+static bool is_blank(const char *s)
+{
+    if (!s)
+        return true;
+    for (; *s; s++)
+        if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r')
+            return false;
+    return true;
+}
+
+/** @returns the string value of a JSON string, else NULL. */
+static const char *json_str_or_null(json_t *v)
+{
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/** Reads an optional string-or-null field. @returns 0, or -1 when it has another type. */
+static int opt_str_field(json_t *src, const char *k, bool *has, const char **out)
+{
+    json_t *v = json_object_get(src, k);
+    *has = v != NULL;
+    *out = NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return -1;
+    *out = json_string_value(v);
+    return 0;
+}
+
+/**
+ * Reads and checks the ticket fields of src against the account. creating applies the create
+ * rules (customer_id and subject required, status defaults to "New"). @returns TV_OK or the
+ * first failed check, in the order customer, subject, status, problem type, priority, user,
+ * due date; for TV_BAD_FIELD *bad names the field.
+ */
+static tv_result ticket_input_read(const account *a, json_t *src, bool creating, ticket_input *in,
+                                   const char **bad)
+{
+    memset(in, 0, sizeof(*in));
+    *bad = NULL;
+    json_t *v = json_object_get(src, "customer_id");
+    if (v && !json_is_null(v)) {
+        in->has_customer = true;
+        if (json_id(v, &in->customer_id) != 0 || !customer_find(a, in->customer_id))
+            return TV_BAD_CUSTOMER;
+    } else if (creating || v) {
+        return TV_NO_CUSTOMER;
+    }
+
+    v = json_object_get(src, "subject");
+    if (v || creating) {
+        if (!json_is_string(v) || is_blank(json_string_value(v)))
+            return TV_BLANK_SUBJECT;
+        in->has_subject = true;
+        in->subject = json_string_value(v);
+    }
+
+    v = json_object_get(src, "status");
+    if (v && !(creating && json_is_null(v))) {
+        if (!json_is_string(v) || !status_known(a, json_string_value(v)))
+            return TV_BAD_STATUS;
+        in->has_status = true;
+        in->status = json_string_value(v);
+    } else if (creating) {
+        if (!status_known(a, "New"))
+            return TV_BAD_STATUS;
+        in->has_status = true;
+        in->status = "New";
+    }
+
+    if (opt_str_field(src, "problem_type", &in->has_problem_type, &in->problem_type) != 0) {
+        *bad = "Problem type";
+        return TV_BAD_FIELD;
+    }
+    if (a->tset.require_problem_type && (creating || in->has_problem_type) &&
+        is_blank(in->problem_type))
+        return TV_BLANK_PROBLEM_TYPE;
+
+    if (opt_str_field(src, "priority", &in->has_priority, &in->priority) != 0) {
+        *bad = "Priority";
+        return TV_BAD_FIELD;
+    }
+
+    v = json_object_get(src, "user_id");
+    if (v) {
+        in->has_user = true;
+        bool unassign = json_is_null(v) || (json_is_string(v) && json_string_length(v) == 0);
+        if (!unassign && (json_id(v, &in->user_id) != 0 || in->user_id == 0 ||
+                          user_index(a, in->user_id) < 0))
+            return TV_BAD_USER;
+    }
+
+    v = json_object_get(src, "due_date");
+    if (v) {
+        in->has_due = true;
+        if (!json_is_null(v) && !(json_is_string(v) && json_string_length(v) == 0)) {
+            const char *d = json_str_or_null(v);
+            int64_t ms;
+            int kind = d && strlen(d) < sizeof(in->due) ? parse_when(d, &ms) : 0;
+            if (kind == 0)
+                return TV_BAD_DUE_DATE;
+            if (kind == 1)
+                snprintf(in->due, sizeof(in->due), "%.10sT00:00:00.000Z", d);
+            else
+                snprintf(in->due, sizeof(in->due), "%s", d);
+        }
+    }
+    return TV_OK;
+}
+
+/** Sets an optional string field (NULL = null). @returns whether it changed. */
+static bool set_opt_str(char **field, const char *v)
+{
+    if ((!*field && !v) || (*field && v && strcmp(*field, v) == 0))
+        return false;
+    free(*field);
+    *field = v ? xstrdup(v) : NULL;
+    return true;
+}
+
+/** Applies checked input to t (updated_at is the caller's). @returns whether anything changed. */
+static bool ticket_apply(ticket *t, const ticket_input *in, int64_t now_ms, int64_t now_us,
+                         bool by_admin)
+{
+    bool changed = false;
+    if (in->has_customer && in->customer_id != t->customer_id) {
+        t->customer_id = in->customer_id;
+        changed = true;
+    }
+    if (in->has_subject)
+        changed |= set_opt_str(&t->subject, in->subject);
+    if (in->has_status && (!t->status || strcmp(t->status, in->status) != 0)) {
+        ticket_set_status(t, in->status, now_ms, now_us, by_admin);
+        changed = true;
+    }
+    if (in->has_problem_type)
+        changed |= set_opt_str(&t->problem_type, in->problem_type);
+    if (in->has_priority)
+        changed |= set_opt_str(&t->priority, in->priority);
+    if (in->has_user && in->user_id != t->user_id) {
+        t->user_id = in->user_id;
+        changed = true;
+    }
+    if (in->has_due)
+        changed |= set_opt_str(&t->due_date, in->due[0] ? in->due : NULL);
+    return changed;
+}
+
+/** 422 {"success":false,"message":[msg]} (plus "params":{} where the create answers so). */
+static void reply_success_false(reply *r, const char *msg, bool with_params)
+{
+    json_t *o = json_pack("{s:b, s:[s]}", "success", 0, "message", msg);
+    if (with_params)
+        json_object_set_new(o, "params", json_object());
+    reply_json(r, 422, o);
+}
+
+/** Answers a failed ticket check with the body Syncro gives for it (they differ, see NOTES). */
+static void reply_ticket_invalid(reply *r, tv_result tv, const char *bad, json_t *params,
+                                 bool creating)
+{
+    char msg[96];
+    switch (tv) {
+    case TV_NO_CUSTOMER:
+        reply_json(r, 422, json_pack("{s:s}", "error", "Customer required field"));
+        break;
+    case TV_BAD_CUSTOMER:
+        reply_json(r, 422, json_pack("{s:{s:[s]}}", "errors", "customer", "must exist"));
+        break;
+    case TV_BAD_USER:
+        reply_json(r, 422, json_pack("{s:{s:[s]}}", "errors", "user", "must exist"));
+        break;
+    case TV_BAD_STATUS:
+        reply_json(r, 422, json_pack("{s:s}", "errors", "Status is not included in the list"));
+        break;
+    case TV_BLANK_PROBLEM_TYPE:
+        reply_json(r, 422, json_pack("{s:O, s:s}", "record", params, "errors",
+                                     "Problem type can't be blank"));
+        break;
+    case TV_BLANK_SUBJECT:
+        reply_success_false(r, "Subject can't be blank", creating);
+        break;
+    case TV_BAD_DUE_DATE:
+        reply_success_false(r, "Due date is invalid", creating);
+        break;
+    default:
+        snprintf(msg, sizeof(msg), "%s is invalid", bad ? bad : "Ticket");
+        reply_success_false(r, msg, creating);
+        break;
+    }
+}
+
+/** {"ticket":{...}} in the full shape */
+static void reply_ticket(reply *r, account *a, const ticket *t)
+{
+    sb b = {0};
+    sb_lit(&b, "{\"ticket\":");
+    ticket_write(&b, a, t, TK_FULL, true);
+    sb_raw(&b, "}", 1);
+    reply_sb(r, 200, &b);
+}
+
+/**
+ * Parses the body as a JSON object; *src is it, or its "<wrap>" member when that is an object.
+ * @returns the body (new reference, *src borrows from it) or NULL with the 422 answer in r.
+ */
+static json_t *read_object_body(struct evhttp_request *req, const char *wrap, json_t **src,
+                                reply *r)
+{
+    char err[200];
+    json_t *body = read_json_body(req, err, sizeof(err));
+    if (!body || !json_is_object(body)) {
+        json_decref(body);
+        unprocessable(r, "Request body must be a JSON object");
+        return NULL;
+    }
+    json_t *w = wrap ? json_object_get(body, wrap) : NULL;
+    *src = json_is_object(w) ? w : body;
+    return body;
+}
+
+/**
+ * Checks comments_attributes (absent, null or an array of comment objects).
+ * @returns 0, or -1 with the 422 answer set.
+ */
+static int check_comment_attrs(json_t *cattrs, reply *r)
+{
+    if (!cattrs || json_is_null(cattrs))
+        return 0;
+    if (!json_is_array(cattrs) || json_array_size(cattrs) > SIM_MAX_COMMENTS) {
+        reply_success_false(r, "Comments is invalid", true);
+        return -1;
+    }
+    size_t i;
+    json_t *ca;
+    json_array_foreach(cattrs, i, ca) {
+        json_t *tech = json_object_get(ca, "tech"), *hidden = json_object_get(ca, "hidden");
+        if (!json_is_object(ca) || (tech && !json_is_null(tech) && !json_is_string(tech)) ||
+            (hidden && !json_is_null(hidden) && !json_is_boolean(hidden))) {
+            reply_success_false(r, "Comments is invalid", true);
+            return -1;
+        }
+        json_t *msgs = json_array();
+        if (is_blank(json_str_or_null(json_object_get(ca, "body"))))
+            json_array_append_new(msgs, json_string("Comments body can't be blank"));
+        if (is_blank(json_str_or_null(json_object_get(ca, "subject"))))
+            json_array_append_new(msgs, json_string("Comments subject can't be blank"));
+        if (json_array_size(msgs)) {
+            reply_json(r, 422,
+                       json_pack("{s:b, s:o, s:{}}", "success", 0, "message", msgs, "params"));
+            return -1;
+        }
+        json_decref(msgs);
+    }
+    return 0;
+}
+
+/*
+ * POST /tickets: body per the spec's Ticket request body, flat or wrapped in {"ticket":{...}}.
+ * Models customer_id, subject, status, problem_type, priority, user_id, due_date and
+ * comments_attributes (the first comments: user_id null, tech as given, as in the spec example);
+ * other keys are ignored. Creates answer 200, like real Syncro.
+ */
+static void api_ticket_create(account *a, int64_t recv_us, struct evhttp_request *req, reply *r)
+{
+    json_t *src;
+    json_t *body = read_object_body(req, "ticket", &src, r);
+    if (!body)
+        return;
+    ticket_input in;
+    const char *bad;
+    tv_result tv = ticket_input_read(a, src, true, &in, &bad);
+    if (tv != TV_OK) {
+        reply_ticket_invalid(r, tv, bad, src, true);
+        json_decref(body);
+        return;
+    }
+    json_t *cattrs = json_object_get(src, "comments_attributes");
+    if (check_comment_attrs(cattrs, r) != 0) {
+        json_decref(body);
+        return;
+    }
+    if (a->ntickets >= SIM_MAX_TICKETS) {
+        reply_success_false(r, "Simulator limit: too many tickets in this account", true);
+        json_decref(body);
+        return;
+    }
+    int64_t now_ms = recv_us / 1000;
+    a->tickets = vec_grow(a->tickets, &a->cap_tickets, a->ntickets, sizeof(ticket));
+    ticket *t = &a->tickets[a->ntickets];
+    memset(t, 0, sizeof(*t));
+    t->id = a->next_ticket_id++;
+    t->number = a->next_ticket_number++;
+    t->created_ms = t->updated_ms = now_ms;
+    t->received_at_us = recv_us;
+    ticket_apply(t, &in, now_ms, recv_us, false);
+    size_t i;
+    json_t *ca;
+    json_array_foreach(cattrs, i, ca) {
+        ticket_add_comment(a, t, json_string_value(json_object_get(ca, "subject")),
+                           json_string_value(json_object_get(ca, "body")),
+                           json_str_or_null(json_object_get(ca, "tech")),
+                           json_is_true(json_object_get(ca, "hidden")), 0, now_ms);
+    }
+    a->ntickets++;
+    a->st.tickets_created++;
+    json_decref(body);
+    reply_ticket(r, a, t);
+}
+
+typedef struct ticket_filter {
+    bool none; /* a value that cannot be parsed: nothing matches */
+    bool by_customer, by_user, by_number, by_created, by_updated, by_resolved, not_closed;
+    int64_t customer_id, user_id, number, created_ms, updated_ms, resolved_ms;
+    const char *status, *query; /* borrowed from the query string; NULL: no filter */
+} ticket_filter;
+
+static void filter_id(const struct evkeyvalq *q, const char *name, bool *on, int64_t *out,
+                      bool *none)
+{
+    const char *v = q ? evhttp_find_header(q, name) : NULL;
+    if (!v || !*v)
+        return;
+    *on = true;
+    if (parse_i64(v, out) != 0)
+        *none = true;
+}
+
+static void filter_time(const struct evkeyvalq *q, const char *name, bool *on, int64_t *out,
+                        bool *none)
+{
+    const char *v = q ? evhttp_find_header(q, name) : NULL;
+    if (!v || !*v)
+        return;
+    *on = true;
+    if (strlen(v) > 64 || parse_when(v, out) == 0)
+        *none = true;
+}
+
+static bool ticket_matches(const ticket *t, const ticket_filter *f)
+{
+    if ((f->by_customer && t->customer_id != f->customer_id) ||
+        (f->by_user && t->user_id != f->user_id) || (f->by_number && t->number != f->number) ||
+        (f->by_created && t->created_ms < f->created_ms) ||
+        (f->by_updated && t->updated_ms < f->updated_ms) ||
+        (f->by_resolved && (!t->resolved_ms || t->resolved_ms < f->resolved_ms)))
+        return false;
+    if (f->not_closed ? status_closed(t->status) : (f->status && strcmp(t->status, f->status) != 0))
+        return false;
+    if (!f->query)
+        return true;
+    if (strcasestr(t->subject, f->query))
+        return true;
+    for (size_t i = 0; i < t->ncomments; i++)
+        if (strcasestr(t->comments[i].body, f->query))
+            return true;
+    return false;
+}
+
+/*
+ * GET /tickets. Filters: customer_id, user_id, number, status ("Not Closed": neither Resolved nor
+ * Invoiced), created_after / since_updated_at / resolved_after (a date, meaning 00:00 UTC, or an
+ * RFC 3339 time; the ticket's time must be >= it), query (case-insensitive substring of the
+ * subject or of any comment body). A value that cannot be parsed matches nothing. Always 50 per
+ * page, meta has only total_pages and page, a page past the end is 200 with an empty array.
+ * ASSUMPTION: newest first (id descending); neither the documents nor captured traffic say.
+ * Each ticket carries only its first comment unless all_comments=true (the spec's default from
+ * March 2026).
+ */
+static void api_tickets(account *a, const struct evkeyvalq *q, reply *r)
+{
+    int64_t page = clamp_page(query_int(q, "page", 1));
+    ticket_filter f = {0};
+    filter_id(q, "customer_id", &f.by_customer, &f.customer_id, &f.none);
+    filter_id(q, "user_id", &f.by_user, &f.user_id, &f.none);
+    filter_id(q, "number", &f.by_number, &f.number, &f.none);
+    filter_time(q, "created_after", &f.by_created, &f.created_ms, &f.none);
+    filter_time(q, "since_updated_at", &f.by_updated, &f.updated_ms, &f.none);
+    filter_time(q, "resolved_after", &f.by_resolved, &f.resolved_ms, &f.none);
+    const char *st = q ? evhttp_find_header(q, "status") : NULL;
+    if (st && *st) {
+        f.not_closed = strcmp(st, "Not Closed") == 0;
+        f.status = st;
+    }
+    const char *qs = q ? evhttp_find_header(q, "query") : NULL;
+    f.query = qs && *qs ? qs : NULL;
+    const char *ac = q ? evhttp_find_header(q, "all_comments") : NULL;
+    bool all = ac && (strcmp(ac, "true") == 0 || strcmp(ac, "1") == 0);
+
+    sb b = {0};
+    sb_lit(&b, "{\"tickets\":[");
+    int64_t start = (page - 1) * SIM_TICKETS_PER_PAGE, end = page * SIM_TICKETS_PER_PAGE;
+    int64_t total = 0;
+    for (size_t i = a->ntickets; i-- > 0 && !f.none;) {
+        if (!ticket_matches(&a->tickets[i], &f))
+            continue;
+        if (total >= start && total < end) {
+            if (total > start)
+                sb_raw(&b, ",", 1);
+            ticket_write(&b, a, &a->tickets[i], TK_LIST, all);
+        }
+        total++;
+    }
+    int64_t pages = (total + SIM_TICKETS_PER_PAGE - 1) / SIM_TICKETS_PER_PAGE;
+    sb_printf(&b, "],\"meta\":{\"total_pages\":%" PRId64 ",\"page\":%" PRId64 "}}", pages, page);
+    reply_sb(r, 200, &b);
+}
+
+static void api_ticket_get(account *a, int64_t id, reply *r)
+{
+    ticket *t = ticket_find(a, id);
+    if (!t) {
+        reply_not_found(r);
+        return;
+    }
+    reply_ticket(r, a, t);
+}
+
+/*
+ * PUT /tickets/{id}: the fields of the create (flat or wrapped), each optional. updated_at moves
+ * only when something actually changed, as in Rails (and as PUT /customer_assets does here).
+ */
+static void api_ticket_put(account *a, int64_t id, int64_t recv_us, struct evhttp_request *req,
+                           reply *r)
+{
+    ticket *t = ticket_find(a, id);
+    if (!t) {
+        reply_not_found(r);
+        return;
+    }
+    json_t *src;
+    json_t *body = read_object_body(req, "ticket", &src, r);
+    if (!body)
+        return;
+    ticket_input in;
+    const char *bad;
+    tv_result tv = ticket_input_read(a, src, false, &in, &bad);
+    if (tv != TV_OK) {
+        reply_ticket_invalid(r, tv, bad, src, false);
+        json_decref(body);
+        return;
+    }
+    if (ticket_apply(t, &in, recv_us / 1000, recv_us, false))
+        ticket_touch(t, recv_us / 1000);
+    a->st.ticket_updates++;
+    json_decref(body);
+    reply_ticket(r, a, t);
+}
+
+/*
+ * POST /tickets/{id}/comment: subject and body required; tech as given (else null), hidden
+ * defaults to false, user_id is the API user's (/me). do_not_email and sms_body are accepted and
+ * ignored. Moves the ticket's updated_at.
+ */
+static void api_ticket_comment(account *a, const token *tk, int64_t id, int64_t recv_us,
+                               struct evhttp_request *req, reply *r)
+{
+    ticket *t = ticket_find(a, id);
+    if (!t) {
+        reply_not_found(r);
+        return;
+    }
+    json_t *src;
+    json_t *body = read_object_body(req, "comment", &src, r);
+    if (!body)
+        return;
+    const char *subject = json_str_or_null(json_object_get(src, "subject"));
+    const char *text = json_str_or_null(json_object_get(src, "body"));
+    json_t *msgs = json_array();
+    if (is_blank(text))
+        json_array_append_new(msgs, json_string("Body can't be blank"));
+    if (is_blank(subject))
+        json_array_append_new(msgs, json_string("Subject can't be blank"));
+    if (json_array_size(msgs)) {
+        reply_json(r, 422, json_pack("{s:b, s:o}", "success", 0, "message", msgs));
+        json_decref(body);
+        return;
+    }
+    json_decref(msgs);
+    if (t->ncomments >= SIM_MAX_COMMENTS) {
+        reply_success_false(r, "Simulator limit: too many comments on this ticket", false);
+        json_decref(body);
+        return;
+    }
+    int64_t now_ms = recv_us / 1000;
+    tcomment *c = ticket_add_comment(a, t, subject, text,
+                                     json_str_or_null(json_object_get(src, "tech")),
+                                     json_is_true(json_object_get(src, "hidden")),
+                                     api_user_id(a, tk), now_ms);
+    ticket_touch(t, now_ms);
+    a->st.comments_created++;
+    sb b = {0};
+    sb_lit(&b, "{\"comment\":");
+    tcomment_write(&b, t->id, c);
+    sb_raw(&b, "}", 1);
+    reply_sb(r, 200, &b);
+    json_decref(body);
+}
+
+/** GET /tickets/settings: the spec example's shape with the account's statuses and users. */
+static json_t *ticket_settings_json(const account *a)
+{
+    json_t *st = json_array(), *users = json_array();
+    for (size_t i = 0; i < a->tset.nstatuses; i++)
+        json_array_append_new(st, json_string(a->tset.statuses[i]));
+    for (size_t i = 0; i < a->tset.nusers; i++)
+        json_array_append_new(users, json_pack("{s:I, s:s}", "id", (json_int_t)a->tset.users[i].id,
+                                               "name", a->tset.users[i].name));
+    return json_pack("{s:o, s:n, s:n, s:[], s:[], s:[], s:[], s:[], s:o, s:n, s:[], s:n, s:n, s:n,"
+                     " s:n}",
+                     "ticket_status_list", st, "default_labor_product_id",
+                     "ticket_timer_charge_by_default", "saved_searches", "ticket_types",
+                     "ticket_type_fields", "ticket_type_field_answers", "appointment_types",
+                     "users", users, "dashboard_settings", "worksheet_templates",
+                     "require_ticket_type", "require_intake_form_with_ticket",
+                     "require_outtake_form_with_ticket", "ticket_workflow_default_id");
+}
+
 /** Extracts the presented API token into out (empty when none). */
 static void extract_token(struct evhttp_request *req, const struct evkeyvalq *q, char *out,
                           size_t outsz)
@@ -1949,6 +3028,7 @@ static void handle_vendor(sim *s, struct evhttp_request *req, char **seg, int ns
                           const struct evkeyvalq *q)
 {
     reply r = {0};
+    int64_t recv_us = wall_us(); /* when the request arrived: tickets record it */
     s->requests++;
     account *a = nseg > 0 ? sm_get(&s->accounts, seg[0]) : NULL;
     if (!a) {
@@ -1975,7 +3055,15 @@ static void handle_vendor(sim *s, struct evhttp_request *req, char **seg, int ns
             pc = PC_ASSETS;
         else if (nseg == 5 && strcmp(res, "customer_assets") == 0)
             pc = PC_ASSET;
-        if (nseg == 5)
+        else if (nseg == 4 && strcmp(res, "tickets") == 0)
+            pc = PC_TICKETS;
+        else if (nseg == 5 && strcmp(res, "tickets") == 0 && strcmp(seg[4], "settings") == 0)
+            pc = PC_TICKET_SETTINGS;
+        else if (nseg == 5 && strcmp(res, "tickets") == 0)
+            pc = PC_TICKET;
+        else if (nseg == 6 && strcmp(res, "tickets") == 0 && strcmp(seg[5], "comment") == 0)
+            pc = PC_TICKET_COMMENT;
+        if (nseg == 5 || pc == PC_TICKET_COMMENT)
             id_ok = parse_i64(seg[4], &id) == 0;
     }
 
@@ -2059,6 +3147,16 @@ static void handle_vendor(sim *s, struct evhttp_request *req, char **seg, int ns
             need = "Assets - View Details";
         else if (pc == PC_ASSET && method == EVHTTP_REQ_PUT)
             need = "Assets - Edit";
+        else if (pc == PC_TICKETS && method == EVHTTP_REQ_GET)
+            need = "Tickets - List/Search";
+        else if (pc == PC_TICKETS && method == EVHTTP_REQ_POST)
+            need = "Tickets - Create";
+        else if (pc == PC_TICKET && method == EVHTTP_REQ_GET)
+            need = "Tickets - View Details";
+        else if (pc == PC_TICKET && method == EVHTTP_REQ_PUT)
+            need = "Tickets - Edit";
+        else if (pc == PC_TICKET_COMMENT && method == EVHTTP_REQ_POST)
+            need = "Tickets - Edit";
 
         if (need && !token_has(t, need))
             reply_error(&r, 401, ERR_NO_PERMISSION);
@@ -2074,6 +3172,18 @@ static void handle_vendor(sim *s, struct evhttp_request *req, char **seg, int ns
             id_ok ? api_asset_get(a, id, &r) : reply_not_found(&r);
         else if (need && pc == PC_ASSET && method == EVHTTP_REQ_PUT)
             id_ok ? api_asset_put(a, id, req, &r) : reply_not_found(&r);
+        else if (need && pc == PC_TICKETS && method == EVHTTP_REQ_GET)
+            api_tickets(a, q, &r);
+        else if (need && pc == PC_TICKETS && method == EVHTTP_REQ_POST)
+            api_ticket_create(a, recv_us, req, &r);
+        else if (need && pc == PC_TICKET && method == EVHTTP_REQ_GET)
+            id_ok ? api_ticket_get(a, id, &r) : reply_not_found(&r);
+        else if (need && pc == PC_TICKET && method == EVHTTP_REQ_PUT)
+            id_ok ? api_ticket_put(a, id, recv_us, req, &r) : reply_not_found(&r);
+        else if (need && pc == PC_TICKET_COMMENT)
+            id_ok ? api_ticket_comment(a, t, id, recv_us, req, &r) : reply_not_found(&r);
+        else if (pc == PC_TICKET_SETTINGS && method == EVHTTP_REQ_GET)
+            reply_json(&r, 200, ticket_settings_json(a));
         else
             reply_not_found(&r);
     }
@@ -2135,11 +3245,104 @@ static json_t *account_summary(const account *a)
     size_t poison = 0;
     for (size_t i = 0; i < a->nassets; i++)
         poison += a->assets[i].poison;
-    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "subdomain", a->sub, "customers",
-                     (json_int_t)a->ncust, "assets", (json_int_t)a->nassets, "poison",
-                     (json_int_t)poison, "customers_per_page", (json_int_t)a->customers_per_page,
-                     "first_customer_id", (json_int_t)(a->ncust ? a->cust[0].id : 0),
-                     "first_asset_id", (json_int_t)(a->nassets ? a->assets[0].id : 0));
+    json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "subdomain", a->sub, "customers",
+                          (json_int_t)a->ncust, "assets", (json_int_t)a->nassets, "poison",
+                          (json_int_t)poison, "customers_per_page",
+                          (json_int_t)a->customers_per_page, "first_customer_id",
+                          (json_int_t)(a->ncust ? a->cust[0].id : 0), "first_asset_id",
+                          (json_int_t)(a->nassets ? a->assets[0].id : 0));
+    json_t *st = json_array(), *users = json_array();
+    for (size_t i = 0; i < a->tset.nstatuses; i++)
+        json_array_append_new(st, json_string(a->tset.statuses[i]));
+    for (size_t i = 0; i < a->tset.nusers; i++)
+        json_array_append_new(users, json_pack("{s:I, s:s}", "id", (json_int_t)a->tset.users[i].id,
+                                               "name", a->tset.users[i].name));
+    json_object_set_new(o, "tickets", json_integer((json_int_t)a->ntickets));
+    json_object_set_new(o, "require_problem_type", json_boolean(a->tset.require_problem_type));
+    json_object_set_new(o, "ticket_statuses", st);
+    json_object_set_new(o, "users", users);
+    return o;
+}
+
+/**
+ * Reads the optional ticket settings of an admin body (ticket_statuses, users,
+ * require_problem_type; null counts as absent) over a copy of base, or of the defaults when
+ * base is NULL. @returns 0 with out filled (caller frees), or -1 with err set and out untouched.
+ */
+static int tset_read(json_t *body, const ticket_settings *base, ticket_settings *out, char *err,
+                     size_t errsz)
+{
+    json_t *st = json_object_get(body, "ticket_statuses"), *us = json_object_get(body, "users");
+    json_t *rpt = json_object_get(body, "require_problem_type");
+    if (json_is_null(st))
+        st = NULL;
+    if (json_is_null(us))
+        us = NULL;
+    if (st) {
+        bool ok = json_is_array(st) && json_array_size(st) >= 1 &&
+                  json_array_size(st) <= SIM_MAX_STATUSES;
+        for (size_t i = 0; ok && i < json_array_size(st); i++) {
+            json_t *v = json_array_get(st, i);
+            ok = json_is_string(v) && !is_blank(json_string_value(v)) &&
+                 json_string_length(v) <= 100 && strcmp(json_string_value(v), "Not Closed") != 0;
+            for (size_t j = 0; ok && j < i; j++)
+                ok = !json_equal(v, json_array_get(st, j));
+        }
+        if (!ok) {
+            snprintf(err, errsz, "ticket_statuses must be an array of 1-%d distinct non-blank "
+                                 "strings (not \"Not Closed\")", SIM_MAX_STATUSES);
+            return -1;
+        }
+    }
+    if (us) {
+        bool ok = json_is_array(us) && json_array_size(us) <= SIM_MAX_USERS;
+        for (size_t i = 0; ok && i < json_array_size(us); i++) {
+            json_t *u = json_array_get(us, i), *id = json_object_get(u, "id");
+            json_t *name = json_object_get(u, "name");
+            ok = json_is_integer(id) && json_integer_value(id) > 0 && json_is_string(name) &&
+                 !is_blank(json_string_value(name)) && json_string_length(name) <= 200;
+            for (size_t j = 0; ok && j < i; j++)
+                ok = json_integer_value(json_object_get(json_array_get(us, j), "id")) !=
+                     json_integer_value(id);
+        }
+        if (!ok) {
+            snprintf(err, errsz, "users must be an array of at most %d {\"id\": positive integer, "
+                                 "\"name\": non-blank string} with distinct ids", SIM_MAX_USERS);
+            return -1;
+        }
+    }
+    if (rpt && !json_is_null(rpt) && !json_is_boolean(rpt)) {
+        snprintf(err, errsz, "require_problem_type must be a boolean");
+        return -1;
+    }
+    if (base)
+        tset_copy(out, base);
+    else
+        tset_defaults(out);
+    if (st) {
+        for (size_t i = 0; i < out->nstatuses; i++)
+            free(out->statuses[i]);
+        free(out->statuses);
+        out->nstatuses = json_array_size(st);
+        out->statuses = xcalloc(out->nstatuses, sizeof(char *));
+        for (size_t i = 0; i < out->nstatuses; i++)
+            out->statuses[i] = xstrdup(json_string_value(json_array_get(st, i)));
+    }
+    if (us) {
+        for (size_t i = 0; i < out->nusers; i++)
+            free(out->users[i].name);
+        free(out->users);
+        out->nusers = json_array_size(us);
+        out->users = xcalloc(out->nusers ? out->nusers : 1, sizeof(sim_user));
+        for (size_t i = 0; i < out->nusers; i++) {
+            json_t *u = json_array_get(us, i);
+            out->users[i].id = json_integer_value(json_object_get(u, "id"));
+            out->users[i].name = xstrdup(json_string_value(json_object_get(u, "name")));
+        }
+    }
+    if (json_is_boolean(rpt))
+        out->require_problem_type = json_is_true(rpt);
+    return 0;
 }
 
 static void admin_create_account(sim *s, json_t *body, reply *r)
@@ -2162,6 +3365,11 @@ static void admin_create_account(sim *s, json_t *body, reply *r)
         reply_error(r, 400, "assets need at least one customer");
         return;
     }
+    ticket_settings ts;
+    if (tset_read(body, NULL, &ts, err, sizeof(err)) != 0) {
+        reply_error(r, 400, err);
+        return;
+    }
     const char *name = json_string_value(sub);
     account *a = sm_get(&s->accounts, name);
     if (!a) {
@@ -2170,6 +3378,8 @@ static void admin_create_account(sim *s, json_t *body, reply *r)
         sm_put(&s->accounts, name, a);
     }
     account_generate(a, (uint64_t)seed, (size_t)nc, (size_t)na, (int)cpp);
+    tset_free(&a->tset);
+    a->tset = ts;
     reply_json(r, 201, json_pack("{s:s, s:I, s:I}", "subdomain", a->sub, "customers",
                                  (json_int_t)a->ncust, "assets", (json_int_t)a->nassets));
 }
@@ -2348,6 +3558,125 @@ static void admin_poison(account *a, reply *r)
     reply_json(r, 201, json_pack("{s:I, s:o}", "sim_id", (json_int_t)as->id, "asset", rendered));
 }
 
+/* PUT /_sim/accounts/{sub}: changes the ticket settings only, keeping data and tickets. */
+static void admin_account_settings(account *a, json_t *body, reply *r)
+{
+    char err[200];
+    const char *k;
+    json_t *v;
+    json_object_foreach(body, k, v) {
+        if (strcmp(k, "ticket_statuses") && strcmp(k, "users") &&
+            strcmp(k, "require_problem_type")) {
+            snprintf(err, sizeof(err),
+                     "field '%s' cannot be changed here (only ticket_statuses, users, "
+                     "require_problem_type; POST /_sim/accounts rebuilds)", k);
+            reply_error(r, 400, err);
+            return;
+        }
+    }
+    ticket_settings ts;
+    if (tset_read(body, &a->tset, &ts, err, sizeof(err)) != 0) {
+        reply_error(r, 400, err);
+        return;
+    }
+    tset_free(&a->tset);
+    a->tset = ts;
+    reply_json(r, 200, account_summary(a));
+}
+
+static void admin_tickets(account *a, reply *r)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < a->ntickets; i++)
+        json_array_append_new(arr, ticket_admin_json(a, &a->tickets[i]));
+    reply_json(r, 200, json_pack("{s:o}", "tickets", arr));
+}
+
+static const char *ticket_check_text(tv_result tv)
+{
+    switch (tv) {
+    case TV_NO_CUSTOMER: return "customer_id cannot be null";
+    case TV_BAD_CUSTOMER: return "customer_id must be the id of a customer of this account";
+    case TV_BLANK_SUBJECT: return "subject must be a non-blank string";
+    case TV_BAD_STATUS: return "status must be one of the account's ticket_statuses";
+    case TV_BLANK_PROBLEM_TYPE: return "problem_type can't be blank: the account requires it";
+    case TV_BAD_USER: return "user_id must be the id of one of the account's users, or null";
+    case TV_BAD_DUE_DATE: return "due_date must be YYYY-MM-DD or an RFC 3339 time, or null";
+    case TV_BAD_FIELD: return "priority and problem_type must be strings or null";
+    default: return "invalid ticket";
+    }
+}
+
+/*
+ * PUT /_sim/accounts/{sub}/tickets/{id}: a technician's edit. Takes the vendor PUT's fields and
+ * an optional "comment": {"subject", "body", "hidden", "tech"} (body required; subject defaults
+ * to "Update", tech to "Technician", hidden to false; user_id is the ticket's assignee). Status
+ * changes are recorded as by "admin". All or nothing: a bad field answers 400 and changes nothing.
+ */
+static void admin_ticket_update(account *a, int64_t id, json_t *body, reply *r)
+{
+    static const char *const allowed[] = {"subject", "status", "priority", "problem_type",
+                                          "user_id", "due_date", "customer_id", "comment"};
+    char err[200];
+    ticket *t = ticket_find(a, id);
+    if (!t) {
+        reply_error(r, 404, "no such ticket");
+        return;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(body, k, v) {
+        bool ok = false;
+        for (size_t i = 0; i < NELEM(allowed) && !ok; i++)
+            ok = strcmp(k, allowed[i]) == 0;
+        if (!ok) {
+            snprintf(err, sizeof(err), "field '%s' cannot be set", k);
+            reply_error(r, 400, err);
+            return;
+        }
+    }
+    ticket_input in;
+    const char *bad;
+    tv_result tv = ticket_input_read(a, body, false, &in, &bad);
+    if (tv != TV_OK) {
+        reply_error(r, 400, ticket_check_text(tv));
+        return;
+    }
+    json_t *cm = json_object_get(body, "comment");
+    if (json_is_null(cm))
+        cm = NULL;
+    const char *csubj = NULL, *cbody = NULL, *ctech = NULL;
+    if (cm) {
+        json_t *subj = json_object_get(cm, "subject"), *hidden = json_object_get(cm, "hidden");
+        json_t *tech = json_object_get(cm, "tech");
+        cbody = json_str_or_null(json_object_get(cm, "body"));
+        csubj = json_str_or_null(subj);
+        ctech = json_str_or_null(tech);
+        if (!json_is_object(cm) || is_blank(cbody) ||
+            (subj && !json_is_null(subj) && is_blank(csubj)) ||
+            (tech && !json_is_null(tech) && !ctech) ||
+            (hidden && !json_is_null(hidden) && !json_is_boolean(hidden))) {
+            reply_error(r, 400, "comment must be {\"body\": non-blank string, optional \"subject\" "
+                                "(non-blank string), \"tech\" (string), \"hidden\" (boolean)}");
+            return;
+        }
+        if (t->ncomments >= SIM_MAX_COMMENTS) {
+            reply_error(r, 400, "too many comments on this ticket");
+            return;
+        }
+    }
+    int64_t now_us = wall_us(), now_ms = now_us / 1000;
+    bool changed = ticket_apply(t, &in, now_ms, now_us, true);
+    if (cm) {
+        ticket_add_comment(a, t, csubj ? csubj : "Update", cbody, ctech ? ctech : "Technician",
+                           json_is_true(json_object_get(cm, "hidden")), t->user_id, now_ms);
+        changed = true;
+    }
+    if (changed)
+        ticket_touch(t, now_ms);
+    reply_json(r, 200, json_pack("{s:o}", "ticket", ticket_admin_json(a, t)));
+}
+
 static json_t *config_json(sim *s)
 {
     json_t *o = json_object();
@@ -2470,6 +3799,10 @@ static json_t *stats_json(sim *s)
         statusc_to_json(&a->st.status, ao, always_global, 4);
         json_object_set_new(ao, "resets", json_integer((json_int_t)a->st.resets));
         json_object_set_new(ao, "max_in_window", json_integer((json_int_t)a->st.max_in_window));
+        json_object_set_new(ao, "tickets_created", json_integer((json_int_t)a->st.tickets_created));
+        json_object_set_new(ao, "comments_created",
+                            json_integer((json_int_t)a->st.comments_created));
+        json_object_set_new(ao, "ticket_updates", json_integer((json_int_t)a->st.ticket_updates));
         json_object_set_new(accts, a->sub, ao);
     }
     json_object_set_new(o, "accounts", accts);
@@ -2557,6 +3890,30 @@ static void handle_admin(sim *s, struct evhttp_request *req, char **seg, int nse
             account_free(sm_del(&s->accounts, seg[2]));
             reply_json(&r, 200, json_pack("{s:s}", "deleted", seg[2]));
             goto out;
+        }
+        if (nseg == 3 && m == EVHTTP_REQ_PUT) {
+            admin_account_settings(a, body, &r);
+            goto out;
+        }
+        if (nseg == 4 && !strcmp(seg[3], "tickets") && m == EVHTTP_REQ_GET) {
+            admin_tickets(a, &r);
+            goto out;
+        }
+        if (nseg == 5 && !strcmp(seg[3], "tickets")) {
+            int64_t id;
+            ticket *t = parse_i64(seg[4], &id) == 0 ? ticket_find(a, id) : NULL;
+            if (!t) {
+                reply_error(&r, 404, "no such ticket");
+                goto out;
+            }
+            if (m == EVHTTP_REQ_GET) {
+                reply_json(&r, 200, json_pack("{s:o}", "ticket", ticket_admin_json(a, t)));
+                goto out;
+            }
+            if (m == EVHTTP_REQ_PUT) {
+                admin_ticket_update(a, id, body, &r);
+                goto out;
+            }
         }
         if (nseg == 4 && !strcmp(seg[3], "poison") && m == EVHTTP_REQ_POST) {
             admin_poison(a, &r);
@@ -2779,7 +4136,8 @@ static void usage(FILE *f)
             "  --port-file PATH write the bound port there once listening\n"
             "  --bind ADDR      listen address (default 127.0.0.1)\n"
             "  --seed N         seed for generated data and injected faults (default 1)\n"
-            "Vendor API: /{subdomain}/api/v1/...   Control: /_sim/{accounts,tokens,config,stats}\n");
+            "Vendor API: /{subdomain}/api/v1/...   Control: /_sim/{accounts,tokens,config,stats}\n"
+            "  tickets (test-only fields included): /_sim/accounts/{subdomain}/tickets[/{id}]\n");
 }
 
 static void sim_destroy(sim *s)
