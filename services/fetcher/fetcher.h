@@ -62,11 +62,6 @@ typedef struct fetcher_s {
     int    assigned_partitions;
     int    stopping;
 
-    int    consumer_pipe[2];
-    int    producer_pipe[2];
-    struct event *consumer_ev;
-    struct event *producer_ev;
-    struct event *tick_ev;
     struct event *sched_ev;
 } fetcher_t;
 

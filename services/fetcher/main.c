@@ -6,21 +6,19 @@
  */
 #include "fetcher.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <curl/curl.h>
-#include <event2/http.h>
 
 #include "mspsync/backoff.h"
 #include "mspsync/config.h"
 #include "mspsync/kafka.h"
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
+#include "mspsync/svc.h"
 
 static fetcher_t F;
 
@@ -63,12 +61,6 @@ static const msp_config_entry_t config_table[] = {
     {NULL},
 };
 
-static void on_signal(evutil_socket_t sig, short what, void *arg) {
-    (void)what;
-    MSP_INFO("shutdown", NULL, "signal %d", (int)sig);
-    event_base_loopbreak((struct event_base *)arg);
-}
-
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
     fetcher_t *f = opaque;
@@ -98,12 +90,6 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque) {
     job_delivery_report((fetcher_t *)opaque, msg);
 }
 
-static void drain_pipe(int fd) {
-    char buf[256];
-    while (read(fd, buf, sizeof(buf)) > 0) {
-    }
-}
-
 /* The consumer queue became non-empty (or the safety tick): take every message there is. */
 static void consume_ready(fetcher_t *f) {
     rd_kafka_message_t *m;
@@ -119,22 +105,12 @@ static void consume_ready(fetcher_t *f) {
     }
 }
 
-static void consumer_ev_cb(evutil_socket_t fd, short what, void *arg) {
-    (void)what;
-    drain_pipe(fd);
-    consume_ready((fetcher_t *)arg);
-}
+static void on_consumer(void *arg) { consume_ready((fetcher_t *)arg); }
 
-static void producer_ev_cb(evutil_socket_t fd, short what, void *arg) {
-    (void)what;
-    drain_pipe(fd);
-    rd_kafka_poll(((fetcher_t *)arg)->producer, 0);
-}
+static void on_producer(void *arg) { rd_kafka_poll(((fetcher_t *)arg)->producer, 0); }
 
 /* Safety net and housekeeping: the io-event only fires on empty → non-empty. */
-static void tick_cb(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
+static void on_tick(void *arg) {
     fetcher_t *f = arg;
     rd_kafka_poll(f->producer, 0);
     consume_ready(f);
@@ -159,12 +135,6 @@ static int ready_cb(void *opaque, char *why, size_t why_size) {
         return 0;
     }
     return 1;
-}
-
-static int make_pipe(int p[2]) {
-    if (pipe(p) != 0) return -1;
-    for (int i = 0; i < 2; i++) fcntl(p[i], F_SETFL, fcntl(p[i], F_GETFL) | O_NONBLOCK);
-    return 0;
 }
 
 int main(int argc, char **argv) {
@@ -204,15 +174,7 @@ int main(int argc, char **argv) {
     msp_metric_declare(f->metrics, "mspsync_fetcher_assigned_partitions", "gauge", "sync.jobs partitions owned");
     msp_metric_declare(f->metrics, "mspsync_fetcher_http_inflight", "gauge", "HTTP requests in flight");
 
-    for (int attempt = 0;; attempt++) {
-        if (msp_kafka_ensure_topics(f->conf.brokers, 6, 10000, errstr, sizeof(errstr)) == 0) break;
-        if (attempt >= 30) {
-            MSP_ERROR("kafka.unavailable", NULL, "%s", errstr);
-            return 1;
-        }
-        MSP_WARN("kafka.unavailable", NULL, "%s (retrying)", errstr);
-        sleep(1);
-    }
+    if (msp_svc_ensure_topics(f->conf.brokers) != 0) return 1;
     f->producer = msp_kafka_producer_new(f->conf.brokers, "mspsync-fetcher", dr_cb, f, errstr,
                                          sizeof(errstr));
     const char *topics[] = {msp_topic(MSP_TOPIC_SYNC_JOBS), NULL};
@@ -230,49 +192,20 @@ int main(int argc, char **argv) {
     f->http = msp_http_new(f->base, &hopts);
     if (!redis_ok(f)) MSP_WARN("redis.unavailable", NULL, "starting anyway; will retry");
 
-    /* Kafka queues signal a pipe when they become non-empty; the loop watches the read end. */
-    if (make_pipe(f->consumer_pipe) || make_pipe(f->producer_pipe)) {
-        MSP_ERROR("init.failed", NULL, "pipe: %s", strerror(errno));
+    msp_svc_t svc;
+    if (msp_svc_wire(&svc, f->base, f->consumer, f->producer, 100, on_consumer, on_producer,
+                     on_tick, f, errstr, sizeof(errstr)) != 0) {
+        MSP_ERROR("init.failed", NULL, "%s", errstr);
         return 1;
     }
-    rd_kafka_queue_t *cq = rd_kafka_queue_get_consumer(f->consumer);
-    rd_kafka_queue_io_event_enable(cq, f->consumer_pipe[1], "1", 1);
-    rd_kafka_queue_destroy(cq);
-    rd_kafka_queue_t *pq = rd_kafka_queue_get_main(f->producer);
-    rd_kafka_queue_io_event_enable(pq, f->producer_pipe[1], "1", 1);
-    rd_kafka_queue_destroy(pq);
-    f->consumer_ev = event_new(f->base, f->consumer_pipe[0], EV_READ | EV_PERSIST, consumer_ev_cb, f);
-    f->producer_ev = event_new(f->base, f->producer_pipe[0], EV_READ | EV_PERSIST, producer_ev_cb, f);
-    event_add(f->consumer_ev, NULL);
-    event_add(f->producer_ev, NULL);
-    f->tick_ev = event_new(f->base, -1, EV_PERSIST, tick_cb, f);
-    struct timeval tick = {0, 100 * 1000};
-    event_add(f->tick_ev, &tick);
     f->sched_ev = event_new(f->base, -1, EV_PERSIST, sched_cb, f);
     struct timeval sch = {(time_t)(f->conf.schedule_check_ms / 1000),
                           (suseconds_t)((f->conf.schedule_check_ms % 1000) * 1000)};
     event_add(f->sched_ev, &sch);
-
-    int bound = 0;
-    struct evhttp *ops = msp_ops_listen(f->base, f->conf.metrics_bind, (int)f->conf.metrics_port,
-                                        &bound, f->metrics, ready_cb, f);
-    if (!ops) {
-        MSP_ERROR("init.failed", NULL, "cannot listen on %s:%lld", f->conf.metrics_bind,
-                  f->conf.metrics_port);
+    if (msp_svc_serve_ops(&svc, f->conf.metrics_bind, (int)f->conf.metrics_port, f->conf.port_file,
+                          f->metrics, ready_cb, f) != 0)
         return 1;
-    }
-    if (f->conf.port_file[0]) {
-        FILE *pf = fopen(f->conf.port_file, "w");
-        if (pf) {
-            fprintf(pf, "%d\n", bound);
-            fclose(pf);
-        }
-    }
-    struct event *sigint = evsignal_new(f->base, SIGINT, on_signal, f->base);
-    struct event *sigterm = evsignal_new(f->base, SIGTERM, on_signal, f->base);
-    event_add(sigint, NULL);
-    event_add(sigterm, NULL);
-    MSP_INFO("started", NULL, "replica=%s metrics_port=%d brokers=%s", f->replica_id, bound,
+    MSP_INFO("started", NULL, "replica=%s metrics_port=%d brokers=%s", f->replica_id, svc.ops_port,
              f->conf.brokers);
 
     event_base_dispatch(f->base);
@@ -288,17 +221,8 @@ int main(int argc, char **argv) {
     rd_kafka_destroy(f->consumer);
     rd_kafka_destroy(f->producer);
     msp_offtrack_destroy(f->offtrack);
-    evhttp_free(ops);
-    event_free(sigint);
-    event_free(sigterm);
-    event_free(f->consumer_ev);
-    event_free(f->producer_ev);
-    event_free(f->tick_ev);
+    msp_svc_close(&svc);
     event_free(f->sched_ev);
-    for (int i = 0; i < 2; i++) {
-        close(f->consumer_pipe[i]);
-        close(f->producer_pipe[i]);
-    }
     if (f->redis) redisFree(f->redis);
     msp_metrics_destroy(f->metrics);
     event_base_free(f->base);

@@ -1,0 +1,1229 @@
+/*
+ * work.c — one incident event's way to Syncro.
+ *
+ * Per event (an item), in the order its fingerprint's events arrived:
+ *
+ *   LOAD     Redis: ticketing config, the fingerprint's ticket record `tk:<fp>` (hash), whether
+ *            this event id was handled already (`tk:<fp>:events`), the org mapping, the Syncro
+ *            integration. Redis down → wait and LOAD again (never guess).
+ *   DECIDE   from (ticket record, event status, config), pick the next Syncro call:
+ *              no ticket, open      → CREATE (claim first: state=creating, pending=create:<eid>)
+ *              creating             → SEARCH (a crash came between claim and record: find the
+ *                                     ticket by its marker before creating again)
+ *              open ticket, open    → COMMENT (pending=comment:<eid>; a replay GETs the ticket
+ *                                     and looks for the event marker first)
+ *              resolved, open       → inside the reopen window: REOPEN (PUT status) + COMMENT;
+ *                                     after it: a new ticket (generation + 1)
+ *              open ticket, resolved → auto-resolve on: GET the ticket; untouched → PUT the
+ *                                     resolve status, touched → a comment saying why not;
+ *                                     auto-resolve off: nothing to call
+ *   CALL     take a token from the account's GCRA bucket (shared with the fetcher), send;
+ *            429/5xx/timeout → back off (Retry-After wins) and send again, offset not stored;
+ *            other 4xx → dead letter with Syncro's message; 404 on a known ticket → the ticket
+ *            was deleted in Syncro: forget it and DECIDE again.
+ *   FINISH   one MULTI: the ticket record, pending cleared, the event id added, counters; then
+ *            the offset becomes committable (msp_offtrack) and the fingerprint's next event runs.
+ *
+ * "Touched by a technician" = the ticket's status or assignee differ from what we last set, or
+ * it carries a comment without one of our markers.
+ */
+#include "tc.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "mspsync/backoff.h"
+#include "mspsync/incident.h"
+#include "mspsync/kafka.h"
+#include "mspsync/log.h"
+#include "mspsync/model.h"
+#include "mspsync/redis.h"
+#include "mspsync/syncro.h"
+#include "mspsync/syncro_store.h"
+
+#define SERVICE        "ticket-creator"
+#define EVENTS_TTL_S   (90 * 86400)
+#define SUBJECT_MAX    250
+
+typedef enum { ST_NONE = 0, ST_CREATING, ST_OPEN, ST_RESOLVED } tk_state_t;
+static const char *const state_names[] = {"none", "creating", "open", "resolved"};
+
+typedef void (step_fn)(tc_item_t *it, json_t *body);
+
+struct tc_fpq_s {
+    tc_fpq_t  *next;
+    char       fp[65];
+    tc_item_t *head, *tail;
+};
+
+struct tc_item_s {
+    tc_t               *tc;
+    tc_item_t          *next_fp;     /* same fingerprint, later */
+    tc_item_t          *next_ready;
+    tc_fpq_t           *q;
+    rd_kafka_message_t *msg;         /* owned until the item is freed (dead letters copy it) */
+    json_t             *inc;         /* canonical incident, NULL when unreadable */
+    char                bad[512];    /* why inc is NULL */
+    const char *tenant, *fp, *eid, *status;   /* borrowed from inc */
+
+    int active, revoked, http_inflight, dlq_inflight, done;
+    struct event *timer;
+    void (*on_timer)(tc_item_t *it);
+    unsigned attempt;
+
+    /* loaded */
+    json_t                  *config;
+    const json_t            *rule;
+    msp_syncro_integration_t syncro;
+    int                      have_syncro;
+    char                     customer_id[32];
+    char                     customer_name[256];
+
+    /* the ticket record tk:<fp> */
+    tk_state_t state;
+    long long  gen;
+    long long  ticket_id;
+    long long  ticket_number;
+    long long  resolved_at_ms;
+    long long  claim_at_ms;
+    long long  assignee;
+    char       rec_customer[32];
+    char       last_status[128];
+    char       pending[128];
+
+    /* result counters for FINISH */
+    const char *outcome;
+    int         search_page;
+
+    /* the call in progress */
+    char    *method, *path, *body;
+    step_fn *on_ok, *on_404;
+};
+
+static void item_load(tc_item_t *it);
+static void decide(tc_item_t *it);
+static void call_send(tc_item_t *it);
+static void unmapped(tc_item_t *it);
+
+/* ------------------------------------------------------------------ helpers */
+
+int tc_redis_ok(tc_t *tc) {
+    char err[256];
+    if (msp_redis_ensure(&tc->redis, tc->conf.redis_url, err, sizeof(err)) == 0) return 1;
+    MSP_WARN("redis.unavailable", NULL, "%s", err);
+    return 0;
+}
+
+static unsigned fp_bucket(const char *fp) {
+    unsigned h = 2166136261u;
+    for (const char *p = fp; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
+    return h % TC_FPQ_BUCKETS;
+}
+
+static void tk_key(const tc_item_t *it, char *buf, size_t size, const char *suffix) {
+    msp_key(buf, size, it->tenant, "tk:%s%s", it->fp, suffix);
+}
+
+static const char *cfg_str(const json_t *o, const char *name, const char *def) {
+    const char *s = json_string_value(json_object_get(o, name));
+    return s && s[0] ? s : def;
+}
+
+static long long cfg_int(const json_t *o, const char *name, long long def) {
+    const json_t *v = json_object_get(o, name);
+    if (json_is_integer(v)) return json_integer_value(v);
+    if (json_is_string(v)) {
+        char *end;
+        long long x = strtoll(json_string_value(v), &end, 10);
+        if (*end == '\0' && end != json_string_value(v)) return x;
+    }
+    return def;
+}
+
+static int cfg_bool(const json_t *o, const char *name, int def) {
+    const json_t *v = json_object_get(o, name);
+    return json_is_boolean(v) ? json_is_true(v) : def;
+}
+
+static const char *inc_str(const tc_item_t *it, const char *name) {
+    return json_string_value(json_object_get(it->inc, name));
+}
+
+static void stats_error(tc_item_t *it, const char *msg) {
+    char k[256], at[32];
+    msp_key(k, sizeof(k), it->tenant, "ticketing:stats");
+    msp_format_time(msp_wall_ms(), at, sizeof(at));
+    redisReply *r = redisCommand(it->tc->redis, "HSET %s last_error %s last_error_at %s", k, msg, at);
+    if (r) freeReplyObject(r);
+}
+
+/* ------------------------------------------------------------- lifecycle */
+
+static void item_free(tc_item_t *it) {
+    if (it->timer) event_free(it->timer);
+    json_decref(it->inc);
+    json_decref(it->config);
+    msp_syncro_integration_clear(&it->syncro);
+    free(it->method);
+    free(it->path);
+    free(it->body);
+    if (it->msg) rd_kafka_message_destroy(it->msg);
+    it->tc->nitems--;
+    free(it);
+}
+
+static void ready_push(tc_t *tc, tc_item_t *it) {
+    it->next_ready = NULL;
+    if (tc->ready_tail) tc->ready_tail->next_ready = it;
+    else tc->ready_head = it;
+    tc->ready_tail = it;
+}
+
+/* Remove it (the head of its queue) and make the next event of the fingerprint ready. */
+static void fpq_pop(tc_t *tc, tc_item_t *it) {
+    tc_fpq_t *q = it->q;
+    if (!q) return;
+    q->head = it->next_fp;
+    if (!q->head) {
+        q->tail = NULL;
+        tc_fpq_t **pp = &tc->fpq[fp_bucket(q->fp)];
+        while (*pp && *pp != q) pp = &(*pp)->next;
+        if (*pp) *pp = q->next;
+        free(q);
+    } else if (!tc->stopping) {
+        ready_push(tc, q->head);
+    }
+    it->q = NULL;
+}
+
+/* The event is finished (handled, skipped or dead-lettered and acknowledged): commit past it. */
+static void item_complete(tc_item_t *it) {
+    tc_t *tc = it->tc;
+    if (!it->revoked) {
+        int64_t next = msp_offtrack_done(tc->offtrack, rd_kafka_topic_name(it->msg->rkt),
+                                         it->msg->partition, it->msg->offset);
+        if (next >= 0) {
+            rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+            rd_kafka_topic_partition_list_add(l, rd_kafka_topic_name(it->msg->rkt),
+                                              it->msg->partition)->offset = next;
+            rd_kafka_resp_err_t err = rd_kafka_offsets_store(tc->consumer, l);
+            if (err)
+                MSP_WARN("kafka.offset_store", it->tenant, "%s", rd_kafka_err2str(err));
+            rd_kafka_topic_partition_list_destroy(l);
+        }
+    }
+    if (it->active) tc->nactive--;
+    it->active = 0;
+    fpq_pop(tc, it);
+    item_free(it);
+    tc_pump(tc);
+}
+
+/* Abandon without committing (revoked partition, shutdown): another owner replays it. */
+static void item_abandon(tc_item_t *it) {
+    if (it->active) it->tc->nactive--;
+    it->active = 0;
+    fpq_pop(it->tc, it);
+    item_free(it);
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    tc_item_t *it = arg;
+    if (it->revoked || it->tc->stopping) {
+        item_abandon(it);
+        return;
+    }
+    it->on_timer(it);
+}
+
+static void wait_then(tc_item_t *it, int64_t ms, void (*fn)(tc_item_t *)) {
+    if (!it->timer) it->timer = evtimer_new(it->tc->base, timer_cb, it);
+    it->on_timer = fn;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    evtimer_add(it->timer, &tv);
+}
+
+/* ------------------------------------------------------------ dead letters */
+
+static void dead_letter(tc_item_t *it, const char *reason);
+
+static void dlq_send(tc_item_t *it) {
+    /* The reason was stored in it->body when the dead letter was decided. */
+    if (msp_kafka_dead_letter(it->tc->producer, it->msg, SERVICE, it->body, it) != 0) {
+        MSP_WARN("dlq.produce_failed", it->tenant, "retrying in 1 s");
+        wait_then(it, 1000, dlq_send);
+        return;
+    }
+    it->dlq_inflight = 1;
+}
+
+static void dead_letter(tc_item_t *it, const char *reason) {
+    MSP_WARN("incident.dead_lettered", it->tenant, "partition=%d offset=%" PRId64 " reason=%s",
+             (int)it->msg->partition, it->msg->offset, reason);
+    free(it->body);
+    it->body = strdup(reason);
+    if (it->inc && tc_redis_ok(it->tc)) {
+        char k[256];
+        msp_key(k, sizeof(k), it->tenant, "ticketing:stats");
+        redisReply *r = redisCommand(it->tc->redis, "HINCRBY %s dead_lettered 1", k);
+        if (r) freeReplyObject(r);
+        stats_error(it, reason);
+    }
+    msp_metric_add(it->tc->metrics, "mspsync_ticket_creator_events_total",
+                   "outcome=\"dead_lettered\"", 1);
+    dlq_send(it);
+}
+
+void tc_delivery_report(tc_t *tc, const rd_kafka_message_t *m) {
+    tc_item_t *it = m->_private;
+    if (!it || !it->dlq_inflight) return;
+    it->dlq_inflight = 0;
+    if (m->err) {
+        MSP_WARN("dlq.delivery_failed", it->tenant, "%s; retrying", rd_kafka_err2str(m->err));
+        wait_then(it, 1000, dlq_send);
+        return;
+    }
+    item_complete(it);
+}
+
+/* Queue (redisAppendCommand) an HSET of the whole ticket record, pending marker included. */
+static void append_record(tc_item_t *it) {
+    char k[300], gen[32], tid[32], num[32], res[32], asg[32], claim[32];
+    tk_key(it, k, sizeof(k), "");
+    snprintf(gen, sizeof(gen), "%lld", it->gen);
+    snprintf(tid, sizeof(tid), "%lld", it->ticket_id);
+    snprintf(num, sizeof(num), "%lld", it->ticket_number);
+    snprintf(res, sizeof(res), "%lld", it->resolved_at_ms);
+    snprintf(asg, sizeof(asg), "%lld", it->assignee);
+    snprintf(claim, sizeof(claim), "%lld", it->claim_at_ms);
+    redisAppendCommand(it->tc->redis,
+                       "HSET %s state %s gen %s ticket_id %s ticket_number %s customer_id %s "
+                       "last_status %s resolved_at_ms %s assignee %s claim_at_ms %s pending %s",
+                       k, state_names[it->state], gen, tid, num, it->rec_customer,
+                       it->last_status, res, asg, claim, it->pending);
+}
+
+/*
+ * Write the whole ticket record with its "pending" marker (op:<event id>) before a Syncro
+ * write, so that a replay after a crash knows what may have happened and how to check.
+ * @returns 0, or -1 when Redis failed (the caller waits and loads again).
+ */
+static int set_pending(tc_item_t *it, const char *op) {
+    snprintf(it->pending, sizeof(it->pending), "%s:%s", op, it->eid);
+    append_record(it);
+    redisReply *r = NULL;
+    int ok = redisGetReply(it->tc->redis, (void **)&r) == REDIS_OK && r &&
+             r->type == REDIS_REPLY_INTEGER;
+    if (r) freeReplyObject(r);
+    return ok ? 0 : -1;
+}
+
+/* ------------------------------------------------------------------ FINISH */
+
+/*
+ * Record the event as handled: ticket fields, pending cleared, event id remembered, counters.
+ * counter may be NULL. On a Redis error the whole FINISH is retried (it is idempotent: HSETs and
+ * an SADD; the counter may then count twice, like the normalizer's stats).
+ */
+static void finish(tc_item_t *it) {
+    tc_t *tc = it->tc;
+    if (!tc_redis_ok(tc)) {
+        wait_then(it, 1000, finish);
+        return;
+    }
+    char k[300], ke[300], ks[256], at[32];
+    tk_key(it, k, sizeof(k), "");
+    tk_key(it, ke, sizeof(ke), ":events");
+    msp_key(ks, sizeof(ks), it->tenant, "ticketing:stats");
+    msp_format_time(msp_wall_ms(), at, sizeof(at));
+
+    int ok = 1, n = 0;
+    redisAppendCommand(tc->redis, "MULTI"), n++;
+    if (it->state == ST_NONE) {
+        redisAppendCommand(tc->redis, "HDEL %s state ticket_id ticket_number", k), n++;
+    } else {
+        it->pending[0] = '\0';
+        append_record(it), n++;
+    }
+    redisAppendCommand(tc->redis, "HDEL %s pending", k), n++;
+    redisAppendCommand(tc->redis, "SADD %s %s", ke, it->eid), n++;
+    redisAppendCommand(tc->redis, "EXPIRE %s %d", ke, EVENTS_TTL_S), n++;
+    if (it->outcome) {
+        redisAppendCommand(tc->redis, "HINCRBY %s %s 1", ks, it->outcome), n++;
+        if (!strcmp(it->outcome, "tickets_created"))
+            redisAppendCommand(tc->redis, "HSET %s last_ticket_at %s", ks, at), n++;
+    }
+    redisAppendCommand(tc->redis, "EXEC"), n++;
+    for (int i = 0; i < n; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(tc->redis, (void **)&r) != REDIS_OK || !r) {
+            ok = 0;
+            break;
+        }
+        if (i == n - 1 && r->type != REDIS_REPLY_ARRAY) ok = 0;
+        freeReplyObject(r);
+    }
+    if (!ok) {
+        MSP_WARN("redis.finish_failed", it->tenant, "recording the event failed; retrying");
+        wait_then(it, 1000, finish);
+        return;
+    }
+    msp_metric_add(tc->metrics, "mspsync_ticket_creator_events_total",
+                   it->outcome ? "outcome=\"handled\"" : "outcome=\"no_action\"", 1);
+    MSP_DEBUG("incident.done", it->tenant, "fp=%.12s event=%.12s state=%s ticket=%lld outcome=%s",
+              it->fp, it->eid, state_names[it->state], it->ticket_id,
+              it->outcome ? it->outcome : "none");
+    item_complete(it);
+}
+
+static void finish_with(tc_item_t *it, const char *outcome) {
+    it->outcome = outcome;
+    finish(it);
+}
+
+/* 1 when the record's pending marker is op:<this event>. */
+static int pending_is(const tc_item_t *it, const char *op) {
+    size_t n = strlen(op);
+    return !strncmp(it->pending, op, n) && it->pending[n] == ':' && !strcmp(it->pending + n + 1, it->eid);
+}
+
+/* ------------------------------------------------------------------- CALL */
+
+static void http_cb(msp_http_response_t *res, void *opaque);
+
+static void call(tc_item_t *it, const char *method, char *path, json_t *body, step_fn *on_ok,
+                 step_fn *on_404) {
+    free(it->method);
+    free(it->path);
+    free(it->body);
+    it->method = strdup(method);
+    it->path = path;
+    it->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    it->on_ok = on_ok;
+    it->on_404 = on_404;
+    it->attempt = 0;
+    call_send(it);
+}
+
+static void call_retry(tc_item_t *it, int64_t retry_after_ms, const char *why) {
+    tc_t *tc = it->tc;
+    int64_t d = msp_backoff_ms(it->attempt, tc->conf.backoff_base_ms, tc->conf.backoff_cap_ms,
+                               msp_rand01());
+    if (retry_after_ms >= 0 && retry_after_ms > d) d = retry_after_ms;
+    it->attempt++;
+    MSP_WARN("syncro.retry", it->tenant, "fp=%.12s attempt=%u retry_in_ms=%lld: %s", it->fp,
+             it->attempt, (long long)d, why);
+    msp_metric_add(tc->metrics, "mspsync_ticket_creator_retries_total", NULL, 1);
+    if (it->attempt == 1 || it->attempt % 10 == 0) {
+        char msg[700];
+        snprintf(msg, sizeof(msg), "%s (retrying)", why);
+        if (tc_redis_ok(tc)) stats_error(it, msg);
+    }
+    wait_then(it, d, call_send);
+}
+
+static void call_send(tc_item_t *it) {
+    tc_t *tc = it->tc;
+    if (it->revoked || tc->stopping) {
+        item_abandon(it);
+        return;
+    }
+    if (!tc_redis_ok(tc)) {
+        wait_then(it, 1000, call_send);
+        return;
+    }
+    int64_t wait_ms = 0;
+    char err[256];
+    int rc = msp_gcra_take(tc->redis, it->syncro.bucket_key, tc->conf.syncro_rate,
+                           (int)tc->conf.syncro_burst, 1, &wait_ms, err, sizeof(err));
+    if (rc < 0) {
+        MSP_WARN("ratelimit.error", it->tenant, "%s", err);
+        wait_then(it, 500, call_send);
+        return;
+    }
+    if (rc == 0) {
+        msp_metric_add(tc->metrics, "mspsync_ticket_creator_ratelimit_waits_total", NULL, 1);
+        wait_then(it, wait_ms + (int64_t)(msp_rand01() * 20), call_send);
+        return;
+    }
+    char url[1200];
+    snprintf(url, sizeof(url), "%s%s", it->syncro.base_url, it->path);
+    const char *headers[] = {it->syncro.auth_header, "Accept: application/json",
+                             "Content-Type: application/json", NULL};
+    msp_http_request_t req = {.method = it->method, .url = url, .headers = headers,
+                              .body = it->body, .body_len = it->body ? strlen(it->body) : 0};
+    it->http_inflight = 1;
+    if (msp_http_request(tc->http, &req, http_cb, it) != 0) {
+        it->http_inflight = 0;
+        call_retry(it, -1, "could not start the HTTP request");
+    }
+}
+
+static void http_cb(msp_http_response_t *res, void *opaque) {
+    tc_item_t *it = opaque;
+    tc_t *tc = it->tc;
+    it->http_inflight = 0;
+    if (it->revoked || tc->stopping) {
+        item_abandon(it);
+        return;
+    }
+    msp_http_outcome_t o = msp_http_classify(res);
+    msp_metric_add(tc->metrics, "mspsync_ticket_creator_requests_total",
+                   o == MSP_HTTP_OK ? "outcome=\"ok\"" : o == MSP_HTTP_RETRY ? "outcome=\"retry\""
+                   : "outcome=\"failed\"", 1);
+    char desc[900];
+    if (o == MSP_HTTP_OK) {
+        json_error_t jerr;
+        json_t *body = res->body_len ? json_loadb(res->body, res->body_len, 0, &jerr) : NULL;
+        if (!json_is_object(body)) {
+            json_decref(body);
+            /* A 200 we cannot read: Syncro (or a proxy) answered garbage; retry. */
+            call_retry(it, -1, "Syncro answered 2xx with a body that is not a JSON object");
+            return;
+        }
+        it->attempt = 0;
+        it->on_ok(it, body);
+        json_decref(body);
+        return;
+    }
+    msp_syncro_describe(res, it->method, it->path, desc, sizeof(desc));
+    if (o == MSP_HTTP_RETRY) {
+        call_retry(it, res->retry_after_ms, desc);
+        return;
+    }
+    if (res->status == 404 && it->on_404) {
+        it->on_404(it, NULL);
+        return;
+    }
+    dead_letter(it, desc);
+}
+
+/* --------------------------------------------------------- ticket content */
+
+static char *id_path(const char *fmt, long long id) {
+    char buf[128];
+    snprintf(buf, sizeof(buf), fmt, id);
+    return strdup(buf);
+}
+
+static void set_opt_str(json_t *o, const char *key, const char *v) {
+    if (v && v[0]) json_object_set_new(o, key, json_string(v));
+}
+
+static char *incident_details(const tc_item_t *it) {
+    const char *desc = inc_str(it, "description"), *link = inc_str(it, "link");
+    const char *org_name = inc_str(it, "org_name"), *sev = inc_str(it, "severity");
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    if (!f) return NULL;
+    fprintf(f, "Incident %s from the multi-tenant portal.\n", inc_str(it, "incident_id"));
+    fprintf(f, "Organization: %s (%s)\n", org_name ? org_name : "-", inc_str(it, "org_id"));
+    fprintf(f, "Alert type: %s\nSeverity: %s\nSubject: %s\nOccurred at: %s\n",
+            inc_str(it, "alert_type"), sev ? sev : "-", inc_str(it, "subject"),
+            inc_str(it, "occurred_at"));
+    if (desc) fprintf(f, "\n%s\n", desc);
+    if (link) fprintf(f, "\nLink: %s\n", link);
+    fprintf(f, "\n%s%s/%lld\n", MSP_INCIDENT_MARKER, it->fp, it->gen);
+    fclose(f);
+    return out;
+}
+
+static json_t *ticket_body(const tc_item_t *it) {
+    const json_t *rule = it->rule;
+    char subject[SUBJECT_MAX + 1];
+    const char *title = inc_str(it, "title"), *subj = inc_str(it, "subject");
+    if (subj && strcmp(subj, inc_str(it, "org_id")) != 0)
+        snprintf(subject, sizeof(subject), "%s - %s", title, subj);
+    else
+        snprintf(subject, sizeof(subject), "%s", title);
+
+    json_t *t = json_object();
+    json_object_set_new(t, "customer_id", json_integer(strtoll(it->rec_customer, NULL, 10)));
+    json_object_set_new(t, "subject", json_string(subject));
+    json_object_set_new(t, "status", json_string(cfg_str(rule, "status", "New")));
+    set_opt_str(t, "priority", cfg_str(rule, "priority", NULL));
+    set_opt_str(t, "problem_type", cfg_str(rule, "problem_type", NULL));
+    if (it->assignee > 0) json_object_set_new(t, "user_id", json_integer(it->assignee));
+    long long due = cfg_int(rule, "due_in_days", -1);
+    if (due >= 0) {
+        time_t when = (time_t)(msp_wall_ms() / 1000) + (time_t)due * 86400;
+        struct tm tm;
+        char d[16];
+        gmtime_r(&when, &tm);
+        strftime(d, sizeof(d), "%Y-%m-%d", &tm);
+        json_object_set_new(t, "due_date", json_string(d));
+    }
+    char *details = incident_details(it);
+    json_t *c = json_object();
+    json_object_set_new(c, "subject", json_string("Incident details"));
+    json_object_set_new(c, "body", json_string(details ? details : ""));
+    json_object_set_new(c, "hidden", json_true());
+    json_object_set_new(c, "do_not_email", json_true());
+    free(details);
+    json_object_set_new(t, "comments_attributes", json_pack("[o]", c));
+    return t;
+}
+
+static json_t *comment_body(const tc_item_t *it, const char *subject, const char *text) {
+    char body[4096];
+    snprintf(body, sizeof(body), "%s\n\n%s%s", text, MSP_EVENT_MARKER, it->eid);
+    return json_pack("{s:s, s:s, s:b, s:b}", "subject", subject, "body", body, "hidden", 1,
+                     "do_not_email", 1);
+}
+
+/* The ticket object of a {"ticket":{...}} answer. */
+static const json_t *ticket_of(const json_t *body) {
+    const json_t *t = json_object_get(body, "ticket");
+    return json_is_object(t) ? t : NULL;
+}
+
+static long long json_id(const json_t *v) {
+    if (json_is_integer(v)) return json_integer_value(v);
+    if (json_is_string(v)) return strtoll(json_string_value(v), NULL, 10);
+    return 0;
+}
+
+/* 1 when some comment body of ticket t contains needle. */
+static int has_comment_with(const json_t *t, const char *needle) {
+    size_t i;
+    const json_t *c;
+    json_array_foreach(json_object_get(t, "comments"), i, c) {
+        const char *b = json_string_value(json_object_get(c, "body"));
+        if (b && strstr(b, needle)) return 1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ steps */
+
+static void record_ticket(tc_item_t *it, const json_t *t) {
+    it->ticket_id = json_id(json_object_get(t, "id"));
+    it->ticket_number = json_id(json_object_get(t, "number"));
+    const char *st = json_string_value(json_object_get(t, "status"));
+    snprintf(it->last_status, sizeof(it->last_status), "%s", st ? st : cfg_str(it->rule, "status", "New"));
+    it->state = ST_OPEN;
+    it->resolved_at_ms = 0;
+}
+
+static void created_ok(tc_item_t *it, json_t *body) {
+    const json_t *t = ticket_of(body);
+    if (!t || json_id(json_object_get(t, "id")) <= 0) {
+        /* The ticket may exist; never create blindly again: look for it by its marker. */
+        MSP_WARN("ticket.no_id", it->tenant, "fp=%.12s: the create answer has no ticket id; "
+                 "searching for the ticket", it->fp);
+        it->search_page = 1;
+        it->state = ST_CREATING;
+        wait_then(it, 1000, decide);
+        return;
+    }
+    record_ticket(it, t);
+    MSP_INFO("ticket.created", it->tenant, "fp=%.12s ticket=%lld number=%lld customer=%s", it->fp,
+             it->ticket_id, it->ticket_number, it->rec_customer);
+    finish_with(it, "tickets_created");
+}
+
+static void do_create(tc_item_t *it) {
+    if (set_pending(it, "create") < 0) {
+        wait_then(it, 1000, item_load);
+        return;
+    }
+    call(it, "POST", strdup("/tickets"), ticket_body(it), created_ok, NULL);
+}
+
+static void search_page(tc_item_t *it);
+
+static void search_ok(tc_item_t *it, json_t *body) {
+    char marker[128];
+    snprintf(marker, sizeof(marker), "%s%s/%lld", MSP_INCIDENT_MARKER, it->fp, it->gen);
+    size_t i;
+    const json_t *t;
+    json_array_foreach(json_object_get(body, "tickets"), i, t) {
+        if (has_comment_with(t, marker) ||
+            (json_string_value(json_object_get(t, "subject")) &&
+             strstr(json_string_value(json_object_get(t, "subject")), marker))) {
+            record_ticket(it, t);
+            MSP_INFO("ticket.recovered", it->tenant,
+                     "fp=%.12s ticket=%lld: created before a crash, found by its marker", it->fp,
+                     it->ticket_id);
+            msp_metric_add(it->tc->metrics, "mspsync_ticket_creator_recovered_total", NULL, 1);
+            if (!strcmp(it->status, "open") && pending_is(it, "create")) {
+                finish_with(it, "tickets_created");   /* this very event created it */
+                return;
+            }
+            it->pending[0] = '\0';
+            decide(it);
+            return;
+        }
+    }
+    int total = (int)cfg_int(json_object_get(body, "meta"), "total_pages", 1);
+    size_t n = json_array_size(json_object_get(body, "tickets"));
+    if (n > 0 && it->search_page < total && it->search_page < it->tc->conf.search_max_pages) {
+        it->search_page++;
+        search_page(it);
+        return;
+    }
+    /* Not there: the crashed attempt never reached Syncro. */
+    MSP_INFO("ticket.not_found", it->tenant, "fp=%.12s: no ticket with our marker; creating", it->fp);
+    if (!strcmp(it->status, "open")) {
+        do_create(it);
+        return;
+    }
+    it->state = ST_NONE;   /* a resolve for an incident whose ticket never came to be */
+    finish_with(it, NULL);
+}
+
+static void search_page(tc_item_t *it) {
+    /* created_after: a day before the claim, as a date (its granularity is disputed). */
+    time_t since = (time_t)(it->claim_at_ms / 1000) - 86400;
+    struct tm tm;
+    char d[16], path[256];
+    gmtime_r(&since, &tm);
+    strftime(d, sizeof(d), "%Y-%m-%d", &tm);
+    snprintf(path, sizeof(path), "/tickets?customer_id=%s&created_after=%s&page=%d",
+             it->rec_customer, d, it->search_page);
+    call(it, "GET", strdup(path), NULL, search_ok, NULL);
+}
+
+static void gone_404(tc_item_t *it, json_t *body) {
+    (void)body;
+    MSP_WARN("ticket.deleted", it->tenant,
+             "fp=%.12s ticket=%lld answers 404: deleted in Syncro; starting over", it->fp,
+             it->ticket_id);
+    it->state = ST_NONE;
+    it->ticket_id = 0;
+    it->pending[0] = '\0';
+    decide(it);
+}
+
+static void commented_ok(tc_item_t *it, json_t *body) {
+    (void)body;
+    finish_with(it, "comments_added");
+}
+
+static void do_comment(tc_item_t *it) {
+    if (set_pending(it, "comment") < 0) {
+        wait_then(it, 1000, item_load);
+        return;
+    }
+    char text[1500];
+    snprintf(text, sizeof(text), "The incident fired again at %s.", inc_str(it, "occurred_at"));
+    call(it, "POST", id_path("/tickets/%lld/comment", it->ticket_id),
+         comment_body(it, "Incident fired again", text), commented_ok, gone_404);
+}
+
+static void comment_check_ok(tc_item_t *it, json_t *body) {
+    const json_t *t = ticket_of(body);
+    char marker[128];
+    snprintf(marker, sizeof(marker), "%s%s", MSP_EVENT_MARKER, it->eid);
+    if (t && has_comment_with(t, marker)) {
+        finish_with(it, "comments_added");
+        return;
+    }
+    do_comment(it);
+}
+
+static void reopened_ok(tc_item_t *it, json_t *body) {
+    const json_t *t = ticket_of(body);
+    const char *st = t ? json_string_value(json_object_get(t, "status")) : NULL;
+    snprintf(it->last_status, sizeof(it->last_status), "%s",
+             st ? st : cfg_str(it->rule, "status", "New"));
+    it->state = ST_OPEN;
+    it->resolved_at_ms = 0;
+    char k[256];
+    msp_key(k, sizeof(k), it->tenant, "ticketing:stats");
+    redisReply *r = redisCommand(it->tc->redis, "HINCRBY %s tickets_reopened 1", k);
+    if (r) freeReplyObject(r);
+    MSP_INFO("ticket.reopened", it->tenant, "fp=%.12s ticket=%lld", it->fp, it->ticket_id);
+    do_comment(it);
+}
+
+static void resolved_ok(tc_item_t *it, json_t *body) {
+    (void)body;
+    it->state = ST_RESOLVED;
+    it->resolved_at_ms = msp_wall_ms();
+    snprintf(it->last_status, sizeof(it->last_status), "%s",
+             cfg_str(it->config, "resolve_status", "Resolved"));
+    MSP_INFO("ticket.resolved", it->tenant, "fp=%.12s ticket=%lld", it->fp, it->ticket_id);
+    finish_with(it, "tickets_resolved");
+}
+
+static void left_open_ok(tc_item_t *it, json_t *body) {
+    (void)body;
+    finish_with(it, "resolve_skipped_touched");
+}
+
+/* GET before auto-resolving: resolve only an untouched ticket. */
+static void resolve_check_ok(tc_item_t *it, json_t *body) {
+    const json_t *t = ticket_of(body);
+    const char *target = cfg_str(it->config, "resolve_status", "Resolved");
+    const char *st = t ? json_string_value(json_object_get(t, "status")) : NULL;
+    if (st && !strcmp(st, target) && pending_is(it, "resolve")) {
+        resolved_ok(it, NULL);   /* our own PUT landed before a crash */
+        return;
+    }
+    char marker[128];
+    snprintf(marker, sizeof(marker), "%s%s", MSP_EVENT_MARKER, it->eid);
+    if (t && pending_is(it, "comment") && has_comment_with(t, marker)) {
+        left_open_ok(it, NULL);  /* our "left open" comment landed before a crash */
+        return;
+    }
+    const char *why = NULL;
+    if (!t) why = "the ticket could not be read";
+    else if (!st || strcmp(st, it->last_status) != 0) why = "its status was changed";
+    else if (it->assignee > 0 && json_id(json_object_get(t, "user_id")) != it->assignee)
+        why = "it was reassigned";
+    else if (it->assignee <= 0 && json_id(json_object_get(t, "user_id")) > 0)
+        why = "it was assigned to a technician";
+    else {
+        size_t i;
+        const json_t *c;
+        json_array_foreach(json_object_get(t, "comments"), i, c) {
+            const char *b = json_string_value(json_object_get(c, "body"));
+            if (!b || (!strstr(b, MSP_INCIDENT_MARKER) && !strstr(b, MSP_EVENT_MARKER))) {
+                why = "a technician commented on it";
+                break;
+            }
+        }
+    }
+    if (why) {
+        MSP_INFO("ticket.left_open", it->tenant, "fp=%.12s ticket=%lld: %s", it->fp, it->ticket_id,
+                 why);
+        if (set_pending(it, "comment") < 0) {
+            wait_then(it, 1000, item_load);
+            return;
+        }
+        char text[600];
+        snprintf(text, sizeof(text),
+                 "The incident was resolved in the portal at %s. The ticket was left as it is "
+                 "because %s since mspsync last updated it.",
+                 inc_str(it, "occurred_at"), why);
+        call(it, "POST", id_path("/tickets/%lld/comment", it->ticket_id),
+             comment_body(it, "Incident resolved", text), left_open_ok, gone_404);
+        return;
+    }
+    if (set_pending(it, "resolve") < 0) {
+        wait_then(it, 1000, item_load);
+        return;
+    }
+    call(it, "PUT", id_path("/tickets/%lld", it->ticket_id),
+         json_pack("{s:s}", "status", target), resolved_ok, gone_404);
+}
+
+/* ----------------------------------------------------------------- DECIDE */
+
+static void decide(tc_item_t *it) {
+    const int open = !strcmp(it->status, "open");
+    switch (it->state) {
+    case ST_CREATING:
+        if (!it->search_page) it->search_page = 1;
+        search_page(it);
+        return;
+    case ST_NONE:
+        if (!open) {
+            finish_with(it, NULL);   /* resolved before any ticket: nothing to do */
+            return;
+        }
+        if (!it->customer_id[0] && !it->rec_customer[0]) {
+            unmapped(it);
+            return;
+        }
+        it->gen++;
+        it->state = ST_CREATING;
+        it->ticket_id = it->ticket_number = it->resolved_at_ms = 0;
+        it->claim_at_ms = msp_wall_ms();
+        if (it->customer_id[0])
+            snprintf(it->rec_customer, sizeof(it->rec_customer), "%s", it->customer_id);
+        it->assignee = cfg_int(it->rule, "assignee_user_id", 0);
+        snprintf(it->last_status, sizeof(it->last_status), "%s", cfg_str(it->rule, "status", "New"));
+        do_create(it);
+        return;
+    case ST_OPEN: {
+        if (!open) {
+            if (!cfg_bool(it->config, "auto_resolve", 0)) {
+                finish_with(it, "resolve_skipped_disabled");
+                return;
+            }
+            call(it, "GET", id_path("/tickets/%lld", it->ticket_id), NULL, resolve_check_ok,
+                 gone_404);
+            return;
+        }
+        if (pending_is(it, "comment")) {
+            call(it, "GET", id_path("/tickets/%lld", it->ticket_id), NULL, comment_check_ok,
+                 gone_404);
+            return;
+        }
+        do_comment(it);
+        return;
+    }
+    case ST_RESOLVED: {
+        if (!open) {
+            finish_with(it, NULL);
+            return;
+        }
+        long long window_ms = cfg_int(it->config, "reopen_window_days", 7) * 86400000LL;
+        if (msp_wall_ms() - it->resolved_at_ms <= window_ms) {
+            if (set_pending(it, "reopen") < 0) {
+                wait_then(it, 1000, item_load);
+                return;
+            }
+            call(it, "PUT", id_path("/tickets/%lld", it->ticket_id),
+                 json_pack("{s:s}", "status", cfg_str(it->rule, "status", "New")), reopened_ok,
+                 gone_404);
+            return;
+        }
+        it->state = ST_NONE;   /* outside the window: a new ticket (next generation) */
+        decide(it);
+        return;
+    }
+    }
+}
+
+/* ------------------------------------------------------------------- LOAD */
+
+static int hash_field(const redisReply *r, size_t i, char *out, size_t size) {
+    out[0] = '\0';
+    if (i >= r->elements || r->element[i]->type != REDIS_REPLY_STRING) return 0;
+    snprintf(out, size, "%s", r->element[i]->str);
+    return 1;
+}
+
+static void unmapped(tc_item_t *it) {
+    char k1[256], k2[256];
+    const char *org = inc_str(it, "org_id"), *name = inc_str(it, "org_name");
+    msp_key(k1, sizeof(k1), it->tenant, "ticketing:unmapped");
+    msp_key(k2, sizeof(k2), it->tenant, "ticketing:unmapped_count");
+    redisReply *r = redisCommand(it->tc->redis, "HSET %s %s %s", k1, org, name ? name : "");
+    if (r) freeReplyObject(r);
+    r = redisCommand(it->tc->redis, "HINCRBY %s %s 1", k2, org);
+    if (r) freeReplyObject(r);
+    char reason[600];
+    snprintf(reason, sizeof(reason),
+             "no Syncro customer mapped for org %s (%s); map it with PUT "
+             "/v1/tenants/%s/ticketing/orgs/%s, then replay this dead letter",
+             org, name ? name : "no name", it->tenant, org);
+    dead_letter(it, reason);
+}
+
+static void item_load(tc_item_t *it) {
+    tc_t *tc = it->tc;
+    if (!tc_redis_ok(tc)) {
+        wait_then(it, 1000, item_load);
+        return;
+    }
+    char k[300], err[512];
+    redisReply *r;
+
+    /* Handled before (a replay after the offset commit was lost)? */
+    tk_key(it, k, sizeof(k), ":events");
+    r = redisCommand(tc->redis, "SISMEMBER %s %s", k, it->eid);
+    if (!r || r->type != REDIS_REPLY_INTEGER) {
+        if (r) freeReplyObject(r);
+        wait_then(it, 1000, item_load);
+        return;
+    }
+    int seen = r->integer == 1;
+    freeReplyObject(r);
+    if (seen) {
+        msp_metric_add(tc->metrics, "mspsync_ticket_creator_events_total", "outcome=\"duplicate\"", 1);
+        item_complete(it);
+        return;
+    }
+
+    msp_key(k, sizeof(k), it->tenant, "ticketing:config");
+    int gerr = 0;
+    char *cfg = msp_redis_get(tc->redis, k, &gerr);
+    if (gerr) {
+        wait_then(it, 1000, item_load);
+        return;
+    }
+    json_decref(it->config);
+    it->config = cfg ? json_loads(cfg, 0, NULL) : NULL;
+    free(cfg);
+    if (!it->config) it->config = json_object();   /* never configured: disabled */
+    if (!cfg_bool(it->config, "enabled", 0)) {
+        it->state = ST_NONE;
+        msp_metric_add(tc->metrics, "mspsync_ticket_creator_events_total", "outcome=\"disabled\"", 1);
+        char ks[256];
+        msp_key(ks, sizeof(ks), it->tenant, "ticketing:stats");
+        r = redisCommand(tc->redis, "HINCRBY %s skipped 1", ks);
+        if (r) freeReplyObject(r);
+        item_complete(it);
+        return;
+    }
+    const json_t *rules = json_object_get(it->config, "rules");
+    it->rule = json_object_get(rules, inc_str(it, "alert_type"));
+    if (!it->rule) it->rule = json_object_get(rules, "*");
+
+    /* The ticket record. */
+    tk_key(it, k, sizeof(k), "");
+    r = redisCommand(tc->redis,
+                     "HMGET %s state gen ticket_id ticket_number customer_id last_status "
+                     "resolved_at_ms assignee claim_at_ms pending",
+                     k);
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 10) {
+        if (r) freeReplyObject(r);
+        wait_then(it, 1000, item_load);
+        return;
+    }
+    char v[256];
+    it->state = ST_NONE;
+    if (hash_field(r, 0, v, sizeof(v)))
+        for (int s = 0; s < 4; s++)
+            if (!strcmp(v, state_names[s])) it->state = (tk_state_t)s;
+    it->gen = hash_field(r, 1, v, sizeof(v)) ? strtoll(v, NULL, 10) : 0;
+    it->ticket_id = hash_field(r, 2, v, sizeof(v)) ? strtoll(v, NULL, 10) : 0;
+    it->ticket_number = hash_field(r, 3, v, sizeof(v)) ? strtoll(v, NULL, 10) : 0;
+    hash_field(r, 4, it->rec_customer, sizeof(it->rec_customer));
+    hash_field(r, 5, it->last_status, sizeof(it->last_status));
+    it->resolved_at_ms = hash_field(r, 6, v, sizeof(v)) ? strtoll(v, NULL, 10) : 0;
+    it->assignee = hash_field(r, 7, v, sizeof(v)) ? strtoll(v, NULL, 10) : 0;
+    it->claim_at_ms = hash_field(r, 8, v, sizeof(v)) ? strtoll(v, NULL, 10) : 0;
+    hash_field(r, 9, it->pending, sizeof(it->pending));
+    freeReplyObject(r);
+    if ((it->state == ST_OPEN || it->state == ST_RESOLVED) && it->ticket_id <= 0)
+        it->state = ST_NONE;
+
+    const int open = !strcmp(it->status, "open");
+    if (it->state == ST_NONE && open && it->rule && !cfg_bool(it->rule, "create", 1)) {
+        char ks[256];
+        msp_key(ks, sizeof(ks), it->tenant, "ticketing:stats");
+        r = redisCommand(tc->redis, "HINCRBY %s skipped 1", ks);
+        if (r) freeReplyObject(r);
+        msp_metric_add(tc->metrics, "mspsync_ticket_creator_events_total", "outcome=\"rule_off\"", 1);
+        item_complete(it);
+        return;
+    }
+
+    /* Nothing to call Syncro for? Then neither mapping nor integration matters. */
+    if (it->state == ST_NONE && !open) {
+        finish_with(it, NULL);
+        return;
+    }
+    if ((it->state == ST_RESOLVED && !open) ||
+        (it->state == ST_OPEN && !open && !cfg_bool(it->config, "auto_resolve", 0))) {
+        decide(it);
+        return;
+    }
+
+    if (it->state == ST_NONE || (it->state == ST_RESOLVED && open)) {
+        /* A new ticket may be needed: the org must be mapped (now, not when first seen). */
+        msp_key(k, sizeof(k), it->tenant, "ticketing:orgmap");
+        r = redisCommand(tc->redis, "HGET %s %s", k, inc_str(it, "org_id"));
+        if (!r || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL)) {
+            if (r) freeReplyObject(r);
+            wait_then(it, 1000, item_load);
+            return;
+        }
+        json_t *m = r->type == REDIS_REPLY_STRING ? json_loads(r->str, 0, NULL) : NULL;
+        freeReplyObject(r);
+        it->customer_id[0] = '\0';
+        if (m) {
+            long long cid = cfg_int(m, "customer_id", 0);
+            if (cid > 0) snprintf(it->customer_id, sizeof(it->customer_id), "%lld", cid);
+            json_decref(m);
+        }
+        if (!it->customer_id[0] && it->state == ST_NONE) {
+            unmapped(it);
+            return;
+        }
+        if (!it->customer_id[0]) snprintf(it->customer_id, sizeof(it->customer_id), "%s", it->rec_customer);
+    }
+
+    int rc = msp_syncro_integration_load(tc->redis, &tc->key, it->tenant, &it->syncro, err,
+                                         sizeof(err));
+    if (rc < 0) {
+        wait_then(it, 1000, item_load);
+        return;
+    }
+    if (rc > 0) {
+        char reason[700];
+        snprintf(reason, sizeof(reason), "cannot ticket: %s", err);
+        dead_letter(it, reason);
+        return;
+    }
+    decide(it);
+}
+
+/* ------------------------------------------------------------------ intake */
+
+void tc_accept(tc_t *tc, rd_kafka_message_t *msg) {
+    tc_item_t *it = calloc(1, sizeof(*it));
+    if (!it) {
+        MSP_ERROR("oom", NULL, "dropping nothing: the message stays uncommitted");
+        rd_kafka_message_destroy(msg);
+        return;
+    }
+    it->tc = tc;
+    it->msg = msg;
+    tc->nitems++;
+    if (msp_offtrack_begin(tc->offtrack, rd_kafka_topic_name(msg->rkt), msg->partition,
+                           msg->offset) != 0) {
+        MSP_WARN("kafka.redelivered", NULL, "partition=%d offset=%" PRId64 " already in flight",
+                 (int)msg->partition, msg->offset);
+        item_free(it);
+        return;
+    }
+    json_error_t jerr;
+    it->inc = msg->len ? json_loadb(msg->payload, msg->len, 0, &jerr) : NULL;
+    const char *why = NULL;
+    if (!it->inc) {
+        snprintf(it->bad, sizeof(it->bad), "value is not JSON%s%s", msg->len ? ": " : " (empty)",
+                 msg->len ? jerr.text : "");
+    } else {
+        it->tenant = json_string_value(json_object_get(it->inc, "tenant"));
+        it->fp = json_string_value(json_object_get(it->inc, "fingerprint"));
+        it->eid = json_string_value(json_object_get(it->inc, "event_id"));
+        it->status = json_string_value(json_object_get(it->inc, "status"));
+        if (!it->tenant || !it->tenant[0] || strlen(it->tenant) > 128) why = "tenant";
+        else if (!it->fp || strlen(it->fp) != 64) why = "fingerprint";
+        else if (!it->eid || strlen(it->eid) != 64) why = "event_id";
+        else if (!it->status || (strcmp(it->status, "open") && strcmp(it->status, "resolved")))
+            why = "status";
+        else if (!inc_str(it, "org_id") || !inc_str(it, "incident_id") ||
+                 !inc_str(it, "alert_type") || !inc_str(it, "title") ||
+                 !inc_str(it, "occurred_at") || !inc_str(it, "subject"))
+            why = "incident fields";
+        if (why) {
+            snprintf(it->bad, sizeof(it->bad), "not a canonical incident: bad or missing %s", why);
+            json_decref(it->inc);
+            it->inc = NULL;
+        }
+    }
+    if (!it->inc) {
+        /* Dead-letter right away; it has no fingerprint to queue behind. */
+        it->active = 0;
+        char reason[600];
+        snprintf(reason, sizeof(reason), "%s", it->bad);
+        dead_letter(it, reason);
+        return;
+    }
+    unsigned b = fp_bucket(it->fp);
+    tc_fpq_t *q = tc->fpq[b];
+    while (q && strcmp(q->fp, it->fp) != 0) q = q->next;
+    if (!q) {
+        q = calloc(1, sizeof(*q));
+        if (!q) {
+            MSP_ERROR("oom", it->tenant, "cannot queue an incident");
+            msp_offtrack_forget(tc->offtrack, rd_kafka_topic_name(msg->rkt), msg->partition);
+            item_free(it);
+            return;
+        }
+        snprintf(q->fp, sizeof(q->fp), "%s", it->fp);
+        q->next = tc->fpq[b];
+        tc->fpq[b] = q;
+    }
+    it->q = q;
+    if (q->tail) {
+        q->tail->next_fp = it;
+    } else {
+        q->head = it;
+        ready_push(tc, it);
+    }
+    q->tail = it;
+}
+
+static void set_paused(tc_t *tc, int pause) {
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (rd_kafka_assignment(tc->consumer, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR || !parts) return;
+    if (pause) rd_kafka_pause_partitions(tc->consumer, parts);
+    else rd_kafka_resume_partitions(tc->consumer, parts);
+    rd_kafka_topic_partition_list_destroy(parts);
+    tc->paused = pause;
+    MSP_INFO(pause ? "consumer.paused" : "consumer.resumed", NULL, "%d events held", tc->nitems);
+}
+
+void tc_pump(tc_t *tc) {
+    while (!tc->stopping && tc->ready_head && tc->nactive < tc->conf.max_active) {
+        tc_item_t *it = tc->ready_head;
+        tc->ready_head = it->next_ready;
+        if (!tc->ready_head) tc->ready_tail = NULL;
+        it->next_ready = NULL;
+        it->active = 1;
+        tc->nactive++;
+        item_load(it);
+    }
+    if (!tc->paused && tc->nitems >= tc->conf.max_queued) set_paused(tc, 1);
+    else if (tc->paused && tc->nitems < tc->conf.max_queued / 2) set_paused(tc, 0);
+    msp_metric_set(tc->metrics, "mspsync_ticket_creator_events_held", NULL, tc->nitems);
+    msp_metric_set(tc->metrics, "mspsync_ticket_creator_events_active", NULL, tc->nactive);
+}
+
+/* ------------------------------------------------------------- revocation */
+
+static void drop_queue(tc_t *tc, tc_fpq_t *q, const char *topic, int32_t partition) {
+    tc_item_t *it = q->head;
+    if (!it || it->msg->partition != partition ||
+        strcmp(rd_kafka_topic_name(it->msg->rkt), topic) != 0)
+        return;
+    /* Every event of one fingerprint is on one partition: the queue goes as a whole. */
+    tc_item_t *rest = it->next_fp;
+    it->next_fp = NULL;
+    q->tail = it;
+    while (rest) {
+        tc_item_t *n = rest->next_fp;
+        rest->q = NULL;
+        item_free(rest);
+        rest = n;
+    }
+    it->revoked = 1;
+    if (!it->active) {
+        /* waiting in the ready list: unlink it */
+        tc_item_t **pp = &tc->ready_head, *prev = NULL;
+        while (*pp && *pp != it) {
+            prev = *pp;
+            pp = &(*pp)->next_ready;
+        }
+        if (*pp) {
+            *pp = it->next_ready;
+            if (tc->ready_tail == it) tc->ready_tail = prev;
+        }
+        it->next_ready = NULL;
+        it->q = q;
+        q->head = it;
+        q->tail = it;
+        item_abandon(it);
+    }
+    /* active: abandoned when its timer, call or delivery report comes back */
+}
+
+void tc_partition_revoked(tc_t *tc, const char *topic, int32_t partition) {
+    for (int b = 0; b < TC_FPQ_BUCKETS; b++) {
+        tc_fpq_t *q = tc->fpq[b];
+        while (q) {
+            tc_fpq_t *next = q->next;   /* drop_queue may free q */
+            drop_queue(tc, q, topic, partition);
+            q = next;
+        }
+    }
+    msp_offtrack_forget(tc->offtrack, topic, partition);
+}
+
+void tc_destroy_all(tc_t *tc) {
+    tc->stopping = 1;
+    tc->ready_head = tc->ready_tail = NULL;
+    for (int b = 0; b < TC_FPQ_BUCKETS; b++) {
+        tc_fpq_t *q = tc->fpq[b];
+        while (q) {
+            tc_fpq_t *next = q->next;
+            tc_item_t *it = q->head;
+            while (it) {
+                tc_item_t *n = it->next_fp;
+                item_free(it);
+                it = n;
+            }
+            free(q);
+            q = next;
+        }
+        tc->fpq[b] = NULL;
+    }
+}
