@@ -12,8 +12,12 @@
  * and is never logged (it is also registered with msp_log_redact as a second line of defence).
  *
  * Deleting publishes a tombstone for every inventory id to the compacted customers / assets
- * topics, waits for their delivery, and only then removes the Redis keys: a failed publish
- * leaves everything in place so the delete can simply be retried.
+ * topics, waits for their delivery, and only then removes the Redis keys (with the ticketing
+ * org → customer mappings): a failed publish leaves everything in place so the delete can simply
+ * be retried.
+ *
+ * GET adds a "ticketing" block (api_ticketing.c: enabled, unmapped orgs, dead letters, last
+ * error) so the integration page shows what keeps incidents from becoming tickets.
  */
 #include "gateway.h"
 
@@ -482,8 +486,13 @@ void api_syncro_get(gw_t *gw, struct evhttp_request *req, const char *tenant) {
             jstr(hget(rs, "job_id")), "paused", paused && strcmp(paused, "1") == 0, "progress",
             progress, "counts", counts, "created_at", jstr(hget(ri, "created_at")), "updated_at",
             jstr(hget(ri, "updated_at")));
-        if (o) {
+        json_t *ticketing = o ? gw_ticketing_summary(gw, tenant, err, sizeof(err)) : NULL;
+        if (o && !ticketing) {
+            json_decref(o);
+            gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
+        } else if (o) {
             json_object_set_new(o, "inventory_pending", json_boolean(pending));
+            json_object_set_new(o, "ticketing", ticketing);
             gw_reply(gw, req, route, 200, o);
         } else {
             gw_reply_error(gw, req, route, 500, "could not render the integration status");
@@ -520,14 +529,19 @@ static void glob_escape(const char *in, char *out, size_t size) {
     out[o] = '\0';
 }
 
+/*
+ * The org → customer mappings go with the integration (their customer ids would dangle); the
+ * ticketing config and the tenant's webhook secret stay.
+ */
 static int delete_keys(gw_t *gw, const char *tenant, char *err, size_t err_size) {
-    char ikey[128], skey[128], prefix[128], pattern[300];
+    char ikey[128], skey[128], mkey[128], prefix[128], pattern[300];
     msp_key(ikey, sizeof(ikey), tenant, "integration:syncro");
     msp_key(skey, sizeof(skey), tenant, "status:syncro");
+    msp_key(mkey, sizeof(mkey), tenant, "ticketing:orgmap");
     msp_key(prefix, sizeof(prefix), tenant, "inv:");
     glob_escape(prefix, pattern, sizeof(pattern) - 1);
     strcat(pattern, "*");
-    redisReply *r = gw_redis(gw, err, err_size, "DEL %s %s", ikey, skey);
+    redisReply *r = gw_redis(gw, err, err_size, "DEL %s %s %s", ikey, skey, mkey);
     if (!r)
         return -1;
     freeReplyObject(r);

@@ -11,6 +11,12 @@
  *   api_tenants.c      /v1/tenants...
  *   api_integrations.c /v1/tenants/{t}/integrations/syncro...
  *   api_inventory.c    /v1/tenants/{t}/customers..., /assets...
+ *   api_webhooks.c     /v1/tenants/{t}/webhooks/mtp... (webhook secrets: create/rotate, revoke)
+ *                      and the secret lookup the webhook verifies against
+ *   webhook.c          POST /v1/webhooks/mtp/{t}: the HMAC-signed incident webhook (no bearer)
+ *   api_ticketing.c    /v1/tenants/{t}/ticketing... (config, org → customer mappings) and the
+ *                      ticketing block of the Syncro integration status
+ *   org_match.c        name similarity behind the mapping suggestions (pure, unit-tested)
  */
 #ifndef MSPSYNC_GATEWAY_H
 #define MSPSYNC_GATEWAY_H
@@ -45,6 +51,8 @@ typedef struct gw_config_s {
     long long syncro_rate_milli;
     long long syncro_burst;
     long long kafka_delivery_timeout_ms;
+    long long webhook_max_body;
+    long long webhook_tolerance_s;
 } gw_config_t;
 
 typedef struct gw_held_s gw_held_t;
@@ -58,7 +66,7 @@ typedef struct gw_s {
     rd_kafka_queue_t   *rkqu;          /* main queue, wakes the loop through kafka_pipe */
     int                 kafka_pipe[2];
     struct event       *kafka_ev, *kafka_timer;
-    rd_kafka_topic_t   *rkt[3];        /* pin sync.jobs, customers, assets topic conf */
+    rd_kafka_topic_t   *rkt[4];        /* pin sync.jobs, customers, assets, raw.records conf */
     redisContext       *redis;
     msp_http_t         *vendor;
     msp_metrics_t      *metrics;
@@ -89,6 +97,12 @@ int gw_read_json(gw_t *gw, struct evhttp_request *req, const char *route, int op
 
 /** @brief Query parameter value (new string, caller frees) or NULL. */
 char *gw_query_param(struct evhttp_request *req, const char *name);
+
+/** @brief Characters (code points) of a UTF-8 string (jansson guarantees valid UTF-8). */
+size_t gw_utf8_chars(const char *s);
+
+/** @brief "an object", "a string", ... for validation messages. */
+const char *gw_json_kind(const json_t *j);
 
 /** @brief 1 when s matches ^[a-z0-9][a-z0-9_-]{0,62}$. */
 int gw_valid_tenant_id(const char *s);
@@ -132,6 +146,9 @@ int gw_redis_ping(gw_t *gw, char *errstr, size_t errstr_size);
 
 /** @brief 1 exists, 0 not, -1 Redis error (errstr). */
 int gw_tenant_exists(gw_t *gw, const char *tenant, char *errstr, size_t errstr_size);
+
+/** @brief Value of field in a flat HGETALL reply (borrowed from r), or NULL. */
+const char *gw_hget(const redisReply *r, const char *field);
 
 /* ---- jobs.c ------------------------------------------------------------------------------- */
 
@@ -180,5 +197,45 @@ void api_inventory_list(gw_t *gw, struct evhttp_request *req, const char *tenant
                         const char *type /* "customer" or "asset" */);
 void api_inventory_get(gw_t *gw, struct evhttp_request *req, const char *tenant,
                        const char *type, const char *id);
+
+void api_webhook_secret_create(gw_t *gw, struct evhttp_request *req, const char *tenant);
+void api_webhook_get(gw_t *gw, struct evhttp_request *req, const char *tenant);
+void api_webhook_previous_delete(gw_t *gw, struct evhttp_request *req, const char *tenant);
+
+/* webhook.c: tenant is the raw path segment (not yet checked, may be anything). */
+void api_webhook_mtp(gw_t *gw, struct evhttp_request *req, const char *tenant);
+
+void api_ticketing_get(gw_t *gw, struct evhttp_request *req, const char *tenant);
+void api_ticketing_put(gw_t *gw, struct evhttp_request *req, const char *tenant);
+void api_ticketing_orgs_list(gw_t *gw, struct evhttp_request *req, const char *tenant);
+void api_ticketing_org_put(gw_t *gw, struct evhttp_request *req, const char *tenant,
+                           const char *org_id);
+void api_ticketing_org_delete(gw_t *gw, struct evhttp_request *req, const char *tenant,
+                              const char *org_id);
+
+/* ---- api_webhooks.c: the secrets the webhook verifies against ------------------------------ */
+
+/** The plaintext secrets of a tenant's MTP webhook that are valid now. */
+typedef struct gw_webhook_secrets_s {
+    char *current;    /* NULL when none is configured */
+    char *previous;   /* NULL when none, or expired */
+} gw_webhook_secrets_t;
+
+/**
+ * @brief Read and unseal the tenant's webhook secrets. @returns 0 (s filled, fields may be NULL),
+ * -1 Redis error, -2 a stored secret does not open (wrong MSPSYNC_SECRET_KEY?); errstr on error.
+ * Free with gw_webhook_secrets_clear (wipes the plaintext).
+ */
+int gw_webhook_secrets_load(gw_t *gw, const char *tenant, gw_webhook_secrets_t *s, char *errstr,
+                            size_t errstr_size);
+void gw_webhook_secrets_clear(gw_webhook_secrets_t *s);
+
+/* ---- api_ticketing.c ---------------------------------------------------------------------- */
+
+/**
+ * @brief The "ticketing" block of GET .../integrations/syncro: enabled, unmapped_orgs,
+ * dead_lettered, last_error, last_error_at. @returns a new object, or NULL with errstr (Redis).
+ */
+json_t *gw_ticketing_summary(gw_t *gw, const char *tenant, char *errstr, size_t errstr_size);
 
 #endif

@@ -12,9 +12,10 @@
  * it is being filled ("sealed" drops it), so reports served from inside msp_kafka_produce (it
  * polls when the local queue is full) cannot complete a batch early.
  *
- * The topics the gateway writes get a topic-level message.timeout.ms of
- * MSPSYNC_KAFKA_DELIVERY_TIMEOUT_MS, so that a request waiting on a down cluster is answered
- * 503 within that time instead of the producer's default five minutes.
+ * The topics the gateway writes (sync.jobs, the compacted customers / assets, and raw.records for
+ * webhook incidents) get a topic-level message.timeout.ms of MSPSYNC_KAFKA_DELIVERY_TIMEOUT_MS,
+ * so that a request waiting on a down cluster is answered 503 within that time instead of the
+ * producer's default five minutes.
  */
 #include "gateway.h"
 
@@ -102,11 +103,11 @@ int gw_kafka_start(gw_t *gw, char *errstr, size_t errstr_size) {
     if (!gw->rk)
         return -1;
 
-    static const char *const bases[3] = {MSP_TOPIC_SYNC_JOBS, MSP_TOPIC_CUSTOMERS,
-                                         MSP_TOPIC_ASSETS};
+    static const char *const bases[4] = {MSP_TOPIC_SYNC_JOBS, MSP_TOPIC_CUSTOMERS,
+                                         MSP_TOPIC_ASSETS, MSP_TOPIC_RAW_RECORDS};
     char timeout[32];
     snprintf(timeout, sizeof(timeout), "%lld", gw->cfg.kafka_delivery_timeout_ms);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         rd_kafka_topic_conf_t *tconf = rd_kafka_topic_conf_new();
         if (rd_kafka_topic_conf_set(tconf, "message.timeout.ms", timeout, errstr, errstr_size) !=
             RD_KAFKA_CONF_OK) {
@@ -159,7 +160,7 @@ void gw_kafka_stop(gw_t *gw, int timeout_ms) {
         rd_kafka_queue_destroy(gw->rkqu);
         gw->rkqu = NULL;
     }
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         if (gw->rkt[i])
             rd_kafka_topic_destroy(gw->rkt[i]);
         gw->rkt[i] = NULL;

@@ -1,5 +1,6 @@
 /*
- * mspsync-gateway — the admin REST API: tenants, the Syncro integration, the inventory view.
+ * mspsync-gateway — the admin REST API (tenants, the Syncro integration, the inventory view,
+ * webhook secrets, ticketing settings) and the signed MTP incident webhook.
  *
  * Wiring only (the logic lives in the modules listed in gateway.h): read the config table, load
  * the secret key, create the topics, start the producer, Redis and the vendor HTTP client on one
@@ -40,7 +41,8 @@ static const msp_config_entry_t config[] = {
      &gw.cfg.http_port, 0, 65535, 0},
     {"MSPSYNC_PORT_FILE", MSP_CFG_STR, "", "if set, the bound port is written to this file",
      &gw.cfg.port_file, 0, 0, 0},
-    {"MSPSYNC_ADMIN_TOKEN", MSP_CFG_STR, NULL, "bearer token required on every /v1 route",
+    {"MSPSYNC_ADMIN_TOKEN", MSP_CFG_STR, NULL,
+     "bearer token required on every /v1 route except the signed incident webhook",
      &gw.cfg.admin_token, 0, 0, 1},
     {"MSPSYNC_KAFKA_BROKERS", MSP_CFG_STR, "127.0.0.1:9092", "Kafka bootstrap servers",
      &gw.cfg.kafka_brokers, 0, 0, 0},
@@ -50,7 +52,9 @@ static const msp_config_entry_t config[] = {
      &gw.cfg.topic_prefix, 0, 0, 0},
     {"MSPSYNC_LOG_LEVEL", MSP_CFG_STR, "info", "debug, info, warn or error",
      &gw.cfg.log_level, 0, 0, 0},
-    {"MSPSYNC_MAX_BODY", MSP_CFG_INT, "1048576", "largest accepted request body in bytes",
+    {"MSPSYNC_MAX_BODY", MSP_CFG_INT, "1048576",
+     "hard cap on any request body in bytes: larger bodies get libevent's own (HTML) 413 before "
+     "any route runs; must exceed MSPSYNC_WEBHOOK_MAX_BODY",
      &gw.cfg.max_body, 1024, 64LL * 1024 * 1024, 0},
     {"MSPSYNC_VENDOR_TIMEOUT_MS", MSP_CFG_INT, "15000",
      "limit for a vendor check (rate-limit wait + request) when saving an integration",
@@ -62,8 +66,16 @@ static const msp_config_entry_t config[] = {
     {"MSPSYNC_SYNCRO_BURST", MSP_CFG_INT, "3", "Syncro burst size per account",
      &gw.cfg.syncro_burst, 1, 1000, 0},
     {"MSPSYNC_KAFKA_DELIVERY_TIMEOUT_MS", MSP_CFG_INT, "30000",
-     "how long a queued job or tombstone may wait for Kafka before the request fails with 503",
+     "how long a queued job, tombstone or webhook incident may wait for Kafka before the "
+     "request fails with 503",
      &gw.cfg.kafka_delivery_timeout_ms, 1000, 300000, 0},
+    {"MSPSYNC_WEBHOOK_MAX_BODY", MSP_CFG_INT, "262144",
+     "largest incident webhook body in bytes (answered 413 in JSON above it)",
+     &gw.cfg.webhook_max_body, 1024, 64LL * 1024 * 1024, 0},
+    {"MSPSYNC_WEBHOOK_TOLERANCE_S", MSP_CFG_INT, "300",
+     "replay window of the incident webhook: X-MSPSync-Timestamp may differ from the gateway "
+     "clock by at most this many seconds",
+     &gw.cfg.webhook_tolerance_s, 1, 86400, 0},
     {NULL},
 };
 
@@ -129,6 +141,12 @@ int main(int argc, char **argv) {
     msp_log_init("gateway", lrc == 0 ? gw.cfg.log_level : NULL);
     if (lrc != 0) {
         MSP_ERROR("config.invalid", NULL, "%s", errstr);
+        goto out;
+    }
+    if (gw.cfg.webhook_max_body >= gw.cfg.max_body) {
+        /* libevent would refuse such bodies itself, with HTML instead of our JSON 413 */
+        MSP_ERROR("config.invalid", NULL, "MSPSYNC_WEBHOOK_MAX_BODY (%lld) must be smaller than "
+                  "MSPSYNC_MAX_BODY (%lld)", gw.cfg.webhook_max_body, gw.cfg.max_body);
         goto out;
     }
     if (!gw.cfg.admin_token[0]) {

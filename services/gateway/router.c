@@ -3,7 +3,9 @@
  *
  * Order of checks, so that answers never leak more than the caller may know:
  *   1. paths outside /v1/ (other than the ops endpoints mounted by msp_ops_mount) → 404;
- *   2. /v1/... without the admin bearer token → 401, whatever the path;
+ *   2. /v1/... without the admin bearer token → 401, whatever the path — except exactly
+ *      POST /v1/webhooks/mtp/{t}, which the sender authenticates with an HMAC signature
+ *      instead (webhook.c checks the tenant and the signature itself);
  *   3. unknown path → 404, known path with another method → 405 (with Allow);
  *   4. /v1/tenants/{t}/...: a tenant that does not exist (or cannot, by its syntax) → 404.
  * Path segments are percent-decoded one by one, so "syncro%3A123" arrives as "syncro:123" and an
@@ -28,6 +30,13 @@ typedef enum {
     R_CUSTOMER,         /* /v1/tenants/{t}/customers/{id}           GET */
     R_ASSETS,           /* /v1/tenants/{t}/assets                   GET */
     R_ASSET,            /* /v1/tenants/{t}/assets/{id}              GET */
+    R_WH_CONFIG,        /* /v1/tenants/{t}/webhooks/mtp             GET */
+    R_WH_SECRET,        /* /v1/tenants/{t}/webhooks/mtp/secret      POST */
+    R_WH_PREVIOUS,      /* /v1/tenants/{t}/webhooks/mtp/secret/previous DELETE */
+    R_TICKETING,        /* /v1/tenants/{t}/ticketing                GET PUT */
+    R_TK_ORGS,          /* /v1/tenants/{t}/ticketing/orgs           GET */
+    R_TK_ORG,           /* /v1/tenants/{t}/ticketing/orgs/{org_id}  PUT DELETE */
+    R_WEBHOOK_MTP,      /* /v1/webhooks/mtp/{t}                     POST, no bearer */
 } route_id_t;
 
 static const struct {
@@ -43,6 +52,13 @@ static const struct {
     [R_CUSTOMER] = {"customer", "GET"},
     [R_ASSETS] = {"assets", "GET"},
     [R_ASSET] = {"asset", "GET"},
+    [R_WH_CONFIG] = {"webhook_config", "GET"},
+    [R_WH_SECRET] = {"webhook_secret", "POST"},
+    [R_WH_PREVIOUS] = {"webhook_secret_previous", "DELETE"},
+    [R_TICKETING] = {"ticketing", "GET, PUT"},
+    [R_TK_ORGS] = {"ticketing_orgs", "GET"},
+    [R_TK_ORG] = {"ticketing_org", "PUT, DELETE"},
+    [R_WEBHOOK_MTP] = {"webhook_mtp", "POST"},
 };
 
 /* Split the path into decoded segments (new strings). @returns count, or -1 when unusable. */
@@ -73,6 +89,9 @@ static int split_path(const char *path, char **seg, int max) {
 }
 
 static route_id_t match(char **s, int n) {
+    if (n == 4 && strcmp(s[0], "v1") == 0 && strcmp(s[1], "webhooks") == 0 &&
+        strcmp(s[2], "mtp") == 0)
+        return R_WEBHOOK_MTP;
     if (n < 2 || strcmp(s[0], "v1") != 0 || strcmp(s[1], "tenants") != 0)
         return R_NONE;
     if (n == 2)
@@ -87,6 +106,24 @@ static route_id_t match(char **s, int n) {
         if (n == 6 && strcmp(s[5], "sync") == 0)
             return R_SYNC;
         return R_NONE;
+    }
+    if (strcmp(s[3], "webhooks") == 0 && n >= 5 && strcmp(s[4], "mtp") == 0) {
+        if (n == 5)
+            return R_WH_CONFIG;
+        if (strcmp(s[5], "secret") != 0)
+            return R_NONE;
+        if (n == 6)
+            return R_WH_SECRET;
+        return n == 7 && strcmp(s[6], "previous") == 0 ? R_WH_PREVIOUS : R_NONE;
+    }
+    if (strcmp(s[3], "ticketing") == 0) {
+        if (n == 4)
+            return R_TICKETING;
+        if (strcmp(s[4], "orgs") != 0)
+            return R_NONE;
+        if (n == 5)
+            return R_TK_ORGS;
+        return n == 6 && s[5][0] != '\0' ? R_TK_ORG : R_NONE;
     }
     int cust = strcmp(s[3], "customers") == 0, asset = strcmp(s[3], "assets") == 0;
     if (!cust && !asset)
@@ -103,7 +140,12 @@ static int method_ok(route_id_t r, enum evhttp_cmd_type m) {
     case R_TENANTS: return m == EVHTTP_REQ_GET || m == EVHTTP_REQ_POST;
     case R_INTEGRATION:
         return m == EVHTTP_REQ_GET || m == EVHTTP_REQ_PUT || m == EVHTTP_REQ_DELETE;
-    case R_SYNC: return m == EVHTTP_REQ_POST;
+    case R_SYNC:
+    case R_WH_SECRET:
+    case R_WEBHOOK_MTP: return m == EVHTTP_REQ_POST;
+    case R_WH_PREVIOUS: return m == EVHTTP_REQ_DELETE;
+    case R_TICKETING: return m == EVHTTP_REQ_GET || m == EVHTTP_REQ_PUT;
+    case R_TK_ORG: return m == EVHTTP_REQ_PUT || m == EVHTTP_REQ_DELETE;
     case R_NONE: return 0;
     default: return m == EVHTTP_REQ_GET;
     }
@@ -133,6 +175,23 @@ static void dispatch(gw_t *gw, struct evhttp_request *req, route_id_t r, char **
     case R_ASSETS: api_inventory_list(gw, req, t, "asset"); return;
     case R_CUSTOMER: api_inventory_get(gw, req, t, "customer", s[4]); return;
     case R_ASSET: api_inventory_get(gw, req, t, "asset", s[4]); return;
+    case R_WH_CONFIG: api_webhook_get(gw, req, t); return;
+    case R_WH_SECRET: api_webhook_secret_create(gw, req, t); return;
+    case R_WH_PREVIOUS: api_webhook_previous_delete(gw, req, t); return;
+    case R_TICKETING:
+        if (m == EVHTTP_REQ_PUT)
+            api_ticketing_put(gw, req, t);
+        else
+            api_ticketing_get(gw, req, t);
+        return;
+    case R_TK_ORGS: api_ticketing_orgs_list(gw, req, t); return;
+    case R_TK_ORG:
+        if (m == EVHTTP_REQ_PUT)
+            api_ticketing_org_put(gw, req, t, s[5]);
+        else
+            api_ticketing_org_delete(gw, req, t, s[5]);
+        return;
+    case R_WEBHOOK_MTP: api_webhook_mtp(gw, req, s[3]); return;
     case R_NONE: break;
     }
 }
@@ -150,14 +209,14 @@ void gw_route(struct evhttp_request *req, void *arg) {
         gw_reply_error(gw, req, name, 503, "the gateway is shutting down");
     } else if (!is_v1) {
         gw_reply_error(gw, req, name, 404, "no such route");
-    } else if (!gw_auth_ok(gw, req)) {
+    } else if (r != R_WEBHOOK_MTP && !gw_auth_ok(gw, req)) {
         gw_reply_error(gw, req, name, 401, "missing or invalid bearer token");
     } else if (r == R_NONE) {
         gw_reply_error(gw, req, name, 404, "no such route");
     } else if (!method_ok(r, evhttp_request_get_command(req))) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", routes[r].allow);
         gw_reply_error(gw, req, name, 405, "method not allowed; allowed: %s", routes[r].allow);
-    } else if (r != R_TENANTS) {
+    } else if (r != R_TENANTS && r != R_WEBHOOK_MTP) {
         char err[256];
         int exists = gw_valid_tenant_id(seg[2]) ? gw_tenant_exists(gw, seg[2], err, sizeof(err))
                                                 : 0;

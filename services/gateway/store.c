@@ -63,3 +63,11 @@ int gw_tenant_exists(gw_t *gw, const char *tenant, char *errstr, size_t errstr_s
     freeReplyObject(r);
     return yes;
 }
+
+const char *gw_hget(const redisReply *r, const char *field) {
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
+        if (r->element[i]->type == REDIS_REPLY_STRING && strcmp(r->element[i]->str, field) == 0 &&
+            r->element[i + 1]->type == REDIS_REPLY_STRING)
+            return r->element[i + 1]->str;
+    return NULL;
+}

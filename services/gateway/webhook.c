@@ -1,0 +1,457 @@
+/*
+ * webhook.c — POST /v1/webhooks/mtp/{tenant}: incidents pushed by the MTP monitoring platform.
+ *
+ * Not bearer-authenticated: the sender proves itself with an HMAC-SHA256 signature over
+ * "<X-MSPSync-Timestamp>.<raw body>" keyed with the tenant's webhook secret (api_webhooks.c),
+ * and the timestamp must lie within MSPSYNC_WEBHOOK_TOLERANCE_S of our clock, which bounds how
+ * long a captured request can be replayed. During a rotation the previous secret is accepted
+ * too until it expires or is revoked.
+ *
+ * Checks run in a fixed order and the first failure answers (JSON error, nothing produced):
+ *   1. tenant syntax / unknown tenant / no secret configured        404
+ *   2. body over MSPSYNC_WEBHOOK_MAX_BODY                            413
+ *   3. timestamp and signature headers                              401
+ *   4. JSON object with the incident fields (IncidentWebhook)       400
+ * Only then is one record produced to raw.records (key = tenant, kind "incident"); the sender
+ * hears 202 after Kafka's delivery report, 503 when Kafka did not take it (the sender retries —
+ * downstream, a retried event has the same event id and is handled once).
+ *
+ * The body is verified on its raw bytes, before parsing: an unauthenticated sender cannot make
+ * us parse anything, and a re-serialised body could never match the signature anyway.
+ */
+#include "gateway.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+
+#include "mspsync/backoff.h"
+#include "mspsync/crypto.h"
+#include "mspsync/kafka.h"
+#include "mspsync/log.h"
+#include "mspsync/redis.h"
+
+#define ROUTE "webhook_mtp"
+#define HDR_TIMESTAMP "X-MSPSync-Timestamp"
+#define HDR_SIGNATURE "X-MSPSync-Signature"
+
+/* Answer an error and log why (the tenant field only once the tenant is known to exist). */
+static void reject(gw_t *gw, struct evhttp_request *req, const char *tenant, int code,
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void reject(gw_t *gw, struct evhttp_request *req, const char *tenant, int code,
+                   const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    MSP_INFO("webhook.rejected", tenant, "%d: %s", code, msg);
+    gw_reply_error(gw, req, ROUTE, code, "%s", msg);
+}
+
+/* ---- field validation ---------------------------------------------------------------------- */
+
+
+
+static int digits(const char *s, int n, int *out) {
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+/* RFC 3339 date-time: YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM), T and Z in any case. */
+static int valid_rfc3339(const char *s) {
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int y, mo, d, h, mi, sec;
+    if (strlen(s) < 20 || digits(s, 4, &y) || s[4] != '-' || digits(s + 5, 2, &mo) ||
+        s[7] != '-' || digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't') ||
+        digits(s + 11, 2, &h) || s[13] != ':' || digits(s + 14, 2, &mi) || s[16] != ':' ||
+        digits(s + 17, 2, &sec))
+        return 0;
+    if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 || sec > 60)
+        return 0;
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (mo == 2 && d == 29 && !leap)
+        return 0;
+    const char *p = s + 19;
+    if (*p == '.') {
+        const char *f = ++p;
+        while (*p >= '0' && *p <= '9')
+            p++;
+        if (p == f)
+            return 0;
+    }
+    if ((*p == 'Z' || *p == 'z') && p[1] == '\0')
+        return 1;
+    int oh, om;
+    return (*p == '+' || *p == '-') && !digits(p + 1, 2, &oh) && p[3] == ':' &&
+           !digits(p + 4, 2, &om) && p[6] == '\0' && oh <= 23 && om <= 59;
+}
+
+/*
+ * A string of min..max characters, or (as_id) a non-negative integer, which is replaced in the
+ * object by its decimal string. Absent or null: an error when required, else fine.
+ * @returns 0 or -1 with err.
+ */
+static int check_str(json_t *body, const char *field, int required, size_t min, size_t max,
+                     int as_id, char *err, size_t err_size) {
+    json_t *v = json_object_get(body, field);
+    if (!v || json_is_null(v)) {
+        if (!required)
+            return 0;
+        snprintf(err, err_size, "missing required field \"%s\"", field);
+        return -1;
+    }
+    if (as_id && json_is_integer(v) && json_integer_value(v) >= 0) {
+        char num[32];
+        snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        json_object_set_new(body, field, json_string(num));
+        return 0;
+    }
+    size_t n = json_is_string(v) ? gw_utf8_chars(json_string_value(v)) : 0;
+    if (json_is_string(v) && n >= min && n <= max)
+        return 0;
+    char got[64];
+    if (json_is_string(v))
+        snprintf(got, sizeof(got), "a string of %zu characters", n);
+    else if (json_is_integer(v) && as_id)
+        snprintf(got, sizeof(got), "a negative integer");
+    else
+        snprintf(got, sizeof(got), "%s", gw_json_kind(v));
+    if (min > 0)
+        snprintf(err, err_size, "\"%s\" must be a string of 1 to %zu characters%s (got %s)",
+                 field, max, as_id ? " or a non-negative integer" : "", got);
+    else
+        snprintf(err, err_size, "\"%s\" must be a string of at most %zu characters (got %s)",
+                 field, max, got);
+    return -1;
+}
+
+/* The value of field must be one of the NULL-terminated words. @returns 0 or -1 with err. */
+static int check_enum(json_t *body, const char *field, int required, const char *const *words,
+                      const char *list, char *err, size_t err_size) {
+    json_t *v = json_object_get(body, field);
+    if (!v || json_is_null(v)) {
+        if (!required)
+            return 0;
+        snprintf(err, err_size, "missing required field \"%s\"", field);
+        return -1;
+    }
+    const char *s = json_string_value(v);
+    for (int i = 0; s && words[i]; i++)
+        if (strcmp(s, words[i]) == 0)
+            return 0;
+    if (s)
+        snprintf(err, err_size, "\"%s\" must be one of %s (got \"%.64s\")", field, list, s);
+    else
+        snprintf(err, err_size, "\"%s\" must be one of %s (got %s)", field, list, gw_json_kind(v));
+    return -1;
+}
+
+/*
+ * Validate an incident body (IncidentWebhook in docs/openapi.yaml) in place: "id" and "org_id"
+ * given as integers become decimal strings; every other field, known or not, is kept as sent.
+ * @returns 0 or -1 with err naming the field.
+ */
+static int validate_incident(json_t *body, char *err, size_t err_size) {
+    static const char *const statuses[] = {"open", "resolved", NULL};
+    static const char *const severities[] = {"info", "low", "medium", "high", "critical", NULL};
+    if (check_str(body, "id", 1, 1, 256, 1, err, err_size) ||
+        check_str(body, "org_id", 1, 1, 256, 1, err, err_size) ||
+        check_str(body, "alert_type", 1, 1, 128, 0, err, err_size) ||
+        check_enum(body, "status", 1, statuses, "\"open\", \"resolved\"", err, err_size) ||
+        check_str(body, "title", 1, 1, 1000, 0, err, err_size) ||
+        check_str(body, "occurred_at", 1, 1, 64, 0, err, err_size))
+        return -1;
+    if (!valid_rfc3339(json_string_value(json_object_get(body, "occurred_at")))) {
+        snprintf(err, err_size, "\"occurred_at\" must be an RFC 3339 date-time such as "
+                 "\"2026-11-23T21:45:00Z\" (got \"%.64s\")",
+                 json_string_value(json_object_get(body, "occurred_at")));
+        return -1;
+    }
+    if (check_str(body, "org_name", 0, 0, 512, 0, err, err_size) ||
+        check_enum(body, "severity", 0, severities,
+                   "\"info\", \"low\", \"medium\", \"high\", \"critical\"", err, err_size) ||
+        check_str(body, "subject", 0, 0, 512, 0, err, err_size) ||
+        check_str(body, "description", 0, 0, 65536, 0, err, err_size) ||
+        check_str(body, "link", 0, 0, 2048, 0, err, err_size))
+        return -1;
+    const char *link = json_string_value(json_object_get(body, "link"));
+    if (link && strncasecmp(link, "http://", 7) != 0 && strncasecmp(link, "https://", 8) != 0) {
+        snprintf(err, err_size, "\"link\" must start with http:// or https:// (got \"%.64s\")",
+                 link);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- signature ----------------------------------------------------------------------------- */
+
+/*
+ * Check the timestamp window and the signature. @returns 0 when they hold, else -1 with msg.
+ */
+static int verify(gw_t *gw, struct evhttp_request *req, const gw_webhook_secrets_t *secrets,
+                  const char *body, size_t len, char *msg, size_t msg_size) {
+    struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+    const char *ts = evhttp_find_header(h, HDR_TIMESTAMP);
+    const char *sig = evhttp_find_header(h, HDR_SIGNATURE);
+    if (!ts || !sig) {
+        snprintf(msg, msg_size, "missing %s%s%s header%s", !ts ? HDR_TIMESTAMP : "",
+                 !ts && !sig ? " and " : "", !sig ? HDR_SIGNATURE : "", !ts && !sig ? "s" : "");
+        return -1;
+    }
+    size_t tslen = strlen(ts);
+    size_t i = ts[0] == '-' ? 1 : 0;
+    int numeric = tslen > i && tslen - i <= 18;
+    for (; numeric && i < tslen; i++)
+        numeric = ts[i] >= '0' && ts[i] <= '9';
+    if (!numeric) {
+        snprintf(msg, msg_size, "%s must be an integer (Unix time in seconds), got \"%.32s\"",
+                 HDR_TIMESTAMP, ts);
+        return -1;
+    }
+    long long skew = msp_wall_ms() / 1000 - strtoll(ts, NULL, 10);
+    if (skew < 0)
+        skew = -skew;
+    if (skew > gw->cfg.webhook_tolerance_s) {
+        snprintf(msg, msg_size, "timestamp is %lld s away from the gateway clock; the replay "
+                 "window is %lld s", skew, gw->cfg.webhook_tolerance_s);
+        return -1;
+    }
+
+    char given[65];
+    int form_ok = strncmp(sig, "v1=", 3) == 0 && strlen(sig + 3) == 64;
+    for (int k = 0; form_ok && k < 64; k++) {
+        if (!isxdigit((unsigned char)sig[3 + k]))
+            form_ok = 0;
+        else
+            given[k] = (char)tolower((unsigned char)sig[3 + k]);
+    }
+    if (!form_ok) {
+        snprintf(msg, msg_size, "signature does not match (%s must be \"v1=\" followed by 64 "
+                 "hex characters)", HDR_SIGNATURE);
+        return -1;
+    }
+    given[64] = '\0';
+
+    /* signed data: "<timestamp header value>.<raw body>" */
+    char *data = malloc(tslen + 1 + len + 1);
+    if (!data) {
+        snprintf(msg, msg_size, "out of memory");
+        return -1;
+    }
+    memcpy(data, ts, tslen);
+    data[tslen] = '.';
+    if (len)
+        memcpy(data + tslen + 1, body, len);
+    int match = 0;
+    const char *keys[2] = {secrets->current, secrets->previous};
+    for (int k = 0; k < 2; k++) {
+        if (!keys[k])
+            continue;
+        char want[65];
+        msp_hmac_sha256_hex(keys[k], strlen(keys[k]), data, tslen + 1 + len, want);
+        match |= msp_consttime_streq(want, given);
+        msp_secure_zero(want, sizeof(want));
+    }
+    free(data);
+    if (!match) {
+        snprintf(msg, msg_size, "signature does not match");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- accepted: produce and answer after the delivery report -------------------------------- */
+
+typedef struct wh_s {
+    gw_held_t *held;
+    char       tenant[64];
+    char      *incident_id;
+    char      *org_id;
+    char      *org_name;   /* NULL when the webhook had none */
+} wh_t;
+
+static void wh_free(wh_t *w) {
+    if (!w)
+        return;
+    free(w->incident_id);
+    free(w->org_id);
+    free(w->org_name);
+    free(w);
+}
+
+/*
+ * Remember the org as seen (mapping suggestions). A failure is logged, never answered: the
+ * incident is already in Kafka. Without a name in this webhook, the last known name stays.
+ */
+static void record_org_seen(gw_t *gw, const wh_t *w) {
+    char key[128], err[256], now[32];
+    msp_key(key, sizeof(key), w->tenant, "ticketing:orgs");
+    msp_format_time(msp_wall_ms(), now, sizeof(now));
+    json_t *name = w->org_name ? json_string(w->org_name) : NULL;
+    if (!name) {
+        redisReply *r = gw_redis(gw, err, sizeof(err), "HGET %s %s", key, w->org_id);
+        if (r && r->type == REDIS_REPLY_STRING) {
+            json_t *old = json_loadb(r->str, r->len, 0, NULL);
+            json_t *n = json_object_get(old, "org_name");
+            if (json_is_string(n))
+                name = json_copy(n);
+            json_decref(old);
+        }
+        if (r)
+            freeReplyObject(r);
+    }
+    json_t *o = json_pack("{s:o,s:s}", "org_name", name ? name : json_null(), "last_seen_at", now);
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    redisReply *r = text ? gw_redis(gw, err, sizeof(err), "HSET %s %s %s", key, w->org_id, text)
+                         : NULL;
+    if (!text)
+        snprintf(err, sizeof(err), "out of memory");
+    if (r)
+        freeReplyObject(r);
+    else
+        MSP_WARN("webhook.org_seen_failed", w->tenant, "could not record org %s as seen: %s",
+                 w->org_id, err);
+    free(text);
+}
+
+static void wh_delivered(gw_t *gw, void *arg, const char *error) {
+    wh_t *w = arg;
+    if (error) {
+        MSP_WARN("webhook.queue_failed", w->tenant, "incident %s not queued: %s",
+                 w->incident_id, error);
+        gw_held_reply_error(w->held, 503, "could not queue the incident: %s", error);
+    } else {
+        MSP_INFO("webhook.accepted", w->tenant, "incident %s of org %s queued", w->incident_id,
+                 w->org_id);
+        record_org_seen(gw, w);
+        gw_held_reply(w->held, 202, json_pack("{s:s,s:s,s:s}", "status", "accepted", "tenant",
+                                              w->tenant, "incident_id", w->incident_id));
+    }
+    wh_free(w);
+}
+
+static void produce(gw_t *gw, struct evhttp_request *req, const char *tenant, json_t *body) {
+    const char *id = json_string_value(json_object_get(body, "id"));
+    const char *org_id = json_string_value(json_object_get(body, "org_id"));
+    const char *org_name = json_string_value(json_object_get(body, "org_name"));
+    char now[32];
+    int64_t now_ms = msp_wall_ms();
+    msp_format_time(now_ms, now, sizeof(now));
+    json_t *msg = json_object();
+    json_object_set_new(msg, "schema_version", json_integer(1));
+    json_object_set_new(msg, "kind", json_string("incident"));
+    json_object_set_new(msg, "tenant", json_string(tenant));
+    json_object_set_new(msg, "integration", json_string("mtp"));
+    json_object_set_new(msg, "type", json_string("incident"));
+    json_object_set_new(msg, "source_id", json_string(id));
+    json_object_set_new(msg, "received_at", json_string(now));
+    json_object_set_new(msg, "received_at_ms", json_integer(now_ms));
+    json_object_set(msg, "payload", body);
+    char *text = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
+
+    wh_t *w = calloc(1, sizeof(*w));
+    if (w) {
+        snprintf(w->tenant, sizeof(w->tenant), "%s", tenant);
+        w->incident_id = strdup(id);
+        w->org_id = strdup(org_id);
+        w->org_name = org_name ? strdup(org_name) : NULL;
+    }
+    gw_batch_t *b = (text && w && w->incident_id && w->org_id && (!org_name || w->org_name))
+                        ? gw_batch_new(gw, wh_delivered, w)
+                        : NULL;
+    gw_held_t *held = b ? gw_hold(gw, req, ROUTE) : NULL;
+    if (!held) {
+        free(b);
+        wh_free(w);
+        free(text);
+        gw_reply_error(gw, req, ROUTE, 500, "out of memory");
+        return;
+    }
+    w->held = held;
+    gw_batch_produce(b, msp_topic(MSP_TOPIC_RAW_RECORDS), tenant, text, strlen(text));
+    free(text);
+    gw_batch_seal(b);
+}
+
+/* ---- the handler ---------------------------------------------------------------------------- */
+
+void api_webhook_mtp(gw_t *gw, struct evhttp_request *req, const char *tenant) {
+    char err[512];
+    int exists = gw_valid_tenant_id(tenant) ? gw_tenant_exists(gw, tenant, err, sizeof(err)) : 0;
+    if (exists < 0) {
+        gw_reply_error(gw, req, ROUTE, 503, "redis unavailable: %s", err);
+        return;
+    }
+    if (exists == 0) {
+        reject(gw, req, NULL, 404, "unknown tenant \"%.64s\"", tenant);
+        return;
+    }
+    gw_webhook_secrets_t secrets;
+    int rc = gw_webhook_secrets_load(gw, tenant, &secrets, err, sizeof(err));
+    if (rc == -1) {
+        gw_reply_error(gw, req, ROUTE, 503, "redis unavailable: %s", err);
+        return;
+    }
+    if (rc == -2) {
+        MSP_ERROR("webhook.secret_unreadable", tenant, "%s", err);
+        gw_reply_error(gw, req, ROUTE, 500, "%s", err);
+        return;
+    }
+    if (!secrets.current) {
+        reject(gw, req, tenant, 404, "no MTP webhook secret configured for tenant \"%s\"; create "
+               "one with POST /v1/tenants/%s/webhooks/mtp/secret", tenant, tenant);
+        return;
+    }
+
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = in ? evbuffer_get_length(in) : 0;
+    if ((long long)len > gw->cfg.webhook_max_body) {
+        gw_webhook_secrets_clear(&secrets);
+        reject(gw, req, tenant, 413, "request body is %zu bytes; the webhook accepts at most "
+               "%lld bytes", len, gw->cfg.webhook_max_body);
+        return;
+    }
+    const char *data = len ? (const char *)evbuffer_pullup(in, (ev_ssize_t)len) : "";
+    rc = verify(gw, req, &secrets, data, len, err, sizeof(err));
+    gw_webhook_secrets_clear(&secrets);
+    if (rc != 0) {
+        reject(gw, req, tenant, 401, "%s", err);
+        return;
+    }
+
+    if (len == 0) {
+        reject(gw, req, tenant, 400, "the webhook body must be a JSON object (got an empty body)");
+        return;
+    }
+    json_error_t jerr;
+    json_t *body = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!body) {
+        reject(gw, req, tenant, 400, "malformed JSON at line %d, column %d: %s", jerr.line,
+               jerr.column, jerr.text);
+        return;
+    }
+    if (!json_is_object(body)) {
+        reject(gw, req, tenant, 400, "the webhook body must be a JSON object (got %s)",
+               gw_json_kind(body));
+    } else if (validate_incident(body, err, sizeof(err)) != 0) {
+        reject(gw, req, tenant, 400, "%s", err);
+    } else {
+        produce(gw, req, tenant, body);
+    }
+    json_decref(body);
+}
