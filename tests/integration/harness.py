@@ -39,6 +39,8 @@ BIN = {
     "normalizer": os.path.join(BUILD, "services/normalizer/mspsync-normalizer"),
     "syncro-sim": os.path.join(BUILD, "tests/simulators/syncro-sim"),
     "dlq": os.path.join(BUILD, "services/dlq/mspsync-dlq"),
+    "ticket-creator": os.path.join(BUILD, "services/ticket-creator/mspsync-ticket-creator"),
+    "mtp-sim": os.path.join(BUILD, "tests/simulators/mtp-sim"),
 }
 
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
@@ -287,6 +289,19 @@ class Stack:
         self.normalizer = Service("normalizer", [BIN["normalizer"]], env, self.dir, pf).start()
         self.services.append(self.normalizer)
         return self.normalizer
+
+    def start_ticket_creator(self, **extra):
+        pf = os.path.join(self.dir, "ticket-creator.port")
+        env = self.base_env()
+        env.update({"MSPSYNC_METRICS_PORT": "0", "MSPSYNC_PORT_FILE": pf,
+                    "MSPSYNC_GROUP": self.prefix + "mspsync-ticket-creator",
+                    "MSPSYNC_SYNCRO_RATE_MILLI": "1000000", "MSPSYNC_SYNCRO_BURST": "50",
+                    "MSPSYNC_BACKOFF_BASE_MS": "100", "MSPSYNC_BACKOFF_CAP_MS": "2000",
+                    "MSPSYNC_HTTP_TIMEOUT_MS": "3000"})
+        env.update({k: str(v) for k, v in extra.items()})
+        self.ticket_creator = Service("ticket-creator", [BIN["ticket-creator"]], env, self.dir, pf).start()
+        self.services.append(self.ticket_creator)
+        return self.ticket_creator
 
     def start_all(self, sim_config=None, fetchers=1, fetcher_env=None, gateway_env=None):
         self.start_redis()

@@ -3914,6 +3914,16 @@ static void handle_admin(sim *s, struct evhttp_request *req, char **seg, int nse
                 admin_ticket_update(a, id, body, &r);
                 goto out;
             }
+            if (m == EVHTTP_REQ_DELETE) {
+                /* A technician deletes the ticket: later calls on its id answer 404. */
+                size_t i = (size_t)(t - a->tickets);
+                ticket_free_fields(t);
+                memmove(&a->tickets[i], &a->tickets[i + 1],
+                        (a->ntickets - i - 1) * sizeof(a->tickets[0]));
+                a->ntickets--;
+                reply_json(&r, 204, NULL);
+                goto out;
+            }
         }
         if (nseg == 4 && !strcmp(seg[3], "poison") && m == EVHTTP_REQ_POST) {
             admin_poison(a, &r);

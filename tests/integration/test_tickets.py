@@ -1,0 +1,167 @@
+"""
+MTP incidents become Syncro tickets: 1,000 incidents over 50 orgs (20 % re-fires, 10 % resolves)
+give exactly the expected tickets, comments and status changes, with zero duplicates; an unmapped
+org's incident is dead-lettered with the reason, shows in the status, and is ticketed once mapped
+and replayed.
+"""
+import time
+
+import ticketing as T
+from harness import StackTest, main, wait_until
+
+
+class TicketsTest(StackTest):
+    def test_thousand_incidents_become_exactly_the_expected_tickets(self):
+        s = self.make_stack(sim_config={"rate_limit": 0})
+        secret = T.setup(s)
+        summary, events = T.run_mtp(s, secret, count=1000, rate=200, seed=11)
+        self.assertEqual(summary["accepted"], 1000, summary)
+        exp = T.expected(events)
+        kinds = [e["kind"] for e in events]
+        self.assertGreater(kinds.count("refire"), 150)
+        self.assertGreater(kinds.count("resolve"), 60)
+        T.wait_exact(s, exp, timeout=240)
+        T.wait_drained(s)
+        # Still exact once everything is committed: nothing arrived late, nothing twice.
+        self.assertEqual(T.compare(exp, T.actual(T.sim_tickets(s))), [])
+        self.assertEqual(s.kcat("dlq"), [])
+        stats = s.sim_stats()
+        acct = stats.get("accounts", {}).get(T.SUB, stats)
+        tickets = T.sim_tickets(s)
+        self.assertEqual(len(tickets), len(exp))
+        # The first comment carries the incident details and is hidden.
+        first = sorted(tickets[0]["comments"], key=lambda c: c["id"])[0]
+        self.assertTrue(first["hidden"])
+        self.assertIn("mspsync-incident: ", first["body"])
+        self.assertEqual(tickets[0]["priority"], "2 Normal")
+        self.assertTrue(tickets[0]["due_date"])
+        st, js, _ = s.api("GET", "/v1/tenants/%s/ticketing" % T.TENANT)
+        self.assertEqual(st, 200)
+        self.assertEqual(int(js["status"]["tickets_created"]), len(exp), js["status"])
+        print("tickets=%d comments=%d resolved=%d sim=%s" % (
+            len(exp), sum(e["comments"] for e in exp.values()),
+            sum(e["changes"].count("Resolved") for e in exp.values()), acct))
+
+    def test_unmapped_org_is_dead_lettered_visible_and_replayable(self):
+        s = self.make_stack(sim_config={"rate_limit": 0})
+        secret = T.setup(s, orgs=3, unmapped=("org-0003",))
+        inc = {"id": "inc-unmapped-1", "org_id": "org-0003", "org_name": "Umbrella Corp",
+               "alert_type": "device_offline", "severity": "high", "status": "open",
+               "subject": "WS-07", "title": "Device offline", "description": "no heartbeat",
+               "occurred_at": "2026-11-23T10:00:00.000Z", "link": "https://mtp.example/i/1"}
+        st, js, _ = T.post_incident(s, secret, inc)
+        self.assertEqual(st, 202, js)
+        ok = dict(inc, id="inc-mapped-1", org_id="org-0001", org_name="Org One")
+        st, js, _ = T.post_incident(s, secret, ok)
+        self.assertEqual(st, 202, js)
+
+        dl = wait_until(lambda: s.kcat("dlq", fmt="%h\t%s\n"), 120, "dead letter")
+        self.assertEqual(len(dl), 1, dl)
+        self.assertIn("no Syncro customer mapped for org org-0003 (Umbrella Corp)", dl[0])
+        self.assertIn("x-dlq-service=ticket-creator", dl[0])
+        wait_until(lambda: len(T.sim_tickets(s)) == 1, 60, "the mapped org's ticket")
+
+        status = s.status(T.TENANT)["ticketing"]
+        self.assertEqual([o["org_id"] for o in status["unmapped_orgs"]], ["org-0003"], status)
+        self.assertEqual(status["unmapped_orgs"][0]["incidents"], 1)
+        self.assertEqual(status["dead_lettered"], 1)
+        self.assertIn("org-0003", status["last_error"])
+
+        # Map it, replay the dead letter: the incident becomes its ticket, once.
+        cust = sorted(c["id"] for c in s.inventory(T.TENANT, "customers"))[5].split(":")[1]
+        st, js, _ = s.api("PUT", "/v1/tenants/%s/ticketing/orgs/org-0003" % T.TENANT,
+                          {"customer_id": int(cust)})
+        self.assertEqual(st, 200, js)
+        self.assertEqual(s.status(T.TENANT)["ticketing"]["unmapped_orgs"], [])
+        rc, out, err = s.dlq_tool("replay")
+        self.assertEqual(rc, 0, err)
+        wait_until(lambda: len(T.sim_tickets(s)) == 2, 60, "the replayed incident's ticket")
+        t = [t for t in T.sim_tickets(s) if str(t["customer_id"]) == cust]
+        self.assertEqual(len(t), 1)
+        time.sleep(2)
+        self.assertEqual(len(T.sim_tickets(s)), 2)
+
+    def test_rules_technician_changes_reopen_window_and_deleted_tickets(self):
+        s = self.make_stack(sim_config={"rate_limit": 0})
+        cfg = dict(T.DEFAULT_CONFIG, rules={
+            "*": {"create": True, "priority": "2 Normal", "status": "New"},
+            "password_expiring": {"create": False},
+            "disk_space_low": {"create": True, "status": "Not A Status"},
+            "device_offline": {"create": True, "problem_type": "Hardware", "priority": "1 High",
+                               "status": "In Progress", "due_in_days": 0, "assignee_user_id": 1002},
+        })
+        secret = T.setup(s, orgs=2, config=cfg)
+        clock = [0]
+
+        def send(iid, status, alert="device_offline", org="org-0001"):
+            clock[0] += 1
+            inc = {"id": iid, "org_id": org, "org_name": "Org", "alert_type": alert,
+                   "severity": "high", "status": status, "subject": "WS-" + iid,
+                   "title": "Alert " + alert, "occurred_at": "2026-11-23T10:%02d:00.000Z" % clock[0]}
+            st, js, _ = T.post_incident(s, secret, inc)
+            self.assertEqual(st, 202, js)
+
+        def tickets_of(iid):
+            return [t for t in T.sim_tickets(s)
+                    if T.INCIDENT_RE.search(sorted(t["comments"], key=lambda c: c["id"])[0]["body"]).group(1) == iid]
+
+        # Per-alert-type rule: problem type, priority, status, assignee, due today.
+        send("a", "open")
+        t = wait_until(lambda: tickets_of("a"), 60, "ticket a")[0]
+        self.assertEqual((t["problem_type"], t["priority"], t["status"], t["user_id"]),
+                         ("Hardware", "1 High", "In Progress", 1002))
+        self.assertEqual(t["subject"], "Alert device_offline - WS-a")
+        # A rule that says no ticket.
+        send("p", "open", alert="password_expiring")
+        # A technician changes ticket a: the resolve leaves it open and says why, in a hidden comment.
+        s.sim_admin("PUT", "/_sim/accounts/%s/tickets/%d" % (T.SUB, t["id"]),
+                    {"comment": {"body": "Looking into it", "hidden": False}})
+        send("a", "resolved")
+        wait_until(lambda: len(tickets_of("a")[0]["comments"]) == 3, 60, "left-open comment")
+        t = tickets_of("a")[0]
+        self.assertEqual(t["status"], "In Progress")
+        note = sorted(t["comments"], key=lambda c: c["id"])[-1]
+        self.assertIn("a technician commented on it", note["body"])
+        self.assertTrue(note["hidden"])
+
+        # Untouched ticket b is resolved; outside the reopen window a re-fire opens a new ticket.
+        send("b", "open")
+        wait_until(lambda: tickets_of("b"), 60, "ticket b")
+        send("b", "resolved")
+        wait_until(lambda: tickets_of("b")[0]["status"] == "Resolved", 60, "b resolved")
+        st, js, _ = s.api("PUT", "/v1/tenants/%s/ticketing" % T.TENANT, dict(cfg, reopen_window_days=0))
+        self.assertEqual(st, 200, js)
+        send("b", "open")
+        wait_until(lambda: len(tickets_of("b")) == 2, 60, "a second ticket for b")
+        self.assertEqual(sorted(t["status"] for t in tickets_of("b")), ["In Progress", "Resolved"])
+
+        # A ticket deleted in Syncro (404): the next re-fire starts a new one instead of failing.
+        send("c", "open", alert="backup_failed")
+        c1 = wait_until(lambda: tickets_of("c"), 60, "ticket c")[0]
+        s.sim_admin("DELETE", "/_sim/accounts/%s/tickets/%d" % (T.SUB, c1["id"]))
+        send("c", "open", alert="backup_failed")
+        c2 = wait_until(lambda: tickets_of("c"), 60, "a new ticket c")[0]
+        self.assertNotEqual(c2["id"], c1["id"])
+        self.assertEqual(len(c2["comments"]), 1)
+        # Auto-ticketing off: incidents are consumed and counted, nothing is created.
+        st, js, _ = s.api("PUT", "/v1/tenants/%s/ticketing" % T.TENANT, dict(cfg, enabled=False))
+        self.assertEqual(st, 200, js)
+        send("d", "open")
+        T.wait_drained(s)
+        self.assertEqual(tickets_of("p"), [])
+        self.assertEqual(tickets_of("d"), [])
+        status = s.api("GET", "/v1/tenants/%s/ticketing" % T.TENANT)[1]["status"]
+        self.assertEqual(int(status["skipped"]), 2, status)
+        self.assertEqual(s.kcat("dlq"), [])
+        # Syncro refuses a ticket (422): dead-lettered with Syncro's own words, nothing retried.
+        st, js, _ = s.api("PUT", "/v1/tenants/%s/ticketing" % T.TENANT, cfg)
+        self.assertEqual(st, 200, js)
+        send("e", "open", alert="disk_space_low")
+        dl = wait_until(lambda: s.kcat("dlq", fmt="%h\t%s\n"), 60, "dead letter")
+        self.assertEqual(len(dl), 1, dl)
+        self.assertIn("Syncro POST /tickets answered 422: Status is not included in the list", dl[0])
+        self.assertEqual(tickets_of("e"), [])
+
+
+if __name__ == "__main__":
+    main()

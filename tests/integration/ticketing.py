@@ -1,0 +1,176 @@
+"""
+ticketing.py — shared pieces of the incident → ticket tests: the stack setup (a synced Syncro
+tenant with ticketing configured and orgs mapped), the MTP simulator run, the expected outcome
+computed from what the MTP simulator says it sent, and the comparison with the tickets the
+Syncro simulator holds.
+"""
+import hashlib
+import hmac
+import json
+import os
+import re
+import subprocess
+import time
+
+from harness import BIN, SANITIZER_MARKS, http, wait_until
+
+TENANT = "acme"
+SUB = "acme"
+TOKEN = "tok-acme-tickets"
+INCIDENT_RE = re.compile(r"Incident (\S+) from the multi-tenant portal\.")
+
+DEFAULT_CONFIG = {
+    "enabled": True, "auto_resolve": True, "resolve_status": "Resolved", "reopen_window_days": 7,
+    "rules": {"*": {"create": True, "problem_type": None, "priority": "2 Normal", "status": "New",
+                    "due_in_days": 2, "assignee_user_id": None}},
+}
+
+
+def setup(stack, orgs=50, customers=60, unmapped=(), config=None, tc_env=None):
+    """Sync a tenant, make its webhook secret, configure ticketing, map org-0001..org-<orgs>
+    (except `unmapped`) to customers, start the ticket-creator. @returns the webhook secret."""
+    stack.add_account(SUB, customers, 5, TOKEN)
+    stack.add_tenant(TENANT)
+    st, js, _ = stack.connect(TENANT, SUB, TOKEN)
+    assert st in (200, 201, 202), (st, js)
+    stack.wait_synced(TENANT, js["job_id"])
+    wait_until(lambda: len(stack.inventory(TENANT, "customers")) == customers, 60, "customers synced")
+    custs = sorted(c["id"] for c in stack.inventory(TENANT, "customers"))
+
+    st, js, _ = stack.api("POST", "/v1/tenants/%s/webhooks/mtp/secret" % TENANT, {})
+    assert st == 201, (st, js)
+    secret = js["secret"]
+    st, js, _ = stack.api("PUT", "/v1/tenants/%s/ticketing" % TENANT, config or DEFAULT_CONFIG)
+    assert st == 200, (st, js)
+    for i in range(1, orgs + 1):
+        org = "org-%04d" % i
+        if org in unmapped:
+            continue
+        cid = custs[i - 1].split(":", 1)[1]
+        st, js, _ = stack.api("PUT", "/v1/tenants/%s/ticketing/orgs/%s" % (TENANT, org),
+                              {"customer_id": int(cid)})
+        assert st == 200, (org, st, js)
+    stack.start_ticket_creator(**(tc_env or {}))
+    return secret
+
+
+def mtp_args(stack, secret, count, rate, seed, orgs=50, log=None, prefix="inc", concurrency=16):
+    log = log or os.path.join(stack.dir, "mtp-%d.jsonl" % seed)
+    return [BIN["mtp-sim"], "--url", stack.gateway.url("/v1/webhooks/mtp/" + TENANT),
+            "--secret", secret, "--count", str(count), "--rate", str(rate), "--orgs", str(orgs),
+            "--mix", "new=70,refire=20,resolve=10", "--seed", str(seed), "--log", log,
+            "--id-prefix", prefix, "--concurrency", str(concurrency)], log
+
+
+def run_mtp(stack, secret, count, rate, seed, **kw):
+    args, log = mtp_args(stack, secret, count, rate, seed, **kw)
+    out = subprocess.run(args, capture_output=True, text=True, timeout=900, env=stack.base_env())
+    for mark in SANITIZER_MARKS:
+        assert mark not in out.stderr, out.stderr
+    assert out.returncode == 0, (out.returncode, out.stdout, out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1]), read_log(log)
+
+
+def read_log(path):
+    with open(path) as f:
+        return [json.loads(l) for l in f if l.strip()]
+
+
+def expected(events):
+    """Per incident id: tickets, comments and the status changes after creation that the
+    ticket-creator must produce (auto-resolve on, nobody touches the tickets, every re-fire
+    inside the reopen window). Only events the gateway accepted count."""
+    per = {}
+    for e in sorted((e for e in events if e.get("http_status") == 202), key=lambda e: e["seq"]):
+        st = per.setdefault(e["incident_id"], {"state": "none", "tickets": 0, "comments": 0,
+                                               "changes": []})
+        if e["status"] == "open":
+            if st["state"] == "none":
+                st["tickets"] += 1
+                st["state"] = "open"
+            elif st["state"] == "open":
+                st["comments"] += 1
+            else:
+                st["changes"].append("New")
+                st["comments"] += 1
+                st["state"] = "open"
+        elif st["state"] == "open":
+            st["changes"].append("Resolved")
+            st["state"] = "resolved"
+    return {k: v for k, v in per.items() if v["tickets"]}
+
+
+def sim_tickets(stack):
+    return stack.sim_admin("GET", "/_sim/accounts/%s/tickets" % SUB)["tickets"]
+
+
+def actual(tickets):
+    """Per incident id: the list of its tickets as (comments after the first, status changes)."""
+    per = {}
+    for t in tickets:
+        comments = sorted(t.get("comments") or [], key=lambda c: c["id"])
+        m = INCIDENT_RE.search(comments[0]["body"]) if comments else None
+        key = m.group(1) if m else "?ticket-%s" % t["id"]
+        hist = [h["status"] for h in t.get("status_history") or [] if h.get("by") != "create"]
+        if hist and hist[0] == "New" and len(t.get("status_history")) and \
+                t["status_history"][0].get("by") in (None, "api") and \
+                t["status_history"][0].get("at_us") == t.get("received_at_us"):
+            hist = hist[1:]
+        per.setdefault(key, []).append({"id": t["id"], "comments": len(comments) - 1,
+                                        "changes": hist, "status": t["status"]})
+    return per
+
+
+def compare(exp, act):
+    """@returns a list of human-readable differences (empty = exact)."""
+    diffs = []
+    for inc, e in sorted(exp.items()):
+        got = act.get(inc)
+        if not got:
+            diffs.append("%s: no ticket (lost)" % inc)
+            continue
+        if len(got) != 1:
+            diffs.append("%s: %d tickets (duplicates: %s)" % (inc, len(got), [g["id"] for g in got]))
+            continue
+        g = got[0]
+        if g["comments"] != e["comments"]:
+            diffs.append("%s: %d comments, expected %d" % (inc, g["comments"], e["comments"]))
+        if g["changes"] != e["changes"]:
+            diffs.append("%s: status changes %s, expected %s" % (inc, g["changes"], e["changes"]))
+    for inc in sorted(set(act) - set(exp)):
+        diffs.append("%s: unexpected ticket(s) %s" % (inc, [g["id"] for g in act[inc]]))
+    return diffs
+
+
+def wait_exact(stack, exp, timeout):
+    """Wait until the Syncro simulator's tickets match exp exactly; fail with the differences."""
+    last = [None]
+
+    def exact():
+        last[0] = compare(exp, actual(sim_tickets(stack)))
+        return not last[0]
+    try:
+        wait_until(exact, timeout, "tickets match the incidents", interval=1.0)
+    except AssertionError:
+        raise AssertionError("%d differences, first 20: %s" % (len(last[0]), last[0][:20]))
+
+
+def wait_drained(stack, timeout=120):
+    """Wait until the ticket-creator committed every incidents offset (nothing left to do)."""
+    def drained():
+        end = sum(stack.topic_end_offsets("incidents").values())
+        done = stack.group_committed("mspsync-ticket-creator", "incidents")
+        return end > 0 and done is not None and done >= end
+    wait_until(drained, timeout, "ticket-creator drained incidents", interval=1.0)
+
+
+def sign(secret, ts, body):
+    return "v1=" + hmac.new(secret.encode(), ("%s." % ts).encode() + body, hashlib.sha256).hexdigest()
+
+
+def post_incident(stack, secret, incident, ts=None):
+    body = json.dumps(incident).encode()
+    ts = ts if ts is not None else int(time.time())
+    hdrs = {"X-MSPSync-Timestamp": str(ts), "X-MSPSync-Signature": sign(secret, ts, body),
+            "Content-Type": "application/json"}
+    return http("POST", stack.gateway.url("/v1/webhooks/mtp/" + TENANT), body, hdrs)
