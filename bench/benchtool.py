@@ -10,6 +10,11 @@ benchtool.py — helpers of bench/normalizer.sh and bench/fetcher.sh (standard l
                     the result line
   watch-fetcher     poll the simulator's /_sim/stats and the fetcher's /metrics every 100 ms until
                     the simulator served every expected page; print the result line
+  setup-ticketing   (bench/tickets.sh) one synced tenant: webhook secret, ticketing on, orgs mapped;
+                    prints the secret
+  ticket-latency    (bench/tickets.sh) wait until the simulator created a ticket for every new
+                    incident of an mtp-sim log, then print p50/p99/max of webhook accepted (202 at
+                    the sender) → ticket POST received (simulator clock, same machine)
 
 Timing rule of both watchers: polls every 10 ms until the count moves, every 100 ms after. The
 clock starts when the last poll that still read 0 was answered (t0: the work began after it) and
@@ -218,6 +223,79 @@ def cmd_add_tenants(a):
           "in %.1f s" % (a.count, t1 - t0, a.count, t2 - t1), file=sys.stderr)
 
 
+def cmd_setup_ticketing(a):
+    sim, gw = a.sim.rstrip("/"), a.gateway.rstrip("/")
+    auth = {"Authorization": "Bearer " + a.admin_token}
+    must(http("POST", sim + "/_sim/accounts", {"subdomain": "tk", "customers": a.orgs + 10, "assets": 5}), "account")
+    must(http("POST", sim + "/_sim/tokens", {"subdomain": "tk", "token": "toktk"}), "token")
+    must(http("POST", gw + "/v1/tenants", {"id": "tk", "name": "Tickets"}, auth), "tenant")
+    must(http("PUT", gw + "/v1/tenants/tk/integrations/syncro",
+              {"base_url": sim + "/tk/api/v1", "api_key": "toktk"}, auth), "integration")
+    deadline = time.time() + 120
+    while True:
+        st, js = http("GET", gw + "/v1/tenants/tk/customers?per_page=500", None, auth)
+        if st == 200 and len(js.get("customers", [])) == a.orgs + 10:
+            break
+        if time.time() > deadline:
+            die("customers not synced: %r" % (js,))
+        time.sleep(0.2)
+    custs = sorted(c["id"].split(":", 1)[1] for c in js["customers"])
+    # The whole sync normalized ("Connected"): incidents share raw.records with the sync's pages,
+    # so a measurement that starts earlier would time the sync's backlog, not the incidents.
+    while http("GET", gw + "/v1/tenants/tk/integrations/syncro", None, auth)[1].get("state") != "Connected":
+        if time.time() > deadline:
+            die("the sync did not finish")
+        time.sleep(0.2)
+    secret = must(http("POST", gw + "/v1/tenants/tk/webhooks/mtp/secret", {}, auth), "secret")["secret"]
+    must(http("PUT", gw + "/v1/tenants/tk/ticketing",
+              {"enabled": True, "auto_resolve": True, "reopen_window_days": 7,
+               "rules": {"*": {"create": True, "priority": "2 Normal", "status": "New"}}}, auth), "config")
+    for i in range(1, a.orgs + 1):
+        must(http("PUT", gw + "/v1/tenants/tk/ticketing/orgs/org-%04d" % i,
+                  {"customer_id": int(custs[i - 1])}, auth), "map org %d" % i)
+    print(secret)
+
+
+def percentile(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))] if xs else float("nan")
+
+
+def cmd_ticket_latency(a):
+    sim = a.sim.rstrip("/")
+    with open(a.log) as f:
+        events = [json.loads(l) for l in f if l.strip()]
+    accepted = {}
+    for e in sorted(events, key=lambda e: e["seq"]):
+        if e["kind"] == "new" and e.get("accepted_at_us") and e["incident_id"] not in accepted:
+            accepted[e["incident_id"]] = e["accepted_at_us"]
+    want = a.before + len(accepted)
+    deadline = time.time() + a.timeout
+    while True:
+        st, js = http("GET", sim + "/_sim/stats")
+        made = js["accounts"]["tk"]["tickets_created"] if st == 200 else -1
+        if made >= want:
+            break
+        if time.time() > deadline:
+            die("only %d of %d tickets after %d s" % (made, want, a.timeout))
+        time.sleep(0.5)
+    st, js = http("GET", sim + "/_sim/accounts/tk/tickets", timeout=300)
+    pat = re.compile(r"Incident (\S+) from the multi-tenant portal\.")
+    lat = []
+    for t in js["tickets"]:
+        first = min(t["comments"], key=lambda c: c["id"])
+        m = pat.search(first["body"])
+        if m and m.group(1) in accepted:
+            lat.append((t["received_at_us"] - accepted.pop(m.group(1))) / 1000.0)
+    if accepted:
+        die("%d new incidents have no ticket" % len(accepted))
+    rate = sum(1 for e in events if e.get("accepted_at_us")) / max(
+        1e-9, (max(e["accepted_at_us"] for e in events if e.get("accepted_at_us")) -
+               min(e["sent_at_us"] for e in events)) / 1e6)
+    print("tickets rate=%d sent_rate=%.0f events=%d new_tickets=%d latency_ms_p50=%.1f p99=%.1f max=%.1f" % (
+        a.rate, rate, len(events), len(lat), percentile(lat, 50), percentile(lat, 99), max(lat)))
+
+
 # ----------------------------------------------------------------------------- watchers
 def wait_loop(poll, target, pid, interval, stall_timeout, what, start_interval=0.01):
     """Call poll() -> count every `start_interval` s until it is above 0, then every `interval` s.
@@ -388,6 +466,21 @@ def main():
     t.add_argument("--customers", type=int, default=5)
     t.add_argument("--assets", type=int, default=100)
     t.set_defaults(fn=cmd_add_tenants)
+
+    st = sp.add_parser("setup-ticketing")
+    st.add_argument("--sim", required=True)
+    st.add_argument("--gateway", required=True)
+    st.add_argument("--admin-token", required=True)
+    st.add_argument("--orgs", type=int, default=50)
+    st.set_defaults(fn=cmd_setup_ticketing)
+
+    tl = sp.add_parser("ticket-latency")
+    tl.add_argument("--sim", required=True)
+    tl.add_argument("--log", required=True, help="the mtp-sim --log file of one run")
+    tl.add_argument("--before", type=int, default=0, help="tickets the simulator held before the run")
+    tl.add_argument("--rate", type=int, required=True)
+    tl.add_argument("--timeout", type=int, default=300)
+    tl.set_defaults(fn=cmd_ticket_latency)
 
     for name, fn in (("watch-normalizer", cmd_watch_normalizer), ("watch-fetcher", cmd_watch_fetcher)):
         w = sp.add_parser(name)

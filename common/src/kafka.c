@@ -15,6 +15,7 @@
 
 static char *topic_prefix;
 static char *group_instance_id;
+static int   producer_linger_ms = 20;
 
 #define MAX_TOPICS 16
 static struct {
@@ -22,6 +23,10 @@ static struct {
     char *full;
 } topics[MAX_TOPICS];
 static int topics_cnt;
+
+void msp_kafka_linger_set(int ms) {
+    producer_linger_ms = ms < 0 ? 0 : ms;
+}
 
 void msp_kafka_group_instance_set(const char *id) {
     free(group_instance_id);
@@ -63,10 +68,12 @@ rd_kafka_t *msp_kafka_producer_new(const char *brokers, const char *client_id,
                                    void (*dr_cb)(rd_kafka_t *, const rd_kafka_message_t *, void *),
                                    void *opaque, char *errstr, size_t errstr_size) {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char linger[16];
+    snprintf(linger, sizeof(linger), "%d", producer_linger_ms);
     if (conf_set(conf, "bootstrap.servers", brokers, errstr, errstr_size) ||
         conf_set(conf, "client.id", client_id, errstr, errstr_size) ||
         conf_set(conf, "enable.idempotence", "true", errstr, errstr_size) ||
-        conf_set(conf, "linger.ms", "20", errstr, errstr_size) ||
+        conf_set(conf, "linger.ms", linger, errstr, errstr_size) ||
         conf_set(conf, "compression.codec", "lz4", errstr, errstr_size) ||
         conf_set(conf, "message.timeout.ms", "300000", errstr, errstr_size) ||
         conf_set(conf, "queue.buffering.max.messages", "500000", errstr, errstr_size)) {

@@ -15,7 +15,7 @@ set -euo pipefail
 
 PACKAGES=(build-essential cmake pkg-config librdkafka-dev libjansson-dev libhiredis-dev
           libevent-dev libcurl4-openssl-dev libssl-dev redis-server kcat libcmocka-dev python3
-          default-jre-headless maven curl docker-compose)
+          default-jre-headless maven curl docker-compose wrk)
 POM="$MSPSYNC_REPO/deploy/local/kafka-pom.xml"
 KAFKA_HOME="$MSPSYNC_LOCAL_DIR/kafka"
 LIBS="$KAFKA_HOME/libs"

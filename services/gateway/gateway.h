@@ -51,6 +51,7 @@ typedef struct gw_config_s {
     long long syncro_rate_milli;
     long long syncro_burst;
     long long kafka_delivery_timeout_ms;
+    long long kafka_linger_ms;
     long long webhook_max_body;
     long long webhook_tolerance_s;
 } gw_config_t;

@@ -69,6 +69,10 @@ static const msp_config_entry_t config[] = {
      "how long a queued job, tombstone or webhook incident may wait for Kafka before the "
      "request fails with 503",
      &gw.cfg.kafka_delivery_timeout_ms, 1000, 300000, 0},
+    {"MSPSYNC_KAFKA_LINGER_MS", MSP_CFG_INT, "2",
+     "how long the producer waits to batch records; every webhook and job answer waits for its "
+     "delivery report, so this adds to their latency (the workers use 20)",
+     &gw.cfg.kafka_linger_ms, 0, 1000, 0},
     {"MSPSYNC_WEBHOOK_MAX_BODY", MSP_CFG_INT, "262144",
      "largest incident webhook body in bytes (answered 413 in JSON above it)",
      &gw.cfg.webhook_max_body, 1024, 64LL * 1024 * 1024, 0},
@@ -166,6 +170,7 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     msp_topic_prefix_set(gw.cfg.topic_prefix);
+    msp_kafka_linger_set((int)gw.cfg.kafka_linger_ms);
     for (int attempt = 1; run; attempt++) {
         if (msp_kafka_ensure_topics(gw.cfg.kafka_brokers, 6, 30000, errstr, sizeof(errstr)) == 0)
             break;

@@ -25,6 +25,12 @@
 #define MSP_TOPIC_INCIDENTS   "incidents"
 
 /**
+ * @brief linger.ms of the producers made after this call (default 20: batches for throughput).
+ * A service whose callers wait for the delivery report (the gateway's 202) sets it lower.
+ */
+void msp_kafka_linger_set(int ms);
+
+/**
  * @brief Static group membership (KIP-345) for the consumers made after this call: a replica
  * that restarts with the same id (e.g. a StatefulSet pod name) takes its partitions back at once
  * instead of after the session timeout. NULL or "" = dynamic membership (the default). Copied.
