@@ -1068,31 +1068,39 @@ static void customer_fragments(const account *a, customer *c, const char **embed
     *addr = c->addr_text;
 }
 
-static customer *customer_find(const account *a, int64_t id)
+/*
+ * Index of the element with `id` in an array sorted by id (customers, assets, tickets), or -1.
+ * stride = element size, id_off = offsetof(element, id).
+ */
+static ssize_t index_by_id(const void *base, size_t n, size_t stride, size_t id_off, int64_t id)
 {
-    size_t lo = 0, hi = a->ncust;
+    const char *p = base;
+    size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (a->cust[mid].id < id)
+        int64_t v;
+        memcpy(&v, p + mid * stride + id_off, sizeof(v));
+        if (v < id)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return (lo < a->ncust && a->cust[lo].id == id) ? &a->cust[lo] : NULL;
+    int64_t v = 0;
+    if (lo < n)
+        memcpy(&v, p + lo * stride + id_off, sizeof(v));
+    return (lo < n && v == id) ? (ssize_t)lo : -1;
+}
+
+static customer *customer_find(const account *a, int64_t id)
+{
+    ssize_t i = index_by_id(a->cust, a->ncust, sizeof(*a->cust), offsetof(customer, id), id);
+    return i < 0 ? NULL : &a->cust[i];
 }
 
 /** @returns the index of the asset with id, or -1. */
 static ssize_t asset_index(const account *a, int64_t id)
 {
-    size_t lo = 0, hi = a->nassets;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (a->assets[mid].id < id)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return (lo < a->nassets && a->assets[lo].id == id) ? (ssize_t)lo : -1;
+    return index_by_id(a->assets, a->nassets, sizeof(*a->assets), offsetof(asset, id), id);
 }
 
 static const char *asset_type_for(uint64_t h)
@@ -1506,15 +1514,8 @@ static void account_generate(account *a, uint64_t seed, size_t ncust, size_t nas
 
 static ticket *ticket_find(const account *a, int64_t id)
 {
-    size_t lo = 0, hi = a->ntickets;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (a->tickets[mid].id < id)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return (lo < a->ntickets && a->tickets[lo].id == id) ? &a->tickets[lo] : NULL;
+    ssize_t i = index_by_id(a->tickets, a->ntickets, sizeof(*a->tickets), offsetof(ticket, id), id);
+    return i < 0 ? NULL : &a->tickets[i];
 }
 
 /** @returns the index of the account user with id, or -1. */
