@@ -30,7 +30,6 @@
 
 #include "mspsync/backoff.h"
 
-#define MSP_LOG_MAX_SECRETS  64
 #define MSP_LOG_MIN_SECRET   4
 #define MSP_LOG_REDACTED     "[REDACTED]"
 #define MSP_LOG_REDACTED_LEN (sizeof(MSP_LOG_REDACTED) - 1)
@@ -41,9 +40,11 @@ static char log_service[64] = "mspsync";
 static FILE *log_stream; /* NULL: stderr (which is not a constant initializer) */
 
 static pthread_mutex_t redact_lock = PTHREAD_MUTEX_INITIALIZER;
-static char *redact_secrets[MSP_LOG_MAX_SECRETS]; /* sorted by length, longest first */
-static size_t redact_lens[MSP_LOG_MAX_SECRETS];
-static int redact_count;
+/* Sorted by length, longest first. Grows with the tenants whose credentials were opened (one
+ * process may serve thousands), so it has no fixed cap. */
+static char **redact_secrets;
+static size_t *redact_lens;
+static int redact_count, redact_cap;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -243,11 +244,19 @@ void msp_log_redact(const char *secret) {
             return; /* already registered */
         }
     }
-    if (redact_count == MSP_LOG_MAX_SECRETS) {
-        pthread_mutex_unlock(&redact_lock);
-        MSP_WARN("log.redact_full", NULL, "redaction table full (%d secrets); secret not added",
-                 MSP_LOG_MAX_SECRETS);
-        return;
+    if (redact_count == redact_cap) {
+        int cap = redact_cap ? redact_cap * 2 : 64;
+        char **ns = realloc(redact_secrets, (size_t)cap * sizeof(*ns));
+        if (ns)
+            redact_secrets = ns;
+        size_t *nl = ns ? realloc(redact_lens, (size_t)cap * sizeof(*nl)) : NULL;
+        if (nl)
+            redact_lens = nl;
+        if (!ns || !nl) {
+            pthread_mutex_unlock(&redact_lock);
+            return;
+        }
+        redact_cap = cap;
     }
     copy = malloc(len + 1);
     if (!copy) {

@@ -164,6 +164,24 @@ static void longer_secret_containing_another_is_fully_redacted(void **state) {
     json_decref(j);
 }
 
+/* One replica opens the credentials of thousands of tenants: every one of them stays redacted. */
+static void thousands_of_secrets_are_all_redacted(void **state) {
+    capture_t *c = *state;
+    char key[32];
+    for (int i = 0; i < 3000; i++) {
+        snprintf(key, sizeof(key), "tenant-key-%05d", i);
+        msp_log_redact(key);
+        msp_log_redact(key);   /* registering again is a no-op */
+    }
+    MSP_INFO("x", NULL, "first tenant-key-00000 last tenant-key-02999");
+    assert_null(strstr(captured(c), "tenant-key-"));
+    assert_null(strstr(captured(c), "redact_full"));
+    json_t *j = only_line(c);
+    assert_string_equal(json_string_value(json_object_get(j, "msg")),
+                        "first [REDACTED] last [REDACTED]");
+    json_decref(j);
+}
+
 static void secret_that_needs_escaping_is_redacted(void **state) {
     capture_t *c = *state;
     msp_log_redact("pa\"ss\\word");
@@ -300,6 +318,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(longer_secret_containing_another_is_fully_redacted, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(secret_that_needs_escaping_is_redacted, setup, teardown),
+        cmocka_unit_test_setup_teardown(thousands_of_secrets_are_all_redacted, setup, teardown),
         cmocka_unit_test_setup_teardown(short_strings_are_not_treated_as_secrets, setup, teardown),
         cmocka_unit_test_setup_teardown(long_message_is_complete_and_redacted, setup, teardown),
         cmocka_unit_test_setup_teardown(arguments_below_level_are_not_evaluated, setup, teardown),
