@@ -144,6 +144,7 @@ int msp_kafka_ensure_topics(const char *brokers, int partitions, int timeout_ms,
         {MSP_TOPIC_SYNC_JOBS, 0}, {MSP_TOPIC_RAW_RECORDS, 0}, {MSP_TOPIC_SYNC_EVENTS, 0},
         {MSP_TOPIC_CUSTOMERS, 1}, {MSP_TOPIC_ASSETS, 1},      {MSP_TOPIC_DLQ, 0},
         {MSP_TOPIC_INCIDENTS, 0},
+        {MSP_TOPIC_DATE_CHANGES, 0},
     };
     const int n = (int)(sizeof(want) / sizeof(want[0]));
     rd_kafka_conf_t *conf = rd_kafka_conf_new();

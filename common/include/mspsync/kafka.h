@@ -23,6 +23,7 @@
 #define MSP_TOPIC_ASSETS      "assets"
 #define MSP_TOPIC_DLQ         "dlq"
 #define MSP_TOPIC_INCIDENTS   "incidents"
+#define MSP_TOPIC_DATE_CHANGES "date.changes"
 
 /**
  * @brief linger.ms of the producers made after this call (default 20: batches for throughput).
