@@ -12,6 +12,7 @@
  */
 #include "mspsync/errstr.h"
 #include "mspsync/model.h"
+#include "mspsync/cwrmm.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -377,6 +378,18 @@ json_t *msp_map_syncro_asset(const char *tenant, const json_t *raw, char *errstr
     json_object_set_new(rec, "macs", asset_macs(obj_get(kabuto, "network_adapters")));
     json_object_set_new(rec, "customer_ref", customer_ref);
     json_object_set_new(rec, "updated_at", copied_string(json_object_get(raw, "updated_at")));
+    /* Asset custom fields appear as properties["<display name>"] (NOTES.md). */
+    json_t *dates = json_object();
+    const json_t *props = json_object_get(raw, "properties");
+    static const char *const names[][2] = {{"purchase", MSP_CWRMM_FIELD_PURCHASE},
+                                           {"warranty", MSP_CWRMM_FIELD_WARRANTY}};
+    for (size_t i = 0; i < 2; i++) {
+        char d[11];
+        const char *v = json_string_value(obj_get(props, names[i][1]));
+        json_object_set_new(dates, names[i][0],
+                            v && msp_date_normalize(v, d) == 0 ? json_string(d) : json_null());
+    }
+    json_object_set_new(rec, "dates", dates);
     json_object_set_new(rec, "gone", json_false());
     json_decref(kabuto);
     return rec;

@@ -115,10 +115,25 @@ int nz_envelope_parse(nz_envelope_t *env, const void *value, size_t len, char *r
         env->kind = NZ_KIND_SYNC_COMPLETE;
     else if (strcmp(ks, "incident") == 0)
         env->kind = NZ_KIND_INCIDENT;
+    else if (strcmp(ks, "edit") == 0)
+        env->kind = NZ_KIND_EDIT;
+    else if (strcmp(ks, "integration_removed") == 0)
+        env->kind = NZ_KIND_REMOVED;
     else {
         snprintf(reason, reason_size, "unknown kind \"%.64s\" (expected \"record\", "
-                 "\"sync_complete\" or \"incident\")", ks);
+                 "\"sync_complete\", \"incident\", \"edit\" or \"integration_removed\")", ks);
         goto fail;
+    }
+    env->integration = "syncro";
+    if (json_object_get(root, "integration") &&
+        !(env->integration = need_string(root, "integration", 32, reason, reason_size)))
+        goto fail;
+    if (env->kind == NZ_KIND_REMOVED) {
+        if (!(env->tenant = need_string(root, "tenant", NZ_TENANT_MAX, reason, reason_size)))
+            goto fail;
+        env->type = NZ_TYPE_ASSET;
+        env->root = root;
+        return 0;
     }
 
     const json_t *type = json_object_get(root, "type");
@@ -147,6 +162,22 @@ int nz_envelope_parse(nz_envelope_t *env, const void *value, size_t len, char *r
 
     if (!(env->tenant = need_string(root, "tenant", NZ_TENANT_MAX, reason, reason_size)))
         goto fail;
+    if (env->kind == NZ_KIND_EDIT) {
+        if (env->type != NZ_TYPE_ASSET) {
+            snprintf(reason, reason_size, "an edit envelope has type \"%.64s\" (expected \"asset\")", ts);
+            goto fail;
+        }
+        if (!(env->asset_id = need_string(root, "asset_id", 200, reason, reason_size)) ||
+            !(env->edit_id = need_string(root, "edit_id", 64, reason, reason_size)))
+            goto fail;
+        env->fields = json_object_get(root, "fields");
+        if (!json_is_object(env->fields)) {
+            snprintf(reason, reason_size, "an edit envelope has no \"fields\" object");
+            goto fail;
+        }
+        env->root = root;
+        return 0;
+    }
     if (env->kind != NZ_KIND_INCIDENT &&
         !(env->job_id = need_string(root, "job_id", NZ_JOB_ID_MAX, reason, reason_size)))
         goto fail;

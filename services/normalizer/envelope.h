@@ -11,7 +11,13 @@
 #include <stddef.h>
 #include <jansson.h>
 
-typedef enum { NZ_KIND_RECORD = 0, NZ_KIND_SYNC_COMPLETE = 1, NZ_KIND_INCIDENT = 2 } nz_kind_t;
+typedef enum {
+    NZ_KIND_RECORD = 0,
+    NZ_KIND_SYNC_COMPLETE = 1,
+    NZ_KIND_INCIDENT = 2,
+    NZ_KIND_EDIT = 3,        /* dates edited in the app (the gateway): type asset, no job */
+    NZ_KIND_REMOVED = 4,     /* "integration_removed": forget every record of an integration */
+} nz_kind_t;
 typedef enum {
     NZ_TYPE_CUSTOMER = 0,
     NZ_TYPE_ASSET    = 1,
@@ -29,7 +35,11 @@ typedef struct nz_envelope_s {
     nz_kind_t      kind;
     nz_type_t      type;
     const char    *tenant;   /**< borrowed from root */
-    const char    *job_id;   /**< borrowed from root; NULL for incidents */
+    const char    *job_id;   /**< borrowed from root; NULL for incidents, edits, removals */
+    const char    *integration; /**< borrowed; "syncro" when absent (envelopes before v0.4) */
+    const char    *asset_id; /**< edits: the inventory asset */
+    const char    *edit_id;  /**< edits */
+    const json_t  *fields;   /**< edits: {"purchase":..., "warranty":...} */
     const json_t  *payload;  /**< borrowed from root; records and incidents */
 } nz_envelope_t;
 

@@ -19,6 +19,7 @@
 #include <jansson.h>
 
 #include <mspsync/backoff.h>
+#include <mspsync/cwrmm.h>
 #include <mspsync/kafka.h>
 #include <mspsync/log.h>
 #include <mspsync/incident.h>
@@ -26,6 +27,7 @@
 #include <mspsync/redis.h>
 
 #include "envelope.h"
+#include "inventory.h"
 #include "json_arena.h"
 #include "resp.h"
 
@@ -44,7 +46,7 @@
 enum { R_CHANGED, R_UNCHANGED, R_GONE, R_DEAD, R_COUNT };
 static const char *const result_names[R_COUNT] = {"changed", "unchanged", "gone", "dead_lettered"};
 
-typedef enum { IT_DEAD = 0, IT_RECORD, IT_SYNC, IT_INCIDENT } nz_item_state_t;
+typedef enum { IT_DEAD = 0, IT_RECORD, IT_SYNC, IT_INCIDENT, IT_EDIT, IT_REMOVED } nz_item_state_t;
 
 typedef struct nz_item_s {
     rd_kafka_message_t *msg;
@@ -114,6 +116,7 @@ struct nz_s {
     size_t        sw_n, sw_cap;
     nz_buf_t      sw_json_buf;
     const char   *sw_job;
+    char          sw_prefix[40];       /* "<integration>:": a sweep only sees its own records */
 
     rd_kafka_message_t **held;
     size_t        nheld, held_cap;
@@ -348,17 +351,26 @@ static nz_out_t *out_new(nz_t *nz)
  * assets are keyed "<tenant>/<id>"; incidents by their fingerprint (id), which already names the
  * tenant, so that one incident's events stay in order in one partition.
  */
+static void out_keyed(nz_t *nz, const char *topic, int keyed_by_id, const char *tenant,
+                      const char *id, char *payload);
+
 static void out_record(nz_t *nz, nz_type_t type, const char *tenant, const char *id,
                        char *payload)
 {
     static const char *const topics[NZ_TYPE_COUNT] = {MSP_TOPIC_CUSTOMERS, MSP_TOPIC_ASSETS,
                                                       MSP_TOPIC_INCIDENTS};
+    out_keyed(nz, topics[type], type == NZ_TYPE_INCIDENT, tenant, id, payload);
+}
+
+/* Produce payload (NULL = a tombstone) to topic, keyed "<tenant>/<id>" or by id alone. */
+static void out_keyed(nz_t *nz, const char *topic, int keyed_by_id, const char *tenant,
+                      const char *id, char *payload)
+{
     nz_out_t *o = out_new(nz);
     if (!o) {
         msp_json_free(payload);
         return;
     }
-    int    keyed_by_id = type == NZ_TYPE_INCIDENT;
     size_t tl = keyed_by_id ? 0 : strlen(tenant), il = strlen(id);
     long   off = nz_buf_append(&nz->arena, tenant, tl);
     if (off < 0 || (!keyed_by_id && nz_buf_append(&nz->arena, "/", 1) < 0) ||
@@ -368,11 +380,11 @@ static void out_record(nz_t *nz, nz_type_t type, const char *tenant, const char 
         msp_json_free(payload);
         return;
     }
-    o->topic       = msp_topic(topics[type]);
+    o->topic       = msp_topic(topic);
     o->key_off     = off;
     o->key_len     = keyed_by_id ? il : tl + 1 + il;
     o->payload     = payload;
-    o->payload_len = strlen(payload);
+    o->payload_len = payload ? strlen(payload) : 0;
     out_send(nz, nz->nouts - 1);
 }
 
@@ -520,6 +532,64 @@ static void w_stats(nz_t *nz)
     nz->nstats = 0;
 }
 
+/* Where "gone" is kept for change detection: customers per record, assets per source record. */
+static const char *gone_set(nz_type_t type)
+{
+    return type == NZ_TYPE_ASSET ? "inv:srcgone:asset" : "inv:gone:customer";
+}
+
+typedef enum { INV_UPSERT, INV_GONE, INV_REMOVE, INV_EDIT } inv_op_t;
+
+/*
+ * One inventory.c call, repeated until Redis answers (each is idempotent); then its merged
+ * assets go to `assets`, its date change to `date.changes`, and the deletion of the parked change
+ * is queued for the commit (after Kafka acknowledged it).
+ * @returns 0, 1 (unknown source or asset), -1 shutdown.
+ */
+static int inv_apply(nz_t *nz, inv_op_t op, const char *tenant, const char *id, const json_t *j,
+                     const char *edit_id)
+{
+    char         err[512], at[40];
+    nz_inv_out_t out;
+    int          rc;
+    msp_format_time(msp_wall_ms(), at, sizeof at);
+    memset(&out, 0, sizeof out);
+    for (unsigned attempt = 0;; attempt++) {
+        err[0] = '\0';
+        if (msp_redis_ensure(&nz->redis, nz->conf.redis_url, err, sizeof err) == 0) {
+            switch (op) {
+            case INV_UPSERT: rc = nz_inv_upsert(nz->redis, tenant, id, j, at, &out, err, sizeof err); break;
+            case INV_GONE: rc = nz_inv_source_gone(nz->redis, tenant, id, at, &out, err, sizeof err); break;
+            case INV_REMOVE: rc = nz_inv_source_remove(nz->redis, tenant, id, at, &out, err, sizeof err); break;
+            default: rc = nz_inv_edit(nz->redis, tenant, id, j, edit_id, at, &out, err, sizeof err); break;
+            }
+            if (rc >= 0)
+                break;
+            nz_inv_out_clear(&out);
+            /* A failed pipeline may leave replies unread: start on a fresh connection. */
+            redisFree(nz->redis);
+            nz->redis = NULL;
+        }
+        if (retry_wait(nz, attempt, "redis inventory", err[0] ? err : "redis error") < 0)
+            return -1;
+    }
+    for (int i = 0; i < out.n; i++) {
+        out_keyed(nz, MSP_TOPIC_ASSETS, 0, tenant, out.asset_id[i], out.merged[i]);
+        out.merged[i] = NULL;
+    }
+    if (out.change) {
+        char k[NZ_KEY_MAX];
+        out_keyed(nz, MSP_TOPIC_DATE_CHANGES, 0, tenant, out.change_asset, out.change);
+        out.change = NULL;
+        w_tenant(nz, tenant);
+        msp_key(k, sizeof k, tenant, "inv:dpending");
+        W(nz, "EVAL", nz_inv_pending_done_lua, "1", k, out.change_asset, out.change_id);
+        msp_metric_add(nz->conf.metrics, "mspsync_normalizer_date_changes_total", NULL, 1);
+    }
+    nz_inv_out_clear(&out);
+    return rc;
+}
+
 /*
  * Commit point: every output delivered, then the queued Redis writes applied.
  * @returns 0, -1 shutdown, -2 fatal.
@@ -569,6 +639,14 @@ static void item_prepare(nz_t *nz, nz_item_t *it, rd_kafka_message_t *m)
         it->state = IT_SYNC;
         return;
     }
+    if (it->env.kind == NZ_KIND_REMOVED) {
+        it->state = IT_REMOVED;
+        return;
+    }
+    if (it->env.kind == NZ_KIND_EDIT) {
+        it->state = IT_EDIT;
+        return;
+    }
 
     char        err[400] = "";
     nz_type_t   type     = it->env.type;
@@ -583,9 +661,19 @@ static void item_prepare(nz_t *nz, nz_item_t *it, rd_kafka_message_t *m)
         it->state = IT_INCIDENT;
         return;
     }
-    it->canon = type == NZ_TYPE_CUSTOMER
-                    ? msp_map_syncro_customer(it->env.tenant, it->env.payload, err, sizeof err)
-                    : msp_map_syncro_asset(it->env.tenant, it->env.payload, err, sizeof err);
+    int cw = strcmp(it->env.integration, "cwrmm") == 0;
+    if (!cw && strcmp(it->env.integration, "syncro") != 0) {
+        snprintf(reason, sizeof reason, "unknown integration \"%.32s\" (expected \"syncro\" or "
+                 "\"cwrmm\")", it->env.integration);
+        dead_letter(nz, it, (int)type, reason);
+        return;
+    }
+    if (type == NZ_TYPE_CUSTOMER)
+        it->canon = cw ? msp_map_cwrmm_company(it->env.tenant, it->env.payload, err, sizeof err)
+                       : msp_map_syncro_customer(it->env.tenant, it->env.payload, err, sizeof err);
+    else
+        it->canon = cw ? msp_map_cwrmm_device(it->env.tenant, it->env.payload, err, sizeof err)
+                       : msp_map_syncro_asset(it->env.tenant, it->env.payload, err, sizeof err);
     if (!it->canon) {
         snprintf(reason, sizeof reason, "%s", err[0] ? err : "payload could not be mapped");
         dead_letter(nz, it, (int)type, reason);
@@ -684,7 +772,7 @@ static int do_segment(nz_t *nz, size_t a, size_t b)
         msp_key(k, sizeof k, it->env.tenant, "inv:fp:%s", tn);
         if (nz_pipe_cmd(&nz->reads, "HGET", k, it->id, NULL) < 0)
             return -2;
-        msp_key(k, sizeof k, it->env.tenant, "inv:gone:%s", tn);
+        msp_key(k, sizeof k, it->env.tenant, "%s", gone_set(it->env.type));
         if (nz_pipe_cmd(&nz->reads, "SISMEMBER", k, it->id, NULL) < 0)
             return -2;
         nz->lookup_idx[nlook++] = (int)i;
@@ -694,6 +782,19 @@ static int do_segment(nz_t *nz, size_t a, size_t b)
 
     for (size_t i = a; i < b; i++) {
         nz_item_t *it = &nz->items[i];
+        if (it->state == IT_EDIT) {
+            int rc = inv_apply(nz, INV_EDIT, it->env.tenant, it->env.asset_id, it->env.fields,
+                               it->env.edit_id);
+            if (rc < 0)
+                return rc;
+            if (rc == 1) {
+                char reason[400];
+                snprintf(reason, sizeof reason, "asset \"%s\" does not exist or is gone; the "
+                         "edit %s was not applied", it->env.asset_id, it->env.edit_id);
+                dead_letter(nz, it, NZ_TYPE_ASSET, reason);
+            }
+            continue;
+        }
         if (it->state == IT_INCIDENT) {
             /* No inventory state: every event goes on, the ticket-creator deduplicates. */
             char *json = json_dumps(it->canon, JSON_COMPACT);
@@ -708,7 +809,17 @@ static int do_segment(nz_t *nz, size_t a, size_t b)
         const char *tenant = it->env.tenant, *tn = nz_type_name(it->env.type);
         int changed = it->dup_of >= 0 ? strcmp(nz->items[it->dup_of].fp, it->fp) != 0
                                       : it->stored_fp != 1 || it->was_gone;
-        if (changed) {
+        if (changed && it->env.type == NZ_TYPE_ASSET) {
+            /* A source record: the merged asset is what gets stored and published. */
+            int rc = inv_apply(nz, INV_UPSERT, tenant, it->id, it->canon, NULL);
+            if (rc < 0)
+                return rc;
+            w_tenant(nz, tenant);
+            msp_key(k, sizeof k, tenant, "inv:fp:asset");
+            W(nz, "HSET", k, it->id, it->fp);
+            msp_key(k, sizeof k, tenant, "inv:srcgone:asset");
+            W(nz, "SREM", k, it->id);
+        } else if (changed) {
             char *json = json_dumps(it->canon, JSON_COMPACT);
             if (!json)
                 return -2;
@@ -738,8 +849,10 @@ static int sweep_seen_reply(int index, redisReply *r, void *opaque)
         const redisReply *f = r->element[i], *v = r->element[i + 1];
         if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
             continue;
-        if (strlen(nz->sw_job) == v->len && memcmp(v->str, nz->sw_job, v->len) == 0)
+        if (nz->sw_job && strlen(nz->sw_job) == v->len && memcmp(v->str, nz->sw_job, v->len) == 0)
             continue;   /* seen by the job that just completed */
+        if (strncmp(f->str, nz->sw_prefix, strlen(nz->sw_prefix)) != 0)
+            continue;   /* another integration's record */
         if (f->len > NZ_ID_MAX)
             continue;
         if (grow((void **)&nz->sw_off, &nz->sw_cap, nz->sw_n + 1, sizeof *nz->sw_off) < 0)
@@ -780,7 +893,9 @@ static int sweep(nz_t *nz, const nz_item_t *sc)
     char        k[NZ_KEY_MAX];
     int         marked = 0;
 
+    int is_asset = sc->env.type == NZ_TYPE_ASSET;
     nz->sw_job = sc->env.job_id;
+    snprintf(nz->sw_prefix, sizeof nz->sw_prefix, "%s:", sc->env.integration);
     nz_pipe_reset(&nz->reads);
     msp_key(k, sizeof k, tenant, "inv:seen:%s", tn);
     if (nz_pipe_cmd(&nz->reads, "HGETALL", k, NULL) < 0)
@@ -803,10 +918,11 @@ static int sweep(nz_t *nz, const nz_item_t *sc)
         nz_pipe_reset(&nz->reads);
         for (size_t c = 0; c < n; c++) {
             const char *id = nz->sw_ids.p + nz->sw_off[c];
-            msp_key(k, sizeof k, tenant, "inv:gone:%s", tn);
+            msp_key(k, sizeof k, tenant, "%s", gone_set(sc->env.type));
             if (nz_pipe_cmd(&nz->reads, "SISMEMBER", k, id, NULL) < 0)
                 return -2;
-            msp_key(k, sizeof k, tenant, "inv:%s:%s", tn, id);
+            msp_key(k, sizeof k, tenant, is_asset ? "inv:src:asset:%s" : "inv:%s:%s",
+                    is_asset ? id : tn, id);
             if (nz_pipe_cmd(&nz->reads, "GET", k, NULL) < 0)
                 return -2;
         }
@@ -817,6 +933,19 @@ static int sweep(nz_t *nz, const nz_item_t *sc)
             const char *id = nz->sw_ids.p + nz->sw_off[c];
             if (nz->sw_gone[c])
                 continue;
+            if (is_asset && nz->sw_json[c] >= 0) {
+                /* Re-merge its asset; srcgone is set at the commit, after Kafka acknowledged
+                 * the merged record, so that a replay does this again. */
+                int rc = inv_apply(nz, INV_GONE, tenant, id, NULL, NULL);
+                if (rc < 0)
+                    return rc;
+                w_tenant(nz, tenant);
+                msp_key(k, sizeof k, tenant, "inv:srcgone:asset");
+                W(nz, "SADD", k, id);
+                stat_add(nz, tenant, sc->env.type, R_GONE);
+                marked++;
+                continue;
+            }
             if (nz->sw_json[c] < 0) {
                 MSP_WARN("sweep.missing", tenant, "type=%s id=%s is in inv:seen but has no stored "
                          "record; not marked gone", tn, id);
@@ -843,13 +972,96 @@ static int sweep(nz_t *nz, const nz_item_t *sc)
     }
     /* The inventory now reflects this job for this type: the gateway reports the integration
      * Connected only once every type of the job got here (committed with the gone marks). */
-    char field[48];
-    snprintf(field, sizeof field, "%s_complete_job", tn);
+    char field[80];
+    if (strcmp(sc->env.integration, "syncro") == 0)
+        snprintf(field, sizeof field, "%s_complete_job", tn);
+    else
+        snprintf(field, sizeof field, "%s_%s_complete_job", sc->env.integration, tn);
     w_tenant(nz, tenant);
     msp_key(k, sizeof k, tenant, "inv:stats");
     W(nz, "HSET", k, field, sc->env.job_id);
     MSP_INFO("sweep.done", tenant, "type=%s job=%s candidates=%zu marked_gone=%d", tn,
              sc->env.job_id, n, marked);
+    return nz->oom ? -2 : 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* removal of an integration: its records leave the inventory                                  */
+
+static int collect_ids_reply(int index, redisReply *r, void *opaque)
+{
+    nz_t *nz = opaque;
+    nz_buf_reset(&nz->sw_ids);
+    nz->sw_n = 0;
+    if (r->type != REDIS_REPLY_ARRAY)
+        return -1;
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_STRING || e->len > NZ_ID_MAX ||
+            strncmp(e->str, nz->sw_prefix, strlen(nz->sw_prefix)) != 0)
+            continue;
+        if (grow((void **)&nz->sw_off, &nz->sw_cap, nz->sw_n + 1, sizeof *nz->sw_off) < 0)
+            return -1;
+        long off = nz_buf_append(&nz->sw_ids, e->str, e->len);
+        if (off < 0 || nz_buf_append(&nz->sw_ids, "", 1) < 0)
+            return -1;
+        nz->sw_off[nz->sw_n++] = off;
+    }
+    return 0;
+}
+
+/*
+ * The gateway removed an integration: its customers get tombstones and leave the view; its source
+ * asset records are unlinked (an asset another integration still sees stays, re-merged; one left
+ * without sources gets a tombstone). Idempotent: a replay finds nothing left to remove.
+ */
+static int remove_integration(nz_t *nz, const nz_item_t *it)
+{
+    const char *tenant = it->env.tenant;
+    char        k[NZ_KEY_MAX];
+    size_t      customers = 0, sources = 0;
+
+    snprintf(nz->sw_prefix, sizeof nz->sw_prefix, "%s:", it->env.integration);
+    nz_pipe_reset(&nz->reads);
+    msp_key(k, sizeof k, tenant, "inv:customers");
+    if (nz_pipe_cmd(&nz->reads, "ZRANGE", k, "0", "-1", NULL) < 0)
+        return -2;
+    if (redis_run(nz, &nz->reads, collect_ids_reply, nz, "redis removal") < 0)
+        return -1;
+    for (size_t c = 0; c < nz->sw_n; c++) {
+        const char *id = nz->sw_ids.p + nz->sw_off[c];
+        w_tenant(nz, tenant);
+        msp_key(k, sizeof k, tenant, "inv:customer:%s", id);
+        W(nz, "DEL", k);
+        msp_key(k, sizeof k, tenant, "inv:customers");
+        W(nz, "ZREM", k, id);
+        static const char *const hashes[] = {"inv:fp:customer", "inv:seen:customer"};
+        for (size_t h = 0; h < 2; h++) {
+            msp_key(k, sizeof k, tenant, "%s", hashes[h]);
+            W(nz, "HDEL", k, id);
+        }
+        msp_key(k, sizeof k, tenant, "inv:gone:customer");
+        W(nz, "SREM", k, id);
+        out_record(nz, NZ_TYPE_CUSTOMER, tenant, id, NULL);
+        customers++;
+    }
+
+    nz_pipe_reset(&nz->reads);
+    msp_key(k, sizeof k, tenant, "inv:link");
+    if (nz_pipe_cmd(&nz->reads, "HKEYS", k, NULL) < 0)
+        return -2;
+    if (redis_run(nz, &nz->reads, collect_ids_reply, nz, "redis removal") < 0)
+        return -1;
+    for (size_t c = 0; c < nz->sw_n; c++) {
+        char id[NZ_ID_MAX + 1];
+        snprintf(id, sizeof id, "%s", nz->sw_ids.p + nz->sw_off[c]);
+        int rc = inv_apply(nz, INV_REMOVE, tenant, id, NULL, NULL);
+        if (rc < 0)
+            return rc;
+        sources++;
+    }
+    MSP_INFO("integration.removed", tenant, "integration=%s customers=%zu asset_sources=%zu",
+             it->env.integration, customers, sources);
     return nz->oom ? -2 : 0;
 }
 
@@ -912,7 +1124,7 @@ int nz_process_batch(nz_t *nz, rd_kafka_message_t **msgs, size_t n)
 
     size_t seg = 0;
     for (size_t i = 0; i <= n && rc == 0; i++) {
-        if (i < n && nz->items[i].state != IT_SYNC)
+        if (i < n && nz->items[i].state != IT_SYNC && nz->items[i].state != IT_REMOVED)
             continue;
         if ((rc = do_segment(nz, seg, i)) < 0)
             break;
@@ -921,7 +1133,9 @@ int nz_process_batch(nz_t *nz, rd_kafka_message_t **msgs, size_t n)
         if (i < n) {
             /* The sweep reads what the commit just wrote; its gone records are committed at the
              * next sync_complete or at the end of the batch. */
-            if ((rc = sweep(nz, &nz->items[i])) < 0)
+            rc = nz->items[i].state == IT_SYNC ? sweep(nz, &nz->items[i])
+                                               : remove_integration(nz, &nz->items[i]);
+            if (rc < 0)
                 break;
         }
         seg = i + 1;
@@ -1061,6 +1275,8 @@ nz_t *nz_new(const nz_conf_t *conf)
     msp_metric_declare(conf->metrics, M_BATCH_S, "gauge", "Duration of the last batch, seconds.");
     msp_metric_declare(conf->metrics, M_RETRIES, "counter",
                        "Retries after a Redis or Kafka failure, by stage.");
+    msp_metric_declare(conf->metrics, "mspsync_normalizer_date_changes_total", "counter",
+                       "Date changes sent to date.changes (edits and settled conflicts).");
     return nz;
 }
 

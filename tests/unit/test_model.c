@@ -295,7 +295,7 @@ static void canonical_keys_come_in_documented_order(void **state) {
         "\"sources\":[{\"integration\":\"syncro\",\"id\":\"1\"}],\"name\":\"WS\","
         "\"asset_type\":null,\"serial\":null,\"manufacturer\":null,\"model\":null,"
         "\"form_factor\":null,\"os\":null,\"macs\":[],\"customer_ref\":null,"
-        "\"updated_at\":null,\"gone\":false}");
+        "\"updated_at\":null,\"dates\":{\"purchase\":null,\"warranty\":null},\"gone\":false}");
     free(text);
     json_decref(rec);
     json_decref(raw);

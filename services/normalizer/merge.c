@@ -1,0 +1,296 @@
+/*
+ * merge.c — match keys, merged assets and the date policy (see merge.h).
+ */
+#include "merge.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *const nz_date_fields[NZ_F_COUNT] = {"purchase", "warranty"};
+
+/* Upper-case letters and digits of s, nothing else. */
+static void alnum_upper(const char *s, char *out, size_t size)
+{
+    size_t o = 0;
+    for (; s && *s && o + 1 < size; s++)
+        if (isalnum((unsigned char)*s))
+            out[o++] = (char)toupper((unsigned char)*s);
+    out[o] = '\0';
+}
+
+static int placeholder_serial(const char *up)
+{
+    static const char *const junk[] = {
+        "TOBEFILLEDBYOEM", "DEFAULTSTRING", "SYSTEMSERIALNUMBER", "0", "00000000", "NA", "NONE",
+        "123456789", "0123456789", "CHASSISSERIALNUMBER", "SERIALNUMBER", "NOTAPPLICABLE",
+        "NOTSPECIFIED", "UNKNOWN", "INVALID",
+    };
+    if (!up[0])
+        return 1;
+    for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++)
+        if (strcmp(up, junk[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* The manufacturer without its legal-form words ("Dell Inc." → "DELL", "Acme Co. Ltd." →
+ * "ACME"): words are split on anything not a letter or digit, legal forms dropped from the end. */
+static void manufacturer_key(const char *s, char *out, size_t size)
+{
+    static const char *const forms[] = {"CORPORATION", "CORP", "INC", "LTD", "LLC", "GMBH", "CO",
+                                        "AG", "BV", "SA", "LIMITED", "INCORPORATED", "COMPANY"};
+    char   words[16][40];
+    size_t nw = 0, len = 0;
+    for (; s && nw < 16; s++) {
+        if (*s && isalnum((unsigned char)*s)) {
+            if (len + 1 < sizeof words[0])
+                words[nw][len++] = (char)toupper((unsigned char)*s);
+            continue;
+        }
+        if (len) {
+            words[nw++][len] = '\0';
+            len = 0;
+        }
+        if (!*s)
+            break;
+    }
+    for (int dropped = 1; dropped && nw > 1;) {
+        dropped = 0;
+        for (size_t i = 0; i < sizeof forms / sizeof forms[0] && !dropped; i++)
+            if (strcmp(words[nw - 1], forms[i]) == 0) {
+                nw--;
+                dropped = 1;
+            }
+    }
+    out[0] = '\0';
+    for (size_t i = 0; i < nw; i++)
+        snprintf(out + strlen(out), size - strlen(out), "%s", words[i]);
+}
+
+int nz_match_keys(const json_t *rec, char keys[][NZ_MKEY_LEN], int max)
+{
+    int  n = 0;
+    char man[80], ser[100];
+    manufacturer_key(json_string_value(json_object_get(rec, "manufacturer")), man, sizeof man);
+    alnum_upper(json_string_value(json_object_get(rec, "serial")), ser, sizeof ser);
+    if (n < max && man[0] && !placeholder_serial(ser))
+        snprintf(keys[n++], NZ_MKEY_LEN, "sn:%s|%s", man, ser);
+    size_t  i;
+    json_t *v;
+    json_array_foreach(json_object_get(rec, "macs"), i, v) {
+        if (n >= max)
+            break;
+        if (json_is_string(v))
+            snprintf(keys[n++], NZ_MKEY_LEN, "mac:%s", json_string_value(v));
+    }
+    return n;
+}
+
+static int member_gone(const nz_member_t *m) { return json_is_true(json_object_get(m->rec, "gone")); }
+
+const char *nz_member_date(const json_t *rec, int field)
+{
+    const char *v = json_string_value(json_object_get(json_object_get(rec, "dates"),
+                                                      nz_date_fields[field]));
+    return v && v[0] ? v : NULL;
+}
+
+static const char *integration_of(const char *src_id, char *buf, size_t size)
+{
+    size_t l = strcspn(src_id, ":");
+    snprintf(buf, size, "%.*s", (int)l, src_id);
+    return buf;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The dates object: the edit, else the policy over the members. */
+static json_t *merged_dates(const nz_member_t *m, size_t n, const json_t *edits, const json_t *prev)
+{
+    json_t *dates     = json_object();
+    const json_t *pd  = json_object_get(prev, "dates");
+    for (int f = 0; f < NZ_F_COUNT; f++) {
+        const char *name = nz_date_fields[f];
+        const char *ev   = json_string_value(json_object_get(edits, name));
+        if (ev && ev[0]) {
+            json_object_set_new(dates, name, json_pack("{s:s,s:s}", "value", ev, "source", "manual"));
+            continue;
+        }
+        const char *prev_src = json_string_value(json_object_get(json_object_get(pd, name), "source"));
+        const char *best = NULL, *best_src = NULL;
+        char        ibuf[32], best_buf[32] = "";
+        for (size_t i = 0; i < n; i++) {
+            if (member_gone(&m[i]))
+                continue;
+            const char *v = nz_member_date(m[i].rec, f);
+            if (!v || (m[i].wrote[f] && strcmp(m[i].wrote[f], v) == 0))
+                continue;       /* nothing, or the value write-back put there */
+            const char *src = integration_of(m[i].src_id, ibuf, sizeof ibuf);
+            int c = best ? strcmp(v, best) : 0;
+            int better = !best || (f == NZ_F_PURCHASE ? c < 0 : c > 0) ||
+                         (c == 0 && prev_src && strcmp(src, prev_src) == 0 &&
+                          strcmp(best_src, prev_src) != 0);
+            if (better) {
+                best = v;
+                snprintf(best_buf, sizeof best_buf, "%s", src);
+                best_src = best_buf;
+            }
+        }
+        if (best) {
+            json_object_set_new(dates, name, json_pack("{s:s,s:s}", "value", best, "source", best_src));
+        } else {
+            /* Only echoes (or nothing): keep what we had, unless no member holds anything. */
+            const json_t *keep = json_object_get(pd, name);
+            int held = 0;
+            for (size_t i = 0; i < n && json_is_object(keep); i++)
+                if (!member_gone(&m[i]) && nz_member_date(m[i].rec, f))
+                    held = 1;
+            json_object_set_new(dates, name, held && json_is_object(keep) ? json_deep_copy(keep)
+                                                                           : json_null());
+        }
+    }
+    return dates;
+}
+
+json_t *nz_merge_asset(const char *tenant, const char *asset_id, const nz_member_t *m, size_t n,
+                       const json_t *edits, const json_t *prev)
+{
+    size_t primary = n;
+    char   ibuf[32];
+    for (size_t i = 0; i < n && primary == n; i++)
+        if (!member_gone(&m[i]) && strcmp(integration_of(m[i].src_id, ibuf, sizeof ibuf), "syncro") == 0)
+            primary = i;
+    for (size_t i = 0; i < n && primary == n; i++)
+        if (!member_gone(&m[i]))
+            primary = i;
+    int all_gone = primary == n;
+    if (all_gone)
+        primary = 0;
+
+    json_t *o = json_object();
+    json_object_set_new(o, "schema_version", json_integer(1));
+    json_object_set_new(o, "tenant", json_string(tenant));
+    json_object_set_new(o, "id", json_string(asset_id));
+    json_object_set_new(o, "kind", json_string("asset"));
+
+    json_t *sources = json_array();
+    for (size_t i = 0; i < n; i++) {
+        if (!all_gone && member_gone(&m[i]))
+            continue;
+        size_t  k;
+        json_t *s;
+        json_array_foreach(json_object_get(m[i].rec, "sources"), k, s)
+            json_array_append(sources, s);
+    }
+    json_object_set_new(o, "sources", sources);
+
+    static const char *const facts[] = {"name", "asset_type", "serial", "manufacturer", "model",
+                                        "form_factor", "os", "customer_ref", "site_ref",
+                                        "updated_at"};
+    for (size_t f = 0; f < sizeof facts / sizeof facts[0]; f++) {
+        json_t *v = json_object_get(m[primary].rec, facts[f]);
+        for (size_t i = 0; i < n && (!v || json_is_null(v)); i++)
+            if (!member_gone(&m[i]) || all_gone)
+                v = json_object_get(m[i].rec, facts[f]);
+        json_object_set_new(o, facts[f], v ? json_deep_copy(v) : json_null());
+    }
+
+    /* macs: the sorted union */
+    const char **macs = NULL;
+    size_t       nm = 0, cap = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!all_gone && member_gone(&m[i]))
+            continue;
+        size_t  k;
+        json_t *v;
+        json_array_foreach(json_object_get(m[i].rec, "macs"), k, v) {
+            if (!json_is_string(v))
+                continue;
+            if (nm == cap) {
+                cap          = cap ? 2 * cap : 8;
+                const char **g = realloc(macs, cap * sizeof *macs);
+                if (!g)
+                    break;
+                macs = g;
+            }
+            macs[nm++] = json_string_value(v);
+        }
+    }
+    if (nm)
+        qsort(macs, nm, sizeof *macs, cmp_str);
+    json_t *ma = json_array();
+    for (size_t i = 0; i < nm; i++)
+        if (i == 0 || strcmp(macs[i], macs[i - 1]) != 0)
+            json_array_append_new(ma, json_string(macs[i]));
+    free(macs);
+    json_object_set_new(o, "macs", ma);
+    json_object_set_new(o, "dates", merged_dates(m, n, edits, prev));
+    json_object_set_new(o, "gone", json_boolean(all_gone));
+    return o;
+}
+
+static const char *effective(const json_t *rec, int f)
+{
+    const char *v = json_string_value(
+        json_object_get(json_object_get(json_object_get(rec, "dates"), nz_date_fields[f]), "value"));
+    return v && v[0] ? v : NULL;
+}
+
+static int str_eq(const char *a, const char *b) { return a == b || (a && b && strcmp(a, b) == 0); }
+
+json_t *nz_merge_change(const json_t *prev, const json_t *merged, const nz_member_t *m, size_t n,
+                        const char *upserted_src, const json_t *upserted_old, unsigned edit_mask)
+{
+    json_t *out = NULL;
+    for (int f = 0; f < NZ_F_COUNT; f++) {
+        const char *now = effective(merged, f);
+        int include     = (edit_mask >> f) & 1u;
+        if (!include && now) {
+            int moved = !str_eq(effective(prev, f), now);
+            for (size_t i = 0; i < n && !moved && upserted_src; i++)
+                if (strcmp(m[i].src_id, upserted_src) == 0)
+                    moved = !str_eq(nz_member_date(m[i].rec, f),
+                                    upserted_old ? nz_member_date(upserted_old, f) : NULL);
+            for (size_t i = 0; i < n && moved && !include; i++) {
+                const char *v = member_gone(&m[i]) ? NULL : nz_member_date(m[i].rec, f);
+                include       = v && strcmp(v, now) != 0;
+            }
+        }
+        if (!include)
+            continue;
+        if (!out)
+            out = json_object();
+        json_object_set_new(out, nz_date_fields[f], now ? json_string(now) : json_null());
+    }
+    return out;
+}
+
+json_t *nz_change_message(const char *tenant, const char *asset_id, const char *change_id,
+                          const char *reason, const json_t *dates, const nz_member_t *m, size_t n,
+                          const char *at)
+{
+    json_t *targets = json_array();
+    char    ibuf[32];
+    for (size_t i = 0; i < n; i++) {
+        if (member_gone(&m[i]))
+            continue;
+        const char *integ = integration_of(m[i].src_id, ibuf, sizeof ibuf);
+        if (!strchr(m[i].src_id, ':'))
+            continue;   /* not a source id */
+        json_t     *cur   = json_object();
+        for (int f = 0; f < NZ_F_COUNT; f++) {
+            const char *v = nz_member_date(m[i].rec, f);
+            json_object_set_new(cur, nz_date_fields[f], v ? json_string(v) : json_null());
+        }
+        json_array_append_new(targets, json_pack("{s:s,s:s,s:o}", "integration", integ, "id",
+                                                 m[i].src_id + strlen(integ) + 1, "current", cur));
+    }
+    return json_pack("{s:i,s:s,s:s,s:s,s:s,s:O,s:o,s:s}", "schema_version", 1, "tenant", tenant,
+                     "asset_id", asset_id, "change_id", change_id, "reason", reason, "dates",
+                     dates, "targets", targets, "at", at);
+}
