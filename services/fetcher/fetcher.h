@@ -18,6 +18,7 @@
 #include "mspsync/offtrack.h"
 #include "mspsync/ops.h"
 #include "mspsync/crypto.h"
+#include "mspsync/cwrmm.h"
 
 typedef struct fetcher_conf_s {
     char      *brokers;
@@ -31,6 +32,11 @@ typedef struct fetcher_conf_s {
     double     syncro_rate;       /* tokens per second of one Syncro account's bucket */
     long long  syncro_rate_milli; /* the same, as configured (requests per 1000 s) */
     long long  syncro_burst;
+    double     cwrmm_rate;
+    long long  cwrmm_rate_milli;
+    long long  cwrmm_burst;
+    long long  cwrmm_page_size;
+    long long  cwrmm_token_margin_ms;
     long long  schedule_interval_ms;
     long long  schedule_check_ms;
     long long  max_jobs;
@@ -48,6 +54,7 @@ typedef struct fetcher_s {
     fetcher_conf_t     conf;
     struct event_base *base;
     msp_http_t        *http;
+    msp_cwrmm_tokens_t *cw_tokens;   /* one cached token per ConnectWise RMM credential set */
     rd_kafka_t        *consumer;
     rd_kafka_t        *producer;
     redisContext      *redis;

@@ -1,5 +1,7 @@
 /*
- * job.c — one sync job: pull every page of customers, then of assets, from one Syncro account.
+ * job.c — one sync job: pull every page of customers, then of assets, from one Syncro account
+ * or one ConnectWise RMM partner (companies, then the devices of 4 companies per request, with
+ * Link rel="next" paging and, when the partner has date custom fields, each device's values).
  *
  * States of a job, all driven by the event loop:
  *
@@ -71,6 +73,23 @@ struct job_s {
     int64_t offset;
 
     msp_syncro_integration_t syncro;   /* base URL, auth header, bucket key */
+    int                      cw;       /* a ConnectWise RMM job (else Syncro) */
+    const char              *integ;    /* "syncro" / "cwrmm": names keys, events, records */
+    msp_cwrmm_integration_t  cwi;
+
+    /* ConnectWise RMM: where the device pull stands */
+    int     cw_step;          /* CW_LIST, CW_DEFS, CW_COMPANIES, CW_CF */
+    int     group;            /* index of the group of 4 companies being listed */
+    char   *vcursor;          /* vendor cursor of the current list request; NULL = first page */
+    char   *next_vcursor;     /* Link rel="next" cursor of the last answer; NULL = group ended */
+    json_t *companies;        /* company ids, NULL until known */
+    int     defs_loaded;
+    char    def_ids[2][80];   /* attributeIds of "Purchase Date" / "Warranty Expiration" */
+    json_t *page_items;       /* devices of the page being completed */
+    size_t  cf_idx;           /* next device whose custom fields are read */
+    int     token_wait;       /* waiting for msp_cwrmm_token_get */
+    int     auth_retries;     /* 401s on API calls in a row (a fresh token each time) */
+    char    auth[4200];
 
     int  page;
     int  total_pages;
@@ -98,8 +117,11 @@ int redis_ok(fetcher_t *f) {
     return 0;
 }
 
+enum { CW_LIST = 0, CW_DEFS, CW_COMPANIES, CW_CF };
+#define CW_GROUP 4   /* companies per device-list request (resourceType company allows 4) */
+
 static void cursor_key(const job_t *j, char *buf, size_t size) {
-    msp_key(buf, size, j->tenant, "cursor:syncro:%s", j->job_id);
+    msp_key(buf, size, j->tenant, "cursor:%s:%s", j->integ, j->job_id);
 }
 
 static void status_set(job_t *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -109,7 +131,7 @@ static void status_set(job_t *j, const char *fmt, ...) {
     fetcher_t *f = j->f;
     if (!redis_ok(f)) return;
     char key[256], cmd[2048];
-    msp_key(key, sizeof(key), j->tenant, "status:syncro");
+    msp_key(key, sizeof(key), j->tenant, "status:%s", j->integ);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(cmd, sizeof(cmd), fmt, ap);
@@ -138,7 +160,7 @@ static void event_emit(job_t *j, const char *event, json_t *extra) {
     char at[40];
     msp_format_time(msp_wall_ms(), at, sizeof(at));
     json_t *o = json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:s}", "schema_version", 1, "tenant",
-                          j->tenant, "integration", "syncro", "job_id", j->job_id, "event", event,
+                          j->tenant, "integration", j->integ, "job_id", j->job_id, "event", event,
                           "at", at, "replica", j->f->replica_id);
     if (extra) {
         json_object_update(o, extra);
@@ -164,6 +186,11 @@ static void job_free(job_t *j) {
     f->jobs_cnt--;
     if (j->timer) event_free(j->timer);
     msp_syncro_integration_clear(&j->syncro);
+    msp_cwrmm_integration_clear(&j->cwi);
+    free(j->vcursor);
+    free(j->next_vcursor);
+    json_decref(j->companies);
+    json_decref(j->page_items);
     free(j->src_topic);
     free(j);
     msp_metric_set(f->metrics, "mspsync_fetcher_jobs", NULL, f->jobs_cnt);
@@ -171,6 +198,10 @@ static void job_free(job_t *j) {
 
 /* Free a finished job once nothing refers to it. */
 static void job_release_if_idle(job_t *j) {
+    if (j->state == JOB_FINISHED && j->token_wait) {
+        msp_cwrmm_token_cancel(j->f->cw_tokens, j);
+        j->token_wait = 0;
+    }
     if (j->state == JOB_FINISHED && !j->http_inflight && j->pending_dr == 0) job_free(j);
 }
 
@@ -226,7 +257,7 @@ static void job_finish(job_t *j) {
 /* The next scheduled sync of this tenant is one interval after this one ended. */
 static void sched_push_back(job_t *j) {
     char skey[256];
-    msp_key(skey, sizeof(skey), j->tenant, "sched:syncro");
+    msp_key(skey, sizeof(skey), j->tenant, "sched:%s", j->integ);
     redisReply *r = redisCommand(j->f->redis, "SET %s %s PX %lld", skey, j->job_id,
                                  j->f->conf.schedule_interval_ms);
     if (r) freeReplyObject(r);
@@ -311,7 +342,8 @@ static void job_retry(job_t *j, int64_t retry_after_ms, const char *why) {
         char msg[1024];
         snprintf(msg, sizeof(msg), "%s (gave up after %d attempts; the next sync will try again)",
                  why, j->attempt);
-        job_fail(j, msg, "Syncro kept failing; check status.syncro.com or the network", 0);
+        job_fail(j, msg, j->cw ? "ConnectWise RMM kept failing; check its status page or the network"
+                              : "Syncro kept failing; check status.syncro.com or the network", 0);
         return;
     }
     int64_t d = msp_backoff_ms((unsigned)(j->attempt - 1), f->conf.backoff_base_ms,
@@ -327,14 +359,18 @@ static void job_retry(job_t *j, int64_t retry_after_ms, const char *why) {
 static int integration_exists(job_t *j) {
     fetcher_t *f = j->f;
     char key[256];
-    msp_key(key, sizeof(key), j->tenant, "integration:syncro");
-    redisReply *r = redisCommand(f->redis, "EXISTS %s", key);
+    msp_key(key, sizeof(key), j->tenant, "integration:%s", j->integ);
+    /* Disabling an integration discards its secret: that stops its jobs too. */
+    redisReply *r = redisCommand(f->redis, "HEXISTS %s %s", key,
+                                 j->cw ? "client_secret_sealed" : "api_key_sealed");
     int rc = r && r->type == REDIS_REPLY_INTEGER ? r->integer == 1 : -1;
     if (r) freeReplyObject(r);
     return rc;
 }
 
 static void http_cb(msp_http_response_t *res, void *opaque);
+static void cw_send(job_t *j);
+static void cw_http(job_t *j, msp_http_response_t *res);
 
 /* Take a token, then send the request for the current page. */
 static void job_request(job_t *j) {
@@ -360,8 +396,10 @@ static void job_request(job_t *j) {
     }
     int64_t wait_ms = 0;
     char err[256];
-    int rc = msp_gcra_take(f->redis, j->syncro.bucket_key, f->conf.syncro_rate, (int)f->conf.syncro_burst,
-                           1, &wait_ms, err, sizeof(err));
+    int rc = j->cw ? msp_gcra_take(f->redis, j->cwi.bucket_key, f->conf.cwrmm_rate,
+                                   (int)f->conf.cwrmm_burst, 1, &wait_ms, err, sizeof(err))
+                   : msp_gcra_take(f->redis, j->syncro.bucket_key, f->conf.syncro_rate,
+                                   (int)f->conf.syncro_burst, 1, &wait_ms, err, sizeof(err));
     if (rc < 0) {
         MSP_WARN("ratelimit.error", j->tenant, "%s", err);
         job_wait(j, 500);
@@ -371,6 +409,10 @@ static void job_request(job_t *j) {
         msp_metric_add(f->metrics, "mspsync_fetcher_ratelimit_waits_total", NULL, 1);
         /* A little jitter so that jobs sharing a bucket do not wake in lock-step. */
         job_wait(j, wait_ms + (int64_t)(msp_rand01() * 20));
+        return;
+    }
+    if (j->cw) {
+        cw_send(j);
         return;
     }
     const rec_type_t t = j->todo[j->todo_idx];
@@ -389,7 +431,7 @@ static void job_request(job_t *j) {
 static void produce_record(job_t *j, rec_type_t t, json_t *item, const char *fetched_at) {
     fetcher_t *f = j->f;
     json_t *env = json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:O}", "schema_version", 1, "kind",
-                            "record", "tenant", j->tenant, "integration", "syncro", "type",
+                            "record", "tenant", j->tenant, "integration", j->integ, "type",
                             types[t].type, "job_id", j->job_id, "fetched_at", fetched_at,
                             "payload", item);
     json_t *id = json_object_get(item, "id");
@@ -398,6 +440,8 @@ static void produce_record(job_t *j, rec_type_t t, json_t *item, const char *fet
         snprintf(sid, sizeof(sid), "%lld", (long long)json_integer_value(id));
         json_object_set_new(env, "source_id", json_string(sid));
     }
+    const char *cid = json_string_value(json_object_get(item, t == T_ASSET ? "endpointID" : "id"));
+    if (j->cw && cid && cid[0]) json_object_set_new(env, "source_id", json_string(cid));
     char *s = json_dumps(env, JSON_COMPACT);
     json_decref(env);
     j->pending_dr++;
@@ -411,7 +455,7 @@ static void produce_record(job_t *j, rec_type_t t, json_t *item, const char *fet
 
 static void produce_complete(job_t *j, rec_type_t t) {
     json_t *env = json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:I}", "schema_version", 1, "kind",
-                            "sync_complete", "tenant", j->tenant, "integration", "syncro", "type",
+                            "sync_complete", "tenant", j->tenant, "integration", j->integ, "type",
                             types[t].type, "job_id", j->job_id, "count",
                             (json_int_t)j->type_records);
     char *s = json_dumps(env, JSON_COMPACT);
@@ -457,14 +501,28 @@ static void page_acked(job_t *j) {
         return;
     }
     const rec_type_t t = j->todo[j->todo_idx];
-    char key[256], cur[64], nxt[64];
+    char key[256], cur[1200], nxt[1200];
     cursor_key(j, key, sizeof(key));
-    snprintf(cur, sizeof(cur), "%s:%d", types[t].type, j->page);
     const int type_done = j->type_done;
+    int cw_next_group = 0;
+    if (j->cw && t == T_ASSET) {
+        /* asset:<group>:<vendor cursor or -> */
+        snprintf(cur, sizeof(cur), "asset:%d:%s", j->group, j->vcursor ? j->vcursor : "-");
+        cw_next_group = !j->next_vcursor;
+        if (!type_done)
+            snprintf(nxt, sizeof(nxt), "asset:%d:%s", j->group + cw_next_group,
+                     j->next_vcursor ? j->next_vcursor : "-");
+    } else {
+        snprintf(cur, sizeof(cur), "%s:%d", types[t].type, j->page);
+        if (!type_done) snprintf(nxt, sizeof(nxt), "%s:%d", types[t].type, j->page + 1);
+    }
     if (!type_done) {
-        snprintf(nxt, sizeof(nxt), "%s:%d", types[t].type, j->page + 1);
+        /* set above */
     } else if (j->todo_idx + 1 < j->todo_cnt) {
-        snprintf(nxt, sizeof(nxt), "%s:1", types[j->todo[j->todo_idx + 1]].type);
+        if (j->cw && j->todo[j->todo_idx + 1] == T_ASSET)
+            snprintf(nxt, sizeof(nxt), "asset:0:-");
+        else
+            snprintf(nxt, sizeof(nxt), "%s:1", types[j->todo[j->todo_idx + 1]].type);
     } else {
         snprintf(nxt, sizeof(nxt), "complete");
     }
@@ -490,6 +548,13 @@ static void page_acked(job_t *j) {
     j->attempt = 0;
     if (!type_done) {
         j->page++;
+        if (j->cw && t == T_ASSET) {
+            free(j->vcursor);
+            j->vcursor = j->next_vcursor;
+            j->next_vcursor = NULL;
+            j->group += cw_next_group;
+            j->cw_step = CW_LIST;
+        }
         job_request(j);
         return;
     }
@@ -502,6 +567,8 @@ static void page_acked(job_t *j) {
         j->total_pages = 1;
         j->type_records = 0;
         j->type_done = 0;
+        j->group = 0;
+        j->cw_step = CW_LIST;
         job_request(j);
     } else {
         job_done(j);
@@ -531,6 +598,10 @@ static void http_cb(msp_http_response_t *res, void *opaque) {
     if (j->abandoned || f->stopping || j->state == JOB_FINISHED) {
         if (j->state != JOB_FINISHED) job_finish(j);
         else job_release_if_idle(j);
+        return;
+    }
+    if (j->cw) {
+        cw_http(j, res);
         return;
     }
     const rec_type_t t = j->todo[j->todo_idx];
@@ -589,10 +660,301 @@ static void http_cb(msp_http_response_t *res, void *opaque) {
     if (j->pending_dr == 0) page_acked(j);
 }
 
+
+/* ---------------------------------------------------- ConnectWise RMM pages */
+
+/*
+ * A ConnectWise RMM job asks, in this order and each through job_request (a rate-limit token,
+ * retries): the companies (customers; their ids are kept for the devices), then per group of 4
+ * companies the device pages (Link rel="next"), and for each device of a page its custom-field
+ * values when the partner has a "Purchase Date" or "Warranty Expiration" definition. A page's
+ * records are produced once all of its devices are complete; the cursor moves after the acks.
+ * A job resumed at an asset group first lists the definitions and the companies again.
+ */
+
+static void cw_token_cb(const char *auth, long status, int64_t retry_after_ms, const char *error,
+                        void *opaque);
+
+static void cw_send(job_t *j) {
+    j->token_wait = 1;
+    j->http_inflight = 1;   /* keeps the job alive until the token (and request) are done */
+    j->state = JOB_HTTP;
+    if (msp_cwrmm_token_get(j->f->cw_tokens, j->tenant, &j->cwi, cw_token_cb, j) != 0) {
+        j->token_wait = 0;
+        j->http_inflight = 0;
+        job_retry(j, -1, "out of memory while asking for a ConnectWise RMM token");
+    }
+}
+
+static size_t cw_group_count(const job_t *j) {
+    size_t n = json_array_size(j->companies);
+    return (n + CW_GROUP - 1) / CW_GROUP;
+}
+
+/* What the current step asks; path is printed in errors (no query). */
+static void cw_target(const job_t *j, char *url, size_t size, const char **method, char *path,
+                      size_t path_size, char **body) {
+    const rec_type_t t = j->todo[j->todo_idx];
+    const char *base = j->cwi.base_url;
+    *body = NULL;
+    *method = "GET";
+    if (t == T_CUSTOMER || j->cw_step == CW_COMPANIES) {
+        snprintf(path, path_size, "/api/platform/v1/company/companies");
+        snprintf(url, size, "%s%s", base, path);
+    } else if (j->cw_step == CW_DEFS) {
+        snprintf(path, path_size, "/api/platform/v1/custom-field/definitions");
+        snprintf(url, size, "%s%s?entityType=endpoint", base, path);
+    } else if (j->cw_step == CW_CF) {
+        const char *eid = json_string_value(
+            json_object_get(json_array_get(j->page_items, j->cf_idx), "endpointID"));
+        snprintf(path, path_size, "/api/platform/v2/device/endpoints/%s/custom-fields", eid ? eid : "");
+        char ids[200] = "";
+        for (int i = 0; i < 2; i++)
+            if (j->def_ids[i][0])
+                snprintf(ids + strlen(ids), sizeof(ids) - strlen(ids), "%s%s", ids[0] ? "," : "",
+                         j->def_ids[i]);
+        snprintf(url, size, "%s%s?attributeIDs=%s", base, path, ids);
+    } else {
+        *method = "POST";
+        snprintf(path, path_size, "/api/platform/v2/device/categories/all/endpoints");
+        msp_cwrmm_devices_url(base, (int)j->f->conf.cwrmm_page_size, j->vcursor, url, size);
+        const char *ids[CW_GROUP];
+        size_t n = 0;
+        for (size_t i = (size_t)j->group * CW_GROUP;
+             i < json_array_size(j->companies) && n < CW_GROUP; i++)
+            ids[n++] = json_string_value(json_array_get(j->companies, i));
+        *body = msp_cwrmm_devices_body(ids, n);
+    }
+}
+
+static void cw_token_cb(const char *auth, long status, int64_t retry_after_ms, const char *error,
+                        void *opaque) {
+    job_t *j = opaque;
+    fetcher_t *f = j->f;
+    j->token_wait = 0;
+    j->http_inflight = 0;
+    if (f->stopping) j->abandoned = 1;
+    if (j->abandoned || j->state == JOB_FINISHED) {
+        if (j->state != JOB_FINISHED) job_finish(j);
+        else job_release_if_idle(j);
+        return;
+    }
+    if (!auth) {
+        if (status == 401 || status == 403) {
+            job_fail(j, error, "check the client id and secret (and their scopes) in ConnectWise "
+                               "RMM, then save the integration again", 1);
+        } else {
+            job_retry(j, retry_after_ms, error);
+        }
+        return;
+    }
+    snprintf(j->auth, sizeof(j->auth), "%s", auth);
+    const rec_type_t t = j->todo[j->todo_idx];
+    if (t == T_ASSET && j->cw_step == CW_LIST && !j->defs_loaded) j->cw_step = CW_DEFS;
+    else if (t == T_ASSET && j->cw_step == CW_LIST && !j->companies) j->cw_step = CW_COMPANIES;
+    if (t == T_ASSET && j->cw_step == CW_LIST && (size_t)j->group >= cw_group_count(j)) {
+        /* No company (left): the pull is complete. */
+        j->type_done = 1;
+        j->state = JOB_ACKS;
+        produce_complete(j, t);
+        if (j->pending_dr == 0) page_acked(j);
+        return;
+    }
+    char url[2048], path[300];
+    const char *method;
+    char *body = NULL;
+    cw_target(j, url, sizeof(url), &method, path, sizeof(path), &body);
+    const char *headers[] = {j->auth, "Accept: application/json", "Content-Type: application/json",
+                             NULL};
+    msp_http_request_t req = {.method = method, .url = url, .headers = headers, .body = body,
+                              .body_len = body ? strlen(body) : 0};
+    j->state = JOB_HTTP;
+    j->http_inflight = 1;
+    if (msp_http_request(f->http, &req, http_cb, j) != 0) {
+        j->http_inflight = 0;
+        job_retry(j, -1, "could not start the HTTP request");
+    }
+    free(body);
+}
+
+/* Produce the records of a completed device page and wait for their acks. */
+static void cw_page_complete(job_t *j) {
+    const rec_type_t t = T_ASSET;
+    char fetched_at[40];
+    msp_format_time(msp_wall_ms(), fetched_at, sizeof(fetched_at));
+    size_t n = json_array_size(j->page_items);
+    j->state = JOB_ACKS;
+    for (size_t i = 0; i < n; i++) produce_record(j, t, json_array_get(j->page_items, i), fetched_at);
+    json_decref(j->page_items);
+    j->page_items = NULL;
+    j->type_records += (long)n;
+    j->records_fetched[t] += (long)n;
+    msp_metric_add(j->f->metrics, "mspsync_fetcher_records_total", NULL, (double)n);
+    j->type_done = !j->next_vcursor && (size_t)j->group + 1 >= cw_group_count(j);
+    status_set(j, "progress_type\x1f%s\x1f" "progress_page\x1f%d\x1f" "progress_total_pages\x1f%d\x1f"
+               "%s_fetched\x1f%ld",
+               types[t].type, j->page, (int)cw_group_count(j), types[t].plural, j->records_fetched[t]);
+    event_emit(j, "page", json_pack("{s:s,s:i,s:i,s:I}", "type", types[t].type, "page", j->page,
+                                    "group", j->group, "records", (json_int_t)n));
+    if (j->type_done) produce_complete(j, t);
+    if (j->pending_dr == 0) page_acked(j);
+}
+
+static void cw_http(job_t *j, msp_http_response_t *res) {
+    fetcher_t *f = j->f;
+    const rec_type_t t = j->todo[j->todo_idx];
+    char url[2048], path[300];
+    const char *method;
+    char *body = NULL;
+    cw_target(j, url, sizeof(url), &method, path, sizeof(path), &body);
+    free(body);
+    int list_end = j->cw_step == CW_LIST && t == T_ASSET && res->status == 404;
+    msp_http_outcome_t out = list_end ? MSP_HTTP_OK : msp_http_classify(res);
+    char labels[64], desc[1024];
+    snprintf(labels, sizeof(labels), "outcome=\"%s\"", msp_http_outcome_name(out));
+    msp_metric_add(f->metrics, "mspsync_fetcher_requests_total", labels, 1);
+    if (out != MSP_HTTP_OK) {
+        msp_cwrmm_describe(res, method, path, desc, sizeof(desc));
+        if (res->status == 401 && j->auth_retries < 3) {
+            /* The token expired or was revoked early: drop it (once for all the jobs that saw
+             * the same token) and ask again. */
+            j->auth_retries++;
+            msp_cwrmm_token_rejected(f->cw_tokens, j->tenant, &j->cwi, j->auth);
+            MSP_WARN("token.rejected", j->tenant, "job=%s %s", j->job_id, desc);
+            job_request(j);
+        } else if (out == MSP_HTTP_RETRY) {
+            job_retry(j, res->retry_after_ms, desc);
+        } else if (out == MSP_HTTP_FATAL) {
+            const char *scope = msp_cwrmm_scope_for(method, path);
+            char hint[300];
+            snprintf(hint, sizeof(hint), "grant the API client the scope \"%s\" in ConnectWise RMM "
+                     "(or fix its credentials), then save the integration again",
+                     scope ? scope : "needed");
+            job_fail(j, desc, hint, 1);
+        } else {
+            job_fail(j, desc, "ConnectWise RMM refused the request; check the integration settings", 0);
+        }
+        return;
+    }
+    j->auth_retries = 0;
+    json_error_t jerr;
+    json_t *doc = list_end ? NULL : json_loadb(res->body, res->body_len, 0, &jerr);
+    if (!list_end && !doc) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "ConnectWise RMM %s %s: unreadable response: %s", method, path,
+                 jerr.text);
+        job_retry(j, -1, msg);
+        return;
+    }
+    if (t == T_CUSTOMER || j->cw_step == CW_COMPANIES) {
+        if (!json_is_array(doc)) {
+            json_decref(doc);
+            job_retry(j, -1, "ConnectWise RMM GET /api/platform/v1/company/companies: not a JSON array");
+            return;
+        }
+        json_t *ids = json_array();
+        size_t i;
+        json_t *c;
+        json_array_foreach(doc, i, c) {
+            const char *id = json_string_value(json_object_get(c, "id"));
+            if (id && id[0]) json_array_append_new(ids, json_string(id));
+        }
+        json_decref(j->companies);
+        j->companies = ids;
+        if (j->cw_step == CW_COMPANIES) {   /* only the ids were needed */
+            json_decref(doc);
+            j->cw_step = CW_LIST;
+            j->attempt = 0;
+            job_request(j);
+            return;
+        }
+        char fetched_at[40];
+        msp_format_time(msp_wall_ms(), fetched_at, sizeof(fetched_at));
+        size_t n = json_array_size(doc);
+        j->state = JOB_ACKS;
+        json_array_foreach(doc, i, c) produce_record(j, t, c, fetched_at);
+        json_decref(doc);
+        j->type_records += (long)n;
+        j->records_fetched[t] += (long)n;
+        j->type_done = 1;
+        status_set(j, "progress_type\x1f%s\x1f" "customers_fetched\x1f%ld", types[t].type,
+                   j->records_fetched[t]);
+        event_emit(j, "page", json_pack("{s:s,s:i,s:I}", "type", types[t].type, "page", 1,
+                                        "records", (json_int_t)n));
+        produce_complete(j, t);
+        if (j->pending_dr == 0) page_acked(j);
+        return;
+    }
+    if (j->cw_step == CW_DEFS) {
+        j->def_ids[0][0] = j->def_ids[1][0] = '\0';
+        size_t i;
+        json_t *d;
+        json_array_foreach(doc, i, d) {
+            const char *name = json_string_value(json_object_get(d, "name"));
+            const char *id = json_string_value(json_object_get(d, "id"));
+            const char *et = json_string_value(json_object_get(d, "entityType"));
+            if (!name || !id || (et && strcmp(et, "endpoint") != 0)) continue;
+            if (!strcmp(name, MSP_CWRMM_FIELD_PURCHASE))
+                snprintf(j->def_ids[0], sizeof(j->def_ids[0]), "%s", id);
+            else if (!strcmp(name, MSP_CWRMM_FIELD_WARRANTY))
+                snprintf(j->def_ids[1], sizeof(j->def_ids[1]), "%s", id);
+        }
+        json_decref(doc);
+        j->defs_loaded = 1;
+        j->cw_step = CW_LIST;
+        j->attempt = 0;
+        job_request(j);
+        return;
+    }
+    if (j->cw_step == CW_CF) {
+        json_object_set_new(json_array_get(j->page_items, j->cf_idx), "customFieldValues",
+                            json_is_array(doc) ? doc : json_array());
+        if (!json_is_array(doc)) json_decref(doc);
+        j->attempt = 0;
+        if (++j->cf_idx < json_array_size(j->page_items)) {
+            job_request(j);
+        } else {
+            j->cw_step = CW_LIST;
+            cw_page_complete(j);
+        }
+        return;
+    }
+    /* A device page: {"platform":[{"companyID","siteID","endpoints":[...]}]}; 404 = no more. */
+    json_t *items = json_array();
+    size_t gi;
+    json_t *g;
+    json_array_foreach(json_object_get(doc, "platform"), gi, g) {
+        size_t ei;
+        json_t *e;
+        json_array_foreach(json_object_get(g, "endpoints"), ei, e) {
+            json_t *d = json_deep_copy(e);
+            json_object_set(d, "companyID", json_object_get(g, "companyID"));
+            json_object_set(d, "siteID", json_object_get(g, "siteID"));
+            json_array_append_new(items, d);
+        }
+    }
+    json_decref(doc);
+    free(j->next_vcursor);
+    j->next_vcursor = list_end ? NULL : msp_cwrmm_cursor_from_link(res->link_next);
+    json_decref(j->page_items);
+    j->page_items = items;
+    j->attempt = 0;
+    if (json_array_size(items) && (j->def_ids[0][0] || j->def_ids[1][0])) {
+        j->cw_step = CW_CF;
+        j->cf_idx = 0;
+        job_request(j);
+        return;
+    }
+    cw_page_complete(j);
+}
+
 /* ------------------------------------------------------------- job start */
 
 /* Load the integration (base URL, sealed key). @returns as msp_syncro_integration_load. */
 static int job_load(job_t *j, char *err, size_t err_size) {
+    if (j->cw)
+        return msp_cwrmm_integration_load(j->f->redis, &j->f->key, j->tenant, &j->cwi, err,
+                                          err_size);
     return msp_syncro_integration_load(j->f->redis, &j->f->key, j->tenant, &j->syncro, err,
                                        err_size);
 }
@@ -600,7 +962,7 @@ static int job_load(job_t *j, char *err, size_t err_size) {
 /* Paused after an auth or permission error: only a user's action (save, sync now) resumes. */
 static int integration_paused(job_t *j) {
     char key[256];
-    msp_key(key, sizeof(key), j->tenant, "status:syncro");
+    msp_key(key, sizeof(key), j->tenant, "status:%s", j->integ);
     redisReply *r = redisCommand(j->f->redis, "HGET %s paused", key);
     int paused = r && r->type == REDIS_REPLY_STRING && !strcmp(r->str, "1");
     if (r) freeReplyObject(r);
@@ -623,7 +985,10 @@ static int job_resume(job_t *j) {
     if (err) return -1;
     if (!cur) {
         char first[64];
-        snprintf(first, sizeof(first), "%s:1", types[j->todo[0]].type);
+        if (j->cw && j->todo[0] == T_ASSET)
+            snprintf(first, sizeof(first), "asset:0:-");
+        else
+            snprintf(first, sizeof(first), "%s:1", types[j->todo[0]].type);
         int rc = msp_cursor_cas_ex(f->redis, key, NULL, first, 7LL * 86400 * 1000);
         if (rc < 0) return -1;
         if (rc == 0) return job_resume(j); /* somebody created it meanwhile: read it */
@@ -642,7 +1007,21 @@ static int job_resume(job_t *j) {
         return 2;
     }
     char tname[32];
-    int page = 0;
+    int page = 0, group = 0, used = 0;
+    if (j->cw && sscanf(cur, "asset:%d:%n", &group, &used) == 1 && used > 0 && group >= 0) {
+        for (int i = 0; i < j->todo_cnt; i++) {
+            if (j->todo[i] == T_ASSET) {
+                j->todo_idx = i;
+                j->group = group;
+                free(j->vcursor);
+                j->vcursor = strcmp(cur + used, "-") ? strdup(cur + used) : NULL;
+                j->page = 1;
+                MSP_INFO("job.resumed", j->tenant, "job=%s at asset group %d", j->job_id, group);
+                free(cur);
+                return 0;
+            }
+        }
+    }
     if (sscanf(cur, "%31[a-z]:%d", tname, &page) == 2 && page >= 1) {
         int ti = type_index(tname);
         for (int i = 0; i < j->todo_cnt; i++) {
@@ -673,11 +1052,13 @@ static void job_step(job_t *j) {
     f->running_cnt++;
     msp_metric_set(f->metrics, "mspsync_fetcher_jobs_running", NULL, f->running_cnt);
     if (rc == 1) {
-        job_skip(j, "no Syncro integration for this tenant (removed?)");
+        job_skip(j, j->cw ? "no enabled ConnectWise RMM integration for this tenant"
+                          : "no Syncro integration for this tenant (removed?)");
         return;
     }
     if (rc == 2) {
-        job_fail(j, err, "save the integration again with its API key", 1);
+        job_fail(j, err, j->cw ? "save the integration again with its client secret"
+                               : "save the integration again with its API key", 1);
         return;
     }
     if (!strcmp(j->reason, "schedule") && integration_paused(j)) {
@@ -731,7 +1112,7 @@ void job_from_message(fetcher_t *f, const rd_kafka_message_t *msg) {
     } else if (json_unpack_ex(o, &jerr, 0, "{s:s,s:s,s:s,s:o}", "tenant", &tenant, "job_id",
                               &job_id, "integration", &integration, "types", &tl) != 0) {
         snprintf(reason, sizeof(reason), "sync job lacks a field: %s", jerr.text);
-    } else if (strcmp(integration, "syncro") != 0) {
+    } else if (strcmp(integration, "syncro") != 0 && strcmp(integration, "cwrmm") != 0) {
         snprintf(reason, sizeof(reason), "unknown integration \"%.64s\"", integration);
     } else if (!json_is_array(tl) || json_array_size(tl) == 0) {
         snprintf(reason, sizeof(reason), "sync job \"types\" must be a non-empty array");
@@ -743,6 +1124,8 @@ void job_from_message(fetcher_t *f, const rd_kafka_message_t *msg) {
     if (!reason[0]) {
         j = calloc(1, sizeof(*j));
         j->f = f;
+        j->cw = strcmp(integration, "cwrmm") == 0;
+        j->integ = j->cw ? "cwrmm" : "syncro";
         snprintf(j->tenant, sizeof(j->tenant), "%s", tenant);
         snprintf(j->job_id, sizeof(j->job_id), "%s", job_id);
         snprintf(j->reason, sizeof(j->reason), "%s",

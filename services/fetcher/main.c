@@ -42,6 +42,16 @@ static const msp_config_entry_t config_table[] = {
      &F.conf.syncro_rate_milli, 1, 10000000},
     {"MSPSYNC_SYNCRO_BURST", MSP_CFG_INT, "3", "Requests a Syncro account's bucket allows at once",
      &F.conf.syncro_burst, 1, 10000},
+    {"MSPSYNC_CWRMM_RATE_MILLI", MSP_CFG_INT, "10000",
+     "ConnectWise RMM requests per 1000 s for one API client (client id), shared by every replica",
+     &F.conf.cwrmm_rate_milli, 1, 100000000},
+    {"MSPSYNC_CWRMM_BURST", MSP_CFG_INT, "10", "Requests a ConnectWise RMM client's bucket allows at once",
+     &F.conf.cwrmm_burst, 1, 100000},
+    {"MSPSYNC_CWRMM_PAGE_SIZE", MSP_CFG_INT, "500", "Devices per ConnectWise RMM list request (the API allows 500)",
+     &F.conf.cwrmm_page_size, 1, 500},
+    {"MSPSYNC_CWRMM_TOKEN_MARGIN_MS", MSP_CFG_INT, "300000",
+     "Refresh a ConnectWise RMM token this long before it expires (at most a quarter of its life)",
+     &F.conf.cwrmm_token_margin_ms, 0, 3600000},
     {"MSPSYNC_SCHEDULE", MSP_CFG_BOOL, "1", "Queue incremental syncs on a schedule", &F.conf.schedule_enabled},
     {"MSPSYNC_SCHEDULE_INTERVAL_MS", MSP_CFG_INT, "3600000", "Time between incremental syncs of a tenant",
      &F.conf.schedule_interval_ms, 1000, 86400000LL * 30},
@@ -147,6 +157,7 @@ int main(int argc, char **argv) {
     }
     fetcher_t *f = &F;
     f->conf.syncro_rate = (double)f->conf.syncro_rate_milli / 1000.0;
+    f->conf.cwrmm_rate = (double)f->conf.cwrmm_rate_milli / 1000.0;
     msp_log_init("fetcher", f->conf.log_level);
     msp_topic_prefix_set(f->conf.topic_prefix);
     if (msp_secret_key_load(&f->key, errstr, sizeof(errstr)) != 0) {
@@ -190,6 +201,8 @@ int main(int argc, char **argv) {
     msp_http_opts_t hopts = {.timeout_ms = f->conf.http_timeout_ms,
                              .max_host_connections = f->conf.http_max_conns};
     f->http = msp_http_new(f->base, &hopts);
+    f->cw_tokens = msp_cwrmm_tokens_new(f->base, f->http, &f->redis, &f->key,
+                                        f->conf.cwrmm_token_margin_ms);
     if (!redis_ok(f)) MSP_WARN("redis.unavailable", NULL, "starting anyway; will retry");
 
     msp_svc_t svc;
@@ -213,8 +226,10 @@ int main(int argc, char **argv) {
     /* Shutdown: stop jobs where they are (cursors hold the progress, offsets of unfinished
      * jobs stay uncommitted so another replica resumes them), deliver what was produced. */
     f->stopping = 1;
-    msp_http_destroy(f->http);
+    msp_http_destroy(f->http);   /* a token request in flight fails its waiters (stopping) */
     f->http = NULL;
+    msp_cwrmm_tokens_destroy(f->cw_tokens);
+    f->cw_tokens = NULL;
     rd_kafka_flush(f->producer, 10000);
     jobs_destroy_all(f);
     rd_kafka_consumer_close(f->consumer);

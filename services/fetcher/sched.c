@@ -21,11 +21,18 @@
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
 
-static int tenant_due(fetcher_t *f, const char *tenant) {
+/* The integrations a tenant may have, and the field that holds each one's sealed secret
+ * (disabling an integration removes it, which stops its schedule). */
+static const struct {
+    const char *name;
+    const char *secret_field;
+} integrations[] = {{"syncro", "api_key_sealed"}, {"cwrmm", "client_secret_sealed"}};
+
+static int tenant_due(fetcher_t *f, const char *tenant, int in) {
     char ikey[256], skey[256];
-    msp_key(ikey, sizeof(ikey), tenant, "integration:syncro");
-    msp_key(skey, sizeof(skey), tenant, "status:syncro");
-    redisReply *r = redisCommand(f->redis, "EXISTS %s", ikey);
+    msp_key(ikey, sizeof(ikey), tenant, "integration:%s", integrations[in].name);
+    msp_key(skey, sizeof(skey), tenant, "status:%s", integrations[in].name);
+    redisReply *r = redisCommand(f->redis, "HEXISTS %s %s", ikey, integrations[in].secret_field);
     int exists = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
     if (r) freeReplyObject(r);
     if (!exists) return 0;
@@ -41,19 +48,19 @@ static int tenant_due(fetcher_t *f, const char *tenant) {
     return due;
 }
 
-static void queue_job(fetcher_t *f, const char *tenant) {
+static void queue_job(fetcher_t *f, const char *tenant, int in) {
     char job_id[33], now[40];
     msp_random_hex(job_id, 16);
     msp_format_time(msp_wall_ms(), now, sizeof(now));
     json_t *o = json_pack("{s:i,s:s,s:s,s:s,s:[s,s],s:s,s:s,s:s}", "schema_version", 1, "job_id",
-                          job_id, "tenant", tenant, "integration", "syncro", "types", "customers",
+                          job_id, "tenant", tenant, "integration", integrations[in].name, "types", "customers",
                           "assets", "mode", "incremental", "reason", "schedule", "requested_at",
                           now);
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (s && msp_kafka_produce(f->producer, msp_topic(MSP_TOPIC_SYNC_JOBS), tenant, strlen(tenant),
                                s, strlen(s), NULL, NULL) == 0) {
-        MSP_INFO("schedule.queued", tenant, "job=%s", job_id);
+        MSP_INFO("schedule.queued", tenant, "job=%s integration=%s", job_id, integrations[in].name);
         msp_metric_add(f->metrics, "mspsync_fetcher_scheduled_total", NULL, 1);
     } else {
         MSP_WARN("schedule.produce_failed", tenant, "job=%s", job_id);
@@ -73,14 +80,16 @@ void sched_run(fetcher_t *f) {
     for (size_t i = 0; i < r->elements; i++) {
         if (r->element[i]->type != REDIS_REPLY_STRING) continue;
         const char *tenant = r->element[i]->str;
-        if (!tenant_due(f, tenant)) continue;
-        char lkey[256];
-        msp_key(lkey, sizeof(lkey), tenant, "sched:syncro");
-        redisReply *l = redisCommand(f->redis, "SET %s %s NX PX %lld", lkey, f->replica_id,
-                                     f->conf.schedule_interval_ms);
-        int won = l && l->type == REDIS_REPLY_STATUS;
-        if (l) freeReplyObject(l);
-        if (won) queue_job(f, tenant);
+        for (int in = 0; in < (int)(sizeof(integrations) / sizeof(integrations[0])); in++) {
+            if (!tenant_due(f, tenant, in)) continue;
+            char lkey[256];
+            msp_key(lkey, sizeof(lkey), tenant, "sched:%s", integrations[in].name);
+            redisReply *l = redisCommand(f->redis, "SET %s %s NX PX %lld", lkey, f->replica_id,
+                                         f->conf.schedule_interval_ms);
+            int won = l && l->type == REDIS_REPLY_STATUS;
+            if (l) freeReplyObject(l);
+            if (won) queue_job(f, tenant, in);
+        }
     }
     freeReplyObject(r);
 }
