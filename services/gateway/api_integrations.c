@@ -1,5 +1,6 @@
 /*
- * api_integrations.c — /v1/tenants/{t}/integrations/syncro (PUT, GET, DELETE) and .../sync.
+ * api_integrations.c — /v1/tenants/{t}/integrations/syncro (PUT, GET, DELETE); .../sync,
+ * PATCH (write-back opt-in) and .../disable are shared with ConnectWise RMM (integrations.c).
  *
  * Saving an integration proves the key before anything is stored: the gateway takes a token
  * from the Syncro account's shared GCRA bucket (the one the fetcher uses, so the two never add
@@ -37,12 +38,8 @@
 #define MAX_API_KEY 1024
 #define SCAN_CHUNK 500
 
-static const char *const ALL_TYPES[] = {"customers", "assets", NULL};
-
 static void vendor_metric(gw_t *gw, const char *outcome) {
-    char labels[96];
-    snprintf(labels, sizeof(labels), "vendor=\"syncro\",outcome=\"%s\"", outcome);
-    msp_metric_add(gw->metrics, "mspsync_vendor_requests_total", labels, 1);
+    gw_vendor_metric(gw, "syncro", outcome);
 }
 
 /* ---- PUT ---------------------------------------------------------------------------------- */
@@ -57,6 +54,7 @@ typedef struct put_s {
     char           account_id[512];
     char          *api_key;      /* plaintext: zeroed on free */
     size_t         api_key_len;
+    int            writeback_purchase, writeback_warranty;  /* -1 = not given */
 } put_t;
 
 static void put_free(put_t *p) {
@@ -159,10 +157,9 @@ static json_t *split_names(const char *list) {
 /* Seal and store the key, reset the status, queue the first full sync. Answers held. */
 static void put_store(put_t *p) {
     gw_t *gw = p->gw;
-    char aad[96], ikey[128], skey[128], err[256], now[32], job_id[33];
+    char aad[96], ikey[128], err[256], now[32], job_id[33];
     snprintf(aad, sizeof(aad), "%s/syncro", p->tenant);
     msp_key(ikey, sizeof(ikey), p->tenant, "integration:syncro");
-    msp_key(skey, sizeof(skey), p->tenant, "status:syncro");
     msp_format_time(msp_wall_ms(), now, sizeof(now));
     if (msp_random_hex(job_id, 16) != 0) {
         gw_held_reply_error(p->held, 500, "could not draw a job id");
@@ -173,28 +170,22 @@ static void put_store(put_t *p) {
         gw_held_reply_error(p->held, 500, "could not encrypt the API key");
         return;
     }
-    redisReply *r[4] = {0};
+    redisReply *r[3] = {0};
     r[0] = gw_redis(gw, err, sizeof(err), "HSET %s base_url %s account_id %s api_key_sealed %s "
-                    "updated_at %s", ikey, p->base_url, p->account_id, sealed, now);
+                    "enabled 1 updated_at %s", ikey, p->base_url, p->account_id, sealed, now);
     free(sealed);
     if (r[0])
         r[1] = gw_redis(gw, err, sizeof(err), "HSETNX %s created_at %s", ikey, now);
     if (r[1])
         r[2] = gw_redis(gw, err, sizeof(err), "HINCRBY %s generation 1", ikey);
-    if (r[2])
-        r[3] = gw_redis(gw, err, sizeof(err), "HSET %s state syncing job_id %s job_started_at %s "
-                        "last_error %s hint %s paused 0", skey, job_id, now, "", "");
-    int ok = r[3] != NULL;
-    for (int i = 0; i < 4; i++)
+    int ok = r[2] != NULL;
+    for (int i = 0; i < 3; i++)
         if (r[i])
             freeReplyObject(r[i]);
-    if (ok) {
-        redisReply *d = gw_redis(gw, err, sizeof(err), "HDEL %s last_error_at", skey);
-        if (d)
-            freeReplyObject(d);
-        ok = d != NULL;
-    }
-    if (!ok) {
+    if (!ok || gw_integ_store_writeback(gw, ikey, p->writeback_purchase, p->writeback_warranty,
+                                        err, sizeof(err)) != 0 ||
+        gw_integ_mark_syncing(gw, p->tenant, gw_integ_find("syncro"), job_id, now, err,
+                              sizeof(err)) != 0) {
         gw_held_reply_error(p->held, 503, "redis unavailable: %s", err);
         return;
     }
@@ -202,8 +193,8 @@ static void put_store(put_t *p) {
     MSP_INFO("integration.saved", p->tenant, "syncro integration saved (base %s)", p->base_url);
     json_t *body = json_pack("{s:s,s:s,s:s,s:s}", "integration", "syncro", "base_url",
                              p->base_url, "state", "Syncing", "job_id", job_id);
-    gw_job_queue(gw, p->held, p->tenant, job_id, ALL_TYPES, "full", "integration_saved", 201,
-                 body);
+    gw_job_queue(gw, p->held, p->tenant, "syncro", job_id, GW_ALL_TYPES, "full",
+                 "integration_saved", 201, body);
 }
 
 static void put_me_cb(msp_http_response_t *res, void *arg) {
@@ -274,8 +265,12 @@ void api_syncro_put(gw_t *gw, struct evhttp_request *req, const char *tenant) {
     json_t *jsub = json_object_get(in, "subdomain"), *jbase = json_object_get(in, "base_url"),
            *jkey = json_object_get(in, "api_key");
     const char *api_key = json_string_value(jkey);
-    char base[512], err[256];
-    if ((jsub && !json_is_string(jsub)) || (jbase && !json_is_string(jbase))) {
+    char base[512], err[300];
+    int wb_purchase = -1, wb_warranty = -1;
+    if (gw_integ_parse_writeback(json_object_get(in, "writeback"), &wb_purchase, &wb_warranty,
+                                 err, sizeof(err)) < 0) {
+        gw_reply_error(gw, req, route, 400, "%s", err);
+    } else if ((jsub && !json_is_string(jsub)) || (jbase && !json_is_string(jbase))) {
         gw_reply_error(gw, req, route, 400, "\"subdomain\" and \"base_url\" must be strings");
     } else if (!api_key || !api_key[0] || json_string_length(jkey) > MAX_API_KEY ||
                strlen(api_key) != json_string_length(jkey)) {
@@ -295,6 +290,8 @@ void api_syncro_put(gw_t *gw, struct evhttp_request *req, const char *tenant) {
             msp_log_redact(api_key);
             p->gw = gw;
             p->api_key_len = strlen(p->api_key);
+            p->writeback_purchase = wb_purchase;
+            p->writeback_warranty = wb_warranty;
             p->started_ms = msp_now_ms();
             snprintf(p->tenant, sizeof(p->tenant), "%s", tenant);
             snprintf(p->base_url, sizeof(p->base_url), "%s", base);
@@ -315,198 +312,65 @@ void api_syncro_put(gw_t *gw, struct evhttp_request *req, const char *tenant) {
     json_decref(in);
 }
 
-/* ---- POST .../sync ----------------------------------------------------------------------- */
-
-/* Answer 503/404 unless the tenant has a Syncro integration. @returns 1 when it has one. */
-static int require_integration(gw_t *gw, struct evhttp_request *req, const char *route,
-                               const char *tenant) {
-    char key[128], err[256];
-    msp_key(key, sizeof(key), tenant, "integration:syncro");
-    redisReply *r = gw_redis(gw, err, sizeof(err), "EXISTS %s", key);
-    if (!r) {
-        gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
-        return 0;
-    }
-    int yes = r->integer == 1;
-    freeReplyObject(r);
-    if (!yes)
-        gw_reply_error(gw, req, route, 404, "tenant \"%s\" has no syncro integration", tenant);
-    return yes;
-}
-
-void api_syncro_sync(gw_t *gw, struct evhttp_request *req, const char *tenant) {
-    const char *route = "integration_sync";
-    json_t *in;
-    if (gw_read_json(gw, req, route, 1, &in) != 0)
-        return;
-    int want_customers = 1, want_assets = 1;
-    json_t *jt = in ? json_object_get(in, "types") : NULL;
-    if (jt) {
-        if (!json_is_array(jt) || json_array_size(jt) == 0) {
-            gw_reply_error(gw, req, route, 400, "\"types\" must be a non-empty array of "
-                           "\"customers\" and/or \"assets\"");
-            json_decref(in);
-            return;
-        }
-        want_customers = want_assets = 0;
-        size_t i;
-        json_t *v;
-        json_array_foreach(jt, i, v) {
-            const char *s = json_string_value(v);
-            if (s && strcmp(s, "customers") == 0)
-                want_customers = 1;
-            else if (s && strcmp(s, "assets") == 0)
-                want_assets = 1;
-            else {
-                gw_reply_error(gw, req, route, 400, "unknown type %s%s%s: expected \"customers\" "
-                               "or \"assets\"", s ? "\"" : "", s ? s : "(not a string)",
-                               s ? "\"" : "");
-                json_decref(in);
-                return;
-            }
-        }
-    }
-    json_decref(in);
-
-    char err[256], skey[128], job_id[33];
-    if (!require_integration(gw, req, route, tenant))
-        return;
-    msp_key(skey, sizeof(skey), tenant, "status:syncro");
-    redisReply *r = gw_redis(gw, err, sizeof(err), "HSET %s paused 0", skey);
-    if (!r) {
-        gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
-        return;
-    }
-    freeReplyObject(r);
-    if (msp_random_hex(job_id, 16) != 0) {
-        gw_reply_error(gw, req, route, 500, "could not draw a job id");
-        return;
-    }
-    const char *types[3];
-    int n = 0;
-    if (want_customers)
-        types[n++] = "customers";
-    if (want_assets)
-        types[n++] = "assets";
-    types[n] = NULL;
-    gw_held_t *held = gw_hold(gw, req, route);
-    if (!held) {
-        gw_reply_error(gw, req, route, 500, "out of memory");
-        return;
-    }
-    gw_job_queue(gw, held, tenant, job_id, types, "incremental", "sync_now", 202,
-                 json_pack("{s:s}", "job_id", job_id));
-}
-
 /* ---- GET ---------------------------------------------------------------------------------- */
 
-/* Field of a flat HGETALL reply, or NULL. */
-static const char *hget(const redisReply *r, const char *field) {
-    for (size_t i = 0; r && i + 1 < r->elements; i += 2)
-        if (r->element[i]->type == REDIS_REPLY_STRING && strcmp(r->element[i]->str, field) == 0 &&
-            r->element[i + 1]->type == REDIS_REPLY_STRING)
-            return r->element[i + 1]->str;
-    return NULL;
-}
-
 static json_t *jstr(const char *s) { return s ? json_string(s) : json_null(); }
-static json_t *jint(const char *s) { return json_integer(s ? strtoll(s, NULL, 10) : 0); }
 
-static const char *state_label(const char *state) {
-    if (state && strcmp(state, "syncing") == 0)
-        return "Syncing";
-    if (state && strcmp(state, "error") == 0)
-        return "Error";
-    return "Connected";
-}
-
-/*
- * The fetcher says "connected" once every page of the job is in Kafka; the inventory is current
- * only when the normalizer has also processed the job's end-of-type markers (it records
- * inv:stats <type>_complete_job). @returns 1 when some type of the job is still pending.
- */
-static int inventory_pending(const redisReply *status, const redisReply *stats) {
-    const char *job = hget(status, "job_id"), *types = hget(status, "job_types");
-    if (!job || !types || !types[0])
-        return 0;
-    char list[64], field[48];
-    snprintf(list, sizeof(list), "%s", types);
-    for (char *save = NULL, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        snprintf(field, sizeof(field), "%s_complete_job", t);
-        const char *done = hget(stats, field);
-        if (!done || strcmp(done, job) != 0)
-            return 1;
-    }
-    return 0;
-}
-
-void api_syncro_get(gw_t *gw, struct evhttp_request *req, const char *tenant) {
-    const char *route = "integration";
-    char err[256], ikey[128], skey[128], stkey[128], k[4][128];
-    msp_key(ikey, sizeof(ikey), tenant, "integration:syncro");
-    msp_key(skey, sizeof(skey), tenant, "status:syncro");
-    msp_key(stkey, sizeof(stkey), tenant, "inv:stats");
+json_t *gw_syncro_render(gw_t *gw, const char *tenant, int *code, char *err, size_t err_size) {
+    const gw_integ_t *in = gw_integ_find("syncro");
+    char k[4][128];
     msp_key(k[0], sizeof(k[0]), tenant, "inv:customers");
     msp_key(k[1], sizeof(k[1]), tenant, "inv:assets");
     msp_key(k[2], sizeof(k[2]), tenant, "inv:gone:asset");
     msp_key(k[3], sizeof(k[3]), tenant, "inv:gone:customer");
-    redisReply *ri = NULL, *rs = NULL, *rst = NULL, *rc[4] = {0};
-    int ok = (ri = gw_redis(gw, err, sizeof(err), "HGETALL %s", ikey)) != NULL &&
-             (rs = gw_redis(gw, err, sizeof(err), "HGETALL %s", skey)) != NULL &&
-             (rst = gw_redis(gw, err, sizeof(err), "HGETALL %s", stkey)) != NULL &&
-             (rc[0] = gw_redis(gw, err, sizeof(err), "ZCARD %s", k[0])) != NULL &&
-             (rc[1] = gw_redis(gw, err, sizeof(err), "ZCARD %s", k[1])) != NULL &&
-             (rc[2] = gw_redis(gw, err, sizeof(err), "SCARD %s", k[2])) != NULL &&
-             (rc[3] = gw_redis(gw, err, sizeof(err), "SCARD %s", k[3])) != NULL;
+    redisReply *ri, *rs, *rst, *rc[4] = {0};
+    json_t *o = NULL;
+    int ok = gw_integ_load(gw, tenant, in, &ri, &rs, &rst, err, err_size) == 0 &&
+             (rc[0] = gw_redis(gw, err, err_size, "ZCARD %s", k[0])) != NULL &&
+             (rc[1] = gw_redis(gw, err, err_size, "ZCARD %s", k[1])) != NULL &&
+             (rc[2] = gw_redis(gw, err, err_size, "SCARD %s", k[2])) != NULL &&
+             (rc[3] = gw_redis(gw, err, err_size, "SCARD %s", k[3])) != NULL;
     if (!ok) {
-        gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
+        *code = 503;
+        char why[256];
+        snprintf(why, sizeof(why), "%s", err);
+        snprintf(err, err_size, "redis unavailable: %s", why);
     } else if (ri->elements == 0) {
-        gw_reply_error(gw, req, route, 404, "tenant \"%s\" has no syncro integration", tenant);
+        *code = 404;
+        snprintf(err, err_size, "tenant \"%s\" has no syncro integration", tenant);
     } else {
-        const char *paused = hget(rs, "paused");
-        json_t *progress = json_pack(
-            "{s:o,s:o,s:o,s:o,s:o}", "type", jstr(hget(rs, "progress_type")), "page",
-            jint(hget(rs, "progress_page")), "total_pages", jint(hget(rs, "progress_total_pages")),
-            "customers_fetched", jint(hget(rs, "customers_fetched")), "assets_fetched",
-            jint(hget(rs, "assets_fetched")));
+        /* counts are the tenant's whole inventory (Syncro was its only source so far) */
         json_t *counts = json_pack("{s:I,s:I,s:I,s:I}", "customers", (json_int_t)rc[0]->integer,
                                    "assets", (json_int_t)rc[1]->integer, "assets_gone",
                                    (json_int_t)rc[2]->integer, "customers_gone",
                                    (json_int_t)rc[3]->integer);
-        const char *last_error = hget(rs, "last_error"), *hint = hget(rs, "hint");
-        const char *state = state_label(hget(rs, "state"));
-        int pending = !strcmp(state, "Connected") && inventory_pending(rs, rst);
-        if (pending)
-            state = "Syncing"; /* fetched, not yet all in the inventory */
-        json_t *o = json_pack(
-            "{s:s,s:o,s:o,s:s,s:s,s:s,s:o,s:o,s:b,s:o,s:o,s:o,s:o}", "integration", "syncro",
-            "base_url", jstr(hget(ri, "base_url")), "account_id", jstr(hget(ri, "account_id")),
-            "state", state, "last_error", last_error ? last_error : "",
-            "hint", hint ? hint : "", "last_sync_at", jstr(hget(rs, "last_sync_at")), "job_id",
-            jstr(hget(rs, "job_id")), "paused", paused && strcmp(paused, "1") == 0, "progress",
-            progress, "counts", counts, "created_at", jstr(hget(ri, "created_at")), "updated_at",
-            jstr(hget(ri, "updated_at")));
-        json_t *ticketing = o ? gw_ticketing_summary(gw, tenant, err, sizeof(err)) : NULL;
+        o = gw_integ_status_json(in, ri, rs, rst);
+        json_t *ticketing = o ? gw_ticketing_summary(gw, tenant, err, err_size) : NULL;
         if (o && !ticketing) {
             json_decref(o);
-            gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
+            json_decref(counts);
+            o = NULL;
+            *code = 503;
+            char why[256];
+            snprintf(why, sizeof(why), "%s", err);
+            snprintf(err, err_size, "redis unavailable: %s", why);
         } else if (o) {
-            json_object_set_new(o, "inventory_pending", json_boolean(pending));
+            json_object_set_new(o, "integration", json_string("syncro"));
+            json_object_set_new(o, "base_url", jstr(gw_hget(ri, "base_url")));
+            json_object_set_new(o, "account_id", jstr(gw_hget(ri, "account_id")));
+            json_object_set_new(o, "counts", counts);
             json_object_set_new(o, "ticketing", ticketing);
-            gw_reply(gw, req, route, 200, o);
         } else {
-            gw_reply_error(gw, req, route, 500, "could not render the integration status");
+            json_decref(counts);
+            *code = 500;
+            snprintf(err, err_size, "could not render the integration status");
         }
     }
-    if (ri)
-        freeReplyObject(ri);
-    if (rs)
-        freeReplyObject(rs);
-    if (rst)
-        freeReplyObject(rst);
+    gw_integ_free(ri, rs, rst);
     for (int i = 0; i < 4; i++)
         if (rc[i])
             freeReplyObject(rc[i]);
+    return o;
 }
 
 /* ---- DELETE -------------------------------------------------------------------------------- */
@@ -631,7 +495,7 @@ static int tombstone_all(gw_t *gw, gw_batch_t *b, del_t *d, const char *zset, co
 
 void api_syncro_delete(gw_t *gw, struct evhttp_request *req, const char *tenant) {
     const char *route = "integration";
-    if (!require_integration(gw, req, route, tenant))
+    if (!gw_integ_require(gw, req, route, tenant, gw_integ_find("syncro"), 0))
         return;
     del_t *d = calloc(1, sizeof(*d));
     gw_batch_t *b = d ? gw_batch_new(gw, delete_delivered, d) : NULL;

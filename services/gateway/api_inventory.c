@@ -19,7 +19,7 @@
 
 #define CHUNK 500
 #define MAX_PER_PAGE 500
-#define MAX_ID 256
+#define MAX_ID 256 /* gw_valid_record_id */
 
 typedef struct filter_s {
     const char *customer;  /* customer_ref, exact */
@@ -225,20 +225,10 @@ out:
     free(qgone);
 }
 
-static int valid_record_id(const char *id) {
-    size_t n = strlen(id);
-    if (n == 0 || n > MAX_ID)
-        return 0;
-    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
-        if (*p <= 0x20 || *p == 0x7f)
-            return 0;
-    return 1;
-}
-
 void api_inventory_get(gw_t *gw, struct evhttp_request *req, const char *tenant,
                        const char *type, const char *id) {
     const char *route = strcmp(type, "asset") == 0 ? "asset" : "customer";
-    if (!valid_record_id(id)) {
+    if (!gw_valid_record_id(id)) {
         gw_reply_error(gw, req, route, 404, "no %s with that id", type);
         return;
     }

@@ -126,17 +126,21 @@ void api_tenant_get(gw_t *gw, struct evhttp_request *req, const char *tenant) {
         gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
         return;
     }
-    msp_key(key, sizeof(key), tenant, "integration:syncro");
-    redisReply *r = gw_redis(gw, err, sizeof(err), "EXISTS %s", key);
-    if (!r) {
-        json_decref(o);
-        gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
-        return;
-    }
     json_t *integ = json_array();
-    if (r->integer == 1)
-        json_array_append_new(integ, json_string("syncro"));
-    freeReplyObject(r);
+    static const char *const names[] = {"syncro", "cwrmm", NULL};
+    for (int i = 0; names[i]; i++) {
+        msp_key(key, sizeof(key), tenant, "integration:%s", names[i]);
+        redisReply *r = gw_redis(gw, err, sizeof(err), "EXISTS %s", key);
+        if (!r) {
+            json_decref(integ);
+            json_decref(o);
+            gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
+            return;
+        }
+        if (r->integer == 1)
+            json_array_append_new(integ, json_string(names[i]));
+        freeReplyObject(r);
+    }
     json_object_set_new(o, "integrations", integ);
     gw_reply(gw, req, route, 200, o);
 }

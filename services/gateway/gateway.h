@@ -9,7 +9,11 @@
  *                      answered only once their delivery reports arrive
  *   store.c            synchronous Redis helpers (one hiredis context, reconnected on demand)
  *   api_tenants.c      /v1/tenants...
- *   api_integrations.c /v1/tenants/{t}/integrations/syncro...
+ *   integrations.c     what every integration shares: the descriptor table, status rendering,
+ *                      POST .../sync, PATCH (write-back opt-in), POST .../disable
+ *   api_integrations.c /v1/tenants/{t}/integrations/syncro (PUT, GET, DELETE)
+ *   api_cwrmm.c        /v1/tenants/{t}/integrations/cwrmm (PUT, GET, DELETE): ConnectWise RMM
+ *   api_dates.c        /v1/tenants/{t}/assets/{id}/dates (PUT) and .../writeback (GET)
  *   api_inventory.c    /v1/tenants/{t}/customers..., /assets...
  *   api_webhooks.c     /v1/tenants/{t}/webhooks/mtp... (webhook secrets: create/rotate, revoke)
  *                      and the secret lookup the webhook verifies against
@@ -28,6 +32,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "mspsync/crypto.h"
+#include "mspsync/cwrmm.h"
 #include "mspsync/http.h"
 #include "mspsync/ops.h"
 
@@ -70,6 +75,7 @@ typedef struct gw_s {
     rd_kafka_topic_t   *rkt[4];        /* pin sync.jobs, customers, assets, raw.records conf */
     redisContext       *redis;
     msp_http_t         *vendor;
+    msp_cwrmm_tokens_t *cwtokens;      /* ConnectWise RMM tokens, shared with the workers via Redis */
     msp_metrics_t      *metrics;
     gw_held_t          *held;          /* requests answered later (list head) */
     int                 stopping;      /* set on shutdown: no new async work */
@@ -107,6 +113,16 @@ const char *gw_json_kind(const json_t *j);
 
 /** @brief 1 when s matches ^[a-z0-9][a-z0-9_-]{0,62}$. */
 int gw_valid_tenant_id(const char *s);
+
+/**
+ * @brief Check that a request object has no key outside allowed (NULL-terminated).
+ * @returns 0, or -1 with "unknown key \"k\" (expected a, b, ...)" in err.
+ */
+int gw_json_only_keys(const json_t *obj, const char *const *allowed, char *err,
+                      size_t err_size);
+
+/** @brief 1 when s can be an inventory id: 1..256 bytes, no control characters or spaces. */
+int gw_valid_record_id(const char *s);
 
 /**
  * A request answered later (after a vendor call or a Kafka delivery report). The record stays
@@ -161,13 +177,30 @@ void gw_kafka_stop(gw_t *gw, int timeout_ms);
 int gw_kafka_ready(gw_t *gw, char *why, size_t why_size);
 
 /**
- * @brief Produce a sync job for tenant and answer held with ok_code + ok_body once Kafka has
- * it, or 503 {"error":"could not queue the sync job: <reason>"}. ok_body is stolen.
+ * @brief Produce a sync job of integration ("syncro", "cwrmm") for tenant and answer held with
+ * ok_code + ok_body once Kafka has it, or 503 {"error":"could not queue the sync job: <reason>"}
+ * (and, for reason "integration_saved", status:<integration> says so). ok_body is stolen.
  * types: NULL-terminated. job_id: 33 bytes, chosen by the caller.
  */
-void gw_job_queue(gw_t *gw, gw_held_t *held, const char *tenant, const char *job_id,
-                  const char *const *types, const char *mode, const char *reason, int ok_code,
-                  json_t *ok_body);
+void gw_job_queue(gw_t *gw, gw_held_t *held, const char *tenant, const char *integration,
+                  const char *job_id, const char *const *types, const char *mode,
+                  const char *reason, int ok_code, json_t *ok_body);
+
+/**
+ * Runs after the delivery report of a gw_produce_reply message, before the answer: error is
+ * NULL when Kafka has the message. Return 0 to answer as usual, or -1 (after a successful
+ * delivery) to answer 503 with err instead. arg is the caller's, freed with free() afterwards.
+ */
+typedef int (gw_after_cb)(gw_t *gw, void *arg, const char *error, char *err, size_t err_size);
+
+/**
+ * @brief Produce one message (text copied) and answer held with ok_code + ok_body after its
+ * delivery report, or 503 {"error":"could not queue <what>: <reason>"}. ok_body and arg are
+ * stolen; after may be NULL.
+ */
+void gw_produce_reply(gw_t *gw, gw_held_t *held, const char *topic, const char *key,
+                      const char *text, const char *what, int ok_code, json_t *ok_body,
+                      gw_after_cb *after, void *arg);
 
 /**
  * @brief A group of messages whose delivery is awaited together. done runs once, after the
@@ -190,9 +223,27 @@ void api_tenants_list(gw_t *gw, struct evhttp_request *req);
 void api_tenant_get(gw_t *gw, struct evhttp_request *req, const char *tenant);
 
 void api_syncro_put(gw_t *gw, struct evhttp_request *req, const char *tenant);
-void api_syncro_get(gw_t *gw, struct evhttp_request *req, const char *tenant);
 void api_syncro_delete(gw_t *gw, struct evhttp_request *req, const char *tenant);
-void api_syncro_sync(gw_t *gw, struct evhttp_request *req, const char *tenant);
+json_t *gw_syncro_render(gw_t *gw, const char *tenant, int *code, char *err, size_t err_size);
+
+void api_cwrmm_put(gw_t *gw, struct evhttp_request *req, const char *tenant);
+void api_cwrmm_delete(gw_t *gw, struct evhttp_request *req, const char *tenant);
+json_t *gw_cwrmm_render(gw_t *gw, const char *tenant, int *code, char *err, size_t err_size);
+
+/* integrations.c: name is the path segment ("syncro" or "cwrmm", checked by the router). */
+void api_integration_get(gw_t *gw, struct evhttp_request *req, const char *tenant,
+                         const char *name);
+void api_integration_sync(gw_t *gw, struct evhttp_request *req, const char *tenant,
+                          const char *name);
+void api_integration_patch(gw_t *gw, struct evhttp_request *req, const char *tenant,
+                           const char *name);
+void api_integration_disable(gw_t *gw, struct evhttp_request *req, const char *tenant,
+                             const char *name);
+
+void api_asset_dates_put(gw_t *gw, struct evhttp_request *req, const char *tenant,
+                         const char *id);
+void api_asset_writeback_get(gw_t *gw, struct evhttp_request *req, const char *tenant,
+                             const char *id);
 
 void api_inventory_list(gw_t *gw, struct evhttp_request *req, const char *tenant,
                         const char *type /* "customer" or "asset" */);
@@ -230,6 +281,78 @@ typedef struct gw_webhook_secrets_s {
 int gw_webhook_secrets_load(gw_t *gw, const char *tenant, gw_webhook_secrets_t *s, char *errstr,
                             size_t errstr_size);
 void gw_webhook_secrets_clear(gw_webhook_secrets_t *s);
+
+/* ---- integrations.c: what the integrations share ----------------------------------------- */
+
+/**
+ * An integration as the gateway sees it. Keys: mspsync:{t}:integration:<name> (the settings and
+ * the sealed secret in sealed_field) and mspsync:{t}:status:<name> (written by the fetcher).
+ */
+typedef struct gw_integ_s {
+    const char *name;          /* "syncro", "cwrmm": key suffix and the jobs' "integration" */
+    const char *label;         /* "Syncro", "ConnectWise RMM": for messages */
+    const char *sealed_field;  /* the sealed secret; absent = disabled */
+    const char *stats_prefix;  /* inv:stats "<prefix><type>_complete_job" */
+    const char *const *extra_keys; /* keys (after the tenant) a disable deletes, NULL-terminated */
+    json_t *(*render)(gw_t *gw, const char *tenant, int *code, char *err, size_t err_size);
+} gw_integ_t;
+
+/** @brief The descriptor of an integration name, or NULL. Borrowed (static). */
+const gw_integ_t *gw_integ_find(const char *name);
+
+/** @brief The "customers", "assets" job types (NULL-terminated). */
+extern const char *const GW_ALL_TYPES[];
+
+/**
+ * @brief 1 when the tenant has the integration (and, with need_enabled, it is not disabled);
+ * else the answer (404, 409 disabled, 503 Redis) has been sent and 0 is returned.
+ */
+int gw_integ_require(gw_t *gw, struct evhttp_request *req, const char *route, const char *tenant,
+                     const gw_integ_t *in, int need_enabled);
+
+/**
+ * @brief Parse {"purchase_date":bool,"warranty_expires":bool} (v may be NULL = nothing given).
+ * Absent fields leave *purchase / *warranty untouched. @returns number of fields given, or -1
+ * with a 400 message in err (not an object, unknown key, not a boolean).
+ */
+int gw_integ_parse_writeback(const json_t *v, int *purchase, int *warranty, char *err,
+                             size_t err_size);
+
+/**
+ * @brief The fields of integration:<name> that store write-back flags given by a request
+ * (purchase/warranty: 0, 1, or -1 = not given: keep, "0" on a new integration). @returns 0 / -1.
+ */
+int gw_integ_store_writeback(gw_t *gw, const char *ikey, int purchase, int warranty, char *err,
+                             size_t err_size);
+
+/**
+ * @brief After a successful save: status:<name> = syncing with job_id, errors and pause
+ * cleared. @returns 0 or -1 (err).
+ */
+int gw_integ_mark_syncing(gw_t *gw, const char *tenant, const gw_integ_t *in, const char *job_id,
+                          const char *now, char *err, size_t err_size);
+
+/**
+ * @brief The status part every integration GET shows, from the HGETALL replies of
+ * integration:<name> (ri), status:<name> (rs) and inv:stats (rst): state (Connected, Syncing,
+ * Error, Disabled), enabled, last_error, hint, last_sync_at, job_id, paused, progress,
+ * inventory_pending, writeback, created_at, updated_at. @returns a new object or NULL.
+ */
+json_t *gw_integ_status_json(const gw_integ_t *in, const redisReply *ri, const redisReply *rs,
+                             const redisReply *rst);
+
+/**
+ * @brief HGETALL integration:<name>, status:<name> and inv:stats. Replies are new (free with
+ * freeReplyObject; NULL-safe on error). @returns 0, or -1 with err (Redis).
+ */
+int gw_integ_load(gw_t *gw, const char *tenant, const gw_integ_t *in, redisReply **ri,
+                  redisReply **rs, redisReply **rst, char *err, size_t err_size);
+
+/** @brief Free the replies of gw_integ_load (NULL-safe). */
+void gw_integ_free(redisReply *ri, redisReply *rs, redisReply *rst);
+
+/** @brief mspsync_vendor_requests_total{vendor,outcome} += 1. */
+void gw_vendor_metric(gw_t *gw, const char *vendor, const char *outcome);
 
 /* ---- api_ticketing.c ---------------------------------------------------------------------- */
 

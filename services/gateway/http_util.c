@@ -274,3 +274,33 @@ const char *gw_json_kind(const json_t *j) {
     }
     return "a value";
 }
+
+int gw_valid_record_id(const char *id) {
+    size_t n = strlen(id);
+    if (n == 0 || n > 256)
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+        if (*p <= 0x20 || *p == 0x7f)
+            return 0;
+    return 1;
+}
+
+int gw_json_only_keys(const json_t *obj, const char *const *allowed, char *err,
+                      size_t err_size) {
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)obj, k, v) {
+        int ok = 0;
+        for (int i = 0; allowed[i] && !ok; i++)
+            ok = strcmp(k, allowed[i]) == 0;
+        if (ok)
+            continue;
+        size_t n = (size_t)snprintf(err, err_size, "unknown key \"%.64s\" (expected ", k);
+        for (int i = 0; allowed[i] && n < err_size; i++)
+            n += (size_t)snprintf(err + n, err_size - n, "%s\"%s\"", i ? ", " : "", allowed[i]);
+        if (n < err_size)
+            snprintf(err + n, err_size - n, ")");
+        return -1;
+    }
+    return 0;
+}

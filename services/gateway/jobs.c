@@ -10,7 +10,9 @@
  * call failed). A sync job is a batch of one whose done callback answers the held HTTP request:
  * the client hears 201/202 only when the job is in Kafka. The batch holds one extra count while
  * it is being filled ("sealed" drops it), so reports served from inside msp_kafka_produce (it
- * polls when the local queue is full) cannot complete a batch early.
+ * polls when the local queue is full) cannot complete a batch early. gw_produce_reply is that
+ * batch of one for any message (sync jobs, date edits, integration removals), with a hook that
+ * runs on the delivery report before the answer.
  *
  * The topics the gateway writes (sync.jobs, the compacted customers / assets, and raw.records for
  * webhook incidents) get a topic-level message.timeout.ms of MSPSYNC_KAFKA_DELIVERY_TIMEOUT_MS,
@@ -197,71 +199,111 @@ int gw_kafka_ready(gw_t *gw, char *why, size_t why_size) {
 /* ---- sync jobs ---------------------------------------------------------------------------- */
 
 typedef struct job_s {
-    gw_held_t *held;
-    int        ok_code;
-    json_t    *ok_body;
-    char       tenant[64];
-    char       job_id[33];
-    char       reason[32];
+    char tenant[64];
+    char integration[16];
+    char job_id[33];
+    char reason[32];
 } job_t;
 
-static void job_done(gw_t *gw, void *arg, const char *error) {
+static int job_after(gw_t *gw, void *arg, const char *error, char *errstr, size_t errstr_size) {
     job_t *job = arg;
-    if (error) {
-        MSP_WARN("job.queue_failed", job->tenant, "job %s (%s) not queued: %s", job->job_id,
-                 job->reason, error);
-        if (strcmp(job->reason, "integration_saved") == 0) {
-            /* the status page must not claim a sync that will never run */
-            char key[256], err[256], when[32], msg[400];
-            msp_format_time(msp_wall_ms(), when, sizeof(when));
-            snprintf(msg, sizeof(msg), "could not queue the sync job: %s", error);
-            msp_key(key, sizeof(key), job->tenant, "status:syncro");
-            redisReply *r = gw_redis(gw, err, sizeof(err), "HSET %s state error last_error %s "
-                                     "last_error_at %s hint %s", key, msg, when,
-                                     "ask for a sync again (POST .../integrations/syncro/sync)");
-            if (r)
-                freeReplyObject(r);
-        }
-        json_decref(job->ok_body);
-        gw_held_reply_error(job->held, 503, "could not queue the sync job: %s", error);
-    } else {
+    if (!error) {
         msp_metric_add(gw->metrics, "mspsync_jobs_queued_total", NULL, 1);
-        MSP_INFO("job.queued", job->tenant, "job %s queued (%s)", job->job_id, job->reason);
-        gw_held_reply(job->held, job->ok_code, job->ok_body);
+        MSP_INFO("job.queued", job->tenant, "%s job %s queued (%s)", job->integration,
+                 job->job_id, job->reason);
+        return 0;
     }
-    free(job);
+    MSP_WARN("job.queue_failed", job->tenant, "job %s (%s) not queued: %s", job->job_id,
+             job->reason, error);
+    if (strcmp(job->reason, "integration_saved") == 0) {
+        /* the status page must not claim a sync that will never run */
+        char key[256], err[256], when[32], msg[400], hint[128];
+        msp_format_time(msp_wall_ms(), when, sizeof(when));
+        snprintf(msg, sizeof(msg), "could not queue the sync job: %s", error);
+        snprintf(hint, sizeof(hint), "ask for a sync again (POST .../integrations/%s/sync)",
+                 job->integration);
+        msp_key(key, sizeof(key), job->tenant, "status:%s", job->integration);
+        redisReply *r = gw_redis(gw, err, sizeof(err), "HSET %s state error last_error %s "
+                                 "last_error_at %s hint %s", key, msg, when, hint);
+        if (r)
+            freeReplyObject(r);
+    }
+    return 0;
 }
 
-void gw_job_queue(gw_t *gw, gw_held_t *held, const char *tenant, const char *job_id,
-                  const char *const *types, const char *mode, const char *reason, int ok_code,
-                  json_t *ok_body) {
+void gw_job_queue(gw_t *gw, gw_held_t *held, const char *tenant, const char *integration,
+                  const char *job_id, const char *const *types, const char *mode,
+                  const char *reason, int ok_code, json_t *ok_body) {
     char now[32];
     msp_format_time(msp_wall_ms(), now, sizeof(now));
     json_t *jtypes = json_array();
     for (int i = 0; types[i]; i++)
         json_array_append_new(jtypes, json_string(types[i]));
     json_t *msg = json_pack("{s:i,s:s,s:s,s:s,s:o,s:s,s:s,s:s}", "schema_version", 1, "job_id",
-                            job_id, "tenant", tenant, "integration", "syncro", "types", jtypes,
+                            job_id, "tenant", tenant, "integration", integration, "types", jtypes,
                             "mode", mode, "reason", reason, "requested_at", now);
     char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
     json_decref(msg);
     job_t *job = calloc(1, sizeof(*job));
-    gw_batch_t *b = job ? gw_batch_new(gw, job_done, job) : NULL;
-    if (!text || !b) {
-        free(text);
-        free(job);
-        free(b);
+    if (job) {
+        snprintf(job->tenant, sizeof(job->tenant), "%s", tenant);
+        snprintf(job->integration, sizeof(job->integration), "%s", integration);
+        snprintf(job->job_id, sizeof(job->job_id), "%s", job_id);
+        snprintf(job->reason, sizeof(job->reason), "%s", reason);
+    }
+    gw_produce_reply(gw, held, msp_topic(MSP_TOPIC_SYNC_JOBS), tenant, job ? text : NULL,
+                     "the sync job", ok_code, ok_body, job_after, job);
+    free(text);
+}
+
+/* ---- one message, answered on delivery ---------------------------------------------------- */
+
+typedef struct one_s {
+    gw_held_t   *held;
+    int          ok_code;
+    json_t      *ok_body;
+    gw_after_cb *after;
+    void        *arg;
+    char         what[64];
+} one_t;
+
+static void one_done(gw_t *gw, void *arg, const char *error) {
+    one_t *o = arg;
+    char err[256] = "";
+    int rc = o->after ? o->after(gw, o->arg, error, err, sizeof(err)) : 0;
+    if (error) {
+        if (!o->after)
+            MSP_WARN("produce.failed", NULL, "%s not queued: %s", o->what, error);
+        json_decref(o->ok_body);
+        gw_held_reply_error(o->held, 503, "could not queue %s: %s", o->what, error);
+    } else if (rc != 0) {
+        json_decref(o->ok_body);
+        gw_held_reply_error(o->held, 503, "%s", err);
+    } else {
+        gw_held_reply(o->held, o->ok_code, o->ok_body);
+    }
+    free(o->arg);
+    free(o);
+}
+
+void gw_produce_reply(gw_t *gw, gw_held_t *held, const char *topic, const char *key,
+                      const char *text, const char *what, int ok_code, json_t *ok_body,
+                      gw_after_cb *after, void *arg) {
+    one_t *o = calloc(1, sizeof(*o));
+    gw_batch_t *b = o && text ? gw_batch_new(gw, one_done, o) : NULL;
+    if (!b) {
+        free(o);
+        free(arg);
         json_decref(ok_body);
         gw_held_reply_error(held, 500, "out of memory");
         return;
     }
-    job->held = held;
-    job->ok_code = ok_code;
-    job->ok_body = ok_body;
-    snprintf(job->tenant, sizeof(job->tenant), "%s", tenant);
-    snprintf(job->job_id, sizeof(job->job_id), "%s", job_id);
-    snprintf(job->reason, sizeof(job->reason), "%s", reason);
-    gw_batch_produce(b, msp_topic(MSP_TOPIC_SYNC_JOBS), tenant, text, strlen(text));
-    free(text);
+    o->held = held;
+    o->ok_code = ok_code;
+    o->ok_body = ok_body;
+    o->after = after;
+    o->arg = arg;
+    snprintf(o->what, sizeof(o->what), "%s", what);
+    gw_batch_produce(b, topic, key, text, strlen(text));
     gw_batch_seal(b);
 }

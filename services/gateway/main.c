@@ -1,6 +1,7 @@
 /*
- * mspsync-gateway — the admin REST API (tenants, the Syncro integration, the inventory view,
- * webhook secrets, ticketing settings) and the signed MTP incident webhook.
+ * mspsync-gateway — the admin REST API (tenants, the Syncro and ConnectWise RMM integrations,
+ * the inventory view and date edits, webhook secrets, ticketing settings) and the signed MTP
+ * incident webhook.
  *
  * Wiring only (the logic lives in the modules listed in gateway.h): read the config table, load
  * the secret key, create the topics, start the producer, Redis and the vendor HTTP client on one
@@ -27,6 +28,7 @@
 #include "mspsync/redis.h"
 
 #define SHUTDOWN_FLUSH_MS 10000
+#define CWRMM_TOKEN_MARGIN_MS 60000  /* refresh a ConnectWise RMM token this long before expiry */
 
 static volatile sig_atomic_t run = 1;
 
@@ -201,6 +203,12 @@ int main(int argc, char **argv) {
     }
     if (!(gw.redis = msp_redis_connect(gw.cfg.redis_url, errstr, sizeof(errstr))))
         MSP_WARN("redis.connect", NULL, "%s (will retry on use)", errstr);
+    gw.cwtokens = msp_cwrmm_tokens_new(gw.base, gw.vendor, &gw.redis, &gw.key,
+                                       CWRMM_TOKEN_MARGIN_MS);
+    if (!gw.cwtokens) {
+        MSP_ERROR("startup", NULL, "out of memory");
+        goto out;
+    }
 
     evhttp_set_max_body_size(gw.http, (ev_ssize_t)gw.cfg.max_body);
     evhttp_set_allowed_methods(gw.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
@@ -243,7 +251,9 @@ out:
     msp_http_destroy(gw.vendor);                   /* callbacks answer 503 */
     gw.vendor = NULL;
     gw_kafka_stop(&gw, SHUTDOWN_FLUSH_MS);         /* delivery reports answer the held requests */
-    gw_held_fail_all(&gw, "the gateway is shutting down");
+    gw_held_fail_all(&gw, "the gateway is shutting down"); /* drops token waiters */
+    msp_cwrmm_tokens_destroy(gw.cwtokens);
+    gw.cwtokens = NULL;
     if (gw.base)
         event_base_loop(gw.base, EVLOOP_NONBLOCK); /* push the last replies out */
     if (tick)

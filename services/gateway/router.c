@@ -24,12 +24,15 @@ typedef enum {
     R_NONE = 0,
     R_TENANTS,          /* /v1/tenants                              POST GET */
     R_TENANT,           /* /v1/tenants/{t}                          GET */
-    R_INTEGRATION,      /* /v1/tenants/{t}/integrations/syncro      PUT GET DELETE */
-    R_SYNC,             /* /v1/tenants/{t}/integrations/syncro/sync POST */
+    R_INTEGRATION,      /* /v1/tenants/{t}/integrations/{syncro|cwrmm}  PUT GET PATCH DELETE */
+    R_SYNC,             /* /v1/tenants/{t}/integrations/{i}/sync    POST */
+    R_DISABLE,          /* /v1/tenants/{t}/integrations/{i}/disable POST */
     R_CUSTOMERS,        /* /v1/tenants/{t}/customers                GET */
     R_CUSTOMER,         /* /v1/tenants/{t}/customers/{id}           GET */
     R_ASSETS,           /* /v1/tenants/{t}/assets                   GET */
     R_ASSET,            /* /v1/tenants/{t}/assets/{id}              GET */
+    R_ASSET_DATES,      /* /v1/tenants/{t}/assets/{id}/dates        PUT */
+    R_ASSET_WRITEBACK,  /* /v1/tenants/{t}/assets/{id}/writeback    GET */
     R_WH_CONFIG,        /* /v1/tenants/{t}/webhooks/mtp             GET */
     R_WH_SECRET,        /* /v1/tenants/{t}/webhooks/mtp/secret      POST */
     R_WH_PREVIOUS,      /* /v1/tenants/{t}/webhooks/mtp/secret/previous DELETE */
@@ -46,12 +49,15 @@ static const struct {
     [R_NONE] = {"unmatched", ""},
     [R_TENANTS] = {"tenants", "GET, POST"},
     [R_TENANT] = {"tenant", "GET"},
-    [R_INTEGRATION] = {"integration", "GET, PUT, DELETE"},
+    [R_INTEGRATION] = {"integration", "GET, PUT, PATCH, DELETE"},
     [R_SYNC] = {"integration_sync", "POST"},
+    [R_DISABLE] = {"integration_disable", "POST"},
     [R_CUSTOMERS] = {"customers", "GET"},
     [R_CUSTOMER] = {"customer", "GET"},
     [R_ASSETS] = {"assets", "GET"},
     [R_ASSET] = {"asset", "GET"},
+    [R_ASSET_DATES] = {"asset_dates", "PUT"},
+    [R_ASSET_WRITEBACK] = {"asset_writeback", "GET"},
     [R_WH_CONFIG] = {"webhook_config", "GET"},
     [R_WH_SECRET] = {"webhook_secret", "POST"},
     [R_WH_PREVIOUS] = {"webhook_secret_previous", "DELETE"},
@@ -100,11 +106,13 @@ static route_id_t match(char **s, int n) {
         return R_NONE;
     if (n == 3)
         return R_TENANT;
-    if (strcmp(s[3], "integrations") == 0 && n >= 5 && strcmp(s[4], "syncro") == 0) {
+    if (strcmp(s[3], "integrations") == 0 && n >= 5 && gw_integ_find(s[4])) {
         if (n == 5)
             return R_INTEGRATION;
         if (n == 6 && strcmp(s[5], "sync") == 0)
             return R_SYNC;
+        if (n == 6 && strcmp(s[5], "disable") == 0)
+            return R_DISABLE;
         return R_NONE;
     }
     if (strcmp(s[3], "webhooks") == 0 && n >= 5 && strcmp(s[4], "mtp") == 0) {
@@ -132,6 +140,10 @@ static route_id_t match(char **s, int n) {
         return cust ? R_CUSTOMERS : R_ASSETS;
     if (n == 5 && s[4][0] != '\0')
         return cust ? R_CUSTOMER : R_ASSET;
+    if (asset && n == 6 && s[4][0] != '\0' && strcmp(s[5], "dates") == 0)
+        return R_ASSET_DATES;
+    if (asset && n == 6 && s[4][0] != '\0' && strcmp(s[5], "writeback") == 0)
+        return R_ASSET_WRITEBACK;
     return R_NONE;
 }
 
@@ -139,8 +151,11 @@ static int method_ok(route_id_t r, enum evhttp_cmd_type m) {
     switch (r) {
     case R_TENANTS: return m == EVHTTP_REQ_GET || m == EVHTTP_REQ_POST;
     case R_INTEGRATION:
-        return m == EVHTTP_REQ_GET || m == EVHTTP_REQ_PUT || m == EVHTTP_REQ_DELETE;
+        return m == EVHTTP_REQ_GET || m == EVHTTP_REQ_PUT || m == EVHTTP_REQ_DELETE ||
+               m == EVHTTP_REQ_PATCH;
+    case R_ASSET_DATES: return m == EVHTTP_REQ_PUT;
     case R_SYNC:
+    case R_DISABLE:
     case R_WH_SECRET:
     case R_WEBHOOK_MTP: return m == EVHTTP_REQ_POST;
     case R_WH_PREVIOUS: return m == EVHTTP_REQ_DELETE;
@@ -162,15 +177,22 @@ static void dispatch(gw_t *gw, struct evhttp_request *req, route_id_t r, char **
             api_tenants_list(gw, req);
         return;
     case R_TENANT: api_tenant_get(gw, req, t); return;
-    case R_INTEGRATION:
-        if (m == EVHTTP_REQ_PUT)
-            api_syncro_put(gw, req, t);
+    case R_INTEGRATION: {
+        int cw = strcmp(s[4], "cwrmm") == 0;
+        if (m == EVHTTP_REQ_PATCH)
+            api_integration_patch(gw, req, t, s[4]);
+        else if (m == EVHTTP_REQ_PUT)
+            (cw ? api_cwrmm_put : api_syncro_put)(gw, req, t);
         else if (m == EVHTTP_REQ_DELETE)
-            api_syncro_delete(gw, req, t);
+            (cw ? api_cwrmm_delete : api_syncro_delete)(gw, req, t);
         else
-            api_syncro_get(gw, req, t);
+            api_integration_get(gw, req, t, s[4]);
         return;
-    case R_SYNC: api_syncro_sync(gw, req, t); return;
+    }
+    case R_SYNC: api_integration_sync(gw, req, t, s[4]); return;
+    case R_DISABLE: api_integration_disable(gw, req, t, s[4]); return;
+    case R_ASSET_DATES: api_asset_dates_put(gw, req, t, s[4]); return;
+    case R_ASSET_WRITEBACK: api_asset_writeback_get(gw, req, t, s[4]); return;
     case R_CUSTOMERS: api_inventory_list(gw, req, t, "customer"); return;
     case R_ASSETS: api_inventory_list(gw, req, t, "asset"); return;
     case R_CUSTOMER: api_inventory_get(gw, req, t, "customer", s[4]); return;

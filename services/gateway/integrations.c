@@ -1,0 +1,411 @@
+/*
+ * integrations.c — what the Syncro and ConnectWise RMM integrations share.
+ *
+ * Each integration is one row of the descriptor table below: its name (the key suffix of
+ * mspsync:{t}:integration:<name> / status:<name> and the "integration" of its sync jobs), the
+ * field that holds its sealed secret, the prefix of its end-of-type markers in inv:stats, the
+ * keys a disable drops, and the function that renders its GET body. Routes whose logic does not
+ * depend on the vendor live here, once:
+ *   POST  .../integrations/{name}/sync      queue an incremental sync (202 with the job id)
+ *   PATCH .../integrations/{name}           change the write-back opt-in (200 with the GET body)
+ *   POST  .../integrations/{name}/disable   drop the sealed secret (and cached tokens), keep the
+ *                                           settings and the inventory; the workers load the
+ *                                           integration with *_integration_load, which treats a
+ *                                           missing secret as "no integration"
+ *
+ * Invariant: an integration is disabled exactly when its hash exists without the sealed secret.
+ * GET says "Disabled" from that, not from the status hash, so that a job finishing after the
+ * disable cannot make it look connected again.
+ */
+#include "gateway.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mspsync/backoff.h"
+#include "mspsync/crypto.h"
+#include "mspsync/log.h"
+#include "mspsync/redis.h"
+
+const char *const GW_ALL_TYPES[] = {"customers", "assets", NULL};
+
+static const char *const CWRMM_EXTRA_KEYS[] = {"token:cwrmm", "token:cwrmm:lock", NULL};
+
+static const gw_integ_t INTEGRATIONS[] = {
+    {"syncro", "Syncro", "api_key_sealed", "", NULL, gw_syncro_render},
+    {"cwrmm", "ConnectWise RMM", "client_secret_sealed", "cwrmm_", CWRMM_EXTRA_KEYS,
+     gw_cwrmm_render},
+};
+
+const gw_integ_t *gw_integ_find(const char *name) {
+    for (size_t i = 0; name && i < sizeof(INTEGRATIONS) / sizeof(INTEGRATIONS[0]); i++)
+        if (strcmp(INTEGRATIONS[i].name, name) == 0)
+            return &INTEGRATIONS[i];
+    return NULL;
+}
+
+void gw_vendor_metric(gw_t *gw, const char *vendor, const char *outcome) {
+    char labels[96];
+    snprintf(labels, sizeof(labels), "vendor=\"%s\",outcome=\"%s\"", vendor, outcome);
+    msp_metric_add(gw->metrics, "mspsync_vendor_requests_total", labels, 1);
+}
+
+/* ---- checks ------------------------------------------------------------------------------ */
+
+int gw_integ_require(gw_t *gw, struct evhttp_request *req, const char *route, const char *tenant,
+                     const gw_integ_t *in, int need_enabled) {
+    char key[128], err[256];
+    msp_key(key, sizeof(key), tenant, "integration:%s", in->name);
+    redisReply *r = gw_redis(gw, err, sizeof(err), "HEXISTS %s %s", key, in->sealed_field);
+    redisReply *e = r ? gw_redis(gw, err, sizeof(err), "EXISTS %s", key) : NULL;
+    if (!e) {
+        if (r)
+            freeReplyObject(r);
+        gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
+        return 0;
+    }
+    int exists = e->integer == 1, enabled = r->integer == 1;
+    freeReplyObject(r);
+    freeReplyObject(e);
+    if (!exists) {
+        gw_reply_error(gw, req, route, 404, "tenant \"%s\" has no %s integration", tenant,
+                       in->name);
+        return 0;
+    }
+    if (need_enabled && !enabled) {
+        gw_reply_error(gw, req, route, 409, "the %s integration of tenant \"%s\" is disabled; "
+                       "save it again with its credentials (PUT) to enable it", in->name, tenant);
+        return 0;
+    }
+    return 1;
+}
+
+int gw_integ_parse_writeback(const json_t *v, int *purchase, int *warranty, char *err,
+                             size_t err_size) {
+    if (!v)
+        return 0;
+    if (!json_is_object(v)) {
+        snprintf(err, err_size, "\"writeback\" must be an object like {\"purchase_date\":true,"
+                 "\"warranty_expires\":false} (got %s)", gw_json_kind(v));
+        return -1;
+    }
+    int n = 0;
+    const char *k;
+    json_t *x;
+    json_object_foreach((json_t *)v, k, x) {
+        int *dst = strcmp(k, "purchase_date") == 0      ? purchase
+                   : strcmp(k, "warranty_expires") == 0 ? warranty
+                                                        : NULL;
+        if (!dst) {
+            snprintf(err, err_size, "unknown key \"writeback.%.64s\" (expected \"purchase_date\" "
+                     "and/or \"warranty_expires\")", k);
+            return -1;
+        }
+        if (!json_is_boolean(x)) {
+            snprintf(err, err_size, "\"writeback.%s\" must be true or false (got %s)", k,
+                     gw_json_kind(x));
+            return -1;
+        }
+        *dst = json_is_true(x);
+        n++;
+    }
+    return n;
+}
+
+int gw_integ_store_writeback(gw_t *gw, const char *ikey, int purchase, int warranty, char *err,
+                             size_t err_size) {
+    const char *field[2] = {"writeback_purchase", "writeback_warranty"};
+    int value[2] = {purchase, warranty};
+    for (int i = 0; i < 2; i++) {
+        redisReply *r = value[i] < 0
+                            ? gw_redis(gw, err, err_size, "HSETNX %s %s 0", ikey, field[i])
+                            : gw_redis(gw, err, err_size, "HSET %s %s %s", ikey, field[i],
+                                       value[i] ? "1" : "0");
+        if (!r)
+            return -1;
+        freeReplyObject(r);
+    }
+    return 0;
+}
+
+int gw_integ_mark_syncing(gw_t *gw, const char *tenant, const gw_integ_t *in, const char *job_id,
+                          const char *now, char *err, size_t err_size) {
+    char skey[128];
+    msp_key(skey, sizeof(skey), tenant, "status:%s", in->name);
+    redisReply *r = gw_redis(gw, err, err_size, "HSET %s state syncing job_id %s job_started_at %s "
+                             "last_error %s hint %s paused 0", skey, job_id, now, "", "");
+    if (!r)
+        return -1;
+    freeReplyObject(r);
+    r = gw_redis(gw, err, err_size, "HDEL %s last_error_at", skey);
+    if (!r)
+        return -1;
+    freeReplyObject(r);
+    return 0;
+}
+
+/* ---- rendering ---------------------------------------------------------------------------- */
+
+static json_t *jstr(const char *s) { return s ? json_string(s) : json_null(); }
+static json_t *jint(const char *s) { return json_integer(s ? strtoll(s, NULL, 10) : 0); }
+static int is1(const char *s) { return s && strcmp(s, "1") == 0; }
+
+static const char *state_label(const char *state) {
+    if (state && strcmp(state, "syncing") == 0)
+        return "Syncing";
+    if (state && strcmp(state, "error") == 0)
+        return "Error";
+    if (state && strcmp(state, "disabled") == 0)
+        return "Disabled";
+    return "Connected";
+}
+
+/*
+ * The fetcher says "connected" once every page of the job is in Kafka; the inventory is current
+ * only when the normalizer has also processed the job's end-of-type markers (it records
+ * inv:stats <prefix><type>_complete_job). @returns 1 when some type of the job is still pending.
+ */
+static int inventory_pending(const gw_integ_t *in, const redisReply *status,
+                             const redisReply *stats) {
+    const char *job = gw_hget(status, "job_id"), *types = gw_hget(status, "job_types");
+    if (!job || !types || !types[0])
+        return 0;
+    char list[64], field[64];
+    snprintf(list, sizeof(list), "%s", types);
+    for (char *save = NULL, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        snprintf(field, sizeof(field), "%s%s_complete_job", in->stats_prefix, t);
+        const char *done = gw_hget(stats, field);
+        if (!done || strcmp(done, job) != 0)
+            return 1;
+    }
+    return 0;
+}
+
+json_t *gw_integ_status_json(const gw_integ_t *in, const redisReply *ri, const redisReply *rs,
+                             const redisReply *rst) {
+    const char *sealed = gw_hget(ri, in->sealed_field);
+    int enabled = sealed && sealed[0];
+    const char *state = enabled ? state_label(gw_hget(rs, "state")) : "Disabled";
+    int pending = !strcmp(state, "Connected") && inventory_pending(in, rs, rst);
+    if (pending)
+        state = "Syncing"; /* fetched, not yet all in the inventory */
+    const char *last_error = gw_hget(rs, "last_error"), *hint = gw_hget(rs, "hint");
+    if (!enabled)
+        hint = "disabled: the secret was removed; save the integration again (PUT) with its "
+               "credentials to enable it";
+    json_t *progress = json_pack(
+        "{s:o,s:o,s:o,s:o,s:o}", "type", jstr(gw_hget(rs, "progress_type")), "page",
+        jint(gw_hget(rs, "progress_page")), "total_pages",
+        jint(gw_hget(rs, "progress_total_pages")), "customers_fetched",
+        jint(gw_hget(rs, "customers_fetched")), "assets_fetched",
+        jint(gw_hget(rs, "assets_fetched")));
+    return json_pack("{s:s,s:b,s:s,s:s,s:o,s:o,s:b,s:o,s:b,s:{s:b,s:b},s:o,s:o}", "state", state,
+                     "enabled", enabled, "last_error", last_error ? last_error : "", "hint",
+                     hint ? hint : "", "last_sync_at", jstr(gw_hget(rs, "last_sync_at")),
+                     "job_id", jstr(gw_hget(rs, "job_id")), "paused", is1(gw_hget(rs, "paused")),
+                     "progress", progress, "inventory_pending", pending, "writeback",
+                     "purchase_date", is1(gw_hget(ri, "writeback_purchase")), "warranty_expires",
+                     is1(gw_hget(ri, "writeback_warranty")), "created_at",
+                     jstr(gw_hget(ri, "created_at")), "updated_at",
+                     jstr(gw_hget(ri, "updated_at")));
+}
+
+int gw_integ_load(gw_t *gw, const char *tenant, const gw_integ_t *in, redisReply **ri,
+                  redisReply **rs, redisReply **rst, char *err, size_t err_size) {
+    char ikey[128], skey[128], stkey[128];
+    msp_key(ikey, sizeof(ikey), tenant, "integration:%s", in->name);
+    msp_key(skey, sizeof(skey), tenant, "status:%s", in->name);
+    msp_key(stkey, sizeof(stkey), tenant, "inv:stats");
+    *ri = *rs = *rst = NULL;
+    if ((*ri = gw_redis(gw, err, err_size, "HGETALL %s", ikey)) &&
+        (*rs = gw_redis(gw, err, err_size, "HGETALL %s", skey)) &&
+        (*rst = gw_redis(gw, err, err_size, "HGETALL %s", stkey)))
+        return 0;
+    return -1;
+}
+
+void gw_integ_free(redisReply *ri, redisReply *rs, redisReply *rst) {
+    if (ri)
+        freeReplyObject(ri);
+    if (rs)
+        freeReplyObject(rs);
+    if (rst)
+        freeReplyObject(rst);
+}
+
+/* Answer with the integration's GET body. */
+static void reply_rendered(gw_t *gw, struct evhttp_request *req, const char *route,
+                           const gw_integ_t *in, const char *tenant) {
+    char err[256];
+    int code = 500;
+    json_t *body = in->render(gw, tenant, &code, err, sizeof(err));
+    if (body)
+        gw_reply(gw, req, route, 200, body);
+    else
+        gw_reply_error(gw, req, route, code, "%s", err);
+}
+
+void api_integration_get(gw_t *gw, struct evhttp_request *req, const char *tenant,
+                         const char *name) {
+    reply_rendered(gw, req, "integration", gw_integ_find(name), tenant);
+}
+
+/* ---- POST .../sync ----------------------------------------------------------------------- */
+
+void api_integration_sync(gw_t *gw, struct evhttp_request *req, const char *tenant,
+                          const char *name) {
+    const char *route = "integration_sync";
+    const gw_integ_t *in = gw_integ_find(name);
+    json_t *body;
+    if (gw_read_json(gw, req, route, 1, &body) != 0)
+        return;
+    int want_customers = 1, want_assets = 1;
+    json_t *jt = body ? json_object_get(body, "types") : NULL;
+    if (jt) {
+        if (!json_is_array(jt) || json_array_size(jt) == 0) {
+            gw_reply_error(gw, req, route, 400, "\"types\" must be a non-empty array of "
+                           "\"customers\" and/or \"assets\"");
+            json_decref(body);
+            return;
+        }
+        want_customers = want_assets = 0;
+        size_t i;
+        json_t *v;
+        json_array_foreach(jt, i, v) {
+            const char *s = json_string_value(v);
+            if (s && strcmp(s, "customers") == 0)
+                want_customers = 1;
+            else if (s && strcmp(s, "assets") == 0)
+                want_assets = 1;
+            else {
+                gw_reply_error(gw, req, route, 400, "unknown type %s%s%s: expected \"customers\" "
+                               "or \"assets\"", s ? "\"" : "", s ? s : "(not a string)",
+                               s ? "\"" : "");
+                json_decref(body);
+                return;
+            }
+        }
+    }
+    json_decref(body);
+
+    char err[256], skey[128], job_id[33];
+    if (!gw_integ_require(gw, req, route, tenant, in, 1))
+        return;
+    msp_key(skey, sizeof(skey), tenant, "status:%s", in->name);
+    redisReply *r = gw_redis(gw, err, sizeof(err), "HSET %s paused 0", skey);
+    if (!r) {
+        gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
+        return;
+    }
+    freeReplyObject(r);
+    if (msp_random_hex(job_id, 16) != 0) {
+        gw_reply_error(gw, req, route, 500, "could not draw a job id");
+        return;
+    }
+    const char *types[3];
+    int n = 0;
+    if (want_customers)
+        types[n++] = "customers";
+    if (want_assets)
+        types[n++] = "assets";
+    types[n] = NULL;
+    gw_held_t *held = gw_hold(gw, req, route);
+    if (!held) {
+        gw_reply_error(gw, req, route, 500, "out of memory");
+        return;
+    }
+    gw_job_queue(gw, held, tenant, in->name, job_id, types, "incremental", "sync_now", 202,
+                 json_pack("{s:s}", "job_id", job_id));
+}
+
+/* ---- PATCH --------------------------------------------------------------------------------- */
+
+void api_integration_patch(gw_t *gw, struct evhttp_request *req, const char *tenant,
+                           const char *name) {
+    const char *route = "integration";
+    const gw_integ_t *in = gw_integ_find(name);
+    json_t *body;
+    if (gw_read_json(gw, req, route, 0, &body) != 0)
+        return;
+    char err[300], ikey[128], now[32];
+    int purchase = -1, warranty = -1, given = 0;
+    static const char *const known[] = {"writeback", NULL};
+    if (gw_json_only_keys(body, known, err, sizeof(err)) != 0) {
+        gw_reply_error(gw, req, route, 400, "%s; credentials are changed with PUT", err);
+        json_decref(body);
+        return;
+    }
+    given = gw_integ_parse_writeback(json_object_get(body, "writeback"), &purchase, &warranty,
+                                     err, sizeof(err));
+    json_decref(body);
+    if (given < 0) {
+        gw_reply_error(gw, req, route, 400, "%s", err);
+        return;
+    }
+    if (given == 0) {
+        gw_reply_error(gw, req, route, 400, "nothing to change: send {\"writeback\":"
+                       "{\"purchase_date\":true|false,\"warranty_expires\":true|false}}");
+        return;
+    }
+    if (!gw_integ_require(gw, req, route, tenant, in, 0))
+        return;
+    msp_key(ikey, sizeof(ikey), tenant, "integration:%s", in->name);
+    msp_format_time(msp_wall_ms(), now, sizeof(now));
+    redisReply *r = NULL;
+    if (gw_integ_store_writeback(gw, ikey, purchase, warranty, err, sizeof(err)) != 0 ||
+        !(r = gw_redis(gw, err, sizeof(err), "HSET %s updated_at %s", ikey, now))) {
+        gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
+        return;
+    }
+    freeReplyObject(r);
+    MSP_INFO("integration.writeback", tenant, "%s write-back: purchase %s, warranty %s", in->name,
+             purchase < 0 ? "unchanged" : purchase ? "on" : "off",
+             warranty < 0 ? "unchanged" : warranty ? "on" : "off");
+    reply_rendered(gw, req, route, in, tenant);
+}
+
+/* ---- POST .../disable ---------------------------------------------------------------------- */
+
+void api_integration_disable(gw_t *gw, struct evhttp_request *req, const char *tenant,
+                             const char *name) {
+    const char *route = "integration_disable";
+    const gw_integ_t *in = gw_integ_find(name);
+    json_t *body;
+    if (gw_read_json(gw, req, route, 1, &body) != 0)
+        return;
+    int nonempty = body && json_object_size(body) > 0;
+    json_decref(body);
+    if (nonempty) {
+        gw_reply_error(gw, req, route, 400, "disable takes no parameters");
+        return;
+    }
+    if (!gw_integ_require(gw, req, route, tenant, in, 0))
+        return;
+    char ikey[128], skey[128], key[128], err[256], now[32];
+    msp_key(ikey, sizeof(ikey), tenant, "integration:%s", in->name);
+    msp_key(skey, sizeof(skey), tenant, "status:%s", in->name);
+    msp_format_time(msp_wall_ms(), now, sizeof(now));
+    redisReply *r = gw_redis(gw, err, sizeof(err), "HDEL %s %s", ikey, in->sealed_field);
+    for (int i = 0; r && in->extra_keys && in->extra_keys[i]; i++) {
+        freeReplyObject(r);
+        msp_key(key, sizeof(key), tenant, "%s", in->extra_keys[i]);
+        r = gw_redis(gw, err, sizeof(err), "DEL %s", key);
+    }
+    if (r) {
+        freeReplyObject(r);
+        r = gw_redis(gw, err, sizeof(err), "HSET %s enabled 0 updated_at %s", ikey, now);
+    }
+    if (r) {
+        freeReplyObject(r);
+        r = gw_redis(gw, err, sizeof(err), "HSET %s state disabled", skey);
+    }
+    if (!r) {
+        gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
+        return;
+    }
+    freeReplyObject(r);
+    MSP_INFO("integration.disabled", tenant, "%s integration disabled (secret removed)",
+             in->name);
+    reply_rendered(gw, req, route, in, tenant);
+}
