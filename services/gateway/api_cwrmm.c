@@ -452,18 +452,26 @@ json_t *gw_cwrmm_render(gw_t *gw, const char *tenant, int *code, char *err, size
 
 /* ---- DELETE -------------------------------------------------------------------------------- */
 
-static int delete_keys(gw_t *gw, const char *tenant, char *err, size_t err_size) {
-    char keys[2 + sizeof(OWN_KEYS) / sizeof(OWN_KEYS[0])][128];
-    const char *argv[3 + sizeof(OWN_KEYS) / sizeof(OWN_KEYS[0])];
-    int argc = 0;
+/* The keys (after the tenant) an integration has besides integration:/status:. */
+static const char *const *own_keys(const char *integ) {
+    static const char *const none[] = {"sched:syncro", NULL};
+    return strcmp(integ, "cwrmm") == 0 ? OWN_KEYS : none;
+}
+
+static int delete_keys(gw_t *gw, const char *tenant, const char *integ, char *err,
+                       size_t err_size) {
+    const char *const *own = own_keys(integ);
+    char keys[8][128];
+    const char *argv[10];
+    int argc = 0, nk = 0;
     argv[argc++] = "DEL";
-    msp_key(keys[0], sizeof(keys[0]), tenant, "integration:cwrmm");
-    msp_key(keys[1], sizeof(keys[1]), tenant, "status:cwrmm");
-    argv[argc++] = keys[0];
-    argv[argc++] = keys[1];
-    for (int i = 0; OWN_KEYS[i]; i++) {
-        msp_key(keys[2 + i], sizeof(keys[2 + i]), tenant, "%s", OWN_KEYS[i]);
-        argv[argc++] = keys[2 + i];
+    msp_key(keys[nk], sizeof(keys[nk]), tenant, "integration:%s", integ);
+    argv[argc++] = keys[nk++];
+    msp_key(keys[nk], sizeof(keys[nk]), tenant, "status:%s", integ);
+    argv[argc++] = keys[nk++];
+    for (int i = 0; own[i] && nk < 8; i++) {
+        msp_key(keys[nk], sizeof(keys[nk]), tenant, "%s", own[i]);
+        argv[argc++] = keys[nk++];
     }
     redisReply *r = gw_redis_argv(gw, err, err_size, argc, argv, NULL);
     if (!r)
@@ -472,36 +480,40 @@ static int delete_keys(gw_t *gw, const char *tenant, char *err, size_t err_size)
     return 0;
 }
 
-/* After the integration_removed envelope's delivery report: delete the keys. arg: the tenant. */
+typedef struct removal_s {
+    char tenant[64];
+    char integ[16];
+} removal_t;
+
+/* After the integration_removed envelope's delivery report: delete the keys. */
 static int removed_after(gw_t *gw, void *arg, const char *error, char *err, size_t err_size) {
-    const char *tenant = arg;
+    removal_t *rm = arg;
     char why[200];
+    int rc = 0;
     if (error) {
-        MSP_WARN("integration.delete_failed", tenant, "integration_removed not delivered: %s; "
+        MSP_WARN("integration.delete_failed", rm->tenant, "integration_removed not delivered: %s; "
                  "nothing deleted", error);
-        return 0;
-    }
-    if (delete_keys(gw, tenant, why, sizeof(why)) != 0) {
+    } else if (delete_keys(gw, rm->tenant, rm->integ, why, sizeof(why)) != 0) {
         snprintf(err, err_size, "redis unavailable: %s", why);
-        return -1;
+        rc = -1;
+    } else {
+        MSP_INFO("integration.deleted", rm->tenant, "%s integration removed; the normalizer "
+                 "removes its records", rm->integ);
     }
-    MSP_INFO("integration.deleted", tenant, "cwrmm integration removed; the normalizer removes "
-             "its records");
-    return 0;
+    return rc;   /* rm is freed by gw_produce_reply */
 }
 
-void api_cwrmm_delete(gw_t *gw, struct evhttp_request *req, const char *tenant) {
+void api_integration_remove(gw_t *gw, struct evhttp_request *req, const char *tenant,
+                            const char *integ) {
     const char *route = "integration";
-    if (!gw_integ_require(gw, req, route, tenant, gw_integ_find("cwrmm"), 0))
-        return;
     char now[32];
     msp_format_time(msp_wall_ms(), now, sizeof(now));
     json_t *msg = json_pack("{s:i,s:s,s:s,s:s,s:s}", "schema_version", 1, "kind",
-                            "integration_removed", "tenant", tenant, "integration", "cwrmm",
+                            "integration_removed", "tenant", tenant, "integration", integ,
                             "removed_at", now);
     char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
     json_decref(msg);
-    char *arg = strdup(tenant);
+    removal_t *arg = calloc(1, sizeof(*arg));
     gw_held_t *held = text && arg ? gw_hold(gw, req, route) : NULL;
     if (!held) {
         free(text);
@@ -509,8 +521,16 @@ void api_cwrmm_delete(gw_t *gw, struct evhttp_request *req, const char *tenant) 
         gw_reply_error(gw, req, route, 500, "out of memory");
         return;
     }
+    snprintf(arg->tenant, sizeof(arg->tenant), "%s", tenant);
+    snprintf(arg->integ, sizeof(arg->integ), "%s", integ);
     gw_produce_reply(gw, held, msp_topic(MSP_TOPIC_RAW_RECORDS), tenant, text, "the removal", 202,
-                     json_pack("{s:s,s:s}", "integration", "cwrmm", "removed_at", now),
+                     json_pack("{s:s,s:s}", "integration", integ, "removed_at", now),
                      removed_after, arg);
     free(text);
+}
+
+void api_cwrmm_delete(gw_t *gw, struct evhttp_request *req, const char *tenant) {
+    if (!gw_integ_require(gw, req, "integration", tenant, gw_integ_find("cwrmm"), 0))
+        return;
+    api_integration_remove(gw, req, tenant, "cwrmm");
 }

@@ -497,6 +497,21 @@ void api_syncro_delete(gw_t *gw, struct evhttp_request *req, const char *tenant)
     const char *route = "integration";
     if (!gw_integ_require(gw, req, route, tenant, gw_integ_find("syncro"), 0))
         return;
+    /* With ConnectWise RMM beside it, only Syncro's records leave (through the normalizer, which
+     * keeps the assets that ConnectWise RMM still sees): 202. Alone, everything goes now: 204. */
+    char ck[256], err[256];
+    msp_key(ck, sizeof(ck), tenant, "integration:cwrmm");
+    redisReply *r = gw_redis(gw, err, sizeof(err), "EXISTS %s", ck);
+    if (!r) {
+        gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
+        return;
+    }
+    int shared = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    if (shared) {
+        api_integration_remove(gw, req, tenant, "syncro");
+        return;
+    }
     del_t *d = calloc(1, sizeof(*d));
     gw_batch_t *b = d ? gw_batch_new(gw, delete_delivered, d) : NULL;
     gw_held_t *held = b ? gw_hold(gw, req, route) : NULL;

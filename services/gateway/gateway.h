@@ -227,6 +227,9 @@ void api_syncro_delete(gw_t *gw, struct evhttp_request *req, const char *tenant)
 json_t *gw_syncro_render(gw_t *gw, const char *tenant, int *code, char *err, size_t err_size);
 
 void api_cwrmm_put(gw_t *gw, struct evhttp_request *req, const char *tenant);
+/** Publish integration_removed for integ and, after Kafka's ack, delete its keys: 202. */
+void api_integration_remove(gw_t *gw, struct evhttp_request *req, const char *tenant,
+                            const char *integ);
 void api_cwrmm_delete(gw_t *gw, struct evhttp_request *req, const char *tenant);
 json_t *gw_cwrmm_render(gw_t *gw, const char *tenant, int *code, char *err, size_t err_size);
 

@@ -359,11 +359,16 @@ class Stack:
         hdrs = {"Authorization": "Bearer " + (token if token is not None else self.admin_token)}
         return http(method, self.gateway.url(path), body, hdrs)
 
-    def sim_admin(self, method, path, body=None):
-        st, js, _ = http(method, self.sim.url(path), body)
+    @staticmethod
+    def svc_admin(svc, method, path, body=None):
+        """A control-plane call to a simulator; anything but 2xx fails the test."""
+        st, js, _ = http(method, svc.url(path), body)
         if st >= 300:
-            raise AssertionError("simulator %s %s -> %s %r" % (method, path, st, js))
+            raise AssertionError("%s %s %s -> %s %r" % (svc.name, method, path, st, js))
         return js
+
+    def sim_admin(self, method, path, body=None):
+        return self.svc_admin(self.sim, method, path, body)
 
     def sim_config(self, cfg):
         return self.sim_admin("PUT", "/_sim/config", cfg)
