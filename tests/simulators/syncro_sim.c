@@ -37,10 +37,7 @@
 #define _GNU_SOURCE
 #endif
 
-#include <errno.h>
 #include <inttypes.h>
-#include <math.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdbool.h>
@@ -49,28 +46,23 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/queue.h>
-#include <sys/socket.h>
 #include <sys/types.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
-#include <event2/util.h>
 
 #include <jansson.h>
 
-#define SIM_MAX_BODY          (1u << 20) /* admin (and vendor PUT) request body limit */
+#include "sim_util.h"
+
+/* What --help says after the common options (sim_main prints those). */
+static const char USAGE[] =
+    "Vendor API: /{subdomain}/api/v1/...   Control: /_sim/{accounts,tokens,config,stats}\n"
+    "  tickets (test-only fields included): /_sim/accounts/{subdomain}/tickets[/{id}]\n";
+
 #define SIM_ASSETS_PER_PAGE   50         /* real traffic: assets always come 50 per page */
 #define SIM_MAX_PER_PAGE      100
 #define SIM_MAX_TOKEN_STATS   10000      /* distinct presented tokens tracked in stats */
@@ -113,468 +105,30 @@ static const char HTML_UNKNOWN_SUBDOMAIN[] =
     "</body>\n</html>\n";
 
 /* ------------------------------------------------------------------------------------------ */
-/* small utilities                                                                             */
-/* ------------------------------------------------------------------------------------------ */
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static uint64_t mix64(uint64_t x)
-{
-    /* splitmix64 finaliser: a good 64-bit bijective hash */
-    x += 0x9E3779B97F4A7C15ULL;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-    return x ^ (x >> 31);
-}
-
-static uint64_t hash2(uint64_t a, uint64_t b) { return mix64(a ^ mix64(b)); }
-
-static uint64_t fnv1a(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
-/** Formats epoch milliseconds as ISO-8601 UTC with millis, e.g. 2019-10-21T08:33:21.053Z. */
-static void fmt_iso(int64_t ms, char out[48])
-{
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    snprintf(out, 48, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
-}
-
-static void *xcalloc(size_t n, size_t sz)
-{
-    void *p = calloc(n, sz);
-    if (!p) {
-        fprintf(stderr, "syncro-sim: out of memory\n");
-        abort();
-    }
-    return p;
-}
-
-static char *xstrdup(const char *s)
-{
-    char *p = strdup(s);
-    if (!p) {
-        fprintf(stderr, "syncro-sim: out of memory\n");
-        abort();
-    }
-    return p;
-}
-
-/**
- * Makes room for one more element after the n used ones of a dynamic array (doubling).
- * @returns the (possibly moved) array; pointers into the old one are invalid afterwards.
- */
-static void *vec_grow(void *v, size_t *cap, size_t n, size_t elsz)
-{
-    if (n < *cap)
-        return v;
-    size_t c = *cap ? *cap * 2 : 8;
-    void *p = realloc(v, c * elsz);
-    if (!p) {
-        fprintf(stderr, "syncro-sim: out of memory\n");
-        abort();
-    }
-    *cap = c;
-    return p;
-}
-
-/** Parses a whole decimal string as int64; returns 0 on success. */
-static int parse_i64(const char *s, int64_t *out)
-{
-    if (!s || !*s)
-        return -1;
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static bool take_digits(const char **p, int n, int *out)
-{
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        char ch = (*p)[i];
-        if (ch < '0' || ch > '9')
-            return false;
-        v = v * 10 + (ch - '0');
-    }
-    *p += n;
-    *out = v;
-    return true;
-}
-
-/* days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil) */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-/**
- * Parses "YYYY-MM-DD" or an RFC 3339 date-time ("YYYY-MM-DDTHH:MM[:SS[.frac]]" then "Z",
- * "+HH:MM", "-HHMM" or nothing, which counts as UTC; a space may stand for the "T") into epoch
- * milliseconds. @returns 1 for a date alone, 2 for a date-time, 0 when s is neither.
- */
-static int parse_when(const char *s, int64_t *ms)
-{
-    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    const char *p = s;
-    int y, mo, d, h = 0, mi = 0, sec = 0, frac = 0, kind = 1;
-    int64_t off_min = 0;
-    if (!take_digits(&p, 4, &y) || *p++ != '-' || !take_digits(&p, 2, &mo) || *p++ != '-' ||
-        !take_digits(&p, 2, &d))
-        return 0;
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || (mo == 2 && d == 29 && !leap))
-        return 0;
-    if (*p) {
-        if (*p != 'T' && *p != 't' && *p != ' ')
-            return 0;
-        p++;
-        if (!take_digits(&p, 2, &h) || *p++ != ':' || !take_digits(&p, 2, &mi))
-            return 0;
-        if (*p == ':' && (p++, !take_digits(&p, 2, &sec)))
-            return 0;
-        if (*p == '.') {
-            int nd = 0;
-            for (p++; *p >= '0' && *p <= '9'; p++, nd++)
-                if (nd < 3)
-                    frac = frac * 10 + (*p - '0');
-            if (nd == 0)
-                return 0;
-            for (; nd < 3; nd++)
-                frac *= 10;
-        }
-        if (h > 23 || mi > 59 || sec > 60)
-            return 0;
-        if (*p == 'Z' || *p == 'z') {
-            p++;
-        } else if (*p == '+' || *p == '-') {
-            int sign = *p++ == '-' ? -1 : 1, oh, om;
-            if (!take_digits(&p, 2, &oh))
-                return 0;
-            if (*p == ':')
-                p++;
-            if (!take_digits(&p, 2, &om) || oh > 23 || om > 59)
-                return 0;
-            off_min = sign * (oh * 60 + om);
-        }
-        if (*p)
-            return 0;
-        kind = 2;
-    }
-    *ms = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi - off_min) * 60000 +
-          (int64_t)sec * 1000 + frac;
-    return kind;
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* string -> pointer hash map (chained, grows by doubling)                                     */
-/* ------------------------------------------------------------------------------------------ */
-
-typedef struct sm_entry {
-    struct sm_entry *next;
-    uint64_t hash;
-    void *val;
-    char key[];
-} sm_entry;
-
-typedef struct strmap {
-    sm_entry **b;
-    size_t nb, n;
-} strmap;
-
-static void sm_init(strmap *m)
-{
-    m->nb = 64;
-    m->n = 0;
-    m->b = xcalloc(m->nb, sizeof(*m->b));
-}
-
-static void sm_grow(strmap *m)
-{
-    size_t nb = m->nb * 2;
-    sm_entry **b = xcalloc(nb, sizeof(*b));
-    for (size_t i = 0; i < m->nb; i++) {
-        sm_entry *e = m->b[i];
-        while (e) {
-            sm_entry *next = e->next;
-            size_t j = e->hash & (nb - 1);
-            e->next = b[j];
-            b[j] = e;
-            e = next;
-        }
-    }
-    free(m->b);
-    m->b = b;
-    m->nb = nb;
-}
-
-/** @returns the stored value (borrowed) or NULL. */
-static void *sm_get(const strmap *m, const char *key)
-{
-    uint64_t h = fnv1a(key);
-    for (sm_entry *e = m->b[h & (m->nb - 1)]; e; e = e->next)
-        if (e->hash == h && strcmp(e->key, key) == 0)
-            return e->val;
-    return NULL;
-}
-
-/** Inserts key (copied) -> val. @returns the previous value for key (caller frees) or NULL. */
-static void *sm_put(strmap *m, const char *key, void *val)
-{
-    uint64_t h = fnv1a(key);
-    for (sm_entry *e = m->b[h & (m->nb - 1)]; e; e = e->next)
-        if (e->hash == h && strcmp(e->key, key) == 0) {
-            void *old = e->val;
-            e->val = val;
-            return old;
-        }
-    if (m->n + 1 > m->nb)
-        sm_grow(m);
-    size_t len = strlen(key);
-    sm_entry *e = xcalloc(1, sizeof(*e) + len + 1);
-    memcpy(e->key, key, len + 1);
-    e->hash = h;
-    e->val = val;
-    e->next = m->b[h & (m->nb - 1)];
-    m->b[h & (m->nb - 1)] = e;
-    m->n++;
-    return NULL;
-}
-
-/** Removes key. @returns its value (caller frees) or NULL. */
-static void *sm_del(strmap *m, const char *key)
-{
-    uint64_t h = fnv1a(key);
-    for (sm_entry **pe = &m->b[h & (m->nb - 1)]; *pe; pe = &(*pe)->next) {
-        sm_entry *e = *pe;
-        if (e->hash == h && strcmp(e->key, key) == 0) {
-            void *v = e->val;
-            *pe = e->next;
-            free(e);
-            m->n--;
-            return v;
-        }
-    }
-    return NULL;
-}
-
-/** Removes every entry, calling free_val on each value (may be NULL). */
-static void sm_clear(strmap *m, void (*free_val)(void *))
-{
-    for (size_t i = 0; i < m->nb; i++) {
-        sm_entry *e = m->b[i];
-        while (e) {
-            sm_entry *next = e->next;
-            if (free_val)
-                free_val(e->val);
-            free(e);
-            e = next;
-        }
-        m->b[i] = NULL;
-    }
-    m->n = 0;
-}
-
-static void sm_destroy(strmap *m, void (*free_val)(void *))
-{
-    if (!m->b)
-        return;
-    sm_clear(m, free_val);
-    free(m->b);
-    m->b = NULL;
-}
-
-#define SM_FOREACH(m, e)                                                                       \
-    for (size_t sm_i_ = 0; sm_i_ < (m)->nb; sm_i_++)                                           \
-        for (sm_entry *e = (m)->b[sm_i_]; e; e = e->next)
-
-/* ------------------------------------------------------------------------------------------ */
-/* ring of timestamps (sliding windows)                                                        */
-/* ------------------------------------------------------------------------------------------ */
-
-typedef struct tsring {
-    int64_t *v;
-    size_t cap, head, len;
-} tsring;
-
-static void tsring_push(tsring *r, int64_t t)
-{
-    if (r->len == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 16;
-        int64_t *v = xcalloc(cap, sizeof(*v));
-        for (size_t i = 0; i < r->len; i++)
-            v[i] = r->v[(r->head + i) % r->cap];
-        free(r->v);
-        r->v = v;
-        r->cap = cap;
-        r->head = 0;
-    }
-    r->v[(r->head + r->len) % r->cap] = t;
-    r->len++;
-}
-
-static int64_t tsring_at(const tsring *r, size_t i) { return r->v[(r->head + i) % r->cap]; }
-
-/** Drops entries at or before cutoff (they left the window). */
-static void tsring_prune(tsring *r, int64_t cutoff)
-{
-    while (r->len && r->v[r->head] <= cutoff) {
-        r->head = (r->head + 1) % r->cap;
-        r->len--;
-    }
-}
-
-static void tsring_clear(tsring *r) { r->head = r->len = 0; }
-
-static void tsring_free(tsring *r)
-{
-    free(r->v);
-    memset(r, 0, sizeof(*r));
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* status counters: a handful of distinct codes, kept in a tiny sparse list                    */
-/* ------------------------------------------------------------------------------------------ */
-
-#define STATUSC_MAX 24
-typedef struct statusc {
-    int len;
-    int code[STATUSC_MAX];
-    uint64_t n[STATUSC_MAX];
-} statusc;
-
-static void statusc_add(statusc *sc, int code)
-{
-    for (int i = 0; i < sc->len; i++)
-        if (sc->code[i] == code) {
-            sc->n[i]++;
-            return;
-        }
-    if (sc->len < STATUSC_MAX) {
-        sc->code[sc->len] = code;
-        sc->n[sc->len++] = 1;
-    }
-}
-
-static uint64_t statusc_get(const statusc *sc, int code)
-{
-    for (int i = 0; i < sc->len; i++)
-        if (sc->code[i] == code)
-            return sc->n[i];
-    return 0;
-}
-
-/** Adds "<code>":n to obj for every seen code, and 0 for each code in always[]. */
-static void statusc_to_json(const statusc *sc, json_t *obj, const int *always, int nalways)
-{
-    char key[16];
-    for (int i = 0; i < nalways; i++) {
-        snprintf(key, sizeof(key), "%d", always[i]);
-        json_object_set_new(obj, key, json_integer((json_int_t)statusc_get(sc, always[i])));
-    }
-    for (int i = 0; i < sc->len; i++) {
-        snprintf(key, sizeof(key), "%d", sc->code[i]);
-        json_object_set_new(obj, key, json_integer((json_int_t)sc->n[i]));
-    }
-}
-
-/* ------------------------------------------------------------------------------------------ */
 /* configuration: one table serves GET and PUT /_sim/config                                     */
 /* ------------------------------------------------------------------------------------------ */
 
 typedef struct sim_config {
-    int64_t rate_limit;
-    int64_t rate_window_ms;
     bool rate_scope_ip;
-    bool retry_after;
-    int64_t latency_ms, latency_jitter_ms;
+    sim_faults fx; /* latency, hang_ms, the *_next one-shots, outage */
     double fail_5xx_rate, malformed_rate, reset_rate, hang_rate;
-    int64_t hang_ms;
-    int64_t fail_next, fail_status;
-    int64_t malformed_next, reset_next, hang_next, ratelimit_next;
-    int64_t outage_status;
-    int64_t outage_until_mono; /* exposed as outage_ms (time left) */
 } sim_config;
-
-typedef enum { CT_INT, CT_RATE, CT_BOOL, CT_SCOPE, CT_OUTAGE_MS } cfg_type;
-
-typedef struct cfg_entry {
-    const char *name;
-    cfg_type type;
-    size_t off;
-    int64_t min, max; /* CT_INT only */
-} cfg_entry;
 
 #define CFG_OFF(f) offsetof(sim_config, f)
 static const cfg_entry CONFIG_TABLE[] = {
-    {"rate_limit", CT_INT, CFG_OFF(rate_limit), 0, 100000000},
-    {"rate_window_ms", CT_INT, CFG_OFF(rate_window_ms), 1, 86400000},
-    {"rate_scope", CT_SCOPE, CFG_OFF(rate_scope_ip), 0, 0},
-    {"retry_after", CT_BOOL, CFG_OFF(retry_after), 0, 0},
-    {"latency_ms", CT_INT, CFG_OFF(latency_ms), 0, 600000},
-    {"latency_jitter_ms", CT_INT, CFG_OFF(latency_jitter_ms), 0, 600000},
+    {"rate_scope", CT_CHOICE, CFG_OFF(rate_scope_ip), 0, 0, {"account", "ip"}},
     {"fail_5xx_rate", CT_RATE, CFG_OFF(fail_5xx_rate), 0, 0},
     {"malformed_rate", CT_RATE, CFG_OFF(malformed_rate), 0, 0},
     {"reset_rate", CT_RATE, CFG_OFF(reset_rate), 0, 0},
     {"hang_rate", CT_RATE, CFG_OFF(hang_rate), 0, 0},
-    {"hang_ms", CT_INT, CFG_OFF(hang_ms), 0, 3600000},
-    {"fail_next", CT_INT, CFG_OFF(fail_next), 0, INT64_C(1000000000)},
-    {"fail_status", CT_INT, CFG_OFF(fail_status), 400, 599},
-    {"malformed_next", CT_INT, CFG_OFF(malformed_next), 0, INT64_C(1000000000)},
-    {"reset_next", CT_INT, CFG_OFF(reset_next), 0, INT64_C(1000000000)},
-    {"hang_next", CT_INT, CFG_OFF(hang_next), 0, INT64_C(1000000000)},
-    {"ratelimit_next", CT_INT, CFG_OFF(ratelimit_next), 0, INT64_C(1000000000)},
-    {"outage_status", CT_INT, CFG_OFF(outage_status), 400, 599},
-    {"outage_ms", CT_OUTAGE_MS, CFG_OFF(outage_until_mono), 0, 86400000},
+    SIM_FAULT_ROWS(sim_config, fx),
 };
-#define N_CONFIG (sizeof(CONFIG_TABLE) / sizeof(CONFIG_TABLE[0]))
 
 static void config_defaults(sim_config *c)
 {
     memset(c, 0, sizeof(*c));
-    c->rate_limit = 180;
-    c->rate_window_ms = 60000;
-    c->retry_after = true;
-    c->hang_ms = 30000;
-    c->fail_status = 503;
-    c->outage_status = 503;
+    sim_faults_defaults(&c->fx);
+    c->fx.rate_limit = 180; /* Syncro: 180 requests per minute */
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -675,10 +229,7 @@ typedef struct token {
     size_t nperms;
 } token;
 
-typedef struct token_stats {
-    uint64_t requests;
-    statusc status;
-} token_stats;
+typedef req_stats token_stats;
 
 enum path_class {
     PC_ME, PC_CUSTOMERS, PC_CUSTOMER, PC_ASSETS, PC_ASSET, PC_TICKETS, PC_TICKET,
@@ -689,13 +240,8 @@ static const char *const PATH_CLASS_NAMES[PC__N] = {
     "/tickets", "/tickets/{id}", "/tickets/{id}/comment", "/tickets/settings", "other",
 };
 
-typedef struct pending pending;
-
 typedef struct sim {
-    struct event_base *base;
-    struct evhttp *http;
-    struct event *sig_term, *sig_int;
-    evutil_socket_t listen_fd;
+    sim_server srv;
     uint64_t seed;
     uint64_t rng; /* fault PRNG state */
     sim_config cfg;
@@ -706,21 +252,13 @@ typedef struct sim {
     uint64_t requests, resets, hangs, malformed;
     statusc status;
     uint64_t paths[PC__N];
-    pending *pending_head;
-    bool stopping;
 } sim;
 
 /* ------------------------------------------------------------------------------------------ */
 /* fault PRNG                                                                                  */
 /* ------------------------------------------------------------------------------------------ */
 
-static double rng01(sim *s)
-{
-    s->rng = mix64(s->rng);
-    return (double)(s->rng >> 11) * (1.0 / 9007199254740992.0);
-}
-
-static bool rng_hit(sim *s, double rate) { return rate > 0 && rng01(s) < rate; }
+static bool rng_hit(sim *s, double rate) { return rate > 0 && rng01(&s->rng) < rate; }
 
 /* ------------------------------------------------------------------------------------------ */
 /* deterministic data generation                                                               */
@@ -738,14 +276,6 @@ static const char *const LAST_NAMES[] = {
     "Moore", "Jackson", "Martin", "Lee", "Perez", "Thompson", "White", "Harris", "Sanchez",
     "Clark", "Ramirez", "Lewis", "Robinson", "Walker", "Young",
 };
-static const char *const BIZ_A[] = {
-    "Acme", "Blue Ridge", "Summit", "Harbor", "Pinecrest", "Redwood", "Lakeside", "Granite",
-    "Northwind", "Silverline", "Cedar", "Riverbend", "Oakmont", "Brightpath", "Ironclad", "Maple",
-};
-static const char *const BIZ_B[] = {
-    "Dental",     "Law Group", "Accounting", "Logistics", "Medical Center", "Realty",
-    "Engineering", "Insurance", "Veterinary", "Construction", "Consulting", "Foods",
-};
 static const char *const STREETS[] = {
     "Main St", "Oak Ave", "Pine St", "Maple Dr", "Cedar Ln", "Elm St", "Washington Blvd",
     "Lake Rd", "Hill St", "Park Ave", "2nd St", "Sunset Blvd",
@@ -757,7 +287,6 @@ static const struct {
     {"Columbus", "OH"},   {"Tampa", "FL"},    {"Madison", "WI"},  {"Boise", "ID"},
     {"Sacramento", "CA"}, {"Albany", "NY"},   {"Phoenix", "AZ"},  {"Richmond", "VA"},
 };
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 static const struct {
     const char *manufacturer, *model, *form_factor;
@@ -779,18 +308,6 @@ static const struct {
 static const char *const PRINTERS[] = {
     "HP LaserJet Pro M404dn", "Brother HL-L8360CDW", "Canon imageCLASS MF445dw",
     "Xerox VersaLink C405",
-};
-static const struct {
-    const char *name, *build;
-} OS_WORKSTATION[] = {
-    {"Microsoft Windows 10 Pro", "10.0.19045"},
-    {"Microsoft Windows 11 Pro", "10.0.22631"},
-    {"Microsoft Windows 10 Enterprise", "10.0.19044"},
-    {"Microsoft Windows 11 Business", "10.0.22621"},
-}, OS_SERVER[] = {
-    {"Microsoft Windows Server 2019 Standard", "10.0.17763"},
-    {"Microsoft Windows Server 2022 Standard", "10.0.20348"},
-    {"Microsoft Windows Server 2016 Standard", "10.0.14393"},
 };
 
 #define T_2019 1546300800000LL /* 2019-01-01T00:00:00Z */
@@ -1832,92 +1349,17 @@ static json_t *token_json(const token *t)
 /* replies: immediate or delayed through an evtimer                                            */
 /* ------------------------------------------------------------------------------------------ */
 
-typedef struct reply {
-    int status;
-    const char *ctype;
-    struct evbuffer *body; /* owned */
-    int retry_after;       /* seconds; <0: no header */
-} reply;
-
-struct pending {
-    pending *prev, *next;
-    sim *s;
-    struct event *ev;
-    struct evhttp_request *req;
-    reply r;
-};
-
-static const char *reason_phrase(int status)
-{
-    switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 422: return "Unprocessable Entity";
-    case 423: return "Locked";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Status";
-    }
-}
-
-static void free_dumped(const void *data, size_t len, void *arg)
-{
-    (void)len, (void)arg;
-    free((void *)data);
-}
-
-/** Sets r to a JSON answer; steals body. */
-static void reply_json(reply *r, int status, json_t *body)
-{
-    r->status = status;
-    r->ctype = "application/json; charset=utf-8";
-    r->body = evbuffer_new();
-    r->retry_after = -1;
-    if (body) {
-        /* one malloc'd string handed over by reference: evbuffer_add per token is slow */
-        char *text = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(12));
-        json_decref(body);
-        if (text && evbuffer_add_reference(r->body, text, strlen(text), free_dumped, NULL) != 0)
-            free(text);
-    }
-}
-
-static void reply_error(reply *r, int status, const char *msg)
-{
-    reply_json(r, status, json_pack("{s:s}", "error", msg));
-}
-
 static void reply_not_found(reply *r) { reply_json(r, 404, json_pack("{s:s}", "message", "Not found")); }
 
 static void reply_html(reply *r, int status, const char *html)
 {
-    r->status = status;
-    r->ctype = "text/html; charset=utf-8";
-    r->body = evbuffer_new();
-    r->retry_after = -1;
-    evbuffer_add(r->body, html, strlen(html));
+    reply_text(r, status, "text/html; charset=utf-8", html);
 }
 
 /** Sets r to a JSON answer whose text is already in b (the buffer is taken over). */
 static void reply_sb(reply *r, int status, sb *b)
 {
-    r->status = status;
-    r->ctype = "application/json; charset=utf-8";
-    r->body = evbuffer_new();
-    r->retry_after = -1;
-    if (b->p && evbuffer_add_reference(r->body, b->p, b->len, free_dumped, NULL) != 0)
-        free(b->p);
+    reply_take(r, status, "application/json; charset=utf-8", b->p, b->len);
     b->p = NULL;
 }
 
@@ -1931,118 +1373,9 @@ static void reply_asset(reply *r, int status, account *a, asset *as)
     reply_sb(r, status, &b);
 }
 
-static void send_now(struct evhttp_request *req, reply *r)
-{
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    evhttp_add_header(h, "Content-Type", r->ctype);
-    if (r->retry_after >= 0) {
-        char buf[24];
-        snprintf(buf, sizeof(buf), "%d", r->retry_after);
-        evhttp_add_header(h, "Retry-After", buf);
-    }
-    /* If the client went away meanwhile, libevent detached the request and frees it here. */
-    evhttp_send_reply(req, r->status, reason_phrase(r->status), r->body);
-    evbuffer_free(r->body);
-    r->body = NULL;
-}
-
-static void pending_unlink(sim *s, pending *p)
-{
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        s->pending_head = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-}
-
-static void pending_fire(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd, (void)what;
-    pending *p = arg;
-    pending_unlink(p->s, p);
-    send_now(p->req, &p->r);
-    event_free(p->ev);
-    free(p);
-}
-
-/** Sends r (taking its body) now or after delay_ms, using an evtimer. */
-static void send_reply(sim *s, struct evhttp_request *req, reply *r, int64_t delay_ms)
-{
-    if (delay_ms <= 0) {
-        send_now(req, r);
-        return;
-    }
-    pending *p = xcalloc(1, sizeof(*p));
-    p->s = s;
-    p->req = req;
-    p->r = *r;
-    r->body = NULL;
-    p->ev = evtimer_new(s->base, pending_fire, p);
-    p->next = s->pending_head;
-    if (p->next)
-        p->next->prev = p;
-    s->pending_head = p;
-    struct timeval tv = {.tv_sec = delay_ms / 1000, .tv_usec = (delay_ms % 1000) * 1000};
-    evtimer_add(p->ev, &tv);
-}
-
-/** Answers every delayed reply now (shutdown path). */
-static void pending_flush(sim *s)
-{
-    while (s->pending_head) {
-        pending *p = s->pending_head;
-        pending_unlink(s, p);
-        event_free(p->ev);
-        send_now(p->req, &p->r);
-        free(p);
-    }
-}
-
-/**
- * Drops the connection without an answer. SO_LINGER 0 makes the close an RST; libevent's
- * shutdown(SHUT_WR) may still deliver a FIN first, so a client sees either "connection reset"
- * or "empty reply". Freeing the connection here is safe: libevent touches neither the
- * connection nor the request after the request callback of an incoming connection returns.
- */
-static void reset_connection(struct evhttp_request *req)
-{
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    if (!evcon) {
-        evhttp_request_free(req);
-        return;
-    }
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
-    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
-    if (fd >= 0) {
-        struct linger lg = {.l_onoff = 1, .l_linger = 0};
-        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-    }
-    evhttp_connection_free(evcon);
-}
-
 /* ------------------------------------------------------------------------------------------ */
 /* request helpers                                                                              */
 /* ------------------------------------------------------------------------------------------ */
-
-/** @returns the request body parsed as JSON (new reference) or NULL with errbuf set. */
-static json_t *read_json_body(struct evhttp_request *req, char *err, size_t errsz)
-{
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
-    size_t len = evbuffer_get_length(in);
-    if (len > SIM_MAX_BODY) {
-        snprintf(err, errsz, "body larger than %u bytes", SIM_MAX_BODY);
-        return NULL;
-    }
-    if (len == 0)
-        return json_object();
-    const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)len);
-    json_error_t je;
-    json_t *j = json_loadb(data, len, 0, &je);
-    if (!j)
-        snprintf(err, errsz, "invalid JSON: %s", je.text);
-    return j;
-}
 
 static int64_t query_int(const struct evkeyvalq *q, const char *name, int64_t dflt)
 {
@@ -2051,23 +1384,6 @@ static int64_t query_int(const struct evkeyvalq *q, const char *name, int64_t df
     if (!v || parse_i64(v, &x) != 0)
         return dflt;
     return x;
-}
-
-/** Splits a path into at most max segments (pointers into buf). @returns the count or -1. */
-static int split_path(const char *path, char *buf, size_t bufsz, char **seg, int max)
-{
-    size_t len = strlen(path);
-    if (len + 1 > bufsz)
-        return -1;
-    memcpy(buf, path, len + 1);
-    int n = 0;
-    char *save = NULL;
-    for (char *t = strtok_r(buf, "/", &save); t; t = strtok_r(NULL, "/", &save)) {
-        if (n == max)
-            return -1;
-        seg[n++] = t;
-    }
-    return n;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -2925,33 +2241,20 @@ static void count_status(api_ctx *c, int status)
 
 static int64_t latency_for(sim *s)
 {
-    int64_t d = s->cfg.latency_ms;
-    if (s->cfg.latency_jitter_ms > 0)
-        d += (int64_t)(rng01(s) * (double)(s->cfg.latency_jitter_ms + 1));
-    return d;
+    return latency_draw(&s->rng, s->cfg.fx.latency_ms, s->cfg.fx.latency_jitter_ms);
 }
 
 static void reply_rate_limited(sim *s, reply *r, int retry_after_s)
 {
     reply_error(r, 429, ERR_RATE_LIMIT);
-    if (s->cfg.retry_after)
+    if (s->cfg.fx.retry_after)
         r->retry_after = retry_after_s < 1 ? 1 : retry_after_s;
 }
 
 /** Sliding-window check. @returns 0 when admitted (and records it), else Retry-After seconds. */
 static int rate_check(sim *s, tsring *ring, int64_t now)
 {
-    int64_t win = s->cfg.rate_window_ms, limit = s->cfg.rate_limit;
-    tsring_prune(ring, now - win);
-    if ((int64_t)ring->len >= limit) {
-        /* the slot frees when the entry `len - limit` (0 = oldest) leaves the window */
-        int64_t expiry = tsring_at(ring, ring->len - (size_t)limit) + win;
-        int64_t wait = expiry - now;
-        int secs = (int)((wait + 999) / 1000);
-        return secs < 1 ? 1 : secs;
-    }
-    tsring_push(ring, now);
-    return 0;
+    return tsring_admit(ring, now, s->cfg.fx.rate_window_ms, s->cfg.fx.rate_limit);
 }
 
 static tsring *ip_ring(sim *s, struct evhttp_request *req)
@@ -2975,35 +2278,12 @@ static tsring *ip_ring(sim *s, struct evhttp_request *req)
     return r;
 }
 
-typedef enum {
-    F_NONE, F_FAIL, F_RATELIMIT, F_RESET, F_HANG, F_MALFORMED, F_OUTAGE
-} fault_kind;
-
 static fault_kind pick_fault(sim *s, int64_t now)
 {
     sim_config *c = &s->cfg;
-    if (c->outage_until_mono > now)
-        return F_OUTAGE;
-    if (c->fail_next > 0) {
-        c->fail_next--;
-        return F_FAIL;
-    }
-    if (c->ratelimit_next > 0) {
-        c->ratelimit_next--;
-        return F_RATELIMIT;
-    }
-    if (c->reset_next > 0) {
-        c->reset_next--;
-        return F_RESET;
-    }
-    if (c->hang_next > 0) {
-        c->hang_next--;
-        return F_HANG;
-    }
-    if (c->malformed_next > 0) {
-        c->malformed_next--;
-        return F_MALFORMED;
-    }
+    fault_kind fk = sim_faults_take(&c->fx, now);
+    if (fk != F_NONE)
+        return fk;
     if (rng_hit(s, c->fail_5xx_rate))
         return F_FAIL;
     if (rng_hit(s, c->reset_rate))
@@ -3025,9 +2305,10 @@ static void reply_fault_status(sim *s, reply *r, int status, int retry_after_s)
         reply_error(r, status, "Simulated failure");
 }
 
-static void handle_vendor(sim *s, struct evhttp_request *req, char **seg, int nseg,
+static void handle_vendor(void *arg, struct evhttp_request *req, char **seg, int nseg,
                           const struct evkeyvalq *q)
 {
+    sim *s = arg;
     reply r = {0};
     int64_t recv_us = wall_us(); /* when the request arrived: tickets record it */
     s->requests++;
@@ -3035,7 +2316,7 @@ static void handle_vendor(sim *s, struct evhttp_request *req, char **seg, int ns
     if (!a) {
         statusc_add(&s->status, 404);
         reply_html(&r, 404, HTML_UNKNOWN_SUBDOMAIN);
-        send_reply(s, req, &r, 0);
+        send_reply(&s->srv, req, &r, 0);
         return;
     }
 
@@ -3085,19 +2366,19 @@ static void handle_vendor(sim *s, struct evhttp_request *req, char **seg, int ns
     if (ctx.ts)
         ctx.ts->requests++;
     s->paths[pc]++;
-    tsring_prune(&a->all, now - s->cfg.rate_window_ms);
+    tsring_prune(&a->all, now - s->cfg.fx.rate_window_ms);
     tsring_push(&a->all, now);
     if (a->all.len > a->st.max_in_window)
         a->st.max_in_window = a->all.len;
 
     /* 2. rate limit (rejected requests do not take a slot) */
-    if (s->cfg.rate_limit > 0) {
+    if (s->cfg.fx.rate_limit > 0) {
         tsring *ring = s->cfg.rate_scope_ip ? ip_ring(s, req) : &a->rl;
         int wait = rate_check(s, ring, now);
         if (wait > 0) {
             reply_rate_limited(s, &r, wait);
             count_status(&ctx, 429);
-            send_reply(s, req, &r, latency_for(s));
+            send_reply(&s->srv, req, &r, latency_for(s));
             return;
         }
     }
@@ -3106,21 +2387,21 @@ static void handle_vendor(sim *s, struct evhttp_request *req, char **seg, int ns
     fault_kind fk = pick_fault(s, now);
     switch (fk) {
     case F_OUTAGE: {
-        int left = (int)((s->cfg.outage_until_mono - now + 999) / 1000);
-        reply_fault_status(s, &r, (int)s->cfg.outage_status, left);
+        int left = (int)((s->cfg.fx.outage_until_mono - now + 999) / 1000);
+        reply_fault_status(s, &r, (int)s->cfg.fx.outage_status, left);
         count_status(&ctx, r.status);
-        send_reply(s, req, &r, latency_for(s));
+        send_reply(&s->srv, req, &r, latency_for(s));
         return;
     }
     case F_FAIL:
-        reply_fault_status(s, &r, (int)s->cfg.fail_status, 1);
+        reply_fault_status(s, &r, (int)s->cfg.fx.fail_status, 1);
         count_status(&ctx, r.status);
-        send_reply(s, req, &r, latency_for(s));
+        send_reply(&s->srv, req, &r, latency_for(s));
         return;
     case F_RATELIMIT:
         reply_rate_limited(s, &r, 1);
         count_status(&ctx, 429);
-        send_reply(s, req, &r, latency_for(s));
+        send_reply(&s->srv, req, &r, latency_for(s));
         return;
     case F_RESET:
         s->resets++;
@@ -3189,23 +2470,12 @@ static void handle_vendor(sim *s, struct evhttp_request *req, char **seg, int ns
             reply_not_found(&r);
     }
 
-    int64_t delay = latency_for(s);
-    if (fk == F_MALFORMED) {
-        /* a 200 whose JSON body is cut in half, whatever the handler answered */
-        s->malformed++;
-        struct evbuffer *half = evbuffer_new();
-        evbuffer_remove_buffer(r.body, half, evbuffer_get_length(r.body) / 2);
-        evbuffer_free(r.body);
-        r.body = half;
-        r.status = 200;
-        r.ctype = "application/json; charset=utf-8";
-        r.retry_after = -1;
-    } else if (fk == F_HANG) {
-        s->hangs++;
-        delay += s->cfg.hang_ms;
-    }
+    /* a malformed answer is a 200 whose JSON body is cut in half, whatever the handler said */
+    s->malformed += fk == F_MALFORMED;
+    s->hangs += fk == F_HANG;
+    int64_t delay = sim_faults_finish(&s->cfg.fx, fk, &r, latency_for(s));
     count_status(&ctx, r.status);
-    send_reply(s, req, &r, delay);
+    send_reply(&s->srv, req, &r, delay);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -3222,23 +2492,6 @@ static bool valid_subdomain(const char *s)
               *s == '-' || *s == '_'))
             return false;
     return true;
-}
-
-/** Reads an optional non-negative integer field. @returns 0, or -1 with err set. */
-static int opt_int(json_t *o, const char *k, int64_t dflt, int64_t min, int64_t max, int64_t *out,
-                   char *err, size_t errsz)
-{
-    json_t *v = json_object_get(o, k);
-    if (!v || json_is_null(v)) {
-        *out = dflt;
-        return 0;
-    }
-    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
-        snprintf(err, errsz, "%s must be an integer in [%" PRId64 ", %" PRId64 "]", k, min, max);
-        return -1;
-    }
-    *out = json_integer_value(v);
-    return 0;
 }
 
 static json_t *account_summary(const account *a)
@@ -3678,108 +2931,6 @@ static void admin_ticket_update(account *a, int64_t id, json_t *body, reply *r)
     reply_json(r, 200, json_pack("{s:o}", "ticket", ticket_admin_json(a, t)));
 }
 
-static json_t *config_json(sim *s)
-{
-    json_t *o = json_object();
-    int64_t now = mono_ms();
-    for (size_t i = 0; i < N_CONFIG; i++) {
-        const cfg_entry *e = &CONFIG_TABLE[i];
-        char *p = (char *)&s->cfg + e->off;
-        switch (e->type) {
-        case CT_INT: json_object_set_new(o, e->name, json_integer(*(int64_t *)p)); break;
-        case CT_RATE: json_object_set_new(o, e->name, json_real(*(double *)p)); break;
-        case CT_BOOL: json_object_set_new(o, e->name, json_boolean(*(bool *)p)); break;
-        case CT_SCOPE:
-            json_object_set_new(o, e->name, json_string(*(bool *)p ? "ip" : "account"));
-            break;
-        case CT_OUTAGE_MS: {
-            int64_t left = *(int64_t *)p - now;
-            json_object_set_new(o, e->name, json_integer(left > 0 ? left : 0));
-            break;
-        }
-        }
-    }
-    return o;
-}
-
-/** Partial update, all or nothing. */
-static void admin_config_put(sim *s, json_t *body, reply *r)
-{
-    char err[200];
-    sim_config next = s->cfg;
-    const char *k;
-    json_t *v;
-    json_object_foreach(body, k, v) {
-        const cfg_entry *e = NULL;
-        for (size_t i = 0; i < N_CONFIG; i++)
-            if (strcmp(CONFIG_TABLE[i].name, k) == 0)
-                e = &CONFIG_TABLE[i];
-        if (!e) {
-            snprintf(err, sizeof(err), "unknown config key '%s'", k);
-            reply_error(r, 400, err);
-            return;
-        }
-        char *p = (char *)&next + e->off;
-        switch (e->type) {
-        case CT_INT:
-        case CT_OUTAGE_MS: {
-            int64_t x;
-            if (json_is_integer(v))
-                x = json_integer_value(v);
-            else if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)) &&
-                     fabs(json_real_value(v)) < 9e15)
-                x = (int64_t)json_real_value(v);
-            else
-                goto bad;
-            if (x < e->min || x > e->max)
-                goto bad;
-            if (e->type == CT_OUTAGE_MS)
-                *(int64_t *)p = x > 0 ? mono_ms() + x : 0;
-            else
-                *(int64_t *)p = x;
-            break;
-        }
-        case CT_RATE: {
-            if (!json_is_number(v))
-                goto bad;
-            double d = json_number_value(v);
-            if (!(d >= 0.0 && d <= 1.0))
-                goto bad;
-            *(double *)p = d;
-            break;
-        }
-        case CT_BOOL:
-            if (!json_is_boolean(v))
-                goto bad;
-            *(bool *)p = json_is_true(v);
-            break;
-        case CT_SCOPE:
-            if (json_is_string(v) && strcmp(json_string_value(v), "account") == 0)
-                *(bool *)p = false;
-            else if (json_is_string(v) && strcmp(json_string_value(v), "ip") == 0)
-                *(bool *)p = true;
-            else
-                goto bad;
-            break;
-        }
-        continue;
-    bad:
-        if (e->type == CT_INT || e->type == CT_OUTAGE_MS)
-            snprintf(err, sizeof(err), "%s must be an integer in [%" PRId64 ", %" PRId64 "]", k,
-                     e->min, e->max);
-        else if (e->type == CT_RATE)
-            snprintf(err, sizeof(err), "%s must be a number in [0, 1]", k);
-        else if (e->type == CT_BOOL)
-            snprintf(err, sizeof(err), "%s must be a boolean", k);
-        else
-            snprintf(err, sizeof(err), "%s must be \"account\" or \"ip\"", k);
-        reply_error(r, 400, err);
-        return;
-    }
-    s->cfg = next;
-    reply_json(r, 200, config_json(s));
-}
-
 static json_t *stats_json(sim *s)
 {
     static const int always_global[] = {200, 401, 429, 503};
@@ -3832,6 +2983,25 @@ static void tsring_free_p(void *p)
     free(p);
 }
 
+/* The simulator's start: accounts and tokens come later, through /_sim. */
+static void sim_init(void *arg, const sim_opts *o)
+{
+    sim *s = arg;
+    s->seed = o->seed;
+    s->rng = mix64(o->seed ^ 0xFA0175ULL);
+    config_defaults(&s->cfg);
+}
+
+/* Frees every account, token and window (the server is closed already). */
+static void sim_destroy(void *arg)
+{
+    sim *s = arg;
+    sm_destroy(&s->accounts, account_free);
+    sm_destroy(&s->tokens, token_free);
+    sm_destroy(&s->token_stats, free);
+    sm_destroy(&s->ip_rl, tsring_free_p);
+}
+
 /* Zeroes every counter and also empties the rate-limit windows, so a test starts clean. */
 static void stats_reset(sim *s)
 {
@@ -3848,72 +3018,58 @@ static void stats_reset(sim *s)
     }
 }
 
-static void handle_admin(sim *s, struct evhttp_request *req, char **seg, int nseg)
+static void handle_admin(void *arg, enum evhttp_cmd_type m, char **seg, int nseg,
+                         const struct evkeyvalq *q, json_t *body, reply *r)
 {
-    reply r = {0};
-    enum evhttp_cmd_type m = evhttp_request_get_command(req);
-    json_t *body = NULL;
-    char err[200];
-    if (m == EVHTTP_REQ_POST || m == EVHTTP_REQ_PUT) {
-        body = read_json_body(req, err, sizeof(err));
-        if (!body) {
-            reply_error(&r, evbuffer_get_length(evhttp_request_get_input_buffer(req)) > SIM_MAX_BODY ? 413 : 400, err);
-            goto out;
-        }
-        if (!json_is_object(body)) {
-            reply_error(&r, 400, "body must be a JSON object");
-            goto out;
-        }
-    }
-    /* seg[0] == "_sim" */
-    const char *s1 = nseg > 1 ? seg[1] : "";
+    sim *s = arg;
+    const char *s1 = nseg > 1 ? seg[1] : ""; /* seg[0] is "_sim" */
     if (!strcmp(s1, "accounts")) {
         if (nseg == 2 && m == EVHTTP_REQ_POST) {
-            admin_create_account(s, body, &r);
-            goto out;
+            admin_create_account(s, body, r);
+            return;
         }
         if (nseg == 2 && m == EVHTTP_REQ_GET) {
             json_t *arr = json_array();
             SM_FOREACH(&s->accounts, e) json_array_append_new(arr, account_summary(e->val));
-            reply_json(&r, 200, json_pack("{s:o}", "accounts", arr));
-            goto out;
+            reply_json(r, 200, json_pack("{s:o}", "accounts", arr));
+            return;
         }
         account *a = nseg > 2 ? sm_get(&s->accounts, seg[2]) : NULL;
         if (nseg > 2 && !a) {
-            reply_error(&r, 404, "no such account");
-            goto out;
+            reply_error(r, 404, "no such account");
+            return;
         }
         if (nseg == 3 && m == EVHTTP_REQ_GET) {
-            reply_json(&r, 200, account_summary(a));
-            goto out;
+            reply_json(r, 200, account_summary(a));
+            return;
         }
         if (nseg == 3 && m == EVHTTP_REQ_DELETE) {
             account_free(sm_del(&s->accounts, seg[2]));
-            reply_json(&r, 200, json_pack("{s:s}", "deleted", seg[2]));
-            goto out;
+            reply_json(r, 200, json_pack("{s:s}", "deleted", seg[2]));
+            return;
         }
         if (nseg == 3 && m == EVHTTP_REQ_PUT) {
-            admin_account_settings(a, body, &r);
-            goto out;
+            admin_account_settings(a, body, r);
+            return;
         }
         if (nseg == 4 && !strcmp(seg[3], "tickets") && m == EVHTTP_REQ_GET) {
-            admin_tickets(a, &r);
-            goto out;
+            admin_tickets(a, r);
+            return;
         }
         if (nseg == 5 && !strcmp(seg[3], "tickets")) {
             int64_t id;
             ticket *t = parse_i64(seg[4], &id) == 0 ? ticket_find(a, id) : NULL;
             if (!t) {
-                reply_error(&r, 404, "no such ticket");
-                goto out;
+                reply_error(r, 404, "no such ticket");
+                return;
             }
             if (m == EVHTTP_REQ_GET) {
-                reply_json(&r, 200, json_pack("{s:o}", "ticket", ticket_admin_json(a, t)));
-                goto out;
+                reply_json(r, 200, json_pack("{s:o}", "ticket", ticket_admin_json(a, t)));
+                return;
             }
             if (m == EVHTTP_REQ_PUT) {
-                admin_ticket_update(a, id, body, &r);
-                goto out;
+                admin_ticket_update(a, id, body, r);
+                return;
             }
             if (m == EVHTTP_REQ_DELETE) {
                 /* A technician deletes the ticket: later calls on its id answer 404. */
@@ -3922,337 +3078,91 @@ static void handle_admin(sim *s, struct evhttp_request *req, char **seg, int nse
                 memmove(&a->tickets[i], &a->tickets[i + 1],
                         (a->ntickets - i - 1) * sizeof(a->tickets[0]));
                 a->ntickets--;
-                reply_json(&r, 204, NULL);
-                goto out;
+                reply_json(r, 204, NULL);
+                return;
             }
         }
         if (nseg == 4 && !strcmp(seg[3], "poison") && m == EVHTTP_REQ_POST) {
-            admin_poison(a, &r);
-            goto out;
+            admin_poison(a, r);
+            return;
         }
         if (nseg == 4 && !strcmp(seg[3], "assets") && m == EVHTTP_REQ_POST) {
-            admin_asset_create(a, body, &r);
-            goto out;
+            admin_asset_create(a, body, r);
+            return;
         }
         if (nseg == 5 && !strcmp(seg[3], "assets")) {
             int64_t id;
             if (parse_i64(seg[4], &id) != 0) {
-                reply_error(&r, 404, "no such asset");
-                goto out;
+                reply_error(r, 404, "no such asset");
+                return;
             }
             if (m == EVHTTP_REQ_PUT) {
-                admin_asset_update(a, id, body, &r);
-                goto out;
+                admin_asset_update(a, id, body, r);
+                return;
             }
             if (m == EVHTTP_REQ_DELETE) {
-                admin_asset_delete(a, id, &r);
-                goto out;
+                admin_asset_delete(a, id, r);
+                return;
             }
         }
     } else if (!strcmp(s1, "tokens")) {
         if (nseg == 2 && m == EVHTTP_REQ_POST) {
-            admin_create_token(s, body, &r);
-            goto out;
+            admin_create_token(s, body, r);
+            return;
         }
         if (nseg == 3) {
             token *t = sm_get(&s->tokens, seg[2]);
             if (!t) {
-                reply_error(&r, 404, "no such token");
-                goto out;
+                reply_error(r, 404, "no such token");
+                return;
             }
             if (m == EVHTTP_REQ_GET) {
-                reply_json(&r, 200, token_json(t));
-                goto out;
+                reply_json(r, 200, token_json(t));
+                return;
             }
             if (m == EVHTTP_REQ_PUT) {
                 json_t *perms = json_object_get(body, "permissions");
                 if (!perms_valid(perms)) {
-                    reply_error(&r, 400, "permissions must be an array of strings");
-                    goto out;
+                    reply_error(r, 400, "permissions must be an array of strings");
+                    return;
                 }
                 token_set_perms(t, perms);
-                reply_json(&r, 200, token_json(t));
-                goto out;
+                reply_json(r, 200, token_json(t));
+                return;
             }
             if (m == EVHTTP_REQ_DELETE) {
                 token_free(sm_del(&s->tokens, seg[2]));
-                reply_json(&r, 200, json_pack("{s:s, s:b}", "token", seg[2], "revoked", 1));
-                goto out;
+                reply_json(r, 200, json_pack("{s:s, s:b}", "token", seg[2], "revoked", 1));
+                return;
             }
         }
     } else if (!strcmp(s1, "config") && nseg == 2) {
         if (m == EVHTTP_REQ_GET) {
-            reply_json(&r, 200, config_json(s));
-            goto out;
+            reply_json(r, 200, config_table_json(CONFIG_TABLE, NELEM(CONFIG_TABLE), &s->cfg));
+            return;
         }
         if (m == EVHTTP_REQ_PUT) {
-            admin_config_put(s, body, &r);
-            goto out;
+            config_table_put(CONFIG_TABLE, NELEM(CONFIG_TABLE), &s->cfg, sizeof(s->cfg), body, r);
+            return;
         }
     } else if (!strcmp(s1, "stats")) {
         if (nseg == 2 && m == EVHTTP_REQ_GET) {
-            reply_json(&r, 200, stats_json(s));
-            goto out;
+            reply_json(r, 200, stats_json(s));
+            return;
         }
         if (nseg == 3 && !strcmp(seg[2], "reset") && m == EVHTTP_REQ_POST) {
             stats_reset(s);
-            reply_json(&r, 200, stats_json(s));
-            goto out;
+            reply_json(r, 200, stats_json(s));
+            return;
         }
     }
-    reply_error(&r, 404, "no such admin endpoint");
-out:
-    json_decref(body);
-    send_reply(s, req, &r, 0);
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* dispatch and main                                                                            */
-/* ------------------------------------------------------------------------------------------ */
-
-/*
- * libevent writes big bodies in 16 KiB pieces; with Nagle on, the last small piece waits for the
- * client's delayed ACK (~40 ms per page). evhttp 2.1 has no new-connection hook, so this runs
- * per request (one cheap setsockopt).
- */
-static void tune_connection(struct evhttp_request *req)
-{
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-    if (!bev)
-        return;
-    evutil_socket_t fd = bufferevent_getfd(bev);
-    int one = 1;
-    if (fd >= 0)
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    bufferevent_set_max_single_write(bev, 256 * 1024);
-}
-
-static void on_request(struct evhttp_request *req, void *arg)
-{
-    sim *s = arg;
-    const char *uri = evhttp_request_get_uri(req);
-    const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
-    if (!uri || !u) {
-        /* libevent calls back with no URI after a broken request; it still wants a reply */
-        int code = evhttp_request_get_response_code(req);
-        evhttp_send_error(req, code >= 400 ? code : 400, NULL);
-        return;
-    }
-    tune_connection(req);
-    const char *raw_path = evhttp_uri_get_path(u);
-    char *path = evhttp_uridecode(raw_path && *raw_path ? raw_path : "/", 0, NULL);
-    char buf[2048], *seg[16];
-    int nseg = path ? split_path(path, buf, sizeof(buf), seg, 16) : -1;
-    free(path);
-
-    if (nseg >= 1 && strcmp(seg[0], "_sim") == 0) {
-        handle_admin(s, req, seg, nseg);
-        return;
-    }
-    if (nseg < 0) {
-        reply r;
-        s->requests++;
-        statusc_add(&s->status, 404);
-        reply_html(&r, 404, HTML_UNKNOWN_SUBDOMAIN);
-        send_reply(s, req, &r, 0);
-        return;
-    }
-    struct evkeyvalq q;
-    TAILQ_INIT(&q);
-    const char *query = evhttp_uri_get_query(u);
-    bool have_q = query && evhttp_parse_query_str(query, &q) == 0;
-    handle_vendor(s, req, seg, nseg, have_q ? &q : NULL);
-    evhttp_clear_headers(&q);
-}
-
-/* First signal: answer delayed replies now and give the writes 200 ms; a second one stops. */
-static void on_signal(evutil_socket_t sig, short what, void *arg)
-{
-    (void)sig, (void)what;
-    sim *s = arg;
-    if (s->stopping) {
-        event_base_loopbreak(s->base);
-        return;
-    }
-    s->stopping = true;
-    pending_flush(s);
-    struct timeval tv = {.tv_sec = 0, .tv_usec = 200000};
-    event_base_loopexit(s->base, &tv);
-}
-
-static evutil_socket_t listen_on(const char *bind_addr, int port, int *bound_port)
-{
-    struct addrinfo hints = {0}, *res = NULL;
-    char portstr[16];
-    snprintf(portstr, sizeof(portstr), "%d", port);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
-    int rc = getaddrinfo(bind_addr, portstr, &hints, &res);
-    if (rc != 0) {
-        fprintf(stderr, "syncro-sim: bad bind address %s: %s\n", bind_addr, gai_strerror(rc));
-        return -1;
-    }
-    evutil_socket_t fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
-    if (fd < 0) {
-        perror("syncro-sim: socket");
-        freeaddrinfo(res);
-        return -1;
-    }
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
-        fprintf(stderr, "syncro-sim: cannot listen on %s:%d: %s\n", bind_addr, port,
-                strerror(errno));
-        close(fd);
-        freeaddrinfo(res);
-        return -1;
-    }
-    freeaddrinfo(res);
-    evutil_make_socket_nonblocking(fd);
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    getsockname(fd, (struct sockaddr *)&ss, &sl);
-    *bound_port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-                                           : ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    return fd;
-}
-
-/** Writes the port atomically (temp file + rename) so a poller never reads half a number. */
-static int write_port_file(const char *path, int port)
-{
-    size_t n = strlen(path) + 16;
-    char *tmp = xcalloc(1, n);
-    snprintf(tmp, n, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        fprintf(stderr, "syncro-sim: cannot write %s: %s\n", tmp, strerror(errno));
-        free(tmp);
-        return -1;
-    }
-    fprintf(f, "%d\n", port);
-    int bad = fclose(f) != 0 || rename(tmp, path) != 0;
-    if (bad)
-        fprintf(stderr, "syncro-sim: cannot write %s: %s\n", path, strerror(errno));
-    free(tmp);
-    return bad ? -1 : 0;
-}
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: syncro-sim [--port N] [--port-file PATH] [--bind ADDR] [--seed N]\n"
-            "  --port N         TCP port, 0 picks a free one (default 0)\n"
-            "  --port-file PATH write the bound port there once listening\n"
-            "  --bind ADDR      listen address (default 127.0.0.1)\n"
-            "  --seed N         seed for generated data and injected faults (default 1)\n"
-            "Vendor API: /{subdomain}/api/v1/...   Control: /_sim/{accounts,tokens,config,stats}\n"
-            "  tickets (test-only fields included): /_sim/accounts/{subdomain}/tickets[/{id}]\n");
-}
-
-static void sim_destroy(sim *s)
-{
-    pending_flush(s);
-    if (s->http)
-        evhttp_free(s->http);
-    if (s->sig_term)
-        event_free(s->sig_term);
-    if (s->sig_int)
-        event_free(s->sig_int);
-    sm_destroy(&s->accounts, account_free);
-    sm_destroy(&s->tokens, token_free);
-    sm_destroy(&s->token_stats, free);
-    sm_destroy(&s->ip_rl, tsring_free_p);
-    if (s->base)
-        event_base_free(s->base);
+    reply_error(r, 404, "no such admin endpoint");
 }
 
 int main(int argc, char **argv)
 {
-    int port = 0;
-    const char *port_file = NULL, *bind_addr = "127.0.0.1";
-    uint64_t seed = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int64_t x;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--port") && v && parse_i64(v, &x) == 0 && x >= 0 && x < 65536) {
-            port = (int)x;
-            i++;
-        } else if (!strcmp(a, "--port-file") && v) {
-            port_file = v;
-            i++;
-        } else if (!strcmp(a, "--bind") && v) {
-            bind_addr = v;
-            i++;
-        } else if (!strcmp(a, "--seed") && v && parse_i64(v, &x) == 0) {
-            seed = (uint64_t)x;
-            i++;
-        } else {
-            fprintf(stderr, "syncro-sim: bad argument '%s'\n", a);
-            usage(stderr);
-            return 2;
-        }
-    }
-
-    signal(SIGPIPE, SIG_IGN);
-    sim s_storage;
-    sim *s = &s_storage;
-    memset(s, 0, sizeof(*s));
-    s->seed = seed;
-    s->rng = mix64(seed ^ 0xFA0175ULL);
-    json_object_seed(1); /* before any object exists; output order is insertion order anyway */
-    config_defaults(&s->cfg);
-    sm_init(&s->accounts);
-    sm_init(&s->tokens);
-    sm_init(&s->token_stats);
-    sm_init(&s->ip_rl);
-
-    int rc = 1, bound = 0;
-    s->base = event_base_new();
-    if (!s->base) {
-        fprintf(stderr, "syncro-sim: event_base_new failed\n");
-        goto done;
-    }
-    s->http = evhttp_new(s->base);
-    if (!s->http) {
-        fprintf(stderr, "syncro-sim: evhttp_new failed\n");
-        goto done;
-    }
-    evhttp_set_max_body_size(s->http, SIM_MAX_BODY);
-    evhttp_set_max_headers_size(s->http, 64 * 1024);
-    evhttp_set_timeout(s->http, 3600); /* idle keep-alive and long hangs */
-    evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
-                                            EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
-    evhttp_set_gencb(s->http, on_request, s);
-
-    evutil_socket_t fd = listen_on(bind_addr, port, &bound);
-    if (fd < 0)
-        goto done;
-    if (!evhttp_accept_socket_with_handle(s->http, fd)) {
-        fprintf(stderr, "syncro-sim: cannot accept on socket\n");
-        close(fd);
-        goto done;
-    }
-    s->sig_term = evsignal_new(s->base, SIGTERM, on_signal, s);
-    s->sig_int = evsignal_new(s->base, SIGINT, on_signal, s);
-    evsignal_add(s->sig_term, NULL);
-    evsignal_add(s->sig_int, NULL);
-
-    if (port_file && write_port_file(port_file, bound) != 0)
-        goto done;
-    printf("syncro-sim listening on %s:%d\n", bind_addr, bound);
-    fflush(stdout);
-
-    event_base_dispatch(s->base);
-    rc = 0;
-done:
-    sim_destroy(s);
-    libevent_global_shutdown();
-    return rc;
+    static sim s;
+    const sim_app app = {"syncro-sim", USAGE,       &s,           &s.srv,
+                         sim_init,     sim_destroy, handle_admin, handle_vendor};
+    return sim_main(argc, argv, &app);
 }
