@@ -1,0 +1,1144 @@
+/*
+ * work.c — one date change's way into the asset's sources.
+ *
+ * Per change (an item), in the order its asset's changes arrived:
+ *
+ *   LOAD     Redis: was this change id finished before (`wb:<asset>:done`)? Then nothing to do.
+ *            For every target: the integration (ConnectWise RMM: msp_cwrmm_integration_load;
+ *            Syncro: the integration hash with its writeback_* flags) decides per changed field:
+ *            write it (state "pending"), or skip it (not connected / not opted in: "skipped"
+ *            with the reason; a secret that does not open: "failed"). One HSET of `wb:<asset>`
+ *            records these states before any vendor call.
+ *   TARGET   the targets one after the other:
+ *              cwrmm:  token (msp_cwrmm_token_get) → the two datetime definitions (Redis
+ *                      `cwrmm:defs`, else list them, create the missing ones; 409 = list again;
+ *                      one change per tenant and process does this, the others wait for it)
+ *                      → GET the endpoint's values of those attributes → fields already holding
+ *                      the date are not written → ONE PUT of the rest.
+ *              syncro: GET /customer_assets/{id} → properties already holding the date are not
+ *                      written → PUT the whole properties hash with ours merged (NOTES.md).
+ *            Every call takes a token from its account's GCRA bucket first.
+ *   RECORD   per target, one MULTI: `wb:wrote` (<integration>:<id>|<field> → value, "" for a
+ *            cleared field) for every field that now holds the value, and its `wb:<asset>`
+ *            state (written / skipped / failed, with the change id and the time). Recorded per
+ *            target, not per change, so the API shows a written target while another retries.
+ *   FINISH   all targets recorded: no failure → one MULTI adds the change id to
+ *            `wb:<asset>:done` (MSPSYNC_DONE_TTL_DAYS); a failure → the change goes to `dlq`
+ *            with the reasons. Then the offset becomes committable (keyq) and the asset's next
+ *            change runs.
+ *
+ * Errors: 423/429/5xx/timeouts/transport errors (and 2xx bodies we cannot read) are retried
+ * with jittered backoff, Retry-After winning, without limit: the offset stays unstored and the
+ * fields stay "pending" with "error" = the description. A 401 on a ConnectWise RMM API call
+ * forgets the token (msp_cwrmm_token_rejected) and tries once more with a fresh one. 401/403 from
+ * the token endpoint, 403 (or a second 401) on a call, any other 4xx: the target's fields become
+ * "failed", the remaining targets still run, and the change is dead-lettered (replay it with
+ * `mspsync-dlq replay` after the fix; written targets are then found holding the value).
+ *
+ * ---------------------------------------------------------------------------------------------
+ * Why a value is written at most once, also across SIGKILL
+ *
+ * (1) A PUT is only ever sent right after a GET of the same target, in the same attempt, showed
+ *     that the field does not hold the wanted value. A failed or timed-out PUT (which may have
+ *     landed) is never resent as such: the retry starts again at the GET (retry_from), so a PUT
+ *     that landed is seen and not repeated.
+ * (2) The offset of a change is stored only after its results are in Redis (RECORD, FINISH), so
+ *     a crash anywhere before replays the change. The replay runs (1) again: a PUT that reached
+ *     the vendor before the crash is found by the GET and not sent again (the field is recorded
+ *     "written", because `wb:<asset>` still names this very change id).
+ * (3) Changes of one asset never run concurrently within a replica (keyq), and a replica works
+ *     only on partitions it owns; a revoked partition's work is abandoned at its next step.
+ * (4) Offsets are committed every second in the background, so a crash can lose the stored
+ *     offsets of several finished changes of one asset, say A (sets X) then B (sets Y). Without
+ *     more, the replay of A would find Y, write X, and B would write Y again. The done set
+ *     `wb:<asset>:done`, written in the same MULTI that finishes a change and before its offset is
+ *     stored, makes the replay of A (and B) a no-op.
+ * (5) A duplicate change message (same dates sent twice) finds the values in place: no PUT.
+ * Remaining windows (no guarantee stronger than the vendor's): a PUT still travelling from a
+ * killed process when its replacement GETs (the replacement needs seconds to rejoin the group,
+ * the request was fully sent before the kill), and a partition revoked while a PUT is in flight
+ * on the old owner (cooperative rebalancing makes it rare; MSPSYNC_GROUP_INSTANCE_ID avoids it).
+ * ---------------------------------------------------------------------------------------------
+ */
+#include "wb.h"
+#include "change.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "mspsync/backoff.h"
+#include "mspsync/kafka.h"
+#include "mspsync/log.h"
+#include "mspsync/redis.h"
+#include "mspsync/syncro.h"
+#include "mspsync/syncro_store.h"
+
+#define SERVICE        "write-back"
+#define DEFS_ROUNDS    4
+
+static const char *const CW_DEF_NAME[WB_NF] = {MSP_CWRMM_FIELD_PURCHASE, MSP_CWRMM_FIELD_WARRANTY};
+static const char *const SY_PROP_NAME[WB_NF] = {"Purchase Date", "Warranty Expiration"};
+
+/* What happens to one field of one target. */
+typedef enum {
+    R_NONE = 0,   /* the change does not touch this field */
+    R_PENDING,    /* to be written */
+    R_WRITTEN,    /* we wrote it (or found our own earlier write) */
+    R_HELD,       /* the target already held the value: nothing written */
+    R_SKIPPED,    /* not connected / not opted in */
+    R_FAILED,
+} res_t;
+
+typedef struct target_s {
+    wb_integ_t                  integ;
+    char                     id[160];
+    res_t                    res[WB_NF];
+    int                      ours[WB_NF];  /* wb:<asset> said pending/written for this change */
+    char                     why[700];         /* reason (skipped, failed) */
+    msp_cwrmm_integration_t  cw;
+    msp_syncro_integration_t sy;
+    int                      loaded;
+} target_t;
+
+typedef struct wb_item_s wb_item_t;
+typedef void (ok_fn)(wb_item_t *it, msp_http_response_t *res);
+typedef int (fail_fn)(wb_item_t *it, msp_http_response_t *res);
+typedef void (step_fn)(wb_item_t *it);
+
+struct wb_item_s {
+    msp_keyq_item_t kq;          /* first: keyq hands it back */
+    wb_t           *wb;
+    json_t         *chg;         /* the change, NULL when unreadable */
+    const char     *tenant, *asset, *change_id;   /* borrowed from chg */
+    int             has[WB_NF];
+    char            val[WB_NF][11]; /* "YYYY-MM-DD", "" = clear */
+    target_t       *tg;
+    size_t          ntg, cur;
+    int             nfailed;
+    char            fail_reason[1000];
+
+    /* the current ConnectWise RMM target */
+    char attr[WB_NF][128];
+    int  defs_cached, defs_rounds, defs_refreshed, defs_owner;
+    unsigned defs_seen;          /* the owner's error this item last showed */
+    char auth[4096];             /* "Authorization: Bearer …" copy; zeroed after use */
+
+    /* the call in progress */
+    char      *method, *path, *body;
+    ok_fn     *on_ok;
+    fail_fn   *on_fail;
+    step_fn   *retry_from;
+    unsigned   attempt;
+    int        reauthed, http_inflight, token_wait, dlq_inflight;
+    struct event *timer;
+    step_fn      *on_timer;
+    char         *dlq_reason;
+};
+
+static void item_load(wb_item_t *it);
+static void run_target(wb_item_t *it);
+static void target_done(wb_item_t *it);
+static void call_send(wb_item_t *it);
+static void cw_defs(wb_item_t *it);
+static void cw_read(wb_item_t *it);
+static void sy_read(wb_item_t *it);
+
+/* One item per tenant and process looks for (and creates) the definitions; the others wait for
+ * the hash, so that 64 concurrent first changes do not race 64 POSTs into 63 conflicts. */
+struct wb_busy_s {
+    struct wb_busy_s *next;
+    unsigned          seq;        /* bumped with every error the owner meets */
+    char              why[700];   /* the owner's last error, shown by the waiters too */
+    char              tenant[];
+};
+
+static struct wb_busy_s *defs_busy_of(const wb_item_t *it) {
+    for (struct wb_busy_s *b = it->wb->defs_busy; b; b = b->next)
+        if (!strcmp(b->tenant, it->tenant)) return b;
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+int wb_redis_ok(wb_t *wb) {
+    char err[256];
+    if (msp_redis_ensure(&wb->redis, wb->conf.redis_url, err, sizeof(err)) == 0) return 1;
+    MSP_WARN("redis.unavailable", NULL, "%s", err);
+    return 0;
+}
+
+static target_t *cur_target(wb_item_t *it) { return &it->tg[it->cur]; }
+
+static void wb_key(const wb_item_t *it, char *buf, size_t size, const char *suffix) {
+    msp_key(buf, size, it->tenant, "wb:%s%s", it->asset, suffix);
+}
+
+static const char *state_name(res_t r, int ours) {
+    switch (r) {
+    case R_PENDING: return "pending";
+    case R_WRITTEN: return "written";
+    case R_HELD: return ours ? "written" : "skipped";
+    case R_SKIPPED: return "skipped";
+    case R_FAILED: return "failed";
+    default: return "none";
+    }
+}
+
+/* The `wb:<asset>` value of one field: {"state","value","change_id","at"} plus "reason"
+ * (skipped) or "error" (failed, or pending while retrying). @returns malloc'd JSON. */
+static char *state_json(const wb_item_t *it, const target_t *t, int f, const char *error) {
+    char at[32];
+    msp_format_time(msp_wall_ms(), at, sizeof(at));
+    json_t *o = json_object();
+    json_object_set_new(o, "state", json_string(state_name(t->res[f], t->ours[f])));
+    json_object_set_new(o, "value", it->val[f][0] ? json_string(it->val[f]) : json_null());
+    json_object_set_new(o, "change_id", json_string(it->change_id));
+    if (t->res[f] == R_SKIPPED) json_object_set_new(o, "reason", json_string(t->why));
+    else if (t->res[f] == R_HELD && !t->ours[f])
+        json_object_set_new(o, "reason", json_string("the target already holds the value"));
+    else if (t->res[f] == R_FAILED) json_object_set_new(o, "error", json_string(t->why));
+    else if (t->res[f] == R_PENDING && error) json_object_set_new(o, "error", json_string(error));
+    json_object_set_new(o, "at", json_string(at));
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
+/* Queue "HSET wb:<asset> <integration>:<field> <state json> ..." for the fields of t in one of
+ * the given results (mask of 1 << res_t). @returns the commands queued (0 or 1). */
+static int append_states(wb_item_t *it, const target_t *t, unsigned mask, const char *error) {
+    char k[400], names[WB_NF][32];
+    const char *argv[2 + 2 * WB_NF];
+    char *vals[WB_NF] = {0};
+    int argc = 0, nv = 0;
+    wb_key(it, k, sizeof(k), "");
+    argv[argc++] = "HSET";
+    argv[argc++] = k;
+    for (int f = 0; f < WB_NF; f++) {
+        if (!(mask & (1u << t->res[f])) || t->res[f] == R_NONE) continue;
+        snprintf(names[f], sizeof(names[f]), "%s:%s", wb_integ_name[t->integ], wb_field_name[f]);
+        vals[nv] = state_json(it, t, f, error);
+        argv[argc++] = names[f];
+        argv[argc++] = vals[nv] ? vals[nv] : "{}";
+        nv++;
+    }
+    if (nv) redisAppendCommandArgv(it->wb->redis, argc, argv, NULL);
+    for (int i = 0; i < nv; i++) free(vals[i]);
+    return nv ? 1 : 0;
+}
+
+/* Read n replies; @returns 1 when all came and the last is of type last_type (0 = any). */
+static int read_replies(wb_t *wb, int n, int last_type) {
+    int ok = 1;
+    for (int i = 0; i < n; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(wb->redis, (void **)&r) != REDIS_OK || !r) return 0;
+        if (r->type == REDIS_REPLY_ERROR) ok = 0;
+        if (i == n - 1 && last_type && r->type != last_type) ok = 0;
+        freeReplyObject(r);
+    }
+    return ok;
+}
+
+static void count_field(wb_item_t *it, const target_t *t, int f) {
+    const char *result = t->res[f] == R_WRITTEN ? "written"
+                       : t->res[f] == R_HELD ? (t->ours[f] ? "written" : "already_set")
+                       : t->res[f] == R_SKIPPED ? "skipped"
+                       : t->res[f] == R_FAILED ? "failed" : NULL;
+    if (!result) return;
+    char labels[96];
+    snprintf(labels, sizeof(labels), "integration=\"%s\",result=\"%s\"", wb_integ_name[t->integ],
+             result);
+    msp_metric_add(it->wb->metrics, "mspsync_write_back_writes_total", labels, 1);
+}
+
+/* ------------------------------------------------------------- lifecycle */
+
+static void defs_release(wb_item_t *it);
+
+static void item_destroy(msp_keyq_item_t *kit, void *opaque) {
+    wb_item_t *it = (wb_item_t *)kit;
+    wb_t *wb = opaque;
+    defs_release(it);
+    if (it->token_wait && wb->tokens) msp_cwrmm_token_cancel(wb->tokens, it);
+    if (it->timer) event_free(it->timer);
+    for (size_t i = 0; i < it->ntg; i++) {
+        msp_cwrmm_integration_clear(&it->tg[i].cw);
+        msp_syncro_integration_clear(&it->tg[i].sy);
+    }
+    free(it->tg);
+    json_decref(it->chg);
+    free(it->method);
+    free(it->path);
+    free(it->body);
+    free(it->dlq_reason);
+    msp_secure_zero(it->auth, sizeof(it->auth));
+    free(it);
+}
+
+static void item_start(msp_keyq_item_t *kit, void *opaque) {
+    (void)opaque;
+    item_load((wb_item_t *)kit);
+}
+
+const msp_keyq_ops_t wb_keyq_ops = {item_start, item_destroy, NULL};
+
+static void complete(wb_item_t *it) { msp_keyq_complete(it->wb->kq, &it->kq); }
+static void abandon(wb_item_t *it) { msp_keyq_abandon(it->wb->kq, &it->kq); }
+static int gone(const wb_item_t *it) { return it->kq.revoked || it->wb->stopping; }
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    wb_item_t *it = arg;
+    if (gone(it)) {
+        abandon(it);
+        return;
+    }
+    it->on_timer(it);
+}
+
+static void wait_then(wb_item_t *it, int64_t ms, step_fn *fn) {
+    if (!it->timer) it->timer = evtimer_new(it->wb->base, timer_cb, it);
+    it->on_timer = fn;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    evtimer_add(it->timer, &tv);
+}
+
+/* ------------------------------------------------------------ dead letters */
+
+static void dlq_send(wb_item_t *it) {
+    if (msp_kafka_dead_letter(it->wb->producer, it->kq.msg, SERVICE, it->dlq_reason, it) != 0) {
+        MSP_WARN("dlq.produce_failed", it->tenant, "retrying in 1 s");
+        wait_then(it, 1000, dlq_send);
+        return;
+    }
+    it->dlq_inflight = 1;
+}
+
+static void dead_letter(wb_item_t *it, const char *reason) {
+    MSP_WARN("change.dead_lettered", it->tenant, "partition=%d offset=%" PRId64 " reason=%s",
+             (int)it->kq.msg->partition, it->kq.msg->offset, reason);
+    free(it->dlq_reason);
+    it->dlq_reason = strdup(reason);
+    msp_metric_add(it->wb->metrics, "mspsync_write_back_dead_lettered_total", NULL, 1);
+    msp_metric_add(it->wb->metrics, "mspsync_write_back_changes_total",
+                   "outcome=\"dead_lettered\"", 1);
+    dlq_send(it);
+}
+
+void wb_delivery_report(wb_t *wb, const rd_kafka_message_t *m) {
+    wb_item_t *it = m->_private;
+    (void)wb;
+    if (!it || !it->dlq_inflight) return;
+    it->dlq_inflight = 0;
+    if (m->err) {
+        MSP_WARN("dlq.delivery_failed", it->tenant, "%s; retrying", rd_kafka_err2str(m->err));
+        wait_then(it, 1000, dlq_send);
+        return;
+    }
+    complete(it);
+}
+
+/* ------------------------------------------------------------------ FINISH */
+
+static void finish(wb_item_t *it) {
+    wb_t *wb = it->wb;
+    if (it->nfailed) {
+        dead_letter(it, it->fail_reason);
+        return;
+    }
+    if (!wb_redis_ok(wb)) {
+        wait_then(it, 1000, finish);
+        return;
+    }
+    char k[400];
+    wb_key(it, k, sizeof(k), ":done");
+    redisAppendCommand(wb->redis, "MULTI");
+    redisAppendCommand(wb->redis, "SADD %s %s", k, it->change_id);
+    redisAppendCommand(wb->redis, "EXPIRE %s %lld", k, wb->conf.done_ttl_days * 86400LL);
+    redisAppendCommand(wb->redis, "EXEC");
+    if (!read_replies(wb, 4, REDIS_REPLY_ARRAY)) {
+        MSP_WARN("redis.finish_failed", it->tenant, "recording the change failed; retrying");
+        wait_then(it, 1000, finish);
+        return;
+    }
+    msp_metric_add(wb->metrics, "mspsync_write_back_changes_total", "outcome=\"done\"", 1);
+    MSP_DEBUG("change.done", it->tenant, "asset=%s change=%s", it->asset, it->change_id);
+    complete(it);
+}
+
+/* ------------------------------------------------------------------ RECORD */
+
+/* The current target is finished: one MULTI with wb:wrote and its wb:<asset> states. */
+static void target_done(wb_item_t *it) {
+    wb_t *wb = it->wb;
+    target_t *t = cur_target(it);
+    defs_release(it);
+    if (!wb_redis_ok(wb)) {
+        wait_then(it, 1000, target_done);
+        return;
+    }
+    char kw[300];
+    msp_key(kw, sizeof(kw), it->tenant, "wb:wrote");
+    int n = 0;
+    redisAppendCommand(wb->redis, "MULTI"), n++;
+    for (int f = 0; f < WB_NF; f++) {
+        if (t->res[f] != R_WRITTEN && t->res[f] != R_HELD) continue;
+        char field[256];
+        snprintf(field, sizeof(field), "%s:%s|%s", wb_integ_name[t->integ], t->id, wb_field_name[f]);
+        redisAppendCommand(wb->redis, "HSET %s %s %s", kw, field, it->val[f]), n++;
+    }
+    n += append_states(it, t, (1u << R_WRITTEN) | (1u << R_HELD) | (1u << R_FAILED), NULL);
+    redisAppendCommand(wb->redis, "EXEC"), n++;
+    if (!read_replies(wb, n, REDIS_REPLY_ARRAY)) {
+        MSP_WARN("redis.record_failed", it->tenant, "recording a target failed; retrying");
+        wait_then(it, 1000, target_done);
+        return;
+    }
+    char written[64] = "", held[64] = "";
+    for (int f = 0; f < WB_NF; f++) {
+        count_field(it, t, f);
+        char *dst = t->res[f] == R_WRITTEN || (t->res[f] == R_HELD && t->ours[f]) ? written
+                  : t->res[f] == R_HELD ? held : NULL;
+        if (dst) {
+            size_t l = strlen(dst);
+            snprintf(dst + l, 64 - l, "%s%s=%s", l ? "," : "", wb_field_name[f],
+                     it->val[f][0] ? it->val[f] : "null");
+        }
+    }
+    if (written[0])
+        MSP_INFO("wb.written", it->tenant, "asset=%s target=%s:%s fields=%s%s%s change=%s",
+                 it->asset, wb_integ_name[t->integ], t->id, written, held[0] ? " already_set=" : "",
+                 held, it->change_id);
+    else if (held[0])
+        MSP_DEBUG("wb.already_set", it->tenant, "asset=%s target=%s:%s fields=%s", it->asset,
+                  wb_integ_name[t->integ], t->id, held);
+    it->cur++;
+    run_target(it);
+}
+
+/* The current target cannot be written (4xx, credentials): its pending fields fail. */
+static void target_fail(wb_item_t *it, const char *why) {
+    target_t *t = cur_target(it);
+    snprintf(t->why, sizeof(t->why), "%s", why);
+    for (int f = 0; f < WB_NF; f++)
+        if (t->res[f] == R_PENDING) t->res[f] = R_FAILED;
+    if (!it->nfailed)
+        snprintf(it->fail_reason, sizeof(it->fail_reason), "write-back to %s %s failed: %s",
+                 wb_integ_name[t->integ], t->id, why);
+    it->nfailed++;
+    MSP_WARN("wb.failed", it->tenant, "asset=%s target=%s:%s: %s", it->asset,
+             wb_integ_name[t->integ], t->id, why);
+    target_done(it);
+}
+
+/* ------------------------------------------------------------------- CALL */
+
+static void http_cb(msp_http_response_t *res, void *opaque);
+
+/* Start a vendor call of the current target. path is stolen, body is stolen (may be NULL).
+ * on_fail (may be NULL) sees 4xx answers first and returns 1 when it took over. retry_from
+ * (may be NULL = send this call again) is where a retry starts. */
+static void call(wb_item_t *it, const char *method, char *path, json_t *body, ok_fn *on_ok,
+                 fail_fn *on_fail, step_fn *retry_from) {
+    free(it->method);
+    free(it->path);
+    free(it->body);
+    it->method = strdup(method);
+    it->path = path;
+    it->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    it->on_ok = on_ok;
+    it->on_fail = on_fail;
+    it->retry_from = retry_from;
+    call_send(it);
+}
+
+static void describe(const wb_item_t *it, const msp_http_response_t *res, char *out, size_t n) {
+    if (cur_target((wb_item_t *)it)->integ == WB_CWRMM)
+        msp_cwrmm_describe(res, it->method, it->path, out, n);
+    else
+        msp_syncro_describe(res, it->method, it->path, out, n);
+}
+
+static void call_retry(wb_item_t *it, int64_t retry_after_ms, const char *why) {
+    wb_t *wb = it->wb;
+    int64_t d = msp_backoff_ms(it->attempt, wb->conf.backoff_base_ms, wb->conf.backoff_cap_ms,
+                               msp_rand01());
+    if (retry_after_ms >= 0 && retry_after_ms > d) d = retry_after_ms;
+    it->attempt++;
+    target_t *t = cur_target(it);
+    MSP_WARN("wb.retry", it->tenant, "asset=%s target=%s:%s attempt=%u retry_in_ms=%lld: %s",
+             it->asset, wb_integ_name[t->integ], t->id, it->attempt, (long long)d, why);
+    msp_metric_add(wb->metrics, "mspsync_write_back_retries_total", NULL, 1);
+    struct wb_busy_s *busy = it->defs_owner ? defs_busy_of(it) : NULL;
+    if (busy) {
+        snprintf(busy->why, sizeof(busy->why), "%s", why);
+        busy->seq++;
+    }
+    if ((it->attempt == 1 || it->attempt % 10 == 0) && wb_redis_ok(wb)) {
+        /* Keep "pending", say why it is taking long. */
+        if (append_states(it, t, 1u << R_PENDING, why)) read_replies(wb, 1, 0);
+    }
+    wait_then(it, d, it->retry_from ? it->retry_from : call_send);
+}
+
+static void send_rated(wb_item_t *it) {
+    wb_t *wb = it->wb;
+    target_t *t = cur_target(it);
+    if (!wb_redis_ok(wb)) {
+        wait_then(it, 1000, call_send);
+        return;
+    }
+    int64_t wait_ms = 0;
+    char err[256];
+    int rc = t->integ == WB_CWRMM
+                 ? msp_gcra_take(wb->redis, t->cw.bucket_key, wb->conf.cwrmm_rate,
+                                 (int)wb->conf.cwrmm_burst, 1, &wait_ms, err, sizeof(err))
+                 : msp_gcra_take(wb->redis, t->sy.bucket_key, wb->conf.syncro_rate,
+                                 (int)wb->conf.syncro_burst, 1, &wait_ms, err, sizeof(err));
+    if (rc < 0) {
+        MSP_WARN("ratelimit.error", it->tenant, "%s", err);
+        wait_then(it, 500, call_send);
+        return;
+    }
+    if (rc == 0) {
+        msp_metric_add(wb->metrics, "mspsync_write_back_ratelimit_waits_total", NULL, 1);
+        wait_then(it, wait_ms + (int64_t)(msp_rand01() * 20), call_send);
+        return;
+    }
+    char url[1400];
+    snprintf(url, sizeof(url), "%s%s", t->integ == WB_CWRMM ? t->cw.base_url : t->sy.base_url,
+             it->path);
+    const char *headers[] = {t->integ == WB_CWRMM ? it->auth : t->sy.auth_header,
+                             "Accept: application/json", "Content-Type: application/json", NULL};
+    msp_http_request_t req = {.method = it->method, .url = url, .headers = headers,
+                              .body = it->body, .body_len = it->body ? strlen(it->body) : 0};
+    it->http_inflight = 1;
+    int started = msp_http_request(wb->http, &req, http_cb, it) == 0;
+    if (t->integ == WB_CWRMM && !started) msp_secure_zero(it->auth, sizeof(it->auth));
+    if (!started) {
+        it->http_inflight = 0;
+        call_retry(it, -1, "could not start the HTTP request");
+    }
+}
+
+static void token_cb(const char *auth_header, long status, int64_t retry_after_ms,
+                     const char *error, void *opaque) {
+    wb_item_t *it = opaque;
+    it->token_wait = 0;
+    if (gone(it)) {
+        abandon(it);
+        return;
+    }
+    if (!auth_header) {
+        if (status == 401 || status == 403) target_fail(it, error ? error : "token refused");
+        else call_retry(it, retry_after_ms, error ? error : "no token");
+        return;
+    }
+    snprintf(it->auth, sizeof(it->auth), "%s", auth_header);
+    send_rated(it);
+}
+
+static void call_send(wb_item_t *it) {
+    wb_t *wb = it->wb;
+    if (gone(it)) {
+        abandon(it);
+        return;
+    }
+    target_t *t = cur_target(it);
+    if (t->integ == WB_SYNCRO) {
+        send_rated(it);
+        return;
+    }
+    it->token_wait = 1;
+    if (msp_cwrmm_token_get(wb->tokens, it->tenant, &t->cw, token_cb, it) != 0) {
+        it->token_wait = 0;
+        call_retry(it, -1, "out of memory asking for a token");
+    }
+}
+
+static void http_cb(msp_http_response_t *res, void *opaque) {
+    wb_item_t *it = opaque;
+    wb_t *wb = it->wb;
+    it->http_inflight = 0;
+    if (gone(it)) {
+        abandon(it);
+        return;
+    }
+    target_t *t = cur_target(it);
+    msp_http_outcome_t o = msp_http_classify(res);
+    char labels[96];
+    snprintf(labels, sizeof(labels), "integration=\"%s\",outcome=\"%s\"", wb_integ_name[t->integ],
+             msp_http_outcome_name(o));
+    msp_metric_add(wb->metrics, "mspsync_write_back_requests_total", labels, 1);
+    if (o == MSP_HTTP_OK) {
+        msp_secure_zero(it->auth, sizeof(it->auth));
+        it->reauthed = 0;   /* the token worked: a later 401 may be a new expiry */
+        it->on_ok(it, res);
+        return;
+    }
+    char desc[900];
+    describe(it, res, desc, sizeof(desc));
+    if (t->integ == WB_CWRMM && res->status == 401 && !it->reauthed) {
+        /* The token was revoked or expired early: forget it, try once with a fresh one. A
+         * rejected request changed nothing, so this very call may be sent again. */
+        msp_cwrmm_token_rejected(wb->tokens, it->tenant, &t->cw, it->auth);
+        msp_secure_zero(it->auth, sizeof(it->auth));
+        it->reauthed = 1;
+        MSP_WARN("cwrmm.token_rejected", it->tenant, "%s; retrying with a fresh token", desc);
+        call_send(it);
+        return;
+    }
+    msp_secure_zero(it->auth, sizeof(it->auth));
+    if (o == MSP_HTTP_RETRY) {
+        call_retry(it, res->retry_after_ms, desc);
+        return;
+    }
+    if (it->on_fail && it->on_fail(it, res)) return;
+    target_fail(it, desc);
+}
+
+/* The body of a 2xx answer as JSON; a body we cannot read is retried (NULL returned). */
+static json_t *ok_json(wb_item_t *it, msp_http_response_t *res, int want_array) {
+    json_error_t jerr;
+    json_t *j = res->body_len ? json_loadb(res->body, res->body_len, 0, &jerr) : NULL;
+    if (want_array ? json_is_array(j) : json_is_object(j)) return j;
+    json_decref(j);
+    char why[300];
+    snprintf(why, sizeof(why), "%s %s answered %ld with a body that is not a JSON %s",
+             it->method, it->path, res->status, want_array ? "array" : "object");
+    call_retry(it, -1, why);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ ConnectWise RMM */
+
+static int defs_claim(wb_item_t *it) {
+    if (it->defs_owner) return 1;
+    struct wb_busy_s *b = defs_busy_of(it);
+    if (b) {
+        /* Waiting: show why the owner is taking long on this change's fields too. */
+        if (b->seq != it->defs_seen && b->why[0] && wb_redis_ok(it->wb) &&
+            append_states(it, cur_target(it), 1u << R_PENDING, b->why))
+            read_replies(it->wb, 1, 0);
+        it->defs_seen = b->seq;
+        return 0;
+    }
+    size_t n = strlen(it->tenant);
+    b = calloc(1, sizeof(*b) + n + 1);
+    if (!b) return 1;   /* no single flight then; a 409 is handled anyway */
+    memcpy(b->tenant, it->tenant, n + 1);
+    b->next = it->wb->defs_busy;
+    it->wb->defs_busy = b;
+    it->defs_owner = 1;
+    return 1;
+}
+
+static void defs_release(wb_item_t *it) {
+    if (!it->defs_owner) return;
+    it->defs_owner = 0;
+    for (struct wb_busy_s **pp = &it->wb->defs_busy; *pp; pp = &(*pp)->next) {
+        if (!strcmp((*pp)->tenant, it->tenant)) {
+            struct wb_busy_s *b = *pp;
+            *pp = b->next;
+            free(b);
+            return;
+        }
+    }
+}
+
+static int cw_wants(const wb_item_t *it, int f) { return it->tg[it->cur].res[f] == R_PENDING; }
+
+static void cw_begin(wb_item_t *it) {
+    it->attempt = 0;
+    it->reauthed = 0;
+    it->defs_rounds = 0;
+    it->defs_refreshed = 0;
+    cw_defs(it);
+}
+
+static void defs_store(wb_item_t *it, const char *name, const char *id) {
+    char k[300];
+    msp_key(k, sizeof(k), it->tenant, "cwrmm:defs");
+    redisReply *r = redisCommand(it->wb->redis, "HSET %s %s %s", k, name, id);
+    if (r) freeReplyObject(r);
+}
+
+static void cw_defs_list(wb_item_t *it);
+
+static void cw_def_created(wb_item_t *it, msp_http_response_t *res) {
+    json_t *d = ok_json(it, res, 0);
+    if (!d) return;
+    const char *id = json_string_value(json_object_get(d, "id"));
+    const char *name = json_string_value(json_object_get(d, "name"));
+    if (id && name && wb_redis_ok(it->wb)) defs_store(it, name, id);
+    MSP_INFO("cwrmm.definition_created", it->tenant, "name=\"%s\" id=%s", name ? name : "?",
+             id ? id : "?");
+    json_decref(d);
+    cw_defs(it);   /* the hash now has it (or we list again) */
+}
+
+static int cw_def_conflict(wb_item_t *it, msp_http_response_t *res) {
+    if (res->status != 409) return 0;
+    cw_defs_list(it);   /* another process created it meanwhile */
+    return 1;
+}
+
+static void cw_defs_listed(wb_item_t *it, msp_http_response_t *res) {
+    json_t *a = ok_json(it, res, 1);
+    if (!a) return;
+    char found[WB_NF][128] = {{0}};
+    size_t i;
+    json_t *d;
+    json_array_foreach(a, i, d) {
+        const char *name = json_string_value(json_object_get(d, "name"));
+        const char *id = json_string_value(json_object_get(d, "id"));
+        const char *et = json_string_value(json_object_get(d, "entityType"));
+        if (!name || !id || (et && strcmp(et, "endpoint") != 0)) continue;
+        for (int f = 0; f < WB_NF; f++)
+            if (!found[f][0] && !strcasecmp(name, CW_DEF_NAME[f]))
+                snprintf(found[f], sizeof(found[f]), "%s", id);
+    }
+    json_decref(a);
+    if (!wb_redis_ok(it->wb)) {
+        wait_then(it, 1000, cw_defs);
+        return;
+    }
+    for (int f = 0; f < WB_NF; f++)
+        if (found[f][0]) defs_store(it, CW_DEF_NAME[f], found[f]);
+    for (int f = 0; f < WB_NF; f++) {
+        if (found[f][0]) continue;
+        if (++it->defs_rounds > DEFS_ROUNDS) {
+            target_fail(it, "the ConnectWise RMM custom field definitions could not be created");
+            return;
+        }
+        json_t *body = json_pack("{s:s, s:s, s:s, s:s}", "name", CW_DEF_NAME[f], "entityType",
+                                 "endpoint", "attributeType", "datetime", "description",
+                                 "Written by mspsync");
+        call(it, "POST", strdup("/api/platform/v1/custom-field/definitions"), body,
+             cw_def_created, cw_def_conflict, NULL);
+        return;
+    }
+    cw_defs(it);
+}
+
+static void cw_defs_list(wb_item_t *it) {
+    call(it, "GET", strdup("/api/platform/v1/custom-field/definitions?entityType=endpoint"), NULL,
+         cw_defs_listed, NULL, NULL);
+}
+
+/* The attribute ids of both definitions: Redis, else list (and create) them. */
+static void cw_defs(wb_item_t *it) {
+    if (!wb_redis_ok(it->wb)) {
+        wait_then(it, 1000, cw_defs);
+        return;
+    }
+    char k[300];
+    msp_key(k, sizeof(k), it->tenant, "cwrmm:defs");
+    redisReply *r = redisCommand(it->wb->redis, "HMGET %s %s %s", k, CW_DEF_NAME[0],
+                                 CW_DEF_NAME[1]);
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != WB_NF) {
+        if (r) freeReplyObject(r);
+        wait_then(it, 1000, cw_defs);
+        return;
+    }
+    int have = 0;
+    for (int f = 0; f < WB_NF; f++) {
+        it->attr[f][0] = '\0';
+        if (r->element[f]->type == REDIS_REPLY_STRING && r->element[f]->len > 0 &&
+            r->element[f]->len < sizeof(it->attr[f])) {
+            memcpy(it->attr[f], r->element[f]->str, r->element[f]->len + 1);
+            have++;
+        }
+    }
+    freeReplyObject(r);
+    if (have == WB_NF) {
+        it->defs_cached = !it->defs_owner;
+        defs_release(it);
+        cw_read(it);
+        return;
+    }
+    if (!defs_claim(it)) {
+        wait_then(it, 250, cw_defs);   /* another change of this tenant is on it */
+        return;
+    }
+    it->defs_cached = 0;
+    cw_defs_list(it);
+}
+
+static int cw_put_fail(wb_item_t *it, msp_http_response_t *res) {
+    /* A definition deleted in ConnectWise RMM leaves a stale id in Redis: find them again once. */
+    if ((res->status == 400 || res->status == 422) && it->defs_cached && !it->defs_refreshed &&
+        wb_redis_ok(it->wb)) {
+        char k[300];
+        msp_key(k, sizeof(k), it->tenant, "cwrmm:defs");
+        redisReply *r = redisCommand(it->wb->redis, "DEL %s", k);
+        if (r) freeReplyObject(r);
+        it->defs_refreshed = 1;
+        MSP_WARN("cwrmm.definitions_stale", it->tenant, "PUT answered %ld; listing the "
+                 "definitions again", res->status);
+        cw_defs(it);
+        return 1;
+    }
+    return 0;
+}
+
+/* A PUT (either vendor) succeeded: every field still pending is written. */
+static void put_ok(wb_item_t *it, msp_http_response_t *res) {
+    (void)res;
+    target_t *t = cur_target(it);
+    for (int f = 0; f < WB_NF; f++)
+        if (t->res[f] == R_PENDING) t->res[f] = R_WRITTEN;
+    target_done(it);
+}
+
+static void cw_read_ok(wb_item_t *it, msp_http_response_t *res) {
+    json_t *a = ok_json(it, res, 1);
+    if (!a) return;
+    target_t *t = cur_target(it);
+    json_t *body = json_array();
+    for (int f = 0; f < WB_NF; f++) {
+        if (t->res[f] != R_PENDING) continue;
+        const json_t *cur = NULL;
+        size_t i;
+        json_t *v;
+        json_array_foreach(a, i, v) {
+            const char *aid = json_string_value(json_object_get(v, "attributeId"));
+            if (aid && !strcmp(aid, it->attr[f])) cur = json_object_get(v, "value");
+        }
+        if (wb_value_holds(cur, it->val[f])) {
+            t->res[f] = R_HELD;
+            continue;
+        }
+        char dt[32];
+        snprintf(dt, sizeof(dt), "%sT00:00:00Z", it->val[f]);
+        json_array_append_new(body, json_pack("{s:s, s:s, s:o}", "entityId", t->id,
+                                              "attributeId", it->attr[f], "value",
+                                              it->val[f][0] ? json_string(dt) : json_null()));
+    }
+    json_decref(a);
+    if (json_array_size(body) == 0) {
+        json_decref(body);
+        target_done(it);
+        return;
+    }
+    char path[300];
+    snprintf(path, sizeof(path), "/api/platform/v2/device/endpoints/%s/custom-fields", t->id);
+    /* A failed PUT may have landed: its retry starts again with the GET (see the top). */
+    call(it, "PUT", strdup(path), body, put_ok, cw_put_fail, cw_read);
+}
+
+static void cw_read(wb_item_t *it) {
+    target_t *t = cur_target(it);
+    char path[600];
+    int n = snprintf(path, sizeof(path),
+                     "/api/platform/v2/device/endpoints/%s/custom-fields?attributeIDs=", t->id);
+    int first = 1;
+    for (int f = 0; f < WB_NF; f++) {
+        if (!cw_wants(it, f)) continue;
+        n += snprintf(path + n, sizeof(path) - (size_t)n, "%s%s", first ? "" : ",", it->attr[f]);
+        first = 0;
+    }
+    call(it, "GET", strdup(path), NULL, cw_read_ok, NULL, NULL);
+}
+
+/* ------------------------------------------------------------------- Syncro */
+
+static void sy_read_ok(wb_item_t *it, msp_http_response_t *res) {
+    json_t *b = ok_json(it, res, 0);
+    if (!b) return;
+    target_t *t = cur_target(it);
+    json_t *asset = json_object_get(b, "asset");
+    if (!json_is_object(asset)) asset = b;
+    json_t *props = json_object_get(asset, "properties");
+    json_t *merged = json_is_object(props) ? json_deep_copy(props) : json_object();
+    int left = 0;
+    for (int f = 0; f < WB_NF; f++) {
+        if (t->res[f] != R_PENDING) continue;
+        if (wb_value_holds(json_object_get(merged, SY_PROP_NAME[f]), it->val[f])) {
+            t->res[f] = R_HELD;
+            continue;
+        }
+        json_object_set_new(merged, SY_PROP_NAME[f],
+                            it->val[f][0] ? json_string(it->val[f]) : json_null());
+        left++;
+    }
+    json_decref(b);
+    if (!left) {
+        json_decref(merged);
+        target_done(it);
+        return;
+    }
+    char path[300];
+    snprintf(path, sizeof(path), "/customer_assets/%s", t->id);
+    /* The whole hash goes back (PUT may replace it); a failed PUT retries from the GET. */
+    call(it, "PUT", strdup(path), json_pack("{s:o}", "properties", merged), put_ok, NULL,
+         sy_read);
+}
+
+static void sy_read(wb_item_t *it) {
+    char path[300];
+    snprintf(path, sizeof(path), "/customer_assets/%s", cur_target(it)->id);
+    call(it, "GET", strdup(path), NULL, sy_read_ok, NULL, NULL);
+}
+
+/* ------------------------------------------------------------------ TARGET */
+
+static void run_target(wb_item_t *it) {
+    while (it->cur < it->ntg) {
+        target_t *t = cur_target(it);
+        int pending = 0;
+        for (int f = 0; f < WB_NF; f++) pending += t->res[f] == R_PENDING;
+        if (pending) break;
+        it->cur++;
+    }
+    if (it->cur >= it->ntg) {
+        finish(it);
+        return;
+    }
+    target_t *t = cur_target(it);
+    it->attempt = 0;
+    it->reauthed = 0;
+    if (t->integ == WB_CWRMM) cw_begin(it);
+    else sy_read(it);
+}
+
+/* ------------------------------------------------------------------- LOAD */
+
+/* Every field the change names ends as r (skipped / failed) for the reason why. */
+static void skip_fields(target_t *t, const wb_item_t *it, res_t r, const char *why) {
+    for (int f = 0; f < WB_NF; f++)
+        if (it->has[f]) t->res[f] = r;
+    snprintf(t->why, sizeof(t->why), "%s", why);
+}
+
+static int flag_on(const redisReply *e) {
+    return e && e->type == REDIS_REPLY_STRING &&
+           (!strcmp(e->str, "1") || !strcasecmp(e->str, "true"));
+}
+
+/*
+ * Decide per target and field: pending, skipped (no integration, not opted in) or failed (the
+ * secret does not open). @returns 0, or -1 on a Redis error (the caller waits and loads again).
+ */
+static int plan_target(wb_item_t *it, target_t *t) {
+    wb_t *wb = it->wb;
+    char err[512];
+    for (int f = 0; f < WB_NF; f++) t->res[f] = it->has[f] ? R_PENDING : R_NONE;
+    t->why[0] = '\0';
+    if (t->integ == WB_CWRMM) {
+        msp_cwrmm_integration_clear(&t->cw);
+        int rc = msp_cwrmm_integration_load(wb->redis, &wb->key, it->tenant, &t->cw, err,
+                                            sizeof(err));
+        if (rc < 0) return -1;
+        if (rc == 1) {
+            skip_fields(t, it, R_SKIPPED, err);
+            return 0;
+        }
+        if (rc == 2) {
+            skip_fields(t, it, R_FAILED, err);
+            return 0;
+        }
+        t->loaded = 1;
+        if (!t->cw.writeback_purchase && t->res[WB_F_PURCHASE] == R_PENDING) {
+            t->res[WB_F_PURCHASE] = R_SKIPPED;
+            snprintf(t->why, sizeof(t->why), "the ConnectWise RMM integration did not opt into "
+                     "writing back the purchase date");
+        }
+        if (!t->cw.writeback_warranty && t->res[WB_F_WARRANTY] == R_PENDING) {
+            t->res[WB_F_WARRANTY] = R_SKIPPED;
+            snprintf(t->why, sizeof(t->why), "the ConnectWise RMM integration did not opt into "
+                     "writing back the warranty expiration");
+        }
+        return 0;
+    }
+    char k[300];
+    msp_key(k, sizeof(k), it->tenant, "integration:syncro");
+    redisReply *r = redisCommand(wb->redis, "HMGET %s writeback_purchase writeback_warranty", k);
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        if (r) freeReplyObject(r);
+        return -1;
+    }
+    int opt[WB_NF] = {flag_on(r->element[0]), flag_on(r->element[1])};
+    freeReplyObject(r);
+    msp_syncro_integration_clear(&t->sy);
+    int rc = msp_syncro_integration_load(wb->redis, &wb->key, it->tenant, &t->sy, err,
+                                         sizeof(err));
+    if (rc < 0) return -1;
+    if (rc == 1) {
+        skip_fields(t, it, R_SKIPPED, "no Syncro integration");
+        return 0;
+    }
+    if (rc == 2) {
+        skip_fields(t, it, R_FAILED, err);
+        return 0;
+    }
+    t->loaded = 1;
+    for (int f = 0; f < WB_NF; f++) {
+        if (opt[f] || t->res[f] != R_PENDING) continue;
+        t->res[f] = R_SKIPPED;
+        snprintf(t->why, sizeof(t->why),
+                 "the Syncro integration did not opt into writing back the %s",
+                 f == WB_F_PURCHASE ? "purchase date" : "warranty expiration");
+    }
+    return 0;
+}
+
+/* Which fields wb:<asset> shows pending or written for this very change (a crash came mid-way):
+ * a value found there then is our own write, recorded as "written". */
+static int load_ours(wb_item_t *it) {
+    char k[400];
+    wb_key(it, k, sizeof(k), "");
+    for (size_t i = 0; i < it->ntg; i++) {
+        target_t *t = &it->tg[i];
+        for (int f = 0; f < WB_NF; f++) {
+            t->ours[f] = 0;
+            if (!it->has[f]) continue;
+            redisReply *r = redisCommand(it->wb->redis, "HGET %s %s:%s", k, wb_integ_name[t->integ],
+                                         wb_field_name[f]);
+            if (!r || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL)) {
+                if (r) freeReplyObject(r);
+                return -1;
+            }
+            if (r->type == REDIS_REPLY_STRING) {
+                json_t *s = json_loads(r->str, 0, NULL);
+                const char *st = json_string_value(json_object_get(s, "state"));
+                const char *cid = json_string_value(json_object_get(s, "change_id"));
+                t->ours[f] = st && cid && (!strcmp(st, "pending") || !strcmp(st, "written")) &&
+                         !strcmp(cid, it->change_id);
+                json_decref(s);
+            }
+            freeReplyObject(r);
+        }
+    }
+    return 0;
+}
+
+static void item_load(wb_item_t *it) {
+    wb_t *wb = it->wb;
+    if (!wb_redis_ok(wb)) {
+        wait_then(it, 1000, item_load);
+        return;
+    }
+    char k[400];
+    wb_key(it, k, sizeof(k), ":done");
+    redisReply *r = redisCommand(wb->redis, "SISMEMBER %s %s", k, it->change_id);
+    if (!r || r->type != REDIS_REPLY_INTEGER) {
+        if (r) freeReplyObject(r);
+        wait_then(it, 1000, item_load);
+        return;
+    }
+    int seen = r->integer == 1;
+    freeReplyObject(r);
+    if (seen) {
+        msp_metric_add(wb->metrics, "mspsync_write_back_changes_total", "outcome=\"duplicate\"", 1);
+        complete(it);
+        return;
+    }
+    if (load_ours(it) < 0) {
+        wait_then(it, 1000, item_load);
+        return;
+    }
+    for (size_t i = 0; i < it->ntg; i++) {
+        if (plan_target(it, &it->tg[i]) < 0) {
+            wait_then(it, 1000, item_load);
+            return;
+        }
+    }
+    /* Record the plan: pending fields, and the final state of those skipped or failed here. */
+    int n = 0;
+    for (size_t i = 0; i < it->ntg; i++)
+        n += append_states(it, &it->tg[i],
+                           (1u << R_PENDING) | (1u << R_SKIPPED) | (1u << R_FAILED), NULL);
+    if (n && !read_replies(wb, n, 0)) {
+        wait_then(it, 1000, item_load);
+        return;
+    }
+    for (size_t i = 0; i < it->ntg; i++) {
+        target_t *t = &it->tg[i];
+        for (int f = 0; f < WB_NF; f++) {
+            if (t->res[f] != R_SKIPPED && t->res[f] != R_FAILED) continue;
+            count_field(it, t, f);
+            if (t->res[f] == R_FAILED) {
+                if (!it->nfailed)
+                    snprintf(it->fail_reason, sizeof(it->fail_reason),
+                             "write-back to %s %s failed: %s", wb_integ_name[t->integ], t->id, t->why);
+                it->nfailed++;
+            }
+        }
+    }
+    it->cur = 0;
+    run_target(it);
+}
+
+/* ------------------------------------------------------------------ intake */
+
+/* Unpack a date.changes value into the item. @returns 0, or -1 with the reason in why. */
+static int parse_change(wb_item_t *it, char *why, size_t why_size) {
+    wb_change_t *ch = malloc(sizeof(*ch));
+    if (!ch) return snprintf(why, why_size, "out of memory"), -1;
+    if (wb_change_parse(it->chg, ch, why, why_size) != 0) {
+        free(ch);
+        return -1;
+    }
+    it->tenant = ch->tenant;
+    it->asset = ch->asset;
+    it->change_id = ch->change_id;
+    memcpy(it->has, ch->has, sizeof(it->has));
+    memcpy(it->val, ch->val, sizeof(it->val));
+    it->ntg = ch->ntargets;
+    it->tg = calloc(it->ntg ? it->ntg : 1, sizeof(target_t));
+    for (size_t i = 0; it->tg && i < it->ntg; i++) {
+        it->tg[i].integ = ch->targets[i].integ;
+        memcpy(it->tg[i].id, ch->targets[i].id, sizeof(it->tg[i].id));
+    }
+    free(ch);
+    if (!it->tg) return snprintf(why, why_size, "out of memory"), -1;
+    return 0;
+}
+
+void wb_accept(wb_t *wb, rd_kafka_message_t *msg) {
+    wb_item_t *it = calloc(1, sizeof(*it));
+    if (!it) {
+        MSP_ERROR("oom", NULL, "the message stays uncommitted");
+        rd_kafka_message_destroy(msg);
+        return;
+    }
+    it->wb = wb;
+    if (msp_keyq_accept(wb->kq, &it->kq, msg) != 0) {
+        MSP_WARN("kafka.redelivered", NULL, "partition=%d offset=%" PRId64 " already in flight",
+                 (int)msg->partition, msg->offset);
+        free(it);
+        rd_kafka_message_destroy(msg);
+        return;
+    }
+    char why[300];
+    json_error_t jerr;
+    it->chg = msg->len ? json_loadb(msg->payload, msg->len, 0, &jerr) : NULL;
+    int bad;
+    if (!it->chg) {
+        snprintf(why, sizeof(why), "value is not JSON%s%s", msg->len ? ": " : " (empty)",
+                 msg->len ? jerr.text : "");
+        bad = 1;
+    } else {
+        bad = parse_change(it, why, sizeof(why)) != 0;
+    }
+    if (bad) {
+        char reason[400];
+        snprintf(reason, sizeof(reason), "not a date change: %s", why);
+        it->tenant = NULL;   /* may point into a rejected value; logs say only the offset */
+        dead_letter(it, reason);   /* not queued: it has no asset to wait behind */
+        return;
+    }
+    char key[400];
+    snprintf(key, sizeof(key), "%s/%s", it->tenant, it->asset);
+    msp_keyq_push(wb->kq, &it->kq, key);
+}
