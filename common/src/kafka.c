@@ -8,6 +8,7 @@
  */
 #include "mspsync/kafka.h"
 #include "mspsync/backoff.h"
+#include "mspsync/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -249,4 +250,40 @@ int msp_kafka_dead_letter(rd_kafka_t *producer, const rd_kafka_message_t *src,
         return -1;
     }
     return 0;
+}
+
+void msp_dead_letter_set(msp_dead_letter_t *dl, void *owner, const char *tenant,
+                         const char *reason) {
+    free(dl->reason);
+    dl->reason = strdup(reason);
+    dl->owner = owner;
+    dl->tenant = tenant;
+}
+
+int msp_dead_letter_send(rd_kafka_t *producer, msp_dead_letter_t *dl,
+                         const rd_kafka_message_t *src, const char *service) {
+    if (msp_kafka_dead_letter(producer, src, service, dl->reason, dl) != 0) {
+        MSP_WARN("dlq.produce_failed", dl->tenant, "retrying in 1 s");
+        return -1;
+    }
+    dl->inflight = 1;
+    return 0;
+}
+
+int msp_dead_letter_report(const rd_kafka_message_t *m, void **owner) {
+    msp_dead_letter_t *dl = m->_private;
+    *owner = NULL;
+    if (!dl || !dl->inflight) return 0;
+    dl->inflight = 0;
+    *owner = dl->owner;
+    if (m->err) {
+        MSP_WARN("dlq.delivery_failed", dl->tenant, "%s; retrying", rd_kafka_err2str(m->err));
+        return -1;
+    }
+    return 1;
+}
+
+void msp_dead_letter_clear(msp_dead_letter_t *dl) {
+    free(dl->reason);
+    dl->reason = NULL;
 }

@@ -14,6 +14,7 @@
  */
 #include "mspsync/errstr.h"
 #include "mspsync/redis.h"
+#include "mspsync/log.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -206,6 +207,13 @@ int msp_redis_ensure(redisContext **c, const char *url, char *errstr, size_t err
     }
     *c = msp_redis_connect(url, errstr, errstr_size);
     return *c ? 0 : -1;
+}
+
+int msp_redis_ok(redisContext **c, const char *url) {
+    char err[256];
+    if (msp_redis_ensure(c, url, err, sizeof(err)) == 0) return 1;
+    MSP_WARN("redis.unavailable", NULL, "%s", err);
+    return 0;
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 /*
- * svc.c — event-loop wiring shared by the Kafka workers (see svc.h).
+ * svc.c — event-loop wiring shared by the Kafka workers, and the keyed workers' Kafka side
+ * (see svc.h).
  */
 #include "mspsync/svc.h"
 
@@ -14,6 +15,7 @@
 
 #include "mspsync/kafka.h"
 #include "mspsync/log.h"
+#include "mspsync/redis.h"
 
 int msp_svc_ensure_topics(const char *brokers) {
     char errstr[512];
@@ -133,4 +135,152 @@ void msp_svc_close(msp_svc_t *s) {
         if (s->producer_pipe[i] >= 0) close(s->producer_pipe[i]);
     }
     memset(s, 0, sizeof(*s));
+}
+
+/* ------------------------------------------------------------------- keyed workers */
+
+void msp_svc_conf_apply(const char *service, const msp_svc_conf_t *conf) {
+    msp_log_init(service, conf->log_level);
+    msp_topic_prefix_set(conf->topic_prefix);
+    msp_kafka_group_instance_set(conf->group_instance_id);
+}
+
+static void worker_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                                rd_kafka_topic_partition_list_t *parts, void *opaque) {
+    msp_svc_worker_t *w = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
+        if (e) {
+            MSP_ERROR("kafka.assign_failed", NULL, "%s", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        }
+        if (msp_keyq_paused(w->kq)) rd_kafka_pause_partitions(rk, parts);
+        w->assigned_partitions += parts->cnt;
+    } else {
+        for (int i = 0; i < parts->cnt; i++)
+            msp_keyq_revoked(w->kq, parts->elems[i].topic, parts->elems[i].partition);
+        rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
+        if (e) rd_kafka_error_destroy(e);
+        w->assigned_partitions -= parts->cnt;
+        if (w->assigned_partitions < 0) w->assigned_partitions = 0;
+    }
+    MSP_INFO("kafka.rebalance", NULL, "%s %d partitions, now %d",
+             err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS ? "assigned" : "revoked", parts->cnt,
+             w->assigned_partitions);
+    msp_metric_set(w->metrics, w->gauge_partitions, NULL, w->assigned_partitions);
+}
+
+static void worker_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque) {
+    (void)rk;
+    msp_svc_worker_t *w = opaque;
+    w->delivery_report(w->arg, msg);
+}
+
+int msp_svc_worker_open(msp_svc_worker_t *w, int max_active, int max_queued,
+                        const msp_keyq_ops_t *ops) {
+    char errstr[512];
+    w->producer = msp_kafka_producer_new(w->conf->brokers, w->client_id, worker_dr_cb, w, errstr,
+                                         sizeof(errstr));
+    const char *topics[] = {msp_topic(w->topic), NULL};
+    w->consumer = w->producer ? msp_kafka_consumer_new(w->conf->brokers, w->conf->group,
+                                                       w->client_id, topics, worker_rebalance_cb,
+                                                       w, errstr, sizeof(errstr))
+                              : NULL;
+    if (!w->producer || !w->consumer) {
+        MSP_ERROR("kafka.init_failed", NULL, "%s", errstr);
+        return -1;
+    }
+    w->offtrack = msp_offtrack_new();
+    w->kq = w->offtrack ? msp_keyq_new(w->consumer, w->offtrack, max_active, max_queued, ops)
+                        : NULL;
+    if (!w->kq) {
+        MSP_ERROR("init.failed", NULL, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+void msp_svc_worker_gauges(msp_svc_worker_t *w) {
+    msp_metric_set(w->metrics, w->gauge_held, NULL, msp_keyq_held(w->kq));
+    msp_metric_set(w->metrics, w->gauge_active, NULL, msp_keyq_active(w->kq));
+}
+
+/* The consumer queue became non-empty (or the tick): take messages until the queue is full. */
+static void worker_consume(msp_svc_worker_t *w) {
+    rd_kafka_message_t *m;
+    int budget = 1000;
+    while (!msp_keyq_stopped(w->kq) && !msp_keyq_paused(w->kq) && budget-- > 0 &&
+           (m = rd_kafka_consumer_poll(w->consumer, 0))) {
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                MSP_WARN("kafka.consumer_error", NULL, "%s", rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        w->accept(w->arg, m);   /* takes m */
+        if (msp_keyq_full(w->kq)) break;
+    }
+    msp_keyq_pump(w->kq);
+    msp_svc_worker_gauges(w);
+}
+
+static void worker_on_consumer(void *arg) { worker_consume(arg); }
+
+static void worker_on_producer(void *arg) {
+    rd_kafka_poll(((msp_svc_worker_t *)arg)->producer, 0);
+}
+
+/* Safety net: the io-event only fires on empty → non-empty; a paused consumer still polls
+ * (rebalances and errors are served from rd_kafka_consumer_poll). */
+static void worker_on_tick(void *arg) {
+    msp_svc_worker_t *w = arg;
+    rd_kafka_poll(w->producer, 0);
+    if (msp_keyq_paused(w->kq)) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, 0);
+        if (m) {
+            if (m->err) rd_kafka_message_destroy(m);
+            else w->accept(w->arg, m);
+        }
+        msp_keyq_pump(w->kq);
+        msp_svc_worker_gauges(w);
+    } else {
+        worker_consume(w);
+    }
+    if (w->tick) w->tick(w->arg);
+}
+
+static int worker_ready(void *opaque, char *why, size_t why_size) {
+    msp_svc_worker_t *w = opaque;
+    if (!msp_redis_ok(w->redis, w->conf->redis_url)) {
+        snprintf(why, why_size, "redis unavailable");
+        return 0;
+    }
+    if (w->assigned_partitions == 0) {
+        snprintf(why, why_size, "no %s partitions assigned yet", w->topic);
+        return 0;
+    }
+    return 1;
+}
+
+int msp_svc_worker_serve(msp_svc_worker_t *w, msp_svc_t *svc, struct event_base *base) {
+    char errstr[512];
+    if (msp_svc_wire(svc, base, w->consumer, w->producer, 100, worker_on_consumer,
+                     worker_on_producer, worker_on_tick, w, errstr, sizeof(errstr)) != 0) {
+        MSP_ERROR("init.failed", NULL, "%s", errstr);
+        return -1;
+    }
+    return msp_svc_serve_ops(svc, w->conf->metrics_bind, (int)w->conf->metrics_port,
+                             w->conf->port_file, w->metrics, worker_ready, w);
+}
+
+void msp_svc_worker_close(msp_svc_worker_t *w) {
+    rd_kafka_flush(w->producer, 10000);
+    rd_kafka_consumer_close(w->consumer);   /* its revoke callback still uses the queue */
+    msp_keyq_destroy(w->kq);
+    w->kq = NULL;
+    rd_kafka_destroy(w->consumer);
+    rd_kafka_destroy(w->producer);
+    w->consumer = w->producer = NULL;
+    msp_offtrack_destroy(w->offtrack);
+    w->offtrack = NULL;
 }

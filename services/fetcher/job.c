@@ -110,12 +110,7 @@ static void job_fail(job_t *j, const char *error, const char *hint, int pause);
 
 /* ---------------------------------------------------------------- helpers */
 
-int redis_ok(fetcher_t *f) {
-    char err[256];
-    if (msp_redis_ensure(&f->redis, f->conf.redis_url, err, sizeof(err)) == 0) return 1;
-    MSP_WARN("redis.unavailable", NULL, "%s", err);
-    return 0;
-}
+int redis_ok(fetcher_t *f) { return msp_redis_ok(&f->redis, f->conf.redis_url); }
 
 enum { CW_LIST = 0, CW_DEFS, CW_COMPANIES, CW_CF };
 #define CW_GROUP 4   /* companies per device-list request (resourceType company allows 4) */

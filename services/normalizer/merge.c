@@ -64,9 +64,15 @@ static void manufacturer_key(const char *s, char *out, size_t size)
                 dropped = 1;
             }
     }
-    out[0] = '\0';
-    for (size_t i = 0; i < nw; i++)
-        snprintf(out + strlen(out), size - strlen(out), "%s", words[i]);
+    size_t o = 0;
+    for (size_t i = 0; i < nw && o + 1 < size; i++) {
+        size_t l = strlen(words[i]);
+        if (l > size - 1 - o)
+            l = size - 1 - o;
+        memcpy(out + o, words[i], l);
+        o += l;
+    }
+    out[o] = '\0';
 }
 
 int nz_match_keys(const json_t *rec, char keys[][NZ_MKEY_LEN], int max)

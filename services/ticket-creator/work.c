@@ -22,7 +22,7 @@
  *            other 4xx → dead letter with Syncro's message; 404 on a known ticket → the ticket
  *            was deleted in Syncro: forget it and DECIDE again.
  *   FINISH   one MULTI: the ticket record, pending cleared, the event id added, counters; then
- *            the offset becomes committable (msp_offtrack) and the fingerprint's next event runs.
+ *            the offset becomes committable (msp_keyq) and the fingerprint's next event runs.
  *
  * "Touched by a technician" = the ticket's status or assignee differ from what we last set, or
  * it carries a comment without one of our markers.
@@ -54,25 +54,18 @@
 typedef enum { ST_NONE = 0, ST_CREATING, ST_OPEN, ST_RESOLVED } tk_state_t;
 static const char *const state_names[] = {"none", "creating", "open", "resolved"};
 
+typedef struct tc_item_s tc_item_t;
 typedef void (step_fn)(tc_item_t *it, json_t *body);
 
-struct tc_fpq_s {
-    tc_fpq_t  *next;
-    char       fp[65];
-    tc_item_t *head, *tail;
-};
-
 struct tc_item_s {
+    msp_keyq_item_t     kq;          /* first: keyq hands it back; kq.msg is the event */
     tc_t               *tc;
-    tc_item_t          *next_fp;     /* same fingerprint, later */
-    tc_item_t          *next_ready;
-    tc_fpq_t           *q;
-    rd_kafka_message_t *msg;         /* owned until the item is freed (dead letters copy it) */
     json_t             *inc;         /* canonical incident, NULL when unreadable */
     char                bad[512];    /* why inc is NULL */
     const char *tenant, *fp, *eid, *status;   /* borrowed from inc */
+    msp_dead_letter_t   dl;
 
-    int active, revoked, http_inflight, dlq_inflight, done;
+    int http_inflight, done;
     struct event *timer;
     void (*on_timer)(tc_item_t *it);
     unsigned attempt;
@@ -113,19 +106,6 @@ static void unmapped(tc_item_t *it);
 
 /* ------------------------------------------------------------------ helpers */
 
-int tc_redis_ok(tc_t *tc) {
-    char err[256];
-    if (msp_redis_ensure(&tc->redis, tc->conf.redis_url, err, sizeof(err)) == 0) return 1;
-    MSP_WARN("redis.unavailable", NULL, "%s", err);
-    return 0;
-}
-
-static unsigned fp_bucket(const char *fp) {
-    unsigned h = 2166136261u;
-    for (const char *p = fp; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
-    return h % TC_FPQ_BUCKETS;
-}
-
 static void tk_key(const tc_item_t *it, char *buf, size_t size, const char *suffix) {
     msp_key(buf, size, it->tenant, "tk:%s%s", it->fp, suffix);
 }
@@ -165,7 +145,9 @@ static void stats_error(tc_item_t *it, const char *msg) {
 
 /* ------------------------------------------------------------- lifecycle */
 
-static void item_free(tc_item_t *it) {
+static void item_destroy(msp_keyq_item_t *kit, void *opaque) {
+    tc_item_t *it = (tc_item_t *)kit;
+    (void)opaque;
     if (it->timer) event_free(it->timer);
     json_decref(it->inc);
     json_decref(it->config);
@@ -173,71 +155,33 @@ static void item_free(tc_item_t *it) {
     free(it->method);
     free(it->path);
     free(it->body);
-    if (it->msg) rd_kafka_message_destroy(it->msg);
-    it->tc->nitems--;
+    msp_dead_letter_clear(&it->dl);
     free(it);
 }
 
-static void ready_push(tc_t *tc, tc_item_t *it) {
-    it->next_ready = NULL;
-    if (tc->ready_tail) tc->ready_tail->next_ready = it;
-    else tc->ready_head = it;
-    tc->ready_tail = it;
+static void item_start(msp_keyq_item_t *kit, void *opaque) {
+    (void)opaque;
+    item_load((tc_item_t *)kit);
 }
 
-/* Remove it (the head of its queue) and make the next event of the fingerprint ready. */
-static void fpq_pop(tc_t *tc, tc_item_t *it) {
-    tc_fpq_t *q = it->q;
-    if (!q) return;
-    q->head = it->next_fp;
-    if (!q->head) {
-        q->tail = NULL;
-        tc_fpq_t **pp = &tc->fpq[fp_bucket(q->fp)];
-        while (*pp && *pp != q) pp = &(*pp)->next;
-        if (*pp) *pp = q->next;
-        free(q);
-    } else if (!tc->stopping) {
-        ready_push(tc, q->head);
-    }
-    it->q = NULL;
-}
+const msp_keyq_ops_t tc_keyq_ops = {item_start, item_destroy, NULL};
 
-/* The event is finished (handled, skipped or dead-lettered and acknowledged): commit past it. */
+/* The event is finished (handled, skipped or dead-lettered and acknowledged): commit past it,
+ * start the fingerprint's next event. */
 static void item_complete(tc_item_t *it) {
     tc_t *tc = it->tc;
-    if (!it->revoked) {
-        int64_t next = msp_offtrack_done(tc->offtrack, rd_kafka_topic_name(it->msg->rkt),
-                                         it->msg->partition, it->msg->offset);
-        if (next >= 0) {
-            rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-            rd_kafka_topic_partition_list_add(l, rd_kafka_topic_name(it->msg->rkt),
-                                              it->msg->partition)->offset = next;
-            rd_kafka_resp_err_t err = rd_kafka_offsets_store(tc->consumer, l);
-            if (err)
-                MSP_WARN("kafka.offset_store", it->tenant, "%s", rd_kafka_err2str(err));
-            rd_kafka_topic_partition_list_destroy(l);
-        }
-    }
-    if (it->active) tc->nactive--;
-    it->active = 0;
-    fpq_pop(tc, it);
-    item_free(it);
-    tc_pump(tc);
+    msp_keyq_complete(tc->worker.kq, &it->kq);
+    msp_svc_worker_gauges(&tc->worker);
 }
 
 /* Abandon without committing (revoked partition, shutdown): another owner replays it. */
-static void item_abandon(tc_item_t *it) {
-    if (it->active) it->tc->nactive--;
-    it->active = 0;
-    fpq_pop(it->tc, it);
-    item_free(it);
-}
+static void item_abandon(tc_item_t *it) { msp_keyq_abandon(it->tc->worker.kq, &it->kq); }
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
     tc_item_t *it = arg;
-    if (it->revoked || it->tc->stopping) {
+    if (it->kq.revoked || it->tc->stopping) {
         item_abandon(it);
         return;
     }
@@ -253,23 +197,15 @@ static void wait_then(tc_item_t *it, int64_t ms, void (*fn)(tc_item_t *)) {
 
 /* ------------------------------------------------------------ dead letters */
 
-static void dead_letter(tc_item_t *it, const char *reason);
-
 static void dlq_send(tc_item_t *it) {
-    /* The reason was stored in it->body when the dead letter was decided. */
-    if (msp_kafka_dead_letter(it->tc->producer, it->msg, SERVICE, it->body, it) != 0) {
-        MSP_WARN("dlq.produce_failed", it->tenant, "retrying in 1 s");
+    if (msp_dead_letter_send(it->tc->worker.producer, &it->dl, it->kq.msg, SERVICE) != 0)
         wait_then(it, 1000, dlq_send);
-        return;
-    }
-    it->dlq_inflight = 1;
 }
 
 static void dead_letter(tc_item_t *it, const char *reason) {
     MSP_WARN("incident.dead_lettered", it->tenant, "partition=%d offset=%" PRId64 " reason=%s",
-             (int)it->msg->partition, it->msg->offset, reason);
-    free(it->body);
-    it->body = strdup(reason);
+             (int)it->kq.msg->partition, it->kq.msg->offset, reason);
+    msp_dead_letter_set(&it->dl, it, it->tenant, reason);
     if (it->inc && tc_redis_ok(it->tc)) {
         char k[256];
         msp_key(k, sizeof(k), it->tenant, "ticketing:stats");
@@ -283,15 +219,11 @@ static void dead_letter(tc_item_t *it, const char *reason) {
 }
 
 void tc_delivery_report(tc_t *tc, const rd_kafka_message_t *m) {
-    tc_item_t *it = m->_private;
-    if (!it || !it->dlq_inflight) return;
-    it->dlq_inflight = 0;
-    if (m->err) {
-        MSP_WARN("dlq.delivery_failed", it->tenant, "%s; retrying", rd_kafka_err2str(m->err));
-        wait_then(it, 1000, dlq_send);
-        return;
-    }
-    item_complete(it);
+    tc_item_t *it;
+    (void)tc;
+    int rc = msp_dead_letter_report(m, (void **)&it);
+    if (rc > 0) item_complete(it);
+    else if (rc < 0) wait_then(it, 1000, dlq_send);
 }
 
 /* Queue (redisAppendCommand) an HSET of the whole ticket record, pending marker included. */
@@ -433,7 +365,7 @@ static void call_retry(tc_item_t *it, int64_t retry_after_ms, const char *why) {
 
 static void call_send(tc_item_t *it) {
     tc_t *tc = it->tc;
-    if (it->revoked || tc->stopping) {
+    if (it->kq.revoked || tc->stopping) {
         item_abandon(it);
         return;
     }
@@ -472,7 +404,7 @@ static void http_cb(msp_http_response_t *res, void *opaque) {
     tc_item_t *it = opaque;
     tc_t *tc = it->tc;
     it->http_inflight = 0;
-    if (it->revoked || tc->stopping) {
+    if (it->kq.revoked || tc->stopping) {
         item_abandon(it);
         return;
     }
@@ -1064,13 +996,11 @@ void tc_accept(tc_t *tc, rd_kafka_message_t *msg) {
         return;
     }
     it->tc = tc;
-    it->msg = msg;
-    tc->nitems++;
-    if (msp_offtrack_begin(tc->offtrack, rd_kafka_topic_name(msg->rkt), msg->partition,
-                           msg->offset) != 0) {
+    if (msp_keyq_accept(tc->worker.kq, &it->kq, msg) != 0) {
         MSP_WARN("kafka.redelivered", NULL, "partition=%d offset=%" PRId64 " already in flight",
                  (int)msg->partition, msg->offset);
-        item_free(it);
+        free(it);
+        rd_kafka_message_destroy(msg);
         return;
     }
     json_error_t jerr;
@@ -1097,133 +1027,15 @@ void tc_accept(tc_t *tc, rd_kafka_message_t *msg) {
             snprintf(it->bad, sizeof(it->bad), "not a canonical incident: bad or missing %s", why);
             json_decref(it->inc);
             it->inc = NULL;
+            it->tenant = it->fp = it->eid = it->status = NULL;   /* pointed into inc */
         }
     }
     if (!it->inc) {
         /* Dead-letter right away; it has no fingerprint to queue behind. */
-        it->active = 0;
         char reason[600];
         snprintf(reason, sizeof(reason), "%s", it->bad);
         dead_letter(it, reason);
         return;
     }
-    unsigned b = fp_bucket(it->fp);
-    tc_fpq_t *q = tc->fpq[b];
-    while (q && strcmp(q->fp, it->fp) != 0) q = q->next;
-    if (!q) {
-        q = calloc(1, sizeof(*q));
-        if (!q) {
-            MSP_ERROR("oom", it->tenant, "cannot queue an incident");
-            msp_offtrack_forget(tc->offtrack, rd_kafka_topic_name(msg->rkt), msg->partition);
-            item_free(it);
-            return;
-        }
-        snprintf(q->fp, sizeof(q->fp), "%s", it->fp);
-        q->next = tc->fpq[b];
-        tc->fpq[b] = q;
-    }
-    it->q = q;
-    if (q->tail) {
-        q->tail->next_fp = it;
-    } else {
-        q->head = it;
-        ready_push(tc, it);
-    }
-    q->tail = it;
-}
-
-static void set_paused(tc_t *tc, int pause) {
-    rd_kafka_topic_partition_list_t *parts = NULL;
-    if (rd_kafka_assignment(tc->consumer, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR || !parts) return;
-    if (pause) rd_kafka_pause_partitions(tc->consumer, parts);
-    else rd_kafka_resume_partitions(tc->consumer, parts);
-    rd_kafka_topic_partition_list_destroy(parts);
-    tc->paused = pause;
-    MSP_INFO(pause ? "consumer.paused" : "consumer.resumed", NULL, "%d events held", tc->nitems);
-}
-
-void tc_pump(tc_t *tc) {
-    while (!tc->stopping && tc->ready_head && tc->nactive < tc->conf.max_active) {
-        tc_item_t *it = tc->ready_head;
-        tc->ready_head = it->next_ready;
-        if (!tc->ready_head) tc->ready_tail = NULL;
-        it->next_ready = NULL;
-        it->active = 1;
-        tc->nactive++;
-        item_load(it);
-    }
-    if (!tc->paused && tc->nitems >= tc->conf.max_queued) set_paused(tc, 1);
-    else if (tc->paused && tc->nitems < tc->conf.max_queued / 2) set_paused(tc, 0);
-    msp_metric_set(tc->metrics, "mspsync_ticket_creator_events_held", NULL, tc->nitems);
-    msp_metric_set(tc->metrics, "mspsync_ticket_creator_events_active", NULL, tc->nactive);
-}
-
-/* ------------------------------------------------------------- revocation */
-
-static void drop_queue(tc_t *tc, tc_fpq_t *q, const char *topic, int32_t partition) {
-    tc_item_t *it = q->head;
-    if (!it || it->msg->partition != partition ||
-        strcmp(rd_kafka_topic_name(it->msg->rkt), topic) != 0)
-        return;
-    /* Every event of one fingerprint is on one partition: the queue goes as a whole. */
-    tc_item_t *rest = it->next_fp;
-    it->next_fp = NULL;
-    q->tail = it;
-    while (rest) {
-        tc_item_t *n = rest->next_fp;
-        rest->q = NULL;
-        item_free(rest);
-        rest = n;
-    }
-    it->revoked = 1;
-    if (!it->active) {
-        /* waiting in the ready list: unlink it */
-        tc_item_t **pp = &tc->ready_head, *prev = NULL;
-        while (*pp && *pp != it) {
-            prev = *pp;
-            pp = &(*pp)->next_ready;
-        }
-        if (*pp) {
-            *pp = it->next_ready;
-            if (tc->ready_tail == it) tc->ready_tail = prev;
-        }
-        it->next_ready = NULL;
-        it->q = q;
-        q->head = it;
-        q->tail = it;
-        item_abandon(it);
-    }
-    /* active: abandoned when its timer, call or delivery report comes back */
-}
-
-void tc_partition_revoked(tc_t *tc, const char *topic, int32_t partition) {
-    for (int b = 0; b < TC_FPQ_BUCKETS; b++) {
-        tc_fpq_t *q = tc->fpq[b];
-        while (q) {
-            tc_fpq_t *next = q->next;   /* drop_queue may free q */
-            drop_queue(tc, q, topic, partition);
-            q = next;
-        }
-    }
-    msp_offtrack_forget(tc->offtrack, topic, partition);
-}
-
-void tc_destroy_all(tc_t *tc) {
-    tc->stopping = 1;
-    tc->ready_head = tc->ready_tail = NULL;
-    for (int b = 0; b < TC_FPQ_BUCKETS; b++) {
-        tc_fpq_t *q = tc->fpq[b];
-        while (q) {
-            tc_fpq_t *next = q->next;
-            tc_item_t *it = q->head;
-            while (it) {
-                tc_item_t *n = it->next_fp;
-                item_free(it);
-                it = n;
-            }
-            free(q);
-            q = next;
-        }
-        tc->fpq[b] = NULL;
-    }
+    msp_keyq_push(tc->worker.kq, &it->kq, it->fp);
 }

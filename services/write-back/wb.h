@@ -7,7 +7,7 @@
  * properties. One libevent loop drives the consumer, the producer (dead letters), libcurl multi,
  * the ConnectWise RMM token cache and every change's state machine (work.c).
  *
- * Ordering: changes of one asset run one after the other (keyq.h); different assets run
+ * Ordering: changes of one asset run one after the other (mspsync/keyq.h); different assets run
  * concurrently, up to max_active. A change's offset is stored only when every target's result
  * is recorded in Redis (or the change is dead-lettered), so a crash replays it; the read before
  * every write makes the replay write nothing twice (the argument is at the top of work.c).
@@ -23,21 +23,13 @@
 #include "mspsync/crypto.h"
 #include "mspsync/cwrmm.h"
 #include "mspsync/http.h"
-#include "mspsync/offtrack.h"
+#include "mspsync/keyq.h"
 #include "mspsync/ops.h"
-
-#include "keyq.h"
+#include "mspsync/redis.h"
+#include "mspsync/svc.h"
 
 typedef struct wb_conf_s {
-    char      *brokers;
-    char      *redis_url;
-    char      *topic_prefix;
-    char      *group;
-    char      *group_instance_id;
-    char      *log_level;
-    char      *metrics_bind;
-    long long  metrics_port;
-    char      *port_file;
+    msp_svc_conf_t svc;           /* Kafka, Redis, logging, ops server */
     double     syncro_rate;       /* tokens per second of one Syncro account's bucket */
     long long  syncro_rate_milli;
     long long  syncro_burst;
@@ -57,16 +49,12 @@ typedef struct wb_s {
     wb_conf_t           conf;
     struct event_base  *base;
     msp_http_t         *http;
-    rd_kafka_t         *consumer;
-    rd_kafka_t         *producer;
+    msp_svc_worker_t    worker;     /* consumer, producer (dead letters), offsets, the queue */
     redisContext       *redis;
-    msp_offtrack_t     *offtrack;
-    msp_keyq_t         *kq;
     msp_cwrmm_tokens_t *tokens;     /* one per process: every tenant's tokens */
     msp_metrics_t      *metrics;
     msp_secret_key_t    key;
     struct wb_busy_s   *defs_busy;  /* tenants whose definitions an item is ensuring */
-    int                 assigned_partitions;
     int                 stopping;
 } wb_t;
 
@@ -78,6 +66,8 @@ extern const msp_keyq_ops_t wb_keyq_ops;
 /** @brief Delivery report of a dead letter. */
 void wb_delivery_report(wb_t *wb, const rd_kafka_message_t *msg);
 /** @brief 1 when Redis answers (reconnecting if needed). */
-int wb_redis_ok(wb_t *wb);
+static inline int wb_redis_ok(wb_t *wb) {
+    return msp_redis_ok(&wb->redis, wb->conf.svc.redis_url);
+}
 
 #endif

@@ -135,10 +135,10 @@ struct wb_item_s {
     fail_fn   *on_fail;
     step_fn   *retry_from;
     unsigned   attempt;
-    int        reauthed, http_inflight, token_wait, dlq_inflight;
+    int        reauthed, http_inflight, token_wait;
     struct event *timer;
     step_fn      *on_timer;
-    char         *dlq_reason;
+    msp_dead_letter_t dl;
 };
 
 static void item_load(wb_item_t *it);
@@ -165,13 +165,6 @@ static struct wb_busy_s *defs_busy_of(const wb_item_t *it) {
 }
 
 /* ------------------------------------------------------------------ helpers */
-
-int wb_redis_ok(wb_t *wb) {
-    char err[256];
-    if (msp_redis_ensure(&wb->redis, wb->conf.redis_url, err, sizeof(err)) == 0) return 1;
-    MSP_WARN("redis.unavailable", NULL, "%s", err);
-    return 0;
-}
 
 static target_t *cur_target(wb_item_t *it) { return &it->tg[it->cur]; }
 
@@ -277,7 +270,7 @@ static void item_destroy(msp_keyq_item_t *kit, void *opaque) {
     free(it->method);
     free(it->path);
     free(it->body);
-    free(it->dlq_reason);
+    msp_dead_letter_clear(&it->dl);
     msp_secure_zero(it->auth, sizeof(it->auth));
     free(it);
 }
@@ -289,8 +282,8 @@ static void item_start(msp_keyq_item_t *kit, void *opaque) {
 
 const msp_keyq_ops_t wb_keyq_ops = {item_start, item_destroy, NULL};
 
-static void complete(wb_item_t *it) { msp_keyq_complete(it->wb->kq, &it->kq); }
-static void abandon(wb_item_t *it) { msp_keyq_abandon(it->wb->kq, &it->kq); }
+static void complete(wb_item_t *it) { msp_keyq_complete(it->wb->worker.kq, &it->kq); }
+static void abandon(wb_item_t *it) { msp_keyq_abandon(it->wb->worker.kq, &it->kq); }
 static int gone(const wb_item_t *it) { return it->kq.revoked || it->wb->stopping; }
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg) {
@@ -314,19 +307,14 @@ static void wait_then(wb_item_t *it, int64_t ms, step_fn *fn) {
 /* ------------------------------------------------------------ dead letters */
 
 static void dlq_send(wb_item_t *it) {
-    if (msp_kafka_dead_letter(it->wb->producer, it->kq.msg, SERVICE, it->dlq_reason, it) != 0) {
-        MSP_WARN("dlq.produce_failed", it->tenant, "retrying in 1 s");
+    if (msp_dead_letter_send(it->wb->worker.producer, &it->dl, it->kq.msg, SERVICE) != 0)
         wait_then(it, 1000, dlq_send);
-        return;
-    }
-    it->dlq_inflight = 1;
 }
 
 static void dead_letter(wb_item_t *it, const char *reason) {
     MSP_WARN("change.dead_lettered", it->tenant, "partition=%d offset=%" PRId64 " reason=%s",
              (int)it->kq.msg->partition, it->kq.msg->offset, reason);
-    free(it->dlq_reason);
-    it->dlq_reason = strdup(reason);
+    msp_dead_letter_set(&it->dl, it, it->tenant, reason);
     msp_metric_add(it->wb->metrics, "mspsync_write_back_dead_lettered_total", NULL, 1);
     msp_metric_add(it->wb->metrics, "mspsync_write_back_changes_total",
                    "outcome=\"dead_lettered\"", 1);
@@ -334,16 +322,11 @@ static void dead_letter(wb_item_t *it, const char *reason) {
 }
 
 void wb_delivery_report(wb_t *wb, const rd_kafka_message_t *m) {
-    wb_item_t *it = m->_private;
+    wb_item_t *it;
     (void)wb;
-    if (!it || !it->dlq_inflight) return;
-    it->dlq_inflight = 0;
-    if (m->err) {
-        MSP_WARN("dlq.delivery_failed", it->tenant, "%s; retrying", rd_kafka_err2str(m->err));
-        wait_then(it, 1000, dlq_send);
-        return;
-    }
-    complete(it);
+    int rc = msp_dead_letter_report(m, (void **)&it);
+    if (rc > 0) complete(it);
+    else if (rc < 0) wait_then(it, 1000, dlq_send);
 }
 
 /* ------------------------------------------------------------------ FINISH */
@@ -1113,7 +1096,7 @@ void wb_accept(wb_t *wb, rd_kafka_message_t *msg) {
         return;
     }
     it->wb = wb;
-    if (msp_keyq_accept(wb->kq, &it->kq, msg) != 0) {
+    if (msp_keyq_accept(wb->worker.kq, &it->kq, msg) != 0) {
         MSP_WARN("kafka.redelivered", NULL, "partition=%d offset=%" PRId64 " already in flight",
                  (int)msg->partition, msg->offset);
         free(it);
@@ -1140,5 +1123,5 @@ void wb_accept(wb_t *wb, rd_kafka_message_t *msg) {
     }
     char key[400];
     snprintf(key, sizeof(key), "%s/%s", it->tenant, it->asset);
-    msp_keyq_push(wb->kq, &it->kq, key);
+    msp_keyq_push(wb->worker.kq, &it->kq, key);
 }

@@ -81,6 +81,40 @@ int msp_kafka_dead_letter(rd_kafka_t *producer, const rd_kafka_message_t *src,
                           const char *service, const char *reason, void *opaque);
 
 /**
+ * A consumed message on its way to the dlq topic, embedded in a worker's item (ticket-creator,
+ * write-back). The item stays held, its offset unstored, until the dead letter is acknowledged; a
+ * failed produce or delivery is retried by the caller (a timer), never given up.
+ */
+typedef struct msp_dead_letter_s {
+    char       *reason;     /* owned: msp_dead_letter_clear */
+    const char *tenant;     /* borrowed, for the logs; may be NULL */
+    void       *owner;      /* the caller's item, handed back by msp_dead_letter_report */
+    int         inflight;   /* produced, delivery report not served yet */
+} msp_dead_letter_t;
+
+/** @brief Set the reason (copied), the owner and the tenant before the first send. */
+void msp_dead_letter_set(msp_dead_letter_t *dl, void *owner, const char *tenant,
+                         const char *reason);
+
+/**
+ * @brief msp_kafka_dead_letter of src with dl's reason; the delivery report carries dl.
+ * @returns 0 (a report follows: msp_dead_letter_report), or -1 when the produce call failed
+ * (logged as dlq.produce_failed: send again in 1 s).
+ */
+int msp_dead_letter_send(rd_kafka_t *producer, msp_dead_letter_t *dl,
+                         const rd_kafka_message_t *src, const char *service);
+
+/**
+ * @brief Serve a delivery report of the worker's producer.
+ * @returns 1 the dead letter is delivered (*owner: complete it), -1 its delivery failed (logged
+ * as dlq.delivery_failed; *owner: send again in 1 s), 0 not a dead letter in flight (*owner NULL).
+ */
+int msp_dead_letter_report(const rd_kafka_message_t *m, void **owner);
+
+/** @brief Free the reason. */
+void msp_dead_letter_clear(msp_dead_letter_t *dl);
+
+/**
  * @brief Produce to a topic (full name) with copy semantics; headers may be NULL (destroyed by
  * the call on success, left to the caller on failure). Retries internally while the local queue
  * is full (serving delivery reports with rd_kafka_poll). @returns 0 or -1.

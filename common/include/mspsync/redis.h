@@ -27,6 +27,9 @@ redisContext *msp_redis_connect(const char *url, char *errstr, size_t errstr_siz
 /** @brief Reconnect *c if it is NULL or in error. @returns 0 usable, -1 not (errstr). */
 int msp_redis_ensure(redisContext **c, const char *url, char *errstr, size_t errstr_size);
 
+/** @brief msp_redis_ensure, logging redis.unavailable when it fails. @returns 1 usable, 0 not. */
+int msp_redis_ok(redisContext **c, const char *url);
+
 /** @brief "mspsync:{tenant}:" + printf(fmt, ...) into buf. @returns length (truncated → -1). */
 int msp_key(char *buf, size_t size, const char *tenant, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -4,7 +4,7 @@
  * Keys hash into a fixed table of queues; a queue exists while it holds items and its head is
  * the only item of that key that may be active. Ready heads wait in one FIFO for a slot.
  */
-#include "keyq.h"
+#include "mspsync/keyq.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +78,7 @@ int msp_keyq_push(msp_keyq_t *kq, msp_keyq_item_t *it, const char *key) {
         size_t n = strlen(key);
         q = calloc(1, sizeof(*q) + n + 1);
         if (!q) {
+            MSP_ERROR("oom", NULL, "cannot queue a message of key %s", key);
             msp_offtrack_forget(kq->offtrack, rd_kafka_topic_name(it->msg->rkt),
                                 it->msg->partition);
             item_free(kq, it);
@@ -220,6 +221,7 @@ int msp_keyq_held(const msp_keyq_t *kq) { return kq->nitems; }
 int msp_keyq_active(const msp_keyq_t *kq) { return kq->nactive; }
 int msp_keyq_paused(const msp_keyq_t *kq) { return kq->paused; }
 int msp_keyq_full(const msp_keyq_t *kq) { return kq->nitems >= kq->max_queued; }
+int msp_keyq_stopped(const msp_keyq_t *kq) { return kq->stopping; }
 
 void msp_keyq_stop(msp_keyq_t *kq) {
     kq->stopping = 1;

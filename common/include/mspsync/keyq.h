@@ -11,9 +11,11 @@
  * The caller embeds msp_keyq_item_t as the FIRST member of its own item struct and gets it back
  * in the start/destroy callbacks. Single-threaded (the event loop).
  *
- * Written for the write-back; the ticket-creator's work.c holds the same machinery inline
- * (tc_fpq_t, ready list, fpq_pop, item_complete, tc_pump, drop_queue): this file is meant to move
- * to common/ (include/mspsync/keyq.h, src/keyq.c) and serve both.
+ * Used by the ticket-creator (key = incident fingerprint) and the write-back (key =
+ * <tenant>/<asset id>); svc.h wires it to the consumer (rebalance, polling, pause).
+ *
+ * Shutdown: msp_keyq_stop, then close the consumer (its revoke callback still calls
+ * msp_keyq_revoked), then msp_keyq_destroy.
  */
 #ifndef MSPSYNC_KEYQ_H
 #define MSPSYNC_KEYQ_H
@@ -83,6 +85,7 @@ int msp_keyq_full(const msp_keyq_t *kq);     /**< 1 when the consumer should sto
 
 /** @brief Stop starting items (shutdown); pump becomes a no-op. */
 void msp_keyq_stop(msp_keyq_t *kq);
+int msp_keyq_stopped(const msp_keyq_t *kq);   /**< 1 after msp_keyq_stop */
 
 /** @brief Free every item (nothing stored for unfinished ones) and the queue. NULL-safe. */
 void msp_keyq_destroy(msp_keyq_t *kq);
