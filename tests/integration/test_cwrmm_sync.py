@@ -165,6 +165,32 @@ class CwrmmSyncTest(unittest.TestCase):
         self.assertEqual(st["token_locks"], 0, st)     # never a 423
         self.assertIn("token.rejected", s.fetchers[0].logtext())
 
+    def test_scope_revoked_after_saving(self):
+        s = self.s
+        s.start_fetcher()
+        cwrmm.add_partner(s, "pr", 300, companies=4)
+        s.add_tenant("tr")
+        cwrmm.wait_cw_synced(s, "tr", self.connect("tr", "pr"))
+        # The partner's admin takes "platform.devices.read" away from the API client.
+        kept = [x for x in cwrmm.cw_admin(s, "GET", "/_sim/partners/pr")["scopes"]
+                if x != "platform.devices.read"]
+        cwrmm.cw_admin(s, "PUT", "/_sim/partners/pr/scopes", {"scopes": kept})
+        cwrmm.cw_admin(s, "POST", "/_sim/partners/pr/expire-tokens")
+        job = cwrmm.sync_now_cwrmm(s, "tr")
+
+        def failed():
+            st, js, _ = s.api("GET", "/v1/tenants/tr/integrations/cwrmm")
+            return js if js.get("state") == "Error" and js.get("job_id") == job else None
+        js = wait_until(failed, 60, "the sync fails on the missing scope")
+        self.assertIn("403", js["last_error"])
+        self.assertIn("platform.devices.read", js["last_error"] + js.get("hint", ""))
+        self.assertEqual(s.redis("HGET", k("tr", "status:cwrmm"), "paused"), "1")
+        self.assertEqual(len(cwrmm.all_assets(s, "tr")), 300)   # nothing lost meanwhile
+        # Granted again and synced now: connected.
+        cwrmm.cw_admin(s, "PUT", "/_sim/partners/pr/scopes", {"scopes": kept + ["platform.devices.read"]})
+        cwrmm.cw_admin(s, "POST", "/_sim/partners/pr/expire-tokens")
+        cwrmm.wait_cw_synced(s, "tr", cwrmm.sync_now_cwrmm(s, "tr"))
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -41,6 +41,8 @@
  *        Recreating a partner invalidates its tokens.
  *   GET  /_sim/partners, GET|DELETE /_sim/partners/{p}
  *   POST /_sim/partners/{p}/expire-tokens    every live token of p expires now -> {"expired": n}
+ *   PUT  /_sim/partners/{p}/scopes           {"scopes":[...]}: the API client's scopes from now on
+ *                                            (issued tokens keep theirs) -> {"scopes": [...]}
  *   GET  /_sim/partners/{p}/writes           every value written through the vendor PUT, oldest
  *        first: [{"endpointID","attributeId","name","value","at"}] ("at": ISO-8601 UTC)
  *   GET  /_sim/partners/{p}/devices?offset=&limit=   {"total", "devices": [admin view]}
@@ -2072,6 +2074,18 @@ static void handle_admin(void *arg, enum evhttp_cmd_type m, char **seg, int nseg
         } else if (nseg == 3 && m == EVHTTP_REQ_DELETE) {
             partner_free(sm_del(&s->partners, seg[2]));
             reply_json(r, 200, json_pack("{s:s}", "deleted", seg[2]));
+        } else if (nseg == 4 && !strcmp(seg[3], "scopes") && m == EVHTTP_REQ_PUT) {
+            /* The partner's admin changes the API client's scopes; tokens already issued keep
+             * theirs until they expire (expire-tokens to make it immediate). */
+            char err[200] = "the body must be {\"scopes\":[...]}";
+            unsigned sc = 0;
+            if (!json_is_object(body) ||
+                scopes_parse(json_object_get(body, "scopes"), &sc, err, sizeof(err)) != 0) {
+                reply_error(r, 400, err);
+            } else {
+                p->scopes = sc;
+                reply_json(r, 200, json_pack("{s:o}", "scopes", scopes_json(p->scopes)));
+            }
         } else if (nseg == 4 && !strcmp(seg[3], "expire-tokens") && m == EVHTTP_REQ_POST) {
             size_t nexp = 0;
             int64_t now = mono_ms();
