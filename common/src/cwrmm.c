@@ -167,19 +167,7 @@ int msp_cwrmm_base_url(const char *region, const char *base_url, char *out, size
         return -1;
     }
 
-    /* The checks of an explicit base URL (scheme, host, no credentials, query or fragment) are
-     * Syncro's; only the vendor's name in the message differs. */
-    if (msp_syncro_base_url(NULL, base_url, out, out_size, errstr, errstr_size) != 0) {
-        if (errstr && errstr_size) {
-            char *at = strstr(errstr, "the Syncro base URL");
-            char msg[256];
-            snprintf(msg, sizeof(msg), "the ConnectWise RMM base URL%s",
-                     at ? at + strlen("the Syncro base URL") : " is invalid");
-            snprintf(errstr, errstr_size, "%s", msg);
-        }
-        return -1;
-    }
-    return 0;
+    return msp_vendor_base_url("ConnectWise RMM", base_url, out, out_size, errstr, errstr_size);
 }
 
 void msp_cwrmm_account_id(const char *base_url, const char *client_id, char *out,
@@ -561,15 +549,8 @@ char *msp_cwrmm_describe(const msp_http_response_t *res, const char *method, con
     while (*p == '/')
         p++;
 
-    if (!res || res->status == 0) {
-        /* "Syncro POST /v1/token could not connect: ..." with our vendor's name: the transport
-         * wording (connect, timeout, cancelled) is the same for every vendor. */
-        char tmp[768];
-        msp_syncro_describe(res, method, p, tmp, sizeof(tmp));
-        snprintf(out, out_size, "ConnectWise RMM %s",
-                 strncmp(tmp, "Syncro ", 7) == 0 ? tmp + 7 : tmp);
-        return out;
-    }
+    if (!res || res->status == 0)
+        return msp_vendor_describe_transport("ConnectWise RMM", res, method, p, out, out_size);
 
     msp_cwrmm_error_message(res->status, res->body, res->body ? res->body_len : 0, msg,
                             sizeof(msg));

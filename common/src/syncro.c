@@ -13,6 +13,7 @@
  * and drops any query string from the path it prints.
  */
 #include "mspsync/syncro.h"
+#include "mspsync/errstr.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -207,7 +208,7 @@ static int ci_contains(const char *hay, const char *needle) {
 int msp_syncro_base_url(const char *subdomain, const char *base_url, char *out, size_t out_size,
                         char *errstr, size_t errstr_size) {
     int has_sub = subdomain && *subdomain, has_base = base_url && *base_url;
-    const char *p, *host;
+    const char *p;
     size_t len;
 
     if (out_size)
@@ -263,37 +264,45 @@ int msp_syncro_base_url(const char *subdomain, const char *base_url, char *out, 
         return 0;
     }
 
+    return msp_vendor_base_url("Syncro", base_url, out, out_size, errstr, errstr_size);
+}
+
+int msp_vendor_base_url(const char *vendor, const char *base_url, char *out, size_t out_size,
+                        char *errstr, size_t errstr_size) {
+    const char *p, *host;
+    size_t len;
+
+    if (out_size)
+        out[0] = '\0';
     if (strncasecmp(base_url, "https://", 8) == 0)
         host = base_url + 8;
     else if (strncasecmp(base_url, "http://", 7) == 0)
         host = base_url + 7;
     else {
-        set_err(errstr, errstr_size, "%s", "the Syncro base URL must start with https:// or http://");
+        msp_set_err(errstr, errstr_size, "the %s base URL must start with https:// or http://", vendor);
         return -1;
     }
     if (*host == '\0' || *host == '/') {
-        set_err(errstr, errstr_size, "%s", "the Syncro base URL has no host name");
+        msp_set_err(errstr, errstr_size, "the %s base URL has no host name", vendor);
         return -1;
     }
     for (p = base_url; *p; p++) {
         unsigned char c = (unsigned char)*p;
         if (c <= 0x20 || c == 0x7F || c >= 0x80 || c == '?' || c == '#' || c == '\\') {
-            set_err(errstr, errstr_size, "%s",
-                    "the Syncro base URL may not contain spaces, a query (?) or a fragment (#)");
+            msp_set_err(errstr, errstr_size, "the %s base URL may not contain spaces, a query (?) or a fragment (#)", vendor);
             return -1;
         }
     }
     len = strcspn(host, "/");
     if (memchr(host, '@', len)) {
-        set_err(errstr, errstr_size, "%s",
-                "the Syncro base URL must not contain a user name or password");
+        msp_set_err(errstr, errstr_size, "the %s base URL must not contain a user name or password", vendor);
         return -1;
     }
     len = strlen(base_url);
     while (len > 0 && base_url[len - 1] == '/')
         len--;
     if (len >= out_size) {
-        set_err(errstr, errstr_size, "%s", "the Syncro base URL is too long");
+        msp_set_err(errstr, errstr_size, "the %s base URL is too long", vendor);
         return -1;
     }
     memcpy(out, base_url, len);
@@ -768,6 +777,51 @@ static int is_connect_error(int code) {
     return 0;
 }
 
+/*
+ * "<vendor> GET /customer_assets" (the query string is never shown), then, when res is not an
+ * HTTP answer, how the transport failed. @returns 1 when the description is complete (a
+ * transport failure or no response), 0 when an HTTP answer follows.
+ */
+static int describe_head(sb_t *sb, const char *vendor, const msp_http_response_t *res,
+                         const char *method, const char *path) {
+    while (*path == '/')
+        path++;
+    sb_text(sb, vendor);
+    sb_raw(sb, " ");
+    sb_text(sb, method ? method : "?");
+    sb_raw(sb, " /");
+    sb_text_n(sb, path, strcspn(path, "?#"), 0);
+    if (!res) {
+        sb_raw(sb, " failed");
+        return 1;
+    }
+    if (res->status != 0)
+        return 0;
+    const char *err = res->errstr[0] ? res->errstr : curl_easy_strerror((CURLcode)res->curl_code);
+    if (res->curl_code == CURLE_OPERATION_TIMEDOUT)
+        sb_raw(sb, " timed out: ");
+    else if (res->curl_code == CURLE_ABORTED_BY_CALLBACK && strcmp(err, "cancelled") == 0) {
+        sb_raw(sb, " was cancelled");
+        return 1;
+    } else if (is_connect_error(res->curl_code))
+        sb_raw(sb, " could not connect: ");
+    else
+        sb_raw(sb, " failed: ");
+    sb_text(sb, err);
+    return 1;
+}
+
+char *msp_vendor_describe_transport(const char *vendor, const msp_http_response_t *res,
+                                    const char *method, const char *path, char *out,
+                                    size_t out_size) {
+    sb_t sb;
+    if (!out || out_size == 0)
+        return out;
+    sb_init(&sb, out, out_size);
+    describe_head(&sb, vendor, res, method, path ? path : "");
+    return out;
+}
+
 char *msp_syncro_describe(const msp_http_response_t *res, const char *method,
                           const char *resource_path, char *out, size_t out_size) {
     sb_t sb;
@@ -780,31 +834,8 @@ char *msp_syncro_describe(const msp_http_response_t *res, const char *method,
     while (*path == '/')
         path++;
 
-    /* "Syncro GET /customer_assets" — the query string is never shown. */
-    sb_raw(&sb, "Syncro ");
-    sb_text(&sb, method ? method : "?");
-    sb_raw(&sb, " /");
-    sb_text_n(&sb, path, strcspn(path, "?#"), 0);
-
-    if (!res) {
-        sb_raw(&sb, " failed");
+    if (describe_head(&sb, "Syncro", res, method, path))
         return out;
-    }
-
-    if (res->status == 0) {
-        const char *err = res->errstr[0] ? res->errstr : curl_easy_strerror((CURLcode)res->curl_code);
-        if (res->curl_code == CURLE_OPERATION_TIMEDOUT)
-            sb_raw(&sb, " timed out: ");
-        else if (res->curl_code == CURLE_ABORTED_BY_CALLBACK && strcmp(err, "cancelled") == 0) {
-            sb_raw(&sb, " was cancelled");
-            return out;
-        } else if (is_connect_error(res->curl_code))
-            sb_raw(&sb, " could not connect: ");
-        else
-            sb_raw(&sb, " failed: ");
-        sb_text(&sb, err);
-        return out;
-    }
 
     msp_syncro_error_message(res->status, res->body, res->body ? res->body_len : 0, msg,
                              sizeof(msg));

@@ -24,6 +24,23 @@ int msp_syncro_base_url(const char *subdomain, const char *base_url, char *out, 
                         char *errstr, size_t errstr_size);
 
 /**
+ * @brief The explicit-base-URL check every vendor client shares: http/https, a host, no user
+ * info, no spaces, query or fragment; trailing '/' dropped. Messages name the vendor
+ * ("the ConnectWise RMM base URL must start with https:// or http://"). @returns 0 or -1.
+ */
+int msp_vendor_base_url(const char *vendor, const char *base_url, char *out, size_t out_size,
+                        char *errstr, size_t errstr_size);
+
+/**
+ * @brief "<vendor> <METHOD> /<path> timed out: …" / "… could not connect: …" / "… was
+ * cancelled" / "… failed: …" for a request that got no HTTP answer (res NULL or status 0); the
+ * query string is never shown. Every vendor client words transport failures this way. @returns out.
+ */
+char *msp_vendor_describe_transport(const char *vendor, const msp_http_response_t *res,
+                                    const char *method, const char *path, char *out,
+                                    size_t out_size);
+
+/**
  * @brief A stable id for the Syncro account behind base_url, used to name the shared rate-limit
  * bucket: lowercase scheme+host+path with any trailing '/' removed.
  */
