@@ -318,18 +318,11 @@ static json_t *jstr(const char *s) { return s ? json_string(s) : json_null(); }
 
 json_t *gw_syncro_render(gw_t *gw, const char *tenant, int *code, char *err, size_t err_size) {
     const gw_integ_t *in = gw_integ_find("syncro");
-    char k[4][128];
-    msp_key(k[0], sizeof(k[0]), tenant, "inv:customers");
-    msp_key(k[1], sizeof(k[1]), tenant, "inv:assets");
-    msp_key(k[2], sizeof(k[2]), tenant, "inv:gone:asset");
-    msp_key(k[3], sizeof(k[3]), tenant, "inv:gone:customer");
-    redisReply *ri, *rs, *rst, *rc[4] = {0};
-    json_t *o = NULL;
-    int ok = gw_integ_load(gw, tenant, in, &ri, &rs, &rst, err, err_size) == 0 &&
-             (rc[0] = gw_redis(gw, err, err_size, "ZCARD %s", k[0])) != NULL &&
-             (rc[1] = gw_redis(gw, err, err_size, "ZCARD %s", k[1])) != NULL &&
-             (rc[2] = gw_redis(gw, err, err_size, "SCARD %s", k[2])) != NULL &&
-             (rc[3] = gw_redis(gw, err, err_size, "SCARD %s", k[3])) != NULL;
+    redisReply *ri, *rs, *rst;
+    json_t *o = NULL, *counts = NULL;
+    int ok = gw_integ_load(gw, tenant, in, &ri, &rs, &rst, err, err_size) == 0;
+    if (ok && ri->elements > 0 && !(counts = gw_integ_counts(gw, tenant, "syncro", err, err_size)))
+        ok = 0;
     if (!ok) {
         *code = 503;
         char why[256];
@@ -339,11 +332,6 @@ json_t *gw_syncro_render(gw_t *gw, const char *tenant, int *code, char *err, siz
         *code = 404;
         snprintf(err, err_size, "tenant \"%s\" has no syncro integration", tenant);
     } else {
-        /* counts are the tenant's whole inventory (Syncro was its only source so far) */
-        json_t *counts = json_pack("{s:I,s:I,s:I,s:I}", "customers", (json_int_t)rc[0]->integer,
-                                   "assets", (json_int_t)rc[1]->integer, "assets_gone",
-                                   (json_int_t)rc[2]->integer, "customers_gone",
-                                   (json_int_t)rc[3]->integer);
         o = gw_integ_status_json(in, ri, rs, rst);
         json_t *ticketing = o ? gw_ticketing_summary(gw, tenant, err, err_size) : NULL;
         if (o && !ticketing) {
@@ -367,9 +355,6 @@ json_t *gw_syncro_render(gw_t *gw, const char *tenant, int *code, char *err, siz
         }
     }
     gw_integ_free(ri, rs, rst);
-    for (int i = 0; i < 4; i++)
-        if (rc[i])
-            freeReplyObject(rc[i]);
     return o;
 }
 

@@ -336,6 +336,13 @@ int gw_integ_mark_syncing(gw_t *gw, const char *tenant, const gw_integ_t *in, co
                           const char *now, char *err, size_t err_size);
 
 /**
+ * @brief {"customers","customers_gone","assets","assets_gone"} of one integration's records
+ * (its source records: a machine two integrations see counts in each). @returns new or NULL (err).
+ */
+json_t *gw_integ_counts(gw_t *gw, const char *tenant, const char *integ, char *err,
+                        size_t err_size);
+
+/**
  * @brief The status part every integration GET shows, from the HGETALL replies of
  * integration:<name> (ri), status:<name> (rs) and inv:stats (rst): state (Connected, Syncing,
  * Error, Disabled), enabled, last_error, hint, last_sync_at, job_id, paused, progress,

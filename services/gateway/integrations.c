@@ -409,3 +409,58 @@ void api_integration_disable(gw_t *gw, struct evhttp_request *req, const char *t
              in->name);
     reply_rendered(gw, req, route, in, tenant);
 }
+
+/* ---- counts --------------------------------------------------------------------------------- */
+
+/* Members of a set (SSCAN) or fields of a hash (HSCAN) matching pattern. @returns n or -1. */
+static long long scan_count(gw_t *gw, const char *cmd, const char *key, const char *pattern,
+                            char *err, size_t err_size) {
+    long long n = 0;
+    int per = strcmp(cmd, "HSCAN") == 0 ? 2 : 1;
+    char cursor[32] = "0";
+    do {
+        redisReply *r = gw_redis(gw, err, err_size, "%s %s %s MATCH %s COUNT 1000", cmd, key,
+                                 cursor, pattern);
+        if (!r)
+            return -1;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+            snprintf(err, err_size, "unexpected %s reply", cmd);
+            freeReplyObject(r);
+            return -1;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        n += (long long)(r->element[1]->elements / per);
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    return n;
+}
+
+/*
+ * An integration's own share of the inventory: its customers (ids "<integ>:…" in inv:customers),
+ * its source asset records (inv:link fields "<integ>:…": one per vendor asset, whichever merged
+ * asset they joined) and the gone ones of each.
+ */
+json_t *gw_integ_counts(gw_t *gw, const char *tenant, const char *integ, char *err,
+                        size_t err_size) {
+    char lo[48], hi[48], pat[48];
+    snprintf(lo, sizeof(lo), "[%s:", integ);
+    snprintf(hi, sizeof(hi), "(%s;", integ);   /* ';' follows ':' */
+    snprintf(pat, sizeof(pat), "%s:*", integ);
+    char k[4][128];
+    msp_key(k[0], sizeof(k[0]), tenant, "inv:customers");
+    msp_key(k[1], sizeof(k[1]), tenant, "inv:gone:customer");
+    msp_key(k[2], sizeof(k[2]), tenant, "inv:link");
+    msp_key(k[3], sizeof(k[3]), tenant, "inv:srcgone:asset");
+    redisReply *r = gw_redis(gw, err, err_size, "ZLEXCOUNT %s %s %s", k[0], lo, hi);
+    if (!r)
+        return NULL;
+    long long customers = r->integer, n[3];
+    freeReplyObject(r);
+    if ((n[0] = scan_count(gw, "SSCAN", k[1], pat, err, err_size)) < 0 ||
+        (n[1] = scan_count(gw, "HSCAN", k[2], pat, err, err_size)) < 0 ||
+        (n[2] = scan_count(gw, "SSCAN", k[3], pat, err, err_size)) < 0)
+        return NULL;
+    return json_pack("{s:I,s:I,s:I,s:I}", "customers", (json_int_t)customers, "customers_gone",
+                     (json_int_t)n[0], "assets", (json_int_t)n[1], "assets_gone",
+                     (json_int_t)n[2]);
+}

@@ -95,6 +95,11 @@ class CwrmmSyncTest(unittest.TestCase):
             self.assertEqual(st["tokens_issued"], 1, st)
             self.assertEqual(st["token_locks"], 0, st)
 
+        # Each integration's status counts its own records: a merged machine counts in both.
+        self.assertEqual(s.status("ta")["counts"]["assets"], NS)
+        st, js, _ = s.api("GET", "/v1/tenants/ta/integrations/cwrmm")
+        self.assertEqual((js["counts"]["assets"], js["counts"]["customers"]), (2000, 20), js)
+
         # The canonical records on the topic: 2,000 + 2,100 assets (the 300 merges may publish
         # the asset again when its second source joins, never a record with another key).
         keys = {l.split("\t")[0] for l in s.kcat("assets", "%k\t%S\n")}
