@@ -161,7 +161,8 @@ void api_inventory_list(gw_t *gw, struct evhttp_request *req, const char *tenant
         goto out;
     }
     if (qgone) {
-        if (!strcmp(qgone, "1") || !strcasecmp(qgone, "true"))
+        /* a bare "?include_gone" (no '=') is the flag set */
+        if (!*qgone || !strcmp(qgone, "1") || !strcasecmp(qgone, "true"))
             f.include_gone = 1;
         else if (strcmp(qgone, "0") && strcasecmp(qgone, "false")) {
             gw_reply_error(gw, req, route, 400, "\"include_gone\" must be 0 or 1");

@@ -2,8 +2,10 @@
  * gateway.h — the state shared by the gateway's modules.
  *
  * One process, one libevent loop, one thread. main.c builds a gw_t and wires the modules:
- *   http_util.c        JSON replies, bearer auth, body reading, path and query parsing, held
- *                      (asynchronously answered) requests
+ *   http_util.c        JSON replies (also for the requests libevent refuses itself), bearer
+ *                      auth, body reading, request framing checks, held (asynchronously
+ *                      answered) requests
+ *   query.c            the URL query parser (pure, unit-tested)
  *   router.c           maps method + path to a handler, enforces auth, counts requests
  *   jobs.c             the Kafka producer glued to the loop; sync jobs and tombstones that are
  *                      answered only once their delivery reports arrive
@@ -59,6 +61,8 @@ typedef struct gw_config_s {
     long long kafka_linger_ms;
     long long webhook_max_body;
     long long webhook_tolerance_s;
+    long long max_header_bytes;
+    long long max_headers;
 } gw_config_t;
 
 typedef struct gw_held_s gw_held_t;
@@ -102,8 +106,28 @@ int gw_auth_ok(const gw_t *gw, struct evhttp_request *req);
 int gw_read_json(gw_t *gw, struct evhttp_request *req, const char *route, int optional,
                  json_t **out);
 
-/** @brief Query parameter value (new string, caller frees) or NULL. */
+/**
+ * @brief Query parameter value (new string, caller frees) or NULL when absent. "?flag" without
+ * '=' gives "" (see query.h for the grammar).
+ */
 char *gw_query_param(struct evhttp_request *req, const char *name);
+
+/** @brief Refuse a malformed query string with 400 naming it. @returns 0, or -1 (replied). */
+int gw_check_query(gw_t *gw, struct evhttp_request *req, const char *route);
+
+/**
+ * @brief Refuse, before auth and routing, a request whose header section cannot be trusted:
+ * more than MSPSYNC_MAX_HEADERS fields → 431; conflicting Content-Length fields, or
+ * Content-Length with Transfer-Encoding → 400. Both close the connection.
+ * @returns 0, or -1 (replied).
+ */
+int gw_check_framing(gw_t *gw, struct evhttp_request *req, const char *route);
+
+/**
+ * @brief Route the refusals libevent makes before any callback (oversized header section or
+ * body, malformed request, unknown method) through gw_reply, as JSON; call once before serving.
+ */
+void gw_http_install(gw_t *gw);
 
 /** @brief Characters (code points) of a UTF-8 string (jansson guarantees valid UTF-8). */
 size_t gw_utf8_chars(const char *s);

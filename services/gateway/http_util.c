@@ -1,9 +1,19 @@
 /*
  * http_util.c — the gateway's HTTP plumbing: JSON replies, bearer auth, bounded body parsing,
- * query parameters, tenant id syntax, and held requests.
+ * query parameters, tenant id syntax, request framing checks, and held requests.
  *
  * Every reply goes through gw_reply(), which sets the JSON content type and counts the reply
  * in mspsync_http_requests_total{route,code}: a handler can never answer uncounted.
+ *
+ * Requests libevent refuses itself (request line or header section over the size limit, a body
+ * over MSPSYNC_MAX_BODY, a malformed request line or header, an unknown method) never reach a
+ * callback of ours: libevent 2.1 answers them with evhttp_send_error(), which writes an HTML
+ * page, and 2.1 has no hook for that (evhttp_set_errorcb arrived in 2.2). So this file defines
+ * evhttp_send_error itself: libevent's shared library calls it through its PLT, the executable's
+ * definition wins, and those refusals are JSON too (431 for the header section, 413 for the
+ * body, 400, 501), with Connection: close as libevent's own page has. gw_http_install() checks
+ * at startup that the override is the one in effect and warns otherwise (a static or
+ * symbolically bound libevent): the statuses stay right, only the bodies would be HTML again.
  *
  * Held requests (answered after a Kafka delivery report or a vendor call) are tracked in a list
  * on gw_t. Invariant: a held request is replied to exactly once, through gw_held_reply(). The
@@ -13,6 +23,7 @@
  */
 #include "gateway.h"
 
+#include <dlfcn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,11 +31,14 @@
 #include <sys/queue.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
+#include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
 
 #include "mspsync/crypto.h"
 #include "mspsync/log.h"
+#include "query.h"
 
 static const char *reason_phrase(int code) {
     switch (code) {
@@ -39,7 +53,9 @@ static const char *reason_phrase(int code) {
     case 409: return "Conflict";
     case 413: return "Payload Too Large";
     case 422: return "Unprocessable Entity";
+    case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     default:  return "Unknown";
@@ -47,6 +63,8 @@ static const char *reason_phrase(int code) {
 }
 
 static void count_reply(gw_t *gw, const char *route, int code) {
+    if (!gw)
+        return;
     char labels[128];
     /* route names are fixed identifiers chosen by router.c: nothing to escape */
     snprintf(labels, sizeof(labels), "route=\"%s\",code=\"%d\"", route ? route : "unknown", code);
@@ -136,19 +154,146 @@ int gw_read_json(gw_t *gw, struct evhttp_request *req, const char *route, int op
 
 char *gw_query_param(struct evhttp_request *req, const char *name) {
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    const char *q = uri ? evhttp_uri_get_query(uri) : NULL;
-    if (!q)
-        return NULL;
-    struct evkeyvalq kv;
-    TAILQ_INIT(&kv);
-    if (evhttp_parse_query_str(q, &kv) != 0) {
-        evhttp_clear_headers(&kv);
-        return NULL;
+    char *value, err[256];
+    /* malformed queries were refused by the router (gw_check_query) before any handler ran */
+    return gw_query_get(uri ? evhttp_uri_get_query(uri) : NULL, name, &value, err,
+                        sizeof(err)) == 1 ? value : NULL;
+}
+
+int gw_check_query(gw_t *gw, struct evhttp_request *req, const char *route) {
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    char err[256];
+    if (gw_query_check(uri ? evhttp_uri_get_query(uri) : NULL, err, sizeof(err)) == 0)
+        return 0;
+    gw_reply_error(gw, req, route, 400, "%s", err);
+    return -1;
+}
+
+/* ---- request framing ----------------------------------------------------------------------- */
+
+static void refuse_and_close(gw_t *gw, struct evhttp_request *req, const char *route, int code,
+                             const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* The connection cannot be trusted to be in step after such a request: answer, then close. */
+static void refuse_and_close(gw_t *gw, struct evhttp_request *req, const char *route, int code,
+                             const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    json_t *body = error_body(fmt, ap);
+    va_end(ap);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_remove_header(h, "Connection");
+    evhttp_add_header(h, "Connection", "close");
+    gw_reply(gw, req, route, code, body);
+}
+
+int gw_check_framing(gw_t *gw, struct evhttp_request *req, const char *route) {
+    /* libevent bounds the bytes of the header section (MSPSYNC_MAX_HEADER_BYTES), not how many
+     * fields it holds: a count of tiny fields is ours to bound */
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+    struct evkeyval *kv;
+    long long fields = 0;
+    const char *cl = NULL, *te = NULL;
+    int cl_conflict = 0;
+    TAILQ_FOREACH(kv, in, next) {
+        fields++;
+        if (strcasecmp(kv->key, "Content-Length") == 0) {
+            if (cl && strcmp(cl, kv->value) != 0)
+                cl_conflict = 1;
+            cl = kv->value;
+        } else if (strcasecmp(kv->key, "Transfer-Encoding") == 0) {
+            te = kv->value;
+        }
     }
-    const char *v = evhttp_find_header(&kv, name);
-    char *copy = v ? strdup(v) : NULL;
-    evhttp_clear_headers(&kv);
-    return copy;
+    if (fields > gw->cfg.max_headers) {
+        refuse_and_close(gw, req, route, 431, "too many header fields (%lld, at most %lld)",
+                         fields, gw->cfg.max_headers);
+        return -1;
+    }
+    /* RFC 9112 6.3: differing Content-Length values, or a Content-Length next to a
+     * Transfer-Encoding, leave the body's end ambiguous (the classic request-smuggling shape);
+     * libevent read the body by the first value, so refuse instead of guessing */
+    if (cl_conflict) {
+        refuse_and_close(gw, req, route, 400, "conflicting Content-Length header fields");
+        return -1;
+    }
+    if (cl && te) {
+        refuse_and_close(gw, req, route, 400,
+                         "Content-Length together with Transfer-Encoding is not allowed");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- libevent's own refusals, in JSON -------------------------------------------------------- */
+
+static gw_t *edge_gw; /* for the metrics of refusals made by libevent: set by gw_http_install */
+
+/*
+ * 1 when libevent refused the request because its request line and header fields passed
+ * evhttp_set_max_headers_size. libevent 2.1 reports that as a malformed request (400), so tell
+ * it apart the way libevent decided it (evhttp_parse_firstline_, evhttp_parse_headers_):
+ *   - the complete lines it counted (headers_size) are over the limit;
+ *   - they plus a still unterminated line waiting in the input are;
+ *   - a complete request line over the limit is dropped before anything is recorded, leaving
+ *     headers_size 0 and no HTTP version (an empty request line also leaves that, and is
+ *     answered 431 too: harmless, it was no request).
+ */
+static int header_section_too_large(gw_t *gw, struct evhttp_request *req) {
+    if (!gw)
+        return 0;
+    size_t max = (size_t)gw->cfg.max_header_bytes;
+    if (req->headers_size > max || (req->headers_size == 0 && !req->major))
+        return 1;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    struct evbuffer *pending = bev ? bufferevent_get_input(bev) : NULL;
+    if (!pending)
+        return 0;
+    size_t n = evbuffer_get_length(pending);
+    return req->headers_size + n > max && evbuffer_search(pending, "\n", 1, NULL).pos < 0;
+}
+
+/*
+ * Replaces libevent 2.1's evhttp_send_error (http.h), which libevent calls for requests it will
+ * not hand to a callback. The codes it passes: 400 (malformed request line, header or body
+ * framing — and, in 2.1, a header section over evhttp_set_max_headers_size), 413 (body over
+ * evhttp_set_max_body_size), 501 (a method outside evhttp_set_allowed_methods: unknown tokens
+ * like "FOO", and CONNECT), and whatever a callback asks for (ops.c's 500).
+ */
+void evhttp_send_error(struct evhttp_request *req, int error, const char *reason) {
+    gw_t *gw = edge_gw;
+    const char *route = "unmatched";
+    int too_large = error == 400 && header_section_too_large(gw, req);
+    if (!req->major) {  /* the request line never parsed: answer as HTTP/1.1, as libevent does */
+        req->major = 1;
+        req->minor = 1;
+    }
+    evhttp_clear_headers(evhttp_request_get_output_headers(req));
+    if (too_large) {
+        refuse_and_close(gw, req, route, 431,
+                         "request line and header fields larger than %lld bytes",
+                         gw->cfg.max_header_bytes);
+    } else if (error == 400) {
+        refuse_and_close(gw, req, route, 400,
+                         "malformed HTTP request (request line, a header field, or the body's "
+                         "length or chunking)");
+    } else if (error == 413) {
+        refuse_and_close(gw, req, route, 413, "request body larger than %lld bytes",
+                         gw ? gw->cfg.max_body : 0LL);
+    } else if (error == 501) {
+        refuse_and_close(gw, req, route, 501, "method not implemented");
+    } else {
+        refuse_and_close(gw, req, route, error, "%s", reason ? reason : reason_phrase(error));
+    }
+}
+
+void gw_http_install(gw_t *gw) {
+    edge_gw = gw;
+    void *in_effect = dlsym(RTLD_DEFAULT, "evhttp_send_error");
+    if (in_effect != (void *)evhttp_send_error)
+        MSP_WARN("http.error_pages", NULL, "libevent does not call the gateway's "
+                 "evhttp_send_error: requests libevent refuses itself get HTML bodies");
 }
 
 int gw_valid_tenant_id(const char *s) {

@@ -55,8 +55,8 @@ static const msp_config_entry_t config[] = {
     {"MSPSYNC_LOG_LEVEL", MSP_CFG_STR, "info", "debug, info, warn or error",
      &gw.cfg.log_level, 0, 0, 0},
     {"MSPSYNC_MAX_BODY", MSP_CFG_INT, "1048576",
-     "hard cap on any request body in bytes: larger bodies get libevent's own (HTML) 413 before "
-     "any route runs; must exceed MSPSYNC_WEBHOOK_MAX_BODY",
+     "hard cap on any request body in bytes: larger bodies are refused with 413 before any "
+     "route runs (and the connection closed); must exceed MSPSYNC_WEBHOOK_MAX_BODY",
      &gw.cfg.max_body, 1024, 64LL * 1024 * 1024, 0},
     {"MSPSYNC_VENDOR_TIMEOUT_MS", MSP_CFG_INT, "15000",
      "limit for a vendor check (rate-limit wait + request) when saving an integration",
@@ -82,6 +82,13 @@ static const msp_config_entry_t config[] = {
      "replay window of the incident webhook: X-MSPSync-Timestamp may differ from the gateway "
      "clock by at most this many seconds",
      &gw.cfg.webhook_tolerance_s, 1, 86400, 0},
+    {"MSPSYNC_MAX_HEADER_BYTES", MSP_CFG_INT, "16384",
+     "largest request line plus header fields in bytes (line ends not counted): above it the "
+     "request is refused with 431 as soon as the limit is passed, before auth",
+     &gw.cfg.max_header_bytes, 1024, 1024 * 1024, 0},
+    {"MSPSYNC_MAX_HEADERS", MSP_CFG_INT, "100",
+     "most header fields in a request: more are refused with 431 before auth",
+     &gw.cfg.max_headers, 10, 10000, 0},
     {NULL},
 };
 
@@ -150,7 +157,7 @@ int main(int argc, char **argv) {
         goto out;
     }
     if (gw.cfg.webhook_max_body >= gw.cfg.max_body) {
-        /* libevent would refuse such bodies itself, with HTML instead of our JSON 413 */
+        /* libevent would refuse such bodies itself, before the webhook could name its limit */
         MSP_ERROR("config.invalid", NULL, "MSPSYNC_WEBHOOK_MAX_BODY (%lld) must be smaller than "
                   "MSPSYNC_MAX_BODY (%lld)", gw.cfg.webhook_max_body, gw.cfg.max_body);
         goto out;
@@ -210,10 +217,15 @@ int main(int argc, char **argv) {
         goto out;
     }
 
+    gw_http_install(&gw);  /* libevent's own refusals (below) answer in JSON */
     evhttp_set_max_body_size(gw.http, (ev_ssize_t)gw.cfg.max_body);
+    evhttp_set_max_headers_size(gw.http, (ev_ssize_t)gw.cfg.max_header_bytes);
+    /* the methods HTTP defines for an origin server reach the router (405 with Allow on a
+     * known route); libevent refuses CONNECT (we are no proxy) and unknown tokens: 501 */
     evhttp_set_allowed_methods(gw.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
                                             EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
-                                            EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
+                                            EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS |
+                                            EVHTTP_REQ_TRACE);
     evhttp_set_timeout(gw.http, 60);
     evhttp_set_gencb(gw.http, gw_route, &gw);
     if (msp_ops_mount(gw.http, gw.metrics, ready_cb, &gw) != 0) {

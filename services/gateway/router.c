@@ -2,11 +2,15 @@
  * router.c — maps method + path to a handler.
  *
  * Order of checks, so that answers never leak more than the caller may know:
+ *   0. a header section that cannot be trusted (too many fields, ambiguous body length) → 431 or
+ *      400 before anything else (gw_check_framing; libevent has already bounded its bytes);
  *   1. paths outside /v1/ (other than the ops endpoints mounted by msp_ops_mount) → 404;
  *   2. /v1/... without the admin bearer token → 401, whatever the path — except exactly
  *      POST /v1/webhooks/mtp/{t}, which the sender authenticates with an HMAC signature
  *      instead (webhook.c checks the tenant and the signature itself);
- *   3. unknown path → 404, known path with another method → 405 (with Allow);
+ *   3. unknown path → 404, known path with another method → 405 (with Allow) — TRACE
+ *      and OPTIONS included;
+ *   3b. a malformed query string → 400 (gw_check_query), so no handler reads a half-parsed one;
  *   4. /v1/tenants/{t}/...: a tenant that does not exist (or cannot, by its syntax) → 404.
  * Path segments are percent-decoded one by one, so "syncro%3A123" arrives as "syncro:123" and an
  * encoded '/' cannot split a segment.
@@ -229,6 +233,8 @@ void gw_route(struct evhttp_request *req, void *arg) {
 
     if (gw->stopping) {
         gw_reply_error(gw, req, name, 503, "the gateway is shutting down");
+    } else if (gw_check_framing(gw, req, name) != 0) {
+        /* replied */
     } else if (!is_v1) {
         gw_reply_error(gw, req, name, 404, "no such route");
     } else if (r != R_WEBHOOK_MTP && !gw_auth_ok(gw, req)) {
@@ -238,6 +244,8 @@ void gw_route(struct evhttp_request *req, void *arg) {
     } else if (!method_ok(r, evhttp_request_get_command(req))) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", routes[r].allow);
         gw_reply_error(gw, req, name, 405, "method not allowed; allowed: %s", routes[r].allow);
+    } else if (gw_check_query(gw, req, name) != 0) {
+        /* replied */
     } else if (r != R_TENANTS && r != R_WEBHOOK_MTP) {
         char err[256];
         int exists = gw_valid_tenant_id(seg[2]) ? gw_tenant_exists(gw, seg[2], err, sizeof(err))
