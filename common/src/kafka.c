@@ -5,6 +5,9 @@
  * (implies acks=all and in-order retries), a small linger so that records batch, lz4
  * compression. Consumers store offsets manually (enable.auto.offset.store=false) so that an
  * offset is only committed after the worker's side effect is done.
+ *
+ * Every handle made here logs through msp_log (msp_kafka_conf_log): librdkafka's own lines
+ * would otherwise reach stderr unformatted, between our JSON lines.
  */
 #include "mspsync/kafka.h"
 #include "mspsync/backoff.h"
@@ -59,6 +62,21 @@ const char *msp_topic(const char *base) {
     return full;
 }
 
+/* librdkafka's log callback, on its own threads. Levels are syslog's. */
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+    msp_log_level_t l = level <= 3 ? MSP_LOG_ERROR
+                        : level == 4 ? MSP_LOG_WARN
+                        : level <= 6 ? MSP_LOG_INFO
+                                     : MSP_LOG_DEBUG;
+    if (l < msp_log_min_level) return;
+    msp_log_write(l, NULL, 0, "kafka.log", NULL, "%s %s: %s", rk ? rd_kafka_name(rk) : "rdkafka",
+                  fac ? fac : "", buf ? buf : "");
+}
+
+void msp_kafka_conf_log(rd_kafka_conf_t *conf) {
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+}
+
 static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr,
                     size_t errstr_size) {
     if (rd_kafka_conf_set(conf, k, v, errstr, errstr_size) != RD_KAFKA_CONF_OK) return -1;
@@ -81,6 +99,7 @@ rd_kafka_t *msp_kafka_producer_new(const char *brokers, const char *client_id,
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
+    msp_kafka_conf_log(conf);
     if (dr_cb) rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
     rd_kafka_conf_set_opaque(conf, opaque);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
@@ -113,6 +132,7 @@ rd_kafka_t *msp_kafka_consumer_new(const char *brokers, const char *group, const
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
+    msp_kafka_conf_log(conf);
     if (rebalance_cb) rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_conf_set_opaque(conf, opaque);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
@@ -153,6 +173,7 @@ int msp_kafka_ensure_topics(const char *brokers, int partitions, int timeout_ms,
         rd_kafka_conf_destroy(conf);
         return -1;
     }
+    msp_kafka_conf_log(conf);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
     if (!rk) {
         rd_kafka_conf_destroy(conf);

@@ -72,6 +72,15 @@ int msp_kafka_ensure_topics(const char *brokers, int partitions, int timeout_ms,
                             char *errstr, size_t errstr_size);
 
 /**
+ * @brief Route the handle's own log lines (librdkafka's "%4|...|FAC|..." on stderr by default)
+ * through msp_log as event "kafka.log" with the facility in the message; syslog levels map to
+ * ours (0-3 error, 4 warn, 5-6 info, 7 debug). msp_kafka_producer_new and
+ * msp_kafka_consumer_new already do this; call it for any other rd_kafka_conf_t before
+ * rd_kafka_new. The callback runs on librdkafka's threads: msp_log_write is thread-safe.
+ */
+void msp_kafka_conf_log(rd_kafka_conf_t *conf);
+
+/**
  * @brief Produce a copy of src (key, value, headers) to the dlq topic with headers
  * x-dlq-reason, x-dlq-service, x-dlq-source-topic, x-dlq-source-partition,
  * x-dlq-source-offset, x-dlq-failed-at. Asynchronous; the delivery report carries `opaque`.
