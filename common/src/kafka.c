@@ -8,6 +8,12 @@
  *
  * Every handle made here logs through msp_log (msp_kafka_conf_log): librdkafka's own lines
  * would otherwise reach stderr unformatted, between our JSON lines.
+ *
+ * The assignor depends on the librdkafka found at run time (msp_kafka_assignor): before 2.3.0
+ * cooperative-sticky aborts the process when a consumer is destroyed between JoinGroup and its
+ * first assignment (librdkafka issue 4312). There the consumers use the eager range/roundrobin
+ * assignors instead; every rebalance callback goes through msp_kafka_rebalance_apply, which
+ * follows whichever protocol the group runs.
  */
 #include "mspsync/kafka.h"
 #include "mspsync/backoff.h"
@@ -77,6 +83,32 @@ void msp_kafka_conf_log(rd_kafka_conf_t *conf) {
     rd_kafka_conf_set_log_cb(conf, log_cb);
 }
 
+/* 2.3.0 fixed the destroy-before-first-assignment abort of cooperative-sticky (issue 4312). */
+#define MSP_RDKAFKA_STICKY_FIXED 0x020300ff
+
+const char *msp_kafka_assignor(void) {
+    return rd_kafka_version() >= MSP_RDKAFKA_STICKY_FIXED ? "cooperative-sticky"
+                                                          : "range,roundrobin";
+}
+
+void msp_kafka_rebalance_apply(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                               rd_kafka_topic_partition_list_t *parts) {
+    int coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+    int assign = err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+    rd_kafka_error_t *e = NULL;
+    rd_kafka_resp_err_t r = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (coop)
+        e = assign ? rd_kafka_incremental_assign(rk, parts) : rd_kafka_incremental_unassign(rk, parts);
+    else
+        r = rd_kafka_assign(rk, assign ? parts : NULL);
+    if (e) {
+        MSP_ERROR("kafka.assign_failed", NULL, "%s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    } else if (r) {
+        MSP_ERROR("kafka.assign_failed", NULL, "%s", rd_kafka_err2str(r));
+    }
+}
+
 static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr,
                     size_t errstr_size) {
     if (rd_kafka_conf_set(conf, k, v, errstr, errstr_size) != RD_KAFKA_CONF_OK) return -1;
@@ -122,7 +154,7 @@ rd_kafka_t *msp_kafka_consumer_new(const char *brokers, const char *group, const
         conf_set(conf, "auto.commit.interval.ms", "1000", errstr, errstr_size) ||
         conf_set(conf, "session.timeout.ms", "10000", errstr, errstr_size) ||
         conf_set(conf, "heartbeat.interval.ms", "1000", errstr, errstr_size) ||
-        conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", errstr,
+        conf_set(conf, "partition.assignment.strategy", msp_kafka_assignor(), errstr,
                  errstr_size)) {
         rd_kafka_conf_destroy(conf);
         return NULL;

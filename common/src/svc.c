@@ -148,19 +148,16 @@ void msp_svc_conf_apply(const char *service, const msp_svc_conf_t *conf) {
 static void worker_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                 rd_kafka_topic_partition_list_t *parts, void *opaque) {
     msp_svc_worker_t *w = opaque;
+    /* parts is the change under COOPERATIVE, the whole assignment under EAGER (librdkafka
+     * < 2.3, see msp_kafka_assignor): counting and revoking per partition is right for both. */
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
-        if (e) {
-            MSP_ERROR("kafka.assign_failed", NULL, "%s", rd_kafka_error_string(e));
-            rd_kafka_error_destroy(e);
-        }
+        msp_kafka_rebalance_apply(rk, err, parts);
         if (msp_keyq_paused(w->kq)) rd_kafka_pause_partitions(rk, parts);
         w->assigned_partitions += parts->cnt;
     } else {
         for (int i = 0; i < parts->cnt; i++)
             msp_keyq_revoked(w->kq, parts->elems[i].topic, parts->elems[i].partition);
-        rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
-        if (e) rd_kafka_error_destroy(e);
+        msp_kafka_rebalance_apply(rk, err, parts);
         w->assigned_partitions -= parts->cnt;
         if (w->assigned_partitions < 0) w->assigned_partitions = 0;
     }

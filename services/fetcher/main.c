@@ -74,18 +74,14 @@ static const msp_config_entry_t config_table[] = {
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
     fetcher_t *f = opaque;
+    /* parts: the change (COOPERATIVE) or the whole assignment (EAGER, librdkafka < 2.3). */
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
-        if (e) {
-            MSP_ERROR("kafka.assign_failed", NULL, "%s", rd_kafka_error_string(e));
-            rd_kafka_error_destroy(e);
-        }
+        msp_kafka_rebalance_apply(rk, err, parts);
         f->assigned_partitions += parts->cnt;
     } else {
         for (int i = 0; i < parts->cnt; i++)
             jobs_partition_revoked(f, parts->elems[i].topic, parts->elems[i].partition);
-        rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
-        if (e) rd_kafka_error_destroy(e);
+        msp_kafka_rebalance_apply(rk, err, parts);
         f->assigned_partitions -= parts->cnt;
         if (f->assigned_partitions < 0) f->assigned_partitions = 0;
     }

@@ -81,6 +81,25 @@ int msp_kafka_ensure_topics(const char *brokers, int partitions, int timeout_ms,
 void msp_kafka_conf_log(rd_kafka_conf_t *conf);
 
 /**
+ * @brief The partition.assignment.strategy of our consumers: "cooperative-sticky" with
+ * librdkafka >= 2.3.0, "range,roundrobin" (eager) before. librdkafka < 2.3.0 aborts in
+ * rd_kafka_sticky_assignor_state_destroy when a cooperative-sticky consumer is destroyed between
+ * its JoinGroup and its first assignment (librdkafka issue 4312), which a SIGTERM during start-up
+ * or a rebalance hits. Rebalance callbacks must therefore check rd_kafka_rebalance_protocol()
+ * (msp_kafka_rebalance_apply does). Borrowed, static.
+ */
+const char *msp_kafka_assignor(void);
+
+/**
+ * @brief The assign/unassign half of every rebalance callback, right for both protocols:
+ * incremental (un)assign under COOPERATIVE, rd_kafka_assign(parts)/(NULL) under EAGER. Call it
+ * after the service revoked its own state for parts (on revoke) or before it uses the new
+ * partitions (on assign). Errors are logged as kafka.assign_failed.
+ */
+void msp_kafka_rebalance_apply(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                               rd_kafka_topic_partition_list_t *parts);
+
+/**
  * @brief Produce a copy of src (key, value, headers) to the dlq topic with headers
  * x-dlq-reason, x-dlq-service, x-dlq-source-topic, x-dlq-source-partition,
  * x-dlq-source-offset, x-dlq-failed-at. Asynchronous; the delivery report carries `opaque`.
