@@ -188,7 +188,8 @@ rd_kafka_t *msp_kafka_consumer_new(const char *brokers, const char *group, const
     return rk;
 }
 
-int msp_kafka_ensure_topics(const char *brokers, int partitions, int timeout_ms, char *errstr,
+int msp_kafka_ensure_topics(const char *brokers, int partitions, int timeout_ms,
+                            int (*keep_waiting)(void *opaque), void *opaque, char *errstr,
                             size_t errstr_size) {
     static const struct {
         const char *base;
@@ -225,9 +226,21 @@ int msp_kafka_ensure_topics(const char *brokers, int partitions, int timeout_ms,
     rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, e2, sizeof(e2));
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     rd_kafka_CreateTopics(rk, nt, (size_t)n, opts, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
+    /* Short slices: a SIGTERM while the broker is unreachable must not wait out the timeout. */
+    rd_kafka_event_t *ev = NULL;
+    int stopped = 0;
+    for (int waited = 0; !ev && waited < timeout_ms + 2000; waited += 100) {
+        if (keep_waiting && !keep_waiting(opaque)) {
+            stopped = 1;
+            break;
+        }
+        ev = rd_kafka_queue_poll(q, 100);
+    }
     int rc = 0;
-    if (!ev) {
+    if (stopped) {
+        snprintf(errstr, errstr_size, "stopped");
+        rc = -1;
+    } else if (!ev) {
         snprintf(errstr, errstr_size, "timed out creating topics on %s", brokers);
         rc = -1;
     } else if (rd_kafka_event_error(ev)) {

@@ -66,10 +66,13 @@ rd_kafka_t *msp_kafka_consumer_new(const char *brokers, const char *group, const
 
 /**
  * @brief Create the mspsync topics if missing (customers and assets compacted), waiting up to
- * timeout_ms. Existing topics are left as they are. @returns 0 or -1 (errstr).
+ * timeout_ms. Existing topics are left as they are. The wait runs in 100 ms slices; between
+ * them keep_waiting(opaque) (may be NULL) is called, and a 0 from it abandons the attempt.
+ * @returns 0 or -1 (errstr; "stopped" when keep_waiting said so).
  */
 int msp_kafka_ensure_topics(const char *brokers, int partitions, int timeout_ms,
-                            char *errstr, size_t errstr_size);
+                            int (*keep_waiting)(void *opaque), void *opaque, char *errstr,
+                            size_t errstr_size);
 
 /**
  * @brief Route the handle's own log lines (librdkafka's "%4|...|FAC|..." on stderr by default)
