@@ -238,9 +238,10 @@ class LifecycleTest(unittest.TestCase):
         bad = ["%s after %.2f s: exit %s in %.2f s %s" % (n, d, rc, t, pr)
                for n, d, rc, t, pr in results
                if rc != 0 or t >= STOP_LIMIT_S or pr]
-        worst = max(t for _, _, _, t, _ in results)
-        print("\n  %d cycles, %d clean, slowest exit %.3f s" %
-              (len(results), len(results) - len(bad), worst))
+        slowest = sorted(results, key=lambda r: -r[3])[:3]
+        print("\n  %d cycles, %d clean; slowest exits: %s" %
+              (len(results), len(results) - len(bad),
+               ", ".join("%s %.3f s (SIGTERM at %.2f s)" % (n, t, d) for n, d, _, t, _ in slowest)))
         self.assertEqual(len(results), CYCLES)
         self.assertFalse(bad, "\n" + "\n".join(bad))
 
