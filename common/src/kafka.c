@@ -5,6 +5,15 @@
  * (implies acks=all and in-order retries), a small linger so that records batch, lz4
  * compression. Consumers store offsets manually (enable.auto.offset.store=false) so that an
  * offset is only committed after the worker's side effect is done.
+ *
+ * Every handle made here logs through msp_log (msp_kafka_conf_log): librdkafka's own lines
+ * would otherwise reach stderr unformatted, between our JSON lines.
+ *
+ * The assignor depends on the librdkafka found at run time (msp_kafka_assignor): before 2.3.0
+ * cooperative-sticky aborts the process when a consumer is destroyed between JoinGroup and its
+ * first assignment (librdkafka issue 4312). There the consumers use the eager range/roundrobin
+ * assignors instead; every rebalance callback goes through msp_kafka_rebalance_apply, which
+ * follows whichever protocol the group runs.
  */
 #include "mspsync/kafka.h"
 #include "mspsync/backoff.h"
@@ -59,6 +68,47 @@ const char *msp_topic(const char *base) {
     return full;
 }
 
+/* librdkafka's log callback, on its own threads. Levels are syslog's. */
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+    msp_log_level_t l = level <= 3 ? MSP_LOG_ERROR
+                        : level == 4 ? MSP_LOG_WARN
+                        : level <= 6 ? MSP_LOG_INFO
+                                     : MSP_LOG_DEBUG;
+    if (l < msp_log_min_level) return;
+    msp_log_write(l, NULL, 0, "kafka.log", NULL, "%s %s: %s", rk ? rd_kafka_name(rk) : "rdkafka",
+                  fac ? fac : "", buf ? buf : "");
+}
+
+void msp_kafka_conf_log(rd_kafka_conf_t *conf) {
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+}
+
+/* 2.3.0 fixed the destroy-before-first-assignment abort of cooperative-sticky (issue 4312). */
+#define MSP_RDKAFKA_STICKY_FIXED 0x020300ff
+
+const char *msp_kafka_assignor(void) {
+    return rd_kafka_version() >= MSP_RDKAFKA_STICKY_FIXED ? "cooperative-sticky"
+                                                          : "range,roundrobin";
+}
+
+void msp_kafka_rebalance_apply(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                               rd_kafka_topic_partition_list_t *parts) {
+    int coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+    int assign = err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+    rd_kafka_error_t *e = NULL;
+    rd_kafka_resp_err_t r = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (coop)
+        e = assign ? rd_kafka_incremental_assign(rk, parts) : rd_kafka_incremental_unassign(rk, parts);
+    else
+        r = rd_kafka_assign(rk, assign ? parts : NULL);
+    if (e) {
+        MSP_ERROR("kafka.assign_failed", NULL, "%s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    } else if (r) {
+        MSP_ERROR("kafka.assign_failed", NULL, "%s", rd_kafka_err2str(r));
+    }
+}
+
 static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr,
                     size_t errstr_size) {
     if (rd_kafka_conf_set(conf, k, v, errstr, errstr_size) != RD_KAFKA_CONF_OK) return -1;
@@ -81,6 +131,7 @@ rd_kafka_t *msp_kafka_producer_new(const char *brokers, const char *client_id,
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
+    msp_kafka_conf_log(conf);
     if (dr_cb) rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
     rd_kafka_conf_set_opaque(conf, opaque);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
@@ -103,7 +154,7 @@ rd_kafka_t *msp_kafka_consumer_new(const char *brokers, const char *group, const
         conf_set(conf, "auto.commit.interval.ms", "1000", errstr, errstr_size) ||
         conf_set(conf, "session.timeout.ms", "10000", errstr, errstr_size) ||
         conf_set(conf, "heartbeat.interval.ms", "1000", errstr, errstr_size) ||
-        conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", errstr,
+        conf_set(conf, "partition.assignment.strategy", msp_kafka_assignor(), errstr,
                  errstr_size)) {
         rd_kafka_conf_destroy(conf);
         return NULL;
@@ -113,6 +164,7 @@ rd_kafka_t *msp_kafka_consumer_new(const char *brokers, const char *group, const
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
+    msp_kafka_conf_log(conf);
     if (rebalance_cb) rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_conf_set_opaque(conf, opaque);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
@@ -136,7 +188,8 @@ rd_kafka_t *msp_kafka_consumer_new(const char *brokers, const char *group, const
     return rk;
 }
 
-int msp_kafka_ensure_topics(const char *brokers, int partitions, int timeout_ms, char *errstr,
+int msp_kafka_ensure_topics(const char *brokers, int partitions, int timeout_ms,
+                            int (*keep_waiting)(void *opaque), void *opaque, char *errstr,
                             size_t errstr_size) {
     static const struct {
         const char *base;
@@ -153,6 +206,7 @@ int msp_kafka_ensure_topics(const char *brokers, int partitions, int timeout_ms,
         rd_kafka_conf_destroy(conf);
         return -1;
     }
+    msp_kafka_conf_log(conf);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
     if (!rk) {
         rd_kafka_conf_destroy(conf);
@@ -172,9 +226,21 @@ int msp_kafka_ensure_topics(const char *brokers, int partitions, int timeout_ms,
     rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, e2, sizeof(e2));
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     rd_kafka_CreateTopics(rk, nt, (size_t)n, opts, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
+    /* Short slices: a SIGTERM while the broker is unreachable must not wait out the timeout. */
+    rd_kafka_event_t *ev = NULL;
+    int stopped = 0;
+    for (int waited = 0; !ev && waited < timeout_ms + 2000; waited += 100) {
+        if (keep_waiting && !keep_waiting(opaque)) {
+            stopped = 1;
+            break;
+        }
+        ev = rd_kafka_queue_poll(q, 100);
+    }
     int rc = 0;
-    if (!ev) {
+    if (stopped) {
+        snprintf(errstr, errstr_size, "stopped");
+        rc = -1;
+    } else if (!ev) {
         snprintf(errstr, errstr_size, "timed out creating topics on %s", brokers);
         rc = -1;
     } else if (rd_kafka_event_error(ev)) {

@@ -224,6 +224,7 @@ int msp_keyq_full(const msp_keyq_t *kq) { return kq->nitems >= kq->max_queued; }
 int msp_keyq_stopped(const msp_keyq_t *kq) { return kq->stopping; }
 
 void msp_keyq_stop(msp_keyq_t *kq) {
+    if (!kq) return;
     kq->stopping = 1;
     kq->ready_head = kq->ready_tail = NULL;
 }

@@ -2,8 +2,10 @@
  * log.c — JSON-lines logging.
  *
  * Every line is one self-contained JSON object, built completely in memory and handed to stdio
- * with a single fwrite() followed by fflush(). stdio locks the stream for each call, so lines
- * written by different threads never interleave, and a crash loses at most the line being built.
+ * with a single fwrite() followed by fflush(), both under the stream's lock (flockfile), so lines
+ * written by different threads (librdkafka's log callback runs on its own threads) never
+ * interleave, and a crash loses at most the line being built. Lines go to stdout, where
+ * container runtimes collect them; the dlq CLI points them at stderr to keep its output clean.
  *
  * Strings are escaped per RFC 8259: '"', '\\' and every control character (as \n, \t, ... or
  * \u00XX). Bytes that are not valid UTF-8 become U+FFFD so that a vendor payload quoted in a
@@ -37,7 +39,7 @@
 msp_log_level_t msp_log_min_level = MSP_LOG_INFO;
 
 static char log_service[64] = "mspsync";
-static FILE *log_stream; /* NULL: stderr (which is not a constant initializer) */
+static FILE *log_stream; /* NULL: stdout (which is not a constant initializer) */
 
 static pthread_mutex_t redact_lock = PTHREAD_MUTEX_INITIALIZER;
 /* Sorted by length, longest first. Grows with the tenants whose credentials were opened (one
@@ -386,8 +388,10 @@ void msp_log_write(msp_log_level_t level, const char *file, int line, const char
     }
     lb_append(&out, "}\n", 2);
 
-    /* 4. one write */
-    stream = log_stream ? log_stream : stderr;
+    /* 4. one write, flushed at once: librdkafka's threads log here too (kafka.log), and a line
+     * must reach the container's log collector whole and without delay. */
+    stream = log_stream ? log_stream : stdout;
+    flockfile(stream);
     if (!out.failed) {
         fwrite(out.p, 1, out.len, stream);
     } else {
@@ -397,6 +401,7 @@ void msp_log_write(msp_log_level_t level, const char *file, int line, const char
                 ts);
     }
     fflush(stream);
+    funlockfile(stream);
 
     /* Before redaction these buffers held the raw message; do not leave it on the stack. */
     memset(red.p, 0, red.cap);

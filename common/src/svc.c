@@ -14,21 +14,9 @@
 #include <event2/http.h>
 
 #include "mspsync/kafka.h"
+#include "mspsync/lifecycle.h"
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
-
-int msp_svc_ensure_topics(const char *brokers) {
-    char errstr[512];
-    for (int attempt = 0;; attempt++) {
-        if (msp_kafka_ensure_topics(brokers, 6, 10000, errstr, sizeof(errstr)) == 0) return 0;
-        if (attempt >= 30) {
-            MSP_ERROR("kafka.unavailable", NULL, "%s", errstr);
-            return -1;
-        }
-        MSP_WARN("kafka.unavailable", NULL, "%s (retrying)", errstr);
-        sleep(1);
-    }
-}
 
 static void drain_pipe(int fd) {
     char buf[256];
@@ -54,13 +42,12 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
     msp_svc_t *s = arg;
+    if (!msp_lifecycle_running()) {
+        MSP_INFO("shutdown", NULL, "stop requested (SIGINT/SIGTERM)");
+        event_base_loopbreak(s->base);
+        return;
+    }
     s->on_tick(s->arg);
-}
-
-static void signal_cb(evutil_socket_t sig, short what, void *arg) {
-    (void)what;
-    MSP_INFO("shutdown", NULL, "signal %d", (int)sig);
-    event_base_loopbreak((struct event_base *)arg);
 }
 
 static int make_pipe(int p[2]) {
@@ -69,13 +56,16 @@ static int make_pipe(int p[2]) {
     return 0;
 }
 
-int msp_svc_wire(msp_svc_t *s, struct event_base *base, rd_kafka_t *consumer,
-                 rd_kafka_t *producer, int tick_ms, void (*on_consumer)(void *),
-                 void (*on_producer)(void *), void (*on_tick)(void *), void *arg, char *errstr,
-                 size_t errstr_size) {
+void msp_svc_init(msp_svc_t *s, struct event_base *base) {
     memset(s, 0, sizeof(*s));
     s->consumer_pipe[0] = s->consumer_pipe[1] = s->producer_pipe[0] = s->producer_pipe[1] = -1;
     s->base = base;
+}
+
+int msp_svc_wire(msp_svc_t *s, rd_kafka_t *consumer, rd_kafka_t *producer, int tick_ms,
+                 void (*on_consumer)(void *), void (*on_producer)(void *),
+                 void (*on_tick)(void *), void *arg, char *errstr, size_t errstr_size) {
+    struct event_base *base = s->base;
     s->on_consumer = on_consumer;
     s->on_producer = on_producer;
     s->on_tick = on_tick;
@@ -118,23 +108,19 @@ int msp_svc_serve_ops(msp_svc_t *s, const char *bind, int port, const char *port
             fclose(pf);
         }
     }
-    s->sigint = evsignal_new(s->base, SIGINT, signal_cb, s->base);
-    s->sigterm = evsignal_new(s->base, SIGTERM, signal_cb, s->base);
-    event_add(s->sigint, NULL);
-    event_add(s->sigterm, NULL);
     return 0;
 }
 
 void msp_svc_close(msp_svc_t *s) {
     if (s->ops) evhttp_free(s->ops);
-    struct event *evs[] = {s->consumer_ev, s->producer_ev, s->tick_ev, s->sigint, s->sigterm};
+    struct event *evs[] = {s->consumer_ev, s->producer_ev, s->tick_ev};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
         if (evs[i]) event_free(evs[i]);
     for (int i = 0; i < 2; i++) {
         if (s->consumer_pipe[i] >= 0) close(s->consumer_pipe[i]);
         if (s->producer_pipe[i] >= 0) close(s->producer_pipe[i]);
     }
-    memset(s, 0, sizeof(*s));
+    msp_svc_init(s, NULL);
 }
 
 /* ------------------------------------------------------------------- keyed workers */
@@ -148,19 +134,16 @@ void msp_svc_conf_apply(const char *service, const msp_svc_conf_t *conf) {
 static void worker_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                 rd_kafka_topic_partition_list_t *parts, void *opaque) {
     msp_svc_worker_t *w = opaque;
+    /* parts is the change under COOPERATIVE, the whole assignment under EAGER (librdkafka
+     * < 2.3, see msp_kafka_assignor): counting and revoking per partition is right for both. */
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
-        if (e) {
-            MSP_ERROR("kafka.assign_failed", NULL, "%s", rd_kafka_error_string(e));
-            rd_kafka_error_destroy(e);
-        }
+        msp_kafka_rebalance_apply(rk, err, parts);
         if (msp_keyq_paused(w->kq)) rd_kafka_pause_partitions(rk, parts);
         w->assigned_partitions += parts->cnt;
     } else {
         for (int i = 0; i < parts->cnt; i++)
             msp_keyq_revoked(w->kq, parts->elems[i].topic, parts->elems[i].partition);
-        rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
-        if (e) rd_kafka_error_destroy(e);
+        msp_kafka_rebalance_apply(rk, err, parts);
         w->assigned_partitions -= parts->cnt;
         if (w->assigned_partitions < 0) w->assigned_partitions = 0;
     }
@@ -251,6 +234,10 @@ static void worker_on_tick(void *arg) {
 
 static int worker_ready(void *opaque, char *why, size_t why_size) {
     msp_svc_worker_t *w = opaque;
+    if (!w->consumer) {
+        snprintf(why, why_size, "waiting for Kafka at %s", w->conf->brokers);
+        return 0;
+    }
     if (!msp_redis_ok(w->redis, w->conf->redis_url)) {
         snprintf(why, why_size, "redis unavailable");
         return 0;
@@ -262,24 +249,29 @@ static int worker_ready(void *opaque, char *why, size_t why_size) {
     return 1;
 }
 
-int msp_svc_worker_serve(msp_svc_worker_t *w, msp_svc_t *svc, struct event_base *base) {
-    char errstr[512];
-    if (msp_svc_wire(svc, base, w->consumer, w->producer, 100, worker_on_consumer,
-                     worker_on_producer, worker_on_tick, w, errstr, sizeof(errstr)) != 0) {
-        MSP_ERROR("init.failed", NULL, "%s", errstr);
-        return -1;
-    }
+int msp_svc_worker_listen(msp_svc_worker_t *w, msp_svc_t *svc, struct event_base *base) {
+    msp_svc_init(svc, base);
     return msp_svc_serve_ops(svc, w->conf->metrics_bind, (int)w->conf->metrics_port,
                              w->conf->port_file, w->metrics, worker_ready, w);
 }
 
+int msp_svc_worker_serve(msp_svc_worker_t *w, msp_svc_t *svc) {
+    char errstr[512];
+    if (msp_svc_wire(svc, w->consumer, w->producer, 100, worker_on_consumer, worker_on_producer,
+                     worker_on_tick, w, errstr, sizeof(errstr)) != 0) {
+        MSP_ERROR("init.failed", NULL, "%s", errstr);
+        return -1;
+    }
+    return 0;
+}
+
 void msp_svc_worker_close(msp_svc_worker_t *w) {
-    rd_kafka_flush(w->producer, 10000);
-    rd_kafka_consumer_close(w->consumer);   /* its revoke callback still uses the queue */
+    if (w->producer) rd_kafka_flush(w->producer, 10000);
+    if (w->consumer) rd_kafka_consumer_close(w->consumer); /* its revoke callback uses the queue */
     msp_keyq_destroy(w->kq);
     w->kq = NULL;
-    rd_kafka_destroy(w->consumer);
-    rd_kafka_destroy(w->producer);
+    if (w->consumer) rd_kafka_destroy(w->consumer);
+    if (w->producer) rd_kafka_destroy(w->producer);
     w->consumer = w->producer = NULL;
     msp_offtrack_destroy(w->offtrack);
     w->offtrack = NULL;

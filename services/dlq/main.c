@@ -160,6 +160,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     msp_log_init("dlq", cfg.log_level);
+    msp_log_set_stream(stderr);   /* stdout carries the listing (and replay's summary) only */
     msp_topic_prefix_set(cfg.topic_prefix);
     const char *dlq = msp_topic(MSP_TOPIC_DLQ);
     int listing = !strcmp(cmd, "list");

@@ -16,6 +16,7 @@
 #include "mspsync/backoff.h"
 #include "mspsync/config.h"
 #include "mspsync/kafka.h"
+#include "mspsync/lifecycle.h"
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
 #include "mspsync/svc.h"
@@ -74,18 +75,14 @@ static const msp_config_entry_t config_table[] = {
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
     fetcher_t *f = opaque;
+    /* parts: the change (COOPERATIVE) or the whole assignment (EAGER, librdkafka < 2.3). */
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
-        if (e) {
-            MSP_ERROR("kafka.assign_failed", NULL, "%s", rd_kafka_error_string(e));
-            rd_kafka_error_destroy(e);
-        }
+        msp_kafka_rebalance_apply(rk, err, parts);
         f->assigned_partitions += parts->cnt;
     } else {
         for (int i = 0; i < parts->cnt; i++)
             jobs_partition_revoked(f, parts->elems[i].topic, parts->elems[i].partition);
-        rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
-        if (e) rd_kafka_error_destroy(e);
+        msp_kafka_rebalance_apply(rk, err, parts);
         f->assigned_partitions -= parts->cnt;
         if (f->assigned_partitions < 0) f->assigned_partitions = 0;
     }
@@ -136,6 +133,10 @@ static void sched_cb(evutil_socket_t fd, short what, void *arg) {
 
 static int ready_cb(void *opaque, char *why, size_t why_size) {
     fetcher_t *f = opaque;
+    if (!f->consumer) {
+        snprintf(why, why_size, "waiting for Kafka at %s", f->conf.brokers);
+        return 0;
+    }
     if (!redis_ok(f)) {
         snprintf(why, why_size, "redis unavailable");
         return 0;
@@ -148,6 +149,7 @@ static int ready_cb(void *opaque, char *why, size_t why_size) {
 }
 
 int main(int argc, char **argv) {
+    msp_lifecycle_signals();   /* first: SIGTERM must work at any moment, Kafka or not */
     char errstr[512];
     int rc = msp_config_load("fetcher", config_table, argc, argv, errstr, sizeof(errstr));
     if (rc == 1) return 0;
@@ -169,7 +171,6 @@ int main(int argc, char **argv) {
     gethostname(host, sizeof(host) - 1);
     snprintf(f->replica_id, sizeof(f->replica_id), "%.40s-%d", host, (int)getpid());
 
-    signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     f->base = event_base_new();
     f->metrics = msp_metrics_new("fetcher");
@@ -185,7 +186,14 @@ int main(int argc, char **argv) {
     msp_metric_declare(f->metrics, "mspsync_fetcher_assigned_partitions", "gauge", "sync.jobs partitions owned");
     msp_metric_declare(f->metrics, "mspsync_fetcher_http_inflight", "gauge", "HTTP requests in flight");
 
-    if (msp_svc_ensure_topics(f->conf.brokers) != 0) return 1;
+    /* The ops server first: /healthz answers (and /readyz says why not) while Kafka is awaited. */
+    msp_svc_t svc;
+    msp_svc_init(&svc, f->base);
+    if (msp_svc_serve_ops(&svc, f->conf.metrics_bind, (int)f->conf.metrics_port, f->conf.port_file,
+                          f->metrics, ready_cb, f) != 0)
+        return 1;
+    if (msp_lifecycle_ensure_topics(f->conf.brokers, f->base) != 0)
+        goto stop;   /* stopped before Kafka was there: only the ops server runs */
     f->producer = msp_kafka_producer_new(f->conf.brokers, "mspsync-fetcher", dr_cb, f, errstr,
                                          sizeof(errstr));
     const char *topics[] = {msp_topic(MSP_TOPIC_SYNC_JOBS), NULL};
@@ -205,9 +213,8 @@ int main(int argc, char **argv) {
                                         f->conf.cwrmm_token_margin_ms);
     if (!redis_ok(f)) MSP_WARN("redis.unavailable", NULL, "starting anyway; will retry");
 
-    msp_svc_t svc;
-    if (msp_svc_wire(&svc, f->base, f->consumer, f->producer, 100, on_consumer, on_producer,
-                     on_tick, f, errstr, sizeof(errstr)) != 0) {
+    if (msp_svc_wire(&svc, f->consumer, f->producer, 100, on_consumer, on_producer, on_tick, f,
+                     errstr, sizeof(errstr)) != 0) {
         MSP_ERROR("init.failed", NULL, "%s", errstr);
         return 1;
     }
@@ -215,14 +222,12 @@ int main(int argc, char **argv) {
     struct timeval sch = {(time_t)(f->conf.schedule_check_ms / 1000),
                           (suseconds_t)((f->conf.schedule_check_ms % 1000) * 1000)};
     event_add(f->sched_ev, &sch);
-    if (msp_svc_serve_ops(&svc, f->conf.metrics_bind, (int)f->conf.metrics_port, f->conf.port_file,
-                          f->metrics, ready_cb, f) != 0)
-        return 1;
     MSP_INFO("started", NULL, "replica=%s metrics_port=%d brokers=%s", f->replica_id, svc.ops_port,
              f->conf.brokers);
 
-    event_base_dispatch(f->base);
+    if (msp_lifecycle_running()) event_base_dispatch(f->base);
 
+stop:
     /* Shutdown: stop jobs where they are (cursors hold the progress, offsets of unfinished
      * jobs stay uncommitted so another replica resumes them), deliver what was produced. */
     f->stopping = 1;
@@ -230,14 +235,16 @@ int main(int argc, char **argv) {
     f->http = NULL;
     msp_cwrmm_tokens_destroy(f->cw_tokens);
     f->cw_tokens = NULL;
-    rd_kafka_flush(f->producer, 10000);
+    if (f->producer) rd_kafka_flush(f->producer, 10000);
     jobs_destroy_all(f);
-    rd_kafka_consumer_close(f->consumer);
-    rd_kafka_destroy(f->consumer);
-    rd_kafka_destroy(f->producer);
+    if (f->consumer) {
+        rd_kafka_consumer_close(f->consumer);
+        rd_kafka_destroy(f->consumer);
+    }
+    if (f->producer) rd_kafka_destroy(f->producer);
     msp_offtrack_destroy(f->offtrack);
     msp_svc_close(&svc);
-    event_free(f->sched_ev);
+    if (f->sched_ev) event_free(f->sched_ev);
     if (f->redis) redisFree(f->redis);
     msp_metrics_destroy(f->metrics);
     event_base_free(f->base);

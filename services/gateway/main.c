@@ -3,9 +3,11 @@
  * the inventory view and date edits, webhook secrets, ticketing settings) and the signed MTP
  * incident webhook.
  *
- * Wiring only (the logic lives in the modules listed in gateway.h): read the config table, load
- * the secret key, create the topics, start the producer, Redis and the vendor HTTP client on one
- * libevent loop, serve until SIGINT/SIGTERM clears `run`, then shut down in order:
+ * Wiring only (the logic lives in the modules listed in gateway.h): read the config table, install
+ * the signal handlers, load the secret key, listen (the /v1 routes answer 503 and /readyz says
+ * why until Kafka is there; /healthz answers throughout), create the topics, start the producer,
+ * Redis and the vendor HTTP client on one libevent loop, serve until SIGINT/SIGTERM clears the
+ * run flag (lifecycle.h), then shut down in order:
  *   stop accepting → cancel vendor calls → flush the producer (delivery reports answer their held
  *   requests) → answer whatever is still held with 503 → free everything.
  */
@@ -24,15 +26,12 @@
 #include "gateway.h"
 #include "mspsync/config.h"
 #include "mspsync/kafka.h"
+#include "mspsync/lifecycle.h"
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
 
 #define SHUTDOWN_FLUSH_MS 10000
 #define CWRMM_TOKEN_MARGIN_MS 60000  /* refresh a ConnectWise RMM token this long before expiry */
-
-static volatile sig_atomic_t run = 1;
-
-static void stop(int sig) { run = 0; }
 
 static gw_t gw;
 
@@ -95,6 +94,10 @@ static const msp_config_entry_t config[] = {
 static int ready_cb(void *opaque, char *why, size_t why_size) {
     gw_t *g = opaque;
     char err[256];
+    if (!g->rk) {
+        snprintf(why, why_size, "waiting for Kafka at %s", g->cfg.kafka_brokers);
+        return 0;
+    }
     if (!gw_redis_ping(g, err, sizeof(err))) {
         snprintf(why, why_size, "redis: %s", err);
         return 0;
@@ -104,8 +107,18 @@ static int ready_cb(void *opaque, char *why, size_t why_size) {
 
 /* The 100 ms tick: notice a cleared run flag (the handler itself only sets a flag). */
 static void tick_cb(evutil_socket_t fd, short what, void *arg) {
-    if (!run)
+    if (!msp_lifecycle_running())
         event_base_loopbreak(gw.base);
+}
+
+/* Every route but the ops endpoints: nothing works before the producer exists. */
+static void route_cb(struct evhttp_request *req, void *arg) {
+    gw_t *g = arg;
+    if (!g->rk) {
+        gw_reply_error(g, req, "starting", 503, "the gateway is starting: waiting for Kafka");
+        return;
+    }
+    gw_route(req, arg);
 }
 
 static int write_port_file(const char *path, int port) {
@@ -141,6 +154,7 @@ static void declare_metrics(msp_metrics_t *m) {
 }
 
 int main(int argc, char **argv) {
+    msp_lifecycle_signals();   /* first: SIGTERM must work at any moment, Kafka or not */
     char errstr[512];
     int rc = 1;
     struct event *tick = NULL;
@@ -172,26 +186,8 @@ int main(int argc, char **argv) {
         goto out;
     }
 
-    struct sigaction sa = {0};
-    sa.sa_handler = stop;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
     msp_topic_prefix_set(gw.cfg.topic_prefix);
     msp_kafka_linger_set((int)gw.cfg.kafka_linger_ms);
-    for (int attempt = 1; run; attempt++) {
-        if (msp_kafka_ensure_topics(gw.cfg.kafka_brokers, 6, 30000, errstr, sizeof(errstr)) == 0)
-            break;
-        if (attempt == 5) {
-            MSP_ERROR("kafka.topics", NULL, "giving up creating topics: %s", errstr);
-            goto out;
-        }
-        MSP_WARN("kafka.topics", NULL, "attempt %d: %s; retrying in 2 s", attempt, errstr);
-        sleep(2);
-    }
-    if (!run)
-        goto out;
 
     gw.base = event_base_new();
     gw.metrics = msp_metrics_new("gateway");
@@ -204,18 +200,6 @@ int main(int argc, char **argv) {
         goto out;
     }
     declare_metrics(gw.metrics);
-    if (gw_kafka_start(&gw, errstr, sizeof(errstr)) != 0) {
-        MSP_ERROR("kafka.producer", NULL, "%s", errstr);
-        goto out;
-    }
-    if (!(gw.redis = msp_redis_connect(gw.cfg.redis_url, errstr, sizeof(errstr))))
-        MSP_WARN("redis.connect", NULL, "%s (will retry on use)", errstr);
-    gw.cwtokens = msp_cwrmm_tokens_new(gw.base, gw.vendor, &gw.redis, &gw.key,
-                                       CWRMM_TOKEN_MARGIN_MS);
-    if (!gw.cwtokens) {
-        MSP_ERROR("startup", NULL, "out of memory");
-        goto out;
-    }
 
     gw_http_install(&gw);  /* libevent's own refusals (below) answer in JSON */
     evhttp_set_max_body_size(gw.http, (ev_ssize_t)gw.cfg.max_body);
@@ -227,7 +211,7 @@ int main(int argc, char **argv) {
                                             EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS |
                                             EVHTTP_REQ_TRACE);
     evhttp_set_timeout(gw.http, 60);
-    evhttp_set_gencb(gw.http, gw_route, &gw);
+    evhttp_set_gencb(gw.http, route_cb, &gw);
     if (msp_ops_mount(gw.http, gw.metrics, ready_cb, &gw) != 0) {
         MSP_ERROR("startup", NULL, "could not mount the ops endpoints");
         goto out;
@@ -248,9 +232,26 @@ int main(int argc, char **argv) {
     tick = event_new(gw.base, -1, EV_PERSIST, tick_cb, NULL);
     struct timeval tv = {0, 100 * 1000};
     event_add(tick, &tv);
+
+    if (msp_lifecycle_ensure_topics(gw.cfg.kafka_brokers, gw.base) != 0) {
+        rc = 0;   /* stopped while waiting for Kafka */
+        goto out;
+    }
+    if (gw_kafka_start(&gw, errstr, sizeof(errstr)) != 0) {
+        MSP_ERROR("kafka.producer", NULL, "%s", errstr);
+        goto out;
+    }
+    if (!(gw.redis = msp_redis_connect(gw.cfg.redis_url, errstr, sizeof(errstr))))
+        MSP_WARN("redis.connect", NULL, "%s (will retry on use)", errstr);
+    gw.cwtokens = msp_cwrmm_tokens_new(gw.base, gw.vendor, &gw.redis, &gw.key,
+                                       CWRMM_TOKEN_MARGIN_MS);
+    if (!gw.cwtokens) {
+        MSP_ERROR("startup", NULL, "out of memory");
+        goto out;
+    }
     MSP_INFO("gateway.started", NULL, "listening on %s:%d", gw.cfg.http_bind, port);
 
-    while (run)
+    while (msp_lifecycle_running())
         event_base_dispatch(gw.base);
 
     MSP_INFO("gateway.stopping", NULL, "shutting down");

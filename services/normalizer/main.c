@@ -19,6 +19,7 @@
 #include <mspsync/backoff.h>
 #include <mspsync/config.h>
 #include <mspsync/kafka.h>
+#include <mspsync/lifecycle.h>
 #include <mspsync/log.h>
 #include <mspsync/ops.h>
 
@@ -26,8 +27,6 @@
 #include "normalizer.h"
 
 #define SERVICE           "normalizer"
-#define TOPIC_PARTITIONS  6
-#define ENSURE_TIMEOUT_MS 30000
 #define FIRST_POLL_MS     100   /* an idle loop still serves /metrics this often */
 #define NEXT_POLL_MS      10    /* a batch ends when the consumer has nothing for this long */
 
@@ -62,14 +61,6 @@ static const msp_config_entry_t config_table[] = {
     {NULL, MSP_CFG_STR, NULL, NULL, NULL, 0, 0, 0},
 };
 
-static volatile sig_atomic_t run = 1;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    run = 0;
-}
-
 /* Write the port to path atomically (tmp + rename), so a reader never sees half a number. */
 static int write_port_file(const char *path, int port)
 {
@@ -87,27 +78,21 @@ static int write_port_file(const char *path, int port)
     return 0;
 }
 
-/* Create the topics, retrying while Kafka is not up yet. @returns 0, or -1 when stopped. */
-static int ensure_topics(struct event_base *base)
+/* /readyz: not before the Kafka handles exist (the topics are awaited with /healthz up). */
+static rd_kafka_t *consumer_made;
+
+static int ready_cb(void *opaque, char *why, size_t why_size)
 {
-    char errstr[512];
-    for (unsigned attempt = 0; run; attempt++) {
-        if (msp_kafka_ensure_topics(cfg.brokers, TOPIC_PARTITIONS, ENSURE_TIMEOUT_MS, errstr,
-                                    sizeof errstr) == 0)
-            return 0;
-        int64_t ms = msp_backoff_ms(attempt < 6 ? attempt : 6, 500, 15000, msp_rand01());
-        MSP_WARN("kafka.topics", NULL, "cannot create topics yet (retry in %lld ms): %s",
-                 (long long)ms, errstr);
-        for (int64_t until = msp_now_ms() + ms; run && msp_now_ms() < until;) {
-            event_base_loop(base, EVLOOP_NONBLOCK);   /* /healthz answers meanwhile */
-            usleep(50 * 1000);
-        }
+    if (!consumer_made) {
+        snprintf(why, why_size, "waiting for Kafka at %s", cfg.brokers);
+        return 0;
     }
-    return -1;
+    return nz_ready(opaque, why, why_size);
 }
 
 int main(int argc, char **argv)
 {
+    msp_lifecycle_signals();   /* first: SIGTERM must work at any moment, Kafka or not */
     char               errstr[512];
     int                exit_code = 1;
     struct event_base *base      = NULL;
@@ -134,14 +119,6 @@ int main(int argc, char **argv)
     if (cfg.json_arena)
         nz_json_arena_enable();
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
     base    = event_base_new();
     metrics = msp_metrics_new(SERVICE);
     batch   = calloc((size_t)cfg.batch_size, sizeof *batch);
@@ -153,14 +130,14 @@ int main(int argc, char **argv)
                              .batch_size = (size_t)cfg.batch_size,
                              .metrics    = metrics,
                              .base       = base,
-                             .run        = &run});
+                             .run        = msp_lifecycle_run_flag()});
     if (!nz) {
         MSP_ERROR("startup", NULL, "out of memory");
         goto out;
     }
 
     int port = 0;
-    http = msp_ops_listen(base, cfg.metrics_bind, (int)cfg.metrics_port, &port, metrics, nz_ready,
+    http = msp_ops_listen(base, cfg.metrics_bind, (int)cfg.metrics_port, &port, metrics, ready_cb,
                           nz);
     if (!http) {
         MSP_ERROR("startup", NULL, "cannot listen on %s:%lld for /healthz /readyz /metrics",
@@ -172,7 +149,7 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    if (ensure_topics(base) < 0) {
+    if (msp_lifecycle_ensure_topics(cfg.brokers, base) < 0) {
         exit_code = 0;   /* stopped while waiting for Kafka */
         goto out;
     }
@@ -191,13 +168,14 @@ int main(int argc, char **argv)
         goto out;
     }
     nz_set_kafka(nz, consumer, producer);
+    consumer_made = consumer;
     MSP_INFO("startup", NULL, "consuming %s as group %s, batches of %lld, metrics on %s:%d",
              topics[0], cfg.group, cfg.batch_size, cfg.metrics_bind, port);
 
     exit_code = 0;
-    while (run) {
+    while (msp_lifecycle_running()) {
         size_t n = nz_take_held(nz, batch, (size_t)cfg.batch_size);
-        while (n < (size_t)cfg.batch_size && run) {
+        while (n < (size_t)cfg.batch_size && msp_lifecycle_running()) {
             rd_kafka_message_t *m =
                 rd_kafka_consumer_poll(consumer, n == 0 ? FIRST_POLL_MS : NEXT_POLL_MS);
             if (!m)

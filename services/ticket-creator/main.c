@@ -14,6 +14,7 @@
 
 #include "mspsync/config.h"
 #include "mspsync/kafka.h"
+#include "mspsync/lifecycle.h"
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
 #include "mspsync/svc.h"
@@ -59,6 +60,7 @@ static void on_tick(void *arg) {
 }
 
 int main(int argc, char **argv) {
+    msp_lifecycle_signals();   /* first: SIGTERM must work at any moment, Kafka or not */
     char errstr[512];
     int rc = msp_config_load("ticket-creator", config_table, argc, argv, errstr, sizeof(errstr));
     if (rc == 1) return 0;
@@ -74,7 +76,6 @@ int main(int argc, char **argv) {
         msp_config_free(config_table);
         return 2;
     }
-    signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     tc->base = event_base_new();
     tc->metrics = msp_metrics_new("ticket-creator");
@@ -97,7 +98,6 @@ int main(int argc, char **argv) {
     msp_metric_declare(tc->metrics, "mspsync_ticket_creator_http_inflight", "gauge",
                        "HTTP requests in flight");
 
-    if (msp_svc_ensure_topics(tc->conf.svc.brokers) != 0) return 1;
     msp_svc_worker_t *w = &tc->worker;
     *w = (msp_svc_worker_t){
         .conf = &tc->conf.svc,
@@ -113,6 +113,11 @@ int main(int argc, char **argv) {
         .tick = on_tick,
         .arg = tc,
     };
+    /* The ops server first: /healthz answers (and /readyz says why not) while Kafka is awaited. */
+    msp_svc_t svc;
+    if (msp_svc_worker_listen(w, &svc, tc->base) != 0) return 1;
+    if (msp_lifecycle_ensure_topics(tc->conf.svc.brokers, tc->base) != 0)
+        goto stop;   /* stopped before Kafka was there: only the ops server runs */
     msp_keyq_ops_t ops = tc_keyq_ops;
     ops.opaque = tc;
     if (msp_svc_worker_open(w, (int)tc->conf.max_active, (int)tc->conf.max_queued, &ops) != 0)
@@ -121,13 +126,13 @@ int main(int argc, char **argv) {
     tc->http = msp_http_new(tc->base, &hopts);
     if (!tc_redis_ok(tc)) MSP_WARN("redis.unavailable", NULL, "starting anyway; will retry");
 
-    msp_svc_t svc;
-    if (msp_svc_worker_serve(w, &svc, tc->base) != 0) return 1;
+    if (msp_svc_worker_serve(w, &svc) != 0) return 1;
     MSP_INFO("started", NULL, "metrics_port=%d brokers=%s max_active=%lld", svc.ops_port,
              tc->conf.svc.brokers, tc->conf.max_active);
 
-    event_base_dispatch(tc->base);
+    if (msp_lifecycle_running()) event_base_dispatch(tc->base);
 
+stop:
     /* Shutdown: in-flight Syncro calls are cancelled (their events stay uncommitted and replay;
      * the markers make the replay safe), dead letters are delivered. */
     tc->stopping = 1;

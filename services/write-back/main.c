@@ -15,6 +15,7 @@
 
 #include "mspsync/config.h"
 #include "mspsync/kafka.h"
+#include "mspsync/lifecycle.h"
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
 #include "mspsync/svc.h"
@@ -95,6 +96,7 @@ static void declare_metrics(msp_metrics_t *m) {
 }
 
 int main(int argc, char **argv) {
+    msp_lifecycle_signals();   /* first: SIGTERM must work at any moment, Kafka or not */
     char errstr[512];
     int rc = msp_config_load("write-back", config_table, argc, argv, errstr, sizeof(errstr));
     if (rc == 1) return 0;
@@ -111,13 +113,11 @@ int main(int argc, char **argv) {
         msp_config_free(config_table);
         return 2;
     }
-    signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     wb->base = event_base_new();
     wb->metrics = msp_metrics_new("write-back");
     declare_metrics(wb->metrics);
 
-    if (msp_svc_ensure_topics(wb->conf.svc.brokers) != 0) return 1;
     msp_svc_worker_t *w = &wb->worker;
     *w = (msp_svc_worker_t){
         .conf = &wb->conf.svc,
@@ -133,6 +133,11 @@ int main(int argc, char **argv) {
         .tick = on_tick,
         .arg = wb,
     };
+    /* The ops server first: /healthz answers (and /readyz says why not) while Kafka is awaited. */
+    msp_svc_t svc;
+    if (msp_svc_worker_listen(w, &svc, wb->base) != 0) return 1;
+    if (msp_lifecycle_ensure_topics(wb->conf.svc.brokers, wb->base) != 0)
+        goto stop;   /* stopped before Kafka was there: only the ops server runs */
     msp_keyq_ops_t ops = wb_keyq_ops;
     ops.opaque = wb;
     if (msp_svc_worker_open(w, (int)wb->conf.max_active, (int)wb->conf.max_queued, &ops) != 0)
@@ -147,13 +152,13 @@ int main(int argc, char **argv) {
     }
     if (!wb_redis_ok(wb)) MSP_WARN("redis.unavailable", NULL, "starting anyway; will retry");
 
-    msp_svc_t svc;
-    if (msp_svc_worker_serve(w, &svc, wb->base) != 0) return 1;
+    if (msp_svc_worker_serve(w, &svc) != 0) return 1;
     MSP_INFO("started", NULL, "metrics_port=%d brokers=%s max_active=%lld", svc.ops_port,
              wb->conf.svc.brokers, wb->conf.max_active);
 
-    event_base_dispatch(wb->base);
+    if (msp_lifecycle_running()) event_base_dispatch(wb->base);
 
+stop:
     /* Shutdown: in-flight vendor calls are cancelled (their changes stay uncommitted and replay;
      * the read before every write makes the replay safe), dead letters are delivered. */
     wb->stopping = 1;

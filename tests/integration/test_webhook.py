@@ -348,8 +348,9 @@ class WebhookTest(unittest.TestCase):
         out = subprocess.run([harness.BIN["gateway"]], env=env, capture_output=True, text=True,
                              timeout=30)
         self.assertNotEqual(out.returncode, 0)
-        self.assertIn("MSPSYNC_WEBHOOK_MAX_BODY", out.stderr)
-        self.assertIn("MSPSYNC_MAX_BODY", out.stderr)
+        # logged as a config.invalid JSON line, on stdout like every log line
+        self.assertIn("MSPSYNC_WEBHOOK_MAX_BODY", out.stdout)
+        self.assertIn("MSPSYNC_MAX_BODY", out.stdout)
 
 
 if __name__ == "__main__":

@@ -66,10 +66,41 @@ rd_kafka_t *msp_kafka_consumer_new(const char *brokers, const char *group, const
 
 /**
  * @brief Create the mspsync topics if missing (customers and assets compacted), waiting up to
- * timeout_ms. Existing topics are left as they are. @returns 0 or -1 (errstr).
+ * timeout_ms. Existing topics are left as they are. The wait runs in 100 ms slices; between
+ * them keep_waiting(opaque) (may be NULL) is called, and a 0 from it abandons the attempt.
+ * @returns 0 or -1 (errstr; "stopped" when keep_waiting said so).
  */
 int msp_kafka_ensure_topics(const char *brokers, int partitions, int timeout_ms,
-                            char *errstr, size_t errstr_size);
+                            int (*keep_waiting)(void *opaque), void *opaque, char *errstr,
+                            size_t errstr_size);
+
+/**
+ * @brief Route the handle's own log lines (librdkafka's "%4|...|FAC|..." on stderr by default)
+ * through msp_log as event "kafka.log" with the facility in the message; syslog levels map to
+ * ours (0-3 error, 4 warn, 5-6 info, 7 debug). msp_kafka_producer_new and
+ * msp_kafka_consumer_new already do this; call it for any other rd_kafka_conf_t before
+ * rd_kafka_new. The callback runs on librdkafka's threads: msp_log_write is thread-safe.
+ */
+void msp_kafka_conf_log(rd_kafka_conf_t *conf);
+
+/**
+ * @brief The partition.assignment.strategy of our consumers: "cooperative-sticky" with
+ * librdkafka >= 2.3.0, "range,roundrobin" (eager) before. librdkafka < 2.3.0 aborts in
+ * rd_kafka_sticky_assignor_state_destroy when a cooperative-sticky consumer is destroyed between
+ * its JoinGroup and its first assignment (librdkafka issue 4312), which a SIGTERM during start-up
+ * or a rebalance hits. Rebalance callbacks must therefore check rd_kafka_rebalance_protocol()
+ * (msp_kafka_rebalance_apply does). Borrowed, static.
+ */
+const char *msp_kafka_assignor(void);
+
+/**
+ * @brief The assign/unassign half of every rebalance callback, right for both protocols:
+ * incremental (un)assign under COOPERATIVE, rd_kafka_assign(parts)/(NULL) under EAGER. Call it
+ * after the service revoked its own state for parts (on revoke) or before it uses the new
+ * partitions (on assign). Errors are logged as kafka.assign_failed.
+ */
+void msp_kafka_rebalance_apply(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                               rd_kafka_topic_partition_list_t *parts);
 
 /**
  * @brief Produce a copy of src (key, value, headers) to the dlq topic with headers

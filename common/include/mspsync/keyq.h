@@ -83,7 +83,7 @@ int msp_keyq_active(const msp_keyq_t *kq);   /**< items being worked on */
 int msp_keyq_paused(const msp_keyq_t *kq);   /**< 1 while consumption is paused */
 int msp_keyq_full(const msp_keyq_t *kq);     /**< 1 when the consumer should stop polling */
 
-/** @brief Stop starting items (shutdown); pump becomes a no-op. */
+/** @brief Stop starting items (shutdown); pump becomes a no-op. NULL-safe. */
 void msp_keyq_stop(msp_keyq_t *kq);
 int msp_keyq_stopped(const msp_keyq_t *kq);   /**< 1 after msp_keyq_stop */
 

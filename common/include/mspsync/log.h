@@ -1,7 +1,7 @@
 /*
  * log.h — JSON-lines logging for every mspsync process.
  *
- * One line per event on stderr: {"ts":"2026-11-23T21:45:00.123Z","level":"info",
+ * One line per event on stdout (flushed per line): {"ts":"2026-11-23T21:45:00.123Z","level":"info",
  * "service":"fetcher","event":"sync.page","tenant":"acme","msg":"...","file":"x.c","line":12}
  * ("file"/"line" only for warn and error). The MSP_LOG macro checks the level before
  * evaluating its arguments, so a debug line costs nothing in production.
@@ -32,8 +32,9 @@ extern msp_log_level_t msp_log_min_level;
 void msp_log_init(const char *service, const char *level);
 
 /**
- * @brief Send log lines to f (borrowed; must outlive its use) instead of stderr; NULL = stderr.
- *        For tests. Call before other threads log.
+ * @brief Send log lines to f (borrowed; must outlive its use) instead of stdout; NULL = stdout.
+ *        For tests, and for a CLI whose stdout is its output (mspsync-dlq: stderr). Call before
+ *        other threads log.
  */
 void msp_log_set_stream(FILE *f);
 
@@ -44,7 +45,10 @@ void msp_log_set_stream(FILE *f);
  */
 void msp_log_redact(const char *secret);
 
-/** @brief Write one JSON line. tenant and event may be NULL. Use MSP_LOG instead. */
+/**
+ * @brief Write one JSON line. tenant, event and file may be NULL. Use MSP_LOG instead (direct
+ *        calls are for relaying other loggers: librdkafka's, kafka.c). Thread-safe.
+ */
 void msp_log_write(msp_log_level_t level, const char *file, int line, const char *event,
                    const char *tenant, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));

@@ -4,8 +4,12 @@
  * A worker runs one libevent loop. librdkafka signals "queue became non-empty" by writing to a
  * pipe (rd_kafka_queue_io_event_enable); the loop watches the read ends and calls the worker's
  * callbacks. Because that signal only fires on empty → non-empty, a periodic tick is the safety
- * net. SIGINT/SIGTERM break the loop; the ops server (/healthz, /readyz, /metrics) listens on
- * the metrics address and its bound port can be written to a file (tests use port 0).
+ * net; the tick also breaks the loop once SIGINT/SIGTERM cleared the run flag (lifecycle.h).
+ *
+ * Order of start-up: msp_svc_init and msp_svc_serve_ops first (the ops server — /healthz,
+ * /readyz, /metrics — answers while the service waits for Kafka; its bound port can be written
+ * to a file, tests use port 0), then the topics (msp_lifecycle_ensure_topics), then the Kafka
+ * handles and msp_svc_wire.
  */
 #ifndef MSPSYNC_SVC_H
 #define MSPSYNC_SVC_H
@@ -22,7 +26,7 @@
 typedef struct msp_svc_s {
     struct event_base *base;
     int                consumer_pipe[2], producer_pipe[2];
-    struct event      *consumer_ev, *producer_ev, *tick_ev, *sigint, *sigterm;
+    struct event      *consumer_ev, *producer_ev, *tick_ev;
     struct evhttp     *ops;
     int                ops_port;
     void             (*on_consumer)(void *arg);
@@ -31,29 +35,27 @@ typedef struct msp_svc_s {
     void              *arg;
 } msp_svc_t;
 
-/**
- * @brief Create the topics (retrying for up to ~5 minutes while the broker is unreachable).
- * @returns 0 or -1 (logged).
- */
-int msp_svc_ensure_topics(const char *brokers);
+/** @brief An empty svc on base (nothing to free yet). */
+void msp_svc_init(msp_svc_t *s, struct event_base *base);
 
 /**
  * @brief Wire the consumer's and the producer's queues to the loop and start the tick
- * (tick_ms). Callbacks get arg. @returns 0 or -1 (errstr).
+ * (tick_ms), which also ends the loop once the run flag is cleared. Callbacks get arg.
+ * @returns 0 or -1 (errstr).
  */
-int msp_svc_wire(msp_svc_t *s, struct event_base *base, rd_kafka_t *consumer,
-                 rd_kafka_t *producer, int tick_ms, void (*on_consumer)(void *),
-                 void (*on_producer)(void *), void (*on_tick)(void *), void *arg, char *errstr,
-                 size_t errstr_size);
+int msp_svc_wire(msp_svc_t *s, rd_kafka_t *consumer, rd_kafka_t *producer, int tick_ms,
+                 void (*on_consumer)(void *), void (*on_producer)(void *),
+                 void (*on_tick)(void *), void *arg, char *errstr, size_t errstr_size);
 
 /**
- * @brief Listen for /healthz, /readyz, /metrics; write the bound port to port_file when set;
- * break the loop on SIGINT/SIGTERM. @returns 0 or -1 (logged).
+ * @brief Listen for /healthz, /readyz, /metrics; write the bound port to port_file when set.
+ * Call before waiting for Kafka: ready must answer "not ready" until the handles exist.
+ * @returns 0 or -1 (logged).
  */
 int msp_svc_serve_ops(msp_svc_t *s, const char *bind, int port, const char *port_file,
                       msp_metrics_t *m, msp_ready_cb *ready, void *opaque);
 
-/** @brief Free the events, the pipes and the ops server. */
+/** @brief Free the events, the pipes and the ops server (whatever was made). */
 void msp_svc_close(msp_svc_t *s);
 
 /* ---------------------------------------------------------------------------------------------
@@ -118,7 +120,7 @@ typedef struct msp_svc_worker_s {
     void          (*tick)(void *arg);
     void           *arg;
 
-    /* Made by msp_svc_worker_open, freed by msp_svc_worker_close. */
+    /* Made by msp_svc_worker_open, freed by msp_svc_worker_close (NULL before). */
     rd_kafka_t     *consumer, *producer;
     msp_offtrack_t *offtrack;
     msp_keyq_t     *kq;
@@ -134,11 +136,17 @@ int msp_svc_worker_open(msp_svc_worker_t *w, int max_active, int max_queued,
                         const msp_keyq_ops_t *ops);
 
 /**
- * @brief msp_svc_wire (tick every 100 ms: a paused consumer is still polled, for rebalances) and
- * msp_svc_serve_ops, ready when Redis answers and a partition is assigned.
- * @returns 0 or -1 (logged).
+ * @brief msp_svc_init and msp_svc_serve_ops, ready when the Kafka handles exist, Redis answers
+ * and a partition is assigned. Call before msp_lifecycle_ensure_topics and
+ * msp_svc_worker_open (w's settings filled in). @returns 0 or -1 (logged).
  */
-int msp_svc_worker_serve(msp_svc_worker_t *w, msp_svc_t *svc, struct event_base *base);
+int msp_svc_worker_listen(msp_svc_worker_t *w, msp_svc_t *svc, struct event_base *base);
+
+/**
+ * @brief msp_svc_wire after msp_svc_worker_open (tick every 100 ms: a paused consumer is still
+ * polled, for rebalances). @returns 0 or -1 (logged).
+ */
+int msp_svc_worker_serve(msp_svc_worker_t *w, msp_svc_t *svc);
 
 /** @brief Set the held/active gauges (done after every poll; call it where else it matters). */
 void msp_svc_worker_gauges(msp_svc_worker_t *w);
@@ -146,7 +154,8 @@ void msp_svc_worker_gauges(msp_svc_worker_t *w);
 /**
  * @brief Shutdown, after msp_keyq_stop and cancelling the work in flight: deliver the dead
  * letters (up to 10 s), close the consumer (its revoke callback still uses the queue), free the
- * queue (nothing stored for unfinished items), the handles and the offset tracker.
+ * queue (nothing stored for unfinished items), the handles and the offset tracker. Also right
+ * after a failed or skipped msp_svc_worker_open (frees what exists).
  */
 void msp_svc_worker_close(msp_svc_worker_t *w);
 
