@@ -46,6 +46,7 @@
 #include "mspsync/redis.h"
 #include "mspsync/syncro.h"
 #include "mspsync/syncro_store.h"
+#include "mspsync/utf8.h"
 
 #define SERVICE        "ticket-creator"
 #define EVENTS_TTL_S   (90 * 86400)
@@ -472,12 +473,15 @@ static char *incident_details(const tc_item_t *it) {
 
 static json_t *ticket_body(const tc_item_t *it) {
     const json_t *rule = it->rule;
-    char subject[SUBJECT_MAX + 1];
+    /* Syncro takes SUBJECT_MAX bytes; the cut must end on a character boundary, or jansson
+     * refuses the subject, the ticket goes without one and Syncro answers 422 for good. */
+    char subject[SUBJECT_MAX + 1], *full = NULL;
     const char *title = inc_str(it, "title"), *subj = inc_str(it, "subject");
-    if (subj && strcmp(subj, inc_str(it, "org_id")) != 0)
-        snprintf(subject, sizeof(subject), "%s - %s", title, subj);
-    else
-        snprintf(subject, sizeof(subject), "%s", title);
+    int n = subj && strcmp(subj, inc_str(it, "org_id")) != 0
+                ? asprintf(&full, "%s - %s", title, subj)
+                : asprintf(&full, "%s", title);
+    msp_utf8_copy(subject, sizeof(subject), n >= 0 ? full : title);
+    if (n >= 0) free(full);
 
     json_t *t = json_object();
     json_object_set_new(t, "customer_id", json_integer(strtoll(it->rec_customer, NULL, 10)));
