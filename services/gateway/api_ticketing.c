@@ -30,6 +30,7 @@
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
 #include "mspsync/org_match.h"
+#include "mspsync/utf8.h"
 
 #define MAX_RULES 1000
 #define MAX_ORG_ID 256
@@ -104,8 +105,8 @@ static int check_keys(const json_t *obj, const char *const *known, const char *w
             continue;
         strays++;
         if (used < sizeof(list))
-            used += (size_t)snprintf(list + used, sizeof(list) - used, "%s\"%.64s\"",
-                                     strays > 1 ? ", " : "", k);
+            used += (size_t)snprintf(list + used, sizeof(list) - used, "%s\"%.*s\"",
+                                     strays > 1 ? ", " : "", MSP_UTF8_CUT(k, 64));
     }
     if (!strays)
         return 0;
