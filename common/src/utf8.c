@@ -36,6 +36,13 @@ size_t msp_utf8_prefix(const char *s, size_t max_bytes) {
     return len;
 }
 
+size_t msp_utf8_chars(const char *s) {
+    size_t n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
 size_t msp_utf8_copy(char *dst, size_t dst_size, const char *src) {
     static const char REPLACEMENT[] = "\xEF\xBF\xBD"; /* U+FFFD */
     if (!dst || dst_size == 0) return 0;

@@ -105,8 +105,6 @@ int gw_read_json(gw_t *gw, struct evhttp_request *req, const char *route, int op
 /** @brief Query parameter value (new string, caller frees) or NULL. */
 char *gw_query_param(struct evhttp_request *req, const char *name);
 
-/** @brief Characters (code points) of a UTF-8 string (jansson guarantees valid UTF-8). */
-size_t gw_utf8_chars(const char *s);
 
 /** @brief "an object", "a string", ... for validation messages. */
 const char *gw_json_kind(const json_t *j);

@@ -257,13 +257,6 @@ void gw_held_fail_all(gw_t *gw, const char *why) {
     }
 }
 
-size_t gw_utf8_chars(const char *s) {
-    size_t n = 0;
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
-}
-
 const char *gw_json_kind(const json_t *j) {
     switch (json_typeof(j)) {
     case JSON_OBJECT: return "an object";

@@ -120,7 +120,7 @@ static int check_str(json_t *body, const char *field, int required, size_t min, 
         json_object_set_new(body, field, json_string(num));
         return 0;
     }
-    size_t n = json_is_string(v) ? gw_utf8_chars(json_string_value(v)) : 0;
+    size_t n = json_is_string(v) ? msp_utf8_chars(json_string_value(v)) : 0;
     if (json_is_string(v) && n >= min && n <= max)
         return 0;
     char got[64];

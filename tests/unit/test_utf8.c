@@ -67,6 +67,9 @@ static void empty_and_exact_fit(void **state) {
     assert_string_equal(dst, s);
     assert_int_equal(msp_utf8_copy(dst, 6, s), 4);
     assert_string_equal(dst, "a\xE2\x82\xAC");
+    /* limits stated in characters count code points, not bytes */
+    assert_int_equal(msp_utf8_chars(""), 0);
+    assert_int_equal(msp_utf8_chars("a\xE2\x82\xAC\xC3\xA9\xF0\x9F\x98\x80"), 4);
 }
 
 /* The edges of RFC 3629: the smallest and largest of each length are characters. */

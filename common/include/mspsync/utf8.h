@@ -51,4 +51,11 @@ size_t msp_utf8_prefix(const char *s, size_t max_bytes);
  */
 size_t msp_utf8_copy(char *dst, size_t dst_size, const char *src);
 
+/**
+ * @brief Characters (code points) of a UTF-8 string, for limits stated in characters: every
+ *        byte that is not a continuation byte counts one (exact for valid UTF-8, which is
+ *        what jansson hands out).
+ */
+size_t msp_utf8_chars(const char *s);
+
 #endif
