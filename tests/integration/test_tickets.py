@@ -74,6 +74,31 @@ class TicketsTest(StackTest):
         self.assertEqual(s.kcat("dlq"), [])
         self.assertEqual(subjects(), want)
 
+    def test_long_non_ascii_status_is_kept_whole_and_the_ticket_resolves(self):
+        """A rule status of 79 characters is 149 bytes: the ticket-creator's record of the status
+        it set was cut to 127 bytes, never matched Syncro's again, and the resolve took the
+        ticket for changed by a technician and left it open."""
+        s = self.make_stack(sim_config={"rate_limit": 0})
+        status = "En cours " + "\u00e9" * 70
+        rule = dict(T.DEFAULT_CONFIG["rules"]["*"], status=status)
+        cfg = dict(T.DEFAULT_CONFIG, rules={"*": rule})
+        secret = T.setup(s, orgs=1, config=cfg)
+        s.sim_admin("PUT", "/_sim/accounts/%s" % T.SUB,
+                    {"ticket_statuses": ["New", "In Progress", "Resolved", status]})
+        inc = {"id": "inc-s", "org_id": "org-0001", "org_name": "Org One", "alert_type": "x",
+               "severity": "high", "status": "open", "subject": "WS-01", "title": "Alert",
+               "occurred_at": "2026-11-23T10:00:00.000Z"}
+        self.assertEqual(T.post_incident(s, secret, inc)[0], 202)
+        t = wait_until(lambda: T.sim_tickets(s), 60, "the ticket")[0]
+        self.assertEqual(t["status"], status)
+        inc.update(status="resolved", occurred_at="2026-11-23T10:05:00.000Z")
+        self.assertEqual(T.post_incident(s, secret, inc)[0], 202)
+        T.wait_drained(s)
+        t = T.sim_tickets(s)[0]
+        self.assertEqual(t["status"], "Resolved", [c["body"] for c in t["comments"]])
+        self.assertEqual(len(t["comments"]), 1)
+        self.assertEqual(s.kcat("dlq"), [])
+
     def test_thousand_incidents_with_long_utf8_titles_all_become_tickets(self):
         """The issue's must-show: titles of 240..260 bytes mixing Latin-1, €, CJK and emoji give
         exactly the expected tickets, each subject the 250-byte character-boundary cut of
