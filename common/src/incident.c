@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 
 #include "mspsync/model.h"
+#include "mspsync/utf8.h"
 
 static const char *const SEVERITIES[] = {"info", "low", "medium", "high", "critical", NULL};
 
@@ -110,8 +111,8 @@ json_t *msp_map_mtp_incident(const char *tenant, const json_t *payload, const ch
     }
     const char *status = json_string_value(json_object_get(c, "status"));
     if (strcmp(status, "open") != 0 && strcmp(status, "resolved") != 0) {
-        snprintf(errstr, errstr_size, "incident status \"%.32s\" is neither \"open\" nor \"resolved\"",
-                 status);
+        snprintf(errstr, errstr_size, "incident status \"%.*s\" is neither \"open\" nor \"resolved\"",
+                 MSP_UTF8_CUT(status, 32));
         json_decref(c);
         return NULL;
     }

@@ -33,6 +33,7 @@
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
 #include "mspsync/syncro.h"
+#include "mspsync/utf8.h"
 
 typedef enum {
     JOB_QUEUED,
@@ -1108,7 +1109,8 @@ void job_from_message(fetcher_t *f, const rd_kafka_message_t *msg) {
                               &job_id, "integration", &integration, "types", &tl) != 0) {
         snprintf(reason, sizeof(reason), "sync job lacks a field: %s", jerr.text);
     } else if (strcmp(integration, "syncro") != 0 && strcmp(integration, "cwrmm") != 0) {
-        snprintf(reason, sizeof(reason), "unknown integration \"%.64s\"", integration);
+        snprintf(reason, sizeof(reason), "unknown integration \"%.*s\"",
+                 MSP_UTF8_CUT(integration, 64));
     } else if (!json_is_array(tl) || json_array_size(tl) == 0) {
         snprintf(reason, sizeof(reason), "sync job \"types\" must be a non-empty array");
     } else if (strlen(tenant) >= 80 || strlen(job_id) >= 80 || strchr(tenant, '}') ||
@@ -1135,7 +1137,8 @@ void job_from_message(fetcher_t *f, const rd_kafka_message_t *msg) {
             if (s && !strcmp(s, "customers")) want[T_CUSTOMER] = 1;
             else if (s && !strcmp(s, "assets")) want[T_ASSET] = 1;
             else {
-                snprintf(reason, sizeof(reason), "unknown sync type \"%.64s\"", s ? s : "(not a string)");
+                snprintf(reason, sizeof(reason), "unknown sync type \"%.*s\"",
+                         MSP_UTF8_CUT(s ? s : "(not a string)", 64));
                 break;
             }
         }

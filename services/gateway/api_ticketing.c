@@ -30,6 +30,7 @@
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
 #include "mspsync/org_match.h"
+#include "mspsync/utf8.h"
 
 #define MAX_RULES 1000
 #define MAX_ORG_ID 256
@@ -104,8 +105,8 @@ static int check_keys(const json_t *obj, const char *const *known, const char *w
             continue;
         strays++;
         if (used < sizeof(list))
-            used += (size_t)snprintf(list + used, sizeof(list) - used, "%s\"%.64s\"",
-                                     strays > 1 ? ", " : "", k);
+            used += (size_t)snprintf(list + used, sizeof(list) - used, "%s\"%.*s\"",
+                                     strays > 1 ? ", " : "", MSP_UTF8_CUT(k, 64));
     }
     if (!strays)
         return 0;
@@ -143,7 +144,7 @@ static int take_string(const json_t *in, json_t *out, const char *field, const c
         json_object_set_new(out, field, json_null());
         return 0;
     }
-    size_t n = json_is_string(v) ? gw_utf8_chars(json_string_value(v)) : 0;
+    size_t n = json_is_string(v) ? msp_utf8_chars(json_string_value(v)) : 0;
     if (!json_is_string(v) || n < min || n > max) {
         char got[64];
         if (json_is_string(v))
@@ -238,7 +239,7 @@ static json_t *config_complete(const json_t *in, verr_t *e) {
     const char *k;
     json_t *v;
     json_object_foreach(rules_in, k, v) {
-        size_t n = gw_utf8_chars(k);
+        size_t n = msp_utf8_chars(k);
         if (n < 1 || n > 128) {
             fail(e, "rules keys must be alert types of 1 to 128 characters or \"*\" (got a key "
                  "of %zu characters)", n);
@@ -432,7 +433,7 @@ void api_ticketing_put(gw_t *gw, struct evhttp_request *req, const char *tenant)
 /* The path's org_id: 1..256 characters of UTF-8. @returns 1 ok, else answered 400. */
 static int org_id_ok(gw_t *gw, struct evhttp_request *req, const char *route, const char *org) {
     json_t *j = json_string(org);  /* NULL unless valid UTF-8 */
-    size_t n = j ? gw_utf8_chars(org) : 0;
+    size_t n = j ? msp_utf8_chars(org) : 0;
     json_decref(j);
     if (n >= 1 && n <= MAX_ORG_ID)
         return 1;

@@ -129,9 +129,6 @@ int gw_check_framing(gw_t *gw, struct evhttp_request *req, const char *route);
  */
 void gw_http_install(gw_t *gw);
 
-/** @brief Characters (code points) of a UTF-8 string (jansson guarantees valid UTF-8). */
-size_t gw_utf8_chars(const char *s);
-
 /** @brief "an object", "a string", ... for validation messages. */
 const char *gw_json_kind(const json_t *j);
 

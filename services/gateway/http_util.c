@@ -38,6 +38,7 @@
 
 #include "mspsync/crypto.h"
 #include "mspsync/log.h"
+#include "mspsync/utf8.h"
 #include "query.h"
 
 static const char *reason_phrase(int code) {
@@ -93,11 +94,13 @@ void gw_reply(gw_t *gw, struct evhttp_request *req, const char *route, int code,
 }
 
 static json_t *error_body(const char *fmt, va_list ap) {
-    char msg[1024];
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    char raw[1024], msg[1024];
+    vsnprintf(raw, sizeof(raw), fmt, ap);
+    /* The text may echo request bytes that are not UTF-8, and vsnprintf may have cut it inside
+     * a character: clean it (U+FFFD for each bad byte) so that the specific message is sent. */
+    msp_utf8_copy(msg, sizeof(msg), raw);
     json_t *j = json_pack("{s:s}", "error", msg);
-    /* the text may echo request bytes that are not UTF-8: never answer without a body */
-    return j ? j : json_pack("{s:s}", "error", "invalid request (text not UTF-8)");
+    return j ? j : json_pack("{s:s}", "error", "out of memory"); /* never answer without a body */
 }
 
 void gw_reply_error(gw_t *gw, struct evhttp_request *req, const char *route, int code,
@@ -399,13 +402,6 @@ void gw_held_fail_all(gw_t *gw, const char *why) {
     }
 }
 
-size_t gw_utf8_chars(const char *s) {
-    size_t n = 0;
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
-}
-
 const char *gw_json_kind(const json_t *j) {
     switch (json_typeof(j)) {
     case JSON_OBJECT: return "an object";
@@ -440,7 +436,8 @@ int gw_json_only_keys(const json_t *obj, const char *const *allowed, char *err,
             ok = strcmp(k, allowed[i]) == 0;
         if (ok)
             continue;
-        size_t n = (size_t)snprintf(err, err_size, "unknown key \"%.64s\" (expected ", k);
+        size_t n = (size_t)snprintf(err, err_size, "unknown key \"%.*s\" (expected ",
+                                    MSP_UTF8_CUT(k, 64));
         for (int i = 0; allowed[i] && n < err_size; i++)
             n += (size_t)snprintf(err + n, err_size - n, "%s\"%s\"", i ? ", " : "", allowed[i]);
         if (n < err_size)

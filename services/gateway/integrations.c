@@ -27,6 +27,7 @@
 #include "mspsync/crypto.h"
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
+#include "mspsync/utf8.h"
 
 const char *const GW_ALL_TYPES[] = {"customers", "assets", NULL};
 
@@ -98,8 +99,8 @@ int gw_integ_parse_writeback(const json_t *v, int *purchase, int *warranty, char
                    : strcmp(k, "warranty_expires") == 0 ? warranty
                                                         : NULL;
         if (!dst) {
-            snprintf(err, err_size, "unknown key \"writeback.%.64s\" (expected \"purchase_date\" "
-                     "and/or \"warranty_expires\")", k);
+            snprintf(err, err_size, "unknown key \"writeback.%.*s\" (expected \"purchase_date\" "
+                     "and/or \"warranty_expires\")", MSP_UTF8_CUT(k, 64));
             return -1;
         }
         if (!json_is_boolean(x)) {

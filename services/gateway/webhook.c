@@ -36,6 +36,7 @@
 #include "mspsync/kafka.h"
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
+#include "mspsync/utf8.h"
 
 #define ROUTE "webhook_mtp"
 #define HDR_TIMESTAMP "X-MSPSync-Timestamp"
@@ -119,7 +120,7 @@ static int check_str(json_t *body, const char *field, int required, size_t min, 
         json_object_set_new(body, field, json_string(num));
         return 0;
     }
-    size_t n = json_is_string(v) ? gw_utf8_chars(json_string_value(v)) : 0;
+    size_t n = json_is_string(v) ? msp_utf8_chars(json_string_value(v)) : 0;
     if (json_is_string(v) && n >= min && n <= max)
         return 0;
     char got[64];
@@ -153,7 +154,8 @@ static int check_enum(json_t *body, const char *field, int required, const char 
         if (strcmp(s, words[i]) == 0)
             return 0;
     if (s)
-        snprintf(err, err_size, "\"%s\" must be one of %s (got \"%.64s\")", field, list, s);
+        snprintf(err, err_size, "\"%s\" must be one of %s (got \"%.*s\")", field, list,
+                 MSP_UTF8_CUT(s, 64));
     else
         snprintf(err, err_size, "\"%s\" must be one of %s (got %s)", field, list, gw_json_kind(v));
     return -1;
@@ -176,8 +178,8 @@ static int validate_incident(json_t *body, char *err, size_t err_size) {
         return -1;
     if (!valid_rfc3339(json_string_value(json_object_get(body, "occurred_at")))) {
         snprintf(err, err_size, "\"occurred_at\" must be an RFC 3339 date-time such as "
-                 "\"2026-11-23T21:45:00Z\" (got \"%.64s\")",
-                 json_string_value(json_object_get(body, "occurred_at")));
+                 "\"2026-11-23T21:45:00Z\" (got \"%.*s\")",
+                 MSP_UTF8_CUT(json_string_value(json_object_get(body, "occurred_at")), 64));
         return -1;
     }
     if (check_str(body, "org_name", 0, 0, 512, 0, err, err_size) ||
@@ -189,8 +191,8 @@ static int validate_incident(json_t *body, char *err, size_t err_size) {
         return -1;
     const char *link = json_string_value(json_object_get(body, "link"));
     if (link && strncasecmp(link, "http://", 7) != 0 && strncasecmp(link, "https://", 8) != 0) {
-        snprintf(err, err_size, "\"link\" must start with http:// or https:// (got \"%.64s\")",
-                 link);
+        snprintf(err, err_size, "\"link\" must start with http:// or https:// (got \"%.*s\")",
+                 MSP_UTF8_CUT(link, 64));
         return -1;
     }
     return 0;
@@ -217,8 +219,8 @@ static int verify(gw_t *gw, struct evhttp_request *req, const gw_webhook_secrets
     for (; numeric && i < tslen; i++)
         numeric = ts[i] >= '0' && ts[i] <= '9';
     if (!numeric) {
-        snprintf(msg, msg_size, "%s must be an integer (Unix time in seconds), got \"%.32s\"",
-                 HDR_TIMESTAMP, ts);
+        snprintf(msg, msg_size, "%s must be an integer (Unix time in seconds), got \"%.*s\"",
+                 HDR_TIMESTAMP, MSP_UTF8_CUT(ts, 32));
         return -1;
     }
     long long skew = msp_wall_ms() / 1000 - strtoll(ts, NULL, 10);
@@ -398,7 +400,7 @@ void api_webhook_mtp(gw_t *gw, struct evhttp_request *req, const char *tenant) {
         return;
     }
     if (exists == 0) {
-        reject(gw, req, NULL, 404, "unknown tenant \"%.64s\"", tenant);
+        reject(gw, req, NULL, 404, "unknown tenant \"%.*s\"", MSP_UTF8_CUT(tenant, 64));
         return;
     }
     gw_webhook_secrets_t secrets;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <mspsync/model.h>
+#include <mspsync/utf8.h>
 
 static const char *const type_names[NZ_TYPE_COUNT] = {"customer", "asset", "incident"};
 
@@ -120,8 +121,9 @@ int nz_envelope_parse(nz_envelope_t *env, const void *value, size_t len, char *r
     else if (strcmp(ks, "integration_removed") == 0)
         env->kind = NZ_KIND_REMOVED;
     else {
-        snprintf(reason, reason_size, "unknown kind \"%.64s\" (expected \"record\", "
-                 "\"sync_complete\", \"incident\", \"edit\" or \"integration_removed\")", ks);
+        snprintf(reason, reason_size, "unknown kind \"%.*s\" (expected \"record\", "
+                 "\"sync_complete\", \"incident\", \"edit\" or \"integration_removed\")",
+                 MSP_UTF8_CUT(ks, 64));
         goto fail;
     }
     env->integration = "syncro";
@@ -151,12 +153,12 @@ int nz_envelope_parse(nz_envelope_t *env, const void *value, size_t len, char *r
     else if (strcmp(ts, "incident") == 0 && env->kind == NZ_KIND_INCIDENT)
         env->type = NZ_TYPE_INCIDENT;
     else if (env->kind == NZ_KIND_INCIDENT) {
-        snprintf(reason, reason_size, "an incident envelope has type \"%.64s\" (expected "
-                 "\"incident\")", ts);
+        snprintf(reason, reason_size, "an incident envelope has type \"%.*s\" (expected "
+                 "\"incident\")", MSP_UTF8_CUT(ts, 64));
         goto fail;
     } else {
-        snprintf(reason, reason_size, "unknown type \"%.64s\" (expected \"customer\" or \"asset\")",
-                 ts);
+        snprintf(reason, reason_size, "unknown type \"%.*s\" (expected \"customer\" or \"asset\")",
+                 MSP_UTF8_CUT(ts, 64));
         goto fail;
     }
 
@@ -164,7 +166,8 @@ int nz_envelope_parse(nz_envelope_t *env, const void *value, size_t len, char *r
         goto fail;
     if (env->kind == NZ_KIND_EDIT) {
         if (env->type != NZ_TYPE_ASSET) {
-            snprintf(reason, reason_size, "an edit envelope has type \"%.64s\" (expected \"asset\")", ts);
+            snprintf(reason, reason_size, "an edit envelope has type \"%.*s\" (expected \"asset\")",
+                     MSP_UTF8_CUT(ts, 64));
             goto fail;
         }
         if (!(env->asset_id = need_string(root, "asset_id", 200, reason, reason_size)) ||

@@ -25,6 +25,7 @@
 #include <mspsync/incident.h>
 #include <mspsync/model.h>
 #include <mspsync/redis.h>
+#include <mspsync/utf8.h>
 
 #include "envelope.h"
 #include "inventory.h"
@@ -663,8 +664,8 @@ static void item_prepare(nz_t *nz, nz_item_t *it, rd_kafka_message_t *m)
     }
     int cw = strcmp(it->env.integration, "cwrmm") == 0;
     if (!cw && strcmp(it->env.integration, "syncro") != 0) {
-        snprintf(reason, sizeof reason, "unknown integration \"%.32s\" (expected \"syncro\" or "
-                 "\"cwrmm\")", it->env.integration);
+        snprintf(reason, sizeof reason, "unknown integration \"%.*s\" (expected \"syncro\" or "
+                 "\"cwrmm\")", MSP_UTF8_CUT(it->env.integration, 32));
         dead_letter(nz, it, (int)type, reason);
         return;
     }

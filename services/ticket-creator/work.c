@@ -46,10 +46,14 @@
 #include "mspsync/redis.h"
 #include "mspsync/syncro.h"
 #include "mspsync/syncro_store.h"
+#include "mspsync/utf8.h"
 
 #define SERVICE        "ticket-creator"
 #define EVENTS_TTL_S   (90 * 86400)
 #define SUBJECT_MAX    250
+/* The gateway takes ticket statuses of up to 100 characters, 4 bytes each at the most: a
+ * last_status that holds them whole still compares equal to what Syncro answers. */
+#define STATUS_MAX     (100 * 4)
 
 typedef enum { ST_NONE = 0, ST_CREATING, ST_OPEN, ST_RESOLVED } tk_state_t;
 static const char *const state_names[] = {"none", "creating", "open", "resolved"};
@@ -87,7 +91,7 @@ struct tc_item_s {
     long long  claim_at_ms;
     long long  assignee;
     char       rec_customer[32];
-    char       last_status[128];
+    char       last_status[STATUS_MAX + 1];
     char       pending[128];
 
     /* result counters for FINISH */
@@ -472,12 +476,15 @@ static char *incident_details(const tc_item_t *it) {
 
 static json_t *ticket_body(const tc_item_t *it) {
     const json_t *rule = it->rule;
-    char subject[SUBJECT_MAX + 1];
+    /* Syncro takes SUBJECT_MAX bytes; the cut must end on a character boundary, or jansson
+     * refuses the subject, the ticket goes without one and Syncro answers 422 for good. */
+    char subject[SUBJECT_MAX + 1], *full = NULL;
     const char *title = inc_str(it, "title"), *subj = inc_str(it, "subject");
-    if (subj && strcmp(subj, inc_str(it, "org_id")) != 0)
-        snprintf(subject, sizeof(subject), "%s - %s", title, subj);
-    else
-        snprintf(subject, sizeof(subject), "%s", title);
+    int n = subj && strcmp(subj, inc_str(it, "org_id")) != 0
+                ? asprintf(&full, "%s - %s", title, subj)
+                : asprintf(&full, "%s", title);
+    msp_utf8_copy(subject, sizeof(subject), n >= 0 ? full : title);
+    if (n >= 0) free(full);
 
     json_t *t = json_object();
     json_object_set_new(t, "customer_id", json_integer(strtoll(it->rec_customer, NULL, 10)));
@@ -542,7 +549,8 @@ static void record_ticket(tc_item_t *it, const json_t *t) {
     it->ticket_id = json_id(json_object_get(t, "id"));
     it->ticket_number = json_id(json_object_get(t, "number"));
     const char *st = json_string_value(json_object_get(t, "status"));
-    snprintf(it->last_status, sizeof(it->last_status), "%s", st ? st : cfg_str(it->rule, "status", "New"));
+    msp_utf8_copy(it->last_status, sizeof(it->last_status),
+                  st ? st : cfg_str(it->rule, "status", "New"));
     it->state = ST_OPEN;
     it->resolved_at_ms = 0;
 }
@@ -667,8 +675,8 @@ static void comment_check_ok(tc_item_t *it, json_t *body) {
 static void reopened_ok(tc_item_t *it, json_t *body) {
     const json_t *t = ticket_of(body);
     const char *st = t ? json_string_value(json_object_get(t, "status")) : NULL;
-    snprintf(it->last_status, sizeof(it->last_status), "%s",
-             st ? st : cfg_str(it->rule, "status", "New"));
+    msp_utf8_copy(it->last_status, sizeof(it->last_status),
+                  st ? st : cfg_str(it->rule, "status", "New"));
     it->state = ST_OPEN;
     it->resolved_at_ms = 0;
     char k[256];
@@ -683,8 +691,8 @@ static void resolved_ok(tc_item_t *it, json_t *body) {
     (void)body;
     it->state = ST_RESOLVED;
     it->resolved_at_ms = msp_wall_ms();
-    snprintf(it->last_status, sizeof(it->last_status), "%s",
-             cfg_str(it->config, "resolve_status", "Resolved"));
+    msp_utf8_copy(it->last_status, sizeof(it->last_status),
+                  cfg_str(it->config, "resolve_status", "Resolved"));
     MSP_INFO("ticket.resolved", it->tenant, "fp=%.12s ticket=%lld", it->fp, it->ticket_id);
     finish_with(it, "tickets_resolved");
 }
@@ -776,7 +784,8 @@ static void decide(tc_item_t *it) {
         if (it->customer_id[0])
             snprintf(it->rec_customer, sizeof(it->rec_customer), "%s", it->customer_id);
         it->assignee = cfg_int(it->rule, "assignee_user_id", 0);
-        snprintf(it->last_status, sizeof(it->last_status), "%s", cfg_str(it->rule, "status", "New"));
+        msp_utf8_copy(it->last_status, sizeof(it->last_status),
+                      cfg_str(it->rule, "status", "New"));
         do_create(it);
         return;
     case ST_OPEN: {
@@ -825,7 +834,7 @@ static void decide(tc_item_t *it) {
 static int hash_field(const redisReply *r, size_t i, char *out, size_t size) {
     out[0] = '\0';
     if (i >= r->elements || r->element[i]->type != REDIS_REPLY_STRING) return 0;
-    snprintf(out, size, "%s", r->element[i]->str);
+    msp_utf8_copy(out, size, r->element[i]->str);
     return 1;
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "mspsync/cwrmm.h"
+#include "mspsync/utf8.h"
 
 const char *const wb_field_name[WB_NF] = {"purchase", "warranty"};
 const char *const wb_integ_name[] = {"cwrmm", "syncro"};
@@ -62,7 +63,7 @@ int wb_change_parse(const json_t *c, wb_change_t *out, char *why, size_t why_siz
         if (!integ) BAD("targets[%zu]: missing integration", i);
         if (!strcmp(integ, "cwrmm")) o->integ = WB_CWRMM;
         else if (!strcmp(integ, "syncro")) o->integ = WB_SYNCRO;
-        else BAD("targets[%zu]: unknown integration \"%.40s\"", i, integ);
+        else BAD("targets[%zu]: unknown integration \"%.*s\"", i, MSP_UTF8_CUT(integ, 40));
         if (!id_ok(o->integ, id)) BAD("targets[%zu]: bad or missing %s id", i, integ);
         snprintf(o->id, sizeof(o->id), "%s", id);
     }

@@ -43,6 +43,10 @@ class TicketingApiTest(StackTest):
 
         bad = [
             ({"enabled": True, "colour": "red"}, '"colour"'),
+            # A long non-ASCII key is echoed cut on a character boundary (the 64-byte cut falls
+            # inside the 21st euro sign), not replaced by a generic "not UTF-8" answer.
+            ({"xy" + "\u20ac" * 30: 1}, 'unknown key in the ticketing config: "xy%s" (allowed: '
+             % ("\u20ac" * 20)),
             ({"rules": {"device_offline": {"priority": "1 High", "owner": 3}}}, "rules.device_offline"),
             ({"rules": {"device_offline": {"due_in_days": "3"}}}, "rules.device_offline.due_in_days"),
             ({"rules": {"device_offline": {"due_in_days": 3651}}}, "rules.device_offline.due_in_days"),

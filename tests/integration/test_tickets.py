@@ -42,6 +42,84 @@ class TicketsTest(StackTest):
             len(exp), sum(e["comments"] for e in exp.values()),
             sum(e["changes"].count("Resolved") for e in exp.values()), acct))
 
+    def test_long_non_ascii_title_keeps_its_subject_cut_on_a_character_boundary(self):
+        """Syncro takes 250 bytes of subject: a cut inside a character used to drop the subject
+        (jansson refuses invalid UTF-8), Syncro answered 422 and the incident was dead-lettered."""
+        s = self.make_stack(sim_config={"rate_limit": 0})
+        secret = T.setup(s, orgs=1)
+        # "<title> - WS-01": byte 250 falls inside é (2 bytes), € (3), 中 (3) and 😀 (4) in
+        # turn, and one title fits exactly.
+        titles = {"latin1": "a" * 241 + "\u00e9" * 10, "euro": "a" * 240 + "\u20ac" * 5,
+                  "cjk": "ab" * 120 + "\u4e2d" * 5, "emoji": "a" * 241 + "\U0001F600" * 4,
+                  "exact": "a" * 232 + "\u20ac" * 3 + "e"}
+        want = {}
+        for i, (name, title) in enumerate(sorted(titles.items())):
+            inc = {"id": "inc-" + name, "org_id": "org-0001", "org_name": "Org One",
+                   "alert_type": "device_offline", "severity": "high", "status": "open",
+                   "subject": "WS-01", "title": title,
+                   "occurred_at": "2026-11-23T10:%02d:00.000Z" % i}
+            st, js, _ = T.post_incident(s, secret, inc)
+            self.assertEqual(st, 202, js)
+            want["inc-" + name] = T.ticket_subject(title, "WS-01", "org-0001")
+        self.assertEqual(len(want["inc-exact"].encode()), 250)
+        self.assertTrue(all(len(v.encode()) < 250 for k, v in want.items() if k != "inc-exact"))
+
+        def subjects():
+            return {T.INCIDENT_RE.search(sorted(t["comments"], key=lambda c: c["id"])[0]["body"])
+                    .group(1): t["subject"] for t in T.sim_tickets(s)}
+        got = wait_until(lambda: len(subjects()) == len(want) and subjects(), 60,
+                         "a ticket per incident")
+        self.assertEqual(got, want)
+        T.wait_drained(s)
+        self.assertEqual(s.kcat("dlq"), [])
+        self.assertEqual(subjects(), want)
+
+    def test_long_non_ascii_status_is_kept_whole_and_the_ticket_resolves(self):
+        """A rule status of 79 characters is 149 bytes: the ticket-creator's record of the status
+        it set was cut to 127 bytes, never matched Syncro's again, and the resolve took the
+        ticket for changed by a technician and left it open."""
+        s = self.make_stack(sim_config={"rate_limit": 0})
+        status = "En cours " + "\u00e9" * 70
+        rule = dict(T.DEFAULT_CONFIG["rules"]["*"], status=status)
+        cfg = dict(T.DEFAULT_CONFIG, rules={"*": rule})
+        secret = T.setup(s, orgs=1, config=cfg)
+        s.sim_admin("PUT", "/_sim/accounts/%s" % T.SUB,
+                    {"ticket_statuses": ["New", "In Progress", "Resolved", status]})
+        inc = {"id": "inc-s", "org_id": "org-0001", "org_name": "Org One", "alert_type": "x",
+               "severity": "high", "status": "open", "subject": "WS-01", "title": "Alert",
+               "occurred_at": "2026-11-23T10:00:00.000Z"}
+        self.assertEqual(T.post_incident(s, secret, inc)[0], 202)
+        t = wait_until(lambda: T.sim_tickets(s), 60, "the ticket")[0]
+        self.assertEqual(t["status"], status)
+        inc.update(status="resolved", occurred_at="2026-11-23T10:05:00.000Z")
+        self.assertEqual(T.post_incident(s, secret, inc)[0], 202)
+        T.wait_drained(s)
+        t = T.sim_tickets(s)[0]
+        self.assertEqual(t["status"], "Resolved", [c["body"] for c in t["comments"]])
+        self.assertEqual(len(t["comments"]), 1)
+        self.assertEqual(s.kcat("dlq"), [])
+
+    def test_thousand_incidents_with_long_utf8_titles_all_become_tickets(self):
+        """The issue's must-show: titles of 240..260 bytes mixing Latin-1, €, CJK and emoji give
+        exactly the expected tickets, each subject the 250-byte character-boundary cut of
+        "<title> - <subject>", and nothing is dead-lettered."""
+        s = self.make_stack(sim_config={"rate_limit": 0})
+        secret = T.setup(s)
+        started = time.monotonic()
+        summary, events = T.run_mtp(s, secret, count=1000, rate=200, seed=12, titles="utf8")
+        self.assertEqual(summary["accepted"], 1000, summary)
+        exp = T.expected(events)
+        # The cut falls inside a multi-byte character for a good share of the tickets.
+        inside = [e for e in exp.values() if len(e["subject"].encode()) < T.SUBJECT_MAX]
+        self.assertGreater(len(inside), 100, len(exp))
+        T.wait_exact(s, exp, timeout=240)
+        T.wait_drained(s)
+        self.assertEqual(T.compare(exp, T.actual(T.sim_tickets(s))), [])
+        self.assertEqual(s.kcat("dlq"), [])
+        self.assertEqual(len(T.sim_tickets(s)), len(exp))
+        print("utf8 titles: tickets=%d cut-inside-a-character=%d dlq=0 in %.1f s" % (
+            len(exp), len(inside), time.monotonic() - started))
+
     def test_unmapped_org_is_dead_lettered_visible_and_replayable(self):
         s = self.make_stack(sim_config={"rate_limit": 0})
         secret = T.setup(s, orgs=3, unmapped=("org-0003",))

@@ -226,6 +226,41 @@ class WebhookTest(unittest.TestCase):
         self.assertEqual(len(self.records()), 1)
         self.assert_no_secret_in_logs(secret)
 
+    def test_errors_echoing_non_ascii_input_keep_their_specific_message(self):
+        """The echoed value is cut to 64 bytes on a character boundary, and bytes that are not
+        UTF-8 are replaced, so the answer names the cause instead of a generic error."""
+        s = self.make_stack()
+        s.add_tenant("acme")
+        secret = self.new_secret("acme")["secret"]
+
+        def cut(text):  # 64 bytes of whole characters, computed independently of the gateway
+            return text.encode()[:64].decode("utf-8", "ignore")
+        severity = "a" + "\u00e9" * 40     # é: the 64-byte cut falls inside a 2-byte character
+        link = "ftp://" + "\u20ac" * 30    # €: inside a 3-byte character
+        status = "x" + "\U0001F600" * 20   # 😀: inside a 4-byte character
+        cases = [
+            ("severity", dict(INCIDENT, severity=severity),
+             '"severity" must be one of "info", "low", "medium", "high", "critical" (got "%s")'
+             % cut(severity)),
+            ("link", dict(INCIDENT, link=link),
+             '"link" must start with http:// or https:// (got "%s")' % cut(link)),
+            ("status", dict(INCIDENT, status=status),
+             '"status" must be one of "open", "resolved" (got "%s")' % cut(status)),
+        ]
+        for what, body, text in cases:
+            with self.subTest(what):
+                st, js, _ = self.post("acme", body, secret)
+                self.assertEqual(st, 400, js)
+                self.assertEqual(js["error"], text)
+        # A body that is not UTF-8 at all: jansson's own message, the bad byte replaced.
+        raw = json.dumps(dict(INCIDENT, title="Caf\u00e9"), ensure_ascii=False).encode()
+        raw = raw.replace("\u00e9".encode(), b"\xe9")  # Latin-1, not UTF-8
+        st, js, _ = self.post("acme", raw, secret)
+        self.assertEqual(st, 400, js)
+        self.assertIn("malformed JSON at line 1", js["error"])
+        self.assertIn("0xe9", js["error"])
+        self.assertEqual(self.records(), [])
+
     def test_rotation_keeps_the_old_secret_only_as_long_as_promised(self):
         s = self.make_stack()
         s.add_tenant("acme")

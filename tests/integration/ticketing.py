@@ -54,12 +54,13 @@ def setup(stack, orgs=50, customers=60, unmapped=(), config=None, tc_env=None):
     return secret
 
 
-def mtp_args(stack, secret, count, rate, seed, orgs=50, log=None, prefix="inc", concurrency=16):
+def mtp_args(stack, secret, count, rate, seed, orgs=50, log=None, prefix="inc", concurrency=16,
+             titles="ascii"):
     log = log or os.path.join(stack.dir, "mtp-%d.jsonl" % seed)
     return [BIN["mtp-sim"], "--url", stack.gateway.url("/v1/webhooks/mtp/" + TENANT),
             "--secret", secret, "--count", str(count), "--rate", str(rate), "--orgs", str(orgs),
             "--mix", "new=70,refire=20,resolve=10", "--seed", str(seed), "--log", log,
-            "--id-prefix", prefix, "--concurrency", str(concurrency)], log
+            "--id-prefix", prefix, "--concurrency", str(concurrency), "--titles", titles], log
 
 
 def run_mtp(stack, secret, count, rate, seed, **kw):
@@ -76,10 +77,29 @@ def read_log(path):
         return [json.loads(l) for l in f if l.strip()]
 
 
+SUBJECT_MAX = 250  # bytes of a Syncro ticket subject
+
+
+def cut_utf8(text, max_bytes):
+    """The longest prefix of text that is at most max_bytes bytes of UTF-8 (whole characters)."""
+    b = text.encode("utf-8")[:max_bytes]
+    while True:
+        try:
+            return b.decode("utf-8")
+        except UnicodeDecodeError:
+            b = b[:-1]
+
+
+def ticket_subject(title, subject, org_id):
+    """The subject the ticket-creator gives a ticket: "title - subject", cut to SUBJECT_MAX."""
+    return cut_utf8(title if subject == org_id else "%s - %s" % (title, subject), SUBJECT_MAX)
+
+
 def expected(events):
     """Per incident id: tickets, comments and the status changes after creation that the
     ticket-creator must produce (auto-resolve on, nobody touches the tickets, every re-fire
-    inside the reopen window). Only events the gateway accepted count."""
+    inside the reopen window), and the ticket's subject when the log says the title. Only
+    events the gateway accepted count."""
     per = {}
     for e in sorted((e for e in events if e.get("http_status") == 202), key=lambda e: e["seq"]):
         st = per.setdefault(e["incident_id"], {"state": "none", "tickets": 0, "comments": 0,
@@ -88,6 +108,8 @@ def expected(events):
             if st["state"] == "none":
                 st["tickets"] += 1
                 st["state"] = "open"
+                if "title" in e:
+                    st["subject"] = ticket_subject(e["title"], e["subject"], e["org_id"])
             elif st["state"] == "open":
                 st["comments"] += 1
             else:
@@ -117,7 +139,8 @@ def actual(tickets):
                 t["status_history"][0].get("at_us") == t.get("received_at_us"):
             hist = hist[1:]
         per.setdefault(key, []).append({"id": t["id"], "comments": len(comments) - 1,
-                                        "changes": hist, "status": t["status"]})
+                                        "changes": hist, "status": t["status"],
+                                        "subject": t.get("subject")})
     return per
 
 
@@ -137,6 +160,8 @@ def compare(exp, act):
             diffs.append("%s: %d comments, expected %d" % (inc, g["comments"], e["comments"]))
         if g["changes"] != e["changes"]:
             diffs.append("%s: status changes %s, expected %s" % (inc, g["changes"], e["changes"]))
+        if "subject" in e and g["subject"] != e["subject"]:
+            diffs.append("%s: subject %r, expected %r" % (inc, g["subject"], e["subject"]))
     for inc in sorted(set(act) - set(exp)):
         diffs.append("%s: unexpected ticket(s) %s" % (inc, [g["id"] for g in act[inc]]))
     return diffs

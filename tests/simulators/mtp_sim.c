@@ -268,11 +268,13 @@ typedef struct mtp_config {
     int mix[KIND__N];      /* percentages, sum 100 */
     char **alert_types;    /* owned */
     size_t n_alert_types;
+    bool utf8_titles;      /* --titles utf8 */
 } mtp_config;
 
 enum {
     OPT_URL = 256, OPT_SECRET, OPT_COUNT, OPT_RATE, OPT_CONCURRENCY, OPT_ORGS, OPT_MIX,
-    OPT_SEED, OPT_LOG, OPT_ALERT_TYPES, OPT_ID_PREFIX, OPT_MAX_RETRIES, OPT_TIMEOUT_MS, OPT_HELP,
+    OPT_SEED, OPT_LOG, OPT_ALERT_TYPES, OPT_ID_PREFIX, OPT_MAX_RETRIES, OPT_TIMEOUT_MS, OPT_TITLES,
+    OPT_HELP,
 };
 
 typedef struct opt_def {
@@ -299,6 +301,8 @@ static const opt_def OPTIONS[] = {
     {"id-prefix", OPT_ID_PREFIX, "P", "incident ids are P-1, P-2, ... ([A-Za-z0-9._-], default inc)"},
     {"max-retries", OPT_MAX_RETRIES, "N", "retries of a transient failure, backoff 100 ms doubling to 2 s (default 50)"},
     {"timeout-ms", OPT_TIMEOUT_MS, "MS", "per-request timeout (default 10000)"},
+    {"titles", OPT_TITLES, "ascii|utf8", "utf8: titles of 240..260 bytes mixing Latin-1, euro, CJK "
+     "and emoji characters, drawn from --seed (default ascii)"},
     {"help", OPT_HELP, NULL, "print this help"},
 };
 #define N_OPTIONS NELEM(OPTIONS)
@@ -313,8 +317,8 @@ static void usage(FILE *f)
                  OPTIONS[i].arg ? OPTIONS[i].arg : "");
         fprintf(f, "  %-24s %s\n", left, OPTIONS[i].help);
     }
-    fprintf(f, "Log line: {\"seq\",\"kind\",\"incident_id\",\"org_id\",\"alert_type\",\"subject\",\"status\","
-               "\"occurred_at\",\"http_status\",\"attempts\",\"sent_at_us\",\"accepted_at_us\",\"error\"}\n"
+    fprintf(f, "Log line: {\"seq\",\"kind\",\"incident_id\",\"org_id\",\"alert_type\",\"subject\",\"title\","
+               "\"status\",\"occurred_at\",\"http_status\",\"attempts\",\"sent_at_us\",\"accepted_at_us\",\"error\"}\n"
                "Stdout at the end: {\"sent\",\"accepted\",\"rejected\",\"failed\",\"elapsed_s\",\"rate\","
                "\"latency_ms\":{\"p50\",\"p99\",\"max\"}}\n"
                "Exit status: 0 when all --count events were accepted, 1 otherwise, 2 on bad usage.\n");
@@ -482,6 +486,10 @@ static int config_parse(mtp_config *c, int argc, char **argv, char *errstr, size
         case OPT_TIMEOUT_MS:
             bad = parse_i64(a, 1, 3600000, &c->timeout_ms) != 0;
             break;
+        case OPT_TITLES:
+            c->utf8_titles = !strcmp(a, "utf8");
+            bad = !c->utf8_titles && strcmp(a, "ascii") != 0;
+            break;
         default:
             snprintf(errstr, errstr_size, "unknown option or missing value: %s",
                      argv[optind - 1 > 0 ? optind - 1 : 0]);
@@ -619,6 +627,40 @@ static void set_projected(mtp_sim *s, uint32_t i, inc_state st)
     in->projected = st;
 }
 
+/*
+ * --titles utf8: "<the usual title> " filled with pieces drawn from a pool of 1- to 4-byte
+ * characters up to a drawn length of 240..260 bytes (MTP_UTF8_TITLE_MIN..MAX), so that the
+ * receiver's 250-byte subject cut falls at every offset inside every kind of character.
+ */
+#define MTP_UTF8_TITLE_MIN 240
+#define MTP_UTF8_TITLE_MAX 260
+static char *utf8_title(mtp_sim *s, const char *base)
+{
+    static const char *const PIECES[] = {
+        "\xC3\xA9", "\xC3\x9C", "\xC3\x9F",             /* é Ü ß: Latin-1, 2 bytes */
+        "\xE2\x82\xAC",                                /* €: 3 bytes */
+        "\xE4\xB8\xAD", "\xE6\x96\x87", "\xE5\xAD\x97", /* 中文字: CJK, 3 bytes */
+        "\xF0\x9F\x98\x80", "\xF0\x9F\x9A\x80",         /* 😀 🚀: emoji, 4 bytes */
+        "a", "Z", " ",
+    };
+    size_t want = MTP_UTF8_TITLE_MIN +
+                  rng_below(&s->rng, MTP_UTF8_TITLE_MAX - MTP_UTF8_TITLE_MIN + 1);
+    char buf[MTP_UTF8_TITLE_MAX + 1];
+    size_t len = (size_t)snprintf(buf, sizeof(buf), "%s ", base);
+    if (len >= want) /* a base title that long (a custom alert type) is used as it is */
+        return xstrdup(base);
+    while (len < want) {
+        const char *p = PIECES[rng_below(&s->rng, NELEM(PIECES))];
+        size_t n = strlen(p);
+        if (len + n > want) /* the last few bytes: ASCII, to land exactly on want */
+            p = ".", n = 1;
+        memcpy(buf + len, p, n);
+        len += n;
+    }
+    buf[len] = '\0';
+    return xstrdup(buf);
+}
+
 /** Creates the next incident from the RNG; returns its index (never busy, state none). */
 static uint32_t incident_create(mtp_sim *s)
 {
@@ -650,6 +692,11 @@ static uint32_t incident_create(mtp_sim *s)
         in->title = xasprintf("Alert %s: %s", type, in->subject);
         in->description = xasprintf("%s raised an alert of type %s. Organisation: %s.", in->subject,
                                     type, s->org_names[in->org]);
+    }
+    if (s->cfg.utf8_titles) { /* drawn last: the ascii runs' draws stay as they were */
+        char *t = utf8_title(s, in->title);
+        free(in->title);
+        in->title = t;
     }
     return idx;
 }
@@ -923,10 +970,11 @@ static void log_write(mtp_sim *s, const job *j, int64_t accepted_at_us)
     if (!s->log || s->log_failed)
         return;
     const incident *in = &s->inc[j->inc];
-    json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:o, s:o}",
+    json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:o, s:o}",
                           "seq", (json_int_t)j->seq, "kind", KIND_NAMES[j->kind],
                           "incident_id", in->id, "org_id", s->org_ids[in->org],
                           "alert_type", s->cfg.alert_types[in->type], "subject", in->subject,
+                          "title", in->title,
                           "status", j->status == ST_RESOLVED ? "resolved" : "open",
                           "occurred_at", j->occurred_at,
                           "http_status", j->http_status ? json_integer(j->http_status) : json_null(),

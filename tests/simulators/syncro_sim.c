@@ -2518,6 +2518,15 @@ static json_t *account_summary(const account *a)
     return o;
 }
 
+/** Characters of a UTF-8 string (jansson's strings are valid UTF-8): Syncro's limits count them. */
+static size_t chars(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
 /**
  * Reads the optional ticket settings of an admin body (ticket_statuses, users,
  * require_problem_type; null counts as absent) over a copy of base, or of the defaults when
@@ -2538,7 +2547,8 @@ static int tset_read(json_t *body, const ticket_settings *base, ticket_settings 
         for (size_t i = 0; ok && i < json_array_size(st); i++) {
             json_t *v = json_array_get(st, i);
             ok = json_is_string(v) && !is_blank(json_string_value(v)) &&
-                 json_string_length(v) <= 100 && strcmp(json_string_value(v), "Not Closed") != 0;
+                 chars(json_string_value(v)) <= 100 &&
+                 strcmp(json_string_value(v), "Not Closed") != 0;
             for (size_t j = 0; ok && j < i; j++)
                 ok = !json_equal(v, json_array_get(st, j));
         }

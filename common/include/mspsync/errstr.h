@@ -7,7 +7,8 @@
 
 #include <stddef.h>
 
-/** @brief printf into errstr (truncating); does nothing when errstr is NULL or size 0. */
+/** @brief printf into errstr, cut on a UTF-8 character boundary, bytes that are not UTF-8
+ *         replaced by U+FFFD (see utf8.h); does nothing when errstr is NULL or size 0. */
 void msp_set_err(char *errstr, size_t errstr_size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
