@@ -414,7 +414,8 @@ static void job_request(job_t *j) {
     char url[1024];
     msp_syncro_list_url(j->syncro.base_url, types[t].resource, j->page, 0, url, sizeof(url));
     const char *headers[] = {j->syncro.auth_header, "Accept: application/json", NULL};
-    msp_http_request_t req = {.method = "GET", .url = url, .headers = headers};
+    msp_http_request_t req = {.method = "GET", .url = url, .headers = headers,
+                              .tenant = j->tenant};
     j->state = JOB_HTTP;
     j->http_inflight = 1;
     if (msp_http_request(f->http, &req, http_cb, j) != 0) {
@@ -762,7 +763,7 @@ static void cw_token_cb(const char *auth, long status, int64_t retry_after_ms, c
     const char *headers[] = {j->auth, "Accept: application/json", "Content-Type: application/json",
                              NULL};
     msp_http_request_t req = {.method = method, .url = url, .headers = headers, .body = body,
-                              .body_len = body ? strlen(body) : 0};
+                              .body_len = body ? strlen(body) : 0, .tenant = j->tenant};
     j->state = JOB_HTTP;
     j->http_inflight = 1;
     if (msp_http_request(f->http, &req, http_cb, j) != 0) {

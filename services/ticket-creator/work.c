@@ -392,7 +392,8 @@ static void call_send(tc_item_t *it) {
     const char *headers[] = {it->syncro.auth_header, "Accept: application/json",
                              "Content-Type: application/json", NULL};
     msp_http_request_t req = {.method = it->method, .url = url, .headers = headers,
-                              .body = it->body, .body_len = it->body ? strlen(it->body) : 0};
+                              .body = it->body, .body_len = it->body ? strlen(it->body) : 0,
+                              .tenant = it->tenant};
     it->http_inflight = 1;
     if (msp_http_request(tc->http, &req, http_cb, it) != 0) {
         it->http_inflight = 0;

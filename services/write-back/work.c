@@ -503,7 +503,8 @@ static void send_rated(wb_item_t *it) {
     const char *headers[] = {t->integ == WB_CWRMM ? it->auth : t->sy.auth_header,
                              "Accept: application/json", "Content-Type: application/json", NULL};
     msp_http_request_t req = {.method = it->method, .url = url, .headers = headers,
-                              .body = it->body, .body_len = it->body ? strlen(it->body) : 0};
+                              .body = it->body, .body_len = it->body ? strlen(it->body) : 0,
+                              .tenant = it->tenant};
     it->http_inflight = 1;
     int started = msp_http_request(wb->http, &req, http_cb, it) == 0;
     if (t->integ == WB_CWRMM && !started) msp_secure_zero(it->auth, sizeof(it->auth));
