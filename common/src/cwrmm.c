@@ -274,8 +274,10 @@ int msp_cwrmm_parse_token(const char *body, size_t len, char **token, int64_t *e
 
 int msp_cwrmm_devices_url(const char *base_url, int limit, const char *cursor, char *out,
                           size_t out_size) {
-    static const char *const fields[] = {"endpointID", "friendlyName", "deviceName", "system",
-                                         "baseboard",  "os",           "macAddress", "modifiedAt"};
+    /* One `field` value, comma-separated: the document's fieldV2WithLimit is a string (style
+     * form), so a server may read only one of repeated `field=` parameters; at most 15. */
+    static const char fields[] =
+        "endpointID,friendlyName,deviceName,system,baseboard,os,macAddress,modifiedAt";
     size_t len;
     int n;
 
@@ -284,17 +286,13 @@ int msp_cwrmm_devices_url(const char *base_url, int limit, const char *cursor, c
     out[0] = '\0';
     if (!base_url || limit < 1 || limit > 500)
         return -1;
-    n = snprintf(out, out_size, "%s/api/platform/v2/device/categories/all/endpoints?limit=%d",
-                 base_url, limit);
+    /* ',' is a sub-delim RFC 3986 allows in a query; the document's example sends it plain. */
+    n = snprintf(out, out_size,
+                 "%s/api/platform/v2/device/categories/all/endpoints?limit=%d&field=%s", base_url,
+                 limit, fields);
     if (n < 0 || (size_t)n >= out_size)
         goto too_small;
     len = (size_t)n;
-    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
-        n = snprintf(out + len, out_size - len, "&field=%s", fields[i]);
-        if (n < 0 || (size_t)n >= out_size - len)
-            goto too_small;
-        len += (size_t)n;
-    }
     if (cursor && *cursor) {
         if (len + strlen("&cursor=") >= out_size)
             goto too_small;

@@ -174,14 +174,50 @@ static void test_devices_url_lists_fields_and_encodes_the_cursor(void **state) {
 
     assert_int_equal(msp_cwrmm_devices_url("https://h", 500, NULL, out, sizeof(out)), 0);
     assert_string_equal(out, "https://h/api/platform/v2/device/categories/all/endpoints?limit=500"
-                             "&field=endpointID&field=friendlyName&field=deviceName"
-                             "&field=system&field=baseboard&field=os&field=macAddress"
-                             "&field=modifiedAt");
+                             "&field=endpointID,friendlyName,deviceName,system,baseboard,os,"
+                             "macAddress,modifiedAt");
     assert_int_equal(msp_cwrmm_devices_url("https://h", 1, "", out, sizeof(out)), 0);
     assert_null(strstr(out, "cursor"));
     assert_int_equal(msp_cwrmm_devices_url("https://h", 100, "ab+c/d=&e f", out, sizeof(out)), 0);
     assert_non_null(strstr(out, "?limit=100&"));
     assert_non_null(strstr(out, "&cursor=ab%2Bc%2Fd%3D%26e%20f"));
+}
+
+/* The document's fieldV2WithLimit is ONE string parameter (style form): "Comma separated fields
+ * to be projected", at most 15. A server that reads one value of a repeated `field=` would send
+ * devices back without name, serial, OS or MACs. */
+static void test_devices_url_sends_one_comma_separated_field_parameter(void **state) {
+    char out[1024];
+    const char *cursors[] = {NULL, "17"};
+    (void)state;
+
+    for (size_t c = 0; c < 2; c++) {
+        const char *q, *p;
+        int fields = 0, commas = 0;
+        char value[512] = "";
+
+        assert_int_equal(msp_cwrmm_devices_url("https://h", 500, cursors[c], out, sizeof(out)), 0);
+        q = strchr(out, '?');
+        assert_non_null(q);
+        for (p = q + 1; *p; p += strcspn(p, "&"), p += *p == '&') {
+            if (strncmp(p, "field=", 6) == 0) {
+                fields++;
+                snprintf(value, sizeof(value), "%.*s", (int)strcspn(p + 6, "&"), p + 6);
+            }
+        }
+        assert_int_equal(fields, 1);
+        for (p = value; *p; p++)
+            commas += *p == ',';
+        assert_true(commas + 1 <= 15);
+        /* every field the device mapping reads is projected */
+        assert_non_null(strstr(value, "endpointID"));
+        assert_non_null(strstr(value, "friendlyName"));
+        assert_non_null(strstr(value, "system"));
+        assert_non_null(strstr(value, "baseboard"));
+        assert_non_null(strstr(value, "os"));
+        assert_non_null(strstr(value, "macAddress"));
+        assert_non_null(strstr(value, "modifiedAt"));
+    }
 }
 
 static void test_devices_url_refuses_bad_limits_and_small_buffers(void **state) {
@@ -608,6 +644,7 @@ int main(void) {
         cmocka_unit_test(test_parse_token_reads_expires_in_as_integer_or_string),
         cmocka_unit_test(test_parse_token_without_a_token_fails),
         cmocka_unit_test(test_devices_url_lists_fields_and_encodes_the_cursor),
+        cmocka_unit_test(test_devices_url_sends_one_comma_separated_field_parameter),
         cmocka_unit_test(test_devices_url_refuses_bad_limits_and_small_buffers),
         cmocka_unit_test(test_devices_body_names_up_to_four_companies),
         cmocka_unit_test(test_cursor_is_taken_from_the_next_link),

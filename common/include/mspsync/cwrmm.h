@@ -13,7 +13,8 @@
  *   refreshed single-flight before it expires.
  * - Companies: GET {base}/api/platform/v1/company/companies (a JSON array).
  * - Devices: POST {base}/api/platform/v2/device/categories/all/endpoints?limit=N[&cursor=C]
- *   &field=... with body {"resourceType":"company","resources":[<= 4 company ids]}; answer
+ *   &field=a,b,... (ONE comma-separated value: the document's `fieldV2WithLimit` is a string,
+ *   style form) and the header X-Request-ID (http.c sends one on every request), with body {"resourceType":"company","resources":[<= 4 company ids]}; answer
  *   {"platform":[{"companyID","siteID","endpoints":[...]}]}; next page = Link rel="next"
  *   (msp_http_response_t.link_next), a 404 means "no (more) devices".
  * - Custom-field definitions: GET/POST {base}/api/platform/v1/custom-field/definitions;
@@ -74,7 +75,8 @@ int msp_cwrmm_parse_token(const char *body, size_t len, char **token, int64_t *e
                           char *errstr, size_t errstr_size);
 
 /**
- * @brief "{base}/api/platform/v2/device/categories/all/endpoints?limit=N&field=a&field=b..."
+ * @brief "{base}/api/platform/v2/device/categories/all/endpoints?limit=N&field=a,b,..." (one
+ * `field` parameter, comma-separated, as the document defines it)
  * with "&cursor=<urlencoded>" when cursor is non-NULL and non-empty. The fields are the ones the
  * device mapping reads (endpointID, friendlyName, deviceName, system, baseboard, os, macAddress,
  * modifiedAt). @returns 0 or -1 (out too small, limit outside 1..500).
