@@ -786,17 +786,66 @@ static json_t *cw_macs(const json_t *list) {
     return out;
 }
 
-/* The date a custom field named `name` holds in customFieldValues, or null. */
+/* ------------------------------------------------------------------ the date custom fields */
+
+int msp_cwrmm_field_name_is(const char *name, const char *want) {
+    const char *e;
+    size_t n;
+
+    if (!name || !want)
+        return 0;
+    while (isspace((unsigned char)*name))
+        name++;
+    e = name + strlen(name);
+    while (e > name && isspace((unsigned char)e[-1]))
+        e--;
+    n = (size_t)(e - name);
+    return n == strlen(want) && strncasecmp(name, want, n) == 0;
+}
+
+int msp_cwrmm_date_definitions(const json_t *defs, char ids[2][MSP_CWRMM_ATTR_ID_SIZE]) {
+    static const char *const names[2] = {[MSP_CWRMM_DATE_PURCHASE] = MSP_CWRMM_FIELD_PURCHASE,
+                                         [MSP_CWRMM_DATE_WARRANTY] = MSP_CWRMM_FIELD_WARRANTY};
+    int exact[2] = {0, 0}, found = 0;
+    size_t i;
+    const json_t *d;
+
+    if (!ids)
+        return 0;
+    ids[0][0] = ids[1][0] = '\0';
+    json_array_foreach(defs, i, d) {
+        const char *name = json_string_value(member(d, "name"));
+        const char *id = json_string_value(member(d, "id"));
+        const json_t *et = member(d, "entityType");
+
+        if (!name || !id || !*id || strlen(id) >= MSP_CWRMM_ATTR_ID_SIZE)
+            continue;
+        if (et && !(json_is_string(et) && strcmp(json_string_value(et), "endpoint") == 0))
+            continue;
+        for (int f = 0; f < 2; f++) {
+            if (exact[f] || !msp_cwrmm_field_name_is(name, names[f]))
+                continue;
+            if (ids[f][0] && strcmp(name, names[f]) != 0)
+                continue; /* a first match stays unless this one is named exactly */
+            snprintf(ids[f], MSP_CWRMM_ATTR_ID_SIZE, "%s", id);
+            exact[f] = strcmp(name, names[f]) == 0;
+        }
+    }
+    for (int f = 0; f < 2; f++)
+        found += ids[f][0] != '\0';
+    return found;
+}
+
+/* The date a custom field named `name` (msp_cwrmm_field_name_is) holds in customFieldValues,
+ * or null. */
 static json_t *cw_field_date(const json_t *values, const char *name) {
     size_t i;
     const json_t *item;
 
     json_array_foreach(values, i, item) {
-        json_t *n = trimmed(member(item, "name"));
-        int match = n && strcasecmp(json_string_value(n), name) == 0;
+        int match = msp_cwrmm_field_name_is(json_string_value(member(item, "name")), name);
         const json_t *v = member(item, "value");
         char date[11];
-        json_decref(n);
         if (match && json_is_string(v) && msp_date_normalize(json_string_value(v), date) == 0)
             return json_string(date);
         if (match)

@@ -84,7 +84,7 @@ struct job_s {
     char   *next_vcursor;     /* Link rel="next" cursor of the last answer; NULL = group ended */
     json_t *companies;        /* company ids, NULL until known */
     int     defs_loaded;
-    char    def_ids[2][80];   /* attributeIds of "Purchase Date" / "Warranty Expiration" */
+    char    def_ids[2][MSP_CWRMM_ATTR_ID_SIZE]; /* msp_cwrmm_date_definitions */
     json_t *page_items;       /* devices of the page being completed */
     size_t  cf_idx;           /* next device whose custom fields are read */
     int     token_wait;       /* waiting for msp_cwrmm_token_get */
@@ -882,19 +882,8 @@ static void cw_http(job_t *j, msp_http_response_t *res) {
         return;
     }
     if (j->cw_step == CW_DEFS) {
-        j->def_ids[0][0] = j->def_ids[1][0] = '\0';
-        size_t i;
-        json_t *d;
-        json_array_foreach(doc, i, d) {
-            const char *name = json_string_value(json_object_get(d, "name"));
-            const char *id = json_string_value(json_object_get(d, "id"));
-            const char *et = json_string_value(json_object_get(d, "entityType"));
-            if (!name || !id || (et && strcmp(et, "endpoint") != 0)) continue;
-            if (!strcmp(name, MSP_CWRMM_FIELD_PURCHASE))
-                snprintf(j->def_ids[0], sizeof(j->def_ids[0]), "%s", id);
-            else if (!strcmp(name, MSP_CWRMM_FIELD_WARRANTY))
-                snprintf(j->def_ids[1], sizeof(j->def_ids[1]), "%s", id);
-        }
+        /* The same rule as the write-back's: a partner's "Purchase date" is read too. */
+        msp_cwrmm_date_definitions(doc, j->def_ids);
         json_decref(doc);
         j->defs_loaded = 1;
         j->cw_step = CW_LIST;

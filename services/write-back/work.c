@@ -83,6 +83,8 @@
 #define DEFS_ROUNDS    4
 
 static const char *const CW_DEF_NAME[WB_NF] = {MSP_CWRMM_FIELD_PURCHASE, MSP_CWRMM_FIELD_WARRANTY};
+_Static_assert(WB_NF == 2 && MSP_CWRMM_DATE_PURCHASE == 0 && MSP_CWRMM_DATE_WARRANTY == 1,
+               "msp_cwrmm_date_definitions() fills the fields in wb_field_name's order");
 static const char *const SY_PROP_NAME[WB_NF] = {"Purchase Date", "Warranty Expiration"};
 
 /* What happens to one field of one target. */
@@ -663,7 +665,9 @@ static void cw_def_created(wb_item_t *it, msp_http_response_t *res) {
     if (!d) return;
     const char *id = json_string_value(json_object_get(d, "id"));
     const char *name = json_string_value(json_object_get(d, "name"));
-    if (id && name && wb_redis_ok(it->wb)) defs_store(it, name, id);
+    for (int f = 0; f < WB_NF; f++)
+        if (id && msp_cwrmm_field_name_is(name, CW_DEF_NAME[f]) && wb_redis_ok(it->wb))
+            defs_store(it, CW_DEF_NAME[f], id);
     MSP_INFO("cwrmm.definition_created", it->tenant, "name=\"%s\" id=%s", name ? name : "?",
              id ? id : "?");
     json_decref(d);
@@ -679,18 +683,9 @@ static int cw_def_conflict(wb_item_t *it, msp_http_response_t *res) {
 static void cw_defs_listed(wb_item_t *it, msp_http_response_t *res) {
     json_t *a = ok_json(it, res, 1);
     if (!a) return;
-    char found[WB_NF][128] = {{0}};
-    size_t i;
-    json_t *d;
-    json_array_foreach(a, i, d) {
-        const char *name = json_string_value(json_object_get(d, "name"));
-        const char *id = json_string_value(json_object_get(d, "id"));
-        const char *et = json_string_value(json_object_get(d, "entityType"));
-        if (!name || !id || (et && strcmp(et, "endpoint") != 0)) continue;
-        for (int f = 0; f < WB_NF; f++)
-            if (!found[f][0] && !strcasecmp(name, CW_DEF_NAME[f]))
-                snprintf(found[f], sizeof(found[f]), "%s", id);
-    }
+    /* The fetcher reads them by the same rule (msp_cwrmm_field_name_is). */
+    char found[WB_NF][MSP_CWRMM_ATTR_ID_SIZE];
+    msp_cwrmm_date_definitions(a, found);
     json_decref(a);
     if (!wb_redis_ok(it->wb)) {
         wait_then(it, 1000, cw_defs);

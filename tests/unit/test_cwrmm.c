@@ -571,6 +571,76 @@ static void test_device_dates_come_from_the_custom_fields(void **state) {
     json_decref(raw);
 }
 
+/* One rule for "is this the Purchase Date / Warranty Expiration field": the fetcher, the
+ * write-back and the device mapping all use it, so a hand-made "Purchase date" is one field. */
+static void test_field_name_rule_is_case_insensitive_and_trimmed(void **state) {
+    (void)state;
+    assert_true(msp_cwrmm_field_name_is("Purchase Date", MSP_CWRMM_FIELD_PURCHASE));
+    assert_true(msp_cwrmm_field_name_is("Purchase date", MSP_CWRMM_FIELD_PURCHASE));
+    assert_true(msp_cwrmm_field_name_is("  PURCHASE DATE\t", MSP_CWRMM_FIELD_PURCHASE));
+    assert_true(msp_cwrmm_field_name_is("warranty expiration", MSP_CWRMM_FIELD_WARRANTY));
+    assert_false(msp_cwrmm_field_name_is("Purchase Dates", MSP_CWRMM_FIELD_PURCHASE));
+    assert_false(msp_cwrmm_field_name_is("Purchase-Date", MSP_CWRMM_FIELD_PURCHASE));
+    assert_false(msp_cwrmm_field_name_is("Warranty Expiration", MSP_CWRMM_FIELD_PURCHASE));
+    assert_false(msp_cwrmm_field_name_is("", MSP_CWRMM_FIELD_PURCHASE));
+    assert_false(msp_cwrmm_field_name_is(NULL, MSP_CWRMM_FIELD_PURCHASE));
+}
+
+static void test_date_definitions_are_found_by_the_shared_rule(void **state) {
+    char ids[2][MSP_CWRMM_ATTR_ID_SIZE];
+    json_t *defs;
+    (void)state;
+
+    /* a partner's own spelling is found; other entity types and fields are not */
+    defs = load("[{\"id\":\"c-1\",\"name\":\"Purchase date\",\"entityType\":\"client\"},"
+                "{\"id\":\"d-1\",\"name\":\"Purchase date\",\"entityType\":\"endpoint\"},"
+                "{\"id\":\"d-2\",\"name\":\" warranty expiration \",\"entityType\":\"endpoint\"},"
+                "{\"id\":\"d-3\",\"name\":\"Owner\",\"entityType\":\"endpoint\"}]");
+    assert_int_equal(msp_cwrmm_date_definitions(defs, ids), 2);
+    assert_string_equal(ids[MSP_CWRMM_DATE_PURCHASE], "d-1");
+    assert_string_equal(ids[MSP_CWRMM_DATE_WARRANTY], "d-2");
+    json_decref(defs);
+
+    /* several candidates: the exact name wins over an earlier variant, else the first */
+    defs = load("[{\"id\":\"d-1\",\"name\":\"PURCHASE DATE\"},"
+                "{\"id\":\"d-2\",\"name\":\"Purchase Date\",\"entityType\":\"endpoint\"},"
+                "{\"id\":\"d-3\",\"name\":\"purchase date\"},"
+                "{\"id\":\"d-4\",\"name\":\"warranty expiration\"},"
+                "{\"id\":\"d-5\",\"name\":\"Warranty expiration\"}]");
+    assert_int_equal(msp_cwrmm_date_definitions(defs, ids), 2);
+    assert_string_equal(ids[MSP_CWRMM_DATE_PURCHASE], "d-2");
+    assert_string_equal(ids[MSP_CWRMM_DATE_WARRANTY], "d-4");
+    json_decref(defs);
+
+    /* nothing usable */
+    defs = load("[{\"name\":\"Purchase Date\"},{\"id\":\"d-9\",\"name\":\"Warranty\"}]");
+    assert_int_equal(msp_cwrmm_date_definitions(defs, ids), 0);
+    assert_string_equal(ids[0], "");
+    assert_string_equal(ids[1], "");
+    json_decref(defs);
+    defs = load("{\"id\":\"d-1\",\"name\":\"Purchase Date\"}");
+    assert_int_equal(msp_cwrmm_date_definitions(defs, ids), 0);
+    json_decref(defs);
+}
+
+/* The values the fetcher read under a partner's spelling map to the dates (the same rule). */
+static void test_device_dates_are_read_under_a_partners_spelling(void **state) {
+    char err[256];
+    json_t *raw, *rec, *dates;
+    (void)state;
+
+    raw = load("{\"endpointID\":\"e-5\",\"customFieldValues\":["
+               "{\"attributeId\":\"a1\",\"name\":\"Purchase date\",\"value\":\"2023-05-04\"},"
+               "{\"attributeId\":\"a2\",\"name\":\"warranty expiration\","
+               "\"value\":\"2027-05-04T00:00:00Z\"}]}");
+    rec = msp_map_cwrmm_device("acme", raw, err, sizeof(err));
+    dates = json_object_get(rec, "dates");
+    assert_string_equal(str(dates, "purchase"), "2023-05-04");
+    assert_string_equal(str(dates, "warranty"), "2027-05-04");
+    json_decref(rec);
+    json_decref(raw);
+}
+
 static void test_device_without_endpoint_id_is_refused(void **state) {
     char err[256];
     json_t *raw;
@@ -658,6 +728,9 @@ int main(void) {
         cmocka_unit_test(test_device_maps_to_a_canonical_asset),
         cmocka_unit_test(test_device_falls_back_to_device_name_and_baseboard_serial),
         cmocka_unit_test(test_device_dates_come_from_the_custom_fields),
+        cmocka_unit_test(test_field_name_rule_is_case_insensitive_and_trimmed),
+        cmocka_unit_test(test_date_definitions_are_found_by_the_shared_rule),
+        cmocka_unit_test(test_device_dates_are_read_under_a_partners_spelling),
         cmocka_unit_test(test_device_without_endpoint_id_is_refused),
         cmocka_unit_test(test_company_maps_to_a_canonical_customer),
     };
