@@ -698,8 +698,11 @@ static void cw_target(const job_t *j, char *url, size_t size, const char **metho
         snprintf(path, path_size, "/api/platform/v1/company/companies");
         snprintf(url, size, "%s%s", base, path);
     } else if (j->cw_step == CW_DEFS) {
+        /* No entityType filter: the document's values for it ("device", "company", "site")
+         * differ from the definitions' own ("endpoint", "client"); msp_cwrmm_date_definitions
+         * keeps the endpoint ones. */
         snprintf(path, path_size, "/api/platform/v1/custom-field/definitions");
-        snprintf(url, size, "%s%s?entityType=endpoint", base, path);
+        snprintf(url, size, "%s%s", base, path);
     } else if (j->cw_step == CW_CF) {
         const char *eid = json_string_value(
             json_object_get(json_array_get(j->page_items, j->cf_idx), "endpointID"));

@@ -710,8 +710,9 @@ static void cw_defs_listed(wb_item_t *it, msp_http_response_t *res) {
 }
 
 static void cw_defs_list(wb_item_t *it) {
-    call(it, "GET", strdup("/api/platform/v1/custom-field/definitions?entityType=endpoint"), NULL,
-         cw_defs_listed, NULL, NULL);
+    /* All of them, unfiltered: see the fetcher's CW_DEFS (the entityType words disagree). */
+    call(it, "GET", strdup("/api/platform/v1/custom-field/definitions"), NULL, cw_defs_listed,
+         NULL, NULL);
 }
 
 /* The attribute ids of both definitions: Redis, else list (and create) them. */
