@@ -18,7 +18,7 @@
  *
  * Every vendor request goes through the same pipeline, in this order:
  *   count it (stats) -> rate limit (429) -> injected faults -> bearer token (401)
- *   -> scope (403) -> handler -> hang / malformed / latency applied to the answer.
+ *   -> scope (403) -> strict checks (400) -> handler -> hang / malformed / latency applied.
  *
  * Control plane (JSON in and out; errors are {"error": msg}):
  *   GET  /_sim/health                        {"ok": true}
@@ -63,7 +63,11 @@
  * object), opaque_cursor (false: the spec's integer offset, the default), full_page_link (a
  * full page always carries rel="next", so the page after the last full one is a 404; default
  * on), latency_ms, latency_jitter_ms, hang_ms, and the one-shot fail_next (fail_status),
- * ratelimit_next, reset_next, hang_next, malformed_next, and outage_ms (outage_status).
+ * ratelimit_next, reset_next, hang_next, malformed_next, and outage_ms (outage_status), and
+ * strict (default on): after the scope check, a request the document refuses gets a 400 in the
+ * operation's error shape ({"code","message"} on the device paths, {"error","description"} on
+ * the custom-field paths) instead of being served; see strict_check() for the list. Off, the
+ * simulator is as lenient as before (repeated field=, no X-Request-ID, ...).
  *
  * Invariants:
  *  - Single-threaded: everything runs on one libevent loop; delays use evtimers, never sleep.
@@ -148,6 +152,7 @@ typedef struct sim_config {
     bool ratelimit_json; /* 429 body: false text/plain (NOTES), true the spec's JSON error */
     bool opaque_cursor;  /* false: the spec's integer offset cursor */
     bool full_page_link; /* a full page always carries rel="next"; the next one may 404 */
+    bool strict;         /* refuse what the document refuses (see strict_check) */
     sim_faults fx; /* latency, fail_next, ratelimit_next, outage */
 } sim_config;
 
@@ -159,6 +164,7 @@ static const cfg_entry CONFIG_TABLE[] = {
     {"ratelimit_body", CT_CHOICE, CFG_OFF(ratelimit_json), 0, 0, {"text", "json"}},
     {"opaque_cursor", CT_BOOL, CFG_OFF(opaque_cursor), 0, 0},
     {"full_page_link", CT_BOOL, CFG_OFF(full_page_link), 0, 0},
+    {"strict", CT_BOOL, CFG_OFF(strict), 0, 0},
     SIM_FAULT_ROWS(sim_config, fx),
 };
 
@@ -171,6 +177,7 @@ static void config_defaults(sim_config *c)
     c->ratelimit_json = false;
     c->opaque_cursor = false; /* the spec: an integer offset */
     c->full_page_link = true;
+    c->strict = true;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1318,6 +1325,107 @@ static void api_cf_put(partner *p, const char *eid, struct evhttp_request *req, 
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* strict mode: what connectwise-rmm-openapi.yaml declares for the operations served            */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Device list and detail: headerAuthorization, headerHost, headerOrigin, headerUserAgent and
+ * headerXRequestID are `required: true`. Authorization is checked as the token; Host is
+ * HTTP/1.1's own. Origin is NOT required here: it is a browser's header (RFC 6454), mspsync is
+ * no browser and does not invent one (docs/vendor-departures.md). */
+static const char *const DEVICE_HEADERS[] = {"User-Agent", "X-Request-ID", NULL};
+
+static const sim_qparam Q_DEVICES[] = {
+    {"limit", QP_INTEGER}, {"cursor", QP_INTEGER}, {"sortBy", QP_STRING},
+    {"field", QP_STRING},  {"filter", QP_STRING},
+};
+static const sim_qparam Q_DEVICES_OPAQUE[] = { /* the opaque_cursor switch: a string cursor */
+    {"limit", QP_INTEGER}, {"cursor", QP_STRING}, {"sortBy", QP_STRING},
+    {"field", QP_STRING},  {"filter", QP_STRING},
+};
+static const sim_qparam Q_DEVICE[] = {{"field", QP_STRING}};
+static const sim_qparam Q_DEFS[] = {{"entityType", QP_STRING}, {"originType", QP_STRING}};
+static const sim_qparam Q_CF_VALUES[] = {
+    {"attributeIDs", QP_STRING}, {"withDefaults", QP_BOOLEAN}, {"originType", QP_STRING},
+    {"ownerID", QP_STRING},
+};
+
+/*
+ * What the document refuses, for every operation served: a required header missing, a
+ * single-valued query parameter repeated or of the wrong type, a JSON body not sent as
+ * application/json, a values PUT whose items lack entityId/attributeId or carry an attributeId
+ * that is not a uuid (its declared format). Body rules the handlers already enforce (device list
+ * resourceType/resources, definition name/entityType/attributeType enums) apply in both modes.
+ * @returns 0 to serve the request, -1 with r set to the 400.
+ */
+static int strict_check(enum path_class pc, enum evhttp_cmd_type m, struct evhttp_request *req,
+                        const struct evkeyvalq *q, bool opaque_cursor, reply *r)
+{
+    char err[300];
+    bool cf = pc == PC_CF_DEFS || pc == PC_CF_DEF || pc == PC_CF_VALUES;
+    const char *missing = NULL;
+    int rc = 0;
+
+    switch (pc) {
+    case PC_DEVICES:
+        missing = sim_strict_missing_header(req, DEVICE_HEADERS);
+        rc = opaque_cursor ? sim_strict_query(q, Q_DEVICES_OPAQUE, NELEM(Q_DEVICES_OPAQUE), err,
+                                              sizeof(err))
+                           : sim_strict_query(q, Q_DEVICES, NELEM(Q_DEVICES), err, sizeof(err));
+        break;
+    case PC_DEVICE:
+        missing = sim_strict_missing_header(req, DEVICE_HEADERS);
+        rc = sim_strict_query(q, Q_DEVICE, NELEM(Q_DEVICE), err, sizeof(err));
+        break;
+    case PC_CF_DEFS:
+        if (m == EVHTTP_REQ_GET)
+            rc = sim_strict_query(q, Q_DEFS, NELEM(Q_DEFS), err, sizeof(err));
+        break;
+    case PC_CF_VALUES:
+        if (m == EVHTTP_REQ_GET)
+            rc = sim_strict_query(q, Q_CF_VALUES, NELEM(Q_CF_VALUES), err, sizeof(err));
+        break;
+    default:
+        break;
+    }
+    if (missing) {
+        snprintf(err, sizeof(err), "missing required header: %s", missing);
+        rc = -1;
+    } else if (rc == 0 && (m == EVHTTP_REQ_POST || m == EVHTTP_REQ_PUT) && pc != PC_TOKEN &&
+               !sim_strict_json_content_type(req)) {
+        snprintf(err, sizeof(err), "the request body must be sent as application/json");
+        rc = -1;
+    } else if (rc == 0 && pc == PC_CF_VALUES && m == EVHTTP_REQ_PUT) {
+        char jerr[200];
+        json_t *b = read_json_body(req, jerr, sizeof(jerr));
+        size_t i;
+        json_t *v;
+        json_array_foreach(b, i, v)
+        {
+            const char *ent = json_string_value(json_object_get(v, "entityId"));
+            const char *aid = json_string_value(json_object_get(v, "attributeId"));
+            const char *bad = !ent                ? "entityId is required"
+                              : !sim_is_uuid(ent) ? "entityId must be a uuid for an endpoint"
+                              : !aid              ? "attributeId is required"
+                              : !sim_is_uuid(aid) ? "attributeId must be a uuid"
+                                                  : NULL;
+            if (bad) {
+                snprintf(err, sizeof(err), "item %zu: %s", i, bad);
+                rc = -1;
+                break;
+            }
+        }
+        json_decref(b);
+    }
+    if (rc == 0)
+        return 0;
+    if (cf)
+        reply_err(r, 400, "Bad request", err);
+    else
+        reply_code(r, 400, err);
+    return -1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* the vendor pipeline                                                                          */
 /* ------------------------------------------------------------------------------------------ */
 
@@ -1525,7 +1633,11 @@ static void handle_vendor(void *arg, struct evhttp_request *req, char **seg, int
         goto send;
     }
 
-    /* 6. handler */
+    /* 6. strict: what the document refuses is a 400, never served */
+    if (s->cfg.strict && strict_check(pc, m, req, q, s->cfg.opaque_cursor, &r) != 0)
+        goto send;
+
+    /* 7. handler */
     switch (pc) {
     case PC_RATE_LIMITS: api_rate_limits(s, p, &r); break;
     case PC_COMPANIES: api_companies(p, &r); break;
