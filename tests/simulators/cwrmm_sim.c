@@ -38,6 +38,9 @@
  *        manufacturer, mac?, model?, purchase?, warranty?}]} -> 201 summary with company_list
  *        and seed_overlap_endpoint_ids. purchase / warranty (datetime strings) set the device's
  *        "Purchase Date" / "Warranty Expiration" as the admin custom-field PUT below does.
+ *        date_field_names?={purchase, warranty}: the partner's own spelling of those two
+ *        definitions (e.g. "Purchase date", "warranty expiration"), created with the partner as
+ *        a technician would, and used for seed_overlap's dates.
  *        Recreating a partner invalidates its tokens.
  *   GET  /_sim/partners, GET|DELETE /_sim/partners/{p}
  *   POST /_sim/partners/{p}/expire-tokens    every live token of p expires now -> {"expired": n}
@@ -1849,13 +1852,13 @@ static json_t *admin_cf_json(const partner *p, const device *d)
 }
 
 /* seed_overlap's optional dates, as an admin custom-field body. @returns new. */
-static json_t *overlap_dates(json_t *x)
+static json_t *overlap_dates(json_t *x, const char *const names[2])
 {
     json_t *o = json_object();
     if (json_object_get(x, "purchase"))
-        json_object_set(o, "Purchase Date", json_object_get(x, "purchase"));
+        json_object_set(o, names[0], json_object_get(x, "purchase"));
     if (json_object_get(x, "warranty"))
-        json_object_set(o, "Warranty Expiration", json_object_get(x, "warranty"));
+        json_object_set(o, names[1], json_object_get(x, "warranty"));
     return o;
 }
 
@@ -1868,6 +1871,22 @@ static void admin_create_partner(sim *s, json_t *body, reply *r)
     int64_t nc, spc, nd;
     unsigned sc;
     json_t *ov = json_object_get(body, "seed_overlap");
+    /* the partner's own spelling of the two date definitions (created with the partner) */
+    json_t *dn = json_object_get(body, "date_field_names");
+    const char *date_names[2] = {"Purchase Date", "Warranty Expiration"};
+    bool own_names = dn != NULL;
+    if (dn) {
+        const char *pn = json_string_value(json_object_get(dn, "purchase"));
+        const char *wn = json_string_value(json_object_get(dn, "warranty"));
+        if (!json_is_object(dn) || !pn || !*pn || !wn || !*wn || strlen(pn) > 200 ||
+            strlen(wn) > 200 || !strcasecmp(pn, wn)) {
+            reply_error(r, 400, "date_field_names must be {purchase, warranty}: two different "
+                                "non-empty names");
+            return;
+        }
+        date_names[0] = pn;
+        date_names[1] = wn;
+    }
     if (!name || !valid_partner_name(name)) {
         reply_error(r, 400, "partner must be 1-63 characters of [a-z0-9_-], not starting "
                                   "with '_'");
@@ -1906,7 +1925,7 @@ static void admin_create_partner(sim *s, json_t *body, reply *r)
             reply_error(r, 400, err);
             return;
         }
-        json_t *dates = overlap_dates(x);
+        json_t *dates = overlap_dates(x, date_names);
         char why[160];
         int bad = admin_cf_check(NULL, dates, why, sizeof(why));
         json_decref(dates);
@@ -1951,9 +1970,11 @@ static void admin_create_partner(sim *s, json_t *body, reply *r)
     def_add(p, "endpoint", "Asset Tag", "Vendor asset tag", "string", NULL, true, "system",
             T_2019, true);
     p->writes = json_array();
+    int64_t now = wall_ms();
+    for (int k = 0; k < 2 && own_names; k++) /* as a technician typed them, before any sync */
+        def_add(p, "endpoint", date_names[k], "", "datetime", NULL, true, "admin", now, false);
 
     /* the overlap devices are spread evenly so they land on different pages */
-    int64_t now = wall_ms();
     json_t *ov_ids = json_array();
     size_t nov = json_array_size(ov);
     json_array_foreach(ov, i, x)
@@ -1969,7 +1990,7 @@ static void admin_create_partner(sim *s, json_t *body, reply *r)
         }
         if (json_object_get(x, "mac"))
             json_array_set(d->macs, 0, json_object_get(x, "mac"));
-        json_t *dates = overlap_dates(x);
+        json_t *dates = overlap_dates(x, date_names);
         admin_cf_apply(p, d, dates, now);
         json_decref(dates);
         json_array_append_new(ov_ids, json_string(d->id));
