@@ -840,9 +840,6 @@ static void sy_read_ok(wb_item_t *it, msp_http_response_t *res) {
     if (!json_is_object(asset)) asset = b;
     json_t *props = json_object_get(asset, "properties");
     json_t *merged = json_is_object(props) ? json_deep_copy(props) : json_object();
-    /* The document's PUT body requires `name`: send back the one just read. */
-    json_t *name = json_object_get(asset, "name");
-    if (name) json_incref(name);
     int left = 0;
     for (int f = 0; f < WB_NF; f++) {
         if (t->res[f] != R_PENDING) continue;
@@ -854,20 +851,23 @@ static void sy_read_ok(wb_item_t *it, msp_http_response_t *res) {
                             it->val[f][0] ? json_string(it->val[f]) : json_null());
         left++;
     }
-    json_decref(b);
     if (!left) {
+        json_decref(b);
         json_decref(merged);
-        json_decref(name);
         target_done(it);
+        return;
+    }
+    /* The whole hash goes back (PUT may replace it) with the name just read (the document
+     * requires it); a failed PUT retries from the GET. */
+    char err[200];
+    json_t *put = msp_syncro_asset_put_body(asset, merged, err, sizeof(err));
+    json_decref(b);
+    if (!put) {
+        target_fail(it, err);
         return;
     }
     char path[300];
     snprintf(path, sizeof(path), "/customer_assets/%s", t->id);
-    /* The whole hash goes back (PUT may replace it); a failed PUT retries from the GET. An asset
-     * without a string name is sent without one: Syncro's 422 then says what is wrong. */
-    json_t *put = json_pack("{s:o}", "properties", merged);
-    if (json_is_string(name)) json_object_set(put, "name", name);
-    json_decref(name);
     call(it, "PUT", strdup(path), put, put_ok, NULL, sy_read);
 }
 
