@@ -28,9 +28,10 @@
  *        custom_field_puts, custom_field_values_written, custom_field_definitions_created,
  *        resets, hangs, malformed}}}. custom_field_gets (GET .../endpoints/{id}/custom-fields)
  *        and device_list_requests (POST .../categories/{c}/endpoints) count requests that got
- *        past rate limit, faults, token and scope, whatever the handler answered (a 404 end
- *        page included); custom_field_puts counts applied PUTs, custom_field_values_written
- *        their items; custom_field_definitions_created counts only vendor-API creations.
+ *        past rate limit, faults, token, scope and strict checks, whatever the handler
+ *        answered (a 404 end page included); custom_field_puts counts applied PUTs,
+ *        custom_field_values_written their items; custom_field_definitions_created counts only
+ *        vendor-API creations.
  *   POST /_sim/stats/reset                   zeroes the counters, empties the write logs and
  *                                            the rate-limit and token-lock windows
  *   POST /_sim/partners                      {partner, client_id, client_secret, companies?=3,
