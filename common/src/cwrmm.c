@@ -274,8 +274,10 @@ int msp_cwrmm_parse_token(const char *body, size_t len, char **token, int64_t *e
 
 int msp_cwrmm_devices_url(const char *base_url, int limit, const char *cursor, char *out,
                           size_t out_size) {
-    static const char *const fields[] = {"endpointID", "friendlyName", "deviceName", "system",
-                                         "baseboard",  "os",           "macAddress", "modifiedAt"};
+    /* One `field` value, comma-separated: the document's fieldV2WithLimit is a string (style
+     * form), so a server may read only one of repeated `field=` parameters; at most 15. */
+    static const char fields[] =
+        "endpointID,friendlyName,deviceName,system,baseboard,os,macAddress,modifiedAt";
     size_t len;
     int n;
 
@@ -284,17 +286,13 @@ int msp_cwrmm_devices_url(const char *base_url, int limit, const char *cursor, c
     out[0] = '\0';
     if (!base_url || limit < 1 || limit > 500)
         return -1;
-    n = snprintf(out, out_size, "%s/api/platform/v2/device/categories/all/endpoints?limit=%d",
-                 base_url, limit);
+    /* ',' is a sub-delim RFC 3986 allows in a query; the document's example sends it plain. */
+    n = snprintf(out, out_size,
+                 "%s/api/platform/v2/device/categories/all/endpoints?limit=%d&field=%s", base_url,
+                 limit, fields);
     if (n < 0 || (size_t)n >= out_size)
         goto too_small;
     len = (size_t)n;
-    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
-        n = snprintf(out + len, out_size - len, "&field=%s", fields[i]);
-        if (n < 0 || (size_t)n >= out_size - len)
-            goto too_small;
-        len += (size_t)n;
-    }
     if (cursor && *cursor) {
         if (len + strlen("&cursor=") >= out_size)
             goto too_small;
@@ -788,17 +786,66 @@ static json_t *cw_macs(const json_t *list) {
     return out;
 }
 
-/* The date a custom field named `name` holds in customFieldValues, or null. */
+/* ------------------------------------------------------------------ the date custom fields */
+
+int msp_cwrmm_field_name_is(const char *name, const char *want) {
+    const char *e;
+    size_t n;
+
+    if (!name || !want)
+        return 0;
+    while (isspace((unsigned char)*name))
+        name++;
+    e = name + strlen(name);
+    while (e > name && isspace((unsigned char)e[-1]))
+        e--;
+    n = (size_t)(e - name);
+    return n == strlen(want) && strncasecmp(name, want, n) == 0;
+}
+
+int msp_cwrmm_date_definitions(const json_t *defs, char ids[2][MSP_CWRMM_ATTR_ID_SIZE]) {
+    static const char *const names[2] = {[MSP_CWRMM_DATE_PURCHASE] = MSP_CWRMM_FIELD_PURCHASE,
+                                         [MSP_CWRMM_DATE_WARRANTY] = MSP_CWRMM_FIELD_WARRANTY};
+    int exact[2] = {0, 0}, found = 0;
+    size_t i;
+    const json_t *d;
+
+    if (!ids)
+        return 0;
+    ids[0][0] = ids[1][0] = '\0';
+    json_array_foreach(defs, i, d) {
+        const char *name = json_string_value(member(d, "name"));
+        const char *id = json_string_value(member(d, "id"));
+        const json_t *et = member(d, "entityType");
+
+        if (!name || !id || !*id || strlen(id) >= MSP_CWRMM_ATTR_ID_SIZE)
+            continue;
+        if (et && !(json_is_string(et) && strcmp(json_string_value(et), "endpoint") == 0))
+            continue;
+        for (int f = 0; f < 2; f++) {
+            if (exact[f] || !msp_cwrmm_field_name_is(name, names[f]))
+                continue;
+            if (ids[f][0] && strcmp(name, names[f]) != 0)
+                continue; /* a first match stays unless this one is named exactly */
+            snprintf(ids[f], MSP_CWRMM_ATTR_ID_SIZE, "%s", id);
+            exact[f] = strcmp(name, names[f]) == 0;
+        }
+    }
+    for (int f = 0; f < 2; f++)
+        found += ids[f][0] != '\0';
+    return found;
+}
+
+/* The date a custom field named `name` (msp_cwrmm_field_name_is) holds in customFieldValues,
+ * or null. */
 static json_t *cw_field_date(const json_t *values, const char *name) {
     size_t i;
     const json_t *item;
 
     json_array_foreach(values, i, item) {
-        json_t *n = trimmed(member(item, "name"));
-        int match = n && strcasecmp(json_string_value(n), name) == 0;
+        int match = msp_cwrmm_field_name_is(json_string_value(member(item, "name")), name);
         const json_t *v = member(item, "value");
         char date[11];
-        json_decref(n);
         if (match && json_is_string(v) && msp_date_normalize(json_string_value(v), date) == 0)
             return json_string(date);
         if (match)

@@ -488,6 +488,7 @@ static void entry_post(cw_entry_t *e) {
     req.body = body;
     req.body_len = strlen(body);
     req.timeout_ms = CW_TOKEN_TIMEOUT_MS;
+    req.tenant = e->tenant;
     e->state = CW_FETCHING;
     e->fetch = f;
     t->requested++;

@@ -17,9 +17,12 @@
  * - Every request sits on `reqs` until its callback has run, so destroy can cancel it and the
  *   callback runs exactly once.
  * - max_body is checked in the write callback on decoded bytes (so gzip cannot inflate past it).
+ * - Every request carries exactly one X-Request-ID (ours, or the caller's), and deliver() logs
+ *   it with the outcome before the callback runs, so a support case can quote it.
  */
 #include "mspsync/http.h"
 #include "mspsync/backoff.h"
+#include "mspsync/log.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -30,6 +33,7 @@
 
 #include <curl/curl.h>
 #include <event2/event.h>
+#include <openssl/rand.h>
 
 #define MSP_HTTP_DEFAULT_CONNECT_MS 5000L
 #define MSP_HTTP_DEFAULT_TIMEOUT_MS 30000L
@@ -56,6 +60,9 @@ struct msp_http_req_s {
     size_t               max_body;
     int                  too_large;
     int64_t              started_ms;
+    char                 method[17];
+    char                *log_url;  /* the URL without query or fragment (may hold secrets) */
+    char                *tenant;   /* may be NULL */
     char                 errbuf[CURL_ERROR_SIZE];
     msp_http_req_t      *prev, *next;
 };
@@ -103,6 +110,8 @@ static void req_free(msp_http_req_t *r) {
     free(r->res.body);
     free(r->res.content_type);
     free(r->res.link_next);
+    free(r->log_url);
+    free(r->tenant);
     free(r);
 }
 
@@ -296,6 +305,10 @@ static void deliver(msp_http_t *h, msp_http_req_t *r) {
     }
     r->res.elapsed_ms = msp_now_ms() - r->started_ms;
     req_unlink(h, r);
+    MSP_INFO("vendor.request", r->tenant, "%s %s status=%ld outcome=%s elapsed_ms=%lld "
+             "request_id=%s%s%s", r->method, r->log_url ? r->log_url : "?", r->res.status,
+             msp_http_outcome_name(msp_http_classify(&r->res)), (long long)r->res.elapsed_ms,
+             r->res.request_id, r->res.errstr[0] ? " error=" : "", r->res.errstr);
     cb(&r->res, r->opaque);
     req_free(r);
 }
@@ -520,6 +533,49 @@ void msp_http_destroy(msp_http_t *h) {
     /* else: leave() frees it when our outermost libevent callback unwinds */
 }
 
+int msp_http_new_request_id(char out[MSP_HTTP_REQUEST_ID_SIZE]) {
+    static const char hex[] = "0123456789abcdef";
+    unsigned char b[16];
+    size_t k = 0;
+
+    out[0] = '\0';
+    if (RAND_bytes(b, (int)sizeof(b)) != 1)
+        return -1;
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* variant 10 */
+    for (size_t i = 0; i < sizeof(b); i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[k++] = '-';
+        out[k++] = hex[b[i] >> 4];
+        out[k++] = hex[b[i] & 0xf];
+    }
+    out[k] = '\0';
+    return 0;
+}
+
+/* The caller's own X-Request-ID value (trimmed, cut to fit) into out. @returns 1 if it has one. */
+static int caller_request_id(const char *header, char out[MSP_HTTP_REQUEST_ID_SIZE]) {
+    const char *v, *e;
+    size_t n;
+
+    if (strncasecmp(header, "X-Request-ID:", 13) != 0)
+        return 0;
+    v = header + 13;
+    while (is_ows(*v))
+        v++;
+    e = v + strlen(v);
+    while (e > v && is_ows(e[-1]))
+        e--;
+    n = (size_t)(e - v);
+    if (n == 0)
+        return 0;
+    if (n >= MSP_HTTP_REQUEST_ID_SIZE)
+        n = MSP_HTTP_REQUEST_ID_SIZE - 1;
+    memcpy(out, v, n);
+    out[n] = '\0';
+    return 1;
+}
+
 static int valid_method(const char *m) {
     const char *p;
     if (!m || !*m || strlen(m) > 16)
@@ -535,7 +591,7 @@ int msp_http_request(msp_http_t *h, const msp_http_request_t *req, msp_http_cb *
     CURL *e;
     const char *method;
     const char **hp;
-    int has_expect = 0;
+    int has_expect = 0, has_request_id = 0;
 
     if (!h || h->destroyed || !req || !req->url || !cb)
         return -1;
@@ -555,13 +611,34 @@ int msp_http_request(msp_http_t *h, const msp_http_request_t *req, msp_http_cb *
     if (!e)
         goto fail;
 
+    snprintf(r->method, sizeof(r->method), "%s", method);
+    r->log_url = dup_range(req->url, strcspn(req->url, "?#"));
+    r->tenant = req->tenant ? strdup(req->tenant) : NULL;
+    if (!r->log_url || (req->tenant && !r->tenant))
+        goto fail;
     for (hp = req->headers; hp && *hp; hp++) {
-        struct curl_slist *n = curl_slist_append(r->headers, *hp);
+        struct curl_slist *n;
+        if (strncasecmp(*hp, "X-Request-ID:", 13) == 0 &&
+            (has_request_id || !caller_request_id(*hp, r->res.request_id)))
+            continue; /* exactly one, never an empty one */
+        n = curl_slist_append(r->headers, *hp);
         if (!n)
             goto fail;
         r->headers = n;
         if (strncasecmp(*hp, "Expect:", 7) == 0)
             has_expect = 1;
+        if (strncasecmp(*hp, "X-Request-ID:", 13) == 0)
+            has_request_id = 1;
+    }
+    if (!has_request_id) {
+        char line[32 + MSP_HTTP_REQUEST_ID_SIZE];
+        struct curl_slist *n;
+        if (msp_http_new_request_id(r->res.request_id) != 0)
+            goto fail;
+        snprintf(line, sizeof(line), "X-Request-ID: %s", r->res.request_id);
+        if (!(n = curl_slist_append(r->headers, line)))
+            goto fail;
+        r->headers = n;
     }
     if (!has_expect) {
         /* No "Expect: 100-continue" round trip for larger bodies: our APIs answer directly. */

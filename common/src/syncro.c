@@ -873,6 +873,30 @@ char *msp_syncro_describe(const msp_http_response_t *res, const char *method,
     return out;
 }
 
+/* ------------------------------------------------------------------ PUT /customer_assets/{id} */
+
+json_t *msp_syncro_asset_put_body(const json_t *asset, json_t *properties, char *errstr,
+                                  size_t errstr_size) {
+    const json_t *a = json_object_get(asset, "asset");
+    const json_t *name;
+    json_t *body;
+
+    if (!json_is_object(a))
+        a = asset;
+    name = json_object_get(a, "name");
+    if (!json_is_string(name) || json_string_length(name) == 0) {
+        json_decref(properties);
+        msp_set_err(errstr, errstr_size, "%s",
+                    "the Syncro asset has no name, and Syncro requires one to update an asset");
+        return NULL;
+    }
+    body = json_pack("{s:O, s:o}", "name", name, "properties",
+                     properties ? properties : json_object());
+    if (!body)
+        msp_set_err(errstr, errstr_size, "%s", "out of memory");
+    return body;
+}
+
 /* ------------------------------------------------------------------ GET /me */
 
 static int perm_granted(json_t *perms, const char *area, const char *flag) {

@@ -85,7 +85,7 @@ struct job_s {
     char   *next_vcursor;     /* Link rel="next" cursor of the last answer; NULL = group ended */
     json_t *companies;        /* company ids, NULL until known */
     int     defs_loaded;
-    char    def_ids[2][80];   /* attributeIds of "Purchase Date" / "Warranty Expiration" */
+    char    def_ids[2][MSP_CWRMM_ATTR_ID_SIZE]; /* msp_cwrmm_date_definitions */
     json_t *page_items;       /* devices of the page being completed */
     size_t  cf_idx;           /* next device whose custom fields are read */
     int     token_wait;       /* waiting for msp_cwrmm_token_get */
@@ -415,7 +415,8 @@ static void job_request(job_t *j) {
     char url[1024];
     msp_syncro_list_url(j->syncro.base_url, types[t].resource, j->page, 0, url, sizeof(url));
     const char *headers[] = {j->syncro.auth_header, "Accept: application/json", NULL};
-    msp_http_request_t req = {.method = "GET", .url = url, .headers = headers};
+    msp_http_request_t req = {.method = "GET", .url = url, .headers = headers,
+                              .tenant = j->tenant};
     j->state = JOB_HTTP;
     j->http_inflight = 1;
     if (msp_http_request(f->http, &req, http_cb, j) != 0) {
@@ -698,8 +699,11 @@ static void cw_target(const job_t *j, char *url, size_t size, const char **metho
         snprintf(path, path_size, "/api/platform/v1/company/companies");
         snprintf(url, size, "%s%s", base, path);
     } else if (j->cw_step == CW_DEFS) {
+        /* No entityType filter: the document's values for it ("device", "company", "site")
+         * differ from the definitions' own ("endpoint", "client"); msp_cwrmm_date_definitions
+         * keeps the endpoint ones. */
         snprintf(path, path_size, "/api/platform/v1/custom-field/definitions");
-        snprintf(url, size, "%s%s?entityType=endpoint", base, path);
+        snprintf(url, size, "%s%s", base, path);
     } else if (j->cw_step == CW_CF) {
         const char *eid = json_string_value(
             json_object_get(json_array_get(j->page_items, j->cf_idx), "endpointID"));
@@ -763,7 +767,7 @@ static void cw_token_cb(const char *auth, long status, int64_t retry_after_ms, c
     const char *headers[] = {j->auth, "Accept: application/json", "Content-Type: application/json",
                              NULL};
     msp_http_request_t req = {.method = method, .url = url, .headers = headers, .body = body,
-                              .body_len = body ? strlen(body) : 0};
+                              .body_len = body ? strlen(body) : 0, .tenant = j->tenant};
     j->state = JOB_HTTP;
     j->http_inflight = 1;
     if (msp_http_request(f->http, &req, http_cb, j) != 0) {
@@ -882,19 +886,8 @@ static void cw_http(job_t *j, msp_http_response_t *res) {
         return;
     }
     if (j->cw_step == CW_DEFS) {
-        j->def_ids[0][0] = j->def_ids[1][0] = '\0';
-        size_t i;
-        json_t *d;
-        json_array_foreach(doc, i, d) {
-            const char *name = json_string_value(json_object_get(d, "name"));
-            const char *id = json_string_value(json_object_get(d, "id"));
-            const char *et = json_string_value(json_object_get(d, "entityType"));
-            if (!name || !id || (et && strcmp(et, "endpoint") != 0)) continue;
-            if (!strcmp(name, MSP_CWRMM_FIELD_PURCHASE))
-                snprintf(j->def_ids[0], sizeof(j->def_ids[0]), "%s", id);
-            else if (!strcmp(name, MSP_CWRMM_FIELD_WARRANTY))
-                snprintf(j->def_ids[1], sizeof(j->def_ids[1]), "%s", id);
-        }
+        /* The same rule as the write-back's: a partner's "Purchase date" is read too. */
+        msp_cwrmm_date_definitions(doc, j->def_ids);
         json_decref(doc);
         j->defs_loaded = 1;
         j->cw_step = CW_LIST;

@@ -396,7 +396,8 @@ static void call_send(tc_item_t *it) {
     const char *headers[] = {it->syncro.auth_header, "Accept: application/json",
                              "Content-Type: application/json", NULL};
     msp_http_request_t req = {.method = it->method, .url = url, .headers = headers,
-                              .body = it->body, .body_len = it->body ? strlen(it->body) : 0};
+                              .body = it->body, .body_len = it->body ? strlen(it->body) : 0,
+                              .tenant = it->tenant};
     it->http_inflight = 1;
     if (msp_http_request(tc->http, &req, http_cb, it) != 0) {
         it->http_inflight = 0;
@@ -623,12 +624,13 @@ static void search_ok(tc_item_t *it, json_t *body) {
 }
 
 static void search_page(tc_item_t *it) {
-    /* created_after: a day before the claim, as a date (its granularity is disputed). */
+    /* created_after: a day before the claim, at 00:00 UTC (its granularity is disputed, so a
+     * whole day), written as the date-time the document's format asks for. */
     time_t since = (time_t)(it->claim_at_ms / 1000) - 86400;
     struct tm tm;
-    char d[16], path[256];
+    char d[32], path[256];
     gmtime_r(&since, &tm);
-    strftime(d, sizeof(d), "%Y-%m-%d", &tm);
+    strftime(d, sizeof(d), "%Y-%m-%dT00:00:00Z", &tm);
     snprintf(path, sizeof(path), "/tickets?customer_id=%s&created_after=%s&page=%d",
              it->rec_customer, d, it->search_page);
     call(it, "GET", strdup(path), NULL, search_ok, NULL);

@@ -83,6 +83,8 @@
 #define DEFS_ROUNDS    4
 
 static const char *const CW_DEF_NAME[WB_NF] = {MSP_CWRMM_FIELD_PURCHASE, MSP_CWRMM_FIELD_WARRANTY};
+_Static_assert(WB_NF == 2 && MSP_CWRMM_DATE_PURCHASE == 0 && MSP_CWRMM_DATE_WARRANTY == 1,
+               "msp_cwrmm_date_definitions() fills the fields in wb_field_name's order");
 static const char *const SY_PROP_NAME[WB_NF] = {"Purchase Date", "Warranty Expiration"};
 
 /* What happens to one field of one target. */
@@ -503,7 +505,8 @@ static void send_rated(wb_item_t *it) {
     const char *headers[] = {t->integ == WB_CWRMM ? it->auth : t->sy.auth_header,
                              "Accept: application/json", "Content-Type: application/json", NULL};
     msp_http_request_t req = {.method = it->method, .url = url, .headers = headers,
-                              .body = it->body, .body_len = it->body ? strlen(it->body) : 0};
+                              .body = it->body, .body_len = it->body ? strlen(it->body) : 0,
+                              .tenant = it->tenant};
     it->http_inflight = 1;
     int started = msp_http_request(wb->http, &req, http_cb, it) == 0;
     if (t->integ == WB_CWRMM && !started) msp_secure_zero(it->auth, sizeof(it->auth));
@@ -662,7 +665,9 @@ static void cw_def_created(wb_item_t *it, msp_http_response_t *res) {
     if (!d) return;
     const char *id = json_string_value(json_object_get(d, "id"));
     const char *name = json_string_value(json_object_get(d, "name"));
-    if (id && name && wb_redis_ok(it->wb)) defs_store(it, name, id);
+    for (int f = 0; f < WB_NF; f++)
+        if (id && msp_cwrmm_field_name_is(name, CW_DEF_NAME[f]) && wb_redis_ok(it->wb))
+            defs_store(it, CW_DEF_NAME[f], id);
     MSP_INFO("cwrmm.definition_created", it->tenant, "name=\"%s\" id=%s", name ? name : "?",
              id ? id : "?");
     json_decref(d);
@@ -678,18 +683,9 @@ static int cw_def_conflict(wb_item_t *it, msp_http_response_t *res) {
 static void cw_defs_listed(wb_item_t *it, msp_http_response_t *res) {
     json_t *a = ok_json(it, res, 1);
     if (!a) return;
-    char found[WB_NF][128] = {{0}};
-    size_t i;
-    json_t *d;
-    json_array_foreach(a, i, d) {
-        const char *name = json_string_value(json_object_get(d, "name"));
-        const char *id = json_string_value(json_object_get(d, "id"));
-        const char *et = json_string_value(json_object_get(d, "entityType"));
-        if (!name || !id || (et && strcmp(et, "endpoint") != 0)) continue;
-        for (int f = 0; f < WB_NF; f++)
-            if (!found[f][0] && !strcasecmp(name, CW_DEF_NAME[f]))
-                snprintf(found[f], sizeof(found[f]), "%s", id);
-    }
+    /* The fetcher reads them by the same rule (msp_cwrmm_field_name_is). */
+    char found[WB_NF][MSP_CWRMM_ATTR_ID_SIZE];
+    msp_cwrmm_date_definitions(a, found);
     json_decref(a);
     if (!wb_redis_ok(it->wb)) {
         wait_then(it, 1000, cw_defs);
@@ -714,8 +710,9 @@ static void cw_defs_listed(wb_item_t *it, msp_http_response_t *res) {
 }
 
 static void cw_defs_list(wb_item_t *it) {
-    call(it, "GET", strdup("/api/platform/v1/custom-field/definitions?entityType=endpoint"), NULL,
-         cw_defs_listed, NULL, NULL);
+    /* All of them, unfiltered: see the fetcher's CW_DEFS (the entityType words disagree). */
+    call(it, "GET", strdup("/api/platform/v1/custom-field/definitions"), NULL, cw_defs_listed,
+         NULL, NULL);
 }
 
 /* The attribute ids of both definitions: Redis, else list (and create) them. */
@@ -854,17 +851,24 @@ static void sy_read_ok(wb_item_t *it, msp_http_response_t *res) {
                             it->val[f][0] ? json_string(it->val[f]) : json_null());
         left++;
     }
-    json_decref(b);
     if (!left) {
+        json_decref(b);
         json_decref(merged);
         target_done(it);
         return;
     }
+    /* The whole hash goes back (PUT may replace it) with the name just read (the document
+     * requires it); a failed PUT retries from the GET. */
+    char err[200];
+    json_t *put = msp_syncro_asset_put_body(asset, merged, err, sizeof(err));
+    json_decref(b);
+    if (!put) {
+        target_fail(it, err);
+        return;
+    }
     char path[300];
     snprintf(path, sizeof(path), "/customer_assets/%s", t->id);
-    /* The whole hash goes back (PUT may replace it); a failed PUT retries from the GET. */
-    call(it, "PUT", strdup(path), json_pack("{s:o}", "properties", merged), put_ok, NULL,
-         sy_read);
+    call(it, "PUT", strdup(path), put, put_ok, NULL, sy_read);
 }
 
 static void sy_read(wb_item_t *it) {

@@ -41,6 +41,18 @@ def start_write_back(stack, **extra):
     return wb
 
 
+def start_dates_stack(stack):
+    """Everything a date test needs: Redis, both simulators, gateway, normalizer, one fetcher and
+    one write-back."""
+    stack.start_redis()
+    stack.start_sim()
+    start_cwrmm_sim(stack)
+    stack.start_gateway()
+    stack.start_normalizer()
+    stack.start_fetcher()
+    start_write_back(stack)
+
+
 def cw_admin(stack, method, path, body=None):
     return stack.svc_admin(stack.cw, method, path, body)
 
@@ -50,13 +62,17 @@ def cw_partner_stats(stack, partner):
 
 
 def add_partner(stack, partner, devices, companies=20, sites_per_company=2, overlap=None,
-                scopes=None):
+                scopes=None, date_field_names=None):
+    """date_field_names: the partner's own spelling of the date definitions, e.g.
+    {"purchase": "Purchase date", "warranty": "warranty expiration"} (created with the partner)."""
     body = {"partner": partner, "client_id": "cid-" + partner, "client_secret": "sec-" + partner,
             "companies": companies, "sites_per_company": sites_per_company, "devices": devices}
     if overlap:
         body["seed_overlap"] = overlap
     if scopes is not None:
         body["scopes"] = scopes
+    if date_field_names is not None:
+        body["date_field_names"] = date_field_names
     return cw_admin(stack, "POST", "/_sim/partners", body)
 
 

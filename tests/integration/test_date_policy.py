@@ -20,14 +20,7 @@ WB = {"purchase_date": True, "warranty_expires": True}
 class DatePolicyTest(unittest.TestCase):
     def setUp(self):
         self.s = Stack(self.id().split(".")[-1])
-        s = self.s
-        s.start_redis()
-        s.start_sim()
-        cwrmm.start_cwrmm_sim(s)
-        s.start_gateway()
-        s.start_normalizer()
-        s.start_fetcher()
-        cwrmm.start_write_back(s)
+        cwrmm.start_dates_stack(self.s)
 
     def tearDown(self):
         self.assertEqual(self.s.stop_all(), [])

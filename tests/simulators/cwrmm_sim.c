@@ -18,7 +18,7 @@
  *
  * Every vendor request goes through the same pipeline, in this order:
  *   count it (stats) -> rate limit (429) -> injected faults -> bearer token (401)
- *   -> scope (403) -> handler -> hang / malformed / latency applied to the answer.
+ *   -> scope (403) -> strict checks (400) -> handler -> hang / malformed / latency applied.
  *
  * Control plane (JSON in and out; errors are {"error": msg}):
  *   GET  /_sim/health                        {"ok": true}
@@ -28,9 +28,10 @@
  *        custom_field_puts, custom_field_values_written, custom_field_definitions_created,
  *        resets, hangs, malformed}}}. custom_field_gets (GET .../endpoints/{id}/custom-fields)
  *        and device_list_requests (POST .../categories/{c}/endpoints) count requests that got
- *        past rate limit, faults, token and scope, whatever the handler answered (a 404 end
- *        page included); custom_field_puts counts applied PUTs, custom_field_values_written
- *        their items; custom_field_definitions_created counts only vendor-API creations.
+ *        past rate limit, faults, token, scope and strict checks, whatever the handler
+ *        answered (a 404 end page included); custom_field_puts counts applied PUTs,
+ *        custom_field_values_written their items; custom_field_definitions_created counts only
+ *        vendor-API creations.
  *   POST /_sim/stats/reset                   zeroes the counters, empties the write logs and
  *                                            the rate-limit and token-lock windows
  *   POST /_sim/partners                      {partner, client_id, client_secret, companies?=3,
@@ -38,6 +39,9 @@
  *        manufacturer, mac?, model?, purchase?, warranty?}]} -> 201 summary with company_list
  *        and seed_overlap_endpoint_ids. purchase / warranty (datetime strings) set the device's
  *        "Purchase Date" / "Warranty Expiration" as the admin custom-field PUT below does.
+ *        date_field_names?={purchase, warranty}: the partner's own spelling of those two
+ *        definitions (e.g. "Purchase date", "warranty expiration"), created with the partner as
+ *        a technician would, and used for seed_overlap's dates.
  *        Recreating a partner invalidates its tokens.
  *   GET  /_sim/partners, GET|DELETE /_sim/partners/{p}
  *   POST /_sim/partners/{p}/expire-tokens    every live token of p expires now -> {"expired": n}
@@ -63,7 +67,11 @@
  * object), opaque_cursor (false: the spec's integer offset, the default), full_page_link (a
  * full page always carries rel="next", so the page after the last full one is a 404; default
  * on), latency_ms, latency_jitter_ms, hang_ms, and the one-shot fail_next (fail_status),
- * ratelimit_next, reset_next, hang_next, malformed_next, and outage_ms (outage_status).
+ * ratelimit_next, reset_next, hang_next, malformed_next, and outage_ms (outage_status), and
+ * strict (default on): after the scope check, a request the document refuses gets a 400 in the
+ * operation's error shape ({"code","message"} on the device paths, {"error","description"} on
+ * the custom-field paths) instead of being served; see strict_check() for the list. Off, the
+ * simulator is as lenient as before (repeated field=, no X-Request-ID, ...).
  *
  * Invariants:
  *  - Single-threaded: everything runs on one libevent loop; delays use evtimers, never sleep.
@@ -148,6 +156,7 @@ typedef struct sim_config {
     bool ratelimit_json; /* 429 body: false text/plain (NOTES), true the spec's JSON error */
     bool opaque_cursor;  /* false: the spec's integer offset cursor */
     bool full_page_link; /* a full page always carries rel="next"; the next one may 404 */
+    bool strict;         /* refuse what the document refuses (see strict_check) */
     sim_faults fx; /* latency, fail_next, ratelimit_next, outage */
 } sim_config;
 
@@ -159,6 +168,7 @@ static const cfg_entry CONFIG_TABLE[] = {
     {"ratelimit_body", CT_CHOICE, CFG_OFF(ratelimit_json), 0, 0, {"text", "json"}},
     {"opaque_cursor", CT_BOOL, CFG_OFF(opaque_cursor), 0, 0},
     {"full_page_link", CT_BOOL, CFG_OFF(full_page_link), 0, 0},
+    {"strict", CT_BOOL, CFG_OFF(strict), 0, 0},
     SIM_FAULT_ROWS(sim_config, fx),
 };
 
@@ -171,6 +181,7 @@ static void config_defaults(sim_config *c)
     c->ratelimit_json = false;
     c->opaque_cursor = false; /* the spec: an integer offset */
     c->full_page_link = true;
+    c->strict = true;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1318,6 +1329,107 @@ static void api_cf_put(partner *p, const char *eid, struct evhttp_request *req, 
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* strict mode: what connectwise-rmm-openapi.yaml declares for the operations served            */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Device list and detail: headerAuthorization, headerHost, headerOrigin, headerUserAgent and
+ * headerXRequestID are `required: true`. Authorization is checked as the token; Host is
+ * HTTP/1.1's own. Origin is NOT required here: it is a browser's header (RFC 6454), mspsync is
+ * no browser and does not invent one (docs/vendor-departures.md). */
+static const char *const DEVICE_HEADERS[] = {"User-Agent", "X-Request-ID", NULL};
+
+static const sim_qparam Q_DEVICES[] = {
+    {"limit", QP_INTEGER}, {"cursor", QP_INTEGER}, {"sortBy", QP_STRING},
+    {"field", QP_STRING},  {"filter", QP_STRING},
+};
+static const sim_qparam Q_DEVICES_OPAQUE[] = { /* the opaque_cursor switch: a string cursor */
+    {"limit", QP_INTEGER}, {"cursor", QP_STRING}, {"sortBy", QP_STRING},
+    {"field", QP_STRING},  {"filter", QP_STRING},
+};
+static const sim_qparam Q_DEVICE[] = {{"field", QP_STRING}};
+static const sim_qparam Q_DEFS[] = {{"entityType", QP_STRING}, {"originType", QP_STRING}};
+static const sim_qparam Q_CF_VALUES[] = {
+    {"attributeIDs", QP_STRING}, {"withDefaults", QP_BOOLEAN}, {"originType", QP_STRING},
+    {"ownerID", QP_STRING},
+};
+
+/*
+ * What the document refuses, for every operation served: a required header missing, a
+ * single-valued query parameter repeated or of the wrong type, a JSON body not sent as
+ * application/json, a values PUT whose items lack entityId/attributeId or carry an attributeId
+ * that is not a uuid (its declared format). Body rules the handlers already enforce (device list
+ * resourceType/resources, definition name/entityType/attributeType enums) apply in both modes.
+ * @returns 0 to serve the request, -1 with r set to the 400.
+ */
+static int strict_check(enum path_class pc, enum evhttp_cmd_type m, struct evhttp_request *req,
+                        const struct evkeyvalq *q, bool opaque_cursor, reply *r)
+{
+    char err[300];
+    bool cf = pc == PC_CF_DEFS || pc == PC_CF_DEF || pc == PC_CF_VALUES;
+    const char *missing = NULL;
+    int rc = 0;
+
+    switch (pc) {
+    case PC_DEVICES:
+        missing = sim_strict_missing_header(req, DEVICE_HEADERS);
+        rc = opaque_cursor ? sim_strict_query(q, Q_DEVICES_OPAQUE, NELEM(Q_DEVICES_OPAQUE), err,
+                                              sizeof(err))
+                           : sim_strict_query(q, Q_DEVICES, NELEM(Q_DEVICES), err, sizeof(err));
+        break;
+    case PC_DEVICE:
+        missing = sim_strict_missing_header(req, DEVICE_HEADERS);
+        rc = sim_strict_query(q, Q_DEVICE, NELEM(Q_DEVICE), err, sizeof(err));
+        break;
+    case PC_CF_DEFS:
+        if (m == EVHTTP_REQ_GET)
+            rc = sim_strict_query(q, Q_DEFS, NELEM(Q_DEFS), err, sizeof(err));
+        break;
+    case PC_CF_VALUES:
+        if (m == EVHTTP_REQ_GET)
+            rc = sim_strict_query(q, Q_CF_VALUES, NELEM(Q_CF_VALUES), err, sizeof(err));
+        break;
+    default:
+        break;
+    }
+    if (missing) {
+        snprintf(err, sizeof(err), "missing required header: %s", missing);
+        rc = -1;
+    } else if (rc == 0 && (m == EVHTTP_REQ_POST || m == EVHTTP_REQ_PUT) && pc != PC_TOKEN &&
+               !sim_strict_json_content_type(req)) {
+        snprintf(err, sizeof(err), "the request body must be sent as application/json");
+        rc = -1;
+    } else if (rc == 0 && pc == PC_CF_VALUES && m == EVHTTP_REQ_PUT) {
+        char jerr[200];
+        json_t *b = read_json_body(req, jerr, sizeof(jerr));
+        size_t i;
+        json_t *v;
+        json_array_foreach(b, i, v)
+        {
+            const char *ent = json_string_value(json_object_get(v, "entityId"));
+            const char *aid = json_string_value(json_object_get(v, "attributeId"));
+            const char *bad = !ent                ? "entityId is required"
+                              : !sim_is_uuid(ent) ? "entityId must be a uuid for an endpoint"
+                              : !aid              ? "attributeId is required"
+                              : !sim_is_uuid(aid) ? "attributeId must be a uuid"
+                                                  : NULL;
+            if (bad) {
+                snprintf(err, sizeof(err), "item %zu: %s", i, bad);
+                rc = -1;
+                break;
+            }
+        }
+        json_decref(b);
+    }
+    if (rc == 0)
+        return 0;
+    if (cf)
+        reply_err(r, 400, "Bad request", err);
+    else
+        reply_code(r, 400, err);
+    return -1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* the vendor pipeline                                                                          */
 /* ------------------------------------------------------------------------------------------ */
 
@@ -1525,7 +1637,11 @@ static void handle_vendor(void *arg, struct evhttp_request *req, char **seg, int
         goto send;
     }
 
-    /* 6. handler */
+    /* 6. strict: what the document refuses is a 400, never served */
+    if (s->cfg.strict && strict_check(pc, m, req, q, s->cfg.opaque_cursor, &r) != 0)
+        goto send;
+
+    /* 7. handler */
     switch (pc) {
     case PC_RATE_LIMITS: api_rate_limits(s, p, &r); break;
     case PC_COMPANIES: api_companies(p, &r); break;
@@ -1737,13 +1853,13 @@ static json_t *admin_cf_json(const partner *p, const device *d)
 }
 
 /* seed_overlap's optional dates, as an admin custom-field body. @returns new. */
-static json_t *overlap_dates(json_t *x)
+static json_t *overlap_dates(json_t *x, const char *const names[2])
 {
     json_t *o = json_object();
     if (json_object_get(x, "purchase"))
-        json_object_set(o, "Purchase Date", json_object_get(x, "purchase"));
+        json_object_set(o, names[0], json_object_get(x, "purchase"));
     if (json_object_get(x, "warranty"))
-        json_object_set(o, "Warranty Expiration", json_object_get(x, "warranty"));
+        json_object_set(o, names[1], json_object_get(x, "warranty"));
     return o;
 }
 
@@ -1756,6 +1872,22 @@ static void admin_create_partner(sim *s, json_t *body, reply *r)
     int64_t nc, spc, nd;
     unsigned sc;
     json_t *ov = json_object_get(body, "seed_overlap");
+    /* the partner's own spelling of the two date definitions (created with the partner) */
+    json_t *dn = json_object_get(body, "date_field_names");
+    const char *date_names[2] = {"Purchase Date", "Warranty Expiration"};
+    bool own_names = dn != NULL;
+    if (dn) {
+        const char *pn = json_string_value(json_object_get(dn, "purchase"));
+        const char *wn = json_string_value(json_object_get(dn, "warranty"));
+        if (!json_is_object(dn) || !pn || !*pn || !wn || !*wn || strlen(pn) > 200 ||
+            strlen(wn) > 200 || !strcasecmp(pn, wn)) {
+            reply_error(r, 400, "date_field_names must be {purchase, warranty}: two different "
+                                "non-empty names");
+            return;
+        }
+        date_names[0] = pn;
+        date_names[1] = wn;
+    }
     if (!name || !valid_partner_name(name)) {
         reply_error(r, 400, "partner must be 1-63 characters of [a-z0-9_-], not starting "
                                   "with '_'");
@@ -1794,7 +1926,7 @@ static void admin_create_partner(sim *s, json_t *body, reply *r)
             reply_error(r, 400, err);
             return;
         }
-        json_t *dates = overlap_dates(x);
+        json_t *dates = overlap_dates(x, date_names);
         char why[160];
         int bad = admin_cf_check(NULL, dates, why, sizeof(why));
         json_decref(dates);
@@ -1839,9 +1971,11 @@ static void admin_create_partner(sim *s, json_t *body, reply *r)
     def_add(p, "endpoint", "Asset Tag", "Vendor asset tag", "string", NULL, true, "system",
             T_2019, true);
     p->writes = json_array();
+    int64_t now = wall_ms();
+    for (int k = 0; k < 2 && own_names; k++) /* as a technician typed them, before any sync */
+        def_add(p, "endpoint", date_names[k], "", "datetime", NULL, true, "admin", now, false);
 
     /* the overlap devices are spread evenly so they land on different pages */
-    int64_t now = wall_ms();
     json_t *ov_ids = json_array();
     size_t nov = json_array_size(ov);
     json_array_foreach(ov, i, x)
@@ -1857,7 +1991,7 @@ static void admin_create_partner(sim *s, json_t *body, reply *r)
         }
         if (json_object_get(x, "mac"))
             json_array_set(d->macs, 0, json_object_get(x, "mac"));
-        json_t *dates = overlap_dates(x);
+        json_t *dates = overlap_dates(x, date_names);
         admin_cf_apply(p, d, dates, now);
         json_decref(dates);
         json_array_append_new(ov_ids, json_string(d->id));

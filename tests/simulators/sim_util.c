@@ -7,6 +7,7 @@
 
 #include "sim_util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -14,6 +15,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <arpa/inet.h>
@@ -812,6 +814,107 @@ json_t *read_json_body(struct evhttp_request *req, char *err, size_t errsz)
     if (!j)
         snprintf(err, errsz, "invalid JSON: %s", je.text);
     return j;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* strict mode                                                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+bool sim_is_date(const char *s)
+{
+    int64_t ms;
+    return s && strlen(s) == 10 && parse_when(s, &ms) == 1;
+}
+
+bool sim_is_date_time(const char *s)
+{
+    int64_t ms;
+    size_t n = s ? strlen(s) : 0;
+    if (n < 17 || n > 64 || (s[10] != 'T' && s[10] != 't') || parse_when(s, &ms) != 2)
+        return false;
+    /* parse_when also takes no zone (as UTC); RFC 3339 requires one */
+    if (s[n - 1] == 'Z' || s[n - 1] == 'z')
+        return true;
+    return n >= 6 && (s[n - 6] == '+' || s[n - 6] == '-') && s[n - 3] == ':';
+}
+
+bool sim_is_uuid(const char *s)
+{
+    if (!s || strlen(s) != 36)
+        return false;
+    for (int i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+            return false;
+    }
+    return true;
+}
+
+static bool qp_value_ok(qp_type t, const char *v)
+{
+    int64_t x;
+    switch (t) {
+    case QP_INTEGER: return parse_i64(v, &x) == 0 && v[0] != '+' && !isspace((unsigned char)v[0]);
+    case QP_BOOLEAN: return strcmp(v, "true") == 0 || strcmp(v, "false") == 0;
+    case QP_DATE: return sim_is_date(v);
+    case QP_DATE_TIME: return sim_is_date_time(v);
+    default: return true;
+    }
+}
+
+int sim_strict_query(const struct evkeyvalq *q, const sim_qparam *params, size_t n, char *err,
+                     size_t errsz)
+{
+    static const char *const what[] = {
+        [QP_STRING] = "a string", [QP_INTEGER] = "an integer", [QP_BOOLEAN] = "true or false",
+        [QP_DATE] = "a date (YYYY-MM-DD)",
+        [QP_DATE_TIME] = "a date-time (RFC 3339, e.g. 2024-03-01T00:00:00Z)", [QP_ARRAY] = "a list",
+    };
+    if (!q)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        int seen = 0;
+        const struct evkeyval *kv;
+        TAILQ_FOREACH(kv, q, next)
+        {
+            if (strcmp(kv->key, params[i].name) != 0)
+                continue;
+            if (params[i].type != QP_ARRAY && ++seen > 1) {
+                snprintf(err, errsz,
+                         "query parameter '%s' must be given once (a single value; separate "
+                         "several with commas)", params[i].name);
+                return -1;
+            }
+            if (!qp_value_ok(params[i].type, kv->value)) {
+                snprintf(err, errsz, "query parameter '%s' must be %s", params[i].name,
+                         what[params[i].type]);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+const char *sim_strict_missing_header(struct evhttp_request *req, const char *const *names)
+{
+    struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+    for (; names && *names; names++) {
+        const char *v = evhttp_find_header(h, *names);
+        while (v && (*v == ' ' || *v == '\t'))
+            v++;
+        if (!v || !*v)
+            return *names;
+    }
+    return NULL;
+}
+
+bool sim_strict_json_content_type(struct evhttp_request *req)
+{
+    if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) == 0)
+        return true;
+    const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+    return ct && strncasecmp(ct, "application/json", 16) == 0 &&
+           (ct[16] == '\0' || ct[16] == ';' || ct[16] == ' ');
 }
 
 /* Splits a path into at most max segments (pointers into buf). @returns the count or -1. */

@@ -312,6 +312,55 @@ int opt_int(json_t *o, const char *k, int64_t dflt, int64_t min, int64_t max, in
             char *err, size_t errsz);
 
 /* ------------------------------------------------------------------------------------------ */
+/* strict mode: reject what the official document rejects                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+/*
+ * Each simulator has a `strict` switch in /_sim/config, ON by default (the tests run with it):
+ * a request the vendor's official document does not allow is answered with the vendor's error
+ * shape instead of being served. The helpers below check the parts both documents share; what
+ * an operation declares (its query parameters, required headers, required body fields) is
+ * written next to its handler, copied from the document.
+ */
+
+/* A query parameter's schema, as the document declares it. */
+typedef enum {
+    QP_STRING,    /* type string: any text, ONE value (style form: a list is "a,b,c") */
+    QP_INTEGER,   /* type integer: an optional '-' and decimal digits */
+    QP_BOOLEAN,   /* type boolean: true or false */
+    QP_DATE,      /* format date: YYYY-MM-DD */
+    QP_DATE_TIME, /* format date-time: RFC 3339 with seconds optional and a zone (Z or +hh:mm) */
+    QP_ARRAY,     /* type array (explode): may repeat, each value unchecked */
+} qp_type;
+
+typedef struct sim_qparam {
+    const char *name;
+    qp_type type;
+} sim_qparam;
+
+/**
+ * Checks q (may be NULL) against an operation's declared parameters: a single-valued one
+ * appears at most once and has its type's format. Undeclared parameters are left alone (the
+ * documents do not say they are refused). @returns 0, or -1 with err naming the parameter.
+ */
+int sim_strict_query(const struct evkeyvalq *q, const sim_qparam *params, size_t n, char *err,
+                     size_t errsz);
+
+/** @returns the first of the NULL-terminated header names that is missing or blank on req,
+ * or NULL when all are there. */
+const char *sim_strict_missing_header(struct evhttp_request *req, const char *const *names);
+
+/** @returns whether a request body, if it has one, is declared application/json. */
+bool sim_strict_json_content_type(struct evhttp_request *req);
+
+/** @returns whether s is YYYY-MM-DD (a real calendar day). */
+bool sim_is_date(const char *s);
+/** @returns whether s is an RFC 3339 date-time with a zone ("2024-03-01T00:00:00Z"). */
+bool sim_is_date_time(const char *s);
+/** @returns whether s is a UUID (8-4-4-4-12 hex digits, any case). */
+bool sim_is_uuid(const char *s);
+
+/* ------------------------------------------------------------------------------------------ */
 /* the server skeleton                                                                          */
 /* ------------------------------------------------------------------------------------------ */
 

@@ -17,7 +17,13 @@
  *
  * Every vendor API request goes through the same pipeline, in this order:
  *   count it (stats) -> rate limit (429) -> injected faults -> auth (401) -> permission (401)
- *   -> handler -> (malformed body / hang / latency applied to the answer).
+ *   -> strict checks (400/422) -> handler -> (malformed body / hang / latency applied).
+ *
+ * Strict mode (/_sim/config "strict", default on) refuses what syncro-openapi.json (and, where
+ * it is silent, NOTES.md) refuses, in Syncro's shapes: a repeated single-valued or mistyped
+ * query parameter is a 400 {"error": msg}; a body without a required field or with a field of
+ * the wrong type or format is a 422 {"success":false,"message":[msg],"params":{}}; see
+ * strict_check() for the list. Off, the simulator is as lenient as before.
  *
  * Invariants:
  *  - Single-threaded: everything runs on one libevent loop; delays use evtimers, never sleep.
@@ -110,6 +116,7 @@ static const char HTML_UNKNOWN_SUBDOMAIN[] =
 
 typedef struct sim_config {
     bool rate_scope_ip;
+    bool strict; /* refuse what the document refuses (see strict_check) */
     sim_faults fx; /* latency, hang_ms, the *_next one-shots, outage */
     double fail_5xx_rate, malformed_rate, reset_rate, hang_rate;
 } sim_config;
@@ -117,6 +124,7 @@ typedef struct sim_config {
 #define CFG_OFF(f) offsetof(sim_config, f)
 static const cfg_entry CONFIG_TABLE[] = {
     {"rate_scope", CT_CHOICE, CFG_OFF(rate_scope_ip), 0, 0, {"account", "ip"}},
+    {"strict", CT_BOOL, CFG_OFF(strict), 0, 0},
     {"fail_5xx_rate", CT_RATE, CFG_OFF(fail_5xx_rate), 0, 0},
     {"malformed_rate", CT_RATE, CFG_OFF(malformed_rate), 0, 0},
     {"reset_rate", CT_RATE, CFG_OFF(reset_rate), 0, 0},
@@ -129,6 +137,7 @@ static void config_defaults(sim_config *c)
     memset(c, 0, sizeof(*c));
     sim_faults_defaults(&c->fx);
     c->fx.rate_limit = 180; /* Syncro: 180 requests per minute */
+    c->strict = true;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -2305,6 +2314,181 @@ static void reply_fault_status(sim *s, reply *r, int status, int retry_after_s)
         reply_error(r, status, "Simulated failure");
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* strict mode: what syncro-openapi.json declares for the operations served                     */
+/* ------------------------------------------------------------------------------------------ */
+
+static const sim_qparam Q_CUSTOMERS[] = {
+    {"sort", QP_STRING},      {"query", QP_STRING},         {"firstname", QP_STRING},
+    {"lastname", QP_STRING},  {"business_name", QP_STRING}, {"id", QP_ARRAY},
+    {"not_id", QP_ARRAY},     {"email", QP_STRING},         {"include_disabled", QP_STRING},
+    {"page", QP_INTEGER},
+};
+static const sim_qparam Q_ASSETS[] = {
+    {"snmp_enabled", QP_BOOLEAN}, {"customer_id", QP_INTEGER}, {"asset_type_id", QP_INTEGER},
+    {"query", QP_STRING},         {"page", QP_INTEGER},
+};
+static const sim_qparam Q_TICKETS[] = {
+    {"customer_id", QP_INTEGER},        {"contact_id", QP_INTEGER},
+    {"number", QP_STRING},              {"resolved_after", QP_DATE_TIME},
+    {"created_after", QP_DATE_TIME},    {"since_updated_at", QP_DATE_TIME},
+    {"status", QP_STRING},              {"query", QP_STRING},
+    {"user_id", QP_INTEGER},            {"mine", QP_BOOLEAN},
+    {"ticket_search_id", QP_INTEGER},   {"page", QP_INTEGER},
+    {"comment_format", QP_STRING},      {"all_comments", QP_BOOLEAN},
+};
+
+/* A body field's schema (requestBodies Ticket and the customer_assets PUT). */
+typedef enum { BF_INTEGER, BF_STRING, BF_DATE, BF_DATE_TIME, BF_OBJECT, BF_INT_ARRAY,
+               BF_STR_ARRAY, BF_OBJ_ARRAY } bf_type;
+typedef struct body_field {
+    const char *name, *label; /* label: Syncro's wording in its messages */
+    bf_type type;
+} body_field;
+
+static const body_field B_TICKET[] = {
+    {"customer_id", "Customer", BF_INTEGER},       {"ticket_type_id", "Ticket type", BF_INTEGER},
+    {"number", "Number", BF_STRING},               {"subject", "Subject", BF_STRING},
+    {"due_date", "Due date", BF_DATE},             {"start_at", "Start at", BF_DATE_TIME},
+    {"end_at", "End at", BF_DATE_TIME},            {"location_id", "Location", BF_INTEGER},
+    {"problem_type", "Problem type", BF_STRING},   {"status", "Status", BF_STRING},
+    {"user_id", "User", BF_INTEGER},               {"properties", "Properties", BF_OBJECT},
+    {"asset_ids", "Asset ids", BF_INT_ARRAY},      {"sla_id", "Sla", BF_INTEGER},
+    {"contact_id", "Contact", BF_INTEGER},         {"priority", "Priority", BF_STRING},
+    {"outtake_form_date", "Outtake form date", BF_DATE_TIME},
+    {"tag_list", "Tag list", BF_STR_ARRAY},
+    {"comments_attributes", "Comments", BF_OBJ_ARRAY},
+};
+static const body_field B_ASSET[] = {
+    {"asset_type_name", "Asset type name", BF_STRING}, {"asset_type_id", "Asset type", BF_INTEGER},
+    {"properties", "Properties", BF_OBJECT},           {"name", "Name", BF_STRING},
+    {"customer_id", "Customer", BF_INTEGER},           {"asset_serial", "Asset serial", BF_STRING},
+};
+static const body_field B_COMMENT[] = {
+    {"subject", "Subject", BF_STRING}, {"tech", "Tech", BF_STRING}, {"body", "Body", BF_STRING},
+};
+
+static bool bf_ok(bf_type t, json_t *v)
+{
+    size_t i;
+    json_t *x;
+    switch (t) {
+    case BF_INTEGER: return json_is_integer(v);
+    case BF_STRING: return json_is_string(v);
+    case BF_DATE: return json_is_string(v) && sim_is_date(json_string_value(v));
+    case BF_DATE_TIME: return json_is_string(v) && sim_is_date_time(json_string_value(v));
+    case BF_OBJECT: return json_is_object(v);
+    case BF_INT_ARRAY:
+    case BF_STR_ARRAY:
+    case BF_OBJ_ARRAY:
+        if (!json_is_array(v))
+            return false;
+        json_array_foreach(v, i, x)
+        {
+            if ((t == BF_INT_ARRAY && !json_is_integer(x)) ||
+                (t == BF_STR_ARRAY && !json_is_string(x)) ||
+                (t == BF_OBJ_ARRAY && !json_is_object(x)))
+                return false;
+        }
+        return true;
+    }
+    return false;
+}
+
+/* Checks a JSON body (flat, or wrapped in {"<wrap>": {...}} as Rails also accepts) against the
+ * declared fields and the required ones. @returns NULL or the 422 message (in msg). */
+static const char *strict_body(struct evhttp_request *req, const char *wrap,
+                               const body_field *f, size_t n, const char *const *required,
+                               char *msg, size_t msgsz)
+{
+    char err[200];
+    json_t *b = read_json_body(req, err, sizeof(err));
+    const char *bad = NULL;
+    if (!json_is_object(b)) {
+        json_decref(b);
+        return NULL; /* the handler answers a body that is not an object */
+    }
+    json_t *src = json_is_object(json_object_get(b, wrap)) ? json_object_get(b, wrap) : b;
+    for (const char *const *rq = required; rq && *rq && !bad; rq++) {
+        json_t *v = json_object_get(src, *rq);
+        if ((json_is_string(v) && json_string_length(v) > 0) || json_is_integer(v))
+            continue;
+        const char *label = *rq;
+        for (size_t i = 0; i < n; i++)
+            if (!strcmp(f[i].name, *rq))
+                label = f[i].label;
+        snprintf(msg, msgsz, "%s can't be blank", label);
+        bad = msg;
+    }
+    for (size_t i = 0; i < n && !bad; i++) {
+        json_t *v = json_object_get(src, f[i].name);
+        if (!v || bf_ok(f[i].type, v))
+            continue;
+        snprintf(msg, msgsz, "%s is invalid: %s expected", f[i].label,
+                 f[i].type == BF_DATE        ? "a date (YYYY-MM-DD)"
+                 : f[i].type == BF_DATE_TIME ? "a date-time (RFC 3339)"
+                 : f[i].type == BF_INTEGER   ? "an integer"
+                 : f[i].type == BF_STRING    ? "a string"
+                 : f[i].type == BF_OBJECT    ? "an object"
+                                             : "a list");
+        bad = msg;
+    }
+    json_decref(b);
+    return bad;
+}
+
+/*
+ * What the document refuses, for every operation mspsync calls: GET /customers,
+ * /customer_assets and /tickets take each declared single-valued query parameter once and in its
+ * type (page, customer_id integers; created_after, since_updated_at, resolved_after date-times;
+ * booleans true/false); a JSON body must come as application/json; PUT /customer_assets/{id}
+ * requires `name` (its schema's only required field) and types its fields; POST /tickets
+ * requires customer_id and subject (NOTES.md: "422 Customer required field") and, like
+ * PUT /tickets/{id}, types every declared field (due_date a date, start_at a date-time, ids
+ * integers); POST /tickets/{id}/comment requires subject and body (NOTES.md).
+ * @returns 0 to serve the request, -1 with r set.
+ */
+static int strict_check(enum path_class pc, enum evhttp_cmd_type m, struct evhttp_request *req,
+                        const struct evkeyvalq *q, reply *r)
+{
+    static const char *const REQ_ASSET[] = {"name", NULL};
+    static const char *const REQ_TICKET[] = {"customer_id", "subject", NULL};
+    static const char *const REQ_COMMENT[] = {"subject", "body", NULL};
+    char err[300];
+    int rc = 0;
+    const char *bad = NULL;
+
+    if (m == EVHTTP_REQ_GET && pc == PC_CUSTOMERS)
+        rc = sim_strict_query(q, Q_CUSTOMERS, NELEM(Q_CUSTOMERS), err, sizeof(err));
+    else if (m == EVHTTP_REQ_GET && pc == PC_ASSETS)
+        rc = sim_strict_query(q, Q_ASSETS, NELEM(Q_ASSETS), err, sizeof(err));
+    else if (m == EVHTTP_REQ_GET && pc == PC_TICKETS)
+        rc = sim_strict_query(q, Q_TICKETS, NELEM(Q_TICKETS), err, sizeof(err));
+    if (rc != 0) {
+        reply_error(r, 400, err);
+        return -1;
+    }
+    if (m != EVHTTP_REQ_POST && m != EVHTTP_REQ_PUT)
+        return 0;
+    if (!sim_strict_json_content_type(req)) {
+        reply_error(r, 400, "the request body must be sent as application/json");
+        return -1;
+    }
+    if (pc == PC_ASSET && m == EVHTTP_REQ_PUT)
+        bad = strict_body(req, "asset", B_ASSET, NELEM(B_ASSET), REQ_ASSET, err, sizeof(err));
+    else if (pc == PC_TICKETS && m == EVHTTP_REQ_POST)
+        bad = strict_body(req, "ticket", B_TICKET, NELEM(B_TICKET), REQ_TICKET, err, sizeof(err));
+    else if (pc == PC_TICKET && m == EVHTTP_REQ_PUT)
+        bad = strict_body(req, "ticket", B_TICKET, NELEM(B_TICKET), NULL, err, sizeof(err));
+    else if (pc == PC_TICKET_COMMENT && m == EVHTTP_REQ_POST)
+        bad = strict_body(req, "comment", B_COMMENT, NELEM(B_COMMENT), REQ_COMMENT, err,
+                          sizeof(err));
+    if (!bad)
+        return 0;
+    reply_json(r, 422, json_pack("{s:b, s:[s], s:{}}", "success", 0, "message", bad, "params"));
+    return -1;
+}
+
 static void handle_vendor(void *arg, struct evhttp_request *req, char **seg, int nseg,
                           const struct evkeyvalq *q)
 {
@@ -2442,6 +2626,8 @@ static void handle_vendor(void *arg, struct evhttp_request *req, char **seg, int
 
         if (need && !token_has(t, need))
             reply_error(&r, 401, ERR_NO_PERMISSION);
+        else if (s->cfg.strict && strict_check(pc, method, req, q, &r) != 0)
+            ; /* r holds the refusal */
         else if (pc == PC_ME && method == EVHTTP_REQ_GET)
             reply_json(&r, 200, me_render(a, t));
         else if (need && pc == PC_CUSTOMERS)

@@ -174,14 +174,50 @@ static void test_devices_url_lists_fields_and_encodes_the_cursor(void **state) {
 
     assert_int_equal(msp_cwrmm_devices_url("https://h", 500, NULL, out, sizeof(out)), 0);
     assert_string_equal(out, "https://h/api/platform/v2/device/categories/all/endpoints?limit=500"
-                             "&field=endpointID&field=friendlyName&field=deviceName"
-                             "&field=system&field=baseboard&field=os&field=macAddress"
-                             "&field=modifiedAt");
+                             "&field=endpointID,friendlyName,deviceName,system,baseboard,os,"
+                             "macAddress,modifiedAt");
     assert_int_equal(msp_cwrmm_devices_url("https://h", 1, "", out, sizeof(out)), 0);
     assert_null(strstr(out, "cursor"));
     assert_int_equal(msp_cwrmm_devices_url("https://h", 100, "ab+c/d=&e f", out, sizeof(out)), 0);
     assert_non_null(strstr(out, "?limit=100&"));
     assert_non_null(strstr(out, "&cursor=ab%2Bc%2Fd%3D%26e%20f"));
+}
+
+/* The document's fieldV2WithLimit is ONE string parameter (style form): "Comma separated fields
+ * to be projected", at most 15. A server that reads one value of a repeated `field=` would send
+ * devices back without name, serial, OS or MACs. */
+static void test_devices_url_sends_one_comma_separated_field_parameter(void **state) {
+    char out[1024];
+    const char *cursors[] = {NULL, "17"};
+    (void)state;
+
+    for (size_t c = 0; c < 2; c++) {
+        const char *q, *p;
+        int fields = 0, commas = 0;
+        char value[512] = "";
+
+        assert_int_equal(msp_cwrmm_devices_url("https://h", 500, cursors[c], out, sizeof(out)), 0);
+        q = strchr(out, '?');
+        assert_non_null(q);
+        for (p = q + 1; *p; p += strcspn(p, "&"), p += *p == '&') {
+            if (strncmp(p, "field=", 6) == 0) {
+                fields++;
+                snprintf(value, sizeof(value), "%.*s", (int)strcspn(p + 6, "&"), p + 6);
+            }
+        }
+        assert_int_equal(fields, 1);
+        for (p = value; *p; p++)
+            commas += *p == ',';
+        assert_true(commas + 1 <= 15);
+        /* every field the device mapping reads is projected */
+        assert_non_null(strstr(value, "endpointID"));
+        assert_non_null(strstr(value, "friendlyName"));
+        assert_non_null(strstr(value, "system"));
+        assert_non_null(strstr(value, "baseboard"));
+        assert_non_null(strstr(value, "os"));
+        assert_non_null(strstr(value, "macAddress"));
+        assert_non_null(strstr(value, "modifiedAt"));
+    }
 }
 
 static void test_devices_url_refuses_bad_limits_and_small_buffers(void **state) {
@@ -535,6 +571,76 @@ static void test_device_dates_come_from_the_custom_fields(void **state) {
     json_decref(raw);
 }
 
+/* One rule for "is this the Purchase Date / Warranty Expiration field": the fetcher, the
+ * write-back and the device mapping all use it, so a hand-made "Purchase date" is one field. */
+static void test_field_name_rule_is_case_insensitive_and_trimmed(void **state) {
+    (void)state;
+    assert_true(msp_cwrmm_field_name_is("Purchase Date", MSP_CWRMM_FIELD_PURCHASE));
+    assert_true(msp_cwrmm_field_name_is("Purchase date", MSP_CWRMM_FIELD_PURCHASE));
+    assert_true(msp_cwrmm_field_name_is("  PURCHASE DATE\t", MSP_CWRMM_FIELD_PURCHASE));
+    assert_true(msp_cwrmm_field_name_is("warranty expiration", MSP_CWRMM_FIELD_WARRANTY));
+    assert_false(msp_cwrmm_field_name_is("Purchase Dates", MSP_CWRMM_FIELD_PURCHASE));
+    assert_false(msp_cwrmm_field_name_is("Purchase-Date", MSP_CWRMM_FIELD_PURCHASE));
+    assert_false(msp_cwrmm_field_name_is("Warranty Expiration", MSP_CWRMM_FIELD_PURCHASE));
+    assert_false(msp_cwrmm_field_name_is("", MSP_CWRMM_FIELD_PURCHASE));
+    assert_false(msp_cwrmm_field_name_is(NULL, MSP_CWRMM_FIELD_PURCHASE));
+}
+
+static void test_date_definitions_are_found_by_the_shared_rule(void **state) {
+    char ids[2][MSP_CWRMM_ATTR_ID_SIZE];
+    json_t *defs;
+    (void)state;
+
+    /* a partner's own spelling is found; other entity types and fields are not */
+    defs = load("[{\"id\":\"c-1\",\"name\":\"Purchase date\",\"entityType\":\"client\"},"
+                "{\"id\":\"d-1\",\"name\":\"Purchase date\",\"entityType\":\"endpoint\"},"
+                "{\"id\":\"d-2\",\"name\":\" warranty expiration \",\"entityType\":\"endpoint\"},"
+                "{\"id\":\"d-3\",\"name\":\"Owner\",\"entityType\":\"endpoint\"}]");
+    assert_int_equal(msp_cwrmm_date_definitions(defs, ids), 2);
+    assert_string_equal(ids[MSP_CWRMM_DATE_PURCHASE], "d-1");
+    assert_string_equal(ids[MSP_CWRMM_DATE_WARRANTY], "d-2");
+    json_decref(defs);
+
+    /* several candidates: the exact name wins over an earlier variant, else the first */
+    defs = load("[{\"id\":\"d-1\",\"name\":\"PURCHASE DATE\"},"
+                "{\"id\":\"d-2\",\"name\":\"Purchase Date\",\"entityType\":\"endpoint\"},"
+                "{\"id\":\"d-3\",\"name\":\"purchase date\"},"
+                "{\"id\":\"d-4\",\"name\":\"warranty expiration\"},"
+                "{\"id\":\"d-5\",\"name\":\"Warranty expiration\"}]");
+    assert_int_equal(msp_cwrmm_date_definitions(defs, ids), 2);
+    assert_string_equal(ids[MSP_CWRMM_DATE_PURCHASE], "d-2");
+    assert_string_equal(ids[MSP_CWRMM_DATE_WARRANTY], "d-4");
+    json_decref(defs);
+
+    /* nothing usable */
+    defs = load("[{\"name\":\"Purchase Date\"},{\"id\":\"d-9\",\"name\":\"Warranty\"}]");
+    assert_int_equal(msp_cwrmm_date_definitions(defs, ids), 0);
+    assert_string_equal(ids[0], "");
+    assert_string_equal(ids[1], "");
+    json_decref(defs);
+    defs = load("{\"id\":\"d-1\",\"name\":\"Purchase Date\"}");
+    assert_int_equal(msp_cwrmm_date_definitions(defs, ids), 0);
+    json_decref(defs);
+}
+
+/* The values the fetcher read under a partner's spelling map to the dates (the same rule). */
+static void test_device_dates_are_read_under_a_partners_spelling(void **state) {
+    char err[256];
+    json_t *raw, *rec, *dates;
+    (void)state;
+
+    raw = load("{\"endpointID\":\"e-5\",\"customFieldValues\":["
+               "{\"attributeId\":\"a1\",\"name\":\"Purchase date\",\"value\":\"2023-05-04\"},"
+               "{\"attributeId\":\"a2\",\"name\":\"warranty expiration\","
+               "\"value\":\"2027-05-04T00:00:00Z\"}]}");
+    rec = msp_map_cwrmm_device("acme", raw, err, sizeof(err));
+    dates = json_object_get(rec, "dates");
+    assert_string_equal(str(dates, "purchase"), "2023-05-04");
+    assert_string_equal(str(dates, "warranty"), "2027-05-04");
+    json_decref(rec);
+    json_decref(raw);
+}
+
 static void test_device_without_endpoint_id_is_refused(void **state) {
     char err[256];
     json_t *raw;
@@ -608,6 +714,7 @@ int main(void) {
         cmocka_unit_test(test_parse_token_reads_expires_in_as_integer_or_string),
         cmocka_unit_test(test_parse_token_without_a_token_fails),
         cmocka_unit_test(test_devices_url_lists_fields_and_encodes_the_cursor),
+        cmocka_unit_test(test_devices_url_sends_one_comma_separated_field_parameter),
         cmocka_unit_test(test_devices_url_refuses_bad_limits_and_small_buffers),
         cmocka_unit_test(test_devices_body_names_up_to_four_companies),
         cmocka_unit_test(test_cursor_is_taken_from_the_next_link),
@@ -621,6 +728,9 @@ int main(void) {
         cmocka_unit_test(test_device_maps_to_a_canonical_asset),
         cmocka_unit_test(test_device_falls_back_to_device_name_and_baseboard_serial),
         cmocka_unit_test(test_device_dates_come_from_the_custom_fields),
+        cmocka_unit_test(test_field_name_rule_is_case_insensitive_and_trimmed),
+        cmocka_unit_test(test_date_definitions_are_found_by_the_shared_rule),
+        cmocka_unit_test(test_device_dates_are_read_under_a_partners_spelling),
         cmocka_unit_test(test_device_without_endpoint_id_is_refused),
         cmocka_unit_test(test_company_maps_to_a_canonical_customer),
     };

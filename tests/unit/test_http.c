@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -29,6 +30,7 @@
 
 #include "mspsync/backoff.h"
 #include "mspsync/http.h"
+#include "mspsync/log.h"
 
 /* ------------------------------------------------------------------ fixture */
 
@@ -47,6 +49,7 @@ typedef struct got_s {
     char    *content_type;
     char    *link_next;
     int64_t  elapsed_ms;
+    char     request_id[MSP_HTTP_REQUEST_ID_SIZE];
     msp_http_outcome_t outcome;
     int      id;
 } got_t;
@@ -65,6 +68,9 @@ struct fx_s {
     char  srv_custom[128];
     char  srv_content_type[128];
     char  srv_accept_encoding[128];
+    int   srv_rid_n;             /* requests to /rid */
+    int   srv_rid_count[8];      /* X-Request-ID headers each carried */
+    char  srv_rid[8][80];        /* the (first) value of each */
 
     /* client side */
     int   done;
@@ -186,6 +192,17 @@ static void serve(struct evhttp_request *req, void *arg) {
                     sizeof(fx->srv_accept_encoding));
         evbuffer_add_printf(b, "{\"ok\":true}");
         evhttp_send_reply(req, 201, "Created", b);
+    } else if (strcmp(path, "/rid") == 0 && fx->srv_rid_n < 8) {
+        struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+        struct evkeyval *kv;
+        int i = fx->srv_rid_n++;
+        TAILQ_FOREACH(kv, in, next) {
+            if (strcasecmp(kv->key, "X-Request-ID") != 0)
+                continue;
+            if (fx->srv_rid_count[i]++ == 0)
+                snprintf(fx->srv_rid[i], sizeof(fx->srv_rid[i]), "%s", kv->value);
+        }
+        evhttp_send_reply(req, 204, "No Content", b);
     } else if (strncmp(path, "/n/", 3) == 0) {
         evbuffer_add_printf(b, "n=%s", path + 3);
         evhttp_send_reply(req, 200, "OK", b);
@@ -277,6 +294,7 @@ static void on_done(msp_http_response_t *res, void *opaque) {
     g->content_type = dup_or_null(res->content_type);
     g->link_next = dup_or_null(res->link_next);
     g->elapsed_ms = res->elapsed_ms;
+    snprintf(g->request_id, sizeof(g->request_id), "%s", res->request_id);
     g->outcome = msp_http_classify(res);
     if (g->fx)
         g->fx->done++;
@@ -510,6 +528,89 @@ static void test_post_body_and_custom_headers_reach_the_server(void **state) {
     assert_string_equal(fx->srv_custom, "hello there");
     assert_string_equal(fx->srv_content_type, "application/json");
     assert_non_null(strstr(fx->srv_accept_encoding, "gzip"));
+    got_free(&g);
+}
+
+/* "xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx", lower-case hex */
+static int is_uuid_v4(const char *s) {
+    static const char variant[] = "89ab";
+    if (strlen(s) != 36)
+        return 0;
+    for (int i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-')
+                return 0;
+        } else if (!strchr("0123456789abcdef", s[i]) || !s[i]) {
+            return 0;
+        }
+    }
+    return s[14] == '4' && strchr(variant, s[19]) != NULL;
+}
+
+/* ConnectWise RMM's device operations require X-Request-ID and both vendors' support asks for
+ * it: every request carries exactly one, fresh each time, the same the response reports, and
+ * the outcome log line names it. */
+static void test_every_request_carries_a_fresh_request_id_that_is_logged(void **state) {
+    fx_t *fx = *state;
+    char u[128], logbuf[8192] = "";
+    const char *methods[] = {"GET", "POST", "PUT", "GET"};
+    const char *headers[] = {"Accept: application/json", NULL};
+    got_t g[4];
+    FILE *log = tmpfile();
+
+    assert_non_null(log);
+    msp_log_set_stream(log);
+    client(fx, NULL);
+    url(fx, u, sizeof(u), "/rid?secret=hidden");
+    for (int i = 0; i < 4; i++) {
+        msp_http_request_t req = {.method = methods[i], .url = u, .headers = headers,
+                                  .body = i == 1 ? "{}" : NULL, .body_len = i == 1 ? 2 : 0,
+                                  .tenant = "acme"};
+        memset(&g[i], 0, sizeof(g[i]));
+        fx->done = 0;
+        fetch(fx, &req, &g[i]);
+        assert_int_equal(g[i].status, 204);
+    }
+    msp_log_set_stream(NULL);
+    assert_int_equal(fx->srv_rid_n, 4);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(fx->srv_rid_count[i], 1);
+        assert_true(is_uuid_v4(fx->srv_rid[i]));
+        assert_string_equal(g[i].request_id, fx->srv_rid[i]);
+        for (int k = 0; k < i; k++)
+            assert_string_not_equal(fx->srv_rid[i], fx->srv_rid[k]);
+    }
+    rewind(log);
+    logbuf[fread(logbuf, 1, sizeof(logbuf) - 1, log)] = '\0';
+    fclose(log);
+    for (int i = 0; i < 4; i++) {
+        const char *line = strstr(logbuf, fx->srv_rid[i]);
+        assert_non_null(line);
+        while (line > logbuf && line[-1] != '\n')
+            line--;
+        assert_non_null(strstr(line, "\"event\":\"vendor.request\""));
+        assert_non_null(strstr(line, "\"tenant\":\"acme\""));
+        assert_non_null(strstr(line, "status=204"));
+        assert_non_null(strstr(line, "outcome=ok"));
+    }
+    assert_null(strstr(logbuf, "hidden")); /* the query string is never logged */
+    for (int i = 0; i < 4; i++)
+        got_free(&g[i]);
+}
+
+static void test_a_callers_own_request_id_is_sent_once_as_given(void **state) {
+    fx_t *fx = *state;
+    char u[128];
+    const char *headers[] = {"X-Request-ID:  support-case-42 ", "X-Request-ID: second", NULL};
+    msp_http_request_t req = {.method = "GET", .url = u, .headers = headers};
+    got_t g = {0};
+
+    client(fx, NULL);
+    url(fx, u, sizeof(u), "/rid");
+    fetch(fx, &req, &g);
+    assert_int_equal(fx->srv_rid_count[0], 1);
+    assert_string_equal(fx->srv_rid[0], "support-case-42");
+    assert_string_equal(g.request_id, "support-case-42");
     got_free(&g);
 }
 
@@ -776,6 +877,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_connection_refused_is_a_transport_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_only_http_and_https_are_allowed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_post_body_and_custom_headers_reach_the_server, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_every_request_carries_a_fresh_request_id_that_is_logged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_callers_own_request_id_is_sent_once_as_given, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_and_delete_use_their_verbs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_request_is_refused_without_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hundred_concurrent_requests_all_complete, setup, teardown),

@@ -13,7 +13,8 @@
  *   refreshed single-flight before it expires.
  * - Companies: GET {base}/api/platform/v1/company/companies (a JSON array).
  * - Devices: POST {base}/api/platform/v2/device/categories/all/endpoints?limit=N[&cursor=C]
- *   &field=... with body {"resourceType":"company","resources":[<= 4 company ids]}; answer
+ *   &field=a,b,... (ONE comma-separated value: the document's `fieldV2WithLimit` is a string,
+ *   style form) and the header X-Request-ID (http.c sends one on every request), with body {"resourceType":"company","resources":[<= 4 company ids]}; answer
  *   {"platform":[{"companyID","siteID","endpoints":[...]}]}; next page = Link rel="next"
  *   (msp_http_response_t.link_next), a 404 means "no (more) devices".
  * - Custom-field definitions: GET/POST {base}/api/platform/v1/custom-field/definitions;
@@ -40,9 +41,18 @@ struct event_base;
     "platform.custom_fields_definitions.read platform.custom_fields_definitions.write "          \
     "platform.custom_fields_values.read platform.custom_fields_values.write"
 
-/** Names of the device custom fields that carry the dates (datetime definitions). */
+/**
+ * Names of the device custom fields that carry the dates (datetime definitions). mspsync creates
+ * them with exactly these names; a partner's own definition matches them by the rule of
+ * msp_cwrmm_field_name_is() (case-insensitive, trimmed), everywhere a name is compared.
+ */
 #define MSP_CWRMM_FIELD_PURCHASE "Purchase Date"
 #define MSP_CWRMM_FIELD_WARRANTY "Warranty Expiration"
+
+/** Index of the date fields in msp_cwrmm_date_definitions()'s ids. */
+#define MSP_CWRMM_DATE_PURCHASE 0
+#define MSP_CWRMM_DATE_WARRANTY 1
+#define MSP_CWRMM_ATTR_ID_SIZE  80 /**< room for an attribute id (a UUID) and its NUL */
 
 /* ------------------------------------------------------------------------------------------ */
 /* URLs and request bodies                                                                     */
@@ -74,7 +84,8 @@ int msp_cwrmm_parse_token(const char *body, size_t len, char **token, int64_t *e
                           char *errstr, size_t errstr_size);
 
 /**
- * @brief "{base}/api/platform/v2/device/categories/all/endpoints?limit=N&field=a&field=b..."
+ * @brief "{base}/api/platform/v2/device/categories/all/endpoints?limit=N&field=a,b,..." (one
+ * `field` parameter, comma-separated, as the document defines it)
  * with "&cursor=<urlencoded>" when cursor is non-NULL and non-empty. The fields are the ones the
  * device mapping reads (endpointID, friendlyName, deviceName, system, baseboard, os, macAddress,
  * modifiedAt). @returns 0 or -1 (out too small, limit outside 1..500).
@@ -90,6 +101,30 @@ char *msp_cwrmm_devices_body(const char *const *company_ids, size_t n);
  * job can store it and rebuild the URL. @returns malloc'd string or NULL when absent.
  */
 char *msp_cwrmm_cursor_from_link(const char *link_next);
+
+/* ------------------------------------------------------------------------------------------ */
+/* the date custom fields                                                                      */
+
+/**
+ * @brief Does a custom-field name (a definition's or a value's "name") name the date field
+ * `want` (MSP_CWRMM_FIELD_PURCHASE or MSP_CWRMM_FIELD_WARRANTY)? The one rule every reader and
+ * writer uses: ASCII case-insensitive, surrounding whitespace ignored ("  purchase DATE " names
+ * "Purchase Date"). Partners create these definitions by hand, and ConnectWise RMM's screens
+ * show names as typed, so "Purchase date" must be the same field for the fetcher and the
+ * write-back. @returns 1 or 0 (also for NULL).
+ */
+int msp_cwrmm_field_name_is(const char *name, const char *want);
+
+/**
+ * @brief The attribute ids of the two date definitions in a GET
+ * /api/platform/v1/custom-field/definitions answer (an array): ids[MSP_CWRMM_DATE_PURCHASE] and
+ * ids[MSP_CWRMM_DATE_WARRANTY], "" when there is none. Only definitions for endpoints count
+ * (entityType "endpoint", or absent); names match by msp_cwrmm_field_name_is(). When several
+ * match, one named exactly as mspsync creates it wins, else the first in the answer; an id that
+ * does not fit MSP_CWRMM_ATTR_ID_SIZE is ignored.
+ * @returns how many of the two were found (0..2); 0 when defs is not an array.
+ */
+int msp_cwrmm_date_definitions(const json_t *defs, char ids[2][MSP_CWRMM_ATTR_ID_SIZE]);
 
 /* ------------------------------------------------------------------------------------------ */
 /* errors                                                                                      */

@@ -11,6 +11,13 @@
  * from inside msp_http_request(). A callback may start new requests and may call
  * msp_http_destroy() (the client is freed once the callback returns).
  *
+ * Every request carries an X-Request-ID header: a fresh random UUID (v4) per request, or the
+ * caller's own when it passed one. ConnectWise RMM's document requires the header on its device
+ * operations and both vendors' support asks for the id of a failed call, so it goes on every
+ * request, comes back in msp_http_response_t.request_id, and is logged with the outcome (one
+ * info line "vendor.request" per finished request: method, URL without its query, status,
+ * outcome, elapsed time, request id, tenant when the caller named it).
+ *
  * Any failed transfer reports status 0 with errstr set, also when a response had begun (cut off,
  * or over max_body: errstr "response body larger than N bytes"), so a partial answer is never
  * classified OK. body is never NULL in the callback (an empty string on failure) unless stolen.
@@ -39,7 +46,10 @@ typedef struct msp_http_request_s {
     const char  *body;        /**< may be NULL; copied */
     size_t       body_len;
     long         timeout_ms;  /**< 0 = client default */
+    const char  *tenant;      /**< tenant named in the outcome log line; may be NULL (copied) */
 } msp_http_request_t;
+
+#define MSP_HTTP_REQUEST_ID_SIZE 65 /**< a UUID is 36 characters; a caller's own id is cut at 64 */
 
 typedef struct msp_http_response_s {
     long     status;          /**< HTTP status, 0 when no response (transport error) */
@@ -51,6 +61,7 @@ typedef struct msp_http_response_s {
     char    *content_type;    /**< owned, may be NULL */
     char    *link_next;       /**< URL of Link: <...>; rel="next", owned, may be NULL */
     int64_t  elapsed_ms;
+    char     request_id[MSP_HTTP_REQUEST_ID_SIZE]; /**< the X-Request-ID this request sent */
 } msp_http_response_t;
 
 /** The response is borrowed: valid only during the callback. */
@@ -71,6 +82,12 @@ void msp_http_destroy(msp_http_t *h);
 
 /** @brief Start a request. @returns 0, or -1 if it could not be started (cb not called). */
 int msp_http_request(msp_http_t *h, const msp_http_request_t *req, msp_http_cb *cb, void *opaque);
+
+/**
+ * @brief A fresh random UUID (version 4, RFC 9562) in lower case, as sent in X-Request-ID.
+ * @returns 0, or -1 when the system has no randomness to give (out is "").
+ */
+int msp_http_new_request_id(char out[MSP_HTTP_REQUEST_ID_SIZE]);
 
 /** @brief Number of requests in flight. */
 int msp_http_inflight(const msp_http_t *h);

@@ -54,6 +54,17 @@ void msp_syncro_account_id(const char *base_url, char *out, size_t out_size);
 int msp_syncro_list_url(const char *base_url, const char *resource, int page, int per_page,
                         char *out, size_t out_size);
 
+/**
+ * @brief The body of PUT /customer_assets/{id}: {"name": <the asset's name>, "properties":
+ * properties}. syncro-openapi.json requires `name` in it (a PUT without one answers 422 "Name
+ * can't be blank"), so the name read with the asset goes back unchanged. asset is the
+ * GET /customer_assets/{id} answer, {"asset":{...}} or the bare object (borrowed).
+ * @returns a new reference, or NULL with errstr when the asset has no non-empty string name.
+ * Steals properties (also on failure).
+ */
+json_t *msp_syncro_asset_put_body(const json_t *asset, json_t *properties, char *errstr,
+                                  size_t errstr_size);
+
 /** @brief "Authorization: Bearer <key>" into out (key trimmed, control characters dropped). */
 void msp_syncro_auth_header(const char *api_key, char *out, size_t out_size);
 
