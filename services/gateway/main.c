@@ -254,6 +254,7 @@ out:
     gw_held_fail_all(&gw, "the gateway is shutting down"); /* drops token waiters */
     msp_cwrmm_tokens_destroy(gw.cwtokens);
     gw.cwtokens = NULL;
+    gw_secrets_forget_all(&gw);
     if (gw.base)
         event_base_loop(gw.base, EVLOOP_NONBLOCK); /* push the last replies out */
     if (tick)
