@@ -8,6 +8,7 @@
  */
 #include "mspsync/kafka.h"
 #include "mspsync/backoff.h"
+#include "mspsync/config.h"
 #include "mspsync/log.h"
 
 #include <stdio.h>
@@ -175,7 +176,9 @@ int msp_kafka_ensure_topics(const char *brokers, int partitions, int timeout_ms,
     rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
     int rc = 0;
     if (!ev) {
-        snprintf(errstr, errstr_size, "timed out creating topics on %s", brokers);
+        char shown[512];
+        snprintf(errstr, errstr_size, "timed out creating topics on %s",
+                 msp_url_mask(brokers, shown, sizeof(shown)));
         rc = -1;
     } else if (rd_kafka_event_error(ev)) {
         snprintf(errstr, errstr_size, "creating topics: %s", rd_kafka_event_error_string(ev));

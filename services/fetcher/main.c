@@ -218,8 +218,9 @@ int main(int argc, char **argv) {
     if (msp_svc_serve_ops(&svc, f->conf.metrics_bind, (int)f->conf.metrics_port, f->conf.port_file,
                           f->metrics, ready_cb, f) != 0)
         return 1;
+    char shown[512];
     MSP_INFO("started", NULL, "replica=%s metrics_port=%d brokers=%s", f->replica_id, svc.ops_port,
-             f->conf.brokers);
+             msp_url_mask(f->conf.brokers, shown, sizeof(shown)));
 
     event_base_dispatch(f->base);
 

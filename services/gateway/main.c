@@ -85,11 +85,13 @@ static const msp_config_entry_t config[] = {
     {NULL},
 };
 
+/* /readyz is not authenticated: why is a fixed phrase, the details go to the log. */
 static int ready_cb(void *opaque, char *why, size_t why_size) {
     gw_t *g = opaque;
     char err[256];
     if (!gw_redis_ping(g, err, sizeof(err))) {
-        snprintf(why, why_size, "redis: %s", err);
+        MSP_WARN("redis.unavailable", NULL, "%s", err);
+        snprintf(why, why_size, "redis unavailable");
         return 0;
     }
     return gw_kafka_ready(g, why, why_size);

@@ -123,8 +123,9 @@ int main(int argc, char **argv) {
 
     msp_svc_t svc;
     if (msp_svc_worker_serve(w, &svc, tc->base) != 0) return 1;
+    char shown[512];
     MSP_INFO("started", NULL, "metrics_port=%d brokers=%s max_active=%lld", svc.ops_port,
-             tc->conf.svc.brokers, tc->conf.max_active);
+             msp_url_mask(tc->conf.svc.brokers, shown, sizeof(shown)), tc->conf.max_active);
 
     event_base_dispatch(tc->base);
 

@@ -149,8 +149,9 @@ int main(int argc, char **argv) {
 
     msp_svc_t svc;
     if (msp_svc_worker_serve(w, &svc, wb->base) != 0) return 1;
+    char shown[512];
     MSP_INFO("started", NULL, "metrics_port=%d brokers=%s max_active=%lld", svc.ops_port,
-             wb->conf.svc.brokers, wb->conf.max_active);
+             msp_url_mask(wb->conf.svc.brokers, shown, sizeof(shown)), wb->conf.max_active);
 
     event_base_dispatch(wb->base);
 

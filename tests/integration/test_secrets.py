@@ -1,14 +1,71 @@
 #!/usr/bin/env python3
 """Secrets stay out of logs and answers, and log redaction hides only what is kept.
 
+- A Redis address with a password, broken in any of the usual ways (or simply refused), never
+  shows that password: not in the gateway's log, not in /readyz, not in the webhook's 503 (both
+  unauthenticated: they carry a fixed phrase only), not in an admin answer.
 - An API key Syncro refused was never stored and may be an ordinary word ("queued"): later log
   lines keep that word. A stored key is redacted; once the integration is removed it is not.
 """
+import os
+
 import harness
-from harness import StackTest, wait_until
+from harness import BIN, Service, StackTest, Stack, http, wait_until
+
+PASSWORD = "s3cretpw"
 
 
 class SecretsTest(StackTest):
+
+    def _gateway(self, s, name, redis_url):
+        """A gateway on Redis address redis_url (it never becomes ready: no readiness wait)."""
+        pf = os.path.join(s.dir, name + ".port")
+        env = s.base_env()
+        env.update({"MSPSYNC_HTTP_PORT": "0", "MSPSYNC_PORT_FILE": pf,
+                    "MSPSYNC_ADMIN_TOKEN": s.admin_token, "MSPSYNC_REDIS_URL": redis_url})
+        gw = Service(name, [BIN["gateway"]], env, s.dir, pf).start()
+        s.services.append(gw)
+        return gw
+
+    def test_redis_password_is_never_shown_even_in_a_broken_address(self):
+        s = Stack(self.id().split(".")[-1])
+        self.stack = s
+        self.addCleanup(self._teardown)
+        s.start_redis()  # no password: a well-formed address with one is refused (AUTH)
+        addresses = [
+            "redis://:%s@127.0.0.1:notaport" % PASSWORD,
+            "rediss://:%s@127.0.0.1:%d" % (PASSWORD, s.redis_port),
+            "redis://:%s/x@127.0.0.1:%d" % (PASSWORD, s.redis_port),
+            "redis://app:%s@127.0.0.1:%d/db" % (PASSWORD, s.redis_port),
+            "redis://:%s" % PASSWORD,
+            "redis://:%s@[::1" % PASSWORD,
+            "redis://:%s@127.0.0.1:%d/0" % (PASSWORD, s.redis_port),  # well-formed, refused
+        ]
+        for i, url in enumerate(addresses):
+            with self.subTest(url=url.replace(PASSWORD, "<password>")):
+                gw = self._gateway(s, "gateway%d" % i, url)
+                # /readyz (unauthenticated): a fixed phrase only
+                st, js, _ = http("GET", gw.url("/readyz"))
+                self.assertEqual(st, 503, js)
+                self.assertEqual(js, {"status": "not ready", "reason": "redis unavailable"})
+                self.assertEqual(http("GET", gw.url("/healthz"))[1], {"status": "ok"})
+                # the webhook (unauthenticated until its signature is checked): a fixed phrase
+                st, js, _ = http("POST", gw.url("/v1/webhooks/mtp/acme"), {"id": "i-1"},
+                                 {"X-MSPSync-Timestamp": "1", "X-MSPSync-Signature": "v1=00"})
+                self.assertEqual(st, 503, js)
+                self.assertEqual(js, {"error": "redis unavailable"})
+                # an admin answer may say more, but not the password
+                st, js, _ = http("GET", gw.url("/v1/tenants"),
+                                 headers={"Authorization": "Bearer " + s.admin_token})
+                self.assertEqual(st, 503, js)
+                self.assertNotIn(PASSWORD, str(js))
+                self.assertEqual(gw.stop(), 0)
+                log = gw.logtext()
+                # the problem is logged ...
+                self.assertIn("redis", log.lower())
+                # ... without the password (the admin token is redacted as before)
+                self.assertNotIn(PASSWORD, log)
+                self.assertNotIn(s.admin_token, log)
 
     def test_only_a_stored_key_is_redacted_and_only_while_stored(self):
         s = self.make_stack(sim_config={"rate_limit": 0})
