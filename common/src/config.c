@@ -335,3 +335,78 @@ void msp_config_free(const msp_config_entry_t *tbl) {
         *p = NULL;
     }
 }
+
+/* ---- masking addresses ----------------------------------------------------------------- */
+
+typedef struct {
+    char *p;
+    size_t size, len;
+} mask_out_t;
+
+static void mask_put(mask_out_t *o, const char *s, size_t n) {
+    while (n-- > 0 && o->len + 1 < o->size)
+        o->p[o->len++] = *s++;
+    o->p[o->len] = '\0';
+}
+
+static int all_digits(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isdigit((unsigned char)s[i]))
+            return 0;
+    return 1;
+}
+
+char *msp_url_mask(const char *url, char *out, size_t size) {
+    mask_out_t o = {out, size, 0};
+    const char *rest, *sep, *at, *colon, *auth_end, *port;
+    size_t n;
+
+    if (!out || size == 0)
+        return out;
+    out[0] = '\0';
+    if (!url)
+        return out;
+
+    /* scheme, when what precedes "://" looks like one */
+    rest = url;
+    sep  = strstr(url, "://");
+    if (sep && sep > url && strspn(url, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                        "0123456789+.-_") == (size_t)(sep - url)) {
+        mask_put(&o, url, (size_t)(sep - url) + 3);
+        rest = sep + 3;
+    }
+
+    /* user info: up to the LAST '@' (a password may hold '@' or '/'); the user name stays */
+    at = strrchr(rest, '@');
+    if (at) {
+        colon = memchr(rest, ':', (size_t)(at - rest));
+        if (colon)
+            mask_put(&o, rest, (size_t)(colon - rest) + 1);
+        mask_put(&o, "***@", 4);
+        rest = at + 1;
+    }
+
+    /* host[:port]: a port that is not a number is masked as well */
+    auth_end = rest + strcspn(rest, "/?#");
+    port     = NULL;
+    if (*rest == '[') {
+        const char *close = memchr(rest, ']', (size_t)(auth_end - rest));
+        if (close && close + 1 < auth_end && close[1] == ':')
+            port = close + 2;
+    } else {
+        for (const char *p = auth_end; p > rest; p--)
+            if (p[-1] == ':') {
+                port = p;
+                break;
+            }
+    }
+    n = port ? (size_t)(auth_end - port) : 0;
+    if (port && n > 0 && !all_digits(port, n)) {
+        mask_put(&o, rest, (size_t)(port - rest));
+        mask_put(&o, "***", 3);
+    } else {
+        mask_put(&o, rest, (size_t)(auth_end - rest));
+    }
+    mask_put(&o, auth_end, strlen(auth_end));
+    return out;
+}

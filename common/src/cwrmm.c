@@ -908,6 +908,8 @@ void msp_cwrmm_integration_clear(msp_cwrmm_integration_t *in) {
     if (!in)
         return;
     if (in->client_secret) {
+        if (in->redacted)
+            msp_log_unredact(in->client_secret);
         msp_secure_zero(in->client_secret, strlen(in->client_secret));
         free(in->client_secret);
     }
@@ -975,6 +977,7 @@ int msp_cwrmm_integration_load(redisContext *c, const msp_secret_key_t *key, con
                     "MSPSYNC_SECRET_KEY changed?)");
         return 2;
     }
-    msp_log_redact(out->client_secret);
+    msp_log_redact(out->client_secret);  /* while this copy is kept: clear forgets it */
+    out->redacted = 1;
     return 0;
 }

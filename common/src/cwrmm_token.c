@@ -269,10 +269,18 @@ static void entry_fail(cw_entry_t *e, long status, int64_t retry_after_ms, const
 
 /* ------------------------------------------------------------------ Redis */
 
-/* Keep the token as e's (takes ownership of token). */
+/* Let go of e's token (replaced, rejected or freed): it is no longer redacted on its behalf. */
+static void entry_drop_token(cw_entry_t *e) {
+    if (e->token)
+        msp_log_unredact(e->token);
+    zfree(e->token);
+    e->token = NULL;
+}
+
+/* Keep the token as e's (takes ownership of token); redacted while e keeps it. */
 static void entry_set_token(cw_entry_t *e, char *token, int64_t expires_at_ms,
                             int64_t lifetime_ms) {
-    zfree(e->token);
+    entry_drop_token(e);
     e->token = token;
     e->expires_at_ms = expires_at_ms;
     e->lifetime_ms = lifetime_ms;
@@ -585,7 +593,7 @@ static void entry_free(cw_entry_t *e) {
         lock_release(e);
     queue_free(&e->waiters);
     zfree(e->secret);
-    zfree(e->token);
+    entry_drop_token(e);
     msp_secure_zero(e, sizeof(*e));
     free(e);
 }
@@ -713,8 +721,7 @@ void msp_cwrmm_token_rejected(msp_cwrmm_tokens_t *t, const char *tenant,
     fingerprint(in->client_secret, cred);
     e = entry_find(t, tenant, in->account, cred);
     if (e && e->token && strcmp(e->token, rejected) == 0) {
-        zfree(e->token);
-        e->token = NULL;
+        entry_drop_token(e);
         e->expires_at_ms = 0;
     }
 

@@ -17,6 +17,7 @@
  */
 #include "mspsync/kafka.h"
 #include "mspsync/backoff.h"
+#include "mspsync/config.h"
 #include "mspsync/log.h"
 
 #include <stdio.h>
@@ -241,7 +242,9 @@ int msp_kafka_ensure_topics(const char *brokers, int partitions, int timeout_ms,
         snprintf(errstr, errstr_size, "stopped");
         rc = -1;
     } else if (!ev) {
-        snprintf(errstr, errstr_size, "timed out creating topics on %s", brokers);
+        char shown[512];
+        snprintf(errstr, errstr_size, "timed out creating topics on %s",
+                 msp_url_mask(brokers, shown, sizeof(shown)));
         rc = -1;
     } else if (rd_kafka_event_error(ev)) {
         snprintf(errstr, errstr_size, "creating topics: %s", rd_kafka_event_error_string(ev));

@@ -13,9 +13,12 @@
  *
  * Redaction is defence in depth, not a licence to log secrets: after formatting, every string
  * registered with msp_log_redact() is replaced by "[REDACTED]" in the message. The registry is
- * guarded by a mutex because it may grow while other threads log (a tenant's credentials are
- * registered when they are first unsealed). Longer secrets are replaced first so a secret that
- * contains another is not half-revealed.
+ * guarded by a mutex because holders register and forget while other threads log. It holds what
+ * a holder keeps right now (a stored key, an opened credential, a live token), counted per holder:
+ * msp_log_unredact() drops one count and the last one removes the string. So it stays as small as
+ * the secrets in use, and a string nobody keeps (say, a key the vendor rejected, which may be an
+ * ordinary word) does not hide that word from later lines. Longer secrets are replaced first so a
+ * secret that contains another is not half-revealed.
  *
  * msp_log_min_level, the service name and the output stream are meant to be set once at start-up,
  * before threads are spawned.
@@ -42,10 +45,11 @@ static char log_service[64] = "mspsync";
 static FILE *log_stream; /* NULL: stdout (which is not a constant initializer) */
 
 static pthread_mutex_t redact_lock = PTHREAD_MUTEX_INITIALIZER;
-/* Sorted by length, longest first. Grows with the tenants whose credentials were opened (one
- * process may serve thousands), so it has no fixed cap. */
+/* Sorted by length, longest first; redact_refs[i] holders keep redact_secrets[i]. Grows with
+ * the credentials in use (one process may serve thousands of tenants), so it has no fixed cap. */
 static char **redact_secrets;
 static size_t *redact_lens;
+static int *redact_refs;
 static int redact_count, redact_cap;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
@@ -227,6 +231,14 @@ void msp_log_set_stream(FILE *f) {
     log_stream = f;
 }
 
+/* Index of secret in the registry or -1. Must be called with redact_lock held. */
+static int redact_find(const char *secret, size_t len) {
+    for (int i = 0; i < redact_count; i++)
+        if (redact_lens[i] == len && memcmp(redact_secrets[i], secret, len) == 0)
+            return i;
+    return -1;
+}
+
 void msp_log_redact(const char *secret) {
     size_t len;
     char *copy;
@@ -240,11 +252,10 @@ void msp_log_redact(const char *secret) {
         return;
 
     pthread_mutex_lock(&redact_lock);
-    for (i = 0; i < redact_count; i++) {
-        if (redact_lens[i] == len && memcmp(redact_secrets[i], secret, len) == 0) {
-            pthread_mutex_unlock(&redact_lock);
-            return; /* already registered */
-        }
+    if ((i = redact_find(secret, len)) >= 0) {
+        redact_refs[i]++; /* one more holder */
+        pthread_mutex_unlock(&redact_lock);
+        return;
     }
     if (redact_count == redact_cap) {
         int cap = redact_cap ? redact_cap * 2 : 64;
@@ -254,7 +265,10 @@ void msp_log_redact(const char *secret) {
         size_t *nl = ns ? realloc(redact_lens, (size_t)cap * sizeof(*nl)) : NULL;
         if (nl)
             redact_lens = nl;
-        if (!ns || !nl) {
+        int *nr = nl ? realloc(redact_refs, (size_t)cap * sizeof(*nr)) : NULL;
+        if (nr)
+            redact_refs = nr;
+        if (!ns || !nl || !nr) {
             pthread_mutex_unlock(&redact_lock);
             return;
         }
@@ -271,11 +285,49 @@ void msp_log_redact(const char *secret) {
     for (i = redact_count; i > 0 && redact_lens[i - 1] < len; i--) {
         redact_secrets[i] = redact_secrets[i - 1];
         redact_lens[i]    = redact_lens[i - 1];
+        redact_refs[i]    = redact_refs[i - 1];
     }
     redact_secrets[i] = copy;
     redact_lens[i]    = len;
+    redact_refs[i]    = 1;
     redact_count++;
     pthread_mutex_unlock(&redact_lock);
+}
+
+void msp_log_unredact(const char *secret) {
+    size_t len;
+    int i;
+
+    if (!secret)
+        return;
+    len = strlen(secret);
+    if (len < MSP_LOG_MIN_SECRET)
+        return; /* never registered */
+
+    pthread_mutex_lock(&redact_lock);
+    i = redact_find(secret, len);
+    if (i >= 0 && --redact_refs[i] == 0) {
+        char *gone = redact_secrets[i];
+        /* close the gap; the order (longest first) is kept */
+        memmove(redact_secrets + i, redact_secrets + i + 1,
+                (size_t)(redact_count - i - 1) * sizeof(*redact_secrets));
+        memmove(redact_lens + i, redact_lens + i + 1,
+                (size_t)(redact_count - i - 1) * sizeof(*redact_lens));
+        memmove(redact_refs + i, redact_refs + i + 1,
+                (size_t)(redact_count - i - 1) * sizeof(*redact_refs));
+        redact_count--;
+        memset(gone, 0, len);
+        free(gone);
+    }
+    pthread_mutex_unlock(&redact_lock);
+}
+
+size_t msp_log_redact_count(void) {
+    size_t n;
+    pthread_mutex_lock(&redact_lock);
+    n = (size_t)redact_count;
+    pthread_mutex_unlock(&redact_lock);
+    return n;
 }
 
 /* Replace every registered secret in msg (len bytes) and return the result in out.

@@ -12,6 +12,7 @@
  * are doubles, which hold µs timestamps (~1.8e15 < 2^53) exactly, so the script works in whole
  * microseconds throughout and the two implementations agree bit for bit.
  */
+#include "mspsync/config.h"
 #include "mspsync/errstr.h"
 #include "mspsync/redis.h"
 #include "mspsync/log.h"
@@ -57,11 +58,15 @@ static int parse_url(const char *url, redis_url_t *u, char *errstr, size_t errst
         msp_set_err(errstr, errstr_size, "Redis address too long");
         return -1;
     }
+    /* Errors quote the address only masked (msp_url_mask): never a password, however the
+     * address is broken. */
+    char shown[600];
+    msp_url_mask(url, shown, sizeof(shown));
     const char *s = url;
     if (strncasecmp(s, "redis://", 8) == 0) s += 8;
     else if (strstr(s, "://")) {
         msp_set_err(errstr, errstr_size, "unsupported Redis address \"%s\" (want host:port or "
-                "redis://host:port[/db])", url);
+                "redis://host:port[/db])", shown);
         return -1;
     }
     snprintf(u->buf, sizeof(u->buf), "%s", s);
@@ -77,7 +82,7 @@ static int parse_url(const char *url, redis_url_t *u, char *errstr, size_t errst
             errno = 0;
             long db = strtol(dbs, &end, 10);
             if (errno || *end || db < 0 || db > INT_MAX || end == dbs) {
-                msp_set_err(errstr, errstr_size, "bad Redis database number in \"%s\"", url);
+                msp_set_err(errstr, errstr_size, "bad Redis database number in \"%s\"", shown);
                 return -1;
             }
             u->db = (int)db;
@@ -104,14 +109,14 @@ static int parse_url(const char *url, redis_url_t *u, char *errstr, size_t errst
     if (*p == '[') {
         char *close = strchr(p, ']');
         if (!close) {
-            msp_set_err(errstr, errstr_size, "bad Redis address \"%s\" (unclosed '[')", url);
+            msp_set_err(errstr, errstr_size, "bad Redis address \"%s\" (unclosed '[')", shown);
             return -1;
         }
         *close = '\0';
         u->host = p + 1;
         if (close[1] == ':') portstr = close + 2;
         else if (close[1] != '\0') {
-            msp_set_err(errstr, errstr_size, "bad Redis address \"%s\"", url);
+            msp_set_err(errstr, errstr_size, "bad Redis address \"%s\"", shown);
             return -1;
         }
     } else {
@@ -123,7 +128,7 @@ static int parse_url(const char *url, redis_url_t *u, char *errstr, size_t errst
         u->host = p;
     }
     if (!*u->host) {
-        msp_set_err(errstr, errstr_size, "no host in Redis address \"%s\"", url);
+        msp_set_err(errstr, errstr_size, "no host in Redis address \"%s\"", shown);
         return -1;
     }
     if (portstr) {
@@ -131,7 +136,7 @@ static int parse_url(const char *url, redis_url_t *u, char *errstr, size_t errst
         errno = 0;
         long port = strtol(portstr, &end, 10);
         if (errno || *end || end == portstr || port < 1 || port > 65535) {
-            msp_set_err(errstr, errstr_size, "bad port in Redis address \"%s\"", url);
+            msp_set_err(errstr, errstr_size, "bad port in Redis address \"%s\"", shown);
             return -1;
         }
         u->port = (int)port;

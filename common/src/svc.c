@@ -235,7 +235,7 @@ static void worker_on_tick(void *arg) {
 static int worker_ready(void *opaque, char *why, size_t why_size) {
     msp_svc_worker_t *w = opaque;
     if (!w->consumer) {
-        snprintf(why, why_size, "waiting for Kafka at %s", w->conf->brokers);
+        snprintf(why, why_size, "waiting for kafka");
         return 0;
     }
     if (!msp_redis_ok(w->redis, w->conf->redis_url)) {

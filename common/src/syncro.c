@@ -293,8 +293,9 @@ int msp_vendor_base_url(const char *vendor, const char *base_url, char *out, siz
             return -1;
         }
     }
-    len = strcspn(host, "/");
-    if (memchr(host, '@', len)) {
+    /* Anywhere, not only before the first '/': a password holding '/' ("user:p/w@host") would
+     * otherwise pass and be shown wherever the base URL is. */
+    if (strchr(host, '@')) {
         msp_set_err(errstr, errstr_size, "the %s base URL must not contain a user name or password", vendor);
         return -1;
     }

@@ -14,6 +14,8 @@
 void msp_syncro_integration_clear(msp_syncro_integration_t *in) {
     if (!in) return;
     if (in->api_key) {
+        if (in->redacted)
+            msp_log_unredact(in->api_key);
         msp_secure_zero(in->api_key, strlen(in->api_key));
         free(in->api_key);
     }
@@ -55,7 +57,8 @@ int msp_syncro_integration_load(redisContext *c, const msp_secret_key_t *key, co
                  "the stored Syncro API key cannot be decrypted (was MSPSYNC_SECRET_KEY changed?)");
         return 2;
     }
-    msp_log_redact(out->api_key);
+    msp_log_redact(out->api_key);  /* while this copy is kept: clear forgets it */
+    out->redacted = 1;
     msp_syncro_auth_header(out->api_key, out->auth_header, sizeof(out->auth_header));
     return 0;
 }

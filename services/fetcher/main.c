@@ -134,7 +134,7 @@ static void sched_cb(evutil_socket_t fd, short what, void *arg) {
 static int ready_cb(void *opaque, char *why, size_t why_size) {
     fetcher_t *f = opaque;
     if (!f->consumer) {
-        snprintf(why, why_size, "waiting for Kafka at %s", f->conf.brokers);
+        snprintf(why, why_size, "waiting for kafka");
         return 0;
     }
     if (!redis_ok(f)) {
@@ -222,8 +222,9 @@ int main(int argc, char **argv) {
     struct timeval sch = {(time_t)(f->conf.schedule_check_ms / 1000),
                           (suseconds_t)((f->conf.schedule_check_ms % 1000) * 1000)};
     event_add(f->sched_ev, &sch);
+    char shown[512];
     MSP_INFO("started", NULL, "replica=%s metrics_port=%d brokers=%s", f->replica_id, svc.ops_port,
-             f->conf.brokers);
+             msp_url_mask(f->conf.brokers, shown, sizeof(shown)));
 
     if (msp_lifecycle_running()) event_base_dispatch(f->base);
 

@@ -17,8 +17,9 @@
  * (replaced) with the GET body once the job is in Kafka.
  *
  * The plaintext secret lives in one heap buffer (msp_cwrmm_integration_t.client_secret), zeroed
- * when the request state is freed; the parsed request body is wiped too, and the secret is
- * registered with msp_log_redact.
+ * when the request state is freed; the parsed request body is wiped too. Once stored (not
+ * before: a refused secret may be any word) the secret is registered with msp_log_redact
+ * (gw_secret_keep), and forgotten when the integration is removed, disabled or re-saved.
  *
  * Removing publishes {"kind":"integration_removed"} to raw.records (the tenant's partition, so
  * the normalizer removes the integration's records after every record fetched before it) and,
@@ -270,6 +271,7 @@ static void cwput_store(cwput_t *p) {
         gw_held_reply_error(p->held, 503, "redis unavailable: %s", err);
         return;
     }
+    gw_secret_keep(gw, p->tenant, "cwrmm", p->in.client_secret);  /* stored: ours to redact */
     MSP_INFO("integration.saved", p->tenant, "cwrmm integration saved (base %s, account %s)",
              p->in.base_url, p->in.account);
     int code = 500;
@@ -330,7 +332,6 @@ void api_cwrmm_put(gw_t *gw, struct evhttp_request *req, const char *tenant) {
             gw_reply_error(gw, req, route, 500, "out of memory");
             goto out;
         }
-        msp_log_redact(secret);
         p->gw = gw;
         p->started_ms = msp_now_ms();
         p->wb_purchase = wb_purchase;
@@ -449,6 +450,7 @@ static int removed_after(gw_t *gw, void *arg, const char *error, char *err, size
         snprintf(err, err_size, "redis unavailable: %s", why);
         rc = -1;
     } else {
+        gw_secret_keep(gw, rm->tenant, rm->integ, NULL);
         MSP_INFO("integration.deleted", rm->tenant, "%s integration removed; the normalizer "
                  "removes its records", rm->integ);
     }

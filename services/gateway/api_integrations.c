@@ -10,7 +10,9 @@
  * in Kafka.
  *
  * The plaintext key lives in one heap buffer owned by put_t; it is zeroed when put_t is freed
- * and is never logged (it is also registered with msp_log_redact as a second line of defence).
+ * and is never logged. As a second line of defence a stored key is registered with
+ * msp_log_redact (gw_secret_keep) — only once stored: a key Syncro refused may be any word — and
+ * forgotten when the integration is removed, disabled or saved with another key.
  *
  * Deleting publishes a tombstone for every inventory id to the compacted customers / assets
  * topics, waits for their delivery, and only then removes the Redis keys (with the ticketing
@@ -190,6 +192,7 @@ static void put_store(put_t *p) {
         return;
     }
     gw_held_on_shutdown(p->held, NULL, NULL);  /* the job owns the request from here on */
+    gw_secret_keep(gw, p->tenant, "syncro", p->api_key);  /* stored: now it is ours to redact */
     MSP_INFO("integration.saved", p->tenant, "syncro integration saved (base %s)", p->base_url);
     json_t *body = json_pack("{s:s,s:s,s:s,s:s}", "integration", "syncro", "base_url",
                              p->base_url, "state", "Syncing", "job_id", job_id);
@@ -287,7 +290,6 @@ void api_syncro_put(gw_t *gw, struct evhttp_request *req, const char *tenant) {
             put_free(p);
             gw_reply_error(gw, req, route, 500, "out of memory");
         } else {
-            msp_log_redact(api_key);
             p->gw = gw;
             p->api_key_len = strlen(p->api_key);
             p->writeback_purchase = wb_purchase;
@@ -449,6 +451,7 @@ static void delete_delivered(gw_t *gw, void *arg, const char *error) {
     } else if (delete_keys(gw, d->tenant, err, sizeof(err)) != 0) {
         gw_held_reply_error(d->held, 503, "redis unavailable: %s", err);
     } else {
+        gw_secret_keep(gw, d->tenant, "syncro", NULL);
         MSP_INFO("integration.deleted", d->tenant, "syncro integration removed, %lld tombstones",
                  d->tombstones);
         gw_held_reply(d->held, 204, NULL);

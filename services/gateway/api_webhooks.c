@@ -13,7 +13,9 @@
  *
  * No cache: the webhook reads and unseals per request (Redis is local, AES-GCM is cheap), so a
  * rotation or a revoke takes effect with the next request. The plaintext is shown only in the
- * 201 answer of the POST and is never logged (it is registered with msp_log_redact as well).
+ * 201 answer of the POST and is never logged (once stored it is registered with msp_log_redact
+ * as well, gw_secret_keep; a rotation keeps the previous one registered while it stays valid
+ * and revoking it forgets it — its expiry alone does not).
  */
 #include "gateway.h"
 
@@ -168,7 +170,6 @@ void api_webhook_secret_create(gw_t *gw, struct evhttp_request *req, const char 
         gw_reply_error(gw, req, route, 500, "could not draw a secret");
         return;
     }
-    msp_log_redact(secret);
     secret_aad(aad, sizeof(aad), tenant);
     secret_key(key, sizeof(key), tenant);
     char *sealed = msp_secret_seal(&gw->key, aad, secret, strlen(secret));
@@ -191,6 +192,12 @@ void api_webhook_secret_create(gw_t *gw, struct evhttp_request *req, const char 
     }
     int kept = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
     freeReplyObject(r);
+    /* stored: redact the new secret, and the old one only while it stays valid */
+    if (kept)
+        gw_secret_rename(gw, tenant, "webhook:mtp", "webhook:mtp:previous");
+    else
+        gw_secret_keep(gw, tenant, "webhook:mtp:previous", NULL);
+    gw_secret_keep(gw, tenant, "webhook:mtp", secret);
     webhook_path(path, sizeof(path), tenant);
     MSP_INFO("webhook.secret_created", tenant, "new MTP webhook secret; %s", kept
              ? "the previous one stays valid for the grace period" : "no previous one is valid");
@@ -248,6 +255,7 @@ void api_webhook_previous_delete(gw_t *gw, struct evhttp_request *req, const cha
         gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
         return;
     }
+    gw_secret_keep(gw, tenant, "webhook:mtp:previous", NULL);
     if (r->integer > 0)
         MSP_INFO("webhook.previous_revoked", tenant, "previous MTP webhook secret revoked");
     freeReplyObject(r);

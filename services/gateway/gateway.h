@@ -10,6 +10,7 @@
  *   jobs.c             the Kafka producer glued to the loop; sync jobs and tombstones that are
  *                      answered only once their delivery reports arrive
  *   store.c            synchronous Redis helpers (one hiredis context, reconnected on demand)
+ *   kept_secrets.c     the stored secrets registered for log redaction, forgotten on removal
  *   api_tenants.c      /v1/tenants...
  *   integrations.c     what every integration shares: the descriptor table, status rendering,
  *                      POST .../sync, PATCH (write-back opt-in), POST .../disable
@@ -66,6 +67,7 @@ typedef struct gw_config_s {
 } gw_config_t;
 
 typedef struct gw_held_s gw_held_t;
+typedef struct gw_kept_s gw_kept_t;
 
 typedef struct gw_s {
     gw_config_t         cfg;
@@ -82,10 +84,26 @@ typedef struct gw_s {
     msp_cwrmm_tokens_t *cwtokens;      /* ConnectWise RMM tokens, shared with the workers via Redis */
     msp_metrics_t      *metrics;
     gw_held_t          *held;          /* requests answered later (list head) */
+    gw_kept_t          *kept;          /* secrets registered for log redaction (kept_secrets.c) */
     int                 stopping;      /* set on shutdown: no new async work */
     int64_t             kafka_checked_ms;
     int                 kafka_ok;
 } gw_t;
+
+/* ---- kept_secrets.c ---------------------------------------------------------------------- */
+
+/**
+ * @brief Make secret (copied; NULL = none) the one registered for log redaction as
+ * "<tenant>/<what>" (e.g. "syncro", "cwrmm", "webhook:mtp"), forgetting the one it replaces. Call
+ * only after the secret was stored, and with NULL when it is removed or disabled.
+ */
+void gw_secret_keep(gw_t *gw, const char *tenant, const char *what, const char *secret);
+
+/** @brief Move the secret kept as <tenant>/<from> to <tenant>/<to> (forgetting <to>'s). */
+void gw_secret_rename(gw_t *gw, const char *tenant, const char *from, const char *to);
+
+/** @brief Forget every kept secret (shutdown). */
+void gw_secrets_forget_all(gw_t *gw);
 
 /* ---- http_util.c ------------------------------------------------------------------------- */
 

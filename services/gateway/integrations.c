@@ -406,6 +406,7 @@ void api_integration_disable(gw_t *gw, struct evhttp_request *req, const char *t
         return;
     }
     freeReplyObject(r);
+    gw_secret_keep(gw, tenant, in->name, NULL);
     MSP_INFO("integration.disabled", tenant, "%s integration disabled (secret removed)",
              in->name);
     reply_rendered(gw, req, route, in, tenant);

@@ -31,6 +31,7 @@
 #include <event2/event.h>
 
 #include "mspsync/backoff.h"
+#include "mspsync/config.h"
 #include "mspsync/kafka.h"
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
@@ -181,7 +182,7 @@ int gw_kafka_ready(gw_t *gw, char *why, size_t why_size) {
     int64_t now = msp_now_ms();
     if (gw->kafka_checked_ms && now - gw->kafka_checked_ms < 2000) {
         if (!gw->kafka_ok)
-            snprintf(why, why_size, "kafka: no broker reachable at %s", gw->cfg.kafka_brokers);
+            snprintf(why, why_size, "kafka unavailable");
         return gw->kafka_ok;
     }
     const struct rd_kafka_metadata *md = NULL;
@@ -190,9 +191,14 @@ int gw_kafka_ready(gw_t *gw, char *why, size_t why_size) {
     if (md)
         rd_kafka_metadata_destroy(md);
     gw->kafka_checked_ms = msp_now_ms();
-    if (!gw->kafka_ok)
-        snprintf(why, why_size, "kafka: no broker reachable at %s (%s)", gw->cfg.kafka_brokers,
+    if (!gw->kafka_ok) {
+        /* the answer is for anyone (/readyz): the address and the error only go to the log */
+        char brokers[512];
+        MSP_WARN("kafka.unavailable", NULL, "no broker reachable at %s (%s)",
+                 msp_url_mask(gw->cfg.kafka_brokers, brokers, sizeof(brokers)),
                  rd_kafka_err2str(err));
+        snprintf(why, why_size, "kafka unavailable");
+    }
     return gw->kafka_ok;
 }
 

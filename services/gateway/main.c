@@ -91,15 +91,17 @@ static const msp_config_entry_t config[] = {
     {NULL},
 };
 
+/* /readyz is not authenticated: why is a fixed phrase, the details go to the log. */
 static int ready_cb(void *opaque, char *why, size_t why_size) {
     gw_t *g = opaque;
     char err[256];
     if (!g->rk) {
-        snprintf(why, why_size, "waiting for Kafka at %s", g->cfg.kafka_brokers);
+        snprintf(why, why_size, "waiting for kafka");
         return 0;
     }
     if (!gw_redis_ping(g, err, sizeof(err))) {
-        snprintf(why, why_size, "redis: %s", err);
+        MSP_WARN("redis.unavailable", NULL, "%s", err);
+        snprintf(why, why_size, "redis unavailable");
         return 0;
     }
     return gw_kafka_ready(g, why, why_size);
@@ -267,6 +269,7 @@ out:
     gw_held_fail_all(&gw, "the gateway is shutting down"); /* drops token waiters */
     msp_cwrmm_tokens_destroy(gw.cwtokens);
     gw.cwtokens = NULL;
+    gw_secrets_forget_all(&gw);
     if (gw.base)
         event_base_loop(gw.base, EVLOOP_NONBLOCK); /* push the last replies out */
     if (tick)

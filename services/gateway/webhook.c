@@ -18,6 +18,10 @@
  *
  * The body is verified on its raw bytes, before parsing: an unauthenticated sender cannot make
  * us parse anything, and a re-serialised body could never match the signature anyway.
+ *
+ * The sender is not trusted until the signature checks out, so a failure of ours (Redis, Kafka,
+ * an unreadable stored secret) answers a fixed phrase ("redis unavailable"); its details (error
+ * text, addresses) go to the log only.
  */
 #include "gateway.h"
 
@@ -335,7 +339,7 @@ static void wh_delivered(gw_t *gw, void *arg, const char *error) {
     if (error) {
         MSP_WARN("webhook.queue_failed", w->tenant, "incident %s not queued: %s",
                  w->incident_id, error);
-        gw_held_reply_error(w->held, 503, "could not queue the incident: %s", error);
+        gw_held_reply_error(w->held, 503, "could not queue the incident; try again");
     } else {
         MSP_INFO("webhook.accepted", w->tenant, "incident %s of org %s queued", w->incident_id,
                  w->org_id);
@@ -392,11 +396,17 @@ static void produce(gw_t *gw, struct evhttp_request *req, const char *tenant, js
 
 /* ---- the handler ---------------------------------------------------------------------------- */
 
+/* Our own failure: details to the log, a fixed phrase to the (unauthenticated) sender. */
+static void unavailable(gw_t *gw, struct evhttp_request *req, const char *err) {
+    MSP_WARN("webhook.redis_unavailable", NULL, "%s", err);
+    gw_reply_error(gw, req, ROUTE, 503, "redis unavailable");
+}
+
 void api_webhook_mtp(gw_t *gw, struct evhttp_request *req, const char *tenant) {
     char err[512];
     int exists = gw_valid_tenant_id(tenant) ? gw_tenant_exists(gw, tenant, err, sizeof(err)) : 0;
     if (exists < 0) {
-        gw_reply_error(gw, req, ROUTE, 503, "redis unavailable: %s", err);
+        unavailable(gw, req, err);
         return;
     }
     if (exists == 0) {
@@ -406,12 +416,12 @@ void api_webhook_mtp(gw_t *gw, struct evhttp_request *req, const char *tenant) {
     gw_webhook_secrets_t secrets;
     int rc = gw_webhook_secrets_load(gw, tenant, &secrets, err, sizeof(err));
     if (rc == -1) {
-        gw_reply_error(gw, req, ROUTE, 503, "redis unavailable: %s", err);
+        unavailable(gw, req, err);
         return;
     }
     if (rc == -2) {
         MSP_ERROR("webhook.secret_unreadable", tenant, "%s", err);
-        gw_reply_error(gw, req, ROUTE, 500, "%s", err);
+        gw_reply_error(gw, req, ROUTE, 500, "the tenant's webhook secret cannot be read");
         return;
     }
     if (!secrets.current) {

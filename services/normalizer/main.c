@@ -84,7 +84,7 @@ static rd_kafka_t *consumer_made;
 static int ready_cb(void *opaque, char *why, size_t why_size)
 {
     if (!consumer_made) {
-        snprintf(why, why_size, "waiting for Kafka at %s", cfg.brokers);
+        snprintf(why, why_size, "waiting for kafka");
         return 0;
     }
     return nz_ready(opaque, why, why_size);

@@ -124,7 +124,7 @@ struct nz_s {
 
     int           paused;
     int           joined;
-    char          degraded[256];       /* why the last retry happened; "" when healthy */
+    char          degraded[256];       /* what failed last ("redis inventory"); "" when healthy */
 };
 
 /* ------------------------------------------------------------------------------------------ */
@@ -251,7 +251,7 @@ static int wait_serving(nz_t *nz, int64_t ms)
 static int retry_wait(nz_t *nz, unsigned attempt, const char *what, const char *err)
 {
     int64_t ms = msp_backoff_ms(attempt, NZ_RETRY_BASE, NZ_RETRY_CAP, msp_rand01());
-    snprintf(nz->degraded, sizeof nz->degraded, "%s: %s", what, err);
+    snprintf(nz->degraded, sizeof nz->degraded, "%s", what);  /* err is for the log only */
     MSP_WARN("normalizer.retry", NULL, "%s failed (attempt %u), retrying in %lld ms: %s", what,
              attempt + 1, (long long)ms, err);
     msp_metric_add(nz->conf.metrics, M_RETRIES, what[0] == 'k' ? "stage=\"kafka\""
@@ -1227,15 +1227,19 @@ int nz_ready(void *opaque, char *why, size_t why_size)
         snprintf(why, why_size, "retrying %s", nz->degraded);
         return 0;
     }
+    /* /readyz is not authenticated: why is a fixed phrase, the details go to the log */
     if (msp_redis_ensure(&nz->redis, nz->conf.redis_url, err, sizeof err) < 0) {
-        snprintf(why, why_size, "redis: %s", err);
+        MSP_WARN("redis.unavailable", NULL, "%s", err);
+        snprintf(why, why_size, "redis unavailable");
         return 0;
     }
     redisReply *r = redisCommand(nz->redis, "PING");
     int ok = r && r->type == REDIS_REPLY_STATUS;
-    if (!ok)
-        snprintf(why, why_size, "redis PING: %s", r && r->type == REDIS_REPLY_ERROR ? r->str
-                                                   : nz->redis->errstr);
+    if (!ok) {
+        MSP_WARN("redis.unavailable", NULL, "PING: %s", r && r->type == REDIS_REPLY_ERROR
+                                                            ? r->str : nz->redis->errstr);
+        snprintf(why, why_size, "redis unavailable");
+    }
     if (r)
         freeReplyObject(r);
     if (!ok)

@@ -127,8 +127,9 @@ int main(int argc, char **argv) {
     if (!tc_redis_ok(tc)) MSP_WARN("redis.unavailable", NULL, "starting anyway; will retry");
 
     if (msp_svc_worker_serve(w, &svc) != 0) return 1;
+    char shown[512];
     MSP_INFO("started", NULL, "metrics_port=%d brokers=%s max_active=%lld", svc.ops_port,
-             tc->conf.svc.brokers, tc->conf.max_active);
+             msp_url_mask(tc->conf.svc.brokers, shown, sizeof(shown)), tc->conf.max_active);
 
     if (msp_lifecycle_running()) event_base_dispatch(tc->base);
 

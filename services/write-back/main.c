@@ -153,8 +153,9 @@ int main(int argc, char **argv) {
     if (!wb_redis_ok(wb)) MSP_WARN("redis.unavailable", NULL, "starting anyway; will retry");
 
     if (msp_svc_worker_serve(w, &svc) != 0) return 1;
+    char shown[512];
     MSP_INFO("started", NULL, "metrics_port=%d brokers=%s max_active=%lld", svc.ops_port,
-             wb->conf.svc.brokers, wb->conf.max_active);
+             msp_url_mask(wb->conf.svc.brokers, shown, sizeof(shown)), wb->conf.max_active);
 
     if (msp_lifecycle_running()) event_base_dispatch(wb->base);
 

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "mspsync/config.h"
+#include "mspsync/redis.h"
 
 static char *brokers;
 static char *api_key;
@@ -297,6 +298,68 @@ static void free_is_null_safe_and_resets_destinations(void **state) {
     msp_config_free(table); /* twice is fine */
 }
 
+/* ---- addresses with credentials ----------------------------------------------------------- */
+
+/* url → what logs, errors and answers may show of it. */
+static const struct {
+    const char *url, *shown;
+} masks[] = {
+    /* well-formed */
+    {"127.0.0.1:6379", "127.0.0.1:6379"},
+    {"redis://127.0.0.1:6379/2", "redis://127.0.0.1:6379/2"},
+    {"redis://:s3cretpw@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"},
+    {"redis://app:s3cretpw@redis.internal:6380", "redis://app:***@redis.internal:6380"},
+    {"redis://s3cretpw@[::1]:6379", "redis://***@[::1]:6379"},
+    {"s3cretpw@127.0.0.1", "***@127.0.0.1"},
+    {"https://user:s3cretpw@api.example.com/v1", "https://user:***@api.example.com/v1"},
+    {"broker-1:9092,broker-2:9092", "broker-1:9092,broker-2:9092"},
+    {"SASL_SSL://u:s3cretpw@b1:9093", "SASL_SSL://u:***@b1:9093"},
+    /* malformed: the password is masked however the rest breaks */
+    {"redis://:s3cretpw@127.0.0.1:notaport", "redis://:***@127.0.0.1:***"},
+    {"rediss://:s3cretpw@host:6379", "rediss://:***@host:6379"},
+    {"redis://:s3cret/pw@127.0.0.1:6379", "redis://:***@127.0.0.1:6379"},
+    {"redis://:s3cret@pw@127.0.0.1:6379", "redis://:***@127.0.0.1:6379"},
+    {"redis://:s3cretpw@", "redis://:***@"},
+    {"redis://:s3cretpw@[::1", "redis://:***@[::1"},
+    {"redis://:s3cretpw", "redis://:***"},
+    {"redis:/:s3cretpw@host", "redis:***@host"},
+    {"", ""},
+};
+
+static void url_passwords_are_masked_well_formed_or_not(void **state) {
+    (void)state;
+    char out[256];
+    for (size_t i = 0; i < sizeof(masks) / sizeof(masks[0]); i++) {
+        msp_url_mask(masks[i].url, out, sizeof(out));
+        if (strcmp(out, masks[i].shown) != 0)
+            fail_msg("%s: got \"%s\", want \"%s\"", masks[i].url, out, masks[i].shown);
+        assert_null(strstr(out, "s3cret"));
+    }
+    /* truncation keeps a terminated string, NULL gives "" */
+    assert_string_equal(msp_url_mask("redis://:s3cretpw@host:6379", out, 12), "redis://:**");
+    assert_string_equal(msp_url_mask(NULL, out, sizeof(out)), "");
+}
+
+/* MSPSYNC_REDIS_URL: every way of getting it wrong names the problem, never the password. */
+static void redis_address_errors_never_quote_the_password(void **state) {
+    (void)state;
+    static const char *const bad[] = {
+        "redis://:s3cretpw@127.0.0.1:notaport", "rediss://:s3cretpw@127.0.0.1:6379",
+        "http://user:s3cretpw@127.0.0.1:6379",  "redis://:s3cret/pw@127.0.0.1:6379",
+        "redis://:s3cretpw@127.0.0.1:6379/x",   "redis://:s3cretpw@",
+        "redis://:s3cretpw@[::1",               "redis://:s3cretpw@[::1]x",
+        "redis://:s3cretpw",                    "s3cretpw@:6379",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char err[512] = "";
+        redisContext *c = msp_redis_connect(bad[i], err, sizeof(err));
+        assert_null(c);
+        assert_true(err[0] != '\0');
+        if (strstr(err, "s3cret"))
+            fail_msg("%s: error quotes the password: %s", bad[i], err);
+    }
+}
+
 int main(void) {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, clean_env, free_table)
     const struct CMUnitTest tests[] = {
@@ -313,6 +376,8 @@ int main(void) {
         T(help_is_printed_even_when_settings_are_invalid),
         T(markdown_table_documents_every_setting),
         T(free_is_null_safe_and_resets_destinations),
+        cmocka_unit_test(url_passwords_are_masked_well_formed_or_not),
+        cmocka_unit_test(redis_address_errors_never_quote_the_password),
     };
 #undef T
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);

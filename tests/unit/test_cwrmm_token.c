@@ -34,6 +34,7 @@
 #include "mspsync/backoff.h"
 #include "mspsync/cwrmm.h"
 #include "mspsync/http.h"
+#include "mspsync/log.h"
 #include "mspsync/redis.h"
 
 #define KEY_HEX "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
@@ -323,6 +324,33 @@ static void test_token_is_refreshed_once_when_a_quarter_of_its_life_is_left(void
     for (int i = 2; i < 10; i++)
         assert_string_equal(g[i].header, "Authorization: Bearer tok-2");
     msp_cwrmm_tokens_destroy(t);
+}
+
+/* Log redaction holds the token the cache keeps, not every token it ever had. */
+static void test_only_the_kept_token_is_redacted(void **state) {
+    fx_t *fx = *state;
+    got_t g[3];
+    redisContext *none = NULL;
+    size_t before = msp_log_redact_count();
+    msp_cwrmm_tokens_t *t = msp_cwrmm_tokens_new(fx->base, fx->http, &none, &fx->key, 60000);
+
+    memset(g, 0, sizeof(g));
+    fx->expires_in = 2;
+    assert_int_equal(get(t, fx, &g[0]), 0);
+    assert_int_equal(wait_called(fx, g, 1, 1, 2000), 1);
+    assert_int_equal(msp_log_redact_count(), before + 1);           /* tok-1 */
+    run_for(fx, 1600);                                              /* due for a refresh */
+    assert_int_equal(get(t, fx, &g[1]), 0);
+    assert_int_equal(wait_called(fx, g, 2, 2, 2000), 2);
+    assert_string_equal(g[1].header, "Authorization: Bearer tok-2");
+    assert_int_equal(msp_log_redact_count(), before + 1);           /* tok-2 replaced tok-1 */
+    msp_cwrmm_token_rejected(t, "acme", &fx->in, g[1].header);
+    assert_int_equal(msp_log_redact_count(), before);               /* rejected: forgotten */
+    assert_int_equal(get(t, fx, &g[2]), 0);
+    assert_int_equal(wait_called(fx, g, 3, 3, 2000), 3);
+    assert_int_equal(msp_log_redact_count(), before + 1);           /* tok-3 */
+    msp_cwrmm_tokens_destroy(t);
+    assert_int_equal(msp_log_redact_count(), before);               /* freed: forgotten */
 }
 
 static void test_concurrent_rejections_cause_one_refresh(void **state) {
@@ -736,7 +764,9 @@ static void test_integration_load_opens_the_stored_secret(void **state) {
                         "writeback_purchase 1 writeback_warranty 0",
                      key, "https://openapi.service.itsupport247.net", "client-1", sealed);
     freeReplyObject(r);
+    size_t before = msp_log_redact_count();
     assert_int_equal(msp_cwrmm_integration_load(c, &fx->key, "acme", &in, err, sizeof(err)), 0);
+    assert_int_equal(msp_log_redact_count(), before + 1);  /* redacted while loaded */
     assert_string_equal(in.base_url, "https://openapi.service.itsupport247.net");
     assert_string_equal(in.client_id, "client-1");
     assert_string_equal(in.client_secret, "s3cret-value");
@@ -751,6 +781,7 @@ static void test_integration_load_opens_the_stored_secret(void **state) {
     r = redisCommand(c, "HSET %s account_id cw:shared", key);
     freeReplyObject(r);
     assert_int_equal(msp_cwrmm_integration_load(c, &fx->key, "acme", &in, err, sizeof(err)), 0);
+    assert_int_equal(msp_log_redact_count(), before + 1);  /* loaded again: still one */
     assert_string_equal(in.account, "cw:shared");
     assert_string_equal(in.bucket_key, "mspsync:{cwrmm:cw:shared}:rl");
 
@@ -772,6 +803,7 @@ static void test_integration_load_opens_the_stored_secret(void **state) {
 
     msp_cwrmm_integration_clear(&in);
     msp_cwrmm_integration_clear(NULL);
+    assert_int_equal(msp_log_redact_count(), before);      /* cleared: forgotten */
     free(sealed);
     redisFree(c);
     redis_stop(&srv);
@@ -782,6 +814,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_fifty_concurrent_gets_cause_one_post, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_token_is_refreshed_once_when_a_quarter_of_its_life_is_left, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_only_the_kept_token_is_redacted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_rejections_cause_one_refresh, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_401_from_the_token_endpoint_reaches_every_waiter,

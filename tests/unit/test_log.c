@@ -19,6 +19,8 @@
 
 #include "mspsync/log.h"
 
+#define THREADS_CHURN 4
+
 typedef struct {
     FILE *f;
     char *buf;
@@ -171,7 +173,7 @@ static void thousands_of_secrets_are_all_redacted(void **state) {
     for (int i = 0; i < 3000; i++) {
         snprintf(key, sizeof(key), "tenant-key-%05d", i);
         msp_log_redact(key);
-        msp_log_redact(key);   /* registering again is a no-op */
+        msp_log_redact(key);   /* a second holder of the same key: still one entry */
     }
     MSP_INFO("x", NULL, "first tenant-key-00000 last tenant-key-02999");
     assert_null(strstr(captured(c), "tenant-key-"));
@@ -219,6 +221,97 @@ static void long_message_is_complete_and_redacted(void **state) {
     assert_string_equal(msg + n, "\"[REDACTED]");
     json_decref(j);
     free(big);
+}
+
+/* A holder that lets go (integration removed, token replaced) takes the secret off the list:
+ * the word is an ordinary word again. */
+static void forgotten_secret_is_shown_again(void **state) {
+    capture_t *c = *state;
+    msp_log_redact("queued-key-1");
+    MSP_INFO("x", NULL, "a queued-key-1 b");
+    msp_log_unredact("queued-key-1");
+    MSP_INFO("x", NULL, "c queued-key-1 d");
+    const char *s = captured(c);
+    assert_non_null(strstr(s, "\"a [REDACTED] b\""));
+    assert_non_null(strstr(s, "\"c queued-key-1 d\""));
+}
+
+/* Two holders of one secret (two jobs of one tenant): it stays redacted until both let go. */
+static void secret_stays_redacted_while_any_holder_keeps_it(void **state) {
+    capture_t *c = *state;
+    size_t before = msp_log_redact_count();
+    msp_log_redact("shared-key-77");
+    msp_log_redact("shared-key-77");
+    assert_int_equal(msp_log_redact_count(), before + 1);
+    msp_log_unredact("shared-key-77");
+    MSP_INFO("x", NULL, "one shared-key-77");
+    msp_log_unredact("shared-key-77");
+    MSP_INFO("x", NULL, "two shared-key-77");
+    msp_log_unredact("shared-key-77");  /* one too many: ignored */
+    msp_log_unredact("never-registered");
+    assert_int_equal(msp_log_redact_count(), before);
+    const char *s = captured(c);
+    assert_non_null(strstr(s, "\"one [REDACTED]\""));
+    assert_non_null(strstr(s, "\"two shared-key-77\""));
+}
+
+/* Keys saved and rejected, tokens issued and replaced: the registry holds only what is kept. */
+static void registry_does_not_grow_with_secrets_let_go(void **state) {
+    capture_t *c = *state;
+    char key[32];
+    size_t before = msp_log_redact_count();
+    for (int i = 0; i < 5000; i++) {
+        snprintf(key, sizeof(key), "token-%05d", i);
+        msp_log_redact(key);
+        if (i > 0) {
+            snprintf(key, sizeof(key), "token-%05d", i - 1);
+            msp_log_unredact(key);  /* the token it replaces */
+        }
+    }
+    assert_int_equal(msp_log_redact_count(), before + 1);
+    MSP_INFO("x", NULL, "token-04998 token-04999");
+    json_t *j = only_line(c);
+    assert_string_equal(json_string_value(json_object_get(j, "msg")), "token-04998 [REDACTED]");
+    json_decref(j);
+    msp_log_unredact("token-04999");
+    assert_int_equal(msp_log_redact_count(), before);
+}
+
+/* Forgetting while other threads log and register: every line is whole, nothing crashes. */
+static void *redact_churn(void *arg) {
+    char key[32];
+    for (int i = 0; i < 2000; i++) {
+        snprintf(key, sizeof(key), "churn-%d-%d", (int)(intptr_t)arg, i % 7);
+        msp_log_redact(key);
+        MSP_INFO("x", NULL, "line %s", key);
+        msp_log_unredact(key);
+    }
+    return NULL;
+}
+
+static void forgetting_is_safe_across_threads(void **state) {
+    (void)state;
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    msp_log_set_stream(f);
+    size_t before = msp_log_redact_count();
+    pthread_t t[THREADS_CHURN];
+    for (int i = 0; i < THREADS_CHURN; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, redact_churn, (void *)(intptr_t)i), 0);
+    for (int i = 0; i < THREADS_CHURN; i++)
+        pthread_join(t[i], NULL);
+    msp_log_set_stream(NULL);
+    assert_int_equal(msp_log_redact_count(), before);
+    rewind(f);
+    char line[512];
+    int n = 0;
+    while (fgets(line, sizeof(line), f)) {
+        /* each line logged its own key while it was registered */
+        assert_non_null(strstr(line, "line [REDACTED]"));
+        n++;
+    }
+    assert_int_equal(n, THREADS_CHURN * 2000);
+    fclose(f);
 }
 
 static int evaluations;
@@ -321,6 +414,12 @@ int main(void) {
         cmocka_unit_test_setup_teardown(thousands_of_secrets_are_all_redacted, setup, teardown),
         cmocka_unit_test_setup_teardown(short_strings_are_not_treated_as_secrets, setup, teardown),
         cmocka_unit_test_setup_teardown(long_message_is_complete_and_redacted, setup, teardown),
+        cmocka_unit_test_setup_teardown(forgotten_secret_is_shown_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(secret_stays_redacted_while_any_holder_keeps_it, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(registry_does_not_grow_with_secrets_let_go, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(forgetting_is_safe_across_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(arguments_below_level_are_not_evaluated, setup, teardown),
         cmocka_unit_test(level_names_parse),
         cmocka_unit_test_setup_teardown(unknown_level_falls_back_to_info_and_says_so, setup,

@@ -87,6 +87,10 @@ static void test_base_url_accepts_http_and_https_and_strips_trailing_slash(void 
                                          sizeof(err)), -1);
     assert_int_equal(msp_syncro_base_url(NULL, "https://user:pw@x/api", out, sizeof(out), err,
                                          sizeof(err)), -1);
+    /* a password holding '/' is still user info, refused and not quoted */
+    assert_int_equal(msp_syncro_base_url(NULL, "https://user:s3cret/pw@x/api", out, sizeof(out),
+                                         err, sizeof(err)), -1);
+    assert_null(strstr(err, "s3cret"));
     /* too small an output buffer is an error, not a truncated URL */
     assert_int_equal(msp_syncro_base_url("acme", NULL, out, 10, err, sizeof(err)), -1);
 }

@@ -43,4 +43,16 @@ void msp_config_print_markdown(const char *service, const msp_config_entry_t *tb
 /** @brief free() every STR dest the table filled (secret ones wiped first) and set it to NULL. */
 void msp_config_free(const msp_config_entry_t *tbl);
 
+/**
+ * @brief url with its credentials masked, the only form in which an address setting (Redis URL,
+ * Kafka bootstrap servers, any MSPSYNC_*_URL) may appear in a log line, an error string or an
+ * answer. Everything between "scheme://" (or the start) and the last '@' is user info: it becomes
+ * "<user>:***" ("***" without a ':', ":***" with an empty user name), however malformed the rest
+ * is (a '/' or '@' inside a password, a missing host). A port that is not a number may be a
+ * password whose '@' is missing ("redis://:s3cret") and becomes "***" too.
+ * Examples: "redis://:pw@h:6379/0" → "redis://:***@h:6379/0", "u:p@h" → "u:***@h".
+ * @returns out (always NUL-terminated, truncated to size - 1 bytes).
+ */
+char *msp_url_mask(const char *url, char *out, size_t size);
+
 #endif

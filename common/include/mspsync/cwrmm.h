@@ -199,9 +199,11 @@ typedef struct msp_cwrmm_integration_s {
     char  client_id[256];
     char  account[64];          /**< msp_cwrmm_account_id */
     char  bucket_key[384];      /**< GCRA bucket of the account (msp_key("cwrmm:<account>","rl")) */
-    char *client_secret;        /**< malloc'd, registered with msp_log_redact */
+    char *client_secret;        /**< malloc'd; zeroed and freed by msp_cwrmm_integration_clear */
     int   writeback_purchase;   /**< opted in per field */
     int   writeback_warranty;
+    int   redacted;             /**< 1: load registered client_secret with msp_log_redact, clear
+                                     forgets it (a struct filled by hand leaves it 0) */
 } msp_cwrmm_integration_t;
 
 /**
@@ -213,7 +215,7 @@ typedef struct msp_cwrmm_integration_s {
 int msp_cwrmm_integration_load(redisContext *c, const msp_secret_key_t *key, const char *tenant,
                                msp_cwrmm_integration_t *out, char *err, size_t err_size);
 
-/** @brief Zero and free the secret. NULL-safe. */
+/** @brief Zero and free the secret (forgetting load's msp_log_redact registration). NULL-safe. */
 void msp_cwrmm_integration_clear(msp_cwrmm_integration_t *in);
 
 /* ------------------------------------------------------------------------------------------ */

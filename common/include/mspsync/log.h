@@ -39,11 +39,26 @@ void msp_log_init(const char *service, const char *level);
 void msp_log_set_stream(FILE *f);
 
 /**
- * @brief Register a secret string to scrub from every later log line (copied; max 64 secrets;
- *        strings shorter than 4 chars are ignored, they would redact ordinary words). Thread-safe.
- *        The copies live until the process exits.
+ * @brief Register a secret string to scrub from every later log line (copied). Thread-safe.
+ *
+ * Register what is kept (a stored key, opened credentials, a live token), after it is kept,
+ * never a candidate that may still be refused: a registered string is hidden from every line,
+ * so a refused "key" that is an ordinary word would hide that word. Registrations are counted:
+ * every call must be matched by one msp_log_unredact() of the same string when the holder lets
+ * go of it (removed, disabled, rotated, expired, freed); the string stays redacted while any
+ * holder keeps it. Strings shorter than 4 bytes are ignored (they would redact ordinary words):
+ * no secret mspsync stores is that short, and such a string is not protected by redaction.
  */
 void msp_log_redact(const char *secret);
+
+/**
+ * @brief Forget one registration of secret (see msp_log_redact); the last one removes it from the
+ *        registry. A string that is not registered is ignored. Thread-safe.
+ */
+void msp_log_unredact(const char *secret);
+
+/** @brief How many distinct strings are registered now (for tests and metrics). Thread-safe. */
+size_t msp_log_redact_count(void);
 
 /**
  * @brief Write one JSON line. tenant, event and file may be NULL. Use MSP_LOG instead (direct

@@ -8,6 +8,7 @@
  *
  *   /healthz  200 {"status":"ok"} while the process runs its loop
  *   /readyz   200 {"status":"ready"} or 503 {"status":"not ready","reason":"..."} from ready_cb
+ *             (a fixed phrase: these endpoints are not authenticated)
  *   /metrics  text/plain; version=0.0.4
  */
 #ifndef MSPSYNC_OPS_H
@@ -40,7 +41,12 @@ double msp_metric_get(const msp_metrics_t *m, const char *name, const char *labe
 /** @brief The exposition text. @returns a new string (caller frees). */
 char *msp_metrics_render(const msp_metrics_t *m);
 
-/** Readiness: return 1 ready, 0 not ready with a reason in why. */
+/**
+ * Readiness: return 1 ready, 0 not ready with a reason in why. /readyz answers anyone, so why is
+ * a fixed phrase ("redis unavailable", "no sync.jobs partitions assigned yet"): never error
+ * text, an address or any other setting. The callback logs the details (addresses masked with
+ * msp_url_mask).
+ */
 typedef int (msp_ready_cb)(void *opaque, char *why, size_t why_size);
 
 /** @brief Mount /healthz, /readyz, /metrics on an existing server. @returns 0 or -1. */

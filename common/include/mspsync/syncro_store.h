@@ -21,6 +21,7 @@ typedef struct msp_syncro_integration_s {
     char  bucket_key[600];
     char  auth_header[600];
     char *api_key;          /**< owned; zeroed and freed by msp_syncro_integration_clear */
+    int   redacted;         /**< 1: load registered api_key with msp_log_redact, clear forgets it */
 } msp_syncro_integration_t;
 
 /**
