@@ -56,6 +56,24 @@ def free_port():
         return s.getsockname()[1]
 
 
+def quiet_port():
+    """A free loopback port below the kernel's ephemeral range, which no bind(0) and no outgoing
+    connection takes: a broker stopped for a while finds it still free when it comes back."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        lo = 32768
+    while True:
+        port = random.randrange(max(1024, lo - 12000), lo)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+
+
 def rand_id(n=10):
     return "".join(random.choice(string.ascii_lowercase + string.digits) for _ in range(n))
 
@@ -233,8 +251,16 @@ class Stack:
         assert self.own_broker, "only a stack's own broker may be stopped and started"
         env = dict(os.environ)
         env.setdefault("MSPSYNC_KAFKA_START_TIMEOUT", "240")  # a loaded machine starts a JVM slowly
-        out = subprocess.run([KAFKA_SH, "start", "--dir", self.kafka_dir], env=env, check=True,
+        ports = []
+        if not os.path.exists(os.path.join(self.kafka_dir, "ports")):  # first start
+            port, cport = quiet_port(), quiet_port()
+            while cport == port:
+                cport = quiet_port()
+            ports = ["--port", str(port), "--controller-port", str(cport)]
+        out = subprocess.run([KAFKA_SH, "start", "--dir", self.kafka_dir] + ports, env=env,
                              timeout=300, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise AssertionError("kafka.sh start --dir %s failed: %s" % (self.kafka_dir, out.stderr[-2000:]))
         return out.stdout.strip()
 
     def stop_broker(self):
