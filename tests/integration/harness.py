@@ -15,6 +15,7 @@ Environment (set by tests/integration/CMakeLists.txt):
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -32,6 +33,7 @@ BUILD = os.environ.get("MSPSYNC_BUILD_DIR", os.path.join(os.path.dirname(__file_
 SOURCE = os.environ.get("MSPSYNC_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
 KAFKA_DIR = os.environ.get("MSPSYNC_TEST_KAFKA_DIR", os.path.join(SOURCE, ".local/run/kafka"))
 WORK = os.environ.get("MSPSYNC_TEST_WORK", os.path.join(BUILD, "test-work"))
+KAFKA_SH = os.path.join(SOURCE, "deploy/local/kafka.sh")
 
 BIN = {
     "gateway": os.path.join(BUILD, "services/gateway/mspsync-gateway"),
@@ -43,6 +45,8 @@ BIN = {
     "mtp-sim": os.path.join(BUILD, "tests/simulators/mtp-sim"),
 }
 
+TOPIC_PARTITIONS = 6  # what the services create (msp_kafka_ensure_topics)
+
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
@@ -50,6 +54,24 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def quiet_port():
+    """A free loopback port below the kernel's ephemeral range, which no bind(0) and no outgoing
+    connection takes: a broker stopped for a while finds it still free when it comes back."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        lo = 32768
+    while True:
+        port = random.randrange(max(1024, lo - 12000), lo)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def rand_id(n=10):
@@ -72,7 +94,8 @@ def wait_until(pred, timeout, what, interval=0.2):
     raise AssertionError("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
 
 
-def wait_port_file(path, proc, timeout=30):
+def wait_port_file(path, proc, timeout=120):
+    # 120 s: a service creates its topics before it listens, which a loaded broker answers slowly
     def ready():
         if proc.poll() is not None:
             raise AssertionError("%s exited with %s before listening" % (proc.args[0], proc.returncode))
@@ -195,9 +218,11 @@ class Service:
 
 
 class Stack:
-    """Redis + simulator + services for one test, on the shared Kafka broker."""
+    """Redis + simulator + services for one test, on the shared Kafka broker (or, with
+    own_broker, on a broker of its own: for tests that stop and restart the broker, which would
+    pull the shared one from under the tests running beside them)."""
 
-    def __init__(self, test_name):
+    def __init__(self, test_name, own_broker=False):
         self.name = test_name
         self.dir = os.path.join(WORK, test_name + "-" + rand_id(6))
         os.makedirs(self.dir, exist_ok=True)
@@ -211,20 +236,66 @@ class Stack:
         self.gateway = None
         self.fetchers = []
         self.normalizer = None
-        with open(os.path.join(KAFKA_DIR, "bootstrap")) as f:
+        self.kafka_dir = KAFKA_DIR
+        self.own_broker = own_broker
+        if own_broker:
+            self.kafka_dir = os.path.join(self.dir, "kafka")
+            self.start_broker()
+        with open(os.path.join(self.kafka_dir, "bootstrap")) as f:
             self.brokers = f.read().strip()
+
+    # ------------------------------------------------------------ own broker
+    def start_broker(self):
+        """(Re)start this stack's own broker; @returns its bootstrap ("127.0.0.1:PORT"); a
+        restart keeps the port when it is still free."""
+        assert self.own_broker, "only a stack's own broker may be stopped and started"
+        env = dict(os.environ)
+        env.setdefault("MSPSYNC_KAFKA_START_TIMEOUT", "240")  # a loaded machine starts a JVM slowly
+        ports = []
+        if not os.path.exists(os.path.join(self.kafka_dir, "ports")):  # first start
+            port, cport = quiet_port(), quiet_port()
+            while cport == port:
+                cport = quiet_port()
+            ports = ["--port", str(port), "--controller-port", str(cport)]
+        out = subprocess.run([KAFKA_SH, "start", "--dir", self.kafka_dir] + ports, env=env,
+                             timeout=300, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise AssertionError("kafka.sh start --dir %s failed: %s" % (self.kafka_dir, out.stderr[-2000:]))
+        return out.stdout.strip()
+
+    def stop_broker(self):
+        assert self.own_broker, "only a stack's own broker may be stopped and started"
+        subprocess.run([KAFKA_SH, "stop", "--dir", self.kafka_dir], check=True, timeout=120)
 
     # ------------------------------------------------------------ processes
     def start_redis(self):
-        self.redis_port = free_port()
+        """A redis-server of our own. The port is only free when chosen: by the time redis binds
+        it another test may hold it (redis then exits), or another test's redis may answer on it;
+        so the server that answers must report our process id, else we try another port."""
         rdir = os.path.join(self.dir, "redis")
         os.makedirs(rdir, exist_ok=True)
-        with open(os.path.join(self.dir, "redis.log"), "ab") as log:
-            self.redis_proc = subprocess.Popen(
-                ["redis-server", "--bind", "127.0.0.1", "--port", str(self.redis_port), "--save", "",
-                 "--appendonly", "no", "--dir", rdir],
-                stdout=log, stderr=subprocess.STDOUT)
-        wait_until(lambda: self.redis("PING") == "PONG", 20, "redis PING")
+        for attempt in range(5):
+            self.redis_port = free_port()
+            with open(os.path.join(self.dir, "redis.log"), "ab") as log:
+                self.redis_proc = subprocess.Popen(
+                    ["redis-server", "--bind", "127.0.0.1", "--port", str(self.redis_port), "--save", "",
+                     "--appendonly", "no", "--dir", rdir],
+                    stdout=log, stderr=subprocess.STDOUT)
+
+            def ours():
+                if self.redis_proc.poll() is not None:
+                    return "exited"
+                pid = re.search(r"^process_id:(\d+)", self.redis_raw("INFO", "server"), re.M)
+                if not pid:
+                    return None
+                return "ours" if int(pid.group(1)) == self.redis_proc.pid else "foreign"
+            got = wait_until(ours, 60, "redis-server on port %d" % self.redis_port)
+            if got == "ours":
+                return
+            if got == "foreign":
+                self.redis_proc.kill()
+            self.redis_proc.wait()
+        raise AssertionError("could not start a redis-server of our own; see %s/redis.log" % self.dir)
 
     def base_env(self):
         env = dict(os.environ)
@@ -331,6 +402,12 @@ class Stack:
         if self.redis_proc:
             self.redis_proc.terminate()
             self.redis_proc.wait(10)
+        if self.own_broker:
+            try:
+                self.stop_broker()
+                shutil.rmtree(os.path.join(self.kafka_dir, "data"), ignore_errors=True)
+            except (subprocess.SubprocessError, OSError) as e:
+                problems.append("own broker did not stop: %s" % e)
         return problems
 
     # ------------------------------------------------------------ clients
@@ -402,12 +479,13 @@ class Stack:
         return js
 
     def wait_synced(self, tenant, job_id, assets=None, timeout=180):
-        """Wait until the job finished and, when given, the inventory holds `assets` live assets."""
+        """Wait until the job finished (job_id None: any job) and, when given, the inventory
+        holds `assets` live assets."""
         def done():
             s = self.status(tenant)
             if s.get("state") == "Error":
                 raise AssertionError("sync failed: %r" % s)
-            if s.get("job_id") != job_id or s.get("state") != "Connected":
+            if (job_id is not None and s.get("job_id") != job_id) or s.get("state") != "Connected":
                 return None
             if assets is not None and s["counts"]["assets"] - s["counts"].get("assets_gone", 0) != assets:
                 return None
@@ -459,22 +537,58 @@ class Stack:
     def topic(self, base):
         return self.prefix + base
 
+    def topic_ready(self, topic_base):
+        """True once the broker lists the topic with all its partitions, each with a leader."""
+        out = subprocess.run(["kcat", "-L", "-J", "-b", self.brokers, "-t", self.topic(topic_base)],
+                             capture_output=True, text=True, timeout=30)
+        if out.returncode != 0:
+            return False
+        try:
+            topics = json.loads(out.stdout)["topics"]
+        except (ValueError, KeyError):
+            return False
+        parts = topics[0].get("partitions") or [] if topics else []
+        return (len(parts) == TOPIC_PARTITIONS and not topics[0].get("error") and
+                all(p.get("leader", -1) >= 0 and not p.get("error") for p in parts))
+
+    def wait_topic(self, topic_base, timeout=90):
+        """Wait until the topic exists with its partitions led. The services create the topics
+        before they start, but the broker answers CreateTopics before every partition has a
+        leader: a read in between sees no topic (on a loaded machine for seconds)."""
+        wait_until(lambda: self.topic_ready(topic_base), timeout,
+                   "topic %s with %d led partitions" % (self.topic(topic_base), TOPIC_PARTITIONS))
+
     def kcat(self, topic_base, fmt="%k\t%s\n", timeout=120):
+        """Every record of the topic, from the beginning. A failed read fails the test (an
+        unreadable topic must not pass for an empty one)."""
+        self.wait_topic(topic_base)
         out = subprocess.run(["kcat", "-C", "-b", self.brokers, "-t", self.topic(topic_base), "-e", "-q",
                               "-o", "beginning", "-f", fmt], capture_output=True, text=True, timeout=timeout)
+        if out.returncode != 0:
+            raise AssertionError("kcat -C %s failed (%d): %s" % (self.topic(topic_base), out.returncode,
+                                                                 out.stderr.strip()))
         return [l for l in out.stdout.split("\n") if l]
 
-    def topic_end_offsets(self, topic_base):
-        out = subprocess.run(["kcat", "-Q", "-b", self.brokers] +
-                             sum([["-t", "%s:%d:-1" % (self.topic(topic_base), p)] for p in range(6)], []),
-                             capture_output=True, text=True, timeout=30)
-        ends = {}
-        for line in out.stdout.split("\n"):
-            parts = line.split()
-            # "<topic> [<p>] offset <n>"
-            if len(parts) >= 4 and parts[2] == "offset":
-                ends[int(parts[1].strip("[]"))] = int(parts[3])
-        return ends
+    def topic_end_offsets(self, topic_base, timeout=90):
+        """{partition: end offset} for every partition of the topic; waits until the broker
+        answers for all of them (a partial answer would read as "nothing there")."""
+        def query():
+            if not self.topic_ready(topic_base):
+                return None
+            out = subprocess.run(["kcat", "-Q", "-b", self.brokers] +
+                                 sum([["-t", "%s:%d:-1" % (self.topic(topic_base), p)]
+                                      for p in range(TOPIC_PARTITIONS)], []),
+                                 capture_output=True, text=True, timeout=30)
+            ends = {}
+            for line in out.stdout.split("\n"):
+                parts = line.split()
+                # "<topic> [<p>] offset <n>"
+                if len(parts) >= 4 and parts[2] == "offset":
+                    ends[int(parts[1].strip("[]"))] = int(parts[3])
+            if out.returncode != 0 or len(ends) != TOPIC_PARTITIONS:
+                raise AssertionError("kcat -Q: %r %s" % (ends, out.stderr.strip()))
+            return ends
+        return wait_until(query, timeout, "end offsets of %s" % self.topic(topic_base), interval=0.5)
 
     def group_committed(self, group, topic_base):
         """Sum of committed offsets of a group on a topic, via the gateway-independent
@@ -484,7 +598,7 @@ class Stack:
             libs = os.path.join(SOURCE, ".local/kafka/libs")
         out = subprocess.run(["java", "-cp", libs + "/*", "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
                               "--bootstrap-server", self.brokers, "--describe", "--group", self.prefix + group],
-                             capture_output=True, text=True, timeout=60)
+                             capture_output=True, text=True, timeout=120)  # a JVM, on a loaded machine
         total, seen = 0, False
         for line in out.stdout.split("\n"):
             parts = line.split()
@@ -497,9 +611,10 @@ class Stack:
 class StackTest(unittest.TestCase):
     """Base class: a Stack per test, stopped at the end with a clean-shutdown check."""
 
-    def make_stack(self, **kw):
-        self.stack = Stack(self.id().split(".")[-1]).start_all(**kw)
+    def make_stack(self, own_broker=False, **kw):
+        self.stack = Stack(self.id().split(".")[-1], own_broker=own_broker)
         self.addCleanup(self._teardown)
+        self.stack.start_all(**kw)
         return self.stack
 
     def _teardown(self):

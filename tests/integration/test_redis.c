@@ -35,6 +35,8 @@ static pid_t g_server = -1;
 static char g_tenant[64];
 static redisContext *g_c;
 
+static void stop_server(void);
+
 /* ---------------------------------------------------------------------------------------------
  * Server and helpers
  * ------------------------------------------------------------------------------------------- */
@@ -58,41 +60,57 @@ static int free_port(void) {
     return port;
 }
 
+/* 1: the server on g_url answers PING and is process `pid` (INFO server's process_id): the
+ * port was free when chosen, but another test's redis-server may have taken it since and
+ * answer in our place. 0: no answer yet. -1: someone else answers. */
+static int server_is(pid_t pid) {
+    char err[128];
+    redisContext *c = msp_redis_connect(g_url, err, sizeof(err));
+    if (!c) return 0;
+    int rc = 0;
+    redisReply *r = redisCommand(c, "INFO server");
+    if (r && r->type == REDIS_REPLY_STRING) {
+        const char *p = strstr(r->str, "process_id:");
+        rc = p && atol(p + strlen("process_id:")) == (long)pid ? 1 : p ? -1 : 0;
+    }
+    if (r) freeReplyObject(r);
+    redisFree(c);
+    return rc;
+}
+
+/* Starts redis-server on one free port after another until one of them is its own (up to 5
+ * tries, each waiting up to 20 s: a loaded machine starts it slowly). */
 static int start_server(void) {
     const char *bin = getenv("MSPSYNC_REDIS_SERVER");
     if (!bin || !*bin) bin = "redis-server";
-    int port = free_port();
-    if (port < 0) return -1;
-    char portstr[16];
-    snprintf(portstr, sizeof(portstr), "%d", port);
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0) dup2(devnull, STDOUT_FILENO);
-        execlp(bin, bin, "--port", portstr, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--daemonize", "no", (char *)NULL);
-        _exit(127);
-    }
-    g_server = pid;
-    snprintf(g_url, sizeof(g_url), "127.0.0.1:%d", port);
-    /* wait until it answers PING (up to 5 s) */
-    for (int i = 0; i < 100; i++) {
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            g_server = -1;
-            return -1; /* exited: binary missing or port taken */
+    for (int attempt = 0; attempt < 5; attempt++) {
+        int port = free_port();
+        if (port < 0) return -1;
+        char portstr[16];
+        snprintf(portstr, sizeof(portstr), "%d", port);
+        pid_t pid = fork();
+        if (pid < 0) return -1;
+        if (pid == 0) {
+            int devnull = open("/dev/null", O_WRONLY);
+            if (devnull >= 0) dup2(devnull, STDOUT_FILENO);
+            execlp(bin, bin, "--port", portstr, "--bind", "127.0.0.1", "--save", "",
+                   "--appendonly", "no", "--daemonize", "no", (char *)NULL);
+            _exit(127);
         }
-        char err[128];
-        redisContext *c = msp_redis_connect(g_url, err, sizeof(err));
-        if (c) {
-            redisReply *r = redisCommand(c, "PING");
-            int ok = r && r->type == REDIS_REPLY_STATUS;
-            if (r) freeReplyObject(r);
-            redisFree(c);
-            if (ok) return 0;
+        g_server = pid;
+        snprintf(g_url, sizeof(g_url), "127.0.0.1:%d", port);
+        int status, who = 0;
+        for (int i = 0; i < 400 && who == 0; i++) {
+            if (waitpid(pid, &status, WNOHANG) == pid) {
+                g_server = -1;
+                if (WIFEXITED(status) && WEXITSTATUS(status) == 127) return -1; /* no binary */
+                break; /* exited: the port was taken; another one */
+            }
+            who = server_is(pid);
+            if (who == 0) usleep(50000);
         }
-        usleep(50000);
+        if (who == 1) return 0;
+        stop_server();
     }
     return -1;
 }
@@ -284,12 +302,14 @@ static void gcra_waiting_the_retry_after_lets_one_more_through(void **state) {
     (void)state;
     char k[128], err[256];
     key(k, sizeof(k), "rl:wait");
-    const double rate = 20.0; /* T = 50 ms */
+    /* T = 1 s: the last two takes must come within one slot of each other, which a loaded
+     * machine does not promise for 50 ms */
+    const double rate = 1.0;
     int64_t retry = 0;
     assert_int_equal(msp_gcra_take(g_c, k, rate, 2, 1, &retry, err, sizeof(err)), 1);
     assert_int_equal(msp_gcra_take(g_c, k, rate, 2, 1, &retry, err, sizeof(err)), 1);
     assert_int_equal(msp_gcra_take(g_c, k, rate, 2, 1, &retry, err, sizeof(err)), 0);
-    assert_true(retry >= 1 && retry <= 50);
+    assert_true(retry >= 1 && retry <= 1000);
     usleep((useconds_t)retry * 1000 + 2000);
     assert_int_equal(msp_gcra_take(g_c, k, rate, 2, 1, &retry, err, sizeof(err)), 1);
     assert_int_equal(msp_gcra_take(g_c, k, rate, 2, 1, &retry, err, sizeof(err)), 0);
@@ -344,7 +364,9 @@ static void two_clients_sharing_a_bucket_never_exceed_its_rate(void **state) {
             allowed, limited, elapsed, rate, burst);
     assert_true(limited > 0);
     assert_true(allowed <= burst + (long)(rate * elapsed) + 1);
-    assert_true(allowed >= (long)(rate * elapsed * 0.9));
+    /* and the bucket is not starved; loosely: a descheduled client (loaded machine) loses the
+     * slots that went by while it was not asking */
+    assert_true(allowed >= (long)(rate * elapsed * 0.5));
     redisFree(a);
     redisFree(b);
     del(g_c, k);

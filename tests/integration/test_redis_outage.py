@@ -20,12 +20,17 @@ class RedisOutageTest(StackTest):
 
         s.wait_asset_page("nova", 10)
         s.redis_proc.send_signal(signal.SIGSTOP)
+        stalled = time.time()
         try:
-            time.sleep(8)
-            # While Redis is away the gateway says so instead of hanging or crashing.
-            st, js2, _ = s.api("GET", "/v1/tenants/nova/integrations/syncro")
+            # While Redis is away the gateway says so instead of hanging or crashing (once its
+            # Redis timeout has run out: waited for, a loaded machine takes longer).
+            st, js2, _ = wait_until(
+                lambda: (lambda r: r if r[0] != 200 else None)(s.api("GET", "/v1/tenants/nova/integrations/syncro")),
+                60, "the gateway noticing the Redis stall")
             self.assertEqual(st, 503, js2)
             self.assertIn("redis", js2["error"].lower())
+            # The stall lasts 8 s at least, so that every service meets it mid-sync.
+            time.sleep(max(0.0, stalled + 8 - time.time()))
         finally:
             s.redis_proc.send_signal(signal.SIGCONT)
         s.wait_synced("nova", js["job_id"], assets=3000, timeout=240)

@@ -24,26 +24,33 @@ class ScheduleTest(StackTest):
             st, js, _ = s.connect(t, t + "-msp", t + "-key-123456")
             self.assertEqual(st, 201, js)
             s.wait_synced(t, js["job_id"], assets=40)
-        start = time.time()
-        time.sleep(3 * INTERVAL_MS / 1000.0 + 1.5)
-        jobs = [json.loads(l.split("\t", 1)[1]) for l in s.kcat("sync.jobs")]
-        scheduled = collections.defaultdict(list)
-        for j in jobs:
-            if j["reason"] == "schedule":
-                scheduled[j["tenant"]].append(j)
+
+        def scheduled_jobs():
+            scheduled = collections.defaultdict(list)
+            for l in s.kcat("sync.jobs"):
+                j = json.loads(l.split("\t", 1)[1])
+                if j["reason"] == "schedule":
+                    scheduled[j["tenant"]].append(j)
+            return scheduled
+        # Every tenant re-synced on schedule, twice at least (waited for, not slept: a loaded
+        # machine runs the syncs late, never early).
+        scheduled = wait_until(lambda: (lambda x: x if all(len(x[t]) >= 2 for t in tenants) else None)
+                               (scheduled_jobs()), 3 * INTERVAL_MS / 1000.0 + 120,
+                               "every tenant re-synced twice on schedule", interval=1)
         for t in tenants:
             runs = scheduled[t]
-            # one run per interval after the first sync ended: 3 intervals slept → 2 or 3 runs
-            self.assertGreaterEqual(len(runs), 2, "tenant %s was not re-synced on schedule" % t)
-            self.assertLessEqual(len(runs), 4, "tenant %s scheduled too often: %d" % (t, len(runs)))
             stamps = sorted(harness_ts(j["requested_at"]) for j in runs)
             gaps = [b - a for a, b in zip(stamps, stamps[1:])]
             self.assertTrue(all(g >= INTERVAL_MS / 1000.0 * 0.9 for g in gaps),
                             "tenant %s scheduled twice within one interval: gaps %r" % (t, gaps))
         # Each scheduled job was queued by exactly one replica (each logs what it queued),
         # and the scheduled syncs ran to completion.
-        queued_by = [f.logtext().count('"schedule.queued"') for f in s.fetchers]
-        self.assertEqual(sum(queued_by), sum(len(v) for v in scheduled.values()))
+        # (the logs and the topic are read one after the other: read again until they agree, for
+        # a job queued in between)
+        def agree():
+            queued_by = [f.logtext().count('"schedule.queued"') for f in s.fetchers]
+            return sum(queued_by) == sum(len(v) for v in scheduled_jobs().values())
+        wait_until(agree, 60, "each scheduled job logged by exactly one replica", interval=0.5)
         for t in tenants:
             wait_until(lambda t=t: s.status(t)["state"] == "Connected", 60, "%s connected" % t)
 

@@ -4,7 +4,6 @@ give exactly the expected tickets, comments and status changes, with zero duplic
 org's incident is dead-lettered with the reason, shows in the status, and is ticketed once mapped
 and replayed.
 """
-import time
 
 import ticketing as T
 from harness import StackTest, main, wait_until
@@ -156,7 +155,7 @@ class TicketsTest(StackTest):
         wait_until(lambda: len(T.sim_tickets(s)) == 2, 60, "the replayed incident's ticket")
         t = [t for t in T.sim_tickets(s) if str(t["customer_id"]) == cust]
         self.assertEqual(len(t), 1)
-        time.sleep(2)
+        T.wait_drained(s)  # everything consumed (not a sleep): and still no second ticket
         self.assertEqual(len(T.sim_tickets(s)), 2)
 
     def test_rules_technician_changes_reopen_window_and_deleted_tickets(self):
