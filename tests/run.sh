@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/run.sh — the whole test suite, from a fresh Debian machine.
 #
-#   1. installs what it needs (deploy/local/install-deps.sh: Debian packages, Kafka jars);
+#   1. installs what it needs (deploy/local/install-deps.sh: Debian packages, Kafka jars, the
+#      Python test tools in .local/venv);
 #   2. builds twice: a normal build (build/) and an AddressSanitizer+UBSan build (build-asan/);
 #   3. runs, in each build, the unit tests (ctest -L unit);
 #   4. then the integration tests of every build at the same time (ctest -L integration, each

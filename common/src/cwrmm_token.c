@@ -78,7 +78,7 @@ struct cw_entry_s {
     char         account[64];
     char         cred[17];        /* first 16 hex of SHA-256(secret) */
     char         base_url[512];
-    char         client_id[256];
+    char         client_id[1024];  /* 255 characters of UTF-8 */
     char        *secret;          /* owned copy, for a POST that starts after a lock wait */
     char        *token;           /* owned, NULL when none */
     int64_t      expires_at_ms;   /* wall clock */

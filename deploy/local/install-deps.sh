@@ -6,6 +6,9 @@
 #  2. The Apache Kafka broker jars (version in deploy/local/kafka-pom.xml) copied from Maven Central
 #     into $MSPSYNC_LOCAL_DIR/kafka/libs (default <repo>/.local/kafka/libs); skipped when the marker
 #     $MSPSYNC_LOCAL_DIR/kafka/installed matches the pom.
+#  3. A Python venv at $MSPSYNC_LOCAL_DIR/venv with the pinned test tools from PyPI (Schemathesis
+#     and openapi-spec-validator, used by tests/integration/test_api_properties.py); skipped when
+#     the marker $MSPSYNC_LOCAL_DIR/venv/installed matches the pins.
 #
 # Idempotent. Prints nothing but errors and one summary line. Exit 0 on success.
 # Env: MSPSYNC_LOCAL_DIR, MSPSYNC_SKIP_APT=1 (don't touch Debian packages), MVN (maven command).
@@ -15,7 +18,10 @@ set -euo pipefail
 
 PACKAGES=(build-essential cmake pkg-config librdkafka-dev libjansson-dev libhiredis-dev
           libevent-dev libcurl4-openssl-dev libssl-dev redis-server kcat libcmocka-dev python3
-          default-jre-headless maven curl docker-compose wrk)
+          python3-venv default-jre-headless maven curl docker-compose wrk)
+# Test tools from PyPI, pinned: a new Schemathesis release may change what it generates or checks.
+PY_TOOLS=(schemathesis==4.32.5 openapi-spec-validator==0.9.0)
+VENV="$MSPSYNC_LOCAL_DIR/venv"
 POM="$MSPSYNC_REPO/deploy/local/kafka-pom.xml"
 KAFKA_HOME="$MSPSYNC_LOCAL_DIR/kafka"
 LIBS="$KAFKA_HOME/libs"
@@ -78,4 +84,20 @@ else
     kafka_summary="kafka $kafka_version: fetched $(find "$LIBS" -name '*.jar' | wc -l) jars into $LIBS"
 fi
 
-echo "install-deps: debian: $apt_summary; $kafka_summary"
+# ---- 3. Python test tools -----------------------------------------------------------------------
+want_py="${PY_TOOLS[*]}"
+if [ -f "$VENV/installed" ] && [ "$(cat "$VENV/installed")" = "$want_py" ] && [ -x "$VENV/bin/st" ]; then
+    py_summary="python tools present in $VENV"
+else
+    if [ ! -x "$VENV/bin/python" ] && ! python3 -m venv "$VENV" >"$tmplog" 2>&1; then
+        cat "$tmplog" >&2; msp_die "could not create the venv $VENV (python3-venv missing?)"
+    fi
+    if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PY_TOOLS[@]}" \
+            >"$tmplog" 2>&1; then
+        cat "$tmplog" >&2; msp_die "pip could not install ${PY_TOOLS[*]} into $VENV"
+    fi
+    printf '%s\n' "$want_py" >"$VENV/installed"
+    py_summary="installed ${PY_TOOLS[*]} into $VENV"
+fi
+
+echo "install-deps: debian: $apt_summary; $kafka_summary; $py_summary"

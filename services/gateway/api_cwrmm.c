@@ -284,11 +284,12 @@ static void cwput_store(cwput_t *p) {
                  "integration_saved", created ? 201 : 200, body);
 }
 
-/* A string field of 1..max bytes without NUL. @returns the value or NULL. */
+/* A string field of 1..max characters (as the document's maxLength counts) without NUL.
+ * @returns the value (borrowed) or NULL. */
 static const char *str_field(const json_t *in, const char *name, size_t max) {
     json_t *v = json_object_get(in, name);
     const char *s = json_string_value(v);
-    if (!s || !s[0] || json_string_length(v) > max || strlen(s) != json_string_length(v))
+    if (!s || !s[0] || strlen(s) != json_string_length(v) || gw_utf8_chars(s) > max)
         return NULL;
     return s;
 }
@@ -311,12 +312,15 @@ void api_cwrmm_put(gw_t *gw, struct evhttp_request *req, const char *tenant) {
     int wb_purchase = -1, wb_warranty = -1;
     if ((jregion && !json_is_string(jregion)) || (jbase && !json_is_string(jbase))) {
         gw_reply_error(gw, req, route, 400, "\"region\" and \"base_url\" must be strings");
+    } else if ((jregion && !json_string_length(jregion)) || (jbase && !json_string_length(jbase))) {
+        /* an empty one is not "absent": the document's oneOf counts the keys sent */
+        gw_reply_error(gw, req, route, 400, "\"region\" and \"base_url\" must not be empty");
     } else if (!client_id) {
         gw_reply_error(gw, req, route, 400, "\"client_id\" must be a non-empty string of at most "
-                       "%d bytes", MAX_CLIENT_ID);
+                       "%d characters", MAX_CLIENT_ID);
     } else if (!secret) {
         gw_reply_error(gw, req, route, 400, "\"client_secret\" must be a non-empty string of at "
-                       "most %d bytes", MAX_SECRET);
+                       "most %d characters", MAX_SECRET);
     } else if (gw_integ_parse_writeback(json_object_get(in, "writeback"), &wb_purchase,
                                         &wb_warranty, err, sizeof(err)) < 0) {
         gw_reply_error(gw, req, route, 400, "%s", err);

@@ -244,7 +244,7 @@ static void put_me_cb(msp_http_response_t *res, void *arg) {
 
 static void put_call_me(put_t *p) {
     gw_t *gw = p->gw;
-    char url[600], auth[MAX_API_KEY + 64];
+    char url[600], auth[4 * MAX_API_KEY + 64];  /* up to 4 bytes per character */
     snprintf(url, sizeof(url), "%s/me", p->base_url);
     msp_syncro_auth_header(p->api_key, auth, sizeof(auth));
     const char *headers[] = {auth, "Accept: application/json", NULL};
@@ -275,10 +275,13 @@ void api_syncro_put(gw_t *gw, struct evhttp_request *req, const char *tenant) {
         gw_reply_error(gw, req, route, 400, "%s", err);
     } else if ((jsub && !json_is_string(jsub)) || (jbase && !json_is_string(jbase))) {
         gw_reply_error(gw, req, route, 400, "\"subdomain\" and \"base_url\" must be strings");
-    } else if (!api_key || !api_key[0] || json_string_length(jkey) > MAX_API_KEY ||
+    } else if ((jsub && !json_string_length(jsub)) || (jbase && !json_string_length(jbase))) {
+        /* an empty one is not "absent": the document's oneOf counts the keys sent */
+        gw_reply_error(gw, req, route, 400, "\"subdomain\" and \"base_url\" must not be empty");
+    } else if (!api_key || !api_key[0] || gw_utf8_chars(api_key) > MAX_API_KEY ||
                strlen(api_key) != json_string_length(jkey)) {
         gw_reply_error(gw, req, route, 400, "\"api_key\" must be a non-empty string of at most "
-                       "%d bytes", MAX_API_KEY);
+                       "%d characters", MAX_API_KEY);
     } else if (msp_syncro_base_url(json_string_value(jsub), json_string_value(jbase), base,
                                    sizeof(base), err, sizeof(err)) != 0) {
         gw_reply_error(gw, req, route, 400, "%s", err);

@@ -33,9 +33,9 @@ void api_tenants_create(gw_t *gw, struct evhttp_request *req) {
         json_decref(in);
         return;
     }
-    if (!name || !name[0] || strlen(name) > MAX_NAME) {
+    if (!name || !name[0] || gw_utf8_chars(name) > MAX_NAME) {
         gw_reply_error(gw, req, route, 400, "\"name\" must be a non-empty string of at most %d "
-                       "bytes", MAX_NAME);
+                       "characters", MAX_NAME);
         json_decref(in);
         return;
     }

@@ -196,7 +196,7 @@ int msp_date_normalize(const char *in, char out[11]);
 
 typedef struct msp_cwrmm_integration_s {
     char  base_url[512];
-    char  client_id[256];
+    char  client_id[1024];      /**< up to 255 characters of UTF-8 (the gateway's limit) */
     char  account[64];          /**< msp_cwrmm_account_id */
     char  bucket_key[384];      /**< GCRA bucket of the account (msp_key("cwrmm:<account>","rl")) */
     char *client_secret;        /**< malloc'd; zeroed and freed by msp_cwrmm_integration_clear */
