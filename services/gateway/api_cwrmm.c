@@ -26,6 +26,7 @@
  * once Kafka has it, deletes the integration's keys: 202. A failed publish deletes nothing.
  */
 #include "gateway.h"
+#include "mspsync/utf8.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -289,7 +290,7 @@ static void cwput_store(cwput_t *p) {
 static const char *str_field(const json_t *in, const char *name, size_t max) {
     json_t *v = json_object_get(in, name);
     const char *s = json_string_value(v);
-    if (!s || !s[0] || strlen(s) != json_string_length(v) || gw_utf8_chars(s) > max)
+    if (!s || !s[0] || strlen(s) != json_string_length(v) || msp_utf8_chars(s) > max)
         return NULL;
     return s;
 }

@@ -23,6 +23,7 @@
  * error) so the integration page shows what keeps incidents from becoming tickets.
  */
 #include "gateway.h"
+#include "mspsync/utf8.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -278,7 +279,7 @@ void api_syncro_put(gw_t *gw, struct evhttp_request *req, const char *tenant) {
     } else if ((jsub && !json_string_length(jsub)) || (jbase && !json_string_length(jbase))) {
         /* an empty one is not "absent": the document's oneOf counts the keys sent */
         gw_reply_error(gw, req, route, 400, "\"subdomain\" and \"base_url\" must not be empty");
-    } else if (!api_key || !api_key[0] || gw_utf8_chars(api_key) > MAX_API_KEY ||
+    } else if (!api_key || !api_key[0] || msp_utf8_chars(api_key) > MAX_API_KEY ||
                strlen(api_key) != json_string_length(jkey)) {
         gw_reply_error(gw, req, route, 400, "\"api_key\" must be a non-empty string of at most "
                        "%d characters", MAX_API_KEY);

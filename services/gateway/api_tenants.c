@@ -6,6 +6,7 @@
  * writes the hash and answers 201; the other answers 409.
  */
 #include "gateway.h"
+#include "mspsync/utf8.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +34,7 @@ void api_tenants_create(gw_t *gw, struct evhttp_request *req) {
         json_decref(in);
         return;
     }
-    if (!name || !name[0] || gw_utf8_chars(name) > MAX_NAME) {
+    if (!name || !name[0] || msp_utf8_chars(name) > MAX_NAME) {
         gw_reply_error(gw, req, route, 400, "\"name\" must be a non-empty string of at most %d "
                        "characters", MAX_NAME);
         json_decref(in);
