@@ -4,9 +4,14 @@
  * The flag is a sig_atomic_t written only by the handler (and msp_lifecycle_stop); waits poll it
  * every 50-100 ms. SA_RESTART is left off so that a blocking call the signal lands in returns
  * early (EINTR) instead of finishing its own timeout first.
+ *
+ * The stop's clock starts when the cleared flag is first seen, by the watchdog (every 20 ms) or
+ * by msp_lifecycle_budget_ms, whichever comes first; one atomic compare-and-swap decides.
  */
 #include "mspsync/lifecycle.h"
 
+#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -25,6 +30,40 @@ static void on_signal(int sig) {
     run = 0;
 }
 
+static int64_t stop_seen_ms; /* 0 until the cleared flag is seen; then when (atomic) */
+
+static int64_t stop_started(void) {
+    int64_t seen = __atomic_load_n(&stop_seen_ms, __ATOMIC_ACQUIRE);
+    if (seen) return seen;
+    int64_t now = msp_now_ms(), expected = 0;
+    if (__atomic_compare_exchange_n(&stop_seen_ms, &expected, now, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE))
+        return now;
+    return expected; /* another thread saw it first */
+}
+
+int msp_lifecycle_budget_ms(int want) {
+    if (run) return want;
+    int64_t left = stop_started() + MSP_STOP_GRACE_MS - msp_now_ms();
+    if (left < 0) left = 0;
+    return left < want ? (int)left : want;
+}
+
+/* The last resort: whatever the graceful path waits on, the process is gone in time. */
+static void *watchdog(void *arg) {
+    (void)arg;
+    for (;;) {
+        usleep(20 * 1000);
+        if (run) continue;
+        if (msp_now_ms() - stop_started() < MSP_STOP_HARD_MS) continue;
+        MSP_WARN("shutdown.forced", NULL, "the graceful stop took over %d ms; exiting now (work "
+                 "not committed replays on the next start)", MSP_STOP_HARD_MS);
+        fflush(NULL);
+        _exit(0);
+    }
+    return NULL;
+}
+
 void msp_lifecycle_signals(void) {
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -33,6 +72,12 @@ void msp_lifecycle_signals(void) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    static int watching;
+    pthread_t t;
+    if (!watching && pthread_create(&t, NULL, watchdog, NULL) == 0) {
+        pthread_detach(t);
+        watching = 1;
+    }
 }
 
 int msp_lifecycle_running(void) { return run != 0; }

@@ -236,12 +236,10 @@ stop:
     f->http = NULL;
     msp_cwrmm_tokens_destroy(f->cw_tokens);
     f->cw_tokens = NULL;
-    if (f->producer) rd_kafka_flush(f->producer, 10000);
+    /* bounded (lifecycle.h): pages not acknowledged keep their cursor and are fetched again */
+    if (f->producer) rd_kafka_flush(f->producer, msp_lifecycle_budget_ms(10000));
     jobs_destroy_all(f);
-    if (f->consumer) {
-        rd_kafka_consumer_close(f->consumer);
-        rd_kafka_destroy(f->consumer);
-    }
+    msp_kafka_consumer_close_within(f->consumer, msp_lifecycle_budget_ms(10000));
     if (f->producer) rd_kafka_destroy(f->producer);
     msp_offtrack_destroy(f->offtrack);
     msp_svc_close(&svc);

@@ -265,7 +265,7 @@ out:
         evhttp_del_accept_socket(gw.http, sock);   /* stop accepting */
     msp_http_destroy(gw.vendor);                   /* callbacks answer 503 */
     gw.vendor = NULL;
-    gw_kafka_stop(&gw, SHUTDOWN_FLUSH_MS);         /* delivery reports answer the held requests */
+    gw_kafka_stop(&gw, msp_lifecycle_budget_ms(SHUTDOWN_FLUSH_MS)); /* delivery reports answer the held requests */
     gw_held_fail_all(&gw, "the gateway is shutting down"); /* drops token waiters */
     msp_cwrmm_tokens_destroy(gw.cwtokens);
     gw.cwtokens = NULL;

@@ -29,6 +29,8 @@ import subprocess
 import time
 import unittest
 
+import harness
+
 from harness import (BIN, BUILD, KAFKA_DIR, SANITIZER_MARKS, WORK, free_port, http, rand_id,
                      wait_port_file, wait_until)
 
@@ -170,6 +172,58 @@ class LifecycleTest(unittest.TestCase):
 
     def kafka_logged(self, p):
         return any(l.get("event") == "kafka.log" for l in p.json_lines())
+
+    # -------------------------------------------------------------------------------------------
+    def test_kafka_gone_after_start_every_service_still_stops_within_2s(self):
+        """The broker goes away while everything runs, with a webhook held for its ack: the stop
+        must not wait out a producer flush or a consumer close (each 10-30 s)."""
+        import threading
+        import cwrmm
+        import ticketing
+        stack = harness.Stack("lifecycle-kafka-gone-" + rand_id(4), own_broker=True)
+        self.addCleanup(stack.stop_all)
+        stack.start_all()
+        stack.start_ticket_creator()
+        cwrmm.start_write_back(stack)
+        stack.add_tenant(ticketing.TENANT)
+        st, body, _ = stack.api("POST", "/v1/tenants/%s/webhooks/mtp/secret" % ticketing.TENANT, {})
+        self.assertEqual(st, 201, body)
+        # every consumer holds its assignment: the close would have a group to leave
+        ours = [svc for svc in stack.services if not svc.name.endswith("-sim")]
+        for svc in ours:
+            wait_until(lambda: harness.http("GET", svc.url("/readyz"), timeout=5)[0] == 200, 180,
+                       "%s ready" % svc.name)
+        stack.stop_broker()
+        incident = {"id": 4711, "org_id": "org-7", "org_name": "Contoso Ltd",
+                    "alert_type": "device_offline", "status": "open", "severity": "high",
+                    "title": "WS-01 offline", "subject": "WS-01", "description": "held",
+                    "link": "https://mtp.example/incidents/4711",
+                    "occurred_at": "2026-11-23T21:45:00Z"}
+        answered = []
+
+        def hold():
+            try:  # held until Kafka acknowledges: the stop answers it (503) or cuts it
+                answered.append(ticketing.post_incident(stack, body["secret"], incident)[0])
+            except OSError as e:
+                answered.append(repr(e))
+        held = threading.Thread(target=hold, daemon=True)
+        held.start()
+        held.join(1.0)
+        self.assertEqual(answered, [], "the incident must be held, waiting for the broker")
+        slow = {}
+        for svc in reversed(ours):
+            t0 = time.monotonic()
+            svc.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = svc.proc.wait(STOP_LIMIT_S + 10)
+            except subprocess.TimeoutExpired:
+                svc.proc.kill()
+                rc = svc.proc.wait()
+            took = time.monotonic() - t0
+            if rc != 0 or took > STOP_LIMIT_S:
+                slow[svc.name] = (rc, round(took, 2))
+        self.assertEqual(slow, {}, "services that did not exit 0 within %s s of SIGTERM with the "
+                         "broker gone: {name: (exit code, seconds)}" % STOP_LIMIT_S)
 
     # -------------------------------------------------------------------------------------------
     def test_kafka_unreachable_service_is_alive_not_ready_and_stops_on_sigterm_within_2s(self):

@@ -5,6 +5,8 @@ org's incident is dead-lettered with the reason, shows in the status, and is tic
 and replayed.
 """
 
+import time
+
 import ticketing as T
 from harness import StackTest, main, wait_until
 

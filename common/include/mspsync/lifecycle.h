@@ -10,6 +10,15 @@
  * is honoured within a fraction of a second at any moment.
  *
  * The handler only clears a flag (async-signal-safe); event loops notice it on their tick.
+ *
+ * Stopping is bounded too: from the moment the flag is seen cleared, the graceful path (deliver
+ * what was produced, commit stored offsets, leave the group) gets MSP_STOP_GRACE_MS, asked for
+ * through msp_lifecycle_budget_ms(); a Kafka that went away after start-up cannot make a flush
+ * or a consumer close wait its own timeout. A watchdog thread ends the process with exit code 0
+ * at MSP_STOP_HARD_MS whatever it is doing. Cutting a stop short is safe by design: offsets are
+ * committed only after a worker's side effect is done and Kafka acknowledged its output, so what
+ * was not finished replays on the next start, exactly as after a SIGKILL, which the kill tests
+ * exercise.
  */
 #ifndef MSPSYNC_LIFECYCLE_H
 #define MSPSYNC_LIFECYCLE_H
@@ -19,10 +28,17 @@
 struct event_base;
 
 /**
- * @brief Install the SIGINT/SIGTERM handlers (they clear the run flag) and ignore SIGPIPE.
- * Call first in main, right after reading the configuration.
+ * @brief Install the SIGINT/SIGTERM handlers (they clear the run flag), ignore SIGPIPE and
+ * start the stop watchdog (a detached thread polling the flag every 20 ms; it exits the process
+ * with 0 MSP_STOP_HARD_MS after the stop, logging "shutdown.forced"). Call first in main, right
+ * after reading the configuration.
  */
 void msp_lifecycle_signals(void);
+
+/** Time the graceful stop may take, from the moment the cleared flag is first seen. */
+#define MSP_STOP_GRACE_MS 1400
+/** The watchdog's exit, from the same moment (an orchestrator allows 2 s in our promise). */
+#define MSP_STOP_HARD_MS 1800
 
 /** @brief 1 until SIGINT/SIGTERM arrived (or msp_lifecycle_stop), then 0. */
 int msp_lifecycle_running(void);
@@ -32,6 +48,12 @@ volatile sig_atomic_t *msp_lifecycle_run_flag(void);
 
 /** @brief Clear the run flag as a signal would (a fatal error, tests). */
 void msp_lifecycle_stop(void);
+
+/**
+ * @brief How long a step of the stop may wait: want while running, else what is left of
+ * MSP_STOP_GRACE_MS since the stop was first seen (0 when spent), never more than want.
+ */
+int msp_lifecycle_budget_ms(int want);
 
 /**
  * @brief Wait ms while running base (may be NULL) without blocking, in 50 ms slices.
