@@ -57,6 +57,20 @@ def handles_sigterm(pid):
     return False
 
 
+def sigterm_timed(proc):
+    """SIGTERM; returns (exit code, seconds to exit), or (None, seconds) when it was still running
+    STOP_LIMIT_S + 3 s later (then SIGKILLed)."""
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        rc = proc.wait(STOP_LIMIT_S + 3)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None, time.monotonic() - t0
+    return rc, time.monotonic() - t0
+
+
 class Proc:
     """One service process with stdout and stderr in separate files."""
 
@@ -91,16 +105,7 @@ class Proc:
         return [json.loads(l) for l in self.stdout().splitlines() if l.strip()]
 
     def sigterm(self):
-        """SIGTERM; returns (exit code, seconds to exit), or (None, limit) after the limit."""
-        t0 = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(STOP_LIMIT_S + 3)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return None, time.monotonic() - t0
-        return rc, time.monotonic() - t0
+        return sigterm_timed(self.proc)
 
     def kill(self):
         if self.proc.poll() is None:
@@ -212,14 +217,7 @@ class LifecycleTest(unittest.TestCase):
         self.assertEqual(answered, [], "the incident must be held, waiting for the broker")
         slow = {}
         for svc in reversed(ours):
-            t0 = time.monotonic()
-            svc.proc.send_signal(signal.SIGTERM)
-            try:
-                rc = svc.proc.wait(STOP_LIMIT_S + 10)
-            except subprocess.TimeoutExpired:
-                svc.proc.kill()
-                rc = svc.proc.wait()
-            took = time.monotonic() - t0
+            rc, took = sigterm_timed(svc.proc)
             if rc != 0 or took > STOP_LIMIT_S:
                 slow[svc.name] = (rc, round(took, 2))
         self.assertEqual(slow, {}, "services that did not exit 0 within %s s of SIGTERM with the "
