@@ -189,33 +189,6 @@ rd_kafka_t *msp_kafka_consumer_new(const char *brokers, const char *group, const
     return rk;
 }
 
-int msp_kafka_consumer_close_within(rd_kafka_t *rk, int budget_ms) {
-    if (!rk) return 0;
-    /* rd_kafka_consumer_close() has no timeout and waits on the group coordinator; the queued
-     * form lets us stop waiting. A close that cannot start (a fatal error) must not be waited
-     * for at all: rd_kafka_consumer_closed() would never turn 1. */
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_error_t *e = rd_kafka_consumer_close_queue(rk, q);
-    int rc = 0;
-    if (e) {
-        MSP_WARN("kafka.close", NULL, "consumer close: %s", rd_kafka_error_string(e));
-        rd_kafka_error_destroy(e);
-        rc = -1;
-    } else {
-        int64_t until = msp_now_ms() + budget_ms;
-        while (!rd_kafka_consumer_closed(rk) && msp_now_ms() < until)
-            rd_kafka_queue_poll_callback(q, 20); /* serves the revoke and the commit result */
-        if (!rd_kafka_consumer_closed(rk)) {
-            MSP_WARN("kafka.close", NULL, "consumer close unfinished after %d ms: abandoned "
-                     "(uncommitted offsets replay)", budget_ms);
-            rc = -1;
-        }
-    }
-    rd_kafka_queue_destroy(q);
-    rd_kafka_destroy_flags(rk, rc == 0 ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-    return rc;
-}
-
 int msp_kafka_ensure_topics(const char *brokers, int partitions, int timeout_ms,
                             int (*keep_waiting)(void *opaque), void *opaque, char *errstr,
                             size_t errstr_size) {

@@ -268,10 +268,10 @@ int msp_svc_worker_serve(msp_svc_worker_t *w, msp_svc_t *svc) {
 void msp_svc_worker_close(msp_svc_worker_t *w) {
     /* the stop is bounded (lifecycle.h): what does not make it replays from uncommitted offsets */
     if (w->producer) rd_kafka_flush(w->producer, msp_lifecycle_budget_ms(10000));
-    /* its revoke callback uses the queue */
-    msp_kafka_consumer_close_within(w->consumer, msp_lifecycle_budget_ms(10000));
+    if (w->consumer) rd_kafka_consumer_close(w->consumer); /* its revoke callback uses the queue */
     msp_keyq_destroy(w->kq);
     w->kq = NULL;
+    if (w->consumer) rd_kafka_destroy(w->consumer);
     if (w->producer) rd_kafka_destroy(w->producer);
     w->consumer = w->producer = NULL;
     msp_offtrack_destroy(w->offtrack);

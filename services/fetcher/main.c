@@ -239,7 +239,10 @@ stop:
     /* bounded (lifecycle.h): pages not acknowledged keep their cursor and are fetched again */
     if (f->producer) rd_kafka_flush(f->producer, msp_lifecycle_budget_ms(10000));
     jobs_destroy_all(f);
-    msp_kafka_consumer_close_within(f->consumer, msp_lifecycle_budget_ms(10000));
+    if (f->consumer) {
+        rd_kafka_consumer_close(f->consumer);
+        rd_kafka_destroy(f->consumer);
+    }
     if (f->producer) rd_kafka_destroy(f->producer);
     msp_offtrack_destroy(f->offtrack);
     msp_svc_close(&svc);

@@ -208,8 +208,12 @@ int main(int argc, char **argv)
     MSP_INFO("shutdown", NULL, "stopping: committing stored offsets, flushing the producer");
 
 out:
-    /* commits stored offsets; bounded like every stop step (lifecycle.h) */
-    msp_kafka_consumer_close_within(consumer, msp_lifecycle_budget_ms(30000));
+    if (consumer) {
+        rd_kafka_resp_err_t err = rd_kafka_consumer_close(consumer);   /* commits stored offsets */
+        if (err)
+            MSP_WARN("kafka.close", NULL, "consumer close: %s", rd_kafka_err2str(err));
+        rd_kafka_destroy(consumer);
+    }
     if (producer) {
         if (rd_kafka_flush(producer, msp_lifecycle_budget_ms(30000)) != RD_KAFKA_RESP_ERR_NO_ERROR)
             MSP_WARN("kafka.flush", NULL, "%d message(s) not delivered at exit (the batch replays)",

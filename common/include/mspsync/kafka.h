@@ -65,15 +65,6 @@ rd_kafka_t *msp_kafka_consumer_new(const char *brokers, const char *group, const
                                    void *opaque, char *errstr, size_t errstr_size);
 
 /**
- * @brief Close a consumer (its rebalance callback revokes, stored offsets are committed, it
- * leaves the group) waiting at most budget_ms, serving its callbacks meanwhile, then destroy it.
- * A close that does not finish in time (a broker gone) is abandoned: the handle is destroyed
- * without it, the stored offsets since the last auto-commit stay uncommitted and replay.
- * NULL-safe. @returns 0 closed cleanly, -1 abandoned or failed (logged as kafka.close).
- */
-int msp_kafka_consumer_close_within(rd_kafka_t *rk, int budget_ms);
-
-/**
  * @brief Create the mspsync topics if missing (customers and assets compacted), waiting up to
  * timeout_ms. Existing topics are left as they are. The wait runs in 100 ms slices; between
  * them keep_waiting(opaque) (may be NULL) is called, and a 0 from it abandons the attempt.

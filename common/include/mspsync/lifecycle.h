@@ -11,10 +11,10 @@
  *
  * The handler only clears a flag (async-signal-safe); event loops notice it on their tick.
  *
- * Stopping is bounded too: from the moment the flag is seen cleared, the graceful path (deliver
- * what was produced, commit stored offsets, leave the group) gets MSP_STOP_GRACE_MS, asked for
- * through msp_lifecycle_budget_ms(); a Kafka that went away after start-up cannot make a flush
- * or a consumer close wait its own timeout. A watchdog thread ends the process with exit code 0
+ * Stopping is bounded too: from the moment the flag is seen cleared, the producer flushes get
+ * MSP_STOP_GRACE_MS, asked for through msp_lifecycle_budget_ms(); a Kafka that went away after
+ * start-up cannot make a flush wait its own timeout (a consumer close has none: the watchdog
+ * below bounds it). A watchdog thread ends the process with exit code 0
  * at MSP_STOP_HARD_MS whatever it is doing. Cutting a stop short is safe by design: offsets are
  * committed only after a worker's side effect is done and Kafka acknowledged its output, so what
  * was not finished replays on the next start, exactly as after a SIGKILL, which the kill tests
