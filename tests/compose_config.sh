@@ -6,7 +6,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 command -v docker-compose >/dev/null || { echo "docker-compose not installed: skipped"; exit 77; }
 export MSPSYNC_ADMIN_TOKEN=ci-token MSPSYNC_SECRET_KEY=0000000000000000000000000000000000000000000000000000000000000000
 out=$(docker-compose -f docker-compose.yml config)
-for svc in kafka redis gateway fetcher normalizer; do
+for svc in kafka redis gateway fetcher normalizer normalizer-events; do
     grep -q "^  $svc:" <<<"$out" || { echo "service $svc missing from the resolved compose file"; exit 1; }
 done
 # Without the required secrets the file must refuse to resolve, naming the variable.

@@ -57,7 +57,7 @@ void msp_topic_prefix_set(const char *prefix) {
 const char *msp_topic(const char *base) {
     for (int i = 0; i < topics_cnt; i++)
         if (!strcmp(topics[i].base, base)) return topics[i].full;
-    if (topics_cnt == MAX_TOPICS) abort(); /* a programming error: we have six topics */
+    if (topics_cnt == MAX_TOPICS) abort(); /* a programming error: we have nine topics */
     const char *p = topic_prefix ? topic_prefix : "";
     size_t n = strlen(p) + strlen(base) + 1;
     char *full = malloc(n);
@@ -198,8 +198,7 @@ int msp_kafka_ensure_topics(const char *brokers, int partitions, int timeout_ms,
     } want[] = {
         {MSP_TOPIC_SYNC_JOBS, 0}, {MSP_TOPIC_RAW_RECORDS, 0}, {MSP_TOPIC_SYNC_EVENTS, 0},
         {MSP_TOPIC_CUSTOMERS, 1}, {MSP_TOPIC_ASSETS, 1},      {MSP_TOPIC_DLQ, 0},
-        {MSP_TOPIC_INCIDENTS, 0},
-        {MSP_TOPIC_DATE_CHANGES, 0},
+        {MSP_TOPIC_INCIDENTS, 0},        {MSP_TOPIC_DATE_CHANGES, 0}, {MSP_TOPIC_RAW_EVENTS, 0},
     };
     const int n = (int)(sizeof(want) / sizeof(want[0]));
     rd_kafka_conf_t *conf = rd_kafka_conf_new();

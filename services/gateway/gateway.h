@@ -78,7 +78,7 @@ typedef struct gw_s {
     rd_kafka_queue_t   *rkqu;          /* main queue, wakes the loop through kafka_pipe */
     int                 kafka_pipe[2];
     struct event       *kafka_ev, *kafka_timer;
-    rd_kafka_topic_t   *rkt[4];        /* pin sync.jobs, customers, assets, raw.records conf */
+    rd_kafka_topic_t   *rkt[5];        /* pin sync.jobs, customers, assets, raw.records, raw.events conf */
     redisContext       *redis;
     msp_http_t         *vendor;
     msp_cwrmm_tokens_t *cwtokens;      /* ConnectWise RMM tokens, shared with the workers via Redis */

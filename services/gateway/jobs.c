@@ -106,11 +106,11 @@ int gw_kafka_start(gw_t *gw, char *errstr, size_t errstr_size) {
     if (!gw->rk)
         return -1;
 
-    static const char *const bases[4] = {MSP_TOPIC_SYNC_JOBS, MSP_TOPIC_CUSTOMERS,
-                                         MSP_TOPIC_ASSETS, MSP_TOPIC_RAW_RECORDS};
+    static const char *const bases[5] = {MSP_TOPIC_SYNC_JOBS, MSP_TOPIC_CUSTOMERS, MSP_TOPIC_ASSETS,
+                                         MSP_TOPIC_RAW_RECORDS, MSP_TOPIC_RAW_EVENTS};
     char timeout[32];
     snprintf(timeout, sizeof(timeout), "%lld", gw->cfg.kafka_delivery_timeout_ms);
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         rd_kafka_topic_conf_t *tconf = rd_kafka_topic_conf_new();
         if (rd_kafka_topic_conf_set(tconf, "message.timeout.ms", timeout, errstr, errstr_size) !=
             RD_KAFKA_CONF_OK) {
@@ -163,7 +163,7 @@ void gw_kafka_stop(gw_t *gw, int timeout_ms) {
         rd_kafka_queue_destroy(gw->rkqu);
         gw->rkqu = NULL;
     }
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         if (gw->rkt[i])
             rd_kafka_topic_destroy(gw->rkt[i]);
         gw->rkt[i] = NULL;

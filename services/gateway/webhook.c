@@ -12,7 +12,8 @@
  *   2. body over MSPSYNC_WEBHOOK_MAX_BODY                            413
  *   3. timestamp and signature headers                              401
  *   4. JSON object with the incident fields (IncidentWebhook)       400
- * Only then is one record produced to raw.records (key = tenant, kind "incident"); the sender
+ * Only then is one record produced to raw.events (key = tenant, kind "incident"; its own topic,
+ * so that an incident never queues behind a tenant's sync pages on raw.records); the sender
  * hears 202 after Kafka's delivery report, 503 when Kafka did not take it (the sender retries —
  * downstream, a retried event has the same event id and is handled once).
  *
@@ -389,7 +390,7 @@ static void produce(gw_t *gw, struct evhttp_request *req, const char *tenant, js
         return;
     }
     w->held = held;
-    gw_batch_produce(b, msp_topic(MSP_TOPIC_RAW_RECORDS), tenant, text, strlen(text));
+    gw_batch_produce(b, msp_topic(MSP_TOPIC_RAW_EVENTS), tenant, text, strlen(text));
     free(text);
     gw_batch_seal(b);
 }

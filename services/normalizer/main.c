@@ -32,9 +32,17 @@
 
 static struct {
     char     *brokers, *redis_url, *topic_prefix, *group, *metrics_bind, *port_file, *log_level;
-    long long batch_size, metrics_port;
+    char     *input;
+    long long batch_size, batch_wait_ms, metrics_port;
     int       json_arena;
 } cfg;
+
+/* Why a batch stopped taking messages (mspsync_normalizer_batch_closes_total{reason}). */
+enum { CLOSE_SIZE, CLOSE_IDLE, CLOSE_DEADLINE, CLOSE_STOP, CLOSE_N };
+static const char *const close_labels[CLOSE_N] = {"reason=\"size\"", "reason=\"idle\"",
+                                                  "reason=\"deadline\"", "reason=\"stop\""};
+#define M_CLOSES "mspsync_normalizer_batch_closes_total"
+#define M_FILL_S "mspsync_normalizer_batch_fill_seconds_total"
 
 static const msp_config_entry_t config_table[] = {
     {"MSPSYNC_KAFKA_BROKERS", MSP_CFG_STR, "127.0.0.1:9092", "Kafka bootstrap servers",
@@ -43,11 +51,19 @@ static const msp_config_entry_t config_table[] = {
      "Redis address (host:port or redis://host:port/db)", &cfg.redis_url, 0, 0, 0},
     {"MSPSYNC_TOPIC_PREFIX", MSP_CFG_STR, "", "Prefix of every Kafka topic name",
      &cfg.topic_prefix, 0, 0, 0},
-    {"MSPSYNC_GROUP", MSP_CFG_STR, "mspsync-normalizer", "Kafka consumer group of the normalizers",
-     &cfg.group, 0, 0, 0},
+    {"MSPSYNC_NORMALIZER_INPUT", MSP_CFG_STR, "all",
+     "What this normalizer consumes: records (raw.records: sync pages, edits), events (raw.events: "
+     "incidents, which then never wait behind a sync) or all (both, one process)", &cfg.input, 0,
+     0, 0},
+    {"MSPSYNC_GROUP", MSP_CFG_STR, "",
+     "Kafka consumer group (default mspsync-normalizer, or mspsync-normalizer-events when "
+     "MSPSYNC_NORMALIZER_INPUT=events)", &cfg.group, 0, 0, 0},
     {"MSPSYNC_BATCH_SIZE", MSP_CFG_INT, "500",
-     "Most raw.records messages processed (and committed) as one batch", &cfg.batch_size, 1,
-     100000, 0},
+     "Most messages processed (and committed) as one batch", &cfg.batch_size, 1, 100000, 0},
+    {"MSPSYNC_BATCH_MAX_WAIT_MS", MSP_CFG_INT, "5",
+     "A batch closes this long after its first message at the latest (also when messages keep "
+     "coming), so no message waits for a batch to fill; 0 = only on size or a 10 ms gap",
+     &cfg.batch_wait_ms, 0, 10000, 0},
     {"MSPSYNC_METRICS_BIND", MSP_CFG_STR, "127.0.0.1", "Address of /healthz, /readyz, /metrics",
      &cfg.metrics_bind, 0, 0, 0},
     {"MSPSYNC_METRICS_PORT", MSP_CFG_INT, "9101",
@@ -74,6 +90,29 @@ static int write_port_file(const char *path, int port)
     if (!ok || rename(tmp, path) != 0) {
         unlink(tmp);
         return -1;
+    }
+    return 0;
+}
+
+/*
+ * MSPSYNC_NORMALIZER_INPUT → the topics to consume (topics[0..1], NULL-terminated by the caller's
+ * array) and the default consumer group. Events get their own group so that a records replica
+ * joining or leaving never pauses the incidents. @returns -1 for an unknown value.
+ */
+static int input_topics(const char *input, const char **topics, const char **group)
+{
+    int records = strcmp(input, "records") == 0, events = strcmp(input, "events") == 0;
+    int all     = strcmp(input, "all") == 0;
+    if (!records && !events && !all)
+        return -1;
+    if (group)
+        *group = events ? "mspsync-normalizer-events" : "mspsync-normalizer";
+    if (topics) {
+        int i = 0;
+        if (!events)
+            topics[i++] = msp_topic(MSP_TOPIC_RAW_RECORDS);
+        if (!records)
+            topics[i++] = msp_topic(MSP_TOPIC_RAW_EVENTS);
     }
     return 0;
 }
@@ -109,6 +148,21 @@ int main(int argc, char **argv)
         fprintf(stderr, "mspsync-normalizer: %s\n", errstr);
         return 2;
     }
+    const char *group = NULL;
+    if (input_topics(cfg.input, NULL, &group) < 0) {
+        fprintf(stderr, "mspsync-normalizer: MSPSYNC_NORMALIZER_INPUT must be records, events or "
+                        "all\n");
+        msp_config_free(config_table);
+        return 2;
+    }
+    if (!cfg.group[0]) {
+        free(cfg.group);
+        cfg.group = strdup(group);
+        if (!cfg.group) {
+            fprintf(stderr, "mspsync-normalizer: out of memory\n");
+            return 2;
+        }
+    }
     msp_log_init(SERVICE, cfg.log_level);
     msp_topic_prefix_set(cfg.topic_prefix);
     /* A batch builds and frees hundreds of thousands of small jansson nodes; with glibc's
@@ -126,6 +180,12 @@ int main(int argc, char **argv)
         MSP_ERROR("startup", NULL, "out of memory");
         goto out;
     }
+    msp_metric_declare(metrics, M_CLOSES, "counter",
+                       "Batches closed, by why they stopped taking messages (size, idle gap, "
+                       "deadline MSPSYNC_BATCH_MAX_WAIT_MS, stop).");
+    msp_metric_declare(metrics, M_FILL_S, "counter",
+                       "Seconds batches spent between their first message and closing (the wait "
+                       "a message has before processing starts).");
     nz = nz_new(&(nz_conf_t){.redis_url  = cfg.redis_url,
                              .batch_size = (size_t)cfg.batch_size,
                              .metrics    = metrics,
@@ -160,7 +220,8 @@ int main(int argc, char **argv)
         MSP_ERROR("startup", NULL, "producer: %s", errstr);
         goto out;
     }
-    const char *topics[] = {msp_topic(MSP_TOPIC_RAW_RECORDS), NULL};
+    const char *topics[3] = {NULL, NULL, NULL};
+    input_topics(cfg.input, topics, NULL);
     consumer = msp_kafka_consumer_new(cfg.brokers, cfg.group, "mspsync-normalizer", topics,
                                       nz_rebalance_cb, nz, errstr, sizeof errstr);
     if (!consumer) {
@@ -169,24 +230,51 @@ int main(int argc, char **argv)
     }
     nz_set_kafka(nz, consumer, producer);
     consumer_made = consumer;
-    MSP_INFO("startup", NULL, "consuming %s as group %s, batches of %lld, metrics on %s:%d",
-             topics[0], cfg.group, cfg.batch_size, cfg.metrics_bind, port);
+    MSP_INFO("startup", NULL, "consuming %s%s%s as group %s, batches of %lld closing %lld ms after "
+             "their first message, metrics on %s:%d", topics[0], topics[1] ? " and " : "",
+             topics[1] ? topics[1] : "", cfg.group, cfg.batch_size, cfg.batch_wait_ms,
+             cfg.metrics_bind, port);
 
     exit_code = 0;
     while (msp_lifecycle_running()) {
-        size_t n = nz_take_held(nz, batch, (size_t)cfg.batch_size);
-        while (n < (size_t)cfg.batch_size && msp_lifecycle_running()) {
-            rd_kafka_message_t *m =
-                rd_kafka_consumer_poll(consumer, n == 0 ? FIRST_POLL_MS : NEXT_POLL_MS);
-            if (!m)
+        size_t  n     = nz_take_held(nz, batch, (size_t)cfg.batch_size);
+        int64_t first = n ? msp_now_ms() : 0;   /* when this batch took its first message */
+        int     why   = CLOSE_SIZE;
+        while (n < (size_t)cfg.batch_size) {
+            if (!msp_lifecycle_running()) {
+                why = CLOSE_STOP;
                 break;
+            }
+            int wait = n == 0 ? FIRST_POLL_MS : NEXT_POLL_MS;
+            if (n && cfg.batch_wait_ms > 0) {
+                int64_t left = first + cfg.batch_wait_ms - msp_now_ms();
+                if (left <= 0) {
+                    why = CLOSE_DEADLINE;
+                    break;
+                }
+                if (left < wait)
+                    wait = (int)left;
+            }
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(consumer, wait);
+            if (!m) {
+                why = n && cfg.batch_wait_ms > 0 && msp_now_ms() >= first + cfg.batch_wait_ms
+                          ? CLOSE_DEADLINE
+                          : CLOSE_IDLE;
+                break;
+            }
             if (m->err) {
                 if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                     MSP_WARN("kafka.consumer_error", NULL, "%s", rd_kafka_message_errstr(m));
                 rd_kafka_message_destroy(m);
                 continue;
             }
+            if (n == 0)
+                first = msp_now_ms();
             batch[n++] = m;
+        }
+        if (n) {
+            msp_metric_add(metrics, M_CLOSES, close_labels[why], 1);
+            msp_metric_add(metrics, M_FILL_S, NULL, (double)(msp_now_ms() - first) / 1e3);
         }
 
         rc = nz_process_batch(nz, batch, n);

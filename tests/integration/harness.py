@@ -351,15 +351,25 @@ class Stack:
         svc.start()
         return svc
 
-    def start_normalizer(self, **extra):
-        pf = os.path.join(self.dir, "normalizer.port")
+    def start_normalizer(self, name="normalizer", **extra):
+        """The normalizer (MSPSYNC_NORMALIZER_INPUT=all unless extra says otherwise); a second
+        one (another name, e.g. the events lane) is returned but not kept as self.normalizer."""
+        pf = os.path.join(self.dir, name + ".port")
         env = self.base_env()
         env.update({"MSPSYNC_METRICS_PORT": "0", "MSPSYNC_PORT_FILE": pf, "MSPSYNC_BATCH_SIZE": "100",
                     "MSPSYNC_GROUP": self.prefix + "mspsync-normalizer"})
         env.update({k: str(v) for k, v in extra.items()})
-        self.normalizer = Service("normalizer", [BIN["normalizer"]], env, self.dir, pf).start()
-        self.services.append(self.normalizer)
-        return self.normalizer
+        svc = Service(name, [BIN["normalizer"]], env, self.dir, pf).start()
+        if name == "normalizer":
+            self.normalizer = svc
+        self.services.append(svc)
+        return svc
+
+    def start_event_normalizer(self, **extra):
+        """The events lane the way docker-compose.yml runs it: raw.events only, its own group."""
+        extra.setdefault("MSPSYNC_NORMALIZER_INPUT", "events")
+        extra.setdefault("MSPSYNC_GROUP", self.prefix + "mspsync-normalizer-events")
+        return self.start_normalizer("normalizer-events", **extra)
 
     def start_ticket_creator(self, **extra):
         pf = os.path.join(self.dir, "ticket-creator.port")
@@ -374,13 +384,20 @@ class Stack:
         self.services.append(self.ticket_creator)
         return self.ticket_creator
 
-    def start_all(self, sim_config=None, fetchers=1, fetcher_env=None, gateway_env=None):
+    def start_all(self, sim_config=None, fetchers=1, fetcher_env=None, gateway_env=None,
+                  normalizer_env=None, lanes=False):
+        """lanes: a records normalizer and an events normalizer (as docker-compose.yml runs
+        them) instead of one normalizer consuming both topics."""
         self.start_redis()
         self.start_sim(sim_config)
         self.start_gateway(**(gateway_env or {}))
         for _ in range(fetchers):
             self.start_fetcher(**(fetcher_env or {}))
-        self.start_normalizer()
+        if lanes:
+            self.start_normalizer(MSPSYNC_NORMALIZER_INPUT="records", **(normalizer_env or {}))
+            self.start_event_normalizer(**(normalizer_env or {}))
+        else:
+            self.start_normalizer(**(normalizer_env or {}))
         return self
 
     def stop_all(self):

@@ -233,7 +233,7 @@ class HttpEdgesTest(unittest.TestCase):
         # accepted: so the refusals above were about the framing alone.
         st, _, body = webhook("fine-1", lambda n: "Content-Length: %d\r\nContent-Length: %d\r\n" % (n, n))
         self.assertEqual(st, 202, body)
-        recs = [json.loads(l.split("\t", 1)[1]) for l in self.stack.kcat("raw.records")]
+        recs = [json.loads(l.split("\t", 1)[1]) for l in self.stack.kcat("raw.events")]
         self.assertEqual([r["source_id"] for r in recs], ["fine-1"])
 
     # ------------------------------------------------------------------ methods

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The signed MTP incident webhook: a good delivery lands on raw.records exactly once; every
+"""The signed MTP incident webhook: a good delivery lands on raw.events exactly once; every
 kind of bad delivery is refused with the right status and a JSON error naming the cause, and
 produces nothing; secret rotation keeps the old secret valid only as long as promised."""
 import hashlib
@@ -41,7 +41,7 @@ def encode(body):
 
 
 class WebhookTest(unittest.TestCase):
-    """Redis and the gateway only: the webhook's whole effect is one record on raw.records."""
+    """Redis and the gateway only: the webhook's whole effect is one record on raw.events."""
 
     def make_stack(self, own_broker=False, **gateway_env):
         self.stack = Stack(self.id().split(".")[-1], own_broker=own_broker)
@@ -76,7 +76,7 @@ class WebhookTest(unittest.TestCase):
         return http("POST", self.stack.gateway.url("/v1/webhooks/mtp/%s" % tenant), raw, hdrs)
 
     def records(self):
-        return [l.split("\t", 1) for l in self.stack.kcat("raw.records")]
+        return [l.split("\t", 1) for l in self.stack.kcat("raw.events")]
 
     def assert_no_secret_in_logs(self, *secrets):
         text = self.stack.gateway.logtext()
@@ -142,7 +142,7 @@ class WebhookTest(unittest.TestCase):
         s.add_tenant("nosecret")
         secret = self.new_secret("acme")["secret"]
         other = "whsec_" + "ab" * 32
-        ends = s.topic_end_offsets("raw.records")
+        ends = s.topic_end_offsets("raw.events")
         self.assertEqual(len(ends), 6, ends)
         now = int(time.time())
         missing_title = dict(INCIDENT)
@@ -213,7 +213,7 @@ class WebhookTest(unittest.TestCase):
         self.assertEqual(st, 405)
         self.assertEqual(hdrs.get("Allow"), "POST")
 
-        self.assertEqual(s.topic_end_offsets("raw.records"), ends)
+        self.assertEqual(s.topic_end_offsets("raw.events"), ends)
         self.assertEqual(self.records(), [])
         self.assertEqual(s.redis("EXISTS", "mspsync:{acme}:ticketing:orgs"), 0)
         st, text, _ = http("GET", s.gateway.url("/metrics"))
@@ -357,7 +357,7 @@ class WebhookTest(unittest.TestCase):
         s.add_tenant("acme")
         secret = self.new_secret("acme")["secret"]
         self.assertEqual(self.post("acme", dict(INCIDENT, id="before"), secret)[0], 202)
-        ends = s.topic_end_offsets("raw.records")
+        ends = s.topic_end_offsets("raw.events")
         s.stop_broker()
         st, js, _ = self.post("acme", dict(INCIDENT, id="during", org_id="org-down"), secret)
         self.assertEqual(st, 503, js)
@@ -370,7 +370,7 @@ class WebhookTest(unittest.TestCase):
         ids = [json.loads(v)["source_id"] for _, v in self.records()]
         self.assertEqual(ids[0], "before")
         self.assertEqual(ids[1:], ["during"] * (len(ids) - 1))
-        self.assertEqual(sum(s.topic_end_offsets("raw.records").values()), sum(ends.values()) + len(ids) - 1)
+        self.assertEqual(sum(s.topic_end_offsets("raw.events").values()), sum(ends.values()) + len(ids) - 1)
 
     def start_broker(self):
         self.assertEqual(self.stack.start_broker(), self.stack.brokers,

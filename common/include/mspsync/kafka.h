@@ -18,6 +18,7 @@
 
 #define MSP_TOPIC_SYNC_JOBS   "sync.jobs"
 #define MSP_TOPIC_RAW_RECORDS "raw.records"
+#define MSP_TOPIC_RAW_EVENTS  "raw.events"   /* incidents (and later usage reports): never behind a sync */
 #define MSP_TOPIC_SYNC_EVENTS "sync.events"
 #define MSP_TOPIC_CUSTOMERS   "customers"
 #define MSP_TOPIC_ASSETS      "assets"
