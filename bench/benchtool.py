@@ -281,19 +281,55 @@ def cmd_ticket_latency(a):
         time.sleep(0.5)
     st, js = http("GET", sim + "/_sim/accounts/tk/tickets", timeout=300)
     pat = re.compile(r"Incident (\S+) from the multi-tenant portal\.")
-    lat = []
+    # --incidents: "<timestamp ms>\t<canonical incident>" lines of the incidents topic (kcat
+    # -f '%T\t%s\n'): the moment the normalizer produced each new incident, which splits the
+    # latency into 202 → normalized and normalized → ticket POST.
+    produced = {}
+    if a.incidents:
+        with open(a.incidents) as f:
+            for line in f:
+                ts, _, js_text = line.rstrip("\n").partition("\t")
+                try:
+                    inc = json.loads(js_text)
+                except ValueError:
+                    continue
+                if inc.get("status") == "open":
+                    produced.setdefault(inc.get("incident_id"), int(ts))
+    lat, stage1, stage2 = [], [], []
     for t in js["tickets"]:
         first = min(t["comments"], key=lambda c: c["id"])
         m = pat.search(first["body"])
         if m and m.group(1) in accepted:
-            lat.append((t["received_at_us"] - accepted.pop(m.group(1))) / 1000.0)
+            at = accepted.pop(m.group(1))
+            # --window: only incidents accepted while something else ran (e.g. a full sync)
+            if a.window_from_us <= at <= a.window_to_us:
+                lat.append((t["received_at_us"] - at) / 1000.0)
+                if m.group(1) in produced:
+                    stage1.append(produced[m.group(1)] - at / 1000.0)
+                    stage2.append(t["received_at_us"] / 1000.0 - produced[m.group(1)])
     if accepted:
         die("%d new incidents have no ticket" % len(accepted))
+    if not lat:
+        die("no new incident was accepted inside the window")
     rate = sum(1 for e in events if e.get("accepted_at_us")) / max(
         1e-9, (max(e["accepted_at_us"] for e in events if e.get("accepted_at_us")) -
                min(e["sent_at_us"] for e in events)) / 1e6)
-    print("tickets rate=%d sent_rate=%.0f events=%d new_tickets=%d latency_ms_p50=%.1f p99=%.1f max=%.1f" % (
-        a.rate, rate, len(events), len(lat), percentile(lat, 50), percentile(lat, 99), max(lat)))
+    print("tickets %srate=%d sent_rate=%.0f events=%d new_tickets=%d latency_ms_p50=%.1f p99=%.1f max=%.1f" % (
+        a.label + " " if a.label else "", a.rate, rate, len(events), len(lat), percentile(lat, 50),
+        percentile(lat, 99), max(lat)))
+    if stage1:
+        print("stages %s202_to_normalized_ms_p50=%.1f p99=%.1f normalized_to_ticket_ms_p50=%.1f p99=%.1f" % (
+            a.label + " " if a.label else "", percentile(stage1, 50), percentile(stage1, 99),
+            percentile(stage2, 50), percentile(stage2, 99)))
+
+
+def cmd_metric_sum(a):
+    """Sum of a metric's samples whose labels contain every --match string (0 when none)."""
+    total = 0.0
+    for labels, v in metrics(a.url).get(a.name, []):
+        if all(x in labels for x in a.match):
+            total += v
+    print("%d" % total)
 
 
 # ----------------------------------------------------------------------------- watchers
@@ -480,7 +516,17 @@ def main():
     tl.add_argument("--before", type=int, default=0, help="tickets the simulator held before the run")
     tl.add_argument("--rate", type=int, required=True)
     tl.add_argument("--timeout", type=int, default=300)
+    tl.add_argument("--incidents", help="kcat -f '%%T\\t%%s\\n' dump of the incidents topic (stage split)")
+    tl.add_argument("--label", default="", help="printed after 'tickets', e.g. pattern=bursty")
+    tl.add_argument("--window-from-us", type=int, default=0, help="count only incidents accepted from (wall us)")
+    tl.add_argument("--window-to-us", type=int, default=2 ** 62, help="... until (wall us)")
     tl.set_defaults(fn=cmd_ticket_latency)
+
+    ms = sp.add_parser("metric-sum")
+    ms.add_argument("--url", required=True, help="http://127.0.0.1:PORT/metrics")
+    ms.add_argument("--name", required=True)
+    ms.add_argument("--match", action="append", default=[], help='a label text that must appear, e.g. type="asset"')
+    ms.set_defaults(fn=cmd_metric_sum)
 
     for name, fn in (("watch-normalizer", cmd_watch_normalizer), ("watch-fetcher", cmd_watch_fetcher)):
         w = sp.add_parser(name)

@@ -269,12 +269,13 @@ typedef struct mtp_config {
     char **alert_types;    /* owned */
     size_t n_alert_types;
     bool utf8_titles;      /* --titles utf8 */
+    int64_t burst;         /* events started together; the bursts keep the average --rate */
 } mtp_config;
 
 enum {
     OPT_URL = 256, OPT_SECRET, OPT_COUNT, OPT_RATE, OPT_CONCURRENCY, OPT_ORGS, OPT_MIX,
     OPT_SEED, OPT_LOG, OPT_ALERT_TYPES, OPT_ID_PREFIX, OPT_MAX_RETRIES, OPT_TIMEOUT_MS, OPT_TITLES,
-    OPT_HELP,
+    OPT_BURST, OPT_HELP,
 };
 
 typedef struct opt_def {
@@ -303,6 +304,8 @@ static const opt_def OPTIONS[] = {
     {"timeout-ms", OPT_TIMEOUT_MS, "MS", "per-request timeout (default 10000)"},
     {"titles", OPT_TITLES, "ascii|utf8", "utf8: titles of 240..260 bytes mixing Latin-1, euro, CJK "
      "and emoji characters, drawn from --seed (default ascii)"},
+    {"burst", OPT_BURST, "N", "start events N at a time, every N / --rate seconds: the same average "
+     "rate, bursty arrivals (default 1: evenly spaced)"},
     {"help", OPT_HELP, NULL, "print this help"},
 };
 #define N_OPTIONS NELEM(OPTIONS)
@@ -408,6 +411,7 @@ static int config_parse(mtp_config *c, int argc, char **argv, char *errstr, size
     memset(c, 0, sizeof(*c));
     c->count = 100;
     c->rate = 50;
+    c->burst = 1;
     c->concurrency = 16;
     c->orgs = 50;
     c->seed = 1;
@@ -485,6 +489,9 @@ static int config_parse(mtp_config *c, int argc, char **argv, char *errstr, size
             break;
         case OPT_TIMEOUT_MS:
             bad = parse_i64(a, 1, 3600000, &c->timeout_ms) != 0;
+            break;
+        case OPT_BURST:
+            bad = parse_i64(a, 1, MTP_MAX_CONCURRENCY, &c->burst) != 0;
             break;
         case OPT_TITLES:
             c->utf8_titles = !strcmp(a, "utf8");
@@ -589,6 +596,7 @@ typedef struct mtp_sim {
     size_t n_lat, cap_lat;
 
     int64_t interval_us, next_due_us;
+    int64_t burst_started; /* events of the current burst started so far */
     bool stopping, fatal;
     int64_t drain_deadline_us;
     int64_t t_start_us, t_end_us;
@@ -1092,7 +1100,10 @@ static void start_new_events(mtp_sim *s, int64_t now)
         if (!draw_ready(s))
             return; /* WAIT: the incident's unfinished event ends first */
         emit(s);
-        s->next_due_us += s->interval_us;
+        if (++s->burst_started < s->cfg.burst)
+            continue; /* the rest of this burst is due now too */
+        s->burst_started = 0;
+        s->next_due_us += s->interval_us * s->cfg.burst;
     }
 }
 

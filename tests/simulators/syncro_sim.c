@@ -2976,6 +2976,35 @@ static void admin_asset_update(account *a, int64_t id, json_t *body, reply *r)
     reply_asset(r, 200, a, as);
 }
 
+/* POST /_sim/accounts/{sub}/assets/generate {"count":N}: N more generated assets (round-robin
+ * over the customers, ids after the last one), as if technicians had added them since the last
+ * sync; the account's other data and its tickets stay. */
+static void admin_assets_generate(account *a, json_t *body, reply *r)
+{
+    char err[200];
+    int64_t n;
+    if (opt_int(body, "count", 1, 1, 5000000, &n, err, sizeof(err))) {
+        reply_error(r, 400, err);
+        return;
+    }
+    if (a->ncust == 0) {
+        reply_error(r, 400, "the account has no customers");
+        return;
+    }
+    for (int64_t k = 0; k < n; k++) {
+        asset *as = asset_slot(a);
+        uint64_t idx = a->next_asset_idx;
+        asset_generate(a, as, idx);
+        as->id = a->next_asset_id;
+        as->customer_id = a->cust[idx % a->ncust].id;   /* times: generated from idx */
+        a->nassets++;
+        a->next_asset_id += 1 + (int64_t)(asset_hash(a, idx) % 3);
+        a->next_asset_idx += 1;
+    }
+    reply_json(r, 201, json_pack("{s:I, s:I}", "generated", (json_int_t)n, "assets",
+                                 (json_int_t)a->nassets));
+}
+
 static void admin_asset_delete(account *a, int64_t id, reply *r)
 {
     ssize_t i = asset_index(a, id);
@@ -3284,6 +3313,11 @@ static void handle_admin(void *arg, enum evhttp_cmd_type m, char **seg, int nseg
         }
         if (nseg == 4 && !strcmp(seg[3], "assets") && m == EVHTTP_REQ_POST) {
             admin_asset_create(a, body, r);
+            return;
+        }
+        if (nseg == 5 && !strcmp(seg[3], "assets") && !strcmp(seg[4], "generate") &&
+            m == EVHTTP_REQ_POST) {
+            admin_assets_generate(a, body, r);
             return;
         }
         if (nseg == 5 && !strcmp(seg[3], "assets")) {
