@@ -2,7 +2,7 @@
 # shellcheck source-path=SCRIPTDIR
 # webhook_intake.sh — the gateway's incident webhook alone: requests/s and latency with wrk on
 # loopback. Every request is a valid, signed incident that the gateway verifies (HMAC), validates,
-# produces to raw.records and answers 202 only after Kafka's delivery report.
+# produces to raw.events and answers 202 only after Kafka's delivery report.
 #
 # Usage: bench/webhook_intake.sh [SECONDS] [CONNECTIONS]     defaults 20 and 32
 # Env:   MSPSYNC_BUILD_DIR      build tree with the binaries (default <repo>/build)

@@ -22,20 +22,22 @@ void msp_syncro_integration_clear(msp_syncro_integration_t *in) {
     msp_secure_zero(in, sizeof(*in));
 }
 
-int msp_syncro_integration_load(redisContext *c, const msp_secret_key_t *key, const char *tenant,
-                                msp_syncro_integration_t *out, char *err, size_t err_size) {
+void msp_syncro_integration_append(redisContext *c, const char *tenant) {
     char k[256];
-    msp_syncro_integration_clear(out);
     msp_key(k, sizeof(k), tenant, "integration:syncro");
-    redisReply *r = c ? redisCommand(c, "HMGET %s base_url account_id api_key_sealed", k) : NULL;
+    redisAppendCommand(c, "HMGET %s base_url account_id api_key_sealed", k);
+}
+
+int msp_syncro_integration_from_reply(const redisReply *r, const char *rerr,
+                                      const msp_secret_key_t *key, const char *tenant,
+                                      msp_syncro_integration_t *out, char *err, size_t err_size) {
+    msp_syncro_integration_clear(out);
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
         snprintf(err, err_size, "redis: %s",
-                 r && r->type == REDIS_REPLY_ERROR ? r->str : c && c->errstr[0] ? c->errstr : "no reply");
-        if (r) freeReplyObject(r);
+                 r && r->type == REDIS_REPLY_ERROR ? r->str : rerr && rerr[0] ? rerr : "no reply");
         return -1;
     }
     if (r->element[0]->type != REDIS_REPLY_STRING || r->element[2]->type != REDIS_REPLY_STRING) {
-        freeReplyObject(r);
         snprintf(err, err_size, "tenant \"%s\" has no Syncro integration", tenant);
         return 1;
     }
@@ -51,7 +53,6 @@ int msp_syncro_integration_load(redisContext *c, const msp_secret_key_t *key, co
     snprintf(aad, sizeof(aad), "%s/syncro", tenant);
     size_t klen = 0;
     out->api_key = msp_secret_open(key, aad, r->element[2]->str, &klen);
-    freeReplyObject(r);
     if (!out->api_key) {
         snprintf(err, err_size,
                  "the stored Syncro API key cannot be decrypted (was MSPSYNC_SECRET_KEY changed?)");
@@ -61,4 +62,18 @@ int msp_syncro_integration_load(redisContext *c, const msp_secret_key_t *key, co
     out->redacted = 1;
     msp_syncro_auth_header(out->api_key, out->auth_header, sizeof(out->auth_header));
     return 0;
+}
+
+int msp_syncro_integration_load(redisContext *c, const msp_secret_key_t *key, const char *tenant,
+                                msp_syncro_integration_t *out, char *err, size_t err_size) {
+    redisReply *r = NULL;
+    if (c) {
+        msp_syncro_integration_append(c, tenant);
+        if (redisGetReply(c, (void **)&r) != REDIS_OK)
+            r = NULL;
+    }
+    int rc = msp_syncro_integration_from_reply(r, c ? c->errstr : NULL, key, tenant, out, err,
+                                               err_size);
+    if (r) freeReplyObject(r);
+    return rc;
 }

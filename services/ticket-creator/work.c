@@ -857,6 +857,20 @@ static void unmapped(tc_item_t *it) {
     dead_letter(it, reason);
 }
 
+/* The replies of item_load's one round trip, in the order they were asked for. */
+enum { LD_SEEN, LD_CONFIG, LD_TICKET, LD_ORGMAP, LD_SYNCRO, LD_N };
+
+static void replies_free(redisReply **r) {
+    for (int i = 0; i < LD_N; i++)
+        if (r[i]) freeReplyObject(r[i]);
+}
+
+/*
+ * Everything an event may need, read in one pipelined round trip (it used to be five: each one a
+ * blocking wait, and on a busy machine every wait is a trip through the scheduler): whether the
+ * event id was handled, the ticketing config, the ticket record, the org mapping and the Syncro
+ * integration. What this event turns out not to need is dropped unread.
+ */
 static void item_load(tc_item_t *it) {
     tc_t *tc = it->tc;
     if (!tc_redis_ok(tc)) {
@@ -864,36 +878,50 @@ static void item_load(tc_item_t *it) {
         return;
     }
     char k[300], err[512];
-    redisReply *r;
+    redisReply *rep[LD_N] = {0}, *r;
 
-    /* Handled before (a replay after the offset commit was lost)? */
     tk_key(it, k, sizeof(k), ":events");
-    r = redisCommand(tc->redis, "SISMEMBER %s %s", k, it->eid);
-    if (!r || r->type != REDIS_REPLY_INTEGER) {
-        if (r) freeReplyObject(r);
+    redisAppendCommand(tc->redis, "SISMEMBER %s %s", k, it->eid);
+    msp_key(k, sizeof(k), it->tenant, "ticketing:config");
+    redisAppendCommand(tc->redis, "GET %s", k);
+    tk_key(it, k, sizeof(k), "");
+    redisAppendCommand(tc->redis,
+                       "HMGET %s state gen ticket_id ticket_number customer_id last_status "
+                       "resolved_at_ms assignee claim_at_ms pending",
+                       k);
+    msp_key(k, sizeof(k), it->tenant, "ticketing:orgmap");
+    redisAppendCommand(tc->redis, "HGET %s %s", k, inc_str(it, "org_id"));
+    msp_syncro_integration_append(tc->redis, it->tenant);
+    int ok = 1;
+    for (int i = 0; i < LD_N; i++)   /* read every reply, also after a failure: the pipe stays in step */
+        if (redisGetReply(tc->redis, (void **)&rep[i]) != REDIS_OK || !rep[i] ||
+            rep[i]->type == REDIS_REPLY_ERROR) {
+            ok = 0;
+            if (tc->redis->err) break;   /* the connection is gone: tc_redis_ok reconnects */
+        }
+    if (!ok || rep[LD_SEEN]->type != REDIS_REPLY_INTEGER ||
+        (rep[LD_CONFIG]->type != REDIS_REPLY_STRING && rep[LD_CONFIG]->type != REDIS_REPLY_NIL) ||
+        rep[LD_TICKET]->type != REDIS_REPLY_ARRAY || rep[LD_TICKET]->elements != 10 ||
+        (rep[LD_ORGMAP]->type != REDIS_REPLY_STRING && rep[LD_ORGMAP]->type != REDIS_REPLY_NIL)) {
+        replies_free(rep);
         wait_then(it, 1000, item_load);
         return;
     }
-    int seen = r->integer == 1;
-    freeReplyObject(r);
-    if (seen) {
+
+    /* Handled before (a replay after the offset commit was lost)? */
+    if (rep[LD_SEEN]->integer == 1) {
+        replies_free(rep);
         msp_metric_add(tc->metrics, "mspsync_ticket_creator_events_total", "outcome=\"duplicate\"", 1);
         item_complete(it);
         return;
     }
 
-    msp_key(k, sizeof(k), it->tenant, "ticketing:config");
-    int gerr = 0;
-    char *cfg = msp_redis_get(tc->redis, k, &gerr);
-    if (gerr) {
-        wait_then(it, 1000, item_load);
-        return;
-    }
     json_decref(it->config);
-    it->config = cfg ? json_loads(cfg, 0, NULL) : NULL;
-    free(cfg);
+    it->config = rep[LD_CONFIG]->type == REDIS_REPLY_STRING ? json_loads(rep[LD_CONFIG]->str, 0, NULL)
+                                                            : NULL;
     if (!it->config) it->config = json_object();   /* never configured: disabled */
     if (!cfg_bool(it->config, "enabled", 0)) {
+        replies_free(rep);
         it->state = ST_NONE;
         msp_metric_add(tc->metrics, "mspsync_ticket_creator_events_total", "outcome=\"disabled\"", 1);
         char ks[256];
@@ -908,16 +936,7 @@ static void item_load(tc_item_t *it) {
     if (!it->rule) it->rule = json_object_get(rules, "*");
 
     /* The ticket record. */
-    tk_key(it, k, sizeof(k), "");
-    r = redisCommand(tc->redis,
-                     "HMGET %s state gen ticket_id ticket_number customer_id last_status "
-                     "resolved_at_ms assignee claim_at_ms pending",
-                     k);
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 10) {
-        if (r) freeReplyObject(r);
-        wait_then(it, 1000, item_load);
-        return;
-    }
+    r = rep[LD_TICKET];
     char v[256];
     it->state = ST_NONE;
     if (hash_field(r, 0, v, sizeof(v)))
@@ -932,12 +951,12 @@ static void item_load(tc_item_t *it) {
     it->assignee = hash_field(r, 7, v, sizeof(v)) ? strtoll(v, NULL, 10) : 0;
     it->claim_at_ms = hash_field(r, 8, v, sizeof(v)) ? strtoll(v, NULL, 10) : 0;
     hash_field(r, 9, it->pending, sizeof(it->pending));
-    freeReplyObject(r);
     if ((it->state == ST_OPEN || it->state == ST_RESOLVED) && it->ticket_id <= 0)
         it->state = ST_NONE;
 
     const int open = !strcmp(it->status, "open");
     if (it->state == ST_NONE && open && it->rule && !cfg_bool(it->rule, "create", 1)) {
+        replies_free(rep);
         char ks[256];
         msp_key(ks, sizeof(ks), it->tenant, "ticketing:stats");
         r = redisCommand(tc->redis, "HINCRBY %s skipped 1", ks);
@@ -949,26 +968,21 @@ static void item_load(tc_item_t *it) {
 
     /* Nothing to call Syncro for? Then neither mapping nor integration matters. */
     if (it->state == ST_NONE && !open) {
+        replies_free(rep);
         finish_with(it, NULL);
         return;
     }
     if ((it->state == ST_RESOLVED && !open) ||
         (it->state == ST_OPEN && !open && !cfg_bool(it->config, "auto_resolve", 0))) {
+        replies_free(rep);
         decide(it);
         return;
     }
 
     if (it->state == ST_NONE || (it->state == ST_RESOLVED && open)) {
         /* A new ticket may be needed: the org must be mapped (now, not when first seen). */
-        msp_key(k, sizeof(k), it->tenant, "ticketing:orgmap");
-        r = redisCommand(tc->redis, "HGET %s %s", k, inc_str(it, "org_id"));
-        if (!r || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL)) {
-            if (r) freeReplyObject(r);
-            wait_then(it, 1000, item_load);
-            return;
-        }
+        r = rep[LD_ORGMAP];
         json_t *m = r->type == REDIS_REPLY_STRING ? json_loads(r->str, 0, NULL) : NULL;
-        freeReplyObject(r);
         it->customer_id[0] = '\0';
         if (m) {
             long long cid = cfg_int(m, "customer_id", 0);
@@ -976,14 +990,16 @@ static void item_load(tc_item_t *it) {
             json_decref(m);
         }
         if (!it->customer_id[0] && it->state == ST_NONE) {
+            replies_free(rep);
             unmapped(it);
             return;
         }
         if (!it->customer_id[0]) snprintf(it->customer_id, sizeof(it->customer_id), "%s", it->rec_customer);
     }
 
-    int rc = msp_syncro_integration_load(tc->redis, &tc->key, it->tenant, &it->syncro, err,
-                                         sizeof(err));
+    int rc = msp_syncro_integration_from_reply(rep[LD_SYNCRO], tc->redis->errstr, &tc->key,
+                                               it->tenant, &it->syncro, err, sizeof(err));
+    replies_free(rep);
     if (rc < 0) {
         wait_then(it, 1000, item_load);
         return;

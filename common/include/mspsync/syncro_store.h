@@ -32,6 +32,16 @@ typedef struct msp_syncro_integration_s {
 int msp_syncro_integration_load(redisContext *c, const msp_secret_key_t *key, const char *tenant,
                                 msp_syncro_integration_t *out, char *err, size_t err_size);
 
+/**
+ * @brief The same in two halves, for a caller that pipelines it with other reads: append the
+ * read to c's output buffer, then (after redisGetReply) open its reply. rerr: the context's error
+ * text when the reply is missing. @returns as msp_syncro_integration_load; r stays the caller's.
+ */
+void msp_syncro_integration_append(redisContext *c, const char *tenant);
+int  msp_syncro_integration_from_reply(const redisReply *r, const char *rerr,
+                                       const msp_secret_key_t *key, const char *tenant,
+                                       msp_syncro_integration_t *out, char *err, size_t err_size);
+
 /** @brief Zero the key material and free it. NULL-safe. */
 void msp_syncro_integration_clear(msp_syncro_integration_t *in);
 
