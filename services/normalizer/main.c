@@ -32,7 +32,7 @@
 
 static struct {
     char     *brokers, *redis_url, *topic_prefix, *group, *metrics_bind, *port_file, *log_level;
-    long long batch_size, metrics_port;
+    long long batch_size, metrics_port, identity_max_shared;
     int       json_arena;
 } cfg;
 
@@ -48,6 +48,10 @@ static const msp_config_entry_t config_table[] = {
     {"MSPSYNC_BATCH_SIZE", MSP_CFG_INT, "500",
      "Most raw.records messages processed (and committed) as one batch", &cfg.batch_size, 1,
      100000, 0},
+    {"MSPSYNC_IDENTITY_MAX_SHARED", MSP_CFG_INT, "3",
+     "A serial or MAC seen on more asset records than this (per tenant) stops merging machines: "
+     "one per integration plus a stale duplicate",
+     &cfg.identity_max_shared, 1, 1000, 0},
     {"MSPSYNC_METRICS_BIND", MSP_CFG_STR, "127.0.0.1", "Address of /healthz, /readyz, /metrics",
      &cfg.metrics_bind, 0, 0, 0},
     {"MSPSYNC_METRICS_PORT", MSP_CFG_INT, "9101",
@@ -128,6 +132,7 @@ int main(int argc, char **argv)
     }
     nz = nz_new(&(nz_conf_t){.redis_url  = cfg.redis_url,
                              .batch_size = (size_t)cfg.batch_size,
+                             .identity_max_shared = (int)cfg.identity_max_shared,
                              .metrics    = metrics,
                              .base       = base,
                              .run        = msp_lifecycle_run_flag()});
