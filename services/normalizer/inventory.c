@@ -204,44 +204,94 @@ static int cmp_ids(const void *x, const void *y)
     return strcmp(*(char *const *)x, *(char *const *)y);
 }
 
+/* Keep member e (its record rec, stolen; wr the HMGET reply of its echo guards, or NULL) as the
+ * next of the *w members kept so far; a member without a record is not part of the asset. */
+static void ctx_keep(asset_ctx_t *a, size_t *w, size_t e, json_t *rec, const redisReply *wr)
+{
+    if (!json_is_object(rec)) {
+        json_decref(rec);
+        free(a->ids[e]);
+        return;
+    }
+    size_t i   = (*w)++;
+    a->ids[i]  = a->ids[e];
+    a->recs[i] = rec;
+    for (int f = 0; f < 2; f++)
+        a->wrote[2 * i + f] =
+            wr && wr->type == REDIS_REPLY_ARRAY && wr->element[f]->type == REDIS_REPLY_STRING
+                ? strdup(wr->element[f]->str)
+                : NULL;
+    a->m[i] = (nz_member_t){a->ids[i], rec, {a->wrote[2 * i], a->wrote[2 * i + 1]}};
+}
+
+/* The four reads of an asset's head: members, merged record, edits, parked change. */
+static void head_cmds(pipe_t *p, const char *tenant, const char *aid)
+{
+    char k[KEYLEN], k2[KEYLEN], k3[KEYLEN], k4[KEYLEN];
+    key(k, tenant, "inv:members:%s", aid);
+    key(k2, tenant, "inv:asset:%s", aid);
+    key(k3, tenant, "inv:edit:%s", aid);
+    key(k4, tenant, "inv:dpending");
+    P(p, "SMEMBERS", k);
+    P(p, "GET", k2);
+    P(p, "HGETALL", k3);
+    P(p, "HGET", k4, aid);
+}
+
+/* The head from the replies r[0..4) of head_cmds (r NULL: an asset not stored yet), with room
+ * for extra more members whose ids the caller appends before ctx_sort_ids. @returns 0 / -1. */
+static int ctx_head(asset_ctx_t *a, redisReply *const *r, size_t extra)
+{
+    const redisReply *mr = r ? r[0] : NULL, *er = r ? r[2] : NULL;
+    size_t            n  = mr && mr->type == REDIS_REPLY_ARRAY ? mr->elements : 0;
+    a->m     = calloc(n + extra + 1, sizeof *a->m);
+    a->recs  = calloc(n + extra + 1, sizeof *a->recs);
+    a->ids   = calloc(n + extra + 1, sizeof *a->ids);
+    a->wrote = calloc(2 * (n + extra + 1), sizeof *a->wrote);
+    a->edits = json_object();
+    if (!a->m || !a->recs || !a->ids || !a->wrote || !a->edits)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        a->ids[a->n++] = strdup(mr->element[i]->str);
+    if (r && r[1]->type == REDIS_REPLY_STRING)
+        a->prev = json_loads(r[1]->str, 0, NULL);
+    for (size_t i = 0; er && er->type == REDIS_REPLY_ARRAY && i + 1 < er->elements; i += 2)
+        json_object_set_new(a->edits, er->element[i]->str, json_string(er->element[i + 1]->str));
+    if (r && r[3]->type == REDIS_REPLY_STRING)
+        a->pending = json_loads(r[3]->str, 0, NULL);
+    return 0;
+}
+
+/* Sort the member ids and drop repeats. */
+static void ctx_sort_ids(asset_ctx_t *a)
+{
+    qsort(a->ids, a->n, sizeof *a->ids, cmp_ids);
+    size_t w = 0;
+    for (size_t e = 0; e < a->n; e++) {
+        if (w && strcmp(a->ids[w - 1], a->ids[e]) == 0)
+            free(a->ids[e]);
+        else
+            a->ids[w++] = a->ids[e];
+    }
+    a->n = w;
+}
+
 /* Read the asset's members (sorted by source id), their records and echo guards, the stored
  * merged record, the edits and the parked change. @returns 0 / -1. */
 static int asset_load(redisContext *c, const char *tenant, const char *aid, asset_ctx_t *a,
                       char *err, size_t errsz)
 {
-    char   k[KEYLEN], k2[KEYLEN], k3[KEYLEN], k4[KEYLEN];
+    char   k[KEYLEN], k4[KEYLEN];
     pipe_t p = {.c = c, .err = err, .errsz = errsz};
     memset(a, 0, sizeof *a);
-    key(k, tenant, "inv:members:%s", aid);
-    key(k2, tenant, "inv:asset:%s", aid);
-    key(k3, tenant, "inv:edit:%s", aid);
-    key(k4, tenant, "inv:dpending");
-    P(&p, "SMEMBERS", k);
-    P(&p, "GET", k2);
-    P(&p, "HGETALL", k3);
-    P(&p, "HGET", k4, aid);
-    if (p_run(&p) < 0) {
+    head_cmds(&p, tenant, aid);
+    if (p_run(&p) < 0 || ctx_head(a, p.r, 0) < 0) {
         p_reset(&p);
         return -1;
     }
-    const redisReply *mr = p.r[0];
-    size_t n = mr->type == REDIS_REPLY_ARRAY ? mr->elements : 0;
-    a->m     = calloc(n + 1, sizeof *a->m);
-    a->recs  = calloc(n + 1, sizeof *a->recs);
-    a->ids   = calloc(n + 1, sizeof *a->ids);
-    a->wrote = calloc(2 * n + 2, sizeof *a->wrote);
-    for (size_t i = 0; i < n; i++)
-        a->ids[i] = strdup(mr->element[i]->str);
-    qsort(a->ids, n, sizeof *a->ids, cmp_ids);
-    if (p_str(&p, 1))
-        a->prev = json_loads(p_str(&p, 1), 0, NULL);
-    a->edits = json_object();
-    const redisReply *er = p.r[2];
-    for (size_t i = 0; er->type == REDIS_REPLY_ARRAY && i + 1 < er->elements; i += 2)
-        json_object_set_new(a->edits, er->element[i]->str, json_string(er->element[i + 1]->str));
-    if (p_str(&p, 3))
-        a->pending = json_loads(p_str(&p, 3), 0, NULL);
     p_reset(&p);
+    ctx_sort_ids(a);
+    size_t n = a->n;
     if (n == 0)
         return 0;
 
@@ -262,25 +312,7 @@ static int asset_load(redisContext *c, const char *tenant, const char *aid, asse
     size_t w = 0;
     for (size_t i = 0; i < n; i++) {
         const char *js = p_str(&p, (int)(2 * i));
-        json_t     *rec = js ? json_loads(js, 0, NULL) : NULL;
-        if (!json_is_object(rec)) {   /* a member without a record: not part of the asset */
-            json_decref(rec);
-            free(a->ids[i]);
-            continue;
-        }
-        const redisReply *wr = p.r[2 * i + 1];
-        a->ids[w]  = a->ids[i];
-        a->recs[w] = rec;
-        for (int f = 0; f < 2; f++)
-            a->wrote[2 * w + f] =
-                wr->type == REDIS_REPLY_ARRAY && wr->element[f]->type == REDIS_REPLY_STRING
-                    ? strdup(wr->element[f]->str)
-                    : NULL;
-        a->m[w].src_id = a->ids[w];
-        a->m[w].rec    = rec;
-        a->m[w].wrote[0] = a->wrote[2 * w];
-        a->m[w].wrote[1] = a->wrote[2 * w + 1];
-        w++;
+        ctx_keep(a, &w, i, js ? json_loads(js, 0, NULL) : NULL, p.r[2 * i + 1]);
     }
     a->n = w;
     p_reset(&p);
@@ -755,11 +787,6 @@ static const up_t *batch_member(const nz_inv_t *inv, const touched_t *t, const c
     return NULL;
 }
 
-static int cmp_str_p(const void *x, const void *y)
-{
-    return strcmp(*(char *const *)x, *(char *const *)y);
-}
-
 /* Group ups[from..to) by asset. A linear scan per up would be quadratic in the batch: the
  * touched assets are found through a jansson object keyed tenant|asset. @returns nt or -1. */
 static long batch_group(nz_inv_t *inv, size_t from, size_t to, overlay_t *ov, touched_t *t)
@@ -815,67 +842,31 @@ static int batch_apply(nz_inv_t *inv, redisContext *c, size_t from, size_t to, o
     long       nt = t ? batch_group(inv, from, to, ov, t) : -1;
     int        rc = -1;
     pipe_t     p  = {.c = c, .err = err, .errsz = errsz};
-    char       k[KEYLEN], k2[KEYLEN], k3[KEYLEN], k4[KEYLEN];
+    char       k[KEYLEN], k2[KEYLEN], k4[KEYLEN];
     if (nt < 0) {
         snprintf(err, errsz, "out of memory");
         goto out;
     }
     /* (3) the touched assets that exist */
-    for (long j = 0; j < nt; j++) {
-        if (t[j].fresh)
-            continue;
-        key(k, t[j].tenant, "inv:members:%s", t[j].aid);
-        key(k2, t[j].tenant, "inv:asset:%s", t[j].aid);
-        key(k3, t[j].tenant, "inv:edit:%s", t[j].aid);
-        key(k4, t[j].tenant, "inv:dpending");
-        P(&p, "SMEMBERS", k);
-        P(&p, "GET", k2);
-        P(&p, "HGETALL", k3);
-        P(&p, "HGET", k4, t[j].aid);
-    }
+    for (long j = 0; j < nt; j++)
+        if (!t[j].fresh)
+            head_cmds(&p, t[j].tenant, t[j].aid);
     if (p.n && p_run(&p) < 0)
         goto out;
     for (long j = 0, r = 0; j < nt; j++) {
-        asset_ctx_t      *a  = &t[j].a;
-        const redisReply *mr = t[j].fresh ? NULL : p.r[r];
-        const redisReply *er = t[j].fresh ? NULL : p.r[r + 2];
-        size_t            sm = mr && mr->type == REDIS_REPLY_ARRAY ? mr->elements : 0;
-        size_t            cap = sm + t[j].nup + 1;
-        a->m     = calloc(cap, sizeof *a->m);
-        a->recs  = calloc(cap, sizeof *a->recs);
-        a->ids   = calloc(cap, sizeof *a->ids);
-        a->wrote = calloc(2 * cap, sizeof *a->wrote);
-        t[j].up  = calloc(t[j].nup, sizeof *t[j].up);
-        a->edits = json_object();
-        if (!a->m || !a->recs || !a->ids || !a->wrote || !t[j].up) {
+        asset_ctx_t *a = &t[j].a;
+        t[j].up        = calloc(t[j].nup, sizeof *t[j].up);
+        if (!t[j].up || ctx_head(a, t[j].fresh ? NULL : p.r + r, t[j].nup) < 0) {
             snprintf(err, errsz, "out of memory");
             goto out;
         }
-        for (size_t e = 0; e < sm; e++)
-            a->ids[a->n++] = strdup(mr->element[e]->str);
+        r += t[j].fresh ? 0 : 4;
         for (size_t e = 0; e < t[j].nup; e++) {
             const up_t *u = &inv->ups[t[j].ups[e]];
             a->ids[a->n++] = strdup(u->src_id);
             t[j].up[e]     = (nz_upserted_t){u->src_id, u->old};
         }
-        qsort(a->ids, a->n, sizeof *a->ids, cmp_str_p);
-        size_t w = 0;
-        for (size_t e = 0; e < a->n; e++) {
-            if (w && strcmp(a->ids[w - 1], a->ids[e]) == 0)
-                free(a->ids[e]);
-            else
-                a->ids[w++] = a->ids[e];
-        }
-        a->n = w;
-        if (t[j].fresh)
-            continue;
-        if (p_str(&p, (int)r + 1))
-            a->prev = json_loads(p_str(&p, (int)r + 1), 0, NULL);
-        for (size_t e = 0; er->type == REDIS_REPLY_ARRAY && e + 1 < er->elements; e += 2)
-            json_object_set_new(a->edits, er->element[e]->str, json_string(er->element[e + 1]->str));
-        if (p_str(&p, (int)r + 3))
-            a->pending = json_loads(p_str(&p, (int)r + 3), 0, NULL);
-        r += 4;
+        ctx_sort_ids(a);
     }
     p_reset(&p);
     /* (4) the records of the members not in the batch, and the echo guards of the members that
@@ -910,21 +901,7 @@ static int batch_apply(nz_inv_t *inv, redisContext *c, size_t from, size_t to, o
             else if (p_str(&p, r))
                 rec = json_loads(p_str(&p, r), 0, NULL);
             r += !u;
-            const redisReply *wr = u && !u->link ? NULL : p.r[r++];
-            if (!json_is_object(rec)) {   /* a member without a record: not part of the asset */
-                json_decref(rec);
-                free(a->ids[e]);
-                continue;
-            }
-            a->ids[w]  = a->ids[e];
-            a->recs[w] = rec;
-            for (int f = 0; f < 2; f++)
-                a->wrote[2 * w + f] =
-                    wr && wr->type == REDIS_REPLY_ARRAY && wr->element[f]->type == REDIS_REPLY_STRING
-                        ? strdup(wr->element[f]->str)
-                        : NULL;
-            a->m[w] = (nz_member_t){a->ids[w], rec, {a->wrote[2 * w], a->wrote[2 * w + 1]}};
-            w++;
+            ctx_keep(a, &w, e, rec, u && !u->link ? NULL : p.r[r++]);
         }
         a->n = w;
     }
@@ -1032,7 +1009,7 @@ static int split_asset(nz_inv_t *inv, redisContext *c, const split_t *sp, overla
     const char  *tenant = sp->tenant, *aid = sp->aid;
     asset_ctx_t  a;
     pipe_t       p = {.c = c, .err = err, .errsz = errsz};
-    char         kmkey[KEYLEN], kksrc[KEYLEN], k[KEYLEN];
+    char         kmkey[KEYLEN], kksrc[KEYLEN], k[KEYLEN], tkbuf[2 * KEYLEN];
     split_keys_t sk = {sp->key, json_object(), json_object(), inv->max_shared};
     json_t      *mkeys = json_object();
     const char **owner = NULL;
@@ -1087,9 +1064,17 @@ static int split_asset(nz_inv_t *inv, redisContext *c, const split_t *sp, overla
         json_object_foreach(sk.demote, kname, v) {
             P(&p, "HSET", kksrc, kname, NZ_KEY_DEMOTED);
             P(&p, "HDEL", kmkey, kname);
+            /* The overlay, patched as the writes are queued, is what the batch's later records
+             * see (a failed run starts over with a fresh overlay). */
+            ov_set(ov->ksrc, tenant, kname, NZ_KEY_DEMOTED);
+            ov_set(ov->mkey, tenant, kname, NULL);
         }
     }
+    for (size_t i = 0; i < a.n; i++)
+        json_object_set_new(ov->counts, tk(tkbuf, tenant, owner[i]), json_integer(0));
     for (size_t i = 0; i < a.n; i++) {
+        json_t *cnt = json_object_get(ov->counts, tk(tkbuf, tenant, owner[i]));
+        json_integer_set(cnt, json_integer_value(cnt) + 1);
         if (owner[i] == aid)
             continue;
         key(k, tenant, "inv:members:%s", aid);
@@ -1098,12 +1083,15 @@ static int split_asset(nz_inv_t *inv, redisContext *c, const split_t *sp, overla
         P(&p, "SADD", k, a.ids[i]);
         key(k, tenant, "inv:link");
         P(&p, "HSET", k, a.ids[i], owner[i]);
+        ov_set(ov->link, tenant, a.ids[i], owner[i]);
         char keys[NZ_MKEY_MAX][NZ_MKEY_LEN];
         int  nk = nz_match_keys(a.recs[i], keys, NZ_MKEY_MAX);
         for (int j = 0; j < nk; j++) {
             const char *named = json_string_value(json_object_get(mkeys, keys[j]));
-            if (named && strcmp(named, aid) == 0 && !json_object_get(sk.demote, keys[j]))
+            if (named && strcmp(named, aid) == 0 && !json_object_get(sk.demote, keys[j])) {
                 P(&p, "HSET", kmkey, keys[j], owner[i]);
+                ov_set(ov->mkey, tenant, keys[j], owner[i]);
+            }
         }
     }
     /* Each component, merged on its own: the one that keeps aid keeps its edits and prev. */
@@ -1138,34 +1126,6 @@ static int split_asset(nz_inv_t *inv, redisContext *c, const split_t *sp, overla
             first = owner[h] != owner[i];
         if (first && prep_out(out, tenant, owner[i], &pr[o++]) < 0)
             rc = -1;
-    }
-    /* what the batch's later records must see */
-    {
-        const char *kname;
-        json_t     *v;
-        char        tkbuf[2 * KEYLEN];
-        json_object_foreach(sk.demote, kname, v) {
-            ov_set(ov->ksrc, tenant, kname, NZ_KEY_DEMOTED);
-            ov_set(ov->mkey, tenant, kname, NULL);
-        }
-        for (size_t i = 0; i < a.n; i++)
-            json_object_set_new(ov->counts, tk(tkbuf, tenant, owner[i]), json_integer(0));
-        for (size_t i = 0; i < a.n; i++) {
-            json_t *cnt = json_object_get(ov->counts, tk(tkbuf, tenant, owner[i]));
-            json_integer_set(cnt, json_integer_value(cnt) + 1);
-        }
-        for (size_t i = 0; i < a.n; i++) {
-            if (owner[i] == aid)
-                continue;
-            ov_set(ov->link, tenant, a.ids[i], owner[i]);
-            char keys[NZ_MKEY_MAX][NZ_MKEY_LEN];
-            int  nk = nz_match_keys(a.recs[i], keys, NZ_MKEY_MAX);
-            for (int j = 0; j < nk; j++) {
-                const char *named = json_string_value(json_object_get(mkeys, keys[j]));
-                if (named && strcmp(named, aid) == 0 && !json_object_get(sk.demote, keys[j]))
-                    ov_set(ov->mkey, tenant, keys[j], owner[i]);
-            }
-        }
     }
     MSP_INFO("identity.split", tenant, "key=%s asset=%s members=%zu assets=%zu", sp->key, aid,
              a.n, npr);
