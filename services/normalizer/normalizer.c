@@ -580,8 +580,10 @@ static int inv_apply(nz_t *nz, inv_op_t op, const char *tenant, const char *id, 
             redisFree(nz->redis);
             nz->redis = NULL;
         }
-        if (retry_wait(nz, attempt, "redis inventory", err[0] ? err : "redis error") < 0)
+        if (retry_wait(nz, attempt, "redis inventory", err[0] ? err : "redis error") < 0) {
+            nz_inv_out_clear(&out);   /* shutdown: the batch replays */
             return -1;
+        }
     }
     for (size_t i = 0; i < out.n; i++) {
         nz_inv_pub_t *e = &out.pub[i];
