@@ -1016,7 +1016,6 @@ static int split_asset(nz_inv_t *inv, redisContext *c, const split_t *sp, overla
     prep_t      *pr = NULL;
     size_t       npr = 0;
     int          rc = -1;
-    (void)at;
     key(kmkey, tenant, "inv:mkey");
     key(kksrc, tenant, "inv:ksrc");
     if (asset_load(c, tenant, aid, &a, err, errsz) < 0)
