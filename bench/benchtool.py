@@ -186,6 +186,14 @@ def cmd_gen_raw(a):
                 ki = dict(props["kabuto_information"])
                 if isinstance(ki.get("general"), dict):
                     ki["general"] = dict(ki["general"], serial_number=serial)
+                if a.distinct and isinstance(ki.get("network_adapters"), list):
+                    # Every record its own machine: MACs of its own (universally administered
+                    # unicast, 3C:xx:..), so no two records share a match key.
+                    ki["network_adapters"] = [
+                        dict(ad, physical_address="3C:%02X:%02X:%02X:%02X:%02X" % (
+                            j, (i >> 24) & 0xFF, (i >> 16) & 0xFF, (i >> 8) & 0xFF, i & 0xFF))
+                        if isinstance(ad, dict) else ad
+                        for j, ad in enumerate(ki["network_adapters"])]
                 p["properties"] = dict(props, kabuto_information=ki)
             if isinstance(src.get("rmm_store"), dict):
                 p["rmm_store"] = dict(src["rmm_store"], asset_id=aid, id=40_000_000_000 + i)
@@ -492,6 +500,9 @@ def main():
     g.add_argument("--samples", type=int, default=500, help="simulator assets used as templates")
     g.add_argument("--sample-customers", type=int, default=40)
     g.add_argument("--out", required=True)
+    g.add_argument("--distinct", action="store_true",
+                   help="every record its own machine (own MACs); default: the templates' MACs "
+                        "repeat across the records made from one template")
     g.set_defaults(fn=cmd_gen_raw)
 
     t = sp.add_parser("add-tenants")

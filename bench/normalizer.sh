@@ -4,7 +4,10 @@
 # the same bytes in the same run (the ceiling that Kafka and librdkafka set on this machine).
 #
 # Usage: bench/normalizer.sh [N]        N raw.records messages, default 200000
-# Env:   BENCH_TENANTS=100     tenants the records are spread over (message key = tenant)
+# Env:   BENCH_DISTINCT=1      every record its own machine (MACs of its own); by default the records
+#                              made from one simulator template share its MACs, so every tenant
+#                              sees a few MACs on hundreds of records (a dock's MAC, at scale)
+#        BENCH_TENANTS=100     tenants the records are spread over (message key = tenant)
 #        BENCH_UNCHANGED=1     also measure a second pass over the same records (all "unchanged")
 #        BENCH_BATCH=500       batch size of the normalizer (MSPSYNC_BATCH_SIZE) and the pass-through
 #        MSPSYNC_BUILD_DIR     build tree with the binaries (default <repo>/build, as made by tests/run.sh or deploy/local/demo.sh)
@@ -16,7 +19,8 @@
 #
 # Prints (the block after "== results ==" is meant to be pasted into docs/benchmarks.md):
 #   machine nproc=.. mem_gb=.. kernel=.. cpu=..
-#   normalizer records=N seconds=S records_per_s=R peak_rss_mb=M          (first pass: all changed)
+#   normalizer records=N seconds=S records_per_s=R peak_rss_mb=M          (first pass: all changed;
+#                                                   "normalizer_distinct" with BENCH_DISTINCT=1)
 #   passthrough records=N seconds=S records_per_s=R
 #   ratio normalizer/passthrough=X.XX
 #   normalizer_unchanged records=N seconds=S records_per_s=R peak_rss_mb=M (second pass, new group)
@@ -31,6 +35,9 @@ N=${1:-200000}
 TENANTS=${BENCH_TENANTS:-100}
 UNCHANGED=${BENCH_UNCHANGED:-1}
 BATCH=${BENCH_BATCH:-500}
+DISTINCT=${BENCH_DISTINCT:-0}
+NZ_LABEL=normalizer GEN_ARGS=()
+if [ "$DISTINCT" = 1 ]; then NZ_LABEL=normalizer_distinct GEN_ARGS=(--distinct); fi
 BUILD=${MSPSYNC_BUILD_DIR:-$ROOT/build}
 NZ_BIN=$BUILD/services/normalizer/mspsync-normalizer
 SIM_BIN=$BUILD/tests/simulators/syncro-sim
@@ -47,14 +54,14 @@ W=$(mktemp -d "${TMPDIR:-/tmp}/mspsync-bench-nz.XXXXXX")
 
 RESULTS=$W/results.txt
 machine_line | tee "$RESULTS" >&2
-log "work dir $W; N=$N tenants=$TENANTS batch=$BATCH"
+log "work dir $W; N=$N tenants=$TENANTS batch=$BATCH distinct=$DISTINCT"
 
 # --- templates: real asset items from the simulator --------------------------------------------
 "$SIM_BIN" --port 0 --port-file "$W/sim.port" --seed 7 >"$W/sim.log" 2>&1 &
 SIM_PID=$!; PIDS+=("$SIM_PID")
 wait_file "$W/sim.port" "$SIM_PID" 20
 run python3 "$HERE/benchtool.py" gen-raw --sim "http://127.0.0.1:$(cat "$W/sim.port")" \
-    --count "$N" --tenants "$TENANTS" --out "$W/raw.tsv"
+    --count "$N" --tenants "$TENANTS" --out "$W/raw.tsv" "${GEN_ARGS[@]}"
 stop_pid "$SIM_PID"
 
 # --- Kafka, Redis -------------------------------------------------------------------------------
@@ -126,11 +133,11 @@ run_normalizer() {   # LABEL GROUP
     stop_pid "$pid"
 }
 log "normalizer (changed)"
-run_normalizer normalizer "${PREFIX}bench-nz-1"
-NZ_RATE=$(cat "$W/normalizer.rate")
+run_normalizer "$NZ_LABEL" "${PREFIX}bench-nz-1"
+NZ_RATE=$(cat "$W/$NZ_LABEL.rate")
 PT_RATE=$(sed -n 's/.*records_per_s=\([0-9.]*\).*/\1/p' <<<"$PT_LINE")
 {
-    grep '^normalizer records=' "$W/normalizer.out"
+    grep "^$NZ_LABEL records=" "$W/$NZ_LABEL.out"
     echo "$PT_LINE"
     awk -v a="$NZ_RATE" -v b="$PT_RATE" 'BEGIN { printf "ratio normalizer/passthrough=%.2f\n", a / b }'
 } >>"$RESULTS"

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include <mspsync/crypto.h>
+#include <mspsync/log.h>
 #include <mspsync/model.h>
 #include <mspsync/redis.h>
 
@@ -21,6 +22,11 @@ const char nz_inv_pending_done_lua[] =
     "local v = redis.call('HGET', KEYS[1], ARGV[1]) "
     "if v and string.find(v, ARGV[2], 1, true) then return redis.call('HDEL', KEYS[1], ARGV[1]) end "
     "return 0";
+
+/* HSETNX inv:mkey <key> <asset> unless inv:ksrc says the key is demoted. */
+static const char claim_lua[] =
+    "if redis.call('HGET', KEYS[2], ARGV[1]) == '" NZ_KEY_DEMOTED "' then return 0 end "
+    "return redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])";
 
 /* ---- a tiny pipeline ------------------------------------------------------------------------ */
 
@@ -107,23 +113,59 @@ static void key(char *buf, const char *tenant, const char *fmt, ...)
 
 void nz_inv_out_clear(nz_inv_out_t *out)
 {
-    for (int i = 0; i < out->n; i++) {
-        free(out->asset_id[i]);
-        msp_json_free(out->merged[i]);
+    for (size_t i = 0; i < out->n; i++) {
+        free(out->pub[i].tenant);
+        free(out->pub[i].asset_id);
+        msp_json_free(out->pub[i].merged);
+        msp_json_free(out->pub[i].change);
     }
-    msp_json_free(out->change);
-    free(out->change_asset);
+    free(out->pub);
     memset(out, 0, sizeof *out);
 }
 
-static void out_add(nz_inv_out_t *out, const char *aid, char *merged)
+/* Publish aid as merged (steals merged and change). One entry per asset: a later state replaces
+ * the merged record; a date change is replaced only by a newer change (a quiet re-merge, such as
+ * a split, leaves the parked change of the asset to be published). @returns 0 / -1 no memory. */
+static int out_add(nz_inv_out_t *out, const char *tenant, const char *aid, char *merged,
+                   char *change, const char *change_id)
 {
-    if (out->n >= NZ_INV_MAX_OUT) {
-        msp_json_free(merged);
-        return;
+    nz_inv_pub_t *e = NULL;
+    for (size_t i = 0; i < out->n && !e; i++)
+        if (strcmp(out->pub[i].asset_id, aid) == 0 && strcmp(out->pub[i].tenant, tenant) == 0)
+            e = &out->pub[i];
+    if (!e) {
+        if (out->n == out->cap) {
+            size_t        cap = out->cap ? 2 * out->cap : 8;
+            nz_inv_pub_t *g   = realloc(out->pub, cap * sizeof *g);
+            if (!g) {
+                msp_json_free(merged);
+                msp_json_free(change);
+                return -1;
+            }
+            out->pub = g;
+            out->cap = cap;
+        }
+        e = &out->pub[out->n];
+        memset(e, 0, sizeof *e);
+        e->tenant   = strdup(tenant);
+        e->asset_id = strdup(aid);
+        if (!e->tenant || !e->asset_id) {
+            free(e->tenant);
+            free(e->asset_id);
+            msp_json_free(merged);
+            msp_json_free(change);
+            return -1;
+        }
+        out->n++;
     }
-    out->asset_id[out->n] = strdup(aid);
-    out->merged[out->n++] = merged;
+    msp_json_free(e->merged);
+    e->merged = merged;
+    if (change) {
+        msp_json_free(e->change);
+        e->change = change;
+        snprintf(e->change_id, sizeof e->change_id, "%s", change_id ? change_id : "");
+    }
+    return 0;
 }
 
 /* ---- one asset: load members, merge, store ----------------------------------------------- */
@@ -162,44 +204,94 @@ static int cmp_ids(const void *x, const void *y)
     return strcmp(*(char *const *)x, *(char *const *)y);
 }
 
+/* Keep member e (its record rec, stolen; wr the HMGET reply of its echo guards, or NULL) as the
+ * next of the *w members kept so far; a member without a record is not part of the asset. */
+static void ctx_keep(asset_ctx_t *a, size_t *w, size_t e, json_t *rec, const redisReply *wr)
+{
+    if (!json_is_object(rec)) {
+        json_decref(rec);
+        free(a->ids[e]);
+        return;
+    }
+    size_t i   = (*w)++;
+    a->ids[i]  = a->ids[e];
+    a->recs[i] = rec;
+    for (int f = 0; f < 2; f++)
+        a->wrote[2 * i + f] =
+            wr && wr->type == REDIS_REPLY_ARRAY && wr->element[f]->type == REDIS_REPLY_STRING
+                ? strdup(wr->element[f]->str)
+                : NULL;
+    a->m[i] = (nz_member_t){a->ids[i], rec, {a->wrote[2 * i], a->wrote[2 * i + 1]}};
+}
+
+/* The four reads of an asset's head: members, merged record, edits, parked change. */
+static void head_cmds(pipe_t *p, const char *tenant, const char *aid)
+{
+    char k[KEYLEN], k2[KEYLEN], k3[KEYLEN], k4[KEYLEN];
+    key(k, tenant, "inv:members:%s", aid);
+    key(k2, tenant, "inv:asset:%s", aid);
+    key(k3, tenant, "inv:edit:%s", aid);
+    key(k4, tenant, "inv:dpending");
+    P(p, "SMEMBERS", k);
+    P(p, "GET", k2);
+    P(p, "HGETALL", k3);
+    P(p, "HGET", k4, aid);
+}
+
+/* The head from the replies r[0..4) of head_cmds (r NULL: an asset not stored yet), with room
+ * for extra more members whose ids the caller appends before ctx_sort_ids. @returns 0 / -1. */
+static int ctx_head(asset_ctx_t *a, redisReply *const *r, size_t extra)
+{
+    const redisReply *mr = r ? r[0] : NULL, *er = r ? r[2] : NULL;
+    size_t            n  = mr && mr->type == REDIS_REPLY_ARRAY ? mr->elements : 0;
+    a->m     = calloc(n + extra + 1, sizeof *a->m);
+    a->recs  = calloc(n + extra + 1, sizeof *a->recs);
+    a->ids   = calloc(n + extra + 1, sizeof *a->ids);
+    a->wrote = calloc(2 * (n + extra + 1), sizeof *a->wrote);
+    a->edits = json_object();
+    if (!a->m || !a->recs || !a->ids || !a->wrote || !a->edits)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        a->ids[a->n++] = strdup(mr->element[i]->str);
+    if (r && r[1]->type == REDIS_REPLY_STRING)
+        a->prev = json_loads(r[1]->str, 0, NULL);
+    for (size_t i = 0; er && er->type == REDIS_REPLY_ARRAY && i + 1 < er->elements; i += 2)
+        json_object_set_new(a->edits, er->element[i]->str, json_string(er->element[i + 1]->str));
+    if (r && r[3]->type == REDIS_REPLY_STRING)
+        a->pending = json_loads(r[3]->str, 0, NULL);
+    return 0;
+}
+
+/* Sort the member ids and drop repeats. */
+static void ctx_sort_ids(asset_ctx_t *a)
+{
+    qsort(a->ids, a->n, sizeof *a->ids, cmp_ids);
+    size_t w = 0;
+    for (size_t e = 0; e < a->n; e++) {
+        if (w && strcmp(a->ids[w - 1], a->ids[e]) == 0)
+            free(a->ids[e]);
+        else
+            a->ids[w++] = a->ids[e];
+    }
+    a->n = w;
+}
+
 /* Read the asset's members (sorted by source id), their records and echo guards, the stored
  * merged record, the edits and the parked change. @returns 0 / -1. */
 static int asset_load(redisContext *c, const char *tenant, const char *aid, asset_ctx_t *a,
                       char *err, size_t errsz)
 {
-    char   k[KEYLEN], k2[KEYLEN], k3[KEYLEN], k4[KEYLEN];
+    char   k[KEYLEN], k4[KEYLEN];
     pipe_t p = {.c = c, .err = err, .errsz = errsz};
     memset(a, 0, sizeof *a);
-    key(k, tenant, "inv:members:%s", aid);
-    key(k2, tenant, "inv:asset:%s", aid);
-    key(k3, tenant, "inv:edit:%s", aid);
-    key(k4, tenant, "inv:dpending");
-    P(&p, "SMEMBERS", k);
-    P(&p, "GET", k2);
-    P(&p, "HGETALL", k3);
-    P(&p, "HGET", k4, aid);
-    if (p_run(&p) < 0) {
+    head_cmds(&p, tenant, aid);
+    if (p_run(&p) < 0 || ctx_head(a, p.r, 0) < 0) {
         p_reset(&p);
         return -1;
     }
-    const redisReply *mr = p.r[0];
-    size_t n = mr->type == REDIS_REPLY_ARRAY ? mr->elements : 0;
-    a->m     = calloc(n + 1, sizeof *a->m);
-    a->recs  = calloc(n + 1, sizeof *a->recs);
-    a->ids   = calloc(n + 1, sizeof *a->ids);
-    a->wrote = calloc(2 * n + 2, sizeof *a->wrote);
-    for (size_t i = 0; i < n; i++)
-        a->ids[i] = strdup(mr->element[i]->str);
-    qsort(a->ids, n, sizeof *a->ids, cmp_ids);
-    if (p_str(&p, 1))
-        a->prev = json_loads(p_str(&p, 1), 0, NULL);
-    a->edits = json_object();
-    const redisReply *er = p.r[2];
-    for (size_t i = 0; er->type == REDIS_REPLY_ARRAY && i + 1 < er->elements; i += 2)
-        json_object_set_new(a->edits, er->element[i]->str, json_string(er->element[i + 1]->str));
-    if (p_str(&p, 3))
-        a->pending = json_loads(p_str(&p, 3), 0, NULL);
     p_reset(&p);
+    ctx_sort_ids(a);
+    size_t n = a->n;
     if (n == 0)
         return 0;
 
@@ -220,62 +312,40 @@ static int asset_load(redisContext *c, const char *tenant, const char *aid, asse
     size_t w = 0;
     for (size_t i = 0; i < n; i++) {
         const char *js = p_str(&p, (int)(2 * i));
-        json_t     *rec = js ? json_loads(js, 0, NULL) : NULL;
-        if (!json_is_object(rec)) {   /* a member without a record: not part of the asset */
-            json_decref(rec);
-            free(a->ids[i]);
-            continue;
-        }
-        const redisReply *wr = p.r[2 * i + 1];
-        a->ids[w]  = a->ids[i];
-        a->recs[w] = rec;
-        for (int f = 0; f < 2; f++)
-            a->wrote[2 * w + f] =
-                wr->type == REDIS_REPLY_ARRAY && wr->element[f]->type == REDIS_REPLY_STRING
-                    ? strdup(wr->element[f]->str)
-                    : NULL;
-        a->m[w].src_id = a->ids[w];
-        a->m[w].rec    = rec;
-        a->m[w].wrote[0] = a->wrote[2 * w];
-        a->m[w].wrote[1] = a->wrote[2 * w + 1];
-        w++;
+        ctx_keep(a, &w, i, js ? json_loads(js, 0, NULL) : NULL, p.r[2 * i + 1]);
     }
     a->n = w;
     p_reset(&p);
     return 0;
 }
 
-/* Merge, store the merged record, park a date change. reason "edit"/"policy". */
-static int asset_store(redisContext *c, const char *tenant, const char *aid, asset_ctx_t *a,
-                       const char *upserted_src, const json_t *upserted_old, unsigned edit_mask,
-                       const char *reason, const char *change_id, const char *at,
-                       nz_inv_out_t *out, char *err, size_t errsz)
+/* A merged asset ready to write: its JSON, the date change to park and publish (or NULL). */
+typedef struct prep_s {
+    char *mj;           /* json_dumps of the merged asset */
+    char *cj;           /* date.changes JSON or NULL */
+    int   park;         /* cj is new: HSET inv:dpending */
+    int   gone;
+    char  change_id[40];
+} prep_t;
+
+static void prep_free(prep_t *pr)
 {
-    char   k[KEYLEN];
-    pipe_t p = {.c = c, .err = err, .errsz = errsz};
-    if (a->n == 0) {
-        /* No member left: the asset is deleted (tombstone). */
-        char kk[4][KEYLEN];
-        key(kk[0], tenant, "inv:asset:%s", aid);
-        key(kk[1], tenant, "inv:members:%s", aid);
-        key(kk[2], tenant, "inv:edit:%s", aid);
-        key(kk[3], tenant, "wb:%s", aid);
-        P(&p, "DEL", kk[0], kk[1], kk[2], kk[3]);
-        key(k, tenant, "inv:assets");
-        P(&p, "ZREM", k, aid);
-        key(k, tenant, "inv:gone:asset");
-        P(&p, "SREM", k, aid);
-        key(k, tenant, "inv:dpending");
-        P(&p, "HDEL", k, aid);
-        int rc = p_run(&p);
-        p_reset(&p);
-        if (rc == 0)
-            out_add(out, aid, NULL);
-        return rc;
-    }
+    msp_json_free(pr->mj);
+    msp_json_free(pr->cj);
+    memset(pr, 0, sizeof *pr);
+}
+
+/* Merge a's members. quiet: the re-merge of a split, which changes no date anywhere (no
+ * date.changes; the parked change, if any, stays parked for the caller that made it).
+ * reason "edit"/"policy". @returns 0 / -1 out of memory. */
+static int asset_prep(const char *tenant, const char *aid, const asset_ctx_t *a,
+                      const nz_upserted_t *up, size_t nup, unsigned edit_mask, const char *reason,
+                      const char *change_id, const char *at, int quiet, prep_t *pr)
+{
+    memset(pr, 0, sizeof *pr);
     json_t *merged = nz_merge_asset(tenant, aid, a->m, a->n, a->edits, a->prev);
-    json_t *dates  = nz_merge_change(a->prev, merged, a->m, a->n, upserted_src, upserted_old,
-                                     edit_mask);
+    json_t *dates  = quiet ? NULL
+                           : nz_merge_change(a->prev, merged, a->m, a->n, up, nup, edit_mask);
     json_t *change = NULL;
     if (dates) {
         /* A change not yet acknowledged by Kafka is merged in, so that it is not lost. */
@@ -286,50 +356,97 @@ static int asset_store(redisContext *c, const char *tenant, const char *aid, ass
                                   !strcmp(json_string_value(json_object_get(a->pending, "reason")) ?: "", "edit")
                               ? "edit"
                               : reason;
-        change = nz_change_message(tenant, aid, change_id, why, all, a->m, a->n, at);
+        change   = nz_change_message(tenant, aid, change_id, why, all, a->m, a->n, at);
+        pr->park = 1;
         json_decref(all);
         json_decref(dates);
-    } else if (json_is_object(a->pending)) {
+    } else if (!quiet && json_is_object(a->pending)) {
         change = json_incref(a->pending);
     }
-    char *mj = json_dumps(merged, JSON_COMPACT);
-    char *cj = change ? json_dumps(change, JSON_COMPACT) : NULL;
-    int   gone = json_is_true(json_object_get(merged, "gone"));
+    pr->mj   = json_dumps(merged, JSON_COMPACT);
+    pr->cj   = change ? json_dumps(change, JSON_COMPACT) : NULL;
+    pr->gone = json_is_true(json_object_get(merged, "gone"));
+    if (change)
+        snprintf(pr->change_id, sizeof pr->change_id, "%s",
+                 json_string_value(json_object_get(change, "change_id")) ?: "");
     json_decref(merged);
-    if (!mj || (change && !cj)) {
-        msp_json_free(mj);
-        msp_json_free(cj);
-        json_decref(change);
+    json_decref(change);
+    if (!pr->mj || (change && !pr->cj)) {
+        prep_free(pr);
+        return -1;
+    }
+    return 0;
+}
+
+/* The writes of a prepared asset (or of its deletion when pr is NULL). */
+static void prep_cmds(pipe_t *p, const char *tenant, const char *aid, const prep_t *pr)
+{
+    char k[KEYLEN];
+    if (!pr) {
+        char kk[4][KEYLEN];
+        key(kk[0], tenant, "inv:asset:%s", aid);
+        key(kk[1], tenant, "inv:members:%s", aid);
+        key(kk[2], tenant, "inv:edit:%s", aid);
+        key(kk[3], tenant, "wb:%s", aid);
+        P(p, "DEL", kk[0], kk[1], kk[2], kk[3]);
+        key(k, tenant, "inv:assets");
+        P(p, "ZREM", k, aid);
+        key(k, tenant, "inv:gone:asset");
+        P(p, "SREM", k, aid);
+        key(k, tenant, "inv:dpending");
+        P(p, "HDEL", k, aid);
+        return;
+    }
+    key(k, tenant, "inv:asset:%s", aid);
+    P(p, "SET", k, pr->mj);
+    key(k, tenant, "inv:assets");
+    P(p, "ZADD", k, "0", aid);
+    key(k, tenant, "inv:gone:asset");
+    P(p, pr->gone ? "SADD" : "SREM", k, aid);
+    if (pr->cj && pr->park) {
+        key(k, tenant, "inv:dpending");
+        P(p, "HSET", k, aid, pr->cj);
+    }
+}
+
+/* After the writes: hand the prepared asset to out (steals its strings). */
+static int prep_out(nz_inv_out_t *out, const char *tenant, const char *aid, prep_t *pr)
+{
+    int rc = out_add(out, tenant, aid, pr->mj, pr->cj, pr->change_id);
+    pr->mj = pr->cj = NULL;
+    return rc;
+}
+
+/* Merge, store the merged record, park a date change (one asset, on its own). */
+static int asset_store(redisContext *c, const char *tenant, const char *aid, asset_ctx_t *a,
+                       const nz_upserted_t *up, size_t nup, unsigned edit_mask,
+                       const char *reason, const char *change_id, const char *at,
+                       nz_inv_out_t *out, char *err, size_t errsz)
+{
+    pipe_t p = {.c = c, .err = err, .errsz = errsz};
+    prep_t pr;
+    if (a->n == 0) {
+        /* No member left: the asset is deleted (tombstone). */
+        prep_cmds(&p, tenant, aid, NULL);
+        int rc = p_run(&p);
+        p_reset(&p);
+        if (rc == 0 && out_add(out, tenant, aid, NULL, NULL, NULL) < 0)
+            rc = -1;
+        return rc;
+    }
+    if (asset_prep(tenant, aid, a, up, nup, edit_mask, reason, change_id, at, 0, &pr) < 0) {
         snprintf(err, errsz, "out of memory");
         return -1;
     }
-    key(k, tenant, "inv:asset:%s", aid);
-    P(&p, "SET", k, mj);
-    key(k, tenant, "inv:assets");
-    P(&p, "ZADD", k, "0", aid);
-    key(k, tenant, "inv:gone:asset");
-    P(&p, gone ? "SADD" : "SREM", k, aid);
-    if (cj && change != a->pending) {
-        key(k, tenant, "inv:dpending");
-        P(&p, "HSET", k, aid, cj);
-    }
+    prep_cmds(&p, tenant, aid, &pr);
     int rc = p_run(&p);
     p_reset(&p);
-    if (rc < 0) {
-        msp_json_free(mj);
-        msp_json_free(cj);
-        json_decref(change);
-        return -1;
+    if (rc == 0 && prep_out(out, tenant, aid, &pr) < 0) {
+        snprintf(err, errsz, "out of memory");
+        rc = -1;
     }
-    out_add(out, aid, mj);
-    if (cj) {
-        out->change       = cj;
-        out->change_asset = strdup(aid);
-        snprintf(out->change_id, sizeof out->change_id, "%s",
-                 json_string_value(json_object_get(change, "change_id")) ?: "");
-    }
-    json_decref(change);
-    return 0;
+    prep_free(&pr);
+    return rc;
 }
 
 static void new_change_id(char out[40])
@@ -343,70 +460,712 @@ static int asset_refresh(redisContext *c, const char *tenant, const char *aid,
                          const char *upserted_src, const json_t *upserted_old, const char *at,
                          nz_inv_out_t *out, char *err, size_t errsz)
 {
-    asset_ctx_t a;
-    char        cid[40];
+    asset_ctx_t   a;
+    char          cid[40];
+    nz_upserted_t up = {upserted_src, upserted_old};
     if (asset_load(c, tenant, aid, &a, err, errsz) < 0) {
         ctx_free(&a);
         return -1;
     }
     new_change_id(cid);
-    int rc = asset_store(c, tenant, aid, &a, upserted_src, upserted_old, 0, "policy", cid, at, out,
-                         err, errsz);
+    int rc = asset_store(c, tenant, aid, &a, &up, 1, 0, "policy", cid, at, out, err, errsz);
     ctx_free(&a);
     return rc;
 }
 
-/* ---- the calls ----------------------------------------------------------------------------- */
+/* ---- upserts, batched ------------------------------------------------------------------------ */
 
-int nz_inv_upsert(redisContext *c, const char *tenant, const char *src_id, const json_t *canon,
-                  const char *at, nz_inv_out_t *out, char *err, size_t errsz)
+/*
+ * nz_inv_run reads, per run of records up to the next split, in three pipelines: (1) per record
+ * its link, stored record, and for each match key inv:mkey and inv:ksrc; (2) the member count of
+ * every asset a key names (the NZ_ASSET_MAX_MEMBERS bound); then decides in batch order with an
+ * overlay of its own decisions; (3) per touched asset its members, merged record, edits and
+ * parked change, then (4) the records of the members not in the batch (at most
+ * NZ_ASSET_MAX_MEMBERS) and their echo guards; merges each touched asset once and writes
+ * everything in one MULTI/EXEC per tenant. A record whose key crosses the threshold while the key
+ * names an asset stops the decisions there: what came before is applied, the asset is split
+ * (split_asset, which patches the overlay with what it moved), and the decisions resume at that
+ * record.
+ */
+
+typedef struct up_s {
+    char         *tenant, *src_id;
+    const json_t *canon;                     /* borrowed until nz_inv_run returns 0 */
+    int           nk;
+    char          keys[NZ_MKEY_MAX][NZ_MKEY_LEN];
+    /* read */
+    char         *link;                      /* stored inv:link, or NULL */
+    json_t       *old;                       /* stored record, or NULL */
+    char         *mkey[NZ_MKEY_MAX];         /* stored inv:mkey of each key, or NULL */
+    char         *ksrc[NZ_MKEY_MAX];         /* stored inv:ksrc of each key, or NULL */
+    /* decided */
+    char          aid[KEYLEN];
+    char         *ksrc_new[NZ_MKEY_MAX];     /* inv:ksrc to write (NZ_KEY_DEMOTED: demote) */
+    int           claim[NZ_MKEY_MAX];        /* HSETNX inv:mkey key aid */
+} up_t;
+
+struct nz_inv_s {
+    int    max_shared;
+    up_t  *ups;
+    size_t n, cap;
+};
+
+static void up_reads_free(up_t *u)
 {
-    char   keys[NZ_MKEY_MAX][NZ_MKEY_LEN];
-    int    nk = nz_match_keys(canon, keys, NZ_MKEY_MAX);
-    char   klink[KEYLEN], ksrc[KEYLEN], kmkey[KEYLEN], k[KEYLEN];
+    free(u->link);
+    u->link = NULL;
+    json_decref(u->old);
+    u->old = NULL;
+    for (int i = 0; i < NZ_MKEY_MAX; i++) {
+        free(u->mkey[i]);
+        free(u->ksrc[i]);
+        free(u->ksrc_new[i]);
+        u->mkey[i] = u->ksrc[i] = u->ksrc_new[i] = NULL;
+        u->claim[i] = 0;
+    }
+    u->aid[0] = '\0';
+}
+
+nz_inv_t *nz_inv_new(int max_shared)
+{
+    nz_inv_t *inv = calloc(1, sizeof *inv);
+    if (inv)
+        inv->max_shared = max_shared > 0 ? max_shared : NZ_IDENTITY_MAX_SHARED_DEFAULT;
+    return inv;
+}
+
+static void inv_clear(nz_inv_t *inv)
+{
+    for (size_t i = 0; i < inv->n; i++) {
+        up_reads_free(&inv->ups[i]);
+        free(inv->ups[i].tenant);
+        free(inv->ups[i].src_id);
+    }
+    inv->n = 0;
+}
+
+void nz_inv_destroy(nz_inv_t *inv)
+{
+    if (!inv)
+        return;
+    inv_clear(inv);
+    free(inv->ups);
+    free(inv);
+}
+
+size_t nz_inv_queued(const nz_inv_t *inv) { return inv->n; }
+
+void nz_inv_discard(nz_inv_t *inv) { inv_clear(inv); }
+
+int nz_inv_queue(nz_inv_t *inv, const char *tenant, const char *src_id, const json_t *canon)
+{
+    if (inv->n == inv->cap) {
+        size_t cap = inv->cap ? 2 * inv->cap : 64;
+        up_t  *g   = realloc(inv->ups, cap * sizeof *g);
+        if (!g)
+            return -1;
+        inv->ups = g;
+        inv->cap = cap;
+    }
+    up_t *u = &inv->ups[inv->n];
+    memset(u, 0, sizeof *u);
+    u->tenant = strdup(tenant);
+    u->src_id = strdup(src_id);
+    if (!u->tenant || !u->src_id) {
+        free(u->tenant);
+        free(u->src_id);
+        return -1;
+    }
+    u->canon = canon;
+    u->nk    = nz_match_keys(canon, u->keys, NZ_MKEY_MAX);
+    inv->n++;
+    return 0;
+}
+
+static char *reply_dup(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_STRING ? strdup(r->str) : NULL;
+}
+
+/* "<tenant>\x1f<name>": the overlay maps are per tenant. */
+static const char *tk(char *buf, const char *tenant, const char *name)
+{
+    snprintf(buf, 2 * KEYLEN, "%.*s\x1f%.*s", KEYLEN - 1, tenant, KEYLEN - 1, name);
+    return buf;
+}
+
+/* Reads (1) and (2) for every queued up. counts: tenant|asset → members stored. */
+static int batch_read(nz_inv_t *inv, redisContext *c, json_t *counts, char *err, size_t errsz)
+{
     pipe_t p = {.c = c, .err = err, .errsz = errsz};
-    key(klink, tenant, "inv:link");
-    key(ksrc, tenant, "inv:src:asset:%s", src_id);
-    key(kmkey, tenant, "inv:mkey");
-    P(&p, "HGET", klink, src_id);
-    P(&p, "GET", ksrc);
-    for (int i = 0; i < nk; i++)
-        P(&p, "HGET", kmkey, keys[i]);
+    char   k[KEYLEN], k2[KEYLEN];
+    for (size_t i = 0; i < inv->n; i++) {
+        up_t *u = &inv->ups[i];
+        up_reads_free(u);
+        key(k, u->tenant, "inv:link");
+        P(&p, "HGET", k, u->src_id);
+        key(k, u->tenant, "inv:src:asset:%s", u->src_id);
+        P(&p, "GET", k);
+        if (u->nk == 0)
+            continue;
+        const char *argv[2 + NZ_MKEY_MAX];
+        argv[0] = "HMGET";
+        for (int a = 0; a < u->nk; a++)
+            argv[2 + a] = u->keys[a];
+        key(k, u->tenant, "inv:mkey");
+        argv[1] = k;
+        p_cmd(&p, 2 + u->nk, argv);
+        key(k2, u->tenant, "inv:ksrc");
+        argv[1] = k2;
+        p_cmd(&p, 2 + u->nk, argv);
+    }
     if (p_run(&p) < 0) {
         p_reset(&p);
         return -1;
     }
-    char aid[KEYLEN];
-    snprintf(aid, sizeof aid, "%s", p_str(&p, 0) ? p_str(&p, 0) : "");
-    json_t *old = p_str(&p, 1) ? json_loads(p_str(&p, 1), 0, NULL) : NULL;
-    /* A source keeps the asset it joined; a new one joins the first asset a key names. */
-    for (int i = 0; i < nk && !aid[0]; i++)
-        if (p_str(&p, 2 + i))
-            snprintf(aid, sizeof aid, "%s", p_str(&p, 2 + i));
-    if (!aid[0])
-        snprintf(aid, sizeof aid, "%s", src_id);
+    int r = 0;
+    for (size_t i = 0; i < inv->n; i++) {
+        up_t *u = &inv->ups[i];
+        u->link = reply_dup(p.r[r++]);
+        if (p_str(&p, r))
+            u->old = json_loads(p_str(&p, r), 0, NULL);
+        r++;
+        if (u->nk == 0)
+            continue;
+        const redisReply *mr = p.r[r++], *kr = p.r[r++];
+        for (int a = 0; a < u->nk; a++) {
+            u->mkey[a] = mr->type == REDIS_REPLY_ARRAY && (size_t)a < mr->elements
+                             ? reply_dup(mr->element[a]) : NULL;
+            u->ksrc[a] = kr->type == REDIS_REPLY_ARRAY && (size_t)a < kr->elements
+                             ? reply_dup(kr->element[a]) : NULL;
+        }
+    }
     p_reset(&p);
 
-    char *js = json_dumps(canon, JSON_COMPACT);
-    if (!js) {
-        json_decref(old);
-        snprintf(err, errsz, "out of memory");
+    /* (2) the size of every asset a key of an unlinked record names */
+    char tkbuf[2 * KEYLEN];
+    for (size_t i = 0; i < inv->n; i++) {
+        up_t *u = &inv->ups[i];
+        for (int a = 0; a < u->nk && !u->link; a++) {
+            if (!u->mkey[a] || json_object_get(counts, tk(tkbuf, u->tenant, u->mkey[a])))
+                continue;
+            json_object_set_new(counts, tkbuf, json_integer(-1));   /* asked */
+            key(k, u->tenant, "inv:members:%s", u->mkey[a]);
+            P(&p, "SCARD", k);
+        }
+    }
+    if (p.n == 0)
+        return 0;
+    if (p_run(&p) < 0) {
+        p_reset(&p);
         return -1;
     }
-    P(&p, "SET", ksrc, js);
-    P(&p, "HSET", klink, src_id, aid);
-    key(k, tenant, "inv:members:%s", aid);
-    P(&p, "SADD", k, src_id);
-    for (int i = 0; i < nk; i++)
-        P(&p, "HSETNX", kmkey, keys[i], aid);
-    int rc = p_run(&p);
+    r = 0;
+    for (size_t i = 0; i < inv->n; i++) {
+        up_t *u = &inv->ups[i];
+        for (int a = 0; a < u->nk && !u->link; a++) {
+            json_t *v;
+            if (!u->mkey[a] || !(v = json_object_get(counts, tk(tkbuf, u->tenant, u->mkey[a]))) ||
+                json_integer_value(v) != -1)
+                continue;
+            const redisReply *sr = p.r[r++];
+            json_integer_set(v, sr->type == REDIS_REPLY_INTEGER ? sr->integer : 0);
+        }
+    }
     p_reset(&p);
-    msp_json_free(js);
-    if (rc == 0)
-        rc = asset_refresh(c, tenant, aid, src_id, old, at, out, err, errsz);
-    json_decref(old);
+    return 0;
+}
+
+/* The overlay's value of tenant|name, else the stored one ("" in the overlay = deleted). */
+static const char *ov_get(json_t *ov, const char *tenant, const char *name, const char *stored)
+{
+    char          buf[2 * KEYLEN];
+    const json_t *v = json_object_get(ov, tk(buf, tenant, name));
+    if (!v)
+        return stored;
+    const char *s = json_string_value(v);
+    return s && s[0] ? s : NULL;
+}
+
+static void ov_set(json_t *ov, const char *tenant, const char *name, const char *v)
+{
+    char buf[2 * KEYLEN];
+    json_object_set_new(ov, tk(buf, tenant, name), json_string(v ? v : ""));
+}
+
+typedef struct split_s {
+    char tenant[KEYLEN], aid[KEYLEN], key[NZ_MKEY_LEN];
+} split_t;
+
+/* What the run changed that its reads do not show, tenant|name → value: links, inv:mkey ("" =
+ * deleted), inv:ksrc, and the member count of assets. A split patches it too, so the reads of
+ * the records after it stay good and a split costs no re-read of the rest of the batch. */
+typedef struct overlay_s {
+    json_t *link, *mkey, *ksrc, *counts;
+    json_t *written;   /* tenant|asset → true: assets this run wrote */
+} overlay_t;
+
+/* Decide ups[from..) in order. @returns the index where a split must come first (its details in
+ * sp), or inv->n. */
+static size_t batch_decide(nz_inv_t *inv, size_t from, overlay_t *ov, split_t *sp)
+{
+    json_t *ov_link = ov->link, *ov_mkey = ov->mkey, *ov_ksrc = ov->ksrc, *counts = ov->counts;
+    char    buf[NZ_MKEY_MAX][KEYLEN], tkbuf[2 * KEYLEN];
+    size_t  i;
+    for (i = from; i < inv->n; i++) {
+        up_t       *u    = &inv->ups[i];
+        const char *link = ov_get(ov_link, u->tenant, u->src_id, u->link);
+        const char *mk[NZ_MKEY_MAX];
+        int         hr[NZ_MKEY_MAX];
+        int         stop = 0;
+        for (int a = 0; a < u->nk && !stop; a++) {
+            mk[a] = ov_get(ov_mkey, u->tenant, u->keys[a], u->mkey[a]);
+            hr[a] = nz_key_holders_add(ov_get(ov_ksrc, u->tenant, u->keys[a], u->ksrc[a]),
+                                       u->src_id, inv->max_shared, buf[a], sizeof buf[a]);
+            if (hr[a] == 2 && mk[a]) {
+                /* The key glued machines together: split that asset first. */
+                snprintf(sp->tenant, sizeof sp->tenant, "%s", u->tenant);
+                snprintf(sp->aid, sizeof sp->aid, "%s", mk[a]);
+                snprintf(sp->key, sizeof sp->key, "%s", u->keys[a]);
+                stop = 1;
+            }
+        }
+        if (stop)
+            break;
+        if (link) {
+            snprintf(u->aid, sizeof u->aid, "%s", link);
+        } else {
+            /* A new source joins the first asset a live key names, if it has room. */
+            for (int a = 0; a < u->nk && !u->aid[0]; a++) {
+                const char *ks = ov_get(ov_ksrc, u->tenant, u->keys[a], u->ksrc[a]);
+                if (!mk[a] || hr[a] == 2 || (ks && strcmp(ks, NZ_KEY_DEMOTED) == 0))
+                    continue;
+                json_int_t n = json_integer_value(json_object_get(counts, tk(tkbuf, u->tenant, mk[a])));
+                if (n < NZ_ASSET_MAX_MEMBERS)
+                    snprintf(u->aid, sizeof u->aid, "%s", mk[a]);
+            }
+            if (!u->aid[0])
+                snprintf(u->aid, sizeof u->aid, "%s", u->src_id);
+            json_t *n = json_object_get(counts, tk(tkbuf, u->tenant, u->aid));
+            json_object_set_new(counts, tkbuf, json_integer((n ? json_integer_value(n) : 0) + 1));
+            ov_set(ov_link, u->tenant, u->src_id, u->aid);
+        }
+        for (int a = 0; a < u->nk; a++) {
+            const char *ks = ov_get(ov_ksrc, u->tenant, u->keys[a], u->ksrc[a]);
+            if (hr[a] != 0) {
+                u->ksrc_new[a] = strdup(buf[a]);
+                ov_set(ov_ksrc, u->tenant, u->keys[a], buf[a]);
+            }
+            if (hr[a] == 2) {
+                ov_set(ov_mkey, u->tenant, u->keys[a], NULL);
+            } else if (!mk[a] && !(ks && strcmp(ks, NZ_KEY_DEMOTED) == 0)) {
+                u->claim[a] = 1;
+                ov_set(ov_mkey, u->tenant, u->keys[a], u->aid);
+            }
+        }
+    }
+    return i;
+}
+
+/* One touched asset of a run. */
+typedef struct touched_s {
+    const char    *tenant, *aid;    /* borrowed from the first up of the asset */
+    size_t        *ups;             /* indexes of its ups in the range, in batch order */
+    size_t         nup;
+    int            fresh;           /* created by this range: nothing stored to read */
+    asset_ctx_t    a;
+    nz_upserted_t *up;              /* what nz_merge_change needs of them */
+    prep_t         pr;
+} touched_t;
+
+/* The up of t that last upserted src, or NULL. */
+static const up_t *batch_member(const nz_inv_t *inv, const touched_t *t, const char *src)
+{
+    for (size_t i = t->nup; i-- > 0;)
+        if (strcmp(inv->ups[t->ups[i]].src_id, src) == 0)
+            return &inv->ups[t->ups[i]];
+    return NULL;
+}
+
+/* Group ups[from..to) by asset. A linear scan per up would be quadratic in the batch: the
+ * touched assets are found through a jansson object keyed tenant|asset. @returns nt or -1. */
+static long batch_group(nz_inv_t *inv, size_t from, size_t to, overlay_t *ov, touched_t *t)
+{
+    json_t *idx = json_object();
+    size_t  nt  = 0;
+    char    tkbuf[2 * KEYLEN];
+    if (!idx)
+        return -1;
+    for (size_t i = from; i < to; i++) {
+        up_t   *u = &inv->ups[i];
+        json_t *v = json_object_get(idx, tk(tkbuf, u->tenant, u->aid));
+        size_t  j = v ? (size_t)json_integer_value(v) : nt;
+        if (!v) {
+            t[nt].tenant = u->tenant;
+            t[nt].aid    = u->aid;
+            t[nt].ups    = malloc((to - i) * sizeof *t[nt].ups);
+            t[nt].fresh  = !json_object_get(ov->written, tkbuf);
+            if (!t[nt].ups) {
+                json_decref(idx);
+                return -1;
+            }
+            json_object_set_new(idx, tkbuf, json_integer((json_int_t)nt));
+            nt++;
+        }
+        t[j].ups[t[j].nup++] = i;
+    }
+    json_decref(idx);
+    /* Fresh: the asset is the new source's own (it had no link when read) and no up names it
+     * through a stored link, and no earlier range of this run wrote it. Such an asset has no
+     * members, record, edits, parked change or echo guards in Redis (a source gets a link when
+     * it joins and loses its wb:wrote entries when it is removed). */
+    for (size_t j = 0; j < nt; j++) {
+        int created = 0, linked = 0;
+        for (size_t e = 0; e < t[j].nup; e++) {
+            const up_t *u = &inv->ups[t[j].ups[e]];
+            created |= !u->link && strcmp(u->src_id, t[j].aid) == 0;
+            linked |= u->link != NULL;
+        }
+        t[j].fresh = t[j].fresh && created && !linked;
+        json_object_set_new(ov->written, tk(tkbuf, t[j].tenant, t[j].aid), json_true());
+    }
+    return (long)nt;
+}
+
+/* Apply the decided ups[from..to): load, merge and write each touched asset once. */
+static int batch_apply(nz_inv_t *inv, redisContext *c, size_t from, size_t to, overlay_t *ov,
+                       const char *at, nz_inv_out_t *out, char *err, size_t errsz)
+{
+    if (from == to)
+        return 0;
+    touched_t *t  = calloc(to - from, sizeof *t);
+    long       nt = t ? batch_group(inv, from, to, ov, t) : -1;
+    int        rc = -1;
+    pipe_t     p  = {.c = c, .err = err, .errsz = errsz};
+    char       k[KEYLEN], k2[KEYLEN], k4[KEYLEN];
+    if (nt < 0) {
+        snprintf(err, errsz, "out of memory");
+        goto out;
+    }
+    /* (3) the touched assets that exist */
+    for (long j = 0; j < nt; j++)
+        if (!t[j].fresh)
+            head_cmds(&p, t[j].tenant, t[j].aid);
+    if (p.n && p_run(&p) < 0)
+        goto out;
+    for (long j = 0, r = 0; j < nt; j++) {
+        asset_ctx_t *a = &t[j].a;
+        t[j].up        = calloc(t[j].nup, sizeof *t[j].up);
+        if (!t[j].up || ctx_head(a, t[j].fresh ? NULL : p.r + r, t[j].nup) < 0) {
+            snprintf(err, errsz, "out of memory");
+            goto out;
+        }
+        r += t[j].fresh ? 0 : 4;
+        for (size_t e = 0; e < t[j].nup; e++) {
+            const up_t *u = &inv->ups[t[j].ups[e]];
+            a->ids[a->n++] = strdup(u->src_id);
+            t[j].up[e]     = (nz_upserted_t){u->src_id, u->old};
+        }
+        ctx_sort_ids(a);
+    }
+    p_reset(&p);
+    /* (4) the records of the members not in the batch, and the echo guards of the members that
+     * were linked before (a source that was not has none) */
+    for (long j = 0; j < nt; j++)
+        for (size_t e = 0; e < t[j].a.n; e++) {
+            const char *id = t[j].a.ids[e];
+            const up_t *u  = batch_member(inv, &t[j], id);
+            char        f1[KEYLEN], f2[KEYLEN];
+            if (!u) {
+                key(k, t[j].tenant, "inv:src:asset:%s", id);
+                P(&p, "GET", k);
+            }
+            if (u && !u->link)
+                continue;
+            key(k4, t[j].tenant, "wb:wrote");
+            snprintf(f1, sizeof f1, "%s|purchase", id);
+            snprintf(f2, sizeof f2, "%s|warranty", id);
+            P(&p, "HMGET", k4, f1, f2);
+        }
+    if (p.n && p_run(&p) < 0)
+        goto out;
+    int r = 0;
+    for (long j = 0; j < nt; j++) {
+        asset_ctx_t *a = &t[j].a;
+        size_t       w = 0;
+        for (size_t e = 0; e < a->n; e++) {
+            const up_t *u   = batch_member(inv, &t[j], a->ids[e]);
+            json_t     *rec = NULL;
+            if (u)
+                rec = json_incref((json_t *)u->canon);
+            else if (p_str(&p, r))
+                rec = json_loads(p_str(&p, r), 0, NULL);
+            r += !u;
+            ctx_keep(a, &w, e, rec, u && !u->link ? NULL : p.r[r++]);
+        }
+        a->n = w;
+    }
+    p_reset(&p);
+    for (long j = 0; j < nt; j++) {
+        char cid[40];
+        new_change_id(cid);
+        if (asset_prep(t[j].tenant, t[j].aid, &t[j].a, t[j].up, t[j].nup, 0, "policy", cid, at,
+                       0, &t[j].pr) < 0) {
+            snprintf(err, errsz, "out of memory");
+            goto out;
+        }
+    }
+    /* the writes: one MULTI/EXEC per tenant, in batch order within it */
+    for (size_t i = from; i < to; i++) {
+        const char *tenant = inv->ups[i].tenant;
+        int         first  = 1;
+        for (size_t h = from; h < i && first; h++)
+            first = strcmp(inv->ups[h].tenant, tenant) != 0;
+        if (!first)
+            continue;
+        P(&p, "MULTI");
+        for (size_t h = i; h < to; h++) {
+            up_t *u = &inv->ups[h];
+            if (strcmp(u->tenant, tenant) != 0)
+                continue;
+            char *js = json_dumps(u->canon, JSON_COMPACT);
+            if (!js) {
+                snprintf(err, errsz, "out of memory");
+                goto out;
+            }
+            key(k, tenant, "inv:src:asset:%s", u->src_id);
+            P(&p, "SET", k, js);
+            msp_json_free(js);
+            key(k, tenant, "inv:link");
+            P(&p, "HSET", k, u->src_id, u->aid);
+            key(k, tenant, "inv:members:%s", u->aid);
+            P(&p, "SADD", k, u->src_id);
+            key(k, tenant, "inv:mkey");
+            key(k2, tenant, "inv:ksrc");
+            for (int a = 0; a < u->nk; a++) {
+                if (u->ksrc_new[a])
+                    P(&p, "HSET", k2, u->keys[a], u->ksrc_new[a]);
+                if (u->ksrc_new[a] && strcmp(u->ksrc_new[a], NZ_KEY_DEMOTED) == 0)
+                    P(&p, "HDEL", k, u->keys[a]);
+                else if (u->claim[a])
+                    P(&p, "HSETNX", k, u->keys[a], u->aid);
+            }
+        }
+        for (long j = 0; j < nt; j++)
+            if (strcmp(t[j].tenant, tenant) == 0)
+                prep_cmds(&p, tenant, t[j].aid, &t[j].pr);
+        P(&p, "EXEC");
+    }
+    if (p_run(&p) < 0)
+        goto out;
+    rc = 0;
+    for (long j = 0; j < nt && rc == 0; j++)
+        if (prep_out(out, t[j].tenant, t[j].aid, &t[j].pr) < 0) {
+            snprintf(err, errsz, "out of memory");
+            rc = -1;
+        }
+out:
+    p_reset(&p);
+    for (size_t j = 0; t && j < to - from && t[j].aid; j++) {
+        ctx_free(&t[j].a);
+        prep_free(&t[j].pr);
+        free(t[j].ups);
+        free(t[j].up);
+    }
+    free(t);
     return rc;
 }
+
+/* What split_asset knows of the keys of the asset's members. */
+typedef struct split_keys_s {
+    const char *trigger;       /* the key that crossed the threshold */
+    json_t     *ksrc;          /* key → stored inv:ksrc */
+    json_t     *demote;        /* keys to mark demoted now → true */
+    int         max_shared;
+} split_keys_t;
+
+static int split_demoted(const char *k, int holders, void *arg)
+{
+    split_keys_t *sk = arg;
+    const char   *v  = json_string_value(json_object_get(sk->ksrc, k));
+    if (v && strcmp(v, NZ_KEY_DEMOTED) == 0)
+        return 1;
+    if (strcmp(k, sk->trigger) == 0 || holders > sk->max_shared) {
+        json_object_set_new(sk->demote, k, json_true());
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * The key sp->key crossed the threshold while naming asset sp->aid: demote it, and give each
+ * member of the asset the asset its remaining keys give it (nz_split_asset). Every resulting
+ * asset is merged quietly (no date change: the split itself writes nothing to any vendor) and
+ * published. Edits and write-back state stay with the asset id that stays.
+ */
+static int split_asset(nz_inv_t *inv, redisContext *c, const split_t *sp, overlay_t *ov,
+                       const char *at, nz_inv_out_t *out, char *err, size_t errsz)
+{
+    const char  *tenant = sp->tenant, *aid = sp->aid;
+    asset_ctx_t  a;
+    pipe_t       p = {.c = c, .err = err, .errsz = errsz};
+    char         kmkey[KEYLEN], kksrc[KEYLEN], k[KEYLEN], tkbuf[2 * KEYLEN];
+    split_keys_t sk = {sp->key, json_object(), json_object(), inv->max_shared};
+    json_t      *mkeys = json_object();
+    const char **owner = NULL;
+    prep_t      *pr = NULL;
+    size_t       npr = 0;
+    int          rc = -1;
+    key(kmkey, tenant, "inv:mkey");
+    key(kksrc, tenant, "inv:ksrc");
+    if (asset_load(c, tenant, aid, &a, err, errsz) < 0)
+        goto out;
+    for (size_t i = 0; i < a.n; i++) {
+        char keys[NZ_MKEY_MAX][NZ_MKEY_LEN];
+        int  nk = nz_match_keys(a.recs[i], keys, NZ_MKEY_MAX);
+        for (int j = 0; j < nk; j++) {
+            if (json_object_get(mkeys, keys[j]))
+                continue;
+            json_object_set_new(mkeys, keys[j], json_null());
+            P(&p, "HGET", kmkey, keys[j]);
+            P(&p, "HGET", kksrc, keys[j]);
+        }
+    }
+    if (p.n && p_run(&p) < 0)
+        goto out;
+    {
+        int         r = 0;
+        const char *kname;
+        json_t     *v;
+        json_object_foreach(mkeys, kname, v) {   /* insertion order = the order asked */
+            if (p_str(&p, r))
+                json_object_set_new(mkeys, kname, json_string(p_str(&p, r)));
+            if (p_str(&p, r + 1))
+                json_object_set_new(sk.ksrc, kname, json_string(p_str(&p, r + 1)));
+            r += 2;
+        }
+    }
+    p_reset(&p);
+
+    owner = calloc(a.n + 1, sizeof *owner);
+    pr    = calloc(a.n + 1, sizeof *pr);
+    if (!owner || !pr) {
+        snprintf(err, errsz, "out of memory");
+        goto out;
+    }
+    nz_split_asset(aid, a.m, a.n, inv->max_shared, split_demoted, &sk, owner);
+    json_object_set_new(sk.demote, sp->key, json_true());   /* even if no member holds it now */
+
+    P(&p, "MULTI");
+    {
+        const char *kname;
+        json_t     *v;
+        json_object_foreach(sk.demote, kname, v) {
+            P(&p, "HSET", kksrc, kname, NZ_KEY_DEMOTED);
+            P(&p, "HDEL", kmkey, kname);
+            /* The overlay, patched as the writes are queued, is what the batch's later records
+             * see (a failed run starts over with a fresh overlay). */
+            ov_set(ov->ksrc, tenant, kname, NZ_KEY_DEMOTED);
+            ov_set(ov->mkey, tenant, kname, NULL);
+        }
+    }
+    for (size_t i = 0; i < a.n; i++)
+        json_object_set_new(ov->counts, tk(tkbuf, tenant, owner[i]), json_integer(0));
+    for (size_t i = 0; i < a.n; i++) {
+        json_t *cnt = json_object_get(ov->counts, tk(tkbuf, tenant, owner[i]));
+        json_integer_set(cnt, json_integer_value(cnt) + 1);
+        if (owner[i] == aid)
+            continue;
+        key(k, tenant, "inv:members:%s", aid);
+        P(&p, "SREM", k, a.ids[i]);
+        key(k, tenant, "inv:members:%s", owner[i]);
+        P(&p, "SADD", k, a.ids[i]);
+        key(k, tenant, "inv:link");
+        P(&p, "HSET", k, a.ids[i], owner[i]);
+        ov_set(ov->link, tenant, a.ids[i], owner[i]);
+        char keys[NZ_MKEY_MAX][NZ_MKEY_LEN];
+        int  nk = nz_match_keys(a.recs[i], keys, NZ_MKEY_MAX);
+        for (int j = 0; j < nk; j++) {
+            const char *named = json_string_value(json_object_get(mkeys, keys[j]));
+            if (named && strcmp(named, aid) == 0 && !json_object_get(sk.demote, keys[j])) {
+                P(&p, "HSET", kmkey, keys[j], owner[i]);
+                ov_set(ov->mkey, tenant, keys[j], owner[i]);
+            }
+        }
+    }
+    /* Each component, merged on its own: the one that keeps aid keeps its edits and prev. */
+    for (size_t i = 0; i < a.n; i++) {
+        int first = 1;
+        for (size_t h = 0; h < i && first; h++)
+            first = owner[h] != owner[i];
+        if (!first)
+            continue;
+        asset_ctx_t sub = {0};
+        nz_member_t m[a.n];
+        for (size_t h = i; h < a.n; h++)
+            if (owner[h] == owner[i])
+                m[sub.n++] = a.m[h];
+        sub.m = m;
+        int keeps = owner[i] == aid;
+        sub.prev  = keeps ? a.prev : NULL;
+        sub.edits = keeps ? a.edits : NULL;
+        if (asset_prep(tenant, owner[i], &sub, NULL, 0, 0, "policy", "", at, 1, &pr[npr]) < 0) {
+            snprintf(err, errsz, "out of memory");
+            goto out;
+        }
+        prep_cmds(&p, tenant, owner[i], &pr[npr++]);
+    }
+    P(&p, "EXEC");
+    if (p_run(&p) < 0)
+        goto out;
+    rc = 0;
+    for (size_t i = 0, o = 0; i < a.n && rc == 0; i++) {
+        int first = 1;
+        for (size_t h = 0; h < i && first; h++)
+            first = owner[h] != owner[i];
+        if (first && prep_out(out, tenant, owner[i], &pr[o++]) < 0)
+            rc = -1;
+    }
+    MSP_INFO("identity.split", tenant, "key=%s asset=%s members=%zu assets=%zu", sp->key, aid,
+             a.n, npr);
+out:
+    p_reset(&p);
+    for (size_t i = 0; i < npr; i++)
+        prep_free(&pr[i]);
+    free(pr);
+    free(owner);
+    ctx_free(&a);
+    json_decref(sk.ksrc);
+    json_decref(sk.demote);
+    json_decref(mkeys);
+    return rc;
+}
+
+int nz_inv_run(nz_inv_t *inv, redisContext *c, const char *at, nz_inv_out_t *out, char *err,
+               size_t errsz)
+{
+    overlay_t ov = {json_object(), json_object(), json_object(), json_object(), json_object()};
+    int       rc = batch_read(inv, c, ov.counts, err, errsz);
+    for (size_t from = 0; rc == 0 && from < inv->n;) {
+        split_t sp;
+        size_t  to = batch_decide(inv, from, &ov, &sp);
+        rc = batch_apply(inv, c, from, to, &ov, at, out, err, errsz);
+        if (rc == 0 && to < inv->n)
+            rc = split_asset(inv, c, &sp, &ov, at, out, err, errsz);
+        from = to;
+    }
+    json_decref(ov.link);
+    json_decref(ov.mkey);
+    json_decref(ov.ksrc);
+    json_decref(ov.counts);
+    json_decref(ov.written);
+    if (rc < 0)
+        return -1;
+    inv_clear(inv);
+    return 0;
+}
+
+/* ---- one source at a time ---------------------------------------------------------------- */
 
 /* The asset a source is linked to, and the source's stored record (NULL when it has none or
  * it is not JSON). @returns 0, 1 the source is not linked, -1 Redis. */
@@ -516,18 +1275,20 @@ int nz_inv_source_remove(redisContext *c, const char *tenant, const char *src_id
         ctx_free(&a);
         return -1;
     }
+    char kksrc[KEYLEN];
+    key(kksrc, tenant, "inv:ksrc");
     for (size_t i = 0; i < a.n; i++) {
         char mk[NZ_MKEY_MAX][NZ_MKEY_LEN];
         int  n = nz_match_keys(a.recs[i], mk, NZ_MKEY_MAX);
-        for (int j = 0; j < n; j++)
-            P(&p, "HSETNX", kmkey, mk[j], aid);
+        for (int j = 0; j < n; j++)   /* a demoted key names no asset, ever */
+            P(&p, "EVAL", claim_lua, "2", kmkey, kksrc, mk[j], aid);
     }
     rc = p.n ? p_run(&p) : 0;
     p_reset(&p);
     char cid[40];
     new_change_id(cid);
     if (rc == 0)
-        rc = asset_store(c, tenant, aid, &a, NULL, NULL, 0, "policy", cid, at, out, err, errsz);
+        rc = asset_store(c, tenant, aid, &a, NULL, 0, 0, "policy", cid, at, out, err, errsz);
     ctx_free(&a);
     return rc;
 }
@@ -572,7 +1333,7 @@ int nz_inv_edit(redisContext *c, const char *tenant, const char *asset_id, const
     }
     /* The change is parked first and the edit stored after: a crash in between replays the
      * edit, which then finds the same difference again (and merges into the parked change). */
-    int rc = asset_store(c, tenant, asset_id, &a, NULL, NULL, mask, "edit", edit_id, at, out, err,
+    int rc = asset_store(c, tenant, asset_id, &a, NULL, 0, mask, "edit", edit_id, at, out, err,
                          errsz);
     if (rc == 0 && mask) {
         key(k, tenant, "inv:edit:%s", asset_id);

@@ -17,24 +17,64 @@
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
-#define NZ_INV_MAX_OUT 2
+/** One asset to publish (and maybe a date change), in the order the changes happened. */
+typedef struct nz_inv_pub_s {
+    char *tenant;                     /**< malloc'd */
+    char *asset_id;                   /**< malloc'd */
+    char *merged;                     /**< json_dumps string; NULL = tombstone (asset deleted) */
+    char *change;                     /**< date.changes JSON (malloc'd) or NULL */
+    char  change_id[40];
+} nz_inv_pub_t;
 
-/** What one call asks the caller to publish. */
+/** What calls ask the caller to publish: one entry per asset, the latest state of each. */
 typedef struct nz_inv_out_s {
-    int    n;
-    char  *asset_id[NZ_INV_MAX_OUT];  /**< malloc'd */
-    char  *merged[NZ_INV_MAX_OUT];    /**< json_dumps string; NULL = tombstone (asset deleted) */
-    char  *change;                    /**< date.changes JSON (malloc'd) or NULL */
-    char  *change_asset;              /**< its asset id */
-    char   change_id[40];
+    nz_inv_pub_t *pub;
+    size_t        n, cap;
 } nz_inv_out_t;
 
 /** @brief Free what out holds and zero it. */
 void nz_inv_out_clear(nz_inv_out_t *out);
 
-/** @brief A source asset record changed (canon: its canonical record). @returns 0 / -1 Redis. */
-int nz_inv_upsert(redisContext *c, const char *tenant, const char *src_id, const json_t *canon,
-                  const char *at, nz_inv_out_t *out, char *err, size_t errsz);
+/*
+ * Source upserts are batched: the normalizer queues the changed asset records of a segment
+ * (nz_inv_queue) and applies them together (nz_inv_run), so that a record costs a share of a few
+ * pipelines instead of its own round trips, and an asset touched by several records of the
+ * batch is merged and written once.
+ */
+typedef struct nz_inv_s nz_inv_t;
+
+/**
+ * @brief A batch of upserts. max_shared: a match key carried by more source records than this
+ * (per tenant) stops being an identity (MSPSYNC_IDENTITY_MAX_SHARED). @returns new or NULL.
+ */
+nz_inv_t *nz_inv_new(int max_shared);
+
+/** @brief Free the batch. NULL-safe. */
+void nz_inv_destroy(nz_inv_t *inv);
+
+/** @brief Drop the queued upserts (a batch given up: it is replayed from Kafka). */
+void nz_inv_discard(nz_inv_t *inv);
+
+/** @brief Upserts queued and not yet applied. */
+size_t nz_inv_queued(const nz_inv_t *inv);
+
+/**
+ * @brief Queue a changed source asset record (canon borrowed until nz_inv_run returns 0).
+ * @returns 0, -1 out of memory.
+ */
+int nz_inv_queue(nz_inv_t *inv, const char *tenant, const char *src_id, const json_t *canon);
+
+/**
+ * @brief Apply the queued upserts in order: link each source to its asset, count key holders and
+ * demote keys over the threshold (splitting the asset such a key glued: its members go to the
+ * assets their remaining keys give them, published, with no date change for the split), merge
+ * every touched asset once and write it. On 0 the queue is empty. On -1 (Redis) out keeps what
+ * was already written; the caller calls again with the same out and a fresh connection (every
+ * step is idempotent, and out keeps one entry per asset).
+ * @returns 0 / -1.
+ */
+int nz_inv_run(nz_inv_t *inv, redisContext *c, const char *at, nz_inv_out_t *out, char *err,
+               size_t errsz);
 
 /** @brief A source record is gone from its vendor. @returns 0, 1 unknown source, -1 Redis. */
 int nz_inv_source_gone(redisContext *c, const char *tenant, const char *src_id, const char *at,

@@ -33,7 +33,7 @@
 static struct {
     char     *brokers, *redis_url, *topic_prefix, *group, *metrics_bind, *port_file, *log_level;
     char     *input;
-    long long batch_size, batch_wait_ms, metrics_port;
+    long long batch_size, batch_wait_ms, metrics_port, identity_max_shared;
     int       json_arena;
 } cfg;
 
@@ -64,6 +64,10 @@ static const msp_config_entry_t config_table[] = {
      "A batch closes this long after its first message at the latest (also when messages keep "
      "coming), so no message waits for a batch to fill; 0 = only on size or a 10 ms gap",
      &cfg.batch_wait_ms, 0, 10000, 0},
+    {"MSPSYNC_IDENTITY_MAX_SHARED", MSP_CFG_INT, "3",
+     "A serial or MAC seen on more asset records than this (per tenant) stops merging machines: "
+     "one per integration plus a stale duplicate",
+     &cfg.identity_max_shared, 1, 1000, 0},
     {"MSPSYNC_METRICS_BIND", MSP_CFG_STR, "127.0.0.1", "Address of /healthz, /readyz, /metrics",
      &cfg.metrics_bind, 0, 0, 0},
     {"MSPSYNC_METRICS_PORT", MSP_CFG_INT, "9101",
@@ -188,6 +192,7 @@ int main(int argc, char **argv)
                        "a message has before processing starts).");
     nz = nz_new(&(nz_conf_t){.redis_url  = cfg.redis_url,
                              .batch_size = (size_t)cfg.batch_size,
+                             .identity_max_shared = (int)cfg.identity_max_shared,
                              .metrics    = metrics,
                              .base       = base,
                              .run        = msp_lifecycle_run_flag()});

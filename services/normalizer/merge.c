@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 const char *const nz_date_fields[NZ_F_COUNT] = {"purchase", "warranty"};
 
@@ -20,19 +21,64 @@ static void alnum_upper(const char *s, char *out, size_t size)
     out[o] = '\0';
 }
 
-static int placeholder_serial(const char *up)
+int nz_serial_is_placeholder(const char *up)
 {
+    /* Firmware and vendor defaults left in the SMBIOS serial field (SMBIOS "To Be Filled By
+     * O.E.M." of AMI boards, "Default string" and "System Serial Number" of other BIOSes, and the
+     * usual fill-ins of imaging tools), compared without blanks and punctuation. */
     static const char *const junk[] = {
-        "TOBEFILLEDBYOEM", "DEFAULTSTRING", "SYSTEMSERIALNUMBER", "0", "00000000", "NA", "NONE",
-        "123456789", "0123456789", "CHASSISSERIALNUMBER", "SERIALNUMBER", "NOTAPPLICABLE",
-        "NOTSPECIFIED", "UNKNOWN", "INVALID",
+        "TOBEFILLEDBYOEM", "TOBEFILLED", "DEFAULTSTRING", "DEFAULT", "SYSTEMSERIALNUMBER",
+        "CHASSISSERIALNUMBER", "BASEBOARDSERIALNUMBER", "SERIALNUMBER", "SERIAL", "NA", "NONE",
+        "NULL", "EMPTY", "OEM", "123456789", "0123456789", "1234567890", "12345678", "1234567",
+        "123456", "NOTAPPLICABLE", "NOTSPECIFIED", "NOTAVAILABLE", "UNKNOWN", "INVALID",
     };
     if (!up[0])
         return 1;
+    size_t same = 1;
+    while (up[same] == up[0])
+        same++;
+    if (!up[same])
+        return 1;   /* "0", "00000000", "XXXXXXXX", "FFFFFFFF": one character repeated */
     for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++)
         if (strcmp(up, junk[i]) == 0)
             return 1;
     return 0;
+}
+
+int nz_mac_is_identity(const char *mac)
+{
+    /* MACs shared by many machines by design. OUIs from the IEEE registry
+     * (https://standards-oui.ieee.org/oui/oui.txt) as the vendors document them:
+     *   00:15:5D Microsoft, Hyper-V virtual NICs (Microsoft Learn, "Hyper-V MAC address pool");
+     *   00:03:FF Microsoft, Virtual PC / Virtual Server;
+     *   00:50:56, 00:0C:29, 00:05:69, 00:1C:14 VMware (VMware KB 219, "static MAC addresses");
+     *   08:00:27 VirtualBox guests (VirtualBox manual, "Virtual networking hardware");
+     *   00:1C:42 Parallels; 00:16:3E Xen / XenServer (Xen wiki, "Xen networking").
+     * QEMU/KVM (52:54:00), Docker (02:42:..), VirtualBox host-only (0A:00:27) and Hyper-V or
+     * Wi-Fi randomized MACs are locally administered, caught by the bit below. Whole MACs that
+     * Windows reports for virtual adapters on every machine (ipconfig /all): Cisco AnyConnect's
+     * virtual miniport 00:05:9A:3C:7A:00, the WAN Miniport / RAS async adapter 20:41:53:59:4E:FF
+     * ("\x20ASYN\xFF") and the PPTP miniport 50:50:54:50:30:30 ("PPTP00"). */
+    static const char *const ouis[] = {"00:15:5D", "00:03:FF", "00:50:56", "00:0C:29", "00:05:69",
+                                       "00:1C:14", "08:00:27", "00:1C:42", "00:16:3E"};
+    static const char *const macs[] = {"00:05:9A:3C:7A:00", "20:41:53:59:4E:FF",
+                                       "50:50:54:50:30:30"};
+    unsigned b[6];
+    if (!mac || sscanf(mac, "%2x:%2x:%2x:%2x:%2x:%2x", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5]) != 6)
+        return 0;
+    if (b[0] & 0x01u)
+        return 0;   /* multicast (all-FF included) */
+    if (b[0] & 0x02u)
+        return 0;   /* locally administered: chosen by software, not burnt into a NIC */
+    if ((b[0] | b[1] | b[2] | b[3] | b[4] | b[5]) == 0)
+        return 0;
+    for (size_t i = 0; i < sizeof ouis / sizeof ouis[0]; i++)
+        if (strncasecmp(mac, ouis[i], 8) == 0)
+            return 0;
+    for (size_t i = 0; i < sizeof macs / sizeof macs[0]; i++)
+        if (strcasecmp(mac, macs[i]) == 0)
+            return 0;
+    return 1;
 }
 
 /* The manufacturer without its legal-form words ("Dell Inc." → "DELL", "Acme Co. Ltd." →
@@ -81,17 +127,114 @@ int nz_match_keys(const json_t *rec, char keys[][NZ_MKEY_LEN], int max)
     char man[80], ser[100];
     manufacturer_key(json_string_value(json_object_get(rec, "manufacturer")), man, sizeof man);
     alnum_upper(json_string_value(json_object_get(rec, "serial")), ser, sizeof ser);
-    if (n < max && man[0] && !placeholder_serial(ser))
+    if (n < max && man[0] && !nz_serial_is_placeholder(ser))
         snprintf(keys[n++], NZ_MKEY_LEN, "sn:%s|%s", man, ser);
     size_t  i;
     json_t *v;
     json_array_foreach(json_object_get(rec, "macs"), i, v) {
         if (n >= max)
             break;
-        if (json_is_string(v))
+        if (json_is_string(v) && nz_mac_is_identity(json_string_value(v)))
             snprintf(keys[n++], NZ_MKEY_LEN, "mac:%s", json_string_value(v));
     }
     return n;
+}
+
+int nz_key_holders_add(const char *stored, const char *src_id, int max_shared, char *out,
+                       size_t outsz)
+{
+    if (stored && strcmp(stored, NZ_KEY_DEMOTED) == 0)
+        return 0;
+    int    count = 0;
+    size_t idlen = strlen(src_id);
+    for (const char *s = stored; s && *s;) {
+        size_t l = strcspn(s, " ");
+        if (l == idlen && strncmp(s, src_id, l) == 0)
+            return 0;
+        count += l > 0;
+        s += l;
+        s += *s == ' ';
+    }
+    if (count + 1 > max_shared || strlen(stored ? stored : "") + idlen + 2 > outsz) {
+        snprintf(out, outsz, "%s", NZ_KEY_DEMOTED);
+        return 2;
+    }
+    snprintf(out, outsz, "%s%s%s", stored && stored[0] ? stored : "", stored && stored[0] ? " " : "",
+             src_id);
+    return 1;
+}
+
+static size_t uf_find(size_t *parent, size_t i)
+{
+    while (parent[i] != i)
+        i = parent[i] = parent[parent[i]];
+    return i;
+}
+
+size_t nz_split_asset(const char *asset_id, const nz_member_t *m, size_t n, int max_shared,
+                      int (*demoted)(const char *key, int holders, void *arg), void *arg,
+                      const char **owner)
+{
+    size_t *parent = calloc(n ? n : 1, sizeof *parent);
+    char (*keys)[NZ_MKEY_MAX][NZ_MKEY_LEN] = calloc(n ? n : 1, sizeof *keys);
+    int    *nk     = calloc(n ? n : 1, sizeof *nk);
+    if (!parent || !keys || !nk) {
+        free(parent);
+        free(keys);
+        free(nk);
+        for (size_t i = 0; i < n; i++)
+            owner[i] = asset_id;   /* no memory: leave the asset whole */
+        return n ? 1 : 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        parent[i] = i;
+        nk[i]     = nz_match_keys(m[i].rec, keys[i], NZ_MKEY_MAX);
+    }
+    /* Join the members that share a key that is still an identity. n is bounded by
+     * NZ_ASSET_MAX_MEMBERS (or by an asset glued before the bound existed): quadratic is fine. */
+    for (size_t i = 0; i < n; i++)
+        for (int a = 0; a < nk[i]; a++) {
+            const char *k = keys[i][a];
+            size_t holders = 0, first = i;
+            for (size_t j = 0; j < n; j++)
+                for (int b = 0; b < nk[j]; b++)
+                    if (strcmp(keys[j][b], k) == 0) {
+                        if (holders++ == 0)
+                            first = j;
+                        break;
+                    }
+            if (first != i)
+                continue;   /* counted at its first holder */
+            int gone = (int)holders > max_shared;
+            if (demoted && demoted(k, (int)holders, arg))
+                gone = 1;
+            if (gone)
+                continue;
+            for (size_t j = i + 1; j < n; j++)
+                for (int b = 0; b < nk[j]; b++)
+                    if (strcmp(keys[j][b], k) == 0) {
+                        size_t r1 = uf_find(parent, i), r2 = uf_find(parent, j);
+                        if (r1 != r2)   /* the root stays the smallest index */
+                            parent[r1 > r2 ? r1 : r2] = r1 < r2 ? r1 : r2;
+                        break;
+                    }
+        }
+    size_t keep = n;
+    for (size_t i = 0; i < n && keep == n; i++)
+        if (strcmp(m[i].src_id, asset_id) == 0)
+            keep = uf_find(parent, i);
+    if (keep == n)
+        keep = n ? uf_find(parent, 0) : 0;
+    size_t comps = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t r = uf_find(parent, i);
+        owner[i] = r == keep ? asset_id : m[r].src_id;
+        comps += r == i;
+    }
+    free(parent);
+    free(keys);
+    free(nk);
+    return comps;
 }
 
 static int member_gone(const nz_member_t *m) { return json_is_true(json_object_get(m->rec, "gone")); }
@@ -250,7 +393,7 @@ static const char *effective(const json_t *rec, int f)
 static int str_eq(const char *a, const char *b) { return a == b || (a && b && strcmp(a, b) == 0); }
 
 json_t *nz_merge_change(const json_t *prev, const json_t *merged, const nz_member_t *m, size_t n,
-                        const char *upserted_src, const json_t *upserted_old, unsigned edit_mask)
+                        const nz_upserted_t *up, size_t nup, unsigned edit_mask)
 {
     json_t *out = NULL;
     for (int f = 0; f < NZ_F_COUNT; f++) {
@@ -258,10 +401,11 @@ json_t *nz_merge_change(const json_t *prev, const json_t *merged, const nz_membe
         int include     = (edit_mask >> f) & 1u;
         if (!include && now) {
             int moved = !str_eq(effective(prev, f), now);
-            for (size_t i = 0; i < n && !moved && upserted_src; i++)
-                if (strcmp(m[i].src_id, upserted_src) == 0)
-                    moved = !str_eq(nz_member_date(m[i].rec, f),
-                                    upserted_old ? nz_member_date(upserted_old, f) : NULL);
+            for (size_t u = 0; u < nup && !moved; u++)
+                for (size_t i = 0; i < n && !moved; i++)
+                    if (strcmp(m[i].src_id, up[u].src_id) == 0)
+                        moved = !str_eq(nz_member_date(m[i].rec, f),
+                                        up[u].old ? nz_member_date(up[u].old, f) : NULL);
             for (size_t i = 0; i < n && moved && !include; i++) {
                 const char *v = member_gone(&m[i]) ? NULL : nz_member_date(m[i].rec, f);
                 include       = v && strcmp(v, now) != 0;

@@ -18,6 +18,20 @@ extern const char *const nz_date_fields[NZ_F_COUNT];
 #define NZ_MKEY_MAX  16     /* match keys kept per record: the serial key + up to 15 MACs */
 #define NZ_MKEY_LEN  200
 
+/**
+ * Most source records one asset holds. A machine is one record per integration, plus the odd
+ * stale duplicate of a re-enrolled agent; an asset near this size is keys gone wrong, not a
+ * machine. A record whose keys name a full asset starts its own asset, so loading and merging an
+ * asset costs at most this many records, whatever the data.
+ */
+#define NZ_ASSET_MAX_MEMBERS 8
+
+/** The default of MSPSYNC_IDENTITY_MAX_SHARED (see nz_key_holders_add). */
+#define NZ_IDENTITY_MAX_SHARED_DEFAULT 3
+
+/** inv:ksrc value of a key seen on more machines than the threshold: no longer an identity. */
+#define NZ_KEY_DEMOTED "!"
+
 /** One source record of an asset. */
 typedef struct nz_member_s {
     const char   *src_id;               /**< "syncro:123", "cwrmm:<uuid>" */
@@ -26,9 +40,52 @@ typedef struct nz_member_s {
 } nz_member_t;
 
 /**
+ * @brief Whether a MAC ("AA:BB:CC:DD:EE:FF", as msp_normalize_mac writes it) can tell one
+ * machine from another: not multicast, not locally administered (Docker, VirtualBox host-only,
+ * Hyper-V dynamic, randomized Wi-Fi MACs), not all-zero / all-FF / a Teredo or WAN Miniport
+ * pattern, and not from a virtualization or VPN vendor's OUI (Hyper-V, VMware, VirtualBox,
+ * Parallels, Xen, QEMU/KVM, Cisco AnyConnect), whose MACs repeat across machines.
+ * @returns 1 identity, 0 never a match key.
+ */
+int nz_mac_is_identity(const char *mac);
+
+/**
+ * @brief Whether a serial (upper-cased letters and digits only) is a placeholder: empty, one
+ * character repeated ("00000000", "XXXXXXXX"), or a firmware/vendor default ("To Be Filled By
+ * O.E.M.", "Default string", "System Serial Number", "0123456789", "None", "Not Specified", ...).
+ */
+int nz_serial_is_placeholder(const char *up);
+
+/**
+ * @brief The holders of a match key after src_id carried it: stored is the inv:ksrc value
+ * (space-separated source ids, NZ_KEY_DEMOTED, or NULL for a key never seen). Holders are
+ * counted over the key's life (a dock moves from laptop to laptop; every laptop counts), and a
+ * key carried by more than max_shared distinct source records is demoted for good.
+ * @returns 0 nothing to write (src_id already counted, or the key already demoted), 1 out holds
+ *          the new list, 2 the key is demoted now (out = NZ_KEY_DEMOTED).
+ */
+int nz_key_holders_add(const char *stored, const char *src_id, int max_shared, char *out,
+                       size_t outsz);
+
+/**
+ * @brief Split an asset whose members no longer share identities. m[0..n) are the members sorted
+ * by source id. A key joins the members that carry it unless it is demoted: carried by more than
+ * max_shared of these members (assets glued before demotion existed), or demoted(key, holders,
+ * arg) says so (NULL = no other rule); demoted is called once for every distinct key, in member
+ * order, with the number of members carrying it. The component holding asset_id's own source
+ * (else the smallest source id) keeps asset_id; every other component gets the id of its smallest
+ * source.
+ * @returns the number of components; owner[i] (borrowed from asset_id or m[].src_id) is the
+ *          asset of m[i].
+ */
+size_t nz_split_asset(const char *asset_id, const nz_member_t *m, size_t n, int max_shared,
+                      int (*demoted)(const char *key, int holders, void *arg), void *arg,
+                      const char **owner);
+
+/**
  * @brief The match keys of a source asset record: "sn:<MANUFACTURER>|<SERIAL>" when both are
- * known and the serial is not a placeholder ("To Be Filled By O.E.M.", "Default string",
- * "System Serial Number", "0", "N/A", ...), then "mac:<MAC>" for each MAC. Manufacturer and
+ * known and the serial is not a placeholder (nz_serial_is_placeholder), then "mac:<MAC>" for each
+ * MAC that nz_mac_is_identity accepts. Manufacturer and
  * serial are upper-cased with every character that is not a letter or digit removed; the
  * manufacturer first loses its trailing legal-form words (Inc., Corp., Corporation, Ltd., LLC,
  * Co., GmbH, AG, ...), so "Dell Inc." and "DELL" match and "Cisco" stays "CISCO".
@@ -49,15 +106,21 @@ int nz_match_keys(const json_t *rec, char keys[][NZ_MKEY_LEN], int max);
 json_t *nz_merge_asset(const char *tenant, const char *asset_id, const nz_member_t *m, size_t n,
                        const json_t *edits, const json_t *prev);
 
+/** A member that changed since the asset was last merged, with its record before (NULL = new). */
+typedef struct nz_upserted_s {
+    const char   *src_id;
+    const json_t *old;
+} nz_upserted_t;
+
 /**
  * @brief The date fields that need writing after a merge, as {"purchase":"…"|null,...}, or NULL:
  * a field whose manual value the edit changed (bit NZ_F_x of edit_mask); or a field whose
- * effective value changed from prev, or whose value the upserted member changed (upserted_old =
- * its record before, NULL when new), when some non-gone member holds a different non-null value
- * (a conflict the policy settled). @returns new reference or NULL.
+ * effective value changed from prev, or whose value one of the upserted members up[0..nup)
+ * changed, when some non-gone member holds a different non-null value (a conflict the policy
+ * settled). @returns new reference or NULL.
  */
 json_t *nz_merge_change(const json_t *prev, const json_t *merged, const nz_member_t *m, size_t n,
-                        const char *upserted_src, const json_t *upserted_old, unsigned edit_mask);
+                        const nz_upserted_t *up, size_t nup, unsigned edit_mask);
 
 /**
  * @brief The date.changes message (docs/design.md): dates = the nz_merge_change result

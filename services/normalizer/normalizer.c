@@ -86,6 +86,7 @@ struct nz_s {
     nz_conf_t     conf;
     rd_kafka_t   *consumer, *producer;
     redisContext *redis;
+    nz_inv_t     *inv;                 /* the segment's changed asset records, applied together */
 
     nz_item_t    *items;
     size_t        items_cap;
@@ -539,12 +540,14 @@ static const char *gone_set(nz_type_t type)
     return type == NZ_TYPE_ASSET ? "inv:srcgone:asset" : "inv:gone:customer";
 }
 
-typedef enum { INV_UPSERT, INV_GONE, INV_REMOVE, INV_EDIT } inv_op_t;
+typedef enum { INV_RUN, INV_GONE, INV_REMOVE, INV_EDIT } inv_op_t;
 
 /*
  * One inventory.c call, repeated until Redis answers (each is idempotent); then its merged
- * assets go to `assets`, its date change to `date.changes`, and the deletion of the parked change
- * is queued for the commit (after Kafka acknowledged it).
+ * assets go to `assets`, its date changes to `date.changes`, and the deletion of each parked
+ * change is queued for the commit (after Kafka acknowledged it). INV_RUN applies the queued
+ * upserts (nz_inv_run); the others first apply what is queued, so the inventory sees the
+ * batch in order.
  * @returns 0, 1 (unknown source or asset), -1 shutdown.
  */
 static int inv_apply(nz_t *nz, inv_op_t op, const char *tenant, const char *id, const json_t *j,
@@ -555,37 +558,46 @@ static int inv_apply(nz_t *nz, inv_op_t op, const char *tenant, const char *id, 
     int          rc;
     msp_format_time(msp_wall_ms(), at, sizeof at);
     memset(&out, 0, sizeof out);
+    if (op != INV_RUN && nz_inv_queued(nz->inv) && (rc = inv_apply(nz, INV_RUN, NULL, NULL, NULL, NULL)) < 0)
+        return rc;
+    if (op == INV_RUN && !nz_inv_queued(nz->inv))
+        return 0;
     for (unsigned attempt = 0;; attempt++) {
         err[0] = '\0';
         if (msp_redis_ensure(&nz->redis, nz->conf.redis_url, err, sizeof err) == 0) {
             switch (op) {
-            case INV_UPSERT: rc = nz_inv_upsert(nz->redis, tenant, id, j, at, &out, err, sizeof err); break;
+            /* a run keeps in out what it wrote before a failure; the single calls start over */
+            case INV_RUN: rc = nz_inv_run(nz->inv, nz->redis, at, &out, err, sizeof err); break;
             case INV_GONE: rc = nz_inv_source_gone(nz->redis, tenant, id, at, &out, err, sizeof err); break;
             case INV_REMOVE: rc = nz_inv_source_remove(nz->redis, tenant, id, at, &out, err, sizeof err); break;
             default: rc = nz_inv_edit(nz->redis, tenant, id, j, edit_id, at, &out, err, sizeof err); break;
             }
             if (rc >= 0)
                 break;
-            nz_inv_out_clear(&out);
+            if (op != INV_RUN)
+                nz_inv_out_clear(&out);
             /* A failed pipeline may leave replies unread: start on a fresh connection. */
             redisFree(nz->redis);
             nz->redis = NULL;
         }
-        if (retry_wait(nz, attempt, "redis inventory", err[0] ? err : "redis error") < 0)
+        if (retry_wait(nz, attempt, "redis inventory", err[0] ? err : "redis error") < 0) {
+            nz_inv_out_clear(&out);   /* shutdown: the batch replays */
             return -1;
+        }
     }
-    for (int i = 0; i < out.n; i++) {
-        out_keyed(nz, MSP_TOPIC_ASSETS, 0, tenant, out.asset_id[i], out.merged[i]);
-        out.merged[i] = NULL;
-    }
-    if (out.change) {
-        char k[NZ_KEY_MAX];
-        out_keyed(nz, MSP_TOPIC_DATE_CHANGES, 0, tenant, out.change_asset, out.change);
-        out.change = NULL;
-        w_tenant(nz, tenant);
-        msp_key(k, sizeof k, tenant, "inv:dpending");
-        W(nz, "EVAL", nz_inv_pending_done_lua, "1", k, out.change_asset, out.change_id);
-        msp_metric_add(nz->conf.metrics, "mspsync_normalizer_date_changes_total", NULL, 1);
+    for (size_t i = 0; i < out.n; i++) {
+        nz_inv_pub_t *e = &out.pub[i];
+        out_keyed(nz, MSP_TOPIC_ASSETS, 0, e->tenant, e->asset_id, e->merged);
+        e->merged = NULL;
+        if (e->change) {
+            char k[NZ_KEY_MAX];
+            out_keyed(nz, MSP_TOPIC_DATE_CHANGES, 0, e->tenant, e->asset_id, e->change);
+            e->change = NULL;
+            w_tenant(nz, e->tenant);
+            msp_key(k, sizeof k, e->tenant, "inv:dpending");
+            W(nz, "EVAL", nz_inv_pending_done_lua, "1", k, e->asset_id, e->change_id);
+            msp_metric_add(nz->conf.metrics, "mspsync_normalizer_date_changes_total", NULL, 1);
+        }
     }
     nz_inv_out_clear(&out);
     return rc;
@@ -760,6 +772,7 @@ static int do_segment(nz_t *nz, size_t a, size_t b)
     char   k[NZ_KEY_MAX];
     size_t nlook = 0;
 
+    nz_inv_discard(nz->inv);   /* what an aborted segment queued */
     if (grow((void **)&nz->lookup_idx, &nz->lookup_cap, b - a + 1, sizeof *nz->lookup_idx) < 0 ||
         find_duplicates(nz, a, b) < 0)
         return -2;
@@ -812,9 +825,8 @@ static int do_segment(nz_t *nz, size_t a, size_t b)
                                       : it->stored_fp != 1 || it->was_gone;
         if (changed && it->env.type == NZ_TYPE_ASSET) {
             /* A source record: the merged asset is what gets stored and published. */
-            int rc = inv_apply(nz, INV_UPSERT, tenant, it->id, it->canon, NULL);
-            if (rc < 0)
-                return rc;
+            if (nz_inv_queue(nz->inv, tenant, it->id, it->canon) < 0)
+                return -2;
             w_tenant(nz, tenant);
             msp_key(k, sizeof k, tenant, "inv:fp:asset");
             W(nz, "HSET", k, it->id, it->fp);
@@ -833,6 +845,9 @@ static int do_segment(nz_t *nz, size_t a, size_t b)
         msp_key(k, sizeof k, tenant, "inv:seen:%s", tn);
         W(nz, "HSET", k, it->id, it->env.job_id);
     }
+    int rc = inv_apply(nz, INV_RUN, NULL, NULL, NULL, NULL);
+    if (rc < 0)
+        return rc;
     return nz->oom ? -2 : 0;
 }
 
@@ -1269,7 +1284,9 @@ nz_t *nz_new(const nz_conf_t *conf)
     if (!nz)
         return NULL;
     nz->conf = *conf;
-    if (grow((void **)&nz->items, &nz->items_cap, conf->batch_size, sizeof *nz->items) < 0) {
+    nz->inv  = nz_inv_new(conf->identity_max_shared);
+    if (!nz->inv || grow((void **)&nz->items, &nz->items_cap, conf->batch_size, sizeof *nz->items) < 0) {
+        nz_inv_destroy(nz->inv);
         free(nz);
         return NULL;
     }
@@ -1299,6 +1316,7 @@ void nz_destroy(nz_t *nz)
     for (size_t i = 0; i < nz->nheld; i++)
         rd_kafka_message_destroy(nz->held[i]);
     free(nz->held);
+    nz_inv_destroy(nz->inv);
     free(nz->items);
     free(nz->outs);
     free(nz->stats);

@@ -39,6 +39,8 @@ typedef struct nz_s nz_t;
 typedef struct nz_conf_s {
     const char              *redis_url;   /**< borrowed for the lifetime of the nz_t */
     size_t                   batch_size;  /**< most messages per batch */
+    int                      identity_max_shared; /**< a match key on more source records than
+                                                       this (per tenant) is no identity */
     msp_metrics_t           *metrics;     /**< borrowed; the normalizer declares its series */
     struct event_base       *base;        /**< borrowed; served while waiting between retries */
     volatile sig_atomic_t   *run;         /**< cleared by the signal handler */

@@ -53,7 +53,7 @@ static json_t *syncro_rec(const char *id, const char *purchase, const char *warr
                      "sources", "integration", "syncro", "id", id, "name", "WS-01", "asset_type",
                      "Desktop", "serial", "ABC123", "manufacturer", "Dell Inc.", "model",
                      "form_factor", "os", "name", "Windows 11 Pro", "build", "22631", "macs",
-                     "AA:BB:CC:DD:EE:02", "AA:BB:CC:DD:EE:01", "customer_ref", "syncro:42",
+                     "A8:BB:CC:DD:EE:02", "A8:BB:CC:DD:EE:01", "customer_ref", "syncro:42",
                      "updated_at", "2024-05-01T10:00:00Z", "dates", "purchase", purchase,
                      "warranty", warranty, "gone", gone);
 }
@@ -66,7 +66,7 @@ static json_t *cwrmm_rec(const char *id, const char *purchase, const char *warra
                      "schema_version", 1, "tenant", "acme", "id", "cwrmm:", id, "kind", "asset",
                      "sources", "integration", "cwrmm", "id", id, "name", "CW-NAME", "asset_type",
                      "serial", "ABC123", "manufacturer", "Dell", "model", "OptiPlex 7090",
-                     "form_factor", "Laptop", "os", "macs", "AA:BB:CC:DD:EE:03", "AA:BB:CC:DD:EE:01",
+                     "form_factor", "Laptop", "os", "macs", "A8:BB:CC:DD:EE:03", "A8:BB:CC:DD:EE:01",
                      "customer_ref", "updated_at", "2024-06-01T00:00:00Z", "dates", "purchase",
                      purchase, "warranty", warranty, "gone", gone);
 }
@@ -93,12 +93,12 @@ static void match_keys_serial_then_macs(void **state)
 {
     (void)state;
     json_t *r = J("{\"manufacturer\":\"Dell Inc.\",\"serial\":\"ABC 123\","
-                  "\"macs\":[\"AA:BB:CC:DD:EE:01\",\"AA:BB:CC:DD:EE:02\"]}");
+                  "\"macs\":[\"A8:BB:CC:DD:EE:01\",\"A8:BB:CC:DD:EE:02\"]}");
     char keys[NZ_MKEY_MAX][NZ_MKEY_LEN];
     assert_int_equal(nz_match_keys(r, keys, NZ_MKEY_MAX), 3);
     assert_string_equal(keys[0], "sn:DELL|ABC123");
-    assert_string_equal(keys[1], "mac:AA:BB:CC:DD:EE:01");
-    assert_string_equal(keys[2], "mac:AA:BB:CC:DD:EE:02");
+    assert_string_equal(keys[1], "mac:A8:BB:CC:DD:EE:01");
+    assert_string_equal(keys[2], "mac:A8:BB:CC:DD:EE:02");
     json_decref(r);
 
     /* case, punctuation and the company suffix do not matter */
@@ -133,17 +133,17 @@ static void match_keys_no_serial_key_for_placeholders(void **state)
     char keys[NZ_MKEY_MAX][NZ_MKEY_LEN];
     for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
         json_t *r = json_pack("{s:s,s:s,s:[s]}", "manufacturer", "Dell Inc.", "serial", junk[i],
-                              "macs", "AA:BB:CC:DD:EE:01");
+                              "macs", "A8:BB:CC:DD:EE:01");
         memset(keys, 0, sizeof keys);
         int n = nz_match_keys(r, keys, NZ_MKEY_MAX);
-        if (n != 1 || strcmp(keys[0], "mac:AA:BB:CC:DD:EE:01") != 0)
+        if (n != 1 || strcmp(keys[0], "mac:A8:BB:CC:DD:EE:01") != 0)
             fail_msg("serial \"%s\": %d keys, first \"%s\"", junk[i], n, keys[0]);
         json_decref(r);
     }
     /* no manufacturer (or no serial) -> no sn key either */
-    json_t *r = J("{\"manufacturer\":null,\"serial\":\"ABC123\",\"macs\":[\"AA:BB:CC:DD:EE:01\"]}");
+    json_t *r = J("{\"manufacturer\":null,\"serial\":\"ABC123\",\"macs\":[\"A8:BB:CC:DD:EE:01\"]}");
     assert_int_equal(nz_match_keys(r, keys, NZ_MKEY_MAX), 1);
-    assert_string_equal(keys[0], "mac:AA:BB:CC:DD:EE:01");
+    assert_string_equal(keys[0], "mac:A8:BB:CC:DD:EE:01");
     json_decref(r);
     r = J("{\"manufacturer\":\"Dell Inc.\",\"macs\":[]}");
     assert_int_equal(nz_match_keys(r, keys, NZ_MKEY_MAX), 0);
@@ -154,13 +154,13 @@ static void match_keys_respect_max(void **state)
 {
     (void)state;
     json_t *r = J("{\"manufacturer\":\"Dell Inc.\",\"serial\":\"ABC123\","
-                  "\"macs\":[\"AA:BB:CC:DD:EE:01\",\"AA:BB:CC:DD:EE:02\",\"AA:BB:CC:DD:EE:03\"]}");
+                  "\"macs\":[\"A8:BB:CC:DD:EE:01\",\"A8:BB:CC:DD:EE:02\",\"A8:BB:CC:DD:EE:03\"]}");
     char keys[4][NZ_MKEY_LEN];
     memset(keys, 0, sizeof keys);
     strcpy(keys[2], "untouched");
     assert_int_equal(nz_match_keys(r, keys, 2), 2);
     assert_string_equal(keys[0], "sn:DELL|ABC123");
-    assert_string_equal(keys[1], "mac:AA:BB:CC:DD:EE:01");
+    assert_string_equal(keys[1], "mac:A8:BB:CC:DD:EE:01");
     assert_string_equal(keys[2], "untouched");
 
     strcpy(keys[1], "untouched");
@@ -175,10 +175,10 @@ static void match_keys_respect_max(void **state)
 
     /* without a serial key the MACs fill the slots */
     r = J("{\"manufacturer\":\"Dell Inc.\",\"serial\":\"Default string\","
-          "\"macs\":[\"AA:BB:CC:DD:EE:01\",\"AA:BB:CC:DD:EE:02\",\"AA:BB:CC:DD:EE:03\"]}");
+          "\"macs\":[\"A8:BB:CC:DD:EE:01\",\"A8:BB:CC:DD:EE:02\",\"A8:BB:CC:DD:EE:03\"]}");
     assert_int_equal(nz_match_keys(r, keys, 2), 2);
-    assert_string_equal(keys[0], "mac:AA:BB:CC:DD:EE:01");
-    assert_string_equal(keys[1], "mac:AA:BB:CC:DD:EE:02");
+    assert_string_equal(keys[0], "mac:A8:BB:CC:DD:EE:01");
+    assert_string_equal(keys[1], "mac:A8:BB:CC:DD:EE:02");
     json_decref(r);
 }
 
@@ -201,7 +201,7 @@ static void merge_syncro_is_primary_even_listed_second(void **state)
                 "\"os\":{\"name\":\"Windows 11 Pro\",\"build\":\"22631\"},"
                 "\"customer_ref\":\"syncro:42\",\"site_ref\":null,"
                 "\"updated_at\":\"2024-05-01T10:00:00Z\","
-                "\"macs\":[\"AA:BB:CC:DD:EE:01\",\"AA:BB:CC:DD:EE:02\",\"AA:BB:CC:DD:EE:03\"],"
+                "\"macs\":[\"A8:BB:CC:DD:EE:01\",\"A8:BB:CC:DD:EE:02\",\"A8:BB:CC:DD:EE:03\"],"
                 "\"dates\":{\"purchase\":{\"value\":\"2021-01-01\",\"source\":\"syncro\"},"
                 "\"warranty\":{\"value\":\"2026-06-30\",\"source\":\"cwrmm\"}},"
                 "\"gone\":false}");
@@ -243,7 +243,7 @@ static void merge_gone_member_left_out(void **state)
                 "\"manufacturer\":\"Dell\",\"model\":\"OptiPlex 7090\",\"form_factor\":\"Laptop\","
                 "\"os\":null,\"customer_ref\":null,\"site_ref\":null,"
                 "\"updated_at\":\"2024-06-01T00:00:00Z\","
-                "\"macs\":[\"AA:BB:CC:DD:EE:01\",\"AA:BB:CC:DD:EE:03\"],"
+                "\"macs\":[\"A8:BB:CC:DD:EE:01\",\"A8:BB:CC:DD:EE:03\"],"
                 "\"dates\":{\"purchase\":{\"value\":\"2022-01-01\",\"source\":\"cwrmm\"},"
                 "\"warranty\":{\"value\":\"2026-06-30\",\"source\":\"cwrmm\"}},"
                 "\"gone\":false}");
@@ -266,7 +266,7 @@ static void merge_all_gone_is_gone_with_all_sources(void **state)
     assert_json(json_object_get(merged, "name"), "\"CW-NAME\"");
     assert_json(json_object_get(merged, "os"), "{\"name\":\"Windows 11 Pro\",\"build\":\"22631\"}");
     assert_json(json_object_get(merged, "macs"),
-                "[\"AA:BB:CC:DD:EE:01\",\"AA:BB:CC:DD:EE:02\",\"AA:BB:CC:DD:EE:03\"]");
+                "[\"A8:BB:CC:DD:EE:01\",\"A8:BB:CC:DD:EE:02\",\"A8:BB:CC:DD:EE:03\"]");
     /* no live member -> no date candidates */
     assert_json(json_object_get(merged, "dates"), "{\"purchase\":null,\"warranty\":null}");
     json_decref(merged);
@@ -413,12 +413,12 @@ static void change_conflict_settled_by_policy(void **state)
     nz_member_t m[2] = {member("syncro:1", sy), member("cwrmm:u1", cw)};
     json_t     *prev   = J("{\"id\":\"syncro:1\"}"); /* no dates yet */
     json_t     *merged = nz_merge_asset("acme", "syncro:1", m, 2, NULL, prev);
-    json_t     *ch     = nz_merge_change(prev, merged, m, 2, "cwrmm:u1", NULL, 0);
+    json_t     *ch     = nz_merge_change(prev, merged, m, 2, &(nz_upserted_t){"cwrmm:u1", NULL}, 1, 0);
     assert_json(ch, "{\"purchase\":\"2021-01-01\"}");
     json_decref(ch);
 
     /* the same state merged again (prev = what was stored) -> nothing new to write */
-    ch = nz_merge_change(merged, merged, m, 2, NULL, NULL, 0);
+    ch = nz_merge_change(merged, merged, m, 2, NULL, 0, 0);
     assert_null(ch);
     json_decref(merged);
     json_decref(prev);
@@ -437,7 +437,7 @@ static void change_none_without_conflict(void **state)
     assert_json(json_object_get(merged, "dates"),
                 "{\"purchase\":{\"value\":\"2021-01-01\",\"source\":\"syncro\"},"
                 "\"warranty\":{\"value\":\"2025-01-01\",\"source\":\"syncro\"}}");
-    json_t *ch = nz_merge_change(prev, merged, m, 2, "syncro:1", NULL, 0);
+    json_t *ch = nz_merge_change(prev, merged, m, 2, &(nz_upserted_t){"syncro:1", NULL}, 1, 0);
     assert_null(ch);
     json_decref(merged);
     json_decref(prev);
@@ -447,7 +447,7 @@ static void change_none_without_conflict(void **state)
     nz_member_t m3[3] = {m[0], m[1], member("cwrmm:u2", gone)};
     prev   = J("{\"id\":\"syncro:1\"}");
     merged = nz_merge_asset("acme", "syncro:1", m3, 3, NULL, prev);
-    ch     = nz_merge_change(prev, merged, m3, 3, "syncro:1", NULL, 0);
+    ch     = nz_merge_change(prev, merged, m3, 3, &(nz_upserted_t){"syncro:1", NULL}, 1, 0);
     assert_null(ch);
     json_decref(merged);
     json_decref(prev);
@@ -466,11 +466,11 @@ static void change_edit_mask_forces_field(void **state)
     json_t     *edits = J("{\"purchase\":\"2020-01-01\"}");
     json_t     *merged = nz_merge_asset("acme", "syncro:1", m, 1, edits, prev);
     /* no member disagrees, still the edited field is written (and only that one) */
-    json_t *ch = nz_merge_change(prev, merged, m, 1, NULL, NULL, 1u << NZ_F_PURCHASE);
+    json_t *ch = nz_merge_change(prev, merged, m, 1, NULL, 0, 1u << NZ_F_PURCHASE);
     assert_json(ch, "{\"purchase\":\"2020-01-01\"}");
     json_decref(ch);
     /* without the bit: no conflict -> nothing */
-    ch = nz_merge_change(merged, merged, m, 1, NULL, NULL, 0);
+    ch = nz_merge_change(merged, merged, m, 1, NULL, 0, 0);
     assert_null(ch);
     json_decref(merged);
     json_decref(edits);
@@ -481,7 +481,7 @@ static void change_edit_mask_forces_field(void **state)
     json_t *sy2   = syncro_rec("1", NULL, NULL, 0);
     m[0]          = member("syncro:1", sy2);
     merged        = nz_merge_asset("acme", "syncro:1", m, 1, NULL, wprev);
-    ch            = nz_merge_change(wprev, merged, m, 1, NULL, NULL, 1u << NZ_F_WARRANTY);
+    ch            = nz_merge_change(wprev, merged, m, 1, NULL, 0, 1u << NZ_F_WARRANTY);
     assert_json(ch, "{\"warranty\":null}");
     json_decref(ch);
     json_decref(merged);
@@ -505,17 +505,17 @@ static void change_upserted_member_changed_value(void **state)
                 "{\"purchase\":{\"value\":\"2021-01-01\",\"source\":\"syncro\"},\"warranty\":null}");
 
     /* effective unchanged, but cwrmm moved to another conflicting value -> re-assert ours */
-    json_t *ch = nz_merge_change(prev, merged, m, 2, "cwrmm:u1", cw_old, 0);
+    json_t *ch = nz_merge_change(prev, merged, m, 2, &(nz_upserted_t){"cwrmm:u1", cw_old}, 1, 0);
     assert_json(ch, "{\"purchase\":\"2021-01-01\"}");
     json_decref(ch);
 
     /* the same value again (replay / unrelated fact changed) -> nothing: no loop */
     json_t *cw_same = cwrmm_rec("u1", "2022-01-01", NULL, 0);
-    ch = nz_merge_change(prev, merged, m, 2, "cwrmm:u1", cw_same, 0);
+    ch = nz_merge_change(prev, merged, m, 2, &(nz_upserted_t){"cwrmm:u1", cw_same}, 1, 0);
     assert_null(ch);
 
     /* some other member upserted -> cwrmm's (unchanged) disagreement is not re-sent */
-    ch = nz_merge_change(prev, merged, m, 2, "syncro:1", sy, 0);
+    ch = nz_merge_change(prev, merged, m, 2, &(nz_upserted_t){"syncro:1", sy}, 1, 0);
     assert_null(ch);
     json_decref(cw_same);
     json_decref(merged);
@@ -558,6 +558,129 @@ static void change_message_shape(void **state)
     json_decref(cw);
 }
 
+/* ---- identities that are no identities ------------------------------------------------- */
+
+static void mac_virtual_shared_and_local_are_no_keys(void **state)
+{
+    (void)state;
+    static const char *const never[] = {
+        "00:15:5D:01:02:03", /* Hyper-V */           "00:50:56:C0:00:08", /* VMware */
+        "00:0C:29:AA:BB:CC", "00:05:69:00:00:01",    "00:1C:14:00:00:01",
+        "08:00:27:12:34:56", /* VirtualBox */        "0A:00:27:00:00:00", /* host-only */
+        "02:42:AC:11:00:02", /* Docker */            "00:1C:42:00:00:01", /* Parallels */
+        "00:16:3E:00:00:01", /* Xen */               "52:54:00:12:34:56", /* QEMU/KVM */
+        "00:05:9A:3C:7A:00", /* AnyConnect */        "20:41:53:59:4E:FF", /* RAS async */
+        "50:50:54:50:30:30", /* PPTP miniport */     "00:03:FF:00:00:01", /* Virtual PC */
+        "00:00:00:00:00:00", "FF:FF:FF:FF:FF:FF",    "01:00:5E:00:00:FB", /* multicast */
+        "DA:A1:19:00:00:01", /* randomized Wi-Fi */  "not a mac",
+    };
+    for (size_t i = 0; i < sizeof never / sizeof never[0]; i++)
+        if (nz_mac_is_identity(never[i]))
+            fail_msg("%s taken for a machine's identity", never[i]);
+    static const char *const real[] = {"3C:18:A0:D0:C0:01", "A4:BB:6D:00:00:07",
+                                       "00:05:9A:3C:7A:01", "00:15:5C:01:02:03",
+                                       "F8:75:A4:12:34:56"};
+    for (size_t i = 0; i < sizeof real / sizeof real[0]; i++)
+        if (!nz_mac_is_identity(real[i]))
+            fail_msg("%s (burnt-in, universally administered) is no identity", real[i]);
+
+    json_t *r = J("{\"manufacturer\":\"Dell Inc.\",\"serial\":\"XXXXXXXX\","
+                  "\"macs\":[\"00:15:5D:01:02:03\",\"02:42:AC:11:00:02\",\"3C:18:A0:D0:C0:01\"]}");
+    char keys[NZ_MKEY_MAX][NZ_MKEY_LEN];
+    assert_int_equal(nz_match_keys(r, keys, NZ_MKEY_MAX), 1);
+    assert_string_equal(keys[0], "mac:3C:18:A0:D0:C0:01");
+    json_decref(r);
+}
+
+static void serial_placeholders(void **state)
+{
+    (void)state;
+    static const char *const junk[] = {"0123456789", "DEFAULTSTRING", "TOBEFILLEDBYOEM",
+                                       "SYSTEMSERIALNUMBER", "NONE", "NOTSPECIFIED", "123456789",
+                                       "XXXXXXXX", "00000000", "FFFFFFFFFFFF", "1", "",
+                                       "1234567890", "CHASSISSERIALNUMBER"};
+    for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++)
+        if (!nz_serial_is_placeholder(junk[i]))
+            fail_msg("\"%s\" taken for a serial", junk[i]);
+    static const char *const real[] = {"5CG1234XYZ", "PF1ABC23", "XX1XXXXX", "C02XK0AAJGH5", "001"};
+    for (size_t i = 0; i < sizeof real / sizeof real[0]; i++)
+        if (nz_serial_is_placeholder(real[i]))
+            fail_msg("\"%s\" taken for a placeholder", real[i]);
+}
+
+static void key_holders_counted_then_demoted(void **state)
+{
+    (void)state;
+    char out[NZ_MKEY_LEN];
+    assert_int_equal(nz_key_holders_add(NULL, "syncro:1", 3, out, sizeof out), 1);
+    assert_string_equal(out, "syncro:1");
+    assert_int_equal(nz_key_holders_add("syncro:1", "syncro:1", 3, out, sizeof out), 0);
+    assert_int_equal(nz_key_holders_add("syncro:1", "cwrmm:u1", 3, out, sizeof out), 1);
+    assert_string_equal(out, "syncro:1 cwrmm:u1");
+    assert_int_equal(nz_key_holders_add("syncro:1 cwrmm:u1", "syncro:2", 3, out, sizeof out), 1);
+    assert_string_equal(out, "syncro:1 cwrmm:u1 syncro:2");
+    /* a holder already counted is no new machine; the fourth is */
+    char list[NZ_MKEY_LEN];
+    snprintf(list, sizeof list, "%s", out);
+    assert_int_equal(nz_key_holders_add(list, "cwrmm:u1", 3, out, sizeof out), 0);
+    assert_int_equal(nz_key_holders_add("syncro:1 cwrmm:u1 syncro:2", "syncro:3", 3, out, sizeof out), 2);
+    assert_string_equal(out, NZ_KEY_DEMOTED);
+    /* demoted for good, whoever comes */
+    assert_int_equal(nz_key_holders_add(NZ_KEY_DEMOTED, "syncro:1", 3, out, sizeof out), 0);
+    /* "syncro:1" is not "syncro:10" */
+    assert_int_equal(nz_key_holders_add("syncro:10", "syncro:1", 1, out, sizeof out), 2);
+    /* threshold 1: any second machine demotes */
+    assert_int_equal(nz_key_holders_add("syncro:1", "syncro:2", 1, out, sizeof out), 2);
+}
+
+/* Demoted keys for the split tests: the ones listed in arg (NULL-terminated). */
+static int listed(const char *key, int holders, void *arg)
+{
+    (void)holders;
+    for (const char *const *k = arg; *k; k++)
+        if (strcmp(*k, key) == 0)
+            return 1;
+    return 0;
+}
+
+static void split_by_the_remaining_keys(void **state)
+{
+    (void)state;
+    /* A, B and B' (B in ConnectWise RMM) were glued by the dock MAC D; C by D too. */
+    json_t *a  = J("{\"manufacturer\":\"Dell\",\"serial\":\"SA\",\"macs\":[\"3C:18:A0:00:00:0A\",\"3C:18:A0:D0:C0:01\"]}");
+    json_t *b  = J("{\"manufacturer\":\"Dell\",\"serial\":\"SB\",\"macs\":[\"3C:18:A0:00:00:0B\",\"3C:18:A0:D0:C0:01\"]}");
+    json_t *bc = J("{\"manufacturer\":\"DELL\",\"serial\":\"SB\",\"macs\":[]}");
+    json_t *c  = J("{\"manufacturer\":\"Dell\",\"serial\":\"SC\",\"macs\":[\"3C:18:A0:D0:C0:01\"]}");
+    nz_member_t m[] = {{"cwrmm:u1", bc, {NULL, NULL}}, {"syncro:1", a, {NULL, NULL}},
+                       {"syncro:2", b, {NULL, NULL}}, {"syncro:3", c, {NULL, NULL}}};
+    const char *owner[4];
+    const char *dock[] = {"mac:3C:18:A0:D0:C0:01", NULL};
+    assert_int_equal(nz_split_asset("syncro:1", m, 4, 3, listed, dock, owner), 3);
+    assert_string_equal(owner[0], "cwrmm:u1");   /* B and B' by the serial, named by the smallest */
+    assert_string_equal(owner[1], "syncro:1");   /* the creator keeps the asset id */
+    assert_string_equal(owner[2], "cwrmm:u1");
+    assert_string_equal(owner[3], "syncro:3");
+
+    /* nothing demoted, D on 3 members (within the threshold): one asset stays */
+    const char *none[] = {NULL};
+    assert_int_equal(nz_split_asset("syncro:1", m, 4, 3, listed, none, owner), 1);
+    for (int i = 0; i < 4; i++)
+        assert_string_equal(owner[i], "syncro:1");
+    /* an asset glued before demotion existed: D on 3 members > threshold 2 splits on its own */
+    assert_int_equal(nz_split_asset("syncro:1", m, 4, 2, NULL, NULL, owner), 3);
+    assert_string_equal(owner[1], "syncro:1");
+    assert_string_equal(owner[3], "syncro:3");
+    /* the creator gone from the asset: the component of the smallest source keeps the id */
+    assert_int_equal(nz_split_asset("syncro:9", m, 4, 3, listed, dock, owner), 3);
+    assert_string_equal(owner[0], "syncro:9");
+    assert_string_equal(owner[2], "syncro:9");
+    assert_string_equal(owner[1], "syncro:1");
+    json_decref(a);
+    json_decref(b);
+    json_decref(bc);
+    json_decref(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -578,6 +701,10 @@ int main(void)
         cmocka_unit_test(change_edit_mask_forces_field),
         cmocka_unit_test(change_upserted_member_changed_value),
         cmocka_unit_test(change_message_shape),
+        cmocka_unit_test(mac_virtual_shared_and_local_are_no_keys),
+        cmocka_unit_test(serial_placeholders),
+        cmocka_unit_test(key_holders_counted_then_demoted),
+        cmocka_unit_test(split_by_the_remaining_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
