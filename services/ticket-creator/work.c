@@ -70,6 +70,7 @@ struct tc_item_s {
     msp_dead_letter_t   dl;
 
     int http_inflight, done;
+    unsigned create_tries; /* creates whose outcome was unknown (create_unknown) */
     struct event *timer;
     void (*on_timer)(tc_item_t *it);
     unsigned attempt;
@@ -105,6 +106,7 @@ struct tc_item_s {
 
 static void item_load(tc_item_t *it);
 static void decide(tc_item_t *it);
+static void created_ok(tc_item_t *it, json_t *body);
 static void call_send(tc_item_t *it);
 static void unmapped(tc_item_t *it);
 
@@ -350,21 +352,42 @@ static void call(tc_item_t *it, const char *method, char *path, json_t *body, st
     call_send(it);
 }
 
-static void call_retry(tc_item_t *it, int64_t retry_after_ms, const char *why) {
+/* Back off (attempt counts the tries so far), then run next. */
+static void retry_then(tc_item_t *it, unsigned *attempt, int64_t retry_after_ms, const char *why,
+                       void (*next)(tc_item_t *)) {
     tc_t *tc = it->tc;
-    int64_t d = msp_backoff_ms(it->attempt, tc->conf.backoff_base_ms, tc->conf.backoff_cap_ms,
+    int64_t d = msp_backoff_ms(*attempt, tc->conf.backoff_base_ms, tc->conf.backoff_cap_ms,
                                msp_rand01());
     if (retry_after_ms >= 0 && retry_after_ms > d) d = retry_after_ms;
-    it->attempt++;
+    (*attempt)++;
     MSP_WARN("syncro.retry", it->tenant, "fp=%.12s attempt=%u retry_in_ms=%lld: %s", it->fp,
-             it->attempt, (long long)d, why);
+             *attempt, (long long)d, why);
     msp_metric_add(tc->metrics, "mspsync_ticket_creator_retries_total", NULL, 1);
-    if (it->attempt == 1 || it->attempt % 10 == 0) {
+    if (*attempt == 1 || *attempt % 10 == 0) {
         char msg[700];
         snprintf(msg, sizeof(msg), "%s (retrying)", why);
         if (tc_redis_ok(tc)) stats_error(it, msg);
     }
-    wait_then(it, d, call_send);
+    wait_then(it, d, next);
+}
+
+static void call_retry(tc_item_t *it, int64_t retry_after_ms, const char *why) {
+    retry_then(it, &it->attempt, retry_after_ms, why, call_send);
+}
+
+/*
+ * A POST /tickets whose outcome is unknown — it timed out, the connection broke, Syncro answered
+ * 5xx or a 2xx we cannot read — may have made the ticket. Sending it again would make a second
+ * one, so the event starts over from its record (state "creating", claimed before the POST) and
+ * decide() looks for the ticket by its marker first, creating only when it is not there. A 429
+ * says the request was not taken, and is retried as it is. Measured: under ASan on a loaded
+ * machine a create that took Syncro over the 3 s timeout produced two tickets.
+ */
+static void create_unknown(tc_item_t *it, int64_t retry_after_ms, const char *why) {
+    char msg[1100];
+    snprintf(msg, sizeof(msg), "%s; the ticket may exist: looking for it before creating again", why);
+    it->search_page = 0;
+    retry_then(it, &it->create_tries, retry_after_ms, msg, item_load);
 }
 
 static void call_send(tc_item_t *it) {
@@ -424,7 +447,10 @@ static void http_cb(msp_http_response_t *res, void *opaque) {
         if (!json_is_object(body)) {
             json_decref(body);
             /* A 200 we cannot read: Syncro (or a proxy) answered garbage; retry. */
-            call_retry(it, -1, "Syncro answered 2xx with a body that is not a JSON object");
+            if (it->on_ok == created_ok)
+                create_unknown(it, -1, "Syncro answered 2xx with a body that is not a JSON object");
+            else
+                call_retry(it, -1, "Syncro answered 2xx with a body that is not a JSON object");
             return;
         }
         it->attempt = 0;
@@ -434,7 +460,10 @@ static void http_cb(msp_http_response_t *res, void *opaque) {
     }
     msp_syncro_describe(res, it->method, it->path, desc, sizeof(desc));
     if (o == MSP_HTTP_RETRY) {
-        call_retry(it, res->retry_after_ms, desc);
+        if (it->on_ok == created_ok && res->status != 429)
+            create_unknown(it, res->retry_after_ms, desc);
+        else
+            call_retry(it, res->retry_after_ms, desc);
         return;
     }
     if (res->status == 404 && it->on_404) {

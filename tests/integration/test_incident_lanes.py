@@ -75,7 +75,7 @@ class IncidentLanesTest(StackTest):
                             normalizer_env={"MSPSYNC_BATCH_SIZE": "100000"})
         secret = T.setup(s, orgs=5)
         events_nz = [svc for svc in s.services if svc.name == "normalizer-events"][0]
-        args, log = T.mtp_args(s, secret, count=2400, rate=400, seed=5, orgs=5, concurrency=64)
+        args, log = T.mtp_args(s, secret, count=1200, rate=400, seed=5, orgs=5, concurrency=64)
         mtp = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=s.base_env())
         try:
             # While the stream still runs, incidents have already been normalized: several
@@ -93,7 +93,7 @@ class IncidentLanesTest(StackTest):
         self.assertTrue(running, "the stream ended before three batches closed on their deadline")
         self.assertGreater(normalized, 0, "nothing was normalized while the stream ran")
         # Every event still gets exactly the expected tickets.
-        T.wait_exact(s, T.expected(T.read_log(log)), timeout=240)
+        T.wait_exact(s, T.expected(T.read_log(log)), timeout=360)
 
 
 if __name__ == "__main__":

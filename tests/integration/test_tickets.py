@@ -121,6 +121,29 @@ class TicketsTest(StackTest):
         print("utf8 titles: tickets=%d cut-inside-a-character=%d dlq=0 in %.1f s" % (
             len(exp), len(inside), time.monotonic() - started))
 
+    def test_create_answered_after_the_timeout_is_found_not_made_twice(self):
+        """Syncro makes the ticket but answers after our timeout (3 s here): the create's outcome
+        is unknown, and sending it again made a second ticket (seen under ASan on a loaded
+        machine). Now the ticket-creator looks for its marker first and finds the ticket."""
+        s = self.make_stack(sim_config={"rate_limit": 0})
+        secret = T.setup(s, orgs=1)
+        # The next Syncro request (the ticket POST: nothing else calls the simulator now) is
+        # handled at once and answered 5 s later.
+        s.sim_config({"hang_next": 1, "hang_ms": 5000})
+        inc = {"id": "slow-1", "org_id": "org-0001", "org_name": "Org One", "alert_type": "device_offline",
+               "severity": "high", "status": "open", "subject": "WS-01", "title": "Device offline",
+               "description": "WS-01 stopped reporting.", "occurred_at": "2026-12-06T06:00:00Z"}
+        st, js, _ = T.post_incident(s, secret, inc)
+        self.assertEqual(st, 202, js)
+        wait_until(lambda: "syncro.retry" in s.ticket_creator.logtext(), 60, "the create timed out")
+        T.wait_drained(s)
+        tickets = T.sim_tickets(s)
+        self.assertEqual(len(tickets), 1, [t["id"] for t in tickets])
+        self.assertIn("ticket.recovered", s.ticket_creator.logtext())
+        st, js, _ = s.api("GET", "/v1/tenants/%s/ticketing" % T.TENANT)
+        self.assertEqual(int(js["status"]["tickets_created"]), 1, js["status"])
+        self.assertEqual(s.kcat("dlq"), [])
+
     def test_unmapped_org_is_dead_lettered_visible_and_replayable(self):
         s = self.make_stack(sim_config={"rate_limit": 0})
         secret = T.setup(s, orgs=3, unmapped=("org-0003",))
