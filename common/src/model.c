@@ -11,6 +11,7 @@
  * depend on that order.
  */
 #include "mspsync/errstr.h"
+#include "mspsync/json_dump.h"
 #include "mspsync/model.h"
 #include "mspsync/cwrmm.h"
 
@@ -334,6 +335,9 @@ static json_t *kabuto_info(const json_t *raw) {
     return NULL;
 }
 
+const char *const msp_syncro_asset_members[] = {
+    "id", "name", "asset_type", "asset_serial", "customer_id", "updated_at", "properties", NULL};
+
 json_t *msp_map_syncro_asset(const char *tenant, const json_t *raw, char *errstr,
                              size_t errstr_size) {
     char id[24];
@@ -409,10 +413,10 @@ void msp_record_fingerprint(const json_t *canonical, char out[65]) {
         json_t *copy = json_copy((json_t *)canonical);
         if (!copy) return;
         json_object_del(copy, "gone");
-        text = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+        text = msp_json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
         json_decref(copy);
     } else {
-        text = json_dumps(canonical, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+        text = msp_json_dumps(canonical, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
     }
     if (!text) return;
     unsigned char md[EVP_MAX_MD_SIZE];

@@ -3,9 +3,8 @@
 
 #include <string.h>
 
-/* Length (1..4) of the valid character that starts at p, or 0 when p starts an invalid or
- * incomplete sequence (a NUL is not a continuation byte, so this never reads past the end). */
-static size_t char_len(const unsigned char *p) {
+size_t msp_utf8_char_len(const unsigned char *p, size_t avail) {
+    if (avail == 0) return 0;
     unsigned char c = p[0];
     if (c < 0x80) return 1;
     /* the allowed range of the second byte depends on the lead byte (RFC 3629, section 4) */
@@ -15,6 +14,7 @@ static size_t char_len(const unsigned char *p) {
     else if (c >= 0xE0 && c <= 0xEF) n = 3;
     else if (c >= 0xF0 && c <= 0xF4) n = 4;
     else return 0; /* a continuation byte, C0/C1 (overlong) or F5..FF */
+    if (n > avail) return 0;
     if (c == 0xE0) lo = 0xA0;      /* overlong */
     else if (c == 0xED) hi = 0x9F; /* surrogates */
     else if (c == 0xF0) lo = 0x90; /* overlong */
@@ -24,6 +24,9 @@ static size_t char_len(const unsigned char *p) {
         if ((p[i] & 0xC0) != 0x80) return 0;
     return n;
 }
+
+/* A NUL is not a continuation byte, so on a NUL-terminated string this never reads past the end. */
+static size_t char_len(const unsigned char *p) { return msp_utf8_char_len(p, 4); }
 
 size_t msp_utf8_prefix(const char *s, size_t max_bytes) {
     const unsigned char *p = (const unsigned char *)(s ? s : "");

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <mspsync/json_pick.h>
 #include <mspsync/model.h>
 #include <mspsync/utf8.h>
 
@@ -69,6 +70,37 @@ static const char *need_string(const json_t *root, const char *name, size_t max,
     return s;
 }
 
+static msp_pick_t want_envelope(const char *name, void *arg)
+{
+    (void)arg;
+    return strcmp(name, "payload") == 0 ? MSP_PICK_SPAN : MSP_PICK_KEEP;
+}
+
+/*
+ * The payload of a record or incident, set into root (so env->payload is borrowed as before):
+ * of a Syncro asset only the members its mapping reads, of anything else all of it. NULL with
+ * reason[0] == '\0' when there is no payload; NULL with a reason when it is not usable JSON.
+ */
+static const json_t *payload_load(const nz_envelope_t *env, json_t *root,
+                                  const msp_json_pick_t *pick, char *reason, size_t reason_size)
+{
+    json_error_t    jerr;
+    msp_json_pick_t sel = {msp_pick_names, (void *)msp_syncro_asset_members, NULL, 0};
+    int             picked = env->kind == NZ_KIND_RECORD && env->type == NZ_TYPE_ASSET &&
+                             strcmp(env->integration, "syncro") == 0;
+    reason[0] = '\0';
+    if (!pick->span)
+        return NULL;
+    json_t *payload = picked ? msp_json_pick(pick->span, pick->span_len, &sel, &jerr)
+                             : json_loadb(pick->span, pick->span_len, JSON_DECODE_ANY, &jerr);
+    if (!payload || json_object_set_new(root, "payload", payload) < 0) {
+        snprintf(reason, reason_size, "payload is not usable JSON: %s", payload ? "out of memory"
+                 : jerr.text);
+        return NULL;
+    }
+    return payload;
+}
+
 int nz_envelope_parse(nz_envelope_t *env, const void *value, size_t len, char *reason,
                       size_t reason_size)
 {
@@ -79,7 +111,9 @@ int nz_envelope_parse(nz_envelope_t *env, const void *value, size_t len, char *r
         snprintf(reason, reason_size, "message has no value (empty or tombstone)");
         return -1;
     }
-    json_t *root = json_loadb(value, len, JSON_DECODE_ANY, &jerr);
+    /* The payload is built last, knowing what reads it (payload_load). */
+    msp_json_pick_t pick = {want_envelope, NULL, NULL, 0};
+    json_t         *root = msp_json_pick(value, len, &pick, &jerr);
     if (!root) {
         snprintf(reason, reason_size, "value is not JSON: %s (line %d, column %d)", jerr.text,
                  jerr.line, jerr.column);
@@ -186,7 +220,9 @@ int nz_envelope_parse(nz_envelope_t *env, const void *value, size_t len, char *r
         goto fail;
 
     if (env->kind == NZ_KIND_RECORD || env->kind == NZ_KIND_INCIDENT) {
-        const json_t *payload = json_object_get(root, "payload");
+        const json_t *payload = payload_load(env, root, &pick, reason, reason_size);
+        if (!payload && reason[0])
+            goto fail;
         if (!json_is_object(payload)) {
             snprintf(reason, reason_size, payload ? "record payload is a JSON %s, not an object"
                                                   : "record has no \"payload\"%.0s",

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include <mspsync/crypto.h>
+#include <mspsync/json_dump.h>
 #include <mspsync/log.h>
 #include <mspsync/model.h>
 #include <mspsync/redis.h>
@@ -363,8 +364,8 @@ static int asset_prep(const char *tenant, const char *aid, const asset_ctx_t *a,
     } else if (!quiet && json_is_object(a->pending)) {
         change = json_incref(a->pending);
     }
-    pr->mj   = json_dumps(merged, JSON_COMPACT);
-    pr->cj   = change ? json_dumps(change, JSON_COMPACT) : NULL;
+    pr->mj   = msp_json_dumps(merged, JSON_COMPACT);
+    pr->cj   = change ? msp_json_dumps(change, JSON_COMPACT) : NULL;
     pr->gone = json_is_true(json_object_get(merged, "gone"));
     if (change)
         snprintf(pr->change_id, sizeof pr->change_id, "%s",
@@ -928,7 +929,7 @@ static int batch_apply(nz_inv_t *inv, redisContext *c, size_t from, size_t to, o
             up_t *u = &inv->ups[h];
             if (strcmp(u->tenant, tenant) != 0)
                 continue;
-            char *js = json_dumps(u->canon, JSON_COMPACT);
+            char *js = msp_json_dumps(u->canon, JSON_COMPACT);
             if (!js) {
                 snprintf(err, errsz, "out of memory");
                 goto out;

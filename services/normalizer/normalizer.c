@@ -23,6 +23,7 @@
 #include <mspsync/kafka.h>
 #include <mspsync/log.h>
 #include <mspsync/incident.h>
+#include <mspsync/json_dump.h>
 #include <mspsync/model.h>
 #include <mspsync/redis.h>
 #include <mspsync/utf8.h>
@@ -811,7 +812,7 @@ static int do_segment(nz_t *nz, size_t a, size_t b)
         }
         if (it->state == IT_INCIDENT) {
             /* No inventory state: every event goes on, the ticket-creator deduplicates. */
-            char *json = json_dumps(it->canon, JSON_COMPACT);
+            char *json = msp_json_dumps(it->canon, JSON_COMPACT);
             if (!json)
                 return -2;
             out_record(nz, NZ_TYPE_INCIDENT, it->env.tenant, it->id, json);   /* takes json */
@@ -833,7 +834,7 @@ static int do_segment(nz_t *nz, size_t a, size_t b)
             msp_key(k, sizeof k, tenant, "inv:srcgone:asset");
             W(nz, "SREM", k, it->id);
         } else if (changed) {
-            char *json = json_dumps(it->canon, JSON_COMPACT);
+            char *json = msp_json_dumps(it->canon, JSON_COMPACT);
             if (!json)
                 return -2;
             w_record(nz, tenant, it->env.type, it->id, json, it->fp);

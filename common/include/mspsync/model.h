@@ -52,6 +52,13 @@ json_t *msp_map_syncro_asset(const char *tenant, const json_t *raw, char *errstr
                              size_t errstr_size);
 
 /**
+ * The top-level members of a Syncro asset that msp_map_syncro_asset reads (NULL-terminated):
+ * a reader that builds only these (msp_json_pick) maps to the same record. Keep it beside the
+ * mapping: tests/unit/test_model.c maps every fixture both ways and fails on a member missing.
+ */
+extern const char *const msp_syncro_asset_members[];
+
+/**
  * @brief Normalize a MAC ("aa-bb-cc-dd-ee-ff", "aabb.ccdd.eeff", ...) into out[18]. @returns 0/-1.
  * Accepted: six groups of 1-2 hex digits separated by one kind of ':' or '-', three groups of 4
  * separated by '.', or 12 bare hex digits; surrounding whitespace is ignored. All-zero is a valid

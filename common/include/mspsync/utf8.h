@@ -35,6 +35,12 @@
 size_t msp_utf8_prefix(const char *s, size_t max_bytes);
 
 /**
+ * @brief Length (1..4) of the valid character that starts at p, reading at most avail bytes;
+ *        0 when p starts an invalid or incomplete sequence (or avail is 0).
+ */
+size_t msp_utf8_char_len(const unsigned char *p, size_t avail);
+
+/**
  * printf arguments for a "%.*s" that prints at most max_bytes bytes of s, cut on a character
  * boundary: printf("got \"%.*s\"", MSP_UTF8_CUT(s, 64)). Evaluates s twice.
  */

@@ -1,0 +1,359 @@
+/* json_pick.c — see json_pick.h. */
+#include "mspsync/json_pick.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mspsync/utf8.h"
+
+#define PICK_MAX_DEPTH 2048   /* jansson's JSON_PARSER_MAX_DEPTH */
+
+typedef struct {
+    const unsigned char *start, *p, *end;
+    json_error_t        *err;
+} scan_t;
+
+/* Fill err for the byte at pos, with line and column counted as jansson counts them (1-based
+ * line; column in characters, 0 before the first of a line). */
+static int fail_at(scan_t *s, const unsigned char *pos, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail_at(scan_t *s, const unsigned char *pos, const char *fmt, ...)
+{
+    if (!s->err)
+        return -1;
+    int line = 1, column = 0;
+    for (const unsigned char *q = s->start; q < pos && q < s->end; q++) {
+        if (*q == '\n') {
+            line++;
+            column = 0;
+        } else if ((*q & 0xC0) != 0x80) {
+            column++;
+        }
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->err->text, sizeof s->err->text, fmt, ap);
+    va_end(ap);
+    snprintf(s->err->source, sizeof s->err->source, "<buffer>");
+    s->err->line     = line;
+    s->err->column   = column;
+    s->err->position = (int)(pos - s->start);
+    return -1;
+}
+
+static void skip_ws(scan_t *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+        s->p++;
+}
+
+static int hex4(const unsigned char *p, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
+        else return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* A string from its opening quote; leaves p after the closing one. *escaped: it had a '\'. */
+static int skip_string(scan_t *s, int *escaped)
+{
+    const unsigned char *open = s->p++;
+    *escaped = 0;
+    while (s->p < s->end) {
+        unsigned char c = *s->p;
+        if (c == '"') {
+            s->p++;
+            return 0;
+        }
+        if (c < 0x20)
+            return fail_at(s, s->p, "control character 0x%x in string", c);
+        if (c < 0x80 && c != '\\') {
+            s->p++;
+            continue;
+        }
+        if (c >= 0x80) {
+            size_t n = msp_utf8_char_len(s->p, (size_t)(s->end - s->p));
+            if (n == 0)
+                return fail_at(s, s->p, "unable to decode byte 0x%x", c);
+            s->p += n;
+            continue;
+        }
+        *escaped = 1;
+        if (s->end - s->p < 2)
+            break;
+        c = s->p[1];
+        if (strchr("\"\\/bfnrt", c) && c) {
+            s->p += 2;
+            continue;
+        }
+        unsigned cp, lo;
+        if (c != 'u' || s->end - s->p < 6 || hex4(s->p + 2, &cp) < 0)
+            return fail_at(s, s->p, "invalid escape");
+        if (cp == 0)
+            return fail_at(s, s->p, "\\u0000 is not allowed without JSON_ALLOW_NUL");
+        if (cp >= 0xDC00 && cp <= 0xDFFF)
+            return fail_at(s, s->p, "invalid Unicode '\\u%04X'", cp);
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+            if (s->end - s->p < 12 || s->p[6] != '\\' || s->p[7] != 'u' ||
+                hex4(s->p + 8, &lo) < 0 || lo < 0xDC00 || lo > 0xDFFF)
+                return fail_at(s, s->p, "invalid Unicode '\\u%04X'", cp);
+            s->p += 12;
+            continue;
+        }
+        s->p += 6;
+    }
+    return fail_at(s, open, "premature end of input");
+}
+
+static int digits(scan_t *s)
+{
+    const unsigned char *from = s->p;
+    while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+        s->p++;
+    return s->p > from ? 0 : -1;
+}
+
+/* RFC 8259's number grammar (the range is not checked: see json_pick.h). */
+static int skip_number(scan_t *s)
+{
+    const unsigned char *from = s->p;
+    if (*s->p == '-')
+        s->p++;
+    if (s->p < s->end && *s->p == '0')
+        s->p++;
+    else if (digits(s) < 0)
+        return fail_at(s, from, "invalid token");
+    if (s->p < s->end && *s->p == '.') {
+        s->p++;
+        if (digits(s) < 0)
+            return fail_at(s, from, "invalid token");
+    }
+    if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+        s->p++;
+        if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
+            s->p++;
+        if (digits(s) < 0)
+            return fail_at(s, from, "invalid token");
+    }
+    /* "01", "1x": what follows a number must end it */
+    if (s->p < s->end && ((*s->p >= '0' && *s->p <= '9') || (*s->p >= 'a' && *s->p <= 'z') ||
+                          (*s->p >= 'A' && *s->p <= 'Z') || *s->p == '.' || *s->p == '_'))
+        return fail_at(s, from, "invalid token");
+    return 0;
+}
+
+static int skip_word(scan_t *s, const char *w)
+{
+    size_t n = strlen(w);
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, w, n) != 0)
+        return fail_at(s, s->p, "invalid token");
+    s->p += n;
+    return 0;
+}
+
+static int skip_value(scan_t *s, int depth);
+
+static int skip_container(scan_t *s, int depth)
+{
+    unsigned char close = *s->p == '{' ? '}' : ']';
+    int           esc;
+    if (depth >= PICK_MAX_DEPTH)
+        return fail_at(s, s->p, "maximum parsing depth reached");
+    s->p++;
+    skip_ws(s);
+    if (s->p < s->end && *s->p == close) {
+        s->p++;
+        return 0;
+    }
+    for (;;) {
+        if (close == '}') {
+            if (s->p >= s->end || *s->p != '"')
+                return fail_at(s, s->p, "string or '}' expected");
+            if (skip_string(s, &esc) < 0)
+                return -1;
+            skip_ws(s);
+            if (s->p >= s->end || *s->p != ':')
+                return fail_at(s, s->p, "':' expected");
+            s->p++;
+        }
+        if (skip_value(s, depth + 1) < 0)
+            return -1;
+        skip_ws(s);
+        if (s->p < s->end && *s->p == ',') {
+            s->p++;
+            skip_ws(s);
+            continue;
+        }
+        if (s->p < s->end && *s->p == close) {
+            s->p++;
+            return 0;
+        }
+        return fail_at(s, s->p, "',' or '%c' expected", close);
+    }
+}
+
+/* One value after optional white space. */
+static int skip_value(scan_t *s, int depth)
+{
+    int esc;
+    skip_ws(s);
+    if (s->p >= s->end)
+        return fail_at(s, s->p, "premature end of input");
+    switch (*s->p) {
+    case '{':
+    case '[': return skip_container(s, depth);
+    case '"': return skip_string(s, &esc);
+    case 't': return skip_word(s, "true");
+    case 'f': return skip_word(s, "false");
+    case 'n': return skip_word(s, "null");
+    default:
+        if (*s->p == '-' || (*s->p >= '0' && *s->p <= '9'))
+            return skip_number(s);
+        return fail_at(s, s->p, "invalid token");
+    }
+}
+
+/* jansson's verdict on bytes [from, to), with its error moved to where they sit in the text. */
+static json_t *load_span(scan_t *s, const unsigned char *from, const unsigned char *to)
+{
+    json_error_t e;
+    json_t      *v = json_loadb((const char *)from, (size_t)(to - from), JSON_DECODE_ANY, &e);
+    if (!v)
+        fail_at(s, from + (e.position > 0 ? e.position : 0), "%s", e.text);
+    return v;
+}
+
+msp_pick_t msp_pick_names(const char *name, void *arg)
+{
+    for (const char *const *n = arg; n && *n; n++)
+        if (strcmp(*n, name) == 0)
+            return MSP_PICK_KEEP;
+    return MSP_PICK_SKIP;
+}
+
+/* The member name of the string [from, to) (quotes included), NUL-terminated, in buf or
+ * malloc'd (*heap). NULL when out of memory. */
+static const char *member_name(scan_t *s, const unsigned char *from, const unsigned char *to,
+                               int escaped, char *buf, size_t size, char **heap)
+{
+    *heap = NULL;
+    if (escaped) {
+        json_t *str = load_span(s, from, to);
+        if (!str)
+            return NULL;
+        *heap = strdup(json_string_value(str));
+        json_decref(str);
+        return *heap;
+    }
+    size_t n = (size_t)(to - from) - 2;
+    char  *d = n < size ? buf : (*heap = malloc(n + 1));
+    if (!d)
+        return NULL;
+    memcpy(d, from + 1, n);
+    d[n] = '\0';
+    return d;
+}
+
+/* The top-level object from its '{': members picked, others checked. */
+static json_t *pick_object(scan_t *s, msp_json_pick_t *pick)
+{
+    json_t *obj = json_object();
+    char    small[256];
+    if (!obj)
+        return NULL;
+    s->p++;
+    skip_ws(s);
+    if (s->p < s->end && *s->p == '}') {
+        s->p++;
+        return obj;
+    }
+    for (;;) {
+        const unsigned char *kfrom = s->p, *vfrom;
+        char                *heap;
+        int                  esc;
+        if (s->p >= s->end || *s->p != '"') {
+            fail_at(s, s->p, "string or '}' expected");
+            goto fail;
+        }
+        if (skip_string(s, &esc) < 0)
+            goto fail;
+        const unsigned char *kto = s->p;
+        skip_ws(s);
+        if (s->p >= s->end || *s->p != ':') {
+            fail_at(s, s->p, "':' expected");
+            goto fail;
+        }
+        s->p++;
+        skip_ws(s);
+        vfrom = s->p;
+        if (skip_value(s, 1) < 0)
+            goto fail;
+        const char *name = member_name(s, kfrom, kto, esc, small, sizeof small, &heap);
+        if (!name)
+            goto fail;
+        msp_pick_t want = pick && pick->want ? pick->want(name, pick->arg) : MSP_PICK_KEEP;
+        if (want == MSP_PICK_SPAN) {
+            pick->span     = (const char *)vfrom;
+            pick->span_len = (size_t)(s->p - vfrom);
+        } else if (want == MSP_PICK_KEEP) {
+            json_t *v = load_span(s, vfrom, s->p);
+            if (!v || json_object_set_new(obj, name, v) < 0) {
+                free(heap);
+                goto fail;
+            }
+        }
+        free(heap);
+        skip_ws(s);
+        if (s->p < s->end && *s->p == ',') {
+            s->p++;
+            skip_ws(s);
+            continue;
+        }
+        if (s->p < s->end && *s->p == '}') {
+            s->p++;
+            return obj;
+        }
+        fail_at(s, s->p, "',' or '}' expected");
+        goto fail;
+    }
+fail:
+    json_decref(obj);
+    return NULL;
+}
+
+json_t *msp_json_pick(const char *buf, size_t len, msp_json_pick_t *pick, json_error_t *err)
+{
+    scan_t s = {(const unsigned char *)buf, (const unsigned char *)buf,
+                (const unsigned char *)buf + len, err};
+    if (pick) {
+        pick->span     = NULL;
+        pick->span_len = 0;
+    }
+    if (!buf) {
+        fail_at(&s, s.p, "wrong arguments");
+        return NULL;
+    }
+    skip_ws(&s);
+    if (s.p >= s.end || *s.p != '{')
+        return load_span(&s, s.start, s.end);   /* not an object: jansson whole */
+    json_t *v = pick_object(&s, pick);
+    if (!v)
+        return NULL;
+    skip_ws(&s);
+    if (s.p < s.end) {
+        fail_at(&s, s.p, "end of file expected");
+        json_decref(v);
+        return NULL;
+    }
+    return v;
+}

@@ -1,0 +1,302 @@
+/*
+ * test_json_fast.c — msp_json_pick and msp_json_dumps against jansson itself.
+ *
+ * Both are shortcuts whose contract is "what jansson would do": the same verdict on any text
+ * (valid or not, cut anywhere, bytes flipped), the same members where kept, the same bytes when
+ * dumping (fingerprints are hashes of dumps). So every case here is checked against jansson on
+ * the same input, over generated trees and thousands of mutated texts from a fixed seed.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mspsync/json_dump.h"
+#include "mspsync/json_pick.h"
+
+static uint64_t rng = 0x9E3779B97F4A7C15ULL;
+static unsigned rnd(unsigned n)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (unsigned)(rng % n);
+}
+
+/* Strings that exercise escaping: controls, quotes, backslash, slash, DEL, 2-4 byte UTF-8. */
+static json_t *rand_string(void)
+{
+    static const char *const parts[] = {"a", "Z", " ", "\"", "\\", "/", "\n", "\t", "\x01",
+                                        "\x1f", "\x7f", "\xc3\xa9", "\xe2\x82\xac",
+                                        "\xf0\x9f\x98\x80", "\b", "\f", "\r", "key", "0"};
+    char buf[64] = "";
+    for (unsigned i = 0, n = rnd(8); i < n; i++)
+        strcat(buf, parts[rnd(sizeof parts / sizeof *parts)]);
+    return json_string(buf);
+}
+
+static json_t *rand_tree(int depth)
+{
+    switch (rnd(depth > 3 ? 6 : 8)) {
+    case 0: return rand_string();
+    case 1: {
+        static const json_int_t ints[] = {0, 1, -1, 42, INT64_MAX, INT64_MIN, 1234567890123LL};
+        return json_integer(ints[rnd(7)]);
+    }
+    case 2: {
+        static const double reals[] = {0.5, -2.25, 1e300, 1.0, 3.14159, -0.0, 1e-7};
+        return json_real(reals[rnd(7)]);
+    }
+    case 3: return json_true();
+    case 4: return json_false();
+    case 5: return json_null();
+    case 6: {
+        json_t *a = json_array();
+        for (unsigned i = 0, n = rnd(5); i < n; i++)
+            json_array_append_new(a, rand_tree(depth + 1));
+        return a;
+    }
+    default: {
+        json_t *o = json_object();
+        for (unsigned i = 0, n = rnd(7); i < n; i++) {
+            json_t *k = rand_string();
+            json_object_set_new(o, json_string_value(k), rand_tree(depth + 1));
+            json_decref(k);
+        }
+        return o;
+    }
+    }
+}
+
+static void dumps_are_byte_identical_to_jansson(void **state)
+{
+    (void)state;
+    static const size_t flags[] = {JSON_COMPACT, JSON_COMPACT | JSON_SORT_KEYS,
+                                   JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY,
+                                   JSON_COMPACT | JSON_ENCODE_ANY, JSON_INDENT(2)};
+    for (int i = 0; i < 3000; i++) {
+        json_t *t = rand_tree(0);
+        for (size_t f = 0; f < sizeof flags / sizeof *flags; f++) {
+            char *want = json_dumps(t, flags[f]), *got = msp_json_dumps(t, flags[f]);
+            if ((want == NULL) != (got == NULL) || (want && strcmp(want, got) != 0))
+                fail_msg("tree %d flags %zx: jansson %s, ours %s", i, flags[f],
+                         want ? want : "(null)", got ? got : "(null)");
+            free(want);
+            free(got);
+        }
+        json_decref(t);
+    }
+}
+
+static void dumps_refuse_what_jansson_refuses(void **state)
+{
+    (void)state;
+    json_t *bad = json_object();
+    json_object_set_new(bad, "k", json_stringn_nocheck("\xc3(", 2));   /* invalid UTF-8 */
+    assert_null(json_dumps(bad, JSON_COMPACT));
+    assert_null(msp_json_dumps(bad, JSON_COMPACT));
+    json_decref(bad);
+    json_t *s = json_string("x");   /* a scalar needs JSON_ENCODE_ANY */
+    assert_null(msp_json_dumps(s, JSON_COMPACT));
+    char *d = msp_json_dumps(s, JSON_COMPACT | JSON_ENCODE_ANY);
+    assert_string_equal(d, "\"x\"");
+    free(d);
+    json_decref(s);
+}
+
+/* jansson's errors that a skipped member cannot cause (json_pick.h: ranges are not checked). */
+static int range_error(const char *text)
+{
+    return strstr(text, "too big") || strstr(text, "overflow");
+}
+
+static json_t *subset(const json_t *obj, const char *const *names)
+{
+    json_t *out = json_object();
+    for (const char *const *n = names; *n; n++)
+        if (json_object_get(obj, *n))
+            json_object_set(out, *n, json_object_get(obj, *n));
+    return out;
+}
+
+/* One text: ours and jansson's verdicts agree; kept members equal jansson's. */
+static void check_text(const char *text, size_t len, const char *const *names, const char *what)
+{
+    json_error_t    je, pe;
+    json_t         *want = json_loadb(text, len, JSON_DECODE_ANY, &je);
+    msp_json_pick_t pick = {names ? msp_pick_names : NULL, (void *)names, NULL, 0};
+    json_t         *got  = msp_json_pick(text, len, &pick, &pe);
+    if (!want && got && !(names && range_error(je.text)))
+        fail_msg("%s: jansson refuses (%s) but pick accepts: %.*s", what, je.text, (int)len, text);
+    if (want && !got)
+        fail_msg("%s: jansson accepts but pick refuses (%s at %d): %.*s", what, pe.text,
+                 pe.position, (int)len, text);
+    if (want && got) {
+        json_t *exp = names && json_is_object(want) ? subset(want, names) : json_incref(want);
+        if (!json_equal(exp, got))
+            fail_msg("%s: members differ: %.*s", what, (int)len, text);
+        json_decref(exp);
+    }
+    json_decref(want);
+    json_decref(got);
+}
+
+static const char *const keep[] = {"a", "\"", "key", "\xc3\xa9", NULL};
+static const char *const keep_none[] = {"not there", NULL};   /* every member only checked */
+
+static void pick_agrees_with_jansson_on_valid_texts(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 2000; i++) {
+        json_t *t = rand_tree(0);
+        char   *s = json_dumps(t, JSON_ENCODE_ANY | (i % 2 ? JSON_INDENT(1) : JSON_COMPACT));
+        check_text(s, strlen(s), NULL, "valid, all kept");
+        check_text(s, strlen(s), keep, "valid, some kept");
+        check_text(s, strlen(s), keep_none, "valid, none kept");
+        free(s);
+        json_decref(t);
+    }
+}
+
+static void pick_agrees_with_jansson_on_broken_texts(void **state)
+{
+    (void)state;
+    static const char noise[] = "{}[]\",:\\u0123456789eE+-.tfn \x01\x80\xc3\xed\xf4\xff";
+    char buf[4096];
+    for (int i = 0; i < 20000; i++) {
+        json_t *t = rand_tree(0);
+        if (!json_is_object(t)) {
+            json_t *o = json_object();
+            json_object_set_new(o, "a", t);
+            t = o;
+        }
+        char  *s   = json_dumps(t, JSON_COMPACT);
+        size_t len = strlen(s);
+        json_decref(t);
+        if (len >= sizeof buf - 8) {
+            free(s);
+            continue;
+        }
+        memcpy(buf, s, len);
+        free(s);
+        switch (rnd(4)) {
+        case 0: len = rnd((unsigned)len + 1); break;   /* cut anywhere, also inside a character */
+        case 1: buf[rnd((unsigned)len)] = noise[rnd(sizeof noise - 1)]; break;
+        case 2: {                                     /* insert a byte */
+            unsigned at = rnd((unsigned)len + 1);
+            memmove(buf + at + 1, buf + at, len - at);
+            buf[at] = noise[rnd(sizeof noise - 1)];
+            len++;
+            break;
+        }
+        default: break;
+        }
+        check_text(buf, len, NULL, "mutated, all kept");
+        check_text(buf, len, keep, "mutated, some kept");
+        check_text(buf, len, keep_none, "mutated, none kept");
+    }
+}
+
+/* Values at the edges of the grammar, in a skipped member and in a kept one. */
+static void hard_values_get_jansson_verdicts(void **state)
+{
+    (void)state;
+    static const char *const hard[] = {
+        "01", "1.", "-", "1e", "1e+", "-0.0e-0", "0.5E7", ".5", "+1", "1x", "tru", "nul", "nulll",
+        "\"\\u0000\"", "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"",
+        "\"\\ud83d\\ude00\"", "\"\\x\"", "\"\\u12\"", "\"\xed\xa0\x80\"", "\"\xc0\xaf\"",
+        "\"\xf4\x90\x80\x80\"", "\"\xe2\x82\"", "\"\x7f\"", "\"a\x01\"", "1e999",
+        "99999999999999999999", "-9223372036854775808", "[1,]", "[,1]", "{\"a\"1}", "{\"a\":}",
+        "{,}", "[]", "{}", "[[[]]]", "\"\\/\"", "true false", "\"\xef\xbb\xbf\""};
+    static const char *const forms[] = {"{\"skip\":%s,\"a\":1}", "{\"a\":1,\"skip\":[%s]}",
+                                        "{\"a\":%s}", "{\"skip\":{\"x\":%s}}"};
+    char text[256];
+    for (size_t h = 0; h < sizeof hard / sizeof *hard; h++)
+        for (size_t f = 0; f < sizeof forms / sizeof *forms; f++) {
+            snprintf(text, sizeof text, forms[f], hard[h]);
+            check_text(text, strlen(text), NULL, "hard, all kept");
+            check_text(text, strlen(text), keep, "hard, some kept");
+            check_text(text, strlen(text), keep_none, "hard, none kept");
+        }
+}
+
+static void non_objects_are_built_whole(void **state)
+{
+    (void)state;
+    static const char *const texts[] = {"[1, {\"a\": 2}]", " \"x\" ", "5", "null", "", "  "};
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++)
+        check_text(texts[i], strlen(texts[i]), keep, "not an object");
+}
+
+static msp_pick_t want_payload_span(const char *name, void *arg)
+{
+    (void)arg;
+    return strcmp(name, "payload") == 0 ? MSP_PICK_SPAN : MSP_PICK_KEEP;
+}
+
+static void span_member_is_handed_back_not_built(void **state)
+{
+    (void)state;
+    const char     *t    = "{\"kind\":\"record\", \"payload\" : {\"id\": 5, \"x\": [1, 2]} ,\"z\":1}";
+    msp_json_pick_t pick = {want_payload_span, NULL, NULL, 0};
+    json_error_t    e;
+    json_t         *env  = msp_json_pick(t, strlen(t), &pick, &e);
+    assert_non_null(env);
+    assert_null(json_object_get(env, "payload"));
+    assert_string_equal(json_string_value(json_object_get(env, "kind")), "record");
+    assert_int_equal(pick.span_len, strlen("{\"id\": 5, \"x\": [1, 2]}"));
+    assert_memory_equal(pick.span, "{\"id\": 5, \"x\": [1, 2]}", pick.span_len);
+    json_decref(env);
+}
+
+static void errors_say_where(void **state)
+{
+    (void)state;
+    const char  *t = "{\"a\": 1,\n \"b\": \"x\x01\"}";
+    json_error_t e;
+    assert_null(msp_json_pick(t, strlen(t), NULL, &e));
+    assert_int_equal(e.line, 2);
+    assert_non_null(strstr(e.text, "control character"));
+    const char *deep_open = "[";
+    char       *deep      = malloc(3000);
+    for (int i = 0; i < 2999; i++)
+        deep[i] = deep_open[0];
+    deep[2999] = '\0';
+    char *wrapped = malloc(3010);
+    snprintf(wrapped, 3010, "{\"a\":%s", deep);
+    assert_null(msp_json_pick(wrapped, strlen(wrapped), NULL, &e));   /* depth, not a crash */
+    free(deep);
+    free(wrapped);
+    /* closed, 2049 and 2047 deep, in a skipped member: jansson's limit is 2048 */
+    for (int depth = 2047; depth <= 2049; depth += 2) {
+        char *text = malloc(2 * (size_t)depth + 32);
+        int   n    = sprintf(text, "{\"skip\":");
+        for (int i = 0; i < depth - 1; i++)
+            text[n++] = '[';
+        for (int i = 0; i < depth - 1; i++)
+            text[n++] = ']';
+        text[n++] = '}';
+        check_text(text, (size_t)n, keep_none, "deep");
+        free(text);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(dumps_are_byte_identical_to_jansson),
+        cmocka_unit_test(dumps_refuse_what_jansson_refuses),
+        cmocka_unit_test(pick_agrees_with_jansson_on_valid_texts),
+        cmocka_unit_test(pick_agrees_with_jansson_on_broken_texts),
+        cmocka_unit_test(hard_values_get_jansson_verdicts),
+        cmocka_unit_test(non_objects_are_built_whole),
+        cmocka_unit_test(span_member_is_handed_back_not_built),
+        cmocka_unit_test(errors_say_where),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
