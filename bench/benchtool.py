@@ -403,19 +403,27 @@ class Window:
 
 
 def cmd_watch_normalizer(a):
-    url = a.metrics.rstrip("/") + "/metrics"
+    # Replicas (same consumer group) are watched together: counts summed, the first pid's
+    # liveness checked by the wait loop and every other one in each poll.
+    urls = [a.metrics.rstrip("/") + "/metrics"] + [
+        u.rstrip("/") + "/metrics" for u in a.more_metrics.split(",") if u]
+    pids = [a.pid] + [int(p) for p in a.more_pids.split(",") if p]
     cpu = CpuWindow(parse_pids(a.cpu_pids))
     by_result = {}
 
     def poll():
-        m = metrics(url)
         tot = 0.0
         by_result.clear()
-        for labels, v in m.get("mspsync_normalizer_records_total", []):
-            tot += v
-            r = re.search(r'result="([^"]*)"', labels)
-            key = r.group(1) if r else labels
-            by_result[key] = by_result.get(key, 0) + v
+        for p in pids[1:]:
+            if not proc_alive(p):
+                die("%s: replica pid %d exited before the end" % (a.label, p))
+        for url in urls:
+            m = metrics(url)
+            for labels, v in m.get("mspsync_normalizer_records_total", []):
+                tot += v
+                r = re.search(r'result="([^"]*)"', labels)
+                key = r.group(1) if r else labels
+                by_result[key] = by_result.get(key, 0) + v
         return int(tot)
 
     win = Window(cpu)
@@ -424,11 +432,26 @@ def cmd_watch_normalizer(a):
         if ev == "end":
             t1, c1 = now, c
     secs, rate = win.rate(t1, c1)
-    print("%s records=%d seconds=%.2f records_per_s=%.0f peak_rss_mb=%.1f" % (
-        a.label, c1, secs, rate, vm_hwm_mb(a.pid)))
+    rss = [vm_hwm_mb(p) for p in pids]
+    print("%s records=%d seconds=%.2f records_per_s=%.0f peak_rss_mb=%.1f%s" % (
+        a.label, c1, secs, rate, max(rss),
+        " replicas=%d rss_sum_mb=%.1f" % (len(pids), sum(rss)) if len(pids) > 1 else ""))
     print("%s by_result %s (first sample %d records, then %d ms polls)" % (
         a.label, " ".join("%s=%d" % kv for kv in sorted(by_result.items())), win.first, int(a.interval * 1000)))
     print(cpu.line(a.label, t1))
+    # Where the time went (mspsync_normalizer_stage_seconds_total), per record, all replicas.
+    stages = {}
+    for url in urls:
+        try:
+            for labels, v in metrics(url).get("mspsync_normalizer_stage_seconds_total", []):
+                st = re.search(r'stage="([^"]*)"', labels)
+                if st:
+                    stages[st.group(1)] = stages.get(st.group(1), 0.0) + v
+        except (OSError, ValueError):
+            pass
+    if stages and c1:
+        print("%s stage_us_per_record %s (summed over replicas)" % (a.label, " ".join(
+            "%s=%.1f" % (k, v * 1e6 / c1) for k, v in sorted(stages.items()))))
     if a.rate_file:
         with open(a.rate_file, "w") as f:
             f.write("%.3f\n" % rate)
@@ -550,6 +573,8 @@ def main():
         w.set_defaults(fn=fn)
         if name == "watch-normalizer":
             w.add_argument("--label", default="normalizer")
+            w.add_argument("--more-metrics", default="", help="replicas: URL,... beside --metrics")
+            w.add_argument("--more-pids", default="", help="replicas: pid,... beside --pid")
             w.add_argument("--rate-file")
         else:
             w.add_argument("--sim", required=True)

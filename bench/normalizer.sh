@@ -10,6 +10,8 @@
 #        BENCH_TENANTS=100     tenants the records are spread over (message key = tenant)
 #        BENCH_UNCHANGED=1     also measure a second pass over the same records (all "unchanged")
 #        BENCH_BATCH=500       batch size of the normalizer (MSPSYNC_BATCH_SIZE) and the pass-through
+#        BENCH_REPLICAS=1      normalizer processes in the one consumer group (each takes a share of
+#                              the 6 partitions; a tenant stays with one of them)
 #        MSPSYNC_BUILD_DIR     build tree with the binaries (default <repo>/build, as made by tests/run.sh or deploy/local/demo.sh)
 #        BENCH_KEEP=1          keep the work directory (logs, Kafka data) afterwards
 #
@@ -36,6 +38,8 @@ TENANTS=${BENCH_TENANTS:-100}
 UNCHANGED=${BENCH_UNCHANGED:-1}
 BATCH=${BENCH_BATCH:-500}
 DISTINCT=${BENCH_DISTINCT:-0}
+REPLICAS=${BENCH_REPLICAS:-1}
+[[ "$REPLICAS" =~ ^[1-6]$ ]] || { echo "$0: BENCH_REPLICAS must be 1..6 (6 partitions)" >&2; exit 2; }
 NZ_LABEL=normalizer GEN_ARGS=()
 if [ "$DISTINCT" = 1 ]; then NZ_LABEL=normalizer_distinct GEN_ARGS=(--distinct); fi
 BUILD=${MSPSYNC_BUILD_DIR:-$ROOT/build}
@@ -54,7 +58,7 @@ W=$(mktemp -d "${TMPDIR:-/tmp}/mspsync-bench-nz.XXXXXX")
 
 RESULTS=$W/results.txt
 machine_line | tee "$RESULTS" >&2
-log "work dir $W; N=$N tenants=$TENANTS batch=$BATCH distinct=$DISTINCT"
+log "work dir $W; N=$N tenants=$TENANTS batch=$BATCH distinct=$DISTINCT replicas=$REPLICAS"
 
 # --- templates: real asset items from the simulator --------------------------------------------
 "$SIM_BIN" --port 0 --port-file "$W/sim.port" --seed 7 >"$W/sim.log" 2>&1 &
@@ -120,18 +124,41 @@ PT_LINE=$(grep '^passthrough ' "$W/passthrough.out")
 echo "$PT_LINE" >&2
 
 # --- b) normalizer, first pass: empty Redis, every record changed ---------------------------------
-run_normalizer() {   # LABEL GROUP
-    local label=$1 group=$2 pid
-    # shellcheck disable=SC2046
-    env $(nz_env "$group" "$W/$label.port") "$NZ_BIN" >"$W/$label.log" 2>&1 &
-    pid=$!; PIDS+=("$pid")
-    wait_file "$W/$label.port" "$pid" 30
-    run python3 "$HERE/benchtool.py" watch-normalizer --label "$label" --metrics "http://127.0.0.1:$(cat "$W/$label.port")" \
-        --pid "$pid" --expect "$N" --rate-file "$W/$label.rate" \
-        --cpu-pids "$label=$pid,kafka=$KAFKA_PID,redis=$REDIS_PID" >"$W/$label.out"
-    cat "$W/$label.out" >&2
-    stop_pid "$pid"
+# Redis commands the run sent (INFO commandstats since the last CONFIG RESETSTAT): calls and
+# server time per record (EXEC's own time counts its commands again: left out of the sum), and
+# calls/microseconds per command. Resets the counters for the next run.
+redis_calls() {   # LABEL
+    local host=${REDIS%:*} port=${REDIS##*:}
+    redis-cli -h "$host" -p "$port" INFO commandstats | tr -d '\r' | awk -F'[:,=]' -v n="$N" -v l="$1" '
+        /^cmdstat_/ && $2 == "calls" { c = $3; u = $5; sub(/^cmdstat_/, "", $1)
+            if ($1 != "info" && $1 !~ /^config/) { calls += c; if ($1 != "exec") usec += u; top[$1] = c "/" u "us" } }
+        END { s = ""; for (k in top) s = s " " k "=" top[k]
+              printf "%s redis_calls_per_record=%.2f redis_usec_per_record=%.1f calls:%s\n", l, calls / n, usec / n, s }'
+    redis-cli -h "$host" -p "$port" CONFIG RESETSTAT >/dev/null
 }
+
+run_normalizer() {   # LABEL GROUP
+    local label=$1 group=$2 r pids=() urls=() cpu
+    for ((r = 1; r <= REPLICAS; r++)); do
+        # shellcheck disable=SC2046
+        env $(nz_env "$group" "$W/$label.$r.port") "$NZ_BIN" >"$W/$label.$r.log" 2>&1 &
+        pids+=($!); PIDS+=($!)
+    done
+    for ((r = 1; r <= REPLICAS; r++)); do
+        wait_file "$W/$label.$r.port" "${pids[r - 1]}" 30
+        urls+=("http://127.0.0.1:$(cat "$W/$label.$r.port")")
+    done
+    cpu="$label=${pids[0]},kafka=$KAFKA_PID,redis=$REDIS_PID"
+    for ((r = 2; r <= REPLICAS; r++)); do cpu+=",$label.$r=${pids[r - 1]}"; done
+    run python3 "$HERE/benchtool.py" watch-normalizer --label "$label" --metrics "${urls[0]}" \
+        --pid "${pids[0]}" --more-metrics "$(IFS=,; echo "${urls[*]:1}")" \
+        --more-pids "$(IFS=,; echo "${pids[*]:1}")" --expect "$N" --rate-file "$W/$label.rate" \
+        --cpu-pids "$cpu" >"$W/$label.out"
+    redis_calls "$label" >>"$W/$label.out"
+    cat "$W/$label.out" >&2
+    for pid in "${pids[@]}"; do stop_pid "$pid"; done
+}
+redis-cli -h "${REDIS%:*}" -p "${REDIS##*:}" CONFIG RESETSTAT >/dev/null
 log "normalizer (changed)"
 run_normalizer "$NZ_LABEL" "${PREFIX}bench-nz-1"
 NZ_RATE=$(cat "$W/$NZ_LABEL.rate")
@@ -148,7 +175,7 @@ if [ "$UNCHANGED" = 1 ]; then
     grep '^normalizer_unchanged records=' "$W/normalizer_unchanged.out" >>"$RESULTS"
 fi
 {
-    grep -h 'cpu_share\|by_result' "$W"/normalizer*.out
+    grep -h 'cpu_share\|by_result\|stage_us\|redis_calls' "$W"/normalizer*.out
 } >"$W/details.txt"
 
 echo

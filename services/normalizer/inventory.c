@@ -17,6 +17,8 @@
 #include <mspsync/model.h>
 #include <mspsync/redis.h>
 
+#include "coalesce.h"
+
 #define KEYLEN 600
 
 const char nz_inv_pending_done_lua[] =
@@ -33,6 +35,7 @@ static const char claim_lua[] =
 
 typedef struct pipe_s {
     redisContext *c;
+    nz_coal_t    *wc;       /* when set, writes are gathered per key until EXEC (coalesce.h) */
     int           n;
     redisReply  **r;
     int           cap;
@@ -41,7 +44,7 @@ typedef struct pipe_s {
     size_t        errsz;
 } pipe_t;
 
-static void p_cmd(pipe_t *p, int argc, const char **argv)
+static void p_raw(pipe_t *p, int argc, const char **argv)
 {
     size_t lens[64];
     for (int i = 0; i < argc; i++)
@@ -49,6 +52,27 @@ static void p_cmd(pipe_t *p, int argc, const char **argv)
     if (redisAppendCommandArgv(p->c, argc, argv, lens) != REDIS_OK)
         p->failed = 1;
     p->n++;
+}
+
+/* The coalescer's output: a gathered command can have any number of arguments. */
+static int p_emit(void *arg, int argc, const char **argv, const size_t *lens)
+{
+    pipe_t *p = arg;
+    if (redisAppendCommandArgv(p->c, argc, argv, lens) != REDIS_OK)
+        p->failed = 1;
+    p->n++;
+    return 0;
+}
+
+static void p_cmd(pipe_t *p, int argc, const char **argv)
+{
+    int block_end = !strcmp(argv[0], "EXEC") || !strcmp(argv[0], "MULTI");
+    if (!p->wc)
+        p_raw(p, argc, argv);
+    else if (block_end && nz_coal_flush(p->wc) == 0)
+        p_raw(p, argc, argv);
+    else if (block_end || nz_coal_cmdv(p->wc, argc, argv) < 0)
+        p->failed = 1;
 }
 
 #define P(p, ...)                                                                                 \
@@ -502,7 +526,7 @@ typedef struct up_s {
     /* decided */
     char          aid[KEYLEN];
     char         *ksrc_new[NZ_MKEY_MAX];     /* inv:ksrc to write (NZ_KEY_DEMOTED: demote) */
-    int           claim[NZ_MKEY_MAX];        /* HSETNX inv:mkey key aid */
+    int           claim[NZ_MKEY_MAX];        /* HSET inv:mkey key aid: it had no owner */
 } up_t;
 
 struct nz_inv_s {
@@ -843,8 +867,9 @@ static int batch_apply(nz_inv_t *inv, redisContext *c, size_t from, size_t to, o
     long       nt = t ? batch_group(inv, from, to, ov, t) : -1;
     int        rc = -1;
     pipe_t     p  = {.c = c, .err = err, .errsz = errsz};
+    nz_coal_t *wc = nz_coal_new(p_emit, &p);
     char       k[KEYLEN], k2[KEYLEN], k4[KEYLEN];
-    if (nt < 0) {
+    if (nt < 0 || !wc) {
         snprintf(err, errsz, "out of memory");
         goto out;
     }
@@ -916,7 +941,8 @@ static int batch_apply(nz_inv_t *inv, redisContext *c, size_t from, size_t to, o
             goto out;
         }
     }
-    /* the writes: one MULTI/EXEC per tenant, in batch order within it */
+    /* the writes: one MULTI/EXEC per tenant, in batch order within it, gathered per key */
+    p.wc = wc;
     for (size_t i = from; i < to; i++) {
         const char *tenant = inv->ups[i].tenant;
         int         first  = 1;
@@ -948,8 +974,8 @@ static int batch_apply(nz_inv_t *inv, redisContext *c, size_t from, size_t to, o
                     P(&p, "HSET", k2, u->keys[a], u->ksrc_new[a]);
                 if (u->ksrc_new[a] && strcmp(u->ksrc_new[a], NZ_KEY_DEMOTED) == 0)
                     P(&p, "HDEL", k, u->keys[a]);
-                else if (u->claim[a])
-                    P(&p, "HSETNX", k, u->keys[a], u->aid);
+                else if (u->claim[a])   /* decided on the read: unclaimed (single writer) */
+                    P(&p, "HSET", k, u->keys[a], u->aid);
             }
         }
         for (long j = 0; j < nt; j++)
@@ -957,6 +983,7 @@ static int batch_apply(nz_inv_t *inv, redisContext *c, size_t from, size_t to, o
                 prep_cmds(&p, tenant, t[j].aid, &t[j].pr);
         P(&p, "EXEC");
     }
+    p.wc = NULL;
     if (p_run(&p) < 0)
         goto out;
     rc = 0;
@@ -966,6 +993,8 @@ static int batch_apply(nz_inv_t *inv, redisContext *c, size_t from, size_t to, o
             rc = -1;
         }
 out:
+    p.wc = NULL;
+    nz_coal_free(wc);
     p_reset(&p);
     for (size_t j = 0; t && j < to - from && t[j].aid; j++) {
         ctx_free(&t[j].a);

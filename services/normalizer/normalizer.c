@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
@@ -30,6 +31,7 @@
 
 #include "envelope.h"
 #include "inventory.h"
+#include "coalesce.h"
 #include "json_arena.h"
 #include "resp.h"
 
@@ -44,6 +46,13 @@
 #define M_BATCHES  "mspsync_normalizer_batches_total"
 #define M_BATCH_S  "mspsync_normalizer_batch_seconds"
 #define M_RETRIES  "mspsync_normalizer_retries_total"
+#define M_STAGE_S  "mspsync_normalizer_stage_seconds_total"
+
+/* Where a batch's time goes (M_STAGE_S): CPU stages and the waits on Redis and Kafka. */
+enum { S_PREPARE, S_LOOKUP, S_INVENTORY, S_KAFKA, S_REDIS_WRITE, S_COUNT };
+static const char *const stage_labels[S_COUNT] = {
+    "stage=\"prepare\"", "stage=\"lookup\"", "stage=\"inventory\"", "stage=\"kafka_ack\"",
+    "stage=\"redis_write\""};
 
 enum { R_CHANGED, R_UNCHANGED, R_GONE, R_DEAD, R_COUNT };
 static const char *const result_names[R_COUNT] = {"changed", "unchanged", "gone", "dead_lettered"};
@@ -83,6 +92,13 @@ typedef struct nz_stat_s {
     long long   n[R_COUNT];
 } nz_stat_t;
 
+/* One tenant's queued writes: gathered per key (coalesce.h) into cmds, sent as MULTI cmds EXEC. */
+typedef struct w_block_s {
+    char       tenant[NZ_TENANT_MAX + 1];
+    nz_pipe_t  cmds;
+    nz_coal_t *wc;
+} w_block_t;
+
 struct nz_s {
     nz_conf_t     conf;
     rd_kafka_t   *consumer, *producer;
@@ -98,12 +114,15 @@ struct nz_s {
 
     nz_buf_t      arena;               /* output keys and dead-letter reasons, reset per commit */
     nz_pipe_t     reads, writes;
-    char          w_tenant[NZ_TENANT_MAX + 1];  /* tenant of the open MULTI, "" = none */
+    w_block_t   **wb;                  /* the commit's writes, one MULTI/EXEC block per tenant */
+    size_t        nwb, wb_cap;
+    w_block_t    *w_cur;               /* block of the tenant being written, NULL = none */
     int           oom;
 
     nz_stat_t    *stats;
     size_t        nstats, stats_cap;
     long long     metric_n[NZ_TYPE_COUNT + 1][R_COUNT];  /* per batch; last row = unknown type */
+    int64_t       stage_us[S_COUNT];   /* per batch */
 
     int          *dedup;               /* open-addressing table of item indexes, -1 = empty */
     size_t        dedup_cap;
@@ -132,22 +151,22 @@ struct nz_s {
 /* ------------------------------------------------------------------------------------------ */
 /* small helpers                                                                                */
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
+static int running(const nz_t *nz) { return *nz->conf.run; }
+
+static int64_t now_us(void)
 {
-    if (*cap >= need)
-        return 0;
-    size_t n = *cap ? *cap : 64;
-    while (n < need)
-        n *= 2;
-    void *q = realloc(*p, n * elem);
-    if (!q)
-        return -1;
-    *p   = q;
-    *cap = n;
-    return 0;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
 }
 
-static int running(const nz_t *nz) { return *nz->conf.run; }
+/* Add the time since *since to stage s and restart the clock. */
+static void stage_lap(nz_t *nz, int s, int64_t *since)
+{
+    int64_t now = now_us();
+    nz->stage_us[s] += now - *since;
+    *since = now;
+}
 
 static void metric_count(nz_t *nz, int type, int result)
 {
@@ -160,7 +179,7 @@ static nz_stat_t *stat_for(nz_t *nz, const char *tenant, nz_type_t type)
     for (size_t i = 0; i < nz->nstats; i++)
         if (nz->stats[i].type == type && strcmp(nz->stats[i].tenant, tenant) == 0)
             return &nz->stats[i];
-    if (grow((void **)&nz->stats, &nz->stats_cap, nz->nstats + 1, sizeof *nz->stats) < 0) {
+    if (nz_grow((void **)&nz->stats, &nz->stats_cap, nz->nstats + 1, sizeof *nz->stats) < 0) {
         nz->oom = 1;
         return NULL;
     }
@@ -203,7 +222,7 @@ static void set_paused(nz_t *nz, int pause)
 
 static void hold(nz_t *nz, rd_kafka_message_t *m)
 {
-    if (grow((void **)&nz->held, &nz->held_cap, nz->nheld + 1, sizeof *nz->held) < 0) {
+    if (nz_grow((void **)&nz->held, &nz->held_cap, nz->nheld + 1, sizeof *nz->held) < 0) {
         /* Cannot keep it: dropping would lose it, so rewind the partition instead. */
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(l, rd_kafka_topic_name(m->rkt), m->partition)->offset =
@@ -339,7 +358,7 @@ static void out_send(nz_t *nz, size_t idx)
 
 static nz_out_t *out_new(nz_t *nz)
 {
-    if (grow((void **)&nz->outs, &nz->outs_cap, nz->nouts + 1, sizeof *nz->outs) < 0) {
+    if (nz_grow((void **)&nz->outs, &nz->outs_cap, nz->nouts + 1, sizeof *nz->outs) < 0) {
         nz->oom = 1;
         return NULL;
     }
@@ -466,28 +485,85 @@ static void outputs_reset(nz_t *nz)
 /* ------------------------------------------------------------------------------------------ */
 /* queued Redis writes: MULTI/EXEC per run of one tenant's commands                              */
 
-static void w_tenant(nz_t *nz, const char *tenant)
+/* A block's coalescer writes into the block's own commands. */
+static int w_emit(void *arg, int argc, const char **argv, const size_t *lens)
 {
-    if (strcmp(nz->w_tenant, tenant) == 0)
-        return;
-    if (nz->w_tenant[0] && nz_pipe_cmd(&nz->writes, "EXEC", NULL) < 0)
-        nz->oom = 1;
-    if (nz_pipe_cmd(&nz->writes, "MULTI", NULL) < 0)
-        nz->oom = 1;
-    snprintf(nz->w_tenant, sizeof nz->w_tenant, "%s", tenant);
+    return nz_pipe_cmdv(arg, argc, argv, lens);
 }
 
-#define W(nz, ...)                                            \
-    do {                                                      \
-        if (nz_pipe_cmd(&(nz)->writes, __VA_ARGS__, NULL) < 0) \
-            (nz)->oom = 1;                                    \
+/*
+ * Make tenant's block the current one. Writes are grouped per tenant for the whole commit (a
+ * batch interleaves its tenants record by record), so that each tenant's writes are one
+ * MULTI/EXEC and one command per key.
+ */
+static void w_tenant(nz_t *nz, const char *tenant)
+{
+    if (nz->w_cur && strcmp(nz->w_cur->tenant, tenant) == 0)
+        return;
+    for (size_t i = 0; i < nz->nwb; i++)
+        if (strcmp(nz->wb[i]->tenant, tenant) == 0) {
+            nz->w_cur = nz->wb[i];
+            return;
+        }
+    if (nz->nwb == nz->wb_cap) {
+        w_block_t **wb = nz_grow((void **)&nz->wb, &nz->wb_cap, nz->nwb + 1, sizeof *nz->wb) < 0
+                             ? NULL : nz->wb;
+        if (!wb) {
+            nz->oom = 1;
+            nz->w_cur = NULL;
+            return;
+        }
+        for (size_t i = nz->nwb; i < nz->wb_cap; i++)
+            nz->wb[i] = NULL;
+    }
+    w_block_t *b = nz->wb[nz->nwb];
+    if (!b && (b = calloc(1, sizeof *b)) != NULL && !(b->wc = nz_coal_new(w_emit, &b->cmds))) {
+        free(b);
+        b = NULL;
+    }
+    if (!b) {
+        nz->oom = 1;
+        nz->w_cur = NULL;
+        return;
+    }
+    nz->wb[nz->nwb++] = b;
+    snprintf(b->tenant, sizeof b->tenant, "%s", tenant);
+    nz->w_cur = b;
+}
+
+/* A write of the current tenant's block, gathered per key (W(nz, "HSET", key, field, value)). */
+#define W(nz, ...)                                                                         \
+    do {                                                                                   \
+        if (!(nz)->w_cur || nz_coal_cmd((nz)->w_cur->wc, __VA_ARGS__, NULL) < 0)            \
+            (nz)->oom = 1;                                                                 \
     } while (0)
 
+/* Every block into the write pipeline, MULTI ... EXEC each. */
 static void w_close(nz_t *nz)
 {
-    if (nz->w_tenant[0])
-        W(nz, "EXEC");
-    nz->w_tenant[0] = '\0';
+    for (size_t i = 0; i < nz->nwb; i++) {
+        w_block_t *b = nz->wb[i];
+        if (nz_coal_flush(b->wc) < 0 || (b->cmds.ncmds && (
+                nz_pipe_cmd(&nz->writes, "MULTI", NULL) < 0 ||
+                nz_buf_append(&nz->writes.buf, b->cmds.buf.p, b->cmds.buf.len) < 0 ||
+                nz_pipe_cmd(&nz->writes, "EXEC", NULL) < 0)))
+            nz->oom = 1;
+        nz->writes.ncmds += b->cmds.ncmds;
+        nz_pipe_reset(&b->cmds);
+    }
+    nz->nwb   = 0;
+    nz->w_cur = NULL;
+}
+
+static void w_reset(nz_t *nz)
+{
+    for (size_t i = 0; i < nz->nwb; i++) {
+        nz_coal_discard(nz->wb[i]->wc);
+        nz_pipe_reset(&nz->wb[i]->cmds);
+    }
+    nz->nwb   = 0;
+    nz->w_cur = NULL;
+    nz_pipe_reset(&nz->writes);
 }
 
 /* The queued writes of a changed record (canonical JSON `json`, content fingerprint `fp`). */
@@ -596,7 +672,14 @@ static int inv_apply(nz_t *nz, inv_op_t op, const char *tenant, const char *id, 
             e->change = NULL;
             w_tenant(nz, e->tenant);
             msp_key(k, sizeof k, e->tenant, "inv:dpending");
-            W(nz, "EVAL", nz_inv_pending_done_lua, "1", k, e->asset_id, e->change_id);
+            const char *const keys[] = {k};
+            const char       *av[]   = {"EVAL", nz_inv_pending_done_lua, "1", k, e->asset_id,
+                                        e->change_id};
+            size_t            lens[6];
+            for (int a = 0; a < 6; a++)
+                lens[a] = strlen(av[a]);
+            if (!nz->w_cur || nz_coal_other(nz->w_cur->wc, 6, av, lens, 1, keys) < 0)
+                nz->oom = 1;
             msp_metric_add(nz->conf.metrics, "mspsync_normalizer_date_changes_total", NULL, 1);
         }
     }
@@ -610,7 +693,9 @@ static int inv_apply(nz_t *nz, inv_op_t op, const char *tenant, const char *id, 
  */
 static int commit(nz_t *nz)
 {
-    int rc = drain_outputs(nz);
+    int64_t t  = now_us();
+    int     rc = drain_outputs(nz);
+    stage_lap(nz, S_KAFKA, &t);
     if (rc < 0)
         return rc;
     w_stats(nz);
@@ -619,10 +704,12 @@ static int commit(nz_t *nz)
         MSP_ERROR("normalizer.oom", NULL, "out of memory while building a batch");
         return -2;
     }
-    if (redis_run(nz, &nz->writes, NULL, NULL, "redis write") < 0)
+    rc = redis_run(nz, &nz->writes, NULL, NULL, "redis write");
+    stage_lap(nz, S_REDIS_WRITE, &t);
+    if (rc < 0)
         return -1;
     set_paused(nz, 0);
-    nz_pipe_reset(&nz->writes);
+    w_reset(nz);
     outputs_reset(nz);
     return 0;
 }
@@ -774,10 +861,11 @@ static int do_segment(nz_t *nz, size_t a, size_t b)
     size_t nlook = 0;
 
     nz_inv_discard(nz->inv);   /* what an aborted segment queued */
-    if (grow((void **)&nz->lookup_idx, &nz->lookup_cap, b - a + 1, sizeof *nz->lookup_idx) < 0 ||
+    if (nz_grow((void **)&nz->lookup_idx, &nz->lookup_cap, b - a + 1, sizeof *nz->lookup_idx) < 0 ||
         find_duplicates(nz, a, b) < 0)
         return -2;
 
+    int64_t t = now_us();
     nz_pipe_reset(&nz->reads);
     for (size_t i = a; i < b; i++) {
         nz_item_t *it = &nz->items[i];
@@ -794,6 +882,7 @@ static int do_segment(nz_t *nz, size_t a, size_t b)
     }
     if (nlook && redis_run(nz, &nz->reads, lookup_reply, nz, "redis lookup") < 0)
         return -1;
+    stage_lap(nz, S_LOOKUP, &t);
 
     for (size_t i = a; i < b; i++) {
         nz_item_t *it = &nz->items[i];
@@ -846,7 +935,9 @@ static int do_segment(nz_t *nz, size_t a, size_t b)
         msp_key(k, sizeof k, tenant, "inv:seen:%s", tn);
         W(nz, "HSET", k, it->id, it->env.job_id);
     }
+    stage_lap(nz, S_INVENTORY, &t);   /* the records' queueing is the inventory's CPU */
     int rc = inv_apply(nz, INV_RUN, NULL, NULL, NULL, NULL);
+    stage_lap(nz, S_INVENTORY, &t);
     if (rc < 0)
         return rc;
     return nz->oom ? -2 : 0;
@@ -872,7 +963,7 @@ static int sweep_seen_reply(int index, redisReply *r, void *opaque)
             continue;   /* another integration's record */
         if (f->len > NZ_ID_MAX)
             continue;
-        if (grow((void **)&nz->sw_off, &nz->sw_cap, nz->sw_n + 1, sizeof *nz->sw_off) < 0)
+        if (nz_grow((void **)&nz->sw_off, &nz->sw_cap, nz->sw_n + 1, sizeof *nz->sw_off) < 0)
             return -1;
         long off = nz_buf_append(&nz->sw_ids, f->str, f->len);
         if (off < 0 || nz_buf_append(&nz->sw_ids, "", 1) < 0)
@@ -1017,7 +1108,7 @@ static int collect_ids_reply(int index, redisReply *r, void *opaque)
         if (e->type != REDIS_REPLY_STRING || e->len > NZ_ID_MAX ||
             strncmp(e->str, nz->sw_prefix, strlen(nz->sw_prefix)) != 0)
             continue;
-        if (grow((void **)&nz->sw_off, &nz->sw_cap, nz->sw_n + 1, sizeof *nz->sw_off) < 0)
+        if (nz_grow((void **)&nz->sw_off, &nz->sw_cap, nz->sw_n + 1, sizeof *nz->sw_off) < 0)
             return -1;
         long off = nz_buf_append(&nz->sw_ids, e->str, e->len);
         if (off < 0 || nz_buf_append(&nz->sw_ids, "", 1) < 0)
@@ -1122,6 +1213,8 @@ static void publish_metrics(nz_t *nz, int64_t started_ms)
         }
     msp_metric_add(nz->conf.metrics, M_BATCHES, NULL, 1);
     msp_metric_set(nz->conf.metrics, M_BATCH_S, NULL, (double)(msp_now_ms() - started_ms) / 1e3);
+    for (int s = 0; s < S_COUNT; s++)
+        msp_metric_add(nz->conf.metrics, M_STAGE_S, stage_labels[s], (double)nz->stage_us[s] / 1e6);
 }
 
 int nz_process_batch(nz_t *nz, rd_kafka_message_t **msgs, size_t n)
@@ -1131,13 +1224,16 @@ int nz_process_batch(nz_t *nz, rd_kafka_message_t **msgs, size_t n)
 
     if (n == 0)
         return 0;
-    if (grow((void **)&nz->items, &nz->items_cap, n, sizeof *nz->items) < 0)
+    if (nz_grow((void **)&nz->items, &nz->items_cap, n, sizeof *nz->items) < 0)
         return -2;
     memset(nz->metric_n, 0, sizeof nz->metric_n);
+    memset(nz->stage_us, 0, sizeof nz->stage_us);
     nz->oom = 0;
 
+    int64_t t = now_us();
     for (size_t i = 0; i < n; i++)
         item_prepare(nz, &nz->items[i], msgs[i]);
+    stage_lap(nz, S_PREPARE, &t);
 
     size_t seg = 0;
     for (size_t i = 0; i <= n && rc == 0; i++) {
@@ -1169,8 +1265,7 @@ int nz_process_batch(nz_t *nz, rd_kafka_message_t **msgs, size_t n)
     } else {
         /* Nothing stored: the batch replays. Outputs already handed to librdkafka stay owned by
          * nz until their delivery reports (nz_destroy after the producer is destroyed). */
-        nz_pipe_reset(&nz->writes);
-        nz->w_tenant[0] = '\0';
+        w_reset(nz);
         nz->nstats      = 0;
         MSP_WARN("batch.aborted", NULL, "batch of %zu messages abandoned (%s); it will be replayed",
                  n, rc == -1 ? "shutdown" : "fatal error");
@@ -1286,7 +1381,8 @@ nz_t *nz_new(const nz_conf_t *conf)
         return NULL;
     nz->conf = *conf;
     nz->inv  = nz_inv_new(conf->identity_max_shared);
-    if (!nz->inv || grow((void **)&nz->items, &nz->items_cap, conf->batch_size, sizeof *nz->items) < 0) {
+    if (!nz->inv ||
+        nz_grow((void **)&nz->items, &nz->items_cap, conf->batch_size, sizeof *nz->items) < 0) {
         nz_inv_destroy(nz->inv);
         free(nz);
         return NULL;
@@ -1296,6 +1392,11 @@ nz_t *nz_new(const nz_conf_t *conf)
                        "dead_lettered).");
     msp_metric_declare(conf->metrics, M_BATCHES, "counter", "Batches committed.");
     msp_metric_declare(conf->metrics, M_BATCH_S, "gauge", "Duration of the last batch, seconds.");
+    msp_metric_declare(conf->metrics, M_STAGE_S, "counter",
+                       "Seconds committed batches spent per stage: prepare (parse, map, "
+                       "fingerprint), lookup (change detection in Redis), inventory (merges and "
+                       "their Redis round trips), kafka_ack (waiting for the outputs' delivery), "
+                       "redis_write (the commit's writes).");
     msp_metric_declare(conf->metrics, M_RETRIES, "counter",
                        "Retries after a Redis or Kafka failure, by stage.");
     msp_metric_declare(conf->metrics, "mspsync_normalizer_date_changes_total", "counter",
@@ -1331,6 +1432,13 @@ void nz_destroy(nz_t *nz)
     nz_buf_free(&nz->arena);
     nz_pipe_free(&nz->reads);
     nz_pipe_free(&nz->writes);
+    for (size_t i = 0; i < nz->wb_cap && nz->wb; i++)
+        if (nz->wb[i]) {
+            nz_coal_free(nz->wb[i]->wc);
+            nz_pipe_free(&nz->wb[i]->cmds);
+            free(nz->wb[i]);
+        }
+    free(nz->wb);
     if (nz->redis)
         redisFree(nz->redis);
     free(nz);

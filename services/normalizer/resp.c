@@ -68,6 +68,21 @@ static void put_len(nz_buf_t *b, char prefix, size_t n)
     b->len += sizeof tmp - (size_t)i;
 }
 
+int nz_grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (*cap >= need)
+        return 0;
+    size_t n = *cap ? *cap : 64;
+    while (n < need)
+        n *= 2;
+    void *q = realloc(*p, n * elem);
+    if (!q)
+        return -1;
+    *p   = q;
+    *cap = n;
+    return 0;
+}
+
 int nz_pipe_cmdv(nz_pipe_t *p, int argc, const char **argv, const size_t *lens)
 {
     size_t need = 24;

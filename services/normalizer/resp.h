@@ -29,6 +29,12 @@ long nz_buf_append(nz_buf_t *b, const void *data, size_t n);
 /** @brief Append a NUL-terminated string including its NUL. @returns its offset, or -1. */
 long nz_buf_append_str(nz_buf_t *b, const char *s);
 
+/**
+ * @brief Make an array of elem-sized items at *p hold at least need items (capacity doubles from
+ * 64). @returns 0 or -1 (out of memory, array unchanged).
+ */
+int nz_grow(void **p, size_t *cap, size_t need, size_t elem);
+
 /** @brief Forget the contents, keep the memory. */
 static inline void nz_buf_reset(nz_buf_t *b) { b->len = 0; }
 
