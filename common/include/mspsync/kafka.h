@@ -49,7 +49,7 @@ typedef struct msp_kafka_conf_s {
     {"MSPSYNC_KAFKA_PROPERTIES_FILE", MSP_CFG_STR, "",                                            \
      "A file of librdkafka properties (key=value lines: security.protocol, sasl.mechanisms, "     \
      "sasl.username, sasl.password, ssl.ca.location, ...) for every Kafka client, applied after " \
-     "mspsync's own; MSPSYNC_KAFKA_PROP_<NAME> variables ('_' for '.') override its lines",       \
+     "mspsync's own; MSPSYNC_KAFKA_PROP_* variables (docs/configuration.md) override its lines",  \
      &(k).properties_file}
 #define MSP_KAFKA_CONFIG(k)                                                                       \
     MSP_KAFKA_CLIENT_CONFIG(k),                                                                   \
