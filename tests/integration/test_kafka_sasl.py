@@ -5,9 +5,11 @@ listener (deploy/local/kafka.sh --sasl: SCRAM-SHA-512 over TLS with a CA of its 
 PLAINTEXT one the test's tools use. Every service is given the SASL_SSL listener only and learns
 how to log in solely from librdkafka properties: the properties file kafka.sh writes
 (MSPSYNC_KAFKA_PROPERTIES_FILE) for some, MSPSYNC_KAFKA_PROP_* variables with the password in a
-file (..._SASL_PASSWORD_FILE) for the others. A full Syncro sync and an incident → ticket must
-work through it; a wrong password must be told (log and /readyz) within seconds, never a silent
-hang; a setting Kafka or librdkafka refuses must stop the service at start with its name.
+file (..._SASL_PASSWORD_FILE) for the others; the gateway reads its admin token and secret key
+from files (MSPSYNC_ADMIN_TOKEN_FILE, MSPSYNC_SECRET_KEY_FILE). A full Syncro sync and an
+incident → ticket must work through it; a wrong password must be told (log and /readyz) within
+seconds, never a silent hang; a setting Kafka or librdkafka refuses must stop the service at start
+with its name.
 """
 import json
 import os
@@ -57,9 +59,22 @@ class KafkaSaslTest(StackTest):
                 "MSPSYNC_KAFKA_PROP_SASL_PASSWORD_FILE": pw_file,
                 "MSPSYNC_KAFKA_PROP_SSL_CA_LOCATION": os.path.join(self.sasl, "ca.pem")}
 
+    def secret_files(self):
+        """The gateway's admin token and secret key as files (MSPSYNC_*_FILE), as Compose and
+        Kubernetes mount secrets."""
+        env = {}
+        for name, value in (("ADMIN_TOKEN", self.stack.admin_token),
+                            ("SECRET_KEY", self.stack.secret_key)):
+            path = os.path.join(self.stack.dir, name.lower())
+            with open(path, "w") as f:
+                f.write(value + "\n")
+            env.update({"MSPSYNC_" + name: "", "MSPSYNC_%s_FILE" % name: path})
+        return env
+
     def test_sync_and_incident_to_ticket_over_sasl_ssl_only(self):
         s = self.sasl_stack()
-        s.start_all(sim_config={"rate_limit": 0}, fetcher_env=self.prop_env())
+        s.start_all(sim_config={"rate_limit": 0}, fetcher_env=self.prop_env(),
+                    gateway_env=self.secret_files())
         secret = T.setup(s, orgs=2, customers=12, tc_env=self.prop_env())
         # the Syncro sync went gateway → fetcher → normalizer over SASL_SSL
         self.assertEqual(len(s.inventory(T.TENANT, "customers")), 12)
