@@ -336,8 +336,9 @@ static int new_topics(rd_kafka_NewTopic_t **nt, char *errstr, size_t errstr_size
 
 /* Errors of a topic that no retry fixes: the name, the sizing or a setting is refused. */
 static int topic_error_fatal(rd_kafka_resp_err_t err) {
-    return err == RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION || err == RD_KAFKA_RESP_ERR_INVALID_PARTITIONS ||
-           err == RD_KAFKA_RESP_ERR_INVALID_CONFIG || err == RD_KAFKA_RESP_ERR_POLICY_VIOLATION;
+    return err == RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION ||
+           err == RD_KAFKA_RESP_ERR_INVALID_PARTITIONS || err == RD_KAFKA_RESP_ERR_INVALID_CONFIG ||
+           err == RD_KAFKA_RESP_ERR_POLICY_VIOLATION;
 }
 
 /* 0, -1 or -2 for the CreateTopics result ev (see msp_kafka_ensure_topics). */

@@ -12,9 +12,9 @@
 #                         else a free loopback port
 #   --controller-port N   KRaft controller port; default chosen the same way
 #   --purge               stop only: delete DIR after the broker has exited
-#   --sasl                start only: also a SASL_SSL listener, as managed Kafka offers it (SCRAM-SHA-512
-#                         and PLAIN over TLS), beside the PLAINTEXT one that local tools use. Give it
-#                         on the first start of DIR (the SCRAM user is written when the storage is
+#   --sasl                start only: also a SASL_SSL listener, as managed Kafka offers it
+#                         (SCRAM-SHA-512 and PLAIN over TLS), beside the PLAINTEXT one that local
+#                         tools use. Give it on the first start of DIR (the SCRAM user is written when the storage is
 #                         formatted); later starts keep it. Makes a CA and a broker certificate
 #                         (openssl) and writes into DIR/sasl/: ca.pem, user, password, bootstrap
 #                         ("127.0.0.1:PORT") and client.properties (librdkafka properties for

@@ -31,8 +31,8 @@ typedef struct msp_config_entry_s {
  * ("--help-markdown": the same as a Markdown table, for docs/configuration.md).
  * An empty variable counts as unset. A secret entry's value may come from the file named by
  * NAME_FILE instead (msp_secret_file_read: one trailing newline dropped); NAME and NAME_FILE both
- * set is an error, and so is an unreadable or empty file (named in errstr). All-or-nothing: on error no dest is written and nothing is
- * allocated; errstr names every invalid variable, "; "-separated (e.g. "MSPSYNC_X: not an
+ * set is an error, and so is an unreadable or empty file (named in errstr). All-or-nothing: on
+ * error no dest is written and nothing is allocated; errstr names every invalid variable, "; "-separated (e.g. "MSPSYNC_X: not an
  * integer: 'abc'", "MSPSYNC_X: must be between 1 and 100", "MSPSYNC_X is required"), never
  * quoting a secret entry's value. STR dests are overwritten without being freed: call
  * msp_config_free() before loading the same table again. A NULL dest validates only.
