@@ -194,7 +194,11 @@ int msp_kafka_props_load_file(msp_kafka_props_t *p, const char *path, char *errs
 static int env_prop(msp_kafka_props_t *p, const char *entry, char *errstr, size_t errstr_size) {
     char var[256], name[256];
     const char *eq = strchr(entry, '=');
-    if (!eq || (size_t)(eq - entry) >= sizeof(var) || !eq[1]) return 0; /* empty = unset */
+    if (!eq || !eq[1]) return 0; /* empty = unset */
+    if ((size_t)(eq - entry) >= sizeof(var)) {
+        snprintf(errstr, errstr_size, "%.60s...: variable name too long", entry);
+        return -1;
+    }
     memcpy(var, entry, (size_t)(eq - entry));
     var[eq - entry] = '\0';
     int from_file = 0;
