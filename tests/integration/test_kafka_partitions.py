@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """
-Topic sizing for horizontal scaling: with MSPSYNC_KAFKA_TOPIC_PARTITIONS=12 the services create
-their topics with 12 partitions, and 8 fetcher replicas in one group each own some of sync.jobs
+Topic sizing for horizontal scaling: with MSPSYNC_KAFKA_TOPIC_PARTITIONS=12 (and
+MSPSYNC_KAFKA_TOPIC_MIN_INSYNC=1) the services create their topics with 12 partitions (and that
+min.insync.replicas), and 8 fetcher replicas in one group each own some of sync.jobs
 and each run jobs: twelve tenants whose keys fall on the twelve partitions all sync.
 """
 import re
+import subprocess
 
 import harness
 from harness import Stack, StackTest, http, wait_until
@@ -34,11 +36,17 @@ def tenants_on_every_partition():
 class KafkaPartitionsTest(StackTest):
     def test_twelve_partitions_spread_jobs_over_eight_fetchers(self):
         self.stack = s = Stack(self.id().split(".")[-1],
-                               kafka_env={"MSPSYNC_KAFKA_TOPIC_PARTITIONS": str(PARTITIONS)})
+                               kafka_env={"MSPSYNC_KAFKA_TOPIC_PARTITIONS": str(PARTITIONS),
+                                          "MSPSYNC_KAFKA_TOPIC_MIN_INSYNC": "1"})
         s.partitions = PARTITIONS
         self.addCleanup(self._teardown)
         s.start_all(sim_config={"rate_limit": 0}, fetchers=FETCHERS)
         s.wait_topic("sync.jobs")  # 12 partitions, each with a leader
+        out = subprocess.run([harness.KAFKA_SH, "topics", "--dir", s.kafka_dir, "--", "--describe",
+                              "--topic", s.topic("sync.jobs")], capture_output=True, text=True,
+                             timeout=120)
+        self.assertIn("PartitionCount: %d" % PARTITIONS, out.stdout, out.stderr)
+        self.assertIn("min.insync.replicas=1", out.stdout)
 
         def spread():
             owned = [metric(f, "mspsync_fetcher_assigned_partitions") for f in s.fetchers]
