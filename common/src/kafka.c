@@ -36,28 +36,45 @@ static int   producer_linger_ms = 20;
 static msp_kafka_props_t *props;
 static int topic_partitions = 6, topic_replication = 1, topic_min_insync;
 
-/* The last start-up failure no retry of ours fixes by itself (0, AUTH or TLS); written by the
- * admin client's error callback, read by /readyz on the same thread. */
+/* The brokers refused us during the last topic-creation attempt (AUTH or TLS): a wait alone
+ * does not fix that. Written by the admin client's error callback, read by /readyz, both on the
+ * main thread. */
 enum { TROUBLE_NONE, TROUBLE_AUTH, TROUBLE_TLS };
 static int  kafka_trouble;
 static char kafka_trouble_text[256];
 
-/* The longest base name (date.changes) and Kafka's limit on a topic name. */
-#define LONGEST_BASE 12
+/* The topics msp_kafka_ensure_topics creates: every base name msp_topic() is asked for. */
+static const struct {
+    const char *base;
+    int compacted;
+} want_topics[] = {
+    {MSP_TOPIC_SYNC_JOBS, 0}, {MSP_TOPIC_RAW_RECORDS, 0}, {MSP_TOPIC_SYNC_EVENTS, 0},
+    {MSP_TOPIC_CUSTOMERS, 1}, {MSP_TOPIC_ASSETS, 1},      {MSP_TOPIC_DLQ, 0},
+    {MSP_TOPIC_INCIDENTS, 0}, {MSP_TOPIC_DATE_CHANGES, 0}, {MSP_TOPIC_RAW_EVENTS, 0},
+};
+#define WANT_TOPICS ((int)(sizeof(want_topics) / sizeof(want_topics[0])))
+
+/* Kafka's limit on the length of a topic name. */
 #define TOPIC_NAME_MAX 249
 
 int msp_topic_prefix_check(const char *prefix, char *errstr, size_t errstr_size) {
-    size_t n = strlen(prefix);
+    size_t n = strlen(prefix), longest = 0;
+    const char *base = "";
+    for (int i = 0; i < WANT_TOPICS; i++)
+        if (strlen(want_topics[i].base) > longest) {
+            base = want_topics[i].base;
+            longest = strlen(base);
+        }
     size_t ok = strspn(prefix, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-");
     if (ok < n) {
         snprintf(errstr, errstr_size, "MSPSYNC_TOPIC_PREFIX: character %zu ('%c') is not allowed "
                  "in a Kafka topic name (only A-Z a-z 0-9 . _ -)", ok + 1, prefix[ok]);
         return -1;
     }
-    if (n + LONGEST_BASE > TOPIC_NAME_MAX) {
-        snprintf(errstr, errstr_size, "MSPSYNC_TOPIC_PREFIX: %zu characters; at most %d (Kafka "
-                 "allows %d in a topic name, \"date.changes\" takes %d)", n,
-                 TOPIC_NAME_MAX - LONGEST_BASE, TOPIC_NAME_MAX, LONGEST_BASE);
+    if (n + longest > TOPIC_NAME_MAX) {
+        snprintf(errstr, errstr_size, "MSPSYNC_TOPIC_PREFIX: %zu characters; at most %zu (Kafka "
+                 "allows %d in a topic name, \"%s\" takes %zu)", n, TOPIC_NAME_MAX - longest,
+                 TOPIC_NAME_MAX, base, longest);
         return -1;
     }
     return 0;
@@ -305,16 +322,6 @@ static rd_kafka_t *admin_new(const char *brokers, char *errstr, size_t errstr_si
     }
     return rk;
 }
-
-static const struct {
-    const char *base;
-    int compacted;
-} want_topics[] = {
-    {MSP_TOPIC_SYNC_JOBS, 0}, {MSP_TOPIC_RAW_RECORDS, 0}, {MSP_TOPIC_SYNC_EVENTS, 0},
-    {MSP_TOPIC_CUSTOMERS, 1}, {MSP_TOPIC_ASSETS, 1},      {MSP_TOPIC_DLQ, 0},
-    {MSP_TOPIC_INCIDENTS, 0}, {MSP_TOPIC_DATE_CHANGES, 0}, {MSP_TOPIC_RAW_EVENTS, 0},
-};
-#define WANT_TOPICS ((int)(sizeof(want_topics) / sizeof(want_topics[0])))
 
 /* The topics as configured; -1 when librdkafka refuses the sizing (errstr). */
 static int new_topics(rd_kafka_NewTopic_t **nt, char *errstr, size_t errstr_size) {
