@@ -10,17 +10,21 @@
  *
  * An empty variable counts as unset (container tooling often passes "VAR=" for "not given").
  * Values of entries marked secret are never printed: not in --help, not in the Markdown, not in
- * error messages.
+ * error messages. A secret entry NAME may instead be given as NAME_FILE, the path of a file
+ * holding it (a Docker or Kubernetes secret mounted as a file): one trailing newline is dropped,
+ * setting both is an error, and so is a file that cannot be read or is empty.
  */
 #include "mspsync/config.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 typedef union {
     char *s;
@@ -164,6 +168,66 @@ static int parse_entry(const msp_config_entry_t *e, const char *text, int from_d
     return -1;
 }
 
+/* The largest secret file read: a token or a password, never a document. */
+#define SECRET_FILE_MAX 65536
+
+int msp_secret_file_read(const char *var, const char *path, char **out, char *errstr,
+                         size_t errstr_size) {
+    char buf[SECRET_FILE_MAX + 1];
+    size_t n = 0;
+    ssize_t r = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    *out = NULL;
+    if (fd < 0) {
+        add_err(errstr, errstr_size, "%s: cannot read %s: %s", var, path, strerror(errno));
+        return -1;
+    }
+    while (n < sizeof(buf) && (r = read(fd, buf + n, sizeof(buf) - n)) > 0)
+        n += (size_t)r;
+    if (r < 0)
+        add_err(errstr, errstr_size, "%s: cannot read %s: %s", var, path, strerror(errno));
+    else if (n > SECRET_FILE_MAX)
+        add_err(errstr, errstr_size, "%s: %s is larger than %d bytes", var, path, SECRET_FILE_MAX);
+    close(fd);
+    if (r >= 0 && n <= SECRET_FILE_MAX) {
+        if (n > 0 && buf[n - 1] == '\n')
+            n--;
+        if (n > 0 && buf[n - 1] == '\r')
+            n--;
+        if (n == 0)
+            add_err(errstr, errstr_size, "%s: %s is empty", var, path);
+        else if (memchr(buf, '\0', n))
+            add_err(errstr, errstr_size, "%s: %s holds a NUL byte", var, path);
+        else if (!(*out = strndup(buf, n)))
+            add_err(errstr, errstr_size, "%s: out of memory", var);
+    }
+    explicit_bzero(buf, sizeof(buf));
+    return *out ? 0 : -1;
+}
+
+/* The text of a secret entry from NAME or NAME_FILE. *text is the environment's (borrowed) or
+ * *owned's (new, from the file; wipe and free it). Returns 0, or -1 after adding to errstr. */
+static int secret_text(const msp_config_entry_t *e, const char **text, char **owned,
+                       char *errstr, size_t errstr_size) {
+    char var[256];
+    const char *path;
+
+    *owned = NULL;
+    snprintf(var, sizeof(var), "%s_FILE", e->name);
+    path = getenv(var);
+    if (!path || !*path)
+        return 0;
+    if (*text && **text) {
+        add_err(errstr, errstr_size, "set only one of %s and %s", e->name, var);
+        return -1;
+    }
+    if (msp_secret_file_read(var, path, owned, errstr, errstr_size) != 0)
+        return -1;
+    *text = *owned;
+    return 0;
+}
+
 /* Text shown in the DEFAULT column. */
 static const char *default_text(const msp_config_entry_t *e) {
     if (!e->def)
@@ -181,6 +245,9 @@ static const char *describe(const msp_config_entry_t *e, char *buf, size_t size)
 
     if (e->type == MSP_CFG_INT && has_bounds(e))
         snprintf(buf, size, "%s%s(%lld..%lld)", help, *help ? " " : "", e->min, e->max);
+    else if (e->secret)
+        snprintf(buf, size, "%s%s(or %s_FILE: a file holding it)", help, *help ? " " : "",
+                 e->name);
     else
         snprintf(buf, size, "%s", help);
     return buf;
@@ -245,8 +312,14 @@ int msp_config_load(const char *service, const msp_config_entry_t *tbl, int argc
     /* Pass 1: parse everything, collecting every error. */
     for (i = 0; i < n; i++) {
         const char *text = getenv(tbl[i].name);
+        char *owned = NULL;
         int from_default = 0;
 
+        if (tbl[i].secret &&
+            secret_text(&tbl[i], &text, &owned, errstr, errstr_size) != 0) {
+            failed = 1;
+            continue;
+        }
         if (!text || !*text) {
             text         = tbl[i].def;
             from_default = 1;
@@ -258,6 +331,10 @@ int msp_config_load(const char *service, const msp_config_entry_t *tbl, int argc
         }
         if (parse_entry(&tbl[i], text, from_default, &vals[i], errstr, errstr_size) == -1)
             failed = 1;
+        if (owned) {
+            explicit_bzero(owned, strlen(owned));
+            free(owned);
+        }
     }
 
     /* Pass 2: all valid, so publish; otherwise release what pass 1 allocated. */

@@ -9,6 +9,9 @@
  * Every handle made here logs through msp_log (msp_kafka_conf_log): librdkafka's own lines
  * would otherwise reach stderr unformatted, between our JSON lines.
  *
+ * The operator's librdkafka properties (kafka_props.h) are set last on every rd_kafka_conf_t made
+ * here (producers, consumers, the admin client of msp_kafka_ensure_topics): the operator wins.
+ *
  * The assignor depends on the librdkafka found at run time (msp_kafka_assignor): before 2.3.0
  * cooperative-sticky aborts the process when a consumer is destroyed between JoinGroup and its
  * first assignment (librdkafka issue 4312). There the consumers use the eager range/roundrobin
@@ -18,6 +21,7 @@
 #include "mspsync/kafka.h"
 #include "mspsync/backoff.h"
 #include "mspsync/config.h"
+#include "mspsync/kafka_props.h"
 #include "mspsync/log.h"
 
 #include <stdio.h>
@@ -27,6 +31,85 @@
 static char *topic_prefix;
 static char *group_instance_id;
 static int   producer_linger_ms = 20;
+
+/* Set once by msp_kafka_configure, before any handle exists. */
+static msp_kafka_props_t *props;
+static int topic_partitions = 6, topic_replication = 1, topic_min_insync;
+
+/* The brokers refused us during the last topic-creation attempt (AUTH or TLS): a wait alone
+ * does not fix that. Written by the admin client's error callback, read by /readyz, both on the
+ * main thread. */
+enum { TROUBLE_NONE, TROUBLE_AUTH, TROUBLE_TLS };
+static int  kafka_trouble;
+static char kafka_trouble_text[256];
+
+/* The topics msp_kafka_ensure_topics creates: every base name msp_topic() is asked for. */
+static const struct {
+    const char *base;
+    int compacted;
+} want_topics[] = {
+    {MSP_TOPIC_SYNC_JOBS, 0}, {MSP_TOPIC_RAW_RECORDS, 0}, {MSP_TOPIC_SYNC_EVENTS, 0},
+    {MSP_TOPIC_CUSTOMERS, 1}, {MSP_TOPIC_ASSETS, 1},      {MSP_TOPIC_DLQ, 0},
+    {MSP_TOPIC_INCIDENTS, 0}, {MSP_TOPIC_DATE_CHANGES, 0}, {MSP_TOPIC_RAW_EVENTS, 0},
+};
+#define WANT_TOPICS ((int)(sizeof(want_topics) / sizeof(want_topics[0])))
+
+/* Kafka's limit on the length of a topic name. */
+#define TOPIC_NAME_MAX 249
+
+int msp_topic_prefix_check(const char *prefix, char *errstr, size_t errstr_size) {
+    size_t n = strlen(prefix), longest = 0;
+    const char *base = "";
+    for (int i = 0; i < WANT_TOPICS; i++)
+        if (strlen(want_topics[i].base) > longest) {
+            base = want_topics[i].base;
+            longest = strlen(base);
+        }
+    size_t ok = strspn(prefix, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-");
+    if (ok < n) {
+        snprintf(errstr, errstr_size, "MSPSYNC_TOPIC_PREFIX: character %zu ('%c') is not allowed "
+                 "in a Kafka topic name (only A-Z a-z 0-9 . _ -)", ok + 1, prefix[ok]);
+        return -1;
+    }
+    if (n + longest > TOPIC_NAME_MAX) {
+        snprintf(errstr, errstr_size, "MSPSYNC_TOPIC_PREFIX: %zu characters; at most %zu (Kafka "
+                 "allows %d in a topic name, \"%s\" takes %zu)", n, TOPIC_NAME_MAX - longest,
+                 TOPIC_NAME_MAX, base, longest);
+        return -1;
+    }
+    return 0;
+}
+
+extern char **environ;
+
+int msp_kafka_configure(const msp_kafka_conf_t *k, const char *prefix, char *errstr,
+                        size_t errstr_size) {
+    if (msp_topic_prefix_check(prefix ? prefix : "", errstr, errstr_size) != 0) return -1;
+    if (k->topic_min_insync > k->topic_replication) {
+        snprintf(errstr, errstr_size, "MSPSYNC_KAFKA_TOPIC_MIN_INSYNC (%lld) must not exceed "
+                 "MSPSYNC_KAFKA_TOPIC_REPLICATION (%lld)", k->topic_min_insync,
+                 k->topic_replication);
+        return -1;
+    }
+    msp_kafka_props_t *p = msp_kafka_props_new();
+    if (!p) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    if ((k->properties_file && k->properties_file[0] &&
+         msp_kafka_props_load_file(p, k->properties_file, errstr, errstr_size) != 0) ||
+        msp_kafka_props_load_env(p, environ, errstr, errstr_size) != 0) {
+        msp_kafka_props_destroy(p);
+        return -1;
+    }
+    msp_kafka_props_destroy(props);
+    props = p;
+    topic_partitions = (int)k->topic_partitions;
+    topic_replication = (int)k->topic_replication;
+    topic_min_insync = (int)k->topic_min_insync;
+    msp_topic_prefix_set(prefix);
+    return 0;
+}
 
 #define MAX_TOPICS 16
 static struct {
@@ -116,6 +199,13 @@ static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *e
     return 0;
 }
 
+/* The operator's properties over ours, then our log callback: every conf ends here. */
+static int conf_finish(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size) {
+    if (msp_kafka_props_apply(props, conf, errstr, errstr_size) != 0) return -1;
+    msp_kafka_conf_log(conf);
+    return 0;
+}
+
 rd_kafka_t *msp_kafka_producer_new(const char *brokers, const char *client_id,
                                    void (*dr_cb)(rd_kafka_t *, const rd_kafka_message_t *, void *),
                                    void *opaque, char *errstr, size_t errstr_size) {
@@ -128,11 +218,11 @@ rd_kafka_t *msp_kafka_producer_new(const char *brokers, const char *client_id,
         conf_set(conf, "linger.ms", linger, errstr, errstr_size) ||
         conf_set(conf, "compression.codec", "lz4", errstr, errstr_size) ||
         conf_set(conf, "message.timeout.ms", "300000", errstr, errstr_size) ||
-        conf_set(conf, "queue.buffering.max.messages", "500000", errstr, errstr_size)) {
+        conf_set(conf, "queue.buffering.max.messages", "500000", errstr, errstr_size) ||
+        conf_finish(conf, errstr, errstr_size)) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
-    msp_kafka_conf_log(conf);
     if (dr_cb) rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
     rd_kafka_conf_set_opaque(conf, opaque);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
@@ -160,12 +250,12 @@ rd_kafka_t *msp_kafka_consumer_new(const char *brokers, const char *group, const
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
-    if (group_instance_id &&
-        conf_set(conf, "group.instance.id", group_instance_id, errstr, errstr_size)) {
+    if ((group_instance_id &&
+         conf_set(conf, "group.instance.id", group_instance_id, errstr, errstr_size)) ||
+        conf_finish(conf, errstr, errstr_size)) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
-    msp_kafka_conf_log(conf);
     if (rebalance_cb) rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_conf_set_opaque(conf, opaque);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
@@ -189,85 +279,149 @@ rd_kafka_t *msp_kafka_consumer_new(const char *brokers, const char *group, const
     return rk;
 }
 
-int msp_kafka_ensure_topics(const char *brokers, int partitions, int timeout_ms,
-                            int (*keep_waiting)(void *opaque), void *opaque, char *errstr,
-                            size_t errstr_size) {
-    static const struct {
-        const char *base;
-        int compacted;
-    } want[] = {
-        {MSP_TOPIC_SYNC_JOBS, 0}, {MSP_TOPIC_RAW_RECORDS, 0}, {MSP_TOPIC_SYNC_EVENTS, 0},
-        {MSP_TOPIC_CUSTOMERS, 1}, {MSP_TOPIC_ASSETS, 1},      {MSP_TOPIC_DLQ, 0},
-        {MSP_TOPIC_INCIDENTS, 0},        {MSP_TOPIC_DATE_CHANGES, 0}, {MSP_TOPIC_RAW_EVENTS, 0},
-    };
-    const int n = (int)(sizeof(want) / sizeof(want[0]));
+/* The admin client's errors, served by rd_kafka_poll in msp_kafka_ensure_topics: a failed
+ * authentication or TLS handshake is told at once instead of as a timeout 10 s later. */
+static void admin_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+    (void)rk;
+    (void)opaque;
+    int t = err == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
+                    err == RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED
+                ? TROUBLE_AUTH
+            : err == RD_KAFKA_RESP_ERR__SSL ? TROUBLE_TLS
+                                            : TROUBLE_NONE;
+    if (t == TROUBLE_NONE) return; /* unreachable brokers: the attempt's timeout says so */
+    kafka_trouble = t;
+    snprintf(kafka_trouble_text, sizeof(kafka_trouble_text), "%s", reason ? reason : "");
+}
+
+int msp_kafka_refused(void) {
+    return kafka_trouble != TROUBLE_NONE;
+}
+
+const char *msp_kafka_waiting_why(void) {
+    return kafka_trouble == TROUBLE_AUTH  ? "kafka authentication failed"
+           : kafka_trouble == TROUBLE_TLS ? "kafka TLS handshake failed"
+                                          : "waiting for kafka";
+}
+
+/* The client that creates the topics; NULL when these properties make none (errstr). */
+static rd_kafka_t *admin_new(const char *brokers, char *errstr, size_t errstr_size) {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (conf_set(conf, "bootstrap.servers", brokers, errstr, errstr_size)) {
+    if (conf_set(conf, "bootstrap.servers", brokers, errstr, errstr_size) ||
+        conf_finish(conf, errstr, errstr_size)) {
         rd_kafka_conf_destroy(conf);
-        return -1;
+        return NULL;
     }
-    msp_kafka_conf_log(conf);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
+    rd_kafka_conf_set_error_cb(conf, admin_error_cb);
+    char why[400];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
     if (!rk) {
+        snprintf(errstr, errstr_size, "no Kafka client can be made with these properties: %s",
+                 why);
         rd_kafka_conf_destroy(conf);
-        return -1;
     }
-    rd_kafka_NewTopic_t *nt[16];
-    char e2[256];
-    for (int i = 0; i < n; i++) {
-        nt[i] = rd_kafka_NewTopic_new(msp_topic(want[i].base), partitions, 1, e2, sizeof(e2));
-        if (want[i].compacted) {
+    return rk;
+}
+
+/* The topics as configured; -1 when librdkafka refuses the sizing (errstr). */
+static int new_topics(rd_kafka_NewTopic_t **nt, char *errstr, size_t errstr_size) {
+    char isr[16];
+    snprintf(isr, sizeof(isr), "%d", topic_min_insync);
+    for (int i = 0; i < WANT_TOPICS; i++) {
+        nt[i] = rd_kafka_NewTopic_new(msp_topic(want_topics[i].base), topic_partitions,
+                                      topic_replication, errstr, errstr_size);
+        if (!nt[i]) return -1;
+        if (topic_min_insync > 0)
+            rd_kafka_NewTopic_set_config(nt[i], "min.insync.replicas", isr);
+        if (want_topics[i].compacted) {
             rd_kafka_NewTopic_set_config(nt[i], "cleanup.policy", "compact");
             rd_kafka_NewTopic_set_config(nt[i], "min.cleanable.dirty.ratio", "0.1");
         }
+    }
+    return 0;
+}
+
+/* Errors of a topic that no retry fixes: the name, the sizing or a setting is refused. */
+static int topic_error_fatal(rd_kafka_resp_err_t err) {
+    return err == RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION ||
+           err == RD_KAFKA_RESP_ERR_INVALID_PARTITIONS || err == RD_KAFKA_RESP_ERR_INVALID_CONFIG ||
+           err == RD_KAFKA_RESP_ERR_POLICY_VIOLATION;
+}
+
+/* 0, -1 or -2 for the CreateTopics result ev (see msp_kafka_ensure_topics). */
+static int topics_result(rd_kafka_event_t *ev, char *errstr, size_t errstr_size) {
+    if (rd_kafka_event_error(ev)) {
+        snprintf(errstr, errstr_size, "creating topics: %s", rd_kafka_event_error_string(ev));
+        return -1;
+    }
+    const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+    size_t cnt = 0;
+    const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &cnt);
+    for (size_t i = 0; i < cnt; i++) {
+        rd_kafka_resp_err_t err = rd_kafka_topic_result_error(tr[i]);
+        if (!err || err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) continue;
+        snprintf(errstr, errstr_size, "creating topic %s: %s", rd_kafka_topic_result_name(tr[i]),
+                 rd_kafka_topic_result_error_string(tr[i]));
+        return topic_error_fatal(err) ? -2 : -1;
+    }
+    return 0;
+}
+
+/* Wait for the result on q in short slices: a SIGTERM while the broker is unreachable must not
+ * wait out the timeout, nor a failed authentication. NULL when given up (errstr says why) or
+ * timed out (errstr ""). */
+static rd_kafka_event_t *topics_wait(rd_kafka_t *rk, rd_kafka_queue_t *q, int timeout_ms,
+                                     int (*keep_waiting)(void *), void *opaque, char *errstr,
+                                     size_t errstr_size) {
+    for (int waited = 0; waited < timeout_ms + 2000; waited += 100) {
+        if (keep_waiting && !keep_waiting(opaque)) {
+            snprintf(errstr, errstr_size, "stopped");
+            return NULL;
+        }
+        rd_kafka_poll(rk, 0); /* admin_error_cb */
+        if (kafka_trouble != TROUBLE_NONE) {
+            snprintf(errstr, errstr_size, "%s: %s", msp_kafka_waiting_why(), kafka_trouble_text);
+            return NULL;
+        }
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
+        if (ev) return ev;
+    }
+    errstr[0] = '\0'; /* timed out */
+    return NULL;
+}
+
+int msp_kafka_ensure_topics(const char *brokers, int timeout_ms,
+                            int (*keep_waiting)(void *opaque), void *opaque, char *errstr,
+                            size_t errstr_size) {
+    rd_kafka_NewTopic_t *nt[WANT_TOPICS] = {0};
+    char e2[256];
+    kafka_trouble = TROUBLE_NONE;
+    rd_kafka_t *rk = admin_new(brokers, errstr, errstr_size);
+    if (!rk) return -2;
+    if (new_topics(nt, errstr, errstr_size) != 0) {
+        rd_kafka_NewTopic_destroy_array(nt, WANT_TOPICS);
+        rd_kafka_destroy(rk);
+        return -2;
     }
     rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
     rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, e2, sizeof(e2));
     rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, e2, sizeof(e2));
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_CreateTopics(rk, nt, (size_t)n, opts, q);
-    /* Short slices: a SIGTERM while the broker is unreachable must not wait out the timeout. */
-    rd_kafka_event_t *ev = NULL;
-    int stopped = 0;
-    for (int waited = 0; !ev && waited < timeout_ms + 2000; waited += 100) {
-        if (keep_waiting && !keep_waiting(opaque)) {
-            stopped = 1;
-            break;
-        }
-        ev = rd_kafka_queue_poll(q, 100);
-    }
-    int rc = 0;
-    if (stopped) {
-        snprintf(errstr, errstr_size, "stopped");
-        rc = -1;
-    } else if (!ev) {
+    rd_kafka_CreateTopics(rk, nt, WANT_TOPICS, opts, q);
+    rd_kafka_event_t *ev = topics_wait(rk, q, timeout_ms, keep_waiting, opaque, errstr,
+                                       errstr_size);
+    int rc = ev ? topics_result(ev, errstr, errstr_size) : -1;
+    if (!ev && !errstr[0]) {
         char shown[512];
         snprintf(errstr, errstr_size, "timed out creating topics on %s",
                  msp_url_mask(brokers, shown, sizeof(shown)));
-        rc = -1;
-    } else if (rd_kafka_event_error(ev)) {
-        snprintf(errstr, errstr_size, "creating topics: %s", rd_kafka_event_error_string(ev));
-        rc = -1;
-    } else {
-        const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
-        size_t cnt = 0;
-        const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &cnt);
-        for (size_t i = 0; i < cnt; i++) {
-            rd_kafka_resp_err_t err = rd_kafka_topic_result_error(tr[i]);
-            if (err && err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-                snprintf(errstr, errstr_size, "creating topic %s: %s",
-                         rd_kafka_topic_result_name(tr[i]),
-                         rd_kafka_topic_result_error_string(tr[i]));
-                rc = -1;
-                break;
-            }
-        }
     }
     if (ev) rd_kafka_event_destroy(ev);
     rd_kafka_queue_destroy(q);
     rd_kafka_AdminOptions_destroy(opts);
-    rd_kafka_NewTopic_destroy_array(nt, (size_t)n);
+    rd_kafka_NewTopic_destroy_array(nt, WANT_TOPICS);
     rd_kafka_destroy(rk);
+    if (rc == 0) kafka_trouble = TROUBLE_NONE;
     return rc;
 }
 

@@ -107,13 +107,21 @@ static int keep_waiting(void *opaque) {
 int msp_lifecycle_ensure_topics(const char *brokers, struct event_base *base) {
     char errstr[512];
     for (unsigned attempt = 0; run; attempt++) {
-        if (msp_kafka_ensure_topics(brokers, 6, 10000, keep_waiting, base, errstr,
-                                    sizeof(errstr)) == 0)
+        int rc = msp_kafka_ensure_topics(brokers, 10000, keep_waiting, base, errstr,
+                                         sizeof(errstr));
+        if (rc == 0)
             return 0;
+        if (rc == -2) {
+            MSP_ERROR("config.invalid", NULL, "Kafka: %s", errstr);
+            return -2;
+        }
         if (!run) break;
         int64_t ms = msp_backoff_ms(attempt < 4 ? attempt : 4, 1000, 5000, msp_rand01());
-        MSP_WARN("kafka.unavailable", NULL, "cannot create the topics yet (retry in %lld ms): %s",
-                 (long long)ms, errstr);
+        if (msp_kafka_refused())
+            MSP_ERROR("kafka.auth_failed", NULL, "%s (retry in %lld ms)", errstr, (long long)ms);
+        else
+            MSP_WARN("kafka.unavailable", NULL, "cannot create the topics yet (retry in %lld ms): "
+                     "%s", (long long)ms, errstr);
         if (msp_lifecycle_wait(base, (int)ms) < 0) break;
     }
     MSP_INFO("shutdown", NULL, "stopped while waiting for Kafka");

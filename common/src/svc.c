@@ -125,10 +125,15 @@ void msp_svc_close(msp_svc_t *s) {
 
 /* ------------------------------------------------------------------- keyed workers */
 
-void msp_svc_conf_apply(const char *service, const msp_svc_conf_t *conf) {
+int msp_svc_conf_apply(const char *service, const msp_svc_conf_t *conf) {
+    char errstr[512];
     msp_log_init(service, conf->log_level);
-    msp_topic_prefix_set(conf->topic_prefix);
+    if (msp_kafka_configure(&conf->kafka, conf->topic_prefix, errstr, sizeof(errstr)) != 0) {
+        MSP_ERROR("config.invalid", NULL, "%s", errstr);
+        return -1;
+    }
     msp_kafka_group_instance_set(conf->group_instance_id);
+    return 0;
 }
 
 static void worker_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -235,7 +240,7 @@ static void worker_on_tick(void *arg) {
 static int worker_ready(void *opaque, char *why, size_t why_size) {
     msp_svc_worker_t *w = opaque;
     if (!w->consumer) {
-        snprintf(why, why_size, "waiting for kafka");
+        snprintf(why, why_size, "%s", msp_kafka_waiting_why());
         return 0;
     }
     if (!msp_redis_ok(w->redis, w->conf->redis_url)) {

@@ -3,6 +3,7 @@
 # local development and the integration tests. The jars come from deploy/local/install-deps.sh.
 #
 # Usage: kafka.sh start|stop|status [--dir DIR] [--port N] [--controller-port N] [--purge]
+#                                   [--sasl] [--sasl-port N]
 #        kafka.sh topics|groups [--dir DIR] [--] ARGS...
 #   --dir DIR             state dir (default $MSPSYNC_LOCAL_DIR/run/kafka); holds server.properties,
 #                         log4j.properties, data/ (log.dirs), server.log, kafka.out, kafka.pid,
@@ -11,6 +12,14 @@
 #                         else a free loopback port
 #   --controller-port N   KRaft controller port; default chosen the same way
 #   --purge               stop only: delete DIR after the broker has exited
+#   --sasl                start only: also a SASL_SSL listener, as managed Kafka offers it
+#                         (SCRAM-SHA-512 and PLAIN over TLS), beside the PLAINTEXT one that local
+#                         tools use. Give it on the first start of DIR (the SCRAM user is written when the storage is
+#                         formatted); later starts keep it. Makes a CA and a broker certificate
+#                         (openssl) and writes into DIR/sasl/: ca.pem, user, password, bootstrap
+#                         ("127.0.0.1:PORT") and client.properties (librdkafka properties for
+#                         MSPSYNC_KAFKA_PROPERTIES_FILE, SCRAM-SHA-512)
+#   --sasl-port N         the SASL_SSL port; default: the one used last if still free, else a free one
 #
 # start   formats DIR/data on first use, starts the broker in the background, waits until it answers
 #         metadata requests (MSPSYNC_KAFKA_START_TIMEOUT, default 90 s), writes "127.0.0.1:PORT" to
@@ -31,7 +40,7 @@ set -euo pipefail
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}" >&2; exit 2; }
 
 cmd=${1:-}; [ $# -gt 0 ] && shift
-dir="" port="" cport="" purge=0 passthrough=()
+dir="" port="" cport="" sport="" sasl=0 purge=0 passthrough=()
 if [ "$cmd" = topics ] || [ "$cmd" = groups ]; then
     case "${1:-}" in --dir) dir=${2:?--dir needs a value}; shift 2 ;; --dir=*) dir=${1#*=}; shift ;; esac
     [ "${1:-}" = -- ] && shift
@@ -46,6 +55,9 @@ while [ $# -gt 0 ]; do
         --controller-port) cport=${2:?--controller-port needs a value}; shift 2 ;;
         --controller-port=*) cport=${1#*=}; shift ;;
         --purge) purge=1; shift ;;
+        --sasl) sasl=1; shift ;;
+        --sasl-port) sport=${2:?--sasl-port needs a value}; shift 2 ;;
+        --sasl-port=*) sport=${1#*=}; shift ;;
         -h|--help) usage ;;
         *) msp_warn "unknown argument: $1"; usage ;;
     esac
@@ -53,6 +65,7 @@ done
 case "$cmd" in start|stop|status|topics|groups) ;; *) usage ;; esac
 [ -z "$port" ] || msp_check_port_arg "$port"
 [ -z "$cport" ] || msp_check_port_arg "$cport"
+[ -z "$sport" ] || msp_check_port_arg "$sport"
 
 dir=${dir:-$MSPSYNC_LOCAL_DIR/run/kafka}
 mkdir -p "$dir"
@@ -60,6 +73,7 @@ dir=$(cd "$dir" && pwd -P)
 LIBS=${MSPSYNC_KAFKA_LIBS:-$MSPSYNC_LOCAL_DIR/kafka/libs}
 PIDFILE="$dir/kafka.pid"
 PROPS="$dir/server.properties"
+SASL_DIR="$dir/sasl"
 START_TIMEOUT=${MSPSYNC_KAFKA_START_TIMEOUT:-90}
 STOP_TIMEOUT=${MSPSYNC_KAFKA_STOP_TIMEOUT:-20}
 
@@ -107,17 +121,73 @@ wait_ready() {  # pid port
     done
 }
 
-write_config() {  # port cport
+# The CA, the broker's key store and the client's credentials in $SASL_DIR, made once.
+sasl_material() {
+    local d=$SASL_DIR
+    [ -s "$d/broker.p12" ] && [ -s "$d/password" ] && return 0
+    command -v openssl >/dev/null || msp_die "--sasl needs openssl"
+    mkdir -p "$d"
+    chmod 700 "$d"
+    (
+        set -e
+        cd "$d"
+        openssl rand -hex 16 >password
+        openssl rand -hex 16 >keystore.password
+        echo mspsync >user
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 3650 \
+            -subj "/CN=mspsync local Kafka CA"
+        openssl req -newkey rsa:2048 -nodes -keyout broker.key -out broker.csr -subj "/CN=127.0.0.1"
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >broker.ext
+        openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+            -extfile broker.ext -out broker.pem
+        openssl pkcs12 -export -in broker.pem -inkey broker.key -certfile ca.pem -name broker \
+            -passout "pass:$(cat keystore.password)" -out broker.p12
+        rm -f broker.csr broker.ext ca.srl
+    ) >>"$dir/kafka.out" 2>&1 || msp_die "making the TLS material in $d failed; see $dir/kafka.out"
+}
+
+# The SASL_SSL listener's lines of server.properties (port).
+sasl_config() {
+    local ks user pw
+    ks=$(cat "$SASL_DIR/keystore.password") user=$(cat "$SASL_DIR/user") pw=$(cat "$SASL_DIR/password")
+    cat <<SASL_EOF
+
+# SASL_SSL listener (kafka.sh --sasl): SCRAM-SHA-512 (user written at format time) and PLAIN
+sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$user="$pw";
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$SASL_DIR/broker.p12
+ssl.keystore.password=$ks
+ssl.key.password=$ks
+SASL_EOF
+}
+
+# What a client needs: DIR/sasl/bootstrap and client.properties (librdkafka names).
+sasl_client_files() {  # port
+    echo "127.0.0.1:$1" >"$SASL_DIR/bootstrap"
+    cat >"$SASL_DIR/client.properties" <<CLIENT_EOF
+# written by deploy/local/kafka.sh --sasl: librdkafka properties for MSPSYNC_KAFKA_PROPERTIES_FILE
+security.protocol=SASL_SSL
+sasl.mechanisms=SCRAM-SHA-512
+sasl.username=$(cat "$SASL_DIR/user")
+sasl.password=$(cat "$SASL_DIR/password")
+ssl.ca.location=$SASL_DIR/ca.pem
+CLIENT_EOF
+    chmod 600 "$SASL_DIR/client.properties"
+}
+
+write_config() {  # port cport [sasl-port]
     cat >"$PROPS" <<PROPS_EOF
 # written by deploy/local/kafka.sh — regenerated on every start
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$2
-listeners=PLAINTEXT://127.0.0.1:$1,CONTROLLER://127.0.0.1:$2
-advertised.listeners=PLAINTEXT://127.0.0.1:$1
+listeners=PLAINTEXT://127.0.0.1:$1,CONTROLLER://127.0.0.1:$2${3:+,SASL_SSL://127.0.0.1:$3}
+advertised.listeners=PLAINTEXT://127.0.0.1:$1${3:+,SASL_SSL://127.0.0.1:$3}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL
 log.dirs=$dir/data
 
 # one node: replication 1 everywhere
@@ -144,6 +214,7 @@ num.io.threads=4
 num.recovery.threads.per.data.dir=1
 log.retention.hours=168
 PROPS_EOF
+    [ -z "${3:-}" ] || sasl_config >>"$PROPS"
     cat >"$dir/log4j.properties" <<LOG_EOF
 # written by deploy/local/kafka.sh: everything to server.log, WARN and above also on the console
 log4j.rootLogger=INFO, file, stdout
@@ -209,10 +280,24 @@ do_start() {
     msp_port_free "$p" || msp_die "port $p on 127.0.0.1 is in use"
     msp_port_free "$cp" || msp_die "controller port $cp on 127.0.0.1 is in use"
     echo "$p $cp" >"$dir/ports"
-    write_config "$p" "$cp"
+    local sp=""
+    [ -d "$SASL_DIR" ] && sasl=1
+    if [ "$sasl" = 1 ]; then
+        sasl_material
+        sp=$sport
+        if [ -z "$sp" ] && [ -s "$SASL_DIR/port" ] && msp_port_free "$(cat "$SASL_DIR/port")"; then
+            sp=$(cat "$SASL_DIR/port")
+        fi
+        while [ -z "$sp" ] || [ "$sp" = "$p" ] || [ "$sp" = "$cp" ]; do sp=$(msp_free_port 1); done
+        msp_port_free "$sp" || msp_die "SASL port $sp on 127.0.0.1 is in use"
+        echo "$sp" >"$SASL_DIR/port"
+    fi
+    write_config "$p" "$cp" "$sp"
 
     java=$(java_bin)
     if [ ! -f "$dir/data/meta.properties" ]; then
+        local scram=()
+        [ -z "$sp" ] || scram=(--add-scram "SCRAM-SHA-512=[name=$(cat "$SASL_DIR/user"),password=$(cat "$SASL_DIR/password")]")
         if [ -s "$dir/cluster.id" ]; then cid=$(cat "$dir/cluster.id")
         else
             cid=$("$java" -Dlog4j.configuration="file:$dir/tools-log4j.properties" -cp "$LIBS/*" \
@@ -221,7 +306,7 @@ do_start() {
             echo "$cid" >"$dir/cluster.id"
         fi
         "$java" -Dlog4j.configuration="file:$dir/log4j.properties" -cp "$LIBS/*" \
-            kafka.tools.StorageTool format -t "$cid" -c "$PROPS" >>"$dir/kafka.out" 2>&1 \
+            kafka.tools.StorageTool format -t "$cid" -c "$PROPS" "${scram[@]}" >>"$dir/kafka.out" 2>&1 \
             || { tail -n 20 "$dir/kafka.out" >&2; msp_die "StorageTool format failed"; }
     fi
 
@@ -243,6 +328,7 @@ do_start() {
     pid=$(cat "$PIDFILE" 2>/dev/null) || msp_die "broker did not start; see $dir/kafka.out"
     wait_ready "$pid" "$p" || exit 1
     echo "kafka.sh: ready after $((SECONDS - t0)) s" >>"$dir/kafka.out"
+    [ -z "$sp" ] || sasl_client_files "$sp"
     echo "127.0.0.1:$p" >"$dir/bootstrap"
     echo "127.0.0.1:$p"
 }

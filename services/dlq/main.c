@@ -29,11 +29,13 @@ static struct {
     char *topic_prefix;
     char *group;
     char *log_level;
+    msp_kafka_conf_t kafka;
 } cfg;
 
 static const msp_config_entry_t config_table[] = {
     {"MSPSYNC_KAFKA_BROKERS", MSP_CFG_STR, "127.0.0.1:9092", "Kafka bootstrap servers", &cfg.brokers},
     {"MSPSYNC_TOPIC_PREFIX", MSP_CFG_STR, "", "Prefix of every Kafka topic name", &cfg.topic_prefix},
+    MSP_KAFKA_CLIENT_CONFIG(cfg.kafka),
     {"MSPSYNC_DLQ_GROUP", MSP_CFG_STR, "mspsync-dlq-replay",
      "Consumer group that remembers what `replay` already replayed", &cfg.group},
     {"MSPSYNC_LOG_LEVEL", MSP_CFG_STR, "warn", "debug, info, warn or error", &cfg.log_level},
@@ -161,7 +163,11 @@ int main(int argc, char **argv) {
     }
     msp_log_init("dlq", cfg.log_level);
     msp_log_set_stream(stderr);   /* stdout carries the listing (and replay's summary) only */
-    msp_topic_prefix_set(cfg.topic_prefix);
+    if (msp_kafka_configure(&cfg.kafka, cfg.topic_prefix, errstr, sizeof(errstr)) != 0) {
+        MSP_ERROR("config.invalid", NULL, "%s", errstr);
+        msp_config_free(config_table);
+        return 2;
+    }
     const char *dlq = msp_topic(MSP_TOPIC_DLQ);
     int listing = !strcmp(cmd, "list");
 

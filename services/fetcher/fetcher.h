@@ -15,6 +15,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "mspsync/http.h"
+#include "mspsync/kafka.h"
 #include "mspsync/offtrack.h"
 #include "mspsync/ops.h"
 #include "mspsync/crypto.h"
@@ -46,6 +47,7 @@ typedef struct fetcher_conf_s {
     long long  http_timeout_ms;
     long long  http_max_conns;
     int        schedule_enabled;
+    msp_kafka_conf_t kafka;
 } fetcher_conf_t;
 
 typedef struct job_s job_t;

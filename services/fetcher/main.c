@@ -38,6 +38,7 @@ static const msp_config_entry_t config_table[] = {
      &F.conf.metrics_port, 0, 65535},
     {"MSPSYNC_PORT_FILE", MSP_CFG_STR, "", "If set, the bound metrics port is written to this file",
      &F.conf.port_file},
+    MSP_KAFKA_CONFIG(F.conf.kafka),
     {"MSPSYNC_SYNCRO_RATE_MILLI", MSP_CFG_INT, "2900",
      "Syncro requests per 1000 s for one account, shared with every replica and the gateway: set it the same in every service (Syncro allows 180/min = 3000)",
      &F.conf.syncro_rate_milli, 1, 10000000},
@@ -134,7 +135,7 @@ static void sched_cb(evutil_socket_t fd, short what, void *arg) {
 static int ready_cb(void *opaque, char *why, size_t why_size) {
     fetcher_t *f = opaque;
     if (!f->consumer) {
-        snprintf(why, why_size, "waiting for kafka");
+        snprintf(why, why_size, "%s", msp_kafka_waiting_why());
         return 0;
     }
     if (!redis_ok(f)) {
@@ -151,6 +152,7 @@ static int ready_cb(void *opaque, char *why, size_t why_size) {
 int main(int argc, char **argv) {
     msp_lifecycle_signals();   /* first: SIGTERM must work at any moment, Kafka or not */
     char errstr[512];
+    int exit_code = 0;
     int rc = msp_config_load("fetcher", config_table, argc, argv, errstr, sizeof(errstr));
     if (rc == 1) return 0;
     if (rc < 0) {
@@ -161,8 +163,8 @@ int main(int argc, char **argv) {
     f->conf.syncro_rate = (double)f->conf.syncro_rate_milli / 1000.0;
     f->conf.cwrmm_rate = (double)f->conf.cwrmm_rate_milli / 1000.0;
     msp_log_init("fetcher", f->conf.log_level);
-    msp_topic_prefix_set(f->conf.topic_prefix);
-    if (msp_secret_key_load(&f->key, errstr, sizeof(errstr)) != 0) {
+    if (msp_kafka_configure(&f->conf.kafka, f->conf.topic_prefix, errstr, sizeof(errstr)) != 0 ||
+        msp_secret_key_load(&f->key, errstr, sizeof(errstr)) != 0) {
         MSP_ERROR("config.invalid", NULL, "%s", errstr);
         msp_config_free(config_table);
         return 2;
@@ -192,8 +194,11 @@ int main(int argc, char **argv) {
     if (msp_svc_serve_ops(&svc, f->conf.metrics_bind, (int)f->conf.metrics_port, f->conf.port_file,
                           f->metrics, ready_cb, f) != 0)
         return 1;
-    if (msp_lifecycle_ensure_topics(f->conf.brokers, f->base) != 0)
-        goto stop;   /* stopped before Kafka was there: only the ops server runs */
+    int made = msp_lifecycle_ensure_topics(f->conf.brokers, f->base);
+    if (made != 0) {
+        exit_code = made == -2 ? 2 : 0; /* a configuration error, or stopped before Kafka */
+        goto stop;
+    }
     f->producer = msp_kafka_producer_new(f->conf.brokers, "mspsync-fetcher", dr_cb, f, errstr,
                                          sizeof(errstr));
     const char *topics[] = {msp_topic(MSP_TOPIC_SYNC_JOBS), NULL};
@@ -254,5 +259,5 @@ stop:
     msp_secure_zero(&f->key, sizeof(f->key));
     MSP_INFO("stopped", NULL, "bye");
     msp_config_free(config_table);
-    return 0;
+    return exit_code;
 }

@@ -37,6 +37,7 @@
 #include "mspsync/crypto.h"
 #include "mspsync/cwrmm.h"
 #include "mspsync/http.h"
+#include "mspsync/kafka.h"
 #include "mspsync/ops.h"
 
 struct event_base;
@@ -64,6 +65,7 @@ typedef struct gw_config_s {
     long long webhook_tolerance_s;
     long long max_header_bytes;
     long long max_headers;
+    msp_kafka_conf_t kafka;
 } gw_config_t;
 
 typedef struct gw_held_s gw_held_t;

@@ -51,6 +51,7 @@ static const msp_config_entry_t config[] = {
      &gw.cfg.redis_url, 0, 0, 0},
     {"MSPSYNC_TOPIC_PREFIX", MSP_CFG_STR, "", "prepended to every Kafka topic name",
      &gw.cfg.topic_prefix, 0, 0, 0},
+    MSP_KAFKA_CONFIG(gw.cfg.kafka),
     {"MSPSYNC_LOG_LEVEL", MSP_CFG_STR, "info", "debug, info, warn or error",
      &gw.cfg.log_level, 0, 0, 0},
     {"MSPSYNC_MAX_BODY", MSP_CFG_INT, "1048576",
@@ -96,7 +97,7 @@ static int ready_cb(void *opaque, char *why, size_t why_size) {
     gw_t *g = opaque;
     char err[256];
     if (!g->rk) {
-        snprintf(why, why_size, "waiting for kafka");
+        snprintf(why, why_size, "%s", msp_kafka_waiting_why());
         return 0;
     }
     if (!gw_redis_ping(g, err, sizeof(err))) {
@@ -188,7 +189,10 @@ int main(int argc, char **argv) {
         goto out;
     }
 
-    msp_topic_prefix_set(gw.cfg.topic_prefix);
+    if (msp_kafka_configure(&gw.cfg.kafka, gw.cfg.topic_prefix, errstr, sizeof(errstr)) != 0) {
+        MSP_ERROR("config.invalid", NULL, "%s", errstr);
+        goto out;
+    }
     msp_kafka_linger_set((int)gw.cfg.kafka_linger_ms);
 
     gw.base = event_base_new();
@@ -235,8 +239,9 @@ int main(int argc, char **argv) {
     struct timeval tv = {0, 100 * 1000};
     event_add(tick, &tv);
 
-    if (msp_lifecycle_ensure_topics(gw.cfg.kafka_brokers, gw.base) != 0) {
-        rc = 0;   /* stopped while waiting for Kafka */
+    int made = msp_lifecycle_ensure_topics(gw.cfg.kafka_brokers, gw.base);
+    if (made != 0) {
+        rc = made == -2 ? 1 : 0;   /* a configuration error, or stopped while waiting */
         goto out;
     }
     if (gw_kafka_start(&gw, errstr, sizeof(errstr)) != 0) {

@@ -35,6 +35,7 @@ static struct {
     char     *input;
     long long batch_size, batch_wait_ms, metrics_port, identity_max_shared;
     int       json_arena;
+    msp_kafka_conf_t kafka;
 } cfg;
 
 /* Why a batch stopped taking messages (mspsync_normalizer_batch_closes_total{reason}). */
@@ -51,6 +52,7 @@ static const msp_config_entry_t config_table[] = {
      "Redis address (host:port or redis://host:port/db)", &cfg.redis_url, 0, 0, 0},
     {"MSPSYNC_TOPIC_PREFIX", MSP_CFG_STR, "", "Prefix of every Kafka topic name",
      &cfg.topic_prefix, 0, 0, 0},
+    MSP_KAFKA_CONFIG(cfg.kafka),
     {"MSPSYNC_NORMALIZER_INPUT", MSP_CFG_STR, "all",
      "What this normalizer consumes: records (raw.records: sync pages, edits), events (raw.events: "
      "incidents, which then never wait behind a sync) or all (both, one process)", &cfg.input, 0,
@@ -127,7 +129,7 @@ static rd_kafka_t *consumer_made;
 static int ready_cb(void *opaque, char *why, size_t why_size)
 {
     if (!consumer_made) {
-        snprintf(why, why_size, "waiting for kafka");
+        snprintf(why, why_size, "%s", msp_kafka_waiting_why());
         return 0;
     }
     return nz_ready(opaque, why, why_size);
@@ -168,7 +170,11 @@ int main(int argc, char **argv)
         }
     }
     msp_log_init(SERVICE, cfg.log_level);
-    msp_topic_prefix_set(cfg.topic_prefix);
+    if (msp_kafka_configure(&cfg.kafka, cfg.topic_prefix, errstr, sizeof errstr) != 0) {
+        MSP_ERROR("config.invalid", NULL, "%s", errstr);
+        msp_config_free(config_table);
+        return 2;
+    }
     /* A batch builds and frees hundreds of thousands of small jansson nodes; with glibc's
      * fastbins every larger allocation then pays malloc_consolidate over them (12 % of the
      * normalizer's time in perf). Without fastbins the same frees go to tcache and the bins
@@ -214,8 +220,9 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    if (msp_lifecycle_ensure_topics(cfg.brokers, base) < 0) {
-        exit_code = 0;   /* stopped while waiting for Kafka */
+    int made = msp_lifecycle_ensure_topics(cfg.brokers, base);
+    if (made < 0) {
+        exit_code = made == -2 ? 2 : 0;   /* a configuration error, or stopped while waiting */
         goto out;
     }
 

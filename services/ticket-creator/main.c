@@ -62,6 +62,7 @@ static void on_tick(void *arg) {
 int main(int argc, char **argv) {
     msp_lifecycle_signals();   /* first: SIGTERM must work at any moment, Kafka or not */
     char errstr[512];
+    int exit_code = 0;
     int rc = msp_config_load("ticket-creator", config_table, argc, argv, errstr, sizeof(errstr));
     if (rc == 1) return 0;
     if (rc < 0) {
@@ -70,7 +71,10 @@ int main(int argc, char **argv) {
     }
     tc_t *tc = &T;
     tc->conf.syncro_rate = (double)tc->conf.syncro_rate_milli / 1000.0;
-    msp_svc_conf_apply("ticket-creator", &tc->conf.svc);
+    if (msp_svc_conf_apply("ticket-creator", &tc->conf.svc) != 0) {
+        msp_config_free(config_table);
+        return 2;
+    }
     if (msp_secret_key_load(&tc->key, errstr, sizeof(errstr)) != 0) {
         MSP_ERROR("config.invalid", NULL, "%s", errstr);
         msp_config_free(config_table);
@@ -116,8 +120,11 @@ int main(int argc, char **argv) {
     /* The ops server first: /healthz answers (and /readyz says why not) while Kafka is awaited. */
     msp_svc_t svc;
     if (msp_svc_worker_listen(w, &svc, tc->base) != 0) return 1;
-    if (msp_lifecycle_ensure_topics(tc->conf.svc.brokers, tc->base) != 0)
-        goto stop;   /* stopped before Kafka was there: only the ops server runs */
+    int made = msp_lifecycle_ensure_topics(tc->conf.svc.brokers, tc->base);
+    if (made != 0) {
+        exit_code = made == -2 ? 2 : 0; /* a configuration error, or stopped before Kafka */
+        goto stop;
+    }
     msp_keyq_ops_t ops = tc_keyq_ops;
     ops.opaque = tc;
     if (msp_svc_worker_open(w, (int)tc->conf.max_active, (int)tc->conf.max_queued, &ops) != 0)
@@ -149,5 +156,5 @@ stop:
     msp_secure_zero(&tc->key, sizeof(tc->key));
     MSP_INFO("stopped", NULL, "bye");
     msp_config_free(config_table);
-    return 0;
+    return exit_code;
 }

@@ -98,6 +98,7 @@ static void declare_metrics(msp_metrics_t *m) {
 int main(int argc, char **argv) {
     msp_lifecycle_signals();   /* first: SIGTERM must work at any moment, Kafka or not */
     char errstr[512];
+    int exit_code = 0;
     int rc = msp_config_load("write-back", config_table, argc, argv, errstr, sizeof(errstr));
     if (rc == 1) return 0;
     if (rc < 0) {
@@ -107,7 +108,10 @@ int main(int argc, char **argv) {
     wb_t *wb = &W;
     wb->conf.syncro_rate = (double)wb->conf.syncro_rate_milli / 1000.0;
     wb->conf.cwrmm_rate = (double)wb->conf.cwrmm_rate_milli / 1000.0;
-    msp_svc_conf_apply("write-back", &wb->conf.svc);
+    if (msp_svc_conf_apply("write-back", &wb->conf.svc) != 0) {
+        msp_config_free(config_table);
+        return 2;
+    }
     if (msp_secret_key_load(&wb->key, errstr, sizeof(errstr)) != 0) {
         MSP_ERROR("config.invalid", NULL, "%s", errstr);
         msp_config_free(config_table);
@@ -136,8 +140,11 @@ int main(int argc, char **argv) {
     /* The ops server first: /healthz answers (and /readyz says why not) while Kafka is awaited. */
     msp_svc_t svc;
     if (msp_svc_worker_listen(w, &svc, wb->base) != 0) return 1;
-    if (msp_lifecycle_ensure_topics(wb->conf.svc.brokers, wb->base) != 0)
-        goto stop;   /* stopped before Kafka was there: only the ops server runs */
+    int made = msp_lifecycle_ensure_topics(wb->conf.svc.brokers, wb->base);
+    if (made != 0) {
+        exit_code = made == -2 ? 2 : 0; /* a configuration error, or stopped before Kafka */
+        goto stop;
+    }
     msp_keyq_ops_t ops = wb_keyq_ops;
     ops.opaque = wb;
     if (msp_svc_worker_open(w, (int)wb->conf.max_active, (int)wb->conf.max_queued, &ops) != 0)
@@ -177,5 +184,5 @@ stop:
     msp_secure_zero(&wb->key, sizeof(wb->key));
     MSP_INFO("stopped", NULL, "bye");
     msp_config_free(config_table);
-    return 0;
+    return exit_code;
 }

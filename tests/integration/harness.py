@@ -45,7 +45,7 @@ BIN = {
     "mtp-sim": os.path.join(BUILD, "tests/simulators/mtp-sim"),
 }
 
-TOPIC_PARTITIONS = 6  # what the services create (msp_kafka_ensure_topics)
+TOPIC_PARTITIONS = 6  # what the services create by default (MSPSYNC_KAFKA_TOPIC_PARTITIONS)
 
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
@@ -169,6 +169,34 @@ def kafka_partition(key, partitions):
     return zlib.crc32(key.encode()) % partitions
 
 
+def broker_start(kafka_dir, sasl=False):
+    """Start (or restart) the broker of kafka_dir with kafka.sh; on the first start its ports
+    are chosen below the ephemeral range (a restart keeps them while free). sasl: also the
+    SASL_SSL listener (kafka.sh --sasl: kafka_dir/sasl/ has its bootstrap and client.properties).
+    @returns the PLAINTEXT bootstrap ("127.0.0.1:PORT")."""
+    env = dict(os.environ)
+    env.setdefault("MSPSYNC_KAFKA_START_TIMEOUT", "240")  # a loaded machine starts a JVM slowly
+    args = []
+    if not os.path.exists(os.path.join(kafka_dir, "ports")):  # first start
+        ports = set()
+        while len(ports) < 3:
+            ports.add(quiet_port())
+        port, cport, sport = sorted(ports)
+        args = ["--port", str(port), "--controller-port", str(cport)]
+        if sasl:
+            args += ["--sasl", "--sasl-port", str(sport)]
+    out = subprocess.run([KAFKA_SH, "start", "--dir", kafka_dir] + args, env=env,
+                         timeout=300, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise AssertionError("kafka.sh start --dir %s failed: %s" % (kafka_dir, out.stderr[-2000:]))
+    return out.stdout.strip()
+
+
+def broker_stop(kafka_dir, purge=False):
+    subprocess.run([KAFKA_SH, "stop", "--dir", kafka_dir] + (["--purge"] if purge else []),
+                   check=True, timeout=120)
+
+
 class Service:
     def __init__(self, name, args, env, logdir, port_file=None):
         self.name = name
@@ -220,9 +248,13 @@ class Service:
 class Stack:
     """Redis + simulator + services for one test, on the shared Kafka broker (or, with
     own_broker, on a broker of its own: for tests that stop and restart the broker, which would
-    pull the shared one from under the tests running beside them)."""
+    pull the shared one from under the tests running beside them; or on the broker of kafka_dir,
+    started by the test). kafka_env goes into every service's environment: librdkafka
+    properties (MSPSYNC_KAFKA_PROP_*), topic sizing; with service_brokers the services use those
+    bootstrap servers (a SASL_SSL listener) while the test's own tools keep self.brokers."""
 
-    def __init__(self, test_name, own_broker=False):
+    def __init__(self, test_name, own_broker=False, kafka_dir=None, kafka_env=None,
+                 service_brokers=None):
         self.name = test_name
         self.dir = os.path.join(WORK, test_name + "-" + rand_id(6))
         os.makedirs(self.dir, exist_ok=True)
@@ -236,36 +268,27 @@ class Stack:
         self.gateway = None
         self.fetchers = []
         self.normalizer = None
-        self.kafka_dir = KAFKA_DIR
+        self.kafka_dir = kafka_dir or KAFKA_DIR
         self.own_broker = own_broker
+        self.partitions = TOPIC_PARTITIONS
+        self.kafka_env = dict(kafka_env or {})
         if own_broker:
             self.kafka_dir = os.path.join(self.dir, "kafka")
             self.start_broker()
         with open(os.path.join(self.kafka_dir, "bootstrap")) as f:
             self.brokers = f.read().strip()
+        self.service_brokers = service_brokers or self.brokers
 
     # ------------------------------------------------------------ own broker
     def start_broker(self):
         """(Re)start this stack's own broker; @returns its bootstrap ("127.0.0.1:PORT"); a
         restart keeps the port when it is still free."""
         assert self.own_broker, "only a stack's own broker may be stopped and started"
-        env = dict(os.environ)
-        env.setdefault("MSPSYNC_KAFKA_START_TIMEOUT", "240")  # a loaded machine starts a JVM slowly
-        ports = []
-        if not os.path.exists(os.path.join(self.kafka_dir, "ports")):  # first start
-            port, cport = quiet_port(), quiet_port()
-            while cport == port:
-                cport = quiet_port()
-            ports = ["--port", str(port), "--controller-port", str(cport)]
-        out = subprocess.run([KAFKA_SH, "start", "--dir", self.kafka_dir] + ports, env=env,
-                             timeout=300, capture_output=True, text=True)
-        if out.returncode != 0:
-            raise AssertionError("kafka.sh start --dir %s failed: %s" % (self.kafka_dir, out.stderr[-2000:]))
-        return out.stdout.strip()
+        return broker_start(self.kafka_dir)
 
     def stop_broker(self):
         assert self.own_broker, "only a stack's own broker may be stopped and started"
-        subprocess.run([KAFKA_SH, "stop", "--dir", self.kafka_dir], check=True, timeout=120)
+        broker_stop(self.kafka_dir)
 
     # ------------------------------------------------------------ processes
     def start_redis(self):
@@ -300,12 +323,13 @@ class Stack:
     def base_env(self):
         env = dict(os.environ)
         env.update({
-            "MSPSYNC_KAFKA_BROKERS": self.brokers,
+            "MSPSYNC_KAFKA_BROKERS": self.service_brokers,
             "MSPSYNC_REDIS_URL": "127.0.0.1:%d" % self.redis_port,
             "MSPSYNC_TOPIC_PREFIX": self.prefix,
             "MSPSYNC_SECRET_KEY": self.secret_key,
             "MSPSYNC_LOG_LEVEL": "info",
         })
+        env.update(self.kafka_env)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=66")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=67")
         return env
@@ -565,7 +589,7 @@ class Stack:
         except (ValueError, KeyError):
             return False
         parts = topics[0].get("partitions") or [] if topics else []
-        return (len(parts) == TOPIC_PARTITIONS and not topics[0].get("error") and
+        return (len(parts) == self.partitions and not topics[0].get("error") and
                 all(p.get("leader", -1) >= 0 and not p.get("error") for p in parts))
 
     def wait_topic(self, topic_base, timeout=90):
@@ -573,7 +597,7 @@ class Stack:
         before they start, but the broker answers CreateTopics before every partition has a
         leader: a read in between sees no topic (on a loaded machine for seconds)."""
         wait_until(lambda: self.topic_ready(topic_base), timeout,
-                   "topic %s with %d led partitions" % (self.topic(topic_base), TOPIC_PARTITIONS))
+                   "topic %s with %d led partitions" % (self.topic(topic_base), self.partitions))
 
     def kcat(self, topic_base, fmt="%k\t%s\n", timeout=120):
         """Every record of the topic, from the beginning. A failed read fails the test (an
@@ -594,7 +618,7 @@ class Stack:
                 return None
             out = subprocess.run(["kcat", "-Q", "-b", self.brokers] +
                                  sum([["-t", "%s:%d:-1" % (self.topic(topic_base), p)]
-                                      for p in range(TOPIC_PARTITIONS)], []),
+                                      for p in range(self.partitions)], []),
                                  capture_output=True, text=True, timeout=30)
             ends = {}
             for line in out.stdout.split("\n"):
@@ -602,7 +626,7 @@ class Stack:
                 # "<topic> [<p>] offset <n>"
                 if len(parts) >= 4 and parts[2] == "offset":
                     ends[int(parts[1].strip("[]"))] = int(parts[3])
-            if out.returncode != 0 or len(ends) != TOPIC_PARTITIONS:
+            if out.returncode != 0 or len(ends) != self.partitions:
                 raise AssertionError("kcat -Q: %r %s" % (ends, out.stderr.strip()))
             return ends
         return wait_until(query, timeout, "end offsets of %s" % self.topic(topic_base), interval=0.5)

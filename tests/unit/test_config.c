@@ -44,7 +44,8 @@ static const msp_config_entry_t required_table[] = {
 };
 
 static const char *const all_vars[] = {"MSPSYNC_T_BROKERS", "MSPSYNC_T_API_KEY", "MSPSYNC_T_BATCH",
-                                       "MSPSYNC_T_OFFSET", "MSPSYNC_T_DRY_RUN", "MSPSYNC_T_TENANT"};
+                                       "MSPSYNC_T_OFFSET", "MSPSYNC_T_DRY_RUN", "MSPSYNC_T_TENANT",
+                                       "MSPSYNC_T_API_KEY_FILE", "MSPSYNC_T_BROKERS_FILE"};
 
 static int clean_env(void **state) {
     (void)state;
@@ -199,6 +200,82 @@ static void secret_value_is_never_quoted_in_errors(void **state) {
     assert_null(strstr(err, "hunter2"));
 }
 
+/* A file under /tmp holding text (len bytes); its path in path (caller unlinks). */
+static void write_file(char *path, size_t size, const char *text, size_t len) {
+    snprintf(path, size, "/tmp/mspsync-test-config-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, len), (ssize_t)len);
+    close(fd);
+}
+
+static void secret_setting_is_read_from_its_file_without_the_trailing_newline(void **state) {
+    (void)state;
+    char err[512], path[64];
+    write_file(path, sizeof(path), "key from a file\n", 16);
+    setenv("MSPSYNC_T_API_KEY_FILE", path, 1);
+    assert_int_equal(msp_config_load("test", table, 1, argv_none, err, sizeof(err)), 0);
+    assert_string_equal(api_key, "key from a file");
+    msp_config_free(table);
+    unlink(path);
+    write_file(path, sizeof(path), "crlf-key\r\n", 10);
+    setenv("MSPSYNC_T_API_KEY_FILE", path, 1);
+    assert_int_equal(msp_config_load("test", table, 1, argv_none, err, sizeof(err)), 0);
+    assert_string_equal(api_key, "crlf-key");
+    unlink(path);
+}
+
+static void secret_setting_and_its_file_both_set_is_an_error(void **state) {
+    (void)state;
+    char err[512], path[64];
+    write_file(path, sizeof(path), "from-the-file", 13);
+    setenv("MSPSYNC_T_API_KEY", "from-the-env", 1);
+    setenv("MSPSYNC_T_API_KEY_FILE", path, 1);
+    brokers = NULL;
+    assert_int_equal(msp_config_load("test", table, 1, argv_none, err, sizeof(err)), -1);
+    assert_string_equal(err, "set only one of MSPSYNC_T_API_KEY and MSPSYNC_T_API_KEY_FILE");
+    assert_null(brokers); /* all-or-nothing */
+    unlink(path);
+}
+
+static void unreadable_or_empty_secret_file_is_an_error_naming_the_path(void **state) {
+    (void)state;
+    char err[512], path[64];
+    setenv("MSPSYNC_T_API_KEY_FILE", "/nonexistent/mspsync/token", 1);
+    assert_int_equal(msp_config_load("test", table, 1, argv_none, err, sizeof(err)), -1);
+    assert_string_equal(err, "MSPSYNC_T_API_KEY_FILE: cannot read /nonexistent/mspsync/token: "
+                             "No such file or directory");
+    write_file(path, sizeof(path), "\n", 1);
+    setenv("MSPSYNC_T_API_KEY_FILE", path, 1);
+    assert_int_equal(msp_config_load("test", table, 1, argv_none, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "MSPSYNC_T_API_KEY_FILE: "));
+    assert_non_null(strstr(err, " is empty"));
+    unlink(path);
+}
+
+static void secret_file_errors_never_quote_the_contents(void **state) {
+    (void)state;
+    char err[512], path[64];
+    static long long pin;
+    static const msp_config_entry_t secret_table[] = {
+        {"MSPSYNC_T_API_KEY", MSP_CFG_INT, "1", "PIN", &pin, 0, 0, 1},
+        {NULL},
+    };
+    write_file(path, sizeof(path), "hunter2\n", 8);
+    setenv("MSPSYNC_T_API_KEY_FILE", path, 1);
+    assert_int_equal(msp_config_load("test", secret_table, 1, argv_none, err, sizeof(err)), -1);
+    assert_string_equal(err, "MSPSYNC_T_API_KEY: not an integer");
+    unlink(path);
+}
+
+static void only_secret_settings_accept_a_file(void **state) {
+    (void)state;
+    char err[512];
+    setenv("MSPSYNC_T_BROKERS_FILE", "/nonexistent/brokers", 1);
+    assert_int_equal(msp_config_load("test", table, 1, argv_none, err, sizeof(err)), 0);
+    assert_string_equal(brokers, "localhost:9092");
+}
+
 /* Run fn with stdout redirected to a temporary file; return what it printed (caller frees). */
 static char *capture_stdout(int (*fn)(void *), void *arg, int *ret) {
     fflush(stdout);
@@ -279,7 +356,8 @@ static void markdown_table_documents_every_setting(void **state) {
     char *out = capture_stdout(run_markdown, "fetcher", NULL);
     assert_non_null(strstr(out, "| Variable | Type | Default | Description |"));
     assert_non_null(strstr(out, "| `MSPSYNC_T_BATCH` | int | `25` | Tickets per page (1..100) |"));
-    assert_non_null(strstr(out, "| `MSPSYNC_T_API_KEY` | string | (secret) | Vendor API key |"));
+    assert_non_null(strstr(out, "| `MSPSYNC_T_API_KEY` | string | (secret) | Vendor API key (or "
+                                "MSPSYNC_T_API_KEY_FILE: a file holding it) |"));
     /* a '|' in the help text must not break the row */
     assert_non_null(strstr(out, "Log writes \\| do not send them"));
     assert_null(strstr(out, "dev-key-please-change"));
@@ -372,6 +450,11 @@ int main(void) {
         T(missing_required_setting_is_an_error),
         T(every_invalid_variable_is_reported_at_once),
         T(secret_value_is_never_quoted_in_errors),
+        T(secret_setting_is_read_from_its_file_without_the_trailing_newline),
+        T(secret_setting_and_its_file_both_set_is_an_error),
+        T(unreadable_or_empty_secret_file_is_an_error_naming_the_path),
+        T(secret_file_errors_never_quote_the_contents),
+        T(only_secret_settings_accept_a_file),
         T(help_prints_usage_and_table_and_returns_1),
         T(help_is_printed_even_when_settings_are_invalid),
         T(markdown_table_documents_every_setting),

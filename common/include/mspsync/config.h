@@ -4,7 +4,8 @@
  * Each service declares a static array of msp_config_entry_t ending with {NULL}. The same table
  * feeds the environment parser, `--help` (name, type, default, description) and docs/configuration.md.
  * Values are validated (integers in [min,max], booleans 0/1/true/false/yes/no) and an invalid
- * value is an error naming the variable, never a silent default.
+ * value is an error naming the variable, never a silent default. An entry marked secret is also
+ * read from NAME_FILE (a file holding the value, as Docker and Kubernetes mount secrets).
  */
 #ifndef MSPSYNC_CONFIG_H
 #define MSPSYNC_CONFIG_H
@@ -20,15 +21,18 @@ typedef struct msp_config_entry_s {
     const char    *help;        /**< one line for --help and the docs */
     void          *dest;        /**< STR: char ** (set to a heap copy), INT: long long *, BOOL: int * */
     long long      min, max;    /**< INT bounds (inclusive); ignored when min == max == 0 */
-    int            secret;      /**< 1: value never printed (--help/Markdown show "(secret)") */
+    int            secret;      /**< 1: value never printed (--help/Markdown show "(secret)");
+                                     NAME_FILE is accepted as well (msp_config_load) */
 } msp_config_entry_t;
 
 /**
  * @brief Fill every entry's dest from the environment (or its default).
  * argv is scanned for "--help"/"-h": the table is printed to stdout and 1 is returned
  * ("--help-markdown": the same as a Markdown table, for docs/configuration.md).
- * An empty variable counts as unset. All-or-nothing: on error no dest is written and nothing is
- * allocated; errstr names every invalid variable, "; "-separated (e.g. "MSPSYNC_X: not an
+ * An empty variable counts as unset. A secret entry's value may come from the file named by
+ * NAME_FILE instead (msp_secret_file_read: one trailing newline dropped); NAME and NAME_FILE both
+ * set is an error, and so is an unreadable or empty file (named in errstr). All-or-nothing: on
+ * error no dest is written and nothing is allocated; errstr names every invalid variable, "; "-separated (e.g. "MSPSYNC_X: not an
  * integer: 'abc'", "MSPSYNC_X: must be between 1 and 100", "MSPSYNC_X is required"), never
  * quoting a secret entry's value. STR dests are overwritten without being freed: call
  * msp_config_free() before loading the same table again. A NULL dest validates only.
@@ -36,6 +40,16 @@ typedef struct msp_config_entry_s {
  */
 int msp_config_load(const char *service, const msp_config_entry_t *tbl, int argc, char **argv,
                     char *errstr, size_t errstr_size);
+
+/**
+ * @brief The contents of the secret file at path, without one trailing "\n" (or "\r\n"), for
+ * the setting var (named in errors with the path, never with the contents). An unreadable, empty
+ * or over-64-KiB file, or one holding a NUL byte, is an error.
+ * @returns 0 and *out new (wipe with explicit_bzero before free), or -1 (*out NULL; appended to
+ * errstr, "; "-separated).
+ */
+int msp_secret_file_read(const char *var, const char *path, char **out, char *errstr,
+                         size_t errstr_size);
 
 /** @brief Print the table as a Markdown table (used to generate docs/configuration.md). */
 void msp_config_print_markdown(const char *service, const msp_config_entry_t *tbl);

@@ -9,12 +9,19 @@
  *
  * Topic names get MSPSYNC_TOPIC_PREFIX prepended (default ""), so that several test runs or
  * environments can share one cluster.
+ *
+ * Every rd_kafka_conf_t is built here: mspsync's settings first, then the operator's librdkafka
+ * properties (kafka_props.h: security.protocol, sasl.*, ssl.*, ...), so the operator wins. The
+ * settings every service shares (those properties, the size of the topics it creates) are the
+ * MSP_KAFKA_CONFIG rows of its config table, applied by msp_kafka_configure.
  */
 #ifndef MSPSYNC_KAFKA_H
 #define MSPSYNC_KAFKA_H
 
 #include <stddef.h>
 #include <librdkafka/rdkafka.h>
+
+#include "mspsync/config.h"
 
 #define MSP_TOPIC_SYNC_JOBS   "sync.jobs"
 #define MSP_TOPIC_RAW_RECORDS "raw.records"
@@ -25,6 +32,55 @@
 #define MSP_TOPIC_DLQ         "dlq"
 #define MSP_TOPIC_INCIDENTS   "incidents"
 #define MSP_TOPIC_DATE_CHANGES "date.changes"
+
+/** The Kafka settings of every service, filled by its MSP_KAFKA_CONFIG rows. */
+typedef struct msp_kafka_conf_s {
+    char     *properties_file;   /* "" = none */
+    long long topic_partitions;
+    long long topic_replication;
+    long long topic_min_insync;  /* 0 = the broker's default */
+} msp_kafka_conf_t;
+
+/**
+ * @brief The config table rows of msp_kafka_conf_t k (one definition for every service):
+ * MSP_KAFKA_CLIENT_CONFIG for every service, MSP_KAFKA_CONFIG for those that create topics.
+ */
+#define MSP_KAFKA_CLIENT_CONFIG(k)                                                                \
+    {"MSPSYNC_KAFKA_PROPERTIES_FILE", MSP_CFG_STR, "",                                            \
+     "A file of librdkafka properties (key=value lines: security.protocol, sasl.mechanisms, "     \
+     "sasl.username, sasl.password, ssl.ca.location, ...) for every Kafka client, applied after " \
+     "mspsync's own; MSPSYNC_KAFKA_PROP_* variables (docs/configuration.md) override its lines",  \
+     &(k).properties_file}
+#define MSP_KAFKA_CONFIG(k)                                                                       \
+    MSP_KAFKA_CLIENT_CONFIG(k),                                                                   \
+    {"MSPSYNC_KAFKA_TOPIC_PARTITIONS", MSP_CFG_INT, "6",                                          \
+     "Partitions of the topics a service creates (existing topics are left as they are): at "     \
+     "least the largest replica count of any service",                                            \
+     &(k).topic_partitions, 1, 100000},                                                           \
+    {"MSPSYNC_KAFKA_TOPIC_REPLICATION", MSP_CFG_INT, "1",                                         \
+     "Replication factor of the topics a service creates: min(3, brokers) in production",         \
+     &(k).topic_replication, 1, 32767},                                                           \
+    {"MSPSYNC_KAFKA_TOPIC_MIN_INSYNC", MSP_CFG_INT, "0",                                          \
+     "min.insync.replicas of the topics a service creates (0 = the broker's default; "            \
+     "replication - 1 in production)",                                                            \
+     &(k).topic_min_insync, 0, 32767}
+
+/**
+ * @brief Apply a service's Kafka settings once at start-up, before any handle is made: the topic
+ * prefix (msp_topic_prefix_check, then msp_topic_prefix_set), the size of the topics
+ * msp_kafka_ensure_topics creates, and the operator's librdkafka properties
+ * (k->properties_file, then the MSPSYNC_KAFKA_PROP_* variables of the environment).
+ * @returns 0 or -1: a configuration error (errstr names the variable; the caller exits).
+ */
+int msp_kafka_configure(const msp_kafka_conf_t *k, const char *topic_prefix, char *errstr,
+                        size_t errstr_size);
+
+/**
+ * @brief Whether Kafka accepts every topic name prefix + base name: only [A-Za-z0-9._-], at
+ * most 249 characters with the longest base name.
+ * @returns 0 or -1 (errstr names MSPSYNC_TOPIC_PREFIX).
+ */
+int msp_topic_prefix_check(const char *prefix, char *errstr, size_t errstr_size);
 
 /**
  * @brief linger.ms of the producers made after this call (default 20: batches for throughput).
@@ -66,14 +122,29 @@ rd_kafka_t *msp_kafka_consumer_new(const char *brokers, const char *group, const
                                    void *opaque, char *errstr, size_t errstr_size);
 
 /**
- * @brief Create the mspsync topics if missing (customers and assets compacted), waiting up to
+ * @brief Create the mspsync topics if missing (customers and assets compacted), with the
+ * partitions, replication factor and min.insync.replicas of msp_kafka_configure, waiting up to
  * timeout_ms. Existing topics are left as they are. The wait runs in 100 ms slices; between
- * them keep_waiting(opaque) (may be NULL) is called, and a 0 from it abandons the attempt.
- * @returns 0 or -1 (errstr; "stopped" when keep_waiting said so).
+ * them keep_waiting(opaque) (may be NULL) is called, and a 0 from it abandons the attempt. An
+ * authentication or TLS failure reported by librdkafka ends the attempt at once (errstr says
+ * which) and is what msp_kafka_waiting_why answers until topics are created.
+ * @returns 0, -1 worth retrying (errstr; "stopped" when keep_waiting said so), or -2 a
+ * configuration error that no retry can fix (the client cannot be made with these properties,
+ * Kafka refuses a topic name, the partition count or a topic setting).
  */
-int msp_kafka_ensure_topics(const char *brokers, int partitions, int timeout_ms,
+int msp_kafka_ensure_topics(const char *brokers, int timeout_ms,
                             int (*keep_waiting)(void *opaque), void *opaque, char *errstr,
                             size_t errstr_size);
+
+/**
+ * @brief Why Kafka is not usable yet, for /readyz (a fixed phrase, the details are logged):
+ * "kafka authentication failed" or "kafka TLS handshake failed" after such a failure of the
+ * last msp_kafka_ensure_topics attempt, else "waiting for kafka". @returns borrowed, static.
+ */
+const char *msp_kafka_waiting_why(void);
+
+/** @brief 1 when the last msp_kafka_ensure_topics attempt failed authentication or TLS. */
+int msp_kafka_refused(void);
 
 /**
  * @brief Route the handle's own log lines (librdkafka's "%4|...|FAC|..." on stderr by default)

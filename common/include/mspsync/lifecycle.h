@@ -63,9 +63,12 @@ int msp_lifecycle_wait(struct event_base *base, int ms);
 
 /**
  * @brief Create the topics (msp_kafka_ensure_topics), retrying with backoff (1 s doubling to
- * 5 s) for as long as the broker is unreachable; every attempt is waited for in slices that run
- * base. Logs each failure as kafka.unavailable.
- * @returns 0 the topics exist, -1 stopped by a signal before that.
+ * 5 s) for as long as the broker is unreachable or refuses our credentials (a user may be
+ * created after the service started); every attempt is waited for in slices that run base.
+ * Logs each failure as kafka.unavailable, or kafka.auth_failed (error) for a failed
+ * authentication or TLS handshake.
+ * @returns 0 the topics exist, -1 stopped by a signal before that, -2 a configuration error
+ * (logged as config.invalid: the service exits non-zero).
  */
 int msp_lifecycle_ensure_topics(const char *brokers, struct event_base *base);
 

@@ -19,6 +19,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "mspsync/config.h"
+#include "mspsync/kafka.h"
 #include "mspsync/keyq.h"
 #include "mspsync/offtrack.h"
 #include "mspsync/ops.h"
@@ -76,6 +77,7 @@ typedef struct msp_svc_conf_s {
     char      *metrics_bind;
     long long  metrics_port;
     char      *port_file;
+    msp_kafka_conf_t kafka;
 } msp_svc_conf_t;
 
 /** @brief The first entries of a keyed worker's config table; c is its msp_svc_conf_t. */
@@ -97,10 +99,14 @@ typedef struct msp_svc_conf_s {
     {"MSPSYNC_METRICS_PORT", MSP_CFG_INT, metrics_port_def,                                        \
      "Port of /healthz, /readyz, /metrics (0 = any free port)", &(c).metrics_port, 0, 65535},      \
     {"MSPSYNC_PORT_FILE", MSP_CFG_STR, "", "If set, the bound metrics port is written to this file", \
-     &(c).port_file}
+     &(c).port_file},                                                                              \
+    MSP_KAFKA_CONFIG((c).kafka)
 
-/** @brief Logging, the topic prefix and the static group membership from conf. */
-void msp_svc_conf_apply(const char *service, const msp_svc_conf_t *conf);
+/**
+ * @brief Logging, the Kafka settings (msp_kafka_configure) and the static group membership from
+ * conf. @returns 0 or -1: a configuration error (logged as config.invalid; exit non-zero).
+ */
+int msp_svc_conf_apply(const char *service, const msp_svc_conf_t *conf);
 
 typedef struct msp_svc_worker_s {
     /* Set by the service before msp_svc_worker_open. */
