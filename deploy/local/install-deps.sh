@@ -9,6 +9,13 @@
 #  3. A Python venv at $MSPSYNC_LOCAL_DIR/venv with the pinned test tools from PyPI (Schemathesis
 #     and openapi-spec-validator, used by tests/integration/test_api_properties.py); skipped when
 #     the marker $MSPSYNC_LOCAL_DIR/venv/installed matches the pins.
+#  4. A second venv at $MSPSYNC_LOCAL_DIR/venv-k8s with the pinned manifest checkers
+#     (kubernetes-validate and checkov, used by tests/k8s_validate.sh): checkov pins some eighty
+#     packages of its own and would move ones the first venv's tools rely on, so it lives apart;
+#     skipped when the marker $MSPSYNC_LOCAL_DIR/venv-k8s/installed matches the pins.
+#     The same test needs kubectl with kustomize v5 (kubectl 1.27 or later), which is not taken
+#     from Debian: bookworm's kubernetes-client is 1.20 (kustomize v2, too old for the manifests)
+#     and its /usr/bin/kubectl clashes with the kubectl package the machines come with.
 #
 # Idempotent. Prints nothing but errors and one summary line. Exit 0 on success.
 # Env: MSPSYNC_LOCAL_DIR, MSPSYNC_SKIP_APT=1 (don't touch Debian packages), MVN (maven command).
@@ -22,6 +29,9 @@ PACKAGES=(build-essential cmake pkg-config librdkafka-dev libjansson-dev libhire
 # Test tools from PyPI, pinned: a new Schemathesis release may change what it generates or checks.
 PY_TOOLS=(schemathesis==4.32.5 openapi-spec-validator==0.9.0)
 VENV="$MSPSYNC_LOCAL_DIR/venv"
+# Kubernetes manifest checkers, pinned: a new checkov release adds policies that may fail.
+K8S_PY_TOOLS=(kubernetes-validate==1.37.0 checkov==3.3.30)
+K8S_VENV="$MSPSYNC_LOCAL_DIR/venv-k8s"
 POM="$MSPSYNC_REPO/deploy/local/kafka-pom.xml"
 KAFKA_HOME="$MSPSYNC_LOCAL_DIR/kafka"
 LIBS="$KAFKA_HOME/libs"
@@ -84,20 +94,28 @@ else
     kafka_summary="kafka $kafka_version: fetched $(find "$LIBS" -name '*.jar' | wc -l) jars into $LIBS"
 fi
 
-# ---- 3. Python test tools -----------------------------------------------------------------------
-want_py="${PY_TOOLS[*]}"
-if [ -f "$VENV/installed" ] && [ "$(cat "$VENV/installed")" = "$want_py" ] && [ -x "$VENV/bin/st" ]; then
-    py_summary="python tools present in $VENV"
-else
-    if [ ! -x "$VENV/bin/python" ] && ! python3 -m venv "$VENV" >"$tmplog" 2>&1; then
-        cat "$tmplog" >&2; msp_die "could not create the venv $VENV (python3-venv missing?)"
+# ---- 3. and 4. Python tools, one venv each -----------------------------------------------------
+# py_venv DIR CHECK_BIN TOOL...: make the venv DIR with the pinned TOOLs unless its marker names
+# exactly those pins and DIR/bin/CHECK_BIN exists; sets py_venv_summary.
+py_venv() {
+    local dir=$1 check=$2; shift 2
+    local want="$*"
+    if [ -f "$dir/installed" ] && [ "$(cat "$dir/installed")" = "$want" ] && [ -x "$dir/bin/$check" ]; then
+        py_venv_summary="present in $dir"
+        return
     fi
-    if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PY_TOOLS[@]}" \
-            >"$tmplog" 2>&1; then
-        cat "$tmplog" >&2; msp_die "pip could not install ${PY_TOOLS[*]} into $VENV"
+    if [ ! -x "$dir/bin/python" ] && ! python3 -m venv "$dir" >"$tmplog" 2>&1; then
+        cat "$tmplog" >&2; msp_die "could not create the venv $dir (python3-venv missing?)"
     fi
-    printf '%s\n' "$want_py" >"$VENV/installed"
-    py_summary="installed ${PY_TOOLS[*]} into $VENV"
-fi
+    if ! "$dir/bin/python" -m pip install -q --disable-pip-version-check "$@" >"$tmplog" 2>&1; then
+        cat "$tmplog" >&2; msp_die "pip could not install $* into $dir"
+    fi
+    printf '%s\n' "$want" >"$dir/installed"
+    py_venv_summary="installed $* into $dir"
+}
+py_venv "$VENV" st "${PY_TOOLS[@]}"
+py_summary="python tools $py_venv_summary"
+py_venv "$K8S_VENV" checkov "${K8S_PY_TOOLS[@]}"
+k8s_summary="manifest checkers $py_venv_summary"
 
-echo "install-deps: debian: $apt_summary; $kafka_summary; $py_summary"
+echo "install-deps: debian: $apt_summary; $kafka_summary; $py_summary; $k8s_summary"
