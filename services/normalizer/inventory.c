@@ -619,53 +619,143 @@ static const char *tk(char *buf, const char *tenant, const char *name)
     return buf;
 }
 
-/* Reads (1) and (2) for every queued up. counts: tenant|asset → members stored. */
+/* A command of any length, built argument by argument. */
+typedef struct argv_s {
+    const char **v;
+    size_t      *l;
+    size_t       n, cap;
+    int          oom;
+} argv_t;
+
+static void av_push(argv_t *av, const char *s)
+{
+    if (av->n == av->cap) {
+        size_t       cap = av->cap ? av->cap * 2 : 64;
+        const char **v   = realloc(av->v, cap * sizeof *v);
+        size_t      *l   = v ? realloc(av->l, cap * sizeof *l) : NULL;
+        if (v)
+            av->v = v;
+        if (!v || !l) {
+            av->oom = 1;
+            return;
+        }
+        av->l   = l;
+        av->cap = cap;
+    }
+    av->v[av->n]   = s;
+    av->l[av->n++] = strlen(s);
+}
+
+/* Queue av as one command and start the next. */
+static void av_send(pipe_t *p, argv_t *av)
+{
+    if (av->oom || redisAppendCommandArgv(p->c, (int)av->n, av->v, av->l) != REDIS_OK)
+        p->failed = 1;
+    p->n++;
+    av->n = 0;
+}
+
+static void av_free(argv_t *av)
+{
+    free(av->v);
+    free(av->l);
+}
+
+static const nz_inv_t *sort_inv;   /* qsort has no context argument; single-threaded */
+
+static int cmp_up_tenant(const void *x, const void *y)
+{
+    size_t i = *(const size_t *)x, j = *(const size_t *)y;
+    int    c = strcmp(sort_inv->ups[i].tenant, sort_inv->ups[j].tenant);
+    return c ? c : (i > j) - (i < j);
+}
+
+/*
+ * Reads (1) and (2) for every queued up. counts: tenant|asset → members stored. (1) is four
+ * commands per tenant whatever the number of records: HMGET inv:link, MGET of the stored
+ * records, HMGET inv:mkey and inv:ksrc of every match key.
+ */
 static int batch_read(nz_inv_t *inv, redisContext *c, json_t *counts, char *err, size_t errsz)
 {
-    pipe_t p = {.c = c, .err = err, .errsz = errsz};
-    char   k[KEYLEN], k2[KEYLEN];
-    for (size_t i = 0; i < inv->n; i++) {
-        up_t *u = &inv->ups[i];
-        up_reads_free(u);
-        key(k, u->tenant, "inv:link");
-        P(&p, "HGET", k, u->src_id);
-        key(k, u->tenant, "inv:src:asset:%s", u->src_id);
-        P(&p, "GET", k);
-        if (u->nk == 0)
-            continue;
-        const char *argv[2 + NZ_MKEY_MAX];
-        argv[0] = "HMGET";
-        for (int a = 0; a < u->nk; a++)
-            argv[2 + a] = u->keys[a];
-        key(k, u->tenant, "inv:mkey");
-        argv[1] = k;
-        p_cmd(&p, 2 + u->nk, argv);
-        key(k2, u->tenant, "inv:ksrc");
-        argv[1] = k2;
-        p_cmd(&p, 2 + u->nk, argv);
+    pipe_t  p = {.c = c, .err = err, .errsz = errsz};
+    char    k[KEYLEN];
+    argv_t  av    = {0};
+    size_t *order = malloc((inv->n ? inv->n : 1) * sizeof *order);
+    char  (*src)[KEYLEN] = malloc((inv->n ? inv->n : 1) * sizeof *src);
+    int     rc = -1;
+    if (!order || !src) {
+        snprintf(err, errsz, "out of memory");
+        goto out;
     }
-    if (p_run(&p) < 0) {
-        p_reset(&p);
-        return -1;
-    }
-    int r = 0;
     for (size_t i = 0; i < inv->n; i++) {
-        up_t *u = &inv->ups[i];
-        u->link = reply_dup(p.r[r++]);
-        if (p_str(&p, r))
-            u->old = json_loads(p_str(&p, r), 0, NULL);
-        r++;
-        if (u->nk == 0)
-            continue;
-        const redisReply *mr = p.r[r++], *kr = p.r[r++];
-        for (int a = 0; a < u->nk; a++) {
-            u->mkey[a] = mr->type == REDIS_REPLY_ARRAY && (size_t)a < mr->elements
-                             ? reply_dup(mr->element[a]) : NULL;
-            u->ksrc[a] = kr->type == REDIS_REPLY_ARRAY && (size_t)a < kr->elements
-                             ? reply_dup(kr->element[a]) : NULL;
+        order[i] = i;
+        up_reads_free(&inv->ups[i]);
+        key(src[i], inv->ups[i].tenant, "inv:src:asset:%s", inv->ups[i].src_id);
+    }
+    sort_inv = inv;
+    qsort(order, inv->n, sizeof *order, cmp_up_tenant);
+    for (size_t g = 0, e; g < inv->n; g = e) {
+        const char *tenant = inv->ups[order[g]].tenant;
+        int         nkeys  = 0;
+        for (e = g; e < inv->n && strcmp(inv->ups[order[e]].tenant, tenant) == 0; e++)
+            nkeys += inv->ups[order[e]].nk;
+        key(k, tenant, "inv:link");
+        av_push(&av, "HMGET");
+        av_push(&av, k);
+        for (size_t i = g; i < e; i++)
+            av_push(&av, inv->ups[order[i]].src_id);
+        av_send(&p, &av);
+        av_push(&av, "MGET");
+        for (size_t i = g; i < e; i++)
+            av_push(&av, src[order[i]]);
+        av_send(&p, &av);
+        for (int which = 0; which < 2 && nkeys; which++) {
+            key(k, tenant, which ? "inv:ksrc" : "inv:mkey");
+            av_push(&av, "HMGET");
+            av_push(&av, k);
+            for (size_t i = g; i < e; i++)
+                for (int a = 0; a < inv->ups[order[i]].nk; a++)
+                    av_push(&av, inv->ups[order[i]].keys[a]);
+            av_send(&p, &av);
         }
     }
+    if (p_run(&p) < 0)
+        goto out;
+    int r = 0;
+    for (size_t g = 0, e; g < inv->n; g = e) {
+        const char *tenant = inv->ups[order[g]].tenant;
+        int         nkeys  = 0;
+        for (e = g; e < inv->n && strcmp(inv->ups[order[e]].tenant, tenant) == 0; e++)
+            nkeys += inv->ups[order[e]].nk;
+        const redisReply *lr = p.r[r++], *sr = p.r[r++];
+        const redisReply *mr = nkeys ? p.r[r++] : NULL, *kr = nkeys ? p.r[r++] : NULL;
+        size_t            want[4] = {e - g, e - g, (size_t)nkeys, (size_t)nkeys};
+        const redisReply *got[4]  = {lr, sr, mr, kr};
+        for (int w = 0; w < (nkeys ? 4 : 2); w++)
+            if (got[w]->type != REDIS_REPLY_ARRAY || got[w]->elements != want[w]) {
+                snprintf(err, errsz, "redis: unexpected reply to the inventory reads");
+                goto out;
+            }
+        for (size_t i = g, at = 0; i < e; i++) {
+            up_t             *u  = &inv->ups[order[i]];
+            const redisReply *se = sr->element[i - g];
+            u->link              = reply_dup(lr->element[i - g]);
+            if (se->type == REDIS_REPLY_STRING)
+                u->old = json_loads(se->str, 0, NULL);
+            for (int a = 0; a < u->nk; a++, at++) {
+                u->mkey[a] = reply_dup(mr->element[at]);
+                u->ksrc[a] = reply_dup(kr->element[at]);
+            }
+        }
+    }
+    rc = 0;
+out:
     p_reset(&p);
+    av_free(&av);
+    free(order);
+    free(src);
+    if (rc < 0)
+        return -1;
 
     /* (2) the size of every asset a key of an unlinked record names */
     char tkbuf[2 * KEYLEN];

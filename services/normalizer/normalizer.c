@@ -127,8 +127,13 @@ struct nz_s {
     int          *dedup;               /* open-addressing table of item indexes, -1 = empty */
     size_t        dedup_cap;
 
-    int          *lookup_idx;          /* item index of each lookup pipeline pair */
+    int          *lookup_idx;          /* items to look up, grouped by (tenant, type) */
     size_t        lookup_cap;
+    int          *lookup_run;          /* start of each group in lookup_idx, then its end */
+    size_t        lookup_run_cap;
+    const char  **look_argv;           /* HMGET / SMISMEMBER arguments of one group */
+    size_t       *look_lens;
+    size_t        look_argv_cap, look_lens_cap;
 
     /* sweep scratch */
     nz_buf_t      sw_ids;              /* candidate ids, NUL-separated */
@@ -840,18 +845,85 @@ static int find_duplicates(nz_t *nz, size_t a, size_t b)
     return 0;
 }
 
+/* Replies 2g and 2g+1 answer group g: HMGET of the stored fingerprints, SMISMEMBER of gone. */
 static int lookup_reply(int index, redisReply *r, void *opaque)
 {
-    nz_t      *nz = opaque;
-    nz_item_t *it = &nz->items[nz->lookup_idx[index / 2]];
-    if (r->type == REDIS_REPLY_ERROR)
+    nz_t *nz   = opaque;
+    int   g    = index / 2;
+    int   from = nz->lookup_run[g], to = nz->lookup_run[g + 1];
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)(to - from))
         return -1;
-    if (index % 2 == 0)
-        it->stored_fp = r->type != REDIS_REPLY_STRING ? 0
-                        : (r->len == 64 && memcmp(r->str, it->fp, 64) == 0) ? 1 : 2;
-    else
-        it->was_gone = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    for (int i = from; i < to; i++) {
+        nz_item_t  *it = &nz->items[nz->lookup_idx[i]];
+        redisReply *e  = r->element[i - from];
+        if (index % 2 == 0)
+            it->stored_fp = e->type != REDIS_REPLY_STRING ? 0
+                            : (e->len == 64 && memcmp(e->str, it->fp, 64) == 0) ? 1 : 2;
+        else
+            it->was_gone = e->type == REDIS_REPLY_INTEGER && e->integer == 1;
+    }
     return 0;
+}
+
+static nz_t *sort_nz;   /* qsort has no context argument; single-threaded */
+
+/* (tenant, type), then position: groups keep the batch order inside them. */
+static int cmp_lookup(const void *x, const void *y)
+{
+    const nz_item_t *a = &sort_nz->items[*(const int *)x], *b = &sort_nz->items[*(const int *)y];
+    int c = strcmp(a->env.tenant, b->env.tenant);
+    if (c == 0)
+        c = (int)a->env.type - (int)b->env.type;
+    return c ? c : *(const int *)x - *(const int *)y;
+}
+
+/* One command over a group: argv[0] cmd, argv[1] key, then the ids of lookup_idx[from, to). */
+static int lookup_cmd(nz_t *nz, const char *cmd, const char *key, int from, int to)
+{
+    size_t argc = (size_t)(to - from) + 2;
+    if (nz_grow((void **)&nz->look_argv, &nz->look_argv_cap, argc, sizeof *nz->look_argv) < 0 ||
+        nz_grow((void **)&nz->look_lens, &nz->look_lens_cap, argc, sizeof *nz->look_lens) < 0)
+        return -1;
+    nz->look_argv[0] = cmd;
+    nz->look_argv[1] = key;
+    for (int i = from; i < to; i++)
+        nz->look_argv[2 + i - from] = nz->items[nz->lookup_idx[i]].id;
+    for (size_t i = 0; i < argc; i++)
+        nz->look_lens[i] = strlen(nz->look_argv[i]);
+    return nz_pipe_cmdv(&nz->reads, (int)argc, nz->look_argv, nz->look_lens);
+}
+
+/*
+ * The change-detection reads of the segment: per (tenant, type), one HMGET of the stored
+ * fingerprints and one SMISMEMBER of the gone set (Redis 6.2+), whatever the number of records.
+ */
+static int lookup(nz_t *nz, size_t nlook)
+{
+    char k[NZ_KEY_MAX];
+    int  ng = 0;
+    sort_nz = nz;
+    qsort(nz->lookup_idx, nlook, sizeof *nz->lookup_idx, cmp_lookup);
+    if (nz_grow((void **)&nz->lookup_run, &nz->lookup_run_cap, nlook + 1,
+                sizeof *nz->lookup_run) < 0)
+        return -2;
+    nz_pipe_reset(&nz->reads);
+    for (size_t i = 0; i < nlook;) {
+        const nz_item_t *first = &nz->items[nz->lookup_idx[i]];
+        size_t           j     = i + 1;
+        while (j < nlook && nz->items[nz->lookup_idx[j]].env.type == first->env.type &&
+               strcmp(nz->items[nz->lookup_idx[j]].env.tenant, first->env.tenant) == 0)
+            j++;
+        nz->lookup_run[ng++] = (int)i;
+        msp_key(k, sizeof k, first->env.tenant, "inv:fp:%s", nz_type_name(first->env.type));
+        if (lookup_cmd(nz, "HMGET", k, (int)i, (int)j) < 0)
+            return -2;
+        msp_key(k, sizeof k, first->env.tenant, "%s", gone_set(first->env.type));
+        if (lookup_cmd(nz, "SMISMEMBER", k, (int)i, (int)j) < 0)
+            return -2;
+        i = j;
+    }
+    nz->lookup_run[ng] = (int)nlook;
+    return redis_run(nz, &nz->reads, lookup_reply, nz, "redis lookup") < 0 ? -1 : 0;
 }
 
 /* Change detection, produce and queued writes for the records of items[a, b). */
@@ -866,22 +938,14 @@ static int do_segment(nz_t *nz, size_t a, size_t b)
         return -2;
 
     int64_t t = now_us();
-    nz_pipe_reset(&nz->reads);
     for (size_t i = a; i < b; i++) {
         nz_item_t *it = &nz->items[i];
-        if (it->state != IT_RECORD || it->dup_of >= 0)
-            continue;
-        const char *tn = nz_type_name(it->env.type);
-        msp_key(k, sizeof k, it->env.tenant, "inv:fp:%s", tn);
-        if (nz_pipe_cmd(&nz->reads, "HGET", k, it->id, NULL) < 0)
-            return -2;
-        msp_key(k, sizeof k, it->env.tenant, "%s", gone_set(it->env.type));
-        if (nz_pipe_cmd(&nz->reads, "SISMEMBER", k, it->id, NULL) < 0)
-            return -2;
-        nz->lookup_idx[nlook++] = (int)i;
+        if (it->state == IT_RECORD && it->dup_of < 0)
+            nz->lookup_idx[nlook++] = (int)i;
     }
-    if (nlook && redis_run(nz, &nz->reads, lookup_reply, nz, "redis lookup") < 0)
-        return -1;
+    int lrc = nlook ? lookup(nz, nlook) : 0;
+    if (lrc < 0)
+        return lrc;
     stage_lap(nz, S_LOOKUP, &t);
 
     for (size_t i = a; i < b; i++) {
@@ -1424,6 +1488,9 @@ void nz_destroy(nz_t *nz)
     free(nz->stats);
     free(nz->dedup);
     free(nz->lookup_idx);
+    free(nz->lookup_run);
+    free(nz->look_argv);
+    free(nz->look_lens);
     free(nz->sw_off);
     free(nz->sw_json);
     free(nz->sw_gone);
