@@ -245,6 +245,10 @@ rd_kafka_t *msp_kafka_consumer_new(const char *brokers, const char *group, const
         conf_set(conf, "auto.commit.interval.ms", "1000", errstr, errstr_size) ||
         conf_set(conf, "session.timeout.ms", "10000", errstr, errstr_size) ||
         conf_set(conf, "heartbeat.interval.ms", "1000", errstr, errstr_size) ||
+        /* Prefetch 16 MB, not librdkafka's 64 MB: batches are at most a few MB, and a
+         * normalizer replica's RSS is mostly this queue (bench/normalizer.sh, peak_rss_mb). */
+        conf_set(conf, "queued.max.messages.kbytes", "16384", errstr, errstr_size) ||
+        conf_set(conf, "fetch.max.bytes", "8388608", errstr, errstr_size) ||
         conf_set(conf, "partition.assignment.strategy", msp_kafka_assignor(), errstr,
                  errstr_size)) {
         rd_kafka_conf_destroy(conf);

@@ -19,7 +19,7 @@
 #endif
 
 #define BLOCK_SIZE ((size_t)4 << 20)
-#define KEEP_BYTES ((size_t)64 << 20)
+#define KEEP_BYTES ((size_t)16 << 20)   /* a batch of 500 assets uses a few MB */
 #define ALIGN      16
 
 typedef struct block_s {

@@ -23,7 +23,7 @@ void nz_json_arena_enable(void);
 /** @brief 1 when enabled. */
 int nz_json_arena_enabled(void);
 
-/** @brief Forget every allocation (keeps up to 64 MiB of blocks for the next batch). */
+/** @brief Forget every allocation (keeps up to 16 MiB of blocks for the next batch). */
 void nz_json_arena_reset(void);
 
 /** @brief Free every block (at exit). */
