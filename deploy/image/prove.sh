@@ -187,7 +187,14 @@ build_image() {
         -t "$IMAGE" . >"$W/build.log" 2>&1 || { tail -60 "$W/build.log"; return 1; }
     # The unit tests' verdict, from the build's own log (a cached build shows none: say so).
     grep -E 'tests passed|tests failed' "$W/build.log" || echo "(compile and unit tests reused from the layer cache)"
-    podman image inspect "$IMAGE" --format 'image {{.Id}} size {{.Size}} user {{.Config.User}}' | cut -c1-80
+    podman image inspect "$IMAGE" --format '{{.Id}} {{.Size}} {{.Config.User}}' \
+        | awk '{ printf "image %.12s, %.0f MB, user %s\n", $1, $2 / 1e6, $3 }'
+    # The Debian 13 libraries it was built and unit-tested against, and runs with.
+    pod run --rm "$IMAGE" dpkg-query -W -f '${Package} ${Version}\n' \
+        librdkafka1 libhiredis1.1.0 libjansson4 libevent-2.1-7t64 libcurl4t64 libssl3t64 | paste -sd ' ' \
+        | sed 's/^/libraries: /'
+    pod run --rm "$IMAGE" sh -c '. /etc/os-release; echo "base: $PRETTY_NAME"'
+
 }
 
 step "tools and podman configuration" tools
