@@ -36,6 +36,9 @@
 #      that the simulator received a ticket for every new one.
 #   7. Each container gets SIGTERM (podman kill) in shutdown order; its exit code must be 0 and
 #      its FinishedAt within 2 s of the signal.
+#   8. docker-compose.yml through podman's Docker-compatible API (where docker-compose is
+#      installed): `run secrets-init` makes the key and the token (0400, uid 10001), a second run
+#      keeps them byte for byte; ps, logs and down -v work with an empty environment.
 # Prints a summary with each step's seconds. Exit 0 only when every check held.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -87,6 +90,7 @@ cleanup() {
     set +e
     [ -n "$CURRENT_STEP" ] && SUMMARY+=("$(printf '%-34s %7ss  FAILED' "$CURRENT_STEP" "$(elapsed "$CURRENT_T0")")")
     for c in "${CONTAINERS[@]}"; do pod rm -f -t 0 "mspsync-$TAG-$c" >/dev/null 2>&1; done
+    compose_cleanup
     [ "$REDIS_STARTED" = 1 ] && deploy/local/redis.sh stop --dir "$W/redis" >/dev/null 2>&1
     [ "$KAFKA_STARTED" = 1 ] && deploy/local/kafka.sh stop --dir "$W/kafka" --purge >/dev/null 2>&1
     echo
@@ -381,10 +385,58 @@ PY
     return $bad
 }
 
+# ---- 8. Compose: the secrets made once and kept; ps, logs, down -v with an empty environment ----
+# docker-compose (v1) talks to podman's Docker-compatible API. Kafka and Redis are not started
+# (their images come from a registry); secrets-init needs neither.
+compose_secrets() {
+    command -v docker-compose >/dev/null || { echo "docker-compose not installed: skipped"; return 0; }
+    local sock=$W/podman.sock i out vol k1 k2 stat
+    # podman itself, not the pod() function: a function in the background is a subshell of this
+    # script, with its traps (a SIGTERM to it would run cleanup there).
+    podman system service --time=0 "unix://$sock" >"$W/podman-service.log" 2>&1 &
+    PODMAN_SERVICE=$!
+    for ((i = 0; i < 100; i++)); do [ -S "$sock" ] && break; sleep 0.1; done
+    COMPOSE_PROJECT=mspsync-prove-$$
+    COMPOSE_TAG=prove-$$
+    podman tag "$IMAGE" "docker.io/library/mspsync:$COMPOSE_TAG"
+    # Nothing from this shell: only the engine's address (and, for `run`, the image's tag).
+    dc() { env -i PATH="$PATH" HOME="${HOME:-/root}" DOCKER_HOST="unix://$sock" "$@"; }
+    out=$(dc MSPSYNC_IMAGE_TAG="$COMPOSE_TAG" docker-compose -p "$COMPOSE_PROJECT" run --rm secrets-init 2>&1)
+    grep -q "secret.key generated" <<<"$out" && grep -q "admin.token generated" <<<"$out" \
+        || { echo "$out"; return 1; }
+    vol=$(podman volume inspect "${COMPOSE_PROJECT}_secrets" --format '{{.Mountpoint}}')
+    stat=$(stat -c '%n %a %u:%g' "$vol/secret.key" "$vol/admin.token" | sed "s|$vol/||" | paste -sd ' ')
+    [ "$stat" = "secret.key 400 10001:10001 admin.token 400 10001:10001" ] || { echo "modes: $stat"; return 1; }
+    k1=$(cat "$vol/secret.key" "$vol/admin.token" | sha256sum)
+    out=$(dc MSPSYNC_IMAGE_TAG="$COMPOSE_TAG" docker-compose -p "$COMPOSE_PROJECT" run --rm secrets-init 2>&1)
+    k2=$(cat "$vol/secret.key" "$vol/admin.token" | sha256sum)
+    grep -q "secret.key kept" <<<"$out" && [ "$k1" = "$k2" ] || { echo "$out"; echo "the secrets changed"; return 1; }
+    echo "secrets-init: generated on the first run ($stat), kept byte for byte on the second"
+    dc docker-compose -p "$COMPOSE_PROJECT" ps >/dev/null
+    dc docker-compose -p "$COMPOSE_PROJECT" logs >/dev/null
+    dc docker-compose -p "$COMPOSE_PROJECT" down -v >/dev/null 2>&1
+    ! podman volume exists "${COMPOSE_PROJECT}_secrets" || { echo "down -v left the secrets volume"; return 1; }
+    echo "docker-compose ps, logs, down -v with an empty environment: ok (down -v removed the volumes)"
+    compose_cleanup
+}
+compose_cleanup() {
+    [ -n "${PODMAN_SERVICE:-}" ] || return 0
+    if [ -n "${COMPOSE_PROJECT:-}" ] && podman volume exists "${COMPOSE_PROJECT}_secrets" 2>/dev/null; then
+        env -i PATH="$PATH" HOME="${HOME:-/root}" DOCKER_HOST="unix://$W/podman.sock" \
+            docker-compose -p "$COMPOSE_PROJECT" down -v >/dev/null 2>&1
+    fi
+    # untag with a name removes that name only (without one, podman removes every tag)
+    podman untag "$IMAGE" "docker.io/library/mspsync:$COMPOSE_TAG" 2>/dev/null
+    kill "$PODMAN_SERVICE" 2>/dev/null && wait "$PODMAN_SERVICE" 2>/dev/null
+    PODMAN_SERVICE=""
+    return 0
+}
+
 step "kafka + redis (deploy/local)" backends
 step "containers up (8, --network host)" start_all
 step "syncro sync + ticketing setup" syncro_sync
 step "connectwise rmm sync" cwrmm_sync
 step "signed incidents -> tickets" incidents
 step "SIGTERM, exit 0 within ${STOP_LIMIT_S}s" stop_all
+step "compose: secrets once, empty env" compose_secrets
 OK=1
