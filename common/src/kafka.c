@@ -31,7 +31,6 @@
 static char *topic_prefix;
 static char *group_instance_id;
 static int   producer_linger_ms = 20;
-static int   consumer_prefetch_kb = 0;   /* 0: librdkafka's (64 MB) */
 
 /* Set once by msp_kafka_configure, before any handle exists. */
 static msp_kafka_props_t *props;
@@ -122,11 +121,6 @@ static int topics_cnt;
 void msp_kafka_linger_set(int ms) {
     producer_linger_ms = ms < 0 ? 0 : ms;
 }
-
-void msp_kafka_prefetch_set(int kbytes) {
-    consumer_prefetch_kb = kbytes < 0 ? 0 : kbytes;
-}
-
 
 void msp_kafka_group_instance_set(const char *id) {
     free(group_instance_id);
@@ -236,16 +230,6 @@ rd_kafka_t *msp_kafka_producer_new(const char *brokers, const char *client_id,
     return rk;
 }
 
-/* The consumer's prefetch queue (queued.max.messages.kbytes) and the fetch size under it. */
-static int conf_prefetch(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size) {
-    char kb[24], fetch[24];
-    if (consumer_prefetch_kb == 0) return 0;
-    snprintf(kb, sizeof(kb), "%d", consumer_prefetch_kb);
-    snprintf(fetch, sizeof(fetch), "%lld", (long long)consumer_prefetch_kb * 1024 / 2);
-    return conf_set(conf, "queued.max.messages.kbytes", kb, errstr, errstr_size) ||
-           conf_set(conf, "fetch.max.bytes", fetch, errstr, errstr_size);
-}
-
 rd_kafka_t *msp_kafka_consumer_new(const char *brokers, const char *group, const char *client_id,
                                    const char **topic_names,
                                    void (*rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t,
@@ -262,8 +246,7 @@ rd_kafka_t *msp_kafka_consumer_new(const char *brokers, const char *group, const
         conf_set(conf, "session.timeout.ms", "10000", errstr, errstr_size) ||
         conf_set(conf, "heartbeat.interval.ms", "1000", errstr, errstr_size) ||
         conf_set(conf, "partition.assignment.strategy", msp_kafka_assignor(), errstr,
-                 errstr_size) ||
-        conf_prefetch(conf, errstr, errstr_size)) {
+                 errstr_size)) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }

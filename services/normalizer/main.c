@@ -234,7 +234,6 @@ int main(int argc, char **argv)
     }
     const char *topics[3] = {NULL, NULL, NULL};
     input_topics(cfg.input, topics, NULL);
-    msp_kafka_prefetch_set(16384);   /* a few batches; librdkafka's 64 MB was most of the RSS */
     consumer = msp_kafka_consumer_new(cfg.brokers, cfg.group, "mspsync-normalizer", topics,
                                       nz_rebalance_cb, nz, errstr, sizeof errstr);
     if (!consumer) {

@@ -89,14 +89,6 @@ int msp_topic_prefix_check(const char *prefix, char *errstr, size_t errstr_size)
 void msp_kafka_linger_set(int ms);
 
 /**
- * @brief Prefetch queue of the consumers made after this call, in KB (queued.max.messages.kbytes;
- * fetch.max.bytes is half of it). 0 = librdkafka's 64 MB. A worker slower than the broker (the
- * normalizer) needs a few batches, not 64 MB, which would be most of its RSS; an operator's
- * MSPSYNC_KAFKA_PROP_* still wins.
- */
-void msp_kafka_prefetch_set(int kbytes);
-
-/**
  * @brief Static group membership (KIP-345) for the consumers made after this call: a replica
  * that restarts with the same id (e.g. a StatefulSet pod name) takes its partitions back at once
  * instead of after the session timeout. NULL or "" = dynamic membership (the default). Copied.
