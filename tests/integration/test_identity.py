@@ -39,6 +39,20 @@ def cwrmm(uuid, serial, macs, manufacturer="Dell Inc.", purchase=None):
                             "customFieldValues": cfv})
 
 
+def produce_raw(stack, by_tenant):
+    """The (integration, source id, payload) records of each tenant on raw.records, as the fetcher
+    wraps them (one job per tenant)."""
+    lines = []
+    for tenant, records in by_tenant.items():
+        for integration, sid, payload in records:
+            env = {"schema_version": 1, "kind": "record", "tenant": tenant, "integration": integration,
+                   "type": "asset", "job_id": "job-" + tenant, "fetched_at": "2026-01-02T00:00:00.000Z",
+                   "payload": payload, "source_id": sid}
+            lines.append("%s\t%s" % (tenant, json.dumps(env, separators=(",", ":"))))
+    subprocess.run(["kcat", "-P", "-K", "\t", "-b", stack.brokers, "-t", stack.topic("raw.records")],
+                   input="\n".join(lines) + "\n", text=True, check=True, timeout=60)
+
+
 def sources(asset):
     return sorted("%s:%s" % (s["integration"], s["id"]) if isinstance(s, dict) else s
                   for s in asset["sources"])
@@ -56,14 +70,7 @@ class IdentityTest(unittest.TestCase):
         assert cls.s.stop_all() == [], "a service failed; see %s" % cls.s.dir
 
     def produce(self, tenant, records):
-        lines = []
-        for integration, sid, payload in records:
-            env = {"schema_version": 1, "kind": "record", "tenant": tenant, "integration": integration,
-                   "type": "asset", "job_id": "job-" + tenant, "fetched_at": "2026-01-02T00:00:00.000Z",
-                   "payload": payload, "source_id": sid}
-            lines.append("%s\t%s" % (tenant, json.dumps(env, separators=(",", ":"))))
-        subprocess.run(["kcat", "-P", "-K", "\t", "-b", self.s.brokers, "-t", self.s.topic("raw.records")],
-                       input="\n".join(lines) + "\n", text=True, check=True, timeout=60)
+        produce_raw(self.s, {tenant: records})
         self.s.wait_normalized()
 
     def date_changes(self, tenant):

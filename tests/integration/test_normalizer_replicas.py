@@ -7,13 +7,12 @@ vendors, a shared dock MAC demoted, no asset lost or doubled — also when one r
 """
 import json
 import re
-import subprocess
 import unittest
 import urllib.request
 
 from harness import Stack, wait_until
 from cwrmm import all_assets, k
-from test_identity import cwrmm, sources, syncro
+from test_identity import cwrmm, produce_raw, sources, syncro
 
 TENANTS = ["rep%02d" % i for i in range(12)]   # over the 6 partitions: both replicas get tenants
 LAPTOPS = 40
@@ -57,15 +56,7 @@ class NormalizerReplicasTest(unittest.TestCase):
         assert self.s.stop_all() == [], "a service failed; see %s" % self.s.dir
 
     def produce(self, by_tenant):
-        lines = []
-        for t, records in by_tenant.items():
-            for integration, sid, payload in records:
-                env = {"schema_version": 1, "kind": "record", "tenant": t, "integration": integration,
-                       "type": "asset", "job_id": "job-" + t, "fetched_at": "2026-01-02T00:00:00.000Z",
-                       "payload": payload, "source_id": sid}
-                lines.append("%s\t%s" % (t, json.dumps(env, separators=(",", ":"))))
-        subprocess.run(["kcat", "-P", "-K", "\t", "-b", self.s.brokers, "-t", self.s.topic("raw.records")],
-                       input="\n".join(lines) + "\n", text=True, check=True, timeout=60)
+        produce_raw(self.s, by_tenant)
 
     def both_assigned(self):
         def assigned(svc):
