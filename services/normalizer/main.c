@@ -33,7 +33,7 @@
 static struct {
     char     *brokers, *redis_url, *topic_prefix, *group, *metrics_bind, *port_file, *log_level;
     char     *input;
-    long long batch_size, batch_wait_ms, metrics_port, identity_max_shared;
+    long long batch_size, batch_wait_ms, metrics_port, identity_max_shared, prepare_threads;
     int       json_arena;
     msp_kafka_conf_t kafka;
 } cfg;
@@ -70,6 +70,10 @@ static const msp_config_entry_t config_table[] = {
      "A serial or MAC seen on more asset records than this (per tenant) stops merging machines: "
      "one per integration plus a stale duplicate",
      &cfg.identity_max_shared, 1, 1000, 0},
+    {"MSPSYNC_PREPARE_THREADS", MSP_CFG_INT, "2",
+     "Threads that parse, map and fingerprint a batch's messages, the batch loop's included "
+     "(1 = the batch loop alone); Redis and Kafka stay on the batch loop",
+     &cfg.prepare_threads, 1, 64, 0},
     {"MSPSYNC_METRICS_BIND", MSP_CFG_STR, "127.0.0.1", "Address of /healthz, /readyz, /metrics",
      &cfg.metrics_bind, 0, 0, 0},
     {"MSPSYNC_METRICS_PORT", MSP_CFG_INT, "9101",
@@ -199,6 +203,7 @@ int main(int argc, char **argv)
     nz = nz_new(&(nz_conf_t){.redis_url  = cfg.redis_url,
                              .batch_size = (size_t)cfg.batch_size,
                              .identity_max_shared = (int)cfg.identity_max_shared,
+                             .prepare_threads     = (int)cfg.prepare_threads,
                              .metrics    = metrics,
                              .base       = base,
                              .run        = msp_lifecycle_run_flag()});
