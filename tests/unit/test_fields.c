@@ -9,7 +9,8 @@
  * - the normalizer's merged asset of one machine seen by both vendors has every field of the
  *   asset table, none null (the two records fill every field);
  * - docs/design.md shows exactly msp_record_defs_markdown() between its fields markers
- *   (`test_fields --markdown` prints the block to paste);
+ *   (`test_fields --markdown` prints the block to paste), and the Customer and Asset schemas of
+ *   docs/openapi.yaml name exactly the table's fields;
  * - the merge's date names are the table's dates members.
  * The check itself is tested on records that break it in each way it knows.
  */
@@ -211,8 +212,16 @@ static char *generated_markdown(void) {
     return buf;
 }
 
-/* The text of path between "<!-- fields:begin -->\n" and "<!-- fields:end -->" (new), or NULL. */
-static char *documented_block(const char *path) {
+/* A file of the source tree ($MSPSYNC_SOURCE_DIR/rel) into path. */
+static void source_path(const char *rel, char *path, size_t size) {
+    const char *src = getenv("MSPSYNC_SOURCE_DIR");
+    if (!src || !*src)
+        fail_msg("MSPSYNC_SOURCE_DIR is not set (ctest sets it)");
+    snprintf(path, size, "%s/%s", src, rel);
+}
+
+/* The whole text of path (new), or NULL. */
+static char *read_file(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f)
         return NULL;
@@ -225,6 +234,14 @@ static char *documented_block(const char *path) {
         fwrite(chunk, 1, n, m);
     fclose(m);
     fclose(f);
+    return text;
+}
+
+/* The text of path between "<!-- fields:begin -->\n" and "<!-- fields:end -->" (new), or NULL. */
+static char *documented_block(const char *path) {
+    char *text = read_file(path);
+    if (!text)
+        return NULL;
     static const char begin[] = "<!-- fields:begin -->\n", end[] = "<!-- fields:end -->";
     char *b = strstr(text, begin);
     char *e = b ? strstr(b, end) : NULL;
@@ -235,11 +252,8 @@ static char *documented_block(const char *path) {
 
 static void design_doc_shows_the_tables(void **state) {
     (void)state;
-    const char *src = getenv("MSPSYNC_SOURCE_DIR");
-    if (!src || !*src)
-        fail_msg("MSPSYNC_SOURCE_DIR is not set (ctest sets it)");
     char path[1024];
-    snprintf(path, sizeof path, "%s/docs/design.md", src);
+    source_path("docs/design.md", path, sizeof path);
     char *doc = documented_block(path);
     if (!doc)
         fail_msg("%s has no <!-- fields:begin --> ... <!-- fields:end --> block", path);
@@ -253,6 +267,61 @@ static void design_doc_shows_the_tables(void **state) {
     free(doc);
     free(want);
     assert_true(same);
+}
+
+/* The property names of components/schemas/<schema> in an OpenAPI YAML text: the keys indented
+ * by 8 spaces under its "      properties:" line, one per line (the document's own layout). */
+static int schema_properties(const char *yaml, const char *schema, char names[][64], int max) {
+    char head[64];
+    snprintf(head, sizeof head, "\n    %s:\n", schema);
+    const char *p = strstr(yaml, head);
+    p = p ? strstr(p + strlen(head), "\n      properties:\n") : NULL;
+    int n = 0;
+    for (p = p ? strchr(p + 1, '\n') : NULL; p && n < max; p = strchr(p + 1, '\n')) {
+        const char *line = p + 1;
+        size_t indent = strspn(line, " ");
+        if (line[indent] != '\n' && indent <= 6)
+            break; /* the schema's properties end */
+        size_t len = strcspn(line + indent, ":\n");
+        if (indent == 8 && line[indent + len] == ':' && len < 64)
+            snprintf(names[n++], 64, "%.*s", (int)len, line + indent);
+    }
+    return n;
+}
+
+/* @returns the number of differences between a schema's properties and def's fields (printed). */
+static int schema_differences(const char *yaml, const char *schema, const msp_record_def_t *def) {
+    char names[MAX_FIELDS][64];
+    int n = schema_properties(yaml, schema, names, MAX_FIELDS), diff = 0;
+    for (int i = 0; i < n; i++)
+        if (!msp_record_field(def, names[i])) {
+            fprintf(stderr, "openapi.yaml %s has \"%s\", which the table lacks\n", schema,
+                    names[i]);
+            diff++;
+        }
+    for (size_t f = 0; f < def->n; f++) {
+        int i = 0;
+        while (i < n && strcmp(names[i], def->fields[f].name) != 0)
+            i++;
+        if (i == n) {
+            fprintf(stderr, "openapi.yaml %s lacks \"%s\"\n", schema, def->fields[f].name);
+            diff++;
+        }
+    }
+    return diff;
+}
+
+static void openapi_schemas_name_the_table_fields(void **state) {
+    (void)state;
+    char path[1024];
+    source_path("docs/openapi.yaml", path, sizeof path);
+    char *yaml = read_file(path);
+    if (!yaml)
+        fail_msg("cannot read %s", path);
+    int diff = schema_differences(yaml, "Customer", &msp_record_customer) +
+               schema_differences(yaml, "Asset", &msp_record_asset);
+    free(yaml);
+    assert_int_equal(diff, 0);
 }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -328,6 +397,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(merge_date_names_are_the_table_dates_members),
         cmocka_unit_test(customers_are_not_merged_and_every_asset_field_is),
         cmocka_unit_test(design_doc_shows_the_tables),
+        cmocka_unit_test(openapi_schemas_name_the_table_fields),
         cmocka_unit_test(check_rejects_each_kind_of_difference),
         cmocka_unit_test(check_knows_optional_fields_and_members),
     };

@@ -12,7 +12,8 @@
  *   row with an existing rule is merged without touching the merge, and test_fields fails when a
  *   field is missing from the merged asset;
  * - the documented shape: msp_record_defs_markdown() writes the tables that docs/design.md shows
- *   ("Canonical records"); test_fields fails when the page differs from it.
+ *   ("Canonical records"); test_fields fails when the page differs from it, and when the Customer
+ *   and Asset schemas of docs/openapi.yaml do not name exactly the table's fields.
  *
  * Field names of the date fields (MSP_DATE_*) and the names of the vendor custom fields that carry
  * them (MSP_DATE_*_LABEL) are defined here too, because every vendor mapper, the merge and the
