@@ -15,7 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
-const char *const nz_date_fields[NZ_F_COUNT] = {MSP_DATE_PURCHASE, MSP_DATE_WARRANTY};
+const char *const nz_date_fields[NZ_F_COUNT] = {"purchase", "warranty"};
 
 /* Upper-case letters and digits of s, nothing else. */
 static void alnum_upper(const char *s, char *out, size_t size)
