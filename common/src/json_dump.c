@@ -216,8 +216,7 @@ char *msp_json_dumps(const json_t *v, size_t flags)
     return s;
 }
 
-void msp_json_dumps_thread_done(void)
-{
+void msp_json_dumps_thread_done(void) {
     free(scratch.b);
     scratch = (out_t){0};
 }

@@ -11,9 +11,8 @@
 
 #include "mspsync/log.h"
 
-int msp_priority_apply(int niceness)
-{
-    errno   = 0;
+int msp_priority_apply(int niceness) {
+    errno = 0;
     int now = getpriority(PRIO_PROCESS, 0);
     if (errno == 0 && now == niceness)
         return 0;

@@ -528,14 +528,14 @@ typedef struct up_s {
     char          aid[KEYLEN];
     char         *ksrc_new[NZ_MKEY_MAX];     /* inv:ksrc to write (NZ_KEY_DEMOTED: demote) */
     int           claim[NZ_MKEY_MAX];        /* HSET inv:mkey key aid: it had no owner */
-    char         *js;                        /* batch_apply: canon dumped (msp_json_free) */
+    char *js;                                /* batch_apply: canon dumped (msp_json_free) */
 } up_t;
 
 struct nz_inv_s {
-    int       max_shared;
-    nz_par_t *par;      /* borrowed: the threads batch_apply merges and dumps on (may be NULL) */
-    up_t     *ups;
-    size_t    n, cap;
+    int max_shared;
+    nz_par_t *par; /* borrowed: the threads batch_apply merges and dumps on (may be NULL) */
+    up_t *ups;
+    size_t n, cap;
 };
 
 static void up_reads_free(up_t *u)
@@ -895,8 +895,8 @@ typedef struct touched_s {
     int            fresh;           /* created by this range: nothing stored to read */
     asset_ctx_t    a;
     nz_upserted_t *up;              /* what nz_merge_change needs of them */
-    char           cid[40];         /* the change id a date change of this merge gets */
-    int            failed;          /* asset_prep ran out of memory */
+    char cid[40];                   /* the change id a date change of this merge gets */
+    int failed;                     /* asset_prep ran out of memory */
     prep_t         pr;
 } touched_t;
 
@@ -960,15 +960,14 @@ static long batch_group(nz_inv_t *inv, size_t from, size_t to, overlay_t *ov, to
  * Each item writes only its own touched_t or up_t.
  */
 typedef struct {
-    nz_inv_t  *inv;
+    nz_inv_t *inv;
     touched_t *t;
-    long       nt;
-    size_t     from;
+    long nt;
+    size_t from;
     const char *at;
 } apply_cpu_t;
 
-static void apply_cpu_share(void *arg, size_t lo, size_t hi)
-{
+static void apply_cpu_share(void *arg, size_t lo, size_t hi) {
     apply_cpu_t *c = arg;
     for (size_t i = lo; i < hi; i++) {
         if (i < (size_t)c->nt) {
@@ -977,7 +976,7 @@ static void apply_cpu_share(void *arg, size_t lo, size_t hi)
                                    c->at, 0, &t->pr) < 0;
         } else {
             up_t *u = &c->inv->ups[c->from + i - (size_t)c->nt];
-            u->js   = msp_json_dumps(u->canon, JSON_COMPACT);
+            u->js = msp_json_dumps(u->canon, JSON_COMPACT);
         }
     }
 }

@@ -30,9 +30,9 @@ typedef struct block_s {
     _Alignas(ALIGN) unsigned char data[];
 } block_t;
 
-static __thread block_t *blocks;  /* this thread's arena, current block first */
-static __thread size_t   handed;
-static int               enabled; /* set once, before any helper thread starts */
+static __thread block_t *blocks; /* this thread's arena, current block first */
+static __thread size_t handed;
+static int enabled; /* set once, before any helper thread starts */
 
 static void *arena_malloc(size_t n) {
     n = (n + (ALIGN - 1)) & ~(size_t)(ALIGN - 1);

@@ -29,9 +29,9 @@
 #include <mspsync/redis.h>
 #include <mspsync/utf8.h>
 
+#include "coalesce.h"
 #include "envelope.h"
 #include "inventory.h"
-#include "coalesce.h"
 #include "json_arena.h"
 #include "par.h"
 #include "resp.h"
@@ -69,9 +69,9 @@ typedef struct nz_item_s {
     int                 stored_fp;  /* lookup: 0 none, 1 same as fp, 2 different */
     int                 was_gone;   /* lookup: member of inv:gone:<type> */
     int                 dup_of;     /* earlier item of the segment with the same key, or -1 */
-    int                 failed;     /* prepare: to be dead-lettered (type, reason below) */
-    int                 dead_type;  /* nz_type_t, or -1 when the envelope was unreadable */
-    char               *dead_reason; /* owned (malloc); NULL when it could not be copied */
+    int failed;                     /* prepare: to be dead-lettered (type, reason below) */
+    int dead_type;                  /* nz_type_t, or -1 when the envelope was unreadable */
+    char *dead_reason;              /* owned (malloc); NULL when it could not be copied */
     char                fp[65];
 } nz_item_t;
 
@@ -108,7 +108,7 @@ struct nz_s {
     rd_kafka_t   *consumer, *producer;
     redisContext *redis;
     nz_inv_t     *inv;                 /* the segment's changed asset records, applied together */
-    nz_par_t     *par;                 /* the prepare threads (par.h) */
+    nz_par_t *par;                     /* the prepare threads (par.h) */
 
     nz_item_t    *items;
     size_t        items_cap;
@@ -736,11 +736,10 @@ static void item_clear(nz_item_t *it)
 }
 
 /* Mark it to be dead-lettered for reason once the batch's prepare is over (prepare_fail). */
-static void item_fail(nz_item_t *it, int type, const char *reason)
-{
-    it->state       = IT_DEAD;
-    it->failed      = 1;
-    it->dead_type   = type;
+static void item_fail(nz_item_t *it, int type, const char *reason) {
+    it->state = IT_DEAD;
+    it->failed = 1;
+    it->dead_type = type;
     it->dead_reason = strdup(reason);
 }
 
@@ -748,8 +747,7 @@ static void item_fail(nz_item_t *it, int type, const char *reason)
  * Parse, map, fingerprint one message. Runs on prepare helper threads (par.h): touches only
  * the item — a failure is recorded on it, dead-lettered by prepare_batch afterwards.
  */
-static void item_prepare(nz_item_t *it, rd_kafka_message_t *m)
-{
+static void item_prepare(nz_item_t *it, rd_kafka_message_t *m) {
     char reason[512];
 
     memset(it, 0, sizeof *it);
@@ -815,12 +813,11 @@ static void item_prepare(nz_item_t *it, rd_kafka_message_t *m)
 }
 
 typedef struct {
-    nz_item_t           *items;
+    nz_item_t *items;
     rd_kafka_message_t **msgs;
 } prep_job_t;
 
-static void prepare_share(void *arg, size_t from, size_t to)
-{
+static void prepare_share(void *arg, size_t from, size_t to) {
     prep_job_t *j = arg;
     for (size_t i = from; i < to; i++)
         item_prepare(&j->items[i], j->msgs[i]);
@@ -830,15 +827,15 @@ static void prepare_share(void *arg, size_t from, size_t to)
 #define PREP_MIN_SHARE 32
 
 /* Prepare every message of the batch (on the prepare threads), then dead-letter the failures. */
-static void prepare_batch(nz_t *nz, rd_kafka_message_t **msgs, size_t n)
-{
+static void prepare_batch(nz_t *nz, rd_kafka_message_t **msgs, size_t n) {
     prep_job_t j = {nz->items, msgs};
     nz_par_run(nz->par, n, PREP_MIN_SHARE, prepare_share, &j);
     for (size_t i = 0; i < n; i++) {
         nz_item_t *it = &nz->items[i];
         if (it->failed)
             dead_letter(nz, it, it->dead_type,
-                        it->dead_reason ? it->dead_reason : "could not be prepared (out of memory)");
+                        it->dead_reason ? it->dead_reason
+                                        : "could not be prepared (out of memory)");
     }
 }
 
