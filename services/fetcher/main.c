@@ -104,10 +104,9 @@ static int start_scheduler(fetcher_t *f) {
 
 int main(int argc, char **argv) {
     msp_lifecycle_signals();   /* first: SIGTERM must work at any moment, Kafka or not */
-    int exit_code = msp_svc_configure("fetcher", config_table, argc, argv, &F.conf.svc,
-                                      &F.key);
-    if (exit_code >= 0) return exit_code;
-    exit_code = 0;
+    int rc = msp_svc_configure("fetcher", config_table, argc, argv, &F.conf.svc, &F.key);
+    if (rc >= 0) return rc;   /* --help, or a configuration error */
+    int exit_code = 0;
     fetcher_t *f = &F;
     f->conf.syncro_rate = (double)f->conf.syncro_rate_milli / 1000.0;
     f->conf.cwrmm_rate = (double)f->conf.cwrmm_rate_milli / 1000.0;

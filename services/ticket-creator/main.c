@@ -51,10 +51,9 @@ static void on_tick(void *arg) {
 
 int main(int argc, char **argv) {
     msp_lifecycle_signals();   /* first: SIGTERM must work at any moment, Kafka or not */
-    int exit_code = msp_svc_configure("ticket-creator", config_table, argc, argv, &T.conf.svc,
-                                      &T.key);
-    if (exit_code >= 0) return exit_code;
-    exit_code = 0;
+    int rc = msp_svc_configure("ticket-creator", config_table, argc, argv, &T.conf.svc, &T.key);
+    if (rc >= 0) return rc;   /* --help, or a configuration error */
+    int exit_code = 0;
     tc_t *tc = &T;
     tc->conf.syncro_rate = (double)tc->conf.syncro_rate_milli / 1000.0;
     curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -80,10 +80,9 @@ static void declare_metrics(msp_metrics_t *m) {
 
 int main(int argc, char **argv) {
     msp_lifecycle_signals();   /* first: SIGTERM must work at any moment, Kafka or not */
-    int exit_code = msp_svc_configure("write-back", config_table, argc, argv, &W.conf.svc,
-                                      &W.key);
-    if (exit_code >= 0) return exit_code;
-    exit_code = 0;
+    int rc = msp_svc_configure("write-back", config_table, argc, argv, &W.conf.svc, &W.key);
+    if (rc >= 0) return rc;   /* --help, or a configuration error */
+    int exit_code = 0;
     wb_t *wb = &W;
     wb->conf.syncro_rate = (double)wb->conf.syncro_rate_milli / 1000.0;
     wb->conf.cwrmm_rate = (double)wb->conf.cwrmm_rate_milli / 1000.0;
