@@ -44,7 +44,7 @@ struct msp_metrics_s {
     size_t         fam_n, fam_cap;
     msp_series_t  *ser;
     size_t         ser_n, ser_cap;
-    msp_ready_cb  *ready;         /* set by msp_ops_mount / msp_ops_listen */
+    msp_ready_cb  *ready;         /* set by msp_ops_mount (msp_ops_bind) */
     void          *ready_opaque;
 };
 
