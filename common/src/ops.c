@@ -44,7 +44,7 @@ struct msp_metrics_s {
     size_t         fam_n, fam_cap;
     msp_series_t  *ser;
     size_t         ser_n, ser_cap;
-    msp_ready_cb  *ready;         /* set by msp_ops_mount / msp_ops_listen */
+    msp_ready_cb  *ready;         /* set by msp_ops_mount (msp_ops_bind) */
     void          *ready_opaque;
 };
 
@@ -379,16 +379,15 @@ int msp_ops_mount(struct evhttp *http, msp_metrics_t *m, msp_ready_cb *ready, vo
     return 0;
 }
 
-struct evhttp *msp_ops_listen(struct event_base *base, const char *bind, int port,
-                              int *bound_port, msp_metrics_t *m, msp_ready_cb *ready,
-                              void *opaque) {
-    struct evhttp *http = evhttp_new(base);
-    if (!http)
-        return NULL;
+struct evhttp_bound_socket *msp_ops_bind(struct evhttp *http, const char *bind, int port,
+                                         int *bound_port, msp_metrics_t *m, msp_ready_cb *ready,
+                                         void *opaque) {
     struct evhttp_bound_socket *sock =
         evhttp_bind_socket_with_handle(http, bind ? bind : "127.0.0.1", (ev_uint16_t)port);
-    if (!sock || msp_ops_mount(http, m, ready, opaque) != 0) {
-        evhttp_free(http);
+    if (!sock)
+        return NULL;
+    if (msp_ops_mount(http, m, ready, opaque) != 0) {
+        evhttp_del_accept_socket(http, sock);
         return NULL;
     }
     if (bound_port) {
@@ -402,5 +401,5 @@ struct evhttp *msp_ops_listen(struct event_base *base, const char *bind, int por
                 *bound_port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
         }
     }
-    return http;
+    return sock;
 }

@@ -4,6 +4,8 @@
  */
 #include "mspsync/svc.h"
 
+#include "mspsync/priority.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -70,49 +72,83 @@ int msp_svc_wire(msp_svc_t *s, rd_kafka_t *consumer, rd_kafka_t *producer, int t
     s->on_producer = on_producer;
     s->on_tick = on_tick;
     s->arg = arg;
-    if (make_pipe(s->consumer_pipe) || make_pipe(s->producer_pipe)) {
+    if ((consumer && make_pipe(s->consumer_pipe)) || make_pipe(s->producer_pipe)) {
         snprintf(errstr, errstr_size, "pipe: %s", strerror(errno));
         return -1;
     }
-    rd_kafka_queue_t *cq = rd_kafka_queue_get_consumer(consumer);
-    rd_kafka_queue_io_event_enable(cq, s->consumer_pipe[1], "1", 1);
-    rd_kafka_queue_destroy(cq);
+    if (consumer) {
+        rd_kafka_queue_t *cq = rd_kafka_queue_get_consumer(consumer);
+        rd_kafka_queue_io_event_enable(cq, s->consumer_pipe[1], "1", 1);
+        rd_kafka_queue_destroy(cq);
+        s->consumer_ev = event_new(base, s->consumer_pipe[0], EV_READ | EV_PERSIST, consumer_cb, s);
+    }
     rd_kafka_queue_t *pq = rd_kafka_queue_get_main(producer);
     rd_kafka_queue_io_event_enable(pq, s->producer_pipe[1], "1", 1);
     rd_kafka_queue_destroy(pq);
-    s->consumer_ev = event_new(base, s->consumer_pipe[0], EV_READ | EV_PERSIST, consumer_cb, s);
     s->producer_ev = event_new(base, s->producer_pipe[0], EV_READ | EV_PERSIST, producer_cb, s);
     s->tick_ev = event_new(base, -1, EV_PERSIST, tick_cb, s);
-    if (!s->consumer_ev || !s->producer_ev || !s->tick_ev) {
+    if ((consumer && !s->consumer_ev) || !s->producer_ev || !s->tick_ev) {
         snprintf(errstr, errstr_size, "event_new failed");
         return -1;
     }
-    event_add(s->consumer_ev, NULL);
+    if (s->consumer_ev) event_add(s->consumer_ev, NULL);
     event_add(s->producer_ev, NULL);
     struct timeval tick = {tick_ms / 1000, (tick_ms % 1000) * 1000};
     event_add(s->tick_ev, &tick);
     return 0;
 }
 
-int msp_svc_serve_ops(msp_svc_t *s, const char *bind, int port, const char *port_file,
-                      msp_metrics_t *m, msp_ready_cb *ready, void *opaque) {
-    s->ops = msp_ops_listen(s->base, bind, port, &s->ops_port, m, ready, opaque);
-    if (!s->ops) {
-        MSP_ERROR("init.failed", NULL, "cannot listen on %s:%d", bind, port);
+int msp_svc_write_port_file(const char *path, int port) {
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) return -1;
+    int ok = fprintf(f, "%d\n", port) > 0;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
         return -1;
-    }
-    if (port_file && port_file[0]) {
-        FILE *pf = fopen(port_file, "w");
-        if (pf) {
-            fprintf(pf, "%d\n", s->ops_port);
-            fclose(pf);
-        }
     }
     return 0;
 }
 
+int msp_svc_serve_http(msp_svc_t *s, struct evhttp *http, const char *bind, int port,
+                       const char *port_file, msp_metrics_t *m, msp_ready_cb *ready,
+                       void *opaque) {
+    s->ops = http;
+    s->ops_sock = msp_ops_bind(http, bind, port, &s->ops_port, m, ready, opaque);
+    if (!s->ops_sock) {
+        MSP_ERROR("init.failed", NULL, "cannot listen on %s:%d for /healthz /readyz /metrics: %s",
+                  bind, port, strerror(errno));
+        return -1;
+    }
+    if (port_file && port_file[0] && msp_svc_write_port_file(port_file, s->ops_port) != 0) {
+        MSP_ERROR("init.failed", NULL, "cannot write MSPSYNC_PORT_FILE %s: %s", port_file,
+                  strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int msp_svc_serve_ops(msp_svc_t *s, const char *bind, int port, const char *port_file,
+                      msp_metrics_t *m, msp_ready_cb *ready, void *opaque) {
+    struct evhttp *http = evhttp_new(s->base);
+    if (!http) {
+        MSP_ERROR("init.failed", NULL, "out of memory");
+        return -1;
+    }
+    int rc = msp_svc_serve_http(s, http, bind, port, port_file, m, ready, opaque);
+    s->ops_owned = 1;
+    return rc;
+}
+
+void msp_svc_stop_accepting(msp_svc_t *s) {
+    if (s->ops && s->ops_sock) evhttp_del_accept_socket(s->ops, s->ops_sock);
+    s->ops_sock = NULL;
+}
+
 void msp_svc_close(msp_svc_t *s) {
-    if (s->ops) evhttp_free(s->ops);
+    if (s->ops && s->ops_owned) evhttp_free(s->ops);
     struct event *evs[] = {s->consumer_ev, s->producer_ev, s->tick_ev};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
         if (evs[i]) event_free(evs[i]);
@@ -136,6 +172,29 @@ int msp_svc_conf_apply(const char *service, const msp_svc_conf_t *conf) {
     return 0;
 }
 
+int msp_svc_configure(const char *service, const msp_config_entry_t *tbl, int argc, char **argv,
+                      const msp_svc_conf_t *conf, msp_secret_key_t *key) {
+    char errstr[512];
+    int rc = msp_config_load(service, tbl, argc, argv, errstr, sizeof(errstr));
+    if (rc == 1) return 0;
+    if (rc < 0) {
+        fprintf(stderr, "mspsync-%s: %s\n", service, errstr);
+        return 2;
+    }
+    if (msp_svc_conf_apply(service, conf) != 0) {
+        msp_config_free(tbl);
+        return 2;
+    }
+    /* Before any thread starts: librdkafka's threads inherit it (priority.h). */
+    if (conf->nice >= 0) msp_priority_apply((int)conf->nice);
+    if (key && msp_secret_key_load(key, errstr, sizeof(errstr)) != 0) {
+        MSP_ERROR("config.invalid", NULL, "%s", errstr);
+        msp_config_free(tbl);
+        return 2;
+    }
+    return -1;
+}
+
 static void worker_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                 rd_kafka_topic_partition_list_t *parts, void *opaque) {
     msp_svc_worker_t *w = opaque;
@@ -143,11 +202,13 @@ static void worker_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
      * < 2.3, see msp_kafka_assignor): counting and revoking per partition is right for both. */
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         msp_kafka_rebalance_apply(rk, err, parts);
-        if (msp_keyq_paused(w->kq)) rd_kafka_pause_partitions(rk, parts);
+        if (w->kq && msp_keyq_paused(w->kq)) rd_kafka_pause_partitions(rk, parts);
         w->assigned_partitions += parts->cnt;
     } else {
-        for (int i = 0; i < parts->cnt; i++)
-            msp_keyq_revoked(w->kq, parts->elems[i].topic, parts->elems[i].partition);
+        for (int i = 0; i < parts->cnt; i++) {
+            if (w->kq) msp_keyq_revoked(w->kq, parts->elems[i].topic, parts->elems[i].partition);
+            if (w->revoked) w->revoked(w->arg, parts->elems[i].topic, parts->elems[i].partition);
+        }
         msp_kafka_rebalance_apply(rk, err, parts);
         w->assigned_partitions -= parts->cnt;
         if (w->assigned_partitions < 0) w->assigned_partitions = 0;
@@ -179,9 +240,10 @@ int msp_svc_worker_open(msp_svc_worker_t *w, int max_active, int max_queued,
         return -1;
     }
     w->offtrack = msp_offtrack_new();
-    w->kq = w->offtrack ? msp_keyq_new(w->consumer, w->offtrack, max_active, max_queued, ops)
-                        : NULL;
-    if (!w->kq) {
+    w->kq = w->offtrack && ops ? msp_keyq_new(w->consumer, w->offtrack, max_active, max_queued,
+                                              ops)
+                               : NULL;
+    if (!w->offtrack || (ops && !w->kq)) {
         MSP_ERROR("init.failed", NULL, "out of memory");
         return -1;
     }
@@ -189,15 +251,21 @@ int msp_svc_worker_open(msp_svc_worker_t *w, int max_active, int max_queued,
 }
 
 void msp_svc_worker_gauges(msp_svc_worker_t *w) {
+    if (!w->kq) return;
     msp_metric_set(w->metrics, w->gauge_held, NULL, msp_keyq_held(w->kq));
     msp_metric_set(w->metrics, w->gauge_active, NULL, msp_keyq_active(w->kq));
+}
+
+/* Whether the worker takes messages now: a keyed worker's queue may be stopped or full. */
+static int worker_taking(msp_svc_worker_t *w) {
+    return !w->kq || (!msp_keyq_stopped(w->kq) && !msp_keyq_paused(w->kq));
 }
 
 /* The consumer queue became non-empty (or the tick): take messages until the queue is full. */
 static void worker_consume(msp_svc_worker_t *w) {
     rd_kafka_message_t *m;
     int budget = 1000;
-    while (!msp_keyq_stopped(w->kq) && !msp_keyq_paused(w->kq) && budget-- > 0 &&
+    while (worker_taking(w) && budget-- > 0 &&
            (m = rd_kafka_consumer_poll(w->consumer, 0))) {
         if (m->err) {
             if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
@@ -206,9 +274,9 @@ static void worker_consume(msp_svc_worker_t *w) {
             continue;
         }
         w->accept(w->arg, m);   /* takes m */
-        if (msp_keyq_full(w->kq)) break;
+        if (w->kq && msp_keyq_full(w->kq)) break;
     }
-    msp_keyq_pump(w->kq);
+    if (w->kq) msp_keyq_pump(w->kq);
     msp_svc_worker_gauges(w);
 }
 
@@ -223,7 +291,7 @@ static void worker_on_producer(void *arg) {
 static void worker_on_tick(void *arg) {
     msp_svc_worker_t *w = arg;
     rd_kafka_poll(w->producer, 0);
-    if (msp_keyq_paused(w->kq)) {
+    if (w->kq && msp_keyq_paused(w->kq)) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, 0);
         if (m) {
             if (m->err) rd_kafka_message_destroy(m);
@@ -254,10 +322,18 @@ static int worker_ready(void *opaque, char *why, size_t why_size) {
     return 1;
 }
 
-int msp_svc_worker_listen(msp_svc_worker_t *w, msp_svc_t *svc, struct event_base *base) {
+static int worker_listen(msp_svc_worker_t *w, msp_svc_t *svc, struct event_base *base) {
     msp_svc_init(svc, base);
     return msp_svc_serve_ops(svc, w->conf->metrics_bind, (int)w->conf->metrics_port,
                              w->conf->port_file, w->metrics, worker_ready, w);
+}
+
+int msp_svc_worker_start(msp_svc_worker_t *w, msp_svc_t *svc, struct event_base *base,
+                         int max_active, int max_queued, const msp_keyq_ops_t *ops) {
+    if (worker_listen(w, svc, base) != 0) return 1;
+    int made = msp_lifecycle_ensure_topics(w->conf->brokers, base);
+    if (made != 0) return made == -2 ? 2 : 0; /* a configuration error, or stopped */
+    return msp_svc_worker_open(w, max_active, max_queued, ops) != 0 ? 1 : -1;
 }
 
 int msp_svc_worker_serve(msp_svc_worker_t *w, msp_svc_t *svc) {
@@ -273,6 +349,7 @@ int msp_svc_worker_serve(msp_svc_worker_t *w, msp_svc_t *svc) {
 void msp_svc_worker_close(msp_svc_worker_t *w) {
     /* the stop is bounded (lifecycle.h): what does not make it replays from uncommitted offsets */
     if (w->producer) rd_kafka_flush(w->producer, msp_lifecycle_budget_ms(10000));
+    if (w->flushed) w->flushed(w->arg);
     if (w->consumer) rd_kafka_consumer_close(w->consumer); /* its revoke callback uses the queue */
     msp_keyq_destroy(w->kq);
     w->kq = NULL;

@@ -23,22 +23,19 @@
 #include "mspsync/config.h"
 #include "mspsync/kafka.h"
 #include "mspsync/log.h"
+#include "mspsync/svc.h"
 
 static struct {
-    char *brokers;
-    char *topic_prefix;
+    msp_svc_conf_t svc;   /* Kafka and logging: the rows every service shares (svc.h) */
     char *group;
-    char *log_level;
-    msp_kafka_conf_t kafka;
 } cfg;
 
 static const msp_config_entry_t config_table[] = {
-    {"MSPSYNC_KAFKA_BROKERS", MSP_CFG_STR, "127.0.0.1:9092", "Kafka bootstrap servers", &cfg.brokers},
-    {"MSPSYNC_TOPIC_PREFIX", MSP_CFG_STR, "", "Prefix of every Kafka topic name", &cfg.topic_prefix},
-    MSP_KAFKA_CLIENT_CONFIG(cfg.kafka),
+    MSP_SVC_KAFKA_ROWS(cfg.svc),
+    MSP_KAFKA_CLIENT_CONFIG(cfg.svc.kafka),
     {"MSPSYNC_DLQ_GROUP", MSP_CFG_STR, "mspsync-dlq-replay",
      "Consumer group that remembers what `replay` already replayed", &cfg.group},
-    {"MSPSYNC_LOG_LEVEL", MSP_CFG_STR, "warn", "debug, info, warn or error", &cfg.log_level},
+    MSP_SVC_LOG_ROW(cfg.svc, "warn"),
     {NULL},
 };
 
@@ -147,24 +144,16 @@ static int replay_one(rd_kafka_t *producer, const rd_kafka_message_t *m) {
 int main(int argc, char **argv) {
     char errstr[512];
     const char *cmd = argc > 1 ? argv[1] : "";
-    int rc = msp_config_load("dlq", config_table, argc, argv, errstr, sizeof(errstr));
-    if (rc == 1) {
+    msp_log_set_stream(stderr);   /* stdout carries the listing (and replay's summary) only */
+    int rc = msp_svc_configure("dlq", config_table, argc, argv, &cfg.svc, NULL);
+    if (rc == 0) {   /* --help */
         printf("\nCommands: list | replay\n");
         return 0;
     }
-    if (rc < 0) {
-        fprintf(stderr, "mspsync-dlq: %s\n", errstr);
-        return 2;
-    }
+    if (rc > 0)
+        return rc;
     if (strcmp(cmd, "list") != 0 && strcmp(cmd, "replay") != 0) {
         fprintf(stderr, "usage: mspsync-dlq list|replay   (settings: mspsync-dlq --help)\n");
-        msp_config_free(config_table);
-        return 2;
-    }
-    msp_log_init("dlq", cfg.log_level);
-    msp_log_set_stream(stderr);   /* stdout carries the listing (and replay's summary) only */
-    if (msp_kafka_configure(&cfg.kafka, cfg.topic_prefix, errstr, sizeof(errstr)) != 0) {
-        MSP_ERROR("config.invalid", NULL, "%s", errstr);
         msp_config_free(config_table);
         return 2;
     }
@@ -175,12 +164,13 @@ int main(int argc, char **argv) {
     char group[256];
     if (listing) snprintf(group, sizeof(group), "mspsync-dlq-list-%d", (int)getpid());
     else snprintf(group, sizeof(group), "%s", cfg.group);
+    const char *brokers = cfg.svc.brokers;
     rd_kafka_t *producer = listing ? NULL
-                                   : msp_kafka_producer_new(cfg.brokers, "mspsync-dlq", dr_cb, NULL,
+                                   : msp_kafka_producer_new(brokers, "mspsync-dlq", dr_cb, NULL,
                                                             errstr, sizeof(errstr));
     const char *topics[] = {dlq, NULL};
     rd_kafka_t *consumer = (listing || producer)
-                               ? msp_kafka_consumer_new(cfg.brokers, group, "mspsync-dlq", topics,
+                               ? msp_kafka_consumer_new(brokers, group, "mspsync-dlq", topics,
                                                         NULL, NULL, errstr, sizeof(errstr))
                                : NULL;
     if (!consumer) {

@@ -20,17 +20,10 @@
 #include "mspsync/ops.h"
 #include "mspsync/crypto.h"
 #include "mspsync/cwrmm.h"
+#include "mspsync/svc.h"
 
 typedef struct fetcher_conf_s {
-    char      *brokers;
-    char      *redis_url;
-    char      *topic_prefix;
-    char      *group;
-    char      *log_level;
-    char      *metrics_bind;
-    long long  metrics_port;
-    long long  nice;              /* MSPSYNC_NICE (priority.h) */
-    char      *port_file;
+    msp_svc_conf_t svc;           /* Kafka, Redis, logging, ops server */
     double     syncro_rate;       /* tokens per second of one Syncro account's bucket */
     long long  syncro_rate_milli; /* the same, as configured (requests per 1000 s) */
     long long  syncro_burst;
@@ -48,7 +41,6 @@ typedef struct fetcher_conf_s {
     long long  http_timeout_ms;
     long long  http_max_conns;
     int        schedule_enabled;
-    msp_kafka_conf_t kafka;
 } fetcher_conf_t;
 
 typedef struct job_s job_t;
@@ -58,10 +50,11 @@ typedef struct fetcher_s {
     struct event_base *base;
     msp_http_t        *http;
     msp_cwrmm_tokens_t *cw_tokens;   /* one cached token per ConnectWise RMM credential set */
-    rd_kafka_t        *consumer;
-    rd_kafka_t        *producer;
+    msp_svc_worker_t   worker;     /* the Kafka side (svc.h): handles, rebalancing, polling */
+    rd_kafka_t        *consumer;   /* borrowed from worker once it is open (NULL before) */
+    rd_kafka_t        *producer;   /* borrowed, the same */
     redisContext      *redis;
-    msp_offtrack_t    *offtrack;
+    msp_offtrack_t    *offtrack;   /* borrowed, the same */
     msp_metrics_t     *metrics;
     msp_secret_key_t   key;
     char               replica_id[64];
@@ -69,7 +62,6 @@ typedef struct fetcher_s {
     job_t *jobs;        /* every job this replica holds: running or waiting for its tenant */
     int    jobs_cnt;
     int    running_cnt;
-    int    assigned_partitions;
     int    stopping;
 
     struct event *sched_ev;

@@ -111,7 +111,7 @@ static void job_fail(job_t *j, const char *error, const char *hint, int pause);
 
 /* ---------------------------------------------------------------- helpers */
 
-int redis_ok(fetcher_t *f) { return msp_redis_ok(&f->redis, f->conf.redis_url); }
+int redis_ok(fetcher_t *f) { return msp_redis_ok(&f->redis, f->conf.svc.redis_url); }
 
 enum { CW_LIST = 0, CW_DEFS, CW_COMPANIES, CW_CF };
 #define CW_GROUP 4   /* companies per device-list request (resourceType company allows 4) */

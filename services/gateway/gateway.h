@@ -39,6 +39,7 @@
 #include "mspsync/http.h"
 #include "mspsync/kafka.h"
 #include "mspsync/ops.h"
+#include "mspsync/svc.h"
 
 struct event_base;
 struct event;
@@ -47,14 +48,13 @@ struct evhttp_request;
 
 /** Settings, filled from the environment by the config table in main.c. */
 typedef struct gw_config_s {
+    msp_svc_conf_t svc;   /* Kafka, logging, the port file (the shared rows of svc.h); the
+                             gateway has no consumer group and no ops server of its own */
     char     *http_bind;
     long long http_port;
-    char     *port_file;
     char     *admin_token;
-    char     *kafka_brokers;
-    char     *redis_url;
-    char     *topic_prefix;
-    char     *log_level;
+    char     *redis_url;  /* the shared row too (MSP_SVC_REDIS_ROW), kept here where the
+                             modules read it */
     long long max_body;
     long long vendor_timeout_ms;
     long long syncro_rate_milli;
@@ -65,7 +65,6 @@ typedef struct gw_config_s {
     long long webhook_tolerance_s;
     long long max_header_bytes;
     long long max_headers;
-    msp_kafka_conf_t kafka;
 } gw_config_t;
 
 typedef struct gw_held_s gw_held_t;
@@ -76,10 +75,7 @@ typedef struct gw_s {
     msp_secret_key_t    key;
     struct event_base  *base;
     struct evhttp      *http;
-    rd_kafka_t         *rk;
-    rd_kafka_queue_t   *rkqu;          /* main queue, wakes the loop through kafka_pipe */
-    int                 kafka_pipe[2];
-    struct event       *kafka_ev, *kafka_timer;
+    rd_kafka_t         *rk;            /* its main queue wakes the loop (msp_svc_wire, main.c) */
     rd_kafka_topic_t   *rkt[5];        /* pin sync.jobs, customers, assets, raw.records, raw.events conf */
     redisContext       *redis;
     msp_http_t         *vendor;
@@ -210,7 +206,8 @@ const char *gw_hget(const redisReply *r, const char *field);
 
 /* ---- jobs.c ------------------------------------------------------------------------------- */
 
-/** @brief Create the producer and hook its main queue to the loop. @returns 0 or -1. */
+/** @brief Create the producer and its topic handles (main.c hooks its main queue to the loop:
+ * msp_svc_wire). @returns 0 or -1. */
 int gw_kafka_start(gw_t *gw, char *errstr, size_t errstr_size);
 /** @brief Flush (up to timeout_ms) and destroy the producer. */
 void gw_kafka_stop(gw_t *gw, int timeout_ms);

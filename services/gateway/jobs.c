@@ -1,9 +1,8 @@
 /*
  * jobs.c — the gateway's Kafka producer, driven by the libevent loop.
  *
- * librdkafka signals its main queue (delivery reports) by writing to a pipe
- * (rd_kafka_queue_io_event_enable); the pipe's read end is a persistent libevent read event that
- * calls rd_kafka_poll(rk, 0). A 100 ms timer polls as well, as a safety net.
+ * main.c wires the producer to the loop with msp_svc_wire (svc.h): its main queue (delivery
+ * reports) wakes the loop through a pipe, and the 100 ms tick polls as well, as a safety net.
  *
  * Messages are produced in batches (gw_batch_t): a batch counts its outstanding messages and
  * runs its done callback once, after the last delivery report (or at once when every produce
@@ -21,12 +20,9 @@
  */
 #include "gateway.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -84,24 +80,10 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque) {
     batch_release(b);
 }
 
-/* ---- the loop glue ----------------------------------------------------------------------- */
-
-static void kafka_pipe_cb(evutil_socket_t fd, short what, void *arg) {
-    gw_t *gw = arg;
-    char buf[256];
-    while (read(fd, buf, sizeof(buf)) > 0)
-        ;
-    rd_kafka_poll(gw->rk, 0);
-}
-
-static void kafka_timer_cb(evutil_socket_t fd, short what, void *arg) {
-    gw_t *gw = arg;
-    rd_kafka_poll(gw->rk, 0);
-}
+/* ---- the producer ------------------------------------------------------------------------ */
 
 int gw_kafka_start(gw_t *gw, char *errstr, size_t errstr_size) {
-    gw->kafka_pipe[0] = gw->kafka_pipe[1] = -1;
-    gw->rk = msp_kafka_producer_new(gw->cfg.kafka_brokers, "mspsync-gateway", dr_cb, gw, errstr,
+    gw->rk = msp_kafka_producer_new(gw->cfg.svc.brokers, "mspsync-gateway", dr_cb, gw, errstr,
                                     errstr_size);
     if (!gw->rk)
         return -1;
@@ -124,21 +106,6 @@ int gw_kafka_start(gw_t *gw, char *errstr, size_t errstr_size) {
             return -1;
         }
     }
-
-    if (pipe2(gw->kafka_pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
-        snprintf(errstr, errstr_size, "pipe: %s", strerror(errno));
-        return -1;
-    }
-    gw->rkqu = rd_kafka_queue_get_main(gw->rk);
-    rd_kafka_queue_io_event_enable(gw->rkqu, gw->kafka_pipe[1], "1", 1);
-    gw->kafka_ev = event_new(gw->base, gw->kafka_pipe[0], EV_READ | EV_PERSIST, kafka_pipe_cb, gw);
-    gw->kafka_timer = event_new(gw->base, -1, EV_PERSIST, kafka_timer_cb, gw);
-    struct timeval tv = {0, 100 * 1000};
-    if (!gw->kafka_ev || !gw->kafka_timer || event_add(gw->kafka_ev, NULL) != 0 ||
-        event_add(gw->kafka_timer, &tv) != 0) {
-        snprintf(errstr, errstr_size, "could not register the Kafka events");
-        return -1;
-    }
     return 0;
 }
 
@@ -153,16 +120,6 @@ void gw_kafka_stop(gw_t *gw, int timeout_ms) {
             rd_kafka_poll(gw->rk, 0);
         }
     }
-    if (gw->kafka_ev)
-        event_free(gw->kafka_ev);
-    if (gw->kafka_timer)
-        event_free(gw->kafka_timer);
-    gw->kafka_ev = gw->kafka_timer = NULL;
-    if (gw->rkqu) {
-        rd_kafka_queue_io_event_enable(gw->rkqu, -1, NULL, 0);
-        rd_kafka_queue_destroy(gw->rkqu);
-        gw->rkqu = NULL;
-    }
     for (int i = 0; i < 5; i++) {
         if (gw->rkt[i])
             rd_kafka_topic_destroy(gw->rkt[i]);
@@ -171,11 +128,6 @@ void gw_kafka_stop(gw_t *gw, int timeout_ms) {
     if (gw->rk)
         rd_kafka_destroy(gw->rk);
     gw->rk = NULL;
-    for (int i = 0; i < 2; i++) {
-        if (gw->kafka_pipe[i] >= 0)
-            close(gw->kafka_pipe[i]);
-        gw->kafka_pipe[i] = -1;
-    }
 }
 
 int gw_kafka_ready(gw_t *gw, char *why, size_t why_size) {
@@ -195,7 +147,7 @@ int gw_kafka_ready(gw_t *gw, char *why, size_t why_size) {
         /* the answer is for anyone (/readyz): the address and the error only go to the log */
         char brokers[512];
         MSP_WARN("kafka.unavailable", NULL, "no broker reachable at %s (%s)",
-                 msp_url_mask(gw->cfg.kafka_brokers, brokers, sizeof(brokers)),
+                 msp_url_mask(gw->cfg.svc.brokers, brokers, sizeof(brokers)),
                  rd_kafka_err2str(err));
         snprintf(why, why_size, "kafka unavailable");
     }

@@ -3,22 +3,18 @@
  * the inventory view and date edits, webhook secrets, ticketing settings) and the signed MTP
  * incident webhook.
  *
- * Wiring only (the logic lives in the modules listed in gateway.h): read the config table, install
- * the signal handlers, load the secret key, listen (the /v1 routes answer 503 and /readyz says
- * why until Kafka is there; /healthz answers throughout), create the topics, start the producer,
- * Redis and the vendor HTTP client on one libevent loop, serve until SIGINT/SIGTERM clears the
- * run flag (lifecycle.h), then shut down in order:
+ * Wiring only (the logic lives in the modules listed in gateway.h), on the service skeleton
+ * (svc.h): read the config table and the secret key (msp_svc_configure), listen (the /v1 routes
+ * answer 503 and /readyz says why until Kafka is there; /healthz answers throughout), create the
+ * topics, start the producer (wired to the loop: msp_svc_wire), Redis and the vendor HTTP client
+ * on one libevent loop, serve until SIGINT/SIGTERM clears the run flag (lifecycle.h), then shut
+ * down in order:
  *   stop accepting → cancel vendor calls → flush the producer (delivery reports answer their held
  *   requests) → answer whatever is still held with 503 → free everything.
  */
-#include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include <event2/event.h>
 #include <event2/http.h>
@@ -29,31 +25,27 @@
 #include "mspsync/lifecycle.h"
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
+#include "mspsync/svc.h"
 
 #define SHUTDOWN_FLUSH_MS 10000
 #define CWRMM_TOKEN_MARGIN_MS 60000  /* refresh a ConnectWise RMM token this long before expiry */
 
 static gw_t gw;
+static msp_svc_t svc;   /* the API server's socket, the producer's wiring, the tick */
 
 static const msp_config_entry_t config[] = {
     {"MSPSYNC_HTTP_BIND", MSP_CFG_STR, "127.0.0.1", "address the API listens on",
      &gw.cfg.http_bind, 0, 0, 0},
     {"MSPSYNC_HTTP_PORT", MSP_CFG_INT, "8080", "API port; 0 = any free port",
      &gw.cfg.http_port, 0, 65535, 0},
-    {"MSPSYNC_PORT_FILE", MSP_CFG_STR, "", "if set, the bound port is written to this file",
-     &gw.cfg.port_file, 0, 0, 0},
+    MSP_SVC_PORT_FILE_ROW(gw.cfg.svc, "API"),
     {"MSPSYNC_ADMIN_TOKEN", MSP_CFG_STR, NULL,
      "bearer token required on every /v1 route except the signed incident webhook",
      &gw.cfg.admin_token, 0, 0, 1},
-    {"MSPSYNC_KAFKA_BROKERS", MSP_CFG_STR, "127.0.0.1:9092", "Kafka bootstrap servers",
-     &gw.cfg.kafka_brokers, 0, 0, 0},
-    {"MSPSYNC_REDIS_URL", MSP_CFG_STR, "127.0.0.1:6379", "Redis: host:port or redis://host:port/db",
-     &gw.cfg.redis_url, 0, 0, 0},
-    {"MSPSYNC_TOPIC_PREFIX", MSP_CFG_STR, "", "prepended to every Kafka topic name",
-     &gw.cfg.topic_prefix, 0, 0, 0},
-    MSP_KAFKA_CONFIG(gw.cfg.kafka),
-    {"MSPSYNC_LOG_LEVEL", MSP_CFG_STR, "info", "debug, info, warn or error",
-     &gw.cfg.log_level, 0, 0, 0},
+    MSP_SVC_KAFKA_ROWS(gw.cfg.svc),
+    MSP_SVC_REDIS_ROW(gw.cfg),
+    MSP_KAFKA_CONFIG(gw.cfg.svc.kafka),
+    MSP_SVC_LOG_ROW(gw.cfg.svc, "info"),
     {"MSPSYNC_MAX_BODY", MSP_CFG_INT, "1048576",
      "hard cap on any request body in bytes: larger bodies are refused with 413 before any "
      "route runs (and the connection closed); must exceed MSPSYNC_WEBHOOK_MAX_BODY",
@@ -61,12 +53,7 @@ static const msp_config_entry_t config[] = {
     {"MSPSYNC_VENDOR_TIMEOUT_MS", MSP_CFG_INT, "15000",
      "limit for a vendor check (rate-limit wait + request) when saving an integration",
      &gw.cfg.vendor_timeout_ms, 100, 300000, 0},
-    {"MSPSYNC_SYNCRO_RATE_MILLI", MSP_CFG_INT, "2900",
-     "Syncro requests per 1000 s for one account, shared with the fetchers: set it the same in "
-     "every service (Syncro allows 180/min = 3000)",
-     &gw.cfg.syncro_rate_milli, 1, 10000000, 0},
-    {"MSPSYNC_SYNCRO_BURST", MSP_CFG_INT, "3", "Syncro burst size per account",
-     &gw.cfg.syncro_burst, 1, 1000, 0},
+    MSP_SVC_SYNCRO_RATE_ROWS(gw.cfg.syncro_rate_milli, gw.cfg.syncro_burst),
     {"MSPSYNC_KAFKA_DELIVERY_TIMEOUT_MS", MSP_CFG_INT, "30000",
      "how long a queued job, tombstone or webhook incident may wait for Kafka before the "
      "request fails with 503",
@@ -108,11 +95,9 @@ static int ready_cb(void *opaque, char *why, size_t why_size) {
     return gw_kafka_ready(g, why, why_size);
 }
 
-/* The 100 ms tick: notice a cleared run flag (the handler itself only sets a flag). */
-static void tick_cb(evutil_socket_t fd, short what, void *arg) {
-    if (!msp_lifecycle_running())
-        event_base_loopbreak(gw.base);
-}
+/* The producer's queue (delivery reports answer held requests) and the 100 ms tick, which also
+ * ends the loop once the run flag is cleared (msp_svc_wire). */
+static void on_producer(void *arg) { rd_kafka_poll(((gw_t *)arg)->rk, 0); }
 
 /* Every route but the ops endpoints: nothing works before the producer exists. */
 static void route_cb(struct evhttp_request *req, void *arg) {
@@ -122,28 +107,6 @@ static void route_cb(struct evhttp_request *req, void *arg) {
         return;
     }
     gw_route(req, arg);
-}
-
-static int write_port_file(const char *path, int port) {
-    char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return -1;
-    fprintf(f, "%d\n", port);
-    if (fclose(f) != 0)
-        return -1;
-    return rename(tmp, path);
-}
-
-static int bound_port(struct evhttp_bound_socket *sock) {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    if (getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&ss, &len) != 0)
-        return -1;
-    if (ss.ss_family == AF_INET6)
-        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
 static void declare_metrics(msp_metrics_t *m) {
@@ -156,46 +119,53 @@ static void declare_metrics(msp_metrics_t *m) {
     msp_metric_add(m, "mspsync_jobs_queued_total", NULL, 0);
 }
 
-int main(int argc, char **argv) {
-    msp_lifecycle_signals();   /* first: SIGTERM must work at any moment, Kafka or not */
-    char errstr[512];
-    int rc = 1;
-    struct event *tick = NULL;
-    struct evhttp_bound_socket *sock = NULL;
-
-    gw.kafka_pipe[0] = gw.kafka_pipe[1] = -1;
-
-    int lrc = msp_config_load("gateway", config, argc, argv, errstr, sizeof(errstr));
-    if (lrc == 1)
-        return 0;
-    msp_log_init("gateway", lrc == 0 ? gw.cfg.log_level : NULL);
-    if (lrc != 0) {
-        MSP_ERROR("config.invalid", NULL, "%s", errstr);
-        goto out;
-    }
-    if (gw.cfg.webhook_max_body >= gw.cfg.max_body) {
+/* The gateway's own checks of its settings, after the table's. @returns 0 or -1 (logged). */
+static int check_config(const gw_config_t *cfg) {
+    if (cfg->webhook_max_body >= cfg->max_body) {
         /* libevent would refuse such bodies itself, before the webhook could name its limit */
         MSP_ERROR("config.invalid", NULL, "MSPSYNC_WEBHOOK_MAX_BODY (%lld) must be smaller than "
-                  "MSPSYNC_MAX_BODY (%lld)", gw.cfg.webhook_max_body, gw.cfg.max_body);
-        goto out;
+                  "MSPSYNC_MAX_BODY (%lld)", cfg->webhook_max_body, cfg->max_body);
+        return -1;
     }
-    if (!gw.cfg.admin_token[0]) {
+    if (!cfg->admin_token[0]) {
         MSP_ERROR("config.invalid", NULL, "MSPSYNC_ADMIN_TOKEN must not be empty");
-        goto out;
+        return -1;
     }
-    msp_log_redact(gw.cfg.admin_token);
-    if (msp_secret_key_load(&gw.key, errstr, sizeof(errstr)) != 0) {
-        MSP_ERROR("config.secret_key", NULL, "%s", errstr);
-        goto out;
-    }
+    msp_log_redact(cfg->admin_token);
+    return 0;
+}
 
-    if (msp_kafka_configure(&gw.cfg.kafka, gw.cfg.topic_prefix, errstr, sizeof(errstr)) != 0) {
-        MSP_ERROR("config.invalid", NULL, "%s", errstr);
-        goto out;
+/* The API server's limits and routes (the ops endpoints are mounted by msp_svc_serve_http). */
+static void http_setup(gw_t *g) {
+    gw_http_install(g);  /* libevent's own refusals (below) answer in JSON */
+    evhttp_set_max_body_size(g->http, (ev_ssize_t)g->cfg.max_body);
+    evhttp_set_max_headers_size(g->http, (ev_ssize_t)g->cfg.max_header_bytes);
+    /* the methods HTTP defines for an origin server reach the router (405 with Allow on a
+     * known route); libevent refuses CONNECT (we are no proxy) and unknown tokens: 501 */
+    evhttp_set_allowed_methods(g->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
+                                            EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS |
+                                            EVHTTP_REQ_TRACE);
+    evhttp_set_timeout(g->http, 60);
+    evhttp_set_gencb(g->http, route_cb, g);
+}
+
+int main(int argc, char **argv) {
+    msp_lifecycle_signals();   /* first: SIGTERM must work at any moment, Kafka or not */
+    int rc = msp_svc_configure("gateway", config, argc, argv, &gw.cfg.svc, &gw.key);
+    if (rc >= 0)
+        return rc;
+    if (check_config(&gw.cfg) != 0) {
+        msp_secure_zero(&gw.key, sizeof(gw.key));
+        msp_config_free(config);
+        return 2;
     }
     msp_kafka_linger_set((int)gw.cfg.kafka_linger_ms);
+    char errstr[512];
+    rc = 1;
 
     gw.base = event_base_new();
+    msp_svc_init(&svc, gw.base);
     gw.metrics = msp_metrics_new("gateway");
     gw.http = gw.base ? evhttp_new(gw.base) : NULL;
     msp_http_opts_t hopts = {.timeout_ms = (long)gw.cfg.vendor_timeout_ms,
@@ -206,45 +176,19 @@ int main(int argc, char **argv) {
         goto out;
     }
     declare_metrics(gw.metrics);
-
-    gw_http_install(&gw);  /* libevent's own refusals (below) answer in JSON */
-    evhttp_set_max_body_size(gw.http, (ev_ssize_t)gw.cfg.max_body);
-    evhttp_set_max_headers_size(gw.http, (ev_ssize_t)gw.cfg.max_header_bytes);
-    /* the methods HTTP defines for an origin server reach the router (405 with Allow on a
-     * known route); libevent refuses CONNECT (we are no proxy) and unknown tokens: 501 */
-    evhttp_set_allowed_methods(gw.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
-                                            EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS |
-                                            EVHTTP_REQ_TRACE);
-    evhttp_set_timeout(gw.http, 60);
-    evhttp_set_gencb(gw.http, route_cb, &gw);
-    if (msp_ops_mount(gw.http, gw.metrics, ready_cb, &gw) != 0) {
-        MSP_ERROR("startup", NULL, "could not mount the ops endpoints");
+    http_setup(&gw);
+    if (msp_svc_serve_http(&svc, gw.http, gw.cfg.http_bind, (int)gw.cfg.http_port,
+                           gw.cfg.svc.port_file, gw.metrics, ready_cb, &gw) != 0)
         goto out;
-    }
-    sock = evhttp_bind_socket_with_handle(gw.http, gw.cfg.http_bind, (ev_uint16_t)gw.cfg.http_port);
-    if (!sock) {
-        MSP_ERROR("http.bind", NULL, "cannot listen on %s:%lld: %s", gw.cfg.http_bind,
-                  gw.cfg.http_port, strerror(errno));
-        goto out;
-    }
-    int port = bound_port(sock);
-    if (gw.cfg.port_file[0] && write_port_file(gw.cfg.port_file, port) != 0) {
-        MSP_ERROR("http.port_file", NULL, "cannot write %s: %s", gw.cfg.port_file,
-                  strerror(errno));
-        goto out;
-    }
 
-    tick = event_new(gw.base, -1, EV_PERSIST, tick_cb, NULL);
-    struct timeval tv = {0, 100 * 1000};
-    event_add(tick, &tv);
-
-    int made = msp_lifecycle_ensure_topics(gw.cfg.kafka_brokers, gw.base);
+    int made = msp_lifecycle_ensure_topics(gw.cfg.svc.brokers, gw.base);
     if (made != 0) {
-        rc = made == -2 ? 1 : 0;   /* a configuration error, or stopped while waiting */
+        rc = made == -2 ? 2 : 0;   /* a configuration error, or stopped while waiting */
         goto out;
     }
-    if (gw_kafka_start(&gw, errstr, sizeof(errstr)) != 0) {
+    if (gw_kafka_start(&gw, errstr, sizeof(errstr)) != 0 ||
+        msp_svc_wire(&svc, NULL, gw.rk, 100, NULL, on_producer, on_producer, &gw, errstr,
+                     sizeof(errstr)) != 0) {
         MSP_ERROR("kafka.producer", NULL, "%s", errstr);
         goto out;
     }
@@ -256,7 +200,7 @@ int main(int argc, char **argv) {
         MSP_ERROR("startup", NULL, "out of memory");
         goto out;
     }
-    MSP_INFO("gateway.started", NULL, "listening on %s:%d", gw.cfg.http_bind, port);
+    MSP_INFO("gateway.started", NULL, "listening on %s:%d", gw.cfg.http_bind, svc.ops_port);
 
     while (msp_lifecycle_running())
         event_base_dispatch(gw.base);
@@ -266,19 +210,18 @@ int main(int argc, char **argv) {
 
 out:
     gw.stopping = 1;
-    if (sock)
-        evhttp_del_accept_socket(gw.http, sock);   /* stop accepting */
+    msp_svc_stop_accepting(&svc);
     msp_http_destroy(gw.vendor);                   /* callbacks answer 503 */
     gw.vendor = NULL;
-    gw_kafka_stop(&gw, msp_lifecycle_budget_ms(SHUTDOWN_FLUSH_MS)); /* delivery reports answer the held requests */
+    /* delivery reports answer the held requests; the producer's wiring goes with it */
+    gw_kafka_stop(&gw, msp_lifecycle_budget_ms(SHUTDOWN_FLUSH_MS));
+    msp_svc_close(&svc);
     gw_held_fail_all(&gw, "the gateway is shutting down"); /* drops token waiters */
     msp_cwrmm_tokens_destroy(gw.cwtokens);
     gw.cwtokens = NULL;
     gw_secrets_forget_all(&gw);
     if (gw.base)
         event_base_loop(gw.base, EVLOOP_NONBLOCK); /* push the last replies out */
-    if (tick)
-        event_free(tick);
     if (gw.http)
         evhttp_free(gw.http);
     if (gw.redis)

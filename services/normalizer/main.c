@@ -1,9 +1,10 @@
 /*
  * mspsync-normalizer — raw.records → canonical customers/assets, the Redis inventory view, dlq.
  *
- * Wiring only, in the shape of a librdkafka example: the configuration table, a signal-cleared
- * run flag, a consume loop that collects batches, and an orderly shutdown (close the consumer so
- * the stored offsets are committed, flush the producer, destroy). The batch logic — mapping,
+ * Wiring only, in the shape of a librdkafka example: the configuration table (the shared rows and
+ * the start-up of svc.h: settings, the ops server, the topics), a signal-cleared run flag, a
+ * consume loop that collects batches, and an orderly shutdown (close the consumer so the stored
+ * offsets are committed, flush the producer, destroy). The batch logic — mapping,
  * change detection, sweeps and the produce → Redis → offsets order — is in normalizer.c.
  */
 #include <malloc.h>
@@ -11,10 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <event2/event.h>
-#include <event2/http.h>
 
 #include <mspsync/backoff.h>
 #include <mspsync/config.h>
@@ -23,6 +22,7 @@
 #include <mspsync/log.h>
 #include <mspsync/ops.h>
 #include <mspsync/priority.h>
+#include <mspsync/svc.h>
 
 #include "json_arena.h"
 #include "normalizer.h"
@@ -32,12 +32,10 @@
 #define NEXT_POLL_MS      10    /* a batch ends when the consumer has nothing for this long */
 
 static struct {
-    char     *brokers, *redis_url, *topic_prefix, *group, *metrics_bind, *port_file, *log_level;
+    msp_svc_conf_t svc;   /* Kafka, Redis, logging, ops server (svc.h) */
     char     *input;
-    long long batch_size, batch_wait_ms, metrics_port, identity_max_shared, prepare_threads,
-              nice;
+    long long batch_size, batch_wait_ms, identity_max_shared, prepare_threads;
     int       json_arena;
-    msp_kafka_conf_t kafka;
 } cfg;
 
 /* Why a batch stopped taking messages (mspsync_normalizer_batch_closes_total{reason}). */
@@ -48,20 +46,16 @@ static const char *const close_labels[CLOSE_N] = {"reason=\"size\"", "reason=\"i
 #define M_FILL_S "mspsync_normalizer_batch_fill_seconds_total"
 
 static const msp_config_entry_t config_table[] = {
-    {"MSPSYNC_KAFKA_BROKERS", MSP_CFG_STR, "127.0.0.1:9092", "Kafka bootstrap servers",
-     &cfg.brokers, 0, 0, 0},
-    {"MSPSYNC_REDIS_URL", MSP_CFG_STR, "127.0.0.1:6379",
-     "Redis address (host:port or redis://host:port/db)", &cfg.redis_url, 0, 0, 0},
-    {"MSPSYNC_TOPIC_PREFIX", MSP_CFG_STR, "", "Prefix of every Kafka topic name",
-     &cfg.topic_prefix, 0, 0, 0},
-    MSP_KAFKA_CONFIG(cfg.kafka),
+    MSP_SVC_KAFKA_ROWS(cfg.svc),
+    MSP_SVC_REDIS_ROW(cfg.svc),
+    MSP_KAFKA_CONFIG(cfg.svc.kafka),
     {"MSPSYNC_NORMALIZER_INPUT", MSP_CFG_STR, "all",
      "What this normalizer consumes: records (raw.records: sync pages, edits), events (raw.events: "
      "incidents, which then never wait behind a sync) or all (both, one process)", &cfg.input, 0,
      0, 0},
-    {"MSPSYNC_GROUP", MSP_CFG_STR, "",
-     "Kafka consumer group (default mspsync-normalizer, or mspsync-normalizer-events when "
-     "MSPSYNC_NORMALIZER_INPUT=events)", &cfg.group, 0, 0, 0},
+    MSP_SVC_GROUP_ROW(cfg.svc, "",
+                      "Kafka consumer group (default mspsync-normalizer, or "
+                      "mspsync-normalizer-events when MSPSYNC_NORMALIZER_INPUT=events)"),
     {"MSPSYNC_BATCH_SIZE", MSP_CFG_INT, "500",
      "Most messages processed (and committed) as one batch", &cfg.batch_size, 1, 100000, 0},
     {"MSPSYNC_BATCH_MAX_WAIT_MS", MSP_CFG_INT, "5",
@@ -72,42 +66,20 @@ static const msp_config_entry_t config_table[] = {
      "A serial or MAC seen on more asset records than this (per tenant) stops merging machines: "
      "one per integration plus a stale duplicate",
      &cfg.identity_max_shared, 1, 1000, 0},
-    {"MSPSYNC_NICE", MSP_CFG_INT, "-1",
-     "CPU niceness taken at start, 0-19 (priority.h); -1: 10 when only raw.records is consumed "
-     "(bulk work yields to the incident path), else 0", &cfg.nice, -1, 19, 0},
+    MSP_SVC_NICE_ROW(cfg.svc, "-1",
+                     "-1: 10 when only raw.records is consumed (bulk work yields to the incident "
+                     "path), else 0"),
     {"MSPSYNC_PREPARE_THREADS", MSP_CFG_INT, "2",
      "Threads that parse, map and fingerprint a batch's messages, the batch loop's included "
      "(1 = the batch loop alone); Redis and Kafka stay on the batch loop",
      &cfg.prepare_threads, 1, 64, 0},
-    {"MSPSYNC_METRICS_BIND", MSP_CFG_STR, "127.0.0.1", "Address of /healthz, /readyz, /metrics",
-     &cfg.metrics_bind, 0, 0, 0},
-    {"MSPSYNC_METRICS_PORT", MSP_CFG_INT, "9101",
-     "Port of /healthz, /readyz, /metrics (0 = any free port)", &cfg.metrics_port, 0, 65535, 0},
-    {"MSPSYNC_PORT_FILE", MSP_CFG_STR, "", "If set, the bound metrics port is written to this file",
-     &cfg.port_file, 0, 0, 0},
-    {"MSPSYNC_LOG_LEVEL", MSP_CFG_STR, "info", "debug, info, warn or error", &cfg.log_level, 0, 0, 0},
+    MSP_SVC_OPS_ROWS(cfg.svc, "9101"),
+    MSP_SVC_LOG_ROW(cfg.svc, "info"),
     {"MSPSYNC_JSON_ARENA", MSP_CFG_BOOL, "1",
      "Allocate each batch's JSON in one arena freed at commit (0 = plain malloc)", &cfg.json_arena,
      0, 0, 0},
     {NULL, MSP_CFG_STR, NULL, NULL, NULL, 0, 0, 0},
 };
-
-/* Write the port to path atomically (tmp + rename), so a reader never sees half a number. */
-static int write_port_file(const char *path, int port)
-{
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return -1;
-    int ok = fprintf(f, "%d\n", port) > 0;
-    ok     = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
-}
 
 /*
  * MSPSYNC_NORMALIZER_INPUT → the topics to consume (topics[0..1], NULL-terminated by the caller's
@@ -150,19 +122,15 @@ int main(int argc, char **argv)
     char               errstr[512];
     int                exit_code = 1;
     struct event_base *base      = NULL;
-    struct evhttp     *http      = NULL;
+    msp_svc_t          svc;      /* the ops server (svc.h) */
     msp_metrics_t     *metrics   = NULL;
     nz_t              *nz        = NULL;
     rd_kafka_t        *consumer = NULL, *producer = NULL;
     rd_kafka_message_t **batch  = NULL;
 
-    int rc = msp_config_load(SERVICE, config_table, argc, argv, errstr, sizeof errstr);
-    if (rc == 1)
-        return 0;
-    if (rc < 0) {
-        fprintf(stderr, "mspsync-normalizer: %s\n", errstr);
-        return 2;
-    }
+    int rc = msp_svc_configure(SERVICE, config_table, argc, argv, &cfg.svc, NULL);
+    if (rc >= 0)
+        return rc;
     const char *group = NULL;
     if (input_topics(cfg.input, NULL, &group) < 0) {
         fprintf(stderr, "mspsync-normalizer: MSPSYNC_NORMALIZER_INPUT must be records, events or "
@@ -170,30 +138,25 @@ int main(int argc, char **argv)
         msp_config_free(config_table);
         return 2;
     }
-    if (!cfg.group[0]) {
-        free(cfg.group);
-        cfg.group = strdup(group);
-        if (!cfg.group) {
+    if (!cfg.svc.group[0]) {
+        free(cfg.svc.group);
+        cfg.svc.group = strdup(group);
+        if (!cfg.svc.group) {
             fprintf(stderr, "mspsync-normalizer: out of memory\n");
             return 2;
         }
-    }
-    msp_log_init(SERVICE, cfg.log_level);
-    if (msp_kafka_configure(&cfg.kafka, cfg.topic_prefix, errstr, sizeof errstr) != 0) {
-        MSP_ERROR("config.invalid", NULL, "%s", errstr);
-        msp_config_free(config_table);
-        return 2;
     }
     /* A batch builds and frees hundreds of thousands of small jansson nodes; with glibc's
      * fastbins every larger allocation then pays malloc_consolidate over them (12 % of the
      * normalizer's time in perf). Without fastbins the same frees go to tcache and the bins
      * directly: +10-14 % records/s (docs/benchmarks.md). */
     mallopt(M_MXFAST, 0);
-    msp_priority_apply(cfg.nice >= 0 ? (int)cfg.nice
-                                     : strcmp(cfg.input, "records") == 0 ? MSP_NICE_BULK : 0);
+    if (cfg.svc.nice < 0) /* by lane (a value of 0-19 was applied by msp_svc_configure) */
+        msp_priority_apply(strcmp(cfg.input, "records") == 0 ? MSP_NICE_BULK : 0);
     if (cfg.json_arena)
         nz_json_arena_enable();
 
+    msp_svc_init(&svc, NULL);
     base    = event_base_new();
     metrics = msp_metrics_new(SERVICE);
     batch   = calloc((size_t)cfg.batch_size, sizeof *batch);
@@ -207,7 +170,7 @@ int main(int argc, char **argv)
     msp_metric_declare(metrics, M_FILL_S, "counter",
                        "Seconds batches spent between their first message and closing (the wait "
                        "a message has before processing starts).");
-    nz = nz_new(&(nz_conf_t){.redis_url  = cfg.redis_url,
+    nz = nz_new(&(nz_conf_t){.redis_url  = cfg.svc.redis_url,
                              .batch_size = (size_t)cfg.batch_size,
                              .identity_max_shared = (int)cfg.identity_max_shared,
                              .prepare_threads     = (int)cfg.prepare_threads,
@@ -219,26 +182,19 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    int port = 0;
-    http = msp_ops_listen(base, cfg.metrics_bind, (int)cfg.metrics_port, &port, metrics, ready_cb,
-                          nz);
-    if (!http) {
-        MSP_ERROR("startup", NULL, "cannot listen on %s:%lld for /healthz /readyz /metrics",
-                  cfg.metrics_bind, cfg.metrics_port);
+    /* The ops server first: /healthz answers (and /readyz says why not) while Kafka is awaited. */
+    msp_svc_init(&svc, base);
+    if (msp_svc_serve_ops(&svc, cfg.svc.metrics_bind, (int)cfg.svc.metrics_port,
+                          cfg.svc.port_file, metrics, ready_cb, nz) != 0)
         goto out;
-    }
-    if (cfg.port_file[0] && write_port_file(cfg.port_file, port) < 0) {
-        MSP_ERROR("startup", NULL, "cannot write MSPSYNC_PORT_FILE %s", cfg.port_file);
-        goto out;
-    }
 
-    int made = msp_lifecycle_ensure_topics(cfg.brokers, base);
+    int made = msp_lifecycle_ensure_topics(cfg.svc.brokers, base);
     if (made < 0) {
         exit_code = made == -2 ? 2 : 0;   /* a configuration error, or stopped while waiting */
         goto out;
     }
 
-    producer = msp_kafka_producer_new(cfg.brokers, "mspsync-normalizer", nz_dr_cb, nz, errstr,
+    producer = msp_kafka_producer_new(cfg.svc.brokers, "mspsync-normalizer", nz_dr_cb, nz, errstr,
                                       sizeof errstr);
     if (!producer) {
         MSP_ERROR("startup", NULL, "producer: %s", errstr);
@@ -246,7 +202,7 @@ int main(int argc, char **argv)
     }
     const char *topics[3] = {NULL, NULL, NULL};
     input_topics(cfg.input, topics, NULL);
-    consumer = msp_kafka_consumer_new(cfg.brokers, cfg.group, "mspsync-normalizer", topics,
+    consumer = msp_kafka_consumer_new(cfg.svc.brokers, cfg.svc.group, "mspsync-normalizer", topics,
                                       nz_rebalance_cb, nz, errstr, sizeof errstr);
     if (!consumer) {
         MSP_ERROR("startup", NULL, "consumer: %s", errstr);
@@ -256,8 +212,8 @@ int main(int argc, char **argv)
     consumer_made = consumer;
     MSP_INFO("startup", NULL, "consuming %s%s%s as group %s, batches of %lld closing %lld ms after "
              "their first message, metrics on %s:%d", topics[0], topics[1] ? " and " : "",
-             topics[1] ? topics[1] : "", cfg.group, cfg.batch_size, cfg.batch_wait_ms,
-             cfg.metrics_bind, port);
+             topics[1] ? topics[1] : "", cfg.svc.group, cfg.batch_size, cfg.batch_wait_ms,
+             cfg.svc.metrics_bind, svc.ops_port);
 
     exit_code = 0;
     while (msp_lifecycle_running()) {
@@ -334,8 +290,7 @@ out:
     }
     nz_destroy(nz);   /* after the producer: it may reference outputs until then */
     nz_json_arena_destroy();
-    if (http)
-        evhttp_free(http);
+    msp_svc_close(&svc);
     if (base)
         event_base_free(base);
     msp_metrics_destroy(metrics);

@@ -24,22 +24,12 @@ static tc_t T;
 static const msp_config_entry_t config_table[] = {
     MSP_SVC_WORKER_CONFIG(T.conf.svc, "mspsync-ticket-creator",
                           "Kafka consumer group of the ticket-creators", "9103"),
-    {"MSPSYNC_SYNCRO_RATE_MILLI", MSP_CFG_INT, "2900",
-     "Syncro requests per 1000 s for one account, shared with the fetchers and the gateway: set it the same in every service (Syncro allows 180/min = 3000)",
-     &T.conf.syncro_rate_milli, 1, 10000000},
-    {"MSPSYNC_SYNCRO_BURST", MSP_CFG_INT, "3", "Requests a Syncro account's bucket allows at once",
-     &T.conf.syncro_burst, 1, 10000},
-    {"MSPSYNC_MAX_ACTIVE", MSP_CFG_INT, "64",
-     "Incidents (distinct fingerprints) worked on at once by one replica", &T.conf.max_active, 1, 100000},
-    {"MSPSYNC_MAX_QUEUED", MSP_CFG_INT, "5000",
-     "Incident events held in memory before consumption pauses (resumes at half)", &T.conf.max_queued,
-     2, 10000000},
-    {"MSPSYNC_BACKOFF_BASE_MS", MSP_CFG_INT, "500", "First retry delay after 429/5xx/timeouts (doubles, full jitter)",
-     &T.conf.backoff_base_ms, 1, 600000},
-    {"MSPSYNC_BACKOFF_CAP_MS", MSP_CFG_INT, "30000", "Longest retry delay (a Retry-After above it wins)",
-     &T.conf.backoff_cap_ms, 1, 3600000},
-    {"MSPSYNC_HTTP_TIMEOUT_MS", MSP_CFG_INT, "30000", "Timeout of one Syncro request",
-     &T.conf.http_timeout_ms, 100, 600000},
+    MSP_SVC_SYNCRO_RATE_ROWS(T.conf.syncro_rate_milli, T.conf.syncro_burst),
+    MSP_SVC_KEYQ_ROWS(T.conf.max_active, T.conf.max_queued,
+                      "Incidents (distinct fingerprints) worked on at once by one replica",
+                      "Incident events"),
+    MSP_SVC_BACKOFF_ROWS(T.conf.backoff_base_ms, T.conf.backoff_cap_ms, "30000"),
+    MSP_SVC_HTTP_TIMEOUT_ROW(T.conf.http_timeout_ms),
     {"MSPSYNC_SEARCH_MAX_PAGES", MSP_CFG_INT, "20",
      "Ticket list pages searched for our marker after a crash between create and record",
      &T.conf.search_max_pages, 1, 1000},
@@ -61,25 +51,11 @@ static void on_tick(void *arg) {
 
 int main(int argc, char **argv) {
     msp_lifecycle_signals();   /* first: SIGTERM must work at any moment, Kafka or not */
-    char errstr[512];
+    int rc = msp_svc_configure("ticket-creator", config_table, argc, argv, &T.conf.svc, &T.key);
+    if (rc >= 0) return rc;   /* --help, or a configuration error */
     int exit_code = 0;
-    int rc = msp_config_load("ticket-creator", config_table, argc, argv, errstr, sizeof(errstr));
-    if (rc == 1) return 0;
-    if (rc < 0) {
-        fprintf(stderr, "mspsync-ticket-creator: %s\n", errstr);
-        return 2;
-    }
     tc_t *tc = &T;
     tc->conf.syncro_rate = (double)tc->conf.syncro_rate_milli / 1000.0;
-    if (msp_svc_conf_apply("ticket-creator", &tc->conf.svc) != 0) {
-        msp_config_free(config_table);
-        return 2;
-    }
-    if (msp_secret_key_load(&tc->key, errstr, sizeof(errstr)) != 0) {
-        MSP_ERROR("config.invalid", NULL, "%s", errstr);
-        msp_config_free(config_table);
-        return 2;
-    }
     curl_global_init(CURL_GLOBAL_DEFAULT);
     tc->base = event_base_new();
     tc->metrics = msp_metrics_new("ticket-creator");
@@ -117,18 +93,16 @@ int main(int argc, char **argv) {
         .tick = on_tick,
         .arg = tc,
     };
-    /* The ops server first: /healthz answers (and /readyz says why not) while Kafka is awaited. */
-    msp_svc_t svc;
-    if (msp_svc_worker_listen(w, &svc, tc->base) != 0) return 1;
-    int made = msp_lifecycle_ensure_topics(tc->conf.svc.brokers, tc->base);
-    if (made != 0) {
-        exit_code = made == -2 ? 2 : 0; /* a configuration error, or stopped before Kafka */
-        goto stop;
-    }
     msp_keyq_ops_t ops = tc_keyq_ops;
     ops.opaque = tc;
-    if (msp_svc_worker_open(w, (int)tc->conf.max_active, (int)tc->conf.max_queued, &ops) != 0)
-        return 1;
+    /* The ops server first: /healthz answers (and /readyz says why not) while Kafka is awaited. */
+    msp_svc_t svc;
+    int started = msp_svc_worker_start(w, &svc, tc->base, (int)tc->conf.max_active,
+                                       (int)tc->conf.max_queued, &ops);
+    if (started >= 0) {
+        exit_code = started; /* 0 stopped while waiting for Kafka, 1 or 2 failed */
+        goto stop;
+    }
     msp_http_opts_t hopts = {.timeout_ms = tc->conf.http_timeout_ms};
     tc->http = msp_http_new(tc->base, &hopts);
     if (!tc_redis_ok(tc)) MSP_WARN("redis.unavailable", NULL, "starting anyway; will retry");

@@ -27,31 +27,14 @@ static wb_t W;
 static const msp_config_entry_t config_table[] = {
     MSP_SVC_WORKER_CONFIG(W.conf.svc, "mspsync-write-back", "Kafka consumer group of the write-backs",
                           "9104"),
-    {"MSPSYNC_SYNCRO_RATE_MILLI", MSP_CFG_INT, "2900",
-     "Syncro requests per 1000 s for one account, shared with the fetchers, the gateway and the ticket-creator: set it the same in every service (Syncro allows 180/min = 3000)",
-     &W.conf.syncro_rate_milli, 1, 10000000},
-    {"MSPSYNC_SYNCRO_BURST", MSP_CFG_INT, "3", "Requests a Syncro account's bucket allows at once",
-     &W.conf.syncro_burst, 1, 10000},
-    {"MSPSYNC_CWRMM_RATE_MILLI", MSP_CFG_INT, "10000",
-     "ConnectWise RMM requests per 1000 s for one API client (client id), shared with the fetchers: set it the same in every service",
-     &W.conf.cwrmm_rate_milli, 1, 100000000},
-    {"MSPSYNC_CWRMM_BURST", MSP_CFG_INT, "10", "Requests a ConnectWise RMM client's bucket allows at once",
-     &W.conf.cwrmm_burst, 1, 100000},
-    {"MSPSYNC_CWRMM_TOKEN_MARGIN_MS", MSP_CFG_INT, "300000",
-     "Refresh a ConnectWise RMM token this long before it expires (at most a quarter of its life)",
-     &W.conf.cwrmm_token_margin_ms, 0, 3600000},
-    {"MSPSYNC_MAX_ACTIVE", MSP_CFG_INT, "64",
-     "Assets whose date changes are written at once by one replica", &W.conf.max_active, 1, 100000},
-    {"MSPSYNC_MAX_QUEUED", MSP_CFG_INT, "5000",
-     "Date changes held in memory before consumption pauses (resumes at half)", &W.conf.max_queued,
-     2, 10000000},
-    {"MSPSYNC_BACKOFF_BASE_MS", MSP_CFG_INT, "500",
-     "First retry delay after 423/429/5xx/timeouts (doubles, full jitter)", &W.conf.backoff_base_ms,
-     1, 600000},
-    {"MSPSYNC_BACKOFF_CAP_MS", MSP_CFG_INT, "30000", "Longest retry delay (a Retry-After above it wins)",
-     &W.conf.backoff_cap_ms, 1, 3600000},
-    {"MSPSYNC_HTTP_TIMEOUT_MS", MSP_CFG_INT, "30000", "Timeout of one vendor request",
-     &W.conf.http_timeout_ms, 100, 600000},
+    MSP_SVC_SYNCRO_RATE_ROWS(W.conf.syncro_rate_milli, W.conf.syncro_burst),
+    MSP_SVC_CWRMM_RATE_ROWS(W.conf.cwrmm_rate_milli, W.conf.cwrmm_burst),
+    MSP_SVC_CWRMM_TOKEN_MARGIN_ROW(W.conf.cwrmm_token_margin_ms),
+    MSP_SVC_KEYQ_ROWS(W.conf.max_active, W.conf.max_queued,
+                      "Assets whose date changes are written at once by one replica",
+                      "Date changes"),
+    MSP_SVC_BACKOFF_ROWS(W.conf.backoff_base_ms, W.conf.backoff_cap_ms, "30000"),
+    MSP_SVC_HTTP_TIMEOUT_ROW(W.conf.http_timeout_ms),
     {"MSPSYNC_DONE_TTL_DAYS", MSP_CFG_INT, "90",
      "Days a finished change id is remembered per asset (a replay older than that is checked against the vendor only)",
      &W.conf.done_ttl_days, 1, 3650},
@@ -97,26 +80,12 @@ static void declare_metrics(msp_metrics_t *m) {
 
 int main(int argc, char **argv) {
     msp_lifecycle_signals();   /* first: SIGTERM must work at any moment, Kafka or not */
-    char errstr[512];
+    int rc = msp_svc_configure("write-back", config_table, argc, argv, &W.conf.svc, &W.key);
+    if (rc >= 0) return rc;   /* --help, or a configuration error */
     int exit_code = 0;
-    int rc = msp_config_load("write-back", config_table, argc, argv, errstr, sizeof(errstr));
-    if (rc == 1) return 0;
-    if (rc < 0) {
-        fprintf(stderr, "mspsync-write-back: %s\n", errstr);
-        return 2;
-    }
     wb_t *wb = &W;
     wb->conf.syncro_rate = (double)wb->conf.syncro_rate_milli / 1000.0;
     wb->conf.cwrmm_rate = (double)wb->conf.cwrmm_rate_milli / 1000.0;
-    if (msp_svc_conf_apply("write-back", &wb->conf.svc) != 0) {
-        msp_config_free(config_table);
-        return 2;
-    }
-    if (msp_secret_key_load(&wb->key, errstr, sizeof(errstr)) != 0) {
-        MSP_ERROR("config.invalid", NULL, "%s", errstr);
-        msp_config_free(config_table);
-        return 2;
-    }
     curl_global_init(CURL_GLOBAL_DEFAULT);
     wb->base = event_base_new();
     wb->metrics = msp_metrics_new("write-back");
@@ -137,18 +106,16 @@ int main(int argc, char **argv) {
         .tick = on_tick,
         .arg = wb,
     };
-    /* The ops server first: /healthz answers (and /readyz says why not) while Kafka is awaited. */
-    msp_svc_t svc;
-    if (msp_svc_worker_listen(w, &svc, wb->base) != 0) return 1;
-    int made = msp_lifecycle_ensure_topics(wb->conf.svc.brokers, wb->base);
-    if (made != 0) {
-        exit_code = made == -2 ? 2 : 0; /* a configuration error, or stopped before Kafka */
-        goto stop;
-    }
     msp_keyq_ops_t ops = wb_keyq_ops;
     ops.opaque = wb;
-    if (msp_svc_worker_open(w, (int)wb->conf.max_active, (int)wb->conf.max_queued, &ops) != 0)
-        return 1;
+    /* The ops server first: /healthz answers (and /readyz says why not) while Kafka is awaited. */
+    msp_svc_t svc;
+    int started = msp_svc_worker_start(w, &svc, wb->base, (int)wb->conf.max_active,
+                                       (int)wb->conf.max_queued, &ops);
+    if (started >= 0) {
+        exit_code = started; /* 0 stopped while waiting for Kafka, 1 or 2 failed */
+        goto stop;
+    }
     msp_http_opts_t hopts = {.timeout_ms = wb->conf.http_timeout_ms};
     wb->http = msp_http_new(wb->base, &hopts);
     wb->tokens = msp_cwrmm_tokens_new(wb->base, wb->http, &wb->redis, &wb->key,

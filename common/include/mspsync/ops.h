@@ -18,6 +18,7 @@
 
 struct event_base;
 struct evhttp;
+struct evhttp_bound_socket;
 
 typedef struct msp_metrics_s msp_metrics_t;
 
@@ -53,12 +54,13 @@ typedef int (msp_ready_cb)(void *opaque, char *why, size_t why_size);
 int msp_ops_mount(struct evhttp *http, msp_metrics_t *m, msp_ready_cb *ready, void *opaque);
 
 /**
- * @brief Start a server with only those endpoints on bind:port (port 0 = any free port; the
- * bound port is written to *bound_port when non-NULL). @returns new server (free with
- * evhttp_free) or NULL.
+ * @brief Bind http (a server of the caller's: the gateway's API, a worker's small ops server) to
+ * bind:port (port 0 = any free port; the bound port is written to *bound_port when non-NULL) and
+ * mount the endpoints on it. @returns the listening socket (borrowed: the server owns it; stop
+ * accepting with evhttp_del_accept_socket) or NULL (errno from the bind, if it failed).
  */
-struct evhttp *msp_ops_listen(struct event_base *base, const char *bind, int port,
-                              int *bound_port, msp_metrics_t *m, msp_ready_cb *ready,
-                              void *opaque);
+struct evhttp_bound_socket *msp_ops_bind(struct evhttp *http, const char *bind, int port,
+                                         int *bound_port, msp_metrics_t *m, msp_ready_cb *ready,
+                                         void *opaque);
 
 #endif
