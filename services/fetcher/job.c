@@ -45,8 +45,6 @@ typedef enum {
     JOB_FINISHED, /* done, failed or abandoned; freed once nothing refers to it */
 } job_state_t;
 
-#define JOB_TYPES_MAX 8 /* record types one vendor syncs, at most */
-
 struct job_s {
     fetcher_t  *f;
     job_t      *next;
@@ -58,7 +56,7 @@ struct job_s {
     char reason[32];
     char mode[16];
     const msp_vendor_t *vendor;           /* names keys, events and records */
-    int                 todo[JOB_TYPES_MAX]; /* indexes of vendor->types, in its order */
+    int                 todo[MSP_VENDOR_TYPES_MAX]; /* indexes of vendor->types, in its order */
     int                 todo_cnt;
     int                 todo_idx;
 
@@ -75,7 +73,7 @@ struct job_s {
 
     int  page;
     long type_records;
-    long records_fetched[JOB_TYPES_MAX];
+    long records_fetched[MSP_VENDOR_TYPES_MAX];
     int  attempt;
     int  pending_dr;
     int  dr_failed;
@@ -879,22 +877,15 @@ static void job_step(job_t *j) {
 /* Take the job's "types" (plural names) in the vendor's order: customers before assets, as
  * assets reference customers. An unknown name leaves its reason in reason. */
 static void job_want_types(job_t *j, const json_t *tl, char *reason, size_t reason_size) {
-    int want[JOB_TYPES_MAX] = {0};
-    size_t i, k;
-    json_t *v;
-    json_array_foreach(tl, i, v) {
-        const char *s = json_string_value(v);
-        for (k = 0; s && k < j->vendor->types_cnt && k < JOB_TYPES_MAX; k++)
-            if (!strcmp(s, j->vendor->types[k].plural)) break;
-        if (!s || k == j->vendor->types_cnt || k == JOB_TYPES_MAX) {
-            snprintf(reason, reason_size, "unknown sync type \"%.*s\"",
-                     MSP_UTF8_CUT(s ? s : "(not a string)", 64));
-            break;
-        }
-        want[k] = 1;
+    size_t n = 0;
+    int bad = msp_vendor_types_wanted(j->vendor, tl, j->todo, &n);
+    if (bad >= 0) {
+        const char *s = json_string_value(json_array_get(tl, (size_t)bad));
+        snprintf(reason, reason_size, "unknown sync type \"%.*s\"",
+                 MSP_UTF8_CUT(s ? s : "(not a string)", 64));
+        return;
     }
-    for (k = 0; k < j->vendor->types_cnt && k < JOB_TYPES_MAX; k++)
-        if (want[k]) j->todo[j->todo_cnt++] = (int)k;
+    j->todo_cnt = (int)n;
 }
 
 /* A sync.jobs message arrived. Bad jobs are dead-lettered with the reason. */
