@@ -15,9 +15,9 @@
  * - Before every HTTP attempt the job takes one token from the GCRA bucket of its vendor
  *   account in Redis; every replica and the gateway share that bucket.
  * - The cursor (mspsync:{t}:cursor:<vendor>:<job>, in the format of the type's pager) moves to
- *   the next page only after Kafka has
- *   acknowledged every record of the page (delivery reports), and by compare-and-set, so a
- *   replica that lost the job in a rebalance cannot move it.
+ *   the next page only after Kafka has acknowledged every record of the page (delivery
+ *   reports), and by compare-and-set, so a replica that lost the job in a rebalance cannot
+ *   move it.
  * - The job's sync.jobs offset is stored only when the job is finished (done or failed for a
  *   reason retrying cannot fix): a kill -9 replays the job message and the cursor resumes it.
  * - A job struct is freed only when no HTTP request, delivery report or timer refers to it.
