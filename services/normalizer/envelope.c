@@ -92,7 +92,7 @@ static const json_t *payload_load(const nz_envelope_t *env, json_t *root,
             ? msp_vendor_type(msp_vendor_find(env->integration), nz_type_name(env->type))
             : NULL;
     msp_json_pick_t sel = {msp_pick_names, vt ? (void *)vt->pick : NULL, NULL, 0};
-    int             picked = vt && vt->pick;
+    int picked = vt && vt->pick;
     reason[0] = '\0';
     if (!pick->span)
         return NULL;

@@ -262,8 +262,7 @@ static const char *integration_of(const char *src_id, char *buf, size_t size)
 }
 
 /* The member of a vendor whose asset wins the merge (the PSA's: vendor.h merge_primary). */
-static int is_primary(const char *integration)
-{
+static int is_primary(const char *integration) {
     const msp_vendor_t *v = msp_vendor_find(integration);
     return v && v->merge_primary;
 }

@@ -21,10 +21,10 @@
 
 #include <mspsync/backoff.h>
 #include <mspsync/cwrmm.h>
-#include <mspsync/kafka.h>
-#include <mspsync/log.h>
 #include <mspsync/incident.h>
 #include <mspsync/json_dump.h>
+#include <mspsync/kafka.h>
+#include <mspsync/log.h>
 #include <mspsync/model.h>
 #include <mspsync/redis.h>
 #include <mspsync/utf8.h>
@@ -784,8 +784,8 @@ static void item_prepare(nz_item_t *it, rd_kafka_message_t *m) {
         it->state = IT_INCIDENT;
         return;
     }
-    const msp_vendor_t      *vendor = msp_vendor_find(it->env.integration);
-    const msp_vendor_type_t *vtype  = msp_vendor_type(vendor, nz_type_name(type));
+    const msp_vendor_t *vendor = msp_vendor_find(it->env.integration);
+    const msp_vendor_type_t *vtype = msp_vendor_type(vendor, nz_type_name(type));
     if (!vendor) {
         char names[64];
         snprintf(reason, sizeof reason, "unknown integration \"%.*s\" (expected %s)",
