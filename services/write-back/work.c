@@ -98,7 +98,7 @@ typedef enum {
 } res_t;
 
 typedef struct target_s {
-    wb_integ_t                  integ;
+    const msp_vendor_t *vendor;
     char                     id[160];
     res_t                    res[WB_NF];
     int                      ours[WB_NF];  /* wb:<asset> said pending/written for this change */
@@ -217,7 +217,7 @@ static int append_states(wb_item_t *it, const target_t *t, unsigned mask, const 
     argv[argc++] = k;
     for (int f = 0; f < WB_NF; f++) {
         if (!(mask & (1u << t->res[f])) || t->res[f] == R_NONE) continue;
-        snprintf(names[f], sizeof(names[f]), "%s:%s", wb_integ_name[t->integ], wb_field_name[f]);
+        snprintf(names[f], sizeof(names[f]), "%s:%s", t->vendor->name, wb_field_name[f]);
         vals[nv] = state_json(it, t, f, error);
         argv[argc++] = names[f];
         argv[argc++] = vals[nv] ? vals[nv] : "{}";
@@ -248,8 +248,7 @@ static void count_field(wb_item_t *it, const target_t *t, int f) {
                        : t->res[f] == R_FAILED ? "failed" : NULL;
     if (!result) return;
     char labels[96];
-    snprintf(labels, sizeof(labels), "integration=\"%s\",result=\"%s\"", wb_integ_name[t->integ],
-             result);
+    snprintf(labels, sizeof(labels), "integration=\"%s\",result=\"%s\"", t->vendor->name, result);
     msp_metric_add(it->wb->metrics, "mspsync_write_back_writes_total", labels, 1);
 }
 
@@ -377,7 +376,7 @@ static void target_done(wb_item_t *it) {
     for (int f = 0; f < WB_NF; f++) {
         if (t->res[f] != R_WRITTEN && t->res[f] != R_HELD) continue;
         char field[256];
-        snprintf(field, sizeof(field), "%s:%s|%s", wb_integ_name[t->integ], t->id, wb_field_name[f]);
+        snprintf(field, sizeof(field), "%s:%s|%s", t->vendor->name, t->id, wb_field_name[f]);
         redisAppendCommand(wb->redis, "HSET %s %s %s", kw, field, it->val[f]), n++;
     }
     n += append_states(it, t, (1u << R_WRITTEN) | (1u << R_HELD) | (1u << R_FAILED), NULL);
@@ -400,11 +399,11 @@ static void target_done(wb_item_t *it) {
     }
     if (written[0])
         MSP_INFO("wb.written", it->tenant, "asset=%s target=%s:%s fields=%s%s%s change=%s",
-                 it->asset, wb_integ_name[t->integ], t->id, written, held[0] ? " already_set=" : "",
-                 held, it->change_id);
+                 it->asset, t->vendor->name, t->id, written, held[0] ? " already_set=" : "", held,
+                 it->change_id);
     else if (held[0])
         MSP_DEBUG("wb.already_set", it->tenant, "asset=%s target=%s:%s fields=%s", it->asset,
-                  wb_integ_name[t->integ], t->id, held);
+                  t->vendor->name, t->id, held);
     it->cur++;
     run_target(it);
 }
@@ -417,10 +416,10 @@ static void target_fail(wb_item_t *it, const char *why) {
         if (t->res[f] == R_PENDING) t->res[f] = R_FAILED;
     if (!it->nfailed)
         snprintf(it->fail_reason, sizeof(it->fail_reason), "write-back to %s %s failed: %s",
-                 wb_integ_name[t->integ], t->id, why);
+                 t->vendor->name, t->id, why);
     it->nfailed++;
-    MSP_WARN("wb.failed", it->tenant, "asset=%s target=%s:%s: %s", it->asset,
-             wb_integ_name[t->integ], t->id, why);
+    MSP_WARN("wb.failed", it->tenant, "asset=%s target=%s:%s: %s", it->asset, t->vendor->name,
+             t->id, why);
     target_done(it);
 }
 
@@ -447,10 +446,7 @@ static void call(wb_item_t *it, const char *method, char *path, json_t *body, ok
 }
 
 static void describe(const wb_item_t *it, const msp_http_response_t *res, char *out, size_t n) {
-    if (cur_target((wb_item_t *)it)->integ == WB_CWRMM)
-        msp_cwrmm_describe(res, it->method, it->path, out, n);
-    else
-        msp_syncro_describe(res, it->method, it->path, out, n);
+    msp_vendor_describe(cur_target((wb_item_t *)it)->vendor, res, it->method, it->path, out, n);
 }
 
 static void call_retry(wb_item_t *it, int64_t retry_after_ms, const char *why) {
@@ -461,7 +457,7 @@ static void call_retry(wb_item_t *it, int64_t retry_after_ms, const char *why) {
     it->attempt++;
     target_t *t = cur_target(it);
     MSP_WARN("wb.retry", it->tenant, "asset=%s target=%s:%s attempt=%u retry_in_ms=%lld: %s",
-             it->asset, wb_integ_name[t->integ], t->id, it->attempt, (long long)d, why);
+             it->asset, t->vendor->name, t->id, it->attempt, (long long)d, why);
     msp_metric_add(wb->metrics, "mspsync_write_back_retries_total", NULL, 1);
     struct wb_busy_s *busy = it->defs_owner ? defs_busy_of(it) : NULL;
     if (busy) {
@@ -484,7 +480,7 @@ static void send_rated(wb_item_t *it) {
     }
     int64_t wait_ms = 0;
     char err[256];
-    int rc = t->integ == WB_CWRMM
+    int rc = t->vendor == &msp_vendor_cwrmm
                  ? msp_gcra_take(wb->redis, t->cw.bucket_key, wb->conf.cwrmm_rate,
                                  (int)wb->conf.cwrmm_burst, 1, &wait_ms, err, sizeof(err))
                  : msp_gcra_take(wb->redis, t->sy.bucket_key, wb->conf.syncro_rate,
@@ -500,16 +496,17 @@ static void send_rated(wb_item_t *it) {
         return;
     }
     char url[1400];
-    snprintf(url, sizeof(url), "%s%s", t->integ == WB_CWRMM ? t->cw.base_url : t->sy.base_url,
-             it->path);
-    const char *headers[] = {t->integ == WB_CWRMM ? it->auth : t->sy.auth_header,
+    snprintf(url, sizeof(url), "%s%s",
+             t->vendor == &msp_vendor_cwrmm ? t->cw.base_url : t->sy.base_url, it->path);
+    const char *headers[] = {t->vendor == &msp_vendor_cwrmm ? it->auth : t->sy.auth_header,
                              "Accept: application/json", "Content-Type: application/json", NULL};
     msp_http_request_t req = {.method = it->method, .url = url, .headers = headers,
                               .body = it->body, .body_len = it->body ? strlen(it->body) : 0,
                               .tenant = it->tenant};
     it->http_inflight = 1;
     int started = msp_http_request(wb->http, &req, http_cb, it) == 0;
-    if (t->integ == WB_CWRMM && !started) msp_secure_zero(it->auth, sizeof(it->auth));
+    if (t->vendor == &msp_vendor_cwrmm && !started)
+        msp_secure_zero(it->auth, sizeof(it->auth));
     if (!started) {
         it->http_inflight = 0;
         call_retry(it, -1, "could not start the HTTP request");
@@ -540,7 +537,7 @@ static void call_send(wb_item_t *it) {
         return;
     }
     target_t *t = cur_target(it);
-    if (t->integ == WB_SYNCRO) {
+    if (t->vendor == &msp_vendor_syncro) {
         send_rated(it);
         return;
     }
@@ -562,7 +559,7 @@ static void http_cb(msp_http_response_t *res, void *opaque) {
     target_t *t = cur_target(it);
     msp_http_outcome_t o = msp_http_classify(res);
     char labels[96];
-    snprintf(labels, sizeof(labels), "integration=\"%s\",outcome=\"%s\"", wb_integ_name[t->integ],
+    snprintf(labels, sizeof(labels), "integration=\"%s\",outcome=\"%s\"", t->vendor->name,
              msp_http_outcome_name(o));
     msp_metric_add(wb->metrics, "mspsync_write_back_requests_total", labels, 1);
     if (o == MSP_HTTP_OK) {
@@ -573,7 +570,7 @@ static void http_cb(msp_http_response_t *res, void *opaque) {
     }
     char desc[900];
     describe(it, res, desc, sizeof(desc));
-    if (t->integ == WB_CWRMM && res->status == 401 && !it->reauthed) {
+    if (t->vendor == &msp_vendor_cwrmm && res->status == 401 && !it->reauthed) {
         /* The token was revoked or expired early: forget it, try once with a fresh one. A
          * rejected request changed nothing, so this very call may be sent again. */
         msp_cwrmm_token_rejected(wb->tokens, it->tenant, &t->cw, it->auth);
@@ -894,7 +891,8 @@ static void run_target(wb_item_t *it) {
     target_t *t = cur_target(it);
     it->attempt = 0;
     it->reauthed = 0;
-    if (t->integ == WB_CWRMM) cw_begin(it);
+    if (t->vendor == &msp_vendor_cwrmm)
+        cw_begin(it);
     else sy_read(it);
 }
 
@@ -921,7 +919,7 @@ static int plan_target(wb_item_t *it, target_t *t) {
     char err[512];
     for (int f = 0; f < WB_NF; f++) t->res[f] = it->has[f] ? R_PENDING : R_NONE;
     t->why[0] = '\0';
-    if (t->integ == WB_CWRMM) {
+    if (t->vendor == &msp_vendor_cwrmm) {
         msp_cwrmm_integration_clear(&t->cw);
         int rc = msp_cwrmm_integration_load(wb->redis, &wb->key, it->tenant, &t->cw, err,
                                             sizeof(err));
@@ -989,8 +987,8 @@ static int load_ours(wb_item_t *it) {
         for (int f = 0; f < WB_NF; f++) {
             t->ours[f] = 0;
             if (!it->has[f]) continue;
-            redisReply *r = redisCommand(it->wb->redis, "HGET %s %s:%s", k, wb_integ_name[t->integ],
-                                         wb_field_name[f]);
+            redisReply *r =
+                redisCommand(it->wb->redis, "HGET %s %s:%s", k, t->vendor->name, wb_field_name[f]);
             if (!r || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL)) {
                 if (r) freeReplyObject(r);
                 return -1;
@@ -1057,7 +1055,7 @@ static void item_load(wb_item_t *it) {
             if (t->res[f] == R_FAILED) {
                 if (!it->nfailed)
                     snprintf(it->fail_reason, sizeof(it->fail_reason),
-                             "write-back to %s %s failed: %s", wb_integ_name[t->integ], t->id, t->why);
+                             "write-back to %s %s failed: %s", t->vendor->name, t->id, t->why);
                 it->nfailed++;
             }
         }
@@ -1084,7 +1082,7 @@ static int parse_change(wb_item_t *it, char *why, size_t why_size) {
     it->ntg = ch->ntargets;
     it->tg = calloc(it->ntg ? it->ntg : 1, sizeof(target_t));
     for (size_t i = 0; it->tg && i < it->ntg; i++) {
-        it->tg[i].integ = ch->targets[i].integ;
+        it->tg[i].vendor = ch->targets[i].vendor;
         memcpy(it->tg[i].id, ch->targets[i].id, sizeof(it->tg[i].id));
     }
     free(ch);
