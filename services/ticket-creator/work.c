@@ -6,7 +6,8 @@
  *   LOAD     Redis: ticketing config, the fingerprint's ticket record `tk:<fp>` (hash), whether
  *            this event id was handled already (`tk:<fp>:events`), the org mapping, the Syncro
  *            integration. Redis down → wait and LOAD again (never guess).
- *   DECIDE   from (ticket record, event status, config), pick the next Syncro call:
+ *   DECIDE   from (ticket record, event status, config), pick the next Syncro call (the table
+ *            is decide.c, a pure function; this file carries its actions out):
  *              no ticket, open      → CREATE (claim first: state=creating, pending=create:<eid>)
  *              creating             → SEARCH (a crash came between claim and record: find the
  *                                     ticket by its marker before creating again)
@@ -17,7 +18,8 @@
  *              open ticket, resolved → auto-resolve on: GET the ticket; untouched → PUT the
  *                                     resolve status, touched → a comment saying why not;
  *                                     auto-resolve off: nothing to call
- *   CALL     take a token from the account's GCRA bucket (shared with the fetcher), send;
+ *   CALL     through the vendor-call engine (vcall.h): take a token from the account's GCRA
+ *            bucket (shared with the fetcher), send;
  *            429/5xx/timeout → back off (Retry-After wins) and send again, offset not stored;
  *            other 4xx → dead letter with Syncro's message; 404 on a known ticket → the ticket
  *            was deleted in Syncro: forget it and DECIDE again.
@@ -28,6 +30,7 @@
  * it carries a comment without one of our markers.
  */
 #include "tc.h"
+#include "decide.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -56,7 +59,6 @@
  * last_status that holds them whole still compares equal to what Syncro answers. */
 #define STATUS_MAX     (100 * 4)
 
-typedef enum { ST_NONE = 0, ST_CREATING, ST_OPEN, ST_RESOLVED } tk_state_t;
 static const char *const state_names[] = {"none", "creating", "open", "resolved"};
 
 typedef struct tc_item_s tc_item_t;
@@ -261,7 +263,7 @@ static void finish(void *arg) {
 
     int ok = 1, n = 0;
     redisAppendCommand(tc->redis, "MULTI"), n++;
-    if (it->state == ST_NONE) {
+    if (it->state == TK_NONE) {
         redisAppendCommand(tc->redis, "HDEL %s state ticket_id ticket_number", k), n++;
     } else {
         it->pending[0] = '\0';
@@ -505,7 +507,7 @@ static void record_ticket(tc_item_t *it, const json_t *t) {
     const char *st = json_string_value(json_object_get(t, "status"));
     msp_utf8_copy(it->last_status, sizeof(it->last_status),
                   st ? st : cfg_str(it->rule, "status", "New"));
-    it->state = ST_OPEN;
+    it->state = TK_OPEN;
     it->resolved_at_ms = 0;
 }
 
@@ -518,7 +520,7 @@ static void created_ok(void *arg, msp_http_response_t *res, json_t *body) {
         MSP_WARN("ticket.no_id", it->tenant, "fp=%.12s: the create answer has no ticket id; "
                  "searching for the ticket", it->fp);
         it->search_page = 1;
-        it->state = ST_CREATING;
+        it->state = TK_CREATING;
         wait_then(it, 1000, decide);
         return;
     }
@@ -576,7 +578,7 @@ static void search_ok(void *arg, msp_http_response_t *res, json_t *body) {
         do_create(it);
         return;
     }
-    it->state = ST_NONE;   /* a resolve for an incident whose ticket never came to be */
+    it->state = TK_NONE;   /* a resolve for an incident whose ticket never came to be */
     finish_with(it, NULL);
 }
 
@@ -600,7 +602,7 @@ static int gone_404(void *arg, const msp_http_response_t *res) {
     MSP_WARN("ticket.deleted", it->tenant,
              "fp=%.12s ticket=%lld answers 404: deleted in Syncro; starting over", it->fp,
              it->ticket_id);
-    it->state = ST_NONE;
+    it->state = TK_NONE;
     it->ticket_id = 0;
     it->pending[0] = '\0';
     decide(it);
@@ -645,7 +647,7 @@ static void reopened_ok(void *arg, msp_http_response_t *res, json_t *body) {
     const char *st = t ? json_string_value(json_object_get(t, "status")) : NULL;
     msp_utf8_copy(it->last_status, sizeof(it->last_status),
                   st ? st : cfg_str(it->rule, "status", "New"));
-    it->state = ST_OPEN;
+    it->state = TK_OPEN;
     it->resolved_at_ms = 0;
     char k[256];
     msp_key(k, sizeof(k), it->tenant, "ticketing:stats");
@@ -659,7 +661,7 @@ static void resolved_ok(void *arg, msp_http_response_t *res, json_t *body) {
     tc_item_t *it = arg;
     (void)res;
     (void)body;
-    it->state = ST_RESOLVED;
+    it->state = TK_RESOLVED;
     it->resolved_at_ms = msp_wall_ms();
     msp_utf8_copy(it->last_status, sizeof(it->last_status),
                   cfg_str(it->config, "resolve_status", "Resolved"));
@@ -735,72 +737,54 @@ static void resolve_check_ok(void *arg, msp_http_response_t *res, json_t *body) 
 
 /* ----------------------------------------------------------------- DECIDE */
 
+/* Claim a new ticket (the next generation) in the record, then create it. */
+static void claim_and_create(tc_item_t *it) {
+    it->gen++;
+    it->state = TK_CREATING;
+    it->ticket_id = it->ticket_number = it->resolved_at_ms = 0;
+    it->claim_at_ms = msp_wall_ms();
+    if (it->customer_id[0])
+        snprintf(it->rec_customer, sizeof(it->rec_customer), "%s", it->customer_id);
+    it->assignee = cfg_int(it->rule, "assignee_user_id", 0);
+    msp_utf8_copy(it->last_status, sizeof(it->last_status), cfg_str(it->rule, "status", "New"));
+    do_create(it);
+}
+
+static void reopen(tc_item_t *it) {
+    if (set_pending(it, "reopen") < 0) {
+        wait_then(it, 1000, item_load);
+        return;
+    }
+    call(it, "PUT", id_path("/tickets/%lld", it->ticket_id),
+         json_pack("{s:s}", "status", cfg_str(it->rule, "status", "New")), reopened_ok, gone_404);
+}
+
+/* The facts of the event as LOAD left them, then the table's action (decide.h). */
 static void decide(void *arg) {
     tc_item_t *it = arg;
-    const int open = !strcmp(it->status, "open");
-    switch (it->state) {
-    case ST_CREATING:
+    tc_facts_t f = {.state = it->state, .open = !strcmp(it->status, "open"),
+                    .mapped = it->customer_id[0] || it->rec_customer[0],
+                    .pending_comment = pending_is(it, "comment"),
+                    .auto_resolve = cfg_bool(it->config, "auto_resolve", 0),
+                    .now_ms = msp_wall_ms(), .resolved_at_ms = it->resolved_at_ms,
+                    .reopen_window_ms = cfg_int(it->config, "reopen_window_days", 7) * 86400000LL};
+    switch (tc_decide(&f)) {
+    case TC_DO_NOTHING: finish_with(it, NULL); return;
+    case TC_DO_SKIP_DISABLED: finish_with(it, "resolve_skipped_disabled"); return;
+    case TC_DO_SEARCH:
         if (!it->search_page) it->search_page = 1;
         search_page(it);
         return;
-    case ST_NONE:
-        if (!open) {
-            finish_with(it, NULL);   /* resolved before any ticket: nothing to do */
-            return;
-        }
-        if (!it->customer_id[0] && !it->rec_customer[0]) {
-            unmapped(it);
-            return;
-        }
-        it->gen++;
-        it->state = ST_CREATING;
-        it->ticket_id = it->ticket_number = it->resolved_at_ms = 0;
-        it->claim_at_ms = msp_wall_ms();
-        if (it->customer_id[0])
-            snprintf(it->rec_customer, sizeof(it->rec_customer), "%s", it->customer_id);
-        it->assignee = cfg_int(it->rule, "assignee_user_id", 0);
-        msp_utf8_copy(it->last_status, sizeof(it->last_status),
-                      cfg_str(it->rule, "status", "New"));
-        do_create(it);
+    case TC_DO_UNMAPPED: unmapped(it); return;
+    case TC_DO_CREATE: claim_and_create(it); return;
+    case TC_DO_COMMENT: do_comment(it); return;
+    case TC_DO_COMMENT_CHECK:
+        call(it, "GET", id_path("/tickets/%lld", it->ticket_id), NULL, comment_check_ok, gone_404);
         return;
-    case ST_OPEN: {
-        if (!open) {
-            if (!cfg_bool(it->config, "auto_resolve", 0)) {
-                finish_with(it, "resolve_skipped_disabled");
-                return;
-            }
-            call(it, "GET", id_path("/tickets/%lld", it->ticket_id), NULL, resolve_check_ok,
-                 gone_404);
-            return;
-        }
-        if (pending_is(it, "comment")) {
-            call(it, "GET", id_path("/tickets/%lld", it->ticket_id), NULL, comment_check_ok,
-                 gone_404);
-            return;
-        }
-        do_comment(it);
+    case TC_DO_RESOLVE_CHECK:
+        call(it, "GET", id_path("/tickets/%lld", it->ticket_id), NULL, resolve_check_ok, gone_404);
         return;
-    }
-    case ST_RESOLVED: {
-        if (!open) {
-            finish_with(it, NULL);
-            return;
-        }
-        long long window_ms = cfg_int(it->config, "reopen_window_days", 7) * 86400000LL;
-        if (msp_wall_ms() - it->resolved_at_ms <= window_ms) {
-            if (set_pending(it, "reopen") < 0) {
-                wait_then(it, 1000, item_load);
-                return;
-            }
-            call(it, "PUT", id_path("/tickets/%lld", it->ticket_id),
-                 json_pack("{s:s}", "status", cfg_str(it->rule, "status", "New")), reopened_ok,
-                 gone_404);
-            return;
-        }
-        it->state = ST_NONE;   /* outside the window: a new ticket (next generation) */
-        decide(it);
-        return;
-    }
+    case TC_DO_REOPEN: reopen(it); return;
     }
 }
 
@@ -896,7 +880,7 @@ static void item_load(void *arg) {
     if (!it->config) it->config = json_object();   /* never configured: disabled */
     if (!cfg_bool(it->config, "enabled", 0)) {
         replies_free(rep);
-        it->state = ST_NONE;
+        it->state = TK_NONE;
         msp_metric_add(tc->metrics, "mspsync_ticket_creator_events_total", "outcome=\"disabled\"", 1);
         char ks[256];
         msp_key(ks, sizeof(ks), it->tenant, "ticketing:stats");
@@ -912,7 +896,7 @@ static void item_load(void *arg) {
     /* The ticket record. */
     r = rep[LD_TICKET];
     char v[256];
-    it->state = ST_NONE;
+    it->state = TK_NONE;
     if (hash_field(r, 0, v, sizeof(v)))
         for (int s = 0; s < 4; s++)
             if (!strcmp(v, state_names[s])) it->state = (tk_state_t)s;
@@ -925,11 +909,11 @@ static void item_load(void *arg) {
     it->assignee = hash_field(r, 7, v, sizeof(v)) ? strtoll(v, NULL, 10) : 0;
     it->claim_at_ms = hash_field(r, 8, v, sizeof(v)) ? strtoll(v, NULL, 10) : 0;
     hash_field(r, 9, it->pending, sizeof(it->pending));
-    if ((it->state == ST_OPEN || it->state == ST_RESOLVED) && it->ticket_id <= 0)
-        it->state = ST_NONE;
+    if ((it->state == TK_OPEN || it->state == TK_RESOLVED) && it->ticket_id <= 0)
+        it->state = TK_NONE;
 
     const int open = !strcmp(it->status, "open");
-    if (it->state == ST_NONE && open && it->rule && !cfg_bool(it->rule, "create", 1)) {
+    if (it->state == TK_NONE && open && it->rule && !cfg_bool(it->rule, "create", 1)) {
         replies_free(rep);
         char ks[256];
         msp_key(ks, sizeof(ks), it->tenant, "ticketing:stats");
@@ -941,19 +925,19 @@ static void item_load(void *arg) {
     }
 
     /* Nothing to call Syncro for? Then neither mapping nor integration matters. */
-    if (it->state == ST_NONE && !open) {
+    if (it->state == TK_NONE && !open) {
         replies_free(rep);
         finish_with(it, NULL);
         return;
     }
-    if ((it->state == ST_RESOLVED && !open) ||
-        (it->state == ST_OPEN && !open && !cfg_bool(it->config, "auto_resolve", 0))) {
+    if ((it->state == TK_RESOLVED && !open) ||
+        (it->state == TK_OPEN && !open && !cfg_bool(it->config, "auto_resolve", 0))) {
         replies_free(rep);
         decide(it);
         return;
     }
 
-    if (it->state == ST_NONE || (it->state == ST_RESOLVED && open)) {
+    if (it->state == TK_NONE || (it->state == TK_RESOLVED && open)) {
         /* A new ticket may be needed: the org must be mapped (now, not when first seen). */
         r = rep[LD_ORGMAP];
         json_t *m = r->type == REDIS_REPLY_STRING ? json_loads(r->str, 0, NULL) : NULL;
@@ -963,7 +947,7 @@ static void item_load(void *arg) {
             if (cid > 0) snprintf(it->customer_id, sizeof(it->customer_id), "%lld", cid);
             json_decref(m);
         }
-        if (!it->customer_id[0] && it->state == ST_NONE) {
+        if (!it->customer_id[0] && it->state == TK_NONE) {
             replies_free(rep);
             unmapped(it);
             return;
