@@ -1,7 +1,9 @@
 /*
- * job.c — one sync job: pull every page of customers, then of assets, from one Syncro account
- * or one ConnectWise RMM partner (companies, then the devices of 4 companies per request, with
- * Link rel="next" paging and, when the partner has date custom fields, each device's values).
+ * job.c — one sync job: pull every page of each record type a vendor syncs (customers, then
+ * assets), from one account of the vendor the job names. The vendor's row (vendor.h) knows the
+ * rest: its credentials, how to authenticate, and per record type a pager that builds each
+ * request, reads each answer and writes the cursor; this file sends, waits, retries and moves
+ * the cursor, the same way for every vendor.
  *
  * States of a job, all driven by the event loop:
  *
@@ -10,9 +12,10 @@
  *                                 └────────┘ jittered backoff), then TOKEN again
  *
  * Invariants:
- * - Before every HTTP attempt the job takes one token from the GCRA bucket of its Syncro
+ * - Before every HTTP attempt the job takes one token from the GCRA bucket of its vendor
  *   account in Redis; every replica and the gateway share that bucket.
- * - The cursor (mspsync:{t}:cursor:syncro:<job>) moves to the next page only after Kafka has
+ * - The cursor (mspsync:{t}:cursor:<vendor>:<job>, in the format of the type's pager) moves to
+ *   the next page only after Kafka has
  *   acknowledged every record of the page (delivery reports), and by compare-and-set, so a
  *   replica that lost the job in a rebalance cannot move it.
  * - The job's sync.jobs offset is stored only when the job is finished (done or failed for a
@@ -27,13 +30,12 @@
 #include <jansson.h>
 
 #include "mspsync/backoff.h"
-#include "mspsync/syncro_store.h"
 #include "mspsync/crypto.h"
 #include "mspsync/kafka.h"
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
-#include "mspsync/syncro.h"
 #include "mspsync/utf8.h"
+#include "mspsync/vendor.h"
 
 typedef enum {
     JOB_QUEUED,
@@ -43,17 +45,7 @@ typedef enum {
     JOB_FINISHED, /* done, failed or abandoned; freed once nothing refers to it */
 } job_state_t;
 
-typedef enum { T_CUSTOMER = 0, T_ASSET = 1 } rec_type_t;
-
-static const struct {
-    const char *type;     /* canonical type in messages */
-    const char *resource; /* Syncro list resource */
-    const char *list_key; /* array key in the list body */
-    const char *plural;   /* sync.jobs "types" spelling */
-} types[] = {
-    {"customer", "customers", "customers", "customers"},
-    {"asset", "customer_assets", "assets", "assets"},
-};
+#define JOB_TYPES_MAX 8 /* record types one vendor syncs, at most */
 
 struct job_s {
     fetcher_t  *f;
@@ -65,37 +57,25 @@ struct job_s {
     char job_id[80];
     char reason[32];
     char mode[16];
-    rec_type_t todo[2];
-    int        todo_cnt;
-    int        todo_idx;
+    const msp_vendor_t *vendor;           /* names keys, events and records */
+    int                 todo[JOB_TYPES_MAX]; /* indexes of vendor->types, in its order */
+    int                 todo_cnt;
+    int                 todo_idx;
 
     char   *src_topic;
     int32_t partition;
     int64_t offset;
 
-    msp_syncro_integration_t syncro;   /* base URL, auth header, bucket key */
-    int                      cw;       /* a ConnectWise RMM job (else Syncro) */
-    const char              *integ;    /* "syncro" / "cwrmm": names keys, events, records */
-    msp_cwrmm_integration_t  cwi;
-
-    /* ConnectWise RMM: where the device pull stands */
-    int     cw_step;          /* CW_LIST, CW_DEFS, CW_COMPANIES, CW_CF */
-    int     group;            /* index of the group of 4 companies being listed */
-    char   *vcursor;          /* vendor cursor of the current list request; NULL = first page */
-    char   *next_vcursor;     /* Link rel="next" cursor of the last answer; NULL = group ended */
-    json_t *companies;        /* company ids, NULL until known */
-    int     defs_loaded;
-    char    def_ids[2][MSP_CWRMM_ATTR_ID_SIZE]; /* msp_cwrmm_date_definitions */
-    json_t *page_items;       /* devices of the page being completed */
-    size_t  cf_idx;           /* next device whose custom fields are read */
-    int     token_wait;       /* waiting for msp_cwrmm_token_get */
-    int     auth_retries;     /* 401s on API calls in a row (a fresh token each time) */
-    char    auth[4200];
+    msp_vendor_cred_t cred;       /* base URL, secret, bucket key */
+    msp_pager_t      *pager;      /* the pager of todo[todo_idx]; NULL before the job runs */
+    msp_pager_req_t   req;        /* the last request sent (method, path for errors) */
+    int               token_wait; /* waiting for msp_vendor_auth_get's callback */
+    int               auth_retries; /* 401s on API calls in a row (a fresh token each time) */
+    char              auth[4200];
 
     int  page;
-    int  total_pages;
     long type_records;
-    long records_fetched[2];
+    long records_fetched[JOB_TYPES_MAX];
     int  attempt;
     int  pending_dr;
     int  dr_failed;
@@ -113,11 +93,28 @@ static void job_fail(job_t *j, const char *error, const char *hint, int pause);
 
 int redis_ok(fetcher_t *f) { return msp_redis_ok(&f->redis, f->conf.redis_url); }
 
-enum { CW_LIST = 0, CW_DEFS, CW_COMPANIES, CW_CF };
-#define CW_GROUP 4   /* companies per device-list request (resourceType company allows 4) */
-
 static void cursor_key(const job_t *j, char *buf, size_t size) {
-    msp_key(buf, size, j->tenant, "cursor:%s:%s", j->integ, j->job_id);
+    msp_key(buf, size, j->tenant, "cursor:%s:%s", j->vendor->name, j->job_id);
+}
+
+static const msp_vendor_type_t *job_type(const job_t *j) {
+    return &j->vendor->types[j->todo[j->todo_idx]];
+}
+
+/* The auth state of this process (the ConnectWise RMM token cache main.c made). */
+static msp_vendor_auth_t job_auth(const job_t *j) {
+    return (msp_vendor_auth_t){.cwrmm_tokens = j->f->cw_tokens};
+}
+
+/* This service's rate settings, one pair per vendor row (main.c's config table reads them). */
+static int job_take_token(job_t *j, int64_t *wait_ms, char *err, size_t err_size) {
+    const fetcher_conf_t *c = &j->f->conf;
+    const double rate[MSP_VENDOR_COUNT] = {[MSP_VENDOR_SYNCRO] = c->syncro_rate,
+                                           [MSP_VENDOR_CWRMM] = c->cwrmm_rate};
+    const long long burst[MSP_VENDOR_COUNT] = {[MSP_VENDOR_SYNCRO] = c->syncro_burst,
+                                               [MSP_VENDOR_CWRMM] = c->cwrmm_burst};
+    return msp_gcra_take(j->f->redis, msp_vendor_cred_bucket(&j->cred), rate[j->vendor->id],
+                         (int)burst[j->vendor->id], 1, wait_ms, err, err_size);
 }
 
 static void status_set(job_t *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -127,7 +124,7 @@ static void status_set(job_t *j, const char *fmt, ...) {
     fetcher_t *f = j->f;
     if (!redis_ok(f)) return;
     char key[256], cmd[2048];
-    msp_key(key, sizeof(key), j->tenant, "status:%s", j->integ);
+    msp_key(key, sizeof(key), j->tenant, "status:%s", j->vendor->name);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(cmd, sizeof(cmd), fmt, ap);
@@ -156,7 +153,7 @@ static void event_emit(job_t *j, const char *event, json_t *extra) {
     char at[40];
     msp_format_time(msp_wall_ms(), at, sizeof(at));
     json_t *o = json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:s}", "schema_version", 1, "tenant",
-                          j->tenant, "integration", j->integ, "job_id", j->job_id, "event", event,
+                          j->tenant, "integration", j->vendor->name, "job_id", j->job_id, "event", event,
                           "at", at, "replica", j->f->replica_id);
     if (extra) {
         json_object_update(o, extra);
@@ -181,12 +178,8 @@ static void job_free(job_t *j) {
     }
     f->jobs_cnt--;
     if (j->timer) event_free(j->timer);
-    msp_syncro_integration_clear(&j->syncro);
-    msp_cwrmm_integration_clear(&j->cwi);
-    free(j->vcursor);
-    free(j->next_vcursor);
-    json_decref(j->companies);
-    json_decref(j->page_items);
+    if (j->pager) job_type(j)->pager->destroy(j->pager);
+    msp_vendor_cred_clear(&j->cred);
     free(j->src_topic);
     free(j);
     msp_metric_set(f->metrics, "mspsync_fetcher_jobs", NULL, f->jobs_cnt);
@@ -195,7 +188,8 @@ static void job_free(job_t *j) {
 /* Free a finished job once nothing refers to it. */
 static void job_release_if_idle(job_t *j) {
     if (j->state == JOB_FINISHED && j->token_wait) {
-        msp_cwrmm_token_cancel(j->f->cw_tokens, j);
+        msp_vendor_auth_t auth = job_auth(j);
+        msp_vendor_auth_cancel(&auth, &j->cred, j);
         j->token_wait = 0;
     }
     if (j->state == JOB_FINISHED && !j->http_inflight && j->pending_dr == 0) job_free(j);
@@ -253,7 +247,7 @@ static void job_finish(job_t *j) {
 /* The next scheduled sync of this tenant is one interval after this one ended. */
 static void sched_push_back(job_t *j) {
     char skey[256];
-    msp_key(skey, sizeof(skey), j->tenant, "sched:%s", j->integ);
+    msp_key(skey, sizeof(skey), j->tenant, "sched:%s", j->vendor->name);
     redisReply *r = redisCommand(j->f->redis, "SET %s %s PX %lld", skey, j->job_id,
                                  j->f->conf.schedule_interval_ms);
     if (r) freeReplyObject(r);
@@ -272,11 +266,16 @@ static void job_done(job_t *j) {
     status_set(j, "state\x1f" "connected\x1f" "last_sync_at\x1f%s\x1f" "last_error\x1f\x1f" "hint\x1f\x1f"
                "progress_type\x1f" "done",
                now);
-    event_emit(j, "job_done",
-               json_pack("{s:I,s:I}", "customers", (json_int_t)j->records_fetched[T_CUSTOMER],
-                         "assets", (json_int_t)j->records_fetched[T_ASSET]));
-    MSP_INFO("job.done", j->tenant, "job=%s customers=%ld assets=%ld", j->job_id,
-             j->records_fetched[T_CUSTOMER], j->records_fetched[T_ASSET]);
+    json_t *counts = json_object();
+    char said[256] = "";
+    for (size_t i = 0; i < j->vendor->types_cnt; i++) {
+        const char *plural = j->vendor->types[i].plural;
+        json_object_set_new(counts, plural, json_integer(j->records_fetched[i]));
+        snprintf(said + strlen(said), sizeof(said) - strlen(said), " %s=%ld", plural,
+                 j->records_fetched[i]);
+    }
+    event_emit(j, "job_done", counts);
+    MSP_INFO("job.done", j->tenant, "job=%s%s", j->job_id, said);
     msp_metric_add(f->metrics, "mspsync_fetcher_jobs_total", "result=\"done\"", 1);
     job_finish(j);
 }
@@ -335,18 +334,18 @@ static void job_retry(job_t *j, int64_t retry_after_ms, const char *why) {
     fetcher_t *f = j->f;
     j->attempt++;
     if (j->attempt >= f->conf.max_attempts) {
-        char msg[1024];
+        char msg[1024], hint[300];
         snprintf(msg, sizeof(msg), "%s (gave up after %d attempts; the next sync will try again)",
                  why, j->attempt);
-        job_fail(j, msg, j->cw ? "ConnectWise RMM kept failing; check its status page or the network"
-                              : "Syncro kept failing; check status.syncro.com or the network", 0);
+        job_fail(j, msg, msp_vendor_hint(j->vendor, MSP_HINT_KEPT_FAILING, NULL, NULL, hint,
+                                         sizeof(hint)), 0);
         return;
     }
     int64_t d = msp_backoff_ms((unsigned)(j->attempt - 1), f->conf.backoff_base_ms,
                                f->conf.backoff_cap_ms, msp_rand01());
     if (retry_after_ms >= 0 && retry_after_ms > d) d = retry_after_ms;
     MSP_WARN("page.retry", j->tenant, "job=%s %s page=%d attempt=%d retry_in_ms=%lld: %s",
-             j->job_id, types[j->todo[j->todo_idx]].type, j->page, j->attempt, (long long)d, why);
+             j->job_id, job_type(j)->type, j->page, j->attempt, (long long)d, why);
     msp_metric_add(f->metrics, "mspsync_fetcher_retries_total", NULL, 1);
     job_wait(j, d);
 }
@@ -355,20 +354,22 @@ static void job_retry(job_t *j, int64_t retry_after_ms, const char *why) {
 static int integration_exists(job_t *j) {
     fetcher_t *f = j->f;
     char key[256];
-    msp_key(key, sizeof(key), j->tenant, "integration:%s", j->integ);
+    msp_key(key, sizeof(key), j->tenant, "integration:%s", j->vendor->name);
     /* Disabling an integration discards its secret: that stops its jobs too. */
-    redisReply *r = redisCommand(f->redis, "HEXISTS %s %s", key,
-                                 j->cw ? "client_secret_sealed" : "api_key_sealed");
+    redisReply *r = redisCommand(f->redis, "HEXISTS %s %s", key, j->vendor->sealed_field);
     int rc = r && r->type == REDIS_REPLY_INTEGER ? r->integer == 1 : -1;
     if (r) freeReplyObject(r);
     return rc;
 }
 
 static void http_cb(msp_http_response_t *res, void *opaque);
-static void cw_send(job_t *j);
-static void cw_http(job_t *j, msp_http_response_t *res);
+static void auth_cb(const char *auth, long status, int64_t retry_after_ms, const char *error,
+                    void *opaque);
+static void job_send(job_t *j);
+static void produce_complete(job_t *j);
+static void page_acked(job_t *j);
 
-/* Take a token, then send the request for the current page. */
+/* Take a token, then authenticate (at once, or through auth_cb) and send the next request. */
 static void job_request(job_t *j) {
     fetcher_t *f = j->f;
     if (f->stopping) j->abandoned = 1;
@@ -392,10 +393,7 @@ static void job_request(job_t *j) {
     }
     int64_t wait_ms = 0;
     char err[256];
-    int rc = j->cw ? msp_gcra_take(f->redis, j->cwi.bucket_key, f->conf.cwrmm_rate,
-                                   (int)f->conf.cwrmm_burst, 1, &wait_ms, err, sizeof(err))
-                   : msp_gcra_take(f->redis, j->syncro.bucket_key, f->conf.syncro_rate,
-                                   (int)f->conf.syncro_burst, 1, &wait_ms, err, sizeof(err));
+    int rc = job_take_token(j, &wait_ms, err, sizeof(err));
     if (rc < 0) {
         MSP_WARN("ratelimit.error", j->tenant, "%s", err);
         job_wait(j, 500);
@@ -407,29 +405,76 @@ static void job_request(job_t *j) {
         job_wait(j, wait_ms + (int64_t)(msp_rand01() * 20));
         return;
     }
-    if (j->cw) {
-        cw_send(j);
-        return;
-    }
-    const rec_type_t t = j->todo[j->todo_idx];
-    char url[1024];
-    msp_syncro_list_url(j->syncro.base_url, types[t].resource, j->page, 0, url, sizeof(url));
-    const char *headers[] = {j->syncro.auth_header, "Accept: application/json", NULL};
-    msp_http_request_t req = {.method = "GET", .url = url, .headers = headers,
-                              .tenant = j->tenant};
-    j->state = JOB_HTTP;
-    j->http_inflight = 1;
-    if (msp_http_request(f->http, &req, http_cb, j) != 0) {
-        j->http_inflight = 0;
-        job_retry(j, -1, "could not start the HTTP request");
+    msp_vendor_auth_t auth = job_auth(j);
+    rc = msp_vendor_auth_get(&auth, j->tenant, &j->cred, j->auth, sizeof(j->auth), auth_cb, j);
+    if (rc == 0) {
+        job_send(j);
+    } else if (rc > 0) {
+        j->token_wait = 1;
+        j->http_inflight = 1; /* keeps the job alive until the token (and request) are done */
+        j->state = JOB_HTTP;
+    } else {
+        snprintf(err, sizeof(err), "out of memory while authenticating with %s", j->vendor->label);
+        job_retry(j, -1, err);
     }
 }
 
-static void produce_record(job_t *j, rec_type_t t, json_t *item, const char *fetched_at) {
+static void auth_cb(const char *auth, long status, int64_t retry_after_ms, const char *error,
+                    void *opaque) {
+    job_t *j = opaque;
+    j->token_wait = 0;
+    j->http_inflight = 0;
+    if (j->f->stopping) j->abandoned = 1;
+    if (j->abandoned || j->state == JOB_FINISHED) {
+        if (j->state != JOB_FINISHED) job_finish(j);
+        else job_release_if_idle(j);
+        return;
+    }
+    if (!auth) {
+        char hint[300];
+        if (status == 401 || status == 403)
+            job_fail(j, error, msp_vendor_hint(j->vendor, MSP_HINT_AUTH, NULL, NULL, hint,
+                                               sizeof(hint)), 1);
+        else
+            job_retry(j, retry_after_ms, error);
+        return;
+    }
+    snprintf(j->auth, sizeof(j->auth), "%s", auth);
+    job_send(j);
+}
+
+/* Ask the pager for its next request and send it with the header in j->auth. */
+static void job_send(job_t *j) {
+    if (job_type(j)->pager->request(j->pager, &j->req) == 1) {
+        /* Nothing (left) to ask: the type is complete. */
+        j->type_done = 1;
+        j->state = JOB_ACKS;
+        produce_complete(j);
+        if (j->pending_dr == 0) page_acked(j);
+        return;
+    }
+    const char *headers[] = {j->auth, "Accept: application/json",
+                             j->req.body ? "Content-Type: application/json" : NULL, NULL};
+    msp_http_request_t req = {.method = j->req.method, .url = j->req.url, .headers = headers,
+                              .body = j->req.body,
+                              .body_len = j->req.body ? strlen(j->req.body) : 0,
+                              .tenant = j->tenant};
+    j->state = JOB_HTTP;
+    j->http_inflight = 1;
+    if (msp_http_request(j->f->http, &req, http_cb, j) != 0) {
+        j->http_inflight = 0;
+        job_retry(j, -1, "could not start the HTTP request");
+    }
+    free(j->req.body);
+    j->req.body = NULL;
+}
+
+static void produce_record(job_t *j, json_t *item, const char *fetched_at) {
     fetcher_t *f = j->f;
+    const msp_vendor_type_t *t = job_type(j);
     json_t *env = json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:O}", "schema_version", 1, "kind",
-                            "record", "tenant", j->tenant, "integration", j->integ, "type",
-                            types[t].type, "job_id", j->job_id, "fetched_at", fetched_at,
+                            "record", "tenant", j->tenant, "integration", j->vendor->name, "type",
+                            t->type, "job_id", j->job_id, "fetched_at", fetched_at,
                             "payload", item);
     json_t *id = json_object_get(item, "id");
     if (json_is_integer(id) && json_integer_value(id) > 0) {
@@ -437,8 +482,9 @@ static void produce_record(job_t *j, rec_type_t t, json_t *item, const char *fet
         snprintf(sid, sizeof(sid), "%lld", (long long)json_integer_value(id));
         json_object_set_new(env, "source_id", json_string(sid));
     }
-    const char *cid = json_string_value(json_object_get(item, t == T_ASSET ? "endpointID" : "id"));
-    if (j->cw && cid && cid[0]) json_object_set_new(env, "source_id", json_string(cid));
+    const char *cid = t->string_id_key ? json_string_value(json_object_get(item, t->string_id_key))
+                                       : NULL;
+    if (cid && cid[0]) json_object_set_new(env, "source_id", json_string(cid));
     char *s = json_dumps(env, JSON_COMPACT);
     json_decref(env);
     j->pending_dr++;
@@ -450,10 +496,10 @@ static void produce_record(job_t *j, rec_type_t t, json_t *item, const char *fet
     free(s);
 }
 
-static void produce_complete(job_t *j, rec_type_t t) {
+static void produce_complete(job_t *j) {
     json_t *env = json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:I}", "schema_version", 1, "kind",
-                            "sync_complete", "tenant", j->tenant, "integration", j->integ, "type",
-                            types[t].type, "job_id", j->job_id, "count",
+                            "sync_complete", "tenant", j->tenant, "integration", j->vendor->name,
+                            "type", job_type(j)->type, "job_id", j->job_id, "count",
                             (json_int_t)j->type_records);
     char *s = json_dumps(env, JSON_COMPACT);
     json_decref(env);
@@ -485,6 +531,49 @@ static void job_follow_cursor(job_t *j) {
     }
 }
 
+/* A new pager for todo[idx], after (and learning from) the current one. NULL: out of memory. */
+static msp_pager_t *job_pager_new(job_t *j, int idx) {
+    const msp_pager_conf_t conf = {msp_vendor_cred_base_url(&j->cred),
+                                   (int)j->f->conf.cwrmm_page_size};
+    return j->vendor->types[j->todo[idx]].pager->create(&conf, j->pager);
+}
+
+/* Free a pager of todo[idx] the job did not take. NULL-safe. */
+static void job_pager_drop(job_t *j, int idx, msp_pager_t *p) {
+    if (p) j->vendor->types[j->todo[idx]].pager->destroy(p);
+}
+
+/* Make pager (new, of todo[idx]) the job's, dropping the one it replaces. */
+static void job_pager_set(job_t *j, int idx, msp_pager_t *pager) {
+    if (j->pager && pager != j->pager) job_type(j)->pager->destroy(j->pager);
+    j->pager = pager;
+    j->todo_idx = idx;
+}
+
+/* Start the type after the current one (its pager is next). */
+static void job_next_type(job_t *j, msp_pager_t *next) {
+    job_pager_set(j, j->todo_idx + 1, next);
+    j->page = 1;
+    j->type_records = 0;
+    j->type_done = 0;
+    job_request(j);
+}
+
+/* The cursor after the page just acknowledged; *next gets the next type's pager (new) when the
+ * type is done and another follows. @returns 0, or -1 (out of memory). */
+static int job_next_cursor(job_t *j, char *nxt, size_t size, msp_pager_t **next) {
+    *next = NULL;
+    if (!j->type_done) {
+        job_type(j)->pager->cursor(j->pager, 1, nxt, size);
+    } else if (j->todo_idx + 1 < j->todo_cnt) {
+        if (!(*next = job_pager_new(j, j->todo_idx + 1))) return -1;
+        j->vendor->types[j->todo[j->todo_idx + 1]].pager->cursor(*next, 0, nxt, size);
+    } else {
+        snprintf(nxt, size, "complete");
+    }
+    return 0;
+}
+
 /* All records of the page (or the sync_complete marker) are in Kafka: move the cursor. */
 static void page_acked(job_t *j) {
     fetcher_t *f = j->f;
@@ -497,38 +586,23 @@ static void page_acked(job_t *j) {
         job_retry(j, -1, "Kafka did not acknowledge every record of the page");
         return;
     }
-    const rec_type_t t = j->todo[j->todo_idx];
+    const msp_vendor_type_t *t = job_type(j);
     char key[256], cur[1200], nxt[1200];
+    msp_pager_t *next = NULL;
     cursor_key(j, key, sizeof(key));
-    const int type_done = j->type_done;
-    int cw_next_group = 0;
-    if (j->cw && t == T_ASSET) {
-        /* asset:<group>:<vendor cursor or -> */
-        snprintf(cur, sizeof(cur), "asset:%d:%s", j->group, j->vcursor ? j->vcursor : "-");
-        cw_next_group = !j->next_vcursor;
-        if (!type_done)
-            snprintf(nxt, sizeof(nxt), "asset:%d:%s", j->group + cw_next_group,
-                     j->next_vcursor ? j->next_vcursor : "-");
-    } else {
-        snprintf(cur, sizeof(cur), "%s:%d", types[t].type, j->page);
-        if (!type_done) snprintf(nxt, sizeof(nxt), "%s:%d", types[t].type, j->page + 1);
-    }
-    if (!type_done) {
-        /* set above */
-    } else if (j->todo_idx + 1 < j->todo_cnt) {
-        if (j->cw && j->todo[j->todo_idx + 1] == T_ASSET)
-            snprintf(nxt, sizeof(nxt), "asset:0:-");
-        else
-            snprintf(nxt, sizeof(nxt), "%s:1", types[j->todo[j->todo_idx + 1]].type);
-    } else {
-        snprintf(nxt, sizeof(nxt), "complete");
+    t->pager->cursor(j->pager, 0, cur, sizeof(cur));
+    if (job_next_cursor(j, nxt, sizeof(nxt), &next) != 0) {
+        job_retry(j, 1000, "out of memory while moving the cursor");
+        return;
     }
     if (!redis_ok(f)) {
         /* Records are in Kafka; re-fetching the page later is harmless (idempotent downstream). */
+        job_pager_drop(j, j->todo_idx + 1, next);
         job_retry(j, 1000, "Redis unavailable while moving the cursor");
         return;
     }
     int rc = msp_cursor_cas(f->redis, key, cur, nxt);
+    if (rc <= 0) job_pager_drop(j, j->todo_idx + 1, next);
     if (rc == 0) {
         /* The cursor is not where we left it: our own earlier CAS that timed out client-side
          * but ran (a stalled Redis), or another instance of this job during a rebalance.
@@ -543,33 +617,18 @@ static void page_acked(job_t *j) {
         return;
     }
     j->attempt = 0;
-    if (!type_done) {
+    if (!j->type_done) {
         j->page++;
-        if (j->cw && t == T_ASSET) {
-            free(j->vcursor);
-            j->vcursor = j->next_vcursor;
-            j->next_vcursor = NULL;
-            j->group += cw_next_group;
-            j->cw_step = CW_LIST;
-        }
+        t->pager->advance(j->pager);
         job_request(j);
         return;
     }
     event_emit(j, "type_done",
-               json_pack("{s:s,s:I}", "type", types[t].type, "records",
-                         (json_int_t)j->type_records));
-    if (j->todo_idx + 1 < j->todo_cnt) {
-        j->todo_idx++;
-        j->page = 1;
-        j->total_pages = 1;
-        j->type_records = 0;
-        j->type_done = 0;
-        j->group = 0;
-        j->cw_step = CW_LIST;
-        job_request(j);
-    } else {
+               json_pack("{s:s,s:I}", "type", t->type, "records", (json_int_t)j->type_records));
+    if (next)
+        job_next_type(j, next);
+    else
         job_done(j);
-    }
 }
 
 void job_delivery_report(fetcher_t *f, const rd_kafka_message_t *msg) {
@@ -587,6 +646,59 @@ void job_delivery_report(fetcher_t *f, const rd_kafka_message_t *msg) {
     }
 }
 
+/* A call failed: re-authenticate once more on a 401 the vendor allows that for, else retry or
+ * stop with the vendor's words and a hint. */
+static void job_http_failed(job_t *j, const msp_http_response_t *res, msp_http_outcome_t out) {
+    char desc[1024], hint[300];
+    msp_vendor_describe(j->vendor, res, j->req.method, j->req.path, desc, sizeof(desc));
+    msp_vendor_auth_t auth = job_auth(j);
+    if (res->status == 401 && j->auth_retries < 3 &&
+        msp_vendor_auth_rejected(&auth, j->tenant, &j->cred, j->auth)) {
+        /* The token expired or was revoked early: it was dropped (once for all the jobs that
+         * saw the same token); ask again. */
+        j->auth_retries++;
+        MSP_WARN("token.rejected", j->tenant, "job=%s %s", j->job_id, desc);
+        job_request(j);
+    } else if (out == MSP_HTTP_RETRY) {
+        job_retry(j, res->retry_after_ms, desc);
+    } else if (out == MSP_HTTP_FATAL) {
+        msp_vendor_hint(j->vendor, MSP_HINT_FORBIDDEN, j->req.method, j->req.path, hint,
+                        sizeof(hint));
+        job_fail(j, desc, hint, 1);
+    } else {
+        job_fail(j, desc, msp_vendor_hint(j->vendor, MSP_HINT_REFUSED, NULL, NULL, hint,
+                                          sizeof(hint)), 0);
+    }
+}
+
+/* A page is complete: produce its records (stolen) and wait for their acks. */
+static void job_page(job_t *j, json_t *records, int last) {
+    const msp_vendor_type_t *t = job_type(j);
+    char fetched_at[40];
+    msp_format_time(msp_wall_ms(), fetched_at, sizeof(fetched_at));
+    size_t n = json_array_size(records);
+    j->state = JOB_ACKS;
+    for (size_t i = 0; i < n; i++) produce_record(j, json_array_get(records, i), fetched_at);
+    json_decref(records);
+    j->type_records += (long)n;
+    j->records_fetched[j->todo[j->todo_idx]] += (long)n;
+    msp_metric_add(j->f->metrics, "mspsync_fetcher_records_total", NULL, (double)n);
+    j->type_done = last;
+    json_t *ev = json_pack("{s:s,s:i}", "type", t->type, "page", j->page);
+    int total = t->pager->progress(j->pager, ev);
+    json_object_set_new(ev, "records", json_integer((json_int_t)n));
+    long fetched = j->records_fetched[j->todo[j->todo_idx]];
+    if (total >= 0)
+        status_set(j, "progress_type\x1f%s\x1f" "progress_page\x1f%d\x1f"
+                   "progress_total_pages\x1f%d\x1f" "%s_fetched\x1f%ld",
+                   t->type, j->page, total, t->plural, fetched);
+    else
+        status_set(j, "progress_type\x1f%s\x1f" "%s_fetched\x1f%ld", t->type, t->plural, fetched);
+    event_emit(j, "page", ev);
+    if (j->type_done) produce_complete(j);
+    if (j->pending_dr == 0) page_acked(j);
+}
+
 static void http_cb(msp_http_response_t *res, void *opaque) {
     job_t *j = opaque;
     fetcher_t *f = j->f;
@@ -597,374 +709,81 @@ static void http_cb(msp_http_response_t *res, void *opaque) {
         else job_release_if_idle(j);
         return;
     }
-    if (j->cw) {
-        cw_http(j, res);
-        return;
-    }
-    const rec_type_t t = j->todo[j->todo_idx];
-    msp_http_outcome_t out = msp_http_classify(res);
+    const msp_pager_ops_t *o = job_type(j)->pager;
+    msp_http_outcome_t out = o->classify(j->pager, res);
     char labels[64];
     snprintf(labels, sizeof(labels), "outcome=\"%s\"", msp_http_outcome_name(out));
     msp_metric_add(f->metrics, "mspsync_fetcher_requests_total", labels, 1);
-    char desc[1024];
     if (out != MSP_HTTP_OK) {
-        msp_syncro_describe(res, "GET", types[t].resource, desc, sizeof(desc));
-        if (out == MSP_HTTP_RETRY) {
-            job_retry(j, res->retry_after_ms, desc);
-        } else if (out == MSP_HTTP_FATAL) {
-            const char *perm = msp_syncro_permission_for("GET", types[t].resource);
-            char hint[256];
-            snprintf(hint, sizeof(hint),
-                     "update the API key or grant its group \"%s\" in Syncro, then save the "
-                     "integration again",
-                     perm ? perm : "the needed permission");
-            job_fail(j, desc, hint, 1);
-        } else {
-            job_fail(j, desc, "Syncro refused the request; check the integration settings", 0);
-        }
-        return;
-    }
-    msp_syncro_page_t page;
-    char err[256];
-    if (msp_syncro_parse_page(res->body, res->body_len, types[t].list_key, j->page, &page, err,
-                              sizeof(err)) != 0) {
-        char msg[512];
-        snprintf(msg, sizeof(msg), "Syncro GET /%s page %d: unreadable response: %s",
-                 types[t].resource, j->page, err);
-        job_retry(j, -1, msg);
-        return;
-    }
-    char fetched_at[40];
-    msp_format_time(msp_wall_ms(), fetched_at, sizeof(fetched_at));
-    size_t n = json_array_size(page.items);
-    j->total_pages = page.total_pages;
-    j->state = JOB_ACKS;
-    for (size_t i = 0; i < n; i++) produce_record(j, t, json_array_get(page.items, i), fetched_at);
-    json_decref(page.items);
-    j->type_records += (long)n;
-    j->records_fetched[t] += (long)n;
-    msp_metric_add(f->metrics, "mspsync_fetcher_records_total", NULL, (double)n);
-
-    /* Loop on meta.total_pages; an empty page (past the end) also ends the type. */
-    j->type_done = j->page >= j->total_pages || n == 0;
-    status_set(j, "progress_type\x1f%s\x1f" "progress_page\x1f%d\x1f" "progress_total_pages\x1f%d\x1f"
-               "%s_fetched\x1f%ld",
-               types[t].type, j->page, j->total_pages, types[t].plural, j->records_fetched[t]);
-    event_emit(j, "page",
-               json_pack("{s:s,s:i,s:i,s:I}", "type", types[t].type, "page", j->page,
-                         "total_pages", j->total_pages, "records", (json_int_t)n));
-    if (j->type_done) produce_complete(j, t);
-    if (j->pending_dr == 0) page_acked(j);
-}
-
-
-/* ---------------------------------------------------- ConnectWise RMM pages */
-
-/*
- * A ConnectWise RMM job asks, in this order and each through job_request (a rate-limit token,
- * retries): the companies (customers; their ids are kept for the devices), then per group of 4
- * companies the device pages (Link rel="next"), and for each device of a page its custom-field
- * values when the partner has a "Purchase Date" or "Warranty Expiration" definition. A page's
- * records are produced once all of its devices are complete; the cursor moves after the acks.
- * A job resumed at an asset group first lists the definitions and the companies again.
- */
-
-static void cw_token_cb(const char *auth, long status, int64_t retry_after_ms, const char *error,
-                        void *opaque);
-
-static void cw_send(job_t *j) {
-    j->token_wait = 1;
-    j->http_inflight = 1;   /* keeps the job alive until the token (and request) are done */
-    j->state = JOB_HTTP;
-    if (msp_cwrmm_token_get(j->f->cw_tokens, j->tenant, &j->cwi, cw_token_cb, j) != 0) {
-        j->token_wait = 0;
-        j->http_inflight = 0;
-        job_retry(j, -1, "out of memory while asking for a ConnectWise RMM token");
-    }
-}
-
-static size_t cw_group_count(const job_t *j) {
-    size_t n = json_array_size(j->companies);
-    return (n + CW_GROUP - 1) / CW_GROUP;
-}
-
-/* What the current step asks; path is printed in errors (no query). */
-static void cw_target(const job_t *j, char *url, size_t size, const char **method, char *path,
-                      size_t path_size, char **body) {
-    const rec_type_t t = j->todo[j->todo_idx];
-    const char *base = j->cwi.base_url;
-    *body = NULL;
-    *method = "GET";
-    if (t == T_CUSTOMER || j->cw_step == CW_COMPANIES) {
-        snprintf(path, path_size, "/api/platform/v1/company/companies");
-        snprintf(url, size, "%s%s", base, path);
-    } else if (j->cw_step == CW_DEFS) {
-        /* No entityType filter: the document's values for it ("device", "company", "site")
-         * differ from the definitions' own ("endpoint", "client"); msp_cwrmm_date_definitions
-         * keeps the endpoint ones. */
-        snprintf(path, path_size, "/api/platform/v1/custom-field/definitions");
-        snprintf(url, size, "%s%s", base, path);
-    } else if (j->cw_step == CW_CF) {
-        const char *eid = json_string_value(
-            json_object_get(json_array_get(j->page_items, j->cf_idx), "endpointID"));
-        snprintf(path, path_size, "/api/platform/v2/device/endpoints/%s/custom-fields", eid ? eid : "");
-        char ids[200] = "";
-        for (int i = 0; i < 2; i++)
-            if (j->def_ids[i][0])
-                snprintf(ids + strlen(ids), sizeof(ids) - strlen(ids), "%s%s", ids[0] ? "," : "",
-                         j->def_ids[i]);
-        snprintf(url, size, "%s%s?attributeIDs=%s", base, path, ids);
-    } else {
-        *method = "POST";
-        snprintf(path, path_size, "/api/platform/v2/device/categories/all/endpoints");
-        msp_cwrmm_devices_url(base, (int)j->f->conf.cwrmm_page_size, j->vcursor, url, size);
-        const char *ids[CW_GROUP];
-        size_t n = 0;
-        for (size_t i = (size_t)j->group * CW_GROUP;
-             i < json_array_size(j->companies) && n < CW_GROUP; i++)
-            ids[n++] = json_string_value(json_array_get(j->companies, i));
-        *body = msp_cwrmm_devices_body(ids, n);
-    }
-}
-
-static void cw_token_cb(const char *auth, long status, int64_t retry_after_ms, const char *error,
-                        void *opaque) {
-    job_t *j = opaque;
-    fetcher_t *f = j->f;
-    j->token_wait = 0;
-    j->http_inflight = 0;
-    if (f->stopping) j->abandoned = 1;
-    if (j->abandoned || j->state == JOB_FINISHED) {
-        if (j->state != JOB_FINISHED) job_finish(j);
-        else job_release_if_idle(j);
-        return;
-    }
-    if (!auth) {
-        if (status == 401 || status == 403) {
-            job_fail(j, error, "check the client id and secret (and their scopes) in ConnectWise "
-                               "RMM, then save the integration again", 1);
-        } else {
-            job_retry(j, retry_after_ms, error);
-        }
-        return;
-    }
-    snprintf(j->auth, sizeof(j->auth), "%s", auth);
-    const rec_type_t t = j->todo[j->todo_idx];
-    if (t == T_ASSET && j->cw_step == CW_LIST && !j->defs_loaded) j->cw_step = CW_DEFS;
-    else if (t == T_ASSET && j->cw_step == CW_LIST && !j->companies) j->cw_step = CW_COMPANIES;
-    if (t == T_ASSET && j->cw_step == CW_LIST && (size_t)j->group >= cw_group_count(j)) {
-        /* No company (left): the pull is complete. */
-        j->type_done = 1;
-        j->state = JOB_ACKS;
-        produce_complete(j, t);
-        if (j->pending_dr == 0) page_acked(j);
-        return;
-    }
-    char url[2048], path[300];
-    const char *method;
-    char *body = NULL;
-    cw_target(j, url, sizeof(url), &method, path, sizeof(path), &body);
-    const char *headers[] = {j->auth, "Accept: application/json", "Content-Type: application/json",
-                             NULL};
-    msp_http_request_t req = {.method = method, .url = url, .headers = headers, .body = body,
-                              .body_len = body ? strlen(body) : 0, .tenant = j->tenant};
-    j->state = JOB_HTTP;
-    j->http_inflight = 1;
-    if (msp_http_request(f->http, &req, http_cb, j) != 0) {
-        j->http_inflight = 0;
-        job_retry(j, -1, "could not start the HTTP request");
-    }
-    free(body);
-}
-
-/* Produce the records of a completed device page and wait for their acks. */
-static void cw_page_complete(job_t *j) {
-    const rec_type_t t = T_ASSET;
-    char fetched_at[40];
-    msp_format_time(msp_wall_ms(), fetched_at, sizeof(fetched_at));
-    size_t n = json_array_size(j->page_items);
-    j->state = JOB_ACKS;
-    for (size_t i = 0; i < n; i++) produce_record(j, t, json_array_get(j->page_items, i), fetched_at);
-    json_decref(j->page_items);
-    j->page_items = NULL;
-    j->type_records += (long)n;
-    j->records_fetched[t] += (long)n;
-    msp_metric_add(j->f->metrics, "mspsync_fetcher_records_total", NULL, (double)n);
-    j->type_done = !j->next_vcursor && (size_t)j->group + 1 >= cw_group_count(j);
-    status_set(j, "progress_type\x1f%s\x1f" "progress_page\x1f%d\x1f" "progress_total_pages\x1f%d\x1f"
-               "%s_fetched\x1f%ld",
-               types[t].type, j->page, (int)cw_group_count(j), types[t].plural, j->records_fetched[t]);
-    event_emit(j, "page", json_pack("{s:s,s:i,s:i,s:I}", "type", types[t].type, "page", j->page,
-                                    "group", j->group, "records", (json_int_t)n));
-    if (j->type_done) produce_complete(j, t);
-    if (j->pending_dr == 0) page_acked(j);
-}
-
-static void cw_http(job_t *j, msp_http_response_t *res) {
-    fetcher_t *f = j->f;
-    const rec_type_t t = j->todo[j->todo_idx];
-    char url[2048], path[300];
-    const char *method;
-    char *body = NULL;
-    cw_target(j, url, sizeof(url), &method, path, sizeof(path), &body);
-    free(body);
-    int list_end = j->cw_step == CW_LIST && t == T_ASSET && res->status == 404;
-    msp_http_outcome_t out = list_end ? MSP_HTTP_OK : msp_http_classify(res);
-    char labels[64], desc[1024];
-    snprintf(labels, sizeof(labels), "outcome=\"%s\"", msp_http_outcome_name(out));
-    msp_metric_add(f->metrics, "mspsync_fetcher_requests_total", labels, 1);
-    if (out != MSP_HTTP_OK) {
-        msp_cwrmm_describe(res, method, path, desc, sizeof(desc));
-        if (res->status == 401 && j->auth_retries < 3) {
-            /* The token expired or was revoked early: drop it (once for all the jobs that saw
-             * the same token) and ask again. */
-            j->auth_retries++;
-            msp_cwrmm_token_rejected(f->cw_tokens, j->tenant, &j->cwi, j->auth);
-            MSP_WARN("token.rejected", j->tenant, "job=%s %s", j->job_id, desc);
-            job_request(j);
-        } else if (out == MSP_HTTP_RETRY) {
-            job_retry(j, res->retry_after_ms, desc);
-        } else if (out == MSP_HTTP_FATAL) {
-            const char *scope = msp_cwrmm_scope_for(method, path);
-            char hint[300];
-            snprintf(hint, sizeof(hint), "grant the API client the scope \"%s\" in ConnectWise RMM "
-                     "(or fix its credentials), then save the integration again",
-                     scope ? scope : "needed");
-            job_fail(j, desc, hint, 1);
-        } else {
-            job_fail(j, desc, "ConnectWise RMM refused the request; check the integration settings", 0);
-        }
+        job_http_failed(j, res, out);
         return;
     }
     j->auth_retries = 0;
-    json_error_t jerr;
-    json_t *doc = list_end ? NULL : json_loadb(res->body, res->body_len, 0, &jerr);
-    if (!list_end && !doc) {
-        char msg[512];
-        snprintf(msg, sizeof(msg), "ConnectWise RMM %s %s: unreadable response: %s", method, path,
-                 jerr.text);
-        job_retry(j, -1, msg);
-        return;
-    }
-    if (t == T_CUSTOMER || j->cw_step == CW_COMPANIES) {
-        if (!json_is_array(doc)) {
-            json_decref(doc);
-            job_retry(j, -1, "ConnectWise RMM GET /api/platform/v1/company/companies: not a JSON array");
-            return;
-        }
-        json_t *ids = json_array();
-        size_t i;
-        json_t *c;
-        json_array_foreach(doc, i, c) {
-            const char *id = json_string_value(json_object_get(c, "id"));
-            if (id && id[0]) json_array_append_new(ids, json_string(id));
-        }
-        json_decref(j->companies);
-        j->companies = ids;
-        if (j->cw_step == CW_COMPANIES) {   /* only the ids were needed */
-            json_decref(doc);
-            j->cw_step = CW_LIST;
-            j->attempt = 0;
-            job_request(j);
-            return;
-        }
-        char fetched_at[40];
-        msp_format_time(msp_wall_ms(), fetched_at, sizeof(fetched_at));
-        size_t n = json_array_size(doc);
-        j->state = JOB_ACKS;
-        json_array_foreach(doc, i, c) produce_record(j, t, c, fetched_at);
-        json_decref(doc);
-        j->type_records += (long)n;
-        j->records_fetched[t] += (long)n;
-        j->type_done = 1;
-        status_set(j, "progress_type\x1f%s\x1f" "customers_fetched\x1f%ld", types[t].type,
-                   j->records_fetched[t]);
-        event_emit(j, "page", json_pack("{s:s,s:i,s:I}", "type", types[t].type, "page", 1,
-                                        "records", (json_int_t)n));
-        produce_complete(j, t);
-        if (j->pending_dr == 0) page_acked(j);
-        return;
-    }
-    if (j->cw_step == CW_DEFS) {
-        /* The same rule as the write-back's: a partner's "Purchase date" is read too. */
-        msp_cwrmm_date_definitions(doc, j->def_ids);
-        json_decref(doc);
-        j->defs_loaded = 1;
-        j->cw_step = CW_LIST;
+    json_t *records = NULL;
+    int last = 0;
+    char err[1024];
+    switch (o->response(j->pager, res, &records, &last, err, sizeof(err))) {
+    case MSP_PAGER_BAD:
+        job_retry(j, -1, err);
+        break;
+    case MSP_PAGER_NEXT: /* a step of the vendor's plan: the next request, a fresh count */
         j->attempt = 0;
         job_request(j);
-        return;
+        break;
+    case MSP_PAGER_PAGE:
+        job_page(j, records, last);
+        break;
     }
-    if (j->cw_step == CW_CF) {
-        json_object_set_new(json_array_get(j->page_items, j->cf_idx), "customFieldValues",
-                            json_is_array(doc) ? doc : json_array());
-        if (!json_is_array(doc)) json_decref(doc);
-        j->attempt = 0;
-        if (++j->cf_idx < json_array_size(j->page_items)) {
-            job_request(j);
-        } else {
-            j->cw_step = CW_LIST;
-            cw_page_complete(j);
-        }
-        return;
-    }
-    /* A device page: {"platform":[{"companyID","siteID","endpoints":[...]}]}; 404 = no more. */
-    json_t *items = json_array();
-    size_t gi;
-    json_t *g;
-    json_array_foreach(json_object_get(doc, "platform"), gi, g) {
-        size_t ei;
-        json_t *e;
-        json_array_foreach(json_object_get(g, "endpoints"), ei, e) {
-            json_t *d = json_deep_copy(e);
-            json_object_set(d, "companyID", json_object_get(g, "companyID"));
-            json_object_set(d, "siteID", json_object_get(g, "siteID"));
-            json_array_append_new(items, d);
-        }
-    }
-    json_decref(doc);
-    free(j->next_vcursor);
-    j->next_vcursor = list_end ? NULL : msp_cwrmm_cursor_from_link(res->link_next);
-    json_decref(j->page_items);
-    j->page_items = items;
-    j->attempt = 0;
-    if (json_array_size(items) && (j->def_ids[0][0] || j->def_ids[1][0])) {
-        j->cw_step = CW_CF;
-        j->cf_idx = 0;
-        job_request(j);
-        return;
-    }
-    cw_page_complete(j);
 }
 
 /* ------------------------------------------------------------- job start */
 
-/* Load the integration (base URL, sealed key). @returns as msp_syncro_integration_load. */
-static int job_load(job_t *j, char *err, size_t err_size) {
-    if (j->cw)
-        return msp_cwrmm_integration_load(j->f->redis, &j->f->key, j->tenant, &j->cwi, err,
-                                          err_size);
-    return msp_syncro_integration_load(j->f->redis, &j->f->key, j->tenant, &j->syncro, err,
-                                       err_size);
-}
-
 /* Paused after an auth or permission error: only a user's action (save, sync now) resumes. */
 static int integration_paused(job_t *j) {
     char key[256];
-    msp_key(key, sizeof(key), j->tenant, "status:%s", j->integ);
+    msp_key(key, sizeof(key), j->tenant, "status:%s", j->vendor->name);
     redisReply *r = redisCommand(j->f->redis, "HGET %s paused", key);
     int paused = r && r->type == REDIS_REPLY_STRING && !strcmp(r->str, "1");
     if (r) freeReplyObject(r);
     return paused;
 }
 
-static int type_index(const char *type) {
-    for (int i = 0; i < 2; i++)
-        if (!strcmp(types[i].type, type)) return i;
+/* Write the cursor of a job that has none: the first page of its first type. */
+static int job_cursor_create(job_t *j, const char *key) {
+    msp_pager_t *p = job_pager_new(j, 0);
+    if (!p) return -1;
+    char first[1200];
+    j->vendor->types[j->todo[0]].pager->cursor(p, 0, first, sizeof(first));
+    int rc = msp_cursor_cas_ex(j->f->redis, key, NULL, first, 7LL * 86400 * 1000);
+    if (rc != 1) {
+        job_pager_drop(j, 0, p);
+        return rc < 0 ? -1 : 0;
+    }
+    job_pager_set(j, 0, p);
+    j->page = 1;
+    return 1;
+}
+
+/* Position the job at cursor cur: the first type whose pager takes it (the job's own pager
+ * when it is of that type, so what it learned is kept). @returns 0, or -1 none takes it. */
+static int job_seek(job_t *j, const char *cur) {
+    for (int i = 0; i < j->todo_cnt; i++) {
+        const msp_pager_ops_t *o = j->vendor->types[j->todo[i]].pager;
+        msp_pager_t *p = j->pager && i == j->todo_idx ? j->pager : job_pager_new(j, i);
+        int page = p ? o->seek(p, cur) : -1;
+        if (page >= 1) {
+            job_pager_set(j, i, p);
+            j->page = page;
+            MSP_INFO("job.resumed", j->tenant, "job=%s at %s", j->job_id, cur);
+            return 0;
+        }
+        if (p != j->pager) job_pager_drop(j, i, p);
+    }
     return -1;
 }
 
-/* Resume from the cursor, or create it. @returns 0 run, 1 already finished, -1 error. */
+/* Resume from the cursor, or create it. @returns 0 run, 1 already finished, 2 only job_done is
+ * left, -1 error. */
 static int job_resume(job_t *j) {
     fetcher_t *f = j->f;
     char key[256];
@@ -973,59 +792,45 @@ static int job_resume(job_t *j) {
     char *cur = msp_redis_get(f->redis, key, &err);
     if (err) return -1;
     if (!cur) {
-        char first[64];
-        if (j->cw && j->todo[0] == T_ASSET)
-            snprintf(first, sizeof(first), "asset:0:-");
-        else
-            snprintf(first, sizeof(first), "%s:1", types[j->todo[0]].type);
-        int rc = msp_cursor_cas_ex(f->redis, key, NULL, first, 7LL * 86400 * 1000);
-        if (rc < 0) return -1;
+        int rc = job_cursor_create(j, key);
         if (rc == 0) return job_resume(j); /* somebody created it meanwhile: read it */
-        j->todo_idx = 0;
-        j->page = 1;
-        return 0;
+        return rc < 0 ? -1 : 0;
     }
+    int rc = 0;
     if (!strcmp(cur, "done") || !strcmp(cur, "failed")) {
-        free(cur);
-        return 1;
-    }
-    if (!strcmp(cur, "complete")) {
+        rc = 1;
+    } else if (!strcmp(cur, "complete")) {
         /* Every record is in Kafka; only the bookkeeping of job_done was lost. */
-        free(cur);
-        j->todo_idx = j->todo_cnt - 1;
-        return 2;
+        rc = 2;
+    } else if (job_seek(j, cur) != 0) {
+        MSP_WARN("cursor.invalid", j->tenant, "job=%s cursor '%s' ignored", j->job_id, cur);
+        rc = 1;
     }
-    char tname[32];
-    int page = 0, group = 0, used = 0;
-    if (j->cw && sscanf(cur, "asset:%d:%n", &group, &used) == 1 && used > 0 && group >= 0) {
-        for (int i = 0; i < j->todo_cnt; i++) {
-            if (j->todo[i] == T_ASSET) {
-                j->todo_idx = i;
-                j->group = group;
-                free(j->vcursor);
-                j->vcursor = strcmp(cur + used, "-") ? strdup(cur + used) : NULL;
-                j->page = 1;
-                MSP_INFO("job.resumed", j->tenant, "job=%s at asset group %d", j->job_id, group);
-                free(cur);
-                return 0;
-            }
-        }
-    }
-    if (sscanf(cur, "%31[a-z]:%d", tname, &page) == 2 && page >= 1) {
-        int ti = type_index(tname);
-        for (int i = 0; i < j->todo_cnt; i++) {
-            if ((int)j->todo[i] == ti) {
-                j->todo_idx = i;
-                j->page = page;
-                free(cur);
-                MSP_INFO("job.resumed", j->tenant, "job=%s at %s page %d", j->job_id, tname, page);
-                return 0;
-            }
-        }
-    }
-    MSP_WARN("cursor.invalid", j->tenant, "job=%s cursor '%s' ignored", j->job_id, cur);
     free(cur);
-    return 1;
+    return rc;
+}
+
+/* The job runs: say so where users look, then send its first request. */
+static void job_started(job_t *j) {
+    fetcher_t *f = j->f;
+    char now[40];
+    msp_format_time(msp_wall_ms(), now, sizeof(now));
+    char tlist[160] = "";
+    json_t *tl = json_array();
+    for (int i = 0; i < j->todo_cnt; i++) {
+        const msp_vendor_type_t *t = &j->vendor->types[j->todo[i]];
+        snprintf(tlist + strlen(tlist), sizeof(tlist) - strlen(tlist), "%s%s", i ? "," : "",
+                 t->type);
+        json_array_append_new(tl, json_string(t->plural));
+    }
+    /* job_types lets the gateway tell "fetched" from "in the inventory" (normalizer marks). */
+    status_set(j, "state\x1f" "syncing\x1f" "job_id\x1f%s\x1f" "job_started_at\x1f%s\x1f" "job_types\x1f%s",
+               j->job_id, now, tlist);
+    event_emit(j, "job_started", json_pack("{s:o,s:s,s:s}", "types", tl, "reason", j->reason,
+                                           "mode", j->mode));
+    MSP_INFO("job.started", j->tenant, "job=%s reason=%s replica=%s", j->job_id, j->reason,
+             f->replica_id);
+    job_request(j);
 }
 
 static void job_step(job_t *j) {
@@ -1034,20 +839,20 @@ static void job_step(job_t *j) {
     if (tenant_running(f, j->tenant, j)) return; /* starts when that one finishes */
     if (f->running_cnt >= f->conf.max_jobs) return; /* jobs_tick starts it later */
     if (!redis_ok(f)) return;                       /* jobs_tick retries */
-    char err[512];
-    int rc = job_load(j, err, sizeof(err));
+    char err[512], hint[300];
+    int rc = msp_vendor_cred_load(j->vendor, f->redis, &f->key, j->tenant, &j->cred, err,
+                                  sizeof(err));
     if (rc < 0) return;
     j->state = JOB_TOKEN;
     f->running_cnt++;
     msp_metric_set(f->metrics, "mspsync_fetcher_jobs_running", NULL, f->running_cnt);
     if (rc == 1) {
-        job_skip(j, j->cw ? "no enabled ConnectWise RMM integration for this tenant"
-                          : "no Syncro integration for this tenant (removed?)");
+        job_skip(j, msp_vendor_hint(j->vendor, MSP_HINT_MISSING, NULL, NULL, hint, sizeof(hint)));
         return;
     }
     if (rc == 2) {
-        job_fail(j, err, j->cw ? "save the integration again with its client secret"
-                               : "save the integration again with its API key", 1);
+        job_fail(j, err, msp_vendor_hint(j->vendor, MSP_HINT_SEALED, NULL, NULL, hint,
+                                         sizeof(hint)), 1);
         return;
     }
     if (!strcmp(j->reason, "schedule") && integration_paused(j)) {
@@ -1068,22 +873,28 @@ static void job_step(job_t *j) {
         job_done(j);
         return;
     }
-    char now[40];
-    msp_format_time(msp_wall_ms(), now, sizeof(now));
-    char tlist[32] = "";
-    for (int i = 0; i < j->todo_cnt; i++)
-        snprintf(tlist + strlen(tlist), sizeof(tlist) - strlen(tlist), "%s%s", i ? "," : "",
-                 types[j->todo[i]].type);
-    /* job_types lets the gateway tell "fetched" from "in the inventory" (normalizer marks). */
-    status_set(j, "state\x1f" "syncing\x1f" "job_id\x1f%s\x1f" "job_started_at\x1f%s\x1f" "job_types\x1f%s",
-               j->job_id, now, tlist);
-    json_t *tl = json_array();
-    for (int i = 0; i < j->todo_cnt; i++) json_array_append_new(tl, json_string(types[j->todo[i]].plural));
-    event_emit(j, "job_started", json_pack("{s:o,s:s,s:s}", "types", tl, "reason", j->reason,
-                                           "mode", j->mode));
-    MSP_INFO("job.started", j->tenant, "job=%s reason=%s replica=%s", j->job_id, j->reason,
-             f->replica_id);
-    job_request(j);
+    job_started(j);
+}
+
+/* Take the job's "types" (plural names) in the vendor's order: customers before assets, as
+ * assets reference customers. An unknown name leaves its reason in reason. */
+static void job_want_types(job_t *j, const json_t *tl, char *reason, size_t reason_size) {
+    int want[JOB_TYPES_MAX] = {0};
+    size_t i, k;
+    json_t *v;
+    json_array_foreach(tl, i, v) {
+        const char *s = json_string_value(v);
+        for (k = 0; s && k < j->vendor->types_cnt && k < JOB_TYPES_MAX; k++)
+            if (!strcmp(s, j->vendor->types[k].plural)) break;
+        if (!s || k == j->vendor->types_cnt || k == JOB_TYPES_MAX) {
+            snprintf(reason, reason_size, "unknown sync type \"%.*s\"",
+                     MSP_UTF8_CUT(s ? s : "(not a string)", 64));
+            break;
+        }
+        want[k] = 1;
+    }
+    for (k = 0; k < j->vendor->types_cnt && k < JOB_TYPES_MAX; k++)
+        if (want[k]) j->todo[j->todo_cnt++] = (int)k;
 }
 
 /* A sync.jobs message arrived. Bad jobs are dead-lettered with the reason. */
@@ -1093,6 +904,7 @@ void job_from_message(fetcher_t *f, const rd_kafka_message_t *msg) {
     json_error_t jerr;
     json_t *o = json_loadb(msg->payload, msg->len, 0, &jerr);
     const char *tenant = NULL, *job_id = NULL, *integration = NULL;
+    const msp_vendor_t *vendor = NULL;
     json_t *tl = NULL;
     char reason[256] = "";
     if (!o || !json_is_object(o)) {
@@ -1101,7 +913,7 @@ void job_from_message(fetcher_t *f, const rd_kafka_message_t *msg) {
     } else if (json_unpack_ex(o, &jerr, 0, "{s:s,s:s,s:s,s:o}", "tenant", &tenant, "job_id",
                               &job_id, "integration", &integration, "types", &tl) != 0) {
         snprintf(reason, sizeof(reason), "sync job lacks a field: %s", jerr.text);
-    } else if (strcmp(integration, "syncro") != 0 && strcmp(integration, "cwrmm") != 0) {
+    } else if (!(vendor = msp_vendor_find(integration))) {
         snprintf(reason, sizeof(reason), "unknown integration \"%.*s\"",
                  MSP_UTF8_CUT(integration, 64));
     } else if (!json_is_array(tl) || json_array_size(tl) == 0) {
@@ -1114,32 +926,15 @@ void job_from_message(fetcher_t *f, const rd_kafka_message_t *msg) {
     if (!reason[0]) {
         j = calloc(1, sizeof(*j));
         j->f = f;
-        j->cw = strcmp(integration, "cwrmm") == 0;
-        j->integ = j->cw ? "cwrmm" : "syncro";
+        j->vendor = vendor;
         snprintf(j->tenant, sizeof(j->tenant), "%s", tenant);
         snprintf(j->job_id, sizeof(j->job_id), "%s", job_id);
         snprintf(j->reason, sizeof(j->reason), "%s",
                  json_string_value(json_object_get(o, "reason")) ?: "unknown");
         snprintf(j->mode, sizeof(j->mode), "%s",
                  json_string_value(json_object_get(o, "mode")) ?: "full");
-        int want[2] = {0, 0};
-        size_t i;
-        json_t *v;
-        json_array_foreach(tl, i, v) {
-            const char *s = json_string_value(v);
-            if (s && !strcmp(s, "customers")) want[T_CUSTOMER] = 1;
-            else if (s && !strcmp(s, "assets")) want[T_ASSET] = 1;
-            else {
-                snprintf(reason, sizeof(reason), "unknown sync type \"%.*s\"",
-                         MSP_UTF8_CUT(s ? s : "(not a string)", 64));
-                break;
-            }
-        }
-        /* Customers before assets: assets reference customers. */
-        if (want[T_CUSTOMER]) j->todo[j->todo_cnt++] = T_CUSTOMER;
-        if (want[T_ASSET]) j->todo[j->todo_cnt++] = T_ASSET;
+        job_want_types(j, tl, reason, sizeof(reason));
         j->page = 1;
-        j->total_pages = 1;
     }
     if (reason[0]) {
         MSP_WARN("job.dead_lettered", tenant, "%s", reason);

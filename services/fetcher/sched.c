@@ -1,8 +1,9 @@
 /*
  * sched.c — scheduled incremental syncs.
  *
- * Every replica runs the same check, and for each tenant with a Syncro integration tries to
- * take the lease mspsync:{t}:sched:syncro with SET NX PX <interval>. Only the replica whose SET
+ * Every replica runs the same check, and for each tenant and each vendor row (vendor.h) the
+ * tenant has an enabled integration with, tries to take the lease mspsync:{t}:sched:<vendor>
+ * with SET NX PX <interval>. Only the replica whose SET
  * wins queues the job, so two replicas never schedule the same tenant twice in one interval.
  * A finished or failed job resets the lease, so the next run is one interval after the last sync
  * ended (a failed one is not retried at once: its own retries are already spent).
@@ -20,19 +21,15 @@
 #include "mspsync/kafka.h"
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
+#include "mspsync/vendor.h"
 
-/* The integrations a tenant may have, and the field that holds each one's sealed secret
- * (disabling an integration removes it, which stops its schedule). */
-static const struct {
-    const char *name;
-    const char *secret_field;
-} integrations[] = {{"syncro", "api_key_sealed"}, {"cwrmm", "client_secret_sealed"}};
-
-static int tenant_due(fetcher_t *f, const char *tenant, int in) {
+/* Due: the integration has its sealed secret (disabling it removes the secret, which stops its
+ * schedule), is not syncing and is not paused. */
+static int tenant_due(fetcher_t *f, const char *tenant, const msp_vendor_t *v) {
     char ikey[256], skey[256];
-    msp_key(ikey, sizeof(ikey), tenant, "integration:%s", integrations[in].name);
-    msp_key(skey, sizeof(skey), tenant, "status:%s", integrations[in].name);
-    redisReply *r = redisCommand(f->redis, "HEXISTS %s %s", ikey, integrations[in].secret_field);
+    msp_key(ikey, sizeof(ikey), tenant, "integration:%s", v->name);
+    msp_key(skey, sizeof(skey), tenant, "status:%s", v->name);
+    redisReply *r = redisCommand(f->redis, "HEXISTS %s %s", ikey, v->sealed_field);
     int exists = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
     if (r) freeReplyObject(r);
     if (!exists) return 0;
@@ -48,19 +45,22 @@ static int tenant_due(fetcher_t *f, const char *tenant, int in) {
     return due;
 }
 
-static void queue_job(fetcher_t *f, const char *tenant, int in) {
+/* An incremental job of every record type the vendor syncs. */
+static void queue_job(fetcher_t *f, const char *tenant, const msp_vendor_t *v) {
     char job_id[33], now[40];
     msp_random_hex(job_id, 16);
     msp_format_time(msp_wall_ms(), now, sizeof(now));
-    json_t *o = json_pack("{s:i,s:s,s:s,s:s,s:[s,s],s:s,s:s,s:s}", "schema_version", 1, "job_id",
-                          job_id, "tenant", tenant, "integration", integrations[in].name, "types", "customers",
-                          "assets", "mode", "incremental", "reason", "schedule", "requested_at",
-                          now);
+    json_t *types = json_array();
+    for (size_t i = 0; i < v->types_cnt; i++)
+        json_array_append_new(types, json_string(v->types[i].plural));
+    json_t *o = json_pack("{s:i,s:s,s:s,s:s,s:o,s:s,s:s,s:s}", "schema_version", 1, "job_id",
+                          job_id, "tenant", tenant, "integration", v->name, "types", types,
+                          "mode", "incremental", "reason", "schedule", "requested_at", now);
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (s && msp_kafka_produce(f->producer, msp_topic(MSP_TOPIC_SYNC_JOBS), tenant, strlen(tenant),
                                s, strlen(s), NULL, NULL) == 0) {
-        MSP_INFO("schedule.queued", tenant, "job=%s integration=%s", job_id, integrations[in].name);
+        MSP_INFO("schedule.queued", tenant, "job=%s integration=%s", job_id, v->name);
         msp_metric_add(f->metrics, "mspsync_fetcher_scheduled_total", NULL, 1);
     } else {
         MSP_WARN("schedule.produce_failed", tenant, "job=%s", job_id);
@@ -80,15 +80,16 @@ void sched_run(fetcher_t *f) {
     for (size_t i = 0; i < r->elements; i++) {
         if (r->element[i]->type != REDIS_REPLY_STRING) continue;
         const char *tenant = r->element[i]->str;
-        for (int in = 0; in < (int)(sizeof(integrations) / sizeof(integrations[0])); in++) {
-            if (!tenant_due(f, tenant, in)) continue;
+        for (size_t in = 0; in < MSP_VENDOR_COUNT; in++) {
+            const msp_vendor_t *v = msp_vendor_at(in);
+            if (!tenant_due(f, tenant, v)) continue;
             char lkey[256];
-            msp_key(lkey, sizeof(lkey), tenant, "sched:%s", integrations[in].name);
+            msp_key(lkey, sizeof(lkey), tenant, "sched:%s", v->name);
             redisReply *l = redisCommand(f->redis, "SET %s %s NX PX %lld", lkey, f->replica_id,
                                          f->conf.schedule_interval_ms);
             int won = l && l->type == REDIS_REPLY_STATUS;
             if (l) freeReplyObject(l);
-            if (won) queue_job(f, tenant, in);
+            if (won) queue_job(f, tenant, v);
         }
     }
     freeReplyObject(r);

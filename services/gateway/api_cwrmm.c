@@ -41,6 +41,8 @@
 #define MAX_CLIENT_ID 255
 #define MAX_SECRET 1024
 
+#define VENDOR (&msp_vendor_cwrmm) /* this file is the gateway's code for ConnectWise RMM */
+
 /* The keys (after the tenant) that go with the integration besides integration:/status:. */
 static const char *const OWN_KEYS[] = {"token:cwrmm", "token:cwrmm:lock", "cwrmm:defs",
                                        "sched:cwrmm", NULL};
@@ -118,7 +120,7 @@ static void cwput_next(cwput_t *p);
 static void cwput_check_cb(msp_http_response_t *res, void *arg) {
     cwput_t *p = arg;
     gw_t *gw = p->gw;
-    gw_vendor_metric(gw, "cwrmm", msp_http_outcome_name(msp_http_classify(res)));
+    gw_vendor_metric(gw, VENDOR->name, msp_http_outcome_name(msp_http_classify(res)));
     if (gw->stopping) {
         gw_held_reply_error(p->held, 503, "the gateway is shutting down");
         cwput_free(p);
@@ -222,7 +224,7 @@ static void cwput_token_cb(const char *auth_header, long status, int64_t retry_a
  * the caller frees p. */
 static void cwput_store(cwput_t *p) {
     gw_t *gw = p->gw;
-    const gw_integ_t *integ = gw_integ_find("cwrmm");
+    const gw_integ_t *integ = gw_integ_of(VENDOR);
     char aad[96], ikey[128], key[128], err[256], now[32], job_id[33];
     snprintf(aad, sizeof(aad), "%s/cwrmm", p->tenant);
     msp_key(ikey, sizeof(ikey), p->tenant, "integration:cwrmm");
@@ -272,7 +274,7 @@ static void cwput_store(cwput_t *p) {
         gw_held_reply_error(p->held, 503, "redis unavailable: %s", err);
         return;
     }
-    gw_secret_keep(gw, p->tenant, "cwrmm", p->in.client_secret);  /* stored: ours to redact */
+    gw_secret_keep(gw, p->tenant, VENDOR->name, p->in.client_secret);  /* stored: ours to redact */
     MSP_INFO("integration.saved", p->tenant, "cwrmm integration saved (base %s, account %s)",
              p->in.base_url, p->in.account);
     int code = 500;
@@ -281,7 +283,7 @@ static void cwput_store(cwput_t *p) {
         gw_held_reply_error(p->held, code, "%s", err);
         return;
     }
-    gw_job_queue(gw, p->held, p->tenant, "cwrmm", job_id, GW_ALL_TYPES, "full",
+    gw_job_queue(gw, p->held, p->tenant, VENDOR->name, job_id, GW_ALL_TYPES, "full",
                  "integration_saved", created ? 201 : 200, body);
 }
 
@@ -378,7 +380,7 @@ out:
 /* ---- GET ---------------------------------------------------------------------------------- */
 
 json_t *gw_cwrmm_render(gw_t *gw, const char *tenant, int *code, char *err, size_t err_size) {
-    const gw_integ_t *in = gw_integ_find("cwrmm");
+    const gw_integ_t *in = gw_integ_of(VENDOR);
     redisReply *ri, *rs, *rst;
     json_t *o = NULL, *c = NULL;
     char why[256];
@@ -388,7 +390,7 @@ json_t *gw_cwrmm_render(gw_t *gw, const char *tenant, int *code, char *err, size
     } else if (ri->elements == 0) {
         *code = 404;
         snprintf(err, err_size, "tenant \"%s\" has no cwrmm integration", tenant);
-    } else if (!(c = gw_integ_counts(gw, tenant, "cwrmm", why, sizeof(why)))) {
+    } else if (!(c = gw_integ_counts(gw, tenant, VENDOR->name, why, sizeof(why)))) {
         *code = 503;
         snprintf(err, err_size, "redis unavailable: %s", why);
     } else if (!(o = gw_integ_status_json(in, ri, rs, rst))) {
@@ -397,7 +399,7 @@ json_t *gw_cwrmm_render(gw_t *gw, const char *tenant, int *code, char *err, size
         json_decref(c);
     } else {
         const char *region = gw_hget(ri, "region");
-        json_object_set_new(o, "integration", json_string("cwrmm"));
+        json_object_set_new(o, "integration", json_string(VENDOR->name));
         json_object_set_new(o, "region", region && region[0] ? json_string(region) : json_null());
         json_object_set_new(o, "base_url", json_string(gw_hget(ri, "base_url") ?: ""));
         json_object_set_new(o, "client_id", json_string(gw_hget(ri, "client_id") ?: ""));
@@ -410,15 +412,20 @@ json_t *gw_cwrmm_render(gw_t *gw, const char *tenant, int *code, char *err, size
 
 /* ---- DELETE -------------------------------------------------------------------------------- */
 
-/* The keys (after the tenant) an integration has besides integration:/status:. */
-static const char *const *own_keys(const char *integ) {
-    static const char *const none[] = {"sched:syncro", NULL};
-    return strcmp(integ, "cwrmm") == 0 ? OWN_KEYS : none;
+/* Add tenant's keys of list (after the tenant; NULL = none) to argv. */
+static void add_keys(const char *tenant, const char *const *list, char keys[][128], int *nk,
+                     int max, const char **argv, int *argc) {
+    for (int i = 0; list && list[i] && *nk < max; i++) {
+        msp_key(keys[*nk], sizeof(keys[*nk]), tenant, "%s", list[i]);
+        argv[(*argc)++] = keys[(*nk)++];
+    }
 }
 
+/* Delete the integration's keys: integration:, status:, sched:, the vendor's cached state (the
+ * keys a disable drops) and the gateway's own for it. */
 static int delete_keys(gw_t *gw, const char *tenant, const char *integ, char *err,
                        size_t err_size) {
-    const char *const *own = own_keys(integ);
+    const gw_integ_t *in = gw_integ_find(integ);
     char keys[8][128];
     const char *argv[10];
     int argc = 0, nk = 0;
@@ -427,10 +434,10 @@ static int delete_keys(gw_t *gw, const char *tenant, const char *integ, char *er
     argv[argc++] = keys[nk++];
     msp_key(keys[nk], sizeof(keys[nk]), tenant, "status:%s", integ);
     argv[argc++] = keys[nk++];
-    for (int i = 0; own[i] && nk < 8; i++) {
-        msp_key(keys[nk], sizeof(keys[nk]), tenant, "%s", own[i]);
-        argv[argc++] = keys[nk++];
-    }
+    msp_key(keys[nk], sizeof(keys[nk]), tenant, "sched:%s", integ);
+    argv[argc++] = keys[nk++];
+    add_keys(tenant, in->vendor->extra_keys, keys, &nk, 8, argv, &argc);
+    add_keys(tenant, in->own_keys, keys, &nk, 8, argv, &argc);
     redisReply *r = gw_redis_argv(gw, err, err_size, argc, argv, NULL);
     if (!r)
         return -1;
@@ -489,7 +496,12 @@ void api_integration_remove(gw_t *gw, struct evhttp_request *req, const char *te
 }
 
 void api_cwrmm_delete(gw_t *gw, struct evhttp_request *req, const char *tenant) {
-    if (!gw_integ_require(gw, req, "integration", tenant, gw_integ_find("cwrmm"), 0))
+    if (!gw_integ_require(gw, req, "integration", tenant, gw_integ_of(VENDOR), 0))
         return;
-    api_integration_remove(gw, req, tenant, "cwrmm");
+    api_integration_remove(gw, req, tenant, VENDOR->name);
 }
+
+static const char *const GW_OWN_KEYS[] = {"cwrmm:defs", NULL};
+
+const gw_integ_t gw_cwrmm_integ = {VENDOR, api_cwrmm_put, api_cwrmm_delete, gw_cwrmm_render,
+                                   GW_OWN_KEYS};

@@ -41,8 +41,10 @@
 #define MAX_API_KEY 1024
 #define SCAN_CHUNK 500
 
+#define VENDOR (&msp_vendor_syncro) /* this file is the gateway's code for Syncro */
+
 static void vendor_metric(gw_t *gw, const char *outcome) {
-    gw_vendor_metric(gw, "syncro", outcome);
+    gw_vendor_metric(gw, VENDOR->name, outcome);
 }
 
 /* ---- PUT ---------------------------------------------------------------------------------- */
@@ -91,7 +93,7 @@ static void put_rate_step(evutil_socket_t fd, short what, void *arg) {
     }
     char key[700], err[256];
     char tag[560];
-    snprintf(tag, sizeof(tag), "syncro:%s", p->account_id);
+    snprintf(tag, sizeof(tag), "%s%s", VENDOR->rate.bucket_tag, p->account_id);
     if (msp_key(key, sizeof(key), tag, "rl") < 0) {
         gw_held_reply_error(p->held, 400, "the Syncro base URL is too long");
         put_free(p);
@@ -187,17 +189,17 @@ static void put_store(put_t *p) {
             freeReplyObject(r[i]);
     if (!ok || gw_integ_store_writeback(gw, ikey, p->writeback_purchase, p->writeback_warranty,
                                         err, sizeof(err)) != 0 ||
-        gw_integ_mark_syncing(gw, p->tenant, gw_integ_find("syncro"), job_id, now, err,
+        gw_integ_mark_syncing(gw, p->tenant, gw_integ_of(VENDOR), job_id, now, err,
                               sizeof(err)) != 0) {
         gw_held_reply_error(p->held, 503, "redis unavailable: %s", err);
         return;
     }
     gw_held_on_shutdown(p->held, NULL, NULL);  /* the job owns the request from here on */
-    gw_secret_keep(gw, p->tenant, "syncro", p->api_key);  /* stored: now it is ours to redact */
+    gw_secret_keep(gw, p->tenant, VENDOR->name, p->api_key);  /* stored: now it is ours to redact */
     MSP_INFO("integration.saved", p->tenant, "syncro integration saved (base %s)", p->base_url);
-    json_t *body = json_pack("{s:s,s:s,s:s,s:s}", "integration", "syncro", "base_url",
+    json_t *body = json_pack("{s:s,s:s,s:s,s:s}", "integration", VENDOR->name, "base_url",
                              p->base_url, "state", "Syncing", "job_id", job_id);
-    gw_job_queue(gw, p->held, p->tenant, "syncro", job_id, GW_ALL_TYPES, "full",
+    gw_job_queue(gw, p->held, p->tenant, VENDOR->name, job_id, GW_ALL_TYPES, "full",
                  "integration_saved", 201, body);
 }
 
@@ -323,11 +325,11 @@ void api_syncro_put(gw_t *gw, struct evhttp_request *req, const char *tenant) {
 static json_t *jstr(const char *s) { return s ? json_string(s) : json_null(); }
 
 json_t *gw_syncro_render(gw_t *gw, const char *tenant, int *code, char *err, size_t err_size) {
-    const gw_integ_t *in = gw_integ_find("syncro");
+    const gw_integ_t *in = gw_integ_of(VENDOR);
     redisReply *ri, *rs, *rst;
     json_t *o = NULL, *counts = NULL;
     int ok = gw_integ_load(gw, tenant, in, &ri, &rs, &rst, err, err_size) == 0;
-    if (ok && ri->elements > 0 && !(counts = gw_integ_counts(gw, tenant, "syncro", err, err_size)))
+    if (ok && ri->elements > 0 && !(counts = gw_integ_counts(gw, tenant, VENDOR->name, err, err_size)))
         ok = 0;
     if (!ok) {
         *code = 503;
@@ -349,7 +351,7 @@ json_t *gw_syncro_render(gw_t *gw, const char *tenant, int *code, char *err, siz
             snprintf(why, sizeof(why), "%s", err);
             snprintf(err, err_size, "redis unavailable: %s", why);
         } else if (o) {
-            json_object_set_new(o, "integration", json_string("syncro"));
+            json_object_set_new(o, "integration", json_string(VENDOR->name));
             json_object_set_new(o, "base_url", jstr(gw_hget(ri, "base_url")));
             json_object_set_new(o, "account_id", jstr(gw_hget(ri, "account_id")));
             json_object_set_new(o, "counts", counts);
@@ -455,7 +457,7 @@ static void delete_delivered(gw_t *gw, void *arg, const char *error) {
     } else if (delete_keys(gw, d->tenant, err, sizeof(err)) != 0) {
         gw_held_reply_error(d->held, 503, "redis unavailable: %s", err);
     } else {
-        gw_secret_keep(gw, d->tenant, "syncro", NULL);
+        gw_secret_keep(gw, d->tenant, VENDOR->name, NULL);
         MSP_INFO("integration.deleted", d->tenant, "syncro integration removed, %lld tombstones",
                  d->tombstones);
         gw_held_reply(d->held, 204, NULL);
@@ -487,21 +489,19 @@ static int tombstone_all(gw_t *gw, gw_batch_t *b, del_t *d, const char *zset, co
 
 void api_syncro_delete(gw_t *gw, struct evhttp_request *req, const char *tenant) {
     const char *route = "integration";
-    if (!gw_integ_require(gw, req, route, tenant, gw_integ_find("syncro"), 0))
+    if (!gw_integ_require(gw, req, route, tenant, gw_integ_of(VENDOR), 0))
         return;
-    /* With ConnectWise RMM beside it, only Syncro's records leave (through the normalizer, which
-     * keeps the assets that ConnectWise RMM still sees): 202. Alone, everything goes now: 204. */
-    char ck[256], err[256];
-    msp_key(ck, sizeof(ck), tenant, "integration:cwrmm");
-    redisReply *r = gw_redis(gw, err, sizeof(err), "EXISTS %s", ck);
-    if (!r) {
+    /* With another vendor's integration beside it, only Syncro's records leave (through the
+     * normalizer, which keeps the assets the other vendor still sees): 202. Alone, everything
+     * goes now: 204. */
+    char err[256];
+    int shared = gw_integ_others(gw, tenant, VENDOR, err, sizeof(err));
+    if (shared < 0) {
         gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
         return;
     }
-    int shared = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
-    freeReplyObject(r);
     if (shared) {
-        api_integration_remove(gw, req, tenant, "syncro");
+        api_integration_remove(gw, req, tenant, VENDOR->name);
         return;
     }
     del_t *d = calloc(1, sizeof(*d));
@@ -519,3 +519,6 @@ void api_syncro_delete(gw_t *gw, struct evhttp_request *req, const char *tenant)
         tombstone_all(gw, b, d, "inv:assets", msp_topic(MSP_TOPIC_ASSETS));
     gw_batch_seal(b);  /* may answer right away (no ids) */
 }
+
+const gw_integ_t gw_syncro_integ = {VENDOR, api_syncro_put, api_syncro_delete, gw_syncro_render,
+                                    NULL};

@@ -121,26 +121,24 @@ void api_tenants_list(gw_t *gw, struct evhttp_request *req) {
 
 void api_tenant_get(gw_t *gw, struct evhttp_request *req, const char *tenant) {
     const char *route = "tenant";
-    char err[256], key[128];
+    char err[256];
     json_t *o = tenant_object(gw, tenant, err, sizeof(err));
     if (!o) {
         gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
         return;
     }
     json_t *integ = json_array();
-    static const char *const names[] = {"syncro", "cwrmm", NULL};
-    for (int i = 0; names[i]; i++) {
-        msp_key(key, sizeof(key), tenant, "integration:%s", names[i]);
-        redisReply *r = gw_redis(gw, err, sizeof(err), "EXISTS %s", key);
-        if (!r) {
+    for (size_t i = 0; i < MSP_VENDOR_COUNT; i++) {
+        const msp_vendor_t *v = msp_vendor_at(i);
+        int exists = gw_integ_exists(gw, tenant, v, err, sizeof(err));
+        if (exists < 0) {
             json_decref(integ);
             json_decref(o);
             gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
             return;
         }
-        if (r->integer == 1)
-            json_array_append_new(integ, json_string(names[i]));
-        freeReplyObject(r);
+        if (exists)
+            json_array_append_new(integ, json_string(v->name));
     }
     json_object_set_new(o, "integrations", integ);
     gw_reply(gw, req, route, 200, o);

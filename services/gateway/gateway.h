@@ -39,6 +39,7 @@
 #include "mspsync/http.h"
 #include "mspsync/kafka.h"
 #include "mspsync/ops.h"
+#include "mspsync/vendor.h"
 
 struct event_base;
 struct event;
@@ -96,7 +97,7 @@ typedef struct gw_s {
 
 /**
  * @brief Make secret (copied; NULL = none) the one registered for log redaction as
- * "<tenant>/<what>" (e.g. "syncro", "cwrmm", "webhook:mtp"), forgetting the one it replaces. Call
+ * "<tenant>/<what>" (a vendor's name, or "webhook:mtp"), forgetting the one it replaces. Call
  * only after the secret was stored, and with NULL when it is removed or disabled.
  */
 void gw_secret_keep(gw_t *gw, const char *tenant, const char *what, const char *secret);
@@ -218,7 +219,7 @@ void gw_kafka_stop(gw_t *gw, int timeout_ms);
 int gw_kafka_ready(gw_t *gw, char *why, size_t why_size);
 
 /**
- * @brief Produce a sync job of integration ("syncro", "cwrmm") for tenant and answer held with
+ * @brief Produce a sync job of integration (a vendor's name) for tenant and answer held with
  * ok_code + ok_body once Kafka has it, or 503 {"error":"could not queue the sync job: <reason>"}
  * (and, for reason "integration_saved", status:<integration> says so). ok_body is stolen.
  * types: NULL-terminated. job_id: 33 bytes, chosen by the caller.
@@ -274,7 +275,7 @@ void api_integration_remove(gw_t *gw, struct evhttp_request *req, const char *te
 void api_cwrmm_delete(gw_t *gw, struct evhttp_request *req, const char *tenant);
 json_t *gw_cwrmm_render(gw_t *gw, const char *tenant, int *code, char *err, size_t err_size);
 
-/* integrations.c: name is the path segment ("syncro" or "cwrmm", checked by the router). */
+/* integrations.c: name is the path segment (a vendor's name, checked by the router). */
 void api_integration_get(gw_t *gw, struct evhttp_request *req, const char *tenant,
                          const char *name);
 void api_integration_sync(gw_t *gw, struct evhttp_request *req, const char *tenant,
@@ -329,20 +330,40 @@ void gw_webhook_secrets_clear(gw_webhook_secrets_t *s);
 /* ---- integrations.c: what the integrations share ----------------------------------------- */
 
 /**
- * An integration as the gateway sees it. Keys: mspsync:{t}:integration:<name> (the settings and
- * the sealed secret in sealed_field) and mspsync:{t}:status:<name> (written by the fetcher).
+ * An integration as the gateway sees it: the vendor's row (vendor.h: name, label, sealed field,
+ * stats prefix, keys a disable drops) and the gateway's own code for that vendor — its PUT
+ * (prove the credentials, then store them), its DELETE and its GET body. Keys:
+ * mspsync:{t}:integration:<name> (the settings and the sealed secret) and
+ * mspsync:{t}:status:<name> (written by the fetcher). One row per vendor, at the vendor's id
+ * (integrations.c); each lives in the vendor's api_ file.
  */
 typedef struct gw_integ_s {
-    const char *name;          /* "syncro", "cwrmm": key suffix and the jobs' "integration" */
-    const char *label;         /* "Syncro", "ConnectWise RMM": for messages */
-    const char *sealed_field;  /* the sealed secret; absent = disabled */
-    const char *stats_prefix;  /* inv:stats "<prefix><type>_complete_job" */
-    const char *const *extra_keys; /* keys (after the tenant) a disable deletes, NULL-terminated */
+    const msp_vendor_t *vendor;
+    void (*put)(gw_t *gw, struct evhttp_request *req, const char *tenant);
+    void (*del)(gw_t *gw, struct evhttp_request *req, const char *tenant);
     json_t *(*render)(gw_t *gw, const char *tenant, int *code, char *err, size_t err_size);
+    const char *const *own_keys; /* gateway keys (after the tenant) a removal also drops */
 } gw_integ_t;
+
+extern const gw_integ_t gw_syncro_integ; /* api_integrations.c */
+extern const gw_integ_t gw_cwrmm_integ;  /* api_cwrmm.c */
 
 /** @brief The descriptor of an integration name, or NULL. Borrowed (static). */
 const gw_integ_t *gw_integ_find(const char *name);
+
+/** @brief The descriptor of vendor v. Borrowed (static). */
+const gw_integ_t *gw_integ_of(const msp_vendor_t *v);
+
+/** @brief Does the tenant have an integration (enabled or not) with v? @returns 1, 0, -1 (err). */
+int gw_integ_exists(gw_t *gw, const char *tenant, const msp_vendor_t *v, char *err,
+                    size_t err_size);
+
+/**
+ * @brief Does the tenant have an integration (enabled or not) with a vendor other than
+ * except (NULL: with any)? @returns 1, 0, or -1 with err (Redis).
+ */
+int gw_integ_others(gw_t *gw, const char *tenant, const msp_vendor_t *except, char *err,
+                    size_t err_size);
 
 /** @brief The "customers", "assets" job types (NULL-terminated). */
 extern const char *const GW_ALL_TYPES[];

@@ -1,11 +1,12 @@
 /*
  * integrations.c — what the Syncro and ConnectWise RMM integrations share.
  *
- * Each integration is one row of the descriptor table below: its name (the key suffix of
- * mspsync:{t}:integration:<name> / status:<name> and the "integration" of its sync jobs), the
- * field that holds its sealed secret, the prefix of its end-of-type markers in inv:stats, the
- * keys a disable drops, and the function that renders its GET body. Routes whose logic does not
- * depend on the vendor live here, once:
+ * Each integration is one row of the descriptor table below, at its vendor's id: the vendor's
+ * row (vendor.h: its name — the key suffix of mspsync:{t}:integration:<name> / status:<name> and
+ * the "integration" of its sync jobs —, the field that holds its sealed secret, the prefix of its
+ * end-of-type markers in inv:stats, the keys a disable drops) and the gateway's routes for it,
+ * which live in the vendor's api_ file. Routes whose logic does not depend on the vendor live
+ * here, once:
  *   POST  .../integrations/{name}/sync      queue an incremental sync (202 with the job id)
  *   PATCH .../integrations/{name}           change the write-back opt-in (200 with the GET body)
  *   POST  .../integrations/{name}/disable   drop the sealed secret (and cached tokens), keep the
@@ -31,19 +32,39 @@
 
 const char *const GW_ALL_TYPES[] = {"customers", "assets", NULL};
 
-static const char *const CWRMM_EXTRA_KEYS[] = {"token:cwrmm", "token:cwrmm:lock", NULL};
-
-static const gw_integ_t INTEGRATIONS[] = {
-    {"syncro", "Syncro", "api_key_sealed", "", NULL, gw_syncro_render},
-    {"cwrmm", "ConnectWise RMM", "client_secret_sealed", "cwrmm_", CWRMM_EXTRA_KEYS,
-     gw_cwrmm_render},
+static const gw_integ_t *const INTEGRATIONS[MSP_VENDOR_COUNT] = {
+    [MSP_VENDOR_SYNCRO] = &gw_syncro_integ,
+    [MSP_VENDOR_CWRMM] = &gw_cwrmm_integ,
 };
 
+const gw_integ_t *gw_integ_of(const msp_vendor_t *v) { return INTEGRATIONS[v->id]; }
+
 const gw_integ_t *gw_integ_find(const char *name) {
-    for (size_t i = 0; name && i < sizeof(INTEGRATIONS) / sizeof(INTEGRATIONS[0]); i++)
-        if (strcmp(INTEGRATIONS[i].name, name) == 0)
-            return &INTEGRATIONS[i];
-    return NULL;
+    const msp_vendor_t *v = msp_vendor_find(name);
+    return v ? gw_integ_of(v) : NULL;
+}
+
+int gw_integ_exists(gw_t *gw, const char *tenant, const msp_vendor_t *v, char *err,
+                    size_t err_size) {
+    char key[128];
+    msp_key(key, sizeof(key), tenant, "integration:%s", v->name);
+    redisReply *r = gw_redis(gw, err, err_size, "EXISTS %s", key);
+    if (!r)
+        return -1;
+    int exists = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    return exists;
+}
+
+int gw_integ_others(gw_t *gw, const char *tenant, const msp_vendor_t *except, char *err,
+                    size_t err_size) {
+    for (size_t i = 0; i < MSP_VENDOR_COUNT; i++) {
+        const msp_vendor_t *v = msp_vendor_at(i);
+        int rc = v == except ? 0 : gw_integ_exists(gw, tenant, v, err, err_size);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
 }
 
 void gw_vendor_metric(gw_t *gw, const char *vendor, const char *outcome) {
@@ -57,8 +78,8 @@ void gw_vendor_metric(gw_t *gw, const char *vendor, const char *outcome) {
 int gw_integ_require(gw_t *gw, struct evhttp_request *req, const char *route, const char *tenant,
                      const gw_integ_t *in, int need_enabled) {
     char key[128], err[256];
-    msp_key(key, sizeof(key), tenant, "integration:%s", in->name);
-    redisReply *r = gw_redis(gw, err, sizeof(err), "HEXISTS %s %s", key, in->sealed_field);
+    msp_key(key, sizeof(key), tenant, "integration:%s", in->vendor->name);
+    redisReply *r = gw_redis(gw, err, sizeof(err), "HEXISTS %s %s", key, in->vendor->sealed_field);
     redisReply *e = r ? gw_redis(gw, err, sizeof(err), "EXISTS %s", key) : NULL;
     if (!e) {
         if (r)
@@ -71,12 +92,13 @@ int gw_integ_require(gw_t *gw, struct evhttp_request *req, const char *route, co
     freeReplyObject(e);
     if (!exists) {
         gw_reply_error(gw, req, route, 404, "tenant \"%s\" has no %s integration", tenant,
-                       in->name);
+                       in->vendor->name);
         return 0;
     }
     if (need_enabled && !enabled) {
         gw_reply_error(gw, req, route, 409, "the %s integration of tenant \"%s\" is disabled; "
-                       "save it again with its credentials (PUT) to enable it", in->name, tenant);
+                       "save it again with its credentials (PUT) to enable it", in->vendor->name,
+                       tenant);
         return 0;
     }
     return 1;
@@ -133,7 +155,7 @@ int gw_integ_store_writeback(gw_t *gw, const char *ikey, int purchase, int warra
 int gw_integ_mark_syncing(gw_t *gw, const char *tenant, const gw_integ_t *in, const char *job_id,
                           const char *now, char *err, size_t err_size) {
     char skey[128];
-    msp_key(skey, sizeof(skey), tenant, "status:%s", in->name);
+    msp_key(skey, sizeof(skey), tenant, "status:%s", in->vendor->name);
     redisReply *r = gw_redis(gw, err, err_size, "HSET %s state syncing job_id %s job_started_at %s "
                              "last_error %s hint %s paused 0", skey, job_id, now, "", "");
     if (!r)
@@ -175,7 +197,7 @@ static int inventory_pending(const gw_integ_t *in, const redisReply *status,
     char list[64], field[64];
     snprintf(list, sizeof(list), "%s", types);
     for (char *save = NULL, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        snprintf(field, sizeof(field), "%s%s_complete_job", in->stats_prefix, t);
+        snprintf(field, sizeof(field), "%s%s_complete_job", in->vendor->stats_prefix, t);
         const char *done = gw_hget(stats, field);
         if (!done || strcmp(done, job) != 0)
             return 1;
@@ -185,7 +207,7 @@ static int inventory_pending(const gw_integ_t *in, const redisReply *status,
 
 json_t *gw_integ_status_json(const gw_integ_t *in, const redisReply *ri, const redisReply *rs,
                              const redisReply *rst) {
-    const char *sealed = gw_hget(ri, in->sealed_field);
+    const char *sealed = gw_hget(ri, in->vendor->sealed_field);
     int enabled = sealed && sealed[0];
     const char *state = enabled ? state_label(gw_hget(rs, "state")) : "Disabled";
     int pending = !strcmp(state, "Connected") && inventory_pending(in, rs, rst);
@@ -215,8 +237,8 @@ json_t *gw_integ_status_json(const gw_integ_t *in, const redisReply *ri, const r
 int gw_integ_load(gw_t *gw, const char *tenant, const gw_integ_t *in, redisReply **ri,
                   redisReply **rs, redisReply **rst, char *err, size_t err_size) {
     char ikey[128], skey[128], stkey[128];
-    msp_key(ikey, sizeof(ikey), tenant, "integration:%s", in->name);
-    msp_key(skey, sizeof(skey), tenant, "status:%s", in->name);
+    msp_key(ikey, sizeof(ikey), tenant, "integration:%s", in->vendor->name);
+    msp_key(skey, sizeof(skey), tenant, "status:%s", in->vendor->name);
     msp_key(stkey, sizeof(stkey), tenant, "inv:stats");
     *ri = *rs = *rst = NULL;
     if ((*ri = gw_redis(gw, err, err_size, "HGETALL %s", ikey)) &&
@@ -293,7 +315,7 @@ void api_integration_sync(gw_t *gw, struct evhttp_request *req, const char *tena
     char err[256], skey[128], job_id[33];
     if (!gw_integ_require(gw, req, route, tenant, in, 1))
         return;
-    msp_key(skey, sizeof(skey), tenant, "status:%s", in->name);
+    msp_key(skey, sizeof(skey), tenant, "status:%s", in->vendor->name);
     redisReply *r = gw_redis(gw, err, sizeof(err), "HSET %s paused 0", skey);
     if (!r) {
         gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
@@ -316,7 +338,7 @@ void api_integration_sync(gw_t *gw, struct evhttp_request *req, const char *tena
         gw_reply_error(gw, req, route, 500, "out of memory");
         return;
     }
-    gw_job_queue(gw, held, tenant, in->name, job_id, types, "incremental", "sync_now", 202,
+    gw_job_queue(gw, held, tenant, in->vendor->name, job_id, types, "incremental", "sync_now", 202,
                  json_pack("{s:s}", "job_id", job_id));
 }
 
@@ -351,7 +373,7 @@ void api_integration_patch(gw_t *gw, struct evhttp_request *req, const char *ten
     }
     if (!gw_integ_require(gw, req, route, tenant, in, 0))
         return;
-    msp_key(ikey, sizeof(ikey), tenant, "integration:%s", in->name);
+    msp_key(ikey, sizeof(ikey), tenant, "integration:%s", in->vendor->name);
     msp_format_time(msp_wall_ms(), now, sizeof(now));
     redisReply *r = NULL;
     if (gw_integ_store_writeback(gw, ikey, purchase, warranty, err, sizeof(err)) != 0 ||
@@ -360,7 +382,8 @@ void api_integration_patch(gw_t *gw, struct evhttp_request *req, const char *ten
         return;
     }
     freeReplyObject(r);
-    MSP_INFO("integration.writeback", tenant, "%s write-back: purchase %s, warranty %s", in->name,
+    MSP_INFO("integration.writeback", tenant, "%s write-back: purchase %s, warranty %s",
+             in->vendor->name,
              purchase < 0 ? "unchanged" : purchase ? "on" : "off",
              warranty < 0 ? "unchanged" : warranty ? "on" : "off");
     reply_rendered(gw, req, route, in, tenant);
@@ -384,13 +407,13 @@ void api_integration_disable(gw_t *gw, struct evhttp_request *req, const char *t
     if (!gw_integ_require(gw, req, route, tenant, in, 0))
         return;
     char ikey[128], skey[128], key[128], err[256], now[32];
-    msp_key(ikey, sizeof(ikey), tenant, "integration:%s", in->name);
-    msp_key(skey, sizeof(skey), tenant, "status:%s", in->name);
+    msp_key(ikey, sizeof(ikey), tenant, "integration:%s", in->vendor->name);
+    msp_key(skey, sizeof(skey), tenant, "status:%s", in->vendor->name);
     msp_format_time(msp_wall_ms(), now, sizeof(now));
-    redisReply *r = gw_redis(gw, err, sizeof(err), "HDEL %s %s", ikey, in->sealed_field);
-    for (int i = 0; r && in->extra_keys && in->extra_keys[i]; i++) {
+    redisReply *r = gw_redis(gw, err, sizeof(err), "HDEL %s %s", ikey, in->vendor->sealed_field);
+    for (int i = 0; r && in->vendor->extra_keys && in->vendor->extra_keys[i]; i++) {
         freeReplyObject(r);
-        msp_key(key, sizeof(key), tenant, "%s", in->extra_keys[i]);
+        msp_key(key, sizeof(key), tenant, "%s", in->vendor->extra_keys[i]);
         r = gw_redis(gw, err, sizeof(err), "DEL %s", key);
     }
     if (r) {
@@ -406,9 +429,9 @@ void api_integration_disable(gw_t *gw, struct evhttp_request *req, const char *t
         return;
     }
     freeReplyObject(r);
-    gw_secret_keep(gw, tenant, in->name, NULL);
+    gw_secret_keep(gw, tenant, in->vendor->name, NULL);
     MSP_INFO("integration.disabled", tenant, "%s integration disabled (secret removed)",
-             in->name);
+             in->vendor->name);
     reply_rendered(gw, req, route, in, tenant);
 }
 

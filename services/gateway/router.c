@@ -182,13 +182,13 @@ static void dispatch(gw_t *gw, struct evhttp_request *req, route_id_t r, char **
         return;
     case R_TENANT: api_tenant_get(gw, req, t); return;
     case R_INTEGRATION: {
-        int cw = strcmp(s[4], "cwrmm") == 0;
+        const gw_integ_t *in = gw_integ_find(s[4]); /* found: the route matched it */
         if (m == EVHTTP_REQ_PATCH)
             api_integration_patch(gw, req, t, s[4]);
         else if (m == EVHTTP_REQ_PUT)
-            (cw ? api_cwrmm_put : api_syncro_put)(gw, req, t);
+            in->put(gw, req, t);
         else if (m == EVHTTP_REQ_DELETE)
-            (cw ? api_cwrmm_delete : api_syncro_delete)(gw, req, t);
+            in->del(gw, req, t);
         else
             api_integration_get(gw, req, t, s[4]);
         return;

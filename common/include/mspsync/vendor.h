@@ -1,0 +1,299 @@
+/*
+ * vendor.h — the vendor table: one row of data and callbacks per vendor mspsync talks to.
+ *
+ * In the manner of Redis's dictType and hiredis's adapters, a vendor (Syncro, ConnectWise RMM,
+ * the next one) is a row: its name and label, where its sealed credential lives, its rate-limit
+ * settings and bucket, how to authenticate, how to describe a failed call and what to tell the
+ * user, the permissions each feature needs, and the record types it syncs in dependency order,
+ * each with the pager that walks the vendor's lists and the mapper that makes canonical records.
+ * The rows live in common/src/vendor_<name>.c beside that vendor's client; the services look a
+ * vendor up by name once (msp_vendor_find) and then call through the row — they never compare
+ * vendor names and keep no vendor flags.
+ *
+ * The vendor clients (syncro.h, cwrmm.h, syncro_store.h) stay what they are: request builders
+ * and response parsers. A row only wires them to the shape every service uses. Like the
+ * clients, a row knows no event loop and no retry policy: a pager builds the next request and
+ * reads its answer; the caller sends, waits, classifies and backs off.
+ *
+ * Ownership: rows, their strings and their tables are static (borrowed, never freed). A
+ * msp_vendor_cred_t and a msp_pager_t are the caller's, released with their _clear / destroy.
+ */
+#ifndef MSPSYNC_VENDOR_H
+#define MSPSYNC_VENDOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+#include <hiredis/hiredis.h>
+
+#include "mspsync/crypto.h"
+#include "mspsync/cwrmm.h"
+#include "mspsync/http.h"
+
+/**
+ * A row's index, for a service's own per-vendor tables (a config value per vendor, an adapter
+ * of the gateway's routes): fill them with designated initializers `[MSP_VENDOR_SYNCRO] = …` so
+ * that a forgotten slot is visible, and index them with `v->id`, never branch on it.
+ */
+typedef enum {
+    MSP_VENDOR_SYNCRO = 0,
+    MSP_VENDOR_CWRMM  = 1,
+    MSP_VENDOR_COUNT
+} msp_vendor_id_t;
+
+typedef struct msp_vendor_s msp_vendor_t;
+
+/* ------------------------------------------------------------------------------------------ */
+/* credentials                                                                                 */
+
+/**
+ * A tenant's stored integration with one vendor, loaded and opened: its base URL, its secret
+ * (registered for log redaction) and its rate-limit bucket. impl is the vendor client's own
+ * struct (msp_syncro_integration_t, msp_cwrmm_integration_t), for code of that vendor only.
+ */
+typedef struct msp_vendor_cred_s {
+    const msp_vendor_t *vendor; /**< borrowed row; NULL = nothing loaded */
+    void               *impl;   /**< owned; freed (secret zeroed) by msp_vendor_cred_clear */
+} msp_vendor_cred_t;
+
+/**
+ * @brief Load and open the tenant's integration with vendor v into *out (cleared first).
+ * @returns 0 loaded; 1 no integration (or disabled: no sealed secret); 2 the secret cannot be
+ *          opened; -1 Redis error or out of memory. err says which.
+ */
+int msp_vendor_cred_load(const msp_vendor_t *v, redisContext *c, const msp_secret_key_t *key,
+                         const char *tenant, msp_vendor_cred_t *out, char *err, size_t err_size);
+
+/** @brief Zero the secret and free it; *cred is empty afterwards. NULL-safe. */
+void msp_vendor_cred_clear(msp_vendor_cred_t *cred);
+
+/** @brief The API base URL of a loaded integration ("" when none). Borrowed from cred. */
+const char *msp_vendor_cred_base_url(const msp_vendor_cred_t *cred);
+
+/** @brief The key of the account's GCRA bucket, shared by every replica. Borrowed from cred. */
+const char *msp_vendor_cred_bucket(const msp_vendor_cred_t *cred);
+
+/* ------------------------------------------------------------------------------------------ */
+/* authentication                                                                              */
+
+/**
+ * What one process holds to authenticate with every vendor. Syncro needs nothing (its key is
+ * the header); ConnectWise RMM needs the OAuth token cache (cwrmm.h), one per process. Borrowed
+ * pointers: the service creates and destroys them.
+ */
+typedef struct msp_vendor_auth_s {
+    msp_cwrmm_tokens_t *cwrmm_tokens;
+} msp_vendor_auth_t;
+
+/**
+ * Called once per deferred msp_vendor_auth_get, never from inside it: as msp_cwrmm_token_cb.
+ * auth_header is "Authorization: …" (borrowed for the call) or NULL on failure; then status
+ * 401/403 means the credentials are refused (fatal), anything else is retryable.
+ */
+typedef void(msp_vendor_auth_cb)(const char *auth_header, long status, int64_t retry_after_ms,
+                                 const char *error, void *opaque);
+
+/**
+ * @brief The Authorization header for a call with cred.
+ * @returns 0 the header is in header now (cb will not run); 1 cb will run later with it (a
+ *          token is being fetched); -1 out of memory (cb will not run).
+ */
+int msp_vendor_auth_get(const msp_vendor_auth_t *a, const char *tenant,
+                        const msp_vendor_cred_t *cred, char *header, size_t header_size,
+                        msp_vendor_auth_cb *cb, void *opaque);
+
+/**
+ * @brief A call made with header was answered 401: drop the cached token so that the next
+ * msp_vendor_auth_get fetches a fresh one. @returns 1 when a fresh header may help (OAuth), 0
+ * when the vendor's credential is the header itself (Syncro: a 401 is final).
+ */
+int msp_vendor_auth_rejected(const msp_vendor_auth_t *a, const char *tenant,
+                             const msp_vendor_cred_t *cred, const char *header);
+
+/** @brief Forget a deferred msp_vendor_auth_get of opaque (its cb will not run). */
+void msp_vendor_auth_cancel(const msp_vendor_auth_t *a, const msp_vendor_cred_t *cred,
+                            void *opaque);
+
+/* ------------------------------------------------------------------------------------------ */
+/* errors and what to tell the user                                                            */
+
+/** The situations a status page's hint is written for. */
+typedef enum {
+    MSP_HINT_FORBIDDEN,    /**< 401/403 on a call: a permission or scope is missing */
+    MSP_HINT_REFUSED,      /**< another 4xx: the request was refused as it stands */
+    MSP_HINT_KEPT_FAILING, /**< 429/5xx/timeouts until the attempts ran out */
+    MSP_HINT_AUTH,         /**< the credentials themselves were refused */
+    MSP_HINT_MISSING,      /**< no (enabled) integration for the tenant */
+    MSP_HINT_SEALED,       /**< the stored secret does not open */
+    MSP_HINT_COUNT
+} msp_vendor_hint_t;
+
+/**
+ * @brief The hint for a situation, one line for the integration's status. For
+ * MSP_HINT_FORBIDDEN it names the permission the call (method, path as in msp_pager_req_t)
+ * needs; the other kinds ignore method and path. @returns out.
+ */
+char *msp_vendor_hint(const msp_vendor_t *v, msp_vendor_hint_t kind, const char *method,
+                      const char *path, char *out, size_t out_size);
+
+/**
+ * @brief "<label> <METHOD> <path> answered 403: …" for a failed call (never a secret), as the
+ * vendor client words it (msp_syncro_describe, msp_cwrmm_describe). @returns out.
+ */
+char *msp_vendor_describe(const msp_vendor_t *v, const msp_http_response_t *res,
+                          const char *method, const char *path, char *out, size_t out_size);
+
+/* ------------------------------------------------------------------------------------------ */
+/* pagers: one per record type, owning its paging plan and its cursor format                    */
+
+typedef struct msp_pager_s msp_pager_t;
+
+/** What a pager needs to know of its job. Strings are borrowed for the pager's life. */
+typedef struct msp_pager_conf_s {
+    const char *base_url;  /**< msp_vendor_cred_base_url */
+    int         page_size; /**< items per list request where the vendor lets us choose */
+} msp_pager_conf_t;
+
+/** The next request of a pager. */
+typedef struct msp_pager_req_s {
+    const char *method;    /**< "GET", "POST" (static) */
+    char        url[2048]; /**< the whole URL, query included */
+    char        path[300]; /**< what describe() and the hints print: no host, no query */
+    char       *body;      /**< malloc'd JSON body or NULL; the caller frees it */
+} msp_pager_req_t;
+
+/** What an answer did to the pager. */
+typedef enum {
+    MSP_PAGER_NEXT,   /**< a step of the plan is done, nothing to produce: request again */
+    MSP_PAGER_PAGE,   /**< a page is complete: produce its records, then move the cursor */
+    MSP_PAGER_BAD,    /**< unreadable answer: errstr says why; request the same again later */
+} msp_pager_step_t;
+
+typedef struct msp_pager_ops_s {
+    /**
+     * @brief A pager at the first page of its type. before is the pager of the type synced just
+     * before in the same job (same vendor) or NULL; a pager may reuse what it learned
+     * (ConnectWise RMM's devices take the company ids the company list read).
+     * @returns new, or NULL (out of memory).
+     */
+    msp_pager_t *(*create)(const msp_pager_conf_t *conf, const msp_pager_t *before);
+    /**
+     * @brief Move to a cursor this pager's type wrote. @returns the page number to count from
+     * (>= 1), or -1 when the cursor is not one of this type's (the pager is unchanged).
+     */
+    int (*seek)(msp_pager_t *p, const char *cursor);
+    /** @brief The cursor of the current page (next = 0) or of the one after it (next = 1). */
+    void (*cursor)(const msp_pager_t *p, int next, char *out, size_t out_size);
+    /**
+     * @brief Fill req with the next call. @returns 0 send it; 1 there is nothing (left) to ask:
+     * the type is complete (req untouched).
+     */
+    int (*request)(msp_pager_t *p, msp_pager_req_t *req);
+    /** @brief Classify the answer to the last request (a pager may read a 404 as "no more"). */
+    msp_http_outcome_t (*classify)(const msp_pager_t *p, const msp_http_response_t *res);
+    /**
+     * @brief Read a successful answer (classify said OK). On MSP_PAGER_PAGE *records is a new
+     * array of the page's vendor objects and *last says whether it ended the type.
+     */
+    msp_pager_step_t (*response)(msp_pager_t *p, const msp_http_response_t *res,
+                                 json_t **records, int *last, char *errstr, size_t errstr_size);
+    /**
+     * @brief Add this pager's facts about the page just read to its "page" event (borrowed).
+     * @returns the total page count for the status hash, or -1 when the pager shows none.
+     */
+    int (*progress)(const msp_pager_t *p, json_t *event);
+    /** @brief The cursor moved past the current page (not the last): go on to the next. */
+    void (*advance)(msp_pager_t *p);
+    /** @brief Free. NULL-safe. */
+    void (*destroy)(msp_pager_t *p);
+} msp_pager_ops_t;
+
+/* ------------------------------------------------------------------------------------------ */
+/* the row                                                                                     */
+
+/** A record type a vendor can sync. */
+typedef struct msp_vendor_type_s {
+    const char *type;          /**< canonical type in messages: "customer", "asset" */
+    const char *plural;        /**< spelling in sync.jobs "types" and events: "customers" */
+    const char *string_id_key; /**< member holding a string source id, or NULL (integer "id") */
+    const char *const *pick;   /**< top-level members the mapper reads (msp_json_pick), or NULL
+                                    when it needs the whole payload */
+    /** @brief Canonical record from one vendor object: new, or NULL with errstr. */
+    json_t *(*map)(const char *tenant, const json_t *raw, char *errstr, size_t errstr_size);
+    const msp_pager_ops_t *pager;
+} msp_vendor_type_t;
+
+/** The permissions (Syncro) or scopes (ConnectWise RMM) one feature needs. */
+typedef struct msp_vendor_feature_s {
+    const char        *feature;     /**< "customers", "assets", "writeback" */
+    const char *const *permissions; /**< the names the vendor's screens show, NULL-terminated */
+} msp_vendor_feature_t;
+
+/** Rate limits: the settings a service reads, with their defaults. */
+typedef struct msp_vendor_rate_s {
+    const char *rate_env;     /**< "MSPSYNC_SYNCRO_RATE_MILLI": requests per 1000 s */
+    long long   rate_milli;   /**< its default */
+    const char *burst_env;    /**< "MSPSYNC_SYNCRO_BURST" */
+    long long   burst;        /**< its default */
+    const char *bucket_tag;   /**< hash tag of the account's bucket: "<bucket_tag><account>" */
+} msp_vendor_rate_t;
+
+struct msp_vendor_s {
+    msp_vendor_id_t id;
+    const char     *name;         /**< "syncro": key suffix (integration:<name>, status:<name>,
+                                       cursor:<name>:…), sync jobs' and records' "integration" */
+    const char     *label;        /**< "Syncro": in messages */
+    const char     *sealed_field; /**< field of integration:<name> holding the sealed secret;
+                                       absent = disabled */
+    const char     *stats_prefix; /**< inv:stats "<prefix><type>_complete_job" */
+    const char *const *extra_keys; /**< keys (after the tenant) a disable also drops, or NULL */
+    int             merge_primary; /**< its asset wins a merge of one machine's assets (the PSA) */
+    msp_vendor_rate_t rate;
+    const msp_vendor_feature_t *features; /**< ends with {NULL, NULL} */
+    const msp_vendor_type_t    *types;    /**< in dependency order (customers before assets) */
+    size_t                      types_cnt;
+    const char *hints[MSP_HINT_COUNT];    /**< fixed hints; FORBIDDEN comes from forbidden() */
+
+    /* callbacks: the client's functions, wrapped (vendor_<name>.c) */
+    char *(*describe)(const msp_http_response_t *res, const char *method, const char *path,
+                      char *out, size_t out_size);
+    char *(*forbidden)(const char *method, const char *path, char *out, size_t out_size);
+    void *(*cred_new)(void);
+    int (*cred_load)(redisContext *c, const msp_secret_key_t *key, const char *tenant,
+                     void *impl, char *err, size_t err_size);
+    void (*cred_free)(void *impl);
+    const char *(*cred_base_url)(const void *impl);
+    const char *(*cred_bucket)(const void *impl);
+    int (*auth_get)(const msp_vendor_auth_t *a, const char *tenant, const void *impl,
+                    char *header, size_t header_size, msp_vendor_auth_cb *cb, void *opaque);
+    void (*auth_rejected)(const msp_vendor_auth_t *a, const char *tenant, const void *impl,
+                          const char *header); /**< NULL: a 401 is final */
+    void (*auth_cancel)(const msp_vendor_auth_t *a, void *opaque); /**< NULL: never deferred */
+};
+
+/** The rows (vendor_<name>.c). Services reach them through msp_vendor_find / msp_vendor_at. */
+extern const msp_vendor_t msp_vendor_syncro;
+extern const msp_vendor_t msp_vendor_cwrmm;
+
+/** @brief The row named name ("syncro", "cwrmm"), or NULL (also for NULL). Borrowed. */
+const msp_vendor_t *msp_vendor_find(const char *name);
+
+/** @brief Row i for i < MSP_VENDOR_COUNT (iteration), else NULL. Borrowed. */
+const msp_vendor_t *msp_vendor_at(size_t i);
+
+/**
+ * @brief The vendor of records that name none: envelopes before v0.4 were all Syncro's.
+ * Borrowed.
+ */
+const msp_vendor_t *msp_vendor_implied(void);
+
+/** @brief "\"syncro\" or \"cwrmm\"": the names, quoted, for "expected …" messages. @returns out. */
+char *msp_vendor_names(char *out, size_t out_size);
+
+/** @brief The record type of v named type ("customer") or plural ("customers"), or NULL. */
+const msp_vendor_type_t *msp_vendor_type(const msp_vendor_t *v, const char *type);
+
+/** @brief The permission names feature needs with v (NULL-terminated), or NULL. Borrowed. */
+const char *const *msp_vendor_permissions(const msp_vendor_t *v, const char *feature);
+
+#endif

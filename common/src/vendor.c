@@ -1,0 +1,116 @@
+/*
+ * vendor.c — the list of vendor rows, the lookups over it, and the calls that go through a row.
+ *
+ * The rows themselves live beside their clients (vendor_syncro.c, vendor_cwrmm.c); this file only
+ * lists them, in msp_vendor_id_t order, and is the one place that walks the list. The wrappers
+ * below exist so that callers never touch a row's optional callbacks (a NULL auth_rejected means
+ * "a 401 is final") or a credential's impl.
+ */
+#include "mspsync/vendor.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const msp_vendor_t *const ROWS[MSP_VENDOR_COUNT] = {
+    [MSP_VENDOR_SYNCRO] = &msp_vendor_syncro,
+    [MSP_VENDOR_CWRMM]  = &msp_vendor_cwrmm,
+};
+
+const msp_vendor_t *msp_vendor_at(size_t i) { return i < MSP_VENDOR_COUNT ? ROWS[i] : NULL; }
+
+const msp_vendor_t *msp_vendor_find(const char *name) {
+    for (size_t i = 0; name && i < MSP_VENDOR_COUNT; i++)
+        if (strcmp(ROWS[i]->name, name) == 0) return ROWS[i];
+    return NULL;
+}
+
+const msp_vendor_t *msp_vendor_implied(void) { return ROWS[MSP_VENDOR_SYNCRO]; }
+
+char *msp_vendor_names(char *out, size_t out_size) {
+    size_t len = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < MSP_VENDOR_COUNT && len < out_size; i++) {
+        const char *sep = i == 0 ? "" : i + 1 == MSP_VENDOR_COUNT ? " or " : ", ";
+        int n = snprintf(out + len, out_size - len, "%s\"%s\"", sep, ROWS[i]->name);
+        if (n < 0) break;
+        len += (size_t)n;
+    }
+    return out;
+}
+
+const msp_vendor_type_t *msp_vendor_type(const msp_vendor_t *v, const char *type) {
+    for (size_t i = 0; v && type && i < v->types_cnt; i++)
+        if (!strcmp(v->types[i].type, type) || !strcmp(v->types[i].plural, type))
+            return &v->types[i];
+    return NULL;
+}
+
+const char *const *msp_vendor_permissions(const msp_vendor_t *v, const char *feature) {
+    for (const msp_vendor_feature_t *f = v ? v->features : NULL; feature && f && f->feature; f++)
+        if (!strcmp(f->feature, feature)) return f->permissions;
+    return NULL;
+}
+
+/* ---- credentials ------------------------------------------------------------------------- */
+
+int msp_vendor_cred_load(const msp_vendor_t *v, redisContext *c, const msp_secret_key_t *key,
+                         const char *tenant, msp_vendor_cred_t *out, char *err, size_t err_size) {
+    msp_vendor_cred_clear(out);
+    void *impl = v->cred_new();
+    if (!impl) {
+        snprintf(err, err_size, "out of memory loading the %s integration", v->label);
+        return -1;
+    }
+    out->vendor = v;
+    out->impl = impl;
+    return v->cred_load(c, key, tenant, impl, err, err_size);
+}
+
+void msp_vendor_cred_clear(msp_vendor_cred_t *cred) {
+    if (!cred || !cred->vendor) return;
+    cred->vendor->cred_free(cred->impl);
+    cred->vendor = NULL;
+    cred->impl = NULL;
+}
+
+const char *msp_vendor_cred_base_url(const msp_vendor_cred_t *cred) {
+    return cred && cred->vendor ? cred->vendor->cred_base_url(cred->impl) : "";
+}
+
+const char *msp_vendor_cred_bucket(const msp_vendor_cred_t *cred) {
+    return cred && cred->vendor ? cred->vendor->cred_bucket(cred->impl) : "";
+}
+
+/* ---- authentication ---------------------------------------------------------------------- */
+
+int msp_vendor_auth_get(const msp_vendor_auth_t *a, const char *tenant,
+                        const msp_vendor_cred_t *cred, char *header, size_t header_size,
+                        msp_vendor_auth_cb *cb, void *opaque) {
+    return cred->vendor->auth_get(a, tenant, cred->impl, header, header_size, cb, opaque);
+}
+
+int msp_vendor_auth_rejected(const msp_vendor_auth_t *a, const char *tenant,
+                             const msp_vendor_cred_t *cred, const char *header) {
+    if (!cred->vendor->auth_rejected) return 0;
+    cred->vendor->auth_rejected(a, tenant, cred->impl, header);
+    return 1;
+}
+
+void msp_vendor_auth_cancel(const msp_vendor_auth_t *a, const msp_vendor_cred_t *cred,
+                            void *opaque) {
+    if (cred && cred->vendor && cred->vendor->auth_cancel) cred->vendor->auth_cancel(a, opaque);
+}
+
+/* ---- errors ------------------------------------------------------------------------------ */
+
+char *msp_vendor_hint(const msp_vendor_t *v, msp_vendor_hint_t kind, const char *method,
+                      const char *path, char *out, size_t out_size) {
+    if (kind == MSP_HINT_FORBIDDEN) return v->forbidden(method, path, out, out_size);
+    snprintf(out, out_size, "%s", kind < MSP_HINT_COUNT && v->hints[kind] ? v->hints[kind] : "");
+    return out;
+}
+
+char *msp_vendor_describe(const msp_vendor_t *v, const msp_http_response_t *res,
+                          const char *method, const char *path, char *out, size_t out_size) {
+    return v->describe(res, method, path, out, out_size);
+}

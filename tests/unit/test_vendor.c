@@ -1,0 +1,339 @@
+/*
+ * test_vendor.c — the vendor table: lookup by name, every row complete, record types in
+ * dependency order, the hints and permissions a row gives, and the pagers' plans walked over
+ * canned answers (no network): Syncro's numbered pages, ConnectWise RMM's definitions →
+ * companies → devices of 4 companies → custom fields, and the cursors both write and resume from.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "mspsync/vendor.h"
+
+/* ------------------------------------------------------------------------------ the table */
+
+static void test_vendors_are_found_by_name_once(void **state) {
+    (void)state;
+    assert_ptr_equal(msp_vendor_find("syncro"), &msp_vendor_syncro);
+    assert_ptr_equal(msp_vendor_find("cwrmm"), &msp_vendor_cwrmm);
+    assert_null(msp_vendor_find("ninja"));
+    assert_null(msp_vendor_find("Syncro"));
+    assert_null(msp_vendor_find(NULL));
+    assert_ptr_equal(msp_vendor_implied(), &msp_vendor_syncro);
+    char names[64];
+    assert_string_equal(msp_vendor_names(names, sizeof(names)), "\"syncro\" or \"cwrmm\"");
+}
+
+static void test_rows_are_listed_at_their_id(void **state) {
+    (void)state;
+    for (size_t i = 0; i < MSP_VENDOR_COUNT; i++) {
+        const msp_vendor_t *v = msp_vendor_at(i);
+        assert_non_null(v);
+        assert_int_equal(v->id, i);
+        assert_ptr_equal(msp_vendor_find(v->name), v);
+    }
+    assert_null(msp_vendor_at(MSP_VENDOR_COUNT));
+}
+
+static void assert_pager_complete(const msp_pager_ops_t *o) {
+    assert_non_null(o);
+    assert_non_null(o->create);
+    assert_non_null(o->seek);
+    assert_non_null(o->cursor);
+    assert_non_null(o->request);
+    assert_non_null(o->classify);
+    assert_non_null(o->response);
+    assert_non_null(o->progress);
+    assert_non_null(o->advance);
+    assert_non_null(o->destroy);
+}
+
+static void assert_row_complete(const msp_vendor_t *v) {
+    assert_true(v->name && v->name[0] && v->label && v->label[0]);
+    assert_true(v->sealed_field && v->sealed_field[0]);
+    assert_non_null(v->stats_prefix);
+    assert_true(v->rate.rate_env && v->rate.rate_milli > 0 && v->rate.burst_env);
+    assert_true(v->rate.burst > 0 && v->rate.bucket_tag);
+    assert_non_null(v->describe);
+    assert_non_null(v->forbidden);
+    assert_true(v->cred_new && v->cred_load && v->cred_free && v->cred_base_url && v->cred_bucket);
+    assert_non_null(v->auth_get);
+    /* a vendor that defers authentication must let a waiter go */
+    assert_true(!v->auth_rejected || v->auth_cancel);
+    for (int k = 0; k < MSP_HINT_COUNT; k++)
+        if (k != MSP_HINT_FORBIDDEN) assert_true(v->hints[k] && v->hints[k][0]);
+    assert_true(v->types_cnt > 0);
+    for (size_t i = 0; i < v->types_cnt; i++) {
+        const msp_vendor_type_t *t = &v->types[i];
+        assert_true(t->type && t->plural && t->map);
+        assert_pager_complete(t->pager);
+        assert_ptr_equal(msp_vendor_type(v, t->type), t);
+        assert_ptr_equal(msp_vendor_type(v, t->plural), t);
+        assert_non_null(msp_vendor_permissions(v, t->plural));
+    }
+}
+
+static void test_every_row_sets_every_required_field(void **state) {
+    (void)state;
+    for (size_t i = 0; i < MSP_VENDOR_COUNT; i++) assert_row_complete(msp_vendor_at(i));
+}
+
+static void test_customers_sync_before_assets(void **state) {
+    (void)state;
+    for (size_t i = 0; i < MSP_VENDOR_COUNT; i++) {
+        const msp_vendor_t *v = msp_vendor_at(i);
+        assert_int_equal(v->types_cnt, 2);
+        assert_string_equal(v->types[0].type, "customer");
+        assert_string_equal(v->types[1].type, "asset");
+        assert_null(msp_vendor_type(v, "incident"));
+    }
+}
+
+static void test_only_syncro_is_the_merge_primary(void **state) {
+    (void)state;
+    assert_true(msp_vendor_syncro.merge_primary);
+    assert_false(msp_vendor_cwrmm.merge_primary);
+    assert_string_equal(msp_vendor_syncro.stats_prefix, "");
+    assert_string_equal(msp_vendor_cwrmm.stats_prefix, "cwrmm_");
+}
+
+static void test_forbidden_hints_name_the_permission_of_the_call(void **state) {
+    char hint[300];
+    (void)state;
+    msp_vendor_hint(&msp_vendor_syncro, MSP_HINT_FORBIDDEN, "GET", "customer_assets", hint,
+                    sizeof(hint));
+    assert_string_equal(hint, "update the API key or grant its group \"Assets - List/Search\" in "
+                              "Syncro, then save the integration again");
+    msp_vendor_hint(&msp_vendor_cwrmm, MSP_HINT_FORBIDDEN, "GET",
+                    "/api/platform/v1/company/companies", hint, sizeof(hint));
+    assert_string_equal(hint, "grant the API client the scope \"platform.companies.read\" in "
+                              "ConnectWise RMM (or fix its credentials), then save the "
+                              "integration again");
+    msp_vendor_hint(&msp_vendor_cwrmm, MSP_HINT_KEPT_FAILING, NULL, NULL, hint, sizeof(hint));
+    assert_string_equal(hint, "ConnectWise RMM kept failing; check its status page or the network");
+}
+
+static void test_feature_permissions_cover_the_pagers_calls(void **state) {
+    (void)state;
+    const char *const *p = msp_vendor_permissions(&msp_vendor_syncro, "assets");
+    assert_string_equal(p[0], "Assets - List/Search");
+    p = msp_vendor_permissions(&msp_vendor_cwrmm, "customers");
+    assert_string_equal(p[0], "platform.companies.read");
+    assert_null(msp_vendor_permissions(&msp_vendor_cwrmm, "billing"));
+}
+
+/* ------------------------------------------------------------------------------ the pagers */
+
+/* A canned answer; body is copied (the pagers never keep it). */
+static msp_http_response_t answer(long status, const char *body, const char *link_next) {
+    msp_http_response_t r;
+    memset(&r, 0, sizeof(r));
+    r.status = status;
+    r.body = strdup(body);
+    r.body_len = strlen(body);
+    r.retry_after_ms = -1;
+    r.link_next = link_next ? strdup(link_next) : NULL;
+    return r;
+}
+
+static void answer_free(msp_http_response_t *r) {
+    free(r->body);
+    free(r->link_next);
+}
+
+/* Ask the next request, check its method and path, and feed it the canned answer. */
+static msp_pager_step_t step(const msp_pager_ops_t *o, msp_pager_t *p, const char *method,
+                             const char *path, long status, const char *body, const char *link,
+                             json_t **records, int *last) {
+    msp_pager_req_t req;
+    char err[256] = "";
+    assert_int_equal(o->request(p, &req), 0);
+    assert_string_equal(req.method, method);
+    assert_string_equal(req.path, path);
+    free(req.body);
+    msp_http_response_t res = answer(status, body, link);
+    assert_int_equal(o->classify(p, &res), MSP_HTTP_OK);
+    msp_pager_step_t s = o->response(p, &res, records, last, err, sizeof(err));
+    answer_free(&res);
+    return s;
+}
+
+static void test_syncro_pager_walks_numbered_pages_until_total_pages(void **state) {
+    (void)state;
+    const msp_pager_ops_t *o = msp_vendor_syncro.types[1].pager;
+    msp_pager_conf_t conf = {"https://acme.syncromsp.com/api/v1", 0};
+    msp_pager_t *p = o->create(&conf, NULL);
+    char cur[64];
+    json_t *recs = NULL;
+    int last = -1;
+    o->cursor(p, 0, cur, sizeof(cur));
+    assert_string_equal(cur, "asset:1");
+    assert_int_equal(step(o, p, "GET", "customer_assets", 200,
+                          "{\"assets\":[{\"id\":1}],\"meta\":{\"page\":1,\"total_pages\":2}}", NULL,
+                          &recs, &last),
+                     MSP_PAGER_PAGE);
+    assert_int_equal(json_array_size(recs), 1);
+    assert_false(last);
+    json_decref(recs);
+    o->cursor(p, 1, cur, sizeof(cur));
+    assert_string_equal(cur, "asset:2");
+    o->advance(p);
+    assert_int_equal(step(o, p, "GET", "customer_assets", 200,
+                          "{\"assets\":[{\"id\":2}],\"meta\":{\"page\":2,\"total_pages\":2}}", NULL,
+                          &recs, &last),
+                     MSP_PAGER_PAGE);
+    assert_true(last);
+    json_decref(recs);
+    assert_int_equal(o->seek(p, "asset:7"), 7);
+    assert_int_equal(o->seek(p, "customer:7"), -1);
+    assert_int_equal(o->seek(p, "asset:0:-"), -1);
+    o->destroy(p);
+}
+
+static const char *const DEFS =
+    "[{\"id\":\"d-p\",\"name\":\"Purchase Date\",\"entityType\":\"endpoint\"},"
+    "{\"id\":\"d-w\",\"name\":\"Warranty Expiration\",\"entityType\":\"endpoint\"}]";
+static const char *const COMPANIES =
+    "[{\"id\":\"c1\"},{\"id\":\"c2\"},{\"id\":\"c3\"},{\"id\":\"c4\"},{\"id\":\"c5\"}]";
+#define DEVICES_PATH "/api/platform/v2/device/categories/all/endpoints"
+#define DEV(id)                                                                                  \
+    "{\"platform\":[{\"companyID\":\"c1\",\"siteID\":\"s1\",\"endpoints\":[{\"endpointID\":\"" id \
+    "\"}]}]}"
+
+static void test_cwrmm_device_pager_follows_its_plan(void **state) {
+    (void)state;
+    const msp_pager_ops_t *o = msp_vendor_cwrmm.types[1].pager;
+    msp_pager_conf_t conf = {"http://cw.test", 500};
+    msp_pager_t *p = o->create(&conf, NULL);
+    json_t *recs = NULL;
+    int last = -1;
+    char cur[128];
+    o->cursor(p, 0, cur, sizeof(cur));
+    assert_string_equal(cur, "asset:0:-");
+    assert_int_equal(step(o, p, "GET", "/api/platform/v1/custom-field/definitions", 200, DEFS, NULL,
+                          &recs, &last),
+                     MSP_PAGER_NEXT);
+    assert_int_equal(step(o, p, "GET", "/api/platform/v1/company/companies", 200, COMPANIES, NULL,
+                          &recs, &last),
+                     MSP_PAGER_NEXT);
+    /* group 0 (c1..c4), a first page with a next link, one device: its custom fields next */
+    assert_int_equal(step(o, p, "POST", DEVICES_PATH, 200, DEV("e1"),
+                          "http://cw.test" DEVICES_PATH "?cursor=abc", &recs, &last),
+                     MSP_PAGER_NEXT);
+    assert_int_equal(step(o, p, "GET", "/api/platform/v2/device/endpoints/e1/custom-fields", 200,
+                          "[{\"attributeId\":\"d-p\",\"name\":\"Purchase Date\",\"value\":\"2024-01-02\"}]",
+                          NULL, &recs, &last),
+                     MSP_PAGER_PAGE);
+    assert_false(last);
+    assert_int_equal(json_array_size(recs), 1);
+    assert_non_null(json_object_get(json_array_get(recs, 0), "customFieldValues"));
+    assert_string_equal(json_string_value(json_object_get(json_array_get(recs, 0), "siteID")), "s1");
+    json_decref(recs);
+    o->cursor(p, 0, cur, sizeof(cur));
+    assert_string_equal(cur, "asset:0:-");
+    o->cursor(p, 1, cur, sizeof(cur));
+    assert_string_equal(cur, "asset:0:abc");
+    o->advance(p);
+    /* the group's last page: 404 is "no more devices", then group 1 (c5) is the last */
+    msp_http_response_t gone = answer(404, "", NULL);
+    assert_int_equal(o->classify(p, &gone), MSP_HTTP_OK);
+    answer_free(&gone);
+    assert_int_equal(step(o, p, "POST", DEVICES_PATH, 404, "", NULL, &recs, &last), MSP_PAGER_PAGE);
+    assert_false(last);
+    assert_int_equal(json_array_size(recs), 0);
+    json_decref(recs);
+    o->cursor(p, 1, cur, sizeof(cur));
+    assert_string_equal(cur, "asset:1:-");
+    o->advance(p);
+    assert_int_equal(step(o, p, "POST", DEVICES_PATH, 404, "", NULL, &recs, &last), MSP_PAGER_PAGE);
+    assert_true(last);
+    json_decref(recs);
+    o->destroy(p);
+}
+
+static void test_cwrmm_devices_reuse_the_companies_the_company_pager_read(void **state) {
+    (void)state;
+    const msp_pager_ops_t *co = msp_vendor_cwrmm.types[0].pager;
+    const msp_pager_ops_t *o = msp_vendor_cwrmm.types[1].pager;
+    msp_pager_conf_t conf = {"http://cw.test", 500};
+    msp_pager_t *cp = co->create(&conf, NULL);
+    json_t *recs = NULL;
+    int last = 0;
+    assert_int_equal(step(co, cp, "GET", "/api/platform/v1/company/companies", 200, COMPANIES,
+                          NULL, &recs, &last),
+                     MSP_PAGER_PAGE);
+    assert_true(last);
+    assert_int_equal(json_array_size(recs), 5);
+    json_decref(recs);
+    msp_pager_t *p = o->create(&conf, cp);
+    co->destroy(cp);
+    /* definitions (none of the dates), then straight to the devices: no second companies call */
+    assert_int_equal(step(o, p, "GET", "/api/platform/v1/custom-field/definitions", 200, "[]", NULL,
+                          &recs, &last),
+                     MSP_PAGER_NEXT);
+    assert_int_equal(step(o, p, "POST", DEVICES_PATH, 200, DEV("e1"), NULL, &recs, &last),
+                     MSP_PAGER_PAGE);
+    assert_null(json_object_get(json_array_get(recs, 0), "customFieldValues"));
+    json_decref(recs);
+    o->destroy(p);
+}
+
+static void test_cwrmm_device_cursor_resumes_a_group(void **state) {
+    (void)state;
+    const msp_pager_ops_t *o = msp_vendor_cwrmm.types[1].pager;
+    msp_pager_conf_t conf = {"http://cw.test", 500};
+    msp_pager_t *p = o->create(&conf, NULL);
+    char cur[128];
+    assert_int_equal(o->seek(p, "asset:3:xyz"), 1);
+    o->cursor(p, 0, cur, sizeof(cur));
+    assert_string_equal(cur, "asset:3:xyz");
+    assert_int_equal(o->seek(p, "customer:1"), -1);
+    /* without companies the pull cannot end: it asks definitions first */
+    msp_pager_req_t req;
+    assert_int_equal(o->request(p, &req), 0);
+    assert_string_equal(req.path, "/api/platform/v1/custom-field/definitions");
+    free(req.body);
+    o->destroy(p);
+}
+
+static void test_cwrmm_unreadable_answer_is_bad_and_names_the_call(void **state) {
+    (void)state;
+    const msp_pager_ops_t *o = msp_vendor_cwrmm.types[0].pager;
+    msp_pager_conf_t conf = {"http://cw.test", 500};
+    msp_pager_t *p = o->create(&conf, NULL);
+    msp_http_response_t res = answer(200, "{\"not\":\"an array\"}", NULL);
+    json_t *recs = NULL;
+    int last = 0;
+    char err[256];
+    assert_int_equal(o->response(p, &res, &recs, &last, err, sizeof(err)), MSP_PAGER_BAD);
+    assert_string_equal(err, "ConnectWise RMM GET /api/platform/v1/company/companies: not a JSON "
+                             "array");
+    answer_free(&res);
+    o->destroy(p);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_vendors_are_found_by_name_once),
+        cmocka_unit_test(test_rows_are_listed_at_their_id),
+        cmocka_unit_test(test_every_row_sets_every_required_field),
+        cmocka_unit_test(test_customers_sync_before_assets),
+        cmocka_unit_test(test_only_syncro_is_the_merge_primary),
+        cmocka_unit_test(test_forbidden_hints_name_the_permission_of_the_call),
+        cmocka_unit_test(test_feature_permissions_cover_the_pagers_calls),
+        cmocka_unit_test(test_syncro_pager_walks_numbered_pages_until_total_pages),
+        cmocka_unit_test(test_cwrmm_device_pager_follows_its_plan),
+        cmocka_unit_test(test_cwrmm_devices_reuse_the_companies_the_company_pager_read),
+        cmocka_unit_test(test_cwrmm_device_cursor_resumes_a_group),
+        cmocka_unit_test(test_cwrmm_unreadable_answer_is_bad_and_names_the_call),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
