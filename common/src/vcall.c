@@ -33,16 +33,22 @@ void msp_vcall_init(msp_vcall_t *c, const msp_vcall_env_t *env, const msp_vcall_
 
 static void free_call(msp_vcall_t *c) {
     free(c->method);
+    free(c->url);
     free(c->path);
     free(c->body);
-    c->method = c->path = c->body = NULL;
+    c->method = c->url = c->path = c->body = NULL;
+}
+
+void msp_vcall_stop(msp_vcall_t *c) {
+    if (c->token_wait && c->acct.auth && c->acct.auth->cancel)
+        c->acct.auth->cancel(c->acct.auth_ctx, c);
+    c->token_wait = 0;
+    if (c->timer) event_del(c->timer);
 }
 
 void msp_vcall_clear(msp_vcall_t *c) {
     if (!c) return;
-    if (c->token_wait && c->acct.auth && c->acct.auth->cancel)
-        c->acct.auth->cancel(c->acct.auth_ctx, c);
-    c->token_wait = 0;
+    msp_vcall_stop(c);
     if (c->timer) event_free(c->timer);
     c->timer = NULL;
     free_call(c);
@@ -106,7 +112,7 @@ void msp_vcall_retry_with(msp_vcall_t *c, unsigned *attempt, int64_t retry_after
     if (c->max_attempts && *attempt + 1 >= c->max_attempts) {
         (*attempt)++;
         if (c->ops->gave_up) c->ops->gave_up(c->owner, *attempt, why);
-        else c->ops->fail(c->owner, why);
+        else c->ops->fail(c->owner, MSP_VCALL_FAIL_REFUSED, why);
         return;
     }
     int64_t d = msp_vcall_delay_ms(c->env, *attempt, retry_after_ms, msp_rand01());
@@ -126,7 +132,7 @@ static void http_cb(msp_http_response_t *res, void *opaque);
 
 static void request(msp_vcall_t *c, const char *auth_header) {
     char url[2048];
-    snprintf(url, sizeof(url), "%s%s", c->acct.base_url, c->path);
+    snprintf(url, sizeof(url), "%s%s", c->url ? "" : c->acct.base_url, c->url ? c->url : c->path);
     const char *headers[] = {auth_header, "Accept: application/json",
                              "Content-Type: application/json", NULL};
     msp_http_request_t req = {.method = c->method, .url = url, .headers = headers,
@@ -147,7 +153,11 @@ static void auth_then_request(msp_vcall_t *c) {
         return;
     }
     c->token_wait = 1;
-    if (c->acct.auth->get(c->acct.auth_ctx, c) != 0) {
+    int rc = c->acct.auth->get(c->acct.auth_ctx, c, c->auth, sizeof(c->auth));
+    if (rc == 0) {
+        c->token_wait = 0;
+        request(c, c->auth);
+    } else if (rc < 0) {
         c->token_wait = 0;
         msp_vcall_retry(c, -1, "out of memory asking for a token");
     }
@@ -161,7 +171,8 @@ void msp_vcall_authed(msp_vcall_t *c, const char *auth_header, long status,
         return;
     }
     if (!auth_header) {
-        if (status == 401 || status == 403) c->ops->fail(c->owner, error ? error : "token refused");
+        if (status == 401 || status == 403)
+            c->ops->fail(c->owner, MSP_VCALL_FAIL_AUTH, error ? error : "token refused");
         else msp_vcall_retry(c, retry_after_ms, error ? error : "no token");
         return;
     }
@@ -213,10 +224,21 @@ void msp_vcall_call(msp_vcall_t *c, const char *method, char *path, json_t *body
     msp_vcall_send(c);
 }
 
+void msp_vcall_call_url(msp_vcall_t *c, const char *method, char *url, const char *path,
+                        char *body, const msp_vcall_step_t *step) {
+    free_call(c);
+    c->method = strdup(method);
+    c->url = url;
+    c->path = strdup(path);
+    c->body = body;
+    c->step = *step;
+    msp_vcall_send(c);
+}
+
 /* --------------------------------------------------------------- answer */
 
-msp_vcall_action_t msp_vcall_judge(const msp_vcall_t *c, const msp_http_response_t *res) {
-    msp_http_outcome_t o = msp_http_classify(res);
+msp_vcall_action_t msp_vcall_judge(const msp_vcall_t *c, const msp_http_response_t *res,
+                                   msp_http_outcome_t o) {
     if (o == MSP_HTTP_OK) return MSP_VCALL_DONE;
     if (res->status == 401 && !c->acct.auth_header && c->acct.auth && c->acct.auth->rejected &&
         !c->reauthed)
@@ -252,13 +274,22 @@ static void answer_ok(msp_vcall_t *c, msp_http_response_t *res) {
     json_decref(j);
 }
 
-static void reauth(msp_vcall_t *c, const char *desc) {
-    c->acct.auth->rejected(c->acct.auth_ctx, c, c->auth);
+/* @returns 0 when the token source says a fresh header cannot help (the 401 is final). */
+static int reauth(msp_vcall_t *c, const char *desc) {
+    int fresh = c->acct.auth->rejected(c->acct.auth_ctx, c, c->auth);
     msp_secure_zero(c->auth, sizeof(c->auth));
+    if (!fresh) return 0;
     c->reauthed = 1;
     /* A rejected request changed nothing, so this very call may be sent again. */
-    MSP_WARN("vendor.token_rejected", c->tenant, "%s; retrying with a fresh token", desc);
+    MSP_WARN("token.rejected", c->tenant, "%s; retrying with a fresh token", desc);
     msp_vcall_send(c);
+    return 1;
+}
+
+static void describe(const msp_vcall_t *c, const msp_http_response_t *res, char *out,
+                     size_t size) {
+    if (c->acct.vendor) msp_vendor_describe(c->acct.vendor, res, c->method, c->path, out, size);
+    else c->acct.describe(res, c->method, c->path, out, size);
 }
 
 static void http_cb(msp_http_response_t *res, void *opaque) {
@@ -269,43 +300,46 @@ static void http_cb(msp_http_response_t *res, void *opaque) {
         msp_vcall_abandon(c);
         return;
     }
-    if (c->ops->answered) c->ops->answered(c->owner, msp_http_classify(res));
-    msp_vcall_action_t a = msp_vcall_judge(c, res);
+    msp_http_outcome_t o =
+        c->step.classify ? c->step.classify(c->owner, res) : msp_http_classify(res);
+    if (c->ops->answered) c->ops->answered(c->owner, o);
+    msp_vcall_action_t a = msp_vcall_judge(c, res, o);
     if (a == MSP_VCALL_DONE) {
         msp_secure_zero(c->auth, sizeof(c->auth));
         answer_ok(c, res);
         return;
     }
-    char desc[900];
-    c->acct.describe(res, c->method, c->path, desc, sizeof(desc));
-    if (a == MSP_VCALL_REAUTH) {
-        reauth(c, desc);
-        return;
-    }
+    char desc[1024];
+    describe(c, res, desc, sizeof(desc));
+    if (a == MSP_VCALL_REAUTH && reauth(c, desc)) return;
     msp_secure_zero(c->auth, sizeof(c->auth));
     if (a == MSP_VCALL_RETRY) {
         retry_answer(c, res, desc);
         return;
     }
     if (c->step.fail && c->step.fail(c->owner, res)) return;
-    c->ops->fail(c->owner, desc);
+    c->ops->fail(c->owner, o == MSP_HTTP_FATAL ? MSP_VCALL_FAIL_FORBIDDEN : MSP_VCALL_FAIL_REFUSED,
+                 desc);
 }
 
 /* ------------------------------------------------ ConnectWise RMM tokens */
 
-static void cwrmm_token_cb(const char *auth_header, long status, int64_t retry_after_ms,
+/* The answer of a deferred token (msp_token_answer, msp_vendor_auth_cb: the same shape). */
+static void token_answer(const char *auth_header, long status, int64_t retry_after_ms,
                            const char *error, void *opaque) {
     msp_vcall_authed(opaque, auth_header, status, retry_after_ms, error);
 }
 
-static int cwrmm_get(void *ctx, msp_vcall_t *c) {
+static int cwrmm_get(void *ctx, msp_vcall_t *c, char *header, size_t header_size) {
     msp_vcall_cwrmm_t *cw = ctx;
-    return msp_cwrmm_token_get(*cw->tokens, c->tenant, cw->in, cwrmm_token_cb, c);
+    (void)header, (void)header_size;
+    return msp_cwrmm_token_get(*cw->tokens, c->tenant, cw->in, token_answer, c) == 0 ? 1 : -1;
 }
 
-static void cwrmm_rejected(void *ctx, msp_vcall_t *c, const char *auth_header) {
+static int cwrmm_rejected(void *ctx, msp_vcall_t *c, const char *auth_header) {
     msp_vcall_cwrmm_t *cw = ctx;
     msp_cwrmm_token_rejected(*cw->tokens, c->tenant, cw->in, auth_header);
+    return 1;
 }
 
 static void cwrmm_cancel(void *ctx, msp_vcall_t *c) {
@@ -314,3 +348,32 @@ static void cwrmm_cancel(void *ctx, msp_vcall_t *c) {
 }
 
 const msp_vcall_auth_t msp_vcall_cwrmm_auth = {cwrmm_get, cwrmm_rejected, cwrmm_cancel};
+
+/* -------------------------------------------------------- a vendor row */
+
+static int vendor_get(void *ctx, msp_vcall_t *c, char *header, size_t header_size) {
+    msp_vcall_vendor_t *va = ctx;
+    return msp_vendor_auth_get(&va->auth, c->tenant, va->cred, header, header_size,
+                               token_answer, c);
+}
+
+static int vendor_rejected(void *ctx, msp_vcall_t *c, const char *auth_header) {
+    msp_vcall_vendor_t *va = ctx;
+    return msp_vendor_auth_rejected(&va->auth, c->tenant, va->cred, auth_header);
+}
+
+static void vendor_cancel(void *ctx, msp_vcall_t *c) {
+    msp_vcall_vendor_t *va = ctx;
+    msp_vendor_auth_cancel(&va->auth, va->cred, c);
+}
+
+const msp_vcall_auth_t msp_vcall_vendor_auth = {vendor_get, vendor_rejected, vendor_cancel};
+
+void msp_vcall_vendor_account(msp_vcall_t *c, msp_vcall_vendor_t *va, double rate, int burst) {
+    msp_vcall_account_t a = {.base_url = msp_vendor_cred_base_url(va->cred),
+                             .bucket_key = msp_vendor_cred_bucket(va->cred),
+                             .rate = rate, .burst = burst,
+                             .auth = &msp_vcall_vendor_auth, .auth_ctx = va,
+                             .vendor = va->cred->vendor};
+    msp_vcall_account(c, &a);
+}

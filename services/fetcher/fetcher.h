@@ -14,6 +14,7 @@
 #include <hiredis/hiredis.h>
 #include <librdkafka/rdkafka.h>
 
+#include "mspsync/vcall.h"
 #include "mspsync/http.h"
 #include "mspsync/kafka.h"
 #include "mspsync/offtrack.h"
@@ -70,6 +71,7 @@ typedef struct fetcher_s {
     int    running_cnt;
     int    assigned_partitions;
     int    stopping;
+    msp_vcall_env_t vcall;   /* what every job's vendor calls share (job.c) */
 
     struct event *sched_ev;
 } fetcher_t;

@@ -371,8 +371,13 @@ static void on_answered(void *arg, msp_http_outcome_t o) {
 }
 
 /* A final answer (401/403/4xx) dead-letters the event with Syncro's own words. */
+static void call_failed(void *arg, msp_vcall_failure_t kind, const char *why) {
+    (void)kind;
+    dead_letter(arg, why);
+}
+
 static const msp_vcall_ops_t vcall_ops = {
-    .fail = dead_letter, .retrying = on_retrying, .answered = on_answered,
+    .fail = call_failed, .retrying = on_retrying, .answered = on_answered,
 };
 
 void tc_vcall_env(tc_t *tc) {

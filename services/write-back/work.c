@@ -440,8 +440,13 @@ static void on_answered(void *arg, msp_http_outcome_t o) {
 }
 
 /* A final answer (a refused token, 403, a second 401, another 4xx) fails the target. */
+static void call_failed(void *arg, msp_vcall_failure_t kind, const char *why) {
+    (void)kind;
+    target_fail(arg, why);
+}
+
 static const msp_vcall_ops_t vcall_ops = {
-    .fail = target_fail, .retrying = on_retrying, .answered = on_answered,
+    .fail = call_failed, .retrying = on_retrying, .answered = on_answered,
 };
 
 void wb_vcall_env(wb_t *wb) {

@@ -42,6 +42,7 @@ typedef struct world_s {
     long               token_status;              /* != 0: the token endpoint refuses */
     int                oks, fails, gave_up, abandoned, retry_from_runs, stop_after_send;
     char               fail_why[1024];
+    msp_vcall_failure_t fail_kind;
     int64_t            delays[MAX_SCRIPT];
     int                ndelays;
 } world_t;
@@ -106,25 +107,27 @@ static void token_answer(evutil_socket_t fd, short what, void *arg) {
     else msp_vcall_authed(arg, header, 200, -1, NULL);
 }
 
-static int fake_token_get(void *ctx, msp_vcall_t *c) {
-    (void)ctx;
+static int fake_token_get(void *ctx, msp_vcall_t *c, char *header, size_t header_size) {
+    (void)ctx, (void)header, (void)header_size;
     W->token_gets++;
     struct timeval now = {0, 0};
-    return event_base_once(W->base, -1, EV_TIMEOUT, token_answer, c, &now);
+    return event_base_once(W->base, -1, EV_TIMEOUT, token_answer, c, &now) == 0 ? 1 : -1;
 }
 
-static void fake_token_rejected(void *ctx, msp_vcall_t *c, const char *auth_header) {
+static int fake_token_rejected(void *ctx, msp_vcall_t *c, const char *auth_header) {
     (void)ctx, (void)c;
     assert_non_null(strstr(auth_header, "Bearer t"));
     W->token_rejects++;
+    return 1;
 }
 
 static const msp_vcall_auth_t fake_tokens = {fake_token_get, fake_token_rejected, NULL};
 
 /* ---------------------------------------------------------------- owner */
 
-static void own_fail(void *owner, const char *why) {
+static void own_fail(void *owner, msp_vcall_failure_t kind, const char *why) {
     (void)owner;
+    W->fail_kind = kind;
     W->fails++;
     snprintf(W->fail_why, sizeof(W->fail_why), "%s", why);
 }
@@ -224,7 +227,7 @@ static void run(const char *method, const msp_vcall_step_t *step) {
 
 static msp_vcall_action_t judge(long status) {
     msp_http_response_t res = {.status = status, .retry_after_ms = -1};
-    return msp_vcall_judge(&W->vc, &res);
+    return msp_vcall_judge(&W->vc, &res, msp_http_classify(&res));
 }
 
 static void answers_are_classified_ok_retry_or_fail(void **state) {
@@ -313,6 +316,7 @@ static void one_reauth_on_401_then_the_second_401_dead_letters(void **state) {
     assert_string_equal(W->sent_auth[0], "Authorization: Bearer t1");
     assert_string_equal(W->sent_auth[1], "Authorization: Bearer t2");
     assert_int_equal(W->fails, 1);
+    assert_int_equal(W->fail_kind, MSP_VCALL_FAIL_FORBIDDEN);
     assert_non_null(strstr(W->fail_why, "answered 401"));
     assert_int_equal(W->ndelays, 0);   /* a re-auth is not a backoff */
 }
@@ -339,6 +343,7 @@ static void a_refused_token_fails_with_the_token_endpoints_words(void **state) {
     run("GET", &(msp_vcall_step_t){.ok = ok_any});
     assert_int_equal(W->sent, 0);
     assert_int_equal(W->fails, 1);
+    assert_int_equal(W->fail_kind, MSP_VCALL_FAIL_AUTH);
     assert_string_equal(W->fail_why, "Invalid client secret");
 }
 
@@ -347,6 +352,7 @@ static void the_dead_letter_carries_the_vendors_message(void **state) {
     script(1, (answer_t[]){{422, "{\"message\":\"Problem type is invalid\"}", -1}});
     run("POST", &(msp_vcall_step_t){.ok = ok_object, .expect = MSP_VCALL_BODY_OBJECT});
     assert_int_equal(W->fails, 1);
+    assert_int_equal(W->fail_kind, MSP_VCALL_FAIL_REFUSED);
     assert_int_equal(W->oks, 0);
     assert_string_equal(W->fail_why, "Syncro POST /tickets answered 422: Problem type is invalid");
 }

@@ -45,6 +45,7 @@
 #include "mspsync/http.h"
 #include "mspsync/keyq.h"
 #include "mspsync/ops.h"
+#include "mspsync/vendor.h"
 
 typedef struct msp_vcall_s msp_vcall_t;
 
@@ -78,14 +79,16 @@ typedef enum {
 } msp_vcall_body_t;
 
 /**
- * A token source (the ConnectWise RMM OAuth cache). get asks for an "Authorization: …" header
- * and answers later with msp_vcall_authed (never from inside get); @returns 0, or -1 (nothing
- * will answer). rejected: an API call answered 401 with that header (forget it). cancel: the
- * call is freed while waiting (its answer must not come).
+ * A token source (the vendor table's auth, the ConnectWise RMM OAuth cache). get writes an
+ * "Authorization: …" header into header and @returns 0, or @returns 1 and answers later with
+ * msp_vcall_authed (never from inside get), or @returns -1 (nothing will answer). rejected: an
+ * API call answered 401 with that header; forget it and @return 1 when a fresh header may help
+ * (0: the credential is the header itself, the 401 is final). cancel: the call is freed while
+ * waiting (its answer must not come); may be NULL.
  */
 typedef struct msp_vcall_auth_s {
-    int  (*get)(void *ctx, msp_vcall_t *c);
-    void (*rejected)(void *ctx, msp_vcall_t *c, const char *auth_header);
+    int  (*get)(void *ctx, msp_vcall_t *c, char *header, size_t header_size);
+    int  (*rejected)(void *ctx, msp_vcall_t *c, const char *auth_header);
     void (*cancel)(void *ctx, msp_vcall_t *c);
 } msp_vcall_auth_t;
 
@@ -96,6 +99,13 @@ typedef struct msp_vcall_cwrmm_s {
     const msp_cwrmm_integration_t *in;       /* borrowed */
 } msp_vcall_cwrmm_t;
 
+/** A vendor row's auth (vendor.h) as a token source; ctx is a msp_vcall_vendor_t. */
+extern const msp_vcall_auth_t msp_vcall_vendor_auth;
+typedef struct msp_vcall_vendor_s {
+    msp_vendor_auth_t        auth;   /* the process's auth state (copied) */
+    const msp_vendor_cred_t *cred;   /* borrowed: the loaded integration */
+} msp_vcall_vendor_t;
+
 /** The vendor account a call goes to. Every pointer is borrowed for as long as the call runs. */
 typedef struct msp_vcall_account_s {
     const char             *base_url;     /**< the path is appended */
@@ -105,16 +115,31 @@ typedef struct msp_vcall_account_s {
     const char             *auth_header;  /**< a fixed header; NULL: ask auth */
     const msp_vcall_auth_t *auth;         /**< token source when auth_header is NULL */
     void                   *auth_ctx;
-    msp_vcall_describe_fn  *describe;
+    const msp_vendor_t     *vendor;       /**< its row describes failures (msp_vendor_describe) */
+    msp_vcall_describe_fn  *describe;     /**< else this does */
 } msp_vcall_account_t;
+
+/**
+ * @brief The account of a loaded vendor integration: base URL and bucket from va->cred, the
+ * row's auth and words; rate and burst are the service's settings for that vendor. va is
+ * borrowed (it must live as long as the calls).
+ */
+void msp_vcall_vendor_account(msp_vcall_t *c, msp_vcall_vendor_t *va, double rate, int burst);
+
+/** Why a call cannot succeed (the owner's fail hook). */
+typedef enum {
+    MSP_VCALL_FAIL_AUTH = 0,    /**< the token endpoint refused the credentials */
+    MSP_VCALL_FAIL_FORBIDDEN,   /**< 401/403 on the call: a permission or scope is missing */
+    MSP_VCALL_FAIL_REFUSED,     /**< another 4xx: the request was refused as it stands */
+} msp_vcall_failure_t;
 
 /** The owner's side, one static table per kind of owner. NULL entries are skipped. */
 typedef struct msp_vcall_ops_s {
     /** Retrying cannot help: dead-letter (or fail the target) with why (the vendor's words). */
-    void (*fail)(void *owner, const char *why);
+    void (*fail)(void *owner, msp_vcall_failure_t kind, const char *why);
     /** A retry is scheduled: log, count, show progress. attempt counts from 1. */
     void (*retrying)(void *owner, unsigned attempt, int64_t delay_ms, const char *why);
-    /** max_attempts reached: the owner gives up (NULL: fail with why). */
+    /** max_attempts reached: the owner gives up (NULL: fail, kind REFUSED, with why). */
     void (*gave_up)(void *owner, unsigned attempts, const char *why);
     /** Every answer, classified (request metrics). */
     void (*answered)(void *owner, msp_http_outcome_t outcome);
@@ -143,6 +168,9 @@ typedef struct msp_vcall_env_s {
 
 /** How one call goes on (copied by msp_vcall_call). */
 typedef struct msp_vcall_step_s {
+    /** The classification of an answer (NULL = msp_http_classify; a pager may read a 404 as
+     * "no more"). */
+    msp_http_outcome_t (*classify)(void *owner, const msp_http_response_t *res);
     msp_vcall_ok_fn    *ok;
     msp_vcall_body_t    expect;
     msp_vcall_fail_fn  *fail;         /**< may be NULL */
@@ -162,8 +190,8 @@ struct msp_vcall_s {
     /* Set by msp_vcall_account (copied). */
     msp_vcall_account_t acct;
 
-    /* The call in progress (owned). */
-    char            *method, *path, *body;
+    /* The call in progress (owned). url NULL: acct.base_url + path. */
+    char            *method, *url, *path, *body;
     msp_vcall_step_t step;
     unsigned         attempt;         /* retries of the current unit of work */
     int              reauthed;        /* a 401 already led to a fresh token */
@@ -178,7 +206,13 @@ struct msp_vcall_s {
 void msp_vcall_init(msp_vcall_t *c, const msp_vcall_env_t *env, const msp_vcall_ops_t *ops,
                     void *owner, msp_keyq_item_t *item);
 
-/** @brief Cancel a token wait and a timer, free the call's strings, zero the token. NULL-safe. */
+/**
+ * @brief Cancel a token wait and stop the timer (the work is finished elsewhere); an HTTP
+ * request in flight still answers, and finds the work gone.
+ */
+void msp_vcall_stop(msp_vcall_t *c);
+
+/** @brief msp_vcall_stop, then free the timer and the call's strings, zero the token. NULL-safe. */
 void msp_vcall_clear(msp_vcall_t *c);
 
 /** @brief The account of the calls that follow (copied; its pointers stay borrowed). */
@@ -194,6 +228,13 @@ void msp_vcall_reset(msp_vcall_t *c);
  */
 void msp_vcall_call(msp_vcall_t *c, const char *method, char *path, json_t *body,
                     const msp_vcall_step_t *step);
+
+/**
+ * @brief msp_vcall_call with the whole URL (stolen) and a body already serialised (stolen, may
+ * be NULL); path (copied) is only what failures print (no host, no query).
+ */
+void msp_vcall_call_url(msp_vcall_t *c, const char *method, char *url, const char *path,
+                        char *body, const msp_vcall_step_t *step);
 
 /** @brief Send the current call again (rate token, auth, request). */
 void msp_vcall_send(msp_vcall_t *c);
@@ -242,9 +283,10 @@ typedef enum {
 } msp_vcall_action_t;
 
 /**
- * @brief The pure decision on one answer: the classification, plus one re-authentication on a
- * 401 when the account has a token source and c has not re-authenticated since its last 2xx.
+ * @brief The pure decision on one answer classified o: plus one re-authentication on a 401 when
+ * the account has a token source and c has not re-authenticated since its last 2xx.
  */
-msp_vcall_action_t msp_vcall_judge(const msp_vcall_t *c, const msp_http_response_t *res);
+msp_vcall_action_t msp_vcall_judge(const msp_vcall_t *c, const msp_http_response_t *res,
+                                   msp_http_outcome_t o);
 
 #endif
