@@ -37,6 +37,8 @@ typedef struct world_s {
     answer_t           script[MAX_SCRIPT];
     int                nscript, sent;
     char               sent_auth[MAX_SCRIPT][64];
+    char               sent_url[256];
+    int                no_refresh;                /* the token source cannot refresh */
     int                takes_to_refuse;           /* the bucket says "wait 5 ms" this often */
     int                token_gets, token_rejects;
     long               token_status;              /* != 0: the token endpoint refuses */
@@ -90,6 +92,7 @@ static int fake_send(msp_http_t *h, const msp_http_request_t *req, msp_http_cb *
     assert_true(W->sent < W->nscript);
     snprintf(W->sent_auth[W->sent], sizeof(W->sent_auth[0]), "%s",
              req->headers[0] ? req->headers[0] : "");
+    snprintf(W->sent_url, sizeof(W->sent_url), "%s", req->url);
     pending_t *p = calloc(1, sizeof(*p));
     p->cb = cb;
     p->opaque = opaque;
@@ -118,7 +121,7 @@ static int fake_token_rejected(void *ctx, msp_vcall_t *c, const char *auth_heade
     (void)ctx, (void)c;
     assert_non_null(strstr(auth_header, "Bearer t"));
     W->token_rejects++;
-    return 1;
+    return !W->no_refresh;
 }
 
 static const msp_vcall_auth_t fake_tokens = {fake_token_get, fake_token_rejected, NULL};
@@ -408,6 +411,35 @@ static void work_gone_during_the_call_is_abandoned(void **state) {
     assert_int_equal(W->oks + W->fails, 0);
 }
 
+static msp_http_outcome_t a_404_is_the_end(void *owner, const msp_http_response_t *res) {
+    (void)owner;
+    return res->status == 404 ? MSP_HTTP_OK : msp_http_classify(res);
+}
+
+static void a_call_to_a_whole_url_keeps_its_own_classification(void **state) {
+    (void)state;
+    script(1, (answer_t[]){{404, "", -1}});
+    msp_vcall_step_t step = {.classify = a_404_is_the_end, .ok = ok_any};
+    msp_vcall_call_url(&W->vc, "GET", strdup("https://rmm.test/api/devices?cursor=abc"),
+                       "/api/devices", NULL, &step);
+    event_base_dispatch(W->base);
+    assert_string_equal(W->sent_url, "https://rmm.test/api/devices?cursor=abc");
+    assert_int_equal(W->oks, 1);
+    assert_int_equal(W->fails, 0);
+}
+
+static void a_401_is_final_when_the_token_source_cannot_refresh(void **state) {
+    (void)state;
+    use_tokens();
+    W->no_refresh = 1;
+    script(1, (answer_t[]){{401, "", -1}});
+    run("GET", &(msp_vcall_step_t){.ok = ok_any});
+    assert_int_equal(W->sent, 1);
+    assert_int_equal(W->token_rejects, 1);
+    assert_int_equal(W->fails, 1);
+    assert_int_equal(W->fail_kind, MSP_VCALL_FAIL_FORBIDDEN);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -426,6 +458,8 @@ int main(void) {
         T(a_retry_starts_at_the_step_the_call_names),
         T(the_bucket_is_waited_for_before_sending),
         T(work_gone_during_the_call_is_abandoned),
+        T(a_call_to_a_whole_url_keeps_its_own_classification),
+        T(a_401_is_final_when_the_token_source_cannot_refresh),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
