@@ -18,6 +18,7 @@
  */
 #include "mspsync/vendor.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,13 @@ static const char *cw_base_url(const void *impl) {
 
 static const char *cw_bucket(const void *impl) {
     return ((const msp_cwrmm_integration_t *)impl)->bucket_key;
+}
+
+/* ConnectWise RMM's ids are UUID-like: letters, digits, '-' and '_'. */
+static int cw_id_valid(const char *id) {
+    for (const char *p = id; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_') return 0;
+    return id[0] != '\0';
 }
 
 static int cw_auth_get(const msp_vendor_auth_t *a, const char *tenant, const void *impl,
@@ -462,6 +470,7 @@ const msp_vendor_t msp_vendor_cwrmm = {
     .cred_free = cw_cred_free,
     .cred_base_url = cw_base_url,
     .cred_bucket = cw_bucket,
+    .id_valid = cw_id_valid,
     .auth_get = cw_auth_get,
     .auth_rejected = cw_auth_rejected,
     .auth_cancel = cw_auth_cancel,

@@ -12,6 +12,7 @@
  */
 #include "mspsync/vendor.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,13 @@ static const char *sy_base_url(const void *impl) {
 
 static const char *sy_bucket(const void *impl) {
     return ((const msp_syncro_integration_t *)impl)->bucket_key;
+}
+
+/* Syncro's ids are integers (64-bit): digits only. */
+static int sy_id_valid(const char *id) {
+    for (const char *p = id; *p; p++)
+        if (!isdigit((unsigned char)*p)) return 0;
+    return id[0] != '\0';
 }
 
 static int sy_auth_get(const msp_vendor_auth_t *a, const char *tenant, const void *impl,
@@ -211,6 +219,7 @@ const msp_vendor_t msp_vendor_syncro = {
     .cred_free = sy_cred_free,
     .cred_base_url = sy_base_url,
     .cred_bucket = sy_bucket,
+    .id_valid = sy_id_valid,
     .auth_get = sy_auth_get,
     .auth_rejected = NULL,
     .auth_cancel = NULL,

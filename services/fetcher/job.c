@@ -150,8 +150,8 @@ static void event_emit(job_t *j, const char *event, json_t *extra) {
     char at[40];
     msp_format_time(msp_wall_ms(), at, sizeof(at));
     json_t *o = json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:s}", "schema_version", 1, "tenant",
-                          j->tenant, "integration", j->vendor->name, "job_id", j->job_id, "event", event,
-                          "at", at, "replica", j->f->replica_id);
+                          j->tenant, "integration", j->vendor->name, "job_id", j->job_id,
+                          "event", event, "at", at, "replica", j->f->replica_id);
     if (extra) {
         json_object_update(o, extra);
         json_decref(extra);

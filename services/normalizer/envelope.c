@@ -12,6 +12,7 @@
 #include <mspsync/json_pick.h>
 #include <mspsync/model.h>
 #include <mspsync/utf8.h>
+#include <mspsync/vendor.h>
 
 static const char *const type_names[NZ_TYPE_COUNT] = {"customer", "asset", "incident"};
 
@@ -78,16 +79,20 @@ static msp_pick_t want_envelope(const char *name, void *arg)
 
 /*
  * The payload of a record or incident, set into root (so env->payload is borrowed as before):
- * of a Syncro asset only the members its mapping reads, of anything else all of it. NULL with
+ * of a record type whose vendor row lists the members its mapping reads (Syncro's assets) only
+ * those, of anything else all of it. NULL with
  * reason[0] == '\0' when there is no payload; NULL with a reason when it is not usable JSON.
  */
 static const json_t *payload_load(const nz_envelope_t *env, json_t *root,
                                   const msp_json_pick_t *pick, char *reason, size_t reason_size)
 {
     json_error_t    jerr;
-    msp_json_pick_t sel = {msp_pick_names, (void *)msp_syncro_asset_members, NULL, 0};
-    int             picked = env->kind == NZ_KIND_RECORD && env->type == NZ_TYPE_ASSET &&
-                             strcmp(env->integration, "syncro") == 0;
+    const msp_vendor_type_t *vt =
+        env->kind == NZ_KIND_RECORD
+            ? msp_vendor_type(msp_vendor_find(env->integration), nz_type_name(env->type))
+            : NULL;
+    msp_json_pick_t sel = {msp_pick_names, vt ? (void *)vt->pick : NULL, NULL, 0};
+    int             picked = vt && vt->pick;
     reason[0] = '\0';
     if (!pick->span)
         return NULL;
@@ -160,7 +165,7 @@ int nz_envelope_parse(nz_envelope_t *env, const void *value, size_t len, char *r
                  MSP_UTF8_CUT(ks, 64));
         goto fail;
     }
-    env->integration = "syncro";
+    env->integration = msp_vendor_implied()->name;
     if (json_object_get(root, "integration") &&
         !(env->integration = need_string(root, "integration", 32, reason, reason_size)))
         goto fail;

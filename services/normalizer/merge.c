@@ -9,6 +9,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <mspsync/vendor.h>
+
 const char *const nz_date_fields[NZ_F_COUNT] = {"purchase", "warranty"};
 
 /* Upper-case letters and digits of s, nothing else. */
@@ -253,6 +255,13 @@ static const char *integration_of(const char *src_id, char *buf, size_t size)
     return buf;
 }
 
+/* The member of a vendor whose asset wins the merge (the PSA's: vendor.h merge_primary). */
+static int is_primary(const char *integration)
+{
+    const msp_vendor_t *v = msp_vendor_find(integration);
+    return v && v->merge_primary;
+}
+
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -312,7 +321,7 @@ json_t *nz_merge_asset(const char *tenant, const char *asset_id, const nz_member
     size_t primary = n;
     char   ibuf[32];
     for (size_t i = 0; i < n && primary == n; i++)
-        if (!member_gone(&m[i]) && strcmp(integration_of(m[i].src_id, ibuf, sizeof ibuf), "syncro") == 0)
+        if (!member_gone(&m[i]) && is_primary(integration_of(m[i].src_id, ibuf, sizeof ibuf)))
             primary = i;
     for (size_t i = 0; i < n && primary == n; i++)
         if (!member_gone(&m[i]))

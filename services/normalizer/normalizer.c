@@ -28,6 +28,7 @@
 #include <mspsync/model.h>
 #include <mspsync/redis.h>
 #include <mspsync/utf8.h>
+#include <mspsync/vendor.h>
 
 #include "envelope.h"
 #include "inventory.h"
@@ -767,19 +768,16 @@ static void item_prepare(nz_t *nz, nz_item_t *it, rd_kafka_message_t *m)
         it->state = IT_INCIDENT;
         return;
     }
-    int cw = strcmp(it->env.integration, "cwrmm") == 0;
-    if (!cw && strcmp(it->env.integration, "syncro") != 0) {
-        snprintf(reason, sizeof reason, "unknown integration \"%.*s\" (expected \"syncro\" or "
-                 "\"cwrmm\")", MSP_UTF8_CUT(it->env.integration, 32));
+    const msp_vendor_t      *vendor = msp_vendor_find(it->env.integration);
+    const msp_vendor_type_t *vtype  = msp_vendor_type(vendor, nz_type_name(type));
+    if (!vendor) {
+        char names[64];
+        snprintf(reason, sizeof reason, "unknown integration \"%.*s\" (expected %s)",
+                 MSP_UTF8_CUT(it->env.integration, 32), msp_vendor_names(names, sizeof names));
         dead_letter(nz, it, (int)type, reason);
         return;
     }
-    if (type == NZ_TYPE_CUSTOMER)
-        it->canon = cw ? msp_map_cwrmm_company(it->env.tenant, it->env.payload, err, sizeof err)
-                       : msp_map_syncro_customer(it->env.tenant, it->env.payload, err, sizeof err);
-    else
-        it->canon = cw ? msp_map_cwrmm_device(it->env.tenant, it->env.payload, err, sizeof err)
-                       : msp_map_syncro_asset(it->env.tenant, it->env.payload, err, sizeof err);
+    it->canon = vtype ? vtype->map(it->env.tenant, it->env.payload, err, sizeof err) : NULL;
     if (!it->canon) {
         snprintf(reason, sizeof reason, "%s", err[0] ? err : "payload could not be mapped");
         dead_letter(nz, it, (int)type, reason);
@@ -1145,8 +1143,9 @@ static int sweep(nz_t *nz, const nz_item_t *sc)
     /* The inventory now reflects this job for this type: the gateway reports the integration
      * Connected only once every type of the job got here (committed with the gone marks). */
     char field[80];
-    if (strcmp(sc->env.integration, "syncro") == 0)
-        snprintf(field, sizeof field, "%s_complete_job", tn);
+    const msp_vendor_t *vendor = msp_vendor_find(sc->env.integration);
+    if (vendor)
+        snprintf(field, sizeof field, "%s%s_complete_job", vendor->stats_prefix, tn);
     else
         snprintf(field, sizeof field, "%s_%s_complete_job", sc->env.integration, tn);
     w_tenant(nz, tenant);

@@ -3,7 +3,6 @@
  */
 #include "change.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -11,17 +10,9 @@
 #include "mspsync/utf8.h"
 
 const char *const wb_field_name[WB_NF] = {"purchase", "warranty"};
-const char *const wb_integ_name[] = {"cwrmm", "syncro"};
-
-static int id_ok(wb_integ_t integ, const char *s) {
+static int id_ok(const msp_vendor_t *v, const char *s) {
     size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n > 128) return 0;
-    for (const char *p = s; *p; p++) {
-        if (integ == WB_SYNCRO ? !isdigit((unsigned char)*p)
-                               : !(isalnum((unsigned char)*p) || *p == '-' || *p == '_'))
-            return 0;
-    }
-    return 1;
+    return n > 0 && n <= 128 && v->id_valid(s);
 }
 
 #define BAD(...) return snprintf(why, why_size, __VA_ARGS__), -1
@@ -61,10 +52,9 @@ int wb_change_parse(const json_t *c, wb_change_t *out, char *why, size_t why_siz
         const char *id = json_string_value(json_object_get(t, "id"));
         wb_change_target_t *o = &out->targets[i];
         if (!integ) BAD("targets[%zu]: missing integration", i);
-        if (!strcmp(integ, "cwrmm")) o->integ = WB_CWRMM;
-        else if (!strcmp(integ, "syncro")) o->integ = WB_SYNCRO;
-        else BAD("targets[%zu]: unknown integration \"%.*s\"", i, MSP_UTF8_CUT(integ, 40));
-        if (!id_ok(o->integ, id)) BAD("targets[%zu]: bad or missing %s id", i, integ);
+        if (!(o->vendor = msp_vendor_find(integ)))
+            BAD("targets[%zu]: unknown integration \"%.*s\"", i, MSP_UTF8_CUT(integ, 40));
+        if (!id_ok(o->vendor, id)) BAD("targets[%zu]: bad or missing %s id", i, integ);
         snprintf(o->id, sizeof(o->id), "%s", id);
     }
     out->ntargets = json_array_size(targets);

@@ -8,19 +8,18 @@
 #include <stddef.h>
 #include <jansson.h>
 
+#include "mspsync/vendor.h"
+
 #define WB_NF          2    /* fields: purchase, warranty */
 #define WB_F_PURCHASE  0
 #define WB_F_WARRANTY  1
 #define WB_MAX_TARGETS 32
 
-typedef enum { WB_CWRMM = 0, WB_SYNCRO = 1 } wb_integ_t;
-
 extern const char *const wb_field_name[WB_NF];    /* "purchase", "warranty" */
-extern const char *const wb_integ_name[];         /* "cwrmm", "syncro" */
 
 typedef struct wb_change_target_s {
-    wb_integ_t integ;
-    char       id[160];   /* cwrmm: [A-Za-z0-9_-]; syncro: digits (safe in a URL path) */
+    const msp_vendor_t *vendor; /* the target's "integration", a vendor row (borrowed) */
+    char                id[160]; /* one the row's id_valid accepts (safe in a URL path) */
 } wb_change_target_t;
 
 typedef struct wb_change_s {
@@ -34,7 +33,8 @@ typedef struct wb_change_s {
 /**
  * @brief Check and unpack a date.changes value (design.md): schema_version 1 (or absent),
  * tenant, asset_id, change_id, dates with purchase and/or warranty (a date msp_date_normalize
- * reads, or null = clear), targets [{integration cwrmm|syncro, id}] (at most WB_MAX_TARGETS).
+ * reads, or null = clear), targets [{integration <a vendor's name>, id}] (at most
+ * WB_MAX_TARGETS).
  * @returns 0, or -1 with the reason in why ("targets[1]: unknown integration \"ninja\"").
  * out's strings borrow from c: keep c alive.
  */

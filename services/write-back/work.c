@@ -99,7 +99,7 @@ typedef enum {
 } res_t;
 
 typedef struct target_s {
-    wb_integ_t                  integ;
+    const msp_vendor_t      *vendor;
     char                     id[160];
     res_t                    res[WB_NF];
     int                      ours[WB_NF];  /* wb:<asset> said pending/written for this change */
@@ -207,7 +207,7 @@ static int append_states(wb_item_t *it, const target_t *t, unsigned mask, const 
     argv[argc++] = k;
     for (int f = 0; f < WB_NF; f++) {
         if (!(mask & (1u << t->res[f])) || t->res[f] == R_NONE) continue;
-        snprintf(names[f], sizeof(names[f]), "%s:%s", wb_integ_name[t->integ], wb_field_name[f]);
+        snprintf(names[f], sizeof(names[f]), "%s:%s", t->vendor->name, wb_field_name[f]);
         vals[nv] = state_json(it, t, f, error);
         argv[argc++] = names[f];
         argv[argc++] = vals[nv] ? vals[nv] : "{}";
@@ -238,7 +238,7 @@ static void count_field(wb_item_t *it, const target_t *t, int f) {
                        : t->res[f] == R_FAILED ? "failed" : NULL;
     if (!result) return;
     char labels[96];
-    snprintf(labels, sizeof(labels), "integration=\"%s\",result=\"%s\"", wb_integ_name[t->integ],
+    snprintf(labels, sizeof(labels), "integration=\"%s\",result=\"%s\"", t->vendor->name,
              result);
     msp_metric_add(it->wb->metrics, "mspsync_write_back_writes_total", labels, 1);
 }
@@ -351,7 +351,7 @@ static void target_done(void *arg) {
     for (int f = 0; f < WB_NF; f++) {
         if (t->res[f] != R_WRITTEN && t->res[f] != R_HELD) continue;
         char field[256];
-        snprintf(field, sizeof(field), "%s:%s|%s", wb_integ_name[t->integ], t->id, wb_field_name[f]);
+        snprintf(field, sizeof(field), "%s:%s|%s", t->vendor->name, t->id, wb_field_name[f]);
         redisAppendCommand(wb->redis, "HSET %s %s %s", kw, field, it->val[f]), n++;
     }
     n += append_states(it, t, (1u << R_WRITTEN) | (1u << R_HELD) | (1u << R_FAILED), NULL);
@@ -374,11 +374,11 @@ static void target_done(void *arg) {
     }
     if (written[0])
         MSP_INFO("wb.written", it->tenant, "asset=%s target=%s:%s fields=%s%s%s change=%s",
-                 it->asset, wb_integ_name[t->integ], t->id, written, held[0] ? " already_set=" : "",
+                 it->asset, t->vendor->name, t->id, written, held[0] ? " already_set=" : "",
                  held, it->change_id);
     else if (held[0])
         MSP_DEBUG("wb.already_set", it->tenant, "asset=%s target=%s:%s fields=%s", it->asset,
-                  wb_integ_name[t->integ], t->id, held);
+                  t->vendor->name, t->id, held);
     it->cur++;
     run_target(it);
 }
@@ -392,10 +392,10 @@ static void target_fail(void *arg, const char *why) {
         if (t->res[f] == R_PENDING) t->res[f] = R_FAILED;
     if (!it->nfailed)
         snprintf(it->fail_reason, sizeof(it->fail_reason), "write-back to %s %s failed: %s",
-                 wb_integ_name[t->integ], t->id, why);
+                 t->vendor->name, t->id, why);
     it->nfailed++;
     MSP_WARN("wb.failed", it->tenant, "asset=%s target=%s:%s: %s", it->asset,
-             wb_integ_name[t->integ], t->id, why);
+             t->vendor->name, t->id, why);
     target_done(it);
 }
 
@@ -419,7 +419,7 @@ static void on_retrying(void *arg, unsigned attempt, int64_t delay_ms, const cha
     wb_t *wb = it->wb;
     target_t *t = cur_target(it);
     MSP_WARN("wb.retry", it->tenant, "asset=%s target=%s:%s attempt=%u retry_in_ms=%lld: %s",
-             it->asset, wb_integ_name[t->integ], t->id, attempt, (long long)delay_ms, why);
+             it->asset, t->vendor->name, t->id, attempt, (long long)delay_ms, why);
     struct wb_busy_s *busy = it->defs_owner ? defs_busy_of(it) : NULL;
     if (busy) {
         snprintf(busy->why, sizeof(busy->why), "%s", why);
@@ -435,7 +435,7 @@ static void on_answered(void *arg, msp_http_outcome_t o) {
     wb_item_t *it = arg;
     char labels[96];
     snprintf(labels, sizeof(labels), "integration=\"%s\",outcome=\"%s\"",
-             wb_integ_name[cur_target(it)->integ], msp_http_outcome_name(o));
+             cur_target(it)->vendor->name, msp_http_outcome_name(o));
     msp_metric_add(it->wb->metrics, "mspsync_write_back_requests_total", labels, 1);
 }
 
@@ -460,21 +460,25 @@ void wb_vcall_env(wb_t *wb) {
                                   .metric_throttled = "mspsync_write_back_ratelimit_waits_total"};
 }
 
-/* The account of target t: its bucket, its auth (API key, or the token cache), its words. */
+/* The account of target t: its bucket, its auth (API key, or the token cache); the row words
+ * its failures. */
 static void use_target(wb_item_t *it, target_t *t) {
     const wb_conf_t *conf = &it->wb->conf;
-    msp_vcall_account_t a;
-    if (t->integ == WB_CWRMM) {
+    msp_vcall_account_t a = {.vendor = t->vendor};
+    if (t->vendor == &msp_vendor_cwrmm) {
         t->cw_auth = (msp_vcall_cwrmm_t){&it->wb->tokens, &t->cw};
-        a = (msp_vcall_account_t){.base_url = t->cw.base_url, .bucket_key = t->cw.bucket_key,
-                                  .rate = conf->cwrmm_rate, .burst = (int)conf->cwrmm_burst,
-                                  .auth = &msp_vcall_cwrmm_auth, .auth_ctx = &t->cw_auth,
-                                  .describe = msp_cwrmm_describe};
+        a.base_url = t->cw.base_url;
+        a.bucket_key = t->cw.bucket_key;
+        a.rate = conf->cwrmm_rate;
+        a.burst = (int)conf->cwrmm_burst;
+        a.auth = &msp_vcall_cwrmm_auth;
+        a.auth_ctx = &t->cw_auth;
     } else {
-        a = (msp_vcall_account_t){.base_url = t->sy.base_url, .bucket_key = t->sy.bucket_key,
-                                  .rate = conf->syncro_rate, .burst = (int)conf->syncro_burst,
-                                  .auth_header = t->sy.auth_header,
-                                  .describe = msp_syncro_describe};
+        a.base_url = t->sy.base_url;
+        a.bucket_key = t->sy.bucket_key;
+        a.rate = conf->syncro_rate;
+        a.burst = (int)conf->syncro_burst;
+        a.auth_header = t->sy.auth_header;
     }
     msp_vcall_account(&it->vc, &a);
 }
@@ -768,7 +772,7 @@ static void run_target(wb_item_t *it) {
     target_t *t = cur_target(it);
     use_target(it, t);
     msp_vcall_reset(&it->vc);
-    if (t->integ == WB_CWRMM) cw_begin(it);
+    if (t->vendor == &msp_vendor_cwrmm) cw_begin(it);
     else sy_read(it);
 }
 
@@ -795,7 +799,7 @@ static int plan_target(wb_item_t *it, target_t *t) {
     char err[512];
     for (int f = 0; f < WB_NF; f++) t->res[f] = it->has[f] ? R_PENDING : R_NONE;
     t->why[0] = '\0';
-    if (t->integ == WB_CWRMM) {
+    if (t->vendor == &msp_vendor_cwrmm) {
         msp_cwrmm_integration_clear(&t->cw);
         int rc = msp_cwrmm_integration_load(wb->redis, &wb->key, it->tenant, &t->cw, err,
                                             sizeof(err));
@@ -863,7 +867,7 @@ static int load_ours(wb_item_t *it) {
         for (int f = 0; f < WB_NF; f++) {
             t->ours[f] = 0;
             if (!it->has[f]) continue;
-            redisReply *r = redisCommand(it->wb->redis, "HGET %s %s:%s", k, wb_integ_name[t->integ],
+            redisReply *r = redisCommand(it->wb->redis, "HGET %s %s:%s", k, t->vendor->name,
                                          wb_field_name[f]);
             if (!r || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL)) {
                 if (r) freeReplyObject(r);
@@ -932,7 +936,7 @@ static void item_load(void *arg) {
             if (t->res[f] == R_FAILED) {
                 if (!it->nfailed)
                     snprintf(it->fail_reason, sizeof(it->fail_reason),
-                             "write-back to %s %s failed: %s", wb_integ_name[t->integ], t->id, t->why);
+                             "write-back to %s %s failed: %s", t->vendor->name, t->id, t->why);
                 it->nfailed++;
             }
         }
@@ -959,7 +963,7 @@ static int parse_change(wb_item_t *it, char *why, size_t why_size) {
     it->ntg = ch->ntargets;
     it->tg = calloc(it->ntg ? it->ntg : 1, sizeof(target_t));
     for (size_t i = 0; it->tg && i < it->ntg; i++) {
-        it->tg[i].integ = ch->targets[i].integ;
+        it->tg[i].vendor = ch->targets[i].vendor;
         memcpy(it->tg[i].id, ch->targets[i].id, sizeof(it->tg[i].id));
     }
     free(ch);

@@ -65,6 +65,7 @@ static void assert_row_complete(const msp_vendor_t *v) {
     assert_non_null(v->describe);
     assert_non_null(v->forbidden);
     assert_true(v->cred_new && v->cred_load && v->cred_free && v->cred_base_url && v->cred_bucket);
+    assert_non_null(v->id_valid);
     assert_non_null(v->auth_get);
     /* a vendor that defers authentication must let a waiter go */
     assert_true(!v->auth_rejected || v->auth_cancel);
@@ -128,6 +129,16 @@ static void test_feature_permissions_cover_the_pagers_calls(void **state) {
     p = msp_vendor_permissions(&msp_vendor_cwrmm, "customers");
     assert_string_equal(p[0], "platform.companies.read");
     assert_null(msp_vendor_permissions(&msp_vendor_cwrmm, "billing"));
+}
+
+static void test_record_ids_are_checked_by_the_vendors_rule(void **state) {
+    (void)state;
+    assert_true(msp_vendor_syncro.id_valid("1234567890123"));
+    assert_false(msp_vendor_syncro.id_valid("12a"));
+    assert_false(msp_vendor_syncro.id_valid(""));
+    assert_true(msp_vendor_cwrmm.id_valid("3f1c-77ab_X"));
+    assert_false(msp_vendor_cwrmm.id_valid("a/b"));
+    assert_false(msp_vendor_cwrmm.id_valid(""));
 }
 
 /* ------------------------------------------------------------------------------ the pagers */
@@ -329,6 +340,7 @@ int main(void) {
         cmocka_unit_test(test_only_syncro_is_the_merge_primary),
         cmocka_unit_test(test_forbidden_hints_name_the_permission_of_the_call),
         cmocka_unit_test(test_feature_permissions_cover_the_pagers_calls),
+        cmocka_unit_test(test_record_ids_are_checked_by_the_vendors_rule),
         cmocka_unit_test(test_syncro_pager_walks_numbered_pages_until_total_pages),
         cmocka_unit_test(test_cwrmm_device_pager_follows_its_plan),
         cmocka_unit_test(test_cwrmm_devices_reuse_the_companies_the_company_pager_read),

@@ -49,9 +49,9 @@ static void a_design_example_is_read_whole(void **state) {
     assert_string_equal(c.val[WB_F_PURCHASE], "2024-03-01");
     assert_string_equal(c.val[WB_F_WARRANTY], "");   /* null clears */
     assert_int_equal(c.ntargets, 2);
-    assert_int_equal(c.targets[0].integ, WB_CWRMM);
+    assert_ptr_equal(c.targets[0].vendor, msp_vendor_find("cwrmm"));
     assert_string_equal(c.targets[0].id, "3f1c-77ab");
-    assert_int_equal(c.targets[1].integ, WB_SYNCRO);
+    assert_ptr_equal(c.targets[1].vendor, msp_vendor_find("syncro"));
     assert_string_equal(c.targets[1].id, "123");
     json_decref(j);
 }

@@ -264,6 +264,8 @@ struct msp_vendor_s {
     void (*cred_free)(void *impl);
     const char *(*cred_base_url)(const void *impl);
     const char *(*cred_bucket)(const void *impl);
+    /** @brief 1 when id can be one of the vendor's record ids (safe in a URL path). */
+    int (*id_valid)(const char *id);
     int (*auth_get)(const msp_vendor_auth_t *a, const char *tenant, const void *impl,
                     char *header, size_t header_size, msp_vendor_auth_cb *cb, void *opaque);
     void (*auth_rejected)(const msp_vendor_auth_t *a, const char *tenant, const void *impl,
