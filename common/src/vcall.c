@@ -246,6 +246,11 @@ msp_vcall_action_t msp_vcall_judge(const msp_vcall_t *c, const msp_http_response
     return o == MSP_HTTP_RETRY ? MSP_VCALL_RETRY : MSP_VCALL_FAIL;
 }
 
+int msp_vcall_refused(long status) {
+    msp_http_response_t r = {.status = status};
+    return status >= 400 && status < 500 && msp_http_classify(&r) != MSP_HTTP_RETRY;
+}
+
 static void retry_answer(msp_vcall_t *c, const msp_http_response_t *res, const char *why) {
     if (c->step.retry) c->step.retry(c->owner, res, res->retry_after_ms, why);
     else msp_vcall_retry(c, res->retry_after_ms, why);

@@ -440,6 +440,16 @@ static void a_401_is_final_when_the_token_source_cannot_refresh(void **state) {
     assert_int_equal(W->fail_kind, MSP_VCALL_FAIL_FORBIDDEN);
 }
 
+static void a_one_shot_check_refuses_only_the_4xx_retrying_cannot_help(void **state) {
+    (void)state;
+    long refused[] = {400, 401, 403, 404, 409, 422};
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+        assert_true(msp_vcall_refused(refused[i]));
+    long not_refused[] = {0, 200, 302, 408, 423, 425, 429, 500, 503};
+    for (size_t i = 0; i < sizeof(not_refused) / sizeof(not_refused[0]); i++)
+        assert_false(msp_vcall_refused(not_refused[i]));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -460,6 +470,7 @@ int main(void) {
         T(work_gone_during_the_call_is_abandoned),
         T(a_call_to_a_whole_url_keeps_its_own_classification),
         T(a_401_is_final_when_the_token_source_cannot_refresh),
+        T(a_one_shot_check_refuses_only_the_4xx_retrying_cannot_help),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -274,6 +274,13 @@ void msp_vcall_abandon(msp_vcall_t *c);
 void msp_vcall_authed(msp_vcall_t *c, const char *auth_header, long status,
                       int64_t retry_after_ms, const char *error);
 
+/**
+ * @brief 1 when a 4xx with this status is the request's own fault, which retrying cannot help
+ * (every 4xx but the RETRY class's 408/423/425/429). One-shot checks (the gateway's credential
+ * checks) answer those 422 and the rest 502.
+ */
+int msp_vcall_refused(long status);
+
 /** What an answer leads to (msp_vcall_judge). */
 typedef enum {
     MSP_VCALL_DONE = 0,   /**< a 2xx: the caller's ok */
