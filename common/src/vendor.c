@@ -26,15 +26,29 @@ const msp_vendor_t *msp_vendor_find(const char *name) {
 
 const msp_vendor_t *msp_vendor_implied(void) { return ROWS[MSP_VENDOR_SYNCRO]; }
 
+/* Append name, quoted, as item i of n of a list ("a", "b" <last> "c") to out. */
+static void join_quoted(char *out, size_t out_size, size_t *len, size_t i, size_t n,
+                        const char *last, const char *name) {
+    const char *sep = i == 0 ? "" : i + 1 == n ? last : ", ";
+    if (*len >= out_size) return;
+    int k = snprintf(out + *len, out_size - *len, "%s\"%s\"", sep, name);
+    if (k > 0) *len += (size_t)k;
+}
+
 char *msp_vendor_names(char *out, size_t out_size) {
     size_t len = 0;
     out[0] = '\0';
-    for (size_t i = 0; i < MSP_VENDOR_COUNT && len < out_size; i++) {
-        const char *sep = i == 0 ? "" : i + 1 == MSP_VENDOR_COUNT ? " or " : ", ";
-        int n = snprintf(out + len, out_size - len, "%s\"%s\"", sep, ROWS[i]->name);
-        if (n < 0) break;
-        len += (size_t)n;
-    }
+    for (size_t i = 0; i < MSP_VENDOR_COUNT; i++)
+        join_quoted(out, out_size, &len, i, MSP_VENDOR_COUNT, " or ", ROWS[i]->name);
+    return out;
+}
+
+char *msp_vendor_type_names(const msp_vendor_t *v, const char *last, char *out,
+                            size_t out_size) {
+    size_t len = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < v->types_cnt; i++)
+        join_quoted(out, out_size, &len, i, v->types_cnt, last, v->types[i].plural);
     return out;
 }
 
@@ -43,6 +57,23 @@ const msp_vendor_type_t *msp_vendor_type(const msp_vendor_t *v, const char *type
         if (!strcmp(v->types[i].type, type) || !strcmp(v->types[i].plural, type))
             return &v->types[i];
     return NULL;
+}
+
+int msp_vendor_types_wanted(const msp_vendor_t *v, const json_t *names, int *idx, size_t *n) {
+    int want[MSP_VENDOR_TYPES_MAX] = {0};
+    size_t i, k;
+    const json_t *name;
+    *n = 0;
+    json_array_foreach(names, i, name) {
+        const char *s = json_string_value(name);
+        for (k = 0; s && k < v->types_cnt && k < MSP_VENDOR_TYPES_MAX; k++)
+            if (!strcmp(s, v->types[k].plural)) break;
+        if (!s || k == v->types_cnt || k == MSP_VENDOR_TYPES_MAX) return (int)i;
+        want[k] = 1;
+    }
+    for (k = 0; k < v->types_cnt && k < MSP_VENDOR_TYPES_MAX; k++)
+        if (want[k]) idx[(*n)++] = (int)k;
+    return -1;
 }
 
 const char *const *msp_vendor_permissions(const msp_vendor_t *v, const char *feature) {

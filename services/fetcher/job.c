@@ -2,8 +2,9 @@
  * job.c — one sync job: pull every page of each record type a vendor syncs (customers, then
  * assets), from one account of the vendor the job names. The vendor's row (vendor.h) knows the
  * rest: its credentials, how to authenticate, and per record type a pager that builds each
- * request, reads each answer and writes the cursor; this file sends, waits, retries and moves
- * the cursor, the same way for every vendor.
+ * request, reads each answer and writes the cursor; this file hands each request to the
+ * vendor-call engine (vcall.h: rate token, auth, send, classify, backoff, one re-auth on 401)
+ * and moves the cursor, the same way for every vendor.
  *
  * States of a job, all driven by the event loop:
  *
@@ -15,9 +16,9 @@
  * - Before every HTTP attempt the job takes one token from the GCRA bucket of its vendor
  *   account in Redis; every replica and the gateway share that bucket.
  * - The cursor (mspsync:{t}:cursor:<vendor>:<job>, in the format of the type's pager) moves to
- *   the next page only after Kafka has
- *   acknowledged every record of the page (delivery reports), and by compare-and-set, so a
- *   replica that lost the job in a rebalance cannot move it.
+ *   the next page only after Kafka has acknowledged every record of the page (delivery
+ *   reports), and by compare-and-set, so a replica that lost the job in a rebalance cannot
+ *   move it.
  * - The job's sync.jobs offset is stored only when the job is finished (done or failed for a
  *   reason retrying cannot fix): a kill -9 replays the job message and the cursor resumes it.
  * - A job struct is freed only when no HTTP request, delivery report or timer refers to it.
@@ -46,8 +47,6 @@ typedef enum {
     JOB_FINISHED, /* done, failed or abandoned; freed once nothing refers to it */
 } job_state_t;
 
-#define JOB_TYPES_MAX 8 /* record types one vendor syncs, at most */
-
 struct job_s {
     fetcher_t  *f;
     job_t      *next;
@@ -59,7 +58,7 @@ struct job_s {
     char reason[32];
     char mode[16];
     const msp_vendor_t *vendor;           /* names keys, events and records */
-    int                 todo[JOB_TYPES_MAX]; /* indexes of vendor->types, in its order */
+    int                 todo[MSP_VENDOR_TYPES_MAX]; /* indexes of vendor->types, in its order */
     int                 todo_cnt;
     int                 todo_idx;
 
@@ -75,7 +74,7 @@ struct job_s {
 
     int  page;
     long type_records;
-    long records_fetched[JOB_TYPES_MAX];
+    long records_fetched[MSP_VENDOR_TYPES_MAX];
     int  pending_dr;
     int  dr_failed;
     int  type_done;      /* the page just fetched was the type's last */
@@ -817,22 +816,15 @@ static void job_step(job_t *j) {
 /* Take the job's "types" (plural names) in the vendor's order: customers before assets, as
  * assets reference customers. An unknown name leaves its reason in reason. */
 static void job_want_types(job_t *j, const json_t *tl, char *reason, size_t reason_size) {
-    int want[JOB_TYPES_MAX] = {0};
-    size_t i, k;
-    json_t *v;
-    json_array_foreach(tl, i, v) {
-        const char *s = json_string_value(v);
-        for (k = 0; s && k < j->vendor->types_cnt && k < JOB_TYPES_MAX; k++)
-            if (!strcmp(s, j->vendor->types[k].plural)) break;
-        if (!s || k == j->vendor->types_cnt || k == JOB_TYPES_MAX) {
-            snprintf(reason, reason_size, "unknown sync type \"%.*s\"",
-                     MSP_UTF8_CUT(s ? s : "(not a string)", 64));
-            break;
-        }
-        want[k] = 1;
+    size_t n = 0;
+    int bad = msp_vendor_types_wanted(j->vendor, tl, j->todo, &n);
+    if (bad >= 0) {
+        const char *s = json_string_value(json_array_get(tl, (size_t)bad));
+        snprintf(reason, reason_size, "unknown sync type \"%.*s\"",
+                 MSP_UTF8_CUT(s ? s : "(not a string)", 64));
+        return;
     }
-    for (k = 0; k < j->vendor->types_cnt && k < JOB_TYPES_MAX; k++)
-        if (want[k]) j->todo[j->todo_cnt++] = (int)k;
+    j->todo_cnt = (int)n;
 }
 
 /* A sync.jobs message arrived. Bad jobs are dead-lettered with the reason. */

@@ -280,7 +280,9 @@ static void cwput_store(cwput_t *p) {
         gw_held_reply_error(p->held, code, "%s", err);
         return;
     }
-    gw_job_queue(gw, p->held, p->tenant, VENDOR->name, job_id, GW_ALL_TYPES, "full",
+    const char *types[MSP_VENDOR_TYPES_MAX + 1];
+    gw_integ_all_types(VENDOR, types);
+    gw_job_queue(gw, p->held, p->tenant, VENDOR->name, job_id, types, "full",
                  "integration_saved", created ? 201 : 200, body);
 }
 

@@ -200,7 +200,9 @@ static void put_store(put_t *p) {
     MSP_INFO("integration.saved", p->tenant, "syncro integration saved (base %s)", p->base_url);
     json_t *body = json_pack("{s:s,s:s,s:s,s:s}", "integration", VENDOR->name, "base_url",
                              p->base_url, "state", "Syncing", "job_id", job_id);
-    gw_job_queue(gw, p->held, p->tenant, VENDOR->name, job_id, GW_ALL_TYPES, "full",
+    const char *types[MSP_VENDOR_TYPES_MAX + 1];
+    gw_integ_all_types(VENDOR, types);
+    gw_job_queue(gw, p->held, p->tenant, VENDOR->name, job_id, types, "full",
                  "integration_saved", 201, body);
 }
 

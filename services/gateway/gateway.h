@@ -365,8 +365,11 @@ int gw_integ_exists(gw_t *gw, const char *tenant, const msp_vendor_t *v, char *e
 int gw_integ_others(gw_t *gw, const char *tenant, const msp_vendor_t *except, char *err,
                     size_t err_size);
 
-/** @brief The "customers", "assets" job types (NULL-terminated). */
-extern const char *const GW_ALL_TYPES[];
+/**
+ * @brief The job types of every record type v syncs ("customers", "assets"), in its dependency
+ * order, into out (MSP_VENDOR_TYPES_MAX + 1 slots; NULL-terminated; borrowed strings).
+ */
+void gw_integ_all_types(const msp_vendor_t *v, const char **out);
 
 /**
  * @brief 1 when the tenant has the integration (and, with need_enabled, it is not disabled);

@@ -30,14 +30,20 @@
 #include "mspsync/redis.h"
 #include "mspsync/utf8.h"
 
-const char *const GW_ALL_TYPES[] = {"customers", "assets", NULL};
-
 static const gw_integ_t *const INTEGRATIONS[MSP_VENDOR_COUNT] = {
     [MSP_VENDOR_SYNCRO] = &gw_syncro_integ,
     [MSP_VENDOR_CWRMM] = &gw_cwrmm_integ,
 };
 
 const gw_integ_t *gw_integ_of(const msp_vendor_t *v) { return INTEGRATIONS[v->id]; }
+
+void gw_integ_all_types(const msp_vendor_t *v, const char **out) {
+    size_t n = 0;
+    for (; n < v->types_cnt && n < MSP_VENDOR_TYPES_MAX; n++)
+        out[n] = v->types[n].plural;
+    out[n] = NULL;
+}
+
 
 const gw_integ_t *gw_integ_find(const char *name) {
     const msp_vendor_t *v = msp_vendor_find(name);
@@ -276,43 +282,57 @@ void api_integration_get(gw_t *gw, struct evhttp_request *req, const char *tenan
 
 /* ---- POST .../sync ----------------------------------------------------------------------- */
 
+/*
+ * The job types a "sync now" asks for: every type of v when jt is absent, else those jt names,
+ * in v's order. @returns 0 (out NULL-terminated, MSP_VENDOR_TYPES_MAX + 1 slots), or -1 with
+ * the 400 text in err.
+ */
+static int want_types(const msp_vendor_t *v, const json_t *jt, const char **out, char *err,
+                      size_t err_size) {
+    char said[200];
+    int idx[MSP_VENDOR_TYPES_MAX];
+    size_t n = 0;
+    if (!jt) {
+        gw_integ_all_types(v, out);
+        return 0;
+    }
+    if (!json_is_array(jt) || json_array_size(jt) == 0) {
+        snprintf(err, err_size, "\"types\" must be a non-empty array of %s",
+                 msp_vendor_type_names(v, " and/or ", said, sizeof(said)));
+        return -1;
+    }
+    int bad = msp_vendor_types_wanted(v, jt, idx, &n);
+    if (bad >= 0) {
+        const char *s = json_string_value(json_array_get(jt, (size_t)bad));
+        snprintf(err, err_size, "unknown type %s%s%s: expected %s", s ? "\"" : "",
+                 s ? s : "(not a string)", s ? "\"" : "",
+                 msp_vendor_type_names(v, " or ", said, sizeof(said)));
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        out[i] = v->types[idx[i]].plural;
+    out[n] = NULL;
+    return 0;
+}
+
 void api_integration_sync(gw_t *gw, struct evhttp_request *req, const char *tenant,
                           const char *name) {
     const char *route = "integration_sync";
     const gw_integ_t *in = gw_integ_find(name);
+    char err[1024];
     json_t *body;
     if (gw_read_json(gw, req, route, 1, &body) != 0)
         return;
-    int want_customers = 1, want_assets = 1;
-    json_t *jt = body ? json_object_get(body, "types") : NULL;
-    if (jt) {
-        if (!json_is_array(jt) || json_array_size(jt) == 0) {
-            gw_reply_error(gw, req, route, 400, "\"types\" must be a non-empty array of "
-                           "\"customers\" and/or \"assets\"");
-            json_decref(body);
-            return;
-        }
-        want_customers = want_assets = 0;
-        size_t i;
-        json_t *v;
-        json_array_foreach(jt, i, v) {
-            const char *s = json_string_value(v);
-            if (s && strcmp(s, "customers") == 0)
-                want_customers = 1;
-            else if (s && strcmp(s, "assets") == 0)
-                want_assets = 1;
-            else {
-                gw_reply_error(gw, req, route, 400, "unknown type %s%s%s: expected \"customers\" "
-                               "or \"assets\"", s ? "\"" : "", s ? s : "(not a string)",
-                               s ? "\"" : "");
-                json_decref(body);
-                return;
-            }
-        }
-    }
+    const char *types[MSP_VENDOR_TYPES_MAX + 1];
+    int rc = want_types(in->vendor, body ? json_object_get(body, "types") : NULL, types, err,
+                        sizeof(err));
     json_decref(body);
+    if (rc != 0) {
+        gw_reply_error(gw, req, route, 400, "%s", err);
+        return;
+    }
 
-    char err[256], skey[128], job_id[33];
+    char skey[128], job_id[33];
     if (!gw_integ_require(gw, req, route, tenant, in, 1))
         return;
     msp_key(skey, sizeof(skey), tenant, "status:%s", in->vendor->name);
@@ -326,13 +346,6 @@ void api_integration_sync(gw_t *gw, struct evhttp_request *req, const char *tena
         gw_reply_error(gw, req, route, 500, "could not draw a job id");
         return;
     }
-    const char *types[3];
-    int n = 0;
-    if (want_customers)
-        types[n++] = "customers";
-    if (want_assets)
-        types[n++] = "assets";
-    types[n] = NULL;
     gw_held_t *held = gw_hold(gw, req, route);
     if (!held) {
         gw_reply_error(gw, req, route, 500, "out of memory");

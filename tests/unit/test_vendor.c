@@ -71,7 +71,7 @@ static void assert_row_complete(const msp_vendor_t *v) {
     assert_true(!v->auth_rejected || v->auth_cancel);
     for (int k = 0; k < MSP_HINT_COUNT; k++)
         if (k != MSP_HINT_FORBIDDEN) assert_true(v->hints[k] && v->hints[k][0]);
-    assert_true(v->types_cnt > 0);
+    assert_true(v->types_cnt > 0 && v->types_cnt <= MSP_VENDOR_TYPES_MAX);
     for (size_t i = 0; i < v->types_cnt; i++) {
         const msp_vendor_type_t *t = &v->types[i];
         assert_true(t->type && t->plural && t->map);
@@ -96,6 +96,24 @@ static void test_customers_sync_before_assets(void **state) {
         assert_string_equal(v->types[1].type, "asset");
         assert_null(msp_vendor_type(v, "incident"));
     }
+}
+
+static void test_job_types_are_taken_in_dependency_order(void **state) {
+    (void)state;
+    json_t *names = json_pack("[s,s]", "assets", "customers");
+    int idx[MSP_VENDOR_TYPES_MAX];
+    size_t n = 0;
+    assert_int_equal(msp_vendor_types_wanted(&msp_vendor_cwrmm, names, idx, &n), -1);
+    assert_int_equal(n, 2);
+    assert_int_equal(idx[0], 0);
+    assert_int_equal(idx[1], 1);
+    json_decref(names);
+    names = json_pack("[s,s]", "assets", "customer");
+    assert_int_equal(msp_vendor_types_wanted(&msp_vendor_syncro, names, idx, &n), 1);
+    json_decref(names);
+    char said[64];
+    assert_string_equal(msp_vendor_type_names(&msp_vendor_syncro, " and/or ", said, sizeof(said)),
+                        "\"customers\" and/or \"assets\"");
 }
 
 static void test_only_syncro_is_the_merge_primary(void **state) {
@@ -337,6 +355,7 @@ int main(void) {
         cmocka_unit_test(test_rows_are_listed_at_their_id),
         cmocka_unit_test(test_every_row_sets_every_required_field),
         cmocka_unit_test(test_customers_sync_before_assets),
+        cmocka_unit_test(test_job_types_are_taken_in_dependency_order),
         cmocka_unit_test(test_only_syncro_is_the_merge_primary),
         cmocka_unit_test(test_forbidden_hints_name_the_permission_of_the_call),
         cmocka_unit_test(test_feature_permissions_cover_the_pagers_calls),

@@ -43,6 +43,8 @@ typedef enum {
 
 typedef struct msp_vendor_s msp_vendor_t;
 
+#define MSP_VENDOR_TYPES_MAX 8 /**< record types one vendor syncs, at most (test_vendor checks) */
+
 /* ------------------------------------------------------------------------------------------ */
 /* credentials                                                                                 */
 
@@ -292,8 +294,23 @@ const msp_vendor_t *msp_vendor_implied(void);
 /** @brief "\"syncro\" or \"cwrmm\"": the names, quoted, for "expected …" messages. @returns out. */
 char *msp_vendor_names(char *out, size_t out_size);
 
+/**
+ * @brief "\"customers\" <last> \"assets\"": v's job type names for messages (last: " or ",
+ * " and/or "). @returns out.
+ */
+char *msp_vendor_type_names(const msp_vendor_t *v, const char *last, char *out,
+                            size_t out_size);
+
 /** @brief The record type of v named type ("customer") or plural ("customers"), or NULL. */
 const msp_vendor_type_t *msp_vendor_type(const msp_vendor_t *v, const char *type);
+
+/**
+ * @brief The record types a list of job type names ("customers", …, a JSON array, borrowed)
+ * asks for, as indexes of v->types in v's dependency order (whatever the list's order): idx has
+ * MSP_VENDOR_TYPES_MAX slots, *n gets the count. @returns -1 when every element names one of v's
+ * types, else the index of the first element that does not (or is no string).
+ */
+int msp_vendor_types_wanted(const msp_vendor_t *v, const json_t *names, int *idx, size_t *n);
 
 /** @brief The permission names feature needs with v (NULL-terminated), or NULL. Borrowed. */
 const char *const *msp_vendor_permissions(const msp_vendor_t *v, const char *feature);
