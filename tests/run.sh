@@ -2,7 +2,9 @@
 # tests/run.sh — the whole test suite, from a fresh Debian machine.
 #
 #   1. installs what it needs (deploy/local/install-deps.sh: Debian packages, Kafka jars, the
-#      Python test tools in .local/venv);
+#      Python test tools in .local/venv), then checks that the C lines changed against the base
+#      have the form of .clang-format (tests/format_check.sh: a branch against its merge-base with
+#      main, main itself against its previous commit; a failure fails the run at the end);
 #   2. builds twice: a normal build (build/) and an AddressSanitizer+UBSan build (build-asan/);
 #   3. runs, in each build, the unit tests (ctest -L unit);
 #   4. then the integration tests of every build at the same time (ctest -L integration, each
@@ -25,6 +27,8 @@ it_jobs=${MSPSYNC_IT_JOBS:-2}
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=66"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:exitcode=67"
 status=0
+echo "== format of the changed lines (tests/format_check.sh)"
+tests/format_check.sh || status=1
 dirs=()
 for b in $builds; do
     case "$b" in

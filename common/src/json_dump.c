@@ -215,3 +215,8 @@ char *msp_json_dumps(const json_t *v, size_t flags)
     }
     return s;
 }
+
+void msp_json_dumps_thread_done(void) {
+    free(scratch.b);
+    scratch = (out_t){0};
+}

@@ -1,5 +1,6 @@
 /*
- * model.c — Syncro customers and assets to canonical records.
+ * model.c — Syncro customers and assets to canonical records, and the canonical forms of MACs and
+ * dates that every vendor's mapper uses.
  *
  * The mapper is total over optional facts: a missing, empty or wrongly typed optional field
  * becomes JSON null (macs: []), it never fails the record. Only a payload that is not an object
@@ -10,10 +11,9 @@
  * canonical JSON reads like the example in model.h. The fingerprint sorts keys and so does not
  * depend on that order.
  */
+#include "mspsync/model.h"
 #include "mspsync/errstr.h"
 #include "mspsync/json_dump.h"
-#include "mspsync/model.h"
-#include "mspsync/cwrmm.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -229,6 +229,99 @@ json_t *msp_map_syncro_customer(const char *tenant, const json_t *raw, char *err
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * Dates
+ * ------------------------------------------------------------------------------------------- */
+
+static int days_in_month(int y, int m) {
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+        return 29;
+    return days[m - 1];
+}
+
+/* n decimal digits at s into *v. */
+static int digits(const char *s, int n, int *v) {
+    *v = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)s[i]))
+            return -1;
+        *v = *v * 10 + (s[i] - '0');
+    }
+    return 0;
+}
+
+/* "hh:mm[:ss[.fff]][Z|±hh:mm|±hhmm]" exactly from s to e. */
+static int valid_time(const char *s, const char *e) {
+    int h, m, sec;
+    if (e - s < 5 || digits(s, 2, &h) || s[2] != ':' || digits(s + 3, 2, &m) || h > 23 || m > 59)
+        return 0;
+    s += 5;
+    if (s < e && *s == ':') {
+        if (e - s < 3 || digits(s + 1, 2, &sec) || sec > 60)
+            return 0;
+        s += 3;
+        if (s < e && *s == '.') {
+            const char *f = ++s;
+            while (s < e && isdigit((unsigned char)*s))
+                s++;
+            if (s == f)
+                return 0;
+        }
+    }
+    if (s == e)
+        return 1;
+    if ((*s == 'Z' || *s == 'z') && s + 1 == e)
+        return 1;
+    if (*s == '+' || *s == '-') {
+        int zh, zm;
+        s++;
+        if (e - s == 5 && !digits(s, 2, &zh) && s[2] == ':' && !digits(s + 3, 2, &zm))
+            return zh <= 23 && zm <= 59;
+        if (e - s == 4 && !digits(s, 2, &zh) && !digits(s + 2, 2, &zm))
+            return zh <= 23 && zm <= 59;
+    }
+    return 0;
+}
+
+int msp_date_normalize(const char *in, char out[11]) {
+    const char *s, *e;
+    int y, m, d;
+
+    if (!out)
+        return -1;
+    out[0] = '\0';
+    if (!in)
+        return -1;
+    s = in;
+    e = in + strlen(in);
+    while (s < e && isspace((unsigned char)*s))
+        s++;
+    while (e > s && isspace((unsigned char)e[-1]))
+        e--;
+
+    if (e - s >= 10 && s[4] == '-' && s[7] == '-') {
+        if (digits(s, 4, &y) || digits(s + 5, 2, &m) || digits(s + 8, 2, &d))
+            return -1;
+        if (e - s > 10 &&
+            !((s[10] == 'T' || s[10] == 't' || s[10] == ' ') && valid_time(s + 11, e)))
+            return -1;
+    } else if (e - s == 10 && s[2] == '/' && s[5] == '/') {
+        if (digits(s, 2, &m) || digits(s + 3, 2, &d) || digits(s + 6, 4, &y))
+            return -1;
+    } else {
+        return -1;
+    }
+    if (y < 1 || m < 1 || m > 12 || d < 1 || d > days_in_month(y, m))
+        return -1;
+    /* y < 10000, m, d < 100: digits() read at most 4 and 2 of them */
+    out[0] = (char)('0' + y / 1000), out[1] = (char)('0' + y / 100 % 10);
+    out[2] = (char)('0' + y / 10 % 10), out[3] = (char)('0' + y % 10), out[4] = '-';
+    out[5] = (char)('0' + m / 10), out[6] = (char)('0' + m % 10), out[7] = '-';
+    out[8] = (char)('0' + d / 10), out[9] = (char)('0' + d % 10), out[10] = '\0';
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Assets
  * ------------------------------------------------------------------------------------------- */
 
@@ -385,8 +478,8 @@ json_t *msp_map_syncro_asset(const char *tenant, const json_t *raw, char *errstr
     /* Asset custom fields appear as properties["<display name>"] (NOTES.md). */
     json_t *dates = json_object();
     const json_t *props = json_object_get(raw, "properties");
-    static const char *const names[][2] = {{"purchase", MSP_CWRMM_FIELD_PURCHASE},
-                                           {"warranty", MSP_CWRMM_FIELD_WARRANTY}};
+    static const char *const names[][2] = {{MSP_DATE_PURCHASE, MSP_DATE_PURCHASE_LABEL},
+                                           {MSP_DATE_WARRANTY, MSP_DATE_WARRANTY_LABEL}};
     for (size_t i = 0; i < 2; i++) {
         char d[11];
         const char *v = json_string_value(obj_get(props, names[i][1]));

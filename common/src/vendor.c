@@ -13,14 +13,15 @@
 
 static const msp_vendor_t *const ROWS[MSP_VENDOR_COUNT] = {
     [MSP_VENDOR_SYNCRO] = &msp_vendor_syncro,
-    [MSP_VENDOR_CWRMM]  = &msp_vendor_cwrmm,
+    [MSP_VENDOR_CWRMM] = &msp_vendor_cwrmm,
 };
 
 const msp_vendor_t *msp_vendor_at(size_t i) { return i < MSP_VENDOR_COUNT ? ROWS[i] : NULL; }
 
 const msp_vendor_t *msp_vendor_find(const char *name) {
     for (size_t i = 0; name && i < MSP_VENDOR_COUNT; i++)
-        if (strcmp(ROWS[i]->name, name) == 0) return ROWS[i];
+        if (strcmp(ROWS[i]->name, name) == 0)
+            return ROWS[i];
     return NULL;
 }
 
@@ -30,9 +31,11 @@ const msp_vendor_t *msp_vendor_implied(void) { return ROWS[MSP_VENDOR_SYNCRO]; }
 static void join_quoted(char *out, size_t out_size, size_t *len, size_t i, size_t n,
                         const char *last, const char *name) {
     const char *sep = i == 0 ? "" : i + 1 == n ? last : ", ";
-    if (*len >= out_size) return;
+    if (*len >= out_size)
+        return;
     int k = snprintf(out + *len, out_size - *len, "%s\"%s\"", sep, name);
-    if (k > 0) *len += (size_t)k;
+    if (k > 0)
+        *len += (size_t)k;
 }
 
 char *msp_vendor_names(char *out, size_t out_size) {
@@ -43,8 +46,7 @@ char *msp_vendor_names(char *out, size_t out_size) {
     return out;
 }
 
-char *msp_vendor_type_names(const msp_vendor_t *v, const char *last, char *out,
-                            size_t out_size) {
+char *msp_vendor_type_names(const msp_vendor_t *v, const char *last, char *out, size_t out_size) {
     size_t len = 0;
     out[0] = '\0';
     for (size_t i = 0; i < v->types_cnt; i++)
@@ -67,18 +69,22 @@ int msp_vendor_types_wanted(const msp_vendor_t *v, const json_t *names, int *idx
     json_array_foreach(names, i, name) {
         const char *s = json_string_value(name);
         for (k = 0; s && k < v->types_cnt && k < MSP_VENDOR_TYPES_MAX; k++)
-            if (!strcmp(s, v->types[k].plural)) break;
-        if (!s || k == v->types_cnt || k == MSP_VENDOR_TYPES_MAX) return (int)i;
+            if (!strcmp(s, v->types[k].plural))
+                break;
+        if (!s || k == v->types_cnt || k == MSP_VENDOR_TYPES_MAX)
+            return (int)i;
         want[k] = 1;
     }
     for (k = 0; k < v->types_cnt && k < MSP_VENDOR_TYPES_MAX; k++)
-        if (want[k]) idx[(*n)++] = (int)k;
+        if (want[k])
+            idx[(*n)++] = (int)k;
     return -1;
 }
 
 const char *const *msp_vendor_permissions(const msp_vendor_t *v, const char *feature) {
     for (const msp_vendor_feature_t *f = v ? v->features : NULL; feature && f && f->feature; f++)
-        if (!strcmp(f->feature, feature)) return f->permissions;
+        if (!strcmp(f->feature, feature))
+            return f->permissions;
     return NULL;
 }
 
@@ -98,7 +104,8 @@ int msp_vendor_cred_load(const msp_vendor_t *v, redisContext *c, const msp_secre
 }
 
 void msp_vendor_cred_clear(msp_vendor_cred_t *cred) {
-    if (!cred || !cred->vendor) return;
+    if (!cred || !cred->vendor)
+        return;
     cred->vendor->cred_free(cred->impl);
     cred->vendor = NULL;
     cred->impl = NULL;
@@ -122,26 +129,29 @@ int msp_vendor_auth_get(const msp_vendor_auth_t *a, const char *tenant,
 
 int msp_vendor_auth_rejected(const msp_vendor_auth_t *a, const char *tenant,
                              const msp_vendor_cred_t *cred, const char *header) {
-    if (!cred->vendor->auth_rejected) return 0;
+    if (!cred->vendor->auth_rejected)
+        return 0;
     cred->vendor->auth_rejected(a, tenant, cred->impl, header);
     return 1;
 }
 
 void msp_vendor_auth_cancel(const msp_vendor_auth_t *a, const msp_vendor_cred_t *cred,
                             void *opaque) {
-    if (cred && cred->vendor && cred->vendor->auth_cancel) cred->vendor->auth_cancel(a, opaque);
+    if (cred && cred->vendor && cred->vendor->auth_cancel)
+        cred->vendor->auth_cancel(a, opaque);
 }
 
 /* ---- errors ------------------------------------------------------------------------------ */
 
 char *msp_vendor_hint(const msp_vendor_t *v, msp_vendor_hint_t kind, const char *method,
                       const char *path, char *out, size_t out_size) {
-    if (kind == MSP_HINT_FORBIDDEN) return v->forbidden(method, path, out, out_size);
+    if (kind == MSP_HINT_FORBIDDEN)
+        return v->forbidden(method, path, out, out_size);
     snprintf(out, out_size, "%s", kind < MSP_HINT_COUNT && v->hints[kind] ? v->hints[kind] : "");
     return out;
 }
 
-char *msp_vendor_describe(const msp_vendor_t *v, const msp_http_response_t *res,
-                          const char *method, const char *path, char *out, size_t out_size) {
+char *msp_vendor_describe(const msp_vendor_t *v, const msp_http_response_t *res, const char *method,
+                          const char *path, char *out, size_t out_size) {
     return v->describe(res, method, path, out, out_size);
 }

@@ -50,24 +50,28 @@ static const char *cw_bucket(const void *impl) {
 /* ConnectWise RMM's ids are UUID-like: letters, digits, '-' and '_'. */
 static int cw_id_valid(const char *id) {
     for (const char *p = id; *p; p++)
-        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_') return 0;
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_')
+            return 0;
     return id[0] != '\0';
 }
 
 static int cw_auth_get(const msp_vendor_auth_t *a, const char *tenant, const void *impl,
                        char *header, size_t header_size, msp_vendor_auth_cb *cb, void *opaque) {
     (void)header, (void)header_size;
-    if (!a || !a->cwrmm_tokens) return -1;
+    if (!a || !a->cwrmm_tokens)
+        return -1;
     return msp_cwrmm_token_get(a->cwrmm_tokens, tenant, impl, cb, opaque) == 0 ? 1 : -1;
 }
 
 static void cw_auth_rejected(const msp_vendor_auth_t *a, const char *tenant, const void *impl,
                              const char *header) {
-    if (a && a->cwrmm_tokens) msp_cwrmm_token_rejected(a->cwrmm_tokens, tenant, impl, header);
+    if (a && a->cwrmm_tokens)
+        msp_cwrmm_token_rejected(a->cwrmm_tokens, tenant, impl, header);
 }
 
 static void cw_auth_cancel(const msp_vendor_auth_t *a, void *opaque) {
-    if (a && a->cwrmm_tokens) msp_cwrmm_token_cancel(a->cwrmm_tokens, opaque);
+    if (a && a->cwrmm_tokens)
+        msp_cwrmm_token_cancel(a->cwrmm_tokens, opaque);
 }
 
 static char *cw_forbidden(const char *method, const char *path, char *out, size_t out_size) {
@@ -87,25 +91,26 @@ enum { CW_LIST = 0, CW_DEFS, CW_COMPANIES, CW_CF };
 
 /* A msp_pager_t of this file is a cw_pager_t (msp_pager_t stays incomplete everywhere). */
 typedef struct cw_pager_s {
-    int     devices;      /* the device pager (else the company pager) */
-    char    base_url[512];
-    int     page_size;
-    int     page;         /* the company pager's page (its cursor) */
-    int     step;         /* CW_LIST, CW_DEFS, CW_COMPANIES, CW_CF */
-    int     group;        /* index of the group of 4 companies being listed */
-    char   *vcursor;      /* vendor cursor of the current list request; NULL = first page */
-    char   *next_vcursor; /* Link rel="next" cursor of the last answer; NULL = group ended */
-    json_t *companies;    /* company ids, NULL until known */
-    int     defs_loaded;
-    char    def_ids[2][MSP_CWRMM_ATTR_ID_SIZE]; /* msp_cwrmm_date_definitions */
-    json_t *page_items;   /* devices of the page being completed */
-    size_t  cf_idx;       /* next device whose custom fields are read */
+    int devices; /* the device pager (else the company pager) */
+    char base_url[512];
+    int page_size;
+    int page;           /* the company pager's page (its cursor) */
+    int step;           /* CW_LIST, CW_DEFS, CW_COMPANIES, CW_CF */
+    int group;          /* index of the group of 4 companies being listed */
+    char *vcursor;      /* vendor cursor of the current list request; NULL = first page */
+    char *next_vcursor; /* Link rel="next" cursor of the last answer; NULL = group ended */
+    json_t *companies;  /* company ids, NULL until known */
+    int defs_loaded;
+    char def_ids[2][MSP_CWRMM_ATTR_ID_SIZE]; /* msp_cwrmm_date_definitions */
+    json_t *page_items;                      /* devices of the page being completed */
+    size_t cf_idx;                           /* next device whose custom fields are read */
 } cw_pager_t;
 
 static msp_pager_t *cw_pager_new(const msp_pager_conf_t *conf, const msp_pager_t *before,
                                  int devices) {
     cw_pager_t *p = calloc(1, sizeof(*p));
-    if (!p) return NULL;
+    if (!p)
+        return NULL;
     const cw_pager_t *b = (const cw_pager_t *)before;
     p->devices = devices;
     snprintf(p->base_url, sizeof(p->base_url), "%s", conf->base_url);
@@ -125,7 +130,8 @@ static msp_pager_t *cw_devices_new(const msp_pager_conf_t *conf, const msp_pager
 
 static void cw_destroy(msp_pager_t *pp) {
     cw_pager_t *p = (cw_pager_t *)pp;
-    if (!p) return;
+    if (!p)
+        return;
     free(p->vcursor);
     free(p->next_vcursor);
     json_decref(p->companies);
@@ -192,8 +198,8 @@ static int cw_companies_request(msp_pager_t *pp, msp_pager_req_t *req) {
 
 /* The custom-field values of the next device of the page, only the date definitions' ids. */
 static void cw_cf_request(const cw_pager_t *p, msp_pager_req_t *req) {
-    const char *eid = json_string_value(
-        json_object_get(json_array_get(p->page_items, p->cf_idx), "endpointID"));
+    const char *eid =
+        json_string_value(json_object_get(json_array_get(p->page_items, p->cf_idx), "endpointID"));
     snprintf(req->path, sizeof(req->path), "/api/platform/v2/device/endpoints/%s/custom-fields",
              eid ? eid : "");
     char ids[200] = "";
@@ -213,8 +219,8 @@ static void cw_list_request(const cw_pager_t *p, msp_pager_req_t *req) {
     msp_cwrmm_devices_url(p->base_url, p->page_size, p->vcursor, req->url, sizeof(req->url));
     const char *ids[CW_GROUP];
     size_t n = 0;
-    for (size_t i = (size_t)p->group * CW_GROUP;
-         i < json_array_size(p->companies) && n < CW_GROUP; i++)
+    for (size_t i = (size_t)p->group * CW_GROUP; i < json_array_size(p->companies) && n < CW_GROUP;
+         i++)
         ids[n++] = json_string_value(json_array_get(p->companies, i));
     req->body = msp_cwrmm_devices_body(ids, n);
 }
@@ -224,14 +230,20 @@ static int cw_devices_request(msp_pager_t *pp, msp_pager_req_t *req) {
     /* No entityType filter on the definitions: the document's values for it ("device",
      * "company", "site") differ from the definitions' own ("endpoint", "client");
      * msp_cwrmm_date_definitions keeps the endpoint ones. */
-    if (p->step == CW_LIST && !p->defs_loaded) p->step = CW_DEFS;
-    else if (p->step == CW_LIST && !p->companies) p->step = CW_COMPANIES;
+    if (p->step == CW_LIST && !p->defs_loaded)
+        p->step = CW_DEFS;
+    else if (p->step == CW_LIST && !p->companies)
+        p->step = CW_COMPANIES;
     if (p->step == CW_LIST && (size_t)p->group >= cw_group_count(p))
         return 1; /* no company (left): the pull is complete */
-    if (p->step == CW_DEFS) cw_get(p, req, "/api/platform/v1/custom-field/definitions");
-    else if (p->step == CW_COMPANIES) cw_get(p, req, CW_COMPANIES_PATH);
-    else if (p->step == CW_CF) cw_cf_request(p, req);
-    else cw_list_request(p, req);
+    if (p->step == CW_DEFS)
+        cw_get(p, req, "/api/platform/v1/custom-field/definitions");
+    else if (p->step == CW_COMPANIES)
+        cw_get(p, req, CW_COMPANIES_PATH);
+    else if (p->step == CW_CF)
+        cw_cf_request(p, req);
+    else
+        cw_list_request(p, req);
     return 0;
 }
 
@@ -273,7 +285,8 @@ static int cw_take_companies(cw_pager_t *p, const json_t *doc, char *errstr, siz
     json_t *c;
     json_array_foreach(doc, i, c) {
         const char *id = json_string_value(json_object_get(c, "id"));
-        if (id && id[0]) json_array_append_new(ids, json_string(id));
+        if (id && id[0])
+            json_array_append_new(ids, json_string(id));
     }
     json_decref(p->companies);
     p->companies = ids;
@@ -285,7 +298,8 @@ static msp_pager_step_t cw_companies_response(msp_pager_t *pp, const msp_http_re
                                               size_t errstr_size) {
     cw_pager_t *p = (cw_pager_t *)pp;
     json_t *doc = cw_parse(res, "GET", CW_COMPANIES_PATH, errstr, errstr_size);
-    if (!doc) return MSP_PAGER_BAD;
+    if (!doc)
+        return MSP_PAGER_BAD;
     if (cw_take_companies(p, doc, errstr, errstr_size) != 0) {
         json_decref(doc);
         return MSP_PAGER_BAD;
@@ -323,8 +337,8 @@ static msp_pager_step_t cw_page_done(cw_pager_t *p, json_t **records, int *last)
     return MSP_PAGER_PAGE;
 }
 
-static msp_pager_step_t cw_list_response(cw_pager_t *p, const msp_http_response_t *res,
-                                         json_t *doc, json_t **records, int *last) {
+static msp_pager_step_t cw_list_response(cw_pager_t *p, const msp_http_response_t *res, json_t *doc,
+                                         json_t **records, int *last) {
     int end = cw_list_end(p, res);
     free(p->next_vcursor);
     p->next_vcursor = end ? NULL : msp_cwrmm_cursor_from_link(res->link_next);
@@ -342,16 +356,18 @@ static msp_pager_step_t cw_list_response(cw_pager_t *p, const msp_http_response_
 static msp_pager_step_t cw_cf_response(cw_pager_t *p, json_t *doc, json_t **records, int *last) {
     json_object_set_new(json_array_get(p->page_items, p->cf_idx), "customFieldValues",
                         json_is_array(doc) ? json_incref(doc) : json_array());
-    if (++p->cf_idx < json_array_size(p->page_items)) return MSP_PAGER_NEXT;
+    if (++p->cf_idx < json_array_size(p->page_items))
+        return MSP_PAGER_NEXT;
     return cw_page_done(p, records, last);
 }
 
-static msp_pager_step_t cw_devices_step(cw_pager_t *p, const msp_http_response_t *res,
-                                        json_t *doc, json_t **records, int *last, char *errstr,
+static msp_pager_step_t cw_devices_step(cw_pager_t *p, const msp_http_response_t *res, json_t *doc,
+                                        json_t **records, int *last, char *errstr,
                                         size_t errstr_size) {
     switch (p->step) {
     case CW_COMPANIES: /* only the ids were needed */
-        if (cw_take_companies(p, doc, errstr, errstr_size) != 0) return MSP_PAGER_BAD;
+        if (cw_take_companies(p, doc, errstr, errstr_size) != 0)
+            return MSP_PAGER_BAD;
         p->step = CW_LIST;
         return MSP_PAGER_NEXT;
     case CW_DEFS: /* the same rule as the write-back's: a partner's "Purchase date" is read too */
@@ -359,10 +375,8 @@ static msp_pager_step_t cw_devices_step(cw_pager_t *p, const msp_http_response_t
         p->defs_loaded = 1;
         p->step = CW_LIST;
         return MSP_PAGER_NEXT;
-    case CW_CF:
-        return cw_cf_response(p, doc, records, last);
-    default:
-        return cw_list_response(p, res, doc, records, last);
+    case CW_CF: return cw_cf_response(p, doc, records, last);
+    default: return cw_list_response(p, res, doc, records, last);
     }
 }
 
@@ -426,10 +440,9 @@ static const char *const CW_CUSTOMERS_SCOPES[] = {"platform.companies.read", NUL
 static const char *const CW_ASSETS_SCOPES[] = {"platform.devices.read",
                                                "platform.custom_fields_definitions.read",
                                                "platform.custom_fields_values.read", NULL};
-static const char *const CW_WRITEBACK_SCOPES[] = {"platform.custom_fields_definitions.read",
-                                                  "platform.custom_fields_definitions.write",
-                                                  "platform.custom_fields_values.read",
-                                                  "platform.custom_fields_values.write", NULL};
+static const char *const CW_WRITEBACK_SCOPES[] = {
+    "platform.custom_fields_definitions.read", "platform.custom_fields_definitions.write",
+    "platform.custom_fields_values.read", "platform.custom_fields_values.write", NULL};
 
 static const msp_vendor_feature_t CW_FEATURES[] = {
     {"customers", CW_CUSTOMERS_SCOPES},

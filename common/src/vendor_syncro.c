@@ -46,7 +46,8 @@ static const char *sy_bucket(const void *impl) {
 /* Syncro's ids are integers (64-bit): digits only. */
 static int sy_id_valid(const char *id) {
     for (const char *p = id; *p; p++)
-        if (!isdigit((unsigned char)*p)) return 0;
+        if (!isdigit((unsigned char)*p))
+            return 0;
     return id[0] != '\0';
 }
 
@@ -80,14 +81,15 @@ static const sy_list_t SY_ASSETS = {"asset", "customer_assets", "assets"};
 /* A msp_pager_t of this file is an sy_pager_t (msp_pager_t stays incomplete everywhere). */
 typedef struct sy_pager_s {
     const sy_list_t *list;
-    char             base_url[512];
-    int              page;        /* the page being read, 1-based */
-    int              total_pages; /* meta.total_pages of the last answer */
+    char base_url[512];
+    int page;        /* the page being read, 1-based */
+    int total_pages; /* meta.total_pages of the last answer */
 } sy_pager_t;
 
 static msp_pager_t *sy_pager_new(const msp_pager_conf_t *conf, const sy_list_t *list) {
     sy_pager_t *p = calloc(1, sizeof(*p));
-    if (!p) return NULL;
+    if (!p)
+        return NULL;
     p->list = list;
     snprintf(p->base_url, sizeof(p->base_url), "%s", conf->base_url);
     p->page = 1;
@@ -136,8 +138,7 @@ static msp_http_outcome_t sy_classify(const msp_pager_t *p, const msp_http_respo
 }
 
 static msp_pager_step_t sy_response(msp_pager_t *pp, const msp_http_response_t *res,
-                                    json_t **records, int *last, char *errstr,
-                                    size_t errstr_size) {
+                                    json_t **records, int *last, char *errstr, size_t errstr_size) {
     sy_pager_t *p = (sy_pager_t *)pp;
     msp_syncro_page_t page;
     char err[256];
@@ -164,12 +165,12 @@ static void sy_advance(msp_pager_t *pp) { ((sy_pager_t *)pp)->page++; }
 
 static void sy_destroy(msp_pager_t *p) { free(p); }
 
-static const msp_pager_ops_t SY_CUSTOMER_PAGER = {sy_customers_new, sy_seek, sy_cursor,
-                                                  sy_request, sy_classify, sy_response,
-                                                  sy_progress, sy_advance, sy_destroy};
-static const msp_pager_ops_t SY_ASSET_PAGER = {sy_assets_new, sy_seek, sy_cursor,
-                                               sy_request, sy_classify, sy_response,
-                                               sy_progress, sy_advance, sy_destroy};
+static const msp_pager_ops_t SY_CUSTOMER_PAGER = {sy_customers_new, sy_seek,     sy_cursor,
+                                                  sy_request,       sy_classify, sy_response,
+                                                  sy_progress,      sy_advance,  sy_destroy};
+static const msp_pager_ops_t SY_ASSET_PAGER = {sy_assets_new, sy_seek,     sy_cursor,
+                                               sy_request,    sy_classify, sy_response,
+                                               sy_progress,   sy_advance,  sy_destroy};
 
 /* ---- the row ----------------------------------------------------------------------------- */
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # install-deps.sh — everything a developer or CI needs to build mspsync and run its tests locally.
 #
-#  1. Debian packages (compilers, -dev libraries, redis-server, kcat, a JRE, maven, ...): installed
+#  1. Debian packages (compilers, -dev libraries, redis-server, kcat, a JRE, maven, clang-format
+#     for tests/format_check.sh, ...): installed
 #     with apt-get only when `dpkg -s` reports one missing (sudo is used when not root).
 #  2. The Apache Kafka broker jars (version in deploy/local/kafka-pom.xml) copied from Maven Central
 #     into $MSPSYNC_LOCAL_DIR/kafka/libs (default <repo>/.local/kafka/libs); skipped when the marker
@@ -25,7 +26,7 @@ set -euo pipefail
 
 PACKAGES=(build-essential cmake pkg-config librdkafka-dev libjansson-dev libhiredis-dev
           libevent-dev libcurl4-openssl-dev libssl-dev redis-server kcat libcmocka-dev python3
-          python3-venv default-jre-headless maven curl docker-compose wrk)
+          python3-venv default-jre-headless maven curl docker-compose wrk clang-format)
 # Test tools from PyPI, pinned: a new Schemathesis release may change what it generates or checks.
 PY_TOOLS=(schemathesis==4.32.5 openapi-spec-validator==0.9.0)
 VENV="$MSPSYNC_LOCAL_DIR/venv"

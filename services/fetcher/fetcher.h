@@ -30,6 +30,7 @@ typedef struct fetcher_conf_s {
     char      *log_level;
     char      *metrics_bind;
     long long  metrics_port;
+    long long  nice;              /* MSPSYNC_NICE (priority.h) */
     char      *port_file;
     double     syncro_rate;       /* tokens per second of one Syncro account's bucket */
     long long  syncro_rate_milli; /* the same, as configured (requests per 1000 s) */

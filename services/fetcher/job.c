@@ -57,10 +57,10 @@ struct job_s {
     char job_id[80];
     char reason[32];
     char mode[16];
-    const msp_vendor_t *vendor;           /* names keys, events and records */
-    int                 todo[MSP_VENDOR_TYPES_MAX]; /* indexes of vendor->types, in its order */
-    int                 todo_cnt;
-    int                 todo_idx;
+    const msp_vendor_t *vendor;     /* names keys, events and records */
+    int todo[MSP_VENDOR_TYPES_MAX]; /* indexes of vendor->types, in its order */
+    int todo_cnt;
+    int todo_idx;
 
     char   *src_topic;
     int32_t partition;
@@ -72,7 +72,7 @@ struct job_s {
     msp_vcall_t        vc;        /* the call in progress and the job's timer (vcall.h) */
     msp_vcall_vendor_t va;        /* the row's auth with cred, for vc */
 
-    int  page;
+    int page;
     long type_records;
     long records_fetched[MSP_VENDOR_TYPES_MAX];
     int  pending_dr;
@@ -148,9 +148,9 @@ static void status_set(job_t *j, const char *fmt, ...) {
 static void event_emit(job_t *j, const char *event, json_t *extra) {
     char at[40];
     msp_format_time(msp_wall_ms(), at, sizeof(at));
-    json_t *o = json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:s}", "schema_version", 1, "tenant",
-                          j->tenant, "integration", j->vendor->name, "job_id", j->job_id,
-                          "event", event, "at", at, "replica", j->f->replica_id);
+    json_t *o = json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:s}", "schema_version", 1, "tenant", j->tenant,
+                          "integration", j->vendor->name, "job_id", j->job_id, "event", event, "at",
+                          at, "replica", j->f->replica_id);
     if (extra) {
         json_object_update(o, extra);
         json_decref(extra);
@@ -364,7 +364,8 @@ static void job_request(void *arg) {
         j->type_done = 1;
         j->state = JOB_ACKS;
         produce_complete(j);
-        if (j->pending_dr == 0) page_acked(j);
+        if (j->pending_dr == 0)
+            page_acked(j);
         return;
     }
     j->state = JOB_HTTP;
@@ -376,19 +377,20 @@ static void job_request(void *arg) {
 static void produce_record(job_t *j, json_t *item, const char *fetched_at) {
     fetcher_t *f = j->f;
     const msp_vendor_type_t *t = job_type(j);
-    json_t *env = json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:O}", "schema_version", 1, "kind",
-                            "record", "tenant", j->tenant, "integration", j->vendor->name, "type",
-                            t->type, "job_id", j->job_id, "fetched_at", fetched_at,
-                            "payload", item);
+    json_t *env =
+        json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:O}", "schema_version", 1, "kind", "record",
+                  "tenant", j->tenant, "integration", j->vendor->name, "type", t->type, "job_id",
+                  j->job_id, "fetched_at", fetched_at, "payload", item);
     json_t *id = json_object_get(item, "id");
     if (json_is_integer(id) && json_integer_value(id) > 0) {
         char sid[32];
         snprintf(sid, sizeof(sid), "%lld", (long long)json_integer_value(id));
         json_object_set_new(env, "source_id", json_string(sid));
     }
-    const char *cid = t->string_id_key ? json_string_value(json_object_get(item, t->string_id_key))
-                                       : NULL;
-    if (cid && cid[0]) json_object_set_new(env, "source_id", json_string(cid));
+    const char *cid =
+        t->string_id_key ? json_string_value(json_object_get(item, t->string_id_key)) : NULL;
+    if (cid && cid[0])
+        json_object_set_new(env, "source_id", json_string(cid));
     char *s = json_dumps(env, JSON_COMPACT);
     json_decref(env);
     j->pending_dr++;
@@ -401,10 +403,10 @@ static void produce_record(job_t *j, json_t *item, const char *fetched_at) {
 }
 
 static void produce_complete(job_t *j) {
-    json_t *env = json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:I}", "schema_version", 1, "kind",
-                            "sync_complete", "tenant", j->tenant, "integration", j->vendor->name,
-                            "type", job_type(j)->type, "job_id", j->job_id, "count",
-                            (json_int_t)j->type_records);
+    json_t *env =
+        json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:I}", "schema_version", 1, "kind", "sync_complete",
+                  "tenant", j->tenant, "integration", j->vendor->name, "type", job_type(j)->type,
+                  "job_id", j->job_id, "count", (json_int_t)j->type_records);
     char *s = json_dumps(env, JSON_COMPACT);
     json_decref(env);
     j->pending_dr++;
@@ -444,12 +446,14 @@ static msp_pager_t *job_pager_new(job_t *j, int idx) {
 
 /* Free a pager of todo[idx] the job did not take. NULL-safe. */
 static void job_pager_drop(job_t *j, int idx, msp_pager_t *p) {
-    if (p) j->vendor->types[j->todo[idx]].pager->destroy(p);
+    if (p)
+        j->vendor->types[j->todo[idx]].pager->destroy(p);
 }
 
 /* Make pager (new, of todo[idx]) the job's, dropping the one it replaces. */
 static void job_pager_set(job_t *j, int idx, msp_pager_t *pager) {
-    if (j->pager && pager != j->pager) job_type(j)->pager->destroy(j->pager);
+    if (j->pager && pager != j->pager)
+        job_type(j)->pager->destroy(j->pager);
     j->pager = pager;
     j->todo_idx = idx;
 }
@@ -470,7 +474,8 @@ static int job_next_cursor(job_t *j, char *nxt, size_t size, msp_pager_t **next)
     if (!j->type_done) {
         job_type(j)->pager->cursor(j->pager, 1, nxt, size);
     } else if (j->todo_idx + 1 < j->todo_cnt) {
-        if (!(*next = job_pager_new(j, j->todo_idx + 1))) return -1;
+        if (!(*next = job_pager_new(j, j->todo_idx + 1)))
+            return -1;
         j->vendor->types[j->todo[j->todo_idx + 1]].pager->cursor(*next, 0, nxt, size);
     } else {
         snprintf(nxt, size, "complete");
@@ -506,7 +511,8 @@ static void page_acked(job_t *j) {
         return;
     }
     int rc = msp_cursor_cas(f->redis, key, cur, nxt);
-    if (rc <= 0) job_pager_drop(j, j->todo_idx + 1, next);
+    if (rc <= 0)
+        job_pager_drop(j, j->todo_idx + 1, next);
     if (rc == 0) {
         /* The cursor is not where we left it: our own earlier CAS that timed out client-side
          * but ran (a stalled Redis), or another instance of this job during a rebalance.
@@ -621,7 +627,8 @@ static void job_page(job_t *j, json_t *records, int last) {
     msp_format_time(msp_wall_ms(), fetched_at, sizeof(fetched_at));
     size_t n = json_array_size(records);
     j->state = JOB_ACKS;
-    for (size_t i = 0; i < n; i++) produce_record(j, json_array_get(records, i), fetched_at);
+    for (size_t i = 0; i < n; i++)
+        produce_record(j, json_array_get(records, i), fetched_at);
     json_decref(records);
     j->type_records += (long)n;
     j->records_fetched[j->todo[j->todo_idx]] += (long)n;
@@ -632,13 +639,20 @@ static void job_page(job_t *j, json_t *records, int last) {
     json_object_set_new(ev, "records", json_integer((json_int_t)n));
     long fetched = j->records_fetched[j->todo[j->todo_idx]];
     if (total >= 0)
-        status_set(j, "progress_type\x1f%s\x1f" "progress_page\x1f%d\x1f"
-                   "progress_total_pages\x1f%d\x1f" "%s_fetched\x1f%ld",
+        status_set(j,
+                   "progress_type\x1f%s\x1f"
+                   "progress_page\x1f%d\x1f"
+                   "progress_total_pages\x1f%d\x1f"
+                   "%s_fetched\x1f%ld",
                    t->type, j->page, total, t->plural, fetched);
     else
-        status_set(j, "progress_type\x1f%s\x1f" "%s_fetched\x1f%ld", t->type, t->plural, fetched);
+        status_set(j,
+                   "progress_type\x1f%s\x1f"
+                   "%s_fetched\x1f%ld",
+                   t->type, t->plural, fetched);
     event_emit(j, "page", ev);
-    if (j->type_done) produce_complete(j);
+    if (j->type_done)
+        produce_complete(j);
     if (j->pending_dr == 0) page_acked(j);
 }
 
@@ -662,9 +676,7 @@ static void job_answer(void *arg, msp_http_response_t *res, json_t *body) {
         msp_vcall_reset(&j->vc);
         job_request(j);
         break;
-    case MSP_PAGER_PAGE:
-        job_page(j, records, last);
-        break;
+    case MSP_PAGER_PAGE: job_page(j, records, last); break;
     }
 }
 
@@ -687,7 +699,8 @@ static int integration_paused(job_t *j) {
 /* Write the cursor of a job that has none: the first page of its first type. */
 static int job_cursor_create(job_t *j, const char *key) {
     msp_pager_t *p = job_pager_new(j, 0);
-    if (!p) return -1;
+    if (!p)
+        return -1;
     char first[1200];
     j->vendor->types[j->todo[0]].pager->cursor(p, 0, first, sizeof(first));
     int rc = msp_cursor_cas_ex(j->f->redis, key, NULL, first, 7LL * 86400 * 1000);
@@ -713,7 +726,8 @@ static int job_seek(job_t *j, const char *cur) {
             MSP_INFO("job.resumed", j->tenant, "job=%s at %s", j->job_id, cur);
             return 0;
         }
-        if (p != j->pager) job_pager_drop(j, i, p);
+        if (p != j->pager)
+            job_pager_drop(j, i, p);
     }
     return -1;
 }
@@ -760,10 +774,15 @@ static void job_started(job_t *j) {
         json_array_append_new(tl, json_string(t->plural));
     }
     /* job_types lets the gateway tell "fetched" from "in the inventory" (normalizer marks). */
-    status_set(j, "state\x1f" "syncing\x1f" "job_id\x1f%s\x1f" "job_started_at\x1f%s\x1f" "job_types\x1f%s",
+    status_set(j,
+               "state\x1f"
+               "syncing\x1f"
+               "job_id\x1f%s\x1f"
+               "job_started_at\x1f%s\x1f"
+               "job_types\x1f%s",
                j->job_id, now, tlist);
-    event_emit(j, "job_started", json_pack("{s:o,s:s,s:s}", "types", tl, "reason", j->reason,
-                                           "mode", j->mode));
+    event_emit(j, "job_started",
+               json_pack("{s:o,s:s,s:s}", "types", tl, "reason", j->reason, "mode", j->mode));
     MSP_INFO("job.started", j->tenant, "job=%s reason=%s replica=%s", j->job_id, j->reason,
              f->replica_id);
     job_request(j);
@@ -776,8 +795,8 @@ static void job_step(job_t *j) {
     if (f->running_cnt >= f->conf.max_jobs) return; /* jobs_tick starts it later */
     if (!redis_ok(f)) return;                       /* jobs_tick retries */
     char err[512], hint[300];
-    int rc = msp_vendor_cred_load(j->vendor, f->redis, &f->key, j->tenant, &j->cred, err,
-                                  sizeof(err));
+    int rc =
+        msp_vendor_cred_load(j->vendor, f->redis, &f->key, j->tenant, &j->cred, err, sizeof(err));
     if (rc < 0) return;
     job_use_cred(j);
     j->state = JOB_TOKEN;
@@ -788,8 +807,8 @@ static void job_step(job_t *j) {
         return;
     }
     if (rc == 2) {
-        job_fail(j, err, msp_vendor_hint(j->vendor, MSP_HINT_SEALED, NULL, NULL, hint,
-                                         sizeof(hint)), 1);
+        job_fail(j, err,
+                 msp_vendor_hint(j->vendor, MSP_HINT_SEALED, NULL, NULL, hint, sizeof(hint)), 1);
         return;
     }
     if (!strcmp(j->reason, "schedule") && integration_paused(j)) {

@@ -18,6 +18,7 @@
 #include "mspsync/kafka.h"
 #include "mspsync/lifecycle.h"
 #include "mspsync/log.h"
+#include "mspsync/priority.h"
 #include "mspsync/redis.h"
 #include "mspsync/svc.h"
 
@@ -32,6 +33,9 @@ static const msp_config_entry_t config_table[] = {
     {"MSPSYNC_GROUP", MSP_CFG_STR, "mspsync-fetcher", "Kafka consumer group of the fetchers",
      &F.conf.group},
     {"MSPSYNC_LOG_LEVEL", MSP_CFG_STR, "info", "debug, info, warn or error", &F.conf.log_level},
+    {"MSPSYNC_NICE", MSP_CFG_INT, "10",
+     "CPU niceness taken at start, 0-19 (priority.h): syncs are bulk work and yield the CPU to "
+     "the incident path", &F.conf.nice, 0, 19},
     {"MSPSYNC_METRICS_BIND", MSP_CFG_STR, "127.0.0.1", "Address of /healthz, /readyz, /metrics",
      &F.conf.metrics_bind},
     {"MSPSYNC_METRICS_PORT", MSP_CFG_INT, "9100", "Port of /healthz, /readyz, /metrics (0 = any free port)",
@@ -163,6 +167,7 @@ int main(int argc, char **argv) {
     f->conf.syncro_rate = (double)f->conf.syncro_rate_milli / 1000.0;
     f->conf.cwrmm_rate = (double)f->conf.cwrmm_rate_milli / 1000.0;
     msp_log_init("fetcher", f->conf.log_level);
+    msp_priority_apply((int)f->conf.nice);
     if (msp_kafka_configure(&f->conf.kafka, f->conf.topic_prefix, errstr, sizeof(errstr)) != 0 ||
         msp_secret_key_load(&f->key, errstr, sizeof(errstr)) != 0) {
         MSP_ERROR("config.invalid", NULL, "%s", errstr);

@@ -54,8 +54,8 @@ static void queue_job(fetcher_t *f, const char *tenant, const msp_vendor_t *v) {
     for (size_t i = 0; i < v->types_cnt; i++)
         json_array_append_new(types, json_string(v->types[i].plural));
     json_t *o = json_pack("{s:i,s:s,s:s,s:s,s:o,s:s,s:s,s:s}", "schema_version", 1, "job_id",
-                          job_id, "tenant", tenant, "integration", v->name, "types", types,
-                          "mode", "incremental", "reason", "schedule", "requested_at", now);
+                          job_id, "tenant", tenant, "integration", v->name, "types", types, "mode",
+                          "incremental", "reason", "schedule", "requested_at", now);
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (s && msp_kafka_produce(f->producer, msp_topic(MSP_TOPIC_SYNC_JOBS), tenant, strlen(tenant),
@@ -82,14 +82,16 @@ void sched_run(fetcher_t *f) {
         const char *tenant = r->element[i]->str;
         for (size_t in = 0; in < MSP_VENDOR_COUNT; in++) {
             const msp_vendor_t *v = msp_vendor_at(in);
-            if (!tenant_due(f, tenant, v)) continue;
+            if (!tenant_due(f, tenant, v))
+                continue;
             char lkey[256];
             msp_key(lkey, sizeof(lkey), tenant, "sched:%s", v->name);
             redisReply *l = redisCommand(f->redis, "SET %s %s NX PX %lld", lkey, f->replica_id,
                                          f->conf.schedule_interval_ms);
             int won = l && l->type == REDIS_REPLY_STATUS;
             if (l) freeReplyObject(l);
-            if (won) queue_job(f, tenant, v);
+            if (won)
+                queue_job(f, tenant, v);
         }
     }
     freeReplyObject(r);

@@ -271,7 +271,7 @@ static void cwput_store(cwput_t *p) {
         gw_held_reply_error(p->held, 503, "redis unavailable: %s", err);
         return;
     }
-    gw_secret_keep(gw, p->tenant, VENDOR->name, p->in.client_secret);  /* stored: ours to redact */
+    gw_secret_keep(gw, p->tenant, VENDOR->name, p->in.client_secret); /* stored: ours to redact */
     MSP_INFO("integration.saved", p->tenant, "cwrmm integration saved (base %s, account %s)",
              p->in.base_url, p->in.account);
     int code = 500;
@@ -282,8 +282,8 @@ static void cwput_store(cwput_t *p) {
     }
     const char *types[MSP_VENDOR_TYPES_MAX + 1];
     gw_integ_all_types(VENDOR, types);
-    gw_job_queue(gw, p->held, p->tenant, VENDOR->name, job_id, types, "full",
-                 "integration_saved", created ? 201 : 200, body);
+    gw_job_queue(gw, p->held, p->tenant, VENDOR->name, job_id, types, "full", "integration_saved",
+                 created ? 201 : 200, body);
 }
 
 /* A string field of 1..max characters (as the document's maxLength counts) without NUL.

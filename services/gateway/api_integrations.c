@@ -188,22 +188,23 @@ static void put_store(put_t *p) {
     for (int i = 0; i < 3; i++)
         if (r[i])
             freeReplyObject(r[i]);
-    if (!ok || gw_integ_store_writeback(gw, ikey, p->writeback_purchase, p->writeback_warranty,
-                                        err, sizeof(err)) != 0 ||
-        gw_integ_mark_syncing(gw, p->tenant, gw_integ_of(VENDOR), job_id, now, err,
-                              sizeof(err)) != 0) {
+    const gw_integ_t *in = gw_integ_of(VENDOR);
+    if (!ok ||
+        gw_integ_store_writeback(gw, ikey, p->writeback_purchase, p->writeback_warranty, err,
+                                 sizeof(err)) != 0 ||
+        gw_integ_mark_syncing(gw, p->tenant, in, job_id, now, err, sizeof(err)) != 0) {
         gw_held_reply_error(p->held, 503, "redis unavailable: %s", err);
         return;
     }
     gw_held_on_shutdown(p->held, NULL, NULL);  /* the job owns the request from here on */
-    gw_secret_keep(gw, p->tenant, VENDOR->name, p->api_key);  /* stored: now it is ours to redact */
+    gw_secret_keep(gw, p->tenant, VENDOR->name, p->api_key); /* stored: now it is ours to redact */
     MSP_INFO("integration.saved", p->tenant, "syncro integration saved (base %s)", p->base_url);
     json_t *body = json_pack("{s:s,s:s,s:s,s:s}", "integration", VENDOR->name, "base_url",
                              p->base_url, "state", "Syncing", "job_id", job_id);
     const char *types[MSP_VENDOR_TYPES_MAX + 1];
     gw_integ_all_types(VENDOR, types);
-    gw_job_queue(gw, p->held, p->tenant, VENDOR->name, job_id, types, "full",
-                 "integration_saved", 201, body);
+    gw_job_queue(gw, p->held, p->tenant, VENDOR->name, job_id, types, "full", "integration_saved",
+                 201, body);
 }
 
 static void put_me_cb(msp_http_response_t *res, void *arg) {
@@ -330,7 +331,8 @@ json_t *gw_syncro_render(gw_t *gw, const char *tenant, int *code, char *err, siz
     redisReply *ri, *rs, *rst;
     json_t *o = NULL, *counts = NULL;
     int ok = gw_integ_load(gw, tenant, in, &ri, &rs, &rst, err, err_size) == 0;
-    if (ok && ri->elements > 0 && !(counts = gw_integ_counts(gw, tenant, VENDOR->name, err, err_size)))
+    if (ok && ri->elements > 0 &&
+        !(counts = gw_integ_counts(gw, tenant, VENDOR->name, err, err_size)))
         ok = 0;
     if (!ok) {
         *code = 503;

@@ -44,7 +44,6 @@ void gw_integ_all_types(const msp_vendor_t *v, const char **out) {
     out[n] = NULL;
 }
 
-
 const gw_integ_t *gw_integ_find(const char *name) {
     const msp_vendor_t *v = msp_vendor_find(name);
     return v ? gw_integ_of(v) : NULL;
@@ -102,9 +101,10 @@ int gw_integ_require(gw_t *gw, struct evhttp_request *req, const char *route, co
         return 0;
     }
     if (need_enabled && !enabled) {
-        gw_reply_error(gw, req, route, 409, "the %s integration of tenant \"%s\" is disabled; "
-                       "save it again with its credentials (PUT) to enable it", in->vendor->name,
-                       tenant);
+        gw_reply_error(gw, req, route, 409,
+                       "the %s integration of tenant \"%s\" is disabled; "
+                       "save it again with its credentials (PUT) to enable it",
+                       in->vendor->name, tenant);
         return 0;
     }
     return 1;
@@ -397,8 +397,12 @@ void api_integration_patch(gw_t *gw, struct evhttp_request *req, const char *ten
     freeReplyObject(r);
     MSP_INFO("integration.writeback", tenant, "%s write-back: purchase %s, warranty %s",
              in->vendor->name,
-             purchase < 0 ? "unchanged" : purchase ? "on" : "off",
-             warranty < 0 ? "unchanged" : warranty ? "on" : "off");
+             purchase < 0 ? "unchanged"
+             : purchase   ? "on"
+                          : "off",
+             warranty < 0 ? "unchanged"
+             : warranty   ? "on"
+                          : "off");
     reply_rendered(gw, req, route, in, tenant);
 }
 

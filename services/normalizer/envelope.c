@@ -80,8 +80,8 @@ static msp_pick_t want_envelope(const char *name, void *arg)
 /*
  * The payload of a record or incident, set into root (so env->payload is borrowed as before):
  * of a record type whose vendor row lists the members its mapping reads (Syncro's assets) only
- * those, of anything else all of it. NULL with
- * reason[0] == '\0' when there is no payload; NULL with a reason when it is not usable JSON.
+ * those, of anything else all of it. NULL with reason[0] == '\0' when there is no payload; NULL
+ * with a reason when it is not usable JSON.
  */
 static const json_t *payload_load(const nz_envelope_t *env, json_t *root,
                                   const msp_json_pick_t *pick, char *reason, size_t reason_size)
@@ -92,7 +92,7 @@ static const json_t *payload_load(const nz_envelope_t *env, json_t *root,
             ? msp_vendor_type(msp_vendor_find(env->integration), nz_type_name(env->type))
             : NULL;
     msp_json_pick_t sel = {msp_pick_names, vt ? (void *)vt->pick : NULL, NULL, 0};
-    int             picked = vt && vt->pick;
+    int picked = vt && vt->pick;
     reason[0] = '\0';
     if (!pick->span)
         return NULL;

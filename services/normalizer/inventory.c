@@ -18,6 +18,7 @@
 #include <mspsync/redis.h>
 
 #include "coalesce.h"
+#include "par.h"
 
 #define KEYLEN 600
 
@@ -527,11 +528,13 @@ typedef struct up_s {
     char          aid[KEYLEN];
     char         *ksrc_new[NZ_MKEY_MAX];     /* inv:ksrc to write (NZ_KEY_DEMOTED: demote) */
     int           claim[NZ_MKEY_MAX];        /* HSET inv:mkey key aid: it had no owner */
+    char *js;                                /* batch_apply: canon dumped (msp_json_free) */
 } up_t;
 
 struct nz_inv_s {
-    int    max_shared;
-    up_t  *ups;
+    int max_shared;
+    nz_par_t *par; /* borrowed: the threads batch_apply merges and dumps on (may be NULL) */
+    up_t *ups;
     size_t n, cap;
 };
 
@@ -558,6 +561,8 @@ nz_inv_t *nz_inv_new(int max_shared)
         inv->max_shared = max_shared > 0 ? max_shared : NZ_IDENTITY_MAX_SHARED_DEFAULT;
     return inv;
 }
+
+void nz_inv_set_par(nz_inv_t *inv, nz_par_t *par) { inv->par = par; }
 
 static void inv_clear(nz_inv_t *inv)
 {
@@ -890,6 +895,8 @@ typedef struct touched_s {
     int            fresh;           /* created by this range: nothing stored to read */
     asset_ctx_t    a;
     nz_upserted_t *up;              /* what nz_merge_change needs of them */
+    char cid[40];                   /* the change id a date change of this merge gets */
+    int failed;                     /* asset_prep ran out of memory */
     prep_t         pr;
 } touched_t;
 
@@ -946,6 +953,36 @@ static long batch_group(nz_inv_t *inv, size_t from, size_t to, overlay_t *ov, to
     }
     return (long)nt;
 }
+
+/*
+ * The CPU of batch_apply — merge each touched asset (asset_prep) and dump each up's record —
+ * on the prepare threads (par.h): items [0, nt) are the assets, [nt, nt + to - from) the ups.
+ * Each item writes only its own touched_t or up_t.
+ */
+typedef struct {
+    nz_inv_t *inv;
+    touched_t *t;
+    long nt;
+    size_t from;
+    const char *at;
+} apply_cpu_t;
+
+static void apply_cpu_share(void *arg, size_t lo, size_t hi) {
+    apply_cpu_t *c = arg;
+    for (size_t i = lo; i < hi; i++) {
+        if (i < (size_t)c->nt) {
+            touched_t *t = &c->t[i];
+            t->failed = asset_prep(t->tenant, t->aid, &t->a, t->up, t->nup, 0, "policy", t->cid,
+                                   c->at, 0, &t->pr) < 0;
+        } else {
+            up_t *u = &c->inv->ups[c->from + i - (size_t)c->nt];
+            u->js = msp_json_dumps(u->canon, JSON_COMPACT);
+        }
+    }
+}
+
+/* Smallest share worth a hand-over to a helper thread (par.h). */
+#define APPLY_MIN_SHARE 16
 
 /* Apply the decided ups[from..to): load, merge and write each touched asset once. */
 static int batch_apply(nz_inv_t *inv, redisContext *c, size_t from, size_t to, overlay_t *ov,
@@ -1022,15 +1059,15 @@ static int batch_apply(nz_inv_t *inv, redisContext *c, size_t from, size_t to, o
         a->n = w;
     }
     p_reset(&p);
-    for (long j = 0; j < nt; j++) {
-        char cid[40];
-        new_change_id(cid);
-        if (asset_prep(t[j].tenant, t[j].aid, &t[j].a, t[j].up, t[j].nup, 0, "policy", cid, at,
-                       0, &t[j].pr) < 0) {
+    for (long j = 0; j < nt; j++)
+        new_change_id(t[j].cid);
+    apply_cpu_t cpu = {inv, t, nt, from, at};
+    nz_par_run(inv->par, (size_t)nt + (to - from), APPLY_MIN_SHARE, apply_cpu_share, &cpu);
+    for (long j = 0; j < nt; j++)
+        if (t[j].failed) {
             snprintf(err, errsz, "out of memory");
             goto out;
         }
-    }
     /* the writes: one MULTI/EXEC per tenant, in batch order within it, gathered per key */
     p.wc = wc;
     for (size_t i = from; i < to; i++) {
@@ -1045,14 +1082,12 @@ static int batch_apply(nz_inv_t *inv, redisContext *c, size_t from, size_t to, o
             up_t *u = &inv->ups[h];
             if (strcmp(u->tenant, tenant) != 0)
                 continue;
-            char *js = msp_json_dumps(u->canon, JSON_COMPACT);
-            if (!js) {
+            if (!u->js) {
                 snprintf(err, errsz, "out of memory");
                 goto out;
             }
             key(k, tenant, "inv:src:asset:%s", u->src_id);
-            P(&p, "SET", k, js);
-            msp_json_free(js);
+            P(&p, "SET", k, u->js);
             key(k, tenant, "inv:link");
             P(&p, "HSET", k, u->src_id, u->aid);
             key(k, tenant, "inv:members:%s", u->aid);
@@ -1083,6 +1118,10 @@ static int batch_apply(nz_inv_t *inv, redisContext *c, size_t from, size_t to, o
             rc = -1;
         }
 out:
+    for (size_t i = from; i < to; i++) {
+        msp_json_free(inv->ups[i].js);
+        inv->ups[i].js = NULL;
+    }
     p.wc = NULL;
     nz_coal_free(wc);
     p_reset(&p);

@@ -49,6 +49,13 @@ typedef struct nz_inv_s nz_inv_t;
  */
 nz_inv_t *nz_inv_new(int max_shared);
 
+/**
+ * @brief Merge and dump on par's threads (par.h; borrowed, may be NULL: all on the caller).
+ * The trees and strings made there live in those threads' JSON arenas.
+ */
+struct nz_par_s;
+void nz_inv_set_par(nz_inv_t *inv, struct nz_par_s *par);
+
 /** @brief Free the batch. NULL-safe. */
 void nz_inv_destroy(nz_inv_t *inv);
 

@@ -1,5 +1,6 @@
 /*
- * json_arena.c — see json_arena.h. Single-threaded: only the batch loop uses jansson.
+ * json_arena.c — see json_arena.h. One arena per thread: the batch loop's and each prepare
+ * helper's (par.h); jansson's allocator hooks are global, the blocks are thread-local.
  */
 #include "json_arena.h"
 
@@ -29,9 +30,9 @@ typedef struct block_s {
     _Alignas(ALIGN) unsigned char data[];
 } block_t;
 
-static block_t *blocks;  /* current block first */
-static size_t   handed;
-static int      enabled;
+static __thread block_t *blocks; /* this thread's arena, current block first */
+static __thread size_t handed;
+static int enabled; /* set once, before any helper thread starts */
 
 static void *arena_malloc(size_t n) {
     n = (n + (ALIGN - 1)) & ~(size_t)(ALIGN - 1);

@@ -7,6 +7,10 @@
  * time (perf, docs/benchmarks.md). The arena hands out memory by bumping a pointer and frees
  * it all at once in nz_json_arena_reset().
  *
+ * Each thread has an arena of its own (the prepare helpers of par.h allocate in theirs); reset
+ * and destroy act on the calling thread's arena. Freeing is a no-op, so a tree made on one
+ * thread may be released on another.
+ *
  * Invariant the caller keeps: no jansson value or json_dumps() string outlives the batch in
  * which it was made — reset only when every item is cleared and every produced payload is
  * acknowledged. Under AddressSanitizer the reset poisons the memory, so a use after reset is

@@ -22,6 +22,7 @@
 #include <mspsync/lifecycle.h>
 #include <mspsync/log.h>
 #include <mspsync/ops.h>
+#include <mspsync/priority.h>
 
 #include "json_arena.h"
 #include "normalizer.h"
@@ -33,7 +34,8 @@
 static struct {
     char     *brokers, *redis_url, *topic_prefix, *group, *metrics_bind, *port_file, *log_level;
     char     *input;
-    long long batch_size, batch_wait_ms, metrics_port, identity_max_shared;
+    long long batch_size, batch_wait_ms, metrics_port, identity_max_shared, prepare_threads,
+              nice;
     int       json_arena;
     msp_kafka_conf_t kafka;
 } cfg;
@@ -70,6 +72,13 @@ static const msp_config_entry_t config_table[] = {
      "A serial or MAC seen on more asset records than this (per tenant) stops merging machines: "
      "one per integration plus a stale duplicate",
      &cfg.identity_max_shared, 1, 1000, 0},
+    {"MSPSYNC_NICE", MSP_CFG_INT, "-1",
+     "CPU niceness taken at start, 0-19 (priority.h); -1: 10 when only raw.records is consumed "
+     "(bulk work yields to the incident path), else 0", &cfg.nice, -1, 19, 0},
+    {"MSPSYNC_PREPARE_THREADS", MSP_CFG_INT, "2",
+     "Threads that parse, map and fingerprint a batch's messages, the batch loop's included "
+     "(1 = the batch loop alone); Redis and Kafka stay on the batch loop",
+     &cfg.prepare_threads, 1, 64, 0},
     {"MSPSYNC_METRICS_BIND", MSP_CFG_STR, "127.0.0.1", "Address of /healthz, /readyz, /metrics",
      &cfg.metrics_bind, 0, 0, 0},
     {"MSPSYNC_METRICS_PORT", MSP_CFG_INT, "9101",
@@ -180,6 +189,8 @@ int main(int argc, char **argv)
      * normalizer's time in perf). Without fastbins the same frees go to tcache and the bins
      * directly: +10-14 % records/s (docs/benchmarks.md). */
     mallopt(M_MXFAST, 0);
+    msp_priority_apply(cfg.nice >= 0 ? (int)cfg.nice
+                                     : strcmp(cfg.input, "records") == 0 ? MSP_NICE_BULK : 0);
     if (cfg.json_arena)
         nz_json_arena_enable();
 
@@ -199,6 +210,7 @@ int main(int argc, char **argv)
     nz = nz_new(&(nz_conf_t){.redis_url  = cfg.redis_url,
                              .batch_size = (size_t)cfg.batch_size,
                              .identity_max_shared = (int)cfg.identity_max_shared,
+                             .prepare_threads     = (int)cfg.prepare_threads,
                              .metrics    = metrics,
                              .base       = base,
                              .run        = msp_lifecycle_run_flag()});

@@ -1,7 +1,13 @@
 /*
  * merge.c — match keys, merged assets and the date policy (see merge.h).
+ *
+ * The merged asset has the fields of the canonical asset's table (mspsync/fields.h), each made
+ * by the rule its row names: no list of fields here, so a field added to the table is merged (or
+ * test_fields fails because its rule is one the merge does not make).
  */
 #include "merge.h"
+
+#include "mspsync/fields.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -256,8 +262,7 @@ static const char *integration_of(const char *src_id, char *buf, size_t size)
 }
 
 /* The member of a vendor whose asset wins the merge (the PSA's: vendor.h merge_primary). */
-static int is_primary(const char *integration)
-{
+static int is_primary(const char *integration) {
     const msp_vendor_t *v = msp_vendor_find(integration);
     return v && v->merge_primary;
 }
@@ -315,6 +320,48 @@ static json_t *merged_dates(const nz_member_t *m, size_t n, const json_t *edits,
     return dates;
 }
 
+/* An MSP_MERGE_FIRST field: the primary's value, else the first other live member's not null. */
+static json_t *merged_first(const nz_member_t *m, size_t n, size_t primary, int all_gone,
+                            const char *name) {
+    json_t *v = json_object_get(m[primary].rec, name);
+    for (size_t i = 0; i < n && (!v || json_is_null(v)); i++)
+        if (!member_gone(&m[i]) || all_gone)
+            v = json_object_get(m[i].rec, name);
+    return v ? json_deep_copy(v) : json_null();
+}
+
+/* An MSP_MERGE_UNION field: the sorted union of the live members' strings. */
+static json_t *merged_union(const nz_member_t *m, size_t n, int all_gone, const char *name) {
+    const char **strs = NULL;
+    size_t ns = 0, cap = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!all_gone && member_gone(&m[i]))
+            continue;
+        size_t k;
+        json_t *v;
+        json_array_foreach(json_object_get(m[i].rec, name), k, v) {
+            if (!json_is_string(v))
+                continue;
+            if (ns == cap) {
+                cap = cap ? 2 * cap : 8;
+                const char **g = realloc(strs, cap * sizeof *strs);
+                if (!g)
+                    break;
+                strs = g;
+            }
+            strs[ns++] = json_string_value(v);
+        }
+    }
+    if (ns)
+        qsort(strs, ns, sizeof *strs, cmp_str);
+    json_t *out = json_array();
+    for (size_t i = 0; i < ns; i++)
+        if (i == 0 || strcmp(strs[i], strs[i - 1]) != 0)
+            json_array_append_new(out, json_string(strs[i]));
+    free(strs);
+    return out;
+}
+
 json_t *nz_merge_asset(const char *tenant, const char *asset_id, const nz_member_t *m, size_t n,
                        const json_t *edits, const json_t *prev)
 {
@@ -347,46 +394,16 @@ json_t *nz_merge_asset(const char *tenant, const char *asset_id, const nz_member
     }
     json_object_set_new(o, "sources", sources);
 
-    static const char *const facts[] = {"name", "asset_type", "serial", "manufacturer", "model",
-                                        "form_factor", "os", "customer_ref", "site_ref",
-                                        "updated_at"};
-    for (size_t f = 0; f < sizeof facts / sizeof facts[0]; f++) {
-        json_t *v = json_object_get(m[primary].rec, facts[f]);
-        for (size_t i = 0; i < n && (!v || json_is_null(v)); i++)
-            if (!member_gone(&m[i]) || all_gone)
-                v = json_object_get(m[i].rec, facts[f]);
-        json_object_set_new(o, facts[f], v ? json_deep_copy(v) : json_null());
-    }
-
-    /* macs: the sorted union */
-    const char **macs = NULL;
-    size_t       nm = 0, cap = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!all_gone && member_gone(&m[i]))
-            continue;
-        size_t  k;
-        json_t *v;
-        json_array_foreach(json_object_get(m[i].rec, "macs"), k, v) {
-            if (!json_is_string(v))
-                continue;
-            if (nm == cap) {
-                cap          = cap ? 2 * cap : 8;
-                const char **g = realloc(macs, cap * sizeof *macs);
-                if (!g)
-                    break;
-                macs = g;
-            }
-            macs[nm++] = json_string_value(v);
-        }
-    }
-    if (nm)
-        qsort(macs, nm, sizeof *macs, cmp_str);
-    json_t *ma = json_array();
-    for (size_t i = 0; i < nm; i++)
-        if (i == 0 || strcmp(macs[i], macs[i - 1]) != 0)
-            json_array_append_new(ma, json_string(macs[i]));
-    free(macs);
-    json_object_set_new(o, "macs", ma);
+    /* The table's fields by rule: every MSP_MERGE_FIRST field in table order, then every
+     * MSP_MERGE_UNION one (the key order of the merged asset, which the inventory stores). */
+    const msp_field_t *fields = msp_record_asset.fields;
+    for (size_t f = 0; f < msp_record_asset.n; f++)
+        if (fields[f].merge == MSP_MERGE_FIRST)
+            json_object_set_new(o, fields[f].name,
+                                merged_first(m, n, primary, all_gone, fields[f].name));
+    for (size_t f = 0; f < msp_record_asset.n; f++)
+        if (fields[f].merge == MSP_MERGE_UNION)
+            json_object_set_new(o, fields[f].name, merged_union(m, n, all_gone, fields[f].name));
     json_object_set_new(o, "dates", merged_dates(m, n, edits, prev));
     json_object_set_new(o, "gone", json_boolean(all_gone));
     return o;

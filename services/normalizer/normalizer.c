@@ -21,19 +21,20 @@
 
 #include <mspsync/backoff.h>
 #include <mspsync/cwrmm.h>
-#include <mspsync/kafka.h>
-#include <mspsync/log.h>
 #include <mspsync/incident.h>
 #include <mspsync/json_dump.h>
+#include <mspsync/kafka.h>
+#include <mspsync/log.h>
 #include <mspsync/model.h>
 #include <mspsync/redis.h>
 #include <mspsync/utf8.h>
 #include <mspsync/vendor.h>
 
+#include "coalesce.h"
 #include "envelope.h"
 #include "inventory.h"
-#include "coalesce.h"
 #include "json_arena.h"
+#include "par.h"
 #include "resp.h"
 
 #define NZ_SERVICE      "normalizer"
@@ -69,6 +70,9 @@ typedef struct nz_item_s {
     int                 stored_fp;  /* lookup: 0 none, 1 same as fp, 2 different */
     int                 was_gone;   /* lookup: member of inv:gone:<type> */
     int                 dup_of;     /* earlier item of the segment with the same key, or -1 */
+    int failed;                     /* prepare: to be dead-lettered (type, reason below) */
+    int dead_type;                  /* nz_type_t, or -1 when the envelope was unreadable */
+    char *dead_reason;              /* owned (malloc); NULL when it could not be copied */
     char                fp[65];
 } nz_item_t;
 
@@ -105,6 +109,7 @@ struct nz_s {
     rd_kafka_t   *consumer, *producer;
     redisContext *redis;
     nz_inv_t     *inv;                 /* the segment's changed asset records, applied together */
+    nz_par_t *par;                     /* the prepare threads (par.h) */
 
     nz_item_t    *items;
     size_t        items_cap;
@@ -725,21 +730,32 @@ static int commit(nz_t *nz)
 
 static void item_clear(nz_item_t *it)
 {
+    free(it->dead_reason);
     json_decref(it->canon);
     nz_envelope_clear(&it->env);
     memset(it, 0, sizeof *it);
 }
 
-/* Parse, map, fingerprint one message; dead-letter it when that fails. */
-static void item_prepare(nz_t *nz, nz_item_t *it, rd_kafka_message_t *m)
-{
+/* Mark it to be dead-lettered for reason once the batch's prepare is over (prepare_fail). */
+static void item_fail(nz_item_t *it, int type, const char *reason) {
+    it->state = IT_DEAD;
+    it->failed = 1;
+    it->dead_type = type;
+    it->dead_reason = strdup(reason);
+}
+
+/*
+ * Parse, map, fingerprint one message. Runs on prepare helper threads (par.h): touches only
+ * the item — a failure is recorded on it, dead-lettered by prepare_batch afterwards.
+ */
+static void item_prepare(nz_item_t *it, rd_kafka_message_t *m) {
     char reason[512];
 
     memset(it, 0, sizeof *it);
     it->msg    = m;
     it->dup_of = -1;
     if (nz_envelope_parse(&it->env, m->payload, m->len, reason, sizeof reason) < 0) {
-        dead_letter(nz, it, -1, reason);
+        item_fail(it, -1, reason);
         return;
     }
     if (it->env.kind == NZ_KIND_SYNC_COMPLETE) {
@@ -761,37 +777,64 @@ static void item_prepare(nz_t *nz, nz_item_t *it, rd_kafka_message_t *m)
         const char *received = json_string_value(json_object_get(it->env.root, "received_at"));
         it->canon = msp_map_mtp_incident(it->env.tenant, it->env.payload, received, err, sizeof err);
         if (!it->canon) {
-            dead_letter(nz, it, (int)type, err);
+            item_fail(it, (int)type, err);
             return;
         }
         it->id    = json_string_value(json_object_get(it->canon, "fingerprint"));
         it->state = IT_INCIDENT;
         return;
     }
-    const msp_vendor_t      *vendor = msp_vendor_find(it->env.integration);
-    const msp_vendor_type_t *vtype  = msp_vendor_type(vendor, nz_type_name(type));
+    const msp_vendor_t *vendor = msp_vendor_find(it->env.integration);
+    const msp_vendor_type_t *vtype = msp_vendor_type(vendor, nz_type_name(type));
     if (!vendor) {
         char names[64];
         snprintf(reason, sizeof reason, "unknown integration \"%.*s\" (expected %s)",
                  MSP_UTF8_CUT(it->env.integration, 32), msp_vendor_names(names, sizeof names));
-        dead_letter(nz, it, (int)type, reason);
+        item_fail(it, (int)type, reason);
         return;
     }
     it->canon = vtype ? vtype->map(it->env.tenant, it->env.payload, err, sizeof err) : NULL;
     if (!it->canon) {
         snprintf(reason, sizeof reason, "%s", err[0] ? err : "payload could not be mapped");
-        dead_letter(nz, it, (int)type, reason);
+        item_fail(it, (int)type, reason);
         return;
     }
     it->id = json_string_value(json_object_get(it->canon, "id"));
     if (!it->id || !it->id[0] || strlen(it->id) > NZ_ID_MAX) {
         snprintf(reason, sizeof reason, "%s mapping produced %s canonical id", nz_type_name(type),
                  it->id && it->id[0] ? "an over-long" : "no");
-        dead_letter(nz, it, (int)type, reason);
+        item_fail(it, (int)type, reason);
         return;
     }
     msp_record_fingerprint(it->canon, it->fp);
     it->state = IT_RECORD;
+}
+
+typedef struct {
+    nz_item_t *items;
+    rd_kafka_message_t **msgs;
+} prep_job_t;
+
+static void prepare_share(void *arg, size_t from, size_t to) {
+    prep_job_t *j = arg;
+    for (size_t i = from; i < to; i++)
+        item_prepare(&j->items[i], j->msgs[i]);
+}
+
+/* Smallest share worth handing to a helper thread: a hand-over costs tens of microseconds. */
+#define PREP_MIN_SHARE 32
+
+/* Prepare every message of the batch (on the prepare threads), then dead-letter the failures. */
+static void prepare_batch(nz_t *nz, rd_kafka_message_t **msgs, size_t n) {
+    prep_job_t j = {nz->items, msgs};
+    nz_par_run(nz->par, n, PREP_MIN_SHARE, prepare_share, &j);
+    for (size_t i = 0; i < n; i++) {
+        nz_item_t *it = &nz->items[i];
+        if (it->failed)
+            dead_letter(nz, it, it->dead_type,
+                        it->dead_reason ? it->dead_reason
+                                        : "could not be prepared (out of memory)");
+    }
 }
 
 static uint64_t key_hash(const nz_item_t *it)
@@ -1294,8 +1337,7 @@ int nz_process_batch(nz_t *nz, rd_kafka_message_t **msgs, size_t n)
     nz->oom = 0;
 
     int64_t t = now_us();
-    for (size_t i = 0; i < n; i++)
-        item_prepare(nz, &nz->items[i], msgs[i]);
+    prepare_batch(nz, msgs, n);
     stage_lap(nz, S_PREPARE, &t);
 
     size_t seg = 0;
@@ -1338,8 +1380,10 @@ int nz_process_batch(nz_t *nz, rd_kafka_message_t **msgs, size_t n)
     /* Every tree of the batch is released and every payload acknowledged (commit): the
      * jansson arena can start over. After an abort librdkafka may still hold payloads, and
      * the process is stopping anyway: keep the memory. */
-    if (rc == 0 && nz_json_arena_enabled())
+    if (rc == 0 && nz_json_arena_enabled()) {
         nz_json_arena_reset();
+        nz_par_arena_reset(nz->par);
+    }
     return rc;
 }
 
@@ -1444,12 +1488,17 @@ nz_t *nz_new(const nz_conf_t *conf)
         return NULL;
     nz->conf = *conf;
     nz->inv  = nz_inv_new(conf->identity_max_shared);
-    if (!nz->inv ||
+    /* jansson seeds its hash function on first use: do it here, before the helpers exist. */
+    json_object_seed(0);
+    nz->par = nz_par_new(conf->prepare_threads);
+    if (!nz->inv || !nz->par ||
         nz_grow((void **)&nz->items, &nz->items_cap, conf->batch_size, sizeof *nz->items) < 0) {
+        nz_par_destroy(nz->par);
         nz_inv_destroy(nz->inv);
         free(nz);
         return NULL;
     }
+    nz_inv_set_par(nz->inv, nz->par);
     msp_metric_declare(conf->metrics, M_RECORDS, "counter",
                        "Records handled, by type and result (changed, unchanged, gone, "
                        "dead_lettered).");
@@ -1477,6 +1526,7 @@ void nz_destroy(nz_t *nz)
 {
     if (!nz)
         return;
+    nz_par_destroy(nz->par);
     outputs_reset(nz);
     for (size_t i = 0; i < nz->nheld; i++)
         rd_kafka_message_destroy(nz->held[i]);

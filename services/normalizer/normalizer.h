@@ -41,6 +41,8 @@ typedef struct nz_conf_s {
     size_t                   batch_size;  /**< most messages per batch */
     int                      identity_max_shared; /**< a match key on more source records than
                                                        this (per tenant) is no identity */
+    int prepare_threads;                          /**< threads preparing a batch's messages (par.h),
+                                                   the batch loop's own included; 1 = none */
     msp_metrics_t           *metrics;     /**< borrowed; the normalizer declares its series */
     struct event_base       *base;        /**< borrowed; served while waiting between retries */
     volatile sig_atomic_t   *run;         /**< cleared by the signal handler */

@@ -54,7 +54,8 @@ int wb_change_parse(const json_t *c, wb_change_t *out, char *why, size_t why_siz
         if (!integ) BAD("targets[%zu]: missing integration", i);
         if (!(o->vendor = msp_vendor_find(integ)))
             BAD("targets[%zu]: unknown integration \"%.*s\"", i, MSP_UTF8_CUT(integ, 40));
-        if (!id_ok(o->vendor, id)) BAD("targets[%zu]: bad or missing %s id", i, integ);
+        if (!id_ok(o->vendor, id))
+            BAD("targets[%zu]: bad or missing %s id", i, integ);
         snprintf(o->id, sizeof(o->id), "%s", id);
     }
     out->ntargets = json_array_size(targets);

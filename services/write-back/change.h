@@ -15,11 +15,11 @@
 #define WB_F_WARRANTY  1
 #define WB_MAX_TARGETS 32
 
-extern const char *const wb_field_name[WB_NF];    /* "purchase", "warranty" */
+extern const char *const wb_field_name[WB_NF]; /* "purchase", "warranty" */
 
 typedef struct wb_change_target_s {
     const msp_vendor_t *vendor; /* the target's "integration", a vendor row (borrowed) */
-    char                id[160]; /* one the row's id_valid accepts (safe in a URL path) */
+    char id[160];               /* one the row's id_valid accepts (safe in a URL path) */
 } wb_change_target_t;
 
 typedef struct wb_change_s {

@@ -99,7 +99,7 @@ typedef enum {
 } res_t;
 
 typedef struct target_s {
-    const msp_vendor_t      *vendor;
+    const msp_vendor_t *vendor;
     char                     id[160];
     res_t                    res[WB_NF];
     int                      ours[WB_NF];  /* wb:<asset> said pending/written for this change */
@@ -238,8 +238,7 @@ static void count_field(wb_item_t *it, const target_t *t, int f) {
                        : t->res[f] == R_FAILED ? "failed" : NULL;
     if (!result) return;
     char labels[96];
-    snprintf(labels, sizeof(labels), "integration=\"%s\",result=\"%s\"", t->vendor->name,
-             result);
+    snprintf(labels, sizeof(labels), "integration=\"%s\",result=\"%s\"", t->vendor->name, result);
     msp_metric_add(it->wb->metrics, "mspsync_write_back_writes_total", labels, 1);
 }
 
@@ -374,8 +373,8 @@ static void target_done(void *arg) {
     }
     if (written[0])
         MSP_INFO("wb.written", it->tenant, "asset=%s target=%s:%s fields=%s%s%s change=%s",
-                 it->asset, t->vendor->name, t->id, written, held[0] ? " already_set=" : "",
-                 held, it->change_id);
+                 it->asset, t->vendor->name, t->id, written, held[0] ? " already_set=" : "", held,
+                 it->change_id);
     else if (held[0])
         MSP_DEBUG("wb.already_set", it->tenant, "asset=%s target=%s:%s fields=%s", it->asset,
                   t->vendor->name, t->id, held);
@@ -394,8 +393,8 @@ static void target_fail(void *arg, const char *why) {
         snprintf(it->fail_reason, sizeof(it->fail_reason), "write-back to %s %s failed: %s",
                  t->vendor->name, t->id, why);
     it->nfailed++;
-    MSP_WARN("wb.failed", it->tenant, "asset=%s target=%s:%s: %s", it->asset,
-             t->vendor->name, t->id, why);
+    MSP_WARN("wb.failed", it->tenant, "asset=%s target=%s:%s: %s", it->asset, t->vendor->name,
+             t->id, why);
     target_done(it);
 }
 
@@ -867,8 +866,8 @@ static int load_ours(wb_item_t *it) {
         for (int f = 0; f < WB_NF; f++) {
             t->ours[f] = 0;
             if (!it->has[f]) continue;
-            redisReply *r = redisCommand(it->wb->redis, "HGET %s %s:%s", k, t->vendor->name,
-                                         wb_field_name[f]);
+            redisReply *r =
+                redisCommand(it->wb->redis, "HGET %s %s:%s", k, t->vendor->name, wb_field_name[f]);
             if (!r || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL)) {
                 if (r) freeReplyObject(r);
                 return -1;

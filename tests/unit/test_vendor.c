@@ -4,9 +4,9 @@
  * canned answers (no network): Syncro's numbered pages, ConnectWise RMM's definitions →
  * companies → devices of 4 companies → custom fields, and the cursors both write and resume from.
  */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
 
@@ -70,7 +70,8 @@ static void assert_row_complete(const msp_vendor_t *v) {
     /* a vendor that defers authentication must let a waiter go */
     assert_true(!v->auth_rejected || v->auth_cancel);
     for (int k = 0; k < MSP_HINT_COUNT; k++)
-        if (k != MSP_HINT_FORBIDDEN) assert_true(v->hints[k] && v->hints[k][0]);
+        if (k != MSP_HINT_FORBIDDEN)
+            assert_true(v->hints[k] && v->hints[k][0]);
     assert_true(v->types_cnt > 0 && v->types_cnt <= MSP_VENDOR_TYPES_MAX);
     for (size_t i = 0; i < v->types_cnt; i++) {
         const msp_vendor_type_t *t = &v->types[i];
@@ -84,7 +85,8 @@ static void assert_row_complete(const msp_vendor_t *v) {
 
 static void test_every_row_sets_every_required_field(void **state) {
     (void)state;
-    for (size_t i = 0; i < MSP_VENDOR_COUNT; i++) assert_row_complete(msp_vendor_at(i));
+    for (size_t i = 0; i < MSP_VENDOR_COUNT; i++)
+        assert_row_complete(msp_vendor_at(i));
 }
 
 static void test_customers_sync_before_assets(void **state) {
@@ -233,8 +235,8 @@ static const char *const DEFS =
 static const char *const COMPANIES =
     "[{\"id\":\"c1\"},{\"id\":\"c2\"},{\"id\":\"c3\"},{\"id\":\"c4\"},{\"id\":\"c5\"}]";
 #define DEVICES_PATH "/api/platform/v2/device/categories/all/endpoints"
-#define DEV(id)                                                                                  \
-    "{\"platform\":[{\"companyID\":\"c1\",\"siteID\":\"s1\",\"endpoints\":[{\"endpointID\":\"" id \
+#define DEV(id)                                                                                    \
+    "{\"platform\":[{\"companyID\":\"c1\",\"siteID\":\"s1\",\"endpoints\":[{\"endpointID\":\"" id  \
     "\"}]}]}"
 
 static void test_cwrmm_device_pager_follows_its_plan(void **state) {
@@ -250,21 +252,23 @@ static void test_cwrmm_device_pager_follows_its_plan(void **state) {
     assert_int_equal(step(o, p, "GET", "/api/platform/v1/custom-field/definitions", 200, DEFS, NULL,
                           &recs, &last),
                      MSP_PAGER_NEXT);
-    assert_int_equal(step(o, p, "GET", "/api/platform/v1/company/companies", 200, COMPANIES, NULL,
-                          &recs, &last),
-                     MSP_PAGER_NEXT);
+    assert_int_equal(
+        step(o, p, "GET", "/api/platform/v1/company/companies", 200, COMPANIES, NULL, &recs, &last),
+        MSP_PAGER_NEXT);
     /* group 0 (c1..c4), a first page with a next link, one device: its custom fields next */
     assert_int_equal(step(o, p, "POST", DEVICES_PATH, 200, DEV("e1"),
                           "http://cw.test" DEVICES_PATH "?cursor=abc", &recs, &last),
                      MSP_PAGER_NEXT);
-    assert_int_equal(step(o, p, "GET", "/api/platform/v2/device/endpoints/e1/custom-fields", 200,
-                          "[{\"attributeId\":\"d-p\",\"name\":\"Purchase Date\",\"value\":\"2024-01-02\"}]",
-                          NULL, &recs, &last),
-                     MSP_PAGER_PAGE);
+    assert_int_equal(
+        step(o, p, "GET", "/api/platform/v2/device/endpoints/e1/custom-fields", 200,
+             "[{\"attributeId\":\"d-p\",\"name\":\"Purchase Date\",\"value\":\"2024-01-02\"}]",
+             NULL, &recs, &last),
+        MSP_PAGER_PAGE);
     assert_false(last);
     assert_int_equal(json_array_size(recs), 1);
     assert_non_null(json_object_get(json_array_get(recs, 0), "customFieldValues"));
-    assert_string_equal(json_string_value(json_object_get(json_array_get(recs, 0), "siteID")), "s1");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(recs, 0), "siteID")),
+                        "s1");
     json_decref(recs);
     o->cursor(p, 0, cur, sizeof(cur));
     assert_string_equal(cur, "asset:0:-");
@@ -296,8 +300,8 @@ static void test_cwrmm_devices_reuse_the_companies_the_company_pager_read(void *
     msp_pager_t *cp = co->create(&conf, NULL);
     json_t *recs = NULL;
     int last = 0;
-    assert_int_equal(step(co, cp, "GET", "/api/platform/v1/company/companies", 200, COMPANIES,
-                          NULL, &recs, &last),
+    assert_int_equal(step(co, cp, "GET", "/api/platform/v1/company/companies", 200, COMPANIES, NULL,
+                          &recs, &last),
                      MSP_PAGER_PAGE);
     assert_true(last);
     assert_int_equal(json_array_size(recs), 5);

@@ -32,6 +32,7 @@
 
 #include "mspsync/crypto.h"
 #include "mspsync/http.h"
+#include "mspsync/model.h"
 
 struct event_base;
 
@@ -42,12 +43,13 @@ struct event_base;
     "platform.custom_fields_values.read platform.custom_fields_values.write"
 
 /**
- * Names of the device custom fields that carry the dates (datetime definitions). mspsync creates
- * them with exactly these names; a partner's own definition matches them by the rule of
- * msp_cwrmm_field_name_is() (case-insensitive, trimmed), everywhere a name is compared.
+ * Names of the device custom fields that carry the dates (datetime definitions): the labels of
+ * fields.h, shared with Syncro. mspsync creates them with exactly these names; a partner's own
+ * definition matches them by the rule of msp_cwrmm_field_name_is() (case-insensitive, trimmed),
+ * everywhere a name is compared.
  */
-#define MSP_CWRMM_FIELD_PURCHASE "Purchase Date"
-#define MSP_CWRMM_FIELD_WARRANTY "Warranty Expiration"
+#define MSP_CWRMM_FIELD_PURCHASE MSP_DATE_PURCHASE_LABEL
+#define MSP_CWRMM_FIELD_WARRANTY MSP_DATE_WARRANTY_LABEL
 
 /** Index of the date fields in msp_cwrmm_date_definitions()'s ids. */
 #define MSP_CWRMM_DATE_PURCHASE 0
@@ -177,19 +179,13 @@ json_t *msp_map_cwrmm_company(const char *tenant, const json_t *raw, char *errst
  * macAddress[] (normalized as model.h says), customer_ref "cwrmm:<companyID>", site_ref
  * "cwrmm:<siteID>" (or null), updated_at = modifiedAt, and
  * "dates": {"purchase": "YYYY-MM-DD"|null, "warranty": "YYYY-MM-DD"|null} from the values named
- * MSP_CWRMM_FIELD_PURCHASE / MSP_CWRMM_FIELD_WARRANTY (msp_date_normalize; unparsable = null).
+ * MSP_CWRMM_FIELD_PURCHASE / MSP_CWRMM_FIELD_WARRANTY (msp_date_normalize of model.h;
+ * unparsable = null).
  * Without customFieldValues "dates" is absent (the dates were not read, not "empty").
  * @returns new reference or NULL (errstr) without a string endpointID.
  */
 json_t *msp_map_cwrmm_device(const char *tenant, const json_t *raw, char *errstr,
                              size_t errstr_size);
-
-/**
- * @brief A calendar date from "YYYY-MM-DD", "YYYY-MM-DDThh:mm:ss[.fff](Z|±hh:mm)" (the date part
- * as written), "MM/DD/YYYY", with surrounding whitespace; checks month/day ranges (leap years).
- * @returns 0 with out = "YYYY-MM-DD", or -1 (out "").
- */
-int msp_date_normalize(const char *in, char out[11]);
 
 /* ------------------------------------------------------------------------------------------ */
 /* a tenant's stored integration                                                               */

@@ -24,4 +24,7 @@
  */
 char *msp_json_dumps(const json_t *v, size_t flags);
 
+/** @brief Free the calling thread's scratch buffer: call it before a thread that dumped exits. */
+void msp_json_dumps_thread_done(void);
+
 #endif

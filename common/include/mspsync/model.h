@@ -1,18 +1,11 @@
 /*
  * model.h — canonical records and the mapping from vendor payloads to them.
  *
- * Canonical customer (schema_version 1):
- *   {"schema_version":1,"tenant":"acme","id":"syncro:5560138523","kind":"customer",
- *    "sources":[{"integration":"syncro","id":"5560138523"}],"name":"Acme Ltd",
- *    "email":..., "phone":..., "disabled":false, "updated_at":"...", "gone":false}
- * Canonical asset (schema_version 1):
- *   {"schema_version":1,"tenant":"acme","id":"syncro:123","kind":"asset",
- *    "sources":[{"integration":"syncro","id":"123"}],"name":"WS-01","asset_type":"Desktop",
- *    "serial":"ABC","manufacturer":"Dell Inc.","model":"OptiPlex 7090","form_factor":"Desktop",
- *    "os":{"name":"Windows 11 Pro","build":"22631"},"macs":["AA:BB:CC:DD:EE:FF"],
- *    "customer_ref":"syncro:42","updated_at":"...","gone":false}
- * Missing optional facts are JSON null (macs: []). Vendor ids are kept as decimal strings so that
- * 64-bit ids survive every JSON consumer. MACs are upper-case, colon-separated, de-duplicated.
+ * The fields of the canonical customer and asset, their types, and how the inventory merges an
+ * asset, are the tables of fields.h (shown in docs/design.md, "Canonical records"); every mapper's
+ * output has exactly those fields. Vendor ids are kept as decimal strings so that 64-bit ids
+ * survive every JSON consumer. MACs are upper-case, colon-separated, de-duplicated, sorted; dates
+ * are "YYYY-MM-DD" (msp_date_normalize). Missing optional facts are JSON null (macs: []).
  *
  * Syncro mapping rules (the normalizer and the tests rely on them):
  * - Vendor ids ("id", "customer_id"): a positive JSON integer or a string of decimal digits that
@@ -27,13 +20,18 @@
  *   top-level asset_serial; manufacturer, model, form_factor from general; os = {name, build}
  *   from os (null when both are missing); macs from network_adapters[].physical_address,
  *   normalized, invalid ones and the placeholders 00:00:00:00:00:00 and FF:FF:FF:FF:FF:FF
- *   dropped, de-duplicated and sorted.
+ *   dropped, de-duplicated and sorted; dates.purchase / dates.warranty from the properties named
+ *   MSP_DATE_PURCHASE_LABEL / MSP_DATE_WARRANTY_LABEL (msp_date_normalize; unparsable = null).
+ *
+ * model.h depends on fields.h only; vendor clients (cwrmm.h) depend on it, never the reverse.
  */
 #ifndef MSPSYNC_MODEL_H
 #define MSPSYNC_MODEL_H
 
 #include <stddef.h>
 #include <jansson.h>
+
+#include "mspsync/fields.h"
 
 #define MSP_SCHEMA_VERSION 1
 
@@ -65,6 +63,13 @@ extern const char *const msp_syncro_asset_members[];
  * format here (the asset mapper drops it). On -1, out is "".
  */
 int msp_normalize_mac(const char *in, char out[18]);
+
+/**
+ * @brief A calendar date from "YYYY-MM-DD", "YYYY-MM-DDThh:mm:ss[.fff](Z|±hh:mm)" (the date part
+ * as written), "MM/DD/YYYY", with surrounding whitespace; checks month/day ranges (leap years).
+ * @returns 0 with out = "YYYY-MM-DD", or -1 (out "").
+ */
+int msp_date_normalize(const char *in, char out[11]);
 
 /**
  * @brief A content fingerprint of a canonical record (SHA-256 hex of its compact, key-sorted

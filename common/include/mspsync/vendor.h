@@ -21,10 +21,10 @@
 #ifndef MSPSYNC_VENDOR_H
 #define MSPSYNC_VENDOR_H
 
+#include <hiredis/hiredis.h>
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <jansson.h>
-#include <hiredis/hiredis.h>
 
 #include "mspsync/crypto.h"
 #include "mspsync/cwrmm.h"
@@ -35,11 +35,7 @@
  * of the gateway's routes): fill them with designated initializers `[MSP_VENDOR_SYNCRO] = …` so
  * that a forgotten slot is visible, and index them with `v->id`, never branch on it.
  */
-typedef enum {
-    MSP_VENDOR_SYNCRO = 0,
-    MSP_VENDOR_CWRMM  = 1,
-    MSP_VENDOR_COUNT
-} msp_vendor_id_t;
+typedef enum { MSP_VENDOR_SYNCRO = 0, MSP_VENDOR_CWRMM = 1, MSP_VENDOR_COUNT } msp_vendor_id_t;
 
 typedef struct msp_vendor_s msp_vendor_t;
 
@@ -55,7 +51,7 @@ typedef struct msp_vendor_s msp_vendor_t;
  */
 typedef struct msp_vendor_cred_s {
     const msp_vendor_t *vendor; /**< borrowed row; NULL = nothing loaded */
-    void               *impl;   /**< owned; freed (secret zeroed) by msp_vendor_cred_clear */
+    void *impl;                 /**< owned; freed (secret zeroed) by msp_vendor_cred_clear */
 } msp_vendor_cred_t;
 
 /**
@@ -142,8 +138,8 @@ char *msp_vendor_hint(const msp_vendor_t *v, msp_vendor_hint_t kind, const char 
  * @brief "<label> <METHOD> <path> answered 403: …" for a failed call (never a secret), as the
  * vendor client words it (msp_syncro_describe, msp_cwrmm_describe). @returns out.
  */
-char *msp_vendor_describe(const msp_vendor_t *v, const msp_http_response_t *res,
-                          const char *method, const char *path, char *out, size_t out_size);
+char *msp_vendor_describe(const msp_vendor_t *v, const msp_http_response_t *res, const char *method,
+                          const char *path, char *out, size_t out_size);
 
 /* ------------------------------------------------------------------------------------------ */
 /* pagers: one per record type, owning its paging plan and its cursor format                    */
@@ -152,23 +148,23 @@ typedef struct msp_pager_s msp_pager_t;
 
 /** What a pager needs to know of its job. Strings are borrowed for the pager's life. */
 typedef struct msp_pager_conf_s {
-    const char *base_url;  /**< msp_vendor_cred_base_url */
-    int         page_size; /**< items per list request where the vendor lets us choose */
+    const char *base_url; /**< msp_vendor_cred_base_url */
+    int page_size;        /**< items per list request where the vendor lets us choose */
 } msp_pager_conf_t;
 
 /** The next request of a pager. */
 typedef struct msp_pager_req_s {
-    const char *method;    /**< "GET", "POST" (static) */
-    char        url[2048]; /**< the whole URL, query included */
-    char        path[300]; /**< what describe() and the hints print: no host, no query */
-    char       *body;      /**< malloc'd JSON body or NULL; the caller frees it */
+    const char *method; /**< "GET", "POST" (static) */
+    char url[2048];     /**< the whole URL, query included */
+    char path[300];     /**< what describe() and the hints print: no host, no query */
+    char *body;         /**< malloc'd JSON body or NULL; the caller frees it */
 } msp_pager_req_t;
 
 /** What an answer did to the pager. */
 typedef enum {
-    MSP_PAGER_NEXT,   /**< a step of the plan is done, nothing to produce: request again */
-    MSP_PAGER_PAGE,   /**< a page is complete: produce its records, then move the cursor */
-    MSP_PAGER_BAD,    /**< unreadable answer: errstr says why; request the same again later */
+    MSP_PAGER_NEXT, /**< a step of the plan is done, nothing to produce: request again */
+    MSP_PAGER_PAGE, /**< a page is complete: produce its records, then move the cursor */
+    MSP_PAGER_BAD,  /**< unreadable answer: errstr says why; request the same again later */
 } msp_pager_step_t;
 
 typedef struct msp_pager_ops_s {
@@ -197,8 +193,8 @@ typedef struct msp_pager_ops_s {
      * @brief Read a successful answer (classify said OK). On MSP_PAGER_PAGE *records is a new
      * array of the page's vendor objects and *last says whether it ended the type.
      */
-    msp_pager_step_t (*response)(msp_pager_t *p, const msp_http_response_t *res,
-                                 json_t **records, int *last, char *errstr, size_t errstr_size);
+    msp_pager_step_t (*response)(msp_pager_t *p, const msp_http_response_t *res, json_t **records,
+                                 int *last, char *errstr, size_t errstr_size);
     /**
      * @brief Add this pager's facts about the page just read to its "page" event (borrowed).
      * @returns the total page count for the status hash, or -1 when the pager shows none.
@@ -227,51 +223,51 @@ typedef struct msp_vendor_type_s {
 
 /** The permissions (Syncro) or scopes (ConnectWise RMM) one feature needs. */
 typedef struct msp_vendor_feature_s {
-    const char        *feature;     /**< "customers", "assets", "writeback" */
+    const char *feature;            /**< "customers", "assets", "writeback" */
     const char *const *permissions; /**< the names the vendor's screens show, NULL-terminated */
 } msp_vendor_feature_t;
 
 /** Rate limits: the settings a service reads, with their defaults. */
 typedef struct msp_vendor_rate_s {
-    const char *rate_env;     /**< "MSPSYNC_SYNCRO_RATE_MILLI": requests per 1000 s */
-    long long   rate_milli;   /**< its default */
-    const char *burst_env;    /**< "MSPSYNC_SYNCRO_BURST" */
-    long long   burst;        /**< its default */
-    const char *bucket_tag;   /**< hash tag of the account's bucket: "<bucket_tag><account>" */
+    const char *rate_env;   /**< "MSPSYNC_SYNCRO_RATE_MILLI": requests per 1000 s */
+    long long rate_milli;   /**< its default */
+    const char *burst_env;  /**< "MSPSYNC_SYNCRO_BURST" */
+    long long burst;        /**< its default */
+    const char *bucket_tag; /**< hash tag of the account's bucket: "<bucket_tag><account>" */
 } msp_vendor_rate_t;
 
 struct msp_vendor_s {
     msp_vendor_id_t id;
-    const char     *name;         /**< "syncro": key suffix (integration:<name>, status:<name>,
+    const char *name;              /**< "syncro": key suffix (integration:<name>, status:<name>,
                                        cursor:<name>:…), sync jobs' and records' "integration" */
-    const char     *label;        /**< "Syncro": in messages */
-    const char     *sealed_field; /**< field of integration:<name> holding the sealed secret;
+    const char *label;             /**< "Syncro": in messages */
+    const char *sealed_field;      /**< field of integration:<name> holding the sealed secret;
                                        absent = disabled */
-    const char     *stats_prefix; /**< inv:stats "<prefix><type>_complete_job" */
+    const char *stats_prefix;      /**< inv:stats "<prefix><type>_complete_job" */
     const char *const *extra_keys; /**< keys (after the tenant) a disable also drops, or NULL */
-    int             merge_primary; /**< its asset wins a merge of one machine's assets (the PSA) */
+    int merge_primary;             /**< its asset wins a merge of one machine's assets (the PSA) */
     msp_vendor_rate_t rate;
     const msp_vendor_feature_t *features; /**< ends with {NULL, NULL} */
-    const msp_vendor_type_t    *types;    /**< in dependency order (customers before assets) */
-    size_t                      types_cnt;
-    const char *hints[MSP_HINT_COUNT];    /**< fixed hints; FORBIDDEN comes from forbidden() */
+    const msp_vendor_type_t *types;       /**< in dependency order (customers before assets) */
+    size_t types_cnt;
+    const char *hints[MSP_HINT_COUNT]; /**< fixed hints; FORBIDDEN comes from forbidden() */
 
     /* callbacks: the client's functions, wrapped (vendor_<name>.c) */
     char *(*describe)(const msp_http_response_t *res, const char *method, const char *path,
                       char *out, size_t out_size);
     char *(*forbidden)(const char *method, const char *path, char *out, size_t out_size);
     void *(*cred_new)(void);
-    int (*cred_load)(redisContext *c, const msp_secret_key_t *key, const char *tenant,
-                     void *impl, char *err, size_t err_size);
+    int (*cred_load)(redisContext *c, const msp_secret_key_t *key, const char *tenant, void *impl,
+                     char *err, size_t err_size);
     void (*cred_free)(void *impl);
     const char *(*cred_base_url)(const void *impl);
     const char *(*cred_bucket)(const void *impl);
     /** @brief 1 when id can be one of the vendor's record ids (safe in a URL path). */
     int (*id_valid)(const char *id);
-    int (*auth_get)(const msp_vendor_auth_t *a, const char *tenant, const void *impl,
-                    char *header, size_t header_size, msp_vendor_auth_cb *cb, void *opaque);
+    int (*auth_get)(const msp_vendor_auth_t *a, const char *tenant, const void *impl, char *header,
+                    size_t header_size, msp_vendor_auth_cb *cb, void *opaque);
     void (*auth_rejected)(const msp_vendor_auth_t *a, const char *tenant, const void *impl,
-                          const char *header); /**< NULL: a 401 is final */
+                          const char *header);                     /**< NULL: a 401 is final */
     void (*auth_cancel)(const msp_vendor_auth_t *a, void *opaque); /**< NULL: never deferred */
 };
 
@@ -298,8 +294,7 @@ char *msp_vendor_names(char *out, size_t out_size);
  * @brief "\"customers\" <last> \"assets\"": v's job type names for messages (last: " or ",
  * " and/or "). @returns out.
  */
-char *msp_vendor_type_names(const msp_vendor_t *v, const char *last, char *out,
-                            size_t out_size);
+char *msp_vendor_type_names(const msp_vendor_t *v, const char *last, char *out, size_t out_size);
 
 /** @brief The record type of v named type ("customer") or plural ("customers"), or NULL. */
 const msp_vendor_type_t *msp_vendor_type(const msp_vendor_t *v, const char *type);
