@@ -43,13 +43,16 @@ void msp_vcall_stop(msp_vcall_t *c) {
     if (c->token_wait && c->acct.auth && c->acct.auth->cancel)
         c->acct.auth->cancel(c->acct.auth_ctx, c);
     c->token_wait = 0;
-    if (c->timer) event_del(c->timer);
+    if (c->timer)
+        event_del(c->timer);
 }
 
 void msp_vcall_clear(msp_vcall_t *c) {
-    if (!c) return;
+    if (!c)
+        return;
     msp_vcall_stop(c);
-    if (c->timer) event_free(c->timer);
+    if (c->timer)
+        event_free(c->timer);
     c->timer = NULL;
     free_call(c);
     msp_secure_zero(c->auth, sizeof(c->auth));
@@ -63,14 +66,18 @@ void msp_vcall_reset(msp_vcall_t *c) {
 }
 
 int msp_vcall_gone(const msp_vcall_t *c) {
-    if (c->env->stopping && *c->env->stopping) return 1;
-    if (c->item && c->item->revoked) return 1;
+    if (c->env->stopping && *c->env->stopping)
+        return 1;
+    if (c->item && c->item->revoked)
+        return 1;
     return c->ops->gone && c->ops->gone(c->owner);
 }
 
 void msp_vcall_abandon(msp_vcall_t *c) {
-    if (c->item) msp_keyq_abandon(c->env->kq, c->item);
-    else if (c->ops->abandon) c->ops->abandon(c->owner);
+    if (c->item)
+        msp_keyq_abandon(c->env->kq, c->item);
+    else if (c->ops->abandon)
+        c->ops->abandon(c->owner);
 }
 
 /* ---------------------------------------------------------------- timer */
@@ -83,14 +90,18 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg) {
         msp_vcall_abandon(c);
         return;
     }
-    if (c->on_timer) c->on_timer(c->owner);
-    else msp_vcall_send(c);
+    if (c->on_timer)
+        c->on_timer(c->owner);
+    else
+        msp_vcall_send(c);
 }
 
 void msp_vcall_wait(msp_vcall_t *c, int64_t ms, msp_vcall_step_fn *fn) {
-    if (!c->timer) c->timer = evtimer_new(c->env->base, timer_cb, c);
+    if (!c->timer)
+        c->timer = evtimer_new(c->env->base, timer_cb, c);
     c->on_timer = fn;
-    if (ms < 0) ms = 0;
+    if (ms < 0)
+        ms = 0;
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
     evtimer_add(c->timer, &tv);
 }
@@ -98,7 +109,8 @@ void msp_vcall_wait(msp_vcall_t *c, int64_t ms, msp_vcall_step_fn *fn) {
 /* ---------------------------------------------------------------- retry */
 
 static void count(const msp_vcall_t *c, const char *metric) {
-    if (c->env->metrics && metric) msp_metric_add(c->env->metrics, metric, NULL, 1);
+    if (c->env->metrics && metric)
+        msp_metric_add(c->env->metrics, metric, NULL, 1);
 }
 
 int64_t msp_vcall_delay_ms(const msp_vcall_env_t *env, unsigned attempt, int64_t retry_after_ms,
@@ -111,14 +123,17 @@ void msp_vcall_retry_with(msp_vcall_t *c, unsigned *attempt, int64_t retry_after
                           const char *why, msp_vcall_step_fn *next) {
     if (c->max_attempts && *attempt + 1 >= c->max_attempts) {
         (*attempt)++;
-        if (c->ops->gave_up) c->ops->gave_up(c->owner, *attempt, why);
-        else c->ops->fail(c->owner, MSP_VCALL_FAIL_REFUSED, why);
+        if (c->ops->gave_up)
+            c->ops->gave_up(c->owner, *attempt, why);
+        else
+            c->ops->fail(c->owner, MSP_VCALL_FAIL_REFUSED, why);
         return;
     }
     int64_t d = msp_vcall_delay_ms(c->env, *attempt, retry_after_ms, msp_rand01());
     (*attempt)++;
     count(c, c->env->metric_retries);
-    if (c->ops->retrying) c->ops->retrying(c->owner, *attempt, d, why);
+    if (c->ops->retrying)
+        c->ops->retrying(c->owner, *attempt, d, why);
     msp_vcall_wait(c, d, next);
 }
 
@@ -135,8 +150,11 @@ static void request(msp_vcall_t *c, const char *auth_header) {
     snprintf(url, sizeof(url), "%s%s", c->url ? "" : c->acct.base_url, c->url ? c->url : c->path);
     const char *headers[] = {auth_header, "Accept: application/json",
                              "Content-Type: application/json", NULL};
-    msp_http_request_t req = {.method = c->method, .url = url, .headers = headers,
-                              .body = c->body, .body_len = c->body ? strlen(c->body) : 0,
+    msp_http_request_t req = {.method = c->method,
+                              .url = url,
+                              .headers = headers,
+                              .body = c->body,
+                              .body_len = c->body ? strlen(c->body) : 0,
                               .tenant = c->tenant};
     msp_vcall_send_fn *send = c->env->send ? c->env->send : msp_http_request;
     c->http_inflight = 1;
@@ -163,8 +181,8 @@ static void auth_then_request(msp_vcall_t *c) {
     }
 }
 
-void msp_vcall_authed(msp_vcall_t *c, const char *auth_header, long status,
-                      int64_t retry_after_ms, const char *error) {
+void msp_vcall_authed(msp_vcall_t *c, const char *auth_header, long status, int64_t retry_after_ms,
+                      const char *error) {
     c->token_wait = 0;
     if (msp_vcall_gone(c)) {
         msp_vcall_abandon(c);
@@ -173,7 +191,8 @@ void msp_vcall_authed(msp_vcall_t *c, const char *auth_header, long status,
     if (!auth_header) {
         if (status == 401 || status == 403)
             c->ops->fail(c->owner, MSP_VCALL_FAIL_AUTH, error ? error : "token refused");
-        else msp_vcall_retry(c, retry_after_ms, error ? error : "no token");
+        else
+            msp_vcall_retry(c, retry_after_ms, error ? error : "no token");
         return;
     }
     snprintf(c->auth, sizeof(c->auth), "%s", auth_header);
@@ -224,8 +243,8 @@ void msp_vcall_call(msp_vcall_t *c, const char *method, char *path, json_t *body
     msp_vcall_send(c);
 }
 
-void msp_vcall_call_url(msp_vcall_t *c, const char *method, char *url, const char *path,
-                        char *body, const msp_vcall_step_t *step) {
+void msp_vcall_call_url(msp_vcall_t *c, const char *method, char *url, const char *path, char *body,
+                        const msp_vcall_step_t *step) {
     free_call(c);
     c->method = strdup(method);
     c->url = url;
@@ -239,7 +258,8 @@ void msp_vcall_call_url(msp_vcall_t *c, const char *method, char *url, const cha
 
 msp_vcall_action_t msp_vcall_judge(const msp_vcall_t *c, const msp_http_response_t *res,
                                    msp_http_outcome_t o) {
-    if (o == MSP_HTTP_OK) return MSP_VCALL_DONE;
+    if (o == MSP_HTTP_OK)
+        return MSP_VCALL_DONE;
     if (res->status == 401 && !c->acct.auth_header && c->acct.auth && c->acct.auth->rejected &&
         !c->reauthed)
         return MSP_VCALL_REAUTH;
@@ -252,13 +272,15 @@ int msp_vcall_refused(long status) {
 }
 
 static void retry_answer(msp_vcall_t *c, const msp_http_response_t *res, const char *why) {
-    if (c->step.retry) c->step.retry(c->owner, res, res->retry_after_ms, why);
-    else msp_vcall_retry(c, res->retry_after_ms, why);
+    if (c->step.retry)
+        c->step.retry(c->owner, res, res->retry_after_ms, why);
+    else
+        msp_vcall_retry(c, res->retry_after_ms, why);
 }
 
 /* A 2xx: hand the body over as the call expects it; a body that does not read is retried. */
 static void answer_ok(msp_vcall_t *c, msp_http_response_t *res) {
-    c->reauthed = 0;   /* the token worked: a later 401 may be a new expiry */
+    c->reauthed = 0; /* the token worked: a later 401 may be a new expiry */
     json_t *j = NULL;
     if (c->step.expect != MSP_VCALL_BODY_ANY) {
         int arr = c->step.expect == MSP_VCALL_BODY_ARRAY;
@@ -283,7 +305,8 @@ static void answer_ok(msp_vcall_t *c, msp_http_response_t *res) {
 static int reauth(msp_vcall_t *c, const char *desc) {
     int fresh = c->acct.auth->rejected(c->acct.auth_ctx, c, c->auth);
     msp_secure_zero(c->auth, sizeof(c->auth));
-    if (!fresh) return 0;
+    if (!fresh)
+        return 0;
     c->reauthed = 1;
     /* A rejected request changed nothing, so this very call may be sent again. */
     MSP_WARN("token.rejected", c->tenant, "%s; retrying with a fresh token", desc);
@@ -291,10 +314,11 @@ static int reauth(msp_vcall_t *c, const char *desc) {
     return 1;
 }
 
-static void describe(const msp_vcall_t *c, const msp_http_response_t *res, char *out,
-                     size_t size) {
-    if (c->acct.vendor) msp_vendor_describe(c->acct.vendor, res, c->method, c->path, out, size);
-    else c->acct.describe(res, c->method, c->path, out, size);
+static void describe(const msp_vcall_t *c, const msp_http_response_t *res, char *out, size_t size) {
+    if (c->acct.vendor)
+        msp_vendor_describe(c->acct.vendor, res, c->method, c->path, out, size);
+    else
+        c->acct.describe(res, c->method, c->path, out, size);
 }
 
 static void http_cb(msp_http_response_t *res, void *opaque) {
@@ -307,7 +331,8 @@ static void http_cb(msp_http_response_t *res, void *opaque) {
     }
     msp_http_outcome_t o =
         c->step.classify ? c->step.classify(c->owner, res) : msp_http_classify(res);
-    if (c->ops->answered) c->ops->answered(c->owner, o);
+    if (c->ops->answered)
+        c->ops->answered(c->owner, o);
     msp_vcall_action_t a = msp_vcall_judge(c, res, o);
     if (a == MSP_VCALL_DONE) {
         msp_secure_zero(c->auth, sizeof(c->auth));
@@ -316,13 +341,15 @@ static void http_cb(msp_http_response_t *res, void *opaque) {
     }
     char desc[1024];
     describe(c, res, desc, sizeof(desc));
-    if (a == MSP_VCALL_REAUTH && reauth(c, desc)) return;
+    if (a == MSP_VCALL_REAUTH && reauth(c, desc))
+        return;
     msp_secure_zero(c->auth, sizeof(c->auth));
     if (a == MSP_VCALL_RETRY) {
         retry_answer(c, res, desc);
         return;
     }
-    if (c->step.fail && c->step.fail(c->owner, res)) return;
+    if (c->step.fail && c->step.fail(c->owner, res))
+        return;
     c->ops->fail(c->owner, o == MSP_HTTP_FATAL ? MSP_VCALL_FAIL_FORBIDDEN : MSP_VCALL_FAIL_REFUSED,
                  desc);
 }
@@ -331,7 +358,7 @@ static void http_cb(msp_http_response_t *res, void *opaque) {
 
 /* The answer of a deferred token (msp_token_answer, msp_vendor_auth_cb: the same shape). */
 static void token_answer(const char *auth_header, long status, int64_t retry_after_ms,
-                           const char *error, void *opaque) {
+                         const char *error, void *opaque) {
     msp_vcall_authed(opaque, auth_header, status, retry_after_ms, error);
 }
 
@@ -349,7 +376,8 @@ static int cwrmm_rejected(void *ctx, msp_vcall_t *c, const char *auth_header) {
 
 static void cwrmm_cancel(void *ctx, msp_vcall_t *c) {
     msp_vcall_cwrmm_t *cw = ctx;
-    if (*cw->tokens) msp_cwrmm_token_cancel(*cw->tokens, c);
+    if (*cw->tokens)
+        msp_cwrmm_token_cancel(*cw->tokens, c);
 }
 
 const msp_vcall_auth_t msp_vcall_cwrmm_auth = {cwrmm_get, cwrmm_rejected, cwrmm_cancel};
@@ -358,8 +386,8 @@ const msp_vcall_auth_t msp_vcall_cwrmm_auth = {cwrmm_get, cwrmm_rejected, cwrmm_
 
 static int vendor_get(void *ctx, msp_vcall_t *c, char *header, size_t header_size) {
     msp_vcall_vendor_t *va = ctx;
-    return msp_vendor_auth_get(&va->auth, c->tenant, va->cred, header, header_size,
-                               token_answer, c);
+    return msp_vendor_auth_get(&va->auth, c->tenant, va->cred, header, header_size, token_answer,
+                               c);
 }
 
 static int vendor_rejected(void *ctx, msp_vcall_t *c, const char *auth_header) {
@@ -377,8 +405,10 @@ const msp_vcall_auth_t msp_vcall_vendor_auth = {vendor_get, vendor_rejected, ven
 void msp_vcall_vendor_account(msp_vcall_t *c, msp_vcall_vendor_t *va, double rate, int burst) {
     msp_vcall_account_t a = {.base_url = msp_vendor_cred_base_url(va->cred),
                              .bucket_key = msp_vendor_cred_bucket(va->cred),
-                             .rate = rate, .burst = burst,
-                             .auth = &msp_vcall_vendor_auth, .auth_ctx = va,
+                             .rate = rate,
+                             .burst = burst,
+                             .auth = &msp_vcall_vendor_auth,
+                             .auth_ctx = va,
                              .vendor = va->cred->vendor};
     msp_vcall_account(c, &a);
 }

@@ -14,13 +14,13 @@
 #include <hiredis/hiredis.h>
 #include <librdkafka/rdkafka.h>
 
-#include "mspsync/vcall.h"
+#include "mspsync/crypto.h"
+#include "mspsync/cwrmm.h"
 #include "mspsync/http.h"
 #include "mspsync/kafka.h"
 #include "mspsync/offtrack.h"
 #include "mspsync/ops.h"
-#include "mspsync/crypto.h"
-#include "mspsync/cwrmm.h"
+#include "mspsync/vcall.h"
 
 typedef struct fetcher_conf_s {
     char      *brokers;
@@ -72,7 +72,7 @@ typedef struct fetcher_s {
     int    running_cnt;
     int    assigned_partitions;
     int    stopping;
-    msp_vcall_env_t vcall;   /* what every job's vendor calls share (job.c) */
+    msp_vcall_env_t vcall; /* what every job's vendor calls share (job.c) */
 
     struct event *sched_ev;
 } fetcher_t;

@@ -66,18 +66,18 @@ struct job_s {
     int32_t partition;
     int64_t offset;
 
-    msp_vendor_cred_t cred;       /* base URL, secret, bucket key */
-    msp_pager_t      *pager;      /* the pager of todo[todo_idx]; NULL before the job runs */
-    msp_pager_req_t   req;        /* the last request sent (method, path for errors) */
-    msp_vcall_t        vc;        /* the call in progress and the job's timer (vcall.h) */
-    msp_vcall_vendor_t va;        /* the row's auth with cred, for vc */
+    msp_vendor_cred_t cred; /* base URL, secret, bucket key */
+    msp_pager_t *pager;     /* the pager of todo[todo_idx]; NULL before the job runs */
+    msp_pager_req_t req;    /* the last request sent (method, path for errors) */
+    msp_vcall_t vc;         /* the call in progress and the job's timer (vcall.h) */
+    msp_vcall_vendor_t va;  /* the row's auth with cred, for vc */
 
     int page;
     long type_records;
     long records_fetched[MSP_VENDOR_TYPES_MAX];
     int  pending_dr;
-    int  dr_failed;
-    int  type_done;      /* the page just fetched was the type's last */
+    int dr_failed;
+    int type_done; /* the page just fetched was the type's last */
 };
 
 static void job_step(job_t *j);
@@ -105,10 +105,10 @@ static msp_vendor_auth_t job_auth(const job_t *j) {
  * vendor (one pair per vendor row; main.c's config table reads them). */
 static void job_use_cred(job_t *j) {
     const fetcher_conf_t *c = &j->f->conf;
-    const double rate[MSP_VENDOR_COUNT] = {[MSP_VENDOR_SYNCRO] = c->syncro_rate,
-                                           [MSP_VENDOR_CWRMM] = c->cwrmm_rate};
-    const long long burst[MSP_VENDOR_COUNT] = {[MSP_VENDOR_SYNCRO] = c->syncro_burst,
-                                               [MSP_VENDOR_CWRMM] = c->cwrmm_burst};
+    const double rate[MSP_VENDOR_COUNT] = {
+        [MSP_VENDOR_SYNCRO] = c->syncro_rate, [MSP_VENDOR_CWRMM] = c->cwrmm_rate};
+    const long long burst[MSP_VENDOR_COUNT] = {
+        [MSP_VENDOR_SYNCRO] = c->syncro_burst, [MSP_VENDOR_CWRMM] = c->cwrmm_burst};
     j->va = (msp_vcall_vendor_t){.auth = job_auth(j), .cred = &j->cred};
     msp_vcall_vendor_account(&j->vc, &j->va, rate[j->vendor->id], (int)burst[j->vendor->id]);
 }
@@ -174,7 +174,8 @@ static void job_free(job_t *j) {
     }
     f->jobs_cnt--;
     msp_vcall_clear(&j->vc);
-    if (j->pager) job_type(j)->pager->destroy(j->pager);
+    if (j->pager)
+        job_type(j)->pager->destroy(j->pager);
     msp_vendor_cred_clear(&j->cred);
     free(j->src_topic);
     free(j);
@@ -183,8 +184,10 @@ static void job_free(job_t *j) {
 
 /* Free a finished job once nothing refers to it. */
 static void job_release_if_idle(job_t *j) {
-    if (j->state == JOB_FINISHED) msp_vcall_stop(&j->vc);   /* a token wait is cancelled */
-    if (j->state == JOB_FINISHED && !j->vc.http_inflight && j->pending_dr == 0) job_free(j);
+    if (j->state == JOB_FINISHED)
+        msp_vcall_stop(&j->vc); /* a token wait is cancelled */
+    if (j->state == JOB_FINISHED && !j->vc.http_inflight && j->pending_dr == 0)
+        job_free(j);
 }
 
 static job_t *tenant_running(fetcher_t *f, const char *tenant, const job_t *except) {
@@ -371,7 +374,7 @@ static void job_request(void *arg) {
     j->state = JOB_HTTP;
     msp_vcall_call_url(&j->vc, j->req.method, strdup(j->req.url), j->req.path, j->req.body,
                        &job_call);
-    j->req.body = NULL;   /* the engine's now */
+    j->req.body = NULL; /* the engine's now */
 }
 
 static void produce_record(job_t *j, json_t *item, const char *fetched_at) {
@@ -571,10 +574,10 @@ static void job_call_failed(void *arg, msp_vcall_failure_t kind, const char *why
 static void job_gave_up(void *arg, unsigned attempts, const char *why) {
     job_t *j = arg;
     char msg[1200], hint[300];
-    snprintf(msg, sizeof(msg), "%s (gave up after %u attempts; the next sync will try again)",
-             why, attempts);
-    job_fail(j, msg, msp_vendor_hint(j->vendor, MSP_HINT_KEPT_FAILING, NULL, NULL, hint,
-                                     sizeof(hint)), 0);
+    snprintf(msg, sizeof(msg), "%s (gave up after %u attempts; the next sync will try again)", why,
+             attempts);
+    job_fail(j, msg,
+             msp_vendor_hint(j->vendor, MSP_HINT_KEPT_FAILING, NULL, NULL, hint, sizeof(hint)), 0);
 }
 
 static void job_retrying(void *arg, unsigned attempt, int64_t delay_ms, const char *why) {
@@ -599,23 +602,33 @@ static int job_gone(void *arg) {
 /* Unfinished: keep the offset for a replay; free the job once nothing refers to it. */
 static void job_left(void *arg) {
     job_t *j = arg;
-    if (j->f->stopping) j->abandoned = 1;
-    if (j->state != JOB_FINISHED) job_finish(j);
-    else job_release_if_idle(j);
+    if (j->f->stopping)
+        j->abandoned = 1;
+    if (j->state != JOB_FINISHED)
+        job_finish(j);
+    else
+        job_release_if_idle(j);
 }
 
 static const msp_vcall_ops_t job_vcall_ops = {
-    .fail = job_call_failed, .retrying = job_retrying, .gave_up = job_gave_up,
-    .answered = job_answered, .gone = job_gone, .abandon = job_left,
+    .fail = job_call_failed,
+    .retrying = job_retrying,
+    .gave_up = job_gave_up,
+    .answered = job_answered,
+    .gone = job_gone,
+    .abandon = job_left,
 };
 
 /* The environment of every job's calls (the same values each time: set as jobs are made). */
 static void fetcher_vcall_env(fetcher_t *f) {
-    f->vcall = (msp_vcall_env_t){.base = f->base, .http = &f->http, .redis = &f->redis,
+    f->vcall = (msp_vcall_env_t){.base = f->base,
+                                 .http = &f->http,
+                                 .redis = &f->redis,
                                  .redis_url = f->conf.redis_url,
                                  .backoff_base_ms = f->conf.backoff_base_ms,
                                  .backoff_cap_ms = f->conf.backoff_cap_ms,
-                                 .stopping = &f->stopping, .metrics = f->metrics,
+                                 .stopping = &f->stopping,
+                                 .metrics = f->metrics,
                                  .metric_retries = "mspsync_fetcher_retries_total",
                                  .metric_throttled = "mspsync_fetcher_ratelimit_waits_total"};
 }
@@ -669,9 +682,7 @@ static void job_answer(void *arg, msp_http_response_t *res, json_t *body) {
     int last = 0;
     char err[1024];
     switch (job_type(j)->pager->response(j->pager, res, &records, &last, err, sizeof(err))) {
-    case MSP_PAGER_BAD:
-        job_retry(j, -1, err);
-        break;
+    case MSP_PAGER_BAD: job_retry(j, -1, err); break;
     case MSP_PAGER_NEXT: /* a step of the vendor's plan: the next request, a fresh count */
         msp_vcall_reset(&j->vc);
         job_request(j);
@@ -681,8 +692,8 @@ static void job_answer(void *arg, msp_http_response_t *res, json_t *body) {
 }
 
 /* Every page request: the pager classifies; a retry asks the pager again (job_request). */
-static const msp_vcall_step_t job_call = {.classify = job_classify, .ok = job_answer,
-                                          .retry_from = job_request};
+static const msp_vcall_step_t job_call = {
+    .classify = job_classify, .ok = job_answer, .retry_from = job_request};
 
 /* ------------------------------------------------------------- job start */
 

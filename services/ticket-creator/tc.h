@@ -49,7 +49,7 @@ typedef struct tc_s {
     redisContext      *redis;
     msp_metrics_t     *metrics;
     msp_secret_key_t   key;
-    msp_vcall_env_t    vcall;      /* what every Syncro call shares (tc_vcall_env) */
+    msp_vcall_env_t vcall; /* what every Syncro call shares (tc_vcall_env) */
     int                stopping;
 } tc_t;
 

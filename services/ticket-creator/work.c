@@ -29,8 +29,8 @@
  * "Touched by a technician" = the ticket's status or assignee differ from what we last set, or
  * it carries a comment without one of our markers.
  */
-#include "tc.h"
 #include "decide.h"
+#include "tc.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -66,7 +66,7 @@ typedef struct tc_item_s tc_item_t;
 struct tc_item_s {
     msp_keyq_item_t     kq;          /* first: keyq hands it back; kq.msg is the event */
     tc_t               *tc;
-    msp_vcall_t         vc;          /* the Syncro call in progress, and the item's timer */
+    msp_vcall_t vc;                  /* the Syncro call in progress, and the item's timer */
     json_t             *inc;         /* canonical incident, NULL when unreadable */
     char                bad[512];    /* why inc is NULL */
     const char *tenant, *fp, *eid, *status;   /* borrowed from inc */
@@ -96,7 +96,7 @@ struct tc_item_s {
 
     /* result counters for FINISH */
     const char *outcome;
-    int         search_page;
+    int search_page;
 };
 
 /* Steps take the item as void *: the vendor-call engine's timer and calls hand it back so. */
@@ -321,7 +321,9 @@ static void created_ok(void *arg, msp_http_response_t *res, json_t *body);
  * sees a final 4xx first. Retries are counted per call; a create is never resent blindly. */
 static void call(tc_item_t *it, const char *method, char *path, json_t *body,
                  msp_vcall_ok_fn *on_ok, msp_vcall_fail_fn *on_fail) {
-    msp_vcall_step_t step = {.ok = on_ok, .expect = MSP_VCALL_BODY_OBJECT, .fail = on_fail,
+    msp_vcall_step_t step = {.ok = on_ok,
+                             .expect = MSP_VCALL_BODY_OBJECT,
+                             .fail = on_fail,
                              .retry = on_ok == created_ok ? create_retry : NULL};
     msp_vcall_reset(&it->vc);
     msp_vcall_call(&it->vc, method, path, body, &step);
@@ -345,8 +347,10 @@ static void create_unknown(tc_item_t *it, int64_t retry_after_ms, const char *wh
 static void create_retry(void *arg, const msp_http_response_t *res, int64_t retry_after_ms,
                          const char *why) {
     tc_item_t *it = arg;
-    if (res->status == 429) msp_vcall_retry(&it->vc, retry_after_ms, why);
-    else create_unknown(it, retry_after_ms, why);
+    if (res->status == 429)
+        msp_vcall_retry(&it->vc, retry_after_ms, why);
+    else
+        create_unknown(it, retry_after_ms, why);
 }
 
 /* ------------------------------------------------ the vendor-call engine's hooks */
@@ -359,15 +363,18 @@ static void on_retrying(void *arg, unsigned attempt, int64_t delay_ms, const cha
     if (attempt == 1 || attempt % 10 == 0) {
         char msg[700];
         snprintf(msg, sizeof(msg), "%s (retrying)", why);
-        if (tc_redis_ok(tc)) stats_error(it, msg);
+        if (tc_redis_ok(tc))
+            stats_error(it, msg);
     }
 }
 
 static void on_answered(void *arg, msp_http_outcome_t o) {
     tc_item_t *it = arg;
     msp_metric_add(it->tc->metrics, "mspsync_ticket_creator_requests_total",
-                   o == MSP_HTTP_OK ? "outcome=\"ok\"" : o == MSP_HTTP_RETRY ? "outcome=\"retry\""
-                   : "outcome=\"failed\"", 1);
+                   o == MSP_HTTP_OK      ? "outcome=\"ok\""
+                   : o == MSP_HTTP_RETRY ? "outcome=\"retry\""
+                                         : "outcome=\"failed\"",
+                   1);
 }
 
 /* A final answer (401/403/4xx) dead-letters the event with Syncro's own words. */
@@ -377,19 +384,24 @@ static void call_failed(void *arg, msp_vcall_failure_t kind, const char *why) {
 }
 
 static const msp_vcall_ops_t vcall_ops = {
-    .fail = call_failed, .retrying = on_retrying, .answered = on_answered,
+    .fail = call_failed,
+    .retrying = on_retrying,
+    .answered = on_answered,
 };
 
 void tc_vcall_env(tc_t *tc) {
-    tc->vcall = (msp_vcall_env_t){.base = tc->base, .http = &tc->http, .redis = &tc->redis,
-                                  .redis_url = tc->conf.svc.redis_url,
-                                  .backoff_base_ms = tc->conf.backoff_base_ms,
-                                  .backoff_cap_ms = tc->conf.backoff_cap_ms,
-                                  .stopping = &tc->stopping, .kq = tc->worker.kq,
-                                  .metrics = tc->metrics,
-                                  .metric_retries = "mspsync_ticket_creator_retries_total",
-                                  .metric_throttled =
-                                      "mspsync_ticket_creator_ratelimit_waits_total"};
+    tc->vcall =
+        (msp_vcall_env_t){.base = tc->base,
+                          .http = &tc->http,
+                          .redis = &tc->redis,
+                          .redis_url = tc->conf.svc.redis_url,
+                          .backoff_base_ms = tc->conf.backoff_base_ms,
+                          .backoff_cap_ms = tc->conf.backoff_cap_ms,
+                          .stopping = &tc->stopping,
+                          .kq = tc->worker.kq,
+                          .metrics = tc->metrics,
+                          .metric_retries = "mspsync_ticket_creator_retries_total",
+                          .metric_throttled = "mspsync_ticket_creator_ratelimit_waits_total"};
 }
 
 /* The Syncro account of the event's integration (loaded by item_load). */
@@ -583,7 +595,7 @@ static void search_ok(void *arg, msp_http_response_t *res, json_t *body) {
         do_create(it);
         return;
     }
-    it->state = TK_NONE;   /* a resolve for an incident whose ticket never came to be */
+    it->state = TK_NONE; /* a resolve for an incident whose ticket never came to be */
     finish_with(it, NULL);
 }
 
@@ -603,7 +615,8 @@ static void search_page(tc_item_t *it) {
 /* A 404 on a known ticket: it was deleted in Syncro; forget it and DECIDE again. */
 static int gone_404(void *arg, const msp_http_response_t *res) {
     tc_item_t *it = arg;
-    if (res->status != 404) return 0;
+    if (res->status != 404)
+        return 0;
     MSP_WARN("ticket.deleted", it->tenant,
              "fp=%.12s ticket=%lld answers 404: deleted in Syncro; starting over", it->fp,
              it->ticket_id);
@@ -689,13 +702,13 @@ static void resolve_check_ok(void *arg, msp_http_response_t *res, json_t *body) 
     const char *target = cfg_str(it->config, "resolve_status", "Resolved");
     const char *st = t ? json_string_value(json_object_get(t, "status")) : NULL;
     if (st && !strcmp(st, target) && pending_is(it, "resolve")) {
-        resolved_ok(it, NULL, NULL);   /* our own PUT landed before a crash */
+        resolved_ok(it, NULL, NULL); /* our own PUT landed before a crash */
         return;
     }
     char marker[128];
     snprintf(marker, sizeof(marker), "%s%s", MSP_EVENT_MARKER, it->eid);
     if (t && pending_is(it, "comment") && has_comment_with(t, marker)) {
-        left_open_ok(it, NULL, NULL);  /* our "left open" comment landed before a crash */
+        left_open_ok(it, NULL, NULL); /* our "left open" comment landed before a crash */
         return;
     }
     const char *why = NULL;
@@ -767,11 +780,13 @@ static void reopen(tc_item_t *it) {
 /* The facts of the event as LOAD left them, then the table's action (decide.h). */
 static void decide(void *arg) {
     tc_item_t *it = arg;
-    tc_facts_t f = {.state = it->state, .open = !strcmp(it->status, "open"),
+    tc_facts_t f = {.state = it->state,
+                    .open = !strcmp(it->status, "open"),
                     .mapped = it->customer_id[0] || it->rec_customer[0],
                     .pending_comment = pending_is(it, "comment"),
                     .auto_resolve = cfg_bool(it->config, "auto_resolve", 0),
-                    .now_ms = msp_wall_ms(), .resolved_at_ms = it->resolved_at_ms,
+                    .now_ms = msp_wall_ms(),
+                    .resolved_at_ms = it->resolved_at_ms,
                     .reopen_window_ms = cfg_int(it->config, "reopen_window_days", 7) * 86400000LL};
     switch (tc_decide(&f)) {
     case TC_DO_NOTHING: finish_with(it, NULL); return;

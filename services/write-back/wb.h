@@ -56,7 +56,7 @@ typedef struct wb_s {
     msp_metrics_t      *metrics;
     msp_secret_key_t    key;
     struct wb_busy_s   *defs_busy;  /* tenants whose definitions an item is ensuring */
-    msp_vcall_env_t     vcall;      /* what every vendor call shares (wb_vcall_env) */
+    msp_vcall_env_t vcall;          /* what every vendor call shares (wb_vcall_env) */
     int                 stopping;
 } wb_t;
 

@@ -106,7 +106,7 @@ typedef struct target_s {
     char                     why[700];         /* reason (skipped, failed) */
     msp_cwrmm_integration_t  cw;
     msp_syncro_integration_t sy;
-    msp_vcall_cwrmm_t        cw_auth;     /* the token source of a ConnectWise RMM target */
+    msp_vcall_cwrmm_t cw_auth; /* the token source of a ConnectWise RMM target */
     int                      loaded;
 } target_t;
 
@@ -129,7 +129,7 @@ struct wb_item_s {
     int  defs_cached, defs_rounds, defs_refreshed, defs_owner;
     unsigned defs_seen;          /* the owner's error this item last showed */
 
-    msp_vcall_t       vc;        /* the call in progress (vcall.h), and the item's timer */
+    msp_vcall_t vc; /* the call in progress (vcall.h), and the item's timer */
     msp_dead_letter_t dl;
 };
 
@@ -406,8 +406,8 @@ static void target_fail(void *arg, const char *why) {
 static void call(wb_item_t *it, const char *method, char *path, json_t *body,
                  msp_vcall_body_t expect, msp_vcall_ok_fn *on_ok, msp_vcall_fail_fn *on_fail,
                  msp_vcall_step_fn *retry_from) {
-    msp_vcall_step_t step = {.ok = on_ok, .expect = expect, .fail = on_fail,
-                             .retry_from = retry_from};
+    msp_vcall_step_t step = {
+        .ok = on_ok, .expect = expect, .fail = on_fail, .retry_from = retry_from};
     msp_vcall_call(&it->vc, method, path, body, &step);
 }
 
@@ -445,15 +445,20 @@ static void call_failed(void *arg, msp_vcall_failure_t kind, const char *why) {
 }
 
 static const msp_vcall_ops_t vcall_ops = {
-    .fail = call_failed, .retrying = on_retrying, .answered = on_answered,
+    .fail = call_failed,
+    .retrying = on_retrying,
+    .answered = on_answered,
 };
 
 void wb_vcall_env(wb_t *wb) {
-    wb->vcall = (msp_vcall_env_t){.base = wb->base, .http = &wb->http, .redis = &wb->redis,
+    wb->vcall = (msp_vcall_env_t){.base = wb->base,
+                                  .http = &wb->http,
+                                  .redis = &wb->redis,
                                   .redis_url = wb->conf.svc.redis_url,
                                   .backoff_base_ms = wb->conf.backoff_base_ms,
                                   .backoff_cap_ms = wb->conf.backoff_cap_ms,
-                                  .stopping = &wb->stopping, .kq = wb->worker.kq,
+                                  .stopping = &wb->stopping,
+                                  .kq = wb->worker.kq,
                                   .metrics = wb->metrics,
                                   .metric_retries = "mspsync_write_back_retries_total",
                                   .metric_throttled = "mspsync_write_back_ratelimit_waits_total"};
@@ -585,8 +590,8 @@ static void cw_defs_listed(void *arg, msp_http_response_t *res, json_t *a) {
 
 static void cw_defs_list(wb_item_t *it) {
     /* All of them, unfiltered: see the fetcher's CW_DEFS (the entityType words disagree). */
-    call(it, "GET", strdup("/api/platform/v1/custom-field/definitions"), NULL,
-         MSP_VCALL_BODY_ARRAY, cw_defs_listed, NULL, NULL);
+    call(it, "GET", strdup("/api/platform/v1/custom-field/definitions"), NULL, MSP_VCALL_BODY_ARRAY,
+         cw_defs_listed, NULL, NULL);
 }
 
 /* The attribute ids of both definitions: Redis, else list (and create) them. */
@@ -771,7 +776,8 @@ static void run_target(wb_item_t *it) {
     target_t *t = cur_target(it);
     use_target(it, t);
     msp_vcall_reset(&it->vc);
-    if (t->vendor == &msp_vendor_cwrmm) cw_begin(it);
+    if (t->vendor == &msp_vendor_cwrmm)
+        cw_begin(it);
     else sy_read(it);
 }
 

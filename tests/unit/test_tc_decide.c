@@ -13,12 +13,12 @@
 #include "decide.h"
 
 #define DAY_MS 86400000LL
-#define NOW    (1764979200000LL)   /* 2025-12-06 00:00 UTC */
+#define NOW (1764979200000LL) /* 2025-12-06 00:00 UTC */
 
 /* An event of a mapped org, auto-resolve off, a 7-day reopen window. */
 static tc_facts_t facts(tk_state_t state, int open) {
-    return (tc_facts_t){.state = state, .open = open, .mapped = 1, .now_ms = NOW,
-                        .reopen_window_ms = 7 * DAY_MS};
+    return (tc_facts_t){
+        .state = state, .open = open, .mapped = 1, .now_ms = NOW, .reopen_window_ms = 7 * DAY_MS};
 }
 
 static void expect(const tc_facts_t *f, tc_action_t want) {
@@ -43,7 +43,7 @@ static void no_ticket_resolved_event_calls_nothing(void **state) {
     tc_facts_t f = facts(TK_NONE, 0);
     f.auto_resolve = 1;
     expect(&f, TC_DO_NOTHING);
-    f.mapped = 0;   /* nothing to create: the mapping does not matter */
+    f.mapped = 0; /* nothing to create: the mapping does not matter */
     expect(&f, TC_DO_NOTHING);
 }
 
@@ -75,7 +75,7 @@ static void resolved_ticket_reopens_inside_the_window(void **state) {
     tc_facts_t f = facts(TK_RESOLVED, 1);
     f.resolved_at_ms = NOW - DAY_MS;
     expect(&f, TC_DO_REOPEN);
-    f.resolved_at_ms = NOW - 7 * DAY_MS;   /* the window's last millisecond still reopens */
+    f.resolved_at_ms = NOW - 7 * DAY_MS; /* the window's last millisecond still reopens */
     expect(&f, TC_DO_REOPEN);
 }
 
@@ -87,7 +87,7 @@ static void resolved_ticket_after_the_window_gets_a_new_ticket(void **state) {
     f.mapped = 0;
     expect(&f, TC_DO_UNMAPPED);
     f = facts(TK_RESOLVED, 1);
-    f.reopen_window_ms = 0;   /* reopen_window_days 0: never reopen */
+    f.reopen_window_ms = 0; /* reopen_window_days 0: never reopen */
     f.resolved_at_ms = NOW - 1;
     expect(&f, TC_DO_CREATE);
 }
@@ -97,7 +97,7 @@ static void open_ticket_resolved_event_with_auto_resolve_checks_the_ticket(void 
     tc_facts_t f = facts(TK_OPEN, 0);
     f.auto_resolve = 1;
     expect(&f, TC_DO_RESOLVE_CHECK);
-    f.pending_comment = 1;   /* a "left open" comment in flight is looked for by the check */
+    f.pending_comment = 1; /* a "left open" comment in flight is looked for by the check */
     expect(&f, TC_DO_RESOLVE_CHECK);
 }
 

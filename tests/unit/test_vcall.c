@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmocka.h>
 #include <event2/event.h>
+#include <cmocka.h>
 
 #include "mspsync/syncro.h"
 #include "mspsync/vcall.h"
@@ -24,29 +24,29 @@
 #define MAX_SCRIPT 32
 
 typedef struct answer_s {
-    long        status;
+    long status;
     const char *body;
-    int64_t     retry_after_ms;
+    int64_t retry_after_ms;
 } answer_t;
 
 /* One test's world: the script, what the owner was told, what the edges saw. */
 typedef struct world_s {
     struct event_base *base;
-    msp_vcall_env_t    env;
-    msp_vcall_t        vc;
-    answer_t           script[MAX_SCRIPT];
-    int                nscript, sent;
-    char               sent_auth[MAX_SCRIPT][64];
-    char               sent_url[256];
-    int                no_refresh;                /* the token source cannot refresh */
-    int                takes_to_refuse;           /* the bucket says "wait 5 ms" this often */
-    int                token_gets, token_rejects;
-    long               token_status;              /* != 0: the token endpoint refuses */
-    int                oks, fails, gave_up, abandoned, retry_from_runs, stop_after_send;
-    char               fail_why[1024];
+    msp_vcall_env_t env;
+    msp_vcall_t vc;
+    answer_t script[MAX_SCRIPT];
+    int nscript, sent;
+    char sent_auth[MAX_SCRIPT][64];
+    char sent_url[256];
+    int no_refresh;      /* the token source cannot refresh */
+    int takes_to_refuse; /* the bucket says "wait 5 ms" this often */
+    int token_gets, token_rejects;
+    long token_status; /* != 0: the token endpoint refuses */
+    int oks, fails, gave_up, abandoned, retry_from_runs, stop_after_send;
+    char fail_why[1024];
     msp_vcall_failure_t fail_kind;
-    int64_t            delays[MAX_SCRIPT];
-    int                ndelays;
+    int64_t delays[MAX_SCRIPT];
+    int ndelays;
 } world_t;
 
 static world_t *W;
@@ -71,8 +71,8 @@ static int fake_redis_ok(redisContext **c, const char *url) {
 
 typedef struct pending_s {
     msp_http_cb *cb;
-    void        *opaque;
-    answer_t     a;
+    void *opaque;
+    answer_t a;
 } pending_t;
 
 static void deliver(evutil_socket_t fd, short what, void *arg) {
@@ -81,8 +81,10 @@ static void deliver(evutil_socket_t fd, short what, void *arg) {
     msp_http_response_t res = {.status = p->a.status, .retry_after_ms = p->a.retry_after_ms};
     res.body = (char *)(p->a.body ? p->a.body : "");
     res.body_len = strlen(res.body);
-    if (p->a.status == 0) snprintf(res.errstr, sizeof(res.errstr), "Connection refused");
-    if (W->stop_after_send) W->stop_after_send = 2;
+    if (p->a.status == 0)
+        snprintf(res.errstr, sizeof(res.errstr), "Connection refused");
+    if (W->stop_after_send)
+        W->stop_after_send = 2;
     p->cb(&res, p->opaque);
     free(p);
 }
@@ -106,8 +108,10 @@ static void token_answer(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     char header[64];
     snprintf(header, sizeof(header), "Authorization: Bearer t%d", W->token_gets);
-    if (W->token_status) msp_vcall_authed(arg, NULL, W->token_status, -1, "Invalid client secret");
-    else msp_vcall_authed(arg, header, 200, -1, NULL);
+    if (W->token_status)
+        msp_vcall_authed(arg, NULL, W->token_status, -1, "Invalid client secret");
+    else
+        msp_vcall_authed(arg, header, 200, -1, NULL);
 }
 
 static int fake_token_get(void *ctx, msp_vcall_t *c, char *header, size_t header_size) {
@@ -158,7 +162,10 @@ static void own_abandon(void *owner) {
 }
 
 static const msp_vcall_ops_t owner_ops = {
-    .fail = own_fail, .retrying = own_retrying, .gave_up = own_gave_up, .gone = own_gone,
+    .fail = own_fail,
+    .retrying = own_retrying,
+    .gave_up = own_gave_up,
+    .gone = own_gone,
     .abandon = own_abandon,
 };
 
@@ -184,8 +191,11 @@ static int gone_on_404(void *owner, const msp_http_response_t *res) {
 static int setup(void **state) {
     W = calloc(1, sizeof(*W));
     W->base = event_base_new();
-    W->env = (msp_vcall_env_t){.base = W->base, .backoff_base_ms = 20, .backoff_cap_ms = 40,
-                               .take = fake_take, .send = fake_send,
+    W->env = (msp_vcall_env_t){.base = W->base,
+                               .backoff_base_ms = 20,
+                               .backoff_cap_ms = 40,
+                               .take = fake_take,
+                               .send = fake_send,
                                .redis_ok = fake_redis_ok};
     static msp_http_t *no_http;
     static redisContext *no_redis;
@@ -193,7 +203,9 @@ static int setup(void **state) {
     W->env.redis = &no_redis;
     msp_vcall_init(&W->vc, &W->env, &owner_ops, W, NULL);
     msp_vcall_account_t syncro = {.base_url = "https://acme.syncromsp.test/api/v1",
-                                  .bucket_key = "b", .rate = 3, .burst = 1,
+                                  .bucket_key = "b",
+                                  .rate = 3,
+                                  .burst = 1,
                                   .auth_header = "Authorization: key",
                                   .describe = msp_syncro_describe};
     msp_vcall_account(&W->vc, &syncro);
@@ -247,10 +259,10 @@ static void answers_are_classified_ok_retry_or_fail(void **state) {
 
 static void a_401_reauthenticates_only_with_a_token_source_and_only_once(void **state) {
     (void)state;
-    assert_int_equal(judge(401), MSP_VCALL_FAIL);   /* an API key cannot be refreshed */
+    assert_int_equal(judge(401), MSP_VCALL_FAIL); /* an API key cannot be refreshed */
     use_tokens();
     assert_int_equal(judge(401), MSP_VCALL_REAUTH);
-    assert_int_equal(judge(403), MSP_VCALL_FAIL);   /* a permission, not a token */
+    assert_int_equal(judge(403), MSP_VCALL_FAIL); /* a permission, not a token */
     W->vc.reauthed = 1;
     assert_int_equal(judge(401), MSP_VCALL_FAIL);
 }
@@ -273,7 +285,7 @@ static void retry_after_wins_over_the_backoff(void **state) {
     assert_int_equal(W->oks, 1);
     assert_int_equal(W->sent, 3);
     assert_int_equal(W->ndelays, 2);
-    assert_int_equal(W->delays[0], 70);   /* the vendor's 70 ms, above the 40 ms cap */
+    assert_int_equal(W->delays[0], 70); /* the vendor's 70 ms, above the 40 ms cap */
     assert_in_range(W->delays[1], 10, 40);
 }
 
@@ -285,15 +297,17 @@ static void backoff_stays_between_half_the_base_and_the_cap(void **state) {
     }
     assert_int_equal(msp_vcall_delay_ms(&W->env, 0, -1, 0.999999), 19);
     assert_int_equal(msp_vcall_delay_ms(&W->env, 5, -1, 0.999999), 39);
-    assert_int_equal(msp_vcall_delay_ms(&W->env, 5, 5, 0.0), 10);   /* a shorter Retry-After */
+    assert_int_equal(msp_vcall_delay_ms(&W->env, 5, 5, 0.0), 10); /* a shorter Retry-After */
     answer_t a[12];
-    for (int i = 0; i < 11; i++) a[i] = (answer_t){503, "", -1};
+    for (int i = 0; i < 11; i++)
+        a[i] = (answer_t){503, "", -1};
     a[11] = (answer_t){200, "", -1};
     script(12, a);
     run("GET", &(msp_vcall_step_t){.ok = ok_any});
     assert_int_equal(W->oks, 1);
     assert_int_equal(W->ndelays, 11);
-    for (int i = 0; i < 11; i++) assert_in_range(W->delays[i], 10, 40);
+    for (int i = 0; i < 11; i++)
+        assert_in_range(W->delays[i], 10, 40);
 }
 
 static void after_max_attempts_the_owner_gives_up(void **state) {
@@ -321,7 +335,7 @@ static void one_reauth_on_401_then_the_second_401_dead_letters(void **state) {
     assert_int_equal(W->fails, 1);
     assert_int_equal(W->fail_kind, MSP_VCALL_FAIL_FORBIDDEN);
     assert_non_null(strstr(W->fail_why, "answered 401"));
-    assert_int_equal(W->ndelays, 0);   /* a re-auth is not a backoff */
+    assert_int_equal(W->ndelays, 0); /* a re-auth is not a backoff */
 }
 
 static void a_2xx_between_two_401s_allows_a_second_reauth(void **state) {
@@ -388,7 +402,7 @@ static void a_retry_starts_at_the_step_the_call_names(void **state) {
     (void)state;
     script(1, (answer_t[]){{0, "", -1}});
     run("PUT", &(msp_vcall_step_t){.ok = ok_any, .retry_from = from_step});
-    assert_int_equal(W->sent, 1);   /* the PUT is not resent as such */
+    assert_int_equal(W->sent, 1); /* the PUT is not resent as such */
     assert_int_equal(W->retry_from_runs, 1);
 }
 
@@ -399,7 +413,7 @@ static void the_bucket_is_waited_for_before_sending(void **state) {
     run("GET", &(msp_vcall_step_t){.ok = ok_any});
     assert_int_equal(W->takes_to_refuse, 0);
     assert_int_equal(W->oks, 1);
-    assert_int_equal(W->ndelays, 0);   /* a rate-limit wait is no retry */
+    assert_int_equal(W->ndelays, 0); /* a rate-limit wait is no retry */
 }
 
 static void work_gone_during_the_call_is_abandoned(void **state) {

@@ -73,9 +73,9 @@ typedef int(msp_vcall_send_fn)(msp_http_t *h, const msp_http_request_t *req, msp
 
 /** What the body of a 2xx answer must be. */
 typedef enum {
-    MSP_VCALL_BODY_ANY = 0,   /**< not read (ok gets NULL) */
-    MSP_VCALL_BODY_OBJECT,    /**< a JSON object */
-    MSP_VCALL_BODY_ARRAY,     /**< a JSON array */
+    MSP_VCALL_BODY_ANY = 0, /**< not read (ok gets NULL) */
+    MSP_VCALL_BODY_OBJECT,  /**< a JSON object */
+    MSP_VCALL_BODY_ARRAY,   /**< a JSON array */
 } msp_vcall_body_t;
 
 /**
@@ -87,36 +87,36 @@ typedef enum {
  * waiting (its answer must not come); may be NULL.
  */
 typedef struct msp_vcall_auth_s {
-    int  (*get)(void *ctx, msp_vcall_t *c, char *header, size_t header_size);
-    int  (*rejected)(void *ctx, msp_vcall_t *c, const char *auth_header);
+    int (*get)(void *ctx, msp_vcall_t *c, char *header, size_t header_size);
+    int (*rejected)(void *ctx, msp_vcall_t *c, const char *auth_header);
     void (*cancel)(void *ctx, msp_vcall_t *c);
 } msp_vcall_auth_t;
 
 /** The ConnectWise RMM token cache as a token source; ctx is a msp_vcall_cwrmm_t. */
 extern const msp_vcall_auth_t msp_vcall_cwrmm_auth;
 typedef struct msp_vcall_cwrmm_s {
-    msp_cwrmm_tokens_t           **tokens;   /* the service's cache pointer (NULL once freed) */
-    const msp_cwrmm_integration_t *in;       /* borrowed */
+    msp_cwrmm_tokens_t **tokens;       /* the service's cache pointer (NULL once freed) */
+    const msp_cwrmm_integration_t *in; /* borrowed */
 } msp_vcall_cwrmm_t;
 
 /** A vendor row's auth (vendor.h) as a token source; ctx is a msp_vcall_vendor_t. */
 extern const msp_vcall_auth_t msp_vcall_vendor_auth;
 typedef struct msp_vcall_vendor_s {
-    msp_vendor_auth_t        auth;   /* the process's auth state (copied) */
-    const msp_vendor_cred_t *cred;   /* borrowed: the loaded integration */
+    msp_vendor_auth_t auth;        /* the process's auth state (copied) */
+    const msp_vendor_cred_t *cred; /* borrowed: the loaded integration */
 } msp_vcall_vendor_t;
 
 /** The vendor account a call goes to. Every pointer is borrowed for as long as the call runs. */
 typedef struct msp_vcall_account_s {
-    const char             *base_url;     /**< the path is appended */
-    const char             *bucket_key;   /**< the account's GCRA bucket */
-    double                  rate;         /**< tokens per second */
-    int                     burst;
-    const char             *auth_header;  /**< a fixed header; NULL: ask auth */
-    const msp_vcall_auth_t *auth;         /**< token source when auth_header is NULL */
-    void                   *auth_ctx;
-    const msp_vendor_t     *vendor;       /**< its row describes failures (msp_vendor_describe) */
-    msp_vcall_describe_fn  *describe;     /**< else this does */
+    const char *base_url;   /**< the path is appended */
+    const char *bucket_key; /**< the account's GCRA bucket */
+    double rate;            /**< tokens per second */
+    int burst;
+    const char *auth_header;      /**< a fixed header; NULL: ask auth */
+    const msp_vcall_auth_t *auth; /**< token source when auth_header is NULL */
+    void *auth_ctx;
+    const msp_vendor_t *vendor;      /**< its row describes failures (msp_vendor_describe) */
+    msp_vcall_describe_fn *describe; /**< else this does */
 } msp_vcall_account_t;
 
 /**
@@ -128,9 +128,9 @@ void msp_vcall_vendor_account(msp_vcall_t *c, msp_vcall_vendor_t *va, double rat
 
 /** Why a call cannot succeed (the owner's fail hook). */
 typedef enum {
-    MSP_VCALL_FAIL_AUTH = 0,    /**< the token endpoint refused the credentials */
-    MSP_VCALL_FAIL_FORBIDDEN,   /**< 401/403 on the call: a permission or scope is missing */
-    MSP_VCALL_FAIL_REFUSED,     /**< another 4xx: the request was refused as it stands */
+    MSP_VCALL_FAIL_AUTH = 0,  /**< the token endpoint refused the credentials */
+    MSP_VCALL_FAIL_FORBIDDEN, /**< 401/403 on the call: a permission or scope is missing */
+    MSP_VCALL_FAIL_REFUSED,   /**< another 4xx: the request was refused as it stands */
 } msp_vcall_failure_t;
 
 /** The owner's side, one static table per kind of owner. NULL entries are skipped. */
@@ -144,7 +144,7 @@ typedef struct msp_vcall_ops_s {
     /** Every answer, classified (request metrics). */
     void (*answered)(void *owner, msp_http_outcome_t outcome);
     /** 1 when the owner's work is gone (besides a revoked item or stopping). */
-    int  (*gone)(void *owner);
+    int (*gone)(void *owner);
     /** Leave the work unfinished (owners without a keyq item). */
     void (*abandon)(void *owner);
 } msp_vcall_ops_t;
@@ -152,18 +152,18 @@ typedef struct msp_vcall_ops_s {
 /** The process's parts, borrowed (they outlive every call). */
 typedef struct msp_vcall_env_s {
     struct event_base *base;
-    msp_http_t       **http;        /**< the service's client pointer (NULL once stopping) */
-    redisContext     **redis;       /**< the service's connection, reconnected through redis_url */
-    const char        *redis_url;
-    long long          backoff_base_ms, backoff_cap_ms;
-    const int         *stopping;    /**< non-zero: every call abandons its work */
-    msp_keyq_t        *kq;          /**< keyed workers: where items are abandoned */
-    msp_vcall_take_fn *take;        /**< NULL = msp_gcra_take (tests pass their own) */
-    msp_vcall_send_fn *send;        /**< NULL = msp_http_request (tests pass their own) */
-    int (*redis_ok)(redisContext **c, const char *url);   /**< NULL = msp_redis_ok */
-    msp_metrics_t     *metrics;              /**< may be NULL */
-    const char        *metric_retries;       /**< counter of retries scheduled */
-    const char        *metric_throttled;     /**< counter of waits for the bucket */
+    msp_http_t **http;    /**< the service's client pointer (NULL once stopping) */
+    redisContext **redis; /**< the service's connection, reconnected through redis_url */
+    const char *redis_url;
+    long long backoff_base_ms, backoff_cap_ms;
+    const int *stopping;     /**< non-zero: every call abandons its work */
+    msp_keyq_t *kq;          /**< keyed workers: where items are abandoned */
+    msp_vcall_take_fn *take; /**< NULL = msp_gcra_take (tests pass their own) */
+    msp_vcall_send_fn *send; /**< NULL = msp_http_request (tests pass their own) */
+    int (*redis_ok)(redisContext **c, const char *url); /**< NULL = msp_redis_ok */
+    msp_metrics_t *metrics;                             /**< may be NULL */
+    const char *metric_retries;                         /**< counter of retries scheduled */
+    const char *metric_throttled;                       /**< counter of waits for the bucket */
 } msp_vcall_env_t;
 
 /** How one call goes on (copied by msp_vcall_call). */
@@ -171,34 +171,34 @@ typedef struct msp_vcall_step_s {
     /** The classification of an answer (NULL = msp_http_classify; a pager may read a 404 as
      * "no more"). */
     msp_http_outcome_t (*classify)(void *owner, const msp_http_response_t *res);
-    msp_vcall_ok_fn    *ok;
-    msp_vcall_body_t    expect;
-    msp_vcall_fail_fn  *fail;         /**< may be NULL */
-    msp_vcall_step_fn  *retry_from;   /**< NULL: a retry sends this call again */
-    msp_vcall_retry_fn *retry;        /**< NULL: msp_vcall_retry */
+    msp_vcall_ok_fn *ok;
+    msp_vcall_body_t expect;
+    msp_vcall_fail_fn *fail;       /**< may be NULL */
+    msp_vcall_step_fn *retry_from; /**< NULL: a retry sends this call again */
+    msp_vcall_retry_fn *retry;     /**< NULL: msp_vcall_retry */
 } msp_vcall_step_t;
 
 struct msp_vcall_s {
     /* Set by msp_vcall_init. */
     const msp_vcall_env_t *env;
     const msp_vcall_ops_t *ops;
-    void                  *owner;
-    msp_keyq_item_t       *item;       /* keyed workers: the owner's item, else NULL */
-    const char            *tenant;     /* borrowed: logs, the token cache; may be NULL */
-    unsigned               max_attempts;   /* 0 = retry without limit */
+    void *owner;
+    msp_keyq_item_t *item; /* keyed workers: the owner's item, else NULL */
+    const char *tenant;    /* borrowed: logs, the token cache; may be NULL */
+    unsigned max_attempts; /* 0 = retry without limit */
 
     /* Set by msp_vcall_account (copied). */
     msp_vcall_account_t acct;
 
     /* The call in progress (owned). url NULL: acct.base_url + path. */
-    char            *method, *url, *path, *body;
+    char *method, *url, *path, *body;
     msp_vcall_step_t step;
-    unsigned         attempt;         /* retries of the current unit of work */
-    int              reauthed;        /* a 401 already led to a fresh token */
-    int              http_inflight, token_wait;
-    char             auth[4096];      /* a token's header, zeroed after the call */
+    unsigned attempt; /* retries of the current unit of work */
+    int reauthed;     /* a 401 already led to a fresh token */
+    int http_inflight, token_wait;
+    char auth[4096]; /* a token's header, zeroed after the call */
 
-    struct event      *timer;
+    struct event *timer;
     msp_vcall_step_fn *on_timer;
 };
 
@@ -233,8 +233,8 @@ void msp_vcall_call(msp_vcall_t *c, const char *method, char *path, json_t *body
  * @brief msp_vcall_call with the whole URL (stolen) and a body already serialised (stolen, may
  * be NULL); path (copied) is only what failures print (no host, no query).
  */
-void msp_vcall_call_url(msp_vcall_t *c, const char *method, char *url, const char *path,
-                        char *body, const msp_vcall_step_t *step);
+void msp_vcall_call_url(msp_vcall_t *c, const char *method, char *url, const char *path, char *body,
+                        const msp_vcall_step_t *step);
 
 /** @brief Send the current call again (rate token, auth, request). */
 void msp_vcall_send(msp_vcall_t *c);
@@ -271,8 +271,8 @@ void msp_vcall_abandon(msp_vcall_t *c);
  * token endpoint's status (401/403 = the credentials are refused: fail; else retry), its
  * Retry-After and error text.
  */
-void msp_vcall_authed(msp_vcall_t *c, const char *auth_header, long status,
-                      int64_t retry_after_ms, const char *error);
+void msp_vcall_authed(msp_vcall_t *c, const char *auth_header, long status, int64_t retry_after_ms,
+                      const char *error);
 
 /**
  * @brief 1 when a 4xx with this status is the request's own fault, which retrying cannot help
@@ -283,10 +283,10 @@ int msp_vcall_refused(long status);
 
 /** What an answer leads to (msp_vcall_judge). */
 typedef enum {
-    MSP_VCALL_DONE = 0,   /**< a 2xx: the caller's ok */
-    MSP_VCALL_RETRY,      /**< back off, send again */
-    MSP_VCALL_REAUTH,     /**< forget the token, send once more */
-    MSP_VCALL_FAIL,       /**< the call's fail handler, then the owner's fail hook */
+    MSP_VCALL_DONE = 0, /**< a 2xx: the caller's ok */
+    MSP_VCALL_RETRY,    /**< back off, send again */
+    MSP_VCALL_REAUTH,   /**< forget the token, send once more */
+    MSP_VCALL_FAIL,     /**< the call's fail handler, then the owner's fail hook */
 } msp_vcall_action_t;
 
 /**
