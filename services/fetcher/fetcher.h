@@ -14,13 +14,14 @@
 #include <hiredis/hiredis.h>
 #include <librdkafka/rdkafka.h>
 
+#include "mspsync/crypto.h"
+#include "mspsync/cwrmm.h"
 #include "mspsync/http.h"
 #include "mspsync/kafka.h"
 #include "mspsync/offtrack.h"
 #include "mspsync/ops.h"
-#include "mspsync/crypto.h"
-#include "mspsync/cwrmm.h"
 #include "mspsync/svc.h"
+#include "mspsync/vcall.h"
 
 typedef struct fetcher_conf_s {
     msp_svc_conf_t svc;           /* Kafka, Redis, logging, ops server */
@@ -63,6 +64,7 @@ typedef struct fetcher_s {
     int    jobs_cnt;
     int    running_cnt;
     int    stopping;
+    msp_vcall_env_t vcall; /* what every job's vendor calls share (job.c) */
 
     struct event *sched_ev;
 } fetcher_t;

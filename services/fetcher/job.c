@@ -2,8 +2,9 @@
  * job.c — one sync job: pull every page of each record type a vendor syncs (customers, then
  * assets), from one account of the vendor the job names. The vendor's row (vendor.h) knows the
  * rest: its credentials, how to authenticate, and per record type a pager that builds each
- * request, reads each answer and writes the cursor; this file sends, waits, retries and moves
- * the cursor, the same way for every vendor.
+ * request, reads each answer and writes the cursor; this file hands each request to the
+ * vendor-call engine (vcall.h: rate token, auth, send, classify, backoff, one re-auth on 401)
+ * and moves the cursor, the same way for every vendor.
  *
  * States of a job, all driven by the event loop:
  *
@@ -35,6 +36,7 @@
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
 #include "mspsync/utf8.h"
+#include "mspsync/vcall.h"
 #include "mspsync/vendor.h"
 
 typedef enum {
@@ -67,24 +69,19 @@ struct job_s {
     msp_vendor_cred_t cred; /* base URL, secret, bucket key */
     msp_pager_t *pager;     /* the pager of todo[todo_idx]; NULL before the job runs */
     msp_pager_req_t req;    /* the last request sent (method, path for errors) */
-    int token_wait;         /* waiting for msp_vendor_auth_get's callback */
-    int auth_retries;       /* 401s on API calls in a row (a fresh token each time) */
-    char auth[4200];
+    msp_vcall_t vc;         /* the call in progress and the job's timer (vcall.h) */
+    msp_vcall_vendor_t va;  /* the row's auth with cred, for vc */
 
     int page;
     long type_records;
     long records_fetched[MSP_VENDOR_TYPES_MAX];
-    int  attempt;
     int  pending_dr;
-    int  dr_failed;
-    int  http_inflight;
-    int  type_done;      /* the page just fetched was the type's last */
-
-    struct event *timer;
+    int dr_failed;
+    int type_done; /* the page just fetched was the type's last */
 };
 
 static void job_step(job_t *j);
-static void job_request(job_t *j);
+static void job_request(void *arg);
 static void job_fail(job_t *j, const char *error, const char *hint, int pause);
 
 /* ---------------------------------------------------------------- helpers */
@@ -104,15 +101,16 @@ static msp_vendor_auth_t job_auth(const job_t *j) {
     return (msp_vendor_auth_t){.cwrmm_tokens = j->f->cw_tokens};
 }
 
-/* This service's rate settings, one pair per vendor row (main.c's config table reads them). */
-static int job_take_token(job_t *j, int64_t *wait_ms, char *err, size_t err_size) {
+/* The job's calls go to its loaded integration, at this service's rate settings for the
+ * vendor (one pair per vendor row; main.c's config table reads them). */
+static void job_use_cred(job_t *j) {
     const fetcher_conf_t *c = &j->f->conf;
     const double rate[MSP_VENDOR_COUNT] = {
         [MSP_VENDOR_SYNCRO] = c->syncro_rate, [MSP_VENDOR_CWRMM] = c->cwrmm_rate};
     const long long burst[MSP_VENDOR_COUNT] = {
         [MSP_VENDOR_SYNCRO] = c->syncro_burst, [MSP_VENDOR_CWRMM] = c->cwrmm_burst};
-    return msp_gcra_take(j->f->redis, msp_vendor_cred_bucket(&j->cred), rate[j->vendor->id],
-                         (int)burst[j->vendor->id], 1, wait_ms, err, err_size);
+    j->va = (msp_vcall_vendor_t){.auth = job_auth(j), .cred = &j->cred};
+    msp_vcall_vendor_account(&j->vc, &j->va, rate[j->vendor->id], (int)burst[j->vendor->id]);
 }
 
 static void status_set(job_t *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -175,7 +173,7 @@ static void job_free(job_t *j) {
         }
     }
     f->jobs_cnt--;
-    if (j->timer) event_free(j->timer);
+    msp_vcall_clear(&j->vc);
     if (j->pager)
         job_type(j)->pager->destroy(j->pager);
     msp_vendor_cred_clear(&j->cred);
@@ -186,12 +184,10 @@ static void job_free(job_t *j) {
 
 /* Free a finished job once nothing refers to it. */
 static void job_release_if_idle(job_t *j) {
-    if (j->state == JOB_FINISHED && j->token_wait) {
-        msp_vendor_auth_t auth = job_auth(j);
-        msp_vendor_auth_cancel(&auth, &j->cred, j);
-        j->token_wait = 0;
-    }
-    if (j->state == JOB_FINISHED && !j->http_inflight && j->pending_dr == 0) job_free(j);
+    if (j->state == JOB_FINISHED)
+        msp_vcall_stop(&j->vc); /* a token wait is cancelled */
+    if (j->state == JOB_FINISHED && !j->vc.http_inflight && j->pending_dr == 0)
+        job_free(j);
 }
 
 static job_t *tenant_running(fetcher_t *f, const char *tenant, const job_t *except) {
@@ -232,7 +228,7 @@ static void job_finish(job_t *j) {
     char tenant[80];
     snprintf(tenant, sizeof(tenant), "%s", j->tenant);
     int was_running = j->state != JOB_QUEUED;
-    if (j->timer) event_del(j->timer);
+    msp_vcall_stop(&j->vc);
     j->state = JOB_FINISHED;
     if (was_running) {
         f->running_cnt--;
@@ -315,39 +311,15 @@ static void job_skip(job_t *j, const char *why) {
 
 /* ------------------------------------------------------------ the machine */
 
-static void timer_cb(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
-    job_request((job_t *)arg);
-}
-
 static void job_wait(job_t *j, int64_t ms) {
-    if (!j->timer) j->timer = evtimer_new(j->f->base, timer_cb, j);
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
     j->state = JOB_TOKEN;
-    evtimer_add(j->timer, &tv);
+    msp_vcall_wait(&j->vc, ms, job_request);
 }
 
-/* Retry the current page later: Retry-After when the vendor said, else jittered backoff. */
+/* Retry the current page later: Retry-After when the vendor said, else jittered backoff; after
+ * max_attempts the job fails (job_gave_up). */
 static void job_retry(job_t *j, int64_t retry_after_ms, const char *why) {
-    fetcher_t *f = j->f;
-    j->attempt++;
-    if (j->attempt >= f->conf.max_attempts) {
-        char msg[1024], hint[300];
-        snprintf(msg, sizeof(msg), "%s (gave up after %d attempts; the next sync will try again)",
-                 why, j->attempt);
-        job_fail(j, msg,
-                 msp_vendor_hint(j->vendor, MSP_HINT_KEPT_FAILING, NULL, NULL, hint, sizeof(hint)),
-                 0);
-        return;
-    }
-    int64_t d = msp_backoff_ms((unsigned)(j->attempt - 1), f->conf.backoff_base_ms,
-                               f->conf.backoff_cap_ms, msp_rand01());
-    if (retry_after_ms >= 0 && retry_after_ms > d) d = retry_after_ms;
-    MSP_WARN("page.retry", j->tenant, "job=%s %s page=%d attempt=%d retry_in_ms=%lld: %s",
-             j->job_id, job_type(j)->type, j->page, j->attempt, (long long)d, why);
-    msp_metric_add(f->metrics, "mspsync_fetcher_retries_total", NULL, 1);
-    job_wait(j, d);
+    msp_vcall_retry_with(&j->vc, &j->vc.attempt, retry_after_ms, why, job_request);
 }
 
 /* @returns 1 the integration exists, 0 it was removed, -1 Redis did not answer. */
@@ -362,15 +334,14 @@ static int integration_exists(job_t *j) {
     return rc;
 }
 
-static void http_cb(msp_http_response_t *res, void *opaque);
-static void auth_cb(const char *auth, long status, int64_t retry_after_ms, const char *error,
-                    void *opaque);
-static void job_send(job_t *j);
 static void produce_complete(job_t *j);
 static void page_acked(job_t *j);
+static const msp_vcall_step_t job_call;
 
-/* Take a token, then authenticate (at once, or through auth_cb) and send the next request. */
-static void job_request(job_t *j) {
+/* Check the integration, ask the pager for its next request and send it through the engine
+ * (rate token, auth, request); its answer comes to job_answer. */
+static void job_request(void *arg) {
+    job_t *j = arg;
     fetcher_t *f = j->f;
     if (f->stopping) j->abandoned = 1;
     if (j->abandoned) {
@@ -391,63 +362,6 @@ static void job_request(job_t *j) {
         job_skip(j, "integration removed");
         return;
     }
-    int64_t wait_ms = 0;
-    char err[256];
-    int rc = job_take_token(j, &wait_ms, err, sizeof(err));
-    if (rc < 0) {
-        MSP_WARN("ratelimit.error", j->tenant, "%s", err);
-        job_wait(j, 500);
-        return;
-    }
-    if (rc == 0) {
-        msp_metric_add(f->metrics, "mspsync_fetcher_ratelimit_waits_total", NULL, 1);
-        /* A little jitter so that jobs sharing a bucket do not wake in lock-step. */
-        job_wait(j, wait_ms + (int64_t)(msp_rand01() * 20));
-        return;
-    }
-    msp_vendor_auth_t auth = job_auth(j);
-    rc = msp_vendor_auth_get(&auth, j->tenant, &j->cred, j->auth, sizeof(j->auth), auth_cb, j);
-    if (rc == 0) {
-        job_send(j);
-    } else if (rc > 0) {
-        j->token_wait = 1;
-        j->http_inflight = 1; /* keeps the job alive until the token (and request) are done */
-        j->state = JOB_HTTP;
-    } else {
-        snprintf(err, sizeof(err), "out of memory while authenticating with %s", j->vendor->label);
-        job_retry(j, -1, err);
-    }
-}
-
-static void auth_cb(const char *auth, long status, int64_t retry_after_ms, const char *error,
-                    void *opaque) {
-    job_t *j = opaque;
-    j->token_wait = 0;
-    j->http_inflight = 0;
-    if (j->f->stopping)
-        j->abandoned = 1;
-    if (j->abandoned || j->state == JOB_FINISHED) {
-        if (j->state != JOB_FINISHED)
-            job_finish(j);
-        else
-            job_release_if_idle(j);
-        return;
-    }
-    if (!auth) {
-        char hint[300];
-        if (status == 401 || status == 403)
-            job_fail(j, error,
-                     msp_vendor_hint(j->vendor, MSP_HINT_AUTH, NULL, NULL, hint, sizeof(hint)), 1);
-        else
-            job_retry(j, retry_after_ms, error);
-        return;
-    }
-    snprintf(j->auth, sizeof(j->auth), "%s", auth);
-    job_send(j);
-}
-
-/* Ask the pager for its next request and send it with the header in j->auth. */
-static void job_send(job_t *j) {
     if (job_type(j)->pager->request(j->pager, &j->req) == 1) {
         /* Nothing (left) to ask: the type is complete. */
         j->type_done = 1;
@@ -457,22 +371,10 @@ static void job_send(job_t *j) {
             page_acked(j);
         return;
     }
-    const char *headers[] = {j->auth, "Accept: application/json",
-                             j->req.body ? "Content-Type: application/json" : NULL, NULL};
-    msp_http_request_t req = {.method = j->req.method,
-                              .url = j->req.url,
-                              .headers = headers,
-                              .body = j->req.body,
-                              .body_len = j->req.body ? strlen(j->req.body) : 0,
-                              .tenant = j->tenant};
     j->state = JOB_HTTP;
-    j->http_inflight = 1;
-    if (msp_http_request(j->f->http, &req, http_cb, j) != 0) {
-        j->http_inflight = 0;
-        job_retry(j, -1, "could not start the HTTP request");
-    }
-    free(j->req.body);
-    j->req.body = NULL;
+    msp_vcall_call_url(&j->vc, j->req.method, strdup(j->req.url), j->req.path, j->req.body,
+                       &job_call);
+    j->req.body = NULL; /* the engine's now */
 }
 
 static void produce_record(job_t *j, json_t *item, const char *fetched_at) {
@@ -532,7 +434,7 @@ static void job_follow_cursor(job_t *j) {
     } else if (rc == 2) {
         job_done(j);
     } else {
-        j->attempt = 0;
+        msp_vcall_reset(&j->vc);
         j->type_done = 0;
         job_request(j);
     }
@@ -627,7 +529,7 @@ static void page_acked(job_t *j) {
         job_retry(j, 1000, "Redis error while moving the cursor");
         return;
     }
-    j->attempt = 0;
+    msp_vcall_reset(&j->vc);
     if (!j->type_done) {
         j->page++;
         t->pager->advance(j->pager);
@@ -657,29 +559,78 @@ void job_delivery_report(fetcher_t *f, const rd_kafka_message_t *msg) {
     }
 }
 
-/* A call failed: re-authenticate once more on a 401 the vendor allows that for, else retry or
- * stop with the vendor's words and a hint. */
-static void job_http_failed(job_t *j, const msp_http_response_t *res, msp_http_outcome_t out) {
-    char desc[1024], hint[300];
-    msp_vendor_describe(j->vendor, res, j->req.method, j->req.path, desc, sizeof(desc));
-    msp_vendor_auth_t auth = job_auth(j);
-    if (res->status == 401 && j->auth_retries < 3 &&
-        msp_vendor_auth_rejected(&auth, j->tenant, &j->cred, j->auth)) {
-        /* The token expired or was revoked early: it was dropped (once for all the jobs that
-         * saw the same token); ask again. */
-        j->auth_retries++;
-        MSP_WARN("token.rejected", j->tenant, "job=%s %s", j->job_id, desc);
-        job_request(j);
-    } else if (out == MSP_HTTP_RETRY) {
-        job_retry(j, res->retry_after_ms, desc);
-    } else if (out == MSP_HTTP_FATAL) {
-        msp_vendor_hint(j->vendor, MSP_HINT_FORBIDDEN, j->req.method, j->req.path, hint,
-                        sizeof(hint));
-        job_fail(j, desc, hint, 1);
-    } else {
-        job_fail(j, desc,
-                 msp_vendor_hint(j->vendor, MSP_HINT_REFUSED, NULL, NULL, hint, sizeof(hint)), 0);
-    }
+/* A call cannot succeed: stop with the vendor's words and the row's hint (a missing
+ * permission or refused credentials pause the integration until the user acts). */
+static void job_call_failed(void *arg, msp_vcall_failure_t kind, const char *why) {
+    job_t *j = arg;
+    static const msp_vendor_hint_t hint_of[] = {[MSP_VCALL_FAIL_AUTH] = MSP_HINT_AUTH,
+                                                [MSP_VCALL_FAIL_FORBIDDEN] = MSP_HINT_FORBIDDEN,
+                                                [MSP_VCALL_FAIL_REFUSED] = MSP_HINT_REFUSED};
+    char hint[300];
+    msp_vendor_hint(j->vendor, hint_of[kind], j->req.method, j->req.path, hint, sizeof(hint));
+    job_fail(j, why, hint, kind != MSP_VCALL_FAIL_REFUSED);
+}
+
+static void job_gave_up(void *arg, unsigned attempts, const char *why) {
+    job_t *j = arg;
+    char msg[1200], hint[300];
+    snprintf(msg, sizeof(msg), "%s (gave up after %u attempts; the next sync will try again)", why,
+             attempts);
+    job_fail(j, msg,
+             msp_vendor_hint(j->vendor, MSP_HINT_KEPT_FAILING, NULL, NULL, hint, sizeof(hint)), 0);
+}
+
+static void job_retrying(void *arg, unsigned attempt, int64_t delay_ms, const char *why) {
+    job_t *j = arg;
+    j->state = JOB_TOKEN;
+    MSP_WARN("page.retry", j->tenant, "job=%s %s page=%d attempt=%u retry_in_ms=%lld: %s",
+             j->job_id, job_type(j)->type, j->page, attempt, (long long)delay_ms, why);
+}
+
+static void job_answered(void *arg, msp_http_outcome_t out) {
+    job_t *j = arg;
+    char labels[64];
+    snprintf(labels, sizeof(labels), "outcome=\"%s\"", msp_http_outcome_name(out));
+    msp_metric_add(j->f->metrics, "mspsync_fetcher_requests_total", labels, 1);
+}
+
+static int job_gone(void *arg) {
+    job_t *j = arg;
+    return j->abandoned || j->state == JOB_FINISHED;
+}
+
+/* Unfinished: keep the offset for a replay; free the job once nothing refers to it. */
+static void job_left(void *arg) {
+    job_t *j = arg;
+    if (j->f->stopping)
+        j->abandoned = 1;
+    if (j->state != JOB_FINISHED)
+        job_finish(j);
+    else
+        job_release_if_idle(j);
+}
+
+static const msp_vcall_ops_t job_vcall_ops = {
+    .fail = job_call_failed,
+    .retrying = job_retrying,
+    .gave_up = job_gave_up,
+    .answered = job_answered,
+    .gone = job_gone,
+    .abandon = job_left,
+};
+
+/* The environment of every job's calls (the same values each time: set as jobs are made). */
+static void fetcher_vcall_env(fetcher_t *f) {
+    f->vcall = (msp_vcall_env_t){.base = f->base,
+                                 .http = &f->http,
+                                 .redis = &f->redis,
+                                 .redis_url = f->conf.svc.redis_url,
+                                 .backoff_base_ms = f->conf.backoff_base_ms,
+                                 .backoff_cap_ms = f->conf.backoff_cap_ms,
+                                 .stopping = &f->stopping,
+                                 .metrics = f->metrics,
+                                 .metric_retries = "mspsync_fetcher_retries_total",
+                                 .metric_throttled = "mspsync_fetcher_ratelimit_waits_total"};
 }
 
 /* A page is complete: produce its records (stolen) and wait for their acks. */
@@ -718,39 +669,31 @@ static void job_page(job_t *j, json_t *records, int last) {
     if (j->pending_dr == 0) page_acked(j);
 }
 
-static void http_cb(msp_http_response_t *res, void *opaque) {
-    job_t *j = opaque;
-    fetcher_t *f = j->f;
-    j->http_inflight = 0;
-    if (f->stopping)
-        j->abandoned = 1; /* unfinished: keep the offset for a replay */
-    if (j->abandoned || f->stopping || j->state == JOB_FINISHED) {
-        if (j->state != JOB_FINISHED) job_finish(j);
-        else job_release_if_idle(j);
-        return;
-    }
-    const msp_pager_ops_t *o = job_type(j)->pager;
-    msp_http_outcome_t out = o->classify(j->pager, res);
-    char labels[64];
-    snprintf(labels, sizeof(labels), "outcome=\"%s\"", msp_http_outcome_name(out));
-    msp_metric_add(f->metrics, "mspsync_fetcher_requests_total", labels, 1);
-    if (out != MSP_HTTP_OK) {
-        job_http_failed(j, res, out);
-        return;
-    }
-    j->auth_retries = 0;
+static msp_http_outcome_t job_classify(void *arg, const msp_http_response_t *res) {
+    job_t *j = arg;
+    return job_type(j)->pager->classify(j->pager, res);
+}
+
+/* A 2xx: the pager reads it. */
+static void job_answer(void *arg, msp_http_response_t *res, json_t *body) {
+    job_t *j = arg;
+    (void)body;
     json_t *records = NULL;
     int last = 0;
     char err[1024];
-    switch (o->response(j->pager, res, &records, &last, err, sizeof(err))) {
+    switch (job_type(j)->pager->response(j->pager, res, &records, &last, err, sizeof(err))) {
     case MSP_PAGER_BAD: job_retry(j, -1, err); break;
     case MSP_PAGER_NEXT: /* a step of the vendor's plan: the next request, a fresh count */
-        j->attempt = 0;
+        msp_vcall_reset(&j->vc);
         job_request(j);
         break;
     case MSP_PAGER_PAGE: job_page(j, records, last); break;
     }
 }
+
+/* Every page request: the pager classifies; a retry asks the pager again (job_request). */
+static const msp_vcall_step_t job_call = {
+    .classify = job_classify, .ok = job_answer, .retry_from = job_request};
 
 /* ------------------------------------------------------------- job start */
 
@@ -866,6 +809,7 @@ static void job_step(job_t *j) {
     int rc =
         msp_vendor_cred_load(j->vendor, f->redis, &f->key, j->tenant, &j->cred, err, sizeof(err));
     if (rc < 0) return;
+    job_use_cred(j);
     j->state = JOB_TOKEN;
     f->running_cnt++;
     msp_metric_set(f->metrics, "mspsync_fetcher_jobs_running", NULL, f->running_cnt);
@@ -944,6 +888,10 @@ void job_from_message(fetcher_t *f, const rd_kafka_message_t *msg) {
         j->f = f;
         j->vendor = vendor;
         snprintf(j->tenant, sizeof(j->tenant), "%s", tenant);
+        fetcher_vcall_env(f);
+        msp_vcall_init(&j->vc, &f->vcall, &job_vcall_ops, j, NULL);
+        j->vc.tenant = j->tenant;
+        j->vc.max_attempts = (unsigned)f->conf.max_attempts;
         snprintf(j->job_id, sizeof(j->job_id), "%s", job_id);
         snprintf(j->reason, sizeof(j->reason), "%s",
                  json_string_value(json_object_get(o, "reason")) ?: "unknown");
@@ -1006,12 +954,13 @@ void jobs_destroy_all(fetcher_t *f) {
         job_t *j = f->jobs;
         if (j->state != JOB_FINISHED) {
             j->abandoned = 1;
-            if (j->timer) event_del(j->timer);
+            msp_vcall_stop(&j->vc);
             if (j->state != JOB_QUEUED) f->running_cnt--;
             j->state = JOB_FINISHED;
         }
         /* http and delivery callbacks were drained by the caller before this */
-        j->http_inflight = 0;
+        j->vc.http_inflight = 0;
+        j->vc.token_wait = 0;
         j->pending_dr = 0;
         job_free(j);
     }

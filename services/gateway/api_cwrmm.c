@@ -37,6 +37,7 @@
 #include "mspsync/kafka.h"
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
+#include "mspsync/vcall.h"
 
 #define MAX_CLIENT_ID 255
 #define MAX_SECRET 1024
@@ -94,14 +95,10 @@ static void cwput_cancel(void *arg) {
     cwput_free(p);
 }
 
-/* A vendor 4xx is the caller's to fix (422); the rest is ours or the vendor's (502). */
-static int is_client_error(long st) {
-    return st >= 400 && st < 500 && st != 408 && st != 425 && st != 429;
-}
-
 static void cwput_fail(cwput_t *p, long status, const char *desc, const char *scope) {
     MSP_INFO("integration.rejected", p->tenant, "cwrmm: %s", desc);
-    if (is_client_error(status)) {
+    /* A vendor 4xx is the caller's to fix (422); the rest is ours or the vendor's (502). */
+    if (msp_vcall_refused(status)) {
         json_t *body = json_pack("{s:s,s:I}", "error", desc, "vendor_status", (json_int_t)status);
         if (body && scope)
             json_object_set_new(body, "missing_scope", json_string(scope));

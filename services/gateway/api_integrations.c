@@ -37,6 +37,7 @@
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
 #include "mspsync/syncro.h"
+#include "mspsync/vcall.h"
 
 #define MAX_API_KEY 1024
 #define SCAN_CHUNK 500
@@ -236,10 +237,8 @@ static void put_me_cb(msp_http_response_t *res, void *arg) {
         }
     } else {
         msp_syncro_describe(res, "GET", "/me", desc, sizeof(desc));
-        int client_error = st >= 400 && st < 500 && st != 408 && st != 423 && st != 425 &&
-                           st != 429;
         MSP_INFO("integration.rejected", p->tenant, "%s", desc);
-        if (client_error)
+        if (msp_vcall_refused(st))
             gw_held_reply(p->held, 422, json_pack("{s:s,s:I}", "error", desc, "vendor_status",
                                                   (json_int_t)st));
         else

@@ -105,6 +105,7 @@ int main(int argc, char **argv) {
     }
     msp_http_opts_t hopts = {.timeout_ms = tc->conf.http_timeout_ms};
     tc->http = msp_http_new(tc->base, &hopts);
+    tc_vcall_env(tc);
     if (!tc_redis_ok(tc)) MSP_WARN("redis.unavailable", NULL, "starting anyway; will retry");
 
     if (msp_svc_worker_serve(w, &svc) != 0) return 1;

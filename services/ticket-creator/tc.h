@@ -26,6 +26,7 @@
 #include "mspsync/ops.h"
 #include "mspsync/redis.h"
 #include "mspsync/svc.h"
+#include "mspsync/vcall.h"
 
 typedef struct tc_conf_s {
     msp_svc_conf_t svc;           /* Kafka, Redis, logging, ops server */
@@ -48,6 +49,7 @@ typedef struct tc_s {
     redisContext      *redis;
     msp_metrics_t     *metrics;
     msp_secret_key_t   key;
+    msp_vcall_env_t vcall; /* what every Syncro call shares (tc_vcall_env) */
     int                stopping;
 } tc_t;
 
@@ -56,6 +58,8 @@ typedef struct tc_s {
 void tc_accept(tc_t *tc, rd_kafka_message_t *msg);
 /** @brief The keyq callbacks (start an event, free one). */
 extern const msp_keyq_ops_t tc_keyq_ops;
+/** @brief Fill tc->vcall once the loop, the HTTP client and the queue exist. */
+void tc_vcall_env(tc_t *tc);
 /** @brief Delivery report of a dead letter. */
 void tc_delivery_report(tc_t *tc, const rd_kafka_message_t *msg);
 

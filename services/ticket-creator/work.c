@@ -6,7 +6,8 @@
  *   LOAD     Redis: ticketing config, the fingerprint's ticket record `tk:<fp>` (hash), whether
  *            this event id was handled already (`tk:<fp>:events`), the org mapping, the Syncro
  *            integration. Redis down → wait and LOAD again (never guess).
- *   DECIDE   from (ticket record, event status, config), pick the next Syncro call:
+ *   DECIDE   from (ticket record, event status, config), pick the next Syncro call (the table
+ *            is decide.c, a pure function; this file carries its actions out):
  *              no ticket, open      → CREATE (claim first: state=creating, pending=create:<eid>)
  *              creating             → SEARCH (a crash came between claim and record: find the
  *                                     ticket by its marker before creating again)
@@ -17,7 +18,8 @@
  *              open ticket, resolved → auto-resolve on: GET the ticket; untouched → PUT the
  *                                     resolve status, touched → a comment saying why not;
  *                                     auto-resolve off: nothing to call
- *   CALL     take a token from the account's GCRA bucket (shared with the fetcher), send;
+ *   CALL     through the vendor-call engine (vcall.h): take a token from the account's GCRA
+ *            bucket (shared with the fetcher), send;
  *            429/5xx/timeout → back off (Retry-After wins) and send again, offset not stored;
  *            other 4xx → dead letter with Syncro's message; 404 on a known ticket → the ticket
  *            was deleted in Syncro: forget it and DECIDE again.
@@ -27,6 +29,7 @@
  * "Touched by a technician" = the ticket's status or assignee differ from what we last set, or
  * it carries a comment without one of our markers.
  */
+#include "decide.h"
 #include "tc.h"
 
 #include <inttypes.h>
@@ -47,6 +50,7 @@
 #include "mspsync/syncro.h"
 #include "mspsync/syncro_store.h"
 #include "mspsync/utf8.h"
+#include "mspsync/vcall.h"
 
 #define SERVICE        "ticket-creator"
 #define EVENTS_TTL_S   (90 * 86400)
@@ -55,25 +59,20 @@
  * last_status that holds them whole still compares equal to what Syncro answers. */
 #define STATUS_MAX     (100 * 4)
 
-typedef enum { ST_NONE = 0, ST_CREATING, ST_OPEN, ST_RESOLVED } tk_state_t;
 static const char *const state_names[] = {"none", "creating", "open", "resolved"};
 
 typedef struct tc_item_s tc_item_t;
-typedef void (step_fn)(tc_item_t *it, json_t *body);
 
 struct tc_item_s {
     msp_keyq_item_t     kq;          /* first: keyq hands it back; kq.msg is the event */
     tc_t               *tc;
+    msp_vcall_t vc;                  /* the Syncro call in progress, and the item's timer */
     json_t             *inc;         /* canonical incident, NULL when unreadable */
     char                bad[512];    /* why inc is NULL */
     const char *tenant, *fp, *eid, *status;   /* borrowed from inc */
     msp_dead_letter_t   dl;
 
-    int http_inflight, done;
     unsigned create_tries; /* creates whose outcome was unknown (create_unknown) */
-    struct event *timer;
-    void (*on_timer)(tc_item_t *it);
-    unsigned attempt;
 
     /* loaded */
     json_t                  *config;
@@ -97,17 +96,12 @@ struct tc_item_s {
 
     /* result counters for FINISH */
     const char *outcome;
-    int         search_page;
-
-    /* the call in progress */
-    char    *method, *path, *body;
-    step_fn *on_ok, *on_404;
+    int search_page;
 };
 
-static void item_load(tc_item_t *it);
-static void decide(tc_item_t *it);
-static void created_ok(tc_item_t *it, json_t *body);
-static void call_send(tc_item_t *it);
+/* Steps take the item as void *: the vendor-call engine's timer and calls hand it back so. */
+static void item_load(void *arg);
+static void decide(void *arg);
 static void unmapped(tc_item_t *it);
 
 /* ------------------------------------------------------------------ helpers */
@@ -154,20 +148,17 @@ static void stats_error(tc_item_t *it, const char *msg) {
 static void item_destroy(msp_keyq_item_t *kit, void *opaque) {
     tc_item_t *it = (tc_item_t *)kit;
     (void)opaque;
-    if (it->timer) event_free(it->timer);
+    msp_vcall_clear(&it->vc);
     json_decref(it->inc);
     json_decref(it->config);
     msp_syncro_integration_clear(&it->syncro);
-    free(it->method);
-    free(it->path);
-    free(it->body);
     msp_dead_letter_clear(&it->dl);
     free(it);
 }
 
 static void item_start(msp_keyq_item_t *kit, void *opaque) {
     (void)opaque;
-    item_load((tc_item_t *)kit);
+    item_load(kit);
 }
 
 const msp_keyq_ops_t tc_keyq_ops = {item_start, item_destroy, NULL};
@@ -180,35 +171,21 @@ static void item_complete(tc_item_t *it) {
     msp_svc_worker_gauges(&tc->worker);
 }
 
-/* Abandon without committing (revoked partition, shutdown): another owner replays it. */
-static void item_abandon(tc_item_t *it) { msp_keyq_abandon(it->tc->worker.kq, &it->kq); }
-
-static void timer_cb(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
-    tc_item_t *it = arg;
-    if (it->kq.revoked || it->tc->stopping) {
-        item_abandon(it);
-        return;
-    }
-    it->on_timer(it);
-}
-
-static void wait_then(tc_item_t *it, int64_t ms, void (*fn)(tc_item_t *)) {
-    if (!it->timer) it->timer = evtimer_new(it->tc->base, timer_cb, it);
-    it->on_timer = fn;
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-    evtimer_add(it->timer, &tv);
+/* Run fn in ms; a revoked or stopping item is abandoned instead (vcall.h). */
+static void wait_then(tc_item_t *it, int64_t ms, msp_vcall_step_fn *fn) {
+    msp_vcall_wait(&it->vc, ms, fn);
 }
 
 /* ------------------------------------------------------------ dead letters */
 
-static void dlq_send(tc_item_t *it) {
+static void dlq_send(void *arg) {
+    tc_item_t *it = arg;
     if (msp_dead_letter_send(it->tc->worker.producer, &it->dl, it->kq.msg, SERVICE) != 0)
         wait_then(it, 1000, dlq_send);
 }
 
-static void dead_letter(tc_item_t *it, const char *reason) {
+static void dead_letter(void *arg, const char *reason) {
+    tc_item_t *it = arg;
     MSP_WARN("incident.dead_lettered", it->tenant, "partition=%d offset=%" PRId64 " reason=%s",
              (int)it->kq.msg->partition, it->kq.msg->offset, reason);
     msp_dead_letter_set(&it->dl, it, it->tenant, reason);
@@ -271,7 +248,8 @@ static int set_pending(tc_item_t *it, const char *op) {
  * counter may be NULL. On a Redis error the whole FINISH is retried (it is idempotent: HSETs and
  * an SADD; the counter may then count twice, like the normalizer's stats).
  */
-static void finish(tc_item_t *it) {
+static void finish(void *arg) {
+    tc_item_t *it = arg;
     tc_t *tc = it->tc;
     if (!tc_redis_ok(tc)) {
         wait_then(it, 1000, finish);
@@ -285,7 +263,7 @@ static void finish(tc_item_t *it) {
 
     int ok = 1, n = 0;
     redisAppendCommand(tc->redis, "MULTI"), n++;
-    if (it->state == ST_NONE) {
+    if (it->state == TK_NONE) {
         redisAppendCommand(tc->redis, "HDEL %s state ticket_id ticket_number", k), n++;
     } else {
         it->pending[0] = '\0';
@@ -335,44 +313,20 @@ static int pending_is(const tc_item_t *it, const char *op) {
 
 /* ------------------------------------------------------------------- CALL */
 
-static void http_cb(msp_http_response_t *res, void *opaque);
+static void create_retry(void *arg, const msp_http_response_t *res, int64_t retry_after_ms,
+                         const char *why);
+static void created_ok(void *arg, msp_http_response_t *res, json_t *body);
 
-static void call(tc_item_t *it, const char *method, char *path, json_t *body, step_fn *on_ok,
-                 step_fn *on_404) {
-    free(it->method);
-    free(it->path);
-    free(it->body);
-    it->method = strdup(method);
-    it->path = path;
-    it->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    it->on_ok = on_ok;
-    it->on_404 = on_404;
-    it->attempt = 0;
-    call_send(it);
-}
-
-/* Back off (attempt counts the tries so far), then run next. */
-static void retry_then(tc_item_t *it, unsigned *attempt, int64_t retry_after_ms, const char *why,
-                       void (*next)(tc_item_t *)) {
-    tc_t *tc = it->tc;
-    int64_t d = msp_backoff_ms(*attempt, tc->conf.backoff_base_ms, tc->conf.backoff_cap_ms,
-                               msp_rand01());
-    if (retry_after_ms >= 0 && retry_after_ms > d) d = retry_after_ms;
-    (*attempt)++;
-    MSP_WARN("syncro.retry", it->tenant, "fp=%.12s attempt=%u retry_in_ms=%lld: %s", it->fp,
-             *attempt, (long long)d, why);
-    msp_metric_add(tc->metrics, "mspsync_ticket_creator_retries_total", NULL, 1);
-    if (*attempt == 1 || *attempt % 10 == 0) {
-        char msg[700];
-        snprintf(msg, sizeof(msg), "%s (retrying)", why);
-        if (tc_redis_ok(tc)) stats_error(it, msg);
-    }
-    wait_then(it, d, next);
-}
-
-static void call_retry(tc_item_t *it, int64_t retry_after_ms, const char *why) {
-    retry_then(it, &it->attempt, retry_after_ms, why, call_send);
+/* Start a Syncro call of the event (vcall.h): path and body are stolen; on_fail (may be NULL)
+ * sees a final 4xx first. Retries are counted per call; a create is never resent blindly. */
+static void call(tc_item_t *it, const char *method, char *path, json_t *body,
+                 msp_vcall_ok_fn *on_ok, msp_vcall_fail_fn *on_fail) {
+    msp_vcall_step_t step = {.ok = on_ok,
+                             .expect = MSP_VCALL_BODY_OBJECT,
+                             .fail = on_fail,
+                             .retry = on_ok == created_ok ? create_retry : NULL};
+    msp_vcall_reset(&it->vc);
+    msp_vcall_call(&it->vc, method, path, body, &step);
 }
 
 /*
@@ -387,90 +341,79 @@ static void create_unknown(tc_item_t *it, int64_t retry_after_ms, const char *wh
     char msg[1100];
     snprintf(msg, sizeof(msg), "%s; the ticket may exist: looking for it before creating again", why);
     it->search_page = 0;
-    retry_then(it, &it->create_tries, retry_after_ms, msg, item_load);
+    msp_vcall_retry_with(&it->vc, &it->create_tries, retry_after_ms, msg, item_load);
 }
 
-static void call_send(tc_item_t *it) {
+static void create_retry(void *arg, const msp_http_response_t *res, int64_t retry_after_ms,
+                         const char *why) {
+    tc_item_t *it = arg;
+    if (res->status == 429)
+        msp_vcall_retry(&it->vc, retry_after_ms, why);
+    else
+        create_unknown(it, retry_after_ms, why);
+}
+
+/* ------------------------------------------------ the vendor-call engine's hooks */
+
+static void on_retrying(void *arg, unsigned attempt, int64_t delay_ms, const char *why) {
+    tc_item_t *it = arg;
     tc_t *tc = it->tc;
-    if (it->kq.revoked || tc->stopping) {
-        item_abandon(it);
-        return;
-    }
-    if (!tc_redis_ok(tc)) {
-        wait_then(it, 1000, call_send);
-        return;
-    }
-    int64_t wait_ms = 0;
-    char err[256];
-    int rc = msp_gcra_take(tc->redis, it->syncro.bucket_key, tc->conf.syncro_rate,
-                           (int)tc->conf.syncro_burst, 1, &wait_ms, err, sizeof(err));
-    if (rc < 0) {
-        MSP_WARN("ratelimit.error", it->tenant, "%s", err);
-        wait_then(it, 500, call_send);
-        return;
-    }
-    if (rc == 0) {
-        msp_metric_add(tc->metrics, "mspsync_ticket_creator_ratelimit_waits_total", NULL, 1);
-        wait_then(it, wait_ms + (int64_t)(msp_rand01() * 20), call_send);
-        return;
-    }
-    char url[1200];
-    snprintf(url, sizeof(url), "%s%s", it->syncro.base_url, it->path);
-    const char *headers[] = {it->syncro.auth_header, "Accept: application/json",
-                             "Content-Type: application/json", NULL};
-    msp_http_request_t req = {.method = it->method, .url = url, .headers = headers,
-                              .body = it->body, .body_len = it->body ? strlen(it->body) : 0,
-                              .tenant = it->tenant};
-    it->http_inflight = 1;
-    if (msp_http_request(tc->http, &req, http_cb, it) != 0) {
-        it->http_inflight = 0;
-        call_retry(it, -1, "could not start the HTTP request");
+    MSP_WARN("syncro.retry", it->tenant, "fp=%.12s attempt=%u retry_in_ms=%lld: %s", it->fp,
+             attempt, (long long)delay_ms, why);
+    if (attempt == 1 || attempt % 10 == 0) {
+        char msg[700];
+        snprintf(msg, sizeof(msg), "%s (retrying)", why);
+        if (tc_redis_ok(tc))
+            stats_error(it, msg);
     }
 }
 
-static void http_cb(msp_http_response_t *res, void *opaque) {
-    tc_item_t *it = opaque;
-    tc_t *tc = it->tc;
-    it->http_inflight = 0;
-    if (it->kq.revoked || tc->stopping) {
-        item_abandon(it);
-        return;
-    }
-    msp_http_outcome_t o = msp_http_classify(res);
-    msp_metric_add(tc->metrics, "mspsync_ticket_creator_requests_total",
-                   o == MSP_HTTP_OK ? "outcome=\"ok\"" : o == MSP_HTTP_RETRY ? "outcome=\"retry\""
-                   : "outcome=\"failed\"", 1);
-    char desc[900];
-    if (o == MSP_HTTP_OK) {
-        json_error_t jerr;
-        json_t *body = res->body_len ? json_loadb(res->body, res->body_len, 0, &jerr) : NULL;
-        if (!json_is_object(body)) {
-            json_decref(body);
-            /* A 200 we cannot read: Syncro (or a proxy) answered garbage; retry. */
-            if (it->on_ok == created_ok)
-                create_unknown(it, -1, "Syncro answered 2xx with a body that is not a JSON object");
-            else
-                call_retry(it, -1, "Syncro answered 2xx with a body that is not a JSON object");
-            return;
-        }
-        it->attempt = 0;
-        it->on_ok(it, body);
-        json_decref(body);
-        return;
-    }
-    msp_syncro_describe(res, it->method, it->path, desc, sizeof(desc));
-    if (o == MSP_HTTP_RETRY) {
-        if (it->on_ok == created_ok && res->status != 429)
-            create_unknown(it, res->retry_after_ms, desc);
-        else
-            call_retry(it, res->retry_after_ms, desc);
-        return;
-    }
-    if (res->status == 404 && it->on_404) {
-        it->on_404(it, NULL);
-        return;
-    }
-    dead_letter(it, desc);
+static void on_answered(void *arg, msp_http_outcome_t o) {
+    tc_item_t *it = arg;
+    msp_metric_add(it->tc->metrics, "mspsync_ticket_creator_requests_total",
+                   o == MSP_HTTP_OK      ? "outcome=\"ok\""
+                   : o == MSP_HTTP_RETRY ? "outcome=\"retry\""
+                                         : "outcome=\"failed\"",
+                   1);
+}
+
+/* A final answer (401/403/4xx) dead-letters the event with Syncro's own words. */
+static void call_failed(void *arg, msp_vcall_failure_t kind, const char *why) {
+    (void)kind;
+    dead_letter(arg, why);
+}
+
+static const msp_vcall_ops_t vcall_ops = {
+    .fail = call_failed,
+    .retrying = on_retrying,
+    .answered = on_answered,
+};
+
+void tc_vcall_env(tc_t *tc) {
+    tc->vcall =
+        (msp_vcall_env_t){.base = tc->base,
+                          .http = &tc->http,
+                          .redis = &tc->redis,
+                          .redis_url = tc->conf.svc.redis_url,
+                          .backoff_base_ms = tc->conf.backoff_base_ms,
+                          .backoff_cap_ms = tc->conf.backoff_cap_ms,
+                          .stopping = &tc->stopping,
+                          .kq = tc->worker.kq,
+                          .metrics = tc->metrics,
+                          .metric_retries = "mspsync_ticket_creator_retries_total",
+                          .metric_throttled = "mspsync_ticket_creator_ratelimit_waits_total"};
+}
+
+/* The Syncro account of the event's integration (loaded by item_load). */
+static void use_syncro(tc_item_t *it) {
+    const tc_conf_t *conf = &it->tc->conf;
+    msp_vcall_account_t acct = {.base_url = it->syncro.base_url,
+                                .bucket_key = it->syncro.bucket_key,
+                                .rate = conf->syncro_rate,
+                                .burst = (int)conf->syncro_burst,
+                                .auth_header = it->syncro.auth_header,
+                                .describe = msp_syncro_describe};
+    msp_vcall_account(&it->vc, &acct);
 }
 
 /* --------------------------------------------------------- ticket content */
@@ -581,18 +524,20 @@ static void record_ticket(tc_item_t *it, const json_t *t) {
     const char *st = json_string_value(json_object_get(t, "status"));
     msp_utf8_copy(it->last_status, sizeof(it->last_status),
                   st ? st : cfg_str(it->rule, "status", "New"));
-    it->state = ST_OPEN;
+    it->state = TK_OPEN;
     it->resolved_at_ms = 0;
 }
 
-static void created_ok(tc_item_t *it, json_t *body) {
+static void created_ok(void *arg, msp_http_response_t *res, json_t *body) {
+    tc_item_t *it = arg;
+    (void)res;
     const json_t *t = ticket_of(body);
     if (!t || json_id(json_object_get(t, "id")) <= 0) {
         /* The ticket may exist; never create blindly again: look for it by its marker. */
         MSP_WARN("ticket.no_id", it->tenant, "fp=%.12s: the create answer has no ticket id; "
                  "searching for the ticket", it->fp);
         it->search_page = 1;
-        it->state = ST_CREATING;
+        it->state = TK_CREATING;
         wait_then(it, 1000, decide);
         return;
     }
@@ -612,7 +557,9 @@ static void do_create(tc_item_t *it) {
 
 static void search_page(tc_item_t *it);
 
-static void search_ok(tc_item_t *it, json_t *body) {
+static void search_ok(void *arg, msp_http_response_t *res, json_t *body) {
+    tc_item_t *it = arg;
+    (void)res;
     char marker[128];
     snprintf(marker, sizeof(marker), "%s%s/%lld", MSP_INCIDENT_MARKER, it->fp, it->gen);
     size_t i;
@@ -648,7 +595,7 @@ static void search_ok(tc_item_t *it, json_t *body) {
         do_create(it);
         return;
     }
-    it->state = ST_NONE;   /* a resolve for an incident whose ticket never came to be */
+    it->state = TK_NONE; /* a resolve for an incident whose ticket never came to be */
     finish_with(it, NULL);
 }
 
@@ -665,18 +612,24 @@ static void search_page(tc_item_t *it) {
     call(it, "GET", strdup(path), NULL, search_ok, NULL);
 }
 
-static void gone_404(tc_item_t *it, json_t *body) {
-    (void)body;
+/* A 404 on a known ticket: it was deleted in Syncro; forget it and DECIDE again. */
+static int gone_404(void *arg, const msp_http_response_t *res) {
+    tc_item_t *it = arg;
+    if (res->status != 404)
+        return 0;
     MSP_WARN("ticket.deleted", it->tenant,
              "fp=%.12s ticket=%lld answers 404: deleted in Syncro; starting over", it->fp,
              it->ticket_id);
-    it->state = ST_NONE;
+    it->state = TK_NONE;
     it->ticket_id = 0;
     it->pending[0] = '\0';
     decide(it);
+    return 1;
 }
 
-static void commented_ok(tc_item_t *it, json_t *body) {
+static void commented_ok(void *arg, msp_http_response_t *res, json_t *body) {
+    tc_item_t *it = arg;
+    (void)res;
     (void)body;
     finish_with(it, "comments_added");
 }
@@ -692,7 +645,9 @@ static void do_comment(tc_item_t *it) {
          comment_body(it, "Incident fired again", text), commented_ok, gone_404);
 }
 
-static void comment_check_ok(tc_item_t *it, json_t *body) {
+static void comment_check_ok(void *arg, msp_http_response_t *res, json_t *body) {
+    tc_item_t *it = arg;
+    (void)res;
     const json_t *t = ticket_of(body);
     char marker[128];
     snprintf(marker, sizeof(marker), "%s%s", MSP_EVENT_MARKER, it->eid);
@@ -703,12 +658,14 @@ static void comment_check_ok(tc_item_t *it, json_t *body) {
     do_comment(it);
 }
 
-static void reopened_ok(tc_item_t *it, json_t *body) {
+static void reopened_ok(void *arg, msp_http_response_t *res, json_t *body) {
+    tc_item_t *it = arg;
+    (void)res;
     const json_t *t = ticket_of(body);
     const char *st = t ? json_string_value(json_object_get(t, "status")) : NULL;
     msp_utf8_copy(it->last_status, sizeof(it->last_status),
                   st ? st : cfg_str(it->rule, "status", "New"));
-    it->state = ST_OPEN;
+    it->state = TK_OPEN;
     it->resolved_at_ms = 0;
     char k[256];
     msp_key(k, sizeof(k), it->tenant, "ticketing:stats");
@@ -718,9 +675,11 @@ static void reopened_ok(tc_item_t *it, json_t *body) {
     do_comment(it);
 }
 
-static void resolved_ok(tc_item_t *it, json_t *body) {
+static void resolved_ok(void *arg, msp_http_response_t *res, json_t *body) {
+    tc_item_t *it = arg;
+    (void)res;
     (void)body;
-    it->state = ST_RESOLVED;
+    it->state = TK_RESOLVED;
     it->resolved_at_ms = msp_wall_ms();
     msp_utf8_copy(it->last_status, sizeof(it->last_status),
                   cfg_str(it->config, "resolve_status", "Resolved"));
@@ -728,24 +687,28 @@ static void resolved_ok(tc_item_t *it, json_t *body) {
     finish_with(it, "tickets_resolved");
 }
 
-static void left_open_ok(tc_item_t *it, json_t *body) {
+static void left_open_ok(void *arg, msp_http_response_t *res, json_t *body) {
+    tc_item_t *it = arg;
+    (void)res;
     (void)body;
     finish_with(it, "resolve_skipped_touched");
 }
 
 /* GET before auto-resolving: resolve only an untouched ticket. */
-static void resolve_check_ok(tc_item_t *it, json_t *body) {
+static void resolve_check_ok(void *arg, msp_http_response_t *res, json_t *body) {
+    tc_item_t *it = arg;
+    (void)res;
     const json_t *t = ticket_of(body);
     const char *target = cfg_str(it->config, "resolve_status", "Resolved");
     const char *st = t ? json_string_value(json_object_get(t, "status")) : NULL;
     if (st && !strcmp(st, target) && pending_is(it, "resolve")) {
-        resolved_ok(it, NULL);   /* our own PUT landed before a crash */
+        resolved_ok(it, NULL, NULL); /* our own PUT landed before a crash */
         return;
     }
     char marker[128];
     snprintf(marker, sizeof(marker), "%s%s", MSP_EVENT_MARKER, it->eid);
     if (t && pending_is(it, "comment") && has_comment_with(t, marker)) {
-        left_open_ok(it, NULL);  /* our "left open" comment landed before a crash */
+        left_open_ok(it, NULL, NULL); /* our "left open" comment landed before a crash */
         return;
     }
     const char *why = NULL;
@@ -792,71 +755,56 @@ static void resolve_check_ok(tc_item_t *it, json_t *body) {
 
 /* ----------------------------------------------------------------- DECIDE */
 
-static void decide(tc_item_t *it) {
-    const int open = !strcmp(it->status, "open");
-    switch (it->state) {
-    case ST_CREATING:
+/* Claim a new ticket (the next generation) in the record, then create it. */
+static void claim_and_create(tc_item_t *it) {
+    it->gen++;
+    it->state = TK_CREATING;
+    it->ticket_id = it->ticket_number = it->resolved_at_ms = 0;
+    it->claim_at_ms = msp_wall_ms();
+    if (it->customer_id[0])
+        snprintf(it->rec_customer, sizeof(it->rec_customer), "%s", it->customer_id);
+    it->assignee = cfg_int(it->rule, "assignee_user_id", 0);
+    msp_utf8_copy(it->last_status, sizeof(it->last_status), cfg_str(it->rule, "status", "New"));
+    do_create(it);
+}
+
+static void reopen(tc_item_t *it) {
+    if (set_pending(it, "reopen") < 0) {
+        wait_then(it, 1000, item_load);
+        return;
+    }
+    call(it, "PUT", id_path("/tickets/%lld", it->ticket_id),
+         json_pack("{s:s}", "status", cfg_str(it->rule, "status", "New")), reopened_ok, gone_404);
+}
+
+/* The facts of the event as LOAD left them, then the table's action (decide.h). */
+static void decide(void *arg) {
+    tc_item_t *it = arg;
+    tc_facts_t f = {.state = it->state,
+                    .open = !strcmp(it->status, "open"),
+                    .mapped = it->customer_id[0] || it->rec_customer[0],
+                    .pending_comment = pending_is(it, "comment"),
+                    .auto_resolve = cfg_bool(it->config, "auto_resolve", 0),
+                    .now_ms = msp_wall_ms(),
+                    .resolved_at_ms = it->resolved_at_ms,
+                    .reopen_window_ms = cfg_int(it->config, "reopen_window_days", 7) * 86400000LL};
+    switch (tc_decide(&f)) {
+    case TC_DO_NOTHING: finish_with(it, NULL); return;
+    case TC_DO_SKIP_DISABLED: finish_with(it, "resolve_skipped_disabled"); return;
+    case TC_DO_SEARCH:
         if (!it->search_page) it->search_page = 1;
         search_page(it);
         return;
-    case ST_NONE:
-        if (!open) {
-            finish_with(it, NULL);   /* resolved before any ticket: nothing to do */
-            return;
-        }
-        if (!it->customer_id[0] && !it->rec_customer[0]) {
-            unmapped(it);
-            return;
-        }
-        it->gen++;
-        it->state = ST_CREATING;
-        it->ticket_id = it->ticket_number = it->resolved_at_ms = 0;
-        it->claim_at_ms = msp_wall_ms();
-        if (it->customer_id[0])
-            snprintf(it->rec_customer, sizeof(it->rec_customer), "%s", it->customer_id);
-        it->assignee = cfg_int(it->rule, "assignee_user_id", 0);
-        msp_utf8_copy(it->last_status, sizeof(it->last_status),
-                      cfg_str(it->rule, "status", "New"));
-        do_create(it);
+    case TC_DO_UNMAPPED: unmapped(it); return;
+    case TC_DO_CREATE: claim_and_create(it); return;
+    case TC_DO_COMMENT: do_comment(it); return;
+    case TC_DO_COMMENT_CHECK:
+        call(it, "GET", id_path("/tickets/%lld", it->ticket_id), NULL, comment_check_ok, gone_404);
         return;
-    case ST_OPEN: {
-        if (!open) {
-            if (!cfg_bool(it->config, "auto_resolve", 0)) {
-                finish_with(it, "resolve_skipped_disabled");
-                return;
-            }
-            call(it, "GET", id_path("/tickets/%lld", it->ticket_id), NULL, resolve_check_ok,
-                 gone_404);
-            return;
-        }
-        if (pending_is(it, "comment")) {
-            call(it, "GET", id_path("/tickets/%lld", it->ticket_id), NULL, comment_check_ok,
-                 gone_404);
-            return;
-        }
-        do_comment(it);
+    case TC_DO_RESOLVE_CHECK:
+        call(it, "GET", id_path("/tickets/%lld", it->ticket_id), NULL, resolve_check_ok, gone_404);
         return;
-    }
-    case ST_RESOLVED: {
-        if (!open) {
-            finish_with(it, NULL);
-            return;
-        }
-        long long window_ms = cfg_int(it->config, "reopen_window_days", 7) * 86400000LL;
-        if (msp_wall_ms() - it->resolved_at_ms <= window_ms) {
-            if (set_pending(it, "reopen") < 0) {
-                wait_then(it, 1000, item_load);
-                return;
-            }
-            call(it, "PUT", id_path("/tickets/%lld", it->ticket_id),
-                 json_pack("{s:s}", "status", cfg_str(it->rule, "status", "New")), reopened_ok,
-                 gone_404);
-            return;
-        }
-        it->state = ST_NONE;   /* outside the window: a new ticket (next generation) */
-        decide(it);
-        return;
-    }
+    case TC_DO_REOPEN: reopen(it); return;
     }
 }
 
@@ -900,7 +848,8 @@ static void replies_free(redisReply **r) {
  * event id was handled, the ticketing config, the ticket record, the org mapping and the Syncro
  * integration. What this event turns out not to need is dropped unread.
  */
-static void item_load(tc_item_t *it) {
+static void item_load(void *arg) {
+    tc_item_t *it = arg;
     tc_t *tc = it->tc;
     if (!tc_redis_ok(tc)) {
         wait_then(it, 1000, item_load);
@@ -951,7 +900,7 @@ static void item_load(tc_item_t *it) {
     if (!it->config) it->config = json_object();   /* never configured: disabled */
     if (!cfg_bool(it->config, "enabled", 0)) {
         replies_free(rep);
-        it->state = ST_NONE;
+        it->state = TK_NONE;
         msp_metric_add(tc->metrics, "mspsync_ticket_creator_events_total", "outcome=\"disabled\"", 1);
         char ks[256];
         msp_key(ks, sizeof(ks), it->tenant, "ticketing:stats");
@@ -967,7 +916,7 @@ static void item_load(tc_item_t *it) {
     /* The ticket record. */
     r = rep[LD_TICKET];
     char v[256];
-    it->state = ST_NONE;
+    it->state = TK_NONE;
     if (hash_field(r, 0, v, sizeof(v)))
         for (int s = 0; s < 4; s++)
             if (!strcmp(v, state_names[s])) it->state = (tk_state_t)s;
@@ -980,11 +929,11 @@ static void item_load(tc_item_t *it) {
     it->assignee = hash_field(r, 7, v, sizeof(v)) ? strtoll(v, NULL, 10) : 0;
     it->claim_at_ms = hash_field(r, 8, v, sizeof(v)) ? strtoll(v, NULL, 10) : 0;
     hash_field(r, 9, it->pending, sizeof(it->pending));
-    if ((it->state == ST_OPEN || it->state == ST_RESOLVED) && it->ticket_id <= 0)
-        it->state = ST_NONE;
+    if ((it->state == TK_OPEN || it->state == TK_RESOLVED) && it->ticket_id <= 0)
+        it->state = TK_NONE;
 
     const int open = !strcmp(it->status, "open");
-    if (it->state == ST_NONE && open && it->rule && !cfg_bool(it->rule, "create", 1)) {
+    if (it->state == TK_NONE && open && it->rule && !cfg_bool(it->rule, "create", 1)) {
         replies_free(rep);
         char ks[256];
         msp_key(ks, sizeof(ks), it->tenant, "ticketing:stats");
@@ -996,19 +945,19 @@ static void item_load(tc_item_t *it) {
     }
 
     /* Nothing to call Syncro for? Then neither mapping nor integration matters. */
-    if (it->state == ST_NONE && !open) {
+    if (it->state == TK_NONE && !open) {
         replies_free(rep);
         finish_with(it, NULL);
         return;
     }
-    if ((it->state == ST_RESOLVED && !open) ||
-        (it->state == ST_OPEN && !open && !cfg_bool(it->config, "auto_resolve", 0))) {
+    if ((it->state == TK_RESOLVED && !open) ||
+        (it->state == TK_OPEN && !open && !cfg_bool(it->config, "auto_resolve", 0))) {
         replies_free(rep);
         decide(it);
         return;
     }
 
-    if (it->state == ST_NONE || (it->state == ST_RESOLVED && open)) {
+    if (it->state == TK_NONE || (it->state == TK_RESOLVED && open)) {
         /* A new ticket may be needed: the org must be mapped (now, not when first seen). */
         r = rep[LD_ORGMAP];
         json_t *m = r->type == REDIS_REPLY_STRING ? json_loads(r->str, 0, NULL) : NULL;
@@ -1018,7 +967,7 @@ static void item_load(tc_item_t *it) {
             if (cid > 0) snprintf(it->customer_id, sizeof(it->customer_id), "%lld", cid);
             json_decref(m);
         }
-        if (!it->customer_id[0] && it->state == ST_NONE) {
+        if (!it->customer_id[0] && it->state == TK_NONE) {
             replies_free(rep);
             unmapped(it);
             return;
@@ -1039,6 +988,7 @@ static void item_load(tc_item_t *it) {
         dead_letter(it, reason);
         return;
     }
+    use_syncro(it);
     decide(it);
 }
 
@@ -1052,6 +1002,7 @@ void tc_accept(tc_t *tc, rd_kafka_message_t *msg) {
         return;
     }
     it->tc = tc;
+    msp_vcall_init(&it->vc, &tc->vcall, &vcall_ops, it, &it->kq);
     if (msp_keyq_accept(tc->worker.kq, &it->kq, msg) != 0) {
         MSP_WARN("kafka.redelivered", NULL, "partition=%d offset=%" PRId64 " already in flight",
                  (int)msg->partition, msg->offset);
@@ -1086,6 +1037,7 @@ void tc_accept(tc_t *tc, rd_kafka_message_t *msg) {
             it->tenant = it->fp = it->eid = it->status = NULL;   /* pointed into inc */
         }
     }
+    it->vc.tenant = it->tenant;
     if (!it->inc) {
         /* Dead-letter right away; it has no fingerprint to queue behind. */
         char reason[600];

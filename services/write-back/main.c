@@ -124,6 +124,7 @@ int main(int argc, char **argv) {
         MSP_ERROR("init.failed", NULL, "out of memory");
         return 1;
     }
+    wb_vcall_env(wb);
     if (!wb_redis_ok(wb)) MSP_WARN("redis.unavailable", NULL, "starting anyway; will retry");
 
     if (msp_svc_worker_serve(w, &svc) != 0) return 1;

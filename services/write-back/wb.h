@@ -27,6 +27,7 @@
 #include "mspsync/ops.h"
 #include "mspsync/redis.h"
 #include "mspsync/svc.h"
+#include "mspsync/vcall.h"
 
 typedef struct wb_conf_s {
     msp_svc_conf_t svc;           /* Kafka, Redis, logging, ops server */
@@ -55,6 +56,7 @@ typedef struct wb_s {
     msp_metrics_t      *metrics;
     msp_secret_key_t    key;
     struct wb_busy_s   *defs_busy;  /* tenants whose definitions an item is ensuring */
+    msp_vcall_env_t vcall;          /* what every vendor call shares (wb_vcall_env) */
     int                 stopping;
 } wb_t;
 
@@ -63,6 +65,8 @@ typedef struct wb_s {
 void wb_accept(wb_t *wb, rd_kafka_message_t *msg);
 /** @brief The keyq callbacks (start a change, free one). */
 extern const msp_keyq_ops_t wb_keyq_ops;
+/** @brief Fill wb->vcall once the loop, the HTTP client and the queue exist. */
+void wb_vcall_env(wb_t *wb);
 /** @brief Delivery report of a dead letter. */
 void wb_delivery_report(wb_t *wb, const rd_kafka_message_t *msg);
 /** @brief 1 when Redis answers (reconnecting if needed). */

@@ -78,6 +78,7 @@
 #include "mspsync/redis.h"
 #include "mspsync/syncro.h"
 #include "mspsync/syncro_store.h"
+#include "mspsync/vcall.h"
 
 #define SERVICE        "write-back"
 #define DEFS_ROUNDS    4
@@ -105,13 +106,11 @@ typedef struct target_s {
     char                     why[700];         /* reason (skipped, failed) */
     msp_cwrmm_integration_t  cw;
     msp_syncro_integration_t sy;
+    msp_vcall_cwrmm_t cw_auth; /* the token source of a ConnectWise RMM target */
     int                      loaded;
 } target_t;
 
 typedef struct wb_item_s wb_item_t;
-typedef void (ok_fn)(wb_item_t *it, msp_http_response_t *res);
-typedef int (fail_fn)(wb_item_t *it, msp_http_response_t *res);
-typedef void (step_fn)(wb_item_t *it);
 
 struct wb_item_s {
     msp_keyq_item_t kq;          /* first: keyq hands it back */
@@ -129,27 +128,18 @@ struct wb_item_s {
     char attr[WB_NF][128];
     int  defs_cached, defs_rounds, defs_refreshed, defs_owner;
     unsigned defs_seen;          /* the owner's error this item last showed */
-    char auth[4096];             /* "Authorization: Bearer …" copy; zeroed after use */
 
-    /* the call in progress */
-    char      *method, *path, *body;
-    ok_fn     *on_ok;
-    fail_fn   *on_fail;
-    step_fn   *retry_from;
-    unsigned   attempt;
-    int        reauthed, http_inflight, token_wait;
-    struct event *timer;
-    step_fn      *on_timer;
+    msp_vcall_t vc; /* the call in progress (vcall.h), and the item's timer */
     msp_dead_letter_t dl;
 };
 
-static void item_load(wb_item_t *it);
+/* Steps take the item as void *: the vendor-call engine's timer and calls hand it back so. */
+static void item_load(void *arg);
 static void run_target(wb_item_t *it);
-static void target_done(wb_item_t *it);
-static void call_send(wb_item_t *it);
-static void cw_defs(wb_item_t *it);
-static void cw_read(wb_item_t *it);
-static void sy_read(wb_item_t *it);
+static void target_done(void *arg);
+static void cw_defs(void *arg);
+static void cw_read(void *arg);
+static void sy_read(void *arg);
 
 /* One item per tenant and process looks for (and creates) the definitions; the others wait for
  * the hash, so that 64 concurrent first changes do not race 64 POSTs into 63 conflicts. */
@@ -259,55 +249,37 @@ static void defs_release(wb_item_t *it);
 static void item_destroy(msp_keyq_item_t *kit, void *opaque) {
     wb_item_t *it = (wb_item_t *)kit;
     wb_t *wb = opaque;
+    (void)wb;
     defs_release(it);
-    if (it->token_wait && wb->tokens) msp_cwrmm_token_cancel(wb->tokens, it);
-    if (it->timer) event_free(it->timer);
+    msp_vcall_clear(&it->vc);
     for (size_t i = 0; i < it->ntg; i++) {
         msp_cwrmm_integration_clear(&it->tg[i].cw);
         msp_syncro_integration_clear(&it->tg[i].sy);
     }
     free(it->tg);
     json_decref(it->chg);
-    free(it->method);
-    free(it->path);
-    free(it->body);
     msp_dead_letter_clear(&it->dl);
-    msp_secure_zero(it->auth, sizeof(it->auth));
     free(it);
 }
 
 static void item_start(msp_keyq_item_t *kit, void *opaque) {
     (void)opaque;
-    item_load((wb_item_t *)kit);
+    item_load(kit);
 }
 
 const msp_keyq_ops_t wb_keyq_ops = {item_start, item_destroy, NULL};
 
 static void complete(wb_item_t *it) { msp_keyq_complete(it->wb->worker.kq, &it->kq); }
-static void abandon(wb_item_t *it) { msp_keyq_abandon(it->wb->worker.kq, &it->kq); }
-static int gone(const wb_item_t *it) { return it->kq.revoked || it->wb->stopping; }
 
-static void timer_cb(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
-    wb_item_t *it = arg;
-    if (gone(it)) {
-        abandon(it);
-        return;
-    }
-    it->on_timer(it);
-}
-
-static void wait_then(wb_item_t *it, int64_t ms, step_fn *fn) {
-    if (!it->timer) it->timer = evtimer_new(it->wb->base, timer_cb, it);
-    it->on_timer = fn;
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-    evtimer_add(it->timer, &tv);
+/* Run fn in ms; a revoked or stopping item is abandoned instead (vcall.h). */
+static void wait_then(wb_item_t *it, int64_t ms, msp_vcall_step_fn *fn) {
+    msp_vcall_wait(&it->vc, ms, fn);
 }
 
 /* ------------------------------------------------------------ dead letters */
 
-static void dlq_send(wb_item_t *it) {
+static void dlq_send(void *arg) {
+    wb_item_t *it = arg;
     if (msp_dead_letter_send(it->wb->worker.producer, &it->dl, it->kq.msg, SERVICE) != 0)
         wait_then(it, 1000, dlq_send);
 }
@@ -332,7 +304,8 @@ void wb_delivery_report(wb_t *wb, const rd_kafka_message_t *m) {
 
 /* ------------------------------------------------------------------ FINISH */
 
-static void finish(wb_item_t *it) {
+static void finish(void *arg) {
+    wb_item_t *it = arg;
     wb_t *wb = it->wb;
     if (it->nfailed) {
         dead_letter(it, it->fail_reason);
@@ -361,7 +334,8 @@ static void finish(wb_item_t *it) {
 /* ------------------------------------------------------------------ RECORD */
 
 /* The current target is finished: one MULTI with wb:wrote and its wb:<asset> states. */
-static void target_done(wb_item_t *it) {
+static void target_done(void *arg) {
+    wb_item_t *it = arg;
     wb_t *wb = it->wb;
     target_t *t = cur_target(it);
     defs_release(it);
@@ -409,7 +383,8 @@ static void target_done(wb_item_t *it) {
 }
 
 /* The current target cannot be written (4xx, credentials): its pending fields fail. */
-static void target_fail(wb_item_t *it, const char *why) {
+static void target_fail(void *arg, const char *why) {
+    wb_item_t *it = arg;
     target_t *t = cur_target(it);
     snprintf(t->why, sizeof(t->why), "%s", why);
     for (int f = 0; f < WB_NF; f++)
@@ -425,181 +400,91 @@ static void target_fail(wb_item_t *it, const char *why) {
 
 /* ------------------------------------------------------------------- CALL */
 
-static void http_cb(msp_http_response_t *res, void *opaque);
-
-/* Start a vendor call of the current target. path is stolen, body is stolen (may be NULL).
- * on_fail (may be NULL) sees 4xx answers first and returns 1 when it took over. retry_from
- * (may be NULL = send this call again) is where a retry starts. */
-static void call(wb_item_t *it, const char *method, char *path, json_t *body, ok_fn *on_ok,
-                 fail_fn *on_fail, step_fn *retry_from) {
-    free(it->method);
-    free(it->path);
-    free(it->body);
-    it->method = strdup(method);
-    it->path = path;
-    it->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    it->on_ok = on_ok;
-    it->on_fail = on_fail;
-    it->retry_from = retry_from;
-    call_send(it);
+/* Start a vendor call of the current target (vcall.h). path is stolen, body is stolen (may be
+ * NULL). on_fail (may be NULL) sees final 4xx answers first and returns 1 when it took over.
+ * retry_from (may be NULL = send this call again) is where a retry starts. */
+static void call(wb_item_t *it, const char *method, char *path, json_t *body,
+                 msp_vcall_body_t expect, msp_vcall_ok_fn *on_ok, msp_vcall_fail_fn *on_fail,
+                 msp_vcall_step_fn *retry_from) {
+    msp_vcall_step_t step = {
+        .ok = on_ok, .expect = expect, .fail = on_fail, .retry_from = retry_from};
+    msp_vcall_call(&it->vc, method, path, body, &step);
 }
 
-static void describe(const wb_item_t *it, const msp_http_response_t *res, char *out, size_t n) {
-    msp_vendor_describe(cur_target((wb_item_t *)it)->vendor, res, it->method, it->path, out, n);
-}
+/* ------------------------------------------------ the vendor-call engine's hooks */
 
-static void call_retry(wb_item_t *it, int64_t retry_after_ms, const char *why) {
+static void on_retrying(void *arg, unsigned attempt, int64_t delay_ms, const char *why) {
+    wb_item_t *it = arg;
     wb_t *wb = it->wb;
-    int64_t d = msp_backoff_ms(it->attempt, wb->conf.backoff_base_ms, wb->conf.backoff_cap_ms,
-                               msp_rand01());
-    if (retry_after_ms >= 0 && retry_after_ms > d) d = retry_after_ms;
-    it->attempt++;
     target_t *t = cur_target(it);
     MSP_WARN("wb.retry", it->tenant, "asset=%s target=%s:%s attempt=%u retry_in_ms=%lld: %s",
-             it->asset, t->vendor->name, t->id, it->attempt, (long long)d, why);
-    msp_metric_add(wb->metrics, "mspsync_write_back_retries_total", NULL, 1);
+             it->asset, t->vendor->name, t->id, attempt, (long long)delay_ms, why);
     struct wb_busy_s *busy = it->defs_owner ? defs_busy_of(it) : NULL;
     if (busy) {
         snprintf(busy->why, sizeof(busy->why), "%s", why);
         busy->seq++;
     }
-    if ((it->attempt == 1 || it->attempt % 10 == 0) && wb_redis_ok(wb)) {
+    if ((attempt == 1 || attempt % 10 == 0) && wb_redis_ok(wb)) {
         /* Keep "pending", say why it is taking long. */
         if (append_states(it, t, 1u << R_PENDING, why)) read_replies(wb, 1, 0);
     }
-    wait_then(it, d, it->retry_from ? it->retry_from : call_send);
 }
 
-static void send_rated(wb_item_t *it) {
-    wb_t *wb = it->wb;
-    target_t *t = cur_target(it);
-    if (!wb_redis_ok(wb)) {
-        wait_then(it, 1000, call_send);
-        return;
-    }
-    int64_t wait_ms = 0;
-    char err[256];
-    int rc = t->vendor == &msp_vendor_cwrmm
-                 ? msp_gcra_take(wb->redis, t->cw.bucket_key, wb->conf.cwrmm_rate,
-                                 (int)wb->conf.cwrmm_burst, 1, &wait_ms, err, sizeof(err))
-                 : msp_gcra_take(wb->redis, t->sy.bucket_key, wb->conf.syncro_rate,
-                                 (int)wb->conf.syncro_burst, 1, &wait_ms, err, sizeof(err));
-    if (rc < 0) {
-        MSP_WARN("ratelimit.error", it->tenant, "%s", err);
-        wait_then(it, 500, call_send);
-        return;
-    }
-    if (rc == 0) {
-        msp_metric_add(wb->metrics, "mspsync_write_back_ratelimit_waits_total", NULL, 1);
-        wait_then(it, wait_ms + (int64_t)(msp_rand01() * 20), call_send);
-        return;
-    }
-    char url[1400];
-    snprintf(url, sizeof(url), "%s%s",
-             t->vendor == &msp_vendor_cwrmm ? t->cw.base_url : t->sy.base_url, it->path);
-    const char *headers[] = {t->vendor == &msp_vendor_cwrmm ? it->auth : t->sy.auth_header,
-                             "Accept: application/json", "Content-Type: application/json", NULL};
-    msp_http_request_t req = {.method = it->method, .url = url, .headers = headers,
-                              .body = it->body, .body_len = it->body ? strlen(it->body) : 0,
-                              .tenant = it->tenant};
-    it->http_inflight = 1;
-    int started = msp_http_request(wb->http, &req, http_cb, it) == 0;
-    if (t->vendor == &msp_vendor_cwrmm && !started)
-        msp_secure_zero(it->auth, sizeof(it->auth));
-    if (!started) {
-        it->http_inflight = 0;
-        call_retry(it, -1, "could not start the HTTP request");
-    }
-}
-
-static void token_cb(const char *auth_header, long status, int64_t retry_after_ms,
-                     const char *error, void *opaque) {
-    wb_item_t *it = opaque;
-    it->token_wait = 0;
-    if (gone(it)) {
-        abandon(it);
-        return;
-    }
-    if (!auth_header) {
-        if (status == 401 || status == 403) target_fail(it, error ? error : "token refused");
-        else call_retry(it, retry_after_ms, error ? error : "no token");
-        return;
-    }
-    snprintf(it->auth, sizeof(it->auth), "%s", auth_header);
-    send_rated(it);
-}
-
-static void call_send(wb_item_t *it) {
-    wb_t *wb = it->wb;
-    if (gone(it)) {
-        abandon(it);
-        return;
-    }
-    target_t *t = cur_target(it);
-    if (t->vendor == &msp_vendor_syncro) {
-        send_rated(it);
-        return;
-    }
-    it->token_wait = 1;
-    if (msp_cwrmm_token_get(wb->tokens, it->tenant, &t->cw, token_cb, it) != 0) {
-        it->token_wait = 0;
-        call_retry(it, -1, "out of memory asking for a token");
-    }
-}
-
-static void http_cb(msp_http_response_t *res, void *opaque) {
-    wb_item_t *it = opaque;
-    wb_t *wb = it->wb;
-    it->http_inflight = 0;
-    if (gone(it)) {
-        abandon(it);
-        return;
-    }
-    target_t *t = cur_target(it);
-    msp_http_outcome_t o = msp_http_classify(res);
+static void on_answered(void *arg, msp_http_outcome_t o) {
+    wb_item_t *it = arg;
     char labels[96];
-    snprintf(labels, sizeof(labels), "integration=\"%s\",outcome=\"%s\"", t->vendor->name,
-             msp_http_outcome_name(o));
-    msp_metric_add(wb->metrics, "mspsync_write_back_requests_total", labels, 1);
-    if (o == MSP_HTTP_OK) {
-        msp_secure_zero(it->auth, sizeof(it->auth));
-        it->reauthed = 0;   /* the token worked: a later 401 may be a new expiry */
-        it->on_ok(it, res);
-        return;
-    }
-    char desc[900];
-    describe(it, res, desc, sizeof(desc));
-    if (t->vendor == &msp_vendor_cwrmm && res->status == 401 && !it->reauthed) {
-        /* The token was revoked or expired early: forget it, try once with a fresh one. A
-         * rejected request changed nothing, so this very call may be sent again. */
-        msp_cwrmm_token_rejected(wb->tokens, it->tenant, &t->cw, it->auth);
-        msp_secure_zero(it->auth, sizeof(it->auth));
-        it->reauthed = 1;
-        MSP_WARN("cwrmm.token_rejected", it->tenant, "%s; retrying with a fresh token", desc);
-        call_send(it);
-        return;
-    }
-    msp_secure_zero(it->auth, sizeof(it->auth));
-    if (o == MSP_HTTP_RETRY) {
-        call_retry(it, res->retry_after_ms, desc);
-        return;
-    }
-    if (it->on_fail && it->on_fail(it, res)) return;
-    target_fail(it, desc);
+    snprintf(labels, sizeof(labels), "integration=\"%s\",outcome=\"%s\"",
+             cur_target(it)->vendor->name, msp_http_outcome_name(o));
+    msp_metric_add(it->wb->metrics, "mspsync_write_back_requests_total", labels, 1);
 }
 
-/* The body of a 2xx answer as JSON; a body we cannot read is retried (NULL returned). */
-static json_t *ok_json(wb_item_t *it, msp_http_response_t *res, int want_array) {
-    json_error_t jerr;
-    json_t *j = res->body_len ? json_loadb(res->body, res->body_len, 0, &jerr) : NULL;
-    if (want_array ? json_is_array(j) : json_is_object(j)) return j;
-    json_decref(j);
-    char why[300];
-    snprintf(why, sizeof(why), "%s %s answered %ld with a body that is not a JSON %s",
-             it->method, it->path, res->status, want_array ? "array" : "object");
-    call_retry(it, -1, why);
-    return NULL;
+/* A final answer (a refused token, 403, a second 401, another 4xx) fails the target. */
+static void call_failed(void *arg, msp_vcall_failure_t kind, const char *why) {
+    (void)kind;
+    target_fail(arg, why);
+}
+
+static const msp_vcall_ops_t vcall_ops = {
+    .fail = call_failed,
+    .retrying = on_retrying,
+    .answered = on_answered,
+};
+
+void wb_vcall_env(wb_t *wb) {
+    wb->vcall = (msp_vcall_env_t){.base = wb->base,
+                                  .http = &wb->http,
+                                  .redis = &wb->redis,
+                                  .redis_url = wb->conf.svc.redis_url,
+                                  .backoff_base_ms = wb->conf.backoff_base_ms,
+                                  .backoff_cap_ms = wb->conf.backoff_cap_ms,
+                                  .stopping = &wb->stopping,
+                                  .kq = wb->worker.kq,
+                                  .metrics = wb->metrics,
+                                  .metric_retries = "mspsync_write_back_retries_total",
+                                  .metric_throttled = "mspsync_write_back_ratelimit_waits_total"};
+}
+
+/* The account of target t: its bucket, its auth (API key, or the token cache); the row words
+ * its failures. */
+static void use_target(wb_item_t *it, target_t *t) {
+    const wb_conf_t *conf = &it->wb->conf;
+    msp_vcall_account_t a = {.vendor = t->vendor};
+    if (t->vendor == &msp_vendor_cwrmm) {
+        t->cw_auth = (msp_vcall_cwrmm_t){&it->wb->tokens, &t->cw};
+        a.base_url = t->cw.base_url;
+        a.bucket_key = t->cw.bucket_key;
+        a.rate = conf->cwrmm_rate;
+        a.burst = (int)conf->cwrmm_burst;
+        a.auth = &msp_vcall_cwrmm_auth;
+        a.auth_ctx = &t->cw_auth;
+    } else {
+        a.base_url = t->sy.base_url;
+        a.bucket_key = t->sy.bucket_key;
+        a.rate = conf->syncro_rate;
+        a.burst = (int)conf->syncro_burst;
+        a.auth_header = t->sy.auth_header;
+    }
+    msp_vcall_account(&it->vc, &a);
 }
 
 /* ------------------------------------------------------------ ConnectWise RMM */
@@ -641,8 +526,6 @@ static void defs_release(wb_item_t *it) {
 static int cw_wants(const wb_item_t *it, int f) { return it->tg[it->cur].res[f] == R_PENDING; }
 
 static void cw_begin(wb_item_t *it) {
-    it->attempt = 0;
-    it->reauthed = 0;
     it->defs_rounds = 0;
     it->defs_refreshed = 0;
     cw_defs(it);
@@ -657,9 +540,9 @@ static void defs_store(wb_item_t *it, const char *name, const char *id) {
 
 static void cw_defs_list(wb_item_t *it);
 
-static void cw_def_created(wb_item_t *it, msp_http_response_t *res) {
-    json_t *d = ok_json(it, res, 0);
-    if (!d) return;
+static void cw_def_created(void *arg, msp_http_response_t *res, json_t *d) {
+    wb_item_t *it = arg;
+    (void)res;
     const char *id = json_string_value(json_object_get(d, "id"));
     const char *name = json_string_value(json_object_get(d, "name"));
     for (int f = 0; f < WB_NF; f++)
@@ -667,23 +550,22 @@ static void cw_def_created(wb_item_t *it, msp_http_response_t *res) {
             defs_store(it, CW_DEF_NAME[f], id);
     MSP_INFO("cwrmm.definition_created", it->tenant, "name=\"%s\" id=%s", name ? name : "?",
              id ? id : "?");
-    json_decref(d);
     cw_defs(it);   /* the hash now has it (or we list again) */
 }
 
-static int cw_def_conflict(wb_item_t *it, msp_http_response_t *res) {
+static int cw_def_conflict(void *arg, const msp_http_response_t *res) {
+    wb_item_t *it = arg;
     if (res->status != 409) return 0;
     cw_defs_list(it);   /* another process created it meanwhile */
     return 1;
 }
 
-static void cw_defs_listed(wb_item_t *it, msp_http_response_t *res) {
-    json_t *a = ok_json(it, res, 1);
-    if (!a) return;
+static void cw_defs_listed(void *arg, msp_http_response_t *res, json_t *a) {
+    wb_item_t *it = arg;
+    (void)res;
     /* The fetcher reads them by the same rule (msp_cwrmm_field_name_is). */
     char found[WB_NF][MSP_CWRMM_ATTR_ID_SIZE];
     msp_cwrmm_date_definitions(a, found);
-    json_decref(a);
     if (!wb_redis_ok(it->wb)) {
         wait_then(it, 1000, cw_defs);
         return;
@@ -700,7 +582,7 @@ static void cw_defs_listed(wb_item_t *it, msp_http_response_t *res) {
                                  "endpoint", "attributeType", "datetime", "description",
                                  "Written by mspsync");
         call(it, "POST", strdup("/api/platform/v1/custom-field/definitions"), body,
-             cw_def_created, cw_def_conflict, NULL);
+             MSP_VCALL_BODY_OBJECT, cw_def_created, cw_def_conflict, NULL);
         return;
     }
     cw_defs(it);
@@ -708,12 +590,13 @@ static void cw_defs_listed(wb_item_t *it, msp_http_response_t *res) {
 
 static void cw_defs_list(wb_item_t *it) {
     /* All of them, unfiltered: see the fetcher's CW_DEFS (the entityType words disagree). */
-    call(it, "GET", strdup("/api/platform/v1/custom-field/definitions"), NULL, cw_defs_listed,
-         NULL, NULL);
+    call(it, "GET", strdup("/api/platform/v1/custom-field/definitions"), NULL, MSP_VCALL_BODY_ARRAY,
+         cw_defs_listed, NULL, NULL);
 }
 
 /* The attribute ids of both definitions: Redis, else list (and create) them. */
-static void cw_defs(wb_item_t *it) {
+static void cw_defs(void *arg) {
+    wb_item_t *it = arg;
     if (!wb_redis_ok(it->wb)) {
         wait_then(it, 1000, cw_defs);
         return;
@@ -751,7 +634,8 @@ static void cw_defs(wb_item_t *it) {
     cw_defs_list(it);
 }
 
-static int cw_put_fail(wb_item_t *it, msp_http_response_t *res) {
+static int cw_put_fail(void *arg, const msp_http_response_t *res) {
+    wb_item_t *it = arg;
     /* A definition deleted in ConnectWise RMM leaves a stale id in Redis: find them again once. */
     if ((res->status == 400 || res->status == 422) && it->defs_cached && !it->defs_refreshed &&
         wb_redis_ok(it->wb)) {
@@ -769,17 +653,19 @@ static int cw_put_fail(wb_item_t *it, msp_http_response_t *res) {
 }
 
 /* A PUT (either vendor) succeeded: every field still pending is written. */
-static void put_ok(wb_item_t *it, msp_http_response_t *res) {
+static void put_ok(void *arg, msp_http_response_t *res, json_t *body) {
+    wb_item_t *it = arg;
     (void)res;
+    (void)body;
     target_t *t = cur_target(it);
     for (int f = 0; f < WB_NF; f++)
         if (t->res[f] == R_PENDING) t->res[f] = R_WRITTEN;
     target_done(it);
 }
 
-static void cw_read_ok(wb_item_t *it, msp_http_response_t *res) {
-    json_t *a = ok_json(it, res, 1);
-    if (!a) return;
+static void cw_read_ok(void *arg, msp_http_response_t *res, json_t *a) {
+    wb_item_t *it = arg;
+    (void)res;
     target_t *t = cur_target(it);
     json_t *body = json_array();
     for (int f = 0; f < WB_NF; f++) {
@@ -801,7 +687,6 @@ static void cw_read_ok(wb_item_t *it, msp_http_response_t *res) {
                                               "attributeId", it->attr[f], "value",
                                               it->val[f][0] ? json_string(dt) : json_null()));
     }
-    json_decref(a);
     if (json_array_size(body) == 0) {
         json_decref(body);
         target_done(it);
@@ -810,10 +695,11 @@ static void cw_read_ok(wb_item_t *it, msp_http_response_t *res) {
     char path[300];
     snprintf(path, sizeof(path), "/api/platform/v2/device/endpoints/%s/custom-fields", t->id);
     /* A failed PUT may have landed: its retry starts again with the GET (see the top). */
-    call(it, "PUT", strdup(path), body, put_ok, cw_put_fail, cw_read);
+    call(it, "PUT", strdup(path), body, MSP_VCALL_BODY_ANY, put_ok, cw_put_fail, cw_read);
 }
 
-static void cw_read(wb_item_t *it) {
+static void cw_read(void *arg) {
+    wb_item_t *it = arg;
     target_t *t = cur_target(it);
     char path[600];
     int n = snprintf(path, sizeof(path),
@@ -824,14 +710,14 @@ static void cw_read(wb_item_t *it) {
         n += snprintf(path + n, sizeof(path) - (size_t)n, "%s%s", first ? "" : ",", it->attr[f]);
         first = 0;
     }
-    call(it, "GET", strdup(path), NULL, cw_read_ok, NULL, NULL);
+    call(it, "GET", strdup(path), NULL, MSP_VCALL_BODY_ARRAY, cw_read_ok, NULL, NULL);
 }
 
 /* ------------------------------------------------------------------- Syncro */
 
-static void sy_read_ok(wb_item_t *it, msp_http_response_t *res) {
-    json_t *b = ok_json(it, res, 0);
-    if (!b) return;
+static void sy_read_ok(void *arg, msp_http_response_t *res, json_t *b) {
+    wb_item_t *it = arg;
+    (void)res;
     target_t *t = cur_target(it);
     json_t *asset = json_object_get(b, "asset");
     if (!json_is_object(asset)) asset = b;
@@ -849,7 +735,6 @@ static void sy_read_ok(wb_item_t *it, msp_http_response_t *res) {
         left++;
     }
     if (!left) {
-        json_decref(b);
         json_decref(merged);
         target_done(it);
         return;
@@ -858,20 +743,20 @@ static void sy_read_ok(wb_item_t *it, msp_http_response_t *res) {
      * requires it); a failed PUT retries from the GET. */
     char err[200];
     json_t *put = msp_syncro_asset_put_body(asset, merged, err, sizeof(err));
-    json_decref(b);
     if (!put) {
         target_fail(it, err);
         return;
     }
     char path[300];
     snprintf(path, sizeof(path), "/customer_assets/%s", t->id);
-    call(it, "PUT", strdup(path), put, put_ok, NULL, sy_read);
+    call(it, "PUT", strdup(path), put, MSP_VCALL_BODY_ANY, put_ok, NULL, sy_read);
 }
 
-static void sy_read(wb_item_t *it) {
+static void sy_read(void *arg) {
+    wb_item_t *it = arg;
     char path[300];
     snprintf(path, sizeof(path), "/customer_assets/%s", cur_target(it)->id);
-    call(it, "GET", strdup(path), NULL, sy_read_ok, NULL, NULL);
+    call(it, "GET", strdup(path), NULL, MSP_VCALL_BODY_OBJECT, sy_read_ok, NULL, NULL);
 }
 
 /* ------------------------------------------------------------------ TARGET */
@@ -889,8 +774,8 @@ static void run_target(wb_item_t *it) {
         return;
     }
     target_t *t = cur_target(it);
-    it->attempt = 0;
-    it->reauthed = 0;
+    use_target(it, t);
+    msp_vcall_reset(&it->vc);
     if (t->vendor == &msp_vendor_cwrmm)
         cw_begin(it);
     else sy_read(it);
@@ -1007,7 +892,8 @@ static int load_ours(wb_item_t *it) {
     return 0;
 }
 
-static void item_load(wb_item_t *it) {
+static void item_load(void *arg) {
+    wb_item_t *it = arg;
     wb_t *wb = it->wb;
     if (!wb_redis_ok(wb)) {
         wait_then(it, 1000, item_load);
@@ -1098,6 +984,7 @@ void wb_accept(wb_t *wb, rd_kafka_message_t *msg) {
         return;
     }
     it->wb = wb;
+    msp_vcall_init(&it->vc, &wb->vcall, &vcall_ops, it, &it->kq);
     if (msp_keyq_accept(wb->worker.kq, &it->kq, msg) != 0) {
         MSP_WARN("kafka.redelivered", NULL, "partition=%d offset=%" PRId64 " already in flight",
                  (int)msg->partition, msg->offset);
@@ -1123,6 +1010,7 @@ void wb_accept(wb_t *wb, rd_kafka_message_t *msg) {
         dead_letter(it, reason);   /* not queued: it has no asset to wait behind */
         return;
     }
+    it->vc.tenant = it->tenant;
     char key[400];
     snprintf(key, sizeof(key), "%s/%s", it->tenant, it->asset);
     msp_keyq_push(wb->worker.kq, &it->kq, key);
