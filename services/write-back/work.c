@@ -141,6 +141,31 @@ static void cw_defs(void *arg);
 static void cw_read(void *arg);
 static void sy_read(void *arg);
 
+/*
+ * What the write-back does per vendor, indexed by the row's id (vendor.h: a service's own
+ * per-vendor table, never a branch on the vendor): load the target's integration and decide its
+ * fields (plan), fill its call account (account), start writing (begin) — ConnectWise RMM's
+ * custom fields or Syncro's asset properties.
+ */
+typedef struct wb_vendor_ops_s {
+    int (*plan)(wb_item_t *it, target_t *t);
+    void (*account)(wb_item_t *it, target_t *t, msp_vcall_account_t *a);
+    void (*begin)(void *arg);
+} wb_vendor_ops_t;
+
+static int cw_plan(wb_item_t *it, target_t *t);
+static int sy_plan(wb_item_t *it, target_t *t);
+static void cw_account(wb_item_t *it, target_t *t, msp_vcall_account_t *a);
+static void sy_account(wb_item_t *it, target_t *t, msp_vcall_account_t *a);
+static void cw_begin(void *arg);
+
+static const wb_vendor_ops_t VENDOR_OPS[MSP_VENDOR_COUNT] = {
+    [MSP_VENDOR_SYNCRO] = {sy_plan, sy_account, sy_read},
+    [MSP_VENDOR_CWRMM] = {cw_plan, cw_account, cw_begin},
+};
+
+static const wb_vendor_ops_t *vendor_ops(const target_t *t) { return &VENDOR_OPS[t->vendor->id]; }
+
 /* One item per tenant and process looks for (and creates) the definitions; the others wait for
  * the hash, so that 64 concurrent first changes do not race 64 POSTs into 63 conflicts. */
 struct wb_busy_s {
@@ -464,27 +489,26 @@ void wb_vcall_env(wb_t *wb) {
                                   .metric_throttled = "mspsync_write_back_ratelimit_waits_total"};
 }
 
-/* The account of target t: its bucket, its auth (API key, or the token cache); the row words
- * its failures. */
-static void use_target(wb_item_t *it, target_t *t) {
+/* A ConnectWise RMM target's account: its client's bucket, the token cache. */
+static void cw_account(wb_item_t *it, target_t *t, msp_vcall_account_t *a) {
     const wb_conf_t *conf = &it->wb->conf;
-    msp_vcall_account_t a = {.vendor = t->vendor};
-    if (t->vendor == &msp_vendor_cwrmm) {
-        t->cw_auth = (msp_vcall_cwrmm_t){&it->wb->tokens, &t->cw};
-        a.base_url = t->cw.base_url;
-        a.bucket_key = t->cw.bucket_key;
-        a.rate = conf->cwrmm_rate;
-        a.burst = (int)conf->cwrmm_burst;
-        a.auth = &msp_vcall_cwrmm_auth;
-        a.auth_ctx = &t->cw_auth;
-    } else {
-        a.base_url = t->sy.base_url;
-        a.bucket_key = t->sy.bucket_key;
-        a.rate = conf->syncro_rate;
-        a.burst = (int)conf->syncro_burst;
-        a.auth_header = t->sy.auth_header;
-    }
-    msp_vcall_account(&it->vc, &a);
+    t->cw_auth = (msp_vcall_cwrmm_t){&it->wb->tokens, &t->cw};
+    a->base_url = t->cw.base_url;
+    a->bucket_key = t->cw.bucket_key;
+    a->rate = conf->cwrmm_rate;
+    a->burst = (int)conf->cwrmm_burst;
+    a->auth = &msp_vcall_cwrmm_auth;
+    a->auth_ctx = &t->cw_auth;
+}
+
+/* A Syncro target's account: the account's bucket, the API key's header. */
+static void sy_account(wb_item_t *it, target_t *t, msp_vcall_account_t *a) {
+    const wb_conf_t *conf = &it->wb->conf;
+    a->base_url = t->sy.base_url;
+    a->bucket_key = t->sy.bucket_key;
+    a->rate = conf->syncro_rate;
+    a->burst = (int)conf->syncro_burst;
+    a->auth_header = t->sy.auth_header;
 }
 
 /* ------------------------------------------------------------ ConnectWise RMM */
@@ -525,7 +549,8 @@ static void defs_release(wb_item_t *it) {
 
 static int cw_wants(const wb_item_t *it, int f) { return it->tg[it->cur].res[f] == R_PENDING; }
 
-static void cw_begin(wb_item_t *it) {
+static void cw_begin(void *arg) {
+    wb_item_t *it = arg;
     it->defs_rounds = 0;
     it->defs_refreshed = 0;
     cw_defs(it);
@@ -774,11 +799,12 @@ static void run_target(wb_item_t *it) {
         return;
     }
     target_t *t = cur_target(it);
-    use_target(it, t);
+    const wb_vendor_ops_t *ops = vendor_ops(t);
+    msp_vcall_account_t a = {.vendor = t->vendor};
+    ops->account(it, t, &a); /* the row words its failures */
+    msp_vcall_account(&it->vc, &a);
     msp_vcall_reset(&it->vc);
-    if (t->vendor == &msp_vendor_cwrmm)
-        cw_begin(it);
-    else sy_read(it);
+    ops->begin(it);
 }
 
 /* ------------------------------------------------------------------- LOAD */
@@ -800,38 +826,49 @@ static int flag_on(const redisReply *e) {
  * secret does not open). @returns 0, or -1 on a Redis error (the caller waits and loads again).
  */
 static int plan_target(wb_item_t *it, target_t *t) {
-    wb_t *wb = it->wb;
-    char err[512];
     for (int f = 0; f < WB_NF; f++) t->res[f] = it->has[f] ? R_PENDING : R_NONE;
     t->why[0] = '\0';
-    if (t->vendor == &msp_vendor_cwrmm) {
-        msp_cwrmm_integration_clear(&t->cw);
-        int rc = msp_cwrmm_integration_load(wb->redis, &wb->key, it->tenant, &t->cw, err,
-                                            sizeof(err));
-        if (rc < 0) return -1;
-        if (rc == 1) {
-            skip_fields(t, it, R_SKIPPED, err);
-            return 0;
-        }
-        if (rc == 2) {
-            skip_fields(t, it, R_FAILED, err);
-            return 0;
-        }
-        t->loaded = 1;
-        if (!t->cw.writeback_purchase && t->res[WB_F_PURCHASE] == R_PENDING) {
-            t->res[WB_F_PURCHASE] = R_SKIPPED;
-            snprintf(t->why, sizeof(t->why), "the ConnectWise RMM integration did not opt into "
-                     "writing back the purchase date");
-        }
-        if (!t->cw.writeback_warranty && t->res[WB_F_WARRANTY] == R_PENDING) {
-            t->res[WB_F_WARRANTY] = R_SKIPPED;
-            snprintf(t->why, sizeof(t->why), "the ConnectWise RMM integration did not opt into "
-                     "writing back the warranty expiration");
-        }
+    return vendor_ops(t)->plan(it, t);
+}
+
+/* plan_target of a ConnectWise RMM target: its integration, its per-field opt-ins. */
+static int cw_plan(wb_item_t *it, target_t *t) {
+    wb_t *wb = it->wb;
+    char err[512];
+    msp_cwrmm_integration_clear(&t->cw);
+    int rc = msp_cwrmm_integration_load(wb->redis, &wb->key, it->tenant, &t->cw, err, sizeof(err));
+    if (rc < 0)
+        return -1;
+    if (rc == 1) {
+        skip_fields(t, it, R_SKIPPED, err);
         return 0;
     }
+    if (rc == 2) {
+        skip_fields(t, it, R_FAILED, err);
+        return 0;
+    }
+    t->loaded = 1;
+    if (!t->cw.writeback_purchase && t->res[WB_F_PURCHASE] == R_PENDING) {
+        t->res[WB_F_PURCHASE] = R_SKIPPED;
+        snprintf(t->why, sizeof(t->why),
+                 "the ConnectWise RMM integration did not opt into "
+                 "writing back the purchase date");
+    }
+    if (!t->cw.writeback_warranty && t->res[WB_F_WARRANTY] == R_PENDING) {
+        t->res[WB_F_WARRANTY] = R_SKIPPED;
+        snprintf(t->why, sizeof(t->why),
+                 "the ConnectWise RMM integration did not opt into "
+                 "writing back the warranty expiration");
+    }
+    return 0;
+}
+
+/* plan_target of a Syncro target: its integration, its per-field opt-ins. */
+static int sy_plan(wb_item_t *it, target_t *t) {
+    wb_t *wb = it->wb;
+    char err[512];
     char k[300];
-    msp_key(k, sizeof(k), it->tenant, "integration:syncro");
+    msp_key(k, sizeof(k), it->tenant, "integration:%s", t->vendor->name);
     redisReply *r = redisCommand(wb->redis, "HMGET %s writeback_purchase writeback_warranty", k);
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
         if (r) freeReplyObject(r);
