@@ -828,7 +828,14 @@ static int flag_on(const redisReply *e) {
 static int plan_target(wb_item_t *it, target_t *t) {
     for (int f = 0; f < WB_NF; f++) t->res[f] = it->has[f] ? R_PENDING : R_NONE;
     t->why[0] = '\0';
-    return vendor_ops(t)->plan(it, t);
+    const wb_vendor_ops_t *ops = vendor_ops(t);
+    if (!ops->plan) { /* a vendor without an entry in VENDOR_OPS: nothing to write with */
+        char why[200];
+        snprintf(why, sizeof(why), "writing dates back to %s is not supported", t->vendor->label);
+        skip_fields(t, it, R_SKIPPED, why);
+        return 0;
+    }
+    return ops->plan(it, t);
 }
 
 /* plan_target of a ConnectWise RMM target: its integration, its per-field opt-ins. */
