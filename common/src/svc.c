@@ -186,7 +186,10 @@ int msp_svc_configure(const char *service, const msp_config_entry_t *tbl, int ar
         return 2;
     }
     /* Before any thread starts: librdkafka's threads inherit it (priority.h). */
-    if (conf->nice >= 0) msp_priority_apply((int)conf->nice);
+    /* 0 (also every service whose table has no MSPSYNC_NICE row) keeps the niceness the process
+     * was started with: lowering it would need CAP_SYS_NICE and only log a warning. */
+    if (conf->nice > 0)
+        msp_priority_apply((int)conf->nice);
     if (key && msp_secret_key_load(key, errstr, sizeof(errstr)) != 0) {
         MSP_ERROR("config.invalid", NULL, "%s", errstr);
         msp_config_free(tbl);

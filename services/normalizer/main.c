@@ -51,8 +51,8 @@ static const msp_config_entry_t config_table[] = {
     MSP_KAFKA_CONFIG(cfg.svc.kafka),
     {"MSPSYNC_NORMALIZER_INPUT", MSP_CFG_STR, "all",
      "What this normalizer consumes: records (raw.records: sync pages, edits), events (raw.events: "
-     "incidents, which then never wait behind a sync) or all (both, one process)", &cfg.input, 0,
-     0, 0},
+     "incidents, which then never wait behind a sync) or all (both, one process)",
+     &cfg.input, 0, 0, 0},
     MSP_SVC_GROUP_ROW(cfg.svc, "",
                       "Kafka consumer group (default mspsync-normalizer, or "
                       "mspsync-normalizer-events when MSPSYNC_NORMALIZER_INPUT=events)"),
@@ -68,7 +68,7 @@ static const msp_config_entry_t config_table[] = {
      &cfg.identity_max_shared, 1, 1000, 0},
     MSP_SVC_NICE_ROW(cfg.svc, "-1",
                      "-1: 10 when only raw.records is consumed (bulk work yields to the incident "
-                     "path), else 0"),
+                     "path), else as started"),
     {"MSPSYNC_PREPARE_THREADS", MSP_CFG_INT, "2",
      "Threads that parse, map and fingerprint a batch's messages, the batch loop's included "
      "(1 = the batch loop alone); Redis and Kafka stay on the batch loop",
@@ -151,8 +151,8 @@ int main(int argc, char **argv)
      * normalizer's time in perf). Without fastbins the same frees go to tcache and the bins
      * directly: +10-14 % records/s (docs/benchmarks.md). */
     mallopt(M_MXFAST, 0);
-    if (cfg.svc.nice < 0) /* by lane (a value of 0-19 was applied by msp_svc_configure) */
-        msp_priority_apply(strcmp(cfg.input, "records") == 0 ? MSP_NICE_BULK : 0);
+    if (cfg.svc.nice < 0 && strcmp(cfg.input, "records") == 0) /* -1: by lane (svc.h) */
+        msp_priority_apply(MSP_NICE_BULK);
     if (cfg.json_arena)
         nz_json_arena_enable();
 

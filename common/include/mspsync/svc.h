@@ -136,10 +136,13 @@ typedef struct msp_svc_conf_s {
 
 /** @brief MSPSYNC_NICE into c.nice: the CPU niceness the service takes at start (priority.h);
  * nice_help says what this service's default means. A table without it leaves 0. */
-#define MSP_SVC_NICE_ROW(c, nice_def, nice_help)                                                   \
-    {"MSPSYNC_NICE", MSP_CFG_INT, nice_def,                                                        \
-     "CPU niceness taken at start, 0-19 (a higher one yields the CPU to the others); " nice_help, \
-     &(c).nice, -1, 19}
+#define MSP_SVC_NICE_ROW(c, nice_def, nice_help)                                                         \
+    {                                                                                                    \
+        "MSPSYNC_NICE", MSP_CFG_INT, nice_def,                                                           \
+            "CPU niceness taken at start, 1-19 (a higher one yields the CPU to the others; 0 keeps the " \
+            "niceness the process was started with); " nice_help,                                        \
+            &(c).nice, -1, 19                                                                            \
+    }
 
 /** @brief MSPSYNC_GROUP into c.group. */
 #define MSP_SVC_GROUP_ROW(c, group_def, group_help)                                                \
