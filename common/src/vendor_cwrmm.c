@@ -432,8 +432,8 @@ static const msp_pager_ops_t CW_DEVICE_PAGER = {
 /* ---- the row ----------------------------------------------------------------------------- */
 
 static const msp_vendor_type_t CW_TYPES[] = {
-    {"customer", "customers", "id", NULL, msp_map_cwrmm_company, &CW_COMPANY_PAGER},
-    {"asset", "assets", "endpointID", NULL, msp_map_cwrmm_device, &CW_DEVICE_PAGER},
+    {"customer", "customers", "customers", "id", NULL, msp_map_cwrmm_company, &CW_COMPANY_PAGER},
+    {"asset", "assets", "assets", "endpointID", NULL, msp_map_cwrmm_device, &CW_DEVICE_PAGER},
 };
 
 static const char *const CW_CUSTOMERS_SCOPES[] = {"platform.companies.read", NULL};

@@ -151,6 +151,19 @@ static void test_feature_permissions_cover_the_pagers_calls(void **state) {
     assert_null(msp_vendor_permissions(&msp_vendor_cwrmm, "billing"));
 }
 
+/* A type's sync is switched by a feature: each row declares the feature with its permissions. */
+static void test_every_type_names_a_declared_feature(void **state) {
+    (void)state;
+    for (size_t i = 0; msp_vendor_at(i); i++) {
+        const msp_vendor_t *v = msp_vendor_at(i);
+        for (size_t k = 0; k < v->types_cnt; k++) {
+            assert_non_null(v->types[k].feature);
+            assert_non_null(msp_vendor_permissions(v, v->types[k].feature));
+        }
+    }
+    assert_string_equal(msp_vendor_syncro.types[1].feature, "assets");
+}
+
 static void test_record_ids_are_checked_by_the_vendors_rule(void **state) {
     (void)state;
     assert_true(msp_vendor_syncro.id_valid("1234567890123"));
@@ -363,6 +376,7 @@ int main(void) {
         cmocka_unit_test(test_only_syncro_is_the_merge_primary),
         cmocka_unit_test(test_forbidden_hints_name_the_permission_of_the_call),
         cmocka_unit_test(test_feature_permissions_cover_the_pagers_calls),
+        cmocka_unit_test(test_every_type_names_a_declared_feature),
         cmocka_unit_test(test_record_ids_are_checked_by_the_vendors_rule),
         cmocka_unit_test(test_syncro_pager_walks_numbered_pages_until_total_pages),
         cmocka_unit_test(test_cwrmm_device_pager_follows_its_plan),

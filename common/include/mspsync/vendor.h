@@ -213,6 +213,9 @@ typedef struct msp_pager_ops_s {
 typedef struct msp_vendor_type_s {
     const char *type;          /**< canonical type in messages: "customer", "asset" */
     const char *plural;        /**< spelling in sync.jobs "types" and events: "customers" */
+    const char *feature;       /**< the feature (msp_vendor_feature_t) whose permissions the
+                                    type's sync needs; a job syncs it only when that feature is
+                                    enabled on the integration */
     const char *string_id_key; /**< member holding a string source id, or NULL (integer "id") */
     const char *const *pick;   /**< top-level members the mapper reads (msp_json_pick), or NULL
                                     when it needs the whole payload */
