@@ -214,6 +214,16 @@ int msp_redis_ensure(redisContext **c, const char *url, char *errstr, size_t err
     return *c ? 0 : -1;
 }
 
+int msp_redis_stale(const redisContext *c) {
+    if (!c)
+        return 0;
+    if (c->err == REDIS_ERR_EOF)
+        return 1;
+    /* hiredis keeps errno's text for I/O errors, not errno itself. */
+    return c->err == REDIS_ERR_IO &&
+           (strstr(c->errstr, "reset by peer") || strstr(c->errstr, "Broken pipe"));
+}
+
 int msp_redis_ok(redisContext **c, const char *url) {
     char err[256];
     if (msp_redis_ensure(c, url, err, sizeof(err)) == 0) return 1;

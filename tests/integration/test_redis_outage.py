@@ -42,6 +42,27 @@ class RedisOutageTest(StackTest):
         for f in s.fetchers:
             wait_until(lambda f=f: http("GET", f.url("/readyz"))[0] == 200, 30, "fetcher ready again")
 
+    def test_first_request_after_the_server_dropped_the_connection(self):
+        # Redis restarted, failed over or dropped idle clients: the gateway's connection is dead
+        # but it only learns so from the next command. That request is answered (the command is
+        # sent once more on a new connection), not failed with 503 "Server closed the connection".
+        s = self.make_stack(sim_config={"rate_limit": 0})
+        s.add_tenant("oslo")
+
+        def drop_every_client():
+            killed = int(s.redis_raw("CLIENT", "KILL", "TYPE", "normal").strip())
+            self.assertGreaterEqual(killed, 1)  # the gateway's connection among them
+
+        for _ in range(3):
+            self.assertEqual(s.api("GET", "/v1/tenants/oslo")[0], 200)
+            drop_every_client()
+            st, js, _ = s.api("GET", "/v1/tenants/oslo")
+            self.assertEqual(st, 200, js)
+        # A write too: the secret is created once and stored.
+        drop_every_client()
+        st, js, _ = s.api("POST", "/v1/tenants/oslo/webhooks/mtp/secret", {})
+        self.assertEqual(st, 201, js)
+        self.assertEqual(s.redis_raw("EXISTS", "mspsync:{oslo}:webhook:mtp").strip(), "1")
 
 if __name__ == "__main__":
     harness.main()

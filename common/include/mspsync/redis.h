@@ -27,6 +27,14 @@ redisContext *msp_redis_connect(const char *url, char *errstr, size_t errstr_siz
 /** @brief Reconnect *c if it is NULL or in error. @returns 0 usable, -1 not (errstr). */
 int msp_redis_ensure(redisContext **c, const char *url, char *errstr, size_t errstr_size);
 
+/**
+ * @brief 1 when c failed because the server closed or reset a connection that had been working
+ * (EOF, ECONNRESET, EPIPE): Redis restarted, failed over or dropped idle clients. A command that
+ * meets this on a connection that was idle was most likely never run, so one retry on a fresh
+ * connection is what a caller should do; any other error (timeout, refused) is not retried.
+ */
+int msp_redis_stale(const redisContext *c);
+
 /** @brief msp_redis_ensure, logging redis.unavailable when it fails. @returns 1 usable, 0 not. */
 int msp_redis_ok(redisContext **c, const char *url);
 
