@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# redis.sh — a throw-away redis-server on 127.0.0.1 (no persistence) for local development and tests.
+# redis.sh — a redis-server on 127.0.0.1 for local development and tests: throw-away by default
+# (no persistence), or persistent with --persist.
 #
-# Usage: redis.sh start|stop|status [--dir DIR] [--port N] [--purge]
+# Usage: redis.sh start|stop|status [--dir DIR] [--port N] [--persist] [--purge]
 #   --dir DIR   state dir (default $MSPSYNC_LOCAL_DIR/run/redis): redis.pid, redis.log, port, address
 #   --port N    default: the port used last in DIR if still free, else a free loopback port
-#   --purge     stop only: delete DIR after the server has exited
+#   --persist   start only (or MSPSYNC_REDIS_PERSIST=1): keep the data in DIR across restarts, as
+#               Compose runs Redis — an append-only file fsynced every second (appendonly.aof,
+#               at most ~1 s of writes lost on a crash) plus an RDB snapshot (dump.rdb) every
+#               5 minutes with a change; stop then saves before exiting. DIR/persist records the
+#               mode, so a later start in the same DIR keeps it. Back up DIR/appendonlydir and
+#               dump.rdb together with the secret key (docs/deploy.md, "Backup and restore").
+#   --purge     stop only: delete DIR (data included) after the server has exited
 #
 # start   starts redis-server (daemonized), waits for PING -> PONG (MSPSYNC_REDIS_START_TIMEOUT,
 #         default 10 s), writes "127.0.0.1:PORT" to DIR/address and prints it on stdout.
 #         Already running: prints the address, exit 0.
-# stop    SHUTDOWN NOSAVE, waits for the process to exit (SIGTERM/SIGKILL after 10 s). Exit 0 when
+# stop    SHUTDOWN NOSAVE (SHUTDOWN SAVE when persistent), waits for the process to exit (SIGTERM/SIGKILL after 10 s). Exit 0 when
 #         stopped (also when it was not running).
 # status  prints the address and exits 0 when running and answering PING; 1 when the process is
 #         there but does not answer, 3 when not running.
@@ -21,7 +28,7 @@ set -euo pipefail
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}" >&2; exit 2; }
 
 cmd=${1:-}; [ $# -gt 0 ] && shift
-dir="" port="" purge=0
+dir="" port="" purge=0 persist=${MSPSYNC_REDIS_PERSIST:-0}
 while [ $# -gt 0 ]; do
     case "$1" in
         --dir) dir=${2:?--dir needs a value}; shift 2 ;;
@@ -29,6 +36,7 @@ while [ $# -gt 0 ]; do
         --port) port=${2:?--port needs a value}; shift 2 ;;
         --port=*) port=${1#*=}; shift ;;
         --purge) purge=1; shift ;;
+        --persist) persist=1; shift ;;
         -h|--help) usage ;;
         *) msp_warn "unknown argument: $1"; usage ;;
     esac
@@ -57,6 +65,7 @@ pong() { [ "$(timeout 3 redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" = PONG
 
 do_start() {
     local pid p i
+    local -a durability
     exec 9>"$dir/.lock"
     flock -w 60 9 || msp_die "could not lock $dir/.lock"
     if pid=$(running_pid); then
@@ -70,7 +79,13 @@ do_start() {
         [ -n "$p" ] || p=$(msp_free_port 1)
         msp_port_free "$p" || msp_die "port $p on 127.0.0.1 is in use"
         echo "$p" >"$dir/port"
-        redis-server --bind 127.0.0.1 --port "$p" --save "" --appendonly no --daemonize yes \
+        [ "$persist" = 1 ] && touch "$dir/persist"
+        if [ -f "$dir/persist" ]; then
+            durability=(--save "300 1" --appendonly yes --appendfsync everysec)
+        else
+            durability=(--save "" --appendonly no)
+        fi
+        redis-server --bind 127.0.0.1 --port "$p" "${durability[@]}" --daemonize yes \
             --pidfile "$PIDFILE" --logfile "$dir/redis.log" --dir "$dir" 9>&- \
             || msp_die "redis-server failed; see $dir/redis.log"
         for ((i = 0; i < 50; i++)); do pid=$(running_pid) && break; sleep 0.05; done
@@ -91,7 +106,9 @@ do_stop() {
     exec 9>"$dir/.lock"
     flock -w 60 9 || msp_die "could not lock $dir/.lock"
     if pid=$(running_pid); then
-        timeout 5 redis-cli -h 127.0.0.1 -p "$(current_port)" shutdown nosave >/dev/null 2>&1 || true
+        local how=nosave
+        [ -f "$dir/persist" ] && how=save
+        timeout 30 redis-cli -h 127.0.0.1 -p "$(current_port)" shutdown "$how" >/dev/null 2>&1 || true
         for ((i = 0; i < 100; i++)); do msp_pid_alive "$pid" || break; sleep 0.1; done
         if msp_pid_alive "$pid"; then
             msp_warn "redis-server (pid $pid) did not shut down: SIGTERM"
