@@ -130,22 +130,9 @@ static int hex_val(int c) {
     return -1;
 }
 
-int msp_secret_key_parse(msp_secret_key_t *k, const char *text, char *errstr, size_t errstr_size) {
-    const char *s, *end;
-    size_t len, i;
-
-    if (!k || !text) {
-        msp_set_err(errstr, errstr_size, "secret key: no key given");
-        return -1;
-    }
-
-    s   = text;
-    end = text + strlen(text);
-    while (s < end && isspace((unsigned char)*s))
-        s++;
-    while (end > s && isspace((unsigned char)end[-1]))
-        end--;
-    len = (size_t)(end - s);
+static int parse_one(unsigned char out[32], const char *s, size_t len, char *errstr,
+                     size_t errstr_size) {
+    size_t i;
 
     if (len == 64) {
         int ok = 1;
@@ -156,11 +143,11 @@ int msp_secret_key_parse(msp_secret_key_t *k, const char *text, char *errstr, si
                 ok = 0;
                 break;
             }
-            k->key[i] = (unsigned char)(hi << 4 | lo);
+            out[i] = (unsigned char)(hi << 4 | lo);
         }
         if (ok)
             return 0;
-        msp_secure_zero(k->key, sizeof(k->key));
+        msp_secure_zero(out, 32);
     } else if (len == 44) {
         char b64[45];
         unsigned char *raw;
@@ -171,7 +158,7 @@ int msp_secret_key_parse(msp_secret_key_t *k, const char *text, char *errstr, si
         raw     = msp_base64_decode(b64, &raw_len);
         msp_secure_zero(b64, sizeof(b64));
         if (raw && raw_len == 32) {
-            memcpy(k->key, raw, 32);
+            memcpy(out, raw, 32);
             msp_secure_zero(raw, raw_len);
             free(raw);
             return 0;
@@ -188,8 +175,67 @@ int msp_secret_key_parse(msp_secret_key_t *k, const char *text, char *errstr, si
     return -1;
 }
 
+static int key_sep(int c) { return c == ',' || isspace(c); }
+
+int msp_secret_key_parse(msp_secret_key_t *k, const char *text, char *errstr, size_t errstr_size) {
+    unsigned char ring[MSP_SECRET_KEYS_MAX][32];
+    size_t n = 0;
+    char perr[160];
+
+    if (!k || !text) {
+        msp_set_err(errstr, errstr_size, "secret key: no key given");
+        return -1;
+    }
+    memset(k, 0, sizeof(*k));
+    for (const char *s = text; *s;) {
+        while (*s && key_sep((unsigned char)*s))
+            s++;
+        const char *e = s;
+        while (*e && !key_sep((unsigned char)*e))
+            e++;
+        if (e == s)
+            break;
+        if (n == MSP_SECRET_KEYS_MAX) {
+            msp_set_err(errstr, errstr_size, "secret key ring: more than %d keys",
+                        MSP_SECRET_KEYS_MAX);
+            goto fail;
+        }
+        if (parse_one(ring[n], s, (size_t)(e - s), perr, sizeof(perr)) != 0) {
+            if (n == 0 && !*e)
+                msp_set_err(errstr, errstr_size, "%s", perr);
+            else /* which one, never what it says */
+                msp_set_err(errstr, errstr_size, "key %zu of the ring: %s", n + 1, perr);
+            goto fail;
+        }
+        for (size_t i = 0; i < n; i++)
+            if (CRYPTO_memcmp(ring[i], ring[n], 32) == 0) {
+                msp_set_err(errstr, errstr_size, "secret key ring: keys %zu and %zu are the same",
+                            i + 1, n + 1);
+                n++;
+                goto fail;
+            }
+        n++;
+        s = e;
+    }
+    if (n == 0) {
+        msp_set_err(errstr, errstr_size, "secret key: no key given");
+        return -1;
+    }
+    memcpy(k->key, ring[0], 32);
+    for (size_t i = 1; i < n; i++)
+        memcpy(k->older[i - 1], ring[i], 32);
+    k->older_cnt = n - 1;
+    msp_secure_zero(ring, sizeof(ring));
+    return 0;
+fail:
+    msp_secure_zero(ring, sizeof(ring));
+    msp_secure_zero(k, sizeof(*k));
+    return -1;
+}
+
 int msp_secret_key_load(msp_secret_key_t *k, char *errstr, size_t errstr_size) {
     const char *env  = getenv("MSPSYNC_SECRET_KEY");
+    const char *ring = getenv("MSPSYNC_SECRET_KEYS");
     const char *path = getenv("MSPSYNC_SECRET_KEY_FILE");
     char buf[KEY_FILE_MAX + 1];
     char perr[160];
@@ -199,23 +245,31 @@ int msp_secret_key_load(msp_secret_key_t *k, char *errstr, size_t errstr_size) {
 
     if (env && !*env)
         env = NULL;
+    if (ring && !*ring)
+        ring = NULL;
     if (path && !*path)
         path = NULL;
 
-    if (env && path) {
-        msp_set_err(errstr, errstr_size,
-                "set only one of MSPSYNC_SECRET_KEY and MSPSYNC_SECRET_KEY_FILE");
+    if ((env != NULL) + (ring != NULL) + (path != NULL) > 1) {
+        msp_set_err(
+            errstr, errstr_size,
+            "set only one of MSPSYNC_SECRET_KEY, MSPSYNC_SECRET_KEYS and MSPSYNC_SECRET_KEY_FILE");
         return -1;
     }
+    if (ring)
+        env = ring;
     if (env) {
         if (msp_secret_key_parse(k, env, perr, sizeof(perr)) == -1) {
-            msp_set_err(errstr, errstr_size, "MSPSYNC_SECRET_KEY: %s", perr);
+            msp_set_err(errstr, errstr_size, "%s: %s",
+                        ring ? "MSPSYNC_SECRET_KEYS" : "MSPSYNC_SECRET_KEY", perr);
             return -1;
         }
         return 0;
     }
     if (!path) {
-        msp_set_err(errstr, errstr_size, "MSPSYNC_SECRET_KEY or MSPSYNC_SECRET_KEY_FILE is required");
+        msp_set_err(
+            errstr, errstr_size,
+            "MSPSYNC_SECRET_KEY, MSPSYNC_SECRET_KEYS or MSPSYNC_SECRET_KEY_FILE is required");
         return -1;
     }
 
@@ -308,15 +362,15 @@ done:
     return out;
 }
 
-char *msp_secret_open(const msp_secret_key_t *k, const char *aad, const char *sealed,
-                      size_t *plaintext_len) {
+static char *open_with(const unsigned char *key, const char *aad, const char *sealed,
+                       size_t *plaintext_len) {
     EVP_CIPHER_CTX *ctx = NULL;
     unsigned char *raw  = NULL;
     unsigned char *pt   = NULL;
     size_t raw_len = 0, ct_len, aad_len = aad ? strlen(aad) : 0;
     int n = 0, fin = 0, ok = 0;
 
-    if (!k || !sealed || strncmp(sealed, SEAL_PREFIX, SEAL_PREFIX_LEN) != 0)
+    if (!sealed || strncmp(sealed, SEAL_PREFIX, SEAL_PREFIX_LEN) != 0)
         return NULL;
     if (aad_len > (size_t)INT_MAX)
         return NULL;
@@ -335,7 +389,7 @@ char *msp_secret_open(const msp_secret_key_t *k, const char *aad, const char *se
         goto done;
     if (EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, NONCE_LEN, NULL) != 1 ||
-        EVP_DecryptInit_ex(ctx, NULL, NULL, k->key, raw) != 1)
+        EVP_DecryptInit_ex(ctx, NULL, NULL, key, raw) != 1)
         goto done;
     if (aad_len && EVP_DecryptUpdate(ctx, NULL, &n, (const unsigned char *)aad, (int)aad_len) != 1)
         goto done;
@@ -362,6 +416,26 @@ done:
         pt = NULL;
     }
     return (char *)pt;
+}
+
+char *msp_secret_open_ex(const msp_secret_key_t *k, const char *aad, const char *sealed,
+                         size_t *plaintext_len, int *which) {
+    char *pt = NULL;
+    if (which)
+        *which = -1;
+    if (!k)
+        return NULL;
+    for (size_t i = 0; !pt && i <= k->older_cnt && i < MSP_SECRET_KEYS_MAX; i++) {
+        pt = open_with(i == 0 ? k->key : k->older[i - 1], aad, sealed, plaintext_len);
+        if (pt && which)
+            *which = (int)i;
+    }
+    return pt;
+}
+
+char *msp_secret_open(const msp_secret_key_t *k, const char *aad, const char *sealed,
+                      size_t *plaintext_len) {
+    return msp_secret_open_ex(k, aad, sealed, plaintext_len, NULL);
 }
 
 /* ---- signatures and tokens ------------------------------------------------------------- */

@@ -259,6 +259,10 @@ void gw_batch_seal(gw_batch_t *b);
 /* Path segments after "/v1/tenants": seg[0] = tenant (decoded), seg[1..]. */
 void api_tenants_create(gw_t *gw, struct evhttp_request *req);
 void api_tenants_list(gw_t *gw, struct evhttp_request *req);
+
+/* ---- api_secrets.c: master-key rotation (operator) ---------------------------------------- */
+void api_secrets_get(gw_t *gw, struct evhttp_request *req);
+void api_secrets_reseal(gw_t *gw, struct evhttp_request *req);
 void api_tenant_get(gw_t *gw, struct evhttp_request *req, const char *tenant);
 
 void api_syncro_put(gw_t *gw, struct evhttp_request *req, const char *tenant);

@@ -116,6 +116,9 @@ static void declare_metrics(msp_metrics_t *m) {
                        "Sync jobs acknowledged by Kafka.");
     msp_metric_declare(m, "mspsync_vendor_requests_total", "counter",
                        "Vendor API calls made by the gateway, by outcome.");
+    msp_metric_declare(m, "mspsync_secrets", "gauge",
+                       "Stored secrets by the key of MSPSYNC_SECRET_KEYS that opens them (newest, "
+                       "older, unreadable), as of the last GET /v1/secrets or re-seal.");
     msp_metric_add(m, "mspsync_jobs_queued_total", NULL, 0);
 }
 

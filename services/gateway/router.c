@@ -11,7 +11,7 @@
  *   3. unknown path → 404, known path with another method → 405 (with Allow) — TRACE
  *      and OPTIONS included;
  *   3b. a malformed query string → 400 (gw_check_query), so no handler reads a half-parsed one;
- *   4. /v1/tenants/{t}/...: a tenant that does not exist (or cannot, by its syntax) → 404.
+ *   4. /v1/tenants/{t}/... (not /v1/tenants, /v1/secrets, the webhook): a tenant that does not exist (or cannot, by its syntax) → 404.
  * Path segments are percent-decoded one by one, so "syncro%3A123" arrives as "syncro:123" and an
  * encoded '/' cannot split a segment.
  */
@@ -26,24 +26,26 @@
 
 typedef enum {
     R_NONE = 0,
-    R_TENANTS,          /* /v1/tenants                              POST GET */
-    R_TENANT,           /* /v1/tenants/{t}                          GET */
-    R_INTEGRATION,      /* /v1/tenants/{t}/integrations/{syncro|cwrmm}  PUT GET PATCH DELETE */
-    R_SYNC,             /* /v1/tenants/{t}/integrations/{i}/sync    POST */
-    R_DISABLE,          /* /v1/tenants/{t}/integrations/{i}/disable POST */
-    R_CUSTOMERS,        /* /v1/tenants/{t}/customers                GET */
-    R_CUSTOMER,         /* /v1/tenants/{t}/customers/{id}           GET */
-    R_ASSETS,           /* /v1/tenants/{t}/assets                   GET */
-    R_ASSET,            /* /v1/tenants/{t}/assets/{id}              GET */
-    R_ASSET_DATES,      /* /v1/tenants/{t}/assets/{id}/dates        PUT */
-    R_ASSET_WRITEBACK,  /* /v1/tenants/{t}/assets/{id}/writeback    GET */
-    R_WH_CONFIG,        /* /v1/tenants/{t}/webhooks/mtp             GET */
-    R_WH_SECRET,        /* /v1/tenants/{t}/webhooks/mtp/secret      POST */
-    R_WH_PREVIOUS,      /* /v1/tenants/{t}/webhooks/mtp/secret/previous DELETE */
-    R_TICKETING,        /* /v1/tenants/{t}/ticketing                GET PUT */
-    R_TK_ORGS,          /* /v1/tenants/{t}/ticketing/orgs           GET */
-    R_TK_ORG,           /* /v1/tenants/{t}/ticketing/orgs/{org_id}  PUT DELETE */
-    R_WEBHOOK_MTP,      /* /v1/webhooks/mtp/{t}                     POST, no bearer */
+    R_TENANTS,         /* /v1/tenants                              POST GET */
+    R_TENANT,          /* /v1/tenants/{t}                          GET */
+    R_INTEGRATION,     /* /v1/tenants/{t}/integrations/{syncro|cwrmm}  PUT GET PATCH DELETE */
+    R_SYNC,            /* /v1/tenants/{t}/integrations/{i}/sync    POST */
+    R_DISABLE,         /* /v1/tenants/{t}/integrations/{i}/disable POST */
+    R_CUSTOMERS,       /* /v1/tenants/{t}/customers                GET */
+    R_CUSTOMER,        /* /v1/tenants/{t}/customers/{id}           GET */
+    R_ASSETS,          /* /v1/tenants/{t}/assets                   GET */
+    R_ASSET,           /* /v1/tenants/{t}/assets/{id}              GET */
+    R_ASSET_DATES,     /* /v1/tenants/{t}/assets/{id}/dates        PUT */
+    R_ASSET_WRITEBACK, /* /v1/tenants/{t}/assets/{id}/writeback    GET */
+    R_WH_CONFIG,       /* /v1/tenants/{t}/webhooks/mtp             GET */
+    R_WH_SECRET,       /* /v1/tenants/{t}/webhooks/mtp/secret      POST */
+    R_WH_PREVIOUS,     /* /v1/tenants/{t}/webhooks/mtp/secret/previous DELETE */
+    R_TICKETING,       /* /v1/tenants/{t}/ticketing                GET PUT */
+    R_TK_ORGS,         /* /v1/tenants/{t}/ticketing/orgs           GET */
+    R_TK_ORG,          /* /v1/tenants/{t}/ticketing/orgs/{org_id}  PUT DELETE */
+    R_WEBHOOK_MTP,     /* /v1/webhooks/mtp/{t}                     POST, no bearer */
+    R_SECRETS,         /* /v1/secrets                              GET */
+    R_SECRETS_RESEAL,  /* /v1/secrets/reseal                       POST */
 } route_id_t;
 
 static const struct {
@@ -69,6 +71,8 @@ static const struct {
     [R_TK_ORGS] = {"ticketing_orgs", "GET"},
     [R_TK_ORG] = {"ticketing_org", "PUT, DELETE"},
     [R_WEBHOOK_MTP] = {"webhook_mtp", "POST"},
+    [R_SECRETS] = {"secrets", "GET"},
+    [R_SECRETS_RESEAL] = {"secrets_reseal", "POST"},
 };
 
 /* Split the path into decoded segments (new strings). @returns count, or -1 when unusable. */
@@ -102,6 +106,8 @@ static route_id_t match(char **s, int n) {
     if (n == 4 && strcmp(s[0], "v1") == 0 && strcmp(s[1], "webhooks") == 0 &&
         strcmp(s[2], "mtp") == 0)
         return R_WEBHOOK_MTP;
+    if (n >= 2 && n <= 3 && strcmp(s[0], "v1") == 0 && strcmp(s[1], "secrets") == 0)
+        return n == 2 ? R_SECRETS : strcmp(s[2], "reseal") == 0 ? R_SECRETS_RESEAL : R_NONE;
     if (n < 2 || strcmp(s[0], "v1") != 0 || strcmp(s[1], "tenants") != 0)
         return R_NONE;
     if (n == 2)
@@ -161,6 +167,7 @@ static int method_ok(route_id_t r, enum evhttp_cmd_type m) {
     case R_SYNC:
     case R_DISABLE:
     case R_WH_SECRET:
+    case R_SECRETS_RESEAL:
     case R_WEBHOOK_MTP: return m == EVHTTP_REQ_POST;
     case R_WH_PREVIOUS: return m == EVHTTP_REQ_DELETE;
     case R_TICKETING: return m == EVHTTP_REQ_GET || m == EVHTTP_REQ_PUT;
@@ -218,6 +225,8 @@ static void dispatch(gw_t *gw, struct evhttp_request *req, route_id_t r, char **
             api_ticketing_org_delete(gw, req, t, s[5]);
         return;
     case R_WEBHOOK_MTP: api_webhook_mtp(gw, req, s[3]); return;
+    case R_SECRETS: api_secrets_get(gw, req); return;
+    case R_SECRETS_RESEAL: api_secrets_reseal(gw, req); return;
     case R_NONE: break;
     }
 }
@@ -246,7 +255,7 @@ void gw_route(struct evhttp_request *req, void *arg) {
         gw_reply_error(gw, req, name, 405, "method not allowed; allowed: %s", routes[r].allow);
     } else if (gw_check_query(gw, req, name) != 0) {
         /* replied */
-    } else if (r != R_TENANTS && r != R_WEBHOOK_MTP) {
+    } else if (r != R_TENANTS && r != R_WEBHOOK_MTP && r != R_SECRETS && r != R_SECRETS_RESEAL) {
         char err[256];
         int exists = gw_valid_tenant_id(seg[2]) ? gw_tenant_exists(gw, seg[2], err, sizeof(err))
                                                 : 0;

@@ -328,6 +328,81 @@ static void secure_zero_clears_memory(void **state) {
     msp_secure_zero(NULL, 10); /* NULL-safe */
 }
 
+/* A key ring, newest first: the newest seals, every key opens and says which one it was. */
+static void key_ring_seals_with_the_newest_and_opens_with_any(void **state) {
+    (void)state;
+    static const char NEW_HEX[] =
+        "ff0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1eff";
+    msp_secret_key_t old, ring, only_new;
+    char err[256], text[300];
+    int which = 7;
+    size_t len = 0;
+    assert_int_equal(msp_secret_key_parse(&old, KEY_HEX, err, sizeof(err)), 0);
+    assert_int_equal(old.older_cnt, 0);
+    snprintf(text, sizeof(text), " %s,\n%s \n", NEW_HEX, KEY_B64); /* the same old key, base64 */
+    assert_int_equal(msp_secret_key_parse(&ring, text, err, sizeof(err)), 0);
+    assert_int_equal(ring.older_cnt, 1);
+    assert_int_equal(msp_secret_key_parse(&only_new, NEW_HEX, err, sizeof(err)), 0);
+
+    char *under_old = msp_secret_seal(&old, "acme/syncro", "key-1", 5);
+    char *p = msp_secret_open_ex(&ring, "acme/syncro", under_old, &len, &which);
+    assert_non_null(p);
+    assert_string_equal(p, "key-1");
+    assert_int_equal(which, 1); /* opened by the older key */
+    free(p);
+    char *under_ring = msp_secret_seal(&ring, "acme/syncro", "key-1", 5);
+    p = msp_secret_open_ex(&ring, "acme/syncro", under_ring, &len, &which);
+    assert_int_equal(which, 0);
+    free(p);
+    p = msp_secret_open_ex(&only_new, "acme/syncro", under_ring, &len, &which); /* sealed by new */
+    assert_non_null(p);
+    free(p);
+    assert_null(msp_secret_open_ex(&old, "acme/syncro", under_ring, &len, &which));
+    assert_int_equal(which, -1);
+    assert_null(msp_secret_open_ex(&only_new, "acme/syncro", under_old, &len, &which));
+    assert_int_equal(which, -1);
+    /* The AAD still binds under every key of the ring. */
+    assert_null(msp_secret_open_ex(&ring, "other/syncro", under_old, &len, &which));
+    free(under_old);
+    free(under_ring);
+}
+
+static void key_ring_refusals_name_the_key_not_its_text(void **state) {
+    (void)state;
+    msp_secret_key_t k;
+    char err[256], text[700];
+    snprintf(text, sizeof(text), "%s,%s", KEY_HEX, KEY_B64);
+    assert_int_equal(msp_secret_key_parse(&k, text, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "keys 1 and 2 are the same"));
+    snprintf(text, sizeof(text), "%s deadbeef", KEY_HEX);
+    assert_int_equal(msp_secret_key_parse(&k, text, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "key 2 of the ring"));
+    assert_null(strstr(err, "deadbeef"));
+    assert_int_equal(msp_secret_key_parse(&k, " ,\n", err, sizeof(err)), -1);
+    text[0] = 0;
+    for (int i = 0; i < MSP_SECRET_KEYS_MAX + 1; i++) {
+        char one[70];
+        snprintf(one, sizeof(one), "%s%02x ",
+                 "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e", i);
+        strcat(text, one);
+    }
+    assert_int_equal(msp_secret_key_parse(&k, text, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "more than"));
+    /* MSPSYNC_SECRET_KEYS is the ring's variable; only one of the three may be set. */
+    snprintf(text, sizeof(text), "%s,%s",
+             "ff0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1eff", KEY_HEX);
+    unsetenv("MSPSYNC_SECRET_KEY");
+    unsetenv("MSPSYNC_SECRET_KEY_FILE");
+    setenv("MSPSYNC_SECRET_KEYS", text, 1);
+    assert_int_equal(msp_secret_key_load(&k, err, sizeof(err)), 0);
+    assert_int_equal(k.older_cnt, 1);
+    setenv("MSPSYNC_SECRET_KEY", KEY_HEX, 1);
+    assert_int_equal(msp_secret_key_load(&k, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "only one"));
+    unsetenv("MSPSYNC_SECRET_KEY");
+    unsetenv("MSPSYNC_SECRET_KEYS");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sealed_secret_opens_with_same_key_and_aad),
@@ -346,6 +421,8 @@ int main(void) {
         cmocka_unit_test(base64_decode_rejects_malformed_text),
         cmocka_unit_test(random_hex_has_requested_length),
         cmocka_unit_test(secure_zero_clears_memory),
+        cmocka_unit_test(key_ring_seals_with_the_newest_and_opens_with_any),
+        cmocka_unit_test(key_ring_refusals_name_the_key_not_its_text),
     };
     return cmocka_run_group_tests_name("crypto", tests, NULL, NULL);
 }

@@ -7,6 +7,13 @@
  *
  * The key comes from MSPSYNC_SECRET_KEY (64 hex chars or base64 of 32 bytes) or from the file
  * named by MSPSYNC_SECRET_KEY_FILE (same encodings, surrounding whitespace ignored).
+ *
+ * Rotation: either may hold a key ring instead — several keys, newest first, separated by commas
+ * or whitespace (one per line in a file). The newest seals; every listed key opens. To rotate:
+ * put the new key in front, restart, re-seal everything (gateway POST /v1/secrets/reseal), check
+ * that nothing is left under an old key (GET /v1/secrets), then drop the old key and restart. A
+ * sealed value carries no key id: opening tries the keys in order (a GCM tag verifies only under
+ * the key that sealed it), so the ring is at most MSP_SECRET_KEYS_MAX keys.
  */
 #ifndef MSPSYNC_CRYPTO_H
 #define MSPSYNC_CRYPTO_H
@@ -14,8 +21,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define MSP_SECRET_KEYS_MAX 8
+
 typedef struct msp_secret_key_s {
-    unsigned char key[32];
+    unsigned char key[32];                            /**< the newest: seals and opens */
+    unsigned char older[MSP_SECRET_KEYS_MAX - 1][32]; /**< open only, newest first */
+    size_t older_cnt;
 } msp_secret_key_t;
 
 /**
@@ -25,7 +36,11 @@ typedef struct msp_secret_key_s {
  */
 int msp_secret_key_load(msp_secret_key_t *k, char *errstr, size_t errstr_size);
 
-/** @brief Parse a key from text (64 hex chars or base64 of 32 bytes). @returns 0 or -1. */
+/**
+ * @brief Parse a key (64 hex chars or base64 of 32 bytes) or a key ring (several, newest first,
+ * separated by commas or whitespace; at most MSP_SECRET_KEYS_MAX; the same key twice is an error)
+ * from text. @returns 0 or -1 (k zeroed).
+ */
 int msp_secret_key_parse(msp_secret_key_t *k, const char *text, char *errstr, size_t errstr_size);
 
 /**
@@ -42,6 +57,14 @@ char *msp_secret_seal(const msp_secret_key_t *k, const char *aad, const char *pl
  */
 char *msp_secret_open(const msp_secret_key_t *k, const char *aad, const char *sealed,
                       size_t *plaintext_len);
+
+/**
+ * @brief msp_secret_open that also says which key of the ring opened it: *which = 0 the newest,
+ * i > 0 the i-th older key (1 = the one before the newest), -1 none (NULL returned). which may
+ * be NULL.
+ */
+char *msp_secret_open_ex(const msp_secret_key_t *k, const char *aad, const char *sealed,
+                         size_t *plaintext_len, int *which);
 
 /** @brief Zero memory in a way the compiler may not remove. */
 void msp_secure_zero(void *p, size_t n);
