@@ -1,0 +1,59 @@
+/*
+ * statekeys.h — what each Redis key is: configuration, derived, coordination or cache.
+ *
+ * Redis holds mspsync's small shared state, but nothing in it may be Redis-only: a wiped Redis
+ * (FLUSHALL, a disk loss, a failover to an empty replica) must come back without an operator.
+ * Every key mspsync writes is one of four kinds:
+ *   - CONFIG: what an operator or a tenant entered (tenants, integrations with their sealed
+ *     credentials, webhook secrets, ticketing configuration and mappings). It cannot be derived,
+ *     so every change is journaled to the compacted Kafka topic `config` (key
+ *     "<tenant>/<suffix>", value the whole Redis value, a tombstone when the key is deleted) and
+ *     a Redis found empty is restored from that topic before the gateway serves again;
+ *   - DERIVED: computed from Kafka topics (the inventory view from the compacted customers /
+ *     assets topics, counters, the tenants set from the tenant hashes);
+ *   - COORD: coordination that is safe to lose (cursors: a job restarts as a full sync; leases,
+ *     locks, rate-limit buckets: the next claim starts fresh);
+ *   - CACHE: a copy of something the vendor holds (OAuth tokens, ticket records found again by
+ *     their marker in Syncro, the org names webhooks mentioned).
+ * The table is the one list (docs/design.md "Redis keys" shows it); a key suffix not in it is a
+ * defect that test_statekeys catches for the keys the code base names.
+ *
+ * Keys are "mspsync:{<tenant>}:<suffix>" (redis.h). The pseudo-tenant "_" holds global keys.
+ */
+#ifndef MSPSYNC_STATEKEYS_H
+#define MSPSYNC_STATEKEYS_H
+
+#include <stddef.h>
+
+typedef enum {
+    MSP_STATE_CONFIG,
+    MSP_STATE_DERIVED,
+    MSP_STATE_COORD,
+    MSP_STATE_CACHE,
+} msp_state_kind_t;
+
+/** One family of keys: suffix, or a prefix of suffixes when it ends with ':' or '*'. */
+typedef struct msp_statekey_s {
+    const char *suffix; /**< "ticketing:config"; "integration:*" = any suffix starting so */
+    msp_state_kind_t kind;
+    const char *rebuilt; /**< how it comes back after a loss (for the docs) */
+} msp_statekey_t;
+
+/** The marker a restored (or never lost) Redis carries: mspsync:{_}:state:epoch. */
+#define MSP_STATE_EPOCH_SUFFIX "state:epoch"
+
+/**
+ * @brief The table row of a full key ("mspsync:{acme}:integration:syncro"), or NULL when the key
+ * is not one of mspsync's. tenant (may be NULL) gets the tenant, suffix (may be NULL) points into
+ * key after the tenant's "}:".
+ */
+const msp_statekey_t *msp_statekey_find(const char *key, char *tenant, size_t tenant_size,
+                                        const char **suffix);
+
+/** @brief Row i of the table (iteration), or NULL past the end. */
+const msp_statekey_t *msp_statekey_at(size_t i);
+
+/** @brief "config", "derived", "coordination", "cache". */
+const char *msp_state_kind_name(msp_state_kind_t k);
+
+#endif
