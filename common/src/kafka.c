@@ -48,9 +48,10 @@ static const struct {
     const char *base;
     int compacted;
 } want_topics[] = {
-    {MSP_TOPIC_SYNC_JOBS, 0}, {MSP_TOPIC_RAW_RECORDS, 0}, {MSP_TOPIC_SYNC_EVENTS, 0},
-    {MSP_TOPIC_CUSTOMERS, 1}, {MSP_TOPIC_ASSETS, 1},      {MSP_TOPIC_DLQ, 0},
+    {MSP_TOPIC_SYNC_JOBS, 0}, {MSP_TOPIC_RAW_RECORDS, 0},  {MSP_TOPIC_SYNC_EVENTS, 0},
+    {MSP_TOPIC_CUSTOMERS, 1}, {MSP_TOPIC_ASSETS, 1},       {MSP_TOPIC_DLQ, 0},
     {MSP_TOPIC_INCIDENTS, 0}, {MSP_TOPIC_DATE_CHANGES, 0}, {MSP_TOPIC_RAW_EVENTS, 0},
+    {MSP_TOPIC_CONFIG, 1},
 };
 #define WANT_TOPICS ((int)(sizeof(want_topics) / sizeof(want_topics[0])))
 
@@ -508,4 +509,119 @@ int msp_dead_letter_report(const rd_kafka_message_t *m, void **owner) {
 void msp_dead_letter_clear(msp_dead_letter_t *dl) {
     free(dl->reason);
     dl->reason = NULL;
+}
+
+/* ---- reading a topic to its end ---------------------------------------------------------- */
+
+long long msp_kafka_read_to_end(const char *brokers, const char *topic, int timeout_ms,
+                                msp_kafka_read_cb *cb, int (*keep_going)(void *), void *opaque,
+                                char *errstr, size_t errstr_size) {
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (conf_set(conf, "bootstrap.servers", brokers, errstr, errstr_size) ||
+        conf_set(conf, "client.id", "mspsync-reader", errstr, errstr_size) ||
+        /* assign() needs a group id; nothing is ever committed or subscribed with it */
+        conf_set(conf, "group.id", "mspsync-reader", errstr, errstr_size) ||
+        conf_set(conf, "enable.auto.commit", "false", errstr, errstr_size) ||
+        conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) ||
+        conf_set(conf, "enable.partition.eof", "true", errstr, errstr_size) ||
+        conf_finish(conf, errstr, errstr_size)) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    long long n = -1;
+    int64_t deadline = msp_now_ms() + timeout_ms;
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    int *open_parts = NULL, left = 0;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
+    rd_kafka_topic_destroy(rkt);
+    if (err || md->topic_cnt != 1 || md->topics[0].err) {
+        snprintf(errstr, errstr_size, "no metadata for %s: %s", topic,
+                 rd_kafka_err2str(err ? err : md->topics[0].err));
+        goto done;
+    }
+    int cnt = md->topics[0].partition_cnt;
+    parts = rd_kafka_topic_partition_list_new(cnt);
+    open_parts = calloc((size_t)cnt + 1, sizeof(*open_parts));
+    int64_t *ends = calloc((size_t)cnt + 1, sizeof(*ends));
+    if (!open_parts || !ends) {
+        free(ends);
+        snprintf(errstr, errstr_size, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < cnt; i++) {
+        int32_t p = md->topics[0].partitions[i].id;
+        int64_t lo = 0, hi = 0;
+        err = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, timeout_ms);
+        if (err) {
+            snprintf(errstr, errstr_size, "end offsets of %s [%d]: %s", topic, (int)p,
+                     rd_kafka_err2str(err));
+            free(ends);
+            goto done;
+        }
+        ends[i] = hi;
+        rd_kafka_topic_partition_list_add(parts, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+        open_parts[i] = hi > lo; /* an empty partition (or all compacted away) is done */
+        left += open_parts[i];
+    }
+    n = 0;
+    if (left && (err = rd_kafka_assign(rk, parts)) != 0) {
+        snprintf(errstr, errstr_size, "assign %s: %s", topic, rd_kafka_err2str(err));
+        n = -1;
+    }
+    while (n >= 0 && left > 0) {
+        if (msp_now_ms() > deadline) {
+            snprintf(errstr, errstr_size, "reading %s timed out (%d partitions left)", topic, left);
+            n = -1;
+            break;
+        }
+        if (keep_going && !keep_going(opaque)) {
+            snprintf(errstr, errstr_size, "stopped");
+            n = -1;
+            break;
+        }
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m)
+            continue;
+        int i = 0;
+        while (i < cnt && md->topics[0].partitions[i].id != m->partition)
+            i++;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            if (i < cnt && open_parts[i] && m->offset >= ends[i]) {
+                open_parts[i] = 0;
+                left--;
+            }
+        } else if (m->err) {
+            snprintf(errstr, errstr_size, "reading %s: %s", topic, rd_kafka_message_errstr(m));
+            n = -1;
+        } else if (i < cnt && m->offset < ends[i]) {
+            if (cb(m->key, m->key_len, m->payload, m->payload ? m->len : 0, opaque) != 0) {
+                snprintf(errstr, errstr_size, "a record of %s could not be applied", topic);
+                n = -1;
+            } else {
+                n++;
+            }
+            if (open_parts[i] && m->offset + 1 >= ends[i]) {
+                open_parts[i] = 0;
+                left--;
+            }
+        }
+        rd_kafka_message_destroy(m);
+    }
+    free(ends);
+done:
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (parts)
+        rd_kafka_topic_partition_list_destroy(parts);
+    free(open_parts);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return n;
 }

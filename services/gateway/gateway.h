@@ -70,6 +70,7 @@ typedef struct gw_config_s {
 
 typedef struct gw_held_s gw_held_t;
 typedef struct gw_kept_s gw_kept_t;
+typedef struct gw_journal_s gw_journal_t;
 
 typedef struct gw_s {
     gw_config_t         cfg;
@@ -87,7 +88,24 @@ typedef struct gw_s {
     int                 stopping;      /* set on shutdown: no new async work */
     int64_t             kafka_checked_ms;
     int                 kafka_ok;
+    gw_journal_t *journal; /* configuration journal and restore (journal.c) */
+    int restoring;         /* 1 Redis lost its state: /v1 answers 503 meanwhile;
+                                          0 serving; 2 not known yet (Redis never answered) */
 } gw_t;
+
+/* ---- journal.c: configuration survives a lost Redis ---------------------------------------- */
+
+/** @brief Start journaling and the marker check (after the producer and Redis). @returns 0/-1. */
+int gw_journal_start(gw_t *gw);
+/** @brief Stop (joins a running restore). */
+void gw_journal_stop(gw_t *gw);
+/**
+ * @brief Look at the state marker now (a restore starts if Redis answers without it).
+ * @returns 1 when restoring (answer 503), 0 otherwise (also when Redis did not answer).
+ */
+int gw_journal_check(gw_t *gw);
+/** @brief key (a full Redis key) was written: journal it if it is configuration. */
+void gw_journal_note(gw_t *gw, const char *key);
 
 /* ---- kept_secrets.c ---------------------------------------------------------------------- */
 

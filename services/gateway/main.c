@@ -92,6 +92,10 @@ static int ready_cb(void *opaque, char *why, size_t why_size) {
         snprintf(why, why_size, "redis unavailable");
         return 0;
     }
+    if (g->restoring == 1) { /* a start on an empty Redis, or a wipe: journal.c */
+        snprintf(why, why_size, "restoring the configuration from kafka");
+        return 0;
+    }
     return gw_kafka_ready(g, why, why_size);
 }
 
@@ -104,6 +108,12 @@ static void route_cb(struct evhttp_request *req, void *arg) {
     gw_t *g = arg;
     if (!g->rk) {
         gw_reply_error(g, req, "starting", 503, "the gateway is starting: waiting for Kafka");
+        return;
+    }
+    if (g->restoring == 1 || (g->restoring == 2 && gw_journal_check(g))) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "2");
+        gw_reply_error(g, req, "restoring", 503,
+                       "restoring the configuration from Kafka after a loss of Redis; retry");
         return;
     }
     gw_route(req, arg);
@@ -199,7 +209,7 @@ int main(int argc, char **argv) {
         MSP_WARN("redis.connect", NULL, "%s (will retry on use)", errstr);
     gw.cwtokens = msp_cwrmm_tokens_new(gw.base, gw.vendor, &gw.redis, &gw.key,
                                        CWRMM_TOKEN_MARGIN_MS);
-    if (!gw.cwtokens) {
+    if (!gw.cwtokens || gw_journal_start(&gw) != 0) {
         MSP_ERROR("startup", NULL, "out of memory");
         goto out;
     }
@@ -215,6 +225,7 @@ out:
     gw.stopping = 1;
     msp_svc_stop_accepting(&svc);
     msp_http_destroy(gw.vendor);                   /* callbacks answer 503 */
+    gw_journal_stop(&gw);
     gw.vendor = NULL;
     /* delivery reports answer the held requests; the producer's wiring goes with it */
     gw_kafka_stop(&gw, msp_lifecycle_budget_ms(SHUTDOWN_FLUSH_MS));

@@ -261,6 +261,10 @@ void gw_route(struct evhttp_request *req, void *arg) {
                                                 : 0;
         if (exists < 0)
             gw_reply_error(gw, req, name, 503, "redis unavailable: %s", err);
+        else if (exists == 0 && gw_journal_check(gw)) /* wiped since the last check */
+            gw_reply_error(gw, req, name, 503,
+                           "restoring the configuration from Kafka after a "
+                           "loss of Redis; retry");
         else if (exists == 0)
             gw_reply_error(gw, req, name, 404, "unknown tenant \"%s\"", seg[2]);
         else

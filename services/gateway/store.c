@@ -13,12 +13,17 @@
  * A command the server ran just before dying would run twice; every gateway command is a read,
  * a whole-value write, a Lua script that checks before it writes, or the integration's
  * `generation` HINCRBY (which only has to change), for which that is harmless.
+ *
+ * Every successful write names its keys to the configuration journal (journal.c), which
+ * journals those that are configuration (statekeys.h) to the `config` topic.
  */
 #include "gateway.h"
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
@@ -53,34 +58,110 @@ static int resend(gw_t *gw, const redisReply *r, int fresh) {
     return 1;
 }
 
-redisReply *gw_redis(gw_t *gw, char *errstr, size_t errstr_size, const char *fmt, ...) {
-    redisReply *r = NULL;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        int fresh;
-        if (ensure(gw, &fresh, errstr, errstr_size) != 0)
+/* Argument i of a formatted command ("*N\r\n$len\r\n<arg>\r\n..."): pointer and length, or
+ * NULL when there is no such argument. */
+static const char *resp_arg(const char *cmd, size_t len, int i, size_t *alen) {
+    const char *p = cmd, *end = cmd + len;
+    if (p >= end || *p != '*')
+        return NULL;
+    p = memchr(p, '\n', (size_t)(end - p));
+    for (int k = 0; p && p + 1 < end; k++) {
+        p++;
+        if (*p != '$')
             return NULL;
-        va_list ap;
-        va_start(ap, fmt);
-        r = redisvCommand(gw->redis, fmt, ap);
-        va_end(ap);
-        if (!resend(gw, r, fresh))
-            break;
+        long n = strtol(p + 1, NULL, 10);
+        p = memchr(p, '\n', (size_t)(end - p));
+        if (!p || n < 0 || p + 1 + n > end)
+            return NULL;
+        if (k == i) {
+            *alen = (size_t)n;
+            return p + 1;
+        }
+        p = p + 1 + n + 1; /* the arg, then "\r"; p is at "\n" */
+        if (p >= end)
+            return NULL;
     }
-    return checked(gw, r, errstr, errstr_size);
+    return NULL;
 }
 
-redisReply *gw_redis_argv(gw_t *gw, char *errstr, size_t errstr_size, int argc,
-                          const char **argv, const size_t *argvlen) {
+/* After a successful write, tell the journal which keys it touched (journal.c). */
+static void journal_writes(gw_t *gw, const char *cmd, size_t len) {
+    static const char *const WRITES[] = {"HSET", "HSETNX", "HDEL", "HINCRBY", "HMSET", "SET",
+                                         "DEL",  "SADD",   "SREM", "UNLINK",  "SETNX", NULL};
+    size_t n = 0, kl = 0;
+    const char *name = resp_arg(cmd, len, 0, &n);
+    if (!name)
+        return;
+    int first = 1, last = 1; /* the key arguments */
+    if (n == 4 && strncasecmp(name, "EVAL", 4) == 0) {
+        const char *nk = resp_arg(cmd, len, 2, &kl);
+        last = 2 + (nk ? atoi(nk) : 0);
+        first = 3;
+    } else {
+        int w = 0;
+        for (int i = 0; WRITES[i] && !w; i++)
+            w = strlen(WRITES[i]) == n && strncasecmp(name, WRITES[i], n) == 0;
+        if (!w)
+            return;
+        if (n == 3 && strncasecmp(name, "DEL", 3) == 0)
+            last = 64; /* DEL k1 k2 ... */
+    }
+    for (int i = first; i <= last; i++) {
+        const char *k = resp_arg(cmd, len, i, &kl);
+        if (!k)
+            break;
+        char key[400];
+        if (kl >= sizeof(key))
+            continue;
+        memcpy(key, k, kl);
+        key[kl] = '\0';
+        gw_journal_note(gw, key);
+    }
+}
+
+/* Send a formatted command (once more on a stale connection), journal it when it wrote. */
+static redisReply *send_formatted(gw_t *gw, const char *cmd, long long len, char *errstr,
+                                  size_t errstr_size) {
     redisReply *r = NULL;
+    if (len < 0) {
+        snprintf(errstr, errstr_size, "cannot format the command");
+        return NULL;
+    }
     for (int attempt = 0; attempt < 2; attempt++) {
         int fresh;
+        void *reply = NULL;
         if (ensure(gw, &fresh, errstr, errstr_size) != 0)
             return NULL;
-        r = redisCommandArgv(gw->redis, argc, argv, argvlen);
+        if (redisAppendFormattedCommand(gw->redis, cmd, (size_t)len) == REDIS_OK &&
+            redisGetReply(gw->redis, &reply) == REDIS_OK)
+            r = reply;
         if (!resend(gw, r, fresh))
             break;
     }
-    return checked(gw, r, errstr, errstr_size);
+    r = checked(gw, r, errstr, errstr_size);
+    if (r)
+        journal_writes(gw, cmd, (size_t)len);
+    return r;
+}
+
+redisReply *gw_redis(gw_t *gw, char *errstr, size_t errstr_size, const char *fmt, ...) {
+    char *cmd = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int len = redisvFormatCommand(&cmd, fmt, ap);
+    va_end(ap);
+    redisReply *r = send_formatted(gw, cmd, len, errstr, errstr_size);
+    redisFreeCommand(cmd);
+    return r;
+}
+
+redisReply *gw_redis_argv(gw_t *gw, char *errstr, size_t errstr_size, int argc, const char **argv,
+                          const size_t *argvlen) {
+    char *cmd = NULL;
+    long long len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
+    redisReply *r = send_formatted(gw, cmd, len, errstr, errstr_size);
+    redisFreeCommand(cmd);
+    return r;
 }
 
 int gw_redis_ping(gw_t *gw, char *errstr, size_t errstr_size) {

@@ -410,6 +410,11 @@ void api_webhook_mtp(gw_t *gw, struct evhttp_request *req, const char *tenant) {
         unavailable(gw, req, err);
         return;
     }
+    if (exists == 0 && gw_journal_check(gw)) { /* Redis wiped: the sender retries a 503 */
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "2");
+        gw_reply_error(gw, req, ROUTE, 503, "restoring; retry");
+        return;
+    }
     if (exists == 0) {
         reject(gw, req, NULL, 404, "unknown tenant \"%.*s\"", MSP_UTF8_CUT(tenant, 64));
         return;

@@ -514,6 +514,15 @@ class Stack:
         return self.api("PUT", "/v1/tenants/%s/integrations/syncro" % tenant,
                         {"base_url": self.sim_base_url(subdomain), "api_key": token})
 
+    def add_synced_tenant(self, tenant, customers, assets):
+        """Tenant <tenant> with a Syncro account "<tenant>-msp" (key "<tenant>-key-123456")
+        connected and its first sync finished."""
+        self.add_account(tenant + "-msp", customers=customers, assets=assets, token=tenant + "-key-123456")
+        self.add_tenant(tenant)
+        st, js, _ = self.connect(tenant, tenant + "-msp", tenant + "-key-123456")
+        assert st == 201, (st, js)
+        self.wait_synced(tenant, js["job_id"], assets=assets)
+
     def status(self, tenant):
         st, js, _ = self.api("GET", "/v1/tenants/%s/integrations/syncro" % tenant)
         assert st == 200, (st, js)

@@ -56,11 +56,7 @@ class KeyRotationTest(StackTest):
         key_a, key_b = s.secret_key, os.urandom(32).hex()
         hook = {}
         for t in ("north", "south"):
-            s.add_account(t + "-msp", customers=3, assets=20, token=t + "-key-123456")
-            s.add_tenant(t)
-            st, js, _ = s.connect(t, t + "-msp", t + "-key-123456")
-            self.assertEqual(st, 201, js)
-            s.wait_synced(t, js["job_id"], assets=20)
+            s.add_synced_tenant(t, customers=3, assets=20)
             st, js, _ = s.api("POST", "/v1/tenants/%s/webhooks/mtp/secret" % t)
             self.assertEqual(st, 201, js)
             hook[t] = js["secret"]

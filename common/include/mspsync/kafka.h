@@ -32,6 +32,7 @@
 #define MSP_TOPIC_DLQ         "dlq"
 #define MSP_TOPIC_INCIDENTS   "incidents"
 #define MSP_TOPIC_DATE_CHANGES "date.changes"
+#define MSP_TOPIC_CONFIG "config" /* compacted: configuration journal (statekeys.h) */
 
 /** The Kafka settings of every service, filled by its MSP_KAFKA_CONFIG rows. */
 typedef struct msp_kafka_conf_s {
@@ -225,5 +226,22 @@ void msp_dead_letter_clear(msp_dead_letter_t *dl);
 int msp_kafka_produce(rd_kafka_t *producer, const char *topic, const void *key, size_t key_len,
                       const void *value, size_t value_len, rd_kafka_headers_t *headers,
                       void *opaque);
+
+/** Called for every record msp_kafka_read_to_end reads; value NULL = tombstone. 0 = go on. */
+typedef int(msp_kafka_read_cb)(const char *key, size_t key_len, const char *value, size_t value_len,
+                               void *opaque);
+
+/**
+ * @brief Read a topic (full name) from its first offset to the end offsets it has when the call
+ * starts, every partition, in offset order within a partition, calling cb for each record. A
+ * consumer of no group (nothing committed, no rebalance): for rebuilding state from a compacted
+ * topic. Blocking: run it off an event loop. keep_going(opaque) (may be NULL) is asked between
+ * polls; 0 abandons. timeout_ms bounds the whole read.
+ * @returns number of records read, or -1 (errstr): Kafka unreachable, a partition unreadable,
+ *          the timeout, abandoned, or cb returned non-zero.
+ */
+long long msp_kafka_read_to_end(const char *brokers, const char *topic, int timeout_ms,
+                                msp_kafka_read_cb *cb, int (*keep_going)(void *), void *opaque,
+                                char *errstr, size_t errstr_size);
 
 #endif
