@@ -5,6 +5,7 @@
  * text before it. Keep the exact rows before the families that would also match them.
  */
 #include "mspsync/statekeys.h"
+#include "mspsync/redis.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -78,4 +79,16 @@ const char *msp_state_kind_name(msp_state_kind_t k) {
     case MSP_STATE_CACHE: return "cache";
     }
     return "?";
+}
+
+int msp_state_lost(redisContext *c) {
+    char key[64];
+    if (!c)
+        return -1;
+    msp_key(key, sizeof(key), "_", MSP_STATE_EPOCH_SUFFIX);
+    redisReply *r = redisCommand(c, "EXISTS %s", key);
+    int rc = r && r->type == REDIS_REPLY_INTEGER ? r->integer == 0 : -1;
+    if (r)
+        freeReplyObject(r);
+    return rc;
 }

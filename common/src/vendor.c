@@ -7,6 +7,7 @@
  * "a 401 is final") or a credential's impl.
  */
 #include "mspsync/vendor.h"
+#include "mspsync/statekeys.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -100,7 +101,16 @@ int msp_vendor_cred_load(const msp_vendor_t *v, redisContext *c, const msp_secre
     }
     out->vendor = v;
     out->impl = impl;
-    return v->cred_load(c, key, tenant, impl, err, err_size);
+    int rc = v->cred_load(c, key, tenant, impl, err, err_size);
+    if (rc == 1 && msp_state_lost(c) == 1) {
+        /* Not missing: Redis lost its state and the gateway is restoring it (statekeys.h) */
+        snprintf(err, err_size,
+                 "Redis is being restored from Kafka; the %s integration of %s "
+                 "will be back",
+                 v->label, tenant);
+        return -1;
+    }
+    return rc;
 }
 
 void msp_vendor_cred_clear(msp_vendor_cred_t *cred) {

@@ -51,6 +51,7 @@ struct job_s {
     fetcher_t  *f;
     job_t      *next;
     job_state_t state;
+    int waiting_logged; /* the credentials could not be loaded yet: said once */
     int         abandoned;
 
     char tenant[80];
@@ -808,7 +809,12 @@ static void job_step(job_t *j) {
     char err[512], hint[300];
     int rc =
         msp_vendor_cred_load(j->vendor, f->redis, &f->key, j->tenant, &j->cred, err, sizeof(err));
-    if (rc < 0) return;
+    if (rc < 0) { /* Redis failed or is being restored: jobs_tick tries again */
+        if (!j->waiting_logged++)
+            MSP_WARN("job.waiting", j->tenant, "%s job %s waits: %s", j->vendor->label, j->job_id,
+                     err);
+        return;
+    }
     job_use_cred(j);
     j->state = JOB_TOKEN;
     f->running_cnt++;

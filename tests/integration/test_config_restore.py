@@ -6,11 +6,12 @@ integration is then removed. Redis is wiped (FLUSHALL) under a running gateway: 
 operator action the configuration is back — the same answers from the admin API, the removed
 integration still removed, the stored credential and webhook secret usable (a sync runs, a signed
 incident is accepted). Then Redis is wiped while the gateway is down, and the gateway restores it
-when it starts. While restoring, the API answers 503 with Retry-After, never 404.
+when it starts; a sync job that reaches the fetcher meanwhile waits for the restore. While restoring, the API answers 503 with Retry-After, never 404.
 """
 import hashlib
 import hmac
 import json
+import subprocess
 import time
 
 import harness
@@ -85,11 +86,20 @@ class ConfigRestoreTest(StackTest):
         self.assertEqual(st, 202, js)
         s.wait_synced("amber", s.sync_now("amber"), assets=6)  # the sealed API key still opens
 
-        # 2. Wiped while the gateway is down: restored before it serves.
+        # 2. Wiped while the gateway is down: restored before it serves. A sync job that reaches
+        # the fetcher meanwhile waits for the restore instead of failing as "no integration".
         self.assertEqual(s.gateway.stop(), 0)
         s.redis("FLUSHALL")
+        job = {"schema_version": 1, "job_id": "job-during-restore", "tenant": "amber",
+               "integration": "syncro", "types": ["customers", "assets"], "mode": "full",
+               "reason": "sync_now", "requested_at": "2026-12-06T00:00:00.000Z"}
+        subprocess.run(["kcat", "-P", "-K", "\t", "-b", s.brokers, "-t", s.topic("sync.jobs")],
+                       input="amber\t%s\n" % json.dumps(job), text=True, check=True, timeout=60)
+        wait_until(lambda: "Redis is being restored" in s.fetchers[0].logtext(), 60,
+                   "the fetcher waiting for the restore")
         s.restart(s.gateway)
         self.wait_restored(s)
+        s.wait_synced("amber", "job-during-restore", assets=6)
         after = self.snapshot(s)
         self.assertEqual(after, before)
         st, js, _ = post_incident(s, "amber", secret, "inc-3")

@@ -25,6 +25,8 @@
 
 #include <stddef.h>
 
+#include <hiredis/hiredis.h>
+
 typedef enum {
     MSP_STATE_CONFIG,
     MSP_STATE_DERIVED,
@@ -52,6 +54,14 @@ const msp_statekey_t *msp_statekey_find(const char *key, char *tenant, size_t te
 
 /** @brief Row i of the table (iteration), or NULL past the end. */
 const msp_statekey_t *msp_statekey_at(size_t i);
+
+/**
+ * @brief Whether Redis lost its state and the gateway has not restored it yet: the epoch marker
+ * is missing. A worker that finds a configuration key missing asks this before it treats the
+ * absence as real (a job of a tenant "without" an integration during a restore waits instead).
+ * @returns 1 lost (restore pending), 0 the marker is there, -1 Redis did not answer.
+ */
+int msp_state_lost(redisContext *c);
 
 /** @brief "config", "derived", "coordination", "cache". */
 const char *msp_state_kind_name(msp_state_kind_t k);

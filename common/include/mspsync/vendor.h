@@ -57,7 +57,8 @@ typedef struct msp_vendor_cred_s {
 /**
  * @brief Load and open the tenant's integration with vendor v into *out (cleared first).
  * @returns 0 loaded; 1 no integration (or disabled: no sealed secret); 2 the secret cannot be
- *          opened; -1 Redis error or out of memory. err says which.
+ *          opened; -1 Redis error, out of memory, or no integration while Redis is being
+ *          restored from Kafka (msp_state_lost: try again later). err says which.
  */
 int msp_vendor_cred_load(const msp_vendor_t *v, redisContext *c, const msp_secret_key_t *key,
                          const char *tenant, msp_vendor_cred_t *out, char *err, size_t err_size);
