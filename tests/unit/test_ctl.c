@@ -191,6 +191,18 @@ static void bar_fills_with_pages_and_fits_the_width(void **state) {
                     "\"total_pages\":4}}");
     ctl_progress_render(&p, 1, 100, line, sizeof(line));
     assert_null(strstr(line, "#"));
+    /* A long step on 80 columns: the bar shrinks or goes, the numbers stay whole. */
+    p = progress_of("{\"state\":\"Syncing\",\"inventory_pending\":true,\"progress\":{\"type\":"
+                    "\"done\",\"page\":6,\"total_pages\":6,\"customers_fetched\":60,"
+                    "\"assets_fetched\":300}}");
+    n = ctl_progress_render(&p, 1, 80, line, sizeof(line));
+    assert_true(n <= 79);
+    assert_non_null(strstr(line, "writing inventory"));
+    assert_non_null(strstr(line, "  customers 60  assets 300"));
+    assert_string_equal(line + n - strlen("assets 300"), "assets 300");
+    n = ctl_progress_render(&p, 1, 60, line, sizeof(line));
+    assert_null(strchr(line, '['));
+    assert_string_equal(line + n - strlen("assets 300"), "assets 300");
     /* Tiny width and tiny buffer: cut, NUL-terminated, no overflow. */
     n = ctl_progress_render(&p, 1, 5, line, sizeof(line));
     assert_int_equal(n, 4);

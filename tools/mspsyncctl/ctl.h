@@ -99,8 +99,10 @@ void ctl_progress_from_json(const json_t *status, ctl_progress *p);
  * @brief One line of progress, no control characters, at most width-1 columns (ASCII only):
  *        a bar when `bar` is set (terminal), else plain text (a pipe).
  *
- * e.g. bar: "Syncing asset    page   3/10  [#########---------------]  customers 25  assets 150"
+ * e.g. bar: "Syncing   asset      page 3/10     [#######-------]  customers 25  assets 150"
  *    plain: "Syncing asset page 3/10, customers 25, assets 150"
+ * A terminal too narrow for a bar of 5 cells gets the plain text, cut at width - 1 only when
+ * even that does not fit (a wrapped line could not be redrawn in place).
  * @returns the length written (always NUL-terminated when out_size > 0).
  */
 size_t ctl_progress_render(const ctl_progress *p, int bar, int width, char *out, size_t out_size);

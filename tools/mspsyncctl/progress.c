@@ -73,36 +73,41 @@ size_t ctl_progress_render(const ctl_progress *p, int bar, int width, char *out,
     char pages[48] = "";
     if (fetching)
         snprintf(pages, sizeof(pages), "page %lld/%lld", p->page, p->total_pages);
-    int n;
-    if (!bar) {
-        n = snprintf(out, out_size, "%s%s%s%s%s, customers %lld, assets %lld", state,
-                     step[0] ? " " : "", step, pages[0] ? " " : "", pages, p->customers, p->assets);
-    } else {
-        /* "Syncing asset    page   3/10  [####------]  customers 25  assets 150": the bar takes
-         * what the rest of the line leaves of the terminal's width, at least 10 cells. */
+    int n = 0, tty = bar;
+    if (bar) {
+        /* "Syncing   asset      page 3/10     [####------]  customers 25  assets 150": the bar
+         * takes what the rest of the line leaves of the terminal's width (at most 40 cells); when
+         * that is under 5 cells the line is the plain one, so that the numbers are never cut. */
         char head[96], tail[64];
         snprintf(head, sizeof(head), "%-9s %-10s %-13s", state, step, pages);
         snprintf(tail, sizeof(tail), "  customers %lld  assets %lld", p->customers, p->assets);
         int cells = width - 1 - (int)strlen(head) - (int)strlen(tail) - 3;
         if (cells > 40)
             cells = 40;
-        if (cells < 10)
-            cells = 10;
-        long long done = 0;
-        if (strcmp(p->state, "Connected") == 0 || p->pending)
-            done = cells;
-        else if (fetching)
-            done = (p->page > p->total_pages ? p->total_pages : p->page) * cells / p->total_pages;
-        char cellbuf[48];
-        for (int i = 0; i < cells; i++)
-            cellbuf[i] = i < done ? '#' : '-';
-        cellbuf[cells] = '\0';
-        n = snprintf(out, out_size, "%s [%s]%s", head, cellbuf, tail);
+        if (cells >= 5) {
+            long long done = 0;
+            if (strcmp(p->state, "Connected") == 0 || p->pending)
+                done = cells;
+            else if (fetching)
+                done =
+                    (p->page > p->total_pages ? p->total_pages : p->page) * cells / p->total_pages;
+            char cellbuf[48];
+            for (int i = 0; i < cells; i++)
+                cellbuf[i] = i < done ? '#' : '-';
+            cellbuf[cells] = '\0';
+            n = snprintf(out, out_size, "%s [%s]%s", head, cellbuf, tail);
+        } else {
+            bar = 0;
+        }
+    }
+    if (!bar) {
+        n = snprintf(out, out_size, "%s%s%s%s%s, customers %lld, assets %lld", state,
+                     step[0] ? " " : "", step, pages[0] ? " " : "", pages, p->customers, p->assets);
     }
     if (n < 0)
         n = 0;
     size_t len = (size_t)n >= out_size ? out_size - 1 : (size_t)n;
-    if (bar && width > 1 && len > (size_t)(width - 1)) {
+    if (tty && width > 1 && len > (size_t)(width - 1)) { /* a wrapped line would not redraw */
         len = (size_t)(width - 1);
         out[len] = '\0';
     }
