@@ -18,6 +18,7 @@ import subprocess
 import threading
 import time
 
+import cwrmm
 import harness
 from harness import StackTest
 
@@ -248,6 +249,59 @@ class CtlTest(StackTest):
         self.assertEqual(rc, 0)
         self.assertIn("> GET %s/v1/tenants/acme" % s.gateway.url(""), err)
 
+        # Dates: a bad date is the API's 400 (exit 1); a good one is queued; write-back state.
+        rc, _, err = ctl.run("assets", "dates", one["id"], "--purchase", "yesterday")
+        self.assertEqual(rc, 1)
+        self.assertIn('"purchase_date" must be a date', err)
+        rc, out, err = ctl.run("--json", "assets", "dates", one["id"], "--purchase", "2024-03-01",
+                               "--warranty", "none")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out)["asset_id"], one["id"])
+        self.assertEqual(ctl.json("assets", "writeback", one["id"]),
+                         s.api("GET", "/v1/tenants/acme/assets/%s/writeback" % one["id"])[1])
+
+        # Webhook secret: shown once by create, never by show; the previous one can be dropped.
+        rc, out, err = ctl.run("webhook", "secret", "create")
+        self.assertEqual(rc, 0, err)
+        secret = re.search(r"^secret: (whsec_[0-9a-f]{64})$", out, re.M).group(1)
+        rc, out, _ = ctl.run("webhook", "show")
+        self.assertIn("configured: yes", out)
+        self.assertNotIn(secret, out)
+        rc, out, _ = ctl.run("--json", "webhook", "secret", "create", "--previous-valid-seconds", "60")
+        self.assertIsNotNone(json.loads(out)["previous_valid_until"])
+        self.assertEqual(ctl.run("webhook", "secret", "drop-previous")[0], 0)
+        self.assertIsNone(s.api("GET", "/v1/tenants/acme/webhooks/mtp")[1]["previous_valid_until"])
+
+        # ConnectWise RMM on a second tenant: a missing scope is named as the API names it;
+        # the secret comes from stdin; the watch (plain lines) reaches Connected.
+        cwrmm.start_cwrmm_sim(s)
+        cwrmm.add_partner(s, "beta-cw", devices=30, companies=3)
+        cwrmm.add_partner(s, "beta-noscope", devices=3, companies=1,
+                          scopes=["platform.companies.read", "platform.sites.read"])
+        self.assertEqual(ctl.run("tenants", "create", "beta", "Beta IT")[0], 0)
+        st, api_js, _ = s.api("PUT", "/v1/tenants/beta/integrations/cwrmm",
+                              {"base_url": s.cw.url("/beta-noscope"), "client_id": "cid-beta-noscope",
+                               "client_secret": "sec-beta-noscope"})
+        self.assertEqual(st, 422, api_js)
+        rc, out, err = ctl.run("--tenant", "beta", "integration", "add", "cwrmm", "--base-url",
+                               s.cw.url("/beta-noscope"), "--client-id", "cid-beta-noscope",
+                               "--client-secret-file", "-", stdin="sec-beta-noscope\n")
+        self.assertEqual(rc, 1, (out, err))
+        self.assertIn("HTTP 422: " + api_js["error"], err)
+        self.assertIn("missing scope: " + api_js["missing_scope"], err)
+        self.assertNotIn("sec-beta-noscope", out + err)
+        rc, out, err = ctl.run("--tenant", "beta", "integration", "add", "cwrmm", "--base-url",
+                               s.cw.url("/beta-cw"), "--client-id", "cid-beta-cw",
+                               "--client-secret-file", "-", "--watch", "--interval", "100",
+                               stdin="sec-beta-cw\n")
+        self.assertEqual(rc, 0, (out, err))
+        self.assertIsNone(CONTROL.search(out), repr(out))
+        self.assertRegex(out, r"Connected: \d+ customers, 30 assets in the inventory\n$")
+        # --json on a watch: the final status, as the API gives it
+        final = ctl.json("--tenant", "beta", "integration", "watch", "cwrmm")
+        self.assertEqual(final["state"], "Connected")
+        self.assertEqual(final, s.api("GET", "/v1/tenants/beta/integrations/cwrmm")[1])
+
         # A watched sync that ends in Error: exit 4 with the status' error and hint.
         s.sim_admin("PUT", "/_sim/tokens/acme-key-123456", {"permissions": ALL_BUT_ASSETS})
         rc, out, err = ctl.run("sync", "syncro", "--watch", "--interval", "100")
@@ -255,6 +309,15 @@ class CtlTest(StackTest):
         last_error = s.status("acme")["last_error"]
         self.assertIn(PERM_ASSETS, last_error)
         self.assertIn("the sync ended in Error\nlast error: " + last_error, err)
+
+        # Disable keeps the inventory; remove takes it, after which the status is 404 (exit 5).
+        rc, out, err = ctl.run("integration", "disable", "syncro")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(s.status("acme")["state"], "Disabled")
+        self.assertEqual(len(s.inventory("acme")), 300)
+        self.assertEqual(ctl.run("integration", "remove", "syncro")[0], 0)
+        self.assertEqual(ctl.run("integration", "status", "syncro")[0], 5)
+        self.assertEqual(s.api("GET", "/v1/tenants/acme/assets")[1]["meta"]["total_entries"], 0)
         ctl.assert_token_never_shown(self)
 
     def test_config_file_flags_and_environment(self):
