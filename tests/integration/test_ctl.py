@@ -356,6 +356,19 @@ class CtlTest(StackTest):
         rc, _, err = ctl.run("tenants", "list", env=no_env)
         self.assertEqual(rc, 2)
         self.assertIn('line 5: unknown key "tokn"', err)
+        # Help: global, per group, per command; all exit 0 and need no API.
+        rc, out, _ = ctl.run("--help")
+        self.assertEqual(rc, 0)
+        for cmd in ("tenants create <id> <name>", "integration watch syncro|cwrmm",
+                    "assets search", "ticketing orgs set <org-id> <customer-id>"):
+            self.assertIn(cmd, out)
+        rc, out, _ = ctl.run("ticketing", "--help")
+        self.assertEqual(rc, 0)
+        self.assertIn("mspsyncctl ticketing orgs delete <org-id>", out)
+        rc, out, _ = ctl.run("integration", "add", "syncro", "--help")
+        self.assertEqual(rc, 0)
+        self.assertIn("--api-key-file FILE", out)
+        self.assertEqual(ctl.run("tenants")[0], 2)
         ctl.assert_token_never_shown(self)
 
     def test_answers_that_are_not_the_api_give_exit_3_and_a_clear_message(self):

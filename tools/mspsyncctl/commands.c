@@ -1054,20 +1054,31 @@ int ctl_dispatch(ctl_ctx *ctx, int argc, char **argv) {
             (!c || word_count(commands[i].name) > word_count(c->name)))
             c = &commands[i];
     if (!c) {
-        /* A known group without a known subcommand: list the group's commands. */
-        fprintf(ctx->err, "mspsyncctl: unknown command \"");
-        for (int i = 0; i < argc && i < 3; i++) {
-            ctl_put_clean(ctx->err, argv[i]);
-            if (i + 1 < argc && i < 2)
-                fputc(' ', ctx->err);
+        /* A group with --help (`mspsyncctl ticketing --help`) lists the group's commands and is
+         * not an error; anything else unknown is a usage error that lists them on stderr. */
+        size_t in_group = 0;
+        for (size_t i = 0; i < NCOMMANDS; i++)
+            in_group += argc > 0 && strncmp(commands[i].name, argv[0], strlen(argv[0])) == 0 &&
+                        commands[i].name[strlen(argv[0])] == ' ';
+        int help =
+            in_group && argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
+        FILE *f = help ? ctx->out : ctx->err;
+        if (!help) {
+            fprintf(f, "mspsyncctl: unknown command \"");
+            for (int i = 0; i < argc && i < 3; i++) {
+                ctl_put_clean(f, argv[i]);
+                if (i + 1 < argc && i < 2)
+                    fputc(' ', f);
+            }
+            fprintf(f, "\"\n");
         }
-        fprintf(ctx->err, "\"\n");
         for (size_t i = 0; i < NCOMMANDS; i++)
             if (argc > 0 && strncmp(commands[i].name, argv[0], strlen(argv[0])) == 0 &&
                 commands[i].name[strlen(argv[0])] == ' ')
-                fprintf(ctx->err, "  mspsyncctl %s %s\n", commands[i].name, commands[i].usage);
-        fprintf(ctx->err, "mspsyncctl --help lists every command\n");
-        return CTL_USAGE;
+                fprintf(f, "  mspsyncctl %s%s%s\n", commands[i].name,
+                        commands[i].usage[0] ? " " : "", commands[i].usage);
+        fprintf(f, "mspsyncctl --help lists every command\n");
+        return help ? CTL_OK : CTL_USAGE;
     }
     ctl_args a = {.cmd = c};
     int i = (int)word_count(c->name);

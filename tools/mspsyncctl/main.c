@@ -181,6 +181,14 @@ static int resolve(ctl_ctx *ctx, const globals *g) {
     return rc ? CTL_USAGE : 0;
 }
 
+/* A command's --help needs no API, so a broken config file must not stand in its way. */
+static int wants_help(int n, char **args) {
+    for (int i = 0; i < n && strcmp(args[i], "--") != 0; i++)
+        if (strcmp(args[i], "--help") == 0 || strcmp(args[i], "-h") == 0)
+            return 1;
+    return 0;
+}
+
 int main(int argc, char **argv) {
     static ctl_ctx ctx; /* static: the conf buffers are large */
     ctx.timeout_s = 30;
@@ -198,7 +206,7 @@ int main(int argc, char **argv) {
     } else if (rc == 0 && (g.help || nrest == 0)) {
         usage(g.help ? stdout : stderr);
         rc = g.help ? CTL_OK : CTL_USAGE;
-    } else if (rc == 0 && (rc = resolve(&ctx, &g)) == 0) {
+    } else if (rc == 0 && (wants_help(nrest, rest) || (rc = resolve(&ctx, &g)) == 0)) {
         ctx.json = g.json;
         ctx.verbose = g.verbose;
         curl_global_init(CURL_GLOBAL_DEFAULT);
