@@ -426,6 +426,16 @@ static void show_tenants(ctl_ctx *ctx, const ctl_args *a, const ctl_answer *ans)
     print_list(ctx, json_object_get(ans->json, "tenants"), heads, keys);
 }
 
+/* ------------------------------------------------------------------ master-key rotation */
+
+static int cmd_secrets_show(ctl_ctx *ctx, ctl_args *a) {
+    return call_and_show(ctx, a, "GET", "/v1/secrets", NULL, show_fields);
+}
+
+static int cmd_secrets_reseal(ctl_ctx *ctx, ctl_args *a) {
+    return call_and_show(ctx, a, "POST", "/v1/secrets/reseal", NULL, show_fields);
+}
+
 static int cmd_tenants_list(ctl_ctx *ctx, ctl_args *a) {
     return call_and_show(ctx, a, "GET", "/v1/tenants", NULL, show_tenants);
 }
@@ -991,6 +1001,11 @@ static const ctl_cmd commands[] = {
      cmd_ticketing_orgs_delete},
     {"ticketing unmapped", "", 0, 0, NULL, 1, "orgs whose incidents wait for a mapping",
      cmd_ticketing_unmapped},
+    {"secrets show", "", 0, 0, NULL, 0,
+     "which key of MSPSYNC_SECRET_KEYS seals the stored secrets; what needs saving again",
+     cmd_secrets_show},
+    {"secrets reseal", "", 0, 0, NULL, 0, "re-seal every secret with the newest key (rotation)",
+     cmd_secrets_reseal},
     /* issue 13 adds rows here: keys, audit, incident/asset traces, sync history, dead letters,
      * billing preview. */
 };
