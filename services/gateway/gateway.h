@@ -17,7 +17,8 @@
  *   api_integrations.c /v1/tenants/{t}/integrations/syncro (PUT, GET, DELETE)
  *   api_cwrmm.c        /v1/tenants/{t}/integrations/cwrmm (PUT, GET, DELETE): ConnectWise RMM
  *   api_dates.c        /v1/tenants/{t}/assets/{id}/dates (PUT) and .../writeback (GET)
- *   api_inventory.c    /v1/tenants/{t}/customers..., /assets...
+ *   api_inventory.c    /v1/tenants/{t}/customers..., /assets..., /contacts..., /tickets...,
+ *                      /ticket-settings
  *   api_webhooks.c     /v1/tenants/{t}/webhooks/mtp... (webhook secrets: create/rotate, revoke)
  *                      and the secret lookup the webhook verifies against
  *   webhook.c          POST /v1/webhooks/mtp/{t}: the HMAC-signed incident webhook (no bearer)
@@ -288,7 +289,7 @@ void api_asset_writeback_get(gw_t *gw, struct evhttp_request *req, const char *t
                              const char *id);
 
 void api_inventory_list(gw_t *gw, struct evhttp_request *req, const char *tenant,
-                        const char *type /* "customer" or "asset" */);
+                        const char *type /* "customer", "asset", "contact", "ticket", "setting" */);
 void api_inventory_get(gw_t *gw, struct evhttp_request *req, const char *tenant,
                        const char *type, const char *id);
 
