@@ -26,7 +26,8 @@ static const char *const date_members[] = {MSP_DATE_PURCHASE, MSP_DATE_WARRANTY,
     {"tenant", MSP_FT_STRING, 0, own, NULL, "the tenant id"},                                     \
     {"id", MSP_FT_STRING, 0, own, NULL,                                                           \
      "`<integration>:<vendor id>`; a merged asset keeps the id of one of its sources"},         \
-    {"kind", MSP_FT_STRING, 0, own, NULL, "`customer` or `asset`"},                           \
+    {"kind", MSP_FT_STRING, 0, own, NULL,                                                         \
+     "`customer`, `asset`, `contact`, `ticket` or `setting`"},                                  \
     {"sources", MSP_FT_ARRAY, 0, src, source_members,                                             \
      "the vendor records it comes from; ids as decimal strings when numeric (64-bit safe)"}
 /* clang-format on */
@@ -81,16 +82,76 @@ static const msp_field_t asset_fields[] = {
      "true once it disappeared from the vendor (re-published, not deleted)"},
 };
 
+/* Contacts and tickets are one record per vendor record, like customers: never merged. */
+static const msp_field_t contact_fields[] = {
+    RECORD_HEAD(MSP_MERGE_NONE, MSP_MERGE_NONE),
+    {"name", MSP_FT_STRING, MSP_FIELD_NULL, MSP_MERGE_NONE, NULL, "Syncro: name"},
+    {"email", MSP_FT_STRING, MSP_FIELD_NULL, MSP_MERGE_NONE, NULL, "Syncro: email"},
+    {"phone", MSP_FT_STRING, MSP_FIELD_NULL, MSP_MERGE_NONE, NULL, "Syncro: phone"},
+    {"mobile", MSP_FT_STRING, MSP_FIELD_NULL, MSP_MERGE_NONE, NULL, "Syncro: mobile"},
+    {"customer_ref", MSP_FT_STRING, MSP_FIELD_NULL, MSP_MERGE_NONE, NULL,
+     "the canonical id of its customer (`syncro:<customer_id>`)"},
+    {"updated_at", MSP_FT_STRING, MSP_FIELD_NULL, MSP_MERGE_NONE, NULL,
+     "the vendor's last change, as given (Syncro updated_at)"},
+    {"gone", MSP_FT_BOOLEAN, 0, MSP_MERGE_NONE, NULL,
+     "true once it disappeared from the vendor (re-published, not deleted)"},
+};
+
+static const msp_field_t ticket_fields[] = {
+    RECORD_HEAD(MSP_MERGE_NONE, MSP_MERGE_NONE),
+    {"number", MSP_FT_STRING, MSP_FIELD_NULL, MSP_MERGE_NONE, NULL,
+     "Syncro: number (the one users see; not the id), as a decimal string"},
+    {"subject", MSP_FT_STRING, MSP_FIELD_NULL, MSP_MERGE_NONE, NULL, "Syncro: subject"},
+    {"status", MSP_FT_STRING, MSP_FIELD_NULL, MSP_MERGE_NONE, NULL,
+     "Syncro: status (one of the account's ticket_status_list)"},
+    {"problem_type", MSP_FT_STRING, MSP_FIELD_NULL, MSP_MERGE_NONE, NULL, "Syncro: problem_type"},
+    {"priority", MSP_FT_STRING, MSP_FIELD_NULL, MSP_MERGE_NONE, NULL, "Syncro: priority"},
+    {"customer_ref", MSP_FT_STRING, MSP_FIELD_NULL, MSP_MERGE_NONE, NULL,
+     "the canonical id of its customer (`syncro:<customer_id>`)"},
+    {"contact_ref", MSP_FT_STRING, MSP_FIELD_NULL, MSP_MERGE_NONE, NULL,
+     "the canonical id of its contact (`syncro:<contact_id>`) or null"},
+    {"created_at", MSP_FT_STRING, MSP_FIELD_NULL, MSP_MERGE_NONE, NULL, "Syncro: created_at"},
+    {"resolved_at", MSP_FT_STRING, MSP_FIELD_NULL, MSP_MERGE_NONE, NULL, "Syncro: resolved_at"},
+    {"updated_at", MSP_FT_STRING, MSP_FIELD_NULL, MSP_MERGE_NONE, NULL,
+     "the vendor's last change, as given (Syncro updated_at)"},
+    {"gone", MSP_FT_BOOLEAN, 0, MSP_MERGE_NONE, NULL,
+     "true once it disappeared from the vendor (re-published, not deleted)"},
+};
+
+/* The account's ticket settings: one record per integration, what ticketing rules refer to. */
+static const msp_field_t setting_fields[] = {
+    RECORD_HEAD(MSP_MERGE_NONE, MSP_MERGE_NONE),
+    {"ticket_statuses", MSP_FT_ARRAY, 0, MSP_MERGE_NONE, NULL,
+     "Syncro GET /tickets/settings: ticket_status_list (strings, in the vendor's order)"},
+    {"problem_types", MSP_FT_ARRAY, MSP_FIELD_NULL, MSP_MERGE_NONE, NULL,
+     "Syncro: problem_types when the answer has them, else null (the document's example has "
+     "none; a rule's problem_type is then not checked)"},
+    {"ticket_types", MSP_FT_ARRAY, 0, MSP_MERGE_NONE, NULL, "Syncro: ticket_types[].name"},
+    {"gone", MSP_FT_BOOLEAN, 0, MSP_MERGE_NONE, NULL,
+     "true once it disappeared from the vendor (re-published, not deleted)"},
+};
+
 const msp_record_def_t msp_record_customer = {"customer", customer_fields,
                                               sizeof customer_fields / sizeof customer_fields[0]};
 const msp_record_def_t msp_record_asset = {"asset", asset_fields,
                                            sizeof asset_fields / sizeof asset_fields[0]};
 
+const msp_record_def_t msp_record_contact = {"contact", contact_fields,
+                                             sizeof contact_fields / sizeof contact_fields[0]};
+const msp_record_def_t msp_record_ticket = {"ticket", ticket_fields,
+                                            sizeof ticket_fields / sizeof ticket_fields[0]};
+const msp_record_def_t msp_record_setting = {"setting", setting_fields,
+                                             sizeof setting_fields / sizeof setting_fields[0]};
+
+/* Every kind, in the order the docs show them. */
+static const msp_record_def_t *const all_defs[] = {&msp_record_customer, &msp_record_asset,
+                                                   &msp_record_contact, &msp_record_ticket,
+                                                   &msp_record_setting};
+
 const msp_record_def_t *msp_record_def(const char *kind) {
-    if (kind && strcmp(kind, msp_record_customer.kind) == 0)
-        return &msp_record_customer;
-    if (kind && strcmp(kind, msp_record_asset.kind) == 0)
-        return &msp_record_asset;
+    for (size_t i = 0; kind && i < sizeof all_defs / sizeof all_defs[0]; i++)
+        if (strcmp(kind, all_defs[i]->kind) == 0)
+            return all_defs[i];
     return NULL;
 }
 
@@ -268,7 +329,9 @@ static void def_markdown(const msp_record_def_t *def, FILE *out) {
 }
 
 void msp_record_defs_markdown(FILE *out) {
-    def_markdown(&msp_record_customer, out);
-    fputc('\n', out);
-    def_markdown(&msp_record_asset, out);
+    for (size_t i = 0; i < sizeof all_defs / sizeof all_defs[0]; i++) {
+        if (i)
+            fputc('\n', out);
+        def_markdown(all_defs[i], out);
+    }
 }

@@ -51,7 +51,8 @@ static const struct {
     {MSP_TOPIC_SYNC_JOBS, 0}, {MSP_TOPIC_RAW_RECORDS, 0},  {MSP_TOPIC_SYNC_EVENTS, 0},
     {MSP_TOPIC_CUSTOMERS, 1}, {MSP_TOPIC_ASSETS, 1},       {MSP_TOPIC_DLQ, 0},
     {MSP_TOPIC_INCIDENTS, 0}, {MSP_TOPIC_DATE_CHANGES, 0}, {MSP_TOPIC_RAW_EVENTS, 0},
-    {MSP_TOPIC_CONFIG, 1},
+    {MSP_TOPIC_CONFIG, 1},    {MSP_TOPIC_CONTACTS, 1},     {MSP_TOPIC_TICKETS, 1},
+    {MSP_TOPIC_SETTINGS, 1},
 };
 #define WANT_TOPICS ((int)(sizeof(want_topics) / sizeof(want_topics[0])))
 

@@ -172,6 +172,15 @@ static json_t *record_head(const char *tenant, const char *kind, const char *ven
     return rec;
 }
 
+/* "syncro:<id>" for a vendor id v (another record's: customer_id, contact_id), else null. New. */
+static json_t *syncro_ref(const json_t *v) {
+    char ref[40];
+    if (parse_vendor_id(v, ref + 7) != 0)
+        return json_null();
+    memcpy(ref, "syncro:", 7);
+    return json_string(ref);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Customers
  * ------------------------------------------------------------------------------------------- */
@@ -453,13 +462,7 @@ json_t *msp_map_syncro_asset(const char *tenant, const json_t *raw, char *errstr
         json_object_set_new(os_rec, "build", or_null(os_build));
     }
 
-    char ref[40];
-    json_t *customer_ref = json_null();
-    if (parse_vendor_id(json_object_get(raw, "customer_id"), ref + 7) == 0) {
-        memcpy(ref, "syncro:", 7);
-        json_decref(customer_ref);
-        customer_ref = json_string(ref);
-    }
+    json_t *customer_ref = syncro_ref(json_object_get(raw, "customer_id"));
 
     json_t *rec = record_head(tenant, "asset", id);
     json_object_set_new(rec, "name", or_null(trimmed_string(json_object_get(raw, "name"))));
@@ -528,4 +531,88 @@ void msp_json_free(void *p) {
     json_free_t f = NULL;
     json_get_alloc_funcs(NULL, &f);
     if (p) f(p);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Contacts, tickets and ticket settings (never merged: one canonical record per vendor record)
+ * ------------------------------------------------------------------------------------------- */
+
+json_t *msp_map_syncro_contact(const char *tenant, const json_t *raw, char *errstr,
+                               size_t errstr_size) {
+    char id[24];
+    if (payload_id("contact", tenant, raw, id, errstr, errstr_size) != 0)
+        return NULL;
+    json_t *rec = record_head(tenant, "contact", id);
+    static const char *const strs[] = {"name", "email", "phone", "mobile"};
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+        json_object_set_new(rec, strs[i], or_null(trimmed_string(json_object_get(raw, strs[i]))));
+    json_object_set_new(rec, "customer_ref", syncro_ref(json_object_get(raw, "customer_id")));
+    json_object_set_new(rec, "updated_at", copied_string(json_object_get(raw, "updated_at")));
+    json_object_set_new(rec, "gone", json_false());
+    return rec;
+}
+
+json_t *msp_map_syncro_ticket(const char *tenant, const json_t *raw, char *errstr,
+                              size_t errstr_size) {
+    char id[24], number[24];
+    if (payload_id("ticket", tenant, raw, id, errstr, errstr_size) != 0)
+        return NULL;
+    json_t *rec = record_head(tenant, "ticket", id);
+    const json_t *n = json_object_get(raw, "number");
+    json_object_set_new(rec, "number",
+                        parse_vendor_id(n, number) == 0 ? json_string(number)
+                                                        : or_null(trimmed_string(n)));
+    static const char *const strs[] = {"subject", "status", "problem_type", "priority"};
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+        json_object_set_new(rec, strs[i], or_null(trimmed_string(json_object_get(raw, strs[i]))));
+    json_object_set_new(rec, "customer_ref", syncro_ref(json_object_get(raw, "customer_id")));
+    json_object_set_new(rec, "contact_ref", syncro_ref(json_object_get(raw, "contact_id")));
+    static const char *const times[] = {"created_at", "resolved_at", "updated_at"};
+    for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++)
+        json_object_set_new(rec, times[i], copied_string(json_object_get(raw, times[i])));
+    json_object_set_new(rec, "gone", json_false());
+    return rec;
+}
+
+/* The trimmed, non-empty strings of arr (or of member key of its objects), de-duplicated in
+ * order; NULL when arr is not an array. New. */
+static json_t *string_list(const json_t *arr, const char *key) {
+    if (!json_is_array(arr))
+        return NULL;
+    json_t *out = json_array();
+    size_t i, k;
+    const json_t *item, *have;
+    json_array_foreach(arr, i, item) {
+        json_t *s = trimmed_string(key ? obj_get(item, key) : item);
+        int dup = 0;
+        json_array_foreach(out, k, have) dup |= s && json_equal(s, have);
+        if (s && !dup)
+            json_array_append_new(out, s);
+        else
+            json_decref(s);
+    }
+    return out;
+}
+
+json_t *msp_map_syncro_settings(const char *tenant, const json_t *raw, char *errstr,
+                                size_t errstr_size) {
+    if (!tenant || !*tenant || !json_is_object(raw)) {
+        msp_set_err(errstr, errstr_size, "ticket settings payload is %s",
+                    !tenant || !*tenant ? "without a tenant" : "not a JSON object");
+        return NULL;
+    }
+    json_t *statuses = string_list(json_object_get(raw, "ticket_status_list"), NULL);
+    if (!statuses) {
+        msp_set_err(errstr, errstr_size,
+                    "ticket settings payload has no \"ticket_status_list\" array");
+        return NULL;
+    }
+    json_t *rec = record_head(tenant, "setting", MSP_SYNCRO_SETTINGS_ID);
+    json_object_set_new(rec, "ticket_statuses", statuses);
+    json_object_set_new(rec, "problem_types",
+                        or_null(string_list(json_object_get(raw, "problem_types"), NULL)));
+    json_t *types = string_list(json_object_get(raw, "ticket_types"), "name");
+    json_object_set_new(rec, "ticket_types", types ? types : json_array());
+    json_object_set_new(rec, "gone", json_false());
+    return rec;
 }

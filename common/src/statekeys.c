@@ -30,6 +30,8 @@ static const msp_statekey_t TABLE[] = {
     /* coordination */
     {"status:*", MSP_STATE_COORD, "the next job writes it again"},
     {"cursor:*", MSP_STATE_COORD, "a job without its cursor restarts as a full sync"},
+    {"mark:*", MSP_STATE_COORD,
+     "an incremental pass without its high-water mark (tickets' updated_at) reads everything"},
     {"sched:*", MSP_STATE_COORD, "the scheduler's next lease"},
     {"rl", MSP_STATE_COORD, "a rate-limit bucket starts full (bounded by the vendor's own limit)"},
     {"restore:lock", MSP_STATE_COORD, "the next restore's claim"},

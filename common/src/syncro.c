@@ -743,6 +743,9 @@ const char *msp_syncro_permission_for(const char *method, const char *resource_p
             if (put)
                 return "Assets - Edit";
         }
+    } else if (SEG_IS(0, "contacts")) {
+        if (nseg <= 2 && get)
+            return "Customers - View Detail";
     } else if (SEG_IS(0, "tickets")) {
         if (nseg == 1 && get)
             return "Tickets - List/Search";

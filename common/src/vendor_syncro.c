@@ -9,6 +9,17 @@
  * The pager walks GET /<resource>?page=N until meta.total_pages (an empty page past the end also
  * ends the type). Its cursor is "<type>:<page>" ("customer:3"), the format sync cursors have
  * always had, so a job resumes across versions.
+ *
+ * Record types, in the order the setup guides promise ("tickets and users sync alongside
+ * customer data; devices and additional settings after customers"): customers, contacts,
+ * tickets, settings, assets. Of their list endpoints only GET /tickets has a change filter
+ * (since_updated_at, a date-time; granularity disputed: NOTES.md), so tickets are the one
+ * incremental type: the pager keeps the latest updated_at it read as its mark, and an
+ * incremental pass asks for since_updated_at = 00:00 UTC of the day before the mark's date (a
+ * superset whether Syncro compares dates or times, in whatever zone; the normalizer drops what
+ * did not change). Contacts (GET /contacts:
+ * customer_id and page only) and customers and assets are full passes, gone-swept by the
+ * normalizer. GET /tickets/settings is one object without an id, one request.
  */
 #include "mspsync/vendor.h"
 
@@ -16,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mspsync/model.h"
 #include "mspsync/syncro.h"
@@ -70,21 +82,40 @@ static char *sy_forbidden(const char *method, const char *path, char *out, size_
 /* ---- the list pager ---------------------------------------------------------------------- */
 
 typedef struct sy_list_s {
-    const char *type;     /* canonical type, the cursor's prefix */
-    const char *resource; /* list resource */
-    const char *list_key; /* array key of the list body */
+    const char *type;        /* canonical type, the cursor's prefix */
+    const char *resource;    /* list resource */
+    const char *list_key;    /* array key of the list body */
+    const char *since_param; /* the document's change filter of the list, or NULL (full only) */
 } sy_list_t;
 
-static const sy_list_t SY_CUSTOMERS = {"customer", "customers", "customers"};
-static const sy_list_t SY_ASSETS = {"asset", "customer_assets", "assets"};
+static const sy_list_t SY_CUSTOMERS = {"customer", "customers", "customers", NULL};
+static const sy_list_t SY_ASSETS = {"asset", "customer_assets", "assets", NULL};
+static const sy_list_t SY_CONTACTS = {"contact", "contacts", "contacts", NULL};
+static const sy_list_t SY_TICKETS = {"ticket", "tickets", "tickets", "since_updated_at"};
 
 /* A msp_pager_t of this file is an sy_pager_t (msp_pager_t stays incomplete everywhere). */
 typedef struct sy_pager_s {
     const sy_list_t *list;
     char base_url[512];
-    int page;        /* the page being read, 1-based */
-    int total_pages; /* meta.total_pages of the last answer */
+    int page;                /* the page being read, 1-based */
+    int total_pages;         /* meta.total_pages of the last answer */
+    char since[24];          /* "YYYY-MM-DDT00:00:00Z" asked by an incremental pass, or "" */
+    char mark[MSP_MARK_MAX]; /* the latest updated_at read (or the given mark), or "" */
 } sy_pager_t;
+
+/* The start of the day before the date that starts mark ("2026-12-05T…" →
+ * "2026-12-04T00:00:00Z": the document types the filter a date-time). @returns 0 or -1. */
+static int sy_since_date(const char *mark, char out[24]) {
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    if (sscanf(mark, "%4d-%2d-%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday) != 3 ||
+        tm.tm_year < 1970 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31)
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t t = timegm(&tm) - 86400;
+    return gmtime_r(&t, &tm) && strftime(out, 24, "%Y-%m-%dT00:00:00Z", &tm) == 20 ? 0 : -1;
+}
 
 static msp_pager_t *sy_pager_new(const msp_pager_conf_t *conf, const sy_list_t *list) {
     sy_pager_t *p = calloc(1, sizeof(*p));
@@ -94,6 +125,9 @@ static msp_pager_t *sy_pager_new(const msp_pager_conf_t *conf, const sy_list_t *
     snprintf(p->base_url, sizeof(p->base_url), "%s", conf->base_url);
     p->page = 1;
     p->total_pages = 1;
+    /* A mark that is no date (a corrupt key) makes the pass full: never less than asked. */
+    if (list->since_param && conf->since && sy_since_date(conf->since, p->since) == 0)
+        snprintf(p->mark, sizeof(p->mark), "%s", conf->since);
     return (msp_pager_t *)p;
 }
 
@@ -105,6 +139,16 @@ static msp_pager_t *sy_customers_new(const msp_pager_conf_t *conf, const msp_pag
 static msp_pager_t *sy_assets_new(const msp_pager_conf_t *conf, const msp_pager_t *before) {
     (void)before;
     return sy_pager_new(conf, &SY_ASSETS);
+}
+
+static msp_pager_t *sy_contacts_new(const msp_pager_conf_t *conf, const msp_pager_t *before) {
+    (void)before;
+    return sy_pager_new(conf, &SY_CONTACTS);
+}
+
+static msp_pager_t *sy_tickets_new(const msp_pager_conf_t *conf, const msp_pager_t *before) {
+    (void)before;
+    return sy_pager_new(conf, &SY_TICKETS);
 }
 
 static int sy_seek(msp_pager_t *pp, const char *cursor) {
@@ -128,7 +172,13 @@ static int sy_request(msp_pager_t *pp, msp_pager_req_t *req) {
     req->method = "GET";
     req->body = NULL;
     snprintf(req->path, sizeof(req->path), "%s", p->list->resource);
-    msp_syncro_list_url(p->base_url, p->list->resource, p->page, 0, req->url, sizeof(req->url));
+    char resource[128];
+    if (p->since[0])
+        snprintf(resource, sizeof(resource), "%s?%s=%s", p->list->resource, p->list->since_param,
+                 p->since);
+    else
+        snprintf(resource, sizeof(resource), "%s", p->list->resource);
+    msp_syncro_list_url(p->base_url, resource, p->page, 0, req->url, sizeof(req->url));
     return 0;
 }
 
@@ -150,6 +200,14 @@ static msp_pager_step_t sy_response(msp_pager_t *pp, const msp_http_response_t *
     }
     p->total_pages = page.total_pages;
     *records = page.items;
+    size_t i;
+    const json_t *item;
+    json_array_foreach(p->list->since_param ? page.items : NULL, i, item) {
+        /* ISO 8601 times of one account compare as strings; keep the latest */
+        const char *u = json_string_value(json_object_get(item, "updated_at"));
+        if (u && strlen(u) < sizeof(p->mark) && strcmp(u, p->mark) > 0)
+            snprintf(p->mark, sizeof(p->mark), "%s", u);
+    }
     /* Loop on meta.total_pages; an empty page (past the end) also ends the type. */
     *last = p->page >= p->total_pages || json_array_size(page.items) == 0;
     return MSP_PAGER_PAGE;
@@ -165,17 +223,80 @@ static void sy_advance(msp_pager_t *pp) { ((sy_pager_t *)pp)->page++; }
 
 static void sy_destroy(msp_pager_t *p) { free(p); }
 
+static int sy_mark(const msp_pager_t *pp, char *out, size_t out_size) {
+    const sy_pager_t *p = (const sy_pager_t *)pp;
+    if (!p->mark[0])
+        return 0;
+    snprintf(out, out_size, "%s", p->mark);
+    return 1;
+}
+
+static int sy_partial(const msp_pager_t *pp) { return ((const sy_pager_t *)pp)->since[0] != 0; }
+
+/* ---- the ticket settings: one object, one request ----------------------------------------- */
+
+/* Its cursor is "setting:1"; the list pager's seek, cursor and progress serve it. */
+static const sy_list_t SY_SETTINGS = {"setting", "tickets/settings", NULL, NULL};
+
+static msp_pager_t *sy_settings_new(const msp_pager_conf_t *conf, const msp_pager_t *before) {
+    (void)before;
+    return sy_pager_new(conf, &SY_SETTINGS);
+}
+
+static int sy_settings_request(msp_pager_t *pp, msp_pager_req_t *req) {
+    const sy_pager_t *p = (const sy_pager_t *)pp;
+    req->method = "GET";
+    req->body = NULL;
+    snprintf(req->path, sizeof(req->path), "%s", p->list->resource);
+    snprintf(req->url, sizeof(req->url), "%s/%s", p->base_url, p->list->resource);
+    return 0;
+}
+
+static msp_pager_step_t sy_settings_response(msp_pager_t *pp, const msp_http_response_t *res,
+                                             json_t **records, int *last, char *errstr,
+                                             size_t errstr_size) {
+    (void)pp;
+    json_error_t jerr;
+    json_t *root = res->body ? json_loadb(res->body, res->body_len, 0, &jerr) : NULL;
+    if (!json_is_object(root)) {
+        snprintf(errstr, errstr_size, "Syncro GET /tickets/settings: unreadable response: %s",
+                 root        ? "not a JSON object"
+                 : res->body ? jerr.text
+                             : "empty body");
+        json_decref(root);
+        return MSP_PAGER_BAD;
+    }
+    *records = json_array();
+    json_array_append_new(*records, root);
+    *last = 1;
+    return MSP_PAGER_PAGE;
+}
+
 static const msp_pager_ops_t SY_CUSTOMER_PAGER = {sy_customers_new, sy_seek,     sy_cursor,
                                                   sy_request,       sy_classify, sy_response,
                                                   sy_progress,      sy_advance,  sy_destroy};
 static const msp_pager_ops_t SY_ASSET_PAGER = {sy_assets_new, sy_seek,     sy_cursor,
                                                sy_request,    sy_classify, sy_response,
                                                sy_progress,   sy_advance,  sy_destroy};
+static const msp_pager_ops_t SY_CONTACT_PAGER = {sy_contacts_new, sy_seek,     sy_cursor,
+                                                 sy_request,      sy_classify, sy_response,
+                                                 sy_progress,     sy_advance,  sy_destroy};
+static const msp_pager_ops_t SY_TICKET_PAGER = {
+    sy_tickets_new, sy_seek,    sy_cursor,  sy_request, sy_classify, sy_response,
+    sy_progress,    sy_advance, sy_destroy, sy_mark,    sy_partial};
+static const msp_pager_ops_t SY_SETTINGS_PAGER = {
+    sy_settings_new,      sy_seek,     sy_cursor,  sy_settings_request, sy_classify,
+    sy_settings_response, sy_progress, sy_advance, sy_destroy};
 
 /* ---- the row ----------------------------------------------------------------------------- */
 
+/* The settings go with the "tickets" feature: GET /tickets/settings names no permission in the
+ * document (any key reads it), and the statuses it lists are those of the tickets synced. */
 static const msp_vendor_type_t SY_TYPES[] = {
     {"customer", "customers", "customers", NULL, NULL, msp_map_syncro_customer, &SY_CUSTOMER_PAGER},
+    {"contact", "contacts", "contacts", NULL, NULL, msp_map_syncro_contact, &SY_CONTACT_PAGER},
+    {"ticket", "tickets", "tickets", NULL, NULL, msp_map_syncro_ticket, &SY_TICKET_PAGER},
+    {"setting", "settings", "tickets", NULL, NULL, msp_map_syncro_settings, &SY_SETTINGS_PAGER},
     {"asset", "assets", "assets", NULL, msp_syncro_asset_members, msp_map_syncro_asset,
      &SY_ASSET_PAGER},
 };
@@ -185,13 +306,13 @@ static const char *const SY_ASSETS_PERMS[] = {"Assets - List/Search", NULL};
 static const char *const SY_WRITEBACK_PERMS[] = {"Assets - View Details", "Assets - Edit", NULL};
 static const char *const SY_TICKETS_PERMS[] = {"Tickets - List/Search", "Tickets - Create",
                                                "Tickets - Edit", NULL};
+/* GET /contacts: "Required permission: Customers - View Detail" (the document). */
+static const char *const SY_CONTACTS_PERMS[] = {"Customers - View Detail", NULL};
 
 static const msp_vendor_feature_t SY_FEATURES[] = {
-    {"customers", SY_CUSTOMERS_PERMS},
-    {"assets", SY_ASSETS_PERMS},
-    {"writeback", SY_WRITEBACK_PERMS},
-    {"tickets", SY_TICKETS_PERMS},
-    {NULL, NULL},
+    {"customers", SY_CUSTOMERS_PERMS}, {"assets", SY_ASSETS_PERMS},
+    {"writeback", SY_WRITEBACK_PERMS}, {"tickets", SY_TICKETS_PERMS},
+    {"contacts", SY_CONTACTS_PERMS},   {NULL, NULL},
 };
 
 const msp_vendor_t msp_vendor_syncro = {

@@ -411,6 +411,10 @@ static void produce_complete(job_t *j) {
         json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:I}", "schema_version", 1, "kind", "sync_complete",
                   "tenant", j->tenant, "integration", j->vendor->name, "type", job_type(j)->type,
                   "job_id", j->job_id, "count", (json_int_t)j->type_records);
+    /* a pass that asked only for changes saw only those: the normalizer sweeps nothing */
+    const msp_pager_ops_t *o = job_type(j)->pager;
+    if (o->partial && o->partial(j->pager))
+        json_object_set_new(env, "partial", json_true());
     char *s = json_dumps(env, JSON_COMPACT);
     json_decref(env);
     j->pending_dr++;
@@ -441,11 +445,44 @@ static void job_follow_cursor(job_t *j) {
     }
 }
 
-/* A new pager for todo[idx], after (and learning from) the current one. NULL: out of memory. */
+/* Where a type's high-water mark lives between passes: mspsync:{t}:mark:<vendor>:<type>. */
+static void mark_key(const job_t *j, const msp_vendor_type_t *t, char *buf, size_t size) {
+    msp_key(buf, size, j->tenant, "mark:%s:%s", j->vendor->name, t->type);
+}
+
+/* A new pager for todo[idx], after (and learning from) the current one; an incremental job
+ * gives a type that keeps a mark the one its last pass left (none readable: a full pass, more
+ * than needed, never less). NULL: out of memory. */
 static msp_pager_t *job_pager_new(job_t *j, int idx) {
+    const msp_vendor_type_t *t = &j->vendor->types[j->todo[idx]];
+    char *since = NULL;
+    if (t->pager->mark && strcmp(j->mode, "incremental") == 0 && redis_ok(j->f)) {
+        char key[256];
+        int err = 0;
+        mark_key(j, t, key, sizeof(key));
+        since = msp_redis_get(j->f->redis, key, &err);
+    }
     const msp_pager_conf_t conf = {msp_vendor_cred_base_url(&j->cred),
-                                   (int)j->f->conf.cwrmm_page_size};
-    return j->vendor->types[j->todo[idx]].pager->create(&conf, j->pager);
+                                   (int)j->f->conf.cwrmm_page_size, since};
+    msp_pager_t *p = t->pager->create(&conf, j->pager);
+    free(since);
+    return p;
+}
+
+/* The type is complete and its records in Kafka: keep its mark for the next incremental pass.
+ * Losing it (Redis down right now) only makes that pass ask for more. */
+static void job_keep_mark(job_t *j) {
+    const msp_vendor_type_t *t = job_type(j);
+    char key[256], mark[MSP_MARK_MAX];
+    if (!t->pager->mark || !t->pager->mark(j->pager, mark, sizeof(mark)) || !redis_ok(j->f))
+        return;
+    mark_key(j, t, key, sizeof(key));
+    redisReply *r = redisCommand(j->f->redis, "SET %s %s", key, mark);
+    if (!r || r->type == REDIS_REPLY_ERROR)
+        MSP_WARN("mark.lost", j->tenant, "type=%s: the next incremental pass asks for more",
+                 t->type);
+    if (r)
+        freeReplyObject(r);
 }
 
 /* Free a pager of todo[idx] the job did not take. NULL-safe. */
@@ -537,6 +574,7 @@ static void page_acked(job_t *j) {
         job_request(j);
         return;
     }
+    job_keep_mark(j);
     event_emit(j, "type_done",
                json_pack("{s:s,s:I}", "type", t->type, "records", (json_int_t)j->type_records));
     if (next)

@@ -394,14 +394,15 @@ static void glob_escape(const char *in, char *out, size_t size) {
  * ticketing config and the tenant's webhook secret stay.
  */
 static int delete_keys(gw_t *gw, const char *tenant, char *err, size_t err_size) {
-    char ikey[128], skey[128], mkey[128], prefix[128], pattern[300];
+    char ikey[128], skey[128], mkey[128], tkey[128], prefix[128], pattern[300];
     msp_key(ikey, sizeof(ikey), tenant, "integration:syncro");
     msp_key(skey, sizeof(skey), tenant, "status:syncro");
     msp_key(mkey, sizeof(mkey), tenant, "ticketing:orgmap");
+    msp_key(tkey, sizeof(tkey), tenant, "mark:syncro:ticket");
     msp_key(prefix, sizeof(prefix), tenant, "inv:");
     glob_escape(prefix, pattern, sizeof(pattern) - 1);
     strcat(pattern, "*");
-    redisReply *r = gw_redis(gw, err, err_size, "DEL %s %s %s", ikey, skey, mkey);
+    redisReply *r = gw_redis(gw, err, err_size, "DEL %s %s %s %s", ikey, skey, mkey, tkey);
     if (!r)
         return -1;
     freeReplyObject(r);
@@ -518,8 +519,14 @@ void api_syncro_delete(gw_t *gw, struct evhttp_request *req, const char *tenant)
     }
     d->held = held;
     snprintf(d->tenant, sizeof(d->tenant), "%s", tenant);
-    if (tombstone_all(gw, b, d, "inv:customers", msp_topic(MSP_TOPIC_CUSTOMERS)) == 0)
-        tombstone_all(gw, b, d, "inv:assets", msp_topic(MSP_TOPIC_ASSETS));
+    static const char *const inv[][2] = {{"inv:customers", MSP_TOPIC_CUSTOMERS},
+                                         {"inv:assets", MSP_TOPIC_ASSETS},
+                                         {"inv:contacts", MSP_TOPIC_CONTACTS},
+                                         {"inv:tickets", MSP_TOPIC_TICKETS},
+                                         {"inv:settings", MSP_TOPIC_SETTINGS}};
+    for (size_t i = 0; i < sizeof(inv) / sizeof(inv[0]); i++)
+        if (tombstone_all(gw, b, d, inv[i][0], msp_topic(inv[i][1])) != 0)
+            break;
     gw_batch_seal(b);  /* may answer right away (no ids) */
 }
 

@@ -1,5 +1,9 @@
 /*
- * api_inventory.c — GET /v1/tenants/{t}/customers[/{id}] and /assets[/{id}].
+ * api_inventory.c — GET /v1/tenants/{t}/customers[/{id}], /assets[/{id}], /contacts[/{id}],
+ * /tickets[/{id}] and /ticket-settings: the inventory the normalizer keeps, read back.
+ *
+ * Each list is a row of LISTS (the record type, its route and array key, the filters it takes);
+ * the reading is the same for every type.
  *
  * The normalizer keeps, per tenant and type, a zset of ids (score 0, so lexicographic order)
  * and one string per record holding its canonical JSON. An unfiltered page is a ZRANGE window
@@ -25,8 +29,55 @@ typedef struct filter_s {
     const char *customer;  /* customer_ref, exact */
     const char *serial;    /* case-insensitive exact */
     const char *type;      /* asset_type, case-insensitive exact */
+    const char *status;    /* a ticket's status, case-insensitive exact */
+    const char *since;     /* updated_at at or after it (ISO 8601 strings compare in order) */
+    const char *q;         /* case-insensitive substring of name or email */
     int         include_gone;
 } filter_t;
+
+/* The query parameters a list takes. */
+enum {
+    P_CUSTOMER = 1,
+    P_SERIAL = 2,
+    P_TYPE = 4,
+    P_GONE = 8,
+    P_STATUS = 16,
+    P_SINCE = 32,
+    P_Q = 64
+};
+
+/* One list route per record type. */
+static const struct list_s {
+    const char *type;  /* the record type: inv:<type>s, inv:<type>:<id> */
+    const char *route; /* the metrics label and the answer's array */
+    unsigned params;   /* P_*: a list with P_GONE hides gone records unless asked */
+} LISTS[] = {
+    {"customer", "customers", 0},
+    {"asset", "assets", P_CUSTOMER | P_SERIAL | P_TYPE | P_GONE},
+    {"contact", "contacts", P_CUSTOMER | P_Q | P_GONE},
+    {"ticket", "tickets", P_CUSTOMER | P_STATUS | P_SINCE | P_GONE},
+    {"setting", "ticket_settings", 0},
+};
+
+static const struct list_s *list_of(const char *type) {
+    for (size_t i = 0; i < sizeof(LISTS) / sizeof(LISTS[0]); i++)
+        if (strcmp(LISTS[i].type, type) == 0)
+            return &LISTS[i];
+    return &LISTS[0];
+}
+
+/* The query parameter name when the list takes it, else NULL (new string or NULL). */
+static char *param(struct evhttp_request *req, const struct list_s *l, unsigned p,
+                   const char *name) {
+    return l->params & p ? gw_query_param(req, name) : NULL;
+}
+
+static const char *given(const char *s) { return s && *s ? s : NULL; }
+
+static int str_icontains(const json_t *j, const char *want) {
+    const char *s = json_string_value(j);
+    return s && strcasestr(s, want) != NULL;
+}
 
 static int parse_int(const char *s, long long min, long long max, long long def, long long *out) {
     if (!s) {
@@ -58,6 +109,16 @@ static int keep(const json_t *o, const filter_t *f) {
     if (f->serial && !str_ieq(json_object_get(o, "serial"), f->serial))
         return 0;
     if (f->type && !str_ieq(json_object_get(o, "asset_type"), f->type))
+        return 0;
+    if (f->status && !str_ieq(json_object_get(o, "status"), f->status))
+        return 0;
+    if (f->since) {
+        const char *u = json_string_value(json_object_get(o, "updated_at"));
+        if (!u || strcmp(u, f->since) < 0)
+            return 0;
+    }
+    if (f->q && !str_icontains(json_object_get(o, "name"), f->q) &&
+        !str_icontains(json_object_get(o, "email"), f->q))
         return 0;
     return 1;
 }
@@ -136,16 +197,19 @@ static void collect(json_t *rec, void *arg) {
 
 void api_inventory_list(gw_t *gw, struct evhttp_request *req, const char *tenant,
                         const char *type) {
-    int asset = strcmp(type, "asset") == 0;
-    const char *route = asset ? "assets" : "customers";
+    const struct list_s *l = list_of(type);
+    const char *route = l->route;
     char *qpage = gw_query_param(req, "page"), *qper = gw_query_param(req, "per_page");
-    char *qcust = asset ? gw_query_param(req, "customer") : NULL;
-    char *qserial = asset ? gw_query_param(req, "serial") : NULL;
-    char *qtype = asset ? gw_query_param(req, "type") : NULL;
-    char *qgone = asset ? gw_query_param(req, "include_gone") : NULL;
+    char *qcust = param(req, l, P_CUSTOMER, "customer");
+    char *qserial = param(req, l, P_SERIAL, "serial");
+    char *qtype = param(req, l, P_TYPE, "type");
+    char *qgone = param(req, l, P_GONE, "include_gone");
+    char *qstatus = param(req, l, P_STATUS, "status");
+    char *qsince = param(req, l, P_SINCE, "updated_since");
+    char *qq = param(req, l, P_Q, "q");
     long long page, per_page;
-    filter_t f = {qcust && *qcust ? qcust : NULL, qserial && *qserial ? qserial : NULL,
-                  qtype && *qtype ? qtype : NULL, 0};
+    filter_t f = {
+        given(qcust), given(qserial), given(qtype), given(qstatus), given(qsince), given(qq), 0};
     char zkey[128], err[256];
     msp_key(zkey, sizeof(zkey), tenant, "inv:%ss", type);
     json_t *items = NULL;
@@ -169,7 +233,14 @@ void api_inventory_list(gw_t *gw, struct evhttp_request *req, const char *tenant
             goto out;
         }
     }
-    int filtered = asset && (f.customer || f.serial || f.type || !f.include_gone);
+    if (f.since && strlen(f.since) < 10) {
+        gw_reply_error(gw, req, route, 400,
+                       "\"updated_since\" must be an ISO 8601 date or time (2026-12-01, "
+                       "2026-12-01T08:00:00Z)");
+        goto out;
+    }
+    int filtered = f.customer || f.serial || f.type || f.status || f.since || f.q ||
+                   ((l->params & P_GONE) && !f.include_gone);
     long long start = (page - 1) * per_page;
     page_t pg = {json_array(), filtered ? &f : NULL, 0, start, per_page};
     items = pg.items;
@@ -207,9 +278,9 @@ void api_inventory_list(gw_t *gw, struct evhttp_request *req, const char *tenant
         total = pg.matched;
     }
     gw_reply(gw, req, route, 200,
-             json_pack("{s:o,s:{s:I,s:I,s:I,s:I}}", asset ? "assets" : "customers", items, "meta",
-                       "page", (json_int_t)page, "per_page", (json_int_t)per_page,
-                       "total_entries", (json_int_t)total, "total_pages",
+             json_pack("{s:o,s:{s:I,s:I,s:I,s:I}}", l->route, items, "meta", "page",
+                       (json_int_t)page, "per_page", (json_int_t)per_page, "total_entries",
+                       (json_int_t)total, "total_pages",
                        (json_int_t)((total + per_page - 1) / per_page)));
     items = NULL;
     goto out;
@@ -224,11 +295,14 @@ out:
     free(qserial);
     free(qtype);
     free(qgone);
+    free(qstatus);
+    free(qsince);
+    free(qq);
 }
 
 void api_inventory_get(gw_t *gw, struct evhttp_request *req, const char *tenant,
                        const char *type, const char *id) {
-    const char *route = strcmp(type, "asset") == 0 ? "asset" : "customer";
+    const char *route = type; /* "customer", "asset", "contact", "ticket": the routes' labels */
     if (!gw_valid_record_id(id)) {
         gw_reply_error(gw, req, route, 404, "no %s with that id", type);
         return;

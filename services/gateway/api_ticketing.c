@@ -391,6 +391,16 @@ void api_ticketing_get(gw_t *gw, struct evhttp_request *req, const char *tenant)
         return;
     }
     json_object_set_new(status, "unmapped_orgs", unmapped);
+    json_t *invalid = NULL;
+    int synced = 0;
+    if (gw_ticket_settings_check(gw, tenant, cfg, &invalid, &synced, err, sizeof(err)) != 0) {
+        json_decref(cfg);
+        json_decref(status);
+        gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
+        return;
+    }
+    json_object_set_new(status, "settings_synced", json_boolean(synced));
+    json_object_set_new(status, "rules_invalid", invalid);
     gw_reply(gw, req, route, 200, json_pack("{s:o,s:o}", "config", cfg, "status", status));
 }
 
@@ -407,6 +417,22 @@ void api_ticketing_put(gw_t *gw, struct evhttp_request *req, const char *tenant)
         gw_reply_error(gw, req, route, 400, "%s", verr);
         return;
     }
+    json_t *invalid = NULL;
+    int synced = 0;
+    if (gw_ticket_settings_check(gw, tenant, cfg, &invalid, &synced, err, sizeof(err)) != 0) {
+        json_decref(cfg);
+        gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
+        return;
+    }
+    if (json_array_size(invalid) > 0) {
+        json_decref(cfg);
+        gw_reply(gw, req, route, 400,
+                 json_pack("{s:s,s:o}", "error",
+                           gw_ticket_settings_text(invalid, verr, sizeof(verr)), "rules_invalid",
+                           invalid));
+        return;
+    }
+    json_decref(invalid);
     char *text = json_dumps(cfg, JSON_COMPACT);
     if (!text) {
         json_decref(cfg);
@@ -425,7 +451,12 @@ void api_ticketing_put(gw_t *gw, struct evhttp_request *req, const char *tenant)
     MSP_INFO("ticketing.config_saved", tenant, "ticketing %s, %zu rule(s)",
              json_is_true(json_object_get(cfg, "enabled")) ? "enabled" : "disabled",
              json_object_size(json_object_get(cfg, "rules")));
-    gw_reply(gw, req, route, 200, json_pack("{s:o}", "config", cfg));
+    json_t *ok = json_pack("{s:o,s:b}", "config", cfg, "settings_checked", synced);
+    if (!synced)
+        json_object_set_new(ok, "note",
+                            json_string("no ticket settings have been synced from Syncro yet: "
+                                        "the statuses and problem types were not checked"));
+    gw_reply(gw, req, route, 200, ok);
 }
 
 /* ---- org mappings --------------------------------------------------------------------------- */

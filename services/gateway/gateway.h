@@ -17,12 +17,14 @@
  *   api_integrations.c /v1/tenants/{t}/integrations/syncro (PUT, GET, DELETE)
  *   api_cwrmm.c        /v1/tenants/{t}/integrations/cwrmm (PUT, GET, DELETE): ConnectWise RMM
  *   api_dates.c        /v1/tenants/{t}/assets/{id}/dates (PUT) and .../writeback (GET)
- *   api_inventory.c    /v1/tenants/{t}/customers..., /assets...
+ *   api_inventory.c    /v1/tenants/{t}/customers..., /assets..., /contacts..., /tickets...,
+ *                      /ticket-settings
  *   api_webhooks.c     /v1/tenants/{t}/webhooks/mtp... (webhook secrets: create/rotate, revoke)
  *                      and the secret lookup the webhook verifies against
  *   webhook.c          POST /v1/webhooks/mtp/{t}: the HMAC-signed incident webhook (no bearer)
  *   api_ticketing.c    /v1/tenants/{t}/ticketing... (config, org → customer mappings) and the
  *                      ticketing block of the Syncro integration status
+ *   ticket_settings.c  ticketing rules against the ticket settings synced from Syncro
  *   org_match.c        name similarity behind the mapping suggestions (pure, unit-tested)
  */
 #ifndef MSPSYNC_GATEWAY_H
@@ -309,8 +311,23 @@ void api_asset_dates_put(gw_t *gw, struct evhttp_request *req, const char *tenan
 void api_asset_writeback_get(gw_t *gw, struct evhttp_request *req, const char *tenant,
                              const char *id);
 
+/* ticket_settings.c: ticketing rules against the ticket settings synced from Syncro */
+
+/**
+ * @brief Compare a complete ticketing config (borrowed) with the tenant's synced ticket
+ * settings: *invalid gets a new array of {alert_type (null for resolve_status), field, value,
+ * known} for each status / problem type the account does not have (empty when none), *synced
+ * whether settings have been synced at all (0: nothing could be checked).
+ * @returns 0, or -1 with err (Redis).
+ */
+int gw_ticket_settings_check(gw_t *gw, const char *tenant, const json_t *cfg, json_t **invalid,
+                             int *synced, char *err, size_t err_size);
+
+/** @brief The 400 text for the first entry of a non-empty invalid list. @returns out. */
+char *gw_ticket_settings_text(const json_t *invalid, char *out, size_t out_size);
+
 void api_inventory_list(gw_t *gw, struct evhttp_request *req, const char *tenant,
-                        const char *type /* "customer" or "asset" */);
+                        const char *type /* "customer", "asset", "contact", "ticket", "setting" */);
 void api_inventory_get(gw_t *gw, struct evhttp_request *req, const char *tenant,
                        const char *type, const char *id);
 

@@ -37,6 +37,11 @@ typedef enum {
     R_ASSET,           /* /v1/tenants/{t}/assets/{id}              GET */
     R_ASSET_DATES,     /* /v1/tenants/{t}/assets/{id}/dates        PUT */
     R_ASSET_WRITEBACK, /* /v1/tenants/{t}/assets/{id}/writeback    GET */
+    R_CONTACTS,        /* /v1/tenants/{t}/contacts                 GET */
+    R_CONTACT,         /* /v1/tenants/{t}/contacts/{id}            GET */
+    R_TICKETS,         /* /v1/tenants/{t}/tickets                  GET */
+    R_TICKET,          /* /v1/tenants/{t}/tickets/{id}             GET */
+    R_TICKET_SETTINGS, /* /v1/tenants/{t}/ticket-settings          GET */
     R_WH_CONFIG,       /* /v1/tenants/{t}/webhooks/mtp             GET */
     R_WH_SECRET,       /* /v1/tenants/{t}/webhooks/mtp/secret      POST */
     R_WH_PREVIOUS,     /* /v1/tenants/{t}/webhooks/mtp/secret/previous DELETE */
@@ -64,6 +69,11 @@ static const struct {
     [R_ASSET] = {"asset", "GET"},
     [R_ASSET_DATES] = {"asset_dates", "PUT"},
     [R_ASSET_WRITEBACK] = {"asset_writeback", "GET"},
+    [R_CONTACTS] = {"contacts", "GET"},
+    [R_CONTACT] = {"contact", "GET"},
+    [R_TICKETS] = {"tickets", "GET"},
+    [R_TICKET] = {"ticket", "GET"},
+    [R_TICKET_SETTINGS] = {"ticket_settings", "GET"},
     [R_WH_CONFIG] = {"webhook_config", "GET"},
     [R_WH_SECRET] = {"webhook_secret", "POST"},
     [R_WH_PREVIOUS] = {"webhook_secret_previous", "DELETE"},
@@ -143,6 +153,16 @@ static route_id_t match(char **s, int n) {
             return R_TK_ORGS;
         return n == 6 && s[5][0] != '\0' ? R_TK_ORG : R_NONE;
     }
+    /* the synced record types without sub-resources: a list and one record */
+    static const struct {
+        const char *seg;
+        route_id_t list, one;
+    } records[] = {{"contacts", R_CONTACTS, R_CONTACT},
+                   {"tickets", R_TICKETS, R_TICKET},
+                   {"ticket-settings", R_TICKET_SETTINGS, R_NONE}};
+    for (size_t i = 0; i < sizeof(records) / sizeof(records[0]); i++)
+        if (strcmp(s[3], records[i].seg) == 0)
+            return n == 4 ? records[i].list : n == 5 && s[4][0] != '\0' ? records[i].one : R_NONE;
     int cust = strcmp(s[3], "customers") == 0, asset = strcmp(s[3], "assets") == 0;
     if (!cust && !asset)
         return R_NONE;
@@ -208,6 +228,11 @@ static void dispatch(gw_t *gw, struct evhttp_request *req, route_id_t r, char **
     case R_ASSETS: api_inventory_list(gw, req, t, "asset"); return;
     case R_CUSTOMER: api_inventory_get(gw, req, t, "customer", s[4]); return;
     case R_ASSET: api_inventory_get(gw, req, t, "asset", s[4]); return;
+    case R_CONTACTS: api_inventory_list(gw, req, t, "contact"); return;
+    case R_CONTACT: api_inventory_get(gw, req, t, "contact", s[4]); return;
+    case R_TICKETS: api_inventory_list(gw, req, t, "ticket"); return;
+    case R_TICKET: api_inventory_get(gw, req, t, "ticket", s[4]); return;
+    case R_TICKET_SETTINGS: api_inventory_list(gw, req, t, "setting"); return;
     case R_WH_CONFIG: api_webhook_get(gw, req, t); return;
     case R_WH_SECRET: api_webhook_secret_create(gw, req, t); return;
     case R_WH_PREVIOUS: api_webhook_previous_delete(gw, req, t); return;

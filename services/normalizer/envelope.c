@@ -14,7 +14,8 @@
 #include <mspsync/utf8.h>
 #include <mspsync/vendor.h>
 
-static const char *const type_names[NZ_TYPE_COUNT] = {"customer", "asset", "incident"};
+static const char *const type_names[NZ_TYPE_COUNT] = {"customer", "asset",  "incident",
+                                                      "contact",  "ticket", "setting"};
 
 const char *nz_type_name(nz_type_t type)
 {
@@ -185,10 +186,11 @@ int nz_envelope_parse(nz_envelope_t *env, const void *value, size_t len, char *r
                  type ? json_kind_name(type) : "");
         goto fail;
     }
-    if (strcmp(ts, "customer") == 0)
-        env->type = NZ_TYPE_CUSTOMER;
-    else if (strcmp(ts, "asset") == 0)
-        env->type = NZ_TYPE_ASSET;
+    int t = 0;
+    while (t < NZ_TYPE_COUNT && (t == NZ_TYPE_INCIDENT || strcmp(ts, type_names[t]) != 0))
+        t++;
+    if (t < NZ_TYPE_COUNT && env->kind != NZ_KIND_INCIDENT)
+        env->type = (nz_type_t)t;
     else if (strcmp(ts, "incident") == 0 && env->kind == NZ_KIND_INCIDENT)
         env->type = NZ_TYPE_INCIDENT;
     else if (env->kind == NZ_KIND_INCIDENT) {
@@ -196,7 +198,9 @@ int nz_envelope_parse(nz_envelope_t *env, const void *value, size_t len, char *r
                  "\"incident\")", MSP_UTF8_CUT(ts, 64));
         goto fail;
     } else {
-        snprintf(reason, reason_size, "unknown type \"%.*s\" (expected \"customer\" or \"asset\")",
+        snprintf(reason, reason_size,
+                 "unknown type \"%.*s\" (expected \"customer\", \"asset\", "
+                 "\"contact\", \"ticket\" or \"setting\")",
                  MSP_UTF8_CUT(ts, 64));
         goto fail;
     }
@@ -223,6 +227,8 @@ int nz_envelope_parse(nz_envelope_t *env, const void *value, size_t len, char *r
     if (env->kind != NZ_KIND_INCIDENT &&
         !(env->job_id = need_string(root, "job_id", NZ_JOB_ID_MAX, reason, reason_size)))
         goto fail;
+    if (env->kind == NZ_KIND_SYNC_COMPLETE)
+        env->partial = json_is_true(json_object_get(root, "partial"));
 
     if (env->kind == NZ_KIND_RECORD || env->kind == NZ_KIND_INCIDENT) {
         const json_t *payload = payload_load(env, root, &pick, reason, reason_size);

@@ -20,9 +20,12 @@ typedef enum {
 } nz_kind_t;
 typedef enum {
     NZ_TYPE_CUSTOMER = 0,
-    NZ_TYPE_ASSET    = 1,
-    NZ_TYPE_INCIDENT = 2,   /* kind "incident" only: a webhook, not part of any sync job */
-    NZ_TYPE_COUNT    = 3
+    NZ_TYPE_ASSET = 1,
+    NZ_TYPE_INCIDENT = 2, /* kind "incident" only: a webhook, not part of any sync job */
+    NZ_TYPE_CONTACT = 3,  /* contacts, tickets, settings: one record per vendor record, kept */
+    NZ_TYPE_TICKET = 4,   /* like customers (never merged, no asset path) */
+    NZ_TYPE_SETTING = 5,
+    NZ_TYPE_COUNT = 6
 } nz_type_t;
 
 /** Longest tenant id accepted: keys are built in fixed stack buffers. */
@@ -41,6 +44,8 @@ typedef struct nz_envelope_s {
     const char    *edit_id;  /**< edits */
     const json_t  *fields;   /**< edits: {"purchase":..., "warranty":...} */
     const json_t  *payload;  /**< borrowed from root; records and incidents */
+    int partial;             /**< sync_complete of a pass that asked only for changes:
+                                  what it did not see is not gone */
 } nz_envelope_t;
 
 /**
@@ -54,7 +59,7 @@ int nz_envelope_parse(nz_envelope_t *env, const void *value, size_t len, char *r
 /** @brief Release env->root and zero env. NULL-safe. */
 void nz_envelope_clear(nz_envelope_t *env);
 
-/** @brief "customer" / "asset" / "incident". */
+/** @brief "customer" / "asset" / "incident" / "contact" / "ticket" / "setting". */
 const char *nz_type_name(nz_type_t type);
 
 #endif

@@ -390,8 +390,10 @@ static void out_keyed(nz_t *nz, const char *topic, int keyed_by_id, const char *
 static void out_record(nz_t *nz, nz_type_t type, const char *tenant, const char *id,
                        char *payload)
 {
-    static const char *const topics[NZ_TYPE_COUNT] = {MSP_TOPIC_CUSTOMERS, MSP_TOPIC_ASSETS,
-                                                      MSP_TOPIC_INCIDENTS};
+    static const char *const topics[NZ_TYPE_COUNT] = {
+        [NZ_TYPE_CUSTOMER] = MSP_TOPIC_CUSTOMERS, [NZ_TYPE_ASSET] = MSP_TOPIC_ASSETS,
+        [NZ_TYPE_INCIDENT] = MSP_TOPIC_INCIDENTS, [NZ_TYPE_CONTACT] = MSP_TOPIC_CONTACTS,
+        [NZ_TYPE_TICKET] = MSP_TOPIC_TICKETS,     [NZ_TYPE_SETTING] = MSP_TOPIC_SETTINGS};
     out_keyed(nz, topics[type], type == NZ_TYPE_INCIDENT, tenant, id, payload);
 }
 
@@ -622,10 +624,15 @@ static void w_stats(nz_t *nz)
     nz->nstats = 0;
 }
 
-/* Where "gone" is kept for change detection: customers per record, assets per source record. */
+/* Where "gone" is kept for change detection: assets per source record, the others per record. */
 static const char *gone_set(nz_type_t type)
 {
-    return type == NZ_TYPE_ASSET ? "inv:srcgone:asset" : "inv:gone:customer";
+    static const char *const sets[NZ_TYPE_COUNT] = {[NZ_TYPE_CUSTOMER] = "inv:gone:customer",
+                                                    [NZ_TYPE_ASSET] = "inv:srcgone:asset",
+                                                    [NZ_TYPE_CONTACT] = "inv:gone:contact",
+                                                    [NZ_TYPE_TICKET] = "inv:gone:ticket",
+                                                    [NZ_TYPE_SETTING] = "inv:gone:setting"};
+    return sets[type];
 }
 
 typedef enum { INV_RUN, INV_GONE, INV_REMOVE, INV_EDIT } inv_op_t;
@@ -1110,10 +1117,12 @@ static int sweep(nz_t *nz, const nz_item_t *sc)
     nz->sw_job = sc->env.job_id;
     snprintf(nz->sw_prefix, sizeof nz->sw_prefix, "%s:", sc->env.integration);
     nz_pipe_reset(&nz->reads);
+    nz->sw_n = 0;
     msp_key(k, sizeof k, tenant, "inv:seen:%s", tn);
-    if (nz_pipe_cmd(&nz->reads, "HGETALL", k, NULL) < 0)
+    /* A partial pass (only what changed since its mark) says nothing of what it did not see. */
+    if (!sc->env.partial && nz_pipe_cmd(&nz->reads, "HGETALL", k, NULL) < 0)
         return -2;
-    if (redis_run(nz, &nz->reads, sweep_seen_reply, nz, "redis sweep") < 0)
+    if (!sc->env.partial && redis_run(nz, &nz->reads, sweep_seen_reply, nz, "redis sweep") < 0)
         return -1;
 
     size_t n = nz->sw_n;
@@ -1194,8 +1203,8 @@ static int sweep(nz_t *nz, const nz_item_t *sc)
     w_tenant(nz, tenant);
     msp_key(k, sizeof k, tenant, "inv:stats");
     W(nz, "HSET", k, field, sc->env.job_id);
-    MSP_INFO("sweep.done", tenant, "type=%s job=%s candidates=%zu marked_gone=%d", tn,
-             sc->env.job_id, n, marked);
+    MSP_INFO("sweep.done", tenant, "type=%s job=%s candidates=%zu marked_gone=%d%s", tn,
+             sc->env.job_id, n, marked, sc->env.partial ? " (partial pass: no sweep)" : "");
     return nz->oom ? -2 : 0;
 }
 
@@ -1225,39 +1234,44 @@ static int collect_ids_reply(int index, redisReply *r, void *opaque)
 }
 
 /*
- * The gateway removed an integration: its customers get tombstones and leave the view; its source
- * asset records are unlinked (an asset another integration still sees stays, re-merged; one left
- * without sources gets a tombstone). Idempotent: a replay finds nothing left to remove.
+ * The gateway removed an integration: its customers, contacts, tickets and settings get
+ * tombstones and leave the view; its source asset records are unlinked (an asset another
+ * integration still sees stays, re-merged; one left without sources gets a tombstone).
+ * Idempotent: a replay finds nothing left to remove.
  */
 static int remove_integration(nz_t *nz, const nz_item_t *it)
 {
+    static const nz_type_t kept[] = {NZ_TYPE_CUSTOMER, NZ_TYPE_CONTACT, NZ_TYPE_TICKET,
+                                     NZ_TYPE_SETTING};
     const char *tenant = it->env.tenant;
     char        k[NZ_KEY_MAX];
-    size_t      customers = 0, sources = 0;
+    size_t records = 0, sources = 0;
 
     snprintf(nz->sw_prefix, sizeof nz->sw_prefix, "%s:", it->env.integration);
-    nz_pipe_reset(&nz->reads);
-    msp_key(k, sizeof k, tenant, "inv:customers");
-    if (nz_pipe_cmd(&nz->reads, "ZRANGE", k, "0", "-1", NULL) < 0)
-        return -2;
-    if (redis_run(nz, &nz->reads, collect_ids_reply, nz, "redis removal") < 0)
-        return -1;
-    for (size_t c = 0; c < nz->sw_n; c++) {
-        const char *id = nz->sw_ids.p + nz->sw_off[c];
-        w_tenant(nz, tenant);
-        msp_key(k, sizeof k, tenant, "inv:customer:%s", id);
-        W(nz, "DEL", k);
-        msp_key(k, sizeof k, tenant, "inv:customers");
-        W(nz, "ZREM", k, id);
-        static const char *const hashes[] = {"inv:fp:customer", "inv:seen:customer"};
-        for (size_t h = 0; h < 2; h++) {
-            msp_key(k, sizeof k, tenant, "%s", hashes[h]);
+    for (size_t t = 0; t < sizeof kept / sizeof kept[0]; t++) {
+        const char *tn = nz_type_name(kept[t]);
+        nz_pipe_reset(&nz->reads);
+        msp_key(k, sizeof k, tenant, "inv:%ss", tn);
+        if (nz_pipe_cmd(&nz->reads, "ZRANGE", k, "0", "-1", NULL) < 0)
+            return -2;
+        if (redis_run(nz, &nz->reads, collect_ids_reply, nz, "redis removal") < 0)
+            return -1;
+        for (size_t c = 0; c < nz->sw_n; c++) {
+            const char *id = nz->sw_ids.p + nz->sw_off[c];
+            w_tenant(nz, tenant);
+            msp_key(k, sizeof k, tenant, "inv:%s:%s", tn, id);
+            W(nz, "DEL", k);
+            msp_key(k, sizeof k, tenant, "inv:%ss", tn);
+            W(nz, "ZREM", k, id);
+            msp_key(k, sizeof k, tenant, "inv:fp:%s", tn);
             W(nz, "HDEL", k, id);
+            msp_key(k, sizeof k, tenant, "inv:seen:%s", tn);
+            W(nz, "HDEL", k, id);
+            msp_key(k, sizeof k, tenant, "%s", gone_set(kept[t]));
+            W(nz, "SREM", k, id);
+            out_record(nz, kept[t], tenant, id, NULL);
+            records++;
         }
-        msp_key(k, sizeof k, tenant, "inv:gone:customer");
-        W(nz, "SREM", k, id);
-        out_record(nz, NZ_TYPE_CUSTOMER, tenant, id, NULL);
-        customers++;
     }
 
     nz_pipe_reset(&nz->reads);
@@ -1274,8 +1288,8 @@ static int remove_integration(nz_t *nz, const nz_item_t *it)
             return rc;
         sources++;
     }
-    MSP_INFO("integration.removed", tenant, "integration=%s customers=%zu asset_sources=%zu",
-             it->env.integration, customers, sources);
+    MSP_INFO("integration.removed", tenant, "integration=%s records=%zu asset_sources=%zu",
+             it->env.integration, records, sources);
     return nz->oom ? -2 : 0;
 }
 

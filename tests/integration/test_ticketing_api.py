@@ -35,11 +35,13 @@ class TicketingApiTest(StackTest):
         self.assertEqual(http("PUT", s.gateway.url(path), {"enabled": True})[0], 401)
         self.assertEqual(s.api("GET", "/v1/tenants/nobody/ticketing")[0], 404)
 
-        # Nothing stored: the defaults, and an empty status.
+        # Nothing stored: the defaults, and an empty status (no ticket settings synced: no rule
+        # can be found invalid).
         st, js, _ = s.api("GET", path)
         self.assertEqual(st, 200, js)
         self.assertEqual(js["config"], DEFAULT_CONFIG)
-        self.assertEqual(js["status"], {"unmapped_orgs": []})
+        self.assertEqual(js["status"], {"unmapped_orgs": [], "settings_synced": False,
+                                        "rules_invalid": []})
 
         bad = [
             ({"enabled": True, "colour": "red"}, '"colour"'),

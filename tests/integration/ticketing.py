@@ -26,10 +26,15 @@ DEFAULT_CONFIG = {
 }
 
 
-def setup(stack, orgs=50, customers=60, unmapped=(), config=None, tc_env=None):
+def setup(stack, orgs=50, customers=60, unmapped=(), config=None, tc_env=None,
+          ticket_statuses=None):
     """Sync a tenant, make its webhook secret, configure ticketing, map org-0001..org-<orgs>
-    (except `unmapped`) to customers, start the ticket-creator. @returns the webhook secret."""
+    (except `unmapped`) to customers, start the ticket-creator. ticket_statuses: the Syncro
+    account's, set before the sync (the rules are checked against the synced ones).
+    @returns the webhook secret."""
     stack.add_account(SUB, customers, 5, TOKEN)
+    if ticket_statuses is not None:
+        stack.sim_admin("PUT", "/_sim/accounts/%s" % SUB, {"ticket_statuses": ticket_statuses})
     stack.add_tenant(TENANT)
     st, js, _ = stack.connect(TENANT, SUB, TOKEN)
     assert st in (200, 201, 202), (st, js)

@@ -8,6 +8,15 @@
  * document plus what real traffic shows (see shared/vendor-specs/NOTES.md): 64-bit ids, assets
  * always 50 per page, a missing permission answers 401, RMM trigger flags are strings.
  *
+ * Contacts (GET /contacts, "Customers - View Detail") are generated per account like customers,
+ * deterministic from the seed ("contacts": N at account creation, round-robin over the
+ * customers), and created, edited and deleted through /_sim/accounts/{sub}/contacts[/{id}].
+ * An account can also start with N generated tickets ("tickets": N: statuses, problem types and
+ * times derived from the seed, created and updated in 2019-2022) beside the ones clients create;
+ * GET /tickets serves both with the document's filters, and the stats count its requests and
+ * those that carried since_updated_at (ticket_lists, ticket_lists_since) so that a test can
+ * tell an incremental pass from a full one.
+ *
  * Tickets are the one writable resource a client creates: each account keeps them in memory
  * (POST/GET/PUT /tickets, POST /tickets/{id}/comment, GET /tickets/settings). Beside the vendor
  * shape every ticket records, for tests only and visible only through /_sim, when its create
@@ -86,6 +95,8 @@ static const char USAGE[] =
 #define TICKET_ID_BASE        9000000000LL /* ticket ids and numbers differ, as in real traffic */
 #define TICKET_NUMBER_BASE    1001
 #define COMMENT_ID_BASE       12000000000LL
+#define CONTACT_ID_BASE 3000000000LL
+#define SIM_CONTACTS_PER_PAGE 50 /* the document's example meta: per_page 50 */
 
 static const char *const ALL_PERMISSIONS[] = {
     "Customers - List/Search", "Customers - View Detail", "Assets - List/Search",
@@ -191,6 +202,13 @@ typedef struct ticket {
     size_t nhist, cap_hist;
 } ticket;
 
+/* A contact: generated from (salt, idx) at account creation or by the admin; strings owned. */
+typedef struct contact {
+    int64_t id, customer_id;
+    char *name, *email, *phone, *mobile;
+    int64_t created_ms, updated_ms;
+} contact;
+
 typedef struct sim_user {
     int64_t id;
     char *name; /* owned */
@@ -210,6 +228,7 @@ typedef struct acct_stats {
     statusc status;
     uint64_t max_in_window;
     uint64_t tickets_created, comments_created, ticket_updates; /* vendor API only */
+    uint64_t ticket_lists, ticket_lists_since; /* GET /tickets, and those with since_updated_at */
 } acct_stats;
 
 typedef struct account {
@@ -227,6 +246,9 @@ typedef struct account {
     size_t ntickets, cap_tickets;
     int64_t next_ticket_id, next_ticket_number, next_comment_id;
     ticket_settings tset;
+    contact *contacts; /* sorted by id: ids only grow */
+    size_t ncontacts, cap_contacts;
+    int64_t next_contact_id;
     tsring rl;  /* admitted requests in the current window (scope "account") */
     tsring all; /* every request in the current window (max_in_window) */
     acct_stats st;
@@ -241,12 +263,31 @@ typedef struct token {
 typedef req_stats token_stats;
 
 enum path_class {
-    PC_ME, PC_CUSTOMERS, PC_CUSTOMER, PC_ASSETS, PC_ASSET, PC_TICKETS, PC_TICKET,
-    PC_TICKET_COMMENT, PC_TICKET_SETTINGS, PC_OTHER, PC__N
+    PC_ME,
+    PC_CUSTOMERS,
+    PC_CUSTOMER,
+    PC_ASSETS,
+    PC_ASSET,
+    PC_TICKETS,
+    PC_TICKET,
+    PC_TICKET_COMMENT,
+    PC_TICKET_SETTINGS,
+    PC_CONTACTS,
+    PC_OTHER,
+    PC__N
 };
 static const char *const PATH_CLASS_NAMES[PC__N] = {
-    "/me", "/customers", "/customers/{id}", "/customer_assets", "/customer_assets/{id}",
-    "/tickets", "/tickets/{id}", "/tickets/{id}/comment", "/tickets/settings", "other",
+    "/me",
+    "/customers",
+    "/customers/{id}",
+    "/customer_assets",
+    "/customer_assets/{id}",
+    "/tickets",
+    "/tickets/{id}",
+    "/tickets/{id}/comment",
+    "/tickets/settings",
+    "/contacts",
+    "other",
 };
 
 typedef struct sim {
@@ -920,6 +961,8 @@ static void tset_copy(ticket_settings *dst, const ticket_settings *src)
     dst->require_problem_type = src->require_problem_type;
 }
 
+static void contacts_free(account *a);
+
 static void account_free_data(account *a)
 {
     for (size_t i = 0; i < a->ncust; i++)
@@ -928,6 +971,7 @@ static void account_free_data(account *a)
         asset_free_fields(&a->assets[i]);
     for (size_t i = 0; i < a->ntickets; i++)
         ticket_free_fields(&a->tickets[i]);
+    contacts_free(a);
     free(a->cust);
     free(a->assets);
     free(a->tickets);
@@ -2063,6 +2107,8 @@ static bool ticket_matches(const ticket *t, const ticket_filter *f)
 static void api_tickets(account *a, const struct evkeyvalq *q, reply *r)
 {
     int64_t page = clamp_page(query_int(q, "page", 1));
+    a->st.ticket_lists++;
+    a->st.ticket_lists_since += q && evhttp_find_header(q, "since_updated_at") != NULL;
     ticket_filter f = {0};
     filter_id(q, "customer_id", &f.by_customer, &f.customer_id, &f.none);
     filter_id(q, "user_id", &f.by_user, &f.user_id, &f.none);
@@ -2315,6 +2361,269 @@ static void reply_fault_status(sim *s, reply *r, int status, int retry_after_s)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* contacts and generated tickets                                                               */
+/* ------------------------------------------------------------------------------------------ */
+
+static const char *const PROBLEM_TYPES[] = {"Hardware", "Software", "Network", "Virus", "Other"};
+static const char *const PRIORITIES[] = {"0 Urgent", "1 High", "2 Normal", "3 Low"};
+static const char *const TICKET_TOPICS[] = {"Printer offline", "Password reset",
+                                            "Slow laptop",     "VPN drops",
+                                            "Email bounce",    "Disk almost full"};
+
+static void contact_free_fields(contact *c) {
+    free(c->name);
+    free(c->email);
+    free(c->phone);
+    free(c->mobile);
+}
+
+static void contacts_free(account *a) {
+    for (size_t i = 0; i < a->ncontacts; i++)
+        contact_free_fields(&a->contacts[i]);
+    free(a->contacts);
+    a->contacts = NULL;
+    a->ncontacts = a->cap_contacts = 0;
+}
+
+/** Reserves room for one more contact and returns a zeroed slot at the end (not yet counted). */
+static contact *contact_slot(account *a) {
+    a->contacts = vec_grow(a->contacts, &a->cap_contacts, a->ncontacts, sizeof(contact));
+    contact *c = &a->contacts[a->ncontacts];
+    memset(c, 0, sizeof(*c));
+    return c;
+}
+
+/** Fills c with the generated facts of index idx: a pure function of (salt, idx). */
+static void contact_generate(account *a, contact *c, uint64_t idx) {
+    uint64_t h = hash2(a->salt ^ 0xC0C0ULL, idx);
+    const char *first = FIRST_NAMES[h % NELEM(FIRST_NAMES)];
+    const char *last = LAST_NAMES[(h >> 8) % NELEM(LAST_NAMES)];
+    char buf[160], lf[32], ll[32];
+    snprintf(buf, sizeof(buf), "%s %s", first, last);
+    c->name = xstrdup(buf);
+    lower_alnum(first, lf, sizeof(lf));
+    lower_alnum(last, ll, sizeof(ll));
+    snprintf(buf, sizeof(buf), "%s.%s%" PRIu64 "@example.com", lf, ll, idx);
+    c->email = xstrdup(buf);
+    snprintf(buf, sizeof(buf), "555-%04u", (unsigned)((h >> 20) % 10000));
+    c->phone = xstrdup(buf);
+    c->mobile = NULL;
+    c->customer_id = a->cust[idx % a->ncust].id;
+    c->created_ms = T_2019 + (int64_t)((h >> 24) % (1000 * DAY_MS));
+    c->updated_ms = c->created_ms + (int64_t)((h >> 40) % (200 * DAY_MS)) + 1000;
+}
+
+static void contacts_generate(account *a, size_t n) {
+    contacts_free(a);
+    a->next_contact_id = CONTACT_ID_BASE + (int64_t)((a->salt >> 12) % 50000);
+    for (size_t i = 0; i < n; i++) {
+        contact *c = contact_slot(a);
+        contact_generate(a, c, i);
+        c->id = a->next_contact_id;
+        a->next_contact_id += 1 + (int64_t)(hash2(a->salt, i) % 3);
+        a->ncontacts++;
+    }
+}
+
+/** n tickets as technicians made them in 2019-2022, statuses from the account's settings. */
+static void tickets_generate(account *a, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint64_t h = hash2(a->salt ^ 0x71C4E7ULL, i);
+        a->tickets = vec_grow(a->tickets, &a->cap_tickets, a->ntickets, sizeof(ticket));
+        ticket *t = &a->tickets[a->ntickets++];
+        memset(t, 0, sizeof(*t));
+        t->id = a->next_ticket_id++;
+        t->number = a->next_ticket_number++;
+        t->customer_id = a->cust[i % a->ncust].id;
+        char buf[96];
+        snprintf(buf, sizeof(buf), "%s #%zu", TICKET_TOPICS[h % NELEM(TICKET_TOPICS)], i + 1);
+        t->subject = xstrdup(buf);
+        t->status =
+            xstrdup(a->tset.nstatuses ? a->tset.statuses[(h >> 8) % a->tset.nstatuses] : "New");
+        t->problem_type = xstrdup(PROBLEM_TYPES[(h >> 16) % NELEM(PROBLEM_TYPES)]);
+        t->priority = xstrdup(PRIORITIES[(h >> 20) % NELEM(PRIORITIES)]);
+        t->created_ms = T_2019 + (int64_t)((h >> 24) % (1200 * DAY_MS));
+        t->updated_ms = t->created_ms + (int64_t)((h >> 40) % (60 * DAY_MS)) + 1000;
+        t->resolved_ms = strcmp(t->status, "Resolved") == 0 ? t->updated_ms : 0;
+    }
+}
+
+static ssize_t contact_index(const account *a, int64_t id) {
+    return index_by_id(a->contacts, a->ncontacts, sizeof(contact), offsetof(contact, id), id);
+}
+
+/** A contact as GET /contacts lists it (the document's example keys; flat, like real traffic). */
+static void contact_write(sb *b, const account *a, const contact *c) {
+    sb_printf(b, "{\"id\":%" PRId64 ",\"name\":", c->id);
+    sb_str_or_null(b, c->name);
+    sb_lit(b, ",\"address1\":null,\"address2\":null,\"city\":null,\"state\":null,\"zip\":null,"
+              "\"email\":");
+    sb_str_or_null(b, c->email);
+    sb_lit(b, ",\"phone\":");
+    sb_str_or_null(b, c->phone);
+    sb_lit(b, ",\"mobile\":");
+    sb_str_or_null(b, c->mobile);
+    sb_printf(b,
+              ",\"latitude\":null,\"longitude\":null,\"customer_id\":%" PRId64
+              ",\"account_id\":%" PRId64 ",\"notes\":null,\"created_at\":",
+              c->customer_id, a->account_id);
+    sb_iso(b, c->created_ms);
+    sb_lit(b, ",\"updated_at\":");
+    sb_iso(b, c->updated_ms);
+    sb_lit(b, ",\"vendor_id\":null,\"properties\":{},\"opt_out\":false,\"extension\":null}");
+}
+
+static json_t *contact_json(const account *a, const contact *c) {
+    sb b = {0};
+    contact_write(&b, a, c);
+    json_t *j = json_loadb(b.p, b.len, 0, NULL);
+    free(b.p);
+    return j ? j : json_null();
+}
+
+/*
+ * GET /contacts: customer_id filters (a value that is no id matches nothing), 50 per page in id
+ * order, meta as the document's example (total_pages, total_entries, per_page, page).
+ */
+static void api_contacts(account *a, const struct evkeyvalq *q, reply *r) {
+    int64_t page = clamp_page(query_int(q, "page", 1));
+    const char *cid_s = q ? evhttp_find_header(q, "customer_id") : NULL;
+    int64_t cid = 0;
+    if (cid_s && parse_i64(cid_s, &cid) != 0)
+        cid = INT64_MIN;
+    int64_t start = (page - 1) * SIM_CONTACTS_PER_PAGE, end = page * SIM_CONTACTS_PER_PAGE;
+    int64_t total = 0;
+    sb b = {0};
+    sb_lit(&b, "{\"contacts\":[");
+    for (size_t i = 0; i < a->ncontacts; i++) {
+        if (cid_s && a->contacts[i].customer_id != cid)
+            continue;
+        if (total >= start && total < end) {
+            if (total > start)
+                sb_raw(&b, ",", 1);
+            contact_write(&b, a, &a->contacts[i]);
+        }
+        total++;
+    }
+    int64_t pages = (total + SIM_CONTACTS_PER_PAGE - 1) / SIM_CONTACTS_PER_PAGE;
+    sb_printf(&b,
+              "],\"meta\":{\"total_pages\":%" PRId64 ",\"total_entries\":%" PRId64
+              ",\"per_page\":%d,\"page\":%" PRId64 "}}",
+              pages, total, SIM_CONTACTS_PER_PAGE, page);
+    reply_sb(r, 200, &b);
+}
+
+/* Set the admin body's contact fields on c (name, email, phone, mobile: strings or null;
+ * customer_id: a customer of the account). @returns 0, or -1 with err (c unchanged). */
+static int contact_apply_admin(const account *a, contact *c, json_t *body, char *err,
+                               size_t errsz) {
+    static const char *const strs[] = {"name", "email", "phone", "mobile"};
+    char **fields[] = {&c->name, &c->email, &c->phone, &c->mobile};
+    const char *k;
+    json_t *v;
+    json_object_foreach(body, k, v) {
+        size_t i = 0;
+        while (i < NELEM(strs) && strcmp(k, strs[i]))
+            i++;
+        if (i == NELEM(strs) && strcmp(k, "customer_id")) {
+            snprintf(err, errsz,
+                     "field '%s' cannot be set (name, email, phone, mobile, "
+                     "customer_id)",
+                     k);
+            return -1;
+        }
+        if (i < NELEM(strs) && !json_is_string(v) && !json_is_null(v)) {
+            snprintf(err, errsz, "%s must be a string or null", k);
+            return -1;
+        }
+    }
+    json_t *cj = json_object_get(body, "customer_id");
+    int64_t cid = 0;
+    if (cj && (json_id(cj, &cid) != 0 || !customer_find(a, cid))) {
+        snprintf(err, errsz, "customer_id must be the id of a customer of this account");
+        return -1;
+    }
+    if (cj)
+        c->customer_id = cid;
+    for (size_t i = 0; i < NELEM(strs); i++) {
+        json_t *sv = json_object_get(body, strs[i]);
+        if (!sv)
+            continue;
+        free(*fields[i]);
+        *fields[i] = json_is_string(sv) ? xstrdup(json_string_value(sv)) : NULL;
+    }
+    return 0;
+}
+
+/*
+ * /_sim/accounts/{sub}/contacts: GET lists them; POST {name, email, phone, mobile,
+ * customer_id} adds one (id after the last, customer_id defaulting to the first customer);
+ * /contacts/{id}: GET, PUT (the same fields; updated_at moves to now) and DELETE.
+ */
+static void admin_contacts(account *a, enum evhttp_cmd_type m, char **seg, int nseg, json_t *body,
+                           reply *r) {
+    char err[200];
+    int64_t now = wall_ms();
+    if (nseg == 4 && m == EVHTTP_REQ_GET) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < a->ncontacts; i++)
+            json_array_append_new(arr, contact_json(a, &a->contacts[i]));
+        reply_json(r, 200, json_pack("{s:o}", "contacts", arr));
+        return;
+    }
+    if (nseg == 4 && m == EVHTTP_REQ_POST) {
+        if (a->ncust == 0) {
+            reply_error(r, 400, "the account has no customers");
+            return;
+        }
+        contact *c = contact_slot(a);
+        c->customer_id = a->cust[0].id;
+        if (contact_apply_admin(a, c, body, err, sizeof(err)) != 0) {
+            contact_free_fields(c);
+            reply_error(r, 400, err);
+            return;
+        }
+        c->id = a->next_contact_id++;
+        c->created_ms = c->updated_ms = now;
+        a->ncontacts++;
+        reply_json(r, 201, json_pack("{s:o}", "contact", contact_json(a, c)));
+        return;
+    }
+    int64_t id;
+    ssize_t i = nseg == 5 && parse_i64(seg[4], &id) == 0 ? contact_index(a, id) : -1;
+    if (i < 0) {
+        reply_error(r, 404, "no such contact");
+        return;
+    }
+    contact *c = &a->contacts[i];
+    if (m == EVHTTP_REQ_GET) {
+        reply_json(r, 200, json_pack("{s:o}", "contact", contact_json(a, c)));
+    } else if (m == EVHTTP_REQ_PUT) {
+        contact tmp = *c; /* all or nothing: apply to copies of the strings */
+        tmp.name = c->name ? xstrdup(c->name) : NULL;
+        tmp.email = c->email ? xstrdup(c->email) : NULL;
+        tmp.phone = c->phone ? xstrdup(c->phone) : NULL;
+        tmp.mobile = c->mobile ? xstrdup(c->mobile) : NULL;
+        if (contact_apply_admin(a, &tmp, body, err, sizeof(err)) != 0) {
+            contact_free_fields(&tmp);
+            reply_error(r, 400, err);
+            return;
+        }
+        contact_free_fields(c);
+        *c = tmp;
+        c->updated_ms = now > c->updated_ms ? now : c->updated_ms + 1;
+        reply_json(r, 200, json_pack("{s:o}", "contact", contact_json(a, c)));
+    } else if (m == EVHTTP_REQ_DELETE) {
+        contact_free_fields(c);
+        memmove(c, c + 1, (a->ncontacts - (size_t)i - 1) * sizeof(contact));
+        a->ncontacts--;
+        reply_json(r, 200, json_pack("{s:I}", "deleted", (json_int_t)id));
+    } else {
+        reply_error(r, 405, "GET, PUT or DELETE");
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* strict mode: what syncro-openapi.json declares for the operations served                     */
 /* ------------------------------------------------------------------------------------------ */
 
@@ -2328,6 +2637,7 @@ static const sim_qparam Q_ASSETS[] = {
     {"snmp_enabled", QP_BOOLEAN}, {"customer_id", QP_INTEGER}, {"asset_type_id", QP_INTEGER},
     {"query", QP_STRING},         {"page", QP_INTEGER},
 };
+static const sim_qparam Q_CONTACTS[] = {{"customer_id", QP_INTEGER}, {"page", QP_INTEGER}};
 static const sim_qparam Q_TICKETS[] = {
     {"customer_id", QP_INTEGER},        {"contact_id", QP_INTEGER},
     {"number", QP_STRING},              {"resolved_after", QP_DATE_TIME},
@@ -2439,7 +2749,8 @@ static const char *strict_body(struct evhttp_request *req, const char *wrap,
 
 /*
  * What the document refuses, for every operation mspsync calls: GET /customers,
- * /customer_assets and /tickets take each declared single-valued query parameter once and in its
+ * /customer_assets, /contacts (customer_id, page) and /tickets take each declared single-valued
+ * query parameter once and in its
  * type (page, customer_id integers; created_after, since_updated_at, resolved_after date-times;
  * booleans true/false); a JSON body must come as application/json; PUT /customer_assets/{id}
  * requires `name` (its schema's only required field) and types its fields; POST /tickets
@@ -2464,6 +2775,8 @@ static int strict_check(enum path_class pc, enum evhttp_cmd_type m, struct evhtt
         rc = sim_strict_query(q, Q_ASSETS, NELEM(Q_ASSETS), err, sizeof(err));
     else if (m == EVHTTP_REQ_GET && pc == PC_TICKETS)
         rc = sim_strict_query(q, Q_TICKETS, NELEM(Q_TICKETS), err, sizeof(err));
+    else if (m == EVHTTP_REQ_GET && pc == PC_CONTACTS)
+        rc = sim_strict_query(q, Q_CONTACTS, NELEM(Q_CONTACTS), err, sizeof(err));
     if (rc != 0) {
         reply_error(r, 400, err);
         return -1;
@@ -2523,6 +2836,8 @@ static void handle_vendor(void *arg, struct evhttp_request *req, char **seg, int
             pc = PC_ASSET;
         else if (nseg == 4 && strcmp(res, "tickets") == 0)
             pc = PC_TICKETS;
+        else if (nseg == 4 && strcmp(res, "contacts") == 0)
+            pc = PC_CONTACTS;
         else if (nseg == 5 && strcmp(res, "tickets") == 0 && strcmp(seg[4], "settings") == 0)
             pc = PC_TICKET_SETTINGS;
         else if (nseg == 5 && strcmp(res, "tickets") == 0)
@@ -2623,6 +2938,8 @@ static void handle_vendor(void *arg, struct evhttp_request *req, char **seg, int
             need = "Tickets - Edit";
         else if (pc == PC_TICKET_COMMENT && method == EVHTTP_REQ_POST)
             need = "Tickets - Edit";
+        else if (pc == PC_CONTACTS && method == EVHTTP_REQ_GET)
+            need = "Customers - View Detail";
 
         if (need && !token_has(t, need))
             reply_error(&r, 401, ERR_NO_PERMISSION);
@@ -2642,6 +2959,8 @@ static void handle_vendor(void *arg, struct evhttp_request *req, char **seg, int
             id_ok ? api_asset_put(a, id, req, &r) : reply_not_found(&r);
         else if (need && pc == PC_TICKETS && method == EVHTTP_REQ_GET)
             api_tickets(a, q, &r);
+        else if (need && pc == PC_CONTACTS)
+            api_contacts(a, q, &r);
         else if (need && pc == PC_TICKETS && method == EVHTTP_REQ_POST)
             api_ticket_create(a, recv_us, req, &r);
         else if (need && pc == PC_TICKET && method == EVHTTP_REQ_GET)
@@ -2803,16 +3122,18 @@ static void admin_create_account(sim *s, json_t *body, reply *r)
         reply_error(r, 400, "subdomain must be 1-63 characters of [A-Za-z0-9_-], not starting with _ or -");
         return;
     }
-    int64_t nc, na, cpp, seed;
-    if (opt_int(body, "customers", 10, 0, 1000000, &nc, err, sizeof(err)) ||
+    int64_t nc, na, cpp, seed, ncontacts, ntickets;
+    if (opt_int(body, "contacts", 0, 0, 1000000, &ncontacts, err, sizeof(err)) ||
+        opt_int(body, "tickets", 0, 0, SIM_MAX_TICKETS, &ntickets, err, sizeof(err)) ||
+        opt_int(body, "customers", 10, 0, 1000000, &nc, err, sizeof(err)) ||
         opt_int(body, "assets", 50, 0, 5000000, &na, err, sizeof(err)) ||
         opt_int(body, "customers_per_page", 25, 1, SIM_MAX_PER_PAGE, &cpp, err, sizeof(err)) ||
         opt_int(body, "seed", (int64_t)s->seed, INT64_MIN, INT64_MAX, &seed, err, sizeof(err))) {
         reply_error(r, 400, err);
         return;
     }
-    if (na > 0 && nc == 0) {
-        reply_error(r, 400, "assets need at least one customer");
+    if ((na > 0 || ncontacts > 0 || ntickets > 0) && nc == 0) {
+        reply_error(r, 400, "assets, contacts and tickets need at least one customer");
         return;
     }
     ticket_settings ts;
@@ -2830,8 +3151,12 @@ static void admin_create_account(sim *s, json_t *body, reply *r)
     account_generate(a, (uint64_t)seed, (size_t)nc, (size_t)na, (int)cpp);
     tset_free(&a->tset);
     a->tset = ts;
-    reply_json(r, 201, json_pack("{s:s, s:I, s:I}", "subdomain", a->sub, "customers",
-                                 (json_int_t)a->ncust, "assets", (json_int_t)a->nassets));
+    contacts_generate(a, (size_t)ncontacts);
+    tickets_generate(a, (size_t)ntickets);
+    reply_json(r, 201,
+               json_pack("{s:s, s:I, s:I, s:I, s:I}", "subdomain", a->sub, "customers",
+                         (json_int_t)a->ncust, "assets", (json_int_t)a->nassets, "contacts",
+                         (json_int_t)a->ncontacts, "tickets", (json_int_t)a->ntickets));
 }
 
 static int perms_valid(json_t *perms)
@@ -3180,6 +3505,9 @@ static json_t *stats_json(sim *s)
         json_object_set_new(ao, "comments_created",
                             json_integer((json_int_t)a->st.comments_created));
         json_object_set_new(ao, "ticket_updates", json_integer((json_int_t)a->st.ticket_updates));
+        json_object_set_new(ao, "ticket_lists", json_integer((json_int_t)a->st.ticket_lists));
+        json_object_set_new(ao, "ticket_lists_since",
+                            json_integer((json_int_t)a->st.ticket_lists_since));
         json_object_set_new(accts, a->sub, ao);
     }
     json_object_set_new(o, "accounts", accts);
@@ -3306,6 +3634,10 @@ static void handle_admin(void *arg, enum evhttp_cmd_type m, char **seg, int nseg
                 reply_json(r, 204, NULL);
                 return;
             }
+        }
+        if (nseg >= 4 && !strcmp(seg[3], "contacts")) {
+            admin_contacts(a, m, seg, nseg, body, r);
+            return;
         }
         if (nseg == 4 && !strcmp(seg[3], "poison") && m == EVHTTP_REQ_POST) {
             admin_poison(a, r);

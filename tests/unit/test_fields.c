@@ -9,8 +9,8 @@
  * - the normalizer's merged asset of one machine seen by both vendors has every field of the
  *   asset table, none null (the two records fill every field);
  * - docs/design.md shows exactly msp_record_defs_markdown() between its fields markers
- *   (`test_fields --markdown` prints the block to paste), and the Customer and Asset schemas of
- *   docs/openapi.yaml name exactly the table's fields;
+ *   (`test_fields --markdown` prints the block to paste), and the Customer, Asset, Contact,
+ *   Ticket and TicketSettings schemas of docs/openapi.yaml name exactly the table's fields;
  * - the merge's date names are the table's dates members.
  * The check itself is tested on records that break it in each way it knows.
  */
@@ -42,15 +42,22 @@ static const struct mapper {
     {"syncro_asset_", &msp_record_asset, msp_map_syncro_asset},
     {"cwrmm_company_", &msp_record_customer, msp_map_cwrmm_company},
     {"cwrmm_device_", &msp_record_asset, msp_map_cwrmm_device},
+    {"syncro_contact_", &msp_record_contact, msp_map_syncro_contact},
+    {"syncro_ticket_", &msp_record_ticket, msp_map_syncro_ticket},
+    {"syncro_settings_", &msp_record_setting, msp_map_syncro_settings},
 };
+/* Every kind of canonical record, each checked for fields no mapper fills. */
+static const msp_record_def_t *const kinds[] = {&msp_record_customer, &msp_record_asset,
+                                                &msp_record_contact, &msp_record_ticket,
+                                                &msp_record_setting};
+#define NKINDS (sizeof kinds / sizeof kinds[0])
 #define NMAPPERS (sizeof mappers / sizeof mappers[0])
 #define MAX_FIELDS 64
 
 /* What the mapped records showed: per mapper, records mapped; per kind, fields seen not null. */
 typedef struct seen_s {
     int mapped[NMAPPERS];
-    int customer[MAX_FIELDS];
-    int asset[MAX_FIELDS];
+    int filled[NKINDS][MAX_FIELDS];
     int failures;
 } seen_t;
 
@@ -93,7 +100,10 @@ static void note_record(seen_t *s, const struct mapper *mp, const char *name, co
         fprintf(stderr, "[%s] %s\n", name, err);
         s->failures++;
     }
-    int *filled = mp->def == &msp_record_customer ? s->customer : s->asset;
+    size_t k = 0;
+    while (k + 1 < NKINDS && kinds[k] != mp->def)
+        k++;
+    int *filled = s->filled[k];
     for (size_t f = 0; f < mp->def->n; f++) {
         const json_t *v = json_object_get(rec, mp->def->fields[f].name);
         filled[f] += v && !json_is_null(v);
@@ -140,14 +150,16 @@ static void every_mapper_writes_exactly_the_table_and_every_field_gets_a_value(v
     (void)state;
     seen_t s;
     memset(&s, 0, sizeof s);
-    assert_true(msp_record_customer.n <= MAX_FIELDS && msp_record_asset.n <= MAX_FIELDS);
+    for (size_t k = 0; k < NKINDS; k++)
+        assert_true(kinds[k]->n <= MAX_FIELDS);
     map_directory(&s, "model");
     map_directory(&s, "fields");
     for (size_t i = 0; i < NMAPPERS; i++)
         if (s.mapped[i] < 2)
             fail_msg("only %d records of %s*", s.mapped[i], mappers[i].prefix);
-    int missing = unfilled_fields(&msp_record_customer, s.customer) +
-                  unfilled_fields(&msp_record_asset, s.asset);
+    int missing = 0;
+    for (size_t k = 0; k < NKINDS; k++)
+        missing += unfilled_fields(kinds[k], s.filled[k]);
     assert_int_equal(s.failures, 0);
     assert_int_equal(missing, 0);
 }
@@ -319,7 +331,10 @@ static void openapi_schemas_name_the_table_fields(void **state) {
     if (!yaml)
         fail_msg("cannot read %s", path);
     int diff = schema_differences(yaml, "Customer", &msp_record_customer) +
-               schema_differences(yaml, "Asset", &msp_record_asset);
+               schema_differences(yaml, "Asset", &msp_record_asset) +
+               schema_differences(yaml, "Contact", &msp_record_contact) +
+               schema_differences(yaml, "Ticket", &msp_record_ticket) +
+               schema_differences(yaml, "TicketSettings", &msp_record_setting);
     free(yaml);
     assert_int_equal(diff, 0);
 }

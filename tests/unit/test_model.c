@@ -2,9 +2,9 @@
  * test_model.c — Syncro payloads to canonical records.
  *
  * Data-driven part: $MSPSYNC_TEST_DATA/model/ holds one case per input file
- *   syncro_<customer|asset>_<case>.json           the vendor object (tenant "acme")
- *   syncro_<customer|asset>_<case>.expected.json  the canonical record it must map to, or
- *   syncro_<customer|asset>_<case>.error.txt      a substring the mapping error must contain.
+ *   syncro_<customer|asset|contact|ticket|settings>_<case>.json  the vendor object (tenant "acme")
+ *   syncro_<kind>_<case>.expected.json  the canonical record it must map to, or
+ *   syncro_<kind>_<case>.error.txt      a substring the mapping error must contain.
  * Adding a case is adding files; every case is run and every failure is reported by name.
  * The API part below checks MAC normalization and fingerprints directly.
  */
@@ -99,8 +99,20 @@ static int run_case(const char *dir, const char *input) {
     }
     char err[256] = "";
     json_t *out = NULL;
-    if (strncmp(base, "syncro_customer_", 16) == 0) {
-        out = msp_map_syncro_customer("acme", raw, err, sizeof(err));
+    /* the mappers without a member list: the case name's prefix picks one */
+    static const struct {
+        const char *prefix;
+        json_t *(*map)(const char *, const json_t *, char *, size_t);
+    } whole[] = {{"syncro_customer_", msp_map_syncro_customer},
+                 {"syncro_contact_", msp_map_syncro_contact},
+                 {"syncro_ticket_", msp_map_syncro_ticket},
+                 {"syncro_settings_", msp_map_syncro_settings}};
+    size_t w = 0;
+    while (w < sizeof(whole) / sizeof(whole[0]) &&
+           strncmp(base, whole[w].prefix, strlen(whole[w].prefix)) != 0)
+        w++;
+    if (w < sizeof(whole) / sizeof(whole[0])) {
+        out = whole[w].map("acme", raw, err, sizeof(err));
     } else if (strncmp(base, "syncro_asset_", 13) == 0) {
         out = msp_map_syncro_asset("acme", raw, err, sizeof(err));
         if (picked_maps_the_same(base, path, out, err)) {
@@ -109,7 +121,10 @@ static int run_case(const char *dir, const char *input) {
             return 1;
         }
     } else {
-        fprintf(stderr, "[case %s] name must start with syncro_customer_ or syncro_asset_\n", base);
+        fprintf(stderr,
+                "[case %s] name must start with syncro_<customer|asset|contact|ticket|"
+                "settings>_\n",
+                base);
         json_decref(raw);
         return 1;
     }
@@ -177,7 +192,8 @@ static void every_fixture_maps_to_its_expected_record_or_error(void **state) {
         failures += f;
         if (!f) fprintf(stderr, "[case %s] ok\n", names[i]);
         if (strncmp(names[i], "syncro_customer_", 16) == 0) customers++;
-        else assets++;
+        else if (strncmp(names[i], "syncro_asset_", 13) == 0)
+            assets++;
         char err_path[1024];
         snprintf(err_path, sizeof(err_path), "%s/%.*s.error.txt", dir,
                  (int)(strlen(names[i]) - 5), names[i]);

@@ -79,7 +79,9 @@ static void assert_row_complete(const msp_vendor_t *v) {
         assert_pager_complete(t->pager);
         assert_ptr_equal(msp_vendor_type(v, t->type), t);
         assert_ptr_equal(msp_vendor_type(v, t->plural), t);
-        assert_non_null(msp_vendor_permissions(v, t->plural));
+        assert_non_null(msp_vendor_permissions(v, t->feature));
+        /* a pass that can be partial must keep the mark it starts from */
+        assert_true(!t->pager->partial || t->pager->mark);
     }
 }
 
@@ -93,11 +95,18 @@ static void test_customers_sync_before_assets(void **state) {
     (void)state;
     for (size_t i = 0; i < MSP_VENDOR_COUNT; i++) {
         const msp_vendor_t *v = msp_vendor_at(i);
-        assert_int_equal(v->types_cnt, 2);
         assert_string_equal(v->types[0].type, "customer");
-        assert_string_equal(v->types[1].type, "asset");
+        assert_string_equal(v->types[v->types_cnt - 1].type, "asset");
         assert_null(msp_vendor_type(v, "incident"));
     }
+    /* the guides: tickets and users alongside customers, devices and settings after them */
+    static const char *const syncro[] = {"customer", "contact", "ticket", "setting", "asset"};
+    assert_int_equal(msp_vendor_syncro.types_cnt, 5);
+    for (size_t k = 0; k < 5; k++)
+        assert_string_equal(msp_vendor_syncro.types[k].type, syncro[k]);
+    assert_int_equal(msp_vendor_cwrmm.types_cnt, 2);
+    assert_string_equal(msp_vendor_syncro.types[1].feature, "contacts");
+    assert_string_equal(msp_vendor_syncro.types[2].feature, "tickets");
 }
 
 static void test_job_types_are_taken_in_dependency_order(void **state) {
@@ -114,7 +123,7 @@ static void test_job_types_are_taken_in_dependency_order(void **state) {
     assert_int_equal(msp_vendor_types_wanted(&msp_vendor_syncro, names, idx, &n), 1);
     json_decref(names);
     char said[64];
-    assert_string_equal(msp_vendor_type_names(&msp_vendor_syncro, " and/or ", said, sizeof(said)),
+    assert_string_equal(msp_vendor_type_names(&msp_vendor_cwrmm, " and/or ", said, sizeof(said)),
                         "\"customers\" and/or \"assets\"");
 }
 
@@ -161,7 +170,7 @@ static void test_every_type_names_a_declared_feature(void **state) {
             assert_non_null(msp_vendor_permissions(v, v->types[k].feature));
         }
     }
-    assert_string_equal(msp_vendor_syncro.types[1].feature, "assets");
+    assert_string_equal(msp_vendor_type(&msp_vendor_syncro, "asset")->feature, "assets");
 }
 
 static void test_record_ids_are_checked_by_the_vendors_rule(void **state) {
@@ -212,8 +221,8 @@ static msp_pager_step_t step(const msp_pager_ops_t *o, msp_pager_t *p, const cha
 
 static void test_syncro_pager_walks_numbered_pages_until_total_pages(void **state) {
     (void)state;
-    const msp_pager_ops_t *o = msp_vendor_syncro.types[1].pager;
-    msp_pager_conf_t conf = {"https://acme.syncromsp.com/api/v1", 0};
+    const msp_pager_ops_t *o = msp_vendor_type(&msp_vendor_syncro, "asset")->pager;
+    msp_pager_conf_t conf = {"https://acme.syncromsp.com/api/v1", 0, NULL};
     msp_pager_t *p = o->create(&conf, NULL);
     char cur[64];
     json_t *recs = NULL;
@@ -242,6 +251,91 @@ static void test_syncro_pager_walks_numbered_pages_until_total_pages(void **stat
     o->destroy(p);
 }
 
+/* The URL of the pager's next request (what the path leaves out: the query). */
+static void next_url(const msp_pager_ops_t *o, msp_pager_t *p, char *out, size_t size) {
+    msp_pager_req_t req;
+    assert_int_equal(o->request(p, &req), 0);
+    snprintf(out, size, "%s", req.url);
+    free(req.body);
+}
+
+static void test_syncro_tickets_are_incremental_from_their_mark(void **state) {
+    (void)state;
+    const msp_pager_ops_t *o = msp_vendor_type(&msp_vendor_syncro, "tickets")->pager;
+    char url[2048], mark[MSP_MARK_MAX];
+    json_t *recs = NULL;
+    int last = -1;
+    /* a full pass: no filter; its mark is the latest updated_at read */
+    msp_pager_conf_t conf = {"https://acme.syncromsp.com/api/v1", 0, NULL};
+    msp_pager_t *p = o->create(&conf, NULL);
+    next_url(o, p, url, sizeof(url));
+    assert_string_equal(url, "https://acme.syncromsp.com/api/v1/tickets?page=1");
+    assert_int_equal(o->mark(p, mark, sizeof(mark)), 0);
+    assert_int_equal(step(o, p, "GET", "tickets", 200,
+                          "{\"tickets\":[{\"id\":1,\"updated_at\":\"2026-03-01T10:00:00.000Z\"},"
+                          "{\"id\":2,\"updated_at\":\"2026-03-02T00:10:00.000Z\"},{\"id\":3}],"
+                          "\"meta\":{\"page\":1,\"total_pages\":1}}",
+                          NULL, &recs, &last),
+                     MSP_PAGER_PAGE);
+    json_decref(recs);
+    assert_false(o->partial(p));
+    assert_int_equal(o->mark(p, mark, sizeof(mark)), 1);
+    assert_string_equal(mark, "2026-03-02T00:10:00.000Z");
+    o->destroy(p);
+    /* the next incremental pass asks since the day before the mark's date (date granularity
+     * and time zones both covered), and keeps the mark when nothing newer comes */
+    conf.since = mark;
+    p = o->create(&conf, NULL);
+    next_url(o, p, url, sizeof(url));
+    assert_string_equal(
+        url,
+        "https://acme.syncromsp.com/api/v1/tickets?since_updated_at=2026-03-01T00:00:00Z&page=1");
+    assert_true(o->partial(p));
+    assert_int_equal(step(o, p, "GET", "tickets", 200,
+                          "{\"tickets\":[],\"meta\":{\"page\":1,\"total_pages\":0}}", NULL, &recs,
+                          &last),
+                     MSP_PAGER_PAGE);
+    assert_true(last);
+    json_decref(recs);
+    char kept[MSP_MARK_MAX];
+    assert_int_equal(o->mark(p, kept, sizeof(kept)), 1);
+    assert_string_equal(kept, mark);
+    o->destroy(p);
+    /* a mark that is no date makes a full pass, never a smaller one */
+    conf.since = "garbage";
+    p = o->create(&conf, NULL);
+    next_url(o, p, url, sizeof(url));
+    assert_string_equal(url, "https://acme.syncromsp.com/api/v1/tickets?page=1");
+    assert_false(o->partial(p));
+    o->destroy(p);
+    /* contacts have no change filter in the document: always full, never partial */
+    assert_null(msp_vendor_type(&msp_vendor_syncro, "contacts")->pager->mark);
+    assert_null(msp_vendor_type(&msp_vendor_syncro, "contacts")->pager->partial);
+}
+
+static void test_syncro_settings_are_one_object(void **state) {
+    (void)state;
+    const msp_pager_ops_t *o = msp_vendor_type(&msp_vendor_syncro, "settings")->pager;
+    msp_pager_conf_t conf = {"https://acme.syncromsp.com/api/v1", 0, NULL};
+    msp_pager_t *p = o->create(&conf, NULL);
+    char url[2048], cur[64];
+    json_t *recs = NULL;
+    int last = -1;
+    next_url(o, p, url, sizeof(url));
+    assert_string_equal(url, "https://acme.syncromsp.com/api/v1/tickets/settings");
+    o->cursor(p, 0, cur, sizeof(cur));
+    assert_string_equal(cur, "setting:1");
+    assert_int_equal(step(o, p, "GET", "tickets/settings", 200,
+                          "{\"ticket_status_list\":[\"New\"],\"users\":[]}", NULL, &recs, &last),
+                     MSP_PAGER_PAGE);
+    assert_true(last);
+    assert_int_equal(json_array_size(recs), 1);
+    json_decref(recs);
+    assert_int_equal(step(o, p, "GET", "tickets/settings", 200, "[1]", NULL, &recs, &last),
+                     MSP_PAGER_BAD);
+    o->destroy(p);
+}
+
 static const char *const DEFS =
     "[{\"id\":\"d-p\",\"name\":\"Purchase Date\",\"entityType\":\"endpoint\"},"
     "{\"id\":\"d-w\",\"name\":\"Warranty Expiration\",\"entityType\":\"endpoint\"}]";
@@ -255,7 +349,7 @@ static const char *const COMPANIES =
 static void test_cwrmm_device_pager_follows_its_plan(void **state) {
     (void)state;
     const msp_pager_ops_t *o = msp_vendor_cwrmm.types[1].pager;
-    msp_pager_conf_t conf = {"http://cw.test", 500};
+    msp_pager_conf_t conf = {"http://cw.test", 500, NULL};
     msp_pager_t *p = o->create(&conf, NULL);
     json_t *recs = NULL;
     int last = -1;
@@ -309,7 +403,7 @@ static void test_cwrmm_devices_reuse_the_companies_the_company_pager_read(void *
     (void)state;
     const msp_pager_ops_t *co = msp_vendor_cwrmm.types[0].pager;
     const msp_pager_ops_t *o = msp_vendor_cwrmm.types[1].pager;
-    msp_pager_conf_t conf = {"http://cw.test", 500};
+    msp_pager_conf_t conf = {"http://cw.test", 500, NULL};
     msp_pager_t *cp = co->create(&conf, NULL);
     json_t *recs = NULL;
     int last = 0;
@@ -335,7 +429,7 @@ static void test_cwrmm_devices_reuse_the_companies_the_company_pager_read(void *
 static void test_cwrmm_device_cursor_resumes_a_group(void **state) {
     (void)state;
     const msp_pager_ops_t *o = msp_vendor_cwrmm.types[1].pager;
-    msp_pager_conf_t conf = {"http://cw.test", 500};
+    msp_pager_conf_t conf = {"http://cw.test", 500, NULL};
     msp_pager_t *p = o->create(&conf, NULL);
     char cur[128];
     assert_int_equal(o->seek(p, "asset:3:xyz"), 1);
@@ -353,7 +447,7 @@ static void test_cwrmm_device_cursor_resumes_a_group(void **state) {
 static void test_cwrmm_unreadable_answer_is_bad_and_names_the_call(void **state) {
     (void)state;
     const msp_pager_ops_t *o = msp_vendor_cwrmm.types[0].pager;
-    msp_pager_conf_t conf = {"http://cw.test", 500};
+    msp_pager_conf_t conf = {"http://cw.test", 500, NULL};
     msp_pager_t *p = o->create(&conf, NULL);
     msp_http_response_t res = answer(200, "{\"not\":\"an array\"}", NULL);
     json_t *recs = NULL;
@@ -379,6 +473,8 @@ int main(void) {
         cmocka_unit_test(test_every_type_names_a_declared_feature),
         cmocka_unit_test(test_record_ids_are_checked_by_the_vendors_rule),
         cmocka_unit_test(test_syncro_pager_walks_numbered_pages_until_total_pages),
+        cmocka_unit_test(test_syncro_tickets_are_incremental_from_their_mark),
+        cmocka_unit_test(test_syncro_settings_are_one_object),
         cmocka_unit_test(test_cwrmm_device_pager_follows_its_plan),
         cmocka_unit_test(test_cwrmm_devices_reuse_the_companies_the_company_pager_read),
         cmocka_unit_test(test_cwrmm_device_cursor_resumes_a_group),

@@ -81,8 +81,14 @@ typedef struct msp_record_def_s {
 
 extern const msp_record_def_t msp_record_customer;
 extern const msp_record_def_t msp_record_asset;
+extern const msp_record_def_t msp_record_contact; /**< Syncro contacts (never merged) */
+extern const msp_record_def_t msp_record_ticket;  /**< Syncro tickets (never merged) */
+extern const msp_record_def_t msp_record_setting; /**< a vendor account's ticket settings */
 
-/** @brief The definition of a kind ("customer", "asset"). @returns borrowed, or NULL. */
+/**
+ * @brief The definition of a kind ("customer", "asset", "contact", "ticket", "setting").
+ * @returns borrowed, or NULL.
+ */
 const msp_record_def_t *msp_record_def(const char *kind);
 
 /** @brief A field of def by name. @returns borrowed, or NULL when def has no such field. */
@@ -103,7 +109,7 @@ int msp_record_check(const msp_record_def_t *def, const json_t *rec, char *errst
 const char *msp_field_type_name(msp_field_type_t type);
 
 /**
- * @brief Write the customer and asset tables as Markdown (the block docs/design.md shows between
+ * @brief Write every kind's table as Markdown (the block docs/design.md shows between
  * its "fields:begin" and "fields:end" markers), one row per field.
  */
 void msp_record_defs_markdown(FILE *out);

@@ -49,6 +49,28 @@ json_t *msp_map_syncro_customer(const char *tenant, const json_t *raw, char *err
 json_t *msp_map_syncro_asset(const char *tenant, const json_t *raw, char *errstr,
                              size_t errstr_size);
 
+/** @brief Same for a Syncro contact (GET /contacts item): kind "contact". */
+json_t *msp_map_syncro_contact(const char *tenant, const json_t *raw, char *errstr,
+                               size_t errstr_size);
+
+/** @brief Same for a Syncro ticket (GET /tickets item): kind "ticket". */
+json_t *msp_map_syncro_ticket(const char *tenant, const json_t *raw, char *errstr,
+                              size_t errstr_size);
+
+/**
+ * The vendor id of an account's ticket settings: there is one settings object per account and
+ * it has no id of its own, so its canonical id is "syncro:" MSP_SYNCRO_SETTINGS_ID.
+ */
+#define MSP_SYNCRO_SETTINGS_ID "tickets"
+
+/**
+ * @brief Map the answer of GET /tickets/settings to the canonical "setting" record: the ticket
+ * statuses (ticket_status_list, required: without it the answer is refused), problem_types when
+ * present, ticket type names. @returns new, or NULL with errstr. raw is borrowed.
+ */
+json_t *msp_map_syncro_settings(const char *tenant, const json_t *raw, char *errstr,
+                                size_t errstr_size);
+
 /**
  * The top-level members of a Syncro asset that msp_map_syncro_asset reads (NULL-terminated):
  * a reader that builds only these (msp_json_pick) maps to the same record. Keep it beside the

@@ -40,6 +40,7 @@ typedef enum { MSP_VENDOR_SYNCRO = 0, MSP_VENDOR_CWRMM = 1, MSP_VENDOR_COUNT } m
 typedef struct msp_vendor_s msp_vendor_t;
 
 #define MSP_VENDOR_TYPES_MAX 8 /**< record types one vendor syncs, at most (test_vendor checks) */
+#define MSP_MARK_MAX 64        /**< bytes of a pager's high-water mark, NUL included */
 
 /* ------------------------------------------------------------------------------------------ */
 /* credentials                                                                                 */
@@ -151,6 +152,9 @@ typedef struct msp_pager_s msp_pager_t;
 typedef struct msp_pager_conf_s {
     const char *base_url; /**< msp_vendor_cred_base_url */
     int page_size;        /**< items per list request where the vendor lets us choose */
+    const char *since;    /**< an incremental job: the mark the type's last pass left (see
+                               msp_pager_ops_t.mark); NULL for a full pass. A pager that takes
+                               it asks only for what changed since (the pass is partial) */
 } msp_pager_conf_t;
 
 /** The next request of a pager. */
@@ -205,6 +209,15 @@ typedef struct msp_pager_ops_s {
     void (*advance)(msp_pager_t *p);
     /** @brief Free. NULL-safe. */
     void (*destroy)(msp_pager_t *p);
+    /**
+     * @brief The high-water mark of the pass so far (the latest vendor change time read, never
+     * below conf.since), for the fetcher to keep once the type completed and give the next
+     * incremental pass as conf.since. @returns 1 with out set, 0 when there is none yet. NULL
+     * for a type the vendor cannot list by change time: every pass is full (and gone-swept).
+     */
+    int (*mark)(const msp_pager_t *p, char *out, size_t out_size);
+    /** @brief 1 when this pass asks only for changes (conf.since was taken): no gone-sweep. */
+    int (*partial)(const msp_pager_t *p);
 } msp_pager_ops_t;
 
 /* ------------------------------------------------------------------------------------------ */
