@@ -48,9 +48,10 @@ static const struct {
     const char *base;
     int compacted;
 } want_topics[] = {
-    {MSP_TOPIC_SYNC_JOBS, 0}, {MSP_TOPIC_RAW_RECORDS, 0}, {MSP_TOPIC_SYNC_EVENTS, 0},
-    {MSP_TOPIC_CUSTOMERS, 1}, {MSP_TOPIC_ASSETS, 1},      {MSP_TOPIC_DLQ, 0},
-    {MSP_TOPIC_INCIDENTS, 0}, {MSP_TOPIC_DATE_CHANGES, 0}, {MSP_TOPIC_RAW_EVENTS, 0},
+    {MSP_TOPIC_SYNC_JOBS, 0},      {MSP_TOPIC_RAW_RECORDS, 0},  {MSP_TOPIC_SYNC_EVENTS, 0},
+    {MSP_TOPIC_CUSTOMERS, 1},      {MSP_TOPIC_ASSETS, 1},       {MSP_TOPIC_DLQ, 0},
+    {MSP_TOPIC_INCIDENTS, 0},      {MSP_TOPIC_DATE_CHANGES, 0}, {MSP_TOPIC_RAW_EVENTS, 0},
+    {MSP_TOPIC_INCIDENTS_HELD, 0},
 };
 #define WANT_TOPICS ((int)(sizeof(want_topics) / sizeof(want_topics[0])))
 
@@ -230,6 +231,17 @@ rd_kafka_t *msp_kafka_producer_new(const char *brokers, const char *client_id,
     return rk;
 }
 
+/* A consumer handle of conf (taken, also on failure) whose messages come from its poll. */
+static rd_kafka_t *consumer_of(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size) {
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    return rk;
+}
+
 rd_kafka_t *msp_kafka_consumer_new(const char *brokers, const char *group, const char *client_id,
                                    const char **topic_names,
                                    void (*rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t,
@@ -258,12 +270,9 @@ rd_kafka_t *msp_kafka_consumer_new(const char *brokers, const char *group, const
     }
     if (rebalance_cb) rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_conf_set_opaque(conf, opaque);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
-    if (!rk) {
-        rd_kafka_conf_destroy(conf);
+    rd_kafka_t *rk = consumer_of(conf, errstr, errstr_size);
+    if (!rk)
         return NULL;
-    }
-    rd_kafka_poll_set_consumer(rk);
     int n = 0;
     while (topic_names[n]) n++;
     rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(n);
@@ -277,6 +286,26 @@ rd_kafka_t *msp_kafka_consumer_new(const char *brokers, const char *group, const
         return NULL;
     }
     return rk;
+}
+
+rd_kafka_t *msp_kafka_reader_new(const char *brokers, const char *client_id, char *errstr,
+                                 size_t errstr_size) {
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    /* A group id is required by the consumer API; with assign() and no commits it joins no
+     * group and stores nothing under it. */
+    if (conf_set(conf, "bootstrap.servers", brokers, errstr, errstr_size) ||
+        conf_set(conf, "client.id", client_id, errstr, errstr_size) ||
+        conf_set(conf, "group.id", client_id, errstr, errstr_size) ||
+        conf_set(conf, "enable.auto.commit", "false", errstr, errstr_size) ||
+        conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) ||
+        conf_set(conf, "enable.partition.eof", "true", errstr, errstr_size) ||
+        conf_set(conf, "queued.max.messages.kbytes", "1024", errstr, errstr_size) ||
+        conf_set(conf, "fetch.max.bytes", "1048576", errstr, errstr_size) ||
+        conf_finish(conf, errstr, errstr_size)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    return consumer_of(conf, errstr, errstr_size);
 }
 
 /* The admin client's errors, served by rd_kafka_poll in msp_kafka_ensure_topics: a failed

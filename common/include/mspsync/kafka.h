@@ -32,6 +32,9 @@
 #define MSP_TOPIC_DLQ         "dlq"
 #define MSP_TOPIC_INCIDENTS   "incidents"
 #define MSP_TOPIC_DATE_CHANGES "date.changes"
+/* incidents kept while a tenant's ticketing is paused or switched off with when_disabled=hold
+ * (key: tenant id; the ticket-creator writes and reads it, design.md "Incidents to tickets") */
+#define MSP_TOPIC_INCIDENTS_HELD "incidents.held"
 
 /** The Kafka settings of every service, filled by its MSP_KAFKA_CONFIG rows. */
 typedef struct msp_kafka_conf_s {
@@ -120,6 +123,15 @@ rd_kafka_t *msp_kafka_consumer_new(const char *brokers, const char *group, const
                                    void (*rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t,
                                                         rd_kafka_topic_partition_list_t *, void *),
                                    void *opaque, char *errstr, size_t errstr_size);
+
+/**
+ * @brief A consumer outside any group, for reading one partition from a known offset
+ * (rd_kafka_assign): no offsets are committed (the reader keeps its position elsewhere),
+ * end of partition is reported (RD_KAFKA_RESP_ERR__PARTITION_EOF), and at most ~1 MB is
+ * prefetched. @returns new handle or NULL (errstr).
+ */
+rd_kafka_t *msp_kafka_reader_new(const char *brokers, const char *client_id, char *errstr,
+                                 size_t errstr_size);
 
 /**
  * @brief Create the mspsync topics if missing (customers and assets compacted), with the
