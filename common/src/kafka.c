@@ -47,11 +47,20 @@ static char kafka_trouble_text[256];
 static const struct {
     const char *base;
     int compacted;
+    const char *retention_ms; /* NULL: the broker's default */
 } want_topics[] = {
-    {MSP_TOPIC_SYNC_JOBS, 0},      {MSP_TOPIC_RAW_RECORDS, 0},  {MSP_TOPIC_SYNC_EVENTS, 0},
-    {MSP_TOPIC_CUSTOMERS, 1},      {MSP_TOPIC_ASSETS, 1},       {MSP_TOPIC_DLQ, 0},
-    {MSP_TOPIC_INCIDENTS, 0},      {MSP_TOPIC_DATE_CHANGES, 0}, {MSP_TOPIC_RAW_EVENTS, 0},
-    {MSP_TOPIC_INCIDENTS_HELD, 0},
+    {MSP_TOPIC_SYNC_JOBS, 0},
+    {MSP_TOPIC_RAW_RECORDS, 0},
+    {MSP_TOPIC_SYNC_EVENTS, 0},
+    {MSP_TOPIC_CUSTOMERS, 1},
+    {MSP_TOPIC_ASSETS, 1},
+    {MSP_TOPIC_DLQ, 0},
+    {MSP_TOPIC_INCIDENTS, 0},
+    {MSP_TOPIC_DATE_CHANGES, 0},
+    {MSP_TOPIC_RAW_EVENTS, 0},
+    /* held incidents wait for a fixed key or ticketing switched on: 30 days, not the broker's
+     * default week (design.md "Held incidents") */
+    {MSP_TOPIC_INCIDENTS_HELD, 0, "2592000000"},
 };
 #define WANT_TOPICS ((int)(sizeof(want_topics) / sizeof(want_topics[0])))
 
@@ -366,6 +375,8 @@ static int new_topics(rd_kafka_NewTopic_t **nt, char *errstr, size_t errstr_size
             rd_kafka_NewTopic_set_config(nt[i], "cleanup.policy", "compact");
             rd_kafka_NewTopic_set_config(nt[i], "min.cleanable.dirty.ratio", "0.1");
         }
+        if (want_topics[i].retention_ms)
+            rd_kafka_NewTopic_set_config(nt[i], "retention.ms", want_topics[i].retention_ms);
     }
     return 0;
 }
@@ -488,7 +499,15 @@ int msp_kafka_dead_letter(rd_kafka_t *producer, const rd_kafka_message_t *src,
     char num[32], when[40];
     rd_kafka_header_add(hdrs, "x-dlq-reason", -1, reason, -1);
     rd_kafka_header_add(hdrs, "x-dlq-service", -1, service, -1);
-    rd_kafka_header_add(hdrs, "x-dlq-source-topic", -1, rd_kafka_topic_name(src->rkt), -1);
+    /* A record that is a copy kept elsewhere (incidents.held) names the topic it replays to. */
+    const void *copy_of = NULL;
+    size_t copy_len = 0;
+    if (!orig || rd_kafka_header_get_last(orig, "x-source-topic", &copy_of, &copy_len) ||
+        !copy_of) {
+        copy_of = rd_kafka_topic_name(src->rkt);
+        copy_len = strlen(copy_of);
+    }
+    rd_kafka_header_add(hdrs, "x-dlq-source-topic", -1, copy_of, (ssize_t)copy_len);
     snprintf(num, sizeof(num), "%d", (int)src->partition);
     rd_kafka_header_add(hdrs, "x-dlq-source-partition", -1, num, -1);
     snprintf(num, sizeof(num), "%lld", (long long)src->offset);

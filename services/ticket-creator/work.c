@@ -246,6 +246,10 @@ static void hold_send(void *arg) {
     else
         h = rd_kafka_headers_new(2);
     rd_kafka_header_add(h, "x-held-reason", -1, it->hold.reason, -1);
+    const void *v;
+    size_t vlen;
+    if (rd_kafka_header_get_last(h, "x-source-topic", &v, &vlen)) /* a dead letter replays here */
+        rd_kafka_header_add(h, "x-source-topic", -1, rd_kafka_topic_name(m->rkt), -1);
     if (msp_kafka_produce(it->tc->worker.producer, msp_topic(MSP_TOPIC_INCIDENTS_HELD), it->tenant,
                           strlen(it->tenant), m->payload, m->len, h, &it->hold) != 0) {
         rd_kafka_headers_destroy(h);

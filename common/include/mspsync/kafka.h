@@ -189,7 +189,10 @@ void msp_kafka_rebalance_apply(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 /**
  * @brief Produce a copy of src (key, value, headers) to the dlq topic with headers
  * x-dlq-reason, x-dlq-service, x-dlq-source-topic, x-dlq-source-partition,
- * x-dlq-source-offset, x-dlq-failed-at. Asynchronous; the delivery report carries `opaque`.
+ * x-dlq-source-offset, x-dlq-failed-at. A source with an x-source-topic header (a copy kept on
+ * another topic, such as incidents.held) names that topic as x-dlq-source-topic, so that a
+ * replay goes where the original would have gone. Asynchronous; the delivery report carries
+ * `opaque`.
  * @returns 0 or -1 when the produce call itself failed.
  */
 int msp_kafka_dead_letter(rd_kafka_t *producer, const rd_kafka_message_t *src,
