@@ -127,8 +127,10 @@ stop:
     msp_keyq_stop(w->kq);
     msp_http_destroy(tc->http);
     tc->http = NULL;
-    tc_release_close(tc); /* a released event in flight stays held: its `from` did not move */
     msp_svc_worker_close(w);
+    /* After the flush (a released event's dead letter reports there); an event still in flight
+     * stays held: its `from` did not move. */
+    tc_release_close(tc);
     msp_svc_close(&svc);
     if (tc->redis) redisFree(tc->redis);
     msp_metrics_destroy(tc->metrics);
