@@ -178,6 +178,37 @@ class TicketingHoldTest(StackTest):
         self.assertEqual(status["held"], 0, status)
         self.assertEqual(T.compare(exp, T.actual(T.sim_tickets(s))), [])
 
+    def test_released_incident_of_an_unmapped_org_is_dead_lettered_and_replays_to_incidents(self):
+        """A held incident that fails when released is dead-lettered like any other, and its
+        replay goes back to `incidents` (where it is ticketed), not to `incidents.held`."""
+        s = self.make_stack(sim_config={"rate_limit": 0})
+        off = dict(T.DEFAULT_CONFIG, enabled=False, when_disabled="hold")
+        secret = T.setup(s, orgs=3, unmapped=("org-0003",), config=off)
+        inc = {"id": "inc-unmapped-1", "org_id": "org-0003", "org_name": "Umbrella Corp",
+               "alert_type": "device_offline", "severity": "high", "status": "open",
+               "subject": "WS-07", "title": "Device offline", "occurred_at": "2026-11-23T10:00:00Z"}
+        for body in (inc, dict(inc, id="inc-mapped-1", org_id="org-0001", org_name="Org One")):
+            st, js, _ = T.post_incident(s, secret, body)
+            self.assertEqual(st, 202, js)
+        wait_until(lambda: ticketing_status(s)["held"] == 2, 60, "both held")
+        put_config(s, dict(off, enabled=True))
+        dl = wait_until(lambda: s.kcat("dlq", fmt="%h\t%s\n"), 120, "dead letter")
+        self.assertEqual(len(dl), 1, dl)
+        self.assertIn("no Syncro customer mapped for org org-0003", dl[0])
+        self.assertIn("x-dlq-source-topic=%s," % s.topic("incidents"), dl[0])
+        wait_until(lambda: len(T.sim_tickets(s)) == 1, 60, "the mapped org's ticket")
+        wait_until(lambda: ticketing_status(s)["held"] == 0, 60, "nothing held")
+
+        cust = sorted(c["id"] for c in s.inventory(T.TENANT, "customers"))[5].split(":")[1]
+        st, js, _ = s.api("PUT", "/v1/tenants/%s/ticketing/orgs/org-0003" % T.TENANT,
+                          {"customer_id": int(cust)})
+        self.assertEqual(st, 200, js)
+        rc, out, err = s.dlq_tool("replay")
+        self.assertEqual((rc, out.strip()), (0, "replayed=1 skipped=0"), err)
+        wait_until(lambda: len(T.sim_tickets(s)) == 2, 60, "the replayed incident's ticket")
+        T.wait_drained(s)
+        self.assertEqual(len(T.sim_tickets(s)), 2)
+
 
 if __name__ == "__main__":
     main()
