@@ -7,6 +7,7 @@ Ticketing that holds instead of dropping (issue 11, part C; the gate is test_tic
   ticket-creator while holding and while releasing; when_disabled=skip counts and drops;
 - a held incident that fails when released is dead-lettered and replays to `incidents`.
 """
+import json
 import subprocess
 
 import ticketing as T
@@ -110,6 +111,16 @@ class TicketingHoldTest(StackTest):
         wait_until(lambda: ticketing_status(s)["held"] == 0, 60, "nothing held")
         self.assertEqual(T.compare(exp, T.actual(T.sim_tickets(s))), [])
         self.assertEqual(s.kcat("dlq"), [])
+        # Released in the order they were held: the tickets were made in the order of each
+        # incident's first open event on incidents.held (the tenant's one partition).
+        first_open = []
+        for line in s.kcat("incidents.held", fmt="%s\n"):
+            inc = json.loads(line)
+            if inc["status"] == "open" and inc["incident_id"] not in first_open:
+                first_open.append(inc["incident_id"])
+        made = [T.INCIDENT_RE.search(sorted(t["comments"], key=lambda c: c["id"])[0]["body"]).group(1)
+                for t in sorted(T.sim_tickets(s), key=lambda t: t["id"])]
+        self.assertEqual(made, [i for i in first_open if i in exp])
 
         # when_disabled=skip: counted as skipped_disabled, never ticketed.
         put_config(s, dict(off, when_disabled="skip"))
