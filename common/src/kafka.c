@@ -47,12 +47,24 @@ static char kafka_trouble_text[256];
 static const struct {
     const char *base;
     int compacted;
+    const char *retention_ms; /* NULL: the broker's default */
 } want_topics[] = {
-    {MSP_TOPIC_SYNC_JOBS, 0}, {MSP_TOPIC_RAW_RECORDS, 0},  {MSP_TOPIC_SYNC_EVENTS, 0},
-    {MSP_TOPIC_CUSTOMERS, 1}, {MSP_TOPIC_ASSETS, 1},       {MSP_TOPIC_DLQ, 0},
-    {MSP_TOPIC_INCIDENTS, 0}, {MSP_TOPIC_DATE_CHANGES, 0}, {MSP_TOPIC_RAW_EVENTS, 0},
-    {MSP_TOPIC_CONFIG, 1},    {MSP_TOPIC_CONTACTS, 1},     {MSP_TOPIC_TICKETS, 1},
+    {MSP_TOPIC_SYNC_JOBS, 0},
+    {MSP_TOPIC_RAW_RECORDS, 0},
+    {MSP_TOPIC_SYNC_EVENTS, 0},
+    {MSP_TOPIC_CUSTOMERS, 1},
+    {MSP_TOPIC_ASSETS, 1},
+    {MSP_TOPIC_DLQ, 0},
+    {MSP_TOPIC_INCIDENTS, 0},
+    {MSP_TOPIC_DATE_CHANGES, 0},
+    {MSP_TOPIC_RAW_EVENTS, 0},
+    {MSP_TOPIC_CONFIG, 1},
+    {MSP_TOPIC_CONTACTS, 1},
+    {MSP_TOPIC_TICKETS, 1},
     {MSP_TOPIC_SETTINGS, 1},
+    /* held incidents wait for a fixed key or ticketing switched on: 30 days, not the broker's
+     * default week (design.md "Held incidents") */
+    {MSP_TOPIC_INCIDENTS_HELD, 0, "2592000000"},
 };
 #define WANT_TOPICS ((int)(sizeof(want_topics) / sizeof(want_topics[0])))
 
@@ -232,6 +244,17 @@ rd_kafka_t *msp_kafka_producer_new(const char *brokers, const char *client_id,
     return rk;
 }
 
+/* A consumer handle of conf (taken, also on failure) whose messages come from its poll. */
+static rd_kafka_t *consumer_of(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size) {
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    return rk;
+}
+
 rd_kafka_t *msp_kafka_consumer_new(const char *brokers, const char *group, const char *client_id,
                                    const char **topic_names,
                                    void (*rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t,
@@ -260,12 +283,9 @@ rd_kafka_t *msp_kafka_consumer_new(const char *brokers, const char *group, const
     }
     if (rebalance_cb) rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_conf_set_opaque(conf, opaque);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
-    if (!rk) {
-        rd_kafka_conf_destroy(conf);
+    rd_kafka_t *rk = consumer_of(conf, errstr, errstr_size);
+    if (!rk)
         return NULL;
-    }
-    rd_kafka_poll_set_consumer(rk);
     int n = 0;
     while (topic_names[n]) n++;
     rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(n);
@@ -279,6 +299,26 @@ rd_kafka_t *msp_kafka_consumer_new(const char *brokers, const char *group, const
         return NULL;
     }
     return rk;
+}
+
+rd_kafka_t *msp_kafka_reader_new(const char *brokers, const char *client_id, char *errstr,
+                                 size_t errstr_size) {
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    /* A group id is required by the consumer API; with assign() and no commits it joins no
+     * group and stores nothing under it. */
+    if (conf_set(conf, "bootstrap.servers", brokers, errstr, errstr_size) ||
+        conf_set(conf, "client.id", client_id, errstr, errstr_size) ||
+        conf_set(conf, "group.id", client_id, errstr, errstr_size) ||
+        conf_set(conf, "enable.auto.commit", "false", errstr, errstr_size) ||
+        conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) ||
+        conf_set(conf, "enable.partition.eof", "true", errstr, errstr_size) ||
+        conf_set(conf, "queued.max.messages.kbytes", "1024", errstr, errstr_size) ||
+        conf_set(conf, "fetch.max.bytes", "1048576", errstr, errstr_size) ||
+        conf_finish(conf, errstr, errstr_size)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    return consumer_of(conf, errstr, errstr_size);
 }
 
 /* The admin client's errors, served by rd_kafka_poll in msp_kafka_ensure_topics: a failed
@@ -339,6 +379,8 @@ static int new_topics(rd_kafka_NewTopic_t **nt, char *errstr, size_t errstr_size
             rd_kafka_NewTopic_set_config(nt[i], "cleanup.policy", "compact");
             rd_kafka_NewTopic_set_config(nt[i], "min.cleanable.dirty.ratio", "0.1");
         }
+        if (want_topics[i].retention_ms)
+            rd_kafka_NewTopic_set_config(nt[i], "retention.ms", want_topics[i].retention_ms);
     }
     return 0;
 }
@@ -461,7 +503,15 @@ int msp_kafka_dead_letter(rd_kafka_t *producer, const rd_kafka_message_t *src,
     char num[32], when[40];
     rd_kafka_header_add(hdrs, "x-dlq-reason", -1, reason, -1);
     rd_kafka_header_add(hdrs, "x-dlq-service", -1, service, -1);
-    rd_kafka_header_add(hdrs, "x-dlq-source-topic", -1, rd_kafka_topic_name(src->rkt), -1);
+    /* A record that is a copy kept elsewhere (incidents.held) names the topic it replays to. */
+    const void *copy_of = NULL;
+    size_t copy_len = 0;
+    if (!orig || rd_kafka_header_get_last(orig, "x-source-topic", &copy_of, &copy_len) ||
+        !copy_of) {
+        copy_of = rd_kafka_topic_name(src->rkt);
+        copy_len = strlen(copy_of);
+    }
+    rd_kafka_header_add(hdrs, "x-dlq-source-topic", -1, copy_of, (ssize_t)copy_len);
     snprintf(num, sizeof(num), "%d", (int)src->partition);
     rd_kafka_header_add(hdrs, "x-dlq-source-partition", -1, num, -1);
     snprintf(num, sizeof(num), "%lld", (long long)src->offset);
@@ -517,23 +567,9 @@ void msp_dead_letter_clear(msp_dead_letter_t *dl) {
 long long msp_kafka_read_to_end(const char *brokers, const char *topic, int timeout_ms,
                                 msp_kafka_read_cb *cb, int (*keep_going)(void *), void *opaque,
                                 char *errstr, size_t errstr_size) {
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (conf_set(conf, "bootstrap.servers", brokers, errstr, errstr_size) ||
-        conf_set(conf, "client.id", "mspsync-reader", errstr, errstr_size) ||
-        /* assign() needs a group id; nothing is ever committed or subscribed with it */
-        conf_set(conf, "group.id", "mspsync-reader", errstr, errstr_size) ||
-        conf_set(conf, "enable.auto.commit", "false", errstr, errstr_size) ||
-        conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) ||
-        conf_set(conf, "enable.partition.eof", "true", errstr, errstr_size) ||
-        conf_finish(conf, errstr, errstr_size)) {
-        rd_kafka_conf_destroy(conf);
+    rd_kafka_t *rk = msp_kafka_reader_new(brokers, "mspsync-reader", errstr, errstr_size);
+    if (!rk)
         return -1;
-    }
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
-    if (!rk) {
-        rd_kafka_conf_destroy(conf);
-        return -1;
-    }
     long long n = -1;
     int64_t deadline = msp_now_ms() + timeout_ms;
     const struct rd_kafka_metadata *md = NULL;

@@ -25,6 +25,10 @@ static const msp_statekey_t TABLE[] = {
      "topics is not built yet)"},
     {"ticketing:stats", MSP_STATE_DERIVED, "counters start again from zero"},
     {"ticketing:unmapped*", MSP_STATE_DERIVED, "the next dead-lettered incident of the org"},
+    {"ticketing:held", MSP_STATE_DERIVED,
+     "the index of a tenant's held incidents: derivable from incidents.held (design.md; the "
+     "rebuild is not built yet: a lost index leaves those incidents held)"},
+    {"ticketing:holding", MSP_STATE_DERIVED, "the tenants with a held index (as above)"},
     {"wb:*", MSP_STATE_DERIVED,
      "lost: the write-back reads the vendor's value before it writes, so nothing is written twice"},
     /* coordination */
@@ -35,6 +39,7 @@ static const msp_statekey_t TABLE[] = {
     {"sched:*", MSP_STATE_COORD, "the scheduler's next lease"},
     {"rl", MSP_STATE_COORD, "a rate-limit bucket starts full (bounded by the vendor's own limit)"},
     {"restore:lock", MSP_STATE_COORD, "the next restore's claim"},
+    {"ticketing:release_lock", MSP_STATE_COORD, "the next releaser's claim"},
     /* cache */
     {"token:*", MSP_STATE_CACHE, "a new OAuth token is fetched"},
     {"cwrmm:defs", MSP_STATE_CACHE, "read again from ConnectWise RMM"},

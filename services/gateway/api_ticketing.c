@@ -13,6 +13,9 @@
  *   unmapped        hash    org_id → org_name                     (ticket-creator; gateway HDEL)
  *   unmapped_count  hash    org_id → incidents skipped for want of a mapping   (same)
  *   stats           hash    counters and last error                  (ticket-creator, read only)
+ *   held            hash    the index of held incidents              (ticket-creator, read only)
+ * and the ticketing_* fields of status:syncro (the pause after a 401/403), cleared by
+ * gw_ticketing_resume when the integration is saved again or PATCHed.
  *
  * The config is validated strictly: an unknown key or a wrong type is a 400 naming its path
  * (rules.device_offline.due_in_days), so a typo never silently becomes a default.
@@ -183,9 +186,119 @@ static int take_int(const json_t *in, json_t *out, const char *field, long long 
     return 0;
 }
 
+/* ---- the high-priority gate and the held incidents (issue 11 part C) ---------------------- */
+
+static const char *const SEVERITIES[] = {"info", "low", "medium", "high", "critical", NULL};
+
+/* The minimum severity of a new config: the portals' guides ticket "high priority actionable
+ * incidents". An incident without a severity is not gated (the ticket-creator's tc_gate). */
+#define DEFAULT_MIN_SEVERITY "high"
+
+/* A severity of the portal's list, or null; def NULL = null default. @returns 0 or -1 (e). */
+static int take_severity(const json_t *in, json_t *out, const char *field, const char *def,
+                         const char *prefix, verr_t *e) {
+    json_t *v = json_object_get(in, field);
+    if (!v) {
+        json_object_set_new(out, field, def ? json_string(def) : json_null());
+        return 0;
+    }
+    for (int i = 0; json_is_string(v) && SEVERITIES[i]; i++)
+        if (!strcmp(json_string_value(v), SEVERITIES[i])) {
+            json_object_set(out, field, v);
+            return 0;
+        }
+    if (json_is_null(v)) {
+        json_object_set_new(out, field, json_null());
+        return 0;
+    }
+    return fail(e, "%s%s must be one of info, low, medium, high, critical, or null (got %s%.*s%s)",
+                prefix, field, json_is_string(v) ? "\"" : "",
+                MSP_UTF8_CUT(json_is_string(v) ? json_string_value(v) : gw_json_kind(v), 64),
+                json_is_string(v) ? "\"" : "");
+}
+
+/*
+ * The gate's part of the config: min_severity (default high), priority_by_severity (a Syncro
+ * priority per severity and for "none", the incidents without one; used when the rule has no
+ * fixed priority) and when_disabled ("skip": incidents that arrive while ticketing is off are
+ * counted and dropped; "hold": kept and ticketed once it is on). @returns 0 or -1 (e).
+ */
+static int take_gate(const json_t *in, json_t *out, verr_t *e) {
+    static const char *const defaults[][2] = {{"critical", "0 Urgent"}, {"high", "1 High"},
+                                              {"medium", "2 Normal"},   {"low", "3 Low"},
+                                              {"info", "3 Low"},        {"none", "2 Normal"}};
+    static const char *const known[] = {"critical", "high", "medium", "low", "info", "none", NULL};
+    if (take_severity(in, out, "min_severity", DEFAULT_MIN_SEVERITY, "", e) ||
+        take_string(in, out, "when_disabled", "skip", 1, 16, 0, "", e))
+        return -1;
+    const char *wd = json_string_value(json_object_get(out, "when_disabled"));
+    if (strcmp(wd, "skip") != 0 && strcmp(wd, "hold") != 0)
+        return fail(e, "when_disabled must be \"skip\" or \"hold\" (got \"%s\")", wd);
+    const json_t *map_in = json_object_get(in, "priority_by_severity");
+    if (map_in && !json_is_object(map_in))
+        return fail(e,
+                    "priority_by_severity must be an object of severity → Syncro priority "
+                    "(got %s)",
+                    gw_json_kind(map_in));
+    if (map_in && check_keys(map_in, known, "priority_by_severity", e))
+        return -1;
+    json_t *map = json_object();
+    json_object_set_new(out, "priority_by_severity", map);
+    for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
+        if (take_string(map_in ? map_in : map, map, defaults[i][0], defaults[i][1], 0, 100, 1,
+                        "priority_by_severity.", e))
+            return -1;
+    return 0;
+}
+
+/* The held incidents and the pause, for GET .../ticketing. @returns new object or NULL (err). */
+static json_t *held_object(gw_t *gw, const char *tenant, char *err, size_t err_size) {
+    char kh[128], ks[128];
+    msp_key(kh, sizeof(kh), tenant, "ticketing:held");
+    msp_key(ks, sizeof(ks), tenant, "status:syncro");
+    redisReply *h = gw_redis(gw, err, err_size, "HGET %s count", kh);
+    redisReply *p = h ? gw_redis(gw, err, err_size,
+                                 "HMGET %s ticketing_paused ticketing_error ticketing_hint", ks)
+                      : NULL;
+    if (!p) {
+        if (h)
+            freeReplyObject(h);
+        return NULL;
+    }
+    const char *count = h->type == REDIS_REPLY_STRING ? h->str : "0";
+    int paused = p->type == REDIS_REPLY_ARRAY && p->elements == 3 &&
+                 p->element[0]->type == REDIS_REPLY_STRING && !strcmp(p->element[0]->str, "1");
+    const char *why =
+        paused && p->element[1]->type == REDIS_REPLY_STRING ? p->element[1]->str : NULL;
+    const char *hint =
+        paused && p->element[2]->type == REDIS_REPLY_STRING ? p->element[2]->str : NULL;
+    json_t *o = json_pack("{s:I,s:b,s:s,s:o,s:o}", "held", (json_int_t)strtoll(count, NULL, 10),
+                          "paused", paused, "state", paused ? "error" : "ok", "error",
+                          str_or_null(why), "hint", str_or_null(hint));
+    freeReplyObject(h);
+    freeReplyObject(p);
+    return o;
+}
+
+int gw_ticketing_resume(gw_t *gw, const char *tenant, const char *vendor, char *err,
+                        size_t err_size) {
+    char k[128];
+    msp_key(k, sizeof(k), tenant, "status:%s", vendor);
+    redisReply *r = gw_redis(gw, err, err_size, "HSET %s ticketing_paused 0 ticketing_state ok", k);
+    if (r) {
+        freeReplyObject(r);
+        r = gw_redis(gw, err, err_size, "HDEL %s ticketing_error ticketing_hint ticketing_error_at",
+                     k);
+    }
+    if (!r)
+        return -1;
+    freeReplyObject(r);
+    return 0;
+}
+
 static json_t *validate_rule(const json_t *in, const char *path, verr_t *e) {
-    static const char *const known[] = {"create", "problem_type", "priority", "status",
-                                        "due_in_days", "assignee_user_id", NULL};
+    static const char *const known[] = {"create",      "problem_type",     "priority",     "status",
+                                        "due_in_days", "assignee_user_id", "min_severity", NULL};
     char prefix[300];
     snprintf(prefix, sizeof(prefix), "%s.", path);
     if (!json_is_object(in)) {
@@ -193,13 +306,13 @@ static json_t *validate_rule(const json_t *in, const char *path, verr_t *e) {
         return NULL;
     }
     json_t *out = json_object();
-    if (check_keys(in, known, path, e) ||
-        take_bool(in, out, "create", 1, prefix, e) ||
+    if (check_keys(in, known, path, e) || take_bool(in, out, "create", 1, prefix, e) ||
         take_string(in, out, "problem_type", NULL, 0, 100, 1, prefix, e) ||
-        take_string(in, out, "priority", "2 Normal", 0, 100, 1, prefix, e) ||
+        take_string(in, out, "priority", NULL, 0, 100, 1, prefix, e) ||
         take_string(in, out, "status", "New", 1, 100, 0, prefix, e) ||
         take_int(in, out, "due_in_days", -1, 0, 3650, 1, prefix, e) ||
-        take_int(in, out, "assignee_user_id", -1, 1, INT64_MAX, 1, prefix, e)) {
+        take_int(in, out, "assignee_user_id", -1, 1, INT64_MAX, 1, prefix, e) ||
+        take_severity(in, out, "min_severity", NULL, prefix, e)) {
         json_decref(out);
         return NULL;
     }
@@ -211,14 +324,15 @@ static json_t *validate_rule(const json_t *in, const char *path, verr_t *e) {
  * gives the default config). @returns a new complete document, or NULL with e.
  */
 static json_t *config_complete(const json_t *in, verr_t *e) {
-    static const char *const known[] = {"enabled", "auto_resolve", "resolve_status",
-                                        "reopen_window_days", "rules", NULL};
+    static const char *const known[] = {
+        "enabled", "auto_resolve", "resolve_status",       "reopen_window_days",
+        "rules",   "min_severity", "priority_by_severity", "when_disabled",
+        NULL};
     json_t *out = json_object();
     if (check_keys(in, known, "the ticketing config", e) ||
-        take_bool(in, out, "enabled", 0, "", e) ||
-        take_bool(in, out, "auto_resolve", 0, "", e) ||
+        take_bool(in, out, "enabled", 0, "", e) || take_bool(in, out, "auto_resolve", 0, "", e) ||
         take_string(in, out, "resolve_status", "Resolved", 1, 100, 0, "", e) ||
-        take_int(in, out, "reopen_window_days", 7, 0, 3650, 0, "", e)) {
+        take_int(in, out, "reopen_window_days", 7, 0, 3650, 0, "", e) || take_gate(in, out, e)) {
         json_decref(out);
         return NULL;
     }
@@ -384,13 +498,17 @@ void api_ticketing_get(gw_t *gw, struct evhttp_request *req, const char *tenant)
     json_t *cfg = config_load(gw, tenant, err, sizeof(err));
     json_t *status = cfg ? stats_object(gw, tenant, err, sizeof(err)) : NULL;
     json_t *unmapped = status ? unmapped_list(gw, tenant, err, sizeof(err)) : NULL;
-    if (!unmapped) {
+    json_t *held = unmapped ? held_object(gw, tenant, err, sizeof(err)) : NULL;
+    if (!held) {
         json_decref(cfg);
         json_decref(status);
+        json_decref(unmapped);
         gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
         return;
     }
     json_object_set_new(status, "unmapped_orgs", unmapped);
+    json_object_update(status, held);
+    json_decref(held);
     json_t *invalid = NULL;
     int synced = 0;
     if (gw_ticket_settings_check(gw, tenant, cfg, &invalid, &synced, err, sizeof(err)) != 0) {

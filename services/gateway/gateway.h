@@ -472,5 +472,11 @@ void gw_vendor_metric(gw_t *gw, const char *vendor, const char *outcome);
  * dead_lettered, last_error, last_error_at. @returns a new object, or NULL with errstr (Redis).
  */
 json_t *gw_ticketing_summary(gw_t *gw, const char *tenant, char *errstr, size_t errstr_size);
+/**
+ * @brief Resume ticketing paused by a 401/403 (the ticket-creator's ticketing_paused in
+ * status:<vendor>): the integration was saved again or PATCHed. @returns 0 or -1 (err).
+ */
+int gw_ticketing_resume(gw_t *gw, const char *tenant, const char *vendor, char *err,
+                        size_t err_size);
 
 #endif

@@ -167,6 +167,8 @@ int gw_integ_mark_syncing(gw_t *gw, const char *tenant, const gw_integ_t *in, co
     if (!r)
         return -1;
     freeReplyObject(r);
+    if (gw_ticketing_resume(gw, tenant, in->vendor->name, err, err_size) != 0)
+        return -1;
     r = gw_redis(gw, err, err_size, "HDEL %s last_error_at", skey);
     if (!r)
         return -1;
@@ -220,6 +222,12 @@ json_t *gw_integ_status_json(const gw_integ_t *in, const redisReply *ri, const r
     if (pending)
         state = "Syncing"; /* fetched, not yet all in the inventory */
     const char *last_error = gw_hget(rs, "last_error"), *hint = gw_hget(rs, "hint");
+    if (enabled && is1(gw_hget(rs, "ticketing_paused"))) {
+        /* ticketing paused by a 401/403: Syncro's words and the permission to grant */
+        state = "Error";
+        last_error = gw_hget(rs, "ticketing_error");
+        hint = gw_hget(rs, "ticketing_hint");
+    }
     if (!enabled)
         hint = "disabled: the secret was removed; save the integration again (PUT) with its "
                "credentials to enable it";
@@ -390,6 +398,7 @@ void api_integration_patch(gw_t *gw, struct evhttp_request *req, const char *ten
     msp_format_time(msp_wall_ms(), now, sizeof(now));
     redisReply *r = NULL;
     if (gw_integ_store_writeback(gw, ikey, purchase, warranty, err, sizeof(err)) != 0 ||
+        gw_ticketing_resume(gw, tenant, in->vendor->name, err, sizeof(err)) != 0 ||
         !(r = gw_redis(gw, err, sizeof(err), "HSET %s updated_at %s", ikey, now))) {
         gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
         return;

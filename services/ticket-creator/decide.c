@@ -3,6 +3,8 @@
  */
 #include "decide.h"
 
+#include <string.h>
+
 /* No ticket (or one outside the reopen window): a new one when the org is mapped. */
 static tc_action_t new_ticket(const tc_facts_t *f) {
     return f->mapped ? TC_DO_CREATE : TC_DO_UNMAPPED;
@@ -31,4 +33,23 @@ const char *tc_action_name(tc_action_t a) {
                                         "unmapped",      "create",        "comment",
                                         "comment_check", "resolve_check", "reopen"};
     return (unsigned)a < sizeof(names) / sizeof(names[0]) ? names[a] : "?";
+}
+
+int tc_severity_rank(const char *severity) {
+    static const char *const names[] = {"info", "low", "medium", "high", "critical"};
+    for (int i = 0; severity && i < (int)(sizeof(names) / sizeof(names[0])); i++)
+        if (!strcmp(severity, names[i]))
+            return i;
+    return -1;
+}
+
+tc_gate_t tc_gate(const tc_gate_facts_t *f) {
+    if (!f->new_ticket)
+        return TC_GATE_PASS;
+    if (!f->rule_create)
+        return TC_GATE_RULE;
+    int have = tc_severity_rank(f->severity), min = tc_severity_rank(f->min_severity);
+    if (have >= 0 && min >= 0 && have < min)
+        return TC_GATE_SEVERITY;
+    return TC_GATE_PASS;
 }

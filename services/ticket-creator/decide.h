@@ -39,4 +39,36 @@ tc_action_t tc_decide(const tc_facts_t *f);
 /** @brief "create", "search", … (static string, for logs and tests). */
 const char *tc_action_name(tc_action_t a);
 
+/*
+ * The GATE, before DECIDE: whether an event that would open a ticket from nothing (no ticket
+ * record, status open) is ticketed at all. An event of an incident that already has a ticket is
+ * never gated: its re-fire still comments, its resolve still resolves (the ticket exists; the
+ * technician expects to hear about it whatever the severity).
+ */
+typedef enum {
+    TC_GATE_PASS = 0, /* go on to DECIDE */
+    TC_GATE_RULE,     /* the alert type's rule says create: false (stats: skipped_rule) */
+    TC_GATE_SEVERITY, /* the severity is under the minimum (stats: skipped_severity) */
+} tc_gate_t;
+
+typedef struct tc_gate_facts_s {
+    int new_ticket;           /* no ticket record and the event is open */
+    int rule_create;          /* the rule's create (1 when no rule) */
+    const char *severity;     /* the incident's; NULL = the portal gave none */
+    const char *min_severity; /* the rule's, else the config's; NULL = no gate */
+} tc_gate_facts_t;
+
+/**
+ * @brief The rank of a severity: info 0, low 1, medium 2, high 3, critical 4; -1 for NULL or a
+ * word that is none of these.
+ */
+int tc_severity_rank(const char *severity);
+
+/**
+ * @brief The GATE. A severity under min_severity is skipped; an incident without a severity (or
+ * with one the portal's list does not have) passes: an unknown grade is not a low one, and
+ * dropping it silently by default could lose an actionable incident.
+ */
+tc_gate_t tc_gate(const tc_gate_facts_t *f);
+
 #endif

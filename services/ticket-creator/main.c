@@ -1,8 +1,8 @@
 /*
  * mspsync-ticket-creator — turns canonical incidents into Syncro tickets (see tc.h, work.c).
  *
- * Wiring only: configuration, the Kafka side (a keyed worker, svc.h), Redis, the HTTP client and
- * the event loop.
+ * Wiring only: configuration, the Kafka side (a keyed worker, svc.h), Redis, the HTTP client,
+ * the release of held incidents (hold.c) and the event loop.
  */
 #include "tc.h"
 
@@ -107,6 +107,11 @@ int main(int argc, char **argv) {
     tc->http = msp_http_new(tc->base, &hopts);
     tc_vcall_env(tc);
     if (!tc_redis_ok(tc)) MSP_WARN("redis.unavailable", NULL, "starting anyway; will retry");
+    if (tc_release_init(tc) != 0) {
+        MSP_ERROR("init.failed", NULL, "cannot start the release of held incidents");
+        exit_code = 1;
+        goto stop;
+    }
 
     if (msp_svc_worker_serve(w, &svc) != 0) return 1;
     char shown[512];
@@ -123,6 +128,9 @@ stop:
     msp_http_destroy(tc->http);
     tc->http = NULL;
     msp_svc_worker_close(w);
+    /* After the flush (a released event's dead letter reports there); an event still in flight
+     * stays held: its `from` did not move. */
+    tc_release_close(tc);
     msp_svc_close(&svc);
     if (tc->redis) redisFree(tc->redis);
     msp_metrics_destroy(tc->metrics);

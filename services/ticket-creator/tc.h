@@ -41,6 +41,30 @@ typedef struct tc_conf_s {
     long long  search_max_pages;
 } tc_conf_t;
 
+/*
+ * The release of one tenant's held incidents (hold.c): incidents.held is read from the index's
+ * `from` offset on the index's partition, the tenant's records are worked one at a time through
+ * work.c's machine, `from` moves past each one once it is finished.
+ */
+typedef struct tc_release_s {
+    rd_kafka_t *reader; /* a group-less consumer of incidents.held (NULL until needed) */
+    struct event *timer;
+    char tenant[129]; /* the tenant being released; "" when idle */
+    char lock[33];    /* our token in ticketing:release_lock */
+    int32_t partition;
+    int64_t next; /* next offset of the partition to look at */
+    void *item;   /* the released event in flight (work.c's), or NULL */
+    int64_t lock_renewed_ms;
+    int64_t released; /* events released in this run (logs) */
+} tc_release_t;
+
+/** How a released event ended (tc_release_item_end). */
+typedef enum {
+    TC_RELEASE_DONE = 0,  /* finished, skipped or dead-lettered: `from` moves past it */
+    TC_RELEASE_STOP,      /* the tenant holds again (paused, switched off): it stays held */
+    TC_RELEASE_ABANDONED, /* stopping: it stays held, a later run releases it */
+} tc_release_end_t;
+
 typedef struct tc_s {
     tc_conf_t          conf;
     struct event_base *base;
@@ -51,6 +75,7 @@ typedef struct tc_s {
     msp_secret_key_t   key;
     msp_vcall_env_t vcall; /* what every Syncro call shares (tc_vcall_env) */
     int                stopping;
+    tc_release_t rel;
 } tc_t;
 
 /* work.c */
@@ -60,8 +85,24 @@ void tc_accept(tc_t *tc, rd_kafka_message_t *msg);
 extern const msp_keyq_ops_t tc_keyq_ops;
 /** @brief Fill tc->vcall once the loop, the HTTP client and the queue exist. */
 void tc_vcall_env(tc_t *tc);
-/** @brief Delivery report of a dead letter. */
+/** @brief Delivery report of a dead letter or of a held incident. */
 void tc_delivery_report(tc_t *tc, const rd_kafka_message_t *msg);
+/**
+ * @brief Work a released event (msg, a record of incidents.held; stolen) of tenant through the
+ * same machine as a consumed one; its end comes back as tc_release_item_end, never from inside
+ * this call. @returns 0, or -1 out of memory (msg is not taken).
+ */
+int tc_release_start(tc_t *tc, rd_kafka_message_t *msg, const char *tenant);
+/** @brief Free a released event still in flight at shutdown (item: tc->rel.item). */
+void tc_release_item_free(void *item);
+
+/* hold.c */
+/** @brief Start the releaser's timer (after tc_vcall_env). @returns 0 or -1. */
+int tc_release_init(tc_t *tc);
+/** @brief A released event ended at offset (work.c calls it; the item is freed). */
+void tc_release_item_end(tc_t *tc, int64_t offset, tc_release_end_t end);
+/** @brief Shutdown: free an event in flight, the reader and the timer. */
+void tc_release_close(tc_t *tc);
 
 /** @brief 1 when Redis answers (reconnecting if needed). */
 static inline int tc_redis_ok(tc_t *tc) {

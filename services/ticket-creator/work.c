@@ -5,7 +5,15 @@
  *
  *   LOAD     Redis: ticketing config, the fingerprint's ticket record `tk:<fp>` (hash), whether
  *            this event id was handled already (`tk:<fp>:events`), the org mapping, the Syncro
- *            integration. Redis down → wait and LOAD again (never guess).
+ *            integration, whether the tenant holds incidents. Redis down → wait and LOAD again
+ *            (never guess).
+ *   HOLD     ticketing paused (a 401/403 earlier), switched off with when_disabled=hold, or
+ *            incidents of the tenant already held (they go first): the event is produced to
+ *            `incidents.held` (key = tenant) and its offset committed once Kafka has it and the
+ *            index `ticketing:held` says so (hold.c releases them, in order, through this same
+ *            machine). Switched off with when_disabled=skip: counted as skipped_disabled.
+ *   GATE     a new ticket only for an alert type whose rule creates and a severity at or above
+ *            the minimum (decide.h tc_gate); skipped events are counted per reason.
  *   DECIDE   from (ticket record, event status, config), pick the next Syncro call (the table
  *            is decide.c, a pure function; this file carries its actions out):
  *              no ticket, open      → CREATE (claim first: state=creating, pending=create:<eid>)
@@ -21,6 +29,8 @@
  *   CALL     through the vendor-call engine (vcall.h): take a token from the account's GCRA
  *            bucket (shared with the fetcher), send;
  *            429/5xx/timeout → back off (Retry-After wins) and send again, offset not stored;
+ *            401/403 → ticketing pauses for the tenant (status:syncro ticketing_paused, the
+ *            missing permission as the hint) and the event is HELD like those after it;
  *            other 4xx → dead letter with Syncro's message; 404 on a known ticket → the ticket
  *            was deleted in Syncro: forget it and DECIDE again.
  *   FINISH   one MULTI: the ticket record, pending cleared, the event id added, counters; then
@@ -51,6 +61,7 @@
 #include "mspsync/syncro_store.h"
 #include "mspsync/utf8.h"
 #include "mspsync/vcall.h"
+#include "mspsync/vendor.h"
 
 #define SERVICE        "ticket-creator"
 #define EVENTS_TTL_S   (90 * 86400)
@@ -71,6 +82,10 @@ struct tc_item_s {
     char                bad[512];    /* why inc is NULL */
     const char *tenant, *fp, *eid, *status;   /* borrowed from inc */
     msp_dead_letter_t   dl;
+    msp_dead_letter_t hold; /* the produce to incidents.held in flight (reason = why) */
+    int32_t held_partition;
+    int64_t held_offset;
+    int released; /* read from incidents.held by hold.c, not the keyq */
 
     unsigned create_tries; /* creates whose outcome was unknown (create_unknown) */
 
@@ -153,6 +168,7 @@ static void item_destroy(msp_keyq_item_t *kit, void *opaque) {
     json_decref(it->config);
     msp_syncro_integration_clear(&it->syncro);
     msp_dead_letter_clear(&it->dl);
+    msp_dead_letter_clear(&it->hold);
     free(it);
 }
 
@@ -165,8 +181,24 @@ const msp_keyq_ops_t tc_keyq_ops = {item_start, item_destroy, NULL};
 
 /* The event is finished (handled, skipped or dead-lettered and acknowledged): commit past it,
  * start the fingerprint's next event. */
+static void item_complete(tc_item_t *it);
+
+/* A released event's end (hold.c goes on from end): the item and its message are freed. */
+static void released_end(tc_item_t *it, tc_release_end_t end) {
+    tc_t *tc = it->tc;
+    rd_kafka_message_t *m = it->kq.msg;
+    int64_t offset = m->offset;
+    item_destroy(&it->kq, NULL);
+    rd_kafka_message_destroy(m);
+    tc_release_item_end(tc, offset, end);
+}
+
 static void item_complete(tc_item_t *it) {
     tc_t *tc = it->tc;
+    if (it->released) {
+        released_end(it, TC_RELEASE_DONE);
+        return;
+    }
     msp_keyq_complete(tc->worker.kq, &it->kq);
     msp_svc_worker_gauges(&tc->worker);
 }
@@ -201,12 +233,109 @@ static void dead_letter(void *arg, const char *reason) {
     dlq_send(it);
 }
 
+/* ------------------------------------------------------------------- HOLD */
+
+static void hold_record(void *arg);
+
+static void hold_send(void *arg) {
+    tc_item_t *it = arg;
+    const rd_kafka_message_t *m = it->kq.msg;
+    rd_kafka_headers_t *orig = NULL, *h;
+    if (rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR && orig)
+        h = rd_kafka_headers_copy(orig);
+    else
+        h = rd_kafka_headers_new(2);
+    rd_kafka_header_add(h, "x-held-reason", -1, it->hold.reason, -1);
+    const void *v;
+    size_t vlen;
+    if (rd_kafka_header_get_last(h, "x-source-topic", &v, &vlen)) /* a dead letter replays here */
+        rd_kafka_header_add(h, "x-source-topic", -1, rd_kafka_topic_name(m->rkt), -1);
+    if (msp_kafka_produce(it->tc->worker.producer, msp_topic(MSP_TOPIC_INCIDENTS_HELD), it->tenant,
+                          strlen(it->tenant), m->payload, m->len, h, &it->hold) != 0) {
+        rd_kafka_headers_destroy(h);
+        MSP_WARN("held.produce_failed", it->tenant, "retrying in 1 s");
+        wait_then(it, 1000, hold_send);
+        return;
+    }
+    it->hold.inflight = 1;
+}
+
+/*
+ * Keep the event for later. A released event (already in incidents.held) stays where it is and
+ * its release stops; an event from `incidents` is produced to incidents.held and completed once
+ * the index records it (hold_record), so that its offset is committed only when Kafka keeps it.
+ */
+static void hold(tc_item_t *it, const char *why) {
+    if (it->released) {
+        MSP_INFO("incident.release_stopped", it->tenant, "fp=%.12s: %s", it->fp, why);
+        released_end(it, TC_RELEASE_STOP);
+        return;
+    }
+    MSP_DEBUG("incident.held", it->tenant, "fp=%.12s event=%.12s: %s", it->fp, it->eid, why);
+    msp_dead_letter_set(&it->hold, it, it->tenant, why);
+    hold_send(it);
+}
+
+/*
+ * The index of the tenant's held events (ticketing:held: partition, from, to, count) and the
+ * set of holding tenants; a script so that `to` only grows and `from` is set by the first.
+ */
+static const char HOLD_LUA[] =
+    "redis.call('HSETNX', KEYS[1], 'partition', ARGV[1]) "
+    "redis.call('HSETNX', KEYS[1], 'from', ARGV[2]) "
+    "local to = tonumber(redis.call('HGET', KEYS[1], 'to') or '-1') "
+    "if tonumber(ARGV[2]) > to then redis.call('HSET', KEYS[1], 'to', ARGV[2]) end "
+    "redis.call('HINCRBY', KEYS[1], 'count', 1) "
+    "redis.call('HINCRBY', KEYS[2], 'held_total', 1) "
+    "return 1";
+
+static void hold_record(void *arg) {
+    tc_item_t *it = arg;
+    tc_t *tc = it->tc;
+    char kh[256], ks[256], kg[128], part[16], off[32];
+    if (!tc_redis_ok(tc)) {
+        wait_then(it, 1000, hold_record);
+        return;
+    }
+    msp_key(kh, sizeof(kh), it->tenant, "ticketing:held");
+    msp_key(ks, sizeof(ks), it->tenant, "ticketing:stats");
+    msp_key(kg, sizeof(kg), "_", "ticketing:holding");
+    snprintf(part, sizeof(part), "%d", (int)it->held_partition);
+    snprintf(off, sizeof(off), "%lld", (long long)it->held_offset);
+    redisReply *r = redisCommand(tc->redis, "EVAL %s 2 %s %s %s %s", HOLD_LUA, kh, ks, part, off);
+    int ok = r && r->type == REDIS_REPLY_INTEGER;
+    if (r)
+        freeReplyObject(r);
+    r = ok ? redisCommand(tc->redis, "SADD %s %s", kg, it->tenant) : NULL;
+    ok = r && r->type == REDIS_REPLY_INTEGER;
+    if (r)
+        freeReplyObject(r);
+    if (!ok) {
+        MSP_WARN("redis.held_failed", it->tenant, "recording a held incident failed; retrying");
+        wait_then(it, 1000, hold_record);
+        return;
+    }
+    msp_metric_add(tc->metrics, "mspsync_ticket_creator_events_total", "outcome=\"held\"", 1);
+    item_complete(it);
+}
+
 void tc_delivery_report(tc_t *tc, const rd_kafka_message_t *m) {
     tc_item_t *it;
     (void)tc;
+    const void *carrier = m->_private;
     int rc = msp_dead_letter_report(m, (void **)&it);
-    if (rc > 0) item_complete(it);
-    else if (rc < 0) wait_then(it, 1000, dlq_send);
+    if (rc == 0)
+        return;
+    int held = carrier == &it->hold;
+    if (rc < 0) {
+        wait_then(it, 1000, held ? hold_send : dlq_send);
+    } else if (held) {
+        it->held_partition = m->partition;
+        it->held_offset = m->offset;
+        hold_record(it);
+    } else {
+        item_complete(it);
+    }
 }
 
 /* Queue (redisAppendCommand) an HSET of the whole ticket record, pending marker included. */
@@ -377,16 +506,76 @@ static void on_answered(void *arg, msp_http_outcome_t o) {
                    1);
 }
 
-/* A final answer (401/403/4xx) dead-letters the event with Syncro's own words. */
+/*
+ * A 401/403: the key was revoked or lost a permission. Ticketing pauses for the tenant until the
+ * integration is saved again (PUT) or PATCHed (the gateway clears the flag): the status shows
+ * Error with Syncro's words and the permission this call needs, and the event is held.
+ * @returns 0, or -1 when Redis failed (the caller waits and tries again).
+ */
+static int pause_ticketing(tc_item_t *it, const char *why) {
+    char k[256], hint[512], at[32];
+    msp_vendor_hint(&msp_vendor_syncro, MSP_HINT_FORBIDDEN, it->vc.method ? it->vc.method : "POST",
+                    it->vc.path ? it->vc.path : "/tickets", hint, sizeof(hint));
+    msp_key(k, sizeof(k), it->tenant, "status:syncro");
+    msp_format_time(msp_wall_ms(), at, sizeof(at));
+    if (!tc_redis_ok(it->tc))
+        return -1;
+    redisReply *r = redisCommand(it->tc->redis,
+                                 "HSET %s ticketing_paused 1 ticketing_state error "
+                                 "ticketing_error %s ticketing_hint %s ticketing_error_at %s",
+                                 k, why, hint, at);
+    int ok = r && r->type == REDIS_REPLY_INTEGER;
+    if (r)
+        freeReplyObject(r);
+    if (!ok)
+        return -1;
+    stats_error(it, why);
+    MSP_WARN("ticketing.paused", it->tenant, "%s; %s", why, hint);
+    return 0;
+}
+
+static void pause_retry(void *arg);
+
+static void pause_and_hold(tc_item_t *it, const char *why) {
+    if (pause_ticketing(it, why) < 0) {
+        msp_dead_letter_set(&it->hold, it, it->tenant, why); /* keep the words for the retry */
+        wait_then(it, 1000, pause_retry);
+        return;
+    }
+    hold(it, "ticketing paused: Syncro refused the key (401/403)");
+}
+
+static void pause_retry(void *arg) {
+    tc_item_t *it = arg;
+    char why[1100];
+    snprintf(why, sizeof(why), "%s", it->hold.reason ? it->hold.reason : "401/403");
+    pause_and_hold(it, why);
+}
+
+/* A final answer: 401/403 pauses ticketing and holds the event; another 4xx dead-letters it
+ * with Syncro's own words. */
 static void call_failed(void *arg, msp_vcall_failure_t kind, const char *why) {
-    (void)kind;
+    if (kind == MSP_VCALL_FAIL_FORBIDDEN || kind == MSP_VCALL_FAIL_AUTH) {
+        pause_and_hold(arg, why);
+        return;
+    }
     dead_letter(arg, why);
 }
+
+static void released_abandon(void *arg) { released_end(arg, TC_RELEASE_ABANDONED); }
 
 static const msp_vcall_ops_t vcall_ops = {
     .fail = call_failed,
     .retrying = on_retrying,
     .answered = on_answered,
+};
+
+/* A released event has no keyq item: the engine abandons it through the owner. */
+static const msp_vcall_ops_t released_vcall_ops = {
+    .fail = call_failed,
+    .retrying = on_retrying,
+    .answered = on_answered,
+    .abandon = released_abandon,
 };
 
 void tc_vcall_env(tc_t *tc) {
@@ -447,6 +636,19 @@ static char *incident_details(const tc_item_t *it) {
     return out;
 }
 
+/*
+ * The rule's fixed priority when it has one, else the config's priority for the incident's
+ * severity (priority_by_severity), else none (Syncro's default).
+ */
+static const char *ticket_priority(const tc_item_t *it) {
+    const char *fixed = cfg_str(it->rule, "priority", NULL);
+    if (fixed)
+        return fixed;
+    const char *sev = inc_str(it, "severity");
+    const json_t *map = json_object_get(it->config, "priority_by_severity");
+    return sev ? cfg_str(map, sev, NULL) : cfg_str(map, "none", NULL);
+}
+
 static json_t *ticket_body(const tc_item_t *it) {
     const json_t *rule = it->rule;
     /* Syncro takes SUBJECT_MAX bytes; the cut must end on a character boundary, or jansson
@@ -463,7 +665,7 @@ static json_t *ticket_body(const tc_item_t *it) {
     json_object_set_new(t, "customer_id", json_integer(strtoll(it->rec_customer, NULL, 10)));
     json_object_set_new(t, "subject", json_string(subject));
     json_object_set_new(t, "status", json_string(cfg_str(rule, "status", "New")));
-    set_opt_str(t, "priority", cfg_str(rule, "priority", NULL));
+    set_opt_str(t, "priority", ticket_priority(it));
     set_opt_str(t, "problem_type", cfg_str(rule, "problem_type", NULL));
     if (it->assignee > 0) json_object_set_new(t, "user_id", json_integer(it->assignee));
     long long due = cfg_int(rule, "due_in_days", -1);
@@ -810,6 +1012,25 @@ static void decide(void *arg) {
 
 /* ------------------------------------------------------------------- LOAD */
 
+/*
+ * Count a skipped event: `skipped` (every reason, as before) and the reason's own counter. A
+ * Redis error loses the count, not the event (the counters are best effort, like the
+ * normalizer's stats).
+ */
+static void count_skip(tc_item_t *it, const char *reason) {
+    char ks[256];
+    msp_key(ks, sizeof(ks), it->tenant, "ticketing:stats");
+    redisAppendCommand(it->tc->redis, "HINCRBY %s skipped 1", ks);
+    redisAppendCommand(it->tc->redis, "HINCRBY %s %s 1", ks, reason);
+    for (int i = 0; i < 2; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(it->tc->redis, (void **)&r) != REDIS_OK)
+            break;
+        if (r)
+            freeReplyObject(r);
+    }
+}
+
 static int hash_field(const redisReply *r, size_t i, char *out, size_t size) {
     out[0] = '\0';
     if (i >= r->elements || r->element[i]->type != REDIS_REPLY_STRING) return 0;
@@ -835,7 +1056,7 @@ static void unmapped(tc_item_t *it) {
 }
 
 /* The replies of item_load's one round trip, in the order they were asked for. */
-enum { LD_SEEN, LD_CONFIG, LD_TICKET, LD_ORGMAP, LD_SYNCRO, LD_N };
+enum { LD_SEEN, LD_CONFIG, LD_TICKET, LD_ORGMAP, LD_HELD, LD_PAUSED, LD_SYNCRO, LD_N };
 
 static void replies_free(redisReply **r) {
     for (int i = 0; i < LD_N; i++)
@@ -869,6 +1090,10 @@ static void item_load(void *arg) {
                        k);
     msp_key(k, sizeof(k), it->tenant, "ticketing:orgmap");
     redisAppendCommand(tc->redis, "HGET %s %s", k, inc_str(it, "org_id"));
+    msp_key(k, sizeof(k), it->tenant, "ticketing:held");
+    redisAppendCommand(tc->redis, "HGET %s to", k);
+    msp_key(k, sizeof(k), it->tenant, "status:syncro");
+    redisAppendCommand(tc->redis, "HGET %s ticketing_paused", k);
     msp_syncro_integration_append(tc->redis, it->tenant);
     int ok = 1;
     for (int i = 0; i < LD_N; i++)   /* read every reply, also after a failure: the pipe stays in step */
@@ -880,7 +1105,9 @@ static void item_load(void *arg) {
     if (!ok || rep[LD_SEEN]->type != REDIS_REPLY_INTEGER ||
         (rep[LD_CONFIG]->type != REDIS_REPLY_STRING && rep[LD_CONFIG]->type != REDIS_REPLY_NIL) ||
         rep[LD_TICKET]->type != REDIS_REPLY_ARRAY || rep[LD_TICKET]->elements != 10 ||
-        (rep[LD_ORGMAP]->type != REDIS_REPLY_STRING && rep[LD_ORGMAP]->type != REDIS_REPLY_NIL)) {
+        (rep[LD_ORGMAP]->type != REDIS_REPLY_STRING && rep[LD_ORGMAP]->type != REDIS_REPLY_NIL) ||
+        (rep[LD_HELD]->type != REDIS_REPLY_STRING && rep[LD_HELD]->type != REDIS_REPLY_NIL) ||
+        (rep[LD_PAUSED]->type != REDIS_REPLY_STRING && rep[LD_PAUSED]->type != REDIS_REPLY_NIL)) {
         replies_free(rep);
         wait_then(it, 1000, item_load);
         return;
@@ -898,14 +1125,26 @@ static void item_load(void *arg) {
     it->config = rep[LD_CONFIG]->type == REDIS_REPLY_STRING ? json_loads(rep[LD_CONFIG]->str, 0, NULL)
                                                             : NULL;
     if (!it->config) it->config = json_object();   /* never configured: disabled */
-    if (!cfg_bool(it->config, "enabled", 0)) {
+
+    /* HOLD: paused, switched off with "hold", or (from incidents) others of the tenant wait. */
+    const int enabled = cfg_bool(it->config, "enabled", 0);
+    const char *hold_why = NULL;
+    if (rep[LD_PAUSED]->type == REDIS_REPLY_STRING && !strcmp(rep[LD_PAUSED]->str, "1"))
+        hold_why = "ticketing paused: Syncro refused the key (401/403)";
+    else if (!enabled && !strcmp(cfg_str(it->config, "when_disabled", "skip"), "hold"))
+        hold_why = "ticketing switched off (when_disabled: hold)";
+    else if (!it->released && rep[LD_HELD]->type == REDIS_REPLY_STRING)
+        hold_why = "incidents of the tenant held before this one are not released yet";
+    if (hold_why) {
+        replies_free(rep);
+        hold(it, hold_why);
+        return;
+    }
+    if (!enabled) {
         replies_free(rep);
         it->state = TK_NONE;
         msp_metric_add(tc->metrics, "mspsync_ticket_creator_events_total", "outcome=\"disabled\"", 1);
-        char ks[256];
-        msp_key(ks, sizeof(ks), it->tenant, "ticketing:stats");
-        r = redisCommand(tc->redis, "HINCRBY %s skipped 1", ks);
-        if (r) freeReplyObject(r);
+        count_skip(it, "skipped_disabled");
         item_complete(it);
         return;
     }
@@ -933,13 +1172,18 @@ static void item_load(void *arg) {
         it->state = TK_NONE;
 
     const int open = !strcmp(it->status, "open");
-    if (it->state == TK_NONE && open && it->rule && !cfg_bool(it->rule, "create", 1)) {
+    tc_gate_facts_t gf = {.new_ticket = it->state == TK_NONE && open,
+                          .rule_create = !it->rule || cfg_bool(it->rule, "create", 1),
+                          .severity = inc_str(it, "severity"),
+                          .min_severity = cfg_str(it->rule, "min_severity",
+                                                  cfg_str(it->config, "min_severity", NULL))};
+    tc_gate_t gate = tc_gate(&gf);
+    if (gate != TC_GATE_PASS) {
         replies_free(rep);
-        char ks[256];
-        msp_key(ks, sizeof(ks), it->tenant, "ticketing:stats");
-        r = redisCommand(tc->redis, "HINCRBY %s skipped 1", ks);
-        if (r) freeReplyObject(r);
-        msp_metric_add(tc->metrics, "mspsync_ticket_creator_events_total", "outcome=\"rule_off\"", 1);
+        const int by_rule = gate == TC_GATE_RULE;
+        msp_metric_add(tc->metrics, "mspsync_ticket_creator_events_total",
+                       by_rule ? "outcome=\"rule_off\"" : "outcome=\"under_severity\"", 1);
+        count_skip(it, by_rule ? "skipped_rule" : "skipped_severity");
         item_complete(it);
         return;
     }
@@ -994,22 +1238,11 @@ static void item_load(void *arg) {
 
 /* ------------------------------------------------------------------ intake */
 
-void tc_accept(tc_t *tc, rd_kafka_message_t *msg) {
-    tc_item_t *it = calloc(1, sizeof(*it));
-    if (!it) {
-        MSP_ERROR("oom", NULL, "dropping nothing: the message stays uncommitted");
-        rd_kafka_message_destroy(msg);
-        return;
-    }
-    it->tc = tc;
-    msp_vcall_init(&it->vc, &tc->vcall, &vcall_ops, it, &it->kq);
-    if (msp_keyq_accept(tc->worker.kq, &it->kq, msg) != 0) {
-        MSP_WARN("kafka.redelivered", NULL, "partition=%d offset=%" PRId64 " already in flight",
-                 (int)msg->partition, msg->offset);
-        free(it);
-        rd_kafka_message_destroy(msg);
-        return;
-    }
+/*
+ * Read the incident of msg into it (tenant, fingerprint, event id, status borrowed from it).
+ * @returns 0, or -1 with it->bad saying why it is not a canonical incident (it->inc NULL).
+ */
+static int item_parse(tc_item_t *it, const rd_kafka_message_t *msg) {
     json_error_t jerr;
     it->inc = msg->len ? json_loadb(msg->payload, msg->len, 0, &jerr) : NULL;
     const char *why = NULL;
@@ -1038,7 +1271,56 @@ void tc_accept(tc_t *tc, rd_kafka_message_t *msg) {
         }
     }
     it->vc.tenant = it->tenant;
-    if (!it->inc) {
+    return it->inc ? 0 : -1;
+}
+
+int tc_release_start(tc_t *tc, rd_kafka_message_t *msg, const char *tenant) {
+    tc_item_t *it = calloc(1, sizeof(*it));
+    if (!it)
+        return -1;
+    it->tc = tc;
+    it->released = 1;
+    it->kq.msg = msg;
+    msp_vcall_init(&it->vc, &tc->vcall, &released_vcall_ops, it, NULL);
+    if (item_parse(it, msg) != 0 || strcmp(it->tenant, tenant) != 0) {
+        /* It entered incidents.held as a canonical incident of this tenant; anything else is
+         * not ours to release (another tenant's key hashing alike is filtered before). */
+        char reason[600];
+        snprintf(reason, sizeof(reason), "%s",
+                 it->inc ? "a held incident of another tenant" : it->bad);
+        tc->rel.item = it;
+        dead_letter(it, reason);
+        return 0;
+    }
+    tc->rel.item = it;
+    wait_then(it, 0, item_load);
+    return 0;
+}
+
+void tc_release_item_free(void *item) {
+    tc_item_t *it = item;
+    rd_kafka_message_t *m = it->kq.msg;
+    item_destroy(&it->kq, NULL);
+    rd_kafka_message_destroy(m);
+}
+
+void tc_accept(tc_t *tc, rd_kafka_message_t *msg) {
+    tc_item_t *it = calloc(1, sizeof(*it));
+    if (!it) {
+        MSP_ERROR("oom", NULL, "dropping nothing: the message stays uncommitted");
+        rd_kafka_message_destroy(msg);
+        return;
+    }
+    it->tc = tc;
+    msp_vcall_init(&it->vc, &tc->vcall, &vcall_ops, it, &it->kq);
+    if (msp_keyq_accept(tc->worker.kq, &it->kq, msg) != 0) {
+        MSP_WARN("kafka.redelivered", NULL, "partition=%d offset=%" PRId64 " already in flight",
+                 (int)msg->partition, msg->offset);
+        free(it);
+        rd_kafka_message_destroy(msg);
+        return;
+    }
+    if (item_parse(it, msg) != 0) {
         /* Dead-letter right away; it has no fingerprint to queue behind. */
         char reason[600];
         snprintf(reason, sizeof(reason), "%s", it->bad);

@@ -10,10 +10,13 @@ import time
 import harness
 from harness import StackTest, http
 
-DEFAULT_RULE = {"create": True, "problem_type": None, "priority": "2 Normal", "status": "New",
-                "due_in_days": None, "assignee_user_id": None}
+DEFAULT_RULE = {"create": True, "problem_type": None, "priority": None, "status": "New",
+                "due_in_days": None, "assignee_user_id": None, "min_severity": None}
+DEFAULT_PRIORITIES = {"critical": "0 Urgent", "high": "1 High", "medium": "2 Normal",
+                      "low": "3 Low", "info": "3 Low", "none": "2 Normal"}
 DEFAULT_CONFIG = {"enabled": False, "auto_resolve": False, "resolve_status": "Resolved",
-                  "reopen_window_days": 7, "rules": {"*": DEFAULT_RULE}}
+                  "reopen_window_days": 7, "rules": {"*": DEFAULT_RULE}, "min_severity": "high",
+                  "priority_by_severity": DEFAULT_PRIORITIES, "when_disabled": "skip"}
 
 
 def send_webhook(s, tenant, secret, body):
@@ -40,8 +43,9 @@ class TicketingApiTest(StackTest):
         st, js, _ = s.api("GET", path)
         self.assertEqual(st, 200, js)
         self.assertEqual(js["config"], DEFAULT_CONFIG)
-        self.assertEqual(js["status"], {"unmapped_orgs": [], "settings_synced": False,
-                                        "rules_invalid": []})
+        self.assertEqual(js["status"], {"unmapped_orgs": [], "held": 0, "paused": False,
+                                        "state": "ok", "error": None, "hint": None,
+                                        "settings_synced": False, "rules_invalid": []})
 
         bad = [
             ({"enabled": True, "colour": "red"}, '"colour"'),
@@ -63,6 +67,12 @@ class TicketingApiTest(StackTest):
             ({"reopen_window_days": 2.5}, "reopen_window_days"),
             ({"reopen_window_days": -1}, "reopen_window_days"),
             ({"resolve_status": None}, "resolve_status"),
+            ({"min_severity": "urgent"}, 'min_severity must be one of info, low, medium, high, '
+             'critical, or null (got "urgent")'),
+            ({"rules": {"x": {"min_severity": 3}}}, "rules.x.min_severity"),
+            ({"when_disabled": "keep"}, 'when_disabled must be "skip" or "hold"'),
+            ({"priority_by_severity": {"severe": "1 High"}}, '"severe"'),
+            ({"priority_by_severity": {"high": 1}}, "priority_by_severity.high"),
         ]
         for body, text in bad:
             with self.subTest(body=body):
@@ -81,7 +91,8 @@ class TicketingApiTest(StackTest):
             "backup_failed": {"create": False, "priority": None}}})
         self.assertEqual(st, 200, js)
         want = {"enabled": True, "auto_resolve": False, "resolve_status": "Resolved",
-                "reopen_window_days": 7, "rules": {
+                "reopen_window_days": 7, "min_severity": "high",
+                "priority_by_severity": DEFAULT_PRIORITIES, "when_disabled": "skip", "rules": {
                     "device_offline": dict(DEFAULT_RULE, priority="1 High", due_in_days=1,
                                            assignee_user_id=9007199254740993),
                     "backup_failed": dict(DEFAULT_RULE, create=False, priority=None),
@@ -91,8 +102,10 @@ class TicketingApiTest(StackTest):
         self.assertEqual(json.loads(s.redis_raw("GET", "mspsync:{acme}:ticketing:config")), want)
         # A full document with its own "*" is stored as given.
         full = {"enabled": False, "auto_resolve": True, "resolve_status": "Closed",
-                "reopen_window_days": 0, "rules": {"*": dict(DEFAULT_RULE, create=False,
-                                                               problem_type="Monitoring")}}
+                "reopen_window_days": 0, "min_severity": None, "when_disabled": "hold",
+                "priority_by_severity": dict(DEFAULT_PRIORITIES, none=None),
+                "rules": {"*": dict(DEFAULT_RULE, create=False, problem_type="Monitoring",
+                                    min_severity="critical")}}
         self.assertEqual(s.api("PUT", path, full)[1]["config"], full)
         self.assertEqual(s.api("GET", path)[1]["config"], full)
 

@@ -19,8 +19,11 @@ SUB = "acme"
 TOKEN = "tok-acme-tickets"
 INCIDENT_RE = re.compile(r"Incident (\S+) from the multi-tenant portal\.")
 
+# min_severity "info": these tests ticket every incident (the gate has its own test,
+# test_ticketing_hold.py); a new tenant's default is "high".
 DEFAULT_CONFIG = {
     "enabled": True, "auto_resolve": True, "resolve_status": "Resolved", "reopen_window_days": 7,
+    "min_severity": "info",
     "rules": {"*": {"create": True, "problem_type": None, "priority": "2 Normal", "status": "New",
                     "due_in_days": 2, "assignee_user_id": None}},
 }

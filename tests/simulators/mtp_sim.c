@@ -205,6 +205,7 @@ static const char *const ORG_SUFFIX[] = {"Ltd", "LLC", "Inc.", "GmbH", "B.V.", "
 
 static const char *const SEVERITIES[] = {"info", "low", "medium", "high", "critical"};
 #define N_SEVERITIES NELEM(SEVERITIES)
+#define SEV_NONE N_SEVERITIES /* --severities none=W: the incident carries "severity": null */
 
 /* What the portal says about the alert types it knows; any other --alert-types entry gets a
  * generic title and a severity drawn per incident. */
@@ -270,12 +271,28 @@ typedef struct mtp_config {
     size_t n_alert_types;
     bool utf8_titles;      /* --titles utf8 */
     int64_t burst;         /* events started together; the bursts keep the average --rate */
+    int sev_weight[N_SEVERITIES + 1]; /* --severities (and none); all 0: the types decide */
+    int sev_total;
 } mtp_config;
 
 enum {
-    OPT_URL = 256, OPT_SECRET, OPT_COUNT, OPT_RATE, OPT_CONCURRENCY, OPT_ORGS, OPT_MIX,
-    OPT_SEED, OPT_LOG, OPT_ALERT_TYPES, OPT_ID_PREFIX, OPT_MAX_RETRIES, OPT_TIMEOUT_MS, OPT_TITLES,
-    OPT_BURST, OPT_HELP,
+    OPT_URL = 256,
+    OPT_SECRET,
+    OPT_COUNT,
+    OPT_RATE,
+    OPT_CONCURRENCY,
+    OPT_ORGS,
+    OPT_MIX,
+    OPT_SEED,
+    OPT_LOG,
+    OPT_ALERT_TYPES,
+    OPT_ID_PREFIX,
+    OPT_MAX_RETRIES,
+    OPT_TIMEOUT_MS,
+    OPT_TITLES,
+    OPT_BURST,
+    OPT_SEVERITIES,
+    OPT_HELP,
 };
 
 typedef struct opt_def {
@@ -289,23 +306,34 @@ typedef struct opt_def {
 #define DEFAULT_MIX         "new=70,refire=20,resolve=10"
 
 static const opt_def OPTIONS[] = {
-    {"url", OPT_URL, "URL", "webhook endpoint, e.g. http://127.0.0.1:PORT/v1/webhooks/mtp/acme (required)"},
+    {"url", OPT_URL, "URL",
+     "webhook endpoint, e.g. http://127.0.0.1:PORT/v1/webhooks/mtp/acme (required)"},
     {"secret", OPT_SECRET, "S", "HMAC-SHA256 signing secret, used as given (required)"},
     {"count", OPT_COUNT, "N", "events to send (default 100)"},
-    {"rate", OPT_RATE, "R", "events per second, evenly spaced; 0 = as fast as --concurrency allows (default 50)"},
-    {"concurrency", OPT_CONCURRENCY, "C", "max unfinished events, retry backoff included (default 16)"},
+    {"rate", OPT_RATE, "R",
+     "events per second, evenly spaced; 0 = as fast as --concurrency allows (default 50)"},
+    {"concurrency", OPT_CONCURRENCY, "C",
+     "max unfinished events, retry backoff included (default 16)"},
     {"orgs", OPT_ORGS, "N", "organisations org-0001..org-N (default 50)"},
     {"mix", OPT_MIX, "SPEC", "kind percentages, sum 100 (default " DEFAULT_MIX ")"},
     {"seed", OPT_SEED, "N", "seed for every choice (default 1)"},
     {"log", OPT_LOG, "PATH", "write one JSON line per event once its outcome is final"},
     {"alert-types", OPT_ALERT_TYPES, "A,B,..", "alert types (default " DEFAULT_ALERT_TYPES ")"},
-    {"id-prefix", OPT_ID_PREFIX, "P", "incident ids are P-1, P-2, ... ([A-Za-z0-9._-], default inc)"},
-    {"max-retries", OPT_MAX_RETRIES, "N", "retries of a transient failure, backoff 100 ms doubling to 2 s (default 50)"},
+    {"id-prefix", OPT_ID_PREFIX, "P",
+     "incident ids are P-1, P-2, ... ([A-Za-z0-9._-], default inc)"},
+    {"max-retries", OPT_MAX_RETRIES, "N",
+     "retries of a transient failure, backoff 100 ms doubling to 2 s (default 50)"},
     {"timeout-ms", OPT_TIMEOUT_MS, "MS", "per-request timeout (default 10000)"},
-    {"titles", OPT_TITLES, "ascii|utf8", "utf8: titles of 240..260 bytes mixing Latin-1, euro, CJK "
+    {"titles", OPT_TITLES, "ascii|utf8",
+     "utf8: titles of 240..260 bytes mixing Latin-1, euro, CJK "
      "and emoji characters, drawn from --seed (default ascii)"},
-    {"burst", OPT_BURST, "N", "start events N at a time, every N / --rate seconds: the same average "
+    {"burst", OPT_BURST, "N",
+     "start events N at a time, every N / --rate seconds: the same average "
      "rate, bursty arrivals (default 1: evenly spaced)"},
+    {"severities", OPT_SEVERITIES, "SPEC",
+     "severity weights, e.g. info=10,low=20,medium=30,high=25,"
+     "critical=10,none=5 (none: \"severity\": null); every incident's severity is drawn from them, "
+     "known alert types included (default: the known types' own, a uniform draw for the others)"},
     {"help", OPT_HELP, NULL, "print this help"},
 };
 #define N_OPTIONS NELEM(OPTIONS)
@@ -320,11 +348,55 @@ static void usage(FILE *f)
                  OPTIONS[i].arg ? OPTIONS[i].arg : "");
         fprintf(f, "  %-24s %s\n", left, OPTIONS[i].help);
     }
-    fprintf(f, "Log line: {\"seq\",\"kind\",\"incident_id\",\"org_id\",\"alert_type\",\"subject\",\"title\","
-               "\"status\",\"occurred_at\",\"http_status\",\"attempts\",\"sent_at_us\",\"accepted_at_us\",\"error\"}\n"
-               "Stdout at the end: {\"sent\",\"accepted\",\"rejected\",\"failed\",\"elapsed_s\",\"rate\","
-               "\"latency_ms\":{\"p50\",\"p99\",\"max\"}}\n"
-               "Exit status: 0 when all --count events were accepted, 1 otherwise, 2 on bad usage.\n");
+    fprintf(
+        f,
+        "Log line: {\"seq\",\"kind\",\"incident_id\",\"org_id\",\"severity\",\"alert_type\",\"subject\",\"title\","
+        "\"status\",\"occurred_at\",\"http_status\",\"attempts\",\"sent_at_us\",\"accepted_at_us\",\"error\"}\n"
+        "Stdout at the end: {\"sent\",\"accepted\",\"rejected\",\"failed\",\"elapsed_s\",\"rate\","
+        "\"latency_ms\":{\"p50\",\"p99\",\"max\"}}\n"
+        "Exit status: 0 when all --count events were accepted, 1 otherwise, 2 on bad usage.\n");
+}
+
+/** Parses "high=30,none=5"; severities left out weigh 0. Returns 0 or -1 (errstr set). */
+static int parse_severities(const char *spec, mtp_config *c, char *errstr, size_t errstr_size) {
+    char *copy = xstrdup(spec), *save = NULL;
+    int rc = 0;
+    memset(c->sev_weight, 0, sizeof(c->sev_weight));
+    c->sev_total = 0;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        int64_t v;
+        int k = -1;
+        if (eq) {
+            *eq = '\0';
+            for (int i = 0; i < (int)N_SEVERITIES; i++)
+                if (!strcmp(tok, SEVERITIES[i]))
+                    k = i;
+            if (!strcmp(tok, "none"))
+                k = SEV_NONE;
+        }
+        if (!eq || k < 0 || parse_i64(eq + 1, 0, 1000000, &v) != 0) {
+            snprintf(errstr, errstr_size,
+                     "bad --severities item '%s%s%s' (want "
+                     "info|low|medium|high|critical|none=0..1000000)",
+                     tok, eq ? "=" : "", eq ? eq + 1 : "");
+            rc = -1;
+            break;
+        }
+        c->sev_weight[k] = (int)v;
+        c->sev_total += (int)v;
+    }
+    if (rc == 0 && c->sev_total <= 0) {
+        snprintf(errstr, errstr_size, "--severities weights add up to 0");
+        rc = -1;
+    }
+    free(copy);
+    return rc;
+}
+
+/** The severity of an incident as JSON: a string, or null for SEV_NONE (new reference). */
+static json_t *severity_json(uint8_t sev) {
+    return sev < N_SEVERITIES ? json_string(SEVERITIES[sev]) : json_null();
 }
 
 /** Parses "new=70,refire=20,resolve=10"; kinds left out are 0. Returns 0 or -1 (errstr set). */
@@ -492,6 +564,10 @@ static int config_parse(mtp_config *c, int argc, char **argv, char *errstr, size
             break;
         case OPT_BURST:
             bad = parse_i64(a, 1, MTP_MAX_CONCURRENCY, &c->burst) != 0;
+            break;
+        case OPT_SEVERITIES:
+            if (parse_severities(a, c, errstr, errstr_size) != 0)
+                return -1;
             break;
         case OPT_TITLES:
             c->utf8_titles = !strcmp(a, "utf8");
@@ -683,12 +759,21 @@ static uint32_t incident_create(mtp_sim *s)
     in->org = rng_below(&s->rng, (uint32_t)s->cfg.orgs);
     in->type = rng_below(&s->rng, (uint32_t)s->cfg.n_alert_types);
     uint32_t k = rng_below(&s->rng, MTP_SUBJECTS) + 1;
-    uint32_t sev = rng_below(&s->rng, N_SEVERITIES); /* drawn always: same consumption per type */
+    /* drawn always: same consumption per type */
+    uint32_t sev = s->cfg.sev_total ? rng_below(&s->rng, (uint32_t)s->cfg.sev_total)
+                                    : rng_below(&s->rng, N_SEVERITIES);
 
     const char *type = s->cfg.alert_types[in->type];
     const char *org_id = s->org_ids[in->org];
     const alert_info *known = alert_known(type);
-    in->severity = (uint8_t)(known ? known->severity : (int)sev);
+    if (s->cfg.sev_total) { /* --severities: the weights decide, whatever the type */
+        int k = 0;
+        while (k < (int)SEV_NONE && sev >= (uint32_t)s->cfg.sev_weight[k])
+            sev -= (uint32_t)s->cfg.sev_weight[k++];
+        in->severity = (uint8_t)k;
+    } else {
+        in->severity = (uint8_t)(known ? known->severity : (int)sev);
+    }
     in->id = xasprintf("%s-%u", s->cfg.id_prefix, idx + 1);
     in->subject = alert_about_user(type) ? xasprintf("user%u@%s.example", k, org_id)
                                          : xasprintf("DEVICE-%u", k);
@@ -760,14 +845,12 @@ static char *body_build(const mtp_sim *s, const job *j)
     const incident *in = &s->inc[j->inc];
     const char *org_id = s->org_ids[in->org];
     char *link = xasprintf("https://portal.mtp.example/orgs/%s/incidents/%s", org_id, in->id);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
-                          "id", in->id, "org_id", org_id, "org_name", s->org_names[in->org],
-                          "alert_type", s->cfg.alert_types[in->type],
-                          "severity", SEVERITIES[in->severity],
-                          "status", j->status == ST_RESOLVED ? "resolved" : "open",
-                          "subject", in->subject, "title", in->title,
-                          "description", in->description, "occurred_at", j->occurred_at,
-                          "link", link);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:s, s:s, s:s}", "id", in->id,
+                          "org_id", org_id, "org_name", s->org_names[in->org], "alert_type",
+                          s->cfg.alert_types[in->type], "severity", severity_json(in->severity),
+                          "status", j->status == ST_RESOLVED ? "resolved" : "open", "subject",
+                          in->subject, "title", in->title, "description", in->description,
+                          "occurred_at", j->occurred_at, "link", link);
     char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     free(link);
@@ -978,19 +1061,16 @@ static void log_write(mtp_sim *s, const job *j, int64_t accepted_at_us)
     if (!s->log || s->log_failed)
         return;
     const incident *in = &s->inc[j->inc];
-    json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:o, s:o}",
-                          "seq", (json_int_t)j->seq, "kind", KIND_NAMES[j->kind],
-                          "incident_id", in->id, "org_id", s->org_ids[in->org],
-                          "alert_type", s->cfg.alert_types[in->type], "subject", in->subject,
-                          "title", in->title,
-                          "status", j->status == ST_RESOLVED ? "resolved" : "open",
-                          "occurred_at", j->occurred_at,
-                          "http_status", j->http_status ? json_integer(j->http_status) : json_null(),
-                          "attempts", (json_int_t)j->attempts,
-                          "sent_at_us", (json_int_t)j->sent_at_us,
-                          "accepted_at_us",
-                          accepted_at_us ? json_integer(accepted_at_us) : json_null(),
-                          "error", j->error ? json_string(j->error) : json_null());
+    json_t *o = json_pack(
+        "{s:I, s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:o, s:o}", "seq",
+        (json_int_t)j->seq, "kind", KIND_NAMES[j->kind], "incident_id", in->id, "org_id",
+        s->org_ids[in->org], "severity", severity_json(in->severity), "alert_type",
+        s->cfg.alert_types[in->type], "subject", in->subject, "title", in->title, "status",
+        j->status == ST_RESOLVED ? "resolved" : "open", "occurred_at", j->occurred_at,
+        "http_status", j->http_status ? json_integer(j->http_status) : json_null(), "attempts",
+        (json_int_t)j->attempts, "sent_at_us", (json_int_t)j->sent_at_us, "accepted_at_us",
+        accepted_at_us ? json_integer(accepted_at_us) : json_null(), "error",
+        j->error ? json_string(j->error) : json_null());
     char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (!line || fputs(line, s->log) == EOF || fputc('\n', s->log) == EOF) {

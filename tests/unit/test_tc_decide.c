@@ -115,6 +115,70 @@ static void resolved_ticket_resolved_again_calls_nothing(void **state) {
     expect(&f, TC_DO_NOTHING);
 }
 
+/* ---- the GATE (severity and create: false) ---- */
+
+static tc_gate_facts_t gate(const char *sev, const char *min) {
+    return (tc_gate_facts_t){
+        .new_ticket = 1, .rule_create = 1, .severity = sev, .min_severity = min};
+}
+
+static void severity_under_the_minimum_is_skipped(void **state) {
+    (void)state;
+    const char *below[] = {"info", "low", "medium"};
+    for (int i = 0; i < 3; i++) {
+        tc_gate_facts_t f = gate(below[i], "high");
+        assert_int_equal(tc_gate(&f), TC_GATE_SEVERITY);
+    }
+    tc_gate_facts_t f = gate("high", "critical");
+    assert_int_equal(tc_gate(&f), TC_GATE_SEVERITY);
+}
+
+static void severity_at_or_above_the_minimum_passes(void **state) {
+    (void)state;
+    tc_gate_facts_t f = gate("high", "high");
+    assert_int_equal(tc_gate(&f), TC_GATE_PASS);
+    f = gate("critical", "high");
+    assert_int_equal(tc_gate(&f), TC_GATE_PASS);
+    f = gate("info", "info");
+    assert_int_equal(tc_gate(&f), TC_GATE_PASS);
+    f = gate("low", NULL); /* no minimum: no gate */
+    assert_int_equal(tc_gate(&f), TC_GATE_PASS);
+}
+
+static void incident_without_a_severity_passes_the_gate(void **state) {
+    (void)state;
+    tc_gate_facts_t f = gate(NULL, "critical");
+    assert_int_equal(tc_gate(&f), TC_GATE_PASS);
+    f = gate("catastrophic", "critical"); /* not a word of the portal's list: unknown */
+    assert_int_equal(tc_gate(&f), TC_GATE_PASS);
+}
+
+static void incident_with_a_ticket_is_never_gated(void **state) {
+    (void)state;
+    tc_gate_facts_t f = gate("info", "critical");
+    f.new_ticket = 0; /* a re-fire or a resolve of a ticketed incident */
+    f.rule_create = 0;
+    assert_int_equal(tc_gate(&f), TC_GATE_PASS);
+}
+
+static void rule_create_false_is_skipped_before_severity(void **state) {
+    (void)state;
+    tc_gate_facts_t f = gate("critical", "info");
+    f.rule_create = 0;
+    assert_int_equal(tc_gate(&f), TC_GATE_RULE);
+}
+
+static void severity_ranks_in_the_portals_order(void **state) {
+    (void)state;
+    assert_int_equal(tc_severity_rank("info"), 0);
+    assert_int_equal(tc_severity_rank("low"), 1);
+    assert_int_equal(tc_severity_rank("medium"), 2);
+    assert_int_equal(tc_severity_rank("high"), 3);
+    assert_int_equal(tc_severity_rank("critical"), 4);
+    assert_int_equal(tc_severity_rank("High"), -1);
+    assert_int_equal(tc_severity_rank(NULL), -1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(no_ticket_open_event_creates_one),
@@ -128,6 +192,12 @@ int main(void) {
         cmocka_unit_test(open_ticket_resolved_event_with_auto_resolve_checks_the_ticket),
         cmocka_unit_test(open_ticket_resolved_event_without_auto_resolve_calls_nothing),
         cmocka_unit_test(resolved_ticket_resolved_again_calls_nothing),
+        cmocka_unit_test(severity_under_the_minimum_is_skipped),
+        cmocka_unit_test(severity_at_or_above_the_minimum_passes),
+        cmocka_unit_test(incident_without_a_severity_passes_the_gate),
+        cmocka_unit_test(incident_with_a_ticket_is_never_gated),
+        cmocka_unit_test(rule_create_false_is_skipped_before_severity),
+        cmocka_unit_test(severity_ranks_in_the_portals_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -36,6 +36,9 @@
 #define MSP_TOPIC_INCIDENTS   "incidents"
 #define MSP_TOPIC_DATE_CHANGES "date.changes"
 #define MSP_TOPIC_CONFIG "config" /* compacted: configuration journal (statekeys.h) */
+/* incidents kept while a tenant's ticketing is paused or switched off with when_disabled=hold
+ * (key: tenant id; the ticket-creator writes and reads it, design.md "Incidents to tickets") */
+#define MSP_TOPIC_INCIDENTS_HELD "incidents.held"
 
 /** The Kafka settings of every service, filled by its MSP_KAFKA_CONFIG rows. */
 typedef struct msp_kafka_conf_s {
@@ -126,6 +129,15 @@ rd_kafka_t *msp_kafka_consumer_new(const char *brokers, const char *group, const
                                    void *opaque, char *errstr, size_t errstr_size);
 
 /**
+ * @brief A consumer outside any group, for reading one partition from a known offset
+ * (rd_kafka_assign): no offsets are committed (the reader keeps its position elsewhere),
+ * end of partition is reported (RD_KAFKA_RESP_ERR__PARTITION_EOF), and at most ~1 MB is
+ * prefetched. @returns new handle or NULL (errstr).
+ */
+rd_kafka_t *msp_kafka_reader_new(const char *brokers, const char *client_id, char *errstr,
+                                 size_t errstr_size);
+
+/**
  * @brief Create the mspsync topics if missing (customers and assets compacted), with the
  * partitions, replication factor and min.insync.replicas of msp_kafka_configure, waiting up to
  * timeout_ms. Existing topics are left as they are. The wait runs in 100 ms slices; between
@@ -181,7 +193,10 @@ void msp_kafka_rebalance_apply(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 /**
  * @brief Produce a copy of src (key, value, headers) to the dlq topic with headers
  * x-dlq-reason, x-dlq-service, x-dlq-source-topic, x-dlq-source-partition,
- * x-dlq-source-offset, x-dlq-failed-at. Asynchronous; the delivery report carries `opaque`.
+ * x-dlq-source-offset, x-dlq-failed-at. A source with an x-source-topic header (a copy kept on
+ * another topic, such as incidents.held) names that topic as x-dlq-source-topic, so that a
+ * replay goes where the original would have gone. Asynchronous; the delivery report carries
+ * `opaque`.
  * @returns 0 or -1 when the produce call itself failed.
  */
 int msp_kafka_dead_letter(rd_kafka_t *producer, const rd_kafka_message_t *src,

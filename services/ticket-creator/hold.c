@@ -1,0 +1,406 @@
+/*
+ * hold.c — releasing the incidents a tenant's ticketing held, in the order they were held.
+ *
+ * work.c holds an event (ticketing paused by a 401/403, switched off with when_disabled=hold, or
+ * incidents of the tenant already held) by producing it to `incidents.held`, key = tenant, so
+ * that one tenant's held events sit in one partition in the order they were held; its offset on
+ * `incidents` is committed once Kafka has it and the index says so:
+ *
+ *   mspsync:{t}:ticketing:held      hash   partition, from (first offset not yet released),
+ *                                          to (last held offset), count (held, not released)
+ *   mspsync:{_}:ticketing:holding   set    tenants with an index
+ *
+ * Nothing stays in memory while a tenant holds (days of "hold" cost a Kafka partition's disk,
+ * not RAM), and a held tenant blocks nobody: its events leave `incidents` at once.
+ *
+ * Every 500 ms a replica looks at the holding tenants. One whose reason to hold is gone (the
+ * pause flag cleared by a save of the integration, ticketing switched on, or when_disabled back
+ * to skip) is released by the replica that wins `ticketing:release_lock` (SET NX PX, renewed
+ * while it works): a group-less reader reads the partition from `from`; the tenant's records
+ * are worked one at a time through work.c's machine (the same LOAD, GATE, DECIDE, CALL, FINISH,
+ * the same exactly-once records), and `from` moves past each finished one. While the index
+ * exists, the tenant's new events are held behind the old ones, so a fingerprint's events are
+ * ticketed in arrival order. When `from` passes `to` the index is deleted and new events go
+ * straight through again. A release that meets the reason again (a second 401, ticketing switched
+ * off) stops where it is; the event it was on stays held.
+ *
+ * A crash anywhere replays: a held event whose index entry was not written is held again (its
+ * copy in the topic is released twice, the second time found handled by its event id); a
+ * released event whose `from` did not move is worked again and found handled, or its pending
+ * marker makes the replay look before writing (design.md "No duplicate across a crash").
+ */
+#include "tc.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "mspsync/backoff.h"
+#include "mspsync/crypto.h"
+#include "mspsync/kafka.h"
+#include "mspsync/log.h"
+#include "mspsync/redis.h"
+
+#define IDLE_MS 500
+#define LOCK_MS 10000
+#define RENEW_MS 2000
+#define SCAN_PER_RUN 500 /* records of other tenants skipped per turn of the loop */
+
+static void rel_arm(tc_t *tc, int ms) {
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(tc->rel.timer, &tv);
+}
+
+static void key_of(char *buf, size_t size, const char *tenant, const char *rest) {
+    msp_key(buf, size, tenant, "%s", rest);
+}
+
+/* ---- the lock ---------------------------------------------------------------------------- */
+
+static const char UNLOCK_LUA[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
+    "return 0";
+static const char RENEW_LUA[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                                "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
+
+static int lock_take(tc_t *tc, const char *tenant) {
+    char k[256];
+    key_of(k, sizeof(k), tenant, "ticketing:release_lock");
+    if (msp_random_hex(tc->rel.lock, 16) != 0)
+        return 0;
+    redisReply *r = redisCommand(tc->redis, "SET %s %s NX PX %d", k, tc->rel.lock, LOCK_MS);
+    int ok = r && r->type == REDIS_REPLY_STATUS;
+    if (r)
+        freeReplyObject(r);
+    tc->rel.lock_renewed_ms = msp_wall_ms();
+    return ok;
+}
+
+/* @returns 1 while the lock is still ours. */
+static int lock_renew(tc_t *tc) {
+    if (msp_wall_ms() - tc->rel.lock_renewed_ms < RENEW_MS)
+        return 1;
+    char k[256], ms[16];
+    key_of(k, sizeof(k), tc->rel.tenant, "ticketing:release_lock");
+    snprintf(ms, sizeof(ms), "%d", LOCK_MS);
+    redisReply *r = redisCommand(tc->redis, "EVAL %s 1 %s %s %s", RENEW_LUA, k, tc->rel.lock, ms);
+    int ok = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    if (r)
+        freeReplyObject(r);
+    if (ok)
+        tc->rel.lock_renewed_ms = msp_wall_ms();
+    return ok;
+}
+
+/* ---- a run ------------------------------------------------------------------------------- */
+
+/* The run is over (finished, stopped or lost its lock): give the partition and the lock up. */
+static void run_end(tc_t *tc, const char *why) {
+    MSP_INFO("held.release_end", tc->rel.tenant, "%" PRId64 " released; %s", tc->rel.released, why);
+    rd_kafka_assign(tc->rel.reader, NULL);
+    if (tc_redis_ok(tc)) {
+        char k[256];
+        key_of(k, sizeof(k), tc->rel.tenant, "ticketing:release_lock");
+        redisReply *r = redisCommand(tc->redis, "EVAL %s 1 %s %s", UNLOCK_LUA, k, tc->rel.lock);
+        if (r)
+            freeReplyObject(r);
+    }
+    tc->rel.tenant[0] = '\0';
+    tc->rel.item = NULL;
+}
+
+static int run_start(tc_t *tc, const char *tenant, int32_t partition, int64_t from) {
+    char errstr[512];
+    if (!tc->rel.reader) {
+        tc->rel.reader = msp_kafka_reader_new(tc->conf.svc.brokers, "mspsync-ticket-creator-held",
+                                              errstr, sizeof(errstr));
+        if (!tc->rel.reader) {
+            MSP_ERROR("kafka.init_failed", NULL, "held incidents reader: %s", errstr);
+            return -1;
+        }
+    }
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, msp_topic(MSP_TOPIC_INCIDENTS_HELD), partition)->offset =
+        from;
+    rd_kafka_resp_err_t err = rd_kafka_assign(tc->rel.reader, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (err) {
+        MSP_WARN("kafka.assign_failed", tenant, "held incidents: %s", rd_kafka_err2str(err));
+        return -1;
+    }
+    snprintf(tc->rel.tenant, sizeof(tc->rel.tenant), "%s", tenant);
+    tc->rel.partition = partition;
+    tc->rel.next = from;
+    tc->rel.released = 0;
+    MSP_INFO("held.release_start", tenant, "releasing held incidents from %s [%d] offset %" PRId64,
+             msp_topic(MSP_TOPIC_INCIDENTS_HELD), (int)partition, from);
+    return 0;
+}
+
+/*
+ * `from` moves past offset; the index goes when it passed `to`. @returns 1 more to release,
+ * 0 the index is gone (all released), -1 Redis failed.
+ */
+static const char DONE_LUA[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end "
+    "redis.call('HSET', KEYS[1], 'from', tonumber(ARGV[1]) + 1) "
+    "if tonumber(redis.call('HGET', KEYS[1], 'count') or '0') > 0 then "
+    "redis.call('HINCRBY', KEYS[1], 'count', -1) end "
+    "redis.call('HINCRBY', KEYS[2], 'released', 1) "
+    "if tonumber(redis.call('HGET', KEYS[1], 'to') or '-1') <= tonumber(ARGV[1]) then "
+    "redis.call('DEL', KEYS[1]) return 0 end "
+    "return 1";
+
+static int index_done(tc_t *tc, int64_t offset) {
+    char kh[256], ks[256], off[32];
+    if (!tc_redis_ok(tc))
+        return -1;
+    key_of(kh, sizeof(kh), tc->rel.tenant, "ticketing:held");
+    key_of(ks, sizeof(ks), tc->rel.tenant, "ticketing:stats");
+    snprintf(off, sizeof(off), "%" PRId64, offset);
+    redisReply *r = redisCommand(tc->redis, "EVAL %s 2 %s %s %s", DONE_LUA, kh, ks, off);
+    int rc = r && r->type == REDIS_REPLY_INTEGER ? (int)r->integer : -1;
+    if (r)
+        freeReplyObject(r);
+    return rc;
+}
+
+/* 1 when the tenant's index is gone or ends before offset (nothing of it to read there). */
+static int index_ends_before(tc_t *tc, int64_t offset) {
+    char kh[256];
+    key_of(kh, sizeof(kh), tc->rel.tenant, "ticketing:held");
+    redisReply *r = redisCommand(tc->redis, "HGET %s to", kh);
+    int rc = r && (r->type == REDIS_REPLY_NIL ||
+                   (r->type == REDIS_REPLY_STRING && strtoll(r->str, NULL, 10) < offset));
+    if (r)
+        freeReplyObject(r);
+    return rc;
+}
+
+void tc_release_item_end(tc_t *tc, int64_t offset, tc_release_end_t end) {
+    tc->rel.item = NULL;
+    if (end == TC_RELEASE_ABANDONED || tc->stopping) {
+        run_end(tc, "stopping");
+        return;
+    }
+    if (end == TC_RELEASE_STOP) {
+        run_end(tc, "the tenant holds again; the rest stays held");
+        rel_arm(tc, IDLE_MS);
+        return;
+    }
+    int rc = index_done(tc, offset);
+    if (rc < 0) {
+        /* The event is handled (its record says so); a later run finds it so and moves on. */
+        run_end(tc, "recording the release failed (Redis); a later run goes on");
+        rel_arm(tc, IDLE_MS);
+        return;
+    }
+    tc->rel.released++;
+    tc->rel.next = offset + 1;
+    if (rc == 0) {
+        run_end(tc, "every held incident released");
+        rel_arm(tc, 0);
+        return;
+    }
+    rel_arm(tc, 0);
+}
+
+/* One turn of a run: read on from next, start the tenant's next record. */
+static void run_turn(tc_t *tc) {
+    if (!tc_redis_ok(tc)) {
+        rel_arm(tc, IDLE_MS);
+        return;
+    }
+    if (!lock_renew(tc)) {
+        run_end(tc, "the release lock was lost");
+        rel_arm(tc, IDLE_MS);
+        return;
+    }
+    for (int n = 0; n < SCAN_PER_RUN; n++) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(tc->rel.reader, 0);
+        if (!m) {
+            rel_arm(tc, 10);
+            return;
+        }
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            int64_t at = m->offset;
+            rd_kafka_message_destroy(m);
+            if (index_ends_before(tc, at > tc->rel.next ? at : tc->rel.next)) {
+                /* Everything the index names was read (copies of a crash-replayed hold, or
+                 * records already released): nothing left. */
+                char kh[256];
+                key_of(kh, sizeof(kh), tc->rel.tenant, "ticketing:held");
+                redisReply *r = redisCommand(tc->redis, "DEL %s", kh);
+                if (r)
+                    freeReplyObject(r);
+                run_end(tc, "end of the held partition");
+                rel_arm(tc, 0);
+                return;
+            }
+            rel_arm(tc, 50);
+            return;
+        }
+        if (m->err) {
+            MSP_WARN("kafka.consume_error", tc->rel.tenant, "held incidents: %s",
+                     rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            rel_arm(tc, 200);
+            return;
+        }
+        int ours = m->offset >= tc->rel.next && m->key && m->key_len == strlen(tc->rel.tenant) &&
+                   !memcmp(m->key, tc->rel.tenant, m->key_len);
+        if (!ours) {
+            if (m->offset >= tc->rel.next)
+                tc->rel.next = m->offset + 1;
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        if (tc_release_start(tc, m, tc->rel.tenant) != 0) {
+            rd_kafka_message_destroy(m);
+            run_end(tc, "out of memory");
+            rel_arm(tc, IDLE_MS);
+        }
+        return; /* tc_release_item_end goes on */
+    }
+    rel_arm(tc, 0);
+}
+
+/* ---- looking for tenants to release ------------------------------------------------------ */
+
+/* 1 when the tenant still has a reason to hold: paused, or off with when_disabled=hold. */
+static int still_holding(tc_t *tc, const char *tenant) {
+    char kc[256], ks[256];
+    key_of(kc, sizeof(kc), tenant, "ticketing:config");
+    key_of(ks, sizeof(ks), tenant, "status:syncro");
+    redisReply *rc = redisCommand(tc->redis, "GET %s", kc);
+    redisReply *rp = rc ? redisCommand(tc->redis, "HGET %s ticketing_paused", ks) : NULL;
+    int hold = 1; /* unreadable: keep holding */
+    if (rc && rp && (rc->type == REDIS_REPLY_STRING || rc->type == REDIS_REPLY_NIL) &&
+        (rp->type == REDIS_REPLY_STRING || rp->type == REDIS_REPLY_NIL)) {
+        json_t *cfg = rc->type == REDIS_REPLY_STRING ? json_loads(rc->str, 0, NULL) : NULL;
+        const char *wd = json_string_value(json_object_get(cfg, "when_disabled"));
+        int enabled = json_is_true(json_object_get(cfg, "enabled"));
+        int paused = rp->type == REDIS_REPLY_STRING && !strcmp(rp->str, "1");
+        hold = paused || (!enabled && wd && !strcmp(wd, "hold"));
+        json_decref(cfg);
+    }
+    if (rc)
+        freeReplyObject(rc);
+    if (rp)
+        freeReplyObject(rp);
+    return hold;
+}
+
+/*
+ * A tenant of the holding set without an index leaves the set; it is put back when an index
+ * appeared meanwhile (work.c writes the index before adding to the set, so one of the two
+ * always sees the other).
+ */
+static void forget_tenant(tc_t *tc, const char *tenant) {
+    char kg[128], kh[256];
+    key_of(kg, sizeof(kg), "_", "ticketing:holding");
+    key_of(kh, sizeof(kh), tenant, "ticketing:held");
+    redisReply *r = redisCommand(tc->redis, "SREM %s %s", kg, tenant);
+    if (r)
+        freeReplyObject(r);
+    r = redisCommand(tc->redis, "EXISTS %s", kh);
+    int back = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    if (r)
+        freeReplyObject(r);
+    if (back) {
+        r = redisCommand(tc->redis, "SADD %s %s", kg, tenant);
+        if (r)
+            freeReplyObject(r);
+    }
+}
+
+/* Look at every holding tenant; start a run for the first one that may be released. */
+static void idle_turn(tc_t *tc) {
+    if (!tc_redis_ok(tc)) {
+        rel_arm(tc, IDLE_MS);
+        return;
+    }
+    char kg[128];
+    key_of(kg, sizeof(kg), "_", "ticketing:holding");
+    redisReply *set = redisCommand(tc->redis, "SMEMBERS %s", kg);
+    if (!set || set->type != REDIS_REPLY_ARRAY) {
+        if (set)
+            freeReplyObject(set);
+        rel_arm(tc, IDLE_MS);
+        return;
+    }
+    int started = 0;
+    for (size_t i = 0; i < set->elements && !started; i++) {
+        const redisReply *e = set->element[i];
+        if (e->type != REDIS_REPLY_STRING || e->len == 0 || e->len > 128)
+            continue;
+        const char *tenant = e->str;
+        char kh[256];
+        key_of(kh, sizeof(kh), tenant, "ticketing:held");
+        redisReply *h = redisCommand(tc->redis, "HMGET %s partition from", kh);
+        if (!h || h->type != REDIS_REPLY_ARRAY || h->elements != 2) {
+            if (h)
+                freeReplyObject(h);
+            break;
+        }
+        if (h->element[0]->type != REDIS_REPLY_STRING ||
+            h->element[1]->type != REDIS_REPLY_STRING) {
+            freeReplyObject(h);
+            forget_tenant(tc, tenant);
+            continue;
+        }
+        int32_t part = (int32_t)strtol(h->element[0]->str, NULL, 10);
+        int64_t from = strtoll(h->element[1]->str, NULL, 10);
+        freeReplyObject(h);
+        if (still_holding(tc, tenant) || !lock_take(tc, tenant))
+            continue;
+        started = run_start(tc, tenant, part, from) == 0;
+        if (!started) {
+            snprintf(tc->rel.tenant, sizeof(tc->rel.tenant), "%s", tenant);
+            run_end(tc, "could not read the held partition");
+        }
+    }
+    freeReplyObject(set);
+    if (started)
+        run_turn(tc);
+    else
+        rel_arm(tc, IDLE_MS);
+}
+
+static void rel_timer_cb(evutil_socket_t fd, short what, void *arg) {
+    tc_t *tc = arg;
+    (void)fd;
+    (void)what;
+    if (tc->stopping || tc->rel.item)
+        return; /* an event in flight calls back itself */
+    if (tc->rel.tenant[0])
+        run_turn(tc);
+    else
+        idle_turn(tc);
+}
+
+int tc_release_init(tc_t *tc) {
+    tc->rel.timer = evtimer_new(tc->base, rel_timer_cb, tc);
+    if (!tc->rel.timer)
+        return -1;
+    rel_arm(tc, IDLE_MS);
+    return 0;
+}
+
+void tc_release_close(tc_t *tc) {
+    if (tc->rel.item) {
+        tc_release_item_free(tc->rel.item);
+        tc->rel.item = NULL;
+    }
+    if (tc->rel.timer)
+        event_free(tc->rel.timer);
+    tc->rel.timer = NULL;
+    if (tc->rel.reader) {
+        rd_kafka_consumer_close(tc->rel.reader);
+        rd_kafka_destroy(tc->rel.reader);
+        tc->rel.reader = NULL;
+    }
+}
