@@ -244,7 +244,7 @@ static void sched_push_back(job_t *j) {
     char skey[256];
     msp_key(skey, sizeof(skey), j->tenant, "sched:%s", j->vendor->name);
     redisReply *r = redisCommand(j->f->redis, "SET %s %s PX %lld", skey, j->job_id,
-                                 j->f->conf.schedule_interval_ms);
+                                 sched_interval_ms(j->f, j->tenant, j->vendor));
     if (r) freeReplyObject(r);
 }
 
@@ -707,6 +707,49 @@ static int integration_paused(job_t *j) {
     return paused;
 }
 
+/*
+ * Keep only the job's types whose feature is enabled on the integration (integration:<vendor>
+ * "features"; none stored = saved before features existed: all), for scheduled jobs and "sync
+ * now" alike; say in status:<vendor> and sync.events what was left out. @returns the types left.
+ */
+static int job_only_enabled(job_t *j) {
+    char key[256], said[200] = "";
+    msp_key(key, sizeof(key), j->tenant, "integration:%s", j->vendor->name);
+    redisReply *r = redisCommand(j->f->redis, "HGET %s features", key);
+    const char *features = r && r->type == REDIS_REPLY_STRING ? r->str : NULL;
+    json_t *skipped = json_array();
+    int n = 0;
+    for (int i = 0; i < j->todo_cnt; i++) {
+        const msp_vendor_type_t *t = &j->vendor->types[j->todo[i]];
+        if (msp_vendor_type_enabled(t, features)) {
+            j->todo[n++] = j->todo[i];
+            continue;
+        }
+        json_array_append_new(skipped,
+                              json_pack("{s:s,s:s}", "type", t->plural, "feature", t->feature));
+        snprintf(said + strlen(said), sizeof(said) - strlen(said), "%s%s", said[0] ? "," : "",
+                 t->plural);
+    }
+    j->todo_cnt = n;
+    if (r)
+        freeReplyObject(r);
+    if (redis_ok(j->f)) {
+        msp_key(key, sizeof(key), j->tenant, "status:%s", j->vendor->name);
+        redisReply *w = redisCommand(j->f->redis, "HSET %s skipped_types %s", key, said);
+        if (w)
+            freeReplyObject(w);
+    }
+    if (json_array_size(skipped) > 0) {
+        MSP_INFO("job.types_not_enabled", j->tenant, "job=%s skipped: %s", j->job_id, said);
+        event_emit(j, "types_not_enabled",
+                   json_pack("{s:o,s:s}", "skipped", skipped, "reason",
+                             "the feature is not enabled on the integration"));
+    } else {
+        json_decref(skipped);
+    }
+    return n;
+}
+
 /* Write the cursor of a job that has none: the first page of its first type. */
 static int job_cursor_create(job_t *j, const char *key) {
     msp_pager_t *p = job_pager_new(j, 0);
@@ -824,6 +867,10 @@ static void job_step(job_t *j) {
     }
     if (!strcmp(j->reason, "schedule") && integration_paused(j)) {
         job_skip(j, "integration paused after an authentication or permission error");
+        return;
+    }
+    if (job_only_enabled(j) == 0) {
+        job_done(j); /* nothing this integration syncs is asked for: done, as an empty sync */
         return;
     }
     rc = job_resume(j);

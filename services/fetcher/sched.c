@@ -3,7 +3,8 @@
  *
  * Every replica runs the same check, and for each tenant and each vendor row (vendor.h) the
  * tenant has an enabled integration with, tries to take the lease mspsync:{t}:sched:<vendor>
- * with SET NX PX <interval>. Only the replica whose SET
+ * with SET NX PX <interval>, the interval being the integration's own sync_interval_minutes
+ * (5 … 1440) or else MSPSYNC_SCHEDULE_INTERVAL_MS. Only the replica whose SET
  * wins queues the job, so two replicas never schedule the same tenant twice in one interval.
  * A finished or failed job resets the lease, so the next run is one interval after the last sync
  * ended (a failed one is not retried at once: its own retries are already spent).
@@ -43,6 +44,16 @@ static int tenant_due(fetcher_t *f, const char *tenant, const msp_vendor_t *v) {
     }
     if (r) freeReplyObject(r);
     return due;
+}
+
+long long sched_interval_ms(fetcher_t *f, const char *tenant, const msp_vendor_t *v) {
+    char ikey[256];
+    msp_key(ikey, sizeof(ikey), tenant, "integration:%s", v->name);
+    redisReply *r = redisCommand(f->redis, "HGET %s sync_interval_minutes", ikey);
+    long long minutes = r && r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+    if (r)
+        freeReplyObject(r);
+    return minutes > 0 ? minutes * f->conf.schedule_minute_ms : f->conf.schedule_interval_ms;
 }
 
 /* An incremental job of every record type the vendor syncs. */
@@ -87,7 +98,7 @@ void sched_run(fetcher_t *f) {
             char lkey[256];
             msp_key(lkey, sizeof(lkey), tenant, "sched:%s", v->name);
             redisReply *l = redisCommand(f->redis, "SET %s %s NX PX %lld", lkey, f->replica_id,
-                                         f->conf.schedule_interval_ms);
+                                         sched_interval_ms(f, tenant, v));
             int won = l && l->type == REDIS_REPLY_STATUS;
             if (l) freeReplyObject(l);
             if (won)
