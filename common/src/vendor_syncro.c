@@ -177,7 +177,7 @@ static const msp_pager_ops_t SY_ASSET_PAGER = {sy_assets_new, sy_seek,     sy_cu
 static const msp_vendor_type_t SY_TYPES[] = {
     {"customer", "customers", "customers", NULL, NULL, msp_map_syncro_customer, &SY_CUSTOMER_PAGER},
     {"asset", "assets", "assets", NULL, msp_syncro_asset_members, msp_map_syncro_asset,
-     &SY_ASSET_PAGER},
+     &SY_ASSET_PAGER, "customer"},
 };
 
 /*

@@ -59,6 +59,7 @@ struct job_s {
     char mode[16];
     const msp_vendor_t *vendor;     /* names keys, events and records */
     int todo[MSP_VENDOR_TYPES_MAX]; /* indexes of vendor->types, in its order */
+    int off[MSP_VENDOR_TYPES_MAX];  /* 1: the type's feature is off on the integration */
     int todo_cnt;
     int todo_idx;
 
@@ -377,13 +378,17 @@ static void job_request(void *arg) {
     j->req.body = NULL; /* the engine's now */
 }
 
-static void produce_record(job_t *j, json_t *item, const char *fetched_at) {
+/* One vendor object of type t to raw.records; derived_from names the type whose records it was
+ * read from (an embedded record), else NULL. */
+static void produce_record(job_t *j, const msp_vendor_type_t *t, json_t *item,
+                           const char *fetched_at, const char *derived_from) {
     fetcher_t *f = j->f;
-    const msp_vendor_type_t *t = job_type(j);
     json_t *env =
         json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:O}", "schema_version", 1, "kind", "record",
                   "tenant", j->tenant, "integration", j->vendor->name, "type", t->type, "job_id",
                   j->job_id, "fetched_at", fetched_at, "payload", item);
+    if (derived_from)
+        json_object_set_new(env, "derived_from", json_string(derived_from));
     json_t *id = json_object_get(item, "id");
     if (json_is_integer(id) && json_integer_value(id) > 0) {
         char sid[32];
@@ -634,6 +639,34 @@ static void fetcher_vcall_env(fetcher_t *f) {
 }
 
 /* A page is complete: produce its records (stolen) and wait for their acks. */
+/*
+ * The records a page's objects embed (t->embeds: Syncro's assets carry their customer), each
+ * once per page, as records of their own type marked "derived_from" — only when that type's
+ * feature is off: a key without the customer permissions still gets its assets' customers.
+ */
+static void produce_embedded(job_t *j, const msp_vendor_type_t *t, const json_t *records,
+                             const char *fetched_at) {
+    const msp_vendor_type_t *et = t->embeds ? msp_vendor_type(j->vendor, t->embeds) : NULL;
+    if (!et || !j->off[et - j->vendor->types])
+        return;
+    json_t *seen = json_object();
+    size_t i;
+    const json_t *item;
+    json_array_foreach(records, i, item) {
+        json_t *e = json_object_get(item, t->embeds);
+        json_t *id = json_object_get(e, "id");
+        char sid[32];
+        if (!json_is_integer(id) || json_integer_value(id) <= 0)
+            continue;
+        snprintf(sid, sizeof(sid), "%lld", (long long)json_integer_value(id));
+        if (json_object_get(seen, sid))
+            continue;
+        json_object_set_new(seen, sid, json_true());
+        produce_record(j, et, e, fetched_at, t->plural);
+    }
+    json_decref(seen);
+}
+
 static void job_page(job_t *j, json_t *records, int last) {
     const msp_vendor_type_t *t = job_type(j);
     char fetched_at[40];
@@ -641,7 +674,8 @@ static void job_page(job_t *j, json_t *records, int last) {
     size_t n = json_array_size(records);
     j->state = JOB_ACKS;
     for (size_t i = 0; i < n; i++)
-        produce_record(j, json_array_get(records, i), fetched_at);
+        produce_record(j, t, json_array_get(records, i), fetched_at, NULL);
+    produce_embedded(j, t, records, fetched_at);
     json_decref(records);
     j->type_records += (long)n;
     j->records_fetched[j->todo[j->todo_idx]] += (long)n;
@@ -719,6 +753,8 @@ static int job_only_enabled(job_t *j) {
     const char *features = r && r->type == REDIS_REPLY_STRING ? r->str : NULL;
     json_t *skipped = json_array();
     int n = 0;
+    for (size_t k = 0; k < j->vendor->types_cnt && k < MSP_VENDOR_TYPES_MAX; k++)
+        j->off[k] = !msp_vendor_type_enabled(&j->vendor->types[k], features);
     for (int i = 0; i < j->todo_cnt; i++) {
         const msp_vendor_type_t *t = &j->vendor->types[j->todo[i]];
         if (msp_vendor_type_enabled(t, features)) {

@@ -75,6 +75,16 @@ class FeaturesTest(StackTest):
         self.assertGreater(before["401"], 0)  # the save's probes found what the key lacks
         self.assertEqual(after["401"], before["401"], (before, after))
         self.assertGreater(after["200"], before["200"])  # and the sync read its pages
+        # Customers come from the assets' own customer fields, marked as derived.
+        assets = s.inventory("lc", "assets")
+        refs = {a["customer_ref"] for a in assets}
+        self.assertTrue(refs and None not in refs, refs)
+        s.wait_normalized()
+        customers = {c["id"]: c for c in s.inventory("lc", "customers")}
+        self.assertEqual(set(customers), refs)
+        for c in customers.values():
+            self.assertEqual(c["derived_from"], "assets", c)
+            self.assertTrue(c["name"], c)
         # "sync now" of a type whose feature is off says why.
         code, js, _ = s.api("POST", "/v1/tenants/lc/integrations/syncro/sync", {"types": ["customers"]})
         self.assertEqual(code, 409, js)
@@ -91,6 +101,8 @@ class FeaturesTest(StackTest):
         self.assertFalse(st["features"]["assets"]["enabled"])
         self.assertEqual(st["skipped_types"], ["assets"])
         self.assertEqual(st["counts"]["customers"], 4)
+        # read from Syncro's customer list: not derived
+        self.assertTrue(all("derived_from" not in c for c in s.inventory("inc", "customers")))
         # Ticketing is switched on with it; auto-resolve needs what the recipe does not give.
         code, js, _ = s.api("PUT", "/v1/tenants/inc/ticketing", {"enabled": True})
         self.assertEqual(code, 200, js)

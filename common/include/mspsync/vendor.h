@@ -222,6 +222,10 @@ typedef struct msp_vendor_type_s {
     /** @brief Canonical record from one vendor object: new, or NULL with errstr. */
     json_t *(*map)(const char *tenant, const json_t *raw, char *errstr, size_t errstr_size);
     const msp_pager_ops_t *pager;
+    const char *embeds; /**< member of each record holding a record of the type of that name
+                             ("customer": Syncro's assets carry their customer), or NULL. When
+                             that type's feature is off, the fetcher produces these embedded
+                             records as that type, marked "derived_from": <plural> */
 } msp_vendor_type_t;
 
 /**
