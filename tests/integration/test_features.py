@@ -173,6 +173,43 @@ class FeaturesTest(StackTest):
         self.assertEqual(code, 200, js)
 
 
+class IncidentTokenTicketingTest(StackTest):
+
+    def test_a_replayed_comment_is_checked_with_the_incident_token(self):
+        """The ticketing feature is the incident recipe: every call the ticket-creator makes for
+        it must be one that token allows. Killed after sending a re-fire's comment, the
+        ticket-creator replays the event and checks whether the comment landed before sending
+        it again — through the ticket list (Tickets - List/Search), not GET /tickets/{id}, which
+        needs Tickets - View Details the recipe does not have."""
+        import ticketing as T
+        s = self.make_stack(sim_config={"rate_limit": 0})
+        secret = T.setup(s, orgs=1, config=dict(T.DEFAULT_CONFIG, auto_resolve=False))
+        # from now on the key is the portals' incident token, exactly
+        s.sim_admin("PUT", "/_sim/tokens/" + T.TOKEN, {"permissions": INCIDENT})
+        inc = {"id": "cmt-1", "org_id": "org-0001", "org_name": "Org One",
+               "alert_type": "device_offline", "severity": "high", "status": "open",
+               "subject": "WS-01", "title": "Device offline", "description": "WS-01 stopped.",
+               "occurred_at": "2026-12-06T06:00:00Z"}
+        self.assertEqual(T.post_incident(s, secret, inc)[0], 202)
+        wait_until(lambda: T.sim_tickets(s), 60, "the ticket")
+        T.wait_drained(s)
+        before = s.sim_stats()["tokens"][T.TOKEN]["401"]
+        # The re-fire's comment (the next Syncro call) is made at once and answered 20 s later:
+        # the ticket-creator is killed while it waits, its comment pending in its record.
+        s.sim_config({"hang_next": 1, "hang_ms": 20000})
+        self.assertEqual(T.post_incident(s, secret, dict(inc, occurred_at="2026-12-06T06:10:00Z"))[0], 202)
+        wait_until(lambda: len(T.sim_tickets(s)[0]["comments"]) == 2, 60, "the comment made",
+                   interval=0.05)
+        s.ticket_creator.kill9()
+        s.restart(s.ticket_creator)
+        T.wait_drained(s)
+        tickets = T.sim_tickets(s)
+        self.assertEqual(len(tickets), 1)
+        self.assertEqual(len(tickets[0]["comments"]), 2, tickets[0]["comments"])  # not sent twice
+        self.assertEqual(s.sim_stats()["tokens"][T.TOKEN]["401"], before)  # nothing refused
+        self.assertEqual(s.kcat("dlq"), [])
+
+
 class HostnameTest(StackTest):
 
     def test_the_address_as_users_copy_it_saves_the_same_integration(self):
