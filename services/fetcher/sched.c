@@ -25,7 +25,7 @@
 #include "mspsync/vendor.h"
 
 /* Due: the integration has its sealed secret (disabling it removes the secret, which stops its
- * schedule), is not syncing and is not paused. */
+ * schedule), has a status (a save in progress has none yet), is not syncing and is not paused. */
 static int tenant_due(fetcher_t *f, const char *tenant, const msp_vendor_t *v) {
     char ikey[256], skey[256];
     msp_key(ikey, sizeof(ikey), tenant, "integration:%s", v->name);
@@ -36,6 +36,10 @@ static int tenant_due(fetcher_t *f, const char *tenant, const msp_vendor_t *v) {
     if (!exists) return 0;
     r = redisCommand(f->redis, "HMGET %s state paused", skey);
     int due = 1;
+    /* no state yet: the gateway is saving it right now, and the save queues its own sync */
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type != REDIS_REPLY_STRING)
+        due = 0;
     if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
         if (r->element[0]->type == REDIS_REPLY_STRING && !strcmp(r->element[0]->str, "syncing"))
             due = 0;
