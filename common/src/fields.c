@@ -47,6 +47,9 @@ static const msp_field_t customer_fields[] = {
      "the vendor's last change, as given (Syncro updated_at, ConnectWise RMM updatedDate)"},
     {"gone", MSP_FT_BOOLEAN, 0, MSP_MERGE_NONE, NULL,
      "true once it disappeared from the vendor (re-published, not deleted)"},
+    {"derived_from", MSP_FT_STRING, MSP_FIELD_OPTIONAL | MSP_FIELD_ENVELOPE, MSP_MERGE_NONE, NULL,
+     "only on a customer read from another type's records while the integration's `customers` "
+     "feature is off: `assets` (Syncro assets carry their customer)"},
 };
 
 static const msp_field_t asset_fields[] = {

@@ -23,7 +23,8 @@
 
 #include <curl/curl.h>
 
-#define MSP_SYNCRO_HOST_SUFFIX ".syncromsp.com/api/v1"
+#define MSP_SYNCRO_HOST_DOMAIN ".syncromsp.com"
+#define MSP_SYNCRO_HOST_SUFFIX MSP_SYNCRO_HOST_DOMAIN "/api/v1"
 #define MSP_SYNCRO_EXCERPT_CHARS 120
 
 /* ------------------------------------------------------------------ bounded one-line writer */
@@ -222,14 +223,31 @@ int msp_syncro_base_url(const char *subdomain, const char *base_url, char *out, 
     }
 
     if (has_sub) {
-        len = strlen(subdomain);
-        if (strncasecmp(subdomain, "http://", 7) == 0 || strncasecmp(subdomain, "https://", 8) == 0) {
+        /* The address as users copy it from their browser: "acme.syncromsp.com", with or
+         * without "http(s)://" and a trailing '/', in any case, is the subdomain "acme". */
+        char host[256];
+        const char *h = subdomain;
+        size_t sfx = strlen(MSP_SYNCRO_HOST_DOMAIN);
+        if (strncasecmp(h, "https://", 8) == 0)
+            h += 8;
+        else if (strncasecmp(h, "http://", 7) == 0)
+            h += 7;
+        len = strlen(h);
+        while (len > 0 && h[len - 1] == '/')
+            len--;
+        if (len > sfx && len < sizeof(host) &&
+            strncasecmp(h + len - sfx, MSP_SYNCRO_HOST_DOMAIN, sfx) == 0) {
+            memcpy(host, h, len - sfx);
+            host[len - sfx] = '\0';
+            subdomain = host;
+        } else if (h != subdomain) {
             set_err(errstr, errstr_size, "%s",
                     "the Syncro subdomain is a name, not a URL: use \"acme\" for "
                     "https://acme.syncromsp.com");
             return -1;
         }
-        if (strchr(subdomain, '.')) {
+        len = strlen(subdomain);
+        if (len == 0 || strchr(subdomain, '.')) {
             set_err(errstr, errstr_size, "%s",
                     "the Syncro subdomain is only the first part of the address: use \"acme\" "
                     "for acme.syncromsp.com");
@@ -751,12 +769,16 @@ const char *msp_syncro_permission_for(const char *method, const char *resource_p
             return "Tickets - List/Search";
         if (nseg == 1 && post)
             return "Tickets - Create";
+        if (nseg == 2 && get && is_id(seg[1], seglen[1]))
+            return "Tickets - View Details";
         if (nseg == 2 && put && is_id(seg[1], seglen[1]))
             return "Tickets - Edit";
         if (nseg == 3 && post && is_id(seg[1], seglen[1]) &&
             (SEG_IS(2, "comment") || SEG_IS(2, "comments")))
             return "Tickets - Edit";
     } else if (SEG_IS(0, "schedules")) {
+        if (get && (nseg == 1 || (nseg == 2 && is_id(seg[1], seglen[1]))))
+            return "Recurring Invoices - List";
         /* PUT schedules/ID, PUT schedules/ID/line_items/LID, POST schedules/ID/add_line_item */
         if (nseg >= 2 && is_id(seg[1], seglen[1]) && (put || (post && nseg >= 3)))
             return "Recurring Invoices - Edit";
@@ -903,7 +925,7 @@ json_t *msp_syncro_asset_put_body(const json_t *asset, json_t *properties, char 
 
 /* ------------------------------------------------------------------ GET /me */
 
-static int perm_granted(json_t *perms, const char *area, const char *flag) {
+int msp_syncro_me_grants(const json_t *perms, const char *area, const char *flag) {
     json_t *v = json_object_get(json_object_get(perms, area), flag);
     if (json_is_true(v))
         return 1;
@@ -914,42 +936,39 @@ static int perm_granted(json_t *perms, const char *area, const char *flag) {
     return 0;
 }
 
-int msp_syncro_me_check(const char *body, size_t len, char *missing, size_t missing_size,
-                        char *errstr, size_t errstr_size) {
-    static const struct {
-        const char *area, *flag, *name;
-    } needed[] = {
-        {"customer", "read", "Customers - List/Search"},
-        {"asset", "read", "Assets - List/Search"},
-    };
-    json_t *root, *perms;
-    sb_t sb;
-    size_t i;
-
-    if (missing && missing_size)
-        missing[0] = '\0';
-    root = body && len ? json_loadb(body, len, JSON_DECODE_ANY, NULL) : NULL;
-    if (!json_is_object(root)) {
+json_t *msp_syncro_me_permissions(const char *body, size_t len, char *errstr, size_t errstr_size) {
+    json_t *root = body && len ? json_loadb(body, len, JSON_DECODE_ANY, NULL) : NULL;
+    json_t *perms = json_object_get(root, "permissions");
+    if (!json_is_object(root))
         set_err(errstr, errstr_size, "%s", "the Syncro /me answer is not a JSON object");
-        json_decref(root);
-        return -1;
-    }
-    perms = json_object_get(root, "permissions");
-    if (!json_is_object(perms)) {
+    else if (!json_is_object(perms))
         set_err(errstr, errstr_size, "%s", "the Syncro /me answer has no permissions object");
-        json_decref(root);
-        return -1;
-    }
-    if (missing && missing_size) {
-        sb_init(&sb, missing, missing_size);
-        for (i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) {
-            if (perm_granted(perms, needed[i].area, needed[i].flag))
-                continue;
-            if (sb.len > 0)
-                sb_raw(&sb, ", ");
-            sb_raw(&sb, needed[i].name);
-        }
-    }
+    perms = json_is_object(perms) ? json_incref(perms) : NULL;
     json_decref(root);
-    return 0;
+    return perms;
+}
+
+int msp_syncro_probe_for(const char *permission, msp_syncro_probe_t *out) {
+    static const struct {
+        const char *permission;
+        msp_syncro_probe_t probe;
+    } probes[] = {
+        {"Customers - List/Search", {"customer", "read", NULL, NULL, NULL}},
+        {"Assets - List/Search", {"asset", "read", NULL, NULL, NULL}},
+        {"Tickets - List/Search", {"ticket", "read", NULL, NULL, NULL}},
+        {"Customers - View Detail", {NULL, NULL, "GET", "customers/0", NULL}},
+        {"Assets - View Details", {NULL, NULL, "GET", "customer_assets/0", NULL}},
+        {"Assets - Edit", {NULL, NULL, "PUT", "customer_assets/0", "{}"}},
+        {"Tickets - Create", {NULL, NULL, "POST", "tickets", "{}"}},
+        {"Tickets - Edit", {NULL, NULL, "PUT", "tickets/0", "{}"}},
+        {"Tickets - View Details", {NULL, NULL, "GET", "tickets/0", NULL}},
+        {"Recurring Invoices - List", {NULL, NULL, "GET", "schedules/0", NULL}},
+        {"Recurring Invoices - Edit", {NULL, NULL, "PUT", "schedules/0", "{}"}},
+    };
+    for (size_t i = 0; permission && i < sizeof(probes) / sizeof(probes[0]); i++)
+        if (!strcmp(probes[i].permission, permission)) {
+            *out = probes[i].probe;
+            return 0;
+        }
+    return -1;
 }

@@ -89,6 +89,38 @@ const char *const *msp_vendor_permissions(const msp_vendor_t *v, const char *fea
     return NULL;
 }
 
+const msp_vendor_feature_t *msp_vendor_feature(const msp_vendor_t *v, const char *name) {
+    for (const msp_vendor_feature_t *f = v ? v->features : NULL; name && f && f->feature; f++)
+        if (!strcmp(f->feature, name))
+            return f;
+    return NULL;
+}
+
+int msp_vendor_list_has(const char *list, const char *item) {
+    size_t n = item ? strlen(item) : 0;
+    for (const char *p = list; p && *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && n && !strncmp(p, item, n))
+            return 1;
+        p = e ? e + 1 : p + len;
+    }
+    return 0;
+}
+
+int msp_vendor_type_enabled(const msp_vendor_type_t *t, const char *features) {
+    return !features || msp_vendor_list_has(features, t->feature);
+}
+
+size_t msp_vendor_missing(const msp_vendor_feature_t *f, const char *granted, const char **out,
+                          size_t max) {
+    size_t n = 0;
+    for (const char *const *p = f ? f->permissions : NULL; p && *p && n < max; p++)
+        if (!msp_vendor_list_has(granted, *p))
+            out[n++] = *p;
+    return n;
+}
+
 /* ---- credentials ------------------------------------------------------------------------- */
 
 int msp_vendor_cred_load(const msp_vendor_t *v, redisContext *c, const msp_secret_key_t *key,

@@ -445,10 +445,10 @@ static const char *const CW_WRITEBACK_SCOPES[] = {
     "platform.custom_fields_values.read", "platform.custom_fields_values.write", NULL};
 
 static const msp_vendor_feature_t CW_FEATURES[] = {
-    {"customers", CW_CUSTOMERS_SCOPES},
-    {"assets", CW_ASSETS_SCOPES},
-    {"writeback", CW_WRITEBACK_SCOPES},
-    {NULL, NULL},
+    {"customers", CW_CUSTOMERS_SCOPES, NULL},
+    {"assets", CW_ASSETS_SCOPES, NULL},
+    {"writeback", CW_WRITEBACK_SCOPES, NULL},
+    {NULL, NULL, NULL},
 };
 
 static const char *const CW_EXTRA_KEYS[] = {"token:cwrmm", "token:cwrmm:lock", NULL};

@@ -298,21 +298,47 @@ static const msp_vendor_type_t SY_TYPES[] = {
     {"ticket", "tickets", "tickets", NULL, NULL, msp_map_syncro_ticket, &SY_TICKET_PAGER},
     {"setting", "settings", "tickets", NULL, NULL, msp_map_syncro_settings, &SY_SETTINGS_PAGER},
     {"asset", "assets", "assets", NULL, msp_syncro_asset_members, msp_map_syncro_asset,
-     &SY_ASSET_PAGER},
+     &SY_ASSET_PAGER, "customer"},
 };
 
-static const char *const SY_CUSTOMERS_PERMS[] = {"Customers - List/Search", NULL};
+/*
+ * The permissions each feature needs, in Syncro's words (the group permission screen; the
+ * official document names the one each call needs). A feature needs what its calls need and no
+ * more, so that the token recipes MSPs follow serve what they were made for (docs/setup.md,
+ * generated from this table and checked against it by test_setup_doc):
+ *   assets      GET /customer_assets (the pager; customers then come from the assets' own fields)
+ *   customers   GET /customers
+ *   contacts    GET /contacts ("Customers - View Detail" in the document)
+ *   tickets     GET /tickets (ticket sync)
+ *   ticketing   the ticket-creator: the org mapping reads customers (list, detail), tickets are
+ *               found by their marker (GET /tickets), created (POST) and commented / reopened
+ *               (POST .../comment, PUT) — the incident token of the portals, exactly
+ *   auto_resolve (an option of ticketing) reads the ticket before resolving it: GET /tickets/{id}
+ *   writeback   GET and PUT /customer_assets/{id} (read, merge, write the properties)
+ *   billing     the recurring invoices (GET /schedules, PUT .../line_items/{id}) of a customer
+ */
 static const char *const SY_ASSETS_PERMS[] = {"Assets - List/Search", NULL};
-static const char *const SY_WRITEBACK_PERMS[] = {"Assets - View Details", "Assets - Edit", NULL};
-static const char *const SY_TICKETS_PERMS[] = {"Tickets - List/Search", "Tickets - Create",
-                                               "Tickets - Edit", NULL};
-/* GET /contacts: "Required permission: Customers - View Detail" (the document). */
+static const char *const SY_CUSTOMERS_PERMS[] = {"Customers - List/Search", NULL};
 static const char *const SY_CONTACTS_PERMS[] = {"Customers - View Detail", NULL};
+static const char *const SY_TICKETS_PERMS[] = {"Tickets - List/Search", NULL};
+static const char *const SY_TICKETING_PERMS[] = {
+    "Customers - List/Search", "Customers - View Detail", "Tickets - Create",
+    "Tickets - Edit",          "Tickets - List/Search",   NULL};
+static const char *const SY_AUTO_RESOLVE_PERMS[] = {"Tickets - View Details", NULL};
+static const char *const SY_WRITEBACK_PERMS[] = {"Assets - View Details", "Assets - Edit", NULL};
+static const char *const SY_BILLING_PERMS[] = {
+    "Recurring Invoices - List", "Recurring Invoices - Edit", "Customers - List/Search", NULL};
 
 static const msp_vendor_feature_t SY_FEATURES[] = {
-    {"customers", SY_CUSTOMERS_PERMS}, {"assets", SY_ASSETS_PERMS},
-    {"writeback", SY_WRITEBACK_PERMS}, {"tickets", SY_TICKETS_PERMS},
-    {"contacts", SY_CONTACTS_PERMS},   {NULL, NULL},
+    {"assets", SY_ASSETS_PERMS, NULL},
+    {"customers", SY_CUSTOMERS_PERMS, NULL},
+    {"contacts", SY_CONTACTS_PERMS, NULL},
+    {"tickets", SY_TICKETS_PERMS, NULL},
+    {"ticketing", SY_TICKETING_PERMS, NULL},
+    {"auto_resolve", SY_AUTO_RESOLVE_PERMS, "ticketing"},
+    {"writeback", SY_WRITEBACK_PERMS, NULL},
+    {"billing", SY_BILLING_PERMS, NULL},
+    {NULL, NULL, NULL},
 };
 
 const msp_vendor_t msp_vendor_syncro = {

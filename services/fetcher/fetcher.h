@@ -34,6 +34,7 @@ typedef struct fetcher_conf_s {
     long long  cwrmm_page_size;
     long long  cwrmm_token_margin_ms;
     long long  schedule_interval_ms;
+    long long schedule_minute_ms; /* a minute of sync_interval_minutes (60000; tests shrink it) */
     long long  schedule_check_ms;
     long long  max_jobs;
     long long  max_attempts;
@@ -78,6 +79,9 @@ void job_delivery_report(fetcher_t *f, const rd_kafka_message_t *msg);
 
 /* sched.c */
 void sched_run(fetcher_t *f);
+/* The tenant's interval between scheduled syncs with v: its integration's sync_interval_minutes,
+ * or MSPSYNC_SCHEDULE_INTERVAL_MS when it has none. */
+long long sched_interval_ms(fetcher_t *f, const char *tenant, const msp_vendor_t *v);
 int  redis_ok(fetcher_t *f);
 
 #endif

@@ -60,6 +60,7 @@ struct job_s {
     char mode[16];
     const msp_vendor_t *vendor;     /* names keys, events and records */
     int todo[MSP_VENDOR_TYPES_MAX]; /* indexes of vendor->types, in its order */
+    int off[MSP_VENDOR_TYPES_MAX];  /* 1: the type's feature is off on the integration */
     int todo_cnt;
     int todo_idx;
 
@@ -245,7 +246,7 @@ static void sched_push_back(job_t *j) {
     char skey[256];
     msp_key(skey, sizeof(skey), j->tenant, "sched:%s", j->vendor->name);
     redisReply *r = redisCommand(j->f->redis, "SET %s %s PX %lld", skey, j->job_id,
-                                 j->f->conf.schedule_interval_ms);
+                                 sched_interval_ms(j->f, j->tenant, j->vendor));
     if (r) freeReplyObject(r);
 }
 
@@ -378,13 +379,17 @@ static void job_request(void *arg) {
     j->req.body = NULL; /* the engine's now */
 }
 
-static void produce_record(job_t *j, json_t *item, const char *fetched_at) {
+/* One vendor object of type t to raw.records; derived_from names the type whose records it was
+ * read from (an embedded record), else NULL. */
+static void produce_record(job_t *j, const msp_vendor_type_t *t, json_t *item,
+                           const char *fetched_at, const char *derived_from) {
     fetcher_t *f = j->f;
-    const msp_vendor_type_t *t = job_type(j);
     json_t *env =
         json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:O}", "schema_version", 1, "kind", "record",
                   "tenant", j->tenant, "integration", j->vendor->name, "type", t->type, "job_id",
                   j->job_id, "fetched_at", fetched_at, "payload", item);
+    if (derived_from)
+        json_object_set_new(env, "derived_from", json_string(derived_from));
     json_t *id = json_object_get(item, "id");
     if (json_is_integer(id) && json_integer_value(id) > 0) {
         char sid[32];
@@ -673,6 +678,34 @@ static void fetcher_vcall_env(fetcher_t *f) {
 }
 
 /* A page is complete: produce its records (stolen) and wait for their acks. */
+/*
+ * The records a page's objects embed (t->embeds: Syncro's assets carry their customer), each
+ * once per page, as records of their own type marked "derived_from" — only when that type's
+ * feature is off: a key without the customer permissions still gets its assets' customers.
+ */
+static void produce_embedded(job_t *j, const msp_vendor_type_t *t, const json_t *records,
+                             const char *fetched_at) {
+    const msp_vendor_type_t *et = t->embeds ? msp_vendor_type(j->vendor, t->embeds) : NULL;
+    if (!et || !j->off[et - j->vendor->types])
+        return;
+    json_t *seen = json_object();
+    size_t i;
+    const json_t *item;
+    json_array_foreach(records, i, item) {
+        json_t *e = json_object_get(item, t->embeds);
+        json_t *id = json_object_get(e, "id");
+        char sid[32];
+        if (!json_is_integer(id) || json_integer_value(id) <= 0)
+            continue;
+        snprintf(sid, sizeof(sid), "%lld", (long long)json_integer_value(id));
+        if (json_object_get(seen, sid))
+            continue;
+        json_object_set_new(seen, sid, json_true());
+        produce_record(j, et, e, fetched_at, t->plural);
+    }
+    json_decref(seen);
+}
+
 static void job_page(job_t *j, json_t *records, int last) {
     const msp_vendor_type_t *t = job_type(j);
     char fetched_at[40];
@@ -680,7 +713,8 @@ static void job_page(job_t *j, json_t *records, int last) {
     size_t n = json_array_size(records);
     j->state = JOB_ACKS;
     for (size_t i = 0; i < n; i++)
-        produce_record(j, json_array_get(records, i), fetched_at);
+        produce_record(j, t, json_array_get(records, i), fetched_at, NULL);
+    produce_embedded(j, t, records, fetched_at);
     json_decref(records);
     j->type_records += (long)n;
     j->records_fetched[j->todo[j->todo_idx]] += (long)n;
@@ -744,6 +778,51 @@ static int integration_paused(job_t *j) {
     int paused = r && r->type == REDIS_REPLY_STRING && !strcmp(r->str, "1");
     if (r) freeReplyObject(r);
     return paused;
+}
+
+/*
+ * Keep only the job's types whose feature is enabled on the integration (integration:<vendor>
+ * "features"; none stored = saved before features existed: all), for scheduled jobs and "sync
+ * now" alike; say in status:<vendor> and sync.events what was left out. @returns the types left.
+ */
+static int job_only_enabled(job_t *j) {
+    char key[256], said[200] = "";
+    msp_key(key, sizeof(key), j->tenant, "integration:%s", j->vendor->name);
+    redisReply *r = redisCommand(j->f->redis, "HGET %s features", key);
+    const char *features = r && r->type == REDIS_REPLY_STRING ? r->str : NULL;
+    json_t *skipped = json_array();
+    int n = 0;
+    for (size_t k = 0; k < j->vendor->types_cnt && k < MSP_VENDOR_TYPES_MAX; k++)
+        j->off[k] = !msp_vendor_type_enabled(&j->vendor->types[k], features);
+    for (int i = 0; i < j->todo_cnt; i++) {
+        const msp_vendor_type_t *t = &j->vendor->types[j->todo[i]];
+        if (msp_vendor_type_enabled(t, features)) {
+            j->todo[n++] = j->todo[i];
+            continue;
+        }
+        json_array_append_new(skipped,
+                              json_pack("{s:s,s:s}", "type", t->plural, "feature", t->feature));
+        snprintf(said + strlen(said), sizeof(said) - strlen(said), "%s%s", said[0] ? "," : "",
+                 t->plural);
+    }
+    j->todo_cnt = n;
+    if (r)
+        freeReplyObject(r);
+    if (redis_ok(j->f)) {
+        msp_key(key, sizeof(key), j->tenant, "status:%s", j->vendor->name);
+        redisReply *w = redisCommand(j->f->redis, "HSET %s skipped_types %s", key, said);
+        if (w)
+            freeReplyObject(w);
+    }
+    if (json_array_size(skipped) > 0) {
+        MSP_INFO("job.types_not_enabled", j->tenant, "job=%s skipped: %s", j->job_id, said);
+        event_emit(j, "types_not_enabled",
+                   json_pack("{s:o,s:s}", "skipped", skipped, "reason",
+                             "the feature is not enabled on the integration"));
+    } else {
+        json_decref(skipped);
+    }
+    return n;
 }
 
 /* Write the cursor of a job that has none: the first page of its first type. */
@@ -868,6 +947,10 @@ static void job_step(job_t *j) {
     }
     if (!strcmp(j->reason, "schedule") && integration_paused(j)) {
         job_skip(j, "integration paused after an authentication or permission error");
+        return;
+    }
+    if (job_only_enabled(j) == 0) {
+        job_done(j); /* nothing this integration syncs is asked for: done, as an empty sync */
         return;
     }
     rc = job_resume(j);

@@ -3,7 +3,8 @@
  *
  * Every replica runs the same check, and for each tenant and each vendor row (vendor.h) the
  * tenant has an enabled integration with, tries to take the lease mspsync:{t}:sched:<vendor>
- * with SET NX PX <interval>. Only the replica whose SET
+ * with SET NX PX <interval>, the interval being the integration's own sync_interval_minutes
+ * (5 … 1440) or else MSPSYNC_SCHEDULE_INTERVAL_MS. Only the replica whose SET
  * wins queues the job, so two replicas never schedule the same tenant twice in one interval.
  * A finished or failed job resets the lease, so the next run is one interval after the last sync
  * ended (a failed one is not retried at once: its own retries are already spent).
@@ -24,7 +25,7 @@
 #include "mspsync/vendor.h"
 
 /* Due: the integration has its sealed secret (disabling it removes the secret, which stops its
- * schedule), is not syncing and is not paused. */
+ * schedule), has a status (a save in progress has none yet), is not syncing and is not paused. */
 static int tenant_due(fetcher_t *f, const char *tenant, const msp_vendor_t *v) {
     char ikey[256], skey[256];
     msp_key(ikey, sizeof(ikey), tenant, "integration:%s", v->name);
@@ -35,6 +36,10 @@ static int tenant_due(fetcher_t *f, const char *tenant, const msp_vendor_t *v) {
     if (!exists) return 0;
     r = redisCommand(f->redis, "HMGET %s state paused", skey);
     int due = 1;
+    /* no state yet: the gateway is saving it right now, and the save queues its own sync */
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type != REDIS_REPLY_STRING)
+        due = 0;
     if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
         if (r->element[0]->type == REDIS_REPLY_STRING && !strcmp(r->element[0]->str, "syncing"))
             due = 0;
@@ -43,6 +48,16 @@ static int tenant_due(fetcher_t *f, const char *tenant, const msp_vendor_t *v) {
     }
     if (r) freeReplyObject(r);
     return due;
+}
+
+long long sched_interval_ms(fetcher_t *f, const char *tenant, const msp_vendor_t *v) {
+    char ikey[256];
+    msp_key(ikey, sizeof(ikey), tenant, "integration:%s", v->name);
+    redisReply *r = redisCommand(f->redis, "HGET %s sync_interval_minutes", ikey);
+    long long minutes = r && r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+    if (r)
+        freeReplyObject(r);
+    return minutes > 0 ? minutes * f->conf.schedule_minute_ms : f->conf.schedule_interval_ms;
 }
 
 /* An incremental job of every record type the vendor syncs. */
@@ -87,7 +102,7 @@ void sched_run(fetcher_t *f) {
             char lkey[256];
             msp_key(lkey, sizeof(lkey), tenant, "sched:%s", v->name);
             redisReply *l = redisCommand(f->redis, "SET %s %s NX PX %lld", lkey, f->replica_id,
-                                         f->conf.schedule_interval_ms);
+                                         sched_interval_ms(f, tenant, v));
             int won = l && l->type == REDIS_REPLY_STATUS;
             if (l) freeReplyObject(l);
             if (won)

@@ -61,6 +61,13 @@ typedef struct put_s {
     char          *api_key;      /* plaintext: zeroed on free */
     size_t         api_key_len;
     int            writeback_purchase, writeback_warranty;  /* -1 = not given */
+    int interval;                 /* sync_interval_minutes, 0 = not given */
+    char wanted[GW_FEATURES_MAX]; /* requested features; "" = what the key serves */
+    /* the permission check: step 0 is GET /me, step i > 0 probes probes[i - 1] */
+    json_t *me_perms;       /* GET /me "permissions" (new) */
+    const char *probes[32]; /* permissions /me cannot tell (borrowed from the row) */
+    size_t probes_cnt, step;
+    char granted[GW_FEATURES_MAX]; /* permissions the key holds, comma list */
 } put_t;
 
 static void put_free(put_t *p) {
@@ -68,6 +75,7 @@ static void put_free(put_t *p) {
         return;
     if (p->timer)
         event_free(p->timer);
+    json_decref(p->me_perms);
     if (p->api_key) {
         msp_secure_zero(p->api_key, p->api_key_len);
         free(p->api_key);
@@ -75,7 +83,7 @@ static void put_free(put_t *p) {
     free(p);
 }
 
-static void put_call_me(put_t *p);
+static void put_call(put_t *p);
 
 /* Shutdown while waiting for a rate-limit token. */
 static void put_cancel(void *arg) {
@@ -114,7 +122,7 @@ static void put_rate_step(evutil_socket_t fd, short what, void *arg) {
         return;
     }
     if (rc == 1) {
-        put_call_me(p);
+        put_call(p);
         return;
     }
     if (retry_after_ms < 1)
@@ -138,28 +146,6 @@ static void put_rate_step(evutil_socket_t fd, short what, void *arg) {
     }
 }
 
-/* Split "a, b" into a JSON array of names. */
-static json_t *split_names(const char *list) {
-    json_t *arr = json_array();
-    const char *p = list;
-    while (*p) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *e = strchr(p, ',');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        while (n > 0 && p[n - 1] == ' ')
-            n--;
-        if (n)
-            json_array_append_new(arr, json_stringn(p, n));
-        p += n;
-        if (e)
-            p = e;
-        else
-            break;
-    }
-    return arr;
-}
-
 /* Seal and store the key, reset the status, queue the first full sync. Answers held. */
 static void put_store(put_t *p) {
     gw_t *gw = p->gw;
@@ -176,16 +162,25 @@ static void put_store(put_t *p) {
         gw_held_reply_error(p->held, 500, "could not encrypt the API key");
         return;
     }
-    redisReply *r[3] = {0};
-    r[0] = gw_redis(gw, err, sizeof(err), "HSET %s base_url %s account_id %s api_key_sealed %s "
-                    "enabled 1 updated_at %s", ikey, p->base_url, p->account_id, sealed, now);
+    /* every type: the fetcher leaves out those whose feature is off and says so in the status */
+    const char *types[MSP_VENDOR_TYPES_MAX + 1];
+    gw_integ_all_types(VENDOR, types);
+    redisReply *r[4] = {0};
+    r[0] = gw_redis(gw, err, sizeof(err),
+                    "HSET %s base_url %s account_id %s api_key_sealed %s "
+                    "enabled 1 updated_at %s features %s granted %s",
+                    ikey, p->base_url, p->account_id, sealed, now, p->wanted, p->granted);
     free(sealed);
     if (r[0])
         r[1] = gw_redis(gw, err, sizeof(err), "HSETNX %s created_at %s", ikey, now);
     if (r[1])
         r[2] = gw_redis(gw, err, sizeof(err), "HINCRBY %s generation 1", ikey);
-    int ok = r[2] != NULL;
-    for (int i = 0; i < 3; i++)
+    if (r[2])
+        r[3] = p->interval ? gw_redis(gw, err, sizeof(err), "HSET %s sync_interval_minutes %d",
+                                      ikey, p->interval)
+                           : gw_redis(gw, err, sizeof(err), "PING");
+    int ok = r[3] != NULL;
+    for (int i = 0; i < 4; i++)
         if (r[i])
             freeReplyObject(r[i]);
     const gw_integ_t *in = gw_integ_of(VENDOR);
@@ -199,18 +194,105 @@ static void put_store(put_t *p) {
     gw_held_on_shutdown(p->held, NULL, NULL);  /* the job owns the request from here on */
     gw_secret_keep(gw, p->tenant, VENDOR->name, p->api_key); /* stored: now it is ours to redact */
     MSP_INFO("integration.saved", p->tenant, "syncro integration saved (base %s)", p->base_url);
-    json_t *body = json_pack("{s:s,s:s,s:s,s:s}", "integration", VENDOR->name, "base_url",
-                             p->base_url, "state", "Syncing", "job_id", job_id);
-    const char *types[MSP_VENDOR_TYPES_MAX + 1];
-    gw_integ_all_types(VENDOR, types);
+    json_t *body = json_pack("{s:s,s:s,s:s,s:s,s:o}", "integration", VENDOR->name, "base_url",
+                             p->base_url, "state", "Syncing", "job_id", job_id, "features",
+                             gw_integ_features_json(VENDOR, p->wanted, p->granted));
     gw_job_queue(gw, p->held, p->tenant, VENDOR->name, job_id, types, "full", "integration_saved",
                  201, body);
 }
 
-static void put_me_cb(msp_http_response_t *res, void *arg) {
+/*
+ * Every permission is known: choose the features (those asked for, or else every one the key
+ * serves) and store, or answer 422 naming per feature what the key lacks. Answers held.
+ */
+static void put_decide(put_t *p) {
+    if (p->wanted[0]) {
+        json_t *missing = gw_integ_missing_json(VENDOR, p->wanted, p->granted);
+        if (missing) {
+            MSP_INFO("integration.rejected", p->tenant, "%s",
+                     json_string_value(json_object_get(missing, "error")));
+            gw_held_reply(p->held, 422, missing);
+            return;
+        }
+    } else {
+        char all[GW_FEATURES_MAX] = "";
+        for (const msp_vendor_feature_t *f = VENDOR->features; f->feature; f++) {
+            const char *miss[16];
+            if (f->option_of)
+                continue;
+            gw_list_add(all, sizeof(all), f->feature);
+            if (msp_vendor_missing(f, p->granted, miss, 16) == 0)
+                gw_list_add(p->wanted, sizeof(p->wanted), f->feature);
+        }
+        if (!p->wanted[0]) { /* the key serves nothing at all: say what each feature needs */
+            json_t *missing = gw_integ_missing_json(VENDOR, all, p->granted);
+            MSP_INFO("integration.rejected", p->tenant, "%s",
+                     json_string_value(json_object_get(missing, "error")));
+            gw_held_reply(p->held, 422, missing);
+            return;
+        }
+    }
+    put_store(p);
+}
+
+/* Note what a check found and go on: the next probe (after a rate token), or the decision. */
+static void put_next(put_t *p) {
+    if (p->step < p->probes_cnt) {
+        p->step++;
+        put_rate_step(-1, 0, p);
+        return;
+    }
+    put_decide(p);
+    put_free(p);
+}
+
+/* A call of the check failed in a way that says nothing about a permission. Answers held. */
+static void put_call_failed(put_t *p, msp_http_response_t *res, const char *method,
+                            const char *path) {
+    char desc[768];
+    long st = res->status;
+    msp_syncro_describe(res, method, path, desc, sizeof(desc));
+    MSP_INFO("integration.rejected", p->tenant, "%s", desc);
+    if (msp_vcall_refused(st))
+        gw_held_reply(p->held, 422,
+                      json_pack("{s:s,s:I}", "error", desc, "vendor_status", (json_int_t)st));
+    else
+        gw_held_reply_error(p->held, 502, "%s", desc);
+}
+
+/* GET /me answered: read its flags, list the permissions only a probe can tell. */
+static void put_me_answered(put_t *p, msp_http_response_t *res) {
+    char err[256];
+    if (!(p->me_perms = msp_syncro_me_permissions(res->body, res->body_len, err, sizeof(err)))) {
+        MSP_WARN("integration.me_unexpected", p->tenant, "GET /me body: %s", err);
+        gw_held_reply_error(p->held, 502, "Syncro answered GET /me with an unexpected body: %s",
+                            err);
+        put_free(p);
+        return;
+    }
+    /* every permission of every feature, once, in the row's order */
+    for (const msp_vendor_feature_t *f = VENDOR->features; f->feature; f++)
+        for (const char *const *perm = f->permissions; *perm; perm++) {
+            msp_syncro_probe_t pr;
+            size_t k = 0;
+            while (k < p->probes_cnt && strcmp(p->probes[k], *perm) != 0)
+                k++;
+            if (msp_vendor_list_has(p->granted, *perm) || k < p->probes_cnt ||
+                msp_syncro_probe_for(*perm, &pr) != 0)
+                continue;
+            if (pr.me_area) {
+                if (msp_syncro_me_grants(p->me_perms, pr.me_area, pr.me_flag))
+                    gw_list_add(p->granted, sizeof(p->granted), *perm);
+            } else if (p->probes_cnt < sizeof(p->probes) / sizeof(p->probes[0])) {
+                p->probes[p->probes_cnt++] = *perm;
+            }
+        }
+    put_next(p);
+}
+
+static void put_call_cb(msp_http_response_t *res, void *arg) {
     put_t *p = arg;
     gw_t *gw = p->gw;
-    char desc[768];
     msp_http_outcome_t outcome = msp_http_classify(res);
     vendor_metric(gw, msp_http_outcome_name(outcome));
     if (gw->stopping) {
@@ -219,50 +301,78 @@ static void put_me_cb(msp_http_response_t *res, void *arg) {
         return;
     }
     long st = res->status;
-    if (st >= 200 && st < 300) {
-        char missing[512], err[256];
-        if (msp_syncro_me_check(res->body, res->body_len, missing, sizeof(missing), err,
-                                sizeof(err)) != 0) {
-            MSP_WARN("integration.me_unexpected", p->tenant, "GET /me body: %s", err);
-            gw_held_reply_error(p->held, 502, "Syncro answered GET /me with an unexpected body: %s",
-                                err);
-        } else if (missing[0]) {
-            MSP_INFO("integration.rejected", p->tenant, "API key lacks: %s", missing);
-            char msg[700];
-            snprintf(msg, sizeof(msg), "the Syncro API key lacks permissions: %s", missing);
-            gw_held_reply(p->held, 422, json_pack("{s:s,s:o}", "error", msg,
-                                                  "missing_permissions", split_names(missing)));
-        } else {
-            put_store(p);
+    if (p->step == 0) {
+        if (st >= 200 && st < 300) {
+            put_me_answered(p, res);
+            return;
         }
-    } else {
-        msp_syncro_describe(res, "GET", "/me", desc, sizeof(desc));
-        MSP_INFO("integration.rejected", p->tenant, "%s", desc);
-        if (msp_vcall_refused(st))
-            gw_held_reply(p->held, 422, json_pack("{s:s,s:I}", "error", desc, "vendor_status",
-                                                  (json_int_t)st));
-        else
-            gw_held_reply_error(p->held, 502, "%s", desc);
+        put_call_failed(p, res, "GET", "/me");
+        put_free(p);
+        return;
     }
-    put_free(p);
+    /* a probe: 401 = the permission is missing; any other answer of Syncro's = it is held */
+    msp_syncro_probe_t pr;
+    msp_syncro_probe_for(p->probes[p->step - 1], &pr);
+    if (st == 401) {
+        put_next(p);
+    } else if (st >= 200 && st < 500 && st != 429 && st != 408) {
+        gw_list_add(p->granted, sizeof(p->granted), p->probes[p->step - 1]);
+        put_next(p);
+    } else {
+        char path[64];
+        snprintf(path, sizeof(path), "/%s", pr.path);
+        put_call_failed(p, res, pr.method, path);
+        put_free(p);
+    }
 }
 
-static void put_call_me(put_t *p) {
+/* The check's current call: GET /me, then one probe per permission /me does not name. */
+static void put_call(put_t *p) {
     gw_t *gw = p->gw;
     char url[600], auth[4 * MAX_API_KEY + 64];  /* up to 4 bytes per character */
-    snprintf(url, sizeof(url), "%s/me", p->base_url);
+    msp_syncro_probe_t pr = {.method = "GET", .path = "me"};
+    if (p->step > 0)
+        msp_syncro_probe_for(p->probes[p->step - 1], &pr);
+    snprintf(url, sizeof(url), "%s/%s", p->base_url, pr.path);
     msp_syncro_auth_header(p->api_key, auth, sizeof(auth));
-    const char *headers[] = {auth, "Accept: application/json", NULL};
-    /* the whole check (token wait + call) stays within MSPSYNC_VENDOR_TIMEOUT_MS */
+    const char *headers[] = {auth, "Accept: application/json",
+                             pr.body ? "Content-Type: application/json" : NULL, NULL};
+    /* the whole check (token waits + calls) stays within MSPSYNC_VENDOR_TIMEOUT_MS */
     int64_t left = gw->cfg.vendor_timeout_ms - (msp_now_ms() - p->started_ms);
-    msp_http_request_t r = {.method = "GET", .url = url, .headers = headers,
+    msp_http_request_t r = {.method = pr.method,
+                            .url = url,
+                            .headers = headers,
+                            .body = pr.body,
+                            .body_len = pr.body ? strlen(pr.body) : 0,
                             .timeout_ms = (long)(left < 1000 ? 1000 : left)};
-    int rc = msp_http_request(gw->vendor, &r, put_me_cb, p);
+    int rc = msp_http_request(gw->vendor, &r, put_call_cb, p);
     msp_secure_zero(auth, sizeof(auth));
     if (rc != 0) {
         gw_held_reply_error(p->held, 502, "could not start the request to Syncro");
         put_free(p);
     }
+}
+
+/*
+ * A subdomain's base URL as MSPSYNC_SYNCRO_SUBDOMAIN_URL spells it: base holds the normalized
+ * "https://<name>.syncromsp.com/api/v1" (msp_syncro_base_url) and is rewritten with <name> in
+ * place of {subdomain}. @returns 0, or -1 (err) when the result does not fit.
+ */
+static int subdomain_url(const char *tmpl, char *base, size_t base_size, char *err,
+                         size_t err_size) {
+    const char *at = tmpl ? strstr(tmpl, "{subdomain}") : NULL;
+    char name[80];
+    if (!at)
+        return 0;
+    const char *host = base + strlen("https://");
+    snprintf(name, sizeof(name), "%.*s", (int)strcspn(host, "."), host);
+    int n = snprintf(base, base_size, "%.*s%s%s", (int)(at - tmpl), tmpl, name,
+                     at + strlen("{subdomain}"));
+    if (n < 0 || (size_t)n >= base_size) {
+        snprintf(err, err_size, "the Syncro base URL is too long");
+        return -1;
+    }
+    return 0;
 }
 
 void api_syncro_put(gw_t *gw, struct evhttp_request *req, const char *tenant) {
@@ -274,9 +384,15 @@ void api_syncro_put(gw_t *gw, struct evhttp_request *req, const char *tenant) {
            *jkey = json_object_get(in, "api_key");
     const char *api_key = json_string_value(jkey);
     char base[512], err[300];
-    int wb_purchase = -1, wb_warranty = -1;
-    if (gw_integ_parse_writeback(json_object_get(in, "writeback"), &wb_purchase, &wb_warranty,
-                                 err, sizeof(err)) < 0) {
+    int wb_purchase = -1, wb_warranty = -1, interval = 0;
+    char wanted[GW_FEATURES_MAX] = "";
+    const json_t *jf = json_object_get(in, "features");
+    if (gw_integ_parse_writeback(json_object_get(in, "writeback"), &wb_purchase, &wb_warranty, err,
+                                 sizeof(err)) < 0 ||
+        (jf &&
+         gw_integ_parse_features(VENDOR, jf, wanted, sizeof(wanted), err, sizeof(err)) != 0) ||
+        gw_integ_parse_interval(json_object_get(in, "sync_interval_minutes"), &interval, err,
+                                sizeof(err)) != 0) {
         gw_reply_error(gw, req, route, 400, "%s", err);
     } else if ((jsub && !json_is_string(jsub)) || (jbase && !json_is_string(jbase))) {
         gw_reply_error(gw, req, route, 400, "\"subdomain\" and \"base_url\" must be strings");
@@ -288,7 +404,9 @@ void api_syncro_put(gw_t *gw, struct evhttp_request *req, const char *tenant) {
         gw_reply_error(gw, req, route, 400, "\"api_key\" must be a non-empty string of at most "
                        "%d characters", MAX_API_KEY);
     } else if (msp_syncro_base_url(json_string_value(jsub), json_string_value(jbase), base,
-                                   sizeof(base), err, sizeof(err)) != 0) {
+                                   sizeof(base), err, sizeof(err)) != 0 ||
+               (jsub && subdomain_url(gw->cfg.syncro_subdomain_url, base, sizeof(base), err,
+                                      sizeof(err)) != 0)) {
         gw_reply_error(gw, req, route, 400, "%s", err);
     } else {
         put_t *p = calloc(1, sizeof(*p));
@@ -302,6 +420,8 @@ void api_syncro_put(gw_t *gw, struct evhttp_request *req, const char *tenant) {
             p->api_key_len = strlen(p->api_key);
             p->writeback_purchase = wb_purchase;
             p->writeback_warranty = wb_warranty;
+            p->interval = interval;
+            snprintf(p->wanted, sizeof(p->wanted), "%s", wanted);
             p->started_ms = msp_now_ms();
             snprintf(p->tenant, sizeof(p->tenant), "%s", tenant);
             snprintf(p->base_url, sizeof(p->base_url), "%s", base);

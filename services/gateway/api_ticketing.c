@@ -551,6 +551,26 @@ void api_ticketing_put(gw_t *gw, struct evhttp_request *req, const char *tenant)
         return;
     }
     json_decref(invalid);
+    if (json_is_true(json_object_get(cfg, "enabled"))) {
+        /* the Syncro key must be able to make tickets (and, for auto-resolve, read them) now,
+         * not when the first incident is dead-lettered */
+        json_t *missing = NULL;
+        int ar = json_is_true(json_object_get(cfg, "auto_resolve"));
+        if (gw_integ_check_features(gw, tenant, &msp_vendor_syncro,
+                                    ar ? "ticketing,auto_resolve" : "ticketing",
+                                    "grant the permissions to the API key's group in Syncro and "
+                                    "save the Syncro integration again, then enable ticketing",
+                                    &missing, err, sizeof(err)) < 0) {
+            json_decref(cfg);
+            gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
+            return;
+        }
+        if (missing) {
+            json_decref(cfg);
+            gw_reply(gw, req, route, 422, missing);
+            return;
+        }
+    }
     char *text = json_dumps(cfg, JSON_COMPACT);
     if (!text) {
         json_decref(cfg);

@@ -60,6 +60,7 @@ typedef struct gw_config_s {
                              modules read it */
     long long max_body;
     long long vendor_timeout_ms;
+    char *syncro_subdomain_url; /* "https://{subdomain}.syncromsp.com/api/v1" */
     long long syncro_rate_milli;
     long long syncro_burst;
     long long kafka_delivery_timeout_ms;
@@ -406,6 +407,52 @@ int gw_integ_others(gw_t *gw, const char *tenant, const msp_vendor_t *except, ch
  * order, into out (MSP_VENDOR_TYPES_MAX + 1 slots; NULL-terminated; borrowed strings).
  */
 void gw_integ_all_types(const msp_vendor_t *v, const char **out);
+
+#define GW_FEATURES_MAX 512 /**< a feature or permission comma list, with its '\0' */
+
+/** @brief Append item to the comma list out (out_size bytes) unless it holds it already. */
+void gw_list_add(char *out, size_t out_size, const char *item);
+
+/**
+ * @brief Parse a request's "features" (an array of v's feature names, not options) into a comma
+ * list in the row's order. @returns 0, or -1 with the 400 text in err.
+ */
+int gw_integ_parse_features(const msp_vendor_t *v, const json_t *arr, char *out, size_t out_size,
+                            char *err, size_t err_size);
+
+/**
+ * @brief The 422 body when the permissions granted (comma list) do not serve every feature or
+ * option of the comma list wanted: {"error", "missing_permissions" (each once, in the row's
+ * order), "missing_by_feature": {feature: [permission, ...]}}. @returns new, or NULL when
+ * nothing is missing.
+ */
+json_t *gw_integ_missing_json(const msp_vendor_t *v, const char *wanted, const char *granted);
+
+/**
+ * @brief {feature: {"enabled", "permissions", "missing_permissions"[, "reason"]}} for each of v's
+ * features (options included) of an integration saved with features and granted (comma lists;
+ * NULL features = saved before features existed: every feature on, nothing known missing).
+ * @returns new.
+ */
+json_t *gw_integ_features_json(const msp_vendor_t *v, const char *features, const char *granted);
+
+/**
+ * @brief Check the tenant's integration with v against the features (and options) of the comma
+ * list wanted, with the permissions its key showed when it was saved. *missing gets the 422 body
+ * (gw_integ_missing_json, with hint) or NULL. @returns 0 checked; 1 nothing known to check (no
+ * such integration, or saved before features existed); -1 with err (Redis).
+ */
+int gw_integ_check_features(gw_t *gw, const char *tenant, const msp_vendor_t *v, const char *wanted,
+                            const char *hint, json_t **missing, char *err, size_t err_size);
+
+/** The per-integration sync intervals allowed (minutes). */
+#define GW_SYNC_INTERVALS "5, 15, 30, 60, 120, 240, 720 or 1440"
+
+/**
+ * @brief Parse "sync_interval_minutes" (NULL = not given: *minutes untouched). @returns 0, or
+ * -1 with the 400 text in err.
+ */
+int gw_integ_parse_interval(const json_t *v, int *minutes, char *err, size_t err_size);
 
 /**
  * @brief 1 when the tenant has the integration (and, with need_enabled, it is not disabled);

@@ -44,6 +44,143 @@ void gw_integ_all_types(const msp_vendor_t *v, const char **out) {
     out[n] = NULL;
 }
 
+void gw_list_add(char *out, size_t out_size, const char *item) {
+    size_t len = strlen(out);
+    if (!msp_vendor_list_has(out, item))
+        snprintf(out + len, out_size - len, "%s%s", len ? "," : "", item);
+}
+
+/* "\"assets\", \"customers\" or …": v's feature names (no options) for messages. */
+static void feature_names(const msp_vendor_t *v, char *out, size_t out_size) {
+    size_t len = 0;
+    out[0] = '\0';
+    for (const msp_vendor_feature_t *f = v->features; f->feature && len < out_size; f++)
+        if (!f->option_of) {
+            int k = snprintf(out + len, out_size - len, "%s\"%s\"", len ? ", " : "", f->feature);
+            len += k > 0 ? (size_t)k : 0;
+        }
+}
+
+int gw_integ_parse_features(const msp_vendor_t *v, const json_t *arr, char *out, size_t out_size,
+                            char *err, size_t err_size) {
+    char names[300];
+    size_t i;
+    const json_t *x;
+    feature_names(v, names, sizeof(names));
+    out[0] = '\0';
+    if (!json_is_array(arr) || json_array_size(arr) == 0) {
+        snprintf(err, err_size, "\"features\" must be a non-empty array of %s", names);
+        return -1;
+    }
+    json_array_foreach(arr, i, x) {
+        const msp_vendor_feature_t *f = msp_vendor_feature(v, json_string_value(x));
+        if (!f || f->option_of) {
+            snprintf(err, err_size, "unknown feature %s%.*s%s: expected %s",
+                     json_is_string(x) ? "\"" : "",
+                     MSP_UTF8_CUT(json_is_string(x) ? json_string_value(x) : "(not a string)", 64),
+                     json_is_string(x) ? "\"" : "", names);
+            return -1;
+        }
+    }
+    for (const msp_vendor_feature_t *f = v->features; f->feature; f++) /* the row's order */
+        json_array_foreach(arr, i, x) if (!strcmp(json_string_value(x), f->feature)) {
+            gw_list_add(out, out_size, f->feature);
+            break;
+        }
+    return 0;
+}
+
+json_t *gw_integ_missing_json(const msp_vendor_t *v, const char *wanted, const char *granted) {
+    char all[GW_FEATURES_MAX] = "", text[700] = "";
+    json_t *by = json_object(), *list = json_array();
+    for (const msp_vendor_feature_t *f = v->features; f->feature; f++) {
+        const char *miss[16];
+        size_t n =
+            msp_vendor_list_has(wanted, f->feature) ? msp_vendor_missing(f, granted, miss, 16) : 0;
+        if (!n)
+            continue;
+        json_t *fl = json_array();
+        size_t len = strlen(text);
+        snprintf(text + len, sizeof(text) - len, "%s%s needs ", len ? "; " : "", f->feature);
+        for (size_t i = 0; i < n; i++) {
+            json_array_append_new(fl, json_string(miss[i]));
+            len = strlen(text);
+            snprintf(text + len, sizeof(text) - len, "%s\"%s\"", i ? ", " : "", miss[i]);
+            if (!msp_vendor_list_has(all, miss[i])) {
+                gw_list_add(all, sizeof(all), miss[i]);
+                json_array_append_new(list, json_string(miss[i]));
+            }
+        }
+        json_object_set_new(by, f->feature, fl);
+    }
+    if (json_array_size(list) == 0) {
+        json_decref(by);
+        json_decref(list);
+        return NULL;
+    }
+    char msg[900];
+    snprintf(msg, sizeof(msg), "the %s API key lacks permissions: %s", v->label, text);
+    return json_pack("{s:s,s:o,s:o}", "error", msg, "missing_permissions", list,
+                     "missing_by_feature", by);
+}
+
+json_t *gw_integ_features_json(const msp_vendor_t *v, const char *features, const char *granted) {
+    json_t *o = json_object();
+    for (const msp_vendor_feature_t *f = v->features; f->feature; f++) {
+        const char *miss[16];
+        size_t n = features ? msp_vendor_missing(f, granted, miss, 16) : 0;
+        int on = f->option_of ? n == 0 && (!features || msp_vendor_list_has(features, f->option_of))
+                              : !features || msp_vendor_list_has(features, f->feature);
+        json_t *perms = json_array(), *missing = json_array();
+        for (const char *const *p = f->permissions; *p; p++)
+            json_array_append_new(perms, json_string(*p));
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(missing, json_string(miss[i]));
+        json_t *e = json_pack("{s:b,s:o,s:o}", "enabled", on, "permissions", perms,
+                              "missing_permissions", missing);
+        if (f->option_of)
+            json_object_set_new(e, "option_of", json_string(f->option_of));
+        if (!on)
+            json_object_set_new(e, "reason",
+                                json_string(n ? "the API key lacks the permissions named in "
+                                                "missing_permissions"
+                                            : f->option_of ? "its feature is not enabled"
+                                                           : "not requested"));
+        json_object_set_new(o, f->feature, e);
+    }
+    return o;
+}
+
+int gw_integ_parse_interval(const json_t *v, int *minutes, char *err, size_t err_size) {
+    static const int allowed[] = {5, 15, 30, 60, 120, 240, 720, 1440};
+    if (!v)
+        return 0;
+    for (size_t i = 0; json_is_integer(v) && i < sizeof(allowed) / sizeof(allowed[0]); i++)
+        if (json_integer_value(v) == allowed[i]) {
+            *minutes = allowed[i];
+            return 0;
+        }
+    snprintf(err, err_size,
+             "\"sync_interval_minutes\" must be one of " GW_SYNC_INTERVALS " (got %s)",
+             json_is_integer(v) ? "another number" : gw_json_kind(v));
+    return -1;
+}
+
+int gw_integ_check_features(gw_t *gw, const char *tenant, const msp_vendor_t *v, const char *wanted,
+                            const char *hint, json_t **missing, char *err, size_t err_size) {
+    char ikey[128];
+    *missing = NULL;
+    msp_key(ikey, sizeof(ikey), tenant, "integration:%s", v->name);
+    redisReply *r = gw_redis(gw, err, err_size, "HGET %s granted", ikey);
+    if (!r)
+        return -1;
+    int known = r->type == REDIS_REPLY_STRING;
+    if (known && (*missing = gw_integ_missing_json(v, wanted, r->str)))
+        json_object_set_new(*missing, "hint", json_string(hint));
+    freeReplyObject(r);
+    return known ? 0 : 1;
+}
+
 const gw_integ_t *gw_integ_find(const char *name) {
     const msp_vendor_t *v = msp_vendor_find(name);
     return v ? gw_integ_of(v) : NULL;
@@ -213,6 +350,19 @@ static int inventory_pending(const gw_integ_t *in, const redisReply *status,
     return 0;
 }
 
+/* The fetcher's "skipped_types" (types left out of the last job, feature not enabled). */
+static json_t *skipped_types(const char *list) {
+    json_t *a = json_array();
+    for (const char *p = list; p && *p;) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n)
+            json_array_append_new(a, json_stringn(p, n));
+        p = e ? e + 1 : p + n;
+    }
+    return a;
+}
+
 json_t *gw_integ_status_json(const gw_integ_t *in, const redisReply *ri, const redisReply *rs,
                              const redisReply *rst) {
     const char *sealed = gw_hget(ri, in->vendor->sealed_field);
@@ -237,15 +387,18 @@ json_t *gw_integ_status_json(const gw_integ_t *in, const redisReply *ri, const r
         jint(gw_hget(rs, "progress_total_pages")), "customers_fetched",
         jint(gw_hget(rs, "customers_fetched")), "assets_fetched",
         jint(gw_hget(rs, "assets_fetched")));
-    return json_pack("{s:s,s:b,s:s,s:s,s:o,s:o,s:b,s:o,s:b,s:{s:b,s:b},s:o,s:o}", "state", state,
-                     "enabled", enabled, "last_error", last_error ? last_error : "", "hint",
-                     hint ? hint : "", "last_sync_at", jstr(gw_hget(rs, "last_sync_at")),
-                     "job_id", jstr(gw_hget(rs, "job_id")), "paused", is1(gw_hget(rs, "paused")),
-                     "progress", progress, "inventory_pending", pending, "writeback",
-                     "purchase_date", is1(gw_hget(ri, "writeback_purchase")), "warranty_expires",
-                     is1(gw_hget(ri, "writeback_warranty")), "created_at",
-                     jstr(gw_hget(ri, "created_at")), "updated_at",
-                     jstr(gw_hget(ri, "updated_at")));
+    const char *interval = gw_hget(ri, "sync_interval_minutes");
+    return json_pack(
+        "{s:s,s:b,s:s,s:s,s:o,s:o,s:b,s:o,s:b,s:{s:b,s:b},s:o,s:o,s:o,s:o,s:o}", "state", state,
+        "enabled", enabled, "last_error", last_error ? last_error : "", "hint", hint ? hint : "",
+        "last_sync_at", jstr(gw_hget(rs, "last_sync_at")), "job_id", jstr(gw_hget(rs, "job_id")),
+        "paused", is1(gw_hget(rs, "paused")), "progress", progress, "inventory_pending", pending,
+        "writeback", "purchase_date", is1(gw_hget(ri, "writeback_purchase")), "warranty_expires",
+        is1(gw_hget(ri, "writeback_warranty")), "created_at", jstr(gw_hget(ri, "created_at")),
+        "updated_at", jstr(gw_hget(ri, "updated_at")), "features",
+        gw_integ_features_json(in->vendor, gw_hget(ri, "features"), gw_hget(ri, "granted")),
+        "sync_interval_minutes", interval ? jint(interval) : json_null(), "skipped_types",
+        skipped_types(gw_hget(rs, "skipped_types")));
 }
 
 int gw_integ_load(gw_t *gw, const char *tenant, const gw_integ_t *in, redisReply **ri,
@@ -332,6 +485,7 @@ void api_integration_sync(gw_t *gw, struct evhttp_request *req, const char *tena
     if (gw_read_json(gw, req, route, 1, &body) != 0)
         return;
     const char *types[MSP_VENDOR_TYPES_MAX + 1];
+    int want_all = !body || !json_object_get(body, "types");
     int rc = want_types(in->vendor, body ? json_object_get(body, "types") : NULL, types, err,
                         sizeof(err));
     json_decref(body);
@@ -340,11 +494,36 @@ void api_integration_sync(gw_t *gw, struct evhttp_request *req, const char *tena
         return;
     }
 
-    char skey[128], job_id[33];
+    char skey[128], ikey[128], job_id[33];
     if (!gw_integ_require(gw, req, route, tenant, in, 1))
         return;
+    msp_key(ikey, sizeof(ikey), tenant, "integration:%s", in->vendor->name);
+    redisReply *r = gw_redis(gw, err, sizeof(err), "HGET %s features", ikey);
+    if (!r) {
+        gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
+        return;
+    }
+    /* a type named whose feature is off is refused; without "types" the fetcher leaves such
+     * types out itself (and says so in the status) */
+    const char *features = r->type == REDIS_REPLY_STRING ? r->str : NULL;
+    const msp_vendor_type_t *off = NULL;
+    for (size_t i = 0; types[i] && !off; i++) {
+        const msp_vendor_type_t *t = msp_vendor_type(in->vendor, types[i]);
+        if (!msp_vendor_type_enabled(t, features))
+            off = t;
+    }
+    if (off && !want_all) {
+        gw_reply_error(gw, req, route, 409,
+                       "the \"%s\" feature is not enabled on this integration, so %s are not "
+                       "synced; enable it with PATCH {\"features\":[...]} (the API key needs "
+                       "its permissions)",
+                       off->feature, off->plural);
+        freeReplyObject(r);
+        return;
+    }
+    freeReplyObject(r);
     msp_key(skey, sizeof(skey), tenant, "status:%s", in->vendor->name);
-    redisReply *r = gw_redis(gw, err, sizeof(err), "HSET %s paused 0", skey);
+    r = gw_redis(gw, err, sizeof(err), "HSET %s paused 0", skey);
     if (!r) {
         gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
         return;
@@ -372,31 +551,77 @@ void api_integration_patch(gw_t *gw, struct evhttp_request *req, const char *ten
     json_t *body;
     if (gw_read_json(gw, req, route, 0, &body) != 0)
         return;
-    char err[300], ikey[128], now[32];
-    int purchase = -1, warranty = -1, given = 0;
-    static const char *const known[] = {"writeback", NULL};
+    char err[300], ikey[128], now[32], features[GW_FEATURES_MAX] = "";
+    int purchase = -1, warranty = -1, given = 0, minutes = 0;
+    static const char *const known[] = {"writeback", "features", "sync_interval_minutes", NULL};
     if (gw_json_only_keys(body, known, err, sizeof(err)) != 0) {
         gw_reply_error(gw, req, route, 400, "%s; credentials are changed with PUT", err);
         json_decref(body);
         return;
     }
+    const json_t *jf = json_object_get(body, "features");
     given = gw_integ_parse_writeback(json_object_get(body, "writeback"), &purchase, &warranty,
                                      err, sizeof(err));
+    if (given >= 0 && jf &&
+        gw_integ_parse_features(in->vendor, jf, features, sizeof(features), err, sizeof(err)) != 0)
+        given = -1;
+    if (given >= 0 && gw_integ_parse_interval(json_object_get(body, "sync_interval_minutes"),
+                                              &minutes, err, sizeof(err)) != 0)
+        given = -1;
     json_decref(body);
     if (given < 0) {
         gw_reply_error(gw, req, route, 400, "%s", err);
         return;
     }
-    if (given == 0) {
-        gw_reply_error(gw, req, route, 400, "nothing to change: send {\"writeback\":"
-                       "{\"purchase_date\":true|false,\"warranty_expires\":true|false}}");
+    if (given == 0 && !features[0] && !minutes) {
+        gw_reply_error(gw, req, route, 400,
+                       "nothing to change: send {\"writeback\":"
+                       "{\"purchase_date\":true|false,\"warranty_expires\":true|false}}, "
+                       "{\"features\":[...]} or {\"sync_interval_minutes\":N}");
         return;
     }
     if (!gw_integ_require(gw, req, route, tenant, in, 0))
         return;
     msp_key(ikey, sizeof(ikey), tenant, "integration:%s", in->vendor->name);
-    msp_format_time(msp_wall_ms(), now, sizeof(now));
     redisReply *r = NULL;
+    if (features[0]) {
+        /* the same check as a save, against the permissions the key showed when it was saved */
+        json_t *missing = NULL;
+        int rc = gw_integ_check_features(gw, tenant, in->vendor, features,
+                                         "grant the permissions in Syncro, then save the "
+                                         "integration again (PUT) so that the key is checked anew",
+                                         &missing, err, sizeof(err));
+        if (rc < 0) {
+            gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
+            return;
+        }
+        if (rc == 1) {
+            gw_reply_error(gw, req, route, 409,
+                           "features cannot be chosen for this %s integration: its permissions "
+                           "were not checked when it was saved (saved before features existed, "
+                           "or a vendor whose integration syncs every type)",
+                           in->vendor->label);
+            return;
+        }
+        if (missing) {
+            gw_reply(gw, req, route, 422, missing);
+            return;
+        }
+        if (!(r = gw_redis(gw, err, sizeof(err), "HSET %s features %s", ikey, features))) {
+            gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
+            return;
+        }
+        freeReplyObject(r);
+    }
+    if (minutes) {
+        if (!(r = gw_redis(gw, err, sizeof(err), "HSET %s sync_interval_minutes %d", ikey,
+                           minutes))) {
+            gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
+            return;
+        }
+        freeReplyObject(r);
+    }
+    msp_format_time(msp_wall_ms(), now, sizeof(now));
     if (gw_integ_store_writeback(gw, ikey, purchase, warranty, err, sizeof(err)) != 0 ||
         gw_ticketing_resume(gw, tenant, in->vendor->name, err, sizeof(err)) != 0 ||
         !(r = gw_redis(gw, err, sizeof(err), "HSET %s updated_at %s", ikey, now))) {
@@ -404,14 +629,16 @@ void api_integration_patch(gw_t *gw, struct evhttp_request *req, const char *ten
         return;
     }
     freeReplyObject(r);
-    MSP_INFO("integration.writeback", tenant, "%s write-back: purchase %s, warranty %s",
+    MSP_INFO("integration.patched", tenant,
+             "%s: write-back purchase %s, warranty %s; features %s; interval %d min",
              in->vendor->name,
              purchase < 0 ? "unchanged"
              : purchase   ? "on"
                           : "off",
              warranty < 0 ? "unchanged"
              : warranty   ? "on"
-                          : "off");
+                          : "off",
+             features[0] ? features : "unchanged", minutes);
     reply_rendered(gw, req, route, in, tenant);
 }
 

@@ -34,10 +34,10 @@ static gw_t gw;
 static msp_svc_t svc;   /* the API server's socket, the producer's wiring, the tick */
 
 static const msp_config_entry_t config[] = {
-    {"MSPSYNC_HTTP_BIND", MSP_CFG_STR, "127.0.0.1", "address the API listens on",
-     &gw.cfg.http_bind, 0, 0, 0},
-    {"MSPSYNC_HTTP_PORT", MSP_CFG_INT, "8080", "API port; 0 = any free port",
-     &gw.cfg.http_port, 0, 65535, 0},
+    {"MSPSYNC_HTTP_BIND", MSP_CFG_STR, "127.0.0.1", "address the API listens on", &gw.cfg.http_bind,
+     0, 0, 0},
+    {"MSPSYNC_HTTP_PORT", MSP_CFG_INT, "8080", "API port; 0 = any free port", &gw.cfg.http_port, 0,
+     65535, 0},
     MSP_SVC_PORT_FILE_ROW(gw.cfg.svc, "API"),
     {"MSPSYNC_ADMIN_TOKEN", MSP_CFG_STR, NULL,
      "bearer token required on every /v1 route except the signed incident webhook",
@@ -53,6 +53,10 @@ static const msp_config_entry_t config[] = {
     {"MSPSYNC_VENDOR_TIMEOUT_MS", MSP_CFG_INT, "15000",
      "limit for a vendor check (rate-limit wait + request) when saving an integration",
      &gw.cfg.vendor_timeout_ms, 100, 300000, 0},
+    {"MSPSYNC_SYNCRO_SUBDOMAIN_URL", MSP_CFG_STR, "https://{subdomain}.syncromsp.com/api/v1",
+     "the API base URL a Syncro integration saved with a subdomain gets, {subdomain} being the "
+     "normalized name (\"acme\" for acme.syncromsp.com); tests point it at the simulator",
+     &gw.cfg.syncro_subdomain_url, 0, 0, 0},
     MSP_SVC_SYNCRO_RATE_ROWS(gw.cfg.syncro_rate_milli, gw.cfg.syncro_burst),
     {"MSPSYNC_KAFKA_DELIVERY_TIMEOUT_MS", MSP_CFG_INT, "30000",
      "how long a queued job, tombstone or webhook incident may wait for Kafka before the "
@@ -74,8 +78,8 @@ static const msp_config_entry_t config[] = {
      "request is refused with 431 as soon as the limit is passed, before auth",
      &gw.cfg.max_header_bytes, 1024, 1024 * 1024, 0},
     {"MSPSYNC_MAX_HEADERS", MSP_CFG_INT, "100",
-     "most header fields in a request: more are refused with 431 before auth",
-     &gw.cfg.max_headers, 10, 10000, 0},
+     "most header fields in a request: more are refused with 431 before auth", &gw.cfg.max_headers,
+     10, 10000, 0},
     {NULL},
 };
 

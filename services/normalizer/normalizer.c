@@ -806,6 +806,10 @@ static void item_prepare(nz_item_t *it, rd_kafka_message_t *m) {
         item_fail(it, (int)type, reason);
         return;
     }
+    /* a customer the fetcher read from its assets (the key may not list customers) says so */
+    const char *derived = json_string_value(json_object_get(it->env.root, "derived_from"));
+    if (derived && type == NZ_TYPE_CUSTOMER)
+        json_object_set_new(it->canon, "derived_from", json_string(derived));
     it->id = json_string_value(json_object_get(it->canon, "id"));
     if (!it->id || !it->id[0] || strlen(it->id) > NZ_ID_MAX) {
         snprintf(reason, sizeof reason, "%s mapping produced %s canonical id", nz_type_name(type),

@@ -847,10 +847,18 @@ static void do_comment(tc_item_t *it) {
          comment_body(it, "Incident fired again", text), commented_ok, gone_404);
 }
 
-static void comment_check_ok(void *arg, msp_http_response_t *res, json_t *body) {
-    tc_item_t *it = arg;
-    (void)res;
-    const json_t *t = ticket_of(body);
+/* The ticket of a GET /tickets?number= answer: the one with our ticket id (or NULL). */
+static const json_t *listed_ticket(const tc_item_t *it, const json_t *body) {
+    size_t i;
+    const json_t *t;
+    json_array_foreach(json_object_get(body, "tickets"), i, t) {
+        if (json_id(json_object_get(t, "id")) == it->ticket_id)
+            return t;
+    }
+    return NULL;
+}
+
+static void comment_check_of(tc_item_t *it, const json_t *t) {
     char marker[128];
     snprintf(marker, sizeof(marker), "%s%s", MSP_EVENT_MARKER, it->eid);
     if (t && has_comment_with(t, marker)) {
@@ -858,6 +866,21 @@ static void comment_check_ok(void *arg, msp_http_response_t *res, json_t *body) 
         return;
     }
     do_comment(it);
+}
+
+/*
+ * Did our comment land before a crash? Read through the ticket list filtered by number, which
+ * "Tickets - List/Search" allows — the portals' incident token has no "Tickets - View Details"
+ * (GET /tickets/{id}), and ticketing must work with exactly that token (docs/setup.md).
+ */
+static void comment_check_ok(void *arg, msp_http_response_t *res, json_t *body) {
+    (void)res;
+    comment_check_of(arg, listed_ticket(arg, body));
+}
+
+static void comment_check_one_ok(void *arg, msp_http_response_t *res, json_t *body) {
+    (void)res;
+    comment_check_of(arg, ticket_of(body));
 }
 
 static void reopened_ok(void *arg, msp_http_response_t *res, json_t *body) {
@@ -1001,7 +1024,12 @@ static void decide(void *arg) {
     case TC_DO_CREATE: claim_and_create(it); return;
     case TC_DO_COMMENT: do_comment(it); return;
     case TC_DO_COMMENT_CHECK:
-        call(it, "GET", id_path("/tickets/%lld", it->ticket_id), NULL, comment_check_ok, gone_404);
+        if (it->ticket_number > 0)
+            call(it, "GET", id_path("/tickets?number=%lld&all_comments=true", it->ticket_number),
+                 NULL, comment_check_ok, gone_404);
+        else /* a record without the number: only the ticket itself tells */
+            call(it, "GET", id_path("/tickets/%lld", it->ticket_id), NULL, comment_check_one_ok,
+                 gone_404);
         return;
     case TC_DO_RESOLVE_CHECK:
         call(it, "GET", id_path("/tickets/%lld", it->ticket_id), NULL, resolve_check_ok, gone_404);

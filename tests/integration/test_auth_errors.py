@@ -34,10 +34,14 @@ class AuthErrorsTest(StackTest):
         s = self.s
         s.sim_admin("POST", "/_sim/tokens", {"subdomain": "fox-msp", "token": "no-assets-key-1",
                                              "permissions": ALL_BUT_ASSETS})
-        st, js, _ = s.connect("fox", "fox-msp", "no-assets-key-1")
+        # Asked for asset sync, a key without the asset list permission is refused, naming it.
+        st, js, _ = s.api("PUT", "/v1/tenants/fox/integrations/syncro",
+                          {"base_url": s.sim_base_url("fox-msp"), "api_key": "no-assets-key-1",
+                           "features": ["assets", "customers"]})
         self.assertEqual(st, 422, js)
         self.assertIn(PERM_ASSETS, js["error"])
         self.assertEqual(js["missing_permissions"], [PERM_ASSETS])
+        self.assertEqual(js["missing_by_feature"], {"assets": [PERM_ASSETS]})
 
     def test_key_revoked_after_saving_sets_error_and_stops(self):
         s = self.s

@@ -98,11 +98,30 @@ static const char USAGE[] =
 #define CONTACT_ID_BASE 3000000000LL
 #define SIM_CONTACTS_PER_PAGE 50 /* the document's example meta: per_page 50 */
 
+/*
+ * The permission names of Syncro's group screen that the token recipes MSPs follow tick
+ * (docs/setup.md), verbatim: a token made without a list gets them all.
+ */
 static const char *const ALL_PERMISSIONS[] = {
-    "Customers - List/Search", "Customers - View Detail", "Assets - List/Search",
-    "Assets - View Details",   "Assets - Edit",           "Tickets - Create",
-    "Tickets - Edit",          "Tickets - List/Search",   "Recurring Invoices - Edit",
-    "Tickets - View Details", /* the spec's permission for GET /tickets/{id} */
+    "Assets - View Details",
+    "Assets - List/Search",
+    "Assets - Edit",
+    "Assets - Create",
+    "Customers - List/Search",
+    "Customers - View Detail",
+    "Customers - View Total Invoiced",
+    "Customers - Edit",
+    "Contacts - Import",
+    "Tickets - List/Search",
+    "Tickets - View Details",
+    "Tickets - View 'Their Ticket' Details (assigned to them)",
+    "Tickets - Create",
+    "Tickets - Edit",
+    "Invoices - List/Search",
+    "Estimates - List/Search",
+    "Payments - View List",
+    "Recurring Invoices - List",
+    "Recurring Invoices - Edit",
 };
 #define N_ALL_PERMISSIONS (sizeof(ALL_PERMISSIONS) / sizeof(ALL_PERMISSIONS[0]))
 
@@ -2802,6 +2821,83 @@ static int strict_check(enum path_class pc, enum evhttp_cmd_type m, struct evhtt
     return -1;
 }
 
+/*
+ * The permission each vendor route needs, as syncro-openapi.json gives it (its "permission:"
+ * lines), for every route the document names whether or not this simulator serves it, so that a
+ * call the key may not make is refused with 401 before anything else is looked at. A path
+ * pattern's "#" is one id segment; alt is the document's "or" permission.
+ */
+typedef struct perm_route {
+    enum evhttp_cmd_type method;
+    const char *pattern; /* below /api/v1, segments separated by '/' */
+    const char *perm, *alt;
+} perm_route;
+
+static const perm_route PERM_ROUTES[] = {
+    {EVHTTP_REQ_GET, "customers", "Customers - List/Search", NULL},
+    {EVHTTP_REQ_POST, "customers", "Customers - Create", NULL},
+    {EVHTTP_REQ_GET, "customers/#", "Customers - View Detail", NULL},
+    {EVHTTP_REQ_PUT, "customers/#", "Customers - Edit", NULL},
+    {EVHTTP_REQ_DELETE, "customers/#", "Customers - Delete", NULL},
+    {EVHTTP_REQ_GET, "customer_assets", "Assets - List/Search", NULL},
+    {EVHTTP_REQ_POST, "customer_assets", "Assets - Create", NULL},
+    {EVHTTP_REQ_GET, "customer_assets/#", "Assets - View Details", NULL},
+    {EVHTTP_REQ_PUT, "customer_assets/#", "Assets - Edit", NULL},
+    {EVHTTP_REQ_GET, "contacts", "Customers - View Detail", NULL},
+    {EVHTTP_REQ_POST, "contacts", "Customers - Edit", NULL},
+    {EVHTTP_REQ_GET, "contacts/#", "Customers - View Detail", NULL},
+    {EVHTTP_REQ_PUT, "contacts/#", "Customers - Edit", NULL},
+    {EVHTTP_REQ_DELETE, "contacts/#", "Customers - Edit", NULL},
+    {EVHTTP_REQ_GET, "tickets", "Tickets - List/Search", NULL},
+    {EVHTTP_REQ_POST, "tickets", "Tickets - Create", NULL},
+    {EVHTTP_REQ_GET, "tickets/#", "Tickets - View Details",
+     "Tickets - View 'Their Ticket' Details (assigned to them)"},
+    {EVHTTP_REQ_PUT, "tickets/#", "Tickets - Edit", NULL},
+    {EVHTTP_REQ_DELETE, "tickets/#", "Tickets - Delete", NULL},
+    {EVHTTP_REQ_GET, "tickets/#/comments", "Tickets - View Details",
+     "Tickets - View 'Their Ticket' Details (assigned to them)"},
+    {EVHTTP_REQ_POST, "tickets/#/comment", "Tickets - Edit", NULL},
+    {EVHTTP_REQ_GET, "invoices", "Invoices - List/Search", NULL},
+    {EVHTTP_REQ_GET, "invoices/#", "Invoices - View Details", NULL},
+    {EVHTTP_REQ_GET, "estimates", "Estimates - List/Search", NULL},
+    {EVHTTP_REQ_GET, "payments", "Payments - View List", NULL},
+    {EVHTTP_REQ_GET, "schedules", "Recurring Invoices - List", NULL},
+    {EVHTTP_REQ_POST, "schedules", "Recurring Invoices - New", NULL},
+    {EVHTTP_REQ_GET, "schedules/#", "Recurring Invoices - List", NULL},
+    {EVHTTP_REQ_PUT, "schedules/#", "Recurring Invoices - Edit", NULL},
+    {EVHTTP_REQ_DELETE, "schedules/#", "Recurring Invoices - Delete", NULL},
+    {EVHTTP_REQ_POST, "schedules/#/add_line_item", "Recurring Invoices - Edit", NULL},
+    {EVHTTP_REQ_POST, "schedules/#/remove_line_item", "Recurring Invoices - Edit", NULL},
+    {EVHTTP_REQ_PUT, "schedules/#/line_items/#", "Recurring Invoices - Edit", NULL},
+};
+
+/** The permission a call needs (and its alternative in *alt), or NULL: none is documented. */
+static const char *permission_needed(enum evhttp_cmd_type method, char **seg, int nseg,
+                                     const char **alt) {
+    *alt = NULL;
+    for (size_t i = 0; i < sizeof(PERM_ROUTES) / sizeof(PERM_ROUTES[0]); i++) {
+        const perm_route *pr = &PERM_ROUTES[i];
+        if (pr->method != method)
+            continue;
+        const char *p = pr->pattern;
+        int k = 0;
+        for (; k < nseg && *p; k++) {
+            size_t len = strcspn(p, "/");
+            int64_t id;
+            bool ok = (len == 1 && *p == '#') ? parse_i64(seg[k], &id) == 0
+                                              : strlen(seg[k]) == len && !strncmp(seg[k], p, len);
+            if (!ok)
+                break;
+            p += len + (p[len] == '/');
+        }
+        if (k == nseg && !*p) {
+            *alt = pr->alt;
+            return pr->perm;
+        }
+    }
+    return NULL;
+}
+
 static void handle_vendor(void *arg, struct evhttp_request *req, char **seg, int nseg,
                           const struct evkeyvalq *q)
 {
@@ -2917,31 +3013,11 @@ static void handle_vendor(void *arg, struct evhttp_request *req, char **seg, int
         reply_error(&r, 401, ERR_BAD_TOKEN);
     } else {
         /* 5. permission, 6. handler */
-        const char *need = NULL;
-        if (pc == PC_CUSTOMERS && method == EVHTTP_REQ_GET)
-            need = "Customers - List/Search";
-        else if (pc == PC_CUSTOMER && method == EVHTTP_REQ_GET)
-            need = "Customers - View Detail";
-        else if (pc == PC_ASSETS && method == EVHTTP_REQ_GET)
-            need = "Assets - List/Search";
-        else if (pc == PC_ASSET && method == EVHTTP_REQ_GET)
-            need = "Assets - View Details";
-        else if (pc == PC_ASSET && method == EVHTTP_REQ_PUT)
-            need = "Assets - Edit";
-        else if (pc == PC_TICKETS && method == EVHTTP_REQ_GET)
-            need = "Tickets - List/Search";
-        else if (pc == PC_TICKETS && method == EVHTTP_REQ_POST)
-            need = "Tickets - Create";
-        else if (pc == PC_TICKET && method == EVHTTP_REQ_GET)
-            need = "Tickets - View Details";
-        else if (pc == PC_TICKET && method == EVHTTP_REQ_PUT)
-            need = "Tickets - Edit";
-        else if (pc == PC_TICKET_COMMENT && method == EVHTTP_REQ_POST)
-            need = "Tickets - Edit";
-        else if (pc == PC_CONTACTS && method == EVHTTP_REQ_GET)
-            need = "Customers - View Detail";
-
-        if (need && !token_has(t, need))
+        const char *alt = NULL;
+        const char *need = nseg >= 4 && strcmp(seg[1], "api") == 0 && strcmp(seg[2], "v1") == 0
+                               ? permission_needed(method, seg + 3, nseg - 3, &alt)
+                               : NULL;
+        if (need && !token_has(t, need) && !(alt && token_has(t, alt)))
             reply_error(&r, 401, ERR_NO_PERMISSION);
         else if (s->cfg.strict && strict_check(pc, method, req, q, &r) != 0)
             ; /* r holds the refusal */

@@ -137,8 +137,8 @@ static void map_directory(seen_t *s, const char *sub) {
 static int unfilled_fields(const msp_record_def_t *def, const int *filled) {
     int missing = 0;
     for (size_t f = 0; f < def->n; f++) {
-        if (filled[f])
-            continue;
+        if (filled[f] || (def->fields[f].flags & MSP_FIELD_ENVELOPE))
+            continue; /* the normalizer sets an envelope field, no mapper */
         fprintf(stderr, "%s field \"%s\": no vendor mapper gives it a value\n", def->kind,
                 def->fields[f].name);
         missing++;

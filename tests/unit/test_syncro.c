@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "mspsync/syncro.h"
+#include "mspsync/vendor.h"
 
 /* ------------------------------------------------------------------ base URL */
 
@@ -31,10 +32,43 @@ static void test_subdomain_builds_the_https_base_url(void **state) {
     assert_string_equal(out, "https://acme-it2.syncromsp.com/api/v1");
 }
 
+/* The address as users copy it ("your Syncro domain name") is the same integration. */
+static void test_hostname_forms_normalize_to_the_subdomain(void **state) {
+    const char *forms[] = {"acme.syncromsp.com", "https://acme.syncromsp.com/",
+                           "http://acme.syncromsp.com", "HTTPS://ACME.SyncroMSP.com//",
+                           "Acme.syncromsp.com/"};
+    char out[256], err[256];
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+        if (msp_syncro_base_url(forms[i], NULL, out, sizeof(out), err, sizeof(err)) != 0)
+            fail_msg("\"%s\" refused: %s", forms[i], err);
+        assert_string_equal(out, "https://acme.syncromsp.com/api/v1");
+    }
+    /* what cannot be a Syncro address keeps its hint */
+    assert_int_equal(
+        msp_syncro_base_url("https://acme.example.com", NULL, out, sizeof(out), err, sizeof(err)),
+        -1);
+    assert_non_null(strstr(err, "not a URL"));
+    assert_int_equal(
+        msp_syncro_base_url("acme.example.com", NULL, out, sizeof(out), err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "first part of the address"));
+}
+
 static void test_bad_subdomains_are_rejected_with_a_reason(void **state) {
     char out[256], err[256], long64[65];
-    const char *bad[] = {"ac me", "a.b", "acme.syncromsp.com", "-acme", "acme-", "ac/me",
-                         "https://acme.syncromsp.com", "ac\nme", long64};
+    const char *bad[] = {"ac me",
+                         "a.b",
+                         "acme.example.com",
+                         "-acme",
+                         "acme-",
+                         "ac/me",
+                         "https://acme.example.com/",
+                         ".syncromsp.com",
+                         "https://.syncromsp.com",
+                         "a.b.syncromsp.com",
+                         "ac\nme",
+                         long64};
     size_t i;
     (void)state;
 
@@ -523,65 +557,60 @@ static void test_describe_never_prints_the_query_string(void **state) {
 #define ME(perms) \
     "{\"user_id\":1,\"user_name\":\"Joe\",\"subdomain\":\"acme\",\"permissions\":" perms "}"
 
-static void test_me_with_all_permissions_misses_nothing(void **state) {
-    const char *body = ME("{\"asset\":{\"read\":true,\"write\":true},"
-                          "\"customer\":{\"read\":true},\"ticket\":{\"read\":false}}");
-    char missing[256] = "junk", err[256];
+static void test_me_flags_read_as_syncro_sends_them(void **state) {
+    const char *body = ME("{\"asset\":{\"read\":\"true\",\"write\":1},"
+                          "\"customer\":{\"read\":\"false\"},\"ticket\":{\"read\":true}}");
+    char err[256];
     (void)state;
 
-    assert_int_equal(msp_syncro_me_check(body, strlen(body), missing, sizeof(missing), err,
-                                         sizeof(err)), 0);
-    assert_string_equal(missing, "");
-}
-
-static void test_me_without_asset_read_names_assets_list_search(void **state) {
-    const char *body = ME("{\"asset\":{\"read\":false,\"write\":true},\"customer\":{\"read\":true}}");
-    char missing[256], err[256];
-    (void)state;
-
-    assert_int_equal(msp_syncro_me_check(body, strlen(body), missing, sizeof(missing), err,
-                                         sizeof(err)), 0);
-    assert_string_equal(missing, "Assets - List/Search");
-}
-
-static void test_me_without_both_names_both(void **state) {
-    const char *body = ME("{\"asset\":{},\"customer\":{\"read\":\"false\"}}");
-    char missing[256], err[256];
-    (void)state;
-
-    assert_int_equal(msp_syncro_me_check(body, strlen(body), missing, sizeof(missing), err,
-                                         sizeof(err)), 0);
-    assert_string_equal(missing, "Customers - List/Search, Assets - List/Search");
-}
-
-static void test_me_string_flags_count(void **state) {
-    const char *body = ME("{\"asset\":{\"read\":\"true\"},\"customer\":{\"read\":true}}");
-    char missing[256], err[256];
-    (void)state;
-
-    assert_int_equal(msp_syncro_me_check(body, strlen(body), missing, sizeof(missing), err,
-                                         sizeof(err)), 0);
-    assert_string_equal(missing, "");
+    json_t *perms = msp_syncro_me_permissions(body, strlen(body), err, sizeof(err));
+    assert_non_null(perms);
+    assert_int_equal(msp_syncro_me_grants(perms, "asset", "read"), 1);
+    assert_int_equal(msp_syncro_me_grants(perms, "asset", "write"), 1);
+    assert_int_equal(msp_syncro_me_grants(perms, "customer", "read"), 0);
+    assert_int_equal(msp_syncro_me_grants(perms, "ticket", "read"), 1);
+    assert_int_equal(msp_syncro_me_grants(perms, "invoice", "read"), 0);
+    json_decref(perms);
 }
 
 static void test_me_that_is_not_an_object_is_an_error(void **state) {
     const char *bodies[] = {"[1,2]", "<html>login</html>", "{\"user_id\":1}", ""};
-    char missing[256], err[256];
+    char err[256];
     size_t i;
     (void)state;
 
     for (i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
         err[0] = '\0';
-        assert_int_equal(msp_syncro_me_check(bodies[i], strlen(bodies[i]), missing,
-                                             sizeof(missing), err, sizeof(err)), -1);
+        assert_null(msp_syncro_me_permissions(bodies[i], strlen(bodies[i]), err, sizeof(err)));
         assert_true(strlen(err) > 0);
     }
+}
+
+/* Every permission a feature of the row needs can be checked, and each probe is a call that
+ * very permission guards (so a 401 to it names the right one). */
+static void test_every_feature_permission_has_a_probe_guarded_by_it(void **state) {
+    (void)state;
+    for (const msp_vendor_feature_t *f = msp_vendor_syncro.features; f->feature; f++)
+        for (const char *const *p = f->permissions; *p; p++) {
+            msp_syncro_probe_t probe;
+            if (msp_syncro_probe_for(*p, &probe) != 0)
+                fail_msg("no probe for \"%s\" (feature %s)", *p, f->feature);
+            if (probe.me_area)
+                continue;
+            const char *guard = msp_syncro_permission_for(probe.method, probe.path);
+            if (!guard || strcmp(guard, *p) != 0)
+                fail_msg("%s %s is guarded by \"%s\", not \"%s\"", probe.method, probe.path,
+                         guard ? guard : "(nothing)", *p);
+        }
+    msp_syncro_probe_t probe;
+    assert_int_equal(msp_syncro_probe_for("Global Admin", &probe), -1);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_subdomain_builds_the_https_base_url),
         cmocka_unit_test(test_bad_subdomains_are_rejected_with_a_reason),
+        cmocka_unit_test(test_hostname_forms_normalize_to_the_subdomain),
         cmocka_unit_test(test_exactly_one_of_subdomain_and_base_url),
         cmocka_unit_test(test_base_url_accepts_http_and_https_and_strips_trailing_slash),
         cmocka_unit_test(test_account_id_is_lowercase_without_trailing_slash),
@@ -604,11 +633,9 @@ int main(void) {
         cmocka_unit_test(test_describe_429_mentions_the_rate_limit),
         cmocka_unit_test(test_describe_transport_errors),
         cmocka_unit_test(test_describe_never_prints_the_query_string),
-        cmocka_unit_test(test_me_with_all_permissions_misses_nothing),
-        cmocka_unit_test(test_me_without_asset_read_names_assets_list_search),
-        cmocka_unit_test(test_me_without_both_names_both),
-        cmocka_unit_test(test_me_string_flags_count),
+        cmocka_unit_test(test_me_flags_read_as_syncro_sends_them),
         cmocka_unit_test(test_me_that_is_not_an_object_is_an_error),
+        cmocka_unit_test(test_every_feature_permission_has_a_probe_guarded_by_it),
     };
     return cmocka_run_group_tests_name("syncro", tests, NULL, NULL);
 }

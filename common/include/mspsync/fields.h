@@ -60,6 +60,9 @@ typedef enum {
 
 #define MSP_FIELD_NULL 1u     /**< the value may be JSON null */
 #define MSP_FIELD_OPTIONAL 2u /**< may be absent: a vendor without the fact, or it was not read */
+#define MSP_FIELD_ENVELOPE                                                                         \
+    4u /**< set by the normalizer from the raw.records envelope, not by a
+                                   vendor's mapper (a customer's derived_from) */
 
 /** One field of a canonical record. Every pointer is static. */
 typedef struct msp_field_s {

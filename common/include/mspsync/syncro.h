@@ -119,12 +119,30 @@ char *msp_syncro_describe(const msp_http_response_t *res, const char *method,
                           const char *resource_path, char *out, size_t out_size);
 
 /**
- * @brief Check a GET /me body for the permissions that asset sync needs
- * (permissions.customer.read → "Customers - List/Search", permissions.asset.read →
- * "Assets - List/Search"). Writes the missing names, comma separated, into missing (""
- * when none). @returns 0, or -1 when the body is not a /me object (errstr).
+ * How to find out whether an API key holds one permission. GET /me answers coarse flags
+ * (permissions.<area>.<flag>: customer.read, asset.read, ticket.read, ...) that name only the
+ * list permissions; the others are learned from a harmless call the permission guards, on an id
+ * that does not exist (Syncro's ids start far above 0): 401 means the key lacks it, any other
+ * answer (404, 422) that it holds it. msp_syncro_permission_for(method, path) gives back the
+ * permission for every probe (test_syncro checks).
  */
-int msp_syncro_me_check(const char *body, size_t len, char *missing, size_t missing_size,
-                        char *errstr, size_t errstr_size);
+typedef struct msp_syncro_probe_s {
+    const char *me_area, *me_flag; /**< GET /me permissions.<area>.<flag> tells; or NULL */
+    const char *method;            /**< else this call: "GET", "PUT", "POST" */
+    const char *path;              /**< below the base URL, no leading '/': "customers/0" */
+    const char *body;              /**< its JSON body, or NULL */
+} msp_syncro_probe_t;
+
+/** @brief How permission (Syncro's name) is checked. @returns 0, or -1 when it is unknown. */
+int msp_syncro_probe_for(const char *permission, msp_syncro_probe_t *out);
+
+/**
+ * @brief The permissions object of a GET /me body. @returns new, or NULL when the body is not
+ * a /me object (errstr says why).
+ */
+json_t *msp_syncro_me_permissions(const char *body, size_t len, char *errstr, size_t errstr_size);
+
+/** @brief 1 when /me's perms (msp_syncro_me_permissions) grant area.flag, else 0. */
+int msp_syncro_me_grants(const json_t *perms, const char *area, const char *flag);
 
 #endif

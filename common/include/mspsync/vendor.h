@@ -236,12 +236,24 @@ typedef struct msp_vendor_type_s {
     /** @brief Canonical record from one vendor object: new, or NULL with errstr. */
     json_t *(*map)(const char *tenant, const json_t *raw, char *errstr, size_t errstr_size);
     const msp_pager_ops_t *pager;
+    const char *embeds; /**< member of each record holding a record of the type of that name
+                             ("customer": Syncro's assets carry their customer), or NULL. When
+                             that type's feature is off, the fetcher produces these embedded
+                             records as that type, marked "derived_from": <plural> */
 } msp_vendor_type_t;
 
-/** The permissions (Syncro) or scopes (ConnectWise RMM) one feature needs. */
+/**
+ * The permissions (Syncro) or scopes (ConnectWise RMM) one feature needs. An integration is
+ * saved with the features the user wants (integration:<name> "features", a comma list); a record
+ * type is synced only when its feature is on. A row with option_of set is no feature of its own
+ * but an option inside one (Syncro's "auto_resolve" inside "ticketing"): turning the option on
+ * needs its permissions beside the feature's.
+ */
 typedef struct msp_vendor_feature_s {
     const char *feature;            /**< "customers", "assets", "writeback" */
     const char *const *permissions; /**< the names the vendor's screens show, NULL-terminated */
+    const char *option_of;          /**< NULL: a feature users switch; else the feature this
+                                         option belongs to */
 } msp_vendor_feature_t;
 
 /** Rate limits: the settings a service reads, with their defaults. */
@@ -326,5 +338,28 @@ int msp_vendor_types_wanted(const msp_vendor_t *v, const json_t *names, int *idx
 
 /** @brief The permission names feature needs with v (NULL-terminated), or NULL. Borrowed. */
 const char *const *msp_vendor_permissions(const msp_vendor_t *v, const char *feature);
+
+/** @brief The feature (or option) of v named name, or NULL. Borrowed. */
+const msp_vendor_feature_t *msp_vendor_feature(const msp_vendor_t *v, const char *name);
+
+/**
+ * @brief 1 when the comma list list ("assets,customers") holds item exactly, else 0. A NULL
+ * list holds nothing.
+ */
+int msp_vendor_list_has(const char *list, const char *item);
+
+/**
+ * @brief 1 when a job may sync type t of an integration saved with the feature list features
+ * (integration:<name> "features"). NULL features — an integration saved before features
+ * existed — enables every type.
+ */
+int msp_vendor_type_enabled(const msp_vendor_type_t *t, const char *features);
+
+/**
+ * @brief The permissions of feature f that the comma list granted lacks, in the row's order:
+ * out (max slots) gets borrowed names. @returns their count (more than max are not counted).
+ */
+size_t msp_vendor_missing(const msp_vendor_feature_t *f, const char *granted, const char **out,
+                          size_t max);
 
 #endif
