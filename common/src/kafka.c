@@ -47,10 +47,20 @@ static char kafka_trouble_text[256];
 static const struct {
     const char *base;
     int compacted;
+    const char *retention_ms; /* NULL: the broker's default */
 } want_topics[] = {
-    {MSP_TOPIC_SYNC_JOBS, 0}, {MSP_TOPIC_RAW_RECORDS, 0}, {MSP_TOPIC_SYNC_EVENTS, 0},
-    {MSP_TOPIC_CUSTOMERS, 1}, {MSP_TOPIC_ASSETS, 1},      {MSP_TOPIC_DLQ, 0},
-    {MSP_TOPIC_INCIDENTS, 0}, {MSP_TOPIC_DATE_CHANGES, 0}, {MSP_TOPIC_RAW_EVENTS, 0},
+    {MSP_TOPIC_SYNC_JOBS, 0},
+    {MSP_TOPIC_RAW_RECORDS, 0},
+    {MSP_TOPIC_SYNC_EVENTS, 0},
+    {MSP_TOPIC_CUSTOMERS, 1},
+    {MSP_TOPIC_ASSETS, 1},
+    {MSP_TOPIC_DLQ, 0},
+    {MSP_TOPIC_INCIDENTS, 0},
+    {MSP_TOPIC_DATE_CHANGES, 0},
+    {MSP_TOPIC_RAW_EVENTS, 0},
+    /* usage reports are the billing marks' source of truth: kept 400 days, so the marks of the
+     * current and the previous billing periods can be rebuilt from them (services/billing) */
+    {MSP_TOPIC_USAGE_REPORTS, 0, "34560000000"},
 };
 #define WANT_TOPICS ((int)(sizeof(want_topics) / sizeof(want_topics[0])))
 
@@ -337,6 +347,8 @@ static int new_topics(rd_kafka_NewTopic_t **nt, char *errstr, size_t errstr_size
             rd_kafka_NewTopic_set_config(nt[i], "cleanup.policy", "compact");
             rd_kafka_NewTopic_set_config(nt[i], "min.cleanable.dirty.ratio", "0.1");
         }
+        if (want_topics[i].retention_ms)
+            rd_kafka_NewTopic_set_config(nt[i], "retention.ms", want_topics[i].retention_ms);
     }
     return 0;
 }

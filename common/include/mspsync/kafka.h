@@ -32,6 +32,7 @@
 #define MSP_TOPIC_DLQ         "dlq"
 #define MSP_TOPIC_INCIDENTS   "incidents"
 #define MSP_TOPIC_DATE_CHANGES "date.changes"
+#define MSP_TOPIC_USAGE_REPORTS "usage.reports" /* usage reports and push requests (billing) */
 
 /** The Kafka settings of every service, filled by its MSP_KAFKA_CONFIG rows. */
 typedef struct msp_kafka_conf_s {
