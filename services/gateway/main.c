@@ -20,6 +20,7 @@
 #include <event2/http.h>
 
 #include "gateway.h"
+#include "mspsync/billing.h"
 #include "mspsync/config.h"
 #include "mspsync/kafka.h"
 #include "mspsync/lifecycle.h"
@@ -34,10 +35,10 @@ static gw_t gw;
 static msp_svc_t svc;   /* the API server's socket, the producer's wiring, the tick */
 
 static const msp_config_entry_t config[] = {
-    {"MSPSYNC_HTTP_BIND", MSP_CFG_STR, "127.0.0.1", "address the API listens on",
-     &gw.cfg.http_bind, 0, 0, 0},
-    {"MSPSYNC_HTTP_PORT", MSP_CFG_INT, "8080", "API port; 0 = any free port",
-     &gw.cfg.http_port, 0, 65535, 0},
+    {"MSPSYNC_HTTP_BIND", MSP_CFG_STR, "127.0.0.1", "address the API listens on", &gw.cfg.http_bind,
+     0, 0, 0},
+    {"MSPSYNC_HTTP_PORT", MSP_CFG_INT, "8080", "API port; 0 = any free port", &gw.cfg.http_port, 0,
+     65535, 0},
     MSP_SVC_PORT_FILE_ROW(gw.cfg.svc, "API"),
     {"MSPSYNC_ADMIN_TOKEN", MSP_CFG_STR, NULL,
      "bearer token required on every /v1 route except the signed incident webhook",
@@ -69,13 +70,14 @@ static const msp_config_entry_t config[] = {
      "replay window of the incident webhook: X-MSPSync-Timestamp may differ from the gateway "
      "clock by at most this many seconds",
      &gw.cfg.webhook_tolerance_s, 1, 86400, 0},
+    MSP_BILLING_TEST_CLOCK_ROW(gw.cfg.test_clock_file),
     {"MSPSYNC_MAX_HEADER_BYTES", MSP_CFG_INT, "16384",
      "largest request line plus header fields in bytes (line ends not counted): above it the "
      "request is refused with 431 as soon as the limit is passed, before auth",
      &gw.cfg.max_header_bytes, 1024, 1024 * 1024, 0},
     {"MSPSYNC_MAX_HEADERS", MSP_CFG_INT, "100",
-     "most header fields in a request: more are refused with 431 before auth",
-     &gw.cfg.max_headers, 10, 10000, 0},
+     "most header fields in a request: more are refused with 431 before auth", &gw.cfg.max_headers,
+     10, 10000, 0},
     {NULL},
 };
 

@@ -26,24 +26,30 @@
 
 typedef enum {
     R_NONE = 0,
-    R_TENANTS,          /* /v1/tenants                              POST GET */
-    R_TENANT,           /* /v1/tenants/{t}                          GET */
-    R_INTEGRATION,      /* /v1/tenants/{t}/integrations/{syncro|cwrmm}  PUT GET PATCH DELETE */
-    R_SYNC,             /* /v1/tenants/{t}/integrations/{i}/sync    POST */
-    R_DISABLE,          /* /v1/tenants/{t}/integrations/{i}/disable POST */
-    R_CUSTOMERS,        /* /v1/tenants/{t}/customers                GET */
-    R_CUSTOMER,         /* /v1/tenants/{t}/customers/{id}           GET */
-    R_ASSETS,           /* /v1/tenants/{t}/assets                   GET */
-    R_ASSET,            /* /v1/tenants/{t}/assets/{id}              GET */
-    R_ASSET_DATES,      /* /v1/tenants/{t}/assets/{id}/dates        PUT */
-    R_ASSET_WRITEBACK,  /* /v1/tenants/{t}/assets/{id}/writeback    GET */
-    R_WH_CONFIG,        /* /v1/tenants/{t}/webhooks/mtp             GET */
-    R_WH_SECRET,        /* /v1/tenants/{t}/webhooks/mtp/secret      POST */
-    R_WH_PREVIOUS,      /* /v1/tenants/{t}/webhooks/mtp/secret/previous DELETE */
-    R_TICKETING,        /* /v1/tenants/{t}/ticketing                GET PUT */
-    R_TK_ORGS,          /* /v1/tenants/{t}/ticketing/orgs           GET */
-    R_TK_ORG,           /* /v1/tenants/{t}/ticketing/orgs/{org_id}  PUT DELETE */
-    R_WEBHOOK_MTP,      /* /v1/webhooks/mtp/{t}                     POST, no bearer */
+    R_TENANTS,         /* /v1/tenants                              POST GET */
+    R_TENANT,          /* /v1/tenants/{t}                          GET */
+    R_INTEGRATION,     /* /v1/tenants/{t}/integrations/{syncro|cwrmm}  PUT GET PATCH DELETE */
+    R_SYNC,            /* /v1/tenants/{t}/integrations/{i}/sync    POST */
+    R_DISABLE,         /* /v1/tenants/{t}/integrations/{i}/disable POST */
+    R_CUSTOMERS,       /* /v1/tenants/{t}/customers                GET */
+    R_CUSTOMER,        /* /v1/tenants/{t}/customers/{id}           GET */
+    R_ASSETS,          /* /v1/tenants/{t}/assets                   GET */
+    R_ASSET,           /* /v1/tenants/{t}/assets/{id}              GET */
+    R_ASSET_DATES,     /* /v1/tenants/{t}/assets/{id}/dates        PUT */
+    R_ASSET_WRITEBACK, /* /v1/tenants/{t}/assets/{id}/writeback    GET */
+    R_WH_CONFIG,       /* /v1/tenants/{t}/webhooks/mtp             GET */
+    R_WH_SECRET,       /* /v1/tenants/{t}/webhooks/mtp/secret      POST */
+    R_WH_PREVIOUS,     /* /v1/tenants/{t}/webhooks/mtp/secret/previous DELETE */
+    R_TICKETING,       /* /v1/tenants/{t}/ticketing                GET PUT */
+    R_TK_ORGS,         /* /v1/tenants/{t}/ticketing/orgs           GET */
+    R_TK_ORG,          /* /v1/tenants/{t}/ticketing/orgs/{org_id}  PUT DELETE */
+    R_WEBHOOK_MTP,     /* /v1/webhooks/mtp/{t}                     POST, no bearer */
+    R_WEBHOOK_USAGE,   /* /v1/webhooks/mtp/{t}/usage               POST, no bearer */
+    R_BILLING,         /* /v1/tenants/{t}/billing                  GET PUT */
+    R_BILLING_PUSH,    /* /v1/tenants/{t}/billing/push             POST */
+    R_BILLING_STATUS,  /* /v1/tenants/{t}/billing/status           GET */
+    R_BILLING_PREVIEW, /* /v1/tenants/{t}/billing/preview          GET */
+    R_BILLING_HISTORY, /* /v1/tenants/{t}/billing/history          GET */
 } route_id_t;
 
 static const struct {
@@ -69,6 +75,12 @@ static const struct {
     [R_TK_ORGS] = {"ticketing_orgs", "GET"},
     [R_TK_ORG] = {"ticketing_org", "PUT, DELETE"},
     [R_WEBHOOK_MTP] = {"webhook_mtp", "POST"},
+    [R_WEBHOOK_USAGE] = {"webhook_usage", "POST"},
+    [R_BILLING] = {"billing", "GET, PUT"},
+    [R_BILLING_PUSH] = {"billing_push", "POST"},
+    [R_BILLING_STATUS] = {"billing_status", "GET"},
+    [R_BILLING_PREVIEW] = {"billing_preview", "GET"},
+    [R_BILLING_HISTORY] = {"billing_history", "GET"},
 };
 
 /* Split the path into decoded segments (new strings). @returns count, or -1 when unusable. */
@@ -102,6 +114,9 @@ static route_id_t match(char **s, int n) {
     if (n == 4 && strcmp(s[0], "v1") == 0 && strcmp(s[1], "webhooks") == 0 &&
         strcmp(s[2], "mtp") == 0)
         return R_WEBHOOK_MTP;
+    if (n == 5 && strcmp(s[0], "v1") == 0 && strcmp(s[1], "webhooks") == 0 &&
+        strcmp(s[2], "mtp") == 0 && strcmp(s[4], "usage") == 0)
+        return R_WEBHOOK_USAGE;
     if (n < 2 || strcmp(s[0], "v1") != 0 || strcmp(s[1], "tenants") != 0)
         return R_NONE;
     if (n == 2)
@@ -137,6 +152,19 @@ static route_id_t match(char **s, int n) {
             return R_TK_ORGS;
         return n == 6 && s[5][0] != '\0' ? R_TK_ORG : R_NONE;
     }
+    if (strcmp(s[3], "billing") == 0) {
+        if (n == 4)
+            return R_BILLING;
+        if (n != 5)
+            return R_NONE;
+        if (strcmp(s[4], "push") == 0)
+            return R_BILLING_PUSH;
+        if (strcmp(s[4], "status") == 0)
+            return R_BILLING_STATUS;
+        if (strcmp(s[4], "preview") == 0)
+            return R_BILLING_PREVIEW;
+        return strcmp(s[4], "history") == 0 ? R_BILLING_HISTORY : R_NONE;
+    }
     int cust = strcmp(s[3], "customers") == 0, asset = strcmp(s[3], "assets") == 0;
     if (!cust && !asset)
         return R_NONE;
@@ -161,7 +189,10 @@ static int method_ok(route_id_t r, enum evhttp_cmd_type m) {
     case R_SYNC:
     case R_DISABLE:
     case R_WH_SECRET:
-    case R_WEBHOOK_MTP: return m == EVHTTP_REQ_POST;
+    case R_WEBHOOK_MTP:
+    case R_WEBHOOK_USAGE:
+    case R_BILLING_PUSH: return m == EVHTTP_REQ_POST;
+    case R_BILLING: return m == EVHTTP_REQ_GET || m == EVHTTP_REQ_PUT;
     case R_WH_PREVIOUS: return m == EVHTTP_REQ_DELETE;
     case R_TICKETING: return m == EVHTTP_REQ_GET || m == EVHTTP_REQ_PUT;
     case R_TK_ORG: return m == EVHTTP_REQ_PUT || m == EVHTTP_REQ_DELETE;
@@ -218,6 +249,17 @@ static void dispatch(gw_t *gw, struct evhttp_request *req, route_id_t r, char **
             api_ticketing_org_delete(gw, req, t, s[5]);
         return;
     case R_WEBHOOK_MTP: api_webhook_mtp(gw, req, s[3]); return;
+    case R_WEBHOOK_USAGE: api_webhook_usage(gw, req, s[3]); return;
+    case R_BILLING:
+        if (m == EVHTTP_REQ_PUT)
+            api_billing_put(gw, req, t);
+        else
+            api_billing_get(gw, req, t);
+        return;
+    case R_BILLING_PUSH: api_billing_push(gw, req, t); return;
+    case R_BILLING_STATUS: api_billing_status(gw, req, t); return;
+    case R_BILLING_PREVIEW: api_billing_preview(gw, req, t); return;
+    case R_BILLING_HISTORY: api_billing_history(gw, req, t); return;
     case R_NONE: break;
     }
 }
@@ -237,7 +279,7 @@ void gw_route(struct evhttp_request *req, void *arg) {
         /* replied */
     } else if (!is_v1) {
         gw_reply_error(gw, req, name, 404, "no such route");
-    } else if (r != R_WEBHOOK_MTP && !gw_auth_ok(gw, req)) {
+    } else if (r != R_WEBHOOK_MTP && r != R_WEBHOOK_USAGE && !gw_auth_ok(gw, req)) {
         gw_reply_error(gw, req, name, 401, "missing or invalid bearer token");
     } else if (r == R_NONE) {
         gw_reply_error(gw, req, name, 404, "no such route");
@@ -246,7 +288,7 @@ void gw_route(struct evhttp_request *req, void *arg) {
         gw_reply_error(gw, req, name, 405, "method not allowed; allowed: %s", routes[r].allow);
     } else if (gw_check_query(gw, req, name) != 0) {
         /* replied */
-    } else if (r != R_TENANTS && r != R_WEBHOOK_MTP) {
+    } else if (r != R_TENANTS && r != R_WEBHOOK_MTP && r != R_WEBHOOK_USAGE) {
         char err[256];
         int exists = gw_valid_tenant_id(seg[2]) ? gw_tenant_exists(gw, seg[2], err, sizeof(err))
                                                 : 0;
