@@ -269,7 +269,7 @@ static void apply_usage(void *arg) {
         return;
     }
     msp_key(kstats, sizeof(kstats), it->tenant, "billing:stats");
-    json_t *seen = json_pack("{s:O,s:s,s:I,s:O,s:I,s:s,s:O}", "org_name",
+    json_t *seen = json_pack("{s:s,s:O,s:s,s:I,s:O,s:I,s:s,s:O}", "org_id", org, "org_name",
                              json_object_get(m, "org_name"), "product", product, "count", count,
                              "as_of", json_object_get(m, "as_of"), "as_of_ms", (json_int_t)as_of,
                              "period", period, "report_id", json_object_get(m, "report_id"));
@@ -548,6 +548,12 @@ static void line_step(void *arg) {
         if (l && msp_billing_qty(json_object_get(l, "quantity"), &have) == 0 &&
             fabs(have - (double)qty) < 1e-9) {
             int ours = json_is_integer(pend) && json_integer_value(pend) == qty;
+            /* written by this very push before a crash: still "written", its history is in */
+            const char *pst = json_string_value(json_object_get(prev, "state"));
+            int again =
+                !ours && pst && !strcmp(pst, "written") &&
+                json_equal(json_object_get(prev, "push_id"), json_object_get(it->msg, "push_id")) &&
+                json_integer_value(json_object_get(prev, "quantity")) == qty;
             json_t *hist = NULL;
             if (ours) {
                 json_t *from = json_object_get(prev, "from");
@@ -555,11 +561,11 @@ static void line_step(void *arg) {
                                  "period", json_object_get(it->plan, "period"), "push_id",
                                  json_object_get(it->msg, "push_id"));
             }
-            int ok = record(it, ours ? "written" : "unchanged", l, qty, NULL, -1, hist);
+            int ok = record(it, ours || again ? "written" : "unchanged", l, qty, NULL, -1, hist);
             json_decref(hist);
             if (!ok)
                 goto redis_down;
-            if (ours)
+            if (ours || again)
                 it->written++;
             else
                 it->unchanged++;
