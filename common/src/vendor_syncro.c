@@ -186,12 +186,16 @@ static const char *const SY_WRITEBACK_PERMS[] = {"Assets - View Details", "Asset
 static const char *const SY_TICKETS_PERMS[] = {"Tickets - List/Search", "Tickets - Create",
                                                "Tickets - Edit", NULL};
 
+/* Usage billing (services/billing): GET /schedules needs "Recurring Invoices - List", PUT
+ * /schedules/{id}/line_items/{line_id} and POST .../add_line_item "Recurring Invoices - Edit"
+ * (syncro-openapi.json); the customer mapping reads the synced customers. */
+static const char *const SY_BILLING_PERMS[] = {
+    "Recurring Invoices - List", "Recurring Invoices - Edit", "Customers - List/Search", NULL};
+
 static const msp_vendor_feature_t SY_FEATURES[] = {
-    {"customers", SY_CUSTOMERS_PERMS},
-    {"assets", SY_ASSETS_PERMS},
-    {"writeback", SY_WRITEBACK_PERMS},
-    {"tickets", SY_TICKETS_PERMS},
-    {NULL, NULL},
+    {"customers", SY_CUSTOMERS_PERMS}, {"assets", SY_ASSETS_PERMS},
+    {"writeback", SY_WRITEBACK_PERMS}, {"tickets", SY_TICKETS_PERMS},
+    {"billing", SY_BILLING_PERMS},     {NULL, NULL},
 };
 
 const msp_vendor_t msp_vendor_syncro = {
