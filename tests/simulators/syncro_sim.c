@@ -2741,9 +2741,9 @@ static void handle_vendor(void *arg, struct evhttp_request *req, char **seg, int
  * computes its quantity from assets, contacts or a saved search: NOTES.md "counted line types
  * ignore quantity" — a PUT of its quantity answers 200 and changes nothing). Tests create
  * schedules through /_sim/accounts/{sub}/schedules; the vendor API reads them, adds, updates and
- * removes lines. Every quantity that changes is appended to a test-only change log
- * (/_sim/accounts/{sub}/quantity_changes) with the time and the request's route, so a test can
- * prove that each change was written exactly once.
+ * removes lines. Every quantity written (by PUT or add_line_item, changed or not) is appended to
+ * a test-only log (/_sim/accounts/{sub}/quantity_changes) with the time and the old and new
+ * quantity, so a test can prove that each change was written exactly once and nothing twice.
  */
 
 #define SCHED_ID_BASE 4100000000LL
@@ -2965,17 +2965,14 @@ static void api_schedules(account *a, enum path_class pc, int64_t id, int64_t li
         reply_sched_invalid(r, bad);
         return;
     }
-    /* counted types ignore quantity (NOTES.md) */
+    /* counted types ignore quantity (NOTES.md); every quantity written is logged, also one
+     * that equals the old value (a repeated write shows) */
     if (has_qty && json_is_null(json_object_get(upd, "recurring_type_id"))) {
+        char from[64];
         json_t *old = json_object_get(l, "quantity");
-        double was = 0;
-        if (qty_read(old, &was) != 0 || was != qty) {
-            char from[64];
-            snprintf(from, sizeof(from), "%s",
-                     json_string_value(old) ? json_string_value(old) : "");
-            json_object_set_new(upd, "quantity", qty_string(qty));
-            qlog_add(a, sc, upd, from, qty, "api");
-        }
+        snprintf(from, sizeof(from), "%s", json_string_value(old) ? json_string_value(old) : "");
+        json_object_set_new(upd, "quantity", qty_string(qty));
+        qlog_add(a, sc, upd, from, qty, "api");
     }
     json_object_update(l, upd);
     json_decref(upd);
