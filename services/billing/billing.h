@@ -1,7 +1,7 @@
 /*
  * billing.h — shared state of the billing process.
  *
- * The billing service consumes `usage.reports`, which carries two kinds of message:
+ * The billing service consumes `usage.events`, which carries two kinds of message:
  *   usage  (key "<tenant>/<org>/<product>")  one usage report: raises the (org, product) mark
  *          of the report's billing period (common/include/mspsync/billing.h) in Redis;
  *   push   (key "<tenant>/push")             write the tenant's current marks into the

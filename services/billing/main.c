@@ -71,7 +71,7 @@ static void declare_metrics(msp_metrics_t *m) {
                        "Times a request waited for a rate-limit token");
     msp_metric_declare(m, "mspsync_billing_messages_held", "gauge", "Messages in memory");
     msp_metric_declare(m, "mspsync_billing_messages_active", "gauge", "Messages being worked on");
-    msp_metric_declare(m, M_PARTITIONS, "gauge", "usage.reports partitions owned");
+    msp_metric_declare(m, M_PARTITIONS, "gauge", "usage.events partitions owned");
     msp_metric_declare(m, "mspsync_billing_http_inflight", "gauge", "HTTP requests in flight");
 }
 
@@ -92,7 +92,7 @@ int main(int argc, char **argv) {
     *w = (msp_svc_worker_t){
         .conf = &bl->conf.svc,
         .client_id = "mspsync-billing",
-        .topic = MSP_TOPIC_USAGE_REPORTS,
+        .topic = MSP_TOPIC_USAGE_EVENTS,
         .metrics = bl->metrics,
         .redis = &bl->redis,
         .gauge_partitions = M_PARTITIONS,

@@ -1,7 +1,7 @@
 /*
  * sched.c — the daily push: once a day per tenant, at its local push time (billing config
  * push_time in its time_zone; the anchor product pushes at noon US Eastern), a push request is
- * produced to usage.reports like the one POST /billing/push makes.
+ * produced to usage.events like the one POST /billing/push makes.
  *
  * Every replica checks every MSPSYNC_BILLING_SCHEDULE_CHECK_MS; the tenant's day is claimed in
  * Redis with one compare-and-set (`billing:sched_day` = the local date), so one replica requests
@@ -40,7 +40,7 @@ static void request_push(bl_t *bl, const char *tenant, const char *today, const 
     char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
     json_decref(msg);
     snprintf(key, sizeof(key), "%s/push", tenant);
-    if (!text || msp_kafka_produce(bl->worker.producer, msp_topic(MSP_TOPIC_USAGE_REPORTS), key,
+    if (!text || msp_kafka_produce(bl->worker.producer, msp_topic(MSP_TOPIC_USAGE_EVENTS), key,
                                    strlen(key), text, strlen(text), NULL, NULL) != 0) {
         MSP_WARN("billing.schedule_failed", tenant,
                  "could not request the daily push; the next "

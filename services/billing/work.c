@@ -1,5 +1,5 @@
 /*
- * work.c — one message of usage.reports: a usage report raises a mark, a push request writes
+ * work.c — one message of usage.events: a usage report raises a mark, a push request writes
  * the marks into Syncro recurring-invoice lines.
  *
  * USAGE (an item per report, in the order of its (tenant, org, product) key):

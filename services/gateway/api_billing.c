@@ -2,7 +2,7 @@
  * api_billing.c — usage billing as far as the admin API is concerned:
  *   GET/PUT  /v1/tenants/{t}/billing           the billing config (enable, time zone, push time,
  *                                              grace days, product → invoice line mappings)
- *   POST     /v1/tenants/{t}/billing/push      push now (a request on usage.reports, 202)
+ *   POST     /v1/tenants/{t}/billing/push      push now (a request on usage.events, 202)
  *   GET      /v1/tenants/{t}/billing/preview   what the next push would write, per customer and
  *                                              line, with the last quantity we know and the new
  *   GET      /v1/tenants/{t}/billing/status    per customer and line: last pushed quantity and
@@ -142,7 +142,7 @@ void api_billing_push(gw_t *gw, struct evhttp_request *req, const char *tenant) 
         return;
     }
     MSP_INFO("billing.push_requested", tenant, "push %s", id);
-    gw_produce_reply(gw, held, msp_topic(MSP_TOPIC_USAGE_REPORTS), key, text, "the push", 202,
+    gw_produce_reply(gw, held, msp_topic(MSP_TOPIC_USAGE_EVENTS), key, text, "the push", 202,
                      json_pack("{s:s,s:s}", "status", "queued", "push_id", id), NULL, NULL);
     free(text);
 }

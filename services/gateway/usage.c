@@ -8,7 +8,7 @@
  * docs/openapi.yaml) or a batch {"reports": [...]} of up to MAX_BATCH; every report is
  * validated before anything is produced, so a batch with one bad report is refused whole (400
  * naming reports[i].field) and nothing of it reaches Kafka. Each report becomes one message on
- * usage.reports, key "<tenant>/<org_id>/<product>" so that one mark's reports are consumed in
+ * usage.events, key "<tenant>/<org_id>/<product>" so that one mark's reports are consumed in
  * order by one billing replica; the sender hears 202 once Kafka acknowledged every message of
  * the request, 503 otherwise (resending is harmless: a mark is a maximum).
  */
@@ -101,7 +101,7 @@ static void delivered(gw_t *gw, void *arg, const char *error) {
     free(u);
 }
 
-/* The usage.reports message of report r (validated). @returns new text or NULL. */
+/* The usage.events message of report r (validated). @returns new text or NULL. */
 static char *report_message(const char *tenant, json_t *r, int64_t as_of_ms, int64_t now_ms,
                             char *key, size_t key_size) {
     const char *org = json_string_value(json_object_get(r, "org_id"));
@@ -176,7 +176,7 @@ void api_webhook_usage(gw_t *gw, struct evhttp_request *req, const char *tenant)
         u->n = n;
         snprintf(u->tenant, sizeof(u->tenant), "%s", tenant);
         for (size_t i = 0; i < n; i++)
-            gw_batch_produce(b, msp_topic(MSP_TOPIC_USAGE_REPORTS), key[i], text[i],
+            gw_batch_produce(b, msp_topic(MSP_TOPIC_USAGE_EVENTS), key[i], text[i],
                              strlen(text[i]));
         gw_batch_seal(b);
     }

@@ -7,7 +7,7 @@
  * the highest count reported for (org, product) with as_of inside the period; a report for a
  * period that ended more than grace_days before it reached the gateway is late: kept and shown,
  * never applied. Both the period and the lateness depend only on what the report message carries
- * (as_of_ms, received_at_ms) and the tenant's config, so replaying usage.reports rebuilds the
+ * (as_of_ms, received_at_ms) and the tenant's config, so replaying usage.events rebuilds the
  * same marks.
  *
  * Redis keys (mspsync:{t}:billing:*): see docs/design.md.

@@ -25,14 +25,14 @@
 
 #define MSP_TOPIC_SYNC_JOBS   "sync.jobs"
 #define MSP_TOPIC_RAW_RECORDS "raw.records"
-#define MSP_TOPIC_RAW_EVENTS  "raw.events"   /* incidents (and later usage reports): never behind a sync */
+#define MSP_TOPIC_RAW_EVENTS "raw.events" /* incidents: never behind a sync */
 #define MSP_TOPIC_SYNC_EVENTS "sync.events"
 #define MSP_TOPIC_CUSTOMERS   "customers"
 #define MSP_TOPIC_ASSETS      "assets"
 #define MSP_TOPIC_DLQ         "dlq"
 #define MSP_TOPIC_INCIDENTS   "incidents"
 #define MSP_TOPIC_DATE_CHANGES "date.changes"
-#define MSP_TOPIC_USAGE_REPORTS "usage.reports" /* usage reports and push requests (billing) */
+#define MSP_TOPIC_USAGE_EVENTS "usage.events" /* usage reports and push requests (billing) */
 
 /** The Kafka settings of every service, filled by its MSP_KAFKA_CONFIG rows. */
 typedef struct msp_kafka_conf_s {
