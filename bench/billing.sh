@@ -3,7 +3,7 @@
 # billing.sh — usage billing's two rates: usage reports/s the gateway accepts (signed batches,
 # 202 after Kafka's ack) and marks/s the billing service computes (reports applied to Redis).
 #
-# Usage: bench/billing.sh [SECONDS] [CONNECTIONS] [BATCH]      defaults 15, 16 and 100
+# Usage: bench/billing.sh [SECONDS] [CONNECTIONS] [BATCH]      defaults 5, 4 and 100
 # Env:   MSPSYNC_BUILD_DIR   build tree with the binaries (default <repo>/build)
 #        BENCH_KAFKA_DIR     state dir of a running broker (deploy/local/kafka.sh) to use instead
 #                            of starting one
@@ -26,8 +26,8 @@ ROOT=$(cd "$HERE/.." && pwd)
 # shellcheck source=../deploy/local/lib.sh
 . "$ROOT/deploy/local/lib.sh"
 
-SECS=${1:-15}
-CONNS=${2:-16}
+SECS=${1:-5}
+CONNS=${2:-4}
 BATCH=${3:-100}
 [[ "$SECS" =~ ^[1-9][0-9]*$ && "$CONNS" =~ ^[1-9][0-9]*$ && "$BATCH" =~ ^[1-9][0-9]*$ &&
    "$SECS" -le 240 && "$BATCH" -le 1000 ]] || {
