@@ -2,9 +2,11 @@
 """The month rolls over (injected billing clock): the new period's mark starts from its first
 report, a late report inside the grace window still counts for the closed period, one past it is
 kept and shown but not applied, and the closed period's last pushed quantity stays in history."""
+import time
+
 import billing as B
 import harness
-from harness import StackTest
+from harness import StackTest, wait_until
 
 ORGS = 4
 
@@ -13,8 +15,9 @@ class BillingRolloverTest(StackTest):
 
     def test_new_period_starts_from_its_first_report(self):
         s = B.make_stack(self)
-        secret, clock, by_org, custs = B.setup(s, B.local(2026, 11, 20, 12), orgs=ORGS,
-                                               sim_config={"rate_limit": 0})
+        secret, clock, by_org, custs = B.setup(s, B.local(2026, 11, 20, 9), orgs=ORGS,
+                                               sim_config={"rate_limit": 0},
+                                               billing_env={"MSPSYNC_BILLING_SCHEDULE_CHECK_MS": "100"})
         nov = [B.report("org-%04d" % o, p, 100 * o + d, B.local(2026, 11, d))
                for o in range(1, ORGS + 1) for p in B.PRODUCTS for d in (1, 10, 20)]
         B.send(s, secret, nov)
@@ -66,6 +69,18 @@ class BillingRolloverTest(StackTest):
         self.assertEqual(st_, 200, h)
         self.assertEqual([(c["period"], c["to"]) for c in h["changes"]],
                          [("2026-12", 3), ("2026-11", nov_marks[("org-0003", "SKU-ARCHIVE")])])
+
+        # the daily push: not before the tenant's local push time (12:00 New York), then once
+        clock.set(B.local(2026, 12, 11, 11, 59))
+        time.sleep(1)  # an absence: ten schedule checks (every 100 ms) must request nothing
+        self.assertNotIn("2026-12-11", s.billing.logtext())
+        clock.set(B.local(2026, 12, 11, 12, 1))
+        lp = wait_until(lambda: (lambda l: l if l.get("reason") == "schedule" else None)(
+            B.status(s)["last_push"]), 30, "the scheduled push")
+        self.assertEqual(lp["state"], "done", lp)
+        time.sleep(1)  # an absence: the next ten checks must not request the day again
+        self.assertEqual(s.billing.logtext().count("daily push"), 1)
+        self.assertEqual(s.billing.logtext().count("for 2026-12-11"), 1)
         self.assertEqual(s.stop_all(), [])
 
     @staticmethod
