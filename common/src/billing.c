@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "mspsync/backoff.h"
@@ -97,6 +98,16 @@ static int parse_products(msp_billing_conf_t *c, json_t *ps, char *err, size_t e
             json_object_set_new(m, "create", json_false());
         if (!rc)
             json_object_set_new(m, "retail_cents", json_integer(0));
+        for (size_t i = 0; i < c->nproducts; i++) {
+            if (!strcasecmp(c->products[i].line_name, json_string_value(ln))) {
+                /* two marks on one line would overwrite each other at every push */
+                snprintf(err, err_size,
+                         "products.%s.line_name: line \"%s\" is already the line "
+                         "of product \"%s\"; one line holds one product's quantity",
+                         name, json_string_value(ln), c->products[i].product);
+                return -1;
+            }
+        }
         msp_billing_product_t *p = &c->products[c->nproducts++];
         p->product = name;
         p->line_name = json_string_value(ln);

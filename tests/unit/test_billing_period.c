@@ -132,6 +132,8 @@ static void the_config_is_validated_and_completed(void **state) {
         {"{\"products\":{\"SKU\":{}}}", "products.SKU.line_name"},
         {"{\"products\":{\"SKU\":{\"line_name\":\"x\",\"create\":1}}}", "products.SKU.create"},
         {"{\"products\":{\"SKU\":{\"line_name\":\"x\",\"qty\":1}}}", "unknown key \"qty\""},
+        {"{\"products\":{\"A\":{\"line_name\":\"Seats\"},\"B\":{\"line_name\":\"seats\"}}}",
+         "already the line of product \"A\""},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         msp_billing_conf_t c;
