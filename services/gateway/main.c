@@ -41,7 +41,7 @@ static const msp_config_entry_t config[] = {
      65535, 0},
     MSP_SVC_PORT_FILE_ROW(gw.cfg.svc, "API"),
     {"MSPSYNC_ADMIN_TOKEN", MSP_CFG_STR, NULL,
-     "bearer token required on every /v1 route except the signed incident webhook",
+     "bearer token required on every /v1 route except the signed MTP webhooks (incidents, usage)",
      &gw.cfg.admin_token, 0, 0, 1},
     MSP_SVC_KAFKA_ROWS(gw.cfg.svc),
     MSP_SVC_REDIS_ROW(gw.cfg),
