@@ -617,6 +617,34 @@ redis_down:
 
 /* ------------------------------------------------------------------ PUSH: READ */
 
+/*
+ * Remember the names of the lines read (`billing:lines`: name → whether Syncro counts it), so the
+ * gateway can refuse mapping a product to a counted line when the config is saved and suggest
+ * lines for unmapped products. Best effort: a failure costs a suggestion, not a push.
+ */
+static void note_lines(bl_item_t *it, json_t *sc) {
+    bl_t *bl = it->bl;
+    size_t j;
+    json_t *l;
+    char key[200];
+    msp_key(key, sizeof(key), it->tenant, "billing:lines");
+    json_array_foreach(json_object_get(sc, "lines"), j, l) {
+        const char *name = json_string_value(json_object_get(l, "name"));
+        json_t *rt = json_object_get(l, "recurring_type_id");
+        if (!name || !name[0] || !bl_redis_ok(bl))
+            continue;
+        json_t *v = json_pack("{s:b,s:O}", "counted", json_is_integer(rt), "recurring_type_id",
+                              json_is_integer(rt) ? rt : json_null());
+        char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
+        json_decref(v);
+        if (text)
+            redisAppendCommand(bl->redis, "HSET %s %s %s", key, name, text);
+        free(text);
+        if (text && !read_replies(bl, 1))
+            return;
+    }
+}
+
 static void cust_read_ok(void *arg, msp_http_response_t *res, json_t *b) {
     bl_item_t *it = arg;
     (void)res;
@@ -627,6 +655,7 @@ static void cust_read_ok(void *arg, msp_http_response_t *res, json_t *b) {
         if (!json_is_array(json_object_get(sc, "lines")))
             json_object_set_new(sc, "lines", json_array());
         json_array_append(it->scheds, sc);
+        note_lines(it, sc);
     }
     json_int_t pages =
         json_integer_value(json_object_get(json_object_get(b, "meta"), "total_pages"));

@@ -22,12 +22,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "mspsync/backoff.h"
 #include "mspsync/billing.h"
 #include "mspsync/crypto.h"
 #include "mspsync/kafka.h"
 #include "mspsync/log.h"
+#include "mspsync/org_match.h"
 #include "mspsync/redis.h"
 
 #define MAX_LIST 1000
@@ -74,12 +76,53 @@ void api_billing_get(gw_t *gw, struct evhttp_request *req, const char *tenant) {
     gw_reply(gw, req, route, 200, body);
 }
 
+/* The line names the billing service saw on the tenant's recurring invoices (billing:lines):
+ * name → {"counted", "recurring_type_id"}, or NULL (Redis). */
+static json_t *known_lines(gw_t *gw, const char *tenant, char *err, size_t err_size) {
+    char key[200];
+    msp_key(key, sizeof(key), tenant, "billing:lines");
+    redisReply *r = gw_redis(gw, err, err_size, "HGETALL %s", key);
+    if (!r)
+        return NULL;
+    json_t *out = json_object();
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
+        json_t *v = json_loads(r->element[i + 1]->str, 0, NULL);
+        if (v)
+            json_object_set_new(out, r->element[i]->str, v);
+    }
+    freeReplyObject(r);
+    return out;
+}
+
+/* A product mapped to a line Syncro counts (known from a push): @returns 1 with err. */
+static int maps_counted_line(const msp_billing_conf_t *c, json_t *lines, char *err,
+                             size_t err_size) {
+    for (size_t i = 0; i < c->nproducts; i++) {
+        const char *name;
+        json_t *v;
+        json_object_foreach(lines, name, v) {
+            if (strcasecmp(name, c->products[i].line_name) != 0 ||
+                !json_is_true(json_object_get(v, "counted")))
+                continue;
+            snprintf(err, err_size,
+                     "products.%s.line_name: \"%s\" is a counted line on the "
+                     "recurring invoices (recurring_type_id %" JSON_INTEGER_FORMAT "): Syncro "
+                     "computes its quantity and ignores ours; map the product to a "
+                     "fixed-quantity line",
+                     c->products[i].product, name,
+                     json_integer_value(json_object_get(v, "recurring_type_id")));
+            return 1;
+        }
+    }
+    return 0;
+}
+
 void api_billing_put(gw_t *gw, struct evhttp_request *req, const char *tenant) {
     const char *route = "billing";
     json_t *in;
     if (gw_read_json(gw, req, route, 0, &in) != 0)
         return;
-    char err[512], key[200], set[200];
+    char err[700], key[200], set[200];
     msp_billing_conf_t c;
     if (msp_billing_conf_parse(in, &c, err, sizeof(err)) != 0) {
         json_decref(in);
@@ -87,6 +130,15 @@ void api_billing_put(gw_t *gw, struct evhttp_request *req, const char *tenant) {
         return;
     }
     json_decref(in);
+    json_t *lines = known_lines(gw, tenant, err, sizeof(err));
+    if (!lines || maps_counted_line(&c, lines, err, sizeof(err))) {
+        gw_reply_error(gw, req, route, lines ? 400 : 503, lines ? "%s" : "redis unavailable: %s",
+                       err);
+        json_decref(lines);
+        msp_billing_conf_clear(&c);
+        return;
+    }
+    json_decref(lines);
     char *text = json_dumps(c.doc, JSON_COMPACT);
     msp_key(key, sizeof(key), tenant, "billing:config");
     msp_key(set, sizeof(set), "_", "billing:tenants");
@@ -262,6 +314,43 @@ static json_t *hash_json(gw_t *gw, const char *key, char *err, size_t err_size) 
     return out;
 }
 
+/* Add "suggestions" (up to 3 fixed-quantity line names alike the product's name, best first)
+ * to every unmapped entry whose product has no mapping. */
+static void suggest_lines(json_t *unmapped, json_t *lines, const msp_billing_conf_t *c) {
+    size_t i;
+    json_t *u;
+    json_array_foreach(unmapped, i, u) {
+        const char *product = json_string_value(json_object_get(u, "product"));
+        json_t *sug = json_array();
+        if (product && !msp_billing_product(c, product)) {
+            const char *best[3] = {0};
+            double score[3] = {0};
+            const char *name;
+            json_t *v;
+            json_object_foreach(lines, name, v) {
+                if (json_is_true(json_object_get(v, "counted")))
+                    continue;
+                double sc = org_match_score_str(product, name);
+                for (int k = 0; k < 3; k++) {
+                    if (sc > 0 && sc > score[k]) {
+                        for (int m = 2; m > k; m--) {
+                            best[m] = best[m - 1];
+                            score[m] = score[m - 1];
+                        }
+                        best[k] = name;
+                        score[k] = sc;
+                        break;
+                    }
+                }
+            }
+            for (int k = 0; k < 3 && best[k]; k++)
+                json_array_append_new(
+                    sug, json_pack("{s:s,s:f}", "line_name", best[k], "score", score[k]));
+        }
+        json_object_set_new(u, "suggestions", sug);
+    }
+}
+
 void api_billing_status(gw_t *gw, struct evhttp_request *req, const char *tenant) {
     const char *route = "billing_status";
     msp_billing_conf_t c;
@@ -280,7 +369,9 @@ void api_billing_status(gw_t *gw, struct evhttp_request *req, const char *tenant
     json_t *late = pushed ? list_json(gw, klate, err, sizeof(err)) : NULL;
     json_t *last = late ? hash_json(gw, kpush, err, sizeof(err)) : NULL;
     json_t *stats = last ? hash_json(gw, kstats, err, sizeof(err)) : NULL;
-    if (!stats) {
+    json_t *lines = stats ? known_lines(gw, tenant, err, sizeof(err)) : NULL;
+    if (!lines) {
+        json_decref(stats);
         json_decref(plan);
         json_decref(pushed);
         json_decref(late);
@@ -317,6 +408,8 @@ void api_billing_status(gw_t *gw, struct evhttp_request *req, const char *tenant
     const char *cid;
     json_object_foreach(customers, cid, cu) json_array_append(list, cu);
     json_decref(customers);
+    suggest_lines(json_object_get(plan, "unmapped"), lines, &c);
+    json_decref(lines);
     json_t *body = json_pack("{s:b,s:O,s:o,s:O,s:o,s:o,s:o}", "enabled", c.enabled, "period",
                              json_object_get(plan, "period"), "customers", list, "unmapped",
                              json_object_get(plan, "unmapped"), "late_reports", late, "last_push",

@@ -68,6 +68,7 @@ class BillingTest(StackTest):
             self.assertEqual(u["mark"], marks[k], k)
             self.assertEqual(u["count"], latest[k]["count"], k)
             self.assertIn("not mapped", u["why"])
+            self.assertIsInstance(u["suggestions"], list)
 
         # preview: what the push would write, old quantity unknown yet
         st_, pv, _ = s.api("GET", "/v1/tenants/%s/billing/preview" % B.TENANT)
@@ -106,6 +107,15 @@ class BillingTest(StackTest):
             self.assertIn("fixed-quantity", l["error"])
         counted_ids = {lines[(by_org["org-%04d" % o], B.COUNTED_LINE)]["id"] for o in range(1, 6)}
         self.assertFalse([c for c in ch if c["line_id"] in counted_ids])
+        # now that a push has seen the line, mapping a product to it is refused when saved
+        st_, js, _ = s.api("PUT", "/v1/tenants/%s/billing" % B.TENANT,
+                           {"enabled": True, "time_zone": B.TZ, "products": products})
+        self.assertEqual(st_, 400, js)
+        self.assertIn('products.%s.line_name: "%s" is a counted line' % (B.COUNTED_PRODUCT,
+                                                                          B.COUNTED_LINE), js["error"])
+        self.assertIn("map the product to a fixed-quantity line", js["error"])
+        self.assertTrue(B.status(s)["customers"])  # the refused save changed nothing
+        del products[B.COUNTED_PRODUCT]
 
         # a second push writes nothing
         lp2 = B.push(s)
@@ -136,7 +146,8 @@ class BillingTest(StackTest):
         self.assertEqual(len(new), sum(1 for p in B.PRODUCTS if marks[("org-0051", p)]) + 3)
         self.assertEqual({(c["from"] is None) for c in new if c["customer_id"] != custs[50]}, {True})
         unmapped = {(u["org_id"], u["product"]) for u in B.status(s)["unmapped"]}
-        self.assertEqual(unmapped, {k for k in marks if k[0] == "org-0052"})
+        self.assertEqual(unmapped, {k for k in marks
+                                    if k[0] == "org-0052" or k[1] == B.COUNTED_PRODUCT})
         self.assertEqual(s.stop_all(), [])
 
 
