@@ -76,11 +76,13 @@ void api_billing_get(gw_t *gw, struct evhttp_request *req, const char *tenant) {
     gw_reply(gw, req, route, 200, body);
 }
 
-/* The line names the billing service saw on the tenant's recurring invoices (billing:lines):
- * name → {"counted", "recurring_type_id"}, or NULL (Redis). */
-static json_t *known_lines(gw_t *gw, const char *tenant, char *err, size_t err_size) {
+/* The tenant's hash billing:<what> whose values are JSON, as an object (values parsed), or NULL
+ * (Redis): billing:lines (line name → {"counted", "recurring_type_id"}, what pushes saw on the
+ * recurring invoices) and billing:pushed ("<customer>\t<product>" → the line's state). */
+static json_t *json_hash(gw_t *gw, const char *tenant, const char *what, char *err,
+                         size_t err_size) {
     char key[200];
-    msp_key(key, sizeof(key), tenant, "billing:lines");
+    msp_key(key, sizeof(key), tenant, "billing:%s", what);
     redisReply *r = gw_redis(gw, err, err_size, "HGETALL %s", key);
     if (!r)
         return NULL;
@@ -130,7 +132,7 @@ void api_billing_put(gw_t *gw, struct evhttp_request *req, const char *tenant) {
         return;
     }
     json_decref(in);
-    json_t *lines = known_lines(gw, tenant, err, sizeof(err));
+    json_t *lines = json_hash(gw, tenant, "lines", err, sizeof(err));
     if (!lines || maps_counted_line(&c, lines, err, sizeof(err))) {
         gw_reply_error(gw, req, route, lines ? 400 : 503, lines ? "%s" : "redis unavailable: %s",
                        err);
@@ -215,23 +217,6 @@ static json_t *plan_or_reply(gw_t *gw, struct evhttp_request *req, const char *r
     return plan;
 }
 
-/* billing:pushed as an object "<customer>\t<product>" → state (parsed), or NULL (Redis). */
-static json_t *pushed_states(gw_t *gw, const char *tenant, char *err, size_t err_size) {
-    char key[200];
-    msp_key(key, sizeof(key), tenant, "billing:pushed");
-    redisReply *r = gw_redis(gw, err, err_size, "HGETALL %s", key);
-    if (!r)
-        return NULL;
-    json_t *out = json_object();
-    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
-        json_t *v = json_loads(r->element[i + 1]->str, 0, NULL);
-        if (v)
-            json_object_set_new(out, r->element[i]->str, v);
-    }
-    freeReplyObject(r);
-    return out;
-}
-
 void api_billing_preview(gw_t *gw, struct evhttp_request *req, const char *tenant) {
     const char *route = "billing_preview";
     msp_billing_conf_t c;
@@ -239,7 +224,7 @@ void api_billing_preview(gw_t *gw, struct evhttp_request *req, const char *tenan
         return;
     char err[512];
     json_t *plan = plan_or_reply(gw, req, route, tenant, &c);
-    json_t *pushed = plan ? pushed_states(gw, tenant, err, sizeof(err)) : NULL;
+    json_t *pushed = plan ? json_hash(gw, tenant, "pushed", err, sizeof(err)) : NULL;
     if (plan && !pushed)
         gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
     if (!plan || !pushed) {
@@ -365,11 +350,11 @@ void api_billing_status(gw_t *gw, struct evhttp_request *req, const char *tenant
     msp_key(klate, sizeof(klate), tenant, "billing:late");
     msp_key(kpush, sizeof(kpush), tenant, "billing:push");
     msp_key(kstats, sizeof(kstats), tenant, "billing:stats");
-    json_t *pushed = pushed_states(gw, tenant, err, sizeof(err));
+    json_t *pushed = json_hash(gw, tenant, "pushed", err, sizeof(err));
     json_t *late = pushed ? list_json(gw, klate, err, sizeof(err)) : NULL;
     json_t *last = late ? hash_json(gw, kpush, err, sizeof(err)) : NULL;
     json_t *stats = last ? hash_json(gw, kstats, err, sizeof(err)) : NULL;
-    json_t *lines = stats ? known_lines(gw, tenant, err, sizeof(err)) : NULL;
+    json_t *lines = stats ? json_hash(gw, tenant, "lines", err, sizeof(err)) : NULL;
     if (!lines) {
         json_decref(stats);
         json_decref(plan);
