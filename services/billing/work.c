@@ -234,6 +234,53 @@ static int conf_load(bl_t *bl, const char *tenant, msp_billing_conf_t *c, char *
 
 /* ------------------------------------------------------------------ USAGE */
 
+/*
+ * What a report needs of its tenant's config (the zone and the grace days), cached for
+ * ZONE_TTL_MS in a direct-mapped table: every report would otherwise read and parse the config,
+ * a Redis round trip that halves the marks/s of a replica (docs/benchmarks.md). A changed zone
+ * applies within the TTL. Single-threaded (the event loop).
+ */
+#define ZONE_SLOTS 256
+#define ZONE_TTL_MS 1000
+
+static struct zone_slot_s {
+    char tenant[64];
+    char zone[128];
+    int grace_days;
+    int64_t at_ms;
+} zone_cache[ZONE_SLOTS];
+
+/* c->time_zone (borrowed from the cache until the next call) and c->grace_days of tenant.
+ * @returns 0, or -1 (Redis, err). */
+static int zone_of(bl_t *bl, const char *tenant, msp_billing_conf_t *c, char *err,
+                   size_t err_size) {
+    uint32_t h = 2166136261u;
+    for (const char *p = tenant; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    struct zone_slot_s *z = &zone_cache[h % ZONE_SLOTS];
+    int64_t now = msp_wall_ms();
+    if (strcmp(z->tenant, tenant) != 0 || now - z->at_ms > ZONE_TTL_MS || now < z->at_ms) {
+        msp_billing_conf_t full;
+        int rc = conf_load(bl, tenant, &full, err, err_size);
+        if (rc < 0)
+            return -1;
+        if (rc == 0) {
+            /* the stored config does not read: the defaults name the period, the report is kept */
+            json_t *empty = json_object();
+            msp_billing_conf_parse(empty, &full, err, err_size);
+            json_decref(empty);
+        }
+        snprintf(z->tenant, sizeof(z->tenant), "%s", tenant);
+        snprintf(z->zone, sizeof(z->zone), "%s", full.time_zone);
+        z->grace_days = full.grace_days;
+        z->at_ms = now;
+        msp_billing_conf_clear(&full);
+    }
+    c->time_zone = z->zone;
+    c->grace_days = z->grace_days;
+    return 0;
+}
+
 static void apply_usage(void *arg) {
     bl_item_t *it = arg;
     bl_t *bl = it->bl;
@@ -248,22 +295,14 @@ static void apply_usage(void *arg) {
     int64_t as_of = json_integer_value(json_object_get(m, "as_of_ms"));
     int64_t received = json_integer_value(json_object_get(m, "received_at_ms"));
     char err[400], period[8], kmarks[300], kseen[200], kstats[200], klate[200];
-    msp_billing_conf_t c;
-    int rc = conf_load(bl, it->tenant, &c, err, sizeof(err));
-    if (rc < 0) {
+    msp_billing_conf_t c = {0};
+    if (zone_of(bl, it->tenant, &c, err, sizeof(err)) != 0) {
         MSP_WARN("redis.unavailable", it->tenant, "%s; retrying", err);
         wait_then(it, 1000, apply_usage);
         return;
     }
-    if (rc == 0) {
-        /* the stored config does not read: the defaults name the period, the report is kept */
-        json_t *empty = json_object();
-        msp_billing_conf_parse(empty, &c, err, sizeof(err));
-        json_decref(empty);
-    }
     int late = msp_billing_late(&c, as_of, received, err, sizeof(err));
     int prc = msp_billing_period(c.time_zone, as_of, period, err, sizeof(err));
-    msp_billing_conf_clear(&c);
     if (late < 0 || prc != 0) {
         dead_letter(it, err);
         return;
