@@ -46,6 +46,8 @@ SERVICES = {
                        {"MSPSYNC_SECRET_KEY_FILE": "secret-key"}, {}),
     "write-back": ("mspsync-write-back", "MSPSYNC_METRICS_PORT",
                    {"MSPSYNC_SECRET_KEY_FILE": "secret-key"}, {}),
+    "billing": ("mspsync-billing", "MSPSYNC_METRICS_PORT",
+                {"MSPSYNC_SECRET_KEY_FILE": "secret-key"}, {}),
 }
 BIND_ENV = {"MSPSYNC_HTTP_PORT": "MSPSYNC_HTTP_BIND", "MSPSYNC_METRICS_PORT": "MSPSYNC_METRICS_BIND"}
 SECRET_ENV = {"MSPSYNC_SECRET_KEY", "MSPSYNC_ADMIN_TOKEN"}

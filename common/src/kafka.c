@@ -65,6 +65,9 @@ static const struct {
     /* held incidents wait for a fixed key or ticketing switched on: 30 days, not the broker's
      * default week (design.md "Held incidents") */
     {MSP_TOPIC_INCIDENTS_HELD, 0, "2592000000"},
+    /* usage reports are the billing marks' source of truth: kept 400 days, so the marks of the
+     * current and the previous billing periods can be rebuilt from them (services/billing) */
+    {MSP_TOPIC_USAGE_EVENTS, 0, "34560000000"},
 };
 #define WANT_TOPICS ((int)(sizeof(want_topics) / sizeof(want_topics[0])))
 

@@ -17,6 +17,9 @@ static const msp_statekey_t TABLE[] = {
     {"webhook:mtp", MSP_STATE_CONFIG, "restored from the config topic (sealed as stored)"},
     {"ticketing:config", MSP_STATE_CONFIG, "restored from the config topic"},
     {"ticketing:orgmap", MSP_STATE_CONFIG, "restored from the config topic"},
+    {"billing:config", MSP_STATE_CONFIG, "restored from the config topic"},
+    {"billing:tenants", MSP_STATE_CONFIG,
+     "restored from the config topic (the tenants whose billing is enabled)"},
     /* derived */
     {"tenants", MSP_STATE_DERIVED, "the ids of the restored tenant hashes"},
     {MSP_STATE_EPOCH_SUFFIX, MSP_STATE_DERIVED, "set when a restore (or a first start) ends"},
@@ -29,6 +32,18 @@ static const msp_statekey_t TABLE[] = {
      "the index of a tenant's held incidents: derivable from incidents.held (design.md; the "
      "rebuild is not built yet: a lost index leaves those incidents held)"},
     {"ticketing:holding", MSP_STATE_DERIVED, "the tenants with a held index (as above)"},
+    {"billing:marks:*", MSP_STATE_DERIVED,
+     "replaying usage.events (kept 400 days) rebuilds the marks: an operator resets the billing "
+     "group's offsets (design.md \"Usage billing\"; not automatic yet)"},
+    {"billing:seen", MSP_STATE_DERIVED, "as the marks"},
+    {"billing:late", MSP_STATE_DERIVED, "as the marks"},
+    {"billing:stats", MSP_STATE_DERIVED, "counters start again from zero"},
+    {"billing:lines", MSP_STATE_CACHE, "the next push reads the recurring invoices again"},
+    {"billing:pushed", MSP_STATE_CACHE,
+     "the next push reads Syncro's quantities before it writes (nothing is written twice)"},
+    {"billing:push", MSP_STATE_CACHE, "the last push's summary: shown again after the next one"},
+    {"billing:history:*", MSP_STATE_CACHE,
+     "the history of quantities written: lost (Syncro keeps the current quantity)"},
     {"wb:*", MSP_STATE_DERIVED,
      "lost: the write-back reads the vendor's value before it writes, so nothing is written twice"},
     /* coordination */
@@ -40,6 +55,7 @@ static const msp_statekey_t TABLE[] = {
     {"rl", MSP_STATE_COORD, "a rate-limit bucket starts full (bounded by the vendor's own limit)"},
     {"restore:lock", MSP_STATE_COORD, "the next restore's claim"},
     {"ticketing:release_lock", MSP_STATE_COORD, "the next releaser's claim"},
+    {"billing:sched_day", MSP_STATE_COORD, "the day's push may be requested again (harmless)"},
     /* cache */
     {"token:*", MSP_STATE_CACHE, "a new OAuth token is fetched"},
     {"cwrmm:defs", MSP_STATE_CACHE, "read again from ConnectWise RMM"},

@@ -326,6 +326,9 @@ static const char *const SY_TICKETING_PERMS[] = {
     "Tickets - Edit",          "Tickets - List/Search",   NULL};
 static const char *const SY_AUTO_RESOLVE_PERMS[] = {"Tickets - View Details", NULL};
 static const char *const SY_WRITEBACK_PERMS[] = {"Assets - View Details", "Assets - Edit", NULL};
+/* Usage billing (services/billing): GET /schedules needs "Recurring Invoices - List", PUT
+ * /schedules/{id}/line_items/{line_id} and POST .../add_line_item "Recurring Invoices - Edit"
+ * (syncro-openapi.json); the customer mapping reads the synced customers. */
 static const char *const SY_BILLING_PERMS[] = {
     "Recurring Invoices - List", "Recurring Invoices - Edit", "Customers - List/Search", NULL};
 

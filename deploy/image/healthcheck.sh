@@ -5,7 +5,8 @@
 #
 #   gateway                     MSPSYNC_HTTP_BIND:MSPSYNC_HTTP_PORT (default 8080)
 #   fetcher, normalizer,        MSPSYNC_METRICS_BIND:MSPSYNC_METRICS_PORT (defaults 9100, 9101,
-#   ticket-creator, write-back  9103, 9104: each service's config table)
+#   ticket-creator, write-back, 9103, 9104, 9106: each service's config table)
+#   billing
 #   simulators, anything else   healthy while the process lives (they have no /healthz)
 #
 # MSPSYNC_HEALTH_URL, when set, is asked instead. Exit 0 healthy, 1 not (Docker's convention).
@@ -31,6 +32,7 @@ case "$svc" in
     mspsync-normalizer)     bind=${MSPSYNC_METRICS_BIND:-127.0.0.1}; port=${MSPSYNC_METRICS_PORT:-9101} ;;
     mspsync-ticket-creator) bind=${MSPSYNC_METRICS_BIND:-127.0.0.1}; port=${MSPSYNC_METRICS_PORT:-9103} ;;
     mspsync-write-back)     bind=${MSPSYNC_METRICS_BIND:-127.0.0.1}; port=${MSPSYNC_METRICS_PORT:-9104} ;;
+    mspsync-billing)        bind=${MSPSYNC_METRICS_BIND:-127.0.0.1}; port=${MSPSYNC_METRICS_PORT:-9106} ;;
     "") echo "no mspsync process in this container" >&2; exit 1 ;;
     *) exit 0 ;;
 esac

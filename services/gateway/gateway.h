@@ -67,6 +67,7 @@ typedef struct gw_config_s {
     long long kafka_linger_ms;
     long long webhook_max_body;
     long long webhook_tolerance_s;
+    char *test_clock_file; /* MSPSYNC_TEST_CLOCK_FILE (billing.h), read through the environment */
     long long max_header_bytes;
     long long max_headers;
 } gw_config_t;
@@ -338,6 +339,35 @@ void api_webhook_previous_delete(gw_t *gw, struct evhttp_request *req, const cha
 
 /* webhook.c: tenant is the raw path segment (not yet checked, may be anything). */
 void api_webhook_mtp(gw_t *gw, struct evhttp_request *req, const char *tenant);
+
+/**
+ * @brief The checks every MTP webhook route shares, in their order (webhook.c): tenant and
+ * secret (404), body size (413), timestamp window and signature (401), a JSON object (400).
+ * @returns 0 with *body (new) once they pass, or -1 when the request was answered.
+ */
+int gw_webhook_open(gw_t *gw, struct evhttp_request *req, const char *tenant, const char *route,
+                    json_t **body);
+/** @brief Answer code with the message and log it as webhook.rejected. */
+void gw_webhook_reject(gw_t *gw, struct evhttp_request *req, const char *route, const char *tenant,
+                       int code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/**
+ * @brief body[field]: a string of min..max characters or (as_id) a non-negative integer, made
+ * a decimal string in place; absent or null is an error only when required. @returns 0 or -1
+ * with err naming the field.
+ */
+int gw_webhook_check_str(json_t *body, const char *field, int required, size_t min, size_t max,
+                         int as_id, char *err, size_t err_size);
+
+/* usage.c */
+void api_webhook_usage(gw_t *gw, struct evhttp_request *req, const char *tenant);
+
+/* api_billing.c */
+void api_billing_get(gw_t *gw, struct evhttp_request *req, const char *tenant);
+void api_billing_put(gw_t *gw, struct evhttp_request *req, const char *tenant);
+void api_billing_push(gw_t *gw, struct evhttp_request *req, const char *tenant);
+void api_billing_status(gw_t *gw, struct evhttp_request *req, const char *tenant);
+void api_billing_preview(gw_t *gw, struct evhttp_request *req, const char *tenant);
+void api_billing_history(gw_t *gw, struct evhttp_request *req, const char *tenant);
 
 void api_ticketing_get(gw_t *gw, struct evhttp_request *req, const char *tenant);
 void api_ticketing_put(gw_t *gw, struct evhttp_request *req, const char *tenant);

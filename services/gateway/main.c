@@ -20,6 +20,7 @@
 #include <event2/http.h>
 
 #include "gateway.h"
+#include "mspsync/billing.h"
 #include "mspsync/config.h"
 #include "mspsync/kafka.h"
 #include "mspsync/lifecycle.h"
@@ -40,7 +41,7 @@ static const msp_config_entry_t config[] = {
      65535, 0},
     MSP_SVC_PORT_FILE_ROW(gw.cfg.svc, "API"),
     {"MSPSYNC_ADMIN_TOKEN", MSP_CFG_STR, NULL,
-     "bearer token required on every /v1 route except the signed incident webhook",
+     "bearer token required on every /v1 route except the signed MTP webhooks (incidents, usage)",
      &gw.cfg.admin_token, 0, 0, 1},
     MSP_SVC_KAFKA_ROWS(gw.cfg.svc),
     MSP_SVC_REDIS_ROW(gw.cfg),
@@ -73,6 +74,7 @@ static const msp_config_entry_t config[] = {
      "replay window of the incident webhook: X-MSPSync-Timestamp may differ from the gateway "
      "clock by at most this many seconds",
      &gw.cfg.webhook_tolerance_s, 1, 86400, 0},
+    MSP_BILLING_TEST_CLOCK_ROW(gw.cfg.test_clock_file),
     {"MSPSYNC_MAX_HEADER_BYTES", MSP_CFG_INT, "16384",
      "largest request line plus header fields in bytes (line ends not counted): above it the "
      "request is refused with 431 as soon as the limit is passed, before auth",

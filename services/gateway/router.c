@@ -51,6 +51,12 @@ typedef enum {
     R_WEBHOOK_MTP,     /* /v1/webhooks/mtp/{t}                     POST, no bearer */
     R_SECRETS,         /* /v1/secrets                              GET */
     R_SECRETS_RESEAL,  /* /v1/secrets/reseal                       POST */
+    R_WEBHOOK_USAGE,   /* /v1/webhooks/mtp/{t}/usage               POST, no bearer */
+    R_BILLING,         /* /v1/tenants/{t}/billing                  GET PUT */
+    R_BILLING_PUSH,    /* /v1/tenants/{t}/billing/push             POST */
+    R_BILLING_STATUS,  /* /v1/tenants/{t}/billing/status           GET */
+    R_BILLING_PREVIEW, /* /v1/tenants/{t}/billing/preview          GET */
+    R_BILLING_HISTORY, /* /v1/tenants/{t}/billing/history          GET */
 } route_id_t;
 
 static const struct {
@@ -83,6 +89,12 @@ static const struct {
     [R_WEBHOOK_MTP] = {"webhook_mtp", "POST"},
     [R_SECRETS] = {"secrets", "GET"},
     [R_SECRETS_RESEAL] = {"secrets_reseal", "POST"},
+    [R_WEBHOOK_USAGE] = {"webhook_usage", "POST"},
+    [R_BILLING] = {"billing", "GET, PUT"},
+    [R_BILLING_PUSH] = {"billing_push", "POST"},
+    [R_BILLING_STATUS] = {"billing_status", "GET"},
+    [R_BILLING_PREVIEW] = {"billing_preview", "GET"},
+    [R_BILLING_HISTORY] = {"billing_history", "GET"},
 };
 
 /* Split the path into decoded segments (new strings). @returns count, or -1 when unusable. */
@@ -118,6 +130,9 @@ static route_id_t match(char **s, int n) {
         return R_WEBHOOK_MTP;
     if (n >= 2 && n <= 3 && strcmp(s[0], "v1") == 0 && strcmp(s[1], "secrets") == 0)
         return n == 2 ? R_SECRETS : strcmp(s[2], "reseal") == 0 ? R_SECRETS_RESEAL : R_NONE;
+    if (n == 5 && strcmp(s[0], "v1") == 0 && strcmp(s[1], "webhooks") == 0 &&
+        strcmp(s[2], "mtp") == 0 && strcmp(s[4], "usage") == 0)
+        return R_WEBHOOK_USAGE;
     if (n < 2 || strcmp(s[0], "v1") != 0 || strcmp(s[1], "tenants") != 0)
         return R_NONE;
     if (n == 2)
@@ -163,6 +178,19 @@ static route_id_t match(char **s, int n) {
     for (size_t i = 0; i < sizeof(records) / sizeof(records[0]); i++)
         if (strcmp(s[3], records[i].seg) == 0)
             return n == 4 ? records[i].list : n == 5 && s[4][0] != '\0' ? records[i].one : R_NONE;
+    if (strcmp(s[3], "billing") == 0) {
+        if (n == 4)
+            return R_BILLING;
+        if (n != 5)
+            return R_NONE;
+        if (strcmp(s[4], "push") == 0)
+            return R_BILLING_PUSH;
+        if (strcmp(s[4], "status") == 0)
+            return R_BILLING_STATUS;
+        if (strcmp(s[4], "preview") == 0)
+            return R_BILLING_PREVIEW;
+        return strcmp(s[4], "history") == 0 ? R_BILLING_HISTORY : R_NONE;
+    }
     int cust = strcmp(s[3], "customers") == 0, asset = strcmp(s[3], "assets") == 0;
     if (!cust && !asset)
         return R_NONE;
@@ -188,7 +216,10 @@ static int method_ok(route_id_t r, enum evhttp_cmd_type m) {
     case R_DISABLE:
     case R_WH_SECRET:
     case R_SECRETS_RESEAL:
-    case R_WEBHOOK_MTP: return m == EVHTTP_REQ_POST;
+    case R_WEBHOOK_MTP:
+    case R_WEBHOOK_USAGE:
+    case R_BILLING_PUSH: return m == EVHTTP_REQ_POST;
+    case R_BILLING: return m == EVHTTP_REQ_GET || m == EVHTTP_REQ_PUT;
     case R_WH_PREVIOUS: return m == EVHTTP_REQ_DELETE;
     case R_TICKETING: return m == EVHTTP_REQ_GET || m == EVHTTP_REQ_PUT;
     case R_TK_ORG: return m == EVHTTP_REQ_PUT || m == EVHTTP_REQ_DELETE;
@@ -252,6 +283,17 @@ static void dispatch(gw_t *gw, struct evhttp_request *req, route_id_t r, char **
     case R_WEBHOOK_MTP: api_webhook_mtp(gw, req, s[3]); return;
     case R_SECRETS: api_secrets_get(gw, req); return;
     case R_SECRETS_RESEAL: api_secrets_reseal(gw, req); return;
+    case R_WEBHOOK_USAGE: api_webhook_usage(gw, req, s[3]); return;
+    case R_BILLING:
+        if (m == EVHTTP_REQ_PUT)
+            api_billing_put(gw, req, t);
+        else
+            api_billing_get(gw, req, t);
+        return;
+    case R_BILLING_PUSH: api_billing_push(gw, req, t); return;
+    case R_BILLING_STATUS: api_billing_status(gw, req, t); return;
+    case R_BILLING_PREVIEW: api_billing_preview(gw, req, t); return;
+    case R_BILLING_HISTORY: api_billing_history(gw, req, t); return;
     case R_NONE: break;
     }
 }
@@ -271,7 +313,7 @@ void gw_route(struct evhttp_request *req, void *arg) {
         /* replied */
     } else if (!is_v1) {
         gw_reply_error(gw, req, name, 404, "no such route");
-    } else if (r != R_WEBHOOK_MTP && !gw_auth_ok(gw, req)) {
+    } else if (r != R_WEBHOOK_MTP && r != R_WEBHOOK_USAGE && !gw_auth_ok(gw, req)) {
         gw_reply_error(gw, req, name, 401, "missing or invalid bearer token");
     } else if (r == R_NONE) {
         gw_reply_error(gw, req, name, 404, "no such route");
@@ -280,7 +322,8 @@ void gw_route(struct evhttp_request *req, void *arg) {
         gw_reply_error(gw, req, name, 405, "method not allowed; allowed: %s", routes[r].allow);
     } else if (gw_check_query(gw, req, name) != 0) {
         /* replied */
-    } else if (r != R_TENANTS && r != R_WEBHOOK_MTP && r != R_SECRETS && r != R_SECRETS_RESEAL) {
+    } else if (r != R_TENANTS && r != R_WEBHOOK_MTP && r != R_WEBHOOK_USAGE && r != R_SECRETS &&
+               r != R_SECRETS_RESEAL) {
         char err[256];
         int exists = gw_valid_tenant_id(seg[2]) ? gw_tenant_exists(gw, seg[2], err, sizeof(err))
                                                 : 0;

@@ -41,6 +41,7 @@
 #include "mspsync/kafka.h"
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
+#include "mspsync/tzif.h"
 #include "mspsync/utf8.h"
 
 #define ROUTE "webhook_mtp"
@@ -48,61 +49,24 @@
 #define HDR_SIGNATURE "X-MSPSync-Signature"
 
 /* Answer an error and log why (the tenant field only once the tenant is known to exist). */
-static void reject(gw_t *gw, struct evhttp_request *req, const char *tenant, int code,
-                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static void reject(gw_t *gw, struct evhttp_request *req, const char *tenant, int code,
-                   const char *fmt, ...) {
+void gw_webhook_reject(gw_t *gw, struct evhttp_request *req, const char *route, const char *tenant,
+                       int code, const char *fmt, ...) {
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     MSP_INFO("webhook.rejected", tenant, "%d: %s", code, msg);
-    gw_reply_error(gw, req, ROUTE, code, "%s", msg);
+    gw_reply_error(gw, req, route, code, "%s", msg);
 }
+
+#define reject(gw, req, tenant, ...) gw_webhook_reject(gw, req, ROUTE, tenant, __VA_ARGS__)
 
 /* ---- field validation ---------------------------------------------------------------------- */
 
-
-
-static int digits(const char *s, int n, int *out) {
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    *out = v;
-    return 0;
-}
-
-/* RFC 3339 date-time: YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM), T and Z in any case. */
 static int valid_rfc3339(const char *s) {
-    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    int y, mo, d, h, mi, sec;
-    if (strlen(s) < 20 || digits(s, 4, &y) || s[4] != '-' || digits(s + 5, 2, &mo) ||
-        s[7] != '-' || digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't') ||
-        digits(s + 11, 2, &h) || s[13] != ':' || digits(s + 14, 2, &mi) || s[16] != ':' ||
-        digits(s + 17, 2, &sec))
-        return 0;
-    if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 || sec > 60)
-        return 0;
-    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (mo == 2 && d == 29 && !leap)
-        return 0;
-    const char *p = s + 19;
-    if (*p == '.') {
-        const char *f = ++p;
-        while (*p >= '0' && *p <= '9')
-            p++;
-        if (p == f)
-            return 0;
-    }
-    if ((*p == 'Z' || *p == 'z') && p[1] == '\0')
-        return 1;
-    int oh, om;
-    return (*p == '+' || *p == '-') && !digits(p + 1, 2, &oh) && p[3] == ':' &&
-           !digits(p + 4, 2, &om) && p[6] == '\0' && oh <= 23 && om <= 59;
+    int64_t ms;
+    return msp_rfc3339_parse(s, &ms) == 0;
 }
 
 /*
@@ -110,8 +74,8 @@ static int valid_rfc3339(const char *s) {
  * object by its decimal string. Absent or null: an error when required, else fine.
  * @returns 0 or -1 with err.
  */
-static int check_str(json_t *body, const char *field, int required, size_t min, size_t max,
-                     int as_id, char *err, size_t err_size) {
+int gw_webhook_check_str(json_t *body, const char *field, int required, size_t min, size_t max,
+                         int as_id, char *err, size_t err_size) {
     json_t *v = json_object_get(body, field);
     if (!v || json_is_null(v)) {
         if (!required)
@@ -171,6 +135,8 @@ static int check_enum(json_t *body, const char *field, int required, const char 
  * given as integers become decimal strings; every other field, known or not, is kept as sent.
  * @returns 0 or -1 with err naming the field.
  */
+#define check_str gw_webhook_check_str
+
 static int validate_incident(json_t *body, char *err, size_t err_size) {
     static const char *const statuses[] = {"open", "resolved", NULL};
     static const char *const severities[] = {"info", "low", "medium", "high", "critical", NULL};
@@ -398,78 +364,100 @@ static void produce(gw_t *gw, struct evhttp_request *req, const char *tenant, js
 /* ---- the handler ---------------------------------------------------------------------------- */
 
 /* Our own failure: details to the log, a fixed phrase to the (unauthenticated) sender. */
-static void unavailable(gw_t *gw, struct evhttp_request *req, const char *err) {
+static void unavailable(gw_t *gw, struct evhttp_request *req, const char *route, const char *err) {
     MSP_WARN("webhook.redis_unavailable", NULL, "%s", err);
-    gw_reply_error(gw, req, ROUTE, 503, "redis unavailable");
+    gw_reply_error(gw, req, route, 503, "redis unavailable");
 }
 
-void api_webhook_mtp(gw_t *gw, struct evhttp_request *req, const char *tenant) {
+int gw_webhook_open(gw_t *gw, struct evhttp_request *req, const char *tenant, const char *route,
+                    json_t **out) {
     char err[512];
+    *out = NULL;
     int exists = gw_valid_tenant_id(tenant) ? gw_tenant_exists(gw, tenant, err, sizeof(err)) : 0;
     if (exists < 0) {
-        unavailable(gw, req, err);
-        return;
+        unavailable(gw, req, route, err);
+        return -1;
     }
     if (exists == 0 && gw_journal_check(gw)) { /* Redis wiped: the sender retries a 503 */
         evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "2");
-        gw_reply_error(gw, req, ROUTE, 503, "restoring; retry");
-        return;
+        gw_reply_error(gw, req, route, 503, "restoring; retry");
+        return -1;
     }
     if (exists == 0) {
-        reject(gw, req, NULL, 404, "unknown tenant \"%.*s\"", MSP_UTF8_CUT(tenant, 64));
-        return;
+        gw_webhook_reject(gw, req, route, NULL, 404, "unknown tenant \"%.*s\"",
+                          MSP_UTF8_CUT(tenant, 64));
+        return -1;
     }
     gw_webhook_secrets_t secrets;
     int rc = gw_webhook_secrets_load(gw, tenant, &secrets, err, sizeof(err));
     if (rc == -1) {
-        unavailable(gw, req, err);
-        return;
+        unavailable(gw, req, route, err);
+        return -1;
     }
     if (rc == -2) {
         MSP_ERROR("webhook.secret_unreadable", tenant, "%s", err);
-        gw_reply_error(gw, req, ROUTE, 500, "the tenant's webhook secret cannot be read");
-        return;
+        gw_reply_error(gw, req, route, 500, "the tenant's webhook secret cannot be read");
+        return -1;
     }
     if (!secrets.current) {
-        reject(gw, req, tenant, 404, "no MTP webhook secret configured for tenant \"%s\"; create "
-               "one with POST /v1/tenants/%s/webhooks/mtp/secret", tenant, tenant);
-        return;
+        gw_webhook_reject(gw, req, route, tenant, 404,
+                          "no MTP webhook secret configured for "
+                          "tenant \"%s\"; create one with POST /v1/tenants/%s/webhooks/mtp/secret",
+                          tenant, tenant);
+        return -1;
     }
 
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = in ? evbuffer_get_length(in) : 0;
     if ((long long)len > gw->cfg.webhook_max_body) {
         gw_webhook_secrets_clear(&secrets);
-        reject(gw, req, tenant, 413, "request body is %zu bytes; the webhook accepts at most "
-               "%lld bytes", len, gw->cfg.webhook_max_body);
-        return;
+        gw_webhook_reject(gw, req, route, tenant, 413,
+                          "request body is %zu bytes; the webhook "
+                          "accepts at most %lld bytes",
+                          len, gw->cfg.webhook_max_body);
+        return -1;
     }
     const char *data = len ? (const char *)evbuffer_pullup(in, (ev_ssize_t)len) : "";
     rc = verify(gw, req, &secrets, data, len, err, sizeof(err));
     gw_webhook_secrets_clear(&secrets);
     if (rc != 0) {
-        reject(gw, req, tenant, 401, "%s", err);
-        return;
+        gw_webhook_reject(gw, req, route, tenant, 401, "%s", err);
+        return -1;
     }
 
     if (len == 0) {
-        reject(gw, req, tenant, 400, "the webhook body must be a JSON object (got an empty body)");
-        return;
+        gw_webhook_reject(gw, req, route, tenant, 400,
+                          "the webhook body must be a JSON object "
+                          "(got an empty body)");
+        return -1;
     }
     json_error_t jerr;
     json_t *body = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!body) {
-        reject(gw, req, tenant, 400, "malformed JSON at line %d, column %d: %s", jerr.line,
-               jerr.column, jerr.text);
-        return;
+        gw_webhook_reject(gw, req, route, tenant, 400, "malformed JSON at line %d, column %d: %s",
+                          jerr.line, jerr.column, jerr.text);
+        return -1;
     }
     if (!json_is_object(body)) {
-        reject(gw, req, tenant, 400, "the webhook body must be a JSON object (got %s)",
-               gw_json_kind(body));
-    } else if (validate_incident(body, err, sizeof(err)) != 0) {
-        reject(gw, req, tenant, 400, "%s", err);
-    } else {
-        produce(gw, req, tenant, body);
+        gw_webhook_reject(gw, req, route, tenant, 400,
+                          "the webhook body must be a JSON object "
+                          "(got %s)",
+                          gw_json_kind(body));
+        json_decref(body);
+        return -1;
     }
+    *out = body;
+    return 0;
+}
+
+void api_webhook_mtp(gw_t *gw, struct evhttp_request *req, const char *tenant) {
+    char err[512];
+    json_t *body;
+    if (gw_webhook_open(gw, req, tenant, ROUTE, &body) != 0)
+        return;
+    if (validate_incident(body, err, sizeof(err)) != 0)
+        reject(gw, req, tenant, 400, "%s", err);
+    else
+        produce(gw, req, tenant, body);
     json_decref(body);
 }

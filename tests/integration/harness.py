@@ -43,6 +43,7 @@ BIN = {
     "dlq": os.path.join(BUILD, "services/dlq/mspsync-dlq"),
     "ticket-creator": os.path.join(BUILD, "services/ticket-creator/mspsync-ticket-creator"),
     "mtp-sim": os.path.join(BUILD, "tests/simulators/mtp-sim"),
+    "billing": os.path.join(BUILD, "services/billing/mspsync-billing"),
 }
 
 TOPIC_PARTITIONS = 6  # what the services create by default (MSPSYNC_KAFKA_TOPIC_PARTITIONS)
@@ -407,6 +408,19 @@ class Stack:
         self.ticket_creator = Service("ticket-creator", [BIN["ticket-creator"]], env, self.dir, pf).start()
         self.services.append(self.ticket_creator)
         return self.ticket_creator
+
+    def start_billing(self, **extra):
+        pf = os.path.join(self.dir, "billing.port")
+        env = self.base_env()
+        env.update({"MSPSYNC_METRICS_PORT": "0", "MSPSYNC_PORT_FILE": pf,
+                    "MSPSYNC_GROUP": self.prefix + "mspsync-billing",
+                    "MSPSYNC_SYNCRO_RATE_MILLI": "1000000", "MSPSYNC_SYNCRO_BURST": "50",
+                    "MSPSYNC_BACKOFF_BASE_MS": "100", "MSPSYNC_BACKOFF_CAP_MS": "2000",
+                    "MSPSYNC_HTTP_TIMEOUT_MS": "3000", "MSPSYNC_BILLING_SCHEDULE_CHECK_MS": "0"})
+        env.update({k: str(v) for k, v in extra.items()})
+        self.billing = Service("billing", [BIN["billing"]], env, self.dir, pf).start()
+        self.services.append(self.billing)
+        return self.billing
 
     def start_all(self, sim_config=None, fetchers=1, fetcher_env=None, gateway_env=None,
                   normalizer_env=None, lanes=False):

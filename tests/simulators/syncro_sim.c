@@ -268,6 +268,9 @@ typedef struct account {
     contact *contacts; /* sorted by id: ids only grow */
     size_t ncontacts, cap_contacts;
     int64_t next_contact_id;
+    json_t *scheds; /* recurring invoices (schedules), each with "lines"; NULL = none (owned) */
+    json_t *qlog;   /* every line quantity change, in order (test-only, owned) */
+    int64_t next_sched_id, next_line_id;
     tsring rl;  /* admitted requests in the current window (scope "account") */
     tsring all; /* every request in the current window (max_in_window) */
     acct_stats st;
@@ -292,6 +295,11 @@ enum path_class {
     PC_TICKET_COMMENT,
     PC_TICKET_SETTINGS,
     PC_CONTACTS,
+    PC_SCHEDULES,
+    PC_SCHEDULE,
+    PC_SCHED_ADD,
+    PC_SCHED_REMOVE,
+    PC_SCHED_LINE,
     PC_OTHER,
     PC__N
 };
@@ -306,6 +314,11 @@ static const char *const PATH_CLASS_NAMES[PC__N] = {
     "/tickets/{id}/comment",
     "/tickets/settings",
     "/contacts",
+    "/schedules",
+    "/schedules/{id}",
+    "/schedules/{id}/add_line_item",
+    "/schedules/{id}/remove_line_item",
+    "/schedules/{id}/line_items/{line_id}",
     "other",
 };
 
@@ -994,6 +1007,9 @@ static void account_free_data(account *a)
     free(a->cust);
     free(a->assets);
     free(a->tickets);
+    json_decref(a->scheds);
+    json_decref(a->qlog);
+    a->scheds = a->qlog = NULL;
     a->cust = NULL;
     a->assets = NULL;
     a->tickets = NULL;
@@ -2897,6 +2913,8 @@ static const char *permission_needed(enum evhttp_cmd_type method, char **seg, in
     }
     return NULL;
 }
+static void api_schedules(account *a, enum path_class pc, int64_t id, int64_t lid,
+                          const struct evkeyvalq *q, struct evhttp_request *req, reply *r);
 
 static void handle_vendor(void *arg, struct evhttp_request *req, char **seg, int nseg,
                           const struct evkeyvalq *q)
@@ -2916,7 +2934,7 @@ static void handle_vendor(void *arg, struct evhttp_request *req, char **seg, int
     /* route: /{sub}/api/v1/<rest> */
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
     enum path_class pc = PC_OTHER;
-    int64_t id = 0;
+    int64_t id = 0, line_id = 0;
     bool id_ok = false;
     if (nseg >= 4 && strcmp(seg[1], "api") == 0 && strcmp(seg[2], "v1") == 0) {
         const char *res = seg[3];
@@ -2940,8 +2958,22 @@ static void handle_vendor(void *arg, struct evhttp_request *req, char **seg, int
             pc = PC_TICKET;
         else if (nseg == 6 && strcmp(res, "tickets") == 0 && strcmp(seg[5], "comment") == 0)
             pc = PC_TICKET_COMMENT;
-        if (nseg == 5 || pc == PC_TICKET_COMMENT)
+        else if (nseg == 4 && strcmp(res, "schedules") == 0)
+            pc = PC_SCHEDULES;
+        else if (nseg == 5 && strcmp(res, "schedules") == 0)
+            pc = PC_SCHEDULE;
+        else if (nseg == 6 && strcmp(res, "schedules") == 0 && strcmp(seg[5], "add_line_item") == 0)
+            pc = PC_SCHED_ADD;
+        else if (nseg == 6 && strcmp(res, "schedules") == 0 &&
+                 strcmp(seg[5], "remove_line_item") == 0)
+            pc = PC_SCHED_REMOVE;
+        else if (nseg == 7 && strcmp(res, "schedules") == 0 && strcmp(seg[5], "line_items") == 0)
+            pc = PC_SCHED_LINE;
+        if (nseg == 5 || pc == PC_TICKET_COMMENT || pc == PC_SCHED_ADD || pc == PC_SCHED_REMOVE ||
+            pc == PC_SCHED_LINE)
             id_ok = parse_i64(seg[4], &id) == 0;
+        if (pc == PC_SCHED_LINE && id_ok)
+            id_ok = parse_i64(seg[6], &line_id) == 0;
     }
 
     char tokbuf[512];
@@ -3047,6 +3079,9 @@ static void handle_vendor(void *arg, struct evhttp_request *req, char **seg, int
             id_ok ? api_ticket_comment(a, t, id, recv_us, req, &r) : reply_not_found(&r);
         else if (pc == PC_TICKET_SETTINGS && method == EVHTTP_REQ_GET)
             reply_json(&r, 200, ticket_settings_json(a));
+        else if (need && pc >= PC_SCHEDULES && pc <= PC_SCHED_LINE)
+            (id_ok || pc == PC_SCHEDULES) ? api_schedules(a, pc, id, line_id, q, req, &r)
+                                          : reply_not_found(&r);
         else
             reply_not_found(&r);
     }
@@ -3057,6 +3092,304 @@ static void handle_vendor(void *arg, struct evhttp_request *req, char **seg, int
     int64_t delay = sim_faults_finish(&s->cfg.fx, fk, &r, latency_for(s));
     count_status(&ctx, r.status);
     send_reply(&s->srv, req, &r, delay);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* recurring invoices (schedules) — usage billing                                              */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * An account's schedules live as JSON in the document's shape (GET /schedules example): each
+ * with "lines" of ScheduleLineItem objects, quantities as strings ("9.99", "12.0"), and
+ * recurring_type_id null for a plain fixed-quantity line or 1-6 for a counted line (Syncro
+ * computes its quantity from assets, contacts or a saved search: NOTES.md "counted line types
+ * ignore quantity" — a PUT of its quantity answers 200 and changes nothing). Tests create
+ * schedules through /_sim/accounts/{sub}/schedules; the vendor API reads them, adds, updates and
+ * removes lines. Every quantity written (by PUT or add_line_item, changed or not) is appended to
+ * a test-only log (/_sim/accounts/{sub}/quantity_changes) with the time and the old and new
+ * quantity, so a test can prove that each change was written exactly once and nothing twice.
+ */
+
+#define SCHED_ID_BASE 4100000000LL
+#define LINE_ID_BASE 4200000000LL
+#define SCHED_PER_PAGE 25
+
+static json_t *sched_all(account *a) {
+    if (!a->scheds)
+        a->scheds = json_array();
+    return a->scheds;
+}
+
+static json_t *qlog_all(account *a) {
+    if (!a->qlog)
+        a->qlog = json_array();
+    return a->qlog;
+}
+
+/* Syncro renders quantities as decimal strings: "12.0", "9.99". */
+static json_t *qty_string(double q) {
+    char buf[64];
+    if (q == (double)(int64_t)q)
+        snprintf(buf, sizeof(buf), "%" PRId64 ".0", (int64_t)q);
+    else
+        snprintf(buf, sizeof(buf), "%.2f", q);
+    return json_string(buf);
+}
+
+static json_t *sched_find(account *a, int64_t id) {
+    size_t i;
+    json_t *sc;
+    json_array_foreach(sched_all(a), i,
+                       sc) if (json_integer_value(json_object_get(sc, "id")) == id) return sc;
+    return NULL;
+}
+
+static json_t *line_find(json_t *sc, int64_t lid, size_t *at) {
+    size_t i;
+    json_t *l;
+    json_array_foreach(json_object_get(sc, "lines"), i, l) {
+        if (json_integer_value(json_object_get(l, "id")) == lid) {
+            if (at)
+                *at = i;
+            return l;
+        }
+    }
+    return NULL;
+}
+
+static void reply_sched_invalid(reply *r, const char *msg) {
+    reply_json(r, 422, json_pack("{s:[s]}", "error", msg));
+}
+
+/* A quantity as the document types it (number); Syncro also takes a decimal string. */
+static int qty_read(json_t *v, double *out) {
+    if (json_is_number(v)) {
+        *out = json_number_value(v);
+    } else if (json_is_string(v)) {
+        char *end;
+        *out = strtod(json_string_value(v), &end);
+        if (end == json_string_value(v) || *end)
+            return -1;
+    } else {
+        return -1;
+    }
+    return *out >= 0 && *out < 1e12 ? 0 : -1;
+}
+
+static void qlog_add(account *a, json_t *sc, json_t *l, const char *from, double to,
+                     const char *via) {
+    json_t *c =
+        json_pack("{s:I, s:I, s:O, s:O, s:s?, s:o, s:I, s:s}", "seq",
+                  (json_int_t)json_array_size(qlog_all(a)) + 1, "at_us", (json_int_t)wall_us(),
+                  "schedule_id", json_object_get(sc, "id"), "line_id", json_object_get(l, "id"),
+                  "from", from, "to", qty_string(to), "customer_id",
+                  json_integer_value(json_object_get(sc, "customer_id")), "via", via);
+    json_array_append_new(qlog_all(a), c);
+}
+
+/* Fill line l from the ScheduleLineItem body src. @returns NULL or the 422 message. */
+static const char *line_apply(json_t *l, json_t *src, bool creating, double *qty, bool *has_qty) {
+    static const char *const INTS[] = {"product_id",       "cost_cents", "position",
+                                       "retail_cents",     "user_id",    "asset_type_id",
+                                       "recurring_type_id"};
+    json_t *name = json_object_get(src, "name");
+    if (creating && (!json_is_string(name) || !json_string_length(name)))
+        return "Name can't be blank";
+    if (name && !json_is_string(name))
+        return "Name is invalid";
+    for (size_t i = 0; i < NELEM(INTS); i++) {
+        json_t *v = json_object_get(src, INTS[i]);
+        if (v && !json_is_null(v) && !json_is_integer(v))
+            return !strcmp(INTS[i], "recurring_type_id") ? "Recurring type is invalid"
+                                                         : "Invalid integer field";
+    }
+    json_t *rt = json_object_get(src, "recurring_type_id");
+    if (json_is_integer(rt) && (json_integer_value(rt) < 1 || json_integer_value(rt) > 6))
+        return "Recurring type is not included in the list";
+    json_t *q = json_object_get(src, "quantity");
+    *has_qty = q && !json_is_null(q);
+    if (*has_qty && qty_read(q, qty) != 0)
+        return "Quantity is not a number";
+    json_t *d = json_object_get(src, "description");
+    if (d && !json_is_null(d) && !json_is_string(d))
+        return "Description is invalid";
+    if (name)
+        json_object_set(l, "name", name);
+    if (d)
+        json_object_set(l, "description", d);
+    for (size_t i = 0; i < NELEM(INTS); i++) {
+        json_t *v = json_object_get(src, INTS[i]);
+        if (v)
+            json_object_set(l, INTS[i], v);
+    }
+    return NULL;
+}
+
+static json_t *line_new(account *a, json_t *sc) {
+    if (!a->next_line_id)
+        a->next_line_id = LINE_ID_BASE;
+    return json_pack("{s:I, s:i, s:s, s:s, s:i, s:n, s:s, s:i, s:O, s:b, s:i, s:i, s:i, s:n, "
+                     "s:n, s:n, s:[], s:b}",
+                     "id", (json_int_t)++a->next_line_id, "cost_cents", 0, "description", "",
+                     "name", "", "position", (int)json_array_size(json_object_get(sc, "lines")),
+                     "product_id", "quantity", "0.0", "retail_cents", 0, "schedule_id",
+                     json_object_get(sc, "id"), "taxable", 0, "user_id", 1, "price_cost", 0,
+                     "price_retail", 0, "product_category", "asset_type_id", "recurring_type_id",
+                     "device_ids", "one_time_charge", 0);
+}
+
+static void api_schedules(account *a, enum path_class pc, int64_t id, int64_t lid,
+                          const struct evkeyvalq *q, struct evhttp_request *req, reply *r) {
+    if (pc == PC_SCHEDULES) {
+        int64_t cid = query_int(q, "customer_id", 0), page = clamp_page(query_int(q, "page", 1));
+        json_t *out = json_array(), *sc;
+        size_t i, n = 0;
+        json_array_foreach(sched_all(a), i, sc) {
+            if (cid && json_integer_value(json_object_get(sc, "customer_id")) != cid)
+                continue;
+            if (n >= (size_t)(page - 1) * SCHED_PER_PAGE && n < (size_t)page * SCHED_PER_PAGE)
+                json_array_append(out, sc);
+            n++;
+        }
+        int64_t pages = ((int64_t)n + SCHED_PER_PAGE - 1) / SCHED_PER_PAGE;
+        reply_json(r, 200,
+                   json_pack("{s:o, s:{s:I, s:I, s:i, s:I}}", "schedules", out, "meta",
+                             "total_pages", (json_int_t)pages, "total_entries", (json_int_t)n,
+                             "per_page", SCHED_PER_PAGE, "page", (json_int_t)page));
+        return;
+    }
+    json_t *sc = sched_find(a, id);
+    if (!sc) {
+        reply_not_found(r);
+        return;
+    }
+    if (pc == PC_SCHEDULE) {
+        reply_json(r, 200, json_pack("{s:O}", "schedule", sc));
+        return;
+    }
+    char err[200];
+    json_t *body = read_json_body(req, err, sizeof(err));
+    if (!body) {
+        reply_sched_invalid(r, err);
+        return;
+    }
+    if (pc == PC_SCHED_REMOVE) {
+        /* the document's body is the bare line id; {"line_item_id": id} is accepted too */
+        json_t *v = json_is_integer(body) ? body : json_object_get(body, "line_item_id");
+        size_t at;
+        if (!json_is_integer(v) || !line_find(sc, json_integer_value(v), &at)) {
+            json_decref(body);
+            reply_not_found(r);
+            return;
+        }
+        json_array_remove(json_object_get(sc, "lines"), at);
+        json_decref(body);
+        reply_json(r, 200, json_pack("{s:b}", "success", 1));
+        return;
+    }
+    json_t *src = json_is_object(json_object_get(body, "schedule_line_item"))
+                      ? json_object_get(body, "schedule_line_item")
+                      : body;
+    double qty = 0;
+    bool has_qty = false;
+    if (!json_is_object(src)) {
+        json_decref(body);
+        reply_sched_invalid(r, "the body must be a JSON object");
+        return;
+    }
+    if (pc == PC_SCHED_ADD) {
+        json_t *l = line_new(a, sc);
+        const char *bad = line_apply(l, src, true, &qty, &has_qty);
+        if (bad) {
+            json_decref(l);
+            json_decref(body);
+            reply_sched_invalid(r, bad);
+            return;
+        }
+        if (has_qty && json_is_null(json_object_get(l, "recurring_type_id"))) {
+            json_object_set_new(l, "quantity", qty_string(qty));
+            qlog_add(a, sc, l, NULL, qty, "api");
+        }
+        json_array_append(json_object_get(sc, "lines"), l);
+        json_decref(body);
+        reply_json(r, 200, json_pack("{s:o}", "schedule_line_item", l));
+        return;
+    }
+    json_t *l = line_find(sc, lid, NULL);
+    if (!l) {
+        json_decref(body);
+        reply_not_found(r);
+        return;
+    }
+    json_t *upd = json_deep_copy(l);
+    const char *bad = line_apply(upd, src, false, &qty, &has_qty);
+    json_decref(body);
+    if (bad) {
+        json_decref(upd);
+        reply_sched_invalid(r, bad);
+        return;
+    }
+    /* counted types ignore quantity (NOTES.md); every quantity written is logged, also one
+     * that equals the old value (a repeated write shows) */
+    if (has_qty && json_is_null(json_object_get(upd, "recurring_type_id"))) {
+        char from[64];
+        json_t *old = json_object_get(l, "quantity");
+        snprintf(from, sizeof(from), "%s", json_string_value(old) ? json_string_value(old) : "");
+        json_object_set_new(upd, "quantity", qty_string(qty));
+        qlog_add(a, sc, upd, from, qty, "api");
+    }
+    json_object_update(l, upd);
+    json_decref(upd);
+    reply_json(r, 200, json_pack("{s:O}", "schedule_line_item", l));
+}
+
+/*
+ * POST /_sim/accounts/{sub}/schedules {"customer_id", "name"?, "frequency"?, "lines":
+ * [{"name", "quantity"?, "recurring_type_id"?, "product_id"?, "retail_cents"?}]}: a customer's
+ * recurring invoice, as an MSP sets it up in Syncro's UI (not logged as a quantity change).
+ */
+static void admin_schedule_create(account *a, json_t *body, reply *r) {
+    json_t *cid = json_object_get(body, "customer_id"), *lines = json_object_get(body, "lines");
+    if (!json_is_integer(cid) || !customer_find(a, json_integer_value(cid))) {
+        reply_error(r, 400, "customer_id must name a customer of the account");
+        return;
+    }
+    if (lines && !json_is_array(lines)) {
+        reply_error(r, 400, "lines must be an array");
+        return;
+    }
+    if (!a->next_sched_id)
+        a->next_sched_id = SCHED_ID_BASE;
+    json_t *name = json_object_get(body, "name"), *freq = json_object_get(body, "frequency");
+    json_t *sc =
+        json_pack("{s:I, s:I, s:O, s:b, s:s, s:s, s:s, s:b, s:b, s:i, s:b, s:b, s:n, "
+                  "s:[]}",
+                  "id", (json_int_t)++a->next_sched_id, "account_id", (json_int_t)a->account_id,
+                  "customer_id", cid, "email_customer", 0, "frequency",
+                  json_is_string(freq) ? json_string_value(freq) : "Monthly", "name",
+                  json_is_string(name) ? json_string_value(name) : "Monthly services", "next_run",
+                  "2027-01-01T00:00:00.000Z", "snail_mail", 0, "charge_mop", 0, "subtotal", 0,
+                  "invoice_unbilled_ticket_charges", 0, "paused", 0, "last_invoice_paid", "lines");
+    size_t i;
+    json_t *src;
+    json_array_foreach(lines, i, src) {
+        json_t *l = line_new(a, sc);
+        double qty = 0;
+        bool has_qty = false;
+        const char *bad = json_is_object(src) ? line_apply(l, src, true, &qty, &has_qty)
+                                              : "a line must be an object";
+        if (bad) {
+            json_decref(l);
+            json_decref(sc);
+            a->next_sched_id--;
+            reply_error(r, 400, bad);
+            return;
+        }
+        if (has_qty)
+            json_object_set_new(l, "quantity", qty_string(qty));
+        json_array_append_new(json_object_get(sc, "lines"), l);
+    }
+    json_array_append_new(sched_all(a), sc);
+    reply_json(r, 201, json_pack("{s:O}", "schedule", sc));
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -3713,6 +4046,18 @@ static void handle_admin(void *arg, enum evhttp_cmd_type m, char **seg, int nseg
         }
         if (nseg >= 4 && !strcmp(seg[3], "contacts")) {
             admin_contacts(a, m, seg, nseg, body, r);
+            return;
+        }
+        if (nseg == 4 && !strcmp(seg[3], "schedules") && m == EVHTTP_REQ_POST) {
+            admin_schedule_create(a, body, r);
+            return;
+        }
+        if (nseg == 4 && !strcmp(seg[3], "schedules") && m == EVHTTP_REQ_GET) {
+            reply_json(r, 200, json_pack("{s:O}", "schedules", sched_all(a)));
+            return;
+        }
+        if (nseg == 4 && !strcmp(seg[3], "quantity_changes") && m == EVHTTP_REQ_GET) {
+            reply_json(r, 200, json_pack("{s:O}", "changes", qlog_all(a)));
             return;
         }
         if (nseg == 4 && !strcmp(seg[3], "poison") && m == EVHTTP_REQ_POST) {

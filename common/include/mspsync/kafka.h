@@ -25,7 +25,7 @@
 
 #define MSP_TOPIC_SYNC_JOBS   "sync.jobs"
 #define MSP_TOPIC_RAW_RECORDS "raw.records"
-#define MSP_TOPIC_RAW_EVENTS  "raw.events"   /* incidents (and later usage reports): never behind a sync */
+#define MSP_TOPIC_RAW_EVENTS "raw.events" /* incidents: never behind a sync */
 #define MSP_TOPIC_SYNC_EVENTS "sync.events"
 #define MSP_TOPIC_CUSTOMERS   "customers"
 #define MSP_TOPIC_ASSETS      "assets"
@@ -39,6 +39,7 @@
 /* incidents kept while a tenant's ticketing is paused or switched off with when_disabled=hold
  * (key: tenant id; the ticket-creator writes and reads it, design.md "Incidents to tickets") */
 #define MSP_TOPIC_INCIDENTS_HELD "incidents.held"
+#define MSP_TOPIC_USAGE_EVENTS "usage.events" /* usage reports and push requests (billing) */
 
 /** The Kafka settings of every service, filled by its MSP_KAFKA_CONFIG rows. */
 typedef struct msp_kafka_conf_s {
