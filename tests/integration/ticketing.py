@@ -30,12 +30,13 @@ DEFAULT_CONFIG = {
 
 
 def setup(stack, orgs=50, customers=60, unmapped=(), config=None, tc_env=None,
-          ticket_statuses=None):
+          ticket_statuses=None, permissions=None):
     """Sync a tenant, make its webhook secret, configure ticketing, map org-0001..org-<orgs>
     (except `unmapped`) to customers, start the ticket-creator. ticket_statuses: the Syncro
-    account's, set before the sync (the rules are checked against the synced ones).
+    account's, set before the sync (the rules are checked against the synced ones). permissions:
+    the token's Syncro permissions (default: all).
     @returns the webhook secret."""
-    stack.add_account(SUB, customers, 5, TOKEN)
+    stack.add_account(SUB, customers, 5, TOKEN, permissions=permissions)
     if ticket_statuses is not None:
         stack.sim_admin("PUT", "/_sim/accounts/%s" % SUB, {"ticket_statuses": ticket_statuses})
     stack.add_tenant(TENANT)
@@ -103,11 +104,11 @@ def ticket_subject(title, subject, org_id):
     return cut_utf8(title if subject == org_id else "%s - %s" % (title, subject), SUBJECT_MAX)
 
 
-def expected(events):
+def expected(events, auto_resolve=True):
     """Per incident id: tickets, comments and the status changes after creation that the
-    ticket-creator must produce (auto-resolve on, nobody touches the tickets, every re-fire
-    inside the reopen window), and the ticket's subject when the log says the title. Only
-    events the gateway accepted count."""
+    ticket-creator must produce (auto-resolve on unless said, nobody touches the tickets, every
+    re-fire inside the reopen window), and the ticket's subject when the log says the title. Only
+    events the gateway accepted count. Without auto-resolve a resolve changes nothing."""
     per = {}
     for e in sorted((e for e in events if e.get("http_status") == 202), key=lambda e: e["seq"]):
         st = per.setdefault(e["incident_id"], {"state": "none", "tickets": 0, "comments": 0,
@@ -124,7 +125,7 @@ def expected(events):
                 st["changes"].append("New")
                 st["comments"] += 1
                 st["state"] = "open"
-        elif st["state"] == "open":
+        elif st["state"] == "open" and auto_resolve:
             st["changes"].append("Resolved")
             st["state"] = "resolved"
     return {k: v for k, v in per.items() if v["tickets"]}
