@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Syncro answers 429 and then 503 during a push: nothing is written meanwhile, the push waits
+"""Syncro answers 429 and then 503 for a minute during a push: nothing is written meanwhile, the push waits
 (Retry-After honoured, no limit on retries), everything is written once Syncro recovers, and
 nothing is dead-lettered."""
 import time
@@ -23,20 +23,21 @@ class BillingOutageTest(StackTest):
         B.send(s, secret, sent)
         B.wait_applied(s, len(sent))
         started = time.time()
-        # 20 s: the switch to 503 below comes before it ends, however late the machine runs it
-        s.sim_config({"outage_status": 429, "outage_ms": 20000})
+        # A minute in all, as the issue asks: 30 s of 429, then 30 s of 503. Each outage is set
+        # longer than its wait, so the switch below comes before it ends however late it runs.
+        s.sim_config({"outage_status": 429, "outage_ms": 40000})
         st, js, _ = s.api("POST", "/v1/tenants/%s/billing/push" % B.TENANT)
         self.assertEqual(st, 202, js)
         pid = js["push_id"]
         wait_until(lambda: s.billing.logtext().count("billing.retry") >= 1, 30, "a 429 retry")
         self.assertIn("429", s.billing.logtext())
-        wait_until(lambda: time.time() - started >= 12, 30, "most of the 429s")
+        wait_until(lambda: time.time() - started >= 30, 60, "30 s of 429s")
         self.assertEqual(B.changes(s), [])
-        s.sim_config({"outage_status": 503, "outage_ms": 12000})
+        s.sim_config({"outage_status": 503, "outage_ms": 30000})
         switched = time.time()
         wait_until(lambda: "status=503" in s.billing.logtext() or "503" in
                    s.billing.logtext().split("billing.retry")[-1], 30, "a 503 retry")
-        wait_until(lambda: time.time() - switched >= 9, 30, "most of the 503s")
+        wait_until(lambda: time.time() - switched >= 28, 60, "about 30 s of 503s")
         self.assertEqual(B.changes(s), [])
         self.assertNotEqual(B.status(s)["last_push"].get("push_id"), pid)
 
