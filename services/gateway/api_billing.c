@@ -18,6 +18,7 @@
  * the tenant's zone.
  */
 #include "gateway.h"
+#include "mspsync/vendor.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,6 +142,24 @@ void api_billing_put(gw_t *gw, struct evhttp_request *req, const char *tenant) {
         return;
     }
     json_decref(lines);
+    if (c.enabled) {
+        /* the Syncro key must be able to read and edit recurring invoices now, not when the
+         * first push is dead-lettered (the "billing" feature of the vendor row) */
+        json_t *missing = NULL;
+        if (gw_integ_check_features(gw, tenant, &msp_vendor_syncro, "billing",
+                                    "grant the permissions to the API key's group in Syncro and "
+                                    "save the Syncro integration again, then enable billing",
+                                    &missing, err, sizeof(err)) < 0) {
+            msp_billing_conf_clear(&c);
+            gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
+            return;
+        }
+        if (missing) {
+            msp_billing_conf_clear(&c);
+            gw_reply(gw, req, route, 422, missing);
+            return;
+        }
+    }
     char *text = json_dumps(c.doc, JSON_COMPACT);
     msp_key(key, sizeof(key), tenant, "billing:config");
     msp_key(set, sizeof(set), "_", "billing:tenants");

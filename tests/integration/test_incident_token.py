@@ -5,7 +5,8 @@ The token MSPs create for the portal's Syncro integration has exactly Customers 
 Customers - View Detail, Tickets - Create, Tickets - Edit and Tickets - List/Search. Saved as is,
 asset sync is reported as not enabled; ticketing (without auto-resolve, which needs "Tickets -
 View Details") turns 1,000 incidents over 50 orgs (re-fires and resolves included) into exactly
-the expected tickets and comments, with no 401 from Syncro and nothing dead-lettered.
+the expected tickets and comments, with no 401 from Syncro and nothing dead-lettered. Enabling
+usage billing with it is refused at once, naming the recurring-invoice permissions it lacks.
 """
 import ticketing as T
 from harness import StackTest, main
@@ -23,6 +24,12 @@ class IncidentTokenTest(StackTest):
         self.assertFalse(st["features"]["assets"]["enabled"], st["features"])
         self.assertEqual(st["features"]["assets"]["missing_permissions"], ["Assets - List/Search"])
         self.assertTrue(st["features"]["ticketing"]["enabled"], st["features"])
+        # Billing needs the recurring-invoice permissions this token does not have: said at once.
+        code, js, _ = s.api("PUT", "/v1/tenants/%s/billing" % T.TENANT, {"enabled": True})
+        self.assertEqual(code, 422, js)
+        self.assertEqual(js["missing_permissions"],
+                         ["Recurring Invoices - List", "Recurring Invoices - Edit"], js)
+        self.assertEqual(s.api("GET", "/v1/tenants/%s/billing" % T.TENANT)[1].get("enabled"), False)
         before = s.sim_stats()["tokens"][T.TOKEN]
 
         summary, events = T.run_mtp(s, secret, count=1000, rate=200, seed=23)
