@@ -6,7 +6,8 @@
  *      400 before anything else (gw_check_framing; libevent has already bounded its bytes);
  *   1. paths outside /v1/ (other than the ops endpoints mounted by msp_ops_mount) → 404;
  *   2. /v1/... without a valid bearer token — the operator token or a tenant key that is not
- *      revoked or expired (access.c) — → 401, whatever the path; except exactly
+ *      revoked or expired (access.c) — → 401, whatever the path (503 for a key while Redis is
+ *      being restored: the key may simply not be back yet); except exactly
  *      POST /v1/webhooks/mtp/{t}, which the sender authenticates with an HMAC signature
  *      instead (webhook.c checks the tenant and the signature itself);
  *   3. unknown path → 404, known path with another method → 405 (with Allow) — TRACE
@@ -331,8 +332,12 @@ void gw_route(struct evhttp_request *req, void *arg) {
         gw_reply_error(gw, req, name, 404, "no such route");
     } else if (r != R_WEBHOOK_MTP &&
                (auth = gw_actor_identify(gw, req, &actor, err, sizeof(err))) <= 0) {
+        const char *bearer = gw_bearer(req);
         if (auth < 0)
             gw_reply_error(gw, req, name, 503, "redis unavailable: %s", err);
+        else if (bearer && strncmp(bearer, "msk_", 4) == 0 && gw_journal_check(gw))
+            gw_reply_error(gw, req, name, 503, /* its key may not be back yet: not final */
+                           "restoring the configuration from Kafka after a loss of Redis; retry");
         else
             gw_reply_error(gw, req, name, 401,
                            "missing or invalid bearer token (or a revoked or expired key)");

@@ -11,6 +11,8 @@ broker and Redis.
   gateway's log; a revoked key is refused by the very next request; an expired key is refused.
 - Audit: each change leaves exactly one entry with the right actor, refused changes none,
   secrets read "[secret]", owners only, paged.
+- Keys and audit are configuration: after a FLUSHALL they come back from the `config` topic, and
+  meanwhile a key gets 503 (retry), never 401.
 - mspsyncctl: keys create / list / revoke, audit list and tenants delete, end to end.
 - Offboarding: DELETE /v1/tenants/{t} leaves no Redis key of the tenant, the last record of each
   of its keys on customers, assets and config is a tombstone, and the other tenant is untouched.
@@ -262,6 +264,24 @@ class AccessTest(StackTest):
         self.assertNotIn(webhook_secret, text)
         for t in (owner, sync, viewer):
             self.assertNotIn(t.rsplit("_", 1)[1], text)
+
+    def test_keys_and_audit_survive_a_lost_redis(self):
+        s = self.s
+        s.add_tenant("amber")
+        oid, owner = s.add_key("amber", "owner")
+        self.assertEqual(s.api("PUT", "/v1/tenants/amber/ticketing", RULES, token=owner)[0], 200)
+        st, audit, _ = s.api("GET", "/v1/tenants/amber/audit", token=owner)
+        self.assertEqual((st, len(audit["entries"])), (200, 2))
+        settled(s)  # the journal has produced the key and the entries
+        s.redis("FLUSHALL")
+        seen = set()
+
+        def back():
+            st, js, _ = s.api("GET", "/v1/tenants/amber/audit", token=owner)
+            seen.add(st)
+            return js if st == 200 else None
+        self.assertEqual(wait_until(back, 60, "the key and the audit log restored"), audit)
+        self.assertEqual(seen - {503}, {200})  # never 401: the key was only not back yet
 
     def test_offboarding_removes_every_key_and_tombstones_every_record(self):
         s = self.s
