@@ -20,6 +20,9 @@ static const msp_statekey_t TABLE[] = {
     {"billing:config", MSP_STATE_CONFIG, "restored from the config topic"},
     {"billing:tenants", MSP_STATE_CONFIG,
      "restored from the config topic (the tenants whose billing is enabled)"},
+    {"keys", MSP_STATE_CONFIG, "restored from the config topic (hashes of the API keys)"},
+    {"audit:*", MSP_STATE_CONFIG,
+     "restored from the config topic (audit:seq and one record per entry, never overwritten)"},
     /* derived */
     {"tenants", MSP_STATE_DERIVED, "the ids of the restored tenant hashes"},
     {MSP_STATE_EPOCH_SUFFIX, MSP_STATE_DERIVED, "set when a restore (or a first start) ends"},

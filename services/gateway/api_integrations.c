@@ -509,24 +509,12 @@ static void glob_escape(const char *in, char *out, size_t size) {
     out[o] = '\0';
 }
 
-/*
- * The org → customer mappings go with the integration (their customer ids would dangle); the
- * ticketing config and the tenant's webhook secret stay.
- */
-static int delete_keys(gw_t *gw, const char *tenant, char *err, size_t err_size) {
-    char ikey[128], skey[128], mkey[128], tkey[128], prefix[128], pattern[300];
-    msp_key(ikey, sizeof(ikey), tenant, "integration:syncro");
-    msp_key(skey, sizeof(skey), tenant, "status:syncro");
-    msp_key(mkey, sizeof(mkey), tenant, "ticketing:orgmap");
-    msp_key(tkey, sizeof(tkey), tenant, "mark:syncro:ticket");
-    msp_key(prefix, sizeof(prefix), tenant, "inv:");
+int gw_unlink_prefix(gw_t *gw, const char *prefix, char *err, size_t err_size) {
+    char pattern[300];
     glob_escape(prefix, pattern, sizeof(pattern) - 1);
     strcat(pattern, "*");
-    redisReply *r = gw_redis(gw, err, err_size, "DEL %s %s %s %s", ikey, skey, mkey, tkey);
-    if (!r)
-        return -1;
-    freeReplyObject(r);
     char cursor[32] = "0";
+    redisReply *r;
     do {
         r = gw_redis(gw, err, err_size, "SCAN %s MATCH %s COUNT %d", cursor, pattern, SCAN_CHUNK);
         if (!r)
@@ -569,6 +557,24 @@ static int delete_keys(gw_t *gw, const char *tenant, char *err, size_t err_size)
     return 0;
 }
 
+/*
+ * The org → customer mappings go with the integration (their customer ids would dangle); the
+ * ticketing config and the tenant's webhook secret stay.
+ */
+static int delete_keys(gw_t *gw, const char *tenant, char *err, size_t err_size) {
+    char ikey[128], skey[128], mkey[128], tkey[128], prefix[128];
+    msp_key(ikey, sizeof(ikey), tenant, "integration:syncro");
+    msp_key(skey, sizeof(skey), tenant, "status:syncro");
+    msp_key(mkey, sizeof(mkey), tenant, "ticketing:orgmap");
+    msp_key(tkey, sizeof(tkey), tenant, "mark:syncro:ticket");
+    msp_key(prefix, sizeof(prefix), tenant, "inv:");
+    redisReply *r = gw_redis(gw, err, err_size, "DEL %s %s %s %s", ikey, skey, mkey, tkey);
+    if (!r)
+        return -1;
+    freeReplyObject(r);
+    return gw_unlink_prefix(gw, prefix, err, err_size);
+}
+
 static void delete_delivered(gw_t *gw, void *arg, const char *error) {
     del_t *d = arg;
     char err[256];
@@ -589,26 +595,42 @@ static void delete_delivered(gw_t *gw, void *arg, const char *error) {
     free(d);
 }
 
-/* Produce a tombstone for every id of one inventory zset. @returns 0 or -1 (d->redis_error). */
-static int tombstone_all(gw_t *gw, gw_batch_t *b, del_t *d, const char *zset, const char *topic) {
+/* Tombstones for every id of one inventory zset. @returns 0 or -1 (err). */
+static int tombstone_zset(gw_t *gw, gw_batch_t *b, const char *tenant, const char *zset,
+                          const char *topic, long long *count, char *err, size_t err_size) {
     char key[128];
-    msp_key(key, sizeof(key), d->tenant, "%s", zset);
+    msp_key(key, sizeof(key), tenant, "%s", zset);
     for (long long off = 0;; off += SCAN_CHUNK) {
-        redisReply *r = gw_redis(gw, d->redis_error, sizeof(d->redis_error), "ZRANGE %s %lld %lld",
-                                 key, off, off + SCAN_CHUNK - 1);
+        redisReply *r =
+            gw_redis(gw, err, err_size, "ZRANGE %s %lld %lld", key, off, off + SCAN_CHUNK - 1);
         if (!r)
             return -1;
         size_t n = r->elements;
         for (size_t i = 0; i < n; i++) {
             char mkey[512];
-            snprintf(mkey, sizeof(mkey), "%s/%s", d->tenant, r->element[i]->str);
+            snprintf(mkey, sizeof(mkey), "%s/%s", tenant, r->element[i]->str);
             gw_batch_produce(b, topic, mkey, NULL, 0);
-            d->tombstones++;
+            (*count)++;
         }
         freeReplyObject(r);
         if (n < SCAN_CHUNK)
             return 0;
     }
+}
+
+int gw_tombstone_inventory(gw_t *gw, gw_batch_t *b, const char *tenant, long long *count, char *err,
+                           size_t err_size) {
+    /* every compacted record topic: the id sets of the inventory view name their keys */
+    static const char *const inv[][2] = {{"inv:customers", MSP_TOPIC_CUSTOMERS},
+                                         {"inv:assets", MSP_TOPIC_ASSETS},
+                                         {"inv:contacts", MSP_TOPIC_CONTACTS},
+                                         {"inv:tickets", MSP_TOPIC_TICKETS},
+                                         {"inv:settings", MSP_TOPIC_SETTINGS}};
+    for (size_t i = 0; i < sizeof(inv) / sizeof(inv[0]); i++)
+        if (tombstone_zset(gw, b, tenant, inv[i][0], msp_topic(inv[i][1]), count, err,
+                           err_size) != 0)
+            return -1;
+    return 0;
 }
 
 void api_syncro_delete(gw_t *gw, struct evhttp_request *req, const char *tenant) {
@@ -639,14 +661,7 @@ void api_syncro_delete(gw_t *gw, struct evhttp_request *req, const char *tenant)
     }
     d->held = held;
     snprintf(d->tenant, sizeof(d->tenant), "%s", tenant);
-    static const char *const inv[][2] = {{"inv:customers", MSP_TOPIC_CUSTOMERS},
-                                         {"inv:assets", MSP_TOPIC_ASSETS},
-                                         {"inv:contacts", MSP_TOPIC_CONTACTS},
-                                         {"inv:tickets", MSP_TOPIC_TICKETS},
-                                         {"inv:settings", MSP_TOPIC_SETTINGS}};
-    for (size_t i = 0; i < sizeof(inv) / sizeof(inv[0]); i++)
-        if (tombstone_all(gw, b, d, inv[i][0], msp_topic(inv[i][1])) != 0)
-            break;
+    gw_tombstone_inventory(gw, b, tenant, &d->tombstones, d->redis_error, sizeof(d->redis_error));
     gw_batch_seal(b);  /* may answer right away (no ids) */
 }
 

@@ -4,6 +4,17 @@
  * A tenant is a member of mspsync:{_}:tenants plus the hash mspsync:{t}:tenant (name,
  * created_at). SADD is the claim: of two concurrent creates, only the one that added the id
  * writes the hash and answers 201; the other answers 409.
+ *
+ * DELETE /v1/tenants/{t} (operator) offboards a tenant: a tombstone for every inventory id on
+ * the compacted customers / assets topics first (as an integration's removal does), and only
+ * once Kafka has them all — a failed publish leaves everything in place, and the DELETE can
+ * simply be retried — the tenant leaves the tenants set (its keys answer 401 from then on) and
+ * every Redis key of the tenant, mspsync:{t}:* (integrations with their sealed credentials,
+ * inventory, tickets, mappings, webhook secrets, API keys, audit log, status and cursors), is
+ * unlinked. store.c names each unlinked key to the journal, which turns the configuration keys
+ * into tombstones on the `config` topic, so a restore cannot bring the tenant back.
+ * Limit: a sync job of the tenant still running in the fetcher may write status or inventory
+ * keys again after the offboarding; disable its integrations (or wait for the job) first.
  */
 #include "gateway.h"
 #include "mspsync/utf8.h"
@@ -142,4 +153,62 @@ void api_tenant_get(gw_t *gw, struct evhttp_request *req, const char *tenant) {
     }
     json_object_set_new(o, "integrations", integ);
     gw_reply(gw, req, route, 200, o);
+}
+
+/* ---- DELETE /v1/tenants/{t} ---------------------------------------------------------------- */
+
+typedef struct offboard_s {
+    gw_held_t *held;
+    char tenant[64];
+    long long tombstones;
+    char redis_error[256]; /* reading the inventory ids failed */
+} offboard_t;
+
+static void offboard_delivered(gw_t *gw, void *arg, const char *error) {
+    offboard_t *o = arg;
+    char set[128], prefix[128], err[256];
+    msp_key(set, sizeof(set), "_", "tenants");
+    msp_key(prefix, sizeof(prefix), o->tenant, "%s", "");
+    redisReply *r = NULL;
+    if (o->redis_error[0]) {
+        gw_held_reply_error(o->held, 503, "redis unavailable: %s; nothing was deleted",
+                            o->redis_error);
+    } else if (error) {
+        MSP_WARN("tenant.delete_failed", o->tenant, "tombstones not delivered: %s", error);
+        gw_held_reply_error(o->held, 503,
+                            "could not publish the tombstones: %s; nothing was "
+                            "deleted, try again",
+                            error);
+    } else if (!(r = gw_redis(gw, err, sizeof(err), "SREM %s %s", set, o->tenant)) ||
+               gw_unlink_prefix(gw, prefix, err, sizeof(err)) != 0) {
+        gw_held_reply_error(o->held, 503, "redis unavailable: %s; try again", err);
+    } else {
+        for (size_t i = 0; i < MSP_VENDOR_COUNT; i++)
+            gw_secret_keep(gw, o->tenant, msp_vendor_at(i)->name, NULL);
+        gw_secret_keep(gw, o->tenant, "webhook:mtp", NULL);
+        gw_secret_keep(gw, o->tenant, "webhook:mtp:previous", NULL);
+        MSP_INFO("tenant.deleted", o->tenant, "tenant offboarded, %lld inventory tombstones",
+                 o->tombstones);
+        gw_held_reply(o->held, 204, NULL);
+    }
+    if (r)
+        freeReplyObject(r);
+    free(o);
+}
+
+void api_tenant_delete(gw_t *gw, struct evhttp_request *req, const char *tenant) {
+    const char *route = "tenant";
+    offboard_t *o = calloc(1, sizeof(*o));
+    gw_batch_t *b = o ? gw_batch_new(gw, offboard_delivered, o) : NULL;
+    gw_held_t *held = b ? gw_hold(gw, req, route) : NULL;
+    if (!held) {
+        free(b);
+        free(o);
+        gw_reply_error(gw, req, route, 500, "out of memory");
+        return;
+    }
+    o->held = held;
+    snprintf(o->tenant, sizeof(o->tenant), "%s", tenant);
+    gw_tombstone_inventory(gw, b, tenant, &o->tombstones, o->redis_error, sizeof(o->redis_error));
+    gw_batch_seal(b); /* may answer right away (no ids) */
 }

@@ -6,7 +6,10 @@
  *                      auth, body reading, request framing checks, held (asynchronously
  *                      answered) requests
  *   query.c            the URL query parser (pure, unit-tested)
- *   router.c           maps method + path to a handler, enforces auth, counts requests
+ *   router.c           maps method + path to a handler, enforces auth and the route → role
+ *                      table, counts requests
+ *   access.c           the caller (operator token or tenant API key), roles, .../keys
+ *   audit.c            the per-tenant audit log of changes, .../audit
  *   jobs.c             the Kafka producer glued to the loop; sync jobs and tombstones that are
  *                      answered only once their delivery reports arrive
  *   store.c            synchronous Redis helpers (one hiredis context, reconnected on demand)
@@ -76,6 +79,8 @@ typedef struct gw_held_s gw_held_t;
 typedef struct gw_kept_s gw_kept_t;
 typedef struct gw_journal_s gw_journal_t;
 
+typedef struct gw_audit_s gw_audit_t;
+
 typedef struct gw_s {
     gw_config_t         cfg;
     msp_secret_key_t    key;
@@ -93,6 +98,7 @@ typedef struct gw_s {
     int64_t             kafka_checked_ms;
     int                 kafka_ok;
     gw_journal_t *journal; /* configuration journal and restore (journal.c) */
+    gw_audit_t *audits;    /* changes in flight, awaiting their answer (audit.c) */
     int restoring;         /* 1 Redis lost its state: /v1 answers 503 meanwhile;
                                           0 serving; 2 not known yet (Redis never answered) */
 } gw_t;
@@ -110,6 +116,19 @@ void gw_journal_stop(gw_t *gw);
 int gw_journal_check(gw_t *gw);
 /** @brief key (a full Redis key) was written: journal it if it is configuration. */
 void gw_journal_note(gw_t *gw, const char *key);
+
+/**
+ * @brief The whole value of a Redis key: a hash as an object, a string, a set as an array; NULL
+ * when it does not exist or on a Redis error (*ok = 0). @returns new.
+ */
+json_t *gw_config_value(gw_t *gw, const char *key, int *ok);
+
+/**
+ * @brief Call cb with every configuration key (statekeys.h) a tenant can have — the key and its
+ * suffix — except the audit entries (written once each). The keys need not exist.
+ */
+void gw_config_keys_each(const char *tenant,
+                         void (*cb)(const char *key, const char *suffix, void *arg), void *arg);
 
 /* ---- kept_secrets.c ---------------------------------------------------------------------- */
 
@@ -137,6 +156,8 @@ void gw_reply_error(gw_t *gw, struct evhttp_request *req, const char *route, int
 
 /** @brief 1 when the request carries "Authorization: Bearer <admin token>" (constant time). */
 int gw_auth_ok(const gw_t *gw, struct evhttp_request *req);
+/** @brief The bearer token of req's Authorization header (borrowed), or NULL when none. */
+const char *gw_bearer(struct evhttp_request *req);
 
 /**
  * @brief Parse the request body as JSON. An empty body gives *out = NULL and 0 when
@@ -202,6 +223,55 @@ void gw_held_reply_error(gw_held_t *h, int code, const char *fmt, ...)
 void gw_held_on_shutdown(gw_held_t *h, void (*cancel)(void *arg), void *arg);
 /** @brief Answer 503 to every held request (shutdown). */
 void gw_held_fail_all(gw_t *gw, const char *why);
+
+/* ---- access.c: callers and roles ---------------------------------------------------------- */
+
+/** Roles, least first; sync and billing do not cover each other (gw_role_allows). */
+typedef enum {
+    GW_ROLE_UNSET = 0, /* no rule: refused */
+    GW_ROLE_PUBLIC,    /* no bearer token (the HMAC-signed webhook) */
+    GW_ROLE_VIEWER,
+    GW_ROLE_SYNC,
+    GW_ROLE_BILLING,
+    GW_ROLE_OWNER,
+    GW_ROLE_OPERATOR, /* the operator token */
+} gw_role_t;
+
+/** The caller of a request. */
+typedef struct gw_actor_s {
+    gw_role_t role;
+    char tenant[64]; /* a key's tenant ("" for the operator) */
+    char id[17];     /* a key's id */
+    char name[128];  /* a key's name, or "operator" */
+} gw_actor_t;
+
+/**
+ * @brief Identify the bearer of req: the operator token, or a tenant key that exists, matches
+ * its hash and has not expired. @returns 1 (a filled), 0 no valid token, -1 Redis error (err).
+ */
+int gw_actor_identify(gw_t *gw, struct evhttp_request *req, gw_actor_t *a, char *err,
+                      size_t err_size);
+/** @brief 1 when a caller with role have may call a route that needs need. */
+int gw_role_allows(gw_role_t have, gw_role_t need);
+/** @brief "owner", "sync", ... (borrowed, static). */
+const char *gw_role_name(gw_role_t r);
+/** @brief A stored key record with its hash shown as "[secret]": new (a string if unreadable). */
+json_t *gw_key_redacted(const char *stored);
+
+void api_keys_create(gw_t *gw, struct evhttp_request *req, const char *tenant);
+void api_keys_list(gw_t *gw, struct evhttp_request *req, const char *tenant);
+void api_key_delete(gw_t *gw, struct evhttp_request *req, const char *tenant, const char *id);
+
+/* ---- audit.c ------------------------------------------------------------------------------- */
+
+/** @brief Open the audit record of a change (not GET) of tenant's data; actor copied. */
+void gw_audit_begin(gw_t *gw, struct evhttp_request *req, const gw_actor_t *actor,
+                    const char *route, const char *tenant);
+/** @brief req is answered with code (gw_reply): a 2xx writes its entry. No record: nothing. */
+void gw_audit_end(gw_t *gw, struct evhttp_request *req, int code);
+/** @brief Drop the records still open (shutdown). */
+void gw_audit_free_all(gw_t *gw);
+void api_audit_list(gw_t *gw, struct evhttp_request *req, const char *tenant);
 
 /* ---- router.c ------------------------------------------------------------------------------ */
 
@@ -286,6 +356,20 @@ void api_tenants_list(gw_t *gw, struct evhttp_request *req);
 void api_secrets_get(gw_t *gw, struct evhttp_request *req);
 void api_secrets_reseal(gw_t *gw, struct evhttp_request *req);
 void api_tenant_get(gw_t *gw, struct evhttp_request *req, const char *tenant);
+/** DELETE /v1/tenants/{t}: offboarding (api_tenants.c). */
+void api_tenant_delete(gw_t *gw, struct evhttp_request *req, const char *tenant);
+
+/* ---- api_integrations.c: what a removal shares with an offboarding ------------------------- */
+
+/**
+ * @brief Produce to b a tombstone for every id of the tenant's inventory (inv:customers on the
+ * customers topic, inv:assets on assets); *count += their number. @returns 0, or -1 with err
+ * (Redis).
+ */
+int gw_tombstone_inventory(gw_t *gw, gw_batch_t *b, const char *tenant, long long *count, char *err,
+                           size_t err_size);
+/** @brief UNLINK every key whose name starts with prefix (SCAN MATCH). @returns 0 or -1 (err). */
+int gw_unlink_prefix(gw_t *gw, const char *prefix, char *err, size_t err_size);
 
 void api_syncro_put(gw_t *gw, struct evhttp_request *req, const char *tenant);
 void api_syncro_delete(gw_t *gw, struct evhttp_request *req, const char *tenant);

@@ -74,6 +74,7 @@ static void count_reply(gw_t *gw, const char *route, int code) {
 
 void gw_reply(gw_t *gw, struct evhttp_request *req, const char *route, int code, json_t *body) {
     count_reply(gw, route, code);
+    gw_audit_end(gw, req, code); /* the change it answers, if any, is complete now */
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Cache-Control", "no-store");
     struct evbuffer *out = NULL;
@@ -112,14 +113,19 @@ void gw_reply_error(gw_t *gw, struct evhttp_request *req, const char *route, int
     gw_reply(gw, req, route, code, body);
 }
 
-int gw_auth_ok(const gw_t *gw, struct evhttp_request *req) {
+const char *gw_bearer(struct evhttp_request *req) {
     const char *v = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
     if (!v || strncasecmp(v, "Bearer ", 7) != 0)
-        return 0;
+        return NULL;
     v += 7;
     while (*v == ' ')
         v++;
-    return msp_consttime_streq(v, gw->cfg.admin_token);
+    return v;
+}
+
+int gw_auth_ok(const gw_t *gw, struct evhttp_request *req) {
+    const char *v = gw_bearer(req);
+    return v && msp_consttime_streq(v, gw->cfg.admin_token);
 }
 
 int gw_read_json(gw_t *gw, struct evhttp_request *req, const char *route, int optional,

@@ -103,12 +103,9 @@ static char *read_epoch(gw_t *gw, int *err) {
     return v;
 }
 
-/* The record of one key: new JSON string, or NULL for a tombstone. *ok = 0 on a Redis error. */
-static char *dump_key(gw_t *gw, const char *key, int *ok) {
-    char e[256], tenant[128];
-    const char *suffix = NULL;
+json_t *gw_config_value(gw_t *gw, const char *key, int *ok) {
+    char e[256];
     *ok = 1;
-    msp_statekey_find(key, tenant, sizeof(tenant), &suffix);
     redisReply *t = gw_redis(gw, e, sizeof(e), "TYPE %s", key);
     if (!t) {
         *ok = 0;
@@ -120,7 +117,6 @@ static char *dump_key(gw_t *gw, const char *key, int *ok) {
                       : !strcmp(type, "set")    ? "SMEMBERS"
                                                 : NULL;
     json_t *value = NULL;
-    char *out = NULL;
     if (cmd) {
         redisReply *r = gw_redis(gw, e, sizeof(e), "%s %s", cmd, key);
         if (!r) {
@@ -140,15 +136,27 @@ static char *dump_key(gw_t *gw, const char *key, int *ok) {
         if (r)
             freeReplyObject(r);
     }
-    if (*ok && value) {
-        json_t *rec = json_pack("{s:i, s:s, s:s, s:s, s:o}", "schema_version", 1, "tenant", tenant,
-                                "key", suffix, "type", type, "value", value);
-        out = rec ? json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-        json_decref(rec);
-    } else {
-        json_decref(value);
-    }
     freeReplyObject(t);
+    if (!*ok) {
+        json_decref(value);
+        return NULL;
+    }
+    return value;
+}
+
+/* The record of one key: new JSON string, or NULL for a tombstone. *ok = 0 on a Redis error. */
+static char *dump_key(gw_t *gw, const char *key, int *ok) {
+    char tenant[128];
+    const char *suffix = NULL;
+    msp_statekey_find(key, tenant, sizeof(tenant), &suffix);
+    json_t *value = gw_config_value(gw, key, ok);
+    if (!value)
+        return NULL;
+    const char *type = json_is_object(value) ? "hash" : json_is_string(value) ? "string" : "set";
+    json_t *rec = json_pack("{s:i, s:s, s:s, s:s, s:o}", "schema_version", 1, "tenant", tenant,
+                            "key", suffix, "type", type, "value", value);
+    char *out = rec ? json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(rec);
     return out;
 }
 
@@ -234,42 +242,57 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg) {
     json_decref(records);
 }
 
+void gw_config_keys_each(const char *tenant,
+                         void (*cb)(const char *key, const char *suffix, void *arg), void *arg) {
+    char key[300];
+    for (size_t r = 0; msp_statekey_at(r); r++) {
+        const msp_statekey_t *row = msp_statekey_at(r);
+        size_t len = strlen(row->suffix);
+        if (row->kind != MSP_STATE_CONFIG)
+            continue;
+        if (row->suffix[len - 1] != '*') {
+            msp_key(key, sizeof(key), tenant, "%s", row->suffix);
+            cb(key, strchr(key, '}') + 2, arg);
+            continue;
+        }
+        if (strncmp(row->suffix, "integration:", 12) != 0)
+            continue; /* audit:<n>: entries are written once, never changed */
+        for (size_t v = 0; msp_vendor_at(v); v++) { /* the one family: integration:<v> */
+            msp_key(key, sizeof(key), tenant, "%.*s%s", (int)(len - 1), row->suffix,
+                    msp_vendor_at(v)->name);
+            if (msp_statekey_find(key, NULL, 0, NULL) == row)
+                cb(key, strchr(key, '}') + 2, arg);
+        }
+    }
+}
+
+typedef struct {
+    gw_t *gw;
+    size_t n;
+} republish_t;
+
+static void note_one(const char *key, const char *suffix, void *arg) {
+    republish_t *p = arg;
+    (void)suffix;
+    gw_journal_note(p->gw, key);
+    p->n++;
+}
+
 /* Every configuration key of every tenant, once (see the file comment). */
 static void republish_all(gw_journal_t *j) {
     gw_t *gw = j->gw;
-    char set[64], e[256], key[300];
+    char set[64], e[256];
     msp_key(set, sizeof(set), "_", "tenants");
     redisReply *ts = gw_redis(gw, e, sizeof(e), "SMEMBERS %s", set);
     if (!ts) {
         j->republish = 1; /* next check */
         return;
     }
-    size_t n = 0;
-    for (size_t i = 0; ts->type == REDIS_REPLY_ARRAY && i < ts->elements; i++) {
-        const char *t = ts->element[i]->str;
-        for (size_t r = 0; msp_statekey_at(r); r++) {
-            const msp_statekey_t *row = msp_statekey_at(r);
-            size_t len = strlen(row->suffix);
-            if (row->kind != MSP_STATE_CONFIG)
-                continue;
-            if (row->suffix[len - 1] != '*') {
-                msp_key(key, sizeof(key), t, "%s", row->suffix);
-                gw_journal_note(gw, key);
-                n++;
-                continue;
-            }
-            for (size_t v = 0; msp_vendor_at(v); v++) { /* the one family: integration:<v> */
-                msp_key(key, sizeof(key), t, "%.*s%s", (int)(len - 1), row->suffix,
-                        msp_vendor_at(v)->name);
-                if (msp_statekey_find(key, NULL, 0, NULL) == row) {
-                    gw_journal_note(gw, key);
-                    n++;
-                }
-            }
-        }
-    }
+    republish_t p = {gw, 0};
+    for (size_t i = 0; ts->type == REDIS_REPLY_ARRAY && i < ts->elements; i++)
+        gw_config_keys_each(ts->element[i]->str, note_one, &p);
     freeReplyObject(ts);
-    MSP_INFO("config.republish", NULL, "journaling %zu configuration keys", n);
+    MSP_INFO("config.republish", NULL, "journaling %zu configuration keys", p.n);
 }
 
 /* ---- restore ------------------------------------------------------------------------------- */

@@ -244,6 +244,7 @@ out:
         event_base_loop(gw.base, EVLOOP_NONBLOCK); /* push the last replies out */
     if (gw.http)
         evhttp_free(gw.http);
+    gw_audit_free_all(&gw); /* records of requests libevent dropped unanswered */
     if (gw.redis)
         redisFree(gw.redis);
     msp_metrics_destroy(gw.metrics);

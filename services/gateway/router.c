@@ -5,13 +5,22 @@
  *   0. a header section that cannot be trusted (too many fields, ambiguous body length) → 431 or
  *      400 before anything else (gw_check_framing; libevent has already bounded its bytes);
  *   1. paths outside /v1/ (other than the ops endpoints mounted by msp_ops_mount) → 404;
- *   2. /v1/... without the admin bearer token → 401, whatever the path — except exactly
+ *   2. /v1/... without a valid bearer token — the operator token or a tenant key that is not
+ *      revoked or expired (access.c) — → 401, whatever the path (503 for a key while Redis is
+ *      being restored: the key may simply not be back yet); except exactly
  *      POST /v1/webhooks/mtp/{t}, which the sender authenticates with an HMAC signature
  *      instead (webhook.c checks the tenant and the signature itself);
  *   3. unknown path → 404, known path with another method → 405 (with Allow) — TRACE
  *      and OPTIONS included;
  *   3b. a malformed query string → 400 (gw_check_query), so no handler reads a half-parsed one;
- *   4. /v1/tenants/{t}/... (not /v1/tenants, /v1/secrets, the webhook): a tenant that does not exist (or cannot, by its syntax) → 404.
+ *   4. /v1/tenants/{t}/... (not /v1/tenants, /v1/secrets, the webhook): a tenant that does not
+ *      exist (or cannot, by its syntax) → 404; so does a tenant other than the key's own, with
+ *      the same answer, so a key learns nothing of other tenants;
+ *   5. access: the route table's column `need` names, per method, the least role the caller
+ *      must have (access.c: gw_role_allows). A method without an entry is refused to everyone,
+ *      the operator included (403): a route added without its access rule cannot open a hole.
+ *      A missing role → 403 naming it;
+ *   6. a change (not GET) of a tenant's data opens its audit record (audit.c) before dispatch.
  * Path segments are percent-decoded one by one, so "syncro%3A123" arrives as "syncro:123" and an
  * encoded '/' cannot split a segment.
  */
@@ -57,45 +66,78 @@ typedef enum {
     R_BILLING_STATUS,  /* /v1/tenants/{t}/billing/status           GET */
     R_BILLING_PREVIEW, /* /v1/tenants/{t}/billing/preview          GET */
     R_BILLING_HISTORY, /* /v1/tenants/{t}/billing/history          GET */
+    R_KEYS,            /* /v1/tenants/{t}/keys                     GET POST */
+    R_KEY,             /* /v1/tenants/{t}/keys/{id}                DELETE */
+    R_AUDIT,           /* /v1/tenants/{t}/audit                    GET */
 } route_id_t;
 
+/* The least role per method (access.c); GW_ROLE_UNSET (left out) = refused to everyone. */
+typedef struct {
+    gw_role_t get, post, put, patch, del;
+} need_t;
+
+#define OPERATOR GW_ROLE_OPERATOR
+#define OWNER GW_ROLE_OWNER
+#define SYNC GW_ROLE_SYNC
+#define BILLING GW_ROLE_BILLING
+#define VIEWER GW_ROLE_VIEWER
+
 static const struct {
-    const char *name;   /* the metrics label */
-    const char *allow;  /* the Allow header for 405 */
+    const char *name;  /* the metrics label */
+    const char *allow; /* the Allow header for 405 */
+    need_t need;       /* who may call it: one row per route, also for the routes to come */
 } routes[] = {
-    [R_NONE] = {"unmatched", ""},
-    [R_TENANTS] = {"tenants", "GET, POST"},
-    [R_TENANT] = {"tenant", "GET"},
-    [R_INTEGRATION] = {"integration", "GET, PUT, PATCH, DELETE"},
-    [R_SYNC] = {"integration_sync", "POST"},
-    [R_DISABLE] = {"integration_disable", "POST"},
-    [R_CUSTOMERS] = {"customers", "GET"},
-    [R_CUSTOMER] = {"customer", "GET"},
-    [R_ASSETS] = {"assets", "GET"},
-    [R_ASSET] = {"asset", "GET"},
-    [R_ASSET_DATES] = {"asset_dates", "PUT"},
-    [R_ASSET_WRITEBACK] = {"asset_writeback", "GET"},
-    [R_CONTACTS] = {"contacts", "GET"},
-    [R_CONTACT] = {"contact", "GET"},
-    [R_TICKETS] = {"tickets", "GET"},
-    [R_TICKET] = {"ticket", "GET"},
-    [R_TICKET_SETTINGS] = {"ticket_settings", "GET"},
-    [R_WH_CONFIG] = {"webhook_config", "GET"},
-    [R_WH_SECRET] = {"webhook_secret", "POST"},
-    [R_WH_PREVIOUS] = {"webhook_secret_previous", "DELETE"},
-    [R_TICKETING] = {"ticketing", "GET, PUT"},
-    [R_TK_ORGS] = {"ticketing_orgs", "GET"},
-    [R_TK_ORG] = {"ticketing_org", "PUT, DELETE"},
-    [R_WEBHOOK_MTP] = {"webhook_mtp", "POST"},
-    [R_SECRETS] = {"secrets", "GET"},
-    [R_SECRETS_RESEAL] = {"secrets_reseal", "POST"},
-    [R_WEBHOOK_USAGE] = {"webhook_usage", "POST"},
-    [R_BILLING] = {"billing", "GET, PUT"},
-    [R_BILLING_PUSH] = {"billing_push", "POST"},
-    [R_BILLING_STATUS] = {"billing_status", "GET"},
-    [R_BILLING_PREVIEW] = {"billing_preview", "GET"},
-    [R_BILLING_HISTORY] = {"billing_history", "GET"},
+    [R_NONE] = {"unmatched", "", {0}},
+    [R_TENANTS] = {"tenants", "GET, POST", {.get = OPERATOR, .post = OPERATOR}},
+    [R_TENANT] = {"tenant", "GET, DELETE", {.get = VIEWER, .del = OPERATOR}},
+    [R_INTEGRATION] = {"integration",
+                       "GET, PUT, PATCH, DELETE",
+                       {.get = VIEWER, .put = SYNC, .patch = SYNC, .del = SYNC}},
+    [R_SYNC] = {"integration_sync", "POST", {.post = SYNC}},
+    [R_DISABLE] = {"integration_disable", "POST", {.post = SYNC}},
+    [R_CUSTOMERS] = {"customers", "GET", {.get = VIEWER}},
+    [R_CUSTOMER] = {"customer", "GET", {.get = VIEWER}},
+    [R_ASSETS] = {"assets", "GET", {.get = VIEWER}},
+    [R_ASSET] = {"asset", "GET", {.get = VIEWER}},
+    [R_ASSET_DATES] = {"asset_dates", "PUT", {.put = SYNC}},
+    [R_ASSET_WRITEBACK] = {"asset_writeback", "GET", {.get = VIEWER}},
+    [R_CONTACTS] = {"contacts", "GET", {.get = VIEWER}},
+    [R_CONTACT] = {"contact", "GET", {.get = VIEWER}},
+    [R_TICKETS] = {"tickets", "GET", {.get = VIEWER}},
+    [R_TICKET] = {"ticket", "GET", {.get = VIEWER}},
+    [R_TICKET_SETTINGS] = {"ticket_settings", "GET", {.get = VIEWER}},
+    [R_WH_CONFIG] = {"webhook_config", "GET", {.get = VIEWER}},
+    [R_WH_SECRET] = {"webhook_secret", "POST", {.post = OWNER}},
+    [R_WH_PREVIOUS] = {"webhook_secret_previous", "DELETE", {.del = OWNER}},
+    [R_TICKETING] = {"ticketing", "GET, PUT", {.get = VIEWER, .put = SYNC}},
+    [R_TK_ORGS] = {"ticketing_orgs", "GET", {.get = VIEWER}},
+    [R_TK_ORG] = {"ticketing_org", "PUT, DELETE", {.put = SYNC, .del = SYNC}},
+    [R_WEBHOOK_MTP] = {"webhook_mtp", "POST", {.post = GW_ROLE_PUBLIC}},
+    [R_WEBHOOK_USAGE] = {"webhook_usage", "POST", {.post = GW_ROLE_PUBLIC}},
+    [R_BILLING] = {"billing", "GET, PUT", {.get = VIEWER, .put = BILLING}},
+    [R_BILLING_PUSH] = {"billing_push", "POST", {.post = BILLING}},
+    [R_BILLING_STATUS] = {"billing_status", "GET", {.get = VIEWER}},
+    [R_BILLING_PREVIEW] = {"billing_preview", "GET", {.get = VIEWER}},
+    [R_BILLING_HISTORY] = {"billing_history", "GET", {.get = VIEWER}},
+    [R_SECRETS] = {"secrets", "GET", {.get = OPERATOR}},
+    [R_SECRETS_RESEAL] = {"secrets_reseal", "POST", {.post = OPERATOR}},
+    [R_KEYS] = {"keys", "GET, POST", {.get = OWNER, .post = OWNER}},
+    [R_KEY] = {"key", "DELETE", {.del = OWNER}},
+    [R_AUDIT] = {"audit", "GET", {.get = OWNER}},
 };
+
+/* The least role route r needs for method m; GW_ROLE_UNSET when the table has none. */
+static gw_role_t route_need(route_id_t r, enum evhttp_cmd_type m) {
+    const need_t *n = &routes[r].need;
+    switch (m) {
+    case EVHTTP_REQ_GET: return n->get;
+    case EVHTTP_REQ_POST: return n->post;
+    case EVHTTP_REQ_PUT: return n->put;
+    case EVHTTP_REQ_PATCH: return n->patch;
+    case EVHTTP_REQ_DELETE: return n->del;
+    default: return GW_ROLE_UNSET;
+    }
+}
 
 /* Split the path into decoded segments (new strings). @returns count, or -1 when unusable. */
 static int split_path(const char *path, char **seg, int max) {
@@ -159,6 +201,10 @@ static route_id_t match(char **s, int n) {
             return R_WH_SECRET;
         return n == 7 && strcmp(s[6], "previous") == 0 ? R_WH_PREVIOUS : R_NONE;
     }
+    if (strcmp(s[3], "keys") == 0)
+        return n == 4 ? R_KEYS : n == 5 && s[4][0] != '\0' ? R_KEY : R_NONE;
+    if (strcmp(s[3], "audit") == 0)
+        return n == 4 ? R_AUDIT : R_NONE;
     if (strcmp(s[3], "ticketing") == 0) {
         if (n == 4)
             return R_TICKETING;
@@ -207,7 +253,10 @@ static route_id_t match(char **s, int n) {
 
 static int method_ok(route_id_t r, enum evhttp_cmd_type m) {
     switch (r) {
-    case R_TENANTS: return m == EVHTTP_REQ_GET || m == EVHTTP_REQ_POST;
+    case R_TENANTS:
+    case R_KEYS: return m == EVHTTP_REQ_GET || m == EVHTTP_REQ_POST;
+    case R_TENANT: return m == EVHTTP_REQ_GET || m == EVHTTP_REQ_DELETE;
+    case R_KEY: return m == EVHTTP_REQ_DELETE;
     case R_INTEGRATION:
         return m == EVHTTP_REQ_GET || m == EVHTTP_REQ_PUT || m == EVHTTP_REQ_DELETE ||
                m == EVHTTP_REQ_PATCH;
@@ -238,7 +287,20 @@ static void dispatch(gw_t *gw, struct evhttp_request *req, route_id_t r, char **
         else
             api_tenants_list(gw, req);
         return;
-    case R_TENANT: api_tenant_get(gw, req, t); return;
+    case R_TENANT:
+        if (m == EVHTTP_REQ_DELETE)
+            api_tenant_delete(gw, req, t);
+        else
+            api_tenant_get(gw, req, t);
+        return;
+    case R_KEYS:
+        if (m == EVHTTP_REQ_POST)
+            api_keys_create(gw, req, t);
+        else
+            api_keys_list(gw, req, t);
+        return;
+    case R_KEY: api_key_delete(gw, req, t, s[4]); return;
+    case R_AUDIT: api_audit_list(gw, req, t); return;
     case R_INTEGRATION: {
         const gw_integ_t *in = gw_integ_find(s[4]); /* found: the route matched it */
         if (m == EVHTTP_REQ_PATCH)
@@ -298,6 +360,25 @@ static void dispatch(gw_t *gw, struct evhttp_request *req, route_id_t r, char **
     }
 }
 
+/* Step 5 of the file comment, then the audit record and the handler. */
+static void admit(gw_t *gw, struct evhttp_request *req, route_id_t r, char **s,
+                  const gw_actor_t *actor, int tenant_route) {
+    const char *name = routes[r].name;
+    gw_role_t need = route_need(r, evhttp_request_get_command(req));
+    if (need == GW_ROLE_UNSET)
+        gw_reply_error(gw, req, name, 403, "no access rule for this route and method (refused)");
+    else if (need == GW_ROLE_OPERATOR && !gw_role_allows(actor->role, need))
+        gw_reply_error(gw, req, name, 403, "this route needs the operator token");
+    else if (!gw_role_allows(actor->role, need))
+        gw_reply_error(gw, req, name, 403, "this route needs the %s role (the key has %s)",
+                       gw_role_name(need), gw_role_name(actor->role));
+    else {
+        if (tenant_route && r != R_TENANT)
+            gw_audit_begin(gw, req, actor, name, s[2]);
+        dispatch(gw, req, r, s);
+    }
+}
+
 void gw_route(struct evhttp_request *req, void *arg) {
     gw_t *gw = arg;
     char *seg[MAX_SEGS] = {0};
@@ -306,6 +387,9 @@ void gw_route(struct evhttp_request *req, void *arg) {
     int is_v1 = n >= 1 && strcmp(seg[0], "v1") == 0;
     route_id_t r = n > 0 ? match(seg, n) : R_NONE;
     const char *name = routes[r].name;
+    gw_actor_t actor = {.role = GW_ROLE_PUBLIC};
+    char err[256];
+    int auth = 1;
 
     if (gw->stopping) {
         gw_reply_error(gw, req, name, 503, "the gateway is shutting down");
@@ -313,8 +397,17 @@ void gw_route(struct evhttp_request *req, void *arg) {
         /* replied */
     } else if (!is_v1) {
         gw_reply_error(gw, req, name, 404, "no such route");
-    } else if (r != R_WEBHOOK_MTP && r != R_WEBHOOK_USAGE && !gw_auth_ok(gw, req)) {
-        gw_reply_error(gw, req, name, 401, "missing or invalid bearer token");
+    } else if (r != R_WEBHOOK_MTP && r != R_WEBHOOK_USAGE &&
+               (auth = gw_actor_identify(gw, req, &actor, err, sizeof(err))) <= 0) {
+        const char *bearer = gw_bearer(req);
+        if (auth < 0)
+            gw_reply_error(gw, req, name, 503, "redis unavailable: %s", err);
+        else if (bearer && strncmp(bearer, "msk_", 4) == 0 && gw_journal_check(gw))
+            gw_reply_error(gw, req, name, 503, /* its key may not be back yet: not final */
+                           "restoring the configuration from Kafka after a loss of Redis; retry");
+        else
+            gw_reply_error(gw, req, name, 401,
+                           "missing or invalid bearer token (or a revoked or expired key)");
     } else if (r == R_NONE) {
         gw_reply_error(gw, req, name, 404, "no such route");
     } else if (!method_ok(r, evhttp_request_get_command(req))) {
@@ -324,7 +417,6 @@ void gw_route(struct evhttp_request *req, void *arg) {
         /* replied */
     } else if (r != R_TENANTS && r != R_WEBHOOK_MTP && r != R_WEBHOOK_USAGE && r != R_SECRETS &&
                r != R_SECRETS_RESEAL) {
-        char err[256];
         int exists = gw_valid_tenant_id(seg[2]) ? gw_tenant_exists(gw, seg[2], err, sizeof(err))
                                                 : 0;
         if (exists < 0)
@@ -333,12 +425,13 @@ void gw_route(struct evhttp_request *req, void *arg) {
             gw_reply_error(gw, req, name, 503,
                            "restoring the configuration from Kafka after a "
                            "loss of Redis; retry");
-        else if (exists == 0)
+        else if (exists == 0 ||
+                 (actor.role != GW_ROLE_OPERATOR && strcmp(actor.tenant, seg[2]) != 0))
             gw_reply_error(gw, req, name, 404, "unknown tenant \"%s\"", seg[2]);
         else
-            dispatch(gw, req, r, seg);
+            admit(gw, req, r, seg, &actor, 1);
     } else {
-        dispatch(gw, req, r, seg);
+        admit(gw, req, r, seg, &actor, 0);
     }
     for (int i = 0; i < MAX_SEGS; i++)
         free(seg[i]);

@@ -19,6 +19,7 @@
  */
 #include "gateway.h"
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,8 +87,9 @@ static const char *resp_arg(const char *cmd, size_t len, int i, size_t *alen) {
 
 /* After a successful write, tell the journal which keys it touched (journal.c). */
 static void journal_writes(gw_t *gw, const char *cmd, size_t len) {
-    static const char *const WRITES[] = {"HSET", "HSETNX", "HDEL", "HINCRBY", "HMSET", "SET",
-                                         "DEL",  "SADD",   "SREM", "UNLINK",  "SETNX", NULL};
+    static const char *const WRITES[] = {"HSET",  "HSETNX", "HDEL", "HINCRBY", "HMSET",
+                                         "SET",   "DEL",    "SADD", "SREM",    "UNLINK",
+                                         "SETNX", "INCR",   NULL};
     size_t n = 0, kl = 0;
     const char *name = resp_arg(cmd, len, 0, &n);
     if (!name)
@@ -103,8 +105,9 @@ static void journal_writes(gw_t *gw, const char *cmd, size_t len) {
             w = strlen(WRITES[i]) == n && strncasecmp(name, WRITES[i], n) == 0;
         if (!w)
             return;
-        if (n == 3 && strncasecmp(name, "DEL", 3) == 0)
-            last = 64; /* DEL k1 k2 ... */
+        if ((n == 3 && strncasecmp(name, "DEL", 3) == 0) ||
+            (n == 6 && strncasecmp(name, "UNLINK", 6) == 0))
+            last = INT_MAX; /* DEL k1 k2 ...: every key (an offboarding unlinks many) */
     }
     for (int i = first; i <= last; i++) {
         const char *k = resp_arg(cmd, len, i, &kl);

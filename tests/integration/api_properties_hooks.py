@@ -10,8 +10,8 @@ of the value, so a run is reproducible from its seed), so the 404 paths stay cov
 Operations that remove or replace what they address always go to a tenant of their own, so
 `acme` and its webhook secret stay intact for the rest of the run: disable and new webhook
 secrets to `beta`, removing Syncro to `gamma` (ConnectWise RMM shares its machines: 202), removing
-ConnectWise RMM to `delta`. Org mappings name a seeded customer for most cases, so a mapping is
-also made, not only refused.
+ConnectWise RMM to `delta`, offboarding (DELETE /v1/tenants/{tenant}) to `zeta`. Org mappings
+name a seeded customer for most cases, so a mapping is also made, not only refused.
 
 The MTP webhook is authenticated by an HMAC of the raw body, which a generator cannot forge: the
 before_call hook serializes the body itself, sends exactly those bytes, and signs most deliveries
@@ -36,7 +36,8 @@ DESTRUCTIVE = {("DELETE", "/v1/tenants/{tenant}/integrations/syncro"): "gamma",
                ("DELETE", "/v1/tenants/{tenant}/integrations/cwrmm"): "delta",
                ("POST", "/v1/tenants/{tenant}/integrations/{integration}/disable"): "beta",
                ("POST", "/v1/tenants/{tenant}/webhooks/mtp/secret"): "beta",
-               ("DELETE", "/v1/tenants/{tenant}/webhooks/mtp/secret/previous"): "beta"}
+               ("DELETE", "/v1/tenants/{tenant}/webhooks/mtp/secret/previous"): "beta",
+               ("DELETE", "/v1/tenants/{tenant}"): "zeta"}
 
 
 def _bucket(value, n):

@@ -516,6 +516,16 @@ class Stack:
         st, js, _ = self.api("POST", "/v1/tenants", {"id": tenant, "name": tenant.title()})
         assert st == 201, (st, js)
 
+    def add_key(self, tenant, role, name=None, expires_at=None, token=None):
+        """A new API key of tenant with role, issued by token (default: the operator token).
+        @returns (key id, the bearer token shown once)."""
+        body = {"name": name or "%s %s key" % (tenant, role), "role": role}
+        if expires_at is not None:
+            body["expires_at"] = expires_at
+        st, js, _ = self.api("POST", "/v1/tenants/%s/keys" % tenant, body, token=token)
+        assert st == 201, (st, js)
+        return js["id"], js["key"]
+
     def add_account(self, subdomain, customers, assets, token, permissions=None, customers_per_page=25):
         self.sim_admin("POST", "/_sim/accounts", {"subdomain": subdomain, "customers": customers,
                                                   "assets": assets, "customers_per_page": customers_per_page})

@@ -100,6 +100,7 @@ class ApiPropertiesTest(StackTest):
                               {"customer_id": cust.split(":", 1)[1]})
             self.assertEqual(st, 200, js)
 
+        s.add_tenant("zeta")  # offboarded by the run (api_properties_hooks.DESTRUCTIVE)
         cwrmm.start_cwrmm_sim(s)
         for tenant in ("acme", "beta", "gamma", "delta"):
             cwrmm.add_partner(s, tenant + "-cw", devices=4, companies=2, sites_per_company=1)

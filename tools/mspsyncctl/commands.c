@@ -912,6 +912,112 @@ static int cmd_ticketing_unmapped(ctl_ctx *ctx, ctl_args *a) {
     return tenant_call(ctx, a, "GET", "/ticketing", NULL, show_unmapped);
 }
 
+/* ------------------------------------------------------------------ keys, audit, offboarding */
+
+static void show_key_created(ctl_ctx *ctx, const ctl_args *a, const ctl_answer *ans) {
+    print_fields(ctx, ans->json, "");
+    fputs("store the key now: it cannot be shown again\n", ctx->out);
+}
+
+static int cmd_keys_create(ctl_ctx *ctx, ctl_args *a) {
+    const char *role = opt(a, "role"), *exp = opt(a, "expires-at");
+    if (!role)
+        return usage_error(ctx, "keys create needs --role owner|sync|billing|viewer%s", "");
+    json_t *body = json_pack("{s:s,s:s}", "name", a->pos[0], "role", role);
+    if (body && exp)
+        json_object_set_new(body, "expires_at", json_string(exp));
+    if (!body)
+        return usage_error(ctx, "the key name and role must be UTF-8 text%s", "");
+    int rc = tenant_call(ctx, a, "POST", "/keys", body, show_key_created);
+    json_decref(body);
+    return rc;
+}
+
+static void show_keys(ctl_ctx *ctx, const ctl_args *a, const ctl_answer *ans) {
+    static const char *const heads[] = {"ID", "NAME", "ROLE", "CREATED", "EXPIRES", NULL};
+    static const char *const keys[] = {"id", "name", "role", "created_at", "expires_at", NULL};
+    print_list(ctx, json_object_get(ans->json, "keys"), heads, keys);
+}
+
+static int cmd_keys_list(ctl_ctx *ctx, ctl_args *a) {
+    return tenant_call(ctx, a, "GET", "/keys", NULL, show_keys);
+}
+
+static void show_revoked(ctl_ctx *ctx, const ctl_args *a, const ctl_answer *ans) {
+    fputs("revoked key ", ctx->out);
+    ctl_put_clean(ctx->out, a->pos[0]);
+    fputc('\n', ctx->out);
+}
+
+static int cmd_keys_revoke(ctl_ctx *ctx, ctl_args *a) {
+    char path[2048];
+    int rc = tenant_path1(ctx, path, sizeof(path), "/keys/%s", a->pos[0]);
+    return rc ? rc : call_and_show(ctx, a, "DELETE", path, NULL, show_revoked);
+}
+
+/* One line per entry: seq, time, actor, method, target, the settings it changed. */
+static void show_audit(ctl_ctx *ctx, const ctl_args *a, const ctl_answer *ans) {
+    json_t *rows = json_array();
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(ans->json, "entries"), i, e) {
+        const json_t *actor = json_object_get(e, "actor");
+        const char *who = json_string_value(json_object_get(actor, "name"))
+                              ?: json_string_value(json_object_get(actor, "type"));
+        json_t *what = json_array();
+        const char *k;
+        json_t *v;
+        json_object_foreach(json_object_get(e, "changes"), k, v)
+            json_array_append_new(what, json_string(k));
+        json_t *row = json_pack("{s:O,s:O,s:s,s:O,s:O,s:o}", "seq", json_object_get(e, "seq"), "at",
+                                json_object_get(e, "at"), "actor", who ?: "?", "method",
+                                json_object_get(e, "method"), "target",
+                                json_object_get(e, "target"), "changed", what);
+        if (row)
+            json_array_append_new(rows, row);
+    }
+    static const char *const heads[] = {"SEQ", "AT", "ACTOR", "METHOD", "TARGET", "CHANGED", NULL};
+    static const char *const keys[] = {"seq", "at", "actor", "method", "target", "changed", NULL};
+    print_list(ctx, rows, heads, keys);
+    json_decref(rows);
+    const json_t *next = json_object_get(ans->json, "next_before");
+    if (json_is_integer(next))
+        fprintf(ctx->out, "more: --before %lld\n", (long long)json_integer_value(next));
+}
+
+/* 1 when s is a number of 1 to 18 digits (the API checks its range). */
+static int digits(const char *s) {
+    size_t n = strspn(s, "0123456789");
+    return n > 0 && n < 19 && s[n] == '\0';
+}
+
+static int cmd_audit_list(ctl_ctx *ctx, ctl_args *a) {
+    const char *limit = opt(a, "limit"), *before = opt(a, "before");
+    if (limit && !digits(limit))
+        return usage_error(ctx, "--limit takes a number (got \"%s\")", limit);
+    if (before && !digits(before))
+        return usage_error(ctx, "--before takes an entry number (got \"%s\")", before);
+    char suffix[128];
+    snprintf(suffix, sizeof(suffix), "/audit?limit=%s%s%s", limit ? limit : "50",
+             before ? "&before=" : "", before ? before : "");
+    return tenant_call(ctx, a, "GET", suffix, NULL, show_audit);
+}
+
+static void show_offboarded(ctl_ctx *ctx, const ctl_args *a, const ctl_answer *ans) {
+    fputs("offboarded tenant ", ctx->out);
+    ctl_put_clean(ctx->out, a->pos[0]);
+    fputc('\n', ctx->out);
+}
+
+static int cmd_tenants_delete(ctl_ctx *ctx, ctl_args *a) {
+    snprintf(ctx->conf.tenant, sizeof(ctx->conf.tenant), "%s", a->pos[0]);
+    if (!opt(a, "yes"))
+        return usage_error(ctx, "tenants delete removes everything of the tenant: add --yes%s", "");
+    char path[512];
+    int rc = tenant_path(ctx, path, sizeof(path), "");
+    return rc ? rc : call_and_show(ctx, a, "DELETE", path, NULL, show_offboarded);
+}
+
 /* ------------------------------------------------------------------ the table */
 
 #define WATCH_OPTS                                                                                 \
@@ -954,6 +1060,17 @@ static const ctl_opt date_opts[] = {
 static const ctl_opt secret_opts[] = {
     {"previous-valid-seconds", "N", "keep accepting the old secret N seconds (default 86400)"},
     {NULL, NULL, NULL}};
+
+static const ctl_opt key_opts[] = {
+    {"role", "ROLE", "owner, sync, billing or viewer"},
+    {"expires-at", "TIME", "UTC expiry, e.g. 2030-01-31T23:59:59Z (default: none)"},
+    {NULL, NULL, NULL}};
+static const ctl_opt audit_opts[] = {
+    {"limit", "N", "entries per page (1-200, default 50)"},
+    {"before", "SEQ", "entries older than SEQ (the \"more:\" line of the previous page)"},
+    {NULL, NULL, NULL}};
+static const ctl_opt yes_opts[] = {{"yes", NULL, "confirm: nothing of the tenant is kept"},
+                                   {NULL, NULL, NULL}};
 
 static const ctl_cmd commands[] = {
     {"tenants list", "", 0, 0, NULL, 0, "list tenants", cmd_tenants_list},
@@ -1006,8 +1123,16 @@ static const ctl_cmd commands[] = {
      cmd_secrets_show},
     {"secrets reseal", "", 0, 0, NULL, 0, "re-seal every secret with the newest key (rotation)",
      cmd_secrets_reseal},
-    /* issue 13 adds rows here: keys, audit, incident/asset traces, sync history, dead letters,
-     * billing preview. */
+    {"tenants delete", "<id>", 1, 1, yes_opts, 0,
+     "offboard a tenant: every key and record removed, tombstones in Kafka (operator)",
+     cmd_tenants_delete},
+    {"keys create", "<name>", 1, 1, key_opts, 1, "issue an API key of the tenant (shown once)",
+     cmd_keys_create},
+    {"keys list", "", 0, 0, NULL, 1, "the tenant's API keys (never their secrets)", cmd_keys_list},
+    {"keys revoke", "<id>", 1, 1, NULL, 1, "revoke an API key now", cmd_keys_revoke},
+    {"audit list", "", 0, 0, audit_opts, 1, "the tenant's audit log, newest first", cmd_audit_list},
+    /* issue 13 adds rows here: incident/asset traces, sync history, dead letters, billing
+     * preview. */
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
