@@ -125,18 +125,23 @@ class CtlTest(StackTest):
         self.assertEqual(rc, 1, (out, err))
         self.assertIn('tenant "acme" already exists', err)
 
-        # A key without the assets permission: the API's error and its per-permission details
-        # as the API gives them, exit 1, nothing stored. (The API is asked the same directly.)
-        st, api_js, _ = s.connect("acme", "acme-msp", "no-assets-key-1")
+        # Asset sync asked of a key without the assets permission: the API's error and its
+        # per-permission details as the API gives them, exit 1, nothing stored. (The API is
+        # asked the same directly.)
+        st, api_js, _ = s.api("PUT", "/v1/tenants/acme/integrations/syncro",
+                              {"base_url": s.sim_base_url("acme-msp"), "api_key": "no-assets-key-1",
+                               "features": ["assets", "customers"]})
         self.assertEqual(st, 422, api_js)
         rc, out, err = ctl.run("integration", "add", "syncro", "--base-url",
-                               s.sim_base_url("acme-msp"), "--api-key-file", bad_key_file)
+                               s.sim_base_url("acme-msp"), "--api-key-file", bad_key_file,
+                               "--features", "assets,customers")
         self.assertEqual(rc, 1, (out, err))
         self.assertIn("HTTP 422: " + api_js["error"], err)
         self.assertIn("missing permission: " + PERM_ASSETS, err)
         self.assertNotIn("no-assets-key-1", out + err)
         rc, out, err = ctl.run("--json", "integration", "add", "syncro", "--base-url",
-                               s.sim_base_url("acme-msp"), "--api-key-file", bad_key_file)
+                               s.sim_base_url("acme-msp"), "--api-key-file", bad_key_file,
+                               "--features", "assets,customers")
         self.assertEqual(rc, 1)
         self.assertEqual(json.loads(out), api_js)
         self.assertEqual(ctl.run("integration", "status", "syncro")[0], 5)  # nothing stored

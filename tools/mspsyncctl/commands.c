@@ -289,6 +289,24 @@ static int parse_writeback(ctl_ctx *ctx, const char *spec, json_t *body) {
     return 0;
 }
 
+/* --features a,b,c → "features": ["a","b","c"] (the API checks the names and the key). */
+static int parse_features(ctl_ctx *ctx, const char *spec, json_t *body) {
+    if (!spec)
+        return 0;
+    json_t *list = json_array();
+    char buf[512];
+    if (strlen(spec) >= sizeof(buf)) {
+        json_decref(list);
+        return usage_error(ctx, "--features: too long a list%s", "");
+    }
+    snprintf(buf, sizeof(buf), "%s", spec);
+    char *save = NULL;
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
+        json_array_append_new(list, json_string(t));
+    json_object_set_new(body, "features", list);
+    return 0;
+}
+
 /* The status' last_error and hint, when set, as "last error: ..." / "hint: ..." lines. */
 static void print_error_hint(FILE *f, const json_t *status) {
     static const char *const keys[][2] = {{"last_error", "last error"}, {"hint", "hint"}};
@@ -532,6 +550,8 @@ static int cmd_integration_add(ctl_ctx *ctx, ctl_args *a) {
     if (!syncro)
         json_object_set_new(body, "client_id", json_string(opt(a, "client-id")));
     rc = parse_writeback(ctx, opt(a, "writeback"), body);
+    if (rc == 0)
+        rc = parse_features(ctx, opt(a, "features"), body);
     ctl_answer ans;
     if (rc == 0)
         rc = ctl_call(ctx, "PUT", path, body, &ans);
@@ -1037,6 +1057,9 @@ static const ctl_opt add_opts[] = {
     {"client-id", "ID", "cwrmm: the API client id"},
     {"client-secret-file", "FILE", "cwrmm: file holding the client secret (- reads stdin)"},
     {"writeback", "LIST", "write-back opt-in: purchase_date,warranty_expires or none"},
+    {"features", "LIST",
+     "syncro: the features to enable, e.g. assets,customers (default: every "
+     "feature the key serves; docs/setup.md)"},
     WATCH_OPTS,
     {NULL, NULL, NULL}};
 static const ctl_opt sync_opts[] = {
