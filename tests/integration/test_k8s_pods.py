@@ -2,7 +2,7 @@
 test_k8s_pods.py — the pods of deploy/k8s run as the manifests configure them.
 
 tests/k8s_validate.sh checks the rendered manifests on paper; this test runs what they describe.
-It renders overlays/small (from a copy with test secret files) and starts each of the six
+It renders overlays/small (from a copy with test secret files) and starts each of the seven
 Deployments' container as Kubernetes would, on the shared test broker and a redis-server of its
 own:
 
@@ -44,6 +44,7 @@ BINARIES = {
     "mspsync-normalizer": "services/normalizer/mspsync-normalizer",
     "mspsync-ticket-creator": "services/ticket-creator/mspsync-ticket-creator",
     "mspsync-write-back": "services/write-back/mspsync-write-back",
+    "mspsync-billing": "services/billing/mspsync-billing",
 }
 # The mount namespace of one pod: $1 = source of the secret files, $2 = where the pod mounts them,
 # $3 $4 $5 = uid, gid and supplementary group (fsGroup), then the environment and the command for
@@ -161,7 +162,7 @@ class K8sPods(unittest.TestCase):
         configmaps = {d["metadata"]["name"]: d.get("data") or {} for d in docs if d["kind"] == "ConfigMap"}
         secrets = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "Secret"}
         deps = [d for d in docs if d["kind"] == "Deployment"]
-        self.assertEqual(len(deps), 6, [d["metadata"]["name"] for d in deps])
+        self.assertEqual(len(deps), 7, [d["metadata"]["name"] for d in deps])
         pods = {}
         for dep in deps:
             name = dep["metadata"]["name"]
