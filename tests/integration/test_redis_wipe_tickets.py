@@ -40,9 +40,10 @@ def losses(exp, act):
 
 class RedisWipeTicketsTest(StackTest):
 
-    def run_case(self, lose, gateway_port=None, seed=31):
+    def run_case(self, lose, gateway_port=None, seed=31, latency_ms=0):
         genv = {"MSPSYNC_HTTP_PORT": str(gateway_port)} if gateway_port else None
-        s = self.make_stack(sim_config={"rate_limit": 0}, gateway_env=genv)
+        s = self.make_stack(sim_config={"rate_limit": 0, "latency_ms": latency_ms},
+                            gateway_env=genv)
         secret = T.setup(s, tc_env={"MSPSYNC_GROUP_INSTANCE_ID": "tc-0"})
         # The journal is asynchronous: the restore can only bring back what reached Kafka.
         wait_until(lambda: sum(1 for l in s.kcat("config", fmt="%k\n") if "ticketing:orgmap" in l)
@@ -95,8 +96,17 @@ class RedisWipeTicketsTest(StackTest):
 
         def chaos(s):
             s.redis("FLUSHALL")
+            # One SIGKILL of the ticket-creator inside its rescan (begun, not every customer
+            # done), then more of both at random while the restore and the rescans settle.
+            wait_until(lambda: '"ticket.rescan"' in s.ticket_creator.logtext(), 60,
+                       "the ticket-creator rescanning Syncro")
+            s.ticket_creator.kill9()
+            text = s.ticket_creator.logtext()
+            print("killed inside the rescan: %d begun, %d done" % (
+                text.count('"ticket.rescan"'), text.count('"ticket.rescanned"')))
+            s.restart(s.ticket_creator)
             end = time.time() + 8
-            kills = 0
+            kills = 1
             while time.time() < end:
                 time.sleep(rnd.uniform(0.1, 1.2))
                 victim = s.gateway if rnd.random() < 0.3 else s.ticket_creator
@@ -104,7 +114,7 @@ class RedisWipeTicketsTest(StackTest):
                 s.restart(victim)
                 kills += 1
             print("kills=%d" % kills)
-        self.run_case(chaos, gateway_port=free_port(), seed=41)
+        self.run_case(chaos, gateway_port=free_port(), seed=41, latency_ms=20)
 
 
 if __name__ == "__main__":
