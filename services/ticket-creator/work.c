@@ -643,6 +643,9 @@ static char *incident_details(const tc_item_t *it) {
     if (desc) fprintf(f, "\n%s\n", desc);
     if (link) fprintf(f, "\nLink: %s\n", link);
     fprintf(f, "\n%s%s/%lld\n", MSP_INCIDENT_MARKER, it->fp, it->gen);
+    /* The creating event too: after a Redis loss its replay finds it here (a rebuilt record has
+     * no events set to tell it by) instead of commenting on its own ticket. */
+    fprintf(f, "%s%s\n", MSP_EVENT_MARKER, it->eid);
     fclose(f);
     return out;
 }

@@ -116,6 +116,52 @@ class RedisWipeTicketsTest(StackTest):
             print("kills=%d" % kills)
         self.run_case(chaos, gateway_port=free_port(), seed=41, latency_ms=20)
 
+    def test_replayed_events_after_a_loss_act_once(self):
+        """Events handled before the loss and delivered again after it (a sender's retry, a
+        replay after a crash: the same event id) find their effect in Syncro by its marker — the
+        creating event's in the ticket's first comment — and do nothing twice; a new resolve
+        resolves the rebuilt ticket, a new re-fire reopens the resolved one."""
+        s = self.make_stack(sim_config={"rate_limit": 0})
+        secret = T.setup(s, orgs=2)
+        wait_until(lambda: any("ticketing:orgmap" in l for l in s.kcat("config", fmt="%k\n")),
+                   60, "the org mappings journaled")
+
+        def inc(iid, status, minute):
+            return {"id": iid, "org_id": "org-0001", "org_name": "Org One",
+                    "alert_type": "device_offline", "severity": "high", "status": status,
+                    "subject": "WS-01", "title": "WS-01 offline",
+                    "occurred_at": "2026-12-06T10:%02d:00.000Z" % minute}
+
+        def post(i):
+            wait_until(lambda: T.post_incident(s, secret, i)[0] == 202, 60,
+                       "the incident accepted")
+
+        def state():
+            return {k: [(g["comments"], g["changes"]) for g in v]
+                    for k, v in T.actual(T.sim_tickets(s)).items()}
+
+        before = [inc("inc-a", "open", 1), inc("inc-a", "open", 2), inc("inc-b", "open", 1),
+                  inc("inc-b", "resolved", 3)]
+        for i in before:
+            post(i)
+        want = {"inc-a": [(1, [])], "inc-b": [(0, ["Resolved"])]}
+        wait_until(lambda: state() == want or None, 60, "the tickets before the loss")
+        T.wait_drained(s)
+
+        s.redis("FLUSHALL")
+        for i in before:  # the same events again: nothing may change
+            post(i)
+        post(inc("inc-a", "resolved", 4))  # new: resolves the rebuilt open ticket
+        post(inc("inc-b", "open", 5))      # new: reopens the rebuilt resolved one, comments
+        want = {"inc-a": [(1, ["Resolved"])], "inc-b": [(1, ["Resolved", "New"])]}
+        try:
+            wait_until(lambda: state() == want or None, 90, "the tickets after the loss")
+        finally:
+            print("after the loss: %s" % state())
+        T.wait_drained(s)
+        self.assertEqual(state(), want)
+        self.assertEqual(s.kcat("dlq"), [])
+
 
 if __name__ == "__main__":
     main()
