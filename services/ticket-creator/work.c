@@ -6,7 +6,13 @@
  *   LOAD     Redis: ticketing config, the fingerprint's ticket record `tk:<fp>` (hash), whether
  *            this event id was handled already (`tk:<fp>:events`), the org mapping, the Syncro
  *            integration, whether the tenant holds incidents. Redis down → wait and LOAD again
- *            (never guess).
+ *            (never guess); Redis lost its state and the gateway has not restored it (the epoch
+ *            marker, read first and last) → wait the same way.
+ *   RESCAN   no record, but Redis was restored after a loss within the lookback and the org's
+ *            Syncro customer was not rescanned under this epoch: list the customer's tickets,
+ *            rebuild the records of those carrying our marker (`rebuilt`), LOAD again. A rebuilt
+ *            record has no events set: comment, reopen and resolve read the ticket for the
+ *            event's marker first.
  *   HOLD     ticketing paused (a 401/403 earlier), switched off with when_disabled=hold, or
  *            incidents of the tenant already held (they go first): the event is produced to
  *            `incidents.held` (key = tenant) and its offset committed once Kafka has it and the
