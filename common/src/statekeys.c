@@ -26,6 +26,8 @@ static const msp_statekey_t TABLE[] = {
     /* derived */
     {"tenants", MSP_STATE_DERIVED, "the ids of the restored tenant hashes"},
     {MSP_STATE_EPOCH_SUFFIX, MSP_STATE_DERIVED, "set when a restore (or a first start) ends"},
+    {MSP_STATE_RESTORED_AT_SUFFIX, MSP_STATE_DERIVED,
+     "set when a restore that found configuration ends (the time of the latest loss)"},
     {"inv:*", MSP_STATE_DERIVED,
      "the next full sync of each integration (rebuilding from the compacted customers/assets "
      "topics is not built yet)"},
@@ -35,6 +37,9 @@ static const msp_statekey_t TABLE[] = {
      "the index of a tenant's held incidents: derivable from incidents.held (design.md; the "
      "rebuild is not built yet: a lost index leaves those incidents held)"},
     {"ticketing:holding", MSP_STATE_DERIVED, "the tenants with a held index (as above)"},
+    {"ticketing:rescanned", MSP_STATE_DERIVED,
+     "the Syncro customers whose tickets were searched for markers after the latest loss "
+     "(customer -> epoch): lost with the records, so the next miss searches again"},
     {"billing:marks:*", MSP_STATE_DERIVED,
      "replaying usage.events (kept 400 days) rebuilds the marks: an operator resets the billing "
      "group's offsets (design.md \"Usage billing\"; not automatic yet)"},
@@ -58,13 +63,16 @@ static const msp_statekey_t TABLE[] = {
     {"rl", MSP_STATE_COORD, "a rate-limit bucket starts full (bounded by the vendor's own limit)"},
     {"restore:lock", MSP_STATE_COORD, "the next restore's claim"},
     {"ticketing:release_lock", MSP_STATE_COORD, "the next releaser's claim"},
+    {"ticketing:rescan_lock:*", MSP_STATE_COORD, "the next rescan's claim (one per customer)"},
     {"billing:sched_day", MSP_STATE_COORD, "the day's push may be requested again (harmless)"},
     /* cache */
     {"token:*", MSP_STATE_CACHE, "a new OAuth token is fetched"},
     {"cwrmm:defs", MSP_STATE_CACHE, "read again from ConnectWise RMM"},
     {"ticketing:orgs", MSP_STATE_CACHE, "the next incident of each org names it again"},
-    {"tk:*", MSP_STATE_CACHE,
-     "ticket records: lost (finding them again in Syncro by their marker is not built yet)"},
+    {"tk:*", MSP_STATE_DERIVED,
+     "ticket records: after a loss, the first miss of each Syncro customer rebuilds them from the "
+     "markers of the customer's tickets (design.md \"Ticket records after a Redis loss\"); the "
+     "events sets are not rebuilt: a rebuilt record checks the ticket's comments instead"},
 };
 #define TABLE_LEN (sizeof(TABLE) / sizeof(TABLE[0]))
 

@@ -22,15 +22,17 @@
  * claims mspsync:{_}:restore:lock (SET NX PX: one gateway restores, the others wait for the
  * marker), reads `config` from its start to its end (msp_kafka_read_to_end), keeps the last
  * value of each key, writes each (DEL, then HSET / SET / SADD; a tombstoned key is deleted),
- * adds every restored tenant to the tenants set, and sets a new epoch. The loop's 200 ms check
+ * adds every restored tenant to the tenants set, notes the time (state:restored_at_ms, when it
+ * restored anything: the ticket-creator then looks in Syncro for its lost ticket records), and
+ * sets a new epoch. The loop's 200 ms check
  * sees the marker and serves again. A gateway that starts on a Redis with the marker republishes
  * every configuration key once (a change whose record was lost to a crash of the gateway between
  * the write and its delivery reaches Kafka now; a deployment from before the journal fills it).
  *
  * Limits: a change accepted in the moment between a wipe and this gateway noticing it (at most
- * one check interval) is written to the empty Redis and then overwritten by the restore; other
- * services treat a missing key as missing while the restore runs (the fetcher reports a job of a
- * tenant it cannot find, the ticket-creator holds or skips by its configuration).
+ * one check interval) is written to the empty Redis and then overwritten by the restore; the
+ * fetcher and the ticket-creator wait for the marker (msp_state_lost) instead of treating a
+ * missing key as missing.
  */
 #include "gateway.h"
 
@@ -43,6 +45,7 @@
 
 #include <event2/event.h>
 
+#include "mspsync/backoff.h"
 #include "mspsync/crypto.h"
 #include "mspsync/kafka.h"
 #include "mspsync/log.h"
@@ -391,11 +394,12 @@ static int apply(redisContext *c, const char *rkey, json_t *rec, json_t *tenants
 static void *restore_main(void *arg) {
     gw_journal_t *j = arg;
     gw_t *gw = j->gw;
-    char err[256] = "", lock[64], mark[64], set[64], epoch[33];
+    char err[256] = "", lock[64], mark[64], set[64], epoch[33], restored_at[64];
     redisContext *c = msp_redis_connect(gw->cfg.redis_url, err, sizeof(err));
     msp_key(lock, sizeof(lock), "_", "restore:lock");
     msp_key(mark, sizeof(mark), "_", MSP_STATE_EPOCH_SUFFIX);
     msp_key(set, sizeof(set), "_", "tenants");
+    msp_key(restored_at, sizeof(restored_at), "_", MSP_STATE_RESTORED_AT_SUFFIX);
     restore_t r = {j, json_object()};
     long long n = -1;
     j->restore_ok = 0;
@@ -430,6 +434,17 @@ static void *restore_main(void *arg) {
         }
         json_object_foreach(tenants, k, v) {
             x = redisCommand(c, "SADD %s %s", set, k);
+            if (x)
+                freeReplyObject(x);
+        }
+        /* Configuration was found: this Redis lost state (a first start reads nothing). The
+         * time goes in before the marker, so a worker that sees the marker sees it too. */
+        if (n > 0 && keys > 0) {
+            x = redisCommand(c, "SET %s %lld", restored_at, (long long)msp_wall_ms());
+            if (!x || x->type == REDIS_REPLY_ERROR) {
+                snprintf(err, sizeof(err), "Redis: %s", c->err ? c->errstr : "error reply");
+                n = -1;
+            }
             if (x)
                 freeReplyObject(x);
         }

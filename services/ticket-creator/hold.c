@@ -28,6 +28,9 @@
  * copy in the topic is released twice, the second time found handled by its event id); a
  * released event whose `from` did not move is worked again and found handled, or its pending
  * marker makes the replay look before writing (design.md "No duplicate across a crash").
+ *
+ * While Redis has lost its state (msp_state_lost: the gateway restores it from Kafka) nothing is
+ * released: the timer waits for the marker.
  */
 #include "tc.h"
 
@@ -43,6 +46,7 @@
 #include "mspsync/kafka.h"
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
+#include "mspsync/statekeys.h"
 
 #define IDLE_MS 500
 #define LOCK_MS 10000
@@ -376,6 +380,12 @@ static void rel_timer_cb(evutil_socket_t fd, short what, void *arg) {
     (void)what;
     if (tc->stopping || tc->rel.item)
         return; /* an event in flight calls back itself */
+    /* Redis lost its state and the gateway has not restored it: an index or a lock read now
+     * would be an empty one. Wait for the marker (a run in progress resumes from its `from`). */
+    if (!tc_redis_ok(tc) || msp_state_lost(tc->redis) != 0) {
+        rel_arm(tc, IDLE_MS);
+        return;
+    }
     if (tc->rel.tenant[0])
         run_turn(tc);
     else

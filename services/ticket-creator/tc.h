@@ -76,6 +76,10 @@ typedef struct tc_s {
     msp_vcall_env_t vcall; /* what every Syncro call shares (tc_vcall_env) */
     int                stopping;
     tc_release_t rel;
+    /* The epoch marker (statekeys.h) as last seen: a change means Redis was lost and restored.
+     * lost_noted: the loss was acted on (offsets committed, logged) until the marker is back. */
+    char epoch_seen[64];
+    int lost_noted;
 } tc_t;
 
 /* work.c */

@@ -6,7 +6,13 @@
  *   LOAD     Redis: ticketing config, the fingerprint's ticket record `tk:<fp>` (hash), whether
  *            this event id was handled already (`tk:<fp>:events`), the org mapping, the Syncro
  *            integration, whether the tenant holds incidents. Redis down → wait and LOAD again
- *            (never guess).
+ *            (never guess); Redis lost its state and the gateway has not restored it (the epoch
+ *            marker, read first and last) → wait the same way.
+ *   RESCAN   no record, but Redis was restored after a loss within the lookback and the org's
+ *            Syncro customer was not rescanned under this epoch: list the customer's tickets,
+ *            rebuild the records of those carrying our marker (`rebuilt`), LOAD again. A rebuilt
+ *            record has no events set: comment, reopen and resolve read the ticket for the
+ *            event's marker first.
  *   HOLD     ticketing paused (a 401/403 earlier), switched off with when_disabled=hold, or
  *            incidents of the tenant already held (they go first): the event is produced to
  *            `incidents.held` (key = tenant) and its offset committed once Kafka has it and the
@@ -57,8 +63,10 @@
 #include "mspsync/log.h"
 #include "mspsync/model.h"
 #include "mspsync/redis.h"
+#include "mspsync/statekeys.h"
 #include "mspsync/syncro.h"
 #include "mspsync/syncro_store.h"
+#include "mspsync/tzif.h"
 #include "mspsync/utf8.h"
 #include "mspsync/vcall.h"
 #include "mspsync/vendor.h"
@@ -108,6 +116,13 @@ struct tc_item_s {
     char       rec_customer[32];
     char       last_status[STATUS_MAX + 1];
     char       pending[128];
+    int rebuilt; /* rebuilt from Syncro after a Redis loss: no events set behind it */
+
+    /* the state marker as LOAD saw it (statekeys.h) */
+    char epoch[64];
+    long long restored_at_ms; /* when Redis was last restored after a loss; 0 = never */
+    json_t *scan;             /* a rescan in progress: fingerprint -> {gen, ticket} */
+    char scan_lock[33];
 
     /* result counters for FINISH */
     const char *outcome;
@@ -166,6 +181,7 @@ static void item_destroy(msp_keyq_item_t *kit, void *opaque) {
     msp_vcall_clear(&it->vc);
     json_decref(it->inc);
     json_decref(it->config);
+    json_decref(it->scan);
     msp_syncro_integration_clear(&it->syncro);
     msp_dead_letter_clear(&it->dl);
     msp_dead_letter_clear(&it->hold);
@@ -350,9 +366,10 @@ static void append_record(tc_item_t *it) {
     snprintf(claim, sizeof(claim), "%lld", it->claim_at_ms);
     redisAppendCommand(it->tc->redis,
                        "HSET %s state %s gen %s ticket_id %s ticket_number %s customer_id %s "
-                       "last_status %s resolved_at_ms %s assignee %s claim_at_ms %s pending %s",
-                       k, state_names[it->state], gen, tid, num, it->rec_customer,
-                       it->last_status, res, asg, claim, it->pending);
+                       "last_status %s resolved_at_ms %s assignee %s claim_at_ms %s pending %s "
+                       "rebuilt %s",
+                       k, state_names[it->state], gen, tid, num, it->rec_customer, it->last_status,
+                       res, asg, claim, it->pending, it->rebuilt ? "1" : "0");
 }
 
 /*
@@ -632,6 +649,9 @@ static char *incident_details(const tc_item_t *it) {
     if (desc) fprintf(f, "\n%s\n", desc);
     if (link) fprintf(f, "\nLink: %s\n", link);
     fprintf(f, "\n%s%s/%lld\n", MSP_INCIDENT_MARKER, it->fp, it->gen);
+    /* The creating event too: after a Redis loss its replay finds it here (a rebuilt record has
+     * no events set to tell it by) instead of commenting on its own ticket. */
+    fprintf(f, "%s%s\n", MSP_EVENT_MARKER, it->eid);
     fclose(f);
     return out;
 }
@@ -801,17 +821,26 @@ static void search_ok(void *arg, msp_http_response_t *res, json_t *body) {
     finish_with(it, NULL);
 }
 
-static void search_page(tc_item_t *it) {
-    /* created_after: a day before the claim, at 00:00 UTC (its granularity is disputed, so a
-     * whole day), written as the date-time the document's format asks for. */
-    time_t since = (time_t)(it->claim_at_ms / 1000) - 86400;
+/*
+ * One page (it->search_page) of the customer's tickets created since since_ms, to on_ok. The
+ * filter is at 00:00 UTC of that day (its granularity is disputed, so a whole day), written as
+ * the date-time the document's format asks for.
+ */
+static void list_page(tc_item_t *it, const char *customer, long long since_ms,
+                      msp_vcall_ok_fn *on_ok) {
+    time_t since = (time_t)(since_ms / 1000);
     struct tm tm;
     char d[32], path[256];
     gmtime_r(&since, &tm);
     strftime(d, sizeof(d), "%Y-%m-%dT00:00:00Z", &tm);
-    snprintf(path, sizeof(path), "/tickets?customer_id=%s&created_after=%s&page=%d",
-             it->rec_customer, d, it->search_page);
-    call(it, "GET", strdup(path), NULL, search_ok, NULL);
+    snprintf(path, sizeof(path), "/tickets?customer_id=%s&created_after=%s&page=%d", customer, d,
+             it->search_page);
+    call(it, "GET", strdup(path), NULL, on_ok, NULL);
+}
+
+/* The marker search after a crash between claim and record: from a day before the claim. */
+static void search_page(tc_item_t *it) {
+    list_page(it, it->rec_customer, it->claim_at_ms - 86400000LL, search_ok);
 }
 
 /* A 404 on a known ticket: it was deleted in Syncro; forget it and DECIDE again. */
@@ -824,6 +853,7 @@ static int gone_404(void *arg, const msp_http_response_t *res) {
              it->ticket_id);
     it->state = TK_NONE;
     it->ticket_id = 0;
+    it->rebuilt = 0;
     it->pending[0] = '\0';
     decide(it);
     return 1;
@@ -926,13 +956,13 @@ static void resolve_check_ok(void *arg, msp_http_response_t *res, json_t *body) 
     const json_t *t = ticket_of(body);
     const char *target = cfg_str(it->config, "resolve_status", "Resolved");
     const char *st = t ? json_string_value(json_object_get(t, "status")) : NULL;
-    if (st && !strcmp(st, target) && pending_is(it, "resolve")) {
+    if (st && !strcmp(st, target) && (pending_is(it, "resolve") || it->rebuilt)) {
         resolved_ok(it, NULL, NULL); /* our own PUT landed before a crash */
         return;
     }
     char marker[128];
     snprintf(marker, sizeof(marker), "%s%s", MSP_EVENT_MARKER, it->eid);
-    if (t && pending_is(it, "comment") && has_comment_with(t, marker)) {
+    if (t && (pending_is(it, "comment") || it->rebuilt) && has_comment_with(t, marker)) {
         left_open_ok(it, NULL, NULL); /* our "left open" comment landed before a crash */
         return;
     }
@@ -984,6 +1014,7 @@ static void resolve_check_ok(void *arg, msp_http_response_t *res, json_t *body) 
 static void claim_and_create(tc_item_t *it) {
     it->gen++;
     it->state = TK_CREATING;
+    it->rebuilt = 0;
     it->ticket_id = it->ticket_number = it->resolved_at_ms = 0;
     it->claim_at_ms = msp_wall_ms();
     if (it->customer_id[0])
@@ -1002,13 +1033,31 @@ static void reopen(tc_item_t *it) {
          json_pack("{s:s}", "status", cfg_str(it->rule, "status", "New")), reopened_ok, gone_404);
 }
 
+/*
+ * A rebuilt record (no events set) about to be reopened: an event whose comment is on the ticket
+ * was handled before the loss (the reopen comes before its comment), and a later one resolved it
+ * again; nothing to do. Otherwise reopen.
+ */
+static void reopen_check_ok(void *arg, msp_http_response_t *res, json_t *body) {
+    tc_item_t *it = arg;
+    (void)res;
+    char marker[128];
+    snprintf(marker, sizeof(marker), "%s%s", MSP_EVENT_MARKER, it->eid);
+    const json_t *t = listed_ticket(it, body);
+    if (t && has_comment_with(t, marker)) {
+        finish_with(it, NULL);
+        return;
+    }
+    reopen(it);
+}
+
 /* The facts of the event as LOAD left them, then the table's action (decide.h). */
 static void decide(void *arg) {
     tc_item_t *it = arg;
     tc_facts_t f = {.state = it->state,
                     .open = !strcmp(it->status, "open"),
                     .mapped = it->customer_id[0] || it->rec_customer[0],
-                    .pending_comment = pending_is(it, "comment"),
+                    .pending_comment = pending_is(it, "comment") || it->rebuilt,
                     .auto_resolve = cfg_bool(it->config, "auto_resolve", 0),
                     .now_ms = msp_wall_ms(),
                     .resolved_at_ms = it->resolved_at_ms,
@@ -1034,8 +1083,222 @@ static void decide(void *arg) {
     case TC_DO_RESOLVE_CHECK:
         call(it, "GET", id_path("/tickets/%lld", it->ticket_id), NULL, resolve_check_ok, gone_404);
         return;
-    case TC_DO_REOPEN: reopen(it); return;
+    case TC_DO_REOPEN:
+        if (it->rebuilt && it->ticket_number > 0) /* a replay may have reopened it already */
+            call(it, "GET", id_path("/tickets?number=%lld&all_comments=true", it->ticket_number),
+                 NULL, reopen_check_ok, gone_404);
+        else
+            reopen(it);
+        return;
     }
+}
+
+/* ------------------------------------------------------------ RESCAN */
+
+/*
+ * After a Redis loss the ticket records are gone, and a miss no longer means "no ticket". While
+ * the loss is recent (within the lookback), the first miss of a Syncro customer lists that
+ * customer's tickets created within the lookback and rebuilds a record for each one whose first
+ * comment carries our incident marker (the highest generation per fingerprint), then notes the
+ * customer as rescanned for this epoch: later misses of that customer are new incidents. The
+ * lock only spares a second replica the same calls; two scans write the same records.
+ */
+#define RESCAN_LOCK_MS 15000
+
+/* How far back a lost record can matter: the reopen window or the events' lifetime. */
+static long long lookback_ms(const tc_item_t *it) {
+    long long reopen = cfg_int(it->config, "reopen_window_days", 7) * 86400000LL;
+    return reopen > EVENTS_TTL_S * 1000LL ? reopen : EVENTS_TTL_S * 1000LL;
+}
+
+static void rescan_key(const tc_item_t *it, char *buf, size_t size) {
+    msp_key(buf, size, it->tenant, "ticketing:rescan_lock:%s", it->customer_id);
+}
+
+static void rescan_page(tc_item_t *it);
+
+/* fp and generation of an "mspsync-incident: <fp>/<gen>" marker in text. @returns 1 or 0. */
+static int marker_of(const char *text, char fp[65], long long *gen) {
+    const char *p = text ? strstr(text, MSP_INCIDENT_MARKER) : NULL;
+    if (!p)
+        return 0;
+    p += strlen(MSP_INCIDENT_MARKER);
+    for (int i = 0; i < 64; i++)
+        if (!strchr("0123456789abcdef", p[i]) || !p[i])
+            return 0;
+    if (p[64] != '/')
+        return 0;
+    char *end;
+    *gen = strtoll(p + 65, &end, 10);
+    if (end == p + 65 || *gen <= 0)
+        return 0;
+    memcpy(fp, p, 64);
+    fp[64] = '\0';
+    return 1;
+}
+
+/* The time a rebuilt resolved ticket was resolved: resolved_at, else updated_at, else now. */
+static long long resolved_time(const json_t *t) {
+    int64_t ms;
+    const char *at = json_string_value(json_object_get(t, "resolved_at"));
+    if (at && msp_rfc3339_parse(at, &ms) == 0)
+        return ms;
+    at = json_string_value(json_object_get(t, "updated_at"));
+    if (at && msp_rfc3339_parse(at, &ms) == 0)
+        return ms;
+    return msp_wall_ms();
+}
+
+/* Write the record of a rebuilt ticket unless the fingerprint has one (written since the loss). */
+static const char REBUILD_LUA[] =
+    "if redis.call('HEXISTS', KEYS[1], 'state') == 1 then return 0 end "
+    "redis.call('HSET', KEYS[1], 'state', ARGV[1], 'gen', ARGV[2], 'ticket_id', ARGV[3], "
+    "'ticket_number', ARGV[4], 'customer_id', ARGV[5], 'last_status', ARGV[6], "
+    "'resolved_at_ms', ARGV[7], 'assignee', ARGV[8], 'claim_at_ms', '0', 'pending', '', "
+    "'rebuilt', '1') "
+    "return 1";
+
+static const char UNLOCK_LUA[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return 1";
+
+/* The scan is complete: the records, the customer's mark, the lock; then LOAD again. */
+static void rescan_write(void *arg) {
+    tc_item_t *it = arg;
+    tc_t *tc = it->tc;
+    if (!tc_redis_ok(tc)) {
+        wait_then(it, 1000, rescan_write);
+        return;
+    }
+    const char *target = cfg_str(it->config, "resolve_status", "Resolved");
+    const char *fp;
+    json_t *e;
+    int n = 0;
+    json_object_foreach(it->scan, fp, e) {
+        const json_t *t = json_object_get(e, "ticket");
+        const char *st = json_string_value(json_object_get(t, "status"));
+        int resolved = st && !strcmp(st, target);
+        char k[300], gen[32], tid[32], num[32], cust[32], res[32], asg[32], status[STATUS_MAX + 1];
+        msp_key(k, sizeof(k), it->tenant, "tk:%s", fp);
+        snprintf(gen, sizeof(gen), "%lld",
+                 (long long)json_integer_value(json_object_get(e, "gen")));
+        snprintf(tid, sizeof(tid), "%lld", json_id(json_object_get(t, "id")));
+        snprintf(num, sizeof(num), "%lld", json_id(json_object_get(t, "number")));
+        snprintf(cust, sizeof(cust), "%lld", json_id(json_object_get(t, "customer_id")));
+        snprintf(res, sizeof(res), "%lld", resolved ? resolved_time(t) : 0LL);
+        snprintf(asg, sizeof(asg), "%lld", json_id(json_object_get(t, "user_id")));
+        msp_utf8_copy(status, sizeof(status), st ? st : "");
+        redisAppendCommand(tc->redis, "EVAL %s 1 %s %s %s %s %s %s %s %s %s", REBUILD_LUA, k,
+                           state_names[resolved ? TK_RESOLVED : TK_OPEN], gen, tid, num, cust,
+                           status, res, asg);
+        n++;
+    }
+    char km[256], kl[300];
+    msp_key(km, sizeof(km), it->tenant, "ticketing:rescanned");
+    rescan_key(it, kl, sizeof(kl));
+    redisAppendCommand(tc->redis, "HSET %s %s %s", km, it->customer_id, it->epoch);
+    redisAppendCommand(tc->redis, "EVAL %s 1 %s %s", UNLOCK_LUA, kl, it->scan_lock);
+    int ok = 1, rebuilt = 0;
+    for (int i = 0; i < n + 2; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(tc->redis, (void **)&r) != REDIS_OK || !r) {
+            ok = 0;
+            break;
+        }
+        if (r->type == REDIS_REPLY_ERROR)
+            ok = 0;
+        else if (i < n && r->type == REDIS_REPLY_INTEGER)
+            rebuilt += (int)r->integer;
+        freeReplyObject(r);
+    }
+    if (!ok) {
+        MSP_WARN("redis.rescan_failed", it->tenant,
+                 "writing rebuilt ticket records failed; retrying");
+        wait_then(it, 1000, rescan_write);
+        return;
+    }
+    MSP_INFO("ticket.rescanned", it->tenant,
+             "customer=%s pages=%d tickets_with_marker=%d records_rebuilt=%d (Redis lost its "
+             "state; records written since were kept)",
+             it->customer_id, it->search_page, n, rebuilt);
+    json_decref(it->scan);
+    it->scan = NULL;
+    it->search_page = 0;
+    wait_then(it, 0, item_load);
+}
+
+static void rescan_ok(void *arg, msp_http_response_t *res, json_t *body) {
+    tc_item_t *it = arg;
+    (void)res;
+    long long cust = strtoll(it->customer_id, NULL, 10);
+    size_t i, j;
+    json_t *t;
+    const json_t *c;
+    json_array_foreach(json_object_get(body, "tickets"), i, t) {
+        if (json_id(json_object_get(t, "customer_id")) != cust)
+            continue;
+        char fp[65];
+        long long gen = 0;
+        int found = 0;
+        json_array_foreach(json_object_get(t, "comments"), j, c) {
+            if ((found = marker_of(json_string_value(json_object_get(c, "body")), fp, &gen)))
+                break;
+        }
+        if (!found)
+            continue;
+        json_t *have = json_object_get(it->scan, fp);
+        if (have && json_integer_value(json_object_get(have, "gen")) >= gen)
+            continue; /* a later generation of the incident, or the same ticket again */
+        json_object_set_new(it->scan, fp,
+                            json_pack("{s:I, s:O}", "gen", (json_int_t)gen, "ticket", t));
+    }
+    int total = (int)cfg_int(json_object_get(body, "meta"), "total_pages", 1);
+    size_t n = json_array_size(json_object_get(body, "tickets"));
+    if (n > 0 && it->search_page < total) {
+        if (it->search_page < it->tc->conf.search_max_pages) {
+            it->search_page++;
+            rescan_page(it);
+            return;
+        }
+        MSP_WARN("ticket.rescan_truncated", it->tenant,
+                 "customer=%s: %d pages of tickets, searched %lld (MSPSYNC_SEARCH_MAX_PAGES); "
+                 "an incident whose ticket is older may get a second one",
+                 it->customer_id, total, it->tc->conf.search_max_pages);
+    }
+    rescan_write(it);
+}
+
+static void rescan_page(tc_item_t *it) {
+    char k[300];
+    rescan_key(it, k, sizeof(k));
+    redisReply *r = redisCommand(it->tc->redis, "SET %s %s XX PX %d", k, it->scan_lock,
+                                 RESCAN_LOCK_MS); /* renewed per page; lost: harmless */
+    if (r)
+        freeReplyObject(r);
+    list_page(it, it->customer_id, it->restored_at_ms - lookback_ms(it), rescan_ok);
+}
+
+/* Claim the customer's rescan; another holder: wait, LOAD again (its mark ends the wait). */
+static void rescan_start(tc_item_t *it) {
+    char k[300];
+    rescan_key(it, k, sizeof(k));
+    redisReply *r = NULL;
+    if (msp_random_hex(it->scan_lock, 16) == 0)
+        r = redisCommand(it->tc->redis, "SET %s %s NX PX %d", k, it->scan_lock, RESCAN_LOCK_MS);
+    int mine = r && r->type == REDIS_REPLY_STATUS;
+    if (r)
+        freeReplyObject(r);
+    if (!mine) {
+        wait_then(it, 250, item_load);
+        return;
+    }
+    MSP_INFO("ticket.rescan", it->tenant,
+             "customer=%s: Redis lost its ticket records; looking for this customer's tickets "
+             "by their markers before deciding",
+             it->customer_id);
+    json_decref(it->scan);
+    it->scan = json_object();
+    it->search_page = 1;
+    rescan_page(it);
 }
 
 /* ------------------------------------------------------------------- LOAD */
@@ -1084,11 +1347,81 @@ static void unmapped(tc_item_t *it) {
 }
 
 /* The replies of item_load's one round trip, in the order they were asked for. */
-enum { LD_SEEN, LD_CONFIG, LD_TICKET, LD_ORGMAP, LD_HELD, LD_PAUSED, LD_SYNCRO, LD_N };
+enum {
+    LD_EPOCH,
+    LD_SEEN,
+    LD_CONFIG,
+    LD_TICKET,
+    LD_ORGMAP,
+    LD_HELD,
+    LD_PAUSED,
+    LD_SYNCRO,
+    LD_STATE,
+    LD_N
+};
 
 static void replies_free(redisReply **r) {
     for (int i = 0; i < LD_N; i++)
         if (r[i]) freeReplyObject(r[i]);
+}
+
+/* The mapped Syncro customer of an org mapping reply (out "" when none). */
+static void orgmap_customer(const redisReply *r, char *out, size_t size) {
+    json_t *m = r->type == REDIS_REPLY_STRING ? json_loads(r->str, 0, NULL) : NULL;
+    long long cid = m ? cfg_int(m, "customer_id", 0) : 0;
+    out[0] = '\0';
+    if (cid > 0)
+        snprintf(out, size, "%lld", cid);
+    json_decref(m);
+}
+
+/*
+ * The state marker, read first and last in LOAD's round trip: the same epoch both times means
+ * every read between was of a restored (or never lost) Redis. Missing: Redis lost its state and
+ * the gateway has not restored it; nothing is decided (every read would be an empty one).
+ * A loss, seen as a missing or a changed marker, first commits the offsets of the events finished
+ * before it: their records in Redis are gone, and a restart must not replay them against the
+ * rebuilt ones. @returns 1 when the event must wait, 0 (it->epoch, it->restored_at_ms set).
+ */
+static int state_wait(tc_item_t *it, const redisReply *first, const redisReply *last) {
+    tc_t *tc = it->tc;
+    const redisReply *e = last->element[0], *at = last->element[1];
+    int lost = first->type != REDIS_REPLY_STRING || e->type != REDIS_REPLY_STRING ||
+               strcmp(first->str, e->str) != 0;
+    int changed = !lost && tc->epoch_seen[0] && strcmp(tc->epoch_seen, e->str) != 0;
+    if ((lost || changed) && !tc->lost_noted) {
+        tc->lost_noted = 1;
+        if (tc->worker.consumer)
+            rd_kafka_commit(tc->worker.consumer, NULL, 1);
+        MSP_WARN("redis.state_lost", NULL,
+                 "Redis lost its state: incidents wait for the gateway's restore, then lost "
+                 "ticket records are looked for in Syncro");
+    }
+    if (lost)
+        return 1;
+    tc->lost_noted = 0;
+    snprintf(tc->epoch_seen, sizeof(tc->epoch_seen), "%s", e->str);
+    snprintf(it->epoch, sizeof(it->epoch), "%s", e->str);
+    it->restored_at_ms = at->type == REDIS_REPLY_STRING ? strtoll(at->str, NULL, 10) : 0;
+    return 0;
+}
+
+/*
+ * Whether a miss of the customer must first look in Syncro: Redis was restored within the
+ * lookback and the customer was not rescanned since. @returns 1, 0, or -1 when Redis failed.
+ */
+static int rescan_needed(tc_item_t *it) {
+    if (it->restored_at_ms <= 0 || msp_wall_ms() - it->restored_at_ms > lookback_ms(it))
+        return 0;
+    char k[256];
+    msp_key(k, sizeof(k), it->tenant, "ticketing:rescanned");
+    redisReply *r = redisCommand(it->tc->redis, "HGET %s %s", k, it->customer_id);
+    int rc = !r || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL) ? -1
+             : r->type == REDIS_REPLY_NIL                                        ? 1
+                                          : strcmp(r->str, it->epoch) != 0;
+    if (r)
+        freeReplyObject(r);
+    return rc;
 }
 
 /*
@@ -1104,9 +1437,12 @@ static void item_load(void *arg) {
         wait_then(it, 1000, item_load);
         return;
     }
-    char k[300], err[512];
+    char k[300], ks[64], ka[64], err[512];
     redisReply *rep[LD_N] = {0}, *r;
 
+    msp_key(ks, sizeof(ks), "_", MSP_STATE_EPOCH_SUFFIX);
+    msp_key(ka, sizeof(ka), "_", MSP_STATE_RESTORED_AT_SUFFIX);
+    redisAppendCommand(tc->redis, "GET %s", ks);
     tk_key(it, k, sizeof(k), ":events");
     redisAppendCommand(tc->redis, "SISMEMBER %s %s", k, it->eid);
     msp_key(k, sizeof(k), it->tenant, "ticketing:config");
@@ -1114,7 +1450,7 @@ static void item_load(void *arg) {
     tk_key(it, k, sizeof(k), "");
     redisAppendCommand(tc->redis,
                        "HMGET %s state gen ticket_id ticket_number customer_id last_status "
-                       "resolved_at_ms assignee claim_at_ms pending",
+                       "resolved_at_ms assignee claim_at_ms pending rebuilt",
                        k);
     msp_key(k, sizeof(k), it->tenant, "ticketing:orgmap");
     redisAppendCommand(tc->redis, "HGET %s %s", k, inc_str(it, "org_id"));
@@ -1123,6 +1459,7 @@ static void item_load(void *arg) {
     msp_key(k, sizeof(k), it->tenant, "status:syncro");
     redisAppendCommand(tc->redis, "HGET %s ticketing_paused", k);
     msp_syncro_integration_append(tc->redis, it->tenant);
+    redisAppendCommand(tc->redis, "MGET %s %s", ks, ka);
     int ok = 1;
     for (int i = 0; i < LD_N; i++)   /* read every reply, also after a failure: the pipe stays in step */
         if (redisGetReply(tc->redis, (void **)&rep[i]) != REDIS_OK || !rep[i] ||
@@ -1130,12 +1467,20 @@ static void item_load(void *arg) {
             ok = 0;
             if (tc->redis->err) break;   /* the connection is gone: tc_redis_ok reconnects */
         }
-    if (!ok || rep[LD_SEEN]->type != REDIS_REPLY_INTEGER ||
+    if (!ok ||
+        (rep[LD_EPOCH]->type != REDIS_REPLY_STRING && rep[LD_EPOCH]->type != REDIS_REPLY_NIL) ||
+        rep[LD_STATE]->type != REDIS_REPLY_ARRAY || rep[LD_STATE]->elements != 2 ||
+        rep[LD_SEEN]->type != REDIS_REPLY_INTEGER ||
         (rep[LD_CONFIG]->type != REDIS_REPLY_STRING && rep[LD_CONFIG]->type != REDIS_REPLY_NIL) ||
-        rep[LD_TICKET]->type != REDIS_REPLY_ARRAY || rep[LD_TICKET]->elements != 10 ||
+        rep[LD_TICKET]->type != REDIS_REPLY_ARRAY || rep[LD_TICKET]->elements != 11 ||
         (rep[LD_ORGMAP]->type != REDIS_REPLY_STRING && rep[LD_ORGMAP]->type != REDIS_REPLY_NIL) ||
         (rep[LD_HELD]->type != REDIS_REPLY_STRING && rep[LD_HELD]->type != REDIS_REPLY_NIL) ||
         (rep[LD_PAUSED]->type != REDIS_REPLY_STRING && rep[LD_PAUSED]->type != REDIS_REPLY_NIL)) {
+        replies_free(rep);
+        wait_then(it, 1000, item_load);
+        return;
+    }
+    if (state_wait(it, rep[LD_EPOCH], rep[LD_STATE])) {
         replies_free(rep);
         wait_then(it, 1000, item_load);
         return;
@@ -1196,10 +1541,34 @@ static void item_load(void *arg) {
     it->assignee = hash_field(r, 7, v, sizeof(v)) ? strtoll(v, NULL, 10) : 0;
     it->claim_at_ms = hash_field(r, 8, v, sizeof(v)) ? strtoll(v, NULL, 10) : 0;
     hash_field(r, 9, it->pending, sizeof(it->pending));
+    it->rebuilt = hash_field(r, 10, v, sizeof(v)) && !strcmp(v, "1");
     if ((it->state == TK_OPEN || it->state == TK_RESOLVED) && it->ticket_id <= 0)
         it->state = TK_NONE;
 
     const int open = !strcmp(it->status, "open");
+    if (it->state == TK_NONE) {
+        /* No record: after a recent Redis loss that may only mean it was lost. */
+        orgmap_customer(rep[LD_ORGMAP], it->customer_id, sizeof(it->customer_id));
+        int need = it->customer_id[0] ? rescan_needed(it) : 0;
+        if (need != 0) {
+            int rc = need < 0 ? -1
+                              : msp_syncro_integration_from_reply(rep[LD_SYNCRO], tc->redis->errstr,
+                                                                  &tc->key, it->tenant, &it->syncro,
+                                                                  err, sizeof(err));
+            replies_free(rep);
+            if (rc < 0) {
+                wait_then(it, 1000, item_load);
+            } else if (rc > 0) {
+                char reason[700];
+                snprintf(reason, sizeof(reason), "cannot ticket: %s", err);
+                dead_letter(it, reason);
+            } else {
+                use_syncro(it);
+                rescan_start(it);
+            }
+            return;
+        }
+    }
     tc_gate_facts_t gf = {.new_ticket = it->state == TK_NONE && open,
                           .rule_create = !it->rule || cfg_bool(it->rule, "create", 1),
                           .severity = inc_str(it, "severity"),
@@ -1231,14 +1600,7 @@ static void item_load(void *arg) {
 
     if (it->state == TK_NONE || (it->state == TK_RESOLVED && open)) {
         /* A new ticket may be needed: the org must be mapped (now, not when first seen). */
-        r = rep[LD_ORGMAP];
-        json_t *m = r->type == REDIS_REPLY_STRING ? json_loads(r->str, 0, NULL) : NULL;
-        it->customer_id[0] = '\0';
-        if (m) {
-            long long cid = cfg_int(m, "customer_id", 0);
-            if (cid > 0) snprintf(it->customer_id, sizeof(it->customer_id), "%lld", cid);
-            json_decref(m);
-        }
+        orgmap_customer(rep[LD_ORGMAP], it->customer_id, sizeof(it->customer_id));
         if (!it->customer_id[0] && it->state == TK_NONE) {
             replies_free(rep);
             unmapped(it);

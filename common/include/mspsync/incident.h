@@ -20,7 +20,8 @@
  *
  * Markers written into Syncro (ticket-creator) so that a crash between Syncro's answer and our
  * bookkeeping is resolved by reading the ticket back, never by creating twice:
- *   first comment of a ticket:  "mspsync-incident: <fingerprint>/<generation>"
+ *   first comment of a ticket:  "mspsync-incident: <fingerprint>/<generation>", then
+ *                               "mspsync-event: <event_id>" of the event that created it
  *   every later comment:        "mspsync-event: <event_id>"
  */
 #ifndef MSPSYNC_INCIDENT_H

@@ -45,6 +45,14 @@ typedef struct msp_statekey_s {
 #define MSP_STATE_EPOCH_SUFFIX "state:epoch"
 
 /**
+ * When the last restore that found configuration in Kafka ended (ms since the epoch):
+ * mspsync:{_}:state:restored_at_ms, written just before the epoch marker. Absent after a first
+ * start (nothing was lost) and wiped with everything else, so it always names the latest loss.
+ * The ticket-creator looks in Syncro for the lost ticket records while it is recent.
+ */
+#define MSP_STATE_RESTORED_AT_SUFFIX "state:restored_at_ms"
+
+/**
  * @brief The table row of a full key ("mspsync:{acme}:integration:syncro"), or NULL when the key
  * is not one of mspsync's. tenant (may be NULL) gets the tenant, suffix (may be NULL) points into
  * key after the tenant's "}:".
