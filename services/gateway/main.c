@@ -6,8 +6,9 @@
  * Wiring only (the logic lives in the modules listed in gateway.h), on the service skeleton
  * (svc.h): read the config table and the secret key (msp_svc_configure), listen (the /v1 routes
  * answer 503 and /readyz says why until Kafka is there; /healthz answers throughout), create the
- * topics, start the producer (wired to the loop: msp_svc_wire), Redis and the vendor HTTP client
- * on one libevent loop, serve until SIGINT/SIGTERM clears the run flag (lifecycle.h), then shut
+ * topics, start the producer (wired to the loop: msp_svc_wire), Redis (the blocking context of
+ * the admin routes, and the async one of the webhooks' tenant cache and the journal's marker
+ * check: tenant_cache.c) and the vendor HTTP client on one libevent loop, serve until SIGINT/SIGTERM clears the run flag (lifecycle.h), then shut
  * down in order:
  *   stop accepting → cancel vendor calls → flush the producer (delivery reports answer their held
  *   requests) → answer whatever is still held with 503 → free everything.
@@ -215,7 +216,7 @@ int main(int argc, char **argv) {
         MSP_WARN("redis.connect", NULL, "%s (will retry on use)", errstr);
     gw.cwtokens = msp_cwrmm_tokens_new(gw.base, gw.vendor, &gw.redis, &gw.key,
                                        CWRMM_TOKEN_MARGIN_MS);
-    if (!gw.cwtokens || gw_journal_start(&gw) != 0) {
+    if (!gw.cwtokens || gw_tc_start(&gw) != 0 || gw_journal_start(&gw) != 0) {
         MSP_ERROR("startup", NULL, "out of memory");
         goto out;
     }
@@ -231,6 +232,7 @@ out:
     gw.stopping = 1;
     msp_svc_stop_accepting(&svc);
     msp_http_destroy(gw.vendor);                   /* callbacks answer 503 */
+    gw_tc_stop(&gw); /* held webhook lookups answer 503; async Redis closed */
     gw_journal_stop(&gw);
     gw.vendor = NULL;
     /* delivery reports answer the held requests; the producer's wiring goes with it */
