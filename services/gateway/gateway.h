@@ -94,6 +94,7 @@ typedef struct gw_s {
     redisContext       *redis;
     struct redisAsyncContext *aredis; /* the loop's own: NULL while down (tenant_cache.c) */
     gw_tcache_t *tcache;              /* the webhooks' tenant cache (tenant_cache.c) */
+    int64_t aredis_answered_ms;       /* monotonic: the async connection's last reply */
     msp_http_t         *vendor;
     msp_cwrmm_tokens_t *cwtokens;      /* ConnectWise RMM tokens, shared with the workers via Redis */
     msp_metrics_t      *metrics;

@@ -44,6 +44,7 @@
 #include <event2/event.h>
 #include <hiredis/async.h>
 
+#include "mspsync/backoff.h"
 #include "mspsync/crypto.h"
 #include "mspsync/kafka.h"
 #include "mspsync/log.h"
@@ -533,6 +534,8 @@ static void watch_reply(redisAsyncContext *ac, void *reply, void *arg) {
     gw_journal_t *j = arg;
     redisReply *r = reply;
     j->watching = 0;
+    if (r)
+        j->gw->aredis_answered_ms = msp_now_ms();
     if (r && r->type != REDIS_REPLY_ERROR && !j->gw->stopping)
         gw_journal_epoch(j->gw, r->type == REDIS_REPLY_STRING ? r->str : NULL);
     if (!j->gw->stopping)

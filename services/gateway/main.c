@@ -21,6 +21,7 @@
 #include <event2/http.h>
 
 #include "gateway.h"
+#include "mspsync/backoff.h"
 #include "mspsync/billing.h"
 #include "mspsync/config.h"
 #include "mspsync/kafka.h"
@@ -31,6 +32,7 @@
 
 #define SHUTDOWN_FLUSH_MS 10000
 #define CWRMM_TOKEN_MARGIN_MS 60000  /* refresh a ConnectWise RMM token this long before expiry */
+#define REDIS_ANSWER_MS 3000         /* /readyz: the async Redis connection answered within this */
 
 static gw_t gw;
 static msp_svc_t svc;   /* the API server's socket, the producer's wiring, the tick */
@@ -86,21 +88,28 @@ static const msp_config_entry_t config[] = {
     {NULL},
 };
 
-/* /readyz is not authenticated: why is a fixed phrase, the details go to the log. */
+/*
+ * /readyz is not authenticated: why is a fixed phrase, the details go to the log. Redis counts
+ * as there when the async connection answered lately (the journal's marker check asks every
+ * second): a probe never waits on a stalled Redis, and neither does the loop.
+ */
 static int ready_cb(void *opaque, char *why, size_t why_size) {
     gw_t *g = opaque;
-    char err[256];
     if (!g->rk) {
         snprintf(why, why_size, "%s", msp_kafka_waiting_why());
         return 0;
     }
-    if (!gw_redis_ping(g, err, sizeof(err))) {
-        MSP_WARN("redis.unavailable", NULL, "%s", err);
+    if (!g->aredis || msp_now_ms() - g->aredis_answered_ms > REDIS_ANSWER_MS) {
+        MSP_WARN("redis.unavailable", NULL, "no answer from Redis for %lld ms%s",
+                 (long long)(msp_now_ms() - g->aredis_answered_ms),
+                 g->aredis ? "" : " (not connected)");
         snprintf(why, why_size, "redis unavailable");
         return 0;
     }
-    if (g->restoring == 1) { /* a start on an empty Redis, or a wipe: journal.c */
-        snprintf(why, why_size, "restoring the configuration from kafka");
+    if (g->restoring != 0) { /* a start on an empty Redis, or a wipe: journal.c */
+        snprintf(why, why_size,
+                 g->restoring == 1 ? "restoring the configuration from kafka"
+                                   : "reading the configuration state");
         return 0;
     }
     return gw_kafka_ready(g, why, why_size);

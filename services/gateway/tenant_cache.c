@@ -25,9 +25,10 @@
  *
  * The connection: connected at start, and again every RECONNECT_MS after it was lost; when it is
  * down a miss answers 503 at once. Writes the webhook makes (the ticketing:orgs suggestion) go
- * through it too (gw_tc_org_seen): sent at once when none is in flight, otherwise coalesced per
- * org and sent when the previous ones have been answered — a stalled Redis holds at most one
- * pending value per org, never the loop.
+ * through it too (gw_tc_org_seen): sent at once when none is in flight and none went out in the
+ * last ORGS_FLUSH_MS, otherwise coalesced per org and sent by the tick once the previous ones
+ * have been answered — a busy org costs Redis at most one write per ORGS_FLUSH_MS, and a stalled
+ * Redis holds at most one pending value per org, never the loop.
  */
 #include "gateway.h"
 
@@ -52,6 +53,7 @@
 #define RECONNECT_MS 500
 #define BUCKETS 1024
 #define MAX_ORGS_PENDING 100000 /* coalesced suggestions held while Redis is slow */
+#define ORGS_FLUSH_MS 100       /* at most one round of suggestion writes this often */
 
 typedef struct waiter_s {
     gw_held_t *held;
@@ -93,6 +95,7 @@ struct gw_tcache_s {
     int64_t last_refresh_ms, last_connect_ms;
     json_t *orgs; /* "tenant\x1forg" -> {"n": name|null, "t": ms} not yet sent */
     int orgs_inflight;
+    int64_t orgs_flushed_ms;
 };
 
 /* ---- the connection ------------------------------------------------------------------------ */
@@ -245,6 +248,8 @@ static void load_reply(redisAsyncContext *ac, void *reply, void *arg) {
     load_t *l = arg;
     redisReply *r = reply;
     int i = l->replies++;
+    if (r)
+        l->tc->gw->aredis_answered_ms = msp_now_ms();
     if (!r || r->type == REDIS_REPLY_ERROR) {
         l->failed = 1;
     } else if (i == 0) {
@@ -410,6 +415,8 @@ static void org_sent(redisAsyncContext *ac, void *reply, void *arg) {
     gw_tcache_t *tc = arg;
     redisReply *r = reply;
     tc->orgs_inflight--;
+    if (r)
+        tc->gw->aredis_answered_ms = msp_now_ms();
     if (!r || r->type == REDIS_REPLY_ERROR)
         MSP_WARN("webhook.org_seen_failed", NULL, "could not record an org as seen: %s",
                  r ? r->str : "connection lost");
@@ -420,6 +427,7 @@ static void orgs_flush(gw_tcache_t *tc) {
     redisAsyncContext *ac = tc->gw->aredis;
     if (!ac || tc->orgs_inflight > 0 || json_object_size(tc->orgs) == 0)
         return;
+    tc->orgs_flushed_ms = msp_now_ms();
     const char *k;
     json_t *v;
     json_object_foreach(tc->orgs, k, v) {
@@ -458,7 +466,8 @@ void gw_tc_org_seen(gw_t *gw, const char *tenant, const char *org_id, const char
             tc->orgs, k,
             json_pack("{s:o,s:I}", "n", name ? name : json_null(), "t", (json_int_t)msp_wall_ms()));
     free(k);
-    orgs_flush(tc);
+    if (msp_now_ms() - tc->orgs_flushed_ms >= ORGS_FLUSH_MS) /* else the tick sends it */
+        orgs_flush(tc);
 }
 
 /* ---- the tick: reconnect, time out held requests, refresh, flush ---------------------------- */

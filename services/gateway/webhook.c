@@ -285,10 +285,13 @@ static void wh_delivered(gw_t *gw, void *arg, const char *error) {
     wh_free(w);
 }
 
-static void produce(gw_t *gw, struct evhttp_request *req, const char *tenant, json_t *body) {
-    const char *id = json_string_value(json_object_get(body, "id"));
-    const char *org_id = json_string_value(json_object_get(body, "org_id"));
-    const char *org_name = json_string_value(json_object_get(body, "org_name"));
+/*
+ * The raw.events record: the envelope, then "payload". When validation changed nothing (ids
+ * sent as strings: the common case) the payload is the body's raw bytes, which json_loadb has
+ * just accepted as one valid object — the record holds the body exactly as sent and the body
+ * is not serialised again. Otherwise the validated body is. @returns new text or NULL.
+ */
+static char *incident_record(const char *tenant, json_t *body, const char *raw, size_t raw_len) {
     char now[32];
     int64_t now_ms = msp_wall_ms();
     msp_format_time(now_ms, now, sizeof(now));
@@ -298,12 +301,38 @@ static void produce(gw_t *gw, struct evhttp_request *req, const char *tenant, js
     json_object_set_new(msg, "tenant", json_string(tenant));
     json_object_set_new(msg, "integration", json_string("mtp"));
     json_object_set_new(msg, "type", json_string("incident"));
-    json_object_set_new(msg, "source_id", json_string(id));
+    json_object_set(msg, "source_id", json_object_get(body, "id"));
     json_object_set_new(msg, "received_at", json_string(now));
     json_object_set_new(msg, "received_at_ms", json_integer(now_ms));
-    json_object_set(msg, "payload", body);
-    char *text = json_dumps(msg, JSON_COMPACT);
+    if (!raw)
+        json_object_set(msg, "payload", body);
+    char *head = json_dumps(msg, JSON_COMPACT);
     json_decref(msg);
+    if (!raw || !head)
+        return head;
+    /* head is {...}: replace its closing brace by ,"payload":<raw>} */
+    static const char PAYLOAD[] = ",\"payload\":";
+    size_t hl = strlen(head) - 1;
+    char *text = malloc(hl + sizeof(PAYLOAD) - 1 + raw_len + 2);
+    if (text) {
+        memcpy(text, head, hl);
+        memcpy(text + hl, PAYLOAD, sizeof(PAYLOAD) - 1);
+        memcpy(text + hl + sizeof(PAYLOAD) - 1, raw, raw_len);
+        memcpy(text + hl + sizeof(PAYLOAD) - 1 + raw_len, "}", 2);
+    }
+    free(head);
+    return text;
+}
+
+static void produce(gw_t *gw, struct evhttp_request *req, const char *tenant, json_t *body,
+                    int as_sent) {
+    const char *id = json_string_value(json_object_get(body, "id"));
+    const char *org_id = json_string_value(json_object_get(body, "org_id"));
+    const char *org_name = json_string_value(json_object_get(body, "org_name"));
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = as_sent ? evbuffer_get_length(in) : 0;
+    const char *raw = len ? (const char *)evbuffer_pullup(in, (ev_ssize_t)len) : NULL;
+    char *text = incident_record(tenant, body, raw, len);
 
     wh_t *w = calloc(1, sizeof(*w));
     if (w) {
@@ -422,10 +451,13 @@ void gw_webhook_open(gw_t *gw, struct evhttp_request *req, const char *tenant, c
 static void incident_opened(gw_t *gw, struct evhttp_request *req, const char *tenant,
                             json_t *body) {
     char err[512];
+    /* ids sent as integers become strings: then the record carries the validated body */
+    int as_sent = json_is_string(json_object_get(body, "id")) &&
+                  json_is_string(json_object_get(body, "org_id"));
     if (validate_incident(body, err, sizeof(err)) != 0)
         reject(gw, req, tenant, 400, "%s", err);
     else
-        produce(gw, req, tenant, body);
+        produce(gw, req, tenant, body, as_sent);
     json_decref(body);
 }
 

@@ -161,7 +161,14 @@ class WebhookCacheTest(StackTest):
                                    "org-stall-%d" % (n - 1)) == 1, 30, "orgs recorded")
         seen = json.loads(s.redis_raw("HGET", "mspsync:{acme}:ticketing:orgs", "org-stall-0"))
         self.assertEqual(seen["org_name"], INCIDENT["org_name"])
-        self.assertEqual(len([l for l in s.kcat("raw.events") if l.startswith("acme\t")]), n + 1)
+        recs = [l.split("\t", 1)[1] for l in s.kcat("raw.events") if l.startswith("acme\t")]
+        self.assertEqual(len(recs), n + 1)
+        # Ids sent as strings: the record carries the body exactly as sent (its very bytes).
+        sent = dict(INCIDENT, id="stall-0", org_id="org-stall-0")
+        rec = [json.loads(r) for r in recs if '"source_id":"stall-0"' in r]
+        self.assertEqual(len(rec), 1)
+        self.assertEqual(rec[0]["payload"], sent)
+        self.assertIn(encode(sent).decode(), [r for r in recs if "stall-0" in r][0])
 
 
 if __name__ == "__main__":
