@@ -76,7 +76,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "kafka: %s\n", errstr);
         return 1;
     }
-    struct event_base *base = event_base_new();
+    struct event_config *ecfg = event_config_new(); /* the gateway's loop settings (main.c) */
+    if (ecfg)
+        event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    struct event_base *base = ecfg ? event_base_new_with_config(ecfg) : NULL;
+    if (ecfg)
+        event_config_free(ecfg);
     struct evhttp *http = base ? evhttp_new(base) : NULL;
     struct evhttp_bound_socket *sock =
         http ? evhttp_bind_socket_with_handle(http, "127.0.0.1", 0) : NULL;

@@ -226,6 +226,7 @@ static void load_done(load_t *l) {
         long long until = 0;
         int rc = gw_webhook_secrets_open(tc->gw, e->tenant, l->field[0], l->field[1], l->field[2],
                                          &s, &until, err, sizeof(err));
+        int was_unreadable = e->ready && e->rc == -2;
         forget_value(e);
         e->ready = 1;
         e->exists = l->exists;
@@ -233,7 +234,7 @@ static void load_done(load_t *l) {
         e->current = s.current;
         e->previous = s.previous;
         e->previous_until_ms = until;
-        if (rc != 0)
+        if (rc != 0 && !was_unreadable) /* once, not at every refresh */
             MSP_ERROR("webhook.secret_unreadable", e->tenant, "%s", err);
         answer_all(tc, e, 0, NULL);
     }
