@@ -1,34 +1,45 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR
-# webhook_intake.sh — the gateway's incident webhook alone: requests/s and latency with wrk on
-# loopback. Every request is a valid, signed incident that the gateway verifies (HMAC), validates,
-# produces to raw.events and answers 202 only after Kafka's delivery report.
+# webhook_intake.sh — the gateway's incident webhook beside its ceiling: requests/s and latency
+# with wrk on loopback, the gateway and a minimal HTTP → Kafka server of our own
+# (bench/intake_ceiling.c: same evhttp server, same producer settings and delivery-report wakeup,
+# 202 after the ack, nothing else) measured back to back in one run on the same broker.
+# Every gateway request is a valid, signed incident that the gateway verifies (HMAC), validates,
+# produces to raw.events and answers 202 only after Kafka's delivery report; the ceiling gets
+# the same bytes on the same topic.
 #
-# Usage: bench/webhook_intake.sh [SECONDS] [CONNECTIONS]     defaults 20 and 32
+# Usage: bench/webhook_intake.sh [SECONDS] [RUNS]     defaults 10 and 3
 # Env:   MSPSYNC_BUILD_DIR      build tree with the binaries (default <repo>/build)
+#        BENCH_CONNS            connection counts (default "32 256")
 #        BENCH_KEEP=1           keep the work directory afterwards
 #
-# Starts its own Kafka, Redis and gateway on 127.0.0.1 (no normalizer: intake only), one tenant
-# with a webhook secret, and runs wrk -t1 -c CONNECTIONS for SECONDS with one signed body (its
-# timestamp stays inside the 300 s replay window for runs up to 4 minutes). On 2 cores wrk, the
-# gateway, the broker and Redis share the machine: the CPU line says who used what.
+# Starts its own Kafka, Redis, gateway and ceiling server on 127.0.0.1, one tenant with a
+# webhook secret. For each run and each connection count: wrk -t1 -cC for SECONDS against the
+# gateway, then against the ceiling. The medians of RUNS runs are compared (ratio = gateway /
+# ceiling). On 2 cores wrk, the server, the broker and Redis share the machine: the CPU share
+# of the server under test and load1 (the machine's load, other users included) are printed.
 #
 # Prints (the block after "== results ==" is meant for docs/benchmarks.md):
-#   machine nproc=.. mem_gb=.. kernel=.. cpu=..
-#   intake seconds=S connections=C requests=N requests_per_s=X p50_ms=.. p99_ms=.. non_2xx=..
+#   machine nproc=.. mem_gb=.. kernel=.. cpu=.. load1=..
+#   run=R server=gateway|ceiling connections=C requests_per_s=X p50_ms=.. p99_ms=.. non_2xx=.. cpu=..
+#   median connections=C gateway_rps=.. gateway_p99_ms=.. ceiling_rps=.. ceiling_p99_ms=.. ratio=..
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 # shellcheck source=../deploy/local/lib.sh
 . "$ROOT/deploy/local/lib.sh"
 
-SECS=${1:-20}
-CONNS=${2:-32}
-[[ "$SECS" =~ ^[1-9][0-9]*$ && "$CONNS" =~ ^[1-9][0-9]*$ && "$SECS" -le 240 ]] || {
-    echo "usage: $0 [SECONDS<=240] [CONNECTIONS]" >&2; exit 2; }
+SECS=${1:-10}
+RUNS=${2:-3}
+CONNS_LIST=${BENCH_CONNS:-32 256}
+[[ "$SECS" =~ ^[1-9][0-9]*$ && "$RUNS" =~ ^[1-9][0-9]*$ && "$SECS" -le 60 ]] || {
+    echo "usage: $0 [SECONDS<=60] [RUNS]" >&2; exit 2; }
 BUILD=${MSPSYNC_BUILD_DIR:-$ROOT/build}
 GW_BIN=$BUILD/services/gateway/mspsync-gateway
-[ -x "$GW_BIN" ] || { echo "$0: $GW_BIN missing: build first" >&2; exit 1; }
+CEIL_BIN=$BUILD/bench/mspsync-bench-intake-ceiling
+for b in "$GW_BIN" "$CEIL_BIN"; do
+    [ -x "$b" ] || { echo "$0: $b missing: build first" >&2; exit 1; }
+done
 for c in wrk curl python3 redis-server java; do
     command -v "$c" >/dev/null || { echo "$0: $c not found (deploy/local/install-deps.sh)" >&2; exit 1; }
 done
@@ -75,24 +86,60 @@ print('wrk.headers["Content-Type"] = "application/json"')
 print('wrk.headers["X-MSPSync-Timestamp"] = "%s"' % ts)
 print('wrk.headers["X-MSPSync-Signature"] = "%s"' % sig)
 PY
-log "wrk: $SECS s, $CONNS connections"
-cpu0=$(awk '{print $14+$15}' "/proc/$GW_PID/stat")
-run wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s "$W/post.lua" "$GW/v1/webhooks/mtp/wh" >"$W/wrk.out"
-cpu1=$(awk '{print $14+$15}' "/proc/$GW_PID/stat")
-cat "$W/wrk.out" >&2
-python3 - "$W/wrk.out" "$SECS" "$CONNS" "$cpu0" "$cpu1" "$(getconf CLK_TCK)" >>"$RESULTS" <<'PY'
+# The ceiling: same broker, same topic (the gateway created it), same producer settings.
+"$CEIL_BIN" "$BROKERS" "bench$$.raw.events" "$W/ceiling.port" >"$W/ceiling.log" 2>&1 &
+CEIL_PID=$!; PIDS+=("$CEIL_PID")
+wait_file "$W/ceiling.port" "$CEIL_PID" 30
+CEIL=http://127.0.0.1:$(cat "$W/ceiling.port")
+
+# One measurement: SERVER_NAME PID URL CONNS RUN → a line in $RESULTS
+measure() {
+    local name=$1 pid=$2 url=$3 conns=$4 r=$5 cpu0 cpu1
+    log "run $r: $name, $SECS s, $conns connections"
+    cpu0=$(awk '{print $14+$15}' "/proc/$pid/stat")
+    run wrk -t1 -c"$conns" -d"${SECS}s" --latency -s "$W/post.lua" "$url" >"$W/wrk.out"
+    cpu1=$(awk '{print $14+$15}' "/proc/$pid/stat")
+    python3 - "$W/wrk.out" "$name" "$conns" "$r" "$SECS" "$cpu0" "$cpu1" "$(getconf CLK_TCK)" \
+        "$(cut -d' ' -f1 /proc/loadavg)" >>"$RESULTS" <<'PY'
 import re, sys
-out, secs, conns, c0, c1, tck = open(sys.argv[1]).read(), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+out, name, conns, r, secs, c0, c1, tck, load = open(sys.argv[1]).read(), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8]), sys.argv[9]
 def ms(v):
     n, unit = float(re.match(r"([\d.]+)", v).group(1)), re.search(r"(us|ms|s)$", v).group(1)
     return n / 1000 if unit == "us" else n * 1000 if unit == "s" else n
 pct = dict(re.findall(r"^\s+(\d+)%\s+(\S+)", out, re.M))
-reqs = int(re.search(r"(\d+) requests in", out).group(1))
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-print("intake seconds=%d connections=%d requests=%d requests_per_s=%.0f p50_ms=%.2f p99_ms=%.2f non_2xx=%s gateway_cpu_share=%.0f%%" % (
-    secs, conns, reqs, rps, ms(pct["50"]), ms(pct["99"]), non2xx.group(1) if non2xx else 0, 100.0 * (c1 - c0) / tck / secs))
+print("run=%d server=%s connections=%d requests_per_s=%.0f p50_ms=%.2f p99_ms=%.2f non_2xx=%s cpu=%.0f%% load1=%s" % (
+    r, name, conns, rps, ms(pct["50"]), ms(pct["99"]), non2xx.group(1) if non2xx else 0,
+    100.0 * (c1 - c0) / tck / secs, load))
 PY
+    tail -1 "$RESULTS" >&2
+}
+
+log "warm-up: 2 s each (connections, the producer's first batches; not counted)"
+for url in "$GW/v1/webhooks/mtp/wh" "$CEIL/v1/webhooks/mtp/wh"; do
+    run wrk -t1 -c32 -d2s -s "$W/post.lua" "$url" >/dev/null
+done
+for ((r = 1; r <= RUNS; r++)); do
+    for c in $CONNS_LIST; do
+        measure gateway "$GW_PID" "$GW/v1/webhooks/mtp/wh" "$c" "$r"
+        measure ceiling "$CEIL_PID" "$CEIL/v1/webhooks/mtp/wh" "$c" "$r"
+    done
+done
+python3 - "$RESULTS" >>"$RESULTS.medians" <<'PY'
+import re, statistics, sys
+rows = [dict(re.findall(r"(\w+)=(\S+)", l)) for l in open(sys.argv[1]) if l.startswith("run=")]
+for c in sorted({int(r["connections"]) for r in rows}):
+    def med(server, field):
+        return statistics.median(float(r[field].rstrip("%")) for r in rows
+                                 if r["server"] == server and int(r["connections"]) == c)
+    g, k = med("gateway", "requests_per_s"), med("ceiling", "requests_per_s")
+    print("median connections=%d gateway_rps=%.0f gateway_p99_ms=%.2f ceiling_rps=%.0f ceiling_p99_ms=%.2f ratio=%.2f" % (
+        c, g, med("gateway", "p99_ms"), k, med("ceiling", "p99_ms"), g / k if k else 0))
+PY
+cat "$RESULTS.medians" >>"$RESULTS"
+[ "$(grep -c 'non_2xx=0 ' "$RESULTS")" = "$(grep -c '^run=' "$RESULTS")" ] ||
+    log "WARNING: some answers were not 2xx (see the non_2xx fields)"
 
 echo
 echo "== results =="

@@ -12,9 +12,10 @@
  * are doubles, which hold µs timestamps (~1.8e15 < 2^53) exactly, so the script works in whole
  * microseconds throughout and the two implementations agree bit for bit.
  */
-#include "mspsync/config.h"
-#include "mspsync/errstr.h"
 #include "mspsync/redis.h"
+#include "mspsync/config.h"
+#include "mspsync/crypto.h"
+#include "mspsync/errstr.h"
 #include "mspsync/log.h"
 
 #include <errno.h>
@@ -27,6 +28,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
 #include <openssl/evp.h>
 
 #define MSP_REDIS_CONNECT_TIMEOUT_SEC 2
@@ -198,6 +201,42 @@ redisContext *msp_redis_connect(const char *url, char *errstr, size_t errstr_siz
         }
     }
     return c;
+}
+
+/* The reply to an async AUTH or SELECT: an error closes the connection (its commands fail). */
+static void async_setup_cb(redisAsyncContext *ac, void *reply, void *what) {
+    redisReply *r = reply;
+    if (r && r->type == REDIS_REPLY_ERROR) {
+        MSP_ERROR("redis.setup_failed", NULL, "Redis %s: %s", (const char *)what, r->str);
+        redisAsyncDisconnect(ac);
+    }
+}
+
+redisAsyncContext *msp_redis_async_connect(const char *url, struct event_base *base, char *errstr,
+                                           size_t errstr_size) {
+    redis_url_t u;
+    if (parse_url(url, &u, errstr, errstr_size) != 0)
+        return NULL;
+    redisAsyncContext *ac = redisAsyncConnect(u.host, u.port);
+    if (!ac) {
+        msp_set_err(errstr, errstr_size, "Redis %s:%d: out of memory", u.host, u.port);
+        return NULL;
+    }
+    if (ac->err || redisLibeventAttach(ac, base) != REDIS_OK) {
+        msp_set_err(errstr, errstr_size, "Redis %s:%d: %s", u.host, u.port,
+                    ac->err ? ac->errstr : "cannot attach to the event loop");
+        redisAsyncFree(ac);
+        return NULL;
+    }
+    /* the password goes as an argument only, never into errstr or the log */
+    if (u.password && u.user)
+        redisAsyncCommand(ac, async_setup_cb, "AUTH", "AUTH %s %s", u.user, u.password);
+    else if (u.password)
+        redisAsyncCommand(ac, async_setup_cb, "AUTH", "AUTH %s", u.password);
+    if (u.db != 0)
+        redisAsyncCommand(ac, async_setup_cb, "SELECT", "SELECT %d", u.db);
+    msp_secure_zero(u.buf, sizeof(u.buf));
+    return ac;
 }
 
 int msp_redis_ensure(redisContext **c, const char *url, char *errstr, size_t errstr_size) {

@@ -3,7 +3,7 @@
  *   POST   /v1/tenants/{t}/webhooks/mtp/secret           create or rotate (shows the secret once)
  *   GET    /v1/tenants/{t}/webhooks/mtp                  whether one is configured, and how to sign
  *   DELETE /v1/tenants/{t}/webhooks/mtp/secret/previous  end the rotation grace period now
- * and gw_webhook_secrets_load, which the webhook (webhook.c) verifies signatures against.
+ * and gw_webhook_secrets_open, which unseals what the webhook (webhook.c) verifies against.
  *
  * Storage: hash mspsync:{t}:webhook:mtp with current_sealed, current_created_at, previous_sealed,
  * previous_valid_until_ms. Secrets are sealed (AES-256-GCM) with AAD "<t>/webhook:mtp", so a
@@ -11,8 +11,9 @@
  * current becomes the previous in the same step as the new one is written), so two concurrent
  * rotations cannot lose a secret that was already shown to a caller.
  *
- * No cache: the webhook reads and unseals per request (Redis is local, AES-GCM is cheap), so a
- * rotation or a revoke takes effect with the next request. The plaintext is shown only in the
+ * The webhook keeps the unsealed secrets in its tenant cache (tenant_cache.c): a rotation or a
+ * revoke through this gateway takes effect with the next request, through another replica
+ * within the cache's refresh bound. The plaintext is shown only in the
  * 201 answer of the POST and is never logged (once stored it is registered with msp_log_redact
  * as well, gw_secret_keep; a rotation keeps the previous one registered while it stays valid
  * and revoking it forgets it — its expiry alone does not).
@@ -92,35 +93,25 @@ static char *open_secret(gw_t *gw, const char *tenant, const char *sealed) {
     return plain;
 }
 
-int gw_webhook_secrets_load(gw_t *gw, const char *tenant, gw_webhook_secrets_t *s, char *errstr,
+int gw_webhook_secrets_open(gw_t *gw, const char *tenant, const char *current_sealed,
+                            const char *previous_sealed, const char *previous_valid,
+                            gw_webhook_secrets_t *s, long long *previous_until_ms, char *errstr,
                             size_t errstr_size) {
-    char key[128];
     s->current = s->previous = NULL;
-    secret_key(key, sizeof(key), tenant);
-    redisReply *r = gw_redis(gw, errstr, errstr_size, "HMGET %s current_sealed previous_sealed "
-                             "previous_valid_until_ms", key);
-    if (!r)
-        return -1;
+    *previous_until_ms = previous_until(previous_sealed, previous_valid);
     int rc = 0;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
-        snprintf(errstr, errstr_size, "unexpected HMGET reply");
-        rc = -1;
-    } else {
-        const char *cur = r->element[0]->type == REDIS_REPLY_STRING ? r->element[0]->str : NULL;
-        const char *prev = r->element[1]->type == REDIS_REPLY_STRING ? r->element[1]->str : NULL;
-        const char *until = r->element[2]->type == REDIS_REPLY_STRING ? r->element[2]->str : NULL;
-        if (cur && cur[0] && !(s->current = open_secret(gw, tenant, cur)))
-            rc = -2;
-        if (rc == 0 && previous_until(prev, until) &&
-            !(s->previous = open_secret(gw, tenant, prev)))
-            rc = -2;
-        if (rc == -2) {
-            snprintf(errstr, errstr_size, "the stored webhook secret of tenant \"%s\" cannot be "
-                     "decrypted (was MSPSYNC_SECRET_KEY changed?); create a new one", tenant);
-            gw_webhook_secrets_clear(s);
-        }
+    if (current_sealed && current_sealed[0] &&
+        !(s->current = open_secret(gw, tenant, current_sealed)))
+        rc = -2;
+    if (rc == 0 && *previous_until_ms && !(s->previous = open_secret(gw, tenant, previous_sealed)))
+        rc = -2;
+    if (rc == -2) {
+        snprintf(errstr, errstr_size,
+                 "the stored webhook secret of tenant \"%s\" cannot be "
+                 "decrypted (was MSPSYNC_SECRET_KEY changed?); create a new one",
+                 tenant);
+        gw_webhook_secrets_clear(s);
     }
-    freeReplyObject(r);
     return rc;
 }
 

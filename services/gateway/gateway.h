@@ -25,6 +25,7 @@
  *   api_webhooks.c     /v1/tenants/{t}/webhooks/mtp... (webhook secrets: create/rotate, revoke)
  *                      and the secret lookup the webhook verifies against
  *   webhook.c          POST /v1/webhooks/mtp/{t}: the HMAC-signed incident webhook (no bearer)
+ *   tenant_cache.c     what the webhooks need of a tenant, cached; the async Redis connection
  *   api_ticketing.c    /v1/tenants/{t}/ticketing... (config, org → customer mappings) and the
  *                      ticketing block of the Syncro integration status
  *   ticket_settings.c  ticketing rules against the ticket settings synced from Syncro
@@ -78,6 +79,8 @@ typedef struct gw_config_s {
 typedef struct gw_held_s gw_held_t;
 typedef struct gw_kept_s gw_kept_t;
 typedef struct gw_journal_s gw_journal_t;
+typedef struct gw_tcache_s gw_tcache_t;
+struct redisAsyncContext;
 
 typedef struct gw_audit_s gw_audit_t;
 
@@ -89,6 +92,9 @@ typedef struct gw_s {
     rd_kafka_t         *rk;            /* its main queue wakes the loop (msp_svc_wire, main.c) */
     rd_kafka_topic_t   *rkt[5];        /* pin sync.jobs, customers, assets, raw.records, raw.events conf */
     redisContext       *redis;
+    struct redisAsyncContext *aredis; /* the loop's own: NULL while down (tenant_cache.c) */
+    gw_tcache_t *tcache;              /* the webhooks' tenant cache (tenant_cache.c) */
+    int64_t aredis_answered_ms;       /* monotonic: the async connection's last reply */
     msp_http_t         *vendor;
     msp_cwrmm_tokens_t *cwtokens;      /* ConnectWise RMM tokens, shared with the workers via Redis */
     msp_metrics_t      *metrics;
@@ -116,6 +122,11 @@ void gw_journal_stop(gw_t *gw);
 int gw_journal_check(gw_t *gw);
 /** @brief key (a full Redis key) was written: journal it if it is configuration. */
 void gw_journal_note(gw_t *gw, const char *key);
+/**
+ * @brief The state marker as read asynchronously (NULL: Redis answered without it): what
+ * gw_journal_check does after its read (a restore starts when it is missing).
+ */
+void gw_journal_epoch(gw_t *gw, const char *epoch);
 
 /**
  * @brief The whole value of a Redis key: a hash as an object, a string, a set as an array; NULL
@@ -221,6 +232,11 @@ void gw_held_reply_error(gw_held_t *h, int code, const char *fmt, ...)
  * free its own state. cancel NULL = answer 503 directly (the default).
  */
 void gw_held_on_shutdown(gw_held_t *h, void (*cancel)(void *arg), void *arg);
+/**
+ * @brief Stop holding h without answering: @returns its request (the caller answers it), or
+ * NULL when libevent freed it meanwhile.
+ */
+struct evhttp_request *gw_held_release(gw_held_t *h);
 /** @brief Answer 503 to every held request (shutdown). */
 void gw_held_fail_all(gw_t *gw, const char *why);
 
@@ -424,13 +440,17 @@ void api_webhook_previous_delete(gw_t *gw, struct evhttp_request *req, const cha
 /* webhook.c: tenant is the raw path segment (not yet checked, may be anything). */
 void api_webhook_mtp(gw_t *gw, struct evhttp_request *req, const char *tenant);
 
+/** What a webhook route does with a body that passed gw_webhook_open (it owns body). */
+typedef void gw_webhook_then_t(gw_t *gw, struct evhttp_request *req, const char *tenant,
+                               json_t *body);
 /**
  * @brief The checks every MTP webhook route shares, in their order (webhook.c): tenant and
  * secret (404), body size (413), timestamp window and signature (401), a JSON object (400).
- * @returns 0 with *body (new) once they pass, or -1 when the request was answered.
+ * Once they pass, then(body) runs — at once when the tenant is cached, else when its load
+ * arrives (tenant_cache.c); otherwise the request is answered. No call blocks.
  */
-int gw_webhook_open(gw_t *gw, struct evhttp_request *req, const char *tenant, const char *route,
-                    json_t **body);
+void gw_webhook_open(gw_t *gw, struct evhttp_request *req, const char *tenant, const char *route,
+                     gw_webhook_then_t *then);
 /** @brief Answer code with the message and log it as webhook.rejected. */
 void gw_webhook_reject(gw_t *gw, struct evhttp_request *req, const char *route, const char *tenant,
                        int code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
@@ -470,13 +490,46 @@ typedef struct gw_webhook_secrets_s {
 } gw_webhook_secrets_t;
 
 /**
- * @brief Read and unseal the tenant's webhook secrets. @returns 0 (s filled, fields may be NULL),
- * -1 Redis error, -2 a stored secret does not open (wrong MSPSYNC_SECRET_KEY?); errstr on error.
+ * @brief Unseal the tenant's webhook secrets as stored (the HMGET fields current_sealed,
+ * previous_sealed, previous_valid_until_ms; NULL when absent). The previous one is opened only
+ * while valid; *previous_until_ms is its end (0: none). @returns 0 (s filled, fields may be
+ * NULL) or -2 when a stored secret does not open (wrong MSPSYNC_SECRET_KEY?), errstr saying so.
  * Free with gw_webhook_secrets_clear (wipes the plaintext).
  */
-int gw_webhook_secrets_load(gw_t *gw, const char *tenant, gw_webhook_secrets_t *s, char *errstr,
+int gw_webhook_secrets_open(gw_t *gw, const char *tenant, const char *current_sealed,
+                            const char *previous_sealed, const char *previous_valid,
+                            gw_webhook_secrets_t *s, long long *previous_until_ms, char *errstr,
                             size_t errstr_size);
 void gw_webhook_secrets_clear(gw_webhook_secrets_t *s);
+
+/* ---- tenant_cache.c: what the webhooks need of a tenant, without blocking ---------------- */
+
+/** A tenant as the webhook sees it (valid during the callback only). */
+typedef struct {
+    const char *tenant;
+    int rc; /* 0 known; -1 Redis did not answer (err); -2 secret unreadable;
+                              -3 Redis lost its state: restoring */
+    const char *err;
+    int exists;
+    const char *current;  /* NULL: no secret configured */
+    const char *previous; /* NULL: none valid now */
+} gw_tc_view_t;
+typedef void gw_tc_cb_t(gw_t *gw, struct evhttp_request *req, const gw_tc_view_t *v,
+                        const char *route, gw_webhook_then_t *then);
+
+/** @brief Connect the async Redis connection and start the cache's tick. @returns 0 or -1. */
+int gw_tc_start(gw_t *gw);
+/** @brief Answer held requests (503), close the connection, wipe and free every entry. */
+void gw_tc_stop(gw_t *gw);
+/** @brief cb(view) now when tenant is cached, else once loaded (the request held meanwhile). */
+void gw_tc_lookup(gw_t *gw, struct evhttp_request *req, const char *tenant, const char *route,
+                  gw_tc_cb_t *cb, gw_webhook_then_t *then);
+/** @brief key (a full Redis key) was written here: drop the cached values it changes. */
+void gw_tc_note(gw_t *gw, const char *key);
+/** @brief Drop every cached value (a restore, a tenant added or removed). */
+void gw_tc_invalidate_all(gw_t *gw);
+/** @brief Record the org as seen for mapping suggestions, asynchronously (coalesced). */
+void gw_tc_org_seen(gw_t *gw, const char *tenant, const char *org_id, const char *org_name);
 
 /* ---- integrations.c: what the integrations share ----------------------------------------- */
 

@@ -365,17 +365,11 @@ gw_held_t *gw_hold(gw_t *gw, struct evhttp_request *req, const char *route) {
     return h;
 }
 
-void gw_held_reply(gw_held_t *h, int code, json_t *body) {
+struct evhttp_request *gw_held_release(gw_held_t *h) {
     gw_t *gw = h->gw;
+    struct evhttp_request *req = h->req;
     if (h->evcon)
         evhttp_connection_set_closecb(h->evcon, NULL, NULL);
-    if (h->req) {
-        if (h->client_gone)
-            MSP_DEBUG("http.client_gone", NULL, "client left before the %d reply", code);
-        gw_reply(gw, h->req, h->route, code, body); /* frees a detached request */
-    } else {
-        json_decref(body);
-    }
     if (h->prev)
         h->prev->next = h->next;
     else
@@ -383,6 +377,21 @@ void gw_held_reply(gw_held_t *h, int code, json_t *body) {
     if (h->next)
         h->next->prev = h->prev;
     free(h);
+    return req;
+}
+
+void gw_held_reply(gw_held_t *h, int code, json_t *body) {
+    gw_t *gw = h->gw;
+    const char *route = h->route;
+    int gone = h->client_gone;
+    struct evhttp_request *req = gw_held_release(h);
+    if (req) {
+        if (gone)
+            MSP_DEBUG("http.client_gone", NULL, "client left before the %d reply", code);
+        gw_reply(gw, req, route, code, body); /* frees a detached request */
+    } else {
+        json_decref(body);
+    }
 }
 
 void gw_held_reply_error(gw_held_t *h, int code, const char *fmt, ...) {

@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <hiredis/async.h>
 
 #include "mspsync/backoff.h"
 #include "mspsync/crypto.h"
@@ -66,6 +67,7 @@ struct gw_journal_s {
     struct event *watch_ev; /* the marker check */
     char epoch[64];         /* the marker as last seen ("" = unknown) */
     int republish;          /* once the marker is seen: note every config key */
+    int watching;           /* a marker read is in flight on the async connection */
     pthread_t thread;
     int thread_started;
     atomic_int thread_done; /* the restore thread finished (joined by the loop) */
@@ -485,46 +487,96 @@ static void start_restore(gw_journal_t *j) {
         j->thread_started = 1;
 }
 
-int gw_journal_check(gw_t *gw) {
-    gw_journal_t *j = gw->journal;
-    if (!j)
-        return gw->restoring == 1;
+/* The restore thread finished: join it (the loop's side). */
+static void reap_restore(gw_journal_t *j) {
     if (j->thread_started && atomic_load(&j->thread_done)) {
         pthread_join(j->thread, NULL);
         j->thread_started = 0;
         if (!j->restore_ok && strcmp(j->restore_err, "another gateway is restoring") != 0)
             MSP_ERROR("config.restore_failed", NULL, "%s; trying again", j->restore_err);
     }
+}
+
+void gw_journal_epoch(gw_t *gw, const char *epoch) {
+    gw_journal_t *j = gw->journal;
+    if (!j) {
+        return;
+    }
+    reap_restore(j);
+    if (!epoch) {
+        start_restore(j);
+        return;
+    }
+    if (gw->restoring == 1)
+        MSP_INFO("config.serving", NULL, "state marker present: serving");
+    gw->restoring = 0;
+    int changed = strcmp(epoch, j->epoch) != 0;
+    snprintf(j->epoch, sizeof(j->epoch), "%s", epoch);
+    if (changed)
+        gw_tc_invalidate_all(gw); /* restored: what the webhooks cached may be older */
+    if (j->republish) {
+        j->republish = 0;
+        republish_all(j);
+    }
+    if (changed && json_object_size(j->dirty))
+        schedule_flush(j, 0);
+}
+
+int gw_journal_check(gw_t *gw) {
+    gw_journal_t *j = gw->journal;
+    if (!j)
+        return gw->restoring == 1;
+    reap_restore(j);
     int err = 0;
     char *epoch = read_epoch(gw, &err);
-    if (!err && epoch) {
-        if (gw->restoring == 1)
-            MSP_INFO("config.serving", NULL, "state marker present: serving");
-        gw->restoring = 0;
-        int changed = strcmp(epoch, j->epoch) != 0;
-        snprintf(j->epoch, sizeof(j->epoch), "%s", epoch);
-        if (j->republish) {
-            j->republish = 0;
-            republish_all(j);
-        }
-        if (changed && json_object_size(j->dirty))
-            schedule_flush(j, 0);
-    } else if (!err) {
-        start_restore(j);
-    } /* else: Redis did not answer; the state stays as it was (requests say "redis unavailable") */
+    if (!err)
+        gw_journal_epoch(gw, epoch);
+    /* else: Redis did not answer; the state stays as it was (requests say "redis unavailable") */
     free(epoch);
     return gw->restoring == 1;
 }
 
-/* The marker check: every CHECK_MS while restoring, WATCH_MS while serving. */
+static void watch_again(gw_journal_t *j) {
+    int ms = j->gw->restoring == 1 ? CHECK_MS : WATCH_MS;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(j->watch_ev, &tv);
+}
+
+/* The marker as the async connection read it (NULL reply: no answer; the state stays). */
+static void watch_reply(redisAsyncContext *ac, void *reply, void *arg) {
+    (void)ac;
+    gw_journal_t *j = arg;
+    redisReply *r = reply;
+    j->watching = 0;
+    if (r)
+        j->gw->aredis_answered_ms = msp_now_ms();
+    if (r && r->type != REDIS_REPLY_ERROR && !j->gw->stopping)
+        gw_journal_epoch(j->gw, r->type == REDIS_REPLY_STRING ? r->str : NULL);
+    if (!j->gw->stopping)
+        watch_again(j);
+}
+
+/*
+ * The marker check: every CHECK_MS while restoring, WATCH_MS while serving. It reads on the
+ * async connection (tenant_cache.c), so a stalled Redis never stalls the loop: the next check
+ * is armed when the answer comes. Without that connection (down, or not yet there) it waits
+ * for the next interval.
+ */
 static void watch_cb(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
     gw_journal_t *j = arg;
-    gw_journal_check(j->gw);
-    int ms = j->gw->restoring == 1 ? CHECK_MS : WATCH_MS;
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    evtimer_add(j->watch_ev, &tv);
+    gw_t *gw = j->gw;
+    char key[64];
+    msp_key(key, sizeof(key), "_", MSP_STATE_EPOCH_SUFFIX);
+    reap_restore(j);
+    if (!j->watching && gw->aredis &&
+        redisAsyncCommand(gw->aredis, watch_reply, j, "GET %s", key) == REDIS_OK) {
+        j->watching = 1;
+        return;
+    }
+    if (!j->watching)
+        watch_again(j);
 }
 
 int gw_journal_start(gw_t *gw) {

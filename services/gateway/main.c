@@ -6,8 +6,9 @@
  * Wiring only (the logic lives in the modules listed in gateway.h), on the service skeleton
  * (svc.h): read the config table and the secret key (msp_svc_configure), listen (the /v1 routes
  * answer 503 and /readyz says why until Kafka is there; /healthz answers throughout), create the
- * topics, start the producer (wired to the loop: msp_svc_wire), Redis and the vendor HTTP client
- * on one libevent loop, serve until SIGINT/SIGTERM clears the run flag (lifecycle.h), then shut
+ * topics, start the producer (wired to the loop: msp_svc_wire), Redis (the blocking context of
+ * the admin routes, and the async one of the webhooks' tenant cache and the journal's marker
+ * check: tenant_cache.c) and the vendor HTTP client on one libevent loop, serve until SIGINT/SIGTERM clears the run flag (lifecycle.h), then shut
  * down in order:
  *   stop accepting → cancel vendor calls → flush the producer (delivery reports answer their held
  *   requests) → answer whatever is still held with 503 → free everything.
@@ -20,6 +21,7 @@
 #include <event2/http.h>
 
 #include "gateway.h"
+#include "mspsync/backoff.h"
 #include "mspsync/billing.h"
 #include "mspsync/config.h"
 #include "mspsync/kafka.h"
@@ -30,6 +32,7 @@
 
 #define SHUTDOWN_FLUSH_MS 10000
 #define CWRMM_TOKEN_MARGIN_MS 60000  /* refresh a ConnectWise RMM token this long before expiry */
+#define REDIS_ANSWER_MS 3000         /* /readyz: the async Redis connection answered within this */
 
 static gw_t gw;
 static msp_svc_t svc;   /* the API server's socket, the producer's wiring, the tick */
@@ -85,21 +88,28 @@ static const msp_config_entry_t config[] = {
     {NULL},
 };
 
-/* /readyz is not authenticated: why is a fixed phrase, the details go to the log. */
+/*
+ * /readyz is not authenticated: why is a fixed phrase, the details go to the log. Redis counts
+ * as there when the async connection answered lately (the journal's marker check asks every
+ * second): a probe never waits on a stalled Redis, and neither does the loop.
+ */
 static int ready_cb(void *opaque, char *why, size_t why_size) {
     gw_t *g = opaque;
-    char err[256];
     if (!g->rk) {
         snprintf(why, why_size, "%s", msp_kafka_waiting_why());
         return 0;
     }
-    if (!gw_redis_ping(g, err, sizeof(err))) {
-        MSP_WARN("redis.unavailable", NULL, "%s", err);
+    if (!g->aredis || msp_now_ms() - g->aredis_answered_ms > REDIS_ANSWER_MS) {
+        MSP_WARN("redis.unavailable", NULL, "no answer from Redis for %lld ms%s",
+                 (long long)(msp_now_ms() - g->aredis_answered_ms),
+                 g->aredis ? "" : " (not connected)");
         snprintf(why, why_size, "redis unavailable");
         return 0;
     }
-    if (g->restoring == 1) { /* a start on an empty Redis, or a wipe: journal.c */
-        snprintf(why, why_size, "restoring the configuration from kafka");
+    if (g->restoring != 0) { /* a start on an empty Redis, or a wipe: journal.c */
+        snprintf(why, why_size,
+                 g->restoring == 1 ? "restoring the configuration from kafka"
+                                   : "reading the configuration state");
         return 0;
     }
     return gw_kafka_ready(g, why, why_size);
@@ -183,7 +193,14 @@ int main(int argc, char **argv) {
     char errstr[512];
     rc = 1;
 
-    gw.base = event_base_new();
+    /* epoll changelist: evhttp turns a connection's read event off and on for every request;
+     * the changes of one loop pass are folded into one epoll_ctl per fd instead of two */
+    struct event_config *ecfg = event_config_new();
+    if (ecfg)
+        event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    gw.base = ecfg ? event_base_new_with_config(ecfg) : NULL;
+    if (ecfg)
+        event_config_free(ecfg);
     msp_svc_init(&svc, gw.base);
     gw.metrics = msp_metrics_new("gateway");
     gw.http = gw.base ? evhttp_new(gw.base) : NULL;
@@ -215,7 +232,7 @@ int main(int argc, char **argv) {
         MSP_WARN("redis.connect", NULL, "%s (will retry on use)", errstr);
     gw.cwtokens = msp_cwrmm_tokens_new(gw.base, gw.vendor, &gw.redis, &gw.key,
                                        CWRMM_TOKEN_MARGIN_MS);
-    if (!gw.cwtokens || gw_journal_start(&gw) != 0) {
+    if (!gw.cwtokens || gw_tc_start(&gw) != 0 || gw_journal_start(&gw) != 0) {
         MSP_ERROR("startup", NULL, "out of memory");
         goto out;
     }
@@ -231,6 +248,7 @@ out:
     gw.stopping = 1;
     msp_svc_stop_accepting(&svc);
     msp_http_destroy(gw.vendor);                   /* callbacks answer 503 */
+    gw_tc_stop(&gw); /* held webhook lookups answer 503; async Redis closed */
     gw_journal_stop(&gw);
     gw.vendor = NULL;
     /* delivery reports answer the held requests; the producer's wiring goes with it */

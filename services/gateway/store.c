@@ -15,7 +15,8 @@
  * `generation` HINCRBY (which only has to change), for which that is harmless.
  *
  * Every successful write names its keys to the configuration journal (journal.c), which
- * journals those that are configuration (statekeys.h) to the `config` topic.
+ * journals those that are configuration (statekeys.h) to the `config` topic, and to the
+ * webhooks' tenant cache (tenant_cache.c), which drops what they changed.
  */
 #include "gateway.h"
 
@@ -119,6 +120,7 @@ static void journal_writes(gw_t *gw, const char *cmd, size_t len) {
         memcpy(key, k, kl);
         key[kl] = '\0';
         gw_journal_note(gw, key);
+        gw_tc_note(gw, key); /* the webhooks' tenant cache drops what this changed */
     }
 }
 

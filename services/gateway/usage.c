@@ -119,10 +119,8 @@ static char *report_message(const char *tenant, json_t *r, int64_t as_of_ms, int
     return text;
 }
 
-void api_webhook_usage(gw_t *gw, struct evhttp_request *req, const char *tenant) {
-    json_t *body;
-    if (gw_webhook_open(gw, req, tenant, ROUTE, &body) != 0)
-        return;
+/* A body that passed the shared checks (gw_webhook_open): validate every report, produce. */
+static void usage_opened(gw_t *gw, struct evhttp_request *req, const char *tenant, json_t *body) {
     char err[700];
     json_t *list = json_object_get(body, "reports"), *one = NULL;
     if (list) {
@@ -189,4 +187,8 @@ void api_webhook_usage(gw_t *gw, struct evhttp_request *req, const char *tenant)
     free(as_of);
     json_decref(one);
     json_decref(body);
+}
+
+void api_webhook_usage(gw_t *gw, struct evhttp_request *req, const char *tenant) {
+    gw_webhook_open(gw, req, tenant, ROUTE, usage_opened);
 }

@@ -20,6 +20,10 @@
  * The body is verified on its raw bytes, before parsing: an unauthenticated sender cannot make
  * us parse anything, and a re-serialised body could never match the signature anyway.
  *
+ * No call blocks: the tenant and its secrets come from the tenant cache (tenant_cache.c; a miss
+ * holds the request until the asynchronous load answers), the produce is answered by its
+ * delivery report, and the org suggestion is written asynchronously (gw_tc_org_seen).
+ *
  * The sender is not trusted until the signature checks out, so a failure of ours (Redis, Kafka,
  * an unreadable stored secret) answers a fixed phrase ("redis unavailable"); its details (error
  * text, addresses) go to the log only.
@@ -174,7 +178,7 @@ static int validate_incident(json_t *body, char *err, size_t err_size) {
 /*
  * Check the timestamp window and the signature. @returns 0 when they hold, else -1 with msg.
  */
-static int verify(gw_t *gw, struct evhttp_request *req, const gw_webhook_secrets_t *secrets,
+static int verify(gw_t *gw, struct evhttp_request *req, const gw_tc_view_t *secrets,
                   const char *body, size_t len, char *msg, size_t msg_size) {
     struct evkeyvalq *h = evhttp_request_get_input_headers(req);
     const char *ts = evhttp_find_header(h, HDR_TIMESTAMP);
@@ -265,42 +269,6 @@ static void wh_free(wh_t *w) {
     free(w);
 }
 
-/*
- * Remember the org as seen (mapping suggestions). A failure is logged, never answered: the
- * incident is already in Kafka. Without a name in this webhook, the last known name stays.
- */
-static void record_org_seen(gw_t *gw, const wh_t *w) {
-    char key[128], err[256], now[32];
-    msp_key(key, sizeof(key), w->tenant, "ticketing:orgs");
-    msp_format_time(msp_wall_ms(), now, sizeof(now));
-    json_t *name = w->org_name ? json_string(w->org_name) : NULL;
-    if (!name) {
-        redisReply *r = gw_redis(gw, err, sizeof(err), "HGET %s %s", key, w->org_id);
-        if (r && r->type == REDIS_REPLY_STRING) {
-            json_t *old = json_loadb(r->str, r->len, 0, NULL);
-            json_t *n = json_object_get(old, "org_name");
-            if (json_is_string(n))
-                name = json_copy(n);
-            json_decref(old);
-        }
-        if (r)
-            freeReplyObject(r);
-    }
-    json_t *o = json_pack("{s:o,s:s}", "org_name", name ? name : json_null(), "last_seen_at", now);
-    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    redisReply *r = text ? gw_redis(gw, err, sizeof(err), "HSET %s %s %s", key, w->org_id, text)
-                         : NULL;
-    if (!text)
-        snprintf(err, sizeof(err), "out of memory");
-    if (r)
-        freeReplyObject(r);
-    else
-        MSP_WARN("webhook.org_seen_failed", w->tenant, "could not record org %s as seen: %s",
-                 w->org_id, err);
-    free(text);
-}
-
 static void wh_delivered(gw_t *gw, void *arg, const char *error) {
     wh_t *w = arg;
     if (error) {
@@ -310,17 +278,20 @@ static void wh_delivered(gw_t *gw, void *arg, const char *error) {
     } else {
         MSP_INFO("webhook.accepted", w->tenant, "incident %s of org %s queued", w->incident_id,
                  w->org_id);
-        record_org_seen(gw, w);
+        gw_tc_org_seen(gw, w->tenant, w->org_id, w->org_name); /* mapping suggestions */
         gw_held_reply(w->held, 202, json_pack("{s:s,s:s,s:s}", "status", "accepted", "tenant",
                                               w->tenant, "incident_id", w->incident_id));
     }
     wh_free(w);
 }
 
-static void produce(gw_t *gw, struct evhttp_request *req, const char *tenant, json_t *body) {
-    const char *id = json_string_value(json_object_get(body, "id"));
-    const char *org_id = json_string_value(json_object_get(body, "org_id"));
-    const char *org_name = json_string_value(json_object_get(body, "org_name"));
+/*
+ * The raw.events record: the envelope, then "payload". When validation changed nothing (ids
+ * sent as strings: the common case) the payload is the body's raw bytes, which json_loadb has
+ * just accepted as one valid object — the record holds the body exactly as sent and the body
+ * is not serialised again. Otherwise the validated body is. @returns new text or NULL.
+ */
+static char *incident_record(const char *tenant, json_t *body, const char *raw, size_t raw_len) {
     char now[32];
     int64_t now_ms = msp_wall_ms();
     msp_format_time(now_ms, now, sizeof(now));
@@ -330,12 +301,38 @@ static void produce(gw_t *gw, struct evhttp_request *req, const char *tenant, js
     json_object_set_new(msg, "tenant", json_string(tenant));
     json_object_set_new(msg, "integration", json_string("mtp"));
     json_object_set_new(msg, "type", json_string("incident"));
-    json_object_set_new(msg, "source_id", json_string(id));
+    json_object_set(msg, "source_id", json_object_get(body, "id"));
     json_object_set_new(msg, "received_at", json_string(now));
     json_object_set_new(msg, "received_at_ms", json_integer(now_ms));
-    json_object_set(msg, "payload", body);
-    char *text = json_dumps(msg, JSON_COMPACT);
+    if (!raw)
+        json_object_set(msg, "payload", body);
+    char *head = json_dumps(msg, JSON_COMPACT);
     json_decref(msg);
+    if (!raw || !head)
+        return head;
+    /* head is {...}: replace its closing brace by ,"payload":<raw>} */
+    static const char PAYLOAD[] = ",\"payload\":";
+    size_t hl = strlen(head) - 1;
+    char *text = malloc(hl + sizeof(PAYLOAD) - 1 + raw_len + 2);
+    if (text) {
+        memcpy(text, head, hl);
+        memcpy(text + hl, PAYLOAD, sizeof(PAYLOAD) - 1);
+        memcpy(text + hl + sizeof(PAYLOAD) - 1, raw, raw_len);
+        memcpy(text + hl + sizeof(PAYLOAD) - 1 + raw_len, "}", 2);
+    }
+    free(head);
+    return text;
+}
+
+static void produce(gw_t *gw, struct evhttp_request *req, const char *tenant, json_t *body,
+                    int as_sent) {
+    const char *id = json_string_value(json_object_get(body, "id"));
+    const char *org_id = json_string_value(json_object_get(body, "org_id"));
+    const char *org_name = json_string_value(json_object_get(body, "org_name"));
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = as_sent ? evbuffer_get_length(in) : 0;
+    const char *raw = len ? (const char *)evbuffer_pullup(in, (ev_ssize_t)len) : NULL;
+    char *text = incident_record(tenant, body, raw, len);
 
     wh_t *w = calloc(1, sizeof(*w));
     if (w) {
@@ -369,74 +366,65 @@ static void unavailable(gw_t *gw, struct evhttp_request *req, const char *route,
     gw_reply_error(gw, req, route, 503, "redis unavailable");
 }
 
-int gw_webhook_open(gw_t *gw, struct evhttp_request *req, const char *tenant, const char *route,
-                    json_t **out) {
+/* The checks after the tenant lookup (tenant_cache.c): the file comment's order. */
+static void checked_tenant(gw_t *gw, struct evhttp_request *req, const gw_tc_view_t *t,
+                           const char *route, gw_webhook_then_t *then) {
     char err[512];
-    *out = NULL;
-    int exists = gw_valid_tenant_id(tenant) ? gw_tenant_exists(gw, tenant, err, sizeof(err)) : 0;
-    if (exists < 0) {
-        unavailable(gw, req, route, err);
-        return -1;
+    const char *tenant = t->tenant;
+    if (t->rc == -1) {
+        unavailable(gw, req, route, t->err);
+        return;
     }
-    if (exists == 0 && gw_journal_check(gw)) { /* Redis wiped: the sender retries a 503 */
+    if (t->rc == -3 || (t->rc == 0 && !t->exists && gw->restoring == 1)) {
+        /* Redis wiped: the sender retries a 503 */
         evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "2");
         gw_reply_error(gw, req, route, 503, "restoring; retry");
-        return -1;
+        return;
     }
-    if (exists == 0) {
+    if (!t->exists) {
         gw_webhook_reject(gw, req, route, NULL, 404, "unknown tenant \"%.*s\"",
                           MSP_UTF8_CUT(tenant, 64));
-        return -1;
+        return;
     }
-    gw_webhook_secrets_t secrets;
-    int rc = gw_webhook_secrets_load(gw, tenant, &secrets, err, sizeof(err));
-    if (rc == -1) {
-        unavailable(gw, req, route, err);
-        return -1;
-    }
-    if (rc == -2) {
-        MSP_ERROR("webhook.secret_unreadable", tenant, "%s", err);
+    if (t->rc == -2) {
         gw_reply_error(gw, req, route, 500, "the tenant's webhook secret cannot be read");
-        return -1;
+        return;
     }
-    if (!secrets.current) {
+    if (!t->current) {
         gw_webhook_reject(gw, req, route, tenant, 404,
                           "no MTP webhook secret configured for "
                           "tenant \"%s\"; create one with POST /v1/tenants/%s/webhooks/mtp/secret",
                           tenant, tenant);
-        return -1;
+        return;
     }
 
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = in ? evbuffer_get_length(in) : 0;
     if ((long long)len > gw->cfg.webhook_max_body) {
-        gw_webhook_secrets_clear(&secrets);
         gw_webhook_reject(gw, req, route, tenant, 413,
                           "request body is %zu bytes; the webhook "
                           "accepts at most %lld bytes",
                           len, gw->cfg.webhook_max_body);
-        return -1;
+        return;
     }
     const char *data = len ? (const char *)evbuffer_pullup(in, (ev_ssize_t)len) : "";
-    rc = verify(gw, req, &secrets, data, len, err, sizeof(err));
-    gw_webhook_secrets_clear(&secrets);
-    if (rc != 0) {
+    if (verify(gw, req, t, data, len, err, sizeof(err)) != 0) {
         gw_webhook_reject(gw, req, route, tenant, 401, "%s", err);
-        return -1;
+        return;
     }
 
     if (len == 0) {
         gw_webhook_reject(gw, req, route, tenant, 400,
                           "the webhook body must be a JSON object "
                           "(got an empty body)");
-        return -1;
+        return;
     }
     json_error_t jerr;
     json_t *body = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!body) {
         gw_webhook_reject(gw, req, route, tenant, 400, "malformed JSON at line %d, column %d: %s",
                           jerr.line, jerr.column, jerr.text);
-        return -1;
+        return;
     }
     if (!json_is_object(body)) {
         gw_webhook_reject(gw, req, route, tenant, 400,
@@ -444,20 +432,35 @@ int gw_webhook_open(gw_t *gw, struct evhttp_request *req, const char *tenant, co
                           "(got %s)",
                           gw_json_kind(body));
         json_decref(body);
-        return -1;
+        return;
     }
-    *out = body;
-    return 0;
+    then(gw, req, tenant, body);
 }
 
-void api_webhook_mtp(gw_t *gw, struct evhttp_request *req, const char *tenant) {
-    char err[512];
-    json_t *body;
-    if (gw_webhook_open(gw, req, tenant, ROUTE, &body) != 0)
+void gw_webhook_open(gw_t *gw, struct evhttp_request *req, const char *tenant, const char *route,
+                     gw_webhook_then_t *then) {
+    if (!gw_valid_tenant_id(tenant)) {
+        gw_webhook_reject(gw, req, route, NULL, 404, "unknown tenant \"%.*s\"",
+                          MSP_UTF8_CUT(tenant, 64));
         return;
+    }
+    gw_tc_lookup(gw, req, tenant, route, checked_tenant, then);
+}
+
+/* An incident that passed the shared checks: validate its fields, produce it. */
+static void incident_opened(gw_t *gw, struct evhttp_request *req, const char *tenant,
+                            json_t *body) {
+    char err[512];
+    /* ids sent as integers become strings: then the record carries the validated body */
+    int as_sent = json_is_string(json_object_get(body, "id")) &&
+                  json_is_string(json_object_get(body, "org_id"));
     if (validate_incident(body, err, sizeof(err)) != 0)
         reject(gw, req, tenant, 400, "%s", err);
     else
-        produce(gw, req, tenant, body);
+        produce(gw, req, tenant, body, as_sent);
     json_decref(body);
+}
+
+void api_webhook_mtp(gw_t *gw, struct evhttp_request *req, const char *tenant) {
+    gw_webhook_open(gw, req, tenant, ROUTE, incident_opened);
 }

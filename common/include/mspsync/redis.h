@@ -24,6 +24,19 @@
  */
 redisContext *msp_redis_connect(const char *url, char *errstr, size_t errstr_size);
 
+struct redisAsyncContext;
+struct event_base;
+
+/**
+ * @brief Start a non-blocking connection to url (the forms msp_redis_connect accepts) on base's
+ * libevent loop (hiredis async API). AUTH and SELECT are queued as its first commands, so every
+ * later command runs authenticated in the right database; their failure is logged and closes the
+ * connection. No command waits: replies arrive as callbacks on the loop. @returns the context
+ * (connecting) or NULL with errstr (bad address, out of memory, refused at once).
+ */
+struct redisAsyncContext *msp_redis_async_connect(const char *url, struct event_base *base,
+                                                  char *errstr, size_t errstr_size);
+
 /** @brief Reconnect *c if it is NULL or in error. @returns 0 usable, -1 not (errstr). */
 int msp_redis_ensure(redisContext **c, const char *url, char *errstr, size_t errstr_size);
 
