@@ -304,9 +304,6 @@ redisReply *gw_redis(gw_t *gw, char *errstr, size_t errstr_size, const char *fmt
 redisReply *gw_redis_argv(gw_t *gw, char *errstr, size_t errstr_size, int argc,
                           const char **argv, const size_t *argvlen);
 
-/** @brief Redis PING. @returns 1 ok. */
-int gw_redis_ping(gw_t *gw, char *errstr, size_t errstr_size);
-
 /** @brief 1 exists, 0 not, -1 Redis error (errstr). */
 int gw_tenant_exists(gw_t *gw, const char *tenant, char *errstr, size_t errstr_size);
 

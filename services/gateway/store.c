@@ -169,14 +169,6 @@ redisReply *gw_redis_argv(gw_t *gw, char *errstr, size_t errstr_size, int argc, 
     return r;
 }
 
-int gw_redis_ping(gw_t *gw, char *errstr, size_t errstr_size) {
-    redisReply *r = gw_redis(gw, errstr, errstr_size, "PING");
-    if (!r)
-        return 0;
-    freeReplyObject(r);
-    return 1;
-}
-
 int gw_tenant_exists(gw_t *gw, const char *tenant, char *errstr, size_t errstr_size) {
     char key[128];
     msp_key(key, sizeof(key), "_", "tenants");
