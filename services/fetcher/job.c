@@ -80,6 +80,7 @@ struct job_s {
     int  pending_dr;
     int dr_failed;
     int type_done; /* the page just fetched was the type's last */
+    int resumed;   /* the cursor was there before this run: a restart or a rebalance resumed it */
 };
 
 static void job_step(job_t *j);
@@ -853,6 +854,7 @@ static int job_seek(job_t *j, const char *cur) {
             job_pager_set(j, i, p);
             j->page = page;
             MSP_INFO("job.resumed", j->tenant, "job=%s at %s", j->job_id, cur);
+            j->resumed = 1;
             return 0;
         }
         if (p != j->pager)
@@ -873,6 +875,7 @@ static int job_resume(job_t *j) {
     if (!cur) {
         int rc = job_cursor_create(j, key);
         if (rc == 0) return job_resume(j); /* somebody created it meanwhile: read it */
+        j->resumed = 0;                    /* this run made the cursor: a first start */
         return rc < 0 ? -1 : 0;
     }
     int rc = 0;
@@ -889,7 +892,21 @@ static int job_resume(job_t *j) {
     return rc;
 }
 
-/* The job runs: say so where users look, then send its first request. */
+/* What asked for the job, as the sync history shows it: "save", "schedule" or "sync-now"
+ * (the sync.jobs reason; an unknown reason is shown as it is). @returns borrowed. */
+static const char *job_trigger(const job_t *j) {
+    static const struct {
+        const char *reason, *trigger;
+    } names[] = {{"integration_saved", "save"}, {"schedule", "schedule"}, {"sync_now", "sync-now"}};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (!strcmp(j->reason, names[i].reason))
+            return names[i].trigger;
+    return j->reason;
+}
+
+/* The job runs: say so where users look, then send its first request. job_started says whether
+ * this run resumed a cursor an earlier run left (killed replica, rebalance), so that the history
+ * counts one job with its resumes, not several jobs. */
 static void job_started(job_t *j) {
     fetcher_t *f = j->f;
     char now[40];
@@ -911,7 +928,9 @@ static void job_started(job_t *j) {
                "job_types\x1f%s",
                j->job_id, now, tlist);
     event_emit(j, "job_started",
-               json_pack("{s:o,s:s,s:s}", "types", tl, "reason", j->reason, "mode", j->mode));
+               json_pack("{s:o,s:s,s:s,s:s,s:b,s:i}", "types", tl, "reason", j->reason, "mode",
+                         j->mode, "trigger", job_trigger(j), "resumed", j->resumed, "page",
+                         j->page));
     MSP_INFO("job.started", j->tenant, "job=%s reason=%s replica=%s", j->job_id, j->reason,
              f->replica_id);
     job_request(j);
