@@ -17,9 +17,10 @@
  * last batch again (harmless: every consumer of mspsync is idempotent).
  *
  * replay --tenant T reads in its own group, MSPSYNC_DLQ_GROUP + "-tenant-" + T, so the
- * all-tenants group does not move: the other tenants' dead letters stay due for it. In turn an
- * all-tenants replay skips a record of a tenant whose own group is already past it, so a record
- * replayed with --tenant is not replayed a second time by the all-tenants run.
+ * all-tenants group does not move: the other tenants' dead letters stay due for it. Each run
+ * skips what the other kind of run already replayed — an all-tenants replay a record whose
+ * tenant's own group is past it, a --tenant replay a record the all-tenants group is past — so
+ * a record is replayed once by this tool, whichever way it is run.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,17 +156,18 @@ static void group_name(const char *tenant, char *buf, size_t size) {
         snprintf(buf, size, "%s", cfg.group);
 }
 
-/* Tenants whose own replay group the all-tenants replay asked about, with their positions. */
+/* Replay groups asked about (a tenant's, or "" for the all-tenants group), with their
+ * committed positions. */
 typedef struct tenant_pos_s {
     struct tenant_pos_s *next;
     char tenant[64];
     rd_kafka_topic_partition_list_t *pos; /* committed positions of its group */
 } tenant_pos_t;
 
-/* 1 when the tenant's own group (replay --tenant) already replayed m. */
-static int replayed_by_tenant(tenant_pos_t **cache, const char *brokers, const char *tenant,
-                              const rd_kafka_message_t *m,
-                              const rd_kafka_topic_partition_list_t *ends) {
+/* 1 when the replay group of tenant ("" = the all-tenants group) already replayed m. */
+static int replayed_by_group(tenant_pos_t **cache, const char *brokers, const char *tenant,
+                             const rd_kafka_message_t *m,
+                             const rd_kafka_topic_partition_list_t *ends) {
     tenant_pos_t *t = *cache;
     while (t && strcmp(t->tenant, tenant))
         t = t->next;
@@ -177,7 +179,7 @@ static int replayed_by_tenant(tenant_pos_t **cache, const char *brokers, const c
         t->next = *cache;
         *cache = t;
         char group[300], errstr[512];
-        group_name(tenant, group, sizeof(group));
+        group_name(tenant[0] ? tenant : NULL, group, sizeof(group));
         /* a member of that group that never polls: it only reads the committed offsets */
         const char *topics[] = {rd_kafka_topic_name(m->rkt), NULL};
         rd_kafka_t *rk = msp_kafka_consumer_new(brokers, group, "mspsync-dlq", topics, NULL, NULL,
@@ -264,7 +266,7 @@ int main(int argc, char **argv) {
     if (rd_kafka_committed(consumer, pos, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR)
         for (int i = 0; i < pos->cnt; i++) pos->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
     long seen = 0, replayed = 0, skipped = 0, listed = 0;
-    tenant_pos_t *tenants = NULL; /* the all-tenants replay's view of the per-tenant groups */
+    tenant_pos_t *tenants = NULL; /* what the other replay groups committed */
     int exit_code = 0;
     while (!reached_end(ends, pos)) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(consumer, 10000);
@@ -302,9 +304,9 @@ int main(int argc, char **argv) {
         } else if (listing) {
             print_record(m);
             listed++;
-        } else if (!only_tenant && tenant[0] &&
-                   replayed_by_tenant(&tenants, brokers, tenant, m, ends)) {
-            skipped++; /* replayed by replay --tenant already */
+        } else if (tenant[0] &&
+                   replayed_by_group(&tenants, brokers, only_tenant ? "" : tenant, m, ends)) {
+            skipped++; /* the other kind of replay did it already */
         } else if (replay_one(producer, m) == 0) {
             replayed++;
         } else {

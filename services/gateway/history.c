@@ -49,6 +49,7 @@
 #include "mspsync/redis.h"
 #include "mspsync/statekeys.h"
 #include "mspsync/tzif.h"
+#include "mspsync/utf8.h"
 
 #define HISTORY_GROUP "mspsync-gateway-history"
 #define POS_CHECK_MS 2000 /* how often the reader checks that its positions are still in Redis */
@@ -234,15 +235,26 @@ static int fold_event(gw_history_t *h, const rd_kafka_message_t *m) {
 
 /* ---- dlq ------------------------------------------------------------------------------------ */
 
-/* Header name of m as a new string, "" when absent. */
+/* n bytes of src as valid UTF-8 text (each stray byte U+FFFD), so that the API can show it
+ * (jansson refuses anything else): new string, NULL when out of memory. */
+static char *text_dup(const void *src, size_t n) {
+    char *raw = strndup(src ? src : "", src ? n : 0);
+    char *out = raw ? malloc(strlen(raw) * 3 + 1) : NULL;
+    if (out)
+        msp_utf8_copy(out, strlen(raw) * 3 + 1, raw);
+    free(raw);
+    return out;
+}
+
+/* Header name of m as text (text_dup), "" when absent: new, NULL when out of memory. */
 static char *header_dup(const rd_kafka_message_t *m, const char *name) {
     rd_kafka_headers_t *hd = NULL;
     const void *v = NULL;
     size_t n = 0;
     if (rd_kafka_message_headers(m, &hd) != RD_KAFKA_RESP_ERR_NO_ERROR || !hd ||
         rd_kafka_header_get_last(hd, name, &v, &n) != RD_KAFKA_RESP_ERR_NO_ERROR || !v)
-        return strdup("");
-    return strndup(v, n);
+        return text_dup("", 0);
+    return text_dup(v, n);
 }
 
 /* 1 when a JSON member named name may hold a credential. */
@@ -309,8 +321,13 @@ static int fold_dead_letter(gw_history_t *h, const rd_kafka_message_t *m) {
             json_decref(s);
         }
     }
-    const char *k = m->key ? (const char *)m->key : "";
-    size_t klen = m->key ? m->key_len : 0;
+    char *k = text_dup(m->key, m->key_len);
+    if (!reason || !service || !topic || !spart || !soff || !failed_at || !k) {
+        MSP_ERROR("history.oom", tenant, "dead letter %s not indexed: out of memory", id);
+        free(reason), free(service), free(topic), free(spart), free(soff), free(failed_at);
+        free(k), free(shown);
+        return 0;
+    }
     const char *argv[] = {"HSET",
                           key,
                           "id",
@@ -336,7 +353,6 @@ static int fold_dead_letter(gw_history_t *h, const rd_kafka_message_t *m) {
     size_t argl[sizeof(argv) / sizeof(argv[0])];
     for (size_t i = 0; i < sizeof(argv) / sizeof(argv[0]); i++)
         argl[i] = strlen(argv[i]);
-    argl[17] = klen;
     int rc = -1;
     if (msp_redis_ok(&h->redis, h->redis_url)) {
         redisReply *r =
@@ -360,6 +376,7 @@ static int fold_dead_letter(gw_history_t *h, const rd_kafka_message_t *m) {
     free(spart);
     free(soff);
     free(failed_at);
+    free(k);
     free(shown);
     return rc;
 }

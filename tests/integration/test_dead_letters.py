@@ -3,7 +3,8 @@
 an unmapped org, a malformed Syncro record); a tenant lists only its own (another tenant's key
 gets 404 on its ids), the filters select, a replay after fixing the cause (mapping the org)
 makes the ticket, marks the dead letter replayed and is refused a second time, the other
-tenant's stays untouched; `mspsync-dlq list --tenant` prints one tenant's only."""
+tenant's stays untouched; `mspsync-dlq list --tenant` prints one tenant's only, and `replay
+--tenant` moves neither the other tenants' dead letters nor the all-tenants replay's position."""
 import json
 import urllib.parse
 
@@ -142,6 +143,23 @@ class DeadLettersTest(StackTest):
         self.assertEqual(sorted("%d:%d" % (d["partition"], d["offset"]) for d in listed),
                          sorted(d["id"] for d in a_list))
         self.assertEqual({d["tenant"] for d in listed}, {A})
+
+        # mspsync-dlq replay --tenant B replays B's only, in B's own group: the all-tenants
+        # group does not move, and the all-tenants replay then skips what B's group replayed
+        dl_count = len(s.kcat("dlq"))
+        rc, out, err = s.dlq_tool("replay", "--tenant", B)
+        self.assertEqual((rc, out.strip()), (0, "replayed=1 skipped=0"), err)
+        wait_until(lambda: len(s.kcat("dlq")) == dl_count + 1, 60, "B's record dead-lettered again")
+        rc, out, err = s.dlq_tool("replay")
+        # A's two, and B's new dead letter (after B's group's position); B's first one skipped
+        self.assertEqual((rc, out.strip()), (0, "replayed=3 skipped=1"), err)
+        # A's malformed record and B's are dead-lettered again; then B's replay takes only the
+        # newest: the one before it the all-tenants replay did
+        wait_until(lambda: len(s.kcat("dlq")) == dl_count + 3, 60, "dead-lettered again")
+        rc, out, err = s.dlq_tool("replay", "--tenant", B)
+        self.assertEqual((rc, out.strip()), (0, "replayed=1 skipped=1"), err)
+        T.wait_drained(s)
+        self.assertEqual(len(T.sim_tickets(s)), 1)  # replayed three times, still one ticket
 
 
 if __name__ == "__main__":
