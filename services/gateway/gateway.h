@@ -58,8 +58,9 @@ struct evhttp_request;
 
 /** Settings, filled from the environment by the config table in main.c. */
 typedef struct gw_config_s {
-    msp_svc_conf_t svc;   /* Kafka, logging, the port file (the shared rows of svc.h); the
-                             gateway has no consumer group and no ops server of its own */
+    msp_svc_conf_t svc; /* Kafka, logging, the port file (the shared rows of svc.h); the
+                             gateway has no ops server of its own; its one consumer
+                             group is the history reader's (history.c) */
     char     *http_bind;
     long long http_port;
     char     *admin_token;
