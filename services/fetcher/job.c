@@ -81,6 +81,7 @@ struct job_s {
     int dr_failed;
     int type_done; /* the page just fetched was the type's last */
     int resumed;   /* the cursor was there before this run: a restart or a rebalance resumed it */
+    int ack_due;   /* finished: its sync.jobs offset is stored once its events are in Kafka */
 };
 
 static void job_step(job_t *j);
@@ -160,11 +161,15 @@ static void event_emit(job_t *j, const char *event, json_t *extra) {
     }
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
-    if (s) {
-        msp_kafka_produce(j->f->producer, msp_topic(MSP_TOPIC_SYNC_EVENTS), j->tenant,
-                          strlen(j->tenant), s, strlen(s), NULL, NULL);
-        free(s);
-    }
+    /* Counted with the page's records (pending_dr): the cursor moves past a page, and a
+     * finished job's offset is stored, only once its events are in Kafka too, so a kill -9
+     * never loses the event of a page the resumed job will not fetch again (the history would
+     * miss its records) nor a job's last event. */
+    j->pending_dr++;
+    if (!s || msp_kafka_produce(j->f->producer, msp_topic(MSP_TOPIC_SYNC_EVENTS), j->tenant,
+                                strlen(j->tenant), s, strlen(s), NULL, j) != 0)
+        j->pending_dr--;
+    free(s);
 }
 
 static void job_free(job_t *j) {
@@ -185,10 +190,17 @@ static void job_free(job_t *j) {
     msp_metric_set(f->metrics, "mspsync_fetcher_jobs", NULL, f->jobs_cnt);
 }
 
-/* Free a finished job once nothing refers to it. */
+static void job_ack_offset(job_t *j);
+
+/* Store a finished job's offset once its last events are delivered; free it once nothing
+ * refers to it. */
 static void job_release_if_idle(job_t *j) {
     if (j->state == JOB_FINISHED)
         msp_vcall_stop(&j->vc); /* a token wait is cancelled */
+    if (j->state == JOB_FINISHED && j->ack_due && j->pending_dr == 0) {
+        j->ack_due = 0;
+        job_ack_offset(j);
+    }
     if (j->state == JOB_FINISHED && !j->vc.http_inflight && j->pending_dr == 0)
         job_free(j);
 }
@@ -237,7 +249,8 @@ static void job_finish(job_t *j) {
         f->running_cnt--;
         msp_metric_set(f->metrics, "mspsync_fetcher_jobs_running", NULL, f->running_cnt);
     }
-    if (!j->abandoned) job_ack_offset(j);
+    if (!j->abandoned)
+        j->ack_due = 1; /* stored by job_release_if_idle */
     job_release_if_idle(j);
     if (!f->stopping) start_next_for_tenant(f, tenant);
 }
