@@ -82,6 +82,7 @@ struct job_s {
     int type_done; /* the page just fetched was the type's last */
     int resumed;   /* the cursor was there before this run: a restart or a rebalance resumed it */
     int ack_due;   /* finished: its sync.jobs offset is stored once its events are in Kafka */
+    char ended[8]; /* "done" / "failed": how an earlier run ended it (its cursor says so) */
 };
 
 static void job_step(job_t *j);
@@ -446,6 +447,16 @@ static void produce_complete(job_t *j) {
 }
 
 static int job_resume(job_t *j);
+
+/* An earlier run ended the job (its cursor says done or failed) but may have died before its
+ * last event reached Kafka (its offset was not stored yet): say again how it ended, so that
+ * the history does not show it running. The history keeps the first end it read. */
+static void job_ended_again(job_t *j) {
+    if (!strcmp(j->ended, "done"))
+        event_emit(j, "job_done", json_pack("{s:b}", "again", 1));
+    else if (!strcmp(j->ended, "failed"))
+        event_emit(j, "job_failed", json_pack("{s:s,s:b}", "error", "", "again", 1));
+}
 static void job_done(job_t *j);
 
 /* Continue the job from wherever its cursor stands. */
@@ -454,6 +465,7 @@ static void job_follow_cursor(job_t *j) {
     if (rc < 0) {
         job_retry(j, 1000, "Redis error while reading the cursor");
     } else if (rc == 1) {
+        job_ended_again(j);
         job_finish(j); /* done or failed by another instance: nothing left to do */
     } else if (rc == 2) {
         job_done(j);
@@ -893,6 +905,7 @@ static int job_resume(job_t *j) {
     }
     int rc = 0;
     if (!strcmp(cur, "done") || !strcmp(cur, "failed")) {
+        snprintf(j->ended, sizeof(j->ended), "%s", cur);
         rc = 1;
     } else if (!strcmp(cur, "complete")) {
         /* Every record is in Kafka; only the bookkeeping of job_done was lost. */
@@ -992,6 +1005,7 @@ static void job_step(job_t *j) {
         return;
     }
     if (rc == 1) {
+        job_ended_again(j);
         job_finish(j);
         return;
     }

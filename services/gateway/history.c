@@ -216,9 +216,13 @@ static int fold_event(gw_history_t *h, const rd_kafka_message_t *m) {
             }
         }
     } else if (!strcmp(ev, "job_done") || !strcmp(ev, "job_failed")) {
+        /* the first end read wins: a job replayed after its end says it again ("again") */
         const char *error = json_string_value(json_object_get(o, "error"));
-        rc = hdo(h, "HSET %s result %s finished_at %s error %s", key,
-                 ev[4] == 'd' ? "done" : "failed", at, error ? error : "");
+        long long first = hint_reply(h, "HSETNX %s finished_at %s", key, at);
+        rc = first < 0    ? -1
+             : first == 0 ? 0
+                          : hdo(h, "HSET %s result %s error %s", key,
+                                ev[4] == 'd' ? "done" : "failed", error ? error : "");
     } else if (!strcmp(ev, "types_not_enabled")) {
         char *skipped = json_dumps(json_object_get(o, "skipped"), JSON_COMPACT | JSON_ENCODE_ANY);
         rc = skipped ? hdo(h, "HSET %s skipped %s", key, skipped) : 0;
