@@ -326,11 +326,11 @@ static int fold_dead_letter(gw_history_t *h, const rd_kafka_message_t *m) {
         }
     }
     char *k = text_dup(m->key, m->key_len);
+    int rc;
     if (!reason || !service || !topic || !spart || !soff || !failed_at || !k) {
         MSP_ERROR("history.oom", tenant, "dead letter %s not indexed: out of memory", id);
-        free(reason), free(service), free(topic), free(spart), free(soff), free(failed_at);
-        free(k), free(shown);
-        return 0;
+        rc = 0; /* nothing to retry: skipped, logged */
+        goto out;
     }
     const char *argv[] = {"HSET",
                           key,
@@ -357,7 +357,7 @@ static int fold_dead_letter(gw_history_t *h, const rd_kafka_message_t *m) {
     size_t argl[sizeof(argv) / sizeof(argv[0])];
     for (size_t i = 0; i < sizeof(argv) / sizeof(argv[0]); i++)
         argl[i] = strlen(argv[i]);
-    int rc = -1;
+    rc = -1;
     if (msp_redis_ok(&h->redis, h->redis_url)) {
         redisReply *r =
             redisCommandArgv(h->redis, (int)(sizeof(argv) / sizeof(argv[0])), argv, argl);
@@ -374,6 +374,7 @@ static int fold_dead_letter(gw_history_t *h, const rd_kafka_message_t *m) {
                  id);
     if (rc == 0)
         rc = trim_index(h, index, index, GW_DLQ_KEEP);
+out:
     free(reason);
     free(service);
     free(topic);
