@@ -28,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 static char *topic_prefix;
 static char *group_instance_id;
 static int   producer_linger_ms = 20;
@@ -495,8 +497,91 @@ int msp_kafka_produce(rd_kafka_t *producer, const char *topic, const void *key, 
     }
 }
 
+/* The x-dlq-* headers a dead letter gets and a replay takes off again. */
+static const char *const DLQ_HEADERS[] = {
+    "x-dlq-reason",        "x-dlq-service",   "x-dlq-source-topic", "x-dlq-source-partition",
+    "x-dlq-source-offset", "x-dlq-failed-at", "x-dlq-tenant"};
+#define DLQ_HEADERS_CNT (sizeof(DLQ_HEADERS) / sizeof(DLQ_HEADERS[0]))
+
+/* 1 when s (n bytes) can name a tenant: [A-Za-z0-9_-], 1..63 bytes. */
+static int tenant_like(const char *s, size_t n) {
+    if (n == 0 || n > 63)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!(s[i] == '-' || s[i] == '_' || (s[i] >= '0' && s[i] <= '9') ||
+              (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z')))
+            return 0;
+    return 1;
+}
+
+/* Copy n bytes of s into buf when they can name a tenant. @returns 0, or -1 (buf ""). */
+static int tenant_copy(const char *s, size_t n, char *buf, size_t size) {
+    buf[0] = '\0';
+    if (!s || !tenant_like(s, n) || n >= size)
+        return -1;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    return 0;
+}
+
+int msp_kafka_tenant_of(const rd_kafka_message_t *m, char *buf, size_t size) {
+    if (!buf || !size)
+        return -1;
+    buf[0] = '\0';
+    json_t *v = m->payload ? json_loadb(m->payload, m->len, 0, NULL) : NULL;
+    const char *t = json_string_value(json_object_get(v, "tenant"));
+    int rc = t ? tenant_copy(t, strlen(t), buf, size) : -1;
+    json_decref(v);
+    if (rc == 0 || !m->key)
+        return rc;
+    const char *k = m->key, *slash = memchr(k, '/', m->key_len);
+    return tenant_copy(k, slash ? (size_t)(slash - k) : m->key_len, buf, size);
+}
+
+int msp_dlq_tenant(const rd_kafka_message_t *m, char *buf, size_t size) {
+    rd_kafka_headers_t *h = NULL;
+    const void *v = NULL;
+    size_t n = 0;
+    if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR && h &&
+        rd_kafka_header_get_last(h, "x-dlq-tenant", &v, &n) == RD_KAFKA_RESP_ERR_NO_ERROR && v &&
+        tenant_copy(v, n, buf, size) == 0)
+        return 0;
+    return msp_kafka_tenant_of(m, buf, size);
+}
+
+int msp_dlq_unwrap(const rd_kafka_message_t *m, char **source_topic, rd_kafka_headers_t **headers) {
+    rd_kafka_headers_t *h = NULL;
+    const void *v = NULL;
+    size_t n = 0;
+    *source_topic = NULL;
+    *headers = NULL;
+    if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR || !h ||
+        rd_kafka_header_get_last(h, "x-dlq-source-topic", &v, &n) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        !v || n == 0)
+        return -1;
+    *source_topic = strndup(v, n);
+    *headers = rd_kafka_headers_copy(h);
+    if (!*source_topic || !*headers) {
+        free(*source_topic);
+        *source_topic = NULL;
+        if (*headers)
+            rd_kafka_headers_destroy(*headers);
+        *headers = NULL;
+        return -1;
+    }
+    for (size_t i = 0; i < DLQ_HEADERS_CNT; i++)
+        rd_kafka_header_remove(*headers, DLQ_HEADERS[i]);
+    return 0;
+}
+
 int msp_kafka_dead_letter(rd_kafka_t *producer, const rd_kafka_message_t *src,
                           const char *service, const char *reason, void *opaque) {
+    return msp_kafka_dead_letter_tenant(producer, src, service, reason, NULL, opaque);
+}
+
+int msp_kafka_dead_letter_tenant(rd_kafka_t *producer, const rd_kafka_message_t *src,
+                                 const char *service, const char *reason, const char *tenant,
+                                 void *opaque) {
     rd_kafka_headers_t *hdrs = NULL;
     rd_kafka_headers_t *orig = NULL;
     if (rd_kafka_message_headers(src, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR && orig)
@@ -521,6 +606,14 @@ int msp_kafka_dead_letter(rd_kafka_t *producer, const rd_kafka_message_t *src,
     rd_kafka_header_add(hdrs, "x-dlq-source-offset", -1, num, -1);
     msp_format_time(msp_wall_ms(), when, sizeof(when));
     rd_kafka_header_add(hdrs, "x-dlq-failed-at", -1, when, -1);
+    /* The tenant whose dead letter it is, for the per-tenant index (gateway) and
+     * mspsync-dlq --tenant: the caller's, else what the record itself says. */
+    char derived[64];
+    if ((!tenant || !tenant_like(tenant, strlen(tenant))) &&
+        msp_kafka_tenant_of(src, derived, sizeof(derived)) == 0)
+        tenant = derived;
+    if (tenant && tenant_like(tenant, strlen(tenant)))
+        rd_kafka_header_add(hdrs, "x-dlq-tenant", -1, tenant, -1);
     if (msp_kafka_produce(producer, msp_topic(MSP_TOPIC_DLQ), src->key, src->key_len,
                           src->payload, src->len, hdrs, opaque) != 0) {
         rd_kafka_headers_destroy(hdrs);
@@ -539,7 +632,7 @@ void msp_dead_letter_set(msp_dead_letter_t *dl, void *owner, const char *tenant,
 
 int msp_dead_letter_send(rd_kafka_t *producer, msp_dead_letter_t *dl,
                          const rd_kafka_message_t *src, const char *service) {
-    if (msp_kafka_dead_letter(producer, src, service, dl->reason, dl) != 0) {
+    if (msp_kafka_dead_letter_tenant(producer, src, service, dl->reason, dl->tenant, dl) != 0) {
         MSP_WARN("dlq.produce_failed", dl->tenant, "retrying in 1 s");
         return -1;
     }

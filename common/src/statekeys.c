@@ -52,6 +52,13 @@ static const msp_statekey_t TABLE[] = {
     {"billing:push", MSP_STATE_CACHE, "the last push's summary: shown again after the next one"},
     {"billing:history:*", MSP_STATE_CACHE,
      "the history of quantities written: lost (Syncro keeps the current quantity)"},
+    {"history:*", MSP_STATE_DERIVED,
+     "sync history (jobs, index) and the reader's positions: the gateway reads sync.events and "
+     "dlq again from their start"},
+    {"dlq", MSP_STATE_DERIVED, "as history:* (the tenant's dead letter index)"},
+    {"dlq:*", MSP_STATE_DERIVED,
+     "as history:*; a replay's mark (replayed_at, replayed_by) is lost: one more replay is "
+     "allowed (harmless, consumers are idempotent)"},
     {"wb:*", MSP_STATE_DERIVED,
      "lost: the write-back reads the vendor's value before it writes, so nothing is written twice"},
     /* coordination */

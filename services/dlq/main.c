@@ -8,10 +8,19 @@
  *                         normalizer fix; a record that still fails is dead-lettered again by the
  *                         service, with its new reason
  *
+ *   --tenant T            (either command) only the dead letters of tenant T: its x-dlq-tenant
+ *                         header, else the tenant its key or value names (msp_dlq_tenant)
+ *
  * replay reads the dlq in the consumer group MSPSYNC_DLQ_GROUP up to the end offsets it saw at
  * start, and commits a position only after the replayed records were acknowledged by Kafka, so
  * running it twice never replays a record twice, and a crash in the middle replays at most the
  * last batch again (harmless: every consumer of mspsync is idempotent).
+ *
+ * replay --tenant T reads in its own group, MSPSYNC_DLQ_GROUP + "-tenant-" + T, so the
+ * all-tenants group does not move: the other tenants' dead letters stay due for it. Each run
+ * skips what the other kind of run already replayed — an all-tenants replay a record whose
+ * tenant's own group is past it, a --tenant replay a record the all-tenants group is past — so
+ * a record is replayed once by this tool, whichever way it is run.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +38,8 @@ static struct {
     msp_svc_conf_t svc;   /* Kafka and logging: the rows every service shares (svc.h) */
     char *group;
 } cfg;
+
+static const char *only_tenant; /* --tenant T, or NULL: every tenant */
 
 static const msp_config_entry_t config_table[] = {
     MSP_SVC_KAFKA_ROWS(cfg.svc),
@@ -96,12 +107,15 @@ static void print_record(const rd_kafka_message_t *m) {
     static const char *names[] = {"x-dlq-reason", "x-dlq-service", "x-dlq-source-topic",
                                   "x-dlq-source-partition", "x-dlq-source-offset",
                                   "x-dlq-failed-at"};
+    char tenant[64];
+    msp_dlq_tenant(m, tenant, sizeof(tenant));
     json_t *o = json_pack("{s:i,s:I}", "partition", (int)m->partition, "offset", (json_int_t)m->offset);
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         char *v = header_str(h, names[i]);
         json_object_set_new(o, names[i] + 6, v ? json_string(v) : json_null());
         free(v);
     }
+    json_object_set_new(o, "tenant", tenant[0] ? json_string(tenant) : json_null());
     json_object_set_new(o, "key", m->key ? json_stringn(m->key, m->key_len) : json_null());
     json_object_set_new(o, "value", m->payload ? json_stringn(m->payload, m->len) : json_null());
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -118,27 +132,81 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     }
 }
 
-/* Produce one dead letter back to its source topic. @returns 0, or -1 (reason printed). */
+/* Produce one dead letter back to its source topic (msp_dlq_unwrap: original key, value and
+ * headers without the x-dlq-* ones). @returns 0, or -1 (reason printed). */
 static int replay_one(rd_kafka_t *producer, const rd_kafka_message_t *m) {
-    rd_kafka_headers_t *h = NULL;
-    rd_kafka_message_headers(m, &h);
-    char *src = header_str(h, "x-dlq-source-topic");
-    if (!src) {
+    char *src = NULL;
+    rd_kafka_headers_t *out = NULL;
+    if (msp_dlq_unwrap(m, &src, &out) != 0) {
         fprintf(stderr, "mspsync-dlq: dlq [%d] @%lld has no x-dlq-source-topic; left as it is\n",
                 (int)m->partition, (long long)m->offset);
         return -1;
-    }
-    rd_kafka_headers_t *out = h ? rd_kafka_headers_copy(h) : NULL;
-    if (out) {
-        static const char *names[] = {"x-dlq-reason", "x-dlq-service", "x-dlq-source-topic",
-                                      "x-dlq-source-partition", "x-dlq-source-offset",
-                                      "x-dlq-failed-at"};
-        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) rd_kafka_header_remove(out, names[i]);
     }
     int rc = msp_kafka_produce(producer, src, m->key, m->key_len, m->payload, m->len, out, NULL);
     if (rc != 0 && out) rd_kafka_headers_destroy(out);
     free(src);
     return rc;
+}
+
+/* The group of replay: the all-tenants group, or its per-tenant sibling. */
+static void group_name(const char *tenant, char *buf, size_t size) {
+    if (tenant)
+        snprintf(buf, size, "%s-tenant-%s", cfg.group, tenant);
+    else
+        snprintf(buf, size, "%s", cfg.group);
+}
+
+/* Replay groups asked about (a tenant's, or "" for the all-tenants group), with their
+ * committed positions. */
+typedef struct tenant_pos_s {
+    struct tenant_pos_s *next;
+    char tenant[64];
+    rd_kafka_topic_partition_list_t *pos; /* committed positions of its group */
+} tenant_pos_t;
+
+/* 1 when the replay group of tenant ("" = the all-tenants group) already replayed m. */
+static int replayed_by_group(tenant_pos_t **cache, const char *brokers, const char *tenant,
+                             const rd_kafka_message_t *m,
+                             const rd_kafka_topic_partition_list_t *ends) {
+    tenant_pos_t *t = *cache;
+    while (t && strcmp(t->tenant, tenant))
+        t = t->next;
+    if (!t) {
+        t = calloc(1, sizeof(*t));
+        if (!t)
+            return 0;
+        snprintf(t->tenant, sizeof(t->tenant), "%s", tenant);
+        t->next = *cache;
+        *cache = t;
+        char group[300], errstr[512];
+        group_name(tenant[0] ? tenant : NULL, group, sizeof(group));
+        /* a member of that group that never polls: it only reads the committed offsets */
+        const char *topics[] = {rd_kafka_topic_name(m->rkt), NULL};
+        rd_kafka_t *rk = msp_kafka_consumer_new(brokers, group, "mspsync-dlq", topics, NULL, NULL,
+                                                errstr, sizeof(errstr));
+        t->pos = rd_kafka_topic_partition_list_copy(ends);
+        for (int i = 0; i < t->pos->cnt; i++)
+            t->pos->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
+        if (!rk || rd_kafka_committed(rk, t->pos, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+            for (int i = 0; i < t->pos->cnt; i++)
+                t->pos->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
+        if (rk) {
+            rd_kafka_consumer_close(rk);
+            rd_kafka_destroy(rk);
+        }
+    }
+    rd_kafka_topic_partition_t *p =
+        rd_kafka_topic_partition_list_find(t->pos, rd_kafka_topic_name(m->rkt), m->partition);
+    return p && p->offset > m->offset;
+}
+
+static void tenant_pos_free(tenant_pos_t *t) {
+    while (t) {
+        tenant_pos_t *next = t->next;
+        rd_kafka_topic_partition_list_destroy(t->pos);
+        free(t);
+        t = next;
+    }
 }
 
 int main(int argc, char **argv) {
@@ -147,13 +215,24 @@ int main(int argc, char **argv) {
     msp_log_set_stream(stderr);   /* stdout carries the listing (and replay's summary) only */
     int rc = msp_svc_configure("dlq", config_table, argc, argv, &cfg.svc, NULL);
     if (rc == 0) {   /* --help */
-        printf("\nCommands: list | replay\n");
+        printf("\nCommands: list | replay   [--tenant T: only that tenant's dead letters]\n");
         return 0;
     }
     if (rc > 0)
         return rc;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--tenant") && i + 1 < argc && argv[i + 1][0]) {
+            only_tenant = argv[++i];
+        } else {
+            fprintf(stderr, "mspsync-dlq: unknown argument \"%s\" (expected --tenant T)\n",
+                    argv[i]);
+            msp_config_free(config_table);
+            return 2;
+        }
+    }
     if (strcmp(cmd, "list") != 0 && strcmp(cmd, "replay") != 0) {
-        fprintf(stderr, "usage: mspsync-dlq list|replay   (settings: mspsync-dlq --help)\n");
+        fprintf(stderr, "usage: mspsync-dlq list|replay [--tenant T]   (settings: mspsync-dlq "
+                        "--help)\n");
         msp_config_free(config_table);
         return 2;
     }
@@ -163,7 +242,8 @@ int main(int argc, char **argv) {
     /* list reads with a throw-away group id and never commits; replay uses the real group. */
     char group[256];
     if (listing) snprintf(group, sizeof(group), "mspsync-dlq-list-%d", (int)getpid());
-    else snprintf(group, sizeof(group), "%s", cfg.group);
+    else
+        group_name(only_tenant, group, sizeof(group));
     const char *brokers = cfg.svc.brokers;
     rd_kafka_t *producer = listing ? NULL
                                    : msp_kafka_producer_new(brokers, "mspsync-dlq", dr_cb, NULL,
@@ -185,7 +265,8 @@ int main(int argc, char **argv) {
     for (int i = 0; i < pos->cnt; i++) pos->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
     if (rd_kafka_committed(consumer, pos, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR)
         for (int i = 0; i < pos->cnt; i++) pos->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
-    long seen = 0, replayed = 0, skipped = 0;
+    long seen = 0, replayed = 0, skipped = 0, listed = 0;
+    tenant_pos_t *tenants = NULL; /* what the other replay groups committed */
     int exit_code = 0;
     while (!reached_end(ends, pos)) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(consumer, 10000);
@@ -215,8 +296,17 @@ int main(int argc, char **argv) {
         if (!p) p = rd_kafka_topic_partition_list_add(pos, dlq, m->partition);
         p->offset = m->offset + 1;
         seen++;
-        if (listing) {
+        char tenant[64];
+        msp_dlq_tenant(m, tenant, sizeof(tenant));
+        if (only_tenant && strcmp(tenant, only_tenant) != 0) {
+            /* another tenant's: not ours to show or replay (its position still counts as read
+             * for our own group only) */
+        } else if (listing) {
             print_record(m);
+            listed++;
+        } else if (tenant[0] &&
+                   replayed_by_group(&tenants, brokers, only_tenant ? "" : tenant, m, ends)) {
+            skipped++; /* the other kind of replay did it already */
         } else if (replay_one(producer, m) == 0) {
             replayed++;
         } else {
@@ -241,8 +331,9 @@ int main(int argc, char **argv) {
         }
         printf("replayed=%ld skipped=%ld\n", replayed, skipped);
     } else {
-        fprintf(stderr, "mspsync-dlq: %ld dead letters\n", seen);
+        fprintf(stderr, "mspsync-dlq: %ld dead letters\n", listed);
     }
+    tenant_pos_free(tenants);
     rd_kafka_topic_partition_list_destroy(pos);
     rd_kafka_topic_partition_list_destroy(ends);
     rd_kafka_consumer_close(consumer);

@@ -80,6 +80,9 @@ struct job_s {
     int  pending_dr;
     int dr_failed;
     int type_done; /* the page just fetched was the type's last */
+    int resumed;   /* the cursor was there before this run: a restart or a rebalance resumed it */
+    int ack_due;   /* finished: its sync.jobs offset is stored once its events are in Kafka */
+    char ended[8]; /* "done" / "failed": how an earlier run ended it (its cursor says so) */
 };
 
 static void job_step(job_t *j);
@@ -159,11 +162,15 @@ static void event_emit(job_t *j, const char *event, json_t *extra) {
     }
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
-    if (s) {
-        msp_kafka_produce(j->f->producer, msp_topic(MSP_TOPIC_SYNC_EVENTS), j->tenant,
-                          strlen(j->tenant), s, strlen(s), NULL, NULL);
-        free(s);
-    }
+    /* Counted with the page's records (pending_dr): the cursor moves past a page, and a
+     * finished job's offset is stored, only once its events are in Kafka too, so a kill -9
+     * never loses the event of a page the resumed job will not fetch again (the history would
+     * miss its records) nor a job's last event. */
+    j->pending_dr++;
+    if (!s || msp_kafka_produce(j->f->producer, msp_topic(MSP_TOPIC_SYNC_EVENTS), j->tenant,
+                                strlen(j->tenant), s, strlen(s), NULL, j) != 0)
+        j->pending_dr--;
+    free(s);
 }
 
 static void job_free(job_t *j) {
@@ -184,10 +191,17 @@ static void job_free(job_t *j) {
     msp_metric_set(f->metrics, "mspsync_fetcher_jobs", NULL, f->jobs_cnt);
 }
 
-/* Free a finished job once nothing refers to it. */
+static void job_ack_offset(job_t *j);
+
+/* Store a finished job's offset once its last events are delivered; free it once nothing
+ * refers to it. */
 static void job_release_if_idle(job_t *j) {
     if (j->state == JOB_FINISHED)
         msp_vcall_stop(&j->vc); /* a token wait is cancelled */
+    if (j->state == JOB_FINISHED && j->ack_due && j->pending_dr == 0) {
+        j->ack_due = 0;
+        job_ack_offset(j);
+    }
     if (j->state == JOB_FINISHED && !j->vc.http_inflight && j->pending_dr == 0)
         job_free(j);
 }
@@ -236,7 +250,8 @@ static void job_finish(job_t *j) {
         f->running_cnt--;
         msp_metric_set(f->metrics, "mspsync_fetcher_jobs_running", NULL, f->running_cnt);
     }
-    if (!j->abandoned) job_ack_offset(j);
+    if (!j->abandoned)
+        j->ack_due = 1; /* stored by job_release_if_idle */
     job_release_if_idle(j);
     if (!f->stopping) start_next_for_tenant(f, tenant);
 }
@@ -432,6 +447,16 @@ static void produce_complete(job_t *j) {
 }
 
 static int job_resume(job_t *j);
+
+/* An earlier run ended the job (its cursor says done or failed) but may have died before its
+ * last event reached Kafka (its offset was not stored yet): say again how it ended, so that
+ * the history does not show it running. The history keeps the first end it read. */
+static void job_ended_again(job_t *j) {
+    if (!strcmp(j->ended, "done"))
+        event_emit(j, "job_done", json_pack("{s:b}", "again", 1));
+    else if (!strcmp(j->ended, "failed"))
+        event_emit(j, "job_failed", json_pack("{s:s,s:b}", "error", "", "again", 1));
+}
 static void job_done(job_t *j);
 
 /* Continue the job from wherever its cursor stands. */
@@ -440,6 +465,7 @@ static void job_follow_cursor(job_t *j) {
     if (rc < 0) {
         job_retry(j, 1000, "Redis error while reading the cursor");
     } else if (rc == 1) {
+        job_ended_again(j);
         job_finish(j); /* done or failed by another instance: nothing left to do */
     } else if (rc == 2) {
         job_done(j);
@@ -853,6 +879,7 @@ static int job_seek(job_t *j, const char *cur) {
             job_pager_set(j, i, p);
             j->page = page;
             MSP_INFO("job.resumed", j->tenant, "job=%s at %s", j->job_id, cur);
+            j->resumed = 1;
             return 0;
         }
         if (p != j->pager)
@@ -873,10 +900,12 @@ static int job_resume(job_t *j) {
     if (!cur) {
         int rc = job_cursor_create(j, key);
         if (rc == 0) return job_resume(j); /* somebody created it meanwhile: read it */
+        j->resumed = 0;                    /* this run made the cursor: a first start */
         return rc < 0 ? -1 : 0;
     }
     int rc = 0;
     if (!strcmp(cur, "done") || !strcmp(cur, "failed")) {
+        snprintf(j->ended, sizeof(j->ended), "%s", cur);
         rc = 1;
     } else if (!strcmp(cur, "complete")) {
         /* Every record is in Kafka; only the bookkeeping of job_done was lost. */
@@ -889,7 +918,21 @@ static int job_resume(job_t *j) {
     return rc;
 }
 
-/* The job runs: say so where users look, then send its first request. */
+/* What asked for the job, as the sync history shows it: "save", "schedule" or "sync-now"
+ * (the sync.jobs reason; an unknown reason is shown as it is). @returns borrowed. */
+static const char *job_trigger(const job_t *j) {
+    static const struct {
+        const char *reason, *trigger;
+    } names[] = {{"integration_saved", "save"}, {"schedule", "schedule"}, {"sync_now", "sync-now"}};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (!strcmp(j->reason, names[i].reason))
+            return names[i].trigger;
+    return j->reason;
+}
+
+/* The job runs: say so where users look, then send its first request. job_started says whether
+ * this run resumed a cursor an earlier run left (killed replica, rebalance), so that the history
+ * counts one job with its resumes, not several jobs. */
 static void job_started(job_t *j) {
     fetcher_t *f = j->f;
     char now[40];
@@ -911,7 +954,9 @@ static void job_started(job_t *j) {
                "job_types\x1f%s",
                j->job_id, now, tlist);
     event_emit(j, "job_started",
-               json_pack("{s:o,s:s,s:s}", "types", tl, "reason", j->reason, "mode", j->mode));
+               json_pack("{s:o,s:s,s:s,s:s,s:b,s:i}", "types", tl, "reason", j->reason, "mode",
+                         j->mode, "trigger", job_trigger(j), "resumed", j->resumed, "page",
+                         j->page));
     MSP_INFO("job.started", j->tenant, "job=%s reason=%s replica=%s", j->job_id, j->reason,
              f->replica_id);
     job_request(j);
@@ -960,6 +1005,7 @@ static void job_step(job_t *j) {
         return;
     }
     if (rc == 1) {
+        job_ended_again(j);
         job_finish(j);
         return;
     }

@@ -200,6 +200,13 @@ void gw_audit_end(gw_t *gw, struct evhttp_request *req, int code) {
     audit_free(a);
 }
 
+const gw_actor_t *gw_audit_actor(gw_t *gw, struct evhttp_request *req) {
+    for (gw_audit_t *a = gw->audits; a; a = a->next)
+        if (a->req == req)
+            return &a->actor;
+    return NULL;
+}
+
 void gw_audit_free_all(gw_t *gw) {
     while (gw->audits) {
         gw_audit_t *a = gw->audits;
@@ -210,29 +217,11 @@ void gw_audit_free_all(gw_t *gw) {
 
 /* ---- GET /v1/tenants/{t}/audit ----------------------------------------------------------- */
 
-/* A positive integer query parameter, def when absent. @returns the value, or -1 (replied). */
-static long long query_int(gw_t *gw, struct evhttp_request *req, const char *name, long long def,
-                           long long max) {
-    const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-    char *v = NULL, err[256];
-    if (!q || gw_query_get(q, name, &v, err, sizeof(err)) != 1)
-        return def;
-    char *end = NULL;
-    long long n = strtoll(v, &end, 10);
-    int bad = !v[0] || *end || n < 1 || n > max;
-    free(v);
-    if (bad) {
-        gw_reply_error(gw, req, "audit", 400, "\"%s\" must be an integer from 1 to %lld", name,
-                       max);
-        return -1;
-    }
-    return n;
-}
-
 void api_audit_list(gw_t *gw, struct evhttp_request *req, const char *tenant) {
     const char *route = "audit";
-    long long limit = query_int(gw, req, "limit", PAGE_DEFAULT, PAGE_MAX);
-    long long before = limit < 0 ? -1 : query_int(gw, req, "before", LLONG_MAX, LLONG_MAX);
+    long long limit = gw_query_int(gw, req, route, "limit", PAGE_DEFAULT, PAGE_MAX);
+    long long before =
+        limit < 0 ? -1 : gw_query_int(gw, req, route, "before", LLONG_MAX, LLONG_MAX);
     if (before < 0)
         return;
     char key[160], err[256];

@@ -1,7 +1,8 @@
 /*
  * gateway.h — the state shared by the gateway's modules.
  *
- * One process, one libevent loop, one thread. main.c builds a gw_t and wires the modules:
+ * One process, one libevent loop, one thread (plus history.c's reader, which shares nothing
+ * with the loop but Redis and Kafka). main.c builds a gw_t and wires the modules:
  *   http_util.c        JSON replies (also for the requests libevent refuses itself), bearer
  *                      auth, body reading, request framing checks, held (asynchronously
  *                      answered) requests
@@ -10,6 +11,9 @@
  *                      table, counts requests
  *   access.c           the caller (operator token or tenant API key), roles, .../keys
  *   audit.c            the per-tenant audit log of changes, .../audit
+ *   history.c          a thread folding sync.events and dlq into Redis (its own consumer
+ *                      group and hiredis context): the sync history and per-tenant dead letters
+ *   api_history.c      .../integrations/{v}/jobs..., .../dead-letters... (list, get, replay)
  *   jobs.c             the Kafka producer glued to the loop; sync jobs and tombstones that are
  *                      answered only once their delivery reports arrive
  *   store.c            synchronous Redis helpers (one hiredis context, reconnected on demand)
@@ -55,8 +59,9 @@ struct evhttp_request;
 
 /** Settings, filled from the environment by the config table in main.c. */
 typedef struct gw_config_s {
-    msp_svc_conf_t svc;   /* Kafka, logging, the port file (the shared rows of svc.h); the
-                             gateway has no consumer group and no ops server of its own */
+    msp_svc_conf_t svc; /* Kafka, logging, the port file (the shared rows of svc.h); the
+                             gateway has no ops server of its own; its one consumer
+                             group is the history reader's (history.c) */
     char     *http_bind;
     long long http_port;
     char     *admin_token;
@@ -83,6 +88,7 @@ typedef struct gw_tcache_s gw_tcache_t;
 struct redisAsyncContext;
 
 typedef struct gw_audit_s gw_audit_t;
+typedef struct gw_history_s gw_history_t;
 
 typedef struct gw_s {
     gw_config_t         cfg;
@@ -105,6 +111,7 @@ typedef struct gw_s {
     int                 kafka_ok;
     gw_journal_t *journal; /* configuration journal and restore (journal.c) */
     gw_audit_t *audits;    /* changes in flight, awaiting their answer (audit.c) */
+    gw_history_t *history; /* the sync.events and dlq reader (history.c) */
     int restoring;         /* 1 Redis lost its state: /v1 answers 503 meanwhile;
                                           0 serving; 2 not known yet (Redis never answered) */
 } gw_t;
@@ -140,6 +147,30 @@ json_t *gw_config_value(gw_t *gw, const char *key, int *ok);
  */
 void gw_config_keys_each(const char *tenant,
                          void (*cb)(const char *key, const char *suffix, void *arg), void *arg);
+
+/* ---- history.c and api_history.c: sync history, per-tenant dead letters -------------------- */
+
+#define GW_HISTORY_KEEP 100    /**< jobs kept per integration */
+#define GW_DLQ_KEEP 10000      /**< dead letters kept in a tenant's index */
+#define GW_DLQ_VALUE_MAX 65536 /**< larger values are not kept (value_omitted) */
+#define GW_REPLAY_MAX 500      /**< dead letters one replay call produces */
+
+/**
+ * @brief Start the thread that folds sync.events and dlq into Redis (after Redis and the
+ * producer). @returns 0, or -1 (errstr).
+ */
+int gw_history_start(gw_t *gw, char *errstr, size_t errstr_size);
+/** @brief Stop and join the thread (NULL-safe when never started). */
+void gw_history_stop(gw_t *gw);
+/** @brief Replace the value of every member whose name says credential by "[secret]". */
+void gw_dlq_value_scrub(json_t *v);
+
+void api_history_jobs(gw_t *gw, struct evhttp_request *req, const char *tenant, const char *integ);
+void api_history_job(gw_t *gw, struct evhttp_request *req, const char *tenant, const char *integ,
+                     const char *job_id);
+void api_dead_letters_list(gw_t *gw, struct evhttp_request *req, const char *tenant);
+void api_dead_letter_get(gw_t *gw, struct evhttp_request *req, const char *tenant, const char *id);
+void api_dead_letters_replay(gw_t *gw, struct evhttp_request *req, const char *tenant);
 
 /* ---- kept_secrets.c ---------------------------------------------------------------------- */
 
@@ -182,6 +213,13 @@ int gw_read_json(gw_t *gw, struct evhttp_request *req, const char *route, int op
  * '=' gives "" (see query.h for the grammar).
  */
 char *gw_query_param(struct evhttp_request *req, const char *name);
+
+/**
+ * @brief A query parameter that must be an integer from 1 to max; def when absent.
+ * @returns the value, or -1 (replied 400 naming it).
+ */
+long long gw_query_int(gw_t *gw, struct evhttp_request *req, const char *route, const char *name,
+                       long long def, long long max);
 
 /** @brief Refuse a malformed query string with 400 naming it. @returns 0, or -1 (replied). */
 int gw_check_query(gw_t *gw, struct evhttp_request *req, const char *route);
@@ -287,6 +325,8 @@ void gw_audit_begin(gw_t *gw, struct evhttp_request *req, const gw_actor_t *acto
 void gw_audit_end(gw_t *gw, struct evhttp_request *req, int code);
 /** @brief Drop the records still open (shutdown). */
 void gw_audit_free_all(gw_t *gw);
+/** @brief The actor of req's open audit record (borrowed), or NULL when none is open. */
+const gw_actor_t *gw_audit_actor(gw_t *gw, struct evhttp_request *req);
 void api_audit_list(gw_t *gw, struct evhttp_request *req, const char *tenant);
 
 /* ---- router.c ------------------------------------------------------------------------------ */
@@ -356,6 +396,14 @@ gw_batch_t *gw_batch_new(gw_t *gw, gw_batch_done_cb *done, void *arg);
 /** @brief value NULL = tombstone. */
 void gw_batch_produce(gw_batch_t *b, const char *topic, const char *key, const void *value,
                       size_t value_len);
+/**
+ * @brief gw_batch_produce with any key bytes (key_len) and headers (may be NULL; stolen, also on
+ * failure).
+ */
+void gw_batch_produce_headers(gw_batch_t *b, const char *topic, const void *key, size_t key_len,
+                              const void *value, size_t value_len, rd_kafka_headers_t *headers);
+/** @brief Make done see error (copied) even if every message is delivered (the first counts). */
+void gw_batch_fail(gw_batch_t *b, const char *error);
 /** @brief No more messages; done may run now (or later, after the last report). */
 void gw_batch_seal(gw_batch_t *b);
 

@@ -169,6 +169,22 @@ char *gw_query_param(struct evhttp_request *req, const char *name) {
                         sizeof(err)) == 1 ? value : NULL;
 }
 
+long long gw_query_int(gw_t *gw, struct evhttp_request *req, const char *route, const char *name,
+                       long long def, long long max) {
+    char *v = gw_query_param(req, name);
+    if (!v)
+        return def;
+    char *end = NULL;
+    long long n = strtoll(v, &end, 10);
+    int bad = !v[0] || *end || n < 1 || n > max;
+    free(v);
+    if (bad) {
+        gw_reply_error(gw, req, route, 400, "\"%s\" must be an integer from 1 to %lld", name, max);
+        return -1;
+    }
+    return n;
+}
+
 int gw_check_query(gw_t *gw, struct evhttp_request *req, const char *route) {
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     char err[256];

@@ -60,13 +60,24 @@ gw_batch_t *gw_batch_new(gw_t *gw, gw_batch_done_cb *done, void *arg) {
 
 void gw_batch_produce(gw_batch_t *b, const char *topic, const char *key, const void *value,
                       size_t value_len) {
+    gw_batch_produce_headers(b, topic, key, strlen(key), value, value_len, NULL);
+}
+
+void gw_batch_produce_headers(gw_batch_t *b, const char *topic, const void *key, size_t key_len,
+                              const void *value, size_t value_len, rd_kafka_headers_t *headers) {
     b->outstanding++;
-    if (msp_kafka_produce(b->gw->rk, topic, key, strlen(key), value, value ? value_len : 0, NULL,
+    if (msp_kafka_produce(b->gw->rk, topic, key, key_len, value, value ? value_len : 0, headers,
                           b) != 0) {
-        if (!b->error[0])
-            snprintf(b->error, sizeof(b->error), "%s", rd_kafka_err2str(rd_kafka_last_error()));
+        if (headers)
+            rd_kafka_headers_destroy(headers);
+        gw_batch_fail(b, rd_kafka_err2str(rd_kafka_last_error()));
         batch_release(b);
     }
+}
+
+void gw_batch_fail(gw_batch_t *b, const char *error) {
+    if (!b->error[0])
+        snprintf(b->error, sizeof(b->error), "%s", error);
 }
 
 void gw_batch_seal(gw_batch_t *b) { batch_release(b); }

@@ -236,6 +236,10 @@ int main(int argc, char **argv) {
         MSP_ERROR("startup", NULL, "out of memory");
         goto out;
     }
+    if (gw_history_start(&gw, errstr, sizeof(errstr)) != 0) {
+        MSP_ERROR("kafka.consumer", NULL, "sync history reader: %s", errstr);
+        goto out;
+    }
     MSP_INFO("gateway.started", NULL, "listening on %s:%d", gw.cfg.http_bind, svc.ops_port);
 
     while (msp_lifecycle_running())
@@ -250,6 +254,7 @@ out:
     msp_http_destroy(gw.vendor);                   /* callbacks answer 503 */
     gw_tc_stop(&gw); /* held webhook lookups answer 503; async Redis closed */
     gw_journal_stop(&gw);
+    gw_history_stop(&gw); /* its reader stops where it is: the positions in Redis say where */
     gw.vendor = NULL;
     /* delivery reports answer the held requests; the producer's wiring goes with it */
     gw_kafka_stop(&gw, msp_lifecycle_budget_ms(SHUTDOWN_FLUSH_MS));

@@ -69,6 +69,11 @@ typedef enum {
     R_KEYS,            /* /v1/tenants/{t}/keys                     GET POST */
     R_KEY,             /* /v1/tenants/{t}/keys/{id}                DELETE */
     R_AUDIT,           /* /v1/tenants/{t}/audit                    GET */
+    R_JOBS,            /* /v1/tenants/{t}/integrations/{i}/jobs    GET */
+    R_JOB,             /* /v1/tenants/{t}/integrations/{i}/jobs/{job_id} GET */
+    R_DEAD_LETTERS,    /* /v1/tenants/{t}/dead-letters             GET */
+    R_DEAD_LETTER,     /* /v1/tenants/{t}/dead-letters/{id}        GET */
+    R_DEAD_REPLAY,     /* /v1/tenants/{t}/dead-letters/replay      POST */
 } route_id_t;
 
 /* The least role per method (access.c); GW_ROLE_UNSET (left out) = refused to everyone. */
@@ -124,6 +129,11 @@ static const struct {
     [R_KEYS] = {"keys", "GET, POST", {.get = OWNER, .post = OWNER}},
     [R_KEY] = {"key", "DELETE", {.del = OWNER}},
     [R_AUDIT] = {"audit", "GET", {.get = OWNER}},
+    [R_JOBS] = {"integration_jobs", "GET", {.get = VIEWER}},
+    [R_JOB] = {"integration_job", "GET", {.get = VIEWER}},
+    [R_DEAD_LETTERS] = {"dead_letters", "GET", {.get = VIEWER}},
+    [R_DEAD_LETTER] = {"dead_letter", "GET", {.get = VIEWER}},
+    [R_DEAD_REPLAY] = {"dead_letters_replay", "POST", {.post = SYNC}},
 };
 
 /* The least role route r needs for method m; GW_ROLE_UNSET when the table has none. */
@@ -190,6 +200,8 @@ static route_id_t match(char **s, int n) {
             return R_SYNC;
         if (n == 6 && strcmp(s[5], "disable") == 0)
             return R_DISABLE;
+        if (n >= 6 && strcmp(s[5], "jobs") == 0)
+            return n == 6 ? R_JOBS : n == 7 && s[6][0] != '\0' ? R_JOB : R_NONE;
         return R_NONE;
     }
     if (strcmp(s[3], "webhooks") == 0 && n >= 5 && strcmp(s[4], "mtp") == 0) {
@@ -205,6 +217,13 @@ static route_id_t match(char **s, int n) {
         return n == 4 ? R_KEYS : n == 5 && s[4][0] != '\0' ? R_KEY : R_NONE;
     if (strcmp(s[3], "audit") == 0)
         return n == 4 ? R_AUDIT : R_NONE;
+    if (strcmp(s[3], "dead-letters") == 0) {
+        if (n == 4)
+            return R_DEAD_LETTERS;
+        if (n != 5 || s[4][0] == '\0')
+            return R_NONE;
+        return strcmp(s[4], "replay") == 0 ? R_DEAD_REPLAY : R_DEAD_LETTER;
+    }
     if (strcmp(s[3], "ticketing") == 0) {
         if (n == 4)
             return R_TICKETING;
@@ -267,7 +286,8 @@ static int method_ok(route_id_t r, enum evhttp_cmd_type m) {
     case R_SECRETS_RESEAL:
     case R_WEBHOOK_MTP:
     case R_WEBHOOK_USAGE:
-    case R_BILLING_PUSH: return m == EVHTTP_REQ_POST;
+    case R_BILLING_PUSH:
+    case R_DEAD_REPLAY: return m == EVHTTP_REQ_POST;
     case R_BILLING: return m == EVHTTP_REQ_GET || m == EVHTTP_REQ_PUT;
     case R_WH_PREVIOUS: return m == EVHTTP_REQ_DELETE;
     case R_TICKETING: return m == EVHTTP_REQ_GET || m == EVHTTP_REQ_PUT;
@@ -356,6 +376,11 @@ static void dispatch(gw_t *gw, struct evhttp_request *req, route_id_t r, char **
     case R_BILLING_STATUS: api_billing_status(gw, req, t); return;
     case R_BILLING_PREVIEW: api_billing_preview(gw, req, t); return;
     case R_BILLING_HISTORY: api_billing_history(gw, req, t); return;
+    case R_JOBS: api_history_jobs(gw, req, t, s[4]); return;
+    case R_JOB: api_history_job(gw, req, t, s[4], s[6]); return;
+    case R_DEAD_LETTERS: api_dead_letters_list(gw, req, t); return;
+    case R_DEAD_LETTER: api_dead_letter_get(gw, req, t, s[4]); return;
+    case R_DEAD_REPLAY: api_dead_letters_replay(gw, req, t); return;
     case R_NONE: break;
     }
 }

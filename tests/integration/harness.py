@@ -597,11 +597,12 @@ class Stack:
                 return items
             page += 1
 
-    def dlq_tool(self, command):
-        """Run mspsync-dlq list|replay; returns (exit code, stdout, stderr)."""
+    def dlq_tool(self, command, *args):
+        """Run mspsync-dlq list|replay [args...] (e.g. "--tenant", "acme"); returns (exit code,
+        stdout, stderr)."""
         env = self.base_env()
         env["MSPSYNC_DLQ_GROUP"] = self.prefix + "mspsync-dlq-replay"
-        out = subprocess.run([BIN["dlq"], command], env=env, capture_output=True, text=True, timeout=120)
+        out = subprocess.run([BIN["dlq"], command] + list(args), env=env, capture_output=True, text=True, timeout=120)
         for mark in SANITIZER_MARKS:
             if mark in out.stderr:
                 raise AssertionError("mspsync-dlq sanitizer report: " + out.stderr)

@@ -20,6 +20,7 @@ import time
 
 import cwrmm
 import harness
+import ticketing as T
 from harness import StackTest
 
 CTL = os.path.join(harness.BUILD, "tools/mspsyncctl/mspsyncctl")
@@ -323,6 +324,55 @@ class CtlTest(StackTest):
         self.assertEqual(ctl.run("integration", "remove", "syncro")[0], 0)
         self.assertEqual(ctl.run("integration", "status", "syncro")[0], 5)
         self.assertEqual(s.api("GET", "/v1/tenants/acme/assets")[1]["meta"]["total_entries"], 0)
+        ctl.assert_token_never_shown(self)
+
+    def test_ctl_sync_history_and_replay_of_a_tenant_dead_letter(self):
+        s = self.make_stack(sim_config={"rate_limit": 0})
+        secret = T.setup(s, orgs=3, customers=10, unmapped=("org-0003",))
+        ctl = Ctl(s.dir, s.gateway.url(""), s.admin_token, tenant=T.TENANT)
+        # the sync history: the full sync the save started
+        jobs = harness.wait_until(lambda: (lambda j: j if j and j[0]["result"] == "done" else None)(
+            ctl.json("sync", "history", "syncro")["jobs"]), 60, "the save's job in the history")
+        self.assertEqual(jobs[0]["trigger"], "save")
+        self.assertEqual(ctl.json("sync", "history", "syncro", "--limit", "1"),
+                         s.api("GET", "/v1/tenants/acme/integrations/syncro/jobs?limit=1")[1])
+        rc, out, err = ctl.run("sync", "history", "syncro")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("TRIGGER", out)
+        self.assertIn(jobs[0]["job_id"], out)
+        self.assertIn("customers=10", out)
+        self.assertEqual(ctl.run("sync", "history", "nosuchvendor")[0], 2)
+
+        # a dead letter of the tenant: an incident of an unmapped org
+        inc = {"id": "inc-ctl-1", "org_id": "org-0003", "org_name": "Umbrella Corp",
+               "alert_type": "device_offline", "severity": "high", "status": "open",
+               "subject": "WS-07", "title": "Device offline", "description": "no heartbeat",
+               "occurred_at": "2026-11-23T10:00:00.000Z", "link": "https://mtp.example/i/1"}
+        self.assertEqual(T.post_incident(s, secret, inc)[0], 202)
+        dls = harness.wait_until(lambda: ctl.json("dlq", "list")["dead_letters"], 60, "dead letter")
+        dl = dls[0]["id"]
+        self.assertEqual(ctl.json("dlq", "list", "--service", "ticket-creator", "--replayed", "false"),
+                         s.api("GET", "/v1/tenants/acme/dead-letters?service=ticket-creator&replayed=false")[1])
+        rc, out, _ = ctl.run("dlq", "list", "--reason", "org-0003")
+        self.assertIn(dl, out)
+        self.assertIn("ticket-creator", out)
+        self.assertEqual(ctl.json("dlq", "show", dl)["value"]["org_id"], "org-0003")
+        self.assertEqual(ctl.run("dlq", "replay")[0], 2)  # ids or --all
+        self.assertEqual(ctl.run("dlq", "list", "--replayed", "maybe")[0], 2)
+
+        # fix the cause, replay it: its ticket appears; a second replay is refused
+        cid = ctl.json("customers", "list", "--per-page", "500")["customers"][4]["id"].split(":")[1]
+        self.assertEqual(ctl.run("ticketing", "orgs", "set", "org-0003", cid)[0], 0)
+        rc, out, err = ctl.run("dlq", "replay", dl)
+        self.assertEqual((rc, out.strip()), (0, "replayed 1 dead letter: " + dl), err)
+        tickets = harness.wait_until(lambda: T.sim_tickets(s), 60, "the replayed incident's ticket")
+        self.assertEqual([str(t["customer_id"]) for t in tickets], [cid])
+        rc, out, err = ctl.run("dlq", "replay", dl)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("already replayed", err)
+        self.assertEqual(ctl.json("dlq", "list", "--replayed", "true")["dead_letters"][0]["id"], dl)
+        rc, out, err = ctl.run("dlq", "replay", "--all")
+        self.assertEqual((rc, out.strip()), (0, "replayed 0 dead letters"), err)
         ctl.assert_token_never_shown(self)
 
     def test_config_file_flags_and_environment(self):

@@ -22,7 +22,7 @@
 #include "ctl.h"
 
 #define CTL_MAX_OPTS 10
-#define CTL_MAX_POS 4
+#define CTL_MAX_POS 16 /* dlq replay takes several ids */
 
 typedef struct ctl_opt {
     const char *name; /* without "--" */
@@ -1038,6 +1038,139 @@ static int cmd_tenants_delete(ctl_ctx *ctx, ctl_args *a) {
     return rc ? rc : call_and_show(ctx, a, "DELETE", path, NULL, show_offboarded);
 }
 
+/* ------------------------------------------------------------------ sync history, dead letters */
+
+/* records {"customers":30,"assets":1500} as "customers=30 assets=1500": new string. */
+static char *records_text(const json_t *records) {
+    char buf[512] = "";
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)records, k, v) {
+        size_t n = strlen(buf);
+        snprintf(buf + n, sizeof(buf) - n, "%s%s=%lld", n ? " " : "", k,
+                 (long long)json_integer_value(v));
+    }
+    return strdup(buf[0] ? buf : "-");
+}
+
+static void show_jobs(ctl_ctx *ctx, const ctl_args *a, const ctl_answer *ans) {
+    json_t *rows = json_array();
+    size_t i;
+    json_t *j;
+    json_array_foreach(json_object_get(ans->json, "jobs"), i, j) {
+        json_t *row = json_deep_copy(j);
+        char *rec = records_text(json_object_get(j, "records"));
+        json_object_set_new(row, "records", json_string(rec));
+        free(rec);
+        json_array_append_new(rows, row);
+    }
+    static const char *const heads[] = {"JOB",   "TRIGGER", "RESULT",  "STARTED", "DURATION MS",
+                                        "PAGES", "RECORDS", "RESUMES", "ERROR",   NULL};
+    static const char *const keys[] = {"job_id", "trigger", "result",  "started_at", "duration_ms",
+                                       "pages",  "records", "resumes", "error",      NULL};
+    print_list(ctx, rows, heads, keys);
+    json_decref(rows);
+}
+
+static int cmd_sync_history(ctl_ctx *ctx, ctl_args *a) {
+    const char *limit = opt(a, "limit");
+    if (!is_vendor(ctx, a->pos[0]))
+        return CTL_USAGE;
+    if (limit && !digits(limit))
+        return usage_error(ctx, "--limit takes a number (got \"%s\")", limit);
+    char suffix[128];
+    snprintf(suffix, sizeof(suffix), "/integrations/%s/jobs?limit=%s", a->pos[0],
+             limit ? limit : "20");
+    return tenant_call(ctx, a, "GET", suffix, NULL, show_jobs);
+}
+
+static void show_dead_letters(ctl_ctx *ctx, const ctl_args *a, const ctl_answer *ans) {
+    static const char *const heads[] = {"ID",     "FAILED AT", "SERVICE", "SOURCE TOPIC",
+                                        "REASON", "REPLAYED",  NULL};
+    static const char *const keys[] = {"id",     "failed_at", "service", "source_topic",
+                                       "reason", "replayed",  NULL};
+    print_list(ctx, json_object_get(ans->json, "dead_letters"), heads, keys);
+    const char *next = json_string_value(json_object_get(ans->json, "next_cursor"));
+    if (next) {
+        fputs("more: --cursor ", ctx->out);
+        ctl_put_clean(ctx->out, next);
+        fputc('\n', ctx->out);
+    }
+}
+
+/* The list filters of dlq list (query) and dlq replay --all (body members). */
+static const struct {
+    const char *opt, *name;
+} dlq_filters[] = {{"service", "service"},
+                   {"reason", "reason"},
+                   {"source-topic", "source_topic"},
+                   {"since", "since"}};
+
+static int cmd_dlq_list(ctl_ctx *ctx, ctl_args *a) {
+    const char *replayed = opt(a, "replayed");
+    if (replayed && strcmp(replayed, "true") != 0 && strcmp(replayed, "false") != 0)
+        return usage_error(ctx, "--replayed takes true or false (got \"%s\")", replayed);
+    char q[4096] = "";
+    int rc = 0;
+    for (size_t i = 0; i < sizeof(dlq_filters) / sizeof(dlq_filters[0]) && !rc; i++)
+        rc = add_query(ctx, q, sizeof(q), dlq_filters[i].name, opt(a, dlq_filters[i].opt));
+    rc = rc || add_query(ctx, q, sizeof(q), "replayed", replayed) ||
+         add_query(ctx, q, sizeof(q), "limit", opt(a, "limit")) ||
+         add_query(ctx, q, sizeof(q), "cursor", opt(a, "cursor"));
+    if (rc)
+        return CTL_USAGE;
+    char suffix[4200];
+    snprintf(suffix, sizeof(suffix), "/dead-letters%s", q);
+    return tenant_call(ctx, a, "GET", suffix, NULL, show_dead_letters);
+}
+
+static int cmd_dlq_show(ctl_ctx *ctx, ctl_args *a) {
+    return get_one(ctx, a, "/dead-letters/%s", show_fields);
+}
+
+static void show_replayed(ctl_ctx *ctx, const ctl_args *a, const ctl_answer *ans) {
+    json_int_t n = json_integer_value(json_object_get(ans->json, "replayed"));
+    fprintf(ctx->out, "replayed %lld dead letter%s", (long long)n, n == 1 ? "" : "s");
+    size_t i;
+    json_t *id;
+    json_array_foreach(json_object_get(ans->json, "ids"), i, id) {
+        fputs(i ? ", " : ": ", ctx->out);
+        ctl_put_clean(ctx->out, json_string_value(id) ?: "?");
+    }
+    fputc('\n', ctx->out);
+    if (json_is_true(json_object_get(ans->json, "more")))
+        fputs("more match: run dlq replay --all again\n", ctx->out);
+}
+
+static int cmd_dlq_replay(ctl_ctx *ctx, ctl_args *a) {
+    int all = opt(a, "all") != NULL;
+    if (all == (a->npos > 0))
+        return usage_error(ctx, "dlq replay takes dead letter ids or --all (not both)%s", "");
+    json_t *body = json_object();
+    if (all) {
+        json_object_set_new(body, "all", json_true());
+        for (size_t i = 0; i < sizeof(dlq_filters) / sizeof(dlq_filters[0]); i++)
+            if (opt(a, dlq_filters[i].opt))
+                json_object_set_new(body, dlq_filters[i].name,
+                                    json_string(opt(a, dlq_filters[i].opt)));
+    } else {
+        for (size_t i = 0; i < sizeof(dlq_filters) / sizeof(dlq_filters[0]); i++)
+            if (opt(a, dlq_filters[i].opt)) {
+                json_decref(body);
+                return usage_error(ctx, "--%s goes with --all", dlq_filters[i].opt);
+            }
+        json_t *ids = json_array();
+        for (int i = 0; i < a->npos; i++)
+            json_array_append_new(ids, json_string(a->pos[i]));
+        json_object_set_new(body, "ids", ids);
+    }
+    if (opt(a, "force"))
+        json_object_set_new(body, "force", json_true());
+    int rc = tenant_call(ctx, a, "POST", "/dead-letters/replay", body, show_replayed);
+    json_decref(body);
+    return rc;
+}
+
 /* ------------------------------------------------------------------ the table */
 
 #define WATCH_OPTS                                                                                 \
@@ -1091,6 +1224,25 @@ static const ctl_opt key_opts[] = {
 static const ctl_opt audit_opts[] = {
     {"limit", "N", "entries per page (1-200, default 50)"},
     {"before", "SEQ", "entries older than SEQ (the \"more:\" line of the previous page)"},
+    {NULL, NULL, NULL}};
+static const ctl_opt history_opts[] = {{"limit", "N", "jobs to show (1-100, default 20)"},
+                                       {NULL, NULL, NULL}};
+#define DLQ_FILTER_OPTS                                                                            \
+    {"service", "NAME", "only those a service dead-lettered (normalizer, ticket-creator, ...)"},   \
+        {"reason", "TEXT", "only those whose reason contains TEXT"},                               \
+        {"source-topic", "TOPIC", "only those from TOPIC (e.g. incidents)"}, {                     \
+        "since", "TIME", "only those dead-lettered at or after TIME (RFC 3339)"                    \
+    }
+static const ctl_opt dlq_list_opts[] = {
+    DLQ_FILTER_OPTS,
+    {"replayed", "true|false", "only those replayed (or not) already"},
+    {"limit", "N", "entries per page (1-200, default 50)"},
+    {"cursor", "ID", "the page after ID (the \"more:\" line of the previous page)"},
+    {NULL, NULL, NULL}};
+static const ctl_opt dlq_replay_opts[] = {
+    {"all", NULL, "every dead letter of the tenant not replayed yet (with the filters below)"},
+    DLQ_FILTER_OPTS,
+    {"force", NULL, "replay also those replayed already"},
     {NULL, NULL, NULL}};
 static const ctl_opt yes_opts[] = {{"yes", NULL, "confirm: nothing of the tenant is kept"},
                                    {NULL, NULL, NULL}};
@@ -1154,8 +1306,14 @@ static const ctl_cmd commands[] = {
     {"keys list", "", 0, 0, NULL, 1, "the tenant's API keys (never their secrets)", cmd_keys_list},
     {"keys revoke", "<id>", 1, 1, NULL, 1, "revoke an API key now", cmd_keys_revoke},
     {"audit list", "", 0, 0, audit_opts, 1, "the tenant's audit log, newest first", cmd_audit_list},
-    /* issue 13 adds rows here: incident/asset traces, sync history, dead letters, billing
-     * preview. */
+    {"sync history", "syncro|cwrmm", 1, 1, history_opts, 1,
+     "the integration's last sync jobs: trigger, pages, records, result", cmd_sync_history},
+    {"dlq list", "", 0, 0, dlq_list_opts, 1, "the tenant's dead letters, newest first, filtered",
+     cmd_dlq_list},
+    {"dlq show", "<id>", 1, 1, NULL, 1, "one dead letter with its value", cmd_dlq_show},
+    {"dlq replay", "[<id>...]", 0, CTL_MAX_POS, dlq_replay_opts, 1,
+     "replay dead letters (ids, or --all) to their source topics", cmd_dlq_replay},
+    /* issue 13 adds rows here: incident/asset traces, billing preview. */
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 

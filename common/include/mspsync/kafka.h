@@ -194,7 +194,7 @@ void msp_kafka_rebalance_apply(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 /**
  * @brief Produce a copy of src (key, value, headers) to the dlq topic with headers
  * x-dlq-reason, x-dlq-service, x-dlq-source-topic, x-dlq-source-partition,
- * x-dlq-source-offset, x-dlq-failed-at. A source with an x-source-topic header (a copy kept on
+ * x-dlq-source-offset, x-dlq-failed-at (and x-dlq-tenant: msp_kafka_dead_letter_tenant). A source with an x-source-topic header (a copy kept on
  * another topic, such as incidents.held) names that topic as x-dlq-source-topic, so that a
  * replay goes where the original would have gone. Asynchronous; the delivery report carries
  * `opaque`.
@@ -202,6 +202,40 @@ void msp_kafka_rebalance_apply(rd_kafka_t *rk, rd_kafka_resp_err_t err,
  */
 int msp_kafka_dead_letter(rd_kafka_t *producer, const rd_kafka_message_t *src,
                           const char *service, const char *reason, void *opaque);
+
+/**
+ * @brief msp_kafka_dead_letter with the tenant the dead letter belongs to in an x-dlq-tenant
+ * header: tenant (may be NULL), else what msp_kafka_tenant_of finds in src; no header when
+ * neither names one. Every dead letter of mspsync goes through here (msp_kafka_dead_letter
+ * and msp_dead_letter_send, with the item's tenant), so the header is on every new one.
+ * @returns 0 or -1 when the produce call itself failed.
+ */
+int msp_kafka_dead_letter_tenant(rd_kafka_t *producer, const rd_kafka_message_t *src,
+                                 const char *service, const char *reason, const char *tenant,
+                                 void *opaque);
+
+/**
+ * @brief The tenant a record of any mspsync topic belongs to: its value's "tenant" (a JSON
+ * object's), else its key up to the first '/' (`<tenant>/<id>` keys), else its whole key (the
+ * topics keyed by tenant). Only [A-Za-z0-9_-], 1..63 bytes count.
+ * @returns 0 (buf filled), or -1 (buf "": none found, or buf too small).
+ */
+int msp_kafka_tenant_of(const rd_kafka_message_t *m, char *buf, size_t size);
+
+/**
+ * @brief The tenant of a dead letter: its x-dlq-tenant header, else msp_kafka_tenant_of (dead
+ * letters written before the header existed). @returns 0 (buf filled) or -1 (buf "").
+ */
+int msp_dlq_tenant(const rd_kafka_message_t *m, char *buf, size_t size);
+
+/**
+ * @brief What a replay of dead letter m produces: its source topic (x-dlq-source-topic; new,
+ * free()) and its headers without the x-dlq-* ones (new, or NULL when m has none: pass to
+ * msp_kafka_produce, which steals them on success). Key and value are m's own. Shared by
+ * mspsync-dlq replay and the gateway's POST .../dead-letters/replay.
+ * @returns 0, or -1 when m names no source topic (both outputs NULL).
+ */
+int msp_dlq_unwrap(const rd_kafka_message_t *m, char **source_topic, rd_kafka_headers_t **headers);
 
 /**
  * A consumed message on its way to the dlq topic, embedded in a worker's item (ticket-creator,
