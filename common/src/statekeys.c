@@ -26,9 +26,15 @@ static const msp_statekey_t TABLE[] = {
     /* derived */
     {"tenants", MSP_STATE_DERIVED, "the ids of the restored tenant hashes"},
     {MSP_STATE_EPOCH_SUFFIX, MSP_STATE_DERIVED, "set when a restore (or a first start) ends"},
+    {MSP_STATE_INVENTORY_SUFFIX, MSP_STATE_DERIVED,
+     "set to the epoch by the normalizer that rebuilt the inventory for it"},
+    {"state:billing", MSP_STATE_DERIVED,
+     "set to the epoch by the billing replica that replayed usage.events for it"},
+    {"inv:rebuild_lock", MSP_STATE_COORD, "the next inventory rebuild's claim"},
     {"inv:*", MSP_STATE_DERIVED,
-     "the next full sync of each integration (rebuilding from the compacted customers/assets "
-     "topics is not built yet)"},
+     "rebuilt by a normalizer from the compacted customers, contacts, tickets, settings and "
+     "assets topics (services/normalizer/rebuild.c); fingerprints and seen marks by the next "
+     "sync"},
     {"ticketing:stats", MSP_STATE_DERIVED, "counters start again from zero"},
     {"ticketing:unmapped*", MSP_STATE_DERIVED, "the next dead-lettered incident of the org"},
     {"ticketing:held", MSP_STATE_DERIVED,
@@ -36,8 +42,7 @@ static const msp_statekey_t TABLE[] = {
      "rebuild is not built yet: a lost index leaves those incidents held)"},
     {"ticketing:holding", MSP_STATE_DERIVED, "the tenants with a held index (as above)"},
     {"billing:marks:*", MSP_STATE_DERIVED,
-     "replaying usage.events (kept 400 days) rebuilds the marks: an operator resets the billing "
-     "group's offsets (design.md \"Usage billing\"; not automatic yet)"},
+     "rebuilt by a billing replica replaying usage.events (kept 400 days) before the next push"},
     {"billing:seen", MSP_STATE_DERIVED, "as the marks"},
     {"billing:late", MSP_STATE_DERIVED, "as the marks"},
     {"billing:stats", MSP_STATE_DERIVED, "counters start again from zero"},
@@ -47,8 +52,12 @@ static const msp_statekey_t TABLE[] = {
     {"billing:push", MSP_STATE_CACHE, "the last push's summary: shown again after the next one"},
     {"billing:history:*", MSP_STATE_CACHE,
      "the history of quantities written: lost (Syncro keeps the current quantity)"},
+    {"wb:wrote", MSP_STATE_DERIVED,
+     "the echo guard: rebuilt with the inventory from date.changes (the last value per target "
+     "and field its integration opted into)"},
     {"wb:*", MSP_STATE_DERIVED,
-     "lost: the write-back reads the vendor's value before it writes, so nothing is written twice"},
+     "the per-asset states and done sets are lost: the write-back reads the vendor's value "
+     "before it writes, so nothing is written twice"},
     /* coordination */
     {"status:*", MSP_STATE_COORD, "the next job writes it again"},
     {"cursor:*", MSP_STATE_COORD, "a job without its cursor restarts as a full sync"},
@@ -57,6 +66,9 @@ static const msp_statekey_t TABLE[] = {
     {"sched:*", MSP_STATE_COORD, "the scheduler's next lease"},
     {"rl", MSP_STATE_COORD, "a rate-limit bucket starts full (bounded by the vendor's own limit)"},
     {"restore:lock", MSP_STATE_COORD, "the next restore's claim"},
+    {MSP_STATE_INVENTORY_PENDING_SUFFIX, MSP_STATE_COORD,
+     "set by a restore that found configuration, deleted when the inventory is rebuilt"},
+    {"billing:rebuild_lock", MSP_STATE_COORD, "the next billing replay's claim"},
     {"ticketing:release_lock", MSP_STATE_COORD, "the next releaser's claim"},
     {"billing:sched_day", MSP_STATE_COORD, "the day's push may be requested again (harmless)"},
     /* cache */

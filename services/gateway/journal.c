@@ -433,8 +433,18 @@ static void *restore_main(void *arg) {
             if (x)
                 freeReplyObject(x);
         }
-        if (n >= 0 && msp_random_hex(epoch, 16) == 0 &&
-            (x = redisCommand(c, "SET %s %s", mark, epoch)) != NULL) {
+        int drawn = n >= 0 && msp_random_hex(epoch, 16) == 0;
+        if (drawn && n > 0) {
+            /* Redis held state before: the normalizers rebuild the inventory for this epoch,
+             * and until then an inventory read answers 503 (gw_inventory_pending) */
+            char pending[64];
+            msp_key(pending, sizeof(pending), "_", MSP_STATE_INVENTORY_PENDING_SUFFIX);
+            x = redisCommand(c, "SET %s %s", pending, epoch);
+            drawn = x != NULL;
+            if (x)
+                freeReplyObject(x);
+        }
+        if (drawn && (x = redisCommand(c, "SET %s %s", mark, epoch)) != NULL) {
             freeReplyObject(x);
             j->restore_ok = 1;
             MSP_WARN("config.restored", NULL, "restored %zu keys of %zu tenants from %lld records",
@@ -453,6 +463,16 @@ out:
         redisFree(c);
     atomic_store(&j->thread_done, 1);
     return NULL;
+}
+
+int gw_inventory_pending(gw_t *gw) {
+    char key[64], err[256];
+    msp_key(key, sizeof(key), "_", MSP_STATE_INVENTORY_PENDING_SUFFIX);
+    redisReply *r = gw_redis(gw, err, sizeof(err), "EXISTS %s", key);
+    int rc = r && r->type == REDIS_REPLY_INTEGER ? r->integer > 0 : -1;
+    if (r)
+        freeReplyObject(r);
+    return rc;
 }
 
 static void start_restore(gw_journal_t *j) {

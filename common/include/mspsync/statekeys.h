@@ -45,6 +45,16 @@ typedef struct msp_statekey_s {
 #define MSP_STATE_EPOCH_SUFFIX "state:epoch"
 
 /**
+ * The inventory view after a loss: the gateway's restore sets mspsync:{_}:state:inventory_pending
+ * to the new epoch when the configuration it restored was not empty (a first start sets nothing);
+ * the normalizer that rebuilt the inventory from the compacted topics sets
+ * mspsync:{_}:state:inventory to that epoch and deletes the pending key. While it exists the
+ * gateway answers an inventory read it cannot serve 503 (retry), never an empty list or a 404.
+ */
+#define MSP_STATE_INVENTORY_SUFFIX "state:inventory"
+#define MSP_STATE_INVENTORY_PENDING_SUFFIX "state:inventory_pending"
+
+/**
  * @brief The table row of a full key ("mspsync:{acme}:integration:syncro"), or NULL when the key
  * is not one of mspsync's. tenant (may be NULL) gets the tenant, suffix (may be NULL) points into
  * key after the tenant's "}:".
