@@ -77,6 +77,22 @@ class RedisWipeSyncTest(unittest.TestCase):
                               "warranty": {"value": w, "source": "manual"}}
         return exp
 
+    def vendor_time_aside(self, inv):
+        """inv without the edited assets' updated_at: our writes moved it in Syncro (a real
+        vendor change), which a sync after them reads."""
+        inv = json.loads(json.dumps(inv))
+        for a in inv["assets"]:
+            if a["id"] in self.edits:
+                a.pop("updated_at")
+        return inv
+
+    def diff(self, got, expected):
+        """The records that differ (for the failure message)."""
+        e = {(kind, r["id"]): r for kind in expected for r in expected[kind]}
+        g = {(kind, r["id"]): r for kind in got for r in got[kind]}
+        return [(key, g.get(key), e.get(key)) for key in sorted(set(e) | set(g))
+                if g.get(key) != e.get(key)][:3]
+
     def cw_writes(self):
         return cwrmm.cw_admin(self.s, "GET", "/_sim/partners/%s/writes" % PARTNER)
 
@@ -148,15 +164,8 @@ class RedisWipeSyncTest(unittest.TestCase):
         j2 = cwrmm.sync_now_cwrmm(s, T)
         cwrmm.wait_cw_synced(s, T, j2)
         s.wait_normalized()
-        # Our writes moved the edited assets' updated_at in Syncro (a real vendor change): only
-        # that differs.
-        def vendor_time_aside(inv):
-            inv = json.loads(json.dumps(inv))
-            for a in inv["assets"]:
-                if a["id"] in self.edits:
-                    a.pop("updated_at")
-            return inv
-        self.assertEqual(vendor_time_aside(self.inventory()), vendor_time_aside(expected))
+        self.assertEqual(self.vendor_time_aside(self.inventory()),
+                         self.vendor_time_aside(expected))
         self.assertEqual(sum(s.topic_end_offsets("date.changes").values()), dc)
         self.assertEqual((len(self.cw_writes()), self.sy_updates()), (cw, sy))
         self.assertEqual(s.kcat("dlq"), [])
@@ -202,11 +211,23 @@ class RedisWipeSyncTest(unittest.TestCase):
         self.edit(self.machines[3], "2022-04-04", "2030-04-04")
         self.wait_served()
         s.sim_admin("PUT", "/_sim/config", {"latency_ms": 0})
-        s.wait_synced(T, job, assets=300, timeout=120)   # the job completes
-        expected = self.expected(before)
-        wait_until(lambda: self.inventory() == expected, 60, "the inventory as before plus the edit")
+        # The job completes (its status hash went with Redis: the inventory's end-of-job mark
+        # and the state say so).
+        def job_done():
+            st, js, _ = s.api("GET", "/v1/tenants/%s/integrations/syncro" % T)
+            return st == 200 and js.get("state") == "Connected" and \
+                s.redis("HGET", k(T, "inv:stats"), "asset_complete_job") == job
+        wait_until(job_done, 120, "the full sync job completed", interval=0.5)
+        self.assertIn("job=%s customers=" % job, s.fetchers[0].logtext())
+        expected = self.vendor_time_aside(self.expected(before))
+        # The full sync after the loss read the edited assets' new updated_at.
+        try:
+            wait_until(lambda: self.vendor_time_aside(self.inventory()) == expected, 60,
+                       "the inventory as before plus the edit")
+        except AssertionError:
+            raise AssertionError(self.diff(self.vendor_time_aside(self.inventory()), expected))
         self.wait_written()
-        self.resync_changes_nothing(expected)
+        self.resync_changes_nothing(self.expected(before))
 
 
 if __name__ == "__main__":
