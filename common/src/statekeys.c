@@ -28,6 +28,8 @@ static const msp_statekey_t TABLE[] = {
     {MSP_STATE_EPOCH_SUFFIX, MSP_STATE_DERIVED, "set when a restore (or a first start) ends"},
     {MSP_STATE_INVENTORY_SUFFIX, MSP_STATE_DERIVED,
      "set to the epoch by the normalizer that rebuilt the inventory for it"},
+    {MSP_STATE_RESTORED_SUFFIX, MSP_STATE_DERIVED,
+     "set to the epoch by a restore that found configuration (a replay is due)"},
     {"state:billing", MSP_STATE_DERIVED,
      "set to the epoch by the billing replica that replayed usage.events for it"},
     {"inv:rebuild_lock", MSP_STATE_COORD, "the next inventory rebuild's claim"},

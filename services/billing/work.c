@@ -74,7 +74,8 @@
 #define LATE_MAX 1000
 
 /*
- * KEYS: marks hash, seen hash, stats hash. ARGV: field, count, seen JSON, as_of_ms.
+ * KEYS: marks hash, seen hash, stats hash. ARGV: field, count, seen JSON, as_of_ms, 1 = count it
+ * in the stats (0: a replay, whose reports were counted when they first came).
  * @returns 1 when the mark rose.
  */
 static const char APPLY_LUA[] =
@@ -87,8 +88,10 @@ static const char APPLY_LUA[] =
     "if (not old) or tonumber(cjson.decode(old)['as_of_ms']) <= tonumber(ARGV[4]) then\n"
     "  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])\n"
     "end\n"
-    "redis.call('HINCRBY', KEYS[3], 'reports_applied', 1)\n"
-    "if raised == 1 then redis.call('HINCRBY', KEYS[3], 'marks_raised', 1) end\n"
+    "if ARGV[5] == '1' then\n"
+    "  redis.call('HINCRBY', KEYS[3], 'reports_applied', 1)\n"
+    "  if raised == 1 then redis.call('HINCRBY', KEYS[3], 'marks_raised', 1) end\n"
+    "end\n"
     "return raised\n";
 
 typedef enum { PH_READ = 0, PH_WRITE } phase_t;
@@ -290,7 +293,7 @@ static int zone_of(bl_t *bl, const char *tenant, msp_billing_conf_t *c, char *er
  * usage.events (marks_rebuild) share it. *late says which. @returns 1 applied, 0 the report
  * does not name a period (err: dead-letter it), -1 Redis (err; try again).
  */
-static int usage_apply(bl_t *bl, const char *tenant, json_t *m, int *late, char *err,
+static int usage_apply(bl_t *bl, const char *tenant, json_t *m, int replay, int *late, char *err,
                        size_t err_size) {
     const char *org = json_string_value(json_object_get(m, "org_id"));
     const char *product = json_string_value(json_object_get(m, "product"));
@@ -325,8 +328,9 @@ static int usage_apply(bl_t *bl, const char *tenant, json_t *m, int *late, char 
         msp_key(klate, sizeof(klate), tenant, "billing:late");
         redisAppendCommand(bl->redis, "LPUSH %s %s", klate, seen_text);
         redisAppendCommand(bl->redis, "LTRIM %s 0 %d", klate, LATE_MAX - 1);
-        redisAppendCommand(bl->redis, "HINCRBY %s late_reports 1", kstats);
-        ok = read_replies(bl, 3);
+        if (!replay)
+            redisAppendCommand(bl->redis, "HINCRBY %s late_reports 1", kstats);
+        ok = read_replies(bl, replay ? 2 : 3);
         if (ok)
             MSP_INFO("billing.late_report", tenant,
                      "org=%s product=%s period=%s count=%lld "
@@ -338,8 +342,8 @@ static int usage_apply(bl_t *bl, const char *tenant, json_t *m, int *late, char 
         char cnt[32], asof[32];
         snprintf(cnt, sizeof(cnt), "%lld", (long long)count);
         snprintf(asof, sizeof(asof), "%lld", (long long)as_of);
-        redisAppendCommand(bl->redis, "EVAL %s 3 %s %s %s %s %s %s %s", APPLY_LUA, kmarks, kseen,
-                           kstats, field, cnt, seen_text, asof);
+        redisAppendCommand(bl->redis, "EVAL %s 3 %s %s %s %s %s %s %s %s", APPLY_LUA, kmarks, kseen,
+                           kstats, field, cnt, seen_text, asof, replay ? "0" : "1");
         ok = read_replies(bl, 1);
     }
     free(seen_text);
@@ -357,10 +361,13 @@ static int usage_apply(bl_t *bl, const char *tenant, json_t *m, int *late, char 
  * The marks, the latest reports and the late list are derived from usage.events (kept 400
  * days): when Redis lost its state, every item waits until the gateway restored the
  * configuration (the epoch marker is back: the tenants' zones, grace days and mappings are
- * there again), and a push waits until the marks of that epoch are rebuilt. One replica — the
+ * there again), and, when that restore found state (state:restored names the epoch; a first
+ * start on an empty deployment replays nothing), a push waits until the marks of that epoch are
+ * rebuilt. One replica — the
  * one whose SET NX of mspsync:{_}:billing:rebuild_lock wins — reads usage.events from its start
  * to its end and applies every usage report with usage_apply (max and latest-by-as_of are
- * order-free: reports applied meanwhile by the live path, or twice, change nothing), then sets
+ * order-free: reports applied meanwhile by the live path, or twice, change nothing; the replay
+ * leaves the counters alone), then sets
  * mspsync:{_}:state:billing to the epoch. Push requests in the topic are not replayed (their
  * writes are in Syncro already; the next push reads Syncro before it writes). Blocking: the
  * replay runs on the event loop, once per loss.
@@ -389,7 +396,7 @@ static int replay_one(const char *key, size_t key_len, const char *value, size_t
     int rc = 0;
     if (json_is_object(one.msg) && parse_message(&one, why, sizeof(why)) == 0 && !one.push) {
         int late = 0;
-        int a = usage_apply(r->bl, one.tenant, one.msg, &late, r->err, sizeof(r->err));
+        int a = usage_apply(r->bl, one.tenant, one.msg, 1, &late, r->err, sizeof(r->err));
         if (a < 0)
             rc = -1; /* Redis: the whole replay is tried again */
         else
@@ -449,18 +456,21 @@ static int marks_rebuild(bl_t *bl, const char *epoch) {
  */
 static int state_wait(bl_item_t *it, int need_marks, msp_vcall_step_fn *fn) {
     bl_t *bl = it->bl;
-    char ke[64], km[64];
+    char ke[64], km[64], kr[64];
     msp_key(ke, sizeof(ke), "_", MSP_STATE_EPOCH_SUFFIX);
     msp_key(km, sizeof(km), "_", MARKS_MARK_SUFFIX);
-    redisReply *r = bl_redis_ok(bl) ? redisCommand(bl->redis, "MGET %s %s", ke, km) : NULL;
-    int wait = 1, rebuilt = 0;
+    msp_key(kr, sizeof(kr), "_", MSP_STATE_RESTORED_SUFFIX);
+    redisReply *r = bl_redis_ok(bl) ? redisCommand(bl->redis, "MGET %s %s %s", ke, km, kr) : NULL;
+    int wait = 1;
     char epoch[64] = "";
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
         r->element[0]->type == REDIS_REPLY_STRING) {
         snprintf(epoch, sizeof(epoch), "%s", r->element[0]->str);
-        rebuilt =
-            r->element[1]->type == REDIS_REPLY_STRING && strcmp(r->element[1]->str, epoch) == 0;
-        wait = need_marks && !rebuilt;
+        /* a replay is due after a restore that found state, once per epoch */
+        int due =
+            r->element[2]->type == REDIS_REPLY_STRING && strcmp(r->element[2]->str, epoch) == 0 &&
+            !(r->element[1]->type == REDIS_REPLY_STRING && strcmp(r->element[1]->str, epoch) == 0);
+        wait = need_marks && due;
     }
     if (r)
         freeReplyObject(r);
@@ -478,7 +488,7 @@ static void apply_usage(void *arg) {
     if (state_wait(it, 0, apply_usage))
         return;
     int late = 0;
-    int rc = usage_apply(bl, it->tenant, it->msg, &late, err, sizeof(err));
+    int rc = usage_apply(bl, it->tenant, it->msg, 0, &late, err, sizeof(err));
     if (rc == 0) {
         dead_letter(it, err);
         return;

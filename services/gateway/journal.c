@@ -437,9 +437,10 @@ static void *restore_main(void *arg) {
         if (drawn && n > 0) {
             /* Redis held state before: the normalizers rebuild the inventory for this epoch,
              * and until then an inventory read answers 503 (gw_inventory_pending) */
-            char pending[64];
+            char pending[64], restored[64];
             msp_key(pending, sizeof(pending), "_", MSP_STATE_INVENTORY_PENDING_SUFFIX);
-            x = redisCommand(c, "SET %s %s", pending, epoch);
+            msp_key(restored, sizeof(restored), "_", MSP_STATE_RESTORED_SUFFIX);
+            x = redisCommand(c, "MSET %s %s %s %s", pending, epoch, restored, epoch);
             drawn = x != NULL;
             if (x)
                 freeReplyObject(x);

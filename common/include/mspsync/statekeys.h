@@ -55,6 +55,13 @@ typedef struct msp_statekey_s {
 #define MSP_STATE_INVENTORY_PENDING_SUFFIX "state:inventory_pending"
 
 /**
+ * mspsync:{_}:state:restored holds the epoch of the last restore that found configuration (Redis
+ * had state and lost it; never deleted). Derived state that only a replay rebuilds (the billing
+ * marks) is rebuilt when it names the current epoch, not on a first start.
+ */
+#define MSP_STATE_RESTORED_SUFFIX "state:restored"
+
+/**
  * @brief The table row of a full key ("mspsync:{acme}:integration:syncro"), or NULL when the key
  * is not one of mspsync's. tenant (may be NULL) gets the tenant, suffix (may be NULL) points into
  * key after the tenant's "}:".
