@@ -1522,7 +1522,8 @@ int nz_ready(void *opaque, char *why, size_t why_size)
     char  err[256];
 
     if (nz->degraded[0]) {
-        snprintf(why, why_size, "retrying %s", nz->degraded);
+        int waiting = strncmp(nz->degraded, "waiting", 7) == 0; /* the state gate's phrases */
+        snprintf(why, why_size, "%s%s", waiting ? "" : "retrying ", nz->degraded);
         return 0;
     }
     /* /readyz is not authenticated: why is a fixed phrase, the details go to the log */
