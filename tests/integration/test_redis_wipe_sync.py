@@ -219,6 +219,9 @@ class RedisWipeSyncTest(unittest.TestCase):
                 s.redis("HGET", k(T, "inv:stats"), "asset_complete_job") == job
         wait_until(job_done, 120, "the full sync job completed", interval=0.5)
         self.assertIn("job=%s customers=" % job, s.fetchers[0].logtext())
+        # Its cursor went with Redis: it went on from a new cursor at its first page (a full
+        # pass), not from nowhere.
+        self.assertIn("job=%s expected" % job, s.fetchers[0].logtext())
         expected = self.vendor_time_aside(self.expected(before))
         # The full sync after the loss read the edited assets' new updated_at.
         try:
