@@ -20,7 +20,7 @@ import subprocess
 import unittest
 
 import harness
-from harness import Stack, wait_until
+from harness import Stack, http, wait_until
 import cwrmm
 from cwrmm import k
 
@@ -186,6 +186,46 @@ class RedisWipeSyncTest(unittest.TestCase):
         wait_until(lambda: self.inventory() == expected, 60, "the inventory as before plus the edits")
         self.wait_written()
         self.resync_changes_nothing(expected)
+
+    def test_workers_wait_for_the_restore(self):
+        """Wiped while the gateway is down: nothing restores the configuration, so the normalizer,
+        the write-back and billing wait (their /readyz says why) and a sync job waits; the
+        gateway's start restores, the normalizer rebuilds, and everything goes on."""
+        s = self.s
+        self.set_up_synced(40)
+        before = self.inventory()
+        s.start_billing()
+        self.assertEqual(s.gateway.stop(), 0)
+        s.redis("FLUSHALL")
+        job = {"schema_version": 1, "job_id": "job-while-lost", "tenant": T,
+               "integration": "syncro", "types": ["customers", "assets"], "mode": "full",
+               "reason": "sync_now", "requested_at": "2026-12-06T00:00:00.000Z"}
+        subprocess.run(["kcat", "-P", "-K", "\t", "-b", s.brokers, "-t", s.topic("sync.jobs")],
+                       input="%s\t%s\n" % (T, json.dumps(job)), text=True, check=True, timeout=60)
+        for svc, why in ((s.normalizer, "waiting for the configuration restore"),
+                         (s.write_backs[0], "waiting for the restore"),
+                         (s.billing, "waiting for the restore")):
+            wait_until(lambda svc=svc, why=why: (lambda r: r[0] == 503 and why in str(r[1]))(
+                http("GET", svc.url("/readyz"))), 30, "%s saying it waits" % svc.name)
+        wait_until(lambda: "Redis is being restored" in s.fetchers[0].logtext(), 60,
+                   "the fetcher waiting for the restore")
+        self.assertEqual(s.redis_raw("KEYS", "*inv:*").strip(), "")  # nothing normalized
+        s.restart(s.gateway)
+        self.wait_served()
+        # (the queued full sync may already have read the edited assets' new updated_at)
+        self.assertEqual(self.vendor_time_aside(self.inventory()),
+                         self.vendor_time_aside(self.expected(before)))
+        def job_done():
+            st, js, _ = s.api("GET", "/v1/tenants/%s/integrations/syncro" % T)
+            return st == 200 and js.get("state") == "Connected" and \
+                s.redis("HGET", k(T, "inv:stats"), "asset_complete_job") == "job-while-lost"
+        wait_until(job_done, 120, "the job queued while Redis was lost completed", interval=0.5)
+        for svc in (s.normalizer, s.write_backs[0], s.billing):
+            wait_until(lambda svc=svc: http("GET", svc.url("/readyz"))[0] == 200, 30,
+                       "%s ready again" % svc.name)
+        self.edit(self.machines[3], "2022-04-04", "2030-04-04")
+        self.wait_written()
+        self.resync_changes_nothing(self.expected(before))
 
     def test_empty_server_during_a_full_sync(self):
         s = self.s
