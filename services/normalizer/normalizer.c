@@ -316,6 +316,7 @@ static int state_gate(nz_t *nz) {
             if (attempt) {
                 MSP_INFO("normalizer.state_ready", NULL, "state restored: processing again");
                 set_paused(nz, 0);
+                nz->degraded[0] = '\0'; /* also when the rebuild ran without pausing */
             }
             return 0;
         }

@@ -150,6 +150,9 @@ class RedisWipeSyncTest(unittest.TestCase):
             self.assertEqual(len(src), 1, merged[r["id"]])
             self.cw_of[r["id"]] = src[0]["id"]
         self.machines = [r["id"] for r in recs]
+        # ready after its first start's (empty) rebuild
+        wait_until(lambda: http("GET", s.normalizer.url("/readyz"))[0] == 200, 30,
+                   "the normalizer ready")
         for i, aid in enumerate(self.machines[:3]):
             self.edit(aid, "2021-0%d-1%d" % (i + 1, i), "2029-0%d-2%d" % (i + 1, i))
         self.wait_written()
