@@ -28,9 +28,17 @@ static const msp_statekey_t TABLE[] = {
     {MSP_STATE_EPOCH_SUFFIX, MSP_STATE_DERIVED, "set when a restore (or a first start) ends"},
     {MSP_STATE_RESTORED_AT_SUFFIX, MSP_STATE_DERIVED,
      "set when a restore that found configuration ends (the time of the latest loss)"},
+    {MSP_STATE_INVENTORY_SUFFIX, MSP_STATE_DERIVED,
+     "set to the epoch by the normalizer that rebuilt the inventory for it"},
+    {MSP_STATE_RESTORED_SUFFIX, MSP_STATE_DERIVED,
+     "set to the epoch by a restore that found configuration (a replay is due)"},
+    {"state:billing", MSP_STATE_DERIVED,
+     "set to the epoch by the billing replica that replayed usage.events for it"},
+    {"inv:rebuild_lock", MSP_STATE_COORD, "the next inventory rebuild's claim"},
     {"inv:*", MSP_STATE_DERIVED,
-     "the next full sync of each integration (rebuilding from the compacted customers/assets "
-     "topics is not built yet)"},
+     "rebuilt by a normalizer from the compacted customers, contacts, tickets, settings and "
+     "assets topics (services/normalizer/rebuild.c); fingerprints and seen marks by the next "
+     "sync"},
     {"ticketing:stats", MSP_STATE_DERIVED, "counters start again from zero"},
     {"ticketing:unmapped*", MSP_STATE_DERIVED, "the next dead-lettered incident of the org"},
     {"ticketing:held", MSP_STATE_DERIVED,
@@ -41,8 +49,7 @@ static const msp_statekey_t TABLE[] = {
      "the Syncro customers whose tickets were searched for markers after the latest loss "
      "(customer -> epoch): lost with the records, so the next miss searches again"},
     {"billing:marks:*", MSP_STATE_DERIVED,
-     "replaying usage.events (kept 400 days) rebuilds the marks: an operator resets the billing "
-     "group's offsets (design.md \"Usage billing\"; not automatic yet)"},
+     "rebuilt by a billing replica replaying usage.events (kept 400 days) before the next push"},
     {"billing:seen", MSP_STATE_DERIVED, "as the marks"},
     {"billing:late", MSP_STATE_DERIVED, "as the marks"},
     {"billing:stats", MSP_STATE_DERIVED, "counters start again from zero"},
@@ -59,8 +66,12 @@ static const msp_statekey_t TABLE[] = {
     {"dlq:*", MSP_STATE_DERIVED,
      "as history:*; a replay's mark (replayed_at, replayed_by) is lost: one more replay is "
      "allowed (harmless, consumers are idempotent)"},
+    {"wb:wrote", MSP_STATE_DERIVED,
+     "the echo guard: rebuilt with the inventory from date.changes (the last value per target "
+     "and field its integration opted into)"},
     {"wb:*", MSP_STATE_DERIVED,
-     "lost: the write-back reads the vendor's value before it writes, so nothing is written twice"},
+     "the per-asset states and done sets are lost: the write-back reads the vendor's value "
+     "before it writes, so nothing is written twice"},
     /* coordination */
     {"status:*", MSP_STATE_COORD, "the next job writes it again"},
     {"cursor:*", MSP_STATE_COORD, "a job without its cursor restarts as a full sync"},
@@ -69,6 +80,9 @@ static const msp_statekey_t TABLE[] = {
     {"sched:*", MSP_STATE_COORD, "the scheduler's next lease"},
     {"rl", MSP_STATE_COORD, "a rate-limit bucket starts full (bounded by the vendor's own limit)"},
     {"restore:lock", MSP_STATE_COORD, "the next restore's claim"},
+    {MSP_STATE_INVENTORY_PENDING_SUFFIX, MSP_STATE_COORD,
+     "set by a restore that found configuration, deleted when the inventory is rebuilt"},
+    {"billing:rebuild_lock", MSP_STATE_COORD, "the next billing replay's claim"},
     {"ticketing:release_lock", MSP_STATE_COORD, "the next releaser's claim"},
     {"ticketing:rescan_lock:*", MSP_STATE_COORD, "the next rescan's claim (one per customer)"},
     {"billing:sched_day", MSP_STATE_COORD, "the day's push may be requested again (harmless)"},

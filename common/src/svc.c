@@ -19,6 +19,7 @@
 #include "mspsync/lifecycle.h"
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
+#include "mspsync/statekeys.h"
 
 static void drain_pipe(int fd) {
     char buf[256];
@@ -316,6 +317,10 @@ static int worker_ready(void *opaque, char *why, size_t why_size) {
     }
     if (!msp_redis_ok(w->redis, w->conf->redis_url)) {
         snprintf(why, why_size, "redis unavailable");
+        return 0;
+    }
+    if (msp_state_lost(*w->redis) == 1) { /* the workers wait for the gateway's restore */
+        snprintf(why, why_size, "redis lost its state: waiting for the restore from kafka");
         return 0;
     }
     if (w->assigned_partitions == 0) {

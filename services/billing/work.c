@@ -55,14 +55,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
 #include "mspsync/backoff.h"
 #include "mspsync/billing.h"
 #include "mspsync/kafka.h"
+#include "mspsync/lifecycle.h"
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
+#include "mspsync/statekeys.h"
 #include "mspsync/syncro_store.h"
 #include "mspsync/vcall.h"
 #include "mspsync/vendor.h"
@@ -71,7 +74,8 @@
 #define LATE_MAX 1000
 
 /*
- * KEYS: marks hash, seen hash, stats hash. ARGV: field, count, seen JSON, as_of_ms.
+ * KEYS: marks hash, seen hash, stats hash. ARGV: field, count, seen JSON, as_of_ms, 1 = count it
+ * in the stats (0: a replay, whose reports were counted when they first came).
  * @returns 1 when the mark rose.
  */
 static const char APPLY_LUA[] =
@@ -84,8 +88,10 @@ static const char APPLY_LUA[] =
     "if (not old) or tonumber(cjson.decode(old)['as_of_ms']) <= tonumber(ARGV[4]) then\n"
     "  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])\n"
     "end\n"
-    "redis.call('HINCRBY', KEYS[3], 'reports_applied', 1)\n"
-    "if raised == 1 then redis.call('HINCRBY', KEYS[3], 'marks_raised', 1) end\n"
+    "if ARGV[5] == '1' then\n"
+    "  redis.call('HINCRBY', KEYS[3], 'reports_applied', 1)\n"
+    "  if raised == 1 then redis.call('HINCRBY', KEYS[3], 'marks_raised', 1) end\n"
+    "end\n"
     "return raised\n";
 
 typedef enum { PH_READ = 0, PH_WRITE } phase_t;
@@ -281,33 +287,28 @@ static int zone_of(bl_t *bl, const char *tenant, msp_billing_conf_t *c, char *er
     return 0;
 }
 
-static void apply_usage(void *arg) {
-    bl_item_t *it = arg;
-    bl_t *bl = it->bl;
-    if (!bl_redis_ok(bl)) {
-        wait_then(it, 1000, apply_usage);
-        return;
-    }
-    json_t *m = it->msg;
+/*
+ * Apply one usage report m of tenant: a late one is kept in billing:late, any other raises its
+ * period's mark (APPLY_LUA). Order-free (max, latest by as_of), so the live path and a replay of
+ * usage.events (marks_rebuild) share it. *late says which. @returns 1 applied, 0 the report
+ * does not name a period (err: dead-letter it), -1 Redis (err; try again).
+ */
+static int usage_apply(bl_t *bl, const char *tenant, json_t *m, int replay, int *late, char *err,
+                       size_t err_size) {
     const char *org = json_string_value(json_object_get(m, "org_id"));
     const char *product = json_string_value(json_object_get(m, "product"));
     json_int_t count = json_integer_value(json_object_get(m, "count"));
     int64_t as_of = json_integer_value(json_object_get(m, "as_of_ms"));
     int64_t received = json_integer_value(json_object_get(m, "received_at_ms"));
-    char err[400], period[8], kmarks[300], kseen[200], kstats[200], klate[200];
+    char period[8], kmarks[300], kseen[200], kstats[200], klate[200];
     msp_billing_conf_t c = {0};
-    if (zone_of(bl, it->tenant, &c, err, sizeof(err)) != 0) {
-        MSP_WARN("redis.unavailable", it->tenant, "%s; retrying", err);
-        wait_then(it, 1000, apply_usage);
-        return;
-    }
-    int late = msp_billing_late(&c, as_of, received, err, sizeof(err));
-    int prc = msp_billing_period(c.time_zone, as_of, period, err, sizeof(err));
-    if (late < 0 || prc != 0) {
-        dead_letter(it, err);
-        return;
-    }
-    msp_key(kstats, sizeof(kstats), it->tenant, "billing:stats");
+    if (zone_of(bl, tenant, &c, err, err_size) != 0)
+        return -1;
+    *late = msp_billing_late(&c, as_of, received, err, err_size);
+    int prc = msp_billing_period(c.time_zone, as_of, period, err, err_size);
+    if (*late < 0 || prc != 0)
+        return 0;
+    msp_key(kstats, sizeof(kstats), tenant, "billing:stats");
     json_t *seen = json_pack("{s:s,s:O,s:s,s:I,s:O,s:I,s:s,s:O}", "org_id", org, "org_name",
                              json_object_get(m, "org_name"), "product", product, "count", count,
                              "as_of", json_object_get(m, "as_of"), "as_of_ms", (json_int_t)as_of,
@@ -318,36 +319,182 @@ static void apply_usage(void *arg) {
     if (!seen_text || !field) {
         free(seen_text);
         free(field);
-        wait_then(it, 1000, apply_usage);
-        return;
+        snprintf(err, err_size, "out of memory");
+        return -1;
     }
     int ok;
-    if (late) {
+    if (*late) {
         /* kept and shown, never applied: a closed period's invoice is history */
-        msp_key(klate, sizeof(klate), it->tenant, "billing:late");
+        msp_key(klate, sizeof(klate), tenant, "billing:late");
         redisAppendCommand(bl->redis, "LPUSH %s %s", klate, seen_text);
         redisAppendCommand(bl->redis, "LTRIM %s 0 %d", klate, LATE_MAX - 1);
-        redisAppendCommand(bl->redis, "HINCRBY %s late_reports 1", kstats);
-        ok = read_replies(bl, 3);
+        if (!replay)
+            redisAppendCommand(bl->redis, "HINCRBY %s late_reports 1", kstats);
+        ok = read_replies(bl, replay ? 2 : 3);
         if (ok)
-            MSP_INFO("billing.late_report", it->tenant,
+            MSP_INFO("billing.late_report", tenant,
                      "org=%s product=%s period=%s count=%lld "
                      "kept, not applied (its period closed)",
                      org, product, period, (long long)count);
     } else {
-        msp_key(kmarks, sizeof(kmarks), it->tenant, "billing:marks:%s", period);
-        msp_key(kseen, sizeof(kseen), it->tenant, "billing:seen");
+        msp_key(kmarks, sizeof(kmarks), tenant, "billing:marks:%s", period);
+        msp_key(kseen, sizeof(kseen), tenant, "billing:seen");
         char cnt[32], asof[32];
         snprintf(cnt, sizeof(cnt), "%lld", (long long)count);
         snprintf(asof, sizeof(asof), "%lld", (long long)as_of);
-        redisAppendCommand(bl->redis, "EVAL %s 3 %s %s %s %s %s %s %s", APPLY_LUA, kmarks, kseen,
-                           kstats, field, cnt, seen_text, asof);
+        redisAppendCommand(bl->redis, "EVAL %s 3 %s %s %s %s %s %s %s %s", APPLY_LUA, kmarks, kseen,
+                           kstats, field, cnt, seen_text, asof, replay ? "0" : "1");
         ok = read_replies(bl, 1);
     }
     free(seen_text);
     free(field);
     if (!ok) {
-        MSP_WARN("redis.apply_failed", it->tenant, "applying a usage report failed; retrying");
+        snprintf(err, err_size, "applying a usage report failed");
+        return -1;
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------------ after a loss of Redis */
+
+/*
+ * The marks, the latest reports and the late list are derived from usage.events (kept 400
+ * days): when Redis lost its state, every item waits until the gateway restored the
+ * configuration (the epoch marker is back: the tenants' zones, grace days and mappings are
+ * there again), and, when that restore found state (state:restored names the epoch; a first
+ * start on an empty deployment replays nothing), a push waits until the marks of that epoch are
+ * rebuilt. One replica — the
+ * one whose SET NX of mspsync:{_}:billing:rebuild_lock wins — reads usage.events from its start
+ * to its end and applies every usage report with usage_apply (max and latest-by-as_of are
+ * order-free: reports applied meanwhile by the live path, or twice, change nothing; the replay
+ * leaves the counters alone), then sets
+ * mspsync:{_}:state:billing to the epoch. Push requests in the topic are not replayed (their
+ * writes are in Syncro already; the next push reads Syncro before it writes). Blocking: the
+ * replay runs on the event loop, once per loss.
+ */
+#define MARKS_MARK_SUFFIX "state:billing"
+#define MARKS_LOCK_SUFFIX "billing:rebuild_lock"
+#define MARKS_LOCK_MS 300000
+#define REPLAY_TIMEOUT_MS 240000
+
+static int parse_message(bl_item_t *it, char *why, size_t why_size);
+
+typedef struct {
+    bl_t *bl;
+    long long applied;
+    char err[400];
+} replay_t;
+
+static int replay_one(const char *key, size_t key_len, const char *value, size_t value_len,
+                      void *opaque) {
+    (void)key;
+    (void)key_len;
+    replay_t *r = opaque;
+    bl_item_t one = {0};
+    char why[300];
+    one.msg = value ? json_loadb(value, value_len, 0, NULL) : NULL;
+    int rc = 0;
+    if (json_is_object(one.msg) && parse_message(&one, why, sizeof(why)) == 0 && !one.push) {
+        int late = 0;
+        int a = usage_apply(r->bl, one.tenant, one.msg, 1, &late, r->err, sizeof(r->err));
+        if (a < 0)
+            rc = -1; /* Redis: the whole replay is tried again */
+        else
+            r->applied += a;
+    }
+    json_decref(one.msg);
+    return rc;
+}
+
+static int replay_going(void *opaque) {
+    (void)opaque;
+    return msp_lifecycle_running();
+}
+
+/* Rebuild the marks for epoch when this replica wins the lock. @returns 1 rebuilt, 0 another
+ * replica rebuilds, -1 failed (logged). */
+static int marks_rebuild(bl_t *bl, const char *epoch) {
+    char lock[64], mark[64];
+    msp_key(lock, sizeof(lock), "_", MARKS_LOCK_SUFFIX);
+    msp_key(mark, sizeof(mark), "_", MARKS_MARK_SUFFIX);
+    redisReply *x =
+        redisCommand(bl->redis, "SET %s %d NX PX %d", lock, (int)getpid(), MARKS_LOCK_MS);
+    int mine = x && x->type == REDIS_REPLY_STATUS;
+    if (x)
+        freeReplyObject(x);
+    if (!x || !mine)
+        return x ? 0 : -1;
+    MSP_WARN("billing.rebuild", NULL,
+             "the billing marks of epoch %s are not in Redis: "
+             "replaying %s",
+             epoch, msp_topic(MSP_TOPIC_USAGE_EVENTS));
+    replay_t r = {bl, 0, ""};
+    long long n = msp_kafka_read_to_end(bl->conf.svc.brokers, msp_topic(MSP_TOPIC_USAGE_EVENTS),
+                                        REPLAY_TIMEOUT_MS, replay_one, replay_going, &r, r.err,
+                                        sizeof(r.err));
+    int rc = -1;
+    if (n >= 0 && bl->redis && (x = redisCommand(bl->redis, "SET %s %s", mark, epoch)) != NULL) {
+        rc = x->type == REDIS_REPLY_STATUS ? 1 : -1;
+        freeReplyObject(x);
+    }
+    if (rc == 1)
+        MSP_WARN("billing.rebuilt", NULL,
+                 "billing marks rebuilt: %lld usage reports applied "
+                 "from %lld records",
+                 r.applied, n);
+    else
+        MSP_ERROR("billing.rebuild_failed", NULL, "%s; trying again", r.err[0] ? r.err : "redis");
+    if (bl->redis && (x = redisCommand(bl->redis, "DEL %s", lock)) != NULL)
+        freeReplyObject(x);
+    return rc;
+}
+
+/*
+ * Whether item it must wait for the state (then fn runs again in a second): Redis down, Redis
+ * lost its state (the restore is pending), or — need_marks, a push — the marks of this epoch
+ * not rebuilt yet (rebuilt here when this replica wins the lock). @returns 1 waiting, 0 go on.
+ */
+static int state_wait(bl_item_t *it, int need_marks, msp_vcall_step_fn *fn) {
+    bl_t *bl = it->bl;
+    char ke[64], km[64], kr[64];
+    msp_key(ke, sizeof(ke), "_", MSP_STATE_EPOCH_SUFFIX);
+    msp_key(km, sizeof(km), "_", MARKS_MARK_SUFFIX);
+    msp_key(kr, sizeof(kr), "_", MSP_STATE_RESTORED_SUFFIX);
+    redisReply *r = bl_redis_ok(bl) ? redisCommand(bl->redis, "MGET %s %s %s", ke, km, kr) : NULL;
+    int wait = 1;
+    char epoch[64] = "";
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+        r->element[0]->type == REDIS_REPLY_STRING) {
+        snprintf(epoch, sizeof(epoch), "%s", r->element[0]->str);
+        /* a replay is due after a restore that found state, once per epoch */
+        int due =
+            r->element[2]->type == REDIS_REPLY_STRING && strcmp(r->element[2]->str, epoch) == 0 &&
+            !(r->element[1]->type == REDIS_REPLY_STRING && strcmp(r->element[1]->str, epoch) == 0);
+        wait = need_marks && due;
+    }
+    if (r)
+        freeReplyObject(r);
+    if (wait && epoch[0] && marks_rebuild(bl, epoch) == 1)
+        wait = 0;
+    if (wait)
+        wait_then(it, 1000, fn);
+    return wait;
+}
+
+static void apply_usage(void *arg) {
+    bl_item_t *it = arg;
+    bl_t *bl = it->bl;
+    char err[400];
+    if (state_wait(it, 0, apply_usage))
+        return;
+    int late = 0;
+    int rc = usage_apply(bl, it->tenant, it->msg, 0, &late, err, sizeof(err));
+    if (rc == 0) {
+        dead_letter(it, err);
+        return;
+    }
+    if (rc < 0) {
+        MSP_WARN("redis.apply_failed", it->tenant, "%s; retrying", err);
         wait_then(it, 1000, apply_usage);
         return;
     }
@@ -796,10 +943,8 @@ static void push_load(void *arg) {
     bl_item_t *it = arg;
     bl_t *bl = it->bl;
     char err[600], period[8], kp[200];
-    if (!bl_redis_ok(bl)) {
-        wait_then(it, 1000, push_load);
+    if (state_wait(it, 1, push_load))
         return;
-    }
     msp_billing_conf_clear(&it->conf);
     int rc = conf_load(bl, it->tenant, &it->conf, err, sizeof(err));
     if (rc < 0) {

@@ -50,6 +50,10 @@ static int asset_exists(gw_t *gw, struct evhttp_request *req, const char *route,
     freeReplyObject(e);
     if (g)
         freeReplyObject(g);
+    if (!exists && gw_inventory_pending(gw) == 1) {
+        gw_reply_rebuilding(gw, req, route); /* it may simply not be back yet */
+        return -1;
+    }
     if (!exists)
         gw_reply_error(gw, req, route, 404, "no asset \"%s\" for tenant \"%s\"", id, tenant);
     else if (is_gone)

@@ -18,6 +18,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <event2/http.h>
+
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
 
@@ -195,6 +197,12 @@ static void collect(json_t *rec, void *arg) {
         json_decref(rec);
 }
 
+void gw_reply_rebuilding(gw_t *gw, struct evhttp_request *req, const char *route) {
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "2");
+    gw_reply_error(gw, req, route, 503,
+                   "the inventory is being rebuilt from Kafka after a loss of Redis; retry");
+}
+
 void api_inventory_list(gw_t *gw, struct evhttp_request *req, const char *tenant,
                         const char *type) {
     const struct list_s *l = list_of(type);
@@ -241,6 +249,10 @@ void api_inventory_list(gw_t *gw, struct evhttp_request *req, const char *tenant
     }
     int filtered = f.customer || f.serial || f.type || f.status || f.since || f.q ||
                    ((l->params & P_GONE) && !f.include_gone);
+    if (gw_inventory_pending(gw) == 1) { /* an empty or partial list would be wrong */
+        gw_reply_rebuilding(gw, req, route);
+        goto out;
+    }
     long long start = (page - 1) * per_page;
     page_t pg = {json_array(), filtered ? &f : NULL, 0, start, per_page};
     items = pg.items;
@@ -316,7 +328,9 @@ void api_inventory_get(gw_t *gw, struct evhttp_request *req, const char *tenant,
     }
     json_t *rec = r->type == REDIS_REPLY_STRING ? json_loadb(r->str, r->len, 0, NULL) : NULL;
     freeReplyObject(r);
-    if (!rec)
+    if (!rec && gw_inventory_pending(gw) == 1)
+        gw_reply_rebuilding(gw, req, route); /* it may simply not be back yet */
+    else if (!rec)
         gw_reply_error(gw, req, route, 404, "no %s \"%s\" for tenant \"%s\"", type, id, tenant);
     else
         gw_reply(gw, req, route, 200, rec);

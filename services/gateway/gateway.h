@@ -127,6 +127,14 @@ void gw_journal_stop(gw_t *gw);
  * @returns 1 when restoring (answer 503), 0 otherwise (also when Redis did not answer).
  */
 int gw_journal_check(gw_t *gw);
+/**
+ * @brief Whether the inventory view is being rebuilt after a loss of Redis (statekeys.h
+ * MSP_STATE_INVENTORY_PENDING_SUFFIX): an inventory read answers 503 meanwhile.
+ * @returns 1 pending, 0 not, -1 Redis did not answer.
+ */
+int gw_inventory_pending(gw_t *gw);
+/** @brief Answer 503 with Retry-After: the inventory is being rebuilt. */
+void gw_reply_rebuilding(gw_t *gw, struct evhttp_request *req, const char *route);
 /** @brief key (a full Redis key) was written: journal it if it is configuration. */
 void gw_journal_note(gw_t *gw, const char *key);
 /**

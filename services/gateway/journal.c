@@ -439,19 +439,28 @@ static void *restore_main(void *arg) {
             if (x)
                 freeReplyObject(x);
         }
-        /* Configuration was found: this Redis lost state (a first start reads nothing). The
-         * time goes in before the marker, so a worker that sees the marker sees it too. */
-        if (n > 0 && keys > 0) {
-            x = redisCommand(c, "SET %s %lld", restored_at, (long long)msp_wall_ms());
+        int drawn = n >= 0 && msp_random_hex(epoch, 16) == 0;
+        if (drawn && n > 0) {
+            /* Redis held state before: the normalizers rebuild the inventory for this epoch (and
+             * until then an inventory read answers 503, gw_inventory_pending); the time of the
+             * loss lets the ticket-creator look in Syncro for its lost ticket records. All of it
+             * goes in before the marker, so a worker that sees the marker sees it too. */
+            char pending[64], restored[64], now[32];
+            msp_key(pending, sizeof(pending), "_", MSP_STATE_INVENTORY_PENDING_SUFFIX);
+            msp_key(restored, sizeof(restored), "_", MSP_STATE_RESTORED_SUFFIX);
+            snprintf(now, sizeof(now), "%lld", (long long)msp_wall_ms());
+            x = keys > 0 ? redisCommand(c, "MSET %s %s %s %s %s %s", pending, epoch, restored, epoch,
+                                        restored_at, now)
+                         : redisCommand(c, "MSET %s %s %s %s", pending, epoch, restored, epoch);
             if (!x || x->type == REDIS_REPLY_ERROR) {
                 snprintf(err, sizeof(err), "Redis: %s", c->err ? c->errstr : "error reply");
-                n = -1;
+                n      = -1;
+                drawn  = 0;
             }
             if (x)
                 freeReplyObject(x);
         }
-        if (n >= 0 && msp_random_hex(epoch, 16) == 0 &&
-            (x = redisCommand(c, "SET %s %s", mark, epoch)) != NULL) {
+        if (drawn && (x = redisCommand(c, "SET %s %s", mark, epoch)) != NULL) {
             freeReplyObject(x);
             j->restore_ok = 1;
             MSP_WARN("config.restored", NULL, "restored %zu keys of %zu tenants from %lld records",
@@ -470,6 +479,16 @@ out:
         redisFree(c);
     atomic_store(&j->thread_done, 1);
     return NULL;
+}
+
+int gw_inventory_pending(gw_t *gw) {
+    char key[64], err[256];
+    msp_key(key, sizeof(key), "_", MSP_STATE_INVENTORY_PENDING_SUFFIX);
+    redisReply *r = gw_redis(gw, err, sizeof(err), "EXISTS %s", key);
+    int rc = r && r->type == REDIS_REPLY_INTEGER ? r->integer > 0 : -1;
+    if (r)
+        freeReplyObject(r);
+    return rc;
 }
 
 static void start_restore(gw_journal_t *j) {

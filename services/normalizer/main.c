@@ -170,13 +170,14 @@ int main(int argc, char **argv)
     msp_metric_declare(metrics, M_FILL_S, "counter",
                        "Seconds batches spent between their first message and closing (the wait "
                        "a message has before processing starts).");
-    nz = nz_new(&(nz_conf_t){.redis_url  = cfg.svc.redis_url,
+    nz = nz_new(&(nz_conf_t){.redis_url = cfg.svc.redis_url,
+                             .brokers = cfg.svc.brokers,
                              .batch_size = (size_t)cfg.batch_size,
                              .identity_max_shared = (int)cfg.identity_max_shared,
-                             .prepare_threads     = (int)cfg.prepare_threads,
-                             .metrics    = metrics,
-                             .base       = base,
-                             .run        = msp_lifecycle_run_flag()});
+                             .prepare_threads = (int)cfg.prepare_threads,
+                             .metrics = metrics,
+                             .base = base,
+                             .run = msp_lifecycle_run_flag()});
     if (!nz) {
         MSP_ERROR("startup", NULL, "out of memory");
         goto out;

@@ -35,6 +35,7 @@
 #include "inventory.h"
 #include "json_arena.h"
 #include "par.h"
+#include "rebuild.h"
 #include "resp.h"
 
 #define NZ_SERVICE      "normalizer"
@@ -156,6 +157,7 @@ struct nz_s {
 
     int           paused;
     int           joined;
+    int64_t gate_at;                   /* when an idle loop last checked the state (ms) */
     char          degraded[256];       /* what failed last ("redis inventory"); "" when healthy */
 };
 
@@ -290,6 +292,60 @@ static int retry_wait(nz_t *nz, unsigned attempt, const char *what, const char *
                                                                 : "stage=\"redis\"", 1);
     set_paused(nz, 1);
     return wait_serving(nz, ms);
+}
+
+static int keep_going(void *arg) { return running(arg); }
+
+/*
+ * Before a batch: wait while Redis lost its state (the gateway restores the configuration; the
+ * epoch marker is missing), then until the inventory of this epoch is rebuilt (rebuild.h: this
+ * process rebuilds it when it wins the lock, else waits for the marker). Nothing of the batch is
+ * processed and no offset stored meanwhile; the assignment is paused and /readyz says why.
+ * One MGET when all is well. @returns 0, or -1 on shutdown.
+ */
+static int state_gate(nz_t *nz) {
+    char err[512], epoch[64];
+    for (unsigned attempt = 0;; attempt++) {
+        if (msp_redis_ensure(&nz->redis, nz->conf.redis_url, err, sizeof err) < 0) {
+            if (retry_wait(nz, attempt, "redis state check", err) < 0)
+                return -1;
+            continue;
+        }
+        nz_state_t st = nz_state_check(nz->redis, epoch, sizeof epoch);
+        if (st == NZ_STATE_READY) {
+            if (attempt) {
+                MSP_INFO("normalizer.state_ready", NULL, "state restored: processing again");
+                set_paused(nz, 0);
+                nz->degraded[0] = '\0'; /* also when the rebuild ran without pausing */
+            }
+            return 0;
+        }
+        int rc = 0;
+        if (st == NZ_STATE_ERROR) {
+            snprintf(err, sizeof err, "%s", nz->redis->errstr[0] ? nz->redis->errstr : "error");
+            redisFree(nz->redis);
+            nz->redis = NULL;
+            rc = -1;
+        } else if (st == NZ_STATE_RESTORING) {
+            snprintf(nz->degraded, sizeof nz->degraded, "waiting for the configuration restore");
+        } else {
+            snprintf(nz->degraded, sizeof nz->degraded, "waiting for the inventory rebuild");
+            rc = nz_rebuild(nz->redis, nz->conf.brokers, epoch, nz->conf.identity_max_shared,
+                            keep_going, nz, err, sizeof err);
+            if (rc == 1)
+                continue; /* the marker is set: the next check passes */
+        }
+        if (rc < 0) {
+            if (retry_wait(nz, attempt, "inventory rebuild", err) < 0)
+                return -1;
+            continue;
+        }
+        if (attempt == 0)
+            MSP_WARN("normalizer.state_wait", NULL, "%s: batches wait", nz->degraded);
+        set_paused(nz, 1);
+        if (wait_serving(nz, 250) < 0)
+            return -1;
+    }
 }
 
 /* Run a pipeline until it succeeds (reconnecting as needed). @returns 0 or -1 on shutdown. */
@@ -1346,10 +1402,17 @@ int nz_process_batch(nz_t *nz, rd_kafka_message_t **msgs, size_t n)
     int64_t started = msp_now_ms();
     int     rc      = 0;
 
-    if (n == 0)
-        return 0;
+    if (n == 0) {
+        /* idle: a lost state is still noticed (the rebuild does not wait for a record) */
+        if (msp_now_ms() - nz->gate_at < 1000)
+            return 0;
+        nz->gate_at = msp_now_ms();
+        return state_gate(nz) < 0 ? -1 : 0;
+    }
     if (nz_grow((void **)&nz->items, &nz->items_cap, n, sizeof *nz->items) < 0)
         return -2;
+    if (state_gate(nz) < 0)
+        return -1;
     memset(nz->metric_n, 0, sizeof nz->metric_n);
     memset(nz->stage_us, 0, sizeof nz->stage_us);
     nz->oom = 0;
@@ -1460,7 +1523,8 @@ int nz_ready(void *opaque, char *why, size_t why_size)
     char  err[256];
 
     if (nz->degraded[0]) {
-        snprintf(why, why_size, "retrying %s", nz->degraded);
+        int waiting = strncmp(nz->degraded, "waiting", 7) == 0; /* the state gate's phrases */
+        snprintf(why, why_size, "%s%s", waiting ? "" : "retrying ", nz->degraded);
         return 0;
     }
     /* /readyz is not authenticated: why is a fixed phrase, the details go to the log */

@@ -38,6 +38,7 @@ typedef struct nz_s nz_t;
 
 typedef struct nz_conf_s {
     const char              *redis_url;   /**< borrowed for the lifetime of the nz_t */
+    const char *brokers; /**< borrowed; the inventory rebuild reads the topics (rebuild.h) */
     size_t                   batch_size;  /**< most messages per batch */
     int                      identity_max_shared; /**< a match key on more source records than
                                                        this (per tenant) is no identity */

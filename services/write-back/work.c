@@ -76,6 +76,7 @@
 #include "mspsync/kafka.h"
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
+#include "mspsync/statekeys.h"
 #include "mspsync/syncro.h"
 #include "mspsync/syncro_store.h"
 #include "mspsync/vcall.h"
@@ -122,6 +123,7 @@ struct wb_item_s {
     target_t       *tg;
     size_t          ntg, cur;
     int             nfailed;
+    int waited_restore; /* logged once: the change waits for the state restore */
     char            fail_reason[1000];
 
     /* the current ConnectWise RMM target */
@@ -940,6 +942,18 @@ static void item_load(void *arg) {
     wb_item_t *it = arg;
     wb_t *wb = it->wb;
     if (!wb_redis_ok(wb)) {
+        wait_then(it, 1000, item_load);
+        return;
+    }
+    /* Redis lost its state: the integrations (and the done set) come back with the restore;
+     * until then nothing is decided, nothing written, the offset not stored. */
+    int lost = msp_state_lost(wb->redis);
+    if (lost != 0) {
+        if (lost == 1 && !it->waited_restore)
+            MSP_WARN("change.waiting_restore", it->tenant,
+                     "asset=%s change=%s waits: Redis is being restored from Kafka", it->asset,
+                     it->change_id);
+        it->waited_restore = 1;
         wait_then(it, 1000, item_load);
         return;
     }

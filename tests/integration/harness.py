@@ -471,6 +471,11 @@ class Stack:
                              capture_output=True, text=True, timeout=30)
         return self._parse_redis(out.stdout)
 
+    def mark_state(self):
+        """Set the state marker a gateway's first start sets (mspsync:{_}:state:epoch): a stack
+        without a gateway runs workers that wait while it is missing (Redis lost its state)."""
+        self.redis("SET", "mspsync:{_}:state:epoch", "test")
+
     def redis_raw(self, *args):
         out = subprocess.run(["redis-cli", "-p", str(self.redis_port), "--raw"] + [str(a) for a in args],
                              capture_output=True, text=True, timeout=60)

@@ -63,6 +63,7 @@ class IdentityTest(unittest.TestCase):
     def setUpClass(cls):
         cls.s = Stack("identity")
         cls.s.start_redis()
+        cls.s.mark_state()  # no gateway here: the marker its first start sets
         cls.s.start_normalizer(MSPSYNC_IDENTITY_MAX_SHARED=3, MSPSYNC_BATCH_SIZE=50)
 
     @classmethod

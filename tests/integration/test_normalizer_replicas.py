@@ -47,6 +47,7 @@ class NormalizerReplicasTest(unittest.TestCase):
     def setUp(self):
         self.s = Stack("normalizer_replicas")
         self.s.start_redis()
+        self.s.mark_state()  # no gateway here: the marker its first start sets
         env = dict(MSPSYNC_IDENTITY_MAX_SHARED=3, MSPSYNC_BATCH_SIZE=50)
         self.a = self.s.start_normalizer(**env)
         self.b = self.s.start_normalizer(name="normalizer-2", **env)

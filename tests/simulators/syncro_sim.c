@@ -248,6 +248,7 @@ typedef struct acct_stats {
     uint64_t max_in_window;
     uint64_t tickets_created, comments_created, ticket_updates; /* vendor API only */
     uint64_t ticket_lists, ticket_lists_since; /* GET /tickets, and those with since_updated_at */
+    uint64_t asset_updates; /* PUT /customer_assets/{id} answered 200 (write-back tests) */
 } acct_stats;
 
 typedef struct account {
@@ -1737,6 +1738,7 @@ static void api_asset_put(account *a, int64_t id, struct evhttp_request *req, re
     if (changed)
         asset_touch(as);
     json_decref(body);
+    a->st.asset_updates++;
     reply_asset(r, 200, a, as);
 }
 
@@ -3917,6 +3919,7 @@ static json_t *stats_json(sim *s)
         json_object_set_new(ao, "ticket_lists", json_integer((json_int_t)a->st.ticket_lists));
         json_object_set_new(ao, "ticket_lists_since",
                             json_integer((json_int_t)a->st.ticket_lists_since));
+        json_object_set_new(ao, "asset_updates", json_integer((json_int_t)a->st.asset_updates));
         json_object_set_new(accts, a->sub, ao);
     }
     json_object_set_new(o, "accounts", accts);

@@ -53,6 +53,23 @@ typedef struct msp_statekey_s {
 #define MSP_STATE_RESTORED_AT_SUFFIX "state:restored_at_ms"
 
 /**
+ * The inventory view after a loss: the gateway's restore sets mspsync:{_}:state:inventory_pending
+ * to the new epoch when the configuration it restored was not empty (a first start sets nothing);
+ * the normalizer that rebuilt the inventory from the compacted topics sets
+ * mspsync:{_}:state:inventory to that epoch and deletes the pending key. While it exists the
+ * gateway answers an inventory read it cannot serve 503 (retry), never an empty list or a 404.
+ */
+#define MSP_STATE_INVENTORY_SUFFIX "state:inventory"
+#define MSP_STATE_INVENTORY_PENDING_SUFFIX "state:inventory_pending"
+
+/**
+ * mspsync:{_}:state:restored holds the epoch of the last restore that found configuration (Redis
+ * had state and lost it; never deleted). Derived state that only a replay rebuilds (the billing
+ * marks) is rebuilt when it names the current epoch, not on a first start.
+ */
+#define MSP_STATE_RESTORED_SUFFIX "state:restored"
+
+/**
  * @brief The table row of a full key ("mspsync:{acme}:integration:syncro"), or NULL when the key
  * is not one of mspsync's. tenant (may be NULL) gets the tenant, suffix (may be NULL) points into
  * key after the tenant's "}:".
