@@ -69,6 +69,8 @@ typedef enum {
     R_KEYS,            /* /v1/tenants/{t}/keys                     GET POST */
     R_KEY,             /* /v1/tenants/{t}/keys/{id}                DELETE */
     R_AUDIT,           /* /v1/tenants/{t}/audit                    GET */
+    R_INCIDENT_TRACE,  /* /v1/tenants/{t}/incidents/{ref}          GET */
+    R_ASSET_HISTORY,   /* /v1/tenants/{t}/assets/{id}/history      GET */
 } route_id_t;
 
 /* The least role per method (access.c); GW_ROLE_UNSET (left out) = refused to everyone. */
@@ -124,6 +126,8 @@ static const struct {
     [R_KEYS] = {"keys", "GET, POST", {.get = OWNER, .post = OWNER}},
     [R_KEY] = {"key", "DELETE", {.del = OWNER}},
     [R_AUDIT] = {"audit", "GET", {.get = OWNER}},
+    [R_INCIDENT_TRACE] = {"incident_trace", "GET", {.get = VIEWER}},
+    [R_ASSET_HISTORY] = {"asset_history", "GET", {.get = VIEWER}},
 };
 
 /* The least role route r needs for method m; GW_ROLE_UNSET when the table has none. */
@@ -205,6 +209,8 @@ static route_id_t match(char **s, int n) {
         return n == 4 ? R_KEYS : n == 5 && s[4][0] != '\0' ? R_KEY : R_NONE;
     if (strcmp(s[3], "audit") == 0)
         return n == 4 ? R_AUDIT : R_NONE;
+    if (strcmp(s[3], "incidents") == 0)
+        return n == 5 && s[4][0] != '\0' ? R_INCIDENT_TRACE : R_NONE;
     if (strcmp(s[3], "ticketing") == 0) {
         if (n == 4)
             return R_TICKETING;
@@ -248,6 +254,8 @@ static route_id_t match(char **s, int n) {
         return R_ASSET_DATES;
     if (asset && n == 6 && s[4][0] != '\0' && strcmp(s[5], "writeback") == 0)
         return R_ASSET_WRITEBACK;
+    if (asset && n == 6 && s[4][0] != '\0' && strcmp(s[5], "history") == 0)
+        return R_ASSET_HISTORY;
     return R_NONE;
 }
 
@@ -301,6 +309,8 @@ static void dispatch(gw_t *gw, struct evhttp_request *req, route_id_t r, char **
         return;
     case R_KEY: api_key_delete(gw, req, t, s[4]); return;
     case R_AUDIT: api_audit_list(gw, req, t); return;
+    case R_INCIDENT_TRACE: api_incident_trace_get(gw, req, t, s[4]); return;
+    case R_ASSET_HISTORY: api_asset_history_get(gw, req, t, s[4]); return;
     case R_INTEGRATION: {
         const gw_integ_t *in = gw_integ_find(s[4]); /* found: the route matched it */
         if (m == EVHTTP_REQ_PATCH)
