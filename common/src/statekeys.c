@@ -65,6 +65,9 @@ static const msp_statekey_t TABLE[] = {
     {"ticketing:orgs", MSP_STATE_CACHE, "the next incident of each org names it again"},
     {"tk:*", MSP_STATE_CACHE,
      "ticket records: lost (finding them again in Syncro by their marker is not built yet)"},
+    {"trace:*", MSP_STATE_CACHE,
+     "incident traces and asset histories (trace.h): history, lost with Redis and not rebuilt; "
+     "new steps start new traces"},
 };
 #define TABLE_LEN (sizeof(TABLE) / sizeof(TABLE[0]))
 

@@ -292,9 +292,8 @@ void api_asset_history_get(gw_t *gw, struct evhttp_request *req, const char *ten
     size_t got = r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
     freeReplyObject(r);
     long long next = cursor + (long long)got;
-    char nbuf[32];
-    snprintf(nbuf, sizeof(nbuf), "%lld", next);
     gw_reply(gw, req, route, 200,
              json_pack("{s:s,s:I,s:o,s:o}", "asset_id", id, "total", (json_int_t)total, "entries",
-                       entries, "next_cursor", next < total ? json_string(nbuf) : json_null()));
+                       entries, "next_cursor",
+                       got && next < total ? json_integer(next) : json_null()));
 }
