@@ -38,11 +38,12 @@
  *            fingerprint's next event runs.
  *
  * Trace (trace.h): each step the event takes is kept in the item (it->trace) and written with the
- * Redis commands that end it — FINISH's MULTI, the skip counters, the dead letter's counters, the
- * held index — never in a round trip of its own. Entries of an event that crashed before FINISH
- * are lost with the process, so a replay writes its steps once (those of a skip or a dead letter,
- * which are not remembered as handled, may be written again: readers keep the first of each
- * (event id, step)).
+ * next Redis write the event makes anyway — the pending marker before a Syncro write, FINISH's
+ * MULTI, the skip counters, the dead letter's counters, the held index — never in a round trip of
+ * its own. What a crash can repeat is the same (event id, step): a step written with a pending
+ * marker and taken again by the replay, a skip or a dead letter (not remembered as handled);
+ * readers keep the first of each. An outcome (ticket_created, commented, resolved...) is written
+ * only with FINISH, which also marks the event handled, so a replay never claims a second one.
  *
  * "Touched by a technician" = the ticket's status or assignee differ from what we last set, or
  * it carries a comment without one of our markers.
@@ -471,10 +472,26 @@ static void append_record(tc_item_t *it) {
 static int set_pending(tc_item_t *it, const char *op) {
     snprintf(it->pending, sizeof(it->pending), "%s:%s", op, it->eid);
     append_record(it);
+    /* The steps kept so far go with the record: a crash after this write replays the event
+     * from the record (a reopen's new state, say), and must find them written. */
+    int ntrace = append_trace(it);
     redisReply *r = NULL;
     int ok = redisGetReply(it->tc->redis, (void **)&r) == REDIS_OK && r &&
              r->type == REDIS_REPLY_INTEGER;
     if (r) freeReplyObject(r);
+    for (int i = 0; i < ntrace; i++) { /* read them all: the pipe stays in step */
+        r = NULL;
+        if (redisGetReply(it->tc->redis, (void **)&r) != REDIS_OK || !r)
+            ok = 0;
+        else if (r->type == REDIS_REPLY_ERROR)
+            ok = 0;
+        if (r)
+            freeReplyObject(r);
+        if (it->tc->redis->err)
+            break;
+    }
+    if (ok)
+        trace_written(it);
     return ok ? 0 : -1;
 }
 
