@@ -411,8 +411,8 @@ static void hold_record(void *arg) {
              r->type == REDIS_REPLY_INTEGER;
         if (r)
             freeReplyObject(r);
-        for (int i = 0; i < ntrace && !tc->redis->err;
-             i++) { /* best effort: keep the pipe in step */
+        /* the trace is best effort; its replies are read to keep the pipe in step */
+        for (int i = 0; i < ntrace && !tc->redis->err; i++) {
             r = NULL;
             if (redisGetReply(tc->redis, (void **)&r) == REDIS_OK && r)
                 freeReplyObject(r);
