@@ -94,6 +94,9 @@ static const msp_statekey_t TABLE[] = {
      "ticket records: after a loss, the first miss of each Syncro customer rebuilds them from the "
      "markers of the customer's tickets (design.md \"Ticket records after a Redis loss\"); the "
      "events sets are not rebuilt: a rebuilt record checks the ticket's comments instead"},
+    {"trace:*", MSP_STATE_CACHE,
+     "incident traces and asset histories (trace.h): history, lost with Redis and not rebuilt; "
+     "new steps start new traces"},
 };
 #define TABLE_LEN (sizeof(TABLE) / sizeof(TABLE[0]))
 

@@ -466,6 +466,15 @@ void api_asset_dates_put(gw_t *gw, struct evhttp_request *req, const char *tenan
 void api_asset_writeback_get(gw_t *gw, struct evhttp_request *req, const char *tenant,
                              const char *id);
 
+/* ---- api_traces.c ------------------------------------------------------------------------ */
+
+/** @brief GET /v1/tenants/{t}/incidents/{ref}: the trace of an incident (fingerprint or id). */
+void api_incident_trace_get(gw_t *gw, struct evhttp_request *req, const char *tenant,
+                            const char *ref);
+/** @brief GET /v1/tenants/{t}/assets/{id}/history: the asset's history, paged. */
+void api_asset_history_get(gw_t *gw, struct evhttp_request *req, const char *tenant,
+                           const char *id);
+
 /* ticket_settings.c: ticketing rules against the ticket settings synced from Syncro */
 
 /**

@@ -74,6 +74,8 @@ typedef enum {
     R_DEAD_LETTERS,    /* /v1/tenants/{t}/dead-letters             GET */
     R_DEAD_LETTER,     /* /v1/tenants/{t}/dead-letters/{id}        GET */
     R_DEAD_REPLAY,     /* /v1/tenants/{t}/dead-letters/replay      POST */
+    R_INCIDENT_TRACE,  /* /v1/tenants/{t}/incidents/{ref}          GET */
+    R_ASSET_HISTORY,   /* /v1/tenants/{t}/assets/{id}/history      GET */
 } route_id_t;
 
 /* The least role per method (access.c); GW_ROLE_UNSET (left out) = refused to everyone. */
@@ -134,6 +136,8 @@ static const struct {
     [R_DEAD_LETTERS] = {"dead_letters", "GET", {.get = VIEWER}},
     [R_DEAD_LETTER] = {"dead_letter", "GET", {.get = VIEWER}},
     [R_DEAD_REPLAY] = {"dead_letters_replay", "POST", {.post = SYNC}},
+    [R_INCIDENT_TRACE] = {"incident_trace", "GET", {.get = VIEWER}},
+    [R_ASSET_HISTORY] = {"asset_history", "GET", {.get = VIEWER}},
 };
 
 /* The least role route r needs for method m; GW_ROLE_UNSET when the table has none. */
@@ -224,6 +228,8 @@ static route_id_t match(char **s, int n) {
             return R_NONE;
         return strcmp(s[4], "replay") == 0 ? R_DEAD_REPLAY : R_DEAD_LETTER;
     }
+    if (strcmp(s[3], "incidents") == 0)
+        return n == 5 && s[4][0] != '\0' ? R_INCIDENT_TRACE : R_NONE;
     if (strcmp(s[3], "ticketing") == 0) {
         if (n == 4)
             return R_TICKETING;
@@ -267,6 +273,8 @@ static route_id_t match(char **s, int n) {
         return R_ASSET_DATES;
     if (asset && n == 6 && s[4][0] != '\0' && strcmp(s[5], "writeback") == 0)
         return R_ASSET_WRITEBACK;
+    if (asset && n == 6 && s[4][0] != '\0' && strcmp(s[5], "history") == 0)
+        return R_ASSET_HISTORY;
     return R_NONE;
 }
 
@@ -321,6 +329,8 @@ static void dispatch(gw_t *gw, struct evhttp_request *req, route_id_t r, char **
         return;
     case R_KEY: api_key_delete(gw, req, t, s[4]); return;
     case R_AUDIT: api_audit_list(gw, req, t); return;
+    case R_INCIDENT_TRACE: api_incident_trace_get(gw, req, t, s[4]); return;
+    case R_ASSET_HISTORY: api_asset_history_get(gw, req, t, s[4]); return;
     case R_INTEGRATION: {
         const gw_integ_t *in = gw_integ_find(s[4]); /* found: the route matched it */
         if (m == EVHTTP_REQ_PATCH)

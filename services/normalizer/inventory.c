@@ -11,11 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mspsync/backoff.h>
 #include <mspsync/crypto.h>
 #include <mspsync/json_dump.h>
 #include <mspsync/log.h>
 #include <mspsync/model.h>
 #include <mspsync/redis.h>
+#include <mspsync/trace.h>
 
 #include "coalesce.h"
 #include "par.h"
@@ -81,6 +83,39 @@ static void p_cmd(pipe_t *p, int argc, const char **argv)
         const char *argv_[] = {__VA_ARGS__};                                                      \
         p_cmd((p), (int)(sizeof argv_ / sizeof argv_[0]), argv_);                                 \
     } while (0)
+
+/*
+ * Queue an entry of the asset's history (trace.h: trace:asset:<aid>) on p, with the writes it
+ * tells of (same pipeline, same MULTI where there is one). facts stolen.
+ */
+static void p_history(pipe_t *p, const char *tenant, const char *aid, const char *step,
+                      json_t *facts) {
+    char k[KEYLEN + 32];
+    char *text = msp_trace_entry(msp_wall_ms(), step, "normalizer", facts);
+    if (!text) {
+        p->failed = 1;
+        return;
+    }
+    msp_key(k, sizeof k, tenant, "trace:asset:%s", aid);
+    P(p, "RPUSH", k, text);
+    P(p, "LTRIM", k, "-" MSP_TRACE_MAX_STR, "-1");
+    P(p, "EXPIRE", k, MSP_TRACE_TTL_STR);
+    msp_json_free(text);
+}
+
+/* The integration of a source id "<integration>:<vendor id>" as a new JSON string. */
+static json_t *src_integration(const char *src_id) {
+    const char *colon = strchr(src_id, ':');
+    return colon ? json_stringn(src_id, (size_t)(colon - src_id)) : json_null();
+}
+
+/* The facts of a source joining or leaving: source, integration, vendor id, why. */
+static json_t *src_facts(const char *src_id, const char *why, const char *match) {
+    const char *colon = strchr(src_id, ':');
+    return json_pack("{s:s,s:o,s:s,s:s,s:s?}", "source", src_id, "integration",
+                     src_integration(src_id), "vendor_id", colon ? colon + 1 : src_id, "why", why,
+                     "match_key", match);
+}
 
 /* Read every reply. @returns 0, or -1 (err set; replies freed). */
 static int p_run(pipe_t *p)
@@ -528,6 +563,8 @@ typedef struct up_s {
     char          aid[KEYLEN];
     char         *ksrc_new[NZ_MKEY_MAX];     /* inv:ksrc to write (NZ_KEY_DEMOTED: demote) */
     int           claim[NZ_MKEY_MAX];        /* HSET inv:mkey key aid: it had no owner */
+    int join;                                /* -2 already linked, -1 joined as a new asset,
+                                                else joined through keys[join] */
     char *js;                                /* batch_apply: canon dumped (msp_json_free) */
 } up_t;
 
@@ -852,17 +889,21 @@ static size_t batch_decide(nz_inv_t *inv, size_t from, overlay_t *ov, split_t *s
         }
         if (stop)
             break;
+        u->join = -2;
         if (link) {
             snprintf(u->aid, sizeof u->aid, "%s", link);
         } else {
+            u->join = -1;
             /* A new source joins the first asset a live key names, if it has room. */
             for (int a = 0; a < u->nk && !u->aid[0]; a++) {
                 const char *ks = ov_get(ov_ksrc, u->tenant, u->keys[a], u->ksrc[a]);
                 if (!mk[a] || hr[a] == 2 || (ks && strcmp(ks, NZ_KEY_DEMOTED) == 0))
                     continue;
                 json_int_t n = json_integer_value(json_object_get(counts, tk(tkbuf, u->tenant, mk[a])));
-                if (n < NZ_ASSET_MAX_MEMBERS)
+                if (n < NZ_ASSET_MAX_MEMBERS) {
                     snprintf(u->aid, sizeof u->aid, "%s", mk[a]);
+                    u->join = a;
+                }
             }
             if (!u->aid[0])
                 snprintf(u->aid, sizeof u->aid, "%s", u->src_id);
@@ -1092,6 +1133,16 @@ static int batch_apply(nz_inv_t *inv, redisContext *c, size_t from, size_t to, o
             P(&p, "HSET", k, u->src_id, u->aid);
             key(k, tenant, "inv:members:%s", u->aid);
             P(&p, "SADD", k, u->src_id);
+            if (u->join != -2 && !u->link) /* linked now, not when read: it joins */
+                p_history(&p, tenant, u->aid, "joined",
+                          u->join >= 0 ? src_facts(u->src_id,
+                                                   "a match key it shares with the "
+                                                   "asset's sources",
+                                                   u->keys[u->join])
+                                       : src_facts(u->src_id,
+                                                   "no source of another machine "
+                                                   "matched: a new asset",
+                                                   NULL));
             key(k, tenant, "inv:mkey");
             key(k2, tenant, "inv:ksrc");
             for (int a = 0; a < u->nk; a++) {
@@ -1242,6 +1293,11 @@ static int split_asset(nz_inv_t *inv, redisContext *c, const split_t *sp, overla
         key(k, tenant, "inv:link");
         P(&p, "HSET", k, a.ids[i], owner[i]);
         ov_set(ov->link, tenant, a.ids[i], owner[i]);
+        char why[KEYLEN + 80];
+        snprintf(why, sizeof why, "the match key %s is shared by too many machines: split",
+                 sp->key);
+        p_history(&p, tenant, aid, "left", src_facts(a.ids[i], why, NULL));
+        p_history(&p, tenant, owner[i], "joined", src_facts(a.ids[i], why, NULL));
         char keys[NZ_MKEY_MAX][NZ_MKEY_LEN];
         int  nk = nz_match_keys(a.recs[i], keys, NZ_MKEY_MAX);
         for (int j = 0; j < nk; j++) {
@@ -1376,6 +1432,9 @@ int nz_inv_source_gone(redisContext *c, const char *tenant, const char *src_id, 
     }
     key(ksrc, tenant, "inv:src:asset:%s", src_id);
     P(&p, "SET", ksrc, js);
+    p_history(
+        &p, tenant, aid, "source_gone",
+        src_facts(src_id, "its vendor no longer lists it (a full sync did not see it)", NULL));
     rc = p_run(&p);
     p_reset(&p);
     msp_json_free(js);
@@ -1412,6 +1471,7 @@ int nz_inv_source_remove(redisContext *c, const char *tenant, const char *src_id
     }
     key(k, tenant, "inv:srcgone:asset");
     P(&p, "SREM", k, src_id);
+    p_history(&p, tenant, aid, "left", src_facts(src_id, "its integration was removed", NULL));
     for (int i = 0; i < nk; i++)
         P(&p, "EVAL",
           "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then "

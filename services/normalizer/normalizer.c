@@ -27,6 +27,7 @@
 #include <mspsync/log.h>
 #include <mspsync/model.h>
 #include <mspsync/redis.h>
+#include <mspsync/trace.h>
 #include <mspsync/utf8.h>
 #include <mspsync/vendor.h>
 
@@ -680,6 +681,111 @@ static void w_stats(nz_t *nz)
     nz->nstats = 0;
 }
 
+/*
+ * Append a trace entry (trace.h; text stolen, NULL = out of memory) to the list `key` of the
+ * current tenant's block: it rides the commit's MULTI, after Kafka acknowledged the batch.
+ */
+static void w_trace(nz_t *nz, const char *key, char *text) {
+    if (!text) {
+        nz->oom = 1;
+        return;
+    }
+    W(nz, "RPUSH", key, text);
+    W(nz, "LTRIM", key, "-" MSP_TRACE_MAX_STR, "-1");
+    W(nz, "EXPIRE", key, MSP_TRACE_TTL_STR);
+    msp_json_free(text);
+}
+
+/* Where the raw message came from: "<topic>/<partition>@<offset>" (the delivery's identity). */
+static void raw_origin(const rd_kafka_message_t *m, char *buf, size_t size) {
+    snprintf(buf, size, "%s/%d@%lld", m->rkt ? rd_kafka_topic_name(m->rkt) : "?", (int)m->partition,
+             (long long)m->offset);
+}
+
+/*
+ * The incident's first two trace entries: `received` (when the gateway accepted it, which raw
+ * message carried it) and `normalized`; the index from the portal's incident id.
+ */
+static void w_trace_incident(nz_t *nz, const nz_item_t *it) {
+    char k[NZ_KEY_MAX], origin[300];
+    const json_t *c = it->canon, *root = it->env.root;
+    const char *eid = json_string_value(json_object_get(c, "event_id"));
+    const char *incid = json_string_value(json_object_get(c, "incident_id"));
+    json_int_t rx_ms = json_integer_value(json_object_get(root, "received_at_ms"));
+    raw_origin(it->msg, origin, sizeof origin);
+    w_tenant(nz, it->env.tenant);
+    msp_key(k, sizeof k, it->env.tenant, "trace:inc:%s", it->id);
+    json_t *rx = json_pack("{s:s?,s:s?,s:s}", "event_id", eid, "received_at",
+                           json_string_value(json_object_get(root, "received_at")), "raw", origin);
+    w_trace(nz, k, msp_trace_entry(rx_ms > 0 ? rx_ms : msp_wall_ms(), "received", "gateway", rx));
+    json_t *nf = json_pack("{s:s?,s:s?,s:s?,s:s?,s:s?,s:s?}", "event_id", eid, "incident_id", incid,
+                           "status", json_string_value(json_object_get(c, "status")), "severity",
+                           json_string_value(json_object_get(c, "severity")), "alert_type",
+                           json_string_value(json_object_get(c, "alert_type")), "org_id",
+                           json_string_value(json_object_get(c, "org_id")));
+    w_trace(nz, k, msp_trace_entry(msp_wall_ms(), "normalized", NZ_SERVICE, nf));
+    if (incid && incid[0] && strlen(incid) <= MSP_TRACE_INCID_MAX) {
+        msp_key(k, sizeof k, it->env.tenant, "trace:incid:%s", incid);
+        W(nz, "SADD", k, it->id);
+        W(nz, "EXPIRE", k, MSP_TRACE_TTL_STR);
+    }
+}
+
+/*
+ * An incident the normalizer could not map has no fingerprint: its `rejected` entry goes to
+ * trace:rej:<incident id> (found by the incident id), when the webhook body names one.
+ */
+static void w_trace_rejected(nz_t *nz, const nz_item_t *it, const char *reason) {
+    char k[NZ_KEY_MAX], origin[300];
+    const char *incid = json_string_value(json_object_get(it->env.payload, "id"));
+    if (!it->env.tenant || !incid || !incid[0] || strlen(incid) > MSP_TRACE_INCID_MAX)
+        return;
+    raw_origin(it->msg, origin, sizeof origin);
+    w_tenant(nz, it->env.tenant);
+    msp_key(k, sizeof k, it->env.tenant, "trace:rej:%s", incid);
+    json_t *f = json_pack("{s:s,s:s,s:s?}", "incident_id", incid, "raw", origin, "reason", reason);
+    w_trace(nz, k, msp_trace_entry(msp_wall_ms(), "rejected", NZ_SERVICE, f));
+}
+
+/*
+ * The asset's history entry of a date change (before its message is handed to Kafka): which
+ * dates, to what, and where the new values came from — "app" (an edit in the app, with its edit
+ * id) or the integration whose record the policy chose ("syncro", "cwrmm").
+ */
+static void w_history_change(nz_t *nz, const nz_inv_pub_t *e, const char *edit_id) {
+    char k[NZ_KEY_MAX];
+    json_t *ch = json_loads(e->change, 0, NULL);
+    json_t *merged = e->merged ? json_loads(e->merged, 0, NULL) : NULL;
+    if (!ch) {
+        json_decref(merged);
+        return;
+    }
+    const char *reason = json_string_value(json_object_get(ch, "reason"));
+    int edit = reason && !strcmp(reason, "edit");
+    json_t *dates = json_object(), *sources = json_object();
+    const char *name;
+    json_t *v;
+    json_object_foreach(json_object_get(ch, "dates"), name, v) {
+        json_object_set(dates, name, v);
+        const char *src = json_string_value(
+            json_object_get(json_object_get(json_object_get(merged, "dates"), name), "source"));
+        json_object_set_new(sources, name,
+                            edit || (src && !strcmp(src, "manual")) ? json_string("app")
+                            : src                                   ? json_string(src)
+                                                                    : json_null());
+    }
+    json_t *f = json_pack("{s:s?,s:s?,s:o,s:o,s:s}", "change_id",
+                          json_string_value(json_object_get(ch, "change_id")), "reason", reason,
+                          "dates", dates, "sources", sources, "source", edit ? "app" : "sync");
+    if (edit && edit_id)
+        json_object_set_new(f, "edit_id", json_string(edit_id));
+    json_decref(ch);
+    json_decref(merged);
+    w_tenant(nz, e->tenant);
+    msp_key(k, sizeof k, e->tenant, "trace:asset:%s", e->asset_id);
+    w_trace(nz, k, msp_trace_entry(msp_wall_ms(), "date_changed", NZ_SERVICE, f));
+}
+
 /* Where "gone" is kept for change detection: assets per source record, the others per record. */
 static const char *gone_set(nz_type_t type)
 {
@@ -742,6 +848,7 @@ static int inv_apply(nz_t *nz, inv_op_t op, const char *tenant, const char *id, 
         e->merged = NULL;
         if (e->change) {
             char k[NZ_KEY_MAX];
+            w_history_change(nz, e, edit_id);
             out_keyed(nz, MSP_TOPIC_DATE_CHANGES, 0, e->tenant, e->asset_id, e->change);
             e->change = NULL;
             w_tenant(nz, e->tenant);
@@ -897,10 +1004,13 @@ static void prepare_batch(nz_t *nz, rd_kafka_message_t **msgs, size_t n) {
     nz_par_run(nz->par, n, PREP_MIN_SHARE, prepare_share, &j);
     for (size_t i = 0; i < n; i++) {
         nz_item_t *it = &nz->items[i];
-        if (it->failed)
-            dead_letter(nz, it, it->dead_type,
-                        it->dead_reason ? it->dead_reason
-                                        : "could not be prepared (out of memory)");
+        if (!it->failed)
+            continue;
+        const char *why =
+            it->dead_reason ? it->dead_reason : "could not be prepared (out of memory)";
+        dead_letter(nz, it, it->dead_type, why);
+        if (it->env.root && it->env.kind == NZ_KIND_INCIDENT)
+            w_trace_rejected(nz, it, why);
     }
 }
 
@@ -1078,6 +1188,7 @@ static int do_segment(nz_t *nz, size_t a, size_t b)
                 return -2;
             out_record(nz, NZ_TYPE_INCIDENT, it->env.tenant, it->id, json);   /* takes json */
             metric_count(nz, NZ_TYPE_INCIDENT, R_CHANGED);
+            w_trace_incident(nz, it);
             continue;
         }
         if (it->state != IT_RECORD)

@@ -39,8 +39,17 @@
  *            missing permission as the hint) and the event is HELD like those after it;
  *            other 4xx → dead letter with Syncro's message; 404 on a known ticket → the ticket
  *            was deleted in Syncro: forget it and DECIDE again.
- *   FINISH   one MULTI: the ticket record, pending cleared, the event id added, counters; then
- *            the offset becomes committable (msp_keyq) and the fingerprint's next event runs.
+ *   FINISH   one MULTI: the ticket record, pending cleared, the event id added, counters, the
+ *            event's trace entries; then the offset becomes committable (msp_keyq) and the
+ *            fingerprint's next event runs.
+ *
+ * Trace (trace.h): each step the event takes is kept in the item (it->trace) and written with the
+ * next Redis write the event makes anyway — the pending marker before a Syncro write, FINISH's
+ * MULTI, the skip counters, the dead letter's counters, the held index — never in a round trip of
+ * its own. What a crash can repeat is the same (event id, step): a step written with a pending
+ * marker and taken again by the replay, a skip or a dead letter (not remembered as handled);
+ * readers keep the first of each. An outcome (ticket_created, commented, resolved...) is written
+ * only with FINISH, which also marks the event handled, so a replay never claims a second one.
  *
  * "Touched by a technician" = the ticket's status or assignee differ from what we last set, or
  * it carries a comment without one of our markers.
@@ -67,6 +76,7 @@
 #include "mspsync/syncro.h"
 #include "mspsync/syncro_store.h"
 #include "mspsync/tzif.h"
+#include "mspsync/trace.h"
 #include "mspsync/utf8.h"
 #include "mspsync/vcall.h"
 #include "mspsync/vendor.h"
@@ -127,6 +137,9 @@ struct tc_item_s {
     /* result counters for FINISH */
     const char *outcome;
     int search_page;
+
+    json_t *trace;      /* the event's trace entries not written yet (JSON texts), or NULL */
+    char last_err[512]; /* the last vendor error traced: a retry storm is one entry */
 };
 
 /* Steps take the item as void *: the vendor-call engine's timer and calls hand it back so. */
@@ -173,6 +186,73 @@ static void stats_error(tc_item_t *it, const char *msg) {
     if (r) freeReplyObject(r);
 }
 
+/* ------------------------------------------------------------------ trace */
+
+/*
+ * Keep a trace entry of this event (written by the next Redis round trip that ends a step):
+ * step with the event id and facts (stolen, may be NULL). Out of memory loses the entry only.
+ */
+static void trace_add(tc_item_t *it, const char *step, json_t *facts) {
+    if (!it->inc) {
+        json_decref(facts);
+        return;
+    }
+    if (!facts)
+        facts = json_object();
+    json_object_set_new(facts, "event_id", json_string(it->eid));
+    char *text = msp_trace_entry(msp_wall_ms(), step, SERVICE, facts);
+    if (!text)
+        return;
+    if (!it->trace)
+        it->trace = json_array();
+    json_array_append_new(it->trace, json_string(text));
+    msp_json_free(text);
+}
+
+/* The ticket's identity for an entry: ticket id, number, customer, generation. */
+static json_t *ticket_facts(const tc_item_t *it) {
+    return json_pack("{s:I,s:I,s:s,s:I}", "ticket_id", (json_int_t)it->ticket_id, "ticket_number",
+                     (json_int_t)it->ticket_number, "customer_id", it->rec_customer, "gen",
+                     (json_int_t)it->gen);
+}
+
+/*
+ * Queue (redisAppendCommand) the writes of the kept entries: RPUSH, LTRIM, EXPIRE.
+ * @returns the number of commands queued (0 when nothing is kept).
+ */
+static int append_trace(tc_item_t *it) {
+    size_t n = json_array_size(it->trace);
+    if (!n)
+        return 0;
+    char key[320];
+    msp_key(key, sizeof(key), it->tenant, "trace:inc:%s", it->fp);
+    const char **argv = calloc(n + 2, sizeof(*argv));
+    size_t *lens = calloc(n + 2, sizeof(*lens));
+    if (!argv || !lens) {
+        free(argv);
+        free(lens);
+        return 0;
+    }
+    argv[0] = "RPUSH";
+    argv[1] = key;
+    for (size_t i = 0; i < n; i++)
+        argv[i + 2] = json_string_value(json_array_get(it->trace, i));
+    for (size_t i = 0; i < n + 2; i++)
+        lens[i] = strlen(argv[i]);
+    redisAppendCommandArgv(it->tc->redis, (int)(n + 2), argv, lens);
+    free(argv);
+    free(lens);
+    redisAppendCommand(it->tc->redis, "LTRIM %s -%d -1", key, MSP_TRACE_MAX);
+    redisAppendCommand(it->tc->redis, "EXPIRE %s %d", key, MSP_TRACE_TTL_S);
+    return 3;
+}
+
+/* The kept entries were written: forget them. */
+static void trace_written(tc_item_t *it) {
+    json_decref(it->trace);
+    it->trace = NULL;
+}
+
 /* ------------------------------------------------------------- lifecycle */
 
 static void item_destroy(msp_keyq_item_t *kit, void *opaque) {
@@ -182,6 +262,7 @@ static void item_destroy(msp_keyq_item_t *kit, void *opaque) {
     json_decref(it->inc);
     json_decref(it->config);
     json_decref(it->scan);
+    json_decref(it->trace);
     msp_syncro_integration_clear(&it->syncro);
     msp_dead_letter_clear(&it->dl);
     msp_dead_letter_clear(&it->hold);
@@ -238,11 +319,25 @@ static void dead_letter(void *arg, const char *reason) {
              (int)it->kq.msg->partition, it->kq.msg->offset, reason);
     msp_dead_letter_set(&it->dl, it, it->tenant, reason);
     if (it->inc && tc_redis_ok(it->tc)) {
-        char k[256];
+        /* counters, the last error and the trace in one round trip (best effort, like the
+         * counters: the dead letter itself is what must not be lost) */
+        char k[256], at[32];
         msp_key(k, sizeof(k), it->tenant, "ticketing:stats");
-        redisReply *r = redisCommand(it->tc->redis, "HINCRBY %s dead_lettered 1", k);
-        if (r) freeReplyObject(r);
-        stats_error(it, reason);
+        msp_format_time(msp_wall_ms(), at, sizeof(at));
+        trace_add(it, "dead_lettered", json_pack("{s:s}", "reason", reason));
+        redisAppendCommand(it->tc->redis, "HINCRBY %s dead_lettered 1", k);
+        redisAppendCommand(it->tc->redis, "HSET %s last_error %s last_error_at %s", k, reason, at);
+        int n = 2 + append_trace(it), ok = 1;
+        for (int i = 0; i < n; i++) {
+            redisReply *r = NULL;
+            if (redisGetReply(it->tc->redis, (void **)&r) != REDIS_OK || !r) {
+                ok = 0;
+                break;
+            }
+            freeReplyObject(r);
+        }
+        if (ok)
+            trace_written(it);
     }
     msp_metric_add(it->tc->metrics, "mspsync_ticket_creator_events_total",
                    "outcome=\"dead_lettered\"", 1);
@@ -288,6 +383,7 @@ static void hold(tc_item_t *it, const char *why) {
         return;
     }
     MSP_DEBUG("incident.held", it->tenant, "fp=%.12s event=%.12s: %s", it->fp, it->eid, why);
+    trace_add(it, "held", json_pack("{s:s}", "reason", why));
     msp_dead_letter_set(&it->hold, it, it->tenant, why);
     hold_send(it);
 }
@@ -322,15 +418,28 @@ static void hold_record(void *arg) {
     int ok = r && r->type == REDIS_REPLY_INTEGER;
     if (r)
         freeReplyObject(r);
-    r = ok ? redisCommand(tc->redis, "SADD %s %s", kg, it->tenant) : NULL;
-    ok = r && r->type == REDIS_REPLY_INTEGER;
-    if (r)
-        freeReplyObject(r);
+    int ntrace = 0;
+    if (ok) {
+        redisAppendCommand(tc->redis, "SADD %s %s", kg, it->tenant);
+        ntrace = append_trace(it);
+        r = NULL;
+        ok = redisGetReply(tc->redis, (void **)&r) == REDIS_OK && r &&
+             r->type == REDIS_REPLY_INTEGER;
+        if (r)
+            freeReplyObject(r);
+        /* the trace is best effort; its replies are read to keep the pipe in step */
+        for (int i = 0; i < ntrace && !tc->redis->err; i++) {
+            r = NULL;
+            if (redisGetReply(tc->redis, (void **)&r) == REDIS_OK && r)
+                freeReplyObject(r);
+        }
+    }
     if (!ok) {
         MSP_WARN("redis.held_failed", it->tenant, "recording a held incident failed; retrying");
         wait_then(it, 1000, hold_record);
         return;
     }
+    trace_written(it);
     msp_metric_add(tc->metrics, "mspsync_ticket_creator_events_total", "outcome=\"held\"", 1);
     item_complete(it);
 }
@@ -380,10 +489,26 @@ static void append_record(tc_item_t *it) {
 static int set_pending(tc_item_t *it, const char *op) {
     snprintf(it->pending, sizeof(it->pending), "%s:%s", op, it->eid);
     append_record(it);
+    /* The steps kept so far go with the record: a crash after this write replays the event
+     * from the record (a reopen's new state, say), and must find them written. */
+    int ntrace = append_trace(it);
     redisReply *r = NULL;
     int ok = redisGetReply(it->tc->redis, (void **)&r) == REDIS_OK && r &&
              r->type == REDIS_REPLY_INTEGER;
     if (r) freeReplyObject(r);
+    for (int i = 0; i < ntrace; i++) { /* read them all: the pipe stays in step */
+        r = NULL;
+        if (redisGetReply(it->tc->redis, (void **)&r) != REDIS_OK || !r)
+            ok = 0;
+        else if (r->type == REDIS_REPLY_ERROR)
+            ok = 0;
+        if (r)
+            freeReplyObject(r);
+        if (it->tc->redis->err)
+            break;
+    }
+    if (ok)
+        trace_written(it);
     return ok ? 0 : -1;
 }
 
@@ -423,6 +548,7 @@ static void finish(void *arg) {
         if (!strcmp(it->outcome, "tickets_created"))
             redisAppendCommand(tc->redis, "HSET %s last_ticket_at %s", ks, at), n++;
     }
+    n += append_trace(it);
     redisAppendCommand(tc->redis, "EXEC"), n++;
     for (int i = 0; i < n; i++) {
         redisReply *r = NULL;
@@ -438,6 +564,7 @@ static void finish(void *arg) {
         wait_then(it, 1000, finish);
         return;
     }
+    trace_written(it);
     msp_metric_add(tc->metrics, "mspsync_ticket_creator_events_total",
                    it->outcome ? "outcome=\"handled\"" : "outcome=\"no_action\"", 1);
     MSP_DEBUG("incident.done", it->tenant, "fp=%.12s event=%.12s state=%s ticket=%lld outcome=%s",
@@ -446,8 +573,26 @@ static void finish(void *arg) {
     item_complete(it);
 }
 
+/* The trace step of each FINISH outcome (NULL outcome: nothing to call Syncro for). */
+static const char *outcome_step(const char *outcome) {
+    static const char *const steps[][2] = {
+        {"tickets_created", "ticket_created"},
+        {"comments_added", "commented"},
+        {"tickets_resolved", "resolved"},
+        {"resolve_skipped_touched", "resolve_skipped_touched"},
+        {"resolve_skipped_disabled", "resolve_skipped_disabled"}};
+    for (size_t i = 0; outcome && i < sizeof(steps) / sizeof(steps[0]); i++)
+        if (!strcmp(outcome, steps[i][0]))
+            return steps[i][1];
+    return "no_action";
+}
+
 static void finish_with(tc_item_t *it, const char *outcome) {
     it->outcome = outcome;
+    json_t *f = it->ticket_id > 0 ? ticket_facts(it) : json_object();
+    if (outcome && !strcmp(outcome, "tickets_resolved"))
+        json_object_set_new(f, "ticket_status", json_string(it->last_status));
+    trace_add(it, outcome_step(outcome), f);
     finish(it);
 }
 
@@ -506,6 +651,12 @@ static void on_retrying(void *arg, unsigned attempt, int64_t delay_ms, const cha
     tc_t *tc = it->tc;
     MSP_WARN("syncro.retry", it->tenant, "fp=%.12s attempt=%u retry_in_ms=%lld: %s", it->fp,
              attempt, (long long)delay_ms, why);
+    if (strcmp(it->last_err, why) != 0) { /* once per distinct error, not per retry */
+        msp_utf8_copy(it->last_err, sizeof(it->last_err), why);
+        trace_add(it, "error",
+                  json_pack("{s:s,s:s?,s:s?,s:I}", "error", it->last_err, "method", it->vc.method,
+                            "path", it->vc.path, "attempt", (json_int_t)attempt));
+    }
     if (attempt == 1 || attempt % 10 == 0) {
         char msg[700];
         snprintf(msg, sizeof(msg), "%s (retrying)", why);
@@ -851,6 +1002,7 @@ static int gone_404(void *arg, const msp_http_response_t *res) {
     MSP_WARN("ticket.deleted", it->tenant,
              "fp=%.12s ticket=%lld answers 404: deleted in Syncro; starting over", it->fp,
              it->ticket_id);
+    trace_add(it, "ticket_deleted", ticket_facts(it));
     it->state = TK_NONE;
     it->ticket_id = 0;
     it->rebuilt = 0;
@@ -927,6 +1079,9 @@ static void reopened_ok(void *arg, msp_http_response_t *res, json_t *body) {
     redisReply *r = redisCommand(it->tc->redis, "HINCRBY %s tickets_reopened 1", k);
     if (r) freeReplyObject(r);
     MSP_INFO("ticket.reopened", it->tenant, "fp=%.12s ticket=%lld", it->fp, it->ticket_id);
+    json_t *f = ticket_facts(it);
+    json_object_set_new(f, "ticket_status", json_string(it->last_status));
+    trace_add(it, "reopened", f);
     do_comment(it);
 }
 
@@ -1021,6 +1176,10 @@ static void claim_and_create(tc_item_t *it) {
         snprintf(it->rec_customer, sizeof(it->rec_customer), "%s", it->customer_id);
     it->assignee = cfg_int(it->rule, "assignee_user_id", 0);
     msp_utf8_copy(it->last_status, sizeof(it->last_status), cfg_str(it->rule, "status", "New"));
+    trace_add(it, "create",
+              json_pack("{s:s,s:I,s:s?,s:s?}", "customer_id", it->rec_customer, "gen",
+                        (json_int_t)it->gen, "priority", ticket_priority(it), "status",
+                        it->last_status));
     do_create(it);
 }
 
@@ -1311,15 +1470,23 @@ static void rescan_start(tc_item_t *it) {
 static void count_skip(tc_item_t *it, const char *reason) {
     char ks[256];
     msp_key(ks, sizeof(ks), it->tenant, "ticketing:stats");
+    trace_add(it, reason,
+              json_pack("{s:s?,s:s?}", "severity", inc_str(it, "severity"), "alert_type",
+                        inc_str(it, "alert_type")));
     redisAppendCommand(it->tc->redis, "HINCRBY %s skipped 1", ks);
     redisAppendCommand(it->tc->redis, "HINCRBY %s %s 1", ks, reason);
-    for (int i = 0; i < 2; i++) {
+    int n = 2 + append_trace(it), ok = 1;
+    for (int i = 0; i < n; i++) {
         redisReply *r = NULL;
-        if (redisGetReply(it->tc->redis, (void **)&r) != REDIS_OK)
+        if (redisGetReply(it->tc->redis, (void **)&r) != REDIS_OK) {
+            ok = 0;
             break;
+        }
         if (r)
             freeReplyObject(r);
     }
+    if (ok)
+        trace_written(it);
 }
 
 static int hash_field(const redisReply *r, size_t i, char *out, size_t size) {
@@ -1343,6 +1510,7 @@ static void unmapped(tc_item_t *it) {
              "no Syncro customer mapped for org %s (%s); map it with PUT "
              "/v1/tenants/%s/ticketing/orgs/%s, then replay this dead letter",
              org, name ? name : "no name", it->tenant, org);
+    trace_add(it, "unmapped", json_pack("{s:s,s:s?}", "org_id", org, "org_name", name));
     dead_letter(it, reason);
 }
 
@@ -1683,6 +1851,7 @@ int tc_release_start(tc_t *tc, rd_kafka_message_t *msg, const char *tenant) {
         return 0;
     }
     tc->rel.item = it;
+    trace_add(it, "released", NULL);
     wait_then(it, 0, item_load);
     return 0;
 }

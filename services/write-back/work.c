@@ -22,6 +22,10 @@
  *            cleared field) for every field that now holds the value, and its `wb:<asset>`
  *            state (written / skipped / failed, with the change id and the time). Recorded per
  *            target, not per change, so the API shows a written target while another retries.
+ *   HISTORY  every recorded outcome of a field is also an entry of the asset's history
+ *            (trace.h, `trace:asset:<asset>`), queued with the states it tells of (LOAD's HSET,
+ *            RECORD's MULTI): vendor, target, field, value, and written / unchanged / refused
+ *            (skipped: not connected, not opted in) / dead_lettered (with the reason).
  *   FINISH   all targets recorded: no failure → one MULTI adds the change id to
  *            `wb:<asset>:done` (MSPSYNC_DONE_TTL_DAYS); a failure → the change goes to `dlq`
  *            with the reasons. Then the offset becomes committable (keyq) and the asset's next
@@ -75,10 +79,12 @@
 #include "mspsync/backoff.h"
 #include "mspsync/kafka.h"
 #include "mspsync/log.h"
+#include "mspsync/model.h"
 #include "mspsync/redis.h"
 #include "mspsync/statekeys.h"
 #include "mspsync/syncro.h"
 #include "mspsync/syncro_store.h"
+#include "mspsync/trace.h"
 #include "mspsync/vcall.h"
 
 #define SERVICE        "write-back"
@@ -245,6 +251,56 @@ static int append_states(wb_item_t *it, const target_t *t, unsigned mask, const 
     return nv ? 1 : 0;
 }
 
+/* The history outcome of a field's result (trace.h), or NULL for none yet. */
+static const char *history_outcome(const target_t *t, int f) {
+    switch (t->res[f]) {
+    case R_WRITTEN: return "written";
+    case R_HELD: return t->ours[f] ? "written" : "unchanged";
+    case R_SKIPPED: return "refused";
+    case R_FAILED: return "dead_lettered";
+    default: return NULL;
+    }
+}
+
+/*
+ * Queue the asset's history entries (RPUSH, LTRIM, EXPIRE of trace:asset:<asset>) of the fields
+ * of t in one of the results of mask, beside the states that record them.
+ * @returns the commands queued (0 or 3).
+ */
+static int append_history(wb_item_t *it, const target_t *t, unsigned mask) {
+    char k[400];
+    const char *argv[2 + WB_NF];
+    char *texts[WB_NF] = {0};
+    int argc = 0, nv = 0;
+    msp_key(k, sizeof(k), it->tenant, "trace:asset:%s", it->asset);
+    argv[argc++] = "RPUSH";
+    argv[argc++] = k;
+    for (int f = 0; f < WB_NF; f++) {
+        const char *outcome = history_outcome(t, f);
+        if (!(mask & (1u << t->res[f])) || !outcome)
+            continue;
+        json_t *facts = json_pack("{s:s,s:s,s:s,s:o,s:s,s:s}", "vendor", t->vendor->name, "target",
+                                  t->id, "field", wb_field_name[f], "value",
+                                  it->val[f][0] ? json_string(it->val[f]) : json_null(), "outcome",
+                                  outcome, "change_id", it->change_id);
+        if (t->res[f] == R_SKIPPED || t->res[f] == R_FAILED)
+            json_object_set_new(facts, "reason", json_string(t->why));
+        char *text = msp_trace_entry(msp_wall_ms(), "writeback", SERVICE, facts);
+        if (!text)
+            continue;
+        texts[nv++] = text;
+        argv[argc++] = text;
+    }
+    if (nv) {
+        redisAppendCommandArgv(it->wb->redis, argc, argv, NULL);
+        redisAppendCommand(it->wb->redis, "LTRIM %s -%d -1", k, MSP_TRACE_MAX);
+        redisAppendCommand(it->wb->redis, "EXPIRE %s %d", k, MSP_TRACE_TTL_S);
+    }
+    for (int i = 0; i < nv; i++)
+        msp_json_free(texts[i]);
+    return nv ? 3 : 0;
+}
+
 /* Read n replies; @returns 1 when all came and the last is of type last_type (0 = any). */
 static int read_replies(wb_t *wb, int n, int last_type) {
     int ok = 1;
@@ -381,6 +437,7 @@ static void target_done(void *arg) {
         redisAppendCommand(wb->redis, "HSET %s %s %s", kw, field, it->val[f]), n++;
     }
     n += append_states(it, t, (1u << R_WRITTEN) | (1u << R_HELD) | (1u << R_FAILED), NULL);
+    n += append_history(it, t, (1u << R_WRITTEN) | (1u << R_HELD) | (1u << R_FAILED));
     redisAppendCommand(wb->redis, "EXEC"), n++;
     if (!read_replies(wb, n, REDIS_REPLY_ARRAY)) {
         MSP_WARN("redis.record_failed", it->tenant, "recording a target failed; retrying");
@@ -984,9 +1041,11 @@ static void item_load(void *arg) {
     }
     /* Record the plan: pending fields, and the final state of those skipped or failed here. */
     int n = 0;
-    for (size_t i = 0; i < it->ntg; i++)
+    for (size_t i = 0; i < it->ntg; i++) {
         n += append_states(it, &it->tg[i],
                            (1u << R_PENDING) | (1u << R_SKIPPED) | (1u << R_FAILED), NULL);
+        n += append_history(it, &it->tg[i], (1u << R_SKIPPED) | (1u << R_FAILED));
+    }
     if (n && !read_replies(wb, n, 0)) {
         wait_then(it, 1000, item_load);
         return;

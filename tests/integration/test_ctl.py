@@ -375,6 +375,53 @@ class CtlTest(StackTest):
         self.assertEqual((rc, out.strip()), (0, "replayed 0 dead letters"), err)
         ctl.assert_token_never_shown(self)
 
+    def test_incident_trace_and_asset_history_with_a_viewer_key(self):
+        """`incident trace` shows the incident's steps and its ticket (the simulator's), by
+        incident id and by fingerprint; --json is the API's answer; an unknown incident exits 5.
+        `asset history` shows an asset's sources joining it."""
+        import ticketing as T
+        s = self.make_stack(sim_config={"rate_limit": 0})
+        secret = T.setup(s, orgs=2, customers=3)
+        inc = {"id": "inc-ctl-1", "org_id": "org-0001", "org_name": "Org One",
+               "alert_type": "device_offline", "severity": "high", "status": "open",
+               "subject": "WS-01", "title": "Device offline",
+               "occurred_at": "2026-11-23T10:00:00.000Z"}
+        st, js, _ = T.post_incident(s, secret, inc)
+        self.assertEqual(st, 202, js)
+        harness.wait_until(lambda: len(T.sim_tickets(s)) == 1, 60, "the ticket")
+        T.wait_drained(s)
+        ticket = T.sim_tickets(s)[0]
+        _, viewer = s.add_key(T.TENANT, "viewer")
+        ctl = Ctl(s.dir, s.gateway.url(""), viewer, tenant=T.TENANT)
+
+        def traced():
+            rc, out, err = ctl.run("incident", "trace", "inc-ctl-1")
+            return (rc, out, err) if rc == 0 and "ticket_created" in out and \
+                "normalized" in out else None
+        rc, out, err = harness.wait_until(traced, 30, "the trace")
+        self.assertIn("incident: inc-ctl-1\n", out)
+        self.assertIn("ticket: #%s (id %s), open, generation 1\n" % (ticket["number"],
+                                                                     ticket["id"]), out)
+        steps = [line.split()[1] for line in out.splitlines()
+                 if re.match(r"\d{4}-\d\d-\d\dT", line)]
+        self.assertEqual(steps, ["received", "normalized", "create", "ticket_created"], out)
+        self.assertIn("ticket_id=%s" % ticket["id"], out)
+        self.assertIsNone(CONTROL.search(out), repr(out))
+        api = s.api("GET", "/v1/tenants/acme/incidents/inc-ctl-1", token=viewer)[1]
+        self.assertEqual(ctl.json("incident", "trace", "inc-ctl-1"), api)
+        fp = api["incidents"][0]["fingerprint"]
+        self.assertEqual(ctl.json("incident", "trace", fp)["incidents"], api["incidents"])
+        rc, out, err = ctl.run("incident", "trace", "inc-never-sent")
+        self.assertEqual(rc, 5, (out, err))
+        self.assertEqual(ctl.run("incident", "trace")[0], 2)
+
+        aid = sorted(a["id"] for a in s.inventory(T.TENANT, "assets"))[0]
+        rc, out, err = ctl.run("asset", "history", aid, "--limit", "10")
+        self.assertEqual(rc, 0, (out, err))
+        self.assertRegex(out, r"joined\s+normalizer\s+source=%s integration=syncro" % re.escape(aid))
+        self.assertEqual(ctl.run("asset", "history", aid, "--limit", "x")[0], 2)
+        ctl.assert_token_never_shown(self)
+
     def test_config_file_flags_and_environment(self):
         """Flags beat the environment, which beats the config file; a config file holding a
         token that others may read is refused (exit 2) and its token is not used."""

@@ -121,6 +121,13 @@ class TicketingHoldTest(StackTest):
         made = [T.INCIDENT_RE.search(sorted(t["comments"], key=lambda c: c["id"])[0]["body"]).group(1)
                 for t in sorted(T.sim_tickets(s), key=lambda t: t["id"])]
         self.assertEqual(made, [i for i in first_open if i in exp])
+        # Each trace shows it: held, then released, then its ticket, once (design.md "Traces").
+        diffs = T.trace_diffs(s, events, T.sim_tickets(s))
+        self.assertEqual(diffs, [], diffs[:20])
+        st, js, _ = s.api("GET", "/v1/tenants/%s/incidents/%s" % (T.TENANT, made[0]))
+        steps = [e["step"] for e in js["incidents"][0]["entries"]]
+        self.assertLess(steps.index("held"), steps.index("released"), steps)
+        self.assertLess(steps.index("released"), steps.index("ticket_created"), steps)
 
         # when_disabled=skip: counted as skipped_disabled, never ticketed.
         put_config(s, dict(off, when_disabled="skip"))
@@ -129,6 +136,10 @@ class TicketingHoldTest(StackTest):
         T.wait_drained(s)
         status = ticketing_status(s)
         self.assertEqual(status["skipped_disabled"], len(skipped), status)
+        st, js, _ = s.api("GET", "/v1/tenants/%s/incidents/%s" % (T.TENANT,
+                                                                  skipped[0]["incident_id"]))
+        self.assertEqual([e["step"] for e in js["incidents"][0]["entries"]][-1],
+                         "skipped_disabled", js)
         self.assertEqual(status["held"], 0, status)
         self.assertEqual(T.compare(exp, T.actual(T.sim_tickets(s))), [])
 

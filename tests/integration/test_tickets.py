@@ -39,6 +39,19 @@ class TicketsTest(StackTest):
         st, js, _ = s.api("GET", "/v1/tenants/%s/ticketing" % T.TENANT)
         self.assertEqual(st, 200)
         self.assertEqual(int(js["status"]["tickets_created"]), len(exp), js["status"])
+        # Every incident's trace tells the same story as the simulator (issue 13 item 4).
+        started = time.monotonic()
+        last = [None]
+
+        def traces_match():
+            last[0] = T.trace_diffs(s, events, tickets)
+            return not last[0]
+        try:
+            wait_until(traces_match, 60, "every trace matches the simulator", interval=1.0)
+        except AssertionError:
+            raise AssertionError("%d differences, first 20: %s" % (len(last[0]), last[0][:20]))
+        print("traces of %d incidents checked in %.1f s" % (
+            len({e["incident_id"] for e in events}), time.monotonic() - started))
         print("tickets=%d comments=%d resolved=%d sim=%s" % (
             len(exp), sum(e["comments"] for e in exp.values()),
             sum(e["changes"].count("Resolved") for e in exp.values()), acct))
@@ -142,6 +155,17 @@ class TicketsTest(StackTest):
         st, js, _ = s.api("GET", "/v1/tenants/%s/ticketing" % T.TENANT)
         self.assertEqual(int(js["status"]["tickets_created"]), 1, js["status"])
         self.assertEqual(s.kcat("dlq"), [])
+        # The trace shows the timeout once, in the engine's words, and one ticket: the found one.
+        def traced():
+            st, js, _ = s.api("GET", "/v1/tenants/%s/incidents/slow-1" % T.TENANT)
+            steps = [e["step"] for e in js["incidents"][0]["entries"]] if st == 200 else []
+            return js["incidents"][0]["entries"] if "normalized" in steps else None
+        entries = wait_until(traced, 30, "the trace")
+        self.assertEqual([e["step"] for e in entries],
+                         ["received", "normalized", "create", "error", "ticket_created"], entries)
+        self.assertEqual((entries[3]["method"], entries[3]["path"]), ("POST", "/tickets"))
+        self.assertIn("the ticket may exist", entries[3]["error"])
+        self.assertEqual(entries[4]["ticket_id"], tickets[0]["id"])
 
     def test_unmapped_org_is_dead_lettered_visible_and_replayable(self):
         s = self.make_stack(sim_config={"rate_limit": 0})

@@ -176,6 +176,60 @@ def compare(exp, act):
     return diffs
 
 
+def trace_diffs(stack, events, tickets, workers=4):
+    """Compare each incident's trace (GET /v1/tenants/{t}/incidents/{incident id}) with what the
+    Syncro simulator holds and what the MTP simulator sent: the trace's ticket is the simulator's
+    ticket, there is one `ticket_created` per ticket (the same id), one `commented` per comment
+    after the first, one `reopened` / `resolved` per status change, and one `received` and one
+    `normalized` per accepted event. @returns a list of differences (empty = all match)."""
+    from concurrent.futures import ThreadPoolExecutor
+    sent = {}
+    for e in events:
+        if e.get("http_status") == 202:
+            sent[e["incident_id"]] = sent.get(e["incident_id"], 0) + 1
+    act = actual(tickets)
+
+    def one(inc):
+        diffs = []
+        st, js, _ = stack.api("GET", "/v1/tenants/%s/incidents/%s" % (TENANT, inc))
+        if st != 200:
+            return ["%s: trace answers %s %r" % (inc, st, js)]
+        if len(js["incidents"]) != 1:
+            return ["%s: %d fingerprints" % (inc, len(js["incidents"]))]
+        tr = js["incidents"][0]
+        steps = [x["step"] for x in tr["entries"]]
+        for step in ("received", "normalized"):
+            if steps.count(step) != sent[inc]:
+                diffs.append("%s: %d %s entries, %d events sent" % (inc, steps.count(step), step,
+                                                                    sent[inc]))
+        got = act.get(inc, [])
+        created = [x for x in tr["entries"] if x["step"] == "ticket_created"]
+        if len(got) != len(created):
+            diffs.append("%s: %d ticket_created entries, the simulator holds %d tickets" % (
+                inc, len(created), len(got)))
+        if got:
+            g = got[0]
+            if (tr["ticket"] or {}).get("ticket_id") != g["id"]:
+                diffs.append("%s: trace ticket %s, simulator ticket %s" % (
+                    inc, (tr["ticket"] or {}).get("ticket_id"), g["id"]))
+            if [x.get("ticket_id") for x in created] != [g["id"]]:
+                diffs.append("%s: ticket_created %s, simulator ticket %s" % (
+                    inc, [x.get("ticket_id") for x in created], g["id"]))
+            if steps.count("commented") != g["comments"]:
+                diffs.append("%s: %d commented entries, %d comments in the simulator" % (
+                    inc, steps.count("commented"), g["comments"]))
+            changes = [("New" if x["step"] == "reopened" else "Resolved")
+                       for x in tr["entries"] if x["step"] in ("reopened", "resolved")]
+            if changes != g["changes"]:
+                diffs.append("%s: traced status changes %s, simulator %s" % (inc, changes,
+                                                                              g["changes"]))
+        if tr["incident_id"] != inc:
+            diffs.append("%s: trace names incident %s" % (inc, tr["incident_id"]))
+        return diffs
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return [d for ds in pool.map(one, sorted(sent)) for d in ds]
+
+
 def wait_exact(stack, exp, timeout):
     """Wait until the Syncro simulator's tickets match exp exactly; fail with the differences."""
     last = [None]

@@ -1171,6 +1171,120 @@ static int cmd_dlq_replay(ctl_ctx *ctx, ctl_args *a) {
     return rc;
 }
 
+/* ------------------------------------------------------------------ traces */
+
+/* The facts of a trace entry as one cell: "key=value ..." without the fixed members. */
+static char *trace_detail(const json_t *e) {
+    static const char *const fixed[] = {"at", "at_ms", "step", "service", "event_id", NULL};
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    if (!f)
+        return strdup("?");
+    const char *k;
+    json_t *v;
+    int n = 0;
+    json_object_foreach((json_t *)e, k, v) {
+        int skip = 0;
+        for (int i = 0; fixed[i] && !skip; i++)
+            skip = strcmp(k, fixed[i]) == 0;
+        if (skip || json_is_null(v))
+            continue;
+        char *t = cell_text(v);
+        fprintf(f, "%s%s=%s", n++ ? " " : "", k, t);
+        free(t);
+    }
+    fclose(f);
+    for (char *p = out; p && *p; p++) /* keys too reach the terminal cleaned */
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    return out ? out : strdup("?");
+}
+
+/* Trace entries as a table: AT, STEP, SERVICE, DETAIL. */
+static void print_entries(ctl_ctx *ctx, const json_t *entries) {
+    json_t *rows = json_array();
+    size_t i;
+    json_t *e;
+    json_array_foreach(entries, i, e) {
+        char *d = trace_detail(e);
+        json_t *row = json_pack("{s:O,s:O,s:O,s:s}", "at", json_object_get(e, "at"), "step",
+                                json_object_get(e, "step"), "service",
+                                json_object_get(e, "service"), "detail", d);
+        free(d);
+        if (row)
+            json_array_append_new(rows, row);
+    }
+    static const char *const heads[] = {"AT", "STEP", "SERVICE", "DETAIL", NULL};
+    static const char *const keys[] = {"at", "step", "service", "detail", NULL};
+    print_list(ctx, rows, heads, keys);
+    json_decref(rows);
+}
+
+static void show_incident_trace(ctl_ctx *ctx, const ctl_args *a, const ctl_answer *ans) {
+    (void)a;
+    size_t i;
+    json_t *inc;
+    json_array_foreach(json_object_get(ans->json, "incidents"), i, inc) {
+        if (i)
+            fputc('\n', ctx->out);
+        static const char *const facts[][2] = {{"fingerprint", "fingerprint"},
+                                               {"incident_id", "incident"},
+                                               {"org_id", "org"},
+                                               {"alert_type", "alert type"}};
+        for (size_t f = 0; f < sizeof(facts) / sizeof(facts[0]); f++) {
+            char *t = cell_text(json_object_get(inc, facts[f][0]));
+            fprintf(ctx->out, "%s: %s\n", facts[f][1], t);
+            free(t);
+        }
+        const json_t *tk = json_object_get(inc, "ticket");
+        if (json_is_object(tk)) {
+            char *id = cell_text(json_object_get(tk, "ticket_id"));
+            char *num = cell_text(json_object_get(tk, "ticket_number"));
+            char *st = cell_text(json_object_get(tk, "state"));
+            char *gen = cell_text(json_object_get(tk, "gen"));
+            fprintf(ctx->out, "ticket: #%s (id %s), %s, generation %s\n", num, id, st, gen);
+            free(id);
+            free(num);
+            free(st);
+            free(gen);
+        } else {
+            fprintf(ctx->out, "ticket: none\n");
+        }
+        print_entries(ctx, json_object_get(inc, "entries"));
+    }
+    const json_t *rej = json_object_get(ans->json, "rejected");
+    if (json_array_size(rej)) {
+        fprintf(ctx->out, "%srejected before a fingerprint could be made:\n",
+                json_array_size(json_object_get(ans->json, "incidents")) ? "\n" : "");
+        print_entries(ctx, rej);
+    }
+}
+
+static int cmd_incident_trace(ctl_ctx *ctx, ctl_args *a) {
+    return get_one(ctx, a, "/incidents/%s", show_incident_trace);
+}
+
+static void show_asset_history(ctl_ctx *ctx, const ctl_args *a, const ctl_answer *ans) {
+    (void)a;
+    print_entries(ctx, json_object_get(ans->json, "entries"));
+    const json_t *next = json_object_get(ans->json, "next_cursor");
+    if (json_is_integer(next))
+        fprintf(ctx->out, "more: --cursor %lld\n", (long long)json_integer_value(next));
+}
+
+static int cmd_asset_history(ctl_ctx *ctx, ctl_args *a) {
+    const char *limit = opt(a, "limit"), *cursor = opt(a, "cursor");
+    if (limit && !digits(limit))
+        return usage_error(ctx, "--limit takes a number (got \"%s\")", limit);
+    if (cursor && !digits(cursor))
+        return usage_error(ctx, "--cursor takes a position (got \"%s\")", cursor);
+    char fmt[128];
+    snprintf(fmt, sizeof(fmt), "/assets/%%s/history?limit=%s&cursor=%s", limit ? limit : "50",
+             cursor ? cursor : "0");
+    return get_one(ctx, a, fmt, show_asset_history);
+}
+
 /* ------------------------------------------------------------------ the table */
 
 #define WATCH_OPTS                                                                                 \
@@ -1244,6 +1358,10 @@ static const ctl_opt dlq_replay_opts[] = {
     DLQ_FILTER_OPTS,
     {"force", NULL, "replay also those replayed already"},
     {NULL, NULL, NULL}};
+static const ctl_opt asset_history_opts[] = {
+    {"limit", "N", "entries per page (1-200, default 50)"},
+    {"cursor", "N", "start at entry N (the \"more:\" line of the previous page)"},
+    {NULL, NULL, NULL}};
 static const ctl_opt yes_opts[] = {{"yes", NULL, "confirm: nothing of the tenant is kept"},
                                    {NULL, NULL, NULL}};
 
@@ -1313,7 +1431,12 @@ static const ctl_cmd commands[] = {
     {"dlq show", "<id>", 1, 1, NULL, 1, "one dead letter with its value", cmd_dlq_show},
     {"dlq replay", "[<id>...]", 0, CTL_MAX_POS, dlq_replay_opts, 1,
      "replay dead letters (ids, or --all) to their source topics", cmd_dlq_replay},
-    /* issue 13 adds rows here: incident/asset traces, billing preview. */
+    {"incident trace", "<ref>", 1, 1, NULL, 1,
+     "what happened to an incident (its fingerprint or the portal's incident id)",
+     cmd_incident_trace},
+    {"asset history", "<id>", 1, 1, asset_history_opts, 1,
+     "an asset's history: sources joining and leaving, date changes, write-backs",
+     cmd_asset_history},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
