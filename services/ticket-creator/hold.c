@@ -448,7 +448,10 @@ static int held_state(tc_t *tc, char *epoch, size_t size) {
     return rc;
 }
 
-/* One record of the scan: tenant -> {"partition", "released_to", "offsets": [held, unreleased]} */
+/*
+ * One record of the scan: tenant -> {"partition", "released_to", "offsets": [held], "skip": the
+ * released ones at the front of offsets}.
+ */
 static int scan_record(const rd_kafka_message_t *m, void *opaque) {
     json_t *tenants = opaque;
     char tenant[129];
@@ -458,8 +461,8 @@ static int scan_record(const rd_kafka_message_t *m, void *opaque) {
     tenant[m->key_len] = '\0';
     json_t *t = json_object_get(tenants, tenant);
     if (!t) {
-        t = json_pack("{s:i,s:I,s:[]}", "partition", (int)m->partition, "released_to",
-                      (json_int_t)-1, "offsets");
+        t = json_pack("{s:i,s:I,s:[],s:i}", "partition", (int)m->partition, "released_to",
+                      (json_int_t)-1, "offsets", "skip", 0);
         if (!t || json_object_set_new(tenants, tenant, t) != 0)
             return -1;
     }
@@ -475,10 +478,21 @@ static int scan_record(const rd_kafka_message_t *m, void *opaque) {
     if (upto <= json_integer_value(json_object_get(t, "released_to")))
         return 0;
     json_object_set_new(t, "released_to", json_integer(upto));
-    /* offsets ascend within the partition: the released ones are at the front */
-    while (json_array_size(offsets) && json_integer_value(json_array_get(offsets, 0)) <= upto)
-        json_array_remove(offsets, 0);
-    return 0;
+    /* offsets ascend within the partition: the released ones are at the front; they are
+     * skipped, and dropped once they are most of the array (not one by one: quadratic) */
+    size_t skip = (size_t)json_integer_value(json_object_get(t, "skip"));
+    while (skip < json_array_size(offsets) &&
+           json_integer_value(json_array_get(offsets, skip)) <= upto)
+        skip++;
+    if (skip > 1024 && skip * 2 > json_array_size(offsets)) {
+        json_t *rest = json_array();
+        for (size_t i = skip; rest && i < json_array_size(offsets); i++)
+            json_array_append(rest, json_array_get(offsets, i));
+        if (!rest || json_object_set_new(t, "offsets", rest) != 0)
+            return -1;
+        skip = 0;
+    }
+    return json_object_set_new(t, "skip", json_integer((json_int_t)skip));
 }
 
 /*
@@ -502,16 +516,17 @@ static int rebuild_write(tc_t *tc, json_t *tenants, const char *epoch) {
     msp_key(kg, sizeof(kg), "_", "ticketing:holding");
     json_object_foreach(tenants, tenant, t) {
         json_t *offsets = json_object_get(t, "offsets");
-        size_t count = json_array_size(offsets);
+        size_t skip = (size_t)json_integer_value(json_object_get(t, "skip"));
+        size_t end = json_array_size(offsets), count = end > skip ? end - skip : 0;
         if (count == 0)
             continue;
         char part[16], from[32], to[32], cnt[32];
         snprintf(part, sizeof(part), "%d",
                  (int)json_integer_value(json_object_get(t, "partition")));
         snprintf(from, sizeof(from), "%" JSON_INTEGER_FORMAT,
-                 json_integer_value(json_array_get(offsets, 0)));
+                 json_integer_value(json_array_get(offsets, skip)));
         snprintf(to, sizeof(to), "%" JSON_INTEGER_FORMAT,
-                 json_integer_value(json_array_get(offsets, count - 1)));
+                 json_integer_value(json_array_get(offsets, end - 1)));
         snprintf(cnt, sizeof(cnt), "%zu", count);
         key_of(kh, sizeof(kh), tenant, "ticketing:held");
         redisReply *r = redisCommand(tc->redis, "EVAL %s 1 %s %s %s %s %s", REBUILT_LUA, kh, part,
