@@ -660,9 +660,11 @@ void msp_dead_letter_clear(msp_dead_letter_t *dl) {
 
 /* ---- reading a topic to its end ---------------------------------------------------------- */
 
-long long msp_kafka_read_to_end(const char *brokers, const char *topic, int timeout_ms,
-                                msp_kafka_read_cb *cb, int (*keep_going)(void *), void *opaque,
-                                char *errstr, size_t errstr_size) {
+/* The reader behind both forms: cb with the key and value, or mcb with the whole record. */
+static long long read_to_end(const char *brokers, const char *topic, int timeout_ms,
+                             msp_kafka_read_cb *cb, msp_kafka_read_msg_cb *mcb,
+                             int (*keep_going)(void *), void *opaque, char *errstr,
+                             size_t errstr_size) {
     rd_kafka_t *rk = msp_kafka_reader_new(brokers, "mspsync-reader", errstr, errstr_size);
     if (!rk)
         return -1;
@@ -734,7 +736,8 @@ long long msp_kafka_read_to_end(const char *brokers, const char *topic, int time
             snprintf(errstr, errstr_size, "reading %s: %s", topic, rd_kafka_message_errstr(m));
             n = -1;
         } else if (i < cnt && m->offset < ends[i]) {
-            if (cb(m->key, m->key_len, m->payload, m->payload ? m->len : 0, opaque) != 0) {
+            if ((mcb ? mcb(m, opaque)
+                     : cb(m->key, m->key_len, m->payload, m->payload ? m->len : 0, opaque)) != 0) {
                 snprintf(errstr, errstr_size, "a record of %s could not be applied", topic);
                 n = -1;
             } else {
@@ -757,4 +760,18 @@ done:
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
     return n;
+}
+
+long long msp_kafka_read_to_end(const char *brokers, const char *topic, int timeout_ms,
+                                msp_kafka_read_cb *cb, int (*keep_going)(void *), void *opaque,
+                                char *errstr, size_t errstr_size) {
+    return read_to_end(brokers, topic, timeout_ms, cb, NULL, keep_going, opaque, errstr,
+                       errstr_size);
+}
+
+long long msp_kafka_read_to_end_msg(const char *brokers, const char *topic, int timeout_ms,
+                                    msp_kafka_read_msg_cb *cb, int (*keep_going)(void *),
+                                    void *opaque, char *errstr, size_t errstr_size) {
+    return read_to_end(brokers, topic, timeout_ms, NULL, cb, keep_going, opaque, errstr,
+                       errstr_size);
 }

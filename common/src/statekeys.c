@@ -41,9 +41,12 @@ static const msp_statekey_t TABLE[] = {
      "sync"},
     {"ticketing:stats", MSP_STATE_DERIVED, "counters start again from zero"},
     {"ticketing:unmapped*", MSP_STATE_DERIVED, "the next dead-lettered incident of the org"},
+    {"state:held", MSP_STATE_DERIVED,
+     "set to the epoch by the ticket-creator that rebuilt the held-incident index for it"},
+    {"ticketing:held_rebuild_lock", MSP_STATE_COORD, "the next held-index rebuild's claim"},
     {"ticketing:held", MSP_STATE_DERIVED,
-     "the index of a tenant's held incidents: derivable from incidents.held (design.md; the "
-     "rebuild is not built yet: a lost index leaves those incidents held)"},
+     "the index of a tenant's held incidents: rebuilt once per epoch by a ticket-creator from "
+     "incidents.held (the held records after the tenant's last release mark)"},
     {"ticketing:holding", MSP_STATE_DERIVED, "the tenants with a held index (as above)"},
     {"ticketing:rescanned", MSP_STATE_DERIVED,
      "the Syncro customers whose tickets were searched for markers after the latest loss "

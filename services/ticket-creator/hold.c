@@ -31,6 +31,15 @@
  *
  * While Redis has lost its state (msp_state_lost: the gateway restores it from Kafka) nothing is
  * released: the timer waits for the marker.
+ *
+ * The index is derived state: after each released record the releaser also produces a release
+ * mark to incidents.held (key = tenant, header x-mspsync-kind: release-mark, value {"tenant",
+ * "partition","released_to":<offset>}), Kafka's record of how far the tenant was released. Once
+ * per epoch (`{_}:state:held`, one replica under `{_}:ticketing:held_rebuild_lock`) the topic is
+ * read from its start; per tenant, the held records after its last mark's released_to make the
+ * index again (from = the first, to = the last, count) and the tenant rejoins the holding set.
+ * Until then nothing is released and work.c's events wait (a tenant whose index was lost would
+ * otherwise let its new events overtake the held ones). Readers of held records skip the marks.
  */
 #include "tc.h"
 
@@ -52,6 +61,8 @@
 #define LOCK_MS 10000
 #define RENEW_MS 2000
 #define SCAN_PER_RUN 500 /* records of other tenants skipped per turn of the loop */
+#define REBUILD_LOCK_MS 120000
+#define REBUILD_READ_MS 90000 /* bounds the scan of incidents.held (REBUILD_LOCK_MS covers it) */
 
 static void rel_arm(tc_t *tc, int ms) {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -83,9 +94,9 @@ static int lock_take(tc_t *tc, const char *tenant) {
     return ok;
 }
 
-/* @returns 1 while the lock is still ours. */
-static int lock_renew(tc_t *tc) {
-    if (msp_wall_ms() - tc->rel.lock_renewed_ms < RENEW_MS)
+/* @returns 1 while the lock is still ours; force asks Redis even when it was renewed lately. */
+static int lock_renew(tc_t *tc, int force) {
+    if (!force && msp_wall_ms() - tc->rel.lock_renewed_ms < RENEW_MS)
         return 1;
     char k[256], ms[16];
     key_of(k, sizeof(k), tc->rel.tenant, "ticketing:release_lock");
@@ -97,6 +108,43 @@ static int lock_renew(tc_t *tc) {
     if (ok)
         tc->rel.lock_renewed_ms = msp_wall_ms();
     return ok;
+}
+
+/* ---- release marks ----------------------------------------------------------------------- */
+
+/* 1 when a record of incidents.held is a release mark, not a held incident. */
+static int is_mark(const rd_kafka_message_t *m) {
+    rd_kafka_headers_t *h = NULL;
+    const void *v;
+    size_t n;
+    return rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR && h &&
+           rd_kafka_header_get_last(h, TC_MARK_HEADER, &v, &n) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+           n == strlen(TC_MARK_KIND) && !memcmp(v, TC_MARK_KIND, n);
+}
+
+/*
+ * Kafka's record that the tenant is released up to offset (inclusive). Not waited for: a mark
+ * that does not reach Kafka is covered by the next one; lost with a crash, the records after the
+ * last mark are released again after a Redis loss and found handled (design.md).
+ */
+static void mark_produce(tc_t *tc, int64_t offset) {
+    json_t *v = json_pack("{s:s,s:i,s:I}", "tenant", tc->rel.tenant, "partition",
+                          (int)tc->rel.partition, "released_to", (json_int_t)offset);
+    char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    json_decref(v);
+    rd_kafka_headers_t *h = text ? rd_kafka_headers_new(1) : NULL;
+    if (h)
+        rd_kafka_header_add(h, TC_MARK_HEADER, -1, TC_MARK_KIND, -1);
+    if (!h ||
+        msp_kafka_produce(tc->worker.producer, msp_topic(MSP_TOPIC_INCIDENTS_HELD), tc->rel.tenant,
+                          strlen(tc->rel.tenant), text, strlen(text), h, NULL) != 0) {
+        if (h)
+            rd_kafka_headers_destroy(h);
+        MSP_WARN("held.mark_failed", tc->rel.tenant,
+                 "the release mark for offset %" PRId64 " was not produced; the next one covers it",
+                 offset);
+    }
+    free(text);
 }
 
 /* ---- a run ------------------------------------------------------------------------------- */
@@ -195,7 +243,11 @@ void tc_release_item_end(tc_t *tc, int64_t offset, tc_release_end_t end) {
         rel_arm(tc, IDLE_MS);
         return;
     }
-    int rc = index_done(tc, offset);
+    /* A Redis loss meanwhile took the lock with the index: the rebuilt index is not moved by a
+     * run of the old one (its `from` may be before this offset); the next run finds it handled. */
+    int rc = tc_redis_ok(tc) && lock_renew(tc, 1) ? index_done(tc, offset) : -1;
+    if (rc >= 0)
+        mark_produce(tc, offset);
     if (rc < 0) {
         /* The event is handled (its record says so); a later run finds it so and moves on. */
         run_end(tc, "recording the release failed (Redis); a later run goes on");
@@ -218,7 +270,7 @@ static void run_turn(tc_t *tc) {
         rel_arm(tc, IDLE_MS);
         return;
     }
-    if (!lock_renew(tc)) {
+    if (!lock_renew(tc, 0)) {
         run_end(tc, "the release lock was lost");
         rel_arm(tc, IDLE_MS);
         return;
@@ -255,7 +307,7 @@ static void run_turn(tc_t *tc) {
             return;
         }
         int ours = m->offset >= tc->rel.next && m->key && m->key_len == strlen(tc->rel.tenant) &&
-                   !memcmp(m->key, tc->rel.tenant, m->key_len);
+                   !memcmp(m->key, tc->rel.tenant, m->key_len) && !is_mark(m);
         if (!ours) {
             if (m->offset >= tc->rel.next)
                 tc->rel.next = m->offset + 1;
@@ -374,15 +426,200 @@ static void idle_turn(tc_t *tc) {
         rel_arm(tc, IDLE_MS);
 }
 
+/* ---- rebuilding the index after a Redis loss --------------------------------------------- */
+
+/*
+ * Whether the index is there for the current epoch. @returns 1 yes, 0 it must be rebuilt (epoch
+ * gets the epoch), -1 Redis lost its state (the restore is pending) or did not answer.
+ */
+static int held_state(tc_t *tc, char *epoch, size_t size) {
+    char ke[64], kd[64];
+    msp_key(ke, sizeof(ke), "_", MSP_STATE_EPOCH_SUFFIX);
+    msp_key(kd, sizeof(kd), "_", TC_STATE_HELD_SUFFIX);
+    redisReply *r = redisCommand(tc->redis, "MGET %s %s", ke, kd);
+    int rc = -1;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type == REDIS_REPLY_STRING) {
+        snprintf(epoch, size, "%s", r->element[0]->str);
+        rc = r->element[1]->type == REDIS_REPLY_STRING && !strcmp(r->element[1]->str, epoch);
+    }
+    if (r)
+        freeReplyObject(r);
+    return rc;
+}
+
+/*
+ * One record of the scan: tenant -> {"partition", "released_to", "offsets": [held], "skip": the
+ * released ones at the front of offsets}.
+ */
+static int scan_record(const rd_kafka_message_t *m, void *opaque) {
+    json_t *tenants = opaque;
+    char tenant[129];
+    if (!m->key || m->key_len == 0 || m->key_len >= sizeof(tenant))
+        return 0; /* not a tenant's record: work.c never produces one */
+    memcpy(tenant, m->key, m->key_len);
+    tenant[m->key_len] = '\0';
+    json_t *t = json_object_get(tenants, tenant);
+    if (!t) {
+        t = json_pack("{s:i,s:I,s:[],s:i}", "partition", (int)m->partition, "released_to",
+                      (json_int_t)-1, "offsets", "skip", 0);
+        if (!t || json_object_set_new(tenants, tenant, t) != 0)
+            return -1;
+    }
+    json_t *offsets = json_object_get(t, "offsets");
+    if (!is_mark(m)) {
+        json_object_set_new(t, "partition", json_integer(m->partition));
+        return json_array_append_new(offsets, json_integer(m->offset));
+    }
+    json_t *v = m->payload ? json_loadb(m->payload, m->len, 0, NULL) : NULL;
+    json_t *to = json_object_get(v, "released_to");
+    json_int_t upto = json_is_integer(to) ? json_integer_value(to) : -1;
+    json_decref(v);
+    if (upto <= json_integer_value(json_object_get(t, "released_to")))
+        return 0;
+    json_object_set_new(t, "released_to", json_integer(upto));
+    /* offsets ascend within the partition: the released ones are at the front; they are
+     * skipped, and dropped once they are most of the array (not one by one: quadratic) */
+    size_t skip = (size_t)json_integer_value(json_object_get(t, "skip"));
+    while (skip < json_array_size(offsets) &&
+           json_integer_value(json_array_get(offsets, skip)) <= upto)
+        skip++;
+    if (skip > 1024 && skip * 2 > json_array_size(offsets)) {
+        json_t *rest = json_array();
+        for (size_t i = skip; rest && i < json_array_size(offsets); i++)
+            json_array_append(rest, json_array_get(offsets, i));
+        if (!rest || json_object_set_new(t, "offsets", rest) != 0)
+            return -1;
+        skip = 0;
+    }
+    return json_object_set_new(t, "skip", json_integer((json_int_t)skip));
+}
+
+/*
+ * The tenant's index from the scan, unless one exists (written since the restore by a hold: it is
+ * kept, the scan's records are before it only by a hold in flight across the loss).
+ */
+static const char REBUILT_LUA[] =
+    "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end "
+    "redis.call('HSET', KEYS[1], 'partition', ARGV[1], 'from', ARGV[2], 'to', ARGV[3], "
+    "'count', ARGV[4]) "
+    "return 1";
+static const char HELD_DONE_LUA[] = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+                                    "redis.call('SET', KEYS[2], ARGV[1]) return 1";
+
+/* Write the scanned tenants' indexes and the holding set, then state:held. @returns 0 or -1. */
+static int rebuild_write(tc_t *tc, json_t *tenants, const char *epoch) {
+    const char *tenant;
+    json_t *t;
+    char kh[256], kg[128], ke[64], kd[64];
+    int64_t n = 0;
+    msp_key(kg, sizeof(kg), "_", "ticketing:holding");
+    json_object_foreach(tenants, tenant, t) {
+        json_t *offsets = json_object_get(t, "offsets");
+        size_t skip = (size_t)json_integer_value(json_object_get(t, "skip"));
+        size_t end = json_array_size(offsets), count = end > skip ? end - skip : 0;
+        if (count == 0)
+            continue;
+        char part[16], from[32], to[32], cnt[32];
+        snprintf(part, sizeof(part), "%d",
+                 (int)json_integer_value(json_object_get(t, "partition")));
+        snprintf(from, sizeof(from), "%" JSON_INTEGER_FORMAT,
+                 json_integer_value(json_array_get(offsets, skip)));
+        snprintf(to, sizeof(to), "%" JSON_INTEGER_FORMAT,
+                 json_integer_value(json_array_get(offsets, end - 1)));
+        snprintf(cnt, sizeof(cnt), "%zu", count);
+        key_of(kh, sizeof(kh), tenant, "ticketing:held");
+        redisReply *r = redisCommand(tc->redis, "EVAL %s 1 %s %s %s %s %s", REBUILT_LUA, kh, part,
+                                     from, to, cnt);
+        int ok = r && r->type == REDIS_REPLY_INTEGER;
+        if (r)
+            freeReplyObject(r);
+        r = ok ? redisCommand(tc->redis, "SADD %s %s", kg, tenant) : NULL;
+        ok = r && r->type == REDIS_REPLY_INTEGER;
+        if (r)
+            freeReplyObject(r);
+        if (!ok)
+            return -1;
+        MSP_INFO("held.rebuilt", tenant, "%zu held incidents from offset %s to %s of [%s]", count,
+                 from, to, part);
+        n++;
+    }
+    msp_key(ke, sizeof(ke), "_", MSP_STATE_EPOCH_SUFFIX);
+    msp_key(kd, sizeof(kd), "_", TC_STATE_HELD_SUFFIX);
+    redisReply *r = redisCommand(tc->redis, "EVAL %s 2 %s %s %s", HELD_DONE_LUA, ke, kd, epoch);
+    int done = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    if (r)
+        freeReplyObject(r);
+    if (done)
+        MSP_INFO("held.rebuild_done", NULL, "held-incident index rebuilt: %" PRId64 " tenants hold",
+                 n);
+    return done ? 0 : -1;
+}
+
+/* Claim the rebuild for the epoch, scan incidents.held, write the index. */
+static void rebuild(tc_t *tc, const char *epoch) {
+    char kl[64], token[33], errstr[512];
+    msp_key(kl, sizeof(kl), "_", "ticketing:held_rebuild_lock");
+    if (msp_random_hex(token, 16) != 0)
+        return;
+    redisReply *r = redisCommand(tc->redis, "SET %s %s NX PX %d", kl, token, REBUILD_LOCK_MS);
+    int mine = r && r->type == REDIS_REPLY_STATUS;
+    if (r)
+        freeReplyObject(r);
+    if (!mine)
+        return; /* another replica rebuilds; its state:held ends the wait */
+    json_t *tenants = json_object();
+    int64_t t0 = msp_wall_ms();
+    long long n = tenants ? msp_kafka_read_to_end_msg(
+                                tc->conf.svc.brokers, msp_topic(MSP_TOPIC_INCIDENTS_HELD),
+                                REBUILD_READ_MS, scan_record, NULL, tenants, errstr, sizeof(errstr))
+                          : -1;
+    if (n < 0)
+        MSP_WARN("held.rebuild_failed", NULL, "reading %s: %s; trying again",
+                 msp_topic(MSP_TOPIC_INCIDENTS_HELD), tenants ? errstr : "out of memory");
+    else if (!tc_redis_ok(tc) || rebuild_write(tc, tenants, epoch) != 0)
+        MSP_WARN("held.rebuild_failed", NULL,
+                 "writing the index failed (Redis, or lost again); trying again");
+    else
+        MSP_INFO("held.rebuild_read", NULL, "%lld records of %s read in %" PRId64 " ms", n,
+                 msp_topic(MSP_TOPIC_INCIDENTS_HELD), msp_wall_ms() - t0);
+    json_decref(tenants);
+    if (tc_redis_ok(tc)) {
+        r = redisCommand(tc->redis, "EVAL %s 1 %s %s", UNLOCK_LUA, kl, token);
+        if (r)
+            freeReplyObject(r);
+    }
+}
+
+/*
+ * Every 500 ms: is the index there for the epoch? If not, rebuild it (blocking the loop for the
+ * scan, once per loss: the events wait for it anyway). Its own timer: a released event in flight
+ * waits for state:held too, and the release timer waits for that event.
+ */
+static void rebuild_timer_cb(evutil_socket_t fd, short what, void *arg) {
+    tc_t *tc = arg;
+    char epoch[64];
+    (void)fd;
+    (void)what;
+    if (tc->stopping)
+        return;
+    if (tc_redis_ok(tc) && held_state(tc, epoch, sizeof(epoch)) == 0)
+        rebuild(tc, epoch);
+    struct timeval tv = {IDLE_MS / 1000, (IDLE_MS % 1000) * 1000};
+    evtimer_add(tc->rel.rebuild_timer, &tv);
+}
+
 static void rel_timer_cb(evutil_socket_t fd, short what, void *arg) {
     tc_t *tc = arg;
     (void)fd;
     (void)what;
     if (tc->stopping || tc->rel.item)
         return; /* an event in flight calls back itself */
-    /* Redis lost its state and the gateway has not restored it: an index or a lock read now
-     * would be an empty one. Wait for the marker (a run in progress resumes from its `from`). */
-    if (!tc_redis_ok(tc) || msp_state_lost(tc->redis) != 0) {
+    /* Redis lost its state and the gateway has not restored it, or the index is not rebuilt for
+     * the epoch yet: an index or a lock read now would be an empty one. Wait (a run in progress
+     * then finds its lock gone and ends; the next starts from the rebuilt `from`). */
+    char epoch[64];
+    if (!tc_redis_ok(tc) || held_state(tc, epoch, sizeof(epoch)) != 1) {
         rel_arm(tc, IDLE_MS);
         return;
     }
@@ -394,9 +631,12 @@ static void rel_timer_cb(evutil_socket_t fd, short what, void *arg) {
 
 int tc_release_init(tc_t *tc) {
     tc->rel.timer = evtimer_new(tc->base, rel_timer_cb, tc);
-    if (!tc->rel.timer)
+    tc->rel.rebuild_timer = evtimer_new(tc->base, rebuild_timer_cb, tc);
+    if (!tc->rel.timer || !tc->rel.rebuild_timer)
         return -1;
     rel_arm(tc, IDLE_MS);
+    struct timeval now = {0, 0};
+    evtimer_add(tc->rel.rebuild_timer, &now);
     return 0;
 }
 
@@ -408,6 +648,9 @@ void tc_release_close(tc_t *tc) {
     if (tc->rel.timer)
         event_free(tc->rel.timer);
     tc->rel.timer = NULL;
+    if (tc->rel.rebuild_timer)
+        event_free(tc->rel.rebuild_timer);
+    tc->rel.rebuild_timer = NULL;
     if (tc->rel.reader) {
         rd_kafka_consumer_close(tc->rel.reader);
         rd_kafka_destroy(tc->rel.reader);

@@ -56,7 +56,15 @@ typedef struct tc_release_s {
     void *item;   /* the released event in flight (work.c's), or NULL */
     int64_t lock_renewed_ms;
     int64_t released; /* events released in this run (logs) */
+    struct event *rebuild_timer; /* rebuilds a lost held index once per epoch */
 } tc_release_t;
+
+/* The epoch for which the held-incident index was rebuilt (or found intact): `{_}:state:held`. */
+#define TC_STATE_HELD_SUFFIX "state:held"
+
+/* The header that tells a release mark from a held incident on incidents.held. */
+#define TC_MARK_HEADER "x-mspsync-kind"
+#define TC_MARK_KIND "release-mark"
 
 /** How a released event ended (tc_release_item_end). */
 typedef enum {

@@ -297,4 +297,15 @@ long long msp_kafka_read_to_end(const char *brokers, const char *topic, int time
                                 msp_kafka_read_cb *cb, int (*keep_going)(void *), void *opaque,
                                 char *errstr, size_t errstr_size);
 
+/** Called for every record msp_kafka_read_to_end_msg reads (offset, partition, headers). */
+typedef int(msp_kafka_read_msg_cb)(const rd_kafka_message_t *m, void *opaque);
+
+/**
+ * @brief msp_kafka_read_to_end, with the whole record given to cb: for a reader that needs the
+ * record's partition, offset or headers (the held-incident index, rebuilt from incidents.held).
+ */
+long long msp_kafka_read_to_end_msg(const char *brokers, const char *topic, int timeout_ms,
+                                    msp_kafka_read_msg_cb *cb, int (*keep_going)(void *),
+                                    void *opaque, char *errstr, size_t errstr_size);
+
 #endif
