@@ -365,7 +365,6 @@ typedef struct replay_s {
     json_t *ids; /* the ids to produce (array of strings), claimed */
     int more;    /* "all": more matched than GW_REPLAY_MAX */
     char *error; /* set by the thread: nothing was (completely) replayed */
-    int failed;  /* delivery reports in error (the thread's) */
 } replay_t;
 
 struct gw_replayer_s {
@@ -380,6 +379,7 @@ struct gw_replayer_s {
     struct event *ev;
     char *brokers;
     rd_kafka_t *producer; /* the thread's */
+    int dr_failed;        /* the thread's: delivery reports in error since the job began */
 };
 
 /* One wanted record of a job. */
@@ -450,12 +450,21 @@ static int claims_take(gw_t *gw, const char *tenant, json_t *ids, int skip, char
     return 0;
 }
 
-/* The thread's delivery reports: count the failures of the job (the message's opaque). */
+/* The thread's delivery reports (served by its flush, on the thread): count the failures. A
+ * report of an earlier job that timed out counts against the current one (which then says so
+ * and marks nothing: the safe side); no report points at a job, which may be gone by then. */
 static void replay_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     (void)rk;
-    (void)opaque;
-    if (m->err && m->_private)
-        ((replay_t *)m->_private)->failed++;
+    if (m->err)
+        ((gw_replayer_t *)opaque)->dr_failed++;
+}
+
+/* 1 while the gateway runs (the thread polls it between short waits). */
+static int replayer_running(gw_replayer_t *rr) {
+    pthread_mutex_lock(&rr->mu);
+    int run = rr->run;
+    pthread_mutex_unlock(&rr->mu);
+    return run;
 }
 
 /* Read the wanted records (sorted by partition and offset) from dlq into w[i].m. @returns the
@@ -485,10 +494,7 @@ static size_t replay_read(gw_replayer_t *rr, rd_kafka_t *rk, want_t *w, size_t n
     int64_t start = msp_now_ms(), idle = start;
     while (left > 0 && msp_now_ms() - idle < REPLAY_READ_MS &&
            msp_now_ms() - start < REPLAY_TOTAL_MS) {
-        pthread_mutex_lock(&rr->mu);
-        int run = rr->run;
-        pthread_mutex_unlock(&rr->mu);
-        if (!run)
+        if (!replayer_running(rr))
             break;
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
         if (!m)
@@ -580,13 +586,14 @@ static void replay_run(gw_replayer_t *rr, replay_t *rp) {
         rp->error = strdup(msg);
     } else {
         /* produced in the order asked */
+        rr->dr_failed = 0;
         want_t **by = calloc(n ? n : 1, sizeof(*by));
         for (size_t i = 0; by && i < n; i++)
             by[w[i].idx] = &w[i];
         for (size_t i = 0; by && i < n && !rp->error; i++) {
             want_t *x = by[i];
             if (msp_kafka_produce(rr->producer, x->topic, x->m->key, x->m->key ? x->m->key_len : 0,
-                                  x->m->payload, x->m->len, x->hdrs, rp) == 0)
+                                  x->m->payload, x->m->len, x->hdrs, NULL) == 0)
                 x->hdrs = NULL; /* the producer's now */
             else
                 rp->error = strdup("the replay could not be queued to Kafka");
@@ -594,13 +601,16 @@ static void replay_run(gw_replayer_t *rr, replay_t *rp) {
         if (!by)
             rp->error = strdup("out of memory");
         free(by);
-        /* serves replay_dr; every job waits for its own and any earlier job's records */
-        if (rd_kafka_flush(rr->producer, REPLAY_FLUSH_MS) != RD_KAFKA_RESP_ERR_NO_ERROR &&
-            !rp->error)
+        /* serves replay_dr; every job waits for its own and any earlier job's records, in
+         * short slices so that a stopping gateway is not held */
+        int64_t until = msp_now_ms() + REPLAY_FLUSH_MS;
+        while (rd_kafka_outq_len(rr->producer) > 0 && msp_now_ms() < until && replayer_running(rr))
+            rd_kafka_flush(rr->producer, 100);
+        if (rd_kafka_outq_len(rr->producer) > 0 && !rp->error)
             rp->error = strdup("Kafka did not acknowledge the replayed records in time");
-        if (rp->failed && !rp->error) {
+        if (rr->dr_failed && !rp->error) {
             snprintf(errstr, sizeof(errstr), "Kafka refused %d of the replayed records",
-                     rp->failed);
+                     rr->dr_failed);
             rp->error = strdup(errstr);
         }
     }
@@ -748,7 +758,7 @@ void gw_replayer_stop(gw_t *gw) {
     if (rr->ev)
         event_free(rr->ev);
     if (rr->producer) {
-        rd_kafka_flush(rr->producer, 2000);
+        rd_kafka_flush(rr->producer, 500);
         rd_kafka_destroy(rr->producer);
     }
     close(rr->pipe[0]);
