@@ -89,6 +89,9 @@ static const msp_statekey_t TABLE[] = {
     {"ticketing:release_lock", MSP_STATE_COORD, "the next releaser's claim"},
     {"ticketing:rescan_lock:*", MSP_STATE_COORD, "the next rescan's claim (one per customer)"},
     {"billing:sched_day", MSP_STATE_COORD, "the day's push may be requested again (harmless)"},
+    {"replay:*", MSP_STATE_COORD,
+     "a dead letter replay's claim on one id (expires after 300 s): lost, a concurrent replay "
+     "of the same id may run twice (harmless, consumers are idempotent)"},
     /* cache */
     {"token:*", MSP_STATE_CACHE, "a new OAuth token is fetched"},
     {"cwrmm:defs", MSP_STATE_CACHE, "read again from ConnectWise RMM"},

@@ -9,19 +9,23 @@
  *   POST /v1/tenants/{t}/dead-letters/replay                    {"ids":[…]} or {"all":true,…}
  *
  * Only the tenant's own index is read, so an id of another tenant's dead letter answers 404 like
- * one that does not exist. A replay reads each record back from `dlq` by partition and offset
- * (a reader outside any group, synchronously: at most GW_REPLAY_MAX records a call, each within
- * REPLAY_READ_MS), produces it to its source topic as mspsync-dlq does (msp_dlq_unwrap: key,
- * value and headers without x-dlq-*), and answers once Kafka acknowledged every one; only then
- * are they marked replayed (when, by whom). A dead letter already replayed is refused (409)
- * unless "force" is true.
+ * one that does not exist. A replay (at most GW_REPLAY_MAX records a call) runs on the replay
+ * thread below, off the loop: it reads each record back from `dlq` by partition and offset (one
+ * reader outside any group), produces it to its source topic as mspsync-dlq does
+ * (msp_dlq_unwrap: key, value and headers without x-dlq-*) and waits until Kafka acknowledged
+ * every one; then the loop marks them replayed (when, by whom) and answers. A dead letter already
+ * replayed is refused (409) unless "force" is true, and so is one another replay has claimed.
  */
 #include "gateway.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include <event2/event.h>
 #include <event2/http.h>
 
 #include "mspsync/backoff.h"
@@ -33,7 +37,6 @@
 #define JOBS_DEFAULT 20
 #define DLQ_PAGE_DEFAULT 50
 #define PAGE_MAX 200
-#define REPLAY_READ_MS 10000
 
 /* ---- sync history ------------------------------------------------------------------------- */
 
@@ -336,22 +339,324 @@ void api_dead_letter_get(gw_t *gw, struct evhttp_request *req, const char *tenan
     gw_reply(gw, req, route, 200, o);
 }
 
-/* ---- dead letters: replay ------------------------------------------------------------------- */
+/* ---- dead letters: replay, off the loop ------------------------------------------------------
+ *
+ * The loop checks the request, claims the ids (SET mspsync:{t}:replay:<id> NX EX: a concurrent
+ * replay of the same ids, on this gateway or another, is refused with 409) and queues a job for
+ * the replay thread. The thread reads the records back from dlq with one reader (every
+ * partition assigned at its first wanted offset, read forward, a seek over long gaps), checks
+ * that every one was read and names its source topic, produces them with its own producer and
+ * waits for the acknowledgements; then it hands the job back to the loop through a pipe, where
+ * the ids are marked replayed (or nothing is, on an error), the claims released and the request
+ * answered. The loop never waits on Kafka. */
 
-typedef struct {
+#define REPLAY_READ_MS 10000  /* the read gives up after this long without a record */
+#define REPLAY_TOTAL_MS 60000 /* and after this long in all */
+#define REPLAY_FLUSH_MS 30000 /* the acknowledgements of one job */
+#define REPLAY_QUEUE_MAX 4    /* jobs waiting or running per gateway; more answer 503 */
+#define REPLAY_SEEK_GAP 1000  /* a wanted offset this far ahead is sought, not read up to */
+#define REPLAY_CLAIM_S 300    /* a claim outlives any job (REPLAY_TOTAL_MS + REPLAY_FLUSH_MS) */
+
+typedef struct replay_s {
+    struct replay_s *next;
     gw_held_t *held;
     char tenant[64];
     char by[160];
-    json_t *ids; /* the ids produced (array of strings) */
+    json_t *ids; /* the ids to produce (array of strings), claimed */
     int more;    /* "all": more matched than GW_REPLAY_MAX */
+    char *error; /* set by the thread: nothing was (completely) replayed */
 } replay_t;
 
-/* Every replayed record is in Kafka (or one failed): mark them and answer. */
-static void replay_done(gw_t *gw, void *arg, const char *error) {
-    replay_t *rp = arg;
+struct gw_replayer_s {
+    pthread_t th;
+    int started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int run;               /* under mu */
+    replay_t *todo, *done; /* under mu: FIFO to run, and finished (any order) */
+    int jobs;              /* the loop's: queued, running or finished and not yet answered */
+    int pipe[2];           /* the thread writes a byte per finished job; the loop reads */
+    struct event *ev;
+    char *brokers;
+    rd_kafka_t *producer; /* the thread's */
+    int dr_failed;        /* the thread's: delivery reports in error since the job began */
+};
+
+/* One wanted record of a job. */
+typedef struct {
+    int32_t part;
+    int64_t off;
+    size_t idx;            /* in the job's ids */
+    rd_kafka_message_t *m; /* read, or NULL */
+    char *topic;           /* its source topic (msp_dlq_unwrap), new */
+    rd_kafka_headers_t *hdrs;
+} want_t;
+
+static int want_cmp(const void *a, const void *b) {
+    const want_t *x = a, *y = b;
+    if (x->part != y->part)
+        return x->part < y->part ? -1 : 1;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+static void replay_free(replay_t *rp) {
+    json_decref(rp->ids);
+    free(rp->error);
+    free(rp);
+}
+
+/* Delete the claims of rp's ids (loop). */
+static void claims_release(gw_t *gw, const char *tenant, const json_t *ids) {
+    size_t i;
+    json_t *id;
+    char err[256], key[200];
+    json_array_foreach(ids, i, id) {
+        msp_key(key, sizeof(key), tenant, "replay:%s", json_string_value(id));
+        redisReply *r = gw_redis(gw, err, sizeof(err), "DEL %s", key);
+        if (r)
+            freeReplyObject(r);
+    }
+}
+
+/* Claim ids for a replay (loop). Ids another replay holds are dropped from ids when skip (an
+ * "all" replay), else nothing is kept claimed and *busy names one. @returns 0, or -1 (err). */
+static int claims_take(gw_t *gw, const char *tenant, json_t *ids, int skip, char *busy,
+                       size_t busy_size, char *err, size_t err_size) {
+    busy[0] = '\0';
+    for (size_t i = 0; i < json_array_size(ids);) {
+        const char *id = json_string_value(json_array_get(ids, i));
+        char key[200];
+        msp_key(key, sizeof(key), tenant, "replay:%s", id);
+        redisReply *r = gw_redis(gw, err, err_size, "SET %s 1 NX EX %d", key, REPLAY_CLAIM_S);
+        int ok = r && r->type == REDIS_REPLY_STATUS;
+        if (!r || (!ok && !skip)) {
+            if (r) /* held by another replay */
+                snprintf(busy, busy_size, "%s", id);
+            if (r)
+                freeReplyObject(r);
+            json_t *mine = json_array();
+            for (size_t k = 0; k < i; k++)
+                json_array_append(mine, json_array_get(ids, k));
+            claims_release(gw, tenant, mine);
+            json_decref(mine);
+            return r ? 0 : -1;
+        }
+        freeReplyObject(r);
+        if (ok)
+            i++;
+        else
+            json_array_remove(ids, i);
+    }
+    return 0;
+}
+
+/* The thread's delivery reports (served by its flush, on the thread): count the failures. A
+ * report of an earlier job that timed out counts against the current one (which then says so
+ * and marks nothing: the safe side); no report points at a job, which may be gone by then. */
+static void replay_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk;
+    if (m->err)
+        ((gw_replayer_t *)opaque)->dr_failed++;
+}
+
+/* 1 while the gateway runs (the thread polls it between short waits). */
+static int replayer_running(gw_replayer_t *rr) {
+    pthread_mutex_lock(&rr->mu);
+    int run = rr->run;
+    pthread_mutex_unlock(&rr->mu);
+    return run;
+}
+
+/* Read the wanted records (sorted by partition and offset) from dlq into w[i].m. @returns the
+ * number not read. */
+static size_t replay_read(gw_replayer_t *rr, rd_kafka_t *rk, want_t *w, size_t n) {
+    const char *topic = msp_topic(MSP_TOPIC_DLQ);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+    size_t *next = calloc(n, sizeof(*next)); /* per w index of a partition's first: its cursor */
+    if (!l || !next) {
+        if (l)
+            rd_kafka_topic_partition_list_destroy(l);
+        free(next);
+        return n;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (i == 0 || w[i].part != w[i - 1].part)
+            rd_kafka_topic_partition_list_add(l, topic, w[i].part)->offset = w[i].off;
+    rd_kafka_resp_err_t ae = rd_kafka_assign(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (ae != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        free(next);
+        return n;
+    }
+    size_t left = n;
+    for (size_t i = 0; i < n; i++)
+        next[i] = i;
+    int64_t start = msp_now_ms(), idle = start;
+    while (left > 0 && msp_now_ms() - idle < REPLAY_READ_MS &&
+           msp_now_ms() - start < REPLAY_TOTAL_MS) {
+        if (!replayer_running(rr))
+            break;
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m)
+            continue;
+        size_t first = 0; /* the partition's first index in w */
+        while (first < n && w[first].part != m->partition)
+            first++;
+        if (first == n || (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)) {
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        size_t *c = &next[first];
+        int64_t upto = m->err ? INT64_MAX : m->offset; /* at the end: every one left is gone */
+        while (*c < n && w[*c].part == m->partition && w[*c].off < upto) {
+            (*c)++; /* not there (compacted, deleted, or past the end): stays unread */
+            idle = msp_now_ms();
+        }
+        if (!m->err && *c < n && w[*c].part == m->partition && w[*c].off == m->offset) {
+            w[*c].m = m;
+            m = NULL;
+            (*c)++;
+            left--;
+            idle = msp_now_ms();
+        }
+        if (*c < n && w[*c].part == w[first].part && m && !m->err &&
+            w[*c].off > m->offset + REPLAY_SEEK_GAP) {
+            rd_kafka_topic_partition_list_t *s = rd_kafka_topic_partition_list_new(1);
+            rd_kafka_topic_partition_list_add(s, topic, w[*c].part)->offset = w[*c].off;
+            rd_kafka_error_t *e = rd_kafka_seek_partitions(rk, s, 2000);
+            if (e)
+                rd_kafka_error_destroy(e);
+            rd_kafka_topic_partition_list_destroy(s);
+        }
+        if (m)
+            rd_kafka_message_destroy(m);
+        /* a partition whose wanted records are all resolved no longer counts */
+        size_t unresolved = 0;
+        for (size_t i = 0; i < n; i++)
+            if ((i == 0 || w[i].part != w[i - 1].part) && next[i] < n &&
+                w[next[i]].part == w[i].part)
+                unresolved++;
+        if (!unresolved)
+            break;
+    }
+    free(next);
+    size_t unread = 0;
+    for (size_t i = 0; i < n; i++)
+        unread += w[i].m == NULL;
+    return unread;
+}
+
+/* Run one job on the thread: read, check, produce, wait for the acknowledgements. Sets
+ * rp->error when nothing (or not everything) was replayed. */
+static void replay_run(gw_replayer_t *rr, replay_t *rp) {
+    char errstr[512];
+    size_t n = json_array_size(rp->ids);
+    want_t *w = calloc(n ? n : 1, sizeof(*w));
+    rd_kafka_t *rk =
+        w ? msp_kafka_reader_new(rr->brokers, "mspsync-gateway-replay", errstr, sizeof(errstr))
+          : NULL;
+    if (!rk) {
+        rp->error = strdup(w ? errstr : "out of memory");
+        free(w);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *id = json_string_value(json_array_get(rp->ids, i));
+        w[i].part = (int32_t)atoi(id);
+        w[i].off = atoll(strchr(id, ':') + 1);
+        w[i].idx = i;
+    }
+    qsort(w, n, sizeof(*w), want_cmp);
+    size_t unread = replay_read(rr, rk, w, n);
+    /* every record read, and each names its source topic, or nothing is produced */
+    json_t *bad = json_array();
+    for (size_t i = 0; i < n; i++)
+        if (!w[i].m || msp_dlq_unwrap(w[i].m, &w[i].topic, &w[i].hdrs) != 0)
+            json_array_append(bad, json_array_get(rp->ids, w[i].idx));
+    if (json_array_size(bad)) {
+        char *list = json_dumps(bad, JSON_COMPACT);
+        size_t len = list ? strlen(list) : 0;
+        char msg[600];
+        snprintf(msg, sizeof(msg),
+                 unread ? "%zu dead letters could not be read from Kafka (gone by retention?) or "
+                          "name no source topic: %.400s%s"
+                        : "%zu dead letters name no source topic: %.400s%s",
+                 json_array_size(bad), list ? list : "", len > 400 ? "…" : "");
+        free(list);
+        rp->error = strdup(msg);
+    } else {
+        /* produced in the order asked */
+        rr->dr_failed = 0;
+        want_t **by = calloc(n ? n : 1, sizeof(*by));
+        for (size_t i = 0; by && i < n; i++)
+            by[w[i].idx] = &w[i];
+        for (size_t i = 0; by && i < n && !rp->error; i++) {
+            want_t *x = by[i];
+            if (msp_kafka_produce(rr->producer, x->topic, x->m->key, x->m->key ? x->m->key_len : 0,
+                                  x->m->payload, x->m->len, x->hdrs, NULL) == 0)
+                x->hdrs = NULL; /* the producer's now */
+            else
+                rp->error = strdup("the replay could not be queued to Kafka");
+        }
+        if (!by)
+            rp->error = strdup("out of memory");
+        free(by);
+        /* serves replay_dr; every job waits for its own and any earlier job's records, in
+         * short slices so that a stopping gateway is not held */
+        int64_t until = msp_now_ms() + REPLAY_FLUSH_MS;
+        while (rd_kafka_outq_len(rr->producer) > 0 && msp_now_ms() < until && replayer_running(rr))
+            rd_kafka_flush(rr->producer, 100);
+        if (rd_kafka_outq_len(rr->producer) > 0 && !rp->error)
+            rp->error = strdup("Kafka did not acknowledge the replayed records in time");
+        if (rr->dr_failed && !rp->error) {
+            snprintf(errstr, sizeof(errstr), "Kafka refused %d of the replayed records",
+                     rr->dr_failed);
+            rp->error = strdup(errstr);
+        }
+    }
+    json_decref(bad);
+    for (size_t i = 0; i < n; i++) {
+        if (w[i].m)
+            rd_kafka_message_destroy(w[i].m);
+        if (w[i].hdrs)
+            rd_kafka_headers_destroy(w[i].hdrs);
+        free(w[i].topic);
+    }
+    free(w);
+    /* after the messages: closing waits for every message of the reader to be destroyed */
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+}
+
+static void *replayer_main(void *arg) {
+    gw_replayer_t *rr = arg;
+    pthread_mutex_lock(&rr->mu);
+    while (rr->run) {
+        replay_t *rp = rr->todo;
+        if (!rp) {
+            pthread_cond_wait(&rr->cv, &rr->mu);
+            continue;
+        }
+        rr->todo = rp->next;
+        pthread_mutex_unlock(&rr->mu);
+        replay_run(rr, rp);
+        pthread_mutex_lock(&rr->mu);
+        rp->next = rr->done;
+        rr->done = rp;
+        char one = 1;
+        if (write(rr->pipe[1], &one, 1) < 0) { /* the pipe holds far more than REPLAY_QUEUE_MAX */
+        }
+    }
+    pthread_mutex_unlock(&rr->mu);
+    return NULL;
+}
+
+/* A finished job (loop): mark its ids replayed, release the claims, answer. */
+static void replay_finish(gw_t *gw, replay_t *rp) {
     char err[256] = "", now[40];
-    if (error) {
-        gw_held_reply_error(rp->held, 503, "could not replay: %s (nothing marked replayed)", error);
+    if (rp->error) {
+        gw_held_reply_error(rp->held, 503, "could not replay: %s (nothing marked replayed)",
+                            rp->error);
     } else {
         msp_format_time(msp_wall_ms(), now, sizeof(now));
         size_t i;
@@ -375,73 +680,110 @@ static void replay_done(gw_t *gw, void *arg, const char *error) {
                       json_pack("{s:I,s:O,s:b}", "replayed", (json_int_t)json_array_size(rp->ids),
                                 "ids", rp->ids, "more", rp->more));
     }
-    json_decref(rp->ids);
-    free(rp);
+    claims_release(gw, rp->tenant, rp->ids);
+    replay_free(rp);
 }
 
-/* Read dead letter <partition>:<offset> from dlq. @returns new message, or NULL (err). */
-static rd_kafka_message_t *dlq_read(rd_kafka_t *rk, const char *id, char *err, size_t err_size) {
-    int32_t part = (int32_t)atoi(id);
-    int64_t off = atoll(strchr(id, ':') + 1);
-    const char *topic = msp_topic(MSP_TOPIC_DLQ);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, topic, part)->offset = off;
-    rd_kafka_resp_err_t e = rd_kafka_assign(rk, l);
-    rd_kafka_topic_partition_list_destroy(l);
-    if (e) {
-        snprintf(err, err_size, "dlq %s: %s", id, rd_kafka_err2str(e));
-        return NULL;
+/* The pipe is readable (loop): answer every finished job. */
+static void replayer_wake(evutil_socket_t fd, short what, void *arg) {
+    gw_t *gw = arg;
+    gw_replayer_t *rr = gw->replayer;
+    char buf[64];
+    (void)what;
+    while (read(fd, buf, sizeof(buf)) > 0) {
     }
-    int64_t deadline = msp_now_ms() + REPLAY_READ_MS;
-    while (msp_now_ms() < deadline) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
-        if (!m)
-            continue;
-        if (!m->err && m->partition == part && m->offset == off)
-            return m;
-        int gone = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && m->partition == part;
-        rd_kafka_message_destroy(m);
-        if (gone)
-            break;
+    pthread_mutex_lock(&rr->mu);
+    replay_t *done = rr->done;
+    rr->done = NULL;
+    pthread_mutex_unlock(&rr->mu);
+    while (done) {
+        replay_t *rp = done;
+        done = rp->next;
+        rr->jobs--;
+        replay_finish(gw, rp);
     }
-    snprintf(err, err_size, "dead letter %s could not be read from Kafka (gone by retention?)", id);
-    return NULL;
 }
 
-/* Produce each id's record back to its source topic into b. @returns 0, or -1 (err). */
-static int replay_produce(gw_t *gw, gw_batch_t *b, const json_t *ids, char *err, size_t err_size) {
-    char errstr[512];
-    rd_kafka_t *rk =
-        msp_kafka_reader_new(gw->cfg.svc.brokers, "mspsync-gateway-replay", errstr, sizeof(errstr));
-    if (!rk) {
-        snprintf(err, err_size, "%s", errstr);
+int gw_replayer_start(gw_t *gw, char *errstr, size_t errstr_size) {
+    gw_replayer_t *rr = calloc(1, sizeof(*rr));
+    if (!rr || pipe(rr->pipe) != 0) {
+        snprintf(errstr, errstr_size, "replay thread: %s", rr ? strerror(errno) : "out of memory");
+        free(rr);
         return -1;
     }
-    size_t i;
-    json_t *id;
-    int rc = 0;
-    json_array_foreach(ids, i, id) {
-        rd_kafka_message_t *m = dlq_read(rk, json_string_value(id), err, err_size);
-        char *topic = NULL;
-        rd_kafka_headers_t *hdrs = NULL;
-        if (!m || msp_dlq_unwrap(m, &topic, &hdrs) != 0) {
-            if (m)
-                snprintf(err, err_size, "dead letter %s names no source topic",
-                         json_string_value(id));
-            rc = -1;
-        } else {
-            gw_batch_produce_headers(b, topic, m->key, m->key ? m->key_len : 0, m->payload, m->len,
-                                     hdrs);
-        }
-        free(topic);
-        if (m)
-            rd_kafka_message_destroy(m);
-        if (rc)
-            break;
+    for (int i = 0; i < 2; i++)
+        evutil_make_socket_nonblocking(rr->pipe[i]);
+    pthread_mutex_init(&rr->mu, NULL);
+    pthread_cond_init(&rr->cv, NULL);
+    rr->brokers = strdup(gw->cfg.svc.brokers);
+    rr->producer = rr->brokers ? msp_kafka_producer_new(rr->brokers, "mspsync-gateway-replay",
+                                                        replay_dr, rr, errstr, errstr_size)
+                               : NULL;
+    rr->ev = event_new(gw->base, rr->pipe[0], EV_READ | EV_PERSIST, replayer_wake, gw);
+    rr->run = 1;
+    gw->replayer = rr;
+    if (!rr->producer || !rr->ev || event_add(rr->ev, NULL) != 0 ||
+        pthread_create(&rr->th, NULL, replayer_main, rr) != 0) {
+        if (!errstr[0])
+            snprintf(errstr, errstr_size, "replay thread: out of memory");
+        gw_replayer_stop(gw);
+        return -1;
     }
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
-    return rc;
+    rr->started = 1;
+    return 0;
+}
+
+void gw_replayer_stop(gw_t *gw) {
+    gw_replayer_t *rr = gw->replayer;
+    if (!rr)
+        return;
+    pthread_mutex_lock(&rr->mu);
+    rr->run = 0;
+    pthread_cond_signal(&rr->cv);
+    pthread_mutex_unlock(&rr->mu);
+    if (rr->started)
+        pthread_join(rr->th, NULL);
+    /* the held requests of unfinished jobs are answered by gw_held_fail_all; their claims
+     * expire (REPLAY_CLAIM_S) */
+    for (replay_t *l = rr->todo; l;) {
+        replay_t *rp = l;
+        l = l->next;
+        replay_free(rp);
+    }
+    for (replay_t *l = rr->done; l;) {
+        replay_t *rp = l;
+        l = l->next;
+        replay_free(rp);
+    }
+    if (rr->ev)
+        event_free(rr->ev);
+    if (rr->producer) {
+        rd_kafka_flush(rr->producer, 500);
+        rd_kafka_destroy(rr->producer);
+    }
+    close(rr->pipe[0]);
+    close(rr->pipe[1]);
+    pthread_cond_destroy(&rr->cv);
+    pthread_mutex_destroy(&rr->mu);
+    free(rr->brokers);
+    free(rr);
+    gw->replayer = NULL;
+}
+
+/* Queue rp for the thread (loop). @returns 0, or -1: too many jobs. */
+static int replay_queue(gw_t *gw, replay_t *rp) {
+    gw_replayer_t *rr = gw->replayer;
+    if (!rr || rr->jobs >= REPLAY_QUEUE_MAX)
+        return -1;
+    rr->jobs++;
+    pthread_mutex_lock(&rr->mu);
+    replay_t **t = &rr->todo;
+    while (*t)
+        t = &(*t)->next;
+    *t = rp;
+    pthread_cond_signal(&rr->cv);
+    pthread_mutex_unlock(&rr->mu);
+    return 0;
 }
 
 void api_dead_letters_replay(gw_t *gw, struct evhttp_request *req, const char *tenant) {
@@ -532,7 +874,11 @@ void api_dead_letters_replay(gw_t *gw, struct evhttp_request *req, const char *t
                 break;
             if (gw_hget(r, "replayed_at") && !forced)
                 json_array_append(refused, id);
-            json_array_append(rp->ids, id);
+            int dup = 0; /* an id named twice is replayed once */
+            for (size_t k = 0; k < json_array_size(rp->ids) && !dup; k++)
+                dup = json_equal(json_array_get(rp->ids, k), id);
+            if (!dup)
+                json_array_append(rp->ids, id);
             freeReplyObject(r);
             code = 0;
         }
@@ -549,23 +895,38 @@ void api_dead_letters_replay(gw_t *gw, struct evhttp_request *req, const char *t
     filter_clear(&f);
     json_decref(body);
     if (code) {
-        json_decref(rp->ids);
-        free(rp);
+        replay_free(rp);
         gw_reply_error(gw, req, route, code, code == 503 ? "redis unavailable: %s" : "%s", err);
         return;
     }
-    gw_held_t *held = gw_hold(gw, req, route);
-    rp->held = held;
-    gw_batch_t *b = gw_batch_new(gw, replay_done, rp);
-    if (!b) {
-        json_decref(rp->ids);
-        free(rp);
-        gw_held_reply_error(held, 500, "out of memory");
+    char busy[48];
+    if (claims_take(gw, tenant, rp->ids, all != NULL, busy, sizeof(busy), err, sizeof(err)) != 0)
+        code = 503;
+    else if (busy[0]) {
+        snprintf(err, sizeof(err),
+                 "dead letter %s is being replayed by another request: try again when it is done",
+                 busy);
+        code = 409;
+    }
+    if (code) {
+        replay_free(rp);
+        gw_reply_error(gw, req, route, code, code == 503 ? "redis unavailable: %s" : "%s", err);
         return;
     }
-    if (replay_produce(gw, b, rp->ids, err, sizeof(err)) != 0) {
-        /* what was produced already is harmless (consumers are idempotent); nothing is marked */
-        gw_batch_fail(b, err);
+    if (json_array_size(rp->ids) == 0) { /* "all": nothing (left) to replay */
+        json_t *none = rp->ids;
+        rp->ids = NULL;
+        gw_reply(gw, req, route, 200,
+                 json_pack("{s:i,s:o,s:b}", "replayed", 0, "ids", none, "more", rp->more));
+        replay_free(rp);
+        return;
     }
-    gw_batch_seal(b);
+    rp->held = gw_hold(gw, req, route);
+    if (replay_queue(gw, rp) != 0) {
+        claims_release(gw, rp->tenant, rp->ids);
+        gw_held_reply_error(rp->held, 503,
+                            "%d replays are running on this gateway: try again when one is done",
+                            REPLAY_QUEUE_MAX);
+        replay_free(rp);
+    }
 }

@@ -2,7 +2,8 @@
  * gateway.h — the state shared by the gateway's modules.
  *
  * One process, one libevent loop, one thread (plus history.c's reader, which shares nothing
- * with the loop but Redis and Kafka). main.c builds a gw_t and wires the modules:
+ * with the loop but Redis and Kafka, and api_history.c's replay thread, which shares only its
+ * job queue and a pipe that wakes the loop). main.c builds a gw_t and wires the modules:
  *   http_util.c        JSON replies (also for the requests libevent refuses itself), bearer
  *                      auth, body reading, request framing checks, held (asynchronously
  *                      answered) requests
@@ -89,6 +90,7 @@ struct redisAsyncContext;
 
 typedef struct gw_audit_s gw_audit_t;
 typedef struct gw_history_s gw_history_t;
+typedef struct gw_replayer_s gw_replayer_t;
 
 typedef struct gw_s {
     gw_config_t         cfg;
@@ -112,6 +114,7 @@ typedef struct gw_s {
     gw_journal_t *journal; /* configuration journal and restore (journal.c) */
     gw_audit_t *audits;    /* changes in flight, awaiting their answer (audit.c) */
     gw_history_t *history; /* the sync.events and dlq reader (history.c) */
+    gw_replayer_t *replayer; /* the dead letter replay thread (api_history.c) */
     int restoring;         /* 1 Redis lost its state: /v1 answers 503 meanwhile;
                                           0 serving; 2 not known yet (Redis never answered) */
 } gw_t;
@@ -170,6 +173,13 @@ void gw_config_keys_each(const char *tenant,
 int gw_history_start(gw_t *gw, char *errstr, size_t errstr_size);
 /** @brief Stop and join the thread (NULL-safe when never started). */
 void gw_history_stop(gw_t *gw);
+/**
+ * @brief Start the thread that runs dead letter replays off the loop (after the loop's base).
+ * @returns 0, or -1 (errstr).
+ */
+int gw_replayer_start(gw_t *gw, char *errstr, size_t errstr_size);
+/** @brief Stop and join it (NULL-safe); the requests it held are left to gw_held_fail_all. */
+void gw_replayer_stop(gw_t *gw);
 /** @brief Replace the value of every member whose name says credential by "[secret]". */
 void gw_dlq_value_scrub(json_t *v);
 

@@ -240,6 +240,10 @@ int main(int argc, char **argv) {
         MSP_ERROR("kafka.consumer", NULL, "sync history reader: %s", errstr);
         goto out;
     }
+    if (gw_replayer_start(&gw, errstr, sizeof(errstr)) != 0) {
+        MSP_ERROR("kafka.producer", NULL, "%s", errstr);
+        goto out;
+    }
     MSP_INFO("gateway.started", NULL, "listening on %s:%d", gw.cfg.http_bind, svc.ops_port);
 
     while (msp_lifecycle_running())
@@ -255,6 +259,7 @@ out:
     gw_tc_stop(&gw); /* held webhook lookups answer 503; async Redis closed */
     gw_journal_stop(&gw);
     gw_history_stop(&gw); /* its reader stops where it is: the positions in Redis say where */
+    gw_replayer_stop(&gw); /* a replay in progress stops; its request answers 503 below */
     gw.vendor = NULL;
     /* delivery reports answer the held requests; the producer's wiring goes with it */
     gw_kafka_stop(&gw, msp_lifecycle_budget_ms(SHUTDOWN_FLUSH_MS));
