@@ -37,6 +37,7 @@
 #include "rebuild.h"
 #include "merge.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,7 @@
 
 #include <jansson.h>
 
+#include <mspsync/backoff.h>
 #include <mspsync/kafka.h>
 #include <mspsync/log.h>
 #include <mspsync/model.h>
@@ -51,13 +53,46 @@
 #include <mspsync/statekeys.h>
 
 #define READ_TIMEOUT_MS 120000
-#define LOCK_MS 120000 /* a rebuilder that died lets another one go after this */
+/* The rebuild lock is a lease: its holder renews it while it reads and applies, so one that was
+ * killed lets another normalizer go within LOCK_MS (a fixed 120 s left the inventory answering
+ * 503 for two minutes after a SIGKILL inside the rebuild). */
+#define LOCK_MS 10000
+#define RENEW_MS 2000
 #define KEYLEN 600
 
 /* The gateway's "inventory pending" flag goes only when it names the epoch rebuilt for. */
 static const char PENDING_DEL_LUA[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
     "return 0";
+
+/* The lease is renewed (or released) only by its holder: KEYS[1] the lock, ARGV[1] the holder,
+ * ARGV[2] the new time to live in ms, or 0 to release. */
+static const char LEASE_LUA[] = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+                                "if ARGV[2] == '0' then return redis.call('DEL', KEYS[1]) end "
+                                "return redis.call('PEXPIRE', KEYS[1], ARGV[2])";
+
+typedef struct {
+    redisContext *c;
+    const char *lock, *me;
+    int64_t renewed_ms;
+} lease_t;
+
+/* Renews the lease when RENEW_MS passed since the last time (ttl_ms 0: releases it at once).
+ * @returns 1 while it is held, 0 when it was lost (expired and taken, or Redis failed). */
+static int lease_keep(lease_t *l, int ttl_ms) {
+    int64_t now = msp_now_ms();
+    if (ttl_ms && now - l->renewed_ms < RENEW_MS)
+        return 1;
+    char ttl[16];
+    snprintf(ttl, sizeof ttl, "%d", ttl_ms);
+    redisReply *x = redisCommand(l->c, "EVAL %s 1 %s %s %s", LEASE_LUA, l->lock, l->me, ttl);
+    int held = x && x->type == REDIS_REPLY_INTEGER && x->integer == 1;
+    if (x)
+        freeReplyObject(x);
+    if (held)
+        l->renewed_ms = now;
+    return held;
+}
 
 nz_state_t nz_state_check(redisContext *c, char *epoch, size_t epoch_size) {
     char ke[64], ki[64];
@@ -88,11 +123,14 @@ typedef struct {
     json_t *last;    /* compacted topic: "<tenant>/<id>" -> record, or null (tombstone) */
     json_t *changes; /* date.changes: array of the changes in read order */
     int (*keep_going)(void *);
-    void *opaque; /* keep_going's */
+    void *opaque;   /* keep_going's */
+    lease_t *lease; /* renewed while reading */
 } coll_t;
 
 static int coll_going(void *arg) {
     const coll_t *co = arg;
+    if (co->lease && !lease_keep(co->lease, LOCK_MS))
+        return 0;
     return !co->keep_going || co->keep_going(co->opaque);
 }
 
@@ -470,21 +508,26 @@ int nz_rebuild(redisContext *c, const char *brokers, const char *epoch, int max_
     }
     if (!mine)
         return 0;
+    lease_t lease = {c, lock, me, msp_now_ms()};
     MSP_WARN("rebuild.start", NULL,
              "the inventory of epoch %s is not in Redis: rebuilding it "
              "from the compacted topics",
              epoch);
     json_t *last[NTYPES] = {0};
-    coll_t ch = {NULL, json_array(), keep_going, opaque};
+    coll_t ch = {NULL, json_array(), keep_going, opaque, &lease};
     int rc = ch.changes ? 0 : -1;
     for (size_t t = 0; t < NTYPES && rc == 0; t++) {
-        coll_t co = {json_object(), NULL, keep_going, opaque};
+        coll_t co = {json_object(), NULL, keep_going, opaque, &lease};
         last[t] = co.last;
         rc = co.last ? read_topic(brokers, TYPES[t].topic, &co, err, errsz) : -1;
     }
     if (rc == 0)
         rc = read_topic(brokers, MSP_TOPIC_DATE_CHANGES, &ch, err, errsz);
     long records = -1, guards = -1;
+    if (rc == 0 && !lease_keep(&lease, LOCK_MS)) {
+        snprintf(err, errsz, "the rebuild lock expired while reading");
+        rc = -1;
+    }
     if (rc == 0 && (records = apply_records(c, last, max_shared, err, errsz)) >= 0 &&
         (guards = apply_echo_guard(c, ch.changes, err, errsz)) >= 0) {
         /* the marker names the epoch rebuilt for: a wipe meanwhile leaves the epoch different */
@@ -505,9 +548,7 @@ int nz_rebuild(redisContext *c, const char *brokers, const char *epoch, int max_
     } else {
         rc = -1;
     }
-    x = redisCommand(c, "DEL %s", lock);
-    if (x)
-        freeReplyObject(x);
+    lease_keep(&lease, 0);
     for (size_t t = 0; t < NTYPES; t++)
         json_decref(last[t]);
     json_decref(ch.changes);

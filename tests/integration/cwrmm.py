@@ -6,7 +6,7 @@ sync to be in the inventory, and reading the inventory straight from Redis.
 import json
 import os
 
-from harness import BIN, Service, wait_until
+from harness import BIN, Service, http, wait_until
 
 BIN.setdefault("cwrmm-sim", os.path.join(os.path.dirname(BIN["syncro-sim"]), "cwrmm-sim"))
 BIN.setdefault("write-back", os.path.join(os.path.dirname(os.path.dirname(BIN["fetcher"])),
@@ -41,13 +41,13 @@ def start_write_back(stack, **extra):
     return wb
 
 
-def start_dates_stack(stack):
-    """Everything a date test needs: Redis, both simulators, gateway, normalizer, one fetcher and
-    one write-back."""
+def start_dates_stack(stack, **gateway_env):
+    """Everything a date test needs: Redis, both simulators, gateway (gateway_env: its settings),
+    normalizer, one fetcher and one write-back."""
     stack.start_redis()
     stack.start_sim()
     start_cwrmm_sim(stack)
-    stack.start_gateway()
+    stack.start_gateway(**gateway_env)
     stack.start_normalizer()
     stack.start_fetcher()
     start_write_back(stack)
@@ -127,3 +127,161 @@ def all_assets(stack, tenant):
 
 def source_record(stack, tenant, src_id):
     return json.loads(stack.redis_raw("GET", k(tenant, "inv:src:asset:" + src_id)))
+
+
+class DatesTenant:
+    """A TestCase mixin: one tenant (TENANT) with Syncro (account "wz-msp") and ConnectWise RMM
+    (partner PARTNER) integrations, both opted into the date write-back, with ten machines in both;
+    dates edited through the API (self.edits) and what each vendor was written. Needs self.s (a
+    Stack started with start_dates_stack)."""
+
+    TENANT = "wz"
+    PARTNER = "pwz"
+    WB = {"purchase_date": True, "warranty_expires": True}
+
+
+    def api(self, method, path, body=None, timeout=90):
+        """The answer of a call, asked again while the gateway answers 503 (restoring)."""
+        def go():
+            st, js, h = self.s.api(method, path, body)
+            return None if st == 503 else (st, js, h)
+        return wait_until(go, timeout, "%s %s answered" % (method, path), interval=0.3)
+
+    def edit(self, aid, purchase, warranty, check=True):
+        """Dates edited through the API; check=False: the answer is returned, not asserted (an
+        edit that was not accepted is not expected anywhere)."""
+        st, js, _ = self.api("PUT", "/v1/tenants/%s/assets/%s/dates" % (self.TENANT, aid),
+                             {"purchase_date": purchase, "warranty_expires": warranty})
+        if check:
+            self.assertEqual(st, 202, js)
+        if st == 202:
+            self.edits[aid] = (purchase, warranty)
+        return st, js
+
+    def inventory(self):
+        out = {}
+        for kind in ("customers", "assets"):
+            items, page = [], 1
+            while True:
+                st, js, _ = self.api("GET", "/v1/tenants/%s/%s?page=%d&per_page=500" % (self.TENANT, kind, page))
+                self.assertEqual(st, 200, js)
+                items += js[kind]
+                if page >= js["meta"]["total_pages"]:
+                    break
+                page += 1
+            out[kind] = sorted(items, key=lambda r: r["id"])
+        return out
+
+    def expected(self, before):
+        """before with the edits' dates."""
+        exp = json.loads(json.dumps(before))
+        for a in exp["assets"]:
+            if a["id"] in self.edits:
+                p, w = self.edits[a["id"]]
+                a["dates"] = {"purchase": {"value": p, "source": "manual"},
+                              "warranty": {"value": w, "source": "manual"}}
+        return exp
+
+    def vendor_time_aside(self, inv):
+        """inv without the edited assets' updated_at: our writes moved it in Syncro (a real
+        vendor change), which a sync after them reads."""
+        inv = json.loads(json.dumps(inv))
+        for a in inv["assets"]:
+            if a["id"] in self.edits:
+                a.pop("updated_at")
+        return inv
+
+    def diff(self, got, expected):
+        """The records that differ (for the failure message)."""
+        e = {(kind, r["id"]): r for kind in expected for r in expected[kind]}
+        g = {(kind, r["id"]): r for kind in got for r in got[kind]}
+        return [(key, g.get(key), e.get(key)) for key in sorted(set(e) | set(g))
+                if g.get(key) != e.get(key)][:3]
+
+    def wait_inventory(self, expected, what):
+        """Wait until the API's inventory, vendor times aside, is expected; fail with the first
+        records that differ."""
+        try:
+            wait_until(lambda: self.vendor_time_aside(self.inventory()) == expected, 60, what)
+        except AssertionError:
+            raise AssertionError(self.diff(self.vendor_time_aside(self.inventory()), expected))
+
+    def cw_writes(self):
+        return cw_admin(self.s, "GET", "/_sim/partners/%s/writes" % self.PARTNER)
+
+    def sy_updates(self):
+        return self.s.sim_stats()["accounts"]["wz-msp"]["asset_updates"]
+
+    def wait_written(self):
+        """Every edit on both vendors, each value written once (one Syncro PUT per edit)."""
+        n = len(self.edits)
+        wait_until(lambda: len(self.cw_writes()) >= 2 * n and self.sy_updates() >= n, 90,
+                   "%d edits written to both vendors" % n, interval=0.5)
+        self.s.wait_normalized()
+        got = {}
+        for x in self.cw_writes():
+            got.setdefault((x["endpointID"], x["name"]), []).append(x["value"][:10])
+        self.assertEqual(len(self.cw_writes()), 2 * n, got)
+        self.assertEqual(self.sy_updates(), n)
+        for aid, (p, w) in self.edits.items():
+            eid = self.cw_of[aid]
+            self.assertEqual(got.get((eid, "Purchase Date")), [p], aid)
+            self.assertEqual(got.get((eid, "Warranty Expiration")), [w], aid)
+            props = self.s.sim_admin("GET", "/wz-msp/api/v1/customer_assets/%s?api_key=wz-key-123456"
+                                     % aid.split(":")[1])["asset"]["properties"]
+            self.assertEqual((props["Purchase Date"][:10], props["Warranty Expiration"][:10]), (p, w))
+
+    def wait_served(self):
+        st, js, _ = self.api("GET", "/v1/tenants/%s" % self.TENANT, timeout=120)
+        self.assertEqual(st, 200, js)
+
+    def set_up_synced(self, assets):
+        """Both integrations synced, ten machines merged, three edits written."""
+        s = self.s
+        s.add_account("wz-msp", 4, assets, "wz-key-123456")
+        s.add_tenant(self.TENANT)
+        st, js, _ = s.api("PUT", "/v1/tenants/%s/integrations/syncro" % self.TENANT,
+                          {"base_url": s.sim_base_url("wz-msp"), "api_key": "wz-key-123456",
+                           "writeback": self.WB})
+        self.assertIn(st, (200, 201), js)
+        s.wait_synced(self.TENANT, js["job_id"], assets=assets)
+        ids = sorted(redis_lines(s, "ZRANGE", k(self.TENANT, "inv:assets"), "0", "-1"))
+        recs = [source_record(s, self.TENANT, i) for i in ids]
+        recs = [r for r in recs if r["serial"] and r["manufacturer"] and r["macs"]][:10]
+        self.assertEqual(len(recs), 10)
+        add_partner(s, self.PARTNER, 20, companies=2,
+                          overlap=[{"serial": r["serial"], "manufacturer": r["manufacturer"],
+                                    "model": r["model"] or "M"} for r in recs])
+        st, js, _ = connect_cwrmm(s, self.TENANT, self.PARTNER, writeback=self.WB)
+        self.assertIn(st, (200, 201), js)
+        wait_cw_synced(s, self.TENANT, js["job_id"])
+        s.wait_normalized()
+        merged = all_assets(s, self.TENANT)
+        self.cw_of = {}
+        for r in recs:
+            src = [x for x in merged[r["id"]]["sources"] if x["integration"] == "cwrmm"]
+            self.assertEqual(len(src), 1, merged[r["id"]])
+            self.cw_of[r["id"]] = src[0]["id"]
+        self.machines = [r["id"] for r in recs]
+        # ready after its first start's (empty) rebuild
+        wait_until(lambda: http("GET", s.normalizer.url("/readyz"))[0] == 200, 30,
+                   "the normalizer ready")
+        for i, aid in enumerate(self.machines[:3]):
+            self.edit(aid, "2021-0%d-1%d" % (i + 1, i), "2029-0%d-2%d" % (i + 1, i))
+        self.wait_written()
+
+    def resync_changes_nothing(self, expected):
+        """Both integrations synced again: nothing changes, nothing is written."""
+        s = self.s
+        dc = sum(s.topic_end_offsets("date.changes").values())
+        cw, sy = len(self.cw_writes()), self.sy_updates()
+        j1 = s.sync_now(self.TENANT)
+        s.wait_synced(self.TENANT, j1)
+        j2 = sync_now_cwrmm(s, self.TENANT)
+        wait_cw_synced(s, self.TENANT, j2)
+        s.wait_normalized()
+        self.assertEqual(self.vendor_time_aside(self.inventory()),
+                         self.vendor_time_aside(expected))
+        self.assertEqual(sum(s.topic_end_offsets("date.changes").values()), dc)
+        self.assertEqual((len(self.cw_writes()), self.sy_updates()), (cw, sy))
+        self.assertEqual(s.kcat("dlq"), [])

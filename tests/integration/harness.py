@@ -465,6 +465,20 @@ class Stack:
                 problems.append("own broker did not stop: %s" % e)
         return problems
 
+    def replace_redis(self):
+        """Redis replaced by an EMPTY server on the same port (no persistence): the old one
+        SIGKILLed, a fresh one started in a directory of its own."""
+        self.redis_proc.kill()
+        self.redis_proc.wait()
+        rdir = os.path.join(self.dir, "redis2")
+        os.makedirs(rdir, exist_ok=True)
+        with open(os.path.join(self.dir, "redis2.log"), "ab") as logf:
+            self.redis_proc = subprocess.Popen(
+                ["redis-server", "--bind", "127.0.0.1", "--port", str(self.redis_port),
+                 "--save", "", "--appendonly", "no", "--dir", rdir],
+                stdout=logf, stderr=subprocess.STDOUT)
+        wait_until(lambda: self.redis_raw("PING").strip() == "PONG", 60, "the empty Redis")
+
     # ------------------------------------------------------------ clients
     def redis(self, *args):
         out = subprocess.run(["redis-cli", "-p", str(self.redis_port), "--no-raw"] + [str(a) for a in args],

@@ -16,26 +16,12 @@ customer rebuilds the lost ticket records from the markers of that customer's ti
 
 The old code gave duplicate tickets for re-fires of open tickets and lost the resolves.
 """
-import os
 import random
 import subprocess
 import time
 
 import ticketing as T
 from harness import StackTest, free_port, main, wait_until
-
-
-def losses(exp, act):
-    """(extra tickets, lost resolves, extra comments) of act against exp."""
-    dup = sum(len(v) - 1 for v in act.values() if len(v) > 1)
-    lost = extra = 0
-    for inc, e in exp.items():
-        got = act.get(inc) or []
-        want = e["changes"].count("Resolved")
-        have = sum(g["changes"].count("Resolved") for g in got)
-        lost += max(0, want - have)
-        extra += max(0, sum(g["comments"] for g in got) - e["comments"])
-    return dup, lost, extra
 
 
 class RedisWipeTicketsTest(StackTest):
@@ -53,43 +39,14 @@ class RedisWipeTicketsTest(StackTest):
                                env=s.base_env())
         wait_until(lambda: len(T.sim_tickets(s)) >= 250 or None, 120, "250 tickets created")
         lose(s)
-        out, err = mtp.communicate(timeout=600)
-        self.assertEqual(mtp.returncode, 0, (out, err[-2000:]))
-        events = T.read_log(log)
-        self.assertEqual(sum(1 for e in events if e["http_status"] == 202), 1000)
-        exp = T.expected(events)
-        kinds = [e["kind"] for e in events]
-        self.assertGreater(kinds.count("refire"), 150)
-        self.assertGreater(kinds.count("resolve"), 60)
-        try:
-            T.wait_exact(s, exp, timeout=180)
-        finally:
-            dup, lost, extra = losses(exp, T.actual(T.sim_tickets(s)))
-            print("duplicate_tickets=%d lost_resolves=%d extra_comments=%d" % (dup, lost, extra))
-        T.wait_drained(s, timeout=180)
-        self.assertEqual(T.compare(exp, T.actual(T.sim_tickets(s))), [])
-        self.assertEqual(s.kcat("dlq"), [])
-        text = s.ticket_creator.logtext()
-        self.assertIn("ticket.rescanned", text)
-        print("rescans=%d" % text.count("ticket.rescanned"))
+        T.assert_exact_after_loss(self, s, T.mtp_events(self, mtp, log))
         return s
 
     def test_flushall_mid_run(self):
         self.run_case(lambda s: s.redis("FLUSHALL"))
 
     def test_redis_replaced_by_an_empty_server(self):
-        def replace(s):
-            s.redis_proc.kill()
-            s.redis_proc.wait()
-            rdir = os.path.join(s.dir, "redis2")
-            os.makedirs(rdir, exist_ok=True)
-            with open(os.path.join(s.dir, "redis2.log"), "ab") as logf:
-                s.redis_proc = subprocess.Popen(
-                    ["redis-server", "--bind", "127.0.0.1", "--port", str(s.redis_port),
-                     "--save", "", "--appendonly", "no", "--dir", rdir],
-                    stdout=logf, stderr=subprocess.STDOUT)
-            wait_until(lambda: s.redis_raw("PING").strip() == "PONG", 60, "the empty Redis")
-        self.run_case(replace, seed=37)
+        self.run_case(lambda s: s.replace_redis(), seed=37)
 
     def test_sigkills_during_the_restore_and_the_rescan(self):
         rnd = random.Random(9)
