@@ -13,6 +13,7 @@
  * microseconds throughout and the two implementations agree bit for bit.
  */
 #include "mspsync/redis.h"
+#include "mspsync/backoff.h"
 #include "mspsync/config.h"
 #include "mspsync/crypto.h"
 #include "mspsync/errstr.h"
@@ -539,4 +540,53 @@ int msp_idem_claim(redisContext *c, const char *key, const char *value, int64_t 
         if (err) return -1;
     }
     return rc;
+}
+
+/* Renew (ARGV[2] > 0) or release (ARGV[2] == 0) KEYS[1] only while ARGV[1] holds it. */
+static const char LEASE_LUA[] = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+                                "if ARGV[2] == '0' then return redis.call('DEL', KEYS[1]) end "
+                                "return redis.call('PEXPIRE', KEYS[1], ARGV[2])";
+
+int msp_lease_take(msp_lease_t *l, redisContext *c, const char *key, int ttl_ms) {
+    memset(l, 0, sizeof(*l));
+    l->c = c;
+    l->ttl_ms = ttl_ms;
+    snprintf(l->key, sizeof(l->key), "%s", key);
+    if (!c || msp_random_hex(l->me, 16) != 0)
+        return -1;
+    redisReply *r = redisCommand(c, "SET %s %s NX PX %d", l->key, l->me, ttl_ms);
+    if (!r)
+        return -1;
+    int rc = r->type == REDIS_REPLY_STATUS ? 1 : r->type == REDIS_REPLY_NIL ? 0 : -1;
+    freeReplyObject(r);
+    if (rc == 1)
+        l->renewed_ms = msp_now_ms();
+    return rc;
+}
+
+static int lease_eval(msp_lease_t *l, int ttl_ms) {
+    char ttl[16];
+    snprintf(ttl, sizeof(ttl), "%d", ttl_ms);
+    redisReply *r =
+        l->c ? redisCommand(l->c, "EVAL %s 1 %s %s %s", LEASE_LUA, l->key, l->me, ttl) : NULL;
+    int held = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    if (r)
+        freeReplyObject(r);
+    return held;
+}
+
+int msp_lease_keep(msp_lease_t *l) {
+    int64_t now = msp_now_ms();
+    if (now - l->renewed_ms < l->ttl_ms / 5)
+        return 1;
+    if (!lease_eval(l, l->ttl_ms))
+        return 0;
+    l->renewed_ms = now;
+    return 1;
+}
+
+void msp_lease_release(msp_lease_t *l) {
+    if (l->me[0])
+        lease_eval(l, 0);
+    l->me[0] = '\0';
 }

@@ -374,7 +374,7 @@ static int usage_apply(bl_t *bl, const char *tenant, json_t *m, int replay, int 
  */
 #define MARKS_MARK_SUFFIX "state:billing"
 #define MARKS_LOCK_SUFFIX "billing:rebuild_lock"
-#define MARKS_LOCK_MS 300000
+#define MARKS_LOCK_MS 10000 /* a lease the replaying replica renews (msp_lease_t) */
 #define REPLAY_TIMEOUT_MS 240000
 
 static int parse_message(bl_item_t *it, char *why, size_t why_size);
@@ -383,6 +383,7 @@ typedef struct {
     bl_t *bl;
     long long applied;
     char err[400];
+    msp_lease_t *lease; /* billing:rebuild_lock, renewed while replaying */
 } replay_t;
 
 static int replay_one(const char *key, size_t key_len, const char *value, size_t value_len,
@@ -407,8 +408,9 @@ static int replay_one(const char *key, size_t key_len, const char *value, size_t
 }
 
 static int replay_going(void *opaque) {
-    (void)opaque;
-    return msp_lifecycle_running();
+    replay_t *r = opaque;
+    r->lease->c = r->bl->redis; /* the replay may have connected again */
+    return msp_lifecycle_running() && msp_lease_keep(r->lease);
 }
 
 /* Rebuild the marks for epoch when this replica wins the lock. @returns 1 rebuilt, 0 another
@@ -417,18 +419,16 @@ static int marks_rebuild(bl_t *bl, const char *epoch) {
     char lock[64], mark[64];
     msp_key(lock, sizeof(lock), "_", MARKS_LOCK_SUFFIX);
     msp_key(mark, sizeof(mark), "_", MARKS_MARK_SUFFIX);
-    redisReply *x =
-        redisCommand(bl->redis, "SET %s %d NX PX %d", lock, (int)getpid(), MARKS_LOCK_MS);
-    int mine = x && x->type == REDIS_REPLY_STATUS;
-    if (x)
-        freeReplyObject(x);
-    if (!x || !mine)
-        return x ? 0 : -1;
+    msp_lease_t lease;
+    int mine = msp_lease_take(&lease, bl->redis, lock, MARKS_LOCK_MS);
+    if (mine != 1)
+        return mine;
+    redisReply *x;
     MSP_WARN("billing.rebuild", NULL,
              "the billing marks of epoch %s are not in Redis: "
              "replaying %s",
              epoch, msp_topic(MSP_TOPIC_USAGE_EVENTS));
-    replay_t r = {bl, 0, ""};
+    replay_t r = {bl, 0, "", &lease};
     long long n = msp_kafka_read_to_end(bl->conf.svc.brokers, msp_topic(MSP_TOPIC_USAGE_EVENTS),
                                         REPLAY_TIMEOUT_MS, replay_one, replay_going, &r, r.err,
                                         sizeof(r.err));
@@ -444,8 +444,8 @@ static int marks_rebuild(bl_t *bl, const char *epoch) {
                  r.applied, n);
     else
         MSP_ERROR("billing.rebuild_failed", NULL, "%s; trying again", r.err[0] ? r.err : "redis");
-    if (bl->redis && (x = redisCommand(bl->redis, "DEL %s", lock)) != NULL)
-        freeReplyObject(x);
+    lease.c = bl->redis;
+    msp_lease_release(&lease);
     return rc;
 }
 

@@ -304,10 +304,14 @@ static void republish_all(gw_journal_t *j) {
 
 typedef struct {
     gw_journal_t *j;
-    json_t *last; /* record key -> record (object) or null */
+    json_t *last;       /* record key -> record (object) or null */
+    msp_lease_t *lease; /* restore:lock, renewed while reading and writing */
 } restore_t;
 
-static int keep_going(void *opaque) { return !atomic_load(&((restore_t *)opaque)->j->stop); }
+static int keep_going(void *opaque) {
+    restore_t *r = opaque;
+    return !atomic_load(&r->j->stop) && msp_lease_keep(r->lease);
+}
 
 static int collect(const char *key, size_t key_len, const char *value, size_t value_len,
                    void *opaque) {
@@ -402,19 +406,20 @@ static void *restore_main(void *arg) {
     msp_key(mark, sizeof(mark), "_", MSP_STATE_EPOCH_SUFFIX);
     msp_key(set, sizeof(set), "_", "tenants");
     msp_key(restored_at, sizeof(restored_at), "_", MSP_STATE_RESTORED_AT_SUFFIX);
-    restore_t r = {j, json_object()};
+    restore_t r = {j, json_object(), NULL};
     long long n = -1;
     j->restore_ok = 0;
     if (!c)
         goto out;
-    redisReply *x = redisCommand(c, "SET %s %d NX PX %d", lock, (int)getpid(), LOCK_MS);
-    int mine = x && x->type == REDIS_REPLY_STATUS;
-    if (x)
-        freeReplyObject(x);
-    if (!mine) {
-        snprintf(err, sizeof(err), "another gateway is restoring");
+    msp_lease_t lease;
+    int mine = msp_lease_take(&lease, c, lock, LOCK_MS);
+    if (mine != 1) {
+        snprintf(err, sizeof(err), "%s",
+                 mine == 0 ? "another gateway is restoring" : "Redis failed");
         goto out;
     }
+    r.lease = &lease;
+    redisReply *x;
     MSP_WARN("config.restore", NULL,
              "Redis has no state marker: restoring the configuration "
              "from the %s topic",
@@ -427,6 +432,11 @@ static void *restore_main(void *arg) {
         json_t *v;
         size_t keys = 0;
         json_object_foreach(r.last, k, v) {
+            if (!msp_lease_keep(&lease)) {
+                snprintf(err, sizeof(err), "the restore lock expired while writing");
+                n = -1;
+                break;
+            }
             if (apply(c, k, json_is_object(v) ? v : NULL, tenants) != 0) {
                 snprintf(err, sizeof(err), "Redis: %s", c->err ? c->errstr : "error reply");
                 n = -1;
@@ -468,9 +478,7 @@ static void *restore_main(void *arg) {
         }
         json_decref(tenants);
     }
-    x = redisCommand(c, "DEL %s", lock);
-    if (x)
-        freeReplyObject(x);
+    msp_lease_release(&lease);
 out:
     if (!j->restore_ok)
         snprintf(j->restore_err, sizeof(j->restore_err), "%s", err);

@@ -53,46 +53,16 @@
 #include <mspsync/statekeys.h>
 
 #define READ_TIMEOUT_MS 120000
-/* The rebuild lock is a lease: its holder renews it while it reads and applies, so one that was
- * killed lets another normalizer go within LOCK_MS (a fixed 120 s left the inventory answering
- * 503 for two minutes after a SIGKILL inside the rebuild). */
+/* The rebuild lock is a lease (msp_lease_t): its holder renews it while it reads and applies, so
+ * one that was killed lets another normalizer go within LOCK_MS (a fixed 120 s left the inventory
+ * answering 503 for two minutes after a SIGKILL inside the rebuild). */
 #define LOCK_MS 10000
-#define RENEW_MS 2000
 #define KEYLEN 600
 
 /* The gateway's "inventory pending" flag goes only when it names the epoch rebuilt for. */
 static const char PENDING_DEL_LUA[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
     "return 0";
-
-/* The lease is renewed (or released) only by its holder: KEYS[1] the lock, ARGV[1] the holder,
- * ARGV[2] the new time to live in ms, or 0 to release. */
-static const char LEASE_LUA[] = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
-                                "if ARGV[2] == '0' then return redis.call('DEL', KEYS[1]) end "
-                                "return redis.call('PEXPIRE', KEYS[1], ARGV[2])";
-
-typedef struct {
-    redisContext *c;
-    const char *lock, *me;
-    int64_t renewed_ms;
-} lease_t;
-
-/* Renews the lease when RENEW_MS passed since the last time (ttl_ms 0: releases it at once).
- * @returns 1 while it is held, 0 when it was lost (expired and taken, or Redis failed). */
-static int lease_keep(lease_t *l, int ttl_ms) {
-    int64_t now = msp_now_ms();
-    if (ttl_ms && now - l->renewed_ms < RENEW_MS)
-        return 1;
-    char ttl[16];
-    snprintf(ttl, sizeof ttl, "%d", ttl_ms);
-    redisReply *x = redisCommand(l->c, "EVAL %s 1 %s %s %s", LEASE_LUA, l->lock, l->me, ttl);
-    int held = x && x->type == REDIS_REPLY_INTEGER && x->integer == 1;
-    if (x)
-        freeReplyObject(x);
-    if (held)
-        l->renewed_ms = now;
-    return held;
-}
 
 nz_state_t nz_state_check(redisContext *c, char *epoch, size_t epoch_size) {
     char ke[64], ki[64];
@@ -124,12 +94,12 @@ typedef struct {
     json_t *changes; /* date.changes: array of the changes in read order */
     int (*keep_going)(void *);
     void *opaque;   /* keep_going's */
-    lease_t *lease; /* renewed while reading */
+    msp_lease_t *lease; /* renewed while reading */
 } coll_t;
 
 static int coll_going(void *arg) {
     const coll_t *co = arg;
-    if (co->lease && !lease_keep(co->lease, LOCK_MS))
+    if (co->lease && !msp_lease_keep(co->lease))
         return 0;
     return !co->keep_going || co->keep_going(co->opaque);
 }
@@ -494,21 +464,17 @@ static long apply_echo_guard(redisContext *c, json_t *changes, char *err, size_t
 
 int nz_rebuild(redisContext *c, const char *brokers, const char *epoch, int max_shared,
                int (*keep_going)(void *), void *opaque, char *err, size_t errsz) {
-    char lock[64], mark[64], me[32];
+    char lock[64], mark[64];
     msp_key(lock, sizeof lock, "_", NZ_REBUILD_LOCK_SUFFIX);
     msp_key(mark, sizeof mark, "_", NZ_INVENTORY_MARK_SUFFIX);
-    snprintf(me, sizeof me, "%d", (int)getpid());
-    redisReply *x = redisCommand(c, "SET %s %s NX PX %d", lock, me, LOCK_MS);
-    int mine = x && x->type == REDIS_REPLY_STATUS;
-    if (x)
-        freeReplyObject(x);
-    if (!x) {
-        snprintf(err, errsz, "redis: %s", c->errstr);
+    msp_lease_t lease;
+    int taken = msp_lease_take(&lease, c, lock, LOCK_MS);
+    if (taken < 0) {
+        snprintf(err, errsz, "redis: %s", c->err ? c->errstr : "taking the rebuild lock failed");
         return -1;
     }
-    if (!mine)
+    if (!taken)
         return 0;
-    lease_t lease = {c, lock, me, msp_now_ms()};
     MSP_WARN("rebuild.start", NULL,
              "the inventory of epoch %s is not in Redis: rebuilding it "
              "from the compacted topics",
@@ -524,14 +490,14 @@ int nz_rebuild(redisContext *c, const char *brokers, const char *epoch, int max_
     if (rc == 0)
         rc = read_topic(brokers, MSP_TOPIC_DATE_CHANGES, &ch, err, errsz);
     long records = -1, guards = -1;
-    if (rc == 0 && !lease_keep(&lease, LOCK_MS)) {
+    if (rc == 0 && !msp_lease_keep(&lease)) {
         snprintf(err, errsz, "the rebuild lock expired while reading");
         rc = -1;
     }
     if (rc == 0 && (records = apply_records(c, last, max_shared, err, errsz)) >= 0 &&
         (guards = apply_echo_guard(c, ch.changes, err, errsz)) >= 0) {
         /* the marker names the epoch rebuilt for: a wipe meanwhile leaves the epoch different */
-        x = redisCommand(c, "SET %s %s", mark, epoch);
+        redisReply *x = redisCommand(c, "SET %s %s", mark, epoch);
         rc = x && x->type == REDIS_REPLY_STATUS ? 0 : -1;
         if (x)
             freeReplyObject(x);
@@ -548,7 +514,7 @@ int nz_rebuild(redisContext *c, const char *brokers, const char *epoch, int max_
     } else {
         rc = -1;
     }
-    lease_keep(&lease, 0);
+    msp_lease_release(&lease);
     for (size_t t = 0; t < NTYPES; t++)
         json_decref(last[t]);
     json_decref(ch.changes);

@@ -61,8 +61,9 @@
 #define LOCK_MS 10000
 #define RENEW_MS 2000
 #define SCAN_PER_RUN 500 /* records of other tenants skipped per turn of the loop */
-#define REBUILD_LOCK_MS 120000
-#define REBUILD_READ_MS 90000 /* bounds the scan of incidents.held (REBUILD_LOCK_MS covers it) */
+#define REBUILD_LOCK_MS                                                                            \
+    10000 /* a lease renewed while scanning: a killed rebuilder lets another go */
+#define REBUILD_READ_MS 90000 /* bounds the scan of incidents.held */
 
 static void rel_arm(tc_t *tc, int ms) {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -452,8 +453,15 @@ static int held_state(tc_t *tc, char *epoch, size_t size) {
  * One record of the scan: tenant -> {"partition", "released_to", "offsets": [held], "skip": the
  * released ones at the front of offsets}.
  */
+typedef struct {
+    json_t *tenants;    /* tenant -> what the scan found */
+    msp_lease_t *lease; /* held_rebuild_lock, renewed while scanning */
+} scan_t;
+
+static int scan_going(void *opaque) { return msp_lease_keep(((scan_t *)opaque)->lease); }
+
 static int scan_record(const rd_kafka_message_t *m, void *opaque) {
-    json_t *tenants = opaque;
+    json_t *tenants = ((scan_t *)opaque)->tenants;
     char tenant[129];
     if (!m->key || m->key_len == 0 || m->key_len >= sizeof(tenant))
         return 0; /* not a tenant's record: work.c never produces one */
@@ -558,36 +566,33 @@ static int rebuild_write(tc_t *tc, json_t *tenants, const char *epoch) {
 
 /* Claim the rebuild for the epoch, scan incidents.held, write the index. */
 static void rebuild(tc_t *tc, const char *epoch) {
-    char kl[64], token[33], errstr[512];
+    char kl[64], errstr[512];
     msp_key(kl, sizeof(kl), "_", "ticketing:held_rebuild_lock");
-    if (msp_random_hex(token, 16) != 0)
-        return;
-    redisReply *r = redisCommand(tc->redis, "SET %s %s NX PX %d", kl, token, REBUILD_LOCK_MS);
-    int mine = r && r->type == REDIS_REPLY_STATUS;
-    if (r)
-        freeReplyObject(r);
-    if (!mine)
+    msp_lease_t lease;
+    if (msp_lease_take(&lease, tc->redis, kl, REBUILD_LOCK_MS) != 1)
         return; /* another replica rebuilds; its state:held ends the wait */
     json_t *tenants = json_object();
+    scan_t scan = {tenants, &lease};
     int64_t t0 = msp_wall_ms();
-    long long n = tenants ? msp_kafka_read_to_end_msg(
-                                tc->conf.svc.brokers, msp_topic(MSP_TOPIC_INCIDENTS_HELD),
-                                REBUILD_READ_MS, scan_record, NULL, tenants, errstr, sizeof(errstr))
-                          : -1;
+    long long n =
+        tenants ? msp_kafka_read_to_end_msg(tc->conf.svc.brokers,
+                                            msp_topic(MSP_TOPIC_INCIDENTS_HELD), REBUILD_READ_MS,
+                                            scan_record, scan_going, &scan, errstr, sizeof(errstr))
+                : -1;
     if (n < 0)
         MSP_WARN("held.rebuild_failed", NULL, "reading %s: %s; trying again",
                  msp_topic(MSP_TOPIC_INCIDENTS_HELD), tenants ? errstr : "out of memory");
-    else if (!tc_redis_ok(tc) || rebuild_write(tc, tenants, epoch) != 0)
+    else if (!tc_redis_ok(tc) || !(lease.c = tc->redis, msp_lease_keep(&lease)) ||
+             rebuild_write(tc, tenants, epoch) != 0)
         MSP_WARN("held.rebuild_failed", NULL,
-                 "writing the index failed (Redis, or lost again); trying again");
+                 "writing the index failed (Redis, the lock lost, or lost again); trying again");
     else
         MSP_INFO("held.rebuild_read", NULL, "%lld records of %s read in %" PRId64 " ms", n,
                  msp_topic(MSP_TOPIC_INCIDENTS_HELD), msp_wall_ms() - t0);
     json_decref(tenants);
     if (tc_redis_ok(tc)) {
-        r = redisCommand(tc->redis, "EVAL %s 1 %s %s", UNLOCK_LUA, kl, token);
-        if (r)
-            freeReplyObject(r);
+        lease.c = tc->redis; /* tc_redis_ok may have connected again */
+        msp_lease_release(&lease);
     }
 }
 

@@ -438,6 +438,36 @@ static void idempotency_claim_is_won_once_and_shows_the_holder(void **state) {
     del(g_c, k);
 }
 
+static void lease_is_held_once_renewed_by_its_holder_and_lost_when_it_expires(void **state) {
+    (void)state;
+    char k[128];
+    key(k, sizeof(k), "rebuild_lock");
+    msp_lease_t a, b;
+    assert_int_equal(msp_lease_take(&a, g_c, k, 60000), 1);
+    assert_int_equal(msp_lease_take(&b, g_c, k, 60000), 0); /* one holder at a time */
+    assert_string_not_equal(a.me, b.me);
+    /* within a fifth of its time to live keep sends nothing; after it, it renews to the full ttl */
+    redisReply *r = redisCommand(g_c, "PEXPIRE %s 5000", k);
+    freeReplyObject(r);
+    assert_int_equal(msp_lease_keep(&a), 1);
+    assert_true(pttl(g_c, k) <= 5000);
+    a.renewed_ms -= 20000;
+    assert_int_equal(msp_lease_keep(&a), 1);
+    assert_true(pttl(g_c, k) > 50000);
+    /* not the holder: release changes nothing */
+    msp_lease_release(&b);
+    assert_true(pttl(g_c, k) > 0);
+    /* expired and taken by another: the first holder learns it lost the lease */
+    del(g_c, k);
+    assert_int_equal(msp_lease_take(&b, g_c, k, 60000), 1);
+    a.renewed_ms -= 20000;
+    assert_int_equal(msp_lease_keep(&a), 0);
+    msp_lease_release(&a);
+    assert_true(pttl(g_c, k) > 0); /* still b's */
+    msp_lease_release(&b);
+    assert_int_equal(pttl(g_c, k), -2);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Setup
  * ------------------------------------------------------------------------------------------- */
@@ -511,6 +541,7 @@ int main(void) {
         cmocka_unit_test(two_clients_sharing_a_bucket_never_exceed_its_rate),
         cmocka_unit_test(cursor_cas_swaps_only_from_the_expected_value),
         cmocka_unit_test(idempotency_claim_is_won_once_and_shows_the_holder),
+        cmocka_unit_test(lease_is_held_once_renewed_by_its_holder_and_lost_when_it_expires),
     };
     int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
     stop_server();

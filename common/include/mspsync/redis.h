@@ -105,4 +105,30 @@ int msp_cursor_cas_ex(redisContext *c, const char *key, const char *expected, co
 int msp_idem_claim(redisContext *c, const char *key, const char *value, int64_t ttl_ms,
                    char **existing);
 
+/**
+ * A lease: a lock key (SET NX PX) that its holder renews while it works, so a holder that was
+ * killed lets another process go within one time to live instead of a long fixed one. Used by
+ * the one-per-deployment rebuilds after a loss of Redis (the gateway's restore, the normalizer's
+ * inventory, billing's replay). Only the holder (a random token) renews or releases it.
+ */
+typedef struct msp_lease_s {
+    redisContext *c;
+    char key[128];
+    char me[40];
+    int ttl_ms;
+    int64_t renewed_ms;
+} msp_lease_t;
+
+/** @brief Claim key for ttl_ms. @returns 1 taken, 0 another holds it, -1 Redis error. */
+int msp_lease_take(msp_lease_t *l, redisContext *c, const char *key, int ttl_ms);
+
+/**
+ * @brief Renew the lease when a fifth of its time to live passed since the last renewal (cheap
+ * to call often). @returns 1 still held, 0 lost (expired and taken by another, or Redis failed).
+ */
+int msp_lease_keep(msp_lease_t *l);
+
+/** @brief Release the lease if this holder still has it. */
+void msp_lease_release(msp_lease_t *l);
+
 #endif
