@@ -459,13 +459,13 @@ static void *restore_main(void *arg) {
             msp_key(pending, sizeof(pending), "_", MSP_STATE_INVENTORY_PENDING_SUFFIX);
             msp_key(restored, sizeof(restored), "_", MSP_STATE_RESTORED_SUFFIX);
             snprintf(now, sizeof(now), "%lld", (long long)msp_wall_ms());
-            x = keys > 0 ? redisCommand(c, "MSET %s %s %s %s %s %s", pending, epoch, restored, epoch,
-                                        restored_at, now)
+            x = keys > 0 ? redisCommand(c, "MSET %s %s %s %s %s %s", pending, epoch, restored,
+                                        epoch, restored_at, now)
                          : redisCommand(c, "MSET %s %s %s %s", pending, epoch, restored, epoch);
             if (!x || x->type == REDIS_REPLY_ERROR) {
                 snprintf(err, sizeof(err), "Redis: %s", c->err ? c->errstr : "error reply");
-                n      = -1;
-                drawn  = 0;
+                n = -1;
+                drawn = 0;
             }
             if (x)
                 freeReplyObject(x);

@@ -258,7 +258,7 @@ out:
     msp_http_destroy(gw.vendor);                   /* callbacks answer 503 */
     gw_tc_stop(&gw); /* held webhook lookups answer 503; async Redis closed */
     gw_journal_stop(&gw);
-    gw_history_stop(&gw); /* its reader stops where it is: the positions in Redis say where */
+    gw_history_stop(&gw);  /* its reader stops where it is: the positions in Redis say where */
     gw_replayer_stop(&gw); /* a replay in progress stops; its request answers 503 below */
     gw.vendor = NULL;
     /* delivery reports answer the held requests; the producer's wiring goes with it */

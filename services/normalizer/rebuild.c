@@ -93,7 +93,7 @@ typedef struct {
     json_t *last;    /* compacted topic: "<tenant>/<id>" -> record, or null (tombstone) */
     json_t *changes; /* date.changes: array of the changes in read order */
     int (*keep_going)(void *);
-    void *opaque;   /* keep_going's */
+    void *opaque;       /* keep_going's */
     msp_lease_t *lease; /* renewed while reading */
 } coll_t;
 
