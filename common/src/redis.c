@@ -209,7 +209,13 @@ static void async_setup_cb(redisAsyncContext *ac, void *reply, void *what) {
     redisReply *r = reply;
     if (r && r->type == REDIS_REPLY_ERROR) {
         MSP_ERROR("redis.setup_failed", NULL, "Redis %s: %s", (const char *)what, r->str);
-        redisAsyncDisconnect(ac);
+        /* Free, not disconnect: the commands queued behind AUTH/SELECT are already sent, and a
+         * server without a password answers them — a disconnect would still deliver those
+         * replies as if the connection were good (read from the wrong database, or from a
+         * server the configured password does not open). Freed here (hiredis defers it past this
+         * callback), every pending callback gets a NULL reply and the owner's disconnect callback
+         * runs, as for a lost connection. */
+        redisAsyncFree(ac);
     }
 }
 
