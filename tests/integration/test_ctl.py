@@ -344,10 +344,7 @@ class CtlTest(StackTest):
         self.assertEqual(ctl.run("sync", "history", "nosuchvendor")[0], 2)
 
         # a dead letter of the tenant: an incident of an unmapped org
-        inc = {"id": "inc-ctl-1", "org_id": "org-0003", "org_name": "Umbrella Corp",
-               "alert_type": "device_offline", "severity": "high", "status": "open",
-               "subject": "WS-07", "title": "Device offline", "description": "no heartbeat",
-               "occurred_at": "2026-11-23T10:00:00.000Z", "link": "https://mtp.example/i/1"}
+        inc = T.unmapped_incident(id="inc-ctl-1")
         self.assertEqual(T.post_incident(s, secret, inc)[0], 202)
         dls = harness.wait_until(lambda: ctl.json("dlq", "list")["dead_letters"], 60, "dead letter")
         dl = dls[0]["id"]
@@ -379,7 +376,6 @@ class CtlTest(StackTest):
         """`incident trace` shows the incident's steps and its ticket (the simulator's), by
         incident id and by fingerprint; --json is the API's answer; an unknown incident exits 5.
         `asset history` shows an asset's sources joining it."""
-        import ticketing as T
         s = self.make_stack(sim_config={"rate_limit": 0})
         secret = T.setup(s, orgs=2, customers=3)
         inc = {"id": "inc-ctl-1", "org_id": "org-0001", "org_name": "Org One",

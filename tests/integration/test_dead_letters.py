@@ -41,10 +41,7 @@ class DeadLettersTest(StackTest):
         # tenant A: the same kind of malformed record, and an incident of an unmapped org
         s.sim_admin("POST", "/_sim/accounts/%s/poison" % T.SUB)
         s.sync_now(A)
-        inc = {"id": "inc-unmapped-1", "org_id": "org-0003", "org_name": "Umbrella Corp",
-               "alert_type": "device_offline", "severity": "high", "status": "open",
-               "subject": "WS-07", "title": "Device offline", "description": "no heartbeat",
-               "occurred_at": "2026-11-23T10:00:00.000Z", "link": "https://mtp.example/i/1"}
+        inc = T.unmapped_incident()
         st, js, _ = T.post_incident(s, secret, inc)
         self.assertEqual(st, 202, js)
 

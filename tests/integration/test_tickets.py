@@ -170,10 +170,7 @@ class TicketsTest(StackTest):
     def test_unmapped_org_is_dead_lettered_visible_and_replayable(self):
         s = self.make_stack(sim_config={"rate_limit": 0})
         secret = T.setup(s, orgs=3, unmapped=("org-0003",))
-        inc = {"id": "inc-unmapped-1", "org_id": "org-0003", "org_name": "Umbrella Corp",
-               "alert_type": "device_offline", "severity": "high", "status": "open",
-               "subject": "WS-07", "title": "Device offline", "description": "no heartbeat",
-               "occurred_at": "2026-11-23T10:00:00.000Z", "link": "https://mtp.example/i/1"}
+        inc = T.unmapped_incident()
         st, js, _ = T.post_incident(s, secret, inc)
         self.assertEqual(st, 202, js)
         ok = dict(inc, id="inc-mapped-1", org_id="org-0001", org_name="Org One")

@@ -35,10 +35,7 @@ class TracesTest(StackTest):
     def test_incident_trace_unmapped_dead_letter_ticket_and_isolation(self):
         s = self.make_stack(sim_config={"rate_limit": 0})
         secret = T.setup(s, orgs=3, unmapped=("org-0003",))
-        bad = {"id": "inc-unmapped-1", "org_id": "org-0003", "org_name": "Umbrella Corp",
-               "alert_type": "device_offline", "severity": "high", "status": "open",
-               "subject": "WS-07", "title": "Device offline", "description": "no heartbeat",
-               "occurred_at": "2026-11-23T10:00:00.000Z"}
+        bad = T.unmapped_incident()
         good = dict(bad, id="inc-mapped-1", org_id="org-0001", org_name="Org One")
         for inc in (bad, good):
             st, js, _ = T.post_incident(s, secret, inc)

@@ -269,6 +269,17 @@ def sign(secret, ts, body):
     return "v1=" + hmac.new(secret.encode(), ("%s." % ts).encode() + body, hashlib.sha256).hexdigest()
 
 
+def unmapped_incident(**over):
+    """An incident of org-0003, the org that setup(unmapped=("org-0003",)) leaves unmapped: the
+    dead-letter, replay, trace and CLI tests post it (over: fields to change)."""
+    inc = {"id": "inc-unmapped-1", "org_id": "org-0003", "org_name": "Umbrella Corp",
+           "alert_type": "device_offline", "severity": "high", "status": "open",
+           "subject": "WS-07", "title": "Device offline", "description": "no heartbeat",
+           "occurred_at": "2026-11-23T10:00:00.000Z", "link": "https://mtp.example/i/1"}
+    inc.update(over)
+    return inc
+
+
 def post_incident(stack, secret, incident, ts=None):
     body = json.dumps(incident).encode()
     ts = ts if ts is not None else int(time.time())
