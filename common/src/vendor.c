@@ -2,7 +2,8 @@
  * vendor.c — the list of vendor rows, the lookups over it, and the calls that go through a row.
  *
  * The rows themselves live beside their clients (vendor_syncro.c, vendor_cwrmm.c); this file only
- * lists them, in msp_vendor_id_t order, and is the one place that walks the list. The wrappers
+ * lists them, from the registry (vendors.def) in msp_vendor_id_t order, and is the one place that
+ * walks the list. The wrappers
  * below exist so that callers never touch a row's optional callbacks (a NULL auth_rejected means
  * "a 401 is final") or a credential's impl.
  */
@@ -13,8 +14,8 @@
 #include <string.h>
 
 static const msp_vendor_t *const ROWS[MSP_VENDOR_COUNT] = {
-    [MSP_VENDOR_SYNCRO] = &msp_vendor_syncro,
-    [MSP_VENDOR_CWRMM] = &msp_vendor_cwrmm,
+#define MSP_VENDOR(ID, name) [MSP_VENDOR_##ID] = &msp_vendor_##name,
+#include "mspsync/vendors.def"
 };
 
 const msp_vendor_t *msp_vendor_at(size_t i) { return i < MSP_VENDOR_COUNT ? ROWS[i] : NULL; }
@@ -119,6 +120,34 @@ size_t msp_vendor_missing(const msp_vendor_feature_t *f, const char *granted, co
         if (!msp_vendor_list_has(granted, *p))
             out[n++] = *p;
     return n;
+}
+
+/* ---- rate settings ----------------------------------------------------------------------- */
+
+size_t msp_vendor_rate_rows(void *rates, msp_config_entry_t *out, size_t max) {
+    msp_vendor_rates_t *r = rates;
+    size_t n = 0;
+    for (size_t i = 0; i < MSP_VENDOR_COUNT; i++) {
+        const msp_vendor_rate_t *vr = &ROWS[i]->rate;
+        const msp_config_entry_t rows[2] = {
+            {vr->rate_env, MSP_CFG_INT, vr->rate_def, vr->rate_help, r ? &r->milli[i] : NULL, 1,
+             vr->rate_max, 0, NULL},
+            {vr->burst_env, MSP_CFG_INT, vr->burst_def, vr->burst_help, r ? &r->burst[i] : NULL, 1,
+             vr->burst_max, 0, NULL},
+        };
+        for (size_t k = 0; k < 2; k++, n++)
+            if (out && n < max)
+                out[n] = rows[k];
+    }
+    return n;
+}
+
+double msp_vendor_rate_per_s(const msp_vendor_rates_t *r, const msp_vendor_t *v) {
+    return (double)r->milli[v->id] / 1000.0;
+}
+
+int msp_vendor_rate_burst(const msp_vendor_rates_t *r, const msp_vendor_t *v) {
+    return (int)r->burst[v->id];
 }
 
 /* ---- credentials ------------------------------------------------------------------------- */

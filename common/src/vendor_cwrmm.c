@@ -461,7 +461,11 @@ const msp_vendor_t msp_vendor_cwrmm = {
     .stats_prefix = "cwrmm_",
     .extra_keys = CW_EXTRA_KEYS,
     .merge_primary = 0,
-    .rate = {"MSPSYNC_CWRMM_RATE_MILLI", 10000, "MSPSYNC_CWRMM_BURST", 10, "cwrmm:"},
+    .rate = {"MSPSYNC_CWRMM_RATE_MILLI", "10000", 100000000,
+             "ConnectWise RMM requests per 1000 s for one API client (client id), shared by the "
+             "fetchers and the write-backs: set it the same in every service",
+             "MSPSYNC_CWRMM_BURST", "10", 100000,
+             "Requests a ConnectWise RMM client's bucket allows at once", "cwrmm:"},
     .features = CW_FEATURES,
     .types = CW_TYPES,
     .types_cnt = sizeof(CW_TYPES) / sizeof(CW_TYPES[0]),

@@ -352,7 +352,12 @@ const msp_vendor_t msp_vendor_syncro = {
     .stats_prefix = "",
     .extra_keys = NULL,
     .merge_primary = 1,
-    .rate = {"MSPSYNC_SYNCRO_RATE_MILLI", 2900, "MSPSYNC_SYNCRO_BURST", 3, "syncro:"},
+    .rate = {"MSPSYNC_SYNCRO_RATE_MILLI", "2900", 10000000,
+             "Syncro requests per 1000 s for one account, shared by the fetchers, the gateway, the "
+             "ticket-creators and the write-backs: set it the same in every service (Syncro allows "
+             "180/min = 3000)",
+             "MSPSYNC_SYNCRO_BURST", "3", 10000,
+             "Requests a Syncro account's bucket allows at once", "syncro:"},
     .features = SY_FEATURES,
     .types = SY_TYPES,
     .types_cnt = sizeof(SY_TYPES) / sizeof(SY_TYPES[0]),

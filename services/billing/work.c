@@ -1007,8 +1007,8 @@ static void push_load(void *arg) {
     msp_vcall_account_t a = {
         .base_url = it->sy.base_url,
         .bucket_key = it->sy.bucket_key,
-        .rate = bl->conf.syncro_rate,
-        .burst = (int)bl->conf.syncro_burst,
+        .rate = msp_vendor_rate_per_s(&bl->conf.svc.rates, &msp_vendor_syncro),
+        .burst = msp_vendor_rate_burst(&bl->conf.svc.rates, &msp_vendor_syncro),
         .auth_header = it->sy.auth_header,
         .vendor = &msp_vendor_syncro,
     };

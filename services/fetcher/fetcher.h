@@ -24,13 +24,7 @@
 #include "mspsync/vcall.h"
 
 typedef struct fetcher_conf_s {
-    msp_svc_conf_t svc;           /* Kafka, Redis, logging, ops server */
-    double     syncro_rate;       /* tokens per second of one Syncro account's bucket */
-    long long  syncro_rate_milli; /* the same, as configured (requests per 1000 s) */
-    long long  syncro_burst;
-    double     cwrmm_rate;
-    long long  cwrmm_rate_milli;
-    long long  cwrmm_burst;
+    msp_svc_conf_t svc; /* Kafka, Redis, logging, ops server */
     long long  cwrmm_page_size;
     long long  cwrmm_token_margin_ms;
     long long  schedule_interval_ms;

@@ -31,8 +31,7 @@ static const msp_config_entry_t config_table[] = {
                      "syncs are bulk work and yield the CPU to the incident path"),
     MSP_SVC_OPS_ROWS(F.conf.svc, "9100"),
     MSP_KAFKA_CONFIG(F.conf.svc.kafka),
-    MSP_SVC_SYNCRO_RATE_ROWS(F.conf.syncro_rate_milli, F.conf.syncro_burst),
-    MSP_SVC_CWRMM_RATE_ROWS(F.conf.cwrmm_rate_milli, F.conf.cwrmm_burst),
+    MSP_SVC_VENDOR_RATE_ROWS(F.conf.svc),
     {"MSPSYNC_CWRMM_PAGE_SIZE", MSP_CFG_INT, "500",
      "Devices per ConnectWise RMM list request (the API allows 500)", &F.conf.cwrmm_page_size, 1,
      500},
@@ -117,8 +116,6 @@ int main(int argc, char **argv) {
     if (rc >= 0) return rc;   /* --help, or a configuration error */
     int exit_code = 0;
     fetcher_t *f = &F;
-    f->conf.syncro_rate = (double)f->conf.syncro_rate_milli / 1000.0;
-    f->conf.cwrmm_rate = (double)f->conf.cwrmm_rate_milli / 1000.0;
     char host[64] = "fetcher";
     gethostname(host, sizeof(host) - 1);
     snprintf(f->replica_id, sizeof(f->replica_id), "%.40s-%d", host, (int)getpid());

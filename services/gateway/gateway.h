@@ -71,8 +71,6 @@ typedef struct gw_config_s {
     long long max_body;
     long long vendor_timeout_ms;
     char *syncro_subdomain_url; /* "https://{subdomain}.syncromsp.com/api/v1" */
-    long long syncro_rate_milli;
-    long long syncro_burst;
     long long kafka_delivery_timeout_ms;
     long long kafka_linger_ms;
     long long webhook_max_body;
@@ -611,7 +609,7 @@ void gw_tc_org_seen(gw_t *gw, const char *tenant, const char *org_id, const char
  * (prove the credentials, then store them), its DELETE and its GET body. Keys:
  * mspsync:{t}:integration:<name> (the settings and the sealed secret) and
  * mspsync:{t}:status:<name> (written by the fetcher). One row per vendor, at the vendor's id
- * (integrations.c); each lives in the vendor's api_ file.
+ * (integrations.c, from the registry vendors.def); each lives in the vendor's api_ file.
  */
 typedef struct gw_integ_s {
     const msp_vendor_t *vendor;
@@ -621,8 +619,9 @@ typedef struct gw_integ_s {
     const char *const *own_keys; /* gateway keys (after the tenant) a removal also drops */
 } gw_integ_t;
 
-extern const gw_integ_t gw_syncro_integ; /* api_integrations.c */
-extern const gw_integ_t gw_cwrmm_integ;  /* api_cwrmm.c */
+/* gw_<name>_integ for every vendor of the registry (vendors.def), in the vendor's api_ file */
+#define MSP_VENDOR(ID, name) extern const gw_integ_t gw_##name##_integ;
+#include "mspsync/vendors.def"
 
 /** @brief The descriptor of an integration name, or NULL. Borrowed (static). */
 const gw_integ_t *gw_integ_find(const char *name);

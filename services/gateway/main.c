@@ -61,7 +61,7 @@ static const msp_config_entry_t config[] = {
      "the API base URL a Syncro integration saved with a subdomain gets, {subdomain} being the "
      "normalized name (\"acme\" for acme.syncromsp.com); tests point it at the simulator",
      &gw.cfg.syncro_subdomain_url, 0, 0, 0},
-    MSP_SVC_SYNCRO_RATE_ROWS(gw.cfg.syncro_rate_milli, gw.cfg.syncro_burst),
+    MSP_SVC_VENDOR_RATE_ROWS(gw.cfg.svc),
     {"MSPSYNC_KAFKA_DELIVERY_TIMEOUT_MS", MSP_CFG_INT, "30000",
      "how long a queued job, tombstone or webhook incident may wait for Kafka before the "
      "request fails with 503",

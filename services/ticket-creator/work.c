@@ -766,8 +766,9 @@ static void use_syncro(tc_item_t *it) {
     const tc_conf_t *conf = &it->tc->conf;
     msp_vcall_account_t acct = {.base_url = it->syncro.base_url,
                                 .bucket_key = it->syncro.bucket_key,
-                                .rate = conf->syncro_rate,
-                                .burst = (int)conf->syncro_burst,
+                                .rate = msp_vendor_rate_per_s(&conf->svc.rates, &msp_vendor_syncro),
+                                .burst =
+                                    msp_vendor_rate_burst(&conf->svc.rates, &msp_vendor_syncro),
                                 .auth_header = it->syncro.auth_header,
                                 .describe = msp_syncro_describe};
     msp_vcall_account(&it->vc, &acct);

@@ -25,10 +25,9 @@
 static wb_t W;
 
 static const msp_config_entry_t config_table[] = {
-    MSP_SVC_WORKER_CONFIG(W.conf.svc, "mspsync-write-back", "Kafka consumer group of the write-backs",
-                          "9104"),
-    MSP_SVC_SYNCRO_RATE_ROWS(W.conf.syncro_rate_milli, W.conf.syncro_burst),
-    MSP_SVC_CWRMM_RATE_ROWS(W.conf.cwrmm_rate_milli, W.conf.cwrmm_burst),
+    MSP_SVC_WORKER_CONFIG(W.conf.svc, "mspsync-write-back",
+                          "Kafka consumer group of the write-backs", "9104"),
+    MSP_SVC_VENDOR_RATE_ROWS(W.conf.svc),
     MSP_SVC_CWRMM_TOKEN_MARGIN_ROW(W.conf.cwrmm_token_margin_ms),
     MSP_SVC_KEYQ_ROWS(W.conf.max_active, W.conf.max_queued,
                       "Assets whose date changes are written at once by one replica",
@@ -84,8 +83,6 @@ int main(int argc, char **argv) {
     if (rc >= 0) return rc;   /* --help, or a configuration error */
     int exit_code = 0;
     wb_t *wb = &W;
-    wb->conf.syncro_rate = (double)wb->conf.syncro_rate_milli / 1000.0;
-    wb->conf.cwrmm_rate = (double)wb->conf.cwrmm_rate_milli / 1000.0;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     wb->base = event_base_new();
     wb->metrics = msp_metrics_new("write-back");

@@ -30,13 +30,7 @@
 #include "mspsync/vcall.h"
 
 typedef struct wb_conf_s {
-    msp_svc_conf_t svc;           /* Kafka, Redis, logging, ops server */
-    double     syncro_rate;       /* tokens per second of one Syncro account's bucket */
-    long long  syncro_rate_milli;
-    long long  syncro_burst;
-    double     cwrmm_rate;        /* tokens per second of one ConnectWise RMM API client */
-    long long  cwrmm_rate_milli;
-    long long  cwrmm_burst;
+    msp_svc_conf_t svc; /* Kafka, Redis, logging, ops server */
     long long  cwrmm_token_margin_ms;
     long long  max_active;
     long long  max_queued;

@@ -554,8 +554,8 @@ static void cw_account(wb_item_t *it, target_t *t, msp_vcall_account_t *a) {
     t->cw_auth = (msp_vcall_cwrmm_t){&it->wb->tokens, &t->cw};
     a->base_url = t->cw.base_url;
     a->bucket_key = t->cw.bucket_key;
-    a->rate = conf->cwrmm_rate;
-    a->burst = (int)conf->cwrmm_burst;
+    a->rate = msp_vendor_rate_per_s(&conf->svc.rates, t->vendor);
+    a->burst = msp_vendor_rate_burst(&conf->svc.rates, t->vendor);
     a->auth = &msp_vcall_cwrmm_auth;
     a->auth_ctx = &t->cw_auth;
 }
@@ -565,8 +565,8 @@ static void sy_account(wb_item_t *it, target_t *t, msp_vcall_account_t *a) {
     const wb_conf_t *conf = &it->wb->conf;
     a->base_url = t->sy.base_url;
     a->bucket_key = t->sy.bucket_key;
-    a->rate = conf->syncro_rate;
-    a->burst = (int)conf->syncro_burst;
+    a->rate = msp_vendor_rate_per_s(&conf->svc.rates, t->vendor);
+    a->burst = msp_vendor_rate_burst(&conf->svc.rates, t->vendor);
     a->auth_header = t->sy.auth_header;
 }
 

@@ -26,16 +26,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mspsync/config.h"
 #include "mspsync/crypto.h"
 #include "mspsync/cwrmm.h"
 #include "mspsync/http.h"
 
 /**
- * A row's index, for a service's own per-vendor tables (a config value per vendor, an adapter
- * of the gateway's routes): fill them with designated initializers `[MSP_VENDOR_SYNCRO] = …` so
- * that a forgotten slot is visible, and index them with `v->id`, never branch on it.
+ * A row's index, in the order of the registry (mspsync/vendors.def: one line per vendor). For
+ * iterating (msp_vendor_at) and for arrays that hold a per-process value of every row (rates,
+ * token caches: msp_vendor_rates_t, msp_vendor_auth_t); code never branches on it.
  */
-typedef enum { MSP_VENDOR_SYNCRO = 0, MSP_VENDOR_CWRMM = 1, MSP_VENDOR_COUNT } msp_vendor_id_t;
+typedef enum {
+#define MSP_VENDOR(ID, name) MSP_VENDOR_##ID,
+#include "mspsync/vendors.def"
+    MSP_VENDOR_COUNT
+} msp_vendor_id_t;
 
 typedef struct msp_vendor_s msp_vendor_t;
 
@@ -256,12 +261,19 @@ typedef struct msp_vendor_feature_s {
                                          option belongs to */
 } msp_vendor_feature_t;
 
-/** Rate limits: the settings a service reads, with their defaults. */
+/**
+ * Rate limits: the two settings every service reads for every row (msp_vendor_rate_rows), as
+ * config.h rows — name, default (text), upper bound, the line of --help — and the bucket.
+ */
 typedef struct msp_vendor_rate_s {
     const char *rate_env;   /**< "MSPSYNC_SYNCRO_RATE_MILLI": requests per 1000 s */
-    long long rate_milli;   /**< its default */
+    const char *rate_def;   /**< its default, "2900" */
+    long long rate_max;     /**< its upper bound (the lower is 1) */
+    const char *rate_help;  /**< its --help line */
     const char *burst_env;  /**< "MSPSYNC_SYNCRO_BURST" */
-    long long burst;        /**< its default */
+    const char *burst_def;  /**< its default, "3" */
+    long long burst_max;    /**< its upper bound (the lower is 1) */
+    const char *burst_help; /**< its --help line */
     const char *bucket_tag; /**< hash tag of the account's bucket: "<bucket_tag><account>" */
 } msp_vendor_rate_t;
 
@@ -300,9 +312,32 @@ struct msp_vendor_s {
     void (*auth_cancel)(const msp_vendor_auth_t *a, void *opaque); /**< NULL: never deferred */
 };
 
-/** The rows (vendor_<name>.c). Services reach them through msp_vendor_find / msp_vendor_at. */
-extern const msp_vendor_t msp_vendor_syncro;
-extern const msp_vendor_t msp_vendor_cwrmm;
+/** The rows (vendor_<name>.c), one per line of vendors.def. Services reach them through
+ * msp_vendor_find / msp_vendor_at. */
+#define MSP_VENDOR(ID, name) extern const msp_vendor_t msp_vendor_##name;
+#include "mspsync/vendors.def"
+
+/* ------------------------------------------------------------------------------------------ */
+/* rate settings: defined once, read by every service for every row                             */
+
+/** One service's rate settings, a pair per row (its msp_svc_conf_t holds them). */
+typedef struct msp_vendor_rates_s {
+    long long milli[MSP_VENDOR_COUNT]; /**< requests per 1000 s of one account */
+    long long burst[MSP_VENDOR_COUNT]; /**< requests one account's bucket allows at once */
+} msp_vendor_rates_t;
+
+/**
+ * @brief A config.h expander (MSP_CFG_EXPAND) of a msp_vendor_rates_t (rates): the two rows of
+ * every vendor (row.rate: names, defaults, bounds, help), in registry order, into out (at most
+ * max; out may be NULL with max 0). @returns the number of rows there are.
+ */
+size_t msp_vendor_rate_rows(void *rates, msp_config_entry_t *out, size_t max);
+
+/** @brief v's rate of r in tokens per second, for a bucket (msp_vcall_account_t.rate). */
+double msp_vendor_rate_per_s(const msp_vendor_rates_t *r, const msp_vendor_t *v);
+
+/** @brief v's burst of r (msp_vcall_account_t.burst). */
+int msp_vendor_rate_burst(const msp_vendor_rates_t *r, const msp_vendor_t *v);
 
 /** @brief The row named name ("syncro", "cwrmm"), or NULL (also for NULL). Borrowed. */
 const msp_vendor_t *msp_vendor_find(const char *name);
