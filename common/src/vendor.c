@@ -192,24 +192,47 @@ const char *msp_vendor_cred_bucket(const msp_vendor_cred_t *cred) {
 
 /* ---- authentication ---------------------------------------------------------------------- */
 
+int msp_vendor_auth_open(msp_vendor_auth_t *a, const msp_vendor_auth_env_t *env) {
+    memset(a, 0, sizeof(*a));
+    for (size_t i = 0; i < MSP_VENDOR_COUNT; i++)
+        if (ROWS[i]->auth_new && !(a->state[i] = ROWS[i]->auth_new(env))) {
+            msp_vendor_auth_close(a);
+            return -1;
+        }
+    return 0;
+}
+
+void msp_vendor_auth_close(msp_vendor_auth_t *a) {
+    for (size_t i = 0; a && i < MSP_VENDOR_COUNT; i++) {
+        if (a->state[i] && ROWS[i]->auth_free)
+            ROWS[i]->auth_free(a->state[i]);
+        a->state[i] = NULL;
+    }
+}
+
+void *msp_vendor_auth_state(const msp_vendor_auth_t *a, const msp_vendor_t *v) {
+    return a && v ? a->state[v->id] : NULL;
+}
+
 int msp_vendor_auth_get(const msp_vendor_auth_t *a, const char *tenant,
                         const msp_vendor_cred_t *cred, char *header, size_t header_size,
                         msp_vendor_auth_cb *cb, void *opaque) {
-    return cred->vendor->auth_get(a, tenant, cred->impl, header, header_size, cb, opaque);
+    return cred->vendor->auth_get(msp_vendor_auth_state(a, cred->vendor), tenant, cred->impl,
+                                  header, header_size, cb, opaque);
 }
 
 int msp_vendor_auth_rejected(const msp_vendor_auth_t *a, const char *tenant,
                              const msp_vendor_cred_t *cred, const char *header) {
     if (!cred->vendor->auth_rejected)
         return 0;
-    cred->vendor->auth_rejected(a, tenant, cred->impl, header);
+    cred->vendor->auth_rejected(msp_vendor_auth_state(a, cred->vendor), tenant, cred->impl, header);
     return 1;
 }
 
 void msp_vendor_auth_cancel(const msp_vendor_auth_t *a, const msp_vendor_cred_t *cred,
                             void *opaque) {
     if (cred && cred->vendor && cred->vendor->auth_cancel)
-        cred->vendor->auth_cancel(a, opaque);
+        cred->vendor->auth_cancel(msp_vendor_auth_state(a, cred->vendor), opaque);
 }
 
 /* ---- errors ------------------------------------------------------------------------------ */

@@ -63,9 +63,9 @@ static int sy_id_valid(const char *id) {
     return id[0] != '\0';
 }
 
-static int sy_auth_get(const msp_vendor_auth_t *a, const char *tenant, const void *impl,
-                       char *header, size_t header_size, msp_vendor_auth_cb *cb, void *opaque) {
-    (void)a, (void)tenant, (void)cb, (void)opaque;
+static int sy_auth_get(void *state, const char *tenant, const void *impl, char *header,
+                       size_t header_size, msp_vendor_auth_cb *cb, void *opaque) {
+    (void)state, (void)tenant, (void)cb, (void)opaque;
     snprintf(header, header_size, "%s", ((const msp_syncro_integration_t *)impl)->auth_header);
     return 0;
 }
@@ -380,4 +380,5 @@ const msp_vendor_t msp_vendor_syncro = {
     .auth_get = sy_auth_get,
     .auth_rejected = NULL,
     .auth_cancel = NULL,
+    .auth_new = NULL, /* the key is the header: no per-process state */
 };

@@ -45,7 +45,7 @@ typedef struct fetcher_s {
     fetcher_conf_t     conf;
     struct event_base *base;
     msp_http_t        *http;
-    msp_cwrmm_tokens_t *cw_tokens;   /* one cached token per ConnectWise RMM credential set */
+    msp_vendor_auth_t auth; /* every vendor's auth state (ConnectWise RMM: the token cache) */
     msp_svc_worker_t   worker;     /* the Kafka side (svc.h): handles, rebalancing, polling */
     rd_kafka_t        *consumer;   /* borrowed from worker once it is open (NULL before) */
     rd_kafka_t        *producer;   /* borrowed, the same */

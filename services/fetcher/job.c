@@ -102,16 +102,11 @@ static const msp_vendor_type_t *job_type(const job_t *j) {
     return &j->vendor->types[j->todo[j->todo_idx]];
 }
 
-/* The auth state of this process (the ConnectWise RMM token cache main.c made). */
-static msp_vendor_auth_t job_auth(const job_t *j) {
-    return (msp_vendor_auth_t){.cwrmm_tokens = j->f->cw_tokens};
-}
-
 /* The job's calls go to its loaded integration, at this service's rate settings for the
  * vendor (MSP_SVC_VENDOR_RATE_ROWS reads a pair for every vendor row). */
 static void job_use_cred(job_t *j) {
     const msp_vendor_rates_t *r = &j->f->conf.svc.rates;
-    j->va = (msp_vcall_vendor_t){.auth = job_auth(j), .cred = &j->cred};
+    j->va = (msp_vcall_vendor_t){.auth = &j->f->auth, .cred = &j->cred};
     msp_vcall_vendor_account(&j->vc, &j->va, msp_vendor_rate_per_s(r, j->vendor),
                              msp_vendor_rate_burst(r, j->vendor));
 }

@@ -153,8 +153,12 @@ int main(int argc, char **argv) {
     msp_http_opts_t hopts = {.timeout_ms = f->conf.http_timeout_ms,
                              .max_host_connections = f->conf.http_max_conns};
     f->http = msp_http_new(f->base, &hopts);
-    f->cw_tokens = msp_cwrmm_tokens_new(f->base, f->http, &f->redis, &f->key,
-                                        f->conf.cwrmm_token_margin_ms);
+    msp_vendor_auth_env_t aenv = {f->base, f->http, &f->redis, &f->key,
+                                  f->conf.cwrmm_token_margin_ms};
+    if (!f->http || msp_vendor_auth_open(&f->auth, &aenv) != 0) {
+        MSP_ERROR("init.failed", NULL, "out of memory");
+        return 1;
+    }
     if (!redis_ok(f)) MSP_WARN("redis.unavailable", NULL, "starting anyway; will retry");
 
     if (msp_svc_worker_serve(w, &svc) != 0) return 1;
@@ -174,8 +178,7 @@ stop:
     f->stopping = 1;
     msp_http_destroy(f->http);   /* a token request in flight fails its waiters (stopping) */
     f->http = NULL;
-    msp_cwrmm_tokens_destroy(f->cw_tokens);
-    f->cw_tokens = NULL;
+    msp_vendor_auth_close(&f->auth);
     /* bounded (lifecycle.h): pages not acknowledged keep their cursor and are fetched again;
      * the jobs are freed once flushed, before the consumer closes */
     msp_svc_worker_close(w);

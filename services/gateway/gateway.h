@@ -102,7 +102,8 @@ typedef struct gw_s {
     gw_tcache_t *tcache;              /* the webhooks' tenant cache (tenant_cache.c) */
     int64_t aredis_answered_ms;       /* monotonic: the async connection's last reply */
     msp_http_t         *vendor;
-    msp_cwrmm_tokens_t *cwtokens;      /* ConnectWise RMM tokens, shared with the workers via Redis */
+    msp_vendor_auth_t auth; /* every vendor's auth state (ConnectWise RMM: its tokens, shared
+                               with the workers via Redis) */
     msp_metrics_t      *metrics;
     gw_held_t          *held;          /* requests answered later (list head) */
     gw_kept_t          *kept;          /* secrets registered for log redaction (kept_secrets.c) */

@@ -46,7 +46,7 @@ typedef struct wb_s {
     msp_http_t         *http;
     msp_svc_worker_t    worker;     /* consumer, producer (dead letters), offsets, the queue */
     redisContext       *redis;
-    msp_cwrmm_tokens_t *tokens;     /* one per process: every tenant's tokens */
+    msp_vendor_auth_t auth; /* one per process: every vendor's auth state (the token caches) */
     msp_metrics_t      *metrics;
     msp_secret_key_t    key;
     struct wb_busy_s   *defs_busy;  /* tenants whose definitions an item is ensuring */

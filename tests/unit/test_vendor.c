@@ -16,6 +16,8 @@
 
 #include <jansson.h>
 
+#include <event2/event.h>
+
 #include "mspsync/vendor.h"
 
 /* ------------------------------------------------------------------------------ the table */
@@ -103,6 +105,44 @@ static void test_rate_rows_cover_every_row(void **state) {
         assert_int_equal(msp_vendor_rate_burst(&rates, v), atoll(v->rate.burst_def));
         assert_true(msp_vendor_rate_per_s(&rates, v) * 1000.0 == (double)rates.milli[i]);
     }
+}
+
+/* The per-process auth state is made and freed through the rows: a slot for each row that has
+ * one (ConnectWise RMM's token cache), none for a row whose key is its header (Syncro); a call
+ * cancelled after the close touches nothing; a failed open leaves nothing open. */
+static void test_auth_state_comes_from_the_rows(void **state) {
+    (void)state;
+    struct event_base *base = event_base_new();
+    msp_http_opts_t hopts = {.timeout_ms = 1000};
+    msp_http_t *http = msp_http_new(base, &hopts);
+    redisContext *redis = NULL;
+    msp_vendor_auth_t a;
+    msp_vendor_auth_env_t env = {base, http, &redis, NULL, 1000};
+    assert_int_equal(msp_vendor_auth_open(&a, &env), 0);
+    for (size_t i = 0; i < MSP_VENDOR_COUNT; i++) {
+        const msp_vendor_t *v = msp_vendor_at(i);
+        assert_true(!v->auth_new == !v->auth_free);
+        assert_true(!v->auth_new == !msp_vendor_auth_state(&a, v));
+        /* a row that defers authentication keeps its state there */
+        assert_true(!v->auth_cancel || v->auth_new);
+    }
+    assert_null(msp_vendor_auth_state(&a, &msp_vendor_syncro));
+    assert_non_null(msp_vendor_auth_state(&a, &msp_vendor_cwrmm));
+    msp_vendor_auth_close(&a);
+    for (size_t i = 0; i < MSP_VENDOR_COUNT; i++)
+        assert_null(a.state[i]);
+    msp_cwrmm_integration_t in;
+    memset(&in, 0, sizeof(in));
+    msp_vendor_cred_t cred = {&msp_vendor_cwrmm, &in};
+    msp_vendor_auth_cancel(&a, &cred, &in); /* closed: nothing to cancel, nothing touched */
+    msp_vendor_auth_close(&a);
+    msp_vendor_auth_close(NULL);
+    env.http = NULL; /* the token cache cannot be made: nothing stays open */
+    assert_int_equal(msp_vendor_auth_open(&a, &env), -1);
+    for (size_t i = 0; i < MSP_VENDOR_COUNT; i++)
+        assert_null(a.state[i]);
+    msp_http_destroy(http);
+    event_base_free(base);
 }
 
 static void assert_pager_complete(const msp_pager_ops_t *o) {
@@ -531,6 +571,7 @@ int main(void) {
         cmocka_unit_test(test_rows_are_listed_at_their_id),
         cmocka_unit_test(test_registry_lines_are_the_rows),
         cmocka_unit_test(test_rate_rows_cover_every_row),
+        cmocka_unit_test(test_auth_state_comes_from_the_rows),
         cmocka_unit_test(test_every_row_sets_every_required_field),
         cmocka_unit_test(test_customers_sync_before_assets),
         cmocka_unit_test(test_job_types_are_taken_in_dependency_order),

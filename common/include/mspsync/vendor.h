@@ -81,14 +81,41 @@ const char *msp_vendor_cred_bucket(const msp_vendor_cred_t *cred);
 /* ------------------------------------------------------------------------------------------ */
 /* authentication                                                                              */
 
+/** What a row's per-process authentication state is made from (msp_vendor_auth_open). */
+typedef struct msp_vendor_auth_env_s {
+    struct event_base *base;     /**< the service's loop (borrowed) */
+    msp_http_t *http;            /**< its vendor HTTP client (borrowed) */
+    redisContext **redis;        /**< its Redis connection pointer (borrowed; the service
+                                       reconnects it) */
+    const msp_secret_key_t *key; /**< seals cached tokens (borrowed) */
+    int64_t token_margin_ms;     /**< refresh a cached token this long before it expires */
+} msp_vendor_auth_env_t;
+
 /**
- * What one process holds to authenticate with every vendor. Syncro needs nothing (its key is
- * the header); ConnectWise RMM needs the OAuth token cache (cwrmm.h), one per process. Borrowed
- * pointers: the service creates and destroys them.
+ * What one process holds to authenticate with every vendor: row i's state at state[i], made by
+ * its auth_new (NULL for a row without one: Syncro's key is the header itself; ConnectWise RMM's
+ * is the OAuth token cache of cwrmm.h). The service owns it (msp_vendor_auth_open / _close) and
+ * hands calls a pointer to it, never a copy, so that a call cancelled after the close sees no
+ * state instead of a freed one.
  */
 typedef struct msp_vendor_auth_s {
-    msp_cwrmm_tokens_t *cwrmm_tokens;
+    void *state[MSP_VENDOR_COUNT];
 } msp_vendor_auth_t;
+
+/**
+ * @brief Make every row's authentication state (*a cleared first). @returns 0, or -1 (out of
+ * memory: nothing is left open).
+ */
+int msp_vendor_auth_open(msp_vendor_auth_t *a, const msp_vendor_auth_env_t *env);
+
+/**
+ * @brief Free every row's state (a deferred msp_vendor_auth_get's callback will not run) and
+ * leave every slot NULL. NULL-safe.
+ */
+void msp_vendor_auth_close(msp_vendor_auth_t *a);
+
+/** @brief v's state of a (msp_cwrmm_tokens_t * for ConnectWise RMM), or NULL. Borrowed. */
+void *msp_vendor_auth_state(const msp_vendor_auth_t *a, const msp_vendor_t *v);
 
 /**
  * Called once per deferred msp_vendor_auth_get, never from inside it: as msp_cwrmm_token_cb.
@@ -305,11 +332,17 @@ struct msp_vendor_s {
     const char *(*cred_bucket)(const void *impl);
     /** @brief 1 when id can be one of the vendor's record ids (safe in a URL path). */
     int (*id_valid)(const char *id);
-    int (*auth_get)(const msp_vendor_auth_t *a, const char *tenant, const void *impl, char *header,
+    /* authentication: state is the row's slot of msp_vendor_auth_t (NULL: none, or closed) */
+    int (*auth_get)(void *state, const char *tenant, const void *impl, char *header,
                     size_t header_size, msp_vendor_auth_cb *cb, void *opaque);
-    void (*auth_rejected)(const msp_vendor_auth_t *a, const char *tenant, const void *impl,
-                          const char *header);                     /**< NULL: a 401 is final */
-    void (*auth_cancel)(const msp_vendor_auth_t *a, void *opaque); /**< NULL: never deferred */
+    void (*auth_rejected)(void *state, const char *tenant, const void *impl,
+                          const char *header);      /**< NULL: a 401 is final */
+    void (*auth_cancel)(void *state, void *opaque); /**< NULL: never deferred */
+    /** @brief The row's per-process state (new), or NULL (out of memory). NULL: it has none. */
+    void *(*auth_new)(const msp_vendor_auth_env_t *env);
+    void (*auth_free)(void *state); /**< frees what auth_new made (with auth_new) */
+    /** @brief How many tokens the state asked the vendor for (a metric), or NULL. */
+    uint64_t (*auth_requested)(const void *state);
 };
 
 /** The rows (vendor_<name>.c), one per line of vendors.def. Services reach them through
