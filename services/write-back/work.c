@@ -113,7 +113,7 @@ typedef struct target_s {
     char                     why[700];         /* reason (skipped, failed) */
     msp_cwrmm_integration_t  cw;
     msp_syncro_integration_t sy;
-    msp_vendor_cred_t cw_cred;  /* a view of cw for the row's auth (impl borrowed: never cleared) */
+    msp_vendor_cred_t cw_cred;  /* it for the row's auth (impl borrowed: never cleared) */
     msp_vcall_vendor_t cw_auth; /* the token source of a ConnectWise RMM target */
     int                      loaded;
 } target_t;
