@@ -37,6 +37,7 @@ static const char *type_name(msp_cfg_type_t t) {
     case MSP_CFG_STR:  return "string";
     case MSP_CFG_INT:  return "int";
     case MSP_CFG_BOOL: return "bool";
+    case MSP_CFG_EXPAND: break; /* expanded before anything prints or reads it */
     }
     return "?";
 }
@@ -162,6 +163,8 @@ static int parse_entry(const msp_config_entry_t *e, const char *text, int from_d
                     "%s: not a boolean: '%s' (use 1/0, true/false, yes/no)%s", e->name, text,
                     origin);
         return -1;
+
+    case MSP_CFG_EXPAND: /* expanded before anything reads it: rows do not expand further */ break;
     }
 
     add_err(errstr, errstr_size, "%s: unknown setting type %d", e->name, (int)e->type);
@@ -276,8 +279,10 @@ static void print_help(const char *service, const msp_config_entry_t *tbl) {
     fflush(stdout);
 }
 
-int msp_config_load(const char *service, const msp_config_entry_t *tbl, int argc, char **argv,
-                    char *errstr, size_t errstr_size) {
+static void print_markdown(const char *service, const msp_config_entry_t *tbl);
+
+static int load_flat(const char *service, const msp_config_entry_t *tbl, int argc, char **argv,
+                     char *errstr, size_t errstr_size) {
     const msp_config_entry_t *e;
     cfg_value_t *vals;
     size_t n = 0, i;
@@ -296,7 +301,7 @@ int msp_config_load(const char *service, const msp_config_entry_t *tbl, int argc
             return 1;
         }
         if (argv[i] && !strcmp(argv[i], "--help-markdown")) {
-            msp_config_print_markdown(service, tbl);
+            print_markdown(service, tbl);
             return 1;
         }
     }
@@ -370,7 +375,7 @@ static void md_cell(const char *s) {
     }
 }
 
-void msp_config_print_markdown(const char *service, const msp_config_entry_t *tbl) {
+static void print_markdown(const char *service, const msp_config_entry_t *tbl) {
     const msp_config_entry_t *e;
     char desc[512];
 
@@ -398,7 +403,7 @@ void msp_config_print_markdown(const char *service, const msp_config_entry_t *tb
     fflush(stdout);
 }
 
-void msp_config_free(const msp_config_entry_t *tbl) {
+static void free_flat(const msp_config_entry_t *tbl) {
     const msp_config_entry_t *e;
 
     for (e = tbl; e && e->name; e++) {
@@ -411,6 +416,46 @@ void msp_config_free(const msp_config_entry_t *tbl) {
         free(*p);
         *p = NULL;
     }
+}
+
+/* ---- tables with expanded rows ---------------------------------------------------------- */
+
+/* tbl with every MSP_CFG_EXPAND entry replaced by its rows, ending with {NULL}: new (free()), or
+ * NULL (out of memory). */
+static msp_config_entry_t *flatten(const msp_config_entry_t *tbl) {
+    const msp_config_entry_t *e;
+    size_t n = 0, k = 0;
+    for (e = tbl; e && e->name; e++)
+        n += e->type == MSP_CFG_EXPAND ? e->expand(e->dest, NULL, 0) : 1;
+    msp_config_entry_t *flat = calloc(n + 1, sizeof(*flat));
+    for (e = tbl; flat && e && e->name; e++)
+        k += e->type == MSP_CFG_EXPAND ? e->expand(e->dest, flat + k, n - k) : (flat[k] = *e, 1);
+    return flat;
+}
+
+int msp_config_load(const char *service, const msp_config_entry_t *tbl, int argc, char **argv,
+                    char *errstr, size_t errstr_size) {
+    msp_config_entry_t *flat = tbl ? flatten(tbl) : NULL;
+    if (tbl && !flat) {
+        if (errstr && errstr_size)
+            snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    int rc = load_flat(service, flat, argc, argv, errstr, errstr_size);
+    free(flat);
+    return rc;
+}
+
+void msp_config_print_markdown(const char *service, const msp_config_entry_t *tbl) {
+    msp_config_entry_t *flat = flatten(tbl);
+    print_markdown(service, flat);
+    free(flat);
+}
+
+void msp_config_free(const msp_config_entry_t *tbl) {
+    msp_config_entry_t *flat = flatten(tbl);
+    free_flat(flat);
+    free(flat);
 }
 
 /* ---- masking addresses ----------------------------------------------------------------- */

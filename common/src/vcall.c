@@ -354,50 +354,27 @@ static void http_cb(msp_http_response_t *res, void *opaque) {
                  desc);
 }
 
-/* ------------------------------------------------ ConnectWise RMM tokens */
+/* -------------------------------------------------------- a vendor row */
 
-/* The answer of a deferred token (msp_token_answer, msp_vendor_auth_cb: the same shape). */
+/* The answer of a deferred token (msp_vendor_auth_cb). */
 static void token_answer(const char *auth_header, long status, int64_t retry_after_ms,
                          const char *error, void *opaque) {
     msp_vcall_authed(opaque, auth_header, status, retry_after_ms, error);
 }
 
-static int cwrmm_get(void *ctx, msp_vcall_t *c, char *header, size_t header_size) {
-    msp_vcall_cwrmm_t *cw = ctx;
-    (void)header, (void)header_size;
-    return msp_cwrmm_token_get(*cw->tokens, c->tenant, cw->in, token_answer, c) == 0 ? 1 : -1;
-}
-
-static int cwrmm_rejected(void *ctx, msp_vcall_t *c, const char *auth_header) {
-    msp_vcall_cwrmm_t *cw = ctx;
-    msp_cwrmm_token_rejected(*cw->tokens, c->tenant, cw->in, auth_header);
-    return 1;
-}
-
-static void cwrmm_cancel(void *ctx, msp_vcall_t *c) {
-    msp_vcall_cwrmm_t *cw = ctx;
-    if (*cw->tokens)
-        msp_cwrmm_token_cancel(*cw->tokens, c);
-}
-
-const msp_vcall_auth_t msp_vcall_cwrmm_auth = {cwrmm_get, cwrmm_rejected, cwrmm_cancel};
-
-/* -------------------------------------------------------- a vendor row */
-
 static int vendor_get(void *ctx, msp_vcall_t *c, char *header, size_t header_size) {
     msp_vcall_vendor_t *va = ctx;
-    return msp_vendor_auth_get(&va->auth, c->tenant, va->cred, header, header_size, token_answer,
-                               c);
+    return msp_vendor_auth_get(va->auth, c->tenant, va->cred, header, header_size, token_answer, c);
 }
 
 static int vendor_rejected(void *ctx, msp_vcall_t *c, const char *auth_header) {
     msp_vcall_vendor_t *va = ctx;
-    return msp_vendor_auth_rejected(&va->auth, c->tenant, va->cred, auth_header);
+    return msp_vendor_auth_rejected(va->auth, c->tenant, va->cred, auth_header);
 }
 
 static void vendor_cancel(void *ctx, msp_vcall_t *c) {
     msp_vcall_vendor_t *va = ctx;
-    msp_vendor_auth_cancel(&va->auth, va->cred, c);
+    msp_vendor_auth_cancel(va->auth, va->cred, c);
 }
 
 const msp_vcall_auth_t msp_vcall_vendor_auth = {vendor_get, vendor_rejected, vendor_cancel};

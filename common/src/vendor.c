@@ -2,7 +2,8 @@
  * vendor.c — the list of vendor rows, the lookups over it, and the calls that go through a row.
  *
  * The rows themselves live beside their clients (vendor_syncro.c, vendor_cwrmm.c); this file only
- * lists them, in msp_vendor_id_t order, and is the one place that walks the list. The wrappers
+ * lists them, from the registry (vendors.def) in msp_vendor_id_t order, and is the one place that
+ * walks the list. The wrappers
  * below exist so that callers never touch a row's optional callbacks (a NULL auth_rejected means
  * "a 401 is final") or a credential's impl.
  */
@@ -13,8 +14,8 @@
 #include <string.h>
 
 static const msp_vendor_t *const ROWS[MSP_VENDOR_COUNT] = {
-    [MSP_VENDOR_SYNCRO] = &msp_vendor_syncro,
-    [MSP_VENDOR_CWRMM] = &msp_vendor_cwrmm,
+#define MSP_VENDOR(ID, name) [MSP_VENDOR_##ID] = &msp_vendor_##name,
+#include "mspsync/vendors.def"
 };
 
 const msp_vendor_t *msp_vendor_at(size_t i) { return i < MSP_VENDOR_COUNT ? ROWS[i] : NULL; }
@@ -121,6 +122,34 @@ size_t msp_vendor_missing(const msp_vendor_feature_t *f, const char *granted, co
     return n;
 }
 
+/* ---- rate settings ----------------------------------------------------------------------- */
+
+size_t msp_vendor_rate_rows(void *rates, msp_config_entry_t *out, size_t max) {
+    msp_vendor_rates_t *r = rates;
+    size_t n = 0;
+    for (size_t i = 0; i < MSP_VENDOR_COUNT; i++) {
+        const msp_vendor_rate_t *vr = &ROWS[i]->rate;
+        const msp_config_entry_t rows[2] = {
+            {vr->rate_env, MSP_CFG_INT, vr->rate_def, vr->rate_help, r ? &r->milli[i] : NULL, 1,
+             vr->rate_max, 0, NULL},
+            {vr->burst_env, MSP_CFG_INT, vr->burst_def, vr->burst_help, r ? &r->burst[i] : NULL, 1,
+             vr->burst_max, 0, NULL},
+        };
+        for (size_t k = 0; k < 2; k++, n++)
+            if (out && n < max)
+                out[n] = rows[k];
+    }
+    return n;
+}
+
+double msp_vendor_rate_per_s(const msp_vendor_rates_t *r, const msp_vendor_t *v) {
+    return (double)r->milli[v->id] / 1000.0;
+}
+
+int msp_vendor_rate_burst(const msp_vendor_rates_t *r, const msp_vendor_t *v) {
+    return (int)r->burst[v->id];
+}
+
 /* ---- credentials ------------------------------------------------------------------------- */
 
 int msp_vendor_cred_load(const msp_vendor_t *v, redisContext *c, const msp_secret_key_t *key,
@@ -163,24 +192,47 @@ const char *msp_vendor_cred_bucket(const msp_vendor_cred_t *cred) {
 
 /* ---- authentication ---------------------------------------------------------------------- */
 
+int msp_vendor_auth_open(msp_vendor_auth_t *a, const msp_vendor_auth_env_t *env) {
+    memset(a, 0, sizeof(*a));
+    for (size_t i = 0; i < MSP_VENDOR_COUNT; i++)
+        if (ROWS[i]->auth_new && !(a->state[i] = ROWS[i]->auth_new(env))) {
+            msp_vendor_auth_close(a);
+            return -1;
+        }
+    return 0;
+}
+
+void msp_vendor_auth_close(msp_vendor_auth_t *a) {
+    for (size_t i = 0; a && i < MSP_VENDOR_COUNT; i++) {
+        if (a->state[i] && ROWS[i]->auth_free)
+            ROWS[i]->auth_free(a->state[i]);
+        a->state[i] = NULL;
+    }
+}
+
+void *msp_vendor_auth_state(const msp_vendor_auth_t *a, const msp_vendor_t *v) {
+    return a && v ? a->state[v->id] : NULL;
+}
+
 int msp_vendor_auth_get(const msp_vendor_auth_t *a, const char *tenant,
                         const msp_vendor_cred_t *cred, char *header, size_t header_size,
                         msp_vendor_auth_cb *cb, void *opaque) {
-    return cred->vendor->auth_get(a, tenant, cred->impl, header, header_size, cb, opaque);
+    return cred->vendor->auth_get(msp_vendor_auth_state(a, cred->vendor), tenant, cred->impl,
+                                  header, header_size, cb, opaque);
 }
 
 int msp_vendor_auth_rejected(const msp_vendor_auth_t *a, const char *tenant,
                              const msp_vendor_cred_t *cred, const char *header) {
     if (!cred->vendor->auth_rejected)
         return 0;
-    cred->vendor->auth_rejected(a, tenant, cred->impl, header);
+    cred->vendor->auth_rejected(msp_vendor_auth_state(a, cred->vendor), tenant, cred->impl, header);
     return 1;
 }
 
 void msp_vendor_auth_cancel(const msp_vendor_auth_t *a, const msp_vendor_cred_t *cred,
                             void *opaque) {
     if (cred && cred->vendor && cred->vendor->auth_cancel)
-        cred->vendor->auth_cancel(a, opaque);
+        cred->vendor->auth_cancel(msp_vendor_auth_state(a, cred->vendor), opaque);
 }
 
 /* ---- errors ------------------------------------------------------------------------------ */

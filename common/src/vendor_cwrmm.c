@@ -1,8 +1,8 @@
 /*
  * vendor_cwrmm.c — ConnectWise RMM's row of the vendor table, and its two pagers.
  *
- * The row wraps cwrmm.h: the stored integration, the OAuth token cache (one per process, handed
- * in through msp_vendor_auth_t), error texts, scopes and the mapping. A 401 on an API call drops
+ * The row wraps cwrmm.h: the stored integration, the OAuth token cache (one per process: the
+ * row's state of msp_vendor_auth_t, made by cw_auth_new), error texts, scopes and the mapping. A 401 on an API call drops
  * the cached token (once for every caller that saw it), so a fresh token may be asked for.
  *
  * The company pager is one GET of /api/platform/v1/company/companies (the API does not page it);
@@ -55,24 +55,33 @@ static int cw_id_valid(const char *id) {
     return id[0] != '\0';
 }
 
-static int cw_auth_get(const msp_vendor_auth_t *a, const char *tenant, const void *impl,
-                       char *header, size_t header_size, msp_vendor_auth_cb *cb, void *opaque) {
+/* The state is the process's token cache (msp_cwrmm_tokens_t), made by cw_auth_new. */
+static int cw_auth_get(void *state, const char *tenant, const void *impl, char *header,
+                       size_t header_size, msp_vendor_auth_cb *cb, void *opaque) {
     (void)header, (void)header_size;
-    if (!a || !a->cwrmm_tokens)
+    if (!state)
         return -1;
-    return msp_cwrmm_token_get(a->cwrmm_tokens, tenant, impl, cb, opaque) == 0 ? 1 : -1;
+    return msp_cwrmm_token_get(state, tenant, impl, cb, opaque) == 0 ? 1 : -1;
 }
 
-static void cw_auth_rejected(const msp_vendor_auth_t *a, const char *tenant, const void *impl,
+static void cw_auth_rejected(void *state, const char *tenant, const void *impl,
                              const char *header) {
-    if (a && a->cwrmm_tokens)
-        msp_cwrmm_token_rejected(a->cwrmm_tokens, tenant, impl, header);
+    if (state)
+        msp_cwrmm_token_rejected(state, tenant, impl, header);
 }
 
-static void cw_auth_cancel(const msp_vendor_auth_t *a, void *opaque) {
-    if (a && a->cwrmm_tokens)
-        msp_cwrmm_token_cancel(a->cwrmm_tokens, opaque);
+static void cw_auth_cancel(void *state, void *opaque) {
+    if (state)
+        msp_cwrmm_token_cancel(state, opaque);
 }
+
+static void *cw_auth_new(const msp_vendor_auth_env_t *env) {
+    return msp_cwrmm_tokens_new(env->base, env->http, env->redis, env->key, env->token_margin_ms);
+}
+
+static void cw_auth_free(void *state) { msp_cwrmm_tokens_destroy(state); }
+
+static uint64_t cw_auth_requested(const void *state) { return msp_cwrmm_tokens_requested(state); }
 
 static char *cw_forbidden(const char *method, const char *path, char *out, size_t out_size) {
     const char *scope = msp_cwrmm_scope_for(method, path);
@@ -461,7 +470,11 @@ const msp_vendor_t msp_vendor_cwrmm = {
     .stats_prefix = "cwrmm_",
     .extra_keys = CW_EXTRA_KEYS,
     .merge_primary = 0,
-    .rate = {"MSPSYNC_CWRMM_RATE_MILLI", 10000, "MSPSYNC_CWRMM_BURST", 10, "cwrmm:"},
+    .rate = {"MSPSYNC_CWRMM_RATE_MILLI", "10000", 100000000,
+             "ConnectWise RMM requests per 1000 s for one API client (client id), shared by the "
+             "fetchers and the write-backs: set it the same in every service",
+             "MSPSYNC_CWRMM_BURST", "10", 100000,
+             "Requests a ConnectWise RMM client's bucket allows at once", "cwrmm:"},
     .features = CW_FEATURES,
     .types = CW_TYPES,
     .types_cnt = sizeof(CW_TYPES) / sizeof(CW_TYPES[0]),
@@ -487,4 +500,7 @@ const msp_vendor_t msp_vendor_cwrmm = {
     .auth_get = cw_auth_get,
     .auth_rejected = cw_auth_rejected,
     .auth_cancel = cw_auth_cancel,
+    .auth_new = cw_auth_new,
+    .auth_free = cw_auth_free,
+    .auth_requested = cw_auth_requested,
 };

@@ -63,9 +63,9 @@ static int sy_id_valid(const char *id) {
     return id[0] != '\0';
 }
 
-static int sy_auth_get(const msp_vendor_auth_t *a, const char *tenant, const void *impl,
-                       char *header, size_t header_size, msp_vendor_auth_cb *cb, void *opaque) {
-    (void)a, (void)tenant, (void)cb, (void)opaque;
+static int sy_auth_get(void *state, const char *tenant, const void *impl, char *header,
+                       size_t header_size, msp_vendor_auth_cb *cb, void *opaque) {
+    (void)state, (void)tenant, (void)cb, (void)opaque;
     snprintf(header, header_size, "%s", ((const msp_syncro_integration_t *)impl)->auth_header);
     return 0;
 }
@@ -352,7 +352,12 @@ const msp_vendor_t msp_vendor_syncro = {
     .stats_prefix = "",
     .extra_keys = NULL,
     .merge_primary = 1,
-    .rate = {"MSPSYNC_SYNCRO_RATE_MILLI", 2900, "MSPSYNC_SYNCRO_BURST", 3, "syncro:"},
+    .rate = {"MSPSYNC_SYNCRO_RATE_MILLI", "2900", 10000000,
+             "Syncro requests per 1000 s for one account, shared by the fetchers, the gateway, the "
+             "ticket-creators and the write-backs: set it the same in every service (Syncro allows "
+             "180/min = 3000)",
+             "MSPSYNC_SYNCRO_BURST", "3", 10000,
+             "Requests a Syncro account's bucket allows at once", "syncro:"},
     .features = SY_FEATURES,
     .types = SY_TYPES,
     .types_cnt = sizeof(SY_TYPES) / sizeof(SY_TYPES[0]),
@@ -375,4 +380,5 @@ const msp_vendor_t msp_vendor_syncro = {
     .auth_get = sy_auth_get,
     .auth_rejected = NULL,
     .auth_cancel = NULL,
+    .auth_new = NULL, /* the key is the header: no per-process state */
 };

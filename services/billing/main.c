@@ -30,7 +30,7 @@ static const msp_config_entry_t config_table[] = {
                           "Kafka consumer group of the billing "
                           "services",
                           "9106"),
-    MSP_SVC_SYNCRO_RATE_ROWS(B.conf.syncro_rate_milli, B.conf.syncro_burst),
+    MSP_SVC_VENDOR_RATE_ROWS(B.conf.svc),
     MSP_SVC_KEYQ_ROWS(B.conf.max_active, B.conf.max_queued,
                       "Marks (org and product) and tenants' pushes worked on at once by one "
                       "replica",
@@ -82,7 +82,6 @@ int main(int argc, char **argv) {
         return rc; /* --help, or a configuration error */
     int exit_code = 0;
     bl_t *bl = &B;
-    bl->conf.syncro_rate = (double)bl->conf.syncro_rate_milli / 1000.0;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     bl->base = event_base_new();
     bl->metrics = msp_metrics_new("billing");

@@ -71,6 +71,7 @@
 #include "mspsync/vendor.h"
 
 #define SERVICE "billing"
+#define VENDOR (&msp_vendor_syncro) /* recurring invoices are Syncro's: the one vendor called */
 #define LATE_MAX 1000
 
 /*
@@ -1007,10 +1008,10 @@ static void push_load(void *arg) {
     msp_vcall_account_t a = {
         .base_url = it->sy.base_url,
         .bucket_key = it->sy.bucket_key,
-        .rate = bl->conf.syncro_rate,
-        .burst = (int)bl->conf.syncro_burst,
+        .rate = msp_vendor_rate_per_s(&bl->conf.svc.rates, VENDOR),
+        .burst = msp_vendor_rate_burst(&bl->conf.svc.rates, VENDOR),
         .auth_header = it->sy.auth_header,
-        .vendor = &msp_vendor_syncro,
+        .vendor = VENDOR,
     };
     msp_vcall_account(&it->vc, &a);
     MSP_INFO("billing.push_started", it->tenant, "push=%s period=%s customers=%zu",

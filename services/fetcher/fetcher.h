@@ -24,13 +24,7 @@
 #include "mspsync/vcall.h"
 
 typedef struct fetcher_conf_s {
-    msp_svc_conf_t svc;           /* Kafka, Redis, logging, ops server */
-    double     syncro_rate;       /* tokens per second of one Syncro account's bucket */
-    long long  syncro_rate_milli; /* the same, as configured (requests per 1000 s) */
-    long long  syncro_burst;
-    double     cwrmm_rate;
-    long long  cwrmm_rate_milli;
-    long long  cwrmm_burst;
+    msp_svc_conf_t svc; /* Kafka, Redis, logging, ops server */
     long long  cwrmm_page_size;
     long long  cwrmm_token_margin_ms;
     long long  schedule_interval_ms;
@@ -51,7 +45,7 @@ typedef struct fetcher_s {
     fetcher_conf_t     conf;
     struct event_base *base;
     msp_http_t        *http;
-    msp_cwrmm_tokens_t *cw_tokens;   /* one cached token per ConnectWise RMM credential set */
+    msp_vendor_auth_t auth; /* every vendor's auth state (ConnectWise RMM: the token cache) */
     msp_svc_worker_t   worker;     /* the Kafka side (svc.h): handles, rebalancing, polling */
     rd_kafka_t        *consumer;   /* borrowed from worker once it is open (NULL before) */
     rd_kafka_t        *producer;   /* borrowed, the same */

@@ -102,21 +102,13 @@ static const msp_vendor_type_t *job_type(const job_t *j) {
     return &j->vendor->types[j->todo[j->todo_idx]];
 }
 
-/* The auth state of this process (the ConnectWise RMM token cache main.c made). */
-static msp_vendor_auth_t job_auth(const job_t *j) {
-    return (msp_vendor_auth_t){.cwrmm_tokens = j->f->cw_tokens};
-}
-
 /* The job's calls go to its loaded integration, at this service's rate settings for the
- * vendor (one pair per vendor row; main.c's config table reads them). */
+ * vendor (MSP_SVC_VENDOR_RATE_ROWS reads a pair for every vendor row). */
 static void job_use_cred(job_t *j) {
-    const fetcher_conf_t *c = &j->f->conf;
-    const double rate[MSP_VENDOR_COUNT] = {
-        [MSP_VENDOR_SYNCRO] = c->syncro_rate, [MSP_VENDOR_CWRMM] = c->cwrmm_rate};
-    const long long burst[MSP_VENDOR_COUNT] = {
-        [MSP_VENDOR_SYNCRO] = c->syncro_burst, [MSP_VENDOR_CWRMM] = c->cwrmm_burst};
-    j->va = (msp_vcall_vendor_t){.auth = job_auth(j), .cred = &j->cred};
-    msp_vcall_vendor_account(&j->vc, &j->va, rate[j->vendor->id], (int)burst[j->vendor->id]);
+    const msp_vendor_rates_t *r = &j->f->conf.svc.rates;
+    j->va = (msp_vcall_vendor_t){.auth = &j->f->auth, .cred = &j->cred};
+    msp_vcall_vendor_account(&j->vc, &j->va, msp_vendor_rate_per_s(r, j->vendor),
+                             msp_vendor_rate_burst(r, j->vendor));
 }
 
 static void status_set(job_t *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -31,8 +31,7 @@ static const msp_config_entry_t config_table[] = {
                      "syncs are bulk work and yield the CPU to the incident path"),
     MSP_SVC_OPS_ROWS(F.conf.svc, "9100"),
     MSP_KAFKA_CONFIG(F.conf.svc.kafka),
-    MSP_SVC_SYNCRO_RATE_ROWS(F.conf.syncro_rate_milli, F.conf.syncro_burst),
-    MSP_SVC_CWRMM_RATE_ROWS(F.conf.cwrmm_rate_milli, F.conf.cwrmm_burst),
+    MSP_SVC_VENDOR_RATE_ROWS(F.conf.svc),
     {"MSPSYNC_CWRMM_PAGE_SIZE", MSP_CFG_INT, "500",
      "Devices per ConnectWise RMM list request (the API allows 500)", &F.conf.cwrmm_page_size, 1,
      500},
@@ -117,8 +116,6 @@ int main(int argc, char **argv) {
     if (rc >= 0) return rc;   /* --help, or a configuration error */
     int exit_code = 0;
     fetcher_t *f = &F;
-    f->conf.syncro_rate = (double)f->conf.syncro_rate_milli / 1000.0;
-    f->conf.cwrmm_rate = (double)f->conf.cwrmm_rate_milli / 1000.0;
     char host[64] = "fetcher";
     gethostname(host, sizeof(host) - 1);
     snprintf(f->replica_id, sizeof(f->replica_id), "%.40s-%d", host, (int)getpid());
@@ -156,8 +153,12 @@ int main(int argc, char **argv) {
     msp_http_opts_t hopts = {.timeout_ms = f->conf.http_timeout_ms,
                              .max_host_connections = f->conf.http_max_conns};
     f->http = msp_http_new(f->base, &hopts);
-    f->cw_tokens = msp_cwrmm_tokens_new(f->base, f->http, &f->redis, &f->key,
-                                        f->conf.cwrmm_token_margin_ms);
+    msp_vendor_auth_env_t aenv = {f->base, f->http, &f->redis, &f->key,
+                                  f->conf.cwrmm_token_margin_ms};
+    if (!f->http || msp_vendor_auth_open(&f->auth, &aenv) != 0) {
+        MSP_ERROR("init.failed", NULL, "out of memory");
+        return 1;
+    }
     if (!redis_ok(f)) MSP_WARN("redis.unavailable", NULL, "starting anyway; will retry");
 
     if (msp_svc_worker_serve(w, &svc) != 0) return 1;
@@ -177,8 +178,7 @@ stop:
     f->stopping = 1;
     msp_http_destroy(f->http);   /* a token request in flight fails its waiters (stopping) */
     f->http = NULL;
-    msp_cwrmm_tokens_destroy(f->cw_tokens);
-    f->cw_tokens = NULL;
+    msp_vendor_auth_close(&f->auth);
     /* bounded (lifecycle.h): pages not acknowledged keep their cursor and are fetched again;
      * the jobs are freed once flushed, before the consumer closes */
     msp_svc_worker_close(w);

@@ -2,9 +2,9 @@
  * api_cwrmm.c — /v1/tenants/{t}/integrations/cwrmm (PUT, GET, DELETE): ConnectWise RMM.
  *
  * Saving proves the credentials before anything is stored, like the Syncro PUT does with /me:
- *   1. a token from the gateway's msp_cwrmm_tokens_t (the cache every process shares through
- *      Redis, so saving never asks for a second token while a worker holds one: ConnectWise
- *      locks keys that ask for too many);
+ *   1. a token from the gateway's msp_cwrmm_tokens_t (its auth state of the row: the cache
+ *      every process shares through Redis, so saving never asks for a second token while a
+ *      worker holds one: ConnectWise locks keys that ask for too many);
  *   2. GET companies (scope platform.companies.read);
  *   3. the device list of the first company, one device (platform.devices.read; a 404 means
  *      "no devices" and is fine);
@@ -50,6 +50,9 @@ static const char *const OWN_KEYS[] = {"token:cwrmm", "token:cwrmm:lock", "cwrmm
 
 /* ---- PUT ---------------------------------------------------------------------------------- */
 
+/* The gateway's token cache: its auth state of this row (vendor_cwrmm.c made it). */
+static msp_cwrmm_tokens_t *tokens(gw_t *gw) { return msp_vendor_auth_state(&gw->auth, VENDOR); }
+
 typedef enum { CHECK_COMPANIES, CHECK_DEVICES, CHECK_DEFINITIONS, CHECK_DONE } check_t;
 
 static const struct {
@@ -90,7 +93,7 @@ static void cwput_free(cwput_t *p) {
 static void cwput_cancel(void *arg) {
     cwput_t *p = arg;
     if (p->waiting_token)
-        msp_cwrmm_token_cancel(p->gw->cwtokens, p);
+        msp_cwrmm_token_cancel(tokens(p->gw), p);
     gw_held_reply_error(p->held, 503, "the gateway is shutting down");
     cwput_free(p);
 }
@@ -147,7 +150,7 @@ static void cwput_check_cb(msp_http_response_t *res, void *arg) {
     char desc[768];
     msp_cwrmm_describe(res, method, path, desc, sizeof(desc));
     if (st == 401 || st == 403)  /* a fixed client needs a fresh token */
-        msp_cwrmm_token_rejected(gw->cwtokens, p->tenant, &p->in, p->auth);
+        msp_cwrmm_token_rejected(tokens(gw), p->tenant, &p->in, p->auth);
     cwput_fail(p, st, desc, st == 403 ? msp_cwrmm_scope_for(method, path) : NULL);
     cwput_free(p);
 }
@@ -362,7 +365,7 @@ void api_cwrmm_put(gw_t *gw, struct evhttp_request *req, const char *tenant) {
         }
         gw_held_on_shutdown(p->held, cwput_cancel, p);
         p->waiting_token = 1;
-        if (msp_cwrmm_token_get(gw->cwtokens, tenant, &p->in, cwput_token_cb, p) != 0) {
+        if (msp_cwrmm_token_get(tokens(gw), tenant, &p->in, cwput_token_cb, p) != 0) {
             p->waiting_token = 0;
             gw_held_reply_error(p->held, 500, "out of memory");
             cwput_free(p);

@@ -114,8 +114,9 @@ static void put_rate_step(evutil_socket_t fd, short what, void *arg) {
         return;
     }
     int64_t retry_after_ms = 0;
-    int rc = msp_gcra_take(gw->redis, key, (double)gw->cfg.syncro_rate_milli / 1000.0,
-                           (int)gw->cfg.syncro_burst, 1, &retry_after_ms, err, sizeof(err));
+    int rc = msp_gcra_take(gw->redis, key, msp_vendor_rate_per_s(&gw->cfg.svc.rates, VENDOR),
+                           msp_vendor_rate_burst(&gw->cfg.svc.rates, VENDOR), 1, &retry_after_ms,
+                           err, sizeof(err));
     if (rc < 0) {
         gw_held_reply_error(p->held, 503, "redis unavailable: %s", err);
         put_free(p);

@@ -71,8 +71,6 @@ typedef struct gw_config_s {
     long long max_body;
     long long vendor_timeout_ms;
     char *syncro_subdomain_url; /* "https://{subdomain}.syncromsp.com/api/v1" */
-    long long syncro_rate_milli;
-    long long syncro_burst;
     long long kafka_delivery_timeout_ms;
     long long kafka_linger_ms;
     long long webhook_max_body;
@@ -104,7 +102,8 @@ typedef struct gw_s {
     gw_tcache_t *tcache;              /* the webhooks' tenant cache (tenant_cache.c) */
     int64_t aredis_answered_ms;       /* monotonic: the async connection's last reply */
     msp_http_t         *vendor;
-    msp_cwrmm_tokens_t *cwtokens;      /* ConnectWise RMM tokens, shared with the workers via Redis */
+    msp_vendor_auth_t auth; /* every vendor's auth state (ConnectWise RMM: its tokens, shared
+                               with the workers via Redis) */
     msp_metrics_t      *metrics;
     gw_held_t          *held;          /* requests answered later (list head) */
     gw_kept_t          *kept;          /* secrets registered for log redaction (kept_secrets.c) */
@@ -611,7 +610,7 @@ void gw_tc_org_seen(gw_t *gw, const char *tenant, const char *org_id, const char
  * (prove the credentials, then store them), its DELETE and its GET body. Keys:
  * mspsync:{t}:integration:<name> (the settings and the sealed secret) and
  * mspsync:{t}:status:<name> (written by the fetcher). One row per vendor, at the vendor's id
- * (integrations.c); each lives in the vendor's api_ file.
+ * (integrations.c, from the registry vendors.def); each lives in the vendor's api_ file.
  */
 typedef struct gw_integ_s {
     const msp_vendor_t *vendor;
@@ -621,8 +620,9 @@ typedef struct gw_integ_s {
     const char *const *own_keys; /* gateway keys (after the tenant) a removal also drops */
 } gw_integ_t;
 
-extern const gw_integ_t gw_syncro_integ; /* api_integrations.c */
-extern const gw_integ_t gw_cwrmm_integ;  /* api_cwrmm.c */
+/* gw_<name>_integ for every vendor of the registry (vendors.def), in the vendor's api_ file */
+#define MSP_VENDOR(ID, name) extern const gw_integ_t gw_##name##_integ;
+#include "mspsync/vendors.def"
 
 /** @brief The descriptor of an integration name, or NULL. Borrowed (static). */
 const gw_integ_t *gw_integ_find(const char *name);

@@ -1,7 +1,8 @@
 /*
  * integrations.c — what the Syncro and ConnectWise RMM integrations share.
  *
- * Each integration is one row of the descriptor table below, at its vendor's id: the vendor's
+ * Each integration is one row of the descriptor table below, at its vendor's id (built from the
+ * registry, vendors.def, like the vendor table itself): the vendor's
  * row (vendor.h: its name — the key suffix of mspsync:{t}:integration:<name> / status:<name> and
  * the "integration" of its sync jobs —, the field that holds its sealed secret, the prefix of its
  * end-of-type markers in inv:stats, the keys a disable drops) and the gateway's routes for it,
@@ -30,9 +31,11 @@
 #include "mspsync/redis.h"
 #include "mspsync/utf8.h"
 
+/* One descriptor per line of the registry (vendors.def), at its row's id: a vendor without its
+ * gw_<name>_integ does not link. */
 static const gw_integ_t *const INTEGRATIONS[MSP_VENDOR_COUNT] = {
-    [MSP_VENDOR_SYNCRO] = &gw_syncro_integ,
-    [MSP_VENDOR_CWRMM] = &gw_cwrmm_integ,
+#define MSP_VENDOR(ID, name) [MSP_VENDOR_##ID] = &gw_##name##_integ,
+#include "mspsync/vendors.def"
 };
 
 const gw_integ_t *gw_integ_of(const msp_vendor_t *v) { return INTEGRATIONS[v->id]; }

@@ -31,7 +31,7 @@
 #include "mspsync/svc.h"
 
 #define SHUTDOWN_FLUSH_MS 10000
-#define CWRMM_TOKEN_MARGIN_MS 60000  /* refresh a ConnectWise RMM token this long before expiry */
+#define TOKEN_MARGIN_MS 60000        /* refresh a cached vendor token this long before expiry */
 #define REDIS_ANSWER_MS 3000         /* /readyz: the async Redis connection answered within this */
 
 static gw_t gw;
@@ -61,7 +61,7 @@ static const msp_config_entry_t config[] = {
      "the API base URL a Syncro integration saved with a subdomain gets, {subdomain} being the "
      "normalized name (\"acme\" for acme.syncromsp.com); tests point it at the simulator",
      &gw.cfg.syncro_subdomain_url, 0, 0, 0},
-    MSP_SVC_SYNCRO_RATE_ROWS(gw.cfg.syncro_rate_milli, gw.cfg.syncro_burst),
+    MSP_SVC_VENDOR_RATE_ROWS(gw.cfg.svc),
     {"MSPSYNC_KAFKA_DELIVERY_TIMEOUT_MS", MSP_CFG_INT, "30000",
      "how long a queued job, tombstone or webhook incident may wait for Kafka before the "
      "request fails with 503",
@@ -230,9 +230,9 @@ int main(int argc, char **argv) {
     }
     if (!(gw.redis = msp_redis_connect(gw.cfg.redis_url, errstr, sizeof(errstr))))
         MSP_WARN("redis.connect", NULL, "%s (will retry on use)", errstr);
-    gw.cwtokens = msp_cwrmm_tokens_new(gw.base, gw.vendor, &gw.redis, &gw.key,
-                                       CWRMM_TOKEN_MARGIN_MS);
-    if (!gw.cwtokens || gw_tc_start(&gw) != 0 || gw_journal_start(&gw) != 0) {
+    msp_vendor_auth_env_t aenv = {gw.base, gw.vendor, &gw.redis, &gw.key, TOKEN_MARGIN_MS};
+    if (msp_vendor_auth_open(&gw.auth, &aenv) != 0 || gw_tc_start(&gw) != 0 ||
+        gw_journal_start(&gw) != 0) {
         MSP_ERROR("startup", NULL, "out of memory");
         goto out;
     }
@@ -265,8 +265,7 @@ out:
     gw_kafka_stop(&gw, msp_lifecycle_budget_ms(SHUTDOWN_FLUSH_MS));
     msp_svc_close(&svc);
     gw_held_fail_all(&gw, "the gateway is shutting down"); /* drops token waiters */
-    msp_cwrmm_tokens_destroy(gw.cwtokens);
-    gw.cwtokens = NULL;
+    msp_vendor_auth_close(&gw.auth);
     gw_secrets_forget_all(&gw);
     if (gw.base)
         event_base_loop(gw.base, EVLOOP_NONBLOCK); /* push the last replies out */

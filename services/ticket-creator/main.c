@@ -24,7 +24,7 @@ static tc_t T;
 static const msp_config_entry_t config_table[] = {
     MSP_SVC_WORKER_CONFIG(T.conf.svc, "mspsync-ticket-creator",
                           "Kafka consumer group of the ticket-creators", "9103"),
-    MSP_SVC_SYNCRO_RATE_ROWS(T.conf.syncro_rate_milli, T.conf.syncro_burst),
+    MSP_SVC_VENDOR_RATE_ROWS(T.conf.svc),
     MSP_SVC_KEYQ_ROWS(T.conf.max_active, T.conf.max_queued,
                       "Incidents (distinct fingerprints) worked on at once by one replica",
                       "Incident events"),
@@ -55,7 +55,6 @@ int main(int argc, char **argv) {
     if (rc >= 0) return rc;   /* --help, or a configuration error */
     int exit_code = 0;
     tc_t *tc = &T;
-    tc->conf.syncro_rate = (double)tc->conf.syncro_rate_milli / 1000.0;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     tc->base = event_base_new();
     tc->metrics = msp_metrics_new("ticket-creator");

@@ -29,10 +29,7 @@
 #include "mspsync/vcall.h"
 
 typedef struct tc_conf_s {
-    msp_svc_conf_t svc;           /* Kafka, Redis, logging, ops server */
-    double     syncro_rate;       /* tokens per second of one Syncro account's bucket */
-    long long  syncro_rate_milli;
-    long long  syncro_burst;
+    msp_svc_conf_t svc; /* Kafka, Redis, logging, ops server */
     long long  max_active;
     long long  max_queued;
     long long  backoff_base_ms;

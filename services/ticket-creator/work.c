@@ -82,6 +82,7 @@
 #include "mspsync/vendor.h"
 
 #define SERVICE        "ticket-creator"
+#define VENDOR (&msp_vendor_syncro) /* tickets are Syncro's: the one vendor called here */
 #define EVENTS_TTL_S   (90 * 86400)
 #define SUBJECT_MAX    250
 /* The gateway takes ticket statuses of up to 100 characters, 4 bytes each at the most: a
@@ -682,7 +683,7 @@ static void on_answered(void *arg, msp_http_outcome_t o) {
  */
 static int pause_ticketing(tc_item_t *it, const char *why) {
     char k[256], hint[512], at[32];
-    msp_vendor_hint(&msp_vendor_syncro, MSP_HINT_FORBIDDEN, it->vc.method ? it->vc.method : "POST",
+    msp_vendor_hint(VENDOR, MSP_HINT_FORBIDDEN, it->vc.method ? it->vc.method : "POST",
                     it->vc.path ? it->vc.path : "/tickets", hint, sizeof(hint));
     msp_key(k, sizeof(k), it->tenant, "status:syncro");
     msp_format_time(msp_wall_ms(), at, sizeof(at));
@@ -766,8 +767,8 @@ static void use_syncro(tc_item_t *it) {
     const tc_conf_t *conf = &it->tc->conf;
     msp_vcall_account_t acct = {.base_url = it->syncro.base_url,
                                 .bucket_key = it->syncro.bucket_key,
-                                .rate = conf->syncro_rate,
-                                .burst = (int)conf->syncro_burst,
+                                .rate = msp_vendor_rate_per_s(&conf->svc.rates, VENDOR),
+                                .burst = msp_vendor_rate_burst(&conf->svc.rates, VENDOR),
                                 .auth_header = it->syncro.auth_header,
                                 .describe = msp_syncro_describe};
     msp_vcall_account(&it->vc, &acct);

@@ -25,10 +25,9 @@
 static wb_t W;
 
 static const msp_config_entry_t config_table[] = {
-    MSP_SVC_WORKER_CONFIG(W.conf.svc, "mspsync-write-back", "Kafka consumer group of the write-backs",
-                          "9104"),
-    MSP_SVC_SYNCRO_RATE_ROWS(W.conf.syncro_rate_milli, W.conf.syncro_burst),
-    MSP_SVC_CWRMM_RATE_ROWS(W.conf.cwrmm_rate_milli, W.conf.cwrmm_burst),
+    MSP_SVC_WORKER_CONFIG(W.conf.svc, "mspsync-write-back",
+                          "Kafka consumer group of the write-backs", "9104"),
+    MSP_SVC_VENDOR_RATE_ROWS(W.conf.svc),
     MSP_SVC_CWRMM_TOKEN_MARGIN_ROW(W.conf.cwrmm_token_margin_ms),
     MSP_SVC_KEYQ_ROWS(W.conf.max_active, W.conf.max_queued,
                       "Assets whose date changes are written at once by one replica",
@@ -52,8 +51,14 @@ static void on_tick(void *arg) {
     wb_t *wb = arg;
     msp_metric_set(wb->metrics, "mspsync_write_back_http_inflight", NULL,
                    msp_http_inflight(wb->http));
-    msp_metric_set(wb->metrics, "mspsync_write_back_cwrmm_token_requests_total", NULL,
-                   (double)msp_cwrmm_tokens_requested(wb->tokens));
+    for (size_t i = 0; msp_vendor_at(i); i++) {
+        const msp_vendor_t *v = msp_vendor_at(i);
+        char labels[64];
+        snprintf(labels, sizeof(labels), "vendor=\"%s\"", v->name);
+        if (v->auth_requested && msp_vendor_auth_state(&wb->auth, v))
+            msp_metric_set(wb->metrics, "mspsync_write_back_token_requests_total", labels,
+                           (double)v->auth_requested(msp_vendor_auth_state(&wb->auth, v)));
+    }
 }
 
 static void declare_metrics(msp_metrics_t *m) {
@@ -69,8 +74,9 @@ static void declare_metrics(msp_metrics_t *m) {
                        "Date changes sent to the dlq topic");
     msp_metric_declare(m, "mspsync_write_back_ratelimit_waits_total", "counter",
                        "Times a request waited for a rate-limit token");
-    msp_metric_declare(m, "mspsync_write_back_cwrmm_token_requests_total", "counter",
-                       "POST /v1/token calls this process made");
+    msp_metric_declare(m, "mspsync_write_back_token_requests_total", "counter",
+                       "Tokens this process asked a vendor for, by vendor (ConnectWise RMM: POST "
+                       "/v1/token)");
     msp_metric_declare(m, "mspsync_write_back_changes_held", "gauge", "Date changes in memory");
     msp_metric_declare(m, "mspsync_write_back_changes_active", "gauge",
                        "Date changes being worked on");
@@ -84,8 +90,6 @@ int main(int argc, char **argv) {
     if (rc >= 0) return rc;   /* --help, or a configuration error */
     int exit_code = 0;
     wb_t *wb = &W;
-    wb->conf.syncro_rate = (double)wb->conf.syncro_rate_milli / 1000.0;
-    wb->conf.cwrmm_rate = (double)wb->conf.cwrmm_rate_milli / 1000.0;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     wb->base = event_base_new();
     wb->metrics = msp_metrics_new("write-back");
@@ -118,9 +122,9 @@ int main(int argc, char **argv) {
     }
     msp_http_opts_t hopts = {.timeout_ms = wb->conf.http_timeout_ms};
     wb->http = msp_http_new(wb->base, &hopts);
-    wb->tokens = msp_cwrmm_tokens_new(wb->base, wb->http, &wb->redis, &wb->key,
-                                      wb->conf.cwrmm_token_margin_ms);
-    if (!wb->http || !wb->tokens) {
+    msp_vendor_auth_env_t aenv = {wb->base, wb->http, &wb->redis, &wb->key,
+                                  wb->conf.cwrmm_token_margin_ms};
+    if (!wb->http || msp_vendor_auth_open(&wb->auth, &aenv) != 0) {
         MSP_ERROR("init.failed", NULL, "out of memory");
         return 1;
     }
@@ -141,8 +145,7 @@ stop:
     msp_keyq_stop(w->kq);
     msp_http_destroy(wb->http);
     wb->http = NULL;
-    msp_cwrmm_tokens_destroy(wb->tokens);
-    wb->tokens = NULL;
+    msp_vendor_auth_close(&wb->auth);
     msp_svc_worker_close(w);   /* dead letters delivered; the consumer closed before the queue */
     msp_svc_close(&svc);
     if (wb->redis) redisFree(wb->redis);

@@ -30,13 +30,7 @@
 #include "mspsync/vcall.h"
 
 typedef struct wb_conf_s {
-    msp_svc_conf_t svc;           /* Kafka, Redis, logging, ops server */
-    double     syncro_rate;       /* tokens per second of one Syncro account's bucket */
-    long long  syncro_rate_milli;
-    long long  syncro_burst;
-    double     cwrmm_rate;        /* tokens per second of one ConnectWise RMM API client */
-    long long  cwrmm_rate_milli;
-    long long  cwrmm_burst;
+    msp_svc_conf_t svc; /* Kafka, Redis, logging, ops server */
     long long  cwrmm_token_margin_ms;
     long long  max_active;
     long long  max_queued;
@@ -52,7 +46,7 @@ typedef struct wb_s {
     msp_http_t         *http;
     msp_svc_worker_t    worker;     /* consumer, producer (dead letters), offsets, the queue */
     redisContext       *redis;
-    msp_cwrmm_tokens_t *tokens;     /* one per process: every tenant's tokens */
+    msp_vendor_auth_t auth; /* one per process: every vendor's auth state (the token caches) */
     msp_metrics_t      *metrics;
     msp_secret_key_t    key;
     struct wb_busy_s   *defs_busy;  /* tenants whose definitions an item is ensuring */

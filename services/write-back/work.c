@@ -113,7 +113,8 @@ typedef struct target_s {
     char                     why[700];         /* reason (skipped, failed) */
     msp_cwrmm_integration_t  cw;
     msp_syncro_integration_t sy;
-    msp_vcall_cwrmm_t cw_auth; /* the token source of a ConnectWise RMM target */
+    msp_vendor_cred_t cw_cred;  /* it for the row's auth (impl borrowed: never cleared) */
+    msp_vcall_vendor_t cw_auth; /* the token source of a ConnectWise RMM target */
     int                      loaded;
 } target_t;
 
@@ -551,12 +552,13 @@ void wb_vcall_env(wb_t *wb) {
 /* A ConnectWise RMM target's account: its client's bucket, the token cache. */
 static void cw_account(wb_item_t *it, target_t *t, msp_vcall_account_t *a) {
     const wb_conf_t *conf = &it->wb->conf;
-    t->cw_auth = (msp_vcall_cwrmm_t){&it->wb->tokens, &t->cw};
+    t->cw_cred = (msp_vendor_cred_t){t->vendor, &t->cw};
+    t->cw_auth = (msp_vcall_vendor_t){&it->wb->auth, &t->cw_cred};
     a->base_url = t->cw.base_url;
     a->bucket_key = t->cw.bucket_key;
-    a->rate = conf->cwrmm_rate;
-    a->burst = (int)conf->cwrmm_burst;
-    a->auth = &msp_vcall_cwrmm_auth;
+    a->rate = msp_vendor_rate_per_s(&conf->svc.rates, t->vendor);
+    a->burst = msp_vendor_rate_burst(&conf->svc.rates, t->vendor);
+    a->auth = &msp_vcall_vendor_auth;
     a->auth_ctx = &t->cw_auth;
 }
 
@@ -565,8 +567,8 @@ static void sy_account(wb_item_t *it, target_t *t, msp_vcall_account_t *a) {
     const wb_conf_t *conf = &it->wb->conf;
     a->base_url = t->sy.base_url;
     a->bucket_key = t->sy.bucket_key;
-    a->rate = conf->syncro_rate;
-    a->burst = (int)conf->syncro_burst;
+    a->rate = msp_vendor_rate_per_s(&conf->svc.rates, t->vendor);
+    a->burst = msp_vendor_rate_burst(&conf->svc.rates, t->vendor);
     a->auth_header = t->sy.auth_header;
 }
 

@@ -43,9 +43,10 @@ static const msp_config_entry_t required_table[] = {
     {NULL},
 };
 
-static const char *const all_vars[] = {"MSPSYNC_T_BROKERS", "MSPSYNC_T_API_KEY", "MSPSYNC_T_BATCH",
-                                       "MSPSYNC_T_OFFSET", "MSPSYNC_T_DRY_RUN", "MSPSYNC_T_TENANT",
-                                       "MSPSYNC_T_API_KEY_FILE", "MSPSYNC_T_BROKERS_FILE"};
+static const char *const all_vars[] = {
+    "MSPSYNC_T_BROKERS", "MSPSYNC_T_API_KEY", "MSPSYNC_T_BATCH",        "MSPSYNC_T_OFFSET",
+    "MSPSYNC_T_DRY_RUN", "MSPSYNC_T_TENANT",  "MSPSYNC_T_API_KEY_FILE", "MSPSYNC_T_BROKERS_FILE",
+    "MSPSYNC_T_X_RATE",  "MSPSYNC_T_Y_RATE"};
 
 static int clean_env(void **state) {
     (void)state;
@@ -376,6 +377,64 @@ static void free_is_null_safe_and_resets_destinations(void **state) {
     msp_config_free(table); /* twice is fine */
 }
 
+/* ---- rows made at run time (MSP_CFG_EXPAND) ----------------------------------------------- */
+
+static long long expanded[2];
+
+/* Two rows a table cannot name statically (as vendor.h's rate rows for every vendor). */
+static size_t two_rows(void *dest, msp_config_entry_t *out, size_t max) {
+    long long *v = dest;
+    const msp_config_entry_t rows[2] = {
+        {"MSPSYNC_T_X_RATE", MSP_CFG_INT, "7", "Rate of x", &v[0], 1, 10, 0, NULL},
+        {"MSPSYNC_T_Y_RATE", MSP_CFG_INT, "9", "Rate of y", &v[1], 1, 10, 0, NULL},
+    };
+    for (size_t i = 0; out && i < 2 && i < max; i++)
+        out[i] = rows[i];
+    return 2;
+}
+
+static const msp_config_entry_t expand_table[] = {
+    {"MSPSYNC_T_BATCH", MSP_CFG_INT, "25", "Tickets per page", &batch, 1, 100, 0},
+    {"(rates)", MSP_CFG_EXPAND, NULL, NULL, expanded, 0, 0, 0, two_rows},
+    {"MSPSYNC_T_BROKERS", MSP_CFG_STR, "localhost:9092", "Kafka bootstrap servers", &brokers, 0, 0,
+     0},
+    {NULL},
+};
+
+static int run_expand_markdown(void *arg) {
+    msp_config_print_markdown((const char *)arg, expand_table);
+    return 0;
+}
+
+static void expanded_rows_are_read_validated_and_documented_in_place(void **state) {
+    (void)state;
+    char err[512];
+    setenv("MSPSYNC_T_Y_RATE", "3", 1);
+    assert_int_equal(msp_config_load("test", expand_table, 1, argv_none, err, sizeof(err)), 0);
+    assert_int_equal(expanded[0], 7);
+    assert_int_equal(expanded[1], 3);
+    assert_int_equal(batch, 25);
+    assert_string_equal(brokers, "localhost:9092");
+    msp_config_free(expand_table);
+    assert_null(brokers);
+    /* an expanded row is validated like any other, all-or-nothing */
+    setenv("MSPSYNC_T_X_RATE", "11", 1);
+    setenv("MSPSYNC_T_BATCH", "5", 1);
+    assert_int_equal(msp_config_load("test", expand_table, 1, argv_none, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "MSPSYNC_T_X_RATE: must be between 1 and 10"));
+    assert_int_equal(batch, 25);
+    unsetenv("MSPSYNC_T_X_RATE");
+    unsetenv("MSPSYNC_T_Y_RATE");
+    /* documented where the entry stands, never under its place-holder name */
+    char *out = capture_stdout(run_expand_markdown, "fetcher", NULL);
+    const char *b = strstr(out, "`MSPSYNC_T_BATCH`"), *x = strstr(out, "`MSPSYNC_T_X_RATE`"),
+               *y = strstr(out, "`MSPSYNC_T_Y_RATE` | int | `9` | Rate of y (1..10) |"),
+               *k = strstr(out, "`MSPSYNC_T_BROKERS`");
+    assert_true(b && x && y && k && b < x && x < y && y < k);
+    assert_null(strstr(out, "(rates)"));
+    free(out);
+}
+
 /* ---- addresses with credentials ----------------------------------------------------------- */
 
 /* url → what logs, errors and answers may show of it. */
@@ -459,6 +518,7 @@ int main(void) {
         T(help_is_printed_even_when_settings_are_invalid),
         T(markdown_table_documents_every_setting),
         T(free_is_null_safe_and_resets_destinations),
+        T(expanded_rows_are_read_validated_and_documented_in_place),
         cmocka_unit_test(url_passwords_are_masked_well_formed_or_not),
         cmocka_unit_test(redis_address_errors_never_quote_the_password),
     };

@@ -16,6 +16,8 @@
 
 #include <jansson.h>
 
+#include <event2/event.h>
+
 #include "mspsync/vendor.h"
 
 /* ------------------------------------------------------------------------------ the table */
@@ -43,6 +45,106 @@ static void test_rows_are_listed_at_their_id(void **state) {
     assert_null(msp_vendor_at(MSP_VENDOR_COUNT));
 }
 
+/* The registry (vendors.def) is the one list: every line's row is listed at its id, its symbol
+ * msp_vendor_<name> is the row named name, names are unique, and the rate settings keep the
+ * MSPSYNC_<ID>_RATE_MILLI / _BURST spelling operators set. */
+static void test_registry_lines_are_the_rows(void **state) {
+    (void)state;
+    static const struct {
+        int id;
+        const char *upper, *name;
+        const msp_vendor_t *row;
+    } lines[] = {
+#define MSP_VENDOR(ID, name) {MSP_VENDOR_##ID, #ID, #name, &msp_vendor_##name},
+#include "mspsync/vendors.def"
+    };
+    assert_int_equal(sizeof(lines) / sizeof(lines[0]), MSP_VENDOR_COUNT);
+    for (size_t i = 0; i < MSP_VENDOR_COUNT; i++) {
+        char env[96];
+        assert_int_equal(lines[i].id, i);
+        assert_ptr_equal(msp_vendor_at(i), lines[i].row);
+        assert_int_equal(lines[i].row->id, i);
+        assert_string_equal(lines[i].row->name, lines[i].name);
+        snprintf(env, sizeof(env), "MSPSYNC_%s_RATE_MILLI", lines[i].upper);
+        assert_string_equal(lines[i].row->rate.rate_env, env);
+        snprintf(env, sizeof(env), "MSPSYNC_%s_BURST", lines[i].upper);
+        assert_string_equal(lines[i].row->rate.burst_env, env);
+        for (size_t k = 0; k < i; k++)
+            assert_string_not_equal(lines[k].name, lines[i].name);
+    }
+}
+
+/* The rate settings are read once for every row: two config rows per vendor, at its id. */
+static void test_rate_rows_cover_every_row(void **state) {
+    (void)state;
+    msp_vendor_rates_t rates;
+    msp_config_entry_t rows[2 * MSP_VENDOR_COUNT + 1];
+    memset(&rates, 0, sizeof(rates));
+    memset(rows, 0, sizeof(rows));
+    assert_int_equal(msp_vendor_rate_rows(&rates, NULL, 0), 2 * MSP_VENDOR_COUNT);
+    assert_int_equal(msp_vendor_rate_rows(&rates, rows, 2 * MSP_VENDOR_COUNT),
+                     2 * MSP_VENDOR_COUNT);
+    for (size_t i = 0; i < MSP_VENDOR_COUNT; i++) {
+        const msp_vendor_t *v = msp_vendor_at(i);
+        assert_string_equal(rows[2 * i].name, v->rate.rate_env);
+        assert_string_equal(rows[2 * i].def, v->rate.rate_def);
+        assert_ptr_equal(rows[2 * i].dest, &rates.milli[i]);
+        assert_string_equal(rows[2 * i + 1].name, v->rate.burst_env);
+        assert_ptr_equal(rows[2 * i + 1].dest, &rates.burst[i]);
+    }
+    /* loaded through a table like a service's: the defaults land at each row's id */
+    const msp_config_entry_t tbl[] = {
+        {"(vendor rates)", MSP_CFG_EXPAND, NULL, NULL, &rates, 0, 0, 0, msp_vendor_rate_rows},
+        {NULL},
+    };
+    char err[256];
+    assert_int_equal(msp_config_load("test", tbl, 0, NULL, err, sizeof(err)), 0);
+    for (size_t i = 0; i < MSP_VENDOR_COUNT; i++) {
+        const msp_vendor_t *v = msp_vendor_at(i);
+        assert_int_equal(rates.milli[i], atoll(v->rate.rate_def));
+        assert_int_equal(msp_vendor_rate_burst(&rates, v), atoll(v->rate.burst_def));
+        assert_true(msp_vendor_rate_per_s(&rates, v) * 1000.0 == (double)rates.milli[i]);
+    }
+}
+
+/* The per-process auth state is made and freed through the rows: a slot for each row that has
+ * one (ConnectWise RMM's token cache), none for a row whose key is its header (Syncro); a call
+ * cancelled after the close touches nothing; a failed open leaves nothing open. */
+static void test_auth_state_comes_from_the_rows(void **state) {
+    (void)state;
+    struct event_base *base = event_base_new();
+    msp_http_opts_t hopts = {.timeout_ms = 1000};
+    msp_http_t *http = msp_http_new(base, &hopts);
+    redisContext *redis = NULL;
+    msp_vendor_auth_t a;
+    msp_vendor_auth_env_t env = {base, http, &redis, NULL, 1000};
+    assert_int_equal(msp_vendor_auth_open(&a, &env), 0);
+    for (size_t i = 0; i < MSP_VENDOR_COUNT; i++) {
+        const msp_vendor_t *v = msp_vendor_at(i);
+        assert_true(!v->auth_new == !v->auth_free);
+        assert_true(!v->auth_new == !msp_vendor_auth_state(&a, v));
+        /* a row that defers authentication keeps its state there */
+        assert_true(!v->auth_cancel || v->auth_new);
+    }
+    assert_null(msp_vendor_auth_state(&a, &msp_vendor_syncro));
+    assert_non_null(msp_vendor_auth_state(&a, &msp_vendor_cwrmm));
+    msp_vendor_auth_close(&a);
+    for (size_t i = 0; i < MSP_VENDOR_COUNT; i++)
+        assert_null(a.state[i]);
+    msp_cwrmm_integration_t in;
+    memset(&in, 0, sizeof(in));
+    msp_vendor_cred_t cred = {&msp_vendor_cwrmm, &in};
+    msp_vendor_auth_cancel(&a, &cred, &in); /* closed: nothing to cancel, nothing touched */
+    msp_vendor_auth_close(&a);
+    msp_vendor_auth_close(NULL);
+    env.http = NULL; /* the token cache cannot be made: nothing stays open */
+    assert_int_equal(msp_vendor_auth_open(&a, &env), -1);
+    for (size_t i = 0; i < MSP_VENDOR_COUNT; i++)
+        assert_null(a.state[i]);
+    msp_http_destroy(http);
+    event_base_free(base);
+}
+
 static void assert_pager_complete(const msp_pager_ops_t *o) {
     assert_non_null(o);
     assert_non_null(o->create);
@@ -60,8 +162,11 @@ static void assert_row_complete(const msp_vendor_t *v) {
     assert_true(v->name && v->name[0] && v->label && v->label[0]);
     assert_true(v->sealed_field && v->sealed_field[0]);
     assert_non_null(v->stats_prefix);
-    assert_true(v->rate.rate_env && v->rate.rate_milli > 0 && v->rate.burst_env);
-    assert_true(v->rate.burst > 0 && v->rate.bucket_tag);
+    assert_true(v->rate.rate_env && v->rate.rate_def && atoll(v->rate.rate_def) > 0);
+    assert_true(atoll(v->rate.rate_def) <= v->rate.rate_max && v->rate.rate_help);
+    assert_true(v->rate.burst_env && v->rate.burst_def && atoll(v->rate.burst_def) > 0);
+    assert_true(atoll(v->rate.burst_def) <= v->rate.burst_max && v->rate.burst_help);
+    assert_true(v->rate.bucket_tag && v->rate.bucket_tag[0]);
     assert_non_null(v->describe);
     assert_non_null(v->forbidden);
     assert_true(v->cred_new && v->cred_load && v->cred_free && v->cred_base_url && v->cred_bucket);
@@ -464,6 +569,9 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vendors_are_found_by_name_once),
         cmocka_unit_test(test_rows_are_listed_at_their_id),
+        cmocka_unit_test(test_registry_lines_are_the_rows),
+        cmocka_unit_test(test_rate_rows_cover_every_row),
+        cmocka_unit_test(test_auth_state_comes_from_the_rows),
         cmocka_unit_test(test_every_row_sets_every_required_field),
         cmocka_unit_test(test_customers_sync_before_assets),
         cmocka_unit_test(test_job_types_are_taken_in_dependency_order),

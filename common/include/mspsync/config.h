@@ -12,7 +12,12 @@
 
 #include <stddef.h>
 
-typedef enum { MSP_CFG_STR, MSP_CFG_INT, MSP_CFG_BOOL } msp_cfg_type_t;
+/**
+ * MSP_CFG_EXPAND is no setting but a place holder for rows made at run time from data the table
+ * cannot name statically (the rate settings of every vendor row: vendor.h): every function here
+ * sees the rows expand(dest, …) gives in its place, as if the table listed them.
+ */
+typedef enum { MSP_CFG_STR, MSP_CFG_INT, MSP_CFG_BOOL, MSP_CFG_EXPAND } msp_cfg_type_t;
 
 typedef struct msp_config_entry_s {
     const char    *name;        /**< environment variable, e.g. "MSPSYNC_KAFKA_BROKERS" */
@@ -23,6 +28,9 @@ typedef struct msp_config_entry_s {
     long long      min, max;    /**< INT bounds (inclusive); ignored when min == max == 0 */
     int            secret;      /**< 1: value never printed (--help/Markdown show "(secret)");
                                      NAME_FILE is accepted as well (msp_config_load) */
+    /** MSP_CFG_EXPAND only: write the rows it stands for (at most max, none when out is NULL)
+     * and return how many there are; dest is passed along. Its rows expand no further. */
+    size_t (*expand)(void *dest, struct msp_config_entry_s *out, size_t max);
 } msp_config_entry_t;
 
 /**

@@ -28,6 +28,7 @@
 #include "mspsync/keyq.h"
 #include "mspsync/offtrack.h"
 #include "mspsync/ops.h"
+#include "mspsync/vendor.h"
 
 typedef struct msp_svc_s {
     struct event_base *base;
@@ -109,6 +110,7 @@ typedef struct msp_svc_conf_s {
     char      *port_file;
     long long  nice; /* MSPSYNC_NICE (priority.h), applied by msp_svc_configure; -1: by the
                       * service itself (the normalizer decides by its lane) */
+    msp_vendor_rates_t rates; /* every vendor's rate settings (MSP_SVC_VENDOR_RATE_ROWS) */
     msp_kafka_conf_t kafka;
 } msp_svc_conf_t;
 
@@ -171,25 +173,13 @@ typedef struct msp_svc_conf_s {
      "half a number)", &(c).port_file}
 
 /**
- * @brief A Syncro account's rate limit, one bucket in Redis shared by every replica of every
- * service that calls Syncro (fetcher, gateway, ticket-creator, write-back).
+ * @brief Every vendor's rate limit into c.rates (msp_vendor_rates_t): MSPSYNC_<NAME>_RATE_MILLI
+ * and MSPSYNC_<NAME>_BURST of each row of the vendor table, whose row names them and gives their
+ * defaults, bounds and help. One bucket per vendor account in Redis is shared by every replica of
+ * every service that calls it, so every service reads them all (the same value everywhere).
  */
-#define MSP_SVC_SYNCRO_RATE_ROWS(rate_milli, burst)                                                \
-    {"MSPSYNC_SYNCRO_RATE_MILLI", MSP_CFG_INT, "2900",                                             \
-     "Syncro requests per 1000 s for one account, shared by the fetchers, the gateway, the "       \
-     "ticket-creators and the write-backs: set it the same in every service (Syncro allows "       \
-     "180/min = 3000)", &(rate_milli), 1, 10000000},                                               \
-    {"MSPSYNC_SYNCRO_BURST", MSP_CFG_INT, "3",                                                     \
-     "Requests a Syncro account's bucket allows at once", &(burst), 1, 10000}
-
-/** @brief A ConnectWise RMM API client's rate limit (fetcher, write-back), as the Syncro one. */
-#define MSP_SVC_CWRMM_RATE_ROWS(rate_milli, burst)                                                 \
-    {"MSPSYNC_CWRMM_RATE_MILLI", MSP_CFG_INT, "10000",                                             \
-     "ConnectWise RMM requests per 1000 s for one API client (client id), shared by the "          \
-     "fetchers and the write-backs: set it the same in every service", &(rate_milli), 1,           \
-     100000000},                                                                                   \
-    {"MSPSYNC_CWRMM_BURST", MSP_CFG_INT, "10",                                                     \
-     "Requests a ConnectWise RMM client's bucket allows at once", &(burst), 1, 100000}
+#define MSP_SVC_VENDOR_RATE_ROWS(c)                                                                \
+    { "(vendor rates)", MSP_CFG_EXPAND, NULL, NULL, &(c).rates, 0, 0, 0, msp_vendor_rate_rows }
 
 /** @brief How early a cached ConnectWise RMM token is refreshed (fetcher, write-back). */
 #define MSP_SVC_CWRMM_TOKEN_MARGIN_ROW(margin_ms)                                                  \

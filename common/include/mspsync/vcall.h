@@ -92,17 +92,11 @@ typedef struct msp_vcall_auth_s {
     void (*cancel)(void *ctx, msp_vcall_t *c);
 } msp_vcall_auth_t;
 
-/** The ConnectWise RMM token cache as a token source; ctx is a msp_vcall_cwrmm_t. */
-extern const msp_vcall_auth_t msp_vcall_cwrmm_auth;
-typedef struct msp_vcall_cwrmm_s {
-    msp_cwrmm_tokens_t **tokens;       /* the service's cache pointer (NULL once freed) */
-    const msp_cwrmm_integration_t *in; /* borrowed */
-} msp_vcall_cwrmm_t;
-
 /** A vendor row's auth (vendor.h) as a token source; ctx is a msp_vcall_vendor_t. */
 extern const msp_vcall_auth_t msp_vcall_vendor_auth;
 typedef struct msp_vcall_vendor_s {
-    msp_vendor_auth_t auth;        /* the process's auth state (copied) */
+    const msp_vendor_auth_t *auth; /* borrowed: the process's auth state (its slots are NULL
+                                      once closed, so a call cancelled later touches nothing) */
     const msp_vendor_cred_t *cred; /* borrowed: the loaded integration */
 } msp_vcall_vendor_t;
 

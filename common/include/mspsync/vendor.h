@@ -26,16 +26,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mspsync/config.h"
 #include "mspsync/crypto.h"
 #include "mspsync/cwrmm.h"
 #include "mspsync/http.h"
 
 /**
- * A row's index, for a service's own per-vendor tables (a config value per vendor, an adapter
- * of the gateway's routes): fill them with designated initializers `[MSP_VENDOR_SYNCRO] = …` so
- * that a forgotten slot is visible, and index them with `v->id`, never branch on it.
+ * A row's index, in the order of the registry (mspsync/vendors.def: one line per vendor). For
+ * iterating (msp_vendor_at) and for arrays that hold a per-process value of every row (rates,
+ * token caches: msp_vendor_rates_t, msp_vendor_auth_t); code never branches on it.
  */
-typedef enum { MSP_VENDOR_SYNCRO = 0, MSP_VENDOR_CWRMM = 1, MSP_VENDOR_COUNT } msp_vendor_id_t;
+typedef enum {
+#define MSP_VENDOR(ID, name) MSP_VENDOR_##ID,
+#include "mspsync/vendors.def"
+    MSP_VENDOR_COUNT
+} msp_vendor_id_t;
 
 typedef struct msp_vendor_s msp_vendor_t;
 
@@ -76,14 +81,41 @@ const char *msp_vendor_cred_bucket(const msp_vendor_cred_t *cred);
 /* ------------------------------------------------------------------------------------------ */
 /* authentication                                                                              */
 
+/** What a row's per-process authentication state is made from (msp_vendor_auth_open). */
+typedef struct msp_vendor_auth_env_s {
+    struct event_base *base;     /**< the service's loop (borrowed) */
+    msp_http_t *http;            /**< its vendor HTTP client (borrowed) */
+    redisContext **redis;        /**< its Redis connection pointer (borrowed; the service
+                                       reconnects it) */
+    const msp_secret_key_t *key; /**< seals cached tokens (borrowed) */
+    int64_t token_margin_ms;     /**< refresh a cached token this long before it expires */
+} msp_vendor_auth_env_t;
+
 /**
- * What one process holds to authenticate with every vendor. Syncro needs nothing (its key is
- * the header); ConnectWise RMM needs the OAuth token cache (cwrmm.h), one per process. Borrowed
- * pointers: the service creates and destroys them.
+ * What one process holds to authenticate with every vendor: row i's state at state[i], made by
+ * its auth_new (NULL for a row without one: Syncro's key is the header itself; ConnectWise RMM's
+ * is the OAuth token cache of cwrmm.h). The service owns it (msp_vendor_auth_open / _close) and
+ * hands calls a pointer to it, never a copy, so that a call cancelled after the close sees no
+ * state instead of a freed one.
  */
 typedef struct msp_vendor_auth_s {
-    msp_cwrmm_tokens_t *cwrmm_tokens;
+    void *state[MSP_VENDOR_COUNT];
 } msp_vendor_auth_t;
+
+/**
+ * @brief Make every row's authentication state (*a cleared first). @returns 0, or -1 (out of
+ * memory: nothing is left open).
+ */
+int msp_vendor_auth_open(msp_vendor_auth_t *a, const msp_vendor_auth_env_t *env);
+
+/**
+ * @brief Free every row's state (a deferred msp_vendor_auth_get's callback will not run) and
+ * leave every slot NULL. NULL-safe.
+ */
+void msp_vendor_auth_close(msp_vendor_auth_t *a);
+
+/** @brief v's state of a (msp_cwrmm_tokens_t * for ConnectWise RMM), or NULL. Borrowed. */
+void *msp_vendor_auth_state(const msp_vendor_auth_t *a, const msp_vendor_t *v);
 
 /**
  * Called once per deferred msp_vendor_auth_get, never from inside it: as msp_cwrmm_token_cb.
@@ -256,12 +288,19 @@ typedef struct msp_vendor_feature_s {
                                          option belongs to */
 } msp_vendor_feature_t;
 
-/** Rate limits: the settings a service reads, with their defaults. */
+/**
+ * Rate limits: the two settings every service reads for every row (msp_vendor_rate_rows), as
+ * config.h rows — name, default (text), upper bound, the line of --help — and the bucket.
+ */
 typedef struct msp_vendor_rate_s {
     const char *rate_env;   /**< "MSPSYNC_SYNCRO_RATE_MILLI": requests per 1000 s */
-    long long rate_milli;   /**< its default */
+    const char *rate_def;   /**< its default, "2900" */
+    long long rate_max;     /**< its upper bound (the lower is 1) */
+    const char *rate_help;  /**< its --help line */
     const char *burst_env;  /**< "MSPSYNC_SYNCRO_BURST" */
-    long long burst;        /**< its default */
+    const char *burst_def;  /**< its default, "3" */
+    long long burst_max;    /**< its upper bound (the lower is 1) */
+    const char *burst_help; /**< its --help line */
     const char *bucket_tag; /**< hash tag of the account's bucket: "<bucket_tag><account>" */
 } msp_vendor_rate_t;
 
@@ -293,16 +332,45 @@ struct msp_vendor_s {
     const char *(*cred_bucket)(const void *impl);
     /** @brief 1 when id can be one of the vendor's record ids (safe in a URL path). */
     int (*id_valid)(const char *id);
-    int (*auth_get)(const msp_vendor_auth_t *a, const char *tenant, const void *impl, char *header,
+    /* authentication: state is the row's slot of msp_vendor_auth_t (NULL: none, or closed) */
+    int (*auth_get)(void *state, const char *tenant, const void *impl, char *header,
                     size_t header_size, msp_vendor_auth_cb *cb, void *opaque);
-    void (*auth_rejected)(const msp_vendor_auth_t *a, const char *tenant, const void *impl,
-                          const char *header);                     /**< NULL: a 401 is final */
-    void (*auth_cancel)(const msp_vendor_auth_t *a, void *opaque); /**< NULL: never deferred */
+    void (*auth_rejected)(void *state, const char *tenant, const void *impl,
+                          const char *header);      /**< NULL: a 401 is final */
+    void (*auth_cancel)(void *state, void *opaque); /**< NULL: never deferred */
+    /** @brief The row's per-process state (new), or NULL (out of memory). NULL: it has none. */
+    void *(*auth_new)(const msp_vendor_auth_env_t *env);
+    void (*auth_free)(void *state); /**< frees what auth_new made (with auth_new) */
+    /** @brief How many tokens the state asked the vendor for (a metric), or NULL. */
+    uint64_t (*auth_requested)(const void *state);
 };
 
-/** The rows (vendor_<name>.c). Services reach them through msp_vendor_find / msp_vendor_at. */
-extern const msp_vendor_t msp_vendor_syncro;
-extern const msp_vendor_t msp_vendor_cwrmm;
+/** The rows (vendor_<name>.c), one per line of vendors.def. Services reach them through
+ * msp_vendor_find / msp_vendor_at. */
+#define MSP_VENDOR(ID, name) extern const msp_vendor_t msp_vendor_##name;
+#include "mspsync/vendors.def"
+
+/* ------------------------------------------------------------------------------------------ */
+/* rate settings: defined once, read by every service for every row                             */
+
+/** One service's rate settings, a pair per row (its msp_svc_conf_t holds them). */
+typedef struct msp_vendor_rates_s {
+    long long milli[MSP_VENDOR_COUNT]; /**< requests per 1000 s of one account */
+    long long burst[MSP_VENDOR_COUNT]; /**< requests one account's bucket allows at once */
+} msp_vendor_rates_t;
+
+/**
+ * @brief A config.h expander (MSP_CFG_EXPAND) of a msp_vendor_rates_t (rates): the two rows of
+ * every vendor (row.rate: names, defaults, bounds, help), in registry order, into out (at most
+ * max; out may be NULL with max 0). @returns the number of rows there are.
+ */
+size_t msp_vendor_rate_rows(void *rates, msp_config_entry_t *out, size_t max);
+
+/** @brief v's rate of r in tokens per second, for a bucket (msp_vcall_account_t.rate). */
+double msp_vendor_rate_per_s(const msp_vendor_rates_t *r, const msp_vendor_t *v);
+
+/** @brief v's burst of r (msp_vcall_account_t.burst). */
+int msp_vendor_rate_burst(const msp_vendor_rates_t *r, const msp_vendor_t *v);
 
 /** @brief The row named name ("syncro", "cwrmm"), or NULL (also for NULL). Borrowed. */
 const msp_vendor_t *msp_vendor_find(const char *name);
