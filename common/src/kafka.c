@@ -70,6 +70,7 @@ static const struct {
     /* usage reports are the billing marks' source of truth: kept 400 days, so the marks of the
      * current and the previous billing periods can be rebuilt from them (services/billing) */
     {MSP_TOPIC_USAGE_EVENTS, 0, "34560000000"},
+    {MSP_TOPIC_WB_STATES, 1},
 };
 #define WANT_TOPICS ((int)(sizeof(want_topics) / sizeof(want_topics[0])))
 

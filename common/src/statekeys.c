@@ -35,6 +35,10 @@ static const msp_statekey_t TABLE[] = {
     {"state:billing", MSP_STATE_DERIVED,
      "set to the epoch by the billing replica that replayed usage.events for it"},
     {"inv:rebuild_lock", MSP_STATE_COORD, "the next inventory rebuild's claim"},
+    {"inv:dpending", MSP_STATE_DERIVED,
+     "a date change parked until Kafka acknowledged it: not rebuilt, re-derived — its input is "
+     "not committed before, and the merged asset reaches the assets topic only after the change "
+     "reached date.changes, so the replay after the rebuild computes the change again"},
     {"inv:*", MSP_STATE_DERIVED,
      "rebuilt by a normalizer from the compacted customers, contacts, tickets, settings and "
      "assets topics (services/normalizer/rebuild.c); fingerprints and seen marks by the next "
@@ -73,8 +77,13 @@ static const msp_statekey_t TABLE[] = {
      "the echo guard: rebuilt with the inventory from date.changes (the last value per target "
      "and field its integration opted into)"},
     {"wb:*", MSP_STATE_DERIVED,
-     "the per-asset states and done sets are lost: the write-back reads the vendor's value "
-     "before it writes, so nothing is written twice"},
+     "the per-asset states (wb:<asset>) and done sets (wb:<asset>:done): journaled per asset to "
+     "the compacted wb.states topic, rebuilt from it once per epoch by a write-back "
+     "replica (HSETNX/SADD: a state written since the loss stays) before any change is loaded "
+     "(services/write-back/state.c)"},
+    {"state:writeback", MSP_STATE_DERIVED,
+     "set to the epoch by the write-back replica that rebuilt the states from wb.states"},
+    {"writeback:rebuild_lock", MSP_STATE_COORD, "the next write-back state rebuild's claim"},
     /* coordination */
     {"status:*", MSP_STATE_COORD, "the next job writes it again"},
     {"cursor:*", MSP_STATE_COORD, "a job without its cursor restarts as a full sync"},
@@ -152,6 +161,23 @@ int msp_state_lost(redisContext *c) {
     msp_key(key, sizeof(key), "_", MSP_STATE_EPOCH_SUFFIX);
     redisReply *r = redisCommand(c, "EXISTS %s", key);
     int rc = r && r->type == REDIS_REPLY_INTEGER ? r->integer == 0 : -1;
+    if (r)
+        freeReplyObject(r);
+    return rc;
+}
+
+/* The mark is set only while the epoch it names is the current one. */
+static const char MARK_LUA[] = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+                               "redis.call('SET', KEYS[2], ARGV[1]) return 1";
+
+int msp_state_mark(redisContext *c, const char *mark_suffix, const char *epoch) {
+    char ke[64], km[128];
+    if (!c)
+        return -1;
+    msp_key(ke, sizeof(ke), "_", MSP_STATE_EPOCH_SUFFIX);
+    msp_key(km, sizeof(km), "_", "%s", mark_suffix);
+    redisReply *r = redisCommand(c, "EVAL %s 2 %s %s %s", MARK_LUA, ke, km, epoch);
+    int rc = r && r->type == REDIS_REPLY_INTEGER ? r->integer == 1 : -1;
     if (r)
         freeReplyObject(r);
     return rc;

@@ -458,16 +458,19 @@ static void prep_cmds(pipe_t *p, const char *tenant, const char *aid, const prep
         P(p, "HDEL", k, aid);
         return;
     }
+    /* The change is parked before the merged record is stored: a Redis that has the new record
+     * (a replay then computes no change) has the parked one too, also when it was wiped between
+     * the two commands (design.md "The parked date change after a Redis loss"). */
+    if (pr->cj && pr->park) {
+        key(k, tenant, "inv:dpending");
+        P(p, "HSET", k, aid, pr->cj);
+    }
     key(k, tenant, "inv:asset:%s", aid);
     P(p, "SET", k, pr->mj);
     key(k, tenant, "inv:assets");
     P(p, "ZADD", k, "0", aid);
     key(k, tenant, "inv:gone:asset");
     P(p, pr->gone ? "SADD" : "SREM", k, aid);
-    if (pr->cj && pr->park) {
-        key(k, tenant, "inv:dpending");
-        P(p, "HSET", k, aid, pr->cj);
-    }
 }
 
 /* After the writes: hand the prepared asset to out (steals its strings). */

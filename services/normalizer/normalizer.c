@@ -78,7 +78,8 @@ typedef struct nz_item_s {
     char                fp[65];
 } nz_item_t;
 
-typedef enum { OUT_PENDING, OUT_DONE, OUT_FAILED } nz_out_state_t;
+/* OUT_HELD: produced only once the batch's other outputs are acknowledged (drain_outputs). */
+typedef enum { OUT_PENDING, OUT_DONE, OUT_FAILED, OUT_HELD } nz_out_state_t;
 
 typedef struct nz_out_s {
     const rd_kafka_message_t *src;  /* dead letter: the message to copy; NULL for a record */
@@ -119,6 +120,7 @@ struct nz_s {
     nz_out_t     *outs;
     size_t        nouts, outs_cap;
     long          npending, nfailed;   /* delivery reports still due / failed since last look */
+    long nouts_held;                   /* outputs OUT_HELD (drain_outputs sends them last) */
 
     nz_buf_t      arena;               /* output keys and dead-letter reasons, reset per commit */
     nz_pipe_t     reads, writes;
@@ -443,6 +445,8 @@ static nz_out_t *out_new(nz_t *nz)
  */
 static void out_keyed(nz_t *nz, const char *topic, int keyed_by_id, const char *tenant,
                       const char *id, char *payload);
+static void out_keyed_held(nz_t *nz, const char *topic, const char *tenant, const char *id,
+                           char *payload, int held);
 
 static void out_record(nz_t *nz, nz_type_t type, const char *tenant, const char *id,
                        char *payload)
@@ -451,13 +455,23 @@ static void out_record(nz_t *nz, nz_type_t type, const char *tenant, const char 
         [NZ_TYPE_CUSTOMER] = MSP_TOPIC_CUSTOMERS, [NZ_TYPE_ASSET] = MSP_TOPIC_ASSETS,
         [NZ_TYPE_INCIDENT] = MSP_TOPIC_INCIDENTS, [NZ_TYPE_CONTACT] = MSP_TOPIC_CONTACTS,
         [NZ_TYPE_TICKET] = MSP_TOPIC_TICKETS,     [NZ_TYPE_SETTING] = MSP_TOPIC_SETTINGS};
-    out_keyed(nz, topics[type], type == NZ_TYPE_INCIDENT, tenant, id, payload);
+    /* an asset after a held one waits with it (drain_outputs: no overtaking) */
+    out_keyed_held(nz, topics[type], type == NZ_TYPE_INCIDENT ? NULL : tenant, id, payload,
+                   type == NZ_TYPE_ASSET && nz->nouts_held > 0);
 }
 
 /* Produce payload (NULL = a tombstone) to topic, keyed "<tenant>/<id>" or by id alone. */
 static void out_keyed(nz_t *nz, const char *topic, int keyed_by_id, const char *tenant,
                       const char *id, char *payload)
 {
+    out_keyed_held(nz, topic, keyed_by_id ? NULL : tenant, id, payload, 0);
+}
+
+/* out_keyed (tenant NULL: keyed by id alone); held: queued as OUT_HELD, produced by
+ * drain_outputs after every other output of the batch was acknowledged. */
+static void out_keyed_held(nz_t *nz, const char *topic, const char *tenant, const char *id,
+                           char *payload, int held) {
+    int keyed_by_id = tenant == NULL;
     nz_out_t *o = out_new(nz);
     if (!o) {
         msp_json_free(payload);
@@ -477,6 +491,11 @@ static void out_keyed(nz_t *nz, const char *topic, int keyed_by_id, const char *
     o->key_len     = keyed_by_id ? il : tl + 1 + il;
     o->payload     = payload;
     o->payload_len = payload ? strlen(payload) : 0;
+    if (held) {
+        o->state = OUT_HELD;
+        nz->nouts_held++;
+        return;
+    }
     out_send(nz, nz->nouts - 1);
 }
 
@@ -502,11 +521,29 @@ static void dead_letter(nz_t *nz, nz_item_t *it, int type, const char *reason)
 }
 
 /*
- * Wait until every output has its delivery report; re-produce the failed ones with backoff.
+ * Wait until every output has its delivery report; re-produce the failed ones with backoff. The
+ * held outputs (the merged assets whose date changes the batch made) are produced after all the
+ * others were acknowledged, and waited for in turn: the compacted assets topic never holds a
+ * merged record whose date change is not in date.changes, so a rebuild after a loss of Redis
+ * (which takes the inventory from that topic) re-derives a change that never reached Kafka
+ * (design.md "The parked date change after a Redis loss").
  * @returns 0, -1 shutdown, -2 fatal producer error.
  */
-static int drain_outputs(nz_t *nz)
-{
+static int drain_sent(nz_t *nz);
+
+static int drain_outputs(nz_t *nz) {
+    int rc = drain_sent(nz);
+    if (rc != 0 || nz->nouts_held == 0)
+        return rc;
+    for (size_t i = 0; i < nz->nouts; i++)
+        if (nz->outs[i].state == OUT_HELD)
+            out_send(nz, i);
+    nz->nouts_held = 0;
+    return drain_sent(nz);
+}
+
+/* drain_outputs of the outputs sent so far. @returns 0, -1 shutdown, -2 fatal. */
+static int drain_sent(nz_t *nz) {
     char errstr[512];
     for (unsigned attempt = 0;;) {
         while (nz->npending > 0) {
@@ -549,6 +586,7 @@ static void outputs_reset(nz_t *nz)
     nz->nouts    = 0;
     nz->npending = 0;
     nz->nfailed  = 0;
+    nz->nouts_held = 0;
     nz_buf_reset(&nz->arena);
 }
 
@@ -844,7 +882,11 @@ static int inv_apply(nz_t *nz, inv_op_t op, const char *tenant, const char *id, 
     }
     for (size_t i = 0; i < out.n; i++) {
         nz_inv_pub_t *e = &out.pub[i];
-        out_keyed(nz, MSP_TOPIC_ASSETS, 0, e->tenant, e->asset_id, e->merged);
+        /* with a date change: the asset after the change is acknowledged (drain_outputs); after
+         * one held, every later asset of the batch too (a later record of the same asset must
+         * not overtake it) */
+        out_keyed_held(nz, MSP_TOPIC_ASSETS, e->tenant, e->asset_id, e->merged,
+                       e->change != NULL || nz->nouts_held > 0);
         e->merged = NULL;
         if (e->change) {
             char k[NZ_KEY_MAX];

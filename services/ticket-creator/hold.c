@@ -512,14 +512,12 @@ static const char REBUILT_LUA[] =
     "redis.call('HSET', KEYS[1], 'partition', ARGV[1], 'from', ARGV[2], 'to', ARGV[3], "
     "'count', ARGV[4]) "
     "return 1";
-static const char HELD_DONE_LUA[] = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
-                                    "redis.call('SET', KEYS[2], ARGV[1]) return 1";
 
 /* Write the scanned tenants' indexes and the holding set, then state:held. @returns 0 or -1. */
 static int rebuild_write(tc_t *tc, json_t *tenants, const char *epoch) {
     const char *tenant;
     json_t *t;
-    char kh[256], kg[128], ke[64], kd[64];
+    char kh[256], kg[128];
     int64_t n = 0;
     msp_key(kg, sizeof(kg), "_", "ticketing:holding");
     json_object_foreach(tenants, tenant, t) {
@@ -552,12 +550,7 @@ static int rebuild_write(tc_t *tc, json_t *tenants, const char *epoch) {
                  from, to, part);
         n++;
     }
-    msp_key(ke, sizeof(ke), "_", MSP_STATE_EPOCH_SUFFIX);
-    msp_key(kd, sizeof(kd), "_", TC_STATE_HELD_SUFFIX);
-    redisReply *r = redisCommand(tc->redis, "EVAL %s 2 %s %s %s", HELD_DONE_LUA, ke, kd, epoch);
-    int done = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
-    if (r)
-        freeReplyObject(r);
+    int done = msp_state_mark(tc->redis, TC_STATE_HELD_SUFFIX, epoch) == 1;
     if (done)
         MSP_INFO("held.rebuild_done", NULL, "held-incident index rebuilt: %" PRId64 " tenants hold",
                  n);

@@ -49,6 +49,7 @@ static void on_delivery(void *arg, const rd_kafka_message_t *msg) {
 
 static void on_tick(void *arg) {
     wb_t *wb = arg;
+    wb_state_rebuild_tick(wb); /* after a loss of Redis: the states from wb.states */
     msp_metric_set(wb->metrics, "mspsync_write_back_http_inflight", NULL,
                    msp_http_inflight(wb->http));
     for (size_t i = 0; msp_vendor_at(i); i++) {

@@ -63,6 +63,34 @@ extern const msp_keyq_ops_t wb_keyq_ops;
 void wb_vcall_env(wb_t *wb);
 /** @brief Delivery report of a dead letter. */
 void wb_delivery_report(wb_t *wb, const rd_kafka_message_t *msg);
+
+/* state.c: the per-asset states journaled to wb.states and rebuilt from it */
+/** Set to the epoch by the replica that rebuilt the write-back states for it. */
+#define WB_STATE_MARK_SUFFIX "state:writeback"
+/** The next rebuild's claim (a lease). */
+#define WB_STATE_LOCK_SUFFIX "writeback:rebuild_lock"
+/**
+ * @brief Are the write-back states in Redis for the current epoch? epoch (may be NULL) gets the
+ * epoch. @returns 1 yes, 0 not yet (or the configuration not restored), -1 Redis error.
+ */
+int wb_state_ready(wb_t *wb, char *epoch, size_t epoch_size);
+/**
+ * @brief Produce the asset's whole state (wb:<asset> and its done set, read in one MULTI) to
+ * wb.states; opaque comes back in the delivery report (NULL: nobody waits for it). epoch
+ * gets the epoch the state was read in.
+ * @returns 0 produced, 1 not produced: the states are not rebuilt for the epoch (a loss), -1 Redis
+ *          or Kafka failed (try again).
+ */
+int wb_state_journal(wb_t *wb, const char *tenant, const char *asset, void *opaque, char *epoch,
+                     size_t epoch_size);
+/** @brief The journal record of an HGETALL and an SMEMBERS reply. @returns new (free), or NULL. */
+char *wb_state_record(const char *tenant, const char *asset, const redisReply *hash,
+                      const redisReply *done);
+/** @brief 1 when the delivery report is of a journal record. */
+int wb_state_is_journal(const rd_kafka_message_t *m);
+/** @brief Rebuild the states for the epoch if nobody did (the worker's tick; blocks meanwhile). */
+void wb_state_rebuild_tick(wb_t *wb);
+
 /** @brief 1 when Redis answers (reconnecting if needed). */
 static inline int wb_redis_ok(wb_t *wb) {
     return msp_redis_ok(&wb->redis, wb->conf.svc.redis_url);

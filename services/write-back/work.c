@@ -28,8 +28,14 @@
  *            (skipped: not connected, not opted in) / dead_lettered (with the reason).
  *   FINISH   all targets recorded: no failure → one MULTI adds the change id to
  *            `wb:<asset>:done` (MSPSYNC_DONE_TTL_DAYS); a failure → the change goes to `dlq`
- *            with the reasons. Then the offset becomes committable (keyq) and the asset's next
- *            change runs.
+ *            with the reasons.
+ *   JOURNAL  every step that records states (LOAD, RECORD, a retry's error, FINISH) also
+ *            produces the asset's whole state to `wb.states` (state.c), the source the
+ *            states are rebuilt from after a loss of Redis. The record after FINISH (or after the
+ *            dead letter) is acknowledged by Kafka before the offset becomes committable (keyq)
+ *            and the asset's next change runs; when Redis lost its state meanwhile, the change
+ *            first writes its states again into the rebuilt hash (design.md "The write-back's
+ *            state after a Redis loss").
  *
  * Errors: 423/429/5xx/timeouts/transport errors (and 2xx bodies we cannot read) are retried
  * with jittered backoff, Retry-After winning, without limit: the offset stays unstored and the
@@ -131,6 +137,8 @@ struct wb_item_s {
     size_t          ntg, cur;
     int             nfailed;
     int waited_restore; /* logged once: the change waits for the state restore */
+    char epoch[64];     /* the epoch whose Redis holds the states this change recorded */
+    char jepoch[64];    /* the epoch the final journal record was read in */
     char            fail_reason[1000];
 
     /* the current ConnectWise RMM target */
@@ -149,6 +157,7 @@ static void target_done(void *arg);
 static void cw_defs(void *arg);
 static void cw_read(void *arg);
 static void sy_read(void *arg);
+static void journal_final(void *arg);
 
 /*
  * What the write-back does per vendor, indexed by the row's id (vendor.h: a service's own
@@ -360,6 +369,82 @@ static void wait_then(wb_item_t *it, int64_t ms, msp_vcall_step_fn *fn) {
     msp_vcall_wait(&it->vc, ms, fn);
 }
 
+/* ------------------------------------------------------------------ JOURNAL */
+
+/*
+ * The asset's state to wb.states after a step that recorded some (best effort: the record
+ * after FINISH covers a miss). Not while Redis lost its state: the record would be partial.
+ */
+static void journal(wb_item_t *it) {
+    char epoch[64];
+    if (wb_redis_ok(it->wb) &&
+        wb_state_journal(it->wb, it->tenant, it->asset, NULL, epoch, sizeof(epoch)) < 0)
+        MSP_WARN("wb.journal_failed", it->tenant, "asset=%s: the state goes with the next step",
+                 it->asset);
+}
+
+/* Write the change's states (and its done mark) again: Redis lost them since they were recorded,
+ * and the rebuild brought back the older ones. @returns 0 or -1. */
+static int reassert(wb_item_t *it) {
+    wb_t *wb = it->wb;
+    int n = 0;
+    redisAppendCommand(wb->redis, "MULTI"), n++;
+    for (size_t i = 0; i < it->ntg; i++)
+        n += append_states(it, &it->tg[i], ~0u, NULL);
+    if (!it->nfailed) {
+        char k[400];
+        wb_key(it, k, sizeof(k), ":done");
+        redisAppendCommand(wb->redis, "SADD %s %s", k, it->change_id), n++;
+        redisAppendCommand(wb->redis, "EXPIRE %s %lld", k, wb->conf.done_ttl_days * 86400LL), n++;
+    }
+    redisAppendCommand(wb->redis, "EXEC"), n++;
+    return read_replies(wb, n, REDIS_REPLY_ARRAY) ? 0 : -1;
+}
+
+/* The record that ends the change: once the states are rebuilt for the epoch (its own written
+ * again if the epoch changed), produced; its delivery report completes the change. */
+static void journal_final(void *arg) {
+    wb_item_t *it = arg;
+    wb_t *wb = it->wb;
+    char epoch[64];
+    int ready = wb_redis_ok(wb) ? wb_state_ready(wb, epoch, sizeof(epoch)) : -1;
+    if (ready != 1) {
+        wait_then(it, ready < 0 ? 1000 : 250, journal_final);
+        return;
+    }
+    if (strcmp(epoch, it->epoch) != 0) {
+        if (reassert(it) != 0) {
+            wait_then(it, 1000, journal_final);
+            return;
+        }
+        MSP_WARN("wb.state_reasserted", it->tenant,
+                 "asset=%s change=%s: Redis lost the states of this change; written again",
+                 it->asset, it->change_id);
+        snprintf(it->epoch, sizeof(it->epoch), "%s", epoch);
+    }
+    int rc = wb_state_journal(wb, it->tenant, it->asset, it, it->jepoch, sizeof(it->jepoch));
+    if (rc != 0)
+        wait_then(it, rc < 0 ? 1000 : 250, journal_final);
+}
+
+/* The final record's delivery report: the change completes, unless Redis lost its state since
+ * the record was read (the rebuild may have read the topic before it: write it again). */
+static void journal_delivered(wb_item_t *it, const rd_kafka_message_t *m) {
+    char epoch[64];
+    if (m->err) {
+        MSP_WARN("wb.journal_failed", it->tenant, "asset=%s: %s; producing it again", it->asset,
+                 rd_kafka_err2str(m->err));
+        wait_then(it, 1000, journal_final);
+        return;
+    }
+    if (!wb_redis_ok(it->wb) || wb_state_ready(it->wb, epoch, sizeof(epoch)) != 1 ||
+        strcmp(epoch, it->jepoch) != 0) {
+        wait_then(it, 250, journal_final);
+        return;
+    }
+    complete(it);
+}
+
 /* ------------------------------------------------------------ dead letters */
 
 static void dlq_send(void *arg) {
@@ -381,8 +466,21 @@ static void dead_letter(wb_item_t *it, const char *reason) {
 void wb_delivery_report(wb_t *wb, const rd_kafka_message_t *m) {
     wb_item_t *it;
     (void)wb;
+    if (wb_state_is_journal(m)) {
+        if (m->_private)
+            journal_delivered(m->_private, m);
+        else if (m->err)
+            MSP_WARN("wb.journal_failed", NULL,
+                     "a state record was not delivered (%s); the "
+                     "change's last record carries it",
+                     rd_kafka_err2str(m->err));
+        return;
+    }
     int rc = msp_dead_letter_report(m, (void **)&it);
-    if (rc > 0) complete(it);
+    if (rc > 0 && it->asset && it->tenant)
+        journal_final(it); /* the failed states in Kafka before the offset */
+    else if (rc > 0)
+        complete(it);
     else if (rc < 0) wait_then(it, 1000, dlq_send);
 }
 
@@ -412,7 +510,7 @@ static void finish(void *arg) {
     }
     msp_metric_add(wb->metrics, "mspsync_write_back_changes_total", "outcome=\"done\"", 1);
     MSP_DEBUG("change.done", it->tenant, "asset=%s change=%s", it->asset, it->change_id);
-    complete(it);
+    journal_final(it);
 }
 
 /* ------------------------------------------------------------------ RECORD */
@@ -463,6 +561,7 @@ static void target_done(void *arg) {
     else if (held[0])
         MSP_DEBUG("wb.already_set", it->tenant, "asset=%s target=%s:%s fields=%s", it->asset,
                   t->vendor->name, t->id, held);
+    journal(it);
     it->cur++;
     run_target(it);
 }
@@ -511,7 +610,8 @@ static void on_retrying(void *arg, unsigned attempt, int64_t delay_ms, const cha
     }
     if ((attempt == 1 || attempt % 10 == 0) && wb_redis_ok(wb)) {
         /* Keep "pending", say why it is taking long. */
-        if (append_states(it, t, 1u << R_PENDING, why)) read_replies(wb, 1, 0);
+        if (append_states(it, t, 1u << R_PENDING, why) && read_replies(wb, 1, 0))
+            journal(it);
     }
 }
 
@@ -1004,11 +1104,12 @@ static void item_load(void *arg) {
         wait_then(it, 1000, item_load);
         return;
     }
-    /* Redis lost its state: the integrations (and the done set) come back with the restore;
-     * until then nothing is decided, nothing written, the offset not stored. */
-    int lost = msp_state_lost(wb->redis);
-    if (lost != 0) {
-        if (lost == 1 && !it->waited_restore)
+    /* Redis lost its state: the integrations come back with the restore, the states and done
+     * sets with the rebuild (state.c); until then nothing is decided, nothing written, the
+     * offset not stored. */
+    int ready = wb_state_ready(wb, it->epoch, sizeof(it->epoch));
+    if (ready != 1) {
+        if (ready == 0 && !it->waited_restore)
             MSP_WARN("change.waiting_restore", it->tenant,
                      "asset=%s change=%s waits: Redis is being restored from Kafka", it->asset,
                      it->change_id);
@@ -1052,6 +1153,8 @@ static void item_load(void *arg) {
         wait_then(it, 1000, item_load);
         return;
     }
+    if (n)
+        journal(it);
     for (size_t i = 0; i < it->ntg; i++) {
         target_t *t = &it->tg[i];
         for (int f = 0; f < WB_NF; f++) {

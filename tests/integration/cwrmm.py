@@ -6,7 +6,7 @@ sync to be in the inventory, and reading the inventory straight from Redis.
 import json
 import os
 
-from harness import BIN, Service, http, wait_until
+from harness import BIN, Service, Stack, http, wait_until
 
 BIN.setdefault("cwrmm-sim", os.path.join(os.path.dirname(BIN["syncro-sim"]), "cwrmm-sim"))
 BIN.setdefault("write-back", os.path.join(os.path.dirname(os.path.dirname(BIN["fetcher"])),
@@ -133,12 +133,19 @@ class DatesTenant:
     """A TestCase mixin: one tenant (TENANT) with Syncro (account "wz-msp") and ConnectWise RMM
     (partner PARTNER) integrations, both opted into the date write-back, with ten machines in both;
     dates edited through the API (self.edits) and what each vendor was written. Needs self.s (a
-    Stack started with start_dates_stack)."""
+    Stack started with start_dates_stack: setUp does, unless the test case has its own)."""
 
     TENANT = "wz"
     PARTNER = "pwz"
     WB = {"purchase_date": True, "warranty_expires": True}
 
+    def setUp(self):
+        self.s = Stack(self.id().split(".")[-1])
+        start_dates_stack(self.s)
+        self.edits = {}
+
+    def tearDown(self):
+        self.assertEqual(self.s.stop_all(), [])
 
     def api(self, method, path, body=None, timeout=90):
         """The answer of a call, asked again while the gateway answers 503 (restoring)."""

@@ -18,7 +18,7 @@ import subprocess
 
 import unittest
 
-from harness import Stack, http, wait_until
+from harness import http, wait_until
 import cwrmm
 from cwrmm import k
 
@@ -27,14 +27,6 @@ WB = cwrmm.DatesTenant.WB
 
 
 class RedisWipeSyncTest(cwrmm.DatesTenant, unittest.TestCase):
-    def setUp(self):
-        self.s = Stack(self.id().split(".")[-1])
-        cwrmm.start_dates_stack(self.s)
-        self.edits = {}
-
-    def tearDown(self):
-        self.assertEqual(self.s.stop_all(), [])
-
     # ---- the two losses --------------------------------------------------------------------
 
     def test_flushall_while_edits_flow(self):

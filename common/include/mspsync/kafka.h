@@ -40,6 +40,9 @@
  * (key: tenant id; the ticket-creator writes and reads it, design.md "Incidents to tickets") */
 #define MSP_TOPIC_INCIDENTS_HELD "incidents.held"
 #define MSP_TOPIC_USAGE_EVENTS "usage.events" /* usage reports and push requests (billing) */
+/* compacted: the write-back's per-asset states and done sets (key "<tenant>/<asset>"), the
+ * source its Redis hashes are rebuilt from after a loss (services/write-back/state.c) */
+#define MSP_TOPIC_WB_STATES "wb.states"
 
 /** The Kafka settings of every service, filled by its MSP_KAFKA_CONFIG rows. */
 typedef struct msp_kafka_conf_s {

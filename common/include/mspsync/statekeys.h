@@ -88,6 +88,13 @@ const msp_statekey_t *msp_statekey_at(size_t i);
  */
 int msp_state_lost(redisContext *c);
 
+/**
+ * @brief A rebuild is over: SET {_}:<mark_suffix> to epoch, if {_}:state:epoch still is epoch (a
+ * loss during the rebuild leaves the mark unset, so that the rebuild runs again for the new one).
+ * @returns 1 set, 0 the epoch changed, -1 Redis did not answer.
+ */
+int msp_state_mark(redisContext *c, const char *mark_suffix, const char *epoch);
+
 /** @brief "config", "derived", "coordination", "cache". */
 const char *msp_state_kind_name(msp_state_kind_t k);
 
