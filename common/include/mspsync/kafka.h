@@ -40,6 +40,9 @@
  * (key: tenant id; the ticket-creator writes and reads it, design.md "Incidents to tickets") */
 #define MSP_TOPIC_INCIDENTS_HELD "incidents.held"
 #define MSP_TOPIC_USAGE_EVENTS "usage.events" /* usage reports and push requests (billing) */
+/* trace entries, asset histories and billing writes as the services wrote them to Redis
+ * (trace.h: the journal the gateway rebuilds them from after a loss of Redis) */
+#define MSP_TOPIC_TRACES "traces"
 
 /** The Kafka settings of every service, filled by its MSP_KAFKA_CONFIG rows. */
 typedef struct msp_kafka_conf_s {
