@@ -450,9 +450,15 @@ int gw_traces_rebuild(redisContext **c, const char *url, const char *brokers, co
         cutoff = atoll(x->str); /* absent: nothing was restored, nothing is recounted */
     if (x)
         freeReplyObject(x);
-    rebuild_t rb = {c, url, &lease, json_object(), json_object(), json_object(),
-                    0, 0,   0,      cutoff,        json_object(), json_object(),
-                    ""};
+    rebuild_t rb = {.c = c,
+                    .url = url,
+                    .lease = &lease,
+                    .lists = json_object(),
+                    .sets = json_object(),
+                    .tenants = json_object(),
+                    .cutoff = cutoff,
+                    .counts = json_object(),
+                    .counted = json_object()};
     long long n = rb.lists && rb.sets && rb.tenants && rb.counts && rb.counted
                       ? msp_kafka_read_to_end_msg(brokers, msp_topic(MSP_TOPIC_TRACES),
                                                   TRACES_READ_TIMEOUT_MS, gather, keep_going, &rb,
