@@ -12,7 +12,8 @@
  * mspsync:{_}:traces:rebuild_lock wins (msp_lease_t, renewed while it reads); the other gateways
  * wait for the mark. It reads the topic from its start to the end offsets it found when it began
  * (msp_kafka_read_to_end_msg), gathers the records per Redis key, and merges every
- * TRACE_BATCH records into Redis with one script per key (MERGE_LUA), then sets the mark. A
+ * TRACE_BATCH records into Redis with one script per key (MERGE_LUA, pipelined), then sets the
+ * mark. A
  * lease lost, a Redis or Kafka error: the whole rebuild runs again (every merge is idempotent).
  *
  * The merge, per list, keeps what a live write would have kept and never loses what was written
@@ -130,6 +131,7 @@ typedef struct {
     int64_t cutoff;  /* state:restored_at_ms: entries before it are recounted */
     json_t *counts;  /* tenant -> {counter: n, "last_ticket_at": at} */
     json_t *counted; /* "<tenant>\t<fingerprint>\t<entry key>" -> true: each step once */
+    char sha[48];    /* MERGE_LUA's, loaded when the rebuild begins */
     char err[300];
 } rebuild_t;
 
@@ -207,6 +209,8 @@ static int flush(rebuild_t *rb) {
     json_t *v;
     char now[24];
     snprintf(now, sizeof(now), "%lld", (long long)msp_wall_ms());
+    /* one EVALSHA per list, pipelined: the batch costs a round trip, not one per key */
+    size_t sent = 0;
     json_object_foreach(rb->lists, key, v) {
         json_t *e = json_object_get(v, "e");
         size_t n = json_array_size(e), argc = 8 + n;
@@ -217,14 +221,14 @@ static int flush(rebuild_t *rb) {
             free(argv);
             free(lens);
             snprintf(rb->err, sizeof(rb->err), "out of memory");
-            return -1;
+            break;
         }
         snprintf(keep, sizeof(keep), "%lld",
                  (long long)json_integer_value(json_object_get(v, "keep")));
         snprintf(ttl, sizeof(ttl), "%lld",
                  (long long)json_integer_value(json_object_get(v, "ttl")));
-        argv[0] = "EVAL";
-        argv[1] = MERGE_LUA;
+        argv[0] = "EVALSHA";
+        argv[1] = rb->sha;
         argv[2] = "1";
         argv[3] = key;
         argv[4] = json_is_true(json_object_get(v, "asc")) ? "asc" : "desc";
@@ -235,20 +239,31 @@ static int flush(rebuild_t *rb) {
             argv[8 + i] = json_string_value(json_array_get(e, i));
         for (size_t i = 0; i < argc; i++)
             lens[i] = strlen(argv[i]);
-        redisReply *r = redisCommandArgv(*rb->c, (int)argc, argv, lens);
+        int rc = redisAppendCommandArgv(*rb->c, (int)argc, argv, lens);
         free(argv);
         free(lens);
-        int ok = r && r->type == REDIS_REPLY_INTEGER;
-        if (!ok)
-            snprintf(rb->err, sizeof(rb->err), "merging %s: %s", key,
-                     r && r->type == REDIS_REPLY_ERROR ? r->str
-                     : (*rb->c)->err                   ? (*rb->c)->errstr
-                                                       : "no reply");
-        if (r)
-            freeReplyObject(r);
-        if (!ok)
-            return -1;
+        if (rc != REDIS_OK) {
+            snprintf(rb->err, sizeof(rb->err), "merging %s: out of memory", key);
+            break;
+        }
+        sent++;
     }
+    int ok = !rb->err[0];
+    for (size_t i = 0; i < sent; i++) { /* every reply is read: the pipe stays in step */
+        redisReply *r = NULL;
+        if (redisGetReply(*rb->c, (void **)&r) != REDIS_OK || !r) {
+            snprintf(rb->err, sizeof(rb->err), "merging: %s", (*rb->c)->errstr);
+            return -1;
+        }
+        if (ok && r->type != REDIS_REPLY_INTEGER) {
+            snprintf(rb->err, sizeof(rb->err), "merging: %s",
+                     r->type == REDIS_REPLY_ERROR ? r->str : "an unexpected reply");
+            ok = 0;
+        }
+        freeReplyObject(r);
+    }
+    if (!ok)
+        return -1;
     json_object_foreach(rb->sets, key, v) {
         const char *m;
         json_t *x;
@@ -459,7 +474,14 @@ int gw_traces_rebuild(redisContext **c, const char *url, const char *brokers, co
                     .cutoff = cutoff,
                     .counts = json_object(),
                     .counted = json_object()};
-    long long n = rb.lists && rb.sets && rb.tenants && rb.counts && rb.counted
+    x = redisCommand(*c, "SCRIPT LOAD %s", MERGE_LUA);
+    if (x && x->type == REDIS_REPLY_STRING)
+        snprintf(rb.sha, sizeof(rb.sha), "%s", x->str);
+    else
+        snprintf(rb.err, sizeof(rb.err), "loading the merge script failed");
+    if (x)
+        freeReplyObject(x);
+    long long n = rb.sha[0] && rb.lists && rb.sets && rb.tenants && rb.counts && rb.counted
                       ? msp_kafka_read_to_end_msg(brokers, msp_topic(MSP_TOPIC_TRACES),
                                                   TRACES_READ_TIMEOUT_MS, gather, keep_going, &rb,
                                                   rb.err, sizeof(rb.err))
