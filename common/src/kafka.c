@@ -71,6 +71,9 @@ static const struct {
      * current and the previous billing periods can be rebuilt from them (services/billing) */
     {MSP_TOPIC_USAGE_EVENTS, 0, "34560000000"},
     {MSP_TOPIC_WB_STATES, 1},
+    /* the traces' journal (trace.h): 91 days, a day more than a trace lives in Redis, so every
+     * trace still alive can be rebuilt; billing's history of writes is in it too */
+    {MSP_TOPIC_TRACES, 0, "7862400000"},
 };
 #define WANT_TOPICS ((int)(sizeof(want_topics) / sizeof(want_topics[0])))
 

@@ -32,6 +32,9 @@ static const msp_statekey_t TABLE[] = {
      "set to the epoch by the normalizer that rebuilt the inventory for it"},
     {MSP_STATE_RESTORED_SUFFIX, MSP_STATE_DERIVED,
      "set to the epoch by a restore that found configuration (a replay is due)"},
+    {"state:traces", MSP_STATE_DERIVED,
+     "set to the epoch by the gateway that rebuilt the traces for it (trace_rebuild.c)"},
+    {"traces:rebuild_lock", MSP_STATE_COORD, "the next traces rebuild's claim"},
     {"state:billing", MSP_STATE_DERIVED,
      "set to the epoch by the billing replica that replayed usage.events for it"},
     {"inv:rebuild_lock", MSP_STATE_COORD, "the next inventory rebuild's claim"},
@@ -43,7 +46,9 @@ static const msp_statekey_t TABLE[] = {
      "rebuilt by a normalizer from the compacted customers, contacts, tickets, settings and "
      "assets topics (services/normalizer/rebuild.c); fingerprints and seen marks by the next "
      "sync"},
-    {"ticketing:stats", MSP_STATE_DERIVED, "counters start again from zero"},
+    {"ticketing:stats", MSP_STATE_DERIVED,
+     "counters: recounted from the ticket-creator's trace steps in the traces topic (the entries "
+     "made before the loss) by the traces rebuild; those since are counted live"},
     {"ticketing:unmapped*", MSP_STATE_DERIVED, "the next dead-lettered incident of the org"},
     {"state:held", MSP_STATE_DERIVED,
      "set to the epoch by the ticket-creator that rebuilt the held-incident index for it"},
@@ -59,13 +64,16 @@ static const msp_statekey_t TABLE[] = {
      "rebuilt by a billing replica replaying usage.events (kept 400 days) before the next push"},
     {"billing:seen", MSP_STATE_DERIVED, "as the marks"},
     {"billing:late", MSP_STATE_DERIVED, "as the marks"},
-    {"billing:stats", MSP_STATE_DERIVED, "counters start again from zero"},
+    {"billing:stats", MSP_STATE_DERIVED,
+     "counters: recounted by the replay of usage.events (the reports received before the loss); "
+     "those since are counted live"},
     {"billing:lines", MSP_STATE_CACHE, "the next push reads the recurring invoices again"},
     {"billing:pushed", MSP_STATE_CACHE,
      "the next push reads Syncro's quantities before it writes (nothing is written twice)"},
     {"billing:push", MSP_STATE_CACHE, "the last push's summary: shown again after the next one"},
-    {"billing:history:*", MSP_STATE_CACHE,
-     "the history of quantities written: lost (Syncro keeps the current quantity)"},
+    {"billing:history:*", MSP_STATE_DERIVED,
+     "the history of quantities written: rebuilt with the traces from the traces topic (its "
+     "journal, kept 91 days; services/gateway/trace_rebuild.c)"},
     {"history:*", MSP_STATE_DERIVED,
      "sync history (jobs, index) and the reader's positions: the gateway reads sync.events and "
      "dlq again from their start"},
@@ -109,9 +117,10 @@ static const msp_statekey_t TABLE[] = {
      "ticket records: after a loss, the first miss of each Syncro customer rebuilds them from the "
      "markers of the customer's tickets (design.md \"Ticket records after a Redis loss\"); the "
      "events sets are not rebuilt: a rebuilt record checks the ticket's comments instead"},
-    {"trace:*", MSP_STATE_CACHE,
-     "incident traces and asset histories (trace.h): history, lost with Redis and not rebuilt; "
-     "new steps start new traces"},
+    {"trace:*", MSP_STATE_DERIVED,
+     "incident traces and asset histories (trace.h): every entry is journaled to the traces "
+     "topic (kept 91 days); after a loss one gateway rebuilds the lists from it, merged with the "
+     "entries written since, with the writers' caps (services/gateway/trace_rebuild.c)"},
 };
 #define TABLE_LEN (sizeof(TABLE) / sizeof(TABLE[0]))
 

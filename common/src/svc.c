@@ -3,6 +3,7 @@
  * (see svc.h).
  */
 #include "mspsync/svc.h"
+#include "mspsync/trace.h"
 
 #include "mspsync/priority.h"
 
@@ -226,6 +227,8 @@ static void worker_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 static void worker_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque) {
     (void)rk;
     msp_svc_worker_t *w = opaque;
+    if (msp_trace_journal_report(msg))
+        return; /* a trace journal record (trace.h): nothing of the worker's */
     w->delivery_report(w->arg, msg);
 }
 
@@ -243,6 +246,7 @@ int msp_svc_worker_open(msp_svc_worker_t *w, int max_active, int max_queued,
         MSP_ERROR("kafka.init_failed", NULL, "%s", errstr);
         return -1;
     }
+    msp_trace_journal_init(w->producer, w->metrics); /* the entries this worker appends */
     w->offtrack = msp_offtrack_new();
     w->kq = w->offtrack && ops ? msp_keyq_new(w->consumer, w->offtrack, max_active, max_queued,
                                               ops)
@@ -362,7 +366,10 @@ void msp_svc_worker_close(msp_svc_worker_t *w) {
     msp_keyq_destroy(w->kq);
     w->kq = NULL;
     if (w->consumer) rd_kafka_destroy(w->consumer);
-    if (w->producer) rd_kafka_destroy(w->producer);
+    if (w->producer) {
+        msp_trace_journal_init(NULL, NULL);
+        rd_kafka_destroy(w->producer);
+    }
     w->consumer = w->producer = NULL;
     msp_offtrack_destroy(w->offtrack);
     w->offtrack = NULL;

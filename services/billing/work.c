@@ -67,6 +67,7 @@
 #include "mspsync/redis.h"
 #include "mspsync/statekeys.h"
 #include "mspsync/syncro_store.h"
+#include "mspsync/trace.h"
 #include "mspsync/vcall.h"
 #include "mspsync/vendor.h"
 
@@ -291,11 +292,12 @@ static int zone_of(bl_t *bl, const char *tenant, msp_billing_conf_t *c, char *er
 /*
  * Apply one usage report m of tenant: a late one is kept in billing:late, any other raises its
  * period's mark (APPLY_LUA). Order-free (max, latest by as_of), so the live path and a replay of
- * usage.events (marks_rebuild) share it. *late says which. @returns 1 applied, 0 the report
- * does not name a period (err: dead-letter it), -1 Redis (err; try again).
+ * usage.events (marks_rebuild) share it. *late says which; *raised (may be NULL) whether the
+ * mark rose. @returns 1 applied, 0 the report does not name a period (err: dead-letter it), -1
+ * Redis (err; try again).
  */
-static int usage_apply(bl_t *bl, const char *tenant, json_t *m, int replay, int *late, char *err,
-                       size_t err_size) {
+static int usage_apply(bl_t *bl, const char *tenant, json_t *m, int replay, int *late, int *raised,
+                       char *err, size_t err_size) {
     const char *org = json_string_value(json_object_get(m, "org_id"));
     const char *product = json_string_value(json_object_get(m, "product"));
     json_int_t count = json_integer_value(json_object_get(m, "count"));
@@ -343,9 +345,18 @@ static int usage_apply(bl_t *bl, const char *tenant, json_t *m, int replay, int 
         char cnt[32], asof[32];
         snprintf(cnt, sizeof(cnt), "%lld", (long long)count);
         snprintf(asof, sizeof(asof), "%lld", (long long)as_of);
-        redisAppendCommand(bl->redis, "EVAL %s 3 %s %s %s %s %s %s %s %s", APPLY_LUA, kmarks, kseen,
-                           kstats, field, cnt, seen_text, asof, replay ? "0" : "1");
-        ok = read_replies(bl, 1);
+        redisReply *x =
+            redisCommand(bl->redis, "EVAL %s 3 %s %s %s %s %s %s %s %s", APPLY_LUA, kmarks, kseen,
+                         kstats, field, cnt, seen_text, asof, replay ? "0" : "1");
+        ok = x && x->type == REDIS_REPLY_INTEGER;
+        if (ok && raised)
+            *raised = x->integer == 1;
+        if (x) {
+            freeReplyObject(x);
+        } else if (bl->redis && bl->redis->err) { /* unusable: connect again (read_replies) */
+            redisFree(bl->redis);
+            bl->redis = NULL;
+        }
     }
     free(seen_text);
     free(field);
@@ -367,9 +378,10 @@ static int usage_apply(bl_t *bl, const char *tenant, json_t *m, int replay, int 
  * rebuilt. One replica — the
  * one whose SET NX of mspsync:{_}:billing:rebuild_lock wins — reads usage.events from its start
  * to its end and applies every usage report with usage_apply (max and latest-by-as_of are
- * order-free: reports applied meanwhile by the live path, or twice, change nothing; the replay
- * leaves the counters alone), then sets
- * mspsync:{_}:state:billing to the epoch. Push requests in the topic are not replayed (their
+ * order-free: reports applied meanwhile by the live path, or twice, change nothing), then adds
+ * the counters of the reports received before the loss (received_at_ms before
+ * state:restored_at_ms; the live path counted those since) and sets mspsync:{_}:state:billing
+ * to the epoch, in one MULTI. Push requests in the topic are not replayed (their
  * writes are in Syncro already; the next push reads Syncro before it writes). Blocking: the
  * replay runs on the event loop, once per loss.
  */
@@ -385,7 +397,19 @@ typedef struct {
     long long applied;
     char err[400];
     msp_lease_t *lease; /* billing:rebuild_lock, renewed while replaying */
+    int64_t cutoff;     /* state:restored_at_ms: reports received before it are recounted */
+    json_t *counts;     /* tenant -> {reports_applied, marks_raised, late_reports} */
 } replay_t;
+
+/* Add one to the tenant's recounted counter name. */
+static void recount(replay_t *r, const char *tenant, const char *name) {
+    json_t *c = json_object_get(r->counts, tenant);
+    if (!c) {
+        c = json_object();
+        json_object_set_new(r->counts, tenant, c);
+    }
+    json_object_set_new(c, name, json_integer(json_integer_value(json_object_get(c, name)) + 1));
+}
 
 static int replay_one(const char *key, size_t key_len, const char *value, size_t value_len,
                       void *opaque) {
@@ -397,12 +421,19 @@ static int replay_one(const char *key, size_t key_len, const char *value, size_t
     one.msg = value ? json_loadb(value, value_len, 0, NULL) : NULL;
     int rc = 0;
     if (json_is_object(one.msg) && parse_message(&one, why, sizeof(why)) == 0 && !one.push) {
-        int late = 0;
-        int a = usage_apply(r->bl, one.tenant, one.msg, 1, &late, r->err, sizeof(r->err));
+        int late = 0, raised = 0;
+        int a = usage_apply(r->bl, one.tenant, one.msg, 1, &late, &raised, r->err, sizeof(r->err));
         if (a < 0)
             rc = -1; /* Redis: the whole replay is tried again */
         else
             r->applied += a;
+        /* the counters of the reports received before the loss (those since are counted) */
+        json_int_t received = json_integer_value(json_object_get(one.msg, "received_at_ms"));
+        if (a == 1 && received > 0 && received < r->cutoff) {
+            recount(r, one.tenant, late ? "late_reports" : "reports_applied");
+            if (!late && raised)
+                recount(r, one.tenant, "marks_raised");
+        }
     }
     json_decref(one.msg);
     return rc;
@@ -429,15 +460,41 @@ static int marks_rebuild(bl_t *bl, const char *epoch) {
              "the billing marks of epoch %s are not in Redis: "
              "replaying %s",
              epoch, msp_topic(MSP_TOPIC_USAGE_EVENTS));
-    replay_t r = {bl, 0, "", &lease};
-    long long n = msp_kafka_read_to_end(bl->conf.svc.brokers, msp_topic(MSP_TOPIC_USAGE_EVENTS),
-                                        REPLAY_TIMEOUT_MS, replay_one, replay_going, &r, r.err,
-                                        sizeof(r.err));
-    int rc = -1;
-    if (n >= 0 && bl->redis && (x = redisCommand(bl->redis, "SET %s %s", mark, epoch)) != NULL) {
-        rc = x->type == REDIS_REPLY_STATUS ? 1 : -1;
+    replay_t r = {bl, 0, "", &lease, 0, json_object()};
+    char kat[64];
+    msp_key(kat, sizeof(kat), "_", MSP_STATE_RESTORED_AT_SUFFIX);
+    if ((x = redisCommand(bl->redis, "GET %s", kat)) != NULL) {
+        if (x->type == REDIS_REPLY_STRING)
+            r.cutoff = atoll(x->str); /* absent: nothing was restored, nothing is recounted */
         freeReplyObject(x);
     }
+    long long n = r.counts
+                      ? msp_kafka_read_to_end(bl->conf.svc.brokers,
+                                              msp_topic(MSP_TOPIC_USAGE_EVENTS), REPLAY_TIMEOUT_MS,
+                                              replay_one, replay_going, &r, r.err, sizeof(r.err))
+                      : -1;
+    int rc = -1;
+    if (n >= 0 && bl->redis) {
+        /* the recounted counters and the mark in one MULTI: a replay that failed added nothing,
+         * one that succeeded is not run again */
+        int k = 0;
+        const char *tenant;
+        json_t *c;
+        redisAppendCommand(bl->redis, "MULTI"), k++;
+        json_object_foreach(r.counts, tenant, c) {
+            char ks[200];
+            const char *f;
+            json_t *v;
+            msp_key(ks, sizeof(ks), tenant, "billing:stats");
+            json_object_foreach(c, f, v) redisAppendCommand(bl->redis, "HINCRBY %s %s %lld", ks, f,
+                                                            (long long)json_integer_value(v)),
+                k++;
+        }
+        redisAppendCommand(bl->redis, "SET %s %s", mark, epoch), k++;
+        redisAppendCommand(bl->redis, "EXEC"), k++;
+        rc = read_replies(bl, k) ? 1 : -1;
+    }
+    json_decref(r.counts);
     if (rc == 1)
         MSP_WARN("billing.rebuilt", NULL,
                  "billing marks rebuilt: %lld usage reports applied "
@@ -489,7 +546,7 @@ static void apply_usage(void *arg) {
     if (state_wait(it, 0, apply_usage))
         return;
     int late = 0;
-    int rc = usage_apply(bl, it->tenant, it->msg, 0, &late, err, sizeof(err));
+    int rc = usage_apply(bl, it->tenant, it->msg, 0, &late, NULL, err, sizeof(err));
     if (rc == 0) {
         dead_letter(it, err);
         return;
@@ -556,10 +613,10 @@ static int record(bl_item_t *it, const char *state, json_t *line, json_int_t qty
         json_object_set(st, "last_written_at", prev);
     char *text = json_dumps(st, JSON_COMPACT);
     int n = 0;
+    char kh[300], *h = NULL;
     redisAppendCommand(bl->redis, "MULTI"), n++;
     redisAppendCommand(bl->redis, "HSET %s %s %s", kp, f, text), n++;
     if (history && line) {
-        char kh[300], *h;
         msp_key(kh, sizeof(kh), it->tenant,
                 "billing:history:%" JSON_INTEGER_FORMAT ":%" JSON_INTEGER_FORMAT,
                 json_integer_value(json_object_get(line, "schedule_id")),
@@ -568,7 +625,6 @@ static int record(bl_item_t *it, const char *state, json_t *line, json_int_t qty
         h = json_dumps(history, JSON_COMPACT);
         redisAppendCommand(bl->redis, "LPUSH %s %s", kh, h), n++;
         redisAppendCommand(bl->redis, "LTRIM %s 0 %lld", kh, bl->conf.history_max - 1), n++;
-        free(h);
     }
     redisAppendCommand(bl->redis, "EXEC"), n++;
     free(text);
@@ -576,6 +632,9 @@ static int record(bl_item_t *it, const char *state, json_t *line, json_int_t qty
     /* keep our view of the hash in step (the pending marker is read from it) */
     if (ok)
         json_object_set(it->pushed, f, st);
+    if (ok && h) /* journaled once written (trace.h): a retried write journals its own */
+        msp_trace_journal(kh, h, bl->conf.history_max);
+    free(h);
     json_decref(st);
     return ok;
 }

@@ -430,7 +430,7 @@ void api_billing_history(gw_t *gw, struct evhttp_request *req, const char *tenan
     char err[512], key[300];
     if (!sid || !lid || !gw_valid_record_id(sid) || !gw_valid_record_id(lid)) {
         gw_reply_error(gw, req, route, 400, "schedule_id and line_id (Syncro ids) are required");
-    } else {
+    } else if (!gw_traces_reply_pending(gw, req, route)) { /* not while it is rebuilt */
         msp_key(key, sizeof(key), tenant, "billing:history:%s:%s", sid, lid);
         json_t *h = list_json(gw, key, err, sizeof(err));
         if (!h)

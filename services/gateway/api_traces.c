@@ -11,7 +11,8 @@
  * (msp_trace_entry_key), so a replay never shows as a second ticket. Entries are ordered by
  * their `at_ms` (stable): the normalizer writes its entries when its batch commits, which can be
  * after the ticket-creator wrote its own. Every key read is the tenant's own; another tenant's
- * fingerprint or incident id is simply not there (404).
+ * fingerprint or incident id is simply not there (404). While the lists are rebuilt after a
+ * loss of Redis (trace_rebuild.c) both answer 503 with Retry-After.
  */
 #include "gateway.h"
 
@@ -131,6 +132,8 @@ void api_incident_trace_get(gw_t *gw, struct evhttp_request *req, const char *te
                             const char *ref) {
     const char *route = "incident_trace";
     char key[400], err[256];
+    if (gw_traces_reply_pending(gw, req, route))
+        return;
     if (!ref[0] || strlen(ref) > MSP_TRACE_INCID_MAX) {
         gw_reply_error(gw, req, route, 404, "no incident \"%.64s\" for tenant \"%s\"", ref, tenant);
         return;
@@ -249,7 +252,7 @@ void api_asset_history_get(gw_t *gw, struct evhttp_request *req, const char *ten
     long long limit =
         query_range(gw, req, route, "limit", HISTORY_PAGE_DEFAULT, 1, HISTORY_PAGE_MAX);
     long long cursor = limit < 0 ? -1 : query_range(gw, req, route, "cursor", 0, 0, 1000000);
-    if (cursor < 0)
+    if (cursor < 0 || gw_traces_reply_pending(gw, req, route))
         return;
     char key[400], hkey[400], err[256];
     if (!gw_valid_record_id(id)) {
@@ -258,39 +261,31 @@ void api_asset_history_get(gw_t *gw, struct evhttp_request *req, const char *ten
     }
     msp_key(key, sizeof(key), tenant, "inv:asset:%s", id);
     msp_key(hkey, sizeof(hkey), tenant, "trace:asset:%s", id);
+    /* the whole list (at most MSP_TRACE_MAX entries): ordered by at_ms as the incident route
+     * orders (the normalizer's entry lands when its batch commits, which can be after the
+     * write-back wrote the outcome of the same change), then paged */
     redisReply *ex = gw_redis(gw, err, sizeof(err), "EXISTS %s %s", key, hkey);
-    redisReply *len = ex ? gw_redis(gw, err, sizeof(err), "LLEN %s", hkey) : NULL;
-    redisReply *r = len ? gw_redis(gw, err, sizeof(err), "LRANGE %s %lld %lld", hkey, cursor,
-                                   cursor + limit - 1)
-                        : NULL;
-    if (!ex || !len || !r) {
+    redisReply *r = ex ? gw_redis(gw, err, sizeof(err), "LRANGE %s 0 -1", hkey) : NULL;
+    if (!ex || !r) {
         if (ex)
             freeReplyObject(ex);
-        if (len)
-            freeReplyObject(len);
         gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
         return;
     }
-    long long total = len->type == REDIS_REPLY_INTEGER ? len->integer : 0;
     int known = ex->type == REDIS_REPLY_INTEGER && ex->integer > 0;
     freeReplyObject(ex);
-    freeReplyObject(len);
     if (!known) {
         freeReplyObject(r);
         gw_reply_error(gw, req, route, 404, "no asset \"%s\" for tenant \"%s\"", id, tenant);
         return;
     }
-    json_t *entries = json_array();
-    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-        const redisReply *e = r->element[i];
-        json_t *o = e->type == REDIS_REPLY_STRING ? json_loadb(e->str, e->len, 0, NULL) : NULL;
-        if (json_is_object(o))
-            json_array_append_new(entries, o);
-        else
-            json_decref(o);
-    }
-    size_t got = r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+    json_t *all = entries_of(r, tenant), *entries = json_array();
     freeReplyObject(r);
+    long long total = (long long)json_array_size(all);
+    for (long long i = cursor; i < cursor + limit && i < total; i++)
+        json_array_append(entries, json_array_get(all, (size_t)i));
+    json_decref(all);
+    size_t got = json_array_size(entries);
     long long next = cursor + (long long)got;
     gw_reply(gw, req, route, 200,
              json_pack("{s:s,s:I,s:o,s:o}", "asset_id", id, "total", (json_int_t)total, "entries",

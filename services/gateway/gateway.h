@@ -14,6 +14,8 @@
  *   audit.c            the per-tenant audit log of changes, .../audit
  *   history.c          a thread folding sync.events and dlq into Redis (its own consumer
  *                      group and hiredis context): the sync history and per-tenant dead letters
+ *   trace_rebuild.c    traces, asset histories and billing history rebuilt from the traces
+ *                      topic after a loss of Redis (run by history.c's thread)
  *   api_history.c      .../integrations/{v}/jobs..., .../dead-letters... (list, get, replay)
  *   jobs.c             the Kafka producer glued to the loop; sync jobs and tombstones that are
  *                      answered only once their delivery reports arrive
@@ -137,6 +139,31 @@ int gw_journal_check(gw_t *gw);
 int gw_inventory_pending(gw_t *gw);
 /** @brief Answer 503 with Retry-After: the inventory is being rebuilt. */
 void gw_reply_rebuilding(gw_t *gw, struct evhttp_request *req, const char *route);
+
+/* ---- trace_rebuild.c: traces, asset histories, billing history after a loss of Redis ------- */
+
+/**
+ * @brief Whether the traces must be rebuilt for the current epoch (a restore that found state
+ * ended, state:traces does not name its epoch yet); epoch (may be NULL) gets the epoch.
+ * @returns 1 due, 0 not, -1 Redis did not answer.
+ */
+int gw_traces_due(redisContext *c, char *epoch, size_t epoch_size);
+
+/**
+ * @brief Rebuild trace:*, billing:history:* from the traces topic for epoch when this gateway
+ * wins the lease (*c: the caller's context, reconnected when needed). Blocking: the history
+ * reader's thread calls it. @returns 1 rebuilt, 0 another gateway holds the lease, -1 failed.
+ */
+int gw_traces_rebuild(redisContext **c, const char *url, const char *brokers, const char *epoch);
+
+/** @brief gw_traces_due on the loop's connection. @returns 1 pending, 0 not, -1 no answer. */
+int gw_traces_pending(gw_t *gw);
+
+/**
+ * @brief Answer req 503 with Retry-After when the traces are being rebuilt.
+ * @returns 1 answered, 0 not (go on).
+ */
+int gw_traces_reply_pending(gw_t *gw, struct evhttp_request *req, const char *route);
 /** @brief key (a full Redis key) was written: journal it if it is configuration. */
 void gw_journal_note(gw_t *gw, const char *key);
 /**

@@ -28,6 +28,9 @@
  * an offboarded tenant's keys back; while Redis has lost its state and the gateway restores the
  * configuration (journal.c), the reader waits, so that no tenant is taken for offboarded.
  *
+ * The same thread rebuilds the traces, asset histories and billing's history after a loss
+ * (trace_rebuild.c), from the `traces` topic, when it is due and its gateway wins the lease.
+ *
  * A dead letter keeps its value for GET .../dead-letters/{id} only up to GW_DLQ_VALUE_MAX bytes,
  * with every member whose name says it is a credential (gw_dlq_value_scrub) replaced by
  * "[secret]": no mspsync message carries a credential today, but a dead letter shows whatever
@@ -452,6 +455,14 @@ static void fold(gw_history_t *h, const rd_kafka_message_t *m) {
     }
 }
 
+/* After a loss of Redis, the traces' rebuild (trace_rebuild.c): once per epoch, by the gateway
+ * whose lease wins; this thread's reads wait meanwhile (its records are not traces). */
+static void traces_check(gw_history_t *h) {
+    char epoch[64];
+    if (msp_redis_ok(&h->redis, h->redis_url) && gw_traces_due(h->redis, epoch, sizeof(epoch)) == 1)
+        gw_traces_rebuild(&h->redis, h->redis_url, h->brokers, epoch);
+}
+
 static void *history_main(void *arg) {
     gw_history_t *h = arg;
     int64_t checked = msp_now_ms();
@@ -466,6 +477,7 @@ static void *history_main(void *arg) {
         if (msp_now_ms() - checked >= POS_CHECK_MS) {
             checked = msp_now_ms();
             pos_check(h);
+            traces_check(h);
         }
     }
     return NULL;

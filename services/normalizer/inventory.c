@@ -100,6 +100,7 @@ static void p_history(pipe_t *p, const char *tenant, const char *aid, const char
     P(p, "RPUSH", k, text);
     P(p, "LTRIM", k, "-" MSP_TRACE_MAX_STR, "-1");
     P(p, "EXPIRE", k, MSP_TRACE_TTL_STR);
+    msp_trace_journal(k, text, 0);
     msp_json_free(text);
 }
 

@@ -23,6 +23,7 @@
 #include <mspsync/ops.h>
 #include <mspsync/priority.h>
 #include <mspsync/svc.h>
+#include <mspsync/trace.h>
 
 #include "json_arena.h"
 #include "normalizer.h"
@@ -210,6 +211,7 @@ int main(int argc, char **argv)
         goto out;
     }
     nz_set_kafka(nz, consumer, producer);
+    msp_trace_journal_init(producer, metrics); /* the traces and histories it appends */
     consumer_made = consumer;
     MSP_INFO("startup", NULL, "consuming %s%s%s as group %s, batches of %lld closing %lld ms after "
              "their first message, metrics on %s:%d", topics[0], topics[1] ? " and " : "",
@@ -287,6 +289,7 @@ out:
         if (rd_kafka_flush(producer, msp_lifecycle_budget_ms(30000)) != RD_KAFKA_RESP_ERR_NO_ERROR)
             MSP_WARN("kafka.flush", NULL, "%d message(s) not delivered at exit (the batch replays)",
                      rd_kafka_outq_len(producer));
+        msp_trace_journal_init(NULL, NULL);
         rd_kafka_destroy(producer);
     }
     nz_destroy(nz);   /* after the producer: it may reference outputs until then */

@@ -376,6 +376,8 @@ void nz_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     nz_t     *nz  = opaque;
     uintptr_t idx = (uintptr_t)m->_private;
+    if (msp_trace_journal_report(m))
+        return; /* a trace journal record (trace.h) */
     if (!nz || idx == 0 || idx > nz->nouts)
         return;                     /* not ours, or from a batch abandoned at shutdown */
     nz_out_t *o = &nz->outs[idx - 1];
@@ -731,6 +733,7 @@ static void w_trace(nz_t *nz, const char *key, char *text) {
     W(nz, "RPUSH", key, text);
     W(nz, "LTRIM", key, "-" MSP_TRACE_MAX_STR, "-1");
     W(nz, "EXPIRE", key, MSP_TRACE_TTL_STR);
+    msp_trace_journal(key, text, 0);
     msp_json_free(text);
 }
 
@@ -766,6 +769,7 @@ static void w_trace_incident(nz_t *nz, const nz_item_t *it) {
         msp_key(k, sizeof k, it->env.tenant, "trace:incid:%s", incid);
         W(nz, "SADD", k, it->id);
         W(nz, "EXPIRE", k, MSP_TRACE_TTL_STR);
+        msp_trace_journal(k, it->id, 0);
     }
 }
 

@@ -248,8 +248,12 @@ static int append_trace(tc_item_t *it) {
     return 3;
 }
 
-/* The kept entries were written: forget them. */
+/* The kept entries were written: journal them (trace.h), then forget them. */
 static void trace_written(tc_item_t *it) {
+    char key[320];
+    msp_key(key, sizeof(key), it->tenant, "trace:inc:%s", it->fp);
+    for (size_t i = 0; i < json_array_size(it->trace); i++)
+        msp_trace_journal(key, json_string_value(json_array_get(it->trace, i)), 0);
     json_decref(it->trace);
     it->trace = NULL;
 }

@@ -306,8 +306,10 @@ static int append_history(wb_item_t *it, const target_t *t, unsigned mask) {
         redisAppendCommand(it->wb->redis, "LTRIM %s -%d -1", k, MSP_TRACE_MAX);
         redisAppendCommand(it->wb->redis, "EXPIRE %s %d", k, MSP_TRACE_TTL_S);
     }
-    for (int i = 0; i < nv; i++)
+    for (int i = 0; i < nv; i++) {
+        msp_trace_journal(k, texts[i], 0);
         msp_json_free(texts[i]);
+    }
     return nv ? 3 : 0;
 }
 

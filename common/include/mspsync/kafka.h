@@ -43,6 +43,9 @@
 /* compacted: the write-back's per-asset states and done sets (key "<tenant>/<asset>"), the
  * source its Redis hashes are rebuilt from after a loss (services/write-back/state.c) */
 #define MSP_TOPIC_WB_STATES "wb.states"
+/* trace entries, asset histories and billing writes as the services wrote them to Redis
+ * (trace.h: the journal the gateway rebuilds them from after a loss of Redis) */
+#define MSP_TOPIC_TRACES "traces"
 
 /** The Kafka settings of every service, filled by its MSP_KAFKA_CONFIG rows. */
 typedef struct msp_kafka_conf_s {
