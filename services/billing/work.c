@@ -398,6 +398,7 @@ static int parse_message(bl_item_t *it, char *why, size_t why_size);
 struct bl_replay_s {
     const char *brokers;   /* borrowed from bl->conf */
     const char *redis_url; /* borrowed from bl->conf */
+    const char *topic;     /* usage.events' full name, resolved by the loop (msp_topic) */
     char epoch[64];
     redisContext *redis; /* the thread's */
     struct zone_slot_s zones[ZONE_SLOTS];
@@ -489,6 +490,7 @@ static void marks_rebuild(bl_t *bl, const char *epoch) {
         return;
     r->brokers = bl->conf.svc.brokers;
     r->redis_url = bl->conf.svc.redis_url;
+    r->topic = msp_topic(MSP_TOPIC_USAGE_EVENTS);
     snprintf(r->epoch, sizeof(r->epoch), "%s", epoch);
     if (msp_task_start(&bl->replay_task, replay_main, r) == 1)
         bl->replay = r;

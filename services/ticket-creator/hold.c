@@ -460,6 +460,7 @@ static int held_state(tc_t *tc, char *epoch, size_t size) {
 struct tc_held_job_s {
     const char *brokers;   /* borrowed from tc->conf */
     const char *redis_url; /* borrowed from tc->conf */
+    const char *topic;     /* incidents.held's full name, resolved by the loop (msp_topic) */
     char epoch[64];
     redisContext *redis; /* the thread's */
     json_t *tenants;     /* tenant -> what the scan found */
@@ -585,21 +586,20 @@ static void rebuild_main(void *arg) {
         msp_lease_take(&job->lease, job->redis, kl, REBUILD_LOCK_MS) != 1)
         goto out; /* another replica rebuilds; its state:held ends the wait */
     int64_t t0 = msp_wall_ms();
-    long long n = job->tenants
-                      ? msp_kafka_read_to_end_msg(job->brokers, msp_topic(MSP_TOPIC_INCIDENTS_HELD),
-                                                  REBUILD_READ_MS, scan_record, scan_going, job,
-                                                  errstr, sizeof(errstr))
-                      : -1;
+    long long n = job->tenants ? msp_kafka_read_to_end_msg(job->brokers, job->topic,
+                                                           REBUILD_READ_MS, scan_record, scan_going,
+                                                           job, errstr, sizeof(errstr))
+                               : -1;
     if (n < 0)
-        MSP_WARN("held.rebuild_failed", NULL, "reading %s: %s; trying again",
-                 msp_topic(MSP_TOPIC_INCIDENTS_HELD), job->tenants ? errstr : "out of memory");
+        MSP_WARN("held.rebuild_failed", NULL, "reading %s: %s; trying again", job->topic,
+                 job->tenants ? errstr : "out of memory");
     else if (!msp_lease_keep(&job->lease) ||
              rebuild_write(job->redis, job->tenants, job->epoch) != 0)
         MSP_WARN("held.rebuild_failed", NULL,
                  "writing the index failed (Redis, the lock lost, or lost again); trying again");
     else
         MSP_INFO("held.rebuild_read", NULL, "%lld records of %s read in %" PRId64 " ms", n,
-                 msp_topic(MSP_TOPIC_INCIDENTS_HELD), msp_wall_ms() - t0);
+                 job->topic, msp_wall_ms() - t0);
     msp_lease_release(&job->lease);
 out:
     if (job->redis)
@@ -622,6 +622,7 @@ static void rebuild(tc_t *tc, const char *epoch) {
         return;
     job->brokers = tc->conf.svc.brokers;
     job->redis_url = tc->conf.svc.redis_url;
+    job->topic = msp_topic(MSP_TOPIC_INCIDENTS_HELD);
     job->tenants = json_object();
     snprintf(job->epoch, sizeof(job->epoch), "%s", epoch);
     if (msp_task_start(&tc->rel.rebuild_task, rebuild_main, job) == 1)
