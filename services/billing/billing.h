@@ -28,6 +28,7 @@
 #include "mspsync/ops.h"
 #include "mspsync/redis.h"
 #include "mspsync/svc.h"
+#include "mspsync/task.h"
 #include "mspsync/vcall.h"
 
 typedef struct bl_conf_s {
@@ -53,6 +54,8 @@ typedef struct bl_s {
     msp_vcall_env_t vcall;
     int64_t sched_checked_ms;
     int stopping;
+    msp_task_t replay_task;     /* the replay of usage.events after a loss (work.c) */
+    struct bl_replay_s *replay; /* its job while it runs (new, freed when reaped) */
 } bl_t;
 
 /* work.c */
@@ -62,6 +65,8 @@ void bl_accept(bl_t *bl, rd_kafka_message_t *msg);
 extern const msp_keyq_ops_t bl_keyq_ops;
 /** @brief Fill bl->vcall once the loop, the HTTP client and the queue exist. */
 void bl_vcall_env(bl_t *bl);
+/** @brief Stop a replay of usage.events in progress and wait for its thread (shutdown). */
+void bl_replay_stop(bl_t *bl);
 /** @brief A delivery report of the producer (dead letters; push requests of the schedule). */
 void bl_delivery_report(bl_t *bl, const rd_kafka_message_t *msg);
 

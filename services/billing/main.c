@@ -135,6 +135,7 @@ stop:
     /* Shutdown: in-flight Syncro calls are cancelled (their pushes stay uncommitted and replay;
      * the read before every write makes the replay safe), dead letters are delivered. */
     bl->stopping = 1;
+    bl_replay_stop(bl); /* its thread uses the configuration freed below */
     msp_keyq_stop(w->kq);
     msp_http_destroy(bl->http);
     bl->http = NULL;

@@ -199,12 +199,13 @@ void bl_delivery_report(bl_t *bl, const rd_kafka_message_t *m) {
 
 /* ------------------------------------------------------------------ Redis helpers */
 
-/* Read n pipelined replies; @returns 1 when all came and none is an error. */
-static int read_replies(bl_t *bl, int n) {
+/* Read n pipelined replies of *c (freed and cleared when it broke); @returns 1 when all came and
+ * none is an error. */
+static int read_replies(redisContext **c, int n) {
     int ok = 1;
     for (int i = 0; i < n; i++) {
         void *p = NULL;
-        if (redisGetReply(bl->redis, &p) != REDIS_OK || !p) {
+        if (redisGetReply(*c, &p) != REDIS_OK || !p) {
             ok = 0;
             break;
         }
@@ -212,22 +213,22 @@ static int read_replies(bl_t *bl, int n) {
             ok = 0;
         freeReplyObject(p);
     }
-    if (!ok && bl->redis && bl->redis->err) {
-        redisFree(bl->redis);
-        bl->redis = NULL;
+    if (!ok && *c && (*c)->err) {
+        redisFree(*c);
+        *c = NULL;
     }
     return ok;
 }
 
 /* The tenant's billing config into *c. @returns 1 read, 0 a stored config that does not read
  * (err), -1 Redis. */
-static int conf_load(bl_t *bl, const char *tenant, msp_billing_conf_t *c, char *err,
+static int conf_load(redisContext *redis, const char *tenant, msp_billing_conf_t *c, char *err,
                      size_t err_size) {
     char key[200];
     msp_key(key, sizeof(key), tenant, "billing:config");
-    redisReply *r = redisCommand(bl->redis, "GET %s", key);
+    redisReply *r = redisCommand(redis, "GET %s", key);
     if (!r || r->type == REDIS_REPLY_ERROR) {
-        snprintf(err, err_size, "redis: %s", r ? r->str : bl->redis->errstr);
+        snprintf(err, err_size, "redis: %s", r ? r->str : redis->errstr);
         if (r)
             freeReplyObject(r);
         return -1;
@@ -246,30 +247,40 @@ static int conf_load(bl_t *bl, const char *tenant, msp_billing_conf_t *c, char *
  * What a report needs of its tenant's config (the zone and the grace days), cached for
  * ZONE_TTL_MS in a direct-mapped table: every report would otherwise read and parse the config,
  * a Redis round trip that halves the marks/s of a replica (docs/benchmarks.md). A changed zone
- * applies within the TTL. Single-threaded (the event loop).
+ * applies within the TTL. One table per thread: the event loop's, and the replay's
+ * (usage_db_t).
  */
 #define ZONE_SLOTS 256
 #define ZONE_TTL_MS 1000
 
-static struct zone_slot_s {
+struct zone_slot_s {
     char tenant[64];
     char zone[128];
     int grace_days;
     int64_t at_ms;
-} zone_cache[ZONE_SLOTS];
+};
+
+static struct zone_slot_s zone_cache[ZONE_SLOTS]; /* the event loop's */
+
+/* Where usage reports are applied: a Redis connection (freed and cleared when it breaks) and
+ * the zone table of the thread that owns it. */
+typedef struct {
+    redisContext **redis;
+    struct zone_slot_s *zones;
+} usage_db_t;
 
 /* c->time_zone (borrowed from the cache until the next call) and c->grace_days of tenant.
  * @returns 0, or -1 (Redis, err). */
-static int zone_of(bl_t *bl, const char *tenant, msp_billing_conf_t *c, char *err,
+static int zone_of(usage_db_t *db, const char *tenant, msp_billing_conf_t *c, char *err,
                    size_t err_size) {
     uint32_t h = 2166136261u;
     for (const char *p = tenant; *p; p++)
         h = (h ^ (unsigned char)*p) * 16777619u;
-    struct zone_slot_s *z = &zone_cache[h % ZONE_SLOTS];
+    struct zone_slot_s *z = &db->zones[h % ZONE_SLOTS];
     int64_t now = msp_wall_ms();
     if (strcmp(z->tenant, tenant) != 0 || now - z->at_ms > ZONE_TTL_MS || now < z->at_ms) {
         msp_billing_conf_t full;
-        int rc = conf_load(bl, tenant, &full, err, err_size);
+        int rc = conf_load(*db->redis, tenant, &full, err, err_size);
         if (rc < 0)
             return -1;
         if (rc == 0) {
@@ -296,8 +307,8 @@ static int zone_of(bl_t *bl, const char *tenant, msp_billing_conf_t *c, char *er
  * mark rose. @returns 1 applied, 0 the report does not name a period (err: dead-letter it), -1
  * Redis (err; try again).
  */
-static int usage_apply(bl_t *bl, const char *tenant, json_t *m, int replay, int *late, int *raised,
-                       char *err, size_t err_size) {
+static int usage_apply(usage_db_t *db, const char *tenant, json_t *m, int replay, int *late,
+                       int *raised, char *err, size_t err_size) {
     const char *org = json_string_value(json_object_get(m, "org_id"));
     const char *product = json_string_value(json_object_get(m, "product"));
     json_int_t count = json_integer_value(json_object_get(m, "count"));
@@ -305,7 +316,7 @@ static int usage_apply(bl_t *bl, const char *tenant, json_t *m, int replay, int 
     int64_t received = json_integer_value(json_object_get(m, "received_at_ms"));
     char period[8], kmarks[300], kseen[200], kstats[200], klate[200];
     msp_billing_conf_t c = {0};
-    if (zone_of(bl, tenant, &c, err, err_size) != 0)
+    if (zone_of(db, tenant, &c, err, err_size) != 0)
         return -1;
     *late = msp_billing_late(&c, as_of, received, err, err_size);
     int prc = msp_billing_period(c.time_zone, as_of, period, err, err_size);
@@ -329,11 +340,11 @@ static int usage_apply(bl_t *bl, const char *tenant, json_t *m, int replay, int 
     if (*late) {
         /* kept and shown, never applied: a closed period's invoice is history */
         msp_key(klate, sizeof(klate), tenant, "billing:late");
-        redisAppendCommand(bl->redis, "LPUSH %s %s", klate, seen_text);
-        redisAppendCommand(bl->redis, "LTRIM %s 0 %d", klate, LATE_MAX - 1);
+        redisAppendCommand(*db->redis, "LPUSH %s %s", klate, seen_text);
+        redisAppendCommand(*db->redis, "LTRIM %s 0 %d", klate, LATE_MAX - 1);
         if (!replay)
-            redisAppendCommand(bl->redis, "HINCRBY %s late_reports 1", kstats);
-        ok = read_replies(bl, replay ? 2 : 3);
+            redisAppendCommand(*db->redis, "HINCRBY %s late_reports 1", kstats);
+        ok = read_replies(db->redis, replay ? 2 : 3);
         if (ok)
             MSP_INFO("billing.late_report", tenant,
                      "org=%s product=%s period=%s count=%lld "
@@ -346,16 +357,16 @@ static int usage_apply(bl_t *bl, const char *tenant, json_t *m, int replay, int 
         snprintf(cnt, sizeof(cnt), "%lld", (long long)count);
         snprintf(asof, sizeof(asof), "%lld", (long long)as_of);
         redisReply *x =
-            redisCommand(bl->redis, "EVAL %s 3 %s %s %s %s %s %s %s %s", APPLY_LUA, kmarks, kseen,
+            redisCommand(*db->redis, "EVAL %s 3 %s %s %s %s %s %s %s %s", APPLY_LUA, kmarks, kseen,
                          kstats, field, cnt, seen_text, asof, replay ? "0" : "1");
         ok = x && x->type == REDIS_REPLY_INTEGER;
         if (ok && raised)
             *raised = x->integer == 1;
         if (x) {
             freeReplyObject(x);
-        } else if (bl->redis && bl->redis->err) { /* unusable: connect again (read_replies) */
-            redisFree(bl->redis);
-            bl->redis = NULL;
+        } else if (*db->redis && (*db->redis)->err) { /* unusable: connect again */
+            redisFree(*db->redis);
+            *db->redis = NULL;
         }
     }
     free(seen_text);
@@ -375,15 +386,19 @@ static int usage_apply(bl_t *bl, const char *tenant, json_t *m, int replay, int 
  * configuration (the epoch marker is back: the tenants' zones, grace days and mappings are
  * there again), and, when that restore found state (state:restored names the epoch; a first
  * start on an empty deployment replays nothing), a push waits until the marks of that epoch are
- * rebuilt. One replica — the
- * one whose SET NX of mspsync:{_}:billing:rebuild_lock wins — reads usage.events from its start
- * to its end and applies every usage report with usage_apply (max and latest-by-as_of are
- * order-free: reports applied meanwhile by the live path, or twice, change nothing), then adds
- * the counters of the reports received before the loss (received_at_ms before
- * state:restored_at_ms; the live path counted those since) and sets mspsync:{_}:state:billing
- * to the epoch, in one MULTI. Push requests in the topic are not replayed (their
- * writes are in Syncro already; the next push reads Syncro before it writes). Blocking: the
- * replay runs on the event loop, once per loss.
+ * rebuilt. One replica — the one whose lease mspsync:{_}:billing:rebuild_lock it takes — reads
+ * usage.events from its start to its end and applies every usage report with usage_apply (max
+ * and latest-by-as_of are order-free: reports applied meanwhile by the live path, or twice,
+ * change nothing), then adds the counters of the reports received before the loss
+ * (received_at_ms before state:restored_at_ms; the live path counted those since) and sets
+ * mspsync:{_}:state:billing to the epoch, in one MULTI. Push requests in the topic are not replayed (their writes are in Syncro already;
+ * the next push reads Syncro before it writes).
+ *
+ * The replay reads a whole topic (a large backlog takes minutes), so it runs on a thread of its
+ * own (msp_task_t) with its own Redis connection and zone table: the event loop goes on serving
+ * /healthz, /metrics, the schedule and the usage reports meanwhile, and each waiting push asks
+ * again every second. The thread renews its lease between polls; a stop abandons the replay
+ * (the next start's replica does it again).
  */
 #define MARKS_MARK_SUFFIX "state:billing"
 #define MARKS_LOCK_SUFFIX "billing:rebuild_lock"
@@ -392,17 +407,24 @@ static int usage_apply(bl_t *bl, const char *tenant, json_t *m, int replay, int 
 
 static int parse_message(bl_item_t *it, char *why, size_t why_size);
 
-typedef struct {
-    bl_t *bl;
+/* One replay: set up by the loop, worked by the thread, read by the loop after the join. */
+struct bl_replay_s {
+    const char *brokers;   /* borrowed from bl->conf */
+    const char *redis_url; /* borrowed from bl->conf */
+    const char *topic;     /* usage.events' full name, resolved by the loop (msp_topic) */
+    char epoch[64];
+    redisContext *redis; /* the thread's */
+    struct zone_slot_s zones[ZONE_SLOTS];
+    msp_lease_t lease; /* billing:rebuild_lock, renewed while replaying */
+    atomic_int stop;   /* set by the loop when the service stops */
     long long applied;
     char err[400];
-    msp_lease_t *lease; /* billing:rebuild_lock, renewed while replaying */
-    int64_t cutoff;     /* state:restored_at_ms: reports received before it are recounted */
-    json_t *counts;     /* tenant -> {reports_applied, marks_raised, late_reports} */
-} replay_t;
+    int64_t cutoff; /* state:restored_at_ms: reports received before it are recounted */
+    json_t *counts; /* tenant -> {reports_applied, marks_raised, late_reports} */
+};
 
 /* Add one to the tenant's recounted counter name. */
-static void recount(replay_t *r, const char *tenant, const char *name) {
+static void recount(struct bl_replay_s *r, const char *tenant, const char *name) {
     json_t *c = json_object_get(r->counts, tenant);
     if (!c) {
         c = json_object();
@@ -415,14 +437,17 @@ static int replay_one(const char *key, size_t key_len, const char *value, size_t
                       void *opaque) {
     (void)key;
     (void)key_len;
-    replay_t *r = opaque;
+    struct bl_replay_s *r = opaque;
     bl_item_t one = {0};
     char why[300];
     one.msg = value ? json_loadb(value, value_len, 0, NULL) : NULL;
     int rc = 0;
     if (json_is_object(one.msg) && parse_message(&one, why, sizeof(why)) == 0 && !one.push) {
         int late = 0, raised = 0;
-        int a = usage_apply(r->bl, one.tenant, one.msg, 1, &late, &raised, r->err, sizeof(r->err));
+        usage_db_t db = {&r->redis, r->zones};
+        int a = r->redis ? usage_apply(&db, one.tenant, one.msg, 1, &late, &raised, r->err,
+                                       sizeof(r->err))
+                         : -1;
         if (a < 0)
             rc = -1; /* Redis: the whole replay is tried again */
         else
@@ -440,77 +465,111 @@ static int replay_one(const char *key, size_t key_len, const char *value, size_t
 }
 
 static int replay_going(void *opaque) {
-    replay_t *r = opaque;
-    r->lease->c = r->bl->redis; /* the replay may have connected again */
-    return msp_lifecycle_running() && msp_lease_keep(r->lease);
+    struct bl_replay_s *r = opaque;
+    r->lease.c = r->redis; /* NULL once it broke: the lease is then lost */
+    return msp_lifecycle_running() && !atomic_load(&r->stop) && msp_lease_keep(&r->lease);
 }
 
-/* Rebuild the marks for epoch when this replica wins the lock. @returns 1 rebuilt, 0 another
- * replica rebuilds, -1 failed (logged). */
-static int marks_rebuild(bl_t *bl, const char *epoch) {
+/* The thread: rebuild the marks for r->epoch when this replica takes the lease (logged). */
+static void replay_main(void *arg) {
+    struct bl_replay_s *r = arg;
     char lock[64], mark[64];
     msp_key(lock, sizeof(lock), "_", MARKS_LOCK_SUFFIX);
     msp_key(mark, sizeof(mark), "_", MARKS_MARK_SUFFIX);
-    msp_lease_t lease;
-    int mine = msp_lease_take(&lease, bl->redis, lock, MARKS_LOCK_MS);
-    if (mine != 1)
-        return mine;
-    redisReply *x;
+    if (!msp_redis_ok(&r->redis, r->redis_url) ||
+        msp_lease_take(&r->lease, r->redis, lock, MARKS_LOCK_MS) != 1)
+        goto out; /* another replica replays (or Redis is away): asked again in a second */
     MSP_WARN("billing.rebuild", NULL,
              "the billing marks of epoch %s are not in Redis: "
              "replaying %s",
-             epoch, msp_topic(MSP_TOPIC_USAGE_EVENTS));
-    replay_t r = {bl, 0, "", &lease, 0, json_object()};
+             r->epoch, r->topic);
     char kat[64];
     msp_key(kat, sizeof(kat), "_", MSP_STATE_RESTORED_AT_SUFFIX);
-    if ((x = redisCommand(bl->redis, "GET %s", kat)) != NULL) {
-        if (x->type == REDIS_REPLY_STRING)
-            r.cutoff = atoll(x->str); /* absent: nothing was restored, nothing is recounted */
+    redisReply *x = redisCommand(r->redis, "GET %s", kat);
+    if (x && x->type == REDIS_REPLY_STRING)
+        r->cutoff = atoll(x->str); /* absent: nothing was restored, nothing is recounted */
+    if (x)
         freeReplyObject(x);
-    }
-    long long n = r.counts
-                      ? msp_kafka_read_to_end(bl->conf.svc.brokers,
-                                              msp_topic(MSP_TOPIC_USAGE_EVENTS), REPLAY_TIMEOUT_MS,
-                                              replay_one, replay_going, &r, r.err, sizeof(r.err))
+    r->counts = json_object();
+    long long n = r->counts
+                      ? msp_kafka_read_to_end(r->brokers, r->topic, REPLAY_TIMEOUT_MS, replay_one,
+                                              replay_going, r, r->err, sizeof(r->err))
                       : -1;
     int rc = -1;
-    if (n >= 0 && bl->redis) {
+    r->lease.c = r->redis;
+    if (n >= 0 && r->redis && msp_lease_keep(&r->lease)) {
         /* the recounted counters and the mark in one MULTI: a replay that failed added nothing,
          * one that succeeded is not run again */
         int k = 0;
         const char *tenant;
         json_t *c;
-        redisAppendCommand(bl->redis, "MULTI"), k++;
-        json_object_foreach(r.counts, tenant, c) {
+        redisAppendCommand(r->redis, "MULTI"), k++;
+        json_object_foreach(r->counts, tenant, c) {
             char ks[200];
             const char *f;
             json_t *v;
             msp_key(ks, sizeof(ks), tenant, "billing:stats");
-            json_object_foreach(c, f, v) redisAppendCommand(bl->redis, "HINCRBY %s %s %lld", ks, f,
+            json_object_foreach(c, f, v) redisAppendCommand(r->redis, "HINCRBY %s %s %lld", ks, f,
                                                             (long long)json_integer_value(v)),
                 k++;
         }
-        redisAppendCommand(bl->redis, "SET %s %s", mark, epoch), k++;
-        redisAppendCommand(bl->redis, "EXEC"), k++;
-        rc = read_replies(bl, k) ? 1 : -1;
+        redisAppendCommand(r->redis, "SET %s %s", mark, r->epoch), k++;
+        redisAppendCommand(r->redis, "EXEC"), k++;
+        rc = read_replies(&r->redis, k) ? 1 : -1;
     }
-    json_decref(r.counts);
+    json_decref(r->counts);
+    r->counts = NULL;
     if (rc == 1)
         MSP_WARN("billing.rebuilt", NULL,
                  "billing marks rebuilt: %lld usage reports applied "
                  "from %lld records",
-                 r.applied, n);
+                 r->applied, n);
     else
-        MSP_ERROR("billing.rebuild_failed", NULL, "%s; trying again", r.err[0] ? r.err : "redis");
-    lease.c = bl->redis;
-    msp_lease_release(&lease);
-    return rc;
+        MSP_ERROR("billing.rebuild_failed", NULL, "%s; trying again",
+                  r->err[0] ? r->err : "redis, or the lease lost");
+    r->lease.c = r->redis;
+    msp_lease_release(&r->lease);
+out:
+    if (r->redis)
+        redisFree(r->redis);
+    r->redis = NULL;
+}
+
+/* The loop's side: reap a replay that ended, and start one for epoch unless one runs. */
+static void marks_rebuild(bl_t *bl, const char *epoch) {
+    if (msp_task_reap(&bl->replay_task)) {
+        free(bl->replay);
+        bl->replay = NULL;
+    }
+    if (msp_task_busy(&bl->replay_task))
+        return;
+    struct bl_replay_s *r = calloc(1, sizeof(*r));
+    if (!r)
+        return;
+    r->brokers = bl->conf.svc.brokers;
+    r->redis_url = bl->conf.svc.redis_url;
+    r->topic = msp_topic(MSP_TOPIC_USAGE_EVENTS);
+    snprintf(r->epoch, sizeof(r->epoch), "%s", epoch);
+    if (msp_task_start(&bl->replay_task, replay_main, r) == 1)
+        bl->replay = r;
+    else {
+        MSP_ERROR("billing.rebuild_failed", NULL, "no thread for the replay; trying again");
+        free(r);
+    }
+}
+
+void bl_replay_stop(bl_t *bl) {
+    if (bl->replay)
+        atomic_store(&bl->replay->stop, 1);
+    msp_task_join(&bl->replay_task);
+    free(bl->replay);
+    bl->replay = NULL;
 }
 
 /*
  * Whether item it must wait for the state (then fn runs again in a second): Redis down, Redis
  * lost its state (the restore is pending), or — need_marks, a push — the marks of this epoch
- * not rebuilt yet (rebuilt here when this replica wins the lock). @returns 1 waiting, 0 go on.
+ * not rebuilt yet (a replay is started when none runs). @returns 1 waiting, 0 go on.
  */
 static int state_wait(bl_item_t *it, int need_marks, msp_vcall_step_fn *fn) {
     bl_t *bl = it->bl;
@@ -532,8 +591,8 @@ static int state_wait(bl_item_t *it, int need_marks, msp_vcall_step_fn *fn) {
     }
     if (r)
         freeReplyObject(r);
-    if (wait && epoch[0] && marks_rebuild(bl, epoch) == 1)
-        wait = 0;
+    if (wait && epoch[0])
+        marks_rebuild(bl, epoch);
     if (wait)
         wait_then(it, 1000, fn);
     return wait;
@@ -546,7 +605,8 @@ static void apply_usage(void *arg) {
     if (state_wait(it, 0, apply_usage))
         return;
     int late = 0;
-    int rc = usage_apply(bl, it->tenant, it->msg, 0, &late, NULL, err, sizeof(err));
+    usage_db_t db = {&bl->redis, zone_cache};
+    int rc = usage_apply(&db, it->tenant, it->msg, 0, &late, NULL, err, sizeof(err));
     if (rc == 0) {
         dead_letter(it, err);
         return;
@@ -628,7 +688,7 @@ static int record(bl_item_t *it, const char *state, json_t *line, json_int_t qty
     }
     redisAppendCommand(bl->redis, "EXEC"), n++;
     free(text);
-    int ok = read_replies(bl, n);
+    int ok = read_replies(&bl->redis, n);
     /* keep our view of the hash in step (the pending marker is read from it) */
     if (ok)
         json_object_set(it->pushed, f, st);
@@ -886,7 +946,7 @@ static void note_lines(bl_item_t *it, json_t *sc) {
         if (text)
             redisAppendCommand(bl->redis, "HSET %s %s %s", key, name, text);
         free(text);
-        if (text && !read_replies(bl, 1))
+        if (text && !read_replies(&bl->redis, 1))
             return;
     }
 }
@@ -966,7 +1026,7 @@ static void push_finish(void *arg) {
         kp, json_string_value(json_object_get(it->msg, "push_id")), it->failed ? "failed" : "done",
         now, json_string_value(json_object_get(it->plan, "period")), it->written, it->unchanged,
         it->failed, it->refused, json_string_value(json_object_get(it->msg, "reason")));
-    if (!read_replies(bl, 1)) {
+    if (!read_replies(&bl->redis, 1)) {
         wait_then(it, 1000, push_finish);
         return;
     }
@@ -1006,7 +1066,7 @@ static void push_load(void *arg) {
     if (state_wait(it, 1, push_load))
         return;
     msp_billing_conf_clear(&it->conf);
-    int rc = conf_load(bl, it->tenant, &it->conf, err, sizeof(err));
+    int rc = conf_load(bl->redis, it->tenant, &it->conf, err, sizeof(err));
     if (rc < 0) {
         wait_then(it, 1000, push_load);
         return;

@@ -57,7 +57,7 @@
 #define CHECK_MS 200   /* how often the marker is looked at while restoring */
 #define WATCH_MS 1000  /* and while serving: how fast a wipe is noticed */
 #define RETRY_MS 1000  /* a failed journal pass or delivery */
-#define LOCK_MS 120000 /* a restorer that died lets another one go after this */
+#define LOCK_MS 10000  /* a lease the restorer renews (msp_lease_t): one killed lets another go */
 #define READ_TIMEOUT_MS 120000
 
 struct gw_journal_s {

@@ -40,6 +40,9 @@
  * index again (from = the first, to = the last, count) and the tenant rejoins the holding set.
  * Until then nothing is released and work.c's events wait (a tenant whose index was lost would
  * otherwise let its new events overtake the held ones). Readers of held records skip the marks.
+ * The scan reads a whole topic (a long hold leaves a large one), so it runs on a thread of its
+ * own (msp_task_t) with its own Redis connection: the loop goes on answering /healthz and
+ * /metrics and running its timers, and asks every 500 ms whether the scan ended.
  */
 #include "tc.h"
 
@@ -53,6 +56,7 @@
 #include "mspsync/backoff.h"
 #include "mspsync/crypto.h"
 #include "mspsync/kafka.h"
+#include "mspsync/lifecycle.h"
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
 #include "mspsync/statekeys.h"
@@ -453,15 +457,24 @@ static int held_state(tc_t *tc, char *epoch, size_t size) {
  * One record of the scan: tenant -> {"partition", "released_to", "offsets": [held], "skip": the
  * released ones at the front of offsets}.
  */
-typedef struct {
-    json_t *tenants;    /* tenant -> what the scan found */
-    msp_lease_t *lease; /* held_rebuild_lock, renewed while scanning */
-} scan_t;
+struct tc_held_job_s {
+    const char *brokers;   /* borrowed from tc->conf */
+    const char *redis_url; /* borrowed from tc->conf */
+    const char *topic;     /* incidents.held's full name, resolved by the loop (msp_topic) */
+    char epoch[64];
+    redisContext *redis; /* the thread's */
+    json_t *tenants;     /* tenant -> what the scan found */
+    msp_lease_t lease;   /* held_rebuild_lock, renewed while scanning */
+    atomic_int stop;     /* set by the loop when the service stops */
+};
 
-static int scan_going(void *opaque) { return msp_lease_keep(((scan_t *)opaque)->lease); }
+static int scan_going(void *opaque) {
+    struct tc_held_job_s *job = opaque;
+    return msp_lifecycle_running() && !atomic_load(&job->stop) && msp_lease_keep(&job->lease);
+}
 
 static int scan_record(const rd_kafka_message_t *m, void *opaque) {
-    json_t *tenants = ((scan_t *)opaque)->tenants;
+    json_t *tenants = ((struct tc_held_job_s *)opaque)->tenants;
     char tenant[129];
     if (!m->key || m->key_len == 0 || m->key_len >= sizeof(tenant))
         return 0; /* not a tenant's record: work.c never produces one */
@@ -514,7 +527,7 @@ static const char REBUILT_LUA[] =
     "return 1";
 
 /* Write the scanned tenants' indexes and the holding set, then state:held. @returns 0 or -1. */
-static int rebuild_write(tc_t *tc, json_t *tenants, const char *epoch) {
+static int rebuild_write(redisContext *c, json_t *tenants, const char *epoch) {
     const char *tenant;
     json_t *t;
     char kh[256], kg[128];
@@ -535,12 +548,12 @@ static int rebuild_write(tc_t *tc, json_t *tenants, const char *epoch) {
                  json_integer_value(json_array_get(offsets, end - 1)));
         snprintf(cnt, sizeof(cnt), "%zu", count);
         key_of(kh, sizeof(kh), tenant, "ticketing:held");
-        redisReply *r = redisCommand(tc->redis, "EVAL %s 1 %s %s %s %s %s", REBUILT_LUA, kh, part,
-                                     from, to, cnt);
+        redisReply *r =
+            redisCommand(c, "EVAL %s 1 %s %s %s %s %s", REBUILT_LUA, kh, part, from, to, cnt);
         int ok = r && r->type == REDIS_REPLY_INTEGER;
         if (r)
             freeReplyObject(r);
-        r = ok ? redisCommand(tc->redis, "SADD %s %s", kg, tenant) : NULL;
+        r = ok ? redisCommand(c, "SADD %s %s", kg, tenant) : NULL;
         ok = r && r->type == REDIS_REPLY_INTEGER;
         if (r)
             freeReplyObject(r);
@@ -550,49 +563,81 @@ static int rebuild_write(tc_t *tc, json_t *tenants, const char *epoch) {
                  from, to, part);
         n++;
     }
-    int done = msp_state_mark(tc->redis, TC_STATE_HELD_SUFFIX, epoch) == 1;
+    int done = msp_state_mark(c, TC_STATE_HELD_SUFFIX, epoch) == 1;
     if (done)
         MSP_INFO("held.rebuild_done", NULL, "held-incident index rebuilt: %" PRId64 " tenants hold",
                  n);
     return done ? 0 : -1;
 }
 
-/* Claim the rebuild for the epoch, scan incidents.held, write the index. */
-static void rebuild(tc_t *tc, const char *epoch) {
+/* The thread: claim the rebuild for the epoch, scan incidents.held, write the index (logged). */
+static void rebuild_main(void *arg) {
+    struct tc_held_job_s *job = arg;
     char kl[64], errstr[512];
     msp_key(kl, sizeof(kl), "_", "ticketing:held_rebuild_lock");
-    msp_lease_t lease;
-    if (msp_lease_take(&lease, tc->redis, kl, REBUILD_LOCK_MS) != 1)
-        return; /* another replica rebuilds; its state:held ends the wait */
-    json_t *tenants = json_object();
-    scan_t scan = {tenants, &lease};
+    if (!msp_redis_ok(&job->redis, job->redis_url) ||
+        msp_lease_take(&job->lease, job->redis, kl, REBUILD_LOCK_MS) != 1)
+        goto out; /* another replica rebuilds; its state:held ends the wait */
     int64_t t0 = msp_wall_ms();
-    long long n =
-        tenants ? msp_kafka_read_to_end_msg(tc->conf.svc.brokers,
-                                            msp_topic(MSP_TOPIC_INCIDENTS_HELD), REBUILD_READ_MS,
-                                            scan_record, scan_going, &scan, errstr, sizeof(errstr))
-                : -1;
+    long long n = job->tenants ? msp_kafka_read_to_end_msg(job->brokers, job->topic,
+                                                           REBUILD_READ_MS, scan_record, scan_going,
+                                                           job, errstr, sizeof(errstr))
+                               : -1;
     if (n < 0)
-        MSP_WARN("held.rebuild_failed", NULL, "reading %s: %s; trying again",
-                 msp_topic(MSP_TOPIC_INCIDENTS_HELD), tenants ? errstr : "out of memory");
-    else if (!tc_redis_ok(tc) || !(lease.c = tc->redis, msp_lease_keep(&lease)) ||
-             rebuild_write(tc, tenants, epoch) != 0)
+        MSP_WARN("held.rebuild_failed", NULL, "reading %s: %s; trying again", job->topic,
+                 job->tenants ? errstr : "out of memory");
+    else if (!msp_lease_keep(&job->lease) ||
+             rebuild_write(job->redis, job->tenants, job->epoch) != 0)
         MSP_WARN("held.rebuild_failed", NULL,
                  "writing the index failed (Redis, the lock lost, or lost again); trying again");
     else
         MSP_INFO("held.rebuild_read", NULL, "%lld records of %s read in %" PRId64 " ms", n,
-                 msp_topic(MSP_TOPIC_INCIDENTS_HELD), msp_wall_ms() - t0);
-    json_decref(tenants);
-    if (tc_redis_ok(tc)) {
-        lease.c = tc->redis; /* tc_redis_ok may have connected again */
-        msp_lease_release(&lease);
+                 job->topic, msp_wall_ms() - t0);
+    msp_lease_release(&job->lease);
+out:
+    if (job->redis)
+        redisFree(job->redis);
+    job->redis = NULL;
+}
+
+static void held_job_free(struct tc_held_job_s *job) {
+    if (job)
+        json_decref(job->tenants);
+    free(job);
+}
+
+/* The loop's side: reap a rebuild that ended, and start one for epoch unless one runs. */
+static void rebuild(tc_t *tc, const char *epoch) {
+    if (msp_task_busy(&tc->rel.rebuild_task))
+        return;
+    struct tc_held_job_s *job = calloc(1, sizeof(*job));
+    if (!job)
+        return;
+    job->brokers = tc->conf.svc.brokers;
+    job->redis_url = tc->conf.svc.redis_url;
+    job->topic = msp_topic(MSP_TOPIC_INCIDENTS_HELD);
+    job->tenants = json_object();
+    snprintf(job->epoch, sizeof(job->epoch), "%s", epoch);
+    if (msp_task_start(&tc->rel.rebuild_task, rebuild_main, job) == 1)
+        tc->rel.rebuild = job;
+    else {
+        MSP_WARN("held.rebuild_failed", NULL, "no thread for the scan; trying again");
+        held_job_free(job);
+    }
+}
+
+/* Reap the rebuild's thread when it ended (free its job). */
+static void rebuild_reap(tc_t *tc) {
+    if (msp_task_reap(&tc->rel.rebuild_task)) {
+        held_job_free(tc->rel.rebuild);
+        tc->rel.rebuild = NULL;
     }
 }
 
 /*
- * Every 500 ms: is the index there for the epoch? If not, rebuild it (blocking the loop for the
- * scan, once per loss: the events wait for it anyway). Its own timer: a released event in flight
- * waits for state:held too, and the release timer waits for that event.
+ * Every 500 ms: is the index there for the epoch? If not, rebuild it (on the rebuild's thread,
+ * once per loss). Its own timer: a released event in flight waits for state:held too, and the
+ * release timer waits for that event.
  */
 static void rebuild_timer_cb(evutil_socket_t fd, short what, void *arg) {
     tc_t *tc = arg;
@@ -601,6 +646,7 @@ static void rebuild_timer_cb(evutil_socket_t fd, short what, void *arg) {
     (void)what;
     if (tc->stopping)
         return;
+    rebuild_reap(tc);
     if (tc_redis_ok(tc) && held_state(tc, epoch, sizeof(epoch)) == 0)
         rebuild(tc, epoch);
     struct timeval tv = {IDLE_MS / 1000, (IDLE_MS % 1000) * 1000};
@@ -639,6 +685,11 @@ int tc_release_init(tc_t *tc) {
 }
 
 void tc_release_close(tc_t *tc) {
+    if (tc->rel.rebuild)
+        atomic_store(&tc->rel.rebuild->stop, 1);
+    msp_task_join(&tc->rel.rebuild_task); /* its job borrows the configuration */
+    held_job_free(tc->rel.rebuild);
+    tc->rel.rebuild = NULL;
     if (tc->rel.item) {
         tc_release_item_free(tc->rel.item);
         tc->rel.item = NULL;

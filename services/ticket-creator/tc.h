@@ -26,6 +26,7 @@
 #include "mspsync/ops.h"
 #include "mspsync/redis.h"
 #include "mspsync/svc.h"
+#include "mspsync/task.h"
 #include "mspsync/vcall.h"
 
 typedef struct tc_conf_s {
@@ -54,6 +55,8 @@ typedef struct tc_release_s {
     int64_t lock_renewed_ms;
     int64_t released; /* events released in this run (logs) */
     struct event *rebuild_timer; /* rebuilds a lost held index once per epoch */
+    msp_task_t rebuild_task;     /* the rebuild's thread (hold.c) */
+    struct tc_held_job_s *rebuild; /* its job while it runs (new, freed when reaped) */
 } tc_release_t;
 
 /* The epoch for which the held-incident index was rebuilt (or found intact): `{_}:state:held`. */

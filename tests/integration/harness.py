@@ -95,6 +95,26 @@ def wait_until(pred, timeout, what, interval=0.2):
     raise AssertionError("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
 
 
+def healthz_while(svc, begun, ended, timeout=120, limit=1.0):
+    """Probe svc's /healthz back to back from the moment begun() holds until ended() does (a
+    service's loop answering while it works off the loop). @returns the answer times in seconds;
+    a probe not answered with 200 within `limit` counts as `limit`."""
+    wait_until(begun, timeout, "%s's work begun" % svc.name, interval=0.02)
+    took = []
+    deadline = time.time() + timeout
+    while not ended():
+        if time.time() > deadline:
+            raise AssertionError("%s's work did not end within %ss" % (svc.name, timeout))
+        t0 = time.time()
+        try:
+            ok = http("GET", svc.url("/healthz"), timeout=limit)[0] == 200
+        except OSError:  # no answer within the limit
+            ok = False
+        took.append(time.time() - t0 if ok else limit)
+        time.sleep(0.02)
+    return took
+
+
 def wait_port_file(path, proc, timeout=120):
     # 120 s: a service creates its topics before it listens, which a loaded broker answers slowly
     def ready():

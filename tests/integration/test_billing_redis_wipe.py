@@ -6,25 +6,39 @@ than the month's marks so far. The next push writes the high-water marks of ever
 month — before and after the wipe — because a billing replica replayed usage.events into the
 marks for the new epoch before the push ran; lines whose mark did not move are not written again.
 The replay leaves the counters alone: they count the reports that came after the wipe.
+
+The replay reads all of usage.events; with a large backlog that takes seconds, during which the
+billing service's /healthz (and its timers) keep answering: the replay runs off its event loop.
 """
+import json
 import random
+import subprocess
+import threading
 
 import billing as B
 import harness
-from harness import StackTest, wait_until
+from harness import StackTest, healthz_while, wait_until
+
+BACKLOG = 40000  # usage reports in usage.events: a replay of a few seconds
 
 
 class BillingRedisWipeTest(StackTest):
 
-    def test_marks_replayed_after_flushall(self):
+    def applied(self, seed, days):
+        """A billing stack (six orgs mapped) with November reports of `days` days applied.
+        @returns (stack, secret, customer ids by org, the reports)."""
         s = B.make_stack(self)
         secret, clock, by_org, custs = B.setup(s, B.local(2026, 11, 30, 17), customers=10,
                                                orgs=6, sim_config={"rate_limit": 0})
-        rnd = random.Random(14)
+        rnd = random.Random(seed)
         first = [B.report("org-%04d" % o, p, rnd.randint(100, 400), B.local(2026, 11, day))
-                 for o in range(1, 7) for p in B.PRODUCTS for day in range(1, 6)]
+                 for o in range(1, 7) for p in B.PRODUCTS for day in range(1, days + 1)]
         B.send(s, secret, first)
         B.wait_applied(s, len(first))
+        return s, secret, by_org, first
+
+    def test_marks_replayed_after_flushall(self):
+        s, secret, by_org, first = self.applied(14, 5)
         self.assertEqual(B.push(s)["state"], "done")
         marks = B.expected_marks(first, "2026-11")
         written_before = len(B.changes(s))
@@ -49,6 +63,44 @@ class BillingRedisWipeTest(StackTest):
         self.assertEqual(len(B.changes(s)), written_before + 1)
         self.assertEqual(lp["written"], 1, lp)
         self.assertIn("billing marks rebuilt", s.billing.logtext())
+        self.assertEqual(s.kcat("dlq"), [])
+
+    def test_healthz_answers_during_the_replay_of_a_large_backlog(self):
+        s, secret, by_org, first = self.applied(15, 3)
+        # A large backlog: the reports as the gateway wrote them, again with lower counts (the
+        # marks stay those of `first`).
+        key, value = s.kcat("usage.events")[0].split("\t", 1)
+        report = json.loads(value)
+        self.assertEqual(report["kind"], "usage", report)
+        lines = []
+        for i in range(BACKLOG):
+            report.update(count=i % 50, report_id="backlog-%d" % i)
+            lines.append("%s\t%s\n" % (key, json.dumps(report)))
+        subprocess.run(["kcat", "-P", "-K", "\t", "-b", s.brokers, "-t", s.topic("usage.events")],
+                       input="".join(lines), text=True, check=True, timeout=120)
+        B.wait_applied(s, len(first) + BACKLOG, timeout=240)
+
+        s.redis("FLUSHALL")
+        wait_until(lambda: s.api("GET", "/v1/tenants/%s/billing/status" % B.TENANT)[0] == 200,
+                   90, "billing configuration restored")
+        log = s.billing.logtext
+        pushed = []
+        pusher = threading.Thread(target=lambda: pushed.append(B.push(s, timeout=240)))
+        pusher.start()  # the push waits for the marks: the replay begins
+        took = healthz_while(s.billing, lambda: '"billing.rebuild"' in log(),
+                             lambda: '"billing.rebuilt"' in log() or
+                             '"billing.rebuild_failed"' in log())
+        pusher.join()
+        print("/healthz during the replay: %d probes, slowest %.0f ms" % (
+            len(took), 1000 * max(took or [0])))
+        self.assertIn("billing marks rebuilt", log())
+        self.assertGreaterEqual(len(took), 5, "the replay too short to be probed")
+        self.assertLess(max(took), 0.2, "/healthz stalled during the replay")
+        self.assertEqual(pushed[0]["state"], "done", pushed)
+        want = B.expected_marks(first, "2026-11")
+        lines = B.sim_lines(s)
+        for (org, p), m in want.items():
+            self.assertEqual(B.qty(lines[(by_org[org], B.PRODUCTS[p])]), m, (org, p))
         self.assertEqual(s.kcat("dlq"), [])
 
 

@@ -6,12 +6,16 @@ date edits all flow, and nobody acts.
 Two tenants on one stack: "acme" (Syncro, ticketing on with auto-resolve, 50 orgs mapped, an MTP
 webhook secret) receives 1,000 incidents (20 % re-fires, 10 % resolves); "wz" (Syncro and
 ConnectWise RMM, ten machines in both, the date write-back on for both) has dates edited through
-the API. When a good share of the tickets exist, both of wz's integrations start a sync (a full
-one of Syncro, saved again) and, with the Syncro sync at its third page, Redis is lost:
-  1. FLUSHALL under the running services;
-  2. FLUSHALL, then every worker (gateway, normalizer — once inside its inventory rebuild —,
-     ticket-creator, write-back, fetcher) SIGKILLed at random and restarted while the restore
-     runs: from the wipe until the inventory marker is back and the ticket-creator rescanned.
+the API. When a share of the tickets exist, both of wz's integrations start a sync (a full one of
+Syncro, saved again) and, with the Syncro sync at a given asset page, Redis is lost:
+  1. FLUSHALL under the running services (250 tickets, asset page 3);
+  2. Redis replaced by an EMPTY server on the same port — stopped, a fresh one started — at
+     another moment (400 tickets, asset page 2: more of the full sync after the loss);
+  3. FLUSHALL, then every worker (gateway, normalizer, ticket-creator, write-back, fetcher)
+     SIGKILLed at random and restarted until the whole restore is done — the configuration
+     restore, the inventory rebuild, the held-index scan, the ticket-creator's rescans of Syncro
+     (none in flight) — each of which a kill lands inside (Redis wiped again while one of the
+     first three was missed), bounded by a cap that fails the test.
 Afterwards, each time: the configuration of both tenants answers as before (tenants,
 integrations with their settings, webhook secret, ticketing configuration and org mappings), the
 credentials work (the running syncs complete, new ones change nothing), the inventory is the one
@@ -30,6 +34,22 @@ import cwrmm
 import ticketing as T
 from cwrmm import k
 from harness import Stack, free_port, wait_until
+
+
+# The restore's phases a SIGKILL must land inside, and whose worker they are: the gateway's
+# configuration restore and the ticket-creator's held-index scan, seen by their leases; the
+# normalizer's inventory rebuild and the ticket-creator's rescans of Syncro, seen by their
+# begun-not-done log lines.
+RESTORE_PHASES = ("config", "inventory", "held", "rescan")
+OWNER = {"config": "gateway", "inventory": "normalizer", "held": "ticket-creator",
+         "rescan": "ticket-creator"}
+LEASES = {"config": "restore:lock", "held": "ticketing:held_rebuild_lock"}
+STATE = "mspsync:{_}:"
+STATE_KEYS = ("state:epoch", "state:inventory", "state:inventory_pending", "state:held",
+              "restore:lock", "ticketing:held_rebuild_lock")
+CHAOS_CAP_S = 180  # the kills go on until the restore is done; past this the test fails
+KILL_EVERY_S = (0.4, 2.0)  # between two random kills (each worker: every ~6 s): the incidents
+#                            still flow, so the rescans they cause come while the kills go on
 
 
 class RedisWipeAllTest(cwrmm.DatesTenant, unittest.TestCase):
@@ -67,7 +87,9 @@ class RedisWipeAllTest(cwrmm.DatesTenant, unittest.TestCase):
                 out[tenant + p] = js
         return out
 
-    def run_case(self, lose, seed):
+    def run_case(self, lose, seed, tickets=250, page=3):
+        """Lose Redis with lose(stack) once `tickets` tickets exist and wz's full Syncro sync is
+        at asset page `page`, then assert that everything is as before."""
         s = self.s
         secret = T.setup(s, tc_env={"MSPSYNC_GROUP_INSTANCE_ID": "tc-0"})
         self.set_up_synced(300)
@@ -81,7 +103,8 @@ class RedisWipeAllTest(cwrmm.DatesTenant, unittest.TestCase):
         args, log = T.mtp_args(s, secret, count=1000, rate=40, seed=seed)
         mtp = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=s.base_env())
-        wait_until(lambda: len(T.sim_tickets(s)) >= 250 or None, 120, "250 tickets created")
+        wait_until(lambda: len(T.sim_tickets(s)) >= tickets or None, 120,
+                   "%d tickets created" % tickets)
         # Both of wz's integrations syncing at the moment of the loss.
         s.sim_admin("PUT", "/_sim/config", {"latency_ms": 60})
         st, js, _ = s.api("PUT", "/v1/tenants/%s/integrations/syncro" % self.TENANT,
@@ -90,7 +113,8 @@ class RedisWipeAllTest(cwrmm.DatesTenant, unittest.TestCase):
         self.assertIn(st, (200, 201), js)  # saved again: a full sync
         job = js["job_id"]
         cw_job = cwrmm.sync_now_cwrmm(s, self.TENANT)
-        s.wait_asset_page(self.TENANT, 3)
+        s.wait_asset_page(self.TENANT, page)
+        self.assertNotEqual(s.redis("HGET", k(self.TENANT, "inv:stats"), "asset_complete_job"), job)
         lose(s)
         # Edits keep coming while the configuration and the inventory come back.
         edits = [self.edit(self.machines[3], "2022-04-04", "2030-04-04", check=False),
@@ -107,6 +131,8 @@ class RedisWipeAllTest(cwrmm.DatesTenant, unittest.TestCase):
                 s.redis("HGET", k(self.TENANT, "inv:stats"), "cwrmm_asset_complete_job") == cw_job
         wait_until(jobs_done, 120, "the syncs running at the loss completed", interval=0.5)
         self.assertIn("inventory rebuilt", s.normalizer.logtext())
+        # The full sync lost its cursor mid-way: it went on from a new one at its first page.
+        self.assertIn("job=%s expected" % job, "".join(f.logtext() for f in s.fetchers))
         now = self.configuration()
         self.assertEqual(now, config, [(x, now[x], config[x]) for x in config
                                        if now[x] != config[x]][:2])
@@ -121,51 +147,84 @@ class RedisWipeAllTest(cwrmm.DatesTenant, unittest.TestCase):
     def test_flushall_mid_run_with_syncs_incidents_and_edits(self):
         self.run_case(lambda s: s.redis("FLUSHALL"), seed=43)
 
+    def test_empty_server_during_the_full_sync_with_incidents_and_edits(self):
+        self.run_case(lambda s: s.replace_redis(), seed=45, tickets=400, page=2)
+
     def test_sigkills_during_the_restore(self):
         rnd = random.Random(13)
         kills = {}
-        inside = []  # the wipe (1..5) whose rebuild the normalizer was killed inside
+        landed = {phase: 0 for phase in RESTORE_PHASES}
+        since = {}  # service name -> where its current run's log begins
+        dead = set()  # lease tokens whose holder was killed (a lease outlives it until expiry)
 
-        def kill(svc):
+        def inflight(svc, begin, end):
+            """Whether svc's current run logged `begin` after its last `end`."""
+            text = svc.logtext()[since.get(svc.name, 0):]
+            return text.rfind('"%s"' % begin) > text.rfind('"%s"' % end)
+
+        def phases(s):
+            """The restore's phases in progress now (phase -> its evidence), and the markers."""
+            vals = s.redis_raw("MGET", *[STATE + x for x in STATE_KEYS]).split("\n")
+            v = dict(zip(STATE_KEYS, vals + [""] * len(STATE_KEYS)))
+            ph = {p: v[LEASES[p]] for p in LEASES if v[LEASES[p]] and v[LEASES[p]] not in dead}
+            for p, (svc, begin, end) in logged(s).items():
+                if inflight(svc, begin, end):
+                    ph[p] = begin
+            return ph, v
+
+        def logged(s):
+            return {"inventory": (s.normalizer, "rebuild.start", "rebuild.done"),
+                    "rescan": (s.ticket_creator, "ticket.rescan", "ticket.rescanned")}
+
+        def kill(s, svc, ph):
+            """SIGKILL svc and restart it; count the phases in progress it was killed inside:
+            its lease still held with the same token, or its log begun and not done."""
             svc.kill9()
-            self.s.restart(svc)
+            for p, ev in ph.items():
+                if p in LEASES:
+                    if OWNER[p] == svc.name and s.redis_raw("GET", STATE + LEASES[p]).strip() == ev:
+                        landed[p] += 1
+                        dead.add(ev)
+                elif logged(s)[p][0] is svc and inflight(svc, *logged(s)[p][1:]):
+                    landed[p] += 1
+            since[svc.name] = len(svc.logtext())  # the dead run's log is complete
+            s.restart(svc)
             kills[svc.name] = kills.get(svc.name, 0) + 1
 
-        def restored(s):
-            return s.redis("EXISTS", "mspsync:{_}:state:inventory_pending") == "(integer) 0" and \
-                s.redis("EXISTS", "mspsync:{_}:state:inventory") == "(integer) 1" and \
-                "ticket.rescanned" in s.ticket_creator.logtext()
-
         def chaos(s):
-            # The normalizer once inside its inventory rebuild (begun, not done): the rebuild
-            # takes a tenth of a second here, so the log is watched closely, and Redis is wiped
-            # again (the restore begins again) when the kill came too late.
-            for wipes in range(1, 6):
-                begun = s.normalizer.logtext().count('"rebuild.start"')
-                done = s.normalizer.logtext().count('"rebuild.done"')
-                s.redis("FLUSHALL")
-                try:
-                    wait_until(lambda: s.normalizer.logtext().count('"rebuild.start"') > begun,
-                               60, "the normalizer rebuilding the inventory", interval=0.005)
-                except AssertionError:  # asserted at the end: the rest says what else failed
-                    break
-                s.normalizer.kill9()
-                if s.normalizer.logtext().count('"rebuild.done"') == done:
-                    inside.append(wipes)
-                s.restart(s.normalizer)
-                kills[s.normalizer.name] = kills.get(s.normalizer.name, 0) + 1
-                if inside:
-                    break
-            print("normalizer killed inside its rebuild: %s" % inside)
             workers = [s.gateway, s.normalizer, s.ticket_creator, s.write_backs[0], s.fetchers[0]]
-            end = time.time() + 20
-            while time.time() < end and (not restored(s) or
-                                         any(w.name not in kills for w in workers)):
-                time.sleep(rnd.uniform(0.1, 1.0))
-                kill(rnd.choice(workers))
-            print("kills=%s restored=%s" % (kills, restored(s)))
+            cap = time.time() + CHAOS_CAP_S
+            wipes = 0
+            while True:
+                s.redis("FLUSHALL")
+                wiped = time.time()
+                wipes += 1
+                next_kill = time.time() + rnd.uniform(*KILL_EVERY_S)
+                while True:
+                    ph, v = phases(s)
+                    self.assertLess(time.time(), cap, "the restore not done within %d s of "
+                                    "kills: landed=%s kills=%s wipes=%d now=%s %s" % (
+                                        CHAOS_CAP_S, landed, kills, wipes, ph, v))
+                    epoch = v["state:epoch"]
+                    rebuilt = bool(epoch) and v["state:inventory"] == epoch and \
+                        not v["state:inventory_pending"] and v["state:held"] == epoch
+                    missed = [p for p in RESTORE_PHASES if p in ph and not landed[p]]
+                    if missed:  # a phase no kill landed inside yet: its worker, at once
+                        kill(s, next(w for w in workers if w.name == OWNER[missed[0]]), ph)
+                    elif rebuilt and (wipes < 8 and not all(landed[p] for p in LEASES) or
+                                      not landed["inventory"] or not landed["rescan"] and
+                                      time.time() - wiped > 15):
+                        break  # done, with a phase missed: wipe again
+                    elif rebuilt and "rescan" not in ph and all(landed.values()) and \
+                            len(kills) == len(workers):
+                        print("kills=%s landed inside=%s wipes=%d" % (kills, landed, wipes))
+                        return  # every phase done (no rescan in flight), each with a kill
+                    elif time.time() >= next_kill:
+                        kill(s, rnd.choice(workers), ph)
+                        next_kill = time.time() + rnd.uniform(*KILL_EVERY_S)
+                    time.sleep(0.005)
         self.run_case(chaos, seed=47)
-        self.assertTrue(inside, "the normalizer killed inside its inventory rebuild")
+        self.assertTrue(all(landed.values()), landed)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ the index from the topic: per tenant, the held records after its last release ma
      of the release: the rebuilt index starts after the released ones (their release marks), so
      nothing is applied twice, and the rest are released.
 
+  3. A large incidents.held (200,000 records): the ticket-creator's /healthz keeps answering
+     while it scans the topic (the scan runs off its event loop).
+
 The old code lost the index with Redis: the held incidents were never released.
 """
 import json
@@ -20,7 +23,9 @@ import re
 import subprocess
 
 import ticketing as T
-from harness import SANITIZER_MARKS, StackTest, main, wait_until
+from harness import SANITIZER_MARKS, StackTest, healthz_while, main, wait_until
+
+SCAN_BACKLOG = 200000  # records on incidents.held: a scan that takes a while
 
 
 def ticketing_status(s):
@@ -136,6 +141,36 @@ class RedisWipeHeldTest(StackTest):
         self.assertEqual(len(rb), 1, rb)
         self.assertGreaterEqual(rb[0][1], 60)
         self.assertLessEqual(rb[0][0], 100)
+
+    def test_healthz_answers_during_the_scan_of_a_large_topic(self):
+        s = self.make_stack(sim_config={"rate_limit": 0})
+        T.setup(s, orgs=2)
+        self.journaled(s)
+        done = s.ticket_creator.logtext().count('"held.rebuild_done"')
+        self.assertGreaterEqual(done, 1)  # the start's scan (of an empty topic)
+        # Release marks of another tenant, fully released: the scan reads them all and the
+        # rebuilt index holds nothing.
+        mark = {"tenant": "bulk", "partition": 0, "released_to": 0}
+        lines = []
+        for i in range(SCAN_BACKLOG):
+            mark["released_to"] = i
+            lines.append("bulk\t%s\n" % json.dumps(mark))
+        subprocess.run(["kcat", "-P", "-K", "\t", "-H", "x-mspsync-kind=release-mark", "-b",
+                        s.brokers, "-t", s.topic("incidents.held")],
+                       input="".join(lines), text=True, check=True, timeout=120)
+        log = s.ticket_creator.logtext
+        s.redis("FLUSHALL")
+        took = healthz_while(
+            s.ticket_creator,
+            lambda: s.redis("EXISTS", "mspsync:{_}:ticketing:held_rebuild_lock") == 1,
+            lambda: log().count('"held.rebuild_done"') > done or '"held.rebuild_failed"' in log())
+        print("/healthz during the scan: %d probes, slowest %.0f ms" % (
+            len(took), 1000 * max(took or [0])))
+        self.assertNotIn('"held.rebuild_failed"', log())
+        self.assertGreaterEqual(len(took), 5, "the scan too short to be probed")
+        self.assertLess(max(took), 0.2, "/healthz stalled during the scan")
+        self.assertEqual(rebuilt(s), [])  # nothing held
+        self.assertEqual((ticketing_status(s) or {}).get("held"), 0)
 
 
 if __name__ == "__main__":
