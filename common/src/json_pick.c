@@ -357,3 +357,63 @@ json_t *msp_json_pick(const char *buf, size_t len, msp_json_pick_t *pick, json_e
     }
     return v;
 }
+
+int msp_json_flat(const char *buf, size_t len, msp_json_member_t *out, int max) {
+    scan_t s = {(const unsigned char *)buf, (const unsigned char *)buf,
+                (const unsigned char *)buf + len, NULL}; /* no err: a decline, not an error */
+    int n = 0, esc;
+    if (!buf)
+        return -1;
+    skip_ws(&s);
+    if (s.p >= s.end || *s.p != '{')
+        return -1;
+    s.p++;
+    skip_ws(&s);
+    if (s.p < s.end && *s.p == '}') {
+        s.p++;
+        goto end;
+    }
+    for (;;) {
+        const unsigned char *from = s.p;
+        if (n == max || s.p >= s.end || *s.p != '"' || skip_string(&s, &esc) < 0 || esc)
+            return -1;
+        out[n].name = (const char *)from + 1;
+        out[n].name_len = (size_t)(s.p - from) - 2;
+        for (int i = 0; i < n; i++) /* JSON_REJECT_DUPLICATES; max is small */
+            if (out[i].name_len == out[n].name_len &&
+                memcmp(out[i].name, out[n].name, out[n].name_len) == 0)
+                return -1;
+        skip_ws(&s);
+        if (s.p >= s.end || *s.p != ':')
+            return -1;
+        s.p++;
+        skip_ws(&s);
+        from = s.p;
+        if (s.p < s.end && *s.p == 'n') {
+            if (skip_word(&s, "null") < 0)
+                return -1;
+            out[n].value = NULL;
+            out[n].value_len = 0;
+        } else {
+            if (s.p >= s.end || *s.p != '"' || skip_string(&s, &esc) < 0 || esc)
+                return -1;
+            out[n].value = (const char *)from + 1;
+            out[n].value_len = (size_t)(s.p - from) - 2;
+        }
+        n++;
+        skip_ws(&s);
+        if (s.p < s.end && *s.p == ',') {
+            s.p++;
+            skip_ws(&s);
+            continue;
+        }
+        if (s.p < s.end && *s.p == '}') {
+            s.p++;
+            break;
+        }
+        return -1;
+    }
+end:
+    skip_ws(&s);
+    return s.p == s.end ? n : -1;
+}
