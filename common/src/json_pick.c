@@ -2,6 +2,7 @@
 #include "mspsync/json_pick.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,12 +65,29 @@ static int hex4(const unsigned char *p, unsigned *out)
     return 0;
 }
 
+/*
+ * 1 when none of the 8 bytes at p is '"', '\\', a control character or a non-ASCII byte. The
+ * lowest such byte always shows (a borrow only comes from a lower byte that shows itself), so a
+ * 1 is exact; a 0 may be a false alarm, which the byte loop then settles.
+ */
+static int plain8(const unsigned char *p) {
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    uint64_t w;
+    memcpy(&w, p, sizeof w);
+    uint64_t quote = w ^ (ones * '"'), slash = w ^ (ones * '\\');
+    return (((w - ones * 0x20) | (quote - ones) | (slash - ones) | w) & high) == 0;
+}
+
 /* A string from its opening quote; leaves p after the closing one. *escaped: it had a '\'. */
 static int skip_string(scan_t *s, int *escaped)
 {
     const unsigned char *open = s->p++;
     *escaped = 0;
     while (s->p < s->end) {
+        while (s->end - s->p >= 8 && plain8(s->p)) /* the common run of plain text */
+            s->p += 8;
+        if (s->p >= s->end)
+            break;
         unsigned char c = *s->p;
         if (c == '"') {
             s->p++;
