@@ -462,21 +462,24 @@ void gw_tc_org_seen(gw_t *gw, const char *tenant, const char *org_id, const char
     gw_tcache_t *tc = gw->tcache;
     if (!tc)
         return;
-    char *k = NULL;
-    if (asprintf(&k, "%s\x1f%s", tenant, org_id) < 0)
+    char k[64 + 1 + 1024 + 1]; /* a tenant id, 0x1f, an org id of at most 256 characters */
+    if ((size_t)snprintf(k, sizeof(k), "%s\x1f%s", tenant, org_id) >= sizeof(k))
         return;
     json_t *old = json_object_get(tc->orgs, k);
-    json_t *name = org_name ? json_string(org_name) : json_incref(json_object_get(old, "n"));
-    if (!old && json_object_size(tc->orgs) >= MAX_ORGS_PENDING)
+    json_t *t = json_object_get(old, "t"), *n = json_object_get(old, "n");
+    if (t && (!org_name || (json_is_string(n) && strcmp(json_string_value(n), org_name) == 0))) {
+        json_integer_set(t, (json_int_t)msp_wall_ms()); /* an org seen again: only the time */
+    } else if (!old && json_object_size(tc->orgs) >= MAX_ORGS_PENDING) {
         MSP_WARN("webhook.org_seen_dropped", tenant,
                  "org %s not recorded as seen: %d "
                  "suggestions already wait for Redis",
                  org_id, MAX_ORGS_PENDING);
-    else
+    } else {
+        json_t *name = org_name ? json_string(org_name) : json_incref(json_object_get(old, "n"));
         json_object_set_new(
             tc->orgs, k,
             json_pack("{s:o,s:I}", "n", name ? name : json_null(), "t", (json_int_t)msp_wall_ms()));
-    free(k);
+    }
     if (msp_now_ms() - tc->orgs_flushed_ms >= ORGS_FLUSH_MS) /* else the tick sends it */
         orgs_flush(tc);
 }

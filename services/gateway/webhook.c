@@ -151,7 +151,7 @@ static const char *const severities[] = {"info", "low", "medium", "high", "criti
 static const struct field_s {
     const char *name;
     int required, as_id; /* as_id: a non-negative integer is taken too (made a string) */
-    size_t min, max;     /* characters, when words is NULL */
+    size_t min, max;     /* characters, when words is NULL; min is 0 or 1 (incident_raw) */
     const char *const *words, *list;
 } fields[] = {
     {"id", 1, 1, 1, 256, NULL, NULL},
@@ -451,9 +451,9 @@ static int incident_raw(gw_t *gw, struct evhttp_request *req, const char *tenant
             for (int k = 0; !ok && row->words[k]; k++)
                 ok = strlen(row->words[k]) == v[f].len &&
                      memcmp(row->words[k], v[f].s, v[f].len) == 0;
-        } else {
-            size_t chars = msp_utf8_chars_n(v[f].s, v[f].len);
-            ok = chars >= row->min && chars <= row->max;
+        } else { /* characters <= bytes: counted only when the bytes pass the limit */
+            ok = v[f].len >= row->min &&
+                 (v[f].len <= row->max || msp_utf8_chars_n(v[f].s, v[f].len) <= row->max);
         }
         if (ok && f == F_OCCURRED_AT) {
             char at[4 * 64 + 1]; /* 64 characters */
