@@ -12,6 +12,9 @@
 # Env:   MSPSYNC_BUILD_DIR      build tree with the binaries (default <repo>/build)
 #        BENCH_CONNS            connection counts (default "32 256")
 #        BENCH_KEEP=1           keep the work directory afterwards
+#        BENCH_CALLGRIND=1      run both servers under valgrind's callgrind and add the user-space
+#                               instructions per request (all threads; throughput is then
+#                               meaningless): a figure the machine's load does not move
 #
 # Starts its own Kafka, Redis, gateway and ceiling server on 127.0.0.1, one tenant with a
 # webhook secret. For each run and each connection count: wrk -t1 -cC for SECONDS against the
@@ -22,7 +25,11 @@
 # Prints (the block after "== results ==" is meant for docs/benchmarks.md):
 #   machine nproc=.. mem_gb=.. kernel=.. cpu=.. load1=..
 #   run=R server=gateway|ceiling connections=C requests_per_s=X p50_ms=.. p99_ms=.. non_2xx=.. cpu=..
+#       cpu_us_per_req=.. [ir_per_req=..]
 #   median connections=C gateway_rps=.. gateway_p99_ms=.. ceiling_rps=.. ceiling_p99_ms=.. ratio=..
+#       gateway_cpu_us_per_req=.. ceiling_cpu_us_per_req=.. [gateway_ir_per_req=.. ceiling_ir_per_req=..]
+# cpu_us_per_req is the server's CPU time (user + system, every thread) over the requests wrk
+# completed: what a request costs, which the machine's load moves far less than requests/s.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -40,6 +47,11 @@ CEIL_BIN=$BUILD/bench/mspsync-bench-intake-ceiling
 for b in "$GW_BIN" "$CEIL_BIN"; do
     [ -x "$b" ] || { echo "$0: $b missing: build first" >&2; exit 1; }
 done
+WRAP=()
+if [ "${BENCH_CALLGRIND:-0}" = 1 ]; then
+    command -v callgrind_control >/dev/null || { echo "$0: valgrind not found" >&2; exit 1; }
+    WRAP=(valgrind --tool=callgrind --instr-atstart=no)
+fi
 for c in wrk curl python3 redis-server java; do
     command -v "$c" >/dev/null || { echo "$0: $c not found (deploy/local/install-deps.sh)" >&2; exit 1; }
 done
@@ -57,7 +69,7 @@ ADMIN=adm-$(python3 -c 'import os; print(os.urandom(12).hex())')
 env MSPSYNC_KAFKA_BROKERS="$BROKERS" MSPSYNC_REDIS_URL="$REDIS" MSPSYNC_TOPIC_PREFIX="bench$$." \
     MSPSYNC_SECRET_KEY="$(python3 -c 'import os; print(os.urandom(32).hex())')" MSPSYNC_LOG_LEVEL=warn \
     MSPSYNC_HTTP_PORT=0 MSPSYNC_PORT_FILE="$W/gateway.port" MSPSYNC_ADMIN_TOKEN="$ADMIN" \
-    "$GW_BIN" >"$W/gateway.log" 2>&1 &
+    "${WRAP[@]}" ${WRAP:+--callgrind-out-file="$W/cg.gateway.%p"} "$GW_BIN" >"$W/gateway.log" 2>&1 &
 GW_PID=$!; PIDS+=("$GW_PID")
 wait_file "$W/gateway.port" "$GW_PID" 30
 GW=http://127.0.0.1:$(cat "$W/gateway.port")
@@ -87,31 +99,42 @@ print('wrk.headers["X-MSPSync-Timestamp"] = "%s"' % ts)
 print('wrk.headers["X-MSPSync-Signature"] = "%s"' % sig)
 PY
 # The ceiling: same broker, same topic (the gateway created it), same producer settings.
-"$CEIL_BIN" "$BROKERS" "bench$$.raw.events" "$W/ceiling.port" >"$W/ceiling.log" 2>&1 &
+"${WRAP[@]}" ${WRAP:+--callgrind-out-file="$W/cg.ceiling.%p"} \
+    "$CEIL_BIN" "$BROKERS" "bench$$.raw.events" "$W/ceiling.port" >"$W/ceiling.log" 2>&1 &
 CEIL_PID=$!; PIDS+=("$CEIL_PID")
 wait_file "$W/ceiling.port" "$CEIL_PID" 30
 CEIL=http://127.0.0.1:$(cat "$W/ceiling.port")
 
 # One measurement: SERVER_NAME PID URL CONNS RUN → a line in $RESULTS
 measure() {
-    local name=$1 pid=$2 url=$3 conns=$4 r=$5 cpu0 cpu1
+    local name=$1 pid=$2 url=$3 conns=$4 r=$5 cpu0 cpu1 ir=""
     log "run $r: $name, $SECS s, $conns connections"
+    if [ ${#WRAP[@]} -gt 0 ]; then  # count from here: instrumentation on, counters zeroed
+        callgrind_control -i on "$pid" >/dev/null && callgrind_control -z "$pid" >/dev/null
+    fi
     cpu0=$(awk '{print $14+$15}' "/proc/$pid/stat")
     run wrk -t1 -c"$conns" -d"${SECS}s" --latency -s "$W/post.lua" "$url" >"$W/wrk.out"
     cpu1=$(awk '{print $14+$15}' "/proc/$pid/stat")
+    if [ ${#WRAP[@]} -gt 0 ]; then  # the dump it writes now holds this measurement only
+        callgrind_control -d "$pid" >/dev/null
+        ir=$(awk '/^totals:/ {print $2}' "$(ls -t "$W"/cg."$name"."$pid".* | head -1)")
+    fi
     python3 - "$W/wrk.out" "$name" "$conns" "$r" "$SECS" "$cpu0" "$cpu1" "$(getconf CLK_TCK)" \
-        "$(cut -d' ' -f1 /proc/loadavg)" >>"$RESULTS" <<'PY'
+        "$(cut -d' ' -f1 /proc/loadavg)" "$ir" >>"$RESULTS" <<'PY'
 import re, sys
 out, name, conns, r, secs, c0, c1, tck, load = open(sys.argv[1]).read(), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8]), sys.argv[9]
+ir = int(sys.argv[10]) if sys.argv[10] else None
 def ms(v):
     n, unit = float(re.match(r"([\d.]+)", v).group(1)), re.search(r"(us|ms|s)$", v).group(1)
     return n / 1000 if unit == "us" else n * 1000 if unit == "s" else n
 pct = dict(re.findall(r"^\s+(\d+)%\s+(\S+)", out, re.M))
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-print("run=%d server=%s connections=%d requests_per_s=%.0f p50_ms=%.2f p99_ms=%.2f non_2xx=%s cpu=%.0f%% load1=%s" % (
+done = int(re.search(r"(\d+) requests in", out).group(1))
+print("run=%d server=%s connections=%d requests_per_s=%.0f p50_ms=%.2f p99_ms=%.2f non_2xx=%s cpu=%.0f%% load1=%s cpu_us_per_req=%.1f%s" % (
     r, name, conns, rps, ms(pct["50"]), ms(pct["99"]), non2xx.group(1) if non2xx else 0,
-    100.0 * (c1 - c0) / tck / secs, load))
+    100.0 * (c1 - c0) / tck / secs, load, 1e6 * (c1 - c0) / tck / max(done, 1),
+    "" if ir is None else " ir_per_req=%d" % (ir // max(done, 1))))
 PY
     tail -1 "$RESULTS" >&2
 }
@@ -134,8 +157,11 @@ for c in sorted({int(r["connections"]) for r in rows}):
         return statistics.median(float(r[field].rstrip("%")) for r in rows
                                  if r["server"] == server and int(r["connections"]) == c)
     g, k = med("gateway", "requests_per_s"), med("ceiling", "requests_per_s")
-    print("median connections=%d gateway_rps=%.0f gateway_p99_ms=%.2f ceiling_rps=%.0f ceiling_p99_ms=%.2f ratio=%.2f" % (
-        c, g, med("gateway", "p99_ms"), k, med("ceiling", "p99_ms"), g / k if k else 0))
+    ir = "ir_per_req" in rows[0]
+    print("median connections=%d gateway_rps=%.0f gateway_p99_ms=%.2f ceiling_rps=%.0f ceiling_p99_ms=%.2f ratio=%.2f gateway_cpu_us_per_req=%.1f ceiling_cpu_us_per_req=%.1f%s" % (
+        c, g, med("gateway", "p99_ms"), k, med("ceiling", "p99_ms"), g / k if k else 0,
+        med("gateway", "cpu_us_per_req"), med("ceiling", "cpu_us_per_req"),
+        " gateway_ir_per_req=%.0f ceiling_ir_per_req=%.0f" % (med("gateway", "ir_per_req"), med("ceiling", "ir_per_req")) if ir else ""))
 PY
 cat "$RESULTS.medians" >>"$RESULTS"
 [ "$(grep -c 'non_2xx=0 ' "$RESULTS")" = "$(grep -c '^run=' "$RESULTS")" ] ||

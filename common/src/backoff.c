@@ -229,6 +229,25 @@ void msp_format_time(int64_t wall_ms, char *buf, size_t size) {
         buf[0] = '\0';
         return;
     }
-    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+    int year = tm.tm_year + 1900;
+    if (size >= sizeof("YYYY-MM-DDTHH:MM:SS.mmmZ") && year >= 0 && year <= 9999) {
+        /* every log line and record has one: the digits written directly, not by snprintf */
+        const struct {
+            int value, digits;
+            char after;
+        } parts[] = {{year, 4, '-'},       {tm.tm_mon + 1, 2, '-'}, {tm.tm_mday, 2, 'T'},
+                     {tm.tm_hour, 2, ':'}, {tm.tm_min, 2, ':'},     {tm.tm_sec, 2, '.'},
+                     {ms, 3, 'Z'}};
+        char *p = buf;
+        for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+            for (int d = parts[i].digits - 1, v = parts[i].value; d >= 0; d--, v /= 10)
+                p[d] = (char)('0' + v % 10);
+            p += parts[i].digits;
+            *p++ = parts[i].after;
+        }
+        *p = '\0';
+        return;
+    }
+    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", year, tm.tm_mon + 1, tm.tm_mday,
+             tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
 }

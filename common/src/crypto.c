@@ -469,6 +469,66 @@ void msp_hmac_sha256_hex(const void *key, size_t key_len, const void *data, size
     msp_secure_zero(md, sizeof(md));
 }
 
+struct msp_hmac_key_s {
+    EVP_MD_CTX *inner, *outer; /* SHA-256 after key ^ ipad, after key ^ opad (RFC 2104) */
+    EVP_MD_CTX *work;          /* a copy of one of them, per signature */
+};
+
+void msp_hmac_key_free(msp_hmac_key_t *k) {
+    if (!k)
+        return;
+    EVP_MD_CTX_free(k->inner); /* the provider wipes the hash state it frees */
+    EVP_MD_CTX_free(k->outer);
+    EVP_MD_CTX_free(k->work);
+    free(k);
+}
+
+msp_hmac_key_t *msp_hmac_key_new(const void *key, size_t key_len) {
+    enum { BLOCK = 64 }; /* SHA-256's block size */
+    unsigned char k0[BLOCK] = {0}, pad[BLOCK];
+    unsigned int n = 0;
+    msp_hmac_key_t *k = calloc(1, sizeof(*k));
+    int ok = k && (k->inner = EVP_MD_CTX_new()) && (k->outer = EVP_MD_CTX_new()) &&
+             (k->work = EVP_MD_CTX_new()) && (key || !key_len);
+    if (ok && key_len > BLOCK) /* a long key is its hash */
+        ok = EVP_Digest(key, key_len, k0, &n, EVP_sha256(), NULL);
+    else if (ok && key_len)
+        memcpy(k0, key, key_len);
+    for (int i = 0; ok && i < BLOCK; i++)
+        pad[i] = k0[i] ^ 0x36;
+    ok = ok && EVP_DigestInit_ex(k->inner, EVP_sha256(), NULL) &&
+         EVP_DigestUpdate(k->inner, pad, BLOCK);
+    for (int i = 0; ok && i < BLOCK; i++)
+        pad[i] = k0[i] ^ 0x5c;
+    ok = ok && EVP_DigestInit_ex(k->outer, EVP_sha256(), NULL) &&
+         EVP_DigestUpdate(k->outer, pad, BLOCK);
+    OPENSSL_cleanse(k0, sizeof(k0));
+    OPENSSL_cleanse(pad, sizeof(pad));
+    if (!ok) {
+        msp_hmac_key_free(k);
+        return NULL;
+    }
+    return k;
+}
+
+void msp_hmac_key_hex(msp_hmac_key_t *k, const void *a, size_t a_len, const void *b, size_t b_len,
+                      char out[65]) {
+    unsigned char ih[32], md[32];
+    unsigned int n = 0, m = 0;
+    out[0] = '\0';
+    if (!k || (!a && a_len) || (!b && b_len))
+        return;
+    int ok =
+        EVP_MD_CTX_copy_ex(k->work, k->inner) && (!a_len || EVP_DigestUpdate(k->work, a, a_len)) &&
+        (!b_len || EVP_DigestUpdate(k->work, b, b_len)) && EVP_DigestFinal_ex(k->work, ih, &n) &&
+        n == 32 && EVP_MD_CTX_copy_ex(k->work, k->outer) && EVP_DigestUpdate(k->work, ih, 32) &&
+        EVP_DigestFinal_ex(k->work, md, &m) && m == 32;
+    if (ok)
+        to_hex(md, 32, out);
+    OPENSSL_cleanse(ih, sizeof(ih));
+    OPENSSL_cleanse(md, sizeof(md));
+}
+
 int msp_consttime_streq(const char *a, const char *b) {
     size_t la, lb;
 

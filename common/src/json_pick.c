@@ -2,6 +2,7 @@
 #include "mspsync/json_pick.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,12 +65,29 @@ static int hex4(const unsigned char *p, unsigned *out)
     return 0;
 }
 
+/*
+ * 1 when none of the 8 bytes at p is '"', '\\', a control character or a non-ASCII byte. The
+ * lowest such byte always shows (a borrow only comes from a lower byte that shows itself), so a
+ * 1 is exact; a 0 may be a false alarm, which the byte loop then settles.
+ */
+static int plain8(const unsigned char *p) {
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    uint64_t w;
+    memcpy(&w, p, sizeof w);
+    uint64_t quote = w ^ (ones * '"'), slash = w ^ (ones * '\\');
+    return (((w - ones * 0x20) | (quote - ones) | (slash - ones) | w) & high) == 0;
+}
+
 /* A string from its opening quote; leaves p after the closing one. *escaped: it had a '\'. */
 static int skip_string(scan_t *s, int *escaped)
 {
     const unsigned char *open = s->p++;
     *escaped = 0;
     while (s->p < s->end) {
+        while (s->end - s->p >= 8 && plain8(s->p)) /* the common run of plain text */
+            s->p += 8;
+        if (s->p >= s->end)
+            break;
         unsigned char c = *s->p;
         if (c == '"') {
             s->p++;
@@ -356,4 +374,64 @@ json_t *msp_json_pick(const char *buf, size_t len, msp_json_pick_t *pick, json_e
         return NULL;
     }
     return v;
+}
+
+int msp_json_flat(const char *buf, size_t len, msp_json_member_t *out, int max) {
+    scan_t s = {(const unsigned char *)buf, (const unsigned char *)buf,
+                (const unsigned char *)buf + len, NULL}; /* no err: a decline, not an error */
+    int n = 0, esc;
+    if (!buf)
+        return -1;
+    skip_ws(&s);
+    if (s.p >= s.end || *s.p != '{')
+        return -1;
+    s.p++;
+    skip_ws(&s);
+    if (s.p < s.end && *s.p == '}') {
+        s.p++;
+        goto end;
+    }
+    for (;;) {
+        const unsigned char *from = s.p;
+        if (n == max || s.p >= s.end || *s.p != '"' || skip_string(&s, &esc) < 0 || esc)
+            return -1;
+        out[n].name = (const char *)from + 1;
+        out[n].name_len = (size_t)(s.p - from) - 2;
+        for (int i = 0; i < n; i++) /* JSON_REJECT_DUPLICATES; max is small */
+            if (out[i].name_len == out[n].name_len &&
+                memcmp(out[i].name, out[n].name, out[n].name_len) == 0)
+                return -1;
+        skip_ws(&s);
+        if (s.p >= s.end || *s.p != ':')
+            return -1;
+        s.p++;
+        skip_ws(&s);
+        from = s.p;
+        if (s.p < s.end && *s.p == 'n') {
+            if (skip_word(&s, "null") < 0)
+                return -1;
+            out[n].value = NULL;
+            out[n].value_len = 0;
+        } else {
+            if (s.p >= s.end || *s.p != '"' || skip_string(&s, &esc) < 0 || esc)
+                return -1;
+            out[n].value = (const char *)from + 1;
+            out[n].value_len = (size_t)(s.p - from) - 2;
+        }
+        n++;
+        skip_ws(&s);
+        if (s.p < s.end && *s.p == ',') {
+            s.p++;
+            skip_ws(&s);
+            continue;
+        }
+        if (s.p < s.end && *s.p == '}') {
+            s.p++;
+            break;
+        }
+        return -1;
+    }
+end:
+    skip_ws(&s);
+    return s.p == s.end ? n : -1;
 }

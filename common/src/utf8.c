@@ -39,12 +39,14 @@ size_t msp_utf8_prefix(const char *s, size_t max_bytes) {
     return len;
 }
 
-size_t msp_utf8_chars(const char *s) {
+size_t msp_utf8_chars_n(const char *s, size_t len) {
     size_t n = 0;
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xC0) != 0x80;
+    for (size_t i = 0; i < len; i++)
+        n += ((unsigned char)s[i] & 0xC0) != 0x80;
     return n;
 }
+
+size_t msp_utf8_chars(const char *s) { return msp_utf8_chars_n(s, strlen(s)); }
 
 size_t msp_utf8_copy(char *dst, size_t dst_size, const char *src) {
     static const char REPLACEMENT[] = "\xEF\xBF\xBD"; /* U+FFFD */

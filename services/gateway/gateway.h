@@ -235,6 +235,9 @@ void gw_secrets_forget_all(gw_t *gw);
 
 /** @brief Send a JSON reply (body stolen; NULL = no body, e.g. 204) and count it per route. */
 void gw_reply(gw_t *gw, struct evhttp_request *req, const char *route, int code, json_t *body);
+/** @brief gw_reply with the body's JSON text already written (len bytes; text NULL: none). */
+void gw_reply_text(gw_t *gw, struct evhttp_request *req, const char *route, int code,
+                   const char *text, size_t len);
 
 /** @brief {"error": msg} with printf formatting. */
 void gw_reply_error(gw_t *gw, struct evhttp_request *req, const char *route, int code,
@@ -306,6 +309,8 @@ int gw_valid_record_id(const char *s);
  */
 gw_held_t *gw_hold(gw_t *gw, struct evhttp_request *req, const char *route);
 void gw_held_reply(gw_held_t *h, int code, json_t *body);
+/** @brief gw_held_reply with the body's JSON text (len bytes, the answer adds the newline). */
+void gw_held_reply_text(gw_held_t *h, int code, const char *text, size_t len);
 void gw_held_reply_error(gw_held_t *h, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /**
@@ -538,17 +543,26 @@ void api_webhook_previous_delete(gw_t *gw, struct evhttp_request *req, const cha
 /* webhook.c: tenant is the raw path segment (not yet checked, may be anything). */
 void api_webhook_mtp(gw_t *gw, struct evhttp_request *req, const char *tenant);
 
-/** What a webhook route does with a body that passed gw_webhook_open (it owns body). */
-typedef void gw_webhook_then_t(gw_t *gw, struct evhttp_request *req, const char *tenant,
-                               json_t *body);
+/** What a webhook route does with a body that passed gw_webhook_open. */
+typedef struct {
+    /**
+     * A shortcut on the verified raw bytes (len > 0), or NULL: answer and return 1, or return 0
+     * to have the body parsed and parsed() called. It answers only what parsed() would answer
+     * the same way (the webhook's fast path: webhook.c).
+     */
+    int (*raw)(gw_t *gw, struct evhttp_request *req, const char *tenant, const char *body,
+               size_t len);
+    /** The body as a JSON object (owned by it). */
+    void (*parsed)(gw_t *gw, struct evhttp_request *req, const char *tenant, json_t *body);
+} gw_webhook_then_t;
 /**
  * @brief The checks every MTP webhook route shares, in their order (webhook.c): tenant and
  * secret (404), body size (413), timestamp window and signature (401), a JSON object (400).
- * Once they pass, then(body) runs — at once when the tenant is cached, else when its load
- * arrives (tenant_cache.c); otherwise the request is answered. No call blocks.
+ * Once they pass, then->raw and then->parsed run — at once when the tenant is cached, else when
+ * its load arrives (tenant_cache.c); otherwise the request is answered. No call blocks.
  */
 void gw_webhook_open(gw_t *gw, struct evhttp_request *req, const char *tenant, const char *route,
-                     gw_webhook_then_t *then);
+                     const gw_webhook_then_t *then);
 /** @brief Answer code with the message and log it as webhook.rejected. */
 void gw_webhook_reject(gw_t *gw, struct evhttp_request *req, const char *route, const char *tenant,
                        int code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
@@ -611,9 +625,10 @@ typedef struct {
     int exists;
     const char *current;  /* NULL: no secret configured */
     const char *previous; /* NULL: none valid now */
+    msp_hmac_key_t *current_key, *previous_key; /* prepared from them, or NULL (no memory) */
 } gw_tc_view_t;
 typedef void gw_tc_cb_t(gw_t *gw, struct evhttp_request *req, const gw_tc_view_t *v,
-                        const char *route, gw_webhook_then_t *then);
+                        const char *route, const gw_webhook_then_t *then);
 
 /** @brief Connect the async Redis connection and start the cache's tick. @returns 0 or -1. */
 int gw_tc_start(gw_t *gw);
@@ -621,7 +636,7 @@ int gw_tc_start(gw_t *gw);
 void gw_tc_stop(gw_t *gw);
 /** @brief cb(view) now when tenant is cached, else once loaded (the request held meanwhile). */
 void gw_tc_lookup(gw_t *gw, struct evhttp_request *req, const char *tenant, const char *route,
-                  gw_tc_cb_t *cb, gw_webhook_then_t *then);
+                  gw_tc_cb_t *cb, const gw_webhook_then_t *then);
 /** @brief key (a full Redis key) was written here: drop the cached values it changes. */
 void gw_tc_note(gw_t *gw, const char *key);
 /** @brief Drop every cached value (a restore, a tenant added or removed). */

@@ -72,26 +72,30 @@ static void count_reply(gw_t *gw, const char *route, int code) {
     msp_metric_add(gw->metrics, "mspsync_http_requests_total", labels, 1);
 }
 
-void gw_reply(gw_t *gw, struct evhttp_request *req, const char *route, int code, json_t *body) {
+void gw_reply_text(gw_t *gw, struct evhttp_request *req, const char *route, int code,
+                   const char *text, size_t len) {
     count_reply(gw, route, code);
     gw_audit_end(gw, req, code); /* the change it answers, if any, is complete now */
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Cache-Control", "no-store");
-    struct evbuffer *out = NULL;
-    if (body) {
-        char *text = json_dumps(body, JSON_COMPACT);
-        json_decref(body);
+    if (text) {
         evhttp_add_header(h, "Content-Type", "application/json");
-        out = evbuffer_new();
-        if (out && text) {
-            evbuffer_add(out, text, strlen(text));
-            evbuffer_add(out, "\n", 1);
-        }
-        free(text);
+        /* the request's own output buffer: evhttp sends it as the body */
+        struct evbuffer *out = evhttp_request_get_output_buffer(req);
+        evbuffer_add(out, text, len);
+        evbuffer_add(out, "\n", 1);
     }
-    evhttp_send_reply(req, code, reason_phrase(code), out);
-    if (out)
-        evbuffer_free(out);
+    evhttp_send_reply(req, code, reason_phrase(code), NULL);
+}
+
+void gw_reply(gw_t *gw, struct evhttp_request *req, const char *route, int code, json_t *body) {
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    if (body && !text) /* out of memory: an empty body of the type promised */
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                          "application/json");
+    json_decref(body);
+    gw_reply_text(gw, req, route, code, text, text ? strlen(text) : 0);
+    free(text);
 }
 
 static json_t *error_body(const char *fmt, va_list ap) {
@@ -396,18 +400,33 @@ struct evhttp_request *gw_held_release(gw_held_t *h) {
     return req;
 }
 
-void gw_held_reply(gw_held_t *h, int code, json_t *body) {
-    gw_t *gw = h->gw;
-    const char *route = h->route;
+/* Release h and hand its request to reply(arg), or drop the answer when libevent freed it. */
+static struct evhttp_request *held_take(gw_held_t *h, int code, gw_t **gw, const char **route) {
+    *gw = h->gw;
+    *route = h->route;
     int gone = h->client_gone;
     struct evhttp_request *req = gw_held_release(h);
-    if (req) {
-        if (gone)
-            MSP_DEBUG("http.client_gone", NULL, "client left before the %d reply", code);
-        gw_reply(gw, req, route, code, body); /* frees a detached request */
-    } else {
+    if (req && gone)
+        MSP_DEBUG("http.client_gone", NULL, "client left before the %d reply", code);
+    return req; /* replying frees a detached request */
+}
+
+void gw_held_reply(gw_held_t *h, int code, json_t *body) {
+    gw_t *gw;
+    const char *route;
+    struct evhttp_request *req = held_take(h, code, &gw, &route);
+    if (req)
+        gw_reply(gw, req, route, code, body);
+    else
         json_decref(body);
-    }
+}
+
+void gw_held_reply_text(gw_held_t *h, int code, const char *text, size_t len) {
+    gw_t *gw;
+    const char *route;
+    struct evhttp_request *req = held_take(h, code, &gw, &route);
+    if (req)
+        gw_reply_text(gw, req, route, code, text, len);
 }
 
 void gw_held_reply_error(gw_held_t *h, int code, const char *fmt, ...) {

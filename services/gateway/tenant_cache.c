@@ -59,7 +59,7 @@ typedef struct waiter_s {
     gw_held_t *held;
     const char *route;
     gw_tc_cb_t *cb;
-    gw_webhook_then_t *then;
+    const gw_webhook_then_t *then;
     int64_t since_ms;
     struct waiter_s *next;
 } waiter_t;
@@ -70,6 +70,7 @@ typedef struct entry_s {
     int exists;
     int rc; /* 0, or -2: a stored secret does not open */
     char *current, *previous;
+    msp_hmac_key_t *current_key, *previous_key; /* prepared from them once (NULL: no memory) */
     long long previous_until_ms;
     int64_t used_ms;
     unsigned gen; /* bumped by a local change: a load started before is stale */
@@ -158,6 +159,21 @@ static void forget_value(entry_t *e) {
     e->ready = 0;
     wipe(&e->current);
     wipe(&e->previous);
+    msp_hmac_key_free(e->current_key);
+    msp_hmac_key_free(e->previous_key);
+    e->current_key = e->previous_key = NULL;
+}
+
+/* What a request sees of a loaded entry: the previous secret only while it is valid. */
+static gw_tc_view_t view_of(const entry_t *e) {
+    int previous = e->previous_until_ms > msp_wall_ms();
+    return (gw_tc_view_t){.tenant = e->tenant,
+                          .exists = e->exists,
+                          .rc = e->rc,
+                          .current = e->current,
+                          .current_key = e->current_key,
+                          .previous = previous ? e->previous : NULL,
+                          .previous_key = previous ? e->previous_key : NULL};
 }
 
 static void entry_free(gw_tcache_t *tc, entry_t *e) {
@@ -175,12 +191,8 @@ static void answer(gw_tcache_t *tc, entry_t *e, waiter_t *w, int rc, const char 
     struct evhttp_request *req = gw_held_release(w->held);
     if (req) {
         gw_tc_view_t v = {.tenant = e->tenant, .rc = rc, .err = err};
-        if (rc == 0) {
-            v.exists = e->exists;
-            v.rc = e->rc;
-            v.current = e->current;
-            v.previous = e->previous_until_ms > msp_wall_ms() ? e->previous : NULL;
-        }
+        if (rc == 0)
+            v = view_of(e);
         w->cb(tc->gw, req, &v, w->route, w->then);
     }
     free(w);
@@ -234,6 +246,8 @@ static void load_done(load_t *l) {
         e->current = s.current;
         e->previous = s.previous;
         e->previous_until_ms = until;
+        e->current_key = s.current ? msp_hmac_key_new(s.current, strlen(s.current)) : NULL;
+        e->previous_key = s.previous ? msp_hmac_key_new(s.previous, strlen(s.previous)) : NULL;
         if (rc != 0 && !was_unreadable) /* once, not at every refresh */
             MSP_ERROR("webhook.secret_unreadable", e->tenant, "%s", err);
         answer_all(tc, e, 0, NULL);
@@ -309,16 +323,12 @@ static void start_load(gw_tcache_t *tc, entry_t *e) {
 /* ---- the webhook's lookup ------------------------------------------------------------------ */
 
 void gw_tc_lookup(gw_t *gw, struct evhttp_request *req, const char *tenant, const char *route,
-                  gw_tc_cb_t *cb, gw_webhook_then_t *then) {
+                  gw_tc_cb_t *cb, const gw_webhook_then_t *then) {
     gw_tcache_t *tc = gw->tcache;
     entry_t *e = tc ? find(tc, tenant) : NULL;
     if (e && e->ready) {
         e->used_ms = msp_now_ms();
-        gw_tc_view_t v = {.tenant = e->tenant,
-                          .exists = e->exists,
-                          .rc = e->rc,
-                          .current = e->current,
-                          .previous = e->previous_until_ms > msp_wall_ms() ? e->previous : NULL};
+        gw_tc_view_t v = view_of(e);
         cb(gw, req, &v, route, then);
         return;
     }
@@ -452,21 +462,24 @@ void gw_tc_org_seen(gw_t *gw, const char *tenant, const char *org_id, const char
     gw_tcache_t *tc = gw->tcache;
     if (!tc)
         return;
-    char *k = NULL;
-    if (asprintf(&k, "%s\x1f%s", tenant, org_id) < 0)
+    char k[64 + 1 + 1024 + 1]; /* a tenant id, 0x1f, an org id of at most 256 characters */
+    if ((size_t)snprintf(k, sizeof(k), "%s\x1f%s", tenant, org_id) >= sizeof(k))
         return;
     json_t *old = json_object_get(tc->orgs, k);
-    json_t *name = org_name ? json_string(org_name) : json_incref(json_object_get(old, "n"));
-    if (!old && json_object_size(tc->orgs) >= MAX_ORGS_PENDING)
+    json_t *t = json_object_get(old, "t"), *n = json_object_get(old, "n");
+    if (t && (!org_name || (json_is_string(n) && strcmp(json_string_value(n), org_name) == 0))) {
+        json_integer_set(t, (json_int_t)msp_wall_ms()); /* an org seen again: only the time */
+    } else if (!old && json_object_size(tc->orgs) >= MAX_ORGS_PENDING) {
         MSP_WARN("webhook.org_seen_dropped", tenant,
                  "org %s not recorded as seen: %d "
                  "suggestions already wait for Redis",
                  org_id, MAX_ORGS_PENDING);
-    else
+    } else {
+        json_t *name = org_name ? json_string(org_name) : json_incref(json_object_get(old, "n"));
         json_object_set_new(
             tc->orgs, k,
             json_pack("{s:o,s:I}", "n", name ? name : json_null(), "t", (json_int_t)msp_wall_ms()));
-    free(k);
+    }
     if (msp_now_ms() - tc->orgs_flushed_ms >= ORGS_FLUSH_MS) /* else the tick sends it */
         orgs_flush(tc);
 }

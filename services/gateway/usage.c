@@ -190,5 +190,6 @@ static void usage_opened(gw_t *gw, struct evhttp_request *req, const char *tenan
 }
 
 void api_webhook_usage(gw_t *gw, struct evhttp_request *req, const char *tenant) {
-    gw_webhook_open(gw, req, tenant, ROUTE, usage_opened);
+    static const gw_webhook_then_t then = {.parsed = usage_opened};
+    gw_webhook_open(gw, req, tenant, ROUTE, &then);
 }

@@ -136,6 +136,61 @@ class WebhookTest(unittest.TestCase):
         self.assertIn('route="webhook_mtp",code="202"', text)
         self.assert_no_secret_in_logs(secret)
 
+    def test_plain_bodies_are_produced_as_sent_and_refused_as_any_other(self):
+        """What senders send — a flat object of plain strings — is the gateway's fast path (it is
+        not built, webhook.c): its record carries the very bytes, its answer and its errors are
+        those of any other body, character limits count characters (not bytes), and a body just
+        outside that shape (an escape, a null, a name twice) is answered the same way."""
+        s = self.make_stack()
+        s.add_tenant("acme")
+        secret = self.new_secret("acme")["secret"]
+        plain = {"id": "inc-77", "org_id": "org-7", "org_name": "Caf\u00e9 \u20ac Ltd",
+                 "alert_type": "disk_full", "status": "resolved", "severity": "low",
+                 "title": "\u00e9" * 1000, "occurred_at": "2026-11-23T21:45:00Z",
+                 "description": "d" * 65536, "link": "HTTPS://mtp.example/i/77",
+                 "x_note": "kept", "subject": ""}
+        # white space as a sender may lay it out (no line breaks: kcat prints one record a line)
+        raw = (" {\t" + ", ".join("%s : %s" % (json.dumps(k), json.dumps(v, ensure_ascii=False))
+                                  for k, v in plain.items()) + "}\t ").encode()
+        st, js, _ = self.post("acme", raw, secret)
+        self.assertEqual((st, js), (202, {"status": "accepted", "tenant": "acme",
+                                          "incident_id": "inc-77"}))
+        value = self.records()[-1][1]
+        rec = json.loads(value)
+        self.assertEqual(list(rec), ["schema_version", "kind", "tenant", "integration", "type",
+                                     "source_id", "received_at", "received_at_ms", "payload"])
+        self.assertEqual(rec["source_id"], "inc-77")
+        self.assertEqual(value.encode().split(b'"payload":', 1)[1], raw + b"}")  # the very bytes
+        # An id with an escape and a null subject: the same record and answer, parsed.
+        esc = dict(plain, id='inc"78', subject=None)
+        st, js, _ = self.post("acme", esc, secret)
+        self.assertEqual((st, js["incident_id"]), (202, 'inc"78'))
+        rec = json.loads(self.records()[-1][1])
+        self.assertEqual((rec["source_id"], rec["payload"]), ('inc"78', esc))
+
+        n = len(self.records())
+        cases = [  # plain bodies (and a few just outside) that fail: the parsed path's own text
+            (dict(plain, title="\u00e9" * 1001),
+             '"title" must be a string of 1 to 1000 characters (got a string of 1001 characters)'),
+            (dict(plain, status="closed"), '"status" must be one of "open", "resolved" (got "closed")'),
+            (dict(plain, org_id=None), 'missing required field "org_id"'),
+            (dict(plain, alert_type=""), '"alert_type" must be a string of 1 to 128 characters '
+                                          '(got a string of 0 characters)'),
+            (dict(plain, occurred_at="yesterday"), '"occurred_at" must be an RFC 3339 date-time '
+                                                    'such as "2026-11-23T21:45:00Z" (got "yesterday")'),
+            (dict(plain, link="mtp.example/i/77"),
+             '"link" must start with http:// or https:// (got "mtp.example/i/77")'),
+            (dict(plain, description="d" * 65537), '"description" must be a string of at most '
+                                                   '65536 characters (got a string of 65537 characters)'),
+            (b'{"id":"a","org_id":"b","id":"c"}',
+             "malformed JSON at line 1, column 27: duplicate object key near '\"id\"'"),
+        ]
+        for body, error in cases:
+            with self.subTest(error):
+                st, js, _ = self.post("acme", body, secret)
+                self.assertEqual((st, js), (400, {"error": error}))
+        self.assertEqual(len(self.records()), n)
+
     def test_bad_deliveries_are_refused_with_the_cause_and_produce_nothing(self):
         s = self.make_stack()
         s.add_tenant("acme")

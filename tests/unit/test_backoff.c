@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -169,6 +170,30 @@ static void format_time_is_rfc3339_utc_with_ms(void **state) {
     assert_string_equal(small, "2026-11-23T21:45:00.007Z");
 }
 
+/* The digits written directly are what snprintf writes, across years 0 to 9999 and beyond it
+ * (snprintf again), and a buffer too small for the whole text is cut as snprintf cuts it. */
+static void format_time_matches_snprintf_everywhere(void **state) {
+    (void)state;
+    uint64_t x = 88172645463325252ULL;
+    for (int i = 0; i < 20000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        int64_t ms = (int64_t)(x % 400000000000000ULL) - 62167219200000LL; /* 0000 .. ~12600 */
+        time_t secs = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+        struct tm tm;
+        char want[64], got[64], cut[20], cut_want[20];
+        assert_non_null(gmtime_r(&secs, &tm));
+        snprintf(want, sizeof(want), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 (int)(ms - (int64_t)secs * 1000));
+        msp_format_time(ms, got, sizeof(got));
+        assert_string_equal(got, want);
+        memcpy(cut_want, want, sizeof(cut_want) - 1); /* want is longer */
+        cut_want[sizeof(cut_want) - 1] = '\0';
+        msp_format_time(ms, cut, sizeof(cut));
+        assert_string_equal(cut, cut_want);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(delay_doubles_with_each_attempt_at_top_of_range),
@@ -185,6 +210,7 @@ int main(void) {
         cmocka_unit_test(retry_after_http_date_in_past_is_zero),
         cmocka_unit_test(clocks_move_forward),
         cmocka_unit_test(format_time_is_rfc3339_utc_with_ms),
+        cmocka_unit_test(format_time_matches_snprintf_everywhere),
     };
     return cmocka_run_group_tests_name("backoff", tests, NULL, NULL);
 }

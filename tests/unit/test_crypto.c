@@ -247,6 +247,40 @@ static void hmac_matches_rfc4231_test_case_2(void **state) {
     assert_string_equal(out, "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad");
 }
 
+/* A prepared key signs as the one-shot HMAC does: RFC 4231 case 6 (a key longer than the block),
+ * keys of every length around the block, the data split anywhere, and again with the same key. */
+static void prepared_hmac_key_signs_like_the_one_shot(void **state) {
+    (void)state;
+    char want[65], got[65];
+    const char *c6 = "Test Using Larger Than Block-Size Key - Hash Key First";
+    unsigned char key6[131];
+    memset(key6, 0xaa, sizeof(key6));
+    msp_hmac_key_t *k = msp_hmac_key_new(key6, sizeof(key6));
+    assert_non_null(k);
+    msp_hmac_key_hex(k, c6, 10, c6 + 10, strlen(c6) - 10, got);
+    assert_string_equal(got, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+    msp_hmac_key_free(k);
+
+    unsigned char key[200], data[300];
+    for (size_t i = 0; i < sizeof(key); i++)
+        key[i] = (unsigned char)(i * 7 + 1);
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (unsigned char)(i * 13);
+    static const size_t key_lens[] = {0, 1, 32, 63, 64, 65, 200};
+    for (size_t kl = 0; kl < sizeof(key_lens) / sizeof(key_lens[0]); kl++) {
+        k = msp_hmac_key_new(key, key_lens[kl]);
+        assert_non_null(k);
+        for (size_t len = 0; len <= sizeof(data); len += 37)
+            for (size_t cut = 0; cut <= len; cut += 11) {
+                msp_hmac_sha256_hex(key_lens[kl] ? key : NULL, key_lens[kl], data, len, want);
+                msp_hmac_key_hex(k, data, cut, data + cut, len - cut, got);
+                assert_string_equal(got, want);
+            }
+        msp_hmac_key_free(k);
+    }
+    msp_hmac_key_free(NULL);
+}
+
 static void consttime_streq_compares_whole_strings(void **state) {
     (void)state;
     assert_int_equal(msp_consttime_streq("abc", "abc"), 1);
@@ -416,6 +450,7 @@ int main(void) {
         cmocka_unit_test(bad_key_is_rejected_without_echoing_it),
         cmocka_unit_test(key_loads_from_env_or_file),
         cmocka_unit_test(hmac_matches_rfc4231_test_case_2),
+        cmocka_unit_test(prepared_hmac_key_signs_like_the_one_shot),
         cmocka_unit_test(consttime_streq_compares_whole_strings),
         cmocka_unit_test(base64_roundtrips_binary_of_every_small_length),
         cmocka_unit_test(base64_decode_rejects_malformed_text),

@@ -1,5 +1,5 @@
 /*
- * test_json_fast.c — msp_json_pick and msp_json_dumps against jansson itself.
+ * test_json_fast.c — msp_json_pick, msp_json_flat and msp_json_dumps against jansson itself.
  *
  * Both are shortcuts whose contract is "what jansson would do": the same verdict on any text
  * (valid or not, cut anywhere, bytes flipped), the same members where kept, the same bytes when
@@ -163,6 +163,23 @@ static void pick_agrees_with_jansson_on_valid_texts(void **state)
     }
 }
 
+/* Break a text one way of `ways` (the last ways - 3 leave it whole): cut it anywhere (also inside
+ * a character), overwrite or insert one byte of noise. buf has room for one more byte. */
+static size_t mutate(char *buf, size_t len, const char *noise, unsigned ways) {
+    size_t nn = strlen(noise);
+    switch (rnd(ways)) {
+    case 0: return rnd((unsigned)len + 1);
+    case 1: buf[rnd((unsigned)len)] = noise[rnd((unsigned)nn)]; return len;
+    case 2: {
+        unsigned at = rnd((unsigned)len + 1);
+        memmove(buf + at + 1, buf + at, len - at);
+        buf[at] = noise[rnd((unsigned)nn)];
+        return len + 1;
+    }
+    default: return len;
+    }
+}
+
 static void pick_agrees_with_jansson_on_broken_texts(void **state)
 {
     (void)state;
@@ -184,18 +201,7 @@ static void pick_agrees_with_jansson_on_broken_texts(void **state)
         }
         memcpy(buf, s, len);
         free(s);
-        switch (rnd(4)) {
-        case 0: len = rnd((unsigned)len + 1); break;   /* cut anywhere, also inside a character */
-        case 1: buf[rnd((unsigned)len)] = noise[rnd(sizeof noise - 1)]; break;
-        case 2: {                                     /* insert a byte */
-            unsigned at = rnd((unsigned)len + 1);
-            memmove(buf + at + 1, buf + at, len - at);
-            buf[at] = noise[rnd(sizeof noise - 1)];
-            len++;
-            break;
-        }
-        default: break;
-        }
+        len = mutate(buf, len, noise, 4);
         check_text(buf, len, NULL, "mutated, all kept");
         check_text(buf, len, keep, "mutated, some kept");
         check_text(buf, len, keep_none, "mutated, none kept");
@@ -286,6 +292,94 @@ static void errors_say_where(void **state)
     }
 }
 
+/* ---- msp_json_flat: never accepts what jansson (with JSON_REJECT_DUPLICATES) refuses ----- */
+
+/* One text: when flat takes it, jansson accepts it with exactly those members. @returns r. */
+static int check_flat(const char *text, size_t len, const char *what) {
+    msp_json_member_t m[16];
+    json_error_t je;
+    int r = msp_json_flat(text, len, m, 16);
+    json_t *want = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    if (r >= 0 && !want)
+        fail_msg("%s: jansson refuses (%s) but flat accepts: %.*s", what, je.text, (int)len, text);
+    if (r >= 0 && (size_t)r != json_object_size(want))
+        fail_msg("%s: %d members, jansson has %zu: %.*s", what, r, json_object_size(want), (int)len,
+                 text);
+    for (int i = 0; i < r; i++) {
+        char name[256];
+        assert_true(m[i].name_len < sizeof name);
+        memcpy(name, m[i].name, m[i].name_len);
+        name[m[i].name_len] = '\0';
+        json_t *v = json_object_get(want, name);
+        if (!v || (m[i].value ? !json_is_string(v) || json_string_length(v) != m[i].value_len ||
+                                    memcmp(json_string_value(v), m[i].value, m[i].value_len)
+                              : !json_is_null(v)))
+            fail_msg("%s: member \"%s\" differs: %.*s", what, name, (int)len, text);
+    }
+    json_decref(want);
+    return r;
+}
+
+/* A flat object: plain strings mostly, now and then an escape, a null, a number, a name twice. */
+static size_t rand_flat(char *buf, size_t size) {
+    static const char *const names[] = {"id", "org_id", "title", "x", "\xc3\xa9", "a\\\"b"};
+    static const char *const values[] = {"\"v\"",
+                                         "\"\"",
+                                         "null",
+                                         "\"caf\xc3\xa9 \xe2\x82\xac\"",
+                                         "\"a\\nb\"",
+                                         "1",
+                                         "\"\xf0\x9f\x98\x80\"",
+                                         "true",
+                                         "\"x x x\""};
+    size_t n = (size_t)snprintf(buf, size, "{");
+    for (unsigned i = 0, k = rnd(6); i < k; i++)
+        n += (size_t)snprintf(buf + n, size - n, "%s\"%s\"%s:%s%s", i ? "," : "",
+                              names[rnd(sizeof names / sizeof *names)], rnd(4) ? "" : " ",
+                              rnd(4) ? "" : "\n", values[rnd(sizeof values / sizeof *values)]);
+    n += (size_t)snprintf(buf + n, size - n, "}");
+    return n;
+}
+
+static void flat_takes_only_what_jansson_takes(void **state) {
+    (void)state;
+    static const char noise[] = "{}[]\",:\\un01 \x01\x80\xc3\xed\xf4\xff";
+    char buf[1024];
+    int taken = 0;
+    for (int i = 0; i < 20000; i++) {
+        size_t len = rand_flat(buf, sizeof buf - 8);
+        len = mutate(buf, len, noise, 5);
+        taken += check_flat(buf, len, "flat") >= 0;
+    }
+    assert_true(taken > 2000); /* the shape is common enough that the check is not vacuous */
+}
+
+static void flat_declines_the_rest(void **state) {
+    (void)state;
+    msp_json_member_t m[2];
+    static const char *const declined[] = {"{\"a\":\"x\",\"a\":\"y\"}",
+                                           "{\"a\":\"\\u0041\"}",
+                                           "{\"a\":1}",
+                                           "{\"a\":{}}",
+                                           "{\"\\u0061\":\"x\"}",
+                                           "{\"a\":\"x\"} x",
+                                           "[]",
+                                           "",
+                                           "{\"a\":\"x\",\"b\":\"y\",\"c\":\"z\"}",
+                                           "{\"a\":nul}",
+                                           "{\"a\":\"\xc0\xaf\"}",
+                                           "{\"a\":\"x\",}"};
+    for (size_t i = 0; i < sizeof declined / sizeof *declined; i++)
+        if (msp_json_flat(declined[i], strlen(declined[i]), m, 2) != -1)
+            fail_msg("taken: %s", declined[i]);
+    const char *t = " {\"a\" : null ,\"b\":\"\xc3\xa9\"}\n";
+    assert_int_equal(msp_json_flat(t, strlen(t), m, 2), 2);
+    assert_null(m[0].value);
+    assert_int_equal(m[1].value_len, 2);
+    assert_memory_equal(m[1].value, "\xc3\xa9", 2);
+    assert_int_equal(msp_json_flat("{}", 2, m, 2), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -297,6 +391,8 @@ int main(void)
         cmocka_unit_test(non_objects_are_built_whole),
         cmocka_unit_test(span_member_is_handed_back_not_built),
         cmocka_unit_test(errors_say_where),
+        cmocka_unit_test(flat_takes_only_what_jansson_takes),
+        cmocka_unit_test(flat_declines_the_rest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

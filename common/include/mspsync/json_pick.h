@@ -14,6 +14,11 @@
  * range of a skipped number is not checked (jansson refuses an integer beyond 64 bits or a real
  * beyond DBL_MAX anywhere in a text; a skipped member cannot affect a record, so it does not make
  * the record unusable).
+ *
+ * msp_json_flat() is the cheaper walk for a hot path that reads a small flat object, such as a
+ * webhook body: it builds nothing and hands back the bytes of members that are strings without
+ * escapes (or null). Anything else is not refused but declined (-1), and the caller parses the
+ * text with jansson, which accepts it or names its error: the shortcut never decides an error.
  */
 #ifndef MSPSYNC_JSON_PICK_H
 #define MSPSYNC_JSON_PICK_H
@@ -46,6 +51,25 @@ typedef struct msp_json_pick_s {
  * @returns a new reference, or NULL when the text is not valid JSON or memory ran out.
  */
 json_t *msp_json_pick(const char *buf, size_t len, msp_json_pick_t *pick, json_error_t *err);
+
+/** One member of a flat object (msp_json_flat): its bytes inside the quotes, borrowed from the
+ *  text. Neither has an escape, so the bytes are the value; both are valid UTF-8. */
+typedef struct {
+    const char *name;
+    size_t name_len;
+    const char *value; /**< NULL when the value is null */
+    size_t value_len;
+} msp_json_member_t;
+
+/**
+ * @brief Split buf[0, len) when it is one JSON object whose members are all strings without
+ *        escapes, or null: out gets its members in order. Such a text is accepted by
+ *        json_loadb(JSON_REJECT_DUPLICATES) exactly when this accepts it, with these values.
+ * @returns the number of members (at most max), or -1 when the text is anything else — invalid,
+ *          or valid but outside this shape (an escape in a name or value, a number, true, false,
+ *          an array, an object, more than max members, a name twice).
+ */
+int msp_json_flat(const char *buf, size_t len, msp_json_member_t *out, int max);
 
 /** @brief msp_pick_fn for a NULL-terminated array of names (arg): keep those, skip the rest. */
 msp_pick_t msp_pick_names(const char *name, void *arg);

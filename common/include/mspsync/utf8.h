@@ -64,4 +64,7 @@ size_t msp_utf8_copy(char *dst, size_t dst_size, const char *src);
  */
 size_t msp_utf8_chars(const char *s);
 
+/** @brief msp_utf8_chars of the len bytes at s (not NUL-terminated). */
+size_t msp_utf8_chars_n(const char *s, size_t len);
+
 #endif
