@@ -42,6 +42,11 @@ static const msp_statekey_t TABLE[] = {
      "a date change parked until Kafka acknowledged it: not rebuilt, re-derived — its input is "
      "not committed before, and the merged asset reaches the assets topic only after the change "
      "reached date.changes, so the replay after the rebuild computes the change again"},
+    {"inv:stats", MSP_STATE_COORD,
+     "per type the last job whose end-of-type marker the normalizer committed (the gateway's "
+     "\"still syncing\" reads it): the next job writes it again, and a job after a loss is a "
+     "full sync; beside it, diagnostic counters (changed, unchanged, gone, last_record_at) that "
+     "no route serves and that count from zero again"},
     {"inv:*", MSP_STATE_DERIVED,
      "rebuilt by a normalizer from the compacted customers, contacts, tickets, settings and "
      "assets topics (services/normalizer/rebuild.c); fingerprints and seen marks by the next "
