@@ -104,6 +104,8 @@ typedef struct bl_item_s {
     json_t *msg;        /* the message, NULL when unreadable */
     const char *tenant; /* borrowed from msg */
     int push;
+    int64_t cutoff; /* state:restored_at_ms as state_wait read it (0: none): a report received
+                       before it is counted by the replay, not by the live path */
 
     /* a push */
     msp_billing_conf_t conf;
@@ -303,9 +305,10 @@ static int zone_of(usage_db_t *db, const char *tenant, msp_billing_conf_t *c, ch
 /*
  * Apply one usage report m of tenant: a late one is kept in billing:late, any other raises its
  * period's mark (APPLY_LUA). Order-free (max, latest by as_of), so the live path and a replay of
- * usage.events (marks_rebuild) share it. *late says which; *raised (may be NULL) whether the
- * mark rose. @returns 1 applied, 0 the report does not name a period (err: dead-letter it), -1
- * Redis (err; try again).
+ * usage.events (marks_rebuild) share it. replay: not counted in billing:stats (the replay, which
+ * recounts in one MULTI at its end, or a live report received before the latest loss, which that
+ * recount covers). *late says which; *raised (may be NULL) whether the mark rose. @returns 1
+ * applied, 0 the report does not name a period (err: dead-letter it), -1 Redis (err; try again).
  */
 static int usage_apply(usage_db_t *db, const char *tenant, json_t *m, int replay, int *late,
                        int *raised, char *err, size_t err_size) {
@@ -573,16 +576,19 @@ void bl_replay_stop(bl_t *bl) {
  */
 static int state_wait(bl_item_t *it, int need_marks, msp_vcall_step_fn *fn) {
     bl_t *bl = it->bl;
-    char ke[64], km[64], kr[64];
+    char ke[64], km[64], kr[64], ka[64];
     msp_key(ke, sizeof(ke), "_", MSP_STATE_EPOCH_SUFFIX);
     msp_key(km, sizeof(km), "_", MARKS_MARK_SUFFIX);
     msp_key(kr, sizeof(kr), "_", MSP_STATE_RESTORED_SUFFIX);
-    redisReply *r = bl_redis_ok(bl) ? redisCommand(bl->redis, "MGET %s %s %s", ke, km, kr) : NULL;
+    msp_key(ka, sizeof(ka), "_", MSP_STATE_RESTORED_AT_SUFFIX);
+    redisReply *r =
+        bl_redis_ok(bl) ? redisCommand(bl->redis, "MGET %s %s %s %s", ke, km, kr, ka) : NULL;
     int wait = 1;
     char epoch[64] = "";
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
         r->element[0]->type == REDIS_REPLY_STRING) {
         snprintf(epoch, sizeof(epoch), "%s", r->element[0]->str);
+        it->cutoff = r->element[3]->type == REDIS_REPLY_STRING ? atoll(r->element[3]->str) : 0;
         /* a replay is due after a restore that found state, once per epoch */
         int due =
             r->element[2]->type == REDIS_REPLY_STRING && strcmp(r->element[2]->str, epoch) == 0 &&
@@ -606,7 +612,12 @@ static void apply_usage(void *arg) {
         return;
     int late = 0;
     usage_db_t db = {&bl->redis, zone_cache};
-    int rc = usage_apply(&db, it->tenant, it->msg, 0, &late, NULL, err, sizeof(err));
+    /* counted live only when received since the latest loss: one received before it (a
+     * redelivery after a crash during the restore) is counted by the replay's recount */
+    json_int_t received = json_integer_value(json_object_get(it->msg, "received_at_ms"));
+    int counted_by_replay = it->cutoff > 0 && received > 0 && received < it->cutoff;
+    int rc =
+        usage_apply(&db, it->tenant, it->msg, counted_by_replay, &late, NULL, err, sizeof(err));
     if (rc == 0) {
         dead_letter(it, err);
         return;

@@ -5,10 +5,13 @@ Usage reports are applied and pushed; Redis is wiped (FLUSHALL); reports keep co
 than the month's marks so far. The next push writes the high-water marks of every report of the
 month — before and after the wipe — because a billing replica replayed usage.events into the
 marks for the new epoch before the push ran; lines whose mark did not move are not written again.
-The replay leaves the counters alone: they count the reports that came after the wipe.
+The replay also recounts the counters of the reports received before the loss (those since are
+counted live), in the one MULTI that marks the epoch done.
 
 The replay reads all of usage.events; with a large backlog that takes seconds, during which the
 billing service's /healthz (and its timers) keep answering: the replay runs off its event loop.
+A billing service SIGKILLed inside the replay leaves nothing half done: the next one replays again
+(the lease of the killed one runs out), and the counters count every report once.
 """
 import json
 import random
@@ -65,10 +68,9 @@ class BillingRedisWipeTest(StackTest):
         self.assertIn("billing marks rebuilt", s.billing.logtext())
         self.assertEqual(s.kcat("dlq"), [])
 
-    def test_healthz_answers_during_the_replay_of_a_large_backlog(self):
-        s, secret, by_org, first = self.applied(15, 3)
-        # A large backlog: the reports as the gateway wrote them, again with lower counts (the
-        # marks stay those of `first`).
+    def backlog(self, s, first):
+        """BACKLOG more reports in usage.events, as the gateway wrote them, again with lower
+        counts (the marks stay those of `first`), applied."""
         key, value = s.kcat("usage.events")[0].split("\t", 1)
         report = json.loads(value)
         self.assertEqual(report["kind"], "usage", report)
@@ -80,9 +82,22 @@ class BillingRedisWipeTest(StackTest):
                        input="".join(lines), text=True, check=True, timeout=120)
         B.wait_applied(s, len(first) + BACKLOG, timeout=240)
 
+    def wiped(self, s):
         s.redis("FLUSHALL")
         wait_until(lambda: s.api("GET", "/v1/tenants/%s/billing/status" % B.TENANT)[0] == 200,
                    90, "billing configuration restored")
+
+    def assert_marks(self, s, by_org, first):
+        want = B.expected_marks(first, "2026-11")
+        lines = B.sim_lines(s)
+        for (org, p), m in want.items():
+            self.assertEqual(B.qty(lines[(by_org[org], B.PRODUCTS[p])]), m, (org, p))
+        self.assertEqual(s.kcat("dlq"), [])
+
+    def test_healthz_answers_during_the_replay_of_a_large_backlog(self):
+        s, secret, by_org, first = self.applied(15, 3)
+        self.backlog(s, first)
+        self.wiped(s)
         log = s.billing.logtext
         pushed = []
         pusher = threading.Thread(target=lambda: pushed.append(B.push(s, timeout=240)))
@@ -97,11 +112,32 @@ class BillingRedisWipeTest(StackTest):
         self.assertGreaterEqual(len(took), 5, "the replay too short to be probed")
         self.assertLess(max(took), 0.2, "/healthz stalled during the replay")
         self.assertEqual(pushed[0]["state"], "done", pushed)
-        want = B.expected_marks(first, "2026-11")
-        lines = B.sim_lines(s)
-        for (org, p), m in want.items():
-            self.assertEqual(B.qty(lines[(by_org[org], B.PRODUCTS[p])]), m, (org, p))
-        self.assertEqual(s.kcat("dlq"), [])
+        self.assert_marks(s, by_org, first)
+
+    def test_sigkill_inside_the_replay(self):
+        s, secret, by_org, first = self.applied(16, 3)
+        self.backlog(s, first)
+        self.wiped(s)
+        log = s.billing.logtext
+        pushed = []
+        pusher = threading.Thread(target=lambda: pushed.append(B.push(s, timeout=300)))
+        pusher.start()  # the push waits for the marks: the replay begins
+        for k in range(2):
+            # killed as soon as this process's replay has begun, long before its 40,000 reports
+            # are applied (asserted: no replay had ended)
+            wait_until(lambda: log().count('"billing.rebuild"') > k, 120,
+                       "replay %d begun" % (k + 1), interval=0.02)
+            s.billing.kill9()
+            self.assertNotIn('"billing.rebuilt"', log(), "the kill came after the replay")
+            s.restart(s.billing)
+        pusher.join()
+        self.assertEqual(pushed[0]["state"], "done", pushed)
+        self.assertEqual(log().count('"billing.rebuilt"'), 1, "one replay completed")
+        self.assert_marks(s, by_org, first)
+        # the killed replays added nothing: every report before the loss counted exactly once
+        st = B.status(s)["stats"]
+        self.assertEqual(st.get("reports_applied", 0) + st.get("late_reports", 0),
+                         len(first) + BACKLOG, st)
 
 
 if __name__ == "__main__":
