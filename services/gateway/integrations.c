@@ -427,12 +427,57 @@ void gw_integ_free(redisReply *ri, redisReply *rs, redisReply *rst) {
         freeReplyObject(rst);
 }
 
+/* A shown field of the integration hash as the row asks for it (msp_vendor_shown_as_t). */
+static json_t *shown_json(const redisReply *ri, const msp_vendor_shown_t *f) {
+    const char *s = gw_hget(ri, f->field);
+    if (f->as == MSP_SHOWN_EMPTY)
+        return json_string(s ? s : "");
+    return s && (s[0] || f->as == MSP_SHOWN_NULL) ? json_string(s) : json_null();
+}
+
+json_t *gw_integ_render(gw_t *gw, const char *tenant, const gw_integ_t *in, int *code, char *err,
+                        size_t err_size) {
+    const msp_vendor_t *v = in->vendor;
+    const msp_vendor_admin_t *admin = v->admin;
+    redisReply *ri, *rs, *rst;
+    json_t *o = NULL, *counts = NULL, *ticketing = NULL;
+    char why[256];
+    *code = 503;
+    if (gw_integ_load(gw, tenant, in, &ri, &rs, &rst, why, sizeof(why)) != 0) {
+        snprintf(err, err_size, "redis unavailable: %s", why);
+    } else if (ri->elements == 0) {
+        *code = 404;
+        snprintf(err, err_size, "tenant \"%s\" has no %s integration", tenant, v->name);
+    } else if (!(counts = gw_integ_counts(gw, tenant, v->name, why, sizeof(why)))) {
+        snprintf(err, err_size, "redis unavailable: %s", why);
+    } else if (!(o = gw_integ_status_json(in, ri, rs, rst))) {
+        *code = 500;
+        snprintf(err, err_size, "could not render the integration status");
+    } else if (admin->show_ticketing &&
+               !(ticketing = gw_ticketing_summary(gw, tenant, why, sizeof(why)))) {
+        snprintf(err, err_size, "redis unavailable: %s", why);
+        json_decref(o);
+        o = NULL;
+    } else {
+        json_object_set_new(o, "integration", json_string(v->name));
+        for (const msp_vendor_shown_t *f = admin->shown; f && f->field; f++)
+            json_object_set_new(o, f->field, shown_json(ri, f));
+        json_object_set_new(o, "counts", counts);
+        counts = NULL;
+        if (ticketing)
+            json_object_set_new(o, "ticketing", ticketing);
+    }
+    json_decref(counts);
+    gw_integ_free(ri, rs, rst);
+    return o;
+}
+
 /* Answer with the integration's GET body. */
 static void reply_rendered(gw_t *gw, struct evhttp_request *req, const char *route,
                            const gw_integ_t *in, const char *tenant) {
     char err[256];
     int code = 500;
-    json_t *body = in->render(gw, tenant, &code, err, sizeof(err));
+    json_t *body = gw_integ_render(gw, tenant, in, &code, err, sizeof(err));
     if (body)
         gw_reply(gw, req, route, 200, body);
     else
