@@ -1,5 +1,7 @@
 /*
- * api_cwrmm.c — /v1/tenants/{t}/integrations/cwrmm (PUT, GET, DELETE): ConnectWise RMM.
+ * api_cwrmm.c — PUT /v1/tenants/{t}/integrations/cwrmm: the gateway's one piece of ConnectWise
+ * RMM code. GET and DELETE are every vendor's (integrations.c, integration_remove.c, from the
+ * row's admin part).
  *
  * Saving proves the credentials before anything is stored, like the Syncro PUT does with /me:
  *   1. a token from the gateway's msp_cwrmm_tokens_t (its auth state of the row: the cache
@@ -20,10 +22,6 @@
  * when the request state is freed; the parsed request body is wiped too. Once stored (not
  * before: a refused secret may be any word) the secret is registered with msp_log_redact
  * (gw_secret_keep), and forgotten when the integration is removed, disabled or re-saved.
- *
- * Removing publishes {"kind":"integration_removed"} to raw.records (the tenant's partition, so
- * the normalizer removes the integration's records after every record fetched before it) and,
- * once Kafka has it, deletes the integration's keys: 202. A failed publish deletes nothing.
  */
 #include "gateway.h"
 #include "mspsync/utf8.h"
@@ -226,8 +224,8 @@ static void cwput_store(cwput_t *p) {
     gw_t *gw = p->gw;
     const gw_integ_t *integ = gw_integ_of(VENDOR);
     char aad[96], ikey[128], key[128], err[256], now[32], job_id[33];
-    snprintf(aad, sizeof(aad), "%s/cwrmm", p->tenant);
-    msp_key(ikey, sizeof(ikey), p->tenant, "integration:cwrmm");
+    snprintf(aad, sizeof(aad), "%s/%s", p->tenant, VENDOR->name);
+    msp_key(ikey, sizeof(ikey), p->tenant, "integration:%s", VENDOR->name);
     msp_format_time(msp_wall_ms(), now, sizeof(now));
     if (msp_random_hex(job_id, 16) != 0) {
         gw_held_reply_error(p->held, 500, "could not draw a job id");
@@ -253,24 +251,26 @@ static void cwput_store(cwput_t *p) {
     }
     if (old)
         freeReplyObject(old);
-    redisReply *r[3] = {0};
-    if (ok)
-        r[0] = gw_redis(gw, err, sizeof(err), "HSET %s base_url %s region %s client_id %s "
-                        "client_secret_sealed %s account_id %s enabled 1 updated_at %s", ikey,
-                        p->in.base_url, p->region, p->in.client_id, sealed, p->in.account, now);
+    const char *fields[] = {"base_url",
+                            p->in.base_url,
+                            "region",
+                            p->region,
+                            "client_id",
+                            p->in.client_id,
+                            VENDOR->sealed_field,
+                            sealed,
+                            "account_id",
+                            p->in.account,
+                            "enabled",
+                            "1",
+                            "updated_at",
+                            now,
+                            NULL};
+    int created = 0;
+    ok = ok && gw_integ_store(gw, p->tenant, integ, fields, 0, p->wb_purchase, p->wb_warranty,
+                              job_id, now, &created, err, sizeof(err)) == 0;
     free(sealed);
-    if (r[0])
-        r[1] = gw_redis(gw, err, sizeof(err), "HSETNX %s created_at %s", ikey, now);
-    if (r[1])
-        r[2] = gw_redis(gw, err, sizeof(err), "HINCRBY %s generation 1", ikey);
-    ok = r[2] != NULL;
-    int created = ok && r[1]->integer == 1;
-    for (int i = 0; i < 3; i++)
-        if (r[i])
-            freeReplyObject(r[i]);
-    if (!ok ||
-        gw_integ_store_writeback(gw, ikey, p->wb_purchase, p->wb_warranty, err, sizeof(err)) ||
-        gw_integ_mark_syncing(gw, p->tenant, integ, job_id, now, err, sizeof(err))) {
+    if (!ok) {
         gw_held_reply_error(p->held, 503, "redis unavailable: %s", err);
         return;
     }

@@ -22,9 +22,9 @@
  *   api_tenants.c      /v1/tenants...
  *   integrations.c     what every integration shares: the descriptor table, status rendering,
  *                      POST .../sync, PATCH (write-back opt-in), POST .../disable
- *   api_integrations.c PUT /v1/tenants/{t}/integrations/syncro (prove the key, store it)
- *   api_cwrmm.c        PUT /v1/tenants/{t}/integrations/cwrmm: ConnectWise RMM
  *   integration_remove.c DELETE of any integration (the row says purge or removal)
+ *   api_syncro.c       PUT /v1/tenants/{t}/integrations/syncro (prove the key, store it)
+ *   api_cwrmm.c        PUT /v1/tenants/{t}/integrations/cwrmm: ConnectWise RMM
  *   api_dates.c        /v1/tenants/{t}/assets/{id}/dates (PUT) and .../writeback (GET)
  *   api_inventory.c    /v1/tenants/{t}/customers..., /assets..., /contacts..., /tickets...,
  *                      /ticket-settings
@@ -604,14 +604,14 @@ void gw_tc_org_seen(gw_t *gw, const char *tenant, const char *org_id, const char
  * GET and DELETE are generic (gw_integ_render, api_integration_delete). Keys:
  * mspsync:{t}:integration:<name> (the settings and the sealed secret) and
  * mspsync:{t}:status:<name> (written by the fetcher). One row per vendor, at the vendor's id
- * (integrations.c, from the registry vendors.def); each lives in the vendor's api_ file.
+ * (integrations.c, from the registry vendors.def); each lives in the vendor's api_<name>.c.
  */
 typedef struct gw_integ_s {
     const msp_vendor_t *vendor;
     void (*put)(gw_t *gw, struct evhttp_request *req, const char *tenant);
 } gw_integ_t;
 
-/* gw_<name>_integ for every vendor of the registry (vendors.def), in the vendor's api_ file */
+/* gw_<name>_integ for every vendor of the registry (vendors.def), in api_<name>.c */
 #define MSP_VENDOR(ID, name) extern const gw_integ_t gw_##name##_integ;
 #include "mspsync/vendors.def"
 
@@ -705,6 +705,17 @@ int gw_integ_parse_writeback(const json_t *v, int *purchase, int *warranty, char
  */
 int gw_integ_store_writeback(gw_t *gw, const char *ikey, int purchase, int warranty, char *err,
                              size_t err_size);
+
+/**
+ * @brief Store a proven integration: HSET integration:<name> with fields (name, value pairs,
+ * NULL-terminated, borrowed: the vendor's settings, its sealed secret, "enabled", "updated_at"),
+ * "created_at" = now when new, "generation" + 1, "sync_interval_minutes" when interval > 0, the
+ * write-back opt-ins (gw_integ_store_writeback) and the status reset for job_id
+ * (gw_integ_mark_syncing). *created = 1 when the hash was new. @returns 0, or -1 with err (Redis).
+ */
+int gw_integ_store(gw_t *gw, const char *tenant, const gw_integ_t *in, const char *const *fields,
+                   int interval, int wb_purchase, int wb_warranty, const char *job_id,
+                   const char *now, int *created, char *err, size_t err_size);
 
 /**
  * @brief After a successful save: status:<name> = syncing with job_id, errors and pause

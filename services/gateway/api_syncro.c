@@ -1,6 +1,7 @@
 /*
- * api_integrations.c — /v1/tenants/{t}/integrations/syncro (PUT, GET, DELETE); .../sync,
- * PATCH (write-back opt-in) and .../disable are shared with ConnectWise RMM (integrations.c).
+ * api_syncro.c — PUT /v1/tenants/{t}/integrations/syncro: the gateway's one piece of Syncro code.
+ * GET and DELETE are every vendor's (integrations.c, integration_remove.c, from the row's admin
+ * part); .../sync, PATCH (write-back opt-in) and .../disable too (integrations.c).
  *
  * Saving an integration proves the key before anything is stored: the gateway takes a token
  * from the Syncro account's shared GCRA bucket (the one the fetcher uses, so the two never add
@@ -13,14 +14,6 @@
  * and is never logged. As a second line of defence a stored key is registered with
  * msp_log_redact (gw_secret_keep) — only once stored: a key Syncro refused may be any word — and
  * forgotten when the integration is removed, disabled or saved with another key.
- *
- * Deleting publishes a tombstone for every inventory id to the compacted customers / assets
- * topics, waits for their delivery, and only then removes the Redis keys (with the ticketing
- * org → customer mappings): a failed publish leaves everything in place so the delete can simply
- * be retried.
- *
- * GET adds a "ticketing" block (api_ticketing.c: enabled, unmapped orgs, dead letters, last
- * error) so the integration page shows what keeps incidents from becoming tickets.
  */
 #include "gateway.h"
 #include "mspsync/utf8.h"
@@ -50,18 +43,18 @@ static void vendor_metric(gw_t *gw, const char *outcome) {
 /* ---- PUT ---------------------------------------------------------------------------------- */
 
 typedef struct put_s {
-    gw_t          *gw;
-    gw_held_t     *held;
-    struct event  *timer;        /* rate-limit wait */
-    int64_t        started_ms;
-    char           tenant[64];
-    char           base_url[512];
-    char           account_id[512];
-    char          *api_key;      /* plaintext: zeroed on free */
-    size_t         api_key_len;
-    int            writeback_purchase, writeback_warranty;  /* -1 = not given */
-    int interval;                 /* sync_interval_minutes, 0 = not given */
-    char wanted[GW_FEATURES_MAX]; /* requested features; "" = what the key serves */
+    gw_t *gw;
+    gw_held_t *held;
+    struct event *timer; /* rate-limit wait */
+    int64_t started_ms;
+    char tenant[64];
+    char base_url[512];
+    char account_id[512];
+    char *api_key; /* plaintext: zeroed on free */
+    size_t api_key_len;
+    int writeback_purchase, writeback_warranty; /* -1 = not given */
+    int interval;                               /* sync_interval_minutes, 0 = not given */
+    char wanted[GW_FEATURES_MAX];               /* requested features; "" = what the key serves */
     /* the permission check: step 0 is GET /me, step i > 0 probes probes[i - 1] */
     json_t *me_perms;       /* GET /me "permissions" (new) */
     const char *probes[32]; /* permissions /me cannot tell (borrowed from the row) */
@@ -129,7 +122,8 @@ static void put_rate_step(evutil_socket_t fd, short what, void *arg) {
         retry_after_ms = 1;
     if (msp_now_ms() - p->started_ms + retry_after_ms > gw->cfg.vendor_timeout_ms) {
         vendor_metric(gw, "rate_limited");
-        gw_held_reply_error(p->held, 502, "the Syncro API rate limit for this account is "
+        gw_held_reply_error(p->held, 502,
+                            "the Syncro API rate limit for this account is "
                             "exhausted; try again in %lld s",
                             (long long)(retry_after_ms + 999) / 1000);
         put_free(p);
@@ -137,7 +131,8 @@ static void put_rate_step(evutil_socket_t fd, short what, void *arg) {
     }
     MSP_DEBUG("integration.rate_wait", p->tenant, "waiting %lld ms for a Syncro token",
               (long long)retry_after_ms);
-    struct timeval tv = {(time_t)(retry_after_ms / 1000), (suseconds_t)(retry_after_ms % 1000) * 1000};
+    struct timeval tv = {(time_t)(retry_after_ms / 1000),
+                         (suseconds_t)(retry_after_ms % 1000) * 1000};
     if (!p->timer)
         p->timer = evtimer_new(gw->base, put_rate_step, p);
     if (!p->timer || evtimer_add(p->timer, &tv) != 0) {
@@ -149,9 +144,8 @@ static void put_rate_step(evutil_socket_t fd, short what, void *arg) {
 /* Seal and store the key, reset the status, queue the first full sync. Answers held. */
 static void put_store(put_t *p) {
     gw_t *gw = p->gw;
-    char aad[96], ikey[128], err[256], now[32], job_id[33];
-    snprintf(aad, sizeof(aad), "%s/syncro", p->tenant);
-    msp_key(ikey, sizeof(ikey), p->tenant, "integration:syncro");
+    char aad[96], err[256], now[32], job_id[33];
+    snprintf(aad, sizeof(aad), "%s/%s", p->tenant, VENDOR->name);
     msp_format_time(msp_wall_ms(), now, sizeof(now));
     if (msp_random_hex(job_id, 16) != 0) {
         gw_held_reply_error(p->held, 500, "could not draw a job id");
@@ -165,33 +159,20 @@ static void put_store(put_t *p) {
     /* every type: the fetcher leaves out those whose feature is off and says so in the status */
     const char *types[MSP_VENDOR_TYPES_MAX + 1];
     gw_integ_all_types(VENDOR, types);
-    redisReply *r[4] = {0};
-    r[0] = gw_redis(gw, err, sizeof(err),
-                    "HSET %s base_url %s account_id %s api_key_sealed %s "
-                    "enabled 1 updated_at %s features %s granted %s",
-                    ikey, p->base_url, p->account_id, sealed, now, p->wanted, p->granted);
+    const char *fields[] = {
+        "base_url", p->base_url, "account_id", p->account_id, VENDOR->sealed_field,
+        sealed,     "enabled",   "1",          "updated_at",  now,
+        "features", p->wanted,   "granted",    p->granted,    NULL};
+    int created;
+    int rc = gw_integ_store(gw, p->tenant, gw_integ_of(VENDOR), fields, p->interval,
+                            p->writeback_purchase, p->writeback_warranty, job_id, now, &created,
+                            err, sizeof(err));
     free(sealed);
-    if (r[0])
-        r[1] = gw_redis(gw, err, sizeof(err), "HSETNX %s created_at %s", ikey, now);
-    if (r[1])
-        r[2] = gw_redis(gw, err, sizeof(err), "HINCRBY %s generation 1", ikey);
-    if (r[2])
-        r[3] = p->interval ? gw_redis(gw, err, sizeof(err), "HSET %s sync_interval_minutes %d",
-                                      ikey, p->interval)
-                           : gw_redis(gw, err, sizeof(err), "PING");
-    int ok = r[3] != NULL;
-    for (int i = 0; i < 4; i++)
-        if (r[i])
-            freeReplyObject(r[i]);
-    const gw_integ_t *in = gw_integ_of(VENDOR);
-    if (!ok ||
-        gw_integ_store_writeback(gw, ikey, p->writeback_purchase, p->writeback_warranty, err,
-                                 sizeof(err)) != 0 ||
-        gw_integ_mark_syncing(gw, p->tenant, in, job_id, now, err, sizeof(err)) != 0) {
+    if (rc != 0) {
         gw_held_reply_error(p->held, 503, "redis unavailable: %s", err);
         return;
     }
-    gw_held_on_shutdown(p->held, NULL, NULL);  /* the job owns the request from here on */
+    gw_held_on_shutdown(p->held, NULL, NULL); /* the job owns the request from here on */
     gw_secret_keep(gw, p->tenant, VENDOR->name, p->api_key); /* stored: now it is ours to redact */
     MSP_INFO("integration.saved", p->tenant, "syncro integration saved (base %s)", p->base_url);
     json_t *body = json_pack("{s:s,s:s,s:s,s:s,s:o}", "integration", VENDOR->name, "base_url",
@@ -329,7 +310,7 @@ static void put_call_cb(msp_http_response_t *res, void *arg) {
 /* The check's current call: GET /me, then one probe per permission /me does not name. */
 static void put_call(put_t *p) {
     gw_t *gw = p->gw;
-    char url[600], auth[4 * MAX_API_KEY + 64];  /* up to 4 bytes per character */
+    char url[600], auth[4 * MAX_API_KEY + 64]; /* up to 4 bytes per character */
     msp_syncro_probe_t pr = {.method = "GET", .path = "me"};
     if (p->step > 0)
         msp_syncro_probe_for(p->probes[p->step - 1], &pr);
@@ -401,8 +382,10 @@ void api_syncro_put(gw_t *gw, struct evhttp_request *req, const char *tenant) {
         gw_reply_error(gw, req, route, 400, "\"subdomain\" and \"base_url\" must not be empty");
     } else if (!api_key || !api_key[0] || msp_utf8_chars(api_key) > MAX_API_KEY ||
                strlen(api_key) != json_string_length(jkey)) {
-        gw_reply_error(gw, req, route, 400, "\"api_key\" must be a non-empty string of at most "
-                       "%d characters", MAX_API_KEY);
+        gw_reply_error(gw, req, route, 400,
+                       "\"api_key\" must be a non-empty string of at most "
+                       "%d characters",
+                       MAX_API_KEY);
     } else if (msp_syncro_base_url(json_string_value(jsub), json_string_value(jbase), base,
                                    sizeof(base), err, sizeof(err)) != 0 ||
                (jsub && subdomain_url(gw->cfg.syncro_subdomain_url, base, sizeof(base), err,
