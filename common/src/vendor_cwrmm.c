@@ -462,6 +462,21 @@ static const msp_vendor_feature_t CW_FEATURES[] = {
 
 static const char *const CW_EXTRA_KEYS[] = {"token:cwrmm", "token:cwrmm:lock", NULL};
 
+/* The gateway's GET shows the region (null for a base URL given as such), the API client and
+ * its account; DELETE is always a removal through the normalizer, and drops the custom-field
+ * definitions the write-back cached besides the tokens (extra_keys). */
+static const msp_vendor_shown_t CW_SHOWN[] = {{"region", MSP_SHOWN_NULL_EMPTY},
+                                              {"base_url", MSP_SHOWN_EMPTY},
+                                              {"client_id", MSP_SHOWN_EMPTY},
+                                              {"account_id", MSP_SHOWN_EMPTY},
+                                              {NULL, 0}};
+static const char *const CW_REMOVAL_KEYS[] = {"cwrmm:defs", NULL};
+static const msp_vendor_admin_t CW_ADMIN = {.shown = CW_SHOWN,
+                                            .show_ticketing = 0,
+                                            .delete_alone_purges = 0,
+                                            .purge_keys = NULL,
+                                            .removal_keys = CW_REMOVAL_KEYS};
+
 const msp_vendor_t msp_vendor_cwrmm = {
     .id = MSP_VENDOR_CWRMM,
     .name = "cwrmm",
@@ -478,6 +493,7 @@ const msp_vendor_t msp_vendor_cwrmm = {
     .features = CW_FEATURES,
     .types = CW_TYPES,
     .types_cnt = sizeof(CW_TYPES) / sizeof(CW_TYPES[0]),
+    .admin = &CW_ADMIN,
     .hints =
         {
             [MSP_HINT_REFUSED] =

@@ -344,6 +344,18 @@ static const msp_vendor_feature_t SY_FEATURES[] = {
     {NULL, NULL, NULL},
 };
 
+/* The gateway's GET shows where the account is and the tenant's ticketing block (tickets are
+ * made in Syncro); the tenant's only integration is purged at once on DELETE, with the ticketing
+ * org → customer mappings (their customer ids would dangle) and the ticket marks. */
+static const msp_vendor_shown_t SY_SHOWN[] = {
+    {"base_url", MSP_SHOWN_NULL}, {"account_id", MSP_SHOWN_NULL}, {NULL, 0}};
+static const char *const SY_PURGE_KEYS[] = {"ticketing:orgmap", "mark:syncro:ticket", NULL};
+static const msp_vendor_admin_t SY_ADMIN = {.shown = SY_SHOWN,
+                                            .show_ticketing = 1,
+                                            .delete_alone_purges = 1,
+                                            .purge_keys = SY_PURGE_KEYS,
+                                            .removal_keys = NULL};
+
 const msp_vendor_t msp_vendor_syncro = {
     .id = MSP_VENDOR_SYNCRO,
     .name = "syncro",
@@ -361,6 +373,7 @@ const msp_vendor_t msp_vendor_syncro = {
     .features = SY_FEATURES,
     .types = SY_TYPES,
     .types_cnt = sizeof(SY_TYPES) / sizeof(SY_TYPES[0]),
+    .admin = &SY_ADMIN,
     .hints =
         {
             [MSP_HINT_REFUSED] = "Syncro refused the request; check the integration settings",

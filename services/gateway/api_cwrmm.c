@@ -1,5 +1,7 @@
 /*
- * api_cwrmm.c — /v1/tenants/{t}/integrations/cwrmm (PUT, GET, DELETE): ConnectWise RMM.
+ * api_cwrmm.c — PUT /v1/tenants/{t}/integrations/cwrmm: the gateway's one piece of ConnectWise
+ * RMM code. GET and DELETE are every vendor's (integrations.c, integration_remove.c, from the
+ * row's admin part).
  *
  * Saving proves the credentials before anything is stored, like the Syncro PUT does with /me:
  *   1. a token from the gateway's msp_cwrmm_tokens_t (its auth state of the row: the cache
@@ -20,10 +22,6 @@
  * when the request state is freed; the parsed request body is wiped too. Once stored (not
  * before: a refused secret may be any word) the secret is registered with msp_log_redact
  * (gw_secret_keep), and forgotten when the integration is removed, disabled or re-saved.
- *
- * Removing publishes {"kind":"integration_removed"} to raw.records (the tenant's partition, so
- * the normalizer removes the integration's records after every record fetched before it) and,
- * once Kafka has it, deletes the integration's keys: 202. A failed publish deletes nothing.
  */
 #include "gateway.h"
 #include "mspsync/utf8.h"
@@ -226,8 +224,8 @@ static void cwput_store(cwput_t *p) {
     gw_t *gw = p->gw;
     const gw_integ_t *integ = gw_integ_of(VENDOR);
     char aad[96], ikey[128], key[128], err[256], now[32], job_id[33];
-    snprintf(aad, sizeof(aad), "%s/cwrmm", p->tenant);
-    msp_key(ikey, sizeof(ikey), p->tenant, "integration:cwrmm");
+    snprintf(aad, sizeof(aad), "%s/%s", p->tenant, VENDOR->name);
+    msp_key(ikey, sizeof(ikey), p->tenant, "integration:%s", VENDOR->name);
     msp_format_time(msp_wall_ms(), now, sizeof(now));
     if (msp_random_hex(job_id, 16) != 0) {
         gw_held_reply_error(p->held, 500, "could not draw a job id");
@@ -253,24 +251,26 @@ static void cwput_store(cwput_t *p) {
     }
     if (old)
         freeReplyObject(old);
-    redisReply *r[3] = {0};
-    if (ok)
-        r[0] = gw_redis(gw, err, sizeof(err), "HSET %s base_url %s region %s client_id %s "
-                        "client_secret_sealed %s account_id %s enabled 1 updated_at %s", ikey,
-                        p->in.base_url, p->region, p->in.client_id, sealed, p->in.account, now);
+    const char *fields[] = {"base_url",
+                            p->in.base_url,
+                            "region",
+                            p->region,
+                            "client_id",
+                            p->in.client_id,
+                            VENDOR->sealed_field,
+                            sealed,
+                            "account_id",
+                            p->in.account,
+                            "enabled",
+                            "1",
+                            "updated_at",
+                            now,
+                            NULL};
+    int created = 0;
+    ok = ok && gw_integ_store(gw, p->tenant, integ, fields, 0, p->wb_purchase, p->wb_warranty,
+                              job_id, now, &created, err, sizeof(err)) == 0;
     free(sealed);
-    if (r[0])
-        r[1] = gw_redis(gw, err, sizeof(err), "HSETNX %s created_at %s", ikey, now);
-    if (r[1])
-        r[2] = gw_redis(gw, err, sizeof(err), "HINCRBY %s generation 1", ikey);
-    ok = r[2] != NULL;
-    int created = ok && r[1]->integer == 1;
-    for (int i = 0; i < 3; i++)
-        if (r[i])
-            freeReplyObject(r[i]);
-    if (!ok ||
-        gw_integ_store_writeback(gw, ikey, p->wb_purchase, p->wb_warranty, err, sizeof(err)) ||
-        gw_integ_mark_syncing(gw, p->tenant, integ, job_id, now, err, sizeof(err))) {
+    if (!ok) {
         gw_held_reply_error(p->held, 503, "redis unavailable: %s", err);
         return;
     }
@@ -278,7 +278,7 @@ static void cwput_store(cwput_t *p) {
     MSP_INFO("integration.saved", p->tenant, "cwrmm integration saved (base %s, account %s)",
              p->in.base_url, p->in.account);
     int code = 500;
-    json_t *body = gw_cwrmm_render(gw, p->tenant, &code, err, sizeof(err));
+    json_t *body = gw_integ_render(gw, p->tenant, integ, &code, err, sizeof(err));
     if (!body) {
         gw_held_reply_error(p->held, code, "%s", err);
         return;
@@ -379,131 +379,4 @@ out:
     json_decref(in);
 }
 
-/* ---- GET ---------------------------------------------------------------------------------- */
-
-json_t *gw_cwrmm_render(gw_t *gw, const char *tenant, int *code, char *err, size_t err_size) {
-    const gw_integ_t *in = gw_integ_of(VENDOR);
-    redisReply *ri, *rs, *rst;
-    json_t *o = NULL, *c = NULL;
-    char why[256];
-    if (gw_integ_load(gw, tenant, in, &ri, &rs, &rst, why, sizeof(why)) != 0) {
-        *code = 503;
-        snprintf(err, err_size, "redis unavailable: %s", why);
-    } else if (ri->elements == 0) {
-        *code = 404;
-        snprintf(err, err_size, "tenant \"%s\" has no cwrmm integration", tenant);
-    } else if (!(c = gw_integ_counts(gw, tenant, VENDOR->name, why, sizeof(why)))) {
-        *code = 503;
-        snprintf(err, err_size, "redis unavailable: %s", why);
-    } else if (!(o = gw_integ_status_json(in, ri, rs, rst))) {
-        *code = 500;
-        snprintf(err, err_size, "could not render the integration status");
-        json_decref(c);
-    } else {
-        const char *region = gw_hget(ri, "region");
-        json_object_set_new(o, "integration", json_string(VENDOR->name));
-        json_object_set_new(o, "region", region && region[0] ? json_string(region) : json_null());
-        json_object_set_new(o, "base_url", json_string(gw_hget(ri, "base_url") ?: ""));
-        json_object_set_new(o, "client_id", json_string(gw_hget(ri, "client_id") ?: ""));
-        json_object_set_new(o, "account_id", json_string(gw_hget(ri, "account_id") ?: ""));
-        json_object_set_new(o, "counts", c);
-    }
-    gw_integ_free(ri, rs, rst);
-    return o;
-}
-
-/* ---- DELETE -------------------------------------------------------------------------------- */
-
-/* Add tenant's keys of list (after the tenant; NULL = none) to argv. */
-static void add_keys(const char *tenant, const char *const *list, char keys[][128], int *nk,
-                     int max, const char **argv, int *argc) {
-    for (int i = 0; list && list[i] && *nk < max; i++) {
-        msp_key(keys[*nk], sizeof(keys[*nk]), tenant, "%s", list[i]);
-        argv[(*argc)++] = keys[(*nk)++];
-    }
-}
-
-/* Delete the integration's keys: integration:, status:, sched:, the vendor's cached state (the
- * keys a disable drops) and the gateway's own for it. */
-static int delete_keys(gw_t *gw, const char *tenant, const char *integ, char *err,
-                       size_t err_size) {
-    const gw_integ_t *in = gw_integ_find(integ);
-    char keys[8][128];
-    const char *argv[10];
-    int argc = 0, nk = 0;
-    argv[argc++] = "DEL";
-    msp_key(keys[nk], sizeof(keys[nk]), tenant, "integration:%s", integ);
-    argv[argc++] = keys[nk++];
-    msp_key(keys[nk], sizeof(keys[nk]), tenant, "status:%s", integ);
-    argv[argc++] = keys[nk++];
-    msp_key(keys[nk], sizeof(keys[nk]), tenant, "sched:%s", integ);
-    argv[argc++] = keys[nk++];
-    add_keys(tenant, in->vendor->extra_keys, keys, &nk, 8, argv, &argc);
-    add_keys(tenant, in->own_keys, keys, &nk, 8, argv, &argc);
-    redisReply *r = gw_redis_argv(gw, err, err_size, argc, argv, NULL);
-    if (!r)
-        return -1;
-    freeReplyObject(r);
-    return 0;
-}
-
-typedef struct removal_s {
-    char tenant[64];
-    char integ[16];
-} removal_t;
-
-/* After the integration_removed envelope's delivery report: delete the keys. */
-static int removed_after(gw_t *gw, void *arg, const char *error, char *err, size_t err_size) {
-    removal_t *rm = arg;
-    char why[200];
-    int rc = 0;
-    if (error) {
-        MSP_WARN("integration.delete_failed", rm->tenant, "integration_removed not delivered: %s; "
-                 "nothing deleted", error);
-    } else if (delete_keys(gw, rm->tenant, rm->integ, why, sizeof(why)) != 0) {
-        snprintf(err, err_size, "redis unavailable: %s", why);
-        rc = -1;
-    } else {
-        gw_secret_keep(gw, rm->tenant, rm->integ, NULL);
-        MSP_INFO("integration.deleted", rm->tenant, "%s integration removed; the normalizer "
-                 "removes its records", rm->integ);
-    }
-    return rc;   /* rm is freed by gw_produce_reply */
-}
-
-void api_integration_remove(gw_t *gw, struct evhttp_request *req, const char *tenant,
-                            const char *integ) {
-    const char *route = "integration";
-    char now[32];
-    msp_format_time(msp_wall_ms(), now, sizeof(now));
-    json_t *msg = json_pack("{s:i,s:s,s:s,s:s,s:s}", "schema_version", 1, "kind",
-                            "integration_removed", "tenant", tenant, "integration", integ,
-                            "removed_at", now);
-    char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
-    json_decref(msg);
-    removal_t *arg = calloc(1, sizeof(*arg));
-    gw_held_t *held = text && arg ? gw_hold(gw, req, route) : NULL;
-    if (!held) {
-        free(text);
-        free(arg);
-        gw_reply_error(gw, req, route, 500, "out of memory");
-        return;
-    }
-    snprintf(arg->tenant, sizeof(arg->tenant), "%s", tenant);
-    snprintf(arg->integ, sizeof(arg->integ), "%s", integ);
-    gw_produce_reply(gw, held, msp_topic(MSP_TOPIC_RAW_RECORDS), tenant, text, "the removal", 202,
-                     json_pack("{s:s,s:s}", "integration", integ, "removed_at", now),
-                     removed_after, arg);
-    free(text);
-}
-
-void api_cwrmm_delete(gw_t *gw, struct evhttp_request *req, const char *tenant) {
-    if (!gw_integ_require(gw, req, "integration", tenant, gw_integ_of(VENDOR), 0))
-        return;
-    api_integration_remove(gw, req, tenant, VENDOR->name);
-}
-
-static const char *const GW_OWN_KEYS[] = {"cwrmm:defs", NULL};
-
-const gw_integ_t gw_cwrmm_integ = {VENDOR, api_cwrmm_put, api_cwrmm_delete, gw_cwrmm_render,
-                                   GW_OWN_KEYS};
+const gw_integ_t gw_cwrmm_integ = {VENDOR, api_cwrmm_put};

@@ -24,8 +24,9 @@
  *   api_tenants.c      /v1/tenants...
  *   integrations.c     what every integration shares: the descriptor table, status rendering,
  *                      POST .../sync, PATCH (write-back opt-in), POST .../disable
- *   api_integrations.c /v1/tenants/{t}/integrations/syncro (PUT, GET, DELETE)
- *   api_cwrmm.c        /v1/tenants/{t}/integrations/cwrmm (PUT, GET, DELETE): ConnectWise RMM
+ *   integration_remove.c DELETE of any integration (the row says purge or removal)
+ *   api_syncro.c       PUT /v1/tenants/{t}/integrations/syncro (prove the key, store it)
+ *   api_cwrmm.c        PUT /v1/tenants/{t}/integrations/cwrmm: ConnectWise RMM
  *   api_dates.c        /v1/tenants/{t}/assets/{id}/dates (PUT) and .../writeback (GET)
  *   api_inventory.c    /v1/tenants/{t}/customers..., /assets..., /contacts..., /tickets...,
  *                      /ticket-settings
@@ -469,7 +470,7 @@ void api_tenant_get(gw_t *gw, struct evhttp_request *req, const char *tenant);
 /** DELETE /v1/tenants/{t}: offboarding (api_tenants.c). */
 void api_tenant_delete(gw_t *gw, struct evhttp_request *req, const char *tenant);
 
-/* ---- api_integrations.c: what a removal shares with an offboarding ------------------------- */
+/* ---- integration_remove.c: DELETE of an integration, and what it shares with an offboarding */
 
 /**
  * @brief Produce to b a tombstone for every id of the tenant's inventory (inv:customers on the
@@ -482,15 +483,7 @@ int gw_tombstone_inventory(gw_t *gw, gw_batch_t *b, const char *tenant, long lon
 int gw_unlink_prefix(gw_t *gw, const char *prefix, char *err, size_t err_size);
 
 void api_syncro_put(gw_t *gw, struct evhttp_request *req, const char *tenant);
-void api_syncro_delete(gw_t *gw, struct evhttp_request *req, const char *tenant);
-json_t *gw_syncro_render(gw_t *gw, const char *tenant, int *code, char *err, size_t err_size);
-
 void api_cwrmm_put(gw_t *gw, struct evhttp_request *req, const char *tenant);
-/** Publish integration_removed for integ and, after Kafka's ack, delete its keys: 202. */
-void api_integration_remove(gw_t *gw, struct evhttp_request *req, const char *tenant,
-                            const char *integ);
-void api_cwrmm_delete(gw_t *gw, struct evhttp_request *req, const char *tenant);
-json_t *gw_cwrmm_render(gw_t *gw, const char *tenant, int *code, char *err, size_t err_size);
 
 /* integrations.c: name is the path segment (a vendor's name, checked by the router). */
 void api_integration_get(gw_t *gw, struct evhttp_request *req, const char *tenant,
@@ -648,21 +641,19 @@ void gw_tc_org_seen(gw_t *gw, const char *tenant, const char *org_id, const char
 
 /**
  * An integration as the gateway sees it: the vendor's row (vendor.h: name, label, sealed field,
- * stats prefix, keys a disable drops) and the gateway's own code for that vendor — its PUT
- * (prove the credentials, then store them), its DELETE and its GET body. Keys:
+ * stats prefix, keys a disable drops, and its admin part: what GET shows, what DELETE removes)
+ * and the gateway's own code for that vendor — its PUT (prove the credentials, then store them).
+ * GET and DELETE are generic (gw_integ_render, api_integration_delete). Keys:
  * mspsync:{t}:integration:<name> (the settings and the sealed secret) and
  * mspsync:{t}:status:<name> (written by the fetcher). One row per vendor, at the vendor's id
- * (integrations.c, from the registry vendors.def); each lives in the vendor's api_ file.
+ * (integrations.c, from the registry vendors.def); each lives in the vendor's api_<name>.c.
  */
 typedef struct gw_integ_s {
     const msp_vendor_t *vendor;
     void (*put)(gw_t *gw, struct evhttp_request *req, const char *tenant);
-    void (*del)(gw_t *gw, struct evhttp_request *req, const char *tenant);
-    json_t *(*render)(gw_t *gw, const char *tenant, int *code, char *err, size_t err_size);
-    const char *const *own_keys; /* gateway keys (after the tenant) a removal also drops */
 } gw_integ_t;
 
-/* gw_<name>_integ for every vendor of the registry (vendors.def), in the vendor's api_ file */
+/* gw_<name>_integ for every vendor of the registry (vendors.def), in api_<name>.c */
 #define MSP_VENDOR(ID, name) extern const gw_integ_t gw_##name##_integ;
 #include "mspsync/vendors.def"
 
@@ -758,6 +749,17 @@ int gw_integ_store_writeback(gw_t *gw, const char *ikey, int purchase, int warra
                              size_t err_size);
 
 /**
+ * @brief Store a proven integration: HSET integration:<name> with fields (name, value pairs,
+ * NULL-terminated, borrowed: the vendor's settings, its sealed secret, "enabled", "updated_at"),
+ * "created_at" = now when new, "generation" + 1, "sync_interval_minutes" when interval > 0, the
+ * write-back opt-ins (gw_integ_store_writeback) and the status reset for job_id
+ * (gw_integ_mark_syncing). *created = 1 when the hash was new. @returns 0, or -1 with err (Redis).
+ */
+int gw_integ_store(gw_t *gw, const char *tenant, const gw_integ_t *in, const char *const *fields,
+                   int interval, int wb_purchase, int wb_warranty, const char *job_id,
+                   const char *now, int *created, char *err, size_t err_size);
+
+/**
  * @brief After a successful save: status:<name> = syncing with job_id, errors and pause
  * cleared. @returns 0 or -1 (err).
  */
@@ -789,6 +791,24 @@ int gw_integ_load(gw_t *gw, const char *tenant, const gw_integ_t *in, redisReply
 
 /** @brief Free the replies of gw_integ_load (NULL-safe). */
 void gw_integ_free(redisReply *ri, redisReply *rs, redisReply *rst);
+
+/**
+ * @brief The GET body of the tenant's integration: its status (gw_integ_status_json), the
+ * "integration" name, the fields the row's admin part shows, "counts" and, where the row says
+ * so, the tenant's "ticketing" block. @returns new, or NULL with *code (404 none, 503 Redis,
+ * 500) and the answer's text in err.
+ */
+json_t *gw_integ_render(gw_t *gw, const char *tenant, const gw_integ_t *in, int *code, char *err,
+                        size_t err_size);
+
+/* integration_remove.c */
+/**
+ * DELETE /v1/tenants/{t}/integrations/{name}: the tenant's only integration of a row with
+ * admin->delete_alone_purges is purged at once (tombstones, then its keys and the inventory:
+ * 204); otherwise the removal: integration_removed to the normalizer, then its keys (202).
+ */
+void api_integration_delete(gw_t *gw, struct evhttp_request *req, const char *tenant,
+                            const gw_integ_t *in);
 
 /** @brief mspsync_vendor_requests_total{vendor,outcome} += 1. */
 void gw_vendor_metric(gw_t *gw, const char *vendor, const char *outcome);

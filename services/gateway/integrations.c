@@ -5,9 +5,11 @@
  * registry, vendors.def, like the vendor table itself): the vendor's
  * row (vendor.h: its name — the key suffix of mspsync:{t}:integration:<name> / status:<name> and
  * the "integration" of its sync jobs —, the field that holds its sealed secret, the prefix of its
- * end-of-type markers in inv:stats, the keys a disable drops) and the gateway's routes for it,
- * which live in the vendor's api_ file. Routes whose logic does not depend on the vendor live
- * here, once:
+ * end-of-type markers in inv:stats, the keys a disable drops) and the gateway's PUT for it,
+ * which lives in the vendor's api_<name>.c. Routes whose logic does not depend on the vendor live
+ * here, once (DELETE in integration_remove.c):
+ *   GET   .../integrations/{name}           the status, with the fields the row's admin part
+ *                                           shows (gw_integ_render)
  *   POST  .../integrations/{name}/sync      queue an incremental sync (202 with the job id)
  *   PATCH .../integrations/{name}           change the write-back opt-in (200 with the GET body)
  *   POST  .../integrations/{name}/disable   drop the sealed secret (and cached tokens), keep the
@@ -316,6 +318,42 @@ int gw_integ_mark_syncing(gw_t *gw, const char *tenant, const gw_integ_t *in, co
     return 0;
 }
 
+#define STORE_FIELDS_MAX 12 /* fields a PUT stores in one HSET, at most */
+
+int gw_integ_store(gw_t *gw, const char *tenant, const gw_integ_t *in, const char *const *fields,
+                   int interval, int wb_purchase, int wb_warranty, const char *job_id,
+                   const char *now, int *created, char *err, size_t err_size) {
+    char ikey[128];
+    const char *argv[2 * STORE_FIELDS_MAX + 2];
+    int argc = 0;
+    msp_key(ikey, sizeof(ikey), tenant, "integration:%s", in->vendor->name);
+    argv[argc++] = "HSET";
+    argv[argc++] = ikey;
+    for (int i = 0; fields[i] && fields[i + 1] && i < 2 * STORE_FIELDS_MAX; i += 2) {
+        argv[argc++] = fields[i];
+        argv[argc++] = fields[i + 1];
+    }
+    redisReply *r[4] = {0};
+    r[0] = gw_redis_argv(gw, err, err_size, argc, argv, NULL);
+    if (r[0])
+        r[1] = gw_redis(gw, err, err_size, "HSETNX %s created_at %s", ikey, now);
+    if (r[1])
+        r[2] = gw_redis(gw, err, err_size, "HINCRBY %s generation 1", ikey);
+    if (r[2])
+        r[3] = interval
+                   ? gw_redis(gw, err, err_size, "HSET %s sync_interval_minutes %d", ikey, interval)
+                   : gw_redis(gw, err, err_size, "PING");
+    int ok = r[3] != NULL;
+    *created = ok && r[1]->integer == 1;
+    for (int i = 0; i < 4; i++)
+        if (r[i])
+            freeReplyObject(r[i]);
+    if (!ok || gw_integ_store_writeback(gw, ikey, wb_purchase, wb_warranty, err, err_size) != 0 ||
+        gw_integ_mark_syncing(gw, tenant, in, job_id, now, err, err_size) != 0)
+        return -1;
+    return 0;
+}
+
 /* ---- rendering ---------------------------------------------------------------------------- */
 
 static json_t *jstr(const char *s) { return s ? json_string(s) : json_null(); }
@@ -427,12 +465,57 @@ void gw_integ_free(redisReply *ri, redisReply *rs, redisReply *rst) {
         freeReplyObject(rst);
 }
 
+/* A shown field of the integration hash as the row asks for it (msp_vendor_shown_as_t). */
+static json_t *shown_json(const redisReply *ri, const msp_vendor_shown_t *f) {
+    const char *s = gw_hget(ri, f->field);
+    if (f->as == MSP_SHOWN_EMPTY)
+        return json_string(s ? s : "");
+    return s && (s[0] || f->as == MSP_SHOWN_NULL) ? json_string(s) : json_null();
+}
+
+json_t *gw_integ_render(gw_t *gw, const char *tenant, const gw_integ_t *in, int *code, char *err,
+                        size_t err_size) {
+    const msp_vendor_t *v = in->vendor;
+    const msp_vendor_admin_t *admin = v->admin;
+    redisReply *ri, *rs, *rst;
+    json_t *o = NULL, *counts = NULL, *ticketing = NULL;
+    char why[256];
+    *code = 503;
+    if (gw_integ_load(gw, tenant, in, &ri, &rs, &rst, why, sizeof(why)) != 0) {
+        snprintf(err, err_size, "redis unavailable: %s", why);
+    } else if (ri->elements == 0) {
+        *code = 404;
+        snprintf(err, err_size, "tenant \"%s\" has no %s integration", tenant, v->name);
+    } else if (!(counts = gw_integ_counts(gw, tenant, v->name, why, sizeof(why)))) {
+        snprintf(err, err_size, "redis unavailable: %s", why);
+    } else if (!(o = gw_integ_status_json(in, ri, rs, rst))) {
+        *code = 500;
+        snprintf(err, err_size, "could not render the integration status");
+    } else if (admin->show_ticketing &&
+               !(ticketing = gw_ticketing_summary(gw, tenant, why, sizeof(why)))) {
+        snprintf(err, err_size, "redis unavailable: %s", why);
+        json_decref(o);
+        o = NULL;
+    } else {
+        json_object_set_new(o, "integration", json_string(v->name));
+        for (const msp_vendor_shown_t *f = admin->shown; f && f->field; f++)
+            json_object_set_new(o, f->field, shown_json(ri, f));
+        json_object_set_new(o, "counts", counts);
+        counts = NULL;
+        if (ticketing)
+            json_object_set_new(o, "ticketing", ticketing);
+    }
+    json_decref(counts);
+    gw_integ_free(ri, rs, rst);
+    return o;
+}
+
 /* Answer with the integration's GET body. */
 static void reply_rendered(gw_t *gw, struct evhttp_request *req, const char *route,
                            const gw_integ_t *in, const char *tenant) {
     char err[256];
     int code = 500;
-    json_t *body = in->render(gw, tenant, &code, err, sizeof(err));
+    json_t *body = gw_integ_render(gw, tenant, in, &code, err, sizeof(err));
     if (body)
         gw_reply(gw, req, route, 200, body);
     else

@@ -338,7 +338,7 @@ static void dispatch(gw_t *gw, struct evhttp_request *req, route_id_t r, char **
         else if (m == EVHTTP_REQ_PUT)
             in->put(gw, req, t);
         else if (m == EVHTTP_REQ_DELETE)
-            in->del(gw, req, t);
+            api_integration_delete(gw, req, t, in);
         else
             api_integration_get(gw, req, t, s[4]);
         return;

@@ -177,6 +177,19 @@ static void assert_row_complete(const msp_vendor_t *v) {
     for (int k = 0; k < MSP_HINT_COUNT; k++)
         if (k != MSP_HINT_FORBIDDEN)
             assert_true(v->hints[k] && v->hints[k][0]);
+    /* the gateway's GET and DELETE of it: what it shows, and keys that fit one DEL */
+    assert_true(v->admin && v->admin->shown);
+    size_t drop = 0;
+    for (const char *const *k = v->extra_keys; k && *k; k++)
+        drop++;
+    for (const char *const *k = v->admin->removal_keys; k && *k; k++)
+        drop++;
+    assert_true(drop <= MSP_VENDOR_DROP_KEYS_MAX);
+    drop = 0;
+    for (const char *const *k = v->admin->purge_keys; k && *k; k++)
+        drop++;
+    assert_true(drop <= MSP_VENDOR_DROP_KEYS_MAX);
+    assert_true(!v->admin->purge_keys || v->admin->delete_alone_purges);
     assert_true(v->types_cnt > 0 && v->types_cnt <= MSP_VENDOR_TYPES_MAX);
     for (size_t i = 0; i < v->types_cnt; i++) {
         const msp_vendor_type_t *t = &v->types[i];

@@ -304,6 +304,43 @@ typedef struct msp_vendor_rate_s {
     const char *bucket_tag; /**< hash tag of the account's bucket: "<bucket_tag><account>" */
 } msp_vendor_rate_t;
 
+/** How the gateway's GET body shows a field of integration:<name> (msp_vendor_shown_t). */
+typedef enum {
+    MSP_SHOWN_NULL = 0,  /**< the stored string, null when absent */
+    MSP_SHOWN_EMPTY,     /**< the stored string, "" when absent */
+    MSP_SHOWN_NULL_EMPTY /**< the stored string, null when absent or empty */
+} msp_vendor_shown_as_t;
+
+/** Keys extra_keys and removal_keys name together (or purge_keys alone), at most (test_vendor). */
+#define MSP_VENDOR_DROP_KEYS_MAX 5
+
+/** A field of integration:<name> that the gateway's GET body shows under the same name. */
+typedef struct msp_vendor_shown_s {
+    const char *field;
+    msp_vendor_shown_as_t as;
+} msp_vendor_shown_t;
+
+/**
+ * The gateway's part of a row, data only: what its GET /v1/tenants/{t}/integrations/<name> shows
+ * besides the status every integration has, and what its DELETE removes. The gateway's generic
+ * handlers (services/gateway/integrations.c, integration_remove.c) read it; no vendor code.
+ */
+typedef struct msp_vendor_admin_s {
+    const msp_vendor_shown_t *shown; /**< fields the GET body shows, in order; ends with {NULL} */
+    int show_ticketing;              /**< the GET body has the tenant's "ticketing" block (the
+                                          vendor is where incidents become tickets) */
+    /**
+     * 1: a DELETE while this is the tenant's only integration removes everything at once —
+     * tombstones for the whole inventory, then integration:/status:<name>, purge_keys and every
+     * inv: key — and answers 204. 0, or with another integration beside it: the removal
+     * (integration_removed through the normalizer, then the keys), 202.
+     */
+    int delete_alone_purges;
+    const char *const *purge_keys;   /**< keys (after the tenant) a purge also drops, or NULL */
+    const char *const *removal_keys; /**< keys (after the tenant) a removal also drops besides
+                                          sched:<name> and extra_keys, or NULL */
+} msp_vendor_admin_t;
+
 struct msp_vendor_s {
     msp_vendor_id_t id;
     const char *name;              /**< "syncro": key suffix (integration:<name>, status:<name>,
@@ -318,6 +355,7 @@ struct msp_vendor_s {
     const msp_vendor_feature_t *features; /**< ends with {NULL, NULL} */
     const msp_vendor_type_t *types;       /**< in dependency order (customers before assets) */
     size_t types_cnt;
+    const msp_vendor_admin_t *admin;   /**< the gateway's GET and DELETE of it */
     const char *hints[MSP_HINT_COUNT]; /**< fixed hints; FORBIDDEN comes from forbidden() */
 
     /* callbacks: the client's functions, wrapped (vendor_<name>.c) */

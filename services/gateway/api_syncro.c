@@ -1,6 +1,7 @@
 /*
- * api_integrations.c — /v1/tenants/{t}/integrations/syncro (PUT, GET, DELETE); .../sync,
- * PATCH (write-back opt-in) and .../disable are shared with ConnectWise RMM (integrations.c).
+ * api_syncro.c — PUT /v1/tenants/{t}/integrations/syncro: the gateway's one piece of Syncro code.
+ * GET and DELETE are every vendor's (integrations.c, integration_remove.c, from the row's admin
+ * part); .../sync, PATCH (write-back opt-in) and .../disable too (integrations.c).
  *
  * Saving an integration proves the key before anything is stored: the gateway takes a token
  * from the Syncro account's shared GCRA bucket (the one the fetcher uses, so the two never add
@@ -13,14 +14,6 @@
  * and is never logged. As a second line of defence a stored key is registered with
  * msp_log_redact (gw_secret_keep) — only once stored: a key Syncro refused may be any word — and
  * forgotten when the integration is removed, disabled or saved with another key.
- *
- * Deleting publishes a tombstone for every inventory id to the compacted customers / assets
- * topics, waits for their delivery, and only then removes the Redis keys (with the ticketing
- * org → customer mappings): a failed publish leaves everything in place so the delete can simply
- * be retried.
- *
- * GET adds a "ticketing" block (api_ticketing.c: enabled, unmapped orgs, dead letters, last
- * error) so the integration page shows what keeps incidents from becoming tickets.
  */
 #include "gateway.h"
 #include "mspsync/utf8.h"
@@ -40,7 +33,6 @@
 #include "mspsync/vcall.h"
 
 #define MAX_API_KEY 1024
-#define SCAN_CHUNK 500
 
 #define VENDOR (&msp_vendor_syncro) /* this file is the gateway's code for Syncro */
 
@@ -51,18 +43,18 @@ static void vendor_metric(gw_t *gw, const char *outcome) {
 /* ---- PUT ---------------------------------------------------------------------------------- */
 
 typedef struct put_s {
-    gw_t          *gw;
-    gw_held_t     *held;
-    struct event  *timer;        /* rate-limit wait */
-    int64_t        started_ms;
-    char           tenant[64];
-    char           base_url[512];
-    char           account_id[512];
-    char          *api_key;      /* plaintext: zeroed on free */
-    size_t         api_key_len;
-    int            writeback_purchase, writeback_warranty;  /* -1 = not given */
-    int interval;                 /* sync_interval_minutes, 0 = not given */
-    char wanted[GW_FEATURES_MAX]; /* requested features; "" = what the key serves */
+    gw_t *gw;
+    gw_held_t *held;
+    struct event *timer; /* rate-limit wait */
+    int64_t started_ms;
+    char tenant[64];
+    char base_url[512];
+    char account_id[512];
+    char *api_key; /* plaintext: zeroed on free */
+    size_t api_key_len;
+    int writeback_purchase, writeback_warranty; /* -1 = not given */
+    int interval;                               /* sync_interval_minutes, 0 = not given */
+    char wanted[GW_FEATURES_MAX];               /* requested features; "" = what the key serves */
     /* the permission check: step 0 is GET /me, step i > 0 probes probes[i - 1] */
     json_t *me_perms;       /* GET /me "permissions" (new) */
     const char *probes[32]; /* permissions /me cannot tell (borrowed from the row) */
@@ -130,7 +122,8 @@ static void put_rate_step(evutil_socket_t fd, short what, void *arg) {
         retry_after_ms = 1;
     if (msp_now_ms() - p->started_ms + retry_after_ms > gw->cfg.vendor_timeout_ms) {
         vendor_metric(gw, "rate_limited");
-        gw_held_reply_error(p->held, 502, "the Syncro API rate limit for this account is "
+        gw_held_reply_error(p->held, 502,
+                            "the Syncro API rate limit for this account is "
                             "exhausted; try again in %lld s",
                             (long long)(retry_after_ms + 999) / 1000);
         put_free(p);
@@ -138,7 +131,8 @@ static void put_rate_step(evutil_socket_t fd, short what, void *arg) {
     }
     MSP_DEBUG("integration.rate_wait", p->tenant, "waiting %lld ms for a Syncro token",
               (long long)retry_after_ms);
-    struct timeval tv = {(time_t)(retry_after_ms / 1000), (suseconds_t)(retry_after_ms % 1000) * 1000};
+    struct timeval tv = {(time_t)(retry_after_ms / 1000),
+                         (suseconds_t)(retry_after_ms % 1000) * 1000};
     if (!p->timer)
         p->timer = evtimer_new(gw->base, put_rate_step, p);
     if (!p->timer || evtimer_add(p->timer, &tv) != 0) {
@@ -150,9 +144,8 @@ static void put_rate_step(evutil_socket_t fd, short what, void *arg) {
 /* Seal and store the key, reset the status, queue the first full sync. Answers held. */
 static void put_store(put_t *p) {
     gw_t *gw = p->gw;
-    char aad[96], ikey[128], err[256], now[32], job_id[33];
-    snprintf(aad, sizeof(aad), "%s/syncro", p->tenant);
-    msp_key(ikey, sizeof(ikey), p->tenant, "integration:syncro");
+    char aad[96], err[256], now[32], job_id[33];
+    snprintf(aad, sizeof(aad), "%s/%s", p->tenant, VENDOR->name);
     msp_format_time(msp_wall_ms(), now, sizeof(now));
     if (msp_random_hex(job_id, 16) != 0) {
         gw_held_reply_error(p->held, 500, "could not draw a job id");
@@ -166,33 +159,20 @@ static void put_store(put_t *p) {
     /* every type: the fetcher leaves out those whose feature is off and says so in the status */
     const char *types[MSP_VENDOR_TYPES_MAX + 1];
     gw_integ_all_types(VENDOR, types);
-    redisReply *r[4] = {0};
-    r[0] = gw_redis(gw, err, sizeof(err),
-                    "HSET %s base_url %s account_id %s api_key_sealed %s "
-                    "enabled 1 updated_at %s features %s granted %s",
-                    ikey, p->base_url, p->account_id, sealed, now, p->wanted, p->granted);
+    const char *fields[] = {
+        "base_url", p->base_url, "account_id", p->account_id, VENDOR->sealed_field,
+        sealed,     "enabled",   "1",          "updated_at",  now,
+        "features", p->wanted,   "granted",    p->granted,    NULL};
+    int created;
+    int rc = gw_integ_store(gw, p->tenant, gw_integ_of(VENDOR), fields, p->interval,
+                            p->writeback_purchase, p->writeback_warranty, job_id, now, &created,
+                            err, sizeof(err));
     free(sealed);
-    if (r[0])
-        r[1] = gw_redis(gw, err, sizeof(err), "HSETNX %s created_at %s", ikey, now);
-    if (r[1])
-        r[2] = gw_redis(gw, err, sizeof(err), "HINCRBY %s generation 1", ikey);
-    if (r[2])
-        r[3] = p->interval ? gw_redis(gw, err, sizeof(err), "HSET %s sync_interval_minutes %d",
-                                      ikey, p->interval)
-                           : gw_redis(gw, err, sizeof(err), "PING");
-    int ok = r[3] != NULL;
-    for (int i = 0; i < 4; i++)
-        if (r[i])
-            freeReplyObject(r[i]);
-    const gw_integ_t *in = gw_integ_of(VENDOR);
-    if (!ok ||
-        gw_integ_store_writeback(gw, ikey, p->writeback_purchase, p->writeback_warranty, err,
-                                 sizeof(err)) != 0 ||
-        gw_integ_mark_syncing(gw, p->tenant, in, job_id, now, err, sizeof(err)) != 0) {
+    if (rc != 0) {
         gw_held_reply_error(p->held, 503, "redis unavailable: %s", err);
         return;
     }
-    gw_held_on_shutdown(p->held, NULL, NULL);  /* the job owns the request from here on */
+    gw_held_on_shutdown(p->held, NULL, NULL); /* the job owns the request from here on */
     gw_secret_keep(gw, p->tenant, VENDOR->name, p->api_key); /* stored: now it is ours to redact */
     MSP_INFO("integration.saved", p->tenant, "syncro integration saved (base %s)", p->base_url);
     json_t *body = json_pack("{s:s,s:s,s:s,s:s,s:o}", "integration", VENDOR->name, "base_url",
@@ -330,7 +310,7 @@ static void put_call_cb(msp_http_response_t *res, void *arg) {
 /* The check's current call: GET /me, then one probe per permission /me does not name. */
 static void put_call(put_t *p) {
     gw_t *gw = p->gw;
-    char url[600], auth[4 * MAX_API_KEY + 64];  /* up to 4 bytes per character */
+    char url[600], auth[4 * MAX_API_KEY + 64]; /* up to 4 bytes per character */
     msp_syncro_probe_t pr = {.method = "GET", .path = "me"};
     if (p->step > 0)
         msp_syncro_probe_for(p->probes[p->step - 1], &pr);
@@ -402,8 +382,10 @@ void api_syncro_put(gw_t *gw, struct evhttp_request *req, const char *tenant) {
         gw_reply_error(gw, req, route, 400, "\"subdomain\" and \"base_url\" must not be empty");
     } else if (!api_key || !api_key[0] || msp_utf8_chars(api_key) > MAX_API_KEY ||
                strlen(api_key) != json_string_length(jkey)) {
-        gw_reply_error(gw, req, route, 400, "\"api_key\" must be a non-empty string of at most "
-                       "%d characters", MAX_API_KEY);
+        gw_reply_error(gw, req, route, 400,
+                       "\"api_key\" must be a non-empty string of at most "
+                       "%d characters",
+                       MAX_API_KEY);
     } else if (msp_syncro_base_url(json_string_value(jsub), json_string_value(jbase), base,
                                    sizeof(base), err, sizeof(err)) != 0 ||
                (jsub && subdomain_url(gw->cfg.syncro_subdomain_url, base, sizeof(base), err,
@@ -443,228 +425,4 @@ void api_syncro_put(gw_t *gw, struct evhttp_request *req, const char *tenant) {
     json_decref(in);
 }
 
-/* ---- GET ---------------------------------------------------------------------------------- */
-
-static json_t *jstr(const char *s) { return s ? json_string(s) : json_null(); }
-
-json_t *gw_syncro_render(gw_t *gw, const char *tenant, int *code, char *err, size_t err_size) {
-    const gw_integ_t *in = gw_integ_of(VENDOR);
-    redisReply *ri, *rs, *rst;
-    json_t *o = NULL, *counts = NULL;
-    int ok = gw_integ_load(gw, tenant, in, &ri, &rs, &rst, err, err_size) == 0;
-    if (ok && ri->elements > 0 &&
-        !(counts = gw_integ_counts(gw, tenant, VENDOR->name, err, err_size)))
-        ok = 0;
-    if (!ok) {
-        *code = 503;
-        char why[256];
-        snprintf(why, sizeof(why), "%s", err);
-        snprintf(err, err_size, "redis unavailable: %s", why);
-    } else if (ri->elements == 0) {
-        *code = 404;
-        snprintf(err, err_size, "tenant \"%s\" has no syncro integration", tenant);
-    } else {
-        o = gw_integ_status_json(in, ri, rs, rst);
-        json_t *ticketing = o ? gw_ticketing_summary(gw, tenant, err, err_size) : NULL;
-        if (o && !ticketing) {
-            json_decref(o);
-            json_decref(counts);
-            o = NULL;
-            *code = 503;
-            char why[256];
-            snprintf(why, sizeof(why), "%s", err);
-            snprintf(err, err_size, "redis unavailable: %s", why);
-        } else if (o) {
-            json_object_set_new(o, "integration", json_string(VENDOR->name));
-            json_object_set_new(o, "base_url", jstr(gw_hget(ri, "base_url")));
-            json_object_set_new(o, "account_id", jstr(gw_hget(ri, "account_id")));
-            json_object_set_new(o, "counts", counts);
-            json_object_set_new(o, "ticketing", ticketing);
-        } else {
-            json_decref(counts);
-            *code = 500;
-            snprintf(err, err_size, "could not render the integration status");
-        }
-    }
-    gw_integ_free(ri, rs, rst);
-    return o;
-}
-
-/* ---- DELETE -------------------------------------------------------------------------------- */
-
-typedef struct del_s {
-    gw_held_t *held;
-    char       tenant[64];
-    long long  tombstones;
-    char       redis_error[256];  /* reading ids failed mid-way */
-} del_t;
-
-/* Escape the glob specials of SCAN MATCH (* ? [ ] \); braces are literal. */
-static void glob_escape(const char *in, char *out, size_t size) {
-    size_t o = 0;
-    for (; *in && o + 2 < size; in++) {
-        if (strchr("*?[]\\", *in))
-            out[o++] = '\\';
-        out[o++] = *in;
-    }
-    out[o] = '\0';
-}
-
-int gw_unlink_prefix(gw_t *gw, const char *prefix, char *err, size_t err_size) {
-    char pattern[300];
-    glob_escape(prefix, pattern, sizeof(pattern) - 1);
-    strcat(pattern, "*");
-    char cursor[32] = "0";
-    redisReply *r;
-    do {
-        r = gw_redis(gw, err, err_size, "SCAN %s MATCH %s COUNT %d", cursor, pattern, SCAN_CHUNK);
-        if (!r)
-            return -1;
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-            snprintf(err, err_size, "unexpected SCAN reply");
-            freeReplyObject(r);
-            return -1;
-        }
-        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
-        redisReply *keys = r->element[1];
-        if (keys->elements > 0) {
-            size_t n = keys->elements + 1;
-            const char **argv = malloc(n * sizeof(*argv));
-            size_t *argvlen = malloc(n * sizeof(*argvlen));
-            if (!argv || !argvlen) {
-                free(argv);
-                free(argvlen);
-                freeReplyObject(r);
-                snprintf(err, err_size, "out of memory");
-                return -1;
-            }
-            argv[0] = "UNLINK";
-            argvlen[0] = 6;
-            for (size_t i = 0; i < keys->elements; i++) {
-                argv[i + 1] = keys->element[i]->str;
-                argvlen[i + 1] = keys->element[i]->len;
-            }
-            redisReply *d = gw_redis_argv(gw, err, err_size, (int)n, argv, argvlen);
-            free(argv);
-            free(argvlen);
-            if (!d) {
-                freeReplyObject(r);
-                return -1;
-            }
-            freeReplyObject(d);
-        }
-        freeReplyObject(r);
-    } while (strcmp(cursor, "0") != 0);
-    return 0;
-}
-
-/*
- * The org → customer mappings go with the integration (their customer ids would dangle); the
- * ticketing config and the tenant's webhook secret stay.
- */
-static int delete_keys(gw_t *gw, const char *tenant, char *err, size_t err_size) {
-    char ikey[128], skey[128], mkey[128], tkey[128], prefix[128];
-    msp_key(ikey, sizeof(ikey), tenant, "integration:syncro");
-    msp_key(skey, sizeof(skey), tenant, "status:syncro");
-    msp_key(mkey, sizeof(mkey), tenant, "ticketing:orgmap");
-    msp_key(tkey, sizeof(tkey), tenant, "mark:syncro:ticket");
-    msp_key(prefix, sizeof(prefix), tenant, "inv:");
-    redisReply *r = gw_redis(gw, err, err_size, "DEL %s %s %s %s", ikey, skey, mkey, tkey);
-    if (!r)
-        return -1;
-    freeReplyObject(r);
-    return gw_unlink_prefix(gw, prefix, err, err_size);
-}
-
-static void delete_delivered(gw_t *gw, void *arg, const char *error) {
-    del_t *d = arg;
-    char err[256];
-    if (d->redis_error[0]) {
-        gw_held_reply_error(d->held, 503, "redis unavailable: %s", d->redis_error);
-    } else if (error) {
-        MSP_WARN("integration.delete_failed", d->tenant, "tombstones not delivered: %s", error);
-        gw_held_reply_error(d->held, 503, "could not publish the tombstones: %s; nothing was "
-                            "deleted, try again", error);
-    } else if (delete_keys(gw, d->tenant, err, sizeof(err)) != 0) {
-        gw_held_reply_error(d->held, 503, "redis unavailable: %s", err);
-    } else {
-        gw_secret_keep(gw, d->tenant, VENDOR->name, NULL);
-        MSP_INFO("integration.deleted", d->tenant, "syncro integration removed, %lld tombstones",
-                 d->tombstones);
-        gw_held_reply(d->held, 204, NULL);
-    }
-    free(d);
-}
-
-/* Tombstones for every id of one inventory zset. @returns 0 or -1 (err). */
-static int tombstone_zset(gw_t *gw, gw_batch_t *b, const char *tenant, const char *zset,
-                          const char *topic, long long *count, char *err, size_t err_size) {
-    char key[128];
-    msp_key(key, sizeof(key), tenant, "%s", zset);
-    for (long long off = 0;; off += SCAN_CHUNK) {
-        redisReply *r =
-            gw_redis(gw, err, err_size, "ZRANGE %s %lld %lld", key, off, off + SCAN_CHUNK - 1);
-        if (!r)
-            return -1;
-        size_t n = r->elements;
-        for (size_t i = 0; i < n; i++) {
-            char mkey[512];
-            snprintf(mkey, sizeof(mkey), "%s/%s", tenant, r->element[i]->str);
-            gw_batch_produce(b, topic, mkey, NULL, 0);
-            (*count)++;
-        }
-        freeReplyObject(r);
-        if (n < SCAN_CHUNK)
-            return 0;
-    }
-}
-
-int gw_tombstone_inventory(gw_t *gw, gw_batch_t *b, const char *tenant, long long *count, char *err,
-                           size_t err_size) {
-    /* every compacted record topic: the id sets of the inventory view name their keys */
-    static const char *const inv[][2] = {{"inv:customers", MSP_TOPIC_CUSTOMERS},
-                                         {"inv:assets", MSP_TOPIC_ASSETS},
-                                         {"inv:contacts", MSP_TOPIC_CONTACTS},
-                                         {"inv:tickets", MSP_TOPIC_TICKETS},
-                                         {"inv:settings", MSP_TOPIC_SETTINGS}};
-    for (size_t i = 0; i < sizeof(inv) / sizeof(inv[0]); i++)
-        if (tombstone_zset(gw, b, tenant, inv[i][0], msp_topic(inv[i][1]), count, err,
-                           err_size) != 0)
-            return -1;
-    return 0;
-}
-
-void api_syncro_delete(gw_t *gw, struct evhttp_request *req, const char *tenant) {
-    const char *route = "integration";
-    if (!gw_integ_require(gw, req, route, tenant, gw_integ_of(VENDOR), 0))
-        return;
-    /* With another vendor's integration beside it, only Syncro's records leave (through the
-     * normalizer, which keeps the assets the other vendor still sees): 202. Alone, everything
-     * goes now: 204. */
-    char err[256];
-    int shared = gw_integ_others(gw, tenant, VENDOR, err, sizeof(err));
-    if (shared < 0) {
-        gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
-        return;
-    }
-    if (shared) {
-        api_integration_remove(gw, req, tenant, VENDOR->name);
-        return;
-    }
-    del_t *d = calloc(1, sizeof(*d));
-    gw_batch_t *b = d ? gw_batch_new(gw, delete_delivered, d) : NULL;
-    gw_held_t *held = b ? gw_hold(gw, req, route) : NULL;
-    if (!held) {
-        free(b);
-        free(d);
-        gw_reply_error(gw, req, route, 500, "out of memory");
-        return;
-    }
-    d->held = held;
-    snprintf(d->tenant, sizeof(d->tenant), "%s", tenant);
-    gw_tombstone_inventory(gw, b, tenant, &d->tombstones, d->redis_error, sizeof(d->redis_error));
-    gw_batch_seal(b);  /* may answer right away (no ids) */
-}
-
-const gw_integ_t gw_syncro_integ = {VENDOR, api_syncro_put, api_syncro_delete, gw_syncro_render,
-                                    NULL};
+const gw_integ_t gw_syncro_integ = {VENDOR, api_syncro_put};
