@@ -104,8 +104,9 @@ typedef struct bl_item_s {
     json_t *msg;        /* the message, NULL when unreadable */
     const char *tenant; /* borrowed from msg */
     int push;
-    int64_t cutoff; /* state:restored_at_ms as state_wait read it (0: none): a report received
-                       before it is counted by the replay, not by the live path */
+    char epoch[33]; /* the state marker as state_wait read it, when a restore found state
+                       ("": none): a report received under another marker is counted by the
+                       replay of this epoch, not by the live path */
 
     /* a push */
     msp_billing_conf_t conf;
@@ -302,6 +303,13 @@ static int zone_of(usage_db_t *db, const char *tenant, msp_billing_conf_t *c, ch
     return 0;
 }
 
+/* Whether usage report m was received under state marker epoch (its "epoch"; a report from
+ * before the gateway stamped it was received before any loss of this version). */
+static int received_under(json_t *m, const char *epoch) {
+    const char *e = json_string_value(json_object_get(m, "epoch"));
+    return e && epoch && !strcmp(e, epoch);
+}
+
 /*
  * Apply one usage report m of tenant: a late one is kept in billing:late, any other raises its
  * period's mark (APPLY_LUA). Order-free (max, latest by as_of), so the live path and a replay of
@@ -392,10 +400,11 @@ static int usage_apply(usage_db_t *db, const char *tenant, json_t *m, int replay
  * rebuilt. One replica — the one whose lease mspsync:{_}:billing:rebuild_lock it takes — reads
  * usage.events from its start to its end and applies every usage report with usage_apply (max
  * and latest-by-as_of are order-free: reports applied meanwhile by the live path, or twice,
- * change nothing), then adds the counters of the reports received before the loss
- * (received_at_ms before state:restored_at_ms; the live path counted those since) and sets
- * mspsync:{_}:state:billing to the epoch, in one MULTI. Push requests in the topic are not replayed (their writes are in Syncro already;
- * the next push reads Syncro before it writes).
+ * change nothing), then adds the counters of the reports received before the loss (those whose
+ * "epoch", the marker the gateway served under, is not this epoch; the live path counts the
+ * others) and sets mspsync:{_}:state:billing to the epoch, in one MULTI. Push requests in the
+ * topic are not replayed (their writes are in Syncro already; the next push reads Syncro before
+ * it writes).
  *
  * The replay reads a whole topic (a large backlog takes minutes), so it runs on a thread of its
  * own (msp_task_t) with its own Redis connection and zone table: the event loop goes on serving
@@ -422,7 +431,6 @@ struct bl_replay_s {
     atomic_int stop;   /* set by the loop when the service stops */
     long long applied;
     char err[400];
-    int64_t cutoff; /* state:restored_at_ms: reports received before it are recounted */
     json_t *counts; /* tenant -> {reports_applied, marks_raised, late_reports} */
 };
 
@@ -456,8 +464,7 @@ static int replay_one(const char *key, size_t key_len, const char *value, size_t
         else
             r->applied += a;
         /* the counters of the reports received before the loss (those since are counted) */
-        json_int_t received = json_integer_value(json_object_get(one.msg, "received_at_ms"));
-        if (a == 1 && received > 0 && received < r->cutoff) {
+        if (a == 1 && !received_under(one.msg, r->epoch)) {
             recount(r, one.tenant, late ? "late_reports" : "reports_applied");
             if (!late && raised)
                 recount(r, one.tenant, "marks_raised");
@@ -486,13 +493,6 @@ static void replay_main(void *arg) {
              "the billing marks of epoch %s are not in Redis: "
              "replaying %s",
              r->epoch, r->topic);
-    char kat[64];
-    msp_key(kat, sizeof(kat), "_", MSP_STATE_RESTORED_AT_SUFFIX);
-    redisReply *x = redisCommand(r->redis, "GET %s", kat);
-    if (x && x->type == REDIS_REPLY_STRING)
-        r->cutoff = atoll(x->str); /* absent: nothing was restored, nothing is recounted */
-    if (x)
-        freeReplyObject(x);
     r->counts = json_object();
     long long n = r->counts
                       ? msp_kafka_read_to_end(r->brokers, r->topic, REPLAY_TIMEOUT_MS, replay_one,
@@ -576,19 +576,19 @@ void bl_replay_stop(bl_t *bl) {
  */
 static int state_wait(bl_item_t *it, int need_marks, msp_vcall_step_fn *fn) {
     bl_t *bl = it->bl;
-    char ke[64], km[64], kr[64], ka[64];
+    char ke[64], km[64], kr[64];
     msp_key(ke, sizeof(ke), "_", MSP_STATE_EPOCH_SUFFIX);
     msp_key(km, sizeof(km), "_", MARKS_MARK_SUFFIX);
     msp_key(kr, sizeof(kr), "_", MSP_STATE_RESTORED_SUFFIX);
-    msp_key(ka, sizeof(ka), "_", MSP_STATE_RESTORED_AT_SUFFIX);
-    redisReply *r =
-        bl_redis_ok(bl) ? redisCommand(bl->redis, "MGET %s %s %s %s", ke, km, kr, ka) : NULL;
+    redisReply *r = bl_redis_ok(bl) ? redisCommand(bl->redis, "MGET %s %s %s", ke, km, kr) : NULL;
     int wait = 1;
     char epoch[64] = "";
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
         r->element[0]->type == REDIS_REPLY_STRING) {
         snprintf(epoch, sizeof(epoch), "%s", r->element[0]->str);
-        it->cutoff = r->element[3]->type == REDIS_REPLY_STRING ? atoll(r->element[3]->str) : 0;
+        int restored =
+            r->element[2]->type == REDIS_REPLY_STRING && strcmp(r->element[2]->str, epoch) == 0;
+        snprintf(it->epoch, sizeof(it->epoch), "%s", restored ? epoch : "");
         /* a replay is due after a restore that found state, once per epoch */
         int due =
             r->element[2]->type == REDIS_REPLY_STRING && strcmp(r->element[2]->str, epoch) == 0 &&
@@ -612,10 +612,9 @@ static void apply_usage(void *arg) {
         return;
     int late = 0;
     usage_db_t db = {&bl->redis, zone_cache};
-    /* counted live only when received since the latest loss: one received before it (a
-     * redelivery after a crash during the restore) is counted by the replay's recount */
-    json_int_t received = json_integer_value(json_object_get(it->msg, "received_at_ms"));
-    int counted_by_replay = it->cutoff > 0 && received > 0 && received < it->cutoff;
+    /* after a restore that found state, counted live only when received under its marker: one
+     * received before the loss (a redelivery after a crash) is counted by the replay's recount */
+    int counted_by_replay = it->epoch[0] && !received_under(it->msg, it->epoch);
     int rc =
         usage_apply(&db, it->tenant, it->msg, counted_by_replay, &late, NULL, err, sizeof(err));
     if (rc == 0) {

@@ -172,6 +172,8 @@ void gw_journal_note(gw_t *gw, const char *key);
  * gw_journal_check does after its read (a restore starts when it is missing).
  */
 void gw_journal_epoch(gw_t *gw, const char *epoch);
+/** @brief The state marker (epoch) this gateway serves under, "" when unknown. Borrowed. */
+const char *gw_journal_current(const gw_t *gw);
 
 /**
  * @brief The whole value of a Redis key: a hash as an object, a string, a set as an array; NULL

@@ -524,6 +524,8 @@ static void reap_restore(gw_journal_t *j) {
     }
 }
 
+const char *gw_journal_current(const gw_t *gw) { return gw->journal ? gw->journal->epoch : ""; }
+
 void gw_journal_epoch(gw_t *gw, const char *epoch) {
     gw_journal_t *j = gw->journal;
     if (!j) {

@@ -101,19 +101,20 @@ static void delivered(gw_t *gw, void *arg, const char *error) {
     free(u);
 }
 
-/* The usage.events message of report r (validated). @returns new text or NULL. */
+/* The usage.events message of report r (validated), received under the state marker epoch.
+ * @returns new text or NULL. */
 static char *report_message(const char *tenant, json_t *r, int64_t as_of_ms, int64_t now_ms,
-                            char *key, size_t key_size) {
+                            const char *epoch, char *key, size_t key_size) {
     const char *org = json_string_value(json_object_get(r, "org_id"));
     const char *product = json_string_value(json_object_get(r, "product"));
     json_t *name = json_object_get(r, "org_name"), *rid = json_object_get(r, "report_id");
     snprintf(key, key_size, "%s/%s/%s", tenant, org, product);
     json_t *m =
-        json_pack("{s:i,s:s,s:s,s:s,s:O,s:s,s:O,s:O,s:I,s:O,s:I}", "schema_version", 1, "kind",
+        json_pack("{s:i,s:s,s:s,s:s,s:O,s:s,s:O,s:O,s:I,s:O,s:I,s:s}", "schema_version", 1, "kind",
                   "usage", "tenant", tenant, "org_id", org, "org_name", name ? name : json_null(),
                   "product", product, "count", json_object_get(r, "count"), "as_of",
                   json_object_get(r, "as_of"), "as_of_ms", (json_int_t)as_of_ms, "report_id",
-                  rid ? rid : json_null(), "received_at_ms", (json_int_t)now_ms);
+                  rid ? rid : json_null(), "received_at_ms", (json_int_t)now_ms, "epoch", epoch);
     char *text = m ? json_dumps(m, JSON_COMPACT) : NULL;
     json_decref(m);
     return text;
@@ -155,7 +156,8 @@ static void usage_opened(gw_t *gw, struct evhttp_request *req, const char *tenan
     int64_t now_ms = msp_billing_now_ms(); /* the billing clock: tests move it */
     for (size_t i = 0; key && i < n; i++) {
         char k[700];
-        text[i] = report_message(tenant, json_array_get(list, i), as_of[i], now_ms, k, sizeof(k));
+        text[i] = report_message(tenant, json_array_get(list, i), as_of[i], now_ms,
+                                 gw_journal_current(gw), k, sizeof(k));
         key[i] = strdup(k);
         if (!text[i] || !key[i])
             bad = 2;

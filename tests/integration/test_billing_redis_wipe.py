@@ -94,14 +94,20 @@ class BillingRedisWipeTest(StackTest):
             self.assertEqual(B.qty(lines[(by_org[org], B.PRODUCTS[p])]), m, (org, p))
         self.assertEqual(s.kcat("dlq"), [])
 
-    def test_healthz_answers_during_the_replay_of_a_large_backlog(self):
-        s, secret, by_org, first = self.applied(15, 3)
+    def replay_due(self, seed):
+        """A stack with a large backlog, Redis wiped, and a push requested on a thread (it waits
+        for the marks: the replay begins). @returns (stack, by_org, first, thread, [push])."""
+        s, secret, by_org, first = self.applied(seed, 3)
         self.backlog(s, first)
         self.wiped(s)
-        log = s.billing.logtext
         pushed = []
-        pusher = threading.Thread(target=lambda: pushed.append(B.push(s, timeout=240)))
-        pusher.start()  # the push waits for the marks: the replay begins
+        pusher = threading.Thread(target=lambda: pushed.append(B.push(s, timeout=300)))
+        pusher.start()
+        return s, by_org, first, pusher, pushed
+
+    def test_healthz_answers_during_the_replay_of_a_large_backlog(self):
+        s, by_org, first, pusher, pushed = self.replay_due(15)
+        log = s.billing.logtext
         took = healthz_while(s.billing, lambda: '"billing.rebuild"' in log(),
                              lambda: '"billing.rebuilt"' in log() or
                              '"billing.rebuild_failed"' in log())
@@ -115,13 +121,8 @@ class BillingRedisWipeTest(StackTest):
         self.assert_marks(s, by_org, first)
 
     def test_sigkill_inside_the_replay(self):
-        s, secret, by_org, first = self.applied(16, 3)
-        self.backlog(s, first)
-        self.wiped(s)
+        s, by_org, first, pusher, pushed = self.replay_due(16)
         log = s.billing.logtext
-        pushed = []
-        pusher = threading.Thread(target=lambda: pushed.append(B.push(s, timeout=300)))
-        pusher.start()  # the push waits for the marks: the replay begins
         for k in range(2):
             # killed as soon as this process's replay has begun, long before its 40,000 reports
             # are applied (asserted: no replay had ended)
