@@ -46,7 +46,7 @@ OWNER = {"config": "gateway", "inventory": "normalizer", "held": "ticket-creator
 LEASES = {"config": "restore:lock", "held": "ticketing:held_rebuild_lock"}
 STATE = "mspsync:{_}:"
 STATE_KEYS = ("state:epoch", "state:inventory", "state:inventory_pending", "state:held",
-              "restore:lock", "ticketing:held_rebuild_lock")
+              "state:writeback", "state:traces", "restore:lock", "ticketing:held_rebuild_lock")
 CHAOS_CAP_S = 180  # the kills go on until the restore is done; past this the test fails
 KILL_EVERY_S = (0.4, 2.0)  # between two random kills (each worker: every ~6 s): the incidents
 #                            still flow, so the rescans they cause come while the kills go on
@@ -207,7 +207,8 @@ class RedisWipeAllTest(cwrmm.DatesTenant, unittest.TestCase):
                                         CHAOS_CAP_S, landed, kills, wipes, ph, v))
                     epoch = v["state:epoch"]
                     rebuilt = bool(epoch) and v["state:inventory"] == epoch and \
-                        not v["state:inventory_pending"] and v["state:held"] == epoch
+                        not v["state:inventory_pending"] and v["state:held"] == epoch and \
+                        v["state:writeback"] == epoch and v["state:traces"] == epoch
                     missed = [p for p in RESTORE_PHASES if p in ph and not landed[p]]
                     if missed:  # a phase no kill landed inside yet: its worker, at once
                         kill(s, next(w for w in workers if w.name == OWNER[missed[0]]), ph)
