@@ -183,7 +183,10 @@ static void stats_error(tc_item_t *it, const char *msg) {
     char k[256], at[32];
     msp_key(k, sizeof(k), it->tenant, "ticketing:stats");
     msp_format_time(msp_wall_ms(), at, sizeof(at));
-    redisReply *r = redisCommand(it->tc->redis, "HSET %s last_error %s last_error_at %s", k, msg, at);
+    redisReply *r =
+        tc_redis_ok(it->tc)
+            ? redisCommand(it->tc->redis, "HSET %s last_error %s last_error_at %s", k, msg, at)
+            : NULL;
     if (r) freeReplyObject(r);
 }
 
@@ -492,6 +495,10 @@ static void append_record(tc_item_t *it) {
  * @returns 0, or -1 when Redis failed (the caller waits and loads again).
  */
 static int set_pending(tc_item_t *it, const char *op) {
+    /* reached from an HTTP answer: another item may have found Redis gone since its LOAD (the
+     * connection is then NULL until tc_redis_ok connects again) */
+    if (!tc_redis_ok(it->tc))
+        return -1;
     snprintf(it->pending, sizeof(it->pending), "%s:%s", op, it->eid);
     append_record(it);
     /* The steps kept so far go with the record: a crash after this write replays the event
@@ -1081,7 +1088,9 @@ static void reopened_ok(void *arg, msp_http_response_t *res, json_t *body) {
     it->resolved_at_ms = 0;
     char k[256];
     msp_key(k, sizeof(k), it->tenant, "ticketing:stats");
-    redisReply *r = redisCommand(it->tc->redis, "HINCRBY %s tickets_reopened 1", k);
+    redisReply *r = tc_redis_ok(it->tc)
+                        ? redisCommand(it->tc->redis, "HINCRBY %s tickets_reopened 1", k)
+                        : NULL; /* best effort, like the other counters */
     if (r) freeReplyObject(r);
     MSP_INFO("ticket.reopened", it->tenant, "fp=%.12s ticket=%lld", it->fp, it->ticket_id);
     json_t *f = ticket_facts(it);
@@ -1434,8 +1443,9 @@ static void rescan_ok(void *arg, msp_http_response_t *res, json_t *body) {
 static void rescan_page(tc_item_t *it) {
     char k[300];
     rescan_key(it, k, sizeof(k));
-    redisReply *r = redisCommand(it->tc->redis, "SET %s %s XX PX %d", k, it->scan_lock,
-                                 RESCAN_LOCK_MS); /* renewed per page; lost: harmless */
+    redisReply *r = tc_redis_ok(it->tc) ? redisCommand(it->tc->redis, "SET %s %s XX PX %d", k,
+                                                       it->scan_lock, RESCAN_LOCK_MS)
+                                        : NULL; /* renewed per page; lost: harmless */
     if (r)
         freeReplyObject(r);
     list_page(it, it->customer_id, it->restored_at_ms - lookback_ms(it), rescan_ok);
@@ -1446,7 +1456,7 @@ static void rescan_start(tc_item_t *it) {
     char k[300];
     rescan_key(it, k, sizeof(k));
     redisReply *r = NULL;
-    if (msp_random_hex(it->scan_lock, 16) == 0)
+    if (tc_redis_ok(it->tc) && msp_random_hex(it->scan_lock, 16) == 0)
         r = redisCommand(it->tc->redis, "SET %s %s NX PX %d", k, it->scan_lock, RESCAN_LOCK_MS);
     int mine = r && r->type == REDIS_REPLY_STATUS;
     if (r)
@@ -1478,6 +1488,8 @@ static void count_skip(tc_item_t *it, const char *reason) {
     trace_add(it, reason,
               json_pack("{s:s?,s:s?}", "severity", inc_str(it, "severity"), "alert_type",
                         inc_str(it, "alert_type")));
+    if (!tc_redis_ok(it->tc))
+        return; /* the count is lost, not the event */
     redisAppendCommand(it->tc->redis, "HINCRBY %s skipped 1", ks);
     redisAppendCommand(it->tc->redis, "HINCRBY %s %s 1", ks, reason);
     int n = 2 + append_trace(it), ok = 1;
@@ -1506,10 +1518,14 @@ static void unmapped(tc_item_t *it) {
     const char *org = inc_str(it, "org_id"), *name = inc_str(it, "org_name");
     msp_key(k1, sizeof(k1), it->tenant, "ticketing:unmapped");
     msp_key(k2, sizeof(k2), it->tenant, "ticketing:unmapped_count");
-    redisReply *r = redisCommand(it->tc->redis, "HSET %s %s %s", k1, org, name ? name : "");
-    if (r) freeReplyObject(r);
-    r = redisCommand(it->tc->redis, "HINCRBY %s %s 1", k2, org);
-    if (r) freeReplyObject(r);
+    if (tc_redis_ok(it->tc)) { /* the org's suggestion and count: best effort */
+        redisReply *r = redisCommand(it->tc->redis, "HSET %s %s %s", k1, org, name ? name : "");
+        if (r)
+            freeReplyObject(r);
+        r = redisCommand(it->tc->redis, "HINCRBY %s %s 1", k2, org);
+        if (r)
+            freeReplyObject(r);
+    }
     char reason[600];
     snprintf(reason, sizeof(reason),
              "no Syncro customer mapped for org %s (%s); map it with PUT "
@@ -1591,7 +1607,8 @@ static int rescan_needed(tc_item_t *it) {
         return 0;
     char k[256];
     msp_key(k, sizeof(k), it->tenant, "ticketing:rescanned");
-    redisReply *r = redisCommand(it->tc->redis, "HGET %s %s", k, it->customer_id);
+    redisReply *r =
+        tc_redis_ok(it->tc) ? redisCommand(it->tc->redis, "HGET %s %s", k, it->customer_id) : NULL;
     int rc = !r || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL) ? -1
              : r->type == REDIS_REPLY_NIL                                        ? 1
                                           : strcmp(r->str, it->epoch) != 0;

@@ -485,11 +485,14 @@ class Stack:
                 problems.append("own broker did not stop: %s" % e)
         return problems
 
-    def replace_redis(self):
+    def replace_redis(self, while_down=None):
         """Redis replaced by an EMPTY server on the same port (no persistence): the old one
-        SIGKILLed, a fresh one started in a directory of its own."""
+        SIGKILLed, a fresh one started in a directory of its own. while_down (may be None) is
+        called between the two: what must happen while no Redis answers."""
         self.redis_proc.kill()
         self.redis_proc.wait()
+        if while_down:
+            while_down()
         rdir = os.path.join(self.dir, "redis2")
         os.makedirs(rdir, exist_ok=True)
         with open(os.path.join(self.dir, "redis2.log"), "ab") as logf:

@@ -46,7 +46,21 @@ class RedisWipeTicketsTest(StackTest):
         self.run_case(lambda s: s.redis("FLUSHALL"))
 
     def test_redis_replaced_by_an_empty_server(self):
-        self.run_case(lambda s: s.replace_redis(), seed=37)
+        """Syncro answers slowly, so calls are in flight when Redis dies; the new, empty server
+        comes only after the ticket-creator found Redis gone and more answers arrived: each of
+        them must wait for Redis, not write through a connection that is no more (the old code
+        crashed with SIGSEGV on a NULL connection)."""
+        def while_down(s, mark):
+            def seen():
+                text = s.ticket_creator.logtext()[mark:]
+                at = text.find('"redis.unavailable"')
+                return at >= 0 and text[at:].count('"vendor.request"') >= 3
+            wait_until(seen, 60, "Syncro answers after the ticket-creator found Redis gone")
+
+        def lose(s):
+            mark = len(s.ticket_creator.logtext())
+            s.replace_redis(lambda: while_down(s, mark))
+        self.run_case(lose, seed=37, latency_ms=600)
 
     def test_sigkills_during_the_restore_and_the_rescan(self):
         rnd = random.Random(9)
