@@ -436,6 +436,42 @@ int msp_gcra_decide(int64_t now_us, int64_t tat_us, double rate_per_sec, int bur
     return 1;
 }
 
+int msp_gcra_format(double rate_per_sec, int burst, int cost, char rate[40], char bs[16],
+                    char cs[16]) {
+    if (!gcra_args_ok(rate_per_sec, burst, cost))
+        return -1;
+    snprintf(rate, 40, "%.17g", rate_per_sec);
+    snprintf(bs, 16, "%d", burst);
+    snprintf(cs, 16, "%d", cost);
+    return 0;
+}
+
+const char *msp_gcra_script_body(void) { return gcra_script.body; }
+
+const char *msp_gcra_script_sha(void) {
+    pthread_once(&scripts_once, scripts_init);
+    return gcra_script.sha;
+}
+
+int msp_gcra_reply(const redisReply *r, const char *key, int64_t *retry_after_ms, char *errstr,
+                   size_t errstr_size) {
+    if (r->type == REDIS_REPLY_ERROR) {
+        msp_set_err(errstr, errstr_size, "GCRA %s: %s", key, r->str);
+        return -1;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER) {
+        msp_set_err(errstr, errstr_size, "GCRA %s: unexpected script reply", key);
+        return -1;
+    }
+    int rc = r->element[0]->integer ? 1 : 0;
+    if (rc == 0 && retry_after_ms) {
+        long long us = r->element[1]->integer;
+        *retry_after_ms = us <= 0 ? 1 : (int64_t)((us + 999) / 1000);
+    }
+    return rc;
+}
+
 int msp_gcra_take(redisContext *c, const char *key, double rate_per_sec, int burst, int cost,
                   int64_t *retry_after_ms, char *errstr, size_t errstr_size) {
     if (retry_after_ms) *retry_after_ms = 0;
@@ -443,15 +479,12 @@ int msp_gcra_take(redisContext *c, const char *key, double rate_per_sec, int bur
         msp_set_err(errstr, errstr_size, "GCRA: no Redis context or key");
         return -1;
     }
-    if (!gcra_args_ok(rate_per_sec, burst, cost)) {
+    char rate[40], bs[16], cs[16];
+    if (msp_gcra_format(rate_per_sec, burst, cost, rate, bs, cs) != 0) {
         msp_set_err(errstr, errstr_size, "GCRA: invalid bucket (rate %g/s, burst %d, cost %d)",
                 rate_per_sec, burst, cost);
         return -1;
     }
-    char rate[40], bs[16], cs[16];
-    snprintf(rate, sizeof(rate), "%.17g", rate_per_sec);
-    snprintf(bs, sizeof(bs), "%d", burst);
-    snprintf(cs, sizeof(cs), "%d", cost);
     const char *args[] = {rate, bs, cs};
 
     redisReply *r = run_script(c, &gcra_script, key, 3, args);
@@ -459,20 +492,7 @@ int msp_gcra_take(redisContext *c, const char *key, double rate_per_sec, int bur
         msp_set_err(errstr, errstr_size, "GCRA %s: %s", key, c->err ? c->errstr : "no reply");
         return -1;
     }
-    int rc = -1;
-    if (r->type == REDIS_REPLY_ERROR) {
-        msp_set_err(errstr, errstr_size, "GCRA %s: %s", key, r->str);
-    } else if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-               r->element[0]->type != REDIS_REPLY_INTEGER ||
-               r->element[1]->type != REDIS_REPLY_INTEGER) {
-        msp_set_err(errstr, errstr_size, "GCRA %s: unexpected script reply", key);
-    } else {
-        rc = r->element[0]->integer ? 1 : 0;
-        if (rc == 0 && retry_after_ms) {
-            long long us = r->element[1]->integer;
-            *retry_after_ms = us <= 0 ? 1 : (int64_t)((us + 999) / 1000);
-        }
-    }
+    int rc = msp_gcra_reply(r, key, retry_after_ms, errstr, errstr_size);
     freeReplyObject(r);
     return rc;
 }

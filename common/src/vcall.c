@@ -40,6 +40,9 @@ static void free_call(msp_vcall_t *c) {
 }
 
 void msp_vcall_stop(msp_vcall_t *c) {
+    if (c->take_inflight)
+        msp_gcra_cancel(&c->take);
+    c->take_inflight = 0;
     if (c->token_wait && c->acct.auth && c->acct.auth->cancel)
         c->acct.auth->cancel(c->acct.auth_ctx, c);
     c->token_wait = 0;
@@ -202,10 +205,59 @@ void msp_vcall_authed(msp_vcall_t *c, const char *auth_header, long status, int6
 /* Send the call again in ms (a NULL step is the engine's own: msp_vcall_send). */
 static void wait_send(msp_vcall_t *c, int64_t ms) { msp_vcall_wait(c, ms, NULL); }
 
+/* What the bucket said: go on, wait for it, or wait for Redis. */
+static void after_take(msp_vcall_t *c, int rc, int64_t wait_ms, const char *err) {
+    if (rc < 0) {
+        MSP_WARN("ratelimit.error", c->tenant, "%s", err);
+        wait_send(c, 500);
+        return;
+    }
+    if (rc == 0) {
+        count(c, c->env->metric_throttled);
+        /* A little jitter so that calls sharing a bucket do not wake in lock-step. */
+        wait_send(c, wait_ms + (int64_t)(msp_rand01() * 20));
+        return;
+    }
+    auth_then_request(c);
+}
+
+static void took(void *arg, int rc, int64_t wait_ms, const char *err) {
+    msp_vcall_t *c = arg;
+    c->take_inflight = 0;
+    if (msp_vcall_gone(c)) {
+        msp_vcall_abandon(c);
+        return;
+    }
+    after_take(c, rc, wait_ms, err);
+}
+
+/* The token on the async connection: the loop goes on while Redis answers (or does not). */
+static void take_async(msp_vcall_t *c) {
+    const msp_vcall_env_t *env = c->env;
+    msp_vcall_take_async_fn *take = env->take_async ? env->take_async : msp_gcra_take_async;
+    char err[600];
+    c->take_inflight = 1;
+    int rc = take(env->aredis, &c->take, c->acct.bucket_key, c->acct.rate, c->acct.burst, 1, took,
+                  c, err, sizeof(err));
+    if (rc == 0)
+        return;
+    c->take_inflight = 0;
+    if (rc == -2) { /* not connected now: it reconnects by itself */
+        MSP_WARN("redis.unavailable", c->tenant, "%s", err);
+        wait_send(c, 1000);
+        return;
+    }
+    after_take(c, -1, 0, err);
+}
+
 void msp_vcall_send(msp_vcall_t *c) {
     const msp_vcall_env_t *env = c->env;
     if (msp_vcall_gone(c)) {
         msp_vcall_abandon(c);
+        return;
+    }
+    if (env->aredis) {
+        take_async(c);
         return;
     }
     int (*redis_ok)(redisContext **, const char *) = env->redis_ok ? env->redis_ok : msp_redis_ok;
@@ -218,18 +270,7 @@ void msp_vcall_send(msp_vcall_t *c) {
     msp_vcall_take_fn *take = env->take ? env->take : msp_gcra_take;
     int rc = take(*env->redis, c->acct.bucket_key, c->acct.rate, c->acct.burst, 1, &wait_ms, err,
                   sizeof(err));
-    if (rc < 0) {
-        MSP_WARN("ratelimit.error", c->tenant, "%s", err);
-        wait_send(c, 500);
-        return;
-    }
-    if (rc == 0) {
-        count(c, env->metric_throttled);
-        /* A little jitter so that calls sharing a bucket do not wake in lock-step. */
-        wait_send(c, wait_ms + (int64_t)(msp_rand01() * 20));
-        return;
-    }
-    auth_then_request(c);
+    after_take(c, rc, wait_ms, err);
 }
 
 void msp_vcall_call(msp_vcall_t *c, const char *method, char *path, json_t *body,

@@ -28,7 +28,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mspsync/aredis.h"
+#include "mspsync/backoff.h"
 #include "mspsync/redis.h"
+
+#include <event2/event.h>
 
 static char g_url[256];
 static pid_t g_server = -1;
@@ -472,6 +476,211 @@ static void lease_is_held_once_renewed_by_its_holder_and_lost_when_it_expires(vo
  * Setup
  * ------------------------------------------------------------------------------------------- */
 
+/* ---------------------------------------------------------------------------------------------
+ * The async connection (aredis.h)
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    int calls;
+    int got_reply;
+    char str[128];
+    char why[200];
+    int64_t at_ms;
+} areply_t;
+
+static void areply_cb(void *arg, redisReply *r, const char *why) {
+    areply_t *a = arg;
+    a->calls++;
+    a->at_ms = msp_now_ms();
+    if (r) {
+        a->got_reply = 1;
+        snprintf(a->str, sizeof(a->str), "%s",
+                 r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS ? r->str : "");
+    } else {
+        snprintf(a->why, sizeof(a->why), "%s", why ? why : "(null)");
+    }
+}
+
+static int g_ticks;
+static void count_tick(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    (void)arg;
+    g_ticks++;
+}
+
+/* Run the loop until *done is non-zero or ms pass. @returns 1 when done. */
+static int run_until(struct event_base *base, const int *done, int ms) {
+    int64_t end = msp_now_ms() + ms;
+    while (!*done && msp_now_ms() < end)
+        event_base_loop(base, EVLOOP_ONCE);
+    return *done != 0;
+}
+
+static void wakeup_cb(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
+static struct event_base *loop_with_ticker(struct event **ticker, int every_ms) {
+    struct event_base *base = event_base_new();
+    assert_non_null(base);
+    *ticker = event_new(base, -1, EV_PERSIST, every_ms ? count_tick : wakeup_cb, NULL);
+    struct timeval tv = {0, (every_ms ? every_ms : 20) * 1000};
+    event_add(*ticker, &tv);
+    return base;
+}
+
+static void async_commands_answer_in_order_on_the_loop(void **state) {
+    (void)state;
+    struct event *ticker;
+    struct event_base *base = loop_with_ticker(&ticker, 0);
+    msp_aredis_t *a = msp_aredis_new(base, g_url, 0);
+    assert_non_null(a);
+    char k[128];
+    key(k, sizeof(k), "async:order");
+    areply_t set = {0}, get = {0};
+    assert_int_equal(msp_aredis_cmd(a, areply_cb, &set, "SET %s %s", k, "v1"), 0);
+    assert_int_equal(msp_aredis_cmd(a, areply_cb, &get, "GET %s", k), 0);
+    assert_int_equal(set.calls + get.calls, 0); /* never from inside the call */
+    assert_int_equal((int)msp_aredis_pending(a), 2);
+    assert_true(run_until(base, &get.calls, 5000));
+    assert_int_equal(set.calls, 1);
+    assert_true(set.at_ms <= get.at_ms);
+    assert_string_equal(get.str, "v1");
+    assert_int_equal((int)msp_aredis_pending(a), 0);
+    assert_true(msp_aredis_answered_ms(a) > 0);
+
+    /* a cancelled callback does not run, later ones still do */
+    areply_t gone = {0}, after = {0};
+    assert_int_equal(msp_aredis_cmd(a, areply_cb, &gone, "GET %s", k), 0);
+    assert_int_equal(msp_aredis_cmd(a, areply_cb, &after, "GET %s", k), 0);
+    msp_aredis_cancel(a, &gone);
+    assert_true(run_until(base, &after.calls, 5000));
+    assert_int_equal(gone.calls, 0);
+
+    /* freeing answers what is in flight */
+    areply_t pending = {0};
+    assert_int_equal(msp_aredis_cmd(a, areply_cb, &pending, "GET %s", k), 0);
+    msp_aredis_free(a);
+    assert_int_equal(pending.calls, 1);
+    assert_int_equal(pending.got_reply, 0);
+    assert_string_equal(pending.why, "shutting down");
+    del(g_c, k);
+    event_free(ticker);
+    event_base_free(base);
+}
+
+static void async_stall_is_answered_at_the_limit_and_the_loop_never_waits(void **state) {
+    (void)state;
+    if (g_server <= 0)
+        skip(); /* a server of our own is needed to stop it */
+    struct event *ticker;
+    struct event_base *base = loop_with_ticker(&ticker, 10);
+    const int stall_ms = 400;
+    msp_aredis_t *a = msp_aredis_new(base, g_url, stall_ms);
+    char k[128];
+    key(k, sizeof(k), "async:stall");
+    areply_t first = {0};
+    assert_int_equal(msp_aredis_cmd(a, areply_cb, &first, "SET %s x", k), 0);
+    assert_true(run_until(base, &first.got_reply, 5000));
+
+    kill(g_server, SIGSTOP);
+    areply_t stalled = {0};
+    int64_t t0 = msp_now_ms();
+    assert_int_equal(msp_aredis_cmd(a, areply_cb, &stalled, "GET %s", k), 0);
+    g_ticks = 0;
+    int done = run_until(base, &stalled.calls, 10000);
+    int64_t waited = msp_now_ms() - t0;
+    int ticks = g_ticks;
+    kill(g_server, SIGCONT);
+    assert_true(done);
+    assert_int_equal(stalled.got_reply, 0);
+    if (!strstr(stalled.why, "no answer from Redis in 400 ms"))
+        fail_msg("why: %s", stalled.why);
+    if (waited < stall_ms || waited > stall_ms + 3000)
+        fail_msg("answered after %lld ms (limit %d)", (long long)waited, stall_ms);
+    /* the loop ran its 10 ms timer all along: a blocking call would have frozen it */
+    if (ticks < (int)(waited / 10) / 4)
+        fail_msg("%d ticks of 10 ms in %lld ms: the loop was held", ticks, (long long)waited);
+
+    /* it reconnects by itself and works again */
+    areply_t again = {0};
+    int64_t end = msp_now_ms() + 10000;
+    while (!again.got_reply && msp_now_ms() < end) {
+        memset(&again, 0, sizeof(again));
+        if (msp_aredis_cmd(a, areply_cb, &again, "GET %s", k) == 0)
+            run_until(base, &again.calls, 2000);
+        else
+            event_base_loop(base, EVLOOP_ONCE);
+    }
+    assert_true(again.got_reply);
+    assert_string_equal(again.str, "x");
+    msp_aredis_free(a);
+    del(g_c, k);
+    event_free(ticker);
+    event_base_free(base);
+}
+
+typedef struct {
+    int calls, rc;
+    int64_t wait_ms;
+    char err[600];
+} atake_t;
+
+static void atake_cb(void *arg, int rc, int64_t wait_ms, const char *err) {
+    atake_t *t = arg;
+    t->calls++;
+    t->rc = rc;
+    t->wait_ms = wait_ms;
+    snprintf(t->err, sizeof(t->err), "%s", err ? err : "");
+}
+
+static void async_gcra_takes_like_the_blocking_take_and_after_a_script_flush(void **state) {
+    (void)state;
+    struct event *ticker;
+    struct event_base *base = loop_with_ticker(&ticker, 0);
+    msp_aredis_t *a = msp_aredis_new(base, g_url, 0);
+    char k[128], err[600];
+    key(k, sizeof(k), "rl:async");
+    redisReply *r = redisCommand(g_c, "SCRIPT FLUSH"); /* the first take meets NOSCRIPT */
+    freeReplyObject(r);
+    msp_gcra_async_t t;
+    for (int i = 0; i < 4; i++) {
+        atake_t got = {0};
+        if (msp_gcra_take_async(a, &t, k, 1.0, 3, 1, atake_cb, &got, err, sizeof(err)) != 0)
+            fail_msg("take %d: %s", i, err);
+        assert_true(run_until(base, &got.calls, 5000));
+        if (i < 3 && got.rc != 1)
+            fail_msg("take %d of a burst of 3: rc %d %s", i, got.rc, got.err);
+        if (i == 3) { /* the fourth waits about one emission interval, as the blocking take */
+            assert_int_equal(got.rc, 0);
+            assert_true(got.wait_ms > 900 && got.wait_ms <= 1000);
+            int64_t retry;
+            assert_int_equal(msp_gcra_take(g_c, k, 1.0, 3, 1, &retry, err, sizeof(err)), 0);
+            assert_true(llabs((long long)(retry - got.wait_ms)) < 200);
+        }
+    }
+    /* invalid buckets and cancelled takes */
+    atake_t bad = {0};
+    assert_int_equal(msp_gcra_take_async(a, &t, k, 0.0, 3, 1, atake_cb, &bad, err, sizeof(err)),
+                     -1);
+    atake_t cancelled = {0};
+    assert_int_equal(
+        msp_gcra_take_async(a, &t, k, 1.0, 3, 1, atake_cb, &cancelled, err, sizeof(err)), 0);
+    msp_gcra_cancel(&t);
+    areply_t ping = {0};
+    assert_int_equal(msp_aredis_cmd(a, areply_cb, &ping, "PING"), 0);
+    assert_true(run_until(base, &ping.calls, 5000));
+    assert_int_equal(cancelled.calls, 0);
+    assert_int_equal(bad.calls, 0);
+    msp_aredis_free(a);
+    del(g_c, k);
+    event_free(ticker);
+    event_base_free(base);
+}
+
 static void delete_test_keys(void) {
     if (!g_c || g_c->err) return;
     char pattern[128];
@@ -542,6 +751,9 @@ int main(void) {
         cmocka_unit_test(cursor_cas_swaps_only_from_the_expected_value),
         cmocka_unit_test(idempotency_claim_is_won_once_and_shows_the_holder),
         cmocka_unit_test(lease_is_held_once_renewed_by_its_holder_and_lost_when_it_expires),
+        cmocka_unit_test(async_commands_answer_in_order_on_the_loop),
+        cmocka_unit_test(async_stall_is_answered_at_the_limit_and_the_loop_never_waits),
+        cmocka_unit_test(async_gcra_takes_like_the_blocking_take_and_after_a_script_flush),
     };
     int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
     stop_server();

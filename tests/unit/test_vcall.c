@@ -47,6 +47,9 @@ typedef struct world_s {
     msp_vcall_failure_t fail_kind;
     int64_t delays[MAX_SCRIPT];
     int ndelays;
+    int async_takes, async_unconnected, async_hold, answered_inside;
+    int in_take;
+    msp_gcra_async_t *held; /* a take whose answer the test delivers (async_hold) */
 } world_t;
 
 static world_t *W;
@@ -62,6 +65,47 @@ static int fake_take(redisContext *c, const char *key, double rate, int burst, i
         return 0;
     }
     return 1;
+}
+
+/* The async take answers on the loop, never inside the call; a cancelled one not at all. */
+static void take_answer(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    msp_gcra_async_t *t = arg;
+    if (!t->cb)
+        return; /* msp_gcra_cancel came first */
+    int refuse = W->takes_to_refuse > 0;
+    if (refuse)
+        W->takes_to_refuse--;
+    t->cb(t->arg, refuse ? 0 : 1, refuse ? 5 : 0, NULL);
+}
+
+static int fake_take_async(msp_aredis_t *a, msp_gcra_async_t *t, const char *key, double rate,
+                           int burst, int cost, msp_gcra_cb *cb, void *arg, char *err,
+                           size_t err_size) {
+    (void)a, (void)key, (void)rate, (void)burst, (void)cost;
+    W->async_takes++;
+    if (W->async_unconnected > 0) {
+        W->async_unconnected--;
+        snprintf(err, err_size, "not connected");
+        return -2;
+    }
+    t->a = NULL;
+    t->cb = cb;
+    t->arg = arg;
+    if (W->async_hold) {
+        W->held = t;
+        return 0;
+    }
+    struct timeval now = {0, 0};
+    event_base_once(W->base, -1, EV_TIMEOUT, take_answer, t, &now);
+    return 0;
+}
+
+static void use_async_redis(void) {
+    static char dummy;
+    W->env.aredis = (msp_aredis_t *)&dummy; /* only the fake take sees it */
+    W->env.take_async = fake_take_async;
+    W->env.take = NULL; /* a blocking take now would crash the test */
 }
 
 static int fake_redis_ok(redisContext **c, const char *url) {
@@ -464,6 +508,48 @@ static void a_one_shot_check_refuses_only_the_4xx_retrying_cannot_help(void **st
         assert_false(msp_vcall_refused(not_refused[i]));
 }
 
+static void the_async_bucket_is_waited_for_without_blocking(void **state) {
+    (void)state;
+    use_async_redis();
+    W->takes_to_refuse = 2;
+    script(1, (answer_t[]){{200, "", -1}});
+    msp_vcall_call(&W->vc, "GET", strdup("/tickets"), NULL, &(msp_vcall_step_t){.ok = ok_any});
+    assert_int_equal(W->sent, 0); /* nothing sent before the bucket answered */
+    assert_int_equal(W->async_takes, 1);
+    event_base_dispatch(W->base);
+    assert_int_equal(W->async_takes, 3);
+    assert_int_equal(W->takes_to_refuse, 0);
+    assert_int_equal(W->oks, 1);
+    assert_int_equal(W->ndelays, 0);
+}
+
+static void an_unconnected_async_redis_is_waited_for(void **state) {
+    (void)state;
+    use_async_redis();
+    W->async_unconnected = 1;
+    script(1, (answer_t[]){{200, "", -1}});
+    run("GET", &(msp_vcall_step_t){.ok = ok_any});
+    assert_int_equal(W->async_takes, 2);
+    assert_int_equal(W->oks, 1);
+}
+
+static void a_call_stopped_while_its_token_is_taken_hears_nothing(void **state) {
+    (void)state;
+    use_async_redis();
+    W->async_hold = 1;
+    script(1, (answer_t[]){{200, "", -1}});
+    msp_vcall_call(&W->vc, "GET", strdup("/tickets"), NULL, &(msp_vcall_step_t){.ok = ok_any});
+    assert_non_null(W->held);
+    assert_int_equal(W->vc.take_inflight, 1);
+    msp_vcall_stop(&W->vc);
+    assert_int_equal(W->vc.take_inflight, 0);
+    struct timeval now = {0, 0};
+    event_base_once(W->base, -1, EV_TIMEOUT, take_answer, W->held, &now);
+    event_base_dispatch(W->base);
+    assert_int_equal(W->sent, 0);
+    assert_int_equal(W->oks + W->fails + W->abandoned, 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -485,6 +571,9 @@ int main(void) {
         T(a_call_to_a_whole_url_keeps_its_own_classification),
         T(a_401_is_final_when_the_token_source_cannot_refresh),
         T(a_one_shot_check_refuses_only_the_4xx_retrying_cannot_help),
+        T(the_async_bucket_is_waited_for_without_blocking),
+        T(an_unconnected_async_redis_is_waited_for),
+        T(a_call_stopped_while_its_token_is_taken_hears_nothing),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -79,6 +79,18 @@ int msp_gcra_take(redisContext *c, const char *key, double rate_per_sec, int bur
 int msp_gcra_decide(int64_t now_us, int64_t tat_us, double rate_per_sec, int burst, int cost,
                     int64_t *new_tat_us, int64_t *retry_after_us);
 
+/*
+ * The pieces of msp_gcra_take that the asynchronous take (aredis.h) shares with it: the
+ * arguments checked and formatted (0, or -1 for a bucket msp_gcra_decide calls invalid), the
+ * script and its SHA-1, and the reading of its reply (1 / 0 with *retry_after_ms / -1 errstr).
+ */
+int msp_gcra_format(double rate_per_sec, int burst, int cost, char rate[40], char bs[16],
+                    char cs[16]);
+const char *msp_gcra_script_body(void);
+const char *msp_gcra_script_sha(void);
+int msp_gcra_reply(const redisReply *r, const char *key, int64_t *retry_after_ms, char *errstr,
+                   size_t errstr_size);
+
 /** @brief GET key. @returns new string (caller frees) or NULL when absent; *err = -1 on error. */
 char *msp_redis_get(redisContext *c, const char *key, int *err);
 

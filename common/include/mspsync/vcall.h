@@ -41,6 +41,7 @@
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
+#include "mspsync/aredis.h"
 #include "mspsync/cwrmm.h"
 #include "mspsync/http.h"
 #include "mspsync/keyq.h"
@@ -67,6 +68,10 @@ typedef char *(msp_vcall_describe_fn)(const msp_http_response_t *res, const char
 /** Take `cost` tokens: 1 taken, 0 wait *wait_ms, -1 error (errstr). msp_gcra_take's shape. */
 typedef int(msp_vcall_take_fn)(redisContext *c, const char *key, double rate_per_sec, int burst,
                                int cost, int64_t *wait_ms, char *errstr, size_t errstr_size);
+/** The same take on the async connection: msp_gcra_take_async's shape. */
+typedef int(msp_vcall_take_async_fn)(msp_aredis_t *a, msp_gcra_async_t *t, const char *key,
+                                     double rate_per_sec, int burst, int cost, msp_gcra_cb *cb,
+                                     void *arg, char *err, size_t err_size);
 /** Start one HTTP request: msp_http_request's shape. */
 typedef int(msp_vcall_send_fn)(msp_http_t *h, const msp_http_request_t *req, msp_http_cb *cb,
                                void *opaque);
@@ -148,11 +153,13 @@ typedef struct msp_vcall_env_s {
     struct event_base *base;
     msp_http_t **http;    /**< the service's client pointer (NULL once stopping) */
     redisContext **redis; /**< the service's connection, reconnected through redis_url */
+    msp_aredis_t *aredis; /**< when set, tokens are taken on it without blocking the loop */
     const char *redis_url;
     long long backoff_base_ms, backoff_cap_ms;
     const int *stopping;     /**< non-zero: every call abandons its work */
     msp_keyq_t *kq;          /**< keyed workers: where items are abandoned */
     msp_vcall_take_fn *take; /**< NULL = msp_gcra_take (tests pass their own) */
+    msp_vcall_take_async_fn *take_async; /**< NULL = msp_gcra_take_async (with aredis) */
     msp_vcall_send_fn *send; /**< NULL = msp_http_request (tests pass their own) */
     int (*redis_ok)(redisContext **c, const char *url); /**< NULL = msp_redis_ok */
     msp_metrics_t *metrics;                             /**< may be NULL */
@@ -189,7 +196,8 @@ struct msp_vcall_s {
     msp_vcall_step_t step;
     unsigned attempt; /* retries of the current unit of work */
     int reauthed;     /* a 401 already led to a fresh token */
-    int http_inflight, token_wait;
+    int http_inflight, token_wait, take_inflight;
+    msp_gcra_async_t take; /* the rate-limit token being taken (env->aredis) */
     char auth[4096]; /* a token's header, zeroed after the call */
 
     struct event *timer;
