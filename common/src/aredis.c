@@ -254,6 +254,20 @@ int msp_aredis_cmdargv(msp_aredis_t *a, msp_aredis_cb *cb, void *arg, int argc, 
     return 0;
 }
 
+int msp_aredis_cmdformatted(msp_aredis_t *a, msp_aredis_cb *cb, void *arg, const char *cmd,
+                            size_t len) {
+    if (!usable(a))
+        return -1;
+    pending_t *p = pending_new(a, cb, arg);
+    if (!p)
+        return -1;
+    if (redisAsyncFormattedCommand(a->ac, reply_cb, p, cmd, len) != REDIS_OK) {
+        pending_undo(a, p);
+        return -1;
+    }
+    return 0;
+}
+
 void msp_aredis_cancel(msp_aredis_t *a, const void *arg) {
     if (!a)
         return;

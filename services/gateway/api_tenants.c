@@ -164,6 +164,23 @@ typedef struct offboard_s {
     char redis_error[256]; /* reading the inventory ids failed */
 } offboard_t;
 
+/* Every key of the tenant is gone (or could not be): the answer. */
+static void offboard_unlinked(gw_t *gw, void *arg, const char *err) {
+    offboard_t *o = arg;
+    if (err) {
+        gw_held_reply_error(o->held, 503, "redis unavailable: %s; try again", err);
+    } else {
+        for (size_t i = 0; i < MSP_VENDOR_COUNT; i++)
+            gw_secret_keep(gw, o->tenant, msp_vendor_at(i)->name, NULL);
+        gw_secret_keep(gw, o->tenant, "webhook:mtp", NULL);
+        gw_secret_keep(gw, o->tenant, "webhook:mtp:previous", NULL);
+        MSP_INFO("tenant.deleted", o->tenant, "tenant offboarded, %lld inventory tombstones",
+                 o->tombstones);
+        gw_held_reply(o->held, 204, NULL);
+    }
+    free(o);
+}
+
 static void offboard_delivered(gw_t *gw, void *arg, const char *error) {
     offboard_t *o = arg;
     char set[128], prefix[128], err[256];
@@ -179,20 +196,13 @@ static void offboard_delivered(gw_t *gw, void *arg, const char *error) {
                             "could not publish the tombstones: %s; nothing was "
                             "deleted, try again",
                             error);
-    } else if (!(r = gw_redis(gw, err, sizeof(err), "SREM %s %s", set, o->tenant)) ||
-               gw_unlink_prefix(gw, prefix, err, sizeof(err)) != 0) {
+    } else if (!(r = gw_redis(gw, err, sizeof(err), "SREM %s %s", set, o->tenant))) {
         gw_held_reply_error(o->held, 503, "redis unavailable: %s; try again", err);
     } else {
-        for (size_t i = 0; i < MSP_VENDOR_COUNT; i++)
-            gw_secret_keep(gw, o->tenant, msp_vendor_at(i)->name, NULL);
-        gw_secret_keep(gw, o->tenant, "webhook:mtp", NULL);
-        gw_secret_keep(gw, o->tenant, "webhook:mtp:previous", NULL);
-        MSP_INFO("tenant.deleted", o->tenant, "tenant offboarded, %lld inventory tombstones",
-                 o->tombstones);
-        gw_held_reply(o->held, 204, NULL);
-    }
-    if (r)
         freeReplyObject(r);
+        gw_unlink_prefix(gw, prefix, offboard_unlinked, o); /* answers and frees o */
+        return;
+    }
     free(o);
 }
 

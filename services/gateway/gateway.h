@@ -395,6 +395,21 @@ redisReply *gw_redis(gw_t *gw, char *errstr, size_t errstr_size, const char *fmt
 redisReply *gw_redis_argv(gw_t *gw, char *errstr, size_t errstr_size, int argc,
                           const char **argv, const size_t *argvlen);
 
+/**
+ * The answer of gw_redis_async_argv: the reply (borrowed; an error reply comes as err, reply
+ * NULL) or NULL with err (not connected, no answer within the stall limit, shutting down).
+ */
+typedef void(gw_redis_cb)(gw_t *gw, void *arg, redisReply *reply, const char *err);
+
+/**
+ * @brief gw_redis_argv on the loop's async connection (aredis.h): the loop goes on while Redis
+ * answers. A write is journaled and noted to the tenant cache when it succeeded, as gw_redis's
+ * are. cb runs later, exactly once (also when the command cannot be sent: err "not connected
+ * to Redis"), never from inside this call.
+ */
+void gw_redis_async_argv(gw_t *gw, gw_redis_cb *cb, void *arg, int argc, const char **argv,
+                         const size_t *argvlen);
+
 /** @brief 1 exists, 0 not, -1 Redis error (errstr). */
 int gw_tenant_exists(gw_t *gw, const char *tenant, char *errstr, size_t errstr_size);
 
@@ -480,8 +495,16 @@ void api_tenant_delete(gw_t *gw, struct evhttp_request *req, const char *tenant)
  */
 int gw_tombstone_inventory(gw_t *gw, gw_batch_t *b, const char *tenant, long long *count, char *err,
                            size_t err_size);
-/** @brief UNLINK every key whose name starts with prefix (SCAN MATCH). @returns 0 or -1 (err). */
-int gw_unlink_prefix(gw_t *gw, const char *prefix, char *err, size_t err_size);
+/** The end of gw_unlink_prefix: err NULL when every key is gone. */
+typedef void(gw_unlink_done_cb)(gw_t *gw, void *arg, const char *err);
+
+/**
+ * @brief UNLINK every key that starts with prefix: SCAN ... MATCH in rounds of 500 keys on the
+ * async connection, each round's keys unlinked (and journaled) before the next SCAN, so the loop
+ * serves other requests between the round trips however large the keyspace. done runs later,
+ * once, never from inside this call.
+ */
+void gw_unlink_prefix(gw_t *gw, const char *prefix, gw_unlink_done_cb *done, void *arg);
 
 void api_syncro_put(gw_t *gw, struct evhttp_request *req, const char *tenant);
 void api_cwrmm_put(gw_t *gw, struct evhttp_request *req, const char *tenant);

@@ -50,52 +50,90 @@ static void glob_escape(const char *in, char *out, size_t size) {
     out[o] = '\0';
 }
 
-int gw_unlink_prefix(gw_t *gw, const char *prefix, char *err, size_t err_size) {
+/* One gw_unlink_prefix in progress: SCAN, UNLINK what it found, SCAN again from its cursor. */
+typedef struct unlink_s {
     char pattern[300];
-    glob_escape(prefix, pattern, sizeof(pattern) - 1);
-    strcat(pattern, "*");
-    char cursor[32] = "0";
-    redisReply *r;
-    do {
-        r = gw_redis(gw, err, err_size, "SCAN %s MATCH %s COUNT %d", cursor, pattern, SCAN_CHUNK);
-        if (!r)
-            return -1;
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-            snprintf(err, err_size, "unexpected SCAN reply");
-            freeReplyObject(r);
-            return -1;
-        }
-        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
-        redisReply *keys = r->element[1];
-        if (keys->elements > 0) {
-            size_t n = keys->elements + 1;
-            const char **argv = malloc(n * sizeof(*argv));
-            size_t *argvlen = malloc(n * sizeof(*argvlen));
-            if (!argv || !argvlen) {
-                free(argv);
-                free(argvlen);
-                freeReplyObject(r);
-                snprintf(err, err_size, "out of memory");
-                return -1;
-            }
-            argv[0] = "UNLINK";
-            argvlen[0] = 6;
-            for (size_t i = 0; i < keys->elements; i++) {
-                argv[i + 1] = keys->element[i]->str;
-                argvlen[i + 1] = keys->element[i]->len;
-            }
-            redisReply *d = gw_redis_argv(gw, err, err_size, (int)n, argv, argvlen);
-            free(argv);
-            free(argvlen);
-            if (!d) {
-                freeReplyObject(r);
-                return -1;
-            }
-            freeReplyObject(d);
-        }
-        freeReplyObject(r);
-    } while (strcmp(cursor, "0") != 0);
-    return 0;
+    char cursor[32];
+    int last; /* the SCAN that found these keys returned cursor 0 */
+    gw_unlink_done_cb *done;
+    void *arg;
+} unlink_t;
+
+static void unlink_scan(gw_t *gw, unlink_t *u);
+
+static void unlink_end(gw_t *gw, unlink_t *u, const char *err) {
+    u->done(gw, u->arg, err);
+    free(u);
+}
+
+static void unlinked(gw_t *gw, void *arg, redisReply *r, const char *err) {
+    (void)r;
+    unlink_t *u = arg;
+    if (err)
+        unlink_end(gw, u, err);
+    else if (u->last)
+        unlink_end(gw, u, NULL);
+    else
+        unlink_scan(gw, u);
+}
+
+static void scanned(gw_t *gw, void *arg, redisReply *r, const char *err) {
+    unlink_t *u = arg;
+    if (err) {
+        unlink_end(gw, u, err);
+        return;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY) {
+        unlink_end(gw, u, "unexpected SCAN reply");
+        return;
+    }
+    snprintf(u->cursor, sizeof(u->cursor), "%s", r->element[0]->str);
+    u->last = strcmp(u->cursor, "0") == 0;
+    redisReply *keys = r->element[1];
+    if (keys->elements == 0) {
+        unlinked(gw, u, NULL, NULL);
+        return;
+    }
+    size_t n = keys->elements + 1;
+    const char **argv = malloc(n * sizeof(*argv));
+    size_t *argvlen = malloc(n * sizeof(*argvlen));
+    if (!argv || !argvlen) {
+        free(argv);
+        free(argvlen);
+        unlink_end(gw, u, "out of memory");
+        return;
+    }
+    argv[0] = "UNLINK";
+    argvlen[0] = 6;
+    for (size_t i = 0; i < keys->elements; i++) {
+        argv[i + 1] = keys->element[i]->str;
+        argvlen[i + 1] = keys->element[i]->len;
+    }
+    gw_redis_async_argv(gw, unlinked, u, (int)n, argv, argvlen); /* copies the keys */
+    free(argv);
+    free(argvlen);
+}
+
+static void unlink_scan(gw_t *gw, unlink_t *u) {
+    char count[16];
+    snprintf(count, sizeof(count), "%d", SCAN_CHUNK);
+    const char *argv[] = {"SCAN", u->cursor, "MATCH", u->pattern, "COUNT", count};
+    gw_redis_async_argv(gw, scanned, u, 6, argv, NULL);
+}
+
+void gw_unlink_prefix(gw_t *gw, const char *prefix, gw_unlink_done_cb *done, void *arg) {
+    unlink_t *u = calloc(1, sizeof(*u));
+    if (!u) {
+        done(gw, arg, "out of memory");
+        return;
+    }
+    glob_escape(prefix, u->pattern, sizeof(u->pattern) - 1);
+    strcat(u->pattern, "*");
+    snprintf(u->cursor, sizeof(u->cursor), "0");
+    u->done = done;
+    u->arg = arg;
+    unlink_scan(gw, u);
 }
 
 /* keys one DEL of a removal or purge names, at most: integration:/status:/sched:<name> and the
@@ -121,10 +159,10 @@ static void add_own_keys(const char *tenant, const char *name, int sched, char k
     }
 }
 
-/* The purge's keys: integration:/status:, the row's purge_keys, then every inv: key. */
+/* The purge's keys: integration:/status:, the row's purge_keys (the inv: keys follow). */
 static int purge_keys(gw_t *gw, const char *tenant, const msp_vendor_t *v, char *err,
                       size_t err_size) {
-    char keys[KEYS_MAX][128], prefix[128];
+    char keys[KEYS_MAX][128];
     const char *argv[KEYS_MAX + 1];
     int argc = 0, nk = 0;
     argv[argc++] = "DEL";
@@ -134,8 +172,21 @@ static int purge_keys(gw_t *gw, const char *tenant, const msp_vendor_t *v, char 
     if (!r)
         return -1;
     freeReplyObject(r);
-    msp_key(prefix, sizeof(prefix), tenant, "inv:");
-    return gw_unlink_prefix(gw, prefix, err, err_size);
+    return 0;
+}
+
+/* Every inv: key is gone too (or could not be): the answer. */
+static void purge_unlinked(gw_t *gw, void *arg, const char *err) {
+    purge_t *d = arg;
+    if (err) {
+        gw_held_reply_error(d->held, 503, "redis unavailable: %s", err);
+    } else {
+        gw_secret_keep(gw, d->tenant, d->vendor->name, NULL);
+        MSP_INFO("integration.deleted", d->tenant, "%s integration removed, %lld tombstones",
+                 d->vendor->name, d->tombstones);
+        gw_held_reply(d->held, 204, NULL);
+    }
+    free(d);
 }
 
 static void purge_delivered(gw_t *gw, void *arg, const char *error) {
@@ -151,10 +202,10 @@ static void purge_delivered(gw_t *gw, void *arg, const char *error) {
     } else if (purge_keys(gw, d->tenant, d->vendor, err, sizeof(err)) != 0) {
         gw_held_reply_error(d->held, 503, "redis unavailable: %s", err);
     } else {
-        gw_secret_keep(gw, d->tenant, d->vendor->name, NULL);
-        MSP_INFO("integration.deleted", d->tenant, "%s integration removed, %lld tombstones",
-                 d->vendor->name, d->tombstones);
-        gw_held_reply(d->held, 204, NULL);
+        char prefix[128];
+        msp_key(prefix, sizeof(prefix), d->tenant, "inv:");
+        gw_unlink_prefix(gw, prefix, purge_unlinked, d); /* answers and frees d */
+        return;
     }
     free(d);
 }

@@ -20,6 +20,8 @@
  */
 #include "gateway.h"
 
+#include <event2/event.h>
+
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,6 +29,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "mspsync/aredis.h"
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
 
@@ -167,6 +170,66 @@ redisReply *gw_redis_argv(gw_t *gw, char *errstr, size_t errstr_size, int argc, 
     redisReply *r = send_formatted(gw, cmd, len, errstr, errstr_size);
     redisFreeCommand(cmd);
     return r;
+}
+
+/* ---- the same on the async connection ----------------------------------------------------- */
+
+typedef struct {
+    gw_t *gw;
+    gw_redis_cb *cb;
+    void *arg;
+    char *cmd; /* formatted: journal_writes reads its keys once it succeeded */
+    long long len;
+    struct event *ev; /* a failure to send, answered on the loop */
+} async_cmd_t;
+
+static void async_free(async_cmd_t *c) {
+    if (c->ev)
+        event_free(c->ev);
+    redisFreeCommand(c->cmd);
+    free(c);
+}
+
+static void async_reply(void *arg, redisReply *r, const char *why) {
+    async_cmd_t *c = arg;
+    if (r && r->type == REDIS_REPLY_ERROR) {
+        c->cb(c->gw, c->arg, NULL, r->str ? r->str : "error reply");
+    } else if (!r) {
+        c->cb(c->gw, c->arg, NULL, why);
+    } else {
+        journal_writes(c->gw, c->cmd, (size_t)c->len);
+        c->cb(c->gw, c->arg, r, NULL);
+    }
+    async_free(c);
+}
+
+static void async_unsent(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    async_cmd_t *c = arg;
+    c->cb(c->gw, c->arg, NULL, "not connected to Redis");
+    async_free(c);
+}
+
+void gw_redis_async_argv(gw_t *gw, gw_redis_cb *cb, void *arg, int argc, const char **argv,
+                         const size_t *argvlen) {
+    async_cmd_t *c = calloc(1, sizeof(*c));
+    if (c) {
+        c->gw = gw;
+        c->cb = cb;
+        c->arg = arg;
+        c->len = redisFormatCommandArgv(&c->cmd, argc, argv, argvlen);
+    }
+    if (c && c->len >= 0 &&
+        msp_aredis_cmdformatted(gw->aredis, async_reply, c, c->cmd, (size_t)c->len) == 0)
+        return;
+    /* not sent: the answer still comes on the loop, as the API says */
+    struct timeval now = {0, 0};
+    if (c && (c->ev = evtimer_new(gw->base, async_unsent, c)) && evtimer_add(c->ev, &now) == 0)
+        return;
+    if (c)
+        async_free(c);
+    MSP_ERROR("redis.async_oom", NULL, "out of memory sending a Redis command");
 }
 
 int gw_tenant_exists(gw_t *gw, const char *tenant, char *errstr, size_t errstr_size) {

@@ -734,6 +734,14 @@ class StackTest(unittest.TestCase):
         self.stack.start_all(**kw)
         return self.stack
 
+    def make_gateway_stack(self):
+        """Redis, the broker and the gateway only (for tests of the gateway alone)."""
+        self.stack = Stack(self.id().split(".")[-1])
+        self.addCleanup(self._teardown)
+        self.stack.start_redis()
+        self.stack.start_gateway()
+        return self.stack
+
     def _teardown(self):
         problems = self.stack.stop_all()
         if problems and not getattr(self, "_outcome_failed", False):

@@ -23,11 +23,7 @@ class WebhookCacheTest(StackTest):
 
     def make_stack(self):
         """Redis, the broker and the gateway: the webhook's whole world."""
-        self.stack = Stack(self.id().split(".")[-1])
-        self.addCleanup(self._teardown)
-        self.stack.start_redis()
-        self.stack.start_gateway()
-        return self.stack
+        return self.make_gateway_stack()
 
     def post(self, gw, tenant, secret, body=None, timeout=30):
         raw = encode(body or dict(INCIDENT, id="inc-%d" % time.time_ns()))

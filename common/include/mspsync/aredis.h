@@ -60,6 +60,10 @@ int msp_aredis_cmd(msp_aredis_t *a, msp_aredis_cb *cb, void *arg, const char *fm
 int msp_aredis_cmdargv(msp_aredis_t *a, msp_aredis_cb *cb, void *arg, int argc, const char **argv,
                        const size_t *argvlen);
 
+/** @brief msp_aredis_cmd with a command already in Redis's protocol (redisFormatCommand*). */
+int msp_aredis_cmdformatted(msp_aredis_t *a, msp_aredis_cb *cb, void *arg, const char *cmd,
+                            size_t len);
+
 /**
  * A reply handler that also gets a function of its caller's: for helpers that read a reply for a
  * callback of their own type without allocating (msp_state_lost_async). arg is the owner, as for
