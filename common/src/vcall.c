@@ -145,6 +145,14 @@ void msp_vcall_retry(msp_vcall_t *c, int64_t retry_after_ms, const char *why) {
 
 static void http_cb(msp_http_response_t *res, void *opaque);
 
+/* A request's timeout under the call's options (0: the client's own). */
+static long timeout_ms(const msp_vcall_t *c) {
+    if (!c->opts.deadline_ms)
+        return c->opts.timeout_ms;
+    int64_t left = c->opts.deadline_ms - msp_now_ms();
+    return left < c->opts.timeout_ms ? c->opts.timeout_ms : (long)left;
+}
+
 static void request(msp_vcall_t *c, const char *auth_header) {
     char url[2048];
     snprintf(url, sizeof(url), "%s%s", c->url ? "" : c->acct.base_url, c->url ? c->url : c->path);
@@ -155,7 +163,8 @@ static void request(msp_vcall_t *c, const char *auth_header) {
                               .headers = headers,
                               .body = c->body,
                               .body_len = c->body ? strlen(c->body) : 0,
-                              .tenant = c->tenant};
+                              .tenant = c->tenant,
+                              .timeout_ms = timeout_ms(c)};
     msp_vcall_send_fn *send = c->env->send ? c->env->send : msp_http_request;
     c->http_inflight = 1;
     if (send(*c->env->http, &req, http_cb, c) != 0) {
@@ -189,7 +198,10 @@ void msp_vcall_authed(msp_vcall_t *c, const char *auth_header, long status, int6
         return;
     }
     if (!auth_header) {
-        if (status == 401 || status == 403)
+        c->status = status;
+        if (c->opts.token_final)
+            c->ops->fail(c->owner, MSP_VCALL_FAIL_AUTH, error);
+        else if (status == 401 || status == 403)
             c->ops->fail(c->owner, MSP_VCALL_FAIL_AUTH, error ? error : "token refused");
         else
             msp_vcall_retry(c, retry_after_ms, error ? error : "no token");
@@ -197,6 +209,14 @@ void msp_vcall_authed(msp_vcall_t *c, const char *auth_header, long status, int6
     }
     snprintf(c->auth, sizeof(c->auth), "%s", auth_header);
     request(c, c->auth);
+}
+
+/* opts.deadline_ms: the bucket cannot be read, and the caller will not wait for it. */
+static void unavailable(msp_vcall_t *c, const char *err) {
+    char why[300];
+    snprintf(why, sizeof(why), "redis unavailable: %s", err);
+    c->status = 0;
+    c->ops->fail(c->owner, MSP_VCALL_FAIL_UNAVAILABLE, why);
 }
 
 /* Send the call again in ms (a NULL step is the engine's own: msp_vcall_send). */
@@ -208,19 +228,36 @@ void msp_vcall_send(msp_vcall_t *c) {
         msp_vcall_abandon(c);
         return;
     }
-    int (*redis_ok)(redisContext **, const char *) = env->redis_ok ? env->redis_ok : msp_redis_ok;
-    if (!redis_ok(env->redis, env->redis_url)) {
+    char err[256] = "no connection";
+    int up = env->redis_ok ? env->redis_ok(env->redis, env->redis_url)
+             : c->opts.deadline_ms
+                 ? msp_redis_ensure(env->redis, env->redis_url, err, sizeof(err)) == 0
+                 : msp_redis_ok(env->redis, env->redis_url);
+    if (!up && c->opts.deadline_ms) {
+        unavailable(c, err);
+        return;
+    }
+    if (!up) {
         wait_send(c, 1000);
         return;
     }
     int64_t wait_ms = 0;
-    char err[256];
     msp_vcall_take_fn *take = env->take ? env->take : msp_gcra_take;
     int rc = take(*env->redis, c->acct.bucket_key, c->acct.rate, c->acct.burst, 1, &wait_ms, err,
                   sizeof(err));
+    if (rc < 0 && c->opts.deadline_ms) {
+        unavailable(c, err);
+        return;
+    }
     if (rc < 0) {
         MSP_WARN("ratelimit.error", c->tenant, "%s", err);
         wait_send(c, 500);
+        return;
+    }
+    if (rc == 0 && c->opts.deadline_ms && msp_now_ms() + wait_ms > c->opts.deadline_ms) {
+        c->wait_ms = wait_ms < 1 ? 1 : wait_ms;
+        c->status = 0;
+        c->ops->fail(c->owner, MSP_VCALL_FAIL_THROTTLED, "the account's rate limit is exhausted");
         return;
     }
     if (rc == 0) {
@@ -261,7 +298,7 @@ msp_vcall_action_t msp_vcall_judge(const msp_vcall_t *c, const msp_http_response
     if (o == MSP_HTTP_OK)
         return MSP_VCALL_DONE;
     if (res->status == 401 && !c->acct.auth_header && c->acct.auth && c->acct.auth->rejected &&
-        !c->reauthed)
+        !c->reauthed && !c->opts.no_reauth)
         return MSP_VCALL_REAUTH;
     return o == MSP_HTTP_RETRY ? MSP_VCALL_RETRY : MSP_VCALL_FAIL;
 }
@@ -343,11 +380,17 @@ static void http_cb(msp_http_response_t *res, void *opaque) {
     describe(c, res, desc, sizeof(desc));
     if (a == MSP_VCALL_REAUTH && reauth(c, desc))
         return;
-    msp_secure_zero(c->auth, sizeof(c->auth));
     if (a == MSP_VCALL_RETRY) {
+        msp_secure_zero(c->auth, sizeof(c->auth));
+        c->status = res->status;
         retry_answer(c, res, desc);
         return;
     }
+    if (c->opts.no_reauth && (res->status == 401 || res->status == 403) && !c->acct.auth_header &&
+        c->acct.auth && c->acct.auth->rejected)
+        c->acct.auth->rejected(c->acct.auth_ctx, c, c->auth); /* forgotten, not fetched again */
+    msp_secure_zero(c->auth, sizeof(c->auth));
+    c->status = res->status;
     if (c->step.fail && c->step.fail(c->owner, res))
         return;
     c->ops->fail(c->owner, o == MSP_HTTP_FATAL ? MSP_VCALL_FAIL_FORBIDDEN : MSP_VCALL_FAIL_REFUSED,

@@ -122,9 +122,12 @@ void msp_vcall_vendor_account(msp_vcall_t *c, msp_vcall_vendor_t *va, double rat
 
 /** Why a call cannot succeed (the owner's fail hook). */
 typedef enum {
-    MSP_VCALL_FAIL_AUTH = 0,  /**< the token endpoint refused the credentials */
-    MSP_VCALL_FAIL_FORBIDDEN, /**< 401/403 on the call: a permission or scope is missing */
-    MSP_VCALL_FAIL_REFUSED,   /**< another 4xx: the request was refused as it stands */
+    MSP_VCALL_FAIL_AUTH = 0,    /**< the token endpoint refused the credentials */
+    MSP_VCALL_FAIL_FORBIDDEN,   /**< 401/403 on the call: a permission or scope is missing */
+    MSP_VCALL_FAIL_REFUSED,     /**< another 4xx: the request was refused as it stands */
+    MSP_VCALL_FAIL_THROTTLED,   /**< opts.deadline_ms: the bucket frees only after the deadline
+                                   (msp_vcall_t.wait_ms says when it would) */
+    MSP_VCALL_FAIL_UNAVAILABLE, /**< opts.deadline_ms: Redis (the bucket) cannot be reached */
 } msp_vcall_failure_t;
 
 /** The owner's side, one static table per kind of owner. NULL entries are skipped. */
@@ -172,6 +175,28 @@ typedef struct msp_vcall_step_s {
     msp_vcall_retry_fn *retry;     /**< NULL: msp_vcall_retry */
 } msp_vcall_step_t;
 
+/**
+ * A call's options beyond the engine's defaults (all zero: the workers' behaviour). Set after
+ * msp_vcall_init; a one-shot check that answers a waiting client (the gateway's proof of
+ * credentials, vendor.h) uses them, the fetcher, the ticket-creator and the write-back do not.
+ */
+typedef struct msp_vcall_opts_s {
+    /** msp_now_ms() time (0: none). A wait for the bucket that would end after it, or Redis
+     * unreachable, is not waited out: the fail hook gets MSP_VCALL_FAIL_THROTTLED (wait_ms set)
+     * or MSP_VCALL_FAIL_UNAVAILABLE ("redis unavailable: …"). */
+    int64_t deadline_ms;
+    /** Each request's timeout (0: the HTTP client's own). With a deadline: the time left to it,
+     * but at least this. */
+    long timeout_ms;
+    /** A token source's failure, whatever its status, goes to the fail hook (kind AUTH; status
+     * set; why NULL when the source gave no words) instead of being retried. */
+    int token_final;
+    /** A 401 is final even with a token source that could refresh: no second send. The token
+     * a 401 or 403 was answered to is forgotten all the same (rejected), so that a later call
+     * — the credentials fixed at the vendor — asks for a fresh one. */
+    int no_reauth;
+} msp_vcall_opts_t;
+
 struct msp_vcall_s {
     /* Set by msp_vcall_init. */
     const msp_vcall_env_t *env;
@@ -180,6 +205,7 @@ struct msp_vcall_s {
     msp_keyq_item_t *item; /* keyed workers: the owner's item, else NULL */
     const char *tenant;    /* borrowed: logs, the token cache; may be NULL */
     unsigned max_attempts; /* 0 = retry without limit */
+    msp_vcall_opts_t opts; /* zero unless the owner sets them */
 
     /* Set by msp_vcall_account (copied). */
     msp_vcall_account_t acct;
@@ -191,6 +217,8 @@ struct msp_vcall_s {
     int reauthed;     /* a 401 already led to a fresh token */
     int http_inflight, token_wait;
     char auth[4096]; /* a token's header, zeroed after the call */
+    long status;     /* the status of the last failure the fail hook got (token or call) */
+    int64_t wait_ms; /* MSP_VCALL_FAIL_THROTTLED: when the bucket would have a token */
 
     struct event *timer;
     msp_vcall_step_fn *on_timer;
