@@ -10,6 +10,7 @@
  */
 #include "mspsync/vcall.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -431,4 +432,67 @@ void msp_vcall_vendor_account(msp_vcall_t *c, msp_vcall_vendor_t *va, double rat
                              .auth_ctx = va,
                              .vendor = va->cred->vendor};
     msp_vcall_account(c, &a);
+}
+
+/* ------------------------------------------------------------- a proof */
+
+void msp_vcall_proof_end(msp_vcall_proof_t *pr, int code, json_t *body) {
+    msp_vendor_put_t *put = pr->put;
+    put->done(put, code, body);
+}
+
+void msp_vcall_proof_error(msp_vcall_proof_t *pr, int code, const char *fmt, ...) {
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    msp_vcall_proof_end(pr, code, json_pack("{s:s}", "error", text));
+}
+
+static void proof_fail(void *owner, msp_vcall_failure_t kind, const char *why) {
+    msp_vcall_proof_t *pr = owner;
+    msp_vendor_put_t *put = pr->put;
+    if (kind == MSP_VCALL_FAIL_THROTTLED) {
+        put->answered(put, "rate_limited");
+        msp_vcall_proof_error(pr, 502,
+                              "the %s API rate limit for this account is exhausted; try again in "
+                              "%lld s",
+                              put->vendor->label, (long long)(pr->call.wait_ms + 999) / 1000);
+    } else if (kind == MSP_VCALL_FAIL_UNAVAILABLE) {
+        msp_vcall_proof_error(pr, 503, "%s", why);
+    } else if (kind == MSP_VCALL_FAIL_AUTH && pr->token_failed) {
+        pr->token_failed(pr, pr->call.status, why);
+    } else {
+        msp_vcall_proof_error(pr, 502, "%s", why ? why : "the vendor call failed");
+    }
+}
+
+static void proof_answered(void *owner, msp_http_outcome_t outcome) {
+    msp_vcall_proof_t *pr = owner;
+    pr->put->answered(pr->put, msp_http_outcome_name(outcome));
+}
+
+/* max_attempts is 1: a request that could not start, or a token that could not be asked for */
+static void proof_gave_up(void *owner, unsigned attempts, const char *why) {
+    (void)attempts;
+    msp_vcall_proof_error(owner, 502, "%s", why);
+}
+
+static void proof_abandon(void *owner) { msp_vcall_proof_end(owner, 503, NULL); }
+
+static const msp_vcall_ops_t PROOF_OPS = {.fail = proof_fail,
+                                          .answered = proof_answered,
+                                          .gave_up = proof_gave_up,
+                                          .abandon = proof_abandon};
+
+void msp_vcall_proof_init(msp_vcall_proof_t *pr, msp_vendor_put_t *put,
+                          msp_vcall_proof_fail_fn *token_failed) {
+    msp_vcall_init(&pr->call, put->env, &PROOF_OPS, pr, NULL);
+    pr->put = put;
+    pr->token_failed = token_failed;
+    pr->call.tenant = put->tenant;
+    pr->call.max_attempts = 1;
+    pr->call.opts = (msp_vcall_opts_t){
+        .deadline_ms = put->deadline_ms, .timeout_ms = 1000, .token_final = 1, .no_reauth = 1};
 }

@@ -318,4 +318,43 @@ typedef enum {
 msp_vcall_action_t msp_vcall_judge(const msp_vcall_t *c, const msp_http_response_t *res,
                                    msp_http_outcome_t o);
 
+/* ------------------------------------------------------------------------------------------ */
+/* a one-shot check: the proof of a vendor.h PUT                                              */
+
+typedef struct msp_vcall_proof_s msp_vcall_proof_t;
+
+/** A token source's failure during a proof: status of the token endpoint (0: none), why (NULL
+ * when the source gave no words). The row answers it (msp_vcall_proof_end). */
+typedef void(msp_vcall_proof_fail_fn)(msp_vcall_proof_t *pr, long status, const char *why);
+
+/**
+ * A row's proof of credentials (vendor.h msp_vendor_put_part_t.prove) runs its calls through
+ * this: the engine with the options of a client that waits — the put's deadline on bucket waits
+ * and Redis, each request's timeout the time left (at least 1 s), a token failure handed back,
+ * no re-auth on 401, no retries. A row's calls take every answer over in their steps (ok, fail,
+ * retry); what is left is answered here the same for every vendor: the bucket past the deadline
+ * 502 "the <label> API rate limit for this account is exhausted; try again in N s" (counted as
+ * "rate_limited"), Redis 503, the gateway stopping 503 (done's body NULL), a request that could
+ * not start 502. The row embeds it in its put state (owner = the proof).
+ */
+struct msp_vcall_proof_s {
+    msp_vcall_t call;
+    msp_vendor_put_t *put;
+    msp_vcall_proof_fail_fn *token_failed; /**< NULL: the row's account has a fixed header */
+};
+
+/**
+ * @brief Set pr up for put (its env, deadline, tenant): the row then sets the call's account
+ * (msp_vcall_account or msp_vcall_vendor_account) and starts its first call.
+ */
+void msp_vcall_proof_init(msp_vcall_proof_t *pr, msp_vendor_put_t *put,
+                          msp_vcall_proof_fail_fn *token_failed);
+
+/** @brief End the proof: put->done(code, body) (body stolen). pr may be freed in it. */
+void msp_vcall_proof_end(msp_vcall_proof_t *pr, int code, json_t *body);
+
+/** @brief msp_vcall_proof_end with {"error": <printf text>}. */
+void msp_vcall_proof_error(msp_vcall_proof_t *pr, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #endif
