@@ -218,9 +218,9 @@ static int check_where(const json_t *in, const msp_vendor_put_field_t *f, char *
 /* The body against the row's fields, in their order; the first fault in err. @returns 0 or -1. */
 static int check_body(gw_put_t *g, const json_t *in, char *err, size_t err_size) {
     const msp_vendor_put_part_t *put = g->p.vendor->put;
-    const char *known[16];
+    const char *known[MSP_PUT_FIELDS_MAX + 1];
     size_t nk = 0;
-    for (const msp_vendor_put_field_t *f = put->fields; f->name && nk + 1 < 16; f++)
+    for (const msp_vendor_put_field_t *f = put->fields; f->name && nk < MSP_PUT_FIELDS_MAX; f++)
         known[nk++] = f->name;
     known[nk] = NULL;
     if (put->closed && gw_json_only_keys(in, known, err, err_size) != 0)

@@ -368,7 +368,8 @@ typedef struct msp_vendor_put_field_s {
                      sealed_field (one per row); wiped from the parsed body */
 } msp_vendor_put_field_t;
 
-#define MSP_PUT_STORED_MAX 5 /**< fields a row stores as given, at most (test_vendor checks) */
+#define MSP_PUT_STORED_MAX 5  /**< fields a row stores as given, at most (test_vendor checks) */
+#define MSP_PUT_FIELDS_MAX 15 /**< members of a PUT body, at most (test_vendor checks) */
 
 typedef struct msp_vendor_put_s msp_vendor_put_t;
 
