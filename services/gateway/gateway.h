@@ -49,7 +49,6 @@
 #include <librdkafka/rdkafka.h>
 
 #include "mspsync/crypto.h"
-#include "mspsync/cwrmm.h"
 #include "mspsync/http.h"
 #include "mspsync/kafka.h"
 #include "mspsync/ops.h"
@@ -73,7 +72,7 @@ typedef struct gw_config_s {
                              modules read it */
     long long max_body;
     long long vendor_timeout_ms;
-    msp_vendor_put_settings_t put_settings; /* the rows' PUT settings (Syncro's subdomain URL) */
+    msp_vendor_put_settings_t put_settings; /* every row's PUT setting (vendor.h put.setting) */
     long long kafka_delivery_timeout_ms;
     long long kafka_linger_ms;
     long long webhook_max_body;

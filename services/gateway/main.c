@@ -57,7 +57,7 @@ static const msp_config_entry_t config[] = {
     {"MSPSYNC_VENDOR_TIMEOUT_MS", MSP_CFG_INT, "15000",
      "limit for a vendor check (rate-limit wait + request) when saving an integration",
      &gw.cfg.vendor_timeout_ms, 100, 300000, 0},
-    /* every vendor row's PUT setting (Syncro's MSPSYNC_SYNCRO_SUBDOMAIN_URL) */
+    /* every vendor row's PUT setting (msp_vendor_put_part_t.setting), in registry order */
     {"(vendor PUT settings)", MSP_CFG_EXPAND, NULL, NULL, &gw.cfg.put_settings, 0, 0, 0,
      msp_vendor_put_setting_rows},
     MSP_SVC_VENDOR_RATE_ROWS(gw.cfg.svc),
