@@ -10,6 +10,7 @@
  */
 #include "mspsync/vcall.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +149,14 @@ void msp_vcall_retry(msp_vcall_t *c, int64_t retry_after_ms, const char *why) {
 
 static void http_cb(msp_http_response_t *res, void *opaque);
 
+/* A request's timeout under the call's options (0: the client's own). */
+static long timeout_ms(const msp_vcall_t *c) {
+    if (!c->opts.deadline_ms)
+        return c->opts.timeout_ms;
+    int64_t left = c->opts.deadline_ms - msp_now_ms();
+    return left < c->opts.timeout_ms ? c->opts.timeout_ms : (long)left;
+}
+
 static void request(msp_vcall_t *c, const char *auth_header) {
     char url[2048];
     snprintf(url, sizeof(url), "%s%s", c->url ? "" : c->acct.base_url, c->url ? c->url : c->path);
@@ -158,7 +167,8 @@ static void request(msp_vcall_t *c, const char *auth_header) {
                               .headers = headers,
                               .body = c->body,
                               .body_len = c->body ? strlen(c->body) : 0,
-                              .tenant = c->tenant};
+                              .tenant = c->tenant,
+                              .timeout_ms = timeout_ms(c)};
     msp_vcall_send_fn *send = c->env->send ? c->env->send : msp_http_request;
     c->http_inflight = 1;
     if (send(*c->env->http, &req, http_cb, c) != 0) {
@@ -192,7 +202,10 @@ void msp_vcall_authed(msp_vcall_t *c, const char *auth_header, long status, int6
         return;
     }
     if (!auth_header) {
-        if (status == 401 || status == 403)
+        c->status = status;
+        if (c->opts.token_final)
+            c->ops->fail(c->owner, MSP_VCALL_FAIL_AUTH, error);
+        else if (status == 401 || status == 403)
             c->ops->fail(c->owner, MSP_VCALL_FAIL_AUTH, error ? error : "token refused");
         else
             msp_vcall_retry(c, retry_after_ms, error ? error : "no token");
@@ -202,11 +215,29 @@ void msp_vcall_authed(msp_vcall_t *c, const char *auth_header, long status, int6
     request(c, c->auth);
 }
 
+/* opts.deadline_ms: the bucket cannot be read, and the caller will not wait for it. */
+static void unavailable(msp_vcall_t *c, const char *err) {
+    char why[700];
+    snprintf(why, sizeof(why), "redis unavailable: %s", err);
+    c->status = 0;
+    c->ops->fail(c->owner, MSP_VCALL_FAIL_UNAVAILABLE, why);
+}
+
 /* Send the call again in ms (a NULL step is the engine's own: msp_vcall_send). */
 static void wait_send(msp_vcall_t *c, int64_t ms) { msp_vcall_wait(c, ms, NULL); }
 
 /* What the bucket said: go on, wait for it, or wait for Redis. */
 static void after_take(msp_vcall_t *c, int rc, int64_t wait_ms, const char *err) {
+    if (rc < 0 && c->opts.deadline_ms) {
+        unavailable(c, err);
+        return;
+    }
+    if (rc == 0 && c->opts.deadline_ms && msp_now_ms() + wait_ms > c->opts.deadline_ms) {
+        c->wait_ms = wait_ms < 1 ? 1 : wait_ms;
+        c->status = 0;
+        c->ops->fail(c->owner, MSP_VCALL_FAIL_THROTTLED, "the account's rate limit is exhausted");
+        return;
+    }
     if (rc < 0) {
         MSP_WARN("ratelimit.error", c->tenant, "%s", err);
         wait_send(c, 500);
@@ -242,6 +273,10 @@ static void take_async(msp_vcall_t *c) {
     if (rc == 0)
         return;
     c->take_inflight = 0;
+    if (rc == -2 && c->opts.deadline_ms) {
+        unavailable(c, err);
+        return;
+    }
     if (rc == -2) { /* not connected now: it reconnects by itself */
         MSP_WARN("redis.unavailable", c->tenant, "%s", err);
         wait_send(c, 1000);
@@ -260,13 +295,20 @@ void msp_vcall_send(msp_vcall_t *c) {
         take_async(c);
         return;
     }
-    int (*redis_ok)(redisContext **, const char *) = env->redis_ok ? env->redis_ok : msp_redis_ok;
-    if (!redis_ok(env->redis, env->redis_url)) {
+    char err[256] = "no connection";
+    int up = env->redis_ok ? env->redis_ok(env->redis, env->redis_url)
+             : c->opts.deadline_ms
+                 ? msp_redis_ensure(env->redis, env->redis_url, err, sizeof(err)) == 0
+                 : msp_redis_ok(env->redis, env->redis_url);
+    if (!up && c->opts.deadline_ms) {
+        unavailable(c, err);
+        return;
+    }
+    if (!up) {
         wait_send(c, 1000);
         return;
     }
     int64_t wait_ms = 0;
-    char err[256];
     msp_vcall_take_fn *take = env->take ? env->take : msp_gcra_take;
     int rc = take(*env->redis, c->acct.bucket_key, c->acct.rate, c->acct.burst, 1, &wait_ms, err,
                   sizeof(err));
@@ -302,7 +344,7 @@ msp_vcall_action_t msp_vcall_judge(const msp_vcall_t *c, const msp_http_response
     if (o == MSP_HTTP_OK)
         return MSP_VCALL_DONE;
     if (res->status == 401 && !c->acct.auth_header && c->acct.auth && c->acct.auth->rejected &&
-        !c->reauthed)
+        !c->reauthed && !c->opts.no_reauth)
         return MSP_VCALL_REAUTH;
     return o == MSP_HTTP_RETRY ? MSP_VCALL_RETRY : MSP_VCALL_FAIL;
 }
@@ -384,11 +426,17 @@ static void http_cb(msp_http_response_t *res, void *opaque) {
     describe(c, res, desc, sizeof(desc));
     if (a == MSP_VCALL_REAUTH && reauth(c, desc))
         return;
-    msp_secure_zero(c->auth, sizeof(c->auth));
     if (a == MSP_VCALL_RETRY) {
+        msp_secure_zero(c->auth, sizeof(c->auth));
+        c->status = res->status;
         retry_answer(c, res, desc);
         return;
     }
+    if (c->opts.no_reauth && (res->status == 401 || res->status == 403) && !c->acct.auth_header &&
+        c->acct.auth && c->acct.auth->rejected)
+        c->acct.auth->rejected(c->acct.auth_ctx, c, c->auth); /* forgotten, not fetched again */
+    msp_secure_zero(c->auth, sizeof(c->auth));
+    c->status = res->status;
     if (c->step.fail && c->step.fail(c->owner, res))
         return;
     c->ops->fail(c->owner, o == MSP_HTTP_FATAL ? MSP_VCALL_FAIL_FORBIDDEN : MSP_VCALL_FAIL_REFUSED,
@@ -429,4 +477,67 @@ void msp_vcall_vendor_account(msp_vcall_t *c, msp_vcall_vendor_t *va, double rat
                              .auth_ctx = va,
                              .vendor = va->cred->vendor};
     msp_vcall_account(c, &a);
+}
+
+/* ------------------------------------------------------------- a proof */
+
+void msp_vcall_proof_end(msp_vcall_proof_t *pr, int code, json_t *body) {
+    msp_vendor_put_t *put = pr->put;
+    put->done(put, code, body);
+}
+
+void msp_vcall_proof_error(msp_vcall_proof_t *pr, int code, const char *fmt, ...) {
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    msp_vcall_proof_end(pr, code, json_pack("{s:s}", "error", text));
+}
+
+static void proof_fail(void *owner, msp_vcall_failure_t kind, const char *why) {
+    msp_vcall_proof_t *pr = owner;
+    msp_vendor_put_t *put = pr->put;
+    if (kind == MSP_VCALL_FAIL_THROTTLED) {
+        put->answered(put, "rate_limited");
+        msp_vcall_proof_error(pr, 502,
+                              "the %s API rate limit for this account is exhausted; try again in "
+                              "%lld s",
+                              put->vendor->label, (long long)(pr->call.wait_ms + 999) / 1000);
+    } else if (kind == MSP_VCALL_FAIL_UNAVAILABLE) {
+        msp_vcall_proof_error(pr, 503, "%s", why);
+    } else if (kind == MSP_VCALL_FAIL_AUTH && pr->token_failed) {
+        pr->token_failed(pr, pr->call.status, why);
+    } else {
+        msp_vcall_proof_error(pr, 502, "%s", why ? why : "the vendor call failed");
+    }
+}
+
+static void proof_answered(void *owner, msp_http_outcome_t outcome) {
+    msp_vcall_proof_t *pr = owner;
+    pr->put->answered(pr->put, msp_http_outcome_name(outcome));
+}
+
+/* max_attempts is 1: a request that could not start, or a token that could not be asked for */
+static void proof_gave_up(void *owner, unsigned attempts, const char *why) {
+    (void)attempts;
+    msp_vcall_proof_error(owner, 502, "%s", why);
+}
+
+static void proof_abandon(void *owner) { msp_vcall_proof_end(owner, 503, NULL); }
+
+static const msp_vcall_ops_t PROOF_OPS = {.fail = proof_fail,
+                                          .answered = proof_answered,
+                                          .gave_up = proof_gave_up,
+                                          .abandon = proof_abandon};
+
+void msp_vcall_proof_init(msp_vcall_proof_t *pr, msp_vendor_put_t *put,
+                          msp_vcall_proof_fail_fn *token_failed) {
+    msp_vcall_init(&pr->call, put->env, &PROOF_OPS, pr, NULL);
+    pr->put = put;
+    pr->token_failed = token_failed;
+    pr->call.tenant = put->tenant;
+    pr->call.max_attempts = 1;
+    pr->call.opts = (msp_vcall_opts_t){
+        .deadline_ms = put->deadline_ms, .timeout_ms = 1000, .token_final = 1, .no_reauth = 1};
 }

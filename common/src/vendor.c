@@ -112,6 +112,12 @@ int msp_vendor_list_has(const char *list, const char *item) {
     return 0;
 }
 
+void msp_vendor_list_add(char *list, size_t list_size, const char *item) {
+    size_t len = strlen(list);
+    if (!msp_vendor_list_has(list, item))
+        snprintf(list + len, list_size - len, "%s%s", len ? "," : "", item);
+}
+
 int msp_vendor_type_enabled(const msp_vendor_type_t *t, const char *features) {
     return !features || msp_vendor_list_has(features, t->feature);
 }
@@ -141,6 +147,21 @@ size_t msp_vendor_rate_rows(void *rates, msp_config_entry_t *out, size_t max) {
         for (size_t k = 0; k < 2; k++, n++)
             if (out && n < max)
                 out[n] = rows[k];
+    }
+    return n;
+}
+
+size_t msp_vendor_put_setting_rows(void *settings, msp_config_entry_t *out, size_t max) {
+    msp_vendor_put_settings_t *ps = settings;
+    size_t n = 0;
+    for (size_t i = 0; i < MSP_VENDOR_COUNT; i++) {
+        if (!ROWS[i]->put || !ROWS[i]->put->setting.name)
+            continue;
+        if (out && n < max) {
+            out[n] = ROWS[i]->put->setting;
+            out[n].dest = ps ? &ps->value[i] : NULL;
+        }
+        n++;
     }
     return n;
 }

@@ -24,6 +24,10 @@
 #include <string.h>
 
 #include "mspsync/cwrmm.h"
+#include "mspsync/log.h"
+#include "mspsync/redis.h"
+#include "mspsync/utf8.h"
+#include "mspsync/vcall.h"
 
 /* ---- credentials and authentication ------------------------------------------------------ */
 
@@ -477,6 +481,237 @@ static const msp_vendor_admin_t CW_ADMIN = {.shown = CW_SHOWN,
                                             .purge_keys = NULL,
                                             .removal_keys = CW_REMOVAL_KEYS};
 
+/* ---- the gateway's PUT: the API client, where the account is, and the proof --------------- */
+
+/*
+ * Saving proves the credentials before anything is stored, through the vendor-call engine:
+ *   1. a token from the gateway's token cache (the row's auth state: the cache every process
+ *      shares through Redis, so saving never asks for a second token while a worker holds one:
+ *      ConnectWise locks keys that ask for too many);
+ *   2. GET companies (scope platform.companies.read);
+ *   3. the device list of the first company, one device (platform.devices.read; a 404 means
+ *      "no devices" and is fine);
+ *   4. when write-back is opted into: GET custom-field definitions (…definitions.read).
+ * A vendor 4xx answers 422 {"error": msp_cwrmm_describe text, "vendor_status": N} (401 wrong
+ * secret, 403 naming the scope in "missing_scope", 423 locked key); a 5xx, 429 or transport
+ * failure answers 502 (with vendor_status when there was one). A token answered 401 or 403 is
+ * forgotten (memory and Redis: the engine's no_reauth), so fixing the API client's scopes at the
+ * vendor and saving again asks for a fresh token.
+ */
+
+#define CW_MAX_CLIENT_ID 255
+#define CW_MAX_SECRET 1024
+
+static const msp_vendor_put_field_t CW_PUT_FIELDS[] = {
+    {"region", MSP_PUT_WHERE, 0, 0},
+    {"base_url", MSP_PUT_WHERE, 0, 0},
+    {"client_id", MSP_PUT_TEXT, CW_MAX_CLIENT_ID, 0},
+    {"client_secret", MSP_PUT_TEXT, CW_MAX_SECRET, 1},
+    {"writeback", MSP_PUT_WRITEBACK, 0, 0},
+    {NULL, 0, 0, 0},
+};
+
+/* The keys (after the tenant) another partner's custom-field ids and tokens live in. */
+static const char *const CW_ACCOUNT_KEYS[] = {"token:cwrmm", "token:cwrmm:lock", "cwrmm:defs",
+                                              "sched:cwrmm", NULL};
+
+typedef enum {
+    CW_CHECK_COMPANIES,
+    CW_CHECK_DEVICES,
+    CW_CHECK_DEFINITIONS,
+    CW_CHECK_DONE
+} cw_check_t;
+
+static const struct {
+    const char *method, *path;
+} CW_CHECKS[] = {
+    [CW_CHECK_COMPANIES] = {"GET", "/api/platform/v1/company/companies"},
+    [CW_CHECK_DEVICES] = {"POST", "/api/platform/v2/device/categories/all/endpoints"},
+    [CW_CHECK_DEFINITIONS] = {"GET", "/api/platform/v1/custom-field/definitions"},
+};
+
+typedef struct cw_put_s {
+    msp_vcall_proof_t pr;
+    msp_cwrmm_integration_t in; /* in.client_secret: plaintext, zeroed on free */
+    msp_vendor_cred_t cred;     /* {row, &in}: the engine's token source reads it */
+    msp_vcall_vendor_t va;
+    char region[8];
+    cw_check_t step;
+    char company[128]; /* first company id, "" when none */
+} cw_put_t;
+
+static void cw_put_free(msp_vendor_put_t *p) {
+    cw_put_t *s = p->impl;
+    if (!s)
+        return;
+    msp_vcall_clear(&s->pr.call);
+    msp_cwrmm_integration_clear(&s->in);
+    free(s);
+    p->impl = NULL;
+    p->secret = NULL;
+}
+
+static int cw_put_validate(msp_vendor_put_t *p, const json_t *body, char *err, size_t err_size) {
+    const char *region = json_string_value(json_object_get(body, "region"));
+    char base[512];
+    if (msp_cwrmm_base_url(region, json_string_value(json_object_get(body, "base_url")), base,
+                           sizeof(base), err, err_size) != 0)
+        return -1;
+    cw_put_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -2;
+    p->impl = s;
+    const char *client_id = json_string_value(json_object_get(body, "client_id"));
+    if (!(s->in.client_secret = strdup(json_string_value(json_object_get(body, "client_secret")))))
+        return -2;
+    if (region) /* msp_cwrmm_base_url accepted it: na, eu or au in any case */
+        for (size_t i = 0; i + 1 < sizeof(s->region) && region[i]; i++)
+            s->region[i] = (char)(region[i] | 0x20);
+    snprintf(s->in.base_url, sizeof(s->in.base_url), "%s", base);
+    snprintf(s->in.client_id, sizeof(s->in.client_id), "%s", client_id);
+    msp_cwrmm_account_id(base, client_id, s->in.account, sizeof(s->in.account));
+    char tag[96];
+    snprintf(tag, sizeof(tag), "%s%s", msp_vendor_cwrmm.rate.bucket_tag, s->in.account);
+    msp_key(s->in.bucket_key, sizeof(s->in.bucket_key), tag, "rl");
+    s->in.writeback_purchase = p->writeback_purchase == 1;
+    s->in.writeback_warranty = p->writeback_warranty == 1;
+    p->secret = s->in.client_secret;
+    p->base_url = s->in.base_url;
+    p->account_id = s->in.account;
+    const char *stored[] = {"base_url",      s->in.base_url, "region",      s->region, "client_id",
+                            s->in.client_id, "account_id",   s->in.account, NULL};
+    memcpy(p->stored, stored, sizeof(stored));
+    return 0;
+}
+
+/* A check (or the token) failed: a vendor 4xx is the caller's to fix (422), the rest is ours or
+ * the vendor's (502). Ends the proof. */
+static void cw_put_failed(cw_put_t *s, long status, const char *desc, const char *scope) {
+    MSP_INFO("integration.rejected", s->pr.put->tenant, "cwrmm: %s", desc);
+    if (msp_vcall_refused(status)) {
+        json_t *body = json_pack("{s:s,s:I}", "error", desc, "vendor_status", (json_int_t)status);
+        if (body && scope)
+            json_object_set_new(body, "missing_scope", json_string(scope));
+        msp_vcall_proof_end(&s->pr, 422, body);
+    } else if (status) {
+        msp_vcall_proof_end(
+            &s->pr, 502,
+            json_pack("{s:s,s:I}", "error", desc, "vendor_status", (json_int_t)status));
+    } else {
+        msp_vcall_proof_error(&s->pr, 502, "%s", desc);
+    }
+}
+
+static void cw_put_token_failed(msp_vcall_proof_t *pr, long status, const char *why) {
+    cw_put_failed((cw_put_t *)pr, status, why ? why : "could not get a ConnectWise RMM token",
+                  NULL);
+}
+
+static void cw_put_next(cw_put_t *s);
+
+static void cw_put_ok(void *owner, msp_http_response_t *res, json_t *body) {
+    (void)body;
+    cw_put_t *s = owner;
+    if (s->step == CW_CHECK_COMPANIES) {
+        json_t *list = json_loadb(res->body, res->body_len, 0, NULL);
+        json_t *first = json_is_array(list) ? json_array_get(list, 0) : NULL;
+        const char *id = json_string_value(json_object_get(first, "id"));
+        if (!json_is_array(list)) {
+            json_decref(list);
+            msp_vcall_proof_error(&s->pr, 502,
+                                  "ConnectWise RMM answered GET %s with an unexpected body (not a "
+                                  "JSON array)",
+                                  CW_CHECKS[CW_CHECK_COMPANIES].path);
+            return;
+        }
+        snprintf(s->company, sizeof(s->company), "%s", id && strlen(id) < 128 ? id : "");
+        json_decref(list);
+    }
+    s->step++;
+    cw_put_next(s);
+}
+
+/* A final answer (4xx or an unclassified status): a device list's 404 means "no devices". */
+static int cw_put_fail(void *owner, const msp_http_response_t *res) {
+    cw_put_t *s = owner;
+    long st = res->status;
+    const char *method = CW_CHECKS[s->step].method, *path = CW_CHECKS[s->step].path;
+    if (st == 404 && s->step == CW_CHECK_DEVICES) {
+        s->step++;
+        cw_put_next(s);
+        return 1;
+    }
+    char desc[768];
+    msp_cwrmm_describe(res, method, path, desc, sizeof(desc));
+    cw_put_failed(s, st, desc, st == 403 ? msp_cwrmm_scope_for(method, path) : NULL);
+    return 1;
+}
+
+static void cw_put_retry(void *owner, const msp_http_response_t *res, int64_t retry_after_ms,
+                         const char *why) {
+    (void)retry_after_ms;
+    cw_put_failed(owner, res->status, why, NULL);
+}
+
+static const msp_vcall_step_t CW_PUT_STEP = {
+    .ok = cw_put_ok, .expect = MSP_VCALL_BODY_ANY, .fail = cw_put_fail, .retry = cw_put_retry};
+
+/* Run the current check, skipping the ones that do not apply; the end after the last. */
+static void cw_put_next(cw_put_t *s) {
+    if (s->step == CW_CHECK_DEVICES && !s->company[0])
+        s->step++; /* no company, no devices to ask for */
+    if (s->step == CW_CHECK_DEFINITIONS && !s->in.writeback_purchase && !s->in.writeback_warranty)
+        s->step++;
+    if (s->step == CW_CHECK_DONE) {
+        msp_vcall_proof_end(&s->pr, 0, NULL);
+        return;
+    }
+    char url[1024];
+    char *body = NULL;
+    if (s->step == CW_CHECK_DEVICES) {
+        const char *ids[1] = {s->company};
+        body = msp_cwrmm_devices_body(ids, 1);
+        if (msp_cwrmm_devices_url(s->in.base_url, 1, NULL, url, sizeof(url)) != 0 || !body) {
+            free(body);
+            msp_vcall_proof_error(&s->pr, 500, "could not build the device list request");
+            return;
+        }
+    } else {
+        snprintf(url, sizeof(url), "%s%s", s->in.base_url, CW_CHECKS[s->step].path);
+    }
+    msp_vcall_call_url(&s->pr.call, CW_CHECKS[s->step].method, strdup(url), CW_CHECKS[s->step].path,
+                       body, &CW_PUT_STEP);
+}
+
+static void cw_put_prove(msp_vendor_put_t *p) {
+    cw_put_t *s = p->impl;
+    msp_vcall_proof_init(&s->pr, p, cw_put_token_failed);
+    s->cred = (msp_vendor_cred_t){&msp_vendor_cwrmm, &s->in};
+    s->va = (msp_vcall_vendor_t){p->auth, &s->cred};
+    msp_vcall_vendor_account(&s->pr.call, &s->va, p->rate, p->burst);
+    s->step = CW_CHECK_COMPANIES;
+    cw_put_next(s);
+}
+
+static void cw_put_stop(msp_vendor_put_t *p) {
+    cw_put_t *s = p->impl;
+    if (s)
+        msp_vcall_stop(&s->pr.call);
+}
+
+static const msp_vendor_put_part_t CW_PUT = {
+    .fields = CW_PUT_FIELDS,
+    .closed = 1,
+    .chooses_features = 0,
+    .answer_full = 1,
+    .account_keys = CW_ACCOUNT_KEYS,
+    .setting = {NULL, MSP_CFG_STR, NULL, NULL, NULL, 0, 0, 0, NULL},
+    .validate = cw_put_validate,
+    .prove = cw_put_prove,
+    .stop = cw_put_stop,
+    .free = cw_put_free,
+};
+
 const msp_vendor_t msp_vendor_cwrmm = {
     .id = MSP_VENDOR_CWRMM,
     .name = "cwrmm",
@@ -494,6 +729,7 @@ const msp_vendor_t msp_vendor_cwrmm = {
     .types = CW_TYPES,
     .types_cnt = sizeof(CW_TYPES) / sizeof(CW_TYPES[0]),
     .admin = &CW_ADMIN,
+    .put = &CW_PUT,
     .hints =
         {
             [MSP_HINT_REFUSED] =

@@ -29,9 +29,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "mspsync/log.h"
 #include "mspsync/model.h"
+#include "mspsync/redis.h"
 #include "mspsync/syncro.h"
 #include "mspsync/syncro_store.h"
+#include "mspsync/vcall.h"
 
 /* ---- credentials and authentication ------------------------------------------------------ */
 
@@ -356,6 +359,256 @@ static const msp_vendor_admin_t SY_ADMIN = {.shown = SY_SHOWN,
                                             .purge_keys = SY_PURGE_KEYS,
                                             .removal_keys = NULL};
 
+/* ---- the gateway's PUT: the key, where the account is, and the proof --------------------- */
+
+/*
+ * Saving proves the key before anything is stored: GET /me (through the vendor-call engine, so
+ * with a token of the account's shared bucket, the one the fetcher uses: the two never add up
+ * past Syncro's 180/min), then a probe for each permission /me cannot tell (msp_syncro_probe_t:
+ * 401 = lacking, any other answer of Syncro's below 500 but 408/429 = held). The gateway then
+ * chooses the features from what the key holds, seals the key (AAD "<t>/syncro") and stores it.
+ * A /me answer refused (4xx) is 422 {error, vendor_status}; any other failure 502.
+ */
+
+#define SY_MAX_API_KEY 1024
+
+static const msp_vendor_put_field_t SY_PUT_FIELDS[] = {
+    {"writeback", MSP_PUT_WRITEBACK, 0, 0},
+    {"features", MSP_PUT_FEATURES, 0, 0},
+    {"sync_interval_minutes", MSP_PUT_INTERVAL, 0, 0},
+    {"subdomain", MSP_PUT_WHERE, 0, 0},
+    {"base_url", MSP_PUT_WHERE, 0, 0},
+    {"api_key", MSP_PUT_TEXT, SY_MAX_API_KEY, 1},
+    {NULL, 0, 0, 0},
+};
+
+typedef struct sy_put_s {
+    msp_vcall_proof_t pr;
+    char base_url[512], account_id[512], bucket[700];
+    char *api_key; /* plaintext: zeroed on free */
+    char *auth;    /* its header: zeroed on free */
+    /* the permission check: step 0 is GET /me, step i > 0 probes probes[i - 1] */
+    json_t *me_perms;
+    const char *probes[32]; /* permissions /me cannot tell (borrowed from the row) */
+    size_t probes_cnt, step;
+} sy_put_t;
+
+static void sy_put_free(msp_vendor_put_t *p) {
+    sy_put_t *s = p->impl;
+    if (!s)
+        return;
+    msp_vcall_clear(&s->pr.call);
+    json_decref(s->me_perms);
+    if (s->api_key) {
+        msp_secure_zero(s->api_key, strlen(s->api_key));
+        free(s->api_key);
+    }
+    if (s->auth) {
+        msp_secure_zero(s->auth, strlen(s->auth));
+        free(s->auth);
+    }
+    free(s);
+    p->impl = NULL;
+    p->secret = NULL;
+}
+
+/*
+ * A subdomain's base URL as the gateway's MSPSYNC_SYNCRO_SUBDOMAIN_URL spells it: base holds the
+ * normalized "https://<name>.syncromsp.com/api/v1" (msp_syncro_base_url) and is rewritten with
+ * <name> in place of {subdomain}. @returns 0, or -1 (err) when the result does not fit.
+ */
+static int sy_subdomain_url(const char *tmpl, char *base, size_t base_size, char *err,
+                            size_t err_size) {
+    const char *at = tmpl ? strstr(tmpl, "{subdomain}") : NULL;
+    char name[80];
+    if (!at)
+        return 0;
+    const char *host = base + strlen("https://");
+    snprintf(name, sizeof(name), "%.*s", (int)strcspn(host, "."), host);
+    int n = snprintf(base, base_size, "%.*s%s%s", (int)(at - tmpl), tmpl, name,
+                     at + strlen("{subdomain}"));
+    if (n < 0 || (size_t)n >= base_size) {
+        snprintf(err, err_size, "the Syncro base URL is too long");
+        return -1;
+    }
+    return 0;
+}
+
+static int sy_put_validate(msp_vendor_put_t *p, const json_t *body, char *err, size_t err_size) {
+    const char *sub = json_string_value(json_object_get(body, "subdomain"));
+    const char *base_in = json_string_value(json_object_get(body, "base_url"));
+    char base[512], tag[560];
+    if (msp_syncro_base_url(sub, base_in, base, sizeof(base), err, err_size) != 0 ||
+        (sub && sy_subdomain_url(p->setting, base, sizeof(base), err, err_size) != 0))
+        return -1;
+    sy_put_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -2;
+    p->impl = s;
+    snprintf(s->base_url, sizeof(s->base_url), "%s", base);
+    msp_syncro_account_id(base, s->account_id, sizeof(s->account_id));
+    snprintf(tag, sizeof(tag), "%s%s", msp_vendor_syncro.rate.bucket_tag, s->account_id);
+    if (msp_key(s->bucket, sizeof(s->bucket), tag, "rl") < 0) {
+        snprintf(err, err_size, "the Syncro base URL is too long");
+        return -1;
+    }
+    const char *key = json_string_value(json_object_get(body, "api_key"));
+    size_t auth_size = 4 * strlen(key) + 64;
+    s->api_key = strdup(key);
+    s->auth = malloc(auth_size);
+    if (!s->api_key || !s->auth)
+        return -2;
+    msp_syncro_auth_header(s->api_key, s->auth, auth_size);
+    p->secret = s->api_key;
+    p->base_url = s->base_url;
+    p->account_id = s->account_id;
+    const char *stored[] = {"base_url", s->base_url, "account_id", s->account_id, NULL};
+    memcpy(p->stored, stored, sizeof(stored));
+    return 0;
+}
+
+static void sy_put_call(sy_put_t *s);
+
+/* A call of the check failed in a way that says nothing about a permission. Ends the proof. */
+static void sy_put_failed(sy_put_t *s, const msp_http_response_t *res) {
+    char desc[768];
+    long st = res->status;
+    msp_syncro_describe(res, s->pr.call.method, s->pr.call.path, desc, sizeof(desc));
+    MSP_INFO("integration.rejected", s->pr.put->tenant, "%s", desc);
+    if (msp_vcall_refused(st))
+        msp_vcall_proof_end(&s->pr, 422,
+                            json_pack("{s:s,s:I}", "error", desc, "vendor_status", (json_int_t)st));
+    else
+        msp_vcall_proof_error(&s->pr, 502, "%s", desc);
+}
+
+/* Go on: the next probe, or the end (every permission known). */
+static void sy_put_next(sy_put_t *s) {
+    if (s->step < s->probes_cnt) {
+        s->step++;
+        sy_put_call(s);
+        return;
+    }
+    msp_vcall_proof_end(&s->pr, 0, NULL);
+}
+
+/* GET /me answered: read its flags, list the permissions only a probe can tell. */
+static void sy_put_me(sy_put_t *s, const msp_http_response_t *res) {
+    msp_vendor_put_t *p = s->pr.put;
+    char err[256];
+    if (!(s->me_perms = msp_syncro_me_permissions(res->body, res->body_len, err, sizeof(err)))) {
+        MSP_WARN("integration.me_unexpected", p->tenant, "GET /me body: %s", err);
+        msp_vcall_proof_error(&s->pr, 502, "Syncro answered GET /me with an unexpected body: %s",
+                              err);
+        return;
+    }
+    /* every permission of every feature, once, in the row's order */
+    for (const msp_vendor_feature_t *f = msp_vendor_syncro.features; f->feature; f++)
+        for (const char *const *perm = f->permissions; *perm; perm++) {
+            msp_syncro_probe_t pr;
+            size_t k = 0;
+            while (k < s->probes_cnt && strcmp(s->probes[k], *perm) != 0)
+                k++;
+            if (msp_vendor_list_has(p->granted, *perm) || k < s->probes_cnt ||
+                msp_syncro_probe_for(*perm, &pr) != 0)
+                continue;
+            if (pr.me_area) {
+                if (msp_syncro_me_grants(s->me_perms, pr.me_area, pr.me_flag))
+                    msp_vendor_list_add(p->granted, sizeof(p->granted), *perm);
+            } else if (s->probes_cnt < sizeof(s->probes) / sizeof(s->probes[0])) {
+                s->probes[s->probes_cnt++] = *perm;
+            }
+        }
+    sy_put_next(s);
+}
+
+/* Every answer of the check: /me, or a probe (401 = the permission is missing; any other answer
+ * of Syncro's = it is held). */
+static void sy_put_answer(sy_put_t *s, const msp_http_response_t *res) {
+    long st = res->status;
+    if (s->step == 0) {
+        if (st >= 200 && st < 300)
+            sy_put_me(s, res);
+        else
+            sy_put_failed(s, res);
+    } else if (st == 401) {
+        sy_put_next(s);
+    } else if (st >= 200 && st < 500 && st != 429 && st != 408) {
+        msp_vendor_list_add(s->pr.put->granted, sizeof(s->pr.put->granted), s->probes[s->step - 1]);
+        sy_put_next(s);
+    } else {
+        sy_put_failed(s, res);
+    }
+}
+
+static void sy_put_ok(void *owner, msp_http_response_t *res, json_t *body) {
+    (void)body;
+    sy_put_answer(owner, res);
+}
+
+static int sy_put_fail(void *owner, const msp_http_response_t *res) {
+    sy_put_answer(owner, res);
+    return 1;
+}
+
+static void sy_put_retry(void *owner, const msp_http_response_t *res, int64_t retry_after_ms,
+                         const char *why) {
+    (void)retry_after_ms, (void)why;
+    sy_put_answer(owner, res);
+}
+
+static const msp_vcall_step_t SY_PUT_STEP = {
+    .ok = sy_put_ok, .expect = MSP_VCALL_BODY_ANY, .fail = sy_put_fail, .retry = sy_put_retry};
+
+/* The check's current call: GET /me, then one probe per permission /me does not name. */
+static void sy_put_call(sy_put_t *s) {
+    char url[600], path[64];
+    msp_syncro_probe_t pr = {.method = "GET", .path = "me"};
+    if (s->step > 0)
+        msp_syncro_probe_for(s->probes[s->step - 1], &pr);
+    snprintf(url, sizeof(url), "%s/%s", s->base_url, pr.path);
+    snprintf(path, sizeof(path), "/%s", pr.path);
+    msp_vcall_call_url(&s->pr.call, pr.method, strdup(url), path, pr.body ? strdup(pr.body) : NULL,
+                       &SY_PUT_STEP);
+}
+
+static void sy_put_prove(msp_vendor_put_t *p) {
+    sy_put_t *s = p->impl;
+    msp_vcall_proof_init(&s->pr, p, NULL);
+    msp_vcall_account_t acct = {.base_url = s->base_url,
+                                .bucket_key = s->bucket,
+                                .rate = p->rate,
+                                .burst = p->burst,
+                                .auth_header = s->auth,
+                                .vendor = &msp_vendor_syncro};
+    msp_vcall_account(&s->pr.call, &acct);
+    sy_put_call(s);
+}
+
+static void sy_put_stop(msp_vendor_put_t *p) {
+    sy_put_t *s = p->impl;
+    if (s)
+        msp_vcall_stop(&s->pr.call);
+}
+
+static const msp_vendor_put_part_t SY_PUT = {
+    .fields = SY_PUT_FIELDS,
+    .closed = 0,
+    .chooses_features = 1,
+    .answer_full = 0,
+    .account_keys = NULL,
+    .setting = {"MSPSYNC_SYNCRO_SUBDOMAIN_URL", MSP_CFG_STR,
+                "https://{subdomain}.syncromsp.com/api/v1",
+                "the API base URL a Syncro integration saved with a subdomain gets, {subdomain} "
+                "being the normalized name (\"acme\" for acme.syncromsp.com); tests point it at "
+                "the simulator",
+                NULL, 0, 0, 0, NULL},
+    .validate = sy_put_validate,
+    .prove = sy_put_prove,
+    .stop = sy_put_stop,
+    .free = sy_put_free,
+};
+
 const msp_vendor_t msp_vendor_syncro = {
     .id = MSP_VENDOR_SYNCRO,
     .name = "syncro",
@@ -374,6 +627,7 @@ const msp_vendor_t msp_vendor_syncro = {
     .types = SY_TYPES,
     .types_cnt = sizeof(SY_TYPES) / sizeof(SY_TYPES[0]),
     .admin = &SY_ADMIN,
+    .put = &SY_PUT,
     .hints =
         {
             [MSP_HINT_REFUSED] = "Syncro refused the request; check the integration settings",

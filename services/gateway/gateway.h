@@ -25,8 +25,8 @@
  *   integrations.c     what every integration shares: the descriptor table, status rendering,
  *                      POST .../sync, PATCH (write-back opt-in), POST .../disable
  *   integration_remove.c DELETE of any integration (the row says purge or removal)
- *   api_syncro.c       PUT /v1/tenants/{t}/integrations/syncro (prove the key, store it)
- *   api_cwrmm.c        PUT /v1/tenants/{t}/integrations/cwrmm: ConnectWise RMM
+ *   integration_put.c  PUT of any integration: the row's body and proof (vendor.h), then seal,
+ *                      store, queue a full sync
  *   api_dates.c        /v1/tenants/{t}/assets/{id}/dates (PUT) and .../writeback (GET)
  *   api_inventory.c    /v1/tenants/{t}/customers..., /assets..., /contacts..., /tickets...,
  *                      /ticket-settings
@@ -49,7 +49,6 @@
 #include <librdkafka/rdkafka.h>
 
 #include "mspsync/crypto.h"
-#include "mspsync/cwrmm.h"
 #include "mspsync/http.h"
 #include "mspsync/kafka.h"
 #include "mspsync/ops.h"
@@ -73,7 +72,7 @@ typedef struct gw_config_s {
                              modules read it */
     long long max_body;
     long long vendor_timeout_ms;
-    char *syncro_subdomain_url; /* "https://{subdomain}.syncromsp.com/api/v1" */
+    msp_vendor_put_settings_t put_settings; /* every row's PUT setting (vendor.h put.setting) */
     long long kafka_delivery_timeout_ms;
     long long kafka_linger_ms;
     long long webhook_max_body;
@@ -506,9 +505,6 @@ typedef void(gw_unlink_done_cb)(gw_t *gw, void *arg, const char *err);
  */
 void gw_unlink_prefix(gw_t *gw, const char *prefix, gw_unlink_done_cb *done, void *arg);
 
-void api_syncro_put(gw_t *gw, struct evhttp_request *req, const char *tenant);
-void api_cwrmm_put(gw_t *gw, struct evhttp_request *req, const char *tenant);
-
 /* integrations.c: name is the path segment (a vendor's name, checked by the router). */
 void api_integration_get(gw_t *gw, struct evhttp_request *req, const char *tenant,
                          const char *name);
@@ -665,21 +661,22 @@ void gw_tc_org_seen(gw_t *gw, const char *tenant, const char *org_id, const char
 
 /**
  * An integration as the gateway sees it: the vendor's row (vendor.h: name, label, sealed field,
- * stats prefix, keys a disable drops, and its admin part: what GET shows, what DELETE removes)
- * and the gateway's own code for that vendor — its PUT (prove the credentials, then store them).
- * GET and DELETE are generic (gw_integ_render, api_integration_delete). Keys:
+ * stats prefix, keys a disable drops, its admin part — what GET shows, what DELETE removes — and
+ * its put part — the PUT body and the proof of the credentials). GET, PUT and DELETE are generic
+ * (gw_integ_render, api_integration_put, api_integration_delete). Keys:
  * mspsync:{t}:integration:<name> (the settings and the sealed secret) and
- * mspsync:{t}:status:<name> (written by the fetcher). One row per vendor, at the vendor's id
- * (integrations.c, from the registry vendors.def); each lives in the vendor's api_<name>.c.
+ * mspsync:{t}:status:<name> (written by the fetcher). One descriptor per row of the registry
+ * (vendors.def), at the vendor's id (integrations.c).
  */
 typedef struct gw_integ_s {
     const msp_vendor_t *vendor;
-    void (*put)(gw_t *gw, struct evhttp_request *req, const char *tenant);
 } gw_integ_t;
 
-/* gw_<name>_integ for every vendor of the registry (vendors.def), in api_<name>.c */
-#define MSP_VENDOR(ID, name) extern const gw_integ_t gw_##name##_integ;
-#include "mspsync/vendors.def"
+/* ---- integration_put.c: PUT of any integration ------------------------------------------- */
+
+/** @brief PUT /v1/tenants/{t}/integrations/<name>: check, prove, seal, store, queue a sync. */
+void api_integration_put(gw_t *gw, struct evhttp_request *req, const char *tenant,
+                         const gw_integ_t *integ);
 
 /** @brief The descriptor of an integration name, or NULL. Borrowed (static). */
 const gw_integ_t *gw_integ_find(const char *name);

@@ -1,13 +1,13 @@
 /*
- * integrations.c — what the Syncro and ConnectWise RMM integrations share.
+ * integrations.c — what every vendor's integration shares.
  *
  * Each integration is one row of the descriptor table below, at its vendor's id (built from the
- * registry, vendors.def, like the vendor table itself): the vendor's
- * row (vendor.h: its name — the key suffix of mspsync:{t}:integration:<name> / status:<name> and
- * the "integration" of its sync jobs —, the field that holds its sealed secret, the prefix of its
- * end-of-type markers in inv:stats, the keys a disable drops) and the gateway's PUT for it,
- * which lives in the vendor's api_<name>.c. Routes whose logic does not depend on the vendor live
- * here, once (DELETE in integration_remove.c):
+ * registry, vendors.def, like the vendor table itself): the vendor's row (vendor.h: its name —
+ * the key suffix of mspsync:{t}:integration:<name> / status:<name> and the "integration" of its
+ * sync jobs —, the field that holds its sealed secret, the prefix of its end-of-type markers in
+ * inv:stats, the keys a disable drops, its GET and DELETE, its PUT's body and proof). Routes whose
+ * logic does not depend on the vendor live here, once (PUT in integration_put.c, DELETE in
+ * integration_remove.c):
  *   GET   .../integrations/{name}           the status, with the fields the row's admin part
  *                                           shows (gw_integ_render)
  *   POST  .../integrations/{name}/sync      queue an incremental sync (202 with the job id)
@@ -33,14 +33,13 @@
 #include "mspsync/redis.h"
 #include "mspsync/utf8.h"
 
-/* One descriptor per line of the registry (vendors.def), at its row's id: a vendor without its
- * gw_<name>_integ does not link. */
-static const gw_integ_t *const INTEGRATIONS[MSP_VENDOR_COUNT] = {
-#define MSP_VENDOR(ID, name) [MSP_VENDOR_##ID] = &gw_##name##_integ,
+/* One descriptor per line of the registry (vendors.def), at its row's id. */
+static const gw_integ_t INTEGRATIONS[MSP_VENDOR_COUNT] = {
+#define MSP_VENDOR(ID, name) [MSP_VENDOR_##ID] = {&msp_vendor_##name},
 #include "mspsync/vendors.def"
 };
 
-const gw_integ_t *gw_integ_of(const msp_vendor_t *v) { return INTEGRATIONS[v->id]; }
+const gw_integ_t *gw_integ_of(const msp_vendor_t *v) { return &INTEGRATIONS[v->id]; }
 
 void gw_integ_all_types(const msp_vendor_t *v, const char **out) {
     size_t n = 0;
@@ -50,9 +49,7 @@ void gw_integ_all_types(const msp_vendor_t *v, const char **out) {
 }
 
 void gw_list_add(char *out, size_t out_size, const char *item) {
-    size_t len = strlen(out);
-    if (!msp_vendor_list_has(out, item))
-        snprintf(out + len, out_size - len, "%s%s", len ? "," : "", item);
+    msp_vendor_list_add(out, out_size, item);
 }
 
 /* "\"assets\", \"customers\" or …": v's feature names (no options) for messages. */

@@ -58,10 +58,9 @@ static const msp_config_entry_t config[] = {
     {"MSPSYNC_VENDOR_TIMEOUT_MS", MSP_CFG_INT, "15000",
      "limit for a vendor check (rate-limit wait + request) when saving an integration",
      &gw.cfg.vendor_timeout_ms, 100, 300000, 0},
-    {"MSPSYNC_SYNCRO_SUBDOMAIN_URL", MSP_CFG_STR, "https://{subdomain}.syncromsp.com/api/v1",
-     "the API base URL a Syncro integration saved with a subdomain gets, {subdomain} being the "
-     "normalized name (\"acme\" for acme.syncromsp.com); tests point it at the simulator",
-     &gw.cfg.syncro_subdomain_url, 0, 0, 0},
+    /* every vendor row's PUT setting (msp_vendor_put_part_t.setting), in registry order */
+    {"(vendor PUT settings)", MSP_CFG_EXPAND, NULL, NULL, &gw.cfg.put_settings, 0, 0, 0,
+     msp_vendor_put_setting_rows},
     MSP_SVC_VENDOR_RATE_ROWS(gw.cfg.svc),
     {"MSPSYNC_KAFKA_DELIVERY_TIMEOUT_MS", MSP_CFG_INT, "30000",
      "how long a queued job, tombstone or webhook incident may wait for Kafka before the "

@@ -336,7 +336,7 @@ static void dispatch(gw_t *gw, struct evhttp_request *req, route_id_t r, char **
         if (m == EVHTTP_REQ_PATCH)
             api_integration_patch(gw, req, t, s[4]);
         else if (m == EVHTTP_REQ_PUT)
-            in->put(gw, req, t);
+            api_integration_put(gw, req, t, in);
         else if (m == EVHTTP_REQ_DELETE)
             api_integration_delete(gw, req, t, in);
         else

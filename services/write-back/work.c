@@ -160,10 +160,11 @@ static void sy_read(void *arg);
 static void journal_final(void *arg);
 
 /*
- * What the write-back does per vendor, indexed by the row's id (vendor.h: a service's own
- * per-vendor table, never a branch on the vendor): load the target's integration and decide its
- * fields (plan), fill its call account (account), start writing (begin) — ConnectWise RMM's
- * custom fields or Syncro's asset properties.
+ * What the write-back does per vendor, keyed by the row (vendor.h: a service's own per-vendor
+ * table, never a branch on the vendor's id or name): load the target's integration and decide
+ * its fields (plan), fill its call account (account), start writing (begin) — ConnectWise RMM's
+ * custom fields or Syncro's asset properties. A vendor without an entry has no ops: its date
+ * changes are skipped ("writing dates back to <label> is not supported").
  */
 typedef struct wb_vendor_ops_s {
     int (*plan)(wb_item_t *it, target_t *t);
@@ -177,12 +178,21 @@ static void cw_account(wb_item_t *it, target_t *t, msp_vcall_account_t *a);
 static void sy_account(wb_item_t *it, target_t *t, msp_vcall_account_t *a);
 static void cw_begin(void *arg);
 
-static const wb_vendor_ops_t VENDOR_OPS[MSP_VENDOR_COUNT] = {
-    [MSP_VENDOR_SYNCRO] = {sy_plan, sy_account, sy_read},
-    [MSP_VENDOR_CWRMM] = {cw_plan, cw_account, cw_begin},
+static const struct {
+    const msp_vendor_t *vendor;
+    wb_vendor_ops_t ops;
+} VENDOR_OPS[] = {
+    {&msp_vendor_syncro, {sy_plan, sy_account, sy_read}},
+    {&msp_vendor_cwrmm, {cw_plan, cw_account, cw_begin}},
 };
 
-static const wb_vendor_ops_t *vendor_ops(const target_t *t) { return &VENDOR_OPS[t->vendor->id]; }
+static const wb_vendor_ops_t *vendor_ops(const target_t *t) {
+    static const wb_vendor_ops_t none = {NULL, NULL, NULL};
+    for (size_t i = 0; i < sizeof(VENDOR_OPS) / sizeof(VENDOR_OPS[0]); i++)
+        if (VENDOR_OPS[i].vendor == t->vendor)
+            return &VENDOR_OPS[i].ops;
+    return &none;
+}
 
 /* One item per tenant and process looks for (and creates) the definitions; the others wait for
  * the hash, so that 64 concurrent first changes do not race 64 POSTs into 63 conflicts. */

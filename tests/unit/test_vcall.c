@@ -18,6 +18,7 @@
 #include <event2/event.h>
 #include <cmocka.h>
 
+#include "mspsync/backoff.h"
 #include "mspsync/syncro.h"
 #include "mspsync/vcall.h"
 
@@ -40,6 +41,8 @@ typedef struct world_s {
     char sent_url[256];
     int no_refresh;      /* the token source cannot refresh */
     int takes_to_refuse; /* the bucket says "wait 5 ms" this often */
+    int redis_down;      /* Redis cannot be reached this often */
+    long sent_timeout;   /* the last request's timeout_ms */
     int token_gets, token_rejects;
     long token_status; /* != 0: the token endpoint refuses */
     int oks, fails, gave_up, abandoned, retry_from_runs, stop_after_send;
@@ -110,6 +113,10 @@ static void use_async_redis(void) {
 
 static int fake_redis_ok(redisContext **c, const char *url) {
     (void)c, (void)url;
+    if (W->redis_down > 0) {
+        W->redis_down--;
+        return 0;
+    }
     return 1;
 }
 
@@ -139,6 +146,7 @@ static int fake_send(msp_http_t *h, const msp_http_request_t *req, msp_http_cb *
     snprintf(W->sent_auth[W->sent], sizeof(W->sent_auth[0]), "%s",
              req->headers[0] ? req->headers[0] : "");
     snprintf(W->sent_url, sizeof(W->sent_url), "%s", req->url);
+    W->sent_timeout = req->timeout_ms;
     pending_t *p = calloc(1, sizeof(*p));
     p->cb = cb;
     p->opaque = opaque;
@@ -550,6 +558,83 @@ static void a_call_stopped_while_its_token_is_taken_hears_nothing(void **state) 
     assert_int_equal(W->oks + W->fails + W->abandoned, 0);
 }
 
+/* ---------------------------------------------------- a one-shot check's options */
+
+static void a_deadline_fails_a_bucket_wait_that_would_end_after_it(void **state) {
+    (void)state;
+    W->vc.opts.deadline_ms = msp_now_ms() + 2; /* the bucket frees in 5 ms */
+    W->takes_to_refuse = 1;
+    script(1, (answer_t[]){{200, "", -1}});
+    run("GET", &(msp_vcall_step_t){.ok = ok_any});
+    assert_int_equal(W->sent, 0);
+    assert_int_equal(W->fails, 1);
+    assert_int_equal(W->fail_kind, MSP_VCALL_FAIL_THROTTLED);
+    assert_int_equal(W->vc.wait_ms, 5);
+    /* a wait that ends in time is waited out */
+    W->fails = 0;
+    W->vc.opts.deadline_ms = msp_now_ms() + 5000;
+    W->takes_to_refuse = 1;
+    run("GET", &(msp_vcall_step_t){.ok = ok_any});
+    assert_int_equal(W->sent, 1);
+    assert_int_equal(W->oks, 1);
+    assert_int_equal(W->fails, 0);
+}
+
+static void a_deadline_fails_at_once_when_redis_is_down(void **state) {
+    (void)state;
+    W->vc.opts.deadline_ms = msp_now_ms() + 5000;
+    W->redis_down = 1;
+    script(1, (answer_t[]){{200, "", -1}});
+    run("GET", &(msp_vcall_step_t){.ok = ok_any});
+    assert_int_equal(W->sent, 0);
+    assert_int_equal(W->fails, 1);
+    assert_int_equal(W->fail_kind, MSP_VCALL_FAIL_UNAVAILABLE);
+    assert_non_null(strstr(W->fail_why, "redis unavailable"));
+}
+
+static void a_call_timeout_is_the_time_left_but_at_least_the_minimum(void **state) {
+    (void)state;
+    W->vc.opts.timeout_ms = 1000;
+    script(2, (answer_t[]){{200, "", -1}, {200, "", -1}});
+    run("GET", &(msp_vcall_step_t){.ok = ok_any});
+    assert_int_equal(W->sent_timeout, 1000); /* no deadline: the minimum */
+    W->vc.opts.deadline_ms = msp_now_ms() + 5000;
+    run("GET", &(msp_vcall_step_t){.ok = ok_any});
+    assert_true(W->sent_timeout > 1000 && W->sent_timeout <= 5000);
+    assert_int_equal(W->oks, 2);
+}
+
+static void a_failed_token_fetch_is_handed_back_not_retried(void **state) {
+    (void)state;
+    use_tokens();
+    W->vc.opts.token_final = 1;
+    W->vc.max_attempts = 3;
+    W->token_status = 503; /* retryable for a worker */
+    script(1, (answer_t[]){{200, "", -1}});
+    run("GET", &(msp_vcall_step_t){.ok = ok_any});
+    assert_int_equal(W->token_gets, 1);
+    assert_int_equal(W->ndelays, 0);
+    assert_int_equal(W->fails, 1);
+    assert_int_equal(W->fail_kind, MSP_VCALL_FAIL_AUTH);
+    assert_int_equal(W->vc.status, 503);
+    assert_string_equal(W->fail_why, "Invalid client secret");
+}
+
+static void without_reauth_a_401_is_final_and_the_token_forgotten(void **state) {
+    (void)state;
+    use_tokens();
+    W->vc.opts.no_reauth = 1;
+    script(2, (answer_t[]){{401, "", -1}, {200, "", -1}});
+    run("GET", &(msp_vcall_step_t){.ok = ok_any});
+    assert_int_equal(W->sent, 1);
+    assert_int_equal(W->token_gets, 1);
+    assert_int_equal(W->token_rejects, 1);
+    assert_int_equal(W->oks, 0);
+    assert_int_equal(W->fails, 1);
+    assert_int_equal(W->fail_kind, MSP_VCALL_FAIL_FORBIDDEN);
+    assert_int_equal(W->vc.status, 401);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -574,6 +659,11 @@ int main(void) {
         T(the_async_bucket_is_waited_for_without_blocking),
         T(an_unconnected_async_redis_is_waited_for),
         T(a_call_stopped_while_its_token_is_taken_hears_nothing),
+        T(a_deadline_fails_a_bucket_wait_that_would_end_after_it),
+        T(a_deadline_fails_at_once_when_redis_is_down),
+        T(a_call_timeout_is_the_time_left_but_at_least_the_minimum),
+        T(a_failed_token_fetch_is_handed_back_not_retried),
+        T(without_reauth_a_401_is_final_and_the_token_forgotten),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

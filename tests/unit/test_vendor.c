@@ -158,6 +158,33 @@ static void assert_pager_complete(const msp_pager_ops_t *o) {
     assert_non_null(o->destroy);
 }
 
+/* The gateway's PUT of a row: its members, one sealed secret, the callbacks, the setting. */
+static void assert_put_complete(const msp_vendor_t *v) {
+    const msp_vendor_put_part_t *put = v->put;
+    assert_non_null(put);
+    assert_true(put->validate && put->prove && put->stop && put->free);
+    assert_non_null(put->fields);
+    size_t n = 0, secrets = 0;
+    for (const msp_vendor_put_field_t *f = put->fields; f->name; f++, n++) {
+        assert_true(f->name[0]);
+        for (const msp_vendor_put_field_t *g = put->fields; g < f; g++)
+            assert_string_not_equal(g->name, f->name);
+        assert_true(f->kind == MSP_PUT_TEXT || !f->secret);
+        assert_true(f->kind != MSP_PUT_TEXT || f->max > 0);
+        assert_true(f->kind != MSP_PUT_FEATURES || put->chooses_features);
+        secrets += f->secret ? 1u : 0u;
+    }
+    assert_true(n > 0 && n <= MSP_PUT_FIELDS_MAX);
+    assert_int_equal(secrets, 1);
+    size_t keys = 0;
+    for (const char *const *k = put->account_keys; k && *k; k++)
+        keys++;
+    assert_true(keys <= MSP_VENDOR_DROP_KEYS_MAX);
+    if (put->setting.name) /* a gateway setting: a string with its default and help */
+        assert_true(put->setting.type == MSP_CFG_STR && put->setting.def && put->setting.help &&
+                    !put->setting.dest && !put->setting.expand);
+}
+
 static void assert_row_complete(const msp_vendor_t *v) {
     assert_true(v->name && v->name[0] && v->label && v->label[0]);
     assert_true(v->sealed_field && v->sealed_field[0]);
@@ -191,6 +218,7 @@ static void assert_row_complete(const msp_vendor_t *v) {
         drop++;
     assert_true(drop <= MSP_VENDOR_DROP_KEYS_MAX);
     assert_true(!v->admin->purge_keys || v->admin->delete_alone_purges);
+    assert_put_complete(v);
     assert_true(v->types_cnt > 0 && v->types_cnt <= MSP_VENDOR_TYPES_MAX);
     for (size_t i = 0; i < v->types_cnt; i++) {
         const msp_vendor_type_t *t = &v->types[i];

@@ -127,9 +127,12 @@ void msp_vcall_vendor_account(msp_vcall_t *c, msp_vcall_vendor_t *va, double rat
 
 /** Why a call cannot succeed (the owner's fail hook). */
 typedef enum {
-    MSP_VCALL_FAIL_AUTH = 0,  /**< the token endpoint refused the credentials */
-    MSP_VCALL_FAIL_FORBIDDEN, /**< 401/403 on the call: a permission or scope is missing */
-    MSP_VCALL_FAIL_REFUSED,   /**< another 4xx: the request was refused as it stands */
+    MSP_VCALL_FAIL_AUTH = 0,    /**< the token endpoint refused the credentials */
+    MSP_VCALL_FAIL_FORBIDDEN,   /**< 401/403 on the call: a permission or scope is missing */
+    MSP_VCALL_FAIL_REFUSED,     /**< another 4xx: the request was refused as it stands */
+    MSP_VCALL_FAIL_THROTTLED,   /**< opts.deadline_ms: the bucket frees only after the deadline
+                                   (msp_vcall_t.wait_ms says when it would) */
+    MSP_VCALL_FAIL_UNAVAILABLE, /**< opts.deadline_ms: Redis (the bucket) cannot be reached */
 } msp_vcall_failure_t;
 
 /** The owner's side, one static table per kind of owner. NULL entries are skipped. */
@@ -179,6 +182,28 @@ typedef struct msp_vcall_step_s {
     msp_vcall_retry_fn *retry;     /**< NULL: msp_vcall_retry */
 } msp_vcall_step_t;
 
+/**
+ * A call's options beyond the engine's defaults (all zero: the workers' behaviour). Set after
+ * msp_vcall_init; a one-shot check that answers a waiting client (the gateway's proof of
+ * credentials, vendor.h) uses them, the fetcher, the ticket-creator and the write-back do not.
+ */
+typedef struct msp_vcall_opts_s {
+    /** msp_now_ms() time (0: none). A wait for the bucket that would end after it, or Redis
+     * unreachable, is not waited out: the fail hook gets MSP_VCALL_FAIL_THROTTLED (wait_ms set)
+     * or MSP_VCALL_FAIL_UNAVAILABLE ("redis unavailable: …"). */
+    int64_t deadline_ms;
+    /** Each request's timeout (0: the HTTP client's own). With a deadline: the time left to it,
+     * but at least this. */
+    long timeout_ms;
+    /** A token source's failure, whatever its status, goes to the fail hook (kind AUTH; status
+     * set; why NULL when the source gave no words) instead of being retried. */
+    int token_final;
+    /** A 401 is final even with a token source that could refresh: no second send. The token
+     * a 401 or 403 was answered to is forgotten all the same (rejected), so that a later call
+     * — the credentials fixed at the vendor — asks for a fresh one. */
+    int no_reauth;
+} msp_vcall_opts_t;
+
 struct msp_vcall_s {
     /* Set by msp_vcall_init. */
     const msp_vcall_env_t *env;
@@ -187,6 +212,7 @@ struct msp_vcall_s {
     msp_keyq_item_t *item; /* keyed workers: the owner's item, else NULL */
     const char *tenant;    /* borrowed: logs, the token cache; may be NULL */
     unsigned max_attempts; /* 0 = retry without limit */
+    msp_vcall_opts_t opts; /* zero unless the owner sets them */
 
     /* Set by msp_vcall_account (copied). */
     msp_vcall_account_t acct;
@@ -199,6 +225,8 @@ struct msp_vcall_s {
     int http_inflight, token_wait, take_inflight;
     msp_gcra_async_t take; /* the rate-limit token being taken (env->aredis) */
     char auth[4096]; /* a token's header, zeroed after the call */
+    long status;     /* the status of the last failure the fail hook got (token or call) */
+    int64_t wait_ms; /* MSP_VCALL_FAIL_THROTTLED: when the bucket would have a token */
 
     struct event *timer;
     msp_vcall_step_fn *on_timer;
@@ -297,5 +325,44 @@ typedef enum {
  */
 msp_vcall_action_t msp_vcall_judge(const msp_vcall_t *c, const msp_http_response_t *res,
                                    msp_http_outcome_t o);
+
+/* ------------------------------------------------------------------------------------------ */
+/* a one-shot check: the proof of a vendor.h PUT                                              */
+
+typedef struct msp_vcall_proof_s msp_vcall_proof_t;
+
+/** A token source's failure during a proof: status of the token endpoint (0: none), why (NULL
+ * when the source gave no words). The row answers it (msp_vcall_proof_end). */
+typedef void(msp_vcall_proof_fail_fn)(msp_vcall_proof_t *pr, long status, const char *why);
+
+/**
+ * A row's proof of credentials (vendor.h msp_vendor_put_part_t.prove) runs its calls through
+ * this: the engine with the options of a client that waits — the put's deadline on bucket waits
+ * and Redis, each request's timeout the time left (at least 1 s), a token failure handed back,
+ * no re-auth on 401, no retries. A row's calls take every answer over in their steps (ok, fail,
+ * retry); what is left is answered here the same for every vendor: the bucket past the deadline
+ * 502 "the <label> API rate limit for this account is exhausted; try again in N s" (counted as
+ * "rate_limited"), Redis 503, the gateway stopping 503 (done's body NULL), a request that could
+ * not start 502. The row embeds it in its put state (owner = the proof).
+ */
+struct msp_vcall_proof_s {
+    msp_vcall_t call;
+    msp_vendor_put_t *put;
+    msp_vcall_proof_fail_fn *token_failed; /**< NULL: the row's account has a fixed header */
+};
+
+/**
+ * @brief Set pr up for put (its env, deadline, tenant): the row then sets the call's account
+ * (msp_vcall_account or msp_vcall_vendor_account) and starts its first call.
+ */
+void msp_vcall_proof_init(msp_vcall_proof_t *pr, msp_vendor_put_t *put,
+                          msp_vcall_proof_fail_fn *token_failed);
+
+/** @brief End the proof: put->done(code, body) (body stolen). pr may be freed in it. */
+void msp_vcall_proof_end(msp_vcall_proof_t *pr, int code, json_t *body);
+
+/** @brief msp_vcall_proof_end with {"error": <printf text>}. */
+void msp_vcall_proof_error(msp_vcall_proof_t *pr, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -372,6 +372,118 @@ typedef struct msp_vendor_admin_s {
                                           sched:<name> and extra_keys, or NULL */
 } msp_vendor_admin_t;
 
+/* ------------------------------------------------------------------------------------------ */
+/* the gateway's PUT: the body a vendor's integration is saved with, and the proof of it        */
+
+struct msp_vcall_env_s;
+
+/** How the generic PUT checks a member of the body (msp_vendor_put_field_t). */
+typedef enum {
+    MSP_PUT_TEXT = 0,  /**< a string of 1..max characters without NUL: "\"<name>\" must be a
+                            non-empty string of at most <max> characters" */
+    MSP_PUT_WHERE,     /**< an optional string saying where the account is (Syncro's subdomain
+                            or base_url); consecutive ones are checked together — strings, then
+                            not empty — and validate reads them */
+    MSP_PUT_WRITEBACK, /**< the write-back opt-in object (purchase_date, warranty_expires) */
+    MSP_PUT_FEATURES,  /**< the features wanted (the row's feature names; absent: all the
+                            credentials serve). Needs chooses_features */
+    MSP_PUT_INTERVAL,  /**< sync_interval_minutes */
+} msp_vendor_put_kind_t;
+
+/** A member of the PUT body. */
+typedef struct msp_vendor_put_field_s {
+    const char *name;
+    msp_vendor_put_kind_t kind;
+    size_t max; /**< MSP_PUT_TEXT: characters at most */
+    int secret; /**< MSP_PUT_TEXT: the credential the proof proves and the gateway seals into
+                     sealed_field (one per row); wiped from the parsed body */
+} msp_vendor_put_field_t;
+
+#define MSP_PUT_STORED_MAX 5  /**< fields a row stores as given, at most (test_vendor checks) */
+#define MSP_PUT_FIELDS_MAX 15 /**< members of a PUT body, at most (test_vendor checks) */
+
+typedef struct msp_vendor_put_s msp_vendor_put_t;
+
+/**
+ * One PUT in flight, shared by the gateway (its generic handler) and the row's put part. The
+ * gateway sets its half, the row's validate fills the row's half from the checked body, then the
+ * row's prove runs the vendor's checks through the vendor-call engine (vcall.h) and ends with
+ * done. Strings are borrowed for as long as the PUT lives.
+ */
+struct msp_vendor_put_s {
+    /* the gateway's, before validate */
+    const msp_vendor_t *vendor;
+    const char *tenant;
+    const char *setting;                        /**< the gateway's value of put->setting */
+    int writeback_purchase, writeback_warranty; /**< -1 not given, 0, 1 */
+    /* the gateway's, before prove */
+    const struct msp_vcall_env_s *env; /**< the gateway's engine environment */
+    const msp_vendor_auth_t *auth;     /**< the gateway's auth state (token caches) */
+    double rate;                       /**< the gateway's rate settings for the row */
+    int burst;
+    int64_t deadline_ms; /**< msp_now_ms() time the whole proof must end by */
+    /** @brief Count an outcome of a vendor call ("ok", "retry", …, "rate_limited"). */
+    void (*answered)(msp_vendor_put_t *p, const char *outcome);
+    /**
+     * @brief The proof's end, exactly once: code 0 proven (body NULL), else the answer the
+     * client gets (body stolen). May run from inside prove; p may be freed in it, so the row
+     * touches nothing of p after calling it.
+     */
+    void (*done)(msp_vendor_put_t *p, int code, json_t *body);
+    void *owner; /**< the gateway's */
+    /* the row's: validate fills them (borrowed from impl), prove may add to granted */
+    void *impl;
+    const char *secret; /**< the plaintext credential (zeroed by free) */
+    const char *base_url, *account_id;
+    const char *stored[2 * MSP_PUT_STORED_MAX + 1]; /**< name, value pairs the gateway stores as
+                                                         given, NULL-ended */
+    char granted[512]; /**< chooses_features: the permissions the proof found, comma list */
+};
+
+/**
+ * A row's PUT: the body's members and the proof. The gateway's one handler (services/gateway/
+ * integration_put.c) checks the body against fields, holds the request, runs validate and
+ * prove, and then seals, stores, journals, audits and queues the full sync for every vendor.
+ */
+typedef struct msp_vendor_put_part_s {
+    const msp_vendor_put_field_t *fields; /**< in the order they are checked; ends with {NULL} */
+    int closed;                           /**< a member not in fields is refused (400 naming it) */
+    int chooses_features; /**< the proof fills granted: the features asked for (or all it
+                               serves) are chosen from it, 422 naming what is lacking, and stored
+                               as "features" and "granted" */
+    int answer_full; /**< 1: the answer is the GET body, 201 new / 200 replaced; 0: {integration,
+                          base_url, state, job_id, features}, 201 */
+    const char *const *account_keys; /**< keys (after the tenant) dropped when the integration
+                                          is saved with another account_id, or NULL */
+    /** A gateway setting validate reads (p->setting), as a config.h row without dest; its name
+     * NULL: none. The gateway lists every row's (msp_vendor_put_setting_rows). */
+    msp_config_entry_t setting;
+    /**
+     * @brief The body passed the field checks: make p->impl and fill secret, base_url,
+     * account_id and stored (validation a field table cannot say: where the account is).
+     * @returns 0; -1 with err (400); -2 out of memory. The body is borrowed for the call.
+     */
+    int (*validate)(msp_vendor_put_t *p, const json_t *body, char *err, size_t err_size);
+    /** @brief Prove the credentials through the vendor-call engine, then p->done. */
+    void (*prove)(msp_vendor_put_t *p);
+    /** @brief Stop the proof (a token wait, a timer): done will not run. The gateway's
+     * shutdown while the proof waits. */
+    void (*stop)(msp_vendor_put_t *p);
+    /** @brief Zero the secret and free impl (impl NULL afterwards). NULL impl: nothing. */
+    void (*free)(msp_vendor_put_t *p);
+} msp_vendor_put_part_t;
+
+/** The gateway's values of every row's put setting (msp_vendor_put_setting_rows). */
+typedef struct msp_vendor_put_settings_s {
+    char *value[MSP_VENDOR_COUNT];
+} msp_vendor_put_settings_t;
+
+/**
+ * @brief A config.h expander (MSP_CFG_EXPAND) of a msp_vendor_put_settings_t: the put setting of
+ * every row that has one, in registry order. @returns the number of rows there are.
+ */
+size_t msp_vendor_put_setting_rows(void *settings, msp_config_entry_t *out, size_t max);
+
 struct msp_vendor_s {
     msp_vendor_id_t id;
     const char *name;              /**< "syncro": key suffix (integration:<name>, status:<name>,
@@ -387,6 +499,7 @@ struct msp_vendor_s {
     const msp_vendor_type_t *types;       /**< in dependency order (customers before assets) */
     size_t types_cnt;
     const msp_vendor_admin_t *admin;   /**< the gateway's GET and DELETE of it */
+    const msp_vendor_put_part_t *put;  /**< the gateway's PUT of it: body and proof */
     const char *hints[MSP_HINT_COUNT]; /**< fixed hints; FORBIDDEN comes from forbidden() */
 
     /* callbacks: the client's functions, wrapped (vendor_<name>.c) */
@@ -487,6 +600,9 @@ const msp_vendor_feature_t *msp_vendor_feature(const msp_vendor_t *v, const char
  * list holds nothing.
  */
 int msp_vendor_list_has(const char *list, const char *item);
+
+/** @brief Append item to the comma list list (list_size bytes) unless it holds it already. */
+void msp_vendor_list_add(char *list, size_t list_size, const char *item);
 
 /**
  * @brief 1 when a job may sync type t of an integration saved with the feature list features
