@@ -77,7 +77,7 @@ REDIS=$("$ROOT/deploy/local/redis.sh" start --dir "$W/redis")
 KAFKA_PID=$(cat "$W/kafka/kafka.pid")
 REDIS_PID=$(cat "$W/redis/redis.pid")
 # no gateway runs here: set the state marker its first start sets (the normalizer waits without it)
-redis-cli -u "$REDIS" SET "mspsync:{_}:state:epoch" bench >/dev/null
+redis-cli -h "${REDIS%:*}" -p "${REDIS##*:}" SET "mspsync:{_}:state:epoch" bench >/dev/null
 PREFIX="bench$(date +%s)$$."
 SECRET=$(python3 -c 'import os; print(os.urandom(32).hex())')
 log "brokers $BROKERS redis $REDIS prefix $PREFIX"
