@@ -127,12 +127,16 @@ static json_t *src_facts(const char *src_id, const char *why, const char *match)
 /* Send the queued commands without reading a reply (p_run reads them). @returns 0, -1. */
 static int p_send(pipe_t *p) {
     int done = 0;
-    while (!p->failed && !done)
+    if (p->failed) {
+        snprintf(p->err, p->errsz, "redis: pipeline failed");
+        return -1;
+    }
+    while (!done)
         if (redisBufferWrite(p->c, &done) != REDIS_OK) {
             snprintf(p->err, p->errsz, "redis: %s", p->c->errstr);
             return -1;
         }
-    return p->failed ? -1 : 0;
+    return 0;
 }
 
 /* Read every reply. @returns 0, or -1 (err set; replies freed). */
