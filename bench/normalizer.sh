@@ -14,6 +14,9 @@
 #                              the 6 partitions; a tenant stays with one of them)
 #        MSPSYNC_BUILD_DIR     build tree with the binaries (default <repo>/build, as made by tests/run.sh or deploy/local/demo.sh)
 #        BENCH_KEEP=1          keep the work directory (logs, Kafka data) afterwards
+#        BENCH_NICE=0          the normalizer's MSPSYNC_NICE (its default for the records lane is
+#                              10); 0 gives it the pass-through's weight, so that on a machine
+#                              other work loads, the two are measured under the same conditions
 #
 # Starts its own Kafka (deploy/local/kafka.sh) and Redis (deploy/local/redis.sh) on 127.0.0.1 in a
 # temporary directory, and a syncro-sim only to take real /customer_assets items as templates.
@@ -39,6 +42,7 @@ UNCHANGED=${BENCH_UNCHANGED:-1}
 BATCH=${BENCH_BATCH:-500}
 DISTINCT=${BENCH_DISTINCT:-0}
 REPLICAS=${BENCH_REPLICAS:-1}
+NICE=${BENCH_NICE:-0}
 [[ "$REPLICAS" =~ ^[1-6]$ ]] || { echo "$0: BENCH_REPLICAS must be 1..6 (6 partitions)" >&2; exit 2; }
 NZ_LABEL=normalizer GEN_ARGS=()
 if [ "$DISTINCT" = 1 ]; then NZ_LABEL=normalizer_distinct GEN_ARGS=(--distinct); fi
@@ -77,7 +81,7 @@ REDIS=$("$ROOT/deploy/local/redis.sh" start --dir "$W/redis")
 KAFKA_PID=$(cat "$W/kafka/kafka.pid")
 REDIS_PID=$(cat "$W/redis/redis.pid")
 # no gateway runs here: set the state marker its first start sets (the normalizer waits without it)
-redis-cli -u "$REDIS" SET "mspsync:{_}:state:epoch" bench >/dev/null
+redis-cli -h "${REDIS%:*}" -p "${REDIS##*:}" SET "mspsync:{_}:state:epoch" bench >/dev/null
 PREFIX="bench$(date +%s)$$."
 SECRET=$(python3 -c 'import os; print(os.urandom(32).hex())')
 log "brokers $BROKERS redis $REDIS prefix $PREFIX"
@@ -85,7 +89,7 @@ log "brokers $BROKERS redis $REDIS prefix $PREFIX"
 nz_env() {       # GROUP PORTFILE
     echo MSPSYNC_KAFKA_BROKERS="$BROKERS" MSPSYNC_REDIS_URL="$REDIS" MSPSYNC_TOPIC_PREFIX="$PREFIX" \
         MSPSYNC_SECRET_KEY="$SECRET" MSPSYNC_METRICS_PORT=0 MSPSYNC_PORT_FILE="$2" \
-        MSPSYNC_GROUP="$1" MSPSYNC_BATCH_SIZE="$BATCH" MSPSYNC_LOG_LEVEL=info
+        MSPSYNC_GROUP="$1" MSPSYNC_BATCH_SIZE="$BATCH" MSPSYNC_LOG_LEVEL=info MSPSYNC_NICE="$NICE"
 }
 
 # --- topics: a normalizer creates them at start (msp_kafka_ensure_topics, 6 partitions) ---------
