@@ -319,11 +319,13 @@ static int worker_ready(void *opaque, char *why, size_t why_size) {
         snprintf(why, why_size, "%s", msp_kafka_waiting_why());
         return 0;
     }
-    if (!msp_redis_ok(w->redis, w->conf->redis_url)) {
+    if (w->redis_ready) {
+        if (!w->redis_ready(w->arg, why, why_size))
+            return 0;
+    } else if (!msp_redis_ok(w->redis, w->conf->redis_url)) {
         snprintf(why, why_size, "redis unavailable");
         return 0;
-    }
-    if (msp_state_lost(*w->redis) == 1) { /* the workers wait for the gateway's restore */
+    } else if (msp_state_lost(*w->redis) == 1) { /* the workers wait for the gateway's restore */
         snprintf(why, why_size, "redis lost its state: waiting for the restore from kafka");
         return 0;
     }

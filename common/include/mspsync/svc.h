@@ -240,6 +240,9 @@ typedef struct msp_svc_worker_s {
     const char     *topic;            /* base name of the consumed topic ("incidents") */
     msp_metrics_t  *metrics;
     redisContext  **redis;            /* the service's connection: /readyz checks it */
+    /** When set, /readyz asks this instead of *redis (a service on async Redis: it answers from
+     * what it saw lately, never waiting on Redis): 1 ready, else 0 with why. May be NULL. */
+    int (*redis_ready)(void *arg, char *why, size_t why_size);
     const char     *gauge_partitions; /* partitions owned */
     const char     *gauge_held;       /* keyed: messages held (queued + active) */
     const char     *gauge_active;     /* keyed: messages being worked on */
