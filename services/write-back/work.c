@@ -102,13 +102,6 @@
 #include "mspsync/trace.h"
 #include "mspsync/vcall.h"
 
-/* TEMPORARY (until main's msp_vendor_cred_load_async): its names, over the blocking load. */
-typedef void(msp_vendor_cred_cb)(void *arg, int rc, const char *err);
-typedef struct msp_vendor_cred_async_s {
-    int unused;
-} msp_vendor_cred_async_t;
-static void msp_vendor_cred_cancel(msp_vendor_cred_async_t *op) { (void)op; }
-
 #define SERVICE        "write-back"
 #define DEFS_ROUNDS    4
 
@@ -481,7 +474,8 @@ static void reassert(tx_t *tx, wb_item_t *it) {
  * The record that ends the change: once the states are rebuilt for the epoch (its own written
  * again if the epoch changed), produced; its delivery report completes the change. In steps:
  * the epoch (journal_final → final_looked), the states again if it changed (final_reasserted),
- * the state read and produced (final_read).
+ * the state read and produced (final_read). Like the delivery report that completes it, this
+ * chain does not abandon a revoked change: the outcome is recorded, it only tells Kafka.
  */
 static void final_looked(void *arg, redisReply *r, const char *why);
 static void final_reasserted(void *arg, redisReply *r, const char *why);
@@ -502,8 +496,6 @@ static void final_looked(void *arg, redisReply *r, const char *why) {
     wb_item_t *it = arg;
     char epoch[64];
     (void)why;
-    if (gone(it))
-        return;
     int ready = wb_state_ready_reply(r, epoch, sizeof(epoch));
     if (ready != 1) {
         wait_then(it, ready < 0 ? 1000 : 250, journal_final);
@@ -524,8 +516,6 @@ static void final_looked(void *arg, redisReply *r, const char *why) {
 static void final_reasserted(void *arg, redisReply *r, const char *why) {
     wb_item_t *it = arg;
     (void)why;
-    if (gone(it))
-        return;
     if (!exec_ran(r)) {
         wait_then(it, 1000, journal_final);
         return;
@@ -540,8 +530,6 @@ static void final_reasserted(void *arg, redisReply *r, const char *why) {
 static void final_read(void *arg, redisReply *r, const char *why) {
     wb_item_t *it = arg;
     (void)why;
-    if (gone(it))
-        return;
     int rc = wb_state_journal_reply(it->wb, it->tenant, it->asset, r, it, it->jepoch,
                                     sizeof(it->jepoch));
     if (rc != 0)
@@ -1156,14 +1144,8 @@ static void plan_done(wb_item_t *it, int ok) {
 
 /* Start loading t's integration with the row's loader; cb gets t. @returns 0 started, -1 not. */
 static int cred_load(wb_item_t *it, target_t *t, msp_vendor_cred_cb *cb) {
-    wb_t *wb = it->wb; /* TEMPORARY: the blocking load, in this one place */
-    char err[512];
-    if (!msp_redis_ok(&wb->redis, wb->conf.svc.redis_url))
-        return -1;
-    int rc = msp_vendor_cred_load(t->vendor, wb->redis, &wb->key, it->tenant, &t->cred, err,
-                                  sizeof(err));
-    cb(t, rc, err);
-    return 0;
+    return msp_vendor_cred_load_async(t->vendor, it->wb->aredis, &it->wb->key, it->tenant, &t->cred,
+                                      &t->cred_op, cb, t);
 }
 
 /*
