@@ -63,6 +63,8 @@ class WriteBackRedisAsyncTest(cwrmm.DatesTenant, unittest.TestCase):
         cwrmm.cw_admin(s, "PUT", "/_sim/config", {"latency_ms": 0})
 
         slow = [round(x, 3) for x in took if x >= PROBE_LIMIT_S]
+        print("\n/healthz during the %d s stall: %d probes, slowest %.3f s; /readyz %s in %.3f s"
+              % (STALL_S, len(took), max(took), ready_answer[0], ready_answer[2]), flush=True)
         self.assertEqual(slow, [], "%d of %d /healthz probes slower than %s s during the stall"
                          % (len(slow), len(took), PROBE_LIMIT_S))
         self.assertGreater(len(took), 10, took)   # probed back to back all along
