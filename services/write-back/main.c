@@ -104,7 +104,6 @@ int main(int argc, char **argv) {
         .topic = MSP_TOPIC_DATE_CHANGES,
         .metrics = wb->metrics,
         .redis = &wb->redis,
-        .redis_ready = wb_redis_ready, /* from the async connection: /readyz never waits */
         .gauge_partitions = M_PARTITIONS,
         .gauge_held = "mspsync_write_back_changes_held",
         .gauge_active = "mspsync_write_back_changes_active",
@@ -119,6 +118,7 @@ int main(int argc, char **argv) {
         MSP_ERROR("init.failed", NULL, "out of memory");
         return 1;
     }
+    w->aredis = wb->aredis; /* /readyz asks it (and state.c's look), never waiting on Redis */
     msp_keyq_ops_t ops = wb_keyq_ops;
     ops.opaque = wb;
     /* The ops server first: /healthz answers (and /readyz says why not) while Kafka is awaited. */

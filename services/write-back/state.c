@@ -309,8 +309,8 @@ static void rebuild_looked(void *arg, redisReply *r, const char *why) {
     (void)why;
     wb->state_checking = 0;
     int ready = wb_state_ready_reply(r, epoch, sizeof(epoch));
-    if (ready >= 0)
-        wb->state_lost = ready == 0 && !epoch[0];
+    if (ready >= 0) /* /readyz: "redis lost its state" until the gateway's restore */
+        wb->worker.state_lost = ready == 0 && !epoch[0];
     if (ready == 0 && epoch[0] && !wb->stopping)
         rebuild_start(wb, epoch);
 }
@@ -336,22 +336,4 @@ void wb_state_rebuild_close(wb_t *wb) {
     wb->rebuild = NULL;
     msp_aredis_cancel(wb->aredis, wb);
     wb->state_checking = 0;
-}
-
-/* Redis counts as there when the async connection answered within this (the look above asks
- * every 500 ms, so an idle service still hears from it). */
-#define REDIS_ANSWER_MS 3000
-
-int wb_redis_ready(void *arg, char *why, size_t why_size) {
-    wb_t *wb = arg;
-    int64_t answered = msp_aredis_answered_ms(wb->aredis);
-    if (!answered || msp_now_ms() - answered > REDIS_ANSWER_MS) {
-        snprintf(why, why_size, "redis unavailable");
-        return 0;
-    }
-    if (wb->state_lost) { /* the workers wait for the gateway's restore */
-        snprintf(why, why_size, "redis lost its state: waiting for the restore from kafka");
-        return 0;
-    }
-    return 1;
 }

@@ -66,8 +66,7 @@ typedef struct wb_s {
 
     /* state.c: the look at the epoch every 500 ms (also what keeps "Redis answered lately"
      * meaningful when idle), and the rebuild's thread */
-    int state_checking; /* a look is in flight */
-    int state_lost;     /* the last look found no epoch (the restore pending) */
+    int state_checking; /* a look is in flight (its answer sets worker.state_lost: /readyz) */
     int64_t state_look_ms;
     msp_task_t rebuild_task;
     struct wb_rebuild_s *rebuild; /* the running rebuild's job (NULL: none) */
@@ -127,10 +126,5 @@ int wb_state_is_journal(const rd_kafka_message_t *m);
 void wb_state_rebuild_tick(wb_t *wb);
 /** @brief Stop and join a rebuild in progress (shutdown, before the configuration is freed). */
 void wb_state_rebuild_close(wb_t *wb);
-/**
- * @brief The worker's /readyz view of Redis, without waiting on it: 0 with why when the async
- * connection has not answered lately, or the last look found the state lost; else 1.
- */
-int wb_redis_ready(void *arg, char *why, size_t why_size);
 
 #endif
