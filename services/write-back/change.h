@@ -32,7 +32,7 @@ typedef struct wb_change_s {
 
 /**
  * @brief Check and unpack a date.changes value (design.md): schema_version 1 (or absent),
- * tenant, asset_id, change_id, dates with purchase and/or warranty (a date msp_date_normalize
+ * tenant (under 128 bytes), asset_id, change_id, dates with purchase and/or warranty (a date msp_date_normalize
  * reads, or null = clear), targets [{integration <a vendor's name>, id}] (at most
  * WB_MAX_TARGETS).
  * @returns 0, or -1 with the reason in why ("targets[1]: unknown integration \"ninja\"").

@@ -2,8 +2,9 @@
  * mspsync-write-back — writes changed asset dates back into ConnectWise RMM and Syncro
  * (see wb.h, work.c).
  *
- * Wiring only: configuration, the Kafka side (a keyed worker, svc.h), Redis, the HTTP client,
- * the token cache and the event loop.
+ * Wiring only: configuration, the Kafka side (a keyed worker, svc.h), Redis (the async
+ * connection every step uses; a blocking one for the token cache), the HTTP client, the token
+ * cache and the event loop.
  */
 #include "wb.h"
 
@@ -111,6 +112,13 @@ int main(int argc, char **argv) {
         .tick = on_tick,
         .arg = wb,
     };
+    /* Redis first: it connects (and reconnects) by itself while Kafka is awaited. */
+    wb->aredis = msp_aredis_new(wb->base, wb->conf.svc.redis_url, 0);
+    if (!wb->aredis) {
+        MSP_ERROR("init.failed", NULL, "out of memory");
+        return 1;
+    }
+    w->aredis = wb->aredis; /* /readyz asks it (and state.c's look), never waiting on Redis */
     msp_keyq_ops_t ops = wb_keyq_ops;
     ops.opaque = wb;
     /* The ops server first: /healthz answers (and /readyz says why not) while Kafka is awaited. */
@@ -130,7 +138,6 @@ int main(int argc, char **argv) {
         return 1;
     }
     wb_vcall_env(wb);
-    if (!wb_redis_ok(wb)) MSP_WARN("redis.unavailable", NULL, "starting anyway; will retry");
 
     if (msp_svc_worker_serve(w, &svc) != 0) return 1;
     char shown[512];
@@ -144,11 +151,13 @@ stop:
      * the read before every write makes the replay safe), dead letters are delivered. */
     wb->stopping = 1;
     msp_keyq_stop(w->kq);
+    wb_state_rebuild_close(wb); /* its thread borrows the configuration */
     msp_http_destroy(wb->http);
     wb->http = NULL;
     msp_vendor_auth_close(&wb->auth);
     msp_svc_worker_close(w);   /* dead letters delivered; the consumer closed before the queue */
     msp_svc_close(&svc);
+    msp_aredis_free(wb->aredis); /* after the items: they cancelled their callbacks */
     if (wb->redis) redisFree(wb->redis);
     msp_metrics_destroy(wb->metrics);
     event_base_free(wb->base);

@@ -15,10 +15,13 @@
  * offset is stored has its outcome in the topic.
  *
  * Rebuild: once per epoch (`{_}:state:writeback` names the epoch rebuilt for), one replica under
- * the lease `{_}:writeback:rebuild_lock` reads the topic from its start (blocking the loop, once
- * per loss: every change waits for it anyway) and writes each asset's last record with HSETNX and
- * SADD, so that a state written since the loss (a change that was running across it) is newer
- * and stays. Until the marker names the current epoch no change is loaded (work.c LOAD) and no
+ * the lease `{_}:writeback:rebuild_lock` reads the topic from its start and writes each asset's
+ * last record with HSETNX and SADD, so that a state written since the loss (a change that was
+ * running across it) is newer and stays. The rebuild runs on a thread of its own (task.h) with
+ * its own blocking Redis connection and Kafka reader: seconds of work during which the loop goes
+ * on answering /healthz and /readyz. The loop's side is asynchronous (wb->aredis): a look at the
+ * epoch and the marker every 500 ms, which also keeps "Redis answered lately" (/readyz) true
+ * while nothing else is sent. Until the marker names the current epoch no change is loaded (work.c LOAD) and no
  * state is journaled: a journal record read from a Redis that lost the asset's state would be
  * partial, and would replace the complete one in the topic.
  *
@@ -29,6 +32,7 @@
 #include "wb.h"
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,25 +49,23 @@
 #define REBUILD_READ_MS 120000
 #define KEYLEN 600
 
-int wb_state_ready(wb_t *wb, char *epoch, size_t epoch_size) {
+int wb_state_ready_send(wb_t *wb, msp_aredis_cb *cb, void *arg) {
     char ke[64], km[64];
     msp_key(ke, sizeof(ke), "_", MSP_STATE_EPOCH_SUFFIX);
     msp_key(km, sizeof(km), "_", WB_STATE_MARK_SUFFIX);
-    redisReply *r = wb->redis ? redisCommand(wb->redis, "MGET %s %s", ke, km) : NULL;
-    int rc = -1;
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
-        const redisReply *e = r->element[0], *m = r->element[1];
-        if (e->type != REDIS_REPLY_STRING)
-            rc = 0; /* the gateway has not restored the configuration yet */
-        else {
-            if (epoch && epoch_size)
-                snprintf(epoch, epoch_size, "%s", e->str);
-            rc = m->type == REDIS_REPLY_STRING && !strcmp(m->str, e->str) ? 1 : 0;
-        }
-    }
-    if (r)
-        freeReplyObject(r);
-    return rc;
+    const char *argv[] = {"MGET", ke, km};
+    return msp_aredis_cmdargv(wb->aredis, cb, arg, 3, argv, NULL);
+}
+
+int wb_state_ready_reply(const redisReply *r, char *epoch, size_t epoch_size) {
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+        return -1;
+    const redisReply *e = r->element[0], *m = r->element[1];
+    if (e->type != REDIS_REPLY_STRING)
+        return 0; /* the gateway has not restored the configuration yet */
+    if (epoch && epoch_size)
+        snprintf(epoch, epoch_size, "%s", e->str);
+    return m->type == REDIS_REPLY_STRING && !strcmp(m->str, e->str) ? 1 : 0;
 }
 
 /* ---- journal ------------------------------------------------------------------------------- */
@@ -91,44 +93,43 @@ char *wb_state_record(const char *tenant, const char *asset, const redisReply *h
     return s;
 }
 
-int wb_state_journal(wb_t *wb, const char *tenant, const char *asset, void *opaque, char *epoch,
-                     size_t epoch_size) {
+int wb_state_journal_send(wb_t *wb, const char *tenant, const char *asset, msp_aredis_cb *cb,
+                          void *arg) {
     char kh[KEYLEN], kd[KEYLEN], ke[64], km[64];
     msp_key(kh, sizeof(kh), tenant, "wb:%s", asset);
     msp_key(kd, sizeof(kd), tenant, "wb:%s:done", asset);
     msp_key(ke, sizeof(ke), "_", MSP_STATE_EPOCH_SUFFIX);
     msp_key(km, sizeof(km), "_", WB_STATE_MARK_SUFFIX);
     /* One MULTI: the hash and the set of the same moment, and whether that moment had the whole
-     * state (the marker names the epoch): a record read from a wiped Redis is never produced. */
-    redisAppendCommand(wb->redis, "MULTI");
-    redisAppendCommand(wb->redis, "MGET %s %s", ke, km);
-    redisAppendCommand(wb->redis, "HGETALL %s", kh);
-    redisAppendCommand(wb->redis, "SMEMBERS %s", kd);
-    redisAppendCommand(wb->redis, "EXEC");
-    redisReply *r = NULL;
-    int ok = 1;
-    for (int i = 0; i < 5; i++) {
-        if (r)
-            freeReplyObject(r);
-        r = NULL;
-        if (redisGetReply(wb->redis, (void **)&r) != REDIS_OK || !r)
+     * state (the marker names the epoch): a record read from a wiped Redis is never produced.
+     * Only the EXEC's answer matters; a command that cannot be queued (only out of memory: the
+     * connection does not change within a turn of the loop) discards the transaction. */
+    const char *cmds[][3] = {{"MULTI"}, {"MGET", ke, km}, {"HGETALL", kh}, {"SMEMBERS", kd}};
+    const int argc[] = {1, 3, 2, 2};
+    for (int i = 0; i < 4; i++) {
+        if (msp_aredis_cmdargv(wb->aredis, NULL, arg, argc[i], cmds[i], NULL) != 0) {
+            if (i > 0)
+                msp_aredis_cmd(wb->aredis, NULL, NULL, "DISCARD");
             return -1;
-        if (r->type == REDIS_REPLY_ERROR)
-            ok = 0;
+        }
     }
-    if (!ok || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
-        r->element[0]->type != REDIS_REPLY_ARRAY || r->element[0]->elements != 2) {
-        freeReplyObject(r);
+    if (msp_aredis_cmd(wb->aredis, cb, arg, "EXEC") != 0) {
+        msp_aredis_cmd(wb->aredis, NULL, NULL, "DISCARD");
         return -1;
     }
+    return 0;
+}
+
+int wb_state_journal_reply(wb_t *wb, const char *tenant, const char *asset, const redisReply *r,
+                           void *opaque, char *epoch, size_t epoch_size) {
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[0]->type != REDIS_REPLY_ARRAY || r->element[0]->elements != 2)
+        return -1;
     const redisReply *e = r->element[0]->element[0], *m = r->element[0]->element[1];
-    if (e->type != REDIS_REPLY_STRING || m->type != REDIS_REPLY_STRING || strcmp(e->str, m->str)) {
-        freeReplyObject(r);
+    if (e->type != REDIS_REPLY_STRING || m->type != REDIS_REPLY_STRING || strcmp(e->str, m->str))
         return 1;
-    }
     snprintf(epoch, epoch_size, "%s", e->str);
     char *text = wb_state_record(tenant, asset, r->element[1], r->element[2]);
-    freeReplyObject(r);
     if (!text)
         return -1;
     char key[KEYLEN];
@@ -145,16 +146,26 @@ int wb_state_is_journal(const rd_kafka_message_t *m) {
 
 /* ---- rebuild ------------------------------------------------------------------------------- */
 
-typedef struct {
-    json_t *last;       /* "<tenant>/<asset>" -> the last record (null: a tombstone) */
-    msp_lease_t *lease; /* renewed while reading */
-} scan_t;
+/* One rebuild: what the thread needs (copied or borrowed from the configuration, which outlives
+ * it: wb_state_rebuild_close joins first), and its own Redis connection. */
+struct wb_rebuild_s {
+    const char *brokers, *redis_url;
+    long long done_ttl_s;
+    char epoch[64];
+    redisContext *redis;
+    msp_lease_t lease; /* renewed while reading */
+    json_t *last;      /* "<tenant>/<asset>" -> the last record (null: a tombstone) */
+    atomic_int stop;   /* set by the loop at shutdown */
+};
 
-static int scan_going(void *opaque) { return msp_lease_keep(((scan_t *)opaque)->lease); }
+static int scan_going(void *opaque) {
+    struct wb_rebuild_s *job = opaque;
+    return !atomic_load(&job->stop) && msp_lease_keep(&job->lease);
+}
 
 static int scan_record(const char *key, size_t key_len, const char *value, size_t value_len,
                        void *opaque) {
-    scan_t *sc = opaque;
+    struct wb_rebuild_s *job = opaque;
     if (!key || key_len == 0 || key_len >= KEYLEN)
         return 0;
     char k[KEYLEN];
@@ -166,12 +177,12 @@ static int scan_record(const char *key, size_t key_len, const char *value, size_
                  msp_topic(MSP_TOPIC_WB_STATES));
         return 0;
     }
-    json_object_set_new(sc->last, k, rec);
+    json_object_set_new(job->last, k, rec);
     return 0;
 }
 
 /* Queue the writes of one asset's record. @returns the commands queued. */
-static int record_cmds(wb_t *wb, const json_t *rec) {
+static int record_cmds(redisContext *c, long long done_ttl_s, const json_t *rec) {
     const char *tenant = json_string_value(json_object_get(rec, "tenant"));
     const char *asset = json_string_value(json_object_get(rec, "asset"));
     if (!tenant || !asset)
@@ -186,7 +197,7 @@ static int record_cmds(wb_t *wb, const json_t *rec) {
         char *js = json_dumps(st, JSON_COMPACT);
         if (!js)
             continue;
-        redisAppendCommand(wb->redis, "HSETNX %s %s %s", kh, field, js), n++;
+        redisAppendCommand(c, "HSETNX %s %s %s", kh, field, js), n++;
         free(js);
     }
     size_t i;
@@ -194,18 +205,18 @@ static int record_cmds(wb_t *wb, const json_t *rec) {
     int nd = 0;
     json_array_foreach(json_object_get(rec, "done"), i, id) {
         if (json_is_string(id))
-            redisAppendCommand(wb->redis, "SADD %s %s", kd, json_string_value(id)), n++, nd++;
+            redisAppendCommand(c, "SADD %s %s", kd, json_string_value(id)), n++, nd++;
     }
     if (nd)
-        redisAppendCommand(wb->redis, "EXPIRE %s %lld", kd, wb->conf.done_ttl_days * 86400LL), n++;
+        redisAppendCommand(c, "EXPIRE %s %lld", kd, done_ttl_s), n++;
     return n;
 }
 
 /* Read the *n replies pipelined so far; *ok becomes 0 on an error reply. @returns 0 / -1. */
-static int drain_replies(wb_t *wb, int *n, int *ok) {
+static int drain_replies(redisContext *c, int *n, int *ok) {
     for (; *n > 0; (*n)--) {
         redisReply *r = NULL;
-        if (redisGetReply(wb->redis, (void **)&r) != REDIS_OK || !r)
+        if (redisGetReply(c, (void **)&r) != REDIS_OK || !r)
             return -1;
         *ok &= r->type != REDIS_REPLY_ERROR;
         freeReplyObject(r);
@@ -214,63 +225,115 @@ static int drain_replies(wb_t *wb, int *n, int *ok) {
 }
 
 /* Write every asset's last record, then the marker. @returns assets written, or -1. */
-static long rebuild_write(wb_t *wb, json_t *last, const char *epoch) {
+static long rebuild_write(struct wb_rebuild_s *job) {
     long assets = 0;
     int n = 0, ok = 1;
     const char *k;
     json_t *rec;
-    json_object_foreach(last, k, rec) {
-        int c = json_is_object(rec) ? record_cmds(wb, rec) : 0;
+    json_object_foreach(job->last, k, rec) {
+        int c = json_is_object(rec) ? record_cmds(job->redis, job->done_ttl_s, rec) : 0;
         assets += c > 0;
         n += c;
-        if (n >= 1000 && drain_replies(wb, &n, &ok) < 0) /* in batches: bounded buffers */
+        if (n >= 1000 && drain_replies(job->redis, &n, &ok) < 0) /* in batches: bounded buffers */
             return -1;
     }
-    if (drain_replies(wb, &n, &ok) < 0 || !ok)
+    if (drain_replies(job->redis, &n, &ok) < 0 || !ok)
         return -1;
-    return msp_state_mark(wb->redis, WB_STATE_MARK_SUFFIX, epoch) == 1 ? assets : -1;
+    return msp_state_mark(job->redis, WB_STATE_MARK_SUFFIX, job->epoch) == 1 ? assets : -1;
 }
 
-void wb_state_rebuild_tick(wb_t *wb) {
-    char epoch[64], lock[64], errstr[512];
-    static int64_t last_ms;
-    int64_t now = msp_wall_ms();
-    if (now - last_ms < 500)
-        return; /* the worker ticks every 100 ms: one look every 500 ms is enough */
-    last_ms = now;
-    epoch[0] = '\0';
-    if (wb->stopping || !wb_redis_ok(wb) || wb_state_ready(wb, epoch, sizeof(epoch)) != 0 ||
-        !epoch[0])
-        return; /* rebuilt, or the configuration not restored yet */
+/* The thread: claim the rebuild for the epoch, read wb.states, write the states (logged). */
+static void rebuild_main(void *arg) {
+    struct wb_rebuild_s *job = arg;
+    char lock[64], errstr[512];
     msp_key(lock, sizeof(lock), "_", WB_STATE_LOCK_SUFFIX);
-    msp_lease_t lease;
-    if (msp_lease_take(&lease, wb->redis, lock, REBUILD_LOCK_MS) != 1)
-        return; /* another replica rebuilds; its marker ends the wait */
+    if (!msp_redis_ok(&job->redis, job->redis_url) ||
+        msp_lease_take(&job->lease, job->redis, lock, REBUILD_LOCK_MS) != 1)
+        goto out; /* another replica rebuilds; its marker ends the wait */
     MSP_WARN("wb.rebuild_start", NULL,
-             "the write-back states of epoch %s are not in Redis: rebuilding them from %s", epoch,
-             msp_topic(MSP_TOPIC_WB_STATES));
+             "the write-back states of epoch %s are not in Redis: rebuilding them from %s",
+             job->epoch, msp_topic(MSP_TOPIC_WB_STATES));
     int64_t t0 = msp_wall_ms();
-    scan_t sc = {json_object(), &lease};
-    long long n = sc.last
-                      ? msp_kafka_read_to_end(wb->conf.svc.brokers, msp_topic(MSP_TOPIC_WB_STATES),
-                                              REBUILD_READ_MS, scan_record, scan_going, &sc, errstr,
-                                              sizeof(errstr))
-                      : -1;
+    long long n = job->last ? msp_kafka_read_to_end(job->brokers, msp_topic(MSP_TOPIC_WB_STATES),
+                                                    REBUILD_READ_MS, scan_record, scan_going, job,
+                                                    errstr, sizeof(errstr))
+                            : -1;
     long assets = -1;
     if (n < 0)
         MSP_WARN("wb.rebuild_failed", NULL, "reading %s: %s; trying again",
-                 msp_topic(MSP_TOPIC_WB_STATES), sc.last ? errstr : "out of memory");
-    else if (!wb_redis_ok(wb) || !(lease.c = wb->redis, msp_lease_keep(&lease)) ||
-             (assets = rebuild_write(wb, sc.last, epoch)) < 0)
+                 msp_topic(MSP_TOPIC_WB_STATES), job->last ? errstr : "out of memory");
+    else if (!msp_lease_keep(&job->lease) || (assets = rebuild_write(job)) < 0)
         MSP_WARN("wb.rebuild_failed", NULL,
                  "writing the states failed (Redis, the lock lost, or lost again); trying again");
     else
         MSP_WARN("wb.rebuild_done", NULL,
                  "write-back states rebuilt: %ld assets from %lld records in %" PRId64 " ms",
                  assets, n, msp_wall_ms() - t0);
-    json_decref(sc.last);
-    if (wb_redis_ok(wb)) {
-        lease.c = wb->redis; /* wb_redis_ok may have connected again */
-        msp_lease_release(&lease);
+    msp_lease_release(&job->lease);
+out:
+    if (job->redis)
+        redisFree(job->redis);
+    job->redis = NULL;
+}
+
+static void rebuild_free(struct wb_rebuild_s *job) {
+    if (job)
+        json_decref(job->last);
+    free(job);
+}
+
+/* Start the rebuild for epoch on its thread, unless one runs. */
+static void rebuild_start(wb_t *wb, const char *epoch) {
+    if (msp_task_busy(&wb->rebuild_task))
+        return;
+    struct wb_rebuild_s *job = calloc(1, sizeof(*job));
+    if (!job)
+        return;
+    job->brokers = wb->conf.svc.brokers;
+    job->redis_url = wb->conf.svc.redis_url;
+    job->done_ttl_s = wb->conf.done_ttl_days * 86400LL;
+    job->last = json_object();
+    snprintf(job->epoch, sizeof(job->epoch), "%s", epoch);
+    if (msp_task_start(&wb->rebuild_task, rebuild_main, job) == 1) {
+        wb->rebuild = job;
+    } else {
+        MSP_WARN("wb.rebuild_failed", NULL, "no thread for the rebuild; trying again");
+        rebuild_free(job);
     }
+}
+
+/* The look's answer: remember whether the state is lost (/readyz), rebuild when not done. */
+static void rebuild_looked(void *arg, redisReply *r, const char *why) {
+    wb_t *wb = arg;
+    char epoch[64] = "";
+    (void)why;
+    wb->state_checking = 0;
+    int ready = wb_state_ready_reply(r, epoch, sizeof(epoch));
+    if (ready >= 0) /* /readyz: "redis lost its state" until the gateway's restore */
+        wb->worker.state_lost = ready == 0 && !epoch[0];
+    if (ready == 0 && epoch[0] && !wb->stopping)
+        rebuild_start(wb, epoch);
+}
+
+void wb_state_rebuild_tick(wb_t *wb) {
+    if (msp_task_reap(&wb->rebuild_task)) {
+        rebuild_free(wb->rebuild);
+        wb->rebuild = NULL;
+    }
+    int64_t now = msp_now_ms();
+    if (wb->stopping || wb->state_checking || now - wb->state_look_ms < 500)
+        return; /* the worker ticks every 100 ms: one look every 500 ms is enough */
+    wb->state_look_ms = now;
+    if (wb_state_ready_send(wb, rebuild_looked, wb) == 0)
+        wb->state_checking = 1; /* else not connected now: the next tick tries again */
+}
+
+void wb_state_rebuild_close(wb_t *wb) {
+    if (wb->rebuild)
+        atomic_store(&wb->rebuild->stop, 1);
+    msp_task_join(&wb->rebuild_task); /* its job borrows the configuration */
+    rebuild_free(wb->rebuild);
+    wb->rebuild = NULL;
+    msp_aredis_cancel(wb->aredis, wb);
+    wb->state_checking = 0;
 }

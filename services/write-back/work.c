@@ -4,8 +4,8 @@
  * Per change (an item), in the order its asset's changes arrived:
  *
  *   LOAD     Redis: was this change id finished before (`wb:<asset>:done`)? Then nothing to do.
- *            For every target: the integration (ConnectWise RMM: msp_cwrmm_integration_load;
- *            Syncro: the integration hash with its writeback_* flags) decides per changed field:
+ *            For every target: the integration (its vendor row's credential load; Syncro also
+ *            the integration hash's writeback_* flags) decides per changed field:
  *            write it (state "pending"), or skip it (not connected / not opted in: "skipped"
  *            with the reason; a secret that does not open: "failed"). One HSET of `wb:<asset>`
  *            records these states before any vendor call.
@@ -36,6 +36,14 @@
  *            and the asset's next change runs; when Redis lost its state meanwhile, the change
  *            first writes its states again into the rebuilt hash (design.md "The write-back's
  *            state after a Redis loss").
+ *
+ * Redis: every command goes through the process's async connection (wb->aredis, aredis.h):
+ * a step sends its commands and goes on in the callback of the last reply; what was a pipeline
+ * of blocking calls is a MULTI ... EXEC on the connection (tx_* below), whose EXEC reply the step
+ * reads. A missing reply (Redis down, or stalled past the limit: the connection is remade) or a
+ * command that cannot be sent takes the path a Redis error always took: wait a second and do the
+ * step again, the offset unstored. Commands carry the item (or its target) as their owner;
+ * item_destroy cancels them, so no callback meets a freed item.
  *
  * Errors: 423/429/5xx/timeouts/transport errors (and 2xx bodies we cannot read) are retried
  * with jittered backoff, Retry-After winning, without limit: the offset stays unstored and the
@@ -74,6 +82,7 @@
 #include "change.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,11 +126,11 @@ typedef struct target_s {
     res_t                    res[WB_NF];
     int                      ours[WB_NF];  /* wb:<asset> said pending/written for this change */
     char                     why[700];         /* reason (skipped, failed) */
-    msp_cwrmm_integration_t  cw;
-    msp_syncro_integration_t sy;
-    msp_vendor_cred_t cw_cred;  /* it for the row's auth (impl borrowed: never cleared) */
-    msp_vcall_vendor_t cw_auth; /* the token source of a ConnectWise RMM target */
-    int                      loaded;
+    struct wb_item_s *item;                    /* the change it belongs to */
+    msp_vendor_cred_t cred; /* the loaded integration (owned; impl: the row's own struct) */
+    msp_vendor_cred_async_t cred_op; /* its load in flight */
+    int opt[WB_NF];                  /* Syncro: the integration opted into writing the field */
+    msp_vcall_vendor_t cw_auth;      /* the token source of a ConnectWise RMM target */
 } target_t;
 
 typedef struct wb_item_s wb_item_t;
@@ -140,6 +149,7 @@ struct wb_item_s {
     char epoch[64];     /* the epoch whose Redis holds the states this change recorded */
     char jepoch[64];    /* the epoch the final journal record was read in */
     char            fail_reason[1000];
+    int plan_left, plan_bad; /* LOAD: the targets' loads in flight, and whether one failed */
 
     /* the current ConnectWise RMM target */
     char attr[WB_NF][128];
@@ -248,9 +258,69 @@ static char *state_json(const wb_item_t *it, const target_t *t, int f, const cha
     return s;
 }
 
+/* ------------------------------------------------------------ Redis commands */
+
+/*
+ * A transaction of the item on the async connection: tx_begin sends MULTI, tx_cmd queues a
+ * command (its QUEUED reply is not wanted), tx_end sends EXEC, whose reply goes to cb with the
+ * item. A command that cannot be sent (not connected now; within one turn of the loop the
+ * connection does not change, so in practice only out of memory) spoils the transaction: tx_end
+ * then sends DISCARD instead and @returns -1 (cb will not run).
+ */
+typedef struct tx_s {
+    wb_item_t *it;
+    int bad;
+} tx_t;
+
+static void tx_argv(tx_t *tx, int argc, const char **argv) {
+    if (!tx->bad && msp_aredis_cmdargv(tx->it->wb->aredis, NULL, tx->it, argc, argv, NULL) != 0)
+        tx->bad = 1;
+}
+
+static void tx_begin(tx_t *tx, wb_item_t *it) {
+    const char *argv[] = {"MULTI"};
+    *tx = (tx_t){it, 0};
+    tx_argv(tx, 1, argv);
+    if (tx->bad)
+        tx->bad = 2; /* not even the MULTI went: nothing to discard */
+}
+
+/* A command of argc strings (the arguments after argc). */
+static void tx_cmd(tx_t *tx, int argc, ...) {
+    const char *argv[8];
+    va_list ap;
+    va_start(ap, argc);
+    for (int i = 0; i < argc && i < 8; i++)
+        argv[i] = va_arg(ap, const char *);
+    va_end(ap);
+    tx_argv(tx, argc < 8 ? argc : 8, argv);
+}
+
+static int tx_end(tx_t *tx, msp_aredis_cb *cb) {
+    msp_aredis_t *a = tx->it->wb->aredis;
+    if (!tx->bad && msp_aredis_cmd(a, cb, tx->it, "EXEC") == 0)
+        return 0;
+    if (tx->bad != 2)
+        msp_aredis_cmd(a, NULL, NULL, "DISCARD");
+    return -1;
+}
+
+/* An EXEC reply that ran: an array (nil: aborted; NULL: no answer). */
+static int exec_ran(const redisReply *r) { return r && r->type == REDIS_REPLY_ARRAY; }
+
+/* The item's work is gone (revoked, stopping) when a reply comes: abandon it. @returns 1 gone. */
+static int gone(wb_item_t *it) {
+    if (!msp_vcall_gone(&it->vc))
+        return 0;
+    msp_vcall_abandon(&it->vc);
+    return 1;
+}
+
 /* Queue "HSET wb:<asset> <integration>:<field> <state json> ..." for the fields of t in one of
- * the given results (mask of 1 << res_t). @returns the commands queued (0 or 1). */
-static int append_states(wb_item_t *it, const target_t *t, unsigned mask, const char *error) {
+ * the given results (mask of 1 << res_t) into tx, or (tx NULL) on its own, no answer wanted.
+ * @returns the commands queued (0 or 1). */
+static int append_states(tx_t *tx, wb_item_t *it, const target_t *t, unsigned mask,
+                         const char *error) {
     char k[400], names[WB_NF][32];
     const char *argv[2 + 2 * WB_NF];
     char *vals[WB_NF] = {0};
@@ -266,7 +336,10 @@ static int append_states(wb_item_t *it, const target_t *t, unsigned mask, const 
         argv[argc++] = vals[nv] ? vals[nv] : "{}";
         nv++;
     }
-    if (nv) redisAppendCommandArgv(it->wb->redis, argc, argv, NULL);
+    if (nv && tx)
+        tx_argv(tx, argc, argv);
+    else if (nv)
+        msp_aredis_cmdargv(it->wb->aredis, NULL, it, argc, argv, NULL);
     for (int i = 0; i < nv; i++) free(vals[i]);
     return nv ? 1 : 0;
 }
@@ -284,10 +357,10 @@ static const char *history_outcome(const target_t *t, int f) {
 
 /*
  * Queue the asset's history entries (RPUSH, LTRIM, EXPIRE of trace:asset:<asset>) of the fields
- * of t in one of the results of mask, beside the states that record them.
+ * of t in one of the results of mask into tx, beside the states that record them.
  * @returns the commands queued (0 or 3).
  */
-static int append_history(wb_item_t *it, const target_t *t, unsigned mask) {
+static int append_history(tx_t *tx, wb_item_t *it, const target_t *t, unsigned mask) {
     char k[400];
     const char *argv[2 + WB_NF];
     char *texts[WB_NF] = {0};
@@ -312,28 +385,18 @@ static int append_history(wb_item_t *it, const target_t *t, unsigned mask) {
         argv[argc++] = text;
     }
     if (nv) {
-        redisAppendCommandArgv(it->wb->redis, argc, argv, NULL);
-        redisAppendCommand(it->wb->redis, "LTRIM %s -%d -1", k, MSP_TRACE_MAX);
-        redisAppendCommand(it->wb->redis, "EXPIRE %s %d", k, MSP_TRACE_TTL_S);
+        char from[16], ttl[16];
+        snprintf(from, sizeof(from), "-%d", MSP_TRACE_MAX);
+        snprintf(ttl, sizeof(ttl), "%d", MSP_TRACE_TTL_S);
+        tx_argv(tx, argc, argv);
+        tx_cmd(tx, 4, "LTRIM", k, from, "-1");
+        tx_cmd(tx, 3, "EXPIRE", k, ttl);
     }
     for (int i = 0; i < nv; i++) {
         msp_trace_journal(k, texts[i], 0);
         msp_json_free(texts[i]);
     }
     return nv ? 3 : 0;
-}
-
-/* Read n replies; @returns 1 when all came and the last is of type last_type (0 = any). */
-static int read_replies(wb_t *wb, int n, int last_type) {
-    int ok = 1;
-    for (int i = 0; i < n; i++) {
-        redisReply *r = NULL;
-        if (redisGetReply(wb->redis, (void **)&r) != REDIS_OK || !r) return 0;
-        if (r->type == REDIS_REPLY_ERROR) ok = 0;
-        if (i == n - 1 && last_type && r->type != last_type) ok = 0;
-        freeReplyObject(r);
-    }
-    return ok;
 }
 
 static void count_field(wb_item_t *it, const target_t *t, int f) {
@@ -354,12 +417,13 @@ static void defs_release(wb_item_t *it);
 static void item_destroy(msp_keyq_item_t *kit, void *opaque) {
     wb_item_t *it = (wb_item_t *)kit;
     wb_t *wb = opaque;
-    (void)wb;
     defs_release(it);
     msp_vcall_clear(&it->vc);
+    msp_aredis_cancel(wb->aredis, it); /* no reply may meet the freed item */
     for (size_t i = 0; i < it->ntg; i++) {
-        msp_cwrmm_integration_clear(&it->tg[i].cw);
-        msp_syncro_integration_clear(&it->tg[i].sy);
+        msp_vendor_cred_cancel(&it->tg[i].cred_op);
+        msp_aredis_cancel(wb->aredis, &it->tg[i]);
+        msp_vendor_cred_clear(&it->tg[i].cred);
     }
     free(it->tg);
     json_decref(it->chg);
@@ -383,78 +447,128 @@ static void wait_then(wb_item_t *it, int64_t ms, msp_vcall_step_fn *fn) {
 
 /* ------------------------------------------------------------------ JOURNAL */
 
-/*
- * The asset's state to wb.states after a step that recorded some (best effort: the record
- * after FINISH covers a miss). Not while Redis lost its state: the record would be partial.
- */
-static void journal(wb_item_t *it) {
+/* The best-effort record's read: produced, unless the states are lost (a partial record). */
+static void journal_read(void *arg, redisReply *r, const char *why) {
+    wb_item_t *it = arg;
     char epoch[64];
-    if (wb_redis_ok(it->wb) &&
-        wb_state_journal(it->wb, it->tenant, it->asset, NULL, epoch, sizeof(epoch)) < 0)
+    (void)why;
+    if (wb_state_journal_reply(it->wb, it->tenant, it->asset, r, NULL, epoch, sizeof(epoch)) < 0)
         MSP_WARN("wb.journal_failed", it->tenant, "asset=%s: the state goes with the next step",
                  it->asset);
 }
 
-/* Write the change's states (and its done mark) again: Redis lost them since they were recorded,
- * and the rebuild brought back the older ones. @returns 0 or -1. */
-static int reassert(wb_item_t *it) {
-    wb_t *wb = it->wb;
-    int n = 0;
-    redisAppendCommand(wb->redis, "MULTI"), n++;
-    for (size_t i = 0; i < it->ntg; i++)
-        n += append_states(it, &it->tg[i], ~0u, NULL);
-    if (!it->nfailed) {
-        char k[400];
-        wb_key(it, k, sizeof(k), ":done");
-        redisAppendCommand(wb->redis, "SADD %s %s", k, it->change_id), n++;
-        redisAppendCommand(wb->redis, "EXPIRE %s %lld", k, wb->conf.done_ttl_days * 86400LL), n++;
-    }
-    redisAppendCommand(wb->redis, "EXEC"), n++;
-    return read_replies(wb, n, REDIS_REPLY_ARRAY) ? 0 : -1;
+/*
+ * The asset's state to wb.states after a step that recorded some (best effort: the record
+ * after FINISH covers a miss). Not while Redis lost its state: the record would be partial.
+ * The read goes after the step's own commands on the connection, so it sees them.
+ */
+static void journal(wb_item_t *it) {
+    wb_state_journal_send(it->wb, it->tenant, it->asset, journal_read, it);
 }
 
-/* The record that ends the change: once the states are rebuilt for the epoch (its own written
- * again if the epoch changed), produced; its delivery report completes the change. */
+/* Queue the change's states (and its done mark) again into tx: Redis lost them since they were
+ * recorded, and the rebuild brought back the older ones. */
+static void reassert(tx_t *tx, wb_item_t *it) {
+    for (size_t i = 0; i < it->ntg; i++)
+        append_states(tx, it, &it->tg[i], ~0u, NULL);
+    if (!it->nfailed) {
+        char k[400], ttl[32];
+        wb_key(it, k, sizeof(k), ":done");
+        snprintf(ttl, sizeof(ttl), "%lld", it->wb->conf.done_ttl_days * 86400LL);
+        tx_cmd(tx, 3, "SADD", k, it->change_id);
+        tx_cmd(tx, 3, "EXPIRE", k, ttl);
+    }
+}
+
+/*
+ * The record that ends the change: once the states are rebuilt for the epoch (its own written
+ * again if the epoch changed), produced; its delivery report completes the change. In steps:
+ * the epoch (journal_final → final_looked), the states again if it changed (final_reasserted),
+ * the state read and produced (final_read). Like the delivery report that completes it, this
+ * chain does not abandon a revoked change: the outcome is recorded, it only tells Kafka.
+ */
+static void final_looked(void *arg, redisReply *r, const char *why);
+static void final_reasserted(void *arg, redisReply *r, const char *why);
+static void final_read(void *arg, redisReply *r, const char *why);
+
 static void journal_final(void *arg) {
     wb_item_t *it = arg;
-    wb_t *wb = it->wb;
+    if (wb_state_ready_send(it->wb, final_looked, it) != 0)
+        wait_then(it, 1000, journal_final);
+}
+
+static void final_produce(wb_item_t *it) {
+    if (wb_state_journal_send(it->wb, it->tenant, it->asset, final_read, it) != 0)
+        wait_then(it, 1000, journal_final);
+}
+
+static void final_looked(void *arg, redisReply *r, const char *why) {
+    wb_item_t *it = arg;
     char epoch[64];
-    int ready = wb_redis_ok(wb) ? wb_state_ready(wb, epoch, sizeof(epoch)) : -1;
+    (void)why;
+    int ready = wb_state_ready_reply(r, epoch, sizeof(epoch));
     if (ready != 1) {
         wait_then(it, ready < 0 ? 1000 : 250, journal_final);
         return;
     }
-    if (strcmp(epoch, it->epoch) != 0) {
-        if (reassert(it) != 0) {
-            wait_then(it, 1000, journal_final);
-            return;
-        }
-        MSP_WARN("wb.state_reasserted", it->tenant,
-                 "asset=%s change=%s: Redis lost the states of this change; written again",
-                 it->asset, it->change_id);
-        snprintf(it->epoch, sizeof(it->epoch), "%s", epoch);
+    if (strcmp(epoch, it->epoch) == 0) {
+        final_produce(it);
+        return;
     }
-    int rc = wb_state_journal(wb, it->tenant, it->asset, it, it->jepoch, sizeof(it->jepoch));
+    tx_t tx;
+    tx_begin(&tx, it);
+    reassert(&tx, it);
+    snprintf(it->jepoch, sizeof(it->jepoch), "%s", epoch); /* what the reassert is for */
+    if (tx_end(&tx, final_reasserted) != 0)
+        wait_then(it, 1000, journal_final);
+}
+
+static void final_reasserted(void *arg, redisReply *r, const char *why) {
+    wb_item_t *it = arg;
+    (void)why;
+    if (!exec_ran(r)) {
+        wait_then(it, 1000, journal_final);
+        return;
+    }
+    MSP_WARN("wb.state_reasserted", it->tenant,
+             "asset=%s change=%s: Redis lost the states of this change; written again", it->asset,
+             it->change_id);
+    snprintf(it->epoch, sizeof(it->epoch), "%s", it->jepoch);
+    final_produce(it);
+}
+
+static void final_read(void *arg, redisReply *r, const char *why) {
+    wb_item_t *it = arg;
+    (void)why;
+    int rc = wb_state_journal_reply(it->wb, it->tenant, it->asset, r, it, it->jepoch,
+                                    sizeof(it->jepoch));
     if (rc != 0)
         wait_then(it, rc < 0 ? 1000 : 250, journal_final);
+}
+
+/* After the final record's delivery: the epoch it was read in still the current one? */
+static void delivered_looked(void *arg, redisReply *r, const char *why) {
+    wb_item_t *it = arg;
+    char epoch[64];
+    (void)why;
+    if (wb_state_ready_reply(r, epoch, sizeof(epoch)) != 1 || strcmp(epoch, it->jepoch) != 0) {
+        wait_then(it, 250, journal_final);
+        return;
+    }
+    complete(it);
 }
 
 /* The final record's delivery report: the change completes, unless Redis lost its state since
  * the record was read (the rebuild may have read the topic before it: write it again). */
 static void journal_delivered(wb_item_t *it, const rd_kafka_message_t *m) {
-    char epoch[64];
     if (m->err) {
         MSP_WARN("wb.journal_failed", it->tenant, "asset=%s: %s; producing it again", it->asset,
                  rd_kafka_err2str(m->err));
         wait_then(it, 1000, journal_final);
         return;
     }
-    if (!wb_redis_ok(it->wb) || wb_state_ready(it->wb, epoch, sizeof(epoch)) != 1 ||
-        strcmp(epoch, it->jepoch) != 0) {
+    if (wb_state_ready_send(it->wb, delivered_looked, it) != 0)
         wait_then(it, 250, journal_final);
-        return;
-    }
-    complete(it);
 }
 
 /* ------------------------------------------------------------ dead letters */
@@ -498,25 +612,33 @@ void wb_delivery_report(wb_t *wb, const rd_kafka_message_t *m) {
 
 /* ------------------------------------------------------------------ FINISH */
 
+static void finish_recorded(void *arg, redisReply *r, const char *why);
+
 static void finish(void *arg) {
     wb_item_t *it = arg;
-    wb_t *wb = it->wb;
     if (it->nfailed) {
         dead_letter(it, it->fail_reason);
         return;
     }
-    if (!wb_redis_ok(wb)) {
-        wait_then(it, 1000, finish);
-        return;
-    }
-    char k[400];
+    char k[400], ttl[32];
     wb_key(it, k, sizeof(k), ":done");
-    redisAppendCommand(wb->redis, "MULTI");
-    redisAppendCommand(wb->redis, "SADD %s %s", k, it->change_id);
-    redisAppendCommand(wb->redis, "EXPIRE %s %lld", k, wb->conf.done_ttl_days * 86400LL);
-    redisAppendCommand(wb->redis, "EXEC");
-    if (!read_replies(wb, 4, REDIS_REPLY_ARRAY)) {
-        MSP_WARN("redis.finish_failed", it->tenant, "recording the change failed; retrying");
+    snprintf(ttl, sizeof(ttl), "%lld", it->wb->conf.done_ttl_days * 86400LL);
+    tx_t tx;
+    tx_begin(&tx, it);
+    tx_cmd(&tx, 3, "SADD", k, it->change_id);
+    tx_cmd(&tx, 3, "EXPIRE", k, ttl);
+    if (tx_end(&tx, finish_recorded) != 0)
+        wait_then(it, 1000, finish);
+}
+
+static void finish_recorded(void *arg, redisReply *r, const char *why) {
+    wb_item_t *it = arg;
+    wb_t *wb = it->wb;
+    if (gone(it))
+        return;
+    if (!exec_ran(r)) {
+        MSP_WARN("redis.finish_failed", it->tenant, "recording the change failed (%s); retrying",
+                 why ? why : "an error answer");
         wait_then(it, 1000, finish);
         return;
     }
@@ -527,31 +649,37 @@ static void finish(void *arg) {
 
 /* ------------------------------------------------------------------ RECORD */
 
+static void target_recorded(void *arg, redisReply *r, const char *why);
+
 /* The current target is finished: one MULTI with wb:wrote and its wb:<asset> states. */
 static void target_done(void *arg) {
     wb_item_t *it = arg;
-    wb_t *wb = it->wb;
     target_t *t = cur_target(it);
     defs_release(it);
-    if (!wb_redis_ok(wb)) {
-        wait_then(it, 1000, target_done);
-        return;
-    }
     char kw[300];
     msp_key(kw, sizeof(kw), it->tenant, "wb:wrote");
-    int n = 0;
-    redisAppendCommand(wb->redis, "MULTI"), n++;
+    tx_t tx;
+    tx_begin(&tx, it);
     for (int f = 0; f < WB_NF; f++) {
         if (t->res[f] != R_WRITTEN && t->res[f] != R_HELD) continue;
         char field[256];
         snprintf(field, sizeof(field), "%s:%s|%s", t->vendor->name, t->id, wb_field_name[f]);
-        redisAppendCommand(wb->redis, "HSET %s %s %s", kw, field, it->val[f]), n++;
+        tx_cmd(&tx, 4, "HSET", kw, field, it->val[f]);
     }
-    n += append_states(it, t, (1u << R_WRITTEN) | (1u << R_HELD) | (1u << R_FAILED), NULL);
-    n += append_history(it, t, (1u << R_WRITTEN) | (1u << R_HELD) | (1u << R_FAILED));
-    redisAppendCommand(wb->redis, "EXEC"), n++;
-    if (!read_replies(wb, n, REDIS_REPLY_ARRAY)) {
-        MSP_WARN("redis.record_failed", it->tenant, "recording a target failed; retrying");
+    append_states(&tx, it, t, (1u << R_WRITTEN) | (1u << R_HELD) | (1u << R_FAILED), NULL);
+    append_history(&tx, it, t, (1u << R_WRITTEN) | (1u << R_HELD) | (1u << R_FAILED));
+    if (tx_end(&tx, target_recorded) != 0)
+        wait_then(it, 1000, target_done);
+}
+
+static void target_recorded(void *arg, redisReply *r, const char *why) {
+    wb_item_t *it = arg;
+    target_t *t = cur_target(it);
+    if (gone(it))
+        return;
+    if (!exec_ran(r)) {
+        MSP_WARN("redis.record_failed", it->tenant, "recording a target failed (%s); retrying",
+                 why ? why : "an error answer");
         wait_then(it, 1000, target_done);
         return;
     }
@@ -611,7 +739,6 @@ static void call(wb_item_t *it, const char *method, char *path, json_t *body,
 
 static void on_retrying(void *arg, unsigned attempt, int64_t delay_ms, const char *why) {
     wb_item_t *it = arg;
-    wb_t *wb = it->wb;
     target_t *t = cur_target(it);
     MSP_WARN("wb.retry", it->tenant, "asset=%s target=%s:%s attempt=%u retry_in_ms=%lld: %s",
              it->asset, t->vendor->name, t->id, attempt, (long long)delay_ms, why);
@@ -620,9 +747,10 @@ static void on_retrying(void *arg, unsigned attempt, int64_t delay_ms, const cha
         snprintf(busy->why, sizeof(busy->why), "%s", why);
         busy->seq++;
     }
-    if ((attempt == 1 || attempt % 10 == 0) && wb_redis_ok(wb)) {
-        /* Keep "pending", say why it is taking long. */
-        if (append_states(it, t, 1u << R_PENDING, why) && read_replies(wb, 1, 0))
+    if (attempt == 1 || attempt % 10 == 0) {
+        /* Keep "pending", say why it is taking long (no answer awaited: the journal's read comes
+         * after it on the connection). */
+        if (append_states(NULL, it, t, 1u << R_PENDING, why))
             journal(it);
     }
 }
@@ -651,6 +779,7 @@ void wb_vcall_env(wb_t *wb) {
     wb->vcall = (msp_vcall_env_t){.base = wb->base,
                                   .http = &wb->http,
                                   .redis = &wb->redis,
+                                  .aredis = wb->aredis,
                                   .redis_url = wb->conf.svc.redis_url,
                                   .backoff_base_ms = wb->conf.backoff_base_ms,
                                   .backoff_cap_ms = wb->conf.backoff_cap_ms,
@@ -664,10 +793,9 @@ void wb_vcall_env(wb_t *wb) {
 /* A ConnectWise RMM target's account: its client's bucket, the token cache. */
 static void cw_account(wb_item_t *it, target_t *t, msp_vcall_account_t *a) {
     const wb_conf_t *conf = &it->wb->conf;
-    t->cw_cred = (msp_vendor_cred_t){t->vendor, &t->cw};
-    t->cw_auth = (msp_vcall_vendor_t){&it->wb->auth, &t->cw_cred};
-    a->base_url = t->cw.base_url;
-    a->bucket_key = t->cw.bucket_key;
+    t->cw_auth = (msp_vcall_vendor_t){&it->wb->auth, &t->cred};
+    a->base_url = msp_vendor_cred_base_url(&t->cred);
+    a->bucket_key = msp_vendor_cred_bucket(&t->cred);
     a->rate = msp_vendor_rate_per_s(&conf->svc.rates, t->vendor);
     a->burst = msp_vendor_rate_burst(&conf->svc.rates, t->vendor);
     a->auth = &msp_vcall_vendor_auth;
@@ -677,11 +805,12 @@ static void cw_account(wb_item_t *it, target_t *t, msp_vcall_account_t *a) {
 /* A Syncro target's account: the account's bucket, the API key's header. */
 static void sy_account(wb_item_t *it, target_t *t, msp_vcall_account_t *a) {
     const wb_conf_t *conf = &it->wb->conf;
-    a->base_url = t->sy.base_url;
-    a->bucket_key = t->sy.bucket_key;
+    const msp_syncro_integration_t *sy = t->cred.impl;
+    a->base_url = msp_vendor_cred_base_url(&t->cred);
+    a->bucket_key = msp_vendor_cred_bucket(&t->cred);
     a->rate = msp_vendor_rate_per_s(&conf->svc.rates, t->vendor);
     a->burst = msp_vendor_rate_burst(&conf->svc.rates, t->vendor);
-    a->auth_header = t->sy.auth_header;
+    a->auth_header = sy->auth_header;
 }
 
 /* ------------------------------------------------------------ ConnectWise RMM */
@@ -691,9 +820,8 @@ static int defs_claim(wb_item_t *it) {
     struct wb_busy_s *b = defs_busy_of(it);
     if (b) {
         /* Waiting: show why the owner is taking long on this change's fields too. */
-        if (b->seq != it->defs_seen && b->why[0] && wb_redis_ok(it->wb) &&
-            append_states(it, cur_target(it), 1u << R_PENDING, b->why))
-            read_replies(it->wb, 1, 0);
+        if (b->seq != it->defs_seen && b->why[0])
+            append_states(NULL, it, cur_target(it), 1u << R_PENDING, b->why);
         it->defs_seen = b->seq;
         return 0;
     }
@@ -729,11 +857,12 @@ static void cw_begin(void *arg) {
     cw_defs(it);
 }
 
+/* Remember a definition's id (no answer awaited: the next read of the hash comes after it). */
 static void defs_store(wb_item_t *it, const char *name, const char *id) {
     char k[300];
     msp_key(k, sizeof(k), it->tenant, "cwrmm:defs");
-    redisReply *r = redisCommand(it->wb->redis, "HSET %s %s %s", k, name, id);
-    if (r) freeReplyObject(r);
+    const char *argv[] = {"HSET", k, name, id};
+    msp_aredis_cmdargv(it->wb->aredis, NULL, it, 4, argv, NULL);
 }
 
 static void cw_defs_list(wb_item_t *it);
@@ -744,7 +873,7 @@ static void cw_def_created(void *arg, msp_http_response_t *res, json_t *d) {
     const char *id = json_string_value(json_object_get(d, "id"));
     const char *name = json_string_value(json_object_get(d, "name"));
     for (int f = 0; f < WB_NF; f++)
-        if (id && msp_cwrmm_field_name_is(name, CW_DEF_NAME[f]) && wb_redis_ok(it->wb))
+        if (id && msp_cwrmm_field_name_is(name, CW_DEF_NAME[f]))
             defs_store(it, CW_DEF_NAME[f], id);
     MSP_INFO("cwrmm.definition_created", it->tenant, "name=\"%s\" id=%s", name ? name : "?",
              id ? id : "?");
@@ -764,7 +893,7 @@ static void cw_defs_listed(void *arg, msp_http_response_t *res, json_t *a) {
     /* The fetcher reads them by the same rule (msp_cwrmm_field_name_is). */
     char found[WB_NF][MSP_CWRMM_ATTR_ID_SIZE];
     msp_cwrmm_date_definitions(a, found);
-    if (!wb_redis_ok(it->wb)) {
+    if (!msp_aredis_up(it->wb->aredis)) {
         wait_then(it, 1000, cw_defs);
         return;
     }
@@ -792,19 +921,24 @@ static void cw_defs_list(wb_item_t *it) {
          cw_defs_listed, NULL, NULL);
 }
 
+static void cw_defs_read(void *arg, redisReply *r, const char *why);
+
 /* The attribute ids of both definitions: Redis, else list (and create) them. */
 static void cw_defs(void *arg) {
     wb_item_t *it = arg;
-    if (!wb_redis_ok(it->wb)) {
-        wait_then(it, 1000, cw_defs);
-        return;
-    }
     char k[300];
     msp_key(k, sizeof(k), it->tenant, "cwrmm:defs");
-    redisReply *r = redisCommand(it->wb->redis, "HMGET %s %s %s", k, CW_DEF_NAME[0],
-                                 CW_DEF_NAME[1]);
+    const char *argv[] = {"HMGET", k, CW_DEF_NAME[0], CW_DEF_NAME[1]};
+    if (msp_aredis_cmdargv(it->wb->aredis, cw_defs_read, it, 4, argv, NULL) != 0)
+        wait_then(it, 1000, cw_defs);
+}
+
+static void cw_defs_read(void *arg, redisReply *r, const char *why) {
+    wb_item_t *it = arg;
+    (void)why;
+    if (gone(it))
+        return;
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != WB_NF) {
-        if (r) freeReplyObject(r);
         wait_then(it, 1000, cw_defs);
         return;
     }
@@ -817,7 +951,6 @@ static void cw_defs(void *arg) {
             have++;
         }
     }
-    freeReplyObject(r);
     if (have == WB_NF) {
         it->defs_cached = !it->defs_owner;
         defs_release(it);
@@ -835,12 +968,12 @@ static void cw_defs(void *arg) {
 static int cw_put_fail(void *arg, const msp_http_response_t *res) {
     wb_item_t *it = arg;
     /* A definition deleted in ConnectWise RMM leaves a stale id in Redis: find them again once. */
+    char k[300];
+    msp_key(k, sizeof(k), it->tenant, "cwrmm:defs");
+    const char *argv[] = {"DEL", k};
+    /* (no answer awaited: cw_defs's read comes after the DEL on the connection) */
     if ((res->status == 400 || res->status == 422) && it->defs_cached && !it->defs_refreshed &&
-        wb_redis_ok(it->wb)) {
-        char k[300];
-        msp_key(k, sizeof(k), it->tenant, "cwrmm:defs");
-        redisReply *r = redisCommand(it->wb->redis, "DEL %s", k);
-        if (r) freeReplyObject(r);
+        msp_aredis_cmdargv(it->wb->aredis, NULL, it, 2, argv, NULL) == 0) {
         it->defs_refreshed = 1;
         MSP_WARN("cwrmm.definitions_stale", it->tenant, "PUT answered %ld; listing the "
                  "definitions again", res->status);
@@ -995,8 +1128,40 @@ static int flag_on(const redisReply *e) {
 }
 
 /*
+ * LOAD in steps, each going on in the callback of its reply:
+ *   item_load      the epoch and the marker (are the states in Redis?)   → load_looked
+ *   load_looked    the done set and this change's fields in wb:<asset>   → load_read
+ *   load_read      every target's integration (plan_target, concurrently) → plan_done
+ *   load_planned   one MULTI records the plan                             → load_recorded
+ * Any missing answer: a second later, item_load again (nothing was decided yet).
+ */
+static void load_planned(wb_item_t *it);
+
+/* One target's plan is decided (ok 0: Redis failed); the last one goes on. */
+static void plan_done(wb_item_t *it, int ok) {
+    if (!ok)
+        it->plan_bad = 1;
+    if (--it->plan_left > 0)
+        return;
+    if (gone(it))
+        return;
+    if (it->plan_bad) {
+        wait_then(it, 1000, item_load);
+        return;
+    }
+    load_planned(it);
+}
+
+/* Start loading t's integration with the row's loader; cb gets t. @returns 0 started, -1 not. */
+static int cred_load(wb_item_t *it, target_t *t, msp_vendor_cred_cb *cb) {
+    return msp_vendor_cred_load_async(t->vendor, it->wb->aredis, &it->wb->key, it->tenant, &t->cred,
+                                      &t->cred_op, cb, t);
+}
+
+/*
  * Decide per target and field: pending, skipped (no integration, not opted in) or failed (the
- * secret does not open). @returns 0, or -1 on a Redis error (the caller waits and loads again).
+ * secret does not open). @returns 0 decided or started (plan_done follows, once per start), -1
+ * not started (Redis not connected: the caller waits and loads again).
  */
 static int plan_target(wb_item_t *it, target_t *t) {
     for (int f = 0; f < WB_NF; f++) t->res[f] = it->has[f] ? R_PENDING : R_NONE;
@@ -1008,93 +1173,109 @@ static int plan_target(wb_item_t *it, target_t *t) {
         skip_fields(t, it, R_SKIPPED, why);
         return 0;
     }
-    return ops->plan(it, t);
+    it->plan_left++;
+    if (ops->plan(it, t) == 0)
+        return 0;
+    it->plan_left--;
+    return -1;
 }
 
-/* plan_target of a ConnectWise RMM target: its integration, its per-field opt-ins. */
-static int cw_plan(wb_item_t *it, target_t *t) {
-    wb_t *wb = it->wb;
-    char err[512];
-    msp_cwrmm_integration_clear(&t->cw);
-    int rc = msp_cwrmm_integration_load(wb->redis, &wb->key, it->tenant, &t->cw, err, sizeof(err));
+/* The loaded integration decides: rc as msp_vendor_cred_load. @returns 0, or -1 (Redis). */
+static int cred_decides(target_t *t, int rc, const char *err) {
     if (rc < 0)
         return -1;
-    if (rc == 1) {
-        skip_fields(t, it, R_SKIPPED, err);
-        return 0;
+    if (rc == 1 || rc == 2)
+        skip_fields(t, t->item, rc == 1 ? R_SKIPPED : R_FAILED, err ? err : "");
+    return 0;
+}
+
+/* A ConnectWise RMM target's integration is loaded: its per-field opt-ins. */
+static void cw_planned(void *arg, int rc, const char *err) {
+    target_t *t = arg;
+    if (cred_decides(t, rc, err) != 0 || rc != 0) {
+        plan_done(t->item, rc >= 0);
+        return;
     }
-    if (rc == 2) {
-        skip_fields(t, it, R_FAILED, err);
-        return 0;
-    }
-    t->loaded = 1;
-    if (!t->cw.writeback_purchase && t->res[WB_F_PURCHASE] == R_PENDING) {
+    const msp_cwrmm_integration_t *cw = t->cred.impl;
+    if (!cw->writeback_purchase && t->res[WB_F_PURCHASE] == R_PENDING) {
         t->res[WB_F_PURCHASE] = R_SKIPPED;
         snprintf(t->why, sizeof(t->why),
                  "the ConnectWise RMM integration did not opt into "
                  "writing back the purchase date");
     }
-    if (!t->cw.writeback_warranty && t->res[WB_F_WARRANTY] == R_PENDING) {
+    if (!cw->writeback_warranty && t->res[WB_F_WARRANTY] == R_PENDING) {
         t->res[WB_F_WARRANTY] = R_SKIPPED;
         snprintf(t->why, sizeof(t->why),
                  "the ConnectWise RMM integration did not opt into "
                  "writing back the warranty expiration");
     }
-    return 0;
+    plan_done(t->item, 1);
 }
 
-/* plan_target of a Syncro target: its integration, its per-field opt-ins. */
-static int sy_plan(wb_item_t *it, target_t *t) {
-    wb_t *wb = it->wb;
-    char err[512];
-    char k[300];
-    msp_key(k, sizeof(k), it->tenant, "integration:%s", t->vendor->name);
-    redisReply *r = redisCommand(wb->redis, "HMGET %s writeback_purchase writeback_warranty", k);
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-        if (r) freeReplyObject(r);
-        return -1;
+/* plan_target of a ConnectWise RMM target: its integration, its per-field opt-ins. */
+static int cw_plan(wb_item_t *it, target_t *t) { return cred_load(it, t, cw_planned); }
+
+/* A Syncro target's integration is loaded: the opt-ins read before decide. */
+static void sy_planned(void *arg, int rc, const char *err) {
+    target_t *t = arg;
+    if (rc == 1)
+        err = "no Syncro integration";
+    if (cred_decides(t, rc, err) != 0 || rc != 0) {
+        plan_done(t->item, rc >= 0);
+        return;
     }
-    int opt[WB_NF] = {flag_on(r->element[0]), flag_on(r->element[1])};
-    freeReplyObject(r);
-    msp_syncro_integration_clear(&t->sy);
-    int rc = msp_syncro_integration_load(wb->redis, &wb->key, it->tenant, &t->sy, err,
-                                         sizeof(err));
-    if (rc < 0) return -1;
-    if (rc == 1) {
-        skip_fields(t, it, R_SKIPPED, "no Syncro integration");
-        return 0;
-    }
-    if (rc == 2) {
-        skip_fields(t, it, R_FAILED, err);
-        return 0;
-    }
-    t->loaded = 1;
     for (int f = 0; f < WB_NF; f++) {
-        if (opt[f] || t->res[f] != R_PENDING) continue;
+        if (t->opt[f] || t->res[f] != R_PENDING)
+            continue;
         t->res[f] = R_SKIPPED;
         snprintf(t->why, sizeof(t->why),
                  "the Syncro integration did not opt into writing back the %s",
                  f == WB_F_PURCHASE ? "purchase date" : "warranty expiration");
     }
-    return 0;
+    plan_done(t->item, 1);
+}
+
+/* A Syncro target's opt-ins (the integration hash's writeback_* flags); then its integration. */
+static void sy_flags_read(void *arg, redisReply *r, const char *why) {
+    target_t *t = arg;
+    (void)why;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        plan_done(t->item, 0);
+        return;
+    }
+    t->opt[WB_F_PURCHASE] = flag_on(r->element[0]);
+    t->opt[WB_F_WARRANTY] = flag_on(r->element[1]);
+    if (cred_load(t->item, t, sy_planned) != 0)
+        plan_done(t->item, 0);
+}
+
+/* plan_target of a Syncro target: its integration, its per-field opt-ins. */
+static int sy_plan(wb_item_t *it, target_t *t) {
+    char k[300];
+    msp_key(k, sizeof(k), it->tenant, "integration:%s", t->vendor->name);
+    const char *argv[] = {"HMGET", k, "writeback_purchase", "writeback_warranty"};
+    return msp_aredis_cmdargv(it->wb->aredis, sy_flags_read, t, 4, argv, NULL);
 }
 
 /* Which fields wb:<asset> shows pending or written for this very change (a crash came mid-way):
- * a value found there then is our own write, recorded as "written". */
-static int load_ours(wb_item_t *it) {
-    char k[400];
-    wb_key(it, k, sizeof(k), "");
+ * a value found there then is our own write, recorded as "written". hm: the HMGET of every
+ * target's fields, in load_looked's order. @returns 0, or -1 when hm is not that answer. */
+static int load_ours(wb_item_t *it, const redisReply *hm) {
+    size_t n = 0;
+    for (size_t i = 0; i < it->ntg; i++)
+        for (int f = 0; f < WB_NF; f++)
+            n += it->has[f] != 0;
+    if (!hm || hm->type != REDIS_REPLY_ARRAY || hm->elements != n)
+        return -1;
+    size_t e = 0;
     for (size_t i = 0; i < it->ntg; i++) {
         target_t *t = &it->tg[i];
         for (int f = 0; f < WB_NF; f++) {
             t->ours[f] = 0;
             if (!it->has[f]) continue;
-            redisReply *r =
-                redisCommand(it->wb->redis, "HGET %s %s:%s", k, t->vendor->name, wb_field_name[f]);
-            if (!r || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL)) {
-                if (r) freeReplyObject(r);
+            const redisReply *r = hm->element[e++];
+            if (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL)
                 return -1;
-            }
             if (r->type == REDIS_REPLY_STRING) {
                 json_t *s = json_loads(r->str, 0, NULL);
                 const char *st = json_string_value(json_object_get(s, "state"));
@@ -1103,23 +1284,30 @@ static int load_ours(wb_item_t *it) {
                          !strcmp(cid, it->change_id);
                 json_decref(s);
             }
-            freeReplyObject(r);
         }
     }
     return 0;
 }
 
+static void load_looked(void *arg, redisReply *r, const char *why);
+static void load_read(void *arg, redisReply *r, const char *why);
+static void load_recorded(void *arg, redisReply *r, const char *why);
+
 static void item_load(void *arg) {
     wb_item_t *it = arg;
-    wb_t *wb = it->wb;
-    if (!wb_redis_ok(wb)) {
+    if (wb_state_ready_send(it->wb, load_looked, it) != 0)
         wait_then(it, 1000, item_load);
+}
+
+static void load_looked(void *arg, redisReply *r, const char *why) {
+    wb_item_t *it = arg;
+    (void)why;
+    if (gone(it))
         return;
-    }
     /* Redis lost its state: the integrations come back with the restore, the states and done
      * sets with the rebuild (state.c); until then nothing is decided, nothing written, the
      * offset not stored. */
-    int ready = wb_state_ready(wb, it->epoch, sizeof(it->epoch));
+    int ready = wb_state_ready_reply(r, it->epoch, sizeof(it->epoch));
     if (ready != 1) {
         if (ready == 0 && !it->waited_restore)
             MSP_WARN("change.waiting_restore", it->tenant,
@@ -1129,43 +1317,98 @@ static void item_load(void *arg) {
         wait_then(it, 1000, item_load);
         return;
     }
-    char k[400];
-    wb_key(it, k, sizeof(k), ":done");
-    redisReply *r = redisCommand(wb->redis, "SISMEMBER %s %s", k, it->change_id);
-    if (!r || r->type != REDIS_REPLY_INTEGER) {
-        if (r) freeReplyObject(r);
+    char kd[400], kh[400];
+    wb_key(it, kd, sizeof(kd), ":done");
+    wb_key(it, kh, sizeof(kh), "");
+    size_t nf = 2;
+    for (size_t i = 0; i < it->ntg; i++)
+        for (int f = 0; f < WB_NF; f++)
+            nf += it->has[f] != 0;
+    const char **argv = calloc(nf, sizeof(*argv));
+    char(*names)[32] = calloc(nf, sizeof(*names));
+    tx_t tx;
+    tx_begin(&tx, it);
+    tx_cmd(&tx, 3, "SISMEMBER", kd, it->change_id);
+    if (argv && names && nf > 2) {
+        size_t n = 0;
+        argv[n++] = "HMGET";
+        argv[n++] = kh;
+        for (size_t i = 0; i < it->ntg; i++)
+            for (int f = 0; f < WB_NF; f++) {
+                if (!it->has[f])
+                    continue;
+                snprintf(names[n], sizeof(names[n]), "%s:%s", it->tg[i].vendor->name,
+                         wb_field_name[f]);
+                argv[n] = names[n];
+                n++;
+            }
+        tx_argv(&tx, (int)n, argv);
+    } else if (nf > 2) {
+        tx.bad = 1; /* out of memory */
+    }
+    free(argv);
+    free(names);
+    if (tx_end(&tx, load_read) != 0)
+        wait_then(it, 1000, item_load);
+}
+
+static void load_read(void *arg, redisReply *r, const char *why) {
+    wb_item_t *it = arg;
+    (void)why;
+    if (gone(it))
+        return;
+    int targets = it->ntg > 0;
+    if (!exec_ran(r) || r->elements != (size_t)(1 + targets) ||
+        r->element[0]->type != REDIS_REPLY_INTEGER) {
         wait_then(it, 1000, item_load);
         return;
     }
-    int seen = r->integer == 1;
-    freeReplyObject(r);
-    if (seen) {
-        msp_metric_add(wb->metrics, "mspsync_write_back_changes_total", "outcome=\"duplicate\"", 1);
+    if (r->element[0]->integer == 1) {
+        msp_metric_add(it->wb->metrics, "mspsync_write_back_changes_total", "outcome=\"duplicate\"",
+                       1);
         complete(it);
         return;
     }
-    if (load_ours(it) < 0) {
+    if (targets && load_ours(it, r->element[1]) < 0) {
         wait_then(it, 1000, item_load);
         return;
     }
+    /* Every target's integration at once; plan_done goes on after the last. The extra count
+     * holds the last plan_done back until every load was started. */
+    it->plan_left = 1;
+    it->plan_bad = 0;
+    for (size_t i = 0; i < it->ntg && !it->plan_bad; i++)
+        if (plan_target(it, &it->tg[i]) < 0)
+            it->plan_bad = 1;
+    plan_done(it, 1);
+}
+
+/* Record the plan: pending fields, and the final state of those skipped or failed here. */
+static void load_planned(wb_item_t *it) {
+    tx_t tx;
+    tx_begin(&tx, it);
     for (size_t i = 0; i < it->ntg; i++) {
-        if (plan_target(it, &it->tg[i]) < 0) {
-            wait_then(it, 1000, item_load);
-            return;
-        }
+        append_states(&tx, it, &it->tg[i], (1u << R_PENDING) | (1u << R_SKIPPED) | (1u << R_FAILED),
+                      NULL);
+        append_history(&tx, it, &it->tg[i], (1u << R_SKIPPED) | (1u << R_FAILED));
     }
-    /* Record the plan: pending fields, and the final state of those skipped or failed here. */
-    int n = 0;
-    for (size_t i = 0; i < it->ntg; i++) {
-        n += append_states(it, &it->tg[i],
-                           (1u << R_PENDING) | (1u << R_SKIPPED) | (1u << R_FAILED), NULL);
-        n += append_history(it, &it->tg[i], (1u << R_SKIPPED) | (1u << R_FAILED));
-    }
-    if (n && !read_replies(wb, n, 0)) {
+    if (tx_end(&tx, load_recorded) != 0)
+        wait_then(it, 1000, item_load);
+}
+
+static void load_recorded(void *arg, redisReply *r, const char *why) {
+    wb_item_t *it = arg;
+    (void)why;
+    if (gone(it))
+        return;
+    int ok = exec_ran(r);
+    for (size_t i = 0; ok && i < r->elements; i++)
+        ok = r->element[i]->type != REDIS_REPLY_ERROR;
+    if (!ok) {
         wait_then(it, 1000, item_load);
         return;
     }
-    if (n)
+    if (r->elements)
         journal(it);
     for (size_t i = 0; i < it->ntg; i++) {
         target_t *t = &it->tg[i];
@@ -1202,6 +1445,7 @@ static int parse_change(wb_item_t *it, char *why, size_t why_size) {
     it->ntg = ch->ntargets;
     it->tg = calloc(it->ntg ? it->ntg : 1, sizeof(target_t));
     for (size_t i = 0; it->tg && i < it->ntg; i++) {
+        it->tg[i].item = it;
         it->tg[i].vendor = ch->targets[i].vendor;
         memcpy(it->tg[i].id, ch->targets[i].id, sizeof(it->tg[i].id));
     }

@@ -108,6 +108,25 @@ static void malformed_changes_say_why(void **state) {
     }
 }
 
+/* The credential load keeps the tenant in 128 bytes: a longer one would wait there forever. */
+static void a_tenant_of_128_bytes_is_refused(void **state) {
+    (void)state;
+    char text[1024], tenant[129];
+    for (int len = 127; len <= 128; len++) {
+        memset(tenant, 't', (size_t)len);
+        tenant[len] = '\0';
+        snprintf(text, sizeof(text),
+                 "{\"tenant\":\"%s\",\"asset_id\":\"a\",\"change_id\":\"c\","
+                 "\"dates\":{\"purchase\":null},\"targets\":[]}",
+                 tenant);
+        wb_change_t c;
+        char why[200] = "";
+        assert_int_equal(parse(text, &c, why, sizeof(why)), len < 128 ? 0 : -1);
+        if (len == 128)
+            assert_string_equal(why, "bad or missing tenant");
+    }
+}
+
 static void too_many_targets_are_refused(void **state) {
     (void)state;
     char text[8192];
@@ -157,6 +176,7 @@ int main(void) {
         cmocka_unit_test(a_field_left_out_is_not_touched),
         cmocka_unit_test(malformed_changes_say_why),
         cmocka_unit_test(too_many_targets_are_refused),
+        cmocka_unit_test(a_tenant_of_128_bytes_is_refused),
         cmocka_unit_test(a_value_holds_the_same_calendar_date_in_any_vendor_form),
         cmocka_unit_test(nothing_holds_a_clear_and_garbage_holds_nothing),
     };
