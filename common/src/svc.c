@@ -16,6 +16,7 @@
 
 #include <event2/http.h>
 
+#include "mspsync/backoff.h"
 #include "mspsync/kafka.h"
 #include "mspsync/lifecycle.h"
 #include "mspsync/log.h"
@@ -294,6 +295,26 @@ static void worker_on_producer(void *arg) {
     rd_kafka_poll(((msp_svc_worker_t *)arg)->producer, 0);
 }
 
+/* The answer of the probe: Redis answered (aredis notes when), and whether its state is lost. */
+static void worker_probed(void *arg, redisReply *r, const char *why) {
+    msp_svc_worker_t *w = arg;
+    (void)why;
+    w->aredis_probing = 0;
+    if (r && r->type == REDIS_REPLY_INTEGER)
+        w->aredis_lost = r->integer == 0;
+}
+
+/* Probe the async connection once a second (EXISTS of the state epoch: statekeys.h). */
+static void worker_probe(msp_svc_worker_t *w) {
+    int64_t now = msp_now_ms();
+    if (!w->aredis || w->aredis_probing || now - w->aredis_probe_ms < 1000)
+        return;
+    char key[64];
+    msp_key(key, sizeof(key), "_", MSP_STATE_EPOCH_SUFFIX);
+    w->aredis_probe_ms = now;
+    w->aredis_probing = msp_aredis_cmd(w->aredis, worker_probed, w, "EXISTS %s", key) == 0;
+}
+
 /* Safety net: the io-event only fires on empty → non-empty; a paused consumer still polls
  * (rebalances and errors are served from rd_kafka_consumer_poll). */
 static void worker_on_tick(void *arg) {
@@ -310,14 +331,25 @@ static void worker_on_tick(void *arg) {
     } else {
         worker_consume(w);
     }
+    worker_probe(w);
     if (w->tick) w->tick(w->arg);
 }
 
-static int worker_ready(void *opaque, char *why, size_t why_size) {
-    msp_svc_worker_t *w = opaque;
-    if (!w->consumer) {
-        snprintf(why, why_size, "%s", msp_kafka_waiting_why());
-        return 0;
+/* Redis for /readyz, without waiting: the async connection answered lately (and its state is
+ * not lost), or the blocking one of a service without it. @returns 1, or 0 with why. */
+static int worker_redis_ready(msp_svc_worker_t *w, char *why, size_t why_size) {
+    if (w->aredis) {
+        worker_probe(w);
+        int64_t answered = msp_aredis_answered_ms(w->aredis);
+        if (!answered || msp_now_ms() - answered > MSP_SVC_REDIS_ANSWER_MS) {
+            snprintf(why, why_size, "redis unavailable");
+            return 0;
+        }
+        if (w->aredis_lost) {
+            snprintf(why, why_size, "redis lost its state: waiting for the restore from kafka");
+            return 0;
+        }
+        return 1;
     }
     if (!msp_redis_ok(w->redis, w->conf->redis_url)) {
         snprintf(why, why_size, "redis unavailable");
@@ -327,6 +359,17 @@ static int worker_ready(void *opaque, char *why, size_t why_size) {
         snprintf(why, why_size, "redis lost its state: waiting for the restore from kafka");
         return 0;
     }
+    return 1;
+}
+
+static int worker_ready(void *opaque, char *why, size_t why_size) {
+    msp_svc_worker_t *w = opaque;
+    if (!w->consumer) {
+        snprintf(why, why_size, "%s", msp_kafka_waiting_why());
+        return 0;
+    }
+    if (!worker_redis_ready(w, why, why_size))
+        return 0;
     if (w->assigned_partitions == 0) {
         snprintf(why, why_size, "no %s partitions assigned yet", w->topic);
         return 0;
@@ -359,6 +402,8 @@ int msp_svc_worker_serve(msp_svc_worker_t *w, msp_svc_t *svc) {
 }
 
 void msp_svc_worker_close(msp_svc_worker_t *w) {
+    msp_aredis_cancel(w->aredis, w); /* the probe's answer no longer comes here */
+    w->aredis_probing = 0;
     /* the stop is bounded (lifecycle.h): what does not make it replays from uncommitted offsets */
     if (w->producer) rd_kafka_flush(w->producer, msp_lifecycle_budget_ms(10000));
     if (w->flushed) w->flushed(w->arg);

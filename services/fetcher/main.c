@@ -1,8 +1,9 @@
 /*
  * mspsync-fetcher — pulls vendor data for sync jobs and puts it on raw.records.
  *
- * Wiring only: configuration, the Kafka side (a worker without a keyed queue, svc.h), Redis, the
- * HTTP client, the scheduler's timer and the event loop. The job state machine is in job.c, the
+ * Wiring only: configuration, the Kafka side (a worker without a keyed queue, svc.h), Redis (the
+ * async connection every job, the scheduler and /readyz use, aredis.h), the HTTP client, the
+ * scheduler's timer and the event loop. The job state machine is in job.c, the
  * scheduler in sched.c.
  */
 #include "fetcher.h"
@@ -123,6 +124,11 @@ int main(int argc, char **argv) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     f->base = event_base_new();
     f->metrics = msp_metrics_new("fetcher");
+    f->aredis = msp_aredis_new(f->base, f->conf.svc.redis_url, 0);
+    if (!f->aredis) {
+        MSP_ERROR("init.failed", NULL, "out of memory");
+        return 1;
+    }
     declare_metrics(f->metrics);
 
     msp_svc_worker_t *w = &f->worker;
@@ -132,6 +138,7 @@ int main(int argc, char **argv) {
         .topic = MSP_TOPIC_SYNC_JOBS,
         .metrics = f->metrics,
         .redis = &f->redis,
+        .aredis = f->aredis,
         .gauge_partitions = "mspsync_fetcher_assigned_partitions",
         .accept = on_message,
         .revoked = on_revoked,
@@ -159,7 +166,6 @@ int main(int argc, char **argv) {
         MSP_ERROR("init.failed", NULL, "out of memory");
         return 1;
     }
-    if (!redis_ok(f)) MSP_WARN("redis.unavailable", NULL, "starting anyway; will retry");
 
     if (msp_svc_worker_serve(w, &svc) != 0) return 1;
     if (start_scheduler(f) != 0) {
@@ -186,6 +192,8 @@ stop:
     f->offtrack = NULL;
     msp_svc_close(&svc);
     if (f->sched_ev) event_free(f->sched_ev);
+    msp_aredis_free(
+        f->aredis); /* after the jobs: what is still awaited is answered "shutting down" */
     if (f->redis) redisFree(f->redis);
     msp_metrics_destroy(f->metrics);
     event_base_free(f->base);

@@ -20,7 +20,9 @@
 
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
+
 #include <librdkafka/rdkafka.h>
+#include "mspsync/aredis.h"
 
 #include "mspsync/config.h"
 #include "mspsync/crypto.h"
@@ -240,6 +242,11 @@ typedef struct msp_svc_worker_s {
     const char     *topic;            /* base name of the consumed topic ("incidents") */
     msp_metrics_t  *metrics;
     redisContext  **redis;            /* the service's connection: /readyz checks it */
+    /** The service's async connection (aredis.h), when it has one: /readyz then asks it
+     * instead of redis and never waits — unready ("redis unavailable") when it has not answered
+     * within MSP_SVC_REDIS_ANSWER_MS, or when its last probe found the state lost. The worker
+     * probes it (EXISTS of the state epoch) every second, so "lately" means something when idle. */
+    msp_aredis_t *aredis;
     const char     *gauge_partitions; /* partitions owned */
     const char     *gauge_held;       /* keyed: messages held (queued + active) */
     const char     *gauge_active;     /* keyed: messages being worked on */
@@ -263,7 +270,13 @@ typedef struct msp_svc_worker_s {
     msp_offtrack_t *offtrack;
     msp_keyq_t     *kq;               /* NULL without keyq ops */
     int             assigned_partitions;
+    /* The probe of aredis (svc.c). */
+    int aredis_probing, aredis_lost;
+    int64_t aredis_probe_ms;
 } msp_svc_worker_t;
+
+/** /readyz of a worker with an async connection: it answered within this. */
+#define MSP_SVC_REDIS_ANSWER_MS 3000
 
 /**
  * @brief The producer, the consumer (subscribed to w->topic, rebalanced into the queue), the
