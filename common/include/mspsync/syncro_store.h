@@ -37,6 +37,7 @@ int msp_syncro_integration_load(redisContext *c, const msp_secret_key_t *key, co
  * read to c's output buffer, then (after redisGetReply) open its reply. rerr: the context's error
  * text when the reply is missing. @returns as msp_syncro_integration_load; r stays the caller's.
  */
+extern const char *const msp_syncro_integration_fields[]; /* the HMGET's, NULL-terminated */
 void msp_syncro_integration_append(redisContext *c, const char *tenant);
 int  msp_syncro_integration_from_reply(const redisReply *r, const char *rerr,
                                        const msp_secret_key_t *key, const char *tenant,
