@@ -83,6 +83,7 @@ struct job_s {
     int64_t offset;
 
     msp_vendor_cred_t cred; /* base URL, secret, bucket key */
+    msp_vendor_cred_async_t cred_op; /* its load, while JOB_STARTING */
     msp_pager_t *pager;     /* the pager of todo[todo_idx]; NULL before the job runs */
     msp_pager_req_t req;    /* the last request sent (method, path for errors) */
     msp_vcall_t vc;         /* the call in progress and the job's timer (vcall.h) */
@@ -199,6 +200,7 @@ static void job_rq_end(job_t *j) {
 /* Forget the step in flight: its answers will not come here (the job finishes or is freed). */
 static void job_rq_cancel(job_t *j) {
     msp_aredis_cancel(j->f->aredis, j);
+    msp_vendor_cred_cancel(&j->cred_op);
     j->rq_then = NULL;
 }
 
@@ -1219,29 +1221,15 @@ static void job_start_read(job_t *j, const char *why) {
     job_resume_at(j);
 }
 
-static void job_step(job_t *j) {
-    fetcher_t *f = j->f;
-    if (j->state != JOB_QUEUED) return;
-    if (tenant_running(f, j->tenant, j)) return; /* starts when that one finishes */
-    if (f->running_cnt >= f->conf.max_jobs) return; /* jobs_tick starts it later */
-    if (!msp_aredis_up(f->aredis))
-        return; /* jobs_tick retries */
-    /* The credentials are still read on the blocking connection (vendor.h has no async load). */
-    if (!msp_redis_ok(&f->redis, f->conf.svc.redis_url))
-        return;
-    char err[512], hint[300];
-    int rc =
-        msp_vendor_cred_load(j->vendor, f->redis, &f->key, j->tenant, &j->cred, err, sizeof(err));
+/* The credentials are loaded (or not): rc as msp_vendor_cred_load's. */
+static void job_cred_loaded(void *arg, int rc, const char *err) {
+    job_t *j = arg;
+    char hint[300];
     if (rc < 0) { /* Redis failed or is being restored: jobs_tick tries again */
-        if (!j->waiting_logged++)
-            MSP_WARN("job.waiting", j->tenant, "%s job %s waits: %s", j->vendor->label, j->job_id,
-                     err);
+        job_start_failed(j, err);
         return;
     }
     job_use_cred(j);
-    j->state = JOB_STARTING;
-    f->running_cnt++;
-    msp_metric_set(f->metrics, "mspsync_fetcher_jobs_running", NULL, f->running_cnt);
     if (rc == 1) {
         job_skip(j, msp_vendor_hint(j->vendor, MSP_HINT_MISSING, NULL, NULL, hint, sizeof(hint)));
         return;
@@ -1252,6 +1240,22 @@ static void job_step(job_t *j) {
         return;
     }
     job_read_start(j);
+}
+
+static void job_step(job_t *j) {
+    fetcher_t *f = j->f;
+    if (j->state != JOB_QUEUED)
+        return;
+    if (tenant_running(f, j->tenant, j))
+        return; /* starts when that one finishes */
+    if (f->running_cnt >= f->conf.max_jobs)
+        return; /* jobs_tick starts it later */
+    if (msp_vendor_cred_load_async(j->vendor, f->aredis, &f->key, j->tenant, &j->cred, &j->cred_op,
+                                   job_cred_loaded, j) != 0)
+        return; /* not connected now: jobs_tick retries */
+    j->state = JOB_STARTING;
+    f->running_cnt++;
+    msp_metric_set(f->metrics, "mspsync_fetcher_jobs_running", NULL, f->running_cnt);
 }
 
 /* Take the job's "types" (plural names) in the vendor's order: customers before assets, as
