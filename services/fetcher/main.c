@@ -160,8 +160,8 @@ int main(int argc, char **argv) {
     msp_http_opts_t hopts = {.timeout_ms = f->conf.http_timeout_ms,
                              .max_host_connections = f->conf.http_max_conns};
     f->http = msp_http_new(f->base, &hopts);
-    msp_vendor_auth_env_t aenv = {f->base, f->http, &f->redis, &f->key,
-                                  f->conf.cwrmm_token_margin_ms};
+    msp_vendor_auth_env_t aenv = {
+        f->base, f->http, &f->redis, &f->key, f->conf.cwrmm_token_margin_ms, f->aredis};
     if (!f->http || msp_vendor_auth_open(&f->auth, &aenv) != 0) {
         MSP_ERROR("init.failed", NULL, "out of memory");
         return 1;
