@@ -296,23 +296,20 @@ static void worker_on_producer(void *arg) {
 }
 
 /* The answer of the probe: Redis answered (aredis notes when), and whether its state is lost. */
-static void worker_probed(void *arg, redisReply *r, const char *why) {
+static void worker_probed(void *arg, int lost) {
     msp_svc_worker_t *w = arg;
-    (void)why;
     w->aredis_probing = 0;
-    if (r && r->type == REDIS_REPLY_INTEGER)
-        w->aredis_lost = r->integer == 0;
+    if (lost >= 0)
+        w->aredis_lost = lost;
 }
 
-/* Probe the async connection once a second (EXISTS of the state epoch: statekeys.h). */
+/* Probe the async connection once a second (is the state lost? statekeys.h). */
 static void worker_probe(msp_svc_worker_t *w) {
     int64_t now = msp_now_ms();
     if (!w->aredis || w->aredis_probing || now - w->aredis_probe_ms < 1000)
         return;
-    char key[64];
-    msp_key(key, sizeof(key), "_", MSP_STATE_EPOCH_SUFFIX);
     w->aredis_probe_ms = now;
-    w->aredis_probing = msp_aredis_cmd(w->aredis, worker_probed, w, "EXISTS %s", key) == 0;
+    w->aredis_probing = msp_state_lost_async(w->aredis, worker_probed, w) == 0;
 }
 
 /* Safety net: the io-event only fires on empty → non-empty; a paused consumer still polls

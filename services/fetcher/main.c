@@ -192,8 +192,8 @@ stop:
     f->offtrack = NULL;
     msp_svc_close(&svc);
     if (f->sched_ev) event_free(f->sched_ev);
-    msp_aredis_free(
-        f->aredis); /* after the jobs: what is still awaited is answered "shutting down" */
+    /* after the jobs: what is still awaited is answered "shutting down" */
+    msp_aredis_free(f->aredis);
     if (f->redis) redisFree(f->redis);
     msp_metrics_destroy(f->metrics);
     event_base_free(f->base);

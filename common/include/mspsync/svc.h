@@ -20,10 +20,9 @@
 
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
-
 #include <librdkafka/rdkafka.h>
-#include "mspsync/aredis.h"
 
+#include "mspsync/aredis.h"
 #include "mspsync/config.h"
 #include "mspsync/crypto.h"
 #include "mspsync/kafka.h"
@@ -245,7 +244,7 @@ typedef struct msp_svc_worker_s {
     /** The service's async connection (aredis.h), when it has one: /readyz then asks it
      * instead of redis and never waits — unready ("redis unavailable") when it has not answered
      * within MSP_SVC_REDIS_ANSWER_MS, or when its last probe found the state lost. The worker
-     * probes it (EXISTS of the state epoch) every second, so "lately" means something when idle. */
+     * probes it (msp_state_lost_async) every second, so "lately" means something when idle. */
     msp_aredis_t *aredis;
     const char     *gauge_partitions; /* partitions owned */
     const char     *gauge_held;       /* keyed: messages held (queued + active) */
