@@ -17,7 +17,10 @@
  *      or after its 15 s), and gives up after 45 s.
  *
  * Redis is a blocking hiredis context the caller owns and reconnects; while it is NULL or broken
- * the cache works from memory alone (single-flight per process still holds).
+ * the cache works from memory alone (single-flight per process still holds). In async mode
+ * (msp_cwrmm_tokens_set_async) the same steps go on the process's async connection instead
+ * (aredis.h): the entry waits in CW_REDIS for each answer, so a slow or stopped Redis delays a
+ * token and never the loop; a missing answer counts as "no Redis" (the entry goes on alone).
  *
  * Invariants:
  * - A waiter's callback runs exactly once, from the cache's zero-delay delivery event, never from
@@ -66,7 +69,7 @@ typedef struct cw_queue_s {
     cw_waiter_t *head, *tail;
 } cw_queue_t;
 
-typedef enum { CW_IDLE = 0, CW_FETCHING, CW_POLLING } cw_state_t;
+typedef enum { CW_IDLE = 0, CW_FETCHING, CW_POLLING, CW_REDIS } cw_state_t;
 
 struct cw_fetch_s {
     cw_entry_t *e; /* NULL once the entry is gone: the HTTP callback only frees the ticket */
@@ -88,14 +91,25 @@ struct cw_entry_s {
     cw_fetch_t  *fetch;           /* while CW_FETCHING */
     char         lock_value[33];  /* our lock's value, "" when we hold none */
     struct event *poll_ev;
-    int64_t      wait_started_ms; /* monotonic */
+    int64_t wait_started_ms; /* monotonic; 0 before the entry waits for the lock */
     cw_entry_t  *next;
 };
+
+/* Async mode: a 401's deletion of the stored token, waiting for its GET (freed with the answer,
+ * or by destroy). */
+typedef struct cw_reject_s {
+    msp_cwrmm_tokens_t *t;
+    char tenant[128], account[64], cred[17];
+    char *rejected; /* owned, zeroed */
+    struct cw_reject_s *next;
+} cw_reject_t;
 
 struct msp_cwrmm_tokens_s {
     struct event_base *base;
     msp_http_t        *http;
     redisContext     **redis;
+    msp_aredis_t *aredis; /* set: async mode (redis unused) */
+    cw_reject_t *rejects; /* async mode: deletions awaiting their answer */
     msp_secret_key_t   key;
     int64_t            margin_ms;
     uint64_t           requested;
@@ -287,6 +301,9 @@ static void entry_set_token(cw_entry_t *e, char *token, int64_t expires_at_ms,
     msp_log_redact(token);
 }
 
+static int stored_open(const cw_entry_t *e, const char *stored, char **token,
+                       int64_t *expires_at_ms, int64_t *lifetime_ms);
+
 /*
  * The token stored in Redis, opened and parsed. @returns 1 (new *token, *expires_at_ms,
  * *lifetime_ms, and *sealed = the stored text when sealed is non-NULL), 0 none usable, -1 Redis
@@ -294,13 +311,10 @@ static void entry_set_token(cw_entry_t *e, char *token, int64_t expires_at_ms,
  */
 static int redis_read(cw_entry_t *e, char **token, int64_t *expires_at_ms, int64_t *lifetime_ms,
                       char **sealed) {
-    msp_cwrmm_tokens_t *t = e->t;
-    redisContext *c = redis_of(t);
-    char key[256], aad[160];
-    char *stored, *plain;
-    size_t plen = 0;
-    int err = 0, rc = 0;
-    json_t *root;
+    redisContext *c = redis_of(e->t);
+    char key[256];
+    char *stored;
+    int err = 0, rc;
 
     *token = NULL;
     if (sealed)
@@ -314,12 +328,32 @@ static int redis_read(cw_entry_t *e, char **token, int64_t *expires_at_ms, int64
     }
     if (!stored)
         return 0;
+    rc = stored_open(e, stored, token, expires_at_ms, lifetime_ms);
+    if (rc == 1 && sealed)
+        *sealed = stored;
+    else
+        free(stored);
+    return rc;
+}
+
+/*
+ * The stored text (sealed) of e's key, opened and parsed: redis_read without the GET.
+ * @returns 1 (new *token, *expires_at_ms, *lifetime_ms) or 0 none usable.
+ */
+static int stored_open(const cw_entry_t *e, const char *stored, char **token,
+                       int64_t *expires_at_ms, int64_t *lifetime_ms) {
+    const msp_cwrmm_tokens_t *t = e->t;
+    char aad[160];
+    char *plain;
+    size_t plen = 0;
+    int rc = 0;
+    json_t *root;
+
+    *token = NULL;
     snprintf(aad, sizeof(aad), "%s/cwrmm-token", e->tenant);
     plain = msp_secret_open(&t->key, aad, stored, &plen);
-    if (!plain) {
-        free(stored);
+    if (!plain)
         return 0;
-    }
     root = json_loadb(plain, plen, 0, NULL);
     msp_secure_zero(plain, plen);
     free(plain);
@@ -345,10 +379,6 @@ static int redis_read(cw_entry_t *e, char **token, int64_t *expires_at_ms, int64
                             json_string_length(json_object_get(root, "access_token")));
     }
     json_decref(root);
-    if (rc == 1 && sealed)
-        *sealed = stored;
-    else
-        free(stored);
     return rc;
 }
 
@@ -368,17 +398,12 @@ static int redis_take(cw_entry_t *e) {
     return 1;
 }
 
-static void redis_store(cw_entry_t *e) {
-    msp_cwrmm_tokens_t *t = e->t;
-    redisContext *c = redis_of(t);
-    char key[256], aad[160];
-    int64_t ttl = e->expires_at_ms - msp_wall_ms();
+/* e's token as stored in Redis: sealed JSON (new string), or NULL (out of memory). */
+static char *stored_text(const cw_entry_t *e) {
+    char aad[160];
     json_t *obj;
     char *plain, *sealed;
-    redisReply *r;
 
-    if (!c || ttl <= 0 || key_of(e, key, sizeof(key), "") < 0)
-        return;
     obj = json_pack("{s:s, s:I, s:I, s:s, s:s}", "access_token", e->token, "expires_at_ms",
                     (json_int_t)e->expires_at_ms, "lifetime_ms", (json_int_t)e->lifetime_ms,
                     "account", e->account, "cred", e->cred);
@@ -388,12 +413,30 @@ static void redis_store(cw_entry_t *e) {
                         json_string_length(json_object_get(obj, "access_token")));
     json_decref(obj);
     if (!plain)
-        return;
+        return NULL;
     snprintf(aad, sizeof(aad), "%s/cwrmm-token", e->tenant);
-    sealed = msp_secret_seal(&t->key, aad, plain, strlen(plain));
+    sealed = msp_secret_seal(&e->t->key, aad, plain, strlen(plain));
     msp_secure_zero(plain, strlen(plain));
     msp_json_free(plain);
-    if (!sealed)
+    return sealed;
+}
+
+static void async_store(cw_entry_t *e);
+
+static void redis_store(cw_entry_t *e) {
+    redisContext *c = redis_of(e->t);
+    char key[256];
+    int64_t ttl = e->expires_at_ms - msp_wall_ms();
+    char *sealed;
+    redisReply *r;
+
+    if (e->t->aredis) {
+        async_store(e);
+        return;
+    }
+    if (!c || ttl <= 0 || key_of(e, key, sizeof(key), "") < 0)
+        return;
+    if (!(sealed = stored_text(e)))
         return;
     r = redisCommand(c, "SET %s %s PX %lld", key, sealed, (long long)ttl);
     if (!r || r->type == REDIS_REPLY_ERROR)
@@ -418,13 +461,18 @@ static int lock_try(cw_entry_t *e) {
     return rc;
 }
 
-/* DEL the lock only while it still holds our value (it may have expired and be another's). */
+/* DEL the lock only while it still holds our value (it may have expired and be another's). In
+ * async mode nothing waits for the answer (a lost one: the lock expires by itself). */
 static void lock_release(cw_entry_t *e) {
     redisContext *c = redis_of(e->t);
     char key[256];
 
-    if (e->lock_value[0] && c && key_of(e, key, sizeof(key), ":lock") >= 0)
-        msp_cursor_cas_ex(c, key, e->lock_value, NULL, 0);
+    if (e->lock_value[0] && key_of(e, key, sizeof(key), ":lock") >= 0) {
+        if (e->t->aredis)
+            msp_cursor_cas_async(e->t->aredis, key, e->lock_value, NULL, 0, NULL, NULL);
+        else if (c)
+            msp_cursor_cas_ex(c, key, e->lock_value, NULL, 0);
+    }
     e->lock_value[0] = '\0';
 }
 
@@ -511,6 +559,201 @@ static void entry_post(cw_entry_t *e) {
     zfree(body); /* the request copied it */
 }
 
+static void poll_cb(evutil_socket_t fd, short what, void *arg);
+
+/* The lock is another's: look again in CW_POLL_MS (poll_cb). */
+static void entry_poll_later(cw_entry_t *e) {
+    static const struct timeval every = {0, CW_POLL_MS * 1000};
+
+    if (!e->poll_ev)
+        e->poll_ev = evtimer_new(e->t->base, poll_cb, e);
+    if (!e->poll_ev) {
+        entry_fail(e, 0, -1, "out of memory");
+        return;
+    }
+    e->state = CW_POLLING;
+    evtimer_add(e->poll_ev, &every);
+}
+
+/* ------------------------------------------------------------------ async mode */
+
+/*
+ * The steps of entry_acquire and poll_cb on the async connection, each answer going on:
+ * GET the stored token (fresh: taken) → SET the lock NX PX (held by another: wait and poll
+ * again; won: GET once more, as it may have been stored between the two, else POST). A missing
+ * or failed answer means no Redis: the entry POSTs alone, as the blocking mode does. Every
+ * command's owner is the entry (entry_free cancels its answers).
+ */
+static void async_read_answered(void *arg, redisReply *r, const char *why);
+static void async_lock_answered(void *arg, redisReply *r, const char *why);
+static void async_reread_answered(void *arg, redisReply *r, const char *why);
+
+/* Take the fresh token of a GET's answer. @returns 1 taken, 0 none, -1 no answer. */
+static int async_take(cw_entry_t *e, const redisReply *r) {
+    char *token = NULL;
+    int64_t exp = 0, life = 0;
+
+    if (!r || r->type == REDIS_REPLY_ERROR)
+        return -1;
+    if (r->type != REDIS_REPLY_STRING || stored_open(e, r->str, &token, &exp, &life) != 1)
+        return 0;
+    if (needs_refresh(e->t, exp, life, msp_wall_ms())) {
+        zfree(token);
+        return 0;
+    }
+    entry_set_token(e, token, exp, life);
+    return 1;
+}
+
+/* GET e's stored token; the answer comes to cb. @returns 0 sent, -1 not (no Redis). */
+static int async_get(cw_entry_t *e, msp_aredis_cb *cb) {
+    char key[256];
+
+    if (key_of(e, key, sizeof(key), "") < 0)
+        return -1;
+    e->state = CW_REDIS;
+    return msp_aredis_cmd(e->t->aredis, cb, e, "GET %s", key);
+}
+
+/* The first step (entry_acquire, poll_cb): read the stored token. */
+static void async_acquire(cw_entry_t *e) {
+    if (async_get(e, async_read_answered) != 0)
+        entry_post(e); /* no Redis: memory only */
+}
+
+static void async_read_answered(void *arg, redisReply *r, const char *why) {
+    cw_entry_t *e = arg;
+    char key[256], value[33];
+    int rc = async_take(e, r);
+
+    (void)why;
+    if (rc == 1) {
+        entry_succeed(e);
+        return;
+    }
+    if (rc < 0 || key_of(e, key, sizeof(key), ":lock") < 0 || msp_random_hex(value, 16) != 0 ||
+        msp_aredis_cmd(e->t->aredis, async_lock_answered, e, "SET %s %s NX PX %d", key, value,
+                       CW_LOCK_TTL_MS) != 0) {
+        entry_post(e); /* Redis went away: go on alone */
+        return;
+    }
+    memcpy(e->lock_value, value, sizeof(value)); /* ours once the answer says won */
+}
+
+static void async_lock_answered(void *arg, redisReply *r, const char *why) {
+    cw_entry_t *e = arg;
+
+    (void)why;
+    if (r && r->type == REDIS_REPLY_STATUS) { /* won: the holder may have stored just before */
+        if (async_get(e, async_reread_answered) != 0) {
+            lock_release(e);
+            entry_post(e);
+        }
+        return;
+    }
+    if (!r || r->type != REDIS_REPLY_NIL) {
+        /* no Redis any more: memory only (the lock, if the SET ran, is released after the POST) */
+        entry_post(e);
+        return;
+    }
+    e->lock_value[0] = '\0'; /* held by another */
+    if (!e->wait_started_ms) {
+        e->wait_started_ms = msp_now_ms();
+    } else if (msp_now_ms() - e->wait_started_ms >= CW_WAIT_LIMIT_MS) {
+        entry_fail(e, 0, -1,
+                   "ConnectWise RMM token: another process held the token lock for too long");
+        return;
+    }
+    entry_poll_later(e);
+}
+
+static void async_reread_answered(void *arg, redisReply *r, const char *why) {
+    cw_entry_t *e = arg;
+
+    (void)why;
+    if (async_take(e, r) == 1) {
+        lock_release(e);
+        entry_succeed(e);
+        return;
+    }
+    entry_post(e); /* the lock is ours: token_answered releases it */
+}
+
+static void async_store_answered(void *arg, redisReply *r, const char *why) {
+    cw_entry_t *e = arg;
+
+    if (!r || r->type == REDIS_REPLY_ERROR)
+        MSP_WARN("cwrmm.token_store", e->tenant, "could not store the ConnectWise RMM token: %s",
+                 r ? r->str : why);
+}
+
+/* SET the sealed token PX its remaining life; nothing waits for the answer. */
+static void async_store(cw_entry_t *e) {
+    char key[256];
+    int64_t ttl = e->expires_at_ms - msp_wall_ms();
+    char *sealed;
+
+    if (ttl <= 0 || key_of(e, key, sizeof(key), "") < 0 || !(sealed = stored_text(e)))
+        return;
+    if (msp_aredis_cmd(e->t->aredis, async_store_answered, e, "SET %s %s PX %lld", key, sealed,
+                       (long long)ttl) != 0)
+        MSP_WARN("cwrmm.token_store", e->tenant,
+                 "could not store the ConnectWise RMM token: Redis is not connected");
+    free(sealed);
+}
+
+static void reject_free(cw_reject_t *x) {
+    cw_reject_t **pp = &x->t->rejects;
+    while (*pp && *pp != x)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = x->next;
+    zfree(x->rejected);
+    free(x);
+}
+
+/* The stored token was read: delete it only while it still is the rejected one. */
+static void reject_read(void *arg, redisReply *r, const char *why) {
+    cw_reject_t *x = arg;
+    cw_entry_t probe;
+    char *token = NULL, key[256];
+    int64_t exp = 0, life = 0;
+
+    (void)why;
+    memset(&probe, 0, sizeof(probe));
+    probe.t = x->t;
+    snprintf(probe.tenant, sizeof(probe.tenant), "%s", x->tenant);
+    snprintf(probe.account, sizeof(probe.account), "%s", x->account);
+    memcpy(probe.cred, x->cred, sizeof(probe.cred));
+    if (r && r->type == REDIS_REPLY_STRING &&
+        stored_open(&probe, r->str, &token, &exp, &life) == 1 && strcmp(token, x->rejected) == 0 &&
+        key_of(&probe, key, sizeof(key), "") >= 0)
+        msp_cursor_cas_async(x->t->aredis, key, r->str, NULL, 0, NULL, NULL);
+    zfree(token);
+    reject_free(x);
+}
+
+/* msp_cwrmm_token_rejected's Redis part in async mode: GET, then (reject_read) the CAS. */
+static void async_reject(msp_cwrmm_tokens_t *t, const char *tenant, const char *account,
+                         const char *cred, const char *rejected) {
+    cw_reject_t *x = calloc(1, sizeof(*x));
+    char key[256];
+
+    if (!x || strlen(tenant) >= sizeof(x->tenant) || !(x->rejected = strdup(rejected))) {
+        free(x);
+        return;
+    }
+    x->t = t;
+    snprintf(x->tenant, sizeof(x->tenant), "%s", tenant);
+    snprintf(x->account, sizeof(x->account), "%s", account);
+    memcpy(x->cred, cred, sizeof(x->cred));
+    x->next = t->rejects;
+    t->rejects = x;
+    if (msp_key(key, sizeof(key), tenant, "token:cwrmm") < 0 ||
+        msp_aredis_cmd(t->aredis, reject_read, x, "GET %s", key) != 0)
+        reject_free(x);
+}
+
 /* ------------------------------------------------------------------ lock waiting */
 
 static void poll_cb(evutil_socket_t fd, short what, void *arg) {
@@ -522,6 +765,10 @@ static void poll_cb(evutil_socket_t fd, short what, void *arg) {
     (void)what;
     if (e->state != CW_POLLING)
         return;
+    if (e->t->aredis) {
+        async_acquire(e);
+        return;
+    }
     rc = redis_take(e);
     if (rc == 1) {
         entry_succeed(e);
@@ -552,9 +799,13 @@ static void poll_cb(evutil_socket_t fd, short what, void *arg) {
 
 /* Memory had nothing fresh: Redis, then the lock, then the POST. */
 static void entry_acquire(cw_entry_t *e) {
-    static const struct timeval every = {0, CW_POLL_MS * 1000};
     int rc;
 
+    if (e->t->aredis) {
+        e->wait_started_ms = 0;
+        async_acquire(e);
+        return;
+    }
     if (redis_take(e) == 1) {
         entry_succeed(e);
         return;
@@ -569,15 +820,8 @@ static void entry_acquire(cw_entry_t *e) {
         entry_post(e);
         return;
     }
-    if (!e->poll_ev)
-        e->poll_ev = evtimer_new(e->t->base, poll_cb, e);
-    if (!e->poll_ev) {
-        entry_fail(e, 0, -1, "out of memory");
-        return;
-    }
-    e->state = CW_POLLING;
     e->wait_started_ms = msp_now_ms();
-    evtimer_add(e->poll_ev, &every);
+    entry_poll_later(e);
 }
 
 /* ------------------------------------------------------------------ entries */
@@ -587,6 +831,7 @@ static void entry_free(cw_entry_t *e) {
         return;
     if (e->fetch)
         e->fetch->e = NULL;
+    msp_aredis_cancel(e->t ? e->t->aredis : NULL, e);
     if (e->poll_ev)
         event_free(e->poll_ev);
     if (e->lock_value[0] && e->t)
@@ -678,6 +923,11 @@ msp_cwrmm_tokens_t *msp_cwrmm_tokens_new(struct event_base *base, msp_http_t *ht
     return t;
 }
 
+void msp_cwrmm_tokens_set_async(msp_cwrmm_tokens_t *t, msp_aredis_t *a) {
+    if (t)
+        t->aredis = a;
+}
+
 int msp_cwrmm_token_get(msp_cwrmm_tokens_t *t, const char *tenant,
                         const msp_cwrmm_integration_t *in, msp_cwrmm_token_cb *cb, void *opaque) {
     cw_entry_t *e;
@@ -726,6 +976,10 @@ void msp_cwrmm_token_rejected(msp_cwrmm_tokens_t *t, const char *tenant,
     }
 
     /* Redis: delete it only while it still holds the rejected token (same sealed text). */
+    if (t->aredis) {
+        async_reject(t, tenant, in->account, cred, rejected);
+        return;
+    }
     if (!e) {
         memset(&probe, 0, sizeof(probe));
         probe.t = t;
@@ -759,6 +1013,10 @@ void msp_cwrmm_tokens_destroy(msp_cwrmm_tokens_t *t) {
 
     if (!t || t->dying)
         return;
+    while (t->rejects) {
+        msp_aredis_cancel(t->aredis, t->rejects);
+        reject_free(t->rejects);
+    }
     while ((e = t->entries)) {
         t->entries = e->next;
         entry_free(e);

@@ -546,6 +546,28 @@ int msp_cursor_cas(redisContext *c, const char *key, const char *expected, const
     return msp_cursor_cas_ex(c, key, expected, newval, 0);
 }
 
+int msp_cursor_cas_async(msp_aredis_t *a, const char *key, const char *expected, const char *newval,
+                         int64_t ttl_ms, msp_aredis_cb *cb, void *arg) {
+    if (!a || !key)
+        return -1;
+    char ttl[24];
+    snprintf(ttl, sizeof(ttl), "%lld", (long long)(ttl_ms > 0 ? ttl_ms : 0));
+    const char *argv[] = {"EVAL",
+                          cas_script.body,
+                          "1",
+                          key,
+                          expected ? "1" : "0",
+                          expected ? expected : "",
+                          newval ? "1" : "0",
+                          newval ? newval : "",
+                          ttl};
+    return msp_aredis_cmdargv(a, cb, arg, 9, argv, NULL);
+}
+
+int msp_cursor_cas_reply(const redisReply *reply) {
+    return reply && reply->type == REDIS_REPLY_INTEGER ? (reply->integer ? 1 : 0) : -1;
+}
+
 int msp_idem_claim(redisContext *c, const char *key, const char *value, int64_t ttl_ms,
                    char **existing) {
     if (existing) *existing = NULL;

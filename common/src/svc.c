@@ -295,6 +295,23 @@ static void worker_on_producer(void *arg) {
     rd_kafka_poll(((msp_svc_worker_t *)arg)->producer, 0);
 }
 
+/* The answer of the probe: Redis answered (aredis notes when), and whether its state is lost. */
+static void worker_probed(void *arg, int lost) {
+    msp_svc_worker_t *w = arg;
+    w->aredis_probing = 0;
+    if (lost >= 0)
+        w->aredis_lost = lost;
+}
+
+/* Probe the async connection once a second (is the state lost? statekeys.h). */
+static void worker_probe(msp_svc_worker_t *w) {
+    int64_t now = msp_now_ms();
+    if (!w->aredis || w->aredis_probing || now - w->aredis_probe_ms < 1000)
+        return;
+    w->aredis_probe_ms = now;
+    w->aredis_probing = msp_state_lost_async(w->aredis, worker_probed, w) == 0;
+}
+
 /* Safety net: the io-event only fires on empty → non-empty; a paused consumer still polls
  * (rebalances and errors are served from rd_kafka_consumer_poll). */
 static void worker_on_tick(void *arg) {
@@ -311,7 +328,36 @@ static void worker_on_tick(void *arg) {
     } else {
         worker_consume(w);
     }
+    worker_probe(w);
     if (w->tick) w->tick(w->arg);
+}
+
+/* Redis for /readyz, without waiting: the async connection answered lately (and its state is
+ * not lost), or the blocking one of a service without it. @returns 1, or 0 with why. */
+static int worker_redis_ready(msp_svc_worker_t *w, char *why, size_t why_size) {
+    if (w->aredis) {
+        worker_probe(w);
+        int64_t answered = msp_aredis_answered_ms(w->aredis);
+        if (!answered || msp_now_ms() - answered > MSP_SVC_REDIS_ANSWER_MS) {
+            snprintf(why, why_size, "redis unavailable");
+            return 0;
+        }
+        if (w->aredis_lost) {
+            snprintf(why, why_size, "redis lost its state: waiting for the restore from kafka");
+            return 0;
+        }
+        return 1;
+    }
+    if (!msp_redis_ok(w->redis, w->conf->redis_url)) {
+        snprintf(why, why_size, "redis unavailable");
+        return 0;
+    }
+    if (msp_state_lost(*w->redis) == 1) {
+        /* the workers wait for the gateway's restore */
+        snprintf(why, why_size, "redis lost its state: waiting for the restore from kafka");
+        return 0;
+    }
+    return 1;
 }
 
 static int worker_ready(void *opaque, char *why, size_t why_size) {
@@ -320,20 +366,8 @@ static int worker_ready(void *opaque, char *why, size_t why_size) {
         snprintf(why, why_size, "%s", msp_kafka_waiting_why());
         return 0;
     }
-    if (w->aredis) { /* never waits: the last answers the service's timer got */
-        if (msp_now_ms() - msp_aredis_answered_ms(w->aredis) > MSP_SVC_REDIS_ANSWER_MS) {
-            snprintf(why, why_size, "redis unavailable");
-            return 0;
-        }
-    } else if (!msp_redis_ok(w->redis, w->conf->redis_url)) {
-        snprintf(why, why_size, "redis unavailable");
+    if (!worker_redis_ready(w, why, why_size))
         return 0;
-    }
-    if (w->aredis ? w->state_lost == 1 : msp_state_lost(*w->redis) == 1) {
-        /* the workers wait for the gateway's restore */
-        snprintf(why, why_size, "redis lost its state: waiting for the restore from kafka");
-        return 0;
-    }
     if (w->assigned_partitions == 0) {
         snprintf(why, why_size, "no %s partitions assigned yet", w->topic);
         return 0;
@@ -366,6 +400,8 @@ int msp_svc_worker_serve(msp_svc_worker_t *w, msp_svc_t *svc) {
 }
 
 void msp_svc_worker_close(msp_svc_worker_t *w) {
+    msp_aredis_cancel(w->aredis, w); /* the probe's answer no longer comes here */
+    w->aredis_probing = 0;
     /* the stop is bounded (lifecycle.h): what does not make it replays from uncommitted offsets */
     if (w->producer) rd_kafka_flush(w->producer, msp_lifecycle_budget_ms(10000));
     if (w->flushed) w->flushed(w->arg);

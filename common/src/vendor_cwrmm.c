@@ -80,7 +80,10 @@ static void cw_auth_cancel(void *state, void *opaque) {
 }
 
 static void *cw_auth_new(const msp_vendor_auth_env_t *env) {
-    return msp_cwrmm_tokens_new(env->base, env->http, env->redis, env->key, env->token_margin_ms);
+    msp_cwrmm_tokens_t *t =
+        msp_cwrmm_tokens_new(env->base, env->http, env->redis, env->key, env->token_margin_ms);
+    msp_cwrmm_tokens_set_async(t, env->aredis);
+    return t;
 }
 
 static void cw_auth_free(void *state) { msp_cwrmm_tokens_destroy(state); }

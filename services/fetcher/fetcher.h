@@ -2,7 +2,8 @@
  * fetcher.h — shared state of the fetcher process.
  *
  * One event loop drives everything: the sync.jobs consumer (its queue signals a pipe), the
- * producer's delivery reports (same), libcurl multi (msp_http), the job state machines and the
+ * producer's delivery reports (same), libcurl multi (msp_http), the async Redis connection
+ * (aredis.h: every command of the jobs and the scheduler), the job state machines and the
  * scheduler timer. A replica runs as many jobs at once as it has tenants assigned; one tenant's
  * jobs run one after the other (they share a partition and a cursor namespace).
  */
@@ -14,6 +15,7 @@
 #include <hiredis/hiredis.h>
 #include <librdkafka/rdkafka.h>
 
+#include "mspsync/aredis.h"
 #include "mspsync/crypto.h"
 #include "mspsync/cwrmm.h"
 #include "mspsync/http.h"
@@ -49,7 +51,9 @@ typedef struct fetcher_s {
     msp_svc_worker_t   worker;     /* the Kafka side (svc.h): handles, rebalancing, polling */
     rd_kafka_t        *consumer;   /* borrowed from worker once it is open (NULL before) */
     rd_kafka_t        *producer;   /* borrowed, the same */
-    redisContext      *redis;
+    msp_aredis_t *aredis;          /* the jobs', the scheduler's and /readyz's Redis */
+    redisContext *redis;           /* blocking: the credential load and the token cache only */
+    int sched_pending;             /* the scheduler's pass still waits for these answers */
     msp_offtrack_t    *offtrack;   /* borrowed, the same */
     msp_metrics_t     *metrics;
     msp_secret_key_t   key;
@@ -70,12 +74,14 @@ void jobs_tick(fetcher_t *f);
 void jobs_partition_revoked(fetcher_t *f, const char *topic, int32_t partition);
 void jobs_destroy_all(fetcher_t *f);
 void job_delivery_report(fetcher_t *f, const rd_kafka_message_t *msg);
+/* A write on the async connection whose answer nothing waits for (argl NULL: strlen of each);
+ * one that is lost (Redis down or stalled, an error answer) is logged as what, for tenant. */
+void fetcher_write(fetcher_t *f, const char *tenant, const char *what, int argc, const char **argv,
+                   const size_t *argl);
 
 /* sched.c */
 void sched_run(fetcher_t *f);
-/* The tenant's interval between scheduled syncs with v: its integration's sync_interval_minutes,
- * or MSPSYNC_SCHEDULE_INTERVAL_MS when it has none. */
-long long sched_interval_ms(fetcher_t *f, const char *tenant, const msp_vendor_t *v);
-int  redis_ok(fetcher_t *f);
+/* The next scheduled sync of tenant with v comes one interval after now (a job ended). */
+void sched_push_back(fetcher_t *f, const char *tenant, const msp_vendor_t *v, const char *job_id);
 
 #endif

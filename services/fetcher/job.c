@@ -22,6 +22,11 @@
  * - The job's sync.jobs offset is stored only when the job is finished (done or failed for a
  *   reason retrying cannot fix): a kill -9 replays the job message and the cursor resumes it.
  * - A job struct is freed only when no HTTP request, delivery report or timer refers to it.
+ * - Redis is asked on the service's async connection (aredis.h): a step that needs an answer
+ *   sends its commands together and goes on in the last answer's callback (job_rq); writes whose
+ *   answer nothing waits for go through fetcher_write. A missing answer (Redis down, stalled
+ *   past the limit) takes the path a failed call always took: wait and retry, the offset
+ *   unstored. Finishing or freeing a job cancels its answers still to come.
  */
 #include "fetcher.h"
 
@@ -42,11 +47,19 @@
 
 typedef enum {
     JOB_QUEUED,
-    JOB_TOKEN,    /* waiting for a rate-limit token (or a retry delay) */
+    JOB_STARTING, /* reading what its start needs from Redis (features, marks, cursor) */
+    JOB_TOKEN,    /* checking the integration, waiting for a rate-limit token (or a retry delay) */
     JOB_HTTP,     /* request in flight */
     JOB_ACKS,     /* page records produced, waiting for delivery reports */
+    JOB_CURSOR,   /* every record acknowledged: moving the cursor */
     JOB_FINISHED, /* done, failed or abandoned; freed once nothing refers to it */
 } job_state_t;
+
+/* A Redis step of a job (job_rq): one command's reader (r: an answer, never an error) and what
+ * goes on once the step's last answer is in (why: NULL, or why an answer is missing). */
+typedef void(job_reader_fn)(job_t *j, redisReply *r);
+typedef void(job_then_fn)(job_t *j, const char *why);
+#define JOB_RQ_MAX 6
 
 struct job_s {
     fetcher_t  *f;
@@ -70,6 +83,7 @@ struct job_s {
     int64_t offset;
 
     msp_vendor_cred_t cred; /* base URL, secret, bucket key */
+    msp_vendor_cred_async_t cred_op; /* its load, while JOB_STARTING */
     msp_pager_t *pager;     /* the pager of todo[todo_idx]; NULL before the job runs */
     msp_pager_req_t req;    /* the last request sent (method, path for errors) */
     msp_vcall_t vc;         /* the call in progress and the job's timer (vcall.h) */
@@ -84,6 +98,20 @@ struct job_s {
     int resumed;   /* the cursor was there before this run: a restart or a rebalance resumed it */
     int ack_due;   /* finished: its sync.jobs offset is stored once its events are in Kafka */
     char ended[8]; /* "done" / "failed": how an earlier run ended it (its cursor says so) */
+
+    /* The Redis step in flight (job_rq): each command's reader, the step's continuation. */
+    job_reader_fn *rq_read[JOB_RQ_MAX];
+    job_then_fn *rq_then; /* set while the step's answers are awaited */
+    int rq_sent, rq_got;
+    char rq_why[256]; /* the first missing or failed answer */
+    /* What the steps read. */
+    int paused, exists, lost, cas_rc;
+    char *features;                    /* integration:<vendor> "features"; NULL: none stored */
+    char *marks[MSP_VENDOR_TYPES_MAX]; /* an incremental job's marks, by vendor type */
+    char *cur_read;                    /* the cursor read; NULL: none */
+    int from_start;                    /* the cursor is read for the start (else: followed) */
+    msp_pager_t *made;                 /* a pager waiting for its cursor's compare-and-set */
+    int made_idx;                      /* its index in todo */
 };
 
 static void job_step(job_t *j);
@@ -92,7 +120,116 @@ static void job_fail(job_t *j, const char *error, const char *hint, int pause);
 
 /* ---------------------------------------------------------------- helpers */
 
-int redis_ok(fetcher_t *f) { return msp_redis_ok(&f->redis, f->conf.svc.redis_url); }
+/* ---- Redis steps: commands sent together, the last answer goes on ---------------------------- */
+
+static void job_rq_begin(job_t *j, job_then_fn *then) {
+    j->rq_then = then;
+    j->rq_sent = j->rq_got = 0;
+    j->rq_why[0] = '\0';
+}
+
+static void job_rq_miss(job_t *j, const char *why) {
+    if (!j->rq_why[0])
+        snprintf(j->rq_why, sizeof(j->rq_why), "%s", why && why[0] ? why : "no answer from Redis");
+}
+
+/* Every answer is in (or none will come): go on. */
+static void job_rq_done(job_t *j) {
+    job_then_fn *then = j->rq_then;
+    j->rq_then = NULL;
+    if (then)
+        then(j, j->rq_why[0] ? j->rq_why : NULL);
+}
+
+static void job_rq_reply(void *arg, redisReply *r, const char *why) {
+    job_t *j = arg;
+    job_reader_fn *read = j->rq_read[j->rq_got++];
+    if (!r)
+        job_rq_miss(j, why);
+    else if (r->type == REDIS_REPLY_ERROR)
+        job_rq_miss(j, r->str);
+    else if (!j->rq_why[0] && read)
+        read(j, r);
+    if (j->rq_got == j->rq_sent)
+        job_rq_done(j);
+}
+
+/* Count a command handed to aredis (rc: what it returned), read by read (NULL: no value). A
+ * refused one ends the step: the answers of those already sent are dropped. */
+static void job_rq_sent(job_t *j, job_reader_fn *read, int rc) {
+    if (j->rq_why[0])
+        return;
+    if (rc != 0) {
+        msp_aredis_cancel(j->f->aredis, j);
+        j->rq_got = j->rq_sent;
+        job_rq_miss(j, "Redis is not connected");
+        return;
+    }
+    j->rq_read[j->rq_sent++] = read;
+}
+
+/* One command of the step (argc strings). */
+static void job_rq(job_t *j, job_reader_fn *read, int argc, const char **argv) {
+    if (j->rq_why[0])
+        return;
+    if (j->rq_sent >= JOB_RQ_MAX) {
+        job_rq_sent(j, NULL, -1);
+        return;
+    }
+    job_rq_sent(j, read, msp_aredis_cmdargv(j->f->aredis, job_rq_reply, j, argc, argv, NULL));
+}
+
+static void job_read_cas(job_t *j, redisReply *r) { j->cas_rc = msp_cursor_cas_reply(r); }
+
+/* The compare-and-set of the job's cursor key (msp_cursor_cas_async) as a command of the step. */
+static void job_rq_cas(job_t *j, const char *key, const char *expected, const char *newval,
+                       int64_t ttl_ms) {
+    if (j->rq_why[0])
+        return;
+    j->cas_rc = -1;
+    job_rq_sent(j, job_read_cas,
+                msp_cursor_cas_async(j->f->aredis, key, expected, newval, ttl_ms, job_rq_reply, j));
+}
+
+/* The step's commands are out: when none is awaited (none sent, or one refused), go on now. */
+static void job_rq_end(job_t *j) {
+    if (j->rq_got == j->rq_sent)
+        job_rq_done(j);
+}
+
+/* Forget the step in flight: its answers will not come here (the job finishes or is freed). */
+static void job_rq_cancel(job_t *j) {
+    msp_aredis_cancel(j->f->aredis, j);
+    msp_vendor_cred_cancel(&j->cred_op);
+    j->rq_then = NULL;
+}
+
+/* ---- writes nothing waits for ------------------------------------------------------------- */
+
+typedef struct write_note_s {
+    char tenant[128];
+    char what[96];
+} write_note_t;
+
+static void write_answered(void *arg, redisReply *r, const char *why) {
+    write_note_t *n = arg;
+    if (!r || r->type == REDIS_REPLY_ERROR)
+        MSP_WARN("redis.write_lost", n->tenant, "%s: %s", n->what, r ? r->str : why);
+    free(n);
+}
+
+void fetcher_write(fetcher_t *f, const char *tenant, const char *what, int argc, const char **argv,
+                   const size_t *argl) {
+    write_note_t *n = calloc(1, sizeof(*n));
+    if (n) {
+        snprintf(n->tenant, sizeof(n->tenant), "%s", tenant);
+        snprintf(n->what, sizeof(n->what), "%s", what);
+    }
+    if (msp_aredis_cmdargv(f->aredis, n ? write_answered : NULL, n, argc, argv, argl) != 0) {
+        MSP_WARN("redis.write_lost", tenant, "%s: Redis is not connected", what);
+        free(n);
+    }
+}
 
 static void cursor_key(const job_t *j, char *buf, size_t size) {
     msp_key(buf, size, j->tenant, "cursor:%s:%s", j->vendor->name, j->job_id);
@@ -115,8 +252,6 @@ static void status_set(job_t *j, const char *fmt, ...) __attribute__((format(pri
 
 /* HSET on the integration status hash; fmt gives "field %s field %s ..." pairs. */
 static void status_set(job_t *j, const char *fmt, ...) {
-    fetcher_t *f = j->f;
-    if (!redis_ok(f)) return;
     char key[256], cmd[2048];
     msp_key(key, sizeof(key), j->tenant, "status:%s", j->vendor->name);
     va_list ap;
@@ -139,8 +274,7 @@ static void status_set(job_t *j, const char *fmt, ...) {
         if (!sep) break;
         p = sep + 1;
     }
-    redisReply *r = redisCommandArgv(f->redis, argc, argv, argl);
-    if (r) freeReplyObject(r);
+    fetcher_write(j->f, j->tenant, "status", argc, argv, argl);
 }
 
 static void event_emit(job_t *j, const char *event, json_t *extra) {
@@ -175,9 +309,16 @@ static void job_free(job_t *j) {
         }
     }
     f->jobs_cnt--;
+    job_rq_cancel(j);
     msp_vcall_clear(&j->vc);
+    if (j->made)
+        j->vendor->types[j->todo[j->made_idx]].pager->destroy(j->made);
     if (j->pager)
         job_type(j)->pager->destroy(j->pager);
+    free(j->features);
+    free(j->cur_read);
+    for (int k = 0; k < MSP_VENDOR_TYPES_MAX; k++)
+        free(j->marks[k]);
     msp_vendor_cred_clear(&j->cred);
     free(j->src_topic);
     free(j);
@@ -237,6 +378,7 @@ static void job_finish(job_t *j) {
     char tenant[80];
     snprintf(tenant, sizeof(tenant), "%s", j->tenant);
     int was_running = j->state != JOB_QUEUED;
+    job_rq_cancel(j); /* nothing goes on after the end */
     msp_vcall_stop(&j->vc);
     j->state = JOB_FINISHED;
     if (was_running) {
@@ -249,24 +391,20 @@ static void job_finish(job_t *j) {
     if (!f->stopping) start_next_for_tenant(f, tenant);
 }
 
-/* The next scheduled sync of this tenant is one interval after this one ended. */
-static void sched_push_back(job_t *j) {
-    char skey[256];
-    msp_key(skey, sizeof(skey), j->tenant, "sched:%s", j->vendor->name);
-    redisReply *r = redisCommand(j->f->redis, "SET %s %s PX %lld", skey, j->job_id,
-                                 sched_interval_ms(j->f, j->tenant, j->vendor));
-    if (r) freeReplyObject(r);
+/* The job's cursor says how it ended (done, failed: kept a week), and the next scheduled sync
+ * of the tenant is one interval after now. */
+static void job_ended_write(job_t *j, const char *how) {
+    char key[256];
+    cursor_key(j, key, sizeof(key));
+    const char *argv[] = {"SET", key, how, "PX", "604800000"};
+    fetcher_write(j->f, j->tenant, "end of the job's cursor", 5, argv, NULL);
+    sched_push_back(j->f, j->tenant, j->vendor, j->job_id);
 }
 
 static void job_done(job_t *j) {
     fetcher_t *f = j->f;
-    char key[256], now[40];
-    cursor_key(j, key, sizeof(key));
-    if (redis_ok(f)) {
-        redisReply *r = redisCommand(f->redis, "SET %s done PX %lld", key, 7LL * 86400 * 1000);
-        if (r) freeReplyObject(r);
-        sched_push_back(j);
-    }
+    char now[40];
+    job_ended_write(j, "done");
     msp_format_time(msp_wall_ms(), now, sizeof(now));
     status_set(j, "state\x1f" "connected\x1f" "last_sync_at\x1f%s\x1f" "last_error\x1f\x1f" "hint\x1f\x1f"
                "progress_type\x1f" "done",
@@ -293,13 +431,7 @@ static void job_fail(job_t *j, const char *error, const char *hint, int pause) {
     status_set(j, "state\x1f" "error\x1f" "last_error\x1f%s\x1f" "last_error_at\x1f%s\x1f" "hint\x1f%s\x1f"
                "paused\x1f%d",
                error, now, hint ? hint : "", pause ? 1 : 0);
-    if (redis_ok(f)) {
-        char key[256];
-        cursor_key(j, key, sizeof(key));
-        redisReply *r = redisCommand(f->redis, "SET %s failed PX %lld", key, 7LL * 86400 * 1000);
-        if (r) freeReplyObject(r);
-        sched_push_back(j); /* a failed sync is tried again one interval later, not at once */
-    }
+    job_ended_write(j, "failed"); /* a failed sync is tried again one interval later, not at once */
     event_emit(j, "job_failed", json_pack("{s:s}", "error", error));
     MSP_ERROR("job.failed", j->tenant, "job=%s %s", j->job_id, error);
     msp_metric_add(f->metrics, "mspsync_fetcher_jobs_total", "result=\"failed\"", 1);
@@ -332,28 +464,22 @@ static void job_retry(job_t *j, int64_t retry_after_ms, const char *why) {
     msp_vcall_retry_with(&j->vc, &j->vc.attempt, retry_after_ms, why, job_request);
 }
 
-/* @returns 1 the integration exists, 0 it was removed, -1 Redis did not answer. */
-static int integration_exists(job_t *j) {
-    fetcher_t *f = j->f;
-    char key[256];
-    msp_key(key, sizeof(key), j->tenant, "integration:%s", j->vendor->name);
-    /* Disabling an integration discards its secret: that stops its jobs too. */
-    redisReply *r = redisCommand(f->redis, "HEXISTS %s %s", key, j->vendor->sealed_field);
-    int rc = r && r->type == REDIS_REPLY_INTEGER ? r->integer == 1 : -1;
-    if (r) freeReplyObject(r);
-    /* Missing because Redis lost its state (the restore has not brought it back yet) is not
-     * "removed": the job waits for the restore (statekeys.h) */
-    if (rc == 0 && msp_state_lost(f->redis) != 0)
-        rc = -1;
-    return rc;
+static void read_exists(job_t *j, redisReply *r) {
+    j->exists = r->type == REDIS_REPLY_INTEGER ? r->integer == 1 : -1;
+}
+
+static void read_epoch(job_t *j, redisReply *r) {
+    j->lost = r->type == REDIS_REPLY_INTEGER ? r->integer == 0 : -1;
 }
 
 static void produce_complete(job_t *j);
 static void page_acked(job_t *j);
+static void job_checked(job_t *j, const char *why);
 static const msp_vcall_step_t job_call;
 
-/* Check the integration, ask the pager for its next request and send it through the engine
- * (rate token, auth, request); its answer comes to job_answer. */
+/* Check that the integration still exists (its answer comes to job_checked), then ask the pager
+ * for its next request and send it through the engine (rate token, auth, request); its answer
+ * comes to job_answer. */
 static void job_request(void *arg) {
     job_t *j = arg;
     fetcher_t *f = j->f;
@@ -362,17 +488,28 @@ static void job_request(void *arg) {
         job_finish(j);
         return;
     }
-    if (!redis_ok(f)) {
+    j->state = JOB_TOKEN;
+    char key[256], epoch[64];
+    msp_key(key, sizeof(key), j->tenant, "integration:%s", j->vendor->name);
+    msp_key(epoch, sizeof(epoch), "_", MSP_STATE_EPOCH_SUFFIX);
+    /* Disabling an integration discards its secret: that stops its jobs too. */
+    const char *exists[] = {"HEXISTS", key, j->vendor->sealed_field};
+    const char *state[] = {"EXISTS", epoch};
+    j->exists = j->lost = -1;
+    job_rq_begin(j, job_checked);
+    job_rq(j, read_exists, 3, exists);
+    job_rq(j, read_epoch, 2, state);
+    job_rq_end(j);
+}
+
+static void job_checked(job_t *j, const char *why) {
+    /* Not knowing is not "removed", and missing because Redis lost its state (the restore has
+     * not brought it back yet, statekeys.h) is not either: wait for Redis, never drop the job. */
+    if (why || j->exists < 0 || (j->exists == 0 && j->lost != 0)) {
         job_wait(j, 1000);
         return;
     }
-    int exists = integration_exists(j);
-    if (exists < 0) {
-        /* Not knowing is not "removed": wait for Redis, never drop the job. */
-        job_wait(j, 1000);
-        return;
-    }
-    if (!exists) {
+    if (!j->exists) {
         job_skip(j, "integration removed");
         return;
     }
@@ -443,7 +580,7 @@ static void produce_complete(job_t *j) {
     free(s);
 }
 
-static int job_resume(job_t *j);
+static void job_resume_read(job_t *j);
 
 /* An earlier run ended the job (its cursor says done or failed) but may have died before its
  * last event reached Kafka (its offset was not stored yet): say again how it ended, so that
@@ -456,21 +593,35 @@ static void job_ended_again(job_t *j) {
 }
 static void job_done(job_t *j);
 
-/* Continue the job from wherever its cursor stands. */
-static void job_follow_cursor(job_t *j) {
-    int rc = job_resume(j);
+static void job_started(job_t *j);
+static void job_start_failed(job_t *j, const char *why);
+
+/* The cursor was read (job_resume_read): rc as job_resume_at. A start goes on (job_started) or
+ * waits in the queue; a job that found its cursor moved continues from wherever it stands. */
+static void job_resumed(job_t *j, int rc) {
     if (rc < 0) {
-        job_retry(j, 1000, "Redis error while reading the cursor");
+        if (j->from_start)
+            job_start_failed(j, "Redis error while reading the cursor");
+        else
+            job_retry(j, 1000, "Redis error while reading the cursor");
     } else if (rc == 1) {
         job_ended_again(j);
         job_finish(j); /* done or failed by another instance: nothing left to do */
     } else if (rc == 2) {
         job_done(j);
+    } else if (j->from_start) {
+        job_started(j);
     } else {
         msp_vcall_reset(&j->vc);
         j->type_done = 0;
         job_request(j);
     }
+}
+
+/* Continue the job from wherever its cursor stands. */
+static void job_follow_cursor(job_t *j) {
+    j->from_start = 0;
+    job_resume_read(j);
 }
 
 /* Where a type's high-water mark lives between passes: mspsync:{t}:mark:<vendor>:<type>. */
@@ -479,38 +630,26 @@ static void mark_key(const job_t *j, const msp_vendor_type_t *t, char *buf, size
 }
 
 /* A new pager for todo[idx], after (and learning from) the current one; an incremental job
- * gives a type that keeps a mark the one its last pass left (none readable: a full pass, more
- * than needed, never less). NULL: out of memory. */
+ * gives a type that keeps a mark the one its last pass left, as read when the job started
+ * (job_read_start; none: a full pass, more than needed, never less). NULL: out of memory. */
 static msp_pager_t *job_pager_new(job_t *j, int idx) {
     const msp_vendor_type_t *t = &j->vendor->types[j->todo[idx]];
-    char *since = NULL;
-    if (t->pager->mark && strcmp(j->mode, "incremental") == 0 && redis_ok(j->f)) {
-        char key[256];
-        int err = 0;
-        mark_key(j, t, key, sizeof(key));
-        since = msp_redis_get(j->f->redis, key, &err);
-    }
     const msp_pager_conf_t conf = {msp_vendor_cred_base_url(&j->cred),
-                                   (int)j->f->conf.cwrmm_page_size, since};
-    msp_pager_t *p = t->pager->create(&conf, j->pager);
-    free(since);
-    return p;
+                                   (int)j->f->conf.cwrmm_page_size, j->marks[j->todo[idx]]};
+    return t->pager->create(&conf, j->pager);
 }
 
 /* The type is complete and its records in Kafka: keep its mark for the next incremental pass.
  * Losing it (Redis down right now) only makes that pass ask for more. */
 static void job_keep_mark(job_t *j) {
     const msp_vendor_type_t *t = job_type(j);
-    char key[256], mark[MSP_MARK_MAX];
-    if (!t->pager->mark || !t->pager->mark(j->pager, mark, sizeof(mark)) || !redis_ok(j->f))
+    char key[256], mark[MSP_MARK_MAX], what[96];
+    if (!t->pager->mark || !t->pager->mark(j->pager, mark, sizeof(mark)))
         return;
     mark_key(j, t, key, sizeof(key));
-    redisReply *r = redisCommand(j->f->redis, "SET %s %s", key, mark);
-    if (!r || r->type == REDIS_REPLY_ERROR)
-        MSP_WARN("mark.lost", j->tenant, "type=%s: the next incremental pass asks for more",
-                 t->type);
-    if (r)
-        freeReplyObject(r);
+    snprintf(what, sizeof(what), "mark of %s (the next incremental pass asks for more)", t->type);
+    const char *argv[] = {"SET", key, mark};
+    fetcher_write(j->f, j->tenant, what, 3, argv, NULL);
 }
 
 /* Free a pager of todo[idx] the job did not take. NULL-safe. */
@@ -553,8 +692,9 @@ static int job_next_cursor(job_t *j, char *nxt, size_t size, msp_pager_t **next)
 }
 
 /* All records of the page (or the sync_complete marker) are in Kafka: move the cursor. */
+static void job_cursor_moved(job_t *j, const char *why);
+
 static void page_acked(job_t *j) {
-    fetcher_t *f = j->f;
     if (j->abandoned) {
         job_finish(j);
         return;
@@ -573,26 +713,39 @@ static void page_acked(job_t *j) {
         job_retry(j, 1000, "out of memory while moving the cursor");
         return;
     }
-    if (!redis_ok(f)) {
-        /* Records are in Kafka; re-fetching the page later is harmless (idempotent downstream). */
-        job_pager_drop(j, j->todo_idx + 1, next);
-        job_retry(j, 1000, "Redis unavailable while moving the cursor");
-        return;
-    }
-    int rc = msp_cursor_cas(f->redis, key, cur, nxt);
+    j->state = JOB_CURSOR;
+    j->made = next;
+    j->made_idx = j->todo_idx + 1;
+    job_rq_begin(j, job_cursor_moved);
+    job_rq_cas(j, key, cur, nxt, 0);
+    job_rq_end(j);
+}
+
+/* The cursor's compare-and-set answered (or not): go on to the next page, type or the end. */
+static void job_cursor_moved(job_t *j, const char *why) {
+    const msp_vendor_type_t *t = job_type(j);
+    msp_pager_t *next = j->made;
+    j->made = NULL;
+    int rc = why ? -1 : j->cas_rc;
     if (rc <= 0)
         job_pager_drop(j, j->todo_idx + 1, next);
     if (rc == 0) {
-        /* The cursor is not where we left it: our own earlier CAS that timed out client-side
-         * but ran (a stalled Redis), or another instance of this job during a rebalance.
-         * Either way the cursor is the truth: continue from what it says. */
+        /* The cursor is not where we left it: our own earlier CAS that went unanswered but ran
+         * (a stalled Redis), or another instance of this job during a rebalance. Either way
+         * the cursor is the truth: continue from what it says. */
+        char cur[1200];
+        t->pager->cursor(j->pager, 0, cur, sizeof(cur));
         MSP_WARN("cursor.moved", j->tenant, "job=%s expected %s; following the cursor", j->job_id,
                  cur);
         job_follow_cursor(j);
         return;
     }
     if (rc < 0) {
-        job_retry(j, 1000, "Redis error while moving the cursor");
+        /* Records are in Kafka; re-fetching the page later is harmless (idempotent downstream). */
+        char msg[400];
+        snprintf(msg, sizeof(msg), "Redis error while moving the cursor: %s",
+                 why ? why : "unexpected answer");
+        job_retry(j, 1000, msg);
         return;
     }
     msp_vcall_reset(&j->vc);
@@ -691,6 +844,7 @@ static void fetcher_vcall_env(fetcher_t *f) {
     f->vcall = (msp_vcall_env_t){.base = f->base,
                                  .http = &f->http,
                                  .redis = &f->redis,
+                                 .aredis = f->aredis,
                                  .redis_url = f->conf.svc.redis_url,
                                  .backoff_base_ms = f->conf.backoff_base_ms,
                                  .backoff_cap_ms = f->conf.backoff_cap_ms,
@@ -793,26 +947,14 @@ static const msp_vcall_step_t job_call = {
 
 /* ------------------------------------------------------------- job start */
 
-/* Paused after an auth or permission error: only a user's action (save, sync now) resumes. */
-static int integration_paused(job_t *j) {
-    char key[256];
-    msp_key(key, sizeof(key), j->tenant, "status:%s", j->vendor->name);
-    redisReply *r = redisCommand(j->f->redis, "HGET %s paused", key);
-    int paused = r && r->type == REDIS_REPLY_STRING && !strcmp(r->str, "1");
-    if (r) freeReplyObject(r);
-    return paused;
-}
-
 /*
- * Keep only the job's types whose feature is enabled on the integration (integration:<vendor>
- * "features"; none stored = saved before features existed: all), for scheduled jobs and "sync
+ * Keep only the job's types whose feature is enabled on the integration (j->features, read at
+ * the start; none stored = saved before features existed: all), for scheduled jobs and "sync
  * now" alike; say in status:<vendor> and sync.events what was left out. @returns the types left.
  */
 static int job_only_enabled(job_t *j) {
     char key[256], said[200] = "";
-    msp_key(key, sizeof(key), j->tenant, "integration:%s", j->vendor->name);
-    redisReply *r = redisCommand(j->f->redis, "HGET %s features", key);
-    const char *features = r && r->type == REDIS_REPLY_STRING ? r->str : NULL;
+    const char *features = j->features;
     json_t *skipped = json_array();
     int n = 0;
     for (size_t k = 0; k < j->vendor->types_cnt && k < MSP_VENDOR_TYPES_MAX; k++)
@@ -829,14 +971,9 @@ static int job_only_enabled(job_t *j) {
                  t->plural);
     }
     j->todo_cnt = n;
-    if (r)
-        freeReplyObject(r);
-    if (redis_ok(j->f)) {
-        msp_key(key, sizeof(key), j->tenant, "status:%s", j->vendor->name);
-        redisReply *w = redisCommand(j->f->redis, "HSET %s skipped_types %s", key, said);
-        if (w)
-            freeReplyObject(w);
-    }
+    msp_key(key, sizeof(key), j->tenant, "status:%s", j->vendor->name);
+    const char *argv[] = {"HSET", key, "skipped_types", said};
+    fetcher_write(j->f, j->tenant, "status", 4, argv, NULL);
     if (json_array_size(skipped) > 0) {
         MSP_INFO("job.types_not_enabled", j->tenant, "job=%s skipped: %s", j->job_id, said);
         event_emit(j, "types_not_enabled",
@@ -848,21 +985,61 @@ static int job_only_enabled(job_t *j) {
     return n;
 }
 
-/* Write the cursor of a job that has none: the first page of its first type. */
-static int job_cursor_create(job_t *j, const char *key) {
+/* The readers of the start (job_read_start). */
+static void read_paused(job_t *j, redisReply *r) {
+    j->paused = r->type == REDIS_REPLY_STRING && !strcmp(r->str, "1");
+}
+
+static char *reply_dup(const redisReply *r) {
+    return r->type == REDIS_REPLY_STRING ? strdup(r->str) : NULL;
+}
+
+static void read_features(job_t *j, redisReply *r) { j->features = reply_dup(r); }
+
+static void read_cursor(job_t *j, redisReply *r) { j->cur_read = reply_dup(r); }
+
+/* Whether the job reads type k's mark: an incremental job, a type that keeps one. */
+static int job_wants_mark(const job_t *j, size_t k) {
+    return j->vendor->types[k].pager->mark && strcmp(j->mode, "incremental") == 0;
+}
+
+static void read_marks(job_t *j, redisReply *r) {
+    if (r->type != REDIS_REPLY_ARRAY)
+        return;
+    size_t e = 0;
+    for (size_t k = 0; k < j->vendor->types_cnt && k < MSP_VENDOR_TYPES_MAX; k++)
+        if (job_wants_mark(j, k) && e < r->elements)
+            j->marks[k] = reply_dup(r->element[e++]);
+}
+
+/* The cursor's GET as a command of the step (read_cursor). */
+static void job_rq_cursor(job_t *j) {
+    char key[256];
+    cursor_key(j, key, sizeof(key));
+    free(j->cur_read);
+    j->cur_read = NULL;
+    const char *argv[] = {"GET", key};
+    job_rq(j, read_cursor, 2, argv);
+}
+
+static void job_cursor_created(job_t *j, const char *why);
+
+/* Write the cursor of a job that has none: the first page of its first type (its answer comes
+ * to job_cursor_created). */
+static void job_cursor_create(job_t *j) {
     msp_pager_t *p = job_pager_new(j, 0);
-    if (!p)
-        return -1;
-    char first[1200];
-    j->vendor->types[j->todo[0]].pager->cursor(p, 0, first, sizeof(first));
-    int rc = msp_cursor_cas_ex(j->f->redis, key, NULL, first, 7LL * 86400 * 1000);
-    if (rc != 1) {
-        job_pager_drop(j, 0, p);
-        return rc < 0 ? -1 : 0;
+    if (!p) {
+        job_resumed(j, -1);
+        return;
     }
-    job_pager_set(j, 0, p);
-    j->page = 1;
-    return 1;
+    char key[256], first[1200];
+    cursor_key(j, key, sizeof(key));
+    j->vendor->types[j->todo[0]].pager->cursor(p, 0, first, sizeof(first));
+    j->made = p;
+    j->made_idx = 0;
+    job_rq_begin(j, job_cursor_created);
+    job_rq_cas(j, key, NULL, first, 7LL * 86400 * 1000);
+    job_rq_end(j);
 }
 
 /* Position the job at cursor cur: the first type whose pager takes it (the job's own pager
@@ -885,20 +1062,13 @@ static int job_seek(job_t *j, const char *cur) {
     return -1;
 }
 
-/* Resume from the cursor, or create it. @returns 0 run, 1 already finished, 2 only job_done is
- * left, -1 error. */
-static int job_resume(job_t *j) {
-    fetcher_t *f = j->f;
-    char key[256];
-    cursor_key(j, key, sizeof(key));
-    int err = 0;
-    char *cur = msp_redis_get(f->redis, key, &err);
-    if (err) return -1;
+/* Resume from the cursor read (j->cur_read), or create it. job_resumed goes on with 0 run, 1
+ * already finished, 2 only job_done is left, -1 error. */
+static void job_resume_at(job_t *j) {
+    const char *cur = j->cur_read;
     if (!cur) {
-        int rc = job_cursor_create(j, key);
-        if (rc == 0) return job_resume(j); /* somebody created it meanwhile: read it */
-        j->resumed = 0;                    /* this run made the cursor: a first start */
-        return rc < 0 ? -1 : 0;
+        job_cursor_create(j);
+        return;
     }
     int rc = 0;
     if (!strcmp(cur, "done") || !strcmp(cur, "failed")) {
@@ -911,8 +1081,39 @@ static int job_resume(job_t *j) {
         MSP_WARN("cursor.invalid", j->tenant, "job=%s cursor '%s' ignored", j->job_id, cur);
         rc = 1;
     }
-    free(cur);
-    return rc;
+    job_resumed(j, rc);
+}
+
+static void job_cursor_read(job_t *j, const char *why) {
+    if (why)
+        job_resumed(j, -1);
+    else
+        job_resume_at(j);
+}
+
+/* Read the cursor, then resume from it (job_resume_at). */
+static void job_resume_read(job_t *j) {
+    job_rq_begin(j, job_cursor_read);
+    job_rq_cursor(j);
+    job_rq_end(j);
+}
+
+static void job_cursor_created(job_t *j, const char *why) {
+    msp_pager_t *p = j->made;
+    j->made = NULL;
+    int rc = why ? -1 : j->cas_rc;
+    if (rc != 1) {
+        job_pager_drop(j, 0, p);
+        if (rc == 0)
+            job_resume_read(j); /* somebody created it meanwhile: read it */
+        else
+            job_resumed(j, -1);
+        return;
+    }
+    job_pager_set(j, 0, p);
+    j->page = 1;
+    j->resumed = 0; /* this run made the cursor: a first start */
+    job_resumed(j, 0);
 }
 
 /* What asked for the job, as the sync history shows it: "save", "schedule" or "sync-now"
@@ -959,25 +1160,76 @@ static void job_started(job_t *j) {
     job_request(j);
 }
 
-static void job_step(job_t *j) {
+static void job_start_read(job_t *j, const char *why);
+
+/* What a start reads, in one round trip: whether the integration is paused (scheduled jobs), its
+ * enabled features, an incremental job's marks, the cursor. Its answers come to job_start_read. */
+static void job_read_start(job_t *j) {
+    char skey[256], ikey[256], mkeys[MSP_VENDOR_TYPES_MAX][256];
+    const char *mget[1 + MSP_VENDOR_TYPES_MAX] = {"MGET"};
+    int n = 1;
+    msp_key(skey, sizeof(skey), j->tenant, "status:%s", j->vendor->name);
+    msp_key(ikey, sizeof(ikey), j->tenant, "integration:%s", j->vendor->name);
+    free(j->features);
+    j->features = NULL;
+    for (size_t k = 0; k < j->vendor->types_cnt && k < MSP_VENDOR_TYPES_MAX; k++) {
+        free(j->marks[k]);
+        j->marks[k] = NULL;
+        if (job_wants_mark(j, k)) {
+            mark_key(j, &j->vendor->types[k], mkeys[k], sizeof(mkeys[k]));
+            mget[n++] = mkeys[k];
+        }
+    }
+    const char *paused[] = {"HGET", skey, "paused"};
+    const char *features[] = {"HGET", ikey, "features"};
+    j->paused = 0;
+    job_rq_begin(j, job_start_read);
+    /* Paused after an auth or permission error: only a user's action (save, sync now) resumes. */
+    if (!strcmp(j->reason, "schedule"))
+        job_rq(j, read_paused, 3, paused);
+    job_rq(j, read_features, 3, features);
+    if (n > 1)
+        job_rq(j, read_marks, n, mget);
+    job_rq_cursor(j);
+    job_rq_end(j);
+}
+
+/* Redis did not answer the start: back in the queue, jobs_tick tries again. */
+static void job_start_failed(job_t *j, const char *why) {
     fetcher_t *f = j->f;
-    if (j->state != JOB_QUEUED) return;
-    if (tenant_running(f, j->tenant, j)) return; /* starts when that one finishes */
-    if (f->running_cnt >= f->conf.max_jobs) return; /* jobs_tick starts it later */
-    if (!redis_ok(f)) return;                       /* jobs_tick retries */
-    char err[512], hint[300];
-    int rc =
-        msp_vendor_cred_load(j->vendor, f->redis, &f->key, j->tenant, &j->cred, err, sizeof(err));
+    if (!j->waiting_logged++)
+        MSP_WARN("job.waiting", j->tenant, "%s job %s waits: %s", j->vendor->label, j->job_id, why);
+    j->state = JOB_QUEUED;
+    f->running_cnt--;
+    msp_metric_set(f->metrics, "mspsync_fetcher_jobs_running", NULL, f->running_cnt);
+}
+
+static void job_start_read(job_t *j, const char *why) {
+    if (why) {
+        job_start_failed(j, why);
+        return;
+    }
+    if (j->paused) {
+        job_skip(j, "integration paused after an authentication or permission error");
+        return;
+    }
+    if (job_only_enabled(j) == 0) {
+        job_done(j); /* nothing this integration syncs is asked for: done, as an empty sync */
+        return;
+    }
+    j->from_start = 1;
+    job_resume_at(j);
+}
+
+/* The credentials are loaded (or not): rc as msp_vendor_cred_load's. */
+static void job_cred_loaded(void *arg, int rc, const char *err) {
+    job_t *j = arg;
+    char hint[300];
     if (rc < 0) { /* Redis failed or is being restored: jobs_tick tries again */
-        if (!j->waiting_logged++)
-            MSP_WARN("job.waiting", j->tenant, "%s job %s waits: %s", j->vendor->label, j->job_id,
-                     err);
+        job_start_failed(j, err);
         return;
     }
     job_use_cred(j);
-    j->state = JOB_TOKEN;
-    f->running_cnt++;
-    msp_metric_set(f->metrics, "mspsync_fetcher_jobs_running", NULL, f->running_cnt);
     if (rc == 1) {
         job_skip(j, msp_vendor_hint(j->vendor, MSP_HINT_MISSING, NULL, NULL, hint, sizeof(hint)));
         return;
@@ -987,30 +1239,23 @@ static void job_step(job_t *j) {
                  msp_vendor_hint(j->vendor, MSP_HINT_SEALED, NULL, NULL, hint, sizeof(hint)), 1);
         return;
     }
-    if (!strcmp(j->reason, "schedule") && integration_paused(j)) {
-        job_skip(j, "integration paused after an authentication or permission error");
+    job_read_start(j);
+}
+
+static void job_step(job_t *j) {
+    fetcher_t *f = j->f;
+    if (j->state != JOB_QUEUED)
         return;
-    }
-    if (job_only_enabled(j) == 0) {
-        job_done(j); /* nothing this integration syncs is asked for: done, as an empty sync */
-        return;
-    }
-    rc = job_resume(j);
-    if (rc < 0) {
-        j->state = JOB_QUEUED;
-        f->running_cnt--;
-        return;
-    }
-    if (rc == 1) {
-        job_ended_again(j);
-        job_finish(j);
-        return;
-    }
-    if (rc == 2) {
-        job_done(j);
-        return;
-    }
-    job_started(j);
+    if (tenant_running(f, j->tenant, j))
+        return; /* starts when that one finishes */
+    if (f->running_cnt >= f->conf.max_jobs)
+        return; /* jobs_tick starts it later */
+    if (msp_vendor_cred_load_async(j->vendor, f->aredis, &f->key, j->tenant, &j->cred, &j->cred_op,
+                                   job_cred_loaded, j) != 0)
+        return; /* not connected now: jobs_tick retries */
+    j->state = JOB_STARTING;
+    f->running_cnt++;
+    msp_metric_set(f->metrics, "mspsync_fetcher_jobs_running", NULL, f->running_cnt);
 }
 
 /* Take the job's "types" (plural names) in the vendor's order: customers before assets, as

@@ -1,8 +1,9 @@
 /*
  * mspsync-fetcher — pulls vendor data for sync jobs and puts it on raw.records.
  *
- * Wiring only: configuration, the Kafka side (a worker without a keyed queue, svc.h), Redis, the
- * HTTP client, the scheduler's timer and the event loop. The job state machine is in job.c, the
+ * Wiring only: configuration, the Kafka side (a worker without a keyed queue, svc.h), Redis (the
+ * async connection every job, the scheduler and /readyz use, aredis.h), the HTTP client, the
+ * scheduler's timer and the event loop. The job state machine is in job.c, the
  * scheduler in sched.c.
  */
 #include "fetcher.h"
@@ -123,6 +124,11 @@ int main(int argc, char **argv) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     f->base = event_base_new();
     f->metrics = msp_metrics_new("fetcher");
+    f->aredis = msp_aredis_new(f->base, f->conf.svc.redis_url, 0);
+    if (!f->aredis) {
+        MSP_ERROR("init.failed", NULL, "out of memory");
+        return 1;
+    }
     declare_metrics(f->metrics);
 
     msp_svc_worker_t *w = &f->worker;
@@ -132,6 +138,7 @@ int main(int argc, char **argv) {
         .topic = MSP_TOPIC_SYNC_JOBS,
         .metrics = f->metrics,
         .redis = &f->redis,
+        .aredis = f->aredis,
         .gauge_partitions = "mspsync_fetcher_assigned_partitions",
         .accept = on_message,
         .revoked = on_revoked,
@@ -153,13 +160,12 @@ int main(int argc, char **argv) {
     msp_http_opts_t hopts = {.timeout_ms = f->conf.http_timeout_ms,
                              .max_host_connections = f->conf.http_max_conns};
     f->http = msp_http_new(f->base, &hopts);
-    msp_vendor_auth_env_t aenv = {f->base, f->http, &f->redis, &f->key,
-                                  f->conf.cwrmm_token_margin_ms};
+    msp_vendor_auth_env_t aenv = {
+        f->base, f->http, &f->redis, &f->key, f->conf.cwrmm_token_margin_ms, f->aredis};
     if (!f->http || msp_vendor_auth_open(&f->auth, &aenv) != 0) {
         MSP_ERROR("init.failed", NULL, "out of memory");
         return 1;
     }
-    if (!redis_ok(f)) MSP_WARN("redis.unavailable", NULL, "starting anyway; will retry");
 
     if (msp_svc_worker_serve(w, &svc) != 0) return 1;
     if (start_scheduler(f) != 0) {
@@ -186,6 +192,8 @@ stop:
     f->offtrack = NULL;
     msp_svc_close(&svc);
     if (f->sched_ev) event_free(f->sched_ev);
+    /* after the jobs: what is still awaited is answered "shutting down" */
+    msp_aredis_free(f->aredis);
     if (f->redis) redisFree(f->redis);
     msp_metrics_destroy(f->metrics);
     event_base_free(f->base);

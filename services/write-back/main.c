@@ -131,8 +131,8 @@ int main(int argc, char **argv) {
     }
     msp_http_opts_t hopts = {.timeout_ms = wb->conf.http_timeout_ms};
     wb->http = msp_http_new(wb->base, &hopts);
-    msp_vendor_auth_env_t aenv = {wb->base, wb->http, &wb->redis, &wb->key,
-                                  wb->conf.cwrmm_token_margin_ms};
+    msp_vendor_auth_env_t aenv = {
+        wb->base, wb->http, &wb->redis, &wb->key, wb->conf.cwrmm_token_margin_ms, wb->aredis};
     if (!wb->http || msp_vendor_auth_open(&wb->auth, &aenv) != 0) {
         MSP_ERROR("init.failed", NULL, "out of memory");
         return 1;

@@ -309,8 +309,6 @@ static void rebuild_looked(void *arg, redisReply *r, const char *why) {
     (void)why;
     wb->state_checking = 0;
     int ready = wb_state_ready_reply(r, epoch, sizeof(epoch));
-    if (ready >= 0) /* /readyz: "redis lost its state" until the gateway's restore */
-        wb->worker.state_lost = ready == 0 && !epoch[0];
     if (ready == 0 && epoch[0] && !wb->stopping)
         rebuild_start(wb, epoch);
 }

@@ -66,7 +66,7 @@ typedef struct wb_s {
 
     /* state.c: the look at the epoch every 500 ms (also what keeps "Redis answered lately"
      * meaningful when idle), and the rebuild's thread */
-    int state_checking; /* a look is in flight (its answer sets worker.state_lost: /readyz) */
+    int state_checking; /* a look is in flight */
     int64_t state_look_ms;
     msp_task_t rebuild_task;
     struct wb_rebuild_s *rebuild; /* the running rebuild's job (NULL: none) */

@@ -6,7 +6,9 @@
  * cache run on the same event_base, so each test is one thread that starts gets and runs the loop
  * until the callbacks it expects have happened. Redis is absent (NULL) or broken in most tests:
  * the cache then works from memory. When redis-server is on PATH, the last tests start one on a
- * free port and check that two caches (two "processes") share one token through it.
+ * free port and check that two caches (two "processes") share one token through it, in the
+ * blocking mode and in the async mode (msp_cwrmm_tokens_set_async, one msp_aredis_t each), and
+ * that a stopped Redis never blocks the async mode.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -31,6 +33,7 @@
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
+#include "mspsync/aredis.h"
 #include "mspsync/backoff.h"
 #include "mspsync/cwrmm.h"
 #include "mspsync/http.h"
@@ -809,6 +812,185 @@ static void test_integration_load_opens_the_stored_secret(void **state) {
     redis_stop(&srv);
 }
 
+/* ------------------------------------------------------------------ async mode (aredis.h) */
+
+/* A redis-server's async connection on the fixture's loop (stall_ms: its stall limit). */
+static msp_aredis_t *async_redis(fx_t *fx, const redis_srv_t *srv, int stall_ms) {
+    char url[64];
+    snprintf(url, sizeof(url), "127.0.0.1:%d", srv->port);
+    msp_aredis_t *a = msp_aredis_new(fx->base, url, stall_ms);
+    assert_non_null(a);
+    run_for(fx, 50); /* connected */
+    return a;
+}
+
+/* Run the loop until EXISTS key (asked on c) answers want, up to 2 s. @returns the last answer. */
+static long long wait_exists(fx_t *fx, redisContext *c, const char *key, long long want) {
+    long long got = -1;
+    for (int i = 0; i < 200; i++) {
+        redisReply *r = redisCommand(c, "EXISTS %s", key);
+        got = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+        if (r)
+            freeReplyObject(r);
+        if (got == want)
+            break;
+        run_for(fx, 10);
+    }
+    return got;
+}
+
+static void test_async_two_processes_share_one_token_through_redis(void **state) {
+    fx_t *fx = *state;
+    redis_srv_t srv;
+    redisContext *c;
+    msp_aredis_t *ra, *rb;
+    msp_cwrmm_tokens_t *a, *b;
+    got_t ga[5], gb[5], late;
+    char key[256], lock[300];
+    redisReply *r;
+
+    if (redis_start(&srv) != 0) {
+        skip();
+        return;
+    }
+    c = redisConnect("127.0.0.1", srv.port); /* the test's own look at Redis */
+    assert_true(c && !c->err);
+    ra = async_redis(fx, &srv, 0);
+    rb = async_redis(fx, &srv, 0);
+    a = msp_cwrmm_tokens_new(fx->base, fx->http, NULL, &fx->key, 60000);
+    b = msp_cwrmm_tokens_new(fx->base, fx->http, NULL, &fx->key, 60000);
+    msp_cwrmm_tokens_set_async(a, ra);
+    msp_cwrmm_tokens_set_async(b, rb);
+    memset(ga, 0, sizeof(ga));
+    memset(gb, 0, sizeof(gb));
+    memset(&late, 0, sizeof(late));
+
+    /* both ask at once: one takes the lock and POSTs, the other polls for the stored token */
+    fx->delay_ms = 300;
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(get(a, fx, &ga[i]), 0);
+        assert_int_equal(get(b, fx, &gb[i]), 0);
+    }
+    assert_int_equal(called(ga, 5) + called(gb, 5), 0); /* never from inside get */
+    assert_int_equal(wait_called(fx, ga, 5, 5, 5000), 5);
+    assert_int_equal(wait_called(fx, gb, 5, 5, 5000), 5);
+    assert_int_equal(fx->posts, 1);
+    assert_int_equal(msp_cwrmm_tokens_requested(a) + msp_cwrmm_tokens_requested(b), 1);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(ga[i].in_get, 0);
+        assert_string_equal(ga[i].header, "Authorization: Bearer tok-1");
+        assert_string_equal(gb[i].header, "Authorization: Bearer tok-1");
+    }
+
+    /* stored sealed with a TTL, the lock released */
+    assert_true(msp_key(key, sizeof(key), "acme", "token:cwrmm") > 0);
+    snprintf(lock, sizeof(lock), "%s:lock", key);
+    assert_int_equal(wait_exists(fx, c, lock, 0), 0);
+    r = redisCommand(c, "PTTL %s", key);
+    assert_true(r->type == REDIS_REPLY_INTEGER && r->integer > 3500000 && r->integer <= 3599000);
+    freeReplyObject(r);
+    r = redisCommand(c, "GET %s", key);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_memory_equal(r->str, "v1:", 3);
+    assert_null(strstr(r->str, "tok-1"));
+    freeReplyObject(r);
+
+    /* a rejection in A deletes the shared token (once Redis answered), and A refreshes */
+    msp_cwrmm_token_rejected(a, "acme", &fx->in, ga[0].header);
+    assert_int_equal(wait_exists(fx, c, key, 0), 0);
+    fx->delay_ms = 0;
+    assert_int_equal(get(a, fx, &late), 0);
+    assert_int_equal(wait_called(fx, &late, 1, 1, 2000), 1);
+    assert_string_equal(late.header, "Authorization: Bearer tok-2");
+    assert_int_equal(fx->posts, 2);
+
+    msp_cwrmm_tokens_destroy(a);
+    msp_cwrmm_tokens_destroy(b);
+    msp_aredis_free(ra);
+    msp_aredis_free(rb);
+    redisFree(c);
+    redis_stop(&srv);
+}
+
+/* A token stored by a blocking-mode cache is read by an async one, and the other way round. */
+static void test_async_and_blocking_caches_share_the_stored_token(void **state) {
+    fx_t *fx = *state;
+    redis_srv_t srv;
+    redisContext *c;
+    msp_aredis_t *ra;
+    msp_cwrmm_tokens_t *a, *b;
+    got_t ga, gb;
+
+    if (redis_start(&srv) != 0) {
+        skip();
+        return;
+    }
+    c = redisConnect("127.0.0.1", srv.port);
+    assert_true(c && !c->err);
+    ra = async_redis(fx, &srv, 0);
+    memset(&ga, 0, sizeof(ga));
+    memset(&gb, 0, sizeof(gb));
+    a = msp_cwrmm_tokens_new(fx->base, fx->http, &c, &fx->key, 60000);
+    assert_int_equal(get(a, fx, &ga), 0);
+    assert_int_equal(wait_called(fx, &ga, 1, 1, 2000), 1);
+    msp_cwrmm_tokens_destroy(a);
+
+    b = msp_cwrmm_tokens_new(fx->base, fx->http, NULL, &fx->key, 60000);
+    msp_cwrmm_tokens_set_async(b, ra);
+    assert_int_equal(get(b, fx, &gb), 0);
+    assert_int_equal(gb.called, 0);
+    assert_int_equal(wait_called(fx, &gb, 1, 1, 2000), 1);
+    assert_string_equal(gb.header, "Authorization: Bearer tok-1");
+    assert_int_equal(fx->posts, 1);
+    msp_cwrmm_tokens_destroy(b);
+    msp_aredis_free(ra);
+    redisFree(c);
+    redis_stop(&srv);
+}
+
+/* Redis stopped (SIGSTOP): get returns at once and the loop goes on; once the connection's stall
+ * limit drops the read, the cache POSTs alone and every waiter gets the token. A cache destroyed
+ * while its answer is awaited is never called back. */
+static void test_async_stopped_redis_never_blocks(void **state) {
+    fx_t *fx = *state;
+    redis_srv_t srv;
+    msp_aredis_t *ra;
+    msp_cwrmm_tokens_t *a, *gone;
+    got_t g[3], never;
+    int64_t t0, took;
+
+    if (redis_start(&srv) != 0) {
+        skip();
+        return;
+    }
+    ra = async_redis(fx, &srv, 400);
+    a = msp_cwrmm_tokens_new(fx->base, fx->http, NULL, &fx->key, 60000);
+    gone = msp_cwrmm_tokens_new(fx->base, fx->http, NULL, &fx->key, 60000);
+    msp_cwrmm_tokens_set_async(a, ra);
+    msp_cwrmm_tokens_set_async(gone, ra);
+    memset(g, 0, sizeof(g));
+    memset(&never, 0, sizeof(never));
+    kill(srv.pid, SIGSTOP);
+
+    t0 = msp_now_ms();
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(get(a, fx, &g[i]), 0);
+    assert_int_equal(msp_cwrmm_token_get(gone, "acme", &fx->in, on_token, &never), 0);
+    took = msp_now_ms() - t0;
+    assert_true(took < 100);        /* the blocking mode waits out its 5 s timeout here */
+    msp_cwrmm_tokens_destroy(gone); /* its GET is still unanswered */
+    assert_int_equal(wait_called(fx, g, 3, 3, 5000), 3);
+    for (int i = 0; i < 3; i++)
+        assert_string_equal(g[i].header, "Authorization: Bearer tok-1");
+    assert_int_equal(fx->posts, 1);
+    assert_int_equal(never.called, 0);
+
+    kill(srv.pid, SIGCONT);
+    msp_cwrmm_tokens_destroy(a);
+    msp_aredis_free(ra);
+    redis_stop(&srv);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_fifty_concurrent_gets_cause_one_post, setup, teardown),
@@ -834,6 +1016,11 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_integration_load_opens_the_stored_secret, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_async_two_processes_share_one_token_through_redis,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_async_and_blocking_caches_share_the_stored_token,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_async_stopped_redis_never_blocks, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);

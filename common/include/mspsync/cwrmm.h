@@ -30,6 +30,7 @@
 #include <jansson.h>
 #include <hiredis/hiredis.h>
 
+#include "mspsync/aredis.h"
 #include "mspsync/crypto.h"
 #include "mspsync/http.h"
 #include "mspsync/model.h"
@@ -248,6 +249,14 @@ typedef void(msp_cwrmm_token_cb)(const char *auth_header, long status, int64_t r
 msp_cwrmm_tokens_t *msp_cwrmm_tokens_new(struct event_base *base, msp_http_t *http,
                                          redisContext **redis, const msp_secret_key_t *key,
                                          int64_t margin_ms);
+
+/**
+ * @brief Async mode (addition): every Redis step of the cache (read, lock, store, the 401's
+ * deletion) goes on a (aredis.h, the process's async connection, on base's loop) instead of the
+ * blocking context, so a slow or stopped Redis never stalls the loop; NULL keeps the blocking
+ * mode. Set it before the first get; a outlives the cache.
+ */
+void msp_cwrmm_tokens_set_async(msp_cwrmm_tokens_t *t, msp_aredis_t *a);
 
 /**
  * @brief Get a valid token for (tenant, integration): memory, else Redis (sealed,

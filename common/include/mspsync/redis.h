@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <hiredis/hiredis.h>
 
+#include "mspsync/aredis.h"
+
 /**
  * @brief Connect to "host:port" or "redis://host:port[/db]" (timeout 2 s). @returns new or NULL.
  *
@@ -108,6 +110,18 @@ int msp_cursor_cas(redisContext *c, const char *key, const char *expected, const
  */
 int msp_cursor_cas_ex(redisContext *c, const char *key, const char *expected, const char *newval,
                       int64_t ttl_ms);
+
+/**
+ * @brief msp_cursor_cas_ex on an async connection (aredis.h; addition): the same script, sent
+ * with EVAL, answered later on the loop through cb(arg, reply, why) — an aredis callback, so the
+ * owner's msp_aredis_cancel(a, arg) drops it too. Read the answer with msp_cursor_cas_reply.
+ * @returns 0 sent (cb will run), -1 not connected now or bad arguments (cb will not).
+ */
+int msp_cursor_cas_async(msp_aredis_t *a, const char *key, const char *expected, const char *newval,
+                         int64_t ttl_ms, msp_aredis_cb *cb, void *arg);
+
+/** @brief The answer of msp_cursor_cas_async: 1 swapped, 0 differs, -1 error (reply NULL). */
+int msp_cursor_cas_reply(const redisReply *reply);
 
 /**
  * @brief Claim an idempotency key: SET key value NX PX ttl_ms (ttl 0 = no expiry).

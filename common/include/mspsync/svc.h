@@ -234,9 +234,6 @@ int msp_svc_conf_apply(const char *service, const msp_svc_conf_t *conf);
 int msp_svc_configure(const char *service, const msp_config_entry_t *tbl, int argc, char **argv,
                       const msp_svc_conf_t *conf, msp_secret_key_t *key);
 
-/* /readyz of a worker on an async connection: Redis answered within this (ms). */
-#define MSP_SVC_REDIS_ANSWER_MS 3000
-
 typedef struct msp_svc_worker_s {
     /* Set by the service before msp_svc_worker_open. */
     const msp_svc_conf_t *conf;
@@ -244,12 +241,11 @@ typedef struct msp_svc_worker_s {
     const char     *topic;            /* base name of the consumed topic ("incidents") */
     msp_metrics_t  *metrics;
     redisContext  **redis;            /* the service's connection: /readyz checks it */
-    /** When set, /readyz asks it instead of *redis and never waits on Redis: Redis counts as
-     * there when it answered within MSP_SVC_REDIS_ANSWER_MS (the service keeps a cheap command
-     * going on a timer so that "lately" holds when idle), and state_lost is the service's last
-     * answer to "did Redis lose its state?" (1 lost, 0 no, -1 no answer yet). */
+    /** The service's async connection (aredis.h), when it has one: /readyz then asks it
+     * instead of redis and never waits — unready ("redis unavailable") when it has not answered
+     * within MSP_SVC_REDIS_ANSWER_MS, or when its last probe found the state lost. The worker
+     * probes it (msp_state_lost_async) every second, so "lately" means something when idle. */
     msp_aredis_t *aredis;
-    int state_lost;
     const char     *gauge_partitions; /* partitions owned */
     const char     *gauge_held;       /* keyed: messages held (queued + active) */
     const char     *gauge_active;     /* keyed: messages being worked on */
@@ -273,7 +269,13 @@ typedef struct msp_svc_worker_s {
     msp_offtrack_t *offtrack;
     msp_keyq_t     *kq;               /* NULL without keyq ops */
     int             assigned_partitions;
+    /* The probe of aredis (svc.c). */
+    int aredis_probing, aredis_lost;
+    int64_t aredis_probe_ms;
 } msp_svc_worker_t;
+
+/** /readyz of a worker with an async connection: it answered within this. */
+#define MSP_SVC_REDIS_ANSWER_MS 3000
 
 /**
  * @brief The producer, the consumer (subscribed to w->topic, rebalanced into the queue), the

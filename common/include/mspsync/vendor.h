@@ -120,6 +120,8 @@ typedef struct msp_vendor_auth_env_s {
                                        reconnects it) */
     const msp_secret_key_t *key; /**< seals cached tokens (borrowed) */
     int64_t token_margin_ms;     /**< refresh a cached token this long before it expires */
+    struct msp_aredis_s *aredis; /**< its async Redis connection, when it has one (borrowed):
+                                      the token caches work on it without blocking the loop */
 } msp_vendor_auth_env_t;
 
 /**
