@@ -16,6 +16,7 @@
 
 #include <event2/http.h>
 
+#include "mspsync/backoff.h"
 #include "mspsync/kafka.h"
 #include "mspsync/lifecycle.h"
 #include "mspsync/log.h"
@@ -319,11 +320,17 @@ static int worker_ready(void *opaque, char *why, size_t why_size) {
         snprintf(why, why_size, "%s", msp_kafka_waiting_why());
         return 0;
     }
-    if (!msp_redis_ok(w->redis, w->conf->redis_url)) {
+    if (w->aredis) { /* never waits: the last answers the service's timer got */
+        if (msp_now_ms() - msp_aredis_answered_ms(w->aredis) > MSP_SVC_REDIS_ANSWER_MS) {
+            snprintf(why, why_size, "redis unavailable");
+            return 0;
+        }
+    } else if (!msp_redis_ok(w->redis, w->conf->redis_url)) {
         snprintf(why, why_size, "redis unavailable");
         return 0;
     }
-    if (msp_state_lost(*w->redis) == 1) { /* the workers wait for the gateway's restore */
+    if (w->aredis ? w->state_lost == 1 : msp_state_lost(*w->redis) == 1) {
+        /* the workers wait for the gateway's restore */
         snprintf(why, why_size, "redis lost its state: waiting for the restore from kafka");
         return 0;
     }

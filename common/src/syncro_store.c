@@ -25,7 +25,7 @@ void msp_syncro_integration_clear(msp_syncro_integration_t *in) {
 void msp_syncro_integration_append(redisContext *c, const char *tenant) {
     char k[256];
     msp_key(k, sizeof(k), tenant, "integration:syncro");
-    redisAppendCommand(c, "HMGET %s base_url account_id api_key_sealed", k);
+    redisAppendCommand(c, "HMGET %s " MSP_SYNCRO_INTEGRATION_FIELDS, k);
 }
 
 int msp_syncro_integration_from_reply(const redisReply *r, const char *rerr,

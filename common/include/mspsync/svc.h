@@ -22,6 +22,7 @@
 #include <hiredis/hiredis.h>
 #include <librdkafka/rdkafka.h>
 
+#include "mspsync/aredis.h"
 #include "mspsync/config.h"
 #include "mspsync/crypto.h"
 #include "mspsync/kafka.h"
@@ -233,6 +234,9 @@ int msp_svc_conf_apply(const char *service, const msp_svc_conf_t *conf);
 int msp_svc_configure(const char *service, const msp_config_entry_t *tbl, int argc, char **argv,
                       const msp_svc_conf_t *conf, msp_secret_key_t *key);
 
+/* /readyz of a worker on an async connection: Redis answered within this (ms). */
+#define MSP_SVC_REDIS_ANSWER_MS 3000
+
 typedef struct msp_svc_worker_s {
     /* Set by the service before msp_svc_worker_open. */
     const msp_svc_conf_t *conf;
@@ -240,6 +244,12 @@ typedef struct msp_svc_worker_s {
     const char     *topic;            /* base name of the consumed topic ("incidents") */
     msp_metrics_t  *metrics;
     redisContext  **redis;            /* the service's connection: /readyz checks it */
+    /** When set, /readyz asks it instead of *redis and never waits on Redis: Redis counts as
+     * there when it answered within MSP_SVC_REDIS_ANSWER_MS (the service keeps a cheap command
+     * going on a timer so that "lately" holds when idle), and state_lost is the service's last
+     * answer to "did Redis lose its state?" (1 lost, 0 no, -1 no answer yet). */
+    msp_aredis_t *aredis;
+    int state_lost;
     const char     *gauge_partitions; /* partitions owned */
     const char     *gauge_held;       /* keyed: messages held (queued + active) */
     const char     *gauge_active;     /* keyed: messages being worked on */
