@@ -3,6 +3,10 @@
  *
  * Wiring only: configuration, the Kafka side (a keyed worker, svc.h), Redis, the HTTP client,
  * the release of held incidents (hold.c) and the event loop.
+ *
+ * Redis is one async connection (aredis.h) on the loop: /readyz says "redis unavailable" when it
+ * has not answered within MSP_SVC_REDIS_ANSWER_MS, from what the tick's probe last heard, and
+ * never waits on Redis itself.
  */
 #include "tc.h"
 
@@ -12,12 +16,16 @@
 #include <signal.h>
 #include <curl/curl.h>
 
+#include "mspsync/backoff.h"
 #include "mspsync/config.h"
 #include "mspsync/kafka.h"
 #include "mspsync/lifecycle.h"
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
+#include "mspsync/statekeys.h"
 #include "mspsync/svc.h"
+
+#define PROBE_MS 1000 /* the readiness probe's period: well inside MSP_SVC_REDIS_ANSWER_MS */
 
 static tc_t T;
 
@@ -43,8 +51,33 @@ static void on_delivery(void *arg, const rd_kafka_message_t *msg) {
     tc_delivery_report(arg, msg);
 }
 
+/* The probe's answer: whether Redis lost its state (the marker is gone), for /readyz. */
+static void probed(void *arg, redisReply *r, const char *why) {
+    tc_t *tc = &T;
+    (void)arg;
+    (void)why;
+    tc->pinging = 0;
+    tc->worker.state_lost = r && r->type == REDIS_REPLY_INTEGER ? r->integer == 0 : -1;
+}
+
+/*
+ * The readiness probe: one cheap command a second keeps "answered lately" meaningful when the
+ * service is idle, and asks whether the state marker is there (msp_state_lost's question).
+ */
+static void probe(tc_t *tc) {
+    int64_t now = msp_now_ms();
+    if (tc->pinging || now - tc->pinged_ms < PROBE_MS)
+        return;
+    char key[64];
+    msp_key(key, sizeof(key), "_", MSP_STATE_EPOCH_SUFFIX);
+    tc->pinged_ms = now;
+    if (msp_aredis_cmd(tc->aredis, probed, &tc->pinging, "EXISTS %s", key) == 0)
+        tc->pinging = 1;
+}
+
 static void on_tick(void *arg) {
     tc_t *tc = arg;
+    probe(tc);
     msp_metric_set(tc->metrics, "mspsync_ticket_creator_http_inflight", NULL,
                    msp_http_inflight(tc->http));
 }
@@ -57,6 +90,12 @@ int main(int argc, char **argv) {
     tc_t *tc = &T;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     tc->base = event_base_new();
+    /* Connecting (and reconnecting) by itself from here on: nothing waits for Redis. */
+    tc->aredis = msp_aredis_new(tc->base, tc->conf.svc.redis_url, 0);
+    if (!tc->aredis) {
+        MSP_ERROR("oom", NULL, "no Redis connection");
+        return 1;
+    }
     tc->metrics = msp_metrics_new("ticket-creator");
     msp_metric_declare(tc->metrics, "mspsync_ticket_creator_events_total", "counter",
                        "Incident events by outcome");
@@ -83,7 +122,8 @@ int main(int argc, char **argv) {
         .client_id = "mspsync-ticket-creator",
         .topic = MSP_TOPIC_INCIDENTS,
         .metrics = tc->metrics,
-        .redis = &tc->redis,
+        .aredis = tc->aredis,
+        .state_lost = -1,
         .gauge_partitions = "mspsync_ticket_creator_assigned_partitions",
         .gauge_held = "mspsync_ticket_creator_events_held",
         .gauge_active = "mspsync_ticket_creator_events_active",
@@ -105,7 +145,6 @@ int main(int argc, char **argv) {
     msp_http_opts_t hopts = {.timeout_ms = tc->conf.http_timeout_ms};
     tc->http = msp_http_new(tc->base, &hopts);
     tc_vcall_env(tc);
-    if (!tc_redis_ok(tc)) MSP_WARN("redis.unavailable", NULL, "starting anyway; will retry");
     if (tc_release_init(tc) != 0) {
         MSP_ERROR("init.failed", NULL, "cannot start the release of held incidents");
         exit_code = 1;
@@ -131,7 +170,8 @@ stop:
      * stays held: its `from` did not move. */
     tc_release_close(tc);
     msp_svc_close(&svc);
-    if (tc->redis) redisFree(tc->redis);
+    msp_aredis_cancel(tc->aredis, &tc->pinging);
+    msp_aredis_free(tc->aredis); /* after every owner of a reply is gone */
     msp_metrics_destroy(tc->metrics);
     event_base_free(tc->base);
     curl_global_cleanup();
