@@ -214,21 +214,24 @@ def cmd_add_tenants(a):
     sim, gw = a.sim.rstrip("/"), a.gateway.rstrip("/")
     auth = {"Authorization": "Bearer " + a.admin_token}
     t0 = time.time()
-    for i in range(a.count):
+    accounts = 1 if a.shared else a.count  # shared: every tenant's integration is account b0
+    for i in range(accounts):
         sub = "b%d" % i
         must(http("POST", sim + "/_sim/accounts",
                   {"subdomain": sub, "customers": a.customers, "assets": a.assets}), "sim account " + sub)
+    for i in range(a.count):
+        sub = "b%d" % (0 if a.shared else i)
         must(http("POST", sim + "/_sim/tokens", {"subdomain": sub, "token": "tok%d" % i}), "sim token " + sub)
     t1 = time.time()
     for i in range(a.count):
-        sub = "b%d" % i
-        must(http("POST", gw + "/v1/tenants", {"id": sub, "name": "Bench %d" % i}, auth), "tenant " + sub)
-        must(http("PUT", gw + "/v1/tenants/%s/integrations/syncro" % sub,
+        tenant, sub = "b%d" % i, "b%d" % (0 if a.shared else i)
+        must(http("POST", gw + "/v1/tenants", {"id": tenant, "name": "Bench %d" % i}, auth), "tenant " + tenant)
+        must(http("PUT", gw + "/v1/tenants/%s/integrations/syncro" % tenant,
                   {"base_url": "%s/%s/api/v1" % (sim, sub), "api_key": "tok%d" % i}, auth),
-             "integration " + sub)
+             "integration " + tenant)
     t2 = time.time()
     print("add-tenants: %d simulator accounts in %.1f s, %d tenants + integrations (PUT = GET /me + job) "
-          "in %.1f s" % (a.count, t1 - t0, a.count, t2 - t1), file=sys.stderr)
+          "in %.1f s" % (accounts, t1 - t0, a.count, t2 - t1), file=sys.stderr)
 
 
 def cmd_setup_ticketing(a):
@@ -511,6 +514,60 @@ def cmd_watch_fetcher(a):
         die("only %d of %d jobs finished" % (state["jobs_done"], a.tenants))
 
 
+def cmd_watch_sync(a):
+    """The window runs from the last simulator poll that saw no vendor request to the moment every
+    job is done (its last page acknowledged by Kafka): the whole sync as a user waits for it. The
+    bound is the time the vendor's limit alone allows for the requests the simulator served (429s
+    are not served): per account, requests x window / limit; accounts sync in parallel, so the
+    busiest one's."""
+    stats_url = a.sim.rstrip("/") + "/_sim/stats"
+    urls = [u.rstrip("/") + "/metrics" for u in a.metrics.split(",") if u]
+    pids = [int(p) for p in a.pids.split(",") if p]
+
+    def stats():
+        return must(http("GET", stats_url, timeout=5), "sim stats")
+
+    def jobs_done():
+        n = 0
+        for u in urls:
+            try:
+                m = metrics(u)
+            except (OSError, ValueError):
+                return -1
+            n += int(sum(v for l, v in m.get("mspsync_fetcher_jobs_total", []) if 'result="done"' in l))
+        return n
+
+    t0, start = None, time.monotonic()
+    while True:
+        st = stats()
+        now = time.monotonic()
+        if st["requests"] > 0:
+            if t0 is None:
+                t0 = now
+            break
+        t0 = now
+        if now - start > a.stall_timeout or not all(proc_alive(p) for p in pids):
+            die("%s: no vendor request within %d s" % (a.label, a.stall_timeout))
+        time.sleep(a.interval)
+    deadline = time.monotonic() + a.timeout
+    while jobs_done() < a.jobs:
+        if time.monotonic() > deadline or not all(proc_alive(p) for p in pids):
+            die("%s: only %d of %d jobs finished" % (a.label, max(jobs_done(), 0), a.jobs))
+        time.sleep(a.interval)
+    t1 = time.monotonic()
+    st = stats()
+    secs = t1 - t0
+    served = {sub: int(ac["requests"]) - int(ac.get("429", 0)) for sub, ac in st["accounts"].items()
+              if int(ac["requests"]) > 0}
+    busiest = max(served.values())
+    bound = busiest * a.window_ms / a.limit / 1000.0
+    rl = int(st["status"].get("429", 0))
+    print("%s replicas=%d jobs=%d accounts=%d requests=%d busiest_account_requests=%d seconds=%.2f "
+          "bound_s=%.2f ratio=%.3f http_429=%d peak_rss_mb=%s" % (
+              a.label, len(pids), a.jobs, len(served), sum(served.values()), busiest, secs, bound,
+              secs / bound, rl, "/".join("%.1f" % vm_hwm_mb(p) for p in pids)))
+
+
 # ----------------------------------------------------------------------------- main
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -535,7 +592,21 @@ def main():
     t.add_argument("--count", type=int, required=True)
     t.add_argument("--customers", type=int, default=5)
     t.add_argument("--assets", type=int, default=100)
+    t.add_argument("--shared", action="store_true", help="one simulator account for every tenant")
     t.set_defaults(fn=cmd_add_tenants)
+
+    ws = sp.add_parser("watch-sync")
+    ws.add_argument("--sim", required=True)
+    ws.add_argument("--metrics", required=True, help="http://127.0.0.1:PORT,... of every fetcher replica")
+    ws.add_argument("--pids", required=True, help="pid,... of every fetcher replica")
+    ws.add_argument("--jobs", type=int, required=True)
+    ws.add_argument("--limit", type=int, required=True, help="the simulator's requests per window")
+    ws.add_argument("--window-ms", type=int, required=True, help="the simulator's window")
+    ws.add_argument("--label", default="sync")
+    ws.add_argument("--interval", type=float, default=0.02)
+    ws.add_argument("--stall-timeout", type=float, default=60)
+    ws.add_argument("--timeout", type=float, default=1800)
+    ws.set_defaults(fn=cmd_watch_sync)
 
     st = sp.add_parser("setup-ticketing")
     st.add_argument("--sim", required=True)

@@ -32,7 +32,9 @@
 
 typedef struct pending_s {
     msp_aredis_t *a;
-    msp_aredis_cb *cb; /* NULL: cancelled, or no reply wanted */
+    msp_aredis_cb *cb; /* NULL (and fcb NULL): cancelled, or no reply wanted */
+    msp_aredis_fn_cb *fcb;
+    void (*fn)(void);
     void *arg;
     int64_t sent_ms;
     struct pending_s *prev, *next;
@@ -75,10 +77,14 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata) {
         a->answered_ms = msp_now_ms();
     }
     msp_aredis_cb *cb = p->cb;
+    msp_aredis_fn_cb *fcb = p->fcb;
+    void (*fn)(void) = p->fn;
     void *arg = p->arg;
     free(p);
     if (cb)
         cb(arg, r, why);
+    else if (fcb)
+        fcb(arg, fn, r, why);
 }
 
 /* ---- the connection ------------------------------------------------------------------------ */
@@ -201,21 +207,37 @@ static void pending_undo(msp_aredis_t *a, pending_t *p) {
     free(p);
 }
 
-int msp_aredis_cmd(msp_aredis_t *a, msp_aredis_cb *cb, void *arg, const char *fmt, ...) {
+static int vsubmit(msp_aredis_t *a, msp_aredis_cb *cb, msp_aredis_fn_cb *fcb, void (*fn)(void),
+                   void *arg, const char *fmt, va_list ap) {
     if (!usable(a))
         return -1;
     pending_t *p = pending_new(a, cb, arg);
     if (!p)
         return -1;
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = redisvAsyncCommand(a->ac, reply_cb, p, fmt, ap);
-    va_end(ap);
-    if (rc != REDIS_OK) {
+    p->fcb = fcb;
+    p->fn = fn;
+    if (redisvAsyncCommand(a->ac, reply_cb, p, fmt, ap) != REDIS_OK) {
         pending_undo(a, p);
         return -1;
     }
     return 0;
+}
+
+int msp_aredis_cmd(msp_aredis_t *a, msp_aredis_cb *cb, void *arg, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vsubmit(a, cb, NULL, NULL, arg, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int msp_aredis_cmd_fn(msp_aredis_t *a, msp_aredis_fn_cb *cb, void *arg, void (*fn)(void),
+                      const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vsubmit(a, NULL, cb, fn, arg, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 int msp_aredis_cmdargv(msp_aredis_t *a, msp_aredis_cb *cb, void *arg, int argc, const char **argv,
@@ -236,8 +258,10 @@ void msp_aredis_cancel(msp_aredis_t *a, const void *arg) {
     if (!a)
         return;
     for (pending_t *p = a->head; p; p = p->next)
-        if (p->arg == arg)
+        if (p->arg == arg) {
             p->cb = NULL;
+            p->fcb = NULL;
+        }
 }
 
 int msp_aredis_up(const msp_aredis_t *a) { return usable(a); }

@@ -831,13 +831,13 @@ static const char *reply_str(const redisReply *r) {
     return r && r->type == REDIS_REPLY_STRING && r->len > 0 ? r->str : NULL;
 }
 
+const char *const msp_cwrmm_integration_fields[] = {
+    "base_url",   "client_id", "client_secret_sealed", "writeback_purchase", "writeback_warranty",
+    "account_id", NULL};
+
 int msp_cwrmm_integration_load(redisContext *c, const msp_secret_key_t *key, const char *tenant,
                                msp_cwrmm_integration_t *out, char *err, size_t err_size) {
-    char k[256], aad[256], tag[96];
-    const char *base, *cid, *sealed, *acct;
-    redisReply *r;
-    size_t slen = 0;
-
+    char k[256];
     if (!out)
         return -1;
     msp_cwrmm_integration_clear(out);
@@ -845,18 +845,30 @@ int msp_cwrmm_integration_load(redisContext *c, const msp_secret_key_t *key, con
         msp_set_err(err, err_size, "invalid tenant");
         return -1;
     }
-    r = c ? redisCommand(c,
-                         "HMGET %s base_url client_id client_secret_sealed writeback_purchase "
-                         "writeback_warranty account_id",
-                         k)
-          : NULL;
+    const char *argv[8] = {"HMGET", k};
+    int argc = 2;
+    for (const char *const *f = msp_cwrmm_integration_fields; *f; f++)
+        argv[argc++] = *f;
+    redisReply *r = c ? redisCommandArgv(c, argc, argv, NULL) : NULL;
+    int rc = msp_cwrmm_integration_from_reply(r, c && c->errstr[0] ? c->errstr : NULL, key, tenant,
+                                              out, err, err_size);
+    if (r)
+        freeReplyObject(r);
+    return rc;
+}
+
+int msp_cwrmm_integration_from_reply(const redisReply *r, const char *rerr,
+                                     const msp_secret_key_t *key, const char *tenant,
+                                     msp_cwrmm_integration_t *out, char *err, size_t err_size) {
+    char aad[256], tag[96];
+    const char *base, *cid, *sealed, *acct;
+    size_t slen = 0;
+    msp_cwrmm_integration_clear(out);
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 6) {
         msp_set_err(err, err_size, "redis: %s",
                     r && r->type == REDIS_REPLY_ERROR ? r->str
-                    : c && c->errstr[0]               ? c->errstr
+                    : rerr && rerr[0]                 ? rerr
                                                       : "no reply");
-        if (r)
-            freeReplyObject(r);
         return -1;
     }
     base = reply_str(r->element[0]);
@@ -864,7 +876,6 @@ int msp_cwrmm_integration_load(redisContext *c, const msp_secret_key_t *key, con
     sealed = reply_str(r->element[2]);
     acct = reply_str(r->element[5]);
     if (!base || !cid || !sealed) {
-        freeReplyObject(r);
         msp_set_err(err, err_size, "tenant \"%s\" has no ConnectWise RMM integration", tenant);
         return 1;
     }
@@ -881,7 +892,6 @@ int msp_cwrmm_integration_load(redisContext *c, const msp_secret_key_t *key, con
 
     snprintf(aad, sizeof(aad), "%s/cwrmm", tenant);
     out->client_secret = msp_secret_open(key, aad, sealed, &slen);
-    freeReplyObject(r);
     if (!out->client_secret) {
         msp_set_err(err, err_size,
                     "the stored ConnectWise RMM client secret cannot be decrypted (was "

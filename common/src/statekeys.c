@@ -5,6 +5,8 @@
  * text before it. Keep the exact rows before the families that would also match them.
  */
 #include "mspsync/statekeys.h"
+
+#include "mspsync/aredis.h"
 #include "mspsync/redis.h"
 
 #include <stdio.h>
@@ -178,6 +180,18 @@ int msp_state_lost(redisContext *c) {
     if (r)
         freeReplyObject(r);
     return rc;
+}
+
+static void lost_reply(void *arg, void (*fn)(void), redisReply *r, const char *why) {
+    (void)why;
+    void (*cb)(void *, int) = (void (*)(void *, int))fn;
+    cb(arg, r && r->type == REDIS_REPLY_INTEGER ? r->integer == 0 : -1);
+}
+
+int msp_state_lost_async(msp_aredis_t *a, void (*cb)(void *arg, int lost), void *arg) {
+    char key[64];
+    msp_key(key, sizeof(key), "_", MSP_STATE_EPOCH_SUFFIX);
+    return msp_aredis_cmd_fn(a, lost_reply, arg, (void (*)(void))cb, "EXISTS %s", key);
 }
 
 /* The mark is set only while the epoch it names is the current one. */

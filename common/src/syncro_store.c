@@ -22,10 +22,17 @@ void msp_syncro_integration_clear(msp_syncro_integration_t *in) {
     msp_secure_zero(in, sizeof(*in));
 }
 
+const char *const msp_syncro_integration_fields[] = {"base_url", "account_id", "api_key_sealed",
+                                                     NULL};
+
 void msp_syncro_integration_append(redisContext *c, const char *tenant) {
     char k[256];
     msp_key(k, sizeof(k), tenant, "integration:syncro");
-    redisAppendCommand(c, "HMGET %s " MSP_SYNCRO_INTEGRATION_FIELDS, k);
+    const char *argv[6] = {"HMGET", k};
+    int argc = 2;
+    for (const char *const *f = msp_syncro_integration_fields; *f; f++)
+        argv[argc++] = *f;
+    redisAppendCommandArgv(c, argc, argv, NULL);
 }
 
 int msp_syncro_integration_from_reply(const redisReply *r, const char *rerr,

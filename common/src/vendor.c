@@ -8,6 +8,9 @@
  * "a 401 is final") or a credential's impl.
  */
 #include "mspsync/vendor.h"
+
+#include "mspsync/aredis.h"
+#include "mspsync/redis.h"
 #include "mspsync/statekeys.h"
 
 #include <stdio.h>
@@ -152,8 +155,22 @@ int msp_vendor_rate_burst(const msp_vendor_rates_t *r, const msp_vendor_t *v) {
 
 /* ---- credentials ------------------------------------------------------------------------- */
 
-int msp_vendor_cred_load(const msp_vendor_t *v, redisContext *c, const msp_secret_key_t *key,
-                         const char *tenant, msp_vendor_cred_t *out, char *err, size_t err_size) {
+#define CRED_ARGV_MAX 16
+
+/* HMGET integration:<name> <the row's fields>: argv into key (the caller's buffer). */
+static int cred_argv(const msp_vendor_t *v, const char *tenant, char *key, size_t key_size,
+                     const char **argv) {
+    if (msp_key(key, key_size, tenant, "integration:%s", v->name) < 0)
+        return -1;
+    int argc = 0;
+    argv[argc++] = "HMGET";
+    argv[argc++] = key;
+    for (const char *const *f = v->cred_fields; *f && argc < CRED_ARGV_MAX; f++)
+        argv[argc++] = *f;
+    return argc;
+}
+
+static int cred_start(const msp_vendor_t *v, msp_vendor_cred_t *out, char *err, size_t err_size) {
     msp_vendor_cred_clear(out);
     void *impl = v->cred_new();
     if (!impl) {
@@ -162,16 +179,79 @@ int msp_vendor_cred_load(const msp_vendor_t *v, redisContext *c, const msp_secre
     }
     out->vendor = v;
     out->impl = impl;
-    int rc = v->cred_load(c, key, tenant, impl, err, err_size);
-    if (rc == 1 && msp_state_lost(c) == 1) {
-        /* Not missing: Redis lost its state and the gateway is restoring it (statekeys.h) */
-        snprintf(err, err_size,
-                 "Redis is being restored from Kafka; the %s integration of %s "
-                 "will be back",
-                 v->label, tenant);
+    return 0;
+}
+
+/* No integration, but Redis lost its state and the gateway is restoring it (statekeys.h). */
+static int cred_lost(const msp_vendor_t *v, const char *tenant, char *err, size_t err_size) {
+    snprintf(err, err_size,
+             "Redis is being restored from Kafka; the %s integration of %s "
+             "will be back",
+             v->label, tenant);
+    return -1;
+}
+
+int msp_vendor_cred_load(const msp_vendor_t *v, redisContext *c, const msp_secret_key_t *key,
+                         const char *tenant, msp_vendor_cred_t *out, char *err, size_t err_size) {
+    if (cred_start(v, out, err, err_size) != 0)
+        return -1;
+    char k[256];
+    const char *argv[CRED_ARGV_MAX];
+    int argc = cred_argv(v, tenant, k, sizeof(k), argv);
+    if (argc < 0) {
+        snprintf(err, err_size, "invalid tenant");
         return -1;
     }
+    redisReply *r = c ? redisCommandArgv(c, argc, argv, NULL) : NULL;
+    int rc = v->cred_from_reply(r, c && c->errstr[0] ? c->errstr : NULL, key, tenant, out->impl,
+                                err, err_size);
+    if (r)
+        freeReplyObject(r);
+    if (rc == 1 && msp_state_lost(c) == 1)
+        return cred_lost(v, tenant, err, err_size);
     return rc;
+}
+
+static void cred_fields_reply(void *arg, redisReply *r, const char *why) {
+    msp_vendor_cred_async_t *op = arg;
+    op->rc = op->v->cred_from_reply(r, why, op->key, op->tenant, op->out->impl, op->err,
+                                    sizeof(op->err));
+}
+
+static void cred_epoch_reply(void *arg, redisReply *r, const char *why) {
+    (void)why;
+    msp_vendor_cred_async_t *op = arg;
+    if (op->rc == 1 && r && r->type == REDIS_REPLY_INTEGER && r->integer == 0)
+        op->rc = cred_lost(op->v, op->tenant, op->err, sizeof(op->err));
+    op->cb(op->arg, op->rc, op->err);
+}
+
+int msp_vendor_cred_load_async(const msp_vendor_t *v, msp_aredis_t *a, const msp_secret_key_t *key,
+                               const char *tenant, msp_vendor_cred_t *out,
+                               msp_vendor_cred_async_t *op, msp_vendor_cred_cb *cb, void *arg) {
+    if (!tenant || strlen(tenant) >= sizeof(op->tenant) || !msp_aredis_up(a))
+        return -1;
+    char k[256], epoch[64];
+    const char *argv[CRED_ARGV_MAX];
+    int argc = cred_argv(v, tenant, k, sizeof(k), argv);
+    if (argc < 0 || cred_start(v, out, op->err, sizeof(op->err)) != 0)
+        return -1;
+    *op = (msp_vendor_cred_async_t){
+        .v = v, .a = a, .key = key, .out = out, .cb = cb, .arg = arg, .rc = -1};
+    snprintf(op->tenant, sizeof(op->tenant), "%s", tenant);
+    msp_key(epoch, sizeof(epoch), "_", MSP_STATE_EPOCH_SUFFIX);
+    if (msp_aredis_cmdargv(a, cred_fields_reply, op, argc, argv, NULL) != 0)
+        return -1;
+    if (msp_aredis_cmd(a, cred_epoch_reply, op, "EXISTS %s", epoch) != 0) {
+        msp_aredis_cancel(a, op);
+        return -1;
+    }
+    return 0;
+}
+
+void msp_vendor_cred_cancel(msp_vendor_cred_async_t *op) {
+    if (op && op->a)
+        msp_aredis_cancel(op->a, op);
 }
 
 void msp_vendor_cred_clear(msp_vendor_cred_t *cred) {

@@ -29,9 +29,9 @@
 
 static void *cw_cred_new(void) { return calloc(1, sizeof(msp_cwrmm_integration_t)); }
 
-static int cw_cred_load(redisContext *c, const msp_secret_key_t *key, const char *tenant,
-                        void *impl, char *err, size_t err_size) {
-    return msp_cwrmm_integration_load(c, key, tenant, impl, err, err_size);
+static int cw_cred_from_reply(const redisReply *r, const char *rerr, const msp_secret_key_t *key,
+                              const char *tenant, void *impl, char *err, size_t err_size) {
+    return msp_cwrmm_integration_from_reply(r, rerr, key, tenant, impl, err, err_size);
 }
 
 static void cw_cred_free(void *impl) {
@@ -508,7 +508,8 @@ const msp_vendor_t msp_vendor_cwrmm = {
     .describe = msp_cwrmm_describe,
     .forbidden = cw_forbidden,
     .cred_new = cw_cred_new,
-    .cred_load = cw_cred_load,
+    .cred_fields = msp_cwrmm_integration_fields,
+    .cred_from_reply = cw_cred_from_reply,
     .cred_free = cw_cred_free,
     .cred_base_url = cw_base_url,
     .cred_bucket = cw_bucket,

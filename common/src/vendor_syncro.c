@@ -37,9 +37,9 @@
 
 static void *sy_cred_new(void) { return calloc(1, sizeof(msp_syncro_integration_t)); }
 
-static int sy_cred_load(redisContext *c, const msp_secret_key_t *key, const char *tenant,
-                        void *impl, char *err, size_t err_size) {
-    return msp_syncro_integration_load(c, key, tenant, impl, err, err_size);
+static int sy_cred_from_reply(const redisReply *r, const char *rerr, const msp_secret_key_t *key,
+                              const char *tenant, void *impl, char *err, size_t err_size) {
+    return msp_syncro_integration_from_reply(r, rerr, key, tenant, impl, err, err_size);
 }
 
 static void sy_cred_free(void *impl) {
@@ -385,7 +385,8 @@ const msp_vendor_t msp_vendor_syncro = {
     .describe = msp_syncro_describe,
     .forbidden = sy_forbidden,
     .cred_new = sy_cred_new,
-    .cred_load = sy_cred_load,
+    .cred_fields = msp_syncro_integration_fields,
+    .cred_from_reply = sy_cred_from_reply,
     .cred_free = sy_cred_free,
     .cred_base_url = sy_base_url,
     .cred_bucket = sy_bucket,

@@ -87,7 +87,7 @@ typedef struct gw_held_s gw_held_t;
 typedef struct gw_kept_s gw_kept_t;
 typedef struct gw_journal_s gw_journal_t;
 typedef struct gw_tcache_s gw_tcache_t;
-struct redisAsyncContext;
+struct msp_aredis_s;
 
 typedef struct gw_audit_s gw_audit_t;
 typedef struct gw_history_s gw_history_t;
@@ -101,9 +101,8 @@ typedef struct gw_s {
     rd_kafka_t         *rk;            /* its main queue wakes the loop (msp_svc_wire, main.c) */
     rd_kafka_topic_t   *rkt[5];        /* pin sync.jobs, customers, assets, raw.records, raw.events conf */
     redisContext       *redis;
-    struct redisAsyncContext *aredis; /* the loop's own: NULL while down (tenant_cache.c) */
-    gw_tcache_t *tcache;              /* the webhooks' tenant cache (tenant_cache.c) */
-    int64_t aredis_answered_ms;       /* monotonic: the async connection's last reply */
+    struct msp_aredis_s *aredis; /* the loop's own async connection (aredis.h; tenant_cache.c) */
+    gw_tcache_t *tcache;         /* the webhooks' tenant cache (tenant_cache.c) */
     msp_http_t         *vendor;
     msp_vendor_auth_t auth; /* every vendor's auth state (ConnectWise RMM: its tokens, shared
                                with the workers via Redis) */

@@ -46,6 +46,7 @@
 #include <event2/event.h>
 #include <hiredis/async.h>
 
+#include "mspsync/aredis.h"
 #include "mspsync/backoff.h"
 #include "mspsync/crypto.h"
 #include "mspsync/kafka.h"
@@ -572,13 +573,10 @@ static void watch_again(gw_journal_t *j) {
 }
 
 /* The marker as the async connection read it (NULL reply: no answer; the state stays). */
-static void watch_reply(redisAsyncContext *ac, void *reply, void *arg) {
-    (void)ac;
+static void watch_reply(void *arg, redisReply *r, const char *why) {
+    (void)why;
     gw_journal_t *j = arg;
-    redisReply *r = reply;
     j->watching = 0;
-    if (r)
-        j->gw->aredis_answered_ms = msp_now_ms();
     if (r && r->type != REDIS_REPLY_ERROR && !j->gw->stopping)
         gw_journal_epoch(j->gw, r->type == REDIS_REPLY_STRING ? r->str : NULL);
     if (!j->gw->stopping)
@@ -599,8 +597,7 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg) {
     char key[64];
     msp_key(key, sizeof(key), "_", MSP_STATE_EPOCH_SUFFIX);
     reap_restore(j);
-    if (!j->watching && gw->aredis &&
-        redisAsyncCommand(gw->aredis, watch_reply, j, "GET %s", key) == REDIS_OK) {
+    if (!j->watching && msp_aredis_cmd(gw->aredis, watch_reply, j, "GET %s", key) == 0) {
         j->watching = 1;
         return;
     }

@@ -21,6 +21,7 @@
 #include <event2/http.h>
 
 #include "gateway.h"
+#include "mspsync/aredis.h"
 #include "mspsync/backoff.h"
 #include "mspsync/billing.h"
 #include "mspsync/config.h"
@@ -99,10 +100,11 @@ static int ready_cb(void *opaque, char *why, size_t why_size) {
         snprintf(why, why_size, "%s", msp_kafka_waiting_why());
         return 0;
     }
-    if (!g->aredis || msp_now_ms() - g->aredis_answered_ms > REDIS_ANSWER_MS) {
+    int64_t answered = msp_aredis_answered_ms(g->aredis);
+    if (!msp_aredis_up(g->aredis) || msp_now_ms() - answered > REDIS_ANSWER_MS) {
         MSP_WARN("redis.unavailable", NULL, "no answer from Redis for %lld ms%s",
-                 (long long)(msp_now_ms() - g->aredis_answered_ms),
-                 g->aredis ? "" : " (not connected)");
+                 (long long)(msp_now_ms() - answered),
+                 msp_aredis_up(g->aredis) ? "" : " (not connected)");
         snprintf(why, why_size, "redis unavailable");
         return 0;
     }

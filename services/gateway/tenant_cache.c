@@ -1,6 +1,6 @@
 /*
  * tenant_cache.c — what the signed webhooks need of a tenant, kept in memory, and the gateway's
- * asynchronous Redis connection (hiredis async on the libevent loop).
+ * asynchronous Redis connection (msp_aredis_t: hiredis async on the libevent loop).
  *
  * The webhook path (webhook.c, usage.c) makes no blocking call: per tenant the cache holds
  * whether the tenant exists and its webhook secrets (current, and previous with its end of
@@ -23,8 +23,9 @@
  *   - entries unused for IDLE_MS are freed instead of refreshed, so the background reads stay
  *     proportional to the tenants actually sending.
  *
- * The connection: connected at start, and again every RECONNECT_MS after it was lost; when it is
- * down a miss answers 503 at once. Writes the webhook makes (the ticketing:orgs suggestion) go
+ * The connection is the process's msp_aredis_t (aredis.h; made in gw_tc_start, used by journal.c
+ * too): it reconnects by itself, and a command unanswered for LOAD_TIMEOUT_MS fails, so a load
+ * never stays in flight for ever. When it is down a miss answers 503 at once. Writes the webhook makes (the ticketing:orgs suggestion) go
  * through it too (gw_tc_org_seen): sent at once when none is in flight and none went out in the
  * last ORGS_FLUSH_MS, otherwise coalesced per org and sent by the tick once the previous ones
  * have been answered — a busy org costs Redis at most one write per ORGS_FLUSH_MS, and a stalled
@@ -38,8 +39,8 @@
 
 #include <event2/event.h>
 #include <event2/http.h>
-#include <hiredis/async.h>
 
+#include "mspsync/aredis.h"
 #include "mspsync/backoff.h"
 #include "mspsync/crypto.h"
 #include "mspsync/log.h"
@@ -50,7 +51,6 @@
 #define REFRESH_MS 500       /* a change through another replica is seen this fast */
 #define IDLE_MS 60000        /* an entry unused this long is freed */
 #define LOAD_TIMEOUT_MS 5000 /* a held request waits this long for Redis (as store.c's 5 s) */
-#define RECONNECT_MS 500
 #define BUCKETS 1024
 #define MAX_ORGS_PENDING 100000 /* coalesced suggestions held while Redis is slow */
 #define ORGS_FLUSH_MS 100       /* at most one round of suggestion writes this often */
@@ -93,43 +93,11 @@ struct gw_tcache_s {
     gw_t *gw;
     entry_t *buckets[BUCKETS];
     struct event *tick_ev;
-    int64_t last_refresh_ms, last_connect_ms;
+    int64_t last_refresh_ms;
     json_t *orgs; /* "tenant\x1forg" -> {"n": name|null, "t": ms} not yet sent */
     int orgs_inflight;
     int64_t orgs_flushed_ms;
 };
-
-/* ---- the connection ------------------------------------------------------------------------ */
-
-static void on_connect(const redisAsyncContext *ac, int status) {
-    gw_t *gw = ac->data;
-    if (status != REDIS_OK) {
-        MSP_WARN("redis.async_connect", NULL, "%s (retrying)", ac->errstr);
-        gw->aredis = NULL; /* hiredis frees it */
-    }
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status) {
-    gw_t *gw = ac->data;
-    if (status != REDIS_OK && !gw->stopping)
-        MSP_WARN("redis.async_lost", NULL, "%s (reconnecting)", ac->errstr);
-    gw->aredis = NULL; /* hiredis frees it; pending callbacks got NULL replies */
-}
-
-static void connect_async(gw_tcache_t *tc) {
-    gw_t *gw = tc->gw;
-    char err[256];
-    tc->last_connect_ms = msp_now_ms();
-    redisAsyncContext *ac = msp_redis_async_connect(gw->cfg.redis_url, gw->base, err, sizeof(err));
-    if (!ac) {
-        MSP_WARN("redis.async_connect", NULL, "%s (retrying)", err);
-        return;
-    }
-    ac->data = gw;
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    gw->aredis = ac;
-}
 
 /* ---- entries ------------------------------------------------------------------------------- */
 
@@ -258,13 +226,10 @@ static void load_done(load_t *l) {
 }
 
 /* One reply of a load (NULL: the connection was lost or freed). */
-static void load_reply(redisAsyncContext *ac, void *reply, void *arg) {
-    (void)ac;
+static void load_reply(void *arg, redisReply *r, const char *why) {
+    (void)why;
     load_t *l = arg;
-    redisReply *r = reply;
     int i = l->replies++;
-    if (r)
-        l->tc->gw->aredis_answered_ms = msp_now_ms();
     if (!r || r->type == REDIS_REPLY_ERROR) {
         l->failed = 1;
     } else if (i == 0) {
@@ -285,7 +250,7 @@ static void load_reply(redisAsyncContext *ac, void *reply, void *arg) {
 
 static void start_load(gw_tcache_t *tc, entry_t *e) {
     gw_t *gw = tc->gw;
-    if (!gw->aredis) {
+    if (!msp_aredis_up(gw->aredis)) {
         answer_all(tc, e, -1, "not connected to Redis");
         return;
     }
@@ -303,16 +268,15 @@ static void start_load(gw_tcache_t *tc, entry_t *e) {
     msp_key(tenants, sizeof(tenants), "_", "tenants");
     msp_key(secrets, sizeof(secrets), e->tenant, "webhook:mtp");
     /* three commands, one callback each, answered in order (replies counts them). A command
-     * hiredis refuses to queue (the connection is closing) gets no callback. */
-    int ok = redisAsyncCommand(gw->aredis, load_reply, l, "GET %s", epoch) == REDIS_OK &&
-             ++l->queued &&
-             redisAsyncCommand(gw->aredis, load_reply, l, "SISMEMBER %s %s", tenants, e->tenant) ==
-                 REDIS_OK &&
-             ++l->queued &&
-             redisAsyncCommand(gw->aredis, load_reply, l,
-                               "HMGET %s current_sealed previous_sealed previous_valid_until_ms",
-                               secrets) == REDIS_OK &&
-             ++l->queued;
+     * the connection refuses to queue (it is closing) gets no callback. */
+    int ok =
+        msp_aredis_cmd(gw->aredis, load_reply, l, "GET %s", epoch) == 0 && ++l->queued &&
+        msp_aredis_cmd(gw->aredis, load_reply, l, "SISMEMBER %s %s", tenants, e->tenant) == 0 &&
+        ++l->queued &&
+        msp_aredis_cmd(gw->aredis, load_reply, l,
+                       "HMGET %s current_sealed previous_sealed previous_valid_until_ms",
+                       secrets) == 0 &&
+        ++l->queued;
     if (!ok) {
         l->failed = 1;
         if (l->replies == l->queued) /* nothing outstanding: no callback will finish it */
@@ -421,22 +385,18 @@ static const char ORG_SEEN_LUA[] =
     "redis.call('HSET', KEYS[1], ARGV[1], cjson.encode({org_name = name, last_seen_at = ARGV[4]}))\n"
     "return 1\n";
 
-static void org_sent(redisAsyncContext *ac, void *reply, void *arg) {
-    (void)ac;
+static void org_sent(void *arg, redisReply *r, const char *why) {
     gw_tcache_t *tc = arg;
-    redisReply *r = reply;
     tc->orgs_inflight--;
-    if (r)
-        tc->gw->aredis_answered_ms = msp_now_ms();
     if (!r || r->type == REDIS_REPLY_ERROR)
         MSP_WARN("webhook.org_seen_failed", NULL, "could not record an org as seen: %s",
-                 r ? r->str : "connection lost");
+                 r ? r->str : why);
 }
 
 /* Send every coalesced suggestion (one EVAL each). */
 static void orgs_flush(gw_tcache_t *tc) {
-    redisAsyncContext *ac = tc->gw->aredis;
-    if (!ac || tc->orgs_inflight > 0 || json_object_size(tc->orgs) == 0)
+    msp_aredis_t *ac = tc->gw->aredis;
+    if (!msp_aredis_up(ac) || tc->orgs_inflight > 0 || json_object_size(tc->orgs) == 0)
         return;
     tc->orgs_flushed_ms = msp_now_ms();
     const char *k;
@@ -451,8 +411,8 @@ static void orgs_flush(gw_tcache_t *tc) {
         msp_key(key, sizeof(key), tenant, "ticketing:orgs");
         const char *name = json_string_value(json_object_get(v, "n"));
         msp_format_time(json_integer_value(json_object_get(v, "t")), when, sizeof(when));
-        if (redisAsyncCommand(ac, org_sent, tc, "EVAL %s 1 %s %s %s %s %s", ORG_SEEN_LUA, key,
-                              sep + 1, name ? name : "", name ? "1" : "0", when) == REDIS_OK)
+        if (msp_aredis_cmd(ac, org_sent, tc, "EVAL %s 1 %s %s %s %s %s", ORG_SEEN_LUA, key, sep + 1,
+                           name ? name : "", name ? "1" : "0", when) == 0)
             tc->orgs_inflight++;
     }
     json_object_clear(tc->orgs);
@@ -484,16 +444,13 @@ void gw_tc_org_seen(gw_t *gw, const char *tenant, const char *org_id, const char
         orgs_flush(tc);
 }
 
-/* ---- the tick: reconnect, time out held requests, refresh, flush ---------------------------- */
+/* ---- the tick: time out held requests, refresh, flush ---------------------------- */
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
     gw_tcache_t *tc = arg;
-    gw_t *gw = tc->gw;
     int64_t now = msp_now_ms();
-    if (!gw->aredis && !gw->stopping && now - tc->last_connect_ms >= RECONNECT_MS)
-        connect_async(tc);
     int refresh = now - tc->last_refresh_ms >= REFRESH_MS;
     if (refresh)
         tc->last_refresh_ms = now;
@@ -538,10 +495,16 @@ int gw_tc_start(gw_t *gw) {
         free(tc);
         return -1;
     }
+    gw->aredis = msp_aredis_new(gw->base, gw->cfg.redis_url, LOAD_TIMEOUT_MS);
+    if (!gw->aredis) {
+        json_decref(tc->orgs);
+        event_free(tc->tick_ev);
+        free(tc);
+        return -1;
+    }
     gw->tcache = tc;
     struct timeval tv = {0, TICK_MS * 1000};
     event_add(tc->tick_ev, &tv);
-    connect_async(tc);
     return 0;
 }
 
@@ -550,8 +513,7 @@ void gw_tc_stop(gw_t *gw) {
     if (!tc)
         return;
     event_free(tc->tick_ev);
-    if (gw->aredis)
-        redisAsyncFree(gw->aredis); /* pending loads finish as failed: their requests hear 503 */
+    msp_aredis_free(gw->aredis); /* pending loads finish as failed: their requests hear 503 */
     gw->aredis = NULL;
     for (int b = 0; b < BUCKETS; b++)
         while (tc->buckets[b]) {

@@ -52,26 +52,22 @@ static void on_delivery(void *arg, const rd_kafka_message_t *msg) {
 }
 
 /* The probe's answer: whether Redis lost its state (the marker is gone), for /readyz. */
-static void probed(void *arg, redisReply *r, const char *why) {
-    tc_t *tc = &T;
-    (void)arg;
-    (void)why;
+static void probed(void *arg, int lost) {
+    tc_t *tc = arg;
     tc->pinging = 0;
-    tc->worker.state_lost = r && r->type == REDIS_REPLY_INTEGER ? r->integer == 0 : -1;
+    tc->worker.state_lost = lost;
 }
 
 /*
- * The readiness probe: one cheap command a second keeps "answered lately" meaningful when the
- * service is idle, and asks whether the state marker is there (msp_state_lost's question).
+ * The readiness probe: one cheap command a second (msp_state_lost_async) keeps "answered
+ * lately" meaningful when the service is idle, and says whether Redis lost its state.
  */
 static void probe(tc_t *tc) {
     int64_t now = msp_now_ms();
     if (tc->pinging || now - tc->pinged_ms < PROBE_MS)
         return;
-    char key[64];
-    msp_key(key, sizeof(key), "_", MSP_STATE_EPOCH_SUFFIX);
     tc->pinged_ms = now;
-    if (msp_aredis_cmd(tc->aredis, probed, &tc->pinging, "EXISTS %s", key) == 0)
+    if (msp_state_lost_async(tc->aredis, probed, tc) == 0)
         tc->pinging = 1;
 }
 
@@ -170,7 +166,7 @@ stop:
      * stays held: its `from` did not move. */
     tc_release_close(tc);
     msp_svc_close(&svc);
-    msp_aredis_cancel(tc->aredis, &tc->pinging);
+    msp_aredis_cancel(tc->aredis, tc); /* the probe's (hold.c's went with the releaser) */
     msp_aredis_free(tc->aredis); /* after every owner of a reply is gone */
     msp_metrics_destroy(tc->metrics);
     event_base_free(tc->base);

@@ -1836,7 +1836,11 @@ static void item_load(void *arg) {
     msp_key(k, sizeof(k), it->tenant, "status:syncro");
     TC_TX(&t, "HGET %s ticketing_paused", k);
     msp_key(k, sizeof(k), it->tenant, "integration:syncro");
-    TC_TX(&t, "HMGET %s " MSP_SYNCRO_INTEGRATION_FIELDS, k);
+    const char *argv[8] = {"HMGET", k};
+    int argc = 2;
+    for (const char *const *f = msp_syncro_integration_fields; *f && argc < 8; f++)
+        argv[argc++] = *f;
+    tc_tx_argv(&t, argc, argv, NULL);
     TC_TX(&t, "MGET %s %s %s", ks, ka, kd);
     if (tc_tx_exec(&t, loaded, it) != 0)
         redis_wait(it, 1000, item_load);

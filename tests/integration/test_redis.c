@@ -30,7 +30,11 @@
 
 #include "mspsync/aredis.h"
 #include "mspsync/backoff.h"
+#include "mspsync/crypto.h"
+#include "mspsync/cwrmm.h"
 #include "mspsync/redis.h"
+#include "mspsync/statekeys.h"
+#include "mspsync/vendor.h"
 
 #include <event2/event.h>
 
@@ -681,6 +685,110 @@ static void async_gcra_takes_like_the_blocking_take_and_after_a_script_flush(voi
     event_base_free(base);
 }
 
+typedef struct {
+    int calls, rc;
+    char err[512];
+} acred_t;
+
+static void acred_cb(void *arg, int rc, const char *err) {
+    acred_t *c = arg;
+    c->calls++;
+    c->rc = rc;
+    snprintf(c->err, sizeof(c->err), "%s", err ? err : "");
+}
+
+static int g_lost_calls, g_lost;
+static void alost_cb(void *arg, int lost) {
+    (void)arg;
+    g_lost_calls++;
+    g_lost = lost;
+}
+
+/* The async credential load answers what the blocking one answers, in the three states. */
+static void async_credential_load_equals_the_blocking_load(void **state) {
+    (void)state;
+    msp_secret_key_t sk;
+    char err[256];
+    assert_int_equal(msp_secret_key_parse(
+                         &sk, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                         err, sizeof(err)),
+                     0);
+    struct event *ticker;
+    struct event_base *base = loop_with_ticker(&ticker, 0);
+    msp_aredis_t *a = msp_aredis_new(base, g_url, 0);
+    char epoch[64];
+    msp_key(epoch, sizeof(epoch), "_", MSP_STATE_EPOCH_SUFFIX);
+    redisReply *r = redisCommand(g_c, "GET %s", epoch);
+    char *saved_epoch = r && r->type == REDIS_REPLY_STRING ? strdup(r->str) : NULL;
+    freeReplyObject(r);
+    const msp_vendor_t *v = msp_vendor_find("cwrmm");
+    assert_non_null(v);
+    msp_vendor_cred_t blocking = {0}, async = {0};
+    msp_vendor_cred_async_t op;
+
+    for (int phase = 0; phase < 3; phase++) {
+        /* 0: no integration, no marker (a restore is pending); 1: no integration, marker set;
+         * 2: a stored integration */
+        freeReplyObject(redisCommand(g_c, phase == 0 ? "DEL %s" : "SET %s e1", epoch));
+        if (phase == 2) {
+            char k[256];
+            msp_key(k, sizeof(k), g_tenant, "integration:cwrmm");
+            char aad[128];
+            snprintf(aad, sizeof(aad), "%s/cwrmm", g_tenant);
+            char *sealed = msp_secret_seal(&sk, aad, "s3cret", 6);
+            assert_non_null(sealed);
+            freeReplyObject(redisCommand(g_c,
+                                         "HSET %s base_url https://x.test client_id c1 "
+                                         "client_secret_sealed %s writeback_purchase 1",
+                                         k, sealed));
+            free(sealed);
+        }
+        int want = msp_vendor_cred_load(v, g_c, &sk, g_tenant, &blocking, err, sizeof(err));
+        g_lost_calls = 0;
+        assert_int_equal(msp_state_lost_async(a, alost_cb, NULL), 0);
+        acred_t got = {0};
+        assert_int_equal(
+            msp_vendor_cred_load_async(v, a, &sk, g_tenant, &async, &op, acred_cb, &got), 0);
+        assert_int_equal(got.calls, 0);
+        assert_true(run_until(base, &got.calls, 5000));
+        assert_int_equal(g_lost_calls, 1);
+        assert_int_equal(g_lost, phase == 0 ? 1 : 0);
+        if (got.rc != want)
+            fail_msg("phase %d: async %d (%s), blocking %d (%s)", phase, got.rc, got.err, want,
+                     err);
+        assert_string_equal(got.err, want == 0 ? "" : err);
+        if (phase == 0)
+            assert_non_null(strstr(got.err, "being restored"));
+        if (phase == 2) {
+            const msp_cwrmm_integration_t *ci = async.impl;
+            assert_string_equal(ci->client_secret, "s3cret");
+            assert_string_equal(msp_vendor_cred_base_url(&async), "https://x.test");
+            assert_string_equal(msp_vendor_cred_bucket(&async), msp_vendor_cred_bucket(&blocking));
+        }
+        msp_vendor_cred_clear(&blocking);
+        msp_vendor_cred_clear(&async);
+    }
+    /* a cancelled load never answers */
+    acred_t cancelled = {0};
+    assert_int_equal(
+        msp_vendor_cred_load_async(v, a, &sk, g_tenant, &async, &op, acred_cb, &cancelled), 0);
+    msp_vendor_cred_cancel(&op);
+    areply_t ping = {0};
+    assert_int_equal(msp_aredis_cmd(a, areply_cb, &ping, "PING"), 0);
+    assert_true(run_until(base, &ping.calls, 5000));
+    assert_int_equal(cancelled.calls, 0);
+    msp_vendor_cred_clear(&async);
+
+    if (saved_epoch)
+        freeReplyObject(redisCommand(g_c, "SET %s %s", epoch, saved_epoch));
+    else
+        freeReplyObject(redisCommand(g_c, "DEL %s", epoch));
+    free(saved_epoch);
+    msp_aredis_free(a);
+    event_free(ticker);
+    event_base_free(base);
+}
+
 static void delete_test_keys(void) {
     if (!g_c || g_c->err) return;
     char pattern[128];
@@ -754,6 +862,7 @@ int main(void) {
         cmocka_unit_test(async_commands_answer_in_order_on_the_loop),
         cmocka_unit_test(async_stall_is_answered_at_the_limit_and_the_loop_never_waits),
         cmocka_unit_test(async_gcra_takes_like_the_blocking_take_and_after_a_script_flush),
+        cmocka_unit_test(async_credential_load_equals_the_blocking_load),
     };
     int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
     stop_server();

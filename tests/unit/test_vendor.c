@@ -169,7 +169,8 @@ static void assert_row_complete(const msp_vendor_t *v) {
     assert_true(v->rate.bucket_tag && v->rate.bucket_tag[0]);
     assert_non_null(v->describe);
     assert_non_null(v->forbidden);
-    assert_true(v->cred_new && v->cred_load && v->cred_free && v->cred_base_url && v->cred_bucket);
+    assert_true(v->cred_new && v->cred_fields && v->cred_fields[0] && v->cred_from_reply &&
+                v->cred_free && v->cred_base_url && v->cred_bucket);
     assert_non_null(v->id_valid);
     assert_non_null(v->auth_get);
     /* a vendor that defers authentication must let a waiter go */

@@ -60,6 +60,15 @@ int msp_aredis_cmd(msp_aredis_t *a, msp_aredis_cb *cb, void *arg, const char *fm
 int msp_aredis_cmdargv(msp_aredis_t *a, msp_aredis_cb *cb, void *arg, int argc, const char **argv,
                        const size_t *argvlen);
 
+/**
+ * A reply handler that also gets a function of its caller's: for helpers that read a reply for a
+ * callback of their own type without allocating (msp_state_lost_async). arg is the owner, as for
+ * msp_aredis_cmd (msp_aredis_cancel(a, arg) drops it).
+ */
+typedef void(msp_aredis_fn_cb)(void *arg, void (*fn)(void), redisReply *reply, const char *why);
+int msp_aredis_cmd_fn(msp_aredis_t *a, msp_aredis_fn_cb *cb, void *arg, void (*fn)(void),
+                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
 /** @brief Drop every pending callback whose arg is arg (it is freed, or no longer waits). */
 void msp_aredis_cancel(msp_aredis_t *a, const void *arg);
 

@@ -211,6 +211,17 @@ typedef struct msp_cwrmm_integration_s {
 int msp_cwrmm_integration_load(redisContext *c, const msp_secret_key_t *key, const char *tenant,
                                msp_cwrmm_integration_t *out, char *err, size_t err_size);
 
+/** The fields of integration:cwrmm the load reads, in the order of an HMGET (NULL-terminated). */
+extern const char *const msp_cwrmm_integration_fields[];
+
+/**
+ * @brief msp_cwrmm_integration_load's reading of an HMGET reply of msp_cwrmm_integration_fields
+ * (r NULL: no reply, rerr says why); r stays the caller's. @returns as the load.
+ */
+int msp_cwrmm_integration_from_reply(const redisReply *r, const char *rerr,
+                                     const msp_secret_key_t *key, const char *tenant,
+                                     msp_cwrmm_integration_t *out, char *err, size_t err_size);
+
 /** @brief Zero and free the secret (forgetting load's msp_log_redact registration). NULL-safe. */
 void msp_cwrmm_integration_clear(msp_cwrmm_integration_t *in);
 

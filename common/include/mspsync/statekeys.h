@@ -88,6 +88,15 @@ const msp_statekey_t *msp_statekey_at(size_t i);
  */
 int msp_state_lost(redisContext *c);
 
+struct msp_aredis_s;
+
+/**
+ * @brief msp_state_lost on the async connection (aredis.h): cb(arg, lost) runs later on the loop
+ * (lost 1 / 0 / -1 no answer), unless msp_aredis_cancel(a, arg) came first.
+ * @returns 0 started, -1 not connected now (no callback).
+ */
+int msp_state_lost_async(struct msp_aredis_s *a, void (*cb)(void *arg, int lost), void *arg);
+
 /**
  * @brief A rebuild is over: SET {_}:<mark_suffix> to epoch, if {_}:state:epoch still is epoch (a
  * loss during the rebuild leaves the mark unset, so that the rebuild runs again for the new one).

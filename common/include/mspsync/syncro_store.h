@@ -32,15 +32,12 @@ typedef struct msp_syncro_integration_s {
 int msp_syncro_integration_load(redisContext *c, const msp_secret_key_t *key, const char *tenant,
                                 msp_syncro_integration_t *out, char *err, size_t err_size);
 
-/* The fields of `integration:syncro` the read asks for (HMGET), in the order the reply opener
- * expects them: for a caller that sends the read itself (an async transaction). */
-#define MSP_SYNCRO_INTEGRATION_FIELDS "base_url account_id api_key_sealed"
-
 /**
  * @brief The same in two halves, for a caller that pipelines it with other reads: append the
  * read to c's output buffer, then (after redisGetReply) open its reply. rerr: the context's error
  * text when the reply is missing. @returns as msp_syncro_integration_load; r stays the caller's.
  */
+extern const char *const msp_syncro_integration_fields[]; /* the HMGET's, NULL-terminated */
 void msp_syncro_integration_append(redisContext *c, const char *tenant);
 int  msp_syncro_integration_from_reply(const redisReply *r, const char *rerr,
                                        const msp_secret_key_t *key, const char *tenant,

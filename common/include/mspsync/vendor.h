@@ -69,6 +69,37 @@ typedef struct msp_vendor_cred_s {
 int msp_vendor_cred_load(const msp_vendor_t *v, redisContext *c, const msp_secret_key_t *key,
                          const char *tenant, msp_vendor_cred_t *out, char *err, size_t err_size);
 
+/** The answer of an asynchronous load: rc and err as msp_vendor_cred_load's. */
+typedef void(msp_vendor_cred_cb)(void *arg, int rc, const char *err);
+
+/** One asynchronous load in flight; its owner embeds it and keeps it until answered. */
+typedef struct msp_vendor_cred_async_s {
+    const msp_vendor_t *v;
+    struct msp_aredis_s *a;
+    const msp_secret_key_t *key;
+    msp_vendor_cred_t *out;
+    msp_vendor_cred_cb *cb;
+    void *arg;
+    int rc;
+    char tenant[128];
+    char err[512];
+} msp_vendor_cred_async_t;
+
+/**
+ * @brief msp_vendor_cred_load on the async connection (aredis.h): the integration's HMGET and
+ * the state marker's EXISTS go together, and cb(arg, rc, err) runs later on the loop, exactly
+ * once, unless msp_vendor_cred_cancel(op) came first. A reply lost (Redis down or stalled) is
+ * rc -1. @returns 0 started; -1 not started (not connected now, or the tenant is too long):
+ * no callback comes, try again later.
+ */
+int msp_vendor_cred_load_async(const msp_vendor_t *v, struct msp_aredis_s *a,
+                               const msp_secret_key_t *key, const char *tenant,
+                               msp_vendor_cred_t *out, msp_vendor_cred_async_t *op,
+                               msp_vendor_cred_cb *cb, void *arg);
+
+/** @brief The load's callback will not run (op may be freed; out is the owner's to clear). */
+void msp_vendor_cred_cancel(msp_vendor_cred_async_t *op);
+
 /** @brief Zero the secret and free it; *cred is empty afterwards. NULL-safe. */
 void msp_vendor_cred_clear(msp_vendor_cred_t *cred);
 
@@ -363,8 +394,11 @@ struct msp_vendor_s {
                       char *out, size_t out_size);
     char *(*forbidden)(const char *method, const char *path, char *out, size_t out_size);
     void *(*cred_new)(void);
-    int (*cred_load)(redisContext *c, const msp_secret_key_t *key, const char *tenant, void *impl,
-                     char *err, size_t err_size);
+    /** the fields of integration:<name> a load reads (one HMGET), NULL-terminated */
+    const char *const *cred_fields;
+    /** open that HMGET's reply (NULL: none, rerr says why) into impl: msp_vendor_cred_load's rc */
+    int (*cred_from_reply)(const redisReply *r, const char *rerr, const msp_secret_key_t *key,
+                           const char *tenant, void *impl, char *err, size_t err_size);
     void (*cred_free)(void *impl);
     const char *(*cred_base_url)(const void *impl);
     const char *(*cred_bucket)(const void *impl);
