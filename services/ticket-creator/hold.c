@@ -258,23 +258,26 @@ void tc_release_item_end(tc_t *tc, int64_t offset, tc_release_end_t end) {
 
 static void run_poll(tc_t *tc);
 
-/* At the end of the partition: is the index past it (gone, or its `to` before eof_at)? */
+/*
+ * At the end of the partition: the index is deleted when it is gone or ends before ARGV[1] (its
+ * `to`), in one script — a hold recorded between a read and a DEL would be lost with the index.
+ * @returns 1 ended (deleted, or gone), 0 more is to come.
+ */
+static const char EOF_LUA[] = "local to = redis.call('HGET', KEYS[1], 'to') "
+                              "if to and tonumber(to) >= tonumber(ARGV[1]) then return 0 end "
+                              "redis.call('DEL', KEYS[1]) return 1";
+
 static void eof_checked(void *arg, redisReply *r, const char *why) {
     tc_t *tc = arg;
     (void)why;
     if (tc->stopping)
         return;
-    int ends = r && (r->type == REDIS_REPLY_NIL ||
-                     (r->type == REDIS_REPLY_STRING && strtoll(r->str, NULL, 10) < tc->rel.eof_at));
-    if (!ends) {
+    if (!r || r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
         rel_rest(tc, 50);
         return;
     }
     /* Everything the index names was read (copies of a crash-replayed hold, or records already
      * released): nothing left. */
-    char kh[256];
-    key_of(kh, sizeof(kh), tc->rel.tenant, "ticketing:held");
-    msp_aredis_cmd(tc->aredis, NULL, NULL, "DEL %s", kh);
     run_end(tc, "end of the held partition");
     rel_rest(tc, 0);
 }
@@ -313,10 +316,11 @@ static void run_poll(tc_t *tc) {
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
             int64_t at = m->offset;
             rd_kafka_message_destroy(m);
-            char kh[256];
+            char kh[256], off[32];
             key_of(kh, sizeof(kh), tc->rel.tenant, "ticketing:held");
-            tc->rel.eof_at = at > tc->rel.next ? at : tc->rel.next;
-            if (msp_aredis_cmd(tc->aredis, eof_checked, tc, "HGET %s to", kh) != 0)
+            snprintf(off, sizeof(off), "%" PRId64, at > tc->rel.next ? at : tc->rel.next);
+            if (msp_aredis_cmd(tc->aredis, eof_checked, tc, "EVAL %s 1 %s %s", EOF_LUA, kh, off) !=
+                0)
                 rel_rest(tc, 50);
             return;
         }

@@ -66,7 +66,6 @@ typedef struct tc_release_s {
     int32_t cand_partition; /* idle: the candidate's index, while its lock is taken */
     int64_t cand_from;
     int64_t end_offset; /* a released event ended here: its `from` is being moved */
-    int64_t eof_at;     /* the end of the partition was met here: is the index past it? */
 } tc_release_t;
 
 /* The epoch for which the held-incident index was rebuilt (or found intact): `{_}:state:held`. */

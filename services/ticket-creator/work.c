@@ -141,6 +141,10 @@ struct tc_item_s {
 
     /* LOAD's answers kept across its second round trip (the rescan check) */
     char map_customer[32]; /* the org mapping's Syncro customer ("" none) */
+    /* The customer seen rescanned under the epoch (rescan_checked): the LOAD after that sees
+     * the records the rescan wrote, and decides on them. */
+    char rescanned_customer[32];
+    char rescanned_epoch[64];
     int syncro_rc;         /* msp_syncro_integration_from_reply's answer */
     char syncro_err[512];
     msp_vcall_step_fn *after_write; /* what goes on once a write is answered (set_pending...) */
@@ -1682,7 +1686,11 @@ static void rescan_checked(void *arg, redisReply *r, const char *why) {
         return;
     }
     if (r->type == REDIS_REPLY_STRING && !strcmp(r->str, it->epoch)) {
-        load_decide(it);
+        /* The LOAD that found no record may be older than the rescan's records (other events
+         * run meanwhile): LOAD again, and decide on what it finds. */
+        snprintf(it->rescanned_customer, sizeof(it->rescanned_customer), "%s", it->customer_id);
+        snprintf(it->rescanned_epoch, sizeof(it->rescanned_epoch), "%s", it->epoch);
+        wait_then(it, 0, item_load);
         return;
     }
     if (it->syncro_rc < 0) {
@@ -1700,11 +1708,15 @@ static void rescan_checked(void *arg, redisReply *r, const char *why) {
 /*
  * No record: after a recent Redis loss that may only mean it was lost. Whether a miss of the
  * customer must first look in Syncro: Redis was restored within the lookback and the customer
- * was not rescanned since (asked of Redis: rescan_checked goes on).
+ * was not rescanned since (asked of Redis: rescan_checked goes on). A LOAD made after the
+ * customer was seen rescanned under this epoch decides at once: the rescan's records and its
+ * mark are written in one transaction, so that LOAD saw them.
  */
 static void load_rescan(tc_item_t *it) {
     if (it->state != TK_NONE || !it->map_customer[0] || it->restored_at_ms <= 0 ||
-        msp_wall_ms() - it->restored_at_ms > lookback_ms(it)) {
+        msp_wall_ms() - it->restored_at_ms > lookback_ms(it) ||
+        (!strcmp(it->rescanned_customer, it->map_customer) &&
+         !strcmp(it->rescanned_epoch, it->epoch))) {
         load_decide(it);
         return;
     }
