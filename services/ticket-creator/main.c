@@ -167,7 +167,7 @@ stop:
     tc_release_close(tc);
     msp_svc_close(&svc);
     msp_aredis_cancel(tc->aredis, tc); /* the probe's (hold.c's went with the releaser) */
-    msp_aredis_free(tc->aredis); /* after every owner of a reply is gone */
+    msp_aredis_free(tc->aredis);       /* after every owner of a reply is gone */
     msp_metrics_destroy(tc->metrics);
     event_base_free(tc->base);
     curl_global_cleanup();

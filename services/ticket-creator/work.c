@@ -145,7 +145,7 @@ struct tc_item_s {
      * the records the rescan wrote, and decides on them. */
     char rescanned_customer[32];
     char rescanned_epoch[64];
-    int syncro_rc;         /* msp_syncro_integration_from_reply's answer */
+    int syncro_rc; /* msp_syncro_integration_from_reply's answer */
     char syncro_err[512];
     msp_vcall_step_fn *after_write; /* what goes on once a write is answered (set_pending...) */
     const char *left_why;           /* why an auto-resolve leaves the ticket open (static) */
