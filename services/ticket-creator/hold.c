@@ -86,33 +86,26 @@ static const char UNLOCK_LUA[] =
 static const char RENEW_LUA[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
                                 "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
 
-static int lock_take(tc_t *tc, const char *tenant) {
-    char k[256];
-    key_of(k, sizeof(k), tenant, "ticketing:release_lock");
-    if (msp_random_hex(tc->rel.lock, 16) != 0)
-        return 0;
-    redisReply *r = redisCommand(tc->redis, "SET %s %s NX PX %d", k, tc->rel.lock, LOCK_MS);
-    int ok = r && r->type == REDIS_REPLY_STATUS;
-    if (r)
-        freeReplyObject(r);
-    tc->rel.lock_renewed_ms = msp_wall_ms();
-    return ok;
+/* The run's chain of Redis steps ended: the timer takes over again in ms. */
+static void rel_rest(tc_t *tc, int ms) {
+    tc->rel.busy = 0;
+    rel_arm(tc, ms);
 }
 
-/* @returns 1 while the lock is still ours; force asks Redis even when it was renewed lately. */
-static int lock_renew(tc_t *tc, int force) {
-    if (!force && msp_wall_ms() - tc->rel.lock_renewed_ms < RENEW_MS)
-        return 1;
-    char k[256], ms[16];
-    key_of(k, sizeof(k), tc->rel.tenant, "ticketing:release_lock");
-    snprintf(ms, sizeof(ms), "%d", LOCK_MS);
-    redisReply *r = redisCommand(tc->redis, "EVAL %s 1 %s %s %s", RENEW_LUA, k, tc->rel.lock, ms);
+/* 1 when an EVAL of RENEW_LUA answered that the lock is still ours (and notes when). */
+static int renewed(tc_t *tc, const redisReply *r) {
     int ok = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
-    if (r)
-        freeReplyObject(r);
     if (ok)
         tc->rel.lock_renewed_ms = msp_wall_ms();
     return ok;
+}
+
+/* Ask Redis to extend our lock; cb gets the answer. @returns 0 sent, -1 not connected. */
+static int lock_renew_send(tc_t *tc, msp_aredis_cb *cb) {
+    char k[256], ms[16];
+    key_of(k, sizeof(k), tc->rel.tenant, "ticketing:release_lock");
+    snprintf(ms, sizeof(ms), "%d", LOCK_MS);
+    return msp_aredis_cmd(tc->aredis, cb, tc, "EVAL %s 1 %s %s %s", RENEW_LUA, k, tc->rel.lock, ms);
 }
 
 /* ---- release marks ----------------------------------------------------------------------- */
@@ -158,13 +151,9 @@ static void mark_produce(tc_t *tc, int64_t offset) {
 static void run_end(tc_t *tc, const char *why) {
     MSP_INFO("held.release_end", tc->rel.tenant, "%" PRId64 " released; %s", tc->rel.released, why);
     rd_kafka_assign(tc->rel.reader, NULL);
-    if (tc_redis_ok(tc)) {
-        char k[256];
-        key_of(k, sizeof(k), tc->rel.tenant, "ticketing:release_lock");
-        redisReply *r = redisCommand(tc->redis, "EVAL %s 1 %s %s", UNLOCK_LUA, k, tc->rel.lock);
-        if (r)
-            freeReplyObject(r);
-    }
+    char k[256]; /* not waited for: a lock left behind expires */
+    key_of(k, sizeof(k), tc->rel.tenant, "ticketing:release_lock");
+    msp_aredis_cmd(tc->aredis, NULL, NULL, "EVAL %s 1 %s %s", UNLOCK_LUA, k, tc->rel.lock);
     tc->rel.tenant[0] = '\0';
     tc->rel.item = NULL;
 }
@@ -211,30 +200,42 @@ static const char DONE_LUA[] =
     "redis.call('DEL', KEYS[1]) return 0 end "
     "return 1";
 
-static int index_done(tc_t *tc, int64_t offset) {
-    char kh[256], ks[256], off[32];
-    if (!tc_redis_ok(tc))
-        return -1;
-    key_of(kh, sizeof(kh), tc->rel.tenant, "ticketing:held");
-    key_of(ks, sizeof(ks), tc->rel.tenant, "ticketing:stats");
-    snprintf(off, sizeof(off), "%" PRId64, offset);
-    redisReply *r = redisCommand(tc->redis, "EVAL %s 2 %s %s %s", DONE_LUA, kh, ks, off);
+/* The index moved past the released event (1), is gone (0), or Redis failed. */
+static void end_done(void *arg, redisReply *r, const char *why) {
+    tc_t *tc = arg;
+    (void)why;
+    if (tc->stopping)
+        return;
     int rc = r && r->type == REDIS_REPLY_INTEGER ? (int)r->integer : -1;
-    if (r)
-        freeReplyObject(r);
-    return rc;
+    if (rc < 0) {
+        /* The event is handled (its record says so); a later run finds it so and moves on. */
+        run_end(tc, "recording the release failed (Redis); a later run goes on");
+        rel_rest(tc, IDLE_MS);
+        return;
+    }
+    int64_t offset = tc->rel.end_offset;
+    mark_produce(tc, offset);
+    tc->rel.released++;
+    tc->rel.next = offset + 1;
+    if (rc == 0)
+        run_end(tc, "every held incident released");
+    rel_rest(tc, 0);
 }
 
-/* 1 when the tenant's index is gone or ends before offset (nothing of it to read there). */
-static int index_ends_before(tc_t *tc, int64_t offset) {
-    char kh[256];
+/* A Redis loss meanwhile took the lock with the index: the rebuilt index is not moved by a run
+ * of the old one (its `from` may be before this offset); the next run finds it handled. */
+static void end_renewed(void *arg, redisReply *r, const char *why) {
+    tc_t *tc = arg;
+    (void)why;
+    if (tc->stopping)
+        return;
+    char kh[256], ks[256], off[32];
     key_of(kh, sizeof(kh), tc->rel.tenant, "ticketing:held");
-    redisReply *r = redisCommand(tc->redis, "HGET %s to", kh);
-    int rc = r && (r->type == REDIS_REPLY_NIL ||
-                   (r->type == REDIS_REPLY_STRING && strtoll(r->str, NULL, 10) < offset));
-    if (r)
-        freeReplyObject(r);
-    return rc;
+    key_of(ks, sizeof(ks), tc->rel.tenant, "ticketing:stats");
+    snprintf(off, sizeof(off), "%" PRId64, tc->rel.end_offset);
+    if (!renewed(tc, r) ||
+        msp_aredis_cmd(tc->aredis, end_done, tc, "EVAL %s 2 %s %s %s", DONE_LUA, kh, ks, off) != 0)
+        end_done(tc, NULL, "no answer");
 }
 
 void tc_release_item_end(tc_t *tc, int64_t offset, tc_release_end_t end) {
@@ -248,67 +249,86 @@ void tc_release_item_end(tc_t *tc, int64_t offset, tc_release_end_t end) {
         rel_arm(tc, IDLE_MS);
         return;
     }
-    /* A Redis loss meanwhile took the lock with the index: the rebuilt index is not moved by a
-     * run of the old one (its `from` may be before this offset); the next run finds it handled. */
-    int rc = tc_redis_ok(tc) && lock_renew(tc, 1) ? index_done(tc, offset) : -1;
-    if (rc >= 0)
-        mark_produce(tc, offset);
-    if (rc < 0) {
-        /* The event is handled (its record says so); a later run finds it so and moves on. */
-        run_end(tc, "recording the release failed (Redis); a later run goes on");
-        rel_arm(tc, IDLE_MS);
-        return;
-    }
-    tc->rel.released++;
-    tc->rel.next = offset + 1;
-    if (rc == 0) {
-        run_end(tc, "every held incident released");
-        rel_arm(tc, 0);
-        return;
-    }
-    rel_arm(tc, 0);
+    /* `from` moves past it: renew the lock (still ours?), then the index (end_renewed). */
+    tc->rel.busy = 1;
+    tc->rel.end_offset = offset;
+    if (lock_renew_send(tc, end_renewed) != 0)
+        end_done(tc, NULL, "not connected");
 }
 
-/* One turn of a run: read on from next, start the tenant's next record. */
-static void run_turn(tc_t *tc) {
-    if (!tc_redis_ok(tc)) {
-        rel_arm(tc, IDLE_MS);
+static void run_poll(tc_t *tc);
+
+/*
+ * At the end of the partition: the index is deleted when it is gone or ends before ARGV[1] (its
+ * `to`), in one script — a hold recorded between a read and a DEL would be lost with the index.
+ * @returns 1 ended (deleted, or gone), 0 more is to come.
+ */
+static const char EOF_LUA[] = "local to = redis.call('HGET', KEYS[1], 'to') "
+                              "if to and tonumber(to) >= tonumber(ARGV[1]) then return 0 end "
+                              "redis.call('DEL', KEYS[1]) return 1";
+
+static void eof_checked(void *arg, redisReply *r, const char *why) {
+    tc_t *tc = arg;
+    (void)why;
+    if (tc->stopping)
+        return;
+    if (!r || r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
+        rel_rest(tc, 50);
         return;
     }
-    if (!lock_renew(tc, 0)) {
+    /* Everything the index names was read (copies of a crash-replayed hold, or records already
+     * released): nothing left. */
+    run_end(tc, "end of the held partition");
+    rel_rest(tc, 0);
+}
+
+static void turn_renewed(void *arg, redisReply *r, const char *why) {
+    tc_t *tc = arg;
+    (void)why;
+    if (tc->stopping)
+        return;
+    if (!renewed(tc, r)) {
         run_end(tc, "the release lock was lost");
-        rel_arm(tc, IDLE_MS);
+        rel_rest(tc, IDLE_MS);
         return;
     }
+    run_poll(tc);
+}
+
+/* One turn of a run: the lock renewed when due (turn_renewed), then run_poll. */
+static void run_turn(tc_t *tc) {
+    if (msp_wall_ms() - tc->rel.lock_renewed_ms < RENEW_MS) {
+        run_poll(tc);
+        return;
+    }
+    if (lock_renew_send(tc, turn_renewed) != 0)
+        rel_rest(tc, IDLE_MS);
+}
+
+/* Read on from next, start the tenant's next record. */
+static void run_poll(tc_t *tc) {
     for (int n = 0; n < SCAN_PER_RUN; n++) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(tc->rel.reader, 0);
         if (!m) {
-            rel_arm(tc, 10);
+            rel_rest(tc, 10);
             return;
         }
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
             int64_t at = m->offset;
             rd_kafka_message_destroy(m);
-            if (index_ends_before(tc, at > tc->rel.next ? at : tc->rel.next)) {
-                /* Everything the index names was read (copies of a crash-replayed hold, or
-                 * records already released): nothing left. */
-                char kh[256];
-                key_of(kh, sizeof(kh), tc->rel.tenant, "ticketing:held");
-                redisReply *r = redisCommand(tc->redis, "DEL %s", kh);
-                if (r)
-                    freeReplyObject(r);
-                run_end(tc, "end of the held partition");
-                rel_arm(tc, 0);
-                return;
-            }
-            rel_arm(tc, 50);
+            char kh[256], off[32];
+            key_of(kh, sizeof(kh), tc->rel.tenant, "ticketing:held");
+            snprintf(off, sizeof(off), "%" PRId64, at > tc->rel.next ? at : tc->rel.next);
+            if (msp_aredis_cmd(tc->aredis, eof_checked, tc, "EVAL %s 1 %s %s", EOF_LUA, kh, off) !=
+                0)
+                rel_rest(tc, 50);
             return;
         }
         if (m->err) {
             MSP_WARN("kafka.consume_error", tc->rel.tenant, "held incidents: %s",
                      rd_kafka_message_errstr(m));
             rd_kafka_message_destroy(m);
-            rel_arm(tc, 200);
+            rel_rest(tc, 200);
             return;
         }
         int ours = m->offset >= tc->rel.next && m->key && m->key_len == strlen(tc->rel.tenant) &&
@@ -319,138 +339,200 @@ static void run_turn(tc_t *tc) {
             rd_kafka_message_destroy(m);
             continue;
         }
+        tc->rel.busy = 0; /* the event's end goes on (tc_release_item_end) */
         if (tc_release_start(tc, m, tc->rel.tenant) != 0) {
             rd_kafka_message_destroy(m);
             run_end(tc, "out of memory");
-            rel_arm(tc, IDLE_MS);
+            rel_rest(tc, IDLE_MS);
         }
-        return; /* tc_release_item_end goes on */
+        return;
     }
-    rel_arm(tc, 0);
+    rel_rest(tc, 0);
 }
 
 /* ---- looking for tenants to release ------------------------------------------------------ */
 
-/* 1 when the tenant still has a reason to hold: paused, or off with when_disabled=hold. */
-static int still_holding(tc_t *tc, const char *tenant) {
-    char kc[256], ks[256];
-    key_of(kc, sizeof(kc), tenant, "ticketing:config");
-    key_of(ks, sizeof(ks), tenant, "status:syncro");
-    redisReply *rc = redisCommand(tc->redis, "GET %s", kc);
-    redisReply *rp = rc ? redisCommand(tc->redis, "HGET %s ticketing_paused", ks) : NULL;
-    int hold = 1; /* unreadable: keep holding */
-    if (rc && rp && (rc->type == REDIS_REPLY_STRING || rc->type == REDIS_REPLY_NIL) &&
-        (rp->type == REDIS_REPLY_STRING || rp->type == REDIS_REPLY_NIL)) {
-        json_t *cfg = rc->type == REDIS_REPLY_STRING ? json_loads(rc->str, 0, NULL) : NULL;
-        const char *wd = json_string_value(json_object_get(cfg, "when_disabled"));
-        int enabled = json_is_true(json_object_get(cfg, "enabled"));
-        int paused = rp->type == REDIS_REPLY_STRING && !strcmp(rp->str, "1");
-        hold = paused || (!enabled && wd && !strcmp(wd, "hold"));
-        json_decref(cfg);
-    }
-    if (rc)
-        freeReplyObject(rc);
-    if (rp)
-        freeReplyObject(rp);
+/*
+ * The idle look at the holding tenants is a chain of Redis steps, one tenant at a time
+ * (rel.tenants, rel.tenant_at): its index and its reasons to hold (idle_candidate), the lock
+ * (idle_locked), then a run; the chain ends by arming the timer or starting the run.
+ */
+static void idle_next(tc_t *tc);
+
+/* The chain is over: forget the tenants, the timer looks again in ms. */
+static void idle_end(tc_t *tc, int ms) {
+    json_decref(tc->rel.tenants);
+    tc->rel.tenants = NULL;
+    rel_rest(tc, ms);
+}
+
+static const char *idle_tenant(const tc_t *tc) {
+    return json_string_value(json_array_get(tc->rel.tenants, tc->rel.tenant_at));
+}
+
+/* 1 when the tenant still has a reason to hold (the config and the pause flag as answered):
+ * paused, or off with when_disabled=hold; unreadable answers keep it holding. */
+static int still_holding(const redisReply *rc, const redisReply *rp) {
+    if ((rc->type != REDIS_REPLY_STRING && rc->type != REDIS_REPLY_NIL) ||
+        (rp->type != REDIS_REPLY_STRING && rp->type != REDIS_REPLY_NIL))
+        return 1;
+    json_t *cfg = rc->type == REDIS_REPLY_STRING ? json_loads(rc->str, 0, NULL) : NULL;
+    const char *wd = json_string_value(json_object_get(cfg, "when_disabled"));
+    int enabled = json_is_true(json_object_get(cfg, "enabled"));
+    int paused = rp->type == REDIS_REPLY_STRING && !strcmp(rp->str, "1");
+    int hold = paused || (!enabled && wd && !strcmp(wd, "hold"));
+    json_decref(cfg);
     return hold;
 }
 
+/* The lock is ours (a run starts) or another replica's (the next tenant). */
+static void idle_locked(void *arg, redisReply *r, const char *why) {
+    tc_t *tc = arg;
+    (void)why;
+    if (tc->stopping)
+        return;
+    const char *tenant = idle_tenant(tc);
+    if (!r || r->type != REDIS_REPLY_STATUS || !tenant) {
+        tc->rel.tenant_at++;
+        idle_next(tc);
+        return;
+    }
+    if (run_start(tc, tenant, tc->rel.cand_partition, tc->rel.cand_from) != 0) {
+        snprintf(tc->rel.tenant, sizeof(tc->rel.tenant), "%s", tenant);
+        run_end(tc, "could not read the held partition");
+        tc->rel.tenant_at++;
+        idle_next(tc);
+        return;
+    }
+    json_decref(tc->rel.tenants);
+    tc->rel.tenants = NULL;
+    run_turn(tc);
+}
+
 /*
- * A tenant of the holding set without an index leaves the set; it is put back when an index
+ * A tenant of the holding set without an index left the set; it is put back when an index
  * appeared meanwhile (work.c writes the index before adding to the set, so one of the two
  * always sees the other).
  */
-static void forget_tenant(tc_t *tc, const char *tenant) {
-    char kg[128], kh[256];
-    key_of(kg, sizeof(kg), "_", "ticketing:holding");
-    key_of(kh, sizeof(kh), tenant, "ticketing:held");
-    redisReply *r = redisCommand(tc->redis, "SREM %s %s", kg, tenant);
-    if (r)
-        freeReplyObject(r);
-    r = redisCommand(tc->redis, "EXISTS %s", kh);
-    int back = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
-    if (r)
-        freeReplyObject(r);
-    if (back) {
-        r = redisCommand(tc->redis, "SADD %s %s", kg, tenant);
-        if (r)
-            freeReplyObject(r);
+static void idle_forgot(void *arg, redisReply *r, const char *why) {
+    tc_t *tc = arg;
+    (void)why;
+    if (tc->stopping)
+        return;
+    const char *tenant = idle_tenant(tc);
+    if (tenant && r && r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+        char kg[128];
+        key_of(kg, sizeof(kg), "_", "ticketing:holding");
+        msp_aredis_cmd(tc->aredis, NULL, NULL, "SADD %s %s", kg, tenant);
     }
+    tc->rel.tenant_at++;
+    idle_next(tc);
+}
+
+/* The tenant's index, config and pause flag: forget it, pass it, or take its lock. */
+static void idle_candidate(void *arg, redisReply *x, const char *why) {
+    tc_t *tc = arg;
+    (void)why;
+    if (tc->stopping)
+        return;
+    const char *tenant = idle_tenant(tc);
+    const redisReply *h = tc_tx_ok(x, 3) ? x->element[0] : NULL;
+    if (!tenant || !h || h->type != REDIS_REPLY_ARRAY || h->elements != 2) {
+        idle_end(tc, IDLE_MS);
+        return;
+    }
+    char kg[128], kh[256], k[256];
+    if (h->element[0]->type != REDIS_REPLY_STRING || h->element[1]->type != REDIS_REPLY_STRING) {
+        key_of(kg, sizeof(kg), "_", "ticketing:holding");
+        key_of(kh, sizeof(kh), tenant, "ticketing:held");
+        if (msp_aredis_cmd(tc->aredis, NULL, NULL, "SREM %s %s", kg, tenant) != 0 ||
+            msp_aredis_cmd(tc->aredis, idle_forgot, tc, "EXISTS %s", kh) != 0)
+            idle_end(tc, IDLE_MS);
+        return;
+    }
+    tc->rel.cand_partition = (int32_t)strtol(h->element[0]->str, NULL, 10);
+    tc->rel.cand_from = strtoll(h->element[1]->str, NULL, 10);
+    if (still_holding(x->element[1], x->element[2]) || msp_random_hex(tc->rel.lock, 16) != 0) {
+        tc->rel.tenant_at++;
+        idle_next(tc);
+        return;
+    }
+    key_of(k, sizeof(k), tenant, "ticketing:release_lock");
+    tc->rel.lock_renewed_ms = msp_wall_ms();
+    if (msp_aredis_cmd(tc->aredis, idle_locked, tc, "SET %s %s NX PX %d", k, tc->rel.lock,
+                       LOCK_MS) != 0)
+        idle_end(tc, IDLE_MS);
+}
+
+/* Ask about the next holding tenant, or end the look. */
+static void idle_next(tc_t *tc) {
+    const char *tenant = idle_tenant(tc);
+    if (!tenant) {
+        idle_end(tc, IDLE_MS);
+        return;
+    }
+    char kh[256], kc[256], ks[256];
+    key_of(kh, sizeof(kh), tenant, "ticketing:held");
+    key_of(kc, sizeof(kc), tenant, "ticketing:config");
+    key_of(ks, sizeof(ks), tenant, "status:syncro");
+    tc_tx_t t = tc_tx_begin(tc->aredis);
+    TC_TX(&t, "HMGET %s partition from", kh);
+    TC_TX(&t, "GET %s", kc);
+    TC_TX(&t, "HGET %s ticketing_paused", ks);
+    if (tc_tx_exec(&t, idle_candidate, tc) != 0)
+        idle_end(tc, IDLE_MS);
+}
+
+/* The holding set: kept (copied) and looked at one tenant at a time. */
+static void idle_members(void *arg, redisReply *set, const char *why) {
+    tc_t *tc = arg;
+    (void)why;
+    if (tc->stopping)
+        return;
+    if (!set || set->type != REDIS_REPLY_ARRAY) {
+        rel_rest(tc, IDLE_MS);
+        return;
+    }
+    json_decref(tc->rel.tenants);
+    tc->rel.tenants = json_array();
+    tc->rel.tenant_at = 0;
+    for (size_t i = 0; i < set->elements; i++) {
+        const redisReply *e = set->element[i];
+        if (e->type == REDIS_REPLY_STRING && e->len > 0 && e->len <= 128)
+            json_array_append_new(tc->rel.tenants, json_stringn(e->str, e->len));
+    }
+    idle_next(tc);
 }
 
 /* Look at every holding tenant; start a run for the first one that may be released. */
 static void idle_turn(tc_t *tc) {
-    if (!tc_redis_ok(tc)) {
-        rel_arm(tc, IDLE_MS);
-        return;
-    }
     char kg[128];
     key_of(kg, sizeof(kg), "_", "ticketing:holding");
-    redisReply *set = redisCommand(tc->redis, "SMEMBERS %s", kg);
-    if (!set || set->type != REDIS_REPLY_ARRAY) {
-        if (set)
-            freeReplyObject(set);
-        rel_arm(tc, IDLE_MS);
-        return;
-    }
-    int started = 0;
-    for (size_t i = 0; i < set->elements && !started; i++) {
-        const redisReply *e = set->element[i];
-        if (e->type != REDIS_REPLY_STRING || e->len == 0 || e->len > 128)
-            continue;
-        const char *tenant = e->str;
-        char kh[256];
-        key_of(kh, sizeof(kh), tenant, "ticketing:held");
-        redisReply *h = redisCommand(tc->redis, "HMGET %s partition from", kh);
-        if (!h || h->type != REDIS_REPLY_ARRAY || h->elements != 2) {
-            if (h)
-                freeReplyObject(h);
-            break;
-        }
-        if (h->element[0]->type != REDIS_REPLY_STRING ||
-            h->element[1]->type != REDIS_REPLY_STRING) {
-            freeReplyObject(h);
-            forget_tenant(tc, tenant);
-            continue;
-        }
-        int32_t part = (int32_t)strtol(h->element[0]->str, NULL, 10);
-        int64_t from = strtoll(h->element[1]->str, NULL, 10);
-        freeReplyObject(h);
-        if (still_holding(tc, tenant) || !lock_take(tc, tenant))
-            continue;
-        started = run_start(tc, tenant, part, from) == 0;
-        if (!started) {
-            snprintf(tc->rel.tenant, sizeof(tc->rel.tenant), "%s", tenant);
-            run_end(tc, "could not read the held partition");
-        }
-    }
-    freeReplyObject(set);
-    if (started)
-        run_turn(tc);
-    else
-        rel_arm(tc, IDLE_MS);
+    if (msp_aredis_cmd(tc->aredis, idle_members, tc, "SMEMBERS %s", kg) != 0)
+        rel_rest(tc, IDLE_MS);
 }
 
 /* ---- rebuilding the index after a Redis loss --------------------------------------------- */
 
 /*
- * Whether the index is there for the current epoch. @returns 1 yes, 0 it must be rebuilt (epoch
- * gets the epoch), -1 Redis lost its state (the restore is pending) or did not answer.
+ * Whether the index is there for the current epoch, from the answer to MGET epoch state:held.
+ * @returns 1 yes, 0 it must be rebuilt (epoch gets the epoch), -1 Redis lost its state (the
+ * restore is pending) or did not answer.
  */
-static int held_state(tc_t *tc, char *epoch, size_t size) {
+static int held_state(const redisReply *r, char *epoch, size_t size) {
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_STRING)
+        return -1;
+    snprintf(epoch, size, "%s", r->element[0]->str);
+    return r->element[1]->type == REDIS_REPLY_STRING && !strcmp(r->element[1]->str, epoch);
+}
+
+/* Ask for held_state's answer (cb). @returns 0 sent, -1 not connected. */
+static int held_state_send(tc_t *tc, msp_aredis_cb *cb) {
     char ke[64], kd[64];
     msp_key(ke, sizeof(ke), "_", MSP_STATE_EPOCH_SUFFIX);
     msp_key(kd, sizeof(kd), "_", TC_STATE_HELD_SUFFIX);
-    redisReply *r = redisCommand(tc->redis, "MGET %s %s", ke, kd);
-    int rc = -1;
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-        r->element[0]->type == REDIS_REPLY_STRING) {
-        snprintf(epoch, size, "%s", r->element[0]->str);
-        rc = r->element[1]->type == REDIS_REPLY_STRING && !strcmp(r->element[1]->str, epoch);
-    }
-    if (r)
-        freeReplyObject(r);
-    return rc;
+    return msp_aredis_cmd(tc->aredis, cb, tc, "MGET %s %s", ke, kd);
 }
 
 /*
@@ -634,43 +716,63 @@ static void rebuild_reap(tc_t *tc) {
     }
 }
 
+static void rebuild_state(void *arg, redisReply *r, const char *why) {
+    tc_t *tc = arg;
+    char epoch[64];
+    (void)why;
+    tc->rel.rebuild_asking = 0;
+    if (!tc->stopping && held_state(r, epoch, sizeof(epoch)) == 0)
+        rebuild(tc, epoch);
+}
+
 /*
- * Every 500 ms: is the index there for the epoch? If not, rebuild it (on the rebuild's thread,
- * once per loss). Its own timer: a released event in flight waits for state:held too, and the
- * release timer waits for that event.
+ * Every 500 ms: is the index there for the epoch (rebuild_state)? If not, rebuild it (on the
+ * rebuild's thread, once per loss). Its own timer: a released event in flight waits for
+ * state:held too, and the release timer waits for that event. One question out at a time.
  */
 static void rebuild_timer_cb(evutil_socket_t fd, short what, void *arg) {
     tc_t *tc = arg;
-    char epoch[64];
     (void)fd;
     (void)what;
     if (tc->stopping)
         return;
     rebuild_reap(tc);
-    if (tc_redis_ok(tc) && held_state(tc, epoch, sizeof(epoch)) == 0)
-        rebuild(tc, epoch);
+    if (!tc->rel.rebuild_asking && held_state_send(tc, rebuild_state) == 0)
+        tc->rel.rebuild_asking = 1;
     struct timeval tv = {IDLE_MS / 1000, (IDLE_MS % 1000) * 1000};
     evtimer_add(tc->rel.rebuild_timer, &tv);
 }
 
-static void rel_timer_cb(evutil_socket_t fd, short what, void *arg) {
+/*
+ * Redis lost its state and the gateway has not restored it, or the index is not rebuilt for the
+ * epoch yet: an index or a lock read now would be an empty one. Wait (a run in progress then
+ * finds its lock gone and ends; the next starts from the rebuilt `from`).
+ */
+static void rel_state(void *arg, redisReply *r, const char *why) {
     tc_t *tc = arg;
-    (void)fd;
-    (void)what;
-    if (tc->stopping || tc->rel.item)
-        return; /* an event in flight calls back itself */
-    /* Redis lost its state and the gateway has not restored it, or the index is not rebuilt for
-     * the epoch yet: an index or a lock read now would be an empty one. Wait (a run in progress
-     * then finds its lock gone and ends; the next starts from the rebuilt `from`). */
     char epoch[64];
-    if (!tc_redis_ok(tc) || held_state(tc, epoch, sizeof(epoch)) != 1) {
-        rel_arm(tc, IDLE_MS);
+    (void)why;
+    if (tc->stopping)
+        return;
+    if (held_state(r, epoch, sizeof(epoch)) != 1) {
+        rel_rest(tc, IDLE_MS);
         return;
     }
     if (tc->rel.tenant[0])
         run_turn(tc);
     else
         idle_turn(tc);
+}
+
+static void rel_timer_cb(evutil_socket_t fd, short what, void *arg) {
+    tc_t *tc = arg;
+    (void)fd;
+    (void)what;
+    if (tc->stopping || tc->rel.item || tc->rel.busy)
+        return; /* an event in flight, or a Redis step, calls back itself */
+    tc->rel.busy = 1;
+    if (held_state_send(tc, rel_state) != 0)
+        rel_rest(tc, IDLE_MS);
 }
 
 int tc_release_init(tc_t *tc) {
@@ -685,6 +787,9 @@ int tc_release_init(tc_t *tc) {
 }
 
 void tc_release_close(tc_t *tc) {
+    msp_aredis_cancel(tc->aredis, tc); /* the releaser's replies (this file's owner is tc) */
+    json_decref(tc->rel.tenants);
+    tc->rel.tenants = NULL;
     if (tc->rel.rebuild)
         atomic_store(&tc->rel.rebuild->stop, 1);
     msp_task_join(&tc->rel.rebuild_task); /* its job borrows the configuration */

@@ -3,6 +3,10 @@
  *
  * Wiring only: configuration, the Kafka side (a keyed worker, svc.h), Redis, the HTTP client,
  * the release of held incidents (hold.c) and the event loop.
+ *
+ * Redis is one async connection (aredis.h) on the loop: /readyz says "redis unavailable" when it
+ * has not answered within MSP_SVC_REDIS_ANSWER_MS, from what the tick's probe last heard, and
+ * never waits on Redis itself.
  */
 #include "tc.h"
 
@@ -12,11 +16,13 @@
 #include <signal.h>
 #include <curl/curl.h>
 
+#include "mspsync/backoff.h"
 #include "mspsync/config.h"
 #include "mspsync/kafka.h"
 #include "mspsync/lifecycle.h"
 #include "mspsync/log.h"
 #include "mspsync/redis.h"
+#include "mspsync/statekeys.h"
 #include "mspsync/svc.h"
 
 static tc_t T;
@@ -57,6 +63,12 @@ int main(int argc, char **argv) {
     tc_t *tc = &T;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     tc->base = event_base_new();
+    /* Connecting (and reconnecting) by itself from here on: nothing waits for Redis. */
+    tc->aredis = msp_aredis_new(tc->base, tc->conf.svc.redis_url, 0);
+    if (!tc->aredis) {
+        MSP_ERROR("oom", NULL, "no Redis connection");
+        return 1;
+    }
     tc->metrics = msp_metrics_new("ticket-creator");
     msp_metric_declare(tc->metrics, "mspsync_ticket_creator_events_total", "counter",
                        "Incident events by outcome");
@@ -83,7 +95,7 @@ int main(int argc, char **argv) {
         .client_id = "mspsync-ticket-creator",
         .topic = MSP_TOPIC_INCIDENTS,
         .metrics = tc->metrics,
-        .redis = &tc->redis,
+        .aredis = tc->aredis,
         .gauge_partitions = "mspsync_ticket_creator_assigned_partitions",
         .gauge_held = "mspsync_ticket_creator_events_held",
         .gauge_active = "mspsync_ticket_creator_events_active",
@@ -105,7 +117,6 @@ int main(int argc, char **argv) {
     msp_http_opts_t hopts = {.timeout_ms = tc->conf.http_timeout_ms};
     tc->http = msp_http_new(tc->base, &hopts);
     tc_vcall_env(tc);
-    if (!tc_redis_ok(tc)) MSP_WARN("redis.unavailable", NULL, "starting anyway; will retry");
     if (tc_release_init(tc) != 0) {
         MSP_ERROR("init.failed", NULL, "cannot start the release of held incidents");
         exit_code = 1;
@@ -131,7 +142,8 @@ stop:
      * stays held: its `from` did not move. */
     tc_release_close(tc);
     msp_svc_close(&svc);
-    if (tc->redis) redisFree(tc->redis);
+    msp_aredis_cancel(tc->aredis, tc); /* the probe's (hold.c's went with the releaser) */
+    msp_aredis_free(tc->aredis);       /* after every owner of a reply is gone */
     msp_metrics_destroy(tc->metrics);
     event_base_free(tc->base);
     curl_global_cleanup();

@@ -15,11 +15,13 @@
 #ifndef MSPSYNC_TC_H
 #define MSPSYNC_TC_H
 
-#include <stdint.h>
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
+#include <jansson.h>
 #include <librdkafka/rdkafka.h>
+#include <stdint.h>
 
+#include "mspsync/aredis.h"
 #include "mspsync/crypto.h"
 #include "mspsync/http.h"
 #include "mspsync/keyq.h"
@@ -57,6 +59,13 @@ typedef struct tc_release_s {
     struct event *rebuild_timer; /* rebuilds a lost held index once per epoch */
     msp_task_t rebuild_task;     /* the rebuild's thread (hold.c) */
     struct tc_held_job_s *rebuild; /* its job while it runs (new, freed when reaped) */
+    int busy;           /* a Redis step of the releaser is out: its reply goes on, not the timer */
+    int rebuild_asking; /* the rebuild timer's "index there for the epoch?" is out */
+    json_t *tenants;    /* idle: the holding tenants still to look at (SMEMBERS, copied) */
+    size_t tenant_at;   /* the next of them */
+    int32_t cand_partition; /* idle: the candidate's index, while its lock is taken */
+    int64_t cand_from;
+    int64_t end_offset; /* a released event ended here: its `from` is being moved */
 } tc_release_t;
 
 /* The epoch for which the held-incident index was rebuilt (or found intact): `{_}:state:held`. */
@@ -78,7 +87,10 @@ typedef struct tc_s {
     struct event_base *base;
     msp_http_t        *http;
     msp_svc_worker_t   worker;     /* consumer, producer (dead letters), offsets, the queue */
-    redisContext      *redis;
+    /* Every Redis command of the loop goes through it (made at start, freed at stop): a stalled
+     * Redis delays an event, never the loop. Only the held index's rebuild thread (hold.c) keeps a
+     * blocking context of its own. */
+    msp_aredis_t *aredis;
     msp_metrics_t     *metrics;
     msp_secret_key_t   key;
     msp_vcall_env_t vcall; /* what every Syncro call shares (tc_vcall_env) */
@@ -116,9 +128,52 @@ void tc_release_item_end(tc_t *tc, int64_t offset, tc_release_end_t end);
 /** @brief Shutdown: free an event in flight, the reader and the timer. */
 void tc_release_close(tc_t *tc);
 
-/** @brief 1 when Redis answers (reconnecting if needed). */
-static inline int tc_redis_ok(tc_t *tc) {
-    return msp_redis_ok(&tc->redis, tc->conf.svc.redis_url);
+/*
+ * A transaction on the async connection: MULTI, the commands (replies not wanted), then EXEC
+ * whose one reply holds every command's answer. Sent back to back from the loop's thread, so no
+ * other command comes between; a command that cannot be queued halfway DISCARDs what was.
+ */
+typedef struct tc_tx_s {
+    msp_aredis_t *a;
+    int begun, failed;
+} tc_tx_t;
+
+/** @brief MULTI on a (failed already when not connected). */
+static inline tc_tx_t tc_tx_begin(msp_aredis_t *a) {
+    tc_tx_t t = {a, 0, 0};
+    t.begun = msp_aredis_cmd(a, NULL, NULL, "MULTI") == 0;
+    t.failed = !t.begun;
+    return t;
+}
+
+/** One command of the transaction (printf-like, as msp_aredis_cmd). */
+#define TC_TX(t, ...)                                                                              \
+    do {                                                                                           \
+        if (!(t)->failed && msp_aredis_cmd((t)->a, NULL, NULL, __VA_ARGS__) != 0)                  \
+            (t)->failed = 1;                                                                       \
+    } while (0)
+
+/** @brief One command of the transaction as an argument vector. */
+static inline void tc_tx_argv(tc_tx_t *t, int argc, const char **argv, const size_t *lens) {
+    if (!t->failed && msp_aredis_cmdargv(t->a, NULL, NULL, argc, argv, lens) != 0)
+        t->failed = 1;
+}
+
+/**
+ * @brief EXEC: cb(arg, the array of answers or NULL/an error, why) runs later, once.
+ * @returns 0, or -1 nothing was sent (not connected): no callback, the caller retries later.
+ */
+static inline int tc_tx_exec(tc_tx_t *t, msp_aredis_cb *cb, void *arg) {
+    if (!t->failed && msp_aredis_cmd(t->a, cb, arg, "EXEC") == 0)
+        return 0;
+    if (t->begun)
+        msp_aredis_cmd(t->a, NULL, NULL, "DISCARD");
+    return -1;
+}
+
+/** @brief 1 when r is EXEC's array of n answers. */
+static inline int tc_tx_ok(const redisReply *r, size_t n) {
+    return r && r->type == REDIS_REPLY_ARRAY && r->elements == n;
 }
 
 #endif

@@ -139,6 +139,17 @@ struct tc_item_s {
     const char *outcome;
     int search_page;
 
+    /* LOAD's answers kept across its second round trip (the rescan check) */
+    char map_customer[32]; /* the org mapping's Syncro customer ("" none) */
+    /* The customer seen rescanned under the epoch (rescan_checked): the LOAD after that sees
+     * the records the rescan wrote, and decides on them. */
+    char rescanned_customer[32];
+    char rescanned_epoch[64];
+    int syncro_rc; /* msp_syncro_integration_from_reply's answer */
+    char syncro_err[512];
+    msp_vcall_step_fn *after_write; /* what goes on once a write is answered (set_pending...) */
+    const char *left_why;           /* why an auto-resolve leaves the ticket open (static) */
+
     json_t *trace;      /* the event's trace entries not written yet (JSON texts), or NULL */
     char last_err[512]; /* the last vendor error traced: a retry storm is one entry */
 };
@@ -183,11 +194,37 @@ static void stats_error(tc_item_t *it, const char *msg) {
     char k[256], at[32];
     msp_key(k, sizeof(k), it->tenant, "ticketing:stats");
     msp_format_time(msp_wall_ms(), at, sizeof(at));
-    redisReply *r =
-        tc_redis_ok(it->tc)
-            ? redisCommand(it->tc->redis, "HSET %s last_error %s last_error_at %s", k, msg, at)
-            : NULL;
-    if (r) freeReplyObject(r);
+    /* best effort: not waited for, lost when Redis is not there */
+    msp_aredis_cmd(it->tc->aredis, NULL, NULL, "HSET %s last_error %s last_error_at %s", k, msg,
+                   at);
+}
+
+/*
+ * The start of every Redis reply's callback: a revoked or stopping item is abandoned (its
+ * commands ran or not; the replay decides again). @returns 1 when it was.
+ */
+static int item_left(tc_item_t *it) {
+    if (!msp_vcall_gone(&it->vc))
+        return 0;
+    msp_vcall_abandon(&it->vc);
+    return 1;
+}
+
+/* Why a step's answer r (NULL: why) is not the one expected, for the log. */
+static const char *answer_why(const redisReply *r, const char *why) {
+    if (r && r->type == REDIS_REPLY_ERROR)
+        return r->str;
+    return why ? why : "unexpected answer";
+}
+
+/* 1 when no answer of EXEC's array r is an error. */
+static int tx_clean(const redisReply *r) {
+    if (!r || r->type != REDIS_REPLY_ARRAY)
+        return 0;
+    for (size_t i = 0; i < r->elements; i++)
+        if (r->element[i]->type == REDIS_REPLY_ERROR)
+            return 0;
+    return 1;
 }
 
 /* ------------------------------------------------------------------ trace */
@@ -221,10 +258,10 @@ static json_t *ticket_facts(const tc_item_t *it) {
 }
 
 /*
- * Queue (redisAppendCommand) the writes of the kept entries: RPUSH, LTRIM, EXPIRE.
- * @returns the number of commands queued (0 when nothing is kept).
+ * Add the writes of the kept entries to the transaction t: RPUSH, LTRIM, EXPIRE.
+ * @returns the number of commands added (0 when nothing is kept).
  */
-static int append_trace(tc_item_t *it) {
+static int append_trace(tc_item_t *it, tc_tx_t *t) {
     size_t n = json_array_size(it->trace);
     if (!n)
         return 0;
@@ -243,11 +280,11 @@ static int append_trace(tc_item_t *it) {
         argv[i + 2] = json_string_value(json_array_get(it->trace, i));
     for (size_t i = 0; i < n + 2; i++)
         lens[i] = strlen(argv[i]);
-    redisAppendCommandArgv(it->tc->redis, (int)(n + 2), argv, lens);
+    tc_tx_argv(t, (int)(n + 2), argv, lens);
     free(argv);
     free(lens);
-    redisAppendCommand(it->tc->redis, "LTRIM %s -%d -1", key, MSP_TRACE_MAX);
-    redisAppendCommand(it->tc->redis, "EXPIRE %s %d", key, MSP_TRACE_TTL_S);
+    TC_TX(t, "LTRIM %s -%d -1", key, MSP_TRACE_MAX);
+    TC_TX(t, "EXPIRE %s %d", key, MSP_TRACE_TTL_S);
     return 3;
 }
 
@@ -266,6 +303,7 @@ static void trace_written(tc_item_t *it) {
 static void item_destroy(msp_keyq_item_t *kit, void *opaque) {
     tc_item_t *it = (tc_item_t *)kit;
     (void)opaque;
+    msp_aredis_cancel(it->tc->aredis, it); /* no reply touches it after this */
     msp_vcall_clear(&it->vc);
     json_decref(it->inc);
     json_decref(it->config);
@@ -313,6 +351,16 @@ static void wait_then(tc_item_t *it, int64_t ms, msp_vcall_step_fn *fn) {
     msp_vcall_wait(&it->vc, ms, fn);
 }
 
+/*
+ * No Redis connection right now (msp_aredis_cmd refused: it reconnects by itself): say so, and
+ * run fn again in ms, as after any failed Redis step.
+ */
+static void redis_wait(tc_item_t *it, int64_t ms, msp_vcall_step_fn *fn) {
+    MSP_WARN("redis.unavailable", it->tenant, "fp=%.12s: no Redis connection; retrying in %lld ms",
+             it->fp ? it->fp : "-", (long long)ms);
+    wait_then(it, ms, fn);
+}
+
 /* ------------------------------------------------------------ dead letters */
 
 static void dlq_send(void *arg) {
@@ -321,34 +369,42 @@ static void dlq_send(void *arg) {
         wait_then(it, 1000, dlq_send);
 }
 
+/*
+ * Counters and the trace were written (or not: they are best effort): go on with
+ * it->after_write (the dead letter itself, the skipped event's completion).
+ */
+static void counts_written(void *arg, redisReply *r, const char *why) {
+    tc_item_t *it = arg;
+    (void)why;
+    if (item_left(it))
+        return;
+    if (tx_clean(r))
+        trace_written(it);
+    it->after_write(it);
+}
+
 static void dead_letter(void *arg, const char *reason) {
     tc_item_t *it = arg;
     MSP_WARN("incident.dead_lettered", it->tenant, "partition=%d offset=%" PRId64 " reason=%s",
              (int)it->kq.msg->partition, it->kq.msg->offset, reason);
     msp_dead_letter_set(&it->dl, it, it->tenant, reason);
-    if (it->inc && tc_redis_ok(it->tc)) {
+    msp_metric_add(it->tc->metrics, "mspsync_ticket_creator_events_total",
+                   "outcome=\"dead_lettered\"", 1);
+    if (it->inc) {
         /* counters, the last error and the trace in one round trip (best effort, like the
-         * counters: the dead letter itself is what must not be lost) */
+         * counters: the dead letter itself is what must not be lost, and goes on either way) */
         char k[256], at[32];
         msp_key(k, sizeof(k), it->tenant, "ticketing:stats");
         msp_format_time(msp_wall_ms(), at, sizeof(at));
         trace_add(it, "dead_lettered", json_pack("{s:s}", "reason", reason));
-        redisAppendCommand(it->tc->redis, "HINCRBY %s dead_lettered 1", k);
-        redisAppendCommand(it->tc->redis, "HSET %s last_error %s last_error_at %s", k, reason, at);
-        int n = 2 + append_trace(it), ok = 1;
-        for (int i = 0; i < n; i++) {
-            redisReply *r = NULL;
-            if (redisGetReply(it->tc->redis, (void **)&r) != REDIS_OK || !r) {
-                ok = 0;
-                break;
-            }
-            freeReplyObject(r);
-        }
-        if (ok)
-            trace_written(it);
+        tc_tx_t t = tc_tx_begin(it->tc->aredis);
+        TC_TX(&t, "HINCRBY %s dead_lettered 1", k);
+        TC_TX(&t, "HSET %s last_error %s last_error_at %s", k, reason, at);
+        append_trace(it, &t);
+        it->after_write = dlq_send;
+        if (tc_tx_exec(&t, counts_written, it) == 0)
+            return;
     }
-    msp_metric_add(it->tc->metrics, "mspsync_ticket_creator_events_total",
-                   "outcome=\"dead_lettered\"", 1);
     dlq_send(it);
 }
 
@@ -409,47 +465,40 @@ static const char HOLD_LUA[] =
     "redis.call('HINCRBY', KEYS[2], 'held_total', 1) "
     "return 1";
 
-static void hold_record(void *arg) {
+/* The index has the held event (the script's 1 and the SADD's answer): it is done here. */
+static void hold_recorded(void *arg, redisReply *r, const char *why) {
     tc_item_t *it = arg;
-    tc_t *tc = it->tc;
-    char kh[256], ks[256], kg[128], part[16], off[32];
-    if (!tc_redis_ok(tc)) {
+    if (item_left(it))
+        return;
+    /* the trace is best effort: only the index and the set must be there */
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER) {
+        MSP_WARN("redis.held_failed", it->tenant, "recording a held incident failed (%s); retrying",
+                 answer_why(r, why));
         wait_then(it, 1000, hold_record);
         return;
     }
+    if (tx_clean(r))
+        trace_written(it);
+    msp_metric_add(it->tc->metrics, "mspsync_ticket_creator_events_total", "outcome=\"held\"", 1);
+    item_complete(it);
+}
+
+static void hold_record(void *arg) {
+    tc_item_t *it = arg;
+    char kh[256], ks[256], kg[128], part[16], off[32];
     msp_key(kh, sizeof(kh), it->tenant, "ticketing:held");
     msp_key(ks, sizeof(ks), it->tenant, "ticketing:stats");
     msp_key(kg, sizeof(kg), "_", "ticketing:holding");
     snprintf(part, sizeof(part), "%d", (int)it->held_partition);
     snprintf(off, sizeof(off), "%lld", (long long)it->held_offset);
-    redisReply *r = redisCommand(tc->redis, "EVAL %s 2 %s %s %s %s", HOLD_LUA, kh, ks, part, off);
-    int ok = r && r->type == REDIS_REPLY_INTEGER;
-    if (r)
-        freeReplyObject(r);
-    int ntrace = 0;
-    if (ok) {
-        redisAppendCommand(tc->redis, "SADD %s %s", kg, it->tenant);
-        ntrace = append_trace(it);
-        r = NULL;
-        ok = redisGetReply(tc->redis, (void **)&r) == REDIS_OK && r &&
-             r->type == REDIS_REPLY_INTEGER;
-        if (r)
-            freeReplyObject(r);
-        /* the trace is best effort; its replies are read to keep the pipe in step */
-        for (int i = 0; i < ntrace && !tc->redis->err; i++) {
-            r = NULL;
-            if (redisGetReply(tc->redis, (void **)&r) == REDIS_OK && r)
-                freeReplyObject(r);
-        }
-    }
-    if (!ok) {
-        MSP_WARN("redis.held_failed", it->tenant, "recording a held incident failed; retrying");
-        wait_then(it, 1000, hold_record);
-        return;
-    }
-    trace_written(it);
-    msp_metric_add(tc->metrics, "mspsync_ticket_creator_events_total", "outcome=\"held\"", 1);
-    item_complete(it);
+    /* the index before the set (hold.c's forget_tenant relies on that order) */
+    tc_tx_t t = tc_tx_begin(it->tc->aredis);
+    TC_TX(&t, "EVAL %s 2 %s %s %s %s", HOLD_LUA, kh, ks, part, off);
+    TC_TX(&t, "SADD %s %s", kg, it->tenant);
+    append_trace(it, &t);
+    if (tc_tx_exec(&t, hold_recorded, it) != 0)
+        redis_wait(it, 1000, hold_record);
 }
 
 void tc_delivery_report(tc_t *tc, const rd_kafka_message_t *m) {
@@ -471,8 +520,8 @@ void tc_delivery_report(tc_t *tc, const rd_kafka_message_t *m) {
     }
 }
 
-/* Queue (redisAppendCommand) an HSET of the whole ticket record, pending marker included. */
-static void append_record(tc_item_t *it) {
+/* Add an HSET of the whole ticket record, pending marker included, to the transaction t. */
+static void append_record(tc_item_t *it, tc_tx_t *t) {
     char k[300], gen[32], tid[32], num[32], res[32], asg[32], claim[32];
     tk_key(it, k, sizeof(k), "");
     snprintf(gen, sizeof(gen), "%lld", it->gen);
@@ -481,47 +530,42 @@ static void append_record(tc_item_t *it) {
     snprintf(res, sizeof(res), "%lld", it->resolved_at_ms);
     snprintf(asg, sizeof(asg), "%lld", it->assignee);
     snprintf(claim, sizeof(claim), "%lld", it->claim_at_ms);
-    redisAppendCommand(it->tc->redis,
-                       "HSET %s state %s gen %s ticket_id %s ticket_number %s customer_id %s "
-                       "last_status %s resolved_at_ms %s assignee %s claim_at_ms %s pending %s "
-                       "rebuilt %s",
-                       k, state_names[it->state], gen, tid, num, it->rec_customer, it->last_status,
-                       res, asg, claim, it->pending, it->rebuilt ? "1" : "0");
+    TC_TX(t,
+          "HSET %s state %s gen %s ticket_id %s ticket_number %s customer_id %s last_status %s "
+          "resolved_at_ms %s assignee %s claim_at_ms %s pending %s rebuilt %s",
+          k, state_names[it->state], gen, tid, num, it->rec_customer, it->last_status, res, asg,
+          claim, it->pending, it->rebuilt ? "1" : "0");
+}
+
+/* The record with its pending marker is written: the Syncro write may go. */
+static void pending_written(void *arg, redisReply *r, const char *why) {
+    tc_item_t *it = arg;
+    (void)why;
+    if (item_left(it))
+        return;
+    if (!tx_clean(r) || r->elements < 1 || r->element[0]->type != REDIS_REPLY_INTEGER) {
+        wait_then(it, 1000, item_load); /* Redis failed: load again, decide again */
+        return;
+    }
+    trace_written(it);
+    it->after_write(it);
 }
 
 /*
  * Write the whole ticket record with its "pending" marker (op:<event id>) before a Syncro
- * write, so that a replay after a crash knows what may have happened and how to check.
- * @returns 0, or -1 when Redis failed (the caller waits and loads again).
+ * write, so that a replay after a crash knows what may have happened and how to check; then
+ * (once Redis has it) the write: then(it). When Redis fails the event waits and loads again.
  */
-static int set_pending(tc_item_t *it, const char *op) {
-    /* reached from an HTTP answer: another item may have found Redis gone since its LOAD (the
-     * connection is then NULL until tc_redis_ok connects again) */
-    if (!tc_redis_ok(it->tc))
-        return -1;
+static void set_pending(tc_item_t *it, const char *op, msp_vcall_step_fn *then) {
     snprintf(it->pending, sizeof(it->pending), "%s:%s", op, it->eid);
-    append_record(it);
+    it->after_write = then;
+    tc_tx_t t = tc_tx_begin(it->tc->aredis);
+    append_record(it, &t);
     /* The steps kept so far go with the record: a crash after this write replays the event
      * from the record (a reopen's new state, say), and must find them written. */
-    int ntrace = append_trace(it);
-    redisReply *r = NULL;
-    int ok = redisGetReply(it->tc->redis, (void **)&r) == REDIS_OK && r &&
-             r->type == REDIS_REPLY_INTEGER;
-    if (r) freeReplyObject(r);
-    for (int i = 0; i < ntrace; i++) { /* read them all: the pipe stays in step */
-        r = NULL;
-        if (redisGetReply(it->tc->redis, (void **)&r) != REDIS_OK || !r)
-            ok = 0;
-        else if (r->type == REDIS_REPLY_ERROR)
-            ok = 0;
-        if (r)
-            freeReplyObject(r);
-        if (it->tc->redis->err)
-            break;
-    }
-    if (ok)
-        trace_written(it);
-    return ok ? 0 : -1;
+    append_trace(it, &t);
+    if (tc_tx_exec(&t, pending_written, it) != 0)
+        redis_wait(it, 1000, item_load);
 }
 
 /* ------------------------------------------------------------------ FINISH */
@@ -531,58 +575,53 @@ static int set_pending(tc_item_t *it, const char *op) {
  * counter may be NULL. On a Redis error the whole FINISH is retried (it is idempotent: HSETs and
  * an SADD; the counter may then count twice, like the normalizer's stats).
  */
-static void finish(void *arg) {
+static void finish(void *arg);
+
+static void finished(void *arg, redisReply *r, const char *why) {
     tc_item_t *it = arg;
-    tc_t *tc = it->tc;
-    if (!tc_redis_ok(tc)) {
+    if (item_left(it))
+        return;
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        MSP_WARN("redis.finish_failed", it->tenant, "recording the event failed (%s); retrying",
+                 answer_why(r, why));
         wait_then(it, 1000, finish);
         return;
     }
+    trace_written(it);
+    msp_metric_add(it->tc->metrics, "mspsync_ticket_creator_events_total",
+                   it->outcome ? "outcome=\"handled\"" : "outcome=\"no_action\"", 1);
+    MSP_DEBUG("incident.done", it->tenant, "fp=%.12s event=%.12s state=%s ticket=%lld outcome=%s",
+              it->fp, it->eid, state_names[it->state], it->ticket_id,
+              it->outcome ? it->outcome : "none");
+    item_complete(it);
+}
+
+static void finish(void *arg) {
+    tc_item_t *it = arg;
     char k[300], ke[300], ks[256], at[32];
     tk_key(it, k, sizeof(k), "");
     tk_key(it, ke, sizeof(ke), ":events");
     msp_key(ks, sizeof(ks), it->tenant, "ticketing:stats");
     msp_format_time(msp_wall_ms(), at, sizeof(at));
 
-    int ok = 1, n = 0;
-    redisAppendCommand(tc->redis, "MULTI"), n++;
+    tc_tx_t t = tc_tx_begin(it->tc->aredis);
     if (it->state == TK_NONE) {
-        redisAppendCommand(tc->redis, "HDEL %s state ticket_id ticket_number", k), n++;
+        TC_TX(&t, "HDEL %s state ticket_id ticket_number", k);
     } else {
         it->pending[0] = '\0';
-        append_record(it), n++;
+        append_record(it, &t);
     }
-    redisAppendCommand(tc->redis, "HDEL %s pending", k), n++;
-    redisAppendCommand(tc->redis, "SADD %s %s", ke, it->eid), n++;
-    redisAppendCommand(tc->redis, "EXPIRE %s %d", ke, EVENTS_TTL_S), n++;
+    TC_TX(&t, "HDEL %s pending", k);
+    TC_TX(&t, "SADD %s %s", ke, it->eid);
+    TC_TX(&t, "EXPIRE %s %d", ke, EVENTS_TTL_S);
     if (it->outcome) {
-        redisAppendCommand(tc->redis, "HINCRBY %s %s 1", ks, it->outcome), n++;
+        TC_TX(&t, "HINCRBY %s %s 1", ks, it->outcome);
         if (!strcmp(it->outcome, "tickets_created"))
-            redisAppendCommand(tc->redis, "HSET %s last_ticket_at %s", ks, at), n++;
+            TC_TX(&t, "HSET %s last_ticket_at %s", ks, at);
     }
-    n += append_trace(it);
-    redisAppendCommand(tc->redis, "EXEC"), n++;
-    for (int i = 0; i < n; i++) {
-        redisReply *r = NULL;
-        if (redisGetReply(tc->redis, (void **)&r) != REDIS_OK || !r) {
-            ok = 0;
-            break;
-        }
-        if (i == n - 1 && r->type != REDIS_REPLY_ARRAY) ok = 0;
-        freeReplyObject(r);
-    }
-    if (!ok) {
-        MSP_WARN("redis.finish_failed", it->tenant, "recording the event failed; retrying");
-        wait_then(it, 1000, finish);
-        return;
-    }
-    trace_written(it);
-    msp_metric_add(tc->metrics, "mspsync_ticket_creator_events_total",
-                   it->outcome ? "outcome=\"handled\"" : "outcome=\"no_action\"", 1);
-    MSP_DEBUG("incident.done", it->tenant, "fp=%.12s event=%.12s state=%s ticket=%lld outcome=%s",
-              it->fp, it->eid, state_names[it->state], it->ticket_id,
-              it->outcome ? it->outcome : "none");
-    item_complete(it);
+    append_trace(it, &t);
+    if (tc_tx_exec(&t, finished, it) != 0)
+        redis_wait(it, 1000, finish);
 }
 
 /* The trace step of each FINISH outcome (NULL outcome: nothing to call Syncro for). */
@@ -660,7 +699,6 @@ static void create_retry(void *arg, const msp_http_response_t *res, int64_t retr
 
 static void on_retrying(void *arg, unsigned attempt, int64_t delay_ms, const char *why) {
     tc_item_t *it = arg;
-    tc_t *tc = it->tc;
     MSP_WARN("syncro.retry", it->tenant, "fp=%.12s attempt=%u retry_in_ms=%lld: %s", it->fp,
              attempt, (long long)delay_ms, why);
     if (strcmp(it->last_err, why) != 0) { /* once per distinct error, not per retry */
@@ -672,8 +710,7 @@ static void on_retrying(void *arg, unsigned attempt, int64_t delay_ms, const cha
     if (attempt == 1 || attempt % 10 == 0) {
         char msg[700];
         snprintf(msg, sizeof(msg), "%s (retrying)", why);
-        if (tc_redis_ok(tc))
-            stats_error(it, msg);
+        stats_error(it, msg);
     }
 }
 
@@ -689,40 +726,41 @@ static void on_answered(void *arg, msp_http_outcome_t o) {
 /*
  * A 401/403: the key was revoked or lost a permission. Ticketing pauses for the tenant until the
  * integration is saved again (PUT) or PATCHed (the gateway clears the flag): the status shows
- * Error with Syncro's words and the permission this call needs, and the event is held.
- * @returns 0, or -1 when Redis failed (the caller waits and tries again).
+ * Error with Syncro's words and the permission this call needs, and the event is held. Syncro's
+ * words wait in it->hold.reason while the flag is written; when Redis fails it is tried again.
  */
-static int pause_ticketing(tc_item_t *it, const char *why) {
+static void pause_retry(void *arg);
+
+static void paused(void *arg, redisReply *r, const char *why) {
+    tc_item_t *it = arg;
+    (void)why;
+    if (item_left(it))
+        return;
+    if (!r || r->type != REDIS_REPLY_INTEGER) {
+        wait_then(it, 1000, pause_retry);
+        return;
+    }
+    char hint[512];
+    msp_vendor_hint(VENDOR, MSP_HINT_FORBIDDEN, it->vc.method ? it->vc.method : "POST",
+                    it->vc.path ? it->vc.path : "/tickets", hint, sizeof(hint));
+    const char *words = it->hold.reason ? it->hold.reason : "401/403";
+    stats_error(it, words);
+    MSP_WARN("ticketing.paused", it->tenant, "%s; %s", words, hint);
+    hold(it, "ticketing paused: Syncro refused the key (401/403)");
+}
+
+static void pause_and_hold(tc_item_t *it, const char *why) {
     char k[256], hint[512], at[32];
     msp_vendor_hint(VENDOR, MSP_HINT_FORBIDDEN, it->vc.method ? it->vc.method : "POST",
                     it->vc.path ? it->vc.path : "/tickets", hint, sizeof(hint));
     msp_key(k, sizeof(k), it->tenant, "status:syncro");
     msp_format_time(msp_wall_ms(), at, sizeof(at));
-    if (!tc_redis_ok(it->tc))
-        return -1;
-    redisReply *r = redisCommand(it->tc->redis,
-                                 "HSET %s ticketing_paused 1 ticketing_state error "
-                                 "ticketing_error %s ticketing_hint %s ticketing_error_at %s",
-                                 k, why, hint, at);
-    int ok = r && r->type == REDIS_REPLY_INTEGER;
-    if (r)
-        freeReplyObject(r);
-    if (!ok)
-        return -1;
-    stats_error(it, why);
-    MSP_WARN("ticketing.paused", it->tenant, "%s; %s", why, hint);
-    return 0;
-}
-
-static void pause_retry(void *arg);
-
-static void pause_and_hold(tc_item_t *it, const char *why) {
-    if (pause_ticketing(it, why) < 0) {
-        msp_dead_letter_set(&it->hold, it, it->tenant, why); /* keep the words for the retry */
-        wait_then(it, 1000, pause_retry);
-        return;
-    }
-    hold(it, "ticketing paused: Syncro refused the key (401/403)");
+    msp_dead_letter_set(&it->hold, it, it->tenant, why); /* keep the words for the reply */
+    if (msp_aredis_cmd(it->tc->aredis, paused, it,
+                       "HSET %s ticketing_paused 1 ticketing_state error ticketing_error %s "
+                       "ticketing_hint %s ticketing_error_at %s",
+                       k, why, hint, at) != 0)
+        redis_wait(it, 1000, pause_retry);
 }
 
 static void pause_retry(void *arg) {
@@ -762,7 +800,7 @@ void tc_vcall_env(tc_t *tc) {
     tc->vcall =
         (msp_vcall_env_t){.base = tc->base,
                           .http = &tc->http,
-                          .redis = &tc->redis,
+                          .aredis = tc->aredis, /* the token without blocking the loop */
                           .redis_url = tc->conf.svc.redis_url,
                           .backoff_base_ms = tc->conf.backoff_base_ms,
                           .backoff_cap_ms = tc->conf.backoff_cap_ms,
@@ -932,13 +970,12 @@ static void created_ok(void *arg, msp_http_response_t *res, json_t *body) {
     finish_with(it, "tickets_created");
 }
 
-static void do_create(tc_item_t *it) {
-    if (set_pending(it, "create") < 0) {
-        wait_then(it, 1000, item_load);
-        return;
-    }
+static void create_send(void *arg) {
+    tc_item_t *it = arg;
     call(it, "POST", strdup("/tickets"), ticket_body(it), created_ok, NULL);
 }
+
+static void do_create(tc_item_t *it) { set_pending(it, "create", create_send); }
 
 static void search_page(tc_item_t *it);
 
@@ -1030,16 +1067,15 @@ static void commented_ok(void *arg, msp_http_response_t *res, json_t *body) {
     finish_with(it, "comments_added");
 }
 
-static void do_comment(tc_item_t *it) {
-    if (set_pending(it, "comment") < 0) {
-        wait_then(it, 1000, item_load);
-        return;
-    }
+static void comment_send(void *arg) {
+    tc_item_t *it = arg;
     char text[1500];
     snprintf(text, sizeof(text), "The incident fired again at %s.", inc_str(it, "occurred_at"));
     call(it, "POST", id_path("/tickets/%lld/comment", it->ticket_id),
          comment_body(it, "Incident fired again", text), commented_ok, gone_404);
 }
+
+static void do_comment(tc_item_t *it) { set_pending(it, "comment", comment_send); }
 
 /* The ticket of a GET /tickets?number= answer: the one with our ticket id (or NULL). */
 static const json_t *listed_ticket(const tc_item_t *it, const json_t *body) {
@@ -1088,10 +1124,8 @@ static void reopened_ok(void *arg, msp_http_response_t *res, json_t *body) {
     it->resolved_at_ms = 0;
     char k[256];
     msp_key(k, sizeof(k), it->tenant, "ticketing:stats");
-    redisReply *r = tc_redis_ok(it->tc)
-                        ? redisCommand(it->tc->redis, "HINCRBY %s tickets_reopened 1", k)
-                        : NULL; /* best effort, like the other counters */
-    if (r) freeReplyObject(r);
+    /* best effort, like the other counters */
+    msp_aredis_cmd(it->tc->aredis, NULL, NULL, "HINCRBY %s tickets_reopened 1", k);
     MSP_INFO("ticket.reopened", it->tenant, "fp=%.12s ticket=%lld", it->fp, it->ticket_id);
     json_t *f = ticket_facts(it);
     json_object_set_new(f, "ticket_status", json_string(it->last_status));
@@ -1116,6 +1150,26 @@ static void left_open_ok(void *arg, msp_http_response_t *res, json_t *body) {
     (void)res;
     (void)body;
     finish_with(it, "resolve_skipped_touched");
+}
+
+/* The "left open" comment (it->left_why says why), once its pending marker is written. */
+static void left_open_send(void *arg) {
+    tc_item_t *it = arg;
+    char text[600];
+    snprintf(text, sizeof(text),
+             "The incident was resolved in the portal at %s. The ticket was left as it is "
+             "because %s since mspsync last updated it.",
+             inc_str(it, "occurred_at"), it->left_why);
+    call(it, "POST", id_path("/tickets/%lld/comment", it->ticket_id),
+         comment_body(it, "Incident resolved", text), left_open_ok, gone_404);
+}
+
+/* The resolve itself, once its pending marker is written. */
+static void resolve_send(void *arg) {
+    tc_item_t *it = arg;
+    call(it, "PUT", id_path("/tickets/%lld", it->ticket_id),
+         json_pack("{s:s}", "status", cfg_str(it->config, "resolve_status", "Resolved")),
+         resolved_ok, gone_404);
 }
 
 /* GET before auto-resolving: resolve only an untouched ticket. */
@@ -1156,25 +1210,11 @@ static void resolve_check_ok(void *arg, msp_http_response_t *res, json_t *body) 
     if (why) {
         MSP_INFO("ticket.left_open", it->tenant, "fp=%.12s ticket=%lld: %s", it->fp, it->ticket_id,
                  why);
-        if (set_pending(it, "comment") < 0) {
-            wait_then(it, 1000, item_load);
-            return;
-        }
-        char text[600];
-        snprintf(text, sizeof(text),
-                 "The incident was resolved in the portal at %s. The ticket was left as it is "
-                 "because %s since mspsync last updated it.",
-                 inc_str(it, "occurred_at"), why);
-        call(it, "POST", id_path("/tickets/%lld/comment", it->ticket_id),
-             comment_body(it, "Incident resolved", text), left_open_ok, gone_404);
+        it->left_why = why;
+        set_pending(it, "comment", left_open_send);
         return;
     }
-    if (set_pending(it, "resolve") < 0) {
-        wait_then(it, 1000, item_load);
-        return;
-    }
-    call(it, "PUT", id_path("/tickets/%lld", it->ticket_id),
-         json_pack("{s:s}", "status", target), resolved_ok, gone_404);
+    set_pending(it, "resolve", resolve_send);
 }
 
 /* ----------------------------------------------------------------- DECIDE */
@@ -1197,14 +1237,13 @@ static void claim_and_create(tc_item_t *it) {
     do_create(it);
 }
 
-static void reopen(tc_item_t *it) {
-    if (set_pending(it, "reopen") < 0) {
-        wait_then(it, 1000, item_load);
-        return;
-    }
+static void reopen_send(void *arg) {
+    tc_item_t *it = arg;
     call(it, "PUT", id_path("/tickets/%lld", it->ticket_id),
          json_pack("{s:s}", "status", cfg_str(it->rule, "status", "New")), reopened_ok, gone_404);
 }
+
+static void reopen(tc_item_t *it) { set_pending(it, "reopen", reopen_send); }
 
 /*
  * A rebuilt record (no events set) about to be reopened: an event whose comment is on the ticket
@@ -1334,18 +1373,40 @@ static const char REBUILD_LUA[] =
 static const char UNLOCK_LUA[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return 1";
 
-/* The scan is complete: the records, the customer's mark, the lock; then LOAD again. */
-static void rescan_write(void *arg) {
+static void rescan_write(void *arg);
+
+static void rescan_written(void *arg, redisReply *r, const char *why) {
     tc_item_t *it = arg;
-    tc_t *tc = it->tc;
-    if (!tc_redis_ok(tc)) {
+    if (item_left(it))
+        return;
+    size_t n = json_object_size(it->scan);
+    if (!tx_clean(r) || r->elements != n + 2) {
+        MSP_WARN("redis.rescan_failed", it->tenant,
+                 "writing rebuilt ticket records failed (%s); retrying", answer_why(r, why));
         wait_then(it, 1000, rescan_write);
         return;
     }
+    int rebuilt = 0;
+    for (size_t i = 0; i < n; i++)
+        if (r->element[i]->type == REDIS_REPLY_INTEGER)
+            rebuilt += (int)r->element[i]->integer;
+    MSP_INFO("ticket.rescanned", it->tenant,
+             "customer=%s pages=%d tickets_with_marker=%zu records_rebuilt=%d (Redis lost its "
+             "state; records written since were kept)",
+             it->customer_id, it->search_page, n, rebuilt);
+    json_decref(it->scan);
+    it->scan = NULL;
+    it->search_page = 0;
+    wait_then(it, 0, item_load);
+}
+
+/* The scan is complete: the records, the customer's mark, the lock; then LOAD again. */
+static void rescan_write(void *arg) {
+    tc_item_t *it = arg;
     const char *target = cfg_str(it->config, "resolve_status", "Resolved");
     const char *fp;
     json_t *e;
-    int n = 0;
+    tc_tx_t tx = tc_tx_begin(it->tc->aredis);
     json_object_foreach(it->scan, fp, e) {
         const json_t *t = json_object_get(e, "ticket");
         const char *st = json_string_value(json_object_get(t, "status"));
@@ -1360,43 +1421,16 @@ static void rescan_write(void *arg) {
         snprintf(res, sizeof(res), "%lld", resolved ? resolved_time(t) : 0LL);
         snprintf(asg, sizeof(asg), "%lld", json_id(json_object_get(t, "user_id")));
         msp_utf8_copy(status, sizeof(status), st ? st : "");
-        redisAppendCommand(tc->redis, "EVAL %s 1 %s %s %s %s %s %s %s %s %s", REBUILD_LUA, k,
-                           state_names[resolved ? TK_RESOLVED : TK_OPEN], gen, tid, num, cust,
-                           status, res, asg);
-        n++;
+        TC_TX(&tx, "EVAL %s 1 %s %s %s %s %s %s %s %s %s", REBUILD_LUA, k,
+              state_names[resolved ? TK_RESOLVED : TK_OPEN], gen, tid, num, cust, status, res, asg);
     }
     char km[256], kl[300];
     msp_key(km, sizeof(km), it->tenant, "ticketing:rescanned");
     rescan_key(it, kl, sizeof(kl));
-    redisAppendCommand(tc->redis, "HSET %s %s %s", km, it->customer_id, it->epoch);
-    redisAppendCommand(tc->redis, "EVAL %s 1 %s %s", UNLOCK_LUA, kl, it->scan_lock);
-    int ok = 1, rebuilt = 0;
-    for (int i = 0; i < n + 2; i++) {
-        redisReply *r = NULL;
-        if (redisGetReply(tc->redis, (void **)&r) != REDIS_OK || !r) {
-            ok = 0;
-            break;
-        }
-        if (r->type == REDIS_REPLY_ERROR)
-            ok = 0;
-        else if (i < n && r->type == REDIS_REPLY_INTEGER)
-            rebuilt += (int)r->integer;
-        freeReplyObject(r);
-    }
-    if (!ok) {
-        MSP_WARN("redis.rescan_failed", it->tenant,
-                 "writing rebuilt ticket records failed; retrying");
-        wait_then(it, 1000, rescan_write);
-        return;
-    }
-    MSP_INFO("ticket.rescanned", it->tenant,
-             "customer=%s pages=%d tickets_with_marker=%d records_rebuilt=%d (Redis lost its "
-             "state; records written since were kept)",
-             it->customer_id, it->search_page, n, rebuilt);
-    json_decref(it->scan);
-    it->scan = NULL;
-    it->search_page = 0;
-    wait_then(it, 0, item_load);
+    TC_TX(&tx, "HSET %s %s %s", km, it->customer_id, it->epoch);
+    TC_TX(&tx, "EVAL %s 1 %s %s", UNLOCK_LUA, kl, it->scan_lock);
+    if (tc_tx_exec(&tx, rescan_written, it) != 0)
+        redis_wait(it, 1000, rescan_write);
 }
 
 static void rescan_ok(void *arg, msp_http_response_t *res, json_t *body) {
@@ -1443,25 +1477,18 @@ static void rescan_ok(void *arg, msp_http_response_t *res, json_t *body) {
 static void rescan_page(tc_item_t *it) {
     char k[300];
     rescan_key(it, k, sizeof(k));
-    redisReply *r = tc_redis_ok(it->tc) ? redisCommand(it->tc->redis, "SET %s %s XX PX %d", k,
-                                                       it->scan_lock, RESCAN_LOCK_MS)
-                                        : NULL; /* renewed per page; lost: harmless */
-    if (r)
-        freeReplyObject(r);
+    /* renewed per page, not waited for; lost: harmless */
+    msp_aredis_cmd(it->tc->aredis, NULL, NULL, "SET %s %s XX PX %d", k, it->scan_lock,
+                   RESCAN_LOCK_MS);
     list_page(it, it->customer_id, it->restored_at_ms - lookback_ms(it), rescan_ok);
 }
 
-/* Claim the customer's rescan; another holder: wait, LOAD again (its mark ends the wait). */
-static void rescan_start(tc_item_t *it) {
-    char k[300];
-    rescan_key(it, k, sizeof(k));
-    redisReply *r = NULL;
-    if (tc_redis_ok(it->tc) && msp_random_hex(it->scan_lock, 16) == 0)
-        r = redisCommand(it->tc->redis, "SET %s %s NX PX %d", k, it->scan_lock, RESCAN_LOCK_MS);
-    int mine = r && r->type == REDIS_REPLY_STATUS;
-    if (r)
-        freeReplyObject(r);
-    if (!mine) {
+static void rescan_locked(void *arg, redisReply *r, const char *why) {
+    tc_item_t *it = arg;
+    (void)why;
+    if (item_left(it))
+        return;
+    if (!r || r->type != REDIS_REPLY_STATUS) { /* another holder, or no answer */
         wait_then(it, 250, item_load);
         return;
     }
@@ -1475,35 +1502,38 @@ static void rescan_start(tc_item_t *it) {
     rescan_page(it);
 }
 
+/* Claim the customer's rescan; another holder: wait, LOAD again (its mark ends the wait). */
+static void rescan_start(tc_item_t *it) {
+    char k[300];
+    rescan_key(it, k, sizeof(k));
+    if (msp_random_hex(it->scan_lock, 16) != 0 ||
+        msp_aredis_cmd(it->tc->aredis, rescan_locked, it, "SET %s %s NX PX %d", k, it->scan_lock,
+                       RESCAN_LOCK_MS) != 0)
+        redis_wait(it, 250, item_load);
+}
+
 /* ------------------------------------------------------------------- LOAD */
 
+static void complete_step(void *arg) { item_complete(arg); }
+
 /*
- * Count a skipped event: `skipped` (every reason, as before) and the reason's own counter. A
- * Redis error loses the count, not the event (the counters are best effort, like the
- * normalizer's stats).
+ * Count a skipped event: `skipped` (every reason, as before) and the reason's own counter; then
+ * the event is complete. A Redis error loses the count, not the event (the counters are best
+ * effort, like the normalizer's stats).
  */
-static void count_skip(tc_item_t *it, const char *reason) {
+static void skip_finish(tc_item_t *it, const char *reason) {
     char ks[256];
     msp_key(ks, sizeof(ks), it->tenant, "ticketing:stats");
     trace_add(it, reason,
               json_pack("{s:s?,s:s?}", "severity", inc_str(it, "severity"), "alert_type",
                         inc_str(it, "alert_type")));
-    if (!tc_redis_ok(it->tc))
-        return; /* the count is lost, not the event */
-    redisAppendCommand(it->tc->redis, "HINCRBY %s skipped 1", ks);
-    redisAppendCommand(it->tc->redis, "HINCRBY %s %s 1", ks, reason);
-    int n = 2 + append_trace(it), ok = 1;
-    for (int i = 0; i < n; i++) {
-        redisReply *r = NULL;
-        if (redisGetReply(it->tc->redis, (void **)&r) != REDIS_OK) {
-            ok = 0;
-            break;
-        }
-        if (r)
-            freeReplyObject(r);
-    }
-    if (ok)
-        trace_written(it);
+    tc_tx_t t = tc_tx_begin(it->tc->aredis);
+    TC_TX(&t, "HINCRBY %s skipped 1", ks);
+    TC_TX(&t, "HINCRBY %s %s 1", ks, reason);
+    append_trace(it, &t);
+    it->after_write = complete_step;
+    if (tc_tx_exec(&t, counts_written, it) != 0)
+        item_complete(it); /* the count is lost, not the event */
 }
 
 static int hash_field(const redisReply *r, size_t i, char *out, size_t size) {
@@ -1518,14 +1548,9 @@ static void unmapped(tc_item_t *it) {
     const char *org = inc_str(it, "org_id"), *name = inc_str(it, "org_name");
     msp_key(k1, sizeof(k1), it->tenant, "ticketing:unmapped");
     msp_key(k2, sizeof(k2), it->tenant, "ticketing:unmapped_count");
-    if (tc_redis_ok(it->tc)) { /* the org's suggestion and count: best effort */
-        redisReply *r = redisCommand(it->tc->redis, "HSET %s %s %s", k1, org, name ? name : "");
-        if (r)
-            freeReplyObject(r);
-        r = redisCommand(it->tc->redis, "HINCRBY %s %s 1", k2, org);
-        if (r)
-            freeReplyObject(r);
-    }
+    /* the org's suggestion and count: best effort, not waited for */
+    msp_aredis_cmd(it->tc->aredis, NULL, NULL, "HSET %s %s %s", k1, org, name ? name : "");
+    msp_aredis_cmd(it->tc->aredis, NULL, NULL, "HINCRBY %s %s 1", k2, org);
     char reason[600];
     snprintf(reason, sizeof(reason),
              "no Syncro customer mapped for org %s (%s); map it with PUT "
@@ -1535,7 +1560,7 @@ static void unmapped(tc_item_t *it) {
     dead_letter(it, reason);
 }
 
-/* The replies of item_load's one round trip, in the order they were asked for. */
+/* The answers of item_load's one transaction, in the order they were asked for. */
 enum {
     LD_EPOCH,
     LD_SEEN,
@@ -1549,11 +1574,6 @@ enum {
     LD_N
 };
 
-static void replies_free(redisReply **r) {
-    for (int i = 0; i < LD_N; i++)
-        if (r[i]) freeReplyObject(r[i]);
-}
-
 /* The mapped Syncro customer of an org mapping reply (out "" when none). */
 static void orgmap_customer(const redisReply *r, char *out, size_t size) {
     json_t *m = r->type == REDIS_REPLY_STRING ? json_loads(r->str, 0, NULL) : NULL;
@@ -1565,7 +1585,7 @@ static void orgmap_customer(const redisReply *r, char *out, size_t size) {
 }
 
 /*
- * The state marker, read first and last in LOAD's round trip: the same epoch both times means
+ * The state marker, read first and last in LOAD's transaction: the same epoch both times means
  * every read between was of a restored (or never lost) Redis. Missing: Redis lost its state and
  * the gateway has not restored it; nothing is decided (every read would be an empty one).
  * A loss, seen as a missing or a changed marker, first commits the offsets of the events finished
@@ -1598,71 +1618,128 @@ static int state_wait(tc_item_t *it, const redisReply *first, const redisReply *
     return held->type != REDIS_REPLY_STRING || strcmp(held->str, e->str) != 0;
 }
 
-/*
- * Whether a miss of the customer must first look in Syncro: Redis was restored within the
- * lookback and the customer was not rescanned since. @returns 1, 0, or -1 when Redis failed.
- */
-static int rescan_needed(tc_item_t *it) {
-    if (it->restored_at_ms <= 0 || msp_wall_ms() - it->restored_at_ms > lookback_ms(it))
-        return 0;
-    char k[256];
-    msp_key(k, sizeof(k), it->tenant, "ticketing:rescanned");
-    redisReply *r =
-        tc_redis_ok(it->tc) ? redisCommand(it->tc->redis, "HGET %s %s", k, it->customer_id) : NULL;
-    int rc = !r || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL) ? -1
-             : r->type == REDIS_REPLY_NIL                                        ? 1
-                                          : strcmp(r->str, it->epoch) != 0;
-    if (r)
-        freeReplyObject(r);
-    return rc;
-}
-
-/*
- * Everything an event may need, read in one pipelined round trip (it used to be five: each one a
- * blocking wait, and on a busy machine every wait is a trip through the scheduler): whether the
- * event id was handled, the ticketing config, the ticket record, the org mapping and the Syncro
- * integration. What this event turns out not to need is dropped unread.
- */
-static void item_load(void *arg) {
-    tc_item_t *it = arg;
+/* LOAD's facts are in the item: the GATE, then DECIDE (or what the record says instead). */
+static void load_decide(tc_item_t *it) {
     tc_t *tc = it->tc;
-    if (!tc_redis_ok(tc)) {
+    const int open = !strcmp(it->status, "open");
+    tc_gate_facts_t gf = {.new_ticket = it->state == TK_NONE && open,
+                          .rule_create = !it->rule || cfg_bool(it->rule, "create", 1),
+                          .severity = inc_str(it, "severity"),
+                          .min_severity = cfg_str(it->rule, "min_severity",
+                                                  cfg_str(it->config, "min_severity", NULL))};
+    tc_gate_t gate = tc_gate(&gf);
+    if (gate != TC_GATE_PASS) {
+        const int by_rule = gate == TC_GATE_RULE;
+        msp_metric_add(tc->metrics, "mspsync_ticket_creator_events_total",
+                       by_rule ? "outcome=\"rule_off\"" : "outcome=\"under_severity\"", 1);
+        skip_finish(it, by_rule ? "skipped_rule" : "skipped_severity");
+        return;
+    }
+
+    /* Nothing to call Syncro for? Then neither mapping nor integration matters. */
+    if (it->state == TK_NONE && !open) {
+        finish_with(it, NULL);
+        return;
+    }
+    if ((it->state == TK_RESOLVED && !open) ||
+        (it->state == TK_OPEN && !open && !cfg_bool(it->config, "auto_resolve", 0))) {
+        decide(it);
+        return;
+    }
+
+    if (it->state == TK_NONE || (it->state == TK_RESOLVED && open)) {
+        /* A new ticket may be needed: the org must be mapped (now, not when first seen). */
+        snprintf(it->customer_id, sizeof(it->customer_id), "%s", it->map_customer);
+        if (!it->customer_id[0] && it->state == TK_NONE) {
+            unmapped(it);
+            return;
+        }
+        if (!it->customer_id[0])
+            snprintf(it->customer_id, sizeof(it->customer_id), "%s", it->rec_customer);
+    }
+
+    if (it->syncro_rc < 0) {
         wait_then(it, 1000, item_load);
         return;
     }
-    char k[300], ks[64], ka[64], kd[64], err[512];
-    redisReply *rep[LD_N] = {0}, *r;
+    if (it->syncro_rc > 0) {
+        char reason[700];
+        snprintf(reason, sizeof(reason), "cannot ticket: %s", it->syncro_err);
+        dead_letter(it, reason);
+        return;
+    }
+    use_syncro(it);
+    decide(it);
+}
 
-    msp_key(ks, sizeof(ks), "_", MSP_STATE_EPOCH_SUFFIX);
-    msp_key(ka, sizeof(ka), "_", MSP_STATE_RESTORED_AT_SUFFIX);
-    redisAppendCommand(tc->redis, "GET %s", ks);
-    tk_key(it, k, sizeof(k), ":events");
-    redisAppendCommand(tc->redis, "SISMEMBER %s %s", k, it->eid);
-    msp_key(k, sizeof(k), it->tenant, "ticketing:config");
-    redisAppendCommand(tc->redis, "GET %s", k);
-    tk_key(it, k, sizeof(k), "");
-    redisAppendCommand(tc->redis,
-                       "HMGET %s state gen ticket_id ticket_number customer_id last_status "
-                       "resolved_at_ms assignee claim_at_ms pending rebuilt",
-                       k);
-    msp_key(k, sizeof(k), it->tenant, "ticketing:orgmap");
-    redisAppendCommand(tc->redis, "HGET %s %s", k, inc_str(it, "org_id"));
-    msp_key(k, sizeof(k), it->tenant, "ticketing:held");
-    redisAppendCommand(tc->redis, "HGET %s to", k);
-    msp_key(k, sizeof(k), it->tenant, "status:syncro");
-    redisAppendCommand(tc->redis, "HGET %s ticketing_paused", k);
-    msp_syncro_integration_append(tc->redis, it->tenant);
-    msp_key(kd, sizeof(kd), "_", TC_STATE_HELD_SUFFIX);
-    redisAppendCommand(tc->redis, "MGET %s %s %s", ks, ka, kd);
-    int ok = 1;
-    for (int i = 0; i < LD_N; i++)   /* read every reply, also after a failure: the pipe stays in step */
-        if (redisGetReply(tc->redis, (void **)&rep[i]) != REDIS_OK || !rep[i] ||
-            rep[i]->type == REDIS_REPLY_ERROR) {
-            ok = 0;
-            if (tc->redis->err) break;   /* the connection is gone: tc_redis_ok reconnects */
-        }
-    if (!ok ||
-        (rep[LD_EPOCH]->type != REDIS_REPLY_STRING && rep[LD_EPOCH]->type != REDIS_REPLY_NIL) ||
+/*
+ * The answer whether the customer was rescanned under this epoch: not yet (or by an older
+ * epoch) → RESCAN; yes → on to the GATE; no answer → wait and LOAD again.
+ */
+static void rescan_checked(void *arg, redisReply *r, const char *why) {
+    tc_item_t *it = arg;
+    (void)why;
+    if (item_left(it))
+        return;
+    if (!r || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL)) {
+        wait_then(it, 1000, item_load);
+        return;
+    }
+    if (r->type == REDIS_REPLY_STRING && !strcmp(r->str, it->epoch)) {
+        /* The LOAD that found no record may be older than the rescan's records (other events
+         * run meanwhile): LOAD again, and decide on what it finds. */
+        snprintf(it->rescanned_customer, sizeof(it->rescanned_customer), "%s", it->customer_id);
+        snprintf(it->rescanned_epoch, sizeof(it->rescanned_epoch), "%s", it->epoch);
+        wait_then(it, 0, item_load);
+        return;
+    }
+    if (it->syncro_rc < 0) {
+        wait_then(it, 1000, item_load);
+    } else if (it->syncro_rc > 0) {
+        char reason[700];
+        snprintf(reason, sizeof(reason), "cannot ticket: %s", it->syncro_err);
+        dead_letter(it, reason);
+    } else {
+        use_syncro(it);
+        rescan_start(it);
+    }
+}
+
+/*
+ * No record: after a recent Redis loss that may only mean it was lost. Whether a miss of the
+ * customer must first look in Syncro: Redis was restored within the lookback and the customer
+ * was not rescanned since (asked of Redis: rescan_checked goes on). A LOAD made after the
+ * customer was seen rescanned under this epoch decides at once: the rescan's records and its
+ * mark are written in one transaction, so that LOAD saw them.
+ */
+static void load_rescan(tc_item_t *it) {
+    if (it->state != TK_NONE || !it->map_customer[0] || it->restored_at_ms <= 0 ||
+        msp_wall_ms() - it->restored_at_ms > lookback_ms(it) ||
+        (!strcmp(it->rescanned_customer, it->map_customer) &&
+         !strcmp(it->rescanned_epoch, it->epoch))) {
+        load_decide(it);
+        return;
+    }
+    snprintf(it->customer_id, sizeof(it->customer_id), "%s", it->map_customer);
+    char k[256];
+    msp_key(k, sizeof(k), it->tenant, "ticketing:rescanned");
+    if (msp_aredis_cmd(it->tc->aredis, rescan_checked, it, "HGET %s %s", k, it->customer_id) != 0)
+        redis_wait(it, 1000, item_load);
+}
+
+/* LOAD's one answer: EXEC's array (the order of LD_*). */
+static void loaded(void *arg, redisReply *x, const char *why) {
+    tc_item_t *it = arg;
+    tc_t *tc = it->tc;
+    (void)why;
+    if (item_left(it))
+        return;
+    if (!tc_tx_ok(x, LD_N) || !tx_clean(x)) {
+        wait_then(it, 1000, item_load);
+        return;
+    }
+    redisReply **rep = x->element, *r;
+    if ((rep[LD_EPOCH]->type != REDIS_REPLY_STRING && rep[LD_EPOCH]->type != REDIS_REPLY_NIL) ||
         rep[LD_STATE]->type != REDIS_REPLY_ARRAY || rep[LD_STATE]->elements != 3 ||
         rep[LD_SEEN]->type != REDIS_REPLY_INTEGER ||
         (rep[LD_CONFIG]->type != REDIS_REPLY_STRING && rep[LD_CONFIG]->type != REDIS_REPLY_NIL) ||
@@ -1670,19 +1747,16 @@ static void item_load(void *arg) {
         (rep[LD_ORGMAP]->type != REDIS_REPLY_STRING && rep[LD_ORGMAP]->type != REDIS_REPLY_NIL) ||
         (rep[LD_HELD]->type != REDIS_REPLY_STRING && rep[LD_HELD]->type != REDIS_REPLY_NIL) ||
         (rep[LD_PAUSED]->type != REDIS_REPLY_STRING && rep[LD_PAUSED]->type != REDIS_REPLY_NIL)) {
-        replies_free(rep);
         wait_then(it, 1000, item_load);
         return;
     }
     if (state_wait(it, rep[LD_EPOCH], rep[LD_STATE])) {
-        replies_free(rep);
         wait_then(it, 1000, item_load);
         return;
     }
 
     /* Handled before (a replay after the offset commit was lost)? */
     if (rep[LD_SEEN]->integer == 1) {
-        replies_free(rep);
         msp_metric_add(tc->metrics, "mspsync_ticket_creator_events_total", "outcome=\"duplicate\"", 1);
         item_complete(it);
         return;
@@ -1703,16 +1777,13 @@ static void item_load(void *arg) {
     else if (!it->released && rep[LD_HELD]->type == REDIS_REPLY_STRING)
         hold_why = "incidents of the tenant held before this one are not released yet";
     if (hold_why) {
-        replies_free(rep);
         hold(it, hold_why);
         return;
     }
     if (!enabled) {
-        replies_free(rep);
         it->state = TK_NONE;
         msp_metric_add(tc->metrics, "mspsync_ticket_creator_events_total", "outcome=\"disabled\"", 1);
-        count_skip(it, "skipped_disabled");
-        item_complete(it);
+        skip_finish(it, "skipped_disabled");
         return;
     }
     const json_t *rules = json_object_get(it->config, "rules");
@@ -1739,85 +1810,52 @@ static void item_load(void *arg) {
     if ((it->state == TK_OPEN || it->state == TK_RESOLVED) && it->ticket_id <= 0)
         it->state = TK_NONE;
 
-    const int open = !strcmp(it->status, "open");
-    if (it->state == TK_NONE) {
-        /* No record: after a recent Redis loss that may only mean it was lost. */
-        orgmap_customer(rep[LD_ORGMAP], it->customer_id, sizeof(it->customer_id));
-        int need = it->customer_id[0] ? rescan_needed(it) : 0;
-        if (need != 0) {
-            int rc = need < 0 ? -1
-                              : msp_syncro_integration_from_reply(rep[LD_SYNCRO], tc->redis->errstr,
-                                                                  &tc->key, it->tenant, &it->syncro,
-                                                                  err, sizeof(err));
-            replies_free(rep);
-            if (rc < 0) {
-                wait_then(it, 1000, item_load);
-            } else if (rc > 0) {
-                char reason[700];
-                snprintf(reason, sizeof(reason), "cannot ticket: %s", err);
-                dead_letter(it, reason);
-            } else {
-                use_syncro(it);
-                rescan_start(it);
-            }
-            return;
-        }
-    }
-    tc_gate_facts_t gf = {.new_ticket = it->state == TK_NONE && open,
-                          .rule_create = !it->rule || cfg_bool(it->rule, "create", 1),
-                          .severity = inc_str(it, "severity"),
-                          .min_severity = cfg_str(it->rule, "min_severity",
-                                                  cfg_str(it->config, "min_severity", NULL))};
-    tc_gate_t gate = tc_gate(&gf);
-    if (gate != TC_GATE_PASS) {
-        replies_free(rep);
-        const int by_rule = gate == TC_GATE_RULE;
-        msp_metric_add(tc->metrics, "mspsync_ticket_creator_events_total",
-                       by_rule ? "outcome=\"rule_off\"" : "outcome=\"under_severity\"", 1);
-        count_skip(it, by_rule ? "skipped_rule" : "skipped_severity");
-        item_complete(it);
-        return;
-    }
+    /* What the rest may need, kept: the answers are gone once this callback returns. */
+    orgmap_customer(rep[LD_ORGMAP], it->map_customer, sizeof(it->map_customer));
+    it->syncro_rc =
+        msp_syncro_integration_from_reply(rep[LD_SYNCRO], "no answer", &tc->key, it->tenant,
+                                          &it->syncro, it->syncro_err, sizeof(it->syncro_err));
+    load_rescan(it);
+}
 
-    /* Nothing to call Syncro for? Then neither mapping nor integration matters. */
-    if (it->state == TK_NONE && !open) {
-        replies_free(rep);
-        finish_with(it, NULL);
-        return;
-    }
-    if ((it->state == TK_RESOLVED && !open) ||
-        (it->state == TK_OPEN && !open && !cfg_bool(it->config, "auto_resolve", 0))) {
-        replies_free(rep);
-        decide(it);
-        return;
-    }
-
-    if (it->state == TK_NONE || (it->state == TK_RESOLVED && open)) {
-        /* A new ticket may be needed: the org must be mapped (now, not when first seen). */
-        orgmap_customer(rep[LD_ORGMAP], it->customer_id, sizeof(it->customer_id));
-        if (!it->customer_id[0] && it->state == TK_NONE) {
-            replies_free(rep);
-            unmapped(it);
-            return;
-        }
-        if (!it->customer_id[0]) snprintf(it->customer_id, sizeof(it->customer_id), "%s", it->rec_customer);
-    }
-
-    int rc = msp_syncro_integration_from_reply(rep[LD_SYNCRO], tc->redis->errstr, &tc->key,
-                                               it->tenant, &it->syncro, err, sizeof(err));
-    replies_free(rep);
-    if (rc < 0) {
-        wait_then(it, 1000, item_load);
-        return;
-    }
-    if (rc > 0) {
-        char reason[700];
-        snprintf(reason, sizeof(reason), "cannot ticket: %s", err);
-        dead_letter(it, reason);
-        return;
-    }
-    use_syncro(it);
-    decide(it);
+/*
+ * Everything an event may need, read in one transaction (it used to be five round trips, then
+ * one blocking pipeline; now the loop goes on while Redis answers): whether the event id was
+ * handled, the ticketing config, the ticket record, the org mapping and the Syncro integration,
+ * between two reads of the state marker. What this event turns out not to need is not used.
+ */
+static void item_load(void *arg) {
+    tc_item_t *it = arg;
+    char k[300], ks[64], ka[64], kd[64];
+    msp_key(ks, sizeof(ks), "_", MSP_STATE_EPOCH_SUFFIX);
+    msp_key(ka, sizeof(ka), "_", MSP_STATE_RESTORED_AT_SUFFIX);
+    msp_key(kd, sizeof(kd), "_", TC_STATE_HELD_SUFFIX);
+    tc_tx_t t = tc_tx_begin(it->tc->aredis);
+    TC_TX(&t, "GET %s", ks);
+    tk_key(it, k, sizeof(k), ":events");
+    TC_TX(&t, "SISMEMBER %s %s", k, it->eid);
+    msp_key(k, sizeof(k), it->tenant, "ticketing:config");
+    TC_TX(&t, "GET %s", k);
+    tk_key(it, k, sizeof(k), "");
+    TC_TX(&t,
+          "HMGET %s state gen ticket_id ticket_number customer_id last_status resolved_at_ms "
+          "assignee claim_at_ms pending rebuilt",
+          k);
+    msp_key(k, sizeof(k), it->tenant, "ticketing:orgmap");
+    TC_TX(&t, "HGET %s %s", k, inc_str(it, "org_id"));
+    msp_key(k, sizeof(k), it->tenant, "ticketing:held");
+    TC_TX(&t, "HGET %s to", k);
+    msp_key(k, sizeof(k), it->tenant, "status:syncro");
+    TC_TX(&t, "HGET %s ticketing_paused", k);
+    msp_key(k, sizeof(k), it->tenant, "integration:syncro");
+    const char *argv[8] = {"HMGET", k};
+    int argc = 2;
+    for (const char *const *f = msp_syncro_integration_fields; *f && argc < 8; f++)
+        argv[argc++] = *f;
+    tc_tx_argv(&t, argc, argv, NULL);
+    TC_TX(&t, "MGET %s %s %s", ks, ka, kd);
+    if (tc_tx_exec(&t, loaded, it) != 0)
+        redis_wait(it, 1000, item_load);
 }
 
 /* ------------------------------------------------------------------ intake */
