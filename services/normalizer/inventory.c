@@ -88,16 +88,10 @@ static void p_cmd(pipe_t *p, int argc, const char **argv)
  * Queue an entry of the asset's history (trace.h: trace:asset:<aid>) on p, with the writes it
  * tells of (same pipeline, same MULTI where there is one). facts stolen.
  */
-static void p_history_text(pipe_t *p, const char *tenant, const char *aid, char *text);
-
 static void p_history(pipe_t *p, const char *tenant, const char *aid, const char *step,
                       json_t *facts) {
-    p_history_text(p, tenant, aid, msp_trace_entry(msp_wall_ms(), step, "normalizer", facts));
-}
-
-/* p_history of an entry already made (msp_trace_entry; stolen, NULL = out of memory). */
-static void p_history_text(pipe_t *p, const char *tenant, const char *aid, char *text) {
     char k[KEYLEN + 32];
+    char *text = msp_trace_entry(msp_wall_ms(), step, "normalizer", facts);
     if (!text) {
         p->failed = 1;
         return;
@@ -122,21 +116,6 @@ static json_t *src_facts(const char *src_id, const char *why, const char *match)
     return json_pack("{s:s,s:o,s:s,s:s,s:s?}", "source", src_id, "integration",
                      src_integration(src_id), "vendor_id", colon ? colon + 1 : src_id, "why", why,
                      "match_key", match);
-}
-
-/* Send the queued commands without reading a reply (p_run reads them). @returns 0, -1. */
-static int p_send(pipe_t *p) {
-    int done = 0;
-    if (p->failed) {
-        snprintf(p->err, p->errsz, "redis: pipeline failed");
-        return -1;
-    }
-    while (!done)
-        if (redisBufferWrite(p->c, &done) != REDIS_OK) {
-            snprintf(p->err, p->errsz, "redis: %s", p->c->errstr);
-            return -1;
-        }
-    return 0;
 }
 
 /* Read every reply. @returns 0, or -1 (err set; replies freed). */
@@ -186,22 +165,12 @@ static const char *p_str(const pipe_t *p, int i)
 static void key(char *buf, const char *tenant, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void key(char *buf, const char *tenant, const char *fmt, ...)
 {
-    static const char head[] = "mspsync:{";
     char    rest[KEYLEN];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(rest, sizeof rest, fmt, ap);
     va_end(ap);
-    /* msp_key(buf, KEYLEN, tenant, "%s", rest) without formatting it all again */
-    size_t tl = strlen(tenant), rl = strlen(rest), hl = sizeof head - 1;
-    if (hl + tl + 2 + rl >= KEYLEN) {
-        buf[0] = '\0';
-        return;
-    }
-    memcpy(buf, head, hl);
-    memcpy(buf + hl, tenant, tl);
-    memcpy(buf + hl + tl, "}:", 2);
-    memcpy(buf + hl + tl + 2, rest, rl + 1);
+    msp_key(buf, KEYLEN, tenant, "%s", rest);
 }
 
 void nz_inv_out_clear(nz_inv_out_t *out)
@@ -601,15 +570,11 @@ typedef struct up_s {
     int join;                                /* -2 already linked, -1 joined as a new asset,
                                                 else joined through keys[join] */
     char *js;                                /* batch_apply: canon dumped (msp_json_free) */
-    char *hist;                              /* batch_apply: its "joined" history entry, when
-                                                it joins (msp_trace_entry; msp_json_free) */
 } up_t;
 
 struct nz_inv_s {
     int max_shared;
     nz_par_t *par; /* borrowed: the threads batch_apply merges and dumps on (may be NULL) */
-    nz_inv_publish_fn *publish; /* early publication (nz_inv_set_publish), or NULL */
-    void *publish_arg;
     up_t *ups;
     size_t n, cap;
 };
@@ -639,11 +604,6 @@ nz_inv_t *nz_inv_new(int max_shared)
 }
 
 void nz_inv_set_par(nz_inv_t *inv, nz_par_t *par) { inv->par = par; }
-
-void nz_inv_set_publish(nz_inv_t *inv, nz_inv_publish_fn *fn, void *arg) {
-    inv->publish = fn;
-    inv->publish_arg = arg;
-}
 
 static void inv_clear(nz_inv_t *inv)
 {
@@ -701,12 +661,7 @@ static char *reply_dup(const redisReply *r)
 /* "<tenant>\x1f<name>": the overlay maps are per tenant. */
 static const char *tk(char *buf, const char *tenant, const char *name)
 {
-    /* snprintf(buf, 2 * KEYLEN, "%.*s\x1f%.*s", KEYLEN - 1, tenant, KEYLEN - 1, name) */
-    size_t tl = strnlen(tenant, KEYLEN - 1), nl = strnlen(name, KEYLEN - 1);
-    memcpy(buf, tenant, tl);
-    buf[tl] = '\x1f';
-    memcpy(buf + tl + 1, name, nl);
-    buf[tl + 1 + nl] = '\0';
+    snprintf(buf, 2 * KEYLEN, "%.*s\x1f%.*s", KEYLEN - 1, tenant, KEYLEN - 1, name);
     return buf;
 }
 
@@ -987,7 +942,6 @@ typedef struct touched_s {
     nz_upserted_t *up;              /* what nz_merge_change needs of them */
     char cid[40];                   /* the change id a date change of this merge gets */
     int failed;                     /* asset_prep ran out of memory */
-    int published;                  /* handed to inv->publish while its writes ran */
     prep_t         pr;
 } touched_t;
 
@@ -1046,9 +1000,8 @@ static long batch_group(nz_inv_t *inv, size_t from, size_t to, overlay_t *ov, to
 }
 
 /*
- * The CPU of batch_apply — draw each touched asset's change id and merge it (asset_prep); dump
- * each up's record and make the history entry of an up that joins an asset — on the prepare
- * threads (par.h): items [0, nt) are the assets, [nt, nt + to - from) the ups.
+ * The CPU of batch_apply — merge each touched asset (asset_prep) and dump each up's record —
+ * on the prepare threads (par.h): items [0, nt) are the assets, [nt, nt + to - from) the ups.
  * Each item writes only its own touched_t or up_t.
  */
 typedef struct {
@@ -1064,20 +1017,11 @@ static void apply_cpu_share(void *arg, size_t lo, size_t hi) {
     for (size_t i = lo; i < hi; i++) {
         if (i < (size_t)c->nt) {
             touched_t *t = &c->t[i];
-            new_change_id(t->cid);
             t->failed = asset_prep(t->tenant, t->aid, &t->a, t->up, t->nup, 0, "policy", t->cid,
                                    c->at, 0, &t->pr) < 0;
         } else {
             up_t *u = &c->inv->ups[c->from + i - (size_t)c->nt];
             u->js = msp_json_dumps(u->canon, JSON_COMPACT);
-            if (u->join != -2 && !u->link) /* linked now, not when read: it joins */
-                u->hist = msp_trace_entry(
-                    msp_wall_ms(), "joined", "normalizer",
-                    u->join >= 0
-                        ? src_facts(u->src_id, "a match key it shares with the asset's sources",
-                                    u->keys[u->join])
-                        : src_facts(u->src_id, "no source of another machine matched: a new asset",
-                                    NULL));
         }
     }
 }
@@ -1160,6 +1104,8 @@ static int batch_apply(nz_inv_t *inv, redisContext *c, size_t from, size_t to, o
         a->n = w;
     }
     p_reset(&p);
+    for (long j = 0; j < nt; j++)
+        new_change_id(t[j].cid);
     apply_cpu_t cpu = {inv, t, nt, from, at};
     nz_par_run(inv->par, (size_t)nt + (to - from), APPLY_MIN_SHARE, apply_cpu_share, &cpu);
     for (long j = 0; j < nt; j++)
@@ -1191,10 +1137,16 @@ static int batch_apply(nz_inv_t *inv, redisContext *c, size_t from, size_t to, o
             P(&p, "HSET", k, u->src_id, u->aid);
             key(k, tenant, "inv:members:%s", u->aid);
             P(&p, "SADD", k, u->src_id);
-            if (u->join != -2 && !u->link) { /* linked now, not when read: it joins */
-                p_history_text(&p, tenant, u->aid, u->hist);
-                u->hist = NULL;
-            }
+            if (u->join != -2 && !u->link) /* linked now, not when read: it joins */
+                p_history(&p, tenant, u->aid, "joined",
+                          u->join >= 0 ? src_facts(u->src_id,
+                                                   "a match key it shares with the "
+                                                   "asset's sources",
+                                                   u->keys[u->join])
+                                       : src_facts(u->src_id,
+                                                   "no source of another machine "
+                                                   "matched: a new asset",
+                                                   NULL));
             key(k, tenant, "inv:mkey");
             key(k2, tenant, "inv:ksrc");
             for (int a = 0; a < u->nk; a++) {
@@ -1212,34 +1164,18 @@ static int batch_apply(nz_inv_t *inv, redisContext *c, size_t from, size_t to, o
         P(&p, "EXEC");
     }
     p.wc = NULL;
-    /* While Redis runs the writes, the assets without a date change can go to Kafka: nothing
-     * published earlier in this run waits in out, so none overtakes one (nz_inv_set_publish). */
-    if (inv->publish && out->n == 0) {
-        if (p_send(&p) < 0)
-            goto out;
-        for (long j = 0; j < nt; j++) {
-            if (t[j].pr.cj || !t[j].pr.mj)
-                continue;
-            nz_inv_pub_t e = {
-                .tenant = (char *)t[j].tenant, .asset_id = (char *)t[j].aid, .merged = t[j].pr.mj};
-            inv->publish(inv->publish_arg, &e);
-            t[j].pr.mj = e.merged;
-            t[j].published = 1;
-        }
-    }
     if (p_run(&p) < 0)
         goto out;
     rc = 0;
     for (long j = 0; j < nt && rc == 0; j++)
-        if (!t[j].published && prep_out(out, t[j].tenant, t[j].aid, &t[j].pr) < 0) {
+        if (prep_out(out, t[j].tenant, t[j].aid, &t[j].pr) < 0) {
             snprintf(err, errsz, "out of memory");
             rc = -1;
         }
 out:
     for (size_t i = from; i < to; i++) {
         msp_json_free(inv->ups[i].js);
-        msp_json_free(inv->ups[i].hist);
-        inv->ups[i].js = inv->ups[i].hist = NULL;
+        inv->ups[i].js = NULL;
     }
     p.wc = NULL;
     nz_coal_free(wc);

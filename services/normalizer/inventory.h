@@ -56,17 +56,6 @@ nz_inv_t *nz_inv_new(int max_shared);
 struct nz_par_s;
 void nz_inv_set_par(nz_inv_t *inv, struct nz_par_s *par);
 
-/**
- * @brief Called by nz_inv_run for a merged asset with no date change while the Redis writes that
- * store it are still running, when nothing published by the run is waiting in out: the caller
- * may produce it at once (it takes e->merged and sets it to NULL; e's strings are borrowed). The
- * Kafka acknowledgement and Redis's work on the writes then overlap. Should the writes fail, the
- * caller calls nz_inv_run again, which publishes the asset again (the same record, or a later
- * state of it, after the first in the outputs' order).
- */
-typedef void nz_inv_publish_fn(void *arg, nz_inv_pub_t *e);
-void nz_inv_set_publish(nz_inv_t *inv, nz_inv_publish_fn *fn, void *arg);
-
 /** @brief Free the batch. NULL-safe. */
 void nz_inv_destroy(nz_inv_t *inv);
 

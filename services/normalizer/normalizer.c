@@ -841,12 +841,9 @@ static const char *gone_set(nz_type_t type)
 
 typedef enum { INV_RUN, INV_GONE, INV_REMOVE, INV_EDIT } inv_op_t;
 
-static void inv_publish(nz_t *nz, nz_inv_pub_t *e, const char *edit_id);
-
 /*
  * One inventory.c call, repeated until Redis answers (each is idempotent); then its merged
- * assets go to `assets` (a run's assets without a date change may have gone already, while its
- * writes ran: inv_publish_early), its date changes to `date.changes`, and the deletion of each parked
+ * assets go to `assets`, its date changes to `date.changes`, and the deletion of each parked
  * change is queued for the commit (after Kafka acknowledged it). INV_RUN applies the queued
  * upserts (nz_inv_run); the others first apply what is queued, so the inventory sees the
  * batch in order.
@@ -887,43 +884,34 @@ static int inv_apply(nz_t *nz, inv_op_t op, const char *tenant, const char *id, 
             return -1;
         }
     }
-    for (size_t i = 0; i < out.n; i++)
-        inv_publish(nz, &out.pub[i], edit_id);
+    for (size_t i = 0; i < out.n; i++) {
+        nz_inv_pub_t *e = &out.pub[i];
+        /* with a date change: the asset after the change is acknowledged (drain_outputs); after
+         * one held, every later asset of the batch too (a later record of the same asset must
+         * not overtake it) */
+        out_keyed_held(nz, MSP_TOPIC_ASSETS, e->tenant, e->asset_id, e->merged,
+                       e->change != NULL || nz->nouts_held > 0);
+        e->merged = NULL;
+        if (e->change) {
+            char k[NZ_KEY_MAX];
+            w_history_change(nz, e, edit_id);
+            out_keyed(nz, MSP_TOPIC_DATE_CHANGES, 0, e->tenant, e->asset_id, e->change);
+            e->change = NULL;
+            w_tenant(nz, e->tenant);
+            msp_key(k, sizeof k, e->tenant, "inv:dpending");
+            const char *const keys[] = {k};
+            const char       *av[]   = {"EVAL", nz_inv_pending_done_lua, "1", k, e->asset_id,
+                                        e->change_id};
+            size_t            lens[6];
+            for (int a = 0; a < 6; a++)
+                lens[a] = strlen(av[a]);
+            if (!nz->w_cur || nz_coal_other(nz->w_cur->wc, 6, av, lens, 1, keys) < 0)
+                nz->oom = 1;
+            msp_metric_add(nz->conf.metrics, "mspsync_normalizer_date_changes_total", NULL, 1);
+        }
+    }
     nz_inv_out_clear(&out);
     return rc;
-}
-
-/* nz_inv_publish_fn: an asset of nz_inv_run produced while its Redis writes run. */
-static void inv_publish_early(void *arg, nz_inv_pub_t *e) { inv_publish(arg, e, NULL); }
-
-/*
- * Publish an asset of the inventory (takes e->merged and e->change): the merged record to
- * `assets`, its date change to `date.changes`, its history entry, and the deletion of the
- * parked change queued for the commit.
- */
-static void inv_publish(nz_t *nz, nz_inv_pub_t *e, const char *edit_id) {
-    /* with a date change: the asset after the change is acknowledged (drain_outputs); after
-     * one held, every later asset of the batch too (a later record of the same asset must
-     * not overtake it) */
-    out_keyed_held(nz, MSP_TOPIC_ASSETS, e->tenant, e->asset_id, e->merged,
-                   e->change != NULL || nz->nouts_held > 0);
-    e->merged = NULL;
-    if (e->change) {
-        char k[NZ_KEY_MAX];
-        w_history_change(nz, e, edit_id);
-        out_keyed(nz, MSP_TOPIC_DATE_CHANGES, 0, e->tenant, e->asset_id, e->change);
-        e->change = NULL;
-        w_tenant(nz, e->tenant);
-        msp_key(k, sizeof k, e->tenant, "inv:dpending");
-        const char *const keys[] = {k};
-        const char *av[] = {"EVAL", nz_inv_pending_done_lua, "1", k, e->asset_id, e->change_id};
-        size_t lens[6];
-        for (int a = 0; a < 6; a++)
-            lens[a] = strlen(av[a]);
-        if (!nz->w_cur || nz_coal_other(nz->w_cur->wc, 6, av, lens, 1, keys) < 0)
-            nz->oom = 1;
-        msp_metric_add(nz->conf.metrics, "mspsync_normalizer_date_changes_total", NULL, 1);
-    }
 }
 
 /*
@@ -1750,7 +1738,6 @@ nz_t *nz_new(const nz_conf_t *conf)
         return NULL;
     }
     nz_inv_set_par(nz->inv, nz->par);
-    nz_inv_set_publish(nz->inv, inv_publish_early, nz);
     msp_metric_declare(conf->metrics, M_RECORDS, "counter",
                        "Records handled, by type and result (changed, unchanged, gone, "
                        "dead_lettered).");
