@@ -7,7 +7,8 @@
  * why a reply is missing. Redis answers a connection's commands in order, so the list's head is
  * always the next reply.
  *
- * A tick (every TICK_MS) reconnects a lost connection and enforces the stall limit. hiredis frees
+ * A tick (every TICK_MS) reconnects a lost connection and enforces the stall limit: commands
+ * wait and no reply came for stall_ms since the oldest was sent. hiredis frees
  * a context by itself when its connection fails or is lost; its callbacks then run with NULL
  * replies while the context is still the one in a->ac, so a command queued from such a callback
  * is refused (the context is freeing) and the caller retries later, as it does for any failure.
@@ -27,6 +28,7 @@
 #include "mspsync/redis.h"
 
 #define TICK_MS 100
+#define LATE_TICK_MS 1000 /* a tick this late means the loop was held, not Redis */
 #define RECONNECT_MS 500
 #define DEFAULT_STALL_MS 5000
 
@@ -47,6 +49,7 @@ struct msp_aredis_s {
     struct event *tick;
     int stall_ms;
     int64_t last_connect_ms, answered_ms;
+    int64_t last_tick_ms, forgiven_ms; /* a tick that came late: the loop itself was held */
     pending_t *head, *tail;
     size_t npending;
     char why[160]; /* why the replies in flight are missing (set when this side drops them) */
@@ -136,7 +139,19 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg) {
     (void)what;
     msp_aredis_t *a = arg;
     int64_t now = msp_now_ms();
-    if (a->ac && a->head && now - a->head->sent_ms >= a->stall_ms) {
+    /* Stalled: commands wait, and neither the oldest of them nor any reply since came within
+     * the limit. A busy loop reads a long backlog of replies a buffer at a time: replies still
+     * arriving are progress, not a stall (the oldest command alone may be seconds old then). */
+    if (a->last_tick_ms && now - a->last_tick_ms > LATE_TICK_MS)
+        a->forgiven_ms = now; /* the loop was held (a long callback): replies could not be read */
+    a->last_tick_ms = now;
+    int64_t since = 0;
+    if (a->head) {
+        since = a->answered_ms > a->head->sent_ms ? a->answered_ms : a->head->sent_ms;
+        if (a->forgiven_ms > since)
+            since = a->forgiven_ms;
+    }
+    if (a->ac && a->head && now - since >= a->stall_ms) {
         char why[160];
         snprintf(why, sizeof(why), "no answer from Redis in %d ms", a->stall_ms);
         MSP_WARN("redis.stalled", NULL, "%s: %zu commands dropped (reconnecting)", why,

@@ -13,8 +13,9 @@
  *     comes: the caller waits and tries again, as it would after a failed reply.
  *   - The connection is made at once and, when lost or refused, again every 500 ms. AUTH and
  *     SELECT from the URL go first (msp_redis_async_connect).
- *   - Stall limit: when the oldest command in flight has waited stall_ms, the connection is
- *     dropped — every command in flight is answered with a NULL reply, which is what a blocking
+ *   - Stall limit: when commands wait and no reply has come for stall_ms since the oldest of
+ *     them was sent (replies still arriving are progress: a busy loop drains a long backlog a
+ *     buffer at a time), the connection is dropped — every command in flight is answered with a NULL reply, which is what a blocking
  *     context's command timeout did — and made again. Redis runs commands of one connection in
  *     order, so one late reply means all later ones are late too.
  *   - A callback's owner that goes away first calls msp_aredis_cancel(arg): its pending
