@@ -212,27 +212,6 @@ static int cred_lost(const msp_vendor_t *v, const char *tenant, char *err, size_
     return -1;
 }
 
-int msp_vendor_cred_load(const msp_vendor_t *v, redisContext *c, const msp_secret_key_t *key,
-                         const char *tenant, msp_vendor_cred_t *out, char *err, size_t err_size) {
-    if (cred_start(v, out, err, err_size) != 0)
-        return -1;
-    char k[256];
-    const char *argv[CRED_ARGV_MAX];
-    int argc = cred_argv(v, tenant, k, sizeof(k), argv);
-    if (argc < 0) {
-        snprintf(err, err_size, "invalid tenant");
-        return -1;
-    }
-    redisReply *r = c ? redisCommandArgv(c, argc, argv, NULL) : NULL;
-    int rc = v->cred_from_reply(r, c && c->errstr[0] ? c->errstr : NULL, key, tenant, out->impl,
-                                err, err_size);
-    if (r)
-        freeReplyObject(r);
-    if (rc == 1 && msp_state_lost(c) == 1)
-        return cred_lost(v, tenant, err, err_size);
-    return rc;
-}
-
 static void cred_fields_reply(void *arg, redisReply *r, const char *why) {
     msp_vendor_cred_async_t *op = arg;
     op->rc = op->v->cred_from_reply(r, why, op->key, op->tenant, op->out->impl, op->err,

@@ -1221,7 +1221,7 @@ static void job_start_read(job_t *j, const char *why) {
     job_resume_at(j);
 }
 
-/* The credentials are loaded (or not): rc as msp_vendor_cred_load's. */
+/* The credentials are loaded (or not): rc as msp_vendor_cred_cb's. */
 static void job_cred_loaded(void *arg, int rc, const char *err) {
     job_t *j = arg;
     char hint[300];

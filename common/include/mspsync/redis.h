@@ -5,7 +5,9 @@
  * Redis Cluster slot. Global keys use the pseudo-tenant "_" (rate-limit buckets use the vendor
  * account id as the tag: "mspsync:{syncro:<account>}:rl").
  *
- * Calls are synchronous (hiredis blocking context, loopback latency). A redisContext whose err is
+ * Calls here are synchronous (hiredis blocking context, loopback latency): for work off an event
+ * loop (a rebuild's thread) and the gateway's admin routes; an event loop uses its async
+ * connection instead (aredis.h), which shares the scripts below. A redisContext whose err is
  * set is unusable: msp_redis_ensure() replaces it.
  */
 #ifndef MSPSYNC_REDIS_H

@@ -61,15 +61,11 @@ typedef struct msp_vendor_cred_s {
 } msp_vendor_cred_t;
 
 /**
- * @brief Load and open the tenant's integration with vendor v into *out (cleared first).
- * @returns 0 loaded; 1 no integration (or disabled: no sealed secret); 2 the secret cannot be
- *          opened; -1 Redis error, out of memory, or no integration while Redis is being
- *          restored from Kafka (msp_state_lost: try again later). err says which.
+ * The answer of a load of the tenant's integration with a vendor (msp_vendor_cred_load_async):
+ * rc 0 loaded; 1 no integration (or disabled: no sealed secret); 2 the secret cannot be opened;
+ * -1 Redis error, out of memory, or no integration while Redis is being restored from Kafka
+ * (the state marker is gone: try again later). err says which.
  */
-int msp_vendor_cred_load(const msp_vendor_t *v, redisContext *c, const msp_secret_key_t *key,
-                         const char *tenant, msp_vendor_cred_t *out, char *err, size_t err_size);
-
-/** The answer of an asynchronous load: rc and err as msp_vendor_cred_load's. */
 typedef void(msp_vendor_cred_cb)(void *arg, int rc, const char *err);
 
 /** One asynchronous load in flight; its owner embeds it and keeps it until answered. */
@@ -86,7 +82,8 @@ typedef struct msp_vendor_cred_async_s {
 } msp_vendor_cred_async_t;
 
 /**
- * @brief msp_vendor_cred_load on the async connection (aredis.h): the integration's HMGET and
+ * @brief Load and open the tenant's integration with vendor v into *out (cleared first), on the
+ * async connection (aredis.h): the integration's HMGET and
  * the state marker's EXISTS go together, and cb(arg, rc, err) runs later on the loop, exactly
  * once, unless msp_vendor_cred_cancel(op) came first. A reply lost (Redis down or stalled) is
  * rc -1. @returns 0 started; -1 not started (not connected now, or the tenant is too long):
@@ -511,7 +508,7 @@ struct msp_vendor_s {
     void *(*cred_new)(void);
     /** the fields of integration:<name> a load reads (one HMGET), NULL-terminated */
     const char *const *cred_fields;
-    /** open that HMGET's reply (NULL: none, rerr says why) into impl: msp_vendor_cred_load's rc */
+    /** open that HMGET's reply (NULL: none, rerr says why) into impl: the load's rc */
     int (*cred_from_reply)(const redisReply *r, const char *rerr, const msp_secret_key_t *key,
                            const char *tenant, void *impl, char *err, size_t err_size);
     void (*cred_free)(void *impl);
