@@ -33,6 +33,15 @@
  * inv:asset:<id> exist and those records are left alone; the writes are SET NX, ZADD NX, HSETNX
  * and SADD, so nothing newer is overwritten. The normalizers wait for the marker before any batch,
  * so no other writer runs meanwhile.
+ * A merged asset already in Redis still gets everything around its record: the batch that
+ * stored it after the wipe wrote only what it changed (the one source it upserted: its record,
+ * link and membership), not the edit or the other sources' links, stand-ins and membership, and
+ * a rebuild killed inside its write round trip leaves assets half written. Its record was
+ * acknowledged by Kafka before it reached Redis, so the topic's last value is that record (or a
+ * newer one whose batch replays): what the NX writes add from it agrees with it. Without them the
+ * next record of the machine was merged without the edit and without the echo guard of the
+ * unlinked source, and the value our write-back had put at the vendor became the vendor's own
+ * (test_redis_wipe_sync's test_a_batch_that_commits_after_the_wipe).
  */
 #include "rebuild.h"
 #include "merge.h"
@@ -373,18 +382,19 @@ static long apply_records(redisContext *c, json_t *const last[NTYPES], int max_s
             json_object_foreach(last[t], k, rec) {
                 char tenant[160];
                 const char *id;
-                if (exists[x++] || !json_is_object(rec) ||
+                int asset = !strcmp(TYPES[t].kind, "asset"), in_redis = exists[x++];
+                if ((in_redis && !asset) || !json_is_object(rec) ||
                     split_key(k, tenant, sizeof tenant, &id) < 0)
                     continue;
                 char *js = json_dumps(rec, JSON_COMPACT);
                 if (!js)
                     continue;
-                if (!strcmp(TYPES[t].kind, "asset"))
+                if (asset) /* also one in Redis already: its edit, links, members (above) */
                     asset_cmds(&p, tenant, id, rec, js, counts, max_shared);
                 else
                     record_cmds(&p, tenant, TYPES[t].kind, id, rec, js);
                 msp_json_free(js);
-                written++;
+                written += !in_redis;
             }
         }
         if (pl_run(&p, NULL, err, errsz) < 0)

@@ -84,6 +84,35 @@ class RedisWipeSyncTest(cwrmm.DatesTenant, unittest.TestCase):
         self.wait_written()
         self.resync_changes_nothing(self.expected(before))
 
+    def test_a_batch_that_commits_after_the_wipe(self):
+        """A normalizer batch in flight at the wipe (read before it, its Kafka outputs
+        acknowledged, its Redis writes after it) stores an edited machine's merged record, its
+        one source's record, link and membership in the empty Redis before the rebuild runs. The
+        rebuild must still bring back what that batch did not write: the edit, the other source's
+        link and stand-in, the membership — or the next syncs read the dates our write-back put
+        at the vendors as the vendors' own (found by test_redis_wipe_all's kills: the edits of
+        three machines came back as "cwrmm")."""
+        s = self.s
+        self.set_up_synced(40)
+        before = self.inventory()
+        aid = self.machines[0]  # edited and written before the loss
+        src = "cwrmm:" + self.cw_of[aid]
+        batch = {"inv:asset:" + aid: s.redis_raw("GET", k(T, "inv:asset:" + aid)).strip(),
+                 "inv:src:asset:" + src: s.redis_raw("GET", k(T, "inv:src:asset:" + src)).strip()}
+        self.assertIn('"manual"', batch["inv:asset:" + aid])
+        self.assertEqual(s.normalizer.stop(), 0)  # no rebuild before the batch's writes
+        s.redis("FLUSHALL")
+        # What nz_inv_run commits for one upserted source record (inventory.c), after the wipe.
+        s.redis("SET", k(T, "inv:src:asset:" + src), batch["inv:src:asset:" + src])
+        s.redis("HSET", k(T, "inv:link"), src, aid)
+        s.redis("SADD", k(T, "inv:members:" + aid), src)
+        s.redis("SET", k(T, "inv:asset:" + aid), batch["inv:asset:" + aid])
+        s.redis("ZADD", k(T, "inv:assets"), "0", aid)
+        s.restart(s.normalizer)
+        self.wait_served()
+        self.wait_inventory(self.vendor_time_aside(self.expected(before)), "the inventory as before")
+        self.resync_changes_nothing(self.expected(before))
+
     def test_empty_server_during_a_full_sync(self):
         s = self.s
         self.set_up_synced(300)
