@@ -106,7 +106,7 @@ struct tc_item_s {
     int64_t held_offset;
     int released; /* read from incidents.held by hold.c, not the keyq */
 
-    unsigned create_tries; /* creates whose outcome was unknown (create_unknown) */
+    unsigned unknown_tries; /* creates and comments whose outcome was unknown (write_unknown) */
 
     /* loaded */
     json_t                  *config;
@@ -655,44 +655,46 @@ static int pending_is(const tc_item_t *it, const char *op) {
 
 /* ------------------------------------------------------------------- CALL */
 
-static void create_retry(void *arg, const msp_http_response_t *res, int64_t retry_after_ms,
-                         const char *why);
-static void created_ok(void *arg, msp_http_response_t *res, json_t *body);
+static void write_retry(void *arg, const msp_http_response_t *res, int64_t retry_after_ms,
+                        const char *why);
 
 /* Start a Syncro call of the event (vcall.h): path and body are stolen; on_fail (may be NULL)
- * sees a final 4xx first. Retries are counted per call; a create is never resent blindly. */
+ * sees a final 4xx first. Retries are counted per call. A POST (a ticket, a comment) is never
+ * resent blindly (write_retry); a PUT of a status is the same PUT again. */
 static void call(tc_item_t *it, const char *method, char *path, json_t *body,
                  msp_vcall_ok_fn *on_ok, msp_vcall_fail_fn *on_fail) {
     msp_vcall_step_t step = {.ok = on_ok,
                              .expect = MSP_VCALL_BODY_OBJECT,
                              .fail = on_fail,
-                             .retry = on_ok == created_ok ? create_retry : NULL};
+                             .retry = !strcmp(method, "POST") ? write_retry : NULL};
     msp_vcall_reset(&it->vc);
     msp_vcall_call(&it->vc, method, path, body, &step);
 }
 
 /*
- * A POST /tickets whose outcome is unknown — it timed out, the connection broke, Syncro answered
- * 5xx or a 2xx we cannot read — may have made the ticket. Sending it again would make a second
- * one, so the event starts over from its record (state "creating", claimed before the POST) and
- * decide() looks for the ticket by its marker first, creating only when it is not there. A 429
- * says the request was not taken, and is retried as it is. Measured: under ASan on a loaded
- * machine a create that took Syncro over the 3 s timeout produced two tickets.
+ * A POST whose outcome is unknown — it timed out, the connection broke, Syncro answered 5xx or a
+ * 2xx we cannot read — may have made the ticket or the comment. Sending it again would make a
+ * second one, so the event starts over from its record, whose pending marker was written before
+ * the POST: "create" (state "creating") has decide() look for the ticket by its marker, "comment"
+ * has it read the ticket for the event's marker (TC_DO_COMMENT_CHECK; for a resolve, the resolve
+ * check), and only what is not there is sent again. A 429 says the request was not taken, and
+ * is retried as it is. Measured: under ASan on a loaded machine a create that took Syncro over
+ * the 3 s timeout produced two tickets; a comment so, two comments.
  */
-static void create_unknown(tc_item_t *it, int64_t retry_after_ms, const char *why) {
-    char msg[1100];
-    snprintf(msg, sizeof(msg), "%s; the ticket may exist: looking for it before creating again", why);
-    it->search_page = 0;
-    msp_vcall_retry_with(&it->vc, &it->create_tries, retry_after_ms, msg, item_load);
-}
-
-static void create_retry(void *arg, const msp_http_response_t *res, int64_t retry_after_ms,
-                         const char *why) {
+static void write_retry(void *arg, const msp_http_response_t *res, int64_t retry_after_ms,
+                        const char *why) {
     tc_item_t *it = arg;
-    if (res->status == 429)
+    if (res->status == 429) {
         msp_vcall_retry(&it->vc, retry_after_ms, why);
-    else
-        create_unknown(it, retry_after_ms, why);
+        return;
+    }
+    char msg[1100];
+    snprintf(msg, sizeof(msg), "%s; %s", why,
+             pending_is(it, "create")
+                 ? "the ticket may exist: looking for it before creating again"
+                 : "the comment may have landed: reading the ticket before commenting again");
+    it->search_page = 0;
+    msp_vcall_retry_with(&it->vc, &it->unknown_tries, retry_after_ms, msg, item_load);
 }
 
 /* ------------------------------------------------ the vendor-call engine's hooks */

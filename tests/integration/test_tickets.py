@@ -167,6 +167,34 @@ class TicketsTest(StackTest):
         self.assertIn("the ticket may exist", entries[3]["error"])
         self.assertEqual(entries[4]["ticket_id"], tickets[0]["id"])
 
+    def test_comment_answered_after_the_timeout_is_found_not_made_twice(self):
+        """A re-fire's comment that Syncro adds but answers after our timeout: sending the POST
+        again added a second comment ("re-fires comment, never duplicate"). Now the event starts
+        over from its pending marker and reads the ticket for its marker first."""
+        s = self.make_stack(sim_config={"rate_limit": 0})
+        secret = T.setup(s, orgs=1)
+        inc = {"id": "slow-2", "org_id": "org-0001", "org_name": "Org One", "alert_type": "device_offline",
+               "severity": "high", "status": "open", "subject": "WS-02", "title": "Device offline",
+               "description": "WS-02 stopped reporting.", "occurred_at": "2026-12-06T06:00:00Z"}
+        st, js, _ = T.post_incident(s, secret, inc)
+        self.assertEqual(st, 202, js)
+        wait_until(lambda: len(T.sim_tickets(s)) == 1 or None, 60, "the ticket")
+        T.wait_drained(s)
+        # The next Syncro request (the re-fire's comment POST) is handled at once and answered
+        # 5 s later.
+        s.sim_config({"hang_next": 1, "hang_ms": 5000})
+        st, js, _ = T.post_incident(s, secret, dict(inc, occurred_at="2026-12-06T06:05:00Z"))
+        self.assertEqual(st, 202, js)
+        wait_until(lambda: "syncro.retry" in s.ticket_creator.logtext(), 60, "the comment timed out")
+        T.wait_drained(s)
+        got = T.actual(T.sim_tickets(s))
+        self.assertEqual([(t["comments"], t["changes"]) for t in got["slow-2"]], [(1, [])], got)
+        st, js, _ = s.api("GET", "/v1/tenants/%s/ticketing" % T.TENANT)
+        self.assertEqual(int(js["status"]["comments_added"]), 1, js["status"])
+        self.assertEqual(s.kcat("dlq"), [])
+        log = s.ticket_creator.logtext()
+        self.assertIn("the comment may have landed", log)
+
     def test_unmapped_org_is_dead_lettered_visible_and_replayable(self):
         s = self.make_stack(sim_config={"rate_limit": 0})
         secret = T.setup(s, orgs=3, unmapped=("org-0003",))
