@@ -8,7 +8,10 @@
  * (gw_reply calls gw_audit_end, also for requests answered later), a 2xx answer takes a second
  * snapshot and writes one entry with the settings that differ, before and after; any other
  * answer writes nothing. Secrets never enter an entry: sealed values ("v1:...") and the hashes
- * of API keys read "[secret]".
+ * of API keys read "[secret]". A route that changes no setting (the router's table says so: a
+ * date edit, which only produces to raw.records) takes no snapshot — its entry's changes are {},
+ * as the diff would be — since the two snapshots were ~18 blocking Redis round trips each on
+ * the busiest admin route (bench/writeback.sh's 5,000 edits took 15-18 s to send with them).
  *
  * Entries are configuration, not Redis-only state: mspsync:{t}:audit:seq (INCR) numbers them,
  * and each is a string mspsync:{t}:audit:<seq>, journaled to the compacted `config` topic like
@@ -45,6 +48,7 @@ struct gw_audit_s {
     const char *route;
     char *target;
     json_t *before;
+    int settings; /* 0: the route changes no setting: no snapshot after either */
     gw_audit_t *next;
 };
 
@@ -95,7 +99,7 @@ static json_t *snapshot(gw_t *gw, const char *tenant) {
 }
 
 void gw_audit_begin(gw_t *gw, struct evhttp_request *req, const gw_actor_t *actor,
-                    const char *route, const char *tenant) {
+                    const char *route, const char *tenant, int settings) {
     const char *method;
     switch (evhttp_request_get_command(req)) {
     case EVHTTP_REQ_POST: method = "POST"; break;
@@ -107,7 +111,8 @@ void gw_audit_begin(gw_t *gw, struct evhttp_request *req, const gw_actor_t *acto
     gw_audit_t *a = calloc(1, sizeof(*a));
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-    if (!a || !(a->target = strdup(path ? path : "")) || !(a->before = snapshot(gw, tenant))) {
+    if (!a || !(a->target = strdup(path ? path : "")) ||
+        !(a->before = settings ? snapshot(gw, tenant) : json_object())) {
         MSP_WARN("audit.begin_failed", tenant, "%s %s will not be audited (Redis or memory)",
                  method, route);
         if (a)
@@ -119,6 +124,7 @@ void gw_audit_begin(gw_t *gw, struct evhttp_request *req, const gw_actor_t *acto
     a->actor = *actor;
     a->method = method;
     a->route = route;
+    a->settings = settings;
     snprintf(a->tenant, sizeof(a->tenant), "%s", tenant);
     a->next = gw->audits;
     gw->audits = a;
@@ -189,7 +195,9 @@ void gw_audit_end(gw_t *gw, struct evhttp_request *req, int code) {
         return;
     *pp = a->next;
     char err[256] = "";
-    json_t *after = code >= 200 && code < 300 ? snapshot(gw, a->tenant) : NULL;
+    json_t *after = code < 200 || code >= 300 ? NULL
+                    : a->settings             ? snapshot(gw, a->tenant)
+                                              : json_object();
     json_t *changes = after ? diff(a->before, after) : NULL;
     if (code >= 200 && code < 300 &&
         (!changes || write_entry(gw, a, code, changes, err, sizeof(err)) != 0))

@@ -368,9 +368,12 @@ void api_key_delete(gw_t *gw, struct evhttp_request *req, const char *tenant, co
 
 /* ---- audit.c ------------------------------------------------------------------------------- */
 
-/** @brief Open the audit record of a change (not GET) of tenant's data; actor copied. */
+/**
+ * @brief Open the audit record of a change (not GET) of tenant's data; actor copied. settings 0:
+ * the route changes no setting (a date edit): no snapshots, the entry's changes are {}.
+ */
 void gw_audit_begin(gw_t *gw, struct evhttp_request *req, const gw_actor_t *actor,
-                    const char *route, const char *tenant);
+                    const char *route, const char *tenant, int settings);
 /** @brief req is answered with code (gw_reply): a 2xx writes its entry. No record: nothing. */
 void gw_audit_end(gw_t *gw, struct evhttp_request *req, int code);
 /** @brief Drop the records still open (shutdown). */

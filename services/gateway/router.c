@@ -93,6 +93,7 @@ static const struct {
     const char *name;  /* the metrics label */
     const char *allow; /* the Allow header for 405 */
     need_t need;       /* who may call it: one row per route, also for the routes to come */
+    int data;          /* 1: its changes are data, never a setting (audited without snapshots) */
 } routes[] = {
     [R_NONE] = {"unmatched", "", {0}},
     [R_TENANTS] = {"tenants", "GET, POST", {.get = OPERATOR, .post = OPERATOR}},
@@ -106,7 +107,7 @@ static const struct {
     [R_CUSTOMER] = {"customer", "GET", {.get = VIEWER}},
     [R_ASSETS] = {"assets", "GET", {.get = VIEWER}},
     [R_ASSET] = {"asset", "GET", {.get = VIEWER}},
-    [R_ASSET_DATES] = {"asset_dates", "PUT", {.put = SYNC}},
+    [R_ASSET_DATES] = {"asset_dates", "PUT", {.put = SYNC}, .data = 1},
     [R_ASSET_WRITEBACK] = {"asset_writeback", "GET", {.get = VIEWER}},
     [R_CONTACTS] = {"contacts", "GET", {.get = VIEWER}},
     [R_CONTACT] = {"contact", "GET", {.get = VIEWER}},
@@ -409,7 +410,7 @@ static void admit(gw_t *gw, struct evhttp_request *req, route_id_t r, char **s,
                        gw_role_name(need), gw_role_name(actor->role));
     else {
         if (tenant_route && r != R_TENANT)
-            gw_audit_begin(gw, req, actor, name, s[2]);
+            gw_audit_begin(gw, req, actor, name, s[2], !routes[r].data);
         dispatch(gw, req, r, s);
     }
 }

@@ -91,6 +91,14 @@ class WriteBackTest(unittest.TestCase):
         self.assertEqual(js["targets"]["cwrmm:purchase"]["value"], edits[one][0], js)
         rec = cwrmm.all_assets(s, TENANT)[one]
         self.assertEqual(rec["dates"]["purchase"], {"value": edits[one][0], "source": "manual"})
+        # Each edit is audited (a change through the API) without changing any setting.
+        stt, js, _ = s.api("GET", "/v1/tenants/%s/audit?limit=200" % TENANT)
+        self.assertEqual(stt, 200, js)
+        dated = [e for e in js["entries"] if e["target"].endswith("/dates")]
+        self.assertEqual(len(dated), 200, js["entries"][:2])
+        self.assertEqual({(e["method"], e["status"], json.dumps(e["changes"]), e["actor"]["type"])
+                          for e in dated}, {("PUT", 202, "{}", "operator")})
+        self.assertEqual(dated[0]["target"], "/v1/tenants/%s/assets/%s/dates" % (TENANT, self.assets[499]))
 
         # A re-sync reads the 500 values back: our own writes, so no change and no write.
         dc = sum(s.topic_end_offsets("date.changes").values())
