@@ -67,3 +67,39 @@ machine_line() {
     cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
     echo "machine nproc=$(nproc) mem_gb=$mem kernel=$(uname -r) cpu=\"${cpu:-unknown}\" load1=$(cut -d' ' -f1 /proc/loadavg)"
 }
+
+start_syncro_stack() {  # SIM_BIN: Kafka, Redis and the Syncro simulator (rate limit off) in $W;
+    # sets SIM_PID SIM BROKERS REDIS PREFIX SECRET ADMIN and common_env (every service's settings)
+    log "starting Kafka, Redis, simulator"
+    "$1" --port 0 --port-file "$W/sim.port" --seed 7 >"$W/sim.log" 2>&1 &
+    SIM_PID=$!; PIDS+=("$SIM_PID")
+    KAFKA_STARTED=1
+    BROKERS=$("$ROOT/deploy/local/kafka.sh" start --dir "$W/kafka")
+    REDIS_STARTED=1
+    REDIS=$("$ROOT/deploy/local/redis.sh" start --dir "$W/redis")
+    wait_file "$W/sim.port" "$SIM_PID" 20
+    SIM=http://127.0.0.1:$(cat "$W/sim.port")
+    curl -fsS -X PUT -H 'Content-Type: application/json' -d '{"rate_limit":0}' "$SIM/_sim/config" >/dev/null
+    PREFIX="bench$(date +%s)$$."
+    SECRET=$(python3 -c 'import os; print(os.urandom(32).hex())')
+    ADMIN=adm-$(python3 -c 'import os; print(os.urandom(12).hex())')
+    common_env=(MSPSYNC_KAFKA_BROKERS="$BROKERS" MSPSYNC_REDIS_URL="$REDIS" MSPSYNC_TOPIC_PREFIX="$PREFIX"
+                MSPSYNC_SECRET_KEY="$SECRET" MSPSYNC_LOG_LEVEL=info)
+}
+
+start_setup_gateway() {  # GW_BIN: a gateway to add tenants through, ready; sets GW_PID and GW.
+    # Its own Syncro bucket is opened: the credential checks (each tenant's GET /me) must not
+    # wait on the measured limit.
+    env "${common_env[@]}" MSPSYNC_HTTP_PORT=0 MSPSYNC_PORT_FILE="$W/gateway.port" MSPSYNC_ADMIN_TOKEN="$ADMIN" \
+        MSPSYNC_SYNCRO_RATE_MILLI=10000000 MSPSYNC_SYNCRO_BURST=1000 "$1" >"$W/gateway.log" 2>&1 &
+    GW_PID=$!; PIDS+=("$GW_PID")
+    wait_file "$W/gateway.port" "$GW_PID" 30
+    GW=http://127.0.0.1:$(cat "$W/gateway.port")
+    local i
+    for ((i = 0; i < 1200; i++)); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "$GW/readyz")" = 200 ] && return 0
+        msp_pid_alive "$GW_PID" || { log "gateway exited"; tail -5 "$W/gateway.log" >&2; exit 1; }
+        sleep 0.1
+    done
+    log "gateway not ready"; exit 1
+}

@@ -67,22 +67,8 @@ W=$(mktemp -d "${TMPDIR:-/tmp}/mspsync-bench-tk.XXXXXX")
 RESULTS=$W/results.txt
 machine_line | tee "$RESULTS" >&2
 
-log "starting Kafka, Redis, simulator"
-"${BIN[sim]}" --port 0 --port-file "$W/sim.port" --seed 7 >"$W/sim.log" 2>&1 &
-SIM_PID=$!; PIDS+=("$SIM_PID")
-KAFKA_STARTED=1
-BROKERS=$("$ROOT/deploy/local/kafka.sh" start --dir "$W/kafka")
-REDIS_STARTED=1
-REDIS=$("$ROOT/deploy/local/redis.sh" start --dir "$W/redis")
-wait_file "$W/sim.port" "$SIM_PID" 20
-SIM=http://127.0.0.1:$(cat "$W/sim.port")
-curl -fsS -X PUT -H 'Content-Type: application/json' -d '{"rate_limit":0}' "$SIM/_sim/config" >/dev/null
-PREFIX="bench$(date +%s)$$."
-SECRET=$(python3 -c 'import os; print(os.urandom(32).hex())')
-ADMIN=adm-$(python3 -c 'import os; print(os.urandom(12).hex())')
-common_env=(MSPSYNC_KAFKA_BROKERS="$BROKERS" MSPSYNC_REDIS_URL="$REDIS" MSPSYNC_TOPIC_PREFIX="$PREFIX"
-            MSPSYNC_SECRET_KEY="$SECRET" MSPSYNC_LOG_LEVEL=info
-            MSPSYNC_SYNCRO_RATE_MILLI=10000000 MSPSYNC_SYNCRO_BURST=1000)
+start_syncro_stack "${BIN[sim]}"
+common_env+=(MSPSYNC_SYNCRO_RATE_MILLI=10000000 MSPSYNC_SYNCRO_BURST=1000)
 read -r -a extra_env <<<"${BENCH_SERVICE_ENV:-}"
 common_env+=("${extra_env[@]}")
 
