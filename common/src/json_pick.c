@@ -1,6 +1,7 @@
 /* json_pick.c — see json_pick.h. */
 #include "mspsync/json_pick.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -251,6 +252,50 @@ static json_t *load_span(scan_t *s, const unsigned char *from, const unsigned ch
     return v;
 }
 
+/*
+ * The value at [from, to), which skip_value has already checked: strings without escapes,
+ * integers and literals are made directly (the envelope and the picked members are mostly
+ * those, and a json_loadb per member costs a lexer each); anything else goes to jansson.
+ */
+static json_t *load_value(scan_t *s, const unsigned char *from, const unsigned char *to) {
+    size_t n = (size_t)(to - from);
+    switch (*from) {
+    case '"':
+        /* skip_string checked the UTF-8 and the control characters: no escape, no decoding */
+        if (!memchr(from + 1, '\\', n - 2))
+            return json_stringn_nocheck((const char *)from + 1, n - 2);
+        break;
+    case 't': return json_true();
+    case 'f': return json_false();
+    case 'n': return json_null();
+    case '-':
+    case '0':
+    case '1':
+    case '2':
+    case '3':
+    case '4':
+    case '5':
+    case '6':
+    case '7':
+    case '8':
+    case '9': {
+        char digits[24];
+        if (n >= sizeof digits || memchr(from, '.', n) || memchr(from, 'e', n) ||
+            memchr(from, 'E', n))
+            break; /* a real, or an integer jansson refuses as too big */
+        memcpy(digits, from, n);
+        digits[n] = '\0';
+        errno = 0;
+        long long v = strtoll(digits, NULL, 10);
+        if (errno == ERANGE)
+            break; /* jansson's "too big integer" */
+        return json_integer((json_int_t)v);
+    }
+    default: break; /* objects and arrays */
+    }
+    return load_span(s, from, to);
+}
+
 msp_pick_t msp_pick_names(const char *name, void *arg)
 {
     for (const char *const *n = arg; n && *n; n++)
@@ -282,9 +327,12 @@ static const char *member_name(scan_t *s, const unsigned char *from, const unsig
     return d;
 }
 
-/* The top-level object from its '{': members picked, others checked. */
-static json_t *pick_object(scan_t *s, msp_json_pick_t *pick)
-{
+/* The object from its '{' at depth (0: the text's): members picked, others checked. */
+static json_t *pick_object(scan_t *s, msp_json_pick_t *pick, int depth) {
+    if (depth >= PICK_MAX_DEPTH) {
+        fail_at(s, s->p, "maximum parsing depth reached");
+        return NULL;
+    }
     json_t *obj = json_object();
     char    small[256];
     if (!obj)
@@ -314,21 +362,42 @@ static json_t *pick_object(scan_t *s, msp_json_pick_t *pick)
         s->p++;
         skip_ws(s);
         vfrom = s->p;
-        if (skip_value(s, 1) < 0)
-            goto fail;
         const char *name = member_name(s, kfrom, kto, esc, small, sizeof small, &heap);
         if (!name)
             goto fail;
-        msp_pick_t want = pick && pick->want ? pick->want(name, pick->arg) : MSP_PICK_KEEP;
-        if (want == MSP_PICK_SPAN) {
-            pick->span     = (const char *)vfrom;
-            pick->span_len = (size_t)(s->p - vfrom);
-        } else if (want == MSP_PICK_KEEP) {
-            json_t *v = load_span(s, vfrom, s->p);
-            if (!v || json_object_set_new(obj, name, v) < 0) {
+        msp_pick_t want = MSP_PICK_KEEP;
+        if (pick && pick->want) {
+            pick->built = obj;
+            want = pick->want(name, pick->arg);
+        }
+        json_t *v = NULL;
+        if (want == MSP_PICK_NESTED && vfrom < s->end && *vfrom == '{') {
+            v = pick_object(s, pick->nested, depth + 1);
+            if (!v) {
                 free(heap);
                 goto fail;
             }
+            pick->span     = (const char *)vfrom;
+            pick->span_len = (size_t)(s->p - vfrom);
+        } else {
+            if (skip_value(s, depth + 1) < 0) {
+                free(heap);
+                goto fail;
+            }
+            if (want == MSP_PICK_SPAN || want == MSP_PICK_NESTED) {
+                pick->span = (const char *)vfrom;
+                pick->span_len = (size_t)(s->p - vfrom);
+            }
+            if (want == MSP_PICK_KEEP || want == MSP_PICK_NESTED) {
+                if (!(v = load_value(s, vfrom, s->p))) {
+                    free(heap);
+                    goto fail;
+                }
+            }
+        }
+        if (v && json_object_set_new(obj, name, v) < 0) {
+            free(heap);
+            goto fail;
         }
         free(heap);
         skip_ws(s);
@@ -364,7 +433,7 @@ json_t *msp_json_pick(const char *buf, size_t len, msp_json_pick_t *pick, json_e
     skip_ws(&s);
     if (s.p >= s.end || *s.p != '{')
         return load_span(&s, s.start, s.end);   /* not an object: jansson whole */
-    json_t *v = pick_object(&s, pick);
+    json_t *v = pick_object(&s, pick, 0);
     if (!v)
         return NULL;
     skip_ws(&s);

@@ -72,10 +72,36 @@ static const char *need_string(const json_t *root, const char *name, size_t max,
     return s;
 }
 
+/* How the envelope is picked: every member kept; the payload of a record whose vendor row lists
+ * the members its mapping reads picked in the same pass, when kind, integration and type come
+ * before it (they do in what the fetcher writes); any other payload's bytes handed back. */
+typedef struct {
+    msp_json_pick_t self;    /* the envelope's pick */
+    msp_json_pick_t payload; /* its payload's (self.nested) */
+    const char *const *list; /* the member list the payload was picked with, or NULL */
+    int nest;                /* 0: never in the same pass */
+} env_pick_t;
+
 static msp_pick_t want_envelope(const char *name, void *arg)
 {
-    (void)arg;
-    return strcmp(name, "payload") == 0 ? MSP_PICK_SPAN : MSP_PICK_KEEP;
+    env_pick_t *e = arg;
+    if (strcmp(name, "payload") != 0)
+        return MSP_PICK_KEEP;
+    e->list = NULL;
+    const json_t *b = e->self.built;
+    const char *kind = json_string_value(json_object_get(b, "kind"));
+    const char *integ = json_string_value(json_object_get(b, "integration"));
+    const char *type = json_string_value(json_object_get(b, "type"));
+    const msp_vendor_type_t *vt =
+        e->nest && kind && strcmp(kind, "record") == 0 && type
+            ? msp_vendor_type(integ ? msp_vendor_find(integ) : msp_vendor_implied(), type)
+            : NULL;
+    if (!vt || !vt->pick)
+        return MSP_PICK_SPAN;
+    e->list = vt->pick;
+    e->payload = (msp_json_pick_t){msp_pick_names, (void *)vt->pick, NULL, 0, NULL, NULL};
+    e->self.nested = &e->payload;
+    return MSP_PICK_NESTED;
 }
 
 /*
@@ -84,19 +110,23 @@ static msp_pick_t want_envelope(const char *name, void *arg)
  * those, of anything else all of it. NULL with reason[0] == '\0' when there is no payload; NULL
  * with a reason when it is not usable JSON.
  */
-static const json_t *payload_load(const nz_envelope_t *env, json_t *root,
-                                  const msp_json_pick_t *pick, char *reason, size_t reason_size)
-{
+static const json_t *payload_load(const nz_envelope_t *env, json_t *root, const env_pick_t *ep,
+                                  char *reason, size_t reason_size) {
     json_error_t    jerr;
+    const msp_json_pick_t *pick = &ep->self;
     const msp_vendor_type_t *vt =
         env->kind == NZ_KIND_RECORD
             ? msp_vendor_type(msp_vendor_find(env->integration), nz_type_name(env->type))
             : NULL;
-    msp_json_pick_t sel = {msp_pick_names, vt ? (void *)vt->pick : NULL, NULL, 0};
+    msp_json_pick_t sel = {msp_pick_names, vt ? (void *)vt->pick : NULL, NULL, 0, NULL, NULL};
     int picked = vt && vt->pick;
     reason[0] = '\0';
     if (!pick->span)
         return NULL;
+    /* picked with the envelope, by the members this row lists (not decided on a member that
+     * came twice and changed after the payload) */
+    if (ep->list && picked && ep->list == vt->pick)
+        return json_object_get(root, "payload");
     json_t *payload = picked ? msp_json_pick(pick->span, pick->span_len, &sel, &jerr)
                              : json_loadb(pick->span, pick->span_len, JSON_DECODE_ANY, &jerr);
     if (!payload || json_object_set_new(root, "payload", payload) < 0) {
@@ -117,9 +147,15 @@ int nz_envelope_parse(nz_envelope_t *env, const void *value, size_t len, char *r
         snprintf(reason, reason_size, "message has no value (empty or tombstone)");
         return -1;
     }
-    /* The payload is built last, knowing what reads it (payload_load). */
-    msp_json_pick_t pick = {want_envelope, NULL, NULL, 0};
-    json_t         *root = msp_json_pick(value, len, &pick, &jerr);
+    /* The payload is built knowing what reads it: with the envelope, or last (payload_load). */
+    env_pick_t ep = {.nest = 1};
+    ep.self = (msp_json_pick_t){want_envelope, &ep, NULL, 0, NULL, NULL};
+    json_t *root = msp_json_pick(value, len, &ep.self, &jerr);
+    if (!root) {
+        /* again without the payload in the same pass: its faults then get their own reason */
+        ep.nest = 0;
+        root = msp_json_pick(value, len, &ep.self, &jerr);
+    }
     if (!root) {
         snprintf(reason, reason_size, "value is not JSON: %s (line %d, column %d)", jerr.text,
                  jerr.line, jerr.column);
@@ -231,7 +267,7 @@ int nz_envelope_parse(nz_envelope_t *env, const void *value, size_t len, char *r
         env->partial = json_is_true(json_object_get(root, "partial"));
 
     if (env->kind == NZ_KIND_RECORD || env->kind == NZ_KIND_INCIDENT) {
-        const json_t *payload = payload_load(env, root, &pick, reason, reason_size);
+        const json_t *payload = payload_load(env, root, &ep, reason, reason_size);
         if (!payload && reason[0])
             goto fail;
         if (!json_is_object(payload)) {

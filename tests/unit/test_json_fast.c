@@ -149,6 +149,50 @@ static void check_text(const char *text, size_t len, const char *const *names, c
 static const char *const keep[] = {"a", "\"", "key", "\xc3\xa9", NULL};
 static const char *const keep_none[] = {"not there", NULL};   /* every member only checked */
 
+/* MSP_PICK_NESTED for "a", kept members of it by `keep`, every other member kept. */
+static msp_json_pick_t nested_keep = {msp_pick_names, (void *)keep, NULL, 0, NULL, NULL};
+
+static msp_pick_t want_a_nested(const char *name, void *arg) {
+    msp_json_pick_t *self = arg;
+    if (strcmp(name, "a") != 0)
+        return MSP_PICK_KEEP;
+    self->nested = &nested_keep;
+    return MSP_PICK_NESTED;
+}
+
+/* One text picked with a nested member: verdicts agree with jansson's; "a", when an object, has
+ * only the kept members of jansson's, anything else is jansson's; span is the bytes of "a". */
+static void check_nested(const char *text, size_t len, const char *what) {
+    json_error_t je, pe;
+    json_t *want = json_loadb(text, len, JSON_DECODE_ANY, &je);
+    msp_json_pick_t pick = {want_a_nested, NULL, NULL, 0, NULL, NULL};
+    pick.arg = &pick;
+    json_t *got = msp_json_pick(text, len, &pick, &pe);
+    if (!want && got && !range_error(je.text))
+        fail_msg("%s: jansson refuses (%s) but pick accepts: %.*s", what, je.text, (int)len, text);
+    if (want && !got)
+        fail_msg("%s: jansson accepts but pick refuses (%s at %d): %.*s", what, pe.text,
+                 pe.position, (int)len, text);
+    if (want && got) {
+        json_t *exp = json_deep_copy(want);
+        json_t *a = json_object_get(want, "a");
+        if (json_is_object(exp) && json_is_object(a))
+            json_object_set_new(exp, "a", subset(a, keep));
+        if (!json_equal(exp, got))
+            fail_msg("%s: members differ: %.*s", what, (int)len, text);
+        if (json_is_object(want) && a) {
+            json_t *span =
+                pick.span ? json_loadb(pick.span, pick.span_len, JSON_DECODE_ANY, NULL) : NULL;
+            if (!span || !json_equal(span, a))
+                fail_msg("%s: span is not the bytes of \"a\": %.*s", what, (int)len, text);
+            json_decref(span);
+        }
+        json_decref(exp);
+    }
+    json_decref(want);
+    json_decref(got);
+}
+
 static void pick_agrees_with_jansson_on_valid_texts(void **state)
 {
     (void)state;
@@ -158,6 +202,12 @@ static void pick_agrees_with_jansson_on_valid_texts(void **state)
         check_text(s, strlen(s), NULL, "valid, all kept");
         check_text(s, strlen(s), keep, "valid, some kept");
         check_text(s, strlen(s), keep_none, "valid, none kept");
+        check_nested(s, strlen(s), "valid, nested");
+        json_t *w = json_pack("{s:O,s:i}", "a", t, "z", 1); /* "a" an object half the time */
+        char *ws = json_dumps(w, i % 2 ? JSON_INDENT(1) : JSON_COMPACT);
+        check_nested(ws, strlen(ws), "valid, nested in a");
+        free(ws);
+        json_decref(w);
         free(s);
         json_decref(t);
     }
@@ -187,7 +237,7 @@ static void pick_agrees_with_jansson_on_broken_texts(void **state)
     char buf[4096];
     for (int i = 0; i < 20000; i++) {
         json_t *t = rand_tree(0);
-        if (!json_is_object(t)) {
+        if (!json_is_object(t) || i % 2) { /* "a" takes the nested pick */
             json_t *o = json_object();
             json_object_set_new(o, "a", t);
             t = o;
@@ -205,6 +255,7 @@ static void pick_agrees_with_jansson_on_broken_texts(void **state)
         check_text(buf, len, NULL, "mutated, all kept");
         check_text(buf, len, keep, "mutated, some kept");
         check_text(buf, len, keep_none, "mutated, none kept");
+        check_nested(buf, len, "mutated, nested");
     }
 }
 
@@ -214,13 +265,18 @@ static void hard_values_get_jansson_verdicts(void **state)
     (void)state;
     static const char *const hard[] = {
         "01", "1.", "-", "1e", "1e+", "-0.0e-0", "0.5E7", ".5", "+1", "1x", "tru", "nul", "nulll",
-        "\"\\u0000\"", "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"",
-        "\"\\ud83d\\ude00\"", "\"\\x\"", "\"\\u12\"", "\"\xed\xa0\x80\"", "\"\xc0\xaf\"",
-        "\"\xf4\x90\x80\x80\"", "\"\xe2\x82\"", "\"\x7f\"", "\"a\x01\"", "1e999",
-        "99999999999999999999", "-9223372036854775808", "[1,]", "[,1]", "{\"a\"1}", "{\"a\":}",
-        "{,}", "[]", "{}", "[[[]]]", "\"\\/\"", "true false", "\"\xef\xbb\xbf\""};
-    static const char *const forms[] = {"{\"skip\":%s,\"a\":1}", "{\"a\":1,\"skip\":[%s]}",
-                                        "{\"a\":%s}", "{\"skip\":{\"x\":%s}}"};
+        "\"\\u0000\"", "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"", "\"\\ud83d\\ude00\"",
+        "\"\\x\"", "\"\\u12\"", "\"\xed\xa0\x80\"", "\"\xc0\xaf\"", "\"\xf4\x90\x80\x80\"",
+        "\"\xe2\x82\"", "\"\x7f\"", "\"a\x01\"", "1e999", "99999999999999999999",
+        "-9223372036854775808", "[1,]", "[,1]", "{\"a\"1}", "{\"a\":}", "{,}", "[]", "{}", "[[[]]]",
+        "\"\\/\"", "true false", "\"\xef\xbb\xbf\"",
+        /* the kept members made without jansson (json_pick.c load_value) */
+        "-0", "0", "-1", "9223372036854775807", "9223372036854775808", "-9223372036854775809",
+        "12345678901234567890123", "true", "false", "null", "\"\"", "\"plain\"", "\"\xc3\xa9\"",
+        "\"a\\\\b\"", "\"\\\"\"", "0e1", "1E2", "-1.5"};
+    static const char *const forms[] = {
+        "{\"skip\":%s,\"a\":1}", "{\"a\":1,\"skip\":[%s]}", "{\"a\":%s}",
+        "{\"skip\":{\"x\":%s}}", "{\"a\":{\"key\":%s}}",    "{\"a\":{\"skip\":[%s],\"key\":1}}"};
     char text[256];
     for (size_t h = 0; h < sizeof hard / sizeof *hard; h++)
         for (size_t f = 0; f < sizeof forms / sizeof *forms; f++) {
@@ -228,6 +284,7 @@ static void hard_values_get_jansson_verdicts(void **state)
             check_text(text, strlen(text), NULL, "hard, all kept");
             check_text(text, strlen(text), keep, "hard, some kept");
             check_text(text, strlen(text), keep_none, "hard, none kept");
+            check_nested(text, strlen(text), "hard, nested");
         }
 }
 

@@ -28,9 +28,11 @@
 
 /** What the caller wants of one top-level member. */
 typedef enum {
-    MSP_PICK_SKIP  = 0,   /**< check it, don't build it */
-    MSP_PICK_KEEP  = 1,   /**< build it (json_loadb on its bytes) */
-    MSP_PICK_SPAN  = 2,   /**< check it and hand back its bytes (msp_json_pick_t.span) */
+    MSP_PICK_SKIP = 0,   /**< check it, don't build it */
+    MSP_PICK_KEEP = 1,   /**< build it (json_loadb on its bytes) */
+    MSP_PICK_SPAN = 2,   /**< check it and hand back its bytes (msp_json_pick_t.span) */
+    MSP_PICK_NESTED = 3, /**< an object: build it picking its members with
+                               msp_json_pick_t.nested, in the same pass; another value: KEEP */
 } msp_pick_t;
 
 /** Decides per top-level member name (NUL-terminated, unescaped). */
@@ -39,8 +41,14 @@ typedef msp_pick_t msp_pick_fn(const char *name, void *arg);
 typedef struct msp_json_pick_s {
     msp_pick_fn *want;        /**< NULL = keep every member */
     void        *arg;
-    const char  *span;        /**< out: the bytes of the last MSP_PICK_SPAN member, or NULL */
+    const char *span; /**< out: the bytes of the last MSP_PICK_SPAN (or _NESTED)
+                                   member, or NULL */
     size_t       span_len;
+    /** how want's MSP_PICK_NESTED picks the member (want sets it; NULL = keep every member) */
+    struct msp_json_pick_s *nested;
+    /** the object built so far, for want to read while it decides (borrowed; set before each
+     *  call: the members before this one that it kept) */
+    const json_t *built;
 } msp_json_pick_t;
 
 /**
