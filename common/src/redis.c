@@ -281,22 +281,64 @@ int msp_redis_ok(redisContext **c, const char *url) {
  * Keys
  * ------------------------------------------------------------------------------------------- */
 
-int msp_key(char *buf, size_t size, const char *tenant, const char *fmt, ...) {
+/*
+ * fmt with its arguments into out, for a format of plain text and "%s" (every key's): a copy,
+ * where vsnprintf costs a parse of the format and a stream per call (keys are built for every
+ * record the normalizer writes). @returns the length, -1 truncated, -2 another conversion.
+ */
+static int key_format(char *out, size_t size, const char *fmt, va_list ap) {
+    size_t n = 0;
+    for (const char *f = fmt; *f; f++) {
+        const char *piece = f;
+        size_t len = 1;
+        if (*f == '%') {
+            if (f[1] != 's')
+                return -2;
+            piece = va_arg(ap, const char *);
+            if (!piece)
+                return -2; /* vsnprintf's "(null)" */
+            len = strlen(piece);
+            f++;
+        }
+        if (len >= size - n)
+            return -1;
+        memcpy(out + n, piece, len);
+        n += len;
+    }
+    out[n] = '\0';
+    return (int)n;
+}
+
+int msp_vkey(char *buf, size_t size, const char *tenant, const char *fmt, va_list ap) {
     if (!buf || size == 0 || !tenant || !fmt) return -1;
-    int n = snprintf(buf, size, "mspsync:{%s}:", tenant);
-    if (n < 0 || (size_t)n >= size) {
+    static const char open[] = "mspsync:{", close[] = "}:";
+    size_t tl = strlen(tenant), n = sizeof(open) - 1 + tl + sizeof(close) - 1;
+    if (n >= size) {
         buf[0] = '\0';
         return -1;
     }
+    memcpy(buf, open, sizeof(open) - 1);
+    memcpy(buf + sizeof(open) - 1, tenant, tl);
+    memcpy(buf + sizeof(open) - 1 + tl, close, sizeof(close) - 1);
+    va_list copy;
+    va_copy(copy, ap);
+    int m = key_format(buf + n, size - n, fmt, copy);
+    va_end(copy);
+    if (m == -2)
+        m = vsnprintf(buf + n, size - n, fmt, ap);
+    if (m < 0 || (size_t)m >= size - n) {
+        buf[0] = '\0';
+        return -1;
+    }
+    return (int)n + m;
+}
+
+int msp_key(char *buf, size_t size, const char *tenant, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    int m = vsnprintf(buf + n, size - (size_t)n, fmt, ap);
+    int n = msp_vkey(buf, size, tenant, fmt, ap);
     va_end(ap);
-    if (m < 0 || (size_t)m >= size - (size_t)n) {
-        buf[0] = '\0';
-        return -1;
-    }
-    return n + m;
+    return n;
 }
 
 /* ---------------------------------------------------------------------------------------------

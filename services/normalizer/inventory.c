@@ -7,6 +7,7 @@
 #include "merge.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,14 +164,11 @@ static const char *p_str(const pipe_t *p, int i)
 }
 
 static void key(char *buf, const char *tenant, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void key(char *buf, const char *tenant, const char *fmt, ...)
-{
-    char    rest[KEYLEN];
+static void key(char *buf, const char *tenant, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(rest, sizeof rest, fmt, ap);
+    msp_vkey(buf, KEYLEN, tenant, fmt, ap);
     va_end(ap);
-    msp_key(buf, KEYLEN, tenant, "%s", rest);
 }
 
 void nz_inv_out_clear(nz_inv_out_t *out)
@@ -182,7 +180,45 @@ void nz_inv_out_clear(nz_inv_out_t *out)
         msp_json_free(out->pub[i].change);
     }
     free(out->pub);
+    free(out->slot);
     memset(out, 0, sizeof *out);
+}
+
+static size_t out_hash(const char *tenant, const char *aid) {
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a over tenant, a separator, asset */
+    for (const unsigned char *c = (const unsigned char *)tenant; *c; c++)
+        h = (h ^ *c) * 1099511628211ULL;
+    h = (h ^ 0x1f) * 1099511628211ULL;
+    for (const unsigned char *c = (const unsigned char *)aid; *c; c++)
+        h = (h ^ *c) * 1099511628211ULL;
+    return (size_t)h;
+}
+
+/* The slot of tenant|aid in out's index: the entry's, or the free one to take. */
+static size_t *out_slot(const nz_inv_out_t *out, const char *tenant, const char *aid) {
+    size_t mask = out->nslot - 1;
+    for (size_t i = out_hash(tenant, aid) & mask;; i = (i + 1) & mask) {
+        size_t *s = &out->slot[i];
+        if (*s == 0 || (strcmp(out->pub[*s - 1].asset_id, aid) == 0 &&
+                        strcmp(out->pub[*s - 1].tenant, tenant) == 0))
+            return s;
+    }
+}
+
+/* Room in the index for one more entry (rebuilt larger at half full). @returns 0 / -1. */
+static int out_index_grow(nz_inv_out_t *out) {
+    if (2 * (out->n + 1) < out->nslot)
+        return 0;
+    size_t n = out->nslot ? 2 * out->nslot : 64;
+    size_t *slot = calloc(n, sizeof *slot);
+    if (!slot)
+        return -1;
+    free(out->slot);
+    out->slot = slot;
+    out->nslot = n;
+    for (size_t i = 0; i < out->n; i++)
+        *out_slot(out, out->pub[i].tenant, out->pub[i].asset_id) = i + 1;
+    return 0;
 }
 
 /* Publish aid as merged (steals merged and change). One entry per asset: a later state replaces
@@ -192,9 +228,14 @@ static int out_add(nz_inv_out_t *out, const char *tenant, const char *aid, char 
                    char *change, const char *change_id)
 {
     nz_inv_pub_t *e = NULL;
-    for (size_t i = 0; i < out->n && !e; i++)
-        if (strcmp(out->pub[i].asset_id, aid) == 0 && strcmp(out->pub[i].tenant, tenant) == 0)
-            e = &out->pub[i];
+    if (out_index_grow(out) < 0) {
+        msp_json_free(merged);
+        msp_json_free(change);
+        return -1;
+    }
+    size_t *slot = out_slot(out, tenant, aid);
+    if (*slot)
+        e = &out->pub[*slot - 1];
     if (!e) {
         if (out->n == out->cap) {
             size_t        cap = out->cap ? 2 * out->cap : 8;
@@ -218,7 +259,7 @@ static int out_add(nz_inv_out_t *out, const char *tenant, const char *aid, char 
             msp_json_free(change);
             return -1;
         }
-        out->n++;
+        *slot = ++out->n;
     }
     msp_json_free(e->merged);
     e->merged = merged;
@@ -661,7 +702,11 @@ static char *reply_dup(const redisReply *r)
 /* "<tenant>\x1f<name>": the overlay maps are per tenant. */
 static const char *tk(char *buf, const char *tenant, const char *name)
 {
-    snprintf(buf, 2 * KEYLEN, "%.*s\x1f%.*s", KEYLEN - 1, tenant, KEYLEN - 1, name);
+    size_t t = strnlen(tenant, KEYLEN - 1), n = strnlen(name, KEYLEN - 1);
+    memcpy(buf, tenant, t);
+    buf[t] = '\x1f';
+    memcpy(buf + t + 1, name, n);
+    buf[t + 1 + n] = '\0';
     return buf;
 }
 
@@ -707,13 +752,17 @@ static void av_free(argv_t *av)
     free(av->l);
 }
 
-static const nz_inv_t *sort_inv;   /* qsort has no context argument; single-threaded */
+/* An index into the ups or the touched assets, with its tenant: sorted, they group by tenant
+ * keeping batch order within one. */
+typedef struct {
+    const char *tenant;
+    size_t i;
+} tenant_ix_t;
 
-static int cmp_up_tenant(const void *x, const void *y)
-{
-    size_t i = *(const size_t *)x, j = *(const size_t *)y;
-    int    c = strcmp(sort_inv->ups[i].tenant, sort_inv->ups[j].tenant);
-    return c ? c : (i > j) - (i < j);
+static int cmp_tenant_ix(const void *x, const void *y) {
+    const tenant_ix_t *a = x, *b = y;
+    int c = strcmp(a->tenant, b->tenant);
+    return c ? c : (a->i > b->i) - (a->i < b->i);
 }
 
 /*
@@ -726,7 +775,7 @@ static int batch_read(nz_inv_t *inv, redisContext *c, json_t *counts, char *err,
     pipe_t  p = {.c = c, .err = err, .errsz = errsz};
     char    k[KEYLEN];
     argv_t  av    = {0};
-    size_t *order = malloc((inv->n ? inv->n : 1) * sizeof *order);
+    tenant_ix_t *order = malloc((inv->n ? inv->n : 1) * sizeof *order);
     char  (*src)[KEYLEN] = malloc((inv->n ? inv->n : 1) * sizeof *src);
     int     rc = -1;
     if (!order || !src) {
@@ -734,34 +783,33 @@ static int batch_read(nz_inv_t *inv, redisContext *c, json_t *counts, char *err,
         goto out;
     }
     for (size_t i = 0; i < inv->n; i++) {
-        order[i] = i;
+        order[i] = (tenant_ix_t){inv->ups[i].tenant, i};
         up_reads_free(&inv->ups[i]);
         key(src[i], inv->ups[i].tenant, "inv:src:asset:%s", inv->ups[i].src_id);
     }
-    sort_inv = inv;
-    qsort(order, inv->n, sizeof *order, cmp_up_tenant);
+    qsort(order, inv->n, sizeof *order, cmp_tenant_ix);
     for (size_t g = 0, e; g < inv->n; g = e) {
-        const char *tenant = inv->ups[order[g]].tenant;
+        const char *tenant = inv->ups[order[g].i].tenant;
         int         nkeys  = 0;
-        for (e = g; e < inv->n && strcmp(inv->ups[order[e]].tenant, tenant) == 0; e++)
-            nkeys += inv->ups[order[e]].nk;
+        for (e = g; e < inv->n && strcmp(inv->ups[order[e].i].tenant, tenant) == 0; e++)
+            nkeys += inv->ups[order[e].i].nk;
         key(k, tenant, "inv:link");
         av_push(&av, "HMGET");
         av_push(&av, k);
         for (size_t i = g; i < e; i++)
-            av_push(&av, inv->ups[order[i]].src_id);
+            av_push(&av, inv->ups[order[i].i].src_id);
         av_send(&p, &av);
         av_push(&av, "MGET");
         for (size_t i = g; i < e; i++)
-            av_push(&av, src[order[i]]);
+            av_push(&av, src[order[i].i]);
         av_send(&p, &av);
         for (int which = 0; which < 2 && nkeys; which++) {
             key(k, tenant, which ? "inv:ksrc" : "inv:mkey");
             av_push(&av, "HMGET");
             av_push(&av, k);
             for (size_t i = g; i < e; i++)
-                for (int a = 0; a < inv->ups[order[i]].nk; a++)
-                    av_push(&av, inv->ups[order[i]].keys[a]);
+                for (int a = 0; a < inv->ups[order[i].i].nk; a++)
+                    av_push(&av, inv->ups[order[i].i].keys[a]);
             av_send(&p, &av);
         }
     }
@@ -769,10 +817,10 @@ static int batch_read(nz_inv_t *inv, redisContext *c, json_t *counts, char *err,
         goto out;
     int r = 0;
     for (size_t g = 0, e; g < inv->n; g = e) {
-        const char *tenant = inv->ups[order[g]].tenant;
+        const char *tenant = inv->ups[order[g].i].tenant;
         int         nkeys  = 0;
-        for (e = g; e < inv->n && strcmp(inv->ups[order[e]].tenant, tenant) == 0; e++)
-            nkeys += inv->ups[order[e]].nk;
+        for (e = g; e < inv->n && strcmp(inv->ups[order[e].i].tenant, tenant) == 0; e++)
+            nkeys += inv->ups[order[e].i].nk;
         const redisReply *lr = p.r[r++], *sr = p.r[r++];
         const redisReply *mr = nkeys ? p.r[r++] : NULL, *kr = nkeys ? p.r[r++] : NULL;
         size_t            want[4] = {e - g, e - g, (size_t)nkeys, (size_t)nkeys};
@@ -783,7 +831,7 @@ static int batch_read(nz_inv_t *inv, redisContext *c, json_t *counts, char *err,
                 goto out;
             }
         for (size_t i = g, at = 0; i < e; i++) {
-            up_t             *u  = &inv->ups[order[i]];
+            up_t *u = &inv->ups[order[i].i];
             const redisReply *se = sr->element[i - g];
             u->link              = reply_dup(lr->element[i - g]);
             if (se->type == REDIS_REPLY_STRING)
@@ -1040,6 +1088,7 @@ static int batch_apply(nz_inv_t *inv, redisContext *c, size_t from, size_t to, o
     int        rc = -1;
     pipe_t     p  = {.c = c, .err = err, .errsz = errsz};
     nz_coal_t *wc = nz_coal_new(p_emit, &p);
+    tenant_ix_t *uo = NULL, *to_ = NULL; /* ups and touched assets by tenant, then order */
     char       k[KEYLEN], k2[KEYLEN], k4[KEYLEN];
     if (nt < 0 || !wc) {
         snprintf(err, errsz, "out of memory");
@@ -1114,19 +1163,26 @@ static int batch_apply(nz_inv_t *inv, redisContext *c, size_t from, size_t to, o
             goto out;
         }
     /* the writes: one MULTI/EXEC per tenant, in batch order within it, gathered per key */
+    uo = malloc((to - from) * sizeof *uo);
+    to_ = malloc((size_t)(nt ? nt : 1) * sizeof *to_);
+    if (!uo || !to_) {
+        snprintf(err, errsz, "out of memory");
+        goto out;
+    }
+    for (size_t i = from; i < to; i++)
+        uo[i - from] = (tenant_ix_t){inv->ups[i].tenant, i};
+    for (long j = 0; j < nt; j++)
+        to_[j] = (tenant_ix_t){t[j].tenant, (size_t)j};
+    qsort(uo, to - from, sizeof *uo, cmp_tenant_ix);
+    qsort(to_, (size_t)nt, sizeof *to_, cmp_tenant_ix);
     p.wc = wc;
-    for (size_t i = from; i < to; i++) {
-        const char *tenant = inv->ups[i].tenant;
-        int         first  = 1;
-        for (size_t h = from; h < i && first; h++)
-            first = strcmp(inv->ups[h].tenant, tenant) != 0;
-        if (!first)
-            continue;
+    for (size_t g = 0, tj = 0, ge; g < to - from; g = ge) {
+        const char *tenant = uo[g].tenant;
+        for (ge = g + 1; ge < to - from && strcmp(uo[ge].tenant, tenant) == 0; ge++)
+            ;
         P(&p, "MULTI");
-        for (size_t h = i; h < to; h++) {
-            up_t *u = &inv->ups[h];
-            if (strcmp(u->tenant, tenant) != 0)
-                continue;
+        for (size_t o = g; o < ge; o++) {
+            up_t *u = &inv->ups[uo[o].i];
             if (!u->js) {
                 snprintf(err, errsz, "out of memory");
                 goto out;
@@ -1158,9 +1214,9 @@ static int batch_apply(nz_inv_t *inv, redisContext *c, size_t from, size_t to, o
                     P(&p, "HSET", k, u->keys[a], u->aid);
             }
         }
-        for (long j = 0; j < nt; j++)
-            if (strcmp(t[j].tenant, tenant) == 0)
-                prep_cmds(&p, tenant, t[j].aid, &t[j].pr);
+        /* the touched assets are the ups' (same tenants, both sorted alike) */
+        for (; tj < (size_t)nt && strcmp(to_[tj].tenant, tenant) == 0; tj++)
+            prep_cmds(&p, tenant, t[to_[tj].i].aid, &t[to_[tj].i].pr);
         P(&p, "EXEC");
     }
     p.wc = NULL;
@@ -1173,6 +1229,8 @@ static int batch_apply(nz_inv_t *inv, redisContext *c, size_t from, size_t to, o
             rc = -1;
         }
 out:
+    free(uo);
+    free(to_);
     for (size_t i = from; i < to; i++) {
         msp_json_free(inv->ups[i].js);
         inv->ups[i].js = NULL;

@@ -30,6 +30,8 @@ typedef struct nz_inv_pub_s {
 typedef struct nz_inv_out_s {
     nz_inv_pub_t *pub;
     size_t        n, cap;
+    size_t *slot; /* open-addressing index of pub by tenant and asset: i + 1, 0 = free */
+    size_t nslot; /* a power of two, more than twice n (0: none yet) */
 } nz_inv_out_t;
 
 /** @brief Free what out holds and zero it. */

@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "mspsync/redis.h"
 #include "mspsync/statekeys.h"
 
 static void test_rows_classify_known_keys(void **state) {
@@ -141,10 +142,38 @@ static void test_every_key_the_code_names_has_a_row(void **state) {
     assert_true(n > 40); /* the scan found the calls (today: over 60) */
 }
 
+/* msp_key copies plain text and "%s" itself (redis.c key_format): the same bytes as printf. */
+static void test_msp_key_is_printf(void **state) {
+    (void)state;
+    char got[64], want[64];
+    assert_int_equal(msp_key(got, sizeof(got), "acme", "inv:asset:%s", "syncro:17"),
+                     (int)strlen("mspsync:{acme}:inv:asset:syncro:17"));
+    assert_string_equal(got, "mspsync:{acme}:inv:asset:syncro:17");
+    assert_true(msp_key(got, sizeof(got), "acme", "trace:%s:%s", "asset", "a|b") > 0);
+    assert_string_equal(got, "mspsync:{acme}:trace:asset:a|b");
+    /* other conversions, "%%" and a NULL string go to vsnprintf */
+    assert_true(msp_key(got, sizeof(got), "t", "stats:%d:%%:%s", 42, "x") > 0);
+    snprintf(want, sizeof(want), "mspsync:{t}:stats:%d:%%:%s", 42, "x");
+    assert_string_equal(got, want);
+    /* every length around the buffer's end: the key, or -1 and "" */
+    for (size_t size = 1; size <= 40; size++) {
+        int n = msp_key(got, size, "tenant", "inv:src:asset:%s", "syncro:123");
+        int w = snprintf(want, sizeof(want), "mspsync:{tenant}:inv:src:asset:%s", "syncro:123");
+        if ((size_t)w < size) {
+            assert_int_equal(n, w);
+            assert_string_equal(got, want);
+        } else {
+            assert_int_equal(n, -1);
+            assert_string_equal(got, "");
+        }
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rows_classify_known_keys),
         cmocka_unit_test(test_every_key_the_code_names_has_a_row),
+        cmocka_unit_test(test_msp_key_is_printf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,9 +13,10 @@
 #ifndef MSPSYNC_REDIS_H
 #define MSPSYNC_REDIS_H
 
+#include <hiredis/hiredis.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <hiredis/hiredis.h>
 
 #include "mspsync/aredis.h"
 
@@ -54,6 +55,10 @@ int msp_redis_stale(const redisContext *c);
 
 /** @brief msp_redis_ensure, logging redis.unavailable when it fails. @returns 1 usable, 0 not. */
 int msp_redis_ok(redisContext **c, const char *url);
+
+/** @brief msp_key with a va_list. */
+int msp_vkey(char *buf, size_t size, const char *tenant, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
 
 /** @brief "mspsync:{tenant}:" + printf(fmt, ...) into buf. @returns length (truncated → -1). */
 int msp_key(char *buf, size_t size, const char *tenant, const char *fmt, ...)
