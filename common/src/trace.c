@@ -3,6 +3,7 @@
  * de-duplication rule for every reader, one journal producer for all of them.
  */
 #include "mspsync/trace.h"
+#include "mspsync/json_dump.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,16 +25,21 @@ static char journal_marker;
 char *msp_trace_entry(int64_t wall_ms, const char *step, const char *service, json_t *facts) {
     char at[32];
     msp_format_time(wall_ms, at, sizeof(at));
-    json_t *e = json_pack("{s:s,s:I,s:s,s:s}", "at", at, "at_ms", (json_int_t)wall_ms, "step", step,
-                          "service", service);
-    if (!e) {
+    json_t *e = json_object();
+    if (!e || json_object_set_new_nocheck(e, "at", json_string_nocheck(at)) < 0 ||
+        json_object_set_new_nocheck(e, "at_ms", json_integer((json_int_t)wall_ms)) < 0 ||
+        json_object_set_new_nocheck(e, "step", json_string(step)) < 0 ||
+        json_object_set_new_nocheck(e, "service", json_string(service)) < 0) {
+        json_decref(e);
         json_decref(facts);
         return NULL;
     }
     if (json_is_object(facts))
         json_object_update_missing(e, facts);
     json_decref(facts);
-    char *text = json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    /* jansson keeps insertion order: the fast dump writes the members as they were set (the
+     * normalizer writes an entry for every asset it creates) */
+    char *text = msp_json_dumps(e, JSON_COMPACT);
     json_decref(e);
     return text;
 }
