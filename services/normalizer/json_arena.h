@@ -7,13 +7,18 @@
  * time (perf, docs/benchmarks.md). The arena hands out memory by bumping a pointer and frees
  * it all at once in nz_json_arena_reset().
  *
- * Each thread has an arena of its own (the prepare helpers of par.h allocate in theirs); reset
- * and destroy act on the calling thread's arena. Freeing is a no-op, so a tree made on one
- * thread may be released on another.
+ * Each thread has an arena of its own (the prepare helpers of par.h allocate in theirs).
+ * Freeing is a no-op, so a tree made on one thread may be released on another.
  *
- * Invariant the caller keeps: no jansson value or json_dumps() string outlives the batch in
- * which it was made — reset only when every item is cleared and every produced payload is
- * acknowledged. Under AddressSanitizer the reset poisons the memory, so a use after reset is
+ * Two generations: a batch whose commit waits for Kafka (normalizer.c, "the deferred commit")
+ * keeps its trees and payloads in one while the next batch is prepared in the other;
+ * nz_json_arena_next() switches every thread to the other generation, nz_json_arena_release()
+ * empties the one not in use. These and nz_json_arena_reset() act on every thread's arena: call
+ * them from the batch loop, never while a nz_par_run() is in progress.
+ *
+ * Invariant the caller keeps: no jansson value or json_dumps() string outlives its generation
+ * — empty one only when every tree in it is done with and every payload made in it is
+ * acknowledged. Under AddressSanitizer emptying poisons the memory, so a use after it is
  * reported like a use after free.
  */
 #ifndef NZ_JSON_ARENA_H
@@ -27,13 +32,21 @@ void nz_json_arena_enable(void);
 /** @brief 1 when enabled. */
 int nz_json_arena_enabled(void);
 
-/** @brief Forget every allocation (keeps up to 16 MiB of blocks for the next batch). */
+/** @brief Every thread: forget every allocation of both generations (keeps up to 16 MiB of
+ * blocks per generation for the batches to come). */
 void nz_json_arena_reset(void);
 
-/** @brief Free every block (at exit). */
+/** @brief Every thread: allocate in the other generation from now on (it must be empty). */
+void nz_json_arena_next(void);
+
+/** @brief Every thread: forget every allocation of the generation not in use. */
+void nz_json_arena_release(void);
+
+/** @brief Free the calling thread's arena (at its exit). */
 void nz_json_arena_destroy(void);
 
-/** @brief Bytes handed out since the last reset. */
+/** @brief Bytes the calling thread was handed in its generation in use since it was emptied
+ * or switched to. */
 size_t nz_json_arena_used(void);
 
 #endif

@@ -35,7 +35,7 @@
 static struct {
     msp_svc_conf_t svc;   /* Kafka, Redis, logging, ops server (svc.h) */
     char     *input;
-    long long batch_size, batch_wait_ms, identity_max_shared, prepare_threads;
+    long long batch_size, batch_wait_ms, identity_max_shared, prepare_threads, linger_ms;
     int       json_arena;
 } cfg;
 
@@ -63,6 +63,10 @@ static const msp_config_entry_t config_table[] = {
      "A batch closes this long after its first message at the latest (also when messages keep "
      "coming), so no message waits for a batch to fill; 0 = only on size or a 10 ms gap",
      &cfg.batch_wait_ms, 0, 10000, 0},
+    {"MSPSYNC_KAFKA_LINGER_MS", MSP_CFG_INT, "20",
+     "how long the producer waits to batch records (a batch's outputs are sent at its end "
+     "whatever this is)",
+     &cfg.linger_ms, 0, 1000, 0},
     {"MSPSYNC_IDENTITY_MAX_SHARED", MSP_CFG_INT, "3",
      "A serial or MAC seen on more asset records than this (per tenant) stops merging machines: "
      "one per integration plus a stale duplicate",
@@ -156,6 +160,7 @@ int main(int argc, char **argv)
         msp_priority_apply(MSP_NICE_BULK);
     if (cfg.json_arena)
         nz_json_arena_enable();
+    msp_kafka_linger_set((int)cfg.linger_ms);
 
     msp_svc_init(&svc, NULL);
     base    = event_base_new();
@@ -228,7 +233,9 @@ int main(int argc, char **argv)
                 why = CLOSE_STOP;
                 break;
             }
-            int wait = n == 0 ? FIRST_POLL_MS : NEXT_POLL_MS;
+            /* with a batch's commit deferred, an empty consumer ends the wait at once: the
+             * commit runs now instead of after an idle poll */
+            int wait = n ? NEXT_POLL_MS : nz_has_pending(nz) ? 0 : FIRST_POLL_MS;
             if (n && cfg.batch_wait_ms > 0) {
                 int64_t left = first + cfg.batch_wait_ms - msp_now_ms();
                 if (left <= 0) {
@@ -260,9 +267,7 @@ int main(int argc, char **argv)
             msp_metric_add(metrics, M_FILL_S, NULL, (double)(msp_now_ms() - first) / 1e3);
         }
 
-        rc = nz_process_batch(nz, batch, n);
-        for (size_t i = 0; i < n; i++)
-            rd_kafka_message_destroy(batch[i]);
+        rc = nz_process_batch(nz, batch, n); /* takes the messages */
         if (rc == -2) {
             exit_code = 1;
             break;
@@ -277,6 +282,8 @@ int main(int argc, char **argv)
         event_base_loop(base, EVLOOP_NONBLOCK);
     }
     MSP_INFO("shutdown", NULL, "stopping: committing stored offsets, flushing the producer");
+    if (nz_finish_pending(nz) == -2)
+        exit_code = 1;
 
 out:
     if (consumer) {

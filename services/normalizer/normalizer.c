@@ -158,6 +158,15 @@ struct nz_s {
     rd_kafka_message_t **held;
     size_t        nheld, held_cap;
 
+    /* The deferred commit: the batch whose last segment waits for its delivery reports and its
+     * Redis writes while the next batch is prepared (finish_pending). Its messages are owned. */
+    rd_kafka_message_t **pend;
+    size_t npend, pend_cap;
+    int64_t pend_started; /* ms, when that batch started */
+    int finishing;        /* finish_pending running (its waits may poll) */
+    int in_rebalance;     /* inside nz_rebalance_cb: waits do not poll the consumer */
+    int fatal;            /* a fatal error where no caller could be told (-2 next) */
+
     int           paused;
     int           joined;
     int64_t gate_at;                   /* when an idle loop last checked the state (ms) */
@@ -268,6 +277,11 @@ static int wait_serving(nz_t *nz, int64_t ms)
         int64_t left = until - msp_now_ms();
         if (left <= 0)
             return 0;
+        if (nz->in_rebalance) {
+            /* librdkafka is inside a consumer poll already: wait on the producer instead */
+            rd_kafka_poll(nz->producer, left > 100 ? 100 : (int)left);
+            continue;
+        }
         rd_kafka_message_t *m = rd_kafka_consumer_poll(nz->consumer, left > 100 ? 100 : (int)left);
         if (m) {
             if (m->err) {
@@ -944,11 +958,14 @@ static int commit(nz_t *nz)
 /* ------------------------------------------------------------------------------------------ */
 /* records                                                                                      */
 
-static void item_clear(nz_item_t *it)
-{
+/* dropped: the JSON arena is about to be reset, which releases the item's trees at once (a
+ * decref would walk every object of them only to free nothing). */
+static void item_clear(nz_item_t *it, int dropped) {
     free(it->dead_reason);
-    json_decref(it->canon);
-    nz_envelope_clear(&it->env);
+    if (!dropped) {
+        json_decref(it->canon);
+        nz_envelope_clear(&it->env);
+    }
     memset(it, 0, sizeof *it);
 }
 
@@ -962,7 +979,7 @@ static void item_fail(nz_item_t *it, int type, const char *reason) {
 
 /*
  * Parse, map, fingerprint one message. Runs on prepare helper threads (par.h): touches only
- * the item — a failure is recorded on it, dead-lettered by prepare_batch afterwards.
+ * the item — a failure is recorded on it, dead-lettered by prepare_failures afterwards.
  */
 static void item_prepare(nz_item_t *it, rd_kafka_message_t *m) {
     char reason[512];
@@ -1044,10 +1061,14 @@ static void prepare_share(void *arg, size_t from, size_t to) {
 /* Smallest share worth handing to a helper thread: a hand-over costs tens of microseconds. */
 #define PREP_MIN_SHARE 32
 
-/* Prepare every message of the batch (on the prepare threads), then dead-letter the failures. */
+/* Prepare every message of the batch (on the prepare threads): touches only the items. */
 static void prepare_batch(nz_t *nz, rd_kafka_message_t **msgs, size_t n) {
     prep_job_t j = {nz->items, msgs};
     nz_par_run(nz->par, n, PREP_MIN_SHARE, prepare_share, &j);
+}
+
+/* Dead-letter what prepare_batch could not prepare (outputs and writes of the batch). */
+static void prepare_failures(nz_t *nz, size_t n) {
     for (size_t i = 0; i < n; i++) {
         nz_item_t *it = &nz->items[i];
         if (!it->failed)
@@ -1554,29 +1575,101 @@ static void publish_metrics(nz_t *nz, int64_t started_ms)
         msp_metric_add(nz->conf.metrics, M_STAGE_S, stage_labels[s], (double)nz->stage_us[s] / 1e6);
 }
 
+static void destroy_messages(rd_kafka_message_t **msgs, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        rd_kafka_message_destroy(msgs[i]);
+}
+
+/* The end of a batch whose commit is done (rc 0) or abandoned: its offsets, metrics, log. */
+static void batch_end(nz_t *nz, rd_kafka_message_t **msgs, size_t n, int64_t started, int rc) {
+    if (rc == 0) {
+        store_offsets(nz, msgs, n);
+        publish_metrics(nz, started);
+        long long dead = 0;
+        for (int t = 0; t <= NZ_TYPE_COUNT; t++)
+            dead += nz->metric_n[t][R_DEAD];
+        MSP_DEBUG("batch.done", NULL, "messages=%zu dead_lettered=%lld ms=%lld", n, dead,
+                  (long long)(msp_now_ms() - started));
+    } else {
+        /* Nothing stored: the batch replays. Outputs already handed to librdkafka stay owned by
+         * nz until their delivery reports (nz_destroy after the producer is destroyed). */
+        w_reset(nz);
+        nz->nstats = 0;
+        MSP_WARN("batch.aborted", NULL, "batch of %zu messages abandoned (%s); it will be replayed",
+                 n, rc == -1 ? "shutdown" : "fatal error");
+    }
+}
+
+/*
+ * Commit the deferred batch: wait for its delivery reports, apply its Redis writes, store its
+ * offsets. next_made: the next batch is already being made in the other arena generation (only
+ * the deferred batch's is emptied); otherwise both are. @returns 0, -1 shutdown, -2 fatal.
+ */
+static int finish_pending(nz_t *nz, int next_made) {
+    if (nz->npend == 0)
+        return 0;
+    nz->finishing = 1;
+    int rc = commit(nz);
+    nz->finishing = 0;
+    batch_end(nz, nz->pend, nz->npend, nz->pend_started, rc);
+    destroy_messages(nz->pend, nz->npend);
+    nz->npend = 0;
+    /* After an abort librdkafka may still hold payloads, and the process is stopping anyway:
+     * keep the memory. */
+    if (rc == 0)
+        next_made ? nz_json_arena_release() : nz_json_arena_reset();
+    return rc;
+}
+
+int nz_finish_pending(nz_t *nz) { return finish_pending(nz, 0); }
+
+int nz_has_pending(const nz_t *nz) { return nz->npend > 0; }
+
 int nz_process_batch(nz_t *nz, rd_kafka_message_t **msgs, size_t n)
 {
     int64_t started = msp_now_ms();
     int     rc      = 0;
+    /* A batch's last commit waits for the next batch's prepare when the JSON arena can keep
+     * both batches' trees apart (two generations, json_arena.h). */
+    int defer = nz_json_arena_enabled();
 
+    if (nz->fatal) {
+        destroy_messages(msgs, n);
+        return -2;
+    }
     if (n == 0) {
+        if (nz->npend)
+            return finish_pending(nz, 0);
         /* idle: a lost state is still noticed (the rebuild does not wait for a record) */
         if (msp_now_ms() - nz->gate_at < 1000)
             return 0;
         nz->gate_at = msp_now_ms();
         return state_gate(nz) < 0 ? -1 : 0;
     }
-    if (nz_grow((void **)&nz->items, &nz->items_cap, n, sizeof *nz->items) < 0)
+    if (nz_grow((void **)&nz->items, &nz->items_cap, n, sizeof *nz->items) < 0) {
+        destroy_messages(msgs, n);
         return -2;
-    if (state_gate(nz) < 0)
-        return -1;
-    memset(nz->metric_n, 0, sizeof nz->metric_n);
-    memset(nz->stage_us, 0, sizeof nz->stage_us);
-    nz->oom = 0;
+    }
 
+    /* Prepare first: pure CPU on the items, while the deferred batch's deliveries and Redis
+     * writes are still under way; then commit that batch before anything reads Redis. */
+    int next_made = nz->npend > 0;
+    if (next_made)
+        nz_json_arena_next();
     int64_t t = now_us();
     prepare_batch(nz, msgs, n);
-    stage_lap(nz, S_PREPARE, &t);
+    int64_t prepare_us = now_us() - t;
+    if ((rc = finish_pending(nz, next_made)) < 0)
+        goto abandon;
+    if (state_gate(nz) < 0) {
+        rc = -1;
+        goto abandon;
+    }
+    memset(nz->metric_n, 0, sizeof nz->metric_n);
+    memset(nz->stage_us, 0, sizeof nz->stage_us);
+    nz->stage_us[S_PREPARE] = prepare_us;
+    nz->oom = 0;
+    prepare_failures(nz, n);
 
     size_t seg = 0;
     for (size_t i = 0; i <= n && rc == 0; i++) {
@@ -1584,6 +1677,8 @@ int nz_process_batch(nz_t *nz, rd_kafka_message_t **msgs, size_t n)
             continue;
         if ((rc = do_segment(nz, seg, i)) < 0)
             break;
+        if (i == n && defer)
+            break; /* the last commit: finish_pending, after the next batch's prepare */
         if ((rc = commit(nz)) < 0)
             break;
         if (i < n) {
@@ -1597,31 +1692,33 @@ int nz_process_batch(nz_t *nz, rd_kafka_message_t **msgs, size_t n)
         seg = i + 1;
     }
 
-    if (rc == 0) {
-        store_offsets(nz, msgs, n);
-        publish_metrics(nz, started);
-        long long dead = 0;
-        for (int t = 0; t <= NZ_TYPE_COUNT; t++)
-            dead += nz->metric_n[t][R_DEAD];
-        MSP_DEBUG("batch.done", NULL, "messages=%zu dead_lettered=%lld ms=%lld", n, dead,
-                  (long long)(msp_now_ms() - started));
-    } else {
-        /* Nothing stored: the batch replays. Outputs already handed to librdkafka stay owned by
-         * nz until their delivery reports (nz_destroy after the producer is destroyed). */
-        w_reset(nz);
-        nz->nstats      = 0;
-        MSP_WARN("batch.aborted", NULL, "batch of %zu messages abandoned (%s); it will be replayed",
-                 n, rc == -1 ? "shutdown" : "fatal error");
+    if (rc == 0 && defer) {
+        if (nz_grow((void **)&nz->pend, &nz->pend_cap, n, sizeof *nz->pend) < 0) {
+            rc = -2;
+            goto abandon;
+        }
+        memcpy(nz->pend, msgs, n * sizeof *msgs);
+        nz->npend = n;
+        /* Send the outputs now rather than after linger.ms: a flush ignores the linger while
+         * it runs and wakes the broker threads (1 ms is enough for them to start sending). */
+        rd_kafka_flush(nz->producer, 1);
+        nz->pend_started = started;
+        /* the trees stay in this generation of the arena until finish_pending */
+        for (size_t i = 0; i < n; i++)
+            item_clear(&nz->items[i], 1);
+        return 0;
     }
-    for (size_t i = 0; i < n; i++)
-        item_clear(&nz->items[i]);
+abandon:
+    batch_end(nz, msgs, n, started, rc);
     /* Every tree of the batch is released and every payload acknowledged (commit): the
      * jansson arena can start over. After an abort librdkafka may still hold payloads, and
      * the process is stopping anyway: keep the memory. */
-    if (rc == 0 && nz_json_arena_enabled()) {
+    int drop = rc == 0 && nz_json_arena_enabled();
+    for (size_t i = 0; i < n; i++)
+        item_clear(&nz->items[i], drop);
+    destroy_messages(msgs, n);
+    if (drop)
         nz_json_arena_reset();
-        nz_par_arena_reset(nz->par);
-    }
     return rc;
 }
 
@@ -1647,6 +1744,14 @@ void nz_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     rd_kafka_error_t *error = NULL;
     rd_kafka_resp_err_t ret = RD_KAFKA_RESP_ERR_NO_ERROR;
 
+    if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS && nz->npend && !nz->finishing) {
+        /* The deferred batch is committed while its partitions are still ours: its offsets
+         * stored, no other replica replays it. Waits here cannot poll the consumer. */
+        nz->in_rebalance = 1;
+        if (finish_pending(nz, 0) == -2)
+            nz->fatal = 1;
+        nz->in_rebalance = 0;
+    }
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         nz->joined = 1;
         MSP_INFO("kafka.assigned", NULL, "%d partition(s) assigned", parts->cnt);
@@ -1767,9 +1872,10 @@ void nz_destroy(nz_t *nz)
         return;
     nz_par_destroy(nz->par);
     outputs_reset(nz);
-    for (size_t i = 0; i < nz->nheld; i++)
-        rd_kafka_message_destroy(nz->held[i]);
+    destroy_messages(nz->held, nz->nheld);
     free(nz->held);
+    destroy_messages(nz->pend, nz->npend);
+    free(nz->pend);
     nz_inv_destroy(nz->inv);
     free(nz->items);
     free(nz->outs);

@@ -60,7 +60,8 @@ void nz_set_kafka(nz_t *nz, rd_kafka_t *consumer, rd_kafka_t *producer);
 
 /**
  * @brief Free everything. Destroy the producer first: outputs of an aborted batch stay
- * referenced by librdkafka until their delivery reports. NULL-safe.
+ * referenced by librdkafka until their delivery reports; call nz_finish_pending before the
+ * consumer is destroyed (a deferred batch holds consumed messages). NULL-safe.
  */
 void nz_destroy(nz_t *nz);
 
@@ -75,11 +76,24 @@ void nz_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 int nz_ready(void *opaque, char *why, size_t why_size);
 
 /**
- * @brief Process a batch (messages borrowed; the caller destroys them afterwards).
- * @returns 0 done and offsets stored; -1 aborted because *run was cleared (nothing stored, the
- *          batch replays after restart); -2 fatal (idempotent producer fatal error, out of memory).
+ * @brief Process a batch; the messages are the normalizer's from now on (it destroys them).
+ * With the JSON arena on, the batch's last commit — waiting for its delivery reports, then its
+ * Redis writes, then storing its offsets — is deferred: it runs in the next call, once that
+ * batch's messages are prepared (the CPU overlaps the wait), before anything reads Redis; in
+ * a call with n = 0 (an idle poll); in the rebalance callback before partitions are revoked;
+ * or in nz_finish_pending.
+ * @returns 0 done (offsets stored, or the batch deferred); -1 aborted because *run was cleared
+ *          (nothing stored, the batch replays after restart); -2 fatal (idempotent producer
+ *          fatal error, out of memory).
  */
 int nz_process_batch(nz_t *nz, rd_kafka_message_t **msgs, size_t n);
+
+/** @brief Commit the deferred batch now, if there is one (before the consumer closes).
+ * @returns as nz_process_batch; either way its messages are destroyed. */
+int nz_finish_pending(nz_t *nz);
+
+/** @brief 1 while a batch's commit is deferred. */
+int nz_has_pending(const nz_t *nz);
 
 /**
  * @brief Messages the consumer returned while a batch was waiting to retry (the partitions were

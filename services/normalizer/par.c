@@ -15,7 +15,6 @@
 typedef struct helper_s {
     nz_par_t *pool;
     int index; /* share index: 1 .. threads-1 (the caller runs share 0) */
-    int reset; /* reset the arena before the next share */
     pthread_t tid;
 } helper_t;
 
@@ -51,16 +50,12 @@ static void *helper_main(void *arg) {
         if (p->stop)
             break;
         seen = p->gen;
-        int reset = h->reset;
         nz_par_fn *fn = p->fn;
         void *farg = p->arg;
         size_t from, to;
         share(p->n, p->threads, h->index, &from, &to);
-        h->reset = 0;
         pthread_mutex_unlock(&p->mu);
 
-        if (reset)
-            nz_json_arena_reset();
         if (from < to)
             fn(farg, from, to);
 
@@ -129,15 +124,6 @@ void nz_par_run(nz_par_t *p, size_t n, size_t min_share, nz_par_fn *fn, void *ar
     pthread_mutex_lock(&p->mu);
     while (p->pending > 0)
         pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
-}
-
-void nz_par_arena_reset(nz_par_t *p) {
-    if (!p)
-        return;
-    pthread_mutex_lock(&p->mu);
-    for (int i = 0; i < p->started; i++)
-        p->helpers[i].reset = 1;
     pthread_mutex_unlock(&p->mu);
 }
 

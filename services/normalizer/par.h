@@ -13,9 +13,9 @@
  * needs the batch's shared state is done by the caller after nz_par_run() returns.
  *
  * jansson's allocations go to the JSON arena, which is per thread (json_arena.h): a helper's
- * trees live in its own arena. nz_par_arena_reset() asks every helper to reset its arena
- * before its next share — call it where the calling thread resets its own (when every tree of
- * the batch is released).
+ * trees live in its own arena. Between two runs the helpers are idle, and the end of a run
+ * orders everything they wrote before what the caller does next: that is when the caller may
+ * empty or switch every thread's arena (nz_json_arena_reset, _next, _release).
  */
 #ifndef NZ_PAR_H
 #define NZ_PAR_H
@@ -42,9 +42,6 @@ int nz_par_threads(const nz_par_t *p);
  * a few items).
  */
 void nz_par_run(nz_par_t *p, size_t n, size_t min_share, nz_par_fn *fn, void *arg);
-
-/** @brief Every helper resets its JSON arena before its next share. */
-void nz_par_arena_reset(nz_par_t *p);
 
 /** @brief Stop and join the helpers (each frees its arena); NULL is fine. */
 void nz_par_destroy(nz_par_t *p);

@@ -3,8 +3,9 @@
  *
  * What the batch loop relies on: every item of [0, n) is run exactly once, whatever n and the
  * thread count; small batches stay on the caller; a run returns only after every share is done;
- * helpers really run shares (a batch of a few thousand items is spread); and a helper resets its
- * own JSON arena (json_arena.c, per thread) only when asked, before its next share.
+ * helpers really run shares (a batch of a few thousand items is spread); a helper's JSON arena
+ * (json_arena.c, per thread) is emptied only when the caller asks, between runs; and a batch
+ * made in one generation of the arenas outlives the next batch made in the other.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -110,7 +112,7 @@ static void test_small_batches_stay_on_the_caller(void **state) {
     nz_par_destroy(p);
 }
 
-static void test_helper_arena_resets_only_when_asked(void **state) {
+static void test_helper_arena_is_emptied_only_when_asked(void **state) {
     (void)state;
     nz_json_arena_enable();
     nz_par_t *p = nz_par_new(2);
@@ -131,24 +133,81 @@ static void test_helper_arena_resets_only_when_asked(void **state) {
     assert_true(j.arena_at[n / 2] > helper_used); /* not asked: the helper's arena kept growing */
     job_free(&j);
 
-    nz_json_arena_reset();
-    nz_par_arena_reset(p);
+    nz_json_arena_reset(); /* the caller's call empties the idle helper's arena too */
     j = job_new(n);
     j.alloc = 1;
     nz_par_run(p, n, 1, run_items, &j);
-    assert_int_equal(j.arena_at[n / 2], 0); /* asked: reset before the share */
+    assert_int_equal(j.arena_at[n / 2], 0);
     assert_int_equal(j.arena_at[0], 0);
     job_free(&j);
 
     nz_par_destroy(p);
-    nz_json_arena_destroy();
+    nz_json_arena_reset();
+}
+
+/* One string per item, made on the thread that runs it (in that thread's arena). */
+typedef struct {
+    char **s;
+    int tag;
+} strings_t;
+
+static void make_strings(void *arg, size_t from, size_t to) {
+    strings_t *j = arg;
+    for (size_t i = from; i < to; i++) {
+        json_t *v = json_pack("{s:i,s:i}", "tag", j->tag, "i", (int)i);
+        j->s[i] = json_dumps(v, JSON_COMPACT);
+        json_decref(v);
+    }
+}
+
+static void assert_strings(const strings_t *j, size_t n) {
+    char want[64];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(want, sizeof want, "{\"tag\":%d,\"i\":%zu}", j->tag, i);
+        assert_string_equal(j->s[i], want);
+    }
+}
+
+/* The deferred commit's use: batch A's strings stay intact while batch B is made in the other
+ * generation; releasing A's generation leaves B's intact, on the caller and on the helper. */
+static void test_generations_keep_the_batch_in_flight(void **state) {
+    (void)state;
+    nz_json_arena_enable();
+    nz_par_t *p = nz_par_new(2);
+    assert_non_null(p);
+    size_t n = 2000;
+    strings_t a = {calloc(n, sizeof(char *)), 1}, b = {calloc(n, sizeof(char *)), 2};
+    strings_t c = {calloc(n, sizeof(char *)), 3};
+    assert_non_null(a.s);
+    assert_non_null(b.s);
+    assert_non_null(c.s);
+
+    nz_par_run(p, n, 1, make_strings, &a);
+    nz_json_arena_next();
+    nz_par_run(p, n, 1, make_strings, &b); /* would reuse A's memory if it were emptied */
+    assert_strings(&a, n);
+    assert_strings(&b, n);
+    nz_json_arena_release(); /* A's generation */
+    nz_json_arena_next();    /* C takes the emptied one: B's must stay */
+    nz_par_run(p, n, 1, make_strings, &c);
+    assert_strings(&b, n);
+    assert_strings(&c, n);
+    nz_json_arena_release();
+    assert_strings(&c, n);
+
+    free(a.s);
+    free(b.s);
+    free(c.s);
+    nz_par_destroy(p);
+    nz_json_arena_reset();
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_item_once),
         cmocka_unit_test(test_small_batches_stay_on_the_caller),
-        cmocka_unit_test(test_helper_arena_resets_only_when_asked),
+        cmocka_unit_test(test_helper_arena_is_emptied_only_when_asked),
+        cmocka_unit_test(test_generations_keep_the_batch_in_flight),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
