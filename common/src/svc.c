@@ -208,7 +208,12 @@ static void worker_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
      * < 2.3, see msp_kafka_assignor): counting and revoking per partition is right for both. */
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         msp_kafka_rebalance_apply(rk, err, parts);
+        /* librdkafka keeps a partition's pause across a revoke and a new assignment: one paused
+         * while this worker last had it and revoked before the resume would come back paused
+         * for good. Every assigned partition gets the state of now. */
         if (w->kq && msp_keyq_paused(w->kq)) rd_kafka_pause_partitions(rk, parts);
+        else if (parts->cnt > 0)
+            rd_kafka_resume_partitions(rk, parts);
         w->assigned_partitions += parts->cnt;
     } else {
         for (int i = 0; i < parts->cnt; i++) {

@@ -1759,8 +1759,13 @@ void nz_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             error = rd_kafka_incremental_assign(rk, parts);
         else
             ret = rd_kafka_assign(rk, parts);
+        /* librdkafka keeps a partition's pause across a revoke and a new assignment: one this
+         * replica paused while it last had it (a retry) and lost before the resume would stay
+         * paused for good once it came back. Every assigned partition gets the state of now. */
         if (nz->paused && parts->cnt > 0)
             rd_kafka_pause_partitions(rk, parts);   /* a retry is waiting: don't fetch yet */
+        else if (parts->cnt > 0)
+            rd_kafka_resume_partitions(rk, parts);
     } else {
         if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
             MSP_INFO("kafka.revoked", NULL, "%d partition(s) revoked", parts->cnt);
