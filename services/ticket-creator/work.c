@@ -137,6 +137,7 @@ struct tc_item_s {
 
     /* result counters for FINISH */
     const char *outcome;
+    int64_t outcome_ms; /* the wall clock of the outcome's trace entry (last_ticket_at is it) */
     int search_page;
 
     /* LOAD's answers kept across its second round trip (the rescan check) */
@@ -233,7 +234,7 @@ static int tx_clean(const redisReply *r) {
  * Keep a trace entry of this event (written by the next Redis round trip that ends a step):
  * step with the event id and facts (stolen, may be NULL). Out of memory loses the entry only.
  */
-static void trace_add(tc_item_t *it, const char *step, json_t *facts) {
+static void trace_add_at(tc_item_t *it, int64_t wall_ms, const char *step, json_t *facts) {
     if (!it->inc) {
         json_decref(facts);
         return;
@@ -241,13 +242,17 @@ static void trace_add(tc_item_t *it, const char *step, json_t *facts) {
     if (!facts)
         facts = json_object();
     json_object_set_new(facts, "event_id", json_string(it->eid));
-    char *text = msp_trace_entry(msp_wall_ms(), step, SERVICE, facts);
+    char *text = msp_trace_entry(wall_ms, step, SERVICE, facts);
     if (!text)
         return;
     if (!it->trace)
         it->trace = json_array();
     json_array_append_new(it->trace, json_string(text));
     msp_json_free(text);
+}
+
+static void trace_add(tc_item_t *it, const char *step, json_t *facts) {
+    trace_add_at(it, msp_wall_ms(), step, facts);
 }
 
 /* The ticket's identity for an entry: ticket id, number, customer, generation. */
@@ -602,7 +607,8 @@ static void finish(void *arg) {
     tk_key(it, k, sizeof(k), "");
     tk_key(it, ke, sizeof(ke), ":events");
     msp_key(ks, sizeof(ks), it->tenant, "ticketing:stats");
-    msp_format_time(msp_wall_ms(), at, sizeof(at));
+    /* the time its trace entry says: a rebuild from the traces topic gives back the same */
+    msp_format_time(it->outcome_ms ? it->outcome_ms : msp_wall_ms(), at, sizeof(at));
 
     tc_tx_t t = tc_tx_begin(it->tc->aredis);
     if (it->state == TK_NONE) {
@@ -640,10 +646,11 @@ static const char *outcome_step(const char *outcome) {
 
 static void finish_with(tc_item_t *it, const char *outcome) {
     it->outcome = outcome;
+    it->outcome_ms = msp_wall_ms();
     json_t *f = it->ticket_id > 0 ? ticket_facts(it) : json_object();
     if (outcome && !strcmp(outcome, "tickets_resolved"))
         json_object_set_new(f, "ticket_status", json_string(it->last_status));
-    trace_add(it, outcome_step(outcome), f);
+    trace_add_at(it, it->outcome_ms, outcome_step(outcome), f);
     finish(it);
 }
 

@@ -75,7 +75,9 @@ class FeaturesTest(StackTest):
         after = s.sim_stats()["tokens"][tok]
         self.assertGreater(before["401"], 0)  # the save's probes found what the key lacks
         self.assertEqual(after["401"], before["401"], (before, after))
-        self.assertGreater(after["200"], before["200"])  # and the sync read its pages
+        # The sync read its pages with this key (wait_synced saw its 30 assets): `before` is
+        # taken after the save answered, when the job may have read them already.
+        self.assertGreaterEqual(after["200"], before["200"])
         # Customers come from the assets' own customer fields, marked as derived.
         assets = s.inventory("lc", "assets")
         refs = {a["customer_ref"] for a in assets}
