@@ -1709,16 +1709,12 @@ int nz_process_batch(nz_t *nz, rd_kafka_message_t **msgs, size_t n)
         return 0;
     }
 abandon:
+    /* Committed here only without the arena (nothing to empty); with it, an abort: librdkafka
+     * may still hold payloads and the process is stopping anyway, so the memory stays. */
     batch_end(nz, msgs, n, started, rc);
-    /* Every tree of the batch is released and every payload acknowledged (commit): the
-     * jansson arena can start over. After an abort librdkafka may still hold payloads, and
-     * the process is stopping anyway: keep the memory. */
-    int drop = rc == 0 && nz_json_arena_enabled();
     for (size_t i = 0; i < n; i++)
-        item_clear(&nz->items[i], drop);
+        item_clear(&nz->items[i], 0);
     destroy_messages(msgs, n);
-    if (drop)
-        nz_json_arena_reset();
     return rc;
 }
 
