@@ -300,16 +300,19 @@ static const char *hget(const redisReply *r, const char *field) {
     return NULL;
 }
 
+void msp_billing_plan_keys(const char *tenant, const char *period, char keys[3][300]) {
+    msp_key(keys[0], 300, tenant, "billing:marks:%s", period);
+    msp_key(keys[1], 300, tenant, "ticketing:orgmap");
+    msp_key(keys[2], 300, tenant, "billing:seen");
+}
+
 json_t *msp_billing_plan(redisContext *c, const char *tenant, const msp_billing_conf_t *conf,
                          const char *period, char *err, size_t err_size) {
-    char kmarks[300], kmap[300], kseen[300];
-    msp_key(kmarks, sizeof(kmarks), tenant, "billing:marks:%s", period);
-    msp_key(kmap, sizeof(kmap), tenant, "ticketing:orgmap");
-    msp_key(kseen, sizeof(kseen), tenant, "billing:seen");
+    char keys[3][300];
+    msp_billing_plan_keys(tenant, period, keys);
     redisReply *r[3] = {0};
-    redisAppendCommand(c, "HGETALL %s", kmarks);
-    redisAppendCommand(c, "HGETALL %s", kmap);
-    redisAppendCommand(c, "HGETALL %s", kseen);
+    for (int i = 0; i < 3; i++)
+        redisAppendCommand(c, "HGETALL %s", keys[i]);
     for (int i = 0; i < 3; i++) {
         void *p = NULL;
         if (redisGetReply(c, &p) != REDIS_OK || !p ||
@@ -323,7 +326,19 @@ json_t *msp_billing_plan(redisContext *c, const char *tenant, const msp_billing_
         }
         r[i] = p;
     }
+    json_t *plan = msp_billing_plan_of(r, conf, period);
+    for (int i = 0; i < 3; i++)
+        freeReplyObject(r[i]);
+    if (!plan)
+        snprintf(err, err_size, "out of memory");
+    return plan;
+}
+
+json_t *msp_billing_plan_of(redisReply *const r[3], const msp_billing_conf_t *conf,
+                            const char *period) {
     json_t *plan = json_pack("{s:s,s:{},s:[]}", "period", period, "customers", "unmapped");
+    if (!plan)
+        return NULL;
     json_t *customers = json_object_get(plan, "customers");
     json_t *unmapped = json_object_get(plan, "unmapped");
     /* every (org, product) ever reported: its mark in this period goes to its customer's line,
@@ -385,7 +400,5 @@ json_t *msp_billing_plan(redisContext *c, const char *tenant, const msp_billing_
         json_decref(f);
         json_decref(seen);
     }
-    for (int i = 0; i < 3; i++)
-        freeReplyObject(r[i]);
     return plan;
 }

@@ -228,10 +228,24 @@ static json_t *plan_or_reply(gw_t *gw, struct evhttp_request *req, const char *r
         gw_reply_error(gw, req, route, 500, "%s", err);
         return NULL;
     }
-    json_t *plan = msp_redis_ensure(&gw->redis, gw->cfg.redis_url, err, sizeof(err)) == 0
-                       ? msp_billing_plan(gw->redis, tenant, c, period, err, sizeof(err))
-                       : NULL;
-    if (!plan)
+    /* through gw_redis: on the request's coroutine, the reads do not hold the loop */
+    char keys[3][300];
+    redisReply *r[3] = {0};
+    int ok = 1;
+    msp_billing_plan_keys(tenant, period, keys);
+    for (int i = 0; i < 3 && ok; i++) {
+        r[i] = gw_redis(gw, err, sizeof(err), "HGETALL %s", keys[i]);
+        if (r[i] && r[i]->type != REDIS_REPLY_ARRAY)
+            snprintf(err, sizeof(err), "unexpected reply to HGETALL");
+        ok = r[i] && r[i]->type == REDIS_REPLY_ARRAY;
+    }
+    json_t *plan = ok ? msp_billing_plan_of(r, c, period) : NULL;
+    for (int i = 0; i < 3; i++)
+        if (r[i])
+            freeReplyObject(r[i]);
+    if (!plan && ok)
+        gw_reply_error(gw, req, route, 500, "out of memory");
+    else if (!plan)
         gw_reply_error(gw, req, route, 503, "redis unavailable: %s", err);
     return plan;
 }

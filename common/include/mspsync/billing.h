@@ -111,4 +111,14 @@ char *msp_billing_field(const char *org, const char *product);
 json_t *msp_billing_plan(redisContext *c, const char *tenant, const msp_billing_conf_t *conf,
                          const char *period, char *err, size_t err_size);
 
+/** @brief The three keys msp_billing_plan reads with HGETALL, in the order _of takes them. */
+void msp_billing_plan_keys(const char *tenant, const char *period, char keys[3][300]);
+
+/**
+ * @brief msp_billing_plan from the replies already read (HGETALL of msp_billing_plan_keys, each
+ * an array), for a caller with its own way to Redis. @returns new JSON or NULL (out of memory).
+ */
+json_t *msp_billing_plan_of(redisReply *const r[3], const msp_billing_conf_t *conf,
+                            const char *period);
+
 #endif
