@@ -684,7 +684,9 @@ static void replay_finish(gw_t *gw, replay_t *rp) {
     replay_free(rp);
 }
 
-/* The pipe is readable (loop): answer every finished job. */
+static void replay_finish_task(gw_t *gw, void *arg) { replay_finish(gw, arg); }
+
+/* The pipe is readable (loop): answer every finished job (on coroutines: it calls gw_redis). */
 static void replayer_wake(evutil_socket_t fd, short what, void *arg) {
     gw_t *gw = arg;
     gw_replayer_t *rr = gw->replayer;
@@ -700,7 +702,7 @@ static void replayer_wake(evutil_socket_t fd, short what, void *arg) {
         replay_t *rp = done;
         done = rp->next;
         rr->jobs--;
-        replay_finish(gw, rp);
+        gw_admin_call(gw, replay_finish_task, rp);
     }
 }
 

@@ -19,7 +19,10 @@
  *   api_history.c      .../integrations/{v}/jobs..., .../dead-letters... (list, get, replay)
  *   jobs.c             the Kafka producer glued to the loop; sync jobs and tombstones that are
  *                      answered only once their delivery reports arrive
- *   store.c            synchronous Redis helpers (one hiredis context, reconnected on demand)
+ *   store.c            synchronous Redis helpers: inside an admin request on the async
+ *                      connection, elsewhere one hiredis context, reconnected on demand
+ *   admin.c            every admin request on a coroutine of its own (coro.h): its Redis
+ *                      calls wait without holding the loop
  *   kept_secrets.c     the stored secrets registered for log redaction, forgotten on removal
  *   api_tenants.c      /v1/tenants...
  *   integrations.c     what every integration shares: the descriptor table, status rendering,
@@ -89,6 +92,7 @@ typedef struct gw_tcache_s gw_tcache_t;
 struct msp_aredis_s;
 
 typedef struct gw_audit_s gw_audit_t;
+typedef struct gw_admin_s gw_admin_t;
 typedef struct gw_history_s gw_history_t;
 typedef struct gw_replayer_s gw_replayer_t;
 
@@ -115,9 +119,37 @@ typedef struct gw_s {
     gw_audit_t *audits;    /* changes in flight, awaiting their answer (audit.c) */
     gw_history_t *history; /* the sync.events and dlq reader (history.c) */
     gw_replayer_t *replayer; /* the dead letter replay thread (api_history.c) */
+    gw_admin_t *admin;       /* admin requests on coroutines (admin.c) */
     int restoring;         /* 1 Redis lost its state: /v1 answers 503 meanwhile;
                                           0 serving; 2 not known yet (Redis never answered) */
 } gw_t;
+
+/* ---- admin.c: admin requests on coroutines, their Redis on the async connection ----------- */
+
+/** Work for a coroutine: an admin request (arg: the evhttp request) or a loop task. */
+typedef void(gw_task_fn)(gw_t *gw, void *arg);
+/** @brief Make the coroutine pool (after the async connection). @returns 0 / -1 out of memory. */
+int gw_admin_start(gw_t *gw);
+/**
+ * @brief Run fn(gw, req) on a coroutine of its own now, or when one is free (requests wait in
+ * order); 503 when too many wait. Before gw_admin_start or once stopping: fn runs here.
+ */
+void gw_admin_serve(gw_t *gw, struct evhttp_request *req, gw_task_fn *fn);
+/**
+ * @brief Run fn(gw, arg) — loop work that calls gw_redis — on a coroutine: now, or after the
+ * requests and tasks waiting; right here when already on one, stopping, or out of memory.
+ */
+void gw_admin_call(gw_t *gw, gw_task_fn *fn, void *arg);
+/** @brief 1 when the code runs inside an admin request's coroutine (store.c goes async). */
+int gw_admin_active(const gw_t *gw);
+/**
+ * @brief A formatted command on the async connection, the running coroutine waiting for its
+ * reply (only when gw_admin_active). @returns the reply (the caller frees it), or NULL with
+ * errstr (an error reply, no answer within the stall limit, not connected, shutting down).
+ */
+redisReply *gw_admin_redis(gw_t *gw, const char *cmd, size_t len, char *errstr, size_t errstr_size);
+/** @brief After gw_tc_stop (the async connection answered all): fail waiters, free the pool. */
+void gw_admin_stop(gw_t *gw);
 
 /* ---- journal.c: configuration survives a lost Redis ---------------------------------------- */
 

@@ -184,7 +184,7 @@ static void put_store(gw_put_t *g) {
 }
 
 /* The row's proof ended: store, or answer what it found. Frees g. */
-static void put_done(msp_vendor_put_t *p, int code, json_t *body) {
+static void put_end(msp_vendor_put_t *p, int code, json_t *body) {
     gw_put_t *g = (gw_put_t *)p;
     if (code == 503 && !body)
         gw_held_reply_error(g->held, 503, "the gateway is shutting down");
@@ -193,6 +193,31 @@ static void put_done(msp_vendor_put_t *p, int code, json_t *body) {
     else if (!p->vendor->put->chooses_features || put_choose(g) == 0)
         put_store(g);
     put_free(g);
+}
+
+typedef struct {
+    msp_vendor_put_t *p;
+    int code;
+    json_t *body;
+} put_ended_t;
+
+static void put_end_task(gw_t *gw, void *arg) {
+    (void)gw;
+    put_ended_t e = *(put_ended_t *)arg;
+    free(arg);
+    put_end(e.p, e.code, e.body);
+}
+
+/* The vendor's answer comes on the loop: the store and its answer run on a coroutine. */
+static void put_done(msp_vendor_put_t *p, int code, json_t *body) {
+    gw_put_t *g = (gw_put_t *)p;
+    put_ended_t *e = malloc(sizeof(*e));
+    if (!e) {
+        put_end(p, code, body);
+        return;
+    }
+    *e = (put_ended_t){p, code, body};
+    gw_admin_call(g->gw, put_end_task, e);
 }
 
 /* The consecutive MSP_PUT_WHERE members from f on: strings, then not empty. @returns how many

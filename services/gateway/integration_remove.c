@@ -57,13 +57,22 @@ typedef struct unlink_s {
     int last; /* the SCAN that found these keys returned cursor 0 */
     gw_unlink_done_cb *done;
     void *arg;
+    char err[256]; /* "" = done without error */
 } unlink_t;
 
 static void unlink_scan(gw_t *gw, unlink_t *u);
 
-static void unlink_end(gw_t *gw, unlink_t *u, const char *err) {
-    u->done(gw, u->arg, err);
+static void unlink_end_task(gw_t *gw, void *arg) {
+    unlink_t *u = arg;
+    u->done(gw, u->arg, u->err[0] ? u->err : NULL);
     free(u);
+}
+
+/* The walk ended (err NULL: every key unlinked): its owner goes on, on a coroutine (admin.c),
+ * since what it does next — the answer's audit entry — calls gw_redis. */
+static void unlink_end(gw_t *gw, unlink_t *u, const char *err) {
+    snprintf(u->err, sizeof(u->err), "%s", err ? err : "");
+    gw_admin_call(gw, unlink_end_task, u);
 }
 
 static void unlinked(gw_t *gw, void *arg, redisReply *r, const char *err) {

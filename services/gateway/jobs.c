@@ -40,11 +40,17 @@ struct gw_batch_s {
     void              *arg;
 };
 
+static void batch_done(gw_t *gw, void *arg) {
+    gw_batch_t *b = arg;
+    b->done(gw, b->arg, b->error[0] ? b->error : NULL);
+    free(b);
+}
+
+/* The last release answers: on a coroutine (admin.c), as its answer may call gw_redis. */
 static void batch_release(gw_batch_t *b) {
     if (--b->outstanding > 0)
         return;
-    b->done(b->gw, b->arg, b->error[0] ? b->error : NULL);
-    free(b);
+    gw_admin_call(b->gw, batch_done, b);
 }
 
 gw_batch_t *gw_batch_new(gw_t *gw, gw_batch_done_cb *done, void *arg) {

@@ -69,6 +69,7 @@ struct gw_journal_s {
     char epoch[64];         /* the marker as last seen ("" = unknown) */
     int republish;          /* once the marker is seen: note every config key */
     int watching;           /* a marker read is in flight on the async connection */
+    int passing;            /* a journal pass runs (on a coroutine, perhaps waiting on Redis) */
     pthread_t thread;
     int thread_started;
     atomic_int thread_done; /* the restore thread finished (joined by the loop) */
@@ -187,10 +188,29 @@ static void pass_done(gw_t *gw, void *arg, const char *error) {
 
 static void start_restore(gw_journal_t *j);
 
+static void flush_pass(gw_journal_t *j);
+
+/* One pass at a time, on a coroutine (admin.c): its reads wait without holding the loop. Keys
+ * noted meanwhile wait in j->dirty for the next pass, started when this one ends. */
+static void flush_task(gw_t *gw, void *arg) {
+    gw_journal_t *j = arg;
+    flush_pass(j);
+    j->passing = 0;
+    if (gw->restoring != 1 && !gw->stopping && json_object_size(j->dirty))
+        schedule_flush(j, 0);
+}
+
 static void flush_cb(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
     gw_journal_t *j = arg;
+    if (j->passing)
+        return; /* the pass in progress schedules the next when it ends */
+    j->passing = 1;
+    gw_admin_call(j->gw, flush_task, j);
+}
+
+static void flush_pass(gw_journal_t *j) {
     gw_t *gw = j->gw;
     if (gw->restoring == 1 || json_object_size(j->dirty) == 0)
         return; /* after the restore, the check schedules the pass again */
@@ -299,6 +319,11 @@ static void republish_all(gw_journal_t *j) {
         gw_config_keys_each(ts->element[i]->str, note_one, &p);
     freeReplyObject(ts);
     MSP_INFO("config.republish", NULL, "journaling %zu configuration keys", p.n);
+}
+
+static void republish_task(gw_t *gw, void *arg) {
+    (void)gw;
+    republish_all(arg);
 }
 
 /* ---- restore ------------------------------------------------------------------------------- */
@@ -546,7 +571,7 @@ void gw_journal_epoch(gw_t *gw, const char *epoch) {
         gw_tc_invalidate_all(gw); /* restored: what the webhooks cached may be older */
     if (j->republish) {
         j->republish = 0;
-        republish_all(j);
+        gw_admin_call(gw, republish_task, j);
     }
     if (changed && json_object_size(j->dirty))
         schedule_flush(j, 0);

@@ -121,8 +121,8 @@ static int ready_cb(void *opaque, char *why, size_t why_size) {
 static void on_producer(void *arg) { rd_kafka_poll(((gw_t *)arg)->rk, 0); }
 
 /* Every route but the ops endpoints: nothing works before the producer exists. */
-static void route_cb(struct evhttp_request *req, void *arg) {
-    gw_t *g = arg;
+static void route_now(gw_t *g, void *arg) {
+    struct evhttp_request *req = arg;
     if (!g->rk) {
         gw_reply_error(g, req, "starting", 503, "the gateway is starting: waiting for Kafka");
         return;
@@ -133,7 +133,20 @@ static void route_cb(struct evhttp_request *req, void *arg) {
                        "restoring the configuration from Kafka after a loss of Redis; retry");
         return;
     }
-    gw_route(req, arg);
+    gw_route(req, g);
+}
+
+/* The webhooks answer from the tenant cache and async Redis on the loop itself; every other
+ * request runs on a coroutine of its own, so its synchronous Redis calls never hold the loop
+ * (admin.c). So does a webhook before the state marker was first read (route_now reads it). An
+ * absolute-form or encoded webhook path merely takes the coroutine's way. */
+static void route_cb(struct evhttp_request *req, void *arg) {
+    gw_t *g = arg;
+    const char *uri = evhttp_request_get_uri(req);
+    if (uri && strncmp(uri, "/v1/webhooks/", 13) == 0 && g->restoring != 2)
+        route_now(g, req);
+    else
+        gw_admin_serve(g, req, route_now);
 }
 
 static void declare_metrics(msp_metrics_t *m) {
@@ -146,7 +159,12 @@ static void declare_metrics(msp_metrics_t *m) {
     msp_metric_declare(m, "mspsync_secrets", "gauge",
                        "Stored secrets by the key of MSPSYNC_SECRET_KEYS that opens them (newest, "
                        "older, unreadable), as of the last GET /v1/secrets or re-seal.");
+    msp_metric_declare(m, "mspsync_redis_blocking_commands_total", "counter",
+                       "Redis commands the gateway sent on its blocking connection from the loop "
+                       "(not from an admin request's coroutine): each holds the loop until Redis "
+                       "answers. Expected only at shutdown.");
     msp_metric_add(m, "mspsync_jobs_queued_total", NULL, 0);
+    msp_metric_add(m, "mspsync_redis_blocking_commands_total", NULL, 0);
 }
 
 /* The gateway's own checks of its settings, after the table's. @returns 0 or -1 (logged). */
@@ -233,7 +251,7 @@ int main(int argc, char **argv) {
         MSP_WARN("redis.connect", NULL, "%s (will retry on use)", errstr);
     msp_vendor_auth_env_t aenv = {gw.base, gw.vendor, &gw.redis, &gw.key, TOKEN_MARGIN_MS};
     if (msp_vendor_auth_open(&gw.auth, &aenv) != 0 || gw_tc_start(&gw) != 0 ||
-        gw_journal_start(&gw) != 0) {
+        gw_admin_start(&gw) != 0 || gw_journal_start(&gw) != 0) {
         MSP_ERROR("startup", NULL, "out of memory");
         goto out;
     }
@@ -258,6 +276,7 @@ out:
     msp_svc_stop_accepting(&svc);
     msp_http_destroy(gw.vendor);                   /* callbacks answer 503 */
     gw_tc_stop(&gw); /* held webhook lookups answer 503; async Redis closed */
+    gw_admin_stop(&gw); /* admin requests still waiting answer 503 */
     gw_journal_stop(&gw);
     gw_history_stop(&gw);  /* its reader stops where it is: the positions in Redis say where */
     gw_replayer_stop(&gw); /* a replay in progress stops; its request answers 503 below */

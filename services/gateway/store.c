@@ -1,7 +1,10 @@
 /*
  * store.c — the gateway's synchronous Redis access.
  *
- * One blocking hiredis context on loopback. Every command first makes sure the context is usable
+ * Inside an admin request (admin.c: each runs on a coroutine) a command goes out on the loop's
+ * async connection and the request's coroutine waits for the reply while the loop goes on: the
+ * same call, the same reply and errors, nothing held. Elsewhere (callbacks on the loop, which
+ * are not requests): one blocking hiredis context on loopback. Every command first makes sure the context is usable
  * (msp_redis_ensure reconnects a context in error), and folds connection errors and error
  * replies into one NULL + errstr, which handlers turn into 503 {"error":"redis unavailable: …"}.
  *
@@ -134,6 +137,19 @@ static redisReply *send_formatted(gw_t *gw, const char *cmd, long long len, char
     if (len < 0) {
         snprintf(errstr, errstr_size, "cannot format the command");
         return NULL;
+    }
+    if (gw_admin_active(gw)) { /* an admin request: its coroutine waits, the loop goes on */
+        r = gw_admin_redis(gw, cmd, (size_t)len, errstr, errstr_size);
+        if (r)
+            journal_writes(gw, cmd, (size_t)len);
+        return r;
+    }
+    { /* on the loop's own stack: this command holds the loop until Redis answers */
+        size_t nl = 0;
+        const char *name = resp_arg(cmd, (size_t)len, 0, &nl);
+        msp_metric_add(gw->metrics, "mspsync_redis_blocking_commands_total", NULL, 1);
+        MSP_DEBUG("redis.blocking", NULL, "%.*s on the blocking connection", (int)nl,
+                  name ? name : "?");
     }
     for (int attempt = 0; attempt < 2; attempt++) {
         int fresh;
