@@ -70,7 +70,10 @@ class GatewayAdminAsyncTest(StackTest):
                 t.start()
             end = time.time() + stall_s
             n, slowest, probe = 0, 0.0, 0.0
+            states = set()
             while time.time() < end:
+                with open("/proc/%d/stat" % s.redis_proc.pid) as f:
+                    states.add(f.read().rsplit(")", 1)[1].split()[0])
                 t0 = time.time()
                 st, js, _ = self.post(s, secret, n)
                 slowest = max(slowest, time.time() - t0)
@@ -80,6 +83,7 @@ class GatewayAdminAsyncTest(StackTest):
                 self.assertEqual(http("GET", s.gateway.url("/healthz"), timeout=15)[0], 200)
                 probe = max(probe, time.time() - t0)
             waiting = [c[0] for c, t in zip(calls, threads) if t.is_alive()]
+            self.assertEqual(states, {"T"}, "redis-server did not stay stopped")
         finally:
             s.redis_proc.send_signal(signal.SIGCONT)
         for t in threads:
@@ -114,7 +118,7 @@ class GatewayAdminAsyncTest(StackTest):
               "admin answers after %s" % (n, slowest, probe, {
                   k: round(v[2], 2) for k, v in answers.items()}))
         self.assertEqual(sorted(waiting), sorted(c[0] for c in calls),
-                         "every admin request waited on Redis for the whole stall")
+                         "every admin request waited on Redis for the whole stall: %r" % answers)
         self.assertLess(slowest, WEBHOOK_LIMIT_S)
         self.assertLess(probe, WEBHOOK_LIMIT_S)
         self.assertGreaterEqual(n, 5)
