@@ -26,9 +26,8 @@
  *     command in flight): sleepers wake and fail, waiting requests are answered 503.
  *
  * What still blocks the loop: code that takes the blocking context itself rather than going
- * through gw_redis — during an integration's vendor proof, each call's rate-limit token and the
- * ConnectWise RMM token store — and, at shutdown, whatever runs after the async connection is
- * gone.
+ * through gw_redis — the ConnectWise RMM token store during an integration's vendor proof —
+ * and, at shutdown, whatever runs after the async connection is gone.
  */
 #include "gateway.h"
 

@@ -330,6 +330,7 @@ void api_integration_put(gw_t *gw, struct evhttp_request *req, const char *tenan
     g->env = (msp_vcall_env_t){.base = gw->base,
                                .http = &gw->vendor,
                                .redis = &gw->redis,
+                               .aredis = gw->aredis, /* tokens taken without holding the loop */
                                .redis_url = gw->cfg.redis_url,
                                .backoff_base_ms = 1000,
                                .backoff_cap_ms = 1000,
