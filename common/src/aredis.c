@@ -305,7 +305,7 @@ static int gcra_send(msp_gcra_async_t *t);
 
 static void gcra_reply(void *arg, redisReply *r, const char *why) {
     msp_gcra_async_t *t = arg;
-    char err[600];
+    char err[1300];
     if (!r) {
         snprintf(err, sizeof(err), "GCRA %s: %s", t->key, why);
         t->cb(t->arg, -1, 0, err);

@@ -158,6 +158,18 @@ class GatewayAdminAsyncTest(StackTest):
         wait_until(lambda: len([l for l in s.kcat("raw.events") if l.startswith("acme\t")]) >= n,
                    60, "the stalls' incidents in raw.events")
 
+    def test_a_long_base_url_gets_the_vendors_answer_not_a_redis_error(self):
+        """The proof's rate-limit token is taken on the async connection; its bucket names the
+        base URL, ~500 bytes here (the API accepts it): the take must not refuse the key."""
+        s = self.make_gateway_stack()
+        s.add_tenant("acme")
+        base = "https://" + "0" * 480 + ".invalid"
+        st, js, _ = s.api("PUT", "/v1/tenants/acme/integrations/syncro",
+                          {"base_url": base, "api_key": "k" * 20})
+        self.assertNotEqual(st, 503, js)
+        self.assertNotIn("GCRA", json.dumps(js))
+        self.assertNotIn("redis", json.dumps(js).lower())
+
     def test_a_deeply_nested_admin_body_is_refused_not_a_crash(self):
         """jansson parses nesting recursively, on the request's coroutine stack: its own depth
         limit (2048) is reached long before the stack's end."""

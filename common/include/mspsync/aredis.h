@@ -97,7 +97,7 @@ typedef struct msp_gcra_async_s {
     msp_gcra_cb *cb;
     void *arg;
     int evalsha; /* 1 while the EVALSHA is out; a NOSCRIPT answer resends as EVAL */
-    char key[512];
+    char key[1024]; /* a Syncro bucket names its base URL: up to ~700 bytes */
     char rate[40], burst[16], cost[16];
 } msp_gcra_async_t;
 
