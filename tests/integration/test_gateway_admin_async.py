@@ -64,8 +64,13 @@ class GatewayAdminAsyncTest(StackTest):
             st, js, _ = http(method, s.gateway.url(path), body, hdrs, timeout=60)
             answers[what] = (st, js, time.time() - t0)
 
+        def state():
+            with open("/proc/%d/stat" % s.redis_proc.pid) as f:
+                return f.read().rsplit(")", 1)[1].split()[0]
+
         s.redis_proc.send_signal(signal.SIGSTOP)
         try:
+            wait_until(lambda: state() == "T", 10, "redis-server stopped", interval=0.01)
             # Clients that leave while their request waits on Redis: the answer, when it comes,
             # goes to a request libevent detached from its connection (replying frees it).
             for path in ("/v1/tenants/acme/assets", "/v1/tenants"):
@@ -79,8 +84,7 @@ class GatewayAdminAsyncTest(StackTest):
             n, slowest, probe = 0, 0.0, 0.0
             states = set()
             while time.time() < end:
-                with open("/proc/%d/stat" % s.redis_proc.pid) as f:
-                    states.add(f.read().rsplit(")", 1)[1].split()[0])
+                states.add(state())
                 t0 = time.time()
                 st, js, _ = self.post(s, secret, n)
                 slowest = max(slowest, time.time() - t0)
