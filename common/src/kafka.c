@@ -203,9 +203,16 @@ const char *msp_kafka_assignor(void) {
                                                           : "range,roundrobin";
 }
 
+int msp_kafka_cooperative(rd_kafka_t *rk) {
+    /* NULL when the consumer is no group member (closed before it ever joined: UBSan saw the
+     * gateway's history reader do it at shutdown) */
+    const char *p = rd_kafka_rebalance_protocol(rk);
+    return p && !strcmp(p, "COOPERATIVE");
+}
+
 void msp_kafka_rebalance_apply(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                rd_kafka_topic_partition_list_t *parts) {
-    int coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+    int coop = msp_kafka_cooperative(rk);
     int assign = err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
     rd_kafka_error_t *e = NULL;
     rd_kafka_resp_err_t r = RD_KAFKA_RESP_ERR_NO_ERROR;

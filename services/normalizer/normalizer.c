@@ -1736,7 +1736,7 @@ void nz_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                      rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     nz_t             *nz    = opaque;
-    int               coop  = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    int coop = msp_kafka_cooperative(rk);
     rd_kafka_error_t *error = NULL;
     rd_kafka_resp_err_t ret = RD_KAFKA_RESP_ERR_NO_ERROR;
 

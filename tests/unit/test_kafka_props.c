@@ -199,8 +199,24 @@ static void configure_refuses_min_insync_above_replication(void **state) {
     assert_int_equal(msp_kafka_configure(&k, "", err, sizeof(err)), 0);
 }
 
+/* No group membership: rd_kafka_rebalance_protocol() is NULL (as for a consumer closed before it
+ * ever joined, which UBSan caught at the gateway's shutdown): not cooperative, and no crash. */
+static void cooperative_without_a_group_is_no(void **state) {
+    (void)state;
+    char err[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", "127.0.0.1:1", err, sizeof err),
+                     RD_KAFKA_CONF_OK);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    assert_non_null(rk);
+    assert_null(rd_kafka_rebalance_protocol(rk));
+    assert_int_equal(msp_kafka_cooperative(rk), 0);
+    rd_kafka_destroy(rk);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(cooperative_without_a_group_is_no),
         cmocka_unit_test(variable_names_map_to_lower_case_dotted_properties),
         cmocka_unit_test(secret_properties_are_recognised),
         cmocka_unit_test(file_lines_are_read_and_later_sources_win),

@@ -189,6 +189,13 @@ void msp_kafka_conf_log(rd_kafka_conf_t *conf);
 const char *msp_kafka_assignor(void);
 
 /**
+ * @brief 1 when rk's group uses the COOPERATIVE rebalance protocol; 0 under EAGER and when rk
+ * is no group member (rd_kafka_rebalance_protocol() is then NULL: a consumer closed before it
+ * ever joined).
+ */
+int msp_kafka_cooperative(rd_kafka_t *rk);
+
+/**
  * @brief The assign/unassign half of every rebalance callback, right for both protocols:
  * incremental (un)assign under COOPERATIVE, rd_kafka_assign(parts)/(NULL) under EAGER. Call it
  * after the service revoked its own state for parts (on revoke) or before it uses the new
