@@ -1,10 +1,11 @@
 /*
  * store.c — the gateway's synchronous Redis access.
  *
- * Inside an admin request (admin.c: each runs on a coroutine) a command goes out on the loop's
- * async connection and the request's coroutine waits for the reply while the loop goes on: the
- * same call, the same reply and errors, nothing held. Elsewhere (callbacks on the loop, which
- * are not requests): one blocking hiredis context on loopback. Every command first makes sure the context is usable
+ * Inside an admin request or loop task (admin.c: each runs on a coroutine) a command goes out
+ * on the loop's async connection and the coroutine waits for the reply while the loop goes on:
+ * the same call, the same reply and errors, nothing held. Elsewhere (at shutdown, or with no
+ * coroutine to be had): one blocking hiredis context on loopback, counted in
+ * mspsync_redis_blocking_commands_total. Every command first makes sure the context is usable
  * (msp_redis_ensure reconnects a context in error), and folds connection errors and error
  * replies into one NULL + errstr, which handlers turn into 503 {"error":"redis unavailable: …"}.
  *
