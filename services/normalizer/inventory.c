@@ -18,6 +18,7 @@
 #include <mspsync/log.h>
 #include <mspsync/model.h>
 #include <mspsync/redis.h>
+#include <mspsync/statekeys.h>
 #include <mspsync/trace.h>
 
 #include "coalesce.h"
@@ -39,32 +40,153 @@ static const char claim_lua[] =
 
 typedef struct pipe_s {
     redisContext *c;
-    nz_coal_t    *wc;       /* when set, writes are gathered per key until EXEC (coalesce.h) */
-    int           n;
-    redisReply  **r;
-    int           cap;
-    int           failed;
-    char         *err;
-    size_t        errsz;
+    nz_coal_t *wc; /* when set, writes are gathered per key until EXEC (coalesce.h) */
+    int n;
+    redisReply **r;
+    int cap;
+    int failed;
+    char *err;
+    size_t errsz;
+    unsigned char *kind; /* per command: K_* (the fence's replies to check), or NULL */
+    int kind_cap;
 } pipe_t;
+
+/* ---- the fence: no write lands in a Redis that lost its state since the batch's check ------ */
+
+/*
+ * nz_inv_fence names the state epoch the caller checked. The first pipeline of a call WATCHes
+ * the epoch marker and the inventory marker and reads them back (MGET, checked against the
+ * epoch): from there every MULTI/EXEC aborts if Redis was flushed, restored or rebuilt, and the
+ * reads before the check are known to come from the checked state. EXEC ends the WATCH: the
+ * next pipeline arms it again, and a transaction never starts unarmed (p_arm_now). A call that
+ * finds the state changed returns NZ_INV_LOST. One inventory connection per thread.
+ */
+static _Thread_local struct {
+    char epoch[64]; /* "" = no fence */
+    int armed;      /* 0 no WATCH, ARM_QUEUED in the pipeline being built, ARM_CHECKED */
+    int lost;       /* the call found the state changed */
+} fence;
+
+enum { K_PLAIN = 0, K_EXEC, K_WATCH, K_CHECK }; /* the fence's own replies are not the caller's */
+enum { ARM_QUEUED = 1, ARM_CHECKED };
+
+void nz_inv_fence(const char *epoch) {
+    snprintf(fence.epoch, sizeof fence.epoch, "%s", epoch ? epoch : "");
+    fence.armed = 0;
+}
+
+static void marker_keys(char ke[64], char ki[64]) {
+    msp_key(ke, 64, "_", MSP_STATE_EPOCH_SUFFIX);
+    msp_key(ki, 64, "_", MSP_STATE_INVENTORY_SUFFIX);
+}
+
+/* An MGET of the two markers names the fenced epoch in both. */
+static int fence_holds(const redisReply *r) {
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+        return 0;
+    for (size_t i = 0; i < 2; i++)
+        if (r->element[i]->type != REDIS_REPLY_STRING || strcmp(r->element[i]->str, fence.epoch))
+            return 0;
+    return 1;
+}
+
+static void p_lost(pipe_t *p) {
+    fence.lost = 1;
+    snprintf(p->err, p->errsz, "Redis lost its state during the step (the state epoch changed)");
+}
+
+/* Command index p->n - 1 is of kind k. */
+static void p_kind(pipe_t *p, int k) {
+    if (p->n > p->kind_cap) {
+        int cap = p->n < 64 ? 64 : 2 * p->n;
+        unsigned char *nk = realloc(p->kind, (size_t)cap);
+        if (!nk) {
+            p->failed = 1;
+            return;
+        }
+        memset(nk + p->kind_cap, K_PLAIN, (size_t)(cap - p->kind_cap));
+        p->kind = nk;
+        p->kind_cap = cap;
+    }
+    if (k != K_PLAIN || p->kind)
+        p->kind[p->n - 1] = (unsigned char)k;
+}
+
+static void p_append(pipe_t *p, int argc, const char **argv, const size_t *lens) {
+    if (redisAppendCommandArgv(p->c, argc, argv, lens) != REDIS_OK)
+        p->failed = 1;
+    p->n++;
+    if (p->kind)
+        p_kind(p, K_PLAIN);
+}
+
+/* Queue the WATCH and its check ahead of the pipeline's first command. */
+static void p_arm(pipe_t *p) {
+    if (!fence.epoch[0] || fence.armed)
+        return;
+    char ke[64], ki[64];
+    marker_keys(ke, ki);
+    const char *w[] = {"WATCH", ke, ki}, *m[] = {"MGET", ke, ki};
+    size_t l[] = {5, strlen(ke), strlen(ki)};
+    p_append(p, 3, w, l);
+    p_kind(p, K_WATCH);
+    l[0] = 4;
+    p_append(p, 3, m, l);
+    p_kind(p, K_CHECK);
+    fence.armed = ARM_QUEUED;
+}
+
+/* Arm in a round trip of its own: a transaction queued behind an unchecked WATCH in the same
+ * pipeline would run even when the check fails. */
+static void p_arm_now(pipe_t *p) {
+    if (!fence.epoch[0] || fence.armed == ARM_CHECKED)
+        return;
+    if (p->n > 0 || fence.armed) { /* a write pipeline starts with its MULTI */
+        snprintf(p->err, p->errsz, "internal: a transaction queued behind other commands");
+        p->failed = 1;
+        return;
+    }
+    char ke[64], ki[64];
+    marker_keys(ke, ki);
+    redisReply *w = redisCommand(p->c, "WATCH %s %s", ke, ki);
+    redisReply *m =
+        w && w->type == REDIS_REPLY_STATUS ? redisCommand(p->c, "MGET %s %s", ke, ki) : NULL;
+    if (m && !fence_holds(m))
+        p_lost(p);
+    else if (!m)
+        snprintf(p->err, p->errsz, "redis: %s", p->c->err ? p->c->errstr : "WATCH failed");
+    else
+        fence.armed = ARM_CHECKED;
+    if (!fence.armed)
+        p->failed = 1;
+    if (w)
+        freeReplyObject(w);
+    if (m)
+        freeReplyObject(m);
+}
 
 static void p_raw(pipe_t *p, int argc, const char **argv)
 {
     size_t lens[64];
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
-    if (redisAppendCommandArgv(p->c, argc, argv, lens) != REDIS_OK)
-        p->failed = 1;
-    p->n++;
+    if (!strcmp(argv[0], "MULTI"))
+        p_arm_now(p);
+    else
+        p_arm(p);
+    p_append(p, argc, argv, lens);
+    if (!strcmp(argv[0], "EXEC")) {
+        p_kind(p, K_EXEC);
+        fence.armed = 0;
+    }
 }
 
 /* The coalescer's output: a gathered command can have any number of arguments. */
 static int p_emit(void *arg, int argc, const char **argv, const size_t *lens)
 {
     pipe_t *p = arg;
-    if (redisAppendCommandArgv(p->c, argc, argv, lens) != REDIS_OK)
-        p->failed = 1;
-    p->n++;
+    p_arm(p);
+    p_append(p, argc, argv, lens);
     return 0;
 }
 
@@ -77,6 +199,25 @@ static void p_cmd(pipe_t *p, int argc, const char **argv)
         p_raw(p, argc, argv);
     else if (block_end || nz_coal_cmdv(p->wc, argc, argv) < 0)
         p->failed = 1;
+}
+
+/* The start and the end of a call: an armed WATCH left behind would make the caller's own
+ * transactions on this connection conditional. @returns rc, or -1 when UNWATCH failed. */
+static void fence_begin(void) {
+    fence.armed = 0;
+    fence.lost = 0;
+}
+
+static int fence_end(redisContext *c, int rc) {
+    if (rc >= 0 && fence.armed) {
+        redisReply *r = redisCommand(c, "UNWATCH");
+        if (!r || r->type != REDIS_REPLY_STATUS)
+            rc = -1;
+        if (r)
+            freeReplyObject(r);
+    }
+    fence.armed = 0;
+    return rc < 0 && fence.lost ? NZ_INV_LOST : rc;
 }
 
 #define P(p, ...)                                                                                 \
@@ -126,22 +267,50 @@ static int p_run(pipe_t *p)
     p->r   = calloc((size_t)(p->n ? p->n : 1), sizeof *p->r);
     p->cap = p->n;
     int rc = p->failed || !p->r ? -1 : 0;
-    for (int i = 0; i < p->n && p->r; i++) {
+    /* A failed pipeline is never sent (the caller drops the connection with what it holds): a
+     * transaction queued after a failed fence check must not run. */
+    int w = 0; /* the caller's replies are p->r[0..w), in the order of its commands */
+    for (int i = 0; i < p->n && rc == 0; i++) {
         void *rep = NULL;
         if (redisGetReply(p->c, &rep) != REDIS_OK) {
             rc = -1;
             break;
         }
-        p->r[i] = rep;
-        if (p->r[i]->type == REDIS_REPLY_ERROR) {
-            snprintf(p->err, p->errsz, "redis: %s", p->r[i]->str);
+        const redisReply *r = rep;
+        int kind = p->kind && i < p->kind_cap ? p->kind[i] : K_PLAIN;
+        if (kind == K_WATCH || kind == K_CHECK) {
+            int holds = kind == K_WATCH ? r->type == REDIS_REPLY_STATUS : fence_holds(r);
+            freeReplyObject(rep);
+            if (!holds) {
+                p_lost(p);
+                rc = -1;
+            }
+            continue;
+        }
+        p->r[w++] = rep;
+        if (r->type == REDIS_REPLY_ERROR) {
+            snprintf(p->err, p->errsz, "redis: %s", r->str);
             rc = -1;
+        } else if (kind == K_EXEC && r->type != REDIS_REPLY_ARRAY) {
+            p_lost(p); /* nil: a watched marker changed */
+            rc = -1;
+        } else if (kind == K_EXEC) {
+            for (size_t e = 0; e < r->elements; e++)
+                if (r->element[e]->type == REDIS_REPLY_ERROR) {
+                    snprintf(p->err, p->errsz, "redis: %s", r->element[e]->str);
+                    rc = -1;
+                    break;
+                }
         }
     }
     if (rc < 0 && p->c->err)
         snprintf(p->err, p->errsz, "redis: %s", p->c->errstr);
     else if (rc < 0 && !p->err[0])
         snprintf(p->err, p->errsz, "redis: pipeline failed");
+    if (rc < 0)
+        fence.armed = 0; /* the caller drops the connection */
+    else if (fence.armed == ARM_QUEUED)
+        fence.armed = ARM_CHECKED;
     return rc;
 }
 
@@ -155,6 +324,9 @@ static void p_reset(pipe_t *p)
     p->n      = 0;
     p->cap    = 0;
     p->failed = 0;
+    free(p->kind);
+    p->kind = NULL;
+    p->kind_cap = 0;
 }
 
 static const char *p_str(const pipe_t *p, int i)
@@ -533,7 +705,9 @@ static int asset_store(redisContext *c, const char *tenant, const char *aid, ass
     prep_t pr;
     if (a->n == 0) {
         /* No member left: the asset is deleted (tombstone). */
+        P(&p, "MULTI");
         prep_cmds(&p, tenant, aid, NULL);
+        P(&p, "EXEC");
         int rc = p_run(&p);
         p_reset(&p);
         if (rc == 0 && out_add(out, tenant, aid, NULL, NULL, NULL) < 0)
@@ -544,7 +718,9 @@ static int asset_store(redisContext *c, const char *tenant, const char *aid, ass
         snprintf(err, errsz, "out of memory");
         return -1;
     }
+    P(&p, "MULTI");
     prep_cmds(&p, tenant, aid, &pr);
+    P(&p, "EXEC");
     int rc = p_run(&p);
     p_reset(&p);
     if (rc == 0 && prep_out(out, tenant, aid, &pr) < 0) {
@@ -740,9 +916,11 @@ static void av_push(argv_t *av, const char *s)
 /* Queue av as one command and start the next. */
 static void av_send(pipe_t *p, argv_t *av)
 {
-    if (av->oom || redisAppendCommandArgv(p->c, (int)av->n, av->v, av->l) != REDIS_OK)
+    p_arm(p);
+    if (av->oom)
         p->failed = 1;
-    p->n++;
+    else
+        p_append(p, (int)av->n, av->v, av->l);
     av->n = 0;
 }
 
@@ -1176,11 +1354,11 @@ static int batch_apply(nz_inv_t *inv, redisContext *c, size_t from, size_t to, o
     qsort(uo, to - from, sizeof *uo, cmp_tenant_ix);
     qsort(to_, (size_t)nt, sizeof *to_, cmp_tenant_ix);
     p.wc = wc;
+    P(&p, "MULTI");
     for (size_t g = 0, tj = 0, ge; g < to - from; g = ge) {
         const char *tenant = uo[g].tenant;
         for (ge = g + 1; ge < to - from && strcmp(uo[ge].tenant, tenant) == 0; ge++)
             ;
-        P(&p, "MULTI");
         for (size_t o = g; o < ge; o++) {
             up_t *u = &inv->ups[uo[o].i];
             if (!u->js) {
@@ -1217,8 +1395,8 @@ static int batch_apply(nz_inv_t *inv, redisContext *c, size_t from, size_t to, o
         /* the touched assets are the ups' (same tenants, both sorted alike) */
         for (; tj < (size_t)nt && strcmp(to_[tj].tenant, tenant) == 0; tj++)
             prep_cmds(&p, tenant, t[to_[tj].i].aid, &t[to_[tj].i].pr);
-        P(&p, "EXEC");
     }
+    P(&p, "EXEC");
     p.wc = NULL;
     if (p_run(&p) < 0)
         goto out;
@@ -1422,7 +1600,8 @@ int nz_inv_run(nz_inv_t *inv, redisContext *c, const char *at, nz_inv_out_t *out
                size_t errsz)
 {
     overlay_t ov = {json_object(), json_object(), json_object(), json_object(), json_object()};
-    int       rc = batch_read(inv, c, ov.counts, err, errsz);
+    fence_begin();
+    int rc = batch_read(inv, c, ov.counts, err, errsz);
     for (size_t from = 0; rc == 0 && from < inv->n;) {
         split_t sp;
         size_t  to = batch_decide(inv, from, &ov, &sp);
@@ -1436,10 +1615,10 @@ int nz_inv_run(nz_inv_t *inv, redisContext *c, const char *at, nz_inv_out_t *out
     json_decref(ov.ksrc);
     json_decref(ov.counts);
     json_decref(ov.written);
-    if (rc < 0)
-        return -1;
-    inv_clear(inv);
-    return 0;
+    rc = fence_end(c, rc);
+    if (rc == 0)
+        inv_clear(inv);
+    return rc;
 }
 
 /* ---- one source at a time ---------------------------------------------------------------- */
@@ -1473,9 +1652,8 @@ static int source_load(redisContext *c, const char *tenant, const char *src_id, 
     return rc;
 }
 
-int nz_inv_source_gone(redisContext *c, const char *tenant, const char *src_id, const char *at,
-                       nz_inv_out_t *out, char *err, size_t errsz)
-{
+static int gone_one(redisContext *c, const char *tenant, const char *src_id, const char *at,
+                    nz_inv_out_t *out, char *err, size_t errsz) {
     char    aid[KEYLEN], ksrc[KEYLEN];
     json_t *rec;
     int     rc = source_load(c, tenant, src_id, aid, &rec, err, errsz);
@@ -1493,10 +1671,12 @@ int nz_inv_source_gone(redisContext *c, const char *tenant, const char *src_id, 
         return -1;
     }
     key(ksrc, tenant, "inv:src:asset:%s", src_id);
+    P(&p, "MULTI");
     P(&p, "SET", ksrc, js);
     p_history(
         &p, tenant, aid, "source_gone",
         src_facts(src_id, "its vendor no longer lists it (a full sync did not see it)", NULL));
+    P(&p, "EXEC");
     rc = p_run(&p);
     p_reset(&p);
     msp_json_free(js);
@@ -1506,9 +1686,8 @@ int nz_inv_source_gone(redisContext *c, const char *tenant, const char *src_id, 
     return rc;
 }
 
-int nz_inv_source_remove(redisContext *c, const char *tenant, const char *src_id, const char *at,
-                         nz_inv_out_t *out, char *err, size_t errsz)
-{
+static int remove_one(redisContext *c, const char *tenant, const char *src_id, const char *at,
+                      nz_inv_out_t *out, char *err, size_t errsz) {
     char    klink[KEYLEN], ksrc[KEYLEN], kmkey[KEYLEN], k[KEYLEN], aid[KEYLEN];
     json_t *rec;
     int     rc = source_load(c, tenant, src_id, aid, &rec, err, errsz);
@@ -1522,6 +1701,7 @@ int nz_inv_source_remove(redisContext *c, const char *tenant, const char *src_id
     int  nk = rec ? nz_match_keys(rec, keys, NZ_MKEY_MAX) : 0;
     json_decref(rec);
     /* Drop the source, and the match keys it brought that point at this asset. */
+    P(&p, "MULTI");
     P(&p, "DEL", ksrc);
     P(&p, "HDEL", klink, src_id);
     key(k, tenant, "inv:members:%s", aid);
@@ -1546,6 +1726,7 @@ int nz_inv_source_remove(redisContext *c, const char *tenant, const char *src_id
         snprintf(f, sizeof f, "%s|%s", src_id, fields[i]);
         P(&p, "HDEL", k, f);
     }
+    P(&p, "EXEC");
     rc = p_run(&p);
     p_reset(&p);
     if (rc < 0)
@@ -1558,12 +1739,18 @@ int nz_inv_source_remove(redisContext *c, const char *tenant, const char *src_id
     }
     char kksrc[KEYLEN];
     key(kksrc, tenant, "inv:ksrc");
+    int claims = 0;
     for (size_t i = 0; i < a.n; i++) {
         char mk[NZ_MKEY_MAX][NZ_MKEY_LEN];
         int  n = nz_match_keys(a.recs[i], mk, NZ_MKEY_MAX);
-        for (int j = 0; j < n; j++)   /* a demoted key names no asset, ever */
+        for (int j = 0; j < n; j++) { /* a demoted key names no asset, ever */
+            if (claims++ == 0)
+                P(&p, "MULTI");
             P(&p, "EVAL", claim_lua, "2", kmkey, kksrc, mk[j], aid);
+        }
     }
+    if (claims)
+        P(&p, "EXEC");
     rc = p.n ? p_run(&p) : 0;
     p_reset(&p);
     char cid[40];
@@ -1574,9 +1761,9 @@ int nz_inv_source_remove(redisContext *c, const char *tenant, const char *src_id
     return rc;
 }
 
-int nz_inv_edit(redisContext *c, const char *tenant, const char *asset_id, const json_t *fields,
-                const char *edit_id, const char *at, nz_inv_out_t *out, char *err, size_t errsz)
-{
+static int edit_one(redisContext *c, const char *tenant, const char *asset_id, const json_t *fields,
+                    const char *edit_id, const char *at, nz_inv_out_t *out, char *err,
+                    size_t errsz) {
     asset_ctx_t a;
     if (asset_load(c, tenant, asset_id, &a, err, errsz) < 0) {
         ctx_free(&a);
@@ -1618,15 +1805,35 @@ int nz_inv_edit(redisContext *c, const char *tenant, const char *asset_id, const
                          errsz);
     if (rc == 0 && mask) {
         key(k, tenant, "inv:edit:%s", asset_id);
+        P(&p, "MULTI");
         for (int f = 0; f < NZ_F_COUNT; f++) {
             if (setv[f])
                 P(&p, "HSET", k, nz_date_fields[f], setv[f]);
             else if (del[f])
                 P(&p, "HDEL", k, nz_date_fields[f]);
         }
+        P(&p, "EXEC");
         rc = p_run(&p);
         p_reset(&p);
     }
     ctx_free(&a);
     return rc;
+}
+
+int nz_inv_source_gone(redisContext *c, const char *tenant, const char *src_id, const char *at,
+                       nz_inv_out_t *out, char *err, size_t errsz) {
+    fence_begin();
+    return fence_end(c, gone_one(c, tenant, src_id, at, out, err, errsz));
+}
+
+int nz_inv_source_remove(redisContext *c, const char *tenant, const char *src_id, const char *at,
+                         nz_inv_out_t *out, char *err, size_t errsz) {
+    fence_begin();
+    return fence_end(c, remove_one(c, tenant, src_id, at, out, err, errsz));
+}
+
+int nz_inv_edit(redisContext *c, const char *tenant, const char *asset_id, const json_t *fields,
+                const char *edit_id, const char *at, nz_inv_out_t *out, char *err, size_t errsz) {
+    fence_begin();
+    return fence_end(c, edit_one(c, tenant, asset_id, fields, edit_id, at, out, err, errsz));
 }

@@ -34,6 +34,19 @@ typedef struct nz_inv_out_s {
     size_t nslot; /* a power of two, more than twice n (0: none yet) */
 } nz_inv_out_t;
 
+/** A call found that Redis lost its state since the caller's check (nz_inv_fence). */
+#define NZ_INV_LOST (-2)
+
+/**
+ * @brief Fence this thread's calls on a state epoch (statekeys.h; NULL or "": none): each call
+ * WATCHes the epoch and inventory markers before its first read and checks they name epoch, so
+ * that its writes (every one in a MULTI/EXEC) apply only while Redis keeps the state the reads
+ * came from. A flush, a restore or a rebuild since then makes the call return NZ_INV_LOST having
+ * written nothing more: the caller drops its outputs and the connection, waits for the rebuild
+ * and processes the batch again (its outputs until then are from the checked state).
+ */
+void nz_inv_fence(const char *epoch);
+
 /** @brief Free what out holds and zero it. */
 void nz_inv_out_clear(nz_inv_out_t *out);
 
@@ -80,12 +93,13 @@ int nz_inv_queue(nz_inv_t *inv, const char *tenant, const char *src_id, const js
  * every touched asset once and write it. On 0 the queue is empty. On -1 (Redis) out keeps what
  * was already written; the caller calls again with the same out and a fresh connection (every
  * step is idempotent, and out keeps one entry per asset).
- * @returns 0 / -1.
+ * @returns 0 / -1 / NZ_INV_LOST.
  */
 int nz_inv_run(nz_inv_t *inv, redisContext *c, const char *at, nz_inv_out_t *out, char *err,
                size_t errsz);
 
-/** @brief A source record is gone from its vendor. @returns 0, 1 unknown source, -1 Redis. */
+/** @brief A source record is gone from its vendor. @returns 0, 1 unknown source, -1 Redis,
+ * NZ_INV_LOST (as the two below). */
 int nz_inv_source_gone(redisContext *c, const char *tenant, const char *src_id, const char *at,
                        nz_inv_out_t *out, char *err, size_t errsz);
 

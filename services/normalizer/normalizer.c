@@ -51,6 +51,11 @@
 #define M_BATCH_S  "mspsync_normalizer_batch_seconds"
 #define M_RETRIES  "mspsync_normalizer_retries_total"
 #define M_STAGE_S  "mspsync_normalizer_stage_seconds_total"
+#define M_RESTARTS "mspsync_normalizer_batch_restarts_total"
+
+/* A step found that Redis lost its state since the batch's state check (nz_inv_fence): the
+ * batch starts over once the state is back (batch_restart). */
+#define NZ_LOST (-3)
 
 /* Where a batch's time goes (M_STAGE_S): CPU stages and the waits on Redis and Kafka. */
 enum { S_PREPARE, S_LOOKUP, S_INVENTORY, S_KAFKA, S_REDIS_WRITE, S_COUNT };
@@ -171,6 +176,7 @@ struct nz_s {
     int           joined;
     int64_t gate_at;                   /* when an idle loop last checked the state (ms) */
     char          degraded[256];       /* what failed last ("redis inventory"); "" when healthy */
+    char epoch[64];                    /* the state epoch the last state check passed on */
 };
 
 /* ------------------------------------------------------------------------------------------ */
@@ -330,6 +336,9 @@ static int state_gate(nz_t *nz) {
         }
         nz_state_t st = nz_state_check(nz->redis, epoch, sizeof epoch);
         if (st == NZ_STATE_READY) {
+            /* the batch's inventory writes apply only while Redis keeps this state */
+            snprintf(nz->epoch, sizeof nz->epoch, "%s", epoch);
+            nz_inv_fence(epoch);
             if (attempt) {
                 MSP_INFO("normalizer.state_ready", NULL, "state restored: processing again");
                 set_paused(nz, 0);
@@ -361,6 +370,31 @@ static int state_gate(nz_t *nz) {
             MSP_WARN("normalizer.state_wait", NULL, "%s: batches wait", nz->degraded);
         set_paused(nz, 1);
         if (wait_serving(nz, 250) < 0)
+            return -1;
+    }
+}
+
+/*
+ * Redis still holds the state the batch's state check passed on: what was read since comes from
+ * it (the inventory's own calls check this themselves, nz_inv_fence). @returns 0, NZ_LOST, -1
+ * on shutdown.
+ */
+static int state_holds(nz_t *nz) {
+    char err[512], epoch[64];
+    for (unsigned attempt = 0;; attempt++) {
+        if (msp_redis_ensure(&nz->redis, nz->conf.redis_url, err, sizeof err) == 0) {
+            nz_state_t st = nz_state_check(nz->redis, epoch, sizeof epoch);
+            if (st == NZ_STATE_READY && strcmp(epoch, nz->epoch) == 0)
+                return 0;
+            if (st != NZ_STATE_ERROR) {
+                MSP_WARN("normalizer.state_lost", NULL, "Redis lost its state during the batch");
+                return NZ_LOST;
+            }
+            snprintf(err, sizeof err, "%s", nz->redis->errstr[0] ? nz->redis->errstr : "error");
+            redisFree(nz->redis);
+            nz->redis = NULL;
+        }
+        if (retry_wait(nz, attempt, "redis state check", err) < 0)
             return -1;
     }
 }
@@ -861,7 +895,7 @@ typedef enum { INV_RUN, INV_GONE, INV_REMOVE, INV_EDIT } inv_op_t;
  * change is queued for the commit (after Kafka acknowledged it). INV_RUN applies the queued
  * upserts (nz_inv_run); the others first apply what is queued, so the inventory sees the
  * batch in order.
- * @returns 0, 1 (unknown source or asset), -1 shutdown.
+ * @returns 0, 1 (unknown source or asset), -1 shutdown, NZ_LOST.
  */
 static int inv_apply(nz_t *nz, inv_op_t op, const char *tenant, const char *id, const json_t *j,
                      const char *edit_id)
@@ -889,9 +923,17 @@ static int inv_apply(nz_t *nz, inv_op_t op, const char *tenant, const char *id, 
                 break;
             if (op != INV_RUN)
                 nz_inv_out_clear(&out);
-            /* A failed pipeline may leave replies unread: start on a fresh connection. */
+            /* A failed pipeline may leave replies unread (or a WATCH armed): start on a fresh
+             * connection. */
             redisFree(nz->redis);
             nz->redis = NULL;
+            if (rc == NZ_INV_LOST) {
+                /* what the call wrote before went with the state: none of it is published */
+                MSP_WARN("normalizer.state_lost", NULL, "%s", err);
+                nz_inv_out_clear(&out);
+                nz_inv_discard(nz->inv);
+                return NZ_LOST;
+            }
         }
         if (retry_wait(nz, attempt, "redis inventory", err[0] ? err : "redis error") < 0) {
             nz_inv_out_clear(&out);   /* shutdown: the batch replays */
@@ -1388,6 +1430,10 @@ static int sweep(nz_t *nz, const nz_item_t *sc)
         }
         if (redis_run(nz, &nz->reads, sweep_load_reply, nz, "redis sweep") < 0)
             return -1;
+        /* what is marked gone below must not come from a Redis wiped since the batch began */
+        int rc = state_holds(nz);
+        if (rc < 0)
+            return rc;
 
         for (size_t c = 0; c < n; c++) {
             const char *id = nz->sw_ids.p + nz->sw_off[c];
@@ -1625,6 +1671,32 @@ int nz_finish_pending(nz_t *nz) { return finish_pending(nz, 0); }
 
 int nz_has_pending(const nz_t *nz) { return nz->npend > 0; }
 
+/*
+ * Redis lost its state during the batch (NZ_LOST). The outputs of its steps before the loss go
+ * out: they come from the state the batch began on, as if the loss had come after the batch.
+ * Everything else it did is dropped — its queued writes, the step that found the loss — and the
+ * batch is processed again from its first message once the state is back (the caller waits in
+ * state_gate). A message dead-lettered before the loss is dead-lettered again, as after a crash.
+ * @returns 0, -1 shutdown, -2 fatal.
+ */
+static int batch_restart(nz_t *nz, size_t n) {
+    MSP_WARN("batch.restart", NULL,
+             "Redis lost its state during a batch of %zu messages: the "
+             "batch is processed again once the state is restored",
+             n);
+    msp_metric_add(nz->conf.metrics, M_RESTARTS, NULL, 1);
+    int rc = drain_outputs(nz);
+    if (rc < 0)
+        return rc;
+    nz_inv_discard(nz->inv);
+    w_reset(nz);
+    nz->nstats = 0;
+    outputs_reset(nz);
+    for (size_t i = 0; i < n; i++)
+        item_clear(&nz->items[i], 0);
+    return 0;
+}
+
 int nz_process_batch(nz_t *nz, rd_kafka_message_t **msgs, size_t n)
 {
     int64_t started = msp_now_ms();
@@ -1656,6 +1728,7 @@ int nz_process_batch(nz_t *nz, rd_kafka_message_t **msgs, size_t n)
     int next_made = nz->npend > 0;
     if (next_made)
         nz_json_arena_next();
+again:;
     int64_t t = now_us();
     prepare_batch(nz, msgs, n);
     int64_t prepare_us = now_us() - t;
@@ -1690,6 +1763,13 @@ int nz_process_batch(nz_t *nz, rd_kafka_message_t **msgs, size_t n)
                 break;
         }
         seg = i + 1;
+    }
+    if (rc == NZ_LOST) {
+        if ((rc = batch_restart(nz, n)) == 0) {
+            next_made = 0;
+            goto again;
+        }
+        goto abandon;
     }
 
     if (rc == 0 && defer) {
@@ -1856,6 +1936,9 @@ nz_t *nz_new(const nz_conf_t *conf)
                        "redis_write (the commit's writes).");
     msp_metric_declare(conf->metrics, M_RETRIES, "counter",
                        "Retries after a Redis or Kafka failure, by stage.");
+    msp_metric_declare(conf->metrics, M_RESTARTS, "counter",
+                       "Batches processed again because Redis lost its state while they were "
+                       "processed.");
     msp_metric_declare(conf->metrics, "mspsync_normalizer_date_changes_total", "counter",
                        "Date changes sent to date.changes (edits and settled conflicts).");
     return nz;

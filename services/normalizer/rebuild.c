@@ -83,10 +83,9 @@ nz_state_t nz_state_check(redisContext *c, char *epoch, size_t epoch_size) {
         const redisReply *e = r->element[0], *i = r->element[1];
         if (e->type != REDIS_REPLY_STRING)
             st = NZ_STATE_RESTORING;
-        else if (i->type == REDIS_REPLY_STRING && strcmp(i->str, e->str) == 0)
-            st = NZ_STATE_READY;
         else {
-            st = NZ_STATE_REBUILD;
+            int ready = i->type == REDIS_REPLY_STRING && strcmp(i->str, e->str) == 0;
+            st = ready ? NZ_STATE_READY : NZ_STATE_REBUILD;
             if (epoch && epoch_size)
                 snprintf(epoch, epoch_size, "%s", e->str);
         }

@@ -33,7 +33,7 @@ typedef enum {
 
 /**
  * @brief One MGET of the epoch and the inventory marker. epoch (may be NULL) gets the epoch
- * when the answer is NZ_STATE_REBUILD.
+ * when the answer is NZ_STATE_READY or NZ_STATE_REBUILD.
  */
 nz_state_t nz_state_check(redisContext *c, char *epoch, size_t epoch_size);
 

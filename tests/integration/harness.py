@@ -725,6 +725,14 @@ class Stack:
         return total if seen else None
 
 
+def metric_total(service, name):
+    """The sum of every series of metric name on service's /metrics."""
+    st, text, _ = http("GET", service.url("/metrics"))
+    assert st == 200, st
+    return sum(float(l.rsplit(" ", 1)[1]) for l in text.split("\n")
+               if l.startswith(name) and (l[len(name):len(name) + 1] in ("{", " ")))
+
+
 class StackTest(unittest.TestCase):
     """Base class: a Stack per test, stopped at the end with a clean-shutdown check."""
 
@@ -733,6 +741,18 @@ class StackTest(unittest.TestCase):
         self.addCleanup(self._teardown)
         self.stack.start_all(**kw)
         return self.stack
+
+    def make_backlog(self, assets=4000):
+        """A stack whose normalizer is down while tenant "lima" makes its first full sync of
+        `assets` assets (and 20 customers): raw.records piles up, so that the normalizer, once
+        started, works in full batches. @returns (stack, the connect's answer)."""
+        s = self.make_stack(sim_config={"rate_limit": 0})
+        s.add_account("lima-msp", customers=20, assets=assets, token="lima-key-1234567")
+        s.add_tenant("lima")
+        s.normalizer.kill9()
+        st, js, _ = s.connect("lima", "lima-msp", "lima-key-1234567")
+        self.assertEqual(st, 201, js)
+        return s, js
 
     def make_gateway_stack(self):
         """Redis, the broker and the gateway only (for tests of the gateway alone)."""

@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "redis_server.h"
 #include "mspsync/aredis.h"
 #include "mspsync/backoff.h"
 #include "mspsync/crypto.h"
@@ -55,87 +56,20 @@ static int64_t mono_us(void) {
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return -1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
+static int free_port(void) { return test_free_port(); }
 
-/* 1: the server on g_url answers PING and is process `pid` (INFO server's process_id): the
- * port was free when chosen, but another test's redis-server may have taken it since and
- * answer in our place. 0: no answer yet. -1: someone else answers. */
-static int server_is(pid_t pid) {
-    char err[128];
-    redisContext *c = msp_redis_connect(g_url, err, sizeof(err));
-    if (!c) return 0;
-    int rc = 0;
-    redisReply *r = redisCommand(c, "INFO server");
-    if (r && r->type == REDIS_REPLY_STRING) {
-        const char *p = strstr(r->str, "process_id:");
-        rc = p && atol(p + strlen("process_id:")) == (long)pid ? 1 : p ? -1 : 0;
-    }
-    if (r) freeReplyObject(r);
-    redisFree(c);
-    return rc;
-}
+static test_redis_t g_srv = {.pid = -1};
 
-/* Starts redis-server on one free port after another until one of them is its own (up to 5
- * tries, each waiting up to 20 s: a loaded machine starts it slowly). */
 static int start_server(void) {
-    const char *bin = getenv("MSPSYNC_REDIS_SERVER");
-    if (!bin || !*bin) bin = "redis-server";
-    for (int attempt = 0; attempt < 5; attempt++) {
-        int port = free_port();
-        if (port < 0) return -1;
-        char portstr[16];
-        snprintf(portstr, sizeof(portstr), "%d", port);
-        pid_t pid = fork();
-        if (pid < 0) return -1;
-        if (pid == 0) {
-            int devnull = open("/dev/null", O_WRONLY);
-            if (devnull >= 0) dup2(devnull, STDOUT_FILENO);
-            execlp(bin, bin, "--port", portstr, "--bind", "127.0.0.1", "--save", "",
-                   "--appendonly", "no", "--daemonize", "no", (char *)NULL);
-            _exit(127);
-        }
-        g_server = pid;
-        snprintf(g_url, sizeof(g_url), "127.0.0.1:%d", port);
-        int status, who = 0;
-        for (int i = 0; i < 400 && who == 0; i++) {
-            if (waitpid(pid, &status, WNOHANG) == pid) {
-                g_server = -1;
-                if (WIFEXITED(status) && WEXITSTATUS(status) == 127) return -1; /* no binary */
-                break; /* exited: the port was taken; another one */
-            }
-            who = server_is(pid);
-            if (who == 0) usleep(50000);
-        }
-        if (who == 1) return 0;
-        stop_server();
-    }
-    return -1;
+    if (test_redis_start(&g_srv) != 0)
+        return -1;
+    g_server = g_srv.pid;
+    snprintf(g_url, sizeof(g_url), "%s", g_srv.url);
+    return 0;
 }
 
 static void stop_server(void) {
-    if (g_server <= 0) return;
-    kill(g_server, SIGTERM);
-    int status;
-    for (int i = 0; i < 100; i++) {
-        if (waitpid(g_server, &status, WNOHANG) == g_server) {
-            g_server = -1;
-            return;
-        }
-        usleep(20000);
-    }
-    kill(g_server, SIGKILL);
-    waitpid(g_server, &status, 0);
+    test_redis_stop(&g_srv);
     g_server = -1;
 }
 
