@@ -249,9 +249,19 @@ int main(int argc, char **argv) {
     }
     if (!(gw.redis = msp_redis_connect(gw.cfg.redis_url, errstr, sizeof(errstr))))
         MSP_WARN("redis.connect", NULL, "%s (will retry on use)", errstr);
-    msp_vendor_auth_env_t aenv = {gw.base, gw.vendor, &gw.redis, &gw.key, TOKEN_MARGIN_MS};
-    if (msp_vendor_auth_open(&gw.auth, &aenv) != 0 || gw_tc_start(&gw) != 0 ||
-        gw_admin_start(&gw) != 0 || gw_journal_start(&gw) != 0) {
+    /* the async connection first: the token caches (a PUT's proof) work on it, off the loop */
+    if (gw_tc_start(&gw) != 0) {
+        MSP_ERROR("startup", NULL, "out of memory");
+        goto out;
+    }
+    msp_vendor_auth_env_t aenv = {.base = gw.base,
+                                  .http = gw.vendor,
+                                  .redis = &gw.redis,
+                                  .key = &gw.key,
+                                  .token_margin_ms = TOKEN_MARGIN_MS,
+                                  .aredis = gw.aredis};
+    if (msp_vendor_auth_open(&gw.auth, &aenv) != 0 || gw_admin_start(&gw) != 0 ||
+        gw_journal_start(&gw) != 0) {
         MSP_ERROR("startup", NULL, "out of memory");
         goto out;
     }
@@ -275,6 +285,8 @@ out:
     gw.stopping = 1;
     msp_svc_stop_accepting(&svc);
     msp_http_destroy(gw.vendor);                   /* callbacks answer 503 */
+    /* before the async connection it uses goes (a call cancelled later sees no state) */
+    msp_vendor_auth_close(&gw.auth);
     gw_tc_stop(&gw); /* held webhook lookups answer 503; async Redis closed */
     gw_admin_stop(&gw); /* admin requests still waiting answer 503 */
     gw_journal_stop(&gw);
@@ -284,8 +296,7 @@ out:
     /* delivery reports answer the held requests; the producer's wiring goes with it */
     gw_kafka_stop(&gw, msp_lifecycle_budget_ms(SHUTDOWN_FLUSH_MS));
     msp_svc_close(&svc);
-    gw_held_fail_all(&gw, "the gateway is shutting down"); /* drops token waiters */
-    msp_vendor_auth_close(&gw.auth);
+    gw_held_fail_all(&gw, "the gateway is shutting down");
     gw_secrets_forget_all(&gw);
     if (gw.base)
         event_base_loop(gw.base, EVLOOP_NONBLOCK); /* push the last replies out */

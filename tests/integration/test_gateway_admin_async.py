@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 
+import cwrmm
 from harness import StackTest, healthz_while, http, wait_until
 from test_webhook import INCIDENT, encode, sign
 
@@ -80,19 +81,8 @@ class GatewayAdminAsyncTest(StackTest):
             threads = [threading.Thread(target=call, args=c) for c in calls]
             for t in threads:
                 t.start()
-            end = time.time() + stall_s
-            n, slowest, probe = 0, 0.0, 0.0
             states = set()
-            while time.time() < end:
-                states.add(state())
-                t0 = time.time()
-                st, js, _ = self.post(s, secret, n)
-                slowest = max(slowest, time.time() - t0)
-                self.assertEqual(st, 202, js)
-                n += 1
-                t0 = time.time()
-                self.assertEqual(http("GET", s.gateway.url("/healthz"), timeout=15)[0], 200)
-                probe = max(probe, time.time() - t0)
+            n, slowest, probe = self.intake(s, secret, stall_s, lambda: states.add(state()))
             waiting = [c[0] for c, t in zip(calls, threads) if t.is_alive()]
             self.assertEqual(states, {"T"}, "redis-server did not stay stopped")
         finally:
@@ -100,6 +90,23 @@ class GatewayAdminAsyncTest(StackTest):
         for t in threads:
             t.join(60)
         return answers, waiting, n, slowest, probe
+
+    def intake(self, s, secret, seconds, each=lambda: None):
+        """Webhooks and /healthz one after the other for seconds (each() before every round).
+        @returns (webhooks accepted, slowest webhook, slowest /healthz)."""
+        end = time.time() + seconds
+        n, slowest, probe = 0, 0.0, 0.0
+        while time.time() < end:
+            each()
+            t0 = time.time()
+            st, js, _ = self.post(s, secret, n)
+            slowest = max(slowest, time.time() - t0)
+            self.assertEqual(st, 202, js)
+            n += 1
+            t0 = time.time()
+            self.assertEqual(http("GET", s.gateway.url("/healthz"), timeout=15)[0], 200)
+            probe = max(probe, time.time() - t0)
+        return n, slowest, probe
 
     def blocking_commands(self, s):
         """mspsync_redis_blocking_commands_total: gw_redis calls made on the loop's stack."""
@@ -161,6 +168,46 @@ class GatewayAdminAsyncTest(StackTest):
         # The webhooks of both stalls are all in Kafka: the loop took them, nothing lost.
         wait_until(lambda: len([l for l in s.kcat("raw.events") if l.startswith("acme\t")]) >= n,
                    60, "the stalls' incidents in raw.events")
+
+    def test_a_connectwise_proof_stores_its_token_without_holding_the_loop(self):
+        """A PUT of a ConnectWise RMM integration proves the credentials: the token it gets is
+        stored in Redis by the token cache. Redis stalls while the vendor answers the token
+        request: the store waits on the async connection; the old code stored it through the
+        blocking context, holding the loop (webhooks, /healthz) until Redis came back."""
+        s = self.make_gateway_stack()
+        cwrmm.start_cwrmm_sim(s)
+        cwrmm.add_partner(s, "acme-cw", devices=1, companies=1)
+        s.add_tenant("acme")
+        secret = s.api("POST", "/v1/tenants/acme/webhooks/mtp/secret")[1]["secret"]
+        self.assertEqual(self.post(s, secret, 0)[0], 202)  # acme is cached from here on
+        cwrmm.cw_admin(s, "PUT", "/_sim/config", {"latency_ms": 1500})
+        answer = {}
+
+        def put():
+            t0 = time.time()
+            answer["put"] = cwrmm.connect_cwrmm(s, "acme", "acme-cw") + (time.time() - t0,)
+
+        th = threading.Thread(target=put)
+        th.start()
+        # the token request has reached the vendor, which answers in 1.5 s: stall Redis then
+        wait_until(lambda: cwrmm.cw_partner_stats(s, "acme-cw")["requests"] >= 1, 30,
+                   "the proof's token request at the vendor", interval=0.01)
+        s.redis_proc.send_signal(signal.SIGSTOP)
+        try:
+            n, slowest, probe = self.intake(s, secret, 3.5)
+        finally:
+            s.redis_proc.send_signal(signal.SIGCONT)
+        th.join(60)
+        print("proof during a stall: %d webhooks, slowest %.3f s, slowest /healthz %.3f s; "
+              "PUT %r" % (n, slowest, probe, answer.get("put", (None,))[0]))
+        self.assertLess(slowest, WEBHOOK_LIMIT_S)
+        self.assertLess(probe, WEBHOOK_LIMIT_S)
+        self.assertGreaterEqual(cwrmm.cw_partner_stats(s, "acme-cw")["tokens_issued"], 1)
+        self.assertIn(answer["put"][0], (200, 201, 503), answer["put"])
+        # afterwards the integration is connected (again, when the stall made the first fail)
+        cwrmm.cw_admin(s, "PUT", "/_sim/config", {"latency_ms": 0})
+        st, js, _ = cwrmm.connect_cwrmm(s, "acme", "acme-cw")
+        self.assertEqual(st, 200, js)
 
     def test_a_long_base_url_gets_the_vendors_answer_not_a_redis_error(self):
         """The proof's rate-limit token is taken on the async connection; its bucket names the
