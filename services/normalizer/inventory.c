@@ -201,13 +201,15 @@ static void p_cmd(pipe_t *p, int argc, const char **argv)
         p->failed = 1;
 }
 
-/* The start and the end of a call: an armed WATCH left behind would make the caller's own
- * transactions on this connection conditional. @returns rc, or -1 when UNWATCH failed. */
+/* The start of a public call: nothing armed yet on its connection, nothing lost. */
 static void fence_begin(void) {
     fence.armed = 0;
     fence.lost = 0;
 }
 
+/* The end of a public call with result rc: a WATCH left armed would make the caller's own
+ * transactions on this connection conditional. @returns rc, -1 when UNWATCH failed, or
+ * NZ_INV_LOST when the call failed because the state changed. */
 static int fence_end(redisContext *c, int rc) {
     if (rc >= 0 && fence.armed) {
         redisReply *r = redisCommand(c, "UNWATCH");

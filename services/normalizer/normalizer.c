@@ -319,6 +319,20 @@ static int retry_wait(nz_t *nz, unsigned attempt, const char *what, const char *
 
 static int keep_going(void *arg) { return running(arg); }
 
+/* One state check (nz_state_check), reconnecting first as needed; on NZ_STATE_ERROR err[512]
+ * says why and the connection is dropped. */
+static nz_state_t state_read(nz_t *nz, char epoch[64], char err[512]) {
+    if (msp_redis_ensure(&nz->redis, nz->conf.redis_url, err, 512) < 0)
+        return NZ_STATE_ERROR;
+    nz_state_t st = nz_state_check(nz->redis, epoch, 64);
+    if (st == NZ_STATE_ERROR) {
+        snprintf(err, 512, "%s", nz->redis->errstr[0] ? nz->redis->errstr : "error");
+        redisFree(nz->redis);
+        nz->redis = NULL;
+    }
+    return st;
+}
+
 /*
  * Before a batch: wait while Redis lost its state (the gateway restores the configuration; the
  * epoch marker is missing), then until the inventory of this epoch is rebuilt (rebuild.h: this
@@ -329,12 +343,12 @@ static int keep_going(void *arg) { return running(arg); }
 static int state_gate(nz_t *nz) {
     char err[512], epoch[64];
     for (unsigned attempt = 0;; attempt++) {
-        if (msp_redis_ensure(&nz->redis, nz->conf.redis_url, err, sizeof err) < 0) {
+        nz_state_t st = state_read(nz, epoch, err);
+        if (st == NZ_STATE_ERROR) {
             if (retry_wait(nz, attempt, "redis state check", err) < 0)
                 return -1;
             continue;
         }
-        nz_state_t st = nz_state_check(nz->redis, epoch, sizeof epoch);
         if (st == NZ_STATE_READY) {
             /* the batch's inventory writes apply only while Redis keeps this state */
             snprintf(nz->epoch, sizeof nz->epoch, "%s", epoch);
@@ -347,12 +361,7 @@ static int state_gate(nz_t *nz) {
             return 0;
         }
         int rc = 0;
-        if (st == NZ_STATE_ERROR) {
-            snprintf(err, sizeof err, "%s", nz->redis->errstr[0] ? nz->redis->errstr : "error");
-            redisFree(nz->redis);
-            nz->redis = NULL;
-            rc = -1;
-        } else if (st == NZ_STATE_RESTORING) {
+        if (st == NZ_STATE_RESTORING) {
             snprintf(nz->degraded, sizeof nz->degraded, "waiting for the configuration restore");
         } else {
             snprintf(nz->degraded, sizeof nz->degraded, "waiting for the inventory rebuild");
@@ -382,17 +391,12 @@ static int state_gate(nz_t *nz) {
 static int state_holds(nz_t *nz) {
     char err[512], epoch[64];
     for (unsigned attempt = 0;; attempt++) {
-        if (msp_redis_ensure(&nz->redis, nz->conf.redis_url, err, sizeof err) == 0) {
-            nz_state_t st = nz_state_check(nz->redis, epoch, sizeof epoch);
-            if (st == NZ_STATE_READY && strcmp(epoch, nz->epoch) == 0)
-                return 0;
-            if (st != NZ_STATE_ERROR) {
-                MSP_WARN("normalizer.state_lost", NULL, "Redis lost its state during the batch");
-                return NZ_LOST;
-            }
-            snprintf(err, sizeof err, "%s", nz->redis->errstr[0] ? nz->redis->errstr : "error");
-            redisFree(nz->redis);
-            nz->redis = NULL;
+        nz_state_t st = state_read(nz, epoch, err);
+        if (st == NZ_STATE_READY && strcmp(epoch, nz->epoch) == 0)
+            return 0;
+        if (st != NZ_STATE_ERROR) {
+            MSP_WARN("normalizer.state_lost", NULL, "Redis lost its state during the batch");
+            return NZ_LOST;
         }
         if (retry_wait(nz, attempt, "redis state check", err) < 0)
             return -1;
