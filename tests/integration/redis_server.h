@@ -9,7 +9,7 @@
 
 typedef struct {
     pid_t pid;    /* -1: not running */
-    char url[64]; /* "127.0.0.1:<port>" */
+    char url[256]; /* "127.0.0.1:<port>", or the URL the test was given */
 } test_redis_t;
 
 /** @brief A loopback TCP port free at the time of the call, or -1. */

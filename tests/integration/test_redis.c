@@ -15,16 +15,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,12 +34,9 @@
 
 #include <event2/event.h>
 
-static char g_url[256];
-static pid_t g_server = -1;
+static test_redis_t g_srv = {.pid = -1}; /* its url: MSPSYNC_TEST_REDIS, or our own server */
 static char g_tenant[64];
 static redisContext *g_c;
-
-static void stop_server(void);
 
 /* ---------------------------------------------------------------------------------------------
  * Server and helpers
@@ -56,27 +48,11 @@ static int64_t mono_us(void) {
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static int free_port(void) { return test_free_port(); }
-
-static test_redis_t g_srv = {.pid = -1};
-
-static int start_server(void) {
-    if (test_redis_start(&g_srv) != 0)
-        return -1;
-    g_server = g_srv.pid;
-    snprintf(g_url, sizeof(g_url), "%s", g_srv.url);
-    return 0;
-}
-
-static void stop_server(void) {
-    test_redis_stop(&g_srv);
-    g_server = -1;
-}
-
 static redisContext *connect_or_fail(void) {
     char err[256] = "";
-    redisContext *c = msp_redis_connect(g_url, err, sizeof(err));
-    if (!c) fail_msg("connect %s: %s", g_url, err);
+    redisContext *c = msp_redis_connect(g_srv.url, err, sizeof(err));
+    if (!c)
+        fail_msg("connect %s: %s", g_srv.url, err);
     return c;
 }
 
@@ -133,7 +109,7 @@ static void connect_accepts_url_forms_and_selects_the_database(void **state) {
     (void)state;
     char url[300], err[256], k[128];
     key(k, sizeof(k), "dbtest");
-    snprintf(url, sizeof(url), "redis://%s/3", g_url);
+    snprintf(url, sizeof(url), "redis://%s/3", g_srv.url);
     redisContext *c3 = msp_redis_connect(url, err, sizeof(err));
     if (!c3) fail_msg("%s: %s", url, err);
     redisReply *r = redisCommand(c3, "SET %s in-db-3", k);
@@ -148,7 +124,7 @@ static void connect_accepts_url_forms_and_selects_the_database(void **state) {
     del(c3, k);
     redisFree(c3);
 
-    snprintf(url, sizeof(url), "redis://%s", g_url);
+    snprintf(url, sizeof(url), "redis://%s", g_srv.url);
     redisContext *c = msp_redis_connect(url, err, sizeof(err));
     assert_non_null(c);
     redisFree(c);
@@ -162,7 +138,7 @@ static void connect_accepts_url_forms_and_selects_the_database(void **state) {
         assert_true(strlen(err) > 0);
     }
     /* nothing listens: an error, within the 2 s connect timeout */
-    snprintf(url, sizeof(url), "127.0.0.1:%d", free_port());
+    snprintf(url, sizeof(url), "127.0.0.1:%d", test_free_port());
     int64_t t0 = mono_us();
     assert_null(msp_redis_connect(url, err, sizeof(err)));
     assert_true(mono_us() - t0 < 3000000);
@@ -172,10 +148,10 @@ static void ensure_replaces_a_broken_context(void **state) {
     (void)state;
     char err[256];
     redisContext *c = NULL;
-    assert_int_equal(msp_redis_ensure(&c, g_url, err, sizeof(err)), 0);
+    assert_int_equal(msp_redis_ensure(&c, g_srv.url, err, sizeof(err)), 0);
     assert_non_null(c);
     redisContext *same = c;
-    assert_int_equal(msp_redis_ensure(&c, g_url, err, sizeof(err)), 0);
+    assert_int_equal(msp_redis_ensure(&c, g_srv.url, err, sizeof(err)), 0);
     assert_ptr_equal(c, same);
 
     /* the server drops the connection: the next command fails and marks the context */
@@ -189,7 +165,7 @@ static void ensure_replaces_a_broken_context(void **state) {
     assert_null(r);
     assert_true(c->err != 0);
 
-    assert_int_equal(msp_redis_ensure(&c, g_url, err, sizeof(err)), 0);
+    assert_int_equal(msp_redis_ensure(&c, g_srv.url, err, sizeof(err)), 0);
     r = redisCommand(c, "PING");
     assert_non_null(r);
     assert_int_equal(r->type, REDIS_REPLY_STATUS);
@@ -474,7 +450,7 @@ static void async_commands_answer_in_order_on_the_loop(void **state) {
     (void)state;
     struct event *ticker;
     struct event_base *base = loop_with_ticker(&ticker, 0);
-    msp_aredis_t *a = msp_aredis_new(base, g_url, 0);
+    msp_aredis_t *a = msp_aredis_new(base, g_srv.url, 0);
     assert_non_null(a);
     char k[128];
     key(k, sizeof(k), "async:order");
@@ -512,19 +488,19 @@ static void async_commands_answer_in_order_on_the_loop(void **state) {
 
 static void async_stall_is_answered_at_the_limit_and_the_loop_never_waits(void **state) {
     (void)state;
-    if (g_server <= 0)
+    if (g_srv.pid <= 0)
         skip(); /* a server of our own is needed to stop it */
     struct event *ticker;
     struct event_base *base = loop_with_ticker(&ticker, 10);
     const int stall_ms = 400;
-    msp_aredis_t *a = msp_aredis_new(base, g_url, stall_ms);
+    msp_aredis_t *a = msp_aredis_new(base, g_srv.url, stall_ms);
     char k[128];
     key(k, sizeof(k), "async:stall");
     areply_t first = {0};
     assert_int_equal(msp_aredis_cmd(a, areply_cb, &first, "SET %s x", k), 0);
     assert_true(run_until(base, &first.got_reply, 5000));
 
-    kill(g_server, SIGSTOP);
+    kill(g_srv.pid, SIGSTOP);
     areply_t stalled = {0};
     int64_t t0 = msp_now_ms();
     assert_int_equal(msp_aredis_cmd(a, areply_cb, &stalled, "GET %s", k), 0);
@@ -532,7 +508,7 @@ static void async_stall_is_answered_at_the_limit_and_the_loop_never_waits(void *
     int done = run_until(base, &stalled.calls, 10000);
     int64_t waited = msp_now_ms() - t0;
     int ticks = g_ticks;
-    kill(g_server, SIGCONT);
+    kill(g_srv.pid, SIGCONT);
     assert_true(done);
     assert_int_equal(stalled.got_reply, 0);
     if (!strstr(stalled.why, "no answer from Redis in 400 ms"))
@@ -579,7 +555,7 @@ static void async_gcra_takes_like_the_blocking_take_and_after_a_script_flush(voi
     (void)state;
     struct event *ticker;
     struct event_base *base = loop_with_ticker(&ticker, 0);
-    msp_aredis_t *a = msp_aredis_new(base, g_url, 0);
+    msp_aredis_t *a = msp_aredis_new(base, g_srv.url, 0);
     char k[128], err[600];
     key(k, sizeof(k), "rl:async");
     redisReply *r = redisCommand(g_c, "SCRIPT FLUSH"); /* the first take meets NOSCRIPT */
@@ -650,7 +626,7 @@ static void async_credential_load_answers_each_state(void **state) {
                      0);
     struct event *ticker;
     struct event_base *base = loop_with_ticker(&ticker, 0);
-    msp_aredis_t *a = msp_aredis_new(base, g_url, 0);
+    msp_aredis_t *a = msp_aredis_new(base, g_srv.url, 0);
     char epoch[64];
     msp_key(epoch, sizeof(epoch), "_", MSP_STATE_EPOCH_SUFFIX);
     redisReply *r = redisCommand(g_c, "GET %s", epoch);
@@ -751,9 +727,9 @@ static void delete_test_keys(void) {
 static int group_setup(void **state) {
     (void)state;
     char err[256] = "";
-    g_c = msp_redis_connect(g_url, err, sizeof(err));
+    g_c = msp_redis_connect(g_srv.url, err, sizeof(err));
     if (!g_c) {
-        fprintf(stderr, "cannot connect to %s: %s\n", g_url, err);
+        fprintf(stderr, "cannot connect to %s: %s\n", g_srv.url, err);
         return -1;
     }
     return 0;
@@ -774,11 +750,11 @@ int main(void) {
 
     const char *ext = getenv("MSPSYNC_TEST_REDIS");
     if (ext && *ext) {
-        snprintf(g_url, sizeof(g_url), "%s", ext);
-    } else if (start_server() != 0) {
+        snprintf(g_srv.url, sizeof(g_srv.url), "%s", ext);
+    } else if (test_redis_start(&g_srv) != 0) {
         fprintf(stderr, "test_redis: no MSPSYNC_TEST_REDIS and cannot start redis-server: "
                         "skipped\n");
-        stop_server();
+        test_redis_stop(&g_srv);
         return 77;
     }
 
@@ -799,6 +775,6 @@ int main(void) {
         cmocka_unit_test(async_credential_load_answers_each_state),
     };
     int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
-    stop_server();
+    test_redis_stop(&g_srv);
     return failed;
 }
