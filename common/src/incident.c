@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 
 #include "mspsync/model.h"
+#include "mspsync/tzif.h"
 #include "mspsync/utf8.h"
 
 static const char *const SEVERITIES[] = {"info", "low", "medium", "high", "critical", NULL};
@@ -141,4 +142,38 @@ json_t *msp_map_mtp_incident(const char *tenant, const json_t *payload, const ch
     json_object_set_new(c, "fingerprint", json_string(fp));
     json_object_set_new(c, "event_id", json_string(ev));
     return c;
+}
+
+int msp_event_marker(char *buf, size_t size, const char *event_id, const char *occurred_at) {
+    int plain = !occurred_at || !occurred_at[0] || strpbrk(occurred_at, " \t\r\n") != NULL;
+    if (plain)
+        return snprintf(buf, size, "%s%s", MSP_EVENT_MARKER, event_id ? event_id : "");
+    return snprintf(buf, size, "%s%s%s%s", MSP_EVENT_MARKER, event_id ? event_id : "",
+                    MSP_EVENT_OCCURRED, occurred_at);
+}
+
+int msp_event_marker_latest(const char *text, int64_t *ms) {
+    const size_t mlen = strlen(MSP_EVENT_MARKER), olen = strlen(MSP_EVENT_OCCURRED);
+    int found = 0;
+    for (const char *p = text ? strstr(text, MSP_EVENT_MARKER) : NULL; p;
+         p = strstr(p, MSP_EVENT_MARKER)) {
+        p += mlen;
+        size_t hex = strspn(p, "0123456789abcdef");
+        if (hex != 64 || strncmp(p + hex, MSP_EVENT_OCCURRED, olen) != 0)
+            continue;
+        const char *v = p + hex + olen;
+        size_t n = strcspn(v, " \t\r\n");
+        char when[72];
+        int64_t t;
+        if (n == 0 || n >= sizeof(when))
+            continue;
+        memcpy(when, v, n);
+        when[n] = '\0';
+        if (msp_rfc3339_parse(when, &t) != 0)
+            continue;
+        if (!found || t > *ms)
+            *ms = t;
+        found = 1;
+    }
+    return found;
 }

@@ -861,7 +861,9 @@ static char *incident_details(const tc_item_t *it) {
     fprintf(f, "\n%s%s/%lld\n", MSP_INCIDENT_MARKER, it->fp, it->gen);
     /* The creating event too: after a Redis loss its replay finds it here (a rebuilt record has
      * no events set to tell it by) instead of commenting on its own ticket. */
-    fprintf(f, "%s%s\n", MSP_EVENT_MARKER, it->eid);
+    char marker[200];
+    msp_event_marker(marker, sizeof(marker), it->eid, inc_str(it, "occurred_at"));
+    fprintf(f, "%s\n", marker);
     fclose(f);
     return out;
 }
@@ -919,8 +921,9 @@ static json_t *ticket_body(const tc_item_t *it) {
 }
 
 static json_t *comment_body(const tc_item_t *it, const char *subject, const char *text) {
-    char body[4096];
-    snprintf(body, sizeof(body), "%s\n\n%s%s", text, MSP_EVENT_MARKER, it->eid);
+    char body[4096], marker[200];
+    msp_event_marker(marker, sizeof(marker), it->eid, inc_str(it, "occurred_at"));
+    snprintf(body, sizeof(body), "%s\n\n%s", text, marker);
     return json_pack("{s:s, s:s, s:b, s:b}", "subject", subject, "body", body, "hidden", 1,
                      "do_not_email", 1);
 }
@@ -934,6 +937,26 @@ static const json_t *ticket_of(const json_t *body) {
 static long long json_id(const json_t *v) {
     if (json_is_integer(v)) return json_integer_value(v);
     if (json_is_string(v)) return strtoll(json_string_value(v), NULL, 10);
+    return 0;
+}
+
+/*
+ * 1 when ticket t carries the marker of an event that occurred after this one. Only asked of a
+ * rebuilt record (after a Redis loss): events of an incident are handled in order, so a resolve
+ * older than an event whose effect is on the ticket is one that was applied before the loss and
+ * then undone by that event (a reopen), replayed now from uncommitted offsets or sent again.
+ */
+static int later_event_on(const tc_item_t *it, const json_t *t) {
+    int64_t mine, latest;
+    if (!t || msp_rfc3339_parse(inc_str(it, "occurred_at"), &mine) != 0)
+        return 0;
+    size_t i;
+    const json_t *c;
+    json_array_foreach(json_object_get(t, "comments"), i, c) {
+        if (msp_event_marker_latest(json_string_value(json_object_get(c, "body")), &latest) &&
+            latest > mine)
+            return 1;
+    }
     return 0;
 }
 
@@ -1196,6 +1219,14 @@ static void resolve_check_ok(void *arg, msp_http_response_t *res, json_t *body) 
     snprintf(marker, sizeof(marker), "%s%s", MSP_EVENT_MARKER, it->eid);
     if (t && (pending_is(it, "comment") || it->rebuilt) && has_comment_with(t, marker)) {
         left_open_ok(it, NULL, NULL); /* our "left open" comment landed before a crash */
+        return;
+    }
+    if (t && it->rebuilt && later_event_on(it, t)) {
+        MSP_INFO("ticket.resolve_superseded", it->tenant,
+                 "fp=%.12s ticket=%lld: an event that occurred after this resolve is on the "
+                 "ticket; the resolve was applied before Redis lost its state, nothing to do",
+                 it->fp, it->ticket_id);
+        finish_with(it, NULL);
         return;
     }
     const char *why = NULL;

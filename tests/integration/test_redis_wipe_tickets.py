@@ -90,8 +90,9 @@ class RedisWipeTicketsTest(StackTest):
     def test_replayed_events_after_a_loss_act_once(self):
         """Events handled before the loss and delivered again after it (a sender's retry, a
         replay after a crash: the same event id) find their effect in Syncro by its marker — the
-        creating event's in the ticket's first comment — and do nothing twice; a new resolve
-        resolves the rebuilt ticket, a new re-fire reopens the resolved one."""
+        creating event's in the ticket's first comment — and do nothing twice, a resolve that a
+        later re-fire undid included; a new resolve resolves the rebuilt ticket, a new re-fire
+        reopens the resolved one."""
         s = self.make_stack(sim_config={"rate_limit": 0})
         secret = T.setup(s, orgs=2)
         wait_until(lambda: any("ticketing:orgmap" in l for l in s.kcat("config", fmt="%k\n")),
@@ -111,11 +112,16 @@ class RedisWipeTicketsTest(StackTest):
             return {k: [(g["comments"], g["changes"]) for g in v]
                     for k, v in T.actual(T.sim_tickets(s)).items()}
 
+        # inc-c: resolved, then fired again (reopened): replayed after the loss, its resolve
+        # must not close the ticket again (the old code did: the rebuilt record is open and
+        # untouched, and a resolve leaves no marker to be found by).
         before = [inc("inc-a", "open", 1), inc("inc-a", "open", 2), inc("inc-b", "open", 1),
-                  inc("inc-b", "resolved", 3)]
+                  inc("inc-b", "resolved", 3), inc("inc-c", "open", 1),
+                  inc("inc-c", "resolved", 2), inc("inc-c", "open", 3)]
         for i in before:
             post(i)
-        want = {"inc-a": [(1, [])], "inc-b": [(0, ["Resolved"])]}
+        want = {"inc-a": [(1, [])], "inc-b": [(0, ["Resolved"])],
+                "inc-c": [(1, ["Resolved", "New"])]}
         wait_until(lambda: state() == want or None, 60, "the tickets before the loss")
         T.wait_drained(s)
 
@@ -124,7 +130,8 @@ class RedisWipeTicketsTest(StackTest):
             post(i)
         post(inc("inc-a", "resolved", 4))  # new: resolves the rebuilt open ticket
         post(inc("inc-b", "open", 5))      # new: reopens the rebuilt resolved one, comments
-        want = {"inc-a": [(1, ["Resolved"])], "inc-b": [(1, ["Resolved", "New"])]}
+        want = {"inc-a": [(1, ["Resolved"])], "inc-b": [(1, ["Resolved", "New"])],
+                "inc-c": [(1, ["Resolved", "New"])]}
         try:
             wait_until(lambda: state() == want or None, 90, "the tickets after the loss")
         finally:

@@ -116,6 +116,51 @@ static void rejects_what_cannot_be_an_incident(void **state) {
     json_decref(p);
 }
 
+#define EID "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+static void event_marker_carries_occurred_at(void **state) {
+    (void)state;
+    char m[256];
+    msp_event_marker(m, sizeof(m), EID, "2026-12-06T10:02:00.000Z");
+    assert_string_equal(m, "mspsync-event: " EID " occurred_at=2026-12-06T10:02:00.000Z");
+    /* The id alone is a prefix: a search for it finds old and new markers. */
+    assert_non_null(strstr(m, MSP_EVENT_MARKER EID));
+    msp_event_marker(m, sizeof(m), EID, NULL);
+    assert_string_equal(m, "mspsync-event: " EID);
+    msp_event_marker(m, sizeof(m), EID, "2026-12-06 10:02");
+    assert_string_equal(m, "mspsync-event: " EID); /* a text with a space would not read back */
+    assert_true(msp_event_marker(m, 8, EID, "2026-12-06T10:02:00Z") >= 8);
+}
+
+static void latest_event_marker_of_a_comment(void **state) {
+    (void)state;
+    int64_t ms = -1;
+    assert_int_equal(msp_event_marker_latest(NULL, &ms), 0);
+    assert_int_equal(msp_event_marker_latest("no marker here", &ms), 0);
+    /* An old marker (no occurred_at), a cut one, a bad date: none counts. */
+    assert_int_equal(msp_event_marker_latest("mspsync-event: " EID "\n", &ms), 0);
+    assert_int_equal(
+        msp_event_marker_latest("mspsync-event: 0123 occurred_at=2026-12-06T10:02:00Z", &ms), 0);
+    assert_int_equal(
+        msp_event_marker_latest("mspsync-event: " EID " occurred_at=2026-02-30T10:02:00Z", &ms), 0);
+    assert_int_equal(msp_event_marker_latest("mspsync-event: " EID " occurred_at=", &ms), 0);
+    assert_int_equal(ms, -1);
+    /* The first comment of a ticket: incident marker, then the event marker; text after it. */
+    assert_int_equal(msp_event_marker_latest("Incident inc-1\n\nmspsync-incident: " EID "/1\n"
+                                             "mspsync-event: " EID
+                                             " occurred_at=2026-12-06T10:02:00.250+01:00\nend",
+                                             &ms),
+                     1);
+    assert_int_equal(ms, 1796547720250LL);
+    /* Several markers: the latest wins, whatever their order. */
+    assert_int_equal(
+        msp_event_marker_latest("mspsync-event: " EID " occurred_at=2026-12-06T10:05:00Z "
+                                "mspsync-event: " EID " occurred_at=2026-12-06T10:01:00Z",
+                                &ms),
+        1);
+    assert_int_equal(ms, 1796551500000LL);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(maps_every_field),
@@ -123,6 +168,8 @@ int main(void) {
         cmocka_unit_test(fingerprint_parts_cannot_run_together),
         cmocka_unit_test(subject_defaults_to_org_and_ids_may_be_integers),
         cmocka_unit_test(rejects_what_cannot_be_an_incident),
+        cmocka_unit_test(event_marker_carries_occurred_at),
+        cmocka_unit_test(latest_event_marker_of_a_comment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,17 +21,22 @@
  * Markers written into Syncro (ticket-creator) so that a crash between Syncro's answer and our
  * bookkeeping is resolved by reading the ticket back, never by creating twice:
  *   first comment of a ticket:  "mspsync-incident: <fingerprint>/<generation>", then
- *                               "mspsync-event: <event_id>" of the event that created it
- *   every later comment:        "mspsync-event: <event_id>"
+ *                               the event marker of the event that created it
+ *   every later comment:        the event marker of its event
+ * The event marker is "mspsync-event: <event_id> occurred_at=<occurred_at>" (comments written
+ * before the occurred_at part existed end after the id). After a Redis loss the occurred_at tells
+ * a replayed resolve that a later event, already on the ticket, undid (ticket-creator, RESCAN).
  */
 #ifndef MSPSYNC_INCIDENT_H
 #define MSPSYNC_INCIDENT_H
 
-#include <stddef.h>
 #include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #define MSP_INCIDENT_MARKER "mspsync-incident: "
 #define MSP_EVENT_MARKER    "mspsync-event: "
+#define MSP_EVENT_OCCURRED " occurred_at="
 
 /**
  * @brief Map a webhook payload (the validated body the gateway stored) to a canonical incident.
@@ -49,5 +54,19 @@ void msp_incident_fingerprint(const char *tenant, const char *source, const char
 /** @brief The event id of (fingerprint, status, occurred_at); out[65] hex. */
 void msp_incident_event_id(const char *fingerprint, const char *status, const char *occurred_at,
                            char out[65]);
+
+/**
+ * @brief The event marker of event_id: "mspsync-event: <event_id>", then " occurred_at=<occurred_at>"
+ * when occurred_at is a non-empty text without whitespace (the gateway's RFC 3339 date-time).
+ * @returns the length written (snprintf's: >= size means it was cut).
+ */
+int msp_event_marker(char *buf, size_t size, const char *event_id, const char *occurred_at);
+
+/**
+ * @brief The latest occurred_at of the event markers in text (a comment's body), in Unix ms.
+ * Markers without an occurred_at, or with one that is not an RFC 3339 date-time, are skipped.
+ * @returns 1 with *ms set when some marker had one, else 0.
+ */
+int msp_event_marker_latest(const char *text, int64_t *ms);
 
 #endif
