@@ -15,9 +15,14 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
 
 #include "mspsync/redis.h"
 
@@ -113,4 +118,18 @@ void test_redis_stop(test_redis_t *s) {
     kill(s->pid, SIGKILL);
     waitpid(s->pid, &status, 0);
     s->pid = -1;
+}
+
+redisContext *test_redis_connect(const test_redis_t *s) {
+    char err[256] = "";
+    redisContext *c = msp_redis_connect(s->url, err, sizeof(err));
+    if (!c)
+        fail_msg("connect %s: %s", s->url, err);
+    return c;
+}
+
+int64_t test_mono_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }

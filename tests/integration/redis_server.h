@@ -5,7 +5,10 @@
 #ifndef MSPSYNC_TEST_REDIS_SERVER_H
 #define MSPSYNC_TEST_REDIS_SERVER_H
 
+#include <stdint.h>
 #include <sys/types.h>
+
+#include <hiredis/hiredis.h>
 
 typedef struct {
     pid_t pid;    /* -1: not running */
@@ -24,5 +27,11 @@ int test_redis_start(test_redis_t *s);
 
 /** @brief SIGTERM (SIGKILL after 2 s) and reap. Safe when not running. */
 void test_redis_stop(test_redis_t *s);
+
+/** @brief A connection to s, or the calling cmocka test fails with the reason. */
+redisContext *test_redis_connect(const test_redis_t *s);
+
+/** @brief CLOCK_MONOTONIC in microseconds. */
+int64_t test_mono_us(void);
 
 #endif

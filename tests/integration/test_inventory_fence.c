@@ -35,20 +35,6 @@ static test_redis_t g_srv = {.pid = -1};
 static redisContext *g_c;   /* the test's own connection: markers, checks, flushes */
 static redisContext *g_inv; /* the inventory's */
 
-static int64_t mono_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static redisContext *connect_or_fail(void) {
-    char err[256] = "";
-    redisContext *c = msp_redis_connect(g_srv.url, err, sizeof(err));
-    if (!c)
-        fail_msg("connect %s: %s", g_srv.url, err);
-    return c;
-}
-
 static void run(redisContext *c, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -128,7 +114,7 @@ static int inventory_run(json_t **recs, int n, nz_inv_out_t *out) {
 
 static void reconnect(void) {
     redisFree(g_inv);
-    g_inv = connect_or_fail();
+    g_inv = test_redis_connect(&g_srv);
 }
 
 static int setup(void **state) {
@@ -211,7 +197,7 @@ static void *flusher(void *arg) {
     flusher_t *f = arg;
     char err[256];
     redisContext *c = msp_redis_connect(g_srv.url, err, sizeof(err));
-    while (mono_us() < f->at_us)
+    while (test_mono_us() < f->at_us)
         usleep(100);
     redisReply *r = c ? redisCommand(c, "FLUSHALL") : NULL;
     if (r)
@@ -230,16 +216,16 @@ static void a_flush_during_a_call_leaves_none_of_its_writes(void **state) {
     json_t **recs = records();
     nz_inv_out_t out;
     /* how long a run takes here */
-    int64_t t0 = mono_us();
+    int64_t t0 = test_mono_us();
     assert_int_equal(inventory_run(recs, RECORDS, &out), 0);
-    int64_t took = mono_us() - t0;
+    int64_t took = test_mono_us() - t0;
     nz_inv_out_clear(&out);
     int lost = 0, rounds = 24;
     for (int round = 0; round < rounds; round++) {
         run(g_c, "FLUSHALL");
         set_markers(g_c, EPOCH);
         reconnect();
-        flusher_t f = {.at_us = mono_us() + took * (round + 1) / (rounds + 2)}; /* spread */
+        flusher_t f = {.at_us = test_mono_us() + took * (round + 1) / (rounds + 2)}; /* spread */
         pthread_t th;
         assert_int_equal(pthread_create(&th, NULL, flusher, &f), 0);
         int rc = inventory_run(recs, RECORDS, &out);
@@ -266,7 +252,7 @@ int main(void) {
         fprintf(stderr, "test_inventory_fence: cannot start redis-server: skipped\n");
         return 77;
     }
-    g_c = connect_or_fail();
+    g_c = test_redis_connect(&g_srv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(a_call_writes_while_the_state_holds_and_leaves_no_watch, setup),
         cmocka_unit_test_setup(a_call_after_a_flush_writes_nothing, setup),

@@ -42,20 +42,6 @@ static redisContext *g_c;
  * Server and helpers
  * ------------------------------------------------------------------------------------------- */
 
-static int64_t mono_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static redisContext *connect_or_fail(void) {
-    char err[256] = "";
-    redisContext *c = msp_redis_connect(g_srv.url, err, sizeof(err));
-    if (!c)
-        fail_msg("connect %s: %s", g_srv.url, err);
-    return c;
-}
-
 static void key(char *buf, size_t size, const char *rest) {
     assert_true(msp_key(buf, size, g_tenant, "%s", rest) > 0);
 }
@@ -139,9 +125,9 @@ static void connect_accepts_url_forms_and_selects_the_database(void **state) {
     }
     /* nothing listens: an error, within the 2 s connect timeout */
     snprintf(url, sizeof(url), "127.0.0.1:%d", test_free_port());
-    int64_t t0 = mono_us();
+    int64_t t0 = test_mono_us();
     assert_null(msp_redis_connect(url, err, sizeof(err)));
-    assert_true(mono_us() - t0 < 3000000);
+    assert_true(test_mono_us() - t0 < 3000000);
 }
 
 static void ensure_replaces_a_broken_context(void **state) {
@@ -261,13 +247,13 @@ static void two_clients_sharing_a_bucket_never_exceed_its_rate(void **state) {
     (void)state;
     char k[128], err[256];
     key(k, sizeof(k), "rl:shared");
-    redisContext *a = connect_or_fail(), *b = connect_or_fail();
+    redisContext *a = test_redis_connect(&g_srv), *b = test_redis_connect(&g_srv);
     const double rate = 20.0;
     const int burst = 4;
     long allowed = 0, limited = 0;
-    int64_t start = mono_us(), end = start + 2000000;
+    int64_t start = test_mono_us(), end = start + 2000000;
     int64_t now;
-    for (int i = 0; (now = mono_us()) < end; i++) {
+    for (int i = 0; (now = test_mono_us()) < end; i++) {
         int64_t retry = 0;
         int rc = msp_gcra_take(i % 2 ? a : b, k, rate, burst, 1, &retry, err, sizeof(err));
         if (rc < 0) fail_msg("take: %s", err);
@@ -277,7 +263,7 @@ static void two_clients_sharing_a_bucket_never_exceed_its_rate(void **state) {
             assert_true(retry >= 1 && retry <= 50);
         }
     }
-    double elapsed = (double)(mono_us() - start) / 1e6;
+    double elapsed = (double)(test_mono_us() - start) / 1e6;
     fprintf(stderr, "  shared bucket: %ld allowed, %ld limited in %.2f s (rate %.0f/s, burst %d)\n",
             allowed, limited, elapsed, rate, burst);
     assert_true(limited > 0);
