@@ -145,7 +145,9 @@ json_t *msp_map_mtp_incident(const char *tenant, const json_t *payload, const ch
 }
 
 int msp_event_marker(char *buf, size_t size, const char *event_id, const char *occurred_at) {
-    int plain = !occurred_at || !occurred_at[0] || strpbrk(occurred_at, " \t\r\n") != NULL;
+    /* Only a date-time that reads back (ASCII, short): a cut marker could split a character. */
+    int64_t t;
+    int plain = !occurred_at || strlen(occurred_at) > 64 || msp_rfc3339_parse(occurred_at, &t) != 0;
     if (plain)
         return snprintf(buf, size, "%s%s", MSP_EVENT_MARKER, event_id ? event_id : "");
     return snprintf(buf, size, "%s%s%s%s", MSP_EVENT_MARKER, event_id ? event_id : "",

@@ -129,6 +129,10 @@ static void event_marker_carries_occurred_at(void **state) {
     assert_string_equal(m, "mspsync-event: " EID);
     msp_event_marker(m, sizeof(m), EID, "2026-12-06 10:02");
     assert_string_equal(m, "mspsync-event: " EID); /* a text with a space would not read back */
+    msp_event_marker(m, sizeof(m), EID, "2026-12-06T10:02:00Z\xc3\xa9");
+    assert_string_equal(m, "mspsync-event: " EID); /* nor would anything but a date-time */
+    msp_event_marker(m, sizeof(m), EID, "");
+    assert_string_equal(m, "mspsync-event: " EID);
     assert_true(msp_event_marker(m, 8, EID, "2026-12-06T10:02:00Z") >= 8);
 }
 

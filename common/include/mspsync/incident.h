@@ -57,7 +57,7 @@ void msp_incident_event_id(const char *fingerprint, const char *status, const ch
 
 /**
  * @brief The event marker of event_id: "mspsync-event: <event_id>", then " occurred_at=<occurred_at>"
- * when occurred_at is a non-empty text without whitespace (the gateway's RFC 3339 date-time).
+ * when occurred_at is an RFC 3339 date-time of at most 64 bytes (as the gateway accepts it).
  * @returns the length written (snprintf's: >= size means it was cut).
  */
 int msp_event_marker(char *buf, size_t size, const char *event_id, const char *occurred_at);
