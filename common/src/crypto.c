@@ -18,6 +18,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -540,6 +541,41 @@ int msp_consttime_streq(const char *a, const char *b) {
     if (la != lb)
         return 0;
     return CRYPTO_memcmp(a, b, la) == 0;
+}
+
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void) { sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL); }
+
+int msp_sha256(const void *data, size_t len, unsigned char out[32]) {
+    unsigned int n = 0;
+    pthread_once(&sha256_once, sha256_fetch);
+    const EVP_MD *md = sha256_md ? sha256_md : EVP_sha256();
+    return EVP_Digest(data ? data : "", data ? len : 0, out, &n, md, NULL) == 1 && n == 32 ? 0 : -1;
+}
+
+int msp_random_id_hex(char *out, size_t nbytes) {
+    static _Thread_local struct {
+        unsigned char b[1024];
+        size_t used;
+        int filled;
+    } pool;
+
+    if (!out || nbytes > 32)
+        return -1;
+    if (!pool.filled || pool.used + nbytes > sizeof pool.b) {
+        if (RAND_bytes(pool.b, (int)sizeof pool.b) != 1) {
+            out[0] = '\0';
+            return -1;
+        }
+        pool.filled = 1;
+        pool.used = 0;
+    }
+    to_hex(pool.b + pool.used, nbytes, out);
+    memset(pool.b + pool.used, 0, nbytes); /* an id handed out is not kept */
+    pool.used += nbytes;
+    return 0;
 }
 
 int msp_random_hex(char *out, size_t nbytes) {

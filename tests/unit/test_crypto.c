@@ -352,6 +352,31 @@ static void random_hex_has_requested_length(void **state) {
     assert_int_equal(msp_random_hex(NULL, 4), -1);
 }
 
+static int cmp_id(const void *a, const void *b) { return strcmp(a, b); }
+
+/* Ids from the per-thread pool: the right form, no repeat across several refills of the pool. */
+static void random_id_hex_is_distinct_across_refills(void **state) {
+    (void)state;
+    enum { N = 300 }; /* 300 x 16 bytes: the 1 KiB pool refilled four times */
+    static char ids[N][33];
+    for (int i = 0; i < N; i++) {
+        memset(ids[i], 'x', sizeof ids[i]);
+        assert_int_equal(msp_random_id_hex(ids[i], 16), 0);
+        assert_int_equal(strlen(ids[i]), 32);
+        assert_int_equal(strspn(ids[i], "0123456789abcdef"), 32);
+    }
+    qsort(ids, N, sizeof ids[0], cmp_id);
+    for (int i = 1; i < N; i++)
+        assert_string_not_equal(ids[i - 1], ids[i]);
+
+    char odd[2 * 7 + 1];
+    assert_int_equal(msp_random_id_hex(odd, 7), 0);
+    assert_int_equal(strlen(odd), 14);
+    char big[2 * 33 + 1];
+    assert_int_equal(msp_random_id_hex(big, 33), -1);
+    assert_int_equal(msp_random_id_hex(NULL, 4), -1);
+}
+
 static void secure_zero_clears_memory(void **state) {
     (void)state;
     char buf[16];
@@ -455,6 +480,7 @@ int main(void) {
         cmocka_unit_test(base64_roundtrips_binary_of_every_small_length),
         cmocka_unit_test(base64_decode_rejects_malformed_text),
         cmocka_unit_test(random_hex_has_requested_length),
+        cmocka_unit_test(random_id_hex_is_distinct_across_refills),
         cmocka_unit_test(secure_zero_clears_memory),
         cmocka_unit_test(key_ring_seals_with_the_newest_and_opens_with_any),
         cmocka_unit_test(key_ring_refusals_name_the_key_not_its_text),

@@ -110,4 +110,19 @@ unsigned char *msp_base64_decode(const char *text, size_t *out_len);
 /** @brief n random bytes as 2n lowercase hex chars into out (size >= 2n+1). @returns 0 or -1. */
 int msp_random_hex(char *out, size_t nbytes);
 
+/**
+ * @brief SHA-256 of data into out[32], with the digest fetched from OpenSSL's provider once per
+ * process (EVP_Digest with EVP_sha256() fetches it on every call). @returns 0 or -1.
+ */
+int msp_sha256(const void *data, size_t len, unsigned char out[32]);
+
+/**
+ * @brief An identifier of n random bytes (n <= 32) as 2n lowercase hex chars, drawn from a
+ * per-thread pool of CSPRNG bytes refilled 1 KiB at a time: as unpredictable as msp_random_hex at
+ * a fraction of its cost per call (one RAND_bytes per 1 KiB, not per id). For ids made per record
+ * (a merge's change id), never for secrets, whose bytes must not linger in a pool.
+ * @returns 0 or -1.
+ */
+int msp_random_id_hex(char *out, size_t nbytes);
+
 #endif
