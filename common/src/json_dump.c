@@ -14,6 +14,7 @@ typedef struct {
     size_t n, cap;
     int    failed;
     int    too_deep;   /* the tree is left to jansson */
+    const char *skip;  /* a top-level member left out (msp_json_dump_view), or NULL */
 } out_t;
 
 /* One scratch buffer per thread, kept between calls: the result is copied out exactly sized. */
@@ -119,10 +120,15 @@ static void dump_object(out_t *o, const json_t *v, size_t flags, int depth)
         return;
     }
     for (void *it = json_object_iter((json_t *)v); it && i < n;
-         it = json_object_iter_next((json_t *)v, it), i++) {
-        m[i].key   = json_object_iter_key(it);
-        m[i].len   = json_object_iter_key_len(it);
+         it = json_object_iter_next((json_t *)v, it)) {
+        const char *key = json_object_iter_key(it);
+        size_t len = json_object_iter_key_len(it);
+        if (depth == 0 && o->skip && len == strlen(o->skip) && memcmp(key, o->skip, len) == 0)
+            continue; /* left out (msp_json_dump_view) */
+        m[i].key = key;
+        m[i].len = len;
         m[i].value = json_object_iter_value(it);
+        i++;
     }
     n = i;
     if (flags & JSON_SORT_KEYS)   /* insertion sort: records have a few dozen members at most */
@@ -159,9 +165,21 @@ static void dump_real(out_t *o, const json_t *v)
     f(s);
 }
 
-static void dump(out_t *o, const json_t *v, size_t flags, int depth)
-{
-    char num[32];
+/* "%lld" without snprintf: every record has a few integers. */
+static void put_int(out_t *o, json_int_t v) {
+    char tmp[24];
+    int i = (int)sizeof tmp;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        tmp[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        tmp[--i] = '-';
+    put(o, tmp + i, sizeof tmp - (size_t)i);
+}
+
+static void dump(out_t *o, const json_t *v, size_t flags, int depth) {
     if (depth > DUMP_MAX_DEPTH) {
         o->failed = o->too_deep = 1;
         return;
@@ -178,10 +196,7 @@ static void dump(out_t *o, const json_t *v, size_t flags, int depth)
         put_c(o, ']');
         break;
     case JSON_STRING: put_string(o, json_string_value(v), json_string_length(v)); break;
-    case JSON_INTEGER:
-        put(o, num, (size_t)snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT,
-                                     json_integer_value(v)));
-        break;
+    case JSON_INTEGER: put_int(o, json_integer_value(v)); break;
     case JSON_REAL: dump_real(o, v); break;
     case JSON_TRUE: put(o, "true", 4); break;
     case JSON_FALSE: put(o, "false", 5); break;
@@ -189,18 +204,48 @@ static void dump(out_t *o, const json_t *v, size_t flags, int depth)
     }
 }
 
+static const size_t OURS = JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY;
+
+/* Dump v into the scratch buffer. @returns 0, 1 (left to jansson: too deep) or -1. */
+static int dump_scratch(const json_t *v, size_t flags, const char *skip) {
+    out_t *o = &scratch;
+    o->n = 0;
+    o->failed = o->too_deep = 0;
+    o->skip = skip;
+    dump(o, v, flags, 0);
+    o->skip = NULL;
+    return o->too_deep ? 1 : o->failed ? -1 : 0;
+}
+
+/* Give back a huge one-off buffer. */
+static void scratch_trim(void) {
+    if (scratch.cap > (1u << 22)) {
+        free(scratch.b);
+        scratch = (out_t){0};
+    }
+}
+
+const char *msp_json_dump_view(const json_t *v, size_t flags, const char *skip, size_t *len) {
+    if (!v || !len || !(flags & JSON_COMPACT) || (flags & ~OURS))
+        return NULL;
+    if (!(flags & JSON_ENCODE_ANY) && !json_is_object(v) && !json_is_array(v))
+        return NULL;
+    scratch_trim(); /* the previous view is over */
+    if (dump_scratch(v, flags, skip) != 0 || reserve(&scratch, 1) < 0)
+        return NULL;
+    scratch.b[scratch.n] = '\0';
+    *len = scratch.n;
+    return scratch.b;
+}
+
 char *msp_json_dumps(const json_t *v, size_t flags)
 {
-    const size_t ours = JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY;
-    if (!v || !(flags & JSON_COMPACT) || (flags & ~ours))
+    if (!v || !(flags & JSON_COMPACT) || (flags & ~OURS))
         return json_dumps(v, flags);
     if (!(flags & JSON_ENCODE_ANY) && !json_is_object(v) && !json_is_array(v))
         return NULL;
     out_t *o = &scratch;
-    o->n      = 0;
-    o->failed = o->too_deep = 0;
-    dump(o, v, flags, 0);
-    if (o->too_deep)
+    if (dump_scratch(v, flags, NULL) == 1)
         return json_dumps(v, flags);
     json_malloc_t alloc = NULL;
     json_get_alloc_funcs(&alloc, NULL);
@@ -209,10 +254,7 @@ char *msp_json_dumps(const json_t *v, size_t flags)
         memcpy(s, o->b, o->n);
         s[o->n] = '\0';
     }
-    if (o->cap > (1u << 22)) {   /* don't keep a huge one-off buffer */
-        free(o->b);
-        *o = (out_t){0};
-    }
+    scratch_trim();
     return s;
 }
 

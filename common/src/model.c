@@ -12,6 +12,7 @@
  * depend on that order.
  */
 #include "mspsync/model.h"
+#include "mspsync/crypto.h"
 #include "mspsync/errstr.h"
 #include "mspsync/json_dump.h"
 
@@ -22,9 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <openssl/evp.h>
-
 
 /* ---------------------------------------------------------------------------------------------
  * Small helpers
@@ -164,11 +162,11 @@ static json_t *record_head(const char *tenant, const char *kind, const char *ven
     json_t *sources = json_array();
     json_array_append_new(sources,
                           json_pack("{s:s, s:s}", "integration", "syncro", "id", vendor_id));
-    json_object_set_new(rec, "schema_version", json_integer(MSP_SCHEMA_VERSION));
-    json_object_set_new(rec, "tenant", json_string(tenant));
-    json_object_set_new(rec, "id", json_string(cid));
-    json_object_set_new(rec, "kind", json_string(kind));
-    json_object_set_new(rec, "sources", sources);
+    json_object_set_new_nocheck(rec, "schema_version", json_integer(MSP_SCHEMA_VERSION));
+    json_object_set_new_nocheck(rec, "tenant", json_string(tenant));
+    json_object_set_new_nocheck(rec, "id", json_string(cid));
+    json_object_set_new_nocheck(rec, "kind", json_string(kind));
+    json_object_set_new_nocheck(rec, "sources", sources);
     return rec;
 }
 
@@ -228,12 +226,15 @@ json_t *msp_map_syncro_customer(const char *tenant, const json_t *raw, char *err
     if (payload_id("customer", tenant, raw, id, errstr, errstr_size) != 0) return NULL;
 
     json_t *rec = record_head(tenant, "customer", id);
-    json_object_set_new(rec, "name", or_null(customer_name(raw)));
-    json_object_set_new(rec, "email", or_null(trimmed_string(json_object_get(raw, "email"))));
-    json_object_set_new(rec, "phone", or_null(trimmed_string(json_object_get(raw, "phone"))));
-    json_object_set_new(rec, "disabled", flag(json_object_get(raw, "disabled")));
-    json_object_set_new(rec, "updated_at", copied_string(json_object_get(raw, "updated_at")));
-    json_object_set_new(rec, "gone", json_false());
+    json_object_set_new_nocheck(rec, "name", or_null(customer_name(raw)));
+    json_object_set_new_nocheck(rec, "email",
+                                or_null(trimmed_string(json_object_get(raw, "email"))));
+    json_object_set_new_nocheck(rec, "phone",
+                                or_null(trimmed_string(json_object_get(raw, "phone"))));
+    json_object_set_new_nocheck(rec, "disabled", flag(json_object_get(raw, "disabled")));
+    json_object_set_new_nocheck(rec, "updated_at",
+                                copied_string(json_object_get(raw, "updated_at")));
+    json_object_set_new_nocheck(rec, "gone", json_false());
     return rec;
 }
 
@@ -458,26 +459,27 @@ json_t *msp_map_syncro_asset(const char *tenant, const json_t *raw, char *errstr
     if (os_name || os_build) {
         json_decref(os_rec);
         os_rec = json_object();
-        json_object_set_new(os_rec, "name", or_null(os_name));
-        json_object_set_new(os_rec, "build", or_null(os_build));
+        json_object_set_new_nocheck(os_rec, "name", or_null(os_name));
+        json_object_set_new_nocheck(os_rec, "build", or_null(os_build));
     }
 
     json_t *customer_ref = syncro_ref(json_object_get(raw, "customer_id"));
 
     json_t *rec = record_head(tenant, "asset", id);
-    json_object_set_new(rec, "name", or_null(trimmed_string(json_object_get(raw, "name"))));
-    json_object_set_new(rec, "asset_type",
-                        or_null(trimmed_string(json_object_get(raw, "asset_type"))));
-    json_object_set_new(rec, "serial", or_null(serial));
-    json_object_set_new(rec, "manufacturer",
-                        or_null(trimmed_string(obj_get(general, "manufacturer"))));
-    json_object_set_new(rec, "model", or_null(trimmed_string(obj_get(general, "model"))));
-    json_object_set_new(rec, "form_factor",
-                        or_null(trimmed_string(obj_get(general, "form_factor"))));
-    json_object_set_new(rec, "os", os_rec);
-    json_object_set_new(rec, "macs", asset_macs(obj_get(kabuto, "network_adapters")));
-    json_object_set_new(rec, "customer_ref", customer_ref);
-    json_object_set_new(rec, "updated_at", copied_string(json_object_get(raw, "updated_at")));
+    json_object_set_new_nocheck(rec, "name", or_null(trimmed_string(json_object_get(raw, "name"))));
+    json_object_set_new_nocheck(rec, "asset_type",
+                                or_null(trimmed_string(json_object_get(raw, "asset_type"))));
+    json_object_set_new_nocheck(rec, "serial", or_null(serial));
+    json_object_set_new_nocheck(rec, "manufacturer",
+                                or_null(trimmed_string(obj_get(general, "manufacturer"))));
+    json_object_set_new_nocheck(rec, "model", or_null(trimmed_string(obj_get(general, "model"))));
+    json_object_set_new_nocheck(rec, "form_factor",
+                                or_null(trimmed_string(obj_get(general, "form_factor"))));
+    json_object_set_new_nocheck(rec, "os", os_rec);
+    json_object_set_new_nocheck(rec, "macs", asset_macs(obj_get(kabuto, "network_adapters")));
+    json_object_set_new_nocheck(rec, "customer_ref", customer_ref);
+    json_object_set_new_nocheck(rec, "updated_at",
+                                copied_string(json_object_get(raw, "updated_at")));
     /* Asset custom fields appear as properties["<display name>"] (NOTES.md). */
     json_t *dates = json_object();
     const json_t *props = json_object_get(raw, "properties");
@@ -489,8 +491,8 @@ json_t *msp_map_syncro_asset(const char *tenant, const json_t *raw, char *errstr
         json_object_set_new(dates, names[i][0],
                             v && msp_date_normalize(v, d) == 0 ? json_string(d) : json_null());
     }
-    json_object_set_new(rec, "dates", dates);
-    json_object_set_new(rec, "gone", json_false());
+    json_object_set_new_nocheck(rec, "dates", dates);
+    json_object_set_new_nocheck(rec, "gone", json_false());
     json_decref(kabuto);
     return rec;
 }
@@ -503,24 +505,30 @@ void msp_record_fingerprint(const json_t *canonical, char out[65]) {
     static const char hex[] = "0123456789abcdef";
     out[0] = '\0';
     if (!canonical) return;
-    char *text = NULL;
-    if (json_is_object(canonical) && json_object_get(canonical, "gone")) {
-        /* shallow copy: only the top-level "gone" is removed, children are shared */
-        json_t *copy = json_copy((json_t *)canonical);
+    /* the sorted form without the top-level "gone", hashed where it was written */
+    size_t len = 0;
+    const char *text =
+        msp_json_dump_view(canonical, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY,
+                           json_is_object(canonical) ? "gone" : NULL, &len);
+    char *own = NULL;
+    if (!text) { /* a tree deeper than ours: jansson's dump of a copy without "gone" */
+        json_t *copy = json_is_object(canonical) ? json_copy((json_t *)canonical)
+                                                 : json_incref((json_t *)canonical);
         if (!copy) return;
-        json_object_del(copy, "gone");
-        text = msp_json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+        if (json_is_object(copy))
+            json_object_del(copy, "gone");
+        own = msp_json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
         json_decref(copy);
-    } else {
-        text = msp_json_dumps(canonical, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+        if (!own)
+            return;
+        text = own;
+        len = strlen(own);
     }
-    if (!text) return;
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    int ok = EVP_Digest(text, strlen(text), md, &len, EVP_sha256(), NULL) == 1 && len == 32;
-    msp_json_free(text);
+    unsigned char md[32];
+    int ok = msp_sha256(text, len, md) == 0;
+    msp_json_free(own);
     if (!ok) return;
-    for (unsigned int i = 0; i < len; i++) {
+    for (unsigned int i = 0; i < sizeof md; i++) {
         out[2 * i] = hex[md[i] >> 4];
         out[2 * i + 1] = hex[md[i] & 0xf];
     }
@@ -546,9 +554,11 @@ json_t *msp_map_syncro_contact(const char *tenant, const json_t *raw, char *errs
     static const char *const strs[] = {"name", "email", "phone", "mobile"};
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
         json_object_set_new(rec, strs[i], or_null(trimmed_string(json_object_get(raw, strs[i]))));
-    json_object_set_new(rec, "customer_ref", syncro_ref(json_object_get(raw, "customer_id")));
-    json_object_set_new(rec, "updated_at", copied_string(json_object_get(raw, "updated_at")));
-    json_object_set_new(rec, "gone", json_false());
+    json_object_set_new_nocheck(rec, "customer_ref",
+                                syncro_ref(json_object_get(raw, "customer_id")));
+    json_object_set_new_nocheck(rec, "updated_at",
+                                copied_string(json_object_get(raw, "updated_at")));
+    json_object_set_new_nocheck(rec, "gone", json_false());
     return rec;
 }
 
@@ -559,18 +569,19 @@ json_t *msp_map_syncro_ticket(const char *tenant, const json_t *raw, char *errst
         return NULL;
     json_t *rec = record_head(tenant, "ticket", id);
     const json_t *n = json_object_get(raw, "number");
-    json_object_set_new(rec, "number",
-                        parse_vendor_id(n, number) == 0 ? json_string(number)
-                                                        : or_null(trimmed_string(n)));
+    json_object_set_new_nocheck(rec, "number",
+                                parse_vendor_id(n, number) == 0 ? json_string(number)
+                                                                : or_null(trimmed_string(n)));
     static const char *const strs[] = {"subject", "status", "problem_type", "priority"};
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
         json_object_set_new(rec, strs[i], or_null(trimmed_string(json_object_get(raw, strs[i]))));
-    json_object_set_new(rec, "customer_ref", syncro_ref(json_object_get(raw, "customer_id")));
-    json_object_set_new(rec, "contact_ref", syncro_ref(json_object_get(raw, "contact_id")));
+    json_object_set_new_nocheck(rec, "customer_ref",
+                                syncro_ref(json_object_get(raw, "customer_id")));
+    json_object_set_new_nocheck(rec, "contact_ref", syncro_ref(json_object_get(raw, "contact_id")));
     static const char *const times[] = {"created_at", "resolved_at", "updated_at"};
     for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++)
         json_object_set_new(rec, times[i], copied_string(json_object_get(raw, times[i])));
-    json_object_set_new(rec, "gone", json_false());
+    json_object_set_new_nocheck(rec, "gone", json_false());
     return rec;
 }
 
@@ -608,11 +619,11 @@ json_t *msp_map_syncro_settings(const char *tenant, const json_t *raw, char *err
         return NULL;
     }
     json_t *rec = record_head(tenant, "setting", MSP_SYNCRO_SETTINGS_ID);
-    json_object_set_new(rec, "ticket_statuses", statuses);
-    json_object_set_new(rec, "problem_types",
-                        or_null(string_list(json_object_get(raw, "problem_types"), NULL)));
+    json_object_set_new_nocheck(rec, "ticket_statuses", statuses);
+    json_object_set_new_nocheck(rec, "problem_types",
+                                or_null(string_list(json_object_get(raw, "problem_types"), NULL)));
     json_t *types = string_list(json_object_get(raw, "ticket_types"), "name");
-    json_object_set_new(rec, "ticket_types", types ? types : json_array());
-    json_object_set_new(rec, "gone", json_false());
+    json_object_set_new_nocheck(rec, "ticket_types", types ? types : json_array());
+    json_object_set_new_nocheck(rec, "gone", json_false());
     return rec;
 }

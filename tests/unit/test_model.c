@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "mspsync/json_pick.h"
 #include "mspsync/model.h"
 
@@ -292,6 +294,27 @@ static void fingerprint_ignores_gone_flag(void **state) {
     json_decref(gone);
 }
 
+/* Stored fingerprints stay valid: SHA-256 of jansson's sorted compact form without "gone". */
+static void fingerprint_is_sha256_of_the_sorted_form(void **state) {
+    (void)state;
+    json_t *gone = sample_asset("S1", ",\"gone\":true");
+    json_t *copy = json_copy(gone);
+    json_object_del(copy, "gone");
+    char *text = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    assert_int_equal(EVP_Digest(text, strlen(text), md, &n, EVP_sha256(), NULL), 1);
+    char want[65];
+    for (unsigned i = 0; i < n; i++)
+        snprintf(want + 2 * i, 3, "%02x", md[i]);
+    char got[65];
+    msp_record_fingerprint(gone, got);
+    assert_string_equal(got, want);
+    free(text);
+    json_decref(copy);
+    json_decref(gone);
+}
+
 static void fingerprint_changes_with_content(void **state) {
     (void)state;
     json_t *a = sample_asset("S1", "");
@@ -367,6 +390,7 @@ int main(void) {
         cmocka_unit_test(malformed_macs_are_rejected),
         cmocka_unit_test(fingerprint_ignores_key_order),
         cmocka_unit_test(fingerprint_ignores_gone_flag),
+        cmocka_unit_test(fingerprint_is_sha256_of_the_sorted_form),
         cmocka_unit_test(fingerprint_changes_with_content),
         cmocka_unit_test(mapped_record_fingerprint_is_stable_across_runs),
         cmocka_unit_test(canonical_keys_come_in_documented_order),

@@ -24,6 +24,15 @@
  */
 char *msp_json_dumps(const json_t *v, size_t flags);
 
+/**
+ * @brief What msp_json_dumps(v, flags) writes, with the top-level member named skip (if any, and
+ *        v an object) left out, in the calling thread's scratch buffer: no allocation, no copy.
+ *        NUL-terminated, *len bytes; valid until the thread's next dump. For hashing the text.
+ * @returns the text, or NULL: flags other than ours, too deep a tree (jansson's case), invalid
+ *          UTF-8, out of memory, or not a container without JSON_ENCODE_ANY.
+ */
+const char *msp_json_dump_view(const json_t *v, size_t flags, const char *skip, size_t *len);
+
 /** @brief Free the calling thread's scratch buffer: call it before a thread that dumped exits. */
 void msp_json_dumps_thread_done(void);
 
