@@ -11,6 +11,9 @@
 #include "mspsync/utf8.h"
 
 #define PICK_MAX_DEPTH 2048   /* jansson's JSON_PARSER_MAX_DEPTH */
+#define BUILD_MAX_DEPTH                                                                            \
+    32 /* containers deeper than this are built by jansson (its frames are
+                               * smaller: a fuzzer's 2,000-deep member stays within the stack) */
 
 typedef struct {
     const unsigned char *start, *p, *end;
@@ -182,10 +185,9 @@ static int skip_word(scan_t *s, const char *w)
 
 static int skip_value(scan_t *s, int depth);
 
-static int skip_container(scan_t *s, int depth)
-{
-    unsigned char close = *s->p == '{' ? '}' : ']';
-    int           esc;
+/* At a container's opening byte: checks the depth and steps in. @returns 1 when items follow,
+ * 0 when it was empty (its close consumed), -1 (err set) too deep. */
+static int enter(scan_t *s, int depth, unsigned char close) {
     if (depth >= PICK_MAX_DEPTH)
         return fail_at(s, s->p, "maximum parsing depth reached");
     s->p++;
@@ -194,6 +196,30 @@ static int skip_container(scan_t *s, int depth)
         s->p++;
         return 0;
     }
+    return 1;
+}
+
+/* After a member or an element: 1 after a ',' (another follows), 0 after the container's close,
+ * -1 (err set) at anything else. */
+static int next_item(scan_t *s, unsigned char close) {
+    skip_ws(s);
+    if (s->p < s->end && *s->p == ',') {
+        s->p++;
+        skip_ws(s);
+        return 1;
+    }
+    if (s->p < s->end && *s->p == close) {
+        s->p++;
+        return 0;
+    }
+    return fail_at(s, s->p, "',' or '%c' expected", close);
+}
+
+static int skip_container(scan_t *s, int depth) {
+    unsigned char close = *s->p == '{' ? '}' : ']';
+    int esc, in = enter(s, depth, close);
+    if (in <= 0)
+        return in;
     for (;;) {
         if (close == '}') {
             if (s->p >= s->end || *s->p != '"')
@@ -207,17 +233,9 @@ static int skip_container(scan_t *s, int depth)
         }
         if (skip_value(s, depth + 1) < 0)
             return -1;
-        skip_ws(s);
-        if (s->p < s->end && *s->p == ',') {
-            s->p++;
-            skip_ws(s);
-            continue;
-        }
-        if (s->p < s->end && *s->p == close) {
-            s->p++;
-            return 0;
-        }
-        return fail_at(s, s->p, "',' or '%c' expected", close);
+        int more = next_item(s, close);
+        if (more <= 0)
+            return more;
     }
 }
 
@@ -327,21 +345,62 @@ static const char *member_name(scan_t *s, const unsigned char *from, const unsig
     return d;
 }
 
-/* The object from its '{' at depth (0: the text's): members picked, others checked. */
-static json_t *pick_object(scan_t *s, msp_json_pick_t *pick, int depth) {
-    if (depth >= PICK_MAX_DEPTH) {
-        fail_at(s, s->p, "maximum parsing depth reached");
+static json_t *pick_object(scan_t *s, msp_json_pick_t *pick, int depth);
+
+static json_t *build_value(scan_t *s, int depth);
+
+/* The array from its '[' at depth, built whole, as skip_container checks it. */
+static json_t *build_array(scan_t *s, int depth) {
+    json_t *arr = json_array();
+    int in = arr ? enter(s, depth, ']') : -1;
+    if (in <= 0) {
+        if (in < 0)
+            json_decref(arr);
+        return in < 0 ? NULL : arr;
+    }
+    for (;;) {
+        json_t *v = build_value(s, depth + 1);
+        if (!v || json_array_append_new(arr, v) < 0)
+            break;
+        int more = next_item(s, ']');
+        if (more == 0)
+            return arr;
+        if (more < 0)
+            break;
+    }
+    json_decref(arr);
+    return NULL;
+}
+
+/*
+ * One value after optional white space, built whole: containers by our scanner (jansson's lexer
+ * costs ~100 instructions a byte, most of a record's parse when a kept member is an object),
+ * scalars by load_value. Same checks, same errors as skip_value.
+ */
+static json_t *build_value(scan_t *s, int depth) {
+    skip_ws(s);
+    if (s->p >= s->end) {
+        fail_at(s, s->p, "premature end of input");
         return NULL;
     }
+    if (*s->p == '{' && depth < BUILD_MAX_DEPTH)
+        return pick_object(s, NULL, depth);
+    if (*s->p == '[' && depth < BUILD_MAX_DEPTH)
+        return build_array(s, depth);
+    const unsigned char *from = s->p;
+    return skip_value(s, depth) < 0 ? NULL : load_value(s, from, s->p);
+}
+
+/* The object from its '{' at depth (0: the text's): members picked, others checked; with pick
+ * NULL, every member kept. */
+static json_t *pick_object(scan_t *s, msp_json_pick_t *pick, int depth) {
     json_t *obj = json_object();
     char    small[256];
-    if (!obj)
-        return NULL;
-    s->p++;
-    skip_ws(s);
-    if (s->p < s->end && *s->p == '}') {
-        s->p++;
-        return obj;
+    int in = obj ? enter(s, depth, '}') : -1;
+    if (in <= 0) {
+        if (in < 0)
+            json_decref(obj);
+        return in < 0 ? NULL : obj;
     }
     for (;;) {
         const unsigned char *kfrom = s->p, *vfrom;
@@ -379,6 +438,11 @@ static json_t *pick_object(scan_t *s, msp_json_pick_t *pick, int depth) {
             }
             pick->span     = (const char *)vfrom;
             pick->span_len = (size_t)(s->p - vfrom);
+        } else if (want == MSP_PICK_KEEP) {
+            if (!(v = build_value(s, depth + 1))) {
+                free(heap);
+                goto fail;
+            }
         } else {
             if (skip_value(s, depth + 1) < 0) {
                 free(heap);
@@ -388,30 +452,24 @@ static json_t *pick_object(scan_t *s, msp_json_pick_t *pick, int depth) {
                 pick->span = (const char *)vfrom;
                 pick->span_len = (size_t)(s->p - vfrom);
             }
-            if (want == MSP_PICK_KEEP || want == MSP_PICK_NESTED) {
+            if (want == MSP_PICK_NESTED) {
                 if (!(v = load_value(s, vfrom, s->p))) {
                     free(heap);
                     goto fail;
                 }
             }
         }
-        if (v && json_object_set_new(obj, name, v) < 0) {
+        /* the name's UTF-8 was checked by skip_string (or jansson, escaped): no second check */
+        if (v && json_object_setn_new_nocheck(obj, name, strlen(name), v) < 0) {
             free(heap);
             goto fail;
         }
         free(heap);
-        skip_ws(s);
-        if (s->p < s->end && *s->p == ',') {
-            s->p++;
-            skip_ws(s);
-            continue;
-        }
-        if (s->p < s->end && *s->p == '}') {
-            s->p++;
+        int more = next_item(s, '}');
+        if (more == 0)
             return obj;
-        }
-        fail_at(s, s->p, "',' or '}' expected");
-        goto fail;
+        if (more < 0)
+            goto fail;
     }
 fail:
     json_decref(obj);

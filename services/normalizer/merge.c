@@ -281,7 +281,8 @@ static json_t *merged_dates(const nz_member_t *m, size_t n, const json_t *edits,
         const char *name = nz_date_fields[f];
         const char *ev   = json_string_value(json_object_get(edits, name));
         if (ev && ev[0]) {
-            json_object_set_new(dates, name, json_pack("{s:s,s:s}", "value", ev, "source", "manual"));
+            json_object_set_new_nocheck(dates, name,
+                                        json_pack("{s:s,s:s}", "value", ev, "source", "manual"));
             continue;
         }
         const char *prev_src = json_string_value(json_object_get(json_object_get(pd, name), "source"));
@@ -305,7 +306,8 @@ static json_t *merged_dates(const nz_member_t *m, size_t n, const json_t *edits,
             }
         }
         if (best) {
-            json_object_set_new(dates, name, json_pack("{s:s,s:s}", "value", best, "source", best_src));
+            json_object_set_new_nocheck(dates, name,
+                                        json_pack("{s:s,s:s}", "value", best, "source", best_src));
         } else {
             /* Only echoes (or nothing): keep what we had, unless no member holds anything. */
             const json_t *keep = json_object_get(pd, name);
@@ -313,8 +315,8 @@ static json_t *merged_dates(const nz_member_t *m, size_t n, const json_t *edits,
             for (size_t i = 0; i < n && json_is_object(keep); i++)
                 if (!member_gone(&m[i]) && nz_member_date(m[i].rec, f))
                     held = 1;
-            json_object_set_new(dates, name, held && json_is_object(keep) ? json_deep_copy(keep)
-                                                                           : json_null());
+            json_object_set_new_nocheck(
+                dates, name, held && json_is_object(keep) ? json_deep_copy(keep) : json_null());
         }
     }
     return dates;
@@ -378,10 +380,10 @@ json_t *nz_merge_asset(const char *tenant, const char *asset_id, const nz_member
         primary = 0;
 
     json_t *o = json_object();
-    json_object_set_new(o, "schema_version", json_integer(1));
-    json_object_set_new(o, "tenant", json_string(tenant));
-    json_object_set_new(o, "id", json_string(asset_id));
-    json_object_set_new(o, "kind", json_string("asset"));
+    json_object_set_new_nocheck(o, "schema_version", json_integer(1));
+    json_object_set_new_nocheck(o, "tenant", json_string(tenant));
+    json_object_set_new_nocheck(o, "id", json_string(asset_id));
+    json_object_set_new_nocheck(o, "kind", json_string("asset"));
 
     json_t *sources = json_array();
     for (size_t i = 0; i < n; i++) {
@@ -392,20 +394,21 @@ json_t *nz_merge_asset(const char *tenant, const char *asset_id, const nz_member
         json_array_foreach(json_object_get(m[i].rec, "sources"), k, s)
             json_array_append(sources, s);
     }
-    json_object_set_new(o, "sources", sources);
+    json_object_set_new_nocheck(o, "sources", sources);
 
     /* The table's fields by rule: every MSP_MERGE_FIRST field in table order, then every
      * MSP_MERGE_UNION one (the key order of the merged asset, which the inventory stores). */
     const msp_field_t *fields = msp_record_asset.fields;
     for (size_t f = 0; f < msp_record_asset.n; f++)
         if (fields[f].merge == MSP_MERGE_FIRST)
-            json_object_set_new(o, fields[f].name,
-                                merged_first(m, n, primary, all_gone, fields[f].name));
+            json_object_set_new_nocheck(o, fields[f].name,
+                                        merged_first(m, n, primary, all_gone, fields[f].name));
     for (size_t f = 0; f < msp_record_asset.n; f++)
         if (fields[f].merge == MSP_MERGE_UNION)
-            json_object_set_new(o, fields[f].name, merged_union(m, n, all_gone, fields[f].name));
-    json_object_set_new(o, "dates", merged_dates(m, n, edits, prev));
-    json_object_set_new(o, "gone", json_boolean(all_gone));
+            json_object_set_new_nocheck(o, fields[f].name,
+                                        merged_union(m, n, all_gone, fields[f].name));
+    json_object_set_new_nocheck(o, "dates", merged_dates(m, n, edits, prev));
+    json_object_set_new_nocheck(o, "gone", json_boolean(all_gone));
     return o;
 }
 
@@ -441,7 +444,7 @@ json_t *nz_merge_change(const json_t *prev, const json_t *merged, const nz_membe
             continue;
         if (!out)
             out = json_object();
-        json_object_set_new(out, nz_date_fields[f], now ? json_string(now) : json_null());
+        json_object_set_new_nocheck(out, nz_date_fields[f], now ? json_string(now) : json_null());
     }
     return out;
 }
@@ -461,7 +464,7 @@ json_t *nz_change_message(const char *tenant, const char *asset_id, const char *
         json_t     *cur   = json_object();
         for (int f = 0; f < NZ_F_COUNT; f++) {
             const char *v = nz_member_date(m[i].rec, f);
-            json_object_set_new(cur, nz_date_fields[f], v ? json_string(v) : json_null());
+            json_object_set_new_nocheck(cur, nz_date_fields[f], v ? json_string(v) : json_null());
         }
         json_array_append_new(targets, json_pack("{s:s,s:s,s:o}", "integration", integ, "id",
                                                  m[i].src_id + strlen(integ) + 1, "current", cur));

@@ -109,6 +109,39 @@ static void dumps_refuse_what_jansson_refuses(void **state)
     json_decref(s);
 }
 
+/* The view leaves out the named member at the top only: jansson's dump of a copy without it. */
+static void dump_view_leaves_out_the_named_top_member(void **state) {
+    (void)state;
+    const size_t flags = JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY;
+    for (int i = 0; i < 2000; i++) {
+        json_t *t = rand_tree(0);
+        if (json_is_object(t) && rnd(2)) {
+            json_object_set_new(t, "gone", json_true());
+            json_t *inner = json_object(); /* a nested "gone" is content */
+            json_object_set_new(inner, "gone", json_false());
+            json_object_set_new(t, "inner", inner);
+        }
+        json_t *copy = json_is_object(t) ? json_copy(t) : json_incref(t);
+        if (json_is_object(copy))
+            json_object_del(copy, "gone");
+        char *want = json_dumps(copy, flags);
+        size_t len = 0;
+        const char *got = msp_json_dump_view(t, flags, json_is_object(t) ? "gone" : NULL, &len);
+        if ((want == NULL) != (got == NULL) || (want && (strlen(want) != len || strcmp(want, got))))
+            fail_msg("tree %d: jansson %s, view %s", i, want ? want : "(null)",
+                     got ? got : "(null)");
+        free(want);
+        json_decref(copy);
+        json_decref(t);
+    }
+    size_t len = 0;
+    assert_null(msp_json_dump_view(NULL, flags, NULL, &len));
+    json_t *s = json_string("x");
+    assert_null(msp_json_dump_view(s, JSON_COMPACT, NULL, &len));   /* a scalar needs ENCODE_ANY */
+    assert_null(msp_json_dump_view(s, JSON_INDENT(2), NULL, &len)); /* not our flags */
+    json_decref(s);
+}
+
 /* jansson's errors that a skipped member cannot cause (json_pick.h: ranges are not checked). */
 static int range_error(const char *text)
 {
@@ -335,7 +368,7 @@ static void errors_say_where(void **state)
     assert_null(msp_json_pick(wrapped, strlen(wrapped), NULL, &e));   /* depth, not a crash */
     free(deep);
     free(wrapped);
-    /* closed, 2049 and 2047 deep, in a skipped member: jansson's limit is 2048 */
+    /* closed, 2049 and 2047 deep, in a skipped member and in a kept one: jansson's limit is 2048 */
     for (int depth = 2047; depth <= 2049; depth += 2) {
         char *text = malloc(2 * (size_t)depth + 32);
         int   n    = sprintf(text, "{\"skip\":");
@@ -345,7 +378,27 @@ static void errors_say_where(void **state)
             text[n++] = ']';
         text[n++] = '}';
         check_text(text, (size_t)n, keep_none, "deep");
+        check_text(text, (size_t)n, NULL, "deep, kept");
         free(text);
+    }
+}
+
+/* Kept members around the depth where our builder hands containers to jansson: same values. */
+static void kept_members_deep_and_shallow_equal_janssons(void **state) {
+    (void)state;
+    for (int depth = 28; depth <= 36; depth++) {
+        char text[1024];
+        int n = sprintf(text, "{\"a\":");
+        for (int i = 0; i < depth; i++)
+            n += sprintf(text + n, i % 2 ? "[1,\"x\"," : "{\"k%d\":\"v\",\"in\":", i);
+        n += sprintf(text + n, "\"leaf\\n\"");
+        for (int i = depth - 1; i >= 0; i--)
+            n += sprintf(text + n, i % 2 ? ",2.5]" : ",\"z\":null}");
+        n += sprintf(text + n, ",\"b\":[[],{},[{}]]}");
+        check_text(text, (size_t)n, NULL, "nested, kept");
+        check_text(text, (size_t)n, keep, "nested, some kept");
+        text[n - 3] = ','; /* "[{},}": broken at the end */
+        check_text(text, (size_t)n, NULL, "nested, broken");
     }
 }
 
@@ -442,12 +495,14 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(dumps_are_byte_identical_to_jansson),
         cmocka_unit_test(dumps_refuse_what_jansson_refuses),
+        cmocka_unit_test(dump_view_leaves_out_the_named_top_member),
         cmocka_unit_test(pick_agrees_with_jansson_on_valid_texts),
         cmocka_unit_test(pick_agrees_with_jansson_on_broken_texts),
         cmocka_unit_test(hard_values_get_jansson_verdicts),
         cmocka_unit_test(non_objects_are_built_whole),
         cmocka_unit_test(span_member_is_handed_back_not_built),
         cmocka_unit_test(errors_say_where),
+        cmocka_unit_test(kept_members_deep_and_shallow_equal_janssons),
         cmocka_unit_test(flat_takes_only_what_jansson_takes),
         cmocka_unit_test(flat_declines_the_rest),
     };
