@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mspsync/json_plain.h"
 #include "mspsync/utf8.h"
 
 #define DUMP_MAX_DEPTH 2048   /* deeper trees go to jansson (which refuses what it must) */
@@ -60,12 +61,11 @@ static void put_string(out_t *o, const char *s, size_t len)
     const unsigned char *p = (const unsigned char *)s, *end = p + len, *run = p;
     put_c(o, '"');
     while (p < end) {
-        unsigned char c = *p;
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            if (c < 0x80) {
-                p++;
-                continue;
-            }
+        p += msp_json_plain_len(p, (size_t)(end - p)); /* written as it is */
+        if (p >= end)
+            break;
+        unsigned char c = *p; /* '"', '\\', a control character or a non-ASCII byte */
+        if (c >= 0x80) {
             size_t n = msp_utf8_char_len(p, (size_t)(end - p));
             if (n == 0) {
                 o->failed = 1;   /* jansson refuses to dump invalid UTF-8 */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mspsync/json_plain.h"
 #include "mspsync/utf8.h"
 
 #define PICK_MAX_DEPTH 2048   /* jansson's JSON_PARSER_MAX_DEPTH */
@@ -69,40 +70,22 @@ static int hex4(const unsigned char *p, unsigned *out)
     return 0;
 }
 
-/*
- * 1 when none of the 8 bytes at p is '"', '\\', a control character or a non-ASCII byte. The
- * lowest such byte always shows (a borrow only comes from a lower byte that shows itself), so a
- * 1 is exact; a 0 may be a false alarm, which the byte loop then settles.
- */
-static int plain8(const unsigned char *p) {
-    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
-    uint64_t w;
-    memcpy(&w, p, sizeof w);
-    uint64_t quote = w ^ (ones * '"'), slash = w ^ (ones * '\\');
-    return (((w - ones * 0x20) | (quote - ones) | (slash - ones) | w) & high) == 0;
-}
-
 /* A string from its opening quote; leaves p after the closing one. *escaped: it had a '\'. */
 static int skip_string(scan_t *s, int *escaped)
 {
     const unsigned char *open = s->p++;
     *escaped = 0;
     while (s->p < s->end) {
-        while (s->end - s->p >= 8 && plain8(s->p)) /* the common run of plain text */
-            s->p += 8;
+        s->p += msp_json_plain_len(s->p, (size_t)(s->end - s->p)); /* the run of plain text */
         if (s->p >= s->end)
             break;
-        unsigned char c = *s->p;
+        unsigned char c = *s->p; /* '"', '\\', a control character or a non-ASCII byte */
         if (c == '"') {
             s->p++;
             return 0;
         }
         if (c < 0x20)
             return fail_at(s, s->p, "control character 0x%x in string", c);
-        if (c < 0x80 && c != '\\') {
-            s->p++;
-            continue;
-        }
         if (c >= 0x80) {
             size_t n = msp_utf8_char_len(s->p, (size_t)(s->end - s->p));
             if (n == 0)

@@ -18,6 +18,7 @@
 
 #include "mspsync/json_dump.h"
 #include "mspsync/json_pick.h"
+#include "mspsync/json_plain.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15ULL;
 static unsigned rnd(unsigned n)
@@ -70,6 +71,27 @@ static json_t *rand_tree(int depth)
         }
         return o;
     }
+    }
+}
+
+/* The eight-at-a-time search finds what a byte loop finds, at every length and alignment, with
+ * the special byte anywhere and plain bytes next to every threshold (0x1f/0x20, 0x7f/0x80). */
+static void plain_len_agrees_with_the_byte_rule(void **state) {
+    (void)state;
+    static const unsigned char edge[] = {0x00, 0x1f, 0x20, 0x21, '"',  '#',  '[',  '\\',
+                                         ']',  0x7e, 0x7f, 0x80, 0xa0, 0xc3, 0xff, 'a'};
+    unsigned char buf[64];
+    for (int i = 0; i < 200000; i++) {
+        size_t off = rnd(8), n = rnd(40);
+        for (size_t k = 0; k < off + n; k++)
+            buf[k] = rnd(4) ? (unsigned char)(0x20 + rnd(0x60)) : edge[rnd(sizeof edge)];
+        size_t want = 0;
+        while (want < n && buf[off + want] >= 0x20 && buf[off + want] < 0x80 &&
+               buf[off + want] != '"' && buf[off + want] != '\\')
+            want++;
+        size_t got = msp_json_plain_len(buf + off, n);
+        if (got != want)
+            fail_msg("case %d: %zu plain bytes, found %zu", i, want, got);
     }
 }
 
@@ -493,6 +515,7 @@ static void flat_declines_the_rest(void **state) {
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(plain_len_agrees_with_the_byte_rule),
         cmocka_unit_test(dumps_are_byte_identical_to_jansson),
         cmocka_unit_test(dumps_refuse_what_jansson_refuses),
         cmocka_unit_test(dump_view_leaves_out_the_named_top_member),
