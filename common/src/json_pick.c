@@ -12,9 +12,9 @@
 #include "mspsync/utf8.h"
 
 #define PICK_MAX_DEPTH 2048   /* jansson's JSON_PARSER_MAX_DEPTH */
-#define BUILD_MAX_DEPTH                                                                            \
-    32 /* containers deeper than this are built by jansson (its frames are
-                               * smaller: a fuzzer's 2,000-deep member stays within the stack) */
+/* Containers deeper than this are built by jansson, whose frames are smaller: a fuzzer's
+ * 2,000-deep member stays within a thread's stack. */
+#define BUILD_MAX_DEPTH 32
 
 typedef struct {
     const unsigned char *start, *p, *end;
@@ -182,6 +182,17 @@ static int enter(scan_t *s, int depth, unsigned char close) {
     return 1;
 }
 
+/* enter() for a container c being built: on an error c is released and set to NULL (also when
+ * it could not be made). @returns as enter(). */
+static int enter_built(scan_t *s, json_t **c, int depth, unsigned char close) {
+    int in = *c ? enter(s, depth, close) : -1;
+    if (in < 0) {
+        json_decref(*c);
+        *c = NULL;
+    }
+    return in;
+}
+
 /* After a member or an element: 1 after a ',' (another follows), 0 after the container's close,
  * -1 (err set) at anything else. */
 static int next_item(scan_t *s, unsigned char close) {
@@ -335,12 +346,8 @@ static json_t *build_value(scan_t *s, int depth);
 /* The array from its '[' at depth, built whole, as skip_container checks it. */
 static json_t *build_array(scan_t *s, int depth) {
     json_t *arr = json_array();
-    int in = arr ? enter(s, depth, ']') : -1;
-    if (in <= 0) {
-        if (in < 0)
-            json_decref(arr);
-        return in < 0 ? NULL : arr;
-    }
+    if (enter_built(s, &arr, depth, ']') <= 0)
+        return arr; /* empty, or NULL */
     for (;;) {
         json_t *v = build_value(s, depth + 1);
         if (!v || json_array_append_new(arr, v) < 0)
@@ -379,12 +386,8 @@ static json_t *build_value(scan_t *s, int depth) {
 static json_t *pick_object(scan_t *s, msp_json_pick_t *pick, int depth) {
     json_t *obj = json_object();
     char    small[256];
-    int in = obj ? enter(s, depth, '}') : -1;
-    if (in <= 0) {
-        if (in < 0)
-            json_decref(obj);
-        return in < 0 ? NULL : obj;
-    }
+    if (enter_built(s, &obj, depth, '}') <= 0)
+        return obj; /* empty, or NULL */
     for (;;) {
         const unsigned char *kfrom = s->p, *vfrom;
         char                *heap;

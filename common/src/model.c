@@ -511,7 +511,7 @@ void msp_record_fingerprint(const json_t *canonical, char out[65]) {
         msp_json_dump_view(canonical, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY,
                            json_is_object(canonical) ? "gone" : NULL, &len);
     char *own = NULL;
-    if (!text) { /* a tree deeper than ours: jansson's dump of a copy without "gone" */
+    if (!text) { /* a tree deeper than ours (or a dump that fails): a copy without "gone" */
         json_t *copy = json_is_object(canonical) ? json_copy((json_t *)canonical)
                                                  : json_incref((json_t *)canonical);
         if (!copy) return;
